@@ -1,0 +1,39 @@
+"""Operational limits: how wide, how long, how much is shown. Budgets live in ``_budget``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How the engine runs calls and shows output.
+
+    - ``max_concurrency``: LM calls in flight at once over the whole call tree.
+    - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
+    - ``output_chars``: how much of a cell's output the root model sees (head and tail).
+    - ``subcall_window_chars``: the size of prompt a sub-model takes, as told to the root model.
+    - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
+      reserves as a call's worst case).
+    - ``trace_full_prompts``: record whole sub-call prompts in events and traces, not previews.
+    """
+
+    max_concurrency: int = 64
+    request_timeout_s: float = 300.0
+    max_retries: int = 5
+    output_chars: int = 20_000
+    subcall_window_chars: int = 400_000
+    root_max_tokens: int = 32_768
+    sub_max_tokens: int = 16_384
+    trace_full_prompts: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if self.output_chars < 200:
+            raise ValueError("output_chars must be at least 200")
+        if self.root_max_tokens < 1 or self.sub_max_tokens < 1:
+            raise ValueError("max_tokens limits must be positive")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)

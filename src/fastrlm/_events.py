@@ -1,0 +1,210 @@
+"""Typed events: the one stream the CLI, the trace writer and the server all consume.
+
+Every event has a stable ``type`` string, the ``run_id`` of the RLM run that emitted it (a child
+RLM has its own ``run_id`` and names its parent), its ``depth`` (root = 0) and a wall-clock
+``ts``. ``to_dict()`` gives the JSON form used by ``--stream-json`` and the trace. Events never
+carry the context itself: only its sha256, size and shape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    type: ClassVar[str] = "event"
+    run_id: str
+    depth: int = 0
+    ts: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    """A run began. ``context`` is ``ContextInfo.to_dict()`` (sha256, type, sizes; no text)."""
+
+    type: ClassVar[str] = "run.started"
+    parent_run_id: str | None
+    question: str
+    model: str
+    sub_model: str
+    context: dict[str, Any]
+    sandbox: str
+    budget: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class IterationStarted(Event):
+    type: ClassVar[str] = "iteration.started"
+    iteration: int
+    max_iterations: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelResponse(Event):
+    """The root model's reply for one iteration (the code it wrote lives in here)."""
+
+    type: ClassVar[str] = "model.response"
+    iteration: int
+    model: str
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeExecuted(Event):
+    """One code block ran. ``output`` is what the model was shown (already truncated)."""
+
+    type: ClassVar[str] = "code.executed"
+    iteration: int
+    block: int
+    code: str
+    output: str
+    output_chars: int
+    error: str | None
+    duration_s: float
+    timed_out: bool = False
+    restarted: bool = False
+    restored: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubcallStarted(Event):
+    """A sub-call was admitted by the budget gate and is about to be sent."""
+
+    type: ClassVar[str] = "subcall.started"
+    call_id: str
+    model: str
+    prompt_chars: int
+    prompt_sha256: str
+    prompt_preview: str
+    prompt: str | None = None  # only with full tracing
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubcallFinished(Event):
+    type: ClassVar[str] = "subcall.finished"
+    call_id: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    cached: bool
+    error: str | None
+    response_chars: int
+    response_preview: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubcallsRefused(Event):
+    """Sub-calls the budget gate refused; they were never sent."""
+
+    type: ClassVar[str] = "subcalls.refused"
+    count: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildRunStarted(Event):
+    """Emitted by the parent; the child's own events carry ``child_run_id`` as their run_id."""
+
+    type: ClassVar[str] = "child.started"
+    child_run_id: str
+    prompt_preview: str
+    model: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildRunFinished(Event):
+    type: ClassVar[str] = "child.finished"
+    child_run_id: str
+    stop_reason: str
+    cost_usd: float
+    answer_preview: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxRestarted(Event):
+    type: ClassVar[str] = "sandbox.restarted"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetWarning(Event):
+    """A limit passed 80% of its allowance (sent once per limit and run tree)."""
+
+    type: ClassVar[str] = "budget.warning"
+    resource: str
+    fraction: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalAnswer(Event):
+    type: ClassVar[str] = "final"
+    source: str
+    answer_chars: int
+    answer_preview: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(Event):
+    """A run ended. For the top-level run this is the last event of the stream."""
+
+    type: ClassVar[str] = "run.finished"
+    stop_reason: str
+    answer: str
+    iterations: int
+    subcalls: int
+    usage: dict[str, Any]
+    cost_usd: float
+    duration_s: float
+    error: str | None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        RunStarted,
+        IterationStarted,
+        ModelResponse,
+        CodeExecuted,
+        SubcallStarted,
+        SubcallFinished,
+        SubcallsRefused,
+        ChildRunStarted,
+        ChildRunFinished,
+        SandboxRestarted,
+        BudgetWarning,
+        FinalAnswer,
+        RunFinished,
+    )
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its ``to_dict()`` form (unknown keys are ignored)."""
+    cls = EVENT_TYPES[data["type"]]
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+EventCallback = Callable[[Event], object]
+
+
+def preview(text: str, limit: int = 200) -> str:
+    """A short one-line preview of ``text`` for events and displays."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,123 @@
+"""fastrlm's one exception tree.
+
+Every error that fastrlm raises on purpose derives from :class:`RLMError`. Errors from SDKs
+(``openai``, ``anthropic``, ``httpx``) are translated at the provider boundary, so callers never
+need to import a provider's exception types::
+
+    RLMError
+    ├── ConfigurationError        bad model string, unknown provider, no model configured
+    │   └── MissingExtraError     an optional dependency (extra) is not installed
+    ├── ContextError              a context that cannot be loaded or serialised
+    ├── ProviderError             an LM call failed (after retries, where retrying made sense)
+    │   ├── AuthenticationError   401/403: the key is missing or wrong; never retried
+    │   ├── RateLimitError        429 after the retries ran out
+    │   ├── ProviderTimeoutError  the call outlived its per-call timeout
+    │   ├── ProviderConnectionError  the endpoint could not be reached
+    │   └── ProviderResponseError malformed JSON, no choices, no text: a reply we cannot use
+    ├── BudgetExceededError       a budget gate refused a call before it was sent
+    └── SandboxError              the REPL worker could not do what was asked
+        ├── SandboxUnavailableError  the requested isolation layer cannot start on this machine
+        ├── WorkerCrashedError       the worker died (killed, crashed, out of memory)
+        └── ProtocolError            a malformed, truncated or oversized frame
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._budget import StopReason
+
+
+class RLMError(Exception):
+    """Base class of every error fastrlm raises on purpose."""
+
+
+class ConfigurationError(RLMError):
+    """The configuration cannot work: unknown provider, bad model string, no model at all."""
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency is missing; the message names the ``pip install`` that fixes it."""
+
+    def __init__(self, extra: str, package: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the optional package {package!r}: "
+            f"pip install 'fastrlm[{extra}]'"
+        )
+        self.extra = extra
+        self.package = package
+
+
+class ContextError(RLMError):
+    """The context cannot be used: unsupported type, not JSON-serialisable, unreadable."""
+
+
+class ProviderError(RLMError):
+    """An LM call failed. ``retryable`` says whether a retry could have helped."""
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, provider: str = "", model: str = "", status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+        self.status = status
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (401/403)."""
+
+
+class RateLimitError(ProviderError):
+    """The provider kept answering 429; ``retry_after_s`` is what it last asked for."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class ProviderTimeoutError(ProviderError):
+    """The call did not finish within its per-call timeout."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The endpoint could not be reached (refused, reset, DNS)."""
+
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered, but with something unusable (bad JSON, no choices, no text)."""
+
+    retryable = True
+
+
+class BudgetExceededError(RLMError):
+    """A budget gate refused a call before it was sent. ``reason`` is the typed stop reason."""
+
+    def __init__(self, reason: StopReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SandboxError(RLMError):
+    """The REPL worker could not do what was asked."""
+
+
+class SandboxUnavailableError(SandboxError):
+    """The requested isolation layer cannot start on this machine; the message says why."""
+
+
+class WorkerCrashedError(SandboxError):
+    """The worker process died (killed, crashed, out of memory)."""
+
+
+class ProtocolError(SandboxError):
+    """A frame from the worker was malformed, truncated or too large."""

@@ -1,0 +1,115 @@
+"""Token usage and its price: per call (:class:`TokenUsage`) and rolled up per model (:class:`Usage`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """What one LM call consumed, as the provider reported it (or as estimated, see ``estimated``).
+
+    ``input_tokens`` includes ``cached_input_tokens`` and ``cache_write_tokens``;
+    ``output_tokens`` includes ``reasoning_tokens``.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
+        )
+
+
+@dataclass(slots=True)
+class Usage:
+    """Usage of one model summed over a whole call tree."""
+
+    model: str
+    calls: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cache_hits: int = 0
+    estimated_calls: int = 0
+
+    def add(self, usage: TokenUsage, cost_usd: float, latency_s: float, cached: bool) -> None:
+        self.calls += 1
+        self.input_tokens += usage.input_tokens
+        self.cached_input_tokens += usage.cached_input_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        self.output_tokens += usage.output_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
+        self.cost_usd += cost_usd
+        self.latency_s += latency_s
+        self.cache_hits += int(cached)
+        self.estimated_calls += int(usage.estimated)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "latency_s": round(self.latency_s, 6),
+            "cache_hits": self.cache_hits,
+            "estimated_calls": self.estimated_calls,
+        }
+
+
+@dataclass(slots=True)
+class UsageSummary:
+    """Usage per model plus totals; what ``RLMResult.usage`` holds."""
+
+    by_model: dict[str, Usage] = field(default_factory=dict)
+
+    def record(
+        self, model: str, usage: TokenUsage, cost_usd: float, latency_s: float, cached: bool
+    ) -> None:
+        self.by_model.setdefault(model, Usage(model)).add(usage, cost_usd, latency_s, cached)
+
+    @property
+    def calls(self) -> int:
+        return sum(u.calls for u in self.by_model.values())
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(u.input_tokens for u in self.by_model.values())
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(u.output_tokens for u in self.by_model.values())
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(u.cost_usd for u in self.by_model.values())
+
+    def snapshot(self) -> UsageSummary:
+        return UsageSummary({k: replace(v) for k, v in self.by_model.items()})
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "by_model": {k: v.to_dict() for k, v in sorted(self.by_model.items())},
+        }

@@ -1,0 +1,105 @@
+"""What the root model is told about the context: its shape and size, never its text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import ContextError
+
+HEAD_CHARS = 500
+LISTED_CHUNKS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ContextInfo:
+    """Metadata of a context: ``type`` (``str``, ``list``, ``dict``, ...), ``total_chars``,
+    ``chunk_lengths`` (one per list element / dict entry; one for a str), ``sha256`` of its
+    canonical bytes, ``size_bytes`` and a short ``head``."""
+
+    type: str
+    total_chars: int
+    chunk_lengths: tuple[int, ...]
+    sha256: str
+    size_bytes: int
+    head: str
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunk_lengths)
+
+    def to_dict(self) -> dict[str, Any]:
+        lengths = list(self.chunk_lengths[:LISTED_CHUNKS])
+        return {
+            "type": self.type,
+            "total_chars": self.total_chars,
+            "n_chunks": self.n_chunks,
+            "chunk_lengths": lengths,
+            "chunk_lengths_truncated": self.n_chunks > LISTED_CHUNKS,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+        }
+
+    def describe(self) -> str:
+        """The metadata block of the root's first message."""
+        n = self.n_chunks
+        lines = [f"Your context is a {self.type} with {self.total_chars:,} total characters"]
+        if self.type != "str":
+            shown = ", ".join(f"{x:,}" for x in self.chunk_lengths[:LISTED_CHUNKS])
+            more = f", ... ({n - LISTED_CHUNKS:,} more)" if n > LISTED_CHUNKS else ""
+            lines[0] += f", in {n:,} chunks"
+            lines.append(f"Chunk lengths (characters): [{shown}{more}]")
+            if n:
+                lines.append(
+                    f"Shortest chunk {min(self.chunk_lengths):,}, longest "
+                    f"{max(self.chunk_lengths):,} characters."
+                )
+        lines[0] += "."
+        lines.append(f"The first {min(HEAD_CHARS, self.total_chars):,} characters, for orientation:")
+        lines.append(f"<head>\n{self.head}\n</head>")
+        return "\n".join(lines)
+
+
+def canonical_bytes(context: object) -> bytes:
+    """The bytes a context is hashed (and shipped to the worker) as: UTF-8 for a str, JSON for the
+    rest. Raises :class:`ContextError` for values that are not JSON-serialisable."""
+    if isinstance(context, str):
+        return context.encode("utf-8", "surrogatepass")
+    try:
+        return json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError) as exc:
+        raise ContextError(
+            f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
+        ) from exc
+
+
+def describe_context(context: object, data: bytes | None = None) -> ContextInfo:
+    """Compute :class:`ContextInfo`. Pass ``data`` when the canonical bytes already exist."""
+    if context is None:
+        raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
+    raw = canonical_bytes(context) if data is None else data
+    digest = hashlib.sha256(raw).hexdigest()
+    if isinstance(context, str):
+        lengths: tuple[int, ...] = (len(context),)
+        head = context[:HEAD_CHARS]
+        kind = "str"
+    elif isinstance(context, (list, tuple)):
+        lengths = tuple(len(x) if isinstance(x, str) else len(json.dumps(x)) for x in context)
+        first = context[0] if context else ""
+        head = (first if isinstance(first, str) else json.dumps(first))[:HEAD_CHARS]
+        kind = "list"
+    elif isinstance(context, dict):
+        lengths = tuple(
+            len(v) if isinstance(v, str) else len(json.dumps(v, ensure_ascii=False))
+            for v in context.values()
+        )
+        head = json.dumps(context, ensure_ascii=False)[:HEAD_CHARS]
+        kind = "dict"
+    else:
+        text = json.dumps(context)
+        lengths = (len(text),)
+        head = text[:HEAD_CHARS]
+        kind = type(context).__name__
+    return ContextInfo(kind, sum(lengths), lengths, digest, len(raw), head)

@@ -1,0 +1,113 @@
+"""The contract between the engine (host) and a REPL sandbox.
+
+The engine owns a :class:`HostBridge`; the sandbox runs model-written code in one persistent
+namespace and, whenever that code calls ``llm_query*`` / ``rlm_query*``, calls back into the
+bridge and hands the answers to the code. Keys, budgets and LM clients stay on the host side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+#: Names the REPL provides and restores after each cell if model code rebinds them.
+RESERVED_NAMES: tuple[str, ...] = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+    "answer",
+)
+
+
+class HostBridge(Protocol):
+    """What sandboxed code may ask of the host. Both methods return one string per prompt, in
+    order; a failed or refused prompt yields an error string starting with ``"[error"``, never a
+    shorter list and never an exception."""
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]: ...
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FinalValue:
+    """The answer a cell delivered, and which channel delivered it."""
+
+    text: str
+    source: Literal["FINAL", "FINAL_VAR", "answer"]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    """Per-sandbox limits. ``exec_timeout_s`` counts the worker's own time only; the hard kill
+    comes at ``exec_timeout_s + hard_grace_s`` of the same clock. ``max_output_bytes`` caps what a
+    cell's stdout/stderr may buffer at the source. ``memory_bytes=None`` sizes it from the
+    context."""
+
+    exec_timeout_s: float = 120.0
+    hard_grace_s: float = 5.0
+    max_output_bytes: int = 1_000_000
+    memory_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """What one cell did.
+
+    - ``stdout``/``stderr``: captured output, capped at the source; ``dropped_bytes`` says how
+      much was discarded past the cap.
+    - ``error``: a short traceback (model-facing), or ``None``.
+    - ``final``: set when ``FINAL``/``FINAL_VAR`` was called or ``answer["ready"]`` became true.
+    - ``answer_content``: ``answer["content"]`` if non-empty, even when not ready (for partial
+      answers when a budget runs out).
+    - ``restored``: reserved names the cell rebound, restored afterwards.
+    - ``timed_out``: the soft timeout interrupted the cell; state kept.
+    - ``restarted``: the worker was killed (hard timeout, crash, OOM) and replaced; state lost.
+    """
+
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    final: FinalValue | None = None
+    answer_content: str | None = None
+    restored: tuple[str, ...] = ()
+    timed_out: bool = False
+    restarted: bool = False
+    dropped_bytes: int = 0
+    duration_s: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Sandbox(Protocol):
+    """One persistent REPL. ``layer`` names the isolation in force (e.g. ``"bwrap+seccomp"``,
+    ``"landlock+seccomp"``, ``"none"``); ``unsafe`` is true when model code runs in the host
+    process."""
+
+    @property
+    def layer(self) -> str: ...
+
+    @property
+    def unsafe(self) -> bool: ...
+
+    async def start(self, context: object, bridge: HostBridge) -> None:
+        """Load ``context`` (str, list[str], or a JSON-able value) as the ``context`` variable."""
+        ...
+
+    async def execute(self, code: str) -> ExecResult:
+        """Run one cell in the persistent namespace. Never raises for model-code errors."""
+        ...
+
+    async def show_vars(self) -> str:
+        """A one-line-per-variable summary of the user variables (what ``SHOW_VARS()`` prints)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop the worker and free everything. Idempotent."""
+        ...
