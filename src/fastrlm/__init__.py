@@ -2,6 +2,8 @@
 
 from ._budget import Budget, StopReason
 from ._config import Limits
+from ._engine import RLM
+from ._events import Event
 from ._exceptions import (
     AuthenticationError,
     BudgetExceededError,
@@ -20,6 +22,8 @@ from ._exceptions import (
     WorkerCrashedError,
 )
 from ._pricing import Price, PriceTable
+from ._prompts import Prompts
+from ._result import RLMResult
 from ._usage import TokenUsage, Usage, UsageSummary
 
 __version__ = "0.1.0"
@@ -30,16 +34,20 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "ContextError",
+    "Event",
     "Limits",
     "MissingExtraError",
     "Price",
     "PriceTable",
+    "Prompts",
     "ProtocolError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderResponseError",
     "ProviderTimeoutError",
+    "RLM",
     "RLMError",
+    "RLMResult",
     "RateLimitError",
     "SandboxError",
     "SandboxUnavailableError",

@@ -10,6 +10,8 @@ class Limits:
     """How the engine runs calls and shows output.
 
     - ``max_concurrency``: LM calls in flight at once over the whole call tree.
+    - ``max_concurrent_children``: child RLMs (each with its own worker) running at once, per
+      depth level.
     - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
     - ``output_chars``: how much of a cell's output the root model sees (head and tail).
     - ``subcall_window_chars``: the size of prompt a sub-model takes, as told to the root model.
@@ -19,6 +21,7 @@ class Limits:
     """
 
     max_concurrency: int = 64
+    max_concurrent_children: int = 8
     request_timeout_s: float = 300.0
     max_retries: int = 5
     output_chars: int = 20_000

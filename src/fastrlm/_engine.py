@@ -1,0 +1,262 @@
+"""The public facade: :class:`RLM`. ``completion()`` is a thin wrapper over ``acompletion()``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._budget import Budget, BudgetLedger, StopReason
+from ._calls import CallTree, ResponseCache
+from ._config import Limits
+from ._events import Event, EventCallback
+from ._exceptions import ConfigurationError, ContextError
+from ._pricing import PriceTable
+from ._prompts import Prompts
+from ._result import RLMResult
+from ._run import Outcome, Run, RunConfig, new_run_id
+from .lm._base import LM
+
+log = logging.getLogger("fastrlm")
+
+NO_MODEL_HELP = """\
+No model is configured. Pick one of:
+  1. OpenAI:     export OPENAI_API_KEY=sk-...   (model e.g. openai/gpt-5, sub-model openai/gpt-5-mini)
+  2. A local OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio):
+                 export FASTRLM_MODEL=ollama/qwen2.5-coder:32b        (Ollama: http://localhost:11434/v1)
+                 export FASTRLM_MODEL=openai/<name> OPENAI_BASE_URL=http://localhost:8080/v1   (llama.cpp, vLLM :8000)
+  3. Anthropic:  export ANTHROPIC_API_KEY=sk-ant-...  FASTRLM_MODEL=anthropic/claude-sonnet-4-5
+Or pass model=... to RLM() (a model string or an LM object such as fastrlm.testing.ScriptedLM)."""
+
+_MISSING: Any = object()
+
+
+class RLM:
+    """A Recursive Language Model: any chat model, over a context of any size.
+
+    ``model`` drives the root loop; ``sub_model`` (default: ``model``) answers ``llm_query``;
+    ``child_models`` maps a depth to the model of ``rlm_query`` children at that depth (default:
+    ``model``); ``models`` names extra models the REPL code may ask for by name. Each may be a
+    string such as ``"openai/gpt-5-mini"`` or an :class:`~fastrlm.lm.LM` object.
+
+    ``sandbox`` picks the REPL isolation: ``"auto"`` (the best isolated worker this machine
+    allows), ``"bwrap"``, ``"landlock"``, ``"process"`` or ``"none"`` (in-process, unsafe).
+    ``trace=True`` writes a JSONL trace under ``$FASTRLM_HOME/traces`` (a path or a TraceWriter
+    also work). ``cache`` is a sub-call cache such as :class:`fastrlm.lm.SubcallCache`.
+    ``subcalls=False`` removes ``llm_query``/``rlm_query`` (the paper's ablation).
+    """
+
+    def __init__(
+        self,
+        model: str | LM | None = None,
+        sub_model: str | LM | None = None,
+        *,
+        budget: Budget | None = None,
+        limits: Limits | None = None,
+        sandbox: str = "auto",
+        child_models: Mapping[int, str | LM] | None = None,
+        models: Mapping[str, str | LM] | None = None,
+        prompts: Prompts | None = None,
+        prices: PriceTable | None = None,
+        on_event: EventCallback | Sequence[EventCallback] | None = None,
+        trace: bool | str | Path | EventCallback = False,
+        cache: ResponseCache | None = None,
+        cache_sampled: bool = False,
+        subcalls: bool = True,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self.budget = budget or Budget()
+        self.limits = limits or Limits()
+        self._base_url = base_url
+        self._api_key = api_key
+        spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
+        if spec is None and os.environ.get("OPENAI_API_KEY"):
+            spec = "openai/gpt-5"
+        if spec is None:
+            raise ConfigurationError(NO_MODEL_HELP)
+        self.root_lm = self._lm(spec)
+        sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
+        self.sub_lm = self._lm(sub_spec) if sub_spec is not None else self.root_lm
+        self.child_lms = {d: self._lm(m) for d, m in (child_models or {}).items()}
+        named = {lm.model: lm for lm in (self.root_lm, self.sub_lm, *self.child_lms.values())}
+        named.update({name: self._lm(m) for name, m in (models or {}).items()})
+        self.sandbox = sandbox
+        self.prompts = prompts or Prompts()
+        self.prices = prices or PriceTable.default()
+        self.subcalls = subcalls
+        self.cache = cache
+        self.cache_sampled = cache_sampled
+        self.trace = trace
+        if on_event is None:
+            self._callbacks: list[EventCallback] = []
+        elif callable(on_event):
+            self._callbacks = [on_event]
+        else:
+            self._callbacks = list(on_event)
+        self._config = RunConfig(
+            root_lm=self.root_lm,
+            sub_lm=self.sub_lm,
+            child_lms=self.child_lms,
+            named_lms=named,
+            budget=self.budget,
+            limits=self.limits,
+            prompts=self.prompts,
+            sandbox_kind=sandbox,
+            subcalls=subcalls,
+        )
+
+    def _lm(self, spec: str | LM) -> LM:
+        if not isinstance(spec, str):
+            return spec
+        from .lm import resolve
+
+        return resolve(spec, base_url=self._base_url, api_key=self._api_key, limits=self.limits)
+
+    # ------------------------------------------------------------------ public API
+    def completion(self, prompt: str, context: object = _MISSING) -> RLMResult:
+        """Blocking form of :meth:`acompletion`. Not for use inside a running event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acompletion(prompt, context))
+        raise RuntimeError(
+            "RLM.completion() was called from a running event loop; use "
+            "`await rlm.acompletion(...)` there"
+        )
+
+    async def acompletion(
+        self,
+        prompt: str,
+        context: object = _MISSING,
+        *,
+        on_event: EventCallback | None = None,
+    ) -> RLMResult:
+        """Answer ``prompt`` about ``context`` (a str, a list of str, or a JSON-able value).
+
+        With no ``context`` the prompt itself becomes the context (drop-in use). Returns an
+        :class:`RLMResult`; budget exhaustion, provider failures and timeouts end the run with a
+        typed ``stop_reason`` rather than an exception. Raises :class:`ContextError` for an
+        unusable context. Cancelling the task cancels in-flight sub-calls and stops the worker.
+        """
+        drop_in = context is _MISSING
+        if drop_in:
+            context = prompt
+        _check_context(context)
+        callbacks = list(self._callbacks) + ([on_event] if on_event else [])
+        run_id = new_run_id()
+        writer = self._trace_writer()
+        if writer is not None:
+            callbacks.append(writer)
+        ledger = BudgetLedger(self.budget)
+        tree = CallTree(
+            ledger=ledger,
+            limits=self.limits,
+            prices=self.prices,
+            emit=_dispatcher(callbacks),
+            cache=self.cache,
+            cache_sampled=self.cache_sampled,
+        )
+        run = Run(
+            config=self._config,
+            tree=tree,
+            question=prompt,
+            context=context,
+            run_id=run_id,
+            drop_in=drop_in,
+        )
+        started = time.monotonic()
+        outcome = await _within_deadline(run, ledger.deadline)
+        trace_path = _trace_path(writer, run_id)
+        return RLMResult(
+            answer=outcome.answer,
+            stop_reason=outcome.stop_reason,
+            usage=tree.usage.snapshot(),
+            cost_usd=tree.usage.cost_usd,
+            trace_id=run_id,
+            trace_path=trace_path,
+            iterations=outcome.iterations,
+            subcalls=ledger.subcalls,
+            sandbox=outcome.sandbox,
+            duration_s=time.monotonic() - started,
+            error=outcome.error,
+            partial=outcome.partial,
+        )
+
+    async def stream(self, prompt: str, context: object = _MISSING) -> AsyncIterator[Event]:
+        """Run and yield every event as it happens; the last one is the root ``RunFinished``.
+
+        Leaving the loop early cancels the run."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        task = asyncio.create_task(self.acompletion(prompt, context, on_event=queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            await task  # re-raise a ContextError or the like
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def _trace_writer(self) -> Callable[[Event], object] | None:
+        if self.trace is False or self.trace is None:
+            return None
+        if callable(self.trace):
+            return self.trace
+        from .trace import TraceWriter
+
+        home = None if self.trace is True else Path(str(self.trace))
+        return TraceWriter(home, full_prompts=self.limits.trace_full_prompts)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients of every model this RLM holds."""
+        for lm in {id(x): x for x in self._config.named_lms.values()}.values():
+            await lm.aclose()
+
+
+async def _within_deadline(run: Run, deadline: float | None) -> Outcome:
+    if deadline is None:
+        return await run.execute()
+    loop = asyncio.get_running_loop()
+    # The ledger's deadline is on time.monotonic(), the loop's default clock.
+    scope = asyncio.timeout_at(deadline - time.monotonic() + loop.time())
+    try:
+        async with scope:
+            return await run.execute()
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        answer = run.last_answer_content or ""
+        return Outcome(answer, StopReason.TIMEOUT, run.iterations, error="time limit reached",
+                       sandbox=run._sandbox.layer if run._sandbox else "")
+
+
+def _check_context(context: object) -> None:
+    if context is None:
+        raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
+    if isinstance(context, (str, list, tuple, dict)) and len(context) == 0:
+        raise ContextError("context is empty: there is nothing to answer from")
+    if isinstance(context, bytes):
+        raise ContextError("context is bytes: decode it to str first (e.g. data.decode('utf-8', "
+                           "'replace'))")
+
+
+def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:
+    def emit(event: Event) -> None:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:  # a broken display must never break a run
+                log.exception("fastrlm event callback %r failed", callback)
+
+    return emit
+
+
+def _trace_path(writer: object, run_id: str) -> str | None:
+    path_for = getattr(writer, "path_for", None)
+    return str(path_for(run_id)) if path_for is not None else None

@@ -1,0 +1,123 @@
+"""Pure functions that read model replies and shape what the model is shown. No I/O."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
+_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n`]*$")
+_FINAL_LINE = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A root reply split into the code blocks to run and what else it said."""
+
+    blocks: tuple[str, ...]
+    prose: str
+    other_fences: int  # fenced blocks in another language (not run)
+
+
+def _closing_candidates(lines: list[str], start: int, fence: str) -> list[int]:
+    char, size = fence[0], len(fence)
+    found = []
+    for i in range(start, len(lines)):
+        stripped = lines[i].strip()
+        if stripped and set(stripped) == {char} and len(stripped) >= size:
+            found.append(i)
+    return found
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
+
+
+def extract_code_blocks(text: str) -> Reply:
+    """Find the ```repl / ```python / ```py blocks of a reply, in order.
+
+    A closing fence is a line holding only the fence characters (at least as many as the
+    opening). When several candidate closing lines exist, the first one at which the block parses
+    as Python wins, so a line of ``` inside a string literal does not end the block early.
+    """
+    lines = text.split("\n")
+    blocks: list[str] = []
+    prose: list[str] = []
+    other = 0
+    i = 0
+    while i < len(lines):
+        match = _OPEN.match(lines[i])
+        if not match:
+            prose.append(lines[i])
+            i += 1
+            continue
+        fence, lang = match.group(2), match.group(3).lower()
+        candidates = _closing_candidates(lines, i + 1, fence)
+        if not candidates:
+            end = len(lines)
+        else:
+            end = candidates[0]
+            if lang in CODE_LANGS:
+                for c in candidates:
+                    if _parses("\n".join(lines[i + 1 : c])):
+                        end = c
+                        break
+        body = "\n".join(lines[i + 1 : end])
+        if lang in CODE_LANGS:
+            if body.strip():
+                blocks.append(body)
+        else:
+            other += 1
+            prose.extend(lines[i : end + 1])
+        i = end + 1
+    return Reply(tuple(blocks), "\n".join(prose).strip(), other)
+
+
+@dataclass(frozen=True, slots=True)
+class ProseFinal:
+    """A FINAL(...) or FINAL_VAR(...) found on a line of its own in prose."""
+
+    kind: str  # "FINAL" | "FINAL_VAR"
+    argument: str
+
+
+def find_prose_final(prose: str) -> ProseFinal | None:
+    """The strict fallback: ``FINAL(...)``/``FINAL_VAR(...)`` alone on a line, outside code.
+
+    The argument runs to the last ``)`` of that line, so nested parentheses survive. A mention
+    inside a sentence ("I will call FINAL(x) later") does not count. The last such line wins.
+    """
+    found: ProseFinal | None = None
+    for line in prose.split("\n"):
+        match = _FINAL_LINE.match(line)
+        if match:
+            found = ProseFinal(match.group(1), match.group(2).strip())
+    return found
+
+
+def unquote_literal(argument: str) -> str:
+    """``FINAL("text")`` in prose means the text; a bare ``FINAL(text)`` means it verbatim."""
+    try:
+        value = ast.literal_eval(argument)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return argument
+    return value if isinstance(value, str) else str(value)
+
+
+def truncate_output(text: str, limit: int) -> str:
+    """Keep the head and the tail of ``text`` within ``limit`` characters and say how long it was.
+
+    Output within the limit comes back unchanged.
+    """
+    if len(text) <= limit:
+        return text
+    marker = f"\n[... {len(text) - limit:,} characters omitted; the output was {len(text):,} characters in all ...]\n"
+    keep = max(limit - len(marker), 0)
+    head = keep // 2
+    tail = keep - head
+    return text[:head] + marker + (text[-tail:] if tail else "")

@@ -1,0 +1,50 @@
+"""The typed result of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._budget import StopReason
+from ._usage import UsageSummary
+
+
+@dataclass(frozen=True, slots=True)
+class RLMResult:
+    """What :meth:`RLM.acompletion` returns.
+
+    ``answer`` is the delivered answer; when ``partial`` is true the run stopped without a clean
+    ``FINAL`` (``stop_reason`` says why) and ``answer`` is the best the engine could give (it may
+    be empty). ``usage`` and ``cost_usd`` cover the whole call tree (sub-calls and child RLMs).
+    """
+
+    answer: str
+    stop_reason: StopReason
+    usage: UsageSummary
+    cost_usd: float
+    trace_id: str
+    trace_path: str | None
+    iterations: int
+    subcalls: int
+    sandbox: str
+    duration_s: float
+    error: str | None = None
+    partial: bool = False
+
+    def __str__(self) -> str:
+        return self.answer
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "answer": self.answer,
+            "stop_reason": self.stop_reason.value,
+            "partial": self.partial,
+            "cost_usd": round(self.cost_usd, 8),
+            "usage": self.usage.to_dict(),
+            "iterations": self.iterations,
+            "subcalls": self.subcalls,
+            "sandbox": self.sandbox,
+            "duration_s": round(self.duration_s, 4),
+            "trace_id": self.trace_id,
+            "trace_path": self.trace_path,
+            "error": self.error,
+        }

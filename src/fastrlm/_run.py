@@ -1,0 +1,490 @@
+"""One RLM run: the root loop over a sandbox, and the host side of the REPL's sub-calls.
+
+A :class:`Run` is created per run (root or child). Everything a whole tree shares (budget
+ledger, concurrency limiter, usage, events) lives in its :class:`~fastrlm._calls.CallTree`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ._budget import Budget, StopReason
+from ._calls import CallTree, RunAccount
+from ._config import Limits
+from ._events import (
+    ChildRunFinished,
+    ChildRunStarted,
+    CodeExecuted,
+    FinalAnswer,
+    IterationStarted,
+    ModelResponse,
+    RunFinished,
+    RunStarted,
+    SandboxRestarted,
+    preview,
+)
+from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
+from ._parsing import extract_code_blocks, find_prose_final, truncate_output, unquote_literal
+from ._prompts import Prompts, describe_budget
+from .context._info import ContextInfo, describe_context
+from .lm._base import LM, ChatMessage
+from .sandbox._base import ExecResult, FinalValue, Sandbox, SandboxLimits
+
+TAIL_CHARS = 500
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every run of a tree is configured with (the RLM's settings)."""
+
+    root_lm: LM
+    sub_lm: LM
+    child_lms: Mapping[int, LM]
+    named_lms: Mapping[str, LM]
+    budget: Budget
+    limits: Limits
+    prompts: Prompts
+    sandbox_kind: str
+    subcalls: bool
+
+
+@dataclass
+class Outcome:
+    answer: str
+    stop_reason: StopReason
+    iterations: int
+    error: str | None = None
+    source: str = ""
+    sandbox: str = ""
+
+    @property
+    def partial(self) -> bool:
+        return self.stop_reason is not StopReason.FINAL
+
+
+def make_sandbox(kind: str, limits: SandboxLimits) -> Sandbox:
+    if kind == "none":
+        from .sandbox._inprocess import InProcessSandbox
+
+        return InProcessSandbox(limits)
+    from .sandbox import create_sandbox
+
+    return create_sandbox(kind, limits)
+
+
+@dataclass
+class Run:
+    """A single run. ``execute()`` never raises for model, budget or provider trouble: it returns
+    an :class:`Outcome` with the stop reason. It re-raises ``CancelledError``."""
+
+    config: RunConfig
+    tree: CallTree
+    question: str
+    context: object
+    depth: int = 0
+    parent_run_id: str | None = None
+    run_id: str = field(default_factory=new_run_id)
+    account: RunAccount = field(default_factory=RunAccount)
+    root_lm: LM | None = None
+    drop_in: bool = False
+    limit_hit: StopReason | None = None
+    iterations: int = 0
+    last_answer_content: str | None = None
+    _sandbox: Sandbox | None = None
+
+    @property
+    def lm(self) -> LM:
+        return self.root_lm or self.config.root_lm
+
+    # ------------------------------------------------------------------ lifecycle
+    async def execute(self) -> Outcome:
+        started = time.monotonic()
+        outcome = Outcome("", StopReason.ERROR, 0)
+        try:
+            outcome = await self._execute()
+        except asyncio.CancelledError:
+            left = self.tree.ledger.seconds_left()
+            reason = StopReason.TIMEOUT if left is not None and left <= 0 else StopReason.CANCELLED
+            outcome = Outcome(self.last_answer_content or "", reason, self.iterations)
+            self._finish(outcome, started)
+            raise
+        self._finish(outcome, started)
+        return outcome
+
+    async def _execute(self) -> Outcome:
+        cfg = self.config
+        try:
+            info = await _describe(self.context)
+        except ContextError as exc:
+            return Outcome("", StopReason.ERROR, 0, error=str(exc))
+        limits = SandboxLimits(
+            exec_timeout_s=cfg.budget.exec_timeout_s,
+            max_output_bytes=max(cfg.limits.output_chars * 8, 1_000_000),
+        )
+        try:
+            sandbox = make_sandbox(cfg.sandbox_kind, limits)
+        except SandboxError as exc:
+            self._emit_started(info, "unavailable")
+            return Outcome("", StopReason.ERROR, 0, error=str(exc))
+        self._sandbox = sandbox
+        self._emit_started(info, sandbox.layer)
+        try:
+            try:
+                await sandbox.start(self.context, _Bridge(self))
+            except SandboxError as exc:
+                return Outcome("", StopReason.ERROR, 0, error=f"sandbox failed to start: {exc}")
+            outcome = await self._loop(info)
+        finally:
+            await sandbox.close()
+        outcome.sandbox = sandbox.layer
+        return outcome
+
+    def _emit_started(self, info: ContextInfo, layer: str) -> None:
+        cfg = self.config
+        self.tree.emit(
+            RunStarted(
+                run_id=self.run_id,
+                depth=self.depth,
+                parent_run_id=self.parent_run_id,
+                question=preview(self.question, 2000),
+                model=self.lm.model,
+                sub_model=cfg.sub_lm.model if cfg.subcalls else "",
+                context=info.to_dict(),
+                sandbox=layer,
+                budget=cfg.budget.to_dict(),
+            )
+        )
+
+    def _finish(self, outcome: Outcome, started: float) -> None:
+        if outcome.source:
+            self.tree.emit(
+                FinalAnswer(
+                    run_id=self.run_id,
+                    depth=self.depth,
+                    source=outcome.source,
+                    answer_chars=len(outcome.answer),
+                    answer_preview=preview(outcome.answer),
+                )
+            )
+        self.tree.emit(
+            RunFinished(
+                run_id=self.run_id,
+                depth=self.depth,
+                stop_reason=outcome.stop_reason.value,
+                answer=outcome.answer,
+                iterations=outcome.iterations,
+                subcalls=self.account.subcalls,
+                usage=self.tree.usage.to_dict() if self.depth == 0 else {},
+                cost_usd=self.account.cost_usd,
+                duration_s=time.monotonic() - started,
+                error=outcome.error,
+            )
+        )
+
+    # ------------------------------------------------------------------ the loop
+    async def _loop(self, info: ContextInfo) -> Outcome:
+        cfg = self.config
+        ledger = self.tree.ledger
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": self._system_prompt()},
+            {"role": "user", "content": self._first_message(info)},
+        ]
+        max_iter = cfg.budget.max_iterations
+        for iteration in range(1, max_iter + 1):
+            self.iterations = iteration
+            spent = ledger.exhausted()
+            if spent is not None:
+                return self._partial(spent, iteration - 1)
+            self.tree.emit(
+                IterationStarted(
+                    run_id=self.run_id, depth=self.depth, iteration=iteration,
+                    max_iterations=max_iter,
+                )
+            )
+            reply = await self._root_turn(messages, iteration)
+            if isinstance(reply, Outcome):
+                reply.iterations = iteration - 1
+                return reply
+            final, feedback = await self._run_reply(reply, iteration)
+            if final is not None:
+                return Outcome(final.text, StopReason.FINAL, iteration, source=final.source)
+            if self.limit_hit is not None:
+                resource = _RESOURCE.get(self.limit_hit, "The budget")
+                note = cfg.prompts.budget_spent.format(resource=resource)
+                return await self._last_turn(messages, feedback + "\n\n" + note,
+                                             self.limit_hit, iteration)
+            budget = describe_budget(ledger.remaining(), max_iter - iteration)
+            messages.append(
+                {
+                    "role": "user",
+                    "content": cfg.prompts.iteration_user.format(
+                        outputs=feedback, notes="", budget=f"Budget {budget}\n",
+                        iteration=iteration, max_iterations=max_iter,
+                    ),
+                }
+            )
+        note = cfg.prompts.last_turn.format(max_iterations=max_iter)
+        last_feedback = messages.pop()["content"] if messages[-1]["role"] == "user" else ""
+        return await self._last_turn(messages, _join(last_feedback, note),
+                                     StopReason.MAX_ITERATIONS, max_iter)
+
+    async def _last_turn(
+        self, messages: list[ChatMessage], note: str, reason: StopReason, iterations: int
+    ) -> Outcome:
+        """One more root turn that must answer. Always ends on a *user* message before the
+        call (some providers reject a trailing assistant message)."""
+        messages.append({"role": "user", "content": note})
+        reply = await self._root_turn(messages, iterations + 1)
+        if isinstance(reply, Outcome):
+            reply.iterations = iterations
+            if reply.stop_reason is StopReason.ERROR:
+                reply.stop_reason = reason
+            return reply
+        final, _ = await self._run_reply(reply, iterations + 1)
+        if final is not None:
+            return Outcome(final.text, reason, iterations + 1, source=final.source)
+        outcome = self._partial(reason, iterations + 1)
+        if not outcome.answer:
+            outcome.answer = extract_code_blocks(reply).prose
+        return outcome
+
+    def _partial(self, reason: StopReason, iterations: int) -> Outcome:
+        return Outcome(self.last_answer_content or "", reason, iterations)
+
+    async def _root_turn(self, messages: list[ChatMessage], iteration: int) -> str | Outcome:
+        """Ask the root model for its next reply, or say why the run must stop."""
+        try:
+            response = await self.tree.call(
+                self.lm,
+                messages,
+                subcall=self.depth > 0,
+                max_tokens=self.config.limits.root_max_tokens,
+                account=self.account,
+            )
+        except BudgetExceededError as exc:
+            return Outcome(self.last_answer_content or "", exc.reason, iteration,
+                           error=str(exc))
+        except ProviderError as exc:
+            return Outcome(self.last_answer_content or "", StopReason.ERROR, iteration,
+                           error=f"{type(exc).__name__}: {exc}")
+        price = self.tree.prices.price(self.lm.model)
+        self.tree.emit(
+            ModelResponse(
+                run_id=self.run_id,
+                depth=self.depth,
+                iteration=iteration,
+                model=self.lm.model,
+                text=response.text,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cost_usd=price.cost(response.usage) if price else 0.0,
+                latency_s=response.latency_s,
+            )
+        )
+        messages.append({"role": "assistant", "content": response.text})
+        return response.text
+
+    async def _run_reply(self, text: str, iteration: int) -> tuple[FinalValue | None, str]:
+        """Run the code of one reply. Returns the delivered answer (if any) and the feedback
+        text for the model."""
+        prompts = self.config.prompts
+        reply = extract_code_blocks(text)
+        prose_final = find_prose_final(reply.prose)
+        if not reply.blocks:
+            if prose_final is None:
+                return None, prompts.no_code
+            if prose_final.kind == "FINAL":
+                return FinalValue(unquote_literal(prose_final.argument), "FINAL"), ""
+            name = unquote_literal(prose_final.argument)
+            blocks: tuple[str, ...] = (f"FINAL_VAR({name!r})",)
+        else:
+            blocks = reply.blocks
+        assert self._sandbox is not None
+        per_block = max(self.config.limits.output_chars // len(blocks), 200)
+        parts: list[str] = []
+        notes: list[str] = []
+        for number, code in enumerate(blocks, 1):
+            result = await self._sandbox.execute(code)
+            if result.answer_content is not None:
+                self.last_answer_content = result.answer_content
+            shown = truncate_output(_output_of(result), per_block)
+            self.tree.emit(
+                CodeExecuted(
+                    run_id=self.run_id, depth=self.depth, iteration=iteration, block=number,
+                    code=code, output=shown, output_chars=len(result.stdout) + len(result.stderr),
+                    error=result.error, duration_s=result.duration_s,
+                    timed_out=result.timed_out, restarted=result.restarted,
+                    restored=list(result.restored),
+                )
+            )
+            parts.append(prompts.block_output.format(
+                block=number, status=_status(result), output=shown))
+            if result.restored:
+                names = ", ".join(f"`{n}`" for n in result.restored)
+                they = "it was" if len(result.restored) == 1 else "they were"
+                notes.append(prompts.restored.format(names=names, they=they))
+            if result.restarted:
+                self.tree.emit(SandboxRestarted(run_id=self.run_id, depth=self.depth,
+                                                reason=result.error or "worker restarted"))
+                notes.append(prompts.restarted.format(reason=result.error or "hard timeout"))
+            if result.final is not None:
+                return result.final, ""
+        if reply.blocks and prose_final is not None:
+            notes.append(prompts.prose_final_ignored)
+        return None, "\n\n".join(parts) + ("\n\n" + "".join(notes) if notes else "")
+
+    # ------------------------------------------------------------------ prompts
+    def _system_prompt(self) -> str:
+        cfg = self.config
+        budget = describe_budget(self.tree.ledger.remaining(), cfg.budget.max_iterations)
+        return cfg.prompts.render_system(
+            output_chars=cfg.limits.output_chars,
+            window_chars=cfg.limits.subcall_window_chars,
+            subcalls=cfg.subcalls,
+            recursive=self.depth + 1 < cfg.budget.max_depth,
+            budget_text=budget,
+        )
+
+    def _first_message(self, info: ContextInfo) -> str:
+        question = self.question
+        if self.drop_in and isinstance(self.context, str):
+            question = self.config.prompts.drop_in_question.format(
+                tail=self.context[-TAIL_CHARS:]
+            )
+        return self.config.prompts.first_user.format(
+            context_description=info.describe(), question=question
+        )
+
+    # ------------------------------------------------------------------ sub-calls
+    def pick_lm(self, name: str | None, default: LM) -> LM | str:
+        """The LM a REPL call asked for, or an error text if the name is not configured."""
+        if name is None:
+            return default
+        lm = self.config.named_lms.get(name)
+        if lm is None:
+            known = ", ".join(sorted(self.config.named_lms)) or "(none)"
+            return f"[error: unknown model {name!r}; configured models: {known}]"
+        return lm
+
+    async def llm_batch(self, prompts: list[str], model: str | None) -> list[str]:
+        if not self.config.subcalls:
+            return ["[error: sub-calls are disabled in this run]"] * len(prompts)
+        lm = self.pick_lm(model, self.config.sub_lm)
+        if isinstance(lm, str):
+            return [lm] * len(prompts)
+        answers, refused = await self.tree.batch(
+            lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account
+        )
+        if refused is not None and refused is not StopReason.TIMEOUT:
+            self.limit_hit = refused
+        return answers
+
+    async def rlm_batch(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]:
+        if not self.config.subcalls:
+            return ["[error: sub-calls are disabled in this run]"] * len(prompts)
+        child_depth = self.depth + 1
+        if child_depth >= self.config.budget.max_depth:
+            merged = prompts if contexts is None else [
+                _with_context(p, c) for p, c in zip(prompts, contexts, strict=True)
+            ]
+            return await self.llm_batch(merged, model)
+        default = self.config.child_lms.get(child_depth, self.config.root_lm)
+        lm = self.pick_lm(model, default)
+        if isinstance(lm, str):
+            return [lm] * len(prompts)
+        ctxs: list[object] = list(contexts) if contexts is not None else list(prompts)
+        return list(await asyncio.gather(
+            *(self._child(p, c, lm, child_depth) for p, c in zip(prompts, ctxs, strict=True))
+        ))
+
+    async def _child(self, prompt: str, context: object, lm: LM, depth: int) -> str:
+        async with self.tree.child_limiter(depth):
+            child = Run(
+                config=self.config, tree=self.tree, question=prompt, context=context,
+                depth=depth, parent_run_id=self.run_id, account=RunAccount(parent=self.account),
+                root_lm=lm,
+            )
+            self.tree.emit(ChildRunStarted(run_id=self.run_id, depth=self.depth,
+                                           child_run_id=child.run_id,
+                                           prompt_preview=preview(prompt), model=lm.model))
+            outcome = await child.execute()
+            self.tree.emit(ChildRunFinished(run_id=self.run_id, depth=self.depth,
+                                            child_run_id=child.run_id,
+                                            stop_reason=outcome.stop_reason.value,
+                                            cost_usd=child.account.cost_usd,
+                                            answer_preview=preview(outcome.answer)))
+        if child.limit_hit is not None and self.limit_hit is None:
+            self.limit_hit = child.limit_hit
+        if outcome.answer:
+            return outcome.answer
+        detail = f": {outcome.error}" if outcome.error else ""
+        return f"[error: child RLM stopped ({outcome.stop_reason.value}) without an answer{detail}]"
+
+
+@dataclass
+class _Bridge:
+    """The sandbox's way back to the host. Returns one string per prompt, always."""
+
+    run: Run
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        return await self.run.llm_batch(prompts, model)
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]:
+        return await self.run.rlm_batch(prompts, contexts, model)
+
+
+_RESOURCE = {
+    StopReason.BUDGET_SUBCALLS: "The sub-call budget",
+    StopReason.BUDGET_USD: "The USD budget",
+    StopReason.BUDGET_TOKENS: "The token budget",
+}
+
+
+async def _describe(context: object) -> ContextInfo:
+    if isinstance(context, str) and len(context) > 8_000_000:
+        return await asyncio.to_thread(describe_context, context)
+    return describe_context(context)
+
+
+def _with_context(prompt: str, context: object) -> str:
+    text = context if isinstance(context, str) else repr(context)
+    return f"{prompt}\n\nContext:\n{text}"
+
+
+def _output_of(result: ExecResult) -> str:
+    out = result.stdout
+    if result.stderr:
+        out = _join(out, result.stderr)
+    if result.error:
+        out = _join(out, result.error)
+    if result.dropped_bytes:
+        out = _join(out, f"[output capped at the source: {result.dropped_bytes:,} more bytes "
+                         "were discarded]")
+    return out or "(no output)"
+
+
+def _status(result: ExecResult) -> str:
+    if result.restarted:
+        return " (killed; REPL restarted)"
+    if result.timed_out:
+        return " (timed out; variables kept)"
+    if result.error:
+        return " (error)"
+    return ""
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a.rstrip()}\n{b}" if a else b

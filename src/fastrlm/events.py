@@ -1,0 +1,41 @@
+"""The engine's event types (public). See docs/architecture.md for the schema."""
+
+from ._events import (
+    EVENT_TYPES,
+    BudgetWarning,
+    ChildRunFinished,
+    ChildRunStarted,
+    CodeExecuted,
+    Event,
+    EventCallback,
+    FinalAnswer,
+    IterationStarted,
+    ModelResponse,
+    RunFinished,
+    RunStarted,
+    SandboxRestarted,
+    SubcallFinished,
+    SubcallsRefused,
+    SubcallStarted,
+    event_from_dict,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "BudgetWarning",
+    "ChildRunFinished",
+    "ChildRunStarted",
+    "CodeExecuted",
+    "Event",
+    "EventCallback",
+    "FinalAnswer",
+    "IterationStarted",
+    "ModelResponse",
+    "RunFinished",
+    "RunStarted",
+    "SandboxRestarted",
+    "SubcallFinished",
+    "SubcallStarted",
+    "SubcallsRefused",
+    "event_from_dict",
+]

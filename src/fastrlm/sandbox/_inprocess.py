@@ -1,0 +1,208 @@
+"""The ``none`` sandbox: model code runs in a thread of the host process. UNSAFE.
+
+Model code here can read the host's memory and environment (API keys included), open sockets
+and run programs. It exists for debugging and for measuring the isolated worker against. The
+soft timeout is delivered with ``PyThreadState_SetAsyncExc`` (it interrupts Python loops, not C
+calls); a cell that still does not stop is abandoned, and a fresh namespace replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+from ._runtime import CappedWriter, CellTimeout, ReplRuntime
+
+
+class _ThreadRouter:
+    """Stands in for sys.stdout/sys.stderr: writes from a cell's thread go to that cell's
+    buffer, everything else to the real stream. Avoids the official RLM's bug where parallel
+    runs corrupted each other's stdout."""
+
+    def __init__(self, real: Any, local: threading.local, attr: str) -> None:
+        self._real = real
+        self._local = local
+        self._attr = attr
+
+    def write(self, s: str) -> int:
+        target = getattr(self._local, self._attr, None)
+        return (target or self._real).write(s)  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        target = getattr(self._local, self._attr, None)
+        (target or self._real).flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+_local = threading.local()
+_router_lock = threading.Lock()
+_router_users = 0
+
+
+def _install_router() -> None:
+    global _router_users
+    with _router_lock:
+        if _router_users == 0:
+            sys.stdout = _ThreadRouter(sys.stdout, _local, "out")  # type: ignore[assignment]
+            sys.stderr = _ThreadRouter(sys.stderr, _local, "err")  # type: ignore[assignment]
+        _router_users += 1
+
+
+def _remove_router() -> None:
+    global _router_users
+    with _router_lock:
+        _router_users -= 1
+        if _router_users == 0:
+            for name in ("stdout", "stderr"):
+                stream = getattr(sys, name)
+                if isinstance(stream, _ThreadRouter):
+                    setattr(sys, name, stream._real)
+
+
+def _raise_in_thread(thread_id: int) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(CellTimeout)
+    )
+
+
+class InProcessSandbox:
+    """The unsafe in-process sandbox (``sandbox="none"``)."""
+
+    layer = "none"
+    unsafe = True
+
+    def __init__(self, limits: SandboxLimits | None = None) -> None:
+        self.limits = limits or SandboxLimits()
+        self._runtime: ReplRuntime | None = None
+        self._context: object = None
+        self._bridge: HostBridge | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._host_seconds = 0.0
+        self._host_since = 0.0
+        self._in_host = 0
+        self._closed = False
+
+    async def start(self, context: object, bridge: HostBridge) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._context = context
+        self._bridge = bridge
+        self._runtime = self._new_runtime()
+        _install_router()
+
+    def _new_runtime(self) -> ReplRuntime:
+        runtime = ReplRuntime(
+            self._context, self._host_call, max_output_bytes=self.limits.max_output_bytes
+        )
+        runtime.redirect_streams = False
+        return runtime
+
+    def _host_call(self, op: str, payload: dict[str, Any]) -> Any:
+        assert self._loop is not None and self._bridge is not None
+        bridge = self._bridge
+        if op == "llm_query":
+            coro = bridge.llm_query_batched(payload["prompts"], payload.get("model"))
+        elif op == "rlm_query":
+            coro = bridge.rlm_query_batched(
+                payload["prompts"], payload.get("contexts"), payload.get("model")
+            )
+        else:
+            raise ValueError(f"unknown host call {op!r}")
+        self._host_since = time.monotonic()
+        self._in_host += 1
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        finally:
+            self._in_host -= 1
+            self._host_seconds += time.monotonic() - self._host_since
+
+    def _own_time(self, started: float) -> float:
+        """Seconds the cell has run, not counting time blocked on host calls."""
+        now = time.monotonic()
+        current = now - self._host_since if self._in_host else 0.0
+        return now - started - self._host_seconds - current
+
+    async def execute(self, code: str) -> ExecResult:
+        if self._runtime is None or self._closed:
+            raise RuntimeError("sandbox is not started")
+        runtime = self._runtime
+        done: Future[dict[str, Any]] = Future()
+        ident: list[int] = []
+        out = CappedWriter(self.limits.max_output_bytes)
+        err = CappedWriter(max(self.limits.max_output_bytes // 4, 1024))
+
+        def run() -> None:
+            ident.append(threading.get_ident())
+            _local.out, _local.err = out, err
+            try:
+                done.set_result(runtime.execute(code, out, err))
+            except BaseException as exc:  # noqa: BLE001 - a CellTimeout landing late, say
+                done.set_exception(exc)
+            finally:
+                _local.out = _local.err = None
+
+        started = time.monotonic()
+        self._host_seconds = 0.0
+        thread = threading.Thread(target=run, name="fastrlm-cell", daemon=True)
+        thread.start()
+        waiter = asyncio.wrap_future(done)
+        soft = self.limits.exec_timeout_s
+        hard = soft + self.limits.hard_grace_s
+        interrupted = False
+        while True:
+            limit = hard if interrupted else soft
+            try:
+                wait = max(limit - self._own_time(started), 0.01)
+                raw = await asyncio.wait_for(asyncio.shield(waiter), wait)
+                break
+            except TimeoutError:
+                if self._own_time(started) < limit:
+                    continue  # time spent waiting on sub-calls does not count
+                if not interrupted:
+                    interrupted = True
+                    _raise_in_thread(ident[0])
+                    continue
+                # The cell ignores the interrupt (a C call, or it catches BaseException):
+                # abandon its thread and start over with a fresh namespace.
+                self._runtime = self._new_runtime()
+                return ExecResult(
+                    stdout=out.getvalue(),
+                    stderr=err.getvalue(),
+                    error="The cell did not stop after its time limit and was abandoned; "
+                    "the REPL was restarted and all variables were lost.",
+                    timed_out=True,
+                    restarted=True,
+                    duration_s=time.monotonic() - started,
+                )
+            except BaseException:
+                if ident:  # the run was cancelled: stop the cell too
+                    _raise_in_thread(ident[0])
+                raise
+        final = raw.get("final")
+        return ExecResult(
+            stdout=raw["stdout"],
+            stderr=raw["stderr"],
+            error=raw["error"],
+            final=None if final is None else FinalValue(final["text"], final["source"]),
+            answer_content=raw["answer_content"],
+            restored=tuple(raw["restored"]),
+            timed_out=bool(raw["timed_out"]),
+            dropped_bytes=int(raw["dropped_bytes"]),
+            duration_s=time.monotonic() - started,
+        )
+
+    async def show_vars(self) -> str:
+        return self._runtime.show_vars() if self._runtime else ""
+
+    async def close(self) -> None:
+        if not self._closed and self._runtime is not None:
+            self._closed = True
+            _remove_router()
+        self._runtime = None

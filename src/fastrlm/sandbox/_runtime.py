@@ -1,0 +1,298 @@
+"""REPL semantics, identical in every sandbox: the namespace, the REPL API and the answer channel.
+
+This module runs *inside* the worker process (and, for the unsafe ``none`` sandbox, inside a host
+thread). It must import nothing from the host beyond the standard library: the worker has no
+handle to host objects. Calls to sub-models go through ``host_call(op, payload)``, a synchronous
+callable that the sandbox supplies (framed pipes in the worker, a thread hand-off in process).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import linecache
+import sys
+import traceback
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+HostCall = Callable[[str, dict[str, Any]], Any]
+
+#: Reserved names; kept in sync with ``sandbox._base.RESERVED_NAMES`` (tested).
+RESERVED = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+    "answer",
+)
+MAX_ERROR_CHARS = 4_000
+
+
+class CellTimeout(BaseException):
+    """Raised inside a cell by the soft timeout. A BaseException, so ``except Exception`` in model
+    code does not swallow it."""
+
+
+class CappedWriter(io.TextIOBase):
+    """A text sink that keeps at most ``limit`` bytes (UTF-8) and counts what it drops."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._parts: list[str] = []
+        self._room = limit
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if self._room <= 0:
+            self.dropped += len(s)
+            return len(s)
+        data = s.encode("utf-8", "replace")
+        if len(data) <= self._room:
+            self._parts.append(s)
+            self._room -= len(data)
+        else:
+            kept = data[: self._room].decode("utf-8", "ignore")
+            self._parts.append(kept)
+            self.dropped += len(data) - self._room
+            self._room = 0
+        return len(s)
+
+    def getvalue(self) -> str:
+        return "".join(self._parts)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _describe(value: object) -> str:
+    kind = type(value).__name__
+    try:
+        size = f", len={len(value):,}" if hasattr(value, "__len__") else ""  # type: ignore[arg-type]
+    except TypeError:
+        size = ""
+    return f"{kind}{size}"
+
+
+class ReplRuntime:
+    """One persistent namespace plus the REPL API. ``execute`` never raises for model errors.
+
+    ``stdout_target`` lets the caller route ``sys.stdout`` itself (the in-process sandbox uses a
+    per-thread router); by default ``execute`` swaps ``sys.stdout``/``sys.stderr`` for the cell.
+    """
+
+    def __init__(
+        self, context: object, host_call: HostCall, *, max_output_bytes: int = 1_000_000
+    ) -> None:
+        self._host_call = host_call
+        self.max_output_bytes = max_output_bytes
+        self._cell = 0
+        self._final: tuple[str, str] | None = None
+        self.ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        self._originals: dict[str, Any] = {
+            "context": context,
+            "llm_query": self._llm_query,
+            "llm_query_batched": self._llm_query_batched,
+            "rlm_query": self._rlm_query,
+            "rlm_query_batched": self._rlm_query_batched,
+            "FINAL": self._final_fn,
+            "FINAL_VAR": self._final_var,
+            "SHOW_VARS": self._show_vars_fn,
+        }
+        self.ns.update(self._originals)
+        self.ns["answer"] = {"content": "", "ready": False}
+        self.redirect_streams = True
+
+    # ----------------------------------------------------------------- REPL API
+    def _llm_query(self, prompt: object, model: str | None = None) -> str:
+        """Ask a sub-model one prompt; returns its text (or an "[error: ...]" string)."""
+        return self._llm_query_batched([prompt], model)[0]
+
+    def _llm_query_batched(self, prompts: object, model: str | None = None) -> list[str]:
+        """Ask a sub-model many prompts concurrently; one answer per prompt, in order."""
+        items = self._prompt_list(prompts)
+        if not items:
+            return []
+        result = self._host_call("llm_query", {"prompts": items, "model": model})
+        return self._answers(result, len(items))
+
+    def _rlm_query(
+        self, prompt: object, context: object = None, model: str | None = None
+    ) -> str:
+        """Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt."""
+        contexts = None if context is None else [context]
+        return self._rlm_query_batched([prompt], contexts, model)[0]
+
+    def _rlm_query_batched(
+        self, prompts: object, contexts: object = None, model: str | None = None
+    ) -> list[str]:
+        """Many child RLMs concurrently; ``contexts`` is None or one per prompt."""
+        items = self._prompt_list(prompts)
+        ctx_list: list[object] | None = None
+        if contexts is not None:
+            ctx_list = list(contexts) if not isinstance(contexts, (str, bytes)) else [contexts]
+            if len(ctx_list) != len(items):
+                raise ValueError(
+                    f"rlm_query_batched: {len(items)} prompts but {len(ctx_list)} contexts"
+                )
+        if not items:
+            return []
+        payload = {"prompts": items, "contexts": ctx_list, "model": model}
+        return self._answers(self._host_call("rlm_query", payload), len(items))
+
+    @staticmethod
+    def _prompt_list(prompts: object) -> list[str]:
+        if isinstance(prompts, str):
+            return [prompts]
+        try:
+            return [_text(p) for p in prompts]  # type: ignore[attr-defined]
+        except TypeError:
+            raise TypeError("prompts must be a list of strings") from None
+
+    @staticmethod
+    def _answers(result: object, n: int) -> list[str]:
+        answers = [_text(x) for x in result] if isinstance(result, list) else []
+        if len(answers) != n:  # the host contract says this cannot happen; never trust it
+            answers = (answers + ["[error: no answer from host]"] * n)[:n]
+        return answers
+
+    def _final_fn(self, value: object) -> None:
+        """Deliver ``value`` as the answer; the run ends after this cell."""
+        if self._final is None:
+            self._final = (_text(value), "FINAL")
+
+    def _final_var(self, name: object) -> None:
+        """Deliver the variable called ``name`` as the answer; the run ends after this cell."""
+        if not isinstance(name, str):
+            value: object = name
+        else:
+            key = name.strip().strip("'\"").strip()
+            if key not in self.ns or key.startswith("__"):
+                names = ", ".join(self.user_variables()) or "(none)"
+                raise NameError(
+                    f"FINAL_VAR: no variable named {key!r}. Existing variables: {names}. "
+                    "To answer with literal text use FINAL(text)."
+                )
+            value = self.ns[key]
+        if self._final is None:
+            self._final = (_text(value), "FINAL_VAR")
+
+    def _show_vars_fn(self) -> None:
+        """Print the user variables with their types and sizes."""
+        print(self.show_vars())
+
+    # ----------------------------------------------------------------- introspection
+    def user_variables(self) -> list[str]:
+        return [
+            k
+            for k, v in self.ns.items()
+            if not k.startswith("_")
+            and k not in self._originals
+            and k != "answer"
+            and not isinstance(v, types.ModuleType)
+        ]
+
+    def show_vars(self) -> str:
+        names = self.user_variables()
+        if not names:
+            return "No variables yet (besides context, answer and the REPL functions)."
+        return "\n".join(f"{k}: {_describe(self.ns[k])}" for k in names)
+
+    # ----------------------------------------------------------------- execution
+    @contextmanager
+    def _streams(self, out: TextIO, err: TextIO) -> Iterator[None]:
+        if not self.redirect_streams:
+            yield
+            return
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = saved
+
+    def execute(self, code: str, out: CappedWriter | None = None,
+                err: CappedWriter | None = None) -> dict[str, Any]:
+        """Run one cell. Returns the ``ExecResult`` fields as a plain (JSON-able) dict."""
+        self._cell += 1
+        self._final = None
+        out = out or CappedWriter(self.max_output_bytes)
+        err = err or CappedWriter(max(self.max_output_bytes // 4, 1024))
+        filename = f"<cell-{self._cell}>"
+        error: str | None = None
+        timed_out = False
+        try:
+            tree = ast.parse(code, filename, "exec")
+        except SyntaxError as exc:
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        else:
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            tail: ast.expr | None = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                tail = tree.body.pop().value  # type: ignore[attr-defined]
+            with self._streams(out, err):
+                try:
+                    exec(compile(tree, filename, "exec"), self.ns)
+                    if tail is not None:
+                        value = eval(compile(ast.Expression(tail), filename, "eval"), self.ns)
+                        if value is not None:
+                            print(repr(value))
+                except CellTimeout as exc:
+                    timed_out = True
+                    error = f"TimeoutError: {exc or 'the cell ran past its time limit'}"
+                    error += " (variables are kept)"
+                except BaseException as exc:  # noqa: BLE001 - model code may raise anything
+                    error = self._format_error(exc)
+        restored = self._restore()
+        final = self._final
+        answer = self.ns.get("answer")
+        if final is None and isinstance(answer, dict) and answer.get("ready"):
+            final = (_text(answer.get("content", "")), "answer")
+        content = answer.get("content") if isinstance(answer, dict) else None
+        return {
+            "stdout": out.getvalue(),
+            "stderr": err.getvalue(),
+            "error": error,
+            "final": None if final is None else {"text": final[0], "source": final[1]},
+            "answer_content": _text(content) if content not in (None, "") else None,
+            "restored": restored,
+            "timed_out": timed_out,
+            "dropped_bytes": out.dropped + err.dropped,
+        }
+
+    def _restore(self) -> list[str]:
+        restored = []
+        for name, original in self._originals.items():
+            if self.ns.get(name) is not original:
+                self.ns[name] = original
+                restored.append(name)
+        if not isinstance(self.ns.get("answer"), dict):
+            self.ns["answer"] = {"content": "", "ready": False}
+            restored.append("answer")
+        return restored
+
+    @staticmethod
+    def _format_error(exc: BaseException) -> str:
+        frames = [
+            f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__
+        ]
+        lines = ["Traceback (most recent call last):\n"]
+        lines += traceback.format_list(frames[-8:])
+        lines += traceback.format_exception_only(type(exc), exc)
+        text = "".join(lines).rstrip()
+        if len(text) > MAX_ERROR_CHARS:
+            text = "…" + text[-MAX_ERROR_CHARS:]
+        return text
