@@ -1,0 +1,132 @@
+"""The SQLite index of runs: one row per top-level run, for ``fastrlm runs`` and ``show``.
+
+The row is inserted when the run starts (``stop_reason`` ``"running"``) and completed when it
+finishes, so a run whose process was killed still appears, marked as never finished. Every write
+opens, commits and closes its own connection: several processes may share one index.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+RUNNING = "running"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    question TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sub_model TEXT NOT NULL,
+    sandbox TEXT NOT NULL,
+    context_sha256 TEXT NOT NULL,
+    context_chars INTEGER NOT NULL,
+    stop_reason TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    duration_s REAL,
+    iterations INTEGER NOT NULL DEFAULT 0,
+    subcalls INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    answer_preview TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    trace_path TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of the index. ``stop_reason`` is ``"running"`` until the run finished."""
+
+    run_id: str
+    started_at: float
+    finished_at: float | None
+    question: str
+    model: str
+    sub_model: str
+    sandbox: str
+    context_sha256: str
+    context_chars: int
+    stop_reason: str
+    cost_usd: float
+    duration_s: float | None
+    iterations: int
+    subcalls: int
+    input_tokens: int
+    output_tokens: int
+    answer_preview: str
+    error: str | None
+    trace_path: str
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason != RUNNING
+
+
+_COLUMNS = tuple(f.name for f in fields(RunRecord))
+
+
+@contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, timeout=30.0)) as conn:
+        conn.executescript(_SCHEMA)
+        with conn:
+            yield conn
+
+
+def record_start(path: Path, values: dict[str, Any]) -> None:
+    """Insert (or replace) the row of a run that just started."""
+    row = {name: values.get(name) for name in _COLUMNS}
+    row["stop_reason"] = RUNNING
+    for name in ("cost_usd", "iterations", "subcalls", "input_tokens", "output_tokens"):
+        row[name] = row[name] or 0
+    row["answer_preview"] = row["answer_preview"] or ""
+    names = ", ".join(_COLUMNS)
+    marks = ", ".join(f":{c}" for c in _COLUMNS)
+    with _connect(path) as conn:
+        conn.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", row)
+
+
+def record_finish(path: Path, run_id: str, values: dict[str, Any]) -> None:
+    """Complete a run's row with its outcome (``values`` keys are column names)."""
+    keys = [k for k in values if k in _COLUMNS and k != "run_id"]
+    assignments = ", ".join(f"{k} = :{k}" for k in keys)
+    with _connect(path) as conn:
+        conn.execute(
+            f"UPDATE runs SET {assignments} WHERE run_id = :run_id", {**values, "run_id": run_id}
+        )
+
+
+def list_runs(path: Path, *, limit: int | None = 20) -> list[RunRecord]:
+    """Runs, newest first."""
+    if not path.exists():
+        return []
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC"
+    params: tuple[int, ...] = ()
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (limit,)
+    with _connect(path) as conn:
+        return [RunRecord(*row) for row in conn.execute(sql, params)]
+
+
+def find_runs(path: Path, prefix: str) -> list[RunRecord]:
+    """Runs whose id starts with ``prefix``, newest first."""
+    if not path.exists():
+        return []
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    sql = (
+        f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
+        "ORDER BY started_at DESC"
+    )
+    with _connect(path) as conn:
+        return [RunRecord(*row) for row in conn.execute(sql, (escaped + "%",))]

@@ -1,0 +1,165 @@
+"""TraceWriter: an event callback that keeps one append-only JSONL file per top-level run.
+
+Each event becomes one JSON line, written and flushed as it arrives, so a process killed mid-run
+leaves a readable trace (at worst its last line is cut, and the reader skips it). Events of child
+runs go into their top-level run's file. The context never enters a trace: events only carry its
+sha256 and size. Sub-call prompts appear as previews unless ``full_prompts`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .._events import Event, RunFinished, RunStarted, preview
+from . import _index
+from ._paths import index_path, traces_dir
+
+logger = logging.getLogger("fastrlm.trace")
+
+
+class TraceWriter:
+    """Write every event of a run tree to ``<home>/traces/<run_id>.jsonl`` and index the run.
+
+    ``home`` defaults to ``$FASTRLM_HOME`` (``~/.fastrlm``). Safe to share between concurrent
+    top-level runs of one event loop. Never raises into the engine: I/O errors are logged once
+    and tracing stops for that run.
+    """
+
+    def __init__(self, home: Path | None = None, *, full_prompts: bool = False) -> None:
+        from ._paths import fastrlm_home
+
+        self.home = Path(home) if home is not None else fastrlm_home()
+        self.full_prompts = full_prompts
+        self._root_of: dict[str, str] = {}
+        self._files: dict[str, IO[str]] = {}
+        self._started: dict[str, RunStarted] = {}
+        self._last_root: str | None = None
+        self._failed: set[str] = set()
+
+    @property
+    def traces_dir(self) -> Path:
+        return traces_dir(self.home)
+
+    @property
+    def index_path(self) -> Path:
+        return index_path(self.home)
+
+    def path_for(self, run_id: str) -> Path:
+        """The trace file of a top-level run (a child run maps to its top-level run's file)."""
+        return self.traces_dir / f"{self._root_of.get(run_id, run_id)}.jsonl"
+
+    @property
+    def open_runs(self) -> list[str]:
+        """Top-level runs that started and have not finished yet."""
+        return list(self._files)
+
+    def __call__(self, event: Event) -> None:
+        root = self._route(event)
+        if root is None or root in self._failed:
+            return
+        try:
+            self._write(root, event)
+        except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
+            self._failed.add(root)
+            logger.warning("trace for run %s stopped: %s", root, exc)
+
+    def close(self, stop_reason: str = "cancelled", error: str | None = None) -> None:
+        """End every run still open, recording ``stop_reason`` (a process about to exit after
+        Ctrl-C calls this so the trace and the index say how the run ended)."""
+        for root in list(self._files):
+            started = self._started.get(root)
+            duration = time.time() - started.ts if started else 0.0
+            self(
+                RunFinished(
+                    run_id=root,
+                    depth=0,
+                    stop_reason=stop_reason,
+                    answer="",
+                    iterations=0,
+                    subcalls=0,
+                    usage={},
+                    cost_usd=0.0,
+                    duration_s=duration,
+                    error=error,
+                )
+            )
+
+    def __del__(self) -> None:
+        # Runs that never finished keep their lines on disk; only the handles go.
+        for handle in getattr(self, "_files", {}).values():
+            handle.close()
+
+    def _route(self, event: Event) -> str | None:
+        if isinstance(event, RunStarted):
+            parent = event.parent_run_id
+            if parent is None:
+                self._root_of[event.run_id] = event.run_id
+                self._last_root = event.run_id
+            else:
+                self._root_of[event.run_id] = self._root_of.get(parent, parent)
+        child = getattr(event, "child_run_id", None)
+        if isinstance(child, str):
+            self._root_of.setdefault(child, self._root_of.get(event.run_id, event.run_id))
+        return self._root_of.get(event.run_id, self._last_root)
+
+    def _write(self, root: str, event: Event) -> None:
+        is_root_start = isinstance(event, RunStarted) and event.run_id == root
+        handle = self._files.get(root)
+        if handle is None:
+            if not is_root_start and root not in self._started:
+                return  # not part of a run this writer saw start: nothing to attach it to
+            path = self.path_for(root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a", encoding="utf-8")
+            self._files[root] = handle
+        handle.write(json.dumps(self._record(event), ensure_ascii=False) + "\n")
+        handle.flush()
+        if is_root_start:
+            assert isinstance(event, RunStarted)
+            self._started[root] = event
+            _index.record_start(self.index_path, self._start_row(event))
+        elif isinstance(event, RunFinished) and event.run_id == root:
+            handle.close()
+            del self._files[root]
+            _index.record_finish(self.index_path, root, self._finish_row(event))
+
+    def _record(self, event: Event) -> dict[str, Any]:
+        data = event.to_dict()
+        if not self.full_prompts and data.get("prompt") is not None:
+            data["prompt"] = None
+        return data
+
+    def _start_row(self, event: RunStarted) -> dict[str, Any]:
+        ctx = event.context or {}
+        return {
+            "run_id": event.run_id,
+            "started_at": event.ts,
+            "question": event.question,
+            "model": event.model,
+            "sub_model": event.sub_model,
+            "sandbox": event.sandbox,
+            "context_sha256": str(ctx.get("sha256", "")),
+            "context_chars": int(ctx.get("total_chars", 0) or 0),
+            "trace_path": str(self.path_for(event.run_id)),
+        }
+
+    @staticmethod
+    def _finish_row(event: RunFinished) -> dict[str, Any]:
+        usage = event.usage or {}
+        return {
+            "finished_at": event.ts,
+            "stop_reason": event.stop_reason,
+            "cost_usd": event.cost_usd,
+            "duration_s": event.duration_s,
+            "iterations": event.iterations,
+            "subcalls": event.subcalls,
+            "input_tokens": int(usage.get("input_tokens", 0) or 0),
+            "output_tokens": int(usage.get("output_tokens", 0) or 0),
+            "answer_preview": preview(event.answer, 300),
+            "error": event.error,
+        }

@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fastrlm._events import (
+    ChildRunFinished,
+    ChildRunStarted,
+    CodeExecuted,
+    Event,
+    FinalAnswer,
+    IterationStarted,
+    ModelResponse,
+    RunFinished,
+    RunStarted,
+    SubcallFinished,
+    SubcallStarted,
+)
+from fastrlm.trace import (
+    TraceNotFoundError,
+    TraceWriter,
+    list_runs,
+    read_trace,
+    render_transcript,
+    resolve_run,
+)
+from fastrlm.trace._paths import index_path
+
+CONTEXT = {"type": "str", "total_chars": 1000, "n_chunks": 1, "sha256": "ab" * 32}
+
+
+def started(run_id: str, parent: str | None = None, depth: int = 0, ts: float = 1.0) -> RunStarted:
+    return RunStarted(
+        run_id=run_id,
+        depth=depth,
+        ts=ts,
+        parent_run_id=parent,
+        question="How many?",
+        model="scripted/root",
+        sub_model="scripted/sub",
+        context=CONTEXT,
+        sandbox="bwrap",
+        budget={"max_usd": 1.0, "max_subcalls": None},
+    )
+
+
+def finished(run_id: str, depth: int = 0, stop: str = "final") -> RunFinished:
+    return RunFinished(
+        run_id=run_id,
+        depth=depth,
+        stop_reason=stop,
+        answer="42",
+        iterations=2,
+        subcalls=3,
+        usage={"input_tokens": 100, "output_tokens": 20},
+        cost_usd=0.01,
+        duration_s=1.5,
+        error=None,
+    )
+
+
+def a_run(run_id: str = "run1", *, prompt: str | None = None) -> list[Event]:
+    return [
+        started(run_id),
+        IterationStarted(run_id=run_id, iteration=1, max_iterations=30),
+        ModelResponse(
+            run_id=run_id,
+            iteration=1,
+            model="scripted/root",
+            text="```repl\nprint(1)\n```",
+            input_tokens=10,
+            output_tokens=5,
+            cost_usd=0.0,
+            latency_s=0.1,
+        ),
+        SubcallStarted(
+            run_id=run_id,
+            call_id="c1",
+            model="scripted/sub",
+            prompt_chars=9,
+            prompt_sha256="cd" * 32,
+            prompt_preview="the promp",
+            prompt=prompt,
+        ),
+        SubcallFinished(
+            run_id=run_id,
+            call_id="c1",
+            model="scripted/sub",
+            input_tokens=3,
+            output_tokens=1,
+            cost_usd=0.0,
+            latency_s=0.01,
+            cached=False,
+            error=None,
+            response_chars=2,
+            response_preview="ok",
+        ),
+        CodeExecuted(
+            run_id=run_id,
+            iteration=1,
+            block=1,
+            code="print(1)",
+            output="1\n",
+            output_chars=2,
+            error=None,
+            duration_s=0.01,
+        ),
+        FinalAnswer(run_id=run_id, source="FINAL", answer_chars=2, answer_preview="42"),
+        finished(run_id),
+    ]
+
+
+def test_one_jsonl_per_top_level_run_with_one_line_per_event(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    events = a_run()
+    for ev in events:
+        writer(ev)
+    path = writer.path_for("run1")
+    assert path == tmp_path / "traces" / "run1.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["type"] for d in lines] == [ev.type for ev in events]
+    assert writer.open_runs == []
+
+
+def test_each_event_is_on_disk_before_the_next_arrives(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    events = a_run()
+    for n, ev in enumerate(events[:-1], start=1):
+        writer(ev)
+        assert len(writer.path_for("run1").read_text().splitlines()) == n
+
+
+def test_child_run_events_go_into_the_top_level_file(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    writer(started("root"))
+    writer(ChildRunStarted(run_id="root", child_run_id="kid", prompt_preview="p", model="m"))
+    writer(started("kid", parent="root", depth=1))
+    writer(finished("kid", depth=1))
+    writer(
+        ChildRunFinished(
+            run_id="root", child_run_id="kid", stop_reason="final", cost_usd=0, answer_preview="a"
+        )
+    )
+    writer(finished("root"))
+    assert not (tmp_path / "traces" / "kid.jsonl").exists()
+    assert writer.path_for("kid") == writer.path_for("root")
+    trace = read_trace(writer.path_for("root"))
+    assert [e["run_id"] for e in trace.events] == ["root", "root", "kid", "kid", "root", "root"]
+    [row] = list_runs(index_path(tmp_path))
+    assert row.run_id == "root"
+
+
+def test_full_prompts_are_dropped_unless_asked_for(tmp_path: Path) -> None:
+    for full, expected in ((False, None), (True, "the whole prompt")):
+        writer = TraceWriter(tmp_path / str(full), full_prompts=full)
+        for ev in a_run(prompt="the whole prompt"):
+            writer(ev)
+        trace = read_trace(writer.path_for("run1"))
+        [sub] = [e for e in trace.events if e["type"] == "subcall.started"]
+        assert sub["prompt"] == expected
+        assert sub["prompt_preview"] == "the promp"
+
+
+def test_index_row_written_at_start_and_completed_at_finish(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    events = a_run()
+    writer(events[0])
+    [row] = list_runs(index_path(tmp_path))
+    assert (row.stop_reason, row.finished) == ("running", False)
+    for ev in events[1:]:
+        writer(ev)
+    [row] = list_runs(index_path(tmp_path))
+    assert row.stop_reason == "final"
+    assert row.question == "How many?"
+    assert (row.model, row.sub_model, row.sandbox) == ("scripted/root", "scripted/sub", "bwrap")
+    assert (row.cost_usd, row.iterations, row.subcalls) == (0.01, 2, 3)
+    assert (row.input_tokens, row.output_tokens) == (100, 20)
+    assert row.context_sha256 == "ab" * 32
+    assert row.answer_preview == "42"
+    assert row.trace_path == str(writer.path_for("run1"))
+
+
+def test_close_records_cancellation_of_open_runs(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    for ev in a_run()[:3]:
+        writer(ev)
+    writer.close("cancelled", error="interrupted")
+    trace = read_trace(writer.path_for("run1"))
+    assert trace.finished is not None
+    assert trace.finished["stop_reason"] == "cancelled"
+    [row] = list_runs(index_path(tmp_path))
+    assert (row.stop_reason, row.error) == ("cancelled", "interrupted")
+
+
+def test_a_cut_last_line_is_skipped_by_the_reader(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    for ev in a_run()[:4]:
+        writer(ev)
+    with open(writer.path_for("run1"), "a") as handle:
+        handle.write('{"type": "code.exec')
+    trace = read_trace(writer.path_for("run1"))
+    assert len(trace.events) == 4
+    assert trace.truncated_lines == 1
+    text = render_transcript(trace)
+    assert "did not finish" in text
+    assert "1 unreadable line" in text
+
+
+def test_writer_never_raises_into_the_engine(tmp_path: Path) -> None:
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the home directory should be")
+    writer = TraceWriter(blocker)
+    for ev in a_run():
+        writer(ev)  # logged and dropped
+
+
+def test_runs_listed_newest_first(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    for i, ts in enumerate((5.0, 9.0, 7.0)):
+        writer(started(f"r{i}", ts=ts))
+        writer(finished(f"r{i}"))
+    assert [r.run_id for r in list_runs(index_path(tmp_path))] == ["r1", "r2", "r0"]
+    assert [r.run_id for r in list_runs(index_path(tmp_path), limit=1)] == ["r1"]
+
+
+def test_resolve_run_by_prefix_last_offset_and_path(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    for run_id, ts in (("abc111", 1.0), ("abd222", 2.0)):
+        writer(started(run_id, ts=ts))
+        writer(finished(run_id))
+    assert resolve_run("abc", tmp_path).name == "abc111.jsonl"
+    assert resolve_run("last", tmp_path).name == "abd222.jsonl"
+    assert resolve_run("-2", tmp_path).name == "abc111.jsonl"
+    path = writer.path_for("abc111")
+    assert resolve_run(str(path), tmp_path) == path
+    with pytest.raises(TraceNotFoundError, match="matches 2 runs"):
+        resolve_run("ab", tmp_path)
+    with pytest.raises(TraceNotFoundError, match="no run matches"):
+        resolve_run("zzz", tmp_path)
+    with pytest.raises(TraceNotFoundError, match="there is no run"):
+        resolve_run("-3", tmp_path)
+
+
+def test_resolve_run_finds_a_trace_the_index_never_saw(tmp_path: Path) -> None:
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / "orphan99.jsonl").write_text("")
+    assert resolve_run("orphan", tmp_path).name == "orphan99.jsonl"
+
+
+def test_transcript_shows_question_code_output_subcalls_and_outcome(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    for ev in a_run():
+        writer(ev)
+    text = render_transcript(read_trace(writer.path_for("run1")), subcalls=True)
+    for expected in (
+        "Run run1",
+        "question: How many?",
+        "iteration 1/30",
+        "print(1)",
+        "sub-calls: 1 (0 failed, 0 from cache)",
+        "· c1 scripted/sub: ok",
+        "answer delivered via FINAL",
+        "finished: final",
+        "42",
+    ):
+        assert expected in text
+    assert "did not finish" not in text
