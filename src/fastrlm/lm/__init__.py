@@ -1,5 +1,51 @@
-"""Model backends: the :class:`LM` protocol, providers and the registry that resolves strings."""
+"""Model backends: the :class:`LM` protocol, providers and the registry that resolves strings.
+
+- :func:`resolve` turns ``"provider/model"`` strings into providers (see :data:`PRESETS`).
+- :class:`OpenAIChatLM`: the core provider (official ``openai`` SDK, Chat Completions), for
+  OpenAI and every OpenAI-compatible server.
+- :class:`AnthropicLM` (extra ``fastrlm[anthropic]``) and :class:`LiteLLMLM` (extra
+  ``fastrlm[litellm]``) are imported on first access; without the extra, the access raises
+  :class:`fastrlm.MissingExtraError` naming the ``pip install``.
+- :class:`RetryPolicy`: backoff with jitter and ``Retry-After``, the one retry policy.
+- :class:`SubcallCache`: the persistent sub-call cache (SQLite under ``$FASTRLM_HOME``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ._base import LM, ChatMessage, LMResponse, estimate_tokens
+from ._cache import SubcallCache
+from ._openai import OpenAIChatLM
+from ._registry import PRESETS, Preset, resolve
+from ._retry import RetryPolicy
 
-__all__ = ["LM", "ChatMessage", "LMResponse", "estimate_tokens"]
+if TYPE_CHECKING:
+    from ._anthropic import AnthropicLM
+    from ._litellm import LiteLLMLM
+
+__all__ = [
+    "LM",
+    "PRESETS",
+    "AnthropicLM",
+    "ChatMessage",
+    "LMResponse",
+    "LiteLLMLM",
+    "OpenAIChatLM",
+    "Preset",
+    "RetryPolicy",
+    "SubcallCache",
+    "estimate_tokens",
+    "resolve",
+]
+
+_LAZY = {"AnthropicLM": "anthropic", "LiteLLMLM": "litellm"}
+
+
+def __getattr__(name: str) -> object:
+    extra = _LAZY.get(name)
+    if extra is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._registry import load_extra
+
+    return load_extra(extra, name)

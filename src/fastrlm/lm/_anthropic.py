@@ -1,0 +1,209 @@
+"""The ``anthropic`` extra: Claude models through the official ``anthropic`` SDK (Messages API).
+
+Importing this module imports ``anthropic``; :mod:`fastrlm.lm` imports it lazily and turns a
+missing SDK into :class:`fastrlm.MissingExtraError`.
+
+Prompt caching: the system prompt (stable for a whole run) always carries
+``cache_control: ephemeral``; when a call has history (more than one non-system message) the
+last message carries one too, so the next turn reads the whole prefix from the cache. A
+single-message call (a typical sub-call) marks nothing else: a cache write costs more than plain
+input and a one-off prompt would never be read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anthropic
+
+from .._config import Limits
+from .._exceptions import ProviderError, ProviderResponseError
+from .._usage import TokenUsage
+from . import _sdk
+from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._retry import Failure, RetryPolicy
+
+DEFAULT_MAX_TOKENS = 8192
+_EPHEMERAL = {"type": "ephemeral"}
+
+DEFAULT_LIMITS = Limits()
+
+
+class AnthropicLM:
+    """A Claude model via the Messages API.
+
+    ``model`` is canonical (``anthropic/claude-sonnet-4-5``). The Messages API requires
+    ``max_tokens``: when a call passes none, ``default_max_tokens`` is sent. ``thinking_budget``
+    enables extended thinking (then no temperature is sent); thinking blocks never reach
+    :attr:`LMResponse.text`. Usage maps Anthropic's split counts onto :class:`TokenUsage`:
+    ``input_tokens`` = uncached + cache reads + cache writes, with the reads in
+    ``cached_input_tokens`` and the writes in ``cache_write_tokens`` (priced separately).
+
+    :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        thinking_budget: int | None = None,
+        prompt_caching: bool = True,
+    ) -> None:
+        provider, _, name = model.partition("/") if "/" in model else ("anthropic", "", model)
+        self._model = f"{provider}/{name}"
+        self._provider = provider
+        self.api_model = api_model or name
+        self.thinking_budget = thinking_budget
+        self._temperature = None if thinking_budget else temperature
+        self.default_max_tokens = default_max_tokens
+        self.prompt_caching = prompt_caching
+        self.retry = retry or RetryPolicy.from_limits(limits)
+        import httpx2  # the anthropic SDK's HTTP library (a dependency of it)
+
+        pool = max(1000, limits.max_concurrency)
+        http_client = anthropic.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=min(pool, 256)),
+            timeout=self.retry.timeout_s,
+        )
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key or "not-needed",
+            base_url=base_url,
+            max_retries=0,
+            timeout=self.retry.timeout_s,
+            http_client=http_client,
+        )
+        self.base_url = str(self._client.base_url).rstrip("/")
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def temperature(self) -> float | None:
+        return self._temperature
+
+    def cache_key(self) -> str:
+        """Provider, endpoint, wire model name and sampling parameters; never the key."""
+        params = {
+            "api": "anthropic-messages",
+            "base_url": self.base_url,
+            "model": self.api_model,
+            "temperature": self._temperature,
+            "thinking": self.thinking_budget,
+        }
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        return f"{self._model}:{digest[:16]}"
+
+    def request_params(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None
+    ) -> dict[str, Any]:
+        """The keyword arguments sent to ``messages.create`` (pure; used by tests)."""
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns: list[dict[str, Any]] = [
+            {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}
+            for m in messages
+            if m["role"] != "system"
+        ]
+        if self.prompt_caching and len(turns) > 1:
+            turns[-1]["content"][-1]["cache_control"] = _EPHEMERAL
+        params: dict[str, Any] = {
+            "model": self.api_model,
+            "messages": turns,
+            "max_tokens": max_tokens or self.default_max_tokens,
+        }
+        if system:
+            block: dict[str, Any] = {"type": "text", "text": system}
+            if self.prompt_caching:
+                block["cache_control"] = _EPHEMERAL
+            params["system"] = [block]
+        if self._temperature is not None:
+            params["temperature"] = self._temperature
+        if self.thinking_budget:
+            params["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
+        return params
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> LMResponse:
+        params = self.request_params(messages, max_tokens)
+        kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
+        if not params["messages"]:
+            raise ProviderError(f"{self._model}: no user message to send", **kw)
+        started = time.monotonic()
+
+        async def attempt() -> tuple[str, TokenUsage, str | None, str | None]:
+            message = await self._client.messages.create(**params)
+            return self._read(message, messages)
+
+        text, usage, stop, message_id = await self.retry.run(
+            attempt,
+            self._translate,
+            _sdk.catchable(anthropic),
+            provider=self._provider,
+            model=self.api_model,
+        )
+        return LMResponse(
+            text=text,
+            usage=usage,
+            model=self._model,
+            latency_s=time.monotonic() - started,
+            finish_reason=stop,
+            raw={"id": message_id},
+        )
+
+    def _read(
+        self, message: Any, messages: Sequence[ChatMessage]
+    ) -> tuple[str, TokenUsage, str | None, str | None]:
+        kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
+        blocks = getattr(message, "content", None) or []
+        text = "".join(
+            getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text"
+        )
+        stop = getattr(message, "stop_reason", None)
+        if not text:
+            error = ProviderResponseError(
+                f"{self._model}: the reply has no text (stop_reason={stop!r})", **kw
+            )
+            if stop == "max_tokens":  # thinking used the whole budget: a retry would too
+                error.retryable = False
+            raise error
+        return (
+            text,
+            _usage(getattr(message, "usage", None), messages, text),
+            stop,
+            getattr(message, "id", None),
+        )
+
+    def _translate(self, exc: BaseException) -> Failure:
+        return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"AnthropicLM({self._model!r}, base_url={self.base_url!r})"
+
+
+def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:
+    if usage is None or getattr(usage, "input_tokens", None) is None:
+        prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return TokenUsage(prompt, estimate_tokens(text), estimated=True)
+    read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+    written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+    return TokenUsage(
+        input_tokens=int(usage.input_tokens) + read + written,
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        cached_input_tokens=read,
+        cache_write_tokens=written,
+    )

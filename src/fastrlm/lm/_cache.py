@@ -1,0 +1,179 @@
+"""A persistent sub-call cache: SQLite under ``$FASTRLM_HOME`` (default ``~/.fastrlm``).
+
+A re-run of the same job costs nothing for what was already answered, and an interrupted run
+resumes where it stopped. The engine decides when to consult it (sub-calls only; off for
+temperature > 0 unless asked); this module only stores and finds replies.
+
+Concurrency: one connection per cache, used from worker threads under a lock, so many tasks of
+one event loop can share it without blocking the loop. Across processes the database runs in
+WAL mode with a busy timeout, so several runs may share one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from .._usage import TokenUsage
+from ._base import LM, ChatMessage, LMResponse
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS subcalls (
+    key        TEXT PRIMARY KEY,
+    model      TEXT NOT NULL,
+    response   TEXT NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+
+
+def fastrlm_home() -> Path:
+    """``$FASTRLM_HOME`` or ``~/.fastrlm`` (not created here)."""
+    home = os.environ.get("FASTRLM_HOME")
+    return Path(home) if home else Path.home() / ".fastrlm"
+
+
+class SubcallCache:
+    """LM replies by key. ``path`` defaults to ``$FASTRLM_HOME/cache.sqlite``; the directory
+    and database are created on first use, not by the constructor.
+
+    ``get`` returns a reply with ``cached=True`` and ``latency_s=0``; its ``usage`` is what the
+    original call consumed (the engine charges a hit nothing and counts it as a hit).
+    """
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else fastrlm_home() / "cache.sqlite"
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key_for(lm: LM, messages: Sequence[ChatMessage], max_tokens: int | None) -> str:
+        """sha256 of the LM's cache key (provider, endpoint, model, sampling), the messages and
+        the call parameters. Credentials are never part of it."""
+        payload = {
+            "lm": lm.cache_key(),
+            "messages": [[m["role"], m["content"]] for m in messages],
+            "max_tokens": max_tokens,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def get(self, key: str) -> LMResponse | None:
+        """The stored reply for ``key`` (``cached=True``), or ``None``."""
+        row = await asyncio.to_thread(self._get_sync, key)
+        response = None if row is None else _decode(row)
+        if response is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return response
+
+    async def put(self, key: str, response: LMResponse) -> None:
+        """Store ``response`` under ``key`` (a later put for the same key replaces it)."""
+        await asyncio.to_thread(self._put_sync, key, response.model, _encode(response))
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._connect().execute("SELECT COUNT(*) FROM subcalls").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection; the cache reopens it if used again."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> SubcallCache:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- blocking parts, run in worker threads ---------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(_SCHEMA)
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def _get_sync(self, key: str) -> str | None:
+        with self._lock:
+            row = (
+                self._connect()
+                .execute("SELECT response FROM subcalls WHERE key = ?", (key,))
+                .fetchone()
+            )
+        return None if row is None else str(row[0])
+
+    def _put_sync(self, key: str, model: str, blob: str) -> None:
+        with self._lock:
+            conn = self._connect()
+            with conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO subcalls (key, model, response, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (key, model, blob, time.time()),
+                )
+
+
+def _encode(response: LMResponse) -> str:
+    u = response.usage
+    return json.dumps(
+        {
+            "text": response.text,
+            "model": response.model,
+            "finish_reason": response.finish_reason,
+            "cost_usd": response.cost_usd,
+            "usage": [
+                u.input_tokens,
+                u.output_tokens,
+                u.cached_input_tokens,
+                u.cache_write_tokens,
+                u.reasoning_tokens,
+                u.estimated,
+            ],
+        },
+        ensure_ascii=False,
+    )
+
+
+def _decode(blob: str) -> LMResponse | None:
+    """The stored reply, or ``None`` for a row this version cannot read (treated as a miss)."""
+    try:
+        data = json.loads(blob)
+        i, o, c, w, r, est = data["usage"]
+        text, model = str(data["text"]), str(data["model"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return LMResponse(
+        text=text,
+        usage=TokenUsage(int(i), int(o), int(c), int(w), int(r), bool(est)),
+        model=model,
+        latency_s=0.0,
+        finish_reason=data.get("finish_reason"),
+        cost_usd=data.get("cost_usd"),
+        cached=True,
+    )

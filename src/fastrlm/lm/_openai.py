@@ -1,0 +1,231 @@
+"""The core provider: the official ``openai`` SDK's Chat Completions API.
+
+It reaches OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio,
+OpenRouter, Together, Fireworks, ...). The SDK's own retries are off (``max_retries=0``): one
+:class:`RetryPolicy` decides. The SDK's connection pool (1,000 connections by default) is checked
+against ``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+
+from .._config import Limits
+from .._exceptions import ProviderResponseError
+from .._usage import TokenUsage
+from . import _sdk
+from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._retry import Failure, RetryPolicy
+
+# OpenAI reasoning models take max_completion_tokens and reject temperature.
+_REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
+# A placeholder key for servers that need none (the SDK refuses to start without one).
+NO_KEY = "not-needed"
+
+# text, usage, finish reason, provider-reported cost, raw fields kept on the response
+ReadCompletion = tuple[str, TokenUsage, str | None, float | None, dict[str, object]]
+
+DEFAULT_LIMITS = Limits()
+
+
+def is_reasoning_model(name: str) -> bool:
+    """True for OpenAI's reasoning families (o1/o3/o4..., gpt-5*, except gpt-5-chat*)."""
+    return bool(_REASONING.match(name.rsplit("/", 1)[-1].lower())) and not name.lower().endswith(
+        "-chat-latest"
+    )
+
+
+class OpenAIChatLM:
+    """A model behind an OpenAI-compatible Chat Completions endpoint.
+
+    ``model`` is the canonical ``provider/name`` string (pricing, usage); ``api_model`` is the
+    name sent on the wire (default: ``model`` without its provider prefix). ``reasoning=None``
+    detects OpenAI reasoning models by name; for those ``max_tokens`` is sent as
+    ``max_completion_tokens`` and ``temperature`` is not sent (and :attr:`temperature` is None).
+
+    :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
+    A reply without ``usage`` gets an estimate (``usage.estimated=True``); a reply without
+    choices or without text raises :class:`fastrlm.ProviderResponseError`.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy | None = None,
+        reasoning: bool | None = None,
+        default_headers: dict[str, str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        provider, _, name = model.partition("/") if "/" in model else ("openai", "", model)
+        self._model = f"{provider}/{name}"
+        self._provider = provider
+        self.api_model = api_model or name
+        self._reasoning = is_reasoning_model(self.api_model) if reasoning is None else reasoning
+        self._temperature = None if self._reasoning else temperature
+        self.retry = retry or RetryPolicy.from_limits(limits)
+        self._extra_body = dict(extra_body or {})
+        import httpx2  # the openai SDK's HTTP library (a dependency of it)
+
+        # Never below the SDK's own default pool (1,000), never below the engine's fan-out.
+        pool = max(1000, limits.max_concurrency)
+        http_client = openai.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=min(pool, 256)),
+            timeout=self.retry.timeout_s,
+        )
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or NO_KEY,
+            base_url=base_url,
+            max_retries=0,
+            timeout=self.retry.timeout_s,
+            default_headers=default_headers,
+            http_client=http_client,
+        )
+        self.base_url = str(self._client.base_url).rstrip("/")
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def temperature(self) -> float | None:
+        return self._temperature
+
+    @property
+    def reasoning(self) -> bool:
+        """Whether this model is driven as a reasoning model (see the class docstring)."""
+        return self._reasoning
+
+    def cache_key(self) -> str:
+        """Provider, endpoint, wire model name and sampling parameters; never the key."""
+        params = {
+            "api": "openai-chat",
+            "base_url": self.base_url,
+            "model": self.api_model,
+            "temperature": self._temperature,
+            "extra": self._extra_body,
+        }
+        return (
+            f"{self._model}:"
+            + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+        )
+
+    def request_params(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None
+    ) -> dict[str, Any]:
+        """The keyword arguments sent to ``chat.completions.create`` (pure; used by tests)."""
+        params: dict[str, Any] = {
+            "model": self.api_model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        }
+        if max_tokens is not None:
+            params["max_completion_tokens" if self._reasoning else "max_tokens"] = max_tokens
+        if self._temperature is not None:
+            params["temperature"] = self._temperature
+        if self._extra_body:
+            params["extra_body"] = self._extra_body
+        return params
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> LMResponse:
+        params = self.request_params(messages, max_tokens)
+        started = time.monotonic()
+
+        async def attempt() -> ReadCompletion:
+            completion = await self._client.chat.completions.create(**params)
+            return read_completion(
+                completion, messages, provider=self._provider, model=self.api_model
+            )
+
+        completion = await self.retry.run(
+            attempt,
+            self._translate,
+            _sdk.catchable(openai),
+            provider=self._provider,
+            model=self.api_model,
+        )
+        text, usage, finish, cost, raw = completion
+        return LMResponse(
+            text=text,
+            usage=usage,
+            model=self._model,
+            latency_s=time.monotonic() - started,
+            finish_reason=finish,
+            cost_usd=cost,
+            raw=raw,
+        )
+
+    def _translate(self, exc: BaseException) -> Failure:
+        return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatLM({self._model!r}, base_url={self.base_url!r})"
+
+
+def read_completion(
+    completion: Any, messages: Sequence[ChatMessage], *, provider: str, model: str
+) -> ReadCompletion:
+    """Text, usage, finish reason, provider-reported cost and raw fields of a Chat Completion.
+
+    Raises :class:`ProviderResponseError` for no choices or no text (not retryable when the
+    finish reason is ``length``: the token budget went to reasoning and would again).
+    A missing ``usage`` is estimated from characters (``estimated=True``).
+    """
+    where = f"{provider} {model}"
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    choices = getattr(completion, "choices", None)
+    if not choices:
+        raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None) or getattr(message, "refusal", None)
+    finish = getattr(choice, "finish_reason", None)
+    if not isinstance(text, str) or not text:
+        error = ProviderResponseError(
+            f"{where}: the reply has no text (finish_reason={finish!r})", **kw
+        )
+        if finish == "length":
+            error.retryable = False
+        raise error
+    usage = _usage(getattr(completion, "usage", None), messages, text)
+    cost = _reported_cost(getattr(completion, "usage", None))
+    raw: dict[str, object] = {"id": getattr(completion, "id", None)}
+    return text, usage, finish, cost, raw
+
+
+def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:
+    if usage is None or getattr(usage, "prompt_tokens", None) is None:
+        prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return TokenUsage(prompt, estimate_tokens(text), estimated=True)
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return TokenUsage(
+        input_tokens=int(usage.prompt_tokens or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_input_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
+        cache_write_tokens=int(getattr(prompt_details, "cache_write_tokens", 0) or 0),
+        reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+    )
+
+
+def _reported_cost(usage: Any) -> float | None:
+    """OpenRouter (and some proxies) report a USD ``cost`` in ``usage``; others do not."""
+    extra = getattr(usage, "model_extra", None) or {}
+    cost = extra.get("cost") if isinstance(extra, dict) else None
+    return float(cost) if isinstance(cost, int | float) else None
