@@ -1,0 +1,48 @@
+"""The REPL sandbox: where model-written code runs.
+
+``create_sandbox("auto")`` gives the best isolated layer that works on this machine (bubblewrap,
+then Landlock, then a plain confined process), never the in-process one; ``"none"`` must be asked
+for by name and is unsafe. ``doctor_report()`` says which layers work here and why the others
+do not.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    RESERVED_NAMES,
+    ExecResult,
+    FinalValue,
+    HostBridge,
+    Sandbox,
+    SandboxLimits,
+)
+from ._layers import KINDS, LayerStatus, doctor_report, plans_for
+
+
+def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> Sandbox:
+    """A sandbox of ``kind``: ``"auto"``, ``"bwrap"``, ``"landlock"``, ``"process"`` or
+    ``"none"``. Raises ``ValueError`` for an unknown kind and
+    :class:`~fastrlm.SandboxUnavailableError` (saying why) when the layer cannot work here."""
+    limits = limits if limits is not None else SandboxLimits()
+    if kind not in KINDS:
+        raise ValueError(f"unknown sandbox kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "none":
+        from ._inprocess import InProcessSandbox
+
+        return InProcessSandbox(limits)
+    from ._worker import WorkerSandbox
+
+    return WorkerSandbox(plans_for(kind), limits)
+
+
+__all__ = [
+    "RESERVED_NAMES",
+    "ExecResult",
+    "FinalValue",
+    "HostBridge",
+    "LayerStatus",
+    "Sandbox",
+    "SandboxLimits",
+    "create_sandbox",
+    "doctor_report",
+]

@@ -1,0 +1,128 @@
+"""Confinement the worker applies to itself before it accepts code: rlimits, Landlock,
+capabilities and seccomp. Runs inside the worker (standard library, plus ``pyseccomp`` and
+``landlock`` imported lazily); every function raises ``OSError``/``RuntimeError`` when its layer
+cannot be applied, so the worker can refuse to start rather than run less confined than asked.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import resource
+from collections.abc import Iterable
+from typing import Any
+
+# Syscalls refused with EPERM. Threads stay possible: clone is only refused without CLONE_THREAD.
+DENIED_SYSCALLS = (
+    # network
+    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
+    # new programs and processes
+    "execve", "execveat", "fork", "vfork",
+    # reaching into other processes
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_getfd",
+    "pidfd_send_signal", "tkill", "kcmp", "process_madvise",
+    # namespaces, mounts, kernel surfaces
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "bpf", "keyctl", "add_key",
+    "request_key", "io_uring_setup", "io_uring_enter", "io_uring_register", "perf_event_open",
+    "userfaultfd", "open_by_handle_at", "name_to_handle_at", "init_module", "finit_module",
+    "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff",
+    "personality", "setrlimit", "acct", "quotactl", "syslog", "fanotify_init",
+    "mount_setattr", "move_mount", "open_tree", "fsopen", "fsmount", "fspick",
+)  # fmt: skip
+CLONE_THREAD = 0x00010000
+_CAP_VERSION_3 = 0x20080522
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
+
+
+def apply_rlimits(limits: dict[str, int]) -> None:
+    """Set each ``RLIMIT_<NAME>`` (soft = hard) from ``{"AS": bytes, "NOFILE": n, ...}``."""
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (value, value))
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def no_new_privs() -> None:
+    """Forbid gaining privileges through exec (required by Landlock and seccomp)."""
+    if _libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def drop_capabilities() -> None:
+    """Empty the bounding, effective, permitted and inheritable capability sets (a root worker
+    outside namespaces could otherwise raise its own rlimits or bypass file permissions)."""
+    libc = _libc()
+    for cap in range(64):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:  # past the last capability this kernel knows
+                break
+            if ctypes.get_errno() != errno.EPERM:  # EPERM: already without CAP_SETPCAP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+    machine = os.uname().machine
+    if machine not in _SYS_CAPSET:
+        raise RuntimeError(f"capset: unsupported architecture {machine}")
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    if libc.syscall(_SYS_CAPSET[machine], header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def apply_landlock(read_paths: Iterable[str], write_paths: Iterable[str]) -> None:
+    """Restrict the file system to read-only ``read_paths`` and read-write ``write_paths``;
+    everything else (``/proc``, ``/root``, ``/etc`` ...) is denied."""
+    from landlock import FSAccess, Ruleset  # type: ignore[import-untyped]
+
+    ruleset = Ruleset()
+    read_file = FSAccess.READ_FILE | FSAccess.EXECUTE
+    for path in read_paths:
+        if os.path.isdir(path):
+            ruleset.allow(path, rules=read_file | FSAccess.READ_DIR)
+        elif os.path.exists(path):  # directory rights on a file are an error
+            ruleset.allow(path, rules=read_file)
+    for path in write_paths:
+        ruleset.allow(path, rules=ruleset.restrict_rules)
+    ruleset.apply()
+
+
+def apply_seccomp(library_names: dict[str, str], own_pid: int) -> None:
+    """Load the syscall filter: :data:`DENIED_SYSCALLS` and process-creating ``clone``/``clone3``
+    fail with EPERM/ENOSYS; ``kill``/``tgkill`` only reach this process; ``prlimit64`` may only
+    read. ``library_names`` maps ``"c"``/``"seccomp"`` to sonames the host resolved, so that
+    importing ``pyseccomp`` does not run ``ldconfig`` inside the sandbox."""
+    seccomp = _import_pyseccomp(library_names)
+    eperm = seccomp.ERRNO(errno.EPERM)
+    flt = seccomp.SyscallFilter(seccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            flt.add_rule(eperm, name)
+        except (OSError, ValueError, RuntimeError):
+            continue  # a syscall this architecture does not have
+    arg = seccomp.Arg
+    flt.add_rule(eperm, "clone", arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+    # clone3 passes its flags by pointer, which BPF cannot read: ENOSYS makes glibc fall back to
+    # clone for threads, where the rule above applies.
+    flt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    for call in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+        flt.add_rule(eperm, call, arg(0, seccomp.NE, own_pid))
+    flt.add_rule(eperm, "prlimit64", arg(2, seccomp.NE, 0))
+    flt.load()
+
+
+def _import_pyseccomp(library_names: dict[str, str]) -> Any:
+    original = ctypes.util.find_library
+
+    def find_library(name: str) -> str | None:
+        return library_names.get(name) or original(name)
+
+    ctypes.util.find_library = find_library
+    try:
+        import pyseccomp  # type: ignore[import-untyped]
+    finally:
+        ctypes.util.find_library = original
+    return pyseccomp

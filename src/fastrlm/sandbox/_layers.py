@@ -1,0 +1,260 @@
+"""Isolation layers: what this machine supports, the bubblewrap command line, the rlimits.
+
+Host side only. Detection is cached per process; :func:`doctor_report` runs it for
+``fastrlm doctor``. Layers, best first:
+
+- ``bwrap``: bubblewrap namespaces (no network, read-only system, private ``/tmp``, own PID
+  namespace) + seccomp + rlimits;
+- ``landlock``: where namespaces are denied, a Landlock read-only allow-list (no ``/proc``, no
+  home) with one private read-write scratch directory + seccomp + rlimits;
+- ``process``: a plain child process + seccomp + rlimits: the file system stays readable. Last
+  resort, named as such;
+- ``none``: in-process, unsafe, only when asked for by name.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+
+from .._exceptions import SandboxUnavailableError
+
+ISOLATED_KINDS = ("bwrap", "landlock", "process")
+KINDS = ("auto", *ISOLATED_KINDS, "none")
+GiB = 1024**3
+MiB = 1024**2
+TMPFS_BYTES = 512 * MiB
+FILE_SIZE_BYTES = 256 * MiB
+OPEN_FILES = 256
+PROBE_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class LayerStatus:
+    """One line of ``fastrlm doctor``: a layer, whether it works here, and why (not)."""
+
+    name: str
+    available: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    """How a worker is confined: ``kind`` (bwrap, landlock or process) and whether seccomp is
+    loaded. ``name`` is what ``Sandbox.layer`` reports, e.g. ``"bwrap+seccomp+rlimits"``."""
+
+    kind: str
+    seccomp: bool
+
+    @property
+    def name(self) -> str:
+        parts = [self.kind] + (["seccomp"] if self.seccomp else []) + ["rlimits"]
+        return "+".join(parts)
+
+    @property
+    def confined(self) -> frozenset[str]:
+        """What the worker must report having applied to itself."""
+        layers = {"rlimits"} | ({"seccomp"} if self.seccomp else set())
+        return frozenset(layers | ({"landlock"} if self.kind == "landlock" else set()))
+
+
+def package_dir() -> str:
+    """The directory of the ``fastrlm`` package (bound read-only into the sandbox)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def module_dirs() -> list[str]:
+    """Host site-packages directories the worker may import from (no ``.pth`` is executed)."""
+    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    for name in ("pyseccomp", "landlock"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            origin = os.path.dirname(spec.origin)
+            dirs.add(os.path.dirname(origin) if name == "landlock" else origin)
+    return sorted(d for d in dirs if os.path.isdir(d))
+
+
+def read_only_paths() -> list[str]:
+    """Everything the worker needs to read: the system, the interpreter, the package."""
+    paths = {
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/lib32",
+        "/bin",
+        "/sbin",
+        "/etc/ld.so.cache",
+        sys.prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        package_dir(),
+        *module_dirs(),
+    }
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def library_names() -> dict[str, str]:
+    """Sonames of libc and libseccomp as resolved here (the worker cannot run ``ldconfig``)."""
+    names = {n: ctypes.util.find_library(n) for n in ("c", "seccomp")}
+    return {k: v for k, v in names.items() if v}
+
+
+def bwrap_argv(bwrap: str, tmpfs_bytes: int = TMPFS_BYTES) -> list[str]:
+    """bubblewrap options: every namespace unshared (network included), capabilities dropped,
+    environment cleared, a private tmpfs ``/tmp`` first (a later tmpfs would hide binds under
+    it), then read-only binds; merged-/usr symlinks are recreated as symlinks."""
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop", "ALL",
+        "--clearenv",
+        "--setenv", "HOME", "/tmp",
+        "--setenv", "TMPDIR", "/tmp",
+        "--setenv", "LANG", "C.UTF-8",
+        "--setenv", "MALLOC_ARENA_MAX", "2",
+        "--size", str(tmpfs_bytes),
+        "--tmpfs", "/tmp",
+        "--proc", "/proc",
+        "--dev", "/dev",
+    ]  # fmt: skip
+    for path in read_only_paths():
+        if os.path.islink(path) and os.path.dirname(path) == "/":
+            argv += ["--symlink", os.readlink(path), path]
+        else:
+            argv += ["--ro-bind", path, path]
+    return [*argv, "--chdir", "/tmp", "--"]
+
+
+def python_argv(worker_config: str) -> list[str]:
+    """The interpreter command: isolated mode, no site (no ``.pth`` runs), no bytecode writes."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker_main.py")
+    return [sys.executable, "-I", "-S", "-B", "-X", "utf8", script, worker_config]
+
+
+@functools.cache
+def bwrap_problem() -> str | None:
+    """None when bubblewrap can start a Python here, else why not."""
+    if not sys.platform.startswith("linux"):
+        return f"needs Linux (this is {sys.platform})"
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap is not installed (apt install bubblewrap)"
+    try:
+        probe = subprocess.run(
+            [*bwrap_argv(bwrap), sys.executable, "-I", "-S", "-c", "pass"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            env={},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap failed to run: {exc}"
+    if probe.returncode != 0:
+        detail = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+        return "namespaces denied: " + (detail[-1] if detail else f"exit {probe.returncode}")
+    return None
+
+
+@functools.cache
+def landlock_problem() -> str | None:
+    """None when the kernel offers Landlock and the ``landlock`` package is importable."""
+    if not sys.platform.startswith("linux"):
+        return f"needs Linux (this is {sys.platform})"
+    try:
+        from landlock.plumbing import landlock_abi_version  # type: ignore[import-untyped]
+    except ImportError:
+        return "the 'landlock' package is not installed (pip install landlock)"
+    try:
+        version = landlock_abi_version()
+    except OSError as exc:
+        return f"the kernel refuses Landlock: {exc}"
+    return None if version >= 1 else "the kernel has no Landlock"
+
+
+@functools.cache
+def seccomp_problem() -> str | None:
+    """None when seccomp filters can be loaded (kernel + libseccomp + pyseccomp)."""
+    if not sys.platform.startswith("linux"):
+        return f"needs Linux (this is {sys.platform})"
+    if ctypes.util.find_library("seccomp") is None:
+        return "libseccomp is not installed (apt install libseccomp2)"
+    if importlib.util.find_spec("pyseccomp") is None:
+        return "the 'pyseccomp' package is not installed (pip install pyseccomp)"
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            if "Seccomp:" not in status.read():
+                return "the kernel was built without seccomp"
+    except OSError as exc:
+        return f"cannot read /proc/self/status: {exc}"
+    return None
+
+
+def _problem(kind: str) -> str | None:
+    if kind == "bwrap":
+        return bwrap_problem()
+    if kind == "landlock":
+        return landlock_problem()
+    if sys.platform.startswith("linux"):
+        return None
+    return f"the isolated worker needs Linux (this is {sys.platform})"
+
+
+def plans_for(kind: str) -> list[LayerPlan]:
+    """Candidate plans for a sandbox kind, best first. ``auto`` lists every working isolated
+    layer; a named kind gives exactly one. Raises :class:`SandboxUnavailableError` (with the
+    reason) when none works, and ``ValueError`` for an unknown kind."""
+    if kind not in KINDS or kind == "none":
+        raise ValueError(f"unknown isolated sandbox kind {kind!r}; expected one of {KINDS}")
+    seccomp = seccomp_problem() is None
+    wanted = ISOLATED_KINDS if kind == "auto" else (kind,)
+    plans, reasons = [], []
+    for candidate in wanted:
+        problem = _problem(candidate)
+        if problem is None:
+            plans.append(LayerPlan(candidate, seccomp))
+        else:
+            reasons.append(f"{candidate}: {problem}")
+    if not plans:
+        raise SandboxUnavailableError(f"sandbox {kind!r} cannot start here: " + "; ".join(reasons))
+    return plans
+
+
+def memory_limit_bytes(str_bytes: int, buffer_bytes: int) -> int:
+    """RLIMIT_AS for a worker holding a context whose decoded objects take ``str_bytes`` (1, 2
+    or 4 bytes a character, plus object headers) and whose buffer maps ``buffer_bytes``: 1 GiB
+    for the interpreter and the model's own work, the mapping, and three times the context."""
+    return GiB + buffer_bytes + 3 * str_bytes
+
+
+def doctor_report() -> list[LayerStatus]:
+    """Which isolation layers work on this machine and why the others do not, best first, then
+    what ``auto`` would pick."""
+    bwrap, landlock, seccomp = bwrap_problem(), landlock_problem(), seccomp_problem()
+    linux = sys.platform.startswith("linux")
+    report = [
+        LayerStatus("bwrap", bwrap is None, bwrap or "namespaces: no network, read-only system"),
+        LayerStatus("landlock", landlock is None, landlock or "read-only file system allow-list"),
+        LayerStatus("seccomp", seccomp is None, seccomp or "no sockets, exec or fork"),
+        LayerStatus(
+            "rlimits",
+            linux,
+            "memory sized from the context, file size, open files" if linux else "needs Linux",
+        ),
+    ]
+    try:
+        best = plans_for("auto")[0].name
+        report.append(LayerStatus("auto", True, f"uses {best}"))
+    except SandboxUnavailableError as exc:
+        report.append(LayerStatus("auto", False, str(exc)))
+    report.append(LayerStatus("none", True, "in-process, UNSAFE: model code can read API keys"))
+    return report

@@ -1,0 +1,242 @@
+"""The wire between the host and the isolated worker: frames on two pipes, the context in a memfd.
+
+This module is imported by both sides, so it uses the standard library only.
+
+Frames
+    Pipe A carries host->worker frames, pipe B worker->host frames. A frame is a 4-byte
+    big-endian unsigned length followed by that many bytes of UTF-8 JSON encoding one object
+    whose ``"op"`` is a str. The host validates every worker frame (:func:`check_worker_frame`)
+    and treats anything else as a protocol violation.
+
+Context buffer
+    The context is written once into a sealed memfd (no writes, no resizing) that every worker
+    of a sandbox maps read-only, restarts included. Layout, all integers unsigned 64-bit
+    little-endian::
+
+        offset 0   magic   b"FRLMCTX1"
+        offset 8   kind    1 = str, 2 = list[str], 3 = JSON (any other JSON-able value)
+        offset 16  count   number of list elements (0 for kinds 1 and 3)
+        offset 24  offsets (count + 1) u64 byte offsets into the data, kind 2 only
+        then       data    UTF-8 (``surrogatepass``): the str, the concatenated elements, or JSON
+
+    A ``list[str]`` thus crosses as one buffer plus offsets, never one copy per element, and the
+    worker decodes each element straight from the mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import sys
+from typing import Any
+
+HEADER = struct.Struct(">I")
+#: Largest frame either side accepts (prompts of a batch travel in one frame).
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+CONTEXT_MAGIC = b"FRLMCTX1"
+KIND_STR, KIND_LIST, KIND_JSON = 1, 2, 3
+_PREFIX = struct.Struct("<8sQQ")
+_IOV_BATCH = 512
+
+HOST_OPS = frozenset({"exec", "show_vars", "reply", "shutdown"})
+WORKER_OPS = frozenset({"ready", "fatal", "llm_query", "rlm_query", "done", "vars"})
+FINAL_SOURCES = frozenset({"FINAL", "FINAL_VAR", "answer"})
+
+
+class FrameError(ValueError):
+    """A frame that breaks the protocol. The host turns it into ``ProtocolError``."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """Serialise one message to a frame. Raises :class:`FrameError` past ``MAX_FRAME_BYTES``."""
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass"
+    )
+    if len(body) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(body):,} bytes exceeds {MAX_FRAME_BYTES:,}")
+    return HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """Parse a frame body into a message with a str ``op``; raises :class:`FrameError`."""
+    try:
+        message = json.loads(bytes(body).decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"frame is not UTF-8 JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise FrameError("frame is not a JSON object with a str 'op'")
+    return message
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _optional(value: object, kind: type) -> bool:
+    return value is None or isinstance(value, kind)
+
+
+def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
+    """Validate a worker->host message field by field; returns it or raises FrameError."""
+    op = message["op"]
+    if op not in WORKER_OPS:
+        raise FrameError(f"unknown op {op[:40]!r} from the worker")
+    ok: bool
+    if op in ("llm_query", "rlm_query"):
+        prompts = message.get("prompts")
+        ok = (
+            isinstance(message.get("id"), int)
+            and _is_str_list(prompts)
+            and _optional(message.get("model"), str)
+        )
+        if ok and op == "rlm_query":
+            contexts = message.get("contexts")
+            ok = contexts is None or (
+                isinstance(contexts, list) and len(contexts) == len(prompts)  # type: ignore[arg-type]
+            )
+    elif op == "done":
+        final = message.get("final")
+        ok = (
+            isinstance(message.get("stdout"), str)
+            and isinstance(message.get("stderr"), str)
+            and _optional(message.get("error"), str)
+            and _optional(message.get("answer_content"), str)
+            and _is_str_list(message.get("restored"))
+            and isinstance(message.get("timed_out"), bool)
+            and isinstance(message.get("dropped_bytes"), int)
+            and (
+                final is None
+                or (
+                    isinstance(final, dict)
+                    and isinstance(final.get("text"), str)
+                    and final.get("source") in FINAL_SOURCES
+                )
+            )
+        )
+    elif op == "ready":
+        ok = isinstance(message.get("pid"), int) and _is_str_list(message.get("confined"))
+    else:  # vars, fatal
+        ok = isinstance(message.get("text"), str)
+    if not ok:
+        raise FrameError(f"malformed {op!r} frame from the worker")
+    return message
+
+
+# ---------------------------------------------------------------- worker side (blocking fds)
+def read_exact(fd: int, n: int) -> bytes:
+    """Read exactly ``n`` bytes from a blocking fd; raises EOFError on a short read."""
+    parts: list[bytes] = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("pipe closed")
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def read_frame(fd: int) -> dict[str, Any]:
+    """Read one frame from a blocking fd (the worker's pipe A)."""
+    (size,) = HEADER.unpack(read_exact(fd, HEADER.size))
+    if size > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {size:,} bytes exceeds {MAX_FRAME_BYTES:,}")
+    return decode_body(read_exact(fd, size))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a blocking fd."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# ---------------------------------------------------------------- the context buffer
+def context_parts(context: object) -> tuple[int, list[bytes]]:
+    """Encode ``context`` for the buffer: (kind, buffers to write in order after the prefix).
+
+    Raises ``TypeError``/``ValueError`` for values that are not JSON-serialisable.
+    """
+    if isinstance(context, str):
+        return KIND_STR, [_PREFIX.pack(CONTEXT_MAGIC, KIND_STR, 0), _utf8(context)]
+    if isinstance(context, (list, tuple)) and all(isinstance(x, str) for x in context):
+        chunks = [_utf8(x) for x in context]
+        offsets = [0] * (len(chunks) + 1)
+        total = 0
+        for i, chunk in enumerate(chunks):
+            total += len(chunk)
+            offsets[i + 1] = total
+        table = struct.pack(f"<{len(offsets)}Q", *offsets)
+        return KIND_LIST, [_PREFIX.pack(CONTEXT_MAGIC, KIND_LIST, len(chunks)), table, *chunks]
+    data = json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return KIND_JSON, [_PREFIX.pack(CONTEXT_MAGIC, KIND_JSON, 0), data]
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def write_context_fd(parts: list[bytes]) -> int:
+    """Write ``parts`` into a new memfd, seal it read-only and return the fd (close-on-exec)."""
+    import fcntl
+
+    fd = os.memfd_create("fastrlm-context", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        for start in range(0, len(parts), _IOV_BATCH):
+            batch = [memoryview(p) for p in parts[start : start + _IOV_BATCH] if p]
+            while batch:
+                written = os.writev(fd, batch)
+                while batch and written >= len(batch[0]):
+                    written -= len(batch[0])
+                    batch.pop(0)
+                if batch and written:
+                    batch[0] = batch[0][written:]
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def load_context(fd: int) -> object:
+    """Map the buffer read-only and decode the context once (worker side). Raises ValueError
+    for a buffer that does not follow the layout."""
+    size = os.fstat(fd).st_size
+    if size < _PREFIX.size:
+        raise ValueError("context buffer too short")
+    mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    view = memoryview(mapping)
+    try:
+        magic, kind, count = _PREFIX.unpack_from(view)
+        if magic != CONTEXT_MAGIC:
+            raise ValueError("bad context buffer magic")
+        if kind == KIND_STR:
+            return str(view[_PREFIX.size :], "utf-8", "surrogatepass")
+        if kind == KIND_JSON:
+            return json.loads(str(view[_PREFIX.size :], "utf-8", "surrogatepass"))
+        if kind != KIND_LIST:
+            raise ValueError(f"unknown context kind {kind}")
+        table_end = _PREFIX.size + 8 * (count + 1)
+        table = view[_PREFIX.size : table_end]
+        offsets = table.cast("Q") if sys.byteorder == "little" else _big_endian_offsets(table)
+        data = view[table_end:]
+        try:
+            return [
+                str(data[offsets[i] : offsets[i + 1]], "utf-8", "surrogatepass")
+                for i in range(count)
+            ]
+        finally:
+            if isinstance(offsets, memoryview):
+                offsets.release()
+            table.release()
+            data.release()
+    finally:
+        view.release()
+        mapping.close()
+
+
+def _big_endian_offsets(table: memoryview) -> list[int]:
+    return list(struct.unpack(f"<{len(table) // 8}Q", table))

@@ -1,0 +1,432 @@
+"""The isolated sandbox, host side: one worker process per run, driven over framed pipes.
+
+:class:`WorkerSandbox` implements the ``Sandbox`` protocol. It writes the context once into a
+sealed memfd that every worker of the sandbox maps (restarts reload it without a copy), spawns
+the worker under the chosen :class:`~._layers.LayerPlan`, answers its ``llm_query``/
+``rlm_query`` frames through the :class:`HostBridge`, and enforces the hard deadline: past
+``exec_timeout_s + hard_grace_s`` of the worker's own time (host calls excluded), or on a crash
+or a protocol violation, the worker's process group is SIGKILLed and a fresh worker takes over
+(``ExecResult.restarted``). Nothing the worker sends can crash or hang the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, Any
+
+from .._exceptions import (
+    ContextError,
+    ProtocolError,
+    SandboxError,
+    SandboxUnavailableError,
+    WorkerCrashedError,
+)
+from . import _layers, _protocol
+from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+
+logger = logging.getLogger("fastrlm.sandbox")
+
+START_TIMEOUT_S = 60.0
+_PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = 1031
+_READ_CHUNK = 1 << 20
+
+
+class _WorkerLost(Exception):
+    """The current worker is unusable (dead, too slow, or broke the protocol)."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timed_out = timed_out
+
+
+class WorkerProcess:
+    """One spawned worker: its process, its two pipe ends, a frame reader. Every failure to
+    read or write surfaces as :class:`ProtocolError` or :class:`WorkerCrashedError`."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], fd_in: int, fd_out: int, log: IO[bytes]):
+        self.proc = proc
+        self._to_worker = fd_in
+        self._from_worker = fd_out
+        self._log = log
+        self._buffer = bytearray()
+        self._loop = asyncio.get_running_loop()
+        for fd in (fd_in, fd_out):
+            os.set_blocking(fd, False)
+            with contextlib.suppress(OSError):  # a bigger pipe only saves wake-ups
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        self._pidfd = os.pidfd_open(proc.pid)
+        self.closed = False
+
+    async def _wait_fd(self, fd: int, writable: bool) -> None:
+        future: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        add = self._loop.add_writer if writable else self._loop.add_reader
+        remove = self._loop.remove_writer if writable else self._loop.remove_reader
+        add(fd, wake)
+        try:
+            await future
+        finally:
+            remove(fd)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Write one frame; raises WorkerCrashedError if the worker is gone."""
+        try:
+            frame = _protocol.encode_frame(message)
+        except _protocol.FrameError as exc:
+            raise SandboxError(f"cannot send to the worker: {exc}") from None
+        view = memoryview(frame)
+        while view:
+            try:
+                view = view[os.write(self._to_worker, view) :]
+            except BlockingIOError:
+                await self._wait_fd(self._to_worker, writable=True)
+            except OSError as exc:  # EPIPE: the worker closed its end or died
+                raise WorkerCrashedError(f"the worker stopped reading: {exc}") from None
+
+    async def _fill(self, n: int, *, mid_frame: bool) -> None:
+        while len(self._buffer) < n:
+            try:
+                chunk = os.read(self._from_worker, max(_READ_CHUNK, n - len(self._buffer)))
+            except BlockingIOError:
+                await self._wait_fd(self._from_worker, writable=False)
+                continue
+            if not chunk:
+                if mid_frame or self._buffer:
+                    raise ProtocolError("the worker's frame was truncated (pipe closed)")
+                raise WorkerCrashedError(f"the worker exited ({self.exit_description()})")
+            self._buffer += chunk
+
+    async def receive(self) -> dict[str, Any]:
+        """Read and validate one frame. Raises ProtocolError (malformed, truncated, oversized,
+        unknown op) or WorkerCrashedError (the pipe closed between frames)."""
+        await self._fill(_protocol.HEADER.size, mid_frame=False)
+        (size,) = _protocol.HEADER.unpack_from(self._buffer)
+        if size > _protocol.MAX_FRAME_BYTES:
+            raise ProtocolError(
+                f"the worker sent a {size:,}-byte frame (limit {_protocol.MAX_FRAME_BYTES:,})"
+            )
+        await self._fill(_protocol.HEADER.size + size, mid_frame=True)
+        body = bytes(self._buffer[_protocol.HEADER.size : _protocol.HEADER.size + size])
+        del self._buffer[: _protocol.HEADER.size + size]
+        try:
+            return _protocol.check_worker_frame(_protocol.decode_body(body))
+        except _protocol.FrameError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    def exit_description(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            return "still running"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    def startup_log(self) -> str:
+        self._log.seek(0)
+        return self._log.read(8192).decode("utf-8", "replace").strip()
+
+    async def kill(self) -> None:
+        """SIGKILL the worker's process group and wait for it; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await self._wait_fd(self._pidfd, writable=False)
+        if self.proc.poll() is None:
+            await asyncio.to_thread(self.proc.wait)
+        for fd in (self._to_worker, self._from_worker, self._pidfd):
+            os.close(fd)
+        self._log.close()
+
+
+class WorkerSandbox:
+    """A ``Sandbox`` whose code runs in a confined worker process (see the module docstring).
+    ``plans`` are tried in order at start; ``layer`` names the one that started."""
+
+    unsafe = False
+
+    def __init__(self, plans: list[_layers.LayerPlan], limits: SandboxLimits) -> None:
+        if not plans:
+            raise ValueError("at least one layer plan is needed")
+        self._plans = plans
+        self._plan = plans[0]
+        self.limits = limits
+        self._bridge: HostBridge | None = None
+        self._worker: WorkerProcess | None = None
+        self._context_fd: int | None = None
+        self._memory_bytes = 0
+        self._scratch: str | None = None
+        self._lock = asyncio.Lock()
+        self.worker_pid: int | None = None
+        self.restarts = 0
+
+    @property
+    def layer(self) -> str:
+        return self._plan.name
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self, context: object, bridge: HostBridge) -> None:
+        """Write the context buffer and start a worker. Raises ContextError for a context that
+        cannot be sent, SandboxUnavailableError when no planned layer can start."""
+        if self._worker is not None:
+            raise SandboxError("the sandbox is already started")
+        self._bridge = bridge
+        try:
+            kind, parts = await asyncio.to_thread(_protocol.context_parts, context)
+        except (TypeError, ValueError) as exc:
+            raise ContextError(f"context cannot be sent to the sandbox: {exc}") from exc
+        buffer_bytes = sum(len(p) for p in parts)
+        self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
+            _str_bytes(context, kind, buffer_bytes), buffer_bytes
+        )
+        self._context_fd = await asyncio.to_thread(_protocol.write_context_fd, parts)
+        del parts
+        problems = []
+        for plan in self._plans:
+            self._plan = plan
+            try:
+                self._worker = await self._spawn()
+                return
+            except SandboxUnavailableError as exc:
+                logger.warning("sandbox layer %s failed to start: %s", plan.name, exc)
+                problems.append(f"{plan.name}: {exc}")
+        await self.close()
+        raise SandboxUnavailableError("no sandbox layer could start: " + "; ".join(problems))
+
+    def _config(self, fd_in: int, fd_out: int) -> dict[str, Any]:
+        plan = self._plan
+        if plan.kind == "bwrap":
+            scratch = "/tmp"
+        else:
+            if self._scratch is None:
+                self._scratch = tempfile.mkdtemp(prefix="fastrlm-scratch-")
+            scratch = self._scratch
+        return {
+            "fd_in": fd_in,
+            "fd_out": fd_out,
+            "fd_context": self._context_fd,
+            "package_dir": _layers.package_dir(),
+            "sys_path": _layers.module_dirs(),
+            "rlimits": {
+                "AS": self._memory_bytes,
+                "FSIZE": _layers.FILE_SIZE_BYTES,
+                "NOFILE": _layers.OPEN_FILES,
+                "CORE": 0,
+            },
+            "landlock": (
+                {"read": _layers.read_only_paths(), "write": [scratch]}
+                if plan.kind == "landlock"
+                else None
+            ),
+            "seccomp": plan.seccomp,
+            "libraries": _layers.library_names(),
+            "max_output_bytes": self.limits.max_output_bytes,
+            "exec_timeout_s": self.limits.exec_timeout_s,
+            "scratch": scratch,
+        }
+
+    async def _spawn(self) -> WorkerProcess:
+        a_read, a_write = os.pipe2(os.O_CLOEXEC)
+        b_read, b_write = os.pipe2(os.O_CLOEXEC)
+        assert self._context_fd is not None
+        config = self._config(a_read, b_write)
+        argv = _layers.python_argv(json.dumps(config))
+        env: dict[str, str] = {}
+        if self._plan.kind == "bwrap":
+            argv = _layers.bwrap_argv(shutil.which("bwrap") or "bwrap") + argv
+        else:
+            scratch = str(config["scratch"])
+            env = {"HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+        log = tempfile.TemporaryFile()
+        try:
+            # Popen, not asyncio's: the exit is awaited on a pidfd, no child-watcher thread.
+            proc = subprocess.Popen(  # noqa: ASYNC220
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(a_read, b_write, self._context_fd),
+                start_new_session=True,
+                env=env,
+                cwd=None if self._plan.kind == "bwrap" else str(config["scratch"]),
+            )
+        except OSError as exc:
+            log.close()
+            for fd in (a_read, a_write, b_read, b_write):
+                os.close(fd)
+            raise SandboxUnavailableError(f"cannot start the worker: {exc}") from exc
+        finally:
+            if "proc" in locals():
+                os.close(a_read)
+                os.close(b_write)
+        worker = WorkerProcess(proc, a_write, b_read, log)
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                ready = await worker.receive()
+        except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
+            detail = worker.startup_log()
+            await worker.kill()
+            raise SandboxUnavailableError(
+                f"the worker did not start ({exc}): {detail or 'no output'}"
+            ) from None
+        if ready["op"] != "ready":
+            await worker.kill()
+            raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
+        missing = self._plan.confined - set(ready["confined"])
+        if missing:
+            await worker.kill()
+            raise SandboxUnavailableError(f"the worker did not apply {sorted(missing)}")
+        self.worker_pid = ready["pid"]
+        return worker
+
+    async def close(self) -> None:
+        """Kill the worker, release the context buffer and the scratch directory. Idempotent."""
+        if self._worker is not None:
+            await self._worker.kill()
+            self._worker = None
+        if self._context_fd is not None:
+            os.close(self._context_fd)
+            self._context_fd = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    async def _restart(self, reason: str) -> None:
+        if self._worker is not None:
+            await self._worker.kill()
+            self._worker = None
+        self.restarts += 1
+        logger.info("sandbox worker restarted: %s", reason)
+        try:
+            self._worker = await self._spawn()
+        except SandboxUnavailableError as exc:
+            raise WorkerCrashedError(
+                f"the worker died ({reason}) and cannot restart: {exc}"
+            ) from exc
+
+    # ------------------------------------------------------------- execution
+    async def execute(self, code: str) -> ExecResult:
+        """Run one cell; model errors, timeouts, crashes and protocol violations all come back
+        as an ExecResult. Raises SandboxError only when not started or when no fresh worker can
+        be started."""
+        async with self._lock:
+            began = time.monotonic()
+            try:
+                done = await self._round_trip({"op": "exec", "code": code}, "done")
+            except _WorkerLost as lost:
+                await self._restart(lost.reason)
+                return ExecResult(
+                    error=(
+                        f"SandboxRestarted: {lost.reason}. The REPL was restarted: every "
+                        "variable was lost; `context` was reloaded."
+                    ),
+                    timed_out=lost.timed_out,
+                    restarted=True,
+                    duration_s=time.monotonic() - began,
+                    extra={"restart_reason": lost.reason},
+                )
+            final = done["final"]
+            return ExecResult(
+                stdout=done["stdout"],
+                stderr=done["stderr"],
+                error=done["error"],
+                final=None if final is None else FinalValue(final["text"], final["source"]),
+                answer_content=done["answer_content"],
+                restored=tuple(done["restored"]),
+                timed_out=done["timed_out"],
+                dropped_bytes=done["dropped_bytes"],
+                duration_s=time.monotonic() - began,
+            )
+
+    async def show_vars(self) -> str:
+        """The user variables, one per line (a hard timeout or crash restarts the worker)."""
+        async with self._lock:
+            try:
+                reply = await self._round_trip({"op": "show_vars"}, "vars")
+            except _WorkerLost as lost:
+                await self._restart(lost.reason)
+                return f"[SHOW_VARS: {lost.reason}; the REPL was restarted, variables lost]"
+            return str(reply["text"])
+
+    async def _round_trip(self, request: dict[str, Any], terminal: str) -> dict[str, Any]:
+        worker = self._worker
+        if worker is None:
+            raise SandboxError("the sandbox is not started")
+        own_time_left = self.limits.exec_timeout_s + self.limits.hard_grace_s
+        try:
+            async with asyncio.timeout(own_time_left):
+                await worker.send(request)
+            while True:
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(max(own_time_left, 0.0)):
+                        message = await worker.receive()
+                except TimeoutError:
+                    raise _WorkerLost(
+                        f"the cell ran past the hard time limit "
+                        f"({self.limits.exec_timeout_s + self.limits.hard_grace_s:g} s)",
+                        timed_out=True,
+                    ) from None
+                own_time_left -= time.monotonic() - started
+                op = message["op"]
+                if op == terminal:
+                    return message
+                if op not in ("llm_query", "rlm_query"):
+                    raise ProtocolError(f"unexpected {op!r} frame from the worker")
+                results = await self._answer(message)
+                async with asyncio.timeout(max(own_time_left, 0.001)):
+                    await worker.send({"op": "reply", "id": message["id"], "results": results})
+        except ProtocolError as exc:
+            raise _WorkerLost(f"the worker broke the protocol ({exc})") from None
+        except WorkerCrashedError as exc:
+            raise _WorkerLost(str(exc)) from None
+        except TimeoutError:
+            raise _WorkerLost("the worker stopped reading its pipe", timed_out=True) from None
+
+    async def _answer(self, message: dict[str, Any]) -> list[str]:
+        assert self._bridge is not None
+        prompts: list[str] = message["prompts"]
+        try:
+            if message["op"] == "llm_query":
+                results = await self._bridge.llm_query_batched(prompts, message.get("model"))
+            else:
+                results = await self._bridge.rlm_query_batched(
+                    prompts, message.get("contexts"), message.get("model")
+                )
+        except Exception as exc:  # the bridge must not raise; if it does, the run goes on
+            logger.exception("HostBridge raised instead of returning error strings")
+            results = [f"[error: {type(exc).__name__}: {exc}]"] * len(prompts)
+        answers = [r if isinstance(r, str) else str(r) for r in results]
+        missing = len(prompts) - len(answers)
+        return answers[: len(prompts)] + ["[error: no answer from the host]"] * max(missing, 0)
+
+
+def _str_bytes(context: object, kind: int, buffer_bytes: int) -> int:
+    """Bytes the decoded context takes in the worker (CPython: 1, 2 or 4 bytes a character)."""
+    if kind == _protocol.KIND_STR:
+        return sys.getsizeof(context)
+    if kind == _protocol.KIND_LIST:
+        items: list[str] = list(context)  # type: ignore[call-overload]
+        return sys.getsizeof(items) + sum(sys.getsizeof(x) for x in items)
+    return 8 * buffer_bytes  # parsed JSON: objects are far larger than their text

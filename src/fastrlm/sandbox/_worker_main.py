@@ -1,0 +1,181 @@
+"""The isolated worker's entry point: ``python -I -S -B _worker_main.py <config JSON>``.
+
+Started by :mod:`fastrlm.sandbox._worker` (inside bubblewrap where available). It maps the
+context buffer, confines itself (rlimits, Landlock, capabilities, seccomp, in that order, as the
+config asks), silences fds 0-2, sends ``ready`` on pipe B and then serves ``exec``/``show_vars``
+frames from pipe A until ``shutdown`` or EOF. It imports the standard library, ``pyseccomp``,
+``landlock`` and three sibling modules, without running ``fastrlm/__init__.py``.
+
+Config keys: ``fd_in`` (pipe A), ``fd_out`` (pipe B), ``fd_context`` (the sealed memfd),
+``package_dir``, ``sys_path``, ``rlimits``, ``landlock`` (None or ``{"read": [...], "write":
+[...]}``), ``seccomp`` (bool), ``libraries``, ``max_output_bytes``, ``exec_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+import types
+from typing import Any
+
+
+def _install_package_stubs(package_dir: str) -> None:
+    """Make ``fastrlm.sandbox.<module>`` importable without executing the package __init__s."""
+    for name, path in (("fastrlm", package_dir), ("fastrlm.sandbox", package_dir + "/sandbox")):
+        module = types.ModuleType(name)
+        module.__path__ = [path]
+        sys.modules[name] = module
+
+
+class Worker:
+    """Serves frames; supplies ``host_call`` to the runtime and the soft per-exec timeout."""
+
+    def __init__(self, config: dict[str, Any], context: object) -> None:
+        from fastrlm.sandbox import _protocol, _runtime
+
+        self._protocol = _protocol
+        self._fd_in: int = config["fd_in"]
+        self._fd_out: int = config["fd_out"]
+        self._timeout_s = float(config["exec_timeout_s"])
+        self._cell_timeout = _runtime.CellTimeout
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._armed = False
+        self.runtime = _runtime.ReplRuntime(
+            context, self.host_call, max_output_bytes=int(config["max_output_bytes"])
+        )
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._protocol.write_all(self._fd_out, self._protocol.encode_frame(message))
+
+    # ------------------------------------------------------------- host calls
+    def host_call(self, op: str, payload: dict[str, Any]) -> Any:
+        """One blocking round trip to the host. The soft-timeout clock stops meanwhile, so only
+        the worker's own time counts. Raises TypeError for arguments JSON cannot carry."""
+        with self._lock:
+            remaining = self._pause_clock()
+            try:
+                self._next_id += 1
+                request = {"op": op, "id": self._next_id, **payload}
+                try:
+                    frame = self._protocol.encode_frame(request)
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"{op}: arguments cannot be sent to the host: {exc}") from None
+                self._protocol.write_all(self._fd_out, frame)
+                reply = self._protocol.read_frame(self._fd_in)
+                if reply.get("op") != "reply" or reply.get("id") != self._next_id:
+                    raise RuntimeError(f"{op}: the host answered out of turn")
+                return reply.get("results")
+            except (EOFError, BrokenPipeError):
+                os._exit(0)  # the host is gone: nothing left to serve
+            finally:
+                self._resume_clock(remaining)
+
+    # ------------------------------------------------------------- soft timeout
+    def _on_alarm(self, signum: int, frame: types.FrameType | None) -> None:
+        # Raise only inside model code (frames whose globals are the REPL namespace), never in
+        # the runtime's own bookkeeping; otherwise retry shortly.
+        namespace = self.runtime.ns
+        while frame is not None:
+            if frame.f_globals is namespace:
+                raise self._cell_timeout(f"the cell ran past its {self._timeout_s:g} s limit")
+            frame = frame.f_back
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
+
+    def _pause_clock(self) -> float:
+        remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+        return remaining
+
+    def _resume_clock(self, remaining: float) -> None:
+        if self._armed:
+            signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.001))
+
+    def _timed(self, fn: Any, *args: Any) -> Any:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        self._armed = True
+        signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
+        try:
+            return fn(*args)
+        finally:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    # ------------------------------------------------------------- serving
+    def serve(self) -> None:
+        while True:
+            try:
+                message = self._protocol.read_frame(self._fd_in)
+            except EOFError:
+                return
+            op = message["op"]
+            if op == "exec":
+                self._send_done(self._timed(self.runtime.execute, str(message.get("code", ""))))
+            elif op == "show_vars":
+                self.send({"op": "vars", "text": self._show_vars()})
+            elif op == "shutdown":
+                return
+
+    def _show_vars(self) -> str:
+        try:
+            return str(self._timed(self.runtime.show_vars))
+        except BaseException as exc:  # noqa: BLE001 - a model-defined __len__ may raise anything
+            return f"[SHOW_VARS failed: {type(exc).__name__}: {exc}]"
+
+    def _send_done(self, result: dict[str, Any]) -> None:
+        message = {"op": "done", **result}
+        message["restored"] = list(message.get("restored") or ())
+        try:
+            frame = self._protocol.encode_frame(message)
+        except ValueError as exc:  # the answer itself is larger than a frame may be
+            message.update(final=None, answer_content=None, stdout="", stderr="")
+            message["error"] = f"the cell's result could not be sent: {exc}"
+            frame = self._protocol.encode_frame(message)
+        self._protocol.write_all(self._fd_out, frame)
+
+
+def _start(config: dict[str, Any]) -> Worker:
+    from fastrlm.sandbox import _confine, _protocol
+
+    _confine.apply_rlimits(config["rlimits"])
+    context = _protocol.load_context(config["fd_context"])
+    os.close(config["fd_context"])
+    worker = Worker(config, context)
+    if config["landlock"] is not None:
+        _confine.no_new_privs()
+        _confine.apply_landlock(config["landlock"]["read"], config["landlock"]["write"])
+    _confine.drop_capabilities()
+    if config["seccomp"]:
+        _confine.no_new_privs()
+        _confine.apply_seccomp(config["libraries"], os.getpid())
+    return worker
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    sys.path[:0] = config["sys_path"]
+    _install_package_stubs(config["package_dir"])
+    from fastrlm.sandbox import _protocol
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        worker = _start(config)
+    except BaseException:  # noqa: BLE001 - reported to the host, then exit
+        text = traceback.format_exc()[-4000:]
+        _protocol.write_all(config["fd_out"], _protocol.encode_frame({"op": "fatal", "text": text}))
+        os._exit(3)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    confined = ["rlimits"]
+    confined += ["landlock"] if config["landlock"] is not None else []
+    confined += ["seccomp"] if config["seccomp"] else []
+    worker.send({"op": "ready", "pid": os.getpid(), "confined": confined})
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()
