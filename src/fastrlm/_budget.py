@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from ._exceptions import BudgetExceededError
 from ._pricing import Price
 from ._usage import TokenUsage
 
 
-class StopReason(str, Enum):
+class StopReason(StrEnum):
     """Why a run ended. Stable public values (they appear in traces and JSON output)."""
 
     FINAL = "final"
@@ -31,9 +31,6 @@ class StopReason(str, Enum):
     TIMEOUT = "timeout"
     ERROR = "error"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,14 @@ log = logging.getLogger("fastrlm")
 
 NO_MODEL_HELP = """\
 No model is configured. Pick one of:
-  1. OpenAI:     export OPENAI_API_KEY=sk-...   (model e.g. openai/gpt-5, sub-model openai/gpt-5-mini)
+  1. OpenAI:     export OPENAI_API_KEY=sk-...
+                 (default model openai/gpt-5; FASTRLM_SUB_MODEL=openai/gpt-5-mini)
   2. A local OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio):
-                 export FASTRLM_MODEL=ollama/qwen2.5-coder:32b        (Ollama: http://localhost:11434/v1)
-                 export FASTRLM_MODEL=openai/<name> OPENAI_BASE_URL=http://localhost:8080/v1   (llama.cpp, vLLM :8000)
-  3. Anthropic:  export ANTHROPIC_API_KEY=sk-ant-...  FASTRLM_MODEL=anthropic/claude-sonnet-4-5
+                 export FASTRLM_MODEL=ollama/qwen2.5-coder:32b     (Ollama on :11434)
+                 export FASTRLM_MODEL=openai/<name> OPENAI_BASE_URL=http://localhost:8080/v1
+                 (llama.cpp's server on :8080, vLLM on :8000/v1)
+  3. Anthropic:  export ANTHROPIC_API_KEY=sk-ant-...
+                 export FASTRLM_MODEL=anthropic/claude-sonnet-4-5
 Or pass model=... to RLM() (a model string or an LM object such as fastrlm.testing.ScriptedLM)."""
 
 _MISSING: Any = object()

@@ -67,7 +67,7 @@ def extract_code_blocks(text: str) -> Reply:
                     if _parses("\n".join(lines[i + 1 : c])):
                         end = c
                         break
-        body = "\n".join(lines[i + 1 : end])
+        body = "\n".join(lines[i + 1 : end]).rstrip("\n")
         if lang in CODE_LANGS:
             if body.strip():
                 blocks.append(body)
@@ -116,7 +116,10 @@ def truncate_output(text: str, limit: int) -> str:
     """
     if len(text) <= limit:
         return text
-    marker = f"\n[... {len(text) - limit:,} characters omitted; the output was {len(text):,} characters in all ...]\n"
+    marker = (
+        f"\n[... {len(text) - limit:,} characters omitted; "
+        f"the output was {len(text):,} characters in all ...]\n"
+    )
     keep = max(limit - len(marker), 0)
     head = keep // 2
     tail = keep - head

@@ -20,7 +20,8 @@ that persists across turns (variables, imports and functions stay defined).
 - After each reply you see what your code printed, cut to {output_chars:,} characters (head and \
 tail). Print sizes, samples and summaries, not whole documents.
 - In the REPL you have:
-  - `context`: the data (its type and size are given below). Slice it, search it with `re`, parse it.
+  - `context`: the data (its type and size are given below). Slice it, search it with `re`, \
+parse it.
 {subcall_tools}  - `SHOW_VARS()`: list the variables you have made.
 - Work in steps: look at the structure of the context first (lengths, samples, separators); narrow \
 it down with code; {strategy}collect results in variables; check them before you answer.

@@ -1,4 +1,4 @@
-"""Token usage and its price: per call (:class:`TokenUsage`) and rolled up per model (:class:`Usage`)."""
+"""Token usage: per call (:class:`TokenUsage`) and rolled up per model (:class:`Usage`)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TextIO, cast
 
 from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime
@@ -51,8 +51,8 @@ def _install_router() -> None:
     global _router_users
     with _router_lock:
         if _router_users == 0:
-            sys.stdout = _ThreadRouter(sys.stdout, _local, "out")  # type: ignore[assignment]
-            sys.stderr = _ThreadRouter(sys.stderr, _local, "err")  # type: ignore[assignment]
+            sys.stdout = cast(TextIO, _ThreadRouter(sys.stdout, _local, "out"))
+            sys.stderr = cast(TextIO, _ThreadRouter(sys.stderr, _local, "err"))
         _router_users += 1
 
 

@@ -15,9 +15,9 @@ import linecache
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 HostCall = Callable[[str, dict[str, Any]], Any]
 
@@ -81,7 +81,7 @@ def _text(value: object) -> str:
 def _describe(value: object) -> str:
     kind = type(value).__name__
     try:
-        size = f", len={len(value):,}" if hasattr(value, "__len__") else ""  # type: ignore[arg-type]
+        size = f", len={len(value):,}" if hasattr(value, "__len__") else ""
     except TypeError:
         size = ""
     return f"{kind}{size}"
@@ -143,7 +143,10 @@ class ReplRuntime:
         items = self._prompt_list(prompts)
         ctx_list: list[object] | None = None
         if contexts is not None:
-            ctx_list = list(contexts) if not isinstance(contexts, (str, bytes)) else [contexts]
+            if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
+                ctx_list = [contexts]
+            else:
+                ctx_list = list(contexts)
             if len(ctx_list) != len(items):
                 raise ValueError(
                     f"rlm_query_batched: {len(items)} prompts but {len(ctx_list)} contexts"
@@ -213,12 +216,12 @@ class ReplRuntime:
 
     # ----------------------------------------------------------------- execution
     @contextmanager
-    def _streams(self, out: TextIO, err: TextIO) -> Iterator[None]:
+    def _streams(self, out: io.TextIOBase, err: io.TextIOBase) -> Iterator[None]:
         if not self.redirect_streams:
             yield
             return
         saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
+        sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
         try:
             yield
         finally:

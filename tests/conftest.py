@@ -1,0 +1,18 @@
+"""Shared fixtures: every test runs with its own FASTRLM_HOME and no provider credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "fastrlm-home"
+    monkeypatch.setenv("FASTRLM_HOME", str(home))
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "FASTRLM_MODEL",
+                 "FASTRLM_SUB_MODEL", "OPENROUTER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    yield home

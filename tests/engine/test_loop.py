@@ -1,0 +1,201 @@
+"""The root loop: code blocks, persistence, iterations, prompts, drop-in use, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fastrlm import RLM, ContextError, StopReason
+from fastrlm.events import Event, RunFinished
+from fastrlm.testing import ScriptedLM
+
+from .helpers import make_rlm, repl
+
+
+async def test_python_and_py_blocks_are_run_not_ignored() -> None:
+    reply = "```python\nx = 20\n```\n```py\nFINAL(x + 1)\n```"
+    rlm, _ = make_rlm([reply])
+    assert (await rlm.acompletion("q", context="c")).answer == "21"
+
+
+async def test_backticks_in_a_string_do_not_cut_the_block() -> None:
+    code = 's = """a\n```\nb"""\nFINAL(str(len(s.splitlines())))'
+    rlm, _ = make_rlm([f"```repl\n{code}\n```"])
+    assert (await rlm.acompletion("q", context="c")).answer == "3"
+
+
+async def test_a_reply_with_prose_but_no_code_is_told_so() -> None:
+    rlm, root = make_rlm(["I think the answer is 4.", repl("FINAL(4)")])
+    assert (await rlm.acompletion("q", context="c")).answer == "4"
+    assert "no ```repl block" in root.calls[1][-1]["content"]
+
+
+async def test_late_binding_across_cells() -> None:
+    rlm, _ = make_rlm([
+        repl("def f():\n    return helper(base)\nbase = 1"),
+        repl("def helper(v):\n    return v * 10\nbase = 5"),
+        repl("FINAL(f())"),
+    ])
+    assert (await rlm.acompletion("q", context="c")).answer == "50"
+
+
+async def test_root_sees_metadata_never_the_context() -> None:
+    secret = "NEEDLE-" + "z" * 5000 + "-END"
+    rlm, root = make_rlm([repl("FINAL(len(context))")])
+    await rlm.acompletion("q", context=secret)
+    first = "\n".join(m["content"] for m in root.calls[0])
+    assert "-END" not in first
+    assert f"{len(secret):,} total characters" in first
+
+
+async def test_list_context_metadata_lists_chunk_lengths() -> None:
+    rlm, root = make_rlm([repl("FINAL(len(context))")])
+    out = await rlm.acompletion("q", context=["aa", "bbbb", "c"])
+    assert out.answer == "3"
+    first = root.calls[0][1]["content"]
+    assert "in 3 chunks" in first and "[2, 4, 1]" in first
+
+
+async def test_output_is_truncated_head_and_tail_with_true_length() -> None:
+    rlm, root = make_rlm([repl("print('A' * 30000 + 'B' * 30000)"), repl("FINAL(1)")])
+    await rlm.acompletion("q", context="c")
+    feedback = root.calls[1][-1]["content"]
+    assert "60,001 characters in all" in feedback
+    assert "AAAA" in feedback and "BBBB" in feedback
+    assert len(feedback) < 22_000
+
+
+async def test_trailing_expression_is_shown_like_a_notebook() -> None:
+    rlm, root = make_rlm([repl("len(context)"), repl("FINAL(1)")])
+    await rlm.acompletion("q", context="x" * 123)
+    assert "123" in root.calls[1][-1]["content"]
+
+
+async def test_max_iterations_ends_with_a_user_message_and_a_last_answer_turn() -> None:
+    from fastrlm import Budget
+
+    rlm, root = make_rlm([repl("x = 1"), repl("x = 2"), repl("FINAL('best effort')")],
+                         budget=Budget(max_iterations=2))
+    out = await rlm.acompletion("q", context="c")
+    last_call = root.calls[-1]
+    assert last_call[-1]["role"] == "user"
+    assert "used all 2 turns" in last_call[-1]["content"]
+    assert out.answer == "best effort"
+    assert out.stop_reason is StopReason.MAX_ITERATIONS
+    roles = [m["role"] for m in last_call]
+    assert all(a != b for a, b in zip(roles[1:], roles[2:], strict=False))
+
+
+async def test_max_iterations_without_an_answer_gives_the_prose_as_partial() -> None:
+    from fastrlm import Budget
+
+    rlm, _ = make_rlm([repl("x = 1"), "My best guess is 12."], budget=Budget(max_iterations=1))
+    out = await rlm.acompletion("q", context="c")
+    assert out.stop_reason is StopReason.MAX_ITERATIONS
+    assert out.partial and out.answer == "My best guess is 12."
+
+
+async def test_drop_in_completion_uses_the_prompt_as_context() -> None:
+    prompt = "lots of text " * 100 + "QUESTION: what is 2+2?"
+    rlm, root = make_rlm([repl("FINAL(context[-4:])")])
+    out = await rlm.acompletion(prompt)
+    assert out.answer == "2+2?"
+    assert "QUESTION: what is 2+2?" in root.calls[0][1]["content"]  # the tail is shown
+
+
+def test_completion_is_a_blocking_facade() -> None:
+    rlm, _ = make_rlm([repl("FINAL('sync')")])
+    assert rlm.completion("q", context="c").answer == "sync"
+
+
+async def test_completion_inside_a_running_loop_says_to_await() -> None:
+    rlm, _ = make_rlm([repl("FINAL(1)")])
+    with pytest.raises(RuntimeError, match="acompletion"):
+        rlm.completion("q", context="c")
+
+
+@pytest.mark.parametrize("bad", ["", [], {}, None, b"bytes"])
+async def test_empty_or_unusable_context_is_a_clear_error(bad: object) -> None:
+    rlm, root = make_rlm([repl("FINAL(1)")])
+    with pytest.raises(ContextError):
+        await rlm.acompletion("q", context=bad)
+    assert root.calls == []
+
+
+async def test_unserialisable_context_is_a_context_error_not_a_crash() -> None:
+    rlm, _ = make_rlm([repl("FINAL(1)")])
+    out = await rlm.acompletion("q", context={"a": object()})
+    assert out.stop_reason is StopReason.ERROR
+    assert "JSON" in (out.error or "")
+
+
+async def test_stream_yields_events_and_ends_with_the_root_run_finished() -> None:
+    rlm, _ = make_rlm([repl("print(llm_query('hi'))"), repl("FINAL('s')")])
+    seen: list[Event] = [e async for e in rlm.stream("q", context="c")]
+    types = [e.type for e in seen]
+    assert types[0] == "run.started"
+    assert "subcall.finished" in types and "code.executed" in types
+    assert isinstance(seen[-1], RunFinished) and seen[-1].answer == "s"
+
+
+async def test_provider_failure_of_the_root_ends_with_error_stop_reason() -> None:
+    from fastrlm import ProviderConnectionError
+
+    rlm, _ = make_rlm([repl("x = 1"), ProviderConnectionError("down")])  # type: ignore[list-item]
+    out = await rlm.acompletion("q", context="c")
+    assert out.stop_reason is StopReason.ERROR
+    assert "down" in (out.error or "")
+
+
+async def test_failed_sub_call_is_an_error_string_in_its_slot() -> None:
+    from fastrlm import RateLimitError
+
+    def sub(messages: list[dict[str, str]]) -> str | BaseException:
+        return RateLimitError("slow down") if "bad" in messages[-1]["content"] else "fine"
+
+    rlm, _ = make_rlm([repl("r = llm_query_batched(['good', 'bad', 'good'])\nFINAL(repr(r))")],
+                      sub=ScriptedLM(sub, model="scripted/sub"))
+    out = await rlm.acompletion("q", context="c")
+    answers = eval(out.answer)  # noqa: S307 - our own repr
+    assert answers[0] == answers[2] == "fine"
+    assert answers[1].startswith("[error: sub-call failed: RateLimitError")
+
+
+async def test_soft_timeout_stops_an_infinite_loop_and_keeps_state() -> None:
+    from fastrlm import Budget
+
+    rlm, root = make_rlm([repl("kept = 41\nwhile True:\n    pass"), repl("FINAL(kept + 1)")],
+                         budget=Budget(exec_timeout_s=0.5))
+    out = await rlm.acompletion("q", context="c")
+    assert out.answer == "42"
+    assert "timed out" in root.calls[1][-1]["content"]
+
+
+async def test_cancelling_the_task_reports_cancelled_and_stops() -> None:
+    events: list[Event] = []
+    gate = asyncio.Event()
+
+    async def slow_sub(messages: object) -> str:
+        gate.set()
+        await asyncio.sleep(60)
+        return "never"
+
+    rlm, _ = make_rlm([repl("llm_query('x')")], sub=ScriptedLM(slow_sub, model="scripted/sub"),
+                      events=events)
+    task = asyncio.create_task(rlm.acompletion("q", context="c"))
+    await gate.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    finished = [e for e in events if isinstance(e, RunFinished)]
+    assert finished and finished[-1].stop_reason == "cancelled"
+
+
+async def test_rlm_without_a_model_explains_the_three_ways_to_configure_one() -> None:
+    from fastrlm import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        RLM()
+    text = str(info.value)
+    assert "OPENAI_API_KEY" in text and "ANTHROPIC_API_KEY" in text and "ollama" in text

@@ -1,0 +1,75 @@
+"""Pure reply parsing and output shaping (no event loop)."""
+
+from __future__ import annotations
+
+from fastrlm._parsing import (
+    extract_code_blocks,
+    find_prose_final,
+    truncate_output,
+    unquote_literal,
+)
+
+
+def test_repl_python_and_py_fences_all_run_in_order() -> None:
+    text = "a\n```repl\nx = 1\n```\nb\n```python\ny = 2\n```\n```py\nz = 3\n```\n"
+    assert extract_code_blocks(text).blocks == ("x = 1", "y = 2", "z = 3")
+
+
+def test_other_languages_are_not_run() -> None:
+    reply = extract_code_blocks("```json\n{\"a\": 1}\n```\n```bash\nrm -rf /\n```")
+    assert reply.blocks == ()
+    assert reply.other_fences == 2
+
+
+def test_backticks_inside_a_string_do_not_end_the_block_early() -> None:
+    code = 's = """\n```\nnot the end\n"""\nprint(len(s))'
+    text = f"```repl\n{code}\n```\nafter"
+    assert extract_code_blocks(text).blocks == (code,)
+
+
+def test_inline_triple_backticks_in_code_do_not_end_the_block() -> None:
+    code = "fence = '```'\nprint(fence)"
+    assert extract_code_blocks(f"```repl\n{code}\n```").blocks == (code,)
+
+
+def test_unclosed_block_runs_to_the_end() -> None:
+    assert extract_code_blocks("```repl\nprint(1)\n").blocks == ("print(1)\n".rstrip("\n"),)
+
+
+def test_longer_fences_close_only_with_as_many_backticks() -> None:
+    code = "x = '''\n```\n'''"
+    assert extract_code_blocks(f"````repl\n{code}\n````").blocks == (code,)
+
+
+def test_final_mentioned_in_a_plan_is_not_an_answer() -> None:
+    assert find_prose_final("I will call FINAL(answer) later, once I know.") is None
+
+
+def test_final_alone_on_a_line_is_the_strict_fallback() -> None:
+    found = find_prose_final("Done.\nFINAL(The answer is f(g(x)) = 3)\n")
+    assert found is not None
+    assert found.kind == "FINAL"
+    assert found.argument == "The answer is f(g(x)) = 3"
+
+
+def test_final_var_on_its_own_line() -> None:
+    found = find_prose_final("FINAL_VAR(result)")
+    assert found is not None and found.kind == "FINAL_VAR" and found.argument == "result"
+
+
+def test_quoted_final_argument_is_unquoted_with_nested_quotes_kept() -> None:
+    assert unquote_literal('"He said \\"(hi)\\" twice"') == 'He said "(hi)" twice'
+    assert unquote_literal("plain (words)") == "plain (words)"
+
+
+def test_truncation_keeps_head_and_tail_and_states_the_true_length() -> None:
+    text = "H" * 5000 + "M" * 10_000 + "T" * 5000
+    shown = truncate_output(text, 2000)
+    assert shown.startswith("H" * 500)
+    assert shown.endswith("T" * 500)
+    assert "20,000 characters in all" in shown
+    assert len(shown) <= 2000
+
+
+def test_short_output_is_unchanged() -> None:
+    assert truncate_output("hello", 2000) == "hello"
