@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -69,21 +70,28 @@ class AnthropicLM:
         self.default_max_tokens = default_max_tokens
         self.prompt_caching = prompt_caching
         self.retry = retry or RetryPolicy.from_limits(limits)
+        self.pool_size = max(1000, limits.max_concurrency)
+        self._api_key = api_key or "not-needed"
+        self.base_url = (
+            base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+        ).rstrip("/")
+        self._clients = _sdk.LoopBoundClient(self._new_client)
+
+    def _new_client(self) -> anthropic.AsyncAnthropic:
         import httpx2  # the anthropic SDK's HTTP library (a dependency of it)
 
-        pool = max(1000, limits.max_concurrency)
+        pool = self.pool_size
         http_client = anthropic.DefaultAsyncHttpxClient(
             limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=min(pool, 256)),
             timeout=self.retry.timeout_s,
         )
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key or "not-needed",
-            base_url=base_url,
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self.base_url,
             max_retries=0,
             timeout=self.retry.timeout_s,
             http_client=http_client,
         )
-        self.base_url = str(self._client.base_url).rstrip("/")
 
     @property
     def model(self) -> str:
@@ -143,7 +151,8 @@ class AnthropicLM:
         started = time.monotonic()
 
         async def attempt() -> tuple[str, TokenUsage, str | None, str | None]:
-            message = await self._client.messages.create(**params)
+            client = await self._clients.get()
+            message = await client.messages.create(**params)
             return self._read(message, messages)
 
         text, usage, stop, message_id = await self.retry.run(
@@ -189,7 +198,7 @@ class AnthropicLM:
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     def __repr__(self) -> str:
         return f"AnthropicLM({self._model!r}, base_url={self.base_url!r})"

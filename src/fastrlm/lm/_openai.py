@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from ._retry import Failure, RetryPolicy
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
 # A placeholder key for servers that need none (the SDK refuses to start without one).
 NO_KEY = "not-needed"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # text, usage, finish reason, provider-reported cost, raw fields kept on the response
 ReadCompletion = tuple[str, TokenUsage, str | None, float | None, dict[str, object]]
@@ -77,23 +79,31 @@ class OpenAIChatLM:
         self._temperature = None if self._reasoning else temperature
         self.retry = retry or RetryPolicy.from_limits(limits)
         self._extra_body = dict(extra_body or {})
+        # Never below the SDK's own default pool (1,000), never below the engine's fan-out.
+        self.pool_size = max(1000, limits.max_concurrency)
+        self._api_key = api_key or NO_KEY
+        self._headers = default_headers
+        self._clients = _sdk.LoopBoundClient(self._new_client)
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
+
+    def _new_client(self) -> openai.AsyncOpenAI:
         import httpx2  # the openai SDK's HTTP library (a dependency of it)
 
-        # Never below the SDK's own default pool (1,000), never below the engine's fan-out.
-        pool = max(1000, limits.max_concurrency)
+        pool = self.pool_size
         http_client = openai.DefaultAsyncHttpxClient(
             limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=min(pool, 256)),
             timeout=self.retry.timeout_s,
         )
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or NO_KEY,
-            base_url=base_url,
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
             max_retries=0,
             timeout=self.retry.timeout_s,
-            default_headers=default_headers,
+            default_headers=self._headers,
             http_client=http_client,
         )
-        self.base_url = str(self._client.base_url).rstrip("/")
 
     @property
     def model(self) -> str:
@@ -145,7 +155,8 @@ class OpenAIChatLM:
         started = time.monotonic()
 
         async def attempt() -> ReadCompletion:
-            completion = await self._client.chat.completions.create(**params)
+            client = await self._clients.get()
+            completion = await client.chat.completions.create(**params)
             return read_completion(
                 completion, messages, provider=self._provider, model=self.api_model
             )
@@ -172,7 +183,7 @@ class OpenAIChatLM:
         return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     def __repr__(self) -> str:
         return f"OpenAIChatLM({self._model!r}, base_url={self.base_url!r})"

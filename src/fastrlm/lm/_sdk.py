@@ -7,9 +7,12 @@ LiteLLM's exceptions subclass ``openai``'s, so the same table serves it too.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
+from collections.abc import AsyncGenerator, Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .._exceptions import (
     ProviderConnectionError,
@@ -18,6 +21,8 @@ from .._exceptions import (
     ProviderTimeoutError,
 )
 from ._retry import Failure, error_for_status
+
+C = TypeVar("C")
 
 
 def catchable(sdk: ModuleType) -> tuple[type[BaseException], ...]:
@@ -42,3 +47,45 @@ def translate(exc: BaseException, sdk: ModuleType, *, provider: str, model: str)
         error2 = ProviderResponseError(f"{where}: malformed response: {exc}", **kw)
         return Failure(error2, retryable=True)
     return Failure(ProviderError(f"{where}: {type(exc).__name__}: {exc}", **kw), retryable=False)
+
+
+class LoopBoundClient(Generic[C]):
+    """One SDK client per event loop, closed when its loop shuts down.
+
+    An async SDK client pools connections that belong to the loop that opened them; reused from
+    another loop (``RLM.completion()`` twice: two ``asyncio.run``) it fails with "Event loop is
+    closed". This holder builds a client per running loop and ties its lifetime to that loop
+    with a started async generator: ``asyncio.run`` (and ``asyncio.Runner``) finalise pending
+    async generators while the loop still runs, and the generator's ``finally`` closes the
+    client there, so no socket outlives its loop.
+    """
+
+    def __init__(self, factory: Callable[[], C]) -> None:
+        self._factory = factory
+        self._client: C | None = None
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._guard: AsyncGenerator[None, None] | None = None
+
+    async def get(self) -> C:
+        """The client for the running loop (built on first use in each loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is None or self._loop() is not loop:
+            client = self._factory()
+            self._client, self._loop = client, weakref.ref(loop)
+            # strong reference: the loop only keeps a weak one to pending generators
+            self._guard = _close_at_loop_end(client)
+            await self._guard.__anext__()
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop; a later :meth:`get` builds a new one."""
+        guard, self._guard, self._client, self._loop = self._guard, None, None, None
+        if guard is not None:
+            await guard.aclose()
+
+
+async def _close_at_loop_end(client: Any) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.close()
