@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -34,101 +33,39 @@ from .._exceptions import (
 )
 from . import _layers, _protocol
 from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+from ._channel import Channel, wait_readable
 
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
-_PIPE_BYTES = 1 << 20
-_F_SETPIPE_SZ = 1031
-_READ_CHUNK = 1 << 20
 
 
 class _WorkerLost(Exception):
     """The current worker is unusable (dead, too slow, or broke the protocol)."""
 
-    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+    def __init__(self, reason: str, *, timed_out: bool = False, crashed: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.timed_out = timed_out
+        self.crashed = crashed
 
 
 class WorkerProcess:
-    """One spawned worker: its process, its two pipe ends, a frame reader. Every failure to
-    read or write surfaces as :class:`ProtocolError` or :class:`WorkerCrashedError`."""
+    """One spawned worker: its process, a :class:`~._channel.Channel` on its two pipes, and the
+    file its startup errors went to."""
 
     def __init__(self, proc: subprocess.Popen[bytes], fd_in: int, fd_out: int, log: IO[bytes]):
         self.proc = proc
-        self._to_worker = fd_in
-        self._from_worker = fd_out
+        self.channel = Channel(fd_out, fd_in)
         self._log = log
-        self._buffer = bytearray()
-        self._loop = asyncio.get_running_loop()
-        for fd in (fd_in, fd_out):
-            os.set_blocking(fd, False)
-            with contextlib.suppress(OSError):  # a bigger pipe only saves wake-ups
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
         self._pidfd = os.pidfd_open(proc.pid)
         self.closed = False
 
-    async def _wait_fd(self, fd: int, writable: bool) -> None:
-        future: asyncio.Future[None] = self._loop.create_future()
-
-        def wake() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        add = self._loop.add_writer if writable else self._loop.add_reader
-        remove = self._loop.remove_writer if writable else self._loop.remove_reader
-        add(fd, wake)
-        try:
-            await future
-        finally:
-            remove(fd)
-
     async def send(self, message: dict[str, Any]) -> None:
-        """Write one frame; raises WorkerCrashedError if the worker is gone."""
-        try:
-            frame = _protocol.encode_frame(message)
-        except _protocol.FrameError as exc:
-            raise SandboxError(f"cannot send to the worker: {exc}") from None
-        view = memoryview(frame)
-        while view:
-            try:
-                view = view[os.write(self._to_worker, view) :]
-            except BlockingIOError:
-                await self._wait_fd(self._to_worker, writable=True)
-            except OSError as exc:  # EPIPE: the worker closed its end or died
-                raise WorkerCrashedError(f"the worker stopped reading: {exc}") from None
-
-    async def _fill(self, n: int, *, mid_frame: bool) -> None:
-        while len(self._buffer) < n:
-            try:
-                chunk = os.read(self._from_worker, max(_READ_CHUNK, n - len(self._buffer)))
-            except BlockingIOError:
-                await self._wait_fd(self._from_worker, writable=False)
-                continue
-            if not chunk:
-                if mid_frame or self._buffer:
-                    raise ProtocolError("the worker's frame was truncated (pipe closed)")
-                raise WorkerCrashedError(f"the worker exited ({self.exit_description()})")
-            self._buffer += chunk
+        await self.channel.send(message)
 
     async def receive(self) -> dict[str, Any]:
-        """Read and validate one frame. Raises ProtocolError (malformed, truncated, oversized,
-        unknown op) or WorkerCrashedError (the pipe closed between frames)."""
-        await self._fill(_protocol.HEADER.size, mid_frame=False)
-        (size,) = _protocol.HEADER.unpack_from(self._buffer)
-        if size > _protocol.MAX_FRAME_BYTES:
-            raise ProtocolError(
-                f"the worker sent a {size:,}-byte frame (limit {_protocol.MAX_FRAME_BYTES:,})"
-            )
-        await self._fill(_protocol.HEADER.size + size, mid_frame=True)
-        body = bytes(self._buffer[_protocol.HEADER.size : _protocol.HEADER.size + size])
-        del self._buffer[: _protocol.HEADER.size + size]
-        try:
-            return _protocol.check_worker_frame(_protocol.decode_body(body))
-        except _protocol.FrameError as exc:
-            raise ProtocolError(str(exc)) from None
+        return await self.channel.receive()
 
     def exit_description(self) -> str:
         code = self.proc.poll()
@@ -142,22 +79,27 @@ class WorkerProcess:
         self._log.seek(0)
         return self._log.read(8192).decode("utf-8", "replace").strip()
 
-    async def kill(self) -> None:
-        """SIGKILL the worker's process group and wait for it; idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
-                    await self._wait_fd(self._pidfd, writable=False)
-        if self.proc.poll() is None:
-            await asyncio.to_thread(self.proc.wait)
-        for fd in (self._to_worker, self._from_worker, self._pidfd):
-            os.close(fd)
-        self._log.close()
+    async def _exited(self, within_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await wait_readable(self._pidfd)
+        return self.proc.poll() is not None
+
+    async def kill(self, grace_s: float = 0.0) -> str:
+        """SIGKILL the worker's process group (after ``grace_s`` for a worker that is already
+        exiting), wait for it, release everything; returns how it ended. Idempotent."""
+        if not self.closed:
+            self.closed = True
+            if grace_s:
+                await self._exited(grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            if not await self._exited(10.0):
+                await asyncio.to_thread(self.proc.wait)
+            self.channel.close()
+            os.close(self._pidfd)
+            self._log.close()
+        return self.exit_description()
 
 
 class WorkerSandbox:
@@ -312,10 +254,14 @@ class WorkerSandbox:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
-    async def _restart(self, reason: str) -> None:
+    async def _restart(self, lost: _WorkerLost) -> str:
+        """Replace a lost worker; returns the reason, with how the old worker ended."""
+        reason = lost.reason
         if self._worker is not None:
-            await self._worker.kill()
+            ended = await self._worker.kill(grace_s=0.0 if lost.timed_out else 1.0)
             self._worker = None
+            if lost.crashed:
+                reason = f"{reason} ({ended})"
         self.restarts += 1
         logger.info("sandbox worker restarted: %s", reason)
         try:
@@ -324,6 +270,7 @@ class WorkerSandbox:
             raise WorkerCrashedError(
                 f"the worker died ({reason}) and cannot restart: {exc}"
             ) from exc
+        return reason
 
     # ------------------------------------------------------------- execution
     async def execute(self, code: str) -> ExecResult:
@@ -335,16 +282,16 @@ class WorkerSandbox:
             try:
                 done = await self._round_trip({"op": "exec", "code": code}, "done")
             except _WorkerLost as lost:
-                await self._restart(lost.reason)
+                reason = await self._restart(lost)
                 return ExecResult(
                     error=(
-                        f"SandboxRestarted: {lost.reason}. The REPL was restarted: every "
+                        f"SandboxRestarted: {reason}. The REPL was restarted: every "
                         "variable was lost; `context` was reloaded."
                     ),
                     timed_out=lost.timed_out,
                     restarted=True,
                     duration_s=time.monotonic() - began,
-                    extra={"restart_reason": lost.reason},
+                    extra={"restart_reason": reason},
                 )
             final = done["final"]
             return ExecResult(
@@ -365,8 +312,8 @@ class WorkerSandbox:
             try:
                 reply = await self._round_trip({"op": "show_vars"}, "vars")
             except _WorkerLost as lost:
-                await self._restart(lost.reason)
-                return f"[SHOW_VARS: {lost.reason}; the REPL was restarted, variables lost]"
+                reason = await self._restart(lost)
+                return f"[SHOW_VARS: {reason}; the REPL was restarted, variables lost]"
             return str(reply["text"])
 
     async def _round_trip(self, request: dict[str, Any], terminal: str) -> dict[str, Any]:
@@ -399,8 +346,8 @@ class WorkerSandbox:
                     await worker.send({"op": "reply", "id": message["id"], "results": results})
         except ProtocolError as exc:
             raise _WorkerLost(f"the worker broke the protocol ({exc})") from None
-        except WorkerCrashedError as exc:
-            raise _WorkerLost(str(exc)) from None
+        except WorkerCrashedError:
+            raise _WorkerLost("the worker died", crashed=True) from None
         except TimeoutError:
             raise _WorkerLost("the worker stopped reading its pipe", timed_out=True) from None
 
