@@ -1,0 +1,5 @@
+"""``python -m fastrlm.cli``: the same as the ``fastrlm`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,242 @@
+"""``fastrlm ask``: answer a question over files, directories, globs or stdin."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from .._exceptions import ConfigurationError, ContextError
+from ._config import SANDBOXES, NoModelConfigured, Settings, resolve_settings
+from ._exit import ExitCode
+
+
+def budget_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--max-usd",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Stop before the whole call tree spends more than this (USD).",
+        ),
+        click.option(
+            "--max-subcalls",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Most sub-calls (llm_query and child turns) at any depth.",
+        ),
+        click.option(
+            "--max-seconds",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Wall-clock limit for the whole run.",
+        ),
+        click.option(
+            "--max-depth",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Recursion depth: 1 = sub-calls are plain LMs (default), 2 lets "
+            "rlm_query start child RLMs.",
+        ),
+        click.option(
+            "--max-iterations",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Root turns (default 30).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
+    click.echo(f"fastrlm: {message}", err=True)
+    sys.exit(int(code))
+
+
+def settings_or_exit(flags: dict[str, Any]) -> Settings:
+    try:
+        settings = resolve_settings(flags)
+        settings.require_model()
+    except NoModelConfigured as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(int(ExitCode.BAD_INPUT))
+    except ConfigurationError as exc:
+        fail(str(exc))
+    return settings
+
+
+@click.command()
+@click.argument("question")
+@click.option(
+    "-c",
+    "--context",
+    "contexts",
+    multiple=True,
+    metavar="PATH",
+    help="A file, directory, glob, .jsonl file or '-' (stdin). Repeatable.",
+)
+@click.option(
+    "-m",
+    "--model",
+    default=None,
+    help="Root model, e.g. openai/gpt-5, "
+    "ollama/qwen2.5-coder:32b, anthropic/claude-sonnet-4-5. [env: FASTRLM_MODEL]",
+)
+@click.option(
+    "--sub-model",
+    default=None,
+    help="Model for llm_query sub-calls (default: the root model). [env: FASTRLM_SUB_MODEL]",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    help="OpenAI-compatible endpoint for both models, e.g. http://localhost:8000/v1.",
+)
+@budget_options
+@click.option(
+    "--sandbox",
+    type=click.Choice(SANDBOXES),
+    default=None,
+    help="REPL isolation (default auto: the best isolated layer available; "
+    "none = in-process, unsafe).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result object on stdout.")
+@click.option(
+    "--stream-json", is_flag=True, help="Print every event as one JSON object per line on stdout."
+)
+@click.option(
+    "--trace-full",
+    is_flag=True,
+    help="Record whole sub-call prompts in the trace, not just previews.",
+)
+@click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
+@click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+def ask(
+    question: str,
+    contexts: tuple[str, ...],
+    model: str | None,
+    sub_model: str | None,
+    base_url: str | None,
+    max_usd: float | None,
+    max_subcalls: int | None,
+    max_seconds: float | None,
+    max_depth: int | None,
+    max_iterations: int | None,
+    sandbox: str | None,
+    as_json: bool,
+    stream_json: bool,
+    trace_full: bool,
+    no_trace: bool,
+    no_gitignore: bool,
+    quiet: bool,
+) -> None:
+    """Answer QUESTION over a context of any size.
+
+    \b
+    Examples:
+      fastrlm ask "Where is the retry policy implemented?" -c src/
+      fastrlm ask "Summarise the incidents" -c 'logs/*.log' --max-usd 0.50
+      cat report.txt | fastrlm ask "What are the three main risks?" -c -
+
+    Exit codes: 0 answered, 1 unexpected error, 2 bad input or no model configured,
+    3 a budget/iteration/time limit stopped the run (partial answer printed), 4 provider
+    failure, 5 sandbox failure, 130 cancelled.
+    """
+    if as_json and stream_json:
+        fail("--json and --stream-json cannot be combined")
+    if not question.strip():
+        fail("the question is empty")
+    if not contexts:
+        fail("give the context with -c PATH (a file, directory, glob, or '-' for stdin)")
+    flags = {
+        "model": model,
+        "sub_model": sub_model,
+        "base_url": base_url,
+        "sandbox": sandbox,
+        "max_usd": max_usd,
+        "max_subcalls": max_subcalls,
+        "max_seconds": max_seconds,
+        "max_depth": max_depth,
+        "max_iterations": max_iterations,
+    }
+    settings = settings_or_exit(flags)
+    mode = "json" if as_json else "stream-json" if stream_json else "text"
+    from ..context import load_context
+
+    try:
+        loaded = load_context(list(contexts), gitignore=not no_gitignore)
+    except ContextError as exc:
+        fail(str(exc))
+    except ConfigurationError as exc:  # a PDF without the pdf extra
+        fail(str(exc))
+    if not quiet:
+        click.echo(loaded.report.summary(), err=True)
+    code = run_settings(
+        settings,
+        question,
+        loaded.value,
+        mode=mode,
+        quiet=quiet,
+        trace=not no_trace,
+        trace_full=trace_full,
+        extra_json={"context": loaded.report.to_dict()},
+    )
+    sys.exit(int(code))
+
+
+def run_settings(
+    settings: Settings,
+    question: str,
+    context: object,
+    *,
+    mode: str,
+    quiet: bool,
+    trace: bool,
+    trace_full: bool,
+    extra_json: dict[str, Any] | None = None,
+) -> ExitCode:
+    """Build the RLM that ``settings`` describe and run it; returns the exit code."""
+    from .. import RLM, Budget, Limits
+    from ..trace import TraceWriter
+    from ._runner import run
+
+    try:
+        budget = Budget(**settings.budget)
+        limits = Limits(
+            trace_full_prompts=trace_full,
+            **({"max_concurrency": settings.max_concurrency} if settings.max_concurrency else {}),
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    writer = TraceWriter(full_prompts=trace_full) if trace else None
+    try:
+        rlm = RLM(
+            model=settings.require_model(),
+            sub_model=settings.sub_model,
+            budget=budget,
+            limits=limits,
+            sandbox=settings.sandbox,
+            trace=writer if writer is not None else False,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+        )
+    except ConfigurationError as exc:
+        fail(str(exc))
+    try:
+        outcome = run(
+            rlm,
+            question,
+            context,
+            writer=writer,
+            mode=mode,
+            quiet=quiet,
+            budget=settings.budget,
+            extra_json=extra_json,
+        )
+    except ContextError as exc:
+        fail(str(exc))
+    return outcome.exit_code

@@ -1,0 +1,191 @@
+"""CLI configuration: flags > environment > ``config.toml``.
+
+The file lives at ``$FASTRLM_CONFIG``, else ``$XDG_CONFIG_HOME/fastrlm/config.toml`` (by default
+``~/.config/fastrlm/config.toml``)::
+
+    model = "ollama/qwen2.5-coder:32b"
+    sub_model = "ollama/qwen2.5-coder:7b"
+    base_url = "http://gpu-box:11434/v1"   # optional
+    sandbox = "auto"
+    max_usd = 1.0
+    max_subcalls = 500
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import ConfigurationError
+
+NO_MODEL_HELP = """\
+No model is configured. Configure one of these three ways (or pass --model):
+
+  1. OpenAI
+       export OPENAI_API_KEY=sk-...
+       (default models: openai/gpt-5 for the root, openai/gpt-5-mini for sub-calls;
+        choose others with FASTRLM_MODEL / FASTRLM_SUB_MODEL)
+
+  2. A local OpenAI-compatible server (no key needed)
+       Ollama:     export FASTRLM_MODEL=ollama/qwen2.5-coder:32b
+                   (server at http://localhost:11434/v1; elsewhere: OLLAMA_BASE_URL=...)
+       llama.cpp:  export FASTRLM_MODEL=llamacpp/default
+                   (llama-server at http://localhost:8080/v1; elsewhere: LLAMACPP_BASE_URL=...)
+       vLLM:       export FASTRLM_MODEL=vllm/Qwen/Qwen2.5-Coder-32B-Instruct
+                   (server at http://localhost:8000/v1; elsewhere: VLLM_BASE_URL=...)
+       any other:  export FASTRLM_MODEL=openai/<model> OPENAI_BASE_URL=http://host:port/v1
+
+  3. Anthropic (pip install 'fastrlm[anthropic]')
+       export ANTHROPIC_API_KEY=sk-ant-...
+       (default models: anthropic/claude-sonnet-4-5, sub-calls anthropic/claude-haiku-4-5)
+
+The same keys (model, sub_model, base_url, ...) can go in {config}.
+`fastrlm demo` runs offline with a scripted model, no key needed."""
+
+#: (root, sub) defaults when only a provider key is set.
+KEY_DEFAULTS = (
+    ("OPENAI_API_KEY", "openai/gpt-5", "openai/gpt-5-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+)
+
+SANDBOXES = ("auto", "bwrap", "landlock", "process", "none")
+
+_FILE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model": str,
+    "sub_model": str,
+    "base_url": str,
+    "api_key": str,
+    "sandbox": str,
+    "max_usd": (int, float),
+    "max_subcalls": int,
+    "max_seconds": (int, float),
+    "max_depth": int,
+    "max_iterations": int,
+    "max_concurrency": int,
+}
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if env is None else env
+    if environ.get("FASTRLM_CONFIG"):
+        return Path(environ["FASTRLM_CONFIG"]).expanduser()
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "fastrlm" / "config.toml"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The file's settings, checked. A missing file is empty; a broken one is an error."""
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
+    for key, value in data.items():
+        expected = _FILE_KEYS.get(key)
+        if expected is None:
+            known = ", ".join(sorted(_FILE_KEYS))
+            raise ConfigurationError(f"{path}: unknown key {key!r} (known: {known})")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigurationError(f"{path}: {key} has the wrong type ({value!r})")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a run will use, and where each value came from (``flag``, ``env``, ``file``...)."""
+
+    model: str | None
+    sub_model: str | None
+    base_url: str | None
+    api_key: str | None
+    sandbox: str
+    budget: dict[str, Any]
+    max_concurrency: int | None
+    origin: dict[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    def require_model(self) -> str:
+        if self.model is None:
+            raise NoModelConfigured(NO_MODEL_HELP.format(config=self.config_file))
+        return self.model
+
+
+class NoModelConfigured(ConfigurationError):
+    """No flag, variable or config file names a model."""
+
+
+def resolve_settings(
+    flags: Mapping[str, Any], env: Mapping[str, str] | None = None, path: Path | None = None
+) -> Settings:
+    """Merge flags (``None`` = not given), the environment and the config file."""
+    environ = os.environ if env is None else env
+    cfg_path = path if path is not None else config_path(environ)
+    file = read_config_file(cfg_path)
+    origin: dict[str, str] = {}
+
+    def pick(name: str, env_name: str | None = None) -> Any:
+        if flags.get(name) is not None:
+            origin[name] = "flag"
+            return flags[name]
+        if env_name and environ.get(env_name):
+            origin[name] = env_name
+            return environ[env_name]
+        if name in file:
+            origin[name] = str(cfg_path)
+            return file[name]
+        return None
+
+    model = pick("model", "FASTRLM_MODEL")
+    sub_model = pick("sub_model", "FASTRLM_SUB_MODEL")
+    if model is None:
+        for key_var, root, sub in KEY_DEFAULTS:
+            if environ.get(key_var):
+                model, origin["model"] = root, f"default for {key_var}"
+                if sub_model is None:
+                    sub_model, origin["sub_model"] = sub, f"default for {key_var}"
+                break
+    base_url = flags.get("base_url")
+    api_key = None
+    if base_url is not None:
+        origin["base_url"] = "flag"
+    elif model is not None and "base_url" in file and not _provider_env(model, environ, "url"):
+        base_url, origin["base_url"] = file["base_url"], str(cfg_path)
+    if model is not None and "api_key" in file and not _provider_env(model, environ, "key"):
+        api_key = file["api_key"]
+    sandbox = pick("sandbox") or "auto"
+    if sandbox not in SANDBOXES:
+        raise ConfigurationError(f"sandbox must be one of {', '.join(SANDBOXES)}, not {sandbox!r}")
+    budget = {}
+    for name in ("max_usd", "max_subcalls", "max_seconds", "max_depth", "max_iterations"):
+        value = pick(name)
+        if value is not None:
+            budget[name] = value
+    return Settings(
+        model=model,
+        sub_model=sub_model,
+        base_url=base_url,
+        api_key=api_key,
+        sandbox=sandbox,
+        budget=budget,
+        max_concurrency=pick("max_concurrency"),
+        origin=origin,
+        config_file=cfg_path,
+    )
+
+
+def _provider_env(model: str, environ: Mapping[str, str], what: str) -> bool:
+    """Whether the environment already sets the base URL (``url``) or key (``key``) of the
+    provider ``model`` names; the environment outranks the config file."""
+    from ..lm._registry import split_spec
+
+    try:
+        preset, _ = split_spec(model)
+    except ConfigurationError:
+        return False
+    name = preset.base_url_env if what == "url" else preset.key_env
+    return bool(name and environ.get(name))

@@ -1,0 +1,107 @@
+"""``fastrlm doctor``: sandbox layers, configured providers, versions, where state lives."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+import click
+
+PACKAGES = (
+    ("fastrlm", "this package"),
+    ("openai", "core: OpenAI-compatible provider"),
+    ("click", "core: the CLI"),
+    ("rich", "core: live progress"),
+    ("pyseccomp", "core: sandbox syscall filter"),
+    ("landlock", "core: sandbox filesystem rules"),
+    ("anthropic", "extra [anthropic]"),
+    ("litellm", "extra [litellm]"),
+    ("pypdf", "extra [pdf]"),
+)
+
+KEY_VARIABLES = (
+    "FASTRLM_MODEL",
+    "FASTRLM_SUB_MODEL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "OPENROUTER_API_KEY",
+    "OLLAMA_BASE_URL",
+    "VLLM_BASE_URL",
+    "LLAMACPP_BASE_URL",
+)
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def sandbox_lines() -> list[str]:
+    try:
+        from ..sandbox import doctor_report
+    except ImportError as exc:
+        return [f"  (sandbox report unavailable: {exc})"]
+    lines = []
+    try:
+        report = doctor_report()
+    except Exception as exc:  # noqa: BLE001 - a broken probe must not hide the rest
+        return [f"  (sandbox probe failed: {type(exc).__name__}: {exc})"]
+    for layer in report:
+        mark = "ok  " if layer.available else "no  "
+        reason = f"  {layer.reason}" if layer.reason else ""
+        lines.append(f"  {mark}{layer.name:<10}{reason}")
+    return lines
+
+
+@click.command()
+def doctor() -> None:
+    """Check this machine: sandbox layers, configured providers, versions."""
+    from ..trace import fastrlm_home, index_path, traces_dir
+    from ._config import resolve_settings
+
+    click.echo(
+        f"fastrlm {_version('fastrlm')} · Python {platform.python_version()} · "
+        f"{platform.system()} {platform.release()} ({platform.machine()})"
+    )
+    click.echo(f"python: {sys.executable}")
+    click.echo("\nsandbox layers (auto picks the first that works):")
+    for line in sandbox_lines():
+        click.echo(line)
+
+    click.echo("\nmodels:")
+    try:
+        settings = resolve_settings({})
+    except Exception as exc:  # noqa: BLE001 - report it, keep diagnosing
+        click.echo(f"  configuration error: {exc}")
+    else:
+        origin = settings.origin
+        if settings.model is None:
+            click.echo(
+                "  no model configured (see `fastrlm ask --help`; `fastrlm demo` needs none)"
+            )
+        else:
+            click.echo(f"  root:  {settings.model}  (from {origin.get('model')})")
+            sub = settings.sub_model or settings.model
+            click.echo(f"  sub:   {sub}  (from {origin.get('sub_model', 'the root model')})")
+        if settings.base_url:
+            click.echo(f"  base URL: {settings.base_url}  (from {origin.get('base_url')})")
+        state = "found" if settings.config_file and settings.config_file.is_file() else "absent"
+        click.echo(f"  config file: {settings.config_file} ({state})")
+    for name in KEY_VARIABLES:
+        if os.environ.get(name):
+            shown = "set" if "KEY" in name else os.environ[name]
+            click.echo(f"  {name}: {shown}")
+
+    click.echo("\npackages:")
+    for name, why in PACKAGES:
+        click.echo(f"  {name:<10} {_version(name):<14} {why}")
+
+    home = fastrlm_home()
+    tdir = traces_dir()
+    n_traces = len(list(tdir.glob("*.jsonl"))) if tdir.is_dir() else 0
+    click.echo(f"\nstate: {home} (FASTRLM_HOME) · {n_traces} trace(s) · index {index_path()}")

@@ -1,0 +1,61 @@
+"""The CLI's exit codes: stable, documented, one per kind of outcome."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """``fastrlm ask`` (and ``demo``) exit with one of these.
+
+    - ``OK`` (0): an answer was delivered with ``FINAL``.
+    - ``ERROR`` (1): an unexpected failure.
+    - ``BAD_INPUT`` (2): bad flags, no model configured, a missing or empty context.
+    - ``LIMIT`` (3): a budget, the iteration cap or the time limit ended the run; the best
+      partial answer is still printed.
+    - ``PROVIDER`` (4): the model provider failed (authentication, connection, bad replies).
+    - ``SANDBOX`` (5): the REPL sandbox could not start or run.
+    - ``CANCELLED`` (130): interrupted (Ctrl-C / SIGTERM); the partial trace is kept.
+    """
+
+    OK = 0
+    ERROR = 1
+    BAD_INPUT = 2
+    LIMIT = 3
+    PROVIDER = 4
+    SANDBOX = 5
+    CANCELLED = 130
+
+
+LIMIT_REASONS = frozenset(
+    {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "timeout"}
+)
+
+_PROVIDER_ERRORS = (
+    "ProviderError",
+    "AuthenticationError",
+    "RateLimitError",
+    "ProviderTimeoutError",
+    "ProviderConnectionError",
+    "ProviderResponseError",
+)
+
+
+def exit_code_for(stop_reason: str, error: str | None, sandbox: str) -> ExitCode:
+    """Map a run's outcome to an exit code.
+
+    The engine reports a provider failure as ``"<ProviderError subclass>: message"`` and a
+    sandbox failure as an error with no sandbox layer recorded (it never started).
+    """
+    if stop_reason == "final":
+        return ExitCode.OK
+    if stop_reason in LIMIT_REASONS:
+        return ExitCode.LIMIT
+    if stop_reason == "cancelled":
+        return ExitCode.CANCELLED
+    text = error or ""
+    if text.split(":", 1)[0].strip() in _PROVIDER_ERRORS:
+        return ExitCode.PROVIDER
+    if "sandbox" in text.lower() or sandbox in ("", "unavailable"):
+        return ExitCode.SANDBOX
+    return ExitCode.ERROR
