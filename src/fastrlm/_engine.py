@@ -89,6 +89,9 @@ class RLM:
         named = {lm.model: lm for lm in (self.root_lm, self.sub_lm, *self.child_lms.values())}
         named.update({name: self._lm(m) for name, m in (models or {}).items()})
         self.sandbox = sandbox
+        if sandbox == "none":
+            log.warning("fastrlm: sandbox='none' runs model-written code inside this process, "
+                        "with access to its memory, files, network and API keys (UNSAFE)")
         self.prompts = prompts or Prompts()
         self.prices = prices or PriceTable.default()
         self.subcalls = subcalls

@@ -137,6 +137,16 @@ class ChildRunFinished(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SandboxStarted(Event):
+    """The REPL worker is ready. ``layer`` names the isolation really in force."""
+
+    type: ClassVar[str] = "sandbox.started"
+    layer: str
+    unsafe: bool
+    startup_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class SandboxRestarted(Event):
     type: ClassVar[str] = "sandbox.restarted"
     reason: str
@@ -186,6 +196,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SubcallsRefused,
         ChildRunStarted,
         ChildRunFinished,
+        SandboxStarted,
         SandboxRestarted,
         BudgetWarning,
         FinalAnswer,

@@ -25,6 +25,7 @@ from ._events import (
     RunFinished,
     RunStarted,
     SandboxRestarted,
+    SandboxStarted,
     preview,
 )
 from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
@@ -71,10 +72,6 @@ class Outcome:
 
 
 def make_sandbox(kind: str, limits: SandboxLimits) -> Sandbox:
-    if kind == "none":
-        from .sandbox._inprocess import InProcessSandbox
-
-        return InProcessSandbox(limits)
     from .sandbox import create_sandbox
 
     return create_sandbox(kind, limits)
@@ -99,6 +96,7 @@ class Run:
     iterations: int = 0
     last_answer_content: str | None = None
     _sandbox: Sandbox | None = None
+    _sandbox_ready: asyncio.Task[None] | None = None
 
     @property
     def lm(self) -> LM:
@@ -135,17 +133,28 @@ class Run:
             self._emit_started(info, "unavailable")
             return Outcome("", StopReason.ERROR, 0, error=str(exc))
         self._sandbox = sandbox
-        self._emit_started(info, sandbox.layer)
+        self._emit_started(info, cfg.sandbox_kind)
+        # The worker starts while the root model thinks about its first reply.
+        self._sandbox_ready = asyncio.create_task(self._start_sandbox(sandbox))
         try:
-            try:
-                await sandbox.start(self.context, _Bridge(self))
-            except SandboxError as exc:
-                return Outcome("", StopReason.ERROR, 0, error=f"sandbox failed to start: {exc}")
             outcome = await self._loop(info)
+        except (SandboxError, ContextError) as exc:
+            outcome = Outcome(self.last_answer_content or "", StopReason.ERROR, self.iterations,
+                              error=f"sandbox failed: {exc}")
         finally:
+            if not self._sandbox_ready.done():
+                self._sandbox_ready.cancel()
+            await asyncio.gather(self._sandbox_ready, return_exceptions=True)
             await sandbox.close()
         outcome.sandbox = sandbox.layer
         return outcome
+
+    async def _start_sandbox(self, sandbox: Sandbox) -> None:
+        started = time.monotonic()
+        await sandbox.start(self.context, _Bridge(self))
+        self.tree.emit(SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
+                                      unsafe=sandbox.unsafe,
+                                      startup_s=time.monotonic() - started))
 
     def _emit_started(self, info: ContextInfo, layer: str) -> None:
         cfg = self.config
@@ -307,7 +316,8 @@ class Run:
             blocks: tuple[str, ...] = (f"FINAL_VAR({name!r})",)
         else:
             blocks = reply.blocks
-        assert self._sandbox is not None
+        assert self._sandbox is not None and self._sandbox_ready is not None
+        await self._sandbox_ready
         per_block = max(self.config.limits.output_chars // len(blocks), 200)
         parts: list[str] = []
         notes: list[str] = []
