@@ -14,6 +14,8 @@ class Limits:
       depth level.
     - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
     - ``output_chars``: how much of a cell's output the root model sees (head and tail).
+    - ``history_chars``: past this size the oldest REPL outputs in the root's conversation are
+      replaced by a one-line note (its code and the latest turns are kept).
     - ``subcall_window_chars``: the size of prompt a sub-model takes, as told to the root model.
     - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
       reserves as a call's worst case).
@@ -25,6 +27,7 @@ class Limits:
     request_timeout_s: float = 300.0
     max_retries: int = 5
     output_chars: int = 20_000
+    history_chars: int = 400_000
     subcall_window_chars: int = 400_000
     root_max_tokens: int = 32_768
     sub_max_tokens: int = 16_384

@@ -6,6 +6,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from .lm._base import ChatMessage
+
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n`]*$")
 _FINAL_LINE = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$")
@@ -124,3 +126,31 @@ def truncate_output(text: str, limit: int) -> str:
     head = keep // 2
     tail = keep - head
     return text[:head] + marker + (text[-tail:] if tail else "")
+
+
+ELIDED = "[REPL output of an earlier turn elided to keep the conversation short; it was {n:,} " \
+    "characters. Re-run code if you need it again.]"
+
+
+def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int = 4) -> int:
+    """Shrink the oldest REPL-output messages in place until the history fits ``max_chars``.
+
+    The system prompt, the first user message (metadata + question) and the last ``keep_last``
+    messages are never touched; the model's own replies (its code) are kept. Returns how many
+    messages were elided.
+    """
+    total = sum(len(m["content"]) for m in messages)
+    elided = 0
+    for i in range(2, max(len(messages) - keep_last, 2)):
+        if total <= max_chars:
+            break
+        message = messages[i]
+        if message["role"] != "user" or message["content"].startswith("[REPL output"):
+            continue
+        note = ELIDED.format(n=len(message["content"]))
+        if len(note) >= len(message["content"]):
+            continue
+        total -= len(message["content"]) - len(note)
+        message["content"] = note
+        elided += 1
+    return elided

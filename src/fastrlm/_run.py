@@ -29,7 +29,13 @@ from ._events import (
     preview,
 )
 from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
-from ._parsing import extract_code_blocks, find_prose_final, truncate_output, unquote_literal
+from ._parsing import (
+    compact_history,
+    extract_code_blocks,
+    find_prose_final,
+    truncate_output,
+    unquote_literal,
+)
 from ._prompts import Prompts, describe_budget
 from .context._info import ContextInfo, describe_context
 from .lm._base import LM, ChatMessage
@@ -270,6 +276,7 @@ class Run:
 
     async def _root_turn(self, messages: list[ChatMessage], iteration: int) -> str | Outcome:
         """Ask the root model for its next reply, or say why the run must stop."""
+        compact_history(messages, self.config.limits.history_chars)
         try:
             response = await self.tree.call(
                 self.lm,
