@@ -57,7 +57,8 @@ class ContextInfo:
                     f"{max(self.chunk_lengths):,} characters."
                 )
         lines[0] += "."
-        lines.append(f"The first {min(HEAD_CHARS, self.total_chars):,} characters, for orientation:")
+        shown = min(HEAD_CHARS, len(self.head))
+        lines.append(f"The first {shown:,} characters, for orientation:")
         lines.append(f"<head>\n{self.head}\n</head>")
         return "\n".join(lines)
 
