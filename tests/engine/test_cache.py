@@ -1,0 +1,46 @@
+"""The sub-call cache through the engine: re-runs cost nothing, sampled models skip it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastrlm import RLM
+from fastrlm.lm import SubcallCache
+from fastrlm.testing import ScriptedLM, prompt_of
+
+from .helpers import repl
+
+SCRIPT = [repl("r = llm_query_batched([f'q{i}' for i in range(20)])\nFINAL('|'.join(r))")]
+
+
+def sub_model(temperature: float | None = None) -> ScriptedLM:
+    return ScriptedLM(lambda m: "a:" + prompt_of(m), model="scripted/sub",
+                      temperature=temperature)
+
+
+async def test_cached_rerun_sends_no_subcalls_and_gives_the_same_answer(tmp_path: Path) -> None:
+    cache = SubcallCache(tmp_path / "cache.sqlite")
+    first_sub, second_sub = sub_model(), sub_model()
+    first = await RLM(ScriptedLM(SCRIPT), first_sub, sandbox="none", cache=cache).acompletion(
+        "q", context="c")
+    second = await RLM(ScriptedLM(SCRIPT), second_sub, sandbox="none",
+                       cache=SubcallCache(tmp_path / "cache.sqlite")).acompletion("q", context="c")
+    assert len(first_sub.calls) == 20
+    assert second_sub.calls == []
+    assert second.answer == first.answer
+    assert second.usage.by_model["scripted/sub"].cache_hits == 20
+    assert second.usage.by_model["scripted/sub"].cost_usd == 0
+
+
+async def test_sampled_sub_model_bypasses_the_cache_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    for _ in range(2):
+        hot = sub_model(temperature=0.7)
+        await RLM(ScriptedLM(SCRIPT), hot, sandbox="none",
+                  cache=SubcallCache(path)).acompletion("q", context="c")
+        assert len(hot.calls) == 20
+    opted_in = [sub_model(temperature=0.7) for _ in range(2)]
+    for sub in opted_in:
+        await RLM(ScriptedLM(SCRIPT), sub, sandbox="none", cache=SubcallCache(path),
+                  cache_sampled=True).acompletion("q", context="c")
+    assert len(opted_in[0].calls) == 20 and opted_in[1].calls == []
