@@ -15,6 +15,7 @@ from fastrlm._events import (
     ModelResponse,
     RunFinished,
     RunStarted,
+    SandboxStarted,
     SubcallFinished,
     SubcallStarted,
 )
@@ -267,3 +268,14 @@ def test_transcript_shows_question_code_output_subcalls_and_outcome(tmp_path: Pa
     ):
         assert expected in text
     assert "did not finish" not in text
+
+
+def test_index_records_the_sandbox_layer_really_in_force(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path)
+    writer(started("run1"))
+    writer(SandboxStarted(run_id="run1", layer="landlock+seccomp", unsafe=False, startup_s=0.1))
+    writer(finished("run1"))
+    [row] = list_runs(index_path(tmp_path))
+    assert row.sandbox == "landlock+seccomp"
+    text = render_transcript(read_trace(writer.path_for("run1")))
+    assert "sandbox landlock+seccomp ready in 0.10s" in text

@@ -24,6 +24,7 @@ from .._events import (
     RunFinished,
     RunStarted,
     SandboxRestarted,
+    SandboxStarted,
     SubcallFinished,
     SubcallsRefused,
     SubcallStarted,
@@ -111,6 +112,8 @@ class RunState:
             self.children = max(self.children - 1, 0)
         elif isinstance(ev, BudgetWarning):
             self.warnings.append(f"{ev.resource} at {ev.fraction:.0%} of its budget")
+        elif isinstance(ev, SandboxStarted) and root:
+            self.sandbox = ev.layer + (" (UNSAFE)" if ev.unsafe else "")
         elif isinstance(ev, SandboxRestarted):
             self.warnings.append(f"sandbox restarted: {ev.reason}")
         elif isinstance(ev, RunFinished) and ev.run_id == self.root_id:
@@ -155,6 +158,8 @@ class PlainProgress:
                 f"run {ev.run_id}: root {ev.model}, sub-calls {ev.sub_model or '-'}, "
                 f"sandbox {ev.sandbox}"
             )
+        elif isinstance(ev, SandboxStarted) and ev.depth == 0:
+            self._say(f"sandbox {s.sandbox} ready in {ev.startup_s:.2f}s")
         elif isinstance(ev, IterationStarted) and ev.depth == 0:
             self._say(f"iteration {ev.iteration}/{ev.max_iterations}")
         elif isinstance(ev, ModelResponse) and ev.depth == 0 and s.code:

@@ -96,8 +96,8 @@ def record_start(path: Path, values: dict[str, Any]) -> None:
         conn.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", row)
 
 
-def record_finish(path: Path, run_id: str, values: dict[str, Any]) -> None:
-    """Complete a run's row with its outcome (``values`` keys are column names)."""
+def update_run(path: Path, run_id: str, values: dict[str, Any]) -> None:
+    """Update columns of a run's row (``values`` keys are column names)."""
     keys = [k for k in values if k in _COLUMNS and k != "run_id"]
     assignments = ", ".join(f"{k} = :{k}" for k in keys)
     with _connect(path) as conn:

@@ -189,6 +189,12 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 f"{pad}← child {ev.get('child_run_id')} {ev.get('stop_reason')} "
                 f"{_money(ev.get('cost_usd'))}: {ev.get('answer_preview', '')}"
             )
+        elif kind == "sandbox.started":
+            unsafe = " (UNSAFE: in-process)" if ev.get("unsafe") else ""
+            out.append(
+                f"{pad}sandbox {ev.get('layer')}{unsafe} ready in "
+                f"{float(ev.get('startup_s', 0)):.2f}s"
+            )
         elif kind == "sandbox.restarted":
             out.append(f"{pad}sandbox restarted: {ev.get('reason')}")
         elif kind == "budget.warning":

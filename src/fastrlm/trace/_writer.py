@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .._events import Event, RunFinished, RunStarted, preview
+from .._events import Event, RunFinished, RunStarted, SandboxStarted, preview
 from . import _index
 from ._paths import index_path, traces_dir
 
@@ -123,10 +123,12 @@ class TraceWriter:
             assert isinstance(event, RunStarted)
             self._started[root] = event
             _index.record_start(self.index_path, self._start_row(event))
+        elif isinstance(event, SandboxStarted) and event.run_id == root:
+            _index.update_run(self.index_path, root, {"sandbox": event.layer})
         elif isinstance(event, RunFinished) and event.run_id == root:
             handle.close()
             del self._files[root]
-            _index.record_finish(self.index_path, root, self._finish_row(event))
+            _index.update_run(self.index_path, root, self._finish_row(event))
 
     def _record(self, event: Event) -> dict[str, Any]:
         data = event.to_dict()

@@ -1,0 +1,257 @@
+"""``fastrlm ask`` in-process (click's CliRunner) against a real fake server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from fastrlm.cli import ExitCode, cli
+from fastrlm.testing import FakeOpenAIServer
+from fastrlm.testing._fake_server import Fault
+from fastrlm.trace import read_trace
+
+from .helpers import FANOUT, NEVER_FINAL, ROOT, SIMPLE_FINAL, SUB, model_args, server
+
+
+def invoke(args: list[str], input: str | bytes | None = None) -> Result:
+    return CliRunner().invoke(cli, args, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def doc(tmp_path: Path) -> Path:
+    path = tmp_path / "doc.txt"
+    path.write_text("The festival happens in Lisbon every June. " * 20)
+    return path
+
+
+def test_answer_on_stdout_progress_and_trace_on_stderr(doc: Path) -> None:
+    with server([FANOUT]) as srv:
+        result = invoke(["ask", "Where?", "-c", str(doc), *model_args(srv)])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert result.stdout.startswith("answer: sub saw")
+    assert "context: 860 chars (~215 tokens) from 1 file(s)" in result.stderr
+    assert "iteration 1/30" in result.stderr
+    assert "final · 1 iteration(s) · 3 sub-call(s)" in result.stderr
+    assert "trace: " in result.stderr
+    assert {r.model for r in srv.completion_requests} == {ROOT, SUB}
+
+
+def test_json_prints_exactly_one_result_object(doc: Path) -> None:
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--json", *model_args(srv)])
+    assert result.exit_code == ExitCode.OK
+    [line] = result.stdout.splitlines()
+    payload = json.loads(line)
+    assert payload["answer"] == "forty-two"
+    assert payload["stop_reason"] == "final"
+    assert payload["context"]["files"] == 1
+    assert Path(payload["trace_path"]).is_file()
+
+
+def test_stream_json_prints_every_event_one_per_line(doc: Path) -> None:
+    with server([FANOUT]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--stream-json", *model_args(srv)])
+    assert result.exit_code == ExitCode.OK
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    types = [e["type"] for e in events]
+    assert types[0] == "run.started"
+    assert types[-1] == "run.finished" and events[-1]["depth"] == 0
+    assert types.count("subcall.finished") == 3
+    assert "code.executed" in types
+    assert all("context" not in e or "sha256" in e["context"] for e in events)
+
+
+def test_json_and_stream_json_together_is_bad_input(doc: Path) -> None:
+    result = invoke(["ask", "Q", "-c", str(doc), "--json", "--stream-json", "-m", "x"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "cannot be combined" in result.stderr
+
+
+def test_every_budget_flag_reaches_the_engine(doc: Path) -> None:
+    flags = ["--max-usd", "2.5", "--max-subcalls", "7", "--max-seconds", "90",
+             "--max-depth", "2", "--max-iterations", "4", "--sandbox", "none"]
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--stream-json", *flags, *model_args(srv)])
+    started = json.loads(result.stdout.splitlines()[0])
+    budget = started["budget"]
+    assert (budget["max_usd"], budget["max_subcalls"], budget["max_seconds"]) == (2.5, 7, 90)
+    assert (budget["max_depth"], budget["max_iterations"]) == (2, 4)
+    assert started["sandbox"] == "none"
+
+
+def test_iteration_limit_exits_with_the_limit_code(doc: Path) -> None:
+    with server([NEVER_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-iterations", "1", "--json",
+                         *model_args(srv)])
+    assert result.exit_code == ExitCode.LIMIT
+    assert json.loads(result.stdout)["stop_reason"] == "max_iterations"
+    assert "stopped early (max_iterations)" in result.stderr
+
+
+def test_usd_limit_on_an_unpriced_model_stops_before_any_call(doc: Path) -> None:
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-usd", "0.01", "--json",
+                         *model_args(srv)])
+        assert srv.completion_requests == []
+    assert result.exit_code == ExitCode.LIMIT
+    assert json.loads(result.stdout)["stop_reason"] == "budget_usd"
+
+
+def test_time_limit_exits_with_the_limit_code(doc: Path) -> None:
+    with server([Fault.stall(30.0)]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-seconds", "0.5", "--json",
+                         *model_args(srv)])
+    assert result.exit_code == ExitCode.LIMIT
+    assert json.loads(result.stdout)["stop_reason"] == "timeout"
+
+
+def test_provider_failure_exits_with_the_provider_code(doc: Path) -> None:
+    # In-process sandbox: a worker still starting when the first root call fails is the
+    # sandbox's business (and leaks today, see the report); this test pins the exit code.
+    with server([Fault.http_status(401, "bad key")]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--sandbox", "none", *model_args(srv)])
+    assert result.exit_code == ExitCode.PROVIDER
+    assert "AuthenticationError" in result.stderr
+
+
+def test_sandbox_failure_exits_with_the_sandbox_code(
+    doc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastrlm import SandboxUnavailableError, _run
+
+    def unavailable(kind: str, limits: object) -> None:
+        raise SandboxUnavailableError(f"{kind}: not on this machine")
+
+    monkeypatch.setattr(_run, "make_sandbox", unavailable)
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--sandbox", "bwrap", *model_args(srv)])
+    assert result.exit_code == ExitCode.SANDBOX
+    assert "not on this machine" in result.stderr
+
+
+def test_no_model_fails_fast_with_the_three_ways_to_configure_one(doc: Path) -> None:
+    result = invoke(["ask", "Q", "-c", str(doc)])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    for needle in ("OPENAI_API_KEY", "FASTRLM_MODEL=ollama/", "http://localhost:11434/v1",
+                   "llama.cpp", "http://localhost:8080/v1", "vLLM", "http://localhost:8000/v1",
+                   "ANTHROPIC_API_KEY", "OPENAI_BASE_URL"):
+        assert needle in result.stderr
+    assert result.stdout == ""
+
+
+def test_no_model_is_reported_before_the_context_is_read(tmp_path: Path) -> None:
+    result = invoke(["ask", "Q", "-c", str(tmp_path / "missing")])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "No model is configured" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "no such file or directory"),
+        ("empty", "context is empty"),
+        ("binary", "context is empty"),
+        ("glob", "no files match"),
+    ],
+)
+def test_bad_context_is_bad_input(tmp_path: Path, setup: str, message: str) -> None:
+    target = tmp_path / "in.txt"
+    if setup == "empty":
+        target.write_text("")
+    elif setup == "binary":
+        target.write_bytes(b"\x7fELF\x00\x00\x01")
+    elif setup == "glob":
+        target = tmp_path / "*.nothing"
+    result = invoke(["ask", "Q", "-c", str(target), "-m", "openai/x", "--base-url",
+                     "http://127.0.0.1:9/v1"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert message in result.stderr
+
+
+def test_no_context_flag_is_bad_input() -> None:
+    result = invoke(["ask", "Q", "-m", "openai/x"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "-c PATH" in result.stderr
+
+
+def test_binary_files_are_skipped_and_invalid_utf8_replaced_in_a_directory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01" * 10)
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 au lait")
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(tmp_path), "--json", *model_args(srv)])
+    assert result.exit_code == ExitCode.OK
+    report = json.loads(result.stdout)["context"]
+    assert report["skipped"] == [{"path": f"{tmp_path}/blob.bin", "reason": "binary"}]
+    assert report["invalid_utf8"] == [f"{tmp_path}/latin1.txt"]
+    assert "skipped 1" in result.stderr and "invalid UTF-8" in result.stderr
+
+
+def test_stdin_dash_is_the_context() -> None:
+    with server([FANOUT]) as srv:
+        result = invoke(["ask", "Q", "-c", "-", "--json", *model_args(srv)],
+                        input=b"piped text \xff " * 20)
+    assert result.exit_code == ExitCode.OK
+    payload = json.loads(result.stdout)
+    assert payload["context"]["sources"] == ["-"]
+    assert payload["context"]["invalid_utf8"] == ["<stdin>"]
+    sub_prompts = [r.prompt for r in srv.completion_requests if r.model == SUB]
+    assert sub_prompts[0].startswith("Summarise: piped text \ufffd")
+
+
+def test_trace_full_records_whole_prompts_and_default_only_previews(doc: Path) -> None:
+    prompts = {}
+    for flag in ([], ["--trace-full"]):
+        with server([FANOUT]) as srv:
+            result = invoke(["ask", "Q", "-c", str(doc), "--json", *flag, *model_args(srv)])
+        trace = read_trace(Path(json.loads(result.stdout)["trace_path"]))
+        started = [e for e in trace.events if e["type"] == "subcall.started"]
+        prompts[bool(flag)] = {e["prompt"] for e in started}
+    assert prompts[False] == {None}
+    assert all(p and p.startswith("Summarise: ") for p in prompts[True])
+
+
+def test_no_trace_writes_nothing(doc: Path, tmp_path: Path) -> None:
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--no-trace", "--json", *model_args(srv)])
+    assert json.loads(result.stdout)["trace_path"] is None
+
+
+def test_quiet_prints_only_the_answer(doc: Path) -> None:
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "-q", *model_args(srv)])
+    assert (result.stdout, result.stderr) == ("forty-two\n", "")
+
+
+def test_sub_model_defaults_to_the_root_model(doc: Path) -> None:
+    with server([FANOUT]) as srv:
+        invoke(["ask", "Q", "-c", str(doc), "-q", *model_args(srv, sub=False)])
+        assert {r.model for r in srv.completion_requests} == {ROOT}
+
+
+def test_model_from_environment_and_config_file(
+    doc: Path, monkeypatch: pytest.MonkeyPatch, _no_user_config: Path
+) -> None:
+    with FakeOpenAIServer(default=SIMPLE_FINAL) as srv:
+        config = _no_user_config / "fastrlm" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(f'model = "openai/from-file"\nbase_url = "{srv.base_url}"\n')
+        invoke(["ask", "Q", "-c", str(doc), "-q"])
+        monkeypatch.setenv("FASTRLM_MODEL", "openai/from-env")
+        invoke(["ask", "Q", "-c", str(doc), "-q"])
+        invoke(["ask", "Q", "-c", str(doc), "-q", "--model", "openai/from-flag"])
+        assert [r.model for r in srv.completion_requests] == ["from-file", "from-env",
+                                                               "from-flag"]
+
+
+def test_broken_config_file_is_bad_input(doc: Path, _no_user_config: Path) -> None:
+    config = _no_user_config / "fastrlm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("model = [unclosed")
+    result = invoke(["ask", "Q", "-c", str(doc)])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "not valid TOML" in result.stderr
