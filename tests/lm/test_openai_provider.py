@@ -30,8 +30,9 @@ def _gap(server: FakeOpenAIServer, first: int, second: int) -> float:
 
 
 async def test_reply_text_and_usage_details_are_read() -> None:
-    reply = FakeReply("done", prompt_tokens=1200, completion_tokens=300, cached_tokens=1000,
-                      reasoning_tokens=200)
+    reply = FakeReply(
+        "done", prompt_tokens=1200, completion_tokens=300, cached_tokens=1000, reasoning_tokens=200
+    )
     async with FakeOpenAIServer([reply]) as server:
         lm = openai_lm(server, "openai/gpt-5-mini")
         response = await lm.complete(USER, max_tokens=500)
@@ -192,8 +193,12 @@ async def test_an_unreachable_endpoint_is_a_connection_error() -> None:
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    lm = OpenAIChatLM("openai/m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
-                      retry=fast_retry(max_retries=1))
+    lm = OpenAIChatLM(
+        "openai/m",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key="k",
+        retry=fast_retry(max_retries=1),
+    )
     with pytest.raises(ProviderConnectionError):
         await lm.complete(USER)
     await lm.aclose()
@@ -276,7 +281,9 @@ def test_the_fake_streams_with_a_final_usage_chunk_through_the_sdk() -> None:
     with FakeOpenAIServer([text]) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
         stream = client.chat.completions.create(
-            model="fake-model", messages=[{"role": "user", "content": "hi"}], stream=True,
+            model="fake-model",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
             stream_options={"include_usage": True},
         )
         chunks = list(stream)

@@ -109,7 +109,7 @@ Reply = str | FakeReply | Fault
 
 @dataclass(frozen=True, slots=True)
 class FakeRequest:
-    """One request as the server received it."""
+    """One request as the server received it (header names lowercased)."""
 
     index: int
     method: str
@@ -362,7 +362,8 @@ class FakeOpenAIServer:
         prompt = reply.prompt_tokens
         if prompt is None:
             prompt = sum(estimate(_content_text(m.get("content"))) for m in request.messages)
-            prompt += estimate(_content_text(request.body.get("system")))
+            if request.body.get("system"):
+                prompt += estimate(_content_text(request.body.get("system")))
         completion = reply.completion_tokens
         if completion is None:
             completion = estimate(reply.text or "") + reply.reasoning_tokens
@@ -427,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         fake = self.server.fake
         if self.path.rstrip("/") == fake.api_prefix + "/models":
-            fake._admit("GET", self.path, dict(self.headers.items()), {})
+            fake._admit("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, {})
             try:
                 self._send_json(200, fake._models_body())
             finally:
@@ -447,7 +448,9 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._send_json(400, fake._error_body(400, "request body is not JSON"))
             return
-        request = fake._admit("POST", self.path, dict(self.headers.items()), body)
+        request = fake._admit(
+            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+        )
         try:
             self._serve_completion(fake, request)
         except (BrokenPipeError, ConnectionResetError):

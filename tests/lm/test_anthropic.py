@@ -1,0 +1,149 @@
+"""AnthropicLM through the real ``anthropic`` SDK against the Anthropic-shaped fake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fastrlm import AuthenticationError, PriceTable, ProviderResponseError
+from fastrlm.lm import AnthropicLM, ChatMessage
+from fastrlm.testing import FakeAnthropicServer, FakeReply, Fault
+
+from .helpers import fast_retry
+
+anthropic = pytest.importorskip("anthropic")
+
+HISTORY: list[ChatMessage] = [
+    {"role": "system", "content": "You are the root of an RLM."},
+    {"role": "user", "content": "question"},
+    {"role": "assistant", "content": "```repl\nprint(1)\n```"},
+    {"role": "user", "content": "output: 1"},
+]
+
+
+def _lm(server: FakeAnthropicServer, **kw: Any) -> AnthropicLM:
+    kw.setdefault("retry", fast_retry())
+    return AnthropicLM("anthropic/claude-haiku-4-5", base_url=server.base_url, api_key="k", **kw)
+
+
+async def test_system_is_split_out_and_the_prefix_is_marked_for_caching() -> None:
+    async with FakeAnthropicServer(["ok"]) as server:
+        lm = _lm(server)
+        await lm.complete(HISTORY, max_tokens=100)
+        await lm.aclose()
+    body = server.completion_requests[0].body
+    assert body["system"] == [
+        {
+            "type": "text",
+            "text": "You are the root of an RLM.",
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert all("cache_control" not in m["content"][-1] for m in body["messages"][:-1])
+    assert body["max_tokens"] == 100 and body["model"] == "claude-haiku-4-5"
+
+
+async def test_a_one_off_prompt_is_not_written_to_the_cache() -> None:
+    async with FakeAnthropicServer(["ok"]) as server:
+        lm = _lm(server)
+        await lm.complete([{"role": "user", "content": "a sub-call"}])
+        await lm.aclose()
+    body = server.completion_requests[0].body
+    assert "system" not in body
+    assert "cache_control" not in body["messages"][0]["content"][0]
+    assert body["max_tokens"] == 8192  # the Messages API requires one
+
+
+async def test_thinking_blocks_are_skipped_and_thinking_drops_temperature() -> None:
+    async with FakeAnthropicServer([FakeReply("the answer", thinking="let me think")]) as server:
+        lm = _lm(server, thinking_budget=2048, temperature=0.5)
+        response = await lm.complete(HISTORY, max_tokens=4096)
+        await lm.aclose()
+    assert response.text == "the answer"
+    body = server.completion_requests[0].body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert "temperature" not in body and lm.temperature is None
+
+
+async def test_cache_tokens_are_read_and_priced_cache_aware() -> None:
+    reply = FakeReply(
+        "x",
+        prompt_tokens=10_000,
+        cached_tokens=8_000,
+        cache_write_tokens=1_500,
+        completion_tokens=400,
+    )
+    async with FakeAnthropicServer([reply]) as server:
+        lm = _lm(server)
+        usage = (await lm.complete(HISTORY)).usage
+        await lm.aclose()
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens) == (
+        10_000,
+        8_000,
+        1_500,
+    )
+    # claude-haiku-4-5: input 1.0, cache read 0.1, cache write 1.25, output 5.0 USD per 1M
+    expected = (500 * 1.0 + 8_000 * 0.1 + 1_500 * 1.25 + 400 * 5.0) / 1_000_000
+    assert expected == pytest.approx(0.005175)
+    assert PriceTable().cost(lm.model, usage) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.rate_limit(retry_after="0"),
+        Fault.server_error(529),
+        Fault.malformed_json(),
+        Fault.stall(30),
+    ],
+)
+async def test_transient_faults_are_retried(fault: Fault) -> None:
+    async with FakeAnthropicServer([fault, "recovered"]) as server:
+        lm = _lm(server, retry=fast_retry(timeout_s=0.3))
+        assert (await lm.complete(HISTORY)).text == "recovered"
+        await lm.aclose()
+    assert len(server.completion_requests) == 2
+
+
+async def test_a_bad_key_is_not_retried() -> None:
+    async with FakeAnthropicServer([Fault.http_status(401, "invalid x-api-key"), "x"]) as server:
+        lm = _lm(server)
+        with pytest.raises(AuthenticationError, match="invalid x-api-key"):
+            await lm.complete(HISTORY)
+        await lm.aclose()
+    assert len(server.completion_requests) == 1
+
+
+async def test_a_reply_with_only_thinking_and_max_tokens_is_a_response_error() -> None:
+    reply = FakeReply(None, thinking="...", finish_reason="length")
+    async with FakeAnthropicServer([reply, "never"]) as server:
+        lm = _lm(server)
+        with pytest.raises(ProviderResponseError, match="max_tokens"):
+            await lm.complete(HISTORY)
+        await lm.aclose()
+    assert len(server.completion_requests) == 1
+
+
+async def test_missing_usage_is_estimated() -> None:
+    async with FakeAnthropicServer([Fault.missing_usage("abcdefgh")]) as server:
+        lm = _lm(server)
+        response = await lm.complete(HISTORY)
+        await lm.aclose()
+    assert response.usage.estimated and response.usage.output_tokens == 2
+
+
+def test_the_fake_streams_the_messages_api_through_the_sdk() -> None:
+    with FakeAnthropicServer([FakeReply("streamed text", thinking="hm")]) as server:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0)
+        with client.messages.stream(
+            model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        client.close()
+    assert text == "streamed text"
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.usage.output_tokens > 0
