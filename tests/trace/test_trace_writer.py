@@ -234,6 +234,7 @@ def test_resolve_run_by_prefix_last_offset_and_path(tmp_path: Path) -> None:
     assert resolve_run("abc", tmp_path).name == "abc111.jsonl"
     assert resolve_run("last", tmp_path).name == "abd222.jsonl"
     assert resolve_run("-2", tmp_path).name == "abc111.jsonl"
+    assert resolve_run("2", tmp_path).name == "abc111.jsonl"
     path = writer.path_for("abc111")
     assert resolve_run(str(path), tmp_path) == path
     with pytest.raises(TraceNotFoundError, match="matches 2 runs"):

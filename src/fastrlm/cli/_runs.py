@@ -68,8 +68,8 @@ def runs(limit: int, as_json: bool) -> None:
 def show(run: str, subcalls: bool, as_json: bool, max_chars: int) -> None:
     """Print RUN as a readable transcript.
 
-    RUN is a run id or a unique prefix of one, `last` (the default), `-2` (the one before),
-    or the path of a .jsonl trace.
+    RUN is a run id or a unique prefix of one, `last` (the default), a number N (the N-th
+    newest run: 1 is the last, 2 the one before), or the path of a .jsonl trace.
     """
     from ..trace import TraceNotFoundError, read_trace, render_transcript, resolve_run
 

@@ -65,14 +65,15 @@ def read_trace(path: Path) -> Trace:
 
 
 def resolve_run(ref: str, home: Path | None = None) -> Path:
-    """The trace file for ``ref``: a path, ``last``, ``-N`` (N-th newest, ``-1`` = last), or a
-    run id or unique prefix of one. Raises :class:`TraceNotFoundError`."""
+    """The trace file for ``ref``: a path, ``last``, ``N`` or ``-N`` (the N-th newest run,
+    ``1`` = last), or a run id or unique prefix of one. Raises :class:`TraceNotFoundError`."""
     candidate = Path(ref).expanduser()
     if ref.endswith(".jsonl") and candidate.is_file():
         return candidate
     idx = index_path(home)
-    if ref == "last" or (ref.startswith("-") and ref[1:].isdigit()):
-        n = 1 if ref == "last" else int(ref[1:])
+    digits = ref.removeprefix("-")
+    if ref == "last" or (digits.isdigit() and len(digits) <= 4):
+        n = 1 if ref == "last" else int(digits)
         runs = _index.list_runs(idx, limit=max(n, 1))
         if n < 1 or len(runs) < n:
             raise TraceNotFoundError(f"there is no run {ref!r} (runs recorded: {len(runs)})")

@@ -1,0 +1,105 @@
+"""Configuration precedence (flags > environment > config.toml) and exit-code mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastrlm import ConfigurationError
+from fastrlm.cli._config import NoModelConfigured, config_path, resolve_settings
+from fastrlm.cli._exit import ExitCode, exit_code_for
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", 'model = "file/m"\nsub_model = "openai/file-sub"\n'
+                                     "max_usd = 3\nmax_subcalls = 9\n")
+    env = {"FASTRLM_MODEL": "openai/env-root", "FASTRLM_SUB_MODEL": "openai/env-sub"}
+    s = resolve_settings({"model": "openai/flag"}, env, cfg)
+    assert (s.model, s.sub_model) == ("openai/flag", "openai/env-sub")
+    assert s.origin["model"] == "flag" and s.origin["sub_model"] == "FASTRLM_SUB_MODEL"
+    assert s.budget == {"max_usd": 3, "max_subcalls": 9}
+    s = resolve_settings({"max_usd": 0.5}, {}, cfg)
+    assert (s.model, s.budget["max_usd"]) == ("file/m", 0.5)
+
+
+def test_provider_keys_pick_default_models(tmp_path: Path) -> None:
+    none = tmp_path / "none.toml"
+    s = resolve_settings({}, {"OPENAI_API_KEY": "sk-x"}, none)
+    assert (s.model, s.sub_model) == ("openai/gpt-5", "openai/gpt-5-mini")
+    s = resolve_settings({}, {"ANTHROPIC_API_KEY": "sk-ant"}, none)
+    assert (s.model, s.sub_model) == ("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5")
+    s = resolve_settings({"sub_model": "openai/cheap"}, {"OPENAI_API_KEY": "k"}, none)
+    assert s.sub_model == "openai/cheap"
+
+
+def test_no_model_anywhere_raises_with_the_help(tmp_path: Path) -> None:
+    s = resolve_settings({}, {}, tmp_path / "absent.toml")
+    assert s.model is None
+    with pytest.raises(NoModelConfigured, match="OPENAI_API_KEY"):
+        s.require_model()
+
+
+def test_environment_base_url_outranks_the_config_file(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", 'model = "ollama/q"\nbase_url = "http://file:1/v1"\n')
+    assert resolve_settings({}, {}, cfg).base_url == "http://file:1/v1"
+    env = {"OLLAMA_BASE_URL": "http://env:2/v1"}
+    assert resolve_settings({}, env, cfg).base_url is None  # the registry reads the variable
+    assert resolve_settings({"base_url": "http://flag:3/v1"}, env, cfg).base_url == (
+        "http://flag:3/v1"
+    )
+
+
+def test_config_file_api_key_used_only_without_the_variable(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", 'model = "openai/m"\napi_key = "from-file"\n')
+    assert resolve_settings({}, {}, cfg).api_key == "from-file"
+    assert resolve_settings({}, {"OPENAI_API_KEY": "env"}, cfg).api_key is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model = [", "not valid TOML"),
+        ("colour = 'blue'", "unknown key 'colour'"),
+        ("max_usd = 'lots'", "wrong type"),
+        ("max_subcalls = true", "wrong type"),
+        ("sandbox = 'docker'", "sandbox must be one of"),
+    ],
+)
+def test_bad_config_files_are_configuration_errors(tmp_path: Path, text: str, message: str) -> None:
+    cfg = write(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigurationError, match=message):
+        resolve_settings({}, {}, cfg)
+
+
+def test_config_path_honours_fastrlm_config_and_xdg(tmp_path: Path) -> None:
+    assert config_path({"FASTRLM_CONFIG": str(tmp_path / "x.toml")}) == tmp_path / "x.toml"
+    assert config_path({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "fastrlm/config.toml"
+
+
+@pytest.mark.parametrize(
+    ("stop", "error", "sandbox", "code"),
+    [
+        ("final", None, "bwrap", ExitCode.OK),
+        ("max_iterations", None, "bwrap", ExitCode.LIMIT),
+        ("budget_usd", "USD limit", "bwrap", ExitCode.LIMIT),
+        ("budget_subcalls", None, "bwrap", ExitCode.LIMIT),
+        ("budget_tokens", None, "bwrap", ExitCode.LIMIT),
+        ("timeout", None, "bwrap", ExitCode.LIMIT),
+        ("cancelled", None, "bwrap", ExitCode.CANCELLED),
+        ("error", "AuthenticationError: HTTP 401", "bwrap", ExitCode.PROVIDER),
+        ("error", "ProviderConnectionError: refused", "", ExitCode.PROVIDER),
+        ("error", "sandbox failed: worker died", "bwrap", ExitCode.SANDBOX),
+        ("error", "no sandbox layer could start", "", ExitCode.SANDBOX),
+        ("error", "something else", "bwrap", ExitCode.ERROR),
+    ],
+)
+def test_exit_code_for_each_outcome(stop: str, error: str | None, sandbox: str,
+                                    code: ExitCode) -> None:
+    assert exit_code_for(stop, error, sandbox) is code
