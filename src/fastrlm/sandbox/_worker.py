@@ -258,7 +258,7 @@ class WorkerSandbox:
         """Replace a lost worker; returns the reason, with how the old worker ended."""
         reason = lost.reason
         if self._worker is not None:
-            ended = await self._worker.kill(grace_s=0.0 if lost.timed_out else 1.0)
+            ended = await self._worker.kill(grace_s=1.0 if lost.crashed else 0.0)
             self._worker = None
             if lost.crashed:
                 reason = f"{reason} ({ended})"
