@@ -1,0 +1,175 @@
+"""The isolated sandbox as the engine sees it: kinds, layer names, the REPL API over the pipes,
+the bridge, lifecycle, and doctor_report."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastrlm import SandboxError, SandboxUnavailableError
+from fastrlm.sandbox import (
+    RESERVED_NAMES,
+    SandboxLimits,
+    _layers,
+    create_sandbox,
+    doctor_report,
+)
+from fastrlm.sandbox._inprocess import InProcessSandbox
+from fastrlm.sandbox._worker import WorkerSandbox
+
+from .helpers import CONTEXT, FakeBridge, MakeSandbox, assert_alive
+
+
+def test_none_is_the_in_process_sandbox_and_says_it_is_unsafe() -> None:
+    sb = create_sandbox("none")
+    assert isinstance(sb, InProcessSandbox) and sb.unsafe
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown sandbox kind"):
+        create_sandbox("docker")
+
+
+def test_auto_never_plans_the_in_process_sandbox() -> None:
+    try:
+        plans = _layers.plans_for("auto")
+    except SandboxUnavailableError:
+        return
+    assert all(p.kind in _layers.ISOLATED_KINDS for p in plans)
+    assert [p.kind for p in plans] == [
+        k for k in _layers.ISOLATED_KINDS if k in {p.kind for p in plans}
+    ]
+
+
+def test_layer_names_say_what_is_active() -> None:
+    assert _layers.LayerPlan("bwrap", True).name == "bwrap+seccomp+rlimits"
+    assert _layers.LayerPlan("landlock", True).name == "landlock+seccomp+rlimits"
+    assert _layers.LayerPlan("process", False).name == "process+rlimits"
+
+
+def test_memory_limit_grows_with_the_context() -> None:
+    small = _layers.memory_limit_bytes(10, 10)
+    wide = _layers.memory_limit_bytes(400_000_000, 100_000_000)
+    assert small >= 1024**3 and wide >= small + 3 * 400_000_000
+
+
+def test_doctor_report_covers_every_layer_with_a_reason() -> None:
+    report = doctor_report()
+    names = [s.name for s in report]
+    assert names == ["bwrap", "landlock", "seccomp", "rlimits", "auto", "none"]
+    assert all(s.reason for s in report)
+    assert report[-1].available and "UNSAFE" in report[-1].reason
+
+
+def test_bwrap_options_cut_the_network_and_bind_the_system_read_only() -> None:
+    argv = _layers.bwrap_argv("bwrap")
+    assert "--unshare-all" in argv and "--share-net" not in argv
+    assert "--clearenv" in argv and argv[argv.index("--cap-drop") + 1] == "ALL"
+    assert argv.index("--tmpfs") < min(i for i, a in enumerate(argv) if a == "--ro-bind")
+    assert not any(a == "--bind" for a in argv)
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
+async def test_each_isolated_kind_reports_its_layer(make_sandbox: MakeSandbox, kind: str) -> None:
+    sb = await make_sandbox(kind)
+    assert isinstance(sb, WorkerSandbox) and not sb.unsafe
+    assert sb.layer.startswith(kind + "+") and sb.layer.endswith("rlimits")
+    if _layers.seccomp_problem() is None:
+        assert "+seccomp+" in sb.layer
+    await assert_alive(sb)
+
+
+@pytest.mark.sandbox
+async def test_repl_api_goes_through_the_bridge(
+    make_sandbox: MakeSandbox, bridge: FakeBridge
+) -> None:
+    sb = await make_sandbox("auto")
+    result = await sb.execute(
+        "a = llm_query('hi', model='small')\n"
+        "b = llm_query_batched(['x', 'y'])\n"
+        "c = rlm_query('q', context='sub')\n"
+        "d = rlm_query_batched(['p1', 'p2'], contexts=[[1], {'k': 2}])\n"
+        "print(a, b, c, d)"
+    )
+    assert result.error is None, result.error
+    assert result.stdout.strip() == (
+        "answer:hi ['answer:x', 'answer:y'] child:q|sub ['child:p1|[1]', \"child:p2|{'k': 2}\"]"
+    )
+    assert bridge.llm_calls == [(["hi"], "small"), (["x", "y"], None)]
+    assert bridge.rlm_calls[1] == (["p1", "p2"], [[1], {"k": 2}], None)
+
+
+@pytest.mark.sandbox
+async def test_unsendable_rlm_context_is_a_type_error_in_the_cell(
+    make_sandbox: MakeSandbox,
+) -> None:
+    sb = await make_sandbox("auto")
+    result = await sb.execute("rlm_query('q', context=object())")
+    assert result.error is not None and "TypeError" in result.error and not result.restarted
+    await assert_alive(sb)
+
+
+@pytest.mark.sandbox
+async def test_final_answer_and_restored_names_cross_the_pipe(make_sandbox: MakeSandbox) -> None:
+    sb = await make_sandbox("auto")
+    result = await sb.execute("x = 'forty-two'\nFINAL_VAR('x')\nllm_query = 3")
+    assert result.final is not None and result.final.text == "forty-two"
+    assert result.final.source == "FINAL_VAR" and result.restored == ("llm_query",)
+    result = await sb.execute("answer['content'] = 'draft'")
+    assert result.final is None and result.answer_content == "draft"
+    result = await sb.execute("answer.update(ready=True)")
+    assert result.final is not None and result.final.source == "answer"
+    assert "x: str" in await sb.show_vars()
+
+
+@pytest.mark.sandbox
+async def test_scratch_tmp_is_writable_and_threads_work(make_sandbox: MakeSandbox) -> None:
+    sb = await make_sandbox("auto")
+    result = await sb.execute(
+        "import os, tempfile, threading\n"
+        "p = os.path.join(tempfile.gettempdir(), 'notes.txt')\n"
+        "open(p, 'w').write('kept')\n"
+        "out = []\n"
+        "ask = lambda i: out.append(llm_query(str(i)))\n"
+        "ts = [threading.Thread(target=ask, args=(i,)) for i in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(open(p).read(), sorted(out))"
+    )
+    assert result.error is None, result.error
+    assert result.stdout.strip() == "kept ['answer:0', 'answer:1', 'answer:2', 'answer:3']"
+
+
+class RaisingBridge(FakeBridge):
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        raise RuntimeError("bridge bug")
+
+
+@pytest.mark.sandbox
+async def test_a_bridge_that_raises_gives_error_strings(
+    make_sandbox: MakeSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    sb = await make_sandbox("auto", fake=RaisingBridge())
+    result = await sb.execute("llm_query_batched(['a', 'b'])")
+    assert (
+        result.stdout.strip()
+        == "['[error: RuntimeError: bridge bug]', '[error: RuntimeError: bridge bug]']"
+    )
+    assert "HostBridge raised" in caplog.text
+
+
+@pytest.mark.sandbox
+async def test_close_is_idempotent_and_execute_after_close_fails() -> None:
+    sb = create_sandbox("auto", SandboxLimits())
+    await sb.start(CONTEXT, FakeBridge())
+    with pytest.raises(SandboxError):
+        await sb.start(CONTEXT, FakeBridge())
+    await sb.close()
+    await sb.close()
+    with pytest.raises(SandboxError):
+        await sb.execute("1")
+
+
+def test_reserved_names_match_the_runtime() -> None:
+    from fastrlm.sandbox._runtime import RESERVED
+
+    assert tuple(RESERVED) == RESERVED_NAMES
