@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import subprocess
 import sys
 import types
 from typing import Any
@@ -46,13 +47,14 @@ def test_anthropic_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
         resolve("anthropic/claude-haiku-4-5", api_key="k")
 
 
-def test_importing_fastrlm_lm_imports_no_extra() -> None:
+def test_importing_fastrlm_lm_imports_no_sdk_until_a_provider_is_used() -> None:
     code = (
-        "import sys, fastrlm, fastrlm.lm, fastrlm.testing; "
-        "assert 'anthropic' not in sys.modules and 'litellm' not in sys.modules"
+        "import sys, fastrlm, fastrlm.lm, fastrlm.testing\n"
+        "sdks = ('openai', 'anthropic', 'litellm', 'httpx2')\n"
+        "assert not [m for m in sdks if m in sys.modules], sys.modules.keys()\n"
+        "fastrlm.lm.resolve('ollama/m')\n"
+        "assert 'openai' in sys.modules and 'anthropic' not in sys.modules\n"
     )
-    import subprocess
-
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -2,7 +2,7 @@
 
 - :func:`resolve` turns ``"provider/model"`` strings into providers (see :data:`PRESETS`).
 - :class:`OpenAIChatLM`: the core provider (official ``openai`` SDK, Chat Completions), for
-  OpenAI and every OpenAI-compatible server.
+  OpenAI and every OpenAI-compatible server (imported on first access, like the extras).
 - :class:`AnthropicLM` (extra ``fastrlm[anthropic]``) and :class:`LiteLLMLM` (extra
   ``fastrlm[litellm]``) are imported on first access; without the extra, the access raises
   :class:`fastrlm.MissingExtraError` naming the ``pip install``.
@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 from ._base import LM, ChatMessage, LMResponse, estimate_tokens
 from ._cache import SubcallCache
-from ._openai import OpenAIChatLM
 from ._registry import PRESETS, Preset, resolve
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._anthropic import AnthropicLM
     from ._litellm import LiteLLMLM
+    from ._openai import OpenAIChatLM
 
 __all__ = [
     "LM",
@@ -43,6 +43,11 @@ _LAZY = {"AnthropicLM": "anthropic", "LiteLLMLM": "litellm"}
 
 
 def __getattr__(name: str) -> object:
+    # Providers load on first use: importing fastrlm must not pay for (or require) any SDK.
+    if name == "OpenAIChatLM":
+        from ._openai import OpenAIChatLM
+
+        return OpenAIChatLM
     extra = _LAZY.get(name)
     if extra is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
