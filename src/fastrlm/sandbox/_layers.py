@@ -70,7 +70,8 @@ def package_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def module_dirs() -> list[str]:
+@functools.cache
+def module_dirs() -> tuple[str, ...]:
     """Host site-packages directories the worker may import from (no ``.pth`` is executed)."""
     dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     for name in ("pyseccomp", "landlock"):
@@ -78,10 +79,11 @@ def module_dirs() -> list[str]:
         if spec is not None and spec.origin:
             origin = os.path.dirname(spec.origin)
             dirs.add(os.path.dirname(origin) if name == "landlock" else origin)
-    return sorted(d for d in dirs if os.path.isdir(d))
+    return tuple(sorted(d for d in dirs if os.path.isdir(d)))
 
 
-def read_only_paths() -> list[str]:
+@functools.cache
+def read_only_paths() -> tuple[str, ...]:
     """Everything the worker needs to read: the system, the interpreter, the package."""
     paths = {
         "/usr",
@@ -97,9 +99,10 @@ def read_only_paths() -> list[str]:
         package_dir(),
         *module_dirs(),
     }
-    return sorted(p for p in paths if os.path.exists(p))
+    return tuple(sorted(p for p in paths if os.path.exists(p)))
 
 
+@functools.cache
 def library_names() -> dict[str, str]:
     """Sonames of libc and libseccomp as resolved here (the worker cannot run ``ldconfig``)."""
     names = {n: ctypes.util.find_library(n) for n in ("c", "seccomp")}

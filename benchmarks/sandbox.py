@@ -1,0 +1,123 @@
+"""Benchmark the isolated worker against the in-process ``none`` sandbox, in one run.
+
+    python benchmarks/sandbox.py [--kind auto] [--repeats 5] [--mb 100]
+
+Prints, for each sandbox: worker start time (tiny context), per-exec round trip of an empty
+cell, ``llm_query`` round trip (the host answers at once), 100 MB context load time (start() to
+ready) and the peak RSS it costs; medians over repeats, and the isolated/none ratio. Not part of
+the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from fastrlm.sandbox import Sandbox, SandboxLimits, create_sandbox
+
+
+class InstantBridge:
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        return ["ok"] * len(prompts)
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]:
+        return ["ok"] * len(prompts)
+
+
+def rss_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
+async def started(kind: str, context: object) -> Sandbox:
+    sandbox = create_sandbox(kind, SandboxLimits())
+    await sandbox.start(context, InstantBridge())
+    return sandbox
+
+
+async def exec_lap(sandbox: Sandbox, code: str) -> float:
+    began = time.perf_counter()
+    await sandbox.execute(code)
+    return time.perf_counter() - began
+
+
+async def measure(kind: str, repeats: int, megabytes: int) -> dict[str, float]:
+    figures: dict[str, list[float]] = {k: [] for k in ("start", "exec", "llm", "load", "rss")}
+    for _ in range(repeats):
+        began = time.perf_counter()
+        sandbox = await started(kind, "tiny")
+        figures["start"].append(time.perf_counter() - began)
+        await sandbox.execute("pass")
+        laps = [await exec_lap(sandbox, "pass") for _ in range(200)]
+        figures["exec"].append(statistics.median(laps))
+        result = await sandbox.execute(
+            "import time\nt = time.perf_counter()\nfor _ in range(2000): llm_query('x')\n"
+            "print((time.perf_counter() - t) / 2000)"
+        )
+        figures["llm"].append(float(result.stdout))
+        await sandbox.close()
+
+    text = ("The quick brown fox jumps over the lazy dog. " * (megabytes * 23_000))[
+        : megabytes * 1_000_000
+    ]
+    for _ in range(max(1, repeats // 2)):
+        before = rss_bytes("VmRSS")
+        began = time.perf_counter()
+        sandbox = await started(kind, text)
+        figures["load"].append(time.perf_counter() - began)
+        if sandbox.unsafe:  # the cells run in this process: what did holding the context cost?
+            figures["rss"].append(rss_bytes("VmRSS") - before)
+        else:  # the worker's own peak (bubblewrap mounts /proc; Landlock denies it: -1)
+            result = await sandbox.execute(
+                "try:\n    s = open('/proc/self/status').read()\n"
+                "    print(int(s.split('VmHWM:')[1].split()[0]) * 1024)\n"
+                "except OSError:\n    print(-1)"
+            )
+            figures["rss"].append(float(result.stdout))
+        await sandbox.close()
+    return {k: statistics.median(v) for k, v in figures.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", default="auto", help="isolated kind to compare with none")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mb", type=int, default=100, help="size of the large context (MB)")
+    args = parser.parse_args()
+
+    async def both() -> tuple[str, dict[str, float], dict[str, float]]:
+        probe = create_sandbox(args.kind)
+        layer = probe.layer
+        isolated = await measure(args.kind, args.repeats, args.mb)
+        unsafe = await measure("none", args.repeats, args.mb)
+        return layer, isolated, unsafe
+
+    layer, isolated, unsafe = asyncio.run(both())
+    rows = [
+        ("worker start (tiny context)", "start", 1e3, "ms"),
+        ("exec round trip (empty cell)", "exec", 1e6, "µs"),
+        ("llm_query round trip", "llm", 1e6, "µs"),
+        (f"{args.mb} MB context load (start→ready)", "load", 1e3, "ms"),
+        (f"{args.mb} MB context peak RSS", "rss", 1 / 2**20, "MiB"),
+    ]
+    print(f"medians over {args.repeats} repeats; isolated layer: {layer}")
+    print(f"{'figure':<36}{layer:>26}{'none (in-process)':>20}{'ratio':>9}")
+    for label, key, scale, unit in rows:
+        a, b = isolated[key] * scale, unsafe[key] * scale
+        ratio = f"{a / b:.1f}x" if b > 0 else "n/a"
+        print(f"{label:<36}{a:>20.1f} {unit:<5}{b:>14.1f} {unit:<5}{ratio:>9}")
+    print(
+        "RSS: isolated = the worker's whole peak (VmHWM: interpreter + mapping + str); "
+        "none = what this process grew by (the host's str is shared, not copied)."
+    )
+
+
+if __name__ == "__main__":
+    main()
