@@ -78,12 +78,8 @@ class AnthropicLM:
         self._clients = _sdk.LoopBoundClient(self._new_client)
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
-        import httpx2  # the anthropic SDK's HTTP library (a dependency of it)
-
-        pool = self.pool_size
         http_client = anthropic.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=min(pool, 256)),
-            timeout=self.retry.timeout_s,
+            limits=_sdk.pool_limits(self.pool_size), timeout=self.retry.timeout_s
         )
         return anthropic.AsyncAnthropic(
             api_key=self._api_key,

@@ -89,12 +89,8 @@ class OpenAIChatLM:
         )
 
     def _new_client(self) -> openai.AsyncOpenAI:
-        import httpx2  # the openai SDK's HTTP library (a dependency of it)
-
-        pool = self.pool_size
         http_client = openai.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=min(pool, 256)),
-            timeout=self.retry.timeout_s,
+            limits=_sdk.pool_limits(self.pool_size), timeout=self.retry.timeout_s
         )
         return openai.AsyncOpenAI(
             api_key=self._api_key,

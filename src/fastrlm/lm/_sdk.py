@@ -89,3 +89,13 @@ async def _close_at_loop_end(client: Any) -> AsyncGenerator[None, None]:
         yield
     finally:
         await client.close()
+
+
+def pool_limits(connections: int) -> Any:
+    """Connection-pool limits for the SDKs' HTTP library (``httpx2`` in current releases,
+    ``httpx`` in older ones): ``connections`` at once, up to 256 kept alive."""
+    try:
+        import httpx2 as http
+    except ImportError:  # older SDK releases are built on httpx
+        import httpx as http  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return http.Limits(max_connections=connections, max_keepalive_connections=min(connections, 256))
