@@ -3,6 +3,8 @@ the bridge, lifecycle, and doctor_report."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from fastrlm import SandboxError, SandboxUnavailableError
@@ -173,3 +175,34 @@ def test_reserved_names_match_the_runtime() -> None:
     from fastrlm.sandbox._runtime import RESERVED
 
     assert tuple(RESERVED) == RESERVED_NAMES
+
+
+class BlockingBridge(FakeBridge):
+    """Holds every llm_query until the test says so; ``entered`` is set on arrival."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        self.entered.set()
+        await self.release.wait()
+        return await super().llm_query_batched(prompts, model)
+
+
+@pytest.mark.sandbox
+async def test_cancelled_execute_leaves_a_usable_sandbox(make_sandbox: MakeSandbox) -> None:
+    blocking = BlockingBridge()
+    sb = await make_sandbox("auto", fake=blocking)
+    await sb.execute("before = 1")
+    task = asyncio.create_task(sb.execute("llm_query('stuck')"))
+    await blocking.entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    blocking.release.set()
+    result = await sb.execute("'before' in globals(), len(context)")
+    assert result.restarted and "cancelled" in str(result.extra["restart_reason"])
+    assert result.stdout.strip() == f"(False, {len(CONTEXT)})"
+    await assert_alive(sb)

@@ -79,6 +79,13 @@ class WorkerProcess:
         self._log.seek(0)
         return self._log.read(8192).decode("utf-8", "replace").strip()
 
+    def abandon(self) -> None:
+        """SIGKILL the process group now, synchronously (safe in a cancelled task); :meth:`kill`
+        still has to reap it and release the fds."""
+        if not self.closed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
     async def _exited(self, within_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
@@ -120,6 +127,8 @@ class WorkerSandbox:
         self._memory_bytes = 0
         self._scratch: str | None = None
         self._lock = asyncio.Lock()
+        self._abandoned: str | None = None
+        self._closed = False
         self.worker_pid: int | None = None
         self.restarts = 0
 
@@ -131,8 +140,8 @@ class WorkerSandbox:
     async def start(self, context: object, bridge: HostBridge) -> None:
         """Write the context buffer and start a worker. Raises ContextError for a context that
         cannot be sent, SandboxUnavailableError when no planned layer can start."""
-        if self._worker is not None:
-            raise SandboxError("the sandbox is already started")
+        if self._worker is not None or self._closed:
+            raise SandboxError("the sandbox is already started (or closed)")
         self._bridge = bridge
         try:
             kind, parts = await asyncio.to_thread(_protocol.context_parts, context)
@@ -149,10 +158,17 @@ class WorkerSandbox:
             self._plan = plan
             try:
                 self._worker = await self._spawn()
-                return
             except SandboxUnavailableError as exc:
                 logger.warning("sandbox layer %s failed to start: %s", plan.name, exc)
                 problems.append(f"{plan.name}: {exc}")
+                continue
+            if plan.kind == "process":
+                logger.warning(
+                    "sandbox layer %s: no namespaces and no Landlock here, so model code can "
+                    "read the file system (see `fastrlm doctor`)",
+                    plan.name,
+                )
+            return
         await self.close()
         raise SandboxUnavailableError("no sandbox layer could start: " + "; ".join(problems))
 
@@ -244,6 +260,7 @@ class WorkerSandbox:
 
     async def close(self) -> None:
         """Kill the worker, release the context buffer and the scratch directory. Idempotent."""
+        self._closed = True
         if self._worker is not None:
             await self._worker.kill()
             self._worker = None
@@ -262,6 +279,8 @@ class WorkerSandbox:
             self._worker = None
             if lost.crashed:
                 reason = f"{reason} ({ended})"
+        if self._closed:
+            raise SandboxError("the sandbox was closed")
         self.restarts += 1
         logger.info("sandbox worker restarted: %s", reason)
         try:
@@ -279,6 +298,8 @@ class WorkerSandbox:
         be started."""
         async with self._lock:
             began = time.monotonic()
+            self._check_open()
+            replaced = await self._replace_abandoned()
             try:
                 done = await self._round_trip({"op": "exec", "code": code}, "done")
             except _WorkerLost as lost:
@@ -302,13 +323,17 @@ class WorkerSandbox:
                 answer_content=done["answer_content"],
                 restored=tuple(done["restored"]),
                 timed_out=done["timed_out"],
+                restarted=replaced is not None,
                 dropped_bytes=done["dropped_bytes"],
                 duration_s=time.monotonic() - began,
+                extra={} if replaced is None else {"restart_reason": replaced},
             )
 
     async def show_vars(self) -> str:
         """The user variables, one per line (a hard timeout or crash restarts the worker)."""
         async with self._lock:
+            self._check_open()
+            await self._replace_abandoned()
             try:
                 reply = await self._round_trip({"op": "show_vars"}, "vars")
             except _WorkerLost as lost:
@@ -316,10 +341,32 @@ class WorkerSandbox:
                 return f"[SHOW_VARS: {reason}; the REPL was restarted, variables lost]"
             return str(reply["text"])
 
+    def _check_open(self) -> None:
+        if self._worker is None or self._closed:
+            raise SandboxError("the sandbox is not started, or closed")
+
+    async def _replace_abandoned(self) -> str | None:
+        """A request cancelled half-way leaves the pipes out of step: that worker was killed at
+        once; start its replacement now. Returns the reason when it did."""
+        if self._abandoned is None:
+            return None
+        reason, self._abandoned = self._abandoned, None
+        return await self._restart(_WorkerLost(reason))
+
     async def _round_trip(self, request: dict[str, Any], terminal: str) -> dict[str, Any]:
         worker = self._worker
         if worker is None:
             raise SandboxError("the sandbox is not started")
+        try:
+            return await self._exchange(worker, request, terminal)
+        except asyncio.CancelledError:
+            worker.abandon()
+            self._abandoned = "the previous request was cancelled while the worker ran it"
+            raise
+
+    async def _exchange(
+        self, worker: WorkerProcess, request: dict[str, Any], terminal: str
+    ) -> dict[str, Any]:
         own_time_left = self.limits.exec_timeout_s + self.limits.hard_grace_s
         try:
             async with asyncio.timeout(own_time_left):
