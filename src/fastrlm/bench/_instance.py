@@ -61,7 +61,7 @@ def proxy_tokens(chars: int) -> int:
 
 def length_meta(context: str | list[str], extra_chars: int = 0) -> dict[str, JSON]:
     """``chars`` and ``tokens`` (proxy) of a context plus ``extra_chars`` of prompt."""
-    chars = (len(context) if isinstance(context, str) else sum(len(c) for c in context))
+    chars = len(context) if isinstance(context, str) else sum(len(c) for c in context)
     chars += extra_chars
     return {"chars": chars, "tokens": proxy_tokens(chars), "generator_version": GENERATOR_VERSION}
 
@@ -74,9 +74,14 @@ class Task(Protocol):
     and ``default_n`` describe the paper's setting (Table 1 / Figure 1).
     """
 
-    name: str
-    default_lengths: tuple[int, ...]
-    default_n: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default_lengths(self) -> tuple[int, ...]: ...
+
+    @property
+    def default_n(self) -> int: ...
 
     def instance(self, seed: int, length: int, index: int) -> Instance: ...
 

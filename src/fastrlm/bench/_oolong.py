@@ -22,15 +22,27 @@ from ._oolong_score import score_answer
 from ._records import FIRST_DAY, LABELS, LAST_DAY, Record, window
 
 QUESTIONS_PER_WINDOW = 50
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 FORMATS = {
     "NUMERIC": "Give your final answer in the form 'Answer: number'.",
     "LABEL": "Give your final answer in the form 'Label: answer'.",
     "USER": "Give your final answer in the form 'User: id'.",
-    "DATE": "Give your final answer in the form 'Date: Mon DD, YYYY' (for example 'Date: Jan 05, 2023').",
-    "MONTH": "Give your final answer in the form 'Answer: Month YYYY' (for example 'Answer: March 2023').",
+    "DATE": "Give your final answer in the form 'Date: Mon DD, YYYY' (e.g. 'Date: Jan 05, 2023').",
+    "MONTH": "Give your final answer in the form 'Answer: Month YYYY' (e.g. 'Answer: March 2023').",
 }
 UNLABELLED_NOTE = (
     "Each line has a User ID, which is not necessarily unique: the same user can appear on many "
@@ -51,7 +63,9 @@ class Question:
     params: dict[str, Any]
 
 
-def _unique_top(counts: Counter[Any], keys: Sequence[Any], which: int = 0, least: bool = False) -> Any:
+def _unique_top(
+    counts: Counter[Any], keys: Sequence[Any], which: int = 0, least: bool = False
+) -> Any:
     """The key ranked ``which`` (0 = first) by count, or None if that rank is tied."""
     ranked = sorted(((counts.get(k, 0), k) for k in keys), key=lambda t: t[0], reverse=not least)
     if len(ranked) <= which:
@@ -93,17 +107,24 @@ def q_extreme_label(rs: Sequence[Record], rng: random.Random) -> Question | None
     gold = _unique_top(_labels(rs), LABELS, least=least)
     word = "least" if least else "most"
     text = f"In the above data, which of the labels is the {word} common?"
-    return None if gold is None else Question("counting", f"{word}_common_label", text, gold, "LABEL", {})
+    return (
+        None
+        if gold is None
+        else Question("counting", f"{word}_common_label", text, gold, "LABEL", {})
+    )
 
 
 def q_compare_labels(rs: Sequence[Record], rng: random.Random) -> Question | None:
     a, b = rng.sample(LABELS, 2)
     c = _labels(rs)
-    text = (f"In the above data, is label '{a}' more common, less common, or the same frequency "
-            f"as label '{b}'? Give your final answer in the form 'Answer: {a} is [X] {b}', where "
-            "[X] is 'more common than', 'less common than', or 'same frequency as'.")
-    return Question("counting", "compare_labels", text, _compare(c[a], c[b]), "COMPARISON",
-                    {"a": a, "b": b})
+    text = (
+        f"In the above data, is label '{a}' more common, less common, or the same frequency "
+        f"as label '{b}'? Give your final answer in the form 'Answer: {a} is [X] {b}', where "
+        "[X] is 'more common than', 'less common than', or 'same frequency as'."
+    )
+    return Question(
+        "counting", "compare_labels", text, _compare(c[a], c[b]), "COMPARISON", {"a": a, "b": b}
+    )
 
 
 def q_user_most_label(rs: Sequence[Record], rng: random.Random) -> Question | None:
@@ -111,8 +132,11 @@ def q_user_most_label(rs: Sequence[Record], rng: random.Random) -> Question | No
     counts = Counter(r.user for r in rs if r.label == lab)
     gold = _unique_top(counts, list(counts))
     text = f"In the above data, which user has the most instances with the label '{lab}'?"
-    return None if gold is None else Question("user", "user_most_label", text, str(gold), "USER",
-                                              {"label": lab})
+    return (
+        None
+        if gold is None
+        else Question("user", "user_most_label", text, str(gold), "USER", {"label": lab})
+    )
 
 
 def q_user_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
@@ -121,8 +145,11 @@ def q_user_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
     gold = _unique_top(counts, list(counts), which=which)
     word = "second most" if which else "most"
     text = f"In the above data, which user is represented {word} often?"
-    return None if gold is None else Question("user", "user_rank", text, str(gold), "USER",
-                                              {"rank": which})
+    return (
+        None
+        if gold is None
+        else Question("user", "user_rank", text, str(gold), "USER", {"rank": which})
+    )
 
 
 def q_user_vs(rs: Sequence[Record], rng: random.Random) -> Question | None:
@@ -135,8 +162,10 @@ def q_user_vs(rs: Sequence[Record], rng: random.Random) -> Question | None:
     if counts[a] == counts[b]:
         return None
     gold = a if counts[a] > counts[b] else b
-    text = (f"In the above data, which user has more instances with the label '{lab}': "
-            f"User {a} or User {b}?")
+    text = (
+        f"In the above data, which user has more instances with the label '{lab}': "
+        f"User {a} or User {b}?"
+    )
     return Question("user", "user_vs", text, str(gold), "USER", {"label": lab, "a": a, "b": b})
 
 
@@ -144,14 +173,18 @@ def q_user_subset(rs: Sequence[Record], rng: random.Random) -> Question | None:
     users = sorted({r.user for r in rs})
     subset = sorted(rng.sample(users, min(len(users), rng.randint(3, 8))))
     sub = [r for r in rs if r.user in subset]
-    prefix = ("For the following question, only consider the subset of instances that are "
-              f"associated with user IDs {', '.join(map(str, subset))}. ")
+    prefix = (
+        "For the following question, only consider the subset of instances that are "
+        f"associated with user IDs {', '.join(map(str, subset))}. "
+    )
     params: dict[str, Any] = {"users": subset}
     if rng.random() < 0.5:
         lab = rng.choice(LABELS)
         params["label"] = lab
-        text = (prefix + "Among instances associated with these users, how many data points "
-                f"should be classified as label '{lab}'?")
+        text = (
+            prefix + "Among instances associated with these users, how many data points "
+            f"should be classified as label '{lab}'?"
+        )
         return Question("user", "subset_count", text, _labels(sub)[lab], "NUMERIC", params)
     gold = _unique_top(_labels(sub), LABELS)
     text = prefix + "Among instances associated with these users, which label is the most common?"
@@ -161,26 +194,41 @@ def q_user_subset(rs: Sequence[Record], rng: random.Random) -> Question | None:
 def _random_range(rng: random.Random) -> tuple[date, date]:
     span = (LAST_DAY - FIRST_DAY).days
     a, b = sorted(rng.sample(range(span + 1), 2))
-    return FIRST_DAY.fromordinal(FIRST_DAY.toordinal() + a), FIRST_DAY.fromordinal(FIRST_DAY.toordinal() + b)
+    return FIRST_DAY.fromordinal(FIRST_DAY.toordinal() + a), FIRST_DAY.fromordinal(
+        FIRST_DAY.toordinal() + b
+    )
 
 
 def q_range_count(rs: Sequence[Record], rng: random.Random) -> Question | None:
     d1, d2 = _random_range(rng)
     lab = rng.choice(LABELS)
     gold = sum(1 for r in rs if d1 <= r.day <= d2 and r.label == lab)
-    text = (f"In the above data, considering only instances that occur between {d1:%b %d, %Y} and "
-            f"{d2:%b %d, %Y}, inclusive, how many data points should be classified as label '{lab}'?")
-    return Question("timeline", "range_count", text, gold, "NUMERIC",
-                    {"start": d1.isoformat(), "end": d2.isoformat(), "label": lab})
+    text = (
+        f"In the above data, considering only instances that occur between {d1:%b %d, %Y} and "
+        f"{d2:%b %d, %Y}, inclusive, how many data points should be classified as label '{lab}'?"
+    )
+    return Question(
+        "timeline",
+        "range_count",
+        text,
+        gold,
+        "NUMERIC",
+        {"start": d1.isoformat(), "end": d2.isoformat(), "label": lab},
+    )
 
 
 def q_month_most(rs: Sequence[Record], rng: random.Random) -> Question | None:
     month = rng.randint(1, 12)
     gold = _unique_top(_labels([r for r in rs if r.day.month == month]), LABELS)
-    text = (f"In the above data, considering only instances that occur in {MONTHS[month - 1]} of "
-            "any year, which of the labels is the most common?")
-    return None if gold is None else Question("timeline", "month_most", text, gold, "LABEL",
-                                              {"month": month})
+    text = (
+        f"In the above data, considering only instances that occur in {MONTHS[month - 1]} of "
+        "any year, which of the labels is the most common?"
+    )
+    return (
+        None
+        if gold is None
+        else Question("timeline", "month_most", text, gold, "LABEL", {"month": month})
+    )
 
 
 def _by_month(rs: Sequence[Record]) -> dict[tuple[int, int], Counter[str]]:
@@ -193,16 +241,20 @@ def _by_month(rs: Sequence[Record]) -> dict[tuple[int, int], Counter[str]]:
 def q_months_more(rs: Sequence[Record], rng: random.Random) -> Question | None:
     a, b = rng.sample(LABELS, 2)
     gold = sum(1 for c in _by_month(rs).values() if c[a] > c[b])
-    text = (f"In the above data, for how many months (calendar months of {FIRST_DAY.year}-"
-            f"{LAST_DAY.year}) does label '{a}' occur more frequently than label '{b}'?")
+    text = (
+        f"In the above data, for how many months (calendar months of {FIRST_DAY.year}-"
+        f"{LAST_DAY.year}) does label '{a}' occur more frequently than label '{b}'?"
+    )
     return Question("timeline", "months_more", text, gold, "NUMERIC", {"a": a, "b": b})
 
 
 def q_months_single_most(rs: Sequence[Record], rng: random.Random) -> Question | None:
     lab = rng.choice(LABELS)
     gold = sum(1 for c in _by_month(rs).values() if _unique_top(c, LABELS) == lab)
-    text = (f"In the above data, for how many months (calendar months of {FIRST_DAY.year}-"
-            f"{LAST_DAY.year}) is label '{lab}' the single most frequently occurring label?")
+    text = (
+        f"In the above data, for how many months (calendar months of {FIRST_DAY.year}-"
+        f"{LAST_DAY.year}) is label '{lab}' the single most frequently occurring label?"
+    )
     return Question("timeline", "months_single_most", text, gold, "NUMERIC", {"label": lab})
 
 
@@ -210,10 +262,18 @@ def q_first_month_more(rs: Sequence[Record], rng: random.Random) -> Question | N
     a, b = rng.sample(LABELS, 2)
     for (y, m), c in sorted(_by_month(rs).items()):
         if c[a] > c[b]:
-            text = (f"In the above data, in which month did label '{a}' first occur more often "
-                    f"than label '{b}'?")
-            return Question("timeline", "first_month_more", text, f"{MONTHS[m - 1]} {y}", "MONTH",
-                            {"a": a, "b": b})
+            text = (
+                f"In the above data, in which month did label '{a}' first occur more often "
+                f"than label '{b}'?"
+            )
+            return Question(
+                "timeline",
+                "first_month_more",
+                text,
+                f"{MONTHS[m - 1]} {y}",
+                "MONTH",
+                {"a": a, "b": b},
+            )
     return None
 
 
@@ -222,13 +282,16 @@ def q_before_after(rs: Sequence[Record], rng: random.Random) -> Question | None:
     t = _random_range(rng)[0]
     before = sum(1 for r in rs if r.label == lab and r.day < t)
     after = sum(1 for r in rs if r.label == lab and r.day > t)
-    text = (f"In the above data, was label '{lab}' more common, less common, or the same "
-            f"frequency before {t:%b %d, %Y}, as compared to after {t:%b %d, %Y}? (Instances on "
-            "that date count for neither side.) Give your final answer in the form 'Answer: [X]', "
-            "where [X] is 'more common', 'less common' or 'same frequency'.")
+    text = (
+        f"In the above data, was label '{lab}' more common, less common, or the same "
+        f"frequency before {t:%b %d, %Y}, as compared to after {t:%b %d, %Y}? (Instances on "
+        "that date count for neither side.) Give your final answer in the form 'Answer: [X]', "
+        "where [X] is 'more common', 'less common' or 'same frequency'."
+    )
     gold = _compare(before, after).removesuffix(" than").removesuffix(" as")
-    return Question("timeline", "before_after", text, gold, "COMPARISON",
-                    {"label": lab, "date": t.isoformat()})
+    return Question(
+        "timeline", "before_after", text, gold, "COMPARISON", {"label": lab, "date": t.isoformat()}
+    )
 
 
 def q_dates_exactly(rs: Sequence[Record], rng: random.Random) -> Question | None:
@@ -244,15 +307,29 @@ def q_date_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
     gold = _unique_top(counts, list(counts), which=which)
     word = "second most" if which else "most"
     text = f"In the above data, which date is represented {word} often?"
-    return None if gold is None else Question("timeline", "date_rank", text, gold.isoformat(),
-                                              "DATE", {"rank": which})
+    return (
+        None
+        if gold is None
+        else Question("timeline", "date_rank", text, gold.isoformat(), "DATE", {"rank": which})
+    )
 
 
 BUILDERS: tuple[Builder, ...] = (
-    q_count_label, q_extreme_label, q_compare_labels,
-    q_user_most_label, q_user_rank, q_user_vs, q_user_subset,
-    q_range_count, q_month_most, q_months_more, q_months_single_most, q_first_month_more,
-    q_before_after, q_dates_exactly, q_date_rank,
+    q_count_label,
+    q_extreme_label,
+    q_compare_labels,
+    q_user_most_label,
+    q_user_rank,
+    q_user_vs,
+    q_user_subset,
+    q_range_count,
+    q_month_most,
+    q_months_more,
+    q_months_single_most,
+    q_first_month_more,
+    q_before_after,
+    q_dates_exactly,
+    q_date_rank,
 )
 
 
@@ -279,21 +356,41 @@ def generate(seed: int, length: int, index: int, labelled: bool = False) -> Inst
         query = UNLABELLED_NOTE + "\n\n" + query
     context = win.context(labelled)
     meta = length_meta(context, len(query))
-    meta.update({"length": length, "seed": seed, "window": win.index, "records": len(win.records),
-                 "family": q.family, "kind": q.kind, "params": q.params, "labelled": labelled})
+    meta.update(
+        {
+            "length": length,
+            "seed": seed,
+            "window": win.index,
+            "records": len(win.records),
+            "family": q.family,
+            "kind": q.kind,
+            "params": q.params,
+            "labelled": labelled,
+        }
+    )
     name = "oolong-labelled" if labelled else "oolong"
-    return Instance(f"{name}-{seed}-{length}-{index}", name, context, query, q.gold,
-                    q.answer_type, meta)
+    return Instance(
+        f"{name}-{seed}-{length}-{index}", name, context, query, q.gold, q.answer_type, meta
+    )
 
 
 def score(pred: str, inst: Instance) -> float:
     return score_answer(pred, inst.gold, inst.answer_type)
 
 
-TASK = SimpleTask("oolong", (131072,), 50, generate, score,
-                  "OOLONG trec_coarse-style aggregation (counting, user, timeline)")
+TASK = SimpleTask(
+    "oolong",
+    (131072,),
+    50,
+    generate,
+    score,
+    "OOLONG trec_coarse-style aggregation (counting, user, timeline)",
+)
 LABELLED_TASK = SimpleTask(
-    "oolong-labelled", (131072,), 50,
-    lambda seed, length, index: generate(seed, length, index, labelled=True), score,
+    "oolong-labelled",
+    (131072,),
+    50,
+    lambda seed, length, index: generate(seed, length, index, labelled=True),
+    score,
     "OOLONG with '|| Label:' on every line: solvable by code alone",
 )

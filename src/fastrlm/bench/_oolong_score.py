@@ -34,7 +34,7 @@ def parse_answer(output: str) -> str:
 
 def _parse_date(text: str) -> date | None:
     try:
-        from dateutil import parser
+        from dateutil import parser  # type: ignore[import-untyped, unused-ignore]
     except ModuleNotFoundError:  # pragma: no cover - dateutil ships with matplotlib
         for fmt in ("%b %d, %Y", "%Y-%m-%d", "%B %d, %Y", "%B %Y", "%b %Y"):
             try:
@@ -43,7 +43,8 @@ def _parse_date(text: str) -> date | None:
                 continue
         return None
     try:
-        return parser.parse(text, default=datetime(2000, 1, 1)).date()
+        parsed: datetime = parser.parse(text, default=datetime(2000, 1, 1))
+        return parsed.date()
     except (ValueError, OverflowError):
         return None
 

@@ -48,8 +48,14 @@ def _or(*ps: Pred) -> Pred:
     return lambda s: any(p(s) for p in ps)
 
 
-_N = {ABBR: "abbreviation", ENT: "entity", DESC: "description and abstract concept",
-      HUM: "human being", LOC: "location", NUM: "numeric value"}
+_N = {
+    ABBR: "abbreviation",
+    ENT: "entity",
+    DESC: "description and abstract concept",
+    HUM: "human being",
+    LOC: "location",
+    NUM: "numeric value",
+}
 
 
 def _h(lab: str) -> str:
@@ -61,57 +67,102 @@ QUERIES: tuple[tuple[str, Pred, Pred | None], ...] = (
     (f"both users have {_h(NUM)} or {_h(LOC)}", _or(_has(NUM), _has(LOC)), None),
     (f"both users have {_h(ENT)} or {_h(HUM)}", _or(_has(ENT), _has(HUM)), None),
     (f"both users have {_h(DESC)} or {_h(ABBR)}", _or(_has(DESC), _has(ABBR)), None),
-    (f"both users have {_h(HUM)} or {_h(LOC)}, and all instances that are a human being for both "
-     "users must be after January 6, 2023",
-     _and(_or(_has(HUM), _has(LOC)), _all(HUM, "after", date(2023, 1, 6))), None),
-    (f"both users have {_h(ENT)} or {_h(NUM)}, and all instances that are an entity for both "
-     "users must be before March 15, 2023",
-     _and(_or(_has(ENT), _has(NUM)), _all(ENT, "before", date(2023, 3, 15))), None),
+    (
+        f"both users have {_h(HUM)} or {_h(LOC)}, and all instances that are a human being for "
+        "both users must be after January 6, 2023",
+        _and(_or(_has(HUM), _has(LOC)), _all(HUM, "after", date(2023, 1, 6))),
+        None,
+    ),
+    (
+        f"both users have {_h(ENT)} or {_h(NUM)}, and all instances that are an entity for both "
+        "users must be before March 15, 2023",
+        _and(_or(_has(ENT), _has(NUM)), _all(ENT, "before", date(2023, 3, 15))),
+        None,
+    ),
     (f"both users have {_h(LOC)} or {_h(ABBR)}", _or(_has(LOC), _has(ABBR)), None),
-    (f"both users have {_h(DESC)} or {_h(NUM)}, and all instances that are a numeric value for "
-     "both users must be after February 1, 2023",
-     _and(_or(_has(DESC), _has(NUM)), _all(NUM, "after", date(2023, 2, 1))), None),
+    (
+        f"both users have {_h(DESC)} or {_h(NUM)}, and all instances that are a numeric value for "
+        "both users must be after February 1, 2023",
+        _and(_or(_has(DESC), _has(NUM)), _all(NUM, "after", date(2023, 2, 1))),
+        None,
+    ),
     (f"both users have {_h(HUM)} or {_h(DESC)}", _or(_has(HUM), _has(DESC)), None),
-    (f"both users have {_h(ENT)} or {_h(LOC)}, and all instances that are a location for both "
-     "users must be after April 10, 2023",
-     _and(_or(_has(ENT), _has(LOC)), _all(LOC, "after", date(2023, 4, 10))), None),
-    (f"both users have {_h(NUM)} or {_h(ABBR)}, and all instances that are an abbreviation for "
-     "both users must be before May 20, 2023",
-     _and(_or(_has(NUM), _has(ABBR)), _all(ABBR, "before", date(2023, 5, 20))), None),
-    ("one user has at least one instance with entity and one with abbreviation, and the other "
-     "user has exactly one instance with entity",
-     _and(_has(ENT), _has(ABBR)), _cnt(ENT, "=", 1)),
-    ("one user has at least two instances with numeric value, and the other user has at least "
-     "one instance with location and at least one instance with human being",
-     _cnt(NUM, ">=", 2), _and(_has(LOC), _has(HUM))),
-    ("one user has exactly one instance with description and abstract concept, and the other "
-     "user has at least one instance with abbreviation and at least one with entity",
-     _cnt(DESC, "=", 1), _and(_has(ABBR), _has(ENT))),
-    ("one user has at least one instance with human being and at least one with numeric value, "
-     "and the other user has exactly two instances with location",
-     _and(_has(HUM), _has(NUM)), _cnt(LOC, "=", 2)),
-    ("one user has at least one instance with entity, at least one with location, and at least "
-     "one with abbreviation, and the other user has exactly one instance with numeric value",
-     _and(_has(ENT), _has(LOC), _has(ABBR)), _cnt(NUM, "=", 1)),
-    ("one user has at least one instance with description and abstract concept and at least one "
-     "with human being, and the other user has at least two instances with entity and exactly "
-     "one instance with abbreviation",
-     _and(_has(DESC), _has(HUM)), _and(_cnt(ENT, ">=", 2), _cnt(ABBR, "=", 1))),
-    ("one user has exactly one instance with numeric value, and the other user has at least one "
-     "instance with location and at least one with description and abstract concept",
-     _cnt(NUM, "=", 1), _and(_has(LOC), _has(DESC))),
-    ("one user has at least one instance with abbreviation and exactly one instance with human "
-     "being, and the other user has at least one instance with entity and at least one with "
-     "numeric value",
-     _and(_has(ABBR), _cnt(HUM, "=", 1)), _and(_has(ENT), _has(NUM))),
-    ("one user has at least two instances with location and at least one with entity, and the "
-     "other user has exactly one instance with description and abstract concept and exactly one "
-     "with abbreviation",
-     _and(_cnt(LOC, ">=", 2), _has(ENT)), _and(_cnt(DESC, "=", 1), _cnt(ABBR, "=", 1))),
-    ("one user has at least one instance with numeric value and at least one with human being, "
-     "and the other user has at least one instance with location, at least one with entity, and "
-     "exactly one with abbreviation",
-     _and(_has(NUM), _has(HUM)), _and(_has(LOC), _has(ENT), _cnt(ABBR, "=", 1))),
+    (
+        f"both users have {_h(ENT)} or {_h(LOC)}, and all instances that are a location for both "
+        "users must be after April 10, 2023",
+        _and(_or(_has(ENT), _has(LOC)), _all(LOC, "after", date(2023, 4, 10))),
+        None,
+    ),
+    (
+        f"both users have {_h(NUM)} or {_h(ABBR)}, and all instances that are an abbreviation for "
+        "both users must be before May 20, 2023",
+        _and(_or(_has(NUM), _has(ABBR)), _all(ABBR, "before", date(2023, 5, 20))),
+        None,
+    ),
+    (
+        "one user has at least one instance with entity and one with abbreviation, and the other "
+        "user has exactly one instance with entity",
+        _and(_has(ENT), _has(ABBR)),
+        _cnt(ENT, "=", 1),
+    ),
+    (
+        "one user has at least two instances with numeric value, and the other user has at least "
+        "one instance with location and at least one instance with human being",
+        _cnt(NUM, ">=", 2),
+        _and(_has(LOC), _has(HUM)),
+    ),
+    (
+        "one user has exactly one instance with description and abstract concept, and the other "
+        "user has at least one instance with abbreviation and at least one with entity",
+        _cnt(DESC, "=", 1),
+        _and(_has(ABBR), _has(ENT)),
+    ),
+    (
+        "one user has at least one instance with human being and at least one with numeric value, "
+        "and the other user has exactly two instances with location",
+        _and(_has(HUM), _has(NUM)),
+        _cnt(LOC, "=", 2),
+    ),
+    (
+        "one user has at least one instance with entity, at least one with location, and at least "
+        "one with abbreviation, and the other user has exactly one instance with numeric value",
+        _and(_has(ENT), _has(LOC), _has(ABBR)),
+        _cnt(NUM, "=", 1),
+    ),
+    (
+        "one user has at least one instance with description and abstract concept and at least one "
+        "with human being, and the other user has at least two instances with entity and exactly "
+        "one instance with abbreviation",
+        _and(_has(DESC), _has(HUM)),
+        _and(_cnt(ENT, ">=", 2), _cnt(ABBR, "=", 1)),
+    ),
+    (
+        "one user has exactly one instance with numeric value, and the other user has at least one "
+        "instance with location and at least one with description and abstract concept",
+        _cnt(NUM, "=", 1),
+        _and(_has(LOC), _has(DESC)),
+    ),
+    (
+        "one user has at least one instance with abbreviation and exactly one instance with human "
+        "being, and the other user has at least one instance with entity and at least one with "
+        "numeric value",
+        _and(_has(ABBR), _cnt(HUM, "=", 1)),
+        _and(_has(ENT), _has(NUM)),
+    ),
+    (
+        "one user has at least two instances with location and at least one with entity, and the "
+        "other user has exactly one instance with description and abstract concept and exactly one "
+        "with abbreviation",
+        _and(_cnt(LOC, ">=", 2), _has(ENT)),
+        _and(_cnt(DESC, "=", 1), _cnt(ABBR, "=", 1)),
+    ),
+    (
+        "one user has at least one instance with numeric value and at least one with human being, "
+        "and the other user has at least one instance with location, at least one with entity, and "
+        "exactly one with abbreviation",
+        _and(_has(NUM), _has(HUM)),
+        _and(_has(LOC), _has(ENT), _cnt(ABBR, "=", 1)),
+    ),
 )
 
 _TAIL = (
@@ -127,8 +178,10 @@ _TAIL = (
 def query_text(q: int) -> str:
     cond = QUERIES[q][0]
     verb = "where" if QUERIES[q][2] is None else "such that"
-    return ("In the above data, list all pairs of user IDs (no duplicate pairs, list lower ID "
-            f"first) {verb} {cond}." + _TAIL)
+    return (
+        "In the above data, list all pairs of user IDs (no duplicate pairs, list lower ID "
+        f"first) {verb} {cond}." + _TAIL
+    )
 
 
 def user_stats(records: Sequence[Record]) -> dict[int, Stats]:
@@ -168,10 +221,19 @@ def generate(seed: int, length: int, index: int) -> Instance:
     context = win.context(labelled=False)
     query = query_text(q)
     meta = length_meta(context, len(query))
-    meta.update({"length": length, "seed": seed, "window": win.index, "query": q + 1,
-                 "records": len(win.records), "gold_pairs": len(gold)})
-    return Instance(f"oolong-pairs-{seed}-{length}-{index}", "oolong-pairs", context, query, gold,
-                    "PAIRS", meta)
+    meta.update(
+        {
+            "length": length,
+            "seed": seed,
+            "window": win.index,
+            "query": q + 1,
+            "records": len(win.records),
+            "gold_pairs": len(gold),
+        }
+    )
+    return Instance(
+        f"oolong-pairs-{seed}-{length}-{index}", "oolong-pairs", context, query, gold, "PAIRS", meta
+    )
 
 
 _PAIR = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
@@ -203,5 +265,11 @@ def score(pred: str, inst: Instance) -> float:
     return pair_f1(parse_pairs(pred), gold)
 
 
-TASK = SimpleTask("oolong-pairs", (32768,), 20, generate, score,
-                  "OOLONG-Pairs: 20 pair queries over trec_coarse-style records, F1")
+TASK = SimpleTask(
+    "oolong-pairs",
+    (32768,),
+    20,
+    generate,
+    score,
+    "OOLONG-Pairs: 20 pair queries over trec_coarse-style records, F1",
+)

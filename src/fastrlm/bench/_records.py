@@ -117,9 +117,16 @@ def instance_text(label: str, rng: random.Random) -> str:
     noun, noun2 = rng.choice(nouns), rng.choice(nouns)
     adj = rng.choice(adjs)
     slots = {
-        "noun": noun, "noun2": noun2, "Noun": noun.title(), "Noun2": noun2.title(),
-        "adj": adj, "Adj": adj.title(), "verb": rng.choice(verbs), "plural": plural(noun),
-        "kind": rng.choice(_KINDS), "profession": rng.choice(_PROFESSIONS),
+        "noun": noun,
+        "noun2": noun2,
+        "Noun": noun.title(),
+        "Noun2": noun2.title(),
+        "adj": adj,
+        "Adj": adj.title(),
+        "verb": rng.choice(verbs),
+        "plural": plural(noun),
+        "kind": rng.choice(_KINDS),
+        "profession": rng.choice(_PROFESSIONS),
         "Place": f"{rng.choice(adjs).title()} {rng.choice(nouns).title()}",
         "ACR": "".join(chr(65 + rng.randrange(26)) for _ in range(rng.randint(2, 4))),
     }
@@ -171,7 +178,12 @@ def window(seed: int, length: int, index: int, attempt: int = 0) -> Window:
     labels = rng.choices(LABELS, weights, k=n)
     owners = rng.choices(users, user_weights, k=n)
     records = tuple(
-        Record(FIRST_DAY + timedelta(days=rng.randint(0, span)), owners[i], instance_text(lab, rng), lab)
+        Record(
+            FIRST_DAY + timedelta(days=rng.randint(0, span)),
+            owners[i],
+            instance_text(lab, rng),
+            lab,
+        )
         for i, lab in enumerate(labels)
     )
     return Window(seed, length, index, records, temperature)

@@ -33,9 +33,7 @@ QUESTION = "What is the special magic {kind} for {key} mentioned in the provided
 _TEMPLATE_OVERHEAD = len(PREAMBLE) * 2 + len(QUESTION) + 40
 
 
-def generate(
-    seed: int, length: int, index: int, config: str | None = None
-) -> Instance:
+def generate(seed: int, length: int, index: int, config: str | None = None) -> Instance:
     """Instance ``index`` at ``length`` proxy tokens. ``config`` picks a RULER configuration;
     by default instance ``i`` uses the ``i % 3``-th. The needle key and value occur exactly once.
     """
@@ -70,10 +68,19 @@ def generate(
     query = PREAMBLE.format(kind=kind) + "\n\n" + QUESTION.format(kind=kind, key=key)
     meta = length_meta(context, len(query))
     meta.update(
-        {"length": length, "config": name, "haystack": haystack, "value_kind": value_kind,
-         "depth": depth, "key": key, "seed": seed}
+        {
+            "length": length,
+            "config": name,
+            "haystack": haystack,
+            "value_kind": value_kind,
+            "depth": depth,
+            "key": key,
+            "seed": seed,
+        }
     )
-    return Instance(f"sniah-{seed}-{length}-{index}", "sniah", context, query, value, "STRING", meta)
+    return Instance(
+        f"sniah-{seed}-{length}-{index}", "sniah", context, query, value, "STRING", meta
+    )
 
 
 def string_match_all(pred: str, refs: list[str]) -> float:
@@ -90,6 +97,10 @@ def score(pred: str, inst: Instance) -> float:
 
 
 TASK = SimpleTask(
-    "sniah", tuple(2**k for k in range(13, 19)), 50, generate, score,
+    "sniah",
+    tuple(2**k for k in range(13, 19)),
+    50,
+    generate,
+    score,
     "RULER single needle in a haystack (noise/text haystacks, 7-digit and UUID values)",
 )

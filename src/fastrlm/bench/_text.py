@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from .._exceptions import MissingExtraError
@@ -21,19 +21,17 @@ _PROSE_OK = re.compile(r"^[A-Z][^\n]+[a-z)][.!?]$")
 _ODD = re.compile(r"[^A-Za-z0-9 ,.;:'\"()\-]")
 
 
-@lru_cache(maxsize=None)
+@cache
 def words(kind: str) -> tuple[str, ...]:
     """Sorted, de-duplicated lowercase alphabetic words of ``kind`` (noun, adjective, verb)."""
     try:
         assets = resources.files("wonderwords").joinpath("assets")
     except ModuleNotFoundError as exc:  # pragma: no cover - the bench extra is missing
-        raise MissingExtraError("the benchmarks need wonderwords: pip install 'fastrlm[bench]'") from exc
+        raise MissingExtraError("bench", "wonderwords", "The benchmarks") from exc
     text = assets.joinpath(f"{kind}list.txt").read_text(encoding="utf-8")
     banned = {w.strip().lower() for w in assets.joinpath("profanitylist.txt").read_text().split()}
     banned |= _EXTRA_BANNED
-    return tuple(
-        sorted({w.strip().lower() for w in text.split() if w.strip().isalpha()} - banned)
-    )
+    return tuple(sorted({w.strip().lower() for w in text.split() if w.strip().isalpha()} - banned))
 
 
 @lru_cache(maxsize=1)

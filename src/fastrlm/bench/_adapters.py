@@ -1,0 +1,269 @@
+"""Adapters for the real data sets, read from local paths only (never downloaded).
+
+- :func:`oolong_synth`: HF ``oolongbench/oolong-synth`` rows (parquet needs ``pyarrow``; JSON/JSONL
+  work with the stdlib), ``dataset == "trec_coarse"`` at ``context_len == length``.
+- :func:`oolong_pairs_real`: the 20 pair queries over the real trec_coarse windows, golds computed
+  from ``context_window_text_with_labels``.
+- :func:`browsecomp_plus`: decrypted BrowseComp-Plus queries (JSONL: ``query_id, query, answer``,
+  ``evidence_docs``/``gold_docs`` as docids or ``{docid, text}``) plus the corpus (``docid, text``);
+  each query gets its evidence and gold documents and random others up to ``docs`` (1,000).
+- :func:`longbench_codeqa`: LongBench-v2 JSON, domain "Code Repository Understanding", asked in the
+  paper's 0-3 format.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import ConfigurationError, MissingExtraError
+from . import _browsecomp, _codeqa, _pairs
+from ._instance import Instance, length_meta, rng_for
+from ._oolong_score import score_answer
+from ._records import Record
+
+
+def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file (or a directory of them)."""
+    p = Path(path)
+    if p.is_dir():
+        for child in sorted(p.iterdir()):
+            if child.suffix in {".jsonl", ".json", ".parquet"}:
+                yield from read_rows(child)
+        return
+    if not p.exists():
+        raise ConfigurationError(f"data file not found: {p}")
+    if p.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+        except ModuleNotFoundError as exc:
+            raise MissingExtraError("bench", "pyarrow", "Reading parquet files") from exc
+        yield from pq.read_table(p).to_pylist()
+    elif p.suffix == ".json":
+        data = json.loads(p.read_text(encoding="utf-8"))
+        yield from (data if isinstance(data, list) else data.get("data", []))
+    else:
+        with p.open(encoding="utf-8") as fh:
+            yield from (json.loads(line) for line in fh if line.strip())
+
+
+@dataclass
+class LoadedTask:
+    """A :class:`~fastrlm.bench.Task` over instances loaded from disk (``length`` is ignored
+    except by loaders that select on it; ``index`` picks the instance)."""
+
+    name: str
+    load: Callable[[int, int], list[Instance]]
+    scorer: Callable[[str, Instance], float]
+    default_lengths: tuple[int, ...] = (0,)
+    default_n: int = 50
+
+    def __post_init__(self) -> None:
+        self._cache: dict[tuple[int, int], list[Instance]] = {}
+
+    def instances(self, seed: int, length: int) -> list[Instance]:
+        if (seed, length) not in self._cache:
+            self._cache[(seed, length)] = self.load(seed, length)
+        return self._cache[(seed, length)]
+
+    def instance(self, seed: int, length: int, index: int) -> Instance:
+        items = self.instances(seed, length)
+        if index >= len(items):
+            raise IndexError(f"{self.name}: only {len(items)} instances at length {length}")
+        return items[index]
+
+    def score(self, pred: str, inst: Instance) -> float:
+        return self.scorer(pred, inst)
+
+
+def _oolong_gold(answer: str) -> tuple[str | int, str | None]:
+    if "datetime" in answer:
+        d = datetime.strptime(answer, "[datetime.date(%Y, %m, %d)]").date()
+        return d.isoformat(), "DATE"
+    value = ast.literal_eval(answer)[0]
+    return (value if isinstance(value, int) else str(value)), None
+
+
+def oolong_synth(path: str | Path) -> LoadedTask:
+    def load(seed: int, length: int) -> list[Instance]:
+        del seed
+        out: list[Instance] = []
+        for row in read_rows(path):
+            if row.get("dataset") != "trec_coarse" or int(row.get("context_len", 0)) != length:
+                continue
+            gold, kind = _oolong_gold(str(row["answer"]))
+            answer_type = kind or str(row.get("answer_type", "")).replace("ANSWER_TYPE.", "")
+            ctx = str(row["context_window_text"])
+            meta = length_meta(ctx, len(str(row["question"])))
+            meta.update(
+                {
+                    "length": length,
+                    "source": "oolong-synth",
+                    "row_id": row.get("id"),
+                    "family": row.get("task_group"),
+                    "kind": row.get("task"),
+                }
+            )
+            out.append(
+                Instance(
+                    f"oolong-synth-{row.get('id', len(out))}",
+                    "oolong",
+                    ctx,
+                    str(row["question"]),
+                    gold,
+                    answer_type,
+                    meta,
+                )
+            )
+        return out
+
+    return LoadedTask(
+        "oolong", load, lambda p, i: score_answer(p, i.gold, i.answer_type), (131072,)
+    )
+
+
+_LINE = re.compile(r"Date: (.+?) \|\| User: (\d+) \|\| Instance: (.*?) \|\| Label: (.+)")
+
+
+def records_from_labelled_text(text: str) -> list[Record]:
+    """Records parsed from ``Date: .. || User: .. || Instance: .. || Label: ..`` lines."""
+    out = []
+    for m in _LINE.finditer(text):
+        day: date = datetime.strptime(m.group(1).strip(), "%b %d, %Y").date()
+        out.append(Record(day, int(m.group(2)), m.group(3), m.group(4).strip()))
+    return out
+
+
+def oolong_pairs_real(path: str | Path) -> LoadedTask:
+    def load(seed: int, length: int) -> list[Instance]:
+        del seed
+        windows: dict[object, dict[str, Any]] = {}
+        for row in read_rows(path):
+            if row.get("dataset") == "trec_coarse" and int(row.get("context_len", 0)) == length:
+                windows.setdefault(row.get("context_window_id"), row)
+        out = []
+        for wid, row in sorted(windows.items(), key=lambda kv: str(kv[0])):
+            records = records_from_labelled_text(str(row["context_window_text_with_labels"]))
+            ctx = str(row["context_window_text"])
+            for q in range(len(_pairs.QUERIES)):
+                gold = [list(p) for p in _pairs.gold_pairs(records, q)]
+                query = _pairs.query_text(q)
+                meta = length_meta(ctx, len(query))
+                meta.update(
+                    {
+                        "length": length,
+                        "source": "oolong-synth",
+                        "window": str(wid),
+                        "query": q + 1,
+                        "gold_pairs": len(gold),
+                    }
+                )
+                out.append(
+                    Instance(
+                        f"oolong-pairs-real-{wid}-{q + 1}",
+                        "oolong-pairs",
+                        ctx,
+                        query,
+                        gold,
+                        "PAIRS",
+                        meta,
+                    )
+                )
+        return out
+
+    return LoadedTask("oolong-pairs", load, _pairs.score, (32768,), 20)
+
+
+def _docids(items: Any) -> list[str]:
+    return [str(x["docid"] if isinstance(x, dict) else x) for x in (items or [])]
+
+
+def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -> LoadedTask:
+    def load(seed: int, length: int) -> list[Instance]:
+        del length
+        texts = {
+            str(r["docid"]): str(r.get("text") or r.get("contents") or "")
+            for r in read_rows(corpus)
+        }
+        ids = sorted(texts)
+        out: list[Instance] = []
+        for row in read_rows(queries):
+            qid = str(row.get("query_id", len(out)))
+            need = list(
+                dict.fromkeys(_docids(row.get("evidence_docs")) + _docids(row.get("gold_docs")))
+            )
+            need = [d for d in need if d in texts]
+            rng = rng_for("browsecomp-plus", seed, qid)
+            chosen = set(need)
+            pool = [d for d in rng.sample(ids, min(len(ids), docs + len(need))) if d not in chosen]
+            picked = need + pool[: max(docs - len(need), 0)]
+            rng.shuffle(picked)
+            ctx = [f"docid: {d}\n{texts[d]}" for d in picked]
+            query = str(row["query"]) + "\n\n" + _browsecomp.FORMAT
+            meta = length_meta(ctx, len(query))
+            meta.update(
+                {
+                    "length": meta["tokens"],
+                    "source": "browsecomp-plus",
+                    "query_id": qid,
+                    "docs": len(ctx),
+                    "evidence_docids": need,
+                }
+            )
+            out.append(
+                Instance(
+                    f"browsecomp-plus-{qid}",
+                    "browsecomp",
+                    ctx,
+                    query,
+                    [str(row["answer"])],
+                    "NAME",
+                    meta,
+                )
+            )
+        return out
+
+    return LoadedTask("browsecomp", load, _browsecomp.score, (0,), 150)
+
+
+def longbench_codeqa(path: str | Path) -> LoadedTask:
+    def load(seed: int, length: int) -> list[Instance]:
+        del seed, length
+        out: list[Instance] = []
+        for row in read_rows(path):
+            if row.get("domain") != "Code Repository Understanding":
+                continue
+            options = [str(row[f"choice_{c}"]) for c in "ABCD"]
+            choices = "\n".join(f"{i}: {c}" for i, c in enumerate(options))
+            query = _codeqa.PROMPT.format(question=row["question"], choices=choices)
+            ctx = str(row["context"])
+            meta = length_meta(ctx, len(query))
+            meta.update(
+                {
+                    "length": meta["tokens"],
+                    "source": "longbench-v2",
+                    "row_id": row.get("_id"),
+                    "difficulty": row.get("difficulty"),
+                    "size": row.get("length"),
+                }
+            )
+            out.append(
+                Instance(
+                    f"longbench-{row.get('_id', len(out))}",
+                    "codeqa",
+                    ctx,
+                    query,
+                    "ABCD".index(str(row["answer"]).strip()),
+                    "CHOICE",
+                    meta,
+                )
+            )
+        return out
+
+    return LoadedTask("codeqa", load, _codeqa.score, (0,), 50)

@@ -1,0 +1,167 @@
+"""``fastrlm bench``: run one task over one or more methods and write results, table and plot.
+
+Writes ``OUT/results.jsonl`` (one line per instance x method, appended as they finish; a rerun
+resumes), ``OUT/summary.md`` and ``OUT/summary.json`` (per method and length) and
+``OUT/score_vs_length.png``. The summary table also goes to stdout; the progress bar to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import click
+
+from .._exceptions import RLMError
+from ._report import format_table, plot, summarize
+from ._runner import METHODS, BenchConfig, run_bench
+from ._tasks import TASKS
+
+_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+
+
+def parse_length(text: str) -> int:
+    """``"8192"``, ``"8K"`` (8,192), ``"1M"`` (1,048,576), ``"2^20"`` or ``"4.2M"``."""
+    t = text.strip().lower()
+    if "^" in t:
+        base, exp = t.split("^", 1)
+        return int(int(base) ** int(exp))
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([km]?)", t)
+    if not m:
+        raise click.BadParameter(f"not a length: {text!r}")
+    return int(float(m.group(1)) * _SUFFIX[m.group(2)])
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@click.command("bench")
+@click.argument("task", type=click.Choice(sorted(TASKS)))
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    default=("rlm",),
+    show_default=True,
+    help=f"Comma-separated or repeated; 'all' = {', '.join(METHODS)}.",
+)
+@click.option("--model", default="openai/gpt-5", show_default=True, help="Root model.")
+@click.option(
+    "--sub-model",
+    default=None,
+    help="Sub-call model (default: gpt-5-mini for openai/gpt-5, else the root model).",
+)
+@click.option(
+    "--summarizer",
+    default=None,
+    help="Summary agent's compactor (default: gpt-5-nano for openai/gpt-5, else the sub-model).",
+)
+@click.option("--lengths", default=None, help="Context lengths in tokens, e.g. 8K,32K,1M or 2^13.")
+@click.option("--n", type=int, default=None, help="Instances per length (default: the paper's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output directory (default: bench-results/TASK).",
+)
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint for the models.")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Instances and method runs in flight at once.",
+)
+@click.option("--scripted", is_flag=True, help="Offline scripted models (no network, CI).")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SQLite sub-call cache; a resumed run repeats no cached sub-call.",
+)
+@click.option("--sandbox", default="auto", show_default=True, help="Sandbox for REPL methods.")
+@click.option("--max-iterations", type=int, default=30, show_default=True)
+@click.option("--max-usd", type=float, default=None, help="Budget per instance (RLM methods).")
+@click.option("--max-subcalls", type=int, default=None, help="Sub-call cap per instance (RLM).")
+@click.option("--window", type=int, default=None, help="Override the root model's window (tokens).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real data set (oolong-synth, BrowseComp-Plus queries, LongBench-v2 JSON).",
+)
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="BrowseComp-Plus corpus (with --data).",
+)
+@click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench(
+    task: str,
+    methods: tuple[str, ...],
+    model: str,
+    sub_model: str | None,
+    summarizer: str | None,
+    lengths: str | None,
+    n: int | None,
+    seed: int,
+    out: Path | None,
+    base_url: str | None,
+    concurrency: int,
+    scripted: bool,
+    cache: Path | None,
+    sandbox: str,
+    max_iterations: int,
+    max_usd: float | None,
+    max_subcalls: int | None,
+    window: int | None,
+    data: Path | None,
+    corpus: Path | None,
+    no_plot: bool,
+    quiet: bool,
+) -> None:
+    """Run benchmark TASK (the paper's tasks, generated offline) with the chosen methods."""
+    names = _split(methods)
+    if "all" in names:
+        names = list(METHODS)
+    try:
+        config = BenchConfig(
+            task=task,
+            methods=tuple(dict.fromkeys(names)),
+            model=model,
+            sub_model=sub_model,
+            summarizer=summarizer,
+            lengths=tuple(parse_length(x) for x in lengths.split(",")) if lengths else None,
+            n=n,
+            seed=seed,
+            out=out or Path("bench-results") / task,
+            concurrency=concurrency,
+            base_url=base_url,
+            scripted=scripted,
+            cache=cache,
+            sandbox=sandbox,
+            max_iterations=max_iterations,
+            max_usd=max_usd,
+            max_subcalls=max_subcalls,
+            window=window,
+            data=data,
+            corpus=corpus,
+            progress=not quiet,
+        )
+        records = asyncio.run(run_bench(config))
+    except RLMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    mine = [r for r in records if r["task"] == task and r["seed"] == seed]
+    rows = summarize(mine)
+    table = format_table(rows)
+    (config.out / "summary.md").write_text(table, encoding="utf-8")
+    (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    if not no_plot and mine:
+        plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})")
+    click.echo(table, nl=False)

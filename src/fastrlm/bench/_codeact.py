@@ -1,0 +1,171 @@
+"""CodeAct (+BM25): a ReAct-style agent that acts by writing code or searching, with the input in
+its prompt (the paper's CodeAct baseline: unlike an RLM it does not offload the context).
+
+Each turn the model replies with one of: a ```python block (run in a fastrlm sandbox with no
+context and no sub-calls; its output is shown next turn), ``SEARCH(query)`` (BM25 over the
+documents, or over passages of a string context, via ``rank_bm25``; top ``k`` hits shown), or
+``ANSWER: ...`` (ends the run). The context is put in the first message, cut to the model's window
+with a marker (``truncated=True``). Runs out of turns -> ``stop_reason="max_iterations"`` with the
+last reply as a best effort.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import MissingExtraError, ProviderError
+from ..lm._base import LM, ChatMessage
+from ._meter import (
+    CHARS_PER_TOKEN,
+    Meter,
+    MethodResult,
+    as_text,
+    chunks,
+    finish,
+    fit,
+    window_tokens,
+)
+
+SYSTEM = """\
+You are a CodeAct agent. You answer a question about the input given below. Each reply must \
+contain exactly one action:
+- a ```python fenced block: it runs in a persistent Python interpreter (no network, no access to \
+the input except what you paste into code) and you see its output;
+- SEARCH(your query): BM25 search over the input's documents; you see the top {k} results;
+- ANSWER: your final answer (ends the task).
+Think briefly, then act."""
+
+FIRST = """\
+<input>
+{context}
+</input>
+
+Question: {question}"""
+
+_CODE = re.compile(r"```(?:python|py|repl)?\s*\n(.*?)```", re.S)
+_SEARCH = re.compile(r"SEARCH\((.*?)\)\s*$", re.M | re.S)
+_ANSWER = re.compile(r"ANSWER:\s*(.*)", re.S)
+_TOKEN = re.compile(r"\w+")
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+class BM25Index:
+    """Okapi BM25 (``rank_bm25``) over documents; ``search`` gives ``(index, doc)``, best first."""
+
+    def __init__(self, docs: list[str]) -> None:
+        try:
+            from rank_bm25 import BM25Okapi  # type: ignore[import-untyped]
+        except ModuleNotFoundError as exc:  # pragma: no cover - the bench extra is missing
+            raise MissingExtraError("bench", "rank-bm25", "CodeAct's BM25 search") from exc
+        self.docs = docs
+        self._bm25 = BM25Okapi([tokenize(d) or [""] for d in docs])
+
+    def search(self, query: str, k: int) -> list[tuple[int, str]]:
+        scores = self._bm25.get_scores(tokenize(query))
+        order = sorted(range(len(self.docs)), key=lambda i: (-scores[i], i))
+        return [(i, self.docs[i]) for i in order[:k]]
+
+
+class _NoSubcalls:
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        return ["[error: no sub-model in CodeAct]"] * len(prompts)
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]:
+        return ["[error: no sub-model in CodeAct]"] * len(prompts)
+
+
+@dataclass
+class CodeActBM25:
+    """The agent. ``sandbox`` is a fastrlm sandbox kind; ``passage_chars`` sizes BM25 passages of
+    a string context; ``snippet_chars`` caps each search hit shown to the model."""
+
+    model: LM
+    max_iterations: int = 20
+    k: int = 5
+    sandbox: str = "auto"
+    window: int | None = None
+    passage_chars: int = 4_000
+    snippet_chars: int = 3_000
+    output_chars: int = 10_000
+    name: str = "codeact-bm25"
+
+    async def run(
+        self, question: str, context: str | list[str], meter: Meter | None = None
+    ) -> MethodResult:
+        meter = meter or Meter()
+        docs = context if isinstance(context, list) else chunks(context, self.passage_chars)
+        index = BM25Index(docs)
+        window = self.window or window_tokens(self.model.model)
+        budget = int((window - min(32_000, window // 4)) * CHARS_PER_TOKEN * 0.6)
+        text, cut = fit(as_text(context), max(budget, 2_000))
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": SYSTEM.format(k=self.k)},
+            {"role": "user", "content": FIRST.format(context=text, question=question)},
+        ]
+        from ..sandbox import create_sandbox
+
+        sb: Any = None
+        reply = ""
+        searches = 0
+        try:
+            for turn in range(1, self.max_iterations + 1):
+                reply = await meter.complete(self.model, messages)
+                messages.append({"role": "assistant", "content": reply})
+                code = _CODE.search(reply)
+                search = _SEARCH.search(reply)
+                answer = _ANSWER.search(reply)
+                if code:
+                    if sb is None:
+                        sb = create_sandbox(self.sandbox)
+                        await sb.start("", _NoSubcalls())
+                    res = await sb.execute(code.group(1))
+                    out = (res.stdout + res.stderr + (res.error or ""))[: self.output_chars]
+                    observation = f"Output:\n```\n{out or '(no output)'}\n```"
+                elif search:
+                    searches += 1
+                    hits = index.search(search.group(1).strip().strip("\"'"), self.k)
+                    observation = "\n\n".join(
+                        f"[result {r + 1}]\n{doc[: self.snippet_chars]}"
+                        for r, (_, doc) in enumerate(hits)
+                    )
+                elif answer:
+                    return finish(
+                        meter,
+                        answer.group(1).strip(),
+                        iterations=turn,
+                        truncated=cut,
+                        searches=searches,
+                    )
+                else:
+                    observation = (
+                        "No action found. Reply with a ```python block, SEARCH(...) or ANSWER: ..."
+                    )
+                messages.append({"role": "user", "content": observation})
+        except ProviderError as exc:
+            return finish(
+                meter,
+                reply,
+                "error",
+                iterations=len(messages) // 2,
+                truncated=cut,
+                error=str(exc),
+                searches=searches,
+            )
+        finally:
+            if sb is not None:
+                await sb.close()
+        return finish(
+            meter,
+            reply,
+            "max_iterations",
+            iterations=self.max_iterations,
+            truncated=cut,
+            searches=searches,
+        )

@@ -1,0 +1,188 @@
+"""What every baseline method shares: metered LM calls, context windows, chunking.
+
+:class:`Meter` prices each call from fastrlm's price table (so baselines and the RLM are costed
+the same way), counts sub-calls, shares one concurrency limiter and, for sub-calls of
+deterministic models, the sub-call cache (``fastrlm.lm.SubcallCache`` or anything with the same
+``key_for``/``get``/``put``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._pricing import PriceTable
+from .._usage import UsageSummary
+from ..lm._base import LM, ChatMessage, LMResponse
+
+#: Input windows in tokens, by model-name substring (first match wins); the default is 128K.
+WINDOWS: tuple[tuple[str, int], ...] = (
+    ("gpt-5", 272_000),
+    ("gpt-4.1", 1_000_000),
+    ("o3", 200_000),
+    ("o4", 200_000),
+    ("qwen3-coder", 262_144),
+    ("qwen3-8b", 32_768),
+    ("qwen3", 131_072),
+    ("claude", 200_000),
+    ("gemini", 1_000_000),
+    ("gpt-4o", 128_000),
+    ("scripted", 32_000),
+)
+DEFAULT_WINDOW = 128_000
+#: Characters per token when sizing prompts (the harness's proxy).
+CHARS_PER_TOKEN = 4
+
+
+def window_tokens(model: str) -> int:
+    """The input window of ``model`` in tokens (see :data:`WINDOWS`)."""
+    name = model.lower()
+    for key, size in WINDOWS:
+        if key in name:
+            return size
+    return DEFAULT_WINDOW
+
+
+class Cache(Protocol):
+    def key_for(self, lm: LM, messages: Sequence[ChatMessage], max_tokens: int | None) -> str: ...
+
+    async def get(self, key: str) -> LMResponse | None: ...
+
+    async def put(self, key: str, response: LMResponse) -> None: ...
+
+
+@dataclass
+class Meter:
+    """Usage, cost and counts of one method run. One per instance."""
+
+    prices: PriceTable = field(default_factory=PriceTable.default)
+    limiter: asyncio.Semaphore | None = None
+    cache: Cache | None = None
+    usage: UsageSummary = field(default_factory=UsageSummary)
+    calls: int = 0
+    subcalls: int = 0
+    cache_hits: int = 0
+    unpriced: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.usage.cost_usd
+
+    async def complete(
+        self,
+        lm: LM,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        subcall: bool = False,
+    ) -> str:
+        """Send ``messages`` to ``lm`` and account for it. Raises what ``lm.complete`` raises."""
+        self.calls += 1
+        self.subcalls += int(subcall)
+        cacheable = subcall and self.cache is not None and not lm.temperature
+        key = self.cache.key_for(lm, messages, max_tokens) if cacheable and self.cache else ""
+        if cacheable and self.cache is not None:
+            hit = await self.cache.get(key)
+            if hit is not None:
+                self.cache_hits += 1
+                self.usage.record(lm.model, hit.usage, 0.0, 0.0, True)
+                return hit.text
+        if self.limiter is not None:
+            async with self.limiter:
+                response = await lm.complete(messages, max_tokens=max_tokens)
+        else:
+            response = await lm.complete(messages, max_tokens=max_tokens)
+        cost = self.prices.cost(lm.model, response.usage)
+        if cost is None:
+            self.unpriced.add(lm.model)
+            cost = response.cost_usd or 0.0
+        self.usage.record(lm.model, response.usage, cost, response.latency_s, False)
+        if cacheable and self.cache is not None:
+            await self.cache.put(key, response)
+        return response.text
+
+
+@dataclass(frozen=True, slots=True)
+class MethodResult:
+    """One method's answer to one question, with what it cost. ``truncated``: the method had to
+    cut the input to fit a window (the paper's ``*``). ``stop_reason`` uses fastrlm's values."""
+
+    answer: str
+    stop_reason: str
+    cost_usd: float
+    usage: dict[str, Any]
+    subcalls: int
+    iterations: int
+    duration_s: float
+    truncated: bool = False
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def finish(
+    meter: Meter,
+    answer: str,
+    stop_reason: str = "final",
+    *,
+    iterations: int = 1,
+    truncated: bool = False,
+    error: str | None = None,
+    **extra: Any,
+) -> MethodResult:
+    """A :class:`MethodResult` from a meter's totals."""
+    if meter.unpriced:
+        extra["unpriced_models"] = sorted(meter.unpriced)
+    if meter.cache_hits:
+        extra["cache_hits"] = meter.cache_hits
+    return MethodResult(
+        answer,
+        stop_reason,
+        meter.cost_usd,
+        meter.usage.to_dict(),
+        meter.subcalls,
+        iterations,
+        time.monotonic() - meter.started,
+        truncated,
+        error,
+        extra,
+    )
+
+
+def as_text(context: str | list[str]) -> str:
+    """A list context as one string (documents separated by blank lines)."""
+    return context if isinstance(context, str) else "\n\n".join(context)
+
+
+def fit(text: str, max_chars: int) -> tuple[str, bool]:
+    """``text`` cut to ``max_chars`` (head kept) with a visible marker; and whether it was cut."""
+    if len(text) <= max_chars:
+        return text, False
+    note = (
+        f"\n\n[... context truncated: the remaining {len(text) - max_chars:,} of "
+        f"{len(text):,} characters did not fit in the model's window ...]"
+    )
+    return text[: max(max_chars - len(note), 0)] + note, True
+
+
+def chunks(context: str | list[str], size: int) -> list[str]:
+    """Consecutive pieces of at most ``size`` chars; a list context is packed document-wise (a
+    document longer than ``size`` is split)."""
+    if isinstance(context, str):
+        return [context[i : i + size] for i in range(0, len(context), size)] or [""]
+    out: list[str] = []
+    cur: list[str] = []
+    n = 0
+    for doc in context:
+        for piece in [doc] if len(doc) <= size else chunks(doc, size):
+            if cur and n + len(piece) + 2 > size:
+                out.append("\n\n".join(cur))
+                cur, n = [], 0
+            cur.append(piece)
+            n += len(piece) + 2
+    if cur:
+        out.append("\n\n".join(cur))
+    return out or [""]

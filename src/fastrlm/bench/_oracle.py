@@ -1,0 +1,145 @@
+"""A self-contained solver for labelled OOLONG questions (stdlib only).
+
+Its *source* is what the scripted "oracle" root model writes into the RLM's REPL
+(:func:`fastrlm.bench._scripted.oracle_lm`): it parses ``context`` (the ``|| Label:`` lines) and
+answers the question from the text alone, never from the generator's golds, so it doubles as an
+independent recomputation of every OOLONG gold.
+"""
+
+import re
+from collections import Counter
+from datetime import date, datetime
+from typing import Any
+
+Row = tuple[date, int, str]
+
+LABELS = (
+    "abbreviation",
+    "entity",
+    "description and abstract concept",
+    "human being",
+    "location",
+    "numeric value",
+)
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+LINE = re.compile(r"Date: (.+?) \|\| User: (\d+) \|\| Instance: .*? \|\| Label: (.+)")
+
+
+def parse(context: str) -> list[Row]:
+    rows: list[Row] = []
+    for m in LINE.finditer(context):
+        rows.append(
+            (datetime.strptime(m.group(1), "%b %d, %Y").date(), int(m.group(2)), m.group(3).strip())
+        )
+    return rows
+
+
+def top(counts: Any, keys: Any, which: int = 0, least: bool = False) -> Any:
+    ranked = sorted(((counts.get(k, 0), k) for k in keys), key=lambda t: t[0], reverse=not least)
+    return ranked[which][1]
+
+
+def day(text: str) -> date:
+    return datetime.strptime(text, "%b %d, %Y").date()
+
+
+def cmp(a: int, b: int) -> str:
+    return "more common than" if a > b else "less common than" if a < b else "same frequency as"
+
+
+def months(rows: list[Row]) -> dict[tuple[int, int], Counter[str]]:
+    out: dict[tuple[int, int], Counter[str]] = {
+        (y, m): Counter() for y in range(2022, 2025) for m in range(1, 13)
+    }
+    for d, _, lab in rows:
+        out[(d.year, d.month)][lab] += 1
+    return out
+
+
+def solve(context: str, question: str) -> str:
+    rows = parse(context)
+    labels = re.findall(r"label '([^']+)'", question)
+    by_label: Counter[str]
+    by_user: Counter[int]
+    sub = re.search(r"associated with user IDs ([\d, ]+)\.", question)
+    if sub:
+        users = {int(u) for u in sub.group(1).split(",")}
+        rows = [r for r in rows if r[1] in users]
+        if "how many data points" in question:
+            return f"Answer: {sum(1 for r in rows if r[2] == labels[0])}"
+        return f"Label: {top(Counter(r[2] for r in rows), LABELS)}"
+    rng = re.search(r"between (\w{3} \d\d, \d{4}) and (\w{3} \d\d, \d{4}), inclusive", question)
+    if rng:
+        d1, d2 = day(rng.group(1)), day(rng.group(2))
+        return f"Answer: {sum(1 for d, _, lab in rows if d1 <= d <= d2 and lab == labels[0])}"
+    if "how many data points" in question:
+        return f"Answer: {sum(1 for r in rows if r[2] == labels[0])}"
+    month = re.search(r"occur in (\w+) of any year", question)
+    if month:
+        k = MONTHS.index(month.group(1)) + 1
+        return f"Label: {top(Counter(r[2] for r in rows if r[0].month == k), LABELS)}"
+    m = re.search(r"labels is the (most|least) common", question)
+    if m:
+        least = m.group(1) == "least"
+        return f"Label: {top(Counter(r[2] for r in rows), LABELS, least=least)}"
+    m = re.search(r"frequency before (\w{3} \d\d, \d{4})", question)
+    if m:
+        t = day(m.group(1))
+        before = sum(1 for d, _, lab in rows if lab == labels[0] and d < t)
+        after = sum(1 for d, _, lab in rows if lab == labels[0] and d > t)
+        return f"Answer: {cmp(before, after).rsplit(' ', 1)[0]}"
+    if "or the same frequency as label" in question:
+        by_label = Counter(r[2] for r in rows)
+        verdict = cmp(by_label[labels[0]], by_label[labels[1]])
+        return f"Answer: {labels[0]} is {verdict} {labels[1]}"
+    m = re.search(r"User (\d+) or User (\d+)", question)
+    if m:
+        by_user = Counter(r[1] for r in rows if r[2] == labels[0])
+        a, b = int(m.group(1)), int(m.group(2))
+        return f"User: {a if by_user[a] > by_user[b] else b}"
+    if "which user has the most instances" in question:
+        by_user = Counter(r[1] for r in rows if r[2] == labels[0])
+        return f"User: {top(by_user, list(by_user))}"
+    m = re.search(r"which (user|date) is represented (second most|most) often", question)
+    if m:
+        which = 1 if m.group(2) == "second most" else 0
+        if m.group(1) == "user":
+            by_user = Counter(r[1] for r in rows)
+            return f"User: {top(by_user, list(by_user), which=which)}"
+        by_day = Counter(r[0] for r in rows)
+        return f"Date: {top(by_day, list(by_day), which=which):%b %d, %Y}"
+    if "occur more frequently than" in question:
+        n = sum(1 for c in months(rows).values() if c[labels[0]] > c[labels[1]])
+        return f"Answer: {n}"
+    if "single most frequently occurring" in question:
+        n = 0
+        for c in months(rows).values():
+            ranked = sorted((c.get(k, 0) for k in LABELS), reverse=True)
+            if ranked[0] != ranked[1] and top(c, LABELS) == labels[0]:
+                n += 1
+        return f"Answer: {n}"
+    if "first occur more often than" in question:
+        for (y, mo), c in sorted(months(rows).items()):
+            if c[labels[0]] > c[labels[1]]:
+                return f"Answer: {MONTHS[mo - 1]} {y}"
+    m = re.search(r"represented exactly (\d+) times", question)
+    if m:
+        k = int(m.group(1))
+        return f"Answer: {sum(1 for v in Counter(r[0] for r in rows).values() if v == k)}"
+    return "Answer: unknown"
+
+
+__all__ = ["date", "solve"]

@@ -1,0 +1,99 @@
+"""Summaries of results: per method and length, the paper's columns; and the Figure 1 plot.
+
+Score is the mean x 100; cost is mean +- population std in USD per task; tokens, sub-calls and
+time are means; ``*`` counts instances where the method had to truncate its input (Table 1's
+asterisk); stop reasons are counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def _std(xs: Sequence[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, length) and one per method over all lengths (``length = "all"``)."""
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["method"], r["length"])].append(r)
+        groups[(r["method"], "all")].append(r)
+    rows = []
+    for (method, length), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        costs = [float(r["cost_usd"]) for r in rs]
+        rows.append(
+            {
+                "method": method,
+                "length": length,
+                "n": len(rs),
+                "score": round(100 * _mean([float(r["score"]) for r in rs]), 2),
+                "cost_mean": round(_mean(costs), 4),
+                "cost_std": round(_std(costs), 4),
+                "input_tokens": round(_mean([float(r["input_tokens"]) for r in rs])),
+                "output_tokens": round(_mean([float(r["output_tokens"]) for r in rs])),
+                "subcalls": round(_mean([float(r["subcalls"]) for r in rs]), 1),
+                "time_s": round(_mean([float(r["duration_s"]) for r in rs]), 2),
+                "truncated": sum(1 for r in rs if r.get("truncated")),
+                "stop_reasons": dict(sorted(Counter(str(r["stop_reason"]) for r in rs).items())),
+            }
+        )
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`summarize` rows."""
+    head = (
+        "| method | length | n | score | cost (USD) | in tok | out tok | sub-calls | time (s) "
+        "| stop reasons |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        star = "*" if r["truncated"] else ""
+        stops = ", ".join(f"{k} {v}" for k, v in r["stop_reasons"].items())
+        lines.append(
+            f"| {r['method']} | {r['length']} | {r['n']} | {r['score']:.2f}{star} | "
+            f"${r['cost_mean']:.4f} ± {r['cost_std']:.4f} | {r['input_tokens']:,} | "
+            f"{r['output_tokens']:,} | {r['subcalls']} | {r['time_s']} | {stops} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def plot(records: Iterable[dict[str, Any]], path: Path, title: str) -> Path:
+    """Score (0-100) against context length (log2 axis), one line per method: Figure 1's shape.
+    Needs matplotlib (the bench extra); uses the Agg backend, so no display is needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        by[r["method"]][int(r["length"])].append(float(r["score"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method in sorted(by):
+        xs = sorted(by[method])
+        ax.plot(xs, [100 * _mean(by[method][x]) for x in xs], marker="o", label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("context length (tokens, proxy)")
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

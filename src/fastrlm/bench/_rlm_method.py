@@ -1,0 +1,63 @@
+"""The ``rlm`` and ``rlm-no-subcalls`` methods: fastrlm's engine, as the harness calls it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._budget import Budget
+from .._config import Limits
+from ..lm._base import LM
+from ._meter import Meter, MethodResult
+
+
+@dataclass
+class RLMMethod:
+    """``RLM(model, sub_model, ...)``; ``subcalls=False`` is the no-sub-calls ablation (the REPL
+    without ``llm_query``). The meter supplies the sub-call cache; its limiter is not shared (the
+    engine has its own, sized by ``limits.max_concurrency``)."""
+
+    model: LM
+    sub_model: LM | None = None
+    subcalls: bool = True
+    budget: Budget = field(default_factory=lambda: Budget(max_iterations=30))
+    limits: Limits = field(default_factory=Limits)
+    sandbox: str = "auto"
+    trace: bool = False
+    prompts: Any = None
+    name: str = "rlm"
+
+    async def run(
+        self, question: str, context: str | list[str], meter: Meter | None = None
+    ) -> MethodResult:
+        from .._engine import RLM
+
+        meter = meter or Meter()
+        rlm = RLM(
+            model=self.model,
+            sub_model=self.sub_model or self.model,
+            budget=self.budget,
+            limits=self.limits,
+            sandbox=self.sandbox,
+            subcalls=self.subcalls,
+            cache=meter.cache,
+            trace=self.trace,
+            prompts=self.prompts,
+            prices=meter.prices,
+        )
+        result = await rlm.acompletion(question, context=context)
+        extra: dict[str, Any] = {"sandbox": result.sandbox, "partial": result.partial}
+        if result.trace_path:
+            extra["trace_path"] = result.trace_path
+        return MethodResult(
+            result.answer,
+            result.stop_reason.value,
+            result.cost_usd,
+            result.usage.to_dict(),
+            result.subcalls,
+            result.iterations,
+            result.duration_s,
+            False,
+            result.error,
+            extra,
+        )
