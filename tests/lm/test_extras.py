@@ -62,7 +62,7 @@ def test_an_unknown_attribute_is_an_attribute_error() -> None:
     import fastrlm.lm
 
     with pytest.raises(AttributeError):
-        fastrlm.lm.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+        fastrlm.lm.NoSuchThing  # noqa: B018
 
 
 def _completion(text: str) -> ChatCompletion:

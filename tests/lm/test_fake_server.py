@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from typing import Any
 
 import openai
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from fastrlm.testing import FakeOpenAIServer, FakeReply, FakeRequest, Fault
 
 
-def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+def _post(url: str, body: dict[str, object]) -> tuple[int, Any]:
     request = urllib.request.Request(
         url + "/chat/completions",
         data=json.dumps(body).encode(),
@@ -31,7 +32,7 @@ def test_script_then_default_then_exhausted() -> None:
     with FakeOpenAIServer(["one", "two"]) as server:
         assert (
             _post(server.base_url, {"messages": []})[1]["choices"][0]["message"]["content"] == "one"
-        )  # type: ignore[index]
+        )
         assert _post(server.base_url, {"messages": []})[0] == 200
         status, body = _post(server.base_url, {"messages": []})
     assert status == 400 and "script exhausted" in json.dumps(body)
@@ -65,14 +66,14 @@ def test_usage_counts_are_exact_when_given_and_estimated_otherwise() -> None:
         guess = _post(s.base_url, {"messages": [{"role": "user", "content": "12345678"}]})[1][
             "usage"
         ]
-    assert (given["prompt_tokens"], given["completion_tokens"]) == (7, 3)  # type: ignore[index]
-    assert (guess["prompt_tokens"], guess["completion_tokens"]) == (2, 2)  # type: ignore[index]
+    assert (given["prompt_tokens"], given["completion_tokens"]) == (7, 3)
+    assert (guess["prompt_tokens"], guess["completion_tokens"]) == (2, 2)
 
 
 def test_add_replies_extends_the_script() -> None:
     with FakeOpenAIServer() as server:
         server.add_replies("late")
-        assert _post(server.base_url, {})[1]["choices"][0]["message"]["content"] == "late"  # type: ignore[index]
+        assert _post(server.base_url, {})[1]["choices"][0]["message"]["content"] == "late"
 
 
 def test_the_standalone_process_prints_its_url_and_serves() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+from collections.abc import Iterator
 
 import pytest
 
@@ -116,7 +117,7 @@ async def test_gives_up_after_max_retries_with_the_last_error() -> None:
 async def test_retry_after_is_what_the_policy_waits() -> None:
     sleep = _Recorder()
     policy = RetryPolicy(max_retries=2, sleep=sleep)
-    replies = iter([_SDKError(429, {"Retry-After": "1.5"}), "ok"])
+    replies: Iterator[str | _SDKError] = iter([_SDKError(429, {"Retry-After": "1.5"}), "ok"])
 
     async def attempt() -> str:
         reply = next(replies)

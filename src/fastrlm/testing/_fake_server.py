@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 FaultKind = Literal[
     "status", "stall", "malformed_json", "missing_usage", "empty_choices", "disconnect"
@@ -187,7 +187,7 @@ class FakeOpenAIServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FakeOpenAIServer:
+    def start(self) -> Self:
         """Bind and serve in a background thread. Returns ``self``."""
         if self._httpd is not None:
             return self
@@ -216,7 +216,7 @@ class FakeOpenAIServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> FakeOpenAIServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -224,7 +224,7 @@ class FakeOpenAIServer:
     ) -> None:
         self.close()
 
-    async def __aenter__(self) -> FakeOpenAIServer:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(
