@@ -4,6 +4,8 @@ the bridge, lifecycle, and doctor_report."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 
 import pytest
 
@@ -18,7 +20,7 @@ from fastrlm.sandbox import (
 from fastrlm.sandbox._inprocess import InProcessSandbox
 from fastrlm.sandbox._worker import WorkerSandbox
 
-from .helpers import CONTEXT, FakeBridge, MakeSandbox, assert_alive
+from .helpers import CONTEXT, FakeBridge, MakeSandbox, assert_alive, skip_unless_available
 
 
 def test_none_is_the_in_process_sandbox_and_says_it_is_unsafe() -> None:
@@ -206,3 +208,27 @@ async def test_cancelled_execute_leaves_a_usable_sandbox(make_sandbox: MakeSandb
     assert result.restarted and "cancelled" in str(result.extra["restart_reason"])
     assert result.stdout.strip() == f"(False, {len(CONTEXT)})"
     await assert_alive(sb)
+
+
+def child_pids() -> set[int]:
+    pids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as children:
+            pids |= {int(p) for p in children.read().split()}
+    return pids
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("yields", [0, 2, 5, 13, 20, 40])
+async def test_cancelling_start_leaks_no_worker(yields: int) -> None:
+    skip_unless_available("auto")
+    before = child_pids()
+    sb = create_sandbox("auto")
+    task = asyncio.create_task(sb.start("x" * 2_000_000, FakeBridge()))
+    for _ in range(yields):
+        await asyncio.sleep(0)  # a yield to the loop, not a wait: cancel at a different point
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await sb.close()
+    assert child_pids() <= before

@@ -128,6 +128,7 @@ class WorkerSandbox:
         self._scratch: str | None = None
         self._lock = asyncio.Lock()
         self._abandoned: str | None = None
+        self._orphans: list[WorkerProcess] = []
         self._closed = False
         self.worker_pid: int | None = None
         self.restarts = 0
@@ -151,7 +152,12 @@ class WorkerSandbox:
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
             _str_bytes(context, kind, buffer_bytes), buffer_bytes
         )
-        self._context_fd = await asyncio.to_thread(_protocol.write_context_fd, parts)
+        writing = asyncio.ensure_future(asyncio.to_thread(_protocol.write_context_fd, parts))
+        try:
+            self._context_fd = await asyncio.shield(writing)
+        except asyncio.CancelledError:  # the thread finishes anyway: close what it made
+            writing.add_done_callback(_close_written_fd)
+            raise
         del parts
         problems = []
         for plan in self._plans:
@@ -242,6 +248,10 @@ class WorkerSandbox:
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 ready = await worker.receive()
+        except asyncio.CancelledError:
+            worker.abandon()
+            self._orphans.append(worker)  # reaped by close()
+            raise
         except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
             detail = worker.startup_log()
             await worker.kill()
@@ -262,8 +272,10 @@ class WorkerSandbox:
         """Kill the worker, release the context buffer and the scratch directory. Idempotent."""
         self._closed = True
         if self._worker is not None:
-            await self._worker.kill()
+            self._orphans.append(self._worker)
             self._worker = None
+        while self._orphans:
+            await self._orphans.pop().kill()
         if self._context_fd is not None:
             os.close(self._context_fd)
             self._context_fd = None
@@ -342,15 +354,17 @@ class WorkerSandbox:
             return str(reply["text"])
 
     def _check_open(self) -> None:
-        if self._worker is None or self._closed:
+        if self._context_fd is None or self._closed:
             raise SandboxError("the sandbox is not started, or closed")
 
     async def _replace_abandoned(self) -> str | None:
         """A request cancelled half-way leaves the pipes out of step: that worker was killed at
-        once; start its replacement now. Returns the reason when it did."""
-        if self._abandoned is None:
+        once; start its replacement now (likewise after a failed or cancelled restart). Returns
+        the reason when it did."""
+        if self._worker is not None and self._abandoned is None:
             return None
-        reason, self._abandoned = self._abandoned, None
+        reason = self._abandoned or "the previous worker could not be replaced"
+        self._abandoned = None
         return await self._restart(_WorkerLost(reason))
 
     async def _round_trip(self, request: dict[str, Any], terminal: str) -> dict[str, Any]:
@@ -414,6 +428,11 @@ class WorkerSandbox:
         answers = [r if isinstance(r, str) else str(r) for r in results]
         missing = len(prompts) - len(answers)
         return answers[: len(prompts)] + ["[error: no answer from the host]"] * max(missing, 0)
+
+
+def _close_written_fd(writing: asyncio.Future[int]) -> None:
+    if not writing.cancelled() and writing.exception() is None:
+        os.close(writing.result())
 
 
 def _str_bytes(context: object, kind: int, buffer_bytes: int) -> int:
