@@ -232,3 +232,37 @@ async def test_cancelling_start_leaks_no_worker(yields: int) -> None:
         await task
     await sb.close()
     assert child_pids() <= before
+
+
+def broken_bwrap(bwrap: str, tmpfs_bytes: int = 0) -> list[str]:
+    """Stands in for a bubblewrap that the probe passed but that fails for real (AppArmor)."""
+    return ["/bin/sh", "-c", "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1"]
+
+
+@pytest.mark.sandbox
+async def test_auto_falls_back_to_the_next_layer_and_says_which(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    skip_unless_available("landlock")
+    monkeypatch.setattr(_layers, "bwrap_argv", broken_bwrap)
+    sb = WorkerSandbox(
+        [_layers.LayerPlan("bwrap", True), _layers.LayerPlan("landlock", True)], SandboxLimits()
+    )
+    try:
+        await sb.start(CONTEXT, FakeBridge())
+        assert sb.layer == "landlock+seccomp+rlimits"
+        assert "Permission denied" in caplog.text
+        await assert_alive(sb)
+    finally:
+        await sb.close()
+
+
+@pytest.mark.sandbox
+async def test_a_named_layer_that_fails_is_an_unavailable_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_layers, "bwrap_argv", broken_bwrap)
+    sb = WorkerSandbox([_layers.LayerPlan("bwrap", True)], SandboxLimits())
+    with pytest.raises(SandboxUnavailableError, match="Permission denied"):
+        await sb.start(CONTEXT, FakeBridge())
+    await sb.close()
