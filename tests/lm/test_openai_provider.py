@@ -298,3 +298,92 @@ def test_the_fake_lists_models_through_the_sdk() -> None:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
         assert [m.id for m in client.models.list()] == ["a", "b"]
         client.close()
+
+
+def _body(choices: object, usage: object = None) -> str:
+    import json
+
+    body: dict[str, object] = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": choices,
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return json.dumps(body)
+
+
+MESSAGE = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "estimated"),
+    [
+        (_body([MESSAGE], {"prompt_tokens": "12", "completion_tokens": None}), "fine", True),
+        (
+            _body(
+                [MESSAGE],
+                {"prompt_tokens": 9, "completion_tokens": "x", "prompt_tokens_details": None},
+            ),
+            "fine",
+            False,
+        ),
+        (
+            _body(
+                [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": [
+                                {"type": "text", "text": "in "},
+                                {"type": "text", "text": "parts"},
+                            ],
+                        },
+                    }
+                ]
+            ),
+            "in parts",
+            True,
+        ),
+        (
+            _body(
+                [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "refusal": "I can't help with that",
+                        },
+                    }
+                ]
+            ),
+            "I can't help with that",
+            True,
+        ),
+    ],
+)
+async def test_odd_but_valid_json_is_read_or_estimated_never_a_crash(
+    body: str, text: str, estimated: bool
+) -> None:
+    async with FakeOpenAIServer([Fault.raw(body)]) as server:
+        lm = openai_lm(server)
+        response = await lm.complete(USER)
+        await lm.aclose()
+    assert response.text == text
+    assert response.usage.estimated is estimated
+
+
+@pytest.mark.parametrize(
+    "body", ['"just a string"', "[]", _body("not a list"), _body(None), _body([{"index": 0}])]
+)
+async def test_unusable_json_is_a_response_error(body: str) -> None:
+    async with FakeOpenAIServer(default=Fault.raw(body)) as server:
+        lm = openai_lm(server, retry=fast_retry(max_retries=1))
+        with pytest.raises(ProviderResponseError):
+            await lm.complete(USER)
+        await lm.aclose()

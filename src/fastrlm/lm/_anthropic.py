@@ -171,10 +171,13 @@ class AnthropicLM:
         self, message: Any, messages: Sequence[ChatMessage]
     ) -> tuple[str, TokenUsage, str | None, str | None]:
         kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
-        blocks = getattr(message, "content", None) or []
-        text = "".join(
-            getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text"
-        )
+        blocks = getattr(message, "content", None)
+        texts = [
+            getattr(b, "text", None)
+            for b in (blocks if isinstance(blocks, list) else [])
+            if getattr(b, "type", None) == "text"
+        ]
+        text = "".join(t for t in texts if isinstance(t, str))
         stop = getattr(message, "stop_reason", None)
         if not text:
             error = ProviderResponseError(
@@ -201,14 +204,15 @@ class AnthropicLM:
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:
-    if usage is None or getattr(usage, "input_tokens", None) is None:
+    uncached = _sdk.count(usage, "input_tokens")
+    if usage is None or uncached is None:
         prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)
         return TokenUsage(prompt, estimate_tokens(text), estimated=True)
-    read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
-    written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+    read = _sdk.count(usage, "cache_read_input_tokens") or 0
+    written = _sdk.count(usage, "cache_creation_input_tokens") or 0
     return TokenUsage(
-        input_tokens=int(usage.input_tokens) + read + written,
-        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        input_tokens=uncached + read + written,
+        output_tokens=_sdk.count(usage, "output_tokens") or 0,
         cached_input_tokens=read,
         cache_write_tokens=written,
     )

@@ -197,13 +197,13 @@ def read_completion(
     where = f"{provider} {model}"
     kw: dict[str, Any] = {"provider": provider, "model": model}
     choices = getattr(completion, "choices", None)
-    if not choices:
+    if not choices or not isinstance(choices, list):
         raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
     choice = choices[0]
     message = getattr(choice, "message", None)
-    text = getattr(message, "content", None) or getattr(message, "refusal", None)
+    text = _text(message)
     finish = getattr(choice, "finish_reason", None)
-    if not isinstance(text, str) or not text:
+    if text is None:
         error = ProviderResponseError(
             f"{where}: the reply has no text (finish_reason={finish!r})", **kw
         )
@@ -217,18 +217,34 @@ def read_completion(
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:
-    if usage is None or getattr(usage, "prompt_tokens", None) is None:
-        prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)
-        return TokenUsage(prompt, estimate_tokens(text), estimated=True)
+    prompt = _sdk.count(usage, "prompt_tokens")
+    if usage is None or prompt is None:
+        estimate = sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return TokenUsage(estimate, estimate_tokens(text), estimated=True)
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
     return TokenUsage(
-        input_tokens=int(usage.prompt_tokens or 0),
-        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        cached_input_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
-        cache_write_tokens=int(getattr(prompt_details, "cache_write_tokens", 0) or 0),
-        reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+        input_tokens=prompt,
+        output_tokens=_sdk.count(usage, "completion_tokens") or 0,
+        cached_input_tokens=_sdk.count(prompt_details, "cached_tokens") or 0,
+        cache_write_tokens=_sdk.count(prompt_details, "cache_write_tokens") or 0,
+        reasoning_tokens=_sdk.count(completion_details, "reasoning_tokens") or 0,
     )
+
+
+def _text(message: Any) -> str | None:
+    """The reply text: ``content`` (a string, or a list of text parts as some servers send),
+    else a ``refusal``."""
+    content = getattr(message, "content", None)
+    if isinstance(content, list):
+        parts = [
+            p.get("text") if isinstance(p, dict) else getattr(p, "text", None) for p in content
+        ]
+        content = "".join(p for p in parts if isinstance(p, str))
+    if isinstance(content, str) and content:
+        return content
+    refusal = getattr(message, "refusal", None)
+    return refusal if isinstance(refusal, str) and refusal else None
 
 
 def _reported_cost(usage: Any) -> float | None:

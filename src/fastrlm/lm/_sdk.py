@@ -99,3 +99,14 @@ def pool_limits(connections: int) -> Any:
     except ImportError:  # older SDK releases are built on httpx
         import httpx as http  # type: ignore[no-redef, import-not-found, unused-ignore]
     return http.Limits(max_connections=connections, max_keepalive_connections=min(connections, 256))
+
+
+def count(obj: object, name: str) -> int | None:
+    """``obj.name`` if it is a non-negative int (a token count), else ``None``: a server that
+    sends ``"12"`` or ``null`` for a count must not crash the reading of its reply."""
+    value = getattr(obj, name, None)
+    if isinstance(value, dict):  # an untyped (constructed, unvalidated) SDK object
+        value = None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 FaultKind = Literal[
-    "status", "stall", "malformed_json", "missing_usage", "empty_choices", "disconnect"
+    "status", "stall", "malformed_json", "missing_usage", "empty_choices", "disconnect", "raw"
 ]
 
 
@@ -81,6 +81,12 @@ class Fault:
     def empty_choices(cls) -> Fault:
         """A 200 reply whose ``choices`` list is empty."""
         return cls("empty_choices", status=200)
+
+    @classmethod
+    def raw(cls, body: str, status: int = 200) -> Fault:
+        """Answer ``status`` with exactly ``body`` (as ``application/json``), e.g. a reply whose
+        JSON is valid but whose fields have the wrong types."""
+        return cls("raw", status=status, text=body)
 
     @classmethod
     def disconnect(cls) -> Fault:
@@ -485,6 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "stall":
             fake._wait(fault.stall_s)
             self.close_connection = True
+        elif fault.kind == "raw":
+            self._send_raw(fault.status, fault.text.encode(), "application/json")
         elif fault.kind == "disconnect":
             self.close_connection = True
         elif fault.kind == "malformed_json":
