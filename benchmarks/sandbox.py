@@ -28,8 +28,8 @@ class InstantBridge:
         return ["ok"] * len(prompts)
 
 
-def rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
+def rss_bytes(field: str, path: str = "/proc/self/status") -> int:
+    with open(path) as status:
         for line in status:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
@@ -74,13 +74,17 @@ async def measure(kind: str, repeats: int, megabytes: int) -> dict[str, float]:
         figures["load"].append(time.perf_counter() - began)
         if sandbox.unsafe:  # the cells run in this process: what did holding the context cost?
             figures["rss"].append(rss_bytes("VmRSS") - before)
-        else:  # the worker's own peak (bubblewrap mounts /proc; Landlock denies it: -1)
+        else:  # the worker's own peak: from inside under bubblewrap (own PID namespace),
+            # from here under Landlock (which denies the worker its /proc)
             result = await sandbox.execute(
                 "try:\n    s = open('/proc/self/status').read()\n"
                 "    print(int(s.split('VmHWM:')[1].split()[0]) * 1024)\n"
                 "except OSError:\n    print(-1)"
             )
-            figures["rss"].append(float(result.stdout))
+            peak = float(result.stdout)
+            if peak < 0:
+                peak = rss_bytes("VmHWM", f"/proc/{getattr(sandbox, 'worker_pid', 0)}/status")
+            figures["rss"].append(peak)
         await sandbox.close()
     return {k: statistics.median(v) for k, v in figures.items()}
 
