@@ -167,6 +167,8 @@ def ask(
     mode = "json" if as_json else "stream-json" if stream_json else "text"
     from ..context import load_context
 
+    if "-" in contexts and sys.stdin.isatty():
+        click.echo("reading the context from stdin (end it with Ctrl-D)", err=True)
     try:
         loaded = load_context(list(contexts), gitignore=not no_gitignore)
     except ContextError as exc:
