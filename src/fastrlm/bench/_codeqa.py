@@ -278,7 +278,7 @@ def parse_choice(output: str) -> int | None:
         m = pat.search(text)
         if m:
             return "ABCD".index(m.group(1))
-    answers = re.findall(r"Answer:\s*\(?([0-3A-D])\)?", text)
+    answers = re.findall(r"Answer:\s*\(?([0-3A-D])\)?(?![\w.])", text)
     if answers:
         a = answers[-1]
         return int(a) if a.isdigit() else "ABCD".index(a)
