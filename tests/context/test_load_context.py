@@ -35,6 +35,8 @@ def test_directory_respects_gitignore_and_skips_vcs_dirs(tmp_path: Path) -> None
     root = tmp_path / "repo"
     (root / ".git").mkdir(parents=True)
     (root / ".git" / "HEAD").write_text("ref: main")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\x00bytecode")
     (root / "build").mkdir()
     (root / "build" / "out.txt").write_text("built")
     (root / "sub").mkdir()

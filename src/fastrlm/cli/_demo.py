@@ -219,7 +219,7 @@ def run_demo(
         _say(summary_line(result) + " (scripted models cost nothing)", quiet)
         if result.error:
             _say(f"error: {result.error}", quiet)
-        if result.trace_path:
+        if result.trace_path and Path(result.trace_path).is_file():
             _say(f"trace: {result.trace_path}  (fastrlm show {result.trace_id})", quiet)
     if outcome.exit_code is ExitCode.OK and not correct:
         return ExitCode.ERROR

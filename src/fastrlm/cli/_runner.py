@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._events import Event
@@ -160,7 +161,7 @@ def run(
                 file=err,
                 flush=True,
             )
-        if result.trace_path:
+        if result.trace_path and Path(result.trace_path).is_file():
             print(
                 f"trace: {result.trace_path}  (fastrlm show {result.trace_id})",
                 file=err,

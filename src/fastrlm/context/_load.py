@@ -24,7 +24,8 @@ from ._gitignore import GitIgnore
 STDIN = "-"
 SNIFF_BYTES = 8192
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
-VCS_DIRS = frozenset({".git", ".hg", ".svn"})
+#: Never descended into: version-control metadata and bytecode caches hold no readable text.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -191,7 +192,7 @@ class _Loader:
             kept = []
             for d in sorted(dirnames):
                 full = os.path.join(dirpath, d)
-                if d in VCS_DIRS:
+                if d in SKIPPED_DIRS:
                     continue
                 if self.gitignore and rules.ignored(full, is_dir=True):
                     self.report.ignored += 1
