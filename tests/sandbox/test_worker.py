@@ -266,3 +266,23 @@ async def test_a_named_layer_that_fails_is_an_unavailable_error(
     with pytest.raises(SandboxUnavailableError, match="Permission denied"):
         await sb.start(CONTEXT, FakeBridge())
     await sb.close()
+
+
+@pytest.mark.sandbox
+async def test_a_model_thread_querying_across_cells_keeps_the_pipes_in_step(
+    make_sandbox: MakeSandbox, bridge: FakeBridge
+) -> None:
+    sb = await make_sandbox("auto")
+    result = await sb.execute(
+        "import threading\nresults = []\n"
+        "ask = lambda: [results.append(llm_query(str(i))) for i in range(300)]\n"
+        "t = threading.Thread(target=ask)\nt.start()"
+    )
+    assert result.error is None
+    for _ in range(5):
+        result = await sb.execute("x = sum(range(10_000))\nlen(results) >= 0")
+        assert not result.restarted and result.stdout.strip() == "True"
+    result = await sb.execute("t.join()\nlen(results), results[-1]")
+    assert not result.restarted, result.error
+    assert result.stdout.strip() == "(300, 'answer:299')"
+    await assert_alive(sb)

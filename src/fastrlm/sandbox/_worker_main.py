@@ -106,18 +106,30 @@ class Worker:
 
     # ------------------------------------------------------------- serving
     def serve(self) -> None:
+        """Answer requests until ``shutdown`` or EOF. The pipe lock is held from sending one
+        answer until the next request has been read, so a model thread's ``llm_query`` can only
+        run while a request is being served, never interleave with ``done`` or steal the next
+        request from the pipe."""
+        answer: bytes | None = None
         while True:
-            try:
-                message = self._protocol.read_frame(self._fd_in)
-            except EOFError:
-                return
+            with self._lock:
+                if answer is not None:
+                    self._protocol.write_all(self._fd_out, answer)
+                try:
+                    message = self._protocol.read_frame(self._fd_in)
+                except EOFError:
+                    return
             op = message["op"]
             if op == "exec":
-                self._send_done(self._timed(self.runtime.execute, str(message.get("code", ""))))
+                answer = self._done_frame(
+                    self._timed(self.runtime.execute, str(message.get("code", "")))
+                )
             elif op == "show_vars":
-                self.send({"op": "vars", "text": self._show_vars()})
+                answer = self._protocol.encode_frame({"op": "vars", "text": self._show_vars()})
             elif op == "shutdown":
                 return
+            else:
+                answer = None
 
     def _show_vars(self) -> str:
         try:
@@ -125,16 +137,15 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - a model-defined __len__ may raise anything
             return f"[SHOW_VARS failed: {type(exc).__name__}: {exc}]"
 
-    def _send_done(self, result: dict[str, Any]) -> None:
+    def _done_frame(self, result: dict[str, Any]) -> bytes:
         message = {"op": "done", **result}
         message["restored"] = list(message.get("restored") or ())
         try:
-            frame = self._protocol.encode_frame(message)
+            return self._protocol.encode_frame(message)
         except ValueError as exc:  # the answer itself is larger than a frame may be
             message.update(final=None, answer_content=None, stdout="", stderr="")
             message["error"] = f"the cell's result could not be sent: {exc}"
-            frame = self._protocol.encode_frame(message)
-        self._protocol.write_all(self._fd_out, frame)
+            return self._protocol.encode_frame(message)
 
 
 def _start(config: dict[str, Any]) -> Worker:
