@@ -1,0 +1,95 @@
+"""What both implementations share: the contexts, the scripted root replies, the wire markers.
+
+Standard library only: the fake model server (fastrlm's interpreter) and both drivers (fastrlm's
+interpreter and the official package's virtualenv) import it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+MB = 1_000_000
+UNIT_CHARS = MB  # contexts are a 1 MB unit repeated: one allocation, no transient copy
+SUB_PREFIX = "SUB "  # every sub-call prompt starts with it; root requests never do
+STEP_RE = re.compile(r"@@step (\d+)")
+NEEDLE_RE = r"needle-\d{6}"
+
+# Fan-out (issue 7, benchmark 1): three root turns issue these llm_query_batched batches.
+FANOUT_BATCHES = (50, 200, 750)
+
+_WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
+    "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu the of and to "
+    "in is was for on that with as by at from this be or an are were which not but have had"
+).split()
+
+
+def context_unit(seed: int = 7) -> str:
+    """1 MB of ASCII prose-like text with a ``needle-NNNNNN`` every ~4 KB."""
+    rng = random.Random(seed)
+    parts: list[str] = []
+    size = 0
+    needle = 0
+    while size < UNIT_CHARS:
+        words = " ".join(rng.choice(_WORDS) for _ in range(600))
+        chunk = f"{words} needle-{needle:06d}.\n"
+        needle += 1
+        parts.append(chunk)
+        size += len(chunk)
+    return "".join(parts)[:UNIT_CHARS]
+
+
+def make_context(megabytes: int) -> str:
+    """``megabytes`` MB of ASCII text (4 characters a token: 1 MB is 250k tokens)."""
+    return context_unit() * megabytes
+
+
+def _step_marker(step: int) -> str:
+    # Built by concatenation so the marker never appears in the code the model "wrote", only in
+    # the REPL output that comes back in the next request.
+    return f'print("@@" + "step", {step})'
+
+
+def _finish(content: str) -> str:
+    return f'answer["content"] = {content}\nanswer["ready"] = True'
+
+
+def root_reply(scenario: str, step: int, iterations: int) -> str:
+    """The scripted root model's reply at ``step`` (0-based). Both implementations run the
+    same code: sub-calls through ``llm_query_batched``, the answer through the ``answer`` dict
+    (the official package's channel; fastrlm supports it too)."""
+    if scenario == "fanout":
+        lines = ["oks = []", "errs = []"] if step == 0 else []
+        n = FANOUT_BATCHES[step]
+        lines += [
+            f'r = llm_query_batched([f"{SUB_PREFIX}{step}-{{i}}" for i in range({n})])',
+            'oks.append(sum(1 for x in r if x == "ok"))',
+            'errs.extend(x for x in r if x != "ok")',
+            _step_marker(step + 1),
+        ]
+        if step == len(FANOUT_BATCHES) - 1:
+            lines.append(_finish('f"{oks}|{len(errs)}|{(errs[:1] or [\'\'])[0][:300]}"'))
+    elif scenario == "findall":
+        lines = [
+            "import re, time",
+            "t0 = time.perf_counter()",
+            f'n = len(re.findall(r"{NEEDLE_RE}", context))',
+            "dt = time.perf_counter() - t0",
+            _step_marker(step + 1),
+            _finish('f"{n} {dt:.6f}"'),
+        ]
+    elif scenario == "noop":
+        lines = ["x = 1", _step_marker(step + 1)]
+        if step >= iterations - 1:
+            lines.append(_finish('"done"'))
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}")
+    code = "\n".join(lines)
+    return f"Next step.\n```repl\n{code}\n```"
+
+
+def next_step(texts: list[str]) -> int:
+    """The step a root request asks for: one past the highest marker in its last messages."""
+    seen = [int(m) for text in texts for m in STEP_RE.findall(text)]
+    return max(seen, default=0)

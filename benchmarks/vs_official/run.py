@@ -1,0 +1,540 @@
+"""fastrlm against the official implementation (PyPI ``rlms``), same work, same fake model.
+
+    python benchmarks/run_all.py            # all four benchmarks, results into BENCHMARKS.md
+    python benchmarks/vs_official/run.py --only fanout,step --repeats 5 --no-write
+
+Each measured run is a fresh process pair: the fake model (``fake_model.py``, a
+``FakeOpenAIServer`` on 127.0.0.1 in its own process) and a driver that makes one completion
+(``drive_fastrlm.py`` with this interpreter, ``drive_official.py`` with the official package's
+virtualenv, created on first use by ``official_env.py``). Times come from the driver
+(``time.time()`` around the call) and from the server (arrival of each request); memory is the
+sum over the driver's process tree, sampled every 20 ms from /proc.
+
+1. fan-out: 3 root turns issue llm_query_batched batches of 50, 200 and 750 (100 ms each).
+2. big context: 10M and 100M tokens (40 and 400 MB): call -> first root request, peak memory,
+   a re.findall over the whole context.
+3. trace growth: bytes of trace/log written over 10 iterations, 1 MB and 100 MB contexts.
+4. per-step overhead: 200 no-op iterations at zero model latency, per sandbox layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
+import official_env  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+FANOUT_LATENCY_S = 0.100
+RUN_TIMEOUT_S = 300
+
+
+# ---------------------------------------------------------------------------- process tree memory
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children[ppid].append(int(name))
+    pids = [root]
+    for pid in pids:
+        pids.extend(children.get(pid, ()))
+    return pids
+
+
+def _rss_pss(pid: int) -> tuple[int, int]:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            rss = int(f.read().split()[1]) * PAGE
+        pss = 0
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+                    break
+        return rss, pss
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+class TreeMemory:
+    """Samples the summed RSS and PSS of a process and its descendants until stopped."""
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.peak_procs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pids = _tree(self.pid)
+            rss = pss = 0
+            for pid in pids:
+                r, p = _rss_pss(pid)
+                rss += r
+                pss += p
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self.peak_procs = max(self.peak_procs, len(pids))
+            self._stop.wait(self.interval_s)
+
+
+# ---------------------------------------------------------------------------- one measured run
+@dataclass
+class Impl:
+    name: str  # "fastrlm" or "official"
+    python: Path
+    driver: Path
+
+
+@dataclass
+class RunResult:
+    driver: dict[str, Any]
+    server: dict[str, Any]
+    peak_rss: int = 0
+    peak_pss: int = 0
+    trace_bytes: int = 0
+    trace_files: int = 0
+
+    @property
+    def first_root_s(self) -> float:
+        return self.server["root_times"][0] - self.driver["t_call"]
+
+
+def _start_server(scenario: str, iterations: int, sub_latency_s: float,
+                  stats_out: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_model.py"), "--scenario", scenario,
+         "--iterations", str(iterations), "--sub-latency-ms", str(sub_latency_s * 1000),
+         "--stats-out", str(stats_out)],
+        stdout=subprocess.PIPE, text=True, cwd=HERE,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        proc.kill()
+        raise RuntimeError(f"fake model server did not start: {url!r}")
+    return proc, url
+
+
+def run_once(impl: Impl, scenario: str, cfg: dict[str, Any], *, iterations: int = 1,
+             sub_latency_s: float = 0.0, memory: bool = False,
+             trace: bool = False) -> RunResult:
+    with tempfile.TemporaryDirectory(prefix="fastrlm-vs-official-") as tmp:
+        tmpdir = Path(tmp)
+        stats_out = tmpdir / "server.json"
+        server, url = _start_server(scenario, iterations, sub_latency_s, stats_out)
+        trace_dir = tmpdir / "trace"
+        env = dict(os.environ, FASTRLM_HOME=str(tmpdir / "home"), PYTHONUNBUFFERED="1")
+        env.pop("OPENAI_API_KEY", None)
+        full = dict(cfg, base_url=url, iterations=iterations,
+                    trace_dir=str(trace_dir) if trace else None)
+        err_path = tmpdir / "driver.err"
+        try:
+            with err_path.open("w") as err:
+                driver = subprocess.Popen(
+                    [str(impl.python), str(impl.driver), json.dumps(full)],
+                    stdout=subprocess.PIPE, stderr=err, text=True, cwd=HERE, env=env,
+                )
+                sampler = TreeMemory(driver.pid) if memory else None
+                if sampler:
+                    sampler.__enter__()
+                try:
+                    out, _ = driver.communicate(timeout=RUN_TIMEOUT_S)
+                finally:
+                    if sampler:
+                        sampler.__exit__()
+                    if driver.poll() is None:
+                        driver.kill()
+                        driver.wait()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+        if driver.returncode != 0 or not lines:
+            tail = err_path.read_text()[-3000:]
+            raise RuntimeError(f"{impl.name} driver failed ({driver.returncode}):\n{tail}")
+        result = RunResult(json.loads(lines[-1][7:]), json.loads(stats_out.read_text()))
+        if sampler:
+            result.peak_rss, result.peak_pss = sampler.peak_rss, sampler.peak_pss
+        if trace:
+            files = [p for d in (trace_dir, tmpdir / "home") if d.exists()
+                     for p in d.rglob("*") if p.is_file()]
+            result.trace_bytes = sum(p.stat().st_size for p in files)
+            result.trace_files = len(files)
+        return result
+
+
+# ---------------------------------------------------------------------------- reporting helpers
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt_s(x: float) -> str:
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def fmt_b(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b > 0 else "n/a"
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        self.lines.append("| " + " | ".join(header) + " |")
+        self.lines.append("|" + "|".join("---" for _ in header) + "|")
+        self.lines.extend("| " + " | ".join(row) + " |" for row in rows)
+        self.lines.append("")
+
+    def say(self, text: str = "") -> None:
+        self.lines.append(text)
+
+    def show(self) -> None:
+        print(f"\n## {self.title}\n")
+        print("\n".join(self.lines), flush=True)
+
+
+def _progress(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- 1. fan-out
+def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
+    sec = Section("1. Fan-out: 1,000 sub-calls in batches of 50, 200 and 750, 100 ms latency")
+    latency = FANOUT_LATENCY_S
+    n_total = sum(common.FANOUT_BATCHES)
+    bare = Impl("bare openai SDK", fast.python, HERE / "drive_bare_sdk.py")
+    configs = [(official, 16, "official, 16 (its default)"), (fast, 16, "fastrlm, 16"),
+               (bare, 16, "bare openai SDK, 16"),
+               (official, 64, "official, 64 (patched)"), (fast, 64, "fastrlm, 64 (its default)"),
+               (bare, 64, "bare openai SDK, 64")]
+    rows = []
+    walls: dict[str, float] = {}
+    for impl, conc, label in configs:
+        limit = sum(math.ceil(n / conc) for n in common.FANOUT_BATCHES) * latency
+        wall, window, errors, inflight = [], [], [], []
+        sample_error = ""
+        for i in range(repeats):
+            _progress(f"fan-out {label} #{i + 1}")
+            r = run_once(impl, "fanout", {"context_mb": 0, "concurrency": conc},
+                         iterations=len(common.FANOUT_BATCHES), sub_latency_s=latency)
+            wall.append(r.driver["wall_s"])
+            subs = r.server["sub_times"]
+            window.append(max(subs) + latency - min(subs) if subs else float("nan"))
+            oks, n_err, first_err = (r.driver["answer"].split("|", 2) + ["", ""])[:3]
+            errors.append(n_total - sum(json.loads(oks)) if oks.startswith("[") else n_total)
+            sample_error = sample_error or first_err
+            inflight.append(r.server["max_in_flight"])
+        walls[label] = median(wall)
+        rows.append([label, fmt_s(limit), fmt_s(median(wall)), ratio(median(wall), limit),
+                     fmt_s(median(window)), ratio(median(window), limit),
+                     str(max(inflight)), f"{median(errors):.0f} (max {max(errors)})"])
+        sec.data[label] = {"limit_s": limit, "wall_s": wall, "window_s": window,
+                           "failed_subcalls": errors, "max_in_flight": inflight,
+                           "sample_error": sample_error}
+        if sample_error:
+            sec.data[label]["sample_error"] = sample_error
+    sec.say(f"Physical limit = Σ ceil(nᵢ/C) × {latency * 1000:.0f} ms over the three sequential "
+            f"batches (ceil({n_total}/C) × L would be {fmt_s(math.ceil(n_total / 16) * latency)} "
+            f"at C=16, {fmt_s(math.ceil(n_total / 64) * latency)} at C=64). Root replies have no "
+            "latency. *Wall*: the driver's call to its return, start-up and the three root turns "
+            "included. *Fan-out*: first sub-call to the last sub-call's reply, as the server saw "
+            "them. *bare openai SDK*: the same batches sent straight through one AsyncOpenAI "
+            "client and a semaphore, no engine and no root turns: what the HTTP client itself "
+            f"reaches on this machine. Medians of {repeats}.")
+    sec.say()
+    sec.table(["implementation, concurrency", "limit", "wall", "wall/limit", "fan-out",
+               "fan-out/limit", "max in flight", "failed sub-calls"], rows)
+    base = walls["official, 16 (its default)"]
+    fast64 = walls["fastrlm, 64 (its default)"]
+    sec.say(f"Speed-up over the official default (wall): fastrlm at 16 "
+            f"{ratio(base, walls['fastrlm, 16'])}, fastrlm at its default 64 "
+            f"{ratio(base, fast64)}; official patched to 64 vs fastrlm at 64: "
+            f"{ratio(walls['official, 64 (patched)'], fast64)}.")
+    for label, d in sec.data.items():
+        if d.get("sample_error") and label.startswith("official"):
+            sec.say(f"\nOfficial failures ({label}): `{d['sample_error'][:160]}`")
+    return sec
+
+
+# ---------------------------------------------------------------------------- 2. big context
+def bench_bigctx(fast: Impl, official: Impl, repeats: int, sizes_mb: Sequence[int]) -> Section:
+    sec = Section("2. Big context: start, peak memory, re.findall")
+    rows = []
+    for mb in sizes_mb:
+        per: dict[str, dict[str, float]] = {}
+        for impl in (official, fast):
+            start, total, findall, rss, pss, before = [], [], [], [], [], []
+            counts = set()
+            for i in range(repeats):
+                _progress(f"big context {mb} MB {impl.name} #{i + 1}")
+                r = run_once(impl, "findall", {"context_mb": mb}, memory=True)
+                start.append(r.first_root_s)
+                total.append(r.driver["wall_s"])
+                n, dt = r.driver["answer"].split()
+                counts.add(int(n))
+                findall.append(float(dt))
+                rss.append(r.peak_rss)
+                pss.append(r.peak_pss)
+                before.append(r.driver["rss_before_call"])
+            per[impl.name] = {"start": median(start), "total": median(total),
+                              "findall": median(findall), "rss": median(rss),
+                              "pss": median(pss), "before": median(before)}
+            sec.data[f"{impl.name} {mb} MB"] = {"start_s": start, "total_s": total,
+                                                 "findall_s": findall, "peak_rss": rss,
+                                                 "peak_pss": pss, "rss_before_call": before,
+                                                 "matches": sorted(counts)}
+            rows.append([f"{mb} MB ({mb // 4}M tokens)", impl.name, fmt_s(median(start)),
+                         fmt_s(median(findall)), fmt_s(median(total)), fmt_b(median(rss)),
+                         fmt_b(median(pss)), fmt_b(median(before)), ",".join(map(str, counts))])
+        o, f = per["official"], per["fastrlm"]
+        rows.append([f"{mb} MB", "**official / fastrlm**", ratio(o["start"], f["start"]),
+                     ratio(o["findall"], f["findall"]), ratio(o["total"], f["total"]),
+                     ratio(o["rss"], f["rss"]), ratio(o["pss"], f["pss"]), "", ""])
+    sec.say("*Start*: the call to the first root request reaching the server. *findall*: "
+            "`len(re.findall(r\"needle-\\d{6}\", context))` timed inside the REPL cell. "
+            "*Call→answer*: the whole one-step run. *Peak RSS/PSS*: summed over the driver's "
+            "process tree (fastrlm: host + sandbox worker; RSS counts the shared context pages "
+            "once per process, PSS splits them). *Before call*: the driver holding its own "
+            f"context string, the floor for both. Medians of {repeats}.")
+    sec.say()
+    sec.table(["context", "implementation", "start", "findall", "call→answer", "peak RSS",
+               "peak PSS", "before call", "matches"], rows)
+    return sec
+
+
+# ---------------------------------------------------------------------------- 3. trace growth
+def bench_trace(fast: Impl, official: Impl, sizes_mb: Sequence[int]) -> Section:
+    sec = Section("3. Trace growth: bytes written over 10 iterations")
+    rows = []
+    sizes: dict[str, list[int]] = defaultdict(list)
+    for impl in (official, fast):
+        for mb in sizes_mb:
+            _progress(f"trace {mb} MB {impl.name}")
+            r = run_once(impl, "noop", {"context_mb": mb}, iterations=10, trace=True)
+            sizes[impl.name].append(r.trace_bytes)
+            sec.data[f"{impl.name} {mb} MB"] = {"bytes": r.trace_bytes, "files": r.trace_files,
+                                                 "wall_s": r.driver["wall_s"]}
+            rows.append([impl.name, f"{mb} MB", fmt_b(r.trace_bytes), str(r.trace_files),
+                         fmt_s(r.driver["wall_s"])])
+    for impl in ("official", "fastrlm"):
+        a, b = sizes[impl][0], sizes[impl][-1]
+        rows.append([f"**{impl}**", f"{sizes_mb[-1]} MB / {sizes_mb[0]} MB", ratio(b, a), "", ""])
+    sec.say("fastrlm: `RLM(trace=dir)` (JSONL trace + SQLite index); official: "
+            "`RLMLogger(log_dir=dir)`. All files written under those directories.")
+    sec.say()
+    sec.table(["implementation", "context", "bytes written", "files", "run time"], rows)
+    return sec
+
+
+# ---------------------------------------------------------------------------- 4. per-step cost
+def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
+               layers: Sequence[str]) -> Section:
+    sec = Section(f"4. Per-step overhead: {iterations} no-op iterations, zero model latency")
+    rows = []
+    configs: list[tuple[Impl, str | None]] = [(official, None)] + [(fast, x) for x in layers]
+    per_iter: dict[str, float] = {}
+    for impl, layer in configs:
+        label = impl.name if layer is None else f"fastrlm, sandbox={layer}"
+        mean, med, wall = [], [], []
+        shown_layer = ""
+        try:
+            for i in range(repeats):
+                _progress(f"per-step {label} #{i + 1}")
+                cfg: dict[str, Any] = {"context_mb": 0}
+                if layer:
+                    cfg["sandbox"] = layer
+                r = run_once(impl, "noop", cfg, iterations=iterations)
+                times = r.server["root_times"]
+                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+                mean.append((times[-1] - times[0]) / (len(times) - 1))
+                med.append(median(gaps))
+                wall.append(r.driver["wall_s"])
+                shown_layer = r.driver.get("layer", "")
+        except RuntimeError as exc:
+            rows.append([label, "unavailable", "", "", str(exc).splitlines()[-1][:80]])
+            continue
+        per_iter[label] = median(mean)
+        sec.data[label] = {"mean_s": mean, "median_gap_s": med, "wall_s": wall,
+                           "layer": shown_layer}
+        rows.append([label, f"{median(mean) * 1000:.2f} ms", f"{median(med) * 1000:.2f} ms",
+                     fmt_s(median(wall)), shown_layer])
+    sec.say("Per iteration: the time between consecutive root requests at the server (the model "
+            "answers at once), so it holds the engine's whole turn: parse the reply, run the "
+            "cell, build the next request, plus the HTTP round trip through the openai SDK to "
+            "the local fake server, the same for both. The conversation grows to "
+            f"{2 * iterations} messages. Medians of {repeats}.")
+    sec.say()
+    sec.table(["implementation", "mean per iteration", "median per iteration", "wall",
+               "layer"], rows)
+    base = per_iter.get("official")
+    if base:
+        sec.say("official / fastrlm per iteration: " + ", ".join(
+            f"{k.split('=', 1)[-1]} {ratio(base, v)}" for k, v in per_iter.items()
+            if k != "official"))
+    return sec
+
+
+# ---------------------------------------------------------------------------- machine + output
+def machine() -> dict[str, str]:
+    def sh(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return "?"
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": sh(["nproc"]),
+        "cpu": cpu,
+        "free -g": sh(["free", "-g"]),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+MARK_START = "<!-- results:start (written by benchmarks/run_all.py; edit outside) -->"
+MARK_END = "<!-- results:end -->"
+
+
+def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
+                   sections: Sequence[Section], started: float, load_end: str) -> None:
+    body = [
+        MARK_START,
+        f"Command: `{command}` (took {time.time() - started:.0f} s, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}).",
+        "",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
+        f"kernel {info['kernel']}; load average {info['load']} at the start, {load_end} at "
+        "the end (the machine is shared, so timings are noisy). Official package: "
+        f"`rlms=={rlms}` from PyPI in `.bench-venv/`.",
+        "",
+        "```",
+        "$ free -g",
+        info["free -g"],
+        "```",
+        "",
+    ]
+    for sec in sections:
+        body.append(f"### {sec.title}")
+        body.append("")
+        body.extend(sec.lines)
+        body.append("")
+    body.append(MARK_END)
+    block = "\n".join(body)
+    if path.exists() and MARK_START in (text := path.read_text()) and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        tail = rest.split(MARK_END, 1)[1]
+        path.write_text(head + block + tail)
+    else:
+        path.write_text("# Benchmarks: fastrlm vs the official RLM\n\n" + block + "\n")
+
+
+def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="fanout,bigctx,trace,step",
+                        help="comma-separated subset of fanout,bigctx,trace,step")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bigctx-mb", default="40,400")
+    parser.add_argument("--trace-mb", default="1,100")
+    parser.add_argument("--step-iterations", type=int, default=200)
+    parser.add_argument("--layers", default="bwrap,landlock,process,none")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument("--json", help="also write every measurement to this file")
+    args = parser.parse_args(argv)
+    started = time.time()
+    info = machine()
+    print(f"machine: {info['nproc']} CPUs, Python {info['python']}, kernel {info['kernel']}, "
+          f"load {info['load']}", flush=True)
+    off_python = official_env.ensure_official()
+    rlms = official_env.official_version(off_python)
+    fast = Impl("fastrlm", Path(sys.executable), HERE / "drive_fastrlm.py")
+    official = Impl("official", off_python, HERE / "drive_official.py")
+    only = set(args.only.split(","))
+    benches: list[tuple[str, Callable[[], Section]]] = [
+        ("fanout", lambda: bench_fanout(fast, official, args.repeats)),
+        ("bigctx", lambda: bench_bigctx(fast, official, args.repeats,
+                                        [int(x) for x in args.bigctx_mb.split(",")])),
+        ("trace", lambda: bench_trace(fast, official, [int(x) for x in args.trace_mb.split(",")])),
+        ("step", lambda: bench_step(fast, official, args.repeats, args.step_iterations,
+                                    args.layers.split(","))),
+    ]
+    sections = []
+    for name, bench in benches:
+        if name in only:
+            sec = bench()
+            sec.show()
+            sections.append(sec)
+    load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\ndone in {time.time() - started:.0f} s (load {load_end})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"machine": info, "rlms": rlms, "results": {s.title: s.data for s in sections}},
+            indent=1))
+    if not args.no_write:
+        cmd = command or "python benchmarks/vs_official/run.py " + " ".join(argv or sys.argv[1:])
+        write_markdown(REPO / "BENCHMARKS.md", cmd.strip(), info, rlms, sections, started,
+                       load_end)
+        print(f"results written to {REPO / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
