@@ -116,8 +116,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.sandbox
+@pytest.mark.parametrize("mode", ["text", "--json", "--stream-json"])
 def test_sigint_mid_run_cancels_keeps_the_trace_and_kills_the_worker(
-    doc: Path, tmp_path: Path
+    doc: Path, tmp_path: Path, mode: str
 ) -> None:
     arrived, release = threading.Event(), threading.Event()
 
@@ -128,7 +129,8 @@ def test_sigint_mid_run_cancels_keeps_the_trace_and_kills_the_worker(
 
     with server([FANOUT], slow_sub) as srv:
         proc = subprocess.Popen(
-            [*CLI, "ask", "Q", "-c", str(doc), "--sandbox", "auto", *model_args(srv)],
+            [*CLI, "ask", "Q", "-c", str(doc), "--sandbox", "auto", *model_args(srv)]
+            + ([mode] if mode != "text" else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env={**os.environ, "CI": "true"},
         )
@@ -145,7 +147,15 @@ def test_sigint_mid_run_cancels_keeps_the_trace_and_kills_the_worker(
                 proc.communicate()
     assert proc.returncode == ExitCode.CANCELLED, err
     assert "cancelled; partial trace: " in err
-    assert out == ""
+    if mode == "text":
+        assert out == ""
+    elif mode == "--json":
+        payload = json.loads(out)
+        assert (payload["stop_reason"], payload["partial"]) == ("cancelled", True)
+        assert Path(payload["trace_path"]).is_file()
+    else:
+        last = json.loads(out.splitlines()[-1])
+        assert (last["type"], last["stop_reason"]) == ("run.finished", "cancelled")
     [path] = (Path(os.environ["FASTRLM_HOME"]) / "traces").glob("*.jsonl")
     trace = read_trace(path)
     assert trace.truncated_lines == 0
