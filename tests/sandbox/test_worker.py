@@ -59,7 +59,7 @@ def test_memory_limit_grows_with_the_context() -> None:
 def test_doctor_report_covers_every_layer_with_a_reason() -> None:
     report = doctor_report()
     names = [s.name for s in report]
-    assert names == ["bwrap", "landlock", "seccomp", "rlimits", "auto", "none"]
+    assert names == ["bwrap", "landlock", "process", "seccomp", "rlimits", "auto", "none"]
     assert all(s.reason for s in report)
     assert report[-1].available and "UNSAFE" in report[-1].reason
 

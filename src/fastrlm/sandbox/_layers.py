@@ -247,6 +247,13 @@ def doctor_report() -> list[LayerStatus]:
     report = [
         LayerStatus("bwrap", bwrap is None, bwrap or "namespaces: no network, read-only system"),
         LayerStatus("landlock", landlock is None, landlock or "read-only file system allow-list"),
+        LayerStatus(
+            "process",
+            linux,
+            "plain child process: last resort, the file system stays readable"
+            if linux
+            else "needs Linux",
+        ),
         LayerStatus("seccomp", seccomp is None, seccomp or "no sockets, exec or fork"),
         LayerStatus(
             "rlimits",
