@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fastrlm import TokenUsage
 from fastrlm.lm import LMResponse, SubcallCache
 from fastrlm.testing import FakeOpenAIServer, FakeRequest
@@ -32,9 +34,12 @@ async def test_a_stored_reply_comes_back_marked_cached(tmp_path: Path) -> None:
     cache.close()
 
 
-async def test_the_default_file_lives_under_fastrlm_home(_isolated_home: Path) -> None:
+async def test_the_default_file_lives_under_fastrlm_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASTRLM_HOME", str(tmp_path / "home"))
     cache = SubcallCache()
-    assert cache.path == _isolated_home / "cache.sqlite"
+    assert cache.path == tmp_path / "home" / "cache.sqlite"
     assert not cache.path.exists()  # created on first use, not by the constructor
     await cache.put("k", _response())
     assert cache.path.exists()

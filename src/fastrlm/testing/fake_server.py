@@ -2,9 +2,11 @@
 
     python -m fastrlm.testing.fake_server --port 0 --latency-ms 100 --reply "FINAL(42)"
 
-Prints the base URL (``http://127.0.0.1:PORT/v1``) as its first line of output, flushed, then
-serves until interrupted (SIGINT or SIGTERM). Every request gets ``--reply`` (repeatable: the
-replies rotate), or, with ``--echo``, the last message's text.
+Prints the base URL an SDK takes (``http://127.0.0.1:PORT/v1``; with ``--anthropic``, the
+Messages API fake, ``http://127.0.0.1:PORT``) as its first line of output, flushed, then serves
+until SIGINT or SIGTERM, and on exit writes the request count and the most requests in flight at
+once to stderr. Every request gets ``--reply`` (repeatable: the replies rotate), or, with
+``--echo``, the last message's text.
 """
 
 from __future__ import annotations
