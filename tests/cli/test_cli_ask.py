@@ -109,10 +109,8 @@ def test_time_limit_exits_with_the_limit_code(doc: Path) -> None:
 
 
 def test_provider_failure_exits_with_the_provider_code(doc: Path) -> None:
-    # In-process sandbox: a worker still starting when the first root call fails is the
-    # sandbox's business (and leaks today, see the report); this test pins the exit code.
     with server([Fault.http_status(401, "bad key")]) as srv:
-        result = invoke(["ask", "Q", "-c", str(doc), "--sandbox", "none", *model_args(srv)])
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
     assert result.exit_code == ExitCode.PROVIDER
     assert "AuthenticationError" in result.stderr
 
