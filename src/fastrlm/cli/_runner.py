@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -42,18 +43,19 @@ class EventPrinter:
 
 
 async def _run_cancellable(
-    make: Callable[[], Any], on_interrupt: Callable[[], None]
+    make: Callable[[], Any], on_interrupt: Callable[[int], None]
 ) -> tuple[Any, bool]:
     """Await ``make()`` as a task; SIGINT/SIGTERM cancel that task (the engine then cancels
-    its sub-calls and kills its worker). Returns (value, interrupted)."""
+    its sub-calls and kills its worker). ``on_interrupt`` gets the count of signals so far.
+    Returns (value, interrupted)."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(make())
-    interrupted = False
+    interrupted = 0
 
     def interrupt() -> None:
         nonlocal interrupted
-        interrupted = True
-        on_interrupt()
+        interrupted += 1
+        on_interrupt(interrupted)
         task.cancel()
 
     installed = []
@@ -113,10 +115,21 @@ def run(
         finally:
             await rlm.aclose()
 
+    def on_interrupt(count: int) -> None:
+        if count < 2:
+            return
+        # A second Ctrl-C while the run cleans up: leave now. The trace is already on disk.
+        if progress is not None:
+            progress.stop()
+        if writer is not None:
+            writer.close("cancelled", error="interrupted twice")
+        print("\ninterrupted twice: exiting without waiting for cleanup", file=err, flush=True)
+        os._exit(int(ExitCode.CANCELLED))
+
     if progress is not None:
         progress.start()
     try:
-        result, interrupted = asyncio.run(_run_cancellable(go, lambda: None))
+        result, interrupted = asyncio.run(_run_cancellable(go, on_interrupt))
     finally:
         if progress is not None:
             progress.stop()
