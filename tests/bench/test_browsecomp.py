@@ -10,10 +10,16 @@ import pytest
 from fastrlm.bench._browsecomp import extract_answer, generate, normalize, score
 from fastrlm.bench._world import world
 
-START = re.compile(r"Consider an? (\w+) (work first published|event first held|organisation "
-                   r"founded|born) between (\d+) and (\d+) inclusive")
-KIND = {"work first published": "work", "event first held": "event",
-        "organisation founded": "org", "born": "person"}
+START = re.compile(
+    r"Consider an? (\w+) (work first published|event first held|organisation "
+    r"founded|born) between (\d+) and (\d+) inclusive"
+)
+KIND = {
+    "work first published": "work",
+    "event first held": "event",
+    "organisation founded": "org",
+    "born": "person",
+}
 
 
 def test_same_seed_same_bytes() -> None:
@@ -29,8 +35,9 @@ def test_the_start_entity_is_unique_in_the_world_and_the_chain_gives_the_gold(in
     m = START.search(inst.query)
     assert m is not None
     category, kind, lo, hi = m.group(1), KIND[m.group(2)], int(m.group(3)), int(m.group(4))
-    matches = [e for e in w.entities
-               if e.kind == kind and e.category == category and lo <= e.year <= hi]
+    matches = [
+        e for e in w.entities if e.kind == kind and e.category == category and lo <= e.year <= hi
+    ]
     assert len(matches) == 1
     # every hop is a functional relation: follow the evidence documents' stated facts
     docs = {d.split("\n", 1)[0].removeprefix("docid: "): d for d in inst.context}

@@ -31,8 +31,14 @@ def test_choices_are_distinct_and_golds_spread_over_indices() -> None:
         golds.append(inst.gold)
     assert len(set(golds)) >= 3
     families = [generate(1, 8_000, i).meta["family"] for i in range(len(FAMILIES))]
-    assert families == ["module_calls", "class_method", "default", "constant_file", "bases",
-                        "call_chain"]
+    assert families == [
+        "module_calls",
+        "class_method",
+        "default",
+        "constant_file",
+        "bases",
+        "call_chain",
+    ]
 
 
 @pytest.mark.parametrize("index", range(0, 24, 6))
@@ -42,9 +48,13 @@ def test_module_calls_gold_by_independent_ast_walk(index: int) -> None:
     assert m is not None
     source = files_of(inst.context)[m.group(1).replace(".", "/") + ".py"]
     callers = {
-        node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)
-        and any(isinstance(c, ast.Call) and getattr(c.func, "id", None) == m.group(2)
-                for c in ast.walk(node))
+        node.name
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(c, ast.Call) and getattr(c.func, "id", None) == m.group(2)
+            for c in ast.walk(node)
+        )
     }
     assert callers == {inst.meta["choices"][inst.gold]}
 
@@ -54,10 +64,15 @@ def test_constant_file_gold_by_independent_ast_walk(index: int) -> None:
     inst = generate(3, 16_000, index)  # family 3: which file defines constant C
     const = re.search(r"constant `(.+?)`", inst.query)
     assert const is not None
-    defining = [path for path, src in files_of(inst.context).items()
-                if any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == const.group(1)
-                                                          for t in n.targets)
-                       for n in ast.parse(src).body)]
+    defining = [
+        path
+        for path, src in files_of(inst.context).items()
+        if any(
+            isinstance(n, ast.Assign)
+            and any(getattr(t, "id", None) == const.group(1) for t in n.targets)
+            for n in ast.parse(src).body
+        )
+    ]
     assert defining == [inst.meta["choices"][inst.gold]]
 
 
@@ -69,7 +84,7 @@ def test_default_value_gold_by_independent_ast_walk(index: int) -> None:
     for src in files_of(inst.context).values():
         for node in ast.parse(src).body:
             if isinstance(node, ast.FunctionDef) and node.name == m.group(2):
-                args = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                args = node.args.args[len(node.args.args) - len(node.args.defaults) :]
                 default = dict(zip([a.arg for a in args], node.args.defaults, strict=True))
                 assert ast.unparse(default[m.group(1)]) == inst.meta["choices"][inst.gold]
                 return
@@ -85,9 +100,17 @@ def test_ten_million_tokens_within_seconds() -> None:
 
 @pytest.mark.parametrize(
     ("text", "choice"),
-    [("2", 2), ("(B)", 1), ("The correct answer is (C)", 2), ("**The correct answer is D**", 3),
-     ("I think 1 fits.\nAnswer: 3", 3), ("Option 0 then 2", 2), ("no idea", None),
-     ("Answer: 12", None), ("1.5 or so", None)],
+    [
+        ("2", 2),
+        ("(B)", 1),
+        ("The correct answer is (C)", 2),
+        ("**The correct answer is D**", 3),
+        ("I think 1 fits.\nAnswer: 3", 3),
+        ("Option 0 then 2", 2),
+        ("no idea", None),
+        ("Answer: 12", None),
+        ("1.5 or so", None),
+    ],
 )
 def test_parse_choice(text: str, choice: int | None) -> None:
     assert parse_choice(text) == choice

@@ -19,13 +19,16 @@ LINE = re.compile(r"Date: (.+?) \|\| User: (\d+) \|\| Instance: (.*?) \|\| Label
 
 
 def parse_labelled(context: str) -> list[tuple[date, int, str]]:
-    return [(datetime.strptime(d, "%b %d, %Y").date(), int(u), lab)
-            for d, u, _, lab in LINE.findall(context)]
+    return [
+        (datetime.strptime(d, "%b %d, %Y").date(), int(u), lab)
+        for d, u, _, lab in LINE.findall(context)
+    ]
 
 
 def test_same_seed_same_bytes() -> None:
     a, b = generate(3, 16384, 7), generate(3, 16384, 7)
-    assert hashlib.sha256(a.context.encode()).digest() == hashlib.sha256(b.context.encode()).digest()
+    digest = hashlib.sha256
+    assert digest(a.context.encode()).digest() == digest(b.context.encode()).digest()
     assert (a.query, a.gold) == (b.query, b.gold)
     assert generate(4, 16384, 7).context != a.context
 
@@ -122,8 +125,12 @@ def test_comparison_phrases_match_as_substrings_of_the_gold() -> None:
 
 
 def test_labels_users_and_dates() -> None:
-    assert score_answer("Label: description and abstract concept",
-                        "description and abstract concept", "LABEL") == 1.0
+    assert (
+        score_answer(
+            "Label: description and abstract concept", "description and abstract concept", "LABEL"
+        )
+        == 1.0
+    )
     assert score_answer("Label: location", "entity", "LABEL") == 0.0
     assert score_answer("User: 12345", "12345", "USER") == 1.0
     assert score_answer("Date: Apr 01, 2023", "2023-04-01", "DATE") == 1.0

@@ -10,7 +10,11 @@ import pytest
 from fastrlm.bench._pairs import QUERIES, generate, pair_f1, parse_pairs, score, valid_window
 
 NUM, LOC, ENT, HUM, DESC, ABBR = (
-    "numeric value", "location", "entity", "human being", "description and abstract concept",
+    "numeric value",
+    "location",
+    "entity",
+    "human being",
+    "description and abstract concept",
     "abbreviation",
 )
 
@@ -26,7 +30,9 @@ def _spec(q: int, u: dict[str, list[date]]) -> tuple[bool, bool]:
         return all(x < d for x in u.get(lab, []))
 
     sym = {
-        1: c[NUM] > 0 or c[LOC] > 0, 2: c[ENT] > 0 or c[HUM] > 0, 3: c[DESC] > 0 or c[ABBR] > 0,
+        1: c[NUM] > 0 or c[LOC] > 0,
+        2: c[ENT] > 0 or c[HUM] > 0,
+        3: c[DESC] > 0 or c[ABBR] > 0,
         4: (c[HUM] > 0 or c[LOC] > 0) and after(HUM, date(2023, 1, 6)),
         5: (c[ENT] > 0 or c[NUM] > 0) and before(ENT, date(2023, 3, 15)),
         6: c[LOC] > 0 or c[ABBR] > 0,

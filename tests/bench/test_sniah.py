@@ -27,8 +27,9 @@ def test_the_three_ruler_configurations_cycle_by_index() -> None:
     noise = generate(0, 4096, 0)
     assert noise.context.startswith(NOISE)
     uuid_inst = generate(0, 4096, 2)
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-                        uuid_inst.gold)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuid_inst.gold
+    )
 
 
 @pytest.mark.parametrize("index", range(9))

@@ -83,10 +83,11 @@ class Meter:
         """Send ``messages`` to ``lm`` and account for it. Raises what ``lm.complete`` raises."""
         self.calls += 1
         self.subcalls += int(subcall)
-        cacheable = subcall and self.cache is not None and not lm.temperature
-        key = self.cache.key_for(lm, messages, max_tokens) if cacheable and self.cache else ""
-        if cacheable and self.cache is not None:
-            hit = await self.cache.get(key)
+        cache = self.cache if subcall and not lm.temperature else None
+        key = ""
+        if cache is not None:  # not truthiness: an empty SubcallCache has len() == 0
+            key = cache.key_for(lm, messages, max_tokens)
+            hit = await cache.get(key)
             if hit is not None:
                 self.cache_hits += 1
                 self.usage.record(lm.model, hit.usage, 0.0, 0.0, True)
@@ -101,8 +102,8 @@ class Meter:
             self.unpriced.add(lm.model)
             cost = response.cost_usd or 0.0
         self.usage.record(lm.model, response.usage, cost, response.latency_s, False)
-        if cacheable and self.cache is not None:
-            await self.cache.put(key, response)
+        if cache is not None:
+            await cache.put(key, response)
         return response.text
 
 

@@ -1,0 +1,148 @@
+"""The runner: JSONL records, resume without repeating work, summary, plot; a real HTTP run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fastrlm.bench import BenchConfig, format_table, load_results, plot, run_bench, summarize
+from fastrlm.bench._runner import Models
+from fastrlm.lm import ChatMessage, resolve
+from fastrlm.testing import FakeOpenAIServer, FakeReply, FakeRequest, ScriptedLM, prompt_of
+
+
+def _needle_finder(messages: list[ChatMessage]) -> str:
+    found = re.findall(r"is: ([0-9a-f-]{36}|\d{7})\.", prompt_of(messages))
+    return f"The special magic number is {found[0]}" if found else "no idea"
+
+
+def _models() -> Models:
+    lm = ScriptedLM(_needle_finder, model="scripted/root")
+    return Models(lm, lm, lm)
+
+
+def test_results_are_jsonl_and_a_rerun_resumes_without_repeating(tmp_path: Path) -> None:
+    config = BenchConfig(
+        task="sniah",
+        methods=("base", "simple-rlm"),
+        lengths=(2048, 4096),
+        n=3,
+        out=tmp_path,
+        progress=False,
+        concurrency=2,
+    )
+    models = _models()
+    records = asyncio.run(run_bench(config, models=models))
+    assert len(records) == 2 * 2 * 3
+    assert {r["score"] for r in records if r["method"] == "base"} == {1.0}
+    first_calls = len(models.root.calls)  # type: ignore[attr-defined]
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["task"] == "sniah" for line in lines)
+
+    again = asyncio.run(run_bench(config, models=models))
+    assert len(again) == len(records)
+    assert len(models.root.calls) == first_calls  # type: ignore[attr-defined]
+
+    more = BenchConfig(
+        task="sniah", methods=("base",), lengths=(2048, 4096), n=4, out=tmp_path, progress=False
+    )
+    assert len(asyncio.run(run_bench(more, models=models))) == len(records) + 2
+
+
+def test_a_torn_last_line_is_skipped_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"task": "sniah"}\n{"task": "sn')
+    assert load_results(path) == [{"task": "sniah"}]
+
+
+def test_summary_table_and_plot(tmp_path: Path) -> None:
+    config = BenchConfig(
+        task="sniah", methods=("base",), lengths=(2048, 8192), n=2, out=tmp_path, progress=False
+    )
+    records = asyncio.run(run_bench(config, models=_models()))
+    rows = summarize(records)
+    overall = next(r for r in rows if r["length"] == "all")
+    assert overall["n"] == 4 and overall["score"] == 100.0
+    assert overall["stop_reasons"] == {"final": 4}
+    table = format_table(rows)
+    assert "| base | all | 4 | 100.00 |" in table
+    png = plot(records, tmp_path / "fig.png", "sniah")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_methods_are_refused() -> None:
+    from fastrlm import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="unknown method"):
+        BenchConfig(task="sniah", methods=("magic",))
+
+
+ROOT_CODE = """```repl
+import re
+hits = re.findall(r"is: (\\d{7})\\.", context)
+checked = llm_query("Repeat this number: " + hits[0])
+FINAL(checked)
+```"""
+
+
+def _server_handler(request: FakeRequest) -> FakeReply:
+    system = request.messages[0].get("content", "") if request.messages else ""
+    if "```repl" in str(system):
+        return FakeReply(ROOT_CODE, prompt_tokens=2_000, completion_tokens=50)
+    numbers = re.findall(r"\d{7}", request.prompt)
+    return FakeReply(
+        f"The number is {numbers[-1] if numbers else 'unknown'}",
+        prompt_tokens=1_000,
+        completion_tokens=10,
+    )
+
+
+def test_rlm_and_base_through_the_fake_openai_server(tmp_path: Path) -> None:
+    with FakeOpenAIServer(handler=_server_handler) as server:
+        root = resolve("openai/gpt-5", base_url=server.base_url, api_key="test")
+        sub = resolve("openai/gpt-5-mini", base_url=server.base_url, api_key="test")
+        config = BenchConfig(
+            task="sniah",
+            methods=("rlm", "base"),
+            lengths=(4096,),
+            n=2,
+            out=tmp_path,
+            progress=False,
+            sandbox="none",
+        )
+        records = asyncio.run(run_bench(config, models=Models(root, sub, sub)))
+    assert {(r["method"], r["score"]) for r in records} == {("rlm", 1.0), ("base", 1.0)}
+    rlm = [r for r in records if r["method"] == "rlm"]
+    # priced from the shipped table: gpt-5 root turn + one gpt-5-mini sub-call per instance
+    expected = (2_000 * 1.25 + 50 * 10.0 + 1_000 * 0.25 + 10 * 2.0) / 1e6
+    assert all(r["cost_usd"] == pytest.approx(expected) for r in rlm)
+    assert all(r["subcalls"] == 1 for r in rlm)
+
+
+def test_a_rerun_with_the_subcall_cache_sends_no_subcall_twice(tmp_path: Path) -> None:
+    root = ScriptedLM(lambda m: ROOT_CODE, model="scripted/root")
+    sub = ScriptedLM(
+        lambda m: "The number is " + re.findall(r"\d{7}", prompt_of(m))[-1], model="scripted/sub"
+    )
+    models = Models(root, sub, sub)
+    for out in ("first", "second"):  # a fresh results dir: everything reruns but the cache
+        config = BenchConfig(
+            task="sniah",
+            methods=("rlm", "simple-rlm"),
+            lengths=(4096,),
+            n=2,
+            out=tmp_path / out,
+            progress=False,
+            sandbox="none",
+            cache=tmp_path / "cache.sqlite",
+        )
+        records = asyncio.run(run_bench(config, models=models))
+        assert {r["score"] for r in records if r["method"] == "rlm"} == {1.0}
+        if out == "first":
+            sent = len(sub.calls)
+            assert sent > 0
+    assert len(sub.calls) == sent
