@@ -11,6 +11,7 @@ import ctypes.util
 import errno
 import os
 import resource
+import signal
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,7 @@ CLONE_THREAD = 0x00010000
 _CAP_VERSION_3 = 0x20080522
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
 
 
@@ -46,6 +48,15 @@ def apply_rlimits(limits: dict[str, int]) -> None:
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Get SIGKILLed when the host dies (a worker stuck in a loop would otherwise outlive it);
+    exit now if the host is already gone."""
+    if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        os._exit(0)
 
 
 def no_new_privs() -> None:

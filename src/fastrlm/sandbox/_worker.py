@@ -190,6 +190,7 @@ class WorkerSandbox:
             "fd_in": fd_in,
             "fd_out": fd_out,
             "fd_context": self._context_fd,
+            "parent_pid": 0 if plan.kind == "bwrap" else os.getpid(),
             "package_dir": _layers.package_dir(),
             "sys_path": _layers.module_dirs(),
             "rlimits": {

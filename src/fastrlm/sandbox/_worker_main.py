@@ -7,8 +7,9 @@ frames from pipe A until ``shutdown`` or EOF. It imports the standard library, `
 ``landlock`` and three sibling modules, without running ``fastrlm/__init__.py``.
 
 Config keys: ``fd_in`` (pipe A), ``fd_out`` (pipe B), ``fd_context`` (the sealed memfd),
-``package_dir``, ``sys_path``, ``rlimits``, ``landlock`` (None or ``{"read": [...], "write":
-[...]}``), ``seccomp`` (bool), ``libraries``, ``max_output_bytes``, ``exec_timeout_s``.
+``parent_pid`` (0 under bubblewrap), ``package_dir``, ``sys_path``, ``rlimits``, ``landlock``
+(None or ``{"read": [...], "write": [...]}``), ``seccomp`` (bool), ``libraries``,
+``max_output_bytes``, ``exec_timeout_s``.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ class Worker:
 def _start(config: dict[str, Any]) -> Worker:
     from fastrlm.sandbox import _confine, _protocol
 
+    if config["parent_pid"]:  # under bubblewrap, --die-with-parent does this
+        _confine.die_with_parent(config["parent_pid"])
     _confine.apply_rlimits(config["rlimits"])
     context = _protocol.load_context(config["fd_context"])
     os.close(config["fd_context"])
