@@ -134,3 +134,12 @@ async def test_memory_limit_gives_memory_error_and_keeps_the_context(
     assert result.error is not None and "MemoryError" in result.error and not result.restarted
     result = await sb.execute("len(context), context[:3]")
     assert result.stdout.strip() == "(10000000, 'xxx')"
+
+
+def test_the_zero_copy_view_keeps_its_str_alive() -> None:
+    text = "".join(["q" * 2_000_000])  # a fresh str only this test holds
+    before = sys.getrefcount(text)
+    _, parts = _protocol.context_parts(text)
+    assert sys.getrefcount(text) == before + 1
+    del parts
+    assert sys.getrefcount(text) == before

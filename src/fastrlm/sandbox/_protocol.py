@@ -178,14 +178,16 @@ def context_parts(context: object) -> tuple[int, list[Buffer]]:
 
 def _utf8(text: str) -> Buffer:
     """UTF-8 bytes of ``text``. For a large compact ASCII str on CPython this is a view of the
-    str's own storage (ASCII is UTF-8), which saves a copy of the whole context; the caller
-    keeps ``text`` alive while the view is used."""
+    str's own storage (ASCII is UTF-8), which saves a copy of the whole context; the view
+    holds a reference to ``text``."""
     size = len(text)
     if size >= _ZERO_COPY_MIN and type(text) is str and text.isascii() and _CPYTHON:
         import ctypes
 
         address = id(text) + sys.getsizeof(text) - size - 1  # data follows the header, + NUL
-        view = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+        storage = (ctypes.c_char * size).from_address(address)
+        storage.owner = text  # type: ignore[attr-defined]  # view -> array -> str stay alive
+        view = memoryview(storage).cast("B")
         if view[:64] == text[:64].encode() and view[-64:] == text[-64:].encode():
             return view
     return text.encode("utf-8", "surrogatepass")
