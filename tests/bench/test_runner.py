@@ -146,3 +146,41 @@ def test_a_rerun_with_the_subcall_cache_sends_no_subcall_twice(tmp_path: Path) -
             sent = len(sub.calls)
             assert sent > 0
     assert len(sub.calls) == sent
+
+
+def test_real_data_sets_bound_n_and_plot_by_instance_length(tmp_path: Path) -> None:
+    rows = [
+        {
+            "_id": str(i),
+            "domain": "Code Repository Understanding",
+            "question": "Which?",
+            "choice_A": "a",
+            "choice_B": "b",
+            "choice_C": "c",
+            "choice_D": "d",
+            "answer": "A",
+            "context": "x = 1\n" * (200 * (i + 1)),
+        }
+        for i in range(3)
+    ]
+    data = tmp_path / "lb.json"
+    data.write_text(json.dumps(rows))
+    lm = ScriptedLM(lambda m: "0", model="scripted/root")
+    config = BenchConfig(
+        task="codeqa", methods=("base",), n=50, out=tmp_path / "out", progress=False, data=data
+    )
+    records = asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
+    assert len(records) == 3 and {r["score"] for r in records} == {1.0}
+    assert plot(records, tmp_path / "fig.png", "codeqa").exists()
+
+
+def test_mixed_models_are_reported_separately(tmp_path: Path) -> None:
+    recs = []
+    for model in ("a/x", "b/y"):
+        lm = ScriptedLM(_needle_finder, model=model)
+        config = BenchConfig(
+            task="sniah", methods=("base",), lengths=(2048,), n=1, out=tmp_path, progress=False
+        )
+        recs = asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
+    labels = {r["method"] for r in summarize(recs)}
+    assert labels == {"base (a/x)", "base (b/y)"}

@@ -25,12 +25,32 @@ def _std(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
 
 
+def _label(r: dict[str, Any], mixed: bool) -> str:
+    """The method's name, with the root model when results of several models are ``mixed``."""
+    return f"{r['method']} ({r['model']})" if mixed else str(r["method"])
+
+
+def _mixed(records: Sequence[dict[str, Any]]) -> bool:
+    return len({r["model"] for r in records}) > 1
+
+
+def _x(r: dict[str, Any]) -> int:
+    """The plotted length: the requested one, or (real data sets, length 0) the instance's own
+    length rounded to a power of two."""
+    if int(r["length"]) > 0:
+        return int(r["length"])
+    return int(2 ** round(math.log2(max(int(r.get("context_tokens") or 1), 1))))
+
+
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, length) and one per method over all lengths (``length = "all"``)."""
+    """One row per (method, length) and one per method over all lengths (``length = "all"``);
+    methods are labelled with their model when the records mix models."""
+    records = list(records)
+    mixed = _mixed(records)
     groups: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[(r["method"], r["length"])].append(r)
-        groups[(r["method"], "all")].append(r)
+        groups[(_label(r, mixed), r["length"])].append(r)
+        groups[(_label(r, mixed), "all")].append(r)
     rows = []
     for (method, length), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         costs = [float(r["cost_usd"]) for r in rs]
@@ -71,7 +91,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def plot(records: Iterable[dict[str, Any]], path: Path, title: str) -> Path:
+def plot(records: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     """Score (0-100) against context length (log2 axis), one line per method: Figure 1's shape.
     Needs matplotlib (the bench extra); uses the Agg backend, so no display is needed."""
     import matplotlib
@@ -80,8 +100,9 @@ def plot(records: Iterable[dict[str, Any]], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    mixed = _mixed(records)
     for r in records:
-        by[r["method"]][int(r["length"])].append(float(r["score"]))
+        by[_label(r, mixed)][_x(r)].append(float(r["score"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method in sorted(by):
         xs = sorted(by[method])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,7 +75,6 @@ class BenchConfig:
     data: Path | None = None
     corpus: Path | None = None
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -236,7 +235,8 @@ async def run_bench(
     root_name, sub_name = models.names
     todo: list[tuple[int, int, list[str]]] = []
     for length in lengths:
-        for index in range(n):
+        available = _available(task, config.seed, length)
+        for index in range(n if available is None else min(n, available)):
             pending = [
                 m
                 for m in config.methods
@@ -296,6 +296,12 @@ async def run_bench(
             if cache is not None and hasattr(cache, "aclose"):
                 await cache.aclose()
     return load_results(path)
+
+
+def _available(task: Task, seed: int, length: int) -> int | None:
+    """How many instances a task loaded from disk has (None: generated, unbounded)."""
+    instances = getattr(task, "instances", None)
+    return len(instances(seed, length)) if callable(instances) else None
 
 
 class _Progress:
