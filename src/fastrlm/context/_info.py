@@ -57,8 +57,8 @@ class ContextInfo:
                     f"{max(self.chunk_lengths):,} characters."
                 )
         lines[0] += "."
-        shown = min(HEAD_CHARS, len(self.head))
-        lines.append(f"The first {shown:,} characters, for orientation:")
+        head_chars = min(HEAD_CHARS, len(self.head))
+        lines.append(f"The first {head_chars:,} characters, for orientation:")
         lines.append(f"<head>\n{self.head}\n</head>")
         return "\n".join(lines)
 
