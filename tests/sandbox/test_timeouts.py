@@ -78,3 +78,9 @@ async def test_show_vars_with_a_looping_len_is_stopped(make_sandbox: MakeSandbox
     text = await sb.show_vars()
     assert "evil" in text or "SHOW_VARS" in text
     await assert_alive(sb)
+
+
+async def test_infinite_limits_mean_no_timeout(make_sandbox: MakeSandbox) -> None:
+    sb = await make_sandbox("auto", exec_timeout_s=float("inf"), hard_grace_s=float("inf"))
+    result = await sb.execute("sum(range(10**6))")
+    assert result.stdout.strip() == str(sum(range(10**6))) and not result.timed_out

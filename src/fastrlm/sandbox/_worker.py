@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -382,36 +383,35 @@ class WorkerSandbox:
     async def _exchange(
         self, worker: WorkerProcess, request: dict[str, Any], terminal: str
     ) -> dict[str, Any]:
-        own_time_left = self.limits.exec_timeout_s + self.limits.hard_grace_s
+        hard_limit = self.limits.exec_timeout_s + self.limits.hard_grace_s
+        own_time_left = hard_limit if math.isfinite(hard_limit) else math.inf
         try:
-            async with asyncio.timeout(own_time_left):
-                await worker.send(request)
             while True:
                 started = time.monotonic()
                 try:
-                    async with asyncio.timeout(max(own_time_left, 0.0)):
+                    async with asyncio.timeout(_finite(own_time_left)):
+                        if request:
+                            await worker.send(request)
+                            request = {}
                         message = await worker.receive()
                 except TimeoutError:
                     raise _WorkerLost(
-                        f"the cell ran past the hard time limit "
-                        f"({self.limits.exec_timeout_s + self.limits.hard_grace_s:g} s)",
+                        f"the cell ran past the hard time limit ({hard_limit:g} s of its own "
+                        "time), or stopped reading its pipe",
                         timed_out=True,
                     ) from None
-                own_time_left -= time.monotonic() - started
+                own_time_left = max(own_time_left - (time.monotonic() - started), 0.0)
                 op = message["op"]
                 if op == terminal:
                     return message
                 if op not in ("llm_query", "rlm_query"):
                     raise ProtocolError(f"unexpected {op!r} frame from the worker")
-                results = await self._answer(message)
-                async with asyncio.timeout(max(own_time_left, 0.001)):
-                    await worker.send({"op": "reply", "id": message["id"], "results": results})
+                results = await self._answer(message)  # the host's time: not counted
+                request = {"op": "reply", "id": message["id"], "results": results}
         except ProtocolError as exc:
             raise _WorkerLost(f"the worker broke the protocol ({exc})") from None
         except WorkerCrashedError:
             raise _WorkerLost("the worker died", crashed=True) from None
-        except TimeoutError:
-            raise _WorkerLost("the worker stopped reading its pipe", timed_out=True) from None
 
     async def _answer(self, message: dict[str, Any]) -> list[str]:
         assert self._bridge is not None
@@ -429,6 +429,11 @@ class WorkerSandbox:
         answers = [r if isinstance(r, str) else str(r) for r in results]
         missing = len(prompts) - len(answers)
         return answers[: len(prompts)] + ["[error: no answer from the host]"] * max(missing, 0)
+
+
+def _finite(seconds: float) -> float | None:
+    """``asyncio.timeout`` argument: None (no limit) for an infinite budget."""
+    return seconds if math.isfinite(seconds) else None
 
 
 def _close_written_fd(writing: asyncio.Future[int]) -> None:

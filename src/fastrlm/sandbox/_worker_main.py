@@ -97,8 +97,9 @@ class Worker:
 
     def _timed(self, fn: Any, *args: Any) -> Any:
         signal.signal(signal.SIGALRM, self._on_alarm)
-        self._armed = True
-        signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
+        if 0 < self._timeout_s < 1e9:  # else: no soft timeout (inf, 0 or absurd values)
+            self._armed = True
+            signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
         try:
             return fn(*args)
         finally:
