@@ -44,7 +44,7 @@ _ZERO_COPY_MIN = 1 << 20
 _CPYTHON = sys.implementation.name == "cpython"
 Buffer = bytes | memoryview
 
-HOST_OPS = frozenset({"exec", "show_vars", "reply", "shutdown"})
+HOST_OPS = frozenset({"load", "exec", "show_vars", "reply", "shutdown"})
 WORKER_OPS = frozenset({"ready", "fatal", "llm_query", "rlm_query", "done", "vars"})
 FINAL_SOURCES = frozenset({"FINAL", "FINAL_VAR", "answer"})
 
@@ -193,11 +193,16 @@ def _utf8(text: str) -> Buffer:
     return text.encode("utf-8", "surrogatepass")
 
 
-def write_context_fd(parts: list[Buffer]) -> int:
-    """Write ``parts`` into a new memfd, seal it read-only and return the fd (close-on-exec)."""
+def new_context_fd() -> int:
+    """An empty memfd for the context buffer (close-on-exec, sealable)."""
+    return os.memfd_create("fastrlm-context", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+
+
+def fill_context_fd(fd: int, parts: list[Buffer]) -> None:
+    """Write ``parts`` into the empty memfd ``fd`` and seal it: no write, grow or shrink, ever.
+    Closes ``fd`` in all cases (pass a dup): it can run in a thread while the worker boots."""
     import fcntl
 
-    fd = os.memfd_create("fastrlm-context", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         total = sum(len(p) for p in parts)
         if total:
@@ -213,10 +218,27 @@ def write_context_fd(parts: list[Buffer]) -> int:
                     batch[0] = batch[0][written:]
         seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    finally:
+        os.close(fd)
+
+
+def write_context_fd(parts: list[Buffer]) -> int:
+    """Write ``parts`` into a new sealed memfd and return its fd."""
+    fd = new_context_fd()
+    try:
+        fill_context_fd(os.dup(fd), parts)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def is_sealed(fd: int) -> bool:
+    """True when ``fd`` can no longer be written, grown or shrunk."""
+    import fcntl
+
+    wanted = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    return fcntl.fcntl(fd, fcntl.F_GET_SEALS) & wanted == wanted
 
 
 def load_context(fd: int) -> object:

@@ -130,6 +130,7 @@ class WorkerSandbox:
         self._lock = asyncio.Lock()
         self._abandoned: str | None = None
         self._orphans: list[WorkerProcess] = []
+        self._context_written: asyncio.Future[None] | None = None
         self._closed = False
         self.worker_pid: int | None = None
         self.restarts = 0
@@ -153,12 +154,13 @@ class WorkerSandbox:
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
             _str_bytes(context, kind, buffer_bytes), buffer_bytes
         )
-        writing = asyncio.ensure_future(asyncio.to_thread(_protocol.write_context_fd, parts))
-        try:
-            self._context_fd = await asyncio.shield(writing)
-        except asyncio.CancelledError:  # the thread finishes anyway: close what it made
-            writing.add_done_callback(_close_written_fd)
-            raise
+        # The buffer is filled in a thread (on its own dup of the fd, so close() can never pull
+        # the fd from under it) while the worker boots; the worker maps it once it is sealed.
+        self._context_fd = _protocol.new_context_fd()
+        writer_fd = os.dup(self._context_fd)
+        self._context_written = asyncio.ensure_future(
+            asyncio.to_thread(_protocol.fill_context_fd, writer_fd, parts)
+        )
         del parts
         problems = []
         for plan in self._plans:
@@ -249,17 +251,19 @@ class WorkerSandbox:
         worker = WorkerProcess(proc, a_write, b_read, log)
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
+                await self._context_buffer_sealed()
+                await worker.send({"op": "load"})
                 ready = await worker.receive()
-        except asyncio.CancelledError:
-            worker.abandon()
-            self._orphans.append(worker)  # reaped by close()
-            raise
         except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
             detail = worker.startup_log()
             await worker.kill()
             raise SandboxUnavailableError(
                 f"the worker did not start ({exc}): {detail or 'no output'}"
             ) from None
+        except BaseException:  # cancelled, or the buffer could not be written
+            worker.abandon()
+            self._orphans.append(worker)  # reaped by close()
+            raise
         if ready["op"] != "ready":
             await worker.kill()
             raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
@@ -269,6 +273,15 @@ class WorkerSandbox:
             raise SandboxUnavailableError(f"the worker did not apply {sorted(missing)}")
         self.worker_pid = ready["pid"]
         return worker
+
+    async def _context_buffer_sealed(self) -> None:
+        """Wait for the thread that fills the context buffer. Raises ContextError when it
+        failed (out of memory for the buffer, for instance)."""
+        assert self._context_written is not None
+        try:
+            await asyncio.shield(self._context_written)
+        except OSError as exc:
+            raise ContextError(f"cannot write the context buffer: {exc}") from exc
 
     async def close(self) -> None:
         """Kill the worker, release the context buffer and the scratch directory. Idempotent."""
@@ -434,11 +447,6 @@ class WorkerSandbox:
 def _finite(seconds: float) -> float | None:
     """``asyncio.timeout`` argument: None (no limit) for an infinite budget."""
     return seconds if math.isfinite(seconds) else None
-
-
-def _close_written_fd(writing: asyncio.Future[int]) -> None:
-    if not writing.cancelled() and writing.exception() is None:
-        os.close(writing.result())
 
 
 def _str_bytes(context: object, kind: int, buffer_bytes: int) -> int:

@@ -156,6 +156,11 @@ def _start(config: dict[str, Any]) -> Worker:
     if config["parent_pid"]:  # under bubblewrap, --die-with-parent does this
         _confine.die_with_parent(config["parent_pid"])
     _confine.apply_rlimits(config["rlimits"])
+    # The host fills the buffer while this interpreter boots; "load" says it is sealed.
+    if _protocol.read_frame(config["fd_in"]).get("op") != "load":
+        raise RuntimeError("expected the 'load' frame first")
+    if not _protocol.is_sealed(config["fd_context"]):
+        raise RuntimeError("the context buffer is not sealed")
     context = _protocol.load_context(config["fd_context"])
     os.close(config["fd_context"])
     worker = Worker(config, context)
