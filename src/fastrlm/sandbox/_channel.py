@@ -20,7 +20,7 @@ from .._exceptions import ProtocolError, SandboxError, WorkerCrashedError
 from . import _protocol
 
 _PIPE_BYTES = 1 << 20
-_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, absent from Python 3.11's fcntl on some builds
+_F_SETPIPE_SZ: int = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux only
 _READ_CHUNK = 1 << 20
 
 
