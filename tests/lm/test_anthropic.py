@@ -101,11 +101,14 @@ async def test_cache_tokens_are_read_and_priced_cache_aware() -> None:
     ],
 )
 async def test_transient_faults_are_retried(fault: Fault) -> None:
-    async with FakeAnthropicServer([fault, "recovered"]) as server:
-        lm = _lm(server, retry=fast_retry(timeout_s=0.3))
+    stall = fault.kind == "stall"
+    # Only the stall needs a short timeout; the retry after it is answered by `default`, so a
+    # slow machine that times out the good attempt too still converges.
+    async with FakeAnthropicServer([fault], default="recovered") as server:
+        lm = _lm(server, retry=fast_retry(timeout_s=0.3 if stall else 10))
         assert (await lm.complete(HISTORY)).text == "recovered"
         await lm.aclose()
-    assert len(server.completion_requests) == 2
+    assert len(server.completion_requests) >= 2 if stall else len(server.completion_requests) == 2
 
 
 async def test_a_bad_key_is_not_retried() -> None:

@@ -19,7 +19,7 @@ from fastrlm import (
     RateLimitError,
 )
 from fastrlm.lm import LM, OpenAIChatLM
-from fastrlm.testing import FakeOpenAIServer, FakeReply, Fault
+from fastrlm.testing import FakeOpenAIServer, FakeReply, FakeRequest, Fault
 
 from .helpers import USER, fast_retry, openai_lm
 
@@ -59,12 +59,17 @@ async def test_rate_limit_is_retried_after_the_retry_after_seconds() -> None:
 
 
 async def test_retry_after_as_an_http_date_is_honoured() -> None:
-    when = email.utils.formatdate(time.time() + 1.2, usegmt=True)  # whole seconds on the wire
-    async with FakeOpenAIServer([Fault.rate_limit(retry_after=when), "ok"]) as server:
+    def handler(request: FakeRequest) -> str | Fault:
+        if request.index > 0:
+            return "ok"
+        # An HTTP date has whole seconds: the wait it asks for is 0.5 to 1.5 s from now.
+        return Fault.rate_limit(retry_after=email.utils.formatdate(time.time() + 1.5, usegmt=True))
+
+    async with FakeOpenAIServer(handler=handler) as server:
         lm = openai_lm(server)
         assert (await lm.complete(USER)).text == "ok"
         await lm.aclose()
-    assert _gap(server, 0, 1) >= 0.15
+    assert _gap(server, 0, 1) >= 0.5
 
 
 async def test_rate_limit_that_never_ends_surfaces_as_rate_limit_error() -> None:
@@ -96,13 +101,13 @@ async def test_server_error_retry_after_is_honoured_too() -> None:
 
 
 async def test_a_stall_past_the_timeout_is_cut_and_retried() -> None:
-    async with FakeOpenAIServer([Fault.stall(30), "after the stall"]) as server:
+    async with FakeOpenAIServer([Fault.stall(30)], default="after the stall") as server:
         lm = openai_lm(server, retry=fast_retry(timeout_s=0.3))
         started = time.monotonic()
         assert (await lm.complete(USER)).text == "after the stall"
         elapsed = time.monotonic() - started
         await lm.aclose()
-    assert len(server.completion_requests) == 2
+    assert len(server.completion_requests) >= 2  # more only if this machine is very slow
     assert 0.3 <= elapsed < 5
 
 
