@@ -21,7 +21,8 @@ from . import _protocol
 
 _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ: int = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux only
-_READ_CHUNK = 1 << 20
+_READ_MIN = 1 << 16  # small frames: one read often brings several
+_READ_MAX = 1 << 20  # never ask os.read for more than a full pipe holds
 
 
 async def _wait_fd(fd: int, *, writable: bool) -> None:
@@ -86,7 +87,8 @@ class Channel:
     async def _fill(self, n: int) -> None:
         while len(self._buffer) < n:
             try:
-                chunk = os.read(self._in, max(_READ_CHUNK, n - len(self._buffer)))
+                want = min(max(n - len(self._buffer), _READ_MIN), _READ_MAX)
+                chunk = os.read(self._in, want)
             except BlockingIOError:
                 await wait_readable(self._in)
                 continue
