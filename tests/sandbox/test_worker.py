@@ -286,3 +286,18 @@ async def test_a_model_thread_querying_across_cells_keeps_the_pipes_in_step(
     assert not result.restarted, result.error
     assert result.stdout.strip() == "(300, 'answer:299')"
     await assert_alive(sb)
+
+
+class SloppyBridge(FakeBridge):
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        return None if prompts[0] == "none" else ["only one"]  # type: ignore[return-value]
+
+
+@pytest.mark.sandbox
+async def test_a_bridge_breaking_its_contract_cannot_break_arity(make_sandbox: MakeSandbox) -> None:
+    sb = await make_sandbox("auto", fake=SloppyBridge())
+    result = await sb.execute("llm_query_batched(['none', 'x']), llm_query_batched(['a', 'b'])")
+    assert result.error is None, result.error
+    first, second = eval(result.stdout)
+    assert len(first) == 2 and all(a.startswith("[error") for a in first)
+    assert second[0] == "only one" and second[1].startswith("[error")

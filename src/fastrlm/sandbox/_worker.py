@@ -80,12 +80,18 @@ class WorkerProcess:
         self._log.seek(0)
         return self._log.read(8192).decode("utf-8", "replace").strip()
 
+    def _kill_group(self) -> None:
+        # Only while the leader is unreaped: until then its pid (= the group id) cannot be
+        # reused, so the signal cannot reach an unrelated process group.
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
     def abandon(self) -> None:
         """SIGKILL the process group now, synchronously (safe in a cancelled task); :meth:`kill`
         still has to reap it and release the fds."""
         if not self.closed:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._kill_group()
 
     async def _exited(self, within_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -100,8 +106,7 @@ class WorkerProcess:
             self.closed = True
             if grace_s:
                 await self._exited(grace_s)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._kill_group()
             if not await self._exited(10.0):
                 await asyncio.to_thread(self.proc.wait)
             self.channel.close()
@@ -439,6 +444,9 @@ class WorkerSandbox:
         except Exception as exc:  # the bridge must not raise; if it does, the run goes on
             logger.exception("HostBridge raised instead of returning error strings")
             results = [f"[error: {type(exc).__name__}: {exc}]"] * len(prompts)
+        if not isinstance(results, list):  # a bridge that breaks its contract: keep the arity
+            logger.error("HostBridge returned %s instead of a list", type(results).__name__)
+            results = []
         answers = [r if isinstance(r, str) else str(r) for r in results]
         missing = len(prompts) - len(answers)
         return answers[: len(prompts)] + ["[error: no answer from the host]"] * max(missing, 0)
