@@ -115,7 +115,7 @@ def main() -> None:
     print(f"{'figure':<36}{layer:>26}{'none (in-process)':>20}{'ratio':>9}")
     for label, key, scale, unit in rows:
         a, b = isolated[key] * scale, unsafe[key] * scale
-        ratio = f"{a / b:.1f}x" if b > 0 else "n/a"
+        ratio = f"{a / b:.1f}x" if b > 0 and (key != "rss" or b >= 1) else "n/a"
         print(f"{label:<36}{a:>20.1f} {unit:<5}{b:>14.1f} {unit:<5}{ratio:>9}")
     print(
         "RSS: isolated = the worker's whole peak (VmHWM: interpreter + mapping + str); "
