@@ -38,10 +38,19 @@ def test_auto_never_plans_the_in_process_sandbox() -> None:
         plans = _layers.plans_for("auto")
     except SandboxUnavailableError:
         return
-    assert all(p.kind in _layers.ISOLATED_KINDS for p in plans)
+    assert all(p.kind in _layers.AUTO_KINDS for p in plans)
     assert [p.kind for p in plans] == [
-        k for k in _layers.ISOLATED_KINDS if k in {p.kind for p in plans}
+        k for k in _layers.AUTO_KINDS if k in {p.kind for p in plans}
     ]
+
+
+def test_auto_never_falls_back_to_the_process_layer_that_can_read_host_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_layers, "_problem", lambda kind: None if kind == "process" else "denied")
+    with pytest.raises(SandboxUnavailableError, match="sandbox='process'"):
+        _layers.plans_for("auto")
+    assert [p.kind for p in _layers.plans_for("process")] == ["process"]
 
 
 def test_layer_names_say_what_is_active() -> None:

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from .._exceptions import SandboxUnavailableError
 
 ISOLATED_KINDS = ("bwrap", "landlock", "process")
+#: What ``auto`` may choose. ``process`` is left out on purpose: its worker can read the host's
+#: files, /proc/<host pid>/environ included, so API keys would be reachable; it must be asked for.
+AUTO_KINDS = ("bwrap", "landlock")
 KINDS = ("auto", *ISOLATED_KINDS, "none")
 GiB = 1024**3
 MiB = 1024**2
@@ -219,7 +222,7 @@ def plans_for(kind: str) -> list[LayerPlan]:
     if kind not in KINDS or kind == "none":
         raise ValueError(f"unknown isolated sandbox kind {kind!r}; expected one of {KINDS}")
     seccomp = seccomp_problem() is None
-    wanted = ISOLATED_KINDS if kind == "auto" else (kind,)
+    wanted = AUTO_KINDS if kind == "auto" else (kind,)
     plans, reasons = [], []
     for candidate in wanted:
         problem = _problem(candidate)
@@ -228,7 +231,14 @@ def plans_for(kind: str) -> list[LayerPlan]:
         else:
             reasons.append(f"{candidate}: {problem}")
     if not plans:
-        raise SandboxUnavailableError(f"sandbox {kind!r} cannot start here: " + "; ".join(reasons))
+        hint = ""
+        if kind == "auto":
+            hint = (". Install bubblewrap (apt-get install bubblewrap libseccomp2), or choose "
+                    "sandbox='process' (seccomp + rlimits only: the host's files, API keys "
+                    "included, stay readable) or sandbox='none' (in-process, unsafe) knowingly")
+        raise SandboxUnavailableError(
+            f"sandbox {kind!r} cannot start here: " + "; ".join(reasons) + hint
+        )
     return plans
 
 
