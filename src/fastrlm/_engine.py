@@ -191,6 +191,7 @@ class RLM:
             duration_s=time.monotonic() - started,
             error=outcome.error,
             partial=outcome.partial,
+            error_kind=outcome.error_kind,
         )
 
     async def stream(self, prompt: str, context: object = _MISSING) -> AsyncIterator[Event]:

@@ -182,6 +182,7 @@ class RunFinished(Event):
     cost_usd: float
     duration_s: float
     error: str | None
+    error_kind: str | None = None
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -15,6 +15,8 @@ class RLMResult:
     ``answer`` is the delivered answer; when ``partial`` is true the run stopped without a clean
     ``FINAL`` (``stop_reason`` says why) and ``answer`` is the best the engine could give (it may
     be empty). ``usage`` and ``cost_usd`` cover the whole call tree (sub-calls and child RLMs).
+    ``error_kind`` classifies an ``error`` stop: ``"provider"`` (the model's API failed),
+    ``"sandbox"`` (the REPL worker could not start or run) or ``"context"``.
     """
 
     answer: str
@@ -29,6 +31,7 @@ class RLMResult:
     duration_s: float
     error: str | None = None
     partial: bool = False
+    error_kind: str | None = None
 
     def __str__(self) -> str:
         return self.answer
@@ -47,4 +50,5 @@ class RLMResult:
             "trace_id": self.trace_id,
             "trace_path": self.trace_path,
             "error": self.error,
+            "error_kind": self.error_kind,
         }

@@ -71,6 +71,7 @@ class Outcome:
     error: str | None = None
     source: str = ""
     sandbox: str = ""
+    error_kind: str | None = None  # "provider" | "sandbox" | "context" | None
 
     @property
     def partial(self) -> bool:
@@ -128,7 +129,7 @@ class Run:
         try:
             info = await _describe(self.context)
         except ContextError as exc:
-            return Outcome("", StopReason.ERROR, 0, error=str(exc))
+            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context")
         limits = SandboxLimits(
             exec_timeout_s=cfg.budget.exec_timeout_s,
             max_output_bytes=max(cfg.limits.output_chars * 8, 1_000_000),
@@ -137,7 +138,7 @@ class Run:
             sandbox = make_sandbox(cfg.sandbox_kind, limits)
         except SandboxError as exc:
             self._emit_started(info, "unavailable")
-            return Outcome("", StopReason.ERROR, 0, error=str(exc))
+            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox")
         self._sandbox = sandbox
         self._emit_started(info, cfg.sandbox_kind)
         # The worker starts while the root model thinks about its first reply.
@@ -145,8 +146,9 @@ class Run:
         try:
             outcome = await self._loop(info)
         except (SandboxError, ContextError) as exc:
+            kind = "context" if isinstance(exc, ContextError) else "sandbox"
             outcome = Outcome(self.last_answer_content or "", StopReason.ERROR, self.iterations,
-                              error=f"sandbox failed: {exc}")
+                              error=f"sandbox failed: {exc}", error_kind=kind)
         finally:
             if not self._sandbox_ready.done():
                 self._sandbox_ready.cancel()
@@ -201,6 +203,7 @@ class Run:
                 cost_usd=self.account.cost_usd,
                 duration_s=time.monotonic() - started,
                 error=outcome.error,
+                error_kind=outcome.error_kind,
             )
         )
 
@@ -290,7 +293,7 @@ class Run:
                            error=str(exc))
         except ProviderError as exc:
             return Outcome(self.last_answer_content or "", StopReason.ERROR, iteration,
-                           error=f"{type(exc).__name__}: {exc}")
+                           error=f"{type(exc).__name__}: {exc}", error_kind="provider")
         price = self.tree.prices.price(self.lm.model)
         self.tree.emit(
             ModelResponse(

@@ -84,22 +84,20 @@ def test_config_path_honours_fastrlm_config_and_xdg(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stop", "error", "sandbox", "code"),
+    ("stop", "error_kind", "code"),
     [
-        ("final", None, "bwrap", ExitCode.OK),
-        ("max_iterations", None, "bwrap", ExitCode.LIMIT),
-        ("budget_usd", "USD limit", "bwrap", ExitCode.LIMIT),
-        ("budget_subcalls", None, "bwrap", ExitCode.LIMIT),
-        ("budget_tokens", None, "bwrap", ExitCode.LIMIT),
-        ("timeout", None, "bwrap", ExitCode.LIMIT),
-        ("cancelled", None, "bwrap", ExitCode.CANCELLED),
-        ("error", "AuthenticationError: HTTP 401", "bwrap", ExitCode.PROVIDER),
-        ("error", "ProviderConnectionError: refused", "", ExitCode.PROVIDER),
-        ("error", "sandbox failed: worker died", "bwrap", ExitCode.SANDBOX),
-        ("error", "no sandbox layer could start", "", ExitCode.SANDBOX),
-        ("error", "something else", "bwrap", ExitCode.ERROR),
+        ("final", None, ExitCode.OK),
+        ("max_iterations", None, ExitCode.LIMIT),
+        ("budget_usd", None, ExitCode.LIMIT),
+        ("budget_subcalls", None, ExitCode.LIMIT),
+        ("budget_tokens", None, ExitCode.LIMIT),
+        ("timeout", None, ExitCode.LIMIT),
+        ("cancelled", None, ExitCode.CANCELLED),
+        ("error", "provider", ExitCode.PROVIDER),
+        ("error", "sandbox", ExitCode.SANDBOX),
+        ("error", "context", ExitCode.BAD_INPUT),
+        ("error", None, ExitCode.ERROR),
     ],
 )
-def test_exit_code_for_each_outcome(stop: str, error: str | None, sandbox: str,
-                                    code: ExitCode) -> None:
-    assert exit_code_for(stop, error, sandbox) is code
+def test_exit_code_for_each_outcome(stop: str, error_kind: str | None, code: ExitCode) -> None:
+    assert exit_code_for(stop, error_kind) is code

@@ -199,3 +199,16 @@ async def test_rlm_without_a_model_explains_the_three_ways_to_configure_one() ->
         RLM()
     text = str(info.value)
     assert "OPENAI_API_KEY" in text and "ANTHROPIC_API_KEY" in text and "ollama" in text
+
+
+async def test_error_stops_say_what_kind_of_error() -> None:
+    from fastrlm import ProviderConnectionError
+
+    rlm, _ = make_rlm([ProviderConnectionError("down")])  # type: ignore[list-item]
+    provider = await rlm.acompletion("q", context="c")
+    assert (provider.stop_reason, provider.error_kind) == (StopReason.ERROR, "provider")
+    rlm, _ = make_rlm([repl("FINAL(1)")])
+    context = await rlm.acompletion("q", context={"a": object()})
+    assert context.error_kind == "context"
+    final = await make_rlm([repl("FINAL(1)")])[0].acompletion("q", context="c")
+    assert final.error_kind is None

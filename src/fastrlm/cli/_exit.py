@@ -31,31 +31,16 @@ LIMIT_REASONS = frozenset(
     {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "timeout"}
 )
 
-_PROVIDER_ERRORS = (
-    "ProviderError",
-    "AuthenticationError",
-    "RateLimitError",
-    "ProviderTimeoutError",
-    "ProviderConnectionError",
-    "ProviderResponseError",
-)
+_ERROR_KINDS = {"provider": ExitCode.PROVIDER, "sandbox": ExitCode.SANDBOX,
+                "context": ExitCode.BAD_INPUT}
 
 
-def exit_code_for(stop_reason: str, error: str | None, sandbox: str) -> ExitCode:
-    """Map a run's outcome to an exit code.
-
-    The engine reports a provider failure as ``"<ProviderError subclass>: message"`` and a
-    sandbox failure as an error with no sandbox layer recorded (it never started).
-    """
+def exit_code_for(stop_reason: str, error_kind: str | None) -> ExitCode:
+    """Map a run's outcome (``RLMResult.stop_reason`` and ``.error_kind``) to an exit code."""
     if stop_reason == "final":
         return ExitCode.OK
     if stop_reason in LIMIT_REASONS:
         return ExitCode.LIMIT
     if stop_reason == "cancelled":
         return ExitCode.CANCELLED
-    text = error or ""
-    if text.split(":", 1)[0].strip() in _PROVIDER_ERRORS:
-        return ExitCode.PROVIDER
-    if "sandbox" in text.lower() or sandbox in ("", "unavailable"):
-        return ExitCode.SANDBOX
-    return ExitCode.ERROR
+    return _ERROR_KINDS.get(error_kind or "", ExitCode.ERROR)

@@ -154,7 +154,7 @@ def run(
             print(f"cancelled{where}", file=err, flush=True)
         return Outcome(None, ExitCode.CANCELLED, trace_path, state.root_id or None)
 
-    code = exit_code_for(result.stop_reason.value, result.error, result.sandbox)
+    code = exit_code_for(result.stop_reason.value, result.error_kind)
     if mode == "json":
         payload = {**result.to_dict(), **(extra_json or {})}
         out.write(json.dumps(payload, ensure_ascii=False) + "\n")
