@@ -112,12 +112,18 @@ async def test_a_stall_past_the_timeout_is_cut_and_retried() -> None:
 
 
 async def test_stalls_every_time_surface_as_provider_timeout() -> None:
+    backoffs: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        backoffs.append(seconds)
+
     async with FakeOpenAIServer(default=Fault.stall(30)) as server:
-        lm = openai_lm(server, retry=fast_retry(max_retries=1, timeout_s=0.2))
+        lm = openai_lm(server, retry=fast_retry(max_retries=1, timeout_s=0.3, sleep=sleep))
         with pytest.raises(ProviderTimeoutError):
             await lm.complete(USER)
         await lm.aclose()
-    assert len(server.completion_requests) == 2
+    assert len(backoffs) == 1  # two attempts, both cut (the second may die before it lands)
+    assert 1 <= len(server.completion_requests) <= 2
 
 
 async def test_malformed_json_is_retried_then_surfaced_as_response_error() -> None:
