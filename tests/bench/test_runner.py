@@ -184,3 +184,33 @@ def test_mixed_models_are_reported_separately(tmp_path: Path) -> None:
         recs = asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
     labels = {r["method"] for r in summarize(recs)}
     assert labels == {"base (a/x)", "base (b/y)"}
+
+
+RECALL_CODE = """```repl
+docs = [d for d in context if d.split("\\n")[0] in WANTED]
+answers = llm_query_batched(["Read: " + d for d in docs])
+FINAL("done")
+```"""
+
+
+def test_browsecomp_records_the_evidence_recall_of_what_reached_a_model(tmp_path: Path) -> None:
+    from fastrlm.bench._browsecomp import generate
+
+    inst = generate(0, 16_384, 0)
+    wanted = [f"docid: {d}" for d in inst.meta["evidence_docids"][:1]]
+    root = ScriptedLM(lambda m: RECALL_CODE.replace("WANTED", repr(wanted)), model="scripted/r")
+    sub = ScriptedLM(lambda m: "ok", model="scripted/s")
+    config = BenchConfig(
+        task="browsecomp",
+        methods=("rlm", "simple-rlm"),
+        lengths=(16_384,),
+        n=1,
+        out=tmp_path,
+        progress=False,
+        sandbox="none",
+    )
+    records = asyncio.run(run_bench(config, models=Models(root, sub, sub)))
+    recall = {r["method"]: r["evidence_recall"] for r in records}
+    evidence = len(inst.meta["evidence_docids"])
+    assert recall == {"rlm": round(1 / evidence, 4), "simple-rlm": 1.0}
+    assert "evidence recall" in format_table(summarize(records))

@@ -9,6 +9,7 @@ deterministic models, the sub-call cache (``fastrlm.lm.SubcallCache`` or anythin
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ WINDOWS: tuple[tuple[str, int], ...] = (
 DEFAULT_WINDOW = 128_000
 #: Characters per token when sizing prompts (the harness's proxy).
 CHARS_PER_TOKEN = 4
+#: How documents name themselves (BrowseComp and its real-data adapter).
+DOCID = re.compile(r"docid: ([\w.-]+)")
 
 
 def window_tokens(model: str) -> int:
@@ -67,6 +70,13 @@ class Meter:
     cache_hits: int = 0
     unpriced: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
+    track_docids: bool = False
+    touched: set[str] = field(default_factory=set)
+
+    def note(self, text: str) -> None:
+        """Record the docids in ``text`` as seen by a model (when ``track_docids``)."""
+        if self.track_docids:
+            self.touched.update(DOCID.findall(text))
 
     @property
     def cost_usd(self) -> float:
@@ -83,6 +93,8 @@ class Meter:
         """Send ``messages`` to ``lm`` and account for it. Raises what ``lm.complete`` raises."""
         self.calls += 1
         self.subcalls += int(subcall)
+        for message in messages:
+            self.note(message["content"])
         cache = self.cache if subcall and not lm.temperature else None
         key = ""
         if cache is not None:  # not truthiness: an empty SubcallCache has len() == 0

@@ -1,8 +1,9 @@
 """Summaries of results: per method and length, the paper's columns; and the Figure 1 plot.
 
 Score is the mean x 100; cost is mean +- population std in USD per task; tokens, sub-calls and
-time are means; ``*`` counts instances where the method had to truncate its input (Table 1's
-asterisk); stop reasons are counted.
+time are means; ``evidence_recall`` (BrowseComp) is the mean share of evidence documents that
+reached a model, x 100; ``*`` counts instances where the method had to truncate its input
+(Table 1's asterisk); stop reasons are counted.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "subcalls": round(_mean([float(r["subcalls"]) for r in rs]), 1),
                 "time_s": round(_mean([float(r["duration_s"]) for r in rs]), 2),
                 "truncated": sum(1 for r in rs if r.get("truncated")),
+                "evidence_recall": (
+                    round(100 * _mean([float(r["evidence_recall"]) for r in rs]), 2)
+                    if all("evidence_recall" in r for r in rs)
+                    else None
+                ),
                 "stop_reasons": dict(sorted(Counter(str(r["stop_reason"]) for r in rs).items())),
             }
         )
@@ -74,19 +80,24 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`summarize` rows."""
+    """A Markdown table of :func:`summarize` rows (a recall column when any row has one)."""
+    recall = any(r.get("evidence_recall") is not None for r in rows)
     head = (
         "| method | length | n | score | cost (USD) | in tok | out tok | sub-calls | time (s) "
-        "| stop reasons |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        + ("| evidence recall " if recall else "")
+        + "| stop reasons |\n|"
+        + "---|" * (11 if recall else 10)
+        + "\n"
     )
     lines = []
     for r in rows:
         star = "*" if r["truncated"] else ""
         stops = ", ".join(f"{k} {v}" for k, v in r["stop_reasons"].items())
+        rec = f"{r.get('evidence_recall') or 0:.1f} | " if recall else ""
         lines.append(
             f"| {r['method']} | {r['length']} | {r['n']} | {r['score']:.2f}{star} | "
             f"${r['cost_mean']:.4f} ± {r['cost_std']:.4f} | {r['input_tokens']:,} | "
-            f"{r['output_tokens']:,} | {r['subcalls']} | {r['time_s']} | {stops} |"
+            f"{r['output_tokens']:,} | {r['subcalls']} | {r['time_s']} | {rec}{stops} |"
         )
     return head + "\n".join(lines) + "\n"
 

@@ -1,12 +1,17 @@
-"""The ``rlm`` and ``rlm-no-subcalls`` methods: fastrlm's engine, as the harness calls it."""
+"""The ``rlm`` and ``rlm-no-subcalls`` methods: fastrlm's engine, as the harness calls it.
+
+With ``meter.track_docids`` the documents that reach a model are recorded: those in sub-call
+prompts and in the REPL output shown to the root model (BrowseComp's retrieval recall).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._budget import Budget
 from .._config import Limits
+from .._events import CodeExecuted, Event, SubcallStarted
 from ..lm._base import LM
 from ._meter import Meter, MethodResult
 
@@ -33,11 +38,22 @@ class RLMMethod:
         from .._engine import RLM
 
         meter = meter or Meter()
+        limits = self.limits
+        if meter.track_docids and not limits.trace_full_prompts:
+            limits = replace(limits, trace_full_prompts=True)  # events then carry whole prompts
+
+        def seen(event: Event) -> None:
+            if isinstance(event, SubcallStarted) and event.prompt:
+                meter.note(event.prompt)
+            elif isinstance(event, CodeExecuted):
+                meter.note(event.output)
+
         rlm = RLM(
             model=self.model,
             sub_model=self.sub_model or self.model,
             budget=self.budget,
-            limits=self.limits,
+            limits=limits,
+            on_event=seen if meter.track_docids else None,
             sandbox=self.sandbox,
             subcalls=self.subcalls,
             cache=meter.cache,

@@ -262,7 +262,8 @@ async def run_bench(
 
         async def one(length: int, index: int, method: str, inst: Instance) -> None:
             async with runs:
-                meter = Meter(cache=cache)
+                evidence = inst.meta.get("evidence_docids")
+                meter = Meter(cache=cache, track_docids=bool(evidence))
                 try:
                     res = await methods[method].run(inst.query, inst.context, meter)
                 except RLMError as exc:
@@ -278,6 +279,9 @@ async def run_bench(
                     )
             score = task.score(res.answer, inst)
             rec = record(config, models, method, length, index, inst, res, score)
+            if evidence:
+                hit = meter.touched & {str(d) for d in evidence}
+                rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             progress.advance()
