@@ -214,3 +214,19 @@ def test_browsecomp_records_the_evidence_recall_of_what_reached_a_model(tmp_path
     evidence = len(inst.meta["evidence_docids"])
     assert recall == {"rlm": round(1 / evidence, 4), "simple-rlm": 1.0}
     assert "evidence recall" in format_table(summarize(records))
+
+
+def test_the_batch_hint_reaches_the_rlm_system_prompt(tmp_path: Path) -> None:
+    root = ScriptedLM(lambda m: "```repl\nFINAL('x')\n```", model="scripted/root")
+    config = BenchConfig(
+        task="sniah",
+        methods=("rlm",),
+        lengths=(2048,),
+        n=1,
+        out=tmp_path,
+        progress=False,
+        batch_hint=True,
+        sandbox="none",
+    )
+    asyncio.run(run_bench(config, models=Models(root, root, root)))
+    assert "about 200,000 characters" in root.calls[0][0]["content"]

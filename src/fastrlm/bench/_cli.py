@@ -100,6 +100,11 @@ def _split(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="BrowseComp-Plus corpus (with --data).",
 )
+@click.option(
+    "--batch-hint",
+    is_flag=True,
+    help="Tell the RLM root to batch ~200K chars per sub-call (the paper's Qwen3-Coder line).",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -123,6 +128,7 @@ def bench(
     window: int | None,
     data: Path | None,
     corpus: Path | None,
+    batch_hint: bool,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -149,6 +155,7 @@ def bench(
             max_iterations=max_iterations,
             max_usd=max_usd,
             max_subcalls=max_subcalls,
+            batch_hint=batch_hint,
             window=window,
             data=data,
             corpus=corpus,

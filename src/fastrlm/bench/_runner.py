@@ -71,6 +71,7 @@ class BenchConfig:
     max_iterations: int = 30
     max_usd: float | None = None
     max_subcalls: int | None = None
+    batch_hint: bool = False
     window: int | None = None
     data: Path | None = None
     corpus: Path | None = None
@@ -114,9 +115,21 @@ def resolve_models(config: BenchConfig) -> Models:
     return Models(root, sub, summ)
 
 
+#: The paper's extra line for Qwen3-Coder (P2 App. C): batch sub-calls by about 200K characters.
+BATCH_HINT = (
+    "batch your sub-calls: put about 200,000 characters of context into each llm_query call "
+    "rather than making many small calls; "
+)
+
+
 def make_method(name: str, models: Models, config: BenchConfig) -> Method:
     """The method ``name`` over ``models``, configured from ``config``."""
     if name in ("rlm", "rlm-no-subcalls"):
+        from .._prompts import STRATEGY_SUBCALLS, Prompts
+
+        prompts = (
+            Prompts(strategy_subcalls=STRATEGY_SUBCALLS + BATCH_HINT) if config.batch_hint else None
+        )
         budget = Budget(
             max_iterations=config.max_iterations,
             max_usd=config.max_usd,
@@ -129,6 +142,7 @@ def make_method(name: str, models: Models, config: BenchConfig) -> Method:
             budget=budget,
             limits=Limits(max_concurrency=max(config.concurrency, 1) * 4),
             sandbox=config.sandbox,
+            prompts=prompts,
             name=name,
         )
     if name == "base":
