@@ -18,6 +18,7 @@ LAZY_COMMANDS = {
     "doctor": "._doctor:doctor",
     "quickstart": "._demo:quickstart",
     "runs": "._runs:runs",
+    "serve": "._serve:serve",
     "show": "._runs:show",
 }
 

@@ -1,0 +1,138 @@
+"""``fastrlm serve``: run the OpenAI-compatible server until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from .._exceptions import ConfigurationError
+from ._ask import budget_options, fail, settings_or_exit
+from ._config import SANDBOXES
+from ._exit import ExitCode
+
+if TYPE_CHECKING:
+    from ..server import RLMServer
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback exposes the server (set a key).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="TCP port (0 picks a free one; the URL is printed on stderr).")
+@click.option("-m", "--model", default=None,
+              help="Root model, e.g. openai/gpt-5. [env: FASTRLM_MODEL]")
+@click.option("--sub-model", default=None,
+              help="Model for llm_query sub-calls (default: the root model). "
+              "[env: FASTRLM_SUB_MODEL]")
+@click.option("--base-url", default=None,
+              help="OpenAI-compatible endpoint for both models, e.g. http://localhost:8080/v1.")
+@budget_options
+@click.option("--sandbox", type=click.Choice(SANDBOXES), default=None,
+              help="REPL isolation (default auto).")
+@click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Runs at once; more wait in a queue.")
+@click.option("--max-queued-runs", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Requests that may wait for a run slot; past that: 429 with Retry-After.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
+              show_default=True, help="Largest request body (the context travels in it).")
+@click.option("--api-key-env", default="FASTRLM_SERVER_KEY", show_default=True,
+              help="Environment variable holding the bearer token clients must send; "
+              "unset or empty = no auth.")
+@click.option("--trace-full", is_flag=True, help="Record whole sub-call prompts in traces.")
+@click.option("--no-trace", is_flag=True, help="Write no traces.")
+def serve(
+    host: str,
+    port: int,
+    model: str | None,
+    sub_model: str | None,
+    base_url: str | None,
+    max_usd: float | None,
+    max_subcalls: int | None,
+    max_seconds: float | None,
+    max_depth: int | None,
+    max_iterations: int | None,
+    sandbox: str | None,
+    max_concurrent_runs: int,
+    max_queued_runs: int,
+    max_body_mb: float,
+    api_key_env: str,
+    trace_full: bool,
+    no_trace: bool,
+) -> None:
+    """Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.
+
+    \b
+    Example:
+      fastrlm serve --model openai/gpt-5 --sub-model openai/gpt-5-mini --max-usd 1
+      client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+      client.chat.completions.create(model="rlm", messages=[...],
+                                     extra_body={"context": big_text})
+
+    The budget flags are per request; a request may lower them with
+    extra_body={"fastrlm": {"max_usd": ...}} but never raise them.
+    """
+    from .. import Budget, Limits
+    from ..server import HTTPLimits, RLMServer
+
+    settings = settings_or_exit({
+        "model": model, "sub_model": sub_model, "base_url": base_url, "sandbox": sandbox,
+        "max_usd": max_usd, "max_subcalls": max_subcalls, "max_seconds": max_seconds,
+        "max_depth": max_depth, "max_iterations": max_iterations,
+    })
+    key = os.environ.get(api_key_env) or None
+    if key is None and host not in _LOOPBACK:
+        click.echo(f"fastrlm serve: WARNING: listening on {host} with no API key; anyone who "
+                   f"can reach it can spend your model budget (set {api_key_env})", err=True)
+    try:
+        server = RLMServer(
+            settings.require_model(),
+            settings.sub_model,
+            budget=Budget(**settings.budget),
+            limits=Limits(
+                trace_full_prompts=trace_full,
+                **({"max_concurrency": settings.max_concurrency}
+                   if settings.max_concurrency else {}),
+            ),
+            sandbox=settings.sandbox,
+            trace=not no_trace,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            max_concurrent_runs=max_concurrent_runs,
+            max_queued_runs=max_queued_runs,
+            server_key=key,
+            http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
+        )
+    except (ConfigurationError, ValueError) as exc:
+        fail(str(exc))
+    try:
+        asyncio.run(_serve_until_signalled(server, host, port, auth=key is not None))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc}", ExitCode.ERROR)
+    sys.exit(int(ExitCode.OK))
+
+
+async def _serve_until_signalled(server: RLMServer, host: str, port: int, *, auth: bool) -> None:
+    """Serve until SIGINT or SIGTERM, then close the server (runs cancelled) and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start(host, port)
+        models = ", ".join(sorted(server.model_ids))
+        click.echo(f"fastrlm serve: listening on {server.base_url} (models: {models}; "
+                   f"auth: {'bearer token' if auth else 'off'}; at most "
+                   f"{server.max_concurrent_runs} runs at once)", err=True)
+        await stop.wait()
+        click.echo("fastrlm serve: stopping (cancelling runs)", err=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await server.close()

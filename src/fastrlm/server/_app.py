@@ -1,0 +1,405 @@
+"""RLMServer: an OpenAI-compatible HTTP server whose one model is a Recursive Language Model.
+
+Routes: ``GET /v1/models`` (``rlm`` and ``rlm/<root model>``), ``GET /v1/models/{id}``,
+``POST /v1/chat/completions`` (JSON or server-sent events), ``GET /health`` (no auth).
+
+Concurrency: at most ``max_concurrent_runs`` runs at once; up to ``max_queued_runs`` more wait
+in line (FIFO); past that a request gets 429 with ``Retry-After``. A client that disconnects
+while its request waits or runs cancels it (the engine then cancels its sub-calls and kills its
+worker). :meth:`RLMServer.close` stops accepting, cancels every run (their clients get 503, or
+an error event on a stream) and closes the models' HTTP clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Self
+
+from .. import RLM, Budget, Limits, RLMResult
+from .._events import Event
+from .._exceptions import ContextError
+from ..lm._base import LM
+from ..trace import TraceWriter
+from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json
+from ._protocol import (
+    ChatRequest,
+    chunk,
+    completion_body,
+    effective_budget,
+    extension,
+    finish_reason,
+    parse_chat_request,
+    result_status,
+    usage_body,
+)
+
+log = logging.getLogger("fastrlm.server")
+
+_SHUTDOWN_GRACE_S = 10.0
+
+
+class RLMServer:
+    """Serve an RLM over HTTP on an asyncio event loop.
+
+    ``model`` / ``sub_model`` / ``base_url`` / ``api_key`` / ``sandbox`` / ``limits`` mean what
+    they mean for :class:`~fastrlm.RLM` (strings are resolved once, here; LM objects such as
+    :class:`~fastrlm.testing.ScriptedLM` are used as they are). ``budget`` is the most any one
+    request may spend; a request can only lower it. ``trace`` writes one trace per request
+    (``True``: under ``$FASTRLM_HOME``; a :class:`~fastrlm.trace.TraceWriter`; ``False``: none).
+    ``server_key``: when set, every ``/v1`` request needs ``Authorization: Bearer <server_key>``.
+
+    Use as ``async with RLMServer(...) as server: await server.start(port=0)`` or call
+    :meth:`start` and :meth:`close` yourself; :attr:`base_url` is the ``/v1`` URL to give a client.
+    """
+
+    def __init__(
+        self,
+        model: str | LM,
+        sub_model: str | LM | None = None,
+        *,
+        budget: Budget | None = None,
+        limits: Limits | None = None,
+        sandbox: str = "auto",
+        trace: bool | TraceWriter = True,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_concurrent_runs: int = 4,
+        max_queued_runs: int = 16,
+        server_key: str | None = None,
+        http_limits: HTTPLimits | None = None,
+    ) -> None:
+        if max_concurrent_runs < 1 or max_queued_runs < 0:
+            raise ValueError("max_concurrent_runs must be >= 1 and max_queued_runs >= 0")
+        template = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
+                       base_url=base_url, api_key=api_key)
+        self._template = template
+        self.budget = template.budget
+        self.root_model = template.root_lm.model
+        self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
+        self.max_concurrent_runs = max_concurrent_runs
+        self.max_queued_runs = max_queued_runs
+        self.http_limits = http_limits or HTTPLimits()
+        self._key = server_key.encode() if server_key else None
+        self._writer: TraceWriter | None = None
+        if isinstance(trace, TraceWriter):
+            self._writer = trace
+        elif trace:
+            self._writer = TraceWriter(full_prompts=template.limits.trace_full_prompts)
+        self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[Any], bool] = {}  # task -> busy with a request
+        self._runs: set[asyncio.Task[RLMResult]] = set()
+        self._closing = False
+        self._watchers: list[tuple[Callable[[RLMServer], bool], asyncio.Future[None]]] = []
+        self.active_runs = 0
+        self.queued_runs = 0
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host:port`` (0 picks a free port; see :attr:`port`). Raises ``OSError``."""
+        self._server = await asyncio.start_server(
+            self._on_connection, host, port, limit=self.http_limits.max_line_bytes + 2)
+        self.host = host
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    async def close(self) -> None:
+        """Stop accepting, cancel every run, answer or drop their clients, close the models."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for task, busy in list(self._connections.items()):
+            if not busy:
+                task.cancel()
+        for run in list(self._runs):
+            run.cancel()
+        pending = list(self._connections)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=_SHUTDOWN_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        await self._template.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def wait_until(self, predicate: Callable[[RLMServer], bool]) -> None:
+        """Return once ``predicate(self)`` holds; it is re-checked whenever a run is queued,
+        starts or ends (for tests and monitoring: no polling, no sleeps)."""
+        if predicate(self):
+            return
+        future = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._watchers.append(entry)
+        try:
+            await future
+        finally:
+            self._watchers.remove(entry)
+
+    def _notify(self) -> None:
+        for predicate, future in self._watchers:
+            if not future.done() and predicate(self):
+                future.set_result(None)
+
+    # ------------------------------------------------------------------ connections
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = False
+        try:
+            await self._serve_connection(reader, writer)
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away or stalled: nobody is left to answer
+        except asyncio.CancelledError:
+            # close() cancels connections; asyncio (3.11) would log a cancelled callback task
+            # as an error, and nothing awaits this task but close(), which expects the end.
+            pass
+        finally:
+            del self._connections[task]
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._closing:
+            try:
+                request = await read_request(reader, writer, self.http_limits)
+            except HTTPError as error:
+                await send_error(writer, error, keep_alive=False)
+                return
+            if request is None:
+                return
+            self._connections[task] = True
+            try:
+                keep_alive = await self._dispatch(request, reader, writer)
+            except HTTPError as error:
+                await send_error(writer, error, keep_alive=request.keep_alive)
+                keep_alive = request.keep_alive and error.status < 500
+            self._connections[task] = False
+            if not keep_alive:
+                return
+
+    async def _dispatch(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Answer one request; returns whether the connection stays open."""
+        path = request.path.rstrip("/") or "/"
+        keep = request.keep_alive and not self._closing
+        if path == "/health":
+            _allow(request, "GET", "HEAD")
+            await send_json(writer, 200, self._health(), keep_alive=keep,
+                            head_only=request.method == "HEAD")
+            return keep
+        if not path.startswith("/v1/"):
+            raise HTTPError(404, f"no route for {request.path}", code="not_found")
+        self._authorize(request)
+        if path == "/v1/models":
+            _allow(request, "GET")
+            await send_json(writer, 200, {"object": "list", "data": self._models()},
+                            keep_alive=keep)
+            return keep
+        if path.startswith("/v1/models/"):
+            _allow(request, "GET")
+            name = path.removeprefix("/v1/models/")
+            found = [m for m in self._models() if m["id"] == name]
+            if not found:
+                raise HTTPError(404, f"the model {name!r} does not exist", code="model_not_found")
+            await send_json(writer, 200, found[0], keep_alive=keep)
+            return keep
+        if path == "/v1/chat/completions":
+            _allow(request, "POST")
+            if self._closing:
+                raise HTTPError(503, "the server is shutting down", type="api_error",
+                                code="shutting_down")
+            chat = parse_chat_request(request.body, self.model_ids)
+            return await self._chat(chat, request, reader, writer)
+        raise HTTPError(404, f"no route for {request.path}", code="not_found")
+
+    def _authorize(self, request: Request) -> None:
+        if self._key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                 self._key):
+            raise HTTPError(401, "invalid or missing API key (send Authorization: Bearer <key>)",
+                            type="invalid_request_error", code="invalid_api_key",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    def _models(self) -> list[dict[str, object]]:
+        return [{"id": name, "object": "model", "created": 0, "owned_by": "fastrlm"}
+                for name in sorted(self.model_ids)]
+
+    def _health(self) -> dict[str, object]:
+        return {"status": "closing" if self._closing else "ok", "active_runs": self.active_runs,
+                "queued_runs": self.queued_runs}
+
+    # ------------------------------------------------------------------ chat completions
+    async def _chat(
+        self, chat: ChatRequest, request: Request, reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Run the request while watching the socket: EOF from the client cancels the run.
+        Returns whether the connection stays open (not after pipelined bytes, unsupported)."""
+        respond = asyncio.create_task(self._respond(chat, request, writer))
+        watch = asyncio.create_task(reader.read(1))
+        try:
+            await asyncio.wait({respond, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not respond.done() and not watch.result():
+                log.info("client disconnected: cancelling its run")
+                return False
+            keep = await respond
+            return keep and not watch.done()
+        finally:
+            for task in (respond, watch):
+                task.cancel()
+            await asyncio.gather(respond, watch, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._slots.locked() and self.queued_runs >= self.max_queued_runs:
+            raise HTTPError(
+                429, f"the server is busy ({self.max_concurrent_runs} runs, "
+                f"{self.queued_runs} queued): retry later", type="rate_limit_error",
+                code="server_busy", headers={"Retry-After": "1"})
+        self.queued_runs += 1
+        self._notify()
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued_runs -= 1
+            self._notify()
+        self.active_runs += 1
+        self._notify()
+        try:
+            yield
+        finally:
+            self.active_runs -= 1
+            self._slots.release()
+            self._notify()
+
+    async def _respond(self, chat: ChatRequest, request: Request,
+                       writer: asyncio.StreamWriter) -> bool:
+        budget = effective_budget(self.budget, chat.overrides)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        async with self._slot():
+            if self._closing:
+                raise HTTPError(503, "the server is shutting down", type="api_error",
+                                code="shutting_down")
+            rlm = self._rlm(budget)
+            if chat.stream:
+                stream = EventStream(writer, request.version, request.keep_alive)
+                await self._stream(rlm, chat, stream, completion_id, created, budget)
+                return stream.keep_alive
+            result = await self._run(rlm, chat, None)
+        error = result_status(result)
+        if error is not None:
+            raise error
+        body = completion_body(result, completion_id=completion_id, created=created,
+                               model=chat.model, budget=budget)
+        await send_json(writer, 200, body, keep_alive=request.keep_alive)
+        return request.keep_alive
+
+    def _rlm(self, budget: Budget) -> RLM:
+        t = self._template
+        return RLM(t.root_lm, t.sub_lm, budget=budget, limits=t.limits, sandbox=t.sandbox,
+                   prices=t.prices, trace=self._writer if self._writer is not None else False)
+
+    async def _run(self, rlm: RLM, chat: ChatRequest,
+                   on_event: Callable[[Event], None] | None) -> RLMResult:
+        """Run one RLM as a task the server can cancel on shutdown. Raises :class:`HTTPError`
+        for a refused context or a shutdown; a cancellation of the caller propagates."""
+        run = asyncio.create_task(rlm.acompletion(chat.question, chat.context,
+                                                  on_event=on_event))
+        self._runs.add(run)
+        try:
+            return await run
+        except ContextError as exc:
+            raise HTTPError(400, str(exc), code="invalid_context") from exc
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise
+            raise HTTPError(503, "the run was cancelled: the server is shutting down",
+                            type="api_error", code="shutting_down") from None
+        finally:
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+            self._runs.discard(run)
+
+    async def _stream(
+        self, rlm: RLM, chat: ChatRequest, stream: EventStream, completion_id: str,
+        created: int, budget: Budget,
+    ) -> None:
+        def make(**kwargs: Any) -> dict[str, object]:
+            return chunk(completion_id=completion_id, created=created, model=chat.model,
+                         **kwargs)
+
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        runner = asyncio.create_task(self._run(rlm, chat, queue.put_nowait if chat.progress
+                                               else None))
+        runner.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            await stream.start()
+            await stream.send(make(delta={"role": "assistant", "content": ""}))
+            while (event := await queue.get()) is not None:
+                await stream.send(make(fastrlm={"event": event.to_dict()}))
+            try:
+                result = await runner
+            except HTTPError as refused:
+                await stream.send(refused.body())
+                await stream.end()
+                stream.keep_alive = False
+                return
+        finally:
+            if not runner.done():
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+        error = result_status(result)
+        if error is not None:
+            await stream.send(error.body())
+            stream.keep_alive = False
+        else:
+            if result.answer:
+                await stream.send(make(delta={"content": result.answer}))
+            await stream.send(make(finish=finish_reason(result), **extension(result, budget)))
+            if chat.include_usage:
+                await stream.send(make(choices=False, usage=usage_body(result)))
+        await stream.send("[DONE]")
+        await stream.end()
+
+
+def _allow(request: Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise HTTPError(405, f"{request.method} is not allowed here (allowed: "
+                        f"{', '.join(methods)})", code="method_not_allowed",
+                        headers={"Allow": ", ".join(methods)})

@@ -1,0 +1,272 @@
+"""The OpenAI Chat Completions shape, mapped onto an RLM run. Pure functions, no I/O.
+
+Request -> run (:func:`parse_chat_request`):
+
+- the *question* is the text of the last ``user`` message;
+- the *context* is the body's ``context`` field when present (a str, a list of str or any
+  JSON value; the openai SDK sends it with ``extra_body={"context": ...}``), otherwise the whole
+  conversation, every message as ``"<role>: <content>"`` separated by blank lines (drop-in mode);
+- ``fastrlm`` (``extra_body={"fastrlm": {...}}``) may carry ``max_usd``, ``max_subcalls``,
+  ``max_seconds``, ``max_iterations`` and ``max_depth``: they can only *lower* the server's
+  limits (:func:`effective_budget`), and ``progress`` (bool, default true) turns the streamed
+  progress chunks on or off.
+
+Other Chat Completions fields (``temperature``, ``max_tokens``, tools ...) are accepted and
+ignored: the server's configuration decides how the models are called.
+
+Run -> response: :func:`completion_body`, :func:`chunk`, :func:`result_status`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .._budget import Budget, StopReason
+from .._result import RLMResult
+from ._http import HTTPError
+
+#: StopReason values that end a run early with a (possibly partial) answer: finish_reason "length".
+LIMIT_REASONS = frozenset({
+    StopReason.MAX_ITERATIONS, StopReason.BUDGET_USD, StopReason.BUDGET_SUBCALLS,
+    StopReason.BUDGET_TOKENS, StopReason.TIMEOUT,
+})
+
+#: error_kind -> (HTTP status, error type, error code)
+_ERROR_STATUS = {
+    "provider": (502, "api_error", "provider_error"),
+    "sandbox": (503, "api_error", "sandbox_unavailable"),
+    "context": (400, "invalid_request_error", "invalid_context"),
+}
+
+_OVERRIDES: dict[str, type] = {
+    "max_usd": float,
+    "max_seconds": float,
+    "max_subcalls": int,
+    "max_iterations": int,
+    "max_depth": int,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What one ``POST /v1/chat/completions`` asks for."""
+
+    model: str
+    question: str
+    context: object
+    drop_in: bool
+    stream: bool = False
+    include_usage: bool = False
+    progress: bool = True
+    overrides: dict[str, float | int] = field(default_factory=dict)
+
+
+def bad_request(message: str, code: str | None = None) -> HTTPError:
+    return HTTPError(400, message, code=code)
+
+
+def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
+    """Validate a request body. Raises :class:`HTTPError` (400, or 404 for an unknown model)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}", "invalid_json") from exc
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object", "invalid_json")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' is required (a string)", "missing_model")
+    if model not in models:
+        raise HTTPError(404, f"the model {model!r} does not exist here; this server serves "
+                        f"{', '.join(sorted(models))}", code="model_not_found")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' is required: a non-empty list of messages",
+                          "missing_messages")
+    turns = [_turn(i, m) for i, m in enumerate(messages)]
+    questions = [text for role, text in turns if role == "user"]
+    if not questions or not questions[-1].strip():
+        raise bad_request("the last user message is the question: it is missing or empty",
+                          "missing_question")
+    drop_in = "context" not in data
+    if drop_in:
+        context: object = "\n\n".join(f"{role}: {text}" for role, text in turns)
+    else:
+        context = data["context"]
+        _check_context(context)
+    stream = _flag(data, "stream")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise bad_request("'stream_options' must be an object", "invalid_stream_options")
+    extra = data.get("fastrlm") or {}
+    if not isinstance(extra, dict):
+        raise bad_request("'fastrlm' must be an object", "invalid_fastrlm")
+    progress = extra.get("progress", True)
+    if not isinstance(progress, bool):
+        raise bad_request("'fastrlm.progress' must be a boolean", "invalid_fastrlm")
+    return ChatRequest(
+        model=model,
+        question=questions[-1],
+        context=context,
+        drop_in=drop_in,
+        stream=stream,
+        include_usage=stream and _flag(options, "include_usage"),
+        progress=progress,
+        overrides=_overrides({k: v for k, v in extra.items() if k != "progress"}),
+    )
+
+
+def _turn(index: int, message: object) -> tuple[str, str]:
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        raise bad_request(f"messages[{index}] must be an object with a 'role'", "invalid_message")
+    content = message.get("content")
+    if content is None:
+        return message["role"], ""
+    if isinstance(content, str):
+        return message["role"], content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(
+                part.get("text"), str
+            ):
+                raise bad_request(f"messages[{index}]: only text content parts are supported",
+                                  "unsupported_content")
+            texts.append(part["text"])
+        return message["role"], "\n".join(texts)
+    raise bad_request(f"messages[{index}].content must be a string or a list of text parts",
+                      "invalid_message")
+
+
+def _check_context(context: object) -> None:
+    if context is None:
+        raise bad_request("'context' is null: give a string, a list of strings or a JSON value, "
+                          "or leave it out to use the conversation", "invalid_context")
+    if isinstance(context, (str, list, dict)) and len(context) == 0:
+        raise bad_request("'context' is empty: there is nothing to answer from", "empty_context")
+    if isinstance(context, str) and not context.strip():
+        raise bad_request("'context' is blank: there is nothing to answer from", "empty_context")
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad_request(f"'{name}' must be a boolean", f"invalid_{name}")
+    return value
+
+
+def _overrides(extra: dict[str, Any]) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    for key, value in extra.items():
+        expected = _OVERRIDES.get(key)
+        if expected is None:
+            known = ", ".join([*sorted(_OVERRIDES), "progress"])
+            raise bad_request(f"unknown field fastrlm.{key} (known: {known})", "invalid_fastrlm")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            expected is int and not isinstance(value, int)
+        ):
+            raise bad_request(f"fastrlm.{key} must be a number", "invalid_fastrlm")
+        number: float | int = value
+        floor = 1 if key in ("max_iterations", "max_depth") else 0
+        positive = key in ("max_usd", "max_seconds")
+        if not math.isfinite(number) or number < floor or (positive and number <= 0):
+            raise bad_request(f"fastrlm.{key} is out of range ({value!r})", "invalid_fastrlm")
+        out[key] = number
+    return out
+
+
+def effective_budget(server: Budget, overrides: dict[str, float | int]) -> Budget:
+    """The server's budget, lowered by a request's overrides: each limit is the smaller of the
+    two (a limit the server leaves unset takes the request's value). Never raises a limit."""
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        current = getattr(server, key)
+        changes[key] = value if current is None else min(current, value)
+    return replace(server, **changes)
+
+
+def budget_limits(budget: Budget) -> dict[str, object]:
+    return {k: getattr(budget, k) for k in _OVERRIDES}
+
+
+def finish_reason(result: RLMResult) -> str:
+    return "length" if result.stop_reason in LIMIT_REASONS else "stop"
+
+
+def result_status(result: RLMResult) -> HTTPError | None:
+    """``None`` when the run answered (FINAL, or a limit with the best partial answer), else the
+    error to send: 502 provider, 503 sandbox, 400 context, 500 anything else."""
+    if result.stop_reason is StopReason.FINAL or result.stop_reason in LIMIT_REASONS:
+        return None
+    if result.stop_reason is StopReason.CANCELLED:
+        return HTTPError(503, "the run was cancelled (the server is shutting down)",
+                         type="api_error", code="cancelled", extra=extension(result))
+    status, kind, code = _ERROR_STATUS.get(result.error_kind or "",
+                                           (500, "api_error", "run_failed"))
+    return HTTPError(status, result.error or "the run failed", type=kind, code=code,
+                     extra=extension(result))
+
+
+def usage_body(result: RLMResult) -> dict[str, int]:
+    prompt, completion = result.usage.input_tokens, result.usage.output_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def extension(result: RLMResult, budget: Budget | None = None) -> dict[str, object]:
+    """The non-standard top-level ``fastrlm`` object of a response."""
+    info: dict[str, object] = {
+        "stop_reason": result.stop_reason.value,
+        "partial": result.partial,
+        "cost_usd": round(result.cost_usd, 8),
+        "subcalls": result.subcalls,
+        "iterations": result.iterations,
+        "sandbox": result.sandbox,
+        "trace_id": result.trace_id,
+        "duration_s": round(result.duration_s, 4),
+        "error": result.error,
+    }
+    if budget is not None:
+        info["budget"] = budget_limits(budget)
+    return {"fastrlm": info}
+
+
+def completion_body(
+    result: RLMResult, *, completion_id: str, created: int, model: str, budget: Budget
+) -> dict[str, object]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": result.answer, "refusal": None},
+            "logprobs": None,
+            "finish_reason": finish_reason(result),
+        }],
+        "usage": usage_body(result),
+        **extension(result, budget),
+    }
+
+
+def chunk(
+    *, completion_id: str, created: int, model: str, delta: dict[str, object] | None = None,
+    finish: str | None = None, choices: bool = True, **extra: object,
+) -> dict[str, object]:
+    """One ``chat.completion.chunk``; ``choices=False`` gives the usage chunk's empty list."""
+    body: dict[str, object] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta or {}, "logprobs": None,
+                     "finish_reason": finish}] if choices else [],
+    }
+    body.update(extra)
+    return body

@@ -1,0 +1,135 @@
+"""POST /v1/chat/completions through the real openai SDK: context modes, streaming, budgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from fastrlm import Budget, ProviderConnectionError
+from fastrlm.testing import ScriptedLM, prompt_of
+from fastrlm.trace import TraceWriter, read_trace
+
+from .helpers import ECHO_CONTEXT, ECHO_SHAPE, NEVER_FINAL, root, serving
+
+QUESTION = [{"role": "user", "content": "How long is it?"}]
+
+
+async def test_models_lists_rlm_and_the_root_model() -> None:
+    async with serving(root(ECHO_SHAPE)) as (_, client):
+        models = await client.models.list()
+        one = await client.models.retrieve("rlm/scripted/root")
+    assert [m.id for m in models.data] == ["rlm", "rlm/scripted/root"]
+    assert one.owned_by == "fastrlm"
+
+
+async def test_extra_body_context_reaches_the_repl_and_final_is_the_answer() -> None:
+    root_lm = root(ECHO_SHAPE)
+    async with serving(root_lm) as (_, client):
+        reply = await client.chat.completions.create(
+            model="rlm", messages=QUESTION, extra_body={"context": "x" * 1000})
+    assert reply.choices[0].message.content == "str:1000"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.object == "chat.completion" and reply.model == "rlm"
+    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    extra: dict[str, Any] = reply.model_extra["fastrlm"]  # type: ignore[index]
+    assert extra["stop_reason"] == "final" and extra["iterations"] == 1
+    assert extra["sandbox"] and extra["trace_id"]
+    assert prompt_of(root_lm.calls[0]).count("How long is it?") >= 1
+    trace = read_trace(TraceWriter().path_for(extra["trace_id"]))  # under $FASTRLM_HOME
+    assert trace.finished is not None and trace.finished["stop_reason"] == "final"
+
+
+@pytest.mark.parametrize(("context", "shape"), [(["a", "bb", "ccc"], "list:3"),
+                                                ({"k": [1, 2]}, "dict:1")])
+async def test_list_and_json_contexts_keep_their_type(context: object, shape: str) -> None:
+    async with serving(root(ECHO_SHAPE)) as (_, client):
+        reply = await client.chat.completions.create(
+            model="rlm/scripted/root", messages=QUESTION, extra_body={"context": context})
+    assert reply.choices[0].message.content == shape
+
+
+async def test_drop_in_mode_makes_the_role_labelled_conversation_the_context() -> None:
+    root_lm = root(ECHO_CONTEXT)
+    messages: list[Any] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "First question"}]},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Second question"},
+    ]
+    async with serving(root_lm) as (_, client):
+        reply = await client.chat.completions.create(model="rlm", messages=messages)
+    assert reply.choices[0].message.content == (
+        "system: Be brief.\n\nuser: First question\n\nassistant: First answer\n\n"
+        "user: Second question")
+    assert "Second question" in prompt_of(root_lm.calls[0])
+
+
+async def test_streaming_sends_progress_then_content_finish_usage_and_done() -> None:
+    async with serving(root(ECHO_SHAPE)) as (_, client):
+        stream = await client.chat.completions.create(
+            model="rlm", messages=QUESTION, stream=True, extra_body={"context": "abc"},
+            stream_options={"include_usage": True})
+        chunks = [c async for c in stream]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "str:3"
+    events = [c.model_extra["fastrlm"]["event"]["type"] for c in chunks  # type: ignore[index]
+              if "event" in (c.model_extra or {}).get("fastrlm", {})]
+    assert events[0] == "run.started" and events[-1] == "run.finished"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and finishes.count("stop") == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+
+
+async def test_streaming_without_progress_or_usage_is_plain() -> None:
+    async with serving(root(ECHO_SHAPE)) as (_, client):
+        stream = await client.chat.completions.create(
+            model="rlm", messages=QUESTION, stream=True,
+            extra_body={"context": "abcd", "fastrlm": {"progress": False}})
+        chunks = [c async for c in stream]
+    assert [c.choices[0].delta.content for c in chunks] == ["", "str:4", None]
+    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].usage is None
+
+
+async def test_a_request_budget_lowers_the_server_limit_but_cannot_raise_it() -> None:
+    batch = ('```repl\nr = llm_query_batched(["a", "b", "c"])\n'
+             'FINAL(str(sum(x.startswith("[error") for x in r)))\n```')
+    async with serving(root(batch), budget=Budget(max_subcalls=1)) as (_, client):
+        raised = await client.chat.completions.create(
+            model="rlm", messages=QUESTION,
+            extra_body={"context": "c", "fastrlm": {"max_subcalls": 100, "max_usd": 5}})
+        lowered = await client.chat.completions.create(
+            model="rlm", messages=QUESTION, extra_body={"context": "c",
+                                                        "fastrlm": {"max_subcalls": 0}})
+    assert raised.choices[0].message.content == "2"  # still capped at the server's 1 sub-call
+    extra: dict[str, Any] = raised.model_extra["fastrlm"]  # type: ignore[index]
+    assert extra["budget"]["max_subcalls"] == 1 and extra["budget"]["max_usd"] == 5
+    assert extra["subcalls"] == 1
+    assert lowered.choices[0].message.content == "3"
+
+
+async def test_a_run_stopped_by_a_limit_finishes_with_length() -> None:
+    async with serving(root(NEVER_FINAL)) as (_, client):
+        reply = await client.chat.completions.create(
+            model="rlm", messages=QUESTION,
+            extra_body={"context": "c", "fastrlm": {"max_iterations": 1}})
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.model_extra["fastrlm"]["stop_reason"] == "max_iterations"  # type: ignore[index]
+
+
+async def test_provider_failure_is_a_502_with_the_openai_error_shape() -> None:
+    failing = ScriptedLM([openai_error()], model="scripted/root")
+    async with serving(failing) as (_, client):
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="rlm", messages=QUESTION,
+                                                 extra_body={"context": "c"})
+    assert caught.value.status_code == 502
+    assert caught.value.code == "provider_error"
+
+
+def openai_error() -> BaseException:
+    return ProviderConnectionError("upstream down", provider="scripted", model="scripted/root")
