@@ -3,7 +3,8 @@
 Contract (spec §8): a generator is a pure function ``(seed, params, index) -> Instance``. Its
 randomness comes only from :func:`rng_for`, a ``random.Random`` seeded from the sha256 of its
 arguments (never the builtin ``hash()``, which is salted per process), so the same arguments give
-the same bytes on every machine and in every process.
+the same bytes on every machine and in every process (for the same :func:`text_sources`: the
+stdlib prose and word lists are those of the installed Python and wonderwords).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol
 
 #: Bumped whenever a generator's output for a given seed changes.
@@ -59,11 +61,32 @@ def proxy_tokens(chars: int) -> int:
     return (chars + 3) // 4
 
 
+@cache
+def text_sources() -> str:
+    """What the offline text depends on: the Python minor version (``pydoc_data.topics``, the
+    stdlib prose) and the wonderwords version (word lists). Same seed, same bytes holds for equal
+    values."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ww = version("wonderwords")
+    except PackageNotFoundError:  # pragma: no cover - the bench extra is missing
+        ww = "missing"
+    return f"python{sys.version_info[0]}.{sys.version_info[1]}+wonderwords{ww}"
+
+
 def length_meta(context: str | list[str], extra_chars: int = 0) -> dict[str, JSON]:
-    """``chars`` and ``tokens`` (proxy) of a context plus ``extra_chars`` of prompt."""
+    """``chars`` and ``tokens`` (proxy) of a context plus ``extra_chars`` of prompt, with the
+    generator version and :func:`text_sources`."""
     chars = len(context) if isinstance(context, str) else sum(len(c) for c in context)
     chars += extra_chars
-    return {"chars": chars, "tokens": proxy_tokens(chars), "generator_version": GENERATOR_VERSION}
+    return {
+        "chars": chars,
+        "tokens": proxy_tokens(chars),
+        "generator_version": GENERATOR_VERSION,
+        "text_sources": text_sources(),
+    }
 
 
 class Task(Protocol):
