@@ -91,3 +91,21 @@ def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
 )
 def test_lengths_accept_suffixes_and_powers(text: str, value: int) -> None:
     assert parse_length(text) == value
+
+
+def test_a_length_too_small_for_pairs_is_a_clean_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        bench,
+        [
+            "oolong-pairs",
+            "--scripted",
+            "--lengths",
+            "1K",
+            "--n",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 1 and "non-trivial pair queries" in result.output

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from itertools import combinations
 
+from .._exceptions import ConfigurationError
 from ._instance import Instance, SimpleTask, length_meta
 from ._records import LABELS, Record, Window, window
 
@@ -211,7 +212,10 @@ def valid_window(seed: int, length: int, index: int) -> Window:
         total = n_users * (n_users - 1) // 2
         if all(0 < len(gold_pairs(win.records, q)) < total for q in range(len(QUERIES))):
             return win
-    raise ValueError(f"no window at length {length} gives 20 non-trivial pair queries")
+    raise ConfigurationError(
+        f"oolong-pairs: no window at length {length} gives 20 non-trivial pair queries "
+        "(use 2K or more; the paper's setting is 32K)"
+    )
 
 
 def generate(seed: int, length: int, index: int) -> Instance:
