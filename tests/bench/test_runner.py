@@ -230,3 +230,22 @@ def test_the_batch_hint_reaches_the_rlm_system_prompt(tmp_path: Path) -> None:
     )
     asyncio.run(run_bench(config, models=Models(root, root, root)))
     assert "about 200,000 characters" in root.calls[0][0]["content"]
+
+
+def test_baseline_calls_share_one_limit(tmp_path: Path) -> None:
+    async def slow(messages: list[ChatMessage]) -> str:
+        await asyncio.sleep(0)  # yield so that calls overlap
+        return "NONE"
+
+    lm = ScriptedLM(slow, model="scripted/root")
+    config = BenchConfig(
+        task="sniah",
+        methods=("simple-rlm",),
+        lengths=(65536,),
+        n=4,
+        out=tmp_path,
+        progress=False,
+        concurrency=2,
+    )
+    asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
+    assert 1 < lm.max_in_flight <= 2 * 4

@@ -4,8 +4,9 @@
 skips every (task, method, model, sub-model, seed, length, index) already there, and with a
 sub-call cache repeats no sub-call it already paid for. At most ``concurrency`` instances are alive
 at once (generation included, which bounds memory at full BrowseComp size) and at most
-``concurrency`` method runs are in flight. A method's own failure (an ``RLMError``) is recorded as
-``stop_reason="error"``; anything else is a bug and propagates.
+``concurrency`` method runs are in flight; the baselines' LM calls share a limit of
+``4 x concurrency`` (each RLM run has an engine limit of the same size). A method's own failure
+(an ``RLMError``) is recorded as ``stop_reason="error"``; anything else is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -266,6 +267,9 @@ async def run_bench(
     methods = {m: make_method(m, models, config) for m in config.methods}
     instances_alive = asyncio.Semaphore(config.concurrency)
     runs = asyncio.Semaphore(config.concurrency)
+    # LM calls of the baselines (simple-rlm fans out one call per chunk); each RLM run has its
+    # own engine limiter of the same size
+    lm_calls = asyncio.Semaphore(config.concurrency * 4)
     progress = _Progress(
         sum(len(p) for _, _, p in todo),
         config.progress,
@@ -277,7 +281,7 @@ async def run_bench(
         async def one(length: int, index: int, method: str, inst: Instance) -> None:
             async with runs:
                 evidence = inst.meta.get("evidence_docids")
-                meter = Meter(cache=cache, track_docids=bool(evidence))
+                meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence))
                 try:
                     res = await methods[method].run(inst.query, inst.context, meter)
                 except RLMError as exc:
