@@ -38,7 +38,7 @@ def _user(text: str) -> list[ChatMessage]:
 
 def _budget_chars(model: str, window: int | None, reserve_tokens: int, overhead: int) -> int:
     tokens = (window or window_tokens(model)) - reserve_tokens
-    return max(int(tokens * CHARS_PER_TOKEN * 0.9) - overhead, 1000)
+    return max(int(tokens * CHARS_PER_TOKEN * 0.8) - overhead, 1000)  # code tokenizes denser
 
 
 @dataclass
