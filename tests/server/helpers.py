@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +18,7 @@ from fastrlm.testing import ScriptedLM
 ECHO_SHAPE = '```repl\nshape = type(context).__name__ + ":" + str(len(context))\nFINAL(shape)\n```'
 ECHO_CONTEXT = "```repl\nFINAL(context)\n```"
 NEVER_FINAL = "```repl\nprint('still looking')\n```"
+QUESTION: list[Any] = [{"role": "user", "content": "How long is it?"}]
 
 
 def root(*replies: Any) -> ScriptedLM:
@@ -41,3 +44,23 @@ async def serving(
             yield server, client
         finally:
             await client.close()
+
+
+async def raw_request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """One request on a fresh connection (``Connection: close``): (status, headers, JSON body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = {"Host": "test", "Connection": "close", **(headers or {})}
+    if body or method == "POST":
+        head["Content-Length"] = str(len(body))
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    writer.write(f"{method} {path} HTTP/1.1\r\n{lines}\r\n".encode() + body)
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    top, _, payload = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = top.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split(" ")[1]), fields, json.loads(payload) if payload else None

@@ -7,13 +7,12 @@ from typing import Any
 import openai
 import pytest
 
-from fastrlm import Budget, ProviderConnectionError
+from fastrlm import Budget, ConfigurationError, PriceTable, ProviderConnectionError
+from fastrlm.server import RLMServer
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import TraceWriter, read_trace
 
-from .helpers import ECHO_CONTEXT, ECHO_SHAPE, NEVER_FINAL, root, serving
-
-QUESTION = [{"role": "user", "content": "How long is it?"}]
+from .helpers import ECHO_CONTEXT, ECHO_SHAPE, NEVER_FINAL, QUESTION, root, serving
 
 
 async def test_models_lists_rlm_and_the_root_model() -> None:
@@ -133,3 +132,17 @@ async def test_provider_failure_is_a_502_with_the_openai_error_shape() -> None:
 
 def openai_error() -> BaseException:
     return ProviderConnectionError("upstream down", provider="scripted", model="scripted/root")
+
+
+async def test_a_dollar_limit_on_unpriced_models_is_refused_not_silently_empty() -> None:
+    mystery = ScriptedLM(lambda m: ECHO_SHAPE, model="custom/mystery")
+    async with serving(mystery) as (_, client):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="rlm", messages=QUESTION,
+                extra_body={"context": "c", "fastrlm": {"max_usd": 1}})
+    assert caught.value.code == "unpriced_model"
+    with pytest.raises(ConfigurationError, match="no price is known for custom/mystery"):
+        RLMServer(mystery, sandbox="none", budget=Budget(max_usd=1))
+    priced = PriceTable({"custom/mystery": {"input": 1.0, "output": 2.0}})
+    assert RLMServer(mystery, sandbox="none", budget=Budget(max_usd=1), prices=priced).budget

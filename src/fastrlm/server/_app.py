@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 
-from .. import RLM, Budget, Limits, RLMResult
+from .. import RLM, Budget, Limits, PriceTable, RLMResult
 from .._events import Event
-from .._exceptions import ContextError
+from .._exceptions import ConfigurationError, ContextError
 from ..lm._base import LM
 from ..trace import TraceWriter
 from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json
@@ -54,6 +54,11 @@ class RLMServer:
     request may spend; a request can only lower it. ``trace`` writes one trace per request
     (``True``: under ``$FASTRLM_HOME``; a :class:`~fastrlm.trace.TraceWriter`; ``False``: none).
     ``server_key``: when set, every ``/v1`` request needs ``Authorization: Bearer <server_key>``.
+    ``prices`` is the price table for dollar limits (default: :meth:`PriceTable.default`).
+
+    Raises :class:`~fastrlm.ConfigurationError` for a model that cannot be resolved, or for a
+    ``budget.max_usd`` that cannot be enforced because a model has no known price (a request
+    that sets ``max_usd`` in that case gets 400 ``unpriced_model``).
 
     Use as ``async with RLMServer(...) as server: await server.start(port=0)`` or call
     :meth:`start` and :meth:`close` yourself; :attr:`base_url` is the ``/v1`` URL to give a client.
@@ -74,12 +79,17 @@ class RLMServer:
         max_queued_runs: int = 16,
         server_key: str | None = None,
         http_limits: HTTPLimits | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         if max_concurrent_runs < 1 or max_queued_runs < 0:
             raise ValueError("max_concurrent_runs must be >= 1 and max_queued_runs >= 0")
         template = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
-                       base_url=base_url, api_key=api_key)
+                       base_url=base_url, api_key=api_key, prices=prices)
         self._template = template
+        self._unpriced = sorted({lm.model for lm in (template.root_lm, template.sub_lm)
+                                 if lm.model not in template.prices})
+        if template.budget.max_usd is not None and self._unpriced:
+            raise ConfigurationError(_unpriced_message(self._unpriced, "the server's"))
         self.budget = template.budget
         self.root_model = template.root_lm.model
         self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
@@ -308,6 +318,9 @@ class RLMServer:
     async def _respond(self, chat: ChatRequest, request: Request,
                        writer: asyncio.StreamWriter) -> bool:
         budget = effective_budget(self.budget, chat.overrides)
+        if budget.max_usd is not None and self._unpriced:
+            raise HTTPError(400, _unpriced_message(self._unpriced, "this request's"),
+                            code="unpriced_model")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         async with self._slot():
@@ -403,3 +416,8 @@ def _allow(request: Request, *methods: str) -> None:
         raise HTTPError(405, f"{request.method} is not allowed here (allowed: "
                         f"{', '.join(methods)})", code="method_not_allowed",
                         headers={"Allow": ", ".join(methods)})
+
+
+def _unpriced_message(models: list[str], whose: str) -> str:
+    return (f"{whose} max_usd cannot be enforced: no price is known for {', '.join(models)} "
+            "(add them to $FASTRLM_HOME/prices.json, or set no dollar limit)")

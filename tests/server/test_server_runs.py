@@ -1,0 +1,116 @@
+"""Runs under load and interruption: the run limit, the queue bound, disconnects, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import pytest
+
+from fastrlm.lm import ChatMessage
+from fastrlm.testing import ScriptedLM
+from fastrlm.trace import TraceWriter, read_trace
+
+from .helpers import ECHO_SHAPE, QUESTION, root, serving
+
+
+class HeldRoot:
+    """A root reply function that blocks until released, and records cancellations."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def __call__(self, messages: list[ChatMessage]) -> str:
+        self.entered.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return ECHO_SHAPE
+
+
+def ask(client: openai.AsyncOpenAI, context: str = "abc", **kwargs: Any) -> Any:
+    return client.chat.completions.create(model="rlm", messages=QUESTION,
+                                          extra_body={"context": context}, **kwargs)
+
+
+async def test_concurrent_requests_run_at_most_the_limit_and_the_rest_queue() -> None:
+    held = HeldRoot()
+    root_lm = root(held)
+    async with serving(root_lm, max_concurrent_runs=2) as (server, client):
+        requests = [asyncio.create_task(ask(client, "x" * (i + 1))) for i in range(4)]
+        await server.wait_until(lambda s: s.active_runs == 2 and s.queued_runs == 2)
+        held.release.set()
+        replies = await asyncio.gather(*requests)
+    assert sorted(r.choices[0].message.content for r in replies) == [
+        "str:1", "str:2", "str:3", "str:4"]
+    assert root_lm.max_in_flight == 2
+
+
+async def test_past_the_queue_bound_a_request_gets_429_with_retry_after() -> None:
+    held = HeldRoot()
+    async with serving(root(held), max_concurrent_runs=1, max_queued_runs=0) as (server, client):
+        first = asyncio.create_task(ask(client))
+        await server.wait_until(lambda s: s.active_runs == 1)
+        with pytest.raises(openai.RateLimitError) as caught:
+            await ask(client)
+        held.release.set()
+        assert (await first).choices[0].message.content == "str:3"
+    assert caught.value.response.headers["retry-after"] == "1"
+    assert caught.value.code == "server_busy"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_disconnects_cancels_its_run(stream: bool) -> None:
+    held = HeldRoot()
+    async with serving(root(held)) as (server, client):
+        async def consume() -> None:
+            reply = await ask(client, stream=stream)
+            if stream:
+                async for _ in reply:
+                    pass
+
+        request = asyncio.create_task(consume())
+        await held.entered.wait()
+        request.cancel()  # the SDK drops the connection
+        await held.cancelled.wait()
+        await server.wait_until(lambda s: s.active_runs == 0)
+    [path] = TraceWriter().traces_dir.glob("*.jsonl")
+    finished = read_trace(path).finished
+    assert finished is not None and finished["stop_reason"] == "cancelled"
+
+
+async def test_close_cancels_running_runs_and_their_clients_get_503() -> None:
+    held = HeldRoot()
+    async with serving(root(held)) as (server, client):
+        request = asyncio.create_task(ask(client))
+        await held.entered.wait()
+        await server.close()
+        with pytest.raises(openai.InternalServerError) as caught:
+            await request
+    assert caught.value.status_code == 503
+    assert held.cancelled.is_set()
+
+
+async def test_close_ends_a_stream_with_an_error_event() -> None:
+    held = HeldRoot()
+    async with serving(root(held)) as (server, client):
+        stream = await ask(client, stream=True)
+        await held.entered.wait()
+        closing = asyncio.create_task(server.close())
+        with pytest.raises(openai.APIError, match="shutting down"):
+            async for _ in stream:
+                pass
+        await closing
+
+
+async def test_sub_calls_use_the_sub_model() -> None:
+    sub = ScriptedLM(lambda m: "S", model="scripted/sub")
+    fan = '```repl\nFINAL("".join(llm_query_batched(["a", "b"])))\n```'
+    async with serving(root(fan), sub) as (_, client):
+        reply = await ask(client)
+    assert reply.choices[0].message.content == "SS" and len(sub.calls) == 2
