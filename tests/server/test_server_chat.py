@@ -7,8 +7,17 @@ from typing import Any
 import openai
 import pytest
 
-from fastrlm import Budget, ConfigurationError, PriceTable, ProviderConnectionError
+from fastrlm import (
+    Budget,
+    ConfigurationError,
+    PriceTable,
+    ProviderConnectionError,
+    RLMResult,
+    StopReason,
+)
+from fastrlm._usage import UsageSummary
 from fastrlm.server import RLMServer
+from fastrlm.server._protocol import result_status
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import TraceWriter, read_trace
 
@@ -146,3 +155,22 @@ async def test_a_dollar_limit_on_unpriced_models_is_refused_not_silently_empty()
         RLMServer(mystery, sandbox="none", budget=Budget(max_usd=1))
     priced = PriceTable({"custom/mystery": {"input": 1.0, "output": 2.0}})
     assert RLMServer(mystery, sandbox="none", budget=Budget(max_usd=1), prices=priced).budget
+
+
+@pytest.mark.parametrize(
+    ("stop", "kind", "status"),
+    [("final", None, None), ("budget_usd", None, None), ("timeout", None, None),
+     ("error", "provider", 502), ("error", "sandbox", 503), ("error", "context", 400),
+     ("error", None, 500), ("cancelled", None, 503)],
+)
+def test_result_status_maps_stop_reasons_and_error_kinds(
+    stop: str, kind: str | None, status: int | None
+) -> None:
+    result = RLMResult(answer="", stop_reason=StopReason(stop), usage=UsageSummary(), cost_usd=0,
+                       trace_id="t", trace_path=None, iterations=1, subcalls=0, sandbox="none",
+                       duration_s=0.1, error="boom" if stop == "error" else None,
+                       error_kind=kind)
+    error = result_status(result)
+    assert (error.status if error else None) == status
+    if error is not None:
+        assert error.body()["fastrlm"]["trace_id"] == "t"
