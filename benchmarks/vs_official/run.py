@@ -247,6 +247,25 @@ def _progress(msg: str) -> None:
     print(f"  .. {msg}", file=sys.stderr, flush=True)
 
 
+def interleaved(labels: Sequence[str], repeats: int, one: Callable[[str], RunResult]
+                ) -> tuple[dict[str, list[RunResult]], dict[str, str]]:
+    """``repeats`` runs of every label, round-robin (a burst of load on the shared machine then
+    hits every configuration alike, not all the repeats of one). Returns the runs by label, and
+    the error of each label whose run raised ``RuntimeError`` (it is not run again)."""
+    runs: dict[str, list[RunResult]] = {label: [] for label in labels}
+    errors: dict[str, str] = {}
+    for i in range(repeats):
+        for label in labels:
+            if label in errors:
+                continue
+            _progress(f"{label} #{i + 1}")
+            try:
+                runs[label].append(one(label))
+            except RuntimeError as exc:
+                errors[label] = str(exc)
+    return runs, errors
+
+
 # ---------------------------------------------------------------------------- 1. fan-out
 def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
     sec = Section("1. Fan-out: 1,000 sub-calls in batches of 50, 200 and 750, 100 ms latency")
@@ -259,14 +278,22 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
                (bare, 64, "bare openai SDK, 64")]
     rows = []
     walls: dict[str, float] = {}
-    for impl, conc, label in configs:
+    windows: dict[str, float] = {}
+    by_label = {label: (impl, conc) for impl, conc, label in configs}
+
+    def one(label: str) -> RunResult:
+        impl, conc = by_label[label]
+        return run_once(impl, "fanout", {"context_mb": 0, "concurrency": conc},
+                        iterations=len(common.FANOUT_BATCHES), sub_latency_s=latency)
+
+    runs, failed = interleaved([label for _, _, label in configs], repeats, one)
+    if failed:
+        raise RuntimeError(f"fan-out runs failed: {failed}")
+    for _impl, conc, label in configs:
         limit = sum(math.ceil(n / conc) for n in common.FANOUT_BATCHES) * latency
-        wall, window, errors, inflight = [], [], [], []
+        wall, window, errors, inflight, seen = [], [], [], [], []
         sample_error = ""
-        for i in range(repeats):
-            _progress(f"fan-out {label} #{i + 1}")
-            r = run_once(impl, "fanout", {"context_mb": 0, "concurrency": conc},
-                         iterations=len(common.FANOUT_BATCHES), sub_latency_s=latency)
+        for r in runs[label]:
             wall.append(r.driver["wall_s"])
             subs = r.server["sub_times"]
             window.append(max(subs) + latency - min(subs) if subs else float("nan"))
@@ -274,15 +301,17 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
             errors.append(n_total - sum(json.loads(oks)) if oks.startswith("[") else n_total)
             sample_error = sample_error or first_err
             inflight.append(r.server["max_in_flight"])
+            seen.append(len(subs))
         walls[label] = median(wall)
+        windows[label] = median(window)
         rows.append([label, fmt_s(limit), fmt_s(median(wall)), ratio(median(wall), limit),
                      fmt_s(median(window)), ratio(median(window), limit),
-                     str(max(inflight)), f"{median(errors):.0f} (max {max(errors)})"])
+                     str(max(inflight)), f"{median(seen):.0f}",
+                     f"{median(errors):.0f} (max {max(errors)})"])
         sec.data[label] = {"limit_s": limit, "wall_s": wall, "window_s": window,
                            "failed_subcalls": errors, "max_in_flight": inflight,
+                           "subcalls_at_server": seen,
                            "sample_error": sample_error}
-        if sample_error:
-            sec.data[label]["sample_error"] = sample_error
     sec.say(f"Physical limit = Σ ceil(nᵢ/C) × {latency * 1000:.0f} ms over the three sequential "
             f"batches (ceil({n_total}/C) × L would be {fmt_s(math.ceil(n_total / 16) * latency)} "
             f"at C=16, {fmt_s(math.ceil(n_total / 64) * latency)} at C=64). Root replies have no "
@@ -290,10 +319,15 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
             "included. *Fan-out*: first sub-call to the last sub-call's reply, as the server saw "
             "them. *bare openai SDK*: the same batches sent straight through one AsyncOpenAI "
             "client and a semaphore, no engine and no root turns: what the HTTP client itself "
-            f"reaches on this machine. Medians of {repeats}.")
+            "reaches on this machine. *Sub-calls at server*: requests that reached the server "
+            "(retries included); *failed*: answers that came back as errors instead of `ok`. "
+            f"Medians of {repeats}.")
     sec.say()
+    for row, (_, conc, label) in zip(rows, configs, strict=True):
+        row.insert(6, ratio(windows[label], windows[f"bare openai SDK, {conc}"]))
     sec.table(["implementation, concurrency", "limit", "wall", "wall/limit", "fan-out",
-               "fan-out/limit", "max in flight", "failed sub-calls"], rows)
+               "fan-out/limit", "fan-out/bare SDK", "max in flight", "sub-calls at server",
+               "failed sub-calls"], rows)
     base = walls["official, 16 (its default)"]
     fast64 = walls["fastrlm, 64 (its default)"]
     sec.say(f"Speed-up over the official default (wall): fastrlm at 16 "
@@ -312,12 +346,18 @@ def bench_bigctx(fast: Impl, official: Impl, repeats: int, sizes_mb: Sequence[in
     rows = []
     for mb in sizes_mb:
         per: dict[str, dict[str, float]] = {}
-        for impl in (official, fast):
+        impls = {f"{impl.name}, {mb} MB": impl for impl in (official, fast)}
+
+        def one(label: str, impls: dict[str, Impl] = impls, mb: int = mb) -> RunResult:
+            return run_once(impls[label], "findall", {"context_mb": mb}, memory=True)
+
+        runs, failed = interleaved(list(impls), repeats, one)
+        if failed:
+            raise RuntimeError(f"big-context runs failed: {failed}")
+        for label, impl in impls.items():
             start, total, findall, rss, pss, before = [], [], [], [], [], []
             counts = set()
-            for i in range(repeats):
-                _progress(f"big context {mb} MB {impl.name} #{i + 1}")
-                r = run_once(impl, "findall", {"context_mb": mb}, memory=True)
+            for r in runs[label]:
                 start.append(r.first_root_s)
                 total.append(r.driver["wall_s"])
                 n, dt = r.driver["answer"].split()
@@ -383,39 +423,48 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
     rows = []
     configs: list[tuple[Impl, str | None]] = [(official, None)] + [(fast, x) for x in layers]
     per_iter: dict[str, float] = {}
-    for impl, layer in configs:
-        label = impl.name if layer is None else f"fastrlm, sandbox={layer}"
-        mean, med, wall = [], [], []
-        shown_layer = ""
-        try:
-            for i in range(repeats):
-                _progress(f"per-step {label} #{i + 1}")
-                cfg: dict[str, Any] = {"context_mb": 0}
-                if layer:
-                    cfg["sandbox"] = layer
-                r = run_once(impl, "noop", cfg, iterations=iterations)
-                times = r.server["root_times"]
-                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-                mean.append((times[-1] - times[0]) / (len(times) - 1))
-                med.append(median(gaps))
-                wall.append(r.driver["wall_s"])
-                shown_layer = r.driver.get("layer", "")
-        except RuntimeError as exc:
-            rows.append([label, "unavailable", "", "", str(exc).splitlines()[-1][:80]])
+    by_label = {(impl.name if layer is None else f"fastrlm, sandbox={layer}"): (impl, layer)
+                for impl, layer in configs}
+
+    def one(label: str) -> RunResult:
+        impl, layer = by_label[label]
+        cfg: dict[str, Any] = {"context_mb": 0}
+        if layer:
+            cfg["sandbox"] = layer
+        return run_once(impl, "noop", cfg, iterations=iterations)
+
+    runs, failed = interleaved(list(by_label), repeats, one)
+    for label in by_label:
+        if label in failed:
+            rows.append([label, "unavailable", "", "", "", "",
+                         failed[label].splitlines()[-1][:80]])
             continue
+        mean, med, wall, first, last = [], [], [], [], []
+        shown_layer = ""
+        for r in runs[label]:
+            times = r.server["root_times"]
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            mean.append((times[-1] - times[0]) / (len(times) - 1))
+            med.append(median(gaps))
+            first.append(median(gaps[:20]))
+            last.append(median(gaps[-20:]))
+            wall.append(r.driver["wall_s"])
+            shown_layer = r.driver.get("layer", "")
         per_iter[label] = median(mean)
-        sec.data[label] = {"mean_s": mean, "median_gap_s": med, "wall_s": wall,
-                           "layer": shown_layer}
-        rows.append([label, f"{median(mean) * 1000:.2f} ms", f"{median(med) * 1000:.2f} ms",
+        sec.data[label] = {"mean_s": mean, "median_gap_s": med, "first20_s": first,
+                           "last20_s": last, "wall_s": wall, "layer": shown_layer}
+        rows.append([label, f"{median(mean) * 1000:.1f} ms", f"{median(med) * 1000:.1f} ms",
+                     f"{median(first) * 1000:.1f} ms", f"{median(last) * 1000:.1f} ms",
                      fmt_s(median(wall)), shown_layer])
     sec.say("Per iteration: the time between consecutive root requests at the server (the model "
             "answers at once), so it holds the engine's whole turn: parse the reply, run the "
             "cell, build the next request, plus the HTTP round trip through the openai SDK to "
             "the local fake server, the same for both. The conversation grows to "
-            f"{2 * iterations} messages. Medians of {repeats}.")
+            f"{2 * iterations} messages: *first 20* / *last 20* are the median turn at the "
+            f"start and at the end of the run. Medians of {repeats}.")
     sec.say()
-    sec.table(["implementation", "mean per iteration", "median per iteration", "wall",
-               "layer"], rows)
+    sec.table(["implementation", "mean per iteration", "median", "median, first 20",
+               "median, last 20", "wall", "layer"], rows)
     base = per_iter.get("official")
     if base:
         sec.say("official / fastrlm per iteration: " + ", ".join(
