@@ -90,10 +90,18 @@ class RLM:
         named.update({name: self._lm(m) for name, m in (models or {}).items()})
         self.sandbox = sandbox
         if sandbox == "none":
-            log.warning("fastrlm: sandbox='none' runs model-written code inside this process, "
-                        "with access to its memory, files, network and API keys (UNSAFE)")
+            _warn_unsafe_once()
         self.prompts = prompts or Prompts()
         self.prices = prices or PriceTable.default()
+        if self.budget.max_usd is not None:
+            unpriced = sorted({m for m in named if self.prices.price(m) is None})
+            if unpriced:
+                raise ConfigurationError(
+                    f"max_usd is set, but no price is known for {', '.join(unpriced)}, so the "
+                    "budget could not be enforced. Add them: RLM(..., prices=PriceTable("
+                    "{'name': {'input': USD_per_1M, 'output': USD_per_1M}})) or "
+                    "$FASTRLM_HOME/prices.json"
+                )
         self.subcalls = subcalls
         self.cache = cache
         self.cache_sampled = cache_sampled
@@ -224,6 +232,17 @@ class RLM:
         """Close the HTTP clients of every model this RLM holds."""
         for lm in {id(x): x for x in self._config.named_lms.values()}.values():
             await lm.aclose()
+
+
+_unsafe_warned = False
+
+
+def _warn_unsafe_once() -> None:
+    global _unsafe_warned
+    if not _unsafe_warned:
+        _unsafe_warned = True
+        log.warning("fastrlm: sandbox='none' runs model-written code inside this process, "
+                    "with access to its memory, files, network and API keys (UNSAFE)")
 
 
 async def _within_deadline(run: Run, deadline: float | None) -> Outcome:

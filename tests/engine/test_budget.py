@@ -113,12 +113,15 @@ async def test_usd_cap_refuses_calls_whose_worst_case_does_not_fit() -> None:
     assert 0 < int(out.answer) < 50
 
 
-async def test_max_usd_with_an_unknown_price_refuses_instead_of_guessing() -> None:
-    rlm, _ = make_rlm([repl("FINAL(1)")], budget=Budget(max_usd=1.0),
-                      prices=PriceTable(include_defaults=False))
-    out = await rlm.acompletion("q", context="c")
-    assert out.stop_reason is StopReason.BUDGET_USD
-    assert "no known price" in (out.error or "")
+async def test_max_usd_with_an_unknown_price_fails_fast_instead_of_guessing() -> None:
+    import pytest
+
+    from fastrlm import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no price is known for scripted/root"):
+        make_rlm([repl("FINAL(1)")], budget=Budget(max_usd=1.0),
+                 prices=PriceTable({"scripted/sub": {"input": 1, "output": 1}},
+                                   include_defaults=False))
 
 
 async def test_token_cap_stops_the_run_with_budget_tokens() -> None:
