@@ -78,12 +78,18 @@ class RLM:
         self._base_url = base_url
         self._api_key = api_key
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
-        if spec is None and os.environ.get("OPENAI_API_KEY"):
-            spec = "openai/gpt-5"
+        sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
+        if spec is None:
+            from .lm._registry import KEY_DEFAULTS
+
+            for key_var, root_default, sub_default in KEY_DEFAULTS:
+                if os.environ.get(key_var):
+                    spec = root_default
+                    sub_spec = sub_spec if sub_spec is not None else sub_default
+                    break
         if spec is None:
             raise ConfigurationError(NO_MODEL_HELP)
         self.root_lm = self._lm(spec)
-        sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
         self.sub_lm = self._lm(sub_spec) if sub_spec is not None else self.root_lm
         self.child_lms = {d: self._lm(m) for d, m in (child_models or {}).items()}
         named = {lm.model: lm for lm in (self.root_lm, self.sub_lm, *self.child_lms.values())}

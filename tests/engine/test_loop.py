@@ -212,3 +212,13 @@ async def test_error_stops_say_what_kind_of_error() -> None:
     assert context.error_kind == "context"
     final = await make_rlm([repl("FINAL(1)")])[0].acompletion("q", context="c")
     assert final.error_kind is None
+
+
+def test_an_openai_key_alone_picks_gpt5_root_and_gpt5_mini_subcalls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rlm = RLM()
+    assert (rlm.root_lm.model, rlm.sub_lm.model) == ("openai/gpt-5", "openai/gpt-5-mini")
+    monkeypatch.setenv("FASTRLM_SUB_MODEL", "openai/gpt-4.1-nano")
+    assert RLM().sub_lm.model == "openai/gpt-4.1-nano"

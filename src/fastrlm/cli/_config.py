@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConfigurationError
+from ..lm._registry import KEY_DEFAULTS
 
 NO_MODEL_HELP = """\
 No model is configured. Configure one of these three ways (or pass --model):
@@ -47,10 +48,6 @@ The same keys (model, sub_model, base_url, ...) can go in {config}.
 `fastrlm demo` runs offline with a scripted model, no key needed."""
 
 #: (root, sub) defaults when only a provider key is set.
-KEY_DEFAULTS = (
-    ("OPENAI_API_KEY", "openai/gpt-5", "openai/gpt-5-mini"),
-    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
-)
 
 SANDBOXES = ("auto", "bwrap", "landlock", "process", "none")
 

@@ -17,6 +17,13 @@ from .._config import Limits
 from .._exceptions import ConfigurationError, MissingExtraError
 from ._base import LM
 
+#: With no model named anywhere, the first of these keys found in the environment picks the
+#: root and sub-call models (the library and the CLI share this table).
+KEY_DEFAULTS: tuple[tuple[str, str, str], ...] = (
+    ("OPENAI_API_KEY", "openai/gpt-5", "openai/gpt-5-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+)
+
 DEFAULT_LIMITS = Limits()
 
 
