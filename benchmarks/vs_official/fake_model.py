@@ -35,6 +35,7 @@ def main() -> None:
     lock = threading.Lock()
     root_times: list[float] = []
     root_steps: list[int] = []
+    root_messages: list[int] = []
     sub_times: list[float] = []
     sub_latency = args.sub_latency_ms / 1000
     root_latency = args.root_latency_ms / 1000
@@ -49,6 +50,7 @@ def main() -> None:
         with lock:
             root_times.append(request.received_at)
             root_steps.append(step)
+            root_messages.append(len(request.messages))
         text = common.root_reply(args.scenario, step, args.iterations)
         return FakeReply(text, latency_s=root_latency)
 
@@ -67,6 +69,7 @@ def main() -> None:
             stats = {
                 "root_times": root_times,
                 "root_steps": root_steps,
+                "root_messages": root_messages,
                 "sub_times": sub_times,
                 "max_in_flight": server.max_in_flight,
                 "requests": server.request_count,

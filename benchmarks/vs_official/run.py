@@ -460,7 +460,8 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
             "answers at once), so it holds the engine's whole turn: parse the reply, run the "
             "cell, build the next request, plus the HTTP round trip through the openai SDK to "
             "the local fake server, the same for both. The conversation grows to "
-            f"{2 * iterations} messages: *first 20* / *last 20* are the median turn at the "
+            f"{2 * iterations} messages for fastrlm ({3 * iterations} for the official one): "
+            "*first 20* / *last 20* are the median turn at the "
             f"start and at the end of the run. Medians of {repeats}.")
     sec.say()
     sec.table(["implementation", "mean per iteration", "median", "median, first 20",
@@ -477,7 +478,7 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
 def machine() -> dict[str, str]:
     def sh(cmd: list[str]) -> str:
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.rstrip()
         except OSError:
             return "?"
 
