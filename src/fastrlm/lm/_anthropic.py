@@ -79,7 +79,9 @@ class AnthropicLM:
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
         http_client = anthropic.DefaultAsyncHttpxClient(
-            limits=_sdk.pool_limits(self.pool_size), timeout=self.retry.timeout_s
+            limits=_sdk.pool_limits(self.pool_size),
+            timeout=self.retry.timeout_s,
+            verify=_sdk.shared_ssl_context(),
         )
         return anthropic.AsyncAnthropic(
             api_key=self._api_key,

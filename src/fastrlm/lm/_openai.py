@@ -91,7 +91,9 @@ class OpenAIChatLM:
 
     def _new_client(self) -> openai.AsyncOpenAI:
         http_client = openai.DefaultAsyncHttpxClient(
-            limits=_sdk.pool_limits(self.pool_size), timeout=self.retry.timeout_s
+            limits=_sdk.pool_limits(self.pool_size),
+            timeout=self.retry.timeout_s,
+            verify=_sdk.shared_ssl_context(),
         )
         return openai.AsyncOpenAI(
             api_key=self._api_key,

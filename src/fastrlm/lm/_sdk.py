@@ -8,7 +8,9 @@ LiteLLM's exceptions subclass ``openai``'s, so the same table serves it too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 import weakref
 from collections.abc import AsyncGenerator, Callable
 from types import ModuleType
@@ -110,3 +112,15 @@ def count(obj: object, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process. Building one loads the CA bundle (20-80 ms here);
+    every SDK client (one per model and event loop) would otherwise build its own."""
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with the openai SDK
+        return ssl.create_default_context()
