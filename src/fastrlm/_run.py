@@ -10,7 +10,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._budget import Budget, StopReason
 from ._calls import CallTree, RunAccount
@@ -37,11 +37,12 @@ from ._parsing import (
     unquote_literal,
 )
 from ._prompts import Prompts, describe_budget
-from .context._info import ContextInfo, describe_context
-from .lm._base import LM, ChatMessage
+from .context._info import ContextInfo, context_digest, describe_shape
+from .lm._base import LM, ChatMessage, LMResponse
 from .sandbox._base import ExecResult, FinalValue, Sandbox, SandboxLimits
 
 TAIL_CHARS = 500
+_HASH_IN_THREAD_CHARS = 1_000_000
 
 
 def new_run_id() -> str:
@@ -104,6 +105,7 @@ class Run:
     last_answer_content: str | None = None
     _sandbox: Sandbox | None = None
     _sandbox_ready: asyncio.Task[None] | None = None
+    _announced: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def lm(self) -> LM:
@@ -127,7 +129,7 @@ class Run:
     async def _execute(self) -> Outcome:
         cfg = self.config
         try:
-            info = await _describe(self.context)
+            info = describe_shape(self.context)
         except ContextError as exc:
             return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context")
         limits = SandboxLimits(
@@ -140,32 +142,49 @@ class Run:
             self._emit_started(info, "unavailable")
             return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox")
         self._sandbox = sandbox
-        self._emit_started(info, cfg.sandbox_kind)
-        # The worker starts while the root model thinks about its first reply.
+        # Three things start at once: hashing the context for run.started (seconds for a
+        # 400 MB context), the worker, and the root's first call (which needs only the shape).
+        self._announced = asyncio.Event()
+        announce = asyncio.create_task(self._announce(info))
         self._sandbox_ready = asyncio.create_task(self._start_sandbox(sandbox))
         try:
-            outcome = await self._loop(info)
+            outcome = await self._loop(info, announce)
         except (SandboxError, ContextError) as exc:
             kind = "context" if isinstance(exc, ContextError) else "sandbox"
             outcome = Outcome(self.last_answer_content or "", StopReason.ERROR, self.iterations,
                               error=f"sandbox failed: {exc}", error_kind=kind)
         finally:
-            if not self._sandbox_ready.done():
-                self._sandbox_ready.cancel()
-            await asyncio.gather(self._sandbox_ready, return_exceptions=True)
+            for task in (announce, self._sandbox_ready):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(announce, self._sandbox_ready, return_exceptions=True)
+            if not self._announced.is_set():  # run.started always precedes run.finished
+                self._emit_started(info, cfg.sandbox_kind)
             await sandbox.close()
         outcome.sandbox = sandbox.layer
         return outcome
 
+    async def _announce(self, shape: ContextInfo) -> None:
+        """Hash the context off the event loop, then emit run.started (always the run's first
+        event; it carries the sha256 that traces reference the context by)."""
+        if shape.total_chars > _HASH_IN_THREAD_CHARS:
+            digest, size = await asyncio.to_thread(context_digest, self.context)
+        else:
+            digest, size = context_digest(self.context)
+        self._emit_started(replace(shape, sha256=digest, size_bytes=size),
+                           self.config.sandbox_kind)
+
     async def _start_sandbox(self, sandbox: Sandbox) -> None:
         started = time.monotonic()
         await sandbox.start(self.context, _Bridge(self))
+        await self._announced.wait()
         self.tree.emit(SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
                                       unsafe=sandbox.unsafe,
                                       startup_s=time.monotonic() - started))
 
     def _emit_started(self, info: ContextInfo, layer: str) -> None:
         cfg = self.config
+        self._announced.set()
         self.tree.emit(
             RunStarted(
                 run_id=self.run_id,
@@ -208,17 +227,24 @@ class Run:
         )
 
     # ------------------------------------------------------------------ the loop
-    async def _loop(self, info: ContextInfo) -> Outcome:
+    async def _loop(self, info: ContextInfo, announce: asyncio.Task[None]) -> Outcome:
         cfg = self.config
         ledger = self.tree.ledger
         messages: list[ChatMessage] = [
             {"role": "system", "content": self._system_prompt()},
             {"role": "user", "content": self._first_message(info)},
         ]
+        first_call = asyncio.create_task(self._call_root(messages, 1))
+        try:
+            await announce
+        except BaseException:
+            first_call.cancel()
+            await asyncio.gather(first_call, return_exceptions=True)
+            raise
         max_iter = cfg.budget.max_iterations
         for iteration in range(1, max_iter + 1):
             self.iterations = iteration
-            spent = ledger.exhausted()
+            spent = ledger.exhausted() if iteration > 1 else None
             if spent is not None:
                 return self._partial(spent, iteration - 1)
             self.tree.emit(
@@ -227,7 +253,8 @@ class Run:
                     max_iterations=max_iter,
                 )
             )
-            reply = await self._root_turn(messages, iteration)
+            reply = await self._root_turn(messages, iteration,
+                                          first_call if iteration == 1 else None)
             if isinstance(reply, Outcome):
                 reply.iterations = iteration - 1
                 return reply
@@ -277,13 +304,14 @@ class Run:
     def _partial(self, reason: StopReason, iterations: int) -> Outcome:
         return Outcome(self.last_answer_content or "", reason, iterations)
 
-    async def _root_turn(self, messages: list[ChatMessage], iteration: int) -> str | Outcome:
-        """Ask the root model for its next reply, or say why the run must stop."""
+    async def _call_root(self, messages: list[ChatMessage], iteration: int
+                         ) -> LMResponse | Outcome:
+        """One gated root call, or the outcome that ends the run if it is refused or fails."""
         compact_history(messages, self.config.limits.history_chars)
         try:
-            response = await self.tree.call(
+            return await self.tree.call(
                 self.lm,
-                messages,
+                list(messages),
                 subcall=self.depth > 0,
                 max_tokens=self.config.limits.root_max_tokens,
                 account=self.account,
@@ -294,6 +322,18 @@ class Run:
         except ProviderError as exc:
             return Outcome(self.last_answer_content or "", StopReason.ERROR, iteration,
                            error=f"{type(exc).__name__}: {exc}", error_kind="provider")
+
+    async def _root_turn(
+        self,
+        messages: list[ChatMessage],
+        iteration: int,
+        pending: asyncio.Task[LMResponse | Outcome] | None = None,
+    ) -> str | Outcome:
+        """The root model's next reply (from ``pending`` if that call is already in flight), or
+        the outcome that ends the run."""
+        response = await (pending or self._call_root(messages, iteration))
+        if isinstance(response, Outcome):
+            return response
         price = self.tree.prices.price(self.lm.model)
         self.tree.emit(
             ModelResponse(
@@ -471,12 +511,6 @@ _RESOURCE = {
     StopReason.BUDGET_USD: "The USD budget",
     StopReason.BUDGET_TOKENS: "The token budget",
 }
-
-
-async def _describe(context: object) -> ContextInfo:
-    if isinstance(context, str) and len(context) > 8_000_000:
-        return await asyncio.to_thread(describe_context, context)
-    return describe_context(context)
 
 
 def _with_context(prompt: str, context: object) -> str:

@@ -22,7 +22,8 @@ def echo_sub(model: str = "scripted/sub") -> ScriptedLM:
 
 def make_rlm(replies: list[str] | Callable[..., Any], sub: ScriptedLM | None = None,
              events: list[Event] | None = None, **kw: Any) -> tuple[RLM, ScriptedLM]:
-    root = ScriptedLM(replies, model="scripted/root")
+    root = (replies if isinstance(replies, ScriptedLM)
+            else ScriptedLM(replies, model="scripted/root"))
     kw.setdefault("sandbox", "none")
     rlm = RLM(root, sub or echo_sub(), on_event=(events.append if events is not None else None),
               **kw)

@@ -222,3 +222,27 @@ def test_an_openai_key_alone_picks_gpt5_root_and_gpt5_mini_subcalls(
     assert (rlm.root_lm.model, rlm.sub_lm.model) == ("openai/gpt-5", "openai/gpt-5-mini")
     monkeypatch.setenv("FASTRLM_SUB_MODEL", "openai/gpt-4.1-nano")
     assert RLM().sub_lm.model == "openai/gpt-4.1-nano"
+
+
+async def test_first_root_call_does_not_wait_for_hashing_and_run_started_comes_first() -> None:
+    import hashlib
+
+    order: list[str] = []
+    context = "x" * 3_000_000  # hashed in a thread
+
+    def root_fn(messages: list[dict[str, str]]) -> str:
+        order.append("root call")
+        return repl("FINAL(len(context))")
+
+    events: list[Event] = []
+    rlm, _ = make_rlm(ScriptedLM(root_fn, model="scripted/root"),  # type: ignore[arg-type]
+                      events=events)
+    out = await rlm.acompletion("q", context=context)
+    assert out.answer == "3000000"
+    types = [e.type for e in events]
+    assert types[0] == "run.started" and types[-1] == "run.finished"
+    assert types.index("sandbox.started") > 0
+    started = events[0]
+    digest = hashlib.sha256(context.encode()).hexdigest()
+    assert started.context["sha256"] == digest  # type: ignore[attr-defined]
+    assert order == ["root call"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._exceptions import ContextError
@@ -25,6 +25,10 @@ class ContextInfo:
     sha256: str
     size_bytes: int
     head: str
+
+    @property
+    def hashed(self) -> bool:
+        return bool(self.sha256)
 
     @property
     def n_chunks(self) -> int:
@@ -78,10 +82,39 @@ def canonical_bytes(context: object) -> bytes:
 
 def describe_context(context: object, data: bytes | None = None) -> ContextInfo:
     """Compute :class:`ContextInfo`. Pass ``data`` when the canonical bytes already exist."""
+    shape = describe_shape(context)
+    if data is not None:
+        return replace(shape, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    digest, size = context_digest(context)
+    return replace(shape, sha256=digest, size_bytes=size)
+
+
+def context_digest(context: object) -> tuple[str, int]:
+    """sha256 and size of the context's canonical bytes. A large ASCII str is hashed from its
+    own storage (no UTF-8 copy); hashlib releases the GIL, so this suits a worker thread."""
+    if isinstance(context, str):
+        from ..sandbox._protocol import _utf8  # zero-copy view of ASCII text, stdlib-only module
+
+        data: bytes | memoryview = _utf8(context)
+    else:
+        data = canonical_bytes(context)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def describe_shape(context: object) -> ContextInfo:
+    """Type, sizes and head of a context, without hashing it (``sha256`` is empty): what the
+    root's first message needs, in microseconds even for a 400 MB str."""
     if context is None:
         raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
-    raw = canonical_bytes(context) if data is None else data
-    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        return _shape(context)
+    except (TypeError, ValueError) as exc:
+        raise ContextError(
+            f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
+        ) from exc
+
+
+def _shape(context: object) -> ContextInfo:
     if isinstance(context, str):
         lengths: tuple[int, ...] = (len(context),)
         head = context[:HEAD_CHARS]
@@ -103,4 +136,5 @@ def describe_context(context: object, data: bytes | None = None) -> ContextInfo:
         lengths = (len(text),)
         head = text[:HEAD_CHARS]
         kind = type(context).__name__
-    return ContextInfo(kind, sum(lengths), lengths, digest, len(raw), head)
+    size = len(context) if isinstance(context, str) and context.isascii() else 0
+    return ContextInfo(kind, sum(lengths), lengths, "", size, head)
