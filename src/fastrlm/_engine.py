@@ -15,10 +15,11 @@ from ._calls import CallTree, ResponseCache
 from ._config import Limits
 from ._events import Event, EventCallback
 from ._exceptions import ConfigurationError, ContextError
+from ._outcome import Outcome, RunConfig, new_run_id
 from ._pricing import PriceTable
 from ._prompts import Prompts
 from ._result import RLMResult
-from ._run import Outcome, Run, RunConfig, new_run_id
+from ._run import Run
 from .lm._base import LM
 
 log = logging.getLogger("fastrlm")

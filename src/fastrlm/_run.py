@@ -7,14 +7,11 @@ ledger, concurrency limiter, usage, events) lives in its :class:`~fastrlm._calls
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ._budget import Budget, StopReason
+from ._budget import StopReason
 from ._calls import CallTree, RunAccount
-from ._config import Limits
 from ._events import (
     ChildRunFinished,
     ChildRunStarted,
@@ -29,6 +26,8 @@ from ._events import (
     preview,
 )
 from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
+from ._feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
+from ._outcome import Outcome, RunConfig, new_run_id
 from ._parsing import (
     compact_history,
     extract_code_blocks,
@@ -36,47 +35,13 @@ from ._parsing import (
     truncate_output,
     unquote_literal,
 )
-from ._prompts import Prompts, describe_budget
+from ._prompts import describe_budget
 from .context._info import ContextInfo, context_digest, describe_shape
 from .lm._base import LM, ChatMessage, LMResponse
-from .sandbox._base import ExecResult, FinalValue, Sandbox, SandboxLimits
+from .sandbox._base import FinalValue, Sandbox, SandboxLimits
 
 TAIL_CHARS = 500
 _HASH_IN_THREAD_CHARS = 1_000_000
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What every run of a tree is configured with (the RLM's settings)."""
-
-    root_lm: LM
-    sub_lm: LM
-    child_lms: Mapping[int, LM]
-    named_lms: Mapping[str, LM]
-    budget: Budget
-    limits: Limits
-    prompts: Prompts
-    sandbox_kind: str
-    subcalls: bool
-
-
-@dataclass
-class Outcome:
-    answer: str
-    stop_reason: StopReason
-    iterations: int
-    error: str | None = None
-    source: str = ""
-    sandbox: str = ""
-    error_kind: str | None = None  # "provider" | "sandbox" | "context" | None
-
-    @property
-    def partial(self) -> bool:
-        return self.stop_reason is not StopReason.FINAL
 
 
 def make_sandbox(kind: str, limits: SandboxLimits) -> Sandbox:
@@ -262,7 +227,7 @@ class Run:
             if final is not None:
                 return Outcome(final.text, StopReason.FINAL, iteration, source=final.source)
             if self.limit_hit is not None:
-                resource = _RESOURCE.get(self.limit_hit, "The budget")
+                resource = RESOURCE_NAMES.get(self.limit_hit, "The budget")
                 note = cfg.prompts.budget_spent.format(resource=resource)
                 return await self._last_turn(messages, feedback + "\n\n" + note,
                                              self.limit_hit, iteration)
@@ -278,7 +243,7 @@ class Run:
             )
         note = cfg.prompts.last_turn.format(max_iterations=max_iter)
         last_feedback = messages.pop()["content"] if messages[-1]["role"] == "user" else ""
-        return await self._last_turn(messages, _join(last_feedback, note),
+        return await self._last_turn(messages, join_text(last_feedback, note),
                                      StopReason.MAX_ITERATIONS, max_iter)
 
     async def _last_turn(
@@ -375,7 +340,7 @@ class Run:
             result = await self._sandbox.execute(code)
             if result.answer_content is not None:
                 self.last_answer_content = result.answer_content
-            shown = truncate_output(_output_of(result), per_block)
+            shown = truncate_output(output_of(result), per_block)
             self.tree.emit(
                 CodeExecuted(
                     run_id=self.run_id, depth=self.depth, iteration=iteration, block=number,
@@ -386,7 +351,7 @@ class Run:
                 )
             )
             parts.append(prompts.block_output.format(
-                block=number, status=_status(result), output=shown))
+                block=number, status=status_of(result), output=shown))
             if result.restored:
                 names = ", ".join(f"`{n}`" for n in result.restored)
                 they = "it was" if len(result.restored) == 1 else "they were"
@@ -455,7 +420,7 @@ class Run:
         child_depth = self.depth + 1
         if child_depth >= self.config.budget.max_depth:
             merged = prompts if contexts is None else [
-                _with_context(p, c) for p, c in zip(prompts, contexts, strict=True)
+                with_context(p, c) for p, c in zip(prompts, contexts, strict=True)
             ]
             return await self.llm_batch(merged, model)
         default = self.config.child_lms.get(child_depth, self.config.root_lm)
@@ -504,41 +469,3 @@ class _Bridge:
         self, prompts: list[str], contexts: list[object] | None, model: str | None
     ) -> list[str]:
         return await self.run.rlm_batch(prompts, contexts, model)
-
-
-_RESOURCE = {
-    StopReason.BUDGET_SUBCALLS: "The sub-call budget",
-    StopReason.BUDGET_USD: "The USD budget",
-    StopReason.BUDGET_TOKENS: "The token budget",
-}
-
-
-def _with_context(prompt: str, context: object) -> str:
-    text = context if isinstance(context, str) else repr(context)
-    return f"{prompt}\n\nContext:\n{text}"
-
-
-def _output_of(result: ExecResult) -> str:
-    out = result.stdout
-    if result.stderr:
-        out = _join(out, result.stderr)
-    if result.error:
-        out = _join(out, result.error)
-    if result.dropped_bytes:
-        out = _join(out, f"[output capped at the source: {result.dropped_bytes:,} more bytes "
-                         "were discarded]")
-    return out or "(no output)"
-
-
-def _status(result: ExecResult) -> str:
-    if result.restarted:
-        return " (killed; REPL restarted)"
-    if result.timed_out:
-        return " (timed out; variables kept)"
-    if result.error:
-        return " (error)"
-    return ""
-
-
-def _join(a: str, b: str) -> str:
-    return f"{a.rstrip()}\n{b}" if a else b

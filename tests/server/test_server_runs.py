@@ -18,13 +18,19 @@ from .helpers import ECHO_SHAPE, QUESTION, root, serving
 class HeldRoot:
     """A root reply function that blocks until released, and records cancellations."""
 
-    def __init__(self) -> None:
+    def __init__(self, expect: int = 1) -> None:
         self.release = asyncio.Event()
         self.entered = asyncio.Event()
         self.cancelled = asyncio.Event()
+        self.inside = 0
+        self.expect = expect
+        self.all_inside = asyncio.Event()
 
     async def __call__(self, messages: list[ChatMessage]) -> str:
         self.entered.set()
+        self.inside += 1
+        if self.inside >= self.expect:
+            self.all_inside.set()
         try:
             await self.release.wait()
         except asyncio.CancelledError:
@@ -39,11 +45,12 @@ def ask(client: openai.AsyncOpenAI, context: str = "abc", **kwargs: Any) -> Any:
 
 
 async def test_concurrent_requests_run_at_most_the_limit_and_the_rest_queue() -> None:
-    held = HeldRoot()
+    held = HeldRoot(expect=2)
     root_lm = root(held)
     async with serving(root_lm, max_concurrent_runs=2) as (server, client):
         requests = [asyncio.create_task(ask(client, "x" * (i + 1))) for i in range(4)]
         await server.wait_until(lambda s: s.active_runs == 2 and s.queued_runs == 2)
+        await held.all_inside.wait()  # both admitted runs are inside their root call
         held.release.set()
         replies = await asyncio.gather(*requests)
     assert sorted(r.choices[0].message.content for r in replies) == [
