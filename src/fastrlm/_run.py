@@ -116,8 +116,9 @@ class Run:
             outcome = await self._loop(info, announce)
         except (SandboxError, ContextError) as exc:
             kind = "context" if isinstance(exc, ContextError) else "sandbox"
+            error = str(exc) if kind == "context" else f"sandbox failed: {exc}"
             outcome = Outcome(self.last_answer_content or "", StopReason.ERROR, self.iterations,
-                              error=f"sandbox failed: {exc}", error_kind=kind)
+                              error=error, error_kind=kind)
         finally:
             for task in (announce, self._sandbox_ready):
                 if not task.done():
