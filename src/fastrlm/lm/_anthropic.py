@@ -12,8 +12,6 @@ input and a one-off prompt would never be read back.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -26,6 +24,7 @@ from .._exceptions import ProviderError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._provider import ProviderIdentity
 from ._retry import Failure, RetryPolicy
 
 DEFAULT_MAX_TOKENS = 8192
@@ -34,7 +33,7 @@ _EPHEMERAL = {"type": "ephemeral"}
 DEFAULT_LIMITS = Limits()
 
 
-class AnthropicLM:
+class AnthropicLM(ProviderIdentity):
     """A Claude model via the Messages API.
 
     ``model`` is canonical (``anthropic/claude-sonnet-4-5``). The Messages API requires
@@ -46,6 +45,8 @@ class AnthropicLM:
 
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
     """
+
+    _api = "anthropic-messages"
 
     def __init__(
         self,
@@ -91,25 +92,8 @@ class AnthropicLM:
             http_client=http_client,
         )
 
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def temperature(self) -> float | None:
-        return self._temperature
-
-    def cache_key(self) -> str:
-        """Provider, endpoint, wire model name and sampling parameters; never the key."""
-        params = {
-            "api": "anthropic-messages",
-            "base_url": self.base_url,
-            "model": self.api_model,
-            "temperature": self._temperature,
-            "thinking": self.thinking_budget,
-        }
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-        return f"{self._model}:{digest[:16]}"
+    def _cache_params(self) -> dict[str, object]:
+        return {"thinking": self.thinking_budget}
 
     def request_params(
         self, messages: Sequence[ChatMessage], max_tokens: int | None

@@ -8,8 +8,6 @@ missing package into :class:`fastrlm.MissingExtraError`. LiteLLM's exceptions su
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,12 +19,13 @@ from .._config import Limits
 from . import _sdk
 from ._base import ChatMessage, LMResponse
 from ._openai import ReadCompletion, read_completion
+from ._provider import ProviderIdentity
 from ._retry import Failure, RetryPolicy
 
 DEFAULT_LIMITS = Limits()
 
 
-class LiteLLMLM:
+class LiteLLMLM(ProviderIdentity):
     """A model behind ``litellm.acompletion``; ``model`` is ``litellm/<litellm model string>``
     (``litellm/bedrock/anthropic.claude-3-5-sonnet``). Credentials come from LiteLLM's own
     environment variables unless ``api_key`` / ``base_url`` are given.
@@ -34,6 +33,8 @@ class LiteLLMLM:
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries; the
     reply is read like an OpenAI Chat Completion (LiteLLM's ``ModelResponse`` has that shape).
     """
+
+    _api = "litellm"
 
     def __init__(
         self,
@@ -53,23 +54,6 @@ class LiteLLMLM:
         self._temperature = temperature
         self.retry = retry or RetryPolicy.from_limits(limits)
 
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def temperature(self) -> float | None:
-        return self._temperature
-
-    def cache_key(self) -> str:
-        params = {
-            "api": "litellm",
-            "base_url": self.base_url,
-            "model": self.api_model,
-            "temperature": self._temperature,
-        }
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-        return f"{self._model}:{digest[:16]}"
 
     async def complete(
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None

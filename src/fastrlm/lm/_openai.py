@@ -8,8 +8,6 @@ against ``Limits.max_concurrency`` so that the engine's semaphore is the only li
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import time
@@ -24,6 +22,7 @@ from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._provider import ProviderIdentity
 from ._retry import Failure, RetryPolicy
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
@@ -45,7 +44,7 @@ def is_reasoning_model(name: str) -> bool:
     )
 
 
-class OpenAIChatLM:
+class OpenAIChatLM(ProviderIdentity):
     """A model behind an OpenAI-compatible Chat Completions endpoint.
 
     ``model`` is the canonical ``provider/name`` string (pricing, usage); ``api_model`` is the
@@ -57,6 +56,8 @@ class OpenAIChatLM:
     A reply without ``usage`` gets an estimate (``usage.estimated=True``); a reply without
     choices or without text raises :class:`fastrlm.ProviderResponseError`.
     """
+
+    _api = "openai-chat"
 
     def __init__(
         self,
@@ -105,31 +106,12 @@ class OpenAIChatLM:
         )
 
     @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def temperature(self) -> float | None:
-        return self._temperature
-
-    @property
     def reasoning(self) -> bool:
         """Whether this model is driven as a reasoning model (see the class docstring)."""
         return self._reasoning
 
-    def cache_key(self) -> str:
-        """Provider, endpoint, wire model name and sampling parameters; never the key."""
-        params = {
-            "api": "openai-chat",
-            "base_url": self.base_url,
-            "model": self.api_model,
-            "temperature": self._temperature,
-            "extra": self._extra_body,
-        }
-        return (
-            f"{self._model}:"
-            + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-        )
+    def _cache_params(self) -> dict[str, object]:
+        return {"extra": self._extra_body}
 
     def request_params(
         self, messages: Sequence[ChatMessage], max_tokens: int | None
