@@ -20,6 +20,7 @@ LAZY_COMMANDS = {
     "runs": "._runs:runs",
     "serve": "._serve:serve",
     "show": "._runs:show",
+    "view": "._view:view",
 }
 
 
