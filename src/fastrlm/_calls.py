@@ -116,8 +116,10 @@ class CallTree:
                 self.ledger.settle(reservation, None, 0.0)
                 raise
         cost = price.cost(response.usage) if price is not None else (response.cost_usd or 0.0)
+        priced = price is not None or response.cost_usd is not None
         self.ledger.settle(reservation, response.usage, cost)
-        self.usage.record(lm.model, response.usage, cost, response.latency_s, response.cached)
+        self.usage.record(lm.model, response.usage, cost, response.latency_s, response.cached,
+                          priced)
         account.add(cost, subcall)
         for resource, fraction in self.ledger.new_warnings():
             self.emit(BudgetWarning(run_id="tree", resource=resource, fraction=fraction))

@@ -46,9 +46,18 @@ class Usage:
     latency_s: float = 0.0
     cache_hits: int = 0
     estimated_calls: int = 0
+    unpriced_calls: int = 0
 
-    def add(self, usage: TokenUsage, cost_usd: float, latency_s: float, cached: bool) -> None:
+    def add(
+        self,
+        usage: TokenUsage,
+        cost_usd: float,
+        latency_s: float,
+        cached: bool,
+        priced: bool = True,
+    ) -> None:
         self.calls += 1
+        self.unpriced_calls += int(not priced and not cached)
         self.input_tokens += usage.input_tokens
         self.cached_input_tokens += usage.cached_input_tokens
         self.cache_write_tokens += usage.cache_write_tokens
@@ -72,6 +81,7 @@ class Usage:
             "latency_s": round(self.latency_s, 6),
             "cache_hits": self.cache_hits,
             "estimated_calls": self.estimated_calls,
+            "unpriced_calls": self.unpriced_calls,
         }
 
 
@@ -82,9 +92,24 @@ class UsageSummary:
     by_model: dict[str, Usage] = field(default_factory=dict)
 
     def record(
-        self, model: str, usage: TokenUsage, cost_usd: float, latency_s: float, cached: bool
+        self,
+        model: str,
+        usage: TokenUsage,
+        cost_usd: float,
+        latency_s: float,
+        cached: bool,
+        priced: bool = True,
     ) -> None:
-        self.by_model.setdefault(model, Usage(model)).add(usage, cost_usd, latency_s, cached)
+        """Add one call. ``priced=False``: neither the price table nor the provider gave a cost,
+        so ``cost_usd`` understates the spend (see :attr:`unpriced_models`)."""
+        self.by_model.setdefault(model, Usage(model)).add(
+            usage, cost_usd, latency_s, cached, priced
+        )
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        """Models whose calls had no known price: their cost is counted as 0."""
+        return sorted(m for m, u in self.by_model.items() if u.unpriced_calls)
 
     @property
     def calls(self) -> int:
@@ -111,5 +136,6 @@ class UsageSummary:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": round(self.cost_usd, 8),
+            "unpriced_models": self.unpriced_models,
             "by_model": {k: v.to_dict() for k, v in sorted(self.by_model.items())},
         }

@@ -89,3 +89,16 @@ def test_root_calls_are_not_subcalls() -> None:
 def test_nonsense_budgets_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Budget(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_calls_without_a_known_price_are_flagged_not_silently_free() -> None:
+    from fastrlm import RLM
+    from fastrlm.testing import ScriptedLM
+
+    rlm = RLM(ScriptedLM(["```repl\nFINAL(llm_query('x'))\n```"], model="acme/root"),
+              ScriptedLM(["s"], model="acme/sub"), sandbox="none",
+              prices=PriceTable({"acme/root": {"input": 1, "output": 1}},
+                                include_defaults=False))
+    out = await rlm.acompletion("q", context="c")
+    assert out.usage.unpriced_models == ["acme/sub"]
+    assert out.usage.to_dict()["unpriced_models"] == ["acme/sub"]

@@ -185,9 +185,13 @@ def run(
 
 def summary_line(result: RLMResult) -> str:
     usage = result.usage
+    unpriced = usage.unpriced_models
+    cost = f"${result.cost_usd:.4f}"
+    if unpriced:
+        cost += f" (no price known for {', '.join(unpriced)}: counted as $0)"
     return (
         f"{result.stop_reason.value} · {result.iterations} iteration(s) · "
         f"{result.subcalls:,} sub-call(s) · {usage.input_tokens:,} in / "
-        f"{usage.output_tokens:,} out tokens · ${result.cost_usd:.4f} · "
+        f"{usage.output_tokens:,} out tokens · {cost} · "
         f"{result.duration_s:.1f}s · sandbox {result.sandbox or 'none started'}"
     )
