@@ -135,15 +135,9 @@ class CallTree:
             return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         max_tokens = self.limits.sub_max_tokens
-        key = None
-        if self.cache is not None and (self.cache_sampled or not lm.temperature):
-            key = self.cache.key_for(lm, messages, max_tokens)
-            hit = await self.cache.get(key)
-            if hit is not None:
-                self.ledger.subcalls += 1
-                account.add(0.0, True)
-                self.usage.record(lm.model, hit.usage, 0.0, 0.0, True)
-                return SubcallOutcome(hit.text)
+        key, hit = await self._lookup(lm, messages, max_tokens, subcall=True, account=account)
+        if hit is not None:
+            return SubcallOutcome(hit.text)
         call_id = f"c{next(self._ids)}"
         digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
         started = False
@@ -186,6 +180,39 @@ class CallTree:
         if key is not None and self.cache is not None:
             await self.cache.put(key, response)
         return SubcallOutcome(response.text)
+
+    async def root_call(
+        self, lm: LM, messages: Sequence[ChatMessage], *, subcall: bool, max_tokens: int,
+        account: RunAccount,
+    ) -> LMResponse:
+        """A root turn through the gate, answered from the cache when this exact conversation
+        was answered before (deterministic models only): a re-run replays the turns an
+        interrupted run already paid for, then goes on live."""
+        key, hit = await self._lookup(lm, messages, max_tokens, subcall=subcall, account=account)
+        if hit is not None:
+            return hit
+        response = await self.call(lm, messages, subcall=subcall, max_tokens=max_tokens,
+                                   account=account)
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, response)
+        return response
+
+    async def _lookup(
+        self, lm: LM, messages: Sequence[ChatMessage], max_tokens: int, *, subcall: bool,
+        account: RunAccount,
+    ) -> tuple[str | None, LMResponse | None]:
+        """The cache key for this call (None when caching does not apply) and a hit, if any.
+        A hit costs nothing but still counts as a sub-call, so a resumed run behaves as the
+        first one did."""
+        if self.cache is None or (lm.temperature and not self.cache_sampled):
+            return None, None
+        key = self.cache.key_for(lm, messages, max_tokens)
+        hit = await self.cache.get(key)
+        if hit is not None:
+            self.ledger.subcalls += int(subcall)
+            account.add(0.0, subcall)
+            self.usage.record(lm.model, hit.usage, 0.0, 0.0, True)
+        return key, hit
 
     def _finished(
         self,

@@ -275,7 +275,7 @@ class Run:
         """One gated root call, or the outcome that ends the run if it is refused or fails."""
         compact_history(messages, self.config.limits.history_chars)
         try:
-            return await self.tree.call(
+            return await self.tree.root_call(
                 self.lm,
                 list(messages),
                 subcall=self.depth > 0,

@@ -44,3 +44,36 @@ async def test_sampled_sub_model_bypasses_the_cache_unless_asked(tmp_path: Path)
         await RLM(ScriptedLM(SCRIPT), sub, sandbox="none", cache=SubcallCache(path),
                   cache_sampled=True).acompletion("q", context="c")
     assert len(opted_in[0].calls) == 20 and opted_in[1].calls == []
+
+
+async def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path) -> None:
+    from fastrlm import ProviderConnectionError, StopReason
+
+    turns = [
+        repl("parts = llm_query_batched([f'q{i}' for i in range(5)])"),
+        repl("more = llm_query_batched([f'r{i}' for i in range(5)])"),
+        repl("FINAL(str(len(parts) + len(more)))"),
+    ]
+
+    def script(fail_at: int | None) -> ScriptedLM:
+        def reply(messages: list[dict[str, str]]) -> str | BaseException:
+            turn = sum(m["role"] == "assistant" for m in messages)
+            if turn == fail_at:
+                return ProviderConnectionError("network went away")
+            return turns[turn]
+        return ScriptedLM(reply, model="scripted/root")
+
+    path = tmp_path / "cache.sqlite"
+    first_sub = sub_model()
+    first = await RLM(script(fail_at=2), first_sub, sandbox="none",
+                      cache=SubcallCache(path)).acompletion("q", context="c")
+    assert first.stop_reason is StopReason.ERROR
+    assert len(first_sub.calls) == 10
+
+    root, second_sub = script(fail_at=None), sub_model()
+    second = await RLM(root, second_sub, sandbox="none",
+                       cache=SubcallCache(path)).acompletion("q", context="c")
+    assert second.answer == "10"
+    assert second_sub.calls == []          # every sub-call was already paid for
+    assert len(root.calls) == 1            # only the turn that failed is asked again
+    assert second.subcalls == 10           # cache hits still count as sub-calls
