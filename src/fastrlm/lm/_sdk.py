@@ -116,11 +116,12 @@ def count(obj: object, name: str) -> int | None:
 
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
-    """One verifying TLS context per process. Building one loads the CA bundle (20-80 ms here);
-    every SDK client (one per model and event loop) would otherwise build its own."""
+    """The SDKs' HTTP library's own default TLS context (its trust store, its environment
+    variables such as SSL_CERT_FILE), built once per process: each SDK client, one per model and
+    event loop, would otherwise build its own (20-120 ms each here)."""
     try:
-        import certifi
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with the openai SDK
-        return ssl.create_default_context()
+        import httpx2 as http
+    except ImportError:  # older SDK releases are built on httpx
+        import httpx as http  # type: ignore[no-redef, import-not-found, unused-ignore]
+    context: ssl.SSLContext = http.create_ssl_context()
+    return context

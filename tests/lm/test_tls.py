@@ -1,0 +1,21 @@
+"""One verifying TLS context per process, the HTTP library's own default."""
+
+from __future__ import annotations
+
+import ssl
+
+from fastrlm.lm import _sdk
+from fastrlm.lm._openai import OpenAIChatLM
+
+
+def test_clients_share_one_verifying_context_built_by_the_http_library() -> None:
+    context = _sdk.shared_ssl_context()
+    assert context is _sdk.shared_ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_two_clients_of_a_provider_reuse_it() -> None:
+    lm = OpenAIChatLM("openai/x", base_url="http://127.0.0.1:9/v1", api_key="k")
+    first, second = lm._new_client(), lm._new_client()
+    assert first is not second
+    assert _sdk.shared_ssl_context.cache_info().currsize == 1
