@@ -18,8 +18,8 @@ import openai
 from .._config import Limits
 from . import _sdk
 from ._base import ChatMessage, LMResponse
-from ._openai import ReadCompletion, read_completion
-from ._provider import ProviderIdentity
+from ._openai import read_completion
+from ._provider import ProviderIdentity, ReadCompletion
 from ._retry import Failure, RetryPolicy
 
 DEFAULT_LIMITS = Limits()
@@ -78,22 +78,14 @@ class LiteLLMLM(ProviderIdentity):
             response = await litellm.acompletion(**params)
             return read_completion(response, messages, provider="litellm", model=self.api_model)
 
-        text, usage, finish, cost, raw = await self.retry.run(
+        completion = await self.retry.run(
             attempt,
             self._translate,
             _sdk.catchable(openai),
             provider="litellm",
             model=self.api_model,
         )
-        return LMResponse(
-            text=text,
-            usage=usage,
-            model=self._model,
-            latency_s=time.monotonic() - started,
-            finish_reason=finish,
-            cost_usd=cost,
-            raw=raw,
-        )
+        return self._response(completion, started)
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, openai, provider="litellm", model=self.api_model)

@@ -22,7 +22,7 @@ from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, estimate_tokens
-from ._provider import ProviderIdentity
+from ._provider import ProviderIdentity, ReadCompletion
 from ._retry import Failure, RetryPolicy
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
@@ -32,7 +32,6 @@ NO_KEY = "not-needed"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # text, usage, finish reason, provider-reported cost, raw fields kept on the response
-ReadCompletion = tuple[str, TokenUsage, str | None, float | None, dict[str, object]]
 
 DEFAULT_LIMITS = Limits()
 
@@ -156,16 +155,7 @@ class OpenAIChatLM(ProviderIdentity):
             provider=self._provider,
             model=self.api_model,
         )
-        text, usage, finish, cost, raw = completion
-        return LMResponse(
-            text=text,
-            usage=usage,
-            model=self._model,
-            latency_s=time.monotonic() - started,
-            finish_reason=finish,
-            cost_usd=cost,
-            raw=raw,
-        )
+        return self._response(completion, started)
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model)

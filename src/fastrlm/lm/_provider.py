@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import ClassVar
+
+from .._usage import TokenUsage
+from ._base import LMResponse
+
+#: What a provider reads from a reply: text, usage, finish reason, reported cost, raw fields.
+ReadCompletion = tuple[str, TokenUsage, str | None, float | None, dict[str, object]]
 
 
 class ProviderIdentity:
@@ -41,3 +48,16 @@ class ProviderIdentity:
         }
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         return f"{self._model}:{digest[:16]}"
+
+    def _response(self, read: ReadCompletion, started: float) -> LMResponse:
+        """The :class:`LMResponse` for a reply read at ``time.monotonic()`` ``started``."""
+        text, usage, finish, cost, raw = read
+        return LMResponse(
+            text=text,
+            usage=usage,
+            model=self._model,
+            latency_s=time.monotonic() - started,
+            finish_reason=finish,
+            cost_usd=cost,
+            raw=raw,
+        )
