@@ -250,10 +250,10 @@ async def test_namespace_and_mount_escapes_fail(sb: Sandbox) -> None:
 
 
 async def test_raising_own_rlimits_fails(sb: Sandbox) -> None:
-    code = "import resource\nr = resource.RLIMIT_AS\nresource.setrlimit(r, (-1, -1))"
+    code = "import resource\nr = resource.RLIMIT_DATA\nresource.setrlimit(r, (-1, -1))"
     out, error = await run(sb, code)
     assert error is not None and ("PermissionError" in error or "ValueError" in error)
-    out, error = await run(sb, "import resource; resource.getrlimit(resource.RLIMIT_AS)[0] > 0")
+    out, error = await run(sb, "import resource; resource.getrlimit(resource.RLIMIT_DATA)[0] > 0")
     assert out == "True"
     await assert_alive(sb)
 

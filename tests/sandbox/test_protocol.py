@@ -21,6 +21,7 @@ from .helpers import MakeSandbox, assert_alive
 
 VALID_DONE = {
     "op": "done",
+    "nonce": "n1",
     "stdout": "out",
     "stderr": "",
     "error": None,

@@ -68,7 +68,9 @@ def test_memory_limit_grows_with_the_context() -> None:
 def test_doctor_report_covers_every_layer_with_a_reason() -> None:
     report = doctor_report()
     names = [s.name for s in report]
-    assert names == ["bwrap", "landlock", "process", "seccomp", "rlimits", "auto", "none"]
+    assert names == [
+        "bwrap", "landlock", "process", "seccomp", "rlimits", "memory", "disk", "auto", "none"
+    ]
     assert all(s.reason for s in report)
     assert report[-1].available and "UNSAFE" in report[-1].reason
 
@@ -243,7 +245,7 @@ async def test_cancelling_start_leaks_no_worker(yields: int) -> None:
     assert child_pids() <= before
 
 
-def broken_bwrap(bwrap: str, tmpfs_bytes: int = 0) -> list[str]:
+def broken_bwrap(bwrap: str, tmpfs_bytes: int = 0, env: object = ()) -> list[str]:
     """Stands in for a bubblewrap that the probe passed but that fails for real (AppArmor)."""
     return ["/bin/sh", "-c", "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1"]
 

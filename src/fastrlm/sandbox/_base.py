@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+#: Scratch quota of every layer, and how many files it may hold.
+DEFAULT_SCRATCH_BYTES = 512 * 1024 * 1024
+DEFAULT_SCRATCH_FILES = 10_000
+#: The largest answer (FINAL, FINAL_VAR, ``answer["content"]``) a cell may deliver.
+DEFAULT_MAX_ANSWER_CHARS = 64 * 1024 * 1024
+
 #: Names the REPL provides and restores after each cell if model code rebinds them.
 RESERVED_NAMES: tuple[str, ...] = (
     "context",
@@ -48,13 +54,19 @@ class FinalValue:
 class SandboxLimits:
     """Per-sandbox limits. ``exec_timeout_s`` counts the worker's own time only; the hard kill
     comes at ``exec_timeout_s + hard_grace_s`` of the same clock. ``max_output_bytes`` caps what a
-    cell's stdout/stderr may buffer at the source. ``memory_bytes=None`` sizes it from the
-    context."""
+    cell's stdout/stderr may buffer at the source. ``memory_bytes`` is the worker's memory limit
+    (``None``: sized from the context, see ``_layers.memory_limit_bytes``); ``scratch_bytes`` and
+    ``scratch_files`` cap its scratch directory; ``max_answer_chars`` is the largest answer a
+    cell may deliver; ``env`` is added to the worker's (otherwise empty) environment."""
 
     exec_timeout_s: float = 120.0
     hard_grace_s: float = 5.0
     max_output_bytes: int = 1_000_000
     memory_bytes: int | None = None
+    scratch_bytes: int = DEFAULT_SCRATCH_BYTES
+    scratch_files: int = DEFAULT_SCRATCH_FILES
+    max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

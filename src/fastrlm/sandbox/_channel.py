@@ -118,6 +118,19 @@ class Channel:
         except _protocol.FrameError as exc:
             raise ProtocolError(str(exc)) from None
 
+    def pending(self) -> bool:
+        """True when bytes from the worker are waiting although nothing was asked: a frame
+        written outside any request. Never blocks; EOF counts as nothing pending (the next
+        :meth:`receive` reports it)."""
+        if self._buffer:
+            return True
+        try:
+            chunk = os.read(self._in, _READ_MIN)
+        except (BlockingIOError, OSError):
+            return False
+        self._buffer += chunk
+        return bool(chunk)
+
     def close(self) -> None:
         """Close both fds; idempotent."""
         for fd in (self._in, self._out):

@@ -31,7 +31,10 @@ DENIED_SYSCALLS = (
     "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff",
     "personality", "setrlimit", "acct", "quotactl", "syslog", "fanotify_init",
     "mount_setattr", "move_mount", "open_tree", "fsopen", "fsmount", "fspick",
+    # memory that RLIMIT_DATA does not count (the context memfd is mapped before this loads)
+    "memfd_create", "memfd_secret", "shmget", "pipe", "pipe2",
 )  # fmt: skip
+_MAP_SHARED, _MAP_SHARED_VALIDATE, _MAP_ANONYMOUS, _MAP_GROWSDOWN = 0x01, 0x03, 0x20, 0x0100
 CLONE_THREAD = 0x00010000
 _CAP_VERSION_3 = 0x20080522
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
@@ -104,8 +107,9 @@ def apply_landlock(read_paths: Iterable[str], write_paths: Iterable[str]) -> Non
 def apply_seccomp(library_names: dict[str, str], own_pid: int) -> None:
     """Load the syscall filter: :data:`DENIED_SYSCALLS` and process-creating ``clone``/``clone3``
     fail with EPERM/ENOSYS; ``kill``/``tgkill`` only reach this process; ``prlimit64`` may only
-    read. ``library_names`` maps ``"c"``/``"seccomp"`` to sonames the host resolved, so that
-    importing ``pyseccomp`` does not run ``ldconfig`` inside the sandbox."""
+    read; ``mmap`` of shared anonymous or grows-down memory fails. ``library_names`` maps
+    ``"c"``/``"seccomp"`` to sonames the host resolved, so that importing ``pyseccomp`` does not
+    run ``ldconfig`` inside the sandbox."""
     seccomp = _import_pyseccomp(library_names)
     eperm = seccomp.ERRNO(errno.EPERM)
     flt = seccomp.SyscallFilter(seccomp.ALLOW)
@@ -122,6 +126,11 @@ def apply_seccomp(library_names: dict[str, str], own_pid: int) -> None:
     for call in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
         flt.add_rule(eperm, call, arg(0, seccomp.NE, own_pid))
     flt.add_rule(eperm, "prlimit64", arg(2, seccomp.NE, 0))
+    # Shared anonymous memory (shmem) and grows-down mappings escape RLIMIT_DATA.
+    kind = _MAP_SHARED_VALIDATE | _MAP_ANONYMOUS
+    for shared in (_MAP_SHARED, _MAP_SHARED_VALIDATE):
+        flt.add_rule(eperm, "mmap", arg(3, seccomp.MASKED_EQ, kind, shared | _MAP_ANONYMOUS))
+    flt.add_rule(eperm, "mmap", arg(3, seccomp.MASKED_EQ, _MAP_GROWSDOWN, _MAP_GROWSDOWN))
     flt.load()
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any, TextIO, cast
 
 from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
-from ._runtime import CappedWriter, CellTimeout, ReplRuntime
+from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
 
 class _ThreadRouter:
@@ -73,6 +73,20 @@ def _raise_in_thread(thread_id: int) -> None:
     )
 
 
+def _interrupted(exc: BaseException, out: CappedWriter, err: CappedWriter) -> dict[str, Any]:
+    """The result of a cell whose runtime bookkeeping was interrupted by ``exc``."""
+    return {
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "error": f"the cell was interrupted: {one_line_error(exc)}",
+        "final": None,
+        "answer_content": None,
+        "restored": [],
+        "timed_out": isinstance(exc, CellTimeout),
+        "dropped_bytes": out.dropped + err.dropped,
+    }
+
+
 class InProcessSandbox:
     """The unsafe in-process sandbox (``sandbox="none"``)."""
 
@@ -99,7 +113,10 @@ class InProcessSandbox:
 
     def _new_runtime(self) -> ReplRuntime:
         runtime = ReplRuntime(
-            self._context, self._host_call, max_output_bytes=self.limits.max_output_bytes
+            self._context,
+            self._host_call,
+            max_output_bytes=self.limits.max_output_bytes,
+            max_answer_chars=self.limits.max_answer_chars,
         )
         runtime.redirect_streams = False
         return runtime
@@ -139,12 +156,19 @@ class InProcessSandbox:
         err = CappedWriter(max(self.limits.max_output_bytes // 4, 1024))
 
         def run() -> None:
-            ident.append(threading.get_ident())
-            _local.out, _local.err = out, err
+            # The soft timeout lands wherever this thread is, the runtime's own bookkeeping
+            # included: whatever it interrupts becomes the cell's error, never the host's.
             try:
-                done.set_result(runtime.execute(code, out, err))
-            except BaseException as exc:  # noqa: BLE001 - a CellTimeout landing late, say
-                done.set_exception(exc)
+                ident.append(threading.get_ident())
+                _local.out, _local.err = out, err
+                try:
+                    result = runtime.execute(code, out, err)
+                except BaseException as exc:  # noqa: BLE001 - a CellTimeout landing late, say
+                    result = _interrupted(exc, out, err)
+                done.set_result(result)
+            except BaseException as exc:  # noqa: BLE001 - a second interrupt, in set_result
+                if not done.done():
+                    done.set_result(_interrupted(exc, out, err))
             finally:
                 _local.out = _local.err = None
 

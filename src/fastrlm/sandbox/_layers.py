@@ -112,10 +112,20 @@ def library_names() -> dict[str, str]:
     return {k: v for k, v in names.items() if v}
 
 
-def bwrap_argv(bwrap: str, tmpfs_bytes: int = TMPFS_BYTES) -> list[str]:
+def worker_env(scratch: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """The worker's whole environment: nothing of the host's, then the user's ``extra``."""
+    env = {"HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+    env.update(extra)
+    return env
+
+
+def bwrap_argv(
+    bwrap: str, tmpfs_bytes: int = TMPFS_BYTES, env: tuple[tuple[str, str], ...] = ()
+) -> list[str]:
     """bubblewrap options: every namespace unshared (network included), capabilities dropped,
-    environment cleared, a private tmpfs ``/tmp`` first (a later tmpfs would hide binds under
-    it), then read-only binds; merged-/usr symlinks are recreated as symlinks."""
+    environment cleared (then ``env`` set), a private size-capped tmpfs ``/tmp`` first (a later
+    tmpfs would hide binds under it), a read-only ``/dev`` (so no ``/dev/shm`` to fill), then
+    read-only binds; merged-/usr symlinks are recreated as symlinks."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -123,14 +133,15 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int = TMPFS_BYTES) -> list[str]:
         "--new-session",
         "--cap-drop", "ALL",
         "--clearenv",
-        "--setenv", "HOME", "/tmp",
-        "--setenv", "TMPDIR", "/tmp",
-        "--setenv", "LANG", "C.UTF-8",
-        "--setenv", "MALLOC_ARENA_MAX", "2",
+    ]  # fmt: skip
+    for name, value in worker_env("/tmp", env).items():
+        argv += ["--setenv", name, value]
+    argv += [
         "--size", str(tmpfs_bytes),
         "--tmpfs", "/tmp",
         "--proc", "/proc",
         "--dev", "/dev",
+        "--remount-ro", "/dev",
     ]  # fmt: skip
     for path in read_only_paths():
         if os.path.islink(path) and os.path.dirname(path) == "/":
@@ -243,10 +254,45 @@ def plans_for(kind: str) -> list[LayerPlan]:
 
 
 def memory_limit_bytes(str_bytes: int, buffer_bytes: int) -> int:
-    """RLIMIT_AS for a worker holding a context whose decoded objects take ``str_bytes`` (1, 2
-    or 4 bytes a character, plus object headers) and whose buffer maps ``buffer_bytes``: 1 GiB
-    for the interpreter and the model's own work, the mapping, and three times the context."""
+    """The default memory limit of a worker holding a context whose decoded objects take
+    ``str_bytes`` (1, 2 or 4 bytes a character, plus object headers) and whose buffer maps
+    ``buffer_bytes``: 1 GiB for the interpreter and the model's own work, the mapping (mapped
+    while the context is decoded), and three times the decoded context. It bounds memory used
+    (``RLIMIT_DATA`` for the heap, the watchdog for everything together), not address space:
+    allocators that reserve address space (pyarrow, jemalloc) are not charged for it."""
     return GiB + buffer_bytes + 3 * str_bytes
+
+
+@functools.cache
+def cgroup_problem() -> str | None:
+    """None when a cgroup v2 child with the memory controller could be made here, else why
+    not (this version enforces limits with rlimits, seccomp and the watchdog either way)."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii", errors="replace") as own:
+            lines = own.read().splitlines()
+    except OSError as exc:
+        return f"cannot read /proc/self/cgroup: {exc}"
+    if any(not line.startswith("0::") for line in lines):
+        return "cgroup v1 (or hybrid v1/v2) hierarchy: no unified memory controller"
+    path = "/sys/fs/cgroup" + lines[0][3:] if lines else ""
+    try:
+        with open(os.path.join(path, "cgroup.subtree_control"), encoding="ascii") as control:
+            delegated = control.read().split()
+    except OSError as exc:
+        return f"cgroup v2 without access to this process's cgroup: {exc}"
+    if "memory" not in delegated or not os.access(path, os.W_OK):
+        return "cgroup v2, but no writable child with the memory controller is delegated here"
+    return None
+
+
+def memory_mechanism() -> str:
+    """How worker memory is limited here, for ``fastrlm doctor``."""
+    problem = cgroup_problem()
+    cgroup = (f"no cgroup ({problem})" if problem is not None
+              else "cgroup v2 available but not used")
+    return (f"{cgroup}; heap capped by RLIMIT_DATA, heap + shared memory + tmpfs by a host "
+            "watchdog on /proc; seccomp refuses memfd_create, shared anonymous mmap, SysV shm "
+            "and new pipes")
 
 
 def doctor_report() -> list[LayerStatus]:
@@ -268,7 +314,17 @@ def doctor_report() -> list[LayerStatus]:
         LayerStatus(
             "rlimits",
             linux,
-            "memory sized from the context, file size, open files" if linux else "needs Linux",
+            "heap (RLIMIT_DATA) sized from the context, file size, open files"
+            if linux
+            else "needs Linux",
+        ),
+        LayerStatus("memory", linux, memory_mechanism() if linux else "needs Linux"),
+        LayerStatus(
+            "disk",
+            linux,
+            "scratch quota (default 512 MiB, 10,000 files): bwrap a size-capped tmpfs; "
+            "landlock/process a private directory under the host's temp dir, counted by the "
+            "watchdog and removed by a reaper even if the host is killed",
         ),
     ]
     try:

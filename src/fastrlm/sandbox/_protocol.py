@@ -8,6 +8,15 @@ Frames
     whose ``"op"`` is a str. The host validates every worker frame (:func:`check_worker_frame`)
     and treats anything else as a protocol violation.
 
+Request nonces
+    Every request the host sends (``exec``, ``show_vars``) carries a fresh random ``nonce``
+    (128 bits, from ``secrets``), and every frame the worker sends while serving it
+    (``llm_query``, ``rlm_query``, ``done``, ``vars``) must echo it; the host's ``reply`` frames
+    carry it too. A frame with another nonce, or any byte that arrives while no request is in
+    flight, is a protocol violation: the host kills the worker and starts a fresh one. Model
+    code cannot know a nonce before its request is sent, so frames it writes early, late or
+    for another request are all caught (see ``docs/architecture.md``).
+
 Context buffer
     The context is written once into a sealed memfd (no writes, no resizing) that every worker
     of a sandbox maps read-only, restarts included. Layout, all integers unsigned 64-bit
@@ -47,6 +56,15 @@ Buffer = bytes | memoryview
 HOST_OPS = frozenset({"load", "exec", "show_vars", "reply", "shutdown"})
 WORKER_OPS = frozenset({"ready", "fatal", "llm_query", "rlm_query", "done", "vars"})
 FINAL_SOURCES = frozenset({"FINAL", "FINAL_VAR", "answer"})
+#: Worker frames that belong to a request and must echo its nonce.
+NONCE_OPS = frozenset({"llm_query", "rlm_query", "done", "vars"})
+
+
+def new_nonce() -> str:
+    """A request nonce: 128 random bits, unguessable by model code."""
+    import secrets
+
+    return secrets.token_hex(16)
 
 
 class FrameError(ValueError):
@@ -88,6 +106,8 @@ def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
     if op not in WORKER_OPS:
         raise FrameError(f"unknown op {op[:40]!r} from the worker")
     ok: bool
+    if op in NONCE_OPS and not isinstance(message.get("nonce"), str):
+        raise FrameError(f"{op!r} frame from the worker without a request nonce")
     if op in ("llm_query", "rlm_query"):
         prompts = message.get("prompts")
         ok = (

@@ -75,16 +75,29 @@ class CappedWriter(io.TextIOBase):
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else str(value)
+    """``value`` as an exact ``str`` (a str subclass's own ``__str__`` is not trusted). Raises
+    whatever the model's ``__str__`` raises."""
+    return str.__str__(value) if isinstance(value, str) else str.__str__(str(value))
 
 
 def _describe(value: object) -> str:
     kind = type(value).__name__
     try:
         size = f", len={len(value):,}" if hasattr(value, "__len__") else ""
-    except TypeError:
+    except BaseException:  # noqa: BLE001 - a model-defined __len__ may raise anything
         size = ""
     return f"{kind}{size}"
+
+
+class AnswerTooLarge(ValueError):
+    """An answer longer than ``max_answer_chars``."""
+
+
+def one_line_error(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:MAX_ERROR_CHARS]
+    except BaseException:  # noqa: BLE001 - even str(exc) is model code
+        return type(exc).__name__
 
 
 class ReplRuntime:
@@ -95,10 +108,16 @@ class ReplRuntime:
     """
 
     def __init__(
-        self, context: object, host_call: HostCall, *, max_output_bytes: int = 1_000_000
+        self,
+        context: object,
+        host_call: HostCall,
+        *,
+        max_output_bytes: int = 1_000_000,
+        max_answer_chars: int = 64 * 1024 * 1024,
     ) -> None:
         self._host_call = host_call
         self.max_output_bytes = max_output_bytes
+        self.max_answer_chars = max_answer_chars
         self._cell = 0
         self._final: tuple[str, str] | None = None
         self.ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -172,10 +191,26 @@ class ReplRuntime:
             answers = (answers + ["[error: no answer from host]"] * n)[:n]
         return answers
 
+    def _answer_text(self, value: object, what: str) -> str:
+        """``value`` as the answer text; raises :class:`AnswerTooLarge` past the limit (checked
+        before any copy for a str, so a 400 MB str costs nothing)."""
+        if isinstance(value, str) and len(value) > self.max_answer_chars:
+            size = len(value)
+        else:
+            text = _text(value)
+            if len(text) <= self.max_answer_chars:
+                return text
+            size = len(text)
+        raise AnswerTooLarge(
+            f"{what}: the answer has {size:,} characters, over the limit of "
+            f"{self.max_answer_chars:,} (Limits.max_answer_chars). Deliver a shorter answer "
+            "(a summary, or the part that was asked for); the run goes on."
+        )
+
     def _final_fn(self, value: object) -> None:
         """Deliver ``value`` as the answer; the run ends after this cell."""
         if self._final is None:
-            self._final = (_text(value), "FINAL")
+            self._final = (self._answer_text(value, "FINAL"), "FINAL")
 
     def _final_var(self, name: object) -> None:
         """Deliver the variable called ``name`` as the answer; the run ends after this cell."""
@@ -191,7 +226,7 @@ class ReplRuntime:
                 )
             value = self.ns[key]
         if self._final is None:
-            self._final = (_text(value), "FINAL_VAR")
+            self._final = (self._answer_text(value, "FINAL_VAR"), "FINAL_VAR")
 
     def _show_vars_fn(self) -> None:
         """Print the user variables with their types and sizes."""
@@ -259,22 +294,39 @@ class ReplRuntime:
                     error += " (variables are kept)"
                 except BaseException as exc:  # noqa: BLE001 - model code may raise anything
                     error = self._format_error(exc)
+        final, content, problem = self._collect()
         restored = self._restore()
-        final = self._final
-        answer = self.ns.get("answer")
-        if final is None and isinstance(answer, dict) and answer.get("ready"):
-            final = (_text(answer.get("content", "")), "answer")
-        content = answer.get("content") if isinstance(answer, dict) else None
+        if problem is not None:
+            error = problem if error is None else f"{error}\n{problem}"
         return {
             "stdout": out.getvalue(),
             "stderr": err.getvalue(),
             "error": error,
             "final": None if final is None else {"text": final[0], "source": final[1]},
-            "answer_content": _text(content) if content not in (None, "") else None,
+            "answer_content": content,
             "restored": restored,
             "timed_out": timed_out,
             "dropped_bytes": out.dropped + err.dropped,
         }
+
+    def _collect(self) -> tuple[tuple[str, str] | None, str | None, str | None]:
+        """Read the cell's answer: (final, answer content, error). Model objects run here
+        (``bool(answer["ready"])``, ``str(answer["content"])``, a dict subclass's ``get``):
+        whatever they raise, a soft timeout included, becomes the error, and the worker and the
+        namespace stay as they are."""
+        final = self._final
+        content: str | None = None
+        answer = self.ns.get("answer")
+        try:
+            if isinstance(answer, dict):
+                raw = dict.get(answer, "content")
+                if raw is not None and not (isinstance(raw, str) and raw == ""):
+                    content = self._answer_text(raw, "answer['content']")
+                if final is None and dict.get(answer, "ready"):
+                    final = (content or "", "answer")
+        except BaseException as exc:  # noqa: BLE001 - model objects may raise anything
+            return final, None, f"the answer dict could not be read: {one_line_error(exc)}"
+        return final, content, None
 
     def _restore(self) -> list[str]:
         restored = []

@@ -35,10 +35,17 @@ from .._exceptions import (
 from . import _layers, _protocol
 from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
 from ._channel import Channel, wait_readable
+from ._watchdog import Quotas, Watchdog
 
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
+# Removes a scratch directory once the host's end of its stdin closes, however the host ended
+# (SIGKILL included); retries while a dying worker may still be writing into it.
+_REAPER_SCRIPT = (
+    'read _; i=0; while [ -e "$1" ] && [ "$i" -lt 200 ]; do rm -rf -- "$1"; i=$((i+1)); '
+    '[ -e "$1" ] && sleep 0.05; done'
+)
 
 
 class _WorkerLost(Exception):
@@ -61,6 +68,12 @@ class WorkerProcess:
         self._log = log
         self._pidfd = os.pidfd_open(proc.pid)
         self.closed = False
+        self.watchdog: Watchdog | None = None
+
+    @property
+    def exceeded(self) -> str | None:
+        """Why the watchdog killed this worker (a quota it broke), or None."""
+        return None if self.watchdog is None else self.watchdog.reason
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.channel.send(message)
@@ -104,6 +117,8 @@ class WorkerProcess:
         exiting), wait for it, release everything; returns how it ended. Idempotent."""
         if not self.closed:
             self.closed = True
+            if self.watchdog is not None:
+                self.watchdog.stop()
             if grace_s:
                 await self._exited(grace_s)
             self._kill_group()
@@ -132,6 +147,8 @@ class WorkerSandbox:
         self._context_fd: int | None = None
         self._memory_bytes = 0
         self._scratch: str | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._reaper_fd = -1
         self._lock = asyncio.Lock()
         self._abandoned: str | None = None
         self._orphans: list[WorkerProcess] = []
@@ -155,6 +172,12 @@ class WorkerSandbox:
             kind, parts = await asyncio.to_thread(_protocol.context_parts, context)
         except (TypeError, ValueError) as exc:
             raise ContextError(f"context cannot be sent to the sandbox: {exc}") from exc
+        except RecursionError:
+            raise ContextError(
+                "context is nested too deeply to be sent to the sandbox (JSON nesting is "
+                f"limited to about {sys.getrecursionlimit()} levels): flatten it, or pass it "
+                "as a str"
+            ) from None
         buffer_bytes = sum(len(p) for p in parts)
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
             _str_bytes(context, kind, buffer_bytes), buffer_bytes
@@ -191,9 +214,7 @@ class WorkerSandbox:
         if plan.kind == "bwrap":
             scratch = "/tmp"
         else:
-            if self._scratch is None:
-                self._scratch = tempfile.mkdtemp(prefix="fastrlm-scratch-")
-            scratch = self._scratch
+            scratch = self._scratch_dir()
         return {
             "fd_in": fd_in,
             "fd_out": fd_out,
@@ -202,8 +223,8 @@ class WorkerSandbox:
             "package_dir": _layers.package_dir(),
             "sys_path": _layers.module_dirs(),
             "rlimits": {
-                "AS": self._memory_bytes,
-                "FSIZE": _layers.FILE_SIZE_BYTES,
+                "DATA": self._memory_bytes,
+                "FSIZE": min(_layers.FILE_SIZE_BYTES, self.limits.scratch_bytes),
                 "NOFILE": _layers.OPEN_FILES,
                 "CORE": 0,
             },
@@ -215,6 +236,7 @@ class WorkerSandbox:
             "seccomp": plan.seccomp,
             "libraries": _layers.library_names(),
             "max_output_bytes": self.limits.max_output_bytes,
+            "max_answer_chars": self.limits.max_answer_chars,
             "exec_timeout_s": self.limits.exec_timeout_s,
             "scratch": scratch,
         }
@@ -227,10 +249,10 @@ class WorkerSandbox:
         argv = _layers.python_argv(json.dumps(config))
         env: dict[str, str] = {}
         if self._plan.kind == "bwrap":
-            argv = _layers.bwrap_argv(shutil.which("bwrap") or "bwrap") + argv
+            bwrap = shutil.which("bwrap") or "bwrap"
+            argv = _layers.bwrap_argv(bwrap, self.limits.scratch_bytes, self.limits.env) + argv
         else:
-            scratch = str(config["scratch"])
-            env = {"HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+            env = _layers.worker_env(str(config["scratch"]), self.limits.env)
         log = tempfile.TemporaryFile()
         try:
             # Popen, not asyncio's: the exit is awaited on a pidfd, no child-watcher thread.
@@ -277,7 +299,64 @@ class WorkerSandbox:
             await worker.kill()
             raise SandboxUnavailableError(f"the worker did not apply {sorted(missing)}")
         self.worker_pid = ready["pid"]
+        quotas = Quotas(
+            memory_bytes=self._memory_bytes,
+            scratch_bytes=self.limits.scratch_bytes,
+            scratch_files=self.limits.scratch_files,
+            scratch_path=None if self._plan.kind == "bwrap" else self._scratch,
+        )
+        worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
+        worker.watchdog.start()
         return worker
+
+    def _scratch_dir(self) -> str:
+        """The host scratch directory of the Landlock/process layers, made once per sandbox,
+        with the reaper that removes it when this process ends, however it ends."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="fastrlm-scratch-")
+            read_end, self._reaper_fd = os.pipe2(os.O_CLOEXEC)
+            try:
+                self._reaper = subprocess.Popen(  # noqa: ASYNC220 - fork+exec, never waited on here
+                    ["/bin/sh", "-c", _REAPER_SCRIPT, "fastrlm-reaper", self._scratch],
+                    stdin=read_end,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # outlives the host's process group
+                    env={"PATH": "/usr/bin:/bin"},
+                )
+            except OSError as exc:
+                logger.warning("no scratch reaper (%s): a killed host leaves %s", exc,
+                               self._scratch)
+            finally:
+                os.close(read_end)
+        return self._scratch
+
+    def _empty_scratch(self) -> None:
+        """Delete what a lost worker left in the scratch directory."""
+        if self._scratch is not None:
+            for entry in os.scandir(self._scratch):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+    async def _stop_reaper(self) -> None:
+        if self._reaper_fd >= 0:
+            os.close(self._reaper_fd)  # EOF: the reaper finds the directory gone and exits
+            self._reaper_fd = -1
+        if self._reaper is not None:
+            reaper, self._reaper = self._reaper, None
+            pidfd = os.pidfd_open(reaper.pid)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(10.0):
+                        await wait_readable(pidfd)
+                if reaper.poll() is None:
+                    reaper.kill()
+                    await asyncio.to_thread(reaper.wait)
+            finally:
+                os.close(pidfd)
 
     async def _context_buffer_sealed(self) -> None:
         """Wait for the thread that fills the context buffer. Raises ContextError when it
@@ -302,15 +381,20 @@ class WorkerSandbox:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+        await self._stop_reaper()
 
     async def _restart(self, lost: _WorkerLost) -> str:
         """Replace a lost worker; returns the reason, with how the old worker ended."""
         reason = lost.reason
         if self._worker is not None:
-            ended = await self._worker.kill(grace_s=1.0 if lost.crashed else 0.0)
+            exceeded = self._worker.exceeded
+            ended = await self._worker.kill(grace_s=0.0 if exceeded or not lost.crashed else 1.0)
             self._worker = None
-            if lost.crashed:
+            if exceeded is not None:
+                reason = f"the worker was stopped because {exceeded}"
+            elif lost.crashed:
                 reason = f"{reason} ({ended})"
+        self._empty_scratch()
         if self._closed:
             raise SandboxError("the sandbox was closed")
         self.restarts += 1
@@ -339,7 +423,7 @@ class WorkerSandbox:
                 return ExecResult(
                     error=(
                         f"SandboxRestarted: {reason}. The REPL was restarted: every "
-                        "variable was lost; `context` was reloaded."
+                        "variable and scratch file was lost; `context` was reloaded."
                     ),
                     timed_out=lost.timed_out,
                     restarted=True,
@@ -382,7 +466,9 @@ class WorkerSandbox:
         once; start its replacement now (likewise after a failed or cancelled restart). Returns
         the reason when it did."""
         if self._worker is not None and self._abandoned is None:
-            return None
+            if self._worker.exceeded is None:
+                return None
+            self._abandoned = "between cells"
         reason = self._abandoned or "the previous worker could not be replaced"
         self._abandoned = None
         return await self._restart(_WorkerLost(reason))
@@ -403,7 +489,13 @@ class WorkerSandbox:
     ) -> dict[str, Any]:
         hard_limit = self.limits.exec_timeout_s + self.limits.hard_grace_s
         own_time_left = hard_limit if math.isfinite(hard_limit) else math.inf
+        nonce = _protocol.new_nonce()
+        request = {**request, "nonce": nonce}
         try:
+            if worker.channel.pending():
+                raise ProtocolError(
+                    "a frame arrived while no request was in flight (written by model code?)"
+                )
             while True:
                 started = time.monotonic()
                 try:
@@ -420,12 +512,17 @@ class WorkerSandbox:
                     ) from None
                 own_time_left = max(own_time_left - (time.monotonic() - started), 0.0)
                 op = message["op"]
+                if message.get("nonce") != nonce:
+                    raise ProtocolError(
+                        f"a {op!r} frame that does not belong to the request in flight "
+                        "(forged by model code?)"
+                    )
                 if op == terminal:
                     return message
                 if op not in ("llm_query", "rlm_query"):
                     raise ProtocolError(f"unexpected {op!r} frame from the worker")
                 results = await self._answer(message)  # the host's time: not counted
-                request = {"op": "reply", "id": message["id"], "results": results}
+                request = {"op": "reply", "id": message["id"], "nonce": nonce, "results": results}
         except ProtocolError as exc:
             raise _WorkerLost(f"the worker broke the protocol ({exc})") from None
         except WorkerCrashedError:

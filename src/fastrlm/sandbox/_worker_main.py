@@ -45,9 +45,13 @@ class Worker:
         self._cell_timeout = _runtime.CellTimeout
         self._lock = threading.Lock()
         self._next_id = 0
+        self._nonce = ""
         self._armed = False
         self.runtime = _runtime.ReplRuntime(
-            context, self.host_call, max_output_bytes=int(config["max_output_bytes"])
+            context,
+            self.host_call,
+            max_output_bytes=int(config["max_output_bytes"]),
+            max_answer_chars=int(config["max_answer_chars"]),
         )
 
     def send(self, message: dict[str, Any]) -> None:
@@ -61,14 +65,18 @@ class Worker:
             remaining = self._pause_clock()
             try:
                 self._next_id += 1
-                request = {"op": op, "id": self._next_id, **payload}
+                request = {"op": op, "id": self._next_id, "nonce": self._nonce, **payload}
                 try:
                     frame = self._protocol.encode_frame(request)
                 except (TypeError, ValueError) as exc:
                     raise TypeError(f"{op}: arguments cannot be sent to the host: {exc}") from None
                 self._protocol.write_all(self._fd_out, frame)
                 reply = self._protocol.read_frame(self._fd_in)
-                if reply.get("op") != "reply" or reply.get("id") != self._next_id:
+                if (
+                    reply.get("op") != "reply"
+                    or reply.get("id") != self._next_id
+                    or reply.get("nonce") != self._nonce
+                ):
                     raise RuntimeError(f"{op}: the host answered out of turn")
                 return reply.get("results")
             except (EOFError, BrokenPipeError):
@@ -122,12 +130,15 @@ class Worker:
                 except EOFError:
                     return
             op = message["op"]
+            self._nonce = str(message.get("nonce", ""))
             if op == "exec":
                 answer = self._done_frame(
                     self._timed(self.runtime.execute, str(message.get("code", "")))
                 )
             elif op == "show_vars":
-                answer = self._protocol.encode_frame({"op": "vars", "text": self._show_vars()})
+                answer = self._protocol.encode_frame(
+                    {"op": "vars", "nonce": self._nonce, "text": self._show_vars()}
+                )
             elif op == "shutdown":
                 return
             else:
@@ -140,13 +151,13 @@ class Worker:
             return f"[SHOW_VARS failed: {type(exc).__name__}: {exc}]"
 
     def _done_frame(self, result: dict[str, Any]) -> bytes:
-        message = {"op": "done", **result}
+        message = {"op": "done", "nonce": self._nonce, **result}
         message["restored"] = list(message.get("restored") or ())
         try:
             return self._protocol.encode_frame(message)
-        except ValueError as exc:  # the answer itself is larger than a frame may be
+        except (ValueError, MemoryError) as exc:  # the answer encodes past a frame's size
             message.update(final=None, answer_content=None, stdout="", stderr="")
-            message["error"] = f"the cell's result could not be sent: {exc}"
+            message["error"] = f"the cell's result could not be sent: {exc or 'out of memory'}"
             return self._protocol.encode_frame(message)
 
 
