@@ -218,5 +218,5 @@ EventCallback = Callable[[Event], object]
 
 def preview(text: str, limit: int = 200) -> str:
     """A short one-line preview of ``text`` for events and displays."""
-    flat = " ".join(text.split())
+    flat = " ".join(text[: 8 * limit].split())  # never split a 400 MB answer whole
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -97,9 +97,14 @@ class Run:
             info = describe_shape(self.context)
         except ContextError as exc:
             return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context")
+        memory_mb = cfg.limits.worker_memory_mb
         limits = SandboxLimits(
             exec_timeout_s=cfg.budget.exec_timeout_s,
             max_output_bytes=max(cfg.limits.output_chars * 8, 1_000_000),
+            memory_bytes=None if memory_mb is None else memory_mb * 1024 * 1024,
+            scratch_bytes=cfg.limits.scratch_mb * 1024 * 1024,
+            max_answer_chars=cfg.limits.max_answer_chars,
+            env=tuple(sorted(cfg.limits.worker_env.items())),
         )
         try:
             sandbox = make_sandbox(cfg.sandbox_kind, limits)

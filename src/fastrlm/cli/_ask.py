@@ -115,6 +115,24 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option(
+    "--worker-memory-mb",
+    type=click.IntRange(min=64),
+    default=None,
+    help="Sandbox worker memory limit (default: 1 GiB + 4x the context, roughly).",
+)
+@click.option(
+    "--scratch-mb", type=click.IntRange(min=1), default=None,
+    help="Sandbox scratch directory quota (default 512).",
+)
+@click.option(
+    "--max-answer-chars", type=click.IntRange(min=1), default=None,
+    help="Longest answer a cell may deliver (default 67108864).",
+)
+@click.option(
+    "--worker-env", multiple=True, metavar="NAME=VALUE",
+    help="Set a variable in the sandbox worker's environment. Repeatable.",
+)
 def ask(
     question: str,
     contexts: tuple[str, ...],
@@ -133,6 +151,10 @@ def ask(
     no_trace: bool,
     no_gitignore: bool,
     quiet: bool,
+    worker_memory_mb: int | None,
+    scratch_mb: int | None,
+    max_answer_chars: int | None,
+    worker_env: tuple[str, ...],
 ) -> None:
     """Answer QUESTION over a context of any size.
 
@@ -164,6 +186,17 @@ def ask(
         "max_iterations": max_iterations,
     }
     settings = settings_or_exit(flags)
+    worker: dict[str, Any] = {
+        k: v
+        for k, v in (("worker_memory_mb", worker_memory_mb), ("scratch_mb", scratch_mb),
+                     ("max_answer_chars", max_answer_chars))
+        if v is not None
+    }
+    if worker_env:
+        bad = [item for item in worker_env if "=" not in item or item.startswith("=")]
+        if bad:
+            fail(f"--worker-env takes NAME=VALUE, not {bad[0]!r}")
+        worker["worker_env"] = dict(item.split("=", 1) for item in worker_env)
     mode = "json" if as_json else "stream-json" if stream_json else "text"
     from ..context import load_context
 
@@ -186,6 +219,7 @@ def ask(
         trace=not no_trace,
         trace_full=trace_full,
         extra_json={"context": loaded.report.to_dict()},
+        worker_limits=worker,
     )
     sys.exit(int(code))
 
@@ -200,6 +234,7 @@ def run_settings(
     trace: bool,
     trace_full: bool,
     extra_json: dict[str, Any] | None = None,
+    worker_limits: dict[str, Any] | None = None,
 ) -> ExitCode:
     """Build the RLM that ``settings`` describe and run it; returns the exit code."""
     from .. import RLM, Budget, Limits
@@ -211,6 +246,7 @@ def run_settings(
         limits = Limits(
             trace_full_prompts=trace_full,
             **({"max_concurrency": settings.max_concurrency} if settings.max_concurrency else {}),
+            **(worker_limits or {}),
         )
     except ValueError as exc:
         fail(str(exc))

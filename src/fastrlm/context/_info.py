@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,6 +79,17 @@ def canonical_bytes(context: object) -> bytes:
         raise ContextError(
             f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
         ) from exc
+    except RecursionError:
+        raise too_deep() from None
+
+
+def too_deep() -> ContextError:
+    """The error for a context nested deeper than JSON (and the worker) can carry."""
+    return ContextError(
+        "context is nested too deeply: lists and dicts inside one another more than about "
+        f"{sys.getrecursionlimit():,} levels deep cannot be sent to the sandbox. Flatten it "
+        "(a list of str, or one str) before passing it"
+    )
 
 
 def describe_context(context: object, data: bytes | None = None) -> ContextInfo:
@@ -112,6 +124,8 @@ def describe_shape(context: object) -> ContextInfo:
         raise ContextError(
             f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
         ) from exc
+    except RecursionError:
+        raise too_deep() from None
 
 
 def _shape(context: object) -> ContextInfo:

@@ -244,7 +244,7 @@ class _Loader:
                 continue
             try:
                 value = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # too deep to parse: kept as text
                 self.report.invalid_json_lines += 1
                 self.add(line)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 from dataclasses import dataclass, field
@@ -58,10 +59,20 @@ def read_trace(path: Path) -> Trace:
                 trace.truncated_lines += 1
                 continue
             if isinstance(data, dict) and "type" in data:
-                trace.events.append(data)
+                trace.events.append(_with_answer(data, trace.path.parent))
             else:
                 trace.truncated_lines += 1
     return trace
+
+
+def _with_answer(event: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A ``run.finished`` whose long answer went to a sidecar file gets it back (the head
+    written inline stays when the file is gone)."""
+    name = event.get("answer_file")
+    if event.get("type") == "run.finished" and isinstance(name, str) and "/" not in name:
+        with contextlib.suppress(OSError):
+            event["answer"] = (folder / name).read_text(encoding="utf-8", errors="replace")
+    return event
 
 
 def resolve_run(ref: str, home: Path | None = None) -> Path:

@@ -3,11 +3,15 @@
 Each event becomes one JSON line, written and flushed as it arrives, so a process killed mid-run
 leaves a readable trace (at worst its last line is cut, and the reader skips it). Events of child
 runs go into their top-level run's file. The context never enters a trace: events only carry its
-sha256 and size. Sub-call prompts appear as previews unless ``full_prompts`` is set.
+sha256 and size. Sub-call prompts appear as previews unless ``full_prompts`` is set. An answer
+longer than :data:`ANSWER_INLINE_CHARS` is not written into the trace either: ``run.finished``
+keeps its head, its length and sha256, and the name of a sidecar file beside the trace
+(``<run_id>.answer.txt``) that holds it whole, so a trace grows with the steps, not the answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -20,6 +24,8 @@ from . import _index
 from ._paths import index_path, traces_dir
 
 logger = logging.getLogger("fastrlm.trace")
+#: Answers up to this many characters stay inline in ``run.finished``.
+ANSWER_INLINE_CHARS = 4096
 
 
 class TraceWriter:
@@ -134,7 +140,21 @@ class TraceWriter:
         data = event.to_dict()
         if not self.full_prompts and data.get("prompt") is not None:
             data["prompt"] = None
+        if isinstance(event, RunFinished) and len(event.answer) > ANSWER_INLINE_CHARS:
+            data.update(self._answer_sidecar(event))
         return data
+
+    def _answer_sidecar(self, event: RunFinished) -> dict[str, Any]:
+        """Write a long answer beside the trace; the fields that replace it in the record."""
+        encoded = event.answer.encode("utf-8", "surrogatepass")
+        name = f"{event.run_id}.answer.txt"
+        (self.traces_dir / name).write_bytes(encoded)
+        return {
+            "answer": event.answer[:ANSWER_INLINE_CHARS],
+            "answer_chars": len(event.answer),
+            "answer_sha256": hashlib.sha256(encoded).hexdigest(),
+            "answer_file": name,
+        }
 
     def _start_row(self, event: RunStarted) -> dict[str, Any]:
         ctx = event.context or {}
