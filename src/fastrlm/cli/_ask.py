@@ -243,11 +243,10 @@ def run_settings(
 
     try:
         budget = Budget(**settings.budget)
-        limits = Limits(
-            trace_full_prompts=trace_full,
-            **({"max_concurrency": settings.max_concurrency} if settings.max_concurrency else {}),
-            **(worker_limits or {}),
-        )
+        chosen: dict[str, Any] = dict(worker_limits or {})
+        if settings.max_concurrency:
+            chosen["max_concurrency"] = settings.max_concurrency
+        limits = Limits(trace_full_prompts=trace_full, **chosen)
     except ValueError as exc:
         fail(str(exc))
     writer = TraceWriter(full_prompts=trace_full) if trace else None

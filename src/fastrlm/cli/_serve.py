@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -97,8 +97,8 @@ def serve(
             budget=Budget(**settings.budget),
             limits=Limits(
                 trace_full_prompts=trace_full,
-                **({"max_concurrency": settings.max_concurrency}
-                   if settings.max_concurrency else {}),
+                **cast(dict[str, Any], {"max_concurrency": settings.max_concurrency}
+                       if settings.max_concurrency else {}),
             ),
             sandbox=settings.sandbox,
             trace=not no_trace,
