@@ -1,18 +1,27 @@
 """Benchmark the isolated worker against the in-process ``none`` sandbox, in one run.
 
     python benchmarks/sandbox.py [--kind auto] [--repeats 5] [--mb 100]
+    python benchmarks/sandbox.py --before /path/to/other/checkout/src [--kind auto] [--repeats 5]
 
 Prints, for each sandbox: worker start time (tiny context), per-exec round trip of an empty
 cell, ``llm_query`` round trip (the host answers at once), 100 MB context load time (start() to
-ready) and the peak RSS it costs; medians over repeats, and the isolated/none ratio. Not part of
-the test suite.
+ready) and the peak RSS it costs; medians over repeats, and the isolated/none ratio.
+
+``--before SRC`` compares two versions of fastrlm in the same run instead: rounds alternate
+between a process importing fastrlm from ``SRC`` and one importing this checkout, so both see
+the same machine load, and the table gives each figure before and after with the change.
+Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 from fastrlm.sandbox import Sandbox, SandboxLimits, create_sandbox
@@ -89,12 +98,58 @@ async def measure(kind: str, repeats: int, megabytes: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in figures.items()}
 
 
+def one_round(src: str, kind: str, megabytes: int) -> dict[str, float]:
+    """One repeat of :func:`measure` in a fresh interpreter importing fastrlm from ``src``."""
+    env = {**os.environ, "PYTHONPATH": src}
+    argv = [sys.executable, __file__, "--json", "--kind", kind, "--repeats", "1",
+            "--mb", str(megabytes)]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    figures: dict[str, float] = json.loads(out.splitlines()[-1])
+    return figures
+
+
+def compare(before_src: str, kind: str, repeats: int, megabytes: int) -> None:
+    import fastrlm
+
+    after_src = os.path.dirname(os.path.dirname(os.path.abspath(fastrlm.__file__)))
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for _ in range(repeats):  # alternate, so drifting machine load hits both alike
+        runs["before"].append(one_round(before_src, kind, megabytes))
+        runs["after"].append(one_round(after_src, kind, megabytes))
+    medians = {
+        side: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        for side, rounds in runs.items()
+    }
+    rows = [
+        ("worker start (tiny context)", "start", 1e3, "ms"),
+        ("exec round trip (empty cell)", "exec", 1e6, "µs"),
+        ("llm_query round trip", "llm", 1e6, "µs"),
+        (f"{megabytes} MB context load (start→ready)", "load", 1e3, "ms"),
+        (f"{megabytes} MB context peak RSS", "rss", 1 / 2**20, "MiB"),
+    ]
+    print(f"sandbox {kind!r}, medians over {repeats} alternating rounds")
+    print(f"  before: {before_src}\n  after:  {after_src}")
+    print(f"{'figure':<38}{'before':>14}{'after':>14}{'change':>10}")
+    for label, key, scale, unit in rows:
+        a, b = medians["before"][key] * scale, medians["after"][key] * scale
+        change = f"{(b - a) / a:+.0%}" if a > 0 else "n/a"
+        print(f"{label:<38}{a:>9.1f} {unit:<4}{b:>9.1f} {unit:<4}{change:>10}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="auto", help="isolated kind to compare with none")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mb", type=int, default=100, help="size of the large context (MB)")
+    parser.add_argument("--before", metavar="SRC", help="compare with fastrlm imported from SRC")
+    parser.add_argument("--json", action="store_true", help="print the isolated figures as JSON")
     args = parser.parse_args()
+    if args.before:
+        compare(args.before, args.kind, args.repeats, args.mb)
+        return
+    if args.json:
+        print(json.dumps(asyncio.run(measure(args.kind, args.repeats, args.mb))))
+        return
 
     async def both() -> tuple[str, dict[str, float], dict[str, float]]:
         probe = create_sandbox(args.kind)
