@@ -134,6 +134,8 @@ class ReplRuntime:
         self.ns.update(self._originals)
         self.ns["answer"] = {"content": "", "ready": False}
         self.redirect_streams = True
+        #: Appended to a MemoryError: what the limit is and where it is set.
+        self.memory_note = ""
 
     # ----------------------------------------------------------------- REPL API
     def _llm_query(self, prompt: object, model: str | None = None) -> str:
@@ -294,6 +296,8 @@ class ReplRuntime:
                     error += " (variables are kept)"
                 except BaseException as exc:  # noqa: BLE001 - model code may raise anything
                     error = self._format_error(exc)
+                    if isinstance(exc, MemoryError) and self.memory_note:
+                        error += f"\n({self.memory_note})"
         final, content, problem = self._collect()
         restored = self._restore()
         if problem is not None:

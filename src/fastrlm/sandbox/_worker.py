@@ -334,12 +334,13 @@ class WorkerSandbox:
     def _empty_scratch(self) -> None:
         """Delete what a lost worker left in the scratch directory."""
         if self._scratch is not None:
-            for entry in os.scandir(self._scratch):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+            with contextlib.suppress(OSError), os.scandir(self._scratch) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
 
     async def _stop_reaper(self) -> None:
         if self._reaper_fd >= 0:

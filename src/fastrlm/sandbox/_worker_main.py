@@ -9,7 +9,7 @@ frames from pipe A until ``shutdown`` or EOF. It imports the standard library, `
 Config keys: ``fd_in`` (pipe A), ``fd_out`` (pipe B), ``fd_context`` (the sealed memfd),
 ``parent_pid`` (0 under bubblewrap), ``package_dir``, ``sys_path``, ``rlimits``, ``landlock``
 (None or ``{"read": [...], "write": [...]}``), ``seccomp`` (bool), ``libraries``,
-``max_output_bytes``, ``exec_timeout_s``.
+``max_output_bytes``, ``max_answer_chars``, ``exec_timeout_s``, ``scratch``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ class Worker:
             max_output_bytes=int(config["max_output_bytes"]),
             max_answer_chars=int(config["max_answer_chars"]),
         )
+        limit = config["rlimits"].get("DATA")
+        if limit:
+            self.runtime.memory_note = (
+                f"the worker's memory limit is {limit / 2**20:,.0f} MiB: free some variables, "
+                "work in pieces, or raise Limits.worker_memory_mb"
+            )
 
     def send(self, message: dict[str, Any]) -> None:
         self._protocol.write_all(self._fd_out, self._protocol.encode_frame(message))
