@@ -67,18 +67,24 @@ async def test_pipe_buffers_cannot_be_piled_up(sb: Sandbox) -> None:
     await assert_alive(sb)
 
 
-async def test_heap_past_the_memory_limit_is_a_memory_error(
+async def test_memory_past_the_limit_is_stopped_and_the_model_told(
     make_sandbox: MakeSandbox, isolated_kind: str
 ) -> None:
+    """Far past the limit at once: MemoryError, state kept. Growing past it: the watchdog stops
+    the worker first, or the heap limit does; either way the model is told which limit."""
     sb = await make_sandbox(isolated_kind, memory_bytes=256 * MiB, **PATIENT)
     await sb.execute("kept = 42")
-    error = await refused(sb, "held = []\nfor _ in range(512):\n    held.append(b'x' * MiB)"
-                          .replace("MiB", str(MiB)))
+    error = await refused(sb, f"big = b'x' * {2048 * MiB}")
     assert "MemoryError" in error and "memory limit is 256 MiB" in error
-    error = await refused(sb, f"big = b'x' * {512 * MiB}")
-    assert "MemoryError" in error
-    result = await sb.execute("held = None\nprint(kept)")
+    result = await sb.execute("print(kept)")
     assert result.stdout.strip() == "42"
+    grow = f"held = []\nfor _ in range(512):\n    held.append(b'x' * {MiB})\n" + BLOCK_FOREVER
+    result = await sb.execute(grow)
+    assert result.error is not None
+    if result.restarted:
+        assert "over its limit of 256 MiB" in result.error
+    else:
+        assert "MemoryError" in result.error and "memory limit is 256 MiB" in result.error
     await assert_alive(sb)
 
 

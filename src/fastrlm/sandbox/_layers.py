@@ -263,6 +263,14 @@ def memory_limit_bytes(str_bytes: int, buffer_bytes: int) -> int:
     return GiB + buffer_bytes + 3 * str_bytes
 
 
+def heap_rlimit_bytes(memory_bytes: int) -> int:
+    """RLIMIT_DATA for a worker whose memory limit is ``memory_bytes``: the limit plus room for
+    what threads and allocators reserve without using it (an 8 MiB stack per thread, a thread
+    per core in pyarrow's and BLAS's pools, per-thread allocator arenas): 256 MiB + 16 MiB a
+    core. Memory actually used past ``memory_bytes`` is the watchdog's to stop."""
+    return memory_bytes + 256 * MiB + 16 * MiB * (os.cpu_count() or 1)
+
+
 @functools.cache
 def cgroup_problem() -> str | None:
     """None when a cgroup v2 child with the memory controller could be made here, else why
@@ -290,9 +298,9 @@ def memory_mechanism() -> str:
     problem = cgroup_problem()
     cgroup = (f"no cgroup ({problem})" if problem is not None
               else "cgroup v2 available but not used")
-    return (f"{cgroup}; heap capped by RLIMIT_DATA, heap + shared memory + tmpfs by a host "
-            "watchdog on /proc; seccomp refuses memfd_create, shared anonymous mmap, SysV shm "
-            "and new pipes")
+    return (f"{cgroup}; memory used (heap + shared memory + tmpfs) limited by a host watchdog "
+            "on /proc, the heap backstopped by RLIMIT_DATA; seccomp refuses memfd_create, "
+            "shared anonymous mmap, SysV shm and new pipes")
 
 
 def doctor_report() -> list[LayerStatus]:
@@ -314,7 +322,7 @@ def doctor_report() -> list[LayerStatus]:
         LayerStatus(
             "rlimits",
             linux,
-            "heap (RLIMIT_DATA) sized from the context, file size, open files"
+            "heap backstop (RLIMIT_DATA) sized from the context, file size, open files"
             if linux
             else "needs Linux",
         ),

@@ -1,14 +1,15 @@
 """Host-side watch on a worker's quantities: memory used and scratch space, read from ``/proc``
 and the file system, never from anything the worker says.
 
-Without a cgroup (see :func:`~._layers.memory_mechanism`) the kernel limits the worker's heap
-(``RLIMIT_DATA``) but nothing adds heap, shared memory and tmpfs files together. The
-:class:`Watchdog` does: every :data:`POLL_S` it sums ``RssAnon + RssShmem`` over the worker's
-processes plus the bytes its tmpfs scratch holds, and counts the scratch directory's bytes and
-files; past a limit it SIGKILLs the worker and records why, so the engine restarts it and tells
-the model. Between two polls a worker can overshoot by what it writes in that time; the
-seccomp filter (no memfd, no shared anonymous mappings, no SysV shm, no new pipes) and the
-size-capped scratch keep the paths that ``RLIMIT_DATA`` does not see narrow.
+Without a cgroup (see :func:`~._layers.memory_mechanism`) the kernel only backstops the
+worker's heap (``RLIMIT_DATA``, with slack for address space reserved but not used), and nothing
+adds heap, shared memory and tmpfs files together. The :class:`Watchdog` does: every
+:data:`POLL_S` it sums ``RssAnon + RssShmem`` over the worker's processes plus the bytes its
+tmpfs scratch holds, and counts the scratch directory's bytes and files; past a limit it
+SIGKILLs the worker and records why, so the engine restarts it and tells the model. Between two
+polls a worker can overshoot by what it writes in that time; the seccomp filter (no memfd, no
+shared anonymous mappings, no SysV shm, no new pipes) and the size-capped scratch keep the paths
+that ``RLIMIT_DATA`` does not see narrow.
 """
 
 from __future__ import annotations

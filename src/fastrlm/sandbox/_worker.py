@@ -223,7 +223,7 @@ class WorkerSandbox:
             "package_dir": _layers.package_dir(),
             "sys_path": _layers.module_dirs(),
             "rlimits": {
-                "DATA": self._memory_bytes,
+                "DATA": _layers.heap_rlimit_bytes(self._memory_bytes),
                 "FSIZE": min(_layers.FILE_SIZE_BYTES, self.limits.scratch_bytes),
                 "NOFILE": _layers.OPEN_FILES,
                 "CORE": 0,
@@ -237,6 +237,7 @@ class WorkerSandbox:
             "libraries": _layers.library_names(),
             "max_output_bytes": self.limits.max_output_bytes,
             "max_answer_chars": self.limits.max_answer_chars,
+            "memory_bytes": self._memory_bytes,
             "exec_timeout_s": self.limits.exec_timeout_s,
             "scratch": scratch,
         }

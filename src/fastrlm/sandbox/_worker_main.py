@@ -53,7 +53,7 @@ class Worker:
             max_output_bytes=int(config["max_output_bytes"]),
             max_answer_chars=int(config["max_answer_chars"]),
         )
-        limit = config["rlimits"].get("DATA")
+        limit = config["memory_bytes"]
         if limit:
             self.runtime.memory_note = (
                 f"the worker's memory limit is {limit / 2**20:,.0f} MiB: free some variables, "
