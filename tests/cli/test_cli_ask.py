@@ -256,3 +256,33 @@ def test_broken_config_file_is_bad_input(doc: Path, _no_user_config: Path) -> No
     result = invoke(["ask", "Q", "-c", str(doc)])
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "not valid TOML" in result.stderr
+
+
+def test_every_worker_limit_flag_reaches_the_sandbox(
+    doc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastrlm import _run
+    from fastrlm.sandbox import SandboxLimits, create_sandbox
+
+    seen: list[SandboxLimits] = []
+
+    def recording(kind: str, limits: SandboxLimits) -> object:
+        seen.append(limits)
+        return create_sandbox(kind, limits)
+
+    monkeypatch.setattr(_run, "make_sandbox", recording)
+    flags = ["--worker-memory-mb", "300", "--scratch-mb", "64", "--max-answer-chars", "5000",
+             "--worker-env", "A=1", "--worker-env", "B=x=y", "--sandbox", "none"]
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *flags, *model_args(srv)])
+    assert result.exit_code == 0, result.stderr
+    (limits,) = seen
+    assert limits.memory_bytes == 300 * 2**20 and limits.scratch_bytes == 64 * 2**20
+    assert limits.max_answer_chars == 5000
+    assert limits.env == (("A", "1"), ("B", "x=y"))
+
+
+def test_a_worker_env_without_a_name_is_bad_input(doc: Path) -> None:
+    result = invoke(["ask", "Q", "-c", str(doc), "--worker-env", "NOEQUALS", "-m", "x"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "NAME=VALUE" in result.stderr
