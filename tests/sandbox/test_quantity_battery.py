@@ -309,6 +309,27 @@ async def test_frame_forged_between_cells_with_a_stolen_nonce_is_caught(sb: Sand
     await assert_alive(sb)
 
 
+async def test_a_model_thread_calling_llm_query_across_cells_is_not_taken_for_a_forger(
+    sb: Sandbox, bridge: FakeBridge
+) -> None:
+    code = (
+        "import threading\n"
+        "results = []\n"
+        "def background():\n"
+        "    for i in range(200):\n"
+        "        results.append(llm_query(f'bg{i}'))\n"
+        "t = threading.Thread(target=background)\n"
+        "t.start()"
+    )
+    assert (await sb.execute(code)).error is None
+    for _ in range(10):
+        result = await sb.execute("len(results) >= 0")
+        assert not result.restarted and result.error is None, result.error
+    done = await sb.execute("t.join()\nprint(results == [f'answer:bg{i}' for i in range(200)])")
+    assert not done.restarted and done.stdout.strip() == "True", done.error
+    assert bridge.llm_prompts == 200
+
+
 async def test_a_forged_llm_query_reply_does_not_shift_later_results(
     sb: Sandbox, bridge: FakeBridge
 ) -> None:

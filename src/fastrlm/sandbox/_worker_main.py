@@ -135,8 +135,10 @@ class Worker:
                     message = self._protocol.read_frame(self._fd_in)
                 except EOFError:
                     return
+                # Under the lock: a model thread's llm_query, waiting for it, must carry the
+                # new request's nonce, not the last one.
+                self._nonce = str(message.get("nonce", ""))
             op = message["op"]
-            self._nonce = str(message.get("nonce", ""))
             if op == "exec":
                 answer = self._done_frame(
                     self._timed(self.runtime.execute, str(message.get("code", "")))
