@@ -51,6 +51,27 @@ async def started(kind: str, context: object) -> Sandbox:
     return sandbox
 
 
+def leaf_cpu_seconds(sandbox: Sandbox) -> float:
+    """CPU seconds used so far by the worker process (the deepest under bubblewrap), 0 for the
+    in-process sandbox. Read from /proc, so it works on any version of fastrlm."""
+    worker = getattr(sandbox, "_worker", None)
+    if worker is None:
+        return 0.0
+    pid = worker.proc.pid
+    while True:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                below = children.read().split()
+        except OSError:
+            break
+        if not below:
+            break
+        pid = int(below[0])
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def exec_lap(sandbox: Sandbox, code: str) -> float:
     began = time.perf_counter()
     await sandbox.execute(code)
@@ -58,14 +79,18 @@ async def exec_lap(sandbox: Sandbox, code: str) -> float:
 
 
 async def measure(kind: str, repeats: int, megabytes: int) -> dict[str, float]:
-    figures: dict[str, list[float]] = {k: [] for k in ("start", "exec", "llm", "load", "rss")}
+    keys = ("start", "exec", "cpu", "llm", "load", "rss")
+    figures: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(repeats):
         began = time.perf_counter()
         sandbox = await started(kind, "tiny")
         figures["start"].append(time.perf_counter() - began)
         await sandbox.execute("pass")
-        laps = [await exec_lap(sandbox, "pass") for _ in range(200)]
+        host_cpu, worker_cpu = time.process_time(), leaf_cpu_seconds(sandbox)
+        laps = [await exec_lap(sandbox, "pass") for _ in range(1000)]
         figures["exec"].append(statistics.median(laps))
+        spent = time.process_time() - host_cpu + leaf_cpu_seconds(sandbox) - worker_cpu
+        figures["cpu"].append(spent / len(laps))
         result = await sandbox.execute(
             "import time\nt = time.perf_counter()\nfor _ in range(2000): llm_query('x')\n"
             "print((time.perf_counter() - t) / 2000)"
@@ -98,10 +123,10 @@ async def measure(kind: str, repeats: int, megabytes: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in figures.items()}
 
 
-def one_round(src: str, kind: str, megabytes: int) -> dict[str, float]:
-    """One repeat of :func:`measure` in a fresh interpreter importing fastrlm from ``src``."""
+def one_round(src: str, kind: str, megabytes: int, repeats: int = 3) -> dict[str, float]:
+    """:func:`measure` in a fresh interpreter importing fastrlm from ``src``."""
     env = {**os.environ, "PYTHONPATH": src}
-    argv = [sys.executable, __file__, "--json", "--kind", kind, "--repeats", "1",
+    argv = [sys.executable, __file__, "--json", "--kind", kind, "--repeats", str(repeats),
             "--mb", str(megabytes)]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     figures: dict[str, float] = json.loads(out.splitlines()[-1])
@@ -113,9 +138,11 @@ def compare(before_src: str, kind: str, repeats: int, megabytes: int) -> None:
 
     after_src = os.path.dirname(os.path.dirname(os.path.abspath(fastrlm.__file__)))
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-    for _ in range(repeats):  # alternate, so drifting machine load hits both alike
-        runs["before"].append(one_round(before_src, kind, megabytes))
-        runs["after"].append(one_round(after_src, kind, megabytes))
+    for i in range(repeats):  # ABBA order, so drifting machine load hits both alike
+        order = ("before", "after") if i % 2 == 0 else ("after", "before")
+        for side in order:
+            src = before_src if side == "before" else after_src
+            runs[side].append(one_round(src, kind, megabytes))
     medians = {
         side: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         for side, rounds in runs.items()
@@ -123,11 +150,12 @@ def compare(before_src: str, kind: str, repeats: int, megabytes: int) -> None:
     rows = [
         ("worker start (tiny context)", "start", 1e3, "ms"),
         ("exec round trip (empty cell)", "exec", 1e6, "µs"),
+        ("exec CPU, host + worker", "cpu", 1e6, "µs"),
         ("llm_query round trip", "llm", 1e6, "µs"),
         (f"{megabytes} MB context load (start→ready)", "load", 1e3, "ms"),
         (f"{megabytes} MB context peak RSS", "rss", 1 / 2**20, "MiB"),
     ]
-    print(f"sandbox {kind!r}, medians over {repeats} alternating rounds")
+    print(f"sandbox {kind!r}, medians over {repeats} rounds (ABBA order) of 3 repeats each")
     print(f"  before: {before_src}\n  after:  {after_src}")
     print(f"{'figure':<38}{'before':>14}{'after':>14}{'change':>10}")
     for label, key, scale, unit in rows:
@@ -162,6 +190,7 @@ def main() -> None:
     rows = [
         ("worker start (tiny context)", "start", 1e3, "ms"),
         ("exec round trip (empty cell)", "exec", 1e6, "µs"),
+        ("exec CPU, host + worker", "cpu", 1e6, "µs"),
         ("llm_query round trip", "llm", 1e6, "µs"),
         (f"{args.mb} MB context load (start→ready)", "load", 1e3, "ms"),
         (f"{args.mb} MB context peak RSS", "rss", 1 / 2**20, "MiB"),

@@ -59,24 +59,28 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def memory_used(pids: list[int]) -> int:
-    """Bytes of anonymous and shared memory the processes hold (``RssAnon + RssShmem``)."""
-    total = 0
-    for pid in pids:
+def leaf_process(root: int) -> int:
+    """The deepest process under ``root`` (the Python worker under bubblewrap's two)."""
+    pid = root
+    while True:
         try:
-            with open(f"/proc/{pid}/status", "rb") as status:
-                for line in status:
-                    if line.startswith((b"RssAnon:", b"RssShmem:")):
-                        total += int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
+            with open(f"/proc/{pid}/task/{pid}/children", "rb") as children:
+                below = children.read().split()
+        except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN
+            return descendants(root)[-1]
+        except OSError:
+            return pid
+        if not below:
+            return pid
+        pid = int(below[0])
 
 
-def tmpfs_usage(path: str) -> tuple[int, int]:
-    """(bytes, files) a tmpfs holds, from statvfs: O(1) however many files."""
-    st = os.statvfs(path)
-    return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree
+def _kib_field(status: bytes, name: bytes) -> int:
+    start = status.find(name)
+    if start < 0:
+        return 0
+    end = status.find(b"\n", start)
+    return int(status[start + len(name) : end].split()[0]) * 1024
 
 
 def directory_usage(path: str, max_files: int) -> tuple[int, int]:
@@ -94,31 +98,77 @@ def directory_usage(path: str, max_files: int) -> tuple[int, int]:
     return size, count
 
 
-def over_quota(quotas: Quotas, pids: list[int], walk: bool) -> str | None:
-    """Why the worker (``pids``: its process tree, root first) is over a quota, or None.
-    ``walk``: count a plain scratch directory now."""
-    scratch_bytes = scratch_files = 0
-    tmpfs = quotas.scratch_path is None
-    if tmpfs:
-        with contextlib.suppress(OSError):
-            scratch_bytes, scratch_files = tmpfs_usage(f"/proc/{pids[-1]}/root/tmp")
-    elif walk and quotas.scratch_path is not None:
-        scratch_bytes, scratch_files = directory_usage(quotas.scratch_path, quotas.scratch_files)
+class Probe:
+    """Open handles on one worker: its ``/proc/<pid>/status`` and, under bubblewrap, its own
+    ``/tmp`` (through ``/proc/<pid>/root``), re-read with ``pread``/``fstatvfs`` at each poll
+    (microseconds: no path lookups). :meth:`close` releases them (the tmpfs handle would keep
+    a dead worker's tmpfs alive)."""
+
+    def __init__(self, pid: int, quotas: Quotas) -> None:
+        self._quotas = quotas
+        self._status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        self._tmpfs = -1
+        if quotas.scratch_path is None:
+            try:
+                self._tmpfs = os.open(
+                    f"/proc/{pid}/root/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+                )
+            except OSError:
+                os.close(self._status)
+                raise
+
+    def memory_used(self) -> int:
+        """``RssAnon + RssShmem`` in bytes (0 once the process is gone)."""
+        try:
+            status = os.pread(self._status, 8192, 0)
+        except OSError:
+            return 0
+        return _kib_field(status, b"RssAnon:") + _kib_field(status, b"RssShmem:")
+
+    def scratch_usage(self, walk: bool) -> tuple[int, int]:
+        """(bytes, files) in the scratch: statvfs of a tmpfs (O(1)), or a walk of a plain
+        directory when ``walk`` (else (0, 0))."""
+        if self._tmpfs >= 0:
+            try:
+                st = os.fstatvfs(self._tmpfs)
+            except OSError:
+                return 0, 0
+            return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree
+        if walk and self._quotas.scratch_path is not None:
+            return directory_usage(self._quotas.scratch_path, self._quotas.scratch_files)
+        return 0, 0
+
+    def check(self, walk: bool) -> str | None:
+        """Why the worker is over a quota now, or None."""
+        scratch_bytes, scratch_files = self.scratch_usage(walk)
+        memory = self.memory_used() + (scratch_bytes if self._tmpfs >= 0 else 0)
+        return over_quota(self._quotas, memory, scratch_bytes, scratch_files)
+
+    def close(self) -> None:
+        for fd in (self._status, self._tmpfs):
+            if fd >= 0:
+                os.close(fd)
+        self._status = self._tmpfs = -1
+
+
+def over_quota(
+    quotas: Quotas, memory_bytes: int, scratch_bytes: int, scratch_files: int
+) -> str | None:
+    """Why a worker holding this much is over a quota (the model-facing reason), or None."""
     if scratch_files > quotas.scratch_files:
         return (f"its scratch directory held more than {quotas.scratch_files:,} files "
                 "(the scratch file limit)")
     if scratch_bytes > quotas.scratch_bytes:
         return (f"its scratch directory held {scratch_bytes / MiB:,.0f} MiB, over its quota of "
                 f"{quotas.scratch_bytes / MiB:,.0f} MiB (Limits.scratch_mb)")
-    used = memory_used(pids) + (scratch_bytes if tmpfs else 0)
-    if used > quotas.memory_bytes:
-        return (f"it used {used / MiB:,.0f} MiB of memory, over its limit of "
+    if memory_bytes > quotas.memory_bytes:
+        return (f"it used {memory_bytes / MiB:,.0f} MiB of memory, over its limit of "
                 f"{quotas.memory_bytes / MiB:,.0f} MiB (Limits.worker_memory_mb)")
     return None
 
 
 class Watchdog:
-    """Polls one worker until it ends or :meth:`stop`; on a breach calls ``kill(reason)`` once.
+    """Polls one worker until it ends or :meth:`stop`; on a breach calls ``kill()`` once and
     ``reason`` then holds why."""
 
     def __init__(self, root_pid: int, quotas: Quotas, kill: Callable[[], None]) -> None:
@@ -126,26 +176,35 @@ class Watchdog:
         self._root = root_pid
         self._quotas = quotas
         self._kill = kill
+        self._probe: Probe | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
-        pids: list[int] = []
         tick = 0
         while True:
             await asyncio.sleep(POLL_S)  # a poll interval, not a wait for an event
-            if not pids:  # the worker cannot fork: its process tree is fixed once it runs
-                pids = await asyncio.to_thread(descendants, self._root)
+            if self._probe is None:  # the worker cannot fork: its process tree is fixed
+                try:
+                    self._probe = Probe(leaf_process(self._root), self._quotas)
+                except OSError:
+                    return  # the worker is already gone
             tick += 1
-            reason = over_quota(self._quotas, pids, walk=tick % WALK_EVERY == 0)
+            reason = self._probe.check(walk=tick % WALK_EVERY == 0)
             if reason is not None:
                 self.reason = reason
                 self._kill()
+                self._task = None  # ending now: nothing to cancel
+                self.stop()
                 return
 
     def stop(self) -> None:
+        """Stop polling and release the handles. Idempotent."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
