@@ -278,6 +278,8 @@ class ReplRuntime:
             tree = ast.parse(code, filename, "exec")
         except SyntaxError as exc:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        except Exception as exc:  # noqa: BLE001 - too deep, out of memory: the cell's error
+            error = one_line_error(exc)
         else:
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
             tail: ast.expr | None = None

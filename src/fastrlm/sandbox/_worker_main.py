@@ -65,11 +65,15 @@ class Worker:
 
     # ------------------------------------------------------------- host calls
     def host_call(self, op: str, payload: dict[str, Any]) -> Any:
-        """One blocking round trip to the host. The soft-timeout clock stops meanwhile, so only
-        the worker's own time counts. Raises TypeError for arguments JSON cannot carry."""
-        with self._lock:
-            remaining = self._pause_clock()
-            try:
+        """One blocking round trip to the host. The cell's soft-timeout clock stops meanwhile
+        when the cell itself (the main thread) waits, so only its own time counts; a model
+        thread's calls leave the clock alone (the timer is process-wide: pausing it from another
+        thread, between cells, used to re-arm it at 1 ms). Raises TypeError for arguments JSON
+        cannot carry."""
+        main = threading.current_thread() is threading.main_thread()
+        remaining = self._pause_clock() if main else None
+        try:
+            with self._lock:
                 self._next_id += 1
                 request = {"op": op, "id": self._next_id, "nonce": self._nonce, **payload}
                 try:
@@ -85,9 +89,10 @@ class Worker:
                 ):
                     raise RuntimeError(f"{op}: the host answered out of turn")
                 return reply.get("results")
-            except (EOFError, BrokenPipeError):
-                os._exit(0)  # the host is gone: nothing left to serve
-            finally:
+        except (EOFError, BrokenPipeError):
+            os._exit(0)  # the host is gone: nothing left to serve
+        finally:
+            if remaining is not None:
                 self._resume_clock(remaining)
 
     # ------------------------------------------------------------- soft timeout
