@@ -312,3 +312,28 @@ async def test_a_bridge_breaking_its_contract_cannot_break_arity(make_sandbox: M
     first, second = eval(result.stdout)
     assert len(first) == 2 and all(a.startswith("[error") for a in first)
     assert second[0] == "only one" and second[1].startswith("[error")
+
+
+def test_doctor_says_which_memory_and_disk_mechanism_is_in_force_and_why() -> None:
+    report = {s.name: s for s in doctor_report()}
+    memory, disk = report["memory"].reason, report["disk"].reason
+    assert "cgroup" in memory and "watchdog" in memory and "memfd_create" in memory
+    if _layers.cgroup_problem() is not None:  # e.g. cgroup v1 or hybrid, as on the CI machines
+        assert _layers.cgroup_problem() in memory
+    assert "tmpfs" in disk and "reaper" in disk
+
+
+def test_quota_reasons_name_the_limit_the_model_can_raise() -> None:
+    from fastrlm.sandbox._watchdog import Quotas, over_quota
+
+    quotas = Quotas(memory_bytes=256 << 20, scratch_bytes=64 << 20, scratch_files=100,
+                    scratch_path=None)
+    assert over_quota(quotas, 256 << 20, 64 << 20, 100) is None  # at a limit is within it
+    assert "Limits.worker_memory_mb" in str(over_quota(quotas, (256 << 20) + 1, 0, 0))
+    assert "Limits.scratch_mb" in str(over_quota(quotas, 0, (64 << 20) + 1, 0))
+    assert "100 files" in str(over_quota(quotas, 0, 0, 101))
+
+
+def test_the_heap_backstop_leaves_room_for_reserved_but_unused_memory() -> None:
+    limit = 1 << 30
+    assert _layers.heap_rlimit_bytes(limit) >= limit + (256 << 20)
