@@ -128,8 +128,10 @@ def one_round(src: str, kind: str, megabytes: int, repeats: int = 3) -> dict[str
     env = {**os.environ, "PYTHONPATH": src}
     argv = [sys.executable, __file__, "--json", "--kind", kind, "--repeats", str(repeats),
             "--mb", str(megabytes)]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
-    figures: dict[str, float] = json.loads(out.splitlines()[-1])
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the round with {src} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     return figures
 
 
