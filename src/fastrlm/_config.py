@@ -41,7 +41,7 @@ class Limits:
     worker_memory_mb: int | None = None
     scratch_mb: int = 512
     max_answer_chars: int = 64 * 1024 * 1024
-    worker_env: dict[str, str] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:

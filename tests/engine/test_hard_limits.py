@@ -126,3 +126,8 @@ def test_sandbox_limits_out_of_range_are_refused_with_the_field_named(
 ) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         Limits(**bad)  # type: ignore[arg-type]
+
+
+def test_limits_stay_hashable_with_a_worker_environment() -> None:
+    assert hash(Limits(worker_env={"A": "1"})) == hash(Limits())
+    assert Limits(worker_env={"A": "1"}) != Limits()
