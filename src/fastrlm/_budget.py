@@ -1,23 +1,39 @@
-"""Budgets over a whole call tree, enforced by a gate that every LM call passes before it is sent.
+"""Budgets over a whole call tree, and the one ledger that accounts for every LM request.
 
 :class:`Budget` is the user's configuration (a frozen value). :class:`BudgetLedger` is the one
-mutable ledger shared by the root, every sub-call and every child RLM of a run. A call first
-*reserves* its worst case (input bytes as an upper bound on input tokens, its ``max_tokens`` as the
-bound on output, their price), is refused if the reservation does not fit, and *settles* with the
-real usage afterwards. Reservations in flight count against the limits, so concurrent calls can
-never jointly overshoot a cap.
+accountant of a run tree, shared by the root, every sub-call and every child RLM: it alone counts
+sub-calls, requests, tokens and dollars, and prices calls (through
+:func:`fastrlm._pricing.call_cost`). Events, the result, the trace and the server read their
+figures from the :class:`Booking` and :class:`Account` values it writes.
+
+A call *reserves* its worst case (input bytes as an upper bound on input tokens, its
+``max_tokens`` as the bound on output, their price) before it is sent. A reservation that does not
+fit while others are in flight *waits* for them to settle; it is refused only when nothing pending
+could free room. Every HTTP attempt is booked: a reply at the usage the provider reports, a failed
+attempt at a conservative estimate; a provider's retry loop asks the ledger (through
+:data:`current_gate`) before each retry. See docs/architecture.md, "The ledger".
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from ._exceptions import BudgetExceededError
-from ._pricing import Price
-from ._usage import TokenUsage
+from ._exceptions import BudgetExceededError, ProviderError
+from ._pricing import Price, call_cost
+from ._usage import TokenUsage, UsageSummary
+
+if TYPE_CHECKING:
+    from .lm._base import LMResponse
+
+log = logging.getLogger("fastrlm")
 
 
 class StopReason(StrEnum):
@@ -28,6 +44,7 @@ class StopReason(StrEnum):
     BUDGET_USD = "budget_usd"
     BUDGET_SUBCALLS = "budget_subcalls"
     BUDGET_TOKENS = "budget_tokens"
+    BUDGET_REQUESTS = "budget_requests"
     TIMEOUT = "timeout"
     ERROR = "error"
     CANCELLED = "cancelled"
@@ -42,7 +59,12 @@ class Budget:
       included). Root turns of the top-level run do not count.
     - ``max_depth``: 1 means ``rlm_query`` falls back to a plain ``llm_query`` (the paper's
       setting); 2 lets the root spawn child RLMs whose sub-calls are plain LMs; and so on.
-    - ``max_input_tokens`` / ``max_output_tokens`` / ``max_usd``: summed over every call.
+    - ``max_requests``: HTTP requests sent to providers, root and sub-calls, retries included.
+      ``None`` (the default) means ``REQUESTS_PER_CALL`` (3) times ``max_subcalls +
+      max_iterations + 1`` when ``max_subcalls`` is set, else no request cap (each call is still
+      bounded by ``1 + Limits.max_retries`` attempts, and every failed attempt costs).
+    - ``max_input_tokens`` / ``max_output_tokens`` / ``max_usd``: summed over every request,
+      failed attempts included (booked at an estimate, see :class:`BudgetLedger`).
     - ``max_seconds``: wall time of the whole tree.
     - ``exec_timeout_s``: per code cell, counting only the worker's own time (waiting on sub-calls
       is not counted). Past it the cell gets an exception and the REPL keeps its state.
@@ -56,6 +78,7 @@ class Budget:
     max_usd: float | None = None
     max_seconds: float | None = None
     exec_timeout_s: float = 120.0
+    max_requests: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
@@ -76,11 +99,30 @@ class Budget:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def request_cap(self) -> int | None:
+        """The number of requests the tree may send: ``max_requests``, or the default rule."""
+        if self.max_requests is not None:
+            return self.max_requests
+        if self.max_subcalls is None:
+            return None
+        return REQUESTS_PER_CALL * (self.max_subcalls + self.max_iterations + 1)
+
+
+#: Requests per call allowed by the default request cap (a first attempt and two retries).
+REQUESTS_PER_CALL = 3
+
 
 #: Reserved per message for role markers and framing, on top of the content's bytes.
 MESSAGE_OVERHEAD_TOKENS = 8
 #: A call is refused rather than sent with fewer output tokens than this.
 MIN_OUTPUT_TOKENS = 256
+#: Reported input tokens above ``INPUT_ANOMALY_FACTOR * bound + INPUT_ANOMALY_SLACK`` (the bound
+#: being the request's own byte count) are a provider anomaly: no tokenizer makes that many.
+INPUT_ANOMALY_FACTOR = 2
+INPUT_ANOMALY_SLACK = 1024
+#: Settled spend may pass a limit by float rounding only; beyond this it is an overrun.
+_EPSILON = 1e-9
 
 
 def input_token_bound(messages_chars: int, messages_bytes: int, n_messages: int) -> int:
@@ -89,32 +131,111 @@ def input_token_bound(messages_chars: int, messages_bytes: int, n_messages: int)
     return messages_bytes + MESSAGE_OVERHEAD_TOKENS * n_messages
 
 
+def billable(error: BaseException | None) -> bool:
+    """Whether a failed attempt may have been billed: every failure except an HTTP 4xx answer
+    (the provider rejected the request before running it: bad request, key, rate limit)."""
+    status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
+    return not (isinstance(status, int) and 400 <= status < 500)
+
+
+@dataclass(slots=True)
+class Account:
+    """Spend of one run and, through ``parent``, of every run above it. Written by the ledger
+    only; a run's ``run.finished`` event reads it."""
+
+    parent: Account | None = None
+    cost_usd: float = 0.0
+    subcalls: int = 0
+
+    def _add(self, cost: float, subcalls: int) -> None:
+        account: Account | None = self
+        while account is not None:
+            account.cost_usd += cost
+            account.subcalls += subcalls
+            account = account.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """What the ledger booked for one call, all its attempts together: what its event reports.
+
+    ``anomaly`` is set when the provider reported usage the request cannot have used (more
+    completion tokens than ``max_tokens``, or input far above the request's size)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 0
+    anomaly: str | None = None
+
+
 @dataclass(slots=True)
 class Reservation:
-    """What a call holds against the budget between :meth:`BudgetLedger.reserve` and settling."""
+    """One call's hold on the budget, from :meth:`BudgetLedger.reserve` until it is settled.
+
+    ``held`` is true while an attempt is in flight (its worst case counts against the limits);
+    the totals say what the call's attempts booked so far."""
 
     subcall: bool
     input_tokens: int
     max_tokens: int
     usd: float
+    model: str = ""
+    price: Price | None = None
+    account: Account = field(default_factory=Account)
+    attempts: int = 1
+    held: bool = True
     settled: bool = False
+    booked_input: int = 0
+    booked_output: int = 0
+    booked_usd: float = 0.0
+    anomaly: str | None = None
+
+    def booking(self) -> Booking:
+        return Booking(self.booked_input, self.booked_output, self.booked_usd, self.attempts,
+                       self.anomaly)
+
+
+class _Short(Exception):
+    """The worst case does not fit the room left (internal: wait, shrink or refuse)."""
+
+    def __init__(self, reason: StopReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(slots=True)
 class BudgetLedger:
-    """The shared, mutable account of one call tree. Single event loop: no locks needed."""
+    """The one accountant of a call tree. Single event loop: no locks needed.
+
+    Counters (read them, never write them): ``subcalls`` (sub-calls admitted: answered, cached,
+    failed or timed out alike), ``requests`` (HTTP attempts admitted), ``input_tokens``,
+    ``output_tokens``, ``usd`` (settled spend, failed attempts at their estimate),
+    ``subcalls_refused`` (never sent), ``subcalls_failed`` (sent, no answer), ``anomalies``,
+    ``limited_by`` (the first limit that refused a call or was overrun) and ``overrun`` (a limit
+    the settled spend went past: a provider over-reported; nothing is admitted after it).
+    ``usage`` is the per-model roll-up that :class:`fastrlm.RLMResult` carries.
+    """
 
     budget: Budget
     started_at: float = field(default_factory=time.monotonic)
     subcalls: int = 0
+    requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float = 0.0
-    refused: int = 0
-    _held_subcalls: int = 0
+    subcalls_refused: int = 0
+    subcalls_failed: int = 0
+    anomalies: int = 0
+    limited_by: StopReason | None = None
+    overrun: StopReason | None = None
+    usage: UsageSummary = field(default_factory=UsageSummary)
+    on_overrun: Callable[[StopReason], None] | None = None
     _held_input: int = 0
     _held_output: int = 0
     _held_usd: float = 0.0
+    _in_flight: int = 0
+    _settled: asyncio.Event | None = None
     _warned: set[str] = field(default_factory=set)
 
     @property
@@ -124,6 +245,16 @@ class BudgetLedger:
             return None
         return self.started_at + self.budget.max_seconds
 
+    @property
+    def in_flight(self) -> int:
+        """Attempts holding a reservation now."""
+        return self._in_flight
+
+    @property
+    def held_usd(self) -> float:
+        """Worst-case USD of the attempts in flight."""
+        return self._held_usd
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
 
@@ -131,45 +262,103 @@ class BudgetLedger:
         deadline = self.deadline
         return None if deadline is None else deadline - time.monotonic()
 
+    # ------------------------------------------------------------------ admission
     def check_subcall_slot(self) -> None:
-        """Cheap pre-check before queueing: refuse at once when the sub-call cap is reached."""
-        cap = self.budget.max_subcalls
-        if cap is not None and self.subcalls + self._held_subcalls >= cap:
-            self.refused += 1
-            raise BudgetExceededError(
-                StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)"
-            )
+        """Cheap pre-check before queueing: refuse at once when nothing more may be sent."""
+        self._check_hard(subcall=True)
 
-    def reserve(
-        self, *, subcall: bool, input_tokens: int, max_tokens: int, price: Price | None
+    async def reserve(
+        self,
+        *,
+        subcall: bool,
+        input_tokens: int,
+        max_tokens: int,
+        price: Price | None,
+        model: str = "",
+        account: Account | None = None,
     ) -> Reservation:
-        """Hold the worst case of one call, or raise :class:`BudgetExceededError`.
+        """Admit one call's first attempt and hold its worst case, or raise
+        :class:`BudgetExceededError` (the call must not be sent).
 
-        ``max_tokens`` may come back smaller than asked when the USD or output-token budget
-        cannot cover it; the caller must send the call with the reservation's ``max_tokens``.
+        A worst case that does not fit while other attempts are in flight waits for them to
+        settle (until the tree's deadline). With nothing in flight it takes the room left:
+        ``max_tokens`` may come back smaller than asked (never below ``MIN_OUTPUT_TOKENS``),
+        and the caller must send the call with the reservation's ``max_tokens``.
         """
+        while True:
+            self._check_hard(subcall=subcall)
+            try:
+                tokens, usd = self._fit(input_tokens, max_tokens, price,
+                                        shrink=self._in_flight == 0)
+                break
+            except _Short as short:
+                if self._in_flight == 0:
+                    self._refuse(short.reason, str(short), subcall)
+                await self._wait_for_settle()
+        reservation = Reservation(subcall, input_tokens, tokens, usd, model, price,
+                                  account or Account())
+        self.subcalls += int(subcall)
+        reservation.account._add(0.0, int(subcall))
+        self._hold(reservation)
+        return reservation
+
+    async def readmit(self, reservation: Reservation) -> None:
+        """Admit another attempt of a call whose last attempt failed (a retry): the request cap
+        and every limit are checked again and the same worst case is held (waiting as
+        :meth:`reserve` does). Raises :class:`BudgetExceededError` when it may not be sent."""
+        if reservation.held or reservation.settled:
+            raise RuntimeError("readmit() is for a call whose last attempt was booked as failed")
+        while True:
+            self._check_hard(subcall=False)
+            try:
+                self._fit(reservation.input_tokens, reservation.max_tokens, reservation.price,
+                          shrink=False)
+                break
+            except _Short as short:
+                if self._in_flight == 0:
+                    self._refuse(short.reason, str(short), False)
+                await self._wait_for_settle()
+        reservation.attempts += 1
+        self._hold(reservation)
+
+    def _check_hard(self, *, subcall: bool) -> None:
+        """Refusals that waiting cannot cure: an overrun, time, the sub-call and request caps."""
         b = self.budget
+        if self.overrun is not None:
+            self._refuse(self.overrun, f"a {self.overrun.value} limit was already exceeded "
+                                       "(the provider reported more usage than reserved)",
+                         subcall)
         left = self.seconds_left()
         if left is not None and left <= 0:
-            self._refuse(StopReason.TIMEOUT, f"time limit reached ({b.max_seconds} s)")
-        if subcall:
-            self.check_subcall_slot()
+            self._refuse(StopReason.TIMEOUT, f"time limit reached ({b.max_seconds} s)", subcall)
+        cap = b.max_subcalls
+        if subcall and cap is not None and self.subcalls >= cap:
+            self._refuse(StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)",
+                         subcall)
+        requests = b.request_cap
+        if requests is not None and self.requests >= requests:
+            self._refuse(StopReason.BUDGET_REQUESTS,
+                         f"request limit reached ({requests} requests, retries included)",
+                         subcall)
+
+    def _fit(self, input_tokens: int, max_tokens: int, price: Price | None, *,
+             shrink: bool) -> tuple[int, float]:
+        """``(max_tokens, usd)`` the room left allows, or :class:`_Short`. Pure."""
+        b = self.budget
+        wanted = max_tokens
         if b.max_input_tokens is not None:
             room = b.max_input_tokens - self.input_tokens - self._held_input
             if input_tokens > room:
-                self._refuse(
-                    StopReason.BUDGET_TOKENS,
-                    f"input-token limit: this call may need {input_tokens} tokens, "
-                    f"{max(room, 0)} left of {b.max_input_tokens}",
-                )
+                raise _Short(StopReason.BUDGET_TOKENS,
+                             f"input-token limit: this call may need {input_tokens} tokens, "
+                             f"{max(room, 0)} left of {b.max_input_tokens}")
         if b.max_output_tokens is not None:
             room = b.max_output_tokens - self.output_tokens - self._held_output
             max_tokens = min(max_tokens, room)
-            if max_tokens < min(MIN_OUTPUT_TOKENS, b.max_output_tokens):
-                self._refuse(
-                    StopReason.BUDGET_TOKENS,
-                    f"output-token limit reached ({b.max_output_tokens} tokens)",
-                )
+            if max_tokens < min(MIN_OUTPUT_TOKENS, b.max_output_tokens, wanted) or (
+                    not shrink and max_tokens < wanted):
+                raise _Short(StopReason.BUDGET_TOKENS,
+                             f"output-token limit reached ({b.max_output_tokens} tokens)")
         usd = 0.0
         if b.max_usd is not None:
             if price is None:
@@ -177,52 +366,167 @@ class BudgetLedger:
                     StopReason.BUDGET_USD,
                     "max_usd is set but this model has no known price; add it to the price "
                     "table (fastrlm.PriceTable) so the budget can be enforced",
+                    False,
                 )
                 raise AssertionError("unreachable")
             room_usd = b.max_usd - self.usd - self._held_usd
-            affordable = price.output_tokens_affordable(room_usd, input_tokens)
-            max_tokens = min(max_tokens, affordable)
-            if max_tokens < MIN_OUTPUT_TOKENS:
-                self._refuse(
-                    StopReason.BUDGET_USD,
-                    f"USD limit: ${max(room_usd, 0):.4f} left of ${b.max_usd}, not enough for "
-                    f"this call's worst case",
-                )
+            max_tokens = min(max_tokens, price.output_tokens_affordable(room_usd, input_tokens))
+            if max_tokens < min(MIN_OUTPUT_TOKENS, wanted) or (not shrink and max_tokens < wanted):
+                raise _Short(StopReason.BUDGET_USD,
+                             f"USD limit: ${max(room_usd, 0):.4f} left of ${b.max_usd}, not "
+                             "enough for this call's worst case")
             usd = price.worst_case(input_tokens, max_tokens)
-        reservation = Reservation(subcall, input_tokens, max_tokens, usd)
-        self._held_subcalls += int(subcall)
-        self._held_input += input_tokens
-        self._held_output += max_tokens
-        self._held_usd += usd
-        return reservation
+        return max_tokens, usd
 
-    def settle(self, reservation: Reservation, usage: TokenUsage | None, cost_usd: float) -> None:
-        """Replace a reservation by what the call really used (``usage=None``: it failed)."""
-        if reservation.settled:
-            return
-        reservation.settled = True
-        self._held_subcalls -= int(reservation.subcall)
+    def _hold(self, reservation: Reservation) -> None:
+        """The attempt is admitted: it is a request from now on, whatever happens to it."""
+        self.requests += 1
+        reservation.held = True
+        self._in_flight += 1
+        self._held_input += reservation.input_tokens
+        self._held_output += reservation.max_tokens
+        self._held_usd += reservation.usd
+
+    def _release(self, reservation: Reservation) -> bool:
+        if not reservation.held:
+            return False
+        reservation.held = False
+        self._in_flight -= 1
         self._held_input -= reservation.input_tokens
         self._held_output -= reservation.max_tokens
         self._held_usd -= reservation.usd
-        if usage is None:
-            return
-        self.subcalls += int(reservation.subcall)
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.usd += cost_usd
+        if self._in_flight == 0:  # no drift from float sums once nothing is held
+            self._held_usd = 0.0
+        return True
 
-    def count_cached_subcall(self, reservation: Reservation) -> None:
-        """A cache hit: nothing spent, but it still counts as a sub-call made."""
-        self.settle(reservation, TokenUsage(), 0.0)
-
-    def _refuse(self, reason: StopReason, message: str) -> None:
-        self.refused += 1
+    def _refuse(self, reason: StopReason, message: str, subcall: bool) -> None:
+        self.subcalls_refused += int(subcall)
+        if self.limited_by is None:
+            self.limited_by = reason
         raise BudgetExceededError(reason, message)
 
+    async def _wait_for_settle(self) -> None:
+        """Wait until some attempt settles (a condition the ledger signals), at most until the
+        deadline; the caller re-checks everything afterwards."""
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        settled = self._settled
+        left = self.seconds_left()
+        if left is None:
+            await settled.wait()
+            return
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                await settled.wait()
+        except TimeoutError:
+            pass  # the caller's next check refuses with TIMEOUT
+
+    def _signal(self) -> None:
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    # ------------------------------------------------------------------ booking
+    def attempt_failed(self, reservation: Reservation, error: BaseException | None) -> None:
+        """Book an attempt that got no usable reply and release its hold (no-op when it holds
+        none). It costs its prompt at the input price (the reserved input bound, never less
+        than the provider could bill), except an HTTP 4xx rejection, which costs nothing."""
+        if not self._release(reservation):
+            return
+        tokens = reservation.input_tokens if billable(error) else 0
+        price = reservation.price
+        cost = price.worst_case(tokens, 0) if price is not None else 0.0
+        self._book(reservation, TokenUsage(tokens, 0, estimated=True), cost,
+                   priced=price is not None or tokens == 0, latency_s=0.0, failed=True)
+        self._signal()
+
+    def settle(self, reservation: Reservation, response: LMResponse) -> Booking:
+        """Book the reply of the attempt in flight at the usage the provider reported (an
+        anomaly is booked as reported, flagged, and stops the tree if it passes a limit)."""
+        if reservation.settled:
+            return reservation.booking()
+        self._release(reservation)
+        reservation.settled = True
+        usage = response.usage
+        cost, priced = call_cost(reservation.price, usage, response.cost_usd)
+        reservation.anomaly = self._anomaly(reservation, usage)
+        self._book(reservation, usage, cost, priced=priced, latency_s=response.latency_s,
+                   failed=False)
+        if reservation.anomaly is not None:
+            self.anomalies += 1
+            log.warning("fastrlm: provider anomaly (%s): %s", reservation.model,
+                        reservation.anomaly)
+        self._signal()
+        self._check_overrun()
+        return reservation.booking()
+
+    def fail(self, reservation: Reservation, error: BaseException | None) -> Booking:
+        """The call ends without an answer (after its retries, or cancelled): its attempt in
+        flight, if any, is booked as failed, and a sub-call counts as failed."""
+        if reservation.settled:
+            return reservation.booking()
+        self.attempt_failed(reservation, error)
+        reservation.settled = True
+        self.subcalls_failed += int(reservation.subcall)
+        self._check_overrun()
+        return reservation.booking()
+
+    def book_cache_hit(self, *, subcall: bool, model: str, usage: TokenUsage,
+                       account: Account) -> Booking:
+        """A cache hit: nothing sent or spent, but it counts as a sub-call made."""
+        self.subcalls += int(subcall)
+        account._add(0.0, int(subcall))
+        self.usage.record(model, usage, 0.0, 0.0, True)
+        return Booking(usage.input_tokens, usage.output_tokens, 0.0, 0)
+
+    def _book(self, reservation: Reservation, usage: TokenUsage, cost: float, *, priced: bool,
+              latency_s: float, failed: bool) -> None:
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.usd += cost
+        reservation.booked_input += usage.input_tokens
+        reservation.booked_output += usage.output_tokens
+        reservation.booked_usd += cost
+        reservation.account._add(cost, 0)
+        self.usage.record(reservation.model, usage, cost, latency_s, False, priced, failed)
+
+    @staticmethod
+    def _anomaly(reservation: Reservation, usage: TokenUsage) -> str | None:
+        if usage.estimated:
+            return None
+        if usage.output_tokens > reservation.max_tokens:
+            return (f"reported {usage.output_tokens} completion tokens for a request capped at "
+                    f"max_tokens={reservation.max_tokens}")
+        bound = reservation.input_tokens
+        if usage.input_tokens > INPUT_ANOMALY_FACTOR * bound + INPUT_ANOMALY_SLACK:
+            return (f"reported {usage.input_tokens} prompt tokens for a request of at most "
+                    f"{bound} tokens")
+        return None
+
+    def _check_overrun(self) -> None:
+        if self.overrun is not None:
+            return
+        b = self.budget
+        reason: StopReason | None = None
+        if b.max_usd is not None and self.usd > b.max_usd + _EPSILON:
+            reason = StopReason.BUDGET_USD
+        elif (b.max_input_tokens is not None and self.input_tokens > b.max_input_tokens) or (
+                b.max_output_tokens is not None and self.output_tokens > b.max_output_tokens):
+            reason = StopReason.BUDGET_TOKENS
+        if reason is None:
+            return
+        self.overrun = reason
+        if self.limited_by is None:
+            self.limited_by = reason
+        if self.on_overrun is not None:
+            self.on_overrun(reason)
+
+    # ------------------------------------------------------------------ reading
     def exhausted(self) -> StopReason | None:
         """The first limit that is used up (nothing more could be sent), else ``None``."""
         b = self.budget
+        if self.overrun is not None:
+            return self.overrun
         left = self.seconds_left()
         if left is not None and left <= 0:
             return StopReason.TIMEOUT
@@ -232,6 +536,9 @@ class BudgetLedger:
             return StopReason.BUDGET_TOKENS
         if b.max_output_tokens is not None and self.output_tokens >= b.max_output_tokens:
             return StopReason.BUDGET_TOKENS
+        cap = b.request_cap
+        if cap is not None and self.requests >= cap:
+            return StopReason.BUDGET_REQUESTS
         return None
 
     def fractions(self) -> dict[str, float]:
@@ -242,6 +549,9 @@ class BudgetLedger:
             out["usd"] = self.usd / b.max_usd
         if b.max_subcalls:
             out["subcalls"] = self.subcalls / b.max_subcalls
+        cap = b.request_cap
+        if cap:
+            out["requests"] = self.requests / cap
         if b.max_input_tokens:
             out["input_tokens"] = self.input_tokens / b.max_input_tokens
         if b.max_output_tokens:
@@ -266,7 +576,7 @@ class BudgetLedger:
         if b.max_usd is not None:
             out["usd"] = max(b.max_usd - self.usd - self._held_usd, 0.0)
         if b.max_subcalls is not None:
-            out["subcalls"] = max(b.max_subcalls - self.subcalls - self._held_subcalls, 0)
+            out["subcalls"] = max(b.max_subcalls - self.subcalls, 0)
         if b.max_input_tokens is not None:
             out["input_tokens"] = max(b.max_input_tokens - self.input_tokens, 0)
         if b.max_output_tokens is not None:
@@ -275,3 +585,25 @@ class BudgetLedger:
         if left is not None:
             out["seconds"] = max(math.floor(left), 0)
         return out
+
+
+class AttemptGate:
+    """What a provider's retry loop asks before each retry of the call in flight (found through
+    :data:`current_gate`): the failed attempt is booked, and the next one must be admitted by
+    the ledger, which may wait for room or refuse (:class:`BudgetExceededError`)."""
+
+    def __init__(self, ledger: BudgetLedger, reservation: Reservation) -> None:
+        self.ledger = ledger
+        self.reservation = reservation
+
+    def failed(self, error: BaseException) -> None:
+        """The attempt in flight failed and will be retried after a backoff."""
+        self.ledger.attempt_failed(self.reservation, error)
+
+    async def admit_retry(self) -> None:
+        """Admit the next attempt, or raise :class:`BudgetExceededError`."""
+        await self.ledger.readmit(self.reservation)
+
+
+#: The gate of the LM call running in this task; set by the engine around ``LM.complete``.
+current_gate: ContextVar[AttemptGate | None] = ContextVar("fastrlm_attempt_gate", default=None)
