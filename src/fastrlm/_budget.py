@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from ._exceptions import BudgetExceededError, ProviderError
+from ._exceptions import BudgetExceededError
 from ._pricing import Price, call_cost
 from ._usage import TokenUsage, UsageSummary
 
@@ -129,13 +129,6 @@ def input_token_bound(messages_chars: int, messages_bytes: int, n_messages: int)
     """An upper bound on input tokens: byte-level BPE never makes more tokens than bytes."""
     del messages_chars
     return messages_bytes + MESSAGE_OVERHEAD_TOKENS * n_messages
-
-
-def billable(error: BaseException | None) -> bool:
-    """Whether a failed attempt may have been billed: every failure except an HTTP 4xx answer
-    (the provider rejected the request before running it: bad request, key, rate limit)."""
-    status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
-    return not (isinstance(status, int) and 400 <= status < 500)
 
 
 @dataclass(slots=True)
@@ -428,16 +421,20 @@ class BudgetLedger:
 
     # ------------------------------------------------------------------ booking
     def attempt_failed(self, reservation: Reservation, error: BaseException | None) -> None:
-        """Book an attempt that got no usable reply and release its hold (no-op when it holds
-        none). It costs its prompt at the input price (the reserved input bound, never less
-        than the provider could bill), except an HTTP 4xx rejection, which costs nothing."""
+        """Book an attempt that got no usable reply (an error status, a timeout, a dropped
+        connection, a reply that cannot be read, a cancellation) and release its hold (no-op
+        when it holds none). Whether the provider bills it cannot be known, so it is booked
+        conservatively: its prompt (the reserved input bound, which no tokenizer exceeds) at
+        the input price, no output. ``error`` is kept for the log only."""
         if not self._release(reservation):
             return
-        tokens = reservation.input_tokens if billable(error) else 0
+        tokens = reservation.input_tokens
         price = reservation.price
         cost = price.worst_case(tokens, 0) if price is not None else 0.0
+        log.debug("fastrlm: failed attempt of %s booked at $%.6f: %r", reservation.model, cost,
+                  error)
         self._book(reservation, TokenUsage(tokens, 0, estimated=True), cost,
-                   priced=price is not None or tokens == 0, latency_s=0.0, failed=True)
+                   priced=price is not None, latency_s=0.0, failed=True)
         self._signal()
 
     def settle(self, reservation: Reservation, response: LMResponse) -> Booking:

@@ -101,8 +101,7 @@ async def test_root_calls_are_not_subcalls() -> None:
         await ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
 
 
-async def test_a_failed_attempt_costs_its_prompt_at_the_input_price_and_a_4xx_costs_nothing(
-) -> None:
+async def test_every_failed_attempt_costs_its_prompt_at_the_input_price() -> None:
     from fastrlm import ProviderResponseError, RateLimitError
 
     ledger = BudgetLedger(Budget())
@@ -115,7 +114,8 @@ async def test_a_failed_attempt_costs_its_prompt_at_the_input_price_and_a_4xx_co
     await ledger.readmit(call)
     booking = ledger.settle(call, _reply(50, 900))
     assert booking.attempts == 3 and ledger.requests == 3
-    assert booking.cost_usd == pytest.approx((1000 * 2.0 + 900 * 2.0 + 50 * 8.0) / 1e6)
+    assert booking.cost_usd == pytest.approx((2 * 1000 * 2.0 + 900 * 2.0 + 50 * 8.0) / 1e6)
+    assert booking.input_tokens == 2 * 1000 + 900
     assert ledger.usd == pytest.approx(booking.cost_usd)
     assert ledger.usage.by_model[""].failed_requests == 2
 
