@@ -45,6 +45,10 @@ def agree(result: RLMResult, events: list[Event], root: ScriptedLM) -> None:
     assert result.requests == sub_requests + len(root.calls)
 
 
+def trace_lines(path: str) -> list[dict[str, object]]:
+    return [json.loads(x) for x in Path(path).read_text().splitlines()]
+
+
 FAULTS: dict[str, Reply] = {
     "500": Fault.server_error(),
     "429-forever": Fault.rate_limit(),
@@ -138,7 +142,7 @@ async def test_an_over_reporting_provider_is_booked_flagged_and_stops_the_run(
     [call] = [e for e in events if isinstance(e, SubcallFinished)]
     assert call.anomaly is not None and call.cost_usd == pytest.approx(result.cost_usd)
     assert result.trace_path is not None
-    lines = [json.loads(x) for x in Path(result.trace_path).read_text().splitlines()]
+    lines = trace_lines(result.trace_path)
     flagged = [x for x in lines if x.get("type") == "subcall.finished"]
     assert flagged and flagged[0]["anomaly"] == call.anomaly
     [done] = [x for x in lines if x.get("type") == "run.finished" and x.get("depth") == 0]
