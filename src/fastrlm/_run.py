@@ -321,10 +321,25 @@ class Run:
     ) -> str | Outcome:
         """The root model's next reply (from ``pending`` if that call is already in flight), or
         the outcome that ends the run."""
-        answered = await (pending or self._call_root(messages, iteration))
+        try:
+            answered = await (pending or self._call_root(messages, iteration))
+        except asyncio.CancelledError:
+            # Stopped (an overrun, the deadline) just as the first turn came back: that turn was
+            # paid for, so its event is still sent.
+            if (pending is not None and pending.done() and not pending.cancelled()
+                    and pending.exception() is None):
+                done = pending.result()
+                if not isinstance(done, Outcome):
+                    self._report_turn(*done, iteration)
+            raise
         if isinstance(answered, Outcome):
             return answered
         response, booking = answered
+        self._report_turn(response, booking, iteration)
+        messages.append({"role": "assistant", "content": response.text})
+        return response.text
+
+    def _report_turn(self, response: LMResponse, booking: Booking, iteration: int) -> None:
         self.tree.emit(
             ModelResponse(
                 run_id=self.run_id,
@@ -340,8 +355,6 @@ class Run:
                 anomaly=booking.anomaly,
             )
         )
-        messages.append({"role": "assistant", "content": response.text})
-        return response.text
 
     async def _run_reply(self, text: str, iteration: int) -> tuple[FinalValue | None, str]:
         """Run the code of one reply. Returns the delivered answer (if any) and the feedback

@@ -166,3 +166,36 @@ async def test_reservations_that_do_not_fit_queue_for_the_ones_in_flight() -> No
     assert result.subcalls_refused == 0 and result.limited_by is None and not result.partial
     assert result.cost_usd == pytest.approx(20 * 0.13)
     assert peak <= 16  # never more in flight than $5 of worst cases
+
+
+async def test_an_over_reporting_root_model_ends_the_run_at_its_first_turn() -> None:
+    prices = PriceTable({SUB: {"input": 1.0, "output": 32.0}})
+    events: list[Event] = []
+    final = "```repl\nFINAL('paid for')\n```"
+    with FakeOpenAIServer(default=FakeReply(final, completion_tokens=2_000_000)) as srv:
+        root = OpenAIChatLM(SUB, base_url=srv.base_url, api_key="x")
+        rlm = RLM(root, sandbox="none", prices=prices, budget=Budget(max_usd=0.5),
+                  limits=Limits(root_max_tokens=1000), on_event=events.append)
+        result = await rlm.acompletion("q", context="c")
+        sent = srv.request_count
+    assert sent == 1
+    assert result.stop_reason is StopReason.BUDGET_USD and result.partial
+    [turn] = [e for e in events if isinstance(e, ModelResponse)]
+    assert turn.anomaly is not None and turn.cost_usd == pytest.approx(64.0, rel=1e-3)
+    assert result.cost_usd == pytest.approx(turn.cost_usd)
+
+
+async def test_a_provider_reported_cost_reaches_the_events_not_just_the_result() -> None:
+    # Unpriced in the table, priced by the provider (OpenRouter-style usage.cost): events
+    # used to say $0 while the result had the provider's figure.
+    events: list[Event] = []
+    with FakeOpenAIServer(default=FakeReply("fine", cost=0.0125)) as srv:
+        root = root_lm("```repl\nr = llm_query_batched(['a', 'b'])\nFINAL('ok')\n```")
+        rlm = RLM(root, sub_lm(srv), sandbox="none", prices=PriceTable(include_defaults=False),
+                  on_event=events.append)
+        result = await rlm.acompletion("q", context="c")
+    subs = [e for e in events if isinstance(e, SubcallFinished)]
+    assert [e.cost_usd for e in subs] == [0.0125, 0.0125]
+    assert result.cost_usd == pytest.approx(0.025)
+    assert result.usage.unpriced_models == ["scripted/root"]
+    agree(result, events, root)
