@@ -169,3 +169,32 @@ async def test_calls_without_a_known_price_are_flagged_not_silently_free() -> No
     out = await rlm.acompletion("q", context="c")
     assert out.usage.unpriced_models == ["acme/sub"]
     assert out.usage.to_dict()["unpriced_models"] == ["acme/sub"]
+
+
+async def test_a_queued_reservation_waits_no_longer_than_the_deadline() -> None:
+    import time
+
+    # 0.2 s left of the tree's time; the call in flight never settles
+    ledger = BudgetLedger(Budget(max_usd=1.0, max_seconds=1000.0),
+                          started_at=time.monotonic() - 999.8)
+    price = Price(input=0.0, output=1_000_000.0 / 400_000)
+    await ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price)
+    with pytest.raises(BudgetExceededError) as info:
+        await ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price)
+    assert info.value.reason is StopReason.TIMEOUT
+    assert ledger.subcalls_refused == 1
+
+
+async def test_failed_reservations_wake_waiters_too() -> None:
+    from fastrlm import ProviderResponseError
+
+    ledger = BudgetLedger(Budget(max_usd=1.0))
+    price = Price(input=0.0, output=1_000_000.0 / 400_000)
+    first = await ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price)
+    waiting = asyncio.create_task(
+        ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    ledger.fail(first, ProviderResponseError("HTTP 500", status=500))
+    admitted = await asyncio.wait_for(waiting, timeout=30)
+    assert admitted.max_tokens == 400_000 and ledger.subcalls_failed == 1
