@@ -17,16 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._budget import (
-    Account,
-    AttemptGate,
-    Booking,
-    BudgetLedger,
-    Reservation,
-    StopReason,
-    current_gate,
-    input_token_bound,
-)
+from ._budget import StopReason
 from ._config import Limits
 from ._events import (
     BudgetWarning,
@@ -37,6 +28,15 @@ from ._events import (
     preview,
 )
 from ._exceptions import BudgetExceededError, ProviderError
+from ._ledger import (
+    Account,
+    AttemptGate,
+    Booking,
+    BudgetLedger,
+    Reservation,
+    current_gate,
+    input_token_bound,
+)
 from ._pricing import PriceTable
 from .lm._base import LM, ChatMessage, LMResponse
 

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._budget import Budget, BudgetLedger, StopReason
+from ._budget import Budget, StopReason
 from ._calls import CallTree, ResponseCache
 from ._config import Limits
 from ._events import Event, EventCallback
 from ._exceptions import ConfigurationError, ContextError
+from ._ledger import BudgetLedger
 from ._outcome import Outcome, RunConfig, new_run_id
 from ._pricing import PriceTable
 from ._prompts import Prompts

@@ -10,7 +10,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
-from ._budget import Account, Booking, Reservation, StopReason
+from ._budget import StopReason
 from ._calls import CallTree
 from ._events import (
     ChildRunFinished,
@@ -28,6 +28,7 @@ from ._events import (
 )
 from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
 from ._feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
+from ._ledger import Account, Booking, Reservation
 from ._outcome import Outcome, RunConfig, new_run_id
 from ._parsing import (
     compact_history,

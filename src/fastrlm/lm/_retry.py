@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._budget import current_gate
 from .._config import Limits
 from .._exceptions import (
     AuthenticationError,
@@ -27,6 +26,7 @@ from .._exceptions import (
     ProviderTimeoutError,
     RateLimitError,
 )
+from .._ledger import current_gate
 
 T = TypeVar("T")
 
