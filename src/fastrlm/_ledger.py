@@ -170,6 +170,11 @@ class BudgetLedger:
         """Worst-case USD of the attempts in flight."""
         return self._held_usd
 
+    @property
+    def held_output_tokens(self) -> int:
+        """Worst-case output tokens of the attempts in flight."""
+        return self._held_output
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
 

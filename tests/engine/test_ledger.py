@@ -124,14 +124,21 @@ async def test_over_reported_usage_is_booked_flagged_and_stops_everything_after_
     crossed: list[StopReason] = []
     ledger = BudgetLedger(Budget(max_usd=0.5), on_overrun=crossed.append)
     price = Price(input=1.0, output=32.0)
+    other = await ledger.reserve(subcall=True, input_tokens=100, max_tokens=1000, price=price)
     call = await ledger.reserve(subcall=True, input_tokens=100, max_tokens=1000, price=price)
     booking = ledger.settle(call, _reply(2_000_000, 100))
     assert booking.anomaly is not None and "max_tokens=1000" in booking.anomaly
     assert ledger.usd == pytest.approx(price.cost(TokenUsage(100, 2_000_000)))  # as reported
     assert ledger.overrun is StopReason.BUDGET_USD and crossed == [StopReason.BUDGET_USD]
+    # refused at once, not queued behind the call still in flight
+    later = asyncio.create_task(
+        ledger.reserve(subcall=False, input_tokens=1, max_tokens=10, price=price))
+    await asyncio.sleep(0)
+    assert later.done()
     with pytest.raises(BudgetExceededError) as info:
-        await ledger.reserve(subcall=False, input_tokens=1, max_tokens=10, price=price)
+        await later
     assert info.value.reason is StopReason.BUDGET_USD
+    ledger.fail(other, None)
 
 
 async def test_the_request_cap_defaults_to_three_per_allowed_call_and_bounds_retries() -> None:

@@ -53,6 +53,9 @@ class TrajectoryLM:
     temperature: float | None = None
     attempts: int = 0
     violations: list[str] = field(default_factory=list)
+    ledger: BudgetLedger | None = None
+    lied_usd: float = 0.0  # what the lies reported beyond their reservations, at most
+    lied_tokens: int = 0
 
     def cache_key(self) -> str:
         return "trajectory"
@@ -67,6 +70,7 @@ class TrajectoryLM:
         async def attempt() -> LMResponse:
             gate = current_gate.get()
             assert gate is not None, "an engine call always carries its gate"
+            self.ledger = gate.ledger
             self._check(gate.ledger)
             self.attempts += 1
             step = self.steps.pop(0) if self.steps else "ok"
@@ -74,15 +78,35 @@ class TrajectoryLM:
                 raise ProviderResponseError("HTTP 500", provider="traj", model=self.model,
                                             status=500)
             out = cap * 50 if step == "lie" else min(120, cap)
-            return LMResponse("answer", TokenUsage(30, out), self.model)
+            usage = TokenUsage(30, out)
+            if step == "lie":
+                self.lied_usd += PRICES.cost(self.model, usage) or 0.0
+                self.lied_tokens += out
+            return LMResponse("answer", usage, self.model)
 
         return await self.policy.run(attempt, _never, (), provider="traj", model=self.model)
+
+    def on_event(self, event: Event) -> None:
+        """At every event: settled spend is within every limit, but for what lies reported."""
+        ledger, b = self.ledger, self.budget
+        if ledger is None:
+            return
+        if b.max_usd is not None and ledger.usd > b.max_usd + self.lied_usd + EPS:
+            self.violations.append(f"{event.type}: usd {ledger.usd} > {b.max_usd}")
+        if (b.max_output_tokens is not None
+                and ledger.output_tokens > b.max_output_tokens + self.lied_tokens):
+            self.violations.append(f"{event.type}: output {ledger.output_tokens}")
+        if b.max_subcalls is not None and ledger.subcalls > b.max_subcalls:
+            self.violations.append(f"{event.type}: subcalls {ledger.subcalls}")
 
     def _check(self, ledger: BudgetLedger) -> None:
         """The moment an attempt starts (its own worst case already held)."""
         b = self.budget
         if ledger.overrun is not None:
             self.violations.append(f"attempt started after {ledger.overrun}")
+        held_out = ledger.output_tokens + ledger.held_output_tokens
+        if b.max_output_tokens is not None and held_out > b.max_output_tokens:
+            self.violations.append(f"output {held_out} > {b.max_output_tokens}")
         if b.max_usd is not None and ledger.usd + ledger.held_usd > b.max_usd + EPS:
             self.violations.append(f"usd {ledger.usd} + held {ledger.held_usd} > {b.max_usd}")
         if b.max_subcalls is not None and ledger.subcalls > b.max_subcalls:
@@ -105,13 +129,14 @@ def _trace(path: str) -> list[dict[str, object]]:
     max_subcalls=st.one_of(st.none(), st.integers(0, 12)),
     max_requests=st.one_of(st.none(), st.integers(1, 30)),
     max_usd=st.one_of(st.none(), st.floats(0.003, 0.05)),
+    max_out=st.one_of(st.none(), st.integers(300, 5000)),
 )
 def test_limits_hold_at_every_attempt_and_every_figure_agrees(
     steps: list[str], rounds: int, width: int, retries: int, max_subcalls: int | None,
-    max_requests: int | None, max_usd: float | None,
+    max_requests: int | None, max_usd: float | None, max_out: int | None,
 ) -> None:
     budget = Budget(max_subcalls=max_subcalls, max_requests=max_requests, max_usd=max_usd,
-                    max_iterations=4)
+                    max_output_tokens=max_out, max_iterations=4)
     code = (f"for i in range({rounds}):\n"
             f"    r = llm_query_batched([f'question {{i}}-{{j}}' for j in range({width})])\n"
             "FINAL('done')")
@@ -121,7 +146,8 @@ def test_limits_hold_at_every_attempt_and_every_figure_agrees(
     events: list[Event] = []
     with tempfile.TemporaryDirectory() as home:
         rlm = RLM(root, sub, sandbox="none", budget=budget, prices=PRICES,
-                  limits=Limits(sub_max_tokens=1000), on_event=events.append,
+                  limits=Limits(sub_max_tokens=1000, root_max_tokens=1000),
+                  on_event=[events.append, sub.on_event],
                   trace=Path(home))
         out = rlm.completion("q", context="c")
         assert out.trace_path is not None
@@ -159,4 +185,8 @@ def test_limits_hold_at_every_attempt_and_every_figure_agrees(
     if out.subcalls_refused:
         assert out.partial and out.limited_by is not None
     if max_usd is not None and out.cost_usd > max_usd + EPS:  # a lie passed the limit
-        assert out.stop_reason.value == "budget_usd" and out.partial
+        assert out.stop_reason.value in ("budget_usd", "budget_tokens") and out.partial
+    if max_out is not None:
+        assert out.usage.output_tokens <= max_out + sub.lied_tokens
+        if out.usage.output_tokens > max_out:
+            assert out.stop_reason.value in ("budget_usd", "budget_tokens") and out.partial
