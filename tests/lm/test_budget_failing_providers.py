@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fastrlm import RLM, Budget, Limits, PriceTable, RLMResult, StopReason
-from fastrlm.events import Event, ModelResponse, RunFinished, SubcallFinished
+from fastrlm.events import Event, ModelCallFailed, ModelResponse, RunFinished, SubcallFinished
 from fastrlm.lm import OpenAIChatLM, RetryPolicy
 from fastrlm.testing import FakeOpenAIServer, ScriptedLM
 from fastrlm.testing._fake_server import FakeReply, Fault, Reply
@@ -199,3 +199,19 @@ async def test_a_provider_reported_cost_reaches_the_events_not_just_the_result()
     assert result.cost_usd == pytest.approx(0.025)
     assert result.usage.unpriced_models == ["scripted/root"]
     agree(result, events, root)
+
+
+async def test_a_failing_root_turn_reports_every_booked_attempt() -> None:
+    events: list[Event] = []
+    with FakeOpenAIServer(default=Fault.server_error()) as srv:
+        root = sub_lm(srv, retries=2)  # the same dear model, as the root this time
+        rlm = RLM(root, sandbox="none", prices=PRICES, on_event=events.append)
+        result = await rlm.acompletion("q", context="c")
+        sent = srv.request_count
+    assert sent == 3 and result.requests == 3
+    assert result.stop_reason is StopReason.ERROR and result.error_kind == "provider"
+    [failed] = [e for e in events if isinstance(e, ModelCallFailed)]
+    assert failed.attempts == 3 and failed.output_tokens == 0
+    assert failed.cost_usd == pytest.approx(result.cost_usd) and result.cost_usd > 0
+    assert failed.cost_usd == pytest.approx(failed.input_tokens * 1000.0 / 1e6)
+    assert result.usage.by_model[SUB].failed_requests == 3
