@@ -134,7 +134,11 @@ class CallTree:
             return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         max_tokens = self.limits.sub_max_tokens
-        key, hit = await self._lookup(lm, messages, max_tokens, subcall=True, account=account)
+        try:
+            key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
+                                          account=account)
+        except BudgetExceededError as exc:
+            return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
         if hit is not None:
             return SubcallOutcome(hit[0].text)
         call_id = f"c{next(self._ids)}"
@@ -203,7 +207,7 @@ class CallTree:
     ) -> tuple[str | None, tuple[LMResponse, Booking] | None]:
         """The cache key for this call (None when caching does not apply) and a hit, if any.
         A hit costs nothing but still counts as a sub-call, so a resumed run behaves as the
-        first one did."""
+        first one did (and is refused past the cap: BudgetExceededError)."""
         if self.cache is None or (lm.temperature and not self.cache_sampled):
             return None, None
         key = self.cache.key_for(lm, messages, max_tokens)

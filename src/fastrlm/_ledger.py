@@ -397,7 +397,12 @@ class BudgetLedger:
 
     def book_cache_hit(self, *, subcall: bool, model: str, usage: TokenUsage,
                        account: Account) -> Booking:
-        """A cache hit: nothing sent or spent, but it counts as a sub-call made."""
+        """A cache hit: nothing sent or spent, but it counts as a sub-call made, so it is
+        refused (:class:`BudgetExceededError`) past ``max_subcalls`` like a call that is sent."""
+        cap = self.budget.max_subcalls
+        if subcall and cap is not None and self.subcalls >= cap:
+            self._refuse(StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)",
+                         subcall)
         self.subcalls += int(subcall)
         account._add(0.0, int(subcall))
         self.usage.record(model, usage, 0.0, 0.0, True)
