@@ -372,8 +372,11 @@ class BudgetLedger:
         self._release(reservation)
         reservation.settled = True
         usage = response.usage
-        cost, priced = call_cost(reservation.price, usage, response.cost_usd)
         reservation.anomaly = self._anomaly(reservation, usage)
+        if min(usage.input_tokens, usage.output_tokens) < 0:  # spend is never given back
+            usage = TokenUsage(max(usage.input_tokens, 0), max(usage.output_tokens, 0),
+                               estimated=usage.estimated)
+        cost, priced = call_cost(reservation.price, usage, response.cost_usd)
         self._book(reservation, usage, cost, priced=priced, latency_s=response.latency_s,
                    failed=False)
         if reservation.anomaly is not None:
@@ -421,7 +424,10 @@ class BudgetLedger:
 
     @staticmethod
     def _anomaly(reservation: Reservation, usage: TokenUsage) -> str | None:
-        if usage.estimated:
+        if min(usage.input_tokens, usage.output_tokens) < 0:
+            return (f"reported negative usage ({usage.input_tokens} in, "
+                    f"{usage.output_tokens} out); booked as 0")
+        if usage.estimated:  # estimated from characters by fastrlm, not reported
             return None
         if usage.output_tokens > reservation.max_tokens:
             return (f"reported {usage.output_tokens} completion tokens for a request capped at "

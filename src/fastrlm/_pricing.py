@@ -61,12 +61,13 @@ def call_cost(price: Price | None, usage: TokenUsage, reported: float | None) ->
     """The one rule that prices a call: ``(usd, priced)``.
 
     The price table wins when it knows the model (budgets are enforced with the same prices
-    that reserved the call); else the provider's reported cost; else 0 with ``priced=False``,
-    so the result can say the spend is understated.
+    that reserved the call); else the provider's reported cost (when it is a finite,
+    non-negative number); else 0 with ``priced=False``, so the result can say the spend is
+    understated.
     """
     if price is not None:
         return price.cost(usage), True
-    if reported is not None:
+    if reported is not None and math.isfinite(reported) and reported >= 0:
         return reported, True
     return 0.0, False
 

@@ -205,3 +205,20 @@ async def test_failed_reservations_wake_waiters_too() -> None:
     ledger.fail(first, ProviderResponseError("HTTP 500", status=500))
     admitted = await asyncio.wait_for(waiting, timeout=30)
     assert admitted.max_tokens == 400_000 and ledger.subcalls_failed == 1
+
+
+async def test_negative_usage_or_cost_never_gives_budget_back() -> None:
+    from fastrlm._pricing import call_cost
+
+    ledger = BudgetLedger(Budget(max_usd=1.0))
+    price = Price(input=1.0, output=1.0)
+    spent = await ledger.reserve(subcall=True, input_tokens=10, max_tokens=300, price=price)
+    ledger.settle(spent, _reply(200, 10))
+    before = ledger.usd
+    liar = await ledger.reserve(subcall=True, input_tokens=10, max_tokens=300, price=price)
+    booking = ledger.settle(liar, _reply(-1_000_000, 10))
+    assert booking.anomaly is not None and "negative" in booking.anomaly
+    assert ledger.usd >= before and ledger.output_tokens == 200
+    assert call_cost(None, TokenUsage(), -5.0) == (0.0, False)
+    assert call_cost(None, TokenUsage(), float("nan")) == (0.0, False)
+    assert call_cost(None, TokenUsage(), 0.25) == (0.25, True)
