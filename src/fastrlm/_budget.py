@@ -28,7 +28,8 @@ class Budget:
 
     - ``max_iterations``: root turns per RLM (each child RLM gets the same allowance).
     - ``max_subcalls``: LM calls made from inside the REPL, at any depth (child RLMs' own turns
-      included). Root turns of the top-level run do not count.
+      included), each counted once whether it answers, fails, times out or comes from the
+      cache. Root turns of the top-level run do not count.
     - ``max_depth``: 1 means ``rlm_query`` falls back to a plain ``llm_query`` (the paper's
       setting); 2 lets the root spawn child RLMs whose sub-calls are plain LMs; and so on.
     - ``max_requests``: HTTP requests sent to providers, root and sub-calls, retries included.
