@@ -58,7 +58,6 @@ class SubcallOutcome:
     text: str
     refused: StopReason | None = None
     refusal: str = ""
-    failed: bool = False
 
 
 @dataclass
@@ -174,7 +173,7 @@ class CallTree:
         except ProviderError as exc:
             error = f"{type(exc).__name__}: {exc}"
             self._finished(call_id, lm, run_id, depth, None, held[0].booking(), error)
-            return SubcallOutcome(f"[error: sub-call failed: {error}]", failed=True)
+            return SubcallOutcome(f"[error: sub-call failed: {error}]")
         except asyncio.CancelledError:
             if held:
                 self._finished(call_id, lm, run_id, depth, None, held[0].booking(), "cancelled")
