@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._budget import Budget, BudgetLedger, StopReason
+from ._budget import Budget, StopReason
 from ._calls import CallTree, ResponseCache
 from ._config import Limits
 from ._events import Event, EventCallback
 from ._exceptions import ConfigurationError, ContextError
+from ._ledger import BudgetLedger
 from ._outcome import Outcome, RunConfig, new_run_id
 from ._pricing import PriceTable
 from ._prompts import Prompts
@@ -191,13 +192,13 @@ class RLM:
             drop_in=drop_in,
         )
         started = time.monotonic()
-        outcome = await _within_deadline(run, ledger.deadline)
+        outcome = await _within_limits(run, ledger)
         trace_path = _trace_path(writer, run_id)
         return RLMResult(
             answer=outcome.answer,
             stop_reason=outcome.stop_reason,
-            usage=tree.usage.snapshot(),
-            cost_usd=tree.usage.cost_usd,
+            usage=ledger.usage.snapshot(),
+            cost_usd=ledger.usd,
             trace_id=run_id,
             trace_path=trace_path,
             iterations=outcome.iterations,
@@ -205,8 +206,12 @@ class RLM:
             sandbox=outcome.sandbox,
             duration_s=time.monotonic() - started,
             error=outcome.error,
-            partial=outcome.partial,
+            partial=outcome.partial or ledger.limited_by is not None,
             error_kind=outcome.error_kind,
+            subcalls_refused=ledger.subcalls_refused,
+            subcalls_failed=ledger.subcalls_failed,
+            limited_by=ledger.limited_by,
+            requests=ledger.requests,
         )
 
     async def stream(self, prompt: str, context: object = _MISSING) -> AsyncIterator[Event]:
@@ -252,12 +257,17 @@ def _warn_unsafe_once() -> None:
                     "with access to its memory, files, network and API keys (UNSAFE)")
 
 
-async def _within_deadline(run: Run, deadline: float | None) -> Outcome:
-    if deadline is None:
-        return await run.execute()
+async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
+    """Run until the answer, the tree's deadline, or an overrun: a provider reported more usage
+    than was reserved and a limit is passed, so the whole tree stops at once (one scope for
+    both, so in-flight calls and the worker are cancelled the same way)."""
     loop = asyncio.get_running_loop()
+    deadline = ledger.deadline
     # The ledger's deadline is on time.monotonic(), the loop's default clock.
-    scope = asyncio.timeout_at(deadline - time.monotonic() + loop.time())
+    scope = asyncio.timeout_at(
+        None if deadline is None else deadline - time.monotonic() + loop.time()
+    )
+    ledger.on_overrun = lambda _reason: scope.reschedule(loop.time())
     try:
         async with scope:
             return await run.execute()
@@ -265,8 +275,15 @@ async def _within_deadline(run: Run, deadline: float | None) -> Outcome:
         if not scope.expired():
             raise
         answer = run.last_answer_content or ""
+        sandbox = run._sandbox.layer if run._sandbox else ""
+        if ledger.overrun is not None:
+            error = (f"the {ledger.overrun.value} limit was passed: a provider reported more "
+                     "usage than the call reserved (see the anomaly in the trace)")
+            return Outcome(answer, ledger.overrun, run.iterations, error=error, sandbox=sandbox)
         return Outcome(answer, StopReason.TIMEOUT, run.iterations, error="time limit reached",
-                       sandbox=run._sandbox.layer if run._sandbox else "")
+                       sandbox=sandbox)
+    finally:
+        ledger.on_overrun = None
 
 
 def _check_context(context: object) -> None:

@@ -57,6 +57,21 @@ class Price:
 FREE = Price(0.0, 0.0, 0.0, 0.0)
 
 
+def call_cost(price: Price | None, usage: TokenUsage, reported: float | None) -> tuple[float, bool]:
+    """The one rule that prices a call: ``(usd, priced)``.
+
+    The price table wins when it knows the model (budgets are enforced with the same prices
+    that reserved the call); else the provider's reported cost (when it is a finite,
+    non-negative number); else 0 with ``priced=False``, so the result can say the spend is
+    understated.
+    """
+    if price is not None:
+        return price.cost(usage), True
+    if reported is not None and math.isfinite(reported) and reported >= 0:
+        return reported, True
+    return 0.0, False
+
+
 def _canonical(model: str) -> list[str]:
     """Lookup keys for a model string, most specific first: 'openai/gpt-5-2025-08-07' ->
     ['openai/gpt-5-2025-08-07', 'gpt-5-2025-08-07', 'gpt-5']."""

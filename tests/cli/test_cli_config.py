@@ -91,6 +91,7 @@ def test_config_path_honours_fastrlm_config_and_xdg(tmp_path: Path) -> None:
         ("budget_usd", None, ExitCode.LIMIT),
         ("budget_subcalls", None, ExitCode.LIMIT),
         ("budget_tokens", None, ExitCode.LIMIT),
+        ("budget_requests", None, ExitCode.LIMIT),
         ("timeout", None, ExitCode.LIMIT),
         ("cancelled", None, ExitCode.CANCELLED),
         ("error", "provider", ExitCode.PROVIDER),
@@ -101,3 +102,8 @@ def test_config_path_honours_fastrlm_config_and_xdg(tmp_path: Path) -> None:
 )
 def test_exit_code_for_each_outcome(stop: str, error_kind: str | None, code: ExitCode) -> None:
     assert exit_code_for(stop, error_kind) is code
+
+
+def test_a_final_after_a_budget_refusal_is_a_limit_exit() -> None:
+    assert exit_code_for("final", None, "budget_subcalls") is ExitCode.LIMIT
+    assert exit_code_for("final", None, None) is ExitCode.OK

@@ -77,3 +77,17 @@ async def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path) -> None
     assert second_sub.calls == []          # every sub-call was already paid for
     assert len(root.calls) == 1            # only the turn that failed is asked again
     assert second.subcalls == 10           # cache hits still count as sub-calls
+
+
+async def test_cache_hits_count_against_the_subcall_cap_even_when_concurrent(
+        tmp_path: Path) -> None:
+    from fastrlm import Budget
+
+    path = tmp_path / "cache.sqlite"
+    await RLM(ScriptedLM(SCRIPT), sub_model(), sandbox="none",
+              cache=SubcallCache(path)).acompletion("q", context="c")
+    capped = await RLM(ScriptedLM(SCRIPT), sub_model(), sandbox="none", cache=SubcallCache(path),
+                       budget=Budget(max_subcalls=5)).acompletion("q", context="c")
+    assert capped.subcalls == 5
+    assert capped.subcalls_refused == 15 and capped.partial
+    assert capped.answer.count("a:q") == 5

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._pricing import PriceTable
+from .._pricing import PriceTable, call_cost
 from .._usage import UsageSummary
 from ..lm._base import LM, ChatMessage, LMResponse
 
@@ -109,10 +109,10 @@ class Meter:
                 response = await lm.complete(messages, max_tokens=max_tokens)
         else:
             response = await lm.complete(messages, max_tokens=max_tokens)
-        cost = self.prices.cost(lm.model, response.usage)
-        if cost is None:
+        price = self.prices.price(lm.model)
+        cost, _ = call_cost(price, response.usage, response.cost_usd)
+        if price is None:
             self.unpriced.add(lm.model)
-            cost = response.cost_usd or 0.0
         self.usage.record(lm.model, response.usage, cost, response.latency_s, False)
         if cache is not None:
             await cache.put(key, response)

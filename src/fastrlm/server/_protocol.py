@@ -31,7 +31,7 @@ from ._http import HTTPError
 #: StopReason values that end a run early with a (possibly partial) answer: finish_reason "length".
 LIMIT_REASONS = frozenset({
     StopReason.MAX_ITERATIONS, StopReason.BUDGET_USD, StopReason.BUDGET_SUBCALLS,
-    StopReason.BUDGET_TOKENS, StopReason.TIMEOUT,
+    StopReason.BUDGET_TOKENS, StopReason.BUDGET_REQUESTS, StopReason.TIMEOUT,
 })
 
 #: error_kind -> (HTTP status, error type, error code)
@@ -195,7 +195,10 @@ def budget_limits(budget: Budget) -> dict[str, object]:
 
 
 def finish_reason(result: RLMResult) -> str:
-    return "length" if result.stop_reason in LIMIT_REASONS else "stop"
+    """``stop`` for a clean ``FINAL``; ``length`` when a limit stopped the run or a budget
+    refused some of its calls (the answer is partial either way)."""
+    limited = result.stop_reason in LIMIT_REASONS or result.limited_by is not None
+    return "length" if limited else "stop"
 
 
 def result_status(result: RLMResult) -> HTTPError | None:
@@ -225,6 +228,10 @@ def extension(result: RLMResult, budget: Budget | None = None) -> dict[str, obje
         "partial": result.partial,
         "cost_usd": round(result.cost_usd, 8),
         "subcalls": result.subcalls,
+        "subcalls_refused": result.subcalls_refused,
+        "subcalls_failed": result.subcalls_failed,
+        "requests": result.requests,
+        "limited_by": result.limited_by.value if result.limited_by else None,
         "iterations": result.iterations,
         "sandbox": result.sandbox,
         "trace_id": result.trace_id,
