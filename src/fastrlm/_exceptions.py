@@ -6,6 +6,8 @@ need to import a provider's exception types::
 
     RLMError
     ├── ConfigurationError        bad model string, unknown provider, no model configured
+    │   ├── InvalidSettingError   a setting out of its range (NaN, negative, 2.5 turns...);
+    │   │                         also a ValueError
     │   └── MissingExtraError     an optional dependency (extra) is not installed
     ├── ContextError              a context that cannot be loaded or serialised
     ├── ProviderError             an LM call failed (after retries, where retrying made sense)
@@ -27,14 +29,37 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._budget import StopReason
+    from ._result import RLMResult
 
 
 class RLMError(Exception):
-    """Base class of every error fastrlm raises on purpose."""
+    """Base class of every error fastrlm raises on purpose.
+
+    ``result`` is set when the error ended a run that :meth:`RLM.completion` had started: the
+    partial :class:`~fastrlm.RLMResult` (``stop_reason="error"``, usage and cost so far, the
+    trace path, any partial answer). It is ``None`` for errors raised before a run began.
+    """
+
+    result: RLMResult | None = None
 
 
 class ConfigurationError(RLMError):
     """The configuration cannot work: unknown provider, bad model string, no model at all."""
+
+
+class InvalidSettingError(ConfigurationError, ValueError):
+    """A setting has a value it cannot take. ``setting`` is its name as the caller wrote it,
+    ``value`` what was given, ``accepted`` the range in words (``"an integer >= 1"``).
+
+    It is a :class:`~fastrlm.ConfigurationError` and, for code that expects it, a ``ValueError``.
+    """
+
+    def __init__(self, setting: str, value: object, accepted: str, hint: str = "") -> None:
+        message = f"{setting} must be {accepted}, not {value!r}"
+        super().__init__(message + (f" ({hint})" if hint else ""))
+        self.setting = setting
+        self.value = value
+        self.accepted = accepted
 
 
 class MissingExtraError(ConfigurationError):

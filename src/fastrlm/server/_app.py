@@ -24,7 +24,7 @@ from typing import Any, Self
 
 from .. import RLM, Budget, Limits, PriceTable, RLMResult
 from .._events import Event
-from .._exceptions import ConfigurationError, ContextError
+from .._exceptions import ConfigurationError, ContextError, RLMError
 from ..lm._base import LM
 from ..trace import TraceWriter
 from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json
@@ -355,8 +355,12 @@ class RLMServer:
         self._runs.add(run)
         try:
             return await run
-        except ContextError as exc:
-            raise HTTPError(400, str(exc), code="invalid_context") from exc
+        except RLMError as exc:
+            if exc.result is not None:  # a failed run: result_status() maps it to a status
+                return exc.result
+            if isinstance(exc, ContextError):
+                raise HTTPError(400, str(exc), code="invalid_context") from exc
+            raise
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if me is not None and me.cancelling():
