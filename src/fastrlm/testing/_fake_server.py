@@ -152,8 +152,8 @@ class FakeRequest:
     @property
     def turn(self) -> int:
         """1 for a conversation's first turn, then one more per assistant message in it."""
-        return 1 + sum(isinstance(m, dict) and m.get("role") == "assistant"
-                       for m in self.messages)
+        return 1 + sum(1 for m in self.messages
+                       if isinstance(m, dict) and m.get("role") == "assistant")
 
 
 def _content_text(content: object) -> str:
