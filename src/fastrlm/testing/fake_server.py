@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 
 from ._fake_anthropic import FakeAnthropicServer
-from ._fake_server import FakeOpenAIServer, FakeReply, FakeRequest, Fault, Reply
+from ._fake_server import FakeOpenAIServer, FakeReply, FakeRequest, Fault
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +97,7 @@ class Replies:
         self._key = api_key
         self._lock = threading.Lock()
 
-    def __call__(self, request: FakeRequest) -> Reply:
+    def __call__(self, request: FakeRequest) -> FakeReply | Fault:
         if self._key is not None and not self._authorized(request):
             return Fault.http_status(401, "Incorrect API key provided")
         return FakeReply(self._text(request), completion_tokens=self._tokens)
