@@ -14,13 +14,17 @@ need to import a provider's exception types::
     │   ├── AuthenticationError   401/403: the key is missing or wrong; never retried
     │   ├── RateLimitError        429 after the retries ran out
     │   ├── ProviderTimeoutError  the call outlived its per-call timeout
-    │   ├── ProviderConnectionError  the endpoint could not be reached
+    │   ├── ProviderConnectionError  the endpoint could not be reached (names its URL)
     │   └── ProviderResponseError malformed JSON, no choices, no text: a reply we cannot use
     ├── BudgetExceededError       a budget gate refused a call before it was sent
     └── SandboxError              the REPL worker could not do what was asked
         ├── SandboxUnavailableError  the requested isolation layer cannot start on this machine
         ├── WorkerCrashedError       the worker died (killed, crashed, out of memory)
         └── ProtocolError            a malformed, truncated or oversized frame
+
+``RLM.completion()`` raises the error that ended a failed run (a ``ProviderError`` from the root
+model's calls, a ``SandboxError``, a ``ContextError``) with the run's partial
+:class:`~fastrlm.RLMResult` on its ``result`` attribute; limit stops return a result instead.
 """
 
 from __future__ import annotations

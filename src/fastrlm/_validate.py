@@ -7,6 +7,10 @@ whether ``None`` means "no limit"). :meth:`Rule.check` either returns the value 
 tables (:data:`BUDGET_RULES`, :data:`LIMITS_RULES`, :data:`PRICE_RULES`) are the single
 statement of each range; :func:`check_fields` applies one to a dataclass in ``__post_init__``.
 
+A new numeric field of ``Budget``, ``Limits`` or ``Price`` gets its rule here (one line); the
+CLI, TOML and server pick it up by name. ``tests/engine/test_validate.py`` fails for a numeric
+field that has no rule.
+
 What is refused: booleans for numbers (``True`` is an ``int`` to Python, never a count to a
 user), fractional or non-numeric counts, NaN, infinities (leave a limit unset for "no limit"),
 and anything below or above the bound, zero included wherever zero means nothing could run.
