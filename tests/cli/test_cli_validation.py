@@ -142,3 +142,26 @@ def test_a_dead_endpoint_exits_4_naming_its_url(
                      "--sandbox", "none"])
     assert result.exit_code == ExitCode.PROVIDER
     assert f"cannot reach the endpoint at {url}" in result.stderr
+
+
+def test_a_dollar_limit_from_the_config_file_names_the_file_in_the_fix(
+    doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('model = "openai/my-local"\nmax_usd = 1.0\n')
+    monkeypatch.setenv("FASTRLM_CONFIG", str(config))
+    result = invoke(["ask", "Q", "-c", str(doc)])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert f"max_usd in {config} is set" in result.stderr
+    assert "--price openai/my-local=0,0" in result.stderr
+
+
+def test_a_nan_in_the_config_file_is_bad_input_naming_the_key(
+    doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('model = "openai/x"\nmax_seconds = nan\n')
+    monkeypatch.setenv("FASTRLM_CONFIG", str(config))
+    result = invoke(["ask", "Q", "-c", str(doc)])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "max_seconds must be a finite number > 0" in result.stderr

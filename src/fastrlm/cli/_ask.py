@@ -67,7 +67,9 @@ def price_table_or_exit(settings: Settings) -> PriceTable:
     if settings.budget.get("max_usd") is not None:
         missing = unpriced_models((settings.model, settings.sub_model), prices)
         if missing:
-            fail(unpriced_help(missing))
+            origin = settings.origin.get("max_usd", "flag")
+            fail(unpriced_help(missing, "--max-usd" if origin == "flag" else
+                               f"max_usd in {origin}"))
     return prices
 
 

@@ -97,17 +97,18 @@ def unpriced_models(models: Iterable[str | None], prices: PriceTable) -> list[st
     return sorted({m for m in models if m is not None and prices.price(m) is None})
 
 
-def unpriced_help(models: list[str]) -> str:
-    """How to fix ``--max-usd`` for models without a price, from the shell."""
+def unpriced_help(models: list[str], source: str = "--max-usd") -> str:
+    """How to fix a dollar limit (set by ``source``) for models without a price, from the
+    shell."""
     first = models[0]
     return (
-        f"--max-usd is set, but no price is known for {', '.join(models)}, so the dollar limit "
+        f"{source} is set, but no price is known for {', '.join(models)}, so the dollar limit "
         f"cannot be enforced. Give the price in USD per 1M tokens (input,output[,cached_input]):\n"
         f"  --price {first}=0,0          (a free local model)\n"
         f"  --price {first}=1.25,10      (a paid one)\n"
         "or add it to $FASTRLM_HOME/prices.json (default ~/.fastrlm/prices.json):\n"
         f'  {{"models": {{"{first}": {{"input": 1.25, "output": 10.0}}}}}}\n'
-        "or leave out --max-usd."
+        f"or leave out {source}."
     )
 
 
