@@ -165,3 +165,17 @@ def test_a_nan_in_the_config_file_is_bad_input_naming_the_key(
     result = invoke(["ask", "Q", "-c", str(doc)])
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "max_seconds must be a finite number > 0" in result.stderr
+
+
+def test_bench_prices_its_calls_with_the_price_flag(tmp_path: Path) -> None:
+    from fastrlm.testing import FakeReply
+
+    reply = FakeReply("no idea", prompt_tokens=1_000_000, completion_tokens=100_000)
+    with FakeOpenAIServer(default=reply) as srv:
+        result = invoke(["bench", "sniah", "--method", "base", "--model", "openai/my-local",
+                         "--base-url", srv.base_url, "--lengths", "2K", "--n", "1",
+                         "--max-usd", "5", "--price", "openai/my-local=0.5,2", "--no-plot",
+                         "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert record["cost_usd"] == pytest.approx(1.0 * 0.5 + 0.1 * 2)  # 1M in, 100K out
