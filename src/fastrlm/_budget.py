@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from ._validate import BUDGET_RULES, check_fields
+
 
 class StopReason(StrEnum):
     """Why a run ended. Stable public values (they appear in traces and JSON output)."""
@@ -41,6 +43,9 @@ class Budget:
     - ``max_seconds``: wall time of the whole tree.
     - ``exec_timeout_s``: per code cell, counting only the worker's own time (waiting on sub-calls
       is not counted). Past it the cell gets an exception and the REPL keeps its state.
+
+    Accepted ranges are in :data:`fastrlm._validate.BUDGET_RULES` (counts are whole numbers;
+    no NaN or infinity: leave a limit ``None`` for no limit).
     """
 
     max_iterations: int = 30
@@ -54,20 +59,10 @@ class Budget:
     max_requests: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_iterations < 1:
-            raise ValueError("max_iterations must be at least 1")
-        if self.max_depth < 1:
-            raise ValueError("max_depth must be at least 1 (1 = sub-calls are plain LMs)")
-        for name in ("max_subcalls", "max_input_tokens", "max_output_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0")
-        for name in ("max_usd", "max_seconds"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.exec_timeout_s <= 0:
-            raise ValueError("exec_timeout_s must be > 0")
+        """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and
+        its accepted range for NaN, infinite, negative, zero-where-meaningless, fractional or
+        boolean values."""
+        check_fields(self, BUDGET_RULES, "Budget")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

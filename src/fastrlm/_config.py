@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ._validate import LIMITS_RULES, check_fields, check_flag
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -34,12 +36,10 @@ class Limits:
     trace_full_prompts: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if self.output_chars < 200:
-            raise ValueError("output_chars must be at least 200")
-        if self.root_max_tokens < 1 or self.sub_max_tokens < 1:
-            raise ValueError("max_tokens limits must be positive")
+        """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and
+        its accepted range (:data:`fastrlm._validate.LIMITS_RULES`)."""
+        check_fields(self, LIMITS_RULES, "Limits")
+        check_flag("Limits.trace_full_prompts", self.trace_full_prompts)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -8,19 +8,20 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._budget import Budget, StopReason
 from ._calls import CallTree, ResponseCache
 from ._config import Limits
 from ._events import Event, EventCallback
-from ._exceptions import ConfigurationError, ContextError
+from ._exceptions import ConfigurationError, ContextError, RLMError
 from ._ledger import BudgetLedger
 from ._outcome import Outcome, RunConfig, new_run_id
 from ._pricing import PriceTable
 from ._prompts import Prompts
 from ._result import RLMResult
 from ._run import Run
+from ._validate import DEPTH_RULE, check_choice, check_flag
 from .lm._base import LM
 
 log = logging.getLogger("fastrlm")
@@ -38,6 +39,7 @@ No model is configured. Pick one of:
 Or pass model=... to RLM() (a model string or an LM object such as fastrlm.testing.ScriptedLM)."""
 
 _MISSING: Any = object()
+_T = TypeVar("_T")
 
 
 class RLM:
@@ -75,8 +77,15 @@ class RLM:
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
-        self.budget = budget or Budget()
-        self.limits = limits or Limits()
+        self.budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+        self.limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
+        from .sandbox._layers import KINDS
+
+        check_choice("sandbox", sandbox, KINDS)
+        check_flag("subcalls", subcalls)
+        check_flag("cache_sampled", cache_sampled)
+        for depth in child_models or {}:
+            DEPTH_RULE.check("child_models depth", depth)
         self._base_url = base_url
         self._api_key = api_key
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
@@ -160,10 +169,21 @@ class RLM:
     ) -> RLMResult:
         """Answer ``prompt`` about ``context`` (a str, a list of str, or a JSON-able value).
 
-        With no ``context`` the prompt itself becomes the context (drop-in use). Returns an
-        :class:`RLMResult`; budget exhaustion, provider failures and timeouts end the run with a
-        typed ``stop_reason`` rather than an exception. Raises :class:`ContextError` for an
-        unusable context. Cancelling the task cancels in-flight sub-calls and stops the worker.
+        With no ``context`` the prompt itself becomes the context (drop-in use).
+
+        Returns an :class:`RLMResult` when the run answered with ``FINAL`` (``partial=False``)
+        or was stopped by a budget, the iteration cap or the time limit (``partial=True``,
+        ``stop_reason`` says which limit, ``answer`` is the best the run got, maybe empty).
+
+        Raises the typed error when the run failed and so has no answer: a
+        :class:`ProviderError` subclass (``AuthenticationError``, ``RateLimitError``,
+        ``ProviderConnectionError``, ``ProviderTimeoutError``, ``ProviderResponseError``) when the
+        root model's calls failed after their retries, :class:`SandboxError` when the REPL
+        worker could not start or run, :class:`ContextError` for an unusable context. When the
+        run had started, the error's ``result`` attribute holds the partial :class:`RLMResult`
+        (``stop_reason="error"``, usage and cost so far, trace path). A failed *sub-call* never
+        raises: the REPL code gets an ``"[error: ...]"`` string in its place. Cancelling the
+        task cancels in-flight sub-calls and stops the worker.
         """
         drop_in = context is _MISSING
         if drop_in:
@@ -194,7 +214,7 @@ class RLM:
         started = time.monotonic()
         outcome = await _within_limits(run, ledger)
         trace_path = _trace_path(writer, run_id)
-        return RLMResult(
+        result = RLMResult(
             answer=outcome.answer,
             stop_reason=outcome.stop_reason,
             usage=ledger.usage.snapshot(),
@@ -213,11 +233,18 @@ class RLM:
             limited_by=ledger.limited_by,
             requests=ledger.requests,
         )
+        if outcome.stop_reason is StopReason.ERROR:
+            error = outcome.exception or RLMError(outcome.error or "the run failed")
+            error.result = result
+            raise error
+        return result
 
     async def stream(self, prompt: str, context: object = _MISSING) -> AsyncIterator[Event]:
         """Run and yield every event as it happens; the last one is the root ``RunFinished``.
 
-        Leaving the loop early cancels the run."""
+        It ends as :meth:`acompletion` does: after a failed run's ``RunFinished`` (its
+        ``stop_reason`` is ``"error"``) the iteration raises the same typed error, with the
+        partial result on its ``result`` attribute. Leaving the loop early cancels the run."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         task = asyncio.create_task(self.acompletion(prompt, context, on_event=queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
@@ -244,6 +271,15 @@ class RLM:
         """Close the HTTP clients of every model this RLM holds."""
         for lm in {id(x): x for x in self._config.named_lms.values()}.values():
             await lm.aclose()
+
+
+def _instance(name: str, value: _T | None, cls: type[_T], example: str) -> _T:
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise ConfigurationError(f"{name} must be a fastrlm.{cls.__name__} (e.g. {example}), "
+                                 f"not {type(value).__name__}")
+    return value
 
 
 _unsafe_warned = False

@@ -104,7 +104,8 @@ class Run:
         try:
             info = describe_shape(self.context)
         except ContextError as exc:
-            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context")
+            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context",
+                           exception=exc)
         limits = SandboxLimits(
             exec_timeout_s=cfg.budget.exec_timeout_s,
             max_output_bytes=max(cfg.limits.output_chars * 8, 1_000_000),
@@ -113,7 +114,8 @@ class Run:
             sandbox = make_sandbox(cfg.sandbox_kind, limits)
         except SandboxError as exc:
             self._emit_started(info, "unavailable")
-            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox")
+            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox",
+                           exception=exc)
         self._sandbox = sandbox
         # Three things start at once: hashing the context for run.started (seconds for a
         # 400 MB context), the worker, and the root's first call (which needs only the shape).
@@ -126,7 +128,7 @@ class Run:
             kind = "context" if isinstance(exc, ContextError) else "sandbox"
             error = str(exc) if kind == "context" else f"sandbox failed: {exc}"
             outcome = Outcome(self.last_answer_content or "", StopReason.ERROR, self.iterations,
-                              error=error, error_kind=kind)
+                              error=error, error_kind=kind, exception=exc)
         finally:
             for task in (announce, self._sandbox_ready):
                 if not task.done():
@@ -312,7 +314,7 @@ class Run:
                 attempts=booking.attempts,
             ))
             return Outcome(self.last_answer_content or "", StopReason.ERROR, iteration,
-                           error=error, error_kind="provider")
+                           error=error, error_kind="provider", exception=exc)
 
     async def _root_turn(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fastrlm import RLM
 from fastrlm.lm import SubcallCache
 from fastrlm.testing import ScriptedLM, prompt_of
@@ -65,9 +67,11 @@ async def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path) -> None
 
     path = tmp_path / "cache.sqlite"
     first_sub = sub_model()
-    first = await RLM(script(fail_at=2), first_sub, sandbox="none",
-                      cache=SubcallCache(path)).acompletion("q", context="c")
-    assert first.stop_reason is StopReason.ERROR
+    with pytest.raises(ProviderConnectionError) as failed:
+        await RLM(script(fail_at=2), first_sub, sandbox="none",
+                  cache=SubcallCache(path)).acompletion("q", context="c")
+    first = failed.value.result
+    assert first is not None and first.stop_reason is StopReason.ERROR
     assert len(first_sub.calls) == 10
 
     root, second_sub = script(fail_at=None), sub_model()

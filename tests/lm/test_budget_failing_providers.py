@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastrlm import RLM, Budget, Limits, PriceTable, RLMResult, StopReason
+from fastrlm import RLM, Budget, Limits, PriceTable, ProviderResponseError, RLMResult, StopReason
 from fastrlm.events import Event, ModelCallFailed, ModelResponse, RunFinished, SubcallFinished
 from fastrlm.lm import OpenAIChatLM, RetryPolicy
 from fastrlm.testing import FakeOpenAIServer, ScriptedLM
@@ -206,8 +206,11 @@ async def test_a_failing_root_turn_reports_every_booked_attempt() -> None:
     with FakeOpenAIServer(default=Fault.server_error()) as srv:
         root = sub_lm(srv, retries=2)  # the same dear model, as the root this time
         rlm = RLM(root, sandbox="none", prices=PRICES, on_event=events.append)
-        result = await rlm.acompletion("q", context="c")
+        with pytest.raises(ProviderResponseError) as info:
+            await rlm.acompletion("q", context="c")
         sent = srv.request_count
+    result = info.value.result
+    assert result is not None
     assert sent == 3 and result.requests == 3
     assert result.stop_reason is StopReason.ERROR and result.error_kind == "provider"
     [failed] = [e for e in events if isinstance(e, ModelCallFailed)]

@@ -15,6 +15,9 @@ from pathlib import Path
 import click
 
 from .._exceptions import RLMError
+from .._pricing import Price
+from .._validate import BUDGET_RULES, LIMITS_RULES, count
+from ..cli._options import Checked, as_table, price_option, unpriced_help, unpriced_models
 from ._report import format_table, plot, summarize
 from ._runner import METHODS, BenchConfig, run_bench
 from ._tasks import TASKS
@@ -60,7 +63,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="Summary agent's compactor (default: gpt-5-nano for openai/gpt-5, else the sub-model).",
 )
 @click.option("--lengths", default=None, help="Context lengths in tokens, e.g. 8K,32K,1M or 2^13.")
-@click.option("--n", type=int, default=None, help="Instances per length (default: the paper's).")
+@click.option("--n", type=Checked(count(1, optional=True)), default=None,
+              help="Instances per length (default: the paper's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -71,7 +75,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint for the models.")
 @click.option(
     "--concurrency",
-    type=int,
+    type=Checked(LIMITS_RULES["max_concurrency"]),
     default=8,
     show_default=True,
     help="Instances and method runs in flight at once.",
@@ -84,10 +88,15 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="SQLite sub-call cache; a resumed run repeats no cached sub-call.",
 )
 @click.option("--sandbox", default="auto", show_default=True, help="Sandbox for REPL methods.")
-@click.option("--max-iterations", type=int, default=30, show_default=True)
-@click.option("--max-usd", type=float, default=None, help="Budget per instance (RLM methods).")
-@click.option("--max-subcalls", type=int, default=None, help="Sub-call cap per instance (RLM).")
-@click.option("--window", type=int, default=None, help="Override the root model's window (tokens).")
+@click.option("--max-iterations", type=Checked(BUDGET_RULES["max_iterations"]), default=30,
+              show_default=True)
+@click.option("--max-usd", type=Checked(BUDGET_RULES["max_usd"]), default=None,
+              help="Budget per instance (RLM methods).")
+@click.option("--max-subcalls", type=Checked(BUDGET_RULES["max_subcalls"]), default=None,
+              help="Sub-call cap per instance (RLM).")
+@price_option
+@click.option("--window", type=Checked(count(1, optional=True)), default=None,
+              help="Override the root model's window (tokens).")
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -125,6 +134,7 @@ def bench(
     max_iterations: int,
     max_usd: float | None,
     max_subcalls: int | None,
+    prices: tuple[tuple[str, Price], ...],
     window: int | None,
     data: Path | None,
     corpus: Path | None,
@@ -136,6 +146,14 @@ def bench(
     names = _split(methods)
     if "all" in names:
         names = list(METHODS)
+    if max_usd is not None and not scripted:
+        try:
+            price_table = as_table(prices)
+        except RLMError as exc:
+            raise click.ClickException(str(exc)) from exc
+        missing = unpriced_models((model, sub_model, summarizer), price_table)
+        if missing:
+            raise click.UsageError(unpriced_help(missing))
     try:
         config = BenchConfig(
             task=task,
@@ -160,6 +178,7 @@ def bench(
             data=data,
             corpus=corpus,
             progress=not quiet,
+            prices=prices,
         )
         records = asyncio.run(run_bench(config))
     except RLMError as exc:

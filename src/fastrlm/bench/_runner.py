@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from .._budget import Budget
 from .._config import Limits
 from .._exceptions import ConfigurationError, RLMError
+from .._pricing import Price, PriceTable
 from ..lm._base import LM
 from ._baselines import BaseModel, SimpleRLM, SummaryAgent
 from ._codeact import CodeActBM25
@@ -77,6 +78,7 @@ class BenchConfig:
     data: Path | None = None
     corpus: Path | None = None
     progress: bool = True
+    prices: tuple[tuple[str, Price], ...] = ()  # on top of PriceTable.default()
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -270,6 +272,7 @@ async def run_bench(
     # LM calls of the baselines (simple-rlm fans out one call per chunk); each RLM run has its
     # own engine limiter of the same size
     lm_calls = asyncio.Semaphore(config.concurrency * 4)
+    prices = PriceTable.default(dict(config.prices))
     progress = _Progress(
         sum(len(p) for _, _, p in todo),
         config.progress,
@@ -281,7 +284,8 @@ async def run_bench(
         async def one(length: int, index: int, method: str, inst: Instance) -> None:
             async with runs:
                 evidence = inst.meta.get("evidence_docids")
-                meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence))
+                meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence),
+                              prices=prices)
                 try:
                     res = await methods[method].run(inst.query, inst.context, meter)
                 except RLMError as exc:

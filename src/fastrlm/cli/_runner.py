@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._events import Event
+from .._exceptions import RLMError
 from ._exit import ExitCode, exit_code_for
 from ._progress import RunState, make_progress
 
@@ -112,6 +113,10 @@ def run(
     async def go() -> RLMResult:
         try:
             return await rlm.acompletion(question, context, on_event=on_event)
+        except RLMError as exc:  # a failed run: its partial result picks the exit code
+            if exc.result is None:
+                raise
+            return exc.result
         finally:
             await rlm.aclose()
 
