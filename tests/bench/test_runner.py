@@ -69,7 +69,7 @@ def test_summary_table_and_plot(tmp_path: Path) -> None:
     assert overall["n"] == 4 and overall["score"] == 100.0
     assert overall["stop_reasons"] == {"final": 4}
     table = format_table(rows)
-    assert "| base | all | 4 | 100.00 |" in table
+    assert "| base | all | 4 | 100.00 [100.00, 100.00] |" in table
     png = plot(records, tmp_path / "fig.png", "sniah")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -41,7 +41,7 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
         raise ConfigurationError(f"data file not found: {p}")
     if p.suffix == ".parquet":
         try:
-            import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ModuleNotFoundError as exc:
             raise MissingExtraError("bench", "pyarrow", "Reading parquet files") from exc
         yield from pq.read_table(p).to_pylist()

@@ -2,7 +2,8 @@
 
 Writes ``OUT/results.jsonl`` (one line per instance x method, appended as they finish; a rerun
 resumes), ``OUT/summary.md`` and ``OUT/summary.json`` (per method and length) and
-``OUT/score_vs_length.png``. The summary table also goes to stdout; the progress bar to stderr.
+``OUT/score_vs_length.png``. The summary table also goes to stdout, followed by the paths written;
+the progress bar to stderr. A ``--scripted`` run says once that its scores measure plumbing only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ._runner import METHODS, BenchConfig, run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+SCRIPTED_NOTE = (
+    "Note: --scripted uses offline scripted models with fixed placeholder answers; these scores "
+    "measure the harness's plumbing only, not any model."
+)
 
 
 def parse_length(text: str) -> int:
@@ -169,6 +174,10 @@ def bench(
     table = format_table(rows)
     (config.out / "summary.md").write_text(table, encoding="utf-8")
     (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    written = [config.out / "results.jsonl", config.out / "summary.md", config.out / "summary.json"]
     if not no_plot and mine:
-        plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})")
+        written.append(plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})"))
+    if scripted:
+        click.echo(SCRIPTED_NOTE)
     click.echo(table, nl=False)
+    click.echo("Written: " + ", ".join(str(p) for p in written))

@@ -122,7 +122,9 @@ class Meter:
 @dataclass(frozen=True, slots=True)
 class MethodResult:
     """One method's answer to one question, with what it cost. ``truncated``: the method had to
-    cut the input to fit a window (the paper's ``*``). ``stop_reason`` uses fastrlm's values."""
+    cut the input to fit a window (the paper's ``*``). ``exceeded``: the input does not fit the
+    method's window and the method does not cut it, so nothing was sent (the paper's N/A;
+    ``stop_reason="context_exceeded"``). Other ``stop_reason`` values are fastrlm's."""
 
     answer: str
     stop_reason: str
@@ -134,6 +136,7 @@ class MethodResult:
     truncated: bool = False
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    exceeded: bool = False
 
 
 def finish(
@@ -144,6 +147,7 @@ def finish(
     iterations: int = 1,
     truncated: bool = False,
     error: str | None = None,
+    exceeded: bool = False,
     **extra: Any,
 ) -> MethodResult:
     """A :class:`MethodResult` from a meter's totals."""
@@ -162,6 +166,7 @@ def finish(
         truncated,
         error,
         extra,
+        exceeded,
     )
 
 

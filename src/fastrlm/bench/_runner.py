@@ -28,15 +28,21 @@ from ._instance import Instance, Task
 from ._meter import Cache, Meter, MethodResult
 from ._rlm_method import RLMMethod
 from ._tasks import get_task
+from ._tokens import PROXY, context_tokens, tokenizer
 
 METHODS: tuple[str, ...] = (
     "rlm",
     "rlm-no-subcalls",
     "base",
+    "base-truncated",
     "summary",
+    "codeact",
     "codeact-bm25",
     "simple-rlm",
 )
+#: The tasks on which the paper gives CodeAct its BM25 retriever (``codeact``); ``codeact-bm25``
+#: has it everywhere.
+CODEACT_SEARCH_TASKS = frozenset({"browsecomp"})
 #: Table 1's sub-model for a root model (the paper: GPT-5 -> GPT-5-mini, summary with GPT-5-nano).
 DEFAULT_SUB = {"openai/gpt-5": "openai/gpt-5-mini"}
 DEFAULT_SUMMARIZER = {"openai/gpt-5": "openai/gpt-5-nano"}
@@ -146,16 +152,20 @@ def make_method(name: str, models: Models, config: BenchConfig) -> Method:
             prompts=prompts,
             name=name,
         )
-    if name == "base":
-        return BaseModel(models.root, window=config.window)
+    if name in ("base", "base-truncated"):
+        return BaseModel(
+            models.root, window=config.window, truncate=name == "base-truncated", name=name
+        )
     if name == "summary":
         return SummaryAgent(models.root, models.summarizer, window=config.window)
-    if name == "codeact-bm25":
+    if name in ("codeact", "codeact-bm25"):
         return CodeActBM25(
             models.root,
+            search=name == "codeact-bm25" or config.task in CODEACT_SEARCH_TASKS,
             max_iterations=config.max_iterations,
             sandbox=config.sandbox,
             window=config.window,
+            name=name,
         )
     return SimpleRLM(models.root, models.sub)
 
@@ -199,8 +209,11 @@ def record(
     inst: Instance,
     res: MethodResult,
     score: float,
+    tokens: int | None = None,
+    tokenizer_name: str | None = None,
 ) -> dict[str, Any]:
-    """The JSONL line for one (instance, method) result."""
+    """The JSONL line for one (instance, method) result. ``tokens``: the prompt's length as
+    counted by ``tokenizer_name`` (o200k_base or the proxy, :mod:`fastrlm.bench._tokens`)."""
     usage = res.usage
     meta = {k: v for k, v in inst.meta.items() if k not in ("choices",)}
     return {
@@ -224,8 +237,11 @@ def record(
         "iterations": res.iterations,
         "duration_s": round(res.duration_s, 4),
         "truncated": res.truncated,
+        "exceeded": res.exceeded,
         "error": res.error,
-        "context_tokens": inst.meta.get("tokens"),
+        "context_tokens": tokens if tokens is not None else inst.meta.get("tokens"),
+        "tokenizer": tokenizer_name or PROXY,
+        "proxy_tokens": inst.meta.get("tokens"),
         "meta": _short(meta, 4000),
         "extra": _short(res.extra, 2000),
         "usage": usage,
@@ -265,6 +281,7 @@ async def run_bench(
 
         cache = SubcallCache(config.cache)
     methods = {m: make_method(m, models, config) for m in config.methods}
+    tok = tokenizer()
     instances_alive = asyncio.Semaphore(config.concurrency)
     runs = asyncio.Semaphore(config.concurrency)
     # LM calls of the baselines (simple-rlm fans out one call per chunk); each RLM run has its
@@ -278,7 +295,9 @@ async def run_bench(
 
     with path.open("a", encoding="utf-8") as fh:
 
-        async def one(length: int, index: int, method: str, inst: Instance) -> None:
+        async def one(
+            length: int, index: int, method: str, inst: Instance, tokens: int
+        ) -> None:
             async with runs:
                 evidence = inst.meta.get("evidence_docids")
                 meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence))
@@ -296,7 +315,9 @@ async def run_bench(
                         error=f"{type(exc).__name__}: {exc}",
                     )
             score = task.score(res.answer, inst)
-            rec = record(config, models, method, length, index, inst, res, score)
+            rec = record(
+                config, models, method, length, index, inst, res, score, tokens, tok.name
+            )
             if evidence:
                 hit = meter.touched & {str(d) for d in evidence}
                 rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
@@ -309,7 +330,8 @@ async def run_bench(
         async def instance_job(length: int, index: int, pending: list[str]) -> None:
             async with instances_alive:
                 inst = await asyncio.to_thread(task.instance, config.seed, length, index)
-                await asyncio.gather(*(one(length, index, m, inst) for m in pending))
+                tokens = await asyncio.to_thread(context_tokens, inst.context, inst.query)
+                await asyncio.gather(*(one(length, index, m, inst, tokens) for m in pending))
 
         try:
             await asyncio.gather(*(instance_job(*job) for job in todo))
