@@ -16,7 +16,9 @@ class Limits:
     - ``output_chars``: how much of a cell's output the root model sees (head and tail).
     - ``history_chars``: past this size the oldest REPL outputs in the root's conversation are
       replaced by a one-line note (its code and the latest turns are kept).
-    - ``subcall_window_chars``: the size of prompt a sub-model takes, as told to the root model.
+    - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
+      and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
+      from the sub-model's context window (``fastrlm._windows``).
     - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
       reserves as a call's worst case).
     - ``trace_full_prompts``: record whole sub-call prompts in events and traces, not previews.
@@ -28,7 +30,7 @@ class Limits:
     max_retries: int = 5
     output_chars: int = 20_000
     history_chars: int = 400_000
-    subcall_window_chars: int = 400_000
+    subcall_window_chars: int | None = None
     root_max_tokens: int = 32_768
     sub_max_tokens: int = 16_384
     trace_full_prompts: bool = False
@@ -40,6 +42,8 @@ class Limits:
             raise ValueError("output_chars must be at least 200")
         if self.root_max_tokens < 1 or self.sub_max_tokens < 1:
             raise ValueError("max_tokens limits must be positive")
+        if self.subcall_window_chars is not None and self.subcall_window_chars < 1000:
+            raise ValueError("subcall_window_chars must be at least 1000 (or None: derived)")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

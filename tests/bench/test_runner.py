@@ -249,3 +249,60 @@ def test_baseline_calls_share_one_limit(tmp_path: Path) -> None:
     )
     asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
     assert 1 < lm.max_in_flight <= 2 * 4
+
+
+@pytest.mark.parametrize(
+    ("model", "preset"),
+    [
+        ("openai/gpt-5", "gpt-5"),
+        ("fireworks/accounts/fireworks/models/qwen3-coder-480b-a35b-instruct", "qwen3-coder"),
+        ("openrouter/qwen/qwen3-8b", "qwen3-8b"),
+    ],
+)
+def test_prompt_paper_uses_the_preset_of_the_root_model(model: str, preset: str) -> None:
+    from fastrlm import Prompts
+    from fastrlm.bench._rlm_method import RLMMethod
+    from fastrlm.bench._runner import make_method
+
+    lm = ScriptedLM(["unused"], model=model)
+    config = BenchConfig(task="oolong", model=model, prompt="paper")
+    for name in ("rlm", "rlm-no-subcalls"):
+        method = make_method(name, Models(lm, lm, lm), config)
+        assert isinstance(method, RLMMethod) and method.prompts == Prompts.paper(preset)
+    default = make_method("rlm", Models(lm, lm, lm), BenchConfig(task="oolong", model=model))
+    assert isinstance(default, RLMMethod) and default.prompts == Prompts()
+
+
+def test_batch_hint_adds_the_coder_paragraph_once_to_a_paper_preset() -> None:
+    from fastrlm._paper_prompts import CODER_BATCHING
+    from fastrlm.bench._rlm_method import RLMMethod
+    from fastrlm.bench._runner import make_method
+
+    for model in ("openai/gpt-5", "fireworks/qwen3-coder"):
+        lm = ScriptedLM(["unused"], model=model)
+        config = BenchConfig(task="oolong", model=model, prompt="paper", batch_hint=True)
+        method = make_method("rlm", Models(lm, lm, lm), config)
+        assert isinstance(method, RLMMethod)
+        assert method.prompts.strategy_subcalls.count(CODER_BATCHING) == 1
+
+
+def test_an_unknown_prompt_choice_is_refused() -> None:
+    from fastrlm import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="unknown prompt 'papers'"):
+        BenchConfig(task="oolong", prompt="papers")
+
+
+@pytest.mark.parametrize(("task", "search"), [("browsecomp", True), ("oolong", False)])
+def test_codeact_has_bm25_on_browsecomp_only_and_codeact_bm25_everywhere(
+    task: str, search: bool
+) -> None:
+    from fastrlm.bench import CodeActBM25
+    from fastrlm.bench._runner import make_method
+
+    lm = ScriptedLM(["unused"])
+    paper = make_method("codeact", Models(lm, lm, lm), BenchConfig(task=task))
+    forced = make_method("codeact-bm25", Models(lm, lm, lm), BenchConfig(task=task))
+    assert isinstance(paper, CodeActBM25) and isinstance(forced, CodeActBM25)
+    assert paper.search is search and forced.search is True
+    assert (paper.name, forced.name) == ("codeact", "codeact-bm25")

@@ -110,6 +110,14 @@ def _split(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Tell the RLM root to batch ~200K chars per sub-call (the paper's Qwen3-Coder line).",
 )
+@click.option(
+    "--prompt",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="RLM system prompt: fastrlm's, or the paper's preset for the root model "
+    "(Qwen3-Coder and Qwen3-8B have their own; others get the GPT-5 one).",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -134,6 +142,7 @@ def bench(
     data: Path | None,
     corpus: Path | None,
     batch_hint: bool,
+    prompt: str,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -161,6 +170,7 @@ def bench(
             max_usd=max_usd,
             max_subcalls=max_subcalls,
             batch_hint=batch_hint,
+            prompt=prompt,
             window=window,
             data=data,
             corpus=corpus,

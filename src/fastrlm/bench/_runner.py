@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +45,8 @@ METHODS: tuple[str, ...] = (
 CODEACT_SEARCH_TASKS = frozenset({"browsecomp"})
 #: Table 1's sub-model for a root model (the paper: GPT-5 -> GPT-5-mini, summary with GPT-5-nano).
 DEFAULT_SUB = {"openai/gpt-5": "openai/gpt-5-mini"}
+#: ``--prompt``: fastrlm's default system prompt, or the paper's preset for the root model.
+PROMPT_CHOICES = ("default", "paper")
 DEFAULT_SUMMARIZER = {"openai/gpt-5": "openai/gpt-5-nano"}
 
 
@@ -79,6 +81,7 @@ class BenchConfig:
     max_usd: float | None = None
     max_subcalls: int | None = None
     batch_hint: bool = False
+    prompt: str = "default"
     window: int | None = None
     data: Path | None = None
     corpus: Path | None = None
@@ -92,6 +95,10 @@ class BenchConfig:
             )
         if self.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
+        if self.prompt not in PROMPT_CHOICES:
+            raise ConfigurationError(
+                f"unknown prompt {self.prompt!r}; expected one of {', '.join(PROMPT_CHOICES)}"
+            )
 
 
 @dataclass
@@ -132,11 +139,15 @@ BATCH_HINT = (
 def make_method(name: str, models: Models, config: BenchConfig) -> Method:
     """The method ``name`` over ``models``, configured from ``config``."""
     if name in ("rlm", "rlm-no-subcalls"):
-        from .._prompts import STRATEGY_SUBCALLS, Prompts
+        from .._prompts import Prompts
 
-        prompts = (
-            Prompts(strategy_subcalls=STRATEGY_SUBCALLS + BATCH_HINT) if config.batch_hint else None
-        )
+        prompts = Prompts.paper_for(models.root.model) if config.prompt == "paper" else Prompts()
+        if config.batch_hint:
+            from .._paper_prompts import CODER_BATCHING
+
+            extra = BATCH_HINT if config.prompt == "default" else CODER_BATCHING
+            if extra not in prompts.strategy_subcalls:
+                prompts = replace(prompts, strategy_subcalls=prompts.strategy_subcalls + extra)
         budget = Budget(
             max_iterations=config.max_iterations,
             max_usd=config.max_usd,
