@@ -306,3 +306,34 @@ def test_codeact_has_bm25_on_browsecomp_only_and_codeact_bm25_everywhere(
     assert isinstance(paper, CodeActBM25) and isinstance(forced, CodeActBM25)
     assert paper.search is search and forced.search is True
     assert (paper.name, forced.name) == ("codeact", "codeact-bm25")
+
+
+@pytest.mark.parametrize(
+    ("reply", "score", "correct"),
+    [
+        ("extracted_final_answer: x\nreasoning: same\ncorrect: yes\nconfidence: 90", 1.0, True),
+        ("extracted_final_answer: x\ncorrect: no", 0.0, False),
+        ("I refuse to grade.", 0.0, None),  # no verdict: the exact-match score stands
+    ],
+)
+def test_a_configured_judge_grades_browsecomp_and_exact_match_is_kept(
+    tmp_path: Path, reply: str, score: float, correct: bool | None
+) -> None:
+    root = ScriptedLM(lambda m: "Explanation: guess\nExact Answer: Nobody\nConfidence: 5%")
+    judge = ScriptedLM(lambda m: reply, model="scripted/judge")
+    config = BenchConfig(task="browsecomp", methods=("base",), lengths=(16_000,), n=1,
+                         out=tmp_path, progress=False)
+    [rec] = asyncio.run(run_bench(config, models=Models(root, root, root, judge)))
+    assert rec["score_exact_match"] == 0.0 and rec["score"] == score
+    assert rec["judge"]["correct"] is correct and rec["judge"]["model"] == "scripted/judge"
+    sent = prompt_of(judge.calls[0])
+    assert "Exact Answer: Nobody" in sent and "[correct_answer]:" in sent
+    assert "Your response should be" not in sent  # the question, without the format block
+
+
+def test_without_a_judge_browsecomp_is_scored_by_exact_match_only(tmp_path: Path) -> None:
+    root = ScriptedLM(lambda m: "Exact Answer: Nobody")
+    config = BenchConfig(task="browsecomp", methods=("base",), lengths=(16_000,), n=1,
+                         out=tmp_path, progress=False)
+    [rec] = asyncio.run(run_bench(config, models=Models(root, root, root)))
+    assert "judge" not in rec and rec["score"] == 0.0

@@ -118,6 +118,12 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="RLM system prompt: fastrlm's, or the paper's preset for the root model "
     "(Qwen3-Coder and Qwen3-8B have their own; others get the GPT-5 one).",
 )
+@click.option(
+    "--judge",
+    default=None,
+    help="LLM judge for BrowseComp (its official metric), e.g. openai/gpt-4.1; the exact-match "
+    "score is kept beside it.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -143,6 +149,7 @@ def bench(
     corpus: Path | None,
     batch_hint: bool,
     prompt: str,
+    judge: str | None,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -171,6 +178,7 @@ def bench(
             max_subcalls=max_subcalls,
             batch_hint=batch_hint,
             prompt=prompt,
+            judge=judge,
             window=window,
             data=data,
             corpus=corpus,

@@ -82,6 +82,7 @@ class BenchConfig:
     max_subcalls: int | None = None
     batch_hint: bool = False
     prompt: str = "default"
+    judge: str | None = None
     window: int | None = None
     data: Path | None = None
     corpus: Path | None = None
@@ -106,6 +107,7 @@ class Models:
     root: LM
     sub: LM
     summarizer: LM
+    judge: LM | None = None
 
     @property
     def names(self) -> tuple[str, str]:
@@ -126,7 +128,8 @@ def resolve_models(config: BenchConfig) -> Models:
     root = resolve(config.model, base_url=config.base_url)
     sub = root if sub_spec == config.model else resolve(sub_spec, base_url=config.base_url)
     summ = sub if summ_spec == sub_spec else resolve(summ_spec, base_url=config.base_url)
-    return Models(root, sub, summ)
+    judge = resolve(config.judge, base_url=config.base_url) if config.judge else None
+    return Models(root, sub, summ, judge)
 
 
 #: The paper's extra line for Qwen3-Coder (P2 App. C): batch sub-calls by about 200K characters.
@@ -326,9 +329,15 @@ async def run_bench(
                         error=f"{type(exc).__name__}: {exc}",
                     )
             score = task.score(res.answer, inst)
-            rec = record(
-                config, models, method, length, index, inst, res, score, tokens, tok.name
-            )
+            verdict: dict[str, Any] | None = None
+            if models.judge is not None and inst.task in JUDGED_TASKS:
+                verdict = await judge_answer(models.judge, inst, res.answer, lm_calls)
+            judged = verdict is not None and verdict["correct"] is not None
+            final = float(verdict["correct"]) if verdict is not None and judged else score
+            rec = record(config, models, method, length, index, inst, res, final, tokens, tok.name)
+            if verdict is not None:
+                rec["score_exact_match"] = score
+                rec["judge"] = verdict
             if evidence:
                 hit = meter.touched & {str(d) for d in evidence}
                 rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
@@ -351,6 +360,39 @@ async def run_bench(
             if cache is not None and hasattr(cache, "aclose"):
                 await cache.aclose()
     return load_results(path)
+
+
+#: Tasks whose official metric is an LLM judge (BrowseComp-Plus); with a judge model configured
+#: their score is the judge's verdict, and the exact-match score is kept beside it.
+JUDGED_TASKS = frozenset({"browsecomp"})
+
+
+async def judge_answer(
+    judge: LM, inst: Instance, answer: str, limiter: asyncio.Semaphore | None = None
+) -> dict[str, Any]:
+    """Ask ``judge`` whether ``answer`` matches the gold (BrowseComp-Plus's grading). Returns
+    ``correct`` (None when the judge gave no verdict or failed: the exact-match score then
+    stands), the judge's extracted answer, its cost and any error."""
+    from ._score import judge_prompt, parse_judgement
+
+    question = inst.query.split("\n\nYour response should be", 1)[0]
+    gold = inst.gold[0] if isinstance(inst.gold, list) and inst.gold else inst.gold
+    meter = Meter(limiter=limiter)
+    try:
+        reply = await meter.complete(
+            judge, [{"role": "user", "content": judge_prompt(question, answer, str(gold))}]
+        )
+    except RLMError as exc:
+        return {"model": judge.model, "correct": None, "error": f"{type(exc).__name__}: {exc}",
+                "cost_usd": meter.cost_usd}
+    verdict = parse_judgement(reply)
+    return {
+        "model": judge.model,
+        "correct": verdict.correct,
+        "extracted": verdict.extracted,
+        "cost_usd": round(meter.cost_usd, 8),
+        "error": None if verdict.correct is not None else "no yes/no verdict in the judge's reply",
+    }
 
 
 def _available(task: Task, seed: int, length: int) -> int | None:
