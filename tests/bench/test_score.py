@@ -245,9 +245,7 @@ def test_pair_f1(pred: P, gold: P, f1: float) -> None:
     assert pair_f1(pred, gold) == pytest.approx(f1)
 
 
-@pytest.mark.parametrize(
-    ("text", "gold", "f1"),
-    [
+PAIRS_E2E: list[tuple[str, P, float]] = [
         ("(2, 1)\n(4, 3)", {(1, 2), (3, 4)}, 1.0),
         ("[]", set(), 1.0),
         ("There are no such pairs.", set(), 1.0),
@@ -265,14 +263,16 @@ def test_pair_f1(pred: P, gold: P, f1: float) -> None:
         ("(10000 , 99999)", {(10000, 99999)}, 1.0),
         ("(10000,99999)", {(10000, 99999)}, 1.0),
         ("10000, 99999", {(10000, 99999)}, 0.0),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("text", "gold", "f1"), PAIRS_E2E)
 def test_pairs_end_to_end(text: str, gold: P, f1: float) -> None:
     assert pair_f1(parse_pairs(text), gold) == pytest.approx(f1)
 
 
 def test_pairs_tables_have_fifty_cases() -> None:
-    assert len(PARSE_CASES) + len(F1_CASES) + 17 >= 50
+    assert len(PARSE_CASES) + len(F1_CASES) + len(PAIRS_E2E) >= 50
 
 
 # ---------------------------------------------------------------- BrowseComp-Plus
@@ -457,6 +457,22 @@ CHOICE_CASES: list[tuple[str, int | None]] = [
     ("Looking at the code, the function returns early.\nAnswer: 2.", 2),
     ("FINAL(2)", 2),
     ("2: the class Foo", 2),
+    ("I'll go with 2.", 2),
+    ("I'd choose B", 1),
+    ("Answer: `2`", 2),
+    ("The answer is `C`.", 2),
+    ("Answer: Option 2", 2),
+    ("The correct option is C.", 2),
+    ("My choice: 1", 1),
+    ("answer is: 2", 2),
+    ("Answer - 3", 3),
+    ("\\boxed{2}", 2),
+    ("So the result is \\boxed{B}.", 1),
+    ("Answer: 2. Option 1 is wrong because it loops.", 2),  # a statement beats a mention
+    ("Answer: 2. Note that the loop starts at index 0.", 2),
+    ("Option 3.", 3),  # only a mention: it stands
+    ("Options 0 and 1 are wrong; the answer is 3.", 3),
+    ("The answer depends on B's value; answer: D", 3),
     # the last standalone index
     ("It must be 1.", 1),
     ("Between 0 and 3, I think 1.", 1),

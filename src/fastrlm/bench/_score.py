@@ -203,23 +203,31 @@ _LONGBENCH = (
 )
 # a choice token: an index 0-3 not part of a longer number or a decimal, or a letter A-D that is
 # not the start of a word ("A" is also an article); parenthesised or bracketed forms included
-_TOKEN = r"(?:[(\[]\s*(?P<p>[0-3A-D])\s*[)\]]|(?P<b>[0-3A-D])(?![\w'-]|\.\d|,\d))"
-_MARKER = re.compile(
-    r"(?:"
-    r"(?:final\s+|correct\s+|my\s+|the\s+)?(?:answer|choice|option|selection)"
-    r"(?:\s+(?:is|would\s+be|will\s+be|=))?\s*(?:[:=\-]|is)?"
-    r"|(?:i\s+(?:would\s+|will\s+|'d\s+|'ll\s+)?(?:choose|pick|select|go\s+with))"
-    r"(?:\s+(?:option|choice|answer))?"
-    r"|(?:option|choice|index)(?:\s+number)?"
-    r")\s*(?:number\s*)?" + _TOKEN,
-    re.IGNORECASE,
+_TOKEN = (
+    r"(?:[(\[]\s*(?P<p>[0-3A-D])\s*[)\]]|(?<![\w.,-])(?P<b>[0-3A-D])(?![\w'-]|\.\d|,\d))"
 )
+_I = r"\bi(?:\s+would|\s+will|'d|'ll)?\s+(?:choose|pick|select|go\s+with)"
+#: Statements of an answer, strongest first in meaning but all ranked by position (last wins).
+_STATEMENTS = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        # "Answer: 2", "The answer is (B)", "Final answer - C", "answer would be option 3"
+        r"\banswer(?:\s+(?:is|would\s+be|will\s+be))?\s*[:=\-]?\s*(?:option\s+|choice\s+)?"
+        + _TOKEN,
+        # "The correct option is C", "my choice: 1"
+        r"\b(?:option|choice|selection)\s*(?:is|would\s+be|[:=])\s*" + _TOKEN,
+        # "I choose option 2", "I'd pick B", "I'll go with 3"
+        _I + r"\s*:?\s*(?:option\s+|choice\s+|answer\s+)?" + _TOKEN,
+        # "\boxed{2}"
+        r"\\boxed\{\s*" + _TOKEN + r"\s*\}",
+        # "Option 2 is correct", "(B) is the right one"
+        r"(?:\b(?:option|choice|answer)\s*)?" + _TOKEN + r"\s+is\s+(?:the\s+)?(?:correct|right)",
+    )
+)
+#: Mentions of an option, used only when nothing states an answer: "Option 2."
+_MENTION = re.compile(r"\b(?:option|choice)\s+(?:number\s+)?" + _TOKEN, re.IGNORECASE)
 _ALONE = re.compile(
     r"(?:answer\s*:?\s*)?[(\[]?\s*([0-3A-D])\s*[)\]]?\s*[.:)]?", re.IGNORECASE
-)
-_CORRECT_SUFFIX = re.compile(
-    r"(?:option|choice|answer)?\s*" + _TOKEN + r"\s+is\s+(?:the\s+)?(?:correct|right)",
-    re.IGNORECASE,
 )
 _STANDALONE = re.compile(r"(?<![\w.,-])([0-3])(?![\w-]|\.\d|,\d)")
 
@@ -248,10 +256,11 @@ def parse_choice(output: str) -> int | None:
 
     In order: the whole reply is one choice (``2``, ``(B)``, ``2.``, ``Answer: C``); LongBench's
     ``The correct answer is (X)``; the last explicit statement (``Answer: 2.``, ``The answer is
-    2.``, ``I choose option 2.``, ``Final answer: (B)``, ``option C is correct``); else the last
-    standalone digit 0-3 (not part of a number, a decimal or a version). Markdown ``*`` is
-    ignored; letters A-D map to 0-3."""
-    text = output.replace("*", "").strip()
+    2.``, ``I choose option 2.``, ``I'll go with B``, ``Final answer: (B)``, ``\\boxed{2}``,
+    ``option C is correct``); else the last mention of an option (``Option 2.``); else the last
+    standalone digit 0-3 (not part of a number, a decimal or a version). Markdown ``*`` and
+    backticks are ignored; letters A-D map to 0-3."""
+    text = output.replace("*", "").replace("`", "").strip()
     whole = _ALONE.fullmatch(text)
     if whole and (whole.group(1).isdigit() or whole.group(1).isupper()):
         return _as_index(whole.group(1))
@@ -259,13 +268,14 @@ def parse_choice(output: str) -> int | None:
         m = pat.search(text)
         if m:
             return _as_index(m.group(1))
-    stated: list[tuple[int, str]] = []
-    for pat in (_MARKER, _CORRECT_SUFFIX):
-        for m in pat.finditer(text):
-            tok = _token(m)
-            if tok is not None:
-                stated.append((m.start(), tok))
-    if stated:
-        return _as_index(max(stated)[1])
+    for patterns in (_STATEMENTS, (_MENTION,)):
+        found: list[tuple[int, str]] = []
+        for pat in patterns:
+            for m in pat.finditer(text):
+                tok = _token(m)
+                if tok is not None:
+                    found.append((m.start(), tok))
+        if found:
+            return _as_index(max(found)[1])
     digits = _STANDALONE.findall(text)
     return int(digits[-1]) if digits else None
