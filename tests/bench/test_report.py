@@ -127,3 +127,14 @@ def test_tiktoken_is_used_only_from_its_cache_never_downloaded(
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     assert _tokens._tiktoken_cache_file().parent == tmp_path
     assert _tokens._tiktoken() is None  # no cached table: not even imported
+
+
+def test_counting_can_stop_once_past_a_limit() -> None:
+    text = "alpha beta\n" * 300_000  # 3.3M chars, several pieces
+    full = count_tokens(text)
+    early = count_tokens(text, stop_above=10)
+    assert early > 10
+    if tokenizer().exact:
+        assert early < full  # it stopped after the first piece
+    else:
+        assert early == full  # the proxy is one division anyway

@@ -69,7 +69,7 @@ def fits(prompt: str, window: int, reserve_tokens: int = 0) -> bool:
     limit = window - reserve_tokens
     if len(prompt.encode("utf-8", "surrogatepass")) <= limit:
         return True  # a token is at least one byte
-    return count_tokens(prompt) <= limit
+    return count_tokens(prompt, stop_above=limit) <= limit
 
 
 @dataclass

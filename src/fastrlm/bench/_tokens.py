@@ -94,10 +94,11 @@ def tokenizer() -> Tokenizer:
     return Tokenizer(PROXY, None)
 
 
-def count_tokens(text: str, tok: Tokenizer | None = None) -> int:
+def count_tokens(text: str, tok: Tokenizer | None = None, stop_above: int | None = None) -> int:
     """Tokens in ``text``: o200k_base when available, else ``ceil(chars / 4)``. Long texts are
     counted in 500K-character pieces cut at a newline or space, so memory stays bounded; the sum
-    can differ from one whole-text encoding by at most a token per cut."""
+    can differ from one whole-text encoding by at most a token per cut. With ``stop_above``,
+    counting stops once the total passes it (the result is then some number above it)."""
     tok = tok or tokenizer()
     if tok.encode is None:
         return (len(text) + 3) // 4
@@ -109,6 +110,8 @@ def count_tokens(text: str, tok: Tokenizer | None = None) -> int:
             end = cut + 1 if cut > start else end
         total += tok.encode(text[start:end])
         start = end
+        if stop_above is not None and total > stop_above:
+            break
     return total
 
 
