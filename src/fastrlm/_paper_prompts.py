@@ -75,7 +75,7 @@ of 1,000; group as many as fit in about 200,000 characters."""
 SMALL_STRATEGY = """\
 A good way in: inspect the context and choose how to split it; split it into chunks; ask \
 llm_query about each chunk and keep each answer in a buffer; then make one last llm_query over \
-the buffers to produce the answer. Each sub-LLM call reads only about 100,000 characters, so \
+the buffers to produce the answer. A sub-LLM here reads far less than a large model does, so \
 keep chunks modest: two or three documents, or 10,000-15,000 characters, per call."""
 
 STRATEGY_NO_SUBCALLS = """\

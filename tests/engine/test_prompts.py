@@ -71,9 +71,11 @@ def test_the_qwen3_8b_preset_has_a_small_window_and_an_explicit_final_var_line()
     assert "context[:2000]" in text and "\nFINAL_VAR(final_answer)\n" in text
 
 
-def test_a_preset_never_states_more_than_the_enforced_window() -> None:
-    text = _render(Prompts.paper("gpt-5"), window=60_000)
-    assert "about 60,000 characters" in text and "500,000" not in text
+@pytest.mark.parametrize("preset", ["gpt-5", "qwen3-coder", "qwen3-8b"])
+def test_a_preset_never_states_more_than_the_enforced_window(preset: str) -> None:
+    text = _render(Prompts.paper(preset), window=49_152)  # Qwen3-8B as its own sub-model
+    assert "about 49,152 characters" in text
+    assert "500,000" not in text and "100,000" not in text
 
 
 def test_the_ablation_prompt_has_no_sub_llm_and_its_own_examples() -> None:
