@@ -337,3 +337,11 @@ def test_without_a_judge_browsecomp_is_scored_by_exact_match_only(tmp_path: Path
                          out=tmp_path, progress=False)
     [rec] = asyncio.run(run_bench(config, models=Models(root, root, root)))
     assert "judge" not in rec and rec["score"] == 0.0
+
+
+def test_a_judge_with_scripted_models_is_refused_not_ignored() -> None:
+    from fastrlm import ConfigurationError
+    from fastrlm.bench._runner import resolve_models
+
+    with pytest.raises(ConfigurationError, match="--judge"):
+        resolve_models(BenchConfig(task="browsecomp", scripted=True, judge="openai/gpt-4.1"))

@@ -119,6 +119,11 @@ def resolve_models(config: BenchConfig) -> Models:
     if config.scripted:
         from ._scripted import scripted_models
 
+        if config.judge:
+            raise ConfigurationError(
+                "--judge grades real answers with a real model; drop it with --scripted"
+            )
+
         scripted_root, scripted_sub = scripted_models(config.task)
         return Models(scripted_root, scripted_sub, scripted_sub)
     from ..lm import resolve
