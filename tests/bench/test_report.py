@@ -138,3 +138,9 @@ def test_counting_can_stop_once_past_a_limit() -> None:
         assert early < full  # it stopped after the first piece
     else:
         assert early == full  # the proxy is one division anyway
+
+
+def test_the_cost_of_a_partly_exceeded_row_is_over_the_instances_that_ran() -> None:
+    recs = [_rec("base", 1.0, cost_usd=0.3), _rec("base", 0.0, exceeded=True, cost_usd=0.0)]
+    row = [r for r in summarize(recs) if r["length"] == 1024][0]
+    assert row["cost_mean"] == 0.3 and row["cost_std"] == 0.0

@@ -2,9 +2,10 @@
 
 Score is the mean x 100 with a 95% bootstrap confidence interval (percentile method, 2,000
 resamples, seeded from the row's method and length, so the same records give the same
-interval) and ``n``; cost is mean +- population std in USD per task; tokens, sub-calls and time
-are means; ``context_tokens`` is the mean prompt length, counted by the tokenizer the records
-name (o200k_base, or the chars/4 proxy); ``evidence_recall`` (BrowseComp) is the mean share of
+interval) and ``n``; cost is mean +- population std in USD per task run (instances over the
+window, not run, are left out); tokens, sub-calls and time are means; ``context_tokens`` is the
+mean prompt length, counted by the tokenizer the records name (o200k_base, or the chars/4
+proxy); ``evidence_recall`` (BrowseComp) is the mean share of
 evidence documents that reached a model, x 100; ``*`` marks rows where the method truncated its
 input or, for inputs over its window, was not run (``exceeded``, scored 0: the paper's N/A);
 stop reasons are counted.
@@ -79,7 +80,8 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         groups[(_label(r, mixed), "all")].append(r)
     rows = []
     for (method, length), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        costs = [float(r["cost_usd"]) for r in rs]
+        # an instance the method did not run (over its window) has no cost, not a cost of 0
+        costs = [float(r["cost_usd"]) for r in rs if not r.get("exceeded")]
         scores = [float(r["score"]) for r in rs]
         lo, hi = bootstrap_ci(scores, f"{method}|{length}")
         tokenizers = sorted({str(r.get("tokenizer") or "chars/4 proxy") for r in rs})
