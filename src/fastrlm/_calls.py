@@ -38,6 +38,7 @@ from ._ledger import (
     input_token_bound,
 )
 from ._pricing import PriceTable
+from ._windows import subcall_window_chars
 from .lm._base import LM, ChatMessage, LMResponse
 
 log = logging.getLogger("fastrlm")
@@ -127,6 +128,14 @@ class CallTree:
         self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account
     ) -> SubcallOutcome:
         """One ``llm_query``: never raises; failures and refusals come back as error text."""
+        window = subcall_window_chars(
+            lm.model, self.limits.sub_max_tokens, self.limits.subcall_window_chars
+        )
+        if len(prompt) > window:
+            return SubcallOutcome(
+                f"[error: prompt too long for sub-model {lm.model}: {len(prompt):,} characters, "
+                f"over its window of {window:,} characters; split it into smaller prompts]"
+            )
         try:
             self.ledger.check_subcall_slot()
         except BudgetExceededError as exc:

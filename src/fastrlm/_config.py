@@ -18,7 +18,9 @@ class Limits:
     - ``output_chars``: how much of a cell's output the root model sees (head and tail).
     - ``history_chars``: past this size the oldest REPL outputs in the root's conversation are
       replaced by a one-line note (its code and the latest turns are kept).
-    - ``subcall_window_chars``: the size of prompt a sub-model takes, as told to the root model.
+    - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
+      and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
+      from the sub-model's context window (``fastrlm._windows``).
     - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
       reserves as a call's worst case).
     - ``trace_full_prompts``: record whole sub-call prompts in events and traces, not previews.
@@ -30,7 +32,7 @@ class Limits:
     max_retries: int = 5
     output_chars: int = 20_000
     history_chars: int = 400_000
-    subcall_window_chars: int = 400_000
+    subcall_window_chars: int | None = None
     root_max_tokens: int = 32_768
     sub_max_tokens: int = 16_384
     trace_full_prompts: bool = False

@@ -38,6 +38,7 @@ from ._parsing import (
     unquote_literal,
 )
 from ._prompts import describe_budget
+from ._windows import subcall_window_chars
 from .context._info import ContextInfo, context_digest, describe_shape
 from .lm._base import LM, ChatMessage, LMResponse
 from .sandbox._base import FinalValue, Sandbox, SandboxLimits
@@ -415,7 +416,9 @@ class Run:
         budget = describe_budget(self.tree.ledger.remaining(), cfg.budget.max_iterations)
         return cfg.prompts.render_system(
             output_chars=cfg.limits.output_chars,
-            window_chars=cfg.limits.subcall_window_chars,
+            window_chars=subcall_window_chars(
+                cfg.sub_lm.model, cfg.limits.sub_max_tokens, cfg.limits.subcall_window_chars
+            ),
             subcalls=cfg.subcalls,
             recursive=self.depth + 1 < cfg.budget.max_depth,
             budget_text=budget,

@@ -119,7 +119,7 @@ LIMITS_RULES: dict[str, Rule] = {
     "max_retries": count(0),
     "output_chars": count(200),
     "history_chars": count(1),
-    "subcall_window_chars": count(1),
+    "subcall_window_chars": count(1000, optional=True),  # None: from the sub-model's window
     "root_max_tokens": count(1),
     "sub_max_tokens": count(1),
 }

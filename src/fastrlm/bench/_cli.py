@@ -2,7 +2,8 @@
 
 Writes ``OUT/results.jsonl`` (one line per instance x method, appended as they finish; a rerun
 resumes), ``OUT/summary.md`` and ``OUT/summary.json`` (per method and length) and
-``OUT/score_vs_length.png``. The summary table also goes to stdout; the progress bar to stderr.
+``OUT/score_vs_length.png``. The summary table also goes to stdout, followed by the paths written;
+the progress bar to stderr. A ``--scripted`` run says once that its scores measure plumbing only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from ._runner import METHODS, BenchConfig, run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+SCRIPTED_NOTE = (
+    "Note: --scripted uses offline scripted models with fixed placeholder answers; these scores "
+    "measure the harness's plumbing only, not any model."
+)
 
 
 def parse_length(text: str) -> int:
@@ -114,6 +119,20 @@ def _split(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Tell the RLM root to batch ~200K chars per sub-call (the paper's Qwen3-Coder line).",
 )
+@click.option(
+    "--prompt",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="RLM system prompt: fastrlm's, or the paper's preset for the root model "
+    "(Qwen3-Coder and Qwen3-8B have their own; others get the GPT-5 one).",
+)
+@click.option(
+    "--judge",
+    default=None,
+    help="LLM judge for BrowseComp (its official metric), e.g. openai/gpt-4.1; the exact-match "
+    "score is kept beside it.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -139,6 +158,8 @@ def bench(
     data: Path | None,
     corpus: Path | None,
     batch_hint: bool,
+    prompt: str,
+    judge: str | None,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -174,6 +195,8 @@ def bench(
             max_usd=max_usd,
             max_subcalls=max_subcalls,
             batch_hint=batch_hint,
+            prompt=prompt,
+            judge=judge,
             window=window,
             data=data,
             corpus=corpus,
@@ -188,6 +211,10 @@ def bench(
     table = format_table(rows)
     (config.out / "summary.md").write_text(table, encoding="utf-8")
     (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    written = [config.out / "results.jsonl", config.out / "summary.md", config.out / "summary.json"]
     if not no_plot and mine:
-        plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})")
+        written.append(plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})"))
+    if scripted:
+        click.echo(SCRIPTED_NOTE)
     click.echo(table, nl=False)
+    click.echo("Written: " + ", ".join(str(p) for p in written))
