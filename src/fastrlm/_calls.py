@@ -1,7 +1,10 @@
-"""Every LM call of a run tree passes here: budget gate, cache, one concurrency limit, pricing.
+"""Every LM call of a run tree passes here: budget ledger, cache, one concurrency limit.
 
-A :class:`CallTree` is shared by the root run, every sub-call and every child RLM. Sub-calls that
-fail or are refused become ``"[error: ...]"`` strings, so a batch always keeps its arity.
+A :class:`CallTree` is shared by the root run, every sub-call and every child RLM. Every call is
+reserved and settled with the tree's :class:`~fastrlm._budget.BudgetLedger` (the one place that
+counts and prices), and its events report the ledger's :class:`~fastrlm._budget.Booking`.
+Sub-calls that fail or are refused become ``"[error: ...]"`` strings, so a batch always keeps its
+arity.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._budget import BudgetLedger, StopReason, input_token_bound
+from ._budget import StopReason
 from ._config import Limits
 from ._events import (
     BudgetWarning,
@@ -25,8 +28,17 @@ from ._events import (
     preview,
 )
 from ._exceptions import BudgetExceededError, ProviderError
+from ._ledger import (
+    Account,
+    AttemptGate,
+    Booking,
+    BudgetLedger,
+    Reservation,
+    current_gate,
+    input_token_bound,
+)
 from ._pricing import PriceTable
-from ._usage import UsageSummary
+from ._windows import subcall_window_chars
 from .lm._base import LM, ChatMessage, LMResponse
 
 log = logging.getLogger("fastrlm")
@@ -40,22 +52,6 @@ class ResponseCache(Protocol):
     async def get(self, key: str) -> LMResponse | None: ...
 
     async def put(self, key: str, response: LMResponse) -> None: ...
-
-
-@dataclass
-class RunAccount:
-    """Spend of one run and, through ``parent``, of every run above it."""
-
-    parent: RunAccount | None = None
-    cost_usd: float = 0.0
-    subcalls: int = 0
-
-    def add(self, cost: float, subcall: bool) -> None:
-        account: RunAccount | None = self
-        while account is not None:
-            account.cost_usd += cost
-            account.subcalls += int(subcall)
-            account = account.parent
 
 
 @dataclass
@@ -75,7 +71,6 @@ class CallTree:
     emit: Callable[[Event], None]
     cache: ResponseCache | None = None
     cache_sampled: bool = False
-    usage: UsageSummary = field(default_factory=UsageSummary)
     limiter: asyncio.Semaphore = field(init=False)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     child_limiters: dict[int, asyncio.Semaphore] = field(default_factory=dict)
@@ -96,55 +91,70 @@ class CallTree:
         *,
         subcall: bool,
         max_tokens: int,
-        account: RunAccount,
-        on_admitted: Callable[[], None] | None = None,
-    ) -> LMResponse:
-        """Send one call through the gate. Raises BudgetExceededError (never sent) or
-        ProviderError (sent, failed). ``on_admitted`` runs once the gate let the call through."""
+        account: Account,
+        on_admitted: Callable[[Reservation], None] | None = None,
+    ) -> tuple[LMResponse, Booking]:
+        """Send one call through the ledger. Raises BudgetExceededError (never sent) or
+        ProviderError (sent, failed; every attempt booked). ``on_admitted`` gets the reservation
+        once the ledger let the call through (its ``booking()`` is what the call cost so far)."""
         size = sum(len(m["content"].encode("utf-8", "surrogatepass")) for m in messages)
         bound = input_token_bound(0, size, len(messages))
-        price = self.prices.price(lm.model)
+        ledger = self.ledger
         async with self.limiter:
-            reservation = self.ledger.reserve(
-                subcall=subcall, input_tokens=bound, max_tokens=max_tokens, price=price
+            reservation = await ledger.reserve(
+                subcall=subcall, input_tokens=bound, max_tokens=max_tokens,
+                price=self.prices.price(lm.model), model=lm.model, account=account,
             )
             if on_admitted is not None:
-                on_admitted()
+                on_admitted(reservation)
+            gate = current_gate.set(AttemptGate(ledger, reservation))
             try:
                 response = await lm.complete(messages, max_tokens=reservation.max_tokens)
-            except BaseException:
-                self.ledger.settle(reservation, None, 0.0)
+            except BaseException as exc:
+                ledger.fail(reservation, exc)
+                self._warn()
                 raise
-        cost = price.cost(response.usage) if price is not None else (response.cost_usd or 0.0)
-        priced = price is not None or response.cost_usd is not None
-        self.ledger.settle(reservation, response.usage, cost)
-        self.usage.record(lm.model, response.usage, cost, response.latency_s, response.cached,
-                          priced)
-        account.add(cost, subcall)
+            finally:
+                current_gate.reset(gate)
+        booking = ledger.settle(reservation, response)
+        self._warn()
+        return response, booking
+
+    def _warn(self) -> None:
         for resource, fraction in self.ledger.new_warnings():
             self.emit(BudgetWarning(run_id="tree", resource=resource, fraction=fraction))
-        return response
 
     async def subcall(
-        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: RunAccount
+        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account
     ) -> SubcallOutcome:
         """One ``llm_query``: never raises; failures and refusals come back as error text."""
+        window = subcall_window_chars(
+            lm.model, self.limits.sub_max_tokens, self.limits.subcall_window_chars
+        )
+        if len(prompt) > window:
+            return SubcallOutcome(
+                f"[error: prompt too long for sub-model {lm.model}: {len(prompt):,} characters, "
+                f"over its window of {window:,} characters; split it into smaller prompts]"
+            )
         try:
             self.ledger.check_subcall_slot()
         except BudgetExceededError as exc:
             return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         max_tokens = self.limits.sub_max_tokens
-        key, hit = await self._lookup(lm, messages, max_tokens, subcall=True, account=account)
+        try:
+            key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
+                                          account=account)
+        except BudgetExceededError as exc:
+            return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
         if hit is not None:
-            return SubcallOutcome(hit.text)
+            return SubcallOutcome(hit[0].text)
         call_id = f"c{next(self._ids)}"
         digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
-        started = False
+        held: list[Reservation] = []
 
-        def admitted() -> None:
-            nonlocal started
-            started = True
+        def admitted(reservation: Reservation) -> None:
+            held.append(reservation)
             self.emit(
                 SubcallStarted(
                     run_id=run_id,
@@ -159,7 +169,7 @@ class CallTree:
             )
 
         try:
-            response = await self.call(
+            response, booking = await self.call(
                 lm,
                 messages,
                 subcall=True,
@@ -170,49 +180,51 @@ class CallTree:
         except BudgetExceededError as exc:
             return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
         except ProviderError as exc:
-            self._finished(call_id, lm, run_id, depth, None, f"{type(exc).__name__}: {exc}")
-            return SubcallOutcome(f"[error: sub-call failed: {type(exc).__name__}: {exc}]")
+            error = f"{type(exc).__name__}: {exc}"
+            self._finished(call_id, lm, run_id, depth, None, held[0].booking(), error)
+            return SubcallOutcome(f"[error: sub-call failed: {error}]")
         except asyncio.CancelledError:
-            if started:
-                self._finished(call_id, lm, run_id, depth, None, "cancelled")
+            if held:
+                self._finished(call_id, lm, run_id, depth, None, held[0].booking(), "cancelled")
             raise
-        self._finished(call_id, lm, run_id, depth, response, None)
+        self._finished(call_id, lm, run_id, depth, response, booking, None)
         if key is not None and self.cache is not None:
             await self.cache.put(key, response)
         return SubcallOutcome(response.text)
 
     async def root_call(
         self, lm: LM, messages: Sequence[ChatMessage], *, subcall: bool, max_tokens: int,
-        account: RunAccount,
-    ) -> LMResponse:
-        """A root turn through the gate, answered from the cache when this exact conversation
+        account: Account, on_admitted: Callable[[Reservation], None] | None = None,
+    ) -> tuple[LMResponse, Booking]:
+        """A root turn through the ledger, answered from the cache when this exact conversation
         was answered before (deterministic models only): a re-run replays the turns an
         interrupted run already paid for, then goes on live."""
         key, hit = await self._lookup(lm, messages, max_tokens, subcall=subcall, account=account)
         if hit is not None:
             return hit
-        response = await self.call(lm, messages, subcall=subcall, max_tokens=max_tokens,
-                                   account=account)
+        response, booking = await self.call(lm, messages, subcall=subcall,
+                                            max_tokens=max_tokens, account=account,
+                                            on_admitted=on_admitted)
         if key is not None and self.cache is not None:
             await self.cache.put(key, response)
-        return response
+        return response, booking
 
     async def _lookup(
         self, lm: LM, messages: Sequence[ChatMessage], max_tokens: int, *, subcall: bool,
-        account: RunAccount,
-    ) -> tuple[str | None, LMResponse | None]:
+        account: Account,
+    ) -> tuple[str | None, tuple[LMResponse, Booking] | None]:
         """The cache key for this call (None when caching does not apply) and a hit, if any.
         A hit costs nothing but still counts as a sub-call, so a resumed run behaves as the
-        first one did."""
+        first one did (and is refused past the cap: BudgetExceededError)."""
         if self.cache is None or (lm.temperature and not self.cache_sampled):
             return None, None
         key = self.cache.key_for(lm, messages, max_tokens)
         hit = await self.cache.get(key)
-        if hit is not None:
-            self.ledger.subcalls += int(subcall)
-            account.add(0.0, subcall)
-            self.usage.record(lm.model, hit.usage, 0.0, 0.0, True)
-        return key, hit
+        if hit is None:
+            return key, None
+        booking = self.ledger.book_cache_hit(subcall=subcall, model=lm.model, usage=hit.usage,
+                                             account=account)
+        return key, (hit, booking)
 
     def _finished(
         self,
@@ -221,19 +233,20 @@ class CallTree:
         run_id: str,
         depth: int,
         response: LMResponse | None,
+        booking: Booking,
         error: str | None,
     ) -> None:
-        price = self.prices.price(lm.model)
-        cost = price.cost(response.usage) if (price and response) else 0.0
         self.emit(
             SubcallFinished(
                 run_id=run_id,
                 depth=depth,
                 call_id=call_id,
                 model=lm.model,
-                input_tokens=response.usage.input_tokens if response else 0,
-                output_tokens=response.usage.output_tokens if response else 0,
-                cost_usd=cost,
+                input_tokens=booking.input_tokens,
+                output_tokens=booking.output_tokens,
+                cost_usd=booking.cost_usd,
+                attempts=booking.attempts,
+                anomaly=booking.anomaly,
                 latency_s=response.latency_s if response else 0.0,
                 cached=bool(response and response.cached),
                 error=error,
@@ -243,7 +256,7 @@ class CallTree:
         )
 
     async def batch(
-        self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: RunAccount
+        self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account
     ) -> tuple[list[str], StopReason | None]:
         """``llm_query_batched``: all prompts concurrently under the tree's limit, answers in
         order, exactly one per prompt. Returns the refusal reason if the gate refused any."""

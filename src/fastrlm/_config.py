@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ._validate import LIMITS_RULES, check_fields, check_flag
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -16,7 +18,9 @@ class Limits:
     - ``output_chars``: how much of a cell's output the root model sees (head and tail).
     - ``history_chars``: past this size the oldest REPL outputs in the root's conversation are
       replaced by a one-line note (its code and the latest turns are kept).
-    - ``subcall_window_chars``: the size of prompt a sub-model takes, as told to the root model.
+    - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
+      and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
+      from the sub-model's context window (``fastrlm._windows``).
     - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
       reserves as a call's worst case).
     - ``trace_full_prompts``: record whole sub-call prompts in events and traces, not previews.
@@ -34,7 +38,7 @@ class Limits:
     max_retries: int = 5
     output_chars: int = 20_000
     history_chars: int = 400_000
-    subcall_window_chars: int = 400_000
+    subcall_window_chars: int | None = None
     root_max_tokens: int = 32_768
     sub_max_tokens: int = 16_384
     trace_full_prompts: bool = False
@@ -44,26 +48,20 @@ class Limits:
     worker_env: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if self.output_chars < 200:
-            raise ValueError("output_chars must be at least 200")
-        if self.root_max_tokens < 1 or self.sub_max_tokens < 1:
-            raise ValueError("max_tokens limits must be positive")
-        _check_sandbox_limits(self)
+        """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and
+        its accepted range (:data:`fastrlm._validate.LIMITS_RULES`)."""
+        check_fields(self, LIMITS_RULES, "Limits")
+        check_flag("Limits.trace_full_prompts", self.trace_full_prompts)
+        _check_worker_env(self.worker_env)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _check_sandbox_limits(limits: Limits) -> None:
-    if limits.worker_memory_mb is not None and not 64 <= limits.worker_memory_mb <= 1 << 20:
-        raise ValueError("worker_memory_mb must be between 64 and 1048576 (or None: automatic)")
-    if not 1 <= limits.scratch_mb <= 1 << 20:
-        raise ValueError("scratch_mb must be between 1 and 1048576")
-    if limits.max_answer_chars < 1:
-        raise ValueError("max_answer_chars must be at least 1")
-    for name, value in limits.worker_env.items():
+def _check_worker_env(env: object) -> None:
+    if not isinstance(env, dict):
+        raise ValueError("Limits.worker_env must be a dict of str names to str values")
+    for name, value in env.items():
         if not (isinstance(name, str) and isinstance(value, str)):
             raise ValueError("worker_env maps str names to str values")
         if not name or "=" in name or "\0" in name or "\0" in value:

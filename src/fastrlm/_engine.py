@@ -8,18 +8,20 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ._budget import Budget, BudgetLedger, StopReason
+from ._budget import Budget, StopReason
 from ._calls import CallTree, ResponseCache
 from ._config import Limits
 from ._events import Event, EventCallback
-from ._exceptions import ConfigurationError, ContextError
+from ._exceptions import ConfigurationError, ContextError, RLMError
+from ._ledger import BudgetLedger
 from ._outcome import Outcome, RunConfig, new_run_id
 from ._pricing import PriceTable
 from ._prompts import Prompts
 from ._result import RLMResult
 from ._run import Run
+from ._validate import DEPTH_RULE, check_choice, check_flag
 from .lm._base import LM
 
 log = logging.getLogger("fastrlm")
@@ -37,6 +39,7 @@ No model is configured. Pick one of:
 Or pass model=... to RLM() (a model string or an LM object such as fastrlm.testing.ScriptedLM)."""
 
 _MISSING: Any = object()
+_T = TypeVar("_T")
 
 
 class RLM:
@@ -74,8 +77,15 @@ class RLM:
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
-        self.budget = budget or Budget()
-        self.limits = limits or Limits()
+        self.budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+        self.limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
+        from .sandbox._layers import KINDS
+
+        check_choice("sandbox", sandbox, KINDS)
+        check_flag("subcalls", subcalls)
+        check_flag("cache_sampled", cache_sampled)
+        for depth in child_models or {}:
+            DEPTH_RULE.check("child_models depth", depth)
         self._base_url = base_url
         self._api_key = api_key
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
@@ -159,10 +169,21 @@ class RLM:
     ) -> RLMResult:
         """Answer ``prompt`` about ``context`` (a str, a list of str, or a JSON-able value).
 
-        With no ``context`` the prompt itself becomes the context (drop-in use). Returns an
-        :class:`RLMResult`; budget exhaustion, provider failures and timeouts end the run with a
-        typed ``stop_reason`` rather than an exception. Raises :class:`ContextError` for an
-        unusable context. Cancelling the task cancels in-flight sub-calls and stops the worker.
+        With no ``context`` the prompt itself becomes the context (drop-in use).
+
+        Returns an :class:`RLMResult` when the run answered with ``FINAL`` (``partial=False``)
+        or was stopped by a budget, the iteration cap or the time limit (``partial=True``,
+        ``stop_reason`` says which limit, ``answer`` is the best the run got, maybe empty).
+
+        Raises the typed error when the run failed and so has no answer: a
+        :class:`ProviderError` subclass (``AuthenticationError``, ``RateLimitError``,
+        ``ProviderConnectionError``, ``ProviderTimeoutError``, ``ProviderResponseError``) when the
+        root model's calls failed after their retries, :class:`SandboxError` when the REPL
+        worker could not start or run, :class:`ContextError` for an unusable context. When the
+        run had started, the error's ``result`` attribute holds the partial :class:`RLMResult`
+        (``stop_reason="error"``, usage and cost so far, trace path). A failed *sub-call* never
+        raises: the REPL code gets an ``"[error: ...]"`` string in its place. Cancelling the
+        task cancels in-flight sub-calls and stops the worker.
         """
         drop_in = context is _MISSING
         if drop_in:
@@ -191,13 +212,13 @@ class RLM:
             drop_in=drop_in,
         )
         started = time.monotonic()
-        outcome = await _within_deadline(run, ledger.deadline)
+        outcome = await _within_limits(run, ledger)
         trace_path = _trace_path(writer, run_id)
-        return RLMResult(
+        result = RLMResult(
             answer=outcome.answer,
             stop_reason=outcome.stop_reason,
-            usage=tree.usage.snapshot(),
-            cost_usd=tree.usage.cost_usd,
+            usage=ledger.usage.snapshot(),
+            cost_usd=ledger.usd,
             trace_id=run_id,
             trace_path=trace_path,
             iterations=outcome.iterations,
@@ -205,14 +226,25 @@ class RLM:
             sandbox=outcome.sandbox,
             duration_s=time.monotonic() - started,
             error=outcome.error,
-            partial=outcome.partial,
+            partial=outcome.partial or ledger.limited_by is not None,
             error_kind=outcome.error_kind,
+            subcalls_refused=ledger.subcalls_refused,
+            subcalls_failed=ledger.subcalls_failed,
+            limited_by=ledger.limited_by,
+            requests=ledger.requests,
         )
+        if outcome.stop_reason is StopReason.ERROR:
+            error = outcome.exception or RLMError(outcome.error or "the run failed")
+            error.result = result
+            raise error
+        return result
 
     async def stream(self, prompt: str, context: object = _MISSING) -> AsyncIterator[Event]:
         """Run and yield every event as it happens; the last one is the root ``RunFinished``.
 
-        Leaving the loop early cancels the run."""
+        It ends as :meth:`acompletion` does: after a failed run's ``RunFinished`` (its
+        ``stop_reason`` is ``"error"``) the iteration raises the same typed error, with the
+        partial result on its ``result`` attribute. Leaving the loop early cancels the run."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         task = asyncio.create_task(self.acompletion(prompt, context, on_event=queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
@@ -241,6 +273,15 @@ class RLM:
             await lm.aclose()
 
 
+def _instance(name: str, value: _T | None, cls: type[_T], example: str) -> _T:
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise ConfigurationError(f"{name} must be a fastrlm.{cls.__name__} (e.g. {example}), "
+                                 f"not {type(value).__name__}")
+    return value
+
+
 _unsafe_warned = False
 
 
@@ -252,12 +293,17 @@ def _warn_unsafe_once() -> None:
                     "with access to its memory, files, network and API keys (UNSAFE)")
 
 
-async def _within_deadline(run: Run, deadline: float | None) -> Outcome:
-    if deadline is None:
-        return await run.execute()
+async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
+    """Run until the answer, the tree's deadline, or an overrun: a provider reported more usage
+    than was reserved and a limit is passed, so the whole tree stops at once (one scope for
+    both, so in-flight calls and the worker are cancelled the same way)."""
     loop = asyncio.get_running_loop()
+    deadline = ledger.deadline
     # The ledger's deadline is on time.monotonic(), the loop's default clock.
-    scope = asyncio.timeout_at(deadline - time.monotonic() + loop.time())
+    scope = asyncio.timeout_at(
+        None if deadline is None else deadline - time.monotonic() + loop.time()
+    )
+    ledger.on_overrun = lambda _reason: scope.reschedule(loop.time())
     try:
         async with scope:
             return await run.execute()
@@ -265,8 +311,15 @@ async def _within_deadline(run: Run, deadline: float | None) -> Outcome:
         if not scope.expired():
             raise
         answer = run.last_answer_content or ""
+        sandbox = run._sandbox.layer if run._sandbox else ""
+        if ledger.overrun is not None:
+            error = (f"the {ledger.overrun.value} limit was passed: a provider reported more "
+                     "usage than the call reserved (see the anomaly in the trace)")
+            return Outcome(answer, ledger.overrun, run.iterations, error=error, sandbox=sandbox)
         return Outcome(answer, StopReason.TIMEOUT, run.iterations, error="time limit reached",
-                       sandbox=run._sandbox.layer if run._sandbox else "")
+                       sandbox=sandbox)
+    finally:
+        ledger.on_overrun = None
 
 
 def _check_context(context: object) -> None:

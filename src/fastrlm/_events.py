@@ -50,7 +50,11 @@ class IterationStarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelResponse(Event):
-    """The root model's reply for one iteration (the code it wrote lives in here)."""
+    """The root model's reply for one iteration (the code it wrote lives in here).
+
+    Tokens and cost are what the budget ledger booked for the call, failed attempts included
+    (``attempts`` HTTP requests); ``anomaly`` says why the provider's reported usage cannot be
+    true (booked as reported all the same)."""
 
     type: ClassVar[str] = "model.response"
     iteration: int
@@ -60,6 +64,22 @@ class ModelResponse(Event):
     output_tokens: int
     cost_usd: float
     latency_s: float
+    attempts: int = 1
+    anomaly: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCallFailed(Event):
+    """A root turn got no answer (after its retries); what its attempts cost, as booked."""
+
+    type: ClassVar[str] = "model.failed"
+    iteration: int
+    model: str
+    error: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    attempts: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +114,9 @@ class SubcallStarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class SubcallFinished(Event):
+    """A sub-call ended, answered or not (``error``). Tokens and cost are the ledger's booking
+    for all its ``attempts``; ``anomaly`` flags usage the provider cannot have used."""
+
     type: ClassVar[str] = "subcall.finished"
     call_id: str
     model: str
@@ -105,6 +128,8 @@ class SubcallFinished(Event):
     error: str | None
     response_chars: int
     response_preview: str
+    attempts: int = 1
+    anomaly: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +196,11 @@ class FinalAnswer(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class RunFinished(Event):
-    """A run ended. For the top-level run this is the last event of the stream."""
+    """A run ended. For the top-level run this is the last event of the stream.
+
+    ``subcalls`` and ``cost_usd`` cover this run and its children. The top-level run also
+    carries the tree's ledger totals: ``requests`` sent, ``subcalls_refused``,
+    ``subcalls_failed`` and ``limited_by`` (the first budget limit that refused a call)."""
 
     type: ClassVar[str] = "run.finished"
     stop_reason: str
@@ -183,6 +212,10 @@ class RunFinished(Event):
     duration_s: float
     error: str | None
     error_kind: str | None = None
+    requests: int = 0
+    subcalls_refused: int = 0
+    subcalls_failed: int = 0
+    limited_by: str | None = None
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -191,6 +224,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunStarted,
         IterationStarted,
         ModelResponse,
+        ModelCallFailed,
         CodeExecuted,
         SubcallStarted,
         SubcallFinished,

@@ -6,19 +6,25 @@ need to import a provider's exception types::
 
     RLMError
     ├── ConfigurationError        bad model string, unknown provider, no model configured
+    │   ├── InvalidSettingError   a setting out of its range (NaN, negative, 2.5 turns...);
+    │   │                         also a ValueError
     │   └── MissingExtraError     an optional dependency (extra) is not installed
     ├── ContextError              a context that cannot be loaded or serialised
     ├── ProviderError             an LM call failed (after retries, where retrying made sense)
     │   ├── AuthenticationError   401/403: the key is missing or wrong; never retried
     │   ├── RateLimitError        429 after the retries ran out
     │   ├── ProviderTimeoutError  the call outlived its per-call timeout
-    │   ├── ProviderConnectionError  the endpoint could not be reached
+    │   ├── ProviderConnectionError  the endpoint could not be reached (names its URL)
     │   └── ProviderResponseError malformed JSON, no choices, no text: a reply we cannot use
     ├── BudgetExceededError       a budget gate refused a call before it was sent
     └── SandboxError              the REPL worker could not do what was asked
         ├── SandboxUnavailableError  the requested isolation layer cannot start on this machine
         ├── WorkerCrashedError       the worker died (killed, crashed, out of memory)
         └── ProtocolError            a malformed, truncated or oversized frame
+
+``RLM.completion()`` raises the error that ended a failed run (a ``ProviderError`` from the root
+model's calls, a ``SandboxError``, a ``ContextError``) with the run's partial
+:class:`~fastrlm.RLMResult` on its ``result`` attribute; limit stops return a result instead.
 """
 
 from __future__ import annotations
@@ -27,14 +33,37 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._budget import StopReason
+    from ._result import RLMResult
 
 
 class RLMError(Exception):
-    """Base class of every error fastrlm raises on purpose."""
+    """Base class of every error fastrlm raises on purpose.
+
+    ``result`` is set when the error ended a run that :meth:`RLM.completion` had started: the
+    partial :class:`~fastrlm.RLMResult` (``stop_reason="error"``, usage and cost so far, the
+    trace path, any partial answer). It is ``None`` for errors raised before a run began.
+    """
+
+    result: RLMResult | None = None
 
 
 class ConfigurationError(RLMError):
     """The configuration cannot work: unknown provider, bad model string, no model at all."""
+
+
+class InvalidSettingError(ConfigurationError, ValueError):
+    """A setting has a value it cannot take. ``setting`` is its name as the caller wrote it,
+    ``value`` what was given, ``accepted`` the range in words (``"an integer >= 1"``).
+
+    It is a :class:`~fastrlm.ConfigurationError` and, for code that expects it, a ``ValueError``.
+    """
+
+    def __init__(self, setting: str, value: object, accepted: str, hint: str = "") -> None:
+        message = f"{setting} must be {accepted}, not {value!r}"
+        super().__init__(message + (f" ({hint})" if hint else ""))
+        self.setting = setting
+        self.value = value
+        self.accepted = accepted
 
 
 class MissingExtraError(ConfigurationError):

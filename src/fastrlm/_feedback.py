@@ -9,6 +9,7 @@ RESOURCE_NAMES = {
     StopReason.BUDGET_SUBCALLS: "The sub-call budget",
     StopReason.BUDGET_USD: "The USD budget",
     StopReason.BUDGET_TOKENS: "The token budget",
+    StopReason.BUDGET_REQUESTS: "The request budget",
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ._budget import Budget, StopReason
 from ._config import Limits
+from ._exceptions import RLMError
 from ._prompts import Prompts
 from .lm._base import LM
 
@@ -41,6 +42,7 @@ class Outcome:
     source: str = ""
     sandbox: str = ""
     error_kind: str | None = None  # "provider" | "sandbox" | "context" | None
+    exception: RLMError | None = None  # what ended an ``error`` stop; raised by the facade
 
     @property
     def partial(self) -> bool:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ._exceptions import ConfigurationError, InvalidSettingError
 from ._usage import TokenUsage
+from ._validate import PRICE_RULES, check_fields
 
 _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-preview-\d{2}-\d{2})$")
 
@@ -24,6 +26,10 @@ class Price:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+
+    def __post_init__(self) -> None:
+        """Raises :class:`~fastrlm.InvalidSettingError` for a negative, NaN or infinite price."""
+        check_fields(self, PRICE_RULES, "Price")
 
     def cost(self, usage: TokenUsage) -> float:
         cached = usage.cached_input_tokens
@@ -55,6 +61,21 @@ class Price:
 
 
 FREE = Price(0.0, 0.0, 0.0, 0.0)
+
+
+def call_cost(price: Price | None, usage: TokenUsage, reported: float | None) -> tuple[float, bool]:
+    """The one rule that prices a call: ``(usd, priced)``.
+
+    The price table wins when it knows the model (budgets are enforced with the same prices
+    that reserved the call); else the provider's reported cost (when it is a finite,
+    non-negative number); else 0 with ``priced=False``, so the result can say the spend is
+    understated.
+    """
+    if price is not None:
+        return price.cost(usage), True
+    if reported is not None and math.isfinite(reported) and reported >= 0:
+        return reported, True
+    return 0.0, False
 
 
 def _canonical(model: str) -> list[str]:
@@ -90,22 +111,56 @@ class PriceTable:
             self._prices[name.lower()] = value if isinstance(value, Price) else _price(value)
 
     @classmethod
-    def default(cls) -> PriceTable:
-        """The shipped table plus ``$FASTRLM_HOME/prices.json`` if the user has one."""
+    def default(
+        cls, overrides: Mapping[str, Price | Mapping[str, float]] | None = None
+    ) -> PriceTable:
+        """The shipped table, then ``$FASTRLM_HOME/prices.json`` (default
+        ``~/.fastrlm/prices.json``) if the user has one, then ``overrides``: later wins.
+
+        The file's format is the shipped table's: ``{"models": {"NAME": {"input": USD,
+        "output": USD, "cached_input": USD, "cache_write": USD}}}`` in USD per million tokens
+        (``cached_input`` and ``cache_write`` optional), plus an optional
+        ``"_free_providers": ["ollama", ...]`` list. Names match as :meth:`price` looks them up
+        (``openai/my-local`` or just ``my-local``). Raises :class:`~fastrlm.ConfigurationError`
+        naming the file for bad JSON, a bad entry or a negative, NaN or missing price.
+        """
         table = cls()
-        home = os.environ.get("FASTRLM_HOME")
-        user = Path(home) / "prices.json" if home else Path.home() / ".fastrlm" / "prices.json"
+        user = user_prices_path()
         if user.is_file():
-            table._load_json(user.read_text())
+            try:
+                text = user.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(f"{user}: cannot read the price table: {exc}") from exc
+            table._load_json(text, str(user))
+        for name, value in (overrides or {}).items():
+            table._prices[name.lower()] = value if isinstance(value, Price) else _price(value)
         return table
 
-    def _load_json(self, text: str) -> None:
-        data = json.loads(text)
-        models = data.get("models", data)
+    def _load_json(self, text: str, source: str = "the shipped price table") -> None:
+        shape = ('{"models": {"NAME": {"input": USD, "output": USD}}, '
+                 '"_free_providers": ["ollama", ...]} (USD per 1M tokens)')
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{source}: not valid JSON ({exc}); expected {shape}") from exc
+        models = data.get("models", data) if isinstance(data, dict) else None
+        free = data.get("_free_providers", []) if isinstance(data, dict) else None
+        if not isinstance(models, dict) or not isinstance(free, list) or not all(
+            isinstance(p, str) for p in free
+        ):
+            raise ConfigurationError(f"{source}: expected {shape}")
         for name, entry in models.items():
-            if not name.startswith("_"):
-                self._prices[name.lower()] = _price(entry)
-        self._free_providers.update(p.lower() for p in data.get("_free_providers", []))
+            if name.startswith("_"):
+                continue
+            try:
+                self._prices[name.lower()] = _price(entry, name)
+            except InvalidSettingError as exc:
+                raise ConfigurationError(f"{source}: {exc} (USD per 1M tokens)") from exc
+            except (TypeError, KeyError) as exc:
+                raise ConfigurationError(
+                    f'{source}: {name}: expected {{"input": USD, "output": USD}} per 1M tokens '
+                    f"(optional: cached_input, cache_write), got {entry!r}") from exc
+        self._free_providers.update(p.lower() for p in free)
 
     def price(self, model: str) -> Price | None:
         provider = model.split("/", 1)[0].lower() if "/" in model else ""
@@ -124,10 +179,20 @@ class PriceTable:
         return self.price(model) is not None
 
 
-def _price(entry: Mapping[str, float]) -> Price:
+def user_prices_path() -> Path:
+    """``$FASTRLM_HOME/prices.json`` (default ``~/.fastrlm/prices.json``)."""
+    home = os.environ.get("FASTRLM_HOME")
+    return Path(home) / "prices.json" if home else Path.home() / ".fastrlm" / "prices.json"
+
+
+def _price(entry: Mapping[str, float], where: str = "price") -> Price:
+    if not isinstance(entry, Mapping) or set(entry) - set(PRICE_RULES):
+        raise TypeError(f"{where}: not a price object")
+    values = {k: PRICE_RULES[k].check(f"{where}.{k}", entry.get(k)) for k in PRICE_RULES}
+    cached, written = values["cached_input"], values["cache_write"]
     return Price(
-        input=float(entry["input"]),
-        output=float(entry["output"]),
-        cached_input=None if entry.get("cached_input") is None else float(entry["cached_input"]),
-        cache_write=None if entry.get("cache_write") is None else float(entry["cache_write"]),
+        input=float(values["input"] or 0.0),
+        output=float(values["output"] or 0.0),
+        cached_input=None if cached is None else float(cached),
+        cache_write=None if written is None else float(written),
     )

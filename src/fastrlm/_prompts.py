@@ -18,25 +18,32 @@ How it works:
 - Write Python inside ```repl fenced blocks. The blocks of a reply run in order, in one namespace \
 that persists across turns (variables, imports and functions stay defined).
 - After each reply you see what your code printed, cut to {output_chars:,} characters (head and \
-tail). Print sizes, samples and summaries, not whole documents.
+tail). Print sizes, samples and summaries, not whole documents; keep long text in variables.
 - In the REPL you have:
   - `context`: the data (its type and size are given below). Slice it, search it with `re`, \
 parse it.
-{subcall_tools}  - `SHOW_VARS()`: list the variables you have made.
-- Work in steps: look at the structure of the context first (lengths, samples, separators); narrow \
-it down with code; {strategy}collect results in variables; check them before you answer.
+  - `SHOW_VARS()`: list the variables you have made.
+{subcall_tools}- Work in steps: look at the structure of the context first (lengths, samples, \
+separators); narrow it down with code; {strategy}collect results in variables; check them \
+before you answer.
 - When you are sure, end with `FINAL(answer)` inside a ```repl block, or `FINAL_VAR("name")` to \
-answer with the value of a variable (best for long answers). The run ends after that block. \
-Setting `answer["content"] = ...` then `answer["ready"] = True` does the same.
-{budget}"""
+answer with the value of a variable (best for long answers). FINAL_VAR only reads a variable that \
+already exists: assign it first (an earlier block, or earlier in the same one). The run ends after \
+that block. Setting `answer["content"] = ...` then `answer["ready"] = True` does the same.
+{examples}{budget}"""
 
 SUBCALL_TOOLS = """\
-  - `llm_query(prompt) -> str`: ask a sub-model. It reads about {window:,} characters per prompt, \
-so put the part of the context it needs into the prompt itself.
+  - `llm_query(prompt) -> str`: ask a sub-model. It sees only its prompt (no REPL, no \
+`context`), so put the part of the context it needs into the prompt itself. A prompt may hold up \
+to {window:,} characters; a longer one is refused and comes back as an "[error: ...]" string.
   - `llm_query_batched(prompts) -> list[str]`: many sub-calls at once, answers in the same order. \
 Far faster than calling llm_query in a loop; use it for chunk-by-chunk work.
   - `rlm_query(prompt, context=None) -> str` and `rlm_query_batched(prompts, contexts=None)`: \
 {rlm_note}
+- Sizing sub-calls: the sub-model is capable, so give each call a big piece, up to about \
+{half:,} characters (half the window leaves room for your instructions and its answer). Prefer a \
+few large calls to thousands of tiny ones, filter with code first when only some parts matter, \
+and ask for short structured answers (a number, a list, one line per item) that code can combine.
 """
 
 RLM_NOTE_RECURSIVE = """\
@@ -48,6 +55,48 @@ the same as llm_query here (recursion depth is used up)."""
 
 STRATEGY_SUBCALLS = "use sub-calls for the reading and judging of chunks; "
 STRATEGY_NO_SUBCALLS = "there are no sub-models, so do the work with code; "
+
+EXAMPLES_SUBCALLS = """
+Worked examples (shapes to adapt, not code to paste):
+1. Look first:
+```repl
+print(type(context).__name__, len(context))
+print(context[:3000])
+```
+2. Map over chunks with sub-calls, keep the findings in a buffer, aggregate with one last call:
+```repl
+size = {half}
+parts = [context[i:i + size] for i in range(0, len(context), size)]
+ask = "List every line of this text that is about the topic of the question, verbatim.\\n\\n"
+findings = llm_query_batched([ask + p for p in parts])
+final_answer = llm_query("Answer the question from these notes.\\n\\n" + "\\n".join(findings))
+print(len(parts), final_answer[:500])
+```
+3. A list of documents: batch several per call and record which ones matter:
+```repl
+hits = []
+for i in range(0, len(context), 10):
+    batch = "\\n\\n".join(context[i:i + 10])
+    hits.append(llm_query("Which of these documents state the asked fact? Quote it.\\n\\n" + batch))
+```
+4. Once the answer is in a variable made earlier: `FINAL_VAR("final_answer")`.
+"""
+
+EXAMPLES_NO_SUBCALLS = """
+Worked examples (shapes to adapt, not code to paste):
+1. Look first:
+```repl
+print(type(context).__name__, len(context))
+print(context[:3000])
+```
+2. Scan with code and keep what matches in a buffer:
+```repl
+import re
+matches = [m.group(0) for m in re.finditer(r"[^\\n]*keyword[^\\n]*", context)]
+print(len(matches), matches[:5])
+```
+3. Once the answer is in a variable made earlier: `FINAL_VAR("final_answer")`.
+"""
 
 FIRST_USER = """\
 {context_description}
@@ -105,7 +154,14 @@ have found so far: one ```repl block that calls FINAL(...) or FINAL_VAR(...). No
 
 @dataclass(frozen=True, slots=True)
 class Prompts:
-    """The templates the engine uses. Replace any of them; keep the format fields you need."""
+    """The templates the engine uses. Replace any of them; keep the format fields you need.
+
+    ``system`` may use ``{output_chars}``, ``{subcall_tools}``, ``{strategy}``, ``{examples}``,
+    ``{role}`` and ``{budget}``; ``subcall_tools`` and the examples may use ``{window}`` (the
+    sub-call window in characters: the sub-model's real one, or ``subcall_capacity_chars`` when
+    that is smaller) and ``{half}``; ``subcall_tools`` also ``{rlm_note}``. The ``*_subcalls``
+    variants are used when sub-calls are on, the ``*_no_subcalls`` ones when they are off.
+    :meth:`paper` gives the paper's prompts."""
 
     system: str = SYSTEM
     subcall_tools: str = SUBCALL_TOOLS
@@ -123,6 +179,50 @@ class Prompts:
     budget_spent: str = BUDGET_SPENT
     prose_final_ignored: str = PROSE_FINAL_IGNORED
     drop_in_question: str = DROP_IN_QUESTION
+    examples_subcalls: str = EXAMPLES_SUBCALLS
+    examples_no_subcalls: str = EXAMPLES_NO_SUBCALLS
+    role_subcalls: str = ""
+    role_no_subcalls: str = ""
+    subcall_capacity_chars: int | None = None
+
+    @classmethod
+    def paper(cls, preset: str) -> Prompts:
+        """The paper's system prompt for ``"gpt-5"``, ``"qwen3-coder"`` or ``"qwen3-8b"``
+        (written fresh from the paper's App. C; see ``fastrlm._paper_prompts``). Run with
+        sub-calls off, the same preset renders the paper's no-sub-call ablation prompt.
+        Raises ``ValueError`` for another name."""
+        from . import _paper_prompts as paper
+
+        if preset not in paper.PRESETS:
+            raise ValueError(
+                f"unknown paper prompt {preset!r}; expected one of {', '.join(paper.PRESETS)}"
+            )
+        capacity, strategy, examples = paper.PRESETS[preset]
+        return cls(
+            system=paper.PAPER_SYSTEM,
+            subcall_tools=paper.SUBCALL_TOOLS,
+            strategy_subcalls=strategy,
+            strategy_no_subcalls=paper.STRATEGY_NO_SUBCALLS,
+            examples_subcalls=examples,
+            examples_no_subcalls=paper.EXAMPLES_NO_SUBCALLS,
+            role_subcalls=paper.ROLE_SUBCALLS,
+            role_no_subcalls=paper.ROLE_NO_SUBCALLS,
+            subcall_capacity_chars=capacity,
+        )
+
+    @classmethod
+    def paper_no_subcalls(cls) -> Prompts:
+        """The paper's ablation prompt (the REPL without sub-LLMs): the GPT-5 preset, which
+        renders without ``llm_query`` when the run has sub-calls off."""
+        return cls.paper("gpt-5")
+
+    @classmethod
+    def paper_for(cls, model: str) -> Prompts:
+        """The paper preset matching ``model`` (Qwen3-Coder and Qwen3-8B have their own; any
+        other model gets the main GPT-5 prompt)."""
+        from ._paper_prompts import preset_for
+
+        return cls.paper(preset_for(model))
 
     def render_system(
         self,
@@ -133,16 +233,27 @@ class Prompts:
         recursive: bool,
         budget_text: str,
     ) -> str:
+        """The system prompt. ``window_chars`` is the enforced sub-call window; the model is told
+        it, or ``subcall_capacity_chars`` when that is smaller (never more than is enforced)."""
+        window = window_chars
+        if self.subcall_capacity_chars is not None:
+            window = min(window, self.subcall_capacity_chars)
+        sizes = {"window": window, "half": window // 2}
         tools = ""
         if subcalls:
             note = self.rlm_note_recursive if recursive else self.rlm_note_flat
-            tools = self.subcall_tools.format(window=window_chars, rlm_note=note)
+            tools = self.subcall_tools.format(rlm_note=note, **sizes)
         strategy = self.strategy_subcalls if subcalls else self.strategy_no_subcalls
+        examples = (self.examples_subcalls if subcalls else self.examples_no_subcalls).format(
+            **sizes
+        )
         budget = f"\nBudget for this run: {budget_text}" if budget_text else ""
         return self.system.format(
             output_chars=output_chars,
             subcall_tools=tools,
             strategy=strategy,
+            examples=examples,
+            role=self.role_subcalls if subcalls else self.role_no_subcalls,
             budget=budget,
         ).rstrip()
 

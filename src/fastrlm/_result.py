@@ -17,6 +17,13 @@ class RLMResult:
     be empty). ``usage`` and ``cost_usd`` cover the whole call tree (sub-calls and child RLMs).
     ``error_kind`` classifies an ``error`` stop: ``"provider"`` (the model's API failed),
     ``"sandbox"`` (the REPL worker could not start or run) or ``"context"``.
+
+    Every figure comes from the run tree's budget ledger. ``subcalls`` counts sub-calls sent or
+    answered from the cache (failed and timed-out ones included); ``subcalls_failed`` those that
+    got no answer; ``subcalls_refused`` those a budget refused (never sent); ``requests`` the
+    HTTP attempts sent, retries included. ``limited_by`` is the first budget limit that refused
+    a call (or that an over-reporting provider passed): a run that answered after any refusal
+    is ``partial`` even when the model called ``FINAL`` (``stop_reason`` stays ``final``).
     """
 
     answer: str
@@ -32,6 +39,10 @@ class RLMResult:
     error: str | None = None
     partial: bool = False
     error_kind: str | None = None
+    subcalls_refused: int = 0
+    subcalls_failed: int = 0
+    limited_by: StopReason | None = None
+    requests: int = 0
 
     def __str__(self) -> str:
         return self.answer
@@ -45,6 +56,10 @@ class RLMResult:
             "usage": self.usage.to_dict(),
             "iterations": self.iterations,
             "subcalls": self.subcalls,
+            "subcalls_failed": self.subcalls_failed,
+            "subcalls_refused": self.subcalls_refused,
+            "requests": self.requests,
+            "limited_by": self.limited_by.value if self.limited_by else None,
             "sandbox": self.sandbox,
             "duration_s": round(self.duration_s, 4),
             "trace_id": self.trace_id,

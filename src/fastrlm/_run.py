@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ._budget import StopReason
-from ._calls import CallTree, RunAccount
+from ._calls import CallTree
 from ._events import (
     ChildRunFinished,
     ChildRunStarted,
     CodeExecuted,
     FinalAnswer,
     IterationStarted,
+    ModelCallFailed,
     ModelResponse,
     RunFinished,
     RunStarted,
@@ -27,6 +28,7 @@ from ._events import (
 )
 from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
 from ._feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
+from ._ledger import Account, Booking, Reservation
 from ._outcome import Outcome, RunConfig, new_run_id
 from ._parsing import (
     compact_history,
@@ -36,6 +38,7 @@ from ._parsing import (
     unquote_literal,
 )
 from ._prompts import describe_budget
+from ._windows import subcall_window_chars
 from .context._info import ContextInfo, context_digest, describe_shape
 from .lm._base import LM, ChatMessage, LMResponse
 from .sandbox._base import FinalValue, Sandbox, SandboxLimits
@@ -62,7 +65,7 @@ class Run:
     depth: int = 0
     parent_run_id: str | None = None
     run_id: str = field(default_factory=new_run_id)
-    account: RunAccount = field(default_factory=RunAccount)
+    account: Account = field(default_factory=Account)
     root_lm: LM | None = None
     drop_in: bool = False
     limit_hit: StopReason | None = None
@@ -83,8 +86,14 @@ class Run:
         try:
             outcome = await self._execute()
         except asyncio.CancelledError:
-            left = self.tree.ledger.seconds_left()
-            reason = StopReason.TIMEOUT if left is not None and left <= 0 else StopReason.CANCELLED
+            ledger = self.tree.ledger
+            left = ledger.seconds_left()
+            if ledger.overrun is not None:  # the engine stops the tree at an overrun
+                reason = ledger.overrun
+            elif left is not None and left <= 0:
+                reason = StopReason.TIMEOUT
+            else:
+                reason = StopReason.CANCELLED
             outcome = Outcome(self.last_answer_content or "", reason, self.iterations)
             self._finish(outcome, started)
             raise
@@ -96,7 +105,8 @@ class Run:
         try:
             info = describe_shape(self.context)
         except ContextError as exc:
-            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context")
+            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context",
+                           exception=exc)
         memory_mb = cfg.limits.worker_memory_mb
         limits = SandboxLimits(
             exec_timeout_s=cfg.budget.exec_timeout_s,
@@ -110,7 +120,8 @@ class Run:
             sandbox = make_sandbox(cfg.sandbox_kind, limits)
         except SandboxError as exc:
             self._emit_started(info, "unavailable")
-            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox")
+            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox",
+                           exception=exc)
         self._sandbox = sandbox
         # Three things start at once: hashing the context for run.started (seconds for a
         # 400 MB context), the worker, and the root's first call (which needs only the shape).
@@ -123,7 +134,7 @@ class Run:
             kind = "context" if isinstance(exc, ContextError) else "sandbox"
             error = str(exc) if kind == "context" else f"sandbox failed: {exc}"
             outcome = Outcome(self.last_answer_content or "", StopReason.ERROR, self.iterations,
-                              error=error, error_kind=kind)
+                              error=error, error_kind=kind, exception=exc)
         finally:
             for task in (announce, self._sandbox_ready):
                 if not task.done():
@@ -171,6 +182,8 @@ class Run:
         )
 
     def _finish(self, outcome: Outcome, started: float) -> None:
+        ledger = self.tree.ledger
+        top = self.depth == 0
         if outcome.source:
             self.tree.emit(
                 FinalAnswer(
@@ -189,11 +202,15 @@ class Run:
                 answer=outcome.answer,
                 iterations=outcome.iterations,
                 subcalls=self.account.subcalls,
-                usage=self.tree.usage.to_dict() if self.depth == 0 else {},
+                usage=ledger.usage.to_dict() if top else {},
                 cost_usd=self.account.cost_usd,
                 duration_s=time.monotonic() - started,
                 error=outcome.error,
                 error_kind=outcome.error_kind,
+                requests=ledger.requests if top else 0,
+                subcalls_refused=ledger.subcalls_refused if top else 0,
+                subcalls_failed=ledger.subcalls_failed if top else 0,
+                limited_by=(ledger.limited_by.value if top and ledger.limited_by else None),
             )
         )
 
@@ -276,9 +293,11 @@ class Run:
         return Outcome(self.last_answer_content or "", reason, iterations)
 
     async def _call_root(self, messages: list[ChatMessage], iteration: int
-                         ) -> LMResponse | Outcome:
-        """One gated root call, or the outcome that ends the run if it is refused or fails."""
+                         ) -> tuple[LMResponse, Booking] | Outcome:
+        """One root call through the ledger, or the outcome that ends the run if it is refused
+        or fails (a failed call's booked attempts are reported in ``model.failed``)."""
         compact_history(messages, self.config.limits.history_chars)
+        held: list[Reservation] = []
         try:
             return await self.tree.root_call(
                 self.lm,
@@ -286,26 +305,50 @@ class Run:
                 subcall=self.depth > 0,
                 max_tokens=self.config.limits.root_max_tokens,
                 account=self.account,
+                on_admitted=held.append,
             )
         except BudgetExceededError as exc:
             return Outcome(self.last_answer_content or "", exc.reason, iteration,
                            error=str(exc))
         except ProviderError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            booking = held[0].booking()
+            self.tree.emit(ModelCallFailed(
+                run_id=self.run_id, depth=self.depth, iteration=iteration, model=self.lm.model,
+                error=error, input_tokens=booking.input_tokens,
+                output_tokens=booking.output_tokens, cost_usd=booking.cost_usd,
+                attempts=booking.attempts,
+            ))
             return Outcome(self.last_answer_content or "", StopReason.ERROR, iteration,
-                           error=f"{type(exc).__name__}: {exc}", error_kind="provider")
+                           error=error, error_kind="provider", exception=exc)
 
     async def _root_turn(
         self,
         messages: list[ChatMessage],
         iteration: int,
-        pending: asyncio.Task[LMResponse | Outcome] | None = None,
+        pending: asyncio.Task[tuple[LMResponse, Booking] | Outcome] | None = None,
     ) -> str | Outcome:
         """The root model's next reply (from ``pending`` if that call is already in flight), or
         the outcome that ends the run."""
-        response = await (pending or self._call_root(messages, iteration))
-        if isinstance(response, Outcome):
-            return response
-        price = self.tree.prices.price(self.lm.model)
+        try:
+            answered = await (pending or self._call_root(messages, iteration))
+        except asyncio.CancelledError:
+            # Stopped (an overrun, the deadline) just as the first turn came back: that turn was
+            # paid for, so its event is still sent.
+            if (pending is not None and pending.done() and not pending.cancelled()
+                    and pending.exception() is None):
+                done = pending.result()
+                if not isinstance(done, Outcome):
+                    self._report_turn(*done, iteration)
+            raise
+        if isinstance(answered, Outcome):
+            return answered
+        response, booking = answered
+        self._report_turn(response, booking, iteration)
+        messages.append({"role": "assistant", "content": response.text})
+        return response.text
+
+    def _report_turn(self, response: LMResponse, booking: Booking, iteration: int) -> None:
         self.tree.emit(
             ModelResponse(
                 run_id=self.run_id,
@@ -313,14 +356,14 @@ class Run:
                 iteration=iteration,
                 model=self.lm.model,
                 text=response.text,
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-                cost_usd=price.cost(response.usage) if price else 0.0,
+                input_tokens=booking.input_tokens,
+                output_tokens=booking.output_tokens,
+                cost_usd=booking.cost_usd,
                 latency_s=response.latency_s,
+                attempts=booking.attempts,
+                anomaly=booking.anomaly,
             )
         )
-        messages.append({"role": "assistant", "content": response.text})
-        return response.text
 
     async def _run_reply(self, text: str, iteration: int) -> tuple[FinalValue | None, str]:
         """Run the code of one reply. Returns the delivered answer (if any) and the feedback
@@ -378,7 +421,9 @@ class Run:
         budget = describe_budget(self.tree.ledger.remaining(), cfg.budget.max_iterations)
         return cfg.prompts.render_system(
             output_chars=cfg.limits.output_chars,
-            window_chars=cfg.limits.subcall_window_chars,
+            window_chars=subcall_window_chars(
+                cfg.sub_lm.model, cfg.limits.sub_max_tokens, cfg.limits.subcall_window_chars
+            ),
             subcalls=cfg.subcalls,
             recursive=self.depth + 1 < cfg.budget.max_depth,
             budget_text=budget,
@@ -442,7 +487,7 @@ class Run:
         async with self.tree.child_limiter(depth):
             child = Run(
                 config=self.config, tree=self.tree, question=prompt, context=context,
-                depth=depth, parent_run_id=self.run_id, account=RunAccount(parent=self.account),
+                depth=depth, parent_run_id=self.run_id, account=Account(parent=self.account),
                 root_lm=lm,
             )
             self.tree.emit(ChildRunStarted(run_id=self.run_id, depth=self.depth,

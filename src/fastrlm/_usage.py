@@ -33,7 +33,11 @@ class TokenUsage:
 
 @dataclass(slots=True)
 class Usage:
-    """Usage of one model summed over a whole call tree."""
+    """Usage of one model summed over a whole call tree.
+
+    ``calls`` counts answered calls (cache hits included); ``failed_requests`` counts HTTP
+    attempts that got no usable answer, whose estimated cost is included in ``cost_usd``.
+    """
 
     model: str
     calls: int = 0
@@ -47,6 +51,7 @@ class Usage:
     cache_hits: int = 0
     estimated_calls: int = 0
     unpriced_calls: int = 0
+    failed_requests: int = 0
 
     def add(
         self,
@@ -55,8 +60,10 @@ class Usage:
         latency_s: float,
         cached: bool,
         priced: bool = True,
+        failed: bool = False,
     ) -> None:
-        self.calls += 1
+        self.calls += int(not failed)
+        self.failed_requests += int(failed)
         self.unpriced_calls += int(not priced and not cached)
         self.input_tokens += usage.input_tokens
         self.cached_input_tokens += usage.cached_input_tokens
@@ -82,6 +89,7 @@ class Usage:
             "cache_hits": self.cache_hits,
             "estimated_calls": self.estimated_calls,
             "unpriced_calls": self.unpriced_calls,
+            "failed_requests": self.failed_requests,
         }
 
 
@@ -99,11 +107,13 @@ class UsageSummary:
         latency_s: float,
         cached: bool,
         priced: bool = True,
+        failed: bool = False,
     ) -> None:
-        """Add one call. ``priced=False``: neither the price table nor the provider gave a cost,
-        so ``cost_usd`` understates the spend (see :attr:`unpriced_models`)."""
+        """Add one call (``failed``: one attempt that got no usable answer). ``priced=False``:
+        neither the price table nor the provider gave a cost, so ``cost_usd`` understates the
+        spend (see :attr:`unpriced_models`)."""
         self.by_model.setdefault(model, Usage(model)).add(
-            usage, cost_usd, latency_s, cached, priced
+            usage, cost_usd, latency_s, cached, priced, failed
         )
 
     @property

@@ -109,3 +109,13 @@ def test_a_length_too_small_for_pairs_is_a_clean_error(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 1 and "non-trivial pair queries" in result.output
+
+
+def test_prompt_paper_runs_the_rlm_methods_with_the_papers_prompt(tmp_path: Path) -> None:
+    args = ["oolong-labelled", "--method", "rlm,rlm-no-subcalls", "--scripted", "--prompt",
+            "paper", "--lengths", "4K", "--n", "2", "--out", str(tmp_path), "--quiet",
+            "--no-plot"]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {r["score"] for r in records} == {1.0}  # the oracle program still runs under it

@@ -106,7 +106,7 @@ def test_ten_million_tokens_within_seconds() -> None:
         ("The correct answer is (C)", 2),
         ("**The correct answer is D**", 3),
         ("I think 1 fits.\nAnswer: 3", 3),
-        ("Option 0 then 2", 2),
+        ("Option 0 at first; final answer: 2", 2),
         ("no idea", None),
         ("Answer: 12", None),
         ("1.5 or so", None),

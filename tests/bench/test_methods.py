@@ -35,8 +35,12 @@ def test_base_puts_everything_in_one_prompt_when_it_fits() -> None:
     )
     res = _run(BaseModel(lm), inst.query, inst.context)
     assert sniah_score(res.answer, inst) == 1.0
-    assert not res.truncated
-    assert lm.calls[0][0]["content"].endswith(inst.query)
+    assert not res.truncated and not res.exceeded
+    preamble, question = inst.query.split("\n\n", 1)
+    prompt = lm.calls[0][0]["content"]
+    # RULER's order: "... hidden within the following text ...", the text, then the question
+    assert prompt.startswith(preamble + "\n\n" + inst.context[:50])
+    assert prompt.endswith(inst.context[-50:] + "\n\n" + question)
     price = PriceTable.default().price("openai/gpt-5-mini")
     assert price is not None
     usage = res.usage["by_model"]["openai/gpt-5-mini"]
@@ -44,14 +48,30 @@ def test_base_puts_everything_in_one_prompt_when_it_fits() -> None:
     assert res.cost_usd == pytest.approx(expected)
 
 
-def test_base_truncates_to_the_window_and_says_so() -> None:
+def test_base_truncated_cuts_to_the_window_and_says_so() -> None:
     inst = sniah(0, 65536, 3)
     lm = ScriptedLM(["Answer: 0"])
-    res = _run(BaseModel(lm, window=20_000), inst.query, inst.context)
+    res = _run(BaseModel(lm, window=20_000, truncate=True), inst.query, inst.context)
     prompt = lm.calls[0][0]["content"]
-    assert res.truncated
+    assert res.truncated and not res.exceeded
     assert "[... context truncated:" in prompt
     assert len(prompt) < 20_000 * 4
+
+
+def test_base_over_its_window_sends_nothing_and_reports_not_applicable() -> None:
+    inst = sniah(0, 65536, 3)
+    lm = ScriptedLM(["never sent"])
+    res = _run(BaseModel(lm, window=20_000), inst.query, inst.context)
+    assert lm.calls == []
+    assert res.exceeded and res.stop_reason == "context_exceeded" and res.answer == ""
+    assert res.cost_usd == 0.0 and not res.truncated
+
+
+def test_base_just_inside_its_window_is_sent_whole() -> None:
+    context = "word " * 2000  # 10,000 chars: at most 10,000 tokens by any count
+    lm = ScriptedLM(["ok"])
+    res = _run(BaseModel(lm, window=10_100 + 16_384), "q?", context)
+    assert len(lm.calls) == 1 and not res.exceeded and not res.truncated
 
 
 def test_summary_carries_notes_from_chunk_to_chunk_then_answers_with_the_root() -> None:
@@ -68,6 +88,14 @@ def test_summary_carries_notes_from_chunk_to_chunk_then_answers_with_the_root() 
     assert len(seen) >= 2 and "notes: value 1111111" in seen[1]
     assert res.answer == "Answer: 1111111"
     assert res.subcalls == len(seen) and res.iterations == len(seen) + 1
+
+
+def test_summary_answers_directly_when_the_input_fits() -> None:
+    small = ScriptedLM(["never used"], model="scripted/nano")
+    root = ScriptedLM(lambda m: "Answer: 7" if "seven is 7" in prompt_of(m) else "?")
+    res = _run(SummaryAgent(root, small, window=100_000), "What is seven?", "seven is 7")
+    assert small.calls == [] and len(root.calls) == 1
+    assert res.answer == "Answer: 7" and res.subcalls == 0 and res.extra["chunks"] == 0
 
 
 def test_simple_rlm_sends_one_subcall_per_chunk_then_aggregates() -> None:
@@ -103,6 +131,18 @@ def test_codeact_searches_runs_code_and_answers() -> None:
     assert res.stop_reason == "final" and res.iterations == 3
     assert browsecomp_score(res.answer, inst) == 1.0
     assert res.extra["searches"] == 1
+
+
+def test_codeact_without_search_offers_no_search_and_runs_none() -> None:
+    def agent(messages: list[ChatMessage]) -> str:
+        turn = sum(1 for m in messages if m["role"] == "assistant")
+        return "SEARCH(harbor)" if turn == 0 else "ANSWER: done"
+
+    lm = ScriptedLM(agent)
+    res = _run(CodeActBM25(lm, search=False, sandbox="none"), "q?", ["doc one", "doc two"])
+    assert "SEARCH" not in lm.calls[0][0]["content"]
+    assert "SEARCH" not in lm.calls[1][-1]["content"]  # the reply was not taken as an action
+    assert res.answer == "done" and res.extra["searches"] == 0
 
 
 def test_codeact_stops_at_max_iterations() -> None:

@@ -69,7 +69,7 @@ def test_summary_table_and_plot(tmp_path: Path) -> None:
     assert overall["n"] == 4 and overall["score"] == 100.0
     assert overall["stop_reasons"] == {"final": 4}
     table = format_table(rows)
-    assert "| base | all | 4 | 100.00 |" in table
+    assert "| base | all | 4 | 100.00 [100.00, 100.00] |" in table
     png = plot(records, tmp_path / "fig.png", "sniah")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -249,3 +249,99 @@ def test_baseline_calls_share_one_limit(tmp_path: Path) -> None:
     )
     asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
     assert 1 < lm.max_in_flight <= 2 * 4
+
+
+@pytest.mark.parametrize(
+    ("model", "preset"),
+    [
+        ("openai/gpt-5", "gpt-5"),
+        ("fireworks/accounts/fireworks/models/qwen3-coder-480b-a35b-instruct", "qwen3-coder"),
+        ("openrouter/qwen/qwen3-8b", "qwen3-8b"),
+    ],
+)
+def test_prompt_paper_uses_the_preset_of_the_root_model(model: str, preset: str) -> None:
+    from fastrlm import Prompts
+    from fastrlm.bench._rlm_method import RLMMethod
+    from fastrlm.bench._runner import make_method
+
+    lm = ScriptedLM(["unused"], model=model)
+    config = BenchConfig(task="oolong", model=model, prompt="paper")
+    for name in ("rlm", "rlm-no-subcalls"):
+        method = make_method(name, Models(lm, lm, lm), config)
+        assert isinstance(method, RLMMethod) and method.prompts == Prompts.paper(preset)
+    default = make_method("rlm", Models(lm, lm, lm), BenchConfig(task="oolong", model=model))
+    assert isinstance(default, RLMMethod) and default.prompts == Prompts()
+
+
+def test_batch_hint_adds_the_coder_paragraph_once_to_a_paper_preset() -> None:
+    from fastrlm._paper_prompts import CODER_BATCHING
+    from fastrlm.bench._rlm_method import RLMMethod
+    from fastrlm.bench._runner import make_method
+
+    for model in ("openai/gpt-5", "fireworks/qwen3-coder"):
+        lm = ScriptedLM(["unused"], model=model)
+        config = BenchConfig(task="oolong", model=model, prompt="paper", batch_hint=True)
+        method = make_method("rlm", Models(lm, lm, lm), config)
+        assert isinstance(method, RLMMethod)
+        assert method.prompts.strategy_subcalls.count(CODER_BATCHING) == 1
+
+
+def test_an_unknown_prompt_choice_is_refused() -> None:
+    from fastrlm import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="unknown prompt 'papers'"):
+        BenchConfig(task="oolong", prompt="papers")
+
+
+@pytest.mark.parametrize(("task", "search"), [("browsecomp", True), ("oolong", False)])
+def test_codeact_has_bm25_on_browsecomp_only_and_codeact_bm25_everywhere(
+    task: str, search: bool
+) -> None:
+    from fastrlm.bench import CodeActBM25
+    from fastrlm.bench._runner import make_method
+
+    lm = ScriptedLM(["unused"])
+    paper = make_method("codeact", Models(lm, lm, lm), BenchConfig(task=task))
+    forced = make_method("codeact-bm25", Models(lm, lm, lm), BenchConfig(task=task))
+    assert isinstance(paper, CodeActBM25) and isinstance(forced, CodeActBM25)
+    assert paper.search is search and forced.search is True
+    assert (paper.name, forced.name) == ("codeact", "codeact-bm25")
+
+
+@pytest.mark.parametrize(
+    ("reply", "score", "correct"),
+    [
+        ("extracted_final_answer: x\nreasoning: same\ncorrect: yes\nconfidence: 90", 1.0, True),
+        ("extracted_final_answer: x\ncorrect: no", 0.0, False),
+        ("I refuse to grade.", 0.0, None),  # no verdict: the exact-match score stands
+    ],
+)
+def test_a_configured_judge_grades_browsecomp_and_exact_match_is_kept(
+    tmp_path: Path, reply: str, score: float, correct: bool | None
+) -> None:
+    root = ScriptedLM(lambda m: "Explanation: guess\nExact Answer: Nobody\nConfidence: 5%")
+    judge = ScriptedLM(lambda m: reply, model="scripted/judge")
+    config = BenchConfig(task="browsecomp", methods=("base",), lengths=(16_000,), n=1,
+                         out=tmp_path, progress=False)
+    [rec] = asyncio.run(run_bench(config, models=Models(root, root, root, judge)))
+    assert rec["score_exact_match"] == 0.0 and rec["score"] == score
+    assert rec["judge"]["correct"] is correct and rec["judge"]["model"] == "scripted/judge"
+    sent = prompt_of(judge.calls[0])
+    assert "Exact Answer: Nobody" in sent and "[correct_answer]:" in sent
+    assert "Your response should be" not in sent  # the question, without the format block
+
+
+def test_without_a_judge_browsecomp_is_scored_by_exact_match_only(tmp_path: Path) -> None:
+    root = ScriptedLM(lambda m: "Exact Answer: Nobody")
+    config = BenchConfig(task="browsecomp", methods=("base",), lengths=(16_000,), n=1,
+                         out=tmp_path, progress=False)
+    [rec] = asyncio.run(run_bench(config, models=Models(root, root, root)))
+    assert "judge" not in rec and rec["score"] == 0.0
+
+
+def test_a_judge_with_scripted_models_is_refused_not_ignored() -> None:
+    from fastrlm import ConfigurationError
+    from fastrlm.bench._runner import resolve_models
+
+    with pytest.raises(ConfigurationError, match="--judge"):
+        resolve_models(BenchConfig(task="browsecomp", scripted=True, judge="openai/gpt-4.1"))

@@ -93,6 +93,31 @@ def test_iteration_limit_exits_with_the_limit_code(doc: Path) -> None:
     assert "stopped early (max_iterations)" in result.stderr
 
 
+FORTY_CHUNKS = """```repl
+chunks = [context[i:i + 20] for i in range(0, 800, 20)]
+replies = llm_query_batched(["Summarise: " + c for c in chunks])
+FINAL(f"{len(replies)} summaries")
+```"""
+
+
+def test_a_final_given_after_refused_subcalls_warns_and_exits_with_the_limit_code(
+        doc: Path) -> None:
+    # The issue's case: --max-subcalls 3 over 40 chunks answered from 37 error strings and
+    # looked like success (exit 0, partial=False).
+    with server([FORTY_CHUNKS]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-subcalls", "3", "--json",
+                         *model_args(srv)])
+        sub_requests = [r for r in srv.completion_requests if r.model == SUB]
+    assert len(sub_requests) == 3
+    assert result.exit_code == ExitCode.LIMIT
+    payload = json.loads(result.stdout)
+    assert payload["answer"] == "40 summaries" and payload["stop_reason"] == "final"
+    assert payload["partial"] is True and payload["limited_by"] == "budget_subcalls"
+    assert payload["subcalls_refused"] == 37 and payload["subcalls"] == 3
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert "37 sub-call(s) refused (budget_subcalls)" in warning
+
+
 def test_usd_limit_on_an_unpriced_model_is_refused_before_any_call(doc: Path) -> None:
     with server([SIMPLE_FINAL]) as srv:
         result = invoke(["ask", "Q", "-c", str(doc), "--max-usd", "0.01", "--json",

@@ -67,8 +67,20 @@ def test_config_file_api_key_used_only_without_the_variable(tmp_path: Path) -> N
     [
         ("model = [", "not valid TOML"),
         ("colour = 'blue'", "unknown key 'colour'"),
-        ("max_usd = 'lots'", "wrong type"),
-        ("max_subcalls = true", "wrong type"),
+        ("max_usd = 'lots'", r"max_usd must be a finite number > 0 .*'lots'"),
+        ("max_subcalls = true", "max_subcalls must be an integer >= 0 .*, not True"),
+        ("max_seconds = nan", "max_seconds must be a finite number > 0 .*nan"),
+        ("max_usd = inf", "max_usd must be a finite number > 0 .*inf"),
+        ("max_usd = -1.0", "max_usd must be a finite number > 0"),
+        ("max_usd = 0", "max_usd must be a finite number > 0"),
+        ("max_iterations = 2.5", "max_iterations must be an integer >= 1, not 2.5"),
+        ("max_iterations = 0", "max_iterations must be an integer >= 1"),
+        ("max_depth = 0", "max_depth must be an integer >= 1"),
+        ("max_subcalls = -3", "max_subcalls must be an integer >= 0"),
+        ("max_subcalls = 1e3", "max_subcalls must be an integer"),
+        ("max_concurrency = 0", "max_concurrency must be an integer >= 1"),
+        ("max_concurrency = false", "max_concurrency must be an integer >= 1"),
+        ("model = 3", "model must be a string"),
         ("sandbox = 'docker'", "sandbox must be one of"),
     ],
 )
@@ -91,6 +103,7 @@ def test_config_path_honours_fastrlm_config_and_xdg(tmp_path: Path) -> None:
         ("budget_usd", None, ExitCode.LIMIT),
         ("budget_subcalls", None, ExitCode.LIMIT),
         ("budget_tokens", None, ExitCode.LIMIT),
+        ("budget_requests", None, ExitCode.LIMIT),
         ("timeout", None, ExitCode.LIMIT),
         ("cancelled", None, ExitCode.CANCELLED),
         ("error", "provider", ExitCode.PROVIDER),
@@ -101,3 +114,8 @@ def test_config_path_honours_fastrlm_config_and_xdg(tmp_path: Path) -> None:
 )
 def test_exit_code_for_each_outcome(stop: str, error_kind: str | None, code: ExitCode) -> None:
     assert exit_code_for(stop, error_kind) is code
+
+
+def test_a_final_after_a_budget_refusal_is_a_limit_exit() -> None:
+    assert exit_code_for("final", None, "budget_subcalls") is ExitCode.LIMIT
+    assert exit_code_for("final", None, None) is ExitCode.OK

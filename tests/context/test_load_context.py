@@ -178,6 +178,15 @@ def test_stdin_dash_reads_bytes_once_and_rejects_a_second_dash() -> None:
         load_context(["-", "-"], stdin=io.BytesIO(b"x"))
 
 
+def test_binary_stdin_is_skipped_and_reported_as_binary_files_are(tmp_path: Path) -> None:
+    with pytest.raises(ContextError, match="empty.*binary"):
+        load_context(["-"], stdin=io.BytesIO(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"))
+    (tmp_path / "a.txt").write_text("A")
+    loaded = load_context([tmp_path / "a.txt", "-"], stdin=io.BytesIO(b"GIF89a\x00\x01"))
+    assert loaded.value == "A"  # the one readable document
+    assert [(s.path, s.reason) for s in loaded.report.skipped] == [("<stdin>", "binary")]
+
+
 def test_several_sources_give_a_list_with_headers(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("A")
     loaded = load_context([tmp_path / "a.txt", "-"], stdin=io.BytesIO(b"S"))

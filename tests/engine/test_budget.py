@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,7 +87,7 @@ async def test_childrens_spend_is_counted_against_the_parent_budget() -> None:
     # 2 children (their root turns are sub-calls) + 4 of their llm_query calls
     assert out.subcalls == 6
     expected = sum(u.cost_usd for u in out.usage.by_model.values())
-    assert out.cost_usd == expected
+    assert out.cost_usd == pytest.approx(expected, abs=1e-12)
     assert out.usage.by_model["scripted/sub"].calls == 4
     assert out.usage.by_model["scripted/root"].calls == 3
 

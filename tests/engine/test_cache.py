@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fastrlm import RLM
 from fastrlm.lm import SubcallCache
 from fastrlm.testing import ScriptedLM, prompt_of
@@ -65,9 +67,11 @@ async def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path) -> None
 
     path = tmp_path / "cache.sqlite"
     first_sub = sub_model()
-    first = await RLM(script(fail_at=2), first_sub, sandbox="none",
-                      cache=SubcallCache(path)).acompletion("q", context="c")
-    assert first.stop_reason is StopReason.ERROR
+    with pytest.raises(ProviderConnectionError) as failed:
+        await RLM(script(fail_at=2), first_sub, sandbox="none",
+                  cache=SubcallCache(path)).acompletion("q", context="c")
+    first = failed.value.result
+    assert first is not None and first.stop_reason is StopReason.ERROR
     assert len(first_sub.calls) == 10
 
     root, second_sub = script(fail_at=None), sub_model()
@@ -77,3 +81,17 @@ async def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path) -> None
     assert second_sub.calls == []          # every sub-call was already paid for
     assert len(root.calls) == 1            # only the turn that failed is asked again
     assert second.subcalls == 10           # cache hits still count as sub-calls
+
+
+async def test_cache_hits_count_against_the_subcall_cap_even_when_concurrent(
+        tmp_path: Path) -> None:
+    from fastrlm import Budget
+
+    path = tmp_path / "cache.sqlite"
+    await RLM(ScriptedLM(SCRIPT), sub_model(), sandbox="none",
+              cache=SubcallCache(path)).acompletion("q", context="c")
+    capped = await RLM(ScriptedLM(SCRIPT), sub_model(), sandbox="none", cache=SubcallCache(path),
+                       budget=Budget(max_subcalls=5)).acompletion("q", context="c")
+    assert capped.subcalls == 5
+    assert capped.subcalls_refused == 15 and capped.partial
+    assert capped.answer.count("a:q") == 5

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from fastrlm import Budget, BudgetExceededError, Price, PriceTable, StopReason, TokenUsage
-from fastrlm._budget import BudgetLedger
+from fastrlm._ledger import BudgetLedger
+from fastrlm.lm import LMResponse
 
 
 def test_price_lookup_strips_provider_prefix_tags_and_dates() -> None:
@@ -43,44 +45,116 @@ def test_user_overrides_and_fastrlm_home_prices(tmp_path: Path,
     assert PriceTable.default().price("house") == Price(9, 9)
 
 
-def test_reservations_in_flight_count_against_the_cap() -> None:
+def _reply(output_tokens: int, input_tokens: int = 0) -> LMResponse:
+    return LMResponse("x", TokenUsage(input_tokens, output_tokens), "m")
+
+
+async def test_a_reservation_that_does_not_fit_waits_for_the_ones_in_flight() -> None:
     ledger = BudgetLedger(Budget(max_usd=1.0))
     price = Price(input=0.0, output=1_000_000.0 / 400_000)  # 400k output tokens = $1
-    first = ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price)
-    second = ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price)
-    with pytest.raises(BudgetExceededError) as info:
-        ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price)
-    assert info.value.reason is StopReason.BUDGET_USD
-    ledger.settle(first, TokenUsage(output_tokens=1000), price.cost(TokenUsage(output_tokens=1000)))
-    third = ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price)
-    assert third.max_tokens == 199_000  # $0.0025 already spent
-    ledger.settle(second, None, 0.0)
-    ledger.settle(third, None, 0.0)
-    assert ledger.usd == pytest.approx(0.0025)
+    first = await ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price)
+    second = await ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price)
+    third = asyncio.create_task(
+        ledger.reserve(subcall=True, input_tokens=0, max_tokens=200_000, price=price))
+    await asyncio.sleep(0)
+    assert not third.done()  # queued, not refused: what is in flight may cost far less
+    ledger.settle(first, _reply(1000))
+    await asyncio.sleep(0)
+    assert not third.done()  # $0.4975 free: still short of its $0.5 worst case
+    ledger.settle(second, _reply(1000))
+    admitted = await asyncio.wait_for(third, timeout=30)
+    assert admitted.max_tokens == 200_000  # the whole worst case, not a shrunk one
+    ledger.settle(admitted, _reply(1000))
+    assert ledger.usd == pytest.approx(0.0075)
+    assert ledger.subcalls_refused == 0
 
 
-def test_reservation_shrinks_max_tokens_to_what_the_money_buys() -> None:
+async def test_with_nothing_in_flight_a_short_room_shrinks_max_tokens_or_refuses() -> None:
     ledger = BudgetLedger(Budget(max_usd=0.01))
     price = Price(input=0.0, output=10.0)  # $10 per 1M output tokens: $0.01 = 1000 tokens
-    reservation = ledger.reserve(subcall=True, input_tokens=0, max_tokens=50_000, price=price)
+    reservation = await ledger.reserve(subcall=True, input_tokens=0, max_tokens=50_000,
+                                       price=price)
     assert reservation.max_tokens == 1000
+    ledger.settle(reservation, _reply(1000))
+    with pytest.raises(BudgetExceededError) as info:
+        await ledger.reserve(subcall=True, input_tokens=0, max_tokens=50_000, price=price)
+    assert info.value.reason is StopReason.BUDGET_USD
+    assert ledger.subcalls_refused == 1 and ledger.limited_by is StopReason.BUDGET_USD
 
 
-def test_subcall_slots_include_calls_in_flight() -> None:
+async def test_a_failed_subcall_still_uses_its_slot() -> None:
     ledger = BudgetLedger(Budget(max_subcalls=2))
-    a = ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
-    ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
+    a = await ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
+    await ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
     with pytest.raises(BudgetExceededError):
         ledger.check_subcall_slot()
-    ledger.settle(a, None, 0.0)  # a failed call gives its slot back
-    ledger.check_subcall_slot()
-
-
-def test_root_calls_are_not_subcalls() -> None:
-    ledger = BudgetLedger(Budget(max_subcalls=0))
-    ledger.reserve(subcall=False, input_tokens=1, max_tokens=10, price=None)
+    ledger.fail(a, None)  # failing does not give the slot back: it was sent
     with pytest.raises(BudgetExceededError):
-        ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
+        ledger.check_subcall_slot()
+    assert ledger.subcalls == 2 and ledger.subcalls_failed == 1
+
+
+async def test_root_calls_are_not_subcalls() -> None:
+    ledger = BudgetLedger(Budget(max_subcalls=0))
+    await ledger.reserve(subcall=False, input_tokens=1, max_tokens=10, price=None)
+    with pytest.raises(BudgetExceededError):
+        await ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
+
+
+async def test_every_failed_attempt_costs_its_prompt_at_the_input_price() -> None:
+    from fastrlm import ProviderResponseError, RateLimitError
+
+    ledger = BudgetLedger(Budget())
+    price = Price(input=2.0, output=8.0)
+    call = await ledger.reserve(subcall=True, input_tokens=1000, max_tokens=100, price=price)
+    ledger.attempt_failed(call, ProviderResponseError("500", status=500))
+    assert ledger.usd == pytest.approx(1000 * 2.0 / 1e6)
+    await ledger.readmit(call)
+    ledger.attempt_failed(call, RateLimitError("429", status=429))
+    await ledger.readmit(call)
+    booking = ledger.settle(call, _reply(50, 900))
+    assert booking.attempts == 3 and ledger.requests == 3
+    assert booking.cost_usd == pytest.approx((2 * 1000 * 2.0 + 900 * 2.0 + 50 * 8.0) / 1e6)
+    assert booking.input_tokens == 2 * 1000 + 900
+    assert ledger.usd == pytest.approx(booking.cost_usd)
+    assert ledger.usage.by_model[""].failed_requests == 2
+
+
+async def test_over_reported_usage_is_booked_flagged_and_stops_everything_after_it() -> None:
+    crossed: list[StopReason] = []
+    ledger = BudgetLedger(Budget(max_usd=0.5), on_overrun=crossed.append)
+    price = Price(input=1.0, output=32.0)
+    other = await ledger.reserve(subcall=True, input_tokens=100, max_tokens=1000, price=price)
+    call = await ledger.reserve(subcall=True, input_tokens=100, max_tokens=1000, price=price)
+    booking = ledger.settle(call, _reply(2_000_000, 100))
+    assert booking.anomaly is not None and "max_tokens=1000" in booking.anomaly
+    assert ledger.usd == pytest.approx(price.cost(TokenUsage(100, 2_000_000)))  # as reported
+    assert ledger.overrun is StopReason.BUDGET_USD and crossed == [StopReason.BUDGET_USD]
+    # refused at once, not queued behind the call still in flight
+    later = asyncio.create_task(
+        ledger.reserve(subcall=False, input_tokens=1, max_tokens=10, price=price))
+    await asyncio.sleep(0)
+    assert later.done()
+    with pytest.raises(BudgetExceededError) as info:
+        await later
+    assert info.value.reason is StopReason.BUDGET_USD
+    ledger.fail(other, None)
+
+
+async def test_the_request_cap_defaults_to_three_per_allowed_call_and_bounds_retries() -> None:
+    budget = Budget(max_subcalls=10, max_iterations=4)
+    assert budget.request_cap == 3 * (10 + 4 + 1)
+    assert Budget(max_requests=7, max_subcalls=10).request_cap == 7
+    assert Budget().request_cap is None
+    ledger = BudgetLedger(Budget(max_requests=2))
+    call = await ledger.reserve(subcall=True, input_tokens=1, max_tokens=10, price=None)
+    ledger.attempt_failed(call, None)
+    await ledger.readmit(call)
+    ledger.attempt_failed(call, None)
+    with pytest.raises(BudgetExceededError) as info:
+        await ledger.readmit(call)
+    assert info.value.reason is StopReason.BUDGET_REQUESTS
+    assert ledger.requests == 2
 
 
 @pytest.mark.parametrize("kwargs", [{"max_iterations": 0}, {"max_depth": 0},
@@ -102,3 +176,49 @@ async def test_calls_without_a_known_price_are_flagged_not_silently_free() -> No
     out = await rlm.acompletion("q", context="c")
     assert out.usage.unpriced_models == ["acme/sub"]
     assert out.usage.to_dict()["unpriced_models"] == ["acme/sub"]
+
+
+async def test_a_queued_reservation_waits_no_longer_than_the_deadline() -> None:
+    import time
+
+    # 0.2 s left of the tree's time; the call in flight never settles
+    ledger = BudgetLedger(Budget(max_usd=1.0, max_seconds=1000.0),
+                          started_at=time.monotonic() - 999.8)
+    price = Price(input=0.0, output=1_000_000.0 / 400_000)
+    await ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price)
+    with pytest.raises(BudgetExceededError) as info:
+        await ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price)
+    assert info.value.reason is StopReason.TIMEOUT
+    assert ledger.subcalls_refused == 1
+
+
+async def test_failed_reservations_wake_waiters_too() -> None:
+    from fastrlm import ProviderResponseError
+
+    ledger = BudgetLedger(Budget(max_usd=1.0))
+    price = Price(input=0.0, output=1_000_000.0 / 400_000)
+    first = await ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price)
+    waiting = asyncio.create_task(
+        ledger.reserve(subcall=True, input_tokens=0, max_tokens=400_000, price=price))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    ledger.fail(first, ProviderResponseError("HTTP 500", status=500))
+    admitted = await asyncio.wait_for(waiting, timeout=30)
+    assert admitted.max_tokens == 400_000 and ledger.subcalls_failed == 1
+
+
+async def test_negative_usage_or_cost_never_gives_budget_back() -> None:
+    from fastrlm._pricing import call_cost
+
+    ledger = BudgetLedger(Budget(max_usd=1.0))
+    price = Price(input=1.0, output=1.0)
+    spent = await ledger.reserve(subcall=True, input_tokens=10, max_tokens=300, price=price)
+    ledger.settle(spent, _reply(200, 10))
+    before = ledger.usd
+    liar = await ledger.reserve(subcall=True, input_tokens=10, max_tokens=300, price=price)
+    booking = ledger.settle(liar, _reply(-1_000_000, 10))
+    assert booking.anomaly is not None and "negative" in booking.anomaly
+    assert ledger.usd >= before and ledger.output_tokens == 200
+    assert call_cost(None, TokenUsage(), -5.0) == (0.0, False)
+    assert call_cost(None, TokenUsage(), float("nan")) == (0.0, False)
+    assert call_cost(None, TokenUsage(), 0.25) == (0.25, True)

@@ -125,9 +125,10 @@ async def test_empty_or_unusable_context_is_a_clear_error(bad: object) -> None:
 
 async def test_unserialisable_context_is_a_context_error_not_a_crash() -> None:
     rlm, _ = make_rlm([repl("FINAL(1)")])
-    out = await rlm.acompletion("q", context={"a": object()})
-    assert out.stop_reason is StopReason.ERROR
-    assert "JSON" in (out.error or "")
+    with pytest.raises(ContextError, match="JSON") as info:
+        await rlm.acompletion("q", context={"a": object()})
+    assert info.value.result is not None
+    assert info.value.result.stop_reason is StopReason.ERROR
 
 
 async def test_stream_yields_events_and_ends_with_the_root_run_finished() -> None:
@@ -143,9 +144,11 @@ async def test_provider_failure_of_the_root_ends_with_error_stop_reason() -> Non
     from fastrlm import ProviderConnectionError
 
     rlm, _ = make_rlm([repl("x = 1"), ProviderConnectionError("down")])  # type: ignore[list-item]
-    out = await rlm.acompletion("q", context="c")
-    assert out.stop_reason is StopReason.ERROR
-    assert "down" in (out.error or "")
+    with pytest.raises(ProviderConnectionError, match="down") as info:
+        await rlm.acompletion("q", context="c")
+    out = info.value.result
+    assert out is not None and out.stop_reason is StopReason.ERROR
+    assert out.iterations == 1 and "down" in (out.error or "")
 
 
 async def test_failed_sub_call_is_an_error_string_in_its_slot() -> None:
@@ -205,11 +208,16 @@ async def test_error_stops_say_what_kind_of_error() -> None:
     from fastrlm import ProviderConnectionError
 
     rlm, _ = make_rlm([ProviderConnectionError("down")])  # type: ignore[list-item]
-    provider = await rlm.acompletion("q", context="c")
+    with pytest.raises(ProviderConnectionError) as failed:
+        await rlm.acompletion("q", context="c")
+    provider = failed.value.result
+    assert provider is not None
     assert (provider.stop_reason, provider.error_kind) == (StopReason.ERROR, "provider")
     rlm, _ = make_rlm([repl("FINAL(1)")])
-    context = await rlm.acompletion("q", context={"a": object()})
-    assert context.error_kind == "context"
+    with pytest.raises(ContextError) as unusable:
+        await rlm.acompletion("q", context={"a": object()})
+    assert unusable.value.result is not None
+    assert unusable.value.result.error_kind == "context"
     final = await make_rlm([repl("FINAL(1)")])[0].acompletion("q", context="c")
     assert final.error_kind is None
 

@@ -150,3 +150,19 @@ def test_the_fake_streams_the_messages_api_through_the_sdk() -> None:
     assert text == "streamed text"
     assert [b.type for b in final.content] == ["thinking", "text"]
     assert final.usage.output_tokens > 0
+
+
+async def test_the_ledger_counts_and_bounds_anthropic_retries_too() -> None:
+    from fastrlm import RLM, Budget
+    from fastrlm.testing import ScriptedLM
+
+    greedy = "```repl\nr = llm_query_batched([f'p{i}' for i in range(20)])\nprint(len(r))\n```"
+    root = ScriptedLM(lambda _m: greedy, model="scripted/root")
+    async with FakeAnthropicServer(default=Fault.server_error(529)) as server:
+        rlm = RLM(root, _lm(server, retry=fast_retry(2)), sandbox="none",
+                  budget=Budget(max_subcalls=4))
+        result = await rlm.acompletion("q", context="c")
+        sent = server.request_count
+    assert sent == 4 * 3 and result.subcalls == 4 and result.subcalls_failed == 4
+    assert result.requests == sent + len(root.calls)
+    assert result.usage.by_model["anthropic/claude-haiku-4-5"].failed_requests == sent

@@ -109,3 +109,73 @@ def test_the_standalone_process_prints_its_url_and_serves() -> None:
         _, err = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "1 requests" in err
+
+
+def _request(messages: list[dict[str, Any]], headers: dict[str, str] | None = None,
+             **body: Any) -> FakeRequest:
+    return FakeRequest(0, "POST", "/v1/chat/completions", headers or {},
+                       {"messages": messages, **body}, 0.0)
+
+
+SYSTEM = {"role": "system", "content": "You answer a question about a context..."}
+USER = {"role": "user", "content": "the question"}
+ASSISTANT = {"role": "assistant", "content": "```repl\nx = 1\n```"}
+
+
+def test_a_request_with_a_system_message_is_a_root_turn_and_counts_its_turns() -> None:
+    assert _request([SYSTEM, USER]).is_root and _request([SYSTEM, USER]).turn == 1
+    assert _request([SYSTEM, USER, ASSISTANT, USER]).turn == 2
+    assert _request([USER], system="an Anthropic system prompt").is_root
+    assert not _request([USER]).is_root  # an llm_query sub-call
+
+
+def test_the_process_handler_scripts_root_turns_and_sub_calls_apart() -> None:
+    from fastrlm.testing.fake_server import Replies
+
+    replies = Replies(["other"], root=["first turn", "second turn"], sub=["s1", "s2"])
+    text = lambda request: replies(request).text  # noqa: E731 - a local shorthand
+    # Root turns are picked by turn number: two runs in a row both start at the first text.
+    assert text(_request([SYSTEM, USER])) == "first turn"
+    assert text(_request([SYSTEM, USER, ASSISTANT, USER])) == "second turn"
+    assert text(_request([SYSTEM, USER, ASSISTANT, USER, ASSISTANT, USER])) == "second turn"
+    assert text(_request([SYSTEM, USER])) == "first turn"
+    assert [text(_request([USER])) for _ in range(3)] == ["s1", "s2", "s1"]
+    fallback = Replies(["a", "b"], root=["root only"])
+    assert [fallback(_request([USER])).text for _ in range(3)] == ["a", "b", "a"]
+    echo = Replies([], sub=[], echo=True)
+    assert echo(_request([USER])).text == "the question"
+
+
+def test_the_process_handler_answers_401_to_a_wrong_key() -> None:
+    from fastrlm.testing.fake_server import Replies
+
+    replies = Replies(["ok"], api_key="sk-right")
+    wrong = replies(_request([USER], {"authorization": "Bearer sk-wrong"}))
+    assert isinstance(wrong, Fault) and wrong.status == 401
+    assert isinstance(replies(_request([USER])), Fault)  # no key at all
+    right = replies(_request([USER], {"authorization": "Bearer sk-right"}))
+    assert isinstance(right, FakeReply) and right.text == "ok"
+    assert isinstance(replies(_request([USER], {"x-api-key": "sk-right"})), FakeReply)
+
+
+def test_one_fake_process_drives_a_whole_rlm_run_root_and_sub_calls(tmp_path: Any) -> None:
+    from fastrlm import RLM
+
+    code = "```repl\nsummary = llm_query('Summarise: ' + context)\nprint(summary)\n```"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastrlm.testing.fake_server", "--port", "0",
+         "--root-reply", code, "--root-reply", "FINAL_VAR(summary)",
+         "--sub-reply", "from the sub-model"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        rlm = RLM("openai/fake", base_url=url, api_key="k", sandbox="none")
+        result = rlm.completion("What is it?", context="a long document")
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert result.answer == "from the sub-model" and result.subcalls == 1
+    assert result.iterations == 2
+    assert "3 requests" in err

@@ -120,6 +120,20 @@ async def test_a_request_budget_lowers_the_server_limit_but_cannot_raise_it() ->
     assert lowered.choices[0].message.content == "3"
 
 
+async def test_a_final_after_refused_subcalls_finishes_with_length_and_says_why() -> None:
+    batch = ('```repl\nr = llm_query_batched(["a", "b", "c"])\n'
+             'FINAL(str(sum(x.startswith("[error") for x in r)))\n```')
+    async with serving(root(batch), budget=Budget(max_subcalls=1)) as (_, client):
+        reply = await client.chat.completions.create(
+            model="rlm", messages=QUESTION, extra_body={"context": "c"})
+    assert reply.choices[0].message.content == "2"
+    assert reply.choices[0].finish_reason == "length"
+    extra: dict[str, Any] = reply.model_extra["fastrlm"]  # type: ignore[index]
+    assert extra["stop_reason"] == "final" and extra["partial"] is True
+    assert extra["limited_by"] == "budget_subcalls"
+    assert extra["subcalls_refused"] == 2 and extra["subcalls_failed"] == 0
+
+
 async def test_a_run_stopped_by_a_limit_finishes_with_length() -> None:
     async with serving(root(NEVER_FINAL)) as (_, client):
         reply = await client.chat.completions.create(

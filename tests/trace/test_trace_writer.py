@@ -280,3 +280,28 @@ def test_index_records_the_sandbox_layer_really_in_force(tmp_path: Path) -> None
     assert row.sandbox == "landlock+seccomp"
     text = render_transcript(read_trace(writer.path_for("run1")))
     assert "sandbox landlock+seccomp ready in 0.10s" in text
+
+
+def test_transcript_shows_anomalies_failed_turns_and_what_limited_the_run(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from fastrlm._events import ModelCallFailed
+
+    writer = TraceWriter(tmp_path)
+    lie = SubcallFinished(
+        run_id="run1", call_id="c7", model="scripted/sub", input_tokens=10,
+        output_tokens=2_000_000, cost_usd=64.0, latency_s=0.1, cached=False, error=None,
+        response_chars=2, response_preview="ok", attempts=1,
+        anomaly="reported 2000000 completion tokens for a request capped at max_tokens=1000")
+    failed = ModelCallFailed(run_id="run1", iteration=2, model="scripted/root",
+                             error="ProviderResponseError: HTTP 500", input_tokens=300,
+                             output_tokens=0, cost_usd=0.0009, attempts=3)
+    done = replace(finished("run1", stop="budget_usd"), limited_by="budget_usd",
+                   subcalls_refused=4, subcalls_failed=1)
+    for ev in (started("run1"), lie, failed, done):
+        writer(ev)
+    text = render_transcript(read_trace(writer.path_for("run1")))
+    assert "provider anomaly in c7: reported 2000000 completion tokens" in text
+    assert "model scripted/root failed after 3 attempt(s) ($0.0009)" in text
+    assert "limited by budget_usd: 4 sub-call(s) refused, 1 failed" in text

@@ -5,8 +5,9 @@
 - :func:`oolong_pairs_real`: the 20 pair queries over the real trec_coarse windows, golds computed
   from ``context_window_text_with_labels``.
 - :func:`browsecomp_plus`: decrypted BrowseComp-Plus queries (JSONL: ``query_id, query, answer``,
-  ``evidence_docs``/``gold_docs`` as docids or ``{docid, text}``) plus the corpus (``docid, text``);
-  each query gets its evidence and gold documents and random others up to ``docs`` (1,000).
+  ``evidence_docs``/``gold_docs`` as docids or ``{docid, text, url}``) plus the corpus (``docid,
+  text``); each query gets its evidence and gold documents (texts from the query row when the
+  corpus lacks them) and random corpus documents up to ``docs`` (1,000), shuffled by seed.
 - :func:`longbench_codeqa`: LongBench-v2 JSON, domain "Code Repository Understanding", asked in the
   paper's 0-3 format.
 """
@@ -41,7 +42,7 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
         raise ConfigurationError(f"data file not found: {p}")
     if p.suffix == ".parquet":
         try:
-            import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ModuleNotFoundError as exc:
             raise MissingExtraError("bench", "pyarrow", "Reading parquet files") from exc
         yield from pq.read_table(p).to_pylist()
@@ -195,6 +196,11 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
         out: list[Instance] = []
         for row in read_rows(queries):
             qid = str(row.get("query_id", len(out)))
+            for item in [*(row.get("evidence_docs") or []), *(row.get("gold_docs") or [])]:
+                # the decrypted queries carry their evidence texts: use them for documents the
+                # corpus file lacks (a partial corpus download)
+                if isinstance(item, dict) and str(item.get("docid")) not in texts:
+                    texts[str(item["docid"])] = str(item.get("text") or "")
             need = list(
                 dict.fromkeys(_docids(row.get("evidence_docs")) + _docids(row.get("gold_docs")))
             )

@@ -1,12 +1,20 @@
 """The non-REPL baselines of Table 1, each usable on its own: ``await Method(...).run(q, ctx)``.
 
-- :class:`BaseModel` ("base"): the whole input in one prompt, cut to the model's window with a
-  visible marker (``truncated=True`` is the paper's ``*``).
-- :class:`SummaryAgent` ("summary"): reads the context chunk by chunk, keeping running notes with
-  a cheap summariser model, then answers from the notes with the root model (the paper's summary
-  agent: GPT-5-nano compacts, GPT-5 answers).
+- :class:`BaseModel` ("base"): the whole input in one prompt. When it does not fit the model's
+  window the model is not called: the run ends with ``stop_reason="context_exceeded"`` and
+  ``exceeded=True`` (the paper reports N/A there, scored 0 with its ``*``).
+  ``BaseModel(truncate=True)`` ("base-truncated") cuts the input to the window instead, with a
+  visible marker (``truncated=True``): a separate, labelled method.
+- :class:`SummaryAgent` ("summary"): when the input fits the root model's window it answers
+  directly; otherwise it reads the context chunk by chunk, keeping running notes with a cheap
+  summariser model, then answers from the notes with the root model (the paper's summary agent:
+  GPT-5-nano compacts, GPT-5 answers).
 - :class:`SimpleRLM` ("simple-rlm"): fixed chunks -> one sub-call each (concurrent) -> one
   aggregating root call. The fixed strategy an RLM can discover, without a REPL.
+
+A prompt that holds the whole input puts it where the question expects it: a question whose
+opening paragraph announces "the following text" (RULER's S-NIAH template) keeps that paragraph
+before the text and the rest after (:func:`full_prompt`).
 
 A method never raises for provider failures: they end the run with ``stop_reason="error"``.
 """
@@ -14,6 +22,7 @@ A method never raises for provider failures: they end the run with ``stop_reason
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 from .._exceptions import ProviderError
@@ -28,6 +37,7 @@ from ._meter import (
     fit,
     window_tokens,
 )
+from ._tokens import count_tokens
 
 ANSWER_RESERVE_TOKENS = 16_384
 
@@ -41,24 +51,55 @@ def _budget_chars(model: str, window: int | None, reserve_tokens: int, overhead:
     return max(int(tokens * CHARS_PER_TOKEN * 0.8) - overhead, 1000)  # code tokenizes denser
 
 
+_LEAD = re.compile(r"\bfollowing (?:text|lines|documents|context|input|passages?)\b", re.I)
+
+
+def full_prompt(question: str, text: str) -> str:
+    """``text`` and ``question`` in one prompt: the question after the text, except that an
+    opening paragraph referring to "the following text" (or lines, documents ...) goes first."""
+    head, sep, rest = question.partition("\n\n")
+    if sep and _LEAD.search(head):
+        return f"{head}\n\n{text}\n\n{rest}"
+    return f"{text}\n\n{question}"
+
+
+def fits(prompt: str, window: int, reserve_tokens: int = 0) -> bool:
+    """Whether ``prompt`` plus ``reserve_tokens`` of answer fits ``window`` tokens (o200k_base
+    counts when available, else the chars/4 proxy; see :mod:`fastrlm.bench._tokens`)."""
+    limit = window - reserve_tokens
+    if len(prompt.encode("utf-8", "surrogatepass")) <= limit:
+        return True  # a token is at least one byte
+    return count_tokens(prompt, stop_above=limit) <= limit
+
+
 @dataclass
 class BaseModel:
-    """The plain model with everything in the prompt. ``window`` overrides the model's window."""
+    """The plain model with everything in the prompt. ``window`` overrides the model's window.
+    ``truncate=False`` (the paper's base model): an input over the window is not sent and the
+    result says so (``exceeded``). ``truncate=True``: the input is cut to fit, marked."""
 
     model: LM
     window: int | None = None
     max_tokens: int | None = None
+    truncate: bool = False
     name: str = "base"
 
     async def run(
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult:
         meter = meter or Meter()
-        budget = _budget_chars(
-            self.model.model, self.window, ANSWER_RESERVE_TOKENS, len(question) + 64
-        )
-        text, cut = fit(as_text(context), budget)
-        prompt = f"{text}\n\n{question}"
+        text = as_text(context)
+        cut = False
+        if self.truncate:
+            budget = _budget_chars(
+                self.model.model, self.window, ANSWER_RESERVE_TOKENS, len(question) + 64
+            )
+            text, cut = fit(text, budget)
+        prompt = full_prompt(question, text)
+        if not self.truncate:
+            window = self.window or window_tokens(self.model.model)
+            if not fits(prompt, window, ANSWER_RESERVE_TOKENS):
+                return finish(meter, "", "context_exceeded", iterations=0, exceeded=True)
         try:
             answer = await meter.complete(self.model, _user(prompt), max_tokens=self.max_tokens)
         except ProviderError as exc:
@@ -96,7 +137,8 @@ Using only the notes, answer: {question}"""
 
 @dataclass
 class SummaryAgent:
-    """Iterative summarisation: notes over chunks with ``summarizer``, answer with ``model``."""
+    """A direct answer when the input fits ``model``'s window (``window`` overrides it); else
+    iterative summarisation: notes over chunks with ``summarizer``, answer with ``model``."""
 
     model: LM
     summarizer: LM | None = None
@@ -108,6 +150,14 @@ class SummaryAgent:
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult:
         meter = meter or Meter()
+        window = self.window or window_tokens(self.model.model)
+        whole = full_prompt(question, as_text(context))
+        if fits(whole, window, ANSWER_RESERVE_TOKENS):
+            try:
+                answer = await meter.complete(self.model, _user(whole))
+            except ProviderError as exc:
+                return finish(meter, "", "error", error=str(exc))
+            return finish(meter, answer, iterations=1, chunks=0)
         small = self.summarizer or self.model
         size = _budget_chars(
             small.model,

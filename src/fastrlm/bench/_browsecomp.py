@@ -14,10 +14,11 @@ within +-30% (the paper's 1K-document setting is ``length`` of about 8.5M: 6-11M
 from __future__ import annotations
 
 import random
-import re
-import string
 
 from ._instance import Instance, SimpleTask, length_meta, rng_for
+from ._score import exact_match
+from ._score import extract_answer as extract_answer
+from ._score import normalize as normalize
 from ._text import filler
 from ._world import HOP_TEXT, NOUN_OF, RELATIONS, Entity, World, world
 
@@ -164,27 +165,8 @@ def generate(seed: int, length: int, index: int, docs: int | None = None) -> Ins
     )
 
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize(text: str) -> str:
-    """Lowercase; drop punctuation and the articles a/an/the; collapse whitespace."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
-
-
-def extract_answer(output: str) -> str:
-    """The 'Exact Answer:' field when present, else the last non-empty line."""
-    m = re.findall(r"Exact Answer:\s*(.+)", output)
-    if m:
-        return str(m[-1]).strip()
-    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
 def score(pred: str, inst: Instance) -> float:
-    golds = {normalize(str(g)) for g in inst.gold}
-    return 1.0 if normalize(extract_answer(pred)) in golds else 0.0
+    return exact_match(pred, [str(g) for g in inst.gold])
 
 
 TASK = SimpleTask(

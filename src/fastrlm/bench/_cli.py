@@ -2,7 +2,8 @@
 
 Writes ``OUT/results.jsonl`` (one line per instance x method, appended as they finish; a rerun
 resumes), ``OUT/summary.md`` and ``OUT/summary.json`` (per method and length) and
-``OUT/score_vs_length.png``. The summary table also goes to stdout; the progress bar to stderr.
+``OUT/score_vs_length.png``. The summary table also goes to stdout, followed by the paths written;
+the progress bar to stderr. A ``--scripted`` run says once that its scores measure plumbing only.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ from pathlib import Path
 import click
 
 from .._exceptions import RLMError
+from .._pricing import Price
+from .._validate import BUDGET_RULES, LIMITS_RULES, count
+from ..cli._options import Checked, as_table, price_option, unpriced_help, unpriced_models
 from ._report import format_table, plot, summarize
 from ._runner import METHODS, BenchConfig, run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+SCRIPTED_NOTE = (
+    "Note: --scripted uses offline scripted models with fixed placeholder answers; these scores "
+    "measure the harness's plumbing only, not any model."
+)
 
 
 def parse_length(text: str) -> int:
@@ -60,7 +68,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="Summary agent's compactor (default: gpt-5-nano for openai/gpt-5, else the sub-model).",
 )
 @click.option("--lengths", default=None, help="Context lengths in tokens, e.g. 8K,32K,1M or 2^13.")
-@click.option("--n", type=int, default=None, help="Instances per length (default: the paper's).")
+@click.option("--n", type=Checked(count(1, optional=True)), default=None,
+              help="Instances per length (default: the paper's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -71,7 +80,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint for the models.")
 @click.option(
     "--concurrency",
-    type=int,
+    type=Checked(LIMITS_RULES["max_concurrency"]),
     default=8,
     show_default=True,
     help="Instances and method runs in flight at once.",
@@ -84,10 +93,15 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="SQLite sub-call cache; a resumed run repeats no cached sub-call.",
 )
 @click.option("--sandbox", default="auto", show_default=True, help="Sandbox for REPL methods.")
-@click.option("--max-iterations", type=int, default=30, show_default=True)
-@click.option("--max-usd", type=float, default=None, help="Budget per instance (RLM methods).")
-@click.option("--max-subcalls", type=int, default=None, help="Sub-call cap per instance (RLM).")
-@click.option("--window", type=int, default=None, help="Override the root model's window (tokens).")
+@click.option("--max-iterations", type=Checked(BUDGET_RULES["max_iterations"]), default=30,
+              show_default=True)
+@click.option("--max-usd", type=Checked(BUDGET_RULES["max_usd"]), default=None,
+              help="Budget per instance (RLM methods).")
+@click.option("--max-subcalls", type=Checked(BUDGET_RULES["max_subcalls"]), default=None,
+              help="Sub-call cap per instance (RLM).")
+@price_option
+@click.option("--window", type=Checked(count(1, optional=True)), default=None,
+              help="Override the root model's window (tokens).")
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -104,6 +118,20 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "--batch-hint",
     is_flag=True,
     help="Tell the RLM root to batch ~200K chars per sub-call (the paper's Qwen3-Coder line).",
+)
+@click.option(
+    "--prompt",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="RLM system prompt: fastrlm's, or the paper's preset for the root model "
+    "(Qwen3-Coder and Qwen3-8B have their own; others get the GPT-5 one).",
+)
+@click.option(
+    "--judge",
+    default=None,
+    help="LLM judge for BrowseComp (its official metric), e.g. openai/gpt-4.1; the exact-match "
+    "score is kept beside it.",
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -125,10 +153,13 @@ def bench(
     max_iterations: int,
     max_usd: float | None,
     max_subcalls: int | None,
+    prices: tuple[tuple[str, Price], ...],
     window: int | None,
     data: Path | None,
     corpus: Path | None,
     batch_hint: bool,
+    prompt: str,
+    judge: str | None,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -136,6 +167,14 @@ def bench(
     names = _split(methods)
     if "all" in names:
         names = list(METHODS)
+    if max_usd is not None and not scripted:
+        try:
+            price_table = as_table(prices)
+        except RLMError as exc:
+            raise click.ClickException(str(exc)) from exc
+        missing = unpriced_models((model, sub_model, summarizer), price_table)
+        if missing:
+            raise click.UsageError(unpriced_help(missing))
     try:
         config = BenchConfig(
             task=task,
@@ -156,10 +195,13 @@ def bench(
             max_usd=max_usd,
             max_subcalls=max_subcalls,
             batch_hint=batch_hint,
+            prompt=prompt,
+            judge=judge,
             window=window,
             data=data,
             corpus=corpus,
             progress=not quiet,
+            prices=prices,
         )
         records = asyncio.run(run_bench(config))
     except RLMError as exc:
@@ -169,6 +211,10 @@ def bench(
     table = format_table(rows)
     (config.out / "summary.md").write_text(table, encoding="utf-8")
     (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    written = [config.out / "results.jsonl", config.out / "summary.md", config.out / "summary.json"]
     if not no_plot and mine:
-        plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})")
+        written.append(plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})"))
+    if scripted:
+        click.echo(SCRIPTED_NOTE)
     click.echo(table, nl=False)
+    click.echo("Written: " + ", ".join(str(p) for p in written))

@@ -1,12 +1,14 @@
-"""CodeAct (+BM25): a ReAct-style agent that acts by writing code or searching, with the input in
-its prompt (the paper's CodeAct baseline: unlike an RLM it does not offload the context).
+"""CodeAct: a ReAct-style agent that acts by writing code (and, with BM25, searching), with the
+input in its prompt (the paper's CodeAct baseline: unlike an RLM it does not offload the context).
 
 Each turn the model replies with one of: a ```python block (run in a fastrlm sandbox with no
-context and no sub-calls; its output is shown next turn), ``SEARCH(query)`` (BM25 over the
-documents, or over passages of a string context, via ``rank_bm25``; top ``k`` hits shown), or
-``ANSWER: ...`` (ends the run). The context is put in the first message, cut to the model's window
-with a marker (``truncated=True``). Runs out of turns -> ``stop_reason="max_iterations"`` with the
-last reply as a best effort.
+context and no sub-calls; its output is shown next turn), ``SEARCH(query)`` when ``search`` is on
+(BM25 over the documents, or over passages of a string context, via ``rank_bm25``; top ``k`` hits
+shown), or ``ANSWER: ...`` (ends the run). The paper gives CodeAct its BM25 retriever on
+BrowseComp-Plus only: the harness's ``codeact`` method turns ``search`` on for ``browsecomp``
+alone, and ``codeact-bm25`` turns it on for every task. The context is put in the first message,
+cut to the model's window with a marker (``truncated=True``). Runs out of turns ->
+``stop_reason="max_iterations"`` with the last reply as a best effort.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from .._exceptions import MissingExtraError, ProviderError
 from ..lm._base import LM, ChatMessage
+from ._baselines import full_prompt
 from ._meter import (
     CHARS_PER_TOKEN,
     Meter,
@@ -33,9 +36,12 @@ You are a CodeAct agent. You answer a question about the input given below. Each
 contain exactly one action:
 - a ```python fenced block: it runs in a persistent Python interpreter (no network, no access to \
 the input except what you paste into code) and you see its output;
-- SEARCH(your query): BM25 search over the input's documents; you see the top {k} results;
-- ANSWER: your final answer (ends the task).
+{search}- ANSWER: your final answer (ends the task).
 Think briefly, then act."""
+
+SEARCH_ACTION = """\
+- SEARCH(your query): BM25 search over the input's documents; you see the top {k} results;
+"""
 
 FIRST = """\
 <input>
@@ -43,6 +49,15 @@ FIRST = """\
 </input>
 
 Question: {question}"""
+
+def first_message(question: str, text: str) -> str:
+    """The input and the question, in the order the question expects (see ``full_prompt``)."""
+    wrapped = f"<input>\n{text}\n</input>"
+    ordered = full_prompt(question, wrapped)
+    return ordered if not ordered.startswith(wrapped) else FIRST.format(
+        context=text, question=question
+    )
+
 
 _CODE = re.compile(r"```(?:python|py|repl)?\s*\n(.*?)```", re.S)
 _SEARCH = re.compile(r"SEARCH\((.*?)\)\s*$", re.M | re.S)
@@ -83,10 +98,12 @@ class _NoSubcalls:
 
 @dataclass
 class CodeActBM25:
-    """The agent. ``sandbox`` is a fastrlm sandbox kind; ``passage_chars`` sizes BM25 passages of
-    a string context; ``snippet_chars`` caps each search hit shown to the model."""
+    """The agent. ``search`` offers the BM25 ``SEARCH`` action; ``sandbox`` is a fastrlm sandbox
+    kind; ``passage_chars`` sizes BM25 passages of a string context; ``snippet_chars`` caps each
+    search hit shown to the model."""
 
     model: LM
+    search: bool = True
     max_iterations: int = 20
     k: int = 5
     sandbox: str = "auto"
@@ -100,14 +117,17 @@ class CodeActBM25:
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult:
         meter = meter or Meter()
-        docs = context if isinstance(context, list) else chunks(context, self.passage_chars)
-        index = BM25Index(docs)
+        index = None
+        if self.search:
+            docs = context if isinstance(context, list) else chunks(context, self.passage_chars)
+            index = BM25Index(docs)
         window = self.window or window_tokens(self.model.model)
         budget = int((window - min(32_000, window // 4)) * CHARS_PER_TOKEN * 0.6)
         text, cut = fit(as_text(context), max(budget, 2_000))
+        tool = SEARCH_ACTION.format(k=self.k) if self.search else ""
         messages: list[ChatMessage] = [
-            {"role": "system", "content": SYSTEM.format(k=self.k)},
-            {"role": "user", "content": FIRST.format(context=text, question=question)},
+            {"role": "system", "content": SYSTEM.format(search=tool)},
+            {"role": "user", "content": first_message(question, text)},
         ]
         from ..sandbox import create_sandbox
 
@@ -119,7 +139,7 @@ class CodeActBM25:
                 reply = await meter.complete(self.model, messages)
                 messages.append({"role": "assistant", "content": reply})
                 code = _CODE.search(reply)
-                search = _SEARCH.search(reply)
+                search = _SEARCH.search(reply) if index is not None else None
                 answer = _ANSWER.search(reply)
                 if code:
                     if sb is None:
@@ -128,7 +148,7 @@ class CodeActBM25:
                     res = await sb.execute(code.group(1))
                     out = (res.stdout + res.stderr + (res.error or ""))[: self.output_chars]
                     observation = f"Output:\n```\n{out or '(no output)'}\n```"
-                elif search:
+                elif search and index is not None:
                     searches += 1
                     hits = index.search(search.group(1).strip().strip("\"'"), self.k)
                     observation = "\n\n".join(
@@ -144,8 +164,9 @@ class CodeActBM25:
                         searches=searches,
                     )
                 else:
+                    search_or = "SEARCH(...), " if index is not None else ""
                     observation = (
-                        "No action found. Reply with a ```python block, SEARCH(...) or ANSWER: ..."
+                        f"No action found. Reply with a ```python block, {search_or}or ANSWER: ..."
                     )
                 messages.append({"role": "user", "content": observation})
         except ProviderError as exc:

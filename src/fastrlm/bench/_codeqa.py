@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import ast
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._instance import Instance, SimpleTask, length_meta, rng_for
 from ._repo import generate_repo
+from ._score import parse_choice
 
 PROMPT = (
     "You are a helpful assistant that can answer questions about code repositories. You must "
@@ -257,33 +257,6 @@ def generate(seed: int, length: int, index: int) -> Instance:
     return Instance(
         f"codeqa-{seed}-{length}-{index}", "codeqa", context, query, mcq.gold, "CHOICE", meta
     )
-
-
-_LETTER = (
-    re.compile(r"The correct answer is \(([A-D])\)"),
-    re.compile(r"The correct answer is ([A-D])"),
-)
-_INDEX = re.compile(r"(?<![\d.])([0-3])(?![\d.])")
-
-
-def parse_choice(output: str) -> int | None:
-    """0-3 from: a bare index or letter; LongBench's 'The correct answer is (X)'; else the last
-    'Answer: N'; else the last standalone digit 0-3. ``None`` if nothing parses."""
-    text = output.replace("*", "").strip()
-    if re.fullmatch(r"\(?[0-3]\)?\.?", text):
-        return int(text.strip("().")[0])
-    if re.fullmatch(r"\(?[A-D]\)?\.?", text):
-        return "ABCD".index(text.strip("().")[0])
-    for pat in _LETTER:
-        m = pat.search(text)
-        if m:
-            return "ABCD".index(m.group(1))
-    answers = re.findall(r"Answer:\s*\(?([0-3A-D])\)?(?![\w.])", text)
-    if answers:
-        a = answers[-1]
-        return int(a) if a.isdigit() else "ABCD".index(a)
-    digits = _INDEX.findall(text)
-    return int(digits[-1]) if digits else None
 
 
 def score(pred: str, inst: Instance) -> float:

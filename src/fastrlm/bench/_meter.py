@@ -15,25 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._pricing import PriceTable
+from .._pricing import PriceTable, call_cost
 from .._usage import UsageSummary
+from .._windows import DEFAULT_WINDOW_TOKENS
+from .._windows import WINDOWS as MODEL_WINDOWS
 from ..lm._base import LM, ChatMessage, LMResponse
 
-#: Input windows in tokens, by model-name substring (first match wins); the default is 128K.
-WINDOWS: tuple[tuple[str, int], ...] = (
-    ("gpt-5", 272_000),
-    ("gpt-4.1", 1_000_000),
-    ("o3", 200_000),
-    ("o4", 200_000),
-    ("qwen3-coder", 262_144),
-    ("qwen3-8b", 32_768),
-    ("qwen3", 131_072),
-    ("claude", 200_000),
-    ("gemini", 1_000_000),
-    ("gpt-4o", 128_000),
-    ("scripted", 32_000),
-)
-DEFAULT_WINDOW = 128_000
+#: Input windows in tokens: fastrlm's model table, plus the harness's scripted models at 32K (so
+#: CI exercises windows and truncation).
+WINDOWS: tuple[tuple[str, int], ...] = (("scripted", 32_000), *MODEL_WINDOWS)
+DEFAULT_WINDOW = DEFAULT_WINDOW_TOKENS
 #: Characters per token when sizing prompts (the harness's proxy).
 CHARS_PER_TOKEN = 4
 #: How documents name themselves (BrowseComp and its real-data adapter).
@@ -109,10 +100,10 @@ class Meter:
                 response = await lm.complete(messages, max_tokens=max_tokens)
         else:
             response = await lm.complete(messages, max_tokens=max_tokens)
-        cost = self.prices.cost(lm.model, response.usage)
-        if cost is None:
+        price = self.prices.price(lm.model)
+        cost, _ = call_cost(price, response.usage, response.cost_usd)
+        if price is None:
             self.unpriced.add(lm.model)
-            cost = response.cost_usd or 0.0
         self.usage.record(lm.model, response.usage, cost, response.latency_s, False)
         if cache is not None:
             await cache.put(key, response)
@@ -122,7 +113,9 @@ class Meter:
 @dataclass(frozen=True, slots=True)
 class MethodResult:
     """One method's answer to one question, with what it cost. ``truncated``: the method had to
-    cut the input to fit a window (the paper's ``*``). ``stop_reason`` uses fastrlm's values."""
+    cut the input to fit a window (the paper's ``*``). ``exceeded``: the input does not fit the
+    method's window and the method does not cut it, so nothing was sent (the paper's N/A;
+    ``stop_reason="context_exceeded"``). Other ``stop_reason`` values are fastrlm's."""
 
     answer: str
     stop_reason: str
@@ -134,6 +127,7 @@ class MethodResult:
     truncated: bool = False
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    exceeded: bool = False
 
 
 def finish(
@@ -144,6 +138,7 @@ def finish(
     iterations: int = 1,
     truncated: bool = False,
     error: str | None = None,
+    exceeded: bool = False,
     **extra: Any,
 ) -> MethodResult:
     """A :class:`MethodResult` from a meter's totals."""
@@ -162,6 +157,7 @@ def finish(
         truncated,
         error,
         extra,
+        exceeded,
     )
 
 

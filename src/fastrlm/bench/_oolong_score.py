@@ -6,7 +6,11 @@
 2. Exact string match with the gold scores 1.
 3. A comparison phrase scores 1 if it is a substring of the gold.
 4. NUMERIC: ``0.75 ** |gold - pred|`` when the parsed answer is an integer.
-5. DATE: the parsed answer, read by ``dateutil``, equals the gold date.
+5. DATE: the parsed answer, read by ``dateutil``, equals the gold. The official code compares
+   ``dateutil.parser.parse(answer)`` with the gold ``datetime`` at midnight, so a time of day
+   (``2023-01-05T10``) makes an answer wrong. It fills missing parts from today's date; here a
+   date with a missing year, month or day scores 0 instead, so a score never depends on the day
+   it was computed.
 6. Anything else scores 0.
 
 Chosen over the RLM repo's more lenient ``_synth_score`` (spec §3). Extension (ours): ``MONTH``
@@ -15,7 +19,7 @@ golds ("March 2023") also accept any date string of that year and month.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 _PHRASES = ("more common", "less common", "same frequency")
 
@@ -32,21 +36,49 @@ def parse_answer(output: str) -> str:
     return cand
 
 
-def _parse_date(text: str) -> date | None:
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+
+
+def _parse_datetime(text: str) -> datetime | None:
+    """``text`` as a datetime when it states a full date (year, month and day), else None."""
     try:
         from dateutil import parser  # type: ignore[import-untyped, unused-ignore]
     except ModuleNotFoundError:  # pragma: no cover - dateutil ships with matplotlib
-        for fmt in ("%b %d, %Y", "%Y-%m-%d", "%B %d, %Y", "%B %Y", "%b %Y"):
+        for fmt in ("%b %d, %Y", "%Y-%m-%d", "%B %d, %Y", "%d %B %Y", "%d %b %Y"):
             try:
-                return datetime.strptime(text.strip(), fmt).date()
+                return datetime.strptime(text.strip(), fmt)
             except ValueError:
                 continue
         return None
     try:
-        parsed: datetime = parser.parse(text, default=datetime(2000, 1, 1))
-        return parsed.date()
+        # two different defaults: a part the text does not state comes out differently
+        first, second = (parser.parse(text, default=d) for d in _DEFAULTS)
     except (ValueError, OverflowError):
         return None
+    if (first.year, first.month, first.day) != (second.year, second.month, second.day):
+        return None
+    parsed: datetime = first
+    return parsed
+
+
+def _parse_month(text: str) -> tuple[int, int] | None:
+    try:
+        from dateutil import parser  # type: ignore[import-untyped, unused-ignore]
+    except ModuleNotFoundError:  # pragma: no cover - dateutil ships with matplotlib
+        for fmt in ("%B %Y", "%b %Y", "%Y-%m", "%b %d, %Y", "%Y-%m-%d"):
+            try:
+                d = datetime.strptime(text.strip(), fmt)
+                return d.year, d.month
+            except ValueError:
+                continue
+        return None
+    try:
+        first, second = (parser.parse(text, default=d) for d in _DEFAULTS)
+    except (ValueError, OverflowError):
+        return None
+    if (first.year, first.month) != (second.year, second.month):
+        return None
+    return first.year, first.month
 
 
 def score_answer(output: str, gold: object, answer_type: str) -> float:
@@ -62,9 +94,9 @@ def score_answer(output: str, gold: object, answer_type: str) -> float:
         except ValueError:
             return 0.0
     if answer_type == "DATE":
-        got = _parse_date(cand)
-        return 1.0 if got is not None and got.isoformat() == str(gold) else 0.0
+        got, want = _parse_datetime(cand), _parse_datetime(str(gold))
+        return 1.0 if got is not None and got == want else 0.0
     if answer_type == "MONTH":
-        got, want = _parse_date(cand), _parse_date(str(gold))
-        return 1.0 if got and want and (got.year, got.month) == (want.year, want.month) else 0.0
+        got_month, want_month = _parse_month(cand), _parse_month(str(gold))
+        return 1.0 if got_month is not None and got_month == want_month else 0.0
     return 0.0

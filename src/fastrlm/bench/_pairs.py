@@ -9,7 +9,6 @@ and not "all pairs", so no query is trivial.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -18,6 +17,7 @@ from itertools import combinations
 from .._exceptions import ConfigurationError
 from ._instance import Instance, SimpleTask, length_meta
 from ._records import LABELS, Record, Window, window
+from ._score import pair_f1, parse_pairs
 
 ABBR, ENT, DESC, HUM, LOC, NUM = LABELS
 
@@ -238,30 +238,6 @@ def generate(seed: int, length: int, index: int) -> Instance:
     return Instance(
         f"oolong-pairs-{seed}-{length}-{index}", "oolong-pairs", context, query, gold, "PAIRS", meta
     )
-
-
-_PAIR = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
-
-
-def parse_pairs(output: str) -> set[tuple[int, int]]:
-    """Every ``(a, b)`` in the output as ``(min, max)``, pairs of equal IDs dropped."""
-    out = set()
-    for a, b in _PAIR.findall(output):
-        x, y = int(a), int(b)
-        if x != y:
-            out.add((min(x, y), max(x, y)))
-    return out
-
-
-def pair_f1(pred: set[tuple[int, int]], gold: set[tuple[int, int]]) -> float:
-    """F1 of two pair sets; 1.0 when both are empty, 0.0 when exactly one is."""
-    if not pred and not gold:
-        return 1.0
-    hit = len(pred & gold)
-    if hit == 0:
-        return 0.0
-    p, r = hit / len(pred), hit / len(gold)
-    return 2 * p * r / (p + r)
 
 
 def score(pred: str, inst: Instance) -> float:

@@ -1,14 +1,21 @@
 """Summaries of results: per method and length, the paper's columns; and the Figure 1 plot.
 
-Score is the mean x 100; cost is mean +- population std in USD per task; tokens, sub-calls and
-time are means; ``evidence_recall`` (BrowseComp) is the mean share of evidence documents that
-reached a model, x 100; ``*`` counts instances where the method had to truncate its input
-(Table 1's asterisk); stop reasons are counted.
+Score is the mean x 100 with a 95% bootstrap confidence interval (percentile method, 2,000
+resamples, seeded from the row's method and length, so the same records give the same
+interval) and ``n``; cost is mean +- population std in USD per task run (instances over the
+window, not run, are left out); tokens, sub-calls and time are means; ``context_tokens`` is the
+mean prompt length, counted by the tokenizer the records name (o200k_base, or the chars/4
+proxy); ``evidence_recall`` (BrowseComp) is the mean share of
+evidence documents that reached a model, x 100; ``*`` marks rows where the method truncated its
+input or, for inputs over its window, was not run (``exceeded``, scored 0: the paper's N/A);
+stop reasons are counted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,6 +31,25 @@ def _std(xs: Sequence[float]) -> float:
         return 0.0
     m = _mean(xs)
     return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(
+    xs: Sequence[float], seed: str, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95
+) -> tuple[float, float]:
+    """A percentile bootstrap interval for the mean of ``xs``, deterministic in ``seed``.
+    One value (or none) gives a zero-width interval at the mean."""
+    if len(xs) < 2:
+        m = _mean(xs)
+        return m, m
+    rng = random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+    n = len(xs)
+    means = sorted(sum(rng.choices(xs, k=n)) / n for _ in range(resamples))
+    lo = means[int((1 - level) / 2 * resamples)]
+    hi = means[min(int((1 + level) / 2 * resamples), resamples - 1)]
+    return lo, hi
 
 
 def _label(r: dict[str, Any], mixed: bool) -> str:
@@ -54,13 +80,18 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         groups[(_label(r, mixed), "all")].append(r)
     rows = []
     for (method, length), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        costs = [float(r["cost_usd"]) for r in rs]
+        # an instance the method did not run (over its window) has no cost, not a cost of 0
+        costs = [float(r["cost_usd"]) for r in rs if not r.get("exceeded")]
+        scores = [float(r["score"]) for r in rs]
+        lo, hi = bootstrap_ci(scores, f"{method}|{length}")
+        tokenizers = sorted({str(r.get("tokenizer") or "chars/4 proxy") for r in rs})
         rows.append(
             {
                 "method": method,
                 "length": length,
                 "n": len(rs),
-                "score": round(100 * _mean([float(r["score"]) for r in rs]), 2),
+                "score": round(100 * _mean(scores), 2),
+                "score_ci": [round(100 * lo, 2), round(100 * hi, 2)],
                 "cost_mean": round(_mean(costs), 4),
                 "cost_std": round(_std(costs), 4),
                 "input_tokens": round(_mean([float(r["input_tokens"]) for r in rs])),
@@ -68,6 +99,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "subcalls": round(_mean([float(r["subcalls"]) for r in rs]), 1),
                 "time_s": round(_mean([float(r["duration_s"]) for r in rs]), 2),
                 "truncated": sum(1 for r in rs if r.get("truncated")),
+                "exceeded": sum(1 for r in rs if r.get("exceeded")),
+                "context_tokens": round(_mean([float(r.get("context_tokens") or 0) for r in rs])),
+                "tokenizer": ", ".join(tokenizers),
                 "evidence_recall": (
                     round(100 * _mean([float(r["evidence_recall"]) for r in rs]), 2)
                     if all("evidence_recall" in r for r in rs)
@@ -80,26 +114,42 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`summarize` rows (a recall column when any row has one)."""
+    """A Markdown table of :func:`summarize` rows (a recall column when any row has one),
+    followed by a line naming the tokenizer that measured the context lengths."""
     recall = any(r.get("evidence_recall") is not None for r in rows)
     head = (
-        "| method | length | n | score | cost (USD) | in tok | out tok | sub-calls | time (s) "
+        "| method | length | n | score [95% CI] | cost (USD) | context tok | in tok | out tok "
+        "| sub-calls | time (s) "
         + ("| evidence recall " if recall else "")
         + "| stop reasons |\n|"
-        + "---|" * (11 if recall else 10)
+        + "---|" * (12 if recall else 11)
         + "\n"
     )
     lines = []
     for r in rows:
-        star = "*" if r["truncated"] else ""
+        exceeded = int(r.get("exceeded") or 0)
+        star = "*" if r["truncated"] or exceeded else ""
         stops = ", ".join(f"{k} {v}" for k, v in r["stop_reasons"].items())
         rec = f"{r.get('evidence_recall') or 0:.1f} | " if recall else ""
+        lo, hi = r.get("score_ci") or (r["score"], r["score"])
+        if exceeded == r["n"]:
+            cost = "N/A (over window)"
+        else:
+            cost = f"${r['cost_mean']:.4f} ± {r['cost_std']:.4f}"
+            cost += f" ({exceeded} N/A)" if exceeded else ""
         lines.append(
-            f"| {r['method']} | {r['length']} | {r['n']} | {r['score']:.2f}{star} | "
-            f"${r['cost_mean']:.4f} ± {r['cost_std']:.4f} | {r['input_tokens']:,} | "
-            f"{r['output_tokens']:,} | {r['subcalls']} | {r['time_s']} | {rec}{stops} |"
+            f"| {r['method']} | {r['length']} | {r['n']} | {r['score']:.2f}{star} "
+            f"[{lo:.2f}, {hi:.2f}] | {cost} | {int(r.get('context_tokens') or 0):,} | "
+            f"{r['input_tokens']:,} | {r['output_tokens']:,} | {r['subcalls']} | {r['time_s']} | "
+            f"{rec}{stops} |"
         )
-    return head + "\n".join(lines) + "\n"
+    names = sorted({str(r.get("tokenizer") or "chars/4 proxy") for r in rows})
+    foot = (
+        f"\nContext tokens counted with: {', '.join(names) or 'chars/4 proxy'}. Score: mean x 100 "
+        "with a 95% bootstrap CI; * = input truncated, or over the window and not run (N/A, "
+        "scored 0).\n"
+    )
+    return head + "\n".join(lines) + "\n" + foot
 
 
 def plot(records: Sequence[dict[str, Any]], path: Path, title: str) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 from .._budget import Budget
 from .._config import Limits
 from .._events import CodeExecuted, Event, SubcallStarted
+from .._exceptions import RLMError
 from ..lm._base import LM
 from ._meter import Meter, MethodResult
 
@@ -61,7 +62,12 @@ class RLMMethod:
             prompts=self.prompts,
             prices=meter.prices,
         )
-        result = await rlm.acompletion(question, context=context)
+        try:
+            result = await rlm.acompletion(question, context=context)
+        except RLMError as exc:  # a failed run is a scored failure, not a crash of the bench
+            if exc.result is None:
+                raise
+            result = exc.result
         extra: dict[str, Any] = {"sandbox": result.sandbox, "partial": result.partial}
         if result.trace_path:
             extra["trace_path"] = result.trace_path

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from .._budget import Budget
 from .._config import Limits
 from .._exceptions import ConfigurationError, RLMError
+from .._pricing import Price, PriceTable
 from ..lm._base import LM
 from ._baselines import BaseModel, SimpleRLM, SummaryAgent
 from ._codeact import CodeActBM25
@@ -28,17 +29,25 @@ from ._instance import Instance, Task
 from ._meter import Cache, Meter, MethodResult
 from ._rlm_method import RLMMethod
 from ._tasks import get_task
+from ._tokens import PROXY, context_tokens, tokenizer
 
 METHODS: tuple[str, ...] = (
     "rlm",
     "rlm-no-subcalls",
     "base",
+    "base-truncated",
     "summary",
+    "codeact",
     "codeact-bm25",
     "simple-rlm",
 )
+#: The tasks on which the paper gives CodeAct its BM25 retriever (``codeact``); ``codeact-bm25``
+#: has it everywhere.
+CODEACT_SEARCH_TASKS = frozenset({"browsecomp"})
 #: Table 1's sub-model for a root model (the paper: GPT-5 -> GPT-5-mini, summary with GPT-5-nano).
 DEFAULT_SUB = {"openai/gpt-5": "openai/gpt-5-mini"}
+#: ``--prompt``: fastrlm's default system prompt, or the paper's preset for the root model.
+PROMPT_CHOICES = ("default", "paper")
 DEFAULT_SUMMARIZER = {"openai/gpt-5": "openai/gpt-5-nano"}
 
 
@@ -73,10 +82,13 @@ class BenchConfig:
     max_usd: float | None = None
     max_subcalls: int | None = None
     batch_hint: bool = False
+    prompt: str = "default"
+    judge: str | None = None
     window: int | None = None
     data: Path | None = None
     corpus: Path | None = None
     progress: bool = True
+    prices: tuple[tuple[str, Price], ...] = ()  # on top of PriceTable.default()
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -86,6 +98,10 @@ class BenchConfig:
             )
         if self.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
+        if self.prompt not in PROMPT_CHOICES:
+            raise ConfigurationError(
+                f"unknown prompt {self.prompt!r}; expected one of {', '.join(PROMPT_CHOICES)}"
+            )
 
 
 @dataclass
@@ -93,6 +109,7 @@ class Models:
     root: LM
     sub: LM
     summarizer: LM
+    judge: LM | None = None
 
     @property
     def names(self) -> tuple[str, str]:
@@ -104,6 +121,11 @@ def resolve_models(config: BenchConfig) -> Models:
     if config.scripted:
         from ._scripted import scripted_models
 
+        if config.judge:
+            raise ConfigurationError(
+                "--judge grades real answers with a real model; drop it with --scripted"
+            )
+
         scripted_root, scripted_sub = scripted_models(config.task)
         return Models(scripted_root, scripted_sub, scripted_sub)
     from ..lm import resolve
@@ -113,7 +135,8 @@ def resolve_models(config: BenchConfig) -> Models:
     root = resolve(config.model, base_url=config.base_url)
     sub = root if sub_spec == config.model else resolve(sub_spec, base_url=config.base_url)
     summ = sub if summ_spec == sub_spec else resolve(summ_spec, base_url=config.base_url)
-    return Models(root, sub, summ)
+    judge = resolve(config.judge, base_url=config.base_url) if config.judge else None
+    return Models(root, sub, summ, judge)
 
 
 #: The paper's extra line for Qwen3-Coder (P2 App. C): batch sub-calls by about 200K characters.
@@ -126,11 +149,15 @@ BATCH_HINT = (
 def make_method(name: str, models: Models, config: BenchConfig) -> Method:
     """The method ``name`` over ``models``, configured from ``config``."""
     if name in ("rlm", "rlm-no-subcalls"):
-        from .._prompts import STRATEGY_SUBCALLS, Prompts
+        from .._prompts import Prompts
 
-        prompts = (
-            Prompts(strategy_subcalls=STRATEGY_SUBCALLS + BATCH_HINT) if config.batch_hint else None
-        )
+        prompts = Prompts.paper_for(models.root.model) if config.prompt == "paper" else Prompts()
+        if config.batch_hint:
+            from .._paper_prompts import CODER_BATCHING
+
+            extra = BATCH_HINT if config.prompt == "default" else CODER_BATCHING
+            if extra not in prompts.strategy_subcalls:
+                prompts = replace(prompts, strategy_subcalls=prompts.strategy_subcalls + extra)
         budget = Budget(
             max_iterations=config.max_iterations,
             max_usd=config.max_usd,
@@ -146,16 +173,20 @@ def make_method(name: str, models: Models, config: BenchConfig) -> Method:
             prompts=prompts,
             name=name,
         )
-    if name == "base":
-        return BaseModel(models.root, window=config.window)
+    if name in ("base", "base-truncated"):
+        return BaseModel(
+            models.root, window=config.window, truncate=name == "base-truncated", name=name
+        )
     if name == "summary":
         return SummaryAgent(models.root, models.summarizer, window=config.window)
-    if name == "codeact-bm25":
+    if name in ("codeact", "codeact-bm25"):
         return CodeActBM25(
             models.root,
+            search=name == "codeact-bm25" or config.task in CODEACT_SEARCH_TASKS,
             max_iterations=config.max_iterations,
             sandbox=config.sandbox,
             window=config.window,
+            name=name,
         )
     return SimpleRLM(models.root, models.sub)
 
@@ -199,8 +230,11 @@ def record(
     inst: Instance,
     res: MethodResult,
     score: float,
+    tokens: int | None = None,
+    tokenizer_name: str | None = None,
 ) -> dict[str, Any]:
-    """The JSONL line for one (instance, method) result."""
+    """The JSONL line for one (instance, method) result. ``tokens``: the prompt's length as
+    counted by ``tokenizer_name`` (o200k_base or the proxy, :mod:`fastrlm.bench._tokens`)."""
     usage = res.usage
     meta = {k: v for k, v in inst.meta.items() if k not in ("choices",)}
     return {
@@ -224,8 +258,11 @@ def record(
         "iterations": res.iterations,
         "duration_s": round(res.duration_s, 4),
         "truncated": res.truncated,
+        "exceeded": res.exceeded,
         "error": res.error,
-        "context_tokens": inst.meta.get("tokens"),
+        "context_tokens": tokens if tokens is not None else inst.meta.get("tokens"),
+        "tokenizer": tokenizer_name or PROXY,
+        "proxy_tokens": inst.meta.get("tokens"),
         "meta": _short(meta, 4000),
         "extra": _short(res.extra, 2000),
         "usage": usage,
@@ -265,11 +302,13 @@ async def run_bench(
 
         cache = SubcallCache(config.cache)
     methods = {m: make_method(m, models, config) for m in config.methods}
+    tok = tokenizer()
     instances_alive = asyncio.Semaphore(config.concurrency)
     runs = asyncio.Semaphore(config.concurrency)
     # LM calls of the baselines (simple-rlm fans out one call per chunk); each RLM run has its
     # own engine limiter of the same size
     lm_calls = asyncio.Semaphore(config.concurrency * 4)
+    prices = PriceTable.default(dict(config.prices))
     progress = _Progress(
         sum(len(p) for _, _, p in todo),
         config.progress,
@@ -278,10 +317,13 @@ async def run_bench(
 
     with path.open("a", encoding="utf-8") as fh:
 
-        async def one(length: int, index: int, method: str, inst: Instance) -> None:
+        async def one(
+            length: int, index: int, method: str, inst: Instance, tokens: int
+        ) -> None:
             async with runs:
                 evidence = inst.meta.get("evidence_docids")
-                meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence))
+                meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence),
+                              prices=prices)
                 try:
                     res = await methods[method].run(inst.query, inst.context, meter)
                 except RLMError as exc:
@@ -296,7 +338,15 @@ async def run_bench(
                         error=f"{type(exc).__name__}: {exc}",
                     )
             score = task.score(res.answer, inst)
-            rec = record(config, models, method, length, index, inst, res, score)
+            verdict: dict[str, Any] | None = None
+            if models.judge is not None and inst.task in JUDGED_TASKS:
+                verdict = await judge_answer(models.judge, inst, res.answer, lm_calls)
+            judged = verdict is not None and verdict["correct"] is not None
+            final = float(verdict["correct"]) if verdict is not None and judged else score
+            rec = record(config, models, method, length, index, inst, res, final, tokens, tok.name)
+            if verdict is not None:
+                rec["score_exact_match"] = score
+                rec["judge"] = verdict
             if evidence:
                 hit = meter.touched & {str(d) for d in evidence}
                 rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
@@ -309,7 +359,8 @@ async def run_bench(
         async def instance_job(length: int, index: int, pending: list[str]) -> None:
             async with instances_alive:
                 inst = await asyncio.to_thread(task.instance, config.seed, length, index)
-                await asyncio.gather(*(one(length, index, m, inst) for m in pending))
+                tokens = await asyncio.to_thread(context_tokens, inst.context, inst.query)
+                await asyncio.gather(*(one(length, index, m, inst, tokens) for m in pending))
 
         try:
             await asyncio.gather(*(instance_job(*job) for job in todo))
@@ -318,6 +369,39 @@ async def run_bench(
             if cache is not None and hasattr(cache, "aclose"):
                 await cache.aclose()
     return load_results(path)
+
+
+#: Tasks whose official metric is an LLM judge (BrowseComp-Plus); with a judge model configured
+#: their score is the judge's verdict, and the exact-match score is kept beside it.
+JUDGED_TASKS = frozenset({"browsecomp"})
+
+
+async def judge_answer(
+    judge: LM, inst: Instance, answer: str, limiter: asyncio.Semaphore | None = None
+) -> dict[str, Any]:
+    """Ask ``judge`` whether ``answer`` matches the gold (BrowseComp-Plus's grading). Returns
+    ``correct`` (None when the judge gave no verdict or failed: the exact-match score then
+    stands), the judge's extracted answer, its cost and any error."""
+    from ._score import judge_prompt, parse_judgement
+
+    question = inst.query.split("\n\nYour response should be", 1)[0]
+    gold = inst.gold[0] if isinstance(inst.gold, list) and inst.gold else inst.gold
+    meter = Meter(limiter=limiter)
+    try:
+        reply = await meter.complete(
+            judge, [{"role": "user", "content": judge_prompt(question, answer, str(gold))}]
+        )
+    except RLMError as exc:
+        return {"model": judge.model, "correct": None, "error": f"{type(exc).__name__}: {exc}",
+                "cost_usd": meter.cost_usd}
+    verdict = parse_judgement(reply)
+    return {
+        "model": judge.model,
+        "correct": verdict.correct,
+        "extracted": verdict.extracted,
+        "cost_usd": round(meter.cost_usd, 8),
+        "error": None if verdict.correct is not None else "no yes/no verdict in the judge's reply",
+    }
 
 
 def _available(task: Task, seed: int, length: int) -> int | None:

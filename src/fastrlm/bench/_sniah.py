@@ -14,6 +14,7 @@ import uuid
 from typing import Literal
 
 from ._instance import Instance, SimpleTask, length_meta, rng_for
+from ._score import string_match_all
 from ._text import filler, words
 
 DEPTHS: tuple[int, ...] = tuple(round(i * 100 / 39) for i in range(40))
@@ -81,14 +82,6 @@ def generate(seed: int, length: int, index: int, config: str | None = None) -> I
     return Instance(
         f"sniah-{seed}-{length}-{index}", "sniah", context, query, value, "STRING", meta
     )
-
-
-def string_match_all(pred: str, refs: list[str]) -> float:
-    """RULER's metric for one prediction: the fraction of ``refs`` found (case-insensitively)."""
-    if not refs:
-        return 0.0
-    low = pred.lower()
-    return sum(r.lower() in low for r in refs) / len(refs)
 
 
 def score(pred: str, inst: Instance) -> float:

@@ -8,47 +8,76 @@ from typing import Any, NoReturn
 import click
 
 from .._exceptions import ConfigurationError, ContextError
+from .._pricing import Price, PriceTable
+from .._validate import BUDGET_RULES
 from ._config import SANDBOXES, NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
+from ._options import Checked, as_table, price_option, unpriced_help, unpriced_models
 
 
 def budget_options(func: Any) -> Any:
+    """The budget flags of ``ask`` and ``serve``, checked by the rules ``Budget`` uses."""
+    rule = BUDGET_RULES
     options = [
         click.option(
             "--max-usd",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Checked(rule["max_usd"]),
             default=None,
             help="Stop before the whole call tree spends more than this (USD).",
         ),
         click.option(
             "--max-subcalls",
-            type=click.IntRange(min=0),
+            type=Checked(rule["max_subcalls"]),
             default=None,
             help="Most sub-calls (llm_query and child turns) at any depth.",
         ),
         click.option(
+            "--max-requests",
+            type=Checked(rule["max_requests"]),
+            default=None,
+            help="Most HTTP requests (attempts and retries) that may reach a provider "
+            "(default: 3 per allowed call when --max-subcalls is set).",
+        ),
+        click.option(
             "--max-seconds",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Checked(rule["max_seconds"]),
             default=None,
             help="Wall-clock limit for the whole run.",
         ),
         click.option(
             "--max-depth",
-            type=click.IntRange(min=1),
+            type=Checked(rule["max_depth"]),
             default=None,
             help="Recursion depth: 1 = sub-calls are plain LMs (default), 2 lets "
             "rlm_query start child RLMs.",
         ),
         click.option(
             "--max-iterations",
-            type=click.IntRange(min=1),
+            type=Checked(rule["max_iterations"]),
             default=None,
             help="Root turns (default 30).",
         ),
+        price_option,
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def price_table_or_exit(settings: Settings) -> PriceTable:
+    """The prices a run uses (shipped, ``$FASTRLM_HOME/prices.json``, ``--price``); exits with
+    the shell-level fix when ``--max-usd`` is set for a model without a price."""
+    try:
+        prices = as_table(settings.prices)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    if settings.budget.get("max_usd") is not None:
+        missing = unpriced_models((settings.model, settings.sub_model), prices)
+        if missing:
+            origin = settings.origin.get("max_usd", "flag")
+            fail(unpriced_help(missing, "--max-usd" if origin == "flag" else
+                               f"max_usd in {origin}"))
+    return prices
 
 
 def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
@@ -141,9 +170,11 @@ def ask(
     base_url: str | None,
     max_usd: float | None,
     max_subcalls: int | None,
+    max_requests: int | None,
     max_seconds: float | None,
     max_depth: int | None,
     max_iterations: int | None,
+    prices: tuple[tuple[str, Price], ...],
     sandbox: str | None,
     as_json: bool,
     stream_json: bool,
@@ -181,11 +212,14 @@ def ask(
         "sandbox": sandbox,
         "max_usd": max_usd,
         "max_subcalls": max_subcalls,
+        "max_requests": max_requests,
         "max_seconds": max_seconds,
         "max_depth": max_depth,
         "max_iterations": max_iterations,
+        "prices": prices,
     }
     settings = settings_or_exit(flags)
+    price_table = price_table_or_exit(settings)
     worker: dict[str, Any] = {
         k: v
         for k, v in (("worker_memory_mb", worker_memory_mb), ("scratch_mb", scratch_mb),
@@ -214,6 +248,7 @@ def ask(
         settings,
         question,
         loaded.value,
+        prices=price_table,
         mode=mode,
         quiet=quiet,
         trace=not no_trace,
@@ -233,6 +268,7 @@ def run_settings(
     quiet: bool,
     trace: bool,
     trace_full: bool,
+    prices: PriceTable | None = None,
     extra_json: dict[str, Any] | None = None,
     worker_limits: dict[str, Any] | None = None,
 ) -> ExitCode:
@@ -260,6 +296,7 @@ def run_settings(
             trace=writer if writer is not None else False,
             base_url=settings.base_url,
             api_key=settings.api_key,
+            prices=prices if prices is not None else price_table_or_exit(settings),
         )
     except ConfigurationError as exc:
         fail(str(exc))

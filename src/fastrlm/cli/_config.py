@@ -9,6 +9,7 @@ The file lives at ``$FASTRLM_CONFIG``, else ``$XDG_CONFIG_HOME/fastrlm/config.to
     sandbox = "auto"
     max_usd = 1.0
     max_subcalls = 500
+    max_requests = 1500   # HTTP requests (attempts and retries) that may reach a provider
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, InvalidSettingError
+from .._pricing import Price
+from .._validate import BUDGET_RULES, LIMITS_RULES, Rule
 from ..lm._registry import KEY_DEFAULTS
 
 NO_MODEL_HELP = """\
@@ -51,19 +54,17 @@ The same keys (model, sub_model, base_url, ...) can go in {config}.
 
 SANDBOXES = ("auto", "bwrap", "landlock", "process", "none")
 
-_FILE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "model": str,
-    "sub_model": str,
-    "base_url": str,
-    "api_key": str,
-    "sandbox": str,
-    "max_usd": (int, float),
-    "max_subcalls": int,
-    "max_seconds": (int, float),
-    "max_depth": int,
-    "max_iterations": int,
-    "max_concurrency": int,
+_STRING_KEYS = ("model", "sub_model", "base_url", "api_key", "sandbox")
+#: The Budget fields a flag, the environment-free config file or a server override may set.
+BUDGET_KEYS = (
+    "max_usd", "max_subcalls", "max_requests", "max_seconds", "max_depth", "max_iterations"
+)
+#: The file's numeric keys, checked by the rules Budget and Limits use.
+_NUMBER_KEYS: dict[str, Rule] = {
+    **{name: BUDGET_RULES[name] for name in BUDGET_KEYS},
+    "max_concurrency": LIMITS_RULES["max_concurrency"],
 }
+_FILE_KEYS = (*_STRING_KEYS, *_NUMBER_KEYS)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -83,12 +84,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
     for key, value in data.items():
-        expected = _FILE_KEYS.get(key)
-        if expected is None:
+        if key not in _FILE_KEYS:
             known = ", ".join(sorted(_FILE_KEYS))
             raise ConfigurationError(f"{path}: unknown key {key!r} (known: {known})")
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigurationError(f"{path}: {key} has the wrong type ({value!r})")
+        if key in _NUMBER_KEYS:
+            try:
+                _NUMBER_KEYS[key].check(key, value)
+            except InvalidSettingError as exc:
+                raise ConfigurationError(f"{path}: {exc}") from exc
+        elif not isinstance(value, str):
+            raise ConfigurationError(f"{path}: {key} must be a string, not {value!r}")
     return data
 
 
@@ -105,6 +110,7 @@ class Settings:
     max_concurrency: int | None
     origin: dict[str, str] = field(default_factory=dict)
     config_file: Path | None = None
+    prices: tuple[tuple[str, Price], ...] = ()  # --price, on top of the price table
 
     def require_model(self) -> str:
         if self.model is None:
@@ -158,7 +164,7 @@ def resolve_settings(
     if sandbox not in SANDBOXES:
         raise ConfigurationError(f"sandbox must be one of {', '.join(SANDBOXES)}, not {sandbox!r}")
     budget = {}
-    for name in ("max_usd", "max_subcalls", "max_seconds", "max_depth", "max_iterations"):
+    for name in BUDGET_KEYS:
         value = pick(name)
         if value is not None:
             budget[name] = value
@@ -172,6 +178,7 @@ def resolve_settings(
         max_concurrency=pick("max_concurrency"),
         origin=origin,
         config_file=cfg_path,
+        prices=tuple(flags.get("prices") or ()),
     )
 
 

@@ -107,7 +107,7 @@ print(context[:240])
 ROOT_FANOUT = """The context is one large log. I will split it at line boundaries into chunks
 that fit a sub-model, ask a sub-model per chunk in parallel, then add the counts up.
 ```repl
-chunk_size = 400_000
+chunk_size = 200_000
 chunks, start = [], 0
 while start < len(context):
     end = context.find("\\n", start + chunk_size)

@@ -58,6 +58,22 @@ def sandbox_lines() -> list[str]:
     return lines
 
 
+def provider_lines() -> list[str]:
+    """One line per registered provider (built-in, entry point, run time) and per plugin that
+    failed to load."""
+    from ..lm._registry import broken_plugins, providers
+
+    lines = []
+    for info in providers():
+        p = info.preset
+        where = p.base_url or "(set by the provider)"
+        origin = "" if info.source == "built-in" else f"  [{info.source}]"
+        lines.append(f"  {p.name:<11}{p.api:<12}{where}{origin}")
+    for name, why in broken_plugins().items():
+        lines.append(f"  BROKEN     {name}: {why}")
+    return lines
+
+
 @click.command()
 def doctor() -> None:
     """Check this machine: sandbox layers, configured providers, versions."""
@@ -96,6 +112,10 @@ def doctor() -> None:
         if os.environ.get(name):
             shown = "set" if "KEY" in name else os.environ[name]
             click.echo(f"  {name}: {shown}")
+
+    click.echo("\nproviders (model strings 'PREFIX/MODEL'):")
+    for line in provider_lines():
+        click.echo(line)
 
     click.echo("\npackages:")
     for name, why in PACKAGES:

@@ -8,11 +8,11 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     """``fastrlm ask`` (and ``demo``) exit with one of these.
 
-    - ``OK`` (0): an answer was delivered with ``FINAL``.
+    - ``OK`` (0): an answer was delivered with ``FINAL`` and no call was refused by a budget.
     - ``ERROR`` (1): an unexpected failure.
     - ``BAD_INPUT`` (2): bad flags, no model configured, a missing or empty context.
-    - ``LIMIT`` (3): a budget, the iteration cap or the time limit ended the run; the best
-      partial answer is still printed.
+    - ``LIMIT`` (3): a budget, the iteration cap or the time limit ended the run, or the run
+      answered after a budget refused some of its calls; the (partial) answer is still printed.
     - ``PROVIDER`` (4): the model provider failed (authentication, connection, bad replies).
     - ``SANDBOX`` (5): the REPL sandbox could not start or run.
     - ``CANCELLED`` (130): interrupted (Ctrl-C / SIGTERM); the partial trace is kept.
@@ -28,17 +28,21 @@ class ExitCode(IntEnum):
 
 
 LIMIT_REASONS = frozenset(
-    {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "timeout"}
+    {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "budget_requests",
+     "timeout"}
 )
 
 _ERROR_KINDS = {"provider": ExitCode.PROVIDER, "sandbox": ExitCode.SANDBOX,
                 "context": ExitCode.BAD_INPUT}
 
 
-def exit_code_for(stop_reason: str, error_kind: str | None) -> ExitCode:
-    """Map a run's outcome (``RLMResult.stop_reason`` and ``.error_kind``) to an exit code."""
+def exit_code_for(
+    stop_reason: str, error_kind: str | None, limited_by: str | None = None
+) -> ExitCode:
+    """Map a run's outcome (``RLMResult.stop_reason``, ``.error_kind`` and ``.limited_by``) to
+    an exit code. A ``FINAL`` given after a budget refused calls is a degraded answer: LIMIT."""
     if stop_reason == "final":
-        return ExitCode.OK
+        return ExitCode.LIMIT if limited_by else ExitCode.OK
     if stop_reason in LIMIT_REASONS:
         return ExitCode.LIMIT
     if stop_reason == "cancelled":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._events import Event
+from .._exceptions import RLMError
 from ._exit import ExitCode, exit_code_for
 from ._progress import RunState, make_progress
 
@@ -112,6 +113,10 @@ def run(
     async def go() -> RLMResult:
         try:
             return await rlm.acompletion(question, context, on_event=on_event)
+        except RLMError as exc:  # a failed run: its partial result picks the exit code
+            if exc.result is None:
+                raise
+            return exc.result
         finally:
             await rlm.aclose()
 
@@ -154,7 +159,8 @@ def run(
             print(f"cancelled{where}", file=err, flush=True)
         return Outcome(None, ExitCode.CANCELLED, trace_path, state.root_id or None)
 
-    code = exit_code_for(result.stop_reason.value, result.error_kind)
+    limited_by = result.limited_by.value if result.limited_by else None
+    code = exit_code_for(result.stop_reason.value, result.error_kind, limited_by)
     if mode == "json":
         payload = {**result.to_dict(), **(extra_json or {})}
         out.write(json.dumps(payload, ensure_ascii=False) + "\n")
@@ -166,7 +172,9 @@ def run(
         print(summary_line(result), file=err, flush=True)
         if result.error:
             print(f"error: {result.error}", file=err, flush=True)
-        if code is ExitCode.LIMIT:
+        if code is ExitCode.LIMIT and result.stop_reason.value == "final":
+            print(degraded_line(result), file=err, flush=True)
+        elif code is ExitCode.LIMIT:
             kind = "partial answer" if result.answer else "no answer"
             print(
                 f"stopped early ({result.stop_reason.value}): {kind}; raise the limit with "
@@ -181,6 +189,15 @@ def run(
                 flush=True,
             )
     return Outcome(result, code, result.trace_path, result.trace_id)
+
+
+def degraded_line(result: RLMResult) -> str:
+    """The one-line warning for a FINAL given after the budget refused calls."""
+    reason = result.limited_by.value if result.limited_by else "a budget"
+    refused = (f"{result.subcalls_refused:,} sub-call(s) refused" if result.subcalls_refused
+               else "calls refused")
+    return (f"warning: answered with {refused} ({reason}): the answer may be incomplete; "
+            f"raise the limit with --max-usd / --max-subcalls / --max-seconds")
 
 
 def summary_line(result: RLMResult) -> str:

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from .._exceptions import ConfigurationError
-from ._ask import budget_options, fail, settings_or_exit
+from .._pricing import Price
+from .._validate import positive
+from ._ask import budget_options, fail, price_table_or_exit, settings_or_exit
 from ._config import SANDBOXES
 from ._exit import ExitCode
+from ._options import Checked
 
 if TYPE_CHECKING:
     from ..server import RLMServer
@@ -40,7 +43,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
               help="Runs at once; more wait in a queue.")
 @click.option("--max-queued-runs", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests that may wait for a run slot; past that: 429 with Retry-After.")
-@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
+@click.option("--max-body-mb", type=Checked(positive(maximum=1024 * 1024)), default=64.0,
               show_default=True, help="Largest request body (the context travels in it).")
 @click.option("--api-key-env", default="FASTRLM_SERVER_KEY", show_default=True,
               help="Environment variable holding the bearer token clients must send; "
@@ -55,9 +58,11 @@ def serve(
     base_url: str | None,
     max_usd: float | None,
     max_subcalls: int | None,
+    max_requests: int | None,
     max_seconds: float | None,
     max_depth: int | None,
     max_iterations: int | None,
+    prices: tuple[tuple[str, Price], ...],
     sandbox: str | None,
     max_concurrent_runs: int,
     max_queued_runs: int,
@@ -83,9 +88,11 @@ def serve(
 
     settings = settings_or_exit({
         "model": model, "sub_model": sub_model, "base_url": base_url, "sandbox": sandbox,
-        "max_usd": max_usd, "max_subcalls": max_subcalls, "max_seconds": max_seconds,
-        "max_depth": max_depth, "max_iterations": max_iterations,
+        "max_usd": max_usd, "max_subcalls": max_subcalls, "max_requests": max_requests,
+        "max_seconds": max_seconds, "max_depth": max_depth, "max_iterations": max_iterations,
+        "prices": prices,
     })
+    price_table = price_table_or_exit(settings)
     key = os.environ.get(api_key_env) or None
     if key is None and host not in _LOOPBACK:
         click.echo(f"fastrlm serve: WARNING: listening on {host} with no API key; anyone who "
@@ -108,6 +115,7 @@ def serve(
             max_queued_runs=max_queued_runs,
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
+            prices=price_table,
         )
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))

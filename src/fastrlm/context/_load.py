@@ -175,6 +175,9 @@ class _Loader:
         stream = self.stdin if self.stdin is not None else sys.stdin.buffer
         data = stream.read()
         self.report.bytes_read += len(data)
+        if b"\x00" in data[:SNIFF_BYTES]:  # the same test as for files
+            self.skip("<stdin>", "binary")
+            return
         self.add(self.decode(data, "<stdin>"))
 
     def directory(self, root: Path, shown: str) -> None:

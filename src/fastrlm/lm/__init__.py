@@ -1,6 +1,9 @@
 """Model backends: the :class:`LM` protocol, providers and the registry that resolves strings.
 
 - :func:`resolve` turns ``"provider/model"`` strings into providers (see :data:`PRESETS`).
+- :func:`register_provider` adds a provider (a :class:`Preset`, and for a new wire API the
+  factory that takes a :class:`Resolved`); packages add theirs through the
+  ``fastrlm.providers`` entry point group. :func:`providers` lists them all.
 - :class:`OpenAIChatLM`: the core provider (official ``openai`` SDK, Chat Completions), for
   OpenAI and every OpenAI-compatible server (imported on first access, like the extras).
 - :class:`AnthropicLM` (extra ``fastrlm[anthropic]``) and :class:`LiteLLMLM` (extra
@@ -16,7 +19,15 @@ from typing import TYPE_CHECKING
 
 from ._base import LM, ChatMessage, LMResponse, estimate_tokens
 from ._cache import SubcallCache
-from ._registry import PRESETS, Preset, resolve
+from ._registry import (
+    PRESETS,
+    Preset,
+    ProviderInfo,
+    Resolved,
+    providers,
+    register_provider,
+    resolve,
+)
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -33,9 +44,13 @@ __all__ = [
     "LiteLLMLM",
     "OpenAIChatLM",
     "Preset",
+    "ProviderInfo",
+    "Resolved",
     "RetryPolicy",
     "SubcallCache",
     "estimate_tokens",
+    "providers",
+    "register_provider",
     "resolve",
 ]
 

@@ -180,7 +180,8 @@ class AnthropicLM(ProviderIdentity):
         )
 
     def _translate(self, exc: BaseException) -> Failure:
-        return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model)
+        return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,
+                              base_url=self.base_url)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

@@ -6,7 +6,9 @@ temperature > 0 unless asked); this module only stores and finds replies.
 
 Concurrency: one connection per cache, used from worker threads under a lock, so many tasks of
 one event loop can share it without blocking the loop. Across processes the database runs in
-WAL mode with a busy timeout, so several runs may share one file.
+WAL mode with a busy timeout, so several runs may share one file. The file carries a schema
+version (:data:`SCHEMA`): an older cache is upgraded in place, one from a newer fastrlm is
+refused with a clear error.
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from .._schema import Schema, ensure_schema
 from .._usage import TokenUsage
 from ._base import LM, ChatMessage, LMResponse
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS subcalls (
-    key        TEXT PRIMARY KEY,
-    model      TEXT NOT NULL,
-    response   TEXT NOT NULL,
-    created_at REAL NOT NULL
+#: Version 1: the layout below. See :mod:`fastrlm._schema` for how to change it.
+SCHEMA = Schema(
+    name="sub-call cache",
+    version=1,
+    table="subcalls",
+    columns=(
+        ("key", "TEXT PRIMARY KEY"),
+        ("model", "TEXT NOT NULL DEFAULT ''"),
+        ("response", "TEXT NOT NULL DEFAULT ''"),
+        ("created_at", "REAL NOT NULL DEFAULT 0"),
+    ),
 )
-"""
 
 
 def fastrlm_home() -> Path:
@@ -114,8 +121,11 @@ class SubcallCache:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute(_SCHEMA)
-            conn.commit()
+            try:
+                ensure_schema(conn, SCHEMA, self.path)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 

@@ -88,7 +88,8 @@ class LiteLLMLM(ProviderIdentity):
         return self._response(completion, started)
 
     def _translate(self, exc: BaseException) -> Failure:
-        return _sdk.translate(exc, openai, provider="litellm", model=self.api_model)
+        return _sdk.translate(exc, openai, provider="litellm", model=self.api_model,
+                              base_url=self.base_url)
 
     async def aclose(self) -> None:
         """LiteLLM keeps no per-instance client."""

@@ -158,7 +158,8 @@ class OpenAIChatLM(ProviderIdentity):
         return self._response(completion, started)
 
     def _translate(self, exc: BaseException) -> Failure:
-        return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model)
+        return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model,
+                              base_url=self.base_url)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

@@ -4,12 +4,23 @@ A preset names the wire API (``openai-chat``, ``anthropic``, ``litellm``), the d
 the environment variables for the base URL and the key, and whether the hosted endpoint needs a
 key. :func:`resolve` reads the preset, applies arguments over environment over defaults, and
 hands the result to the API's factory. Adding a provider is adding a row, not a branch.
+
+The table is open: :func:`register_provider` adds a preset (and, for a new wire API, its
+factory) at run time, and installed packages add theirs through the ``fastrlm.providers``
+entry point group, loaded the first time a prefix is not built in (or when
+:func:`providers` lists them, as ``fastrlm doctor`` does), never on ``import fastrlm``.
+An entry point names a :class:`Preset`, a ``(Preset, factory)`` pair, or a callable taking no
+arguments that returns one of these or a list of them. A plugin that fails to load is
+reported by :func:`providers` and named when its prefix is asked for; it never breaks the
+built-in providers.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -61,96 +72,93 @@ def _local(name: str, port: int, about: str) -> Preset:
     )
 
 
-PRESETS: Mapping[str, Preset] = MappingProxyType(
-    {
-        p.name: p
-        for p in [
-            Preset(
-                "openai",
-                "openai-chat",
-                "https://api.openai.com/v1",
-                "OPENAI_BASE_URL",
-                "OPENAI_API_KEY",
-                needs_key=True,
-                detect_reasoning=True,
-                about="OpenAI, or any compatible server via OPENAI_BASE_URL",
-            ),
-            _local("ollama", 11434, "Ollama's OpenAI-compatible endpoint"),
-            _local("vllm", 8000, "vLLM's OpenAI-compatible server"),
-            _local("llamacpp", 8080, "llama.cpp's llama-server"),
-            _local("lmstudio", 1234, "LM Studio's local server"),
-            Preset(
-                "openrouter",
-                "openai-chat",
-                "https://openrouter.ai/api/v1",
-                "OPENROUTER_BASE_URL",
-                "OPENROUTER_API_KEY",
-                needs_key=True,
-                default_headers={"X-Title": "fastrlm"},
-                about="OpenRouter",
-            ),
-            Preset(
-                "together",
-                "openai-chat",
-                "https://api.together.xyz/v1",
-                "TOGETHER_BASE_URL",
-                "TOGETHER_API_KEY",
-                needs_key=True,
-                about="Together AI",
-            ),
-            Preset(
-                "fireworks",
-                "openai-chat",
-                "https://api.fireworks.ai/inference/v1",
-                "FIREWORKS_BASE_URL",
-                "FIREWORKS_API_KEY",
-                needs_key=True,
-                about="Fireworks AI",
-            ),
-            Preset(
-                "groq",
-                "openai-chat",
-                "https://api.groq.com/openai/v1",
-                "GROQ_BASE_URL",
-                "GROQ_API_KEY",
-                needs_key=True,
-                about="Groq",
-            ),
-            Preset(
-                "deepseek",
-                "openai-chat",
-                "https://api.deepseek.com/v1",
-                "DEEPSEEK_BASE_URL",
-                "DEEPSEEK_API_KEY",
-                needs_key=True,
-                about="DeepSeek",
-            ),
-            Preset(
-                "gemini",
-                "openai-chat",
-                "https://generativelanguage.googleapis.com/v1beta/openai",
-                "GEMINI_BASE_URL",
-                "GEMINI_API_KEY",
-                needs_key=True,
-                about="Google Gemini's OpenAI-compatible endpoint",
-            ),
-            Preset(
-                "anthropic",
-                "anthropic",
-                "https://api.anthropic.com",
-                "ANTHROPIC_BASE_URL",
-                "ANTHROPIC_API_KEY",
-                needs_key=True,
-                about="Anthropic (extra: fastrlm[anthropic])",
-            ),
-            Preset(
-                "litellm",
-                "litellm",
-                None,
-                about="anything LiteLLM reaches (extra: fastrlm[litellm])",
-            ),
-        ]
-    }
+_BUILTIN: tuple[Preset, ...] = tuple(
+    [
+        Preset(
+            "openai",
+            "openai-chat",
+            "https://api.openai.com/v1",
+            "OPENAI_BASE_URL",
+            "OPENAI_API_KEY",
+            needs_key=True,
+            detect_reasoning=True,
+            about="OpenAI, or any compatible server via OPENAI_BASE_URL",
+        ),
+        _local("ollama", 11434, "Ollama's OpenAI-compatible endpoint"),
+        _local("vllm", 8000, "vLLM's OpenAI-compatible server"),
+        _local("llamacpp", 8080, "llama.cpp's llama-server"),
+        _local("lmstudio", 1234, "LM Studio's local server"),
+        Preset(
+            "openrouter",
+            "openai-chat",
+            "https://openrouter.ai/api/v1",
+            "OPENROUTER_BASE_URL",
+            "OPENROUTER_API_KEY",
+            needs_key=True,
+            default_headers={"X-Title": "fastrlm"},
+            about="OpenRouter",
+        ),
+        Preset(
+            "together",
+            "openai-chat",
+            "https://api.together.xyz/v1",
+            "TOGETHER_BASE_URL",
+            "TOGETHER_API_KEY",
+            needs_key=True,
+            about="Together AI",
+        ),
+        Preset(
+            "fireworks",
+            "openai-chat",
+            "https://api.fireworks.ai/inference/v1",
+            "FIREWORKS_BASE_URL",
+            "FIREWORKS_API_KEY",
+            needs_key=True,
+            about="Fireworks AI",
+        ),
+        Preset(
+            "groq",
+            "openai-chat",
+            "https://api.groq.com/openai/v1",
+            "GROQ_BASE_URL",
+            "GROQ_API_KEY",
+            needs_key=True,
+            about="Groq",
+        ),
+        Preset(
+            "deepseek",
+            "openai-chat",
+            "https://api.deepseek.com/v1",
+            "DEEPSEEK_BASE_URL",
+            "DEEPSEEK_API_KEY",
+            needs_key=True,
+            about="DeepSeek",
+        ),
+        Preset(
+            "gemini",
+            "openai-chat",
+            "https://generativelanguage.googleapis.com/v1beta/openai",
+            "GEMINI_BASE_URL",
+            "GEMINI_API_KEY",
+            needs_key=True,
+            about="Google Gemini's OpenAI-compatible endpoint",
+        ),
+        Preset(
+            "anthropic",
+            "anthropic",
+            "https://api.anthropic.com",
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_API_KEY",
+            needs_key=True,
+            about="Anthropic (extra: fastrlm[anthropic])",
+        ),
+        Preset(
+            "litellm",
+            "litellm",
+            None,
+            about="anything LiteLLM reaches (extra: fastrlm[litellm])",
+        ),
+    ]
 )
 
 
@@ -209,11 +217,150 @@ def _litellm(r: Resolved) -> LM:
     return lm
 
 
-FACTORIES: dict[str, Factory] = {
+ENTRY_POINT_GROUP = "fastrlm.providers"
+BUILT_IN = "built-in"
+
+_presets: dict[str, Preset] = {p.name: p for p in _BUILTIN}
+_factories: dict[str, Factory] = {
     "openai-chat": _openai_chat,
     "anthropic": _anthropic,
     "litellm": _litellm,
 }
+_sources: dict[str, str] = dict.fromkeys(_presets, BUILT_IN)
+_broken: dict[str, str] = {}  # entry point name -> why it did not load
+_plugins_loaded = False
+_lock = threading.RLock()
+
+#: Every known provider prefix -> its preset (a live, read-only view of the registry).
+PRESETS: Mapping[str, Preset] = MappingProxyType(_presets)
+#: Wire API name -> the factory that builds its :class:`LM` (live, read-only view).
+FACTORIES: Mapping[str, Factory] = MappingProxyType(_factories)
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """One row of :func:`providers`: the preset and where it came from (``"built-in"``,
+    ``"entry point NAME (DIST VERSION)"`` or ``"register_provider()"``)."""
+
+    preset: Preset
+    source: str
+
+
+def register_provider(
+    preset: Preset, factory: Factory | None = None, *, replace: bool = False
+) -> None:
+    """Make ``"<preset.name>/<model>"`` strings resolve through ``preset``.
+
+    With ``factory``, ``preset.api`` names a new wire API built by it (a callable taking a
+    :class:`Resolved` and returning an :class:`LM`); without, ``preset.api`` must be a known
+    one (``openai-chat`` for any OpenAI-compatible server). Raises :class:`ConfigurationError`
+    for a name that is not a lowercase prefix, an unknown API, or a name or API already taken
+    (pass ``replace=True`` to override one on purpose).
+    """
+    _register(preset, factory, replace=replace, source="register_provider()")
+
+
+def _register(preset: Preset, factory: Factory | None, *, replace: bool, source: str) -> None:
+    if not isinstance(preset, Preset):
+        raise ConfigurationError(
+            f"register_provider takes a fastrlm.lm.Preset, not {type(preset).__name__}"
+        )
+    if not _NAME.fullmatch(preset.name):
+        raise ConfigurationError(
+            f"provider name {preset.name!r} must be lowercase letters, digits, '_', '.' or '-' "
+            "(it is the prefix before '/' in model strings)"
+        )
+    with _lock:
+        if preset.name in _presets and not replace:
+            raise ConfigurationError(
+                f"provider {preset.name!r} is already registered ({_sources[preset.name]}); "
+                "pass replace=True to override it"
+            )
+        if factory is not None:
+            if not callable(factory):
+                raise ConfigurationError(f"the factory for {preset.api!r} is not callable")
+            taken = _factories.get(preset.api)
+            if taken is not None and taken is not factory and not replace:
+                raise ConfigurationError(
+                    f"wire API {preset.api!r} already has a factory; name the new API "
+                    "differently or pass replace=True"
+                )
+            _factories[preset.api] = factory
+        elif preset.api not in _factories:
+            known = ", ".join(sorted(_factories))
+            raise ConfigurationError(
+                f"provider {preset.name!r} uses wire API {preset.api!r}, which has no factory; "
+                f"known APIs: {known} (or pass factory=...)"
+            )
+        _presets[preset.name] = preset
+        _sources[preset.name] = source
+
+
+def providers() -> list[ProviderInfo]:
+    """Every registered provider: the built-in ones in table order, then the rest by name
+    (entry points are loaded first). Broken plugins are in :func:`broken_plugins`."""
+    load_plugins()
+    with _lock:
+        rows = [ProviderInfo(p, _sources[name]) for name, p in _presets.items()]
+    built_in = [r for r in rows if r.source == BUILT_IN]
+    return built_in + sorted((r for r in rows if r.source != BUILT_IN), key=lambda r: r.preset.name)
+
+
+def broken_plugins() -> dict[str, str]:
+    """Entry points of ``fastrlm.providers`` that failed to load: name -> the reason."""
+    load_plugins()
+    with _lock:
+        return dict(_broken)
+
+
+def load_plugins(*, reload: bool = False) -> None:
+    """Load the ``fastrlm.providers`` entry points (once; ``reload=True`` looks again)."""
+    global _plugins_loaded
+    from importlib import metadata
+
+    with _lock:
+        if _plugins_loaded and not reload:
+            return
+        _plugins_loaded = True
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            where = f"entry point {ep.name}" + (
+                f" ({dist.name} {dist.version})" if dist is not None else ""
+            )
+            try:
+                rows = list(_plugin_rows(ep.load()))
+                for preset, factory in rows:
+                    if _sources.get(preset.name) == where:
+                        continue  # this plugin's own row, loaded before a reload
+                    _register(preset, factory, replace=False, source=where)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+                _broken[ep.name] = f"{where}: {type(exc).__name__}: {exc}"
+            else:
+                _broken.pop(ep.name, None)
+
+
+def _plugin_rows(obj: object) -> Iterable[tuple[Preset, Factory | None]]:
+    if callable(obj) and not isinstance(obj, Preset):
+        obj = obj()
+    items = obj if isinstance(obj, list) else [obj]
+    for item in items:
+        if isinstance(item, Preset):
+            yield item, None
+        elif (
+            isinstance(item, tuple)
+            and len(item) == 2
+            and isinstance(item[0], Preset)
+            and callable(item[1])
+        ):
+            yield item[0], item[1]
+        else:
+            raise ConfigurationError(
+                "a fastrlm.providers entry point must give a Preset, a (Preset, factory) "
+                f"pair, or a list of them; got {type(item).__name__}"
+            )
+
 
 # extra name -> (module that needs it, what it enables)
 _EXTRAS = {
@@ -244,13 +391,17 @@ def split_spec(spec: str) -> tuple[Preset, str]:
     prefix, sep, rest = spec.partition("/")
     if not sep:
         prefix, rest = "openai", spec
-    preset = PRESETS.get(prefix.lower())
+    preset = _presets.get(prefix.lower())
     if preset is None:
-        known = ", ".join(sorted(PRESETS))
+        load_plugins()
+        preset = _presets.get(prefix.lower())
+    if preset is None:
+        known = ", ".join(sorted(_presets))
+        broken = "".join(f" A plugin failed to load: {why}." for why in broken_plugins().values())
         raise ConfigurationError(
             f"unknown provider {prefix!r} in model {spec!r}; known providers: {known}. "
             "For another OpenAI-compatible server use 'openai/<model>' with base_url "
-            "(or OPENAI_BASE_URL)."
+            f"(or OPENAI_BASE_URL); to add a provider, see fastrlm.lm.register_provider.{broken}"
         )
     if not rest:
         raise ConfigurationError(f"model {spec!r} names no model after {prefix!r}")
@@ -282,4 +433,4 @@ def resolve(
             f"{preset.name}/{name} needs an API key: set {preset.key_env} (or pass api_key=...)"
         )
     resolved = Resolved(preset, name, url or preset.base_url, key, temperature, limits)
-    return FACTORIES[preset.api](resolved)
+    return _factories[preset.api](resolved)

@@ -2,7 +2,9 @@
 
 Providers turn their SDK's exceptions into fastrlm's (:func:`error_for_status` does the HTTP part
 for every SDK) and hand :meth:`RetryPolicy.run` one attempt at a time. The SDKs' own retries are
-switched off, so this is the only place a call is repeated.
+switched off, so this is the only place a call is repeated, and every repeat is asked of the run's
+budget ledger first (:data:`fastrlm._budget.current_gate`): a failed attempt is booked, and a retry
+the budget cannot admit is not sent.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import TypeVar
 from .._config import Limits
 from .._exceptions import (
     AuthenticationError,
+    BudgetExceededError,
     ProviderError,
     ProviderResponseError,
     ProviderTimeoutError,
     RateLimitError,
 )
+from .._ledger import current_gate
 
 T = TypeVar("T")
 
@@ -89,7 +93,11 @@ class RetryPolicy:
         Exceptions of the types in ``catch`` (the SDK's) are mapped by ``translate`` to a
         :class:`Failure`; a :class:`ProviderError` raised by the attempt itself is retried when
         its ``retryable`` says so; anything else (cancellation, bugs) propagates untouched.
-        Raises the last failure's :class:`ProviderError`, chained to its cause.
+        Raises the last failure's :class:`ProviderError`, chained to its cause (to the budget's
+        refusal when the ledger would not admit another attempt).
+
+        Inside an engine call, each failed attempt that is retried is booked with the ledger
+        before the backoff, and the retry is admitted by the ledger after it.
         """
         tries = 0
         while True:
@@ -115,7 +123,15 @@ class RetryPolicy:
                     raise failure.error
                 raise failure.error from cause
             tries += 1
+            gate = current_gate.get()
+            if gate is not None:
+                gate.failed(failure.error)
             await self.sleep(wait)
+            if gate is not None:
+                try:
+                    await gate.admit_retry()
+                except BudgetExceededError as refused:
+                    raise failure.error from refused
 
     def _wait_for(self, failure: Failure, tries: int) -> float | None:
         """Seconds to wait before the next try, or None to give up."""

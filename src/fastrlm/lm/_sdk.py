@@ -32,18 +32,25 @@ def catchable(sdk: ModuleType) -> tuple[type[BaseException], ...]:
     return (sdk.APIError, json.JSONDecodeError, UnicodeDecodeError)
 
 
-def translate(exc: BaseException, sdk: ModuleType, *, provider: str, model: str) -> Failure:
-    """Map one SDK exception to a :class:`Failure` (error to raise, whether to retry)."""
+def translate(
+    exc: BaseException, sdk: ModuleType, *, provider: str, model: str, base_url: str | None = None
+) -> Failure:
+    """Map one SDK exception to a :class:`Failure` (error to raise, whether to retry).
+    Connection errors and timeouts name ``base_url``: the first thing to check is the URL."""
     kw: dict[str, Any] = {"provider": provider, "model": model}
     where = f"{provider} {model}"
+    at = f" at {base_url}" if base_url else ""
     if isinstance(exc, sdk.APIStatusError):
         message = getattr(exc, "message", None) or str(exc)
         headers = dict(exc.response.headers.items()) if exc.response is not None else None
         return error_for_status(exc.status_code, message, headers, **kw)
     if isinstance(exc, sdk.APITimeoutError):
-        return Failure(ProviderTimeoutError(f"{where}: request timed out", **kw), retryable=True)
+        return Failure(ProviderTimeoutError(f"{where}: request to the endpoint{at} timed out",
+                                            **kw), retryable=True)
     if isinstance(exc, sdk.APIConnectionError):
-        error = ProviderConnectionError(f"{where}: cannot reach the endpoint: {exc}", **kw)
+        error = ProviderConnectionError(
+            f"{where}: cannot reach the endpoint{at}: {exc} (is the server running, and is the "
+            "base URL right?)", **kw)
         return Failure(error, retryable=True)
     if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError | UnicodeDecodeError):
         error2 = ProviderResponseError(f"{where}: malformed response: {exc}", **kw)

@@ -24,7 +24,8 @@ from typing import Any, Self
 
 from .. import RLM, Budget, Limits, PriceTable, RLMResult
 from .._events import Event
-from .._exceptions import ConfigurationError, ContextError
+from .._exceptions import ConfigurationError, ContextError, RLMError
+from .._validate import count
 from ..lm._base import LM
 from ..trace import TraceWriter
 from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json
@@ -81,8 +82,8 @@ class RLMServer:
         http_limits: HTTPLimits | None = None,
         prices: PriceTable | None = None,
     ) -> None:
-        if max_concurrent_runs < 1 or max_queued_runs < 0:
-            raise ValueError("max_concurrent_runs must be >= 1 and max_queued_runs >= 0")
+        count(1).check("max_concurrent_runs", max_concurrent_runs)
+        count(0).check("max_queued_runs", max_queued_runs)
         template = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
                        base_url=base_url, api_key=api_key, prices=prices)
         self._template = template
@@ -355,8 +356,12 @@ class RLMServer:
         self._runs.add(run)
         try:
             return await run
-        except ContextError as exc:
-            raise HTTPError(400, str(exc), code="invalid_context") from exc
+        except RLMError as exc:
+            if exc.result is not None:  # a failed run: result_status() maps it to a status
+                return exc.result
+            if isinstance(exc, ContextError):
+                raise HTTPError(400, str(exc), code="invalid_context") from exc
+            raise
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if me is not None and me.cancelling():

@@ -7,9 +7,9 @@ Request -> run (:func:`parse_chat_request`):
   JSON value; the openai SDK sends it with ``extra_body={"context": ...}``), otherwise the whole
   conversation, every message as ``"<role>: <content>"`` separated by blank lines (drop-in mode);
 - ``fastrlm`` (``extra_body={"fastrlm": {...}}``) may carry ``max_usd``, ``max_subcalls``,
-  ``max_seconds``, ``max_iterations`` and ``max_depth``: they can only *lower* the server's
-  limits (:func:`effective_budget`), and ``progress`` (bool, default true) turns the streamed
-  progress chunks on or off.
+  ``max_requests``, ``max_seconds``, ``max_iterations`` and ``max_depth``: they can only
+  *lower* the server's limits (:func:`effective_budget`), and ``progress`` (bool, default
+  true) turns the streamed progress chunks on or off.
 
 Other Chat Completions fields (``temperature``, ``max_tokens``, tools ...) are accepted and
 ignored: the server's configuration decides how the models are called.
@@ -20,18 +20,19 @@ Run -> response: :func:`completion_body`, :func:`chunk`, :func:`result_status`.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._budget import Budget, StopReason
+from .._exceptions import InvalidSettingError
 from .._result import RLMResult
+from .._validate import BUDGET_RULES
 from ._http import HTTPError
 
 #: StopReason values that end a run early with a (possibly partial) answer: finish_reason "length".
 LIMIT_REASONS = frozenset({
     StopReason.MAX_ITERATIONS, StopReason.BUDGET_USD, StopReason.BUDGET_SUBCALLS,
-    StopReason.BUDGET_TOKENS, StopReason.TIMEOUT,
+    StopReason.BUDGET_TOKENS, StopReason.BUDGET_REQUESTS, StopReason.TIMEOUT,
 })
 
 #: error_kind -> (HTTP status, error type, error code)
@@ -41,13 +42,10 @@ _ERROR_STATUS = {
     "context": (400, "invalid_request_error", "invalid_context"),
 }
 
-_OVERRIDES: dict[str, type] = {
-    "max_usd": float,
-    "max_seconds": float,
-    "max_subcalls": int,
-    "max_iterations": int,
-    "max_depth": int,
-}
+#: The budget fields a request may lower, checked by the rules ``Budget`` uses.
+_OVERRIDES = (
+    "max_usd", "max_seconds", "max_subcalls", "max_requests", "max_iterations", "max_depth"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,20 +161,16 @@ def _flag(data: dict[str, Any], name: str) -> bool:
 def _overrides(extra: dict[str, Any]) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for key, value in extra.items():
-        expected = _OVERRIDES.get(key)
-        if expected is None:
+        if key not in _OVERRIDES:
             known = ", ".join([*sorted(_OVERRIDES), "progress"])
             raise bad_request(f"unknown field fastrlm.{key} (known: {known})", "invalid_fastrlm")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            expected is int and not isinstance(value, int)
-        ):
-            raise bad_request(f"fastrlm.{key} must be a number", "invalid_fastrlm")
-        number: float | int = value
-        floor = 1 if key in ("max_iterations", "max_depth") else 0
-        positive = key in ("max_usd", "max_seconds")
-        if not math.isfinite(number) or number < floor or (positive and number <= 0):
-            raise bad_request(f"fastrlm.{key} is out of range ({value!r})", "invalid_fastrlm")
-        out[key] = number
+        rule = BUDGET_RULES[key]
+        try:
+            checked = rule.check(f"fastrlm.{key}", value)
+        except InvalidSettingError as exc:
+            raise bad_request(str(exc), "invalid_fastrlm") from exc
+        if checked is not None:  # null: keep the server's limit
+            out[key] = checked
     return out
 
 
@@ -185,7 +179,8 @@ def effective_budget(server: Budget, overrides: dict[str, float | int]) -> Budge
     two (a limit the server leaves unset takes the request's value). Never raises a limit."""
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
-        current = getattr(server, key)
+        # An unset max_requests still has a cap derived from max_subcalls: never exceed it.
+        current = server.request_cap if key == "max_requests" else getattr(server, key)
         changes[key] = value if current is None else min(current, value)
     return replace(server, **changes)
 
@@ -195,7 +190,10 @@ def budget_limits(budget: Budget) -> dict[str, object]:
 
 
 def finish_reason(result: RLMResult) -> str:
-    return "length" if result.stop_reason in LIMIT_REASONS else "stop"
+    """``stop`` for a clean ``FINAL``; ``length`` when a limit stopped the run or a budget
+    refused some of its calls (the answer is partial either way)."""
+    limited = result.stop_reason in LIMIT_REASONS or result.limited_by is not None
+    return "length" if limited else "stop"
 
 
 def result_status(result: RLMResult) -> HTTPError | None:
@@ -225,6 +223,10 @@ def extension(result: RLMResult, budget: Budget | None = None) -> dict[str, obje
         "partial": result.partial,
         "cost_usd": round(result.cost_usd, 8),
         "subcalls": result.subcalls,
+        "subcalls_refused": result.subcalls_refused,
+        "subcalls_failed": result.subcalls_failed,
+        "requests": result.requests,
+        "limited_by": result.limited_by.value if result.limited_by else None,
         "iterations": result.iterations,
         "sandbox": result.sandbox,
         "trace_id": result.trace_id,

@@ -139,6 +139,22 @@ class FakeRequest:
         """The text of the last message, whatever its role; ``""`` if there is none."""
         return _content_text(self.messages[-1].get("content")) if self.messages else ""
 
+    @property
+    def is_root(self) -> bool:
+        """Whether this is an RLM *root turn* rather than a sub-call: fastrlm sends its system
+        prompt with every root turn (top-level and child RLMs alike), while ``llm_query`` sends
+        the prompt alone as one user message. So: a system message (or the Messages API's
+        ``system`` field) means root."""
+        if self.body.get("system"):
+            return True
+        return any(isinstance(m, dict) and m.get("role") == "system" for m in self.messages)
+
+    @property
+    def turn(self) -> int:
+        """1 for a conversation's first turn, then one more per assistant message in it."""
+        return 1 + sum(1 for m in self.messages
+                       if isinstance(m, dict) and m.get("role") == "assistant")
+
 
 def _content_text(content: object) -> str:
     if isinstance(content, str):

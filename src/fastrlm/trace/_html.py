@@ -29,7 +29,8 @@ SLOWEST_SUBCALLS = 5
 FOLD_ANSWER_CHARS = 2000
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)")
-_LIMIT_REASONS = {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "timeout"}
+_LIMIT_REASONS = {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens",
+                  "budget_requests", "timeout"}
 Item = tuple[str, Any]
 
 

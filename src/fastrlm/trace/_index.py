@@ -2,7 +2,9 @@
 
 The row is inserted when the run starts (``stop_reason`` ``"running"``) and completed when it
 finishes, so a run whose process was killed still appears, marked as never finished. Every write
-opens, commits and closes its own connection: several processes may share one index.
+opens, commits and closes its own connection: several processes may share one index. The
+file carries a schema version (:data:`SCHEMA`): an older index is upgraded in place, one from a
+newer fastrlm is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -14,32 +16,38 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .._schema import Schema, ensure_schema
+
 RUNNING = "running"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    question TEXT NOT NULL,
-    model TEXT NOT NULL,
-    sub_model TEXT NOT NULL,
-    sandbox TEXT NOT NULL,
-    context_sha256 TEXT NOT NULL,
-    context_chars INTEGER NOT NULL,
-    stop_reason TEXT NOT NULL,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    duration_s REAL,
-    iterations INTEGER NOT NULL DEFAULT 0,
-    subcalls INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    answer_preview TEXT NOT NULL DEFAULT '',
-    error TEXT,
-    trace_path TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-"""
+#: Version 1: the layout below. See :mod:`fastrlm._schema` for how to change it.
+SCHEMA = Schema(
+    name="run index",
+    version=1,
+    table="runs",
+    columns=(
+        ("run_id", "TEXT PRIMARY KEY"),
+        ("started_at", "REAL NOT NULL"),
+        ("finished_at", "REAL"),
+        ("question", "TEXT NOT NULL DEFAULT ''"),
+        ("model", "TEXT NOT NULL DEFAULT ''"),
+        ("sub_model", "TEXT NOT NULL DEFAULT ''"),
+        ("sandbox", "TEXT NOT NULL DEFAULT ''"),
+        ("context_sha256", "TEXT NOT NULL DEFAULT ''"),
+        ("context_chars", "INTEGER NOT NULL DEFAULT 0"),
+        ("stop_reason", "TEXT NOT NULL DEFAULT 'running'"),
+        ("cost_usd", "REAL NOT NULL DEFAULT 0"),
+        ("duration_s", "REAL"),
+        ("iterations", "INTEGER NOT NULL DEFAULT 0"),
+        ("subcalls", "INTEGER NOT NULL DEFAULT 0"),
+        ("input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("answer_preview", "TEXT NOT NULL DEFAULT ''"),
+        ("error", "TEXT"),
+        ("trace_path", "TEXT NOT NULL DEFAULT ''"),
+    ),
+    extra=("CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +86,7 @@ _COLUMNS = tuple(f.name for f in fields(RunRecord))
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(path, timeout=30.0)) as conn:
-        conn.executescript(_SCHEMA)
+        ensure_schema(conn, SCHEMA, path)
         with conn:
             yield conn
 

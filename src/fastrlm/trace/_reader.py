@@ -165,7 +165,14 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 f"{ev.get('output_tokens', 0):,} out tokens, {_money(ev.get('cost_usd'))}, "
                 f"{float(ev.get('latency_s', 0)):.1f}s):"
             )
+            if ev.get("anomaly"):
+                out.append(f"{pad}provider anomaly: {ev['anomaly']}")
             out.append(_indent(clip(str(ev.get("text", ""))), depth))
+        elif kind == "model.failed":
+            out.append(
+                f"{pad}model {ev.get('model')} failed after {ev.get('attempts', 1)} attempt(s) "
+                f"({_money(ev.get('cost_usd'))}): {ev.get('error', '')}"
+            )
         elif kind == "code.executed":
             flush_subcalls(run_id, depth)
             flags = [f for f in ("timed_out", "restarted") if ev.get(f)]
@@ -187,6 +194,8 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
             counts[0] += 1
             counts[1] += int(bool(ev.get("error")))
             counts[2] += int(bool(ev.get("cached")))
+            if ev.get("anomaly"):
+                out.append(f"{pad}provider anomaly in {ev.get('call_id')}: {ev['anomaly']}")
             if subcalls:
                 status = (
                     f"error: {ev['error']}" if ev.get("error") else ev.get("response_preview", "")
@@ -229,6 +238,11 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 f"{usage.get('output_tokens', 0):,} out tokens · {_money(ev.get('cost_usd'))} · "
                 f"{float(ev.get('duration_s', 0)):.1f}s"
             )
+            if ev.get("limited_by"):
+                out.append(
+                    f"{pad}limited by {ev['limited_by']}: {ev.get('subcalls_refused', 0)} "
+                    f"sub-call(s) refused, {ev.get('subcalls_failed', 0)} failed"
+                )
             if ev.get("error"):
                 out.append(f"{pad}error: {ev['error']}")
             if ev.get("answer"):

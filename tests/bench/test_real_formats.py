@@ -1,0 +1,147 @@
+"""The real-data adapters on small fixtures in the real data sets' layouts (see fixtures/)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fastrlm.bench import get_task
+from fastrlm.bench._adapters import browsecomp_plus, records_from_labelled_text
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OOLONG = FIXTURES / "oolong_synth_validation.jsonl"
+BC_QUERIES = FIXTURES / "browsecomp_plus_decrypted.jsonl"
+BC_CORPUS = FIXTURES / "browsecomp_plus_corpus.jsonl"
+LONGBENCH = FIXTURES / "longbench_v2.json"
+
+
+def test_the_oolong_fixture_golds_agree_with_its_own_labels() -> None:
+    rows = [json.loads(x) for x in OOLONG.read_text().splitlines()]
+    row = rows[0]
+    records = records_from_labelled_text(row["context_window_text_with_labels"])
+    assert len(records) == len(row["context_window_text"].splitlines()) == 9
+    labels = Counter(r.label for r in records)
+    users = Counter(r.user for r in records)
+    days = Counter(r.day for r in records)
+    answers = {r["answer_type"]: r["answer"] for r in rows[:5]}
+    assert answers["ANSWER_TYPE.NUMERIC"] == f"[{labels['numeric value']}]"
+    assert answers["ANSWER_TYPE.LABEL"] == f"['{labels.most_common(1)[0][0]}']"
+    assert labels["entity"] < labels["location"]  # "less common than"
+    assert answers["ANSWER_TYPE.USER"] == f"[{users.most_common(1)[0][0]}]"
+    top_day = days.most_common(1)[0][0]
+    assert answers["ANSWER_TYPE.DATE"] == f"[datetime.date({top_day.year}, {top_day.month}, " \
+        f"{top_day.day})]"
+
+
+def test_oolong_synth_loads_trec_coarse_rows_at_the_requested_length() -> None:
+    task = get_task("oolong", data=OOLONG)
+    at_1k = task.instances(0, 1024)  # type: ignore[attr-defined]
+    assert [i.meta["row_id"] for i in at_1k] == [100, 101, 102, 103, 104, 200]
+    assert [i.meta["row_id"] for i in task.instances(0, 2048)] == [400]  # type: ignore[attr-defined]
+    assert task.instances(0, 4096) == []  # type: ignore[attr-defined]
+    first = at_1k[0]
+    assert "|| Label:" not in first.context and first.context.startswith("Date: Jan 05, 2023")
+    assert {i.answer_type for i in at_1k} == {"NUMERIC", "LABEL", "COMPARISON", "USER", "DATE"}
+
+
+@pytest.mark.parametrize(
+    ("index", "answer", "score"),
+    [
+        (0, "Answer: 2", 1.0),
+        (0, "Answer: 3", 0.75),
+        (0, "Answer: two", 0.0),
+        (1, "Label: location", 1.0),
+        (1, "Label: entity", 0.0),
+        (2, "Answer: entity is less common than location in these lines", 1.0),
+        (2, "Answer: more common", 0.0),
+        (3, "User: 50877", 1.0),
+        (3, "User: 44120", 0.0),
+        (4, "Date: Apr 01, 2023", 1.0),
+        (4, "Date: 2023-04-01", 1.0),
+        (4, "Answer: 2023-04-01T10", 0.0),
+        (5, "Answer: 1", 1.0),
+    ],
+)
+def test_oolong_synth_rows_score_with_the_official_rules(
+    index: int, answer: str, score: float
+) -> None:
+    task = get_task("oolong", data=OOLONG)
+    assert task.score(answer, task.instance(0, 1024, index)) == pytest.approx(score)
+
+
+def test_oolong_pairs_computes_golds_from_the_labelled_windows() -> None:
+    task = get_task("oolong-pairs", data=OOLONG)
+    insts = task.instances(0, 1024)  # type: ignore[attr-defined]
+    assert len(insts) == 2 * 20  # two trec_coarse windows at 1024, twenty queries each
+    # query 1: both users have a numeric value or a location instance
+    window0 = [i for i in insts if i.meta["window"] == "0"]
+    q1 = window0[0]
+    assert q1.meta["query"] == 1 and q1.gold == [[44120, 50877]]
+    assert task.score("(50877, 44120)", q1) == 1.0
+    assert task.score("[]", q1) == 0.0
+    assert all("|| Label:" not in i.context for i in insts)
+
+
+def test_oolong_reads_the_same_rows_from_parquet(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    rows = [json.loads(x) for x in OOLONG.read_text().splitlines()]
+    path = tmp_path / "validation-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    task = get_task("oolong", data=tmp_path)  # a directory of parquet shards
+    assert [i.meta["row_id"] for i in task.instances(0, 1024)] == [100, 101, 102, 103, 104, 200]  # type: ignore[attr-defined]
+
+
+def test_browsecomp_plus_queries_get_evidence_gold_and_corpus_documents() -> None:
+    task = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12)
+    first = task.instance(0, 0, 0)
+    assert isinstance(first.context, list) and len(first.context) == 12
+    ids = [d.split("\n", 1)[0] for d in first.context]
+    assert "docid: 1003" in ids and "docid: 1007" in ids and len(set(ids)) == 12
+    assert first.meta["evidence_docids"] == ["1003", "1007"]
+    assert first.gold == ["Ada Marsh"] and "Exact Answer:" in first.query
+    again = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12).instance(0, 0, 0)
+    other_seed = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12).instance(1, 0, 0)
+    assert again.context == first.context and other_seed.context != first.context
+
+
+def test_an_evidence_document_missing_from_the_corpus_comes_from_the_query_row() -> None:
+    task = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5)
+    second = task.instance(0, 0, 1)
+    assert "docid: 5555\nThe Lantern Festival moved indoors in 1999." in second.context
+    assert second.meta["evidence_docids"] == ["5555"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "score"),
+    [
+        ("Explanation: see doc 1003.\nExact Answer: Ada Marsh\nConfidence: 80%", 1.0),
+        ("EXACT ANSWER: ada marsh\nConfidence: 50%", 1.0),
+        ("Exact answer: Marsh\nConfidence: 50%", 0.0),
+        ("Ada Marsh\nConfidence: 50%", 1.0),
+    ],
+)
+def test_browsecomp_plus_answers_are_scored_by_the_exact_answer_field(
+    answer: str, score: float
+) -> None:
+    task = get_task("browsecomp", data=BC_QUERIES, corpus=BC_CORPUS)
+    assert task.score(answer, task.instance(0, 0, 0)) == score
+
+
+def test_longbench_v2_keeps_the_code_domain_and_asks_in_the_papers_format() -> None:
+    task = get_task("codeqa", data=LONGBENCH)
+    insts = task.instances(0, 0)  # type: ignore[attr-defined]
+    assert [i.meta["row_id"] for i in insts] == [
+        "66f36490821e116aacb2cc22",
+        "66f36490821e116aacb2cc24",
+    ]
+    first, second = insts
+    assert (first.gold, second.gold) == (0, 3)
+    assert "0: load_settings in config.py\n1: parse in cli.py" in first.query
+    assert first.meta["difficulty"] == "hard" and second.meta["size"] == "long"
+    for answer, want in (("The correct answer is (D)", 1.0), ("Answer: 3.", 1.0),
+                         ("I choose option 3.", 1.0), ("Answer: 0", 0.0)):
+        assert task.score(answer, second) == want, answer
