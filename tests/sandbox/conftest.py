@@ -12,9 +12,10 @@ from fastrlm.sandbox import Sandbox, SandboxLimits, create_sandbox
 from .helpers import CONTEXT, FakeBridge, MakeSandbox, skip_unless_available
 
 
-@pytest.fixture(params=["bwrap", "landlock"])
+@pytest.fixture(params=["bwrap", "landlock", "auto"])
 def isolated_kind(request: pytest.FixtureRequest) -> str:
-    """Each strong isolation layer in turn (skipped, with the reason, where it cannot work)."""
+    """Each layer that claims isolation in turn, `auto` included (skipped, with the reason,
+    where it cannot work)."""
     kind: str = request.param
     skip_unless_available(kind)
     return kind
