@@ -19,7 +19,7 @@ from typing import Any
 
 from ._instance import Instance, SimpleTask, length_meta, rng_for
 from ._oolong_score import score_answer
-from ._records import FIRST_DAY, LABELS, LAST_DAY, Record, n_records, window
+from ._records import FIRST_DAY, LABELS, LAST_DAY, Record, Window, n_records, window
 
 QUESTIONS_PER_WINDOW = 50
 MONTHS = (
@@ -364,10 +364,21 @@ def question(rs: Sequence[Record], seed: int, length: int, index: int) -> Questi
     return q
 
 
+def task_window(seed: int, length: int, index: int) -> Window:
+    """Window ``index`` of the set; its busiest ``n_users / 40`` users are equally busy, so no
+    one user tops every label's count."""
+    n_users = round(n_records(length) / 3.4)
+    return window(seed, length, index, flat_head=max(5, n_users // 40))
+
+
+def records_of(inst: Instance) -> tuple[Record, ...]:
+    """The records (with their hidden labels) behind a generated instance."""
+    return task_window(inst.meta["seed"], inst.meta["length"], inst.meta["window"]).records
+
+
 def generate(seed: int, length: int, index: int, labelled: bool = False) -> Instance:
     """Instance ``index``: question ``index % 50`` over window ``index // 50``."""
-    n_users = round(n_records(length) / 3.4)
-    win = window(seed, length, index // QUESTIONS_PER_WINDOW, flat_head=max(5, n_users // 40))
+    win = task_window(seed, length, index // QUESTIONS_PER_WINDOW)
     q = question(win.records, seed, length, index)
     fmt = FORMATS.get(q.answer_type, "")
     query = q.text + (" " + fmt if fmt else "")

@@ -23,8 +23,8 @@ ABBR, ENT, DESC, HUM, LOC, NUM = LABELS
 
 #: Users: most hold one or two lines, so whether a user "has" a label is not implied by how
 #: many lines the user has (with OOLONG's 3.4 lines a user, almost every user has every pair).
-RECORDS_PER_USER = float(__import__("os").environ.get("RPU", "1.3"))
-USER_ZIPF = float(__import__("os").environ.get("UZ", "0.5"))
+RECORDS_PER_USER = 1.3
+USER_ZIPF = 0.5
 
 Stats = dict[str, list[date]]  # label -> dates of that user's instances with the label
 Pred = Callable[[Stats], bool]
@@ -221,6 +221,11 @@ def valid_window(seed: int, length: int, index: int) -> Window:
         f"oolong-pairs: no window at length {length} gives 20 non-trivial pair queries "
         "(use 2K or more; the paper's setting is 32K)"
     )
+
+
+def records_of(inst: Instance) -> tuple[Record, ...]:
+    """The records (with their hidden labels) behind a generated instance."""
+    return valid_window(inst.meta["seed"], inst.meta["length"], inst.meta["window"]).records
 
 
 def generate(seed: int, length: int, index: int) -> Instance:
