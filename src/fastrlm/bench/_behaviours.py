@@ -145,8 +145,10 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "extreme",
         lambda xs: max(xs),
         (
-            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {v} > {acc}:\n            {acc} = {v}",
-            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {acc} < {v}:\n            {acc} = {v}",
+            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {v} > {acc}:\n"
+            "            {acc} = {v}",
+            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {acc} < {v}:\n"
+            "            {acc} = {v}",
         ),
         (
             "returns the entry that no other entry exceeds",
@@ -158,8 +160,10 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "extreme",
         lambda xs: min(xs),
         (
-            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {v} < {acc}:\n            {acc} = {v}",
-            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {acc} > {v}:\n            {acc} = {v}",
+            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {v} < {acc}:\n"
+            "            {acc} = {v}",
+            "{acc} = {xs}[0]\n    for {v} in {xs}:\n        if {acc} > {v}:\n"
+            "            {acc} = {v}",
         ),
         (
             "returns the entry that no other entry falls below",

@@ -14,8 +14,7 @@ from __future__ import annotations
 import ast
 import random
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ._behaviours import BY_KEY, separates, verify
 from ._instance import Instance, SimpleTask, length_meta, rng_for
@@ -96,11 +95,11 @@ def generate(seed: int, length: int, index: int) -> Instance:
     ``index % 6`` (re-drawn on a degenerate draw)."""
     rng = rng_for("codeqa", seed, length, index)
     mcq = None
-    for attempt in range(50):
+    attempts = 0
+    while mcq is None and attempts < 50:
+        attempts += 1
         files, behaviours = generate_repo(rng, max(length * 4 - 800, 2000))
         mcq = q_behaviour(files, behaviours, rng)
-        if mcq is not None:
-            break
     if mcq is None:  # pragma: no cover - a 6-file repository has about 9 behaviour functions
         raise RuntimeError("codeqa: no behaviour question in 50 repositories")
     choices = "\n".join(f"{i}: {c}" for i, c in enumerate(mcq.choices))
@@ -113,7 +112,7 @@ def generate(seed: int, length: int, index: int) -> Instance:
             "seed": seed,
             "family": mcq.family,
             "files": len(files),
-            "attempts": attempt + 1,
+            "attempts": attempts,
             "choices": list(mcq.choices),
         }
     )

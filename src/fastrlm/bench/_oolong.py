@@ -143,9 +143,7 @@ def q_user_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
     lab = rng.choice(LABELS)
     counts = Counter(r.user for r in rs if r.label == lab)
     gold = _unique_top(counts, list(counts), which=1)
-    text = (
-        f"In the above data, which user has the second most instances with the label '{lab}'?"
-    )
+    text = f"In the above data, which user has the second most instances with the label '{lab}'?"
     return (
         None
         if gold is None
@@ -327,9 +325,7 @@ def q_date_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
     if gold is None:
         return None
     y, m = gold
-    return Question(
-        "timeline", "month_rank", text, f"{MONTHS[m - 1]} {y}", "MONTH", {"label": lab}
-    )
+    return Question("timeline", "month_rank", text, f"{MONTHS[m - 1]} {y}", "MONTH", {"label": lab})
 
 
 BUILDERS: tuple[Builder, ...] = (

@@ -133,17 +133,16 @@ def solve(context: str, question: str) -> str:
     m = re.search(r"in which month of (\d{4}) does label", question)
     if m:
         year = int(m.group(1))
-        by_month = months(rows)
-        gap = {(year, k): by_month[(year, k)][labels[0]] - by_month[(year, k)][labels[1]]
-               for k in range(1, 13)}
+        per_month = months(rows)
+        gap = {
+            (year, k): per_month[(year, k)][labels[0]] - per_month[(year, k)][labels[1]]
+            for k in range(1, 13)
+        }
         y, mo = top(gap, sorted(gap))
         return f"Answer: {MONTHS[mo - 1]} {y}"
     if "how many distinct users have at least one instance" in question:
         return f"Answer: {len({r[1] for r in rows if r[2] == labels[0]})}"
     return "Answer: unknown"
-
-
-
 
 
 _LABEL_ALT = "|".join(sorted((re.escape(x) for x in LABELS), key=len, reverse=True))
@@ -197,5 +196,6 @@ def solve_pairs(context: str, question: str) -> str:
         b = {u for u in users if all(_holds(cb, counts[u]))}
     pairs = sorted({(min(x, y), max(x, y)) for x in a for y in b if x != y})
     return "\n".join(f"({x}, {y})" for x, y in pairs) if pairs else "[]"
+
 
 __all__ = ["date", "solve", "solve_pairs"]

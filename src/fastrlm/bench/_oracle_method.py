@@ -91,9 +91,7 @@ def truth(inst: Instance) -> Callable[[str], str]:
     if inst.task in ("oolong", "oolong-pairs") and "window" in meta:
         from . import _oolong, _pairs
 
-        records = (
-            _oolong.records_of(inst) if inst.task == "oolong" else _pairs.records_of(inst)
-        )
+        records = _oolong.records_of(inst) if inst.task == "oolong" else _pairs.records_of(inst)
         labels = {r.line(): r.label for r in records}
 
         def label(prompt: str) -> str:

@@ -185,6 +185,8 @@ _ABOUT = (
     "the {noun} that moved to {Place} in {year}",
     "the {noun} that the {loc} of the {hum} is famous for",
 )
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One line of a window: its date, user ID, question text and (hidden) label."""

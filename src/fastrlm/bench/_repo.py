@@ -29,6 +29,7 @@ def safe_nouns() -> tuple[str, ...]:
     """The wonderwords nouns that are valid identifiers and not keywords or builtins."""
     return tuple(n for n in words("noun") if n.isidentifier() and n not in RESERVED)
 
+
 _VERBS = (
     "load",
     "parse",

@@ -33,8 +33,9 @@ def solve_sniah(context: str | list[str], question: str) -> str:
     m = re.search(r"magic (\w+) for ([\w-]+) mentioned", question)
     if not m:
         return ""
-    hit = re.search(rf"special magic \w+ for {re.escape(m.group(2))} is: (\S+?)\.(?:\s|$)",
-                    _text(context))
+    hit = re.search(
+        rf"special magic \w+ for {re.escape(m.group(2))} is: (\S+?)\.(?:\s|$)", _text(context)
+    )
     return hit.group(1) if hit else ""
 
 

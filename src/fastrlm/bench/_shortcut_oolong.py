@@ -19,7 +19,10 @@ ABBR, ENT, DESC, HUM, LOC, NUM = LABELS
 
 #: Generic cue words per answer type (stems, matched at word starts), strongest first.
 CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (ABBR, ("abbreviat", "acronym", "stand for", "stands for", "initial", "short for", "short form")),
+    (
+        ABBR,
+        ("abbreviat", "acronym", "stand for", "stands for", "initial", "short for", "short form"),
+    ),
     (
         NUM,
         (
@@ -211,8 +214,14 @@ def head_phrase(text: str) -> str:
     if m:
         return phrase
     # the ask sits after the frame's verb ("What is the X of ...", "... what is its X ?")
-    asks = list(re.finditer(r"(?:what (?:is|was|would you say is)|name|find|know|tell me)"
-                            r" (?:the|its) ", phrase, re.I))
+    asks = list(
+        re.finditer(
+            r"(?:what (?:is|was|would you say is)|name|find|know|tell me)"
+            r" (?:the|its) ",
+            phrase,
+            re.I,
+        )
+    )
     if asks:
         rest = phrase[asks[-1].start() :]
         h = _HEAD.search(rest)
