@@ -29,7 +29,7 @@ GOLDEN = {
     "oolong": "61f423c09eb3b2d1",
     "oolong-labelled": "4755b3e4c0e47ce0",
     "oolong-pairs": "739c8ba19aa7876d",
-    "browsecomp": "e9612d6930d703b6",
+    "browsecomp": "8dad5fe5f32a27af",
     "codeqa": "4ecccff3e41e56a2",
 }
 
