@@ -4,7 +4,9 @@ Tasks (``get_task(name)``; generators are pure functions of ``(seed, length, ind
 ``sniah``, ``oolong``, ``oolong-labelled``, ``oolong-pairs``, ``browsecomp``, ``codeqa``. Real data
 sets load from local paths (``get_task(name, data=...)``). Methods, each usable on its own with
 ``await method.run(question, context)``: :class:`RLMMethod` (``rlm``, ``rlm-no-subcalls``),
-:class:`BaseModel`, :class:`SummaryAgent`, :class:`CodeActBM25`, :class:`SimpleRLM`.
+:class:`BaseModel`, :class:`SummaryAgent`, :class:`CodeActBM25`, :class:`SimpleRLM`; and two
+controls in every table: ``shortcut`` (the strongest model-free program per task) and ``oracle``
+(the rlm method with a root writing the right program and a sub-model knowing the hidden truth).
 :func:`run_bench` runs a task over methods (what ``fastrlm bench`` calls). See docs/benchmarks.md.
 """
 

@@ -1,17 +1,17 @@
-"""CodeQA: four-choice questions over a synthetic repository, golds from ``ast`` (spec §6).
+"""CodeQA: four-choice questions over a synthetic repository about what functions *do* (spec §6).
 
-The repository text comes from :mod:`fastrlm.bench._repo`; each question's gold and each
-distractor is established by parsing the relevant files with ``ast`` (distractors are same-kind
-items verified false). Families: which function in a module calls X; which class defines method
-m; default value of a parameter; which file defines a constant; which base-class statement is
-true; which function of file B a function of file A ultimately calls (import-resolved call graph,
-target at depth 2-3; distractors unreachable at any depth). The prompt follows the paper
-(P2 E.4): options indexed 0-3. The scorer accepts an index 0-3 or LongBench's letter formats.
+The repository text comes from :mod:`fastrlm.bench._repo`. Each question describes in plain
+words a behaviour of :mod:`fastrlm.bench._behaviours` ("tells how many of the entries leave no
+remainder when divided by two") and offers four functions of one behaviour group under
+meaningless names; the gold is the one that does it. Every choice's source is cut from its
+rendered file and run against the references (exactly one matches), so a gold is exact by
+execution. The structural families of the spec (callers, defaults, constants, bases, call
+chains) are gone: ``ast`` answered them exactly. The prompt follows the paper (P2 E.4): options
+indexed 0-3. The scorer accepts an index 0-3 or LongBench's letter formats.
 """
 
 from __future__ import annotations
 
-import ast
 import random
 import re
 from dataclasses import dataclass
@@ -77,10 +77,14 @@ def q_behaviour(
 
 
 def _function_source(source: str, name: str) -> str:
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return ast.unparse(node)
-    raise AssertionError(f"codeqa: no function {name} in its file")
+    """The text of top-level function ``name`` in ``source``, cut at the next top-level line.
+    Plain text slicing, not ``ast``: generation runs in worker threads, and CPython 3.11's
+    ``ast.parse`` is not thread-safe (a concurrent parse raises "AST constructor recursion depth
+    mismatch")."""
+    m = re.search(rf"^def {re.escape(name)}\(.*?(?=^\S|\Z)", source, flags=re.M | re.S)
+    if m is None:
+        raise AssertionError(f"codeqa: no function {name} in its file")
+    return m.group(0)
 
 
 FAMILIES: tuple[str, ...] = ("behaviour",)

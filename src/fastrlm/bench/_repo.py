@@ -1,9 +1,11 @@
 """A seeded synthetic Python repository for CodeQA (spec §6 (b)): version-independent source.
 
 Modules of a package ``pkg`` hold constants, functions (unique names repo-wide, literal defaults,
-calls to other functions imported by name) and classes (bases inside the repo, methods). Only
-source text comes out of here: every gold is then recomputed from that text with ``ast``
-(:mod:`fastrlm.bench._codeqa`), never taken from the generator's own bookkeeping.
+calls to other functions imported by name), list-to-integer behaviour functions under meaningless
+names (:mod:`fastrlm.bench._behaviours`) and classes (bases inside the repo, methods). No name
+is a keyword, soft keyword or builtin. Out come the source text and which behaviour each
+behaviour function was rendered from; :mod:`fastrlm.bench._codeqa` re-checks that claim by
+running the function's text from the file.
 """
 
 from __future__ import annotations
