@@ -12,7 +12,8 @@ entities (one of the same category with the year just outside the range, the res
 another category) with their whole chains (hard negatives), then random entities up to the
 document count, each padded with offline prose to its length. ``length`` is the total in proxy
 tokens: ``min(1000, length // 1000)`` documents (at least what the evidence and negatives need)
-of ``length / docs`` tokens each, drawn within +-30% (the paper's 1K-document setting is ``length`` of about 8.5M: 6-11M tokens).
+of ``length / docs`` tokens each, drawn within +-30% (the paper's 1K-document setting is
+``length`` of about 8.5M: 6-11M tokens).
 """
 
 from __future__ import annotations
