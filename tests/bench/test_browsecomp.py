@@ -68,3 +68,13 @@ def test_normalised_exact_match() -> None:
     assert score(f"Exact Answer: {gold} Company", inst) == 0.0
     assert score(f"blah\n{gold}", inst) == 1.0  # no field: the last line
     assert extract_answer("Exact Answer: A\nExact Answer: B") == "B"
+
+
+def test_the_question_states_the_start_range_in_one_of_its_wordings() -> None:
+    from fastrlm.bench._wording import RANGES
+
+    for i in range(20):
+        inst = generate(3, 12_000, i)
+        lo, hi = inst.meta["start"]["lo"], inst.meta["start"]["hi"]
+        stated = [r for r in RANGES if r.format(lo=lo, hi=hi, lo0=lo - 1, hi1=hi + 1) in inst.query]
+        assert len(stated) == 1
