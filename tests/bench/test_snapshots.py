@@ -26,11 +26,11 @@ SMALL = {
 RECORDED_WITH = "python3.11+wonderwords3.0.1"
 GOLDEN = {
     "sniah": "4e2460b2bee2fa2e",
-    "oolong": "137a3d9684a7cb06",
-    "oolong-labelled": "a18ef5afee7065e5",
-    "oolong-pairs": "57275a13d5db52ff",
-    "browsecomp": "e9612d6930d703b6",
-    "codeqa": "7ead71510bd1c4b1",
+    "oolong": "61f423c09eb3b2d1",
+    "oolong-labelled": "4755b3e4c0e47ce0",
+    "oolong-pairs": "739c8ba19aa7876d",
+    "browsecomp": "8dad5fe5f32a27af",
+    "codeqa": "4ecccff3e41e56a2",
 }
 
 DIGESTS = """

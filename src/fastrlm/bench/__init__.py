@@ -6,7 +6,10 @@ sets load from local paths (``get_task(name, data=...)``). Methods, each usable 
 ``await method.run(question, context)``: :class:`RLMMethod` (``rlm``, ``rlm-no-subcalls``),
 :class:`BaseModel` (``base``; ``base-truncated``), :class:`SummaryAgent`, :class:`CodeActBM25`
 (``codeact``: BM25 on BrowseComp only, as the paper; ``codeact-bm25``: everywhere),
-:class:`SimpleRLM`. Scorers: ``fastrlm.bench._score``; token counts: ``fastrlm.bench._tokens``.
+:class:`SimpleRLM`; and two controls in every table: ``shortcut`` (the strongest model-free
+program per task) and ``oracle`` (the rlm method with a root writing the right program and a
+sub-model knowing the hidden truth). Scorers: ``fastrlm.bench._score``; token counts:
+``fastrlm.bench._tokens``.
 :func:`run_bench` runs a task over methods (what ``fastrlm bench`` calls). See docs/benchmarks.md.
 """
 

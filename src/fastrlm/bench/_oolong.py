@@ -19,7 +19,7 @@ from typing import Any
 
 from ._instance import Instance, SimpleTask, length_meta, rng_for
 from ._oolong_score import score_answer
-from ._records import FIRST_DAY, LABELS, LAST_DAY, Record, window
+from ._records import FIRST_DAY, LABELS, LAST_DAY, Record, Window, n_records, window
 
 QUESTIONS_PER_WINDOW = 50
 MONTHS = (
@@ -140,38 +140,40 @@ def q_user_most_label(rs: Sequence[Record], rng: random.Random) -> Question | No
 
 
 def q_user_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
-    which = rng.choice((0, 1))
-    counts = Counter(r.user for r in rs)
-    gold = _unique_top(counts, list(counts), which=which)
-    word = "second most" if which else "most"
-    text = f"In the above data, which user is represented {word} often?"
+    lab = rng.choice(LABELS)
+    counts = Counter(r.user for r in rs if r.label == lab)
+    gold = _unique_top(counts, list(counts), which=1)
+    text = f"In the above data, which user has the second most instances with the label '{lab}'?"
     return (
         None
         if gold is None
-        else Question("user", "user_rank", text, str(gold), "USER", {"rank": which})
+        else Question("user", "user_rank", text, str(gold), "USER", {"rank": 1, "label": lab})
     )
 
 
 def q_user_vs(rs: Sequence[Record], rng: random.Random) -> Question | None:
-    users = sorted({r.user for r in rs})
-    if len(users) < 2:
+    # four users with the same number of lines, so their totals say nothing about the answer
+    totals = Counter(r.user for r in rs)
+    by_total: dict[int, list[int]] = {}
+    for u, c in sorted(totals.items()):
+        by_total.setdefault(c, []).append(u)
+    groups = [us for c, us in sorted(by_total.items()) if c >= 2 and len(us) >= 4]
+    if not groups:
         return None
-    a, b = rng.sample(users, 2)
+    four = rng.sample(rng.choice(groups), 4)
     lab = rng.choice(LABELS)
     counts = Counter(r.user for r in rs if r.label == lab)
-    if counts[a] == counts[b]:
+    gold = _unique_top(counts, four)
+    if gold is None:
         return None
-    gold = a if counts[a] > counts[b] else b
-    text = (
-        f"In the above data, which user has more instances with the label '{lab}': "
-        f"User {a} or User {b}?"
-    )
-    return Question("user", "user_vs", text, str(gold), "USER", {"label": lab, "a": a, "b": b})
+    names = ", ".join(f"User {u}" for u in four[:-1]) + f" or User {four[-1]}"
+    text = f"In the above data, which user has more instances with the label '{lab}': {names}?"
+    return Question("user", "user_vs", text, str(gold), "USER", {"label": lab, "users": four})
 
 
 def q_user_subset(rs: Sequence[Record], rng: random.Random) -> Question | None:
     users = sorted({r.user for r in rs})
-    subset = sorted(rng.sample(users, min(len(users), rng.randint(3, 8))))
+    subset = sorted(rng.sample(users, min(len(users), rng.randint(10, 25))))
     sub = [r for r in rs if r.user in subset]
     prefix = (
         "For the following question, only consider the subset of instances that are "
@@ -201,6 +203,8 @@ def _random_range(rng: random.Random) -> tuple[date, date]:
 
 def q_range_count(rs: Sequence[Record], rng: random.Random) -> Question | None:
     d1, d2 = _random_range(rng)
+    if (d2 - d1).days < (LAST_DAY - FIRST_DAY).days // 3:
+        return None  # short ranges hold so few lines that any guess of a small count scores
     lab = rng.choice(LABELS)
     gold = sum(1 for r in rs if d1 <= r.day <= d2 and r.label == lab)
     text = (
@@ -258,28 +262,34 @@ def q_months_single_most(rs: Sequence[Record], rng: random.Random) -> Question |
     return Question("timeline", "months_single_most", text, gold, "NUMERIC", {"label": lab})
 
 
-def q_first_month_more(rs: Sequence[Record], rng: random.Random) -> Question | None:
+def q_month_gap(rs: Sequence[Record], rng: random.Random) -> Question | None:
     a, b = rng.sample(LABELS, 2)
-    for (y, m), c in sorted(_by_month(rs).items()):
-        if c[a] > c[b]:
-            text = (
-                f"In the above data, in which month did label '{a}' first occur more often "
-                f"than label '{b}'?"
-            )
-            return Question(
-                "timeline",
-                "first_month_more",
-                text,
-                f"{MONTHS[m - 1]} {y}",
-                "MONTH",
-                {"a": a, "b": b},
-            )
-    return None
+    year = rng.randint(FIRST_DAY.year, LAST_DAY.year)
+    months = [(year, m) for m in range(1, 13)]
+    by_month = _by_month(rs)
+    gap = Counter({k: by_month[k][a] - by_month[k][b] for k in months})
+    gold = _unique_top(gap, months)
+    if gold is None:
+        return None
+    text = (
+        f"In the above data, in which month of {year} does label '{a}' outnumber label '{b}' "
+        f"by the most (the largest count of '{a}' minus count of '{b}')?"
+    )
+    return Question(
+        "timeline",
+        "month_gap",
+        text,
+        f"{MONTHS[gold[1] - 1]} {year}",
+        "MONTH",
+        {"a": a, "b": b, "year": year},
+    )
 
 
 def q_before_after(rs: Sequence[Record], rng: random.Random) -> Question | None:
     lab = rng.choice(LABELS)
-    t = _random_range(rng)[0]
+    # a date near the median of all lines, so the totals before and after are about equal
+    days = sorted(r.day for r in rs)
+    t = days[len(days) // 2 + rng.randint(-2, 2)] if len(days) > 8 else _random_range(rng)[0]
     before = sum(1 for r in rs if r.label == lab and r.day < t)
     after = sum(1 for r in rs if r.label == lab and r.day > t)
     text = (
@@ -294,24 +304,28 @@ def q_before_after(rs: Sequence[Record], rng: random.Random) -> Question | None:
     )
 
 
-def q_dates_exactly(rs: Sequence[Record], rng: random.Random) -> Question | None:
-    k = rng.choice((1, 2, 3))
-    gold = sum(1 for c in Counter(r.day for r in rs).values() if c == k)
-    text = f"In the above data, how many dates are represented exactly {k} times?"
-    return Question("timeline", "dates_exactly", text, gold, "NUMERIC", {"k": k})
+def q_users_with_label(rs: Sequence[Record], rng: random.Random) -> Question | None:
+    lab = rng.choice(LABELS)
+    gold = len({r.user for r in rs if r.label == lab})
+    text = (
+        "In the above data, how many distinct users have at least one instance with the label "
+        f"'{lab}'?"
+    )
+    return Question("user", "users_with_label", text, gold, "NUMERIC", {"label": lab})
 
 
 def q_date_rank(rs: Sequence[Record], rng: random.Random) -> Question | None:
-    which = rng.choice((0, 1))
-    counts = Counter(r.day for r in rs)
-    gold = _unique_top(counts, list(counts), which=which)
-    word = "second most" if which else "most"
-    text = f"In the above data, which date is represented {word} often?"
-    return (
-        None
-        if gold is None
-        else Question("timeline", "date_rank", text, gold.isoformat(), "DATE", {"rank": which})
+    lab = rng.choice(LABELS)
+    counts = Counter(_month_key(r.day) for r in rs if r.label == lab)
+    gold = _unique_top(counts, _all_months())
+    text = (
+        f"In the above data, in which month (of the calendar months of {FIRST_DAY.year}-"
+        f"{LAST_DAY.year}) does the label '{lab}' occur most often?"
     )
+    if gold is None:
+        return None
+    y, m = gold
+    return Question("timeline", "month_rank", text, f"{MONTHS[m - 1]} {y}", "MONTH", {"label": lab})
 
 
 BUILDERS: tuple[Builder, ...] = (
@@ -326,9 +340,9 @@ BUILDERS: tuple[Builder, ...] = (
     q_month_most,
     q_months_more,
     q_months_single_most,
-    q_first_month_more,
+    q_month_gap,
     q_before_after,
-    q_dates_exactly,
+    q_users_with_label,
     q_date_rank,
 )
 
@@ -346,9 +360,21 @@ def question(rs: Sequence[Record], seed: int, length: int, index: int) -> Questi
     return q
 
 
+def task_window(seed: int, length: int, index: int) -> Window:
+    """Window ``index`` of the set; its busiest ``n_users / 40`` users are equally busy, so no
+    one user tops every label's count."""
+    n_users = round(n_records(length) / 3.4)
+    return window(seed, length, index, flat_head=max(5, n_users // 40))
+
+
+def records_of(inst: Instance) -> tuple[Record, ...]:
+    """The records (with their hidden labels) behind a generated instance."""
+    return task_window(inst.meta["seed"], inst.meta["length"], inst.meta["window"]).records
+
+
 def generate(seed: int, length: int, index: int, labelled: bool = False) -> Instance:
     """Instance ``index``: question ``index % 50`` over window ``index // 50``."""
-    win = window(seed, length, index // QUESTIONS_PER_WINDOW)
+    win = task_window(seed, length, index // QUESTIONS_PER_WINDOW)
     q = question(win.records, seed, length, index)
     fmt = FORMATS.get(q.answer_type, "")
     query = q.text + (" " + fmt if fmt else "")

@@ -105,22 +105,21 @@ def solve(context: str, question: str) -> str:
         by_label = Counter(r[2] for r in rows)
         verdict = cmp(by_label[labels[0]], by_label[labels[1]])
         return f"Answer: {labels[0]} is {verdict} {labels[1]}"
-    m = re.search(r"User (\d+) or User (\d+)", question)
+    m = re.search(r"label '[^']+': (User \d+.*)\?", question)
     if m:
         by_user = Counter(r[1] for r in rows if r[2] == labels[0])
-        a, b = int(m.group(1)), int(m.group(2))
-        return f"User: {a if by_user[a] > by_user[b] else b}"
+        named = [int(u) for u in re.findall(r"User (\d+)", m.group(1))]
+        return f"User: {top(by_user, named)}"
+    if "which user has the second most instances" in question:
+        by_user = Counter(r[1] for r in rows if r[2] == labels[0])
+        return f"User: {top(by_user, list(by_user), which=1)}"
     if "which user has the most instances" in question:
         by_user = Counter(r[1] for r in rows if r[2] == labels[0])
         return f"User: {top(by_user, list(by_user))}"
-    m = re.search(r"which (user|date) is represented (second most|most) often", question)
-    if m:
-        which = 1 if m.group(2) == "second most" else 0
-        if m.group(1) == "user":
-            by_user = Counter(r[1] for r in rows)
-            return f"User: {top(by_user, list(by_user), which=which)}"
-        by_day = Counter(r[0] for r in rows)
-        return f"Date: {top(by_day, list(by_day), which=which):%b %d, %Y}"
+    if "occur most often?" in question:
+        by_month = Counter((r[0].year, r[0].month) for r in rows if r[2] == labels[0])
+        y, mo = top(by_month, sorted(months(rows)))
+        return f"Answer: {MONTHS[mo - 1]} {y}"
     if "occur more frequently than" in question:
         n = sum(1 for c in months(rows).values() if c[labels[0]] > c[labels[1]])
         return f"Answer: {n}"
@@ -131,15 +130,72 @@ def solve(context: str, question: str) -> str:
             if ranked[0] != ranked[1] and top(c, LABELS) == labels[0]:
                 n += 1
         return f"Answer: {n}"
-    if "first occur more often than" in question:
-        for (y, mo), c in sorted(months(rows).items()):
-            if c[labels[0]] > c[labels[1]]:
-                return f"Answer: {MONTHS[mo - 1]} {y}"
-    m = re.search(r"represented exactly (\d+) times", question)
+    m = re.search(r"in which month of (\d{4}) does label", question)
     if m:
-        k = int(m.group(1))
-        return f"Answer: {sum(1 for v in Counter(r[0] for r in rows).values() if v == k)}"
+        year = int(m.group(1))
+        per_month = months(rows)
+        gap = {
+            (year, k): per_month[(year, k)][labels[0]] - per_month[(year, k)][labels[1]]
+            for k in range(1, 13)
+        }
+        y, mo = top(gap, sorted(gap))
+        return f"Answer: {MONTHS[mo - 1]} {y}"
+    if "how many distinct users have at least one instance" in question:
+        return f"Answer: {len({r[1] for r in rows if r[2] == labels[0]})}"
     return "Answer: unknown"
 
 
-__all__ = ["date", "solve"]
+_LABEL_ALT = "|".join(sorted((re.escape(x) for x in LABELS), key=len, reverse=True))
+_COND = re.compile(rf"(at least |exactly |)(one|two) (?:instances? )?with (?:an? )?({_LABEL_ALT})")
+_ALL = re.compile(
+    rf"all instances that are an? ({_LABEL_ALT}) for both users must be (after|before) "
+    r"(\w+ \d+, \d{4})"
+)
+
+
+def _conds(text: str) -> list[tuple[str, int, str]]:
+    # "... and one with X" leaves "at least" implied
+    return [
+        (op.strip() or "at least", 1 if k == "one" else 2, lab)
+        for op, k, lab in _COND.findall(text)
+    ]
+
+
+def _holds(conds: list[tuple[str, int, str]], counts: Counter[str]) -> list[bool]:
+    return [counts[lab] >= k if op == "at least" else counts[lab] == k for op, k, lab in conds]
+
+
+def solve_pairs(context: str, question: str) -> str:
+    """The pairs of an OOLONG-Pairs query, computed from the labelled ``context``."""
+    rows = parse(context)
+    counts: dict[int, Counter[str]] = {}
+    dates: dict[int, dict[str, list[date]]] = {}
+    for d, u, lab in rows:
+        counts.setdefault(u, Counter())[lab] += 1
+        dates.setdefault(u, {}).setdefault(lab, []).append(d)
+    users = sorted(counts)
+    cond = question.split(" such that ", 1)[-1].split(" where ", 1)[-1].split(". Each", 1)[0]
+    if cond.startswith("both users have"):
+        first = cond.split(", and all", 1)[0]
+        ors = _conds(first)
+        ok = {u for u in users if any(_holds(ors, counts[u]))}
+        m = _ALL.search(cond)
+        if m:
+            lab, when = m.group(1), m.group(2)
+            t = datetime.strptime(m.group(3), "%B %d, %Y").date()
+            ok = {
+                u
+                for u in ok
+                if all((x > t) if when == "after" else (x < t) for x in dates[u].get(lab, []))
+            }
+        a = b = ok
+    else:
+        left, right = cond.split(", and the other user has", 1)
+        ca, cb = _conds(left), _conds(right)
+        a = {u for u in users if all(_holds(ca, counts[u]))}
+        b = {u for u in users if all(_holds(cb, counts[u]))}
+    pairs = sorted({(min(x, y), max(x, y)) for x in a for y in b if x != y})
+    return "\n".join(f"({x}, {y})" for x, y in pairs) if pairs else "[]"
+
+
+__all__ = ["date", "solve", "solve_pairs"]

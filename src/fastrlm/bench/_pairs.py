@@ -21,6 +21,13 @@ from ._score import pair_f1, parse_pairs
 
 ABBR, ENT, DESC, HUM, LOC, NUM = LABELS
 
+#: Users: most hold one or two lines, so whether a user "has" a label is not implied by how
+#: many lines the user has (with OOLONG's 3.4 lines a user, almost every user has every pair).
+RECORDS_PER_USER = 1.3
+#: Longest window generated (2^18 tokens: up to about 1.2M gold pairs, ~230 MB to score).
+MAX_LENGTH = 2**18
+USER_ZIPF = 0.5
+
 Stats = dict[str, list[date]]  # label -> dates of that user's instances with the label
 Pred = Callable[[Stats], bool]
 
@@ -207,7 +214,7 @@ def gold_pairs(records: Sequence[Record], q: int) -> list[tuple[int, int]]:
 def valid_window(seed: int, length: int, index: int) -> Window:
     """The first re-draw of window ``index`` on which no query is empty or "all pairs"."""
     for attempt in range(100):
-        win = window(seed, length, index, attempt)
+        win = window(seed, length, index, attempt, RECORDS_PER_USER, USER_ZIPF)
         n_users = len({r.user for r in win.records})
         total = n_users * (n_users - 1) // 2
         if all(0 < len(gold_pairs(win.records, q)) < total for q in range(len(QUERIES))):
@@ -218,7 +225,20 @@ def valid_window(seed: int, length: int, index: int) -> Window:
     )
 
 
+def records_of(inst: Instance) -> tuple[Record, ...]:
+    """The records (with their hidden labels) behind a generated instance."""
+    return valid_window(inst.meta["seed"], inst.meta["length"], inst.meta["window"]).records
+
+
 def generate(seed: int, length: int, index: int) -> Instance:
+    """Instance ``index``: query ``index % 20`` over window ``index // 20``. Raises
+    :class:`ConfigurationError` above :data:`MAX_LENGTH`."""
+    if length > MAX_LENGTH:
+        raise ConfigurationError(
+            f"oolong-pairs: at most {MAX_LENGTH} tokens (2^18, Figure 1's largest): gold pair "
+            "sets grow with the square of the users (about 1.2M pairs at 2^18, an answer far "
+            f"beyond any output limit); got {length}. The paper's setting is 32K."
+        )
     win = valid_window(seed, length, index // len(QUERIES))
     q = index % len(QUERIES)
     gold = [list(p) for p in gold_pairs(win.records, q)]

@@ -30,58 +30,161 @@ LABELS: tuple[str, ...] = (
 FIRST_DAY = date(2022, 1, 1)
 LAST_DAY = date(2024, 12, 31)
 
-_TEMPLATES: dict[str, tuple[str, ...]] = {
+#: What a question asks for, per label: the answer type is the meaning of this head phrase.
+HEADS: dict[str, tuple[str, ...]] = {
     "abbreviation": (
-        "What does {ACR} stand for ?",
-        "What is the full form of {ACR} ?",
-        "What do the letters {ACR} mean on a {noun} ?",
-        "What is the abbreviation for the {Adj} {Noun} Association ?",
-        "What is the acronym for the {adj} {noun} standard ?",
-        "How is the {Noun} {Noun2} Agency abbreviated ?",
+        "contracted name",
+        "shorthand",
+        "clipped name",
+        "clipped form",
+        "truncated title",
+        "compressed name",
+        "spelled-out name",
+        "long form of its letters",
+        "expanded name",
+        "unabridged name",
+        "full wording of its letters",
+        "abridged name",
+        "compact name",
     ),
     "entity": (
-        "What {kind} is associated with the {adj} {noun} ?",
-        "What is the name of the {kind} used to {verb} a {noun} ?",
-        "Which {kind} do {plural} prefer ?",
-        "What {kind} appears on the flag of {Place} ?",
-        "Name a {kind} that can {verb} without a {noun} .",
-        "What was the {adj} {noun} called in the old stories ?",
+        "mascot",
+        "emblem",
+        "heirloom",
+        "trophy",
+        "anthem",
+        "delicacy",
+        "pastry",
+        "livery",
+        "insignia",
+        "talisman",
+        "tapestry",
+        "hymn",
+        "figurehead carving",
+        "coat of arms",
+        "totem",
     ),
     "description and abstract concept": (
-        "What is a {adj} {noun} ?",
-        "Why do {plural} {verb} ?",
-        "How does a {noun} {verb} ?",
-        "What does it mean to {verb} a {noun} ?",
-        "What is the origin of the {adj} {noun} ?",
-        "What is the difference between a {noun} and a {noun2} ?",
+        "gist",
+        "rationale",
+        "essence",
+        "backstory",
+        "premise",
+        "symbolism",
+        "motive",
+        "nature",
+        "appeal",
+        "philosophy",
+        "allure",
+        "underlying logic",
+        "ethos",
+        "spirit",
     ),
     "human being": (
-        "Who invented the {adj} {noun} ?",
-        "Who was the first person to {verb} a {noun} ?",
-        "What {profession} wrote about the {adj} {noun} ?",
-        "Which team won the {Noun} Cup in {Place} ?",
-        "What is the name of the {profession} who discovered the {noun} ?",
-        "Name the {profession} who liked to {verb} {plural} .",
+        "steward",
+        "chaplain",
+        "heir",
+        "widow",
+        "nephew",
+        "niece",
+        "bride",
+        "monk",
+        "squire",
+        "baron",
+        "sheriff",
+        "vicar",
+        "abbot",
+        "cousin",
+        "orphan",
+        "pilgrim",
+        "hermit",
+        "tenant",
+        "midwife",
     ),
     "location": (
-        "Where is the {adj} {noun} located ?",
-        "What city has the largest {noun} ?",
-        "In which country do {plural} {verb} ?",
-        "What is the highest {noun} in {Place} ?",
-        "What state is home to the {Adj} {Noun} ?",
-        "Name a river that flows past the {adj} {noun} .",
+        "parish",
+        "estuary",
+        "hinterland",
+        "borough",
+        "peninsula",
+        "lagoon",
+        "oasis",
+        "archipelago",
+        "fjord",
+        "moorland",
+        "delta",
+        "isthmus",
+        "plateau",
+        "headland",
     ),
     "numeric value": (
-        "How many {plural} are in a {noun} ?",
-        "What year was the {adj} {noun} built ?",
-        "How far is {Place} from the {noun} ?",
-        "What is the population of {Place} ?",
-        "How much does a {adj} {noun} cost ?",
-        "When did the {Adj} {Noun} Festival begin ?",
+        "tonnage",
+        "wingspan",
+        "headcount",
+        "mileage",
+        "acreage",
+        "turnout",
+        "wattage",
+        "circumference",
+        "shelf life",
+        "boiling point",
+        "annual rainfall",
+        "elevation",
+        "dosage",
+        "voltage",
     ),
 }
-_KINDS = ("animal", "instrument", "dish", "color", "sport", "language", "plant", "game", "drink")
-_PROFESSIONS = ("poet", "scientist", "painter", "general", "explorer", "composer", "judge")
+#: Everyday answer-type words (what keyword classifiers key on), used only inside descriptions of
+#: the thing asked about, where they say nothing about the answer type.
+_DISTRACTORS: dict[str, tuple[str, ...]] = {
+    "hum": ("founder", "inventor", "mayor", "captain", "author", "president", "owner"),
+    "num": ("population", "height", "price", "founding year", "length", "age", "number"),
+    "ent": ("favourite colour", "national animal", "signature dish", "currency", "flag"),
+    "loc": ("capital", "birthplace", "location", "home city", "country"),
+    "desc": ("meaning", "purpose", "origin", "definition", "reason"),
+}
+#: Question frames shared by every label (the wh-word says nothing about the answer type).
+_FRAMES = (
+    "What is the {H} of {Y} ?",
+    "Name the {H} of {Y} .",
+    "For {Y} , what is the {H} ?",
+    "Do you know the {H} of {Y} ?",
+    "{Y} -- what is its {H} ?",
+    "I am trying to find the {H} of {Y} .",
+    "Tell me the {H} of {Y} .",
+    "Which was the {H} of {Y} ?",
+    "Someone asked about {Y} ; what was its {H} ?",
+    "What would you say is the {H} of {Y} ?",
+)
+#: How a question names what it wants next to a decoy it does not want ({T}: wanted, {D}:
+#: decoy of another label). The decoy comes first as often as last, so its position says nothing.
+_ASKS = (
+    "{T} (not the {D})",
+    "{T}, rather than the {D},",
+    "{T} -- never mind the {D} --",
+    "{T} and not the {D}",
+    "{T}, as opposed to the {D},",
+    "{T} (the {D} is already known)",
+    "{D}, or rather the {T},",
+    "{D} -- no, sorry, the {T} --",
+    "{D}; correction: the {T}",
+    "{D} (which I know) and so the {T}",
+    "{D}, which is well documented, and instead the {T}",
+    "{D} I asked about yesterday; today I want the {T}",
+)
+#: Descriptions of the thing asked about, carrying other labels' vocabulary as distractors.
+_ABOUT = (
+    "the {adj} {noun}",
+    "the {adj} {noun} that the {hum} built near {Place}",
+    "the {noun} built in {year} by the {hum}",
+    "the {noun} known by its initials {ACR}",
+    "the {noun} in {Place} whose {num} puzzled the {hum}",
+    "the {adj} {noun} described in the {ACR} report",
+    "the {noun} where the {ent} of {Place} was kept",
+    "the {adj} {noun} whose {desc} the {hum} never explained",
+    "the {noun} that moved to {Place} in {year}",
+    "the {noun} that the {loc} of the {hum} is famous for",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,25 +215,23 @@ def plural(noun: str) -> str:
 
 
 def instance_text(label: str, rng: random.Random) -> str:
-    """A question whose TREC coarse label is ``label`` by construction."""
-    nouns, adjs, verbs = words("noun"), words("adjective"), words("verb")
-    noun, noun2 = rng.choice(nouns), rng.choice(nouns)
-    adj = rng.choice(adjs)
+    """A question whose TREC coarse label is ``label`` by construction: the label is the answer
+    type of the wanted head phrase (``HEADS``), named next to a decoy head of another label with
+    varied contrast wording; frames are shared by all labels; the description of what is asked
+    about carries other labels' words too (a founder, a year, a place, initials)."""
+    nouns, adjs = words("noun"), words("adjective")
     slots = {
-        "noun": noun,
-        "noun2": noun2,
-        "Noun": noun.title(),
-        "Noun2": noun2.title(),
-        "adj": adj,
-        "Adj": adj.title(),
-        "verb": rng.choice(verbs),
-        "plural": plural(noun),
-        "kind": rng.choice(_KINDS),
-        "profession": rng.choice(_PROFESSIONS),
+        "adj": rng.choice(adjs),
+        "noun": rng.choice(nouns),
         "Place": f"{rng.choice(adjs).title()} {rng.choice(nouns).title()}",
         "ACR": "".join(chr(65 + rng.randrange(26)) for _ in range(rng.randint(2, 4))),
+        "year": str(rng.randint(1700, 2020)),
+        **{slot: rng.choice(cues) for slot, cues in _DISTRACTORS.items()},
     }
-    return rng.choice(_TEMPLATES[label]).format(**slots)
+    about = rng.choice(_ABOUT).format(**slots)
+    decoy = rng.choice([lab for lab in LABELS if lab != label])
+    ask = rng.choice(_ASKS).format(T=rng.choice(HEADS[label]), D=rng.choice(HEADS[decoy]))
+    return " ".join(rng.choice(_FRAMES).format(H=ask, Y=about).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,17 +264,27 @@ class Window:
 
 
 @lru_cache(maxsize=8)
-def window(seed: int, length: int, index: int, attempt: int = 0) -> Window:
-    """Window ``index`` for ``(seed, length)``; ``attempt`` re-draws it (used to reject windows)."""
+def window(
+    seed: int,
+    length: int,
+    index: int,
+    attempt: int = 0,
+    records_per_user: float = 3.4,
+    zipf: float = 1.1,
+    flat_head: int = 1,
+) -> Window:
+    """Window ``index`` for ``(seed, length)``; ``attempt`` re-draws it (used to reject windows).
+    Users: a pool of ``n / records_per_user`` IDs drawn with Zipf weights
+    ``1 / max(rank, flat_head) ** zipf`` (the ``flat_head`` busiest users are equally busy)."""
     rng = rng_for("oolong-window", seed, length, index, attempt)
     n = n_records(length)
     temperature = rng.randint(2, 6)
     logits = [rng.gauss(0.0, 1.0) for _ in LABELS]
     top = max(logits)
     weights = [math.exp((x - top) / temperature) for x in logits]
-    n_users = max(2, round(n / 3.4))
+    n_users = max(2, round(n / records_per_user))
     users = rng.sample(range(10_000, 100_000), n_users)
-    user_weights = [1.0 / (rank + 1) ** 1.1 for rank in range(n_users)]
+    user_weights = [1.0 / max(rank + 1, flat_head) ** zipf for rank in range(n_users)]
     span = (LAST_DAY - FIRST_DAY).days
     labels = rng.choices(LABELS, weights, k=n)
     owners = rng.choices(users, user_weights, k=n)

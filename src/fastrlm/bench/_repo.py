@@ -1,17 +1,36 @@
 """A seeded synthetic Python repository for CodeQA (spec §6 (b)): version-independent source.
 
 Modules of a package ``pkg`` hold constants, functions (unique names repo-wide, literal defaults,
-calls to other functions imported by name) and classes (bases inside the repo, methods). Only
-source text comes out of here: every gold is then recomputed from that text with ``ast``
-(:mod:`fastrlm.bench._codeqa`), never taken from the generator's own bookkeeping.
+calls to other functions imported by name), list-to-integer behaviour functions under meaningless
+names (:mod:`fastrlm.bench._behaviours`) and classes (bases inside the repo, methods). No name
+is a keyword, soft keyword or builtin. Out come the source text and which behaviour each
+behaviour function was rendered from; :mod:`fastrlm.bench._codeqa` re-checks that claim by
+running the function's text from the file.
 """
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import random
+from functools import cache
 
+from ._behaviours import BEHAVIOURS, render
 from ._text import filler, words
+
+#: Names Python reserves or predefines: never identifiers, module or package names here.
+RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+
+
+#: Local names of the behaviour renderings (a parameter must not shadow one).
+_LOCALS = ("out", "item", "low", "last", "seen", "sign", "i", "result")
+
+
+@cache
+def safe_nouns() -> tuple[str, ...]:
+    """The wonderwords nouns that are valid identifiers and not keywords or builtins."""
+    return tuple(n for n in words("noun") if n.isidentifier() and n not in RESERVED)
+
 
 _VERBS = (
     "load",
@@ -41,7 +60,8 @@ def _unique(rng: random.Random, taken: set[str], make: object) -> str:
     assert callable(make)
     for _ in range(1000):
         name = make()
-        if name not in taken and not keyword.iskeyword(str(name)):
+        last = str(name).rsplit("/", 1)[-1]
+        if name not in taken and last.isidentifier() and last not in RESERVED:
             taken.add(name)
             return str(name)
     raise RuntimeError("name space exhausted")
@@ -60,9 +80,13 @@ def _literal(rng: random.Random) -> str:
     return repr((rng.randint(0, 9), rng.randint(0, 9)))
 
 
-def generate_repo(rng: random.Random, target_chars: int) -> dict[str, str]:
-    """``{relative path: source}`` of about ``target_chars`` characters (at least 6 files)."""
-    nouns = words("noun")
+def generate_repo(
+    rng: random.Random, target_chars: int
+) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """``{relative path: source}`` of about ``target_chars`` characters (at least 6 files), and
+    the behaviour functions: ``{function name: (path, behaviour key)}``."""
+    nouns = safe_nouns()
+    behaviours: dict[str, tuple[str, str]] = {}
     taken: set[str] = set()
     files: dict[str, str] = {}
     funcs: list[tuple[str, str]] = []  # (module dotted name, function)
@@ -74,9 +98,10 @@ def generate_repo(rng: random.Random, target_chars: int) -> dict[str, str]:
     sentence = rng.randrange(10_000)
     while total < target_chars or n < 6:
         pkg_name = nouns[(n * 7919) % len(nouns)]
-        sub = "" if n < 4 or keyword.iskeyword(pkg_name) else f"{pkg_name}/"
+        sub = "" if n < 4 else f"{pkg_name}/"
         prefix = f"pkg/{sub}"
-        mod = _unique(rng, module_paths, lambda p=prefix: p + rng.choice(nouns)).rsplit("/", 1)[1]
+        mod = _unique(rng, module_paths, lambda p=prefix: p + rng.choice(nouns))
+        mod = mod.rsplit("/", 1)[1]
         path = f"pkg/{sub}{mod}.py"
         dotted = path[:-3].replace("/", ".")
         imports: dict[str, set[str]] = {}
@@ -106,6 +131,17 @@ def generate_repo(rng: random.Random, target_chars: int) -> dict[str, str]:
             lines.append("    return result\n")
             body.append("\n".join(lines) + "\n")
             local.append(fname)
+        for _ in range(rng.randint(1, 2)):
+            # a list-to-integer behaviour under a name that says nothing about it
+            bname = _unique(rng, taken, lambda: f"{rng.choice(nouns)}_{rng.choice(nouns)}")
+            beh = rng.choice(BEHAVIOURS)
+            param = _unique(rng, set(_LOCALS), lambda: rng.choice(nouns))
+            doc = _doc(rng.randint(80, 300), sentence)
+            sentence += 3
+            src = render(beh, bname, param, rng)
+            head, rest = src.split("\n", 1)
+            body.append(f'{head}\n    """{doc}"""\n{rest}\n')
+            behaviours[bname] = (path, beh.key)
         for _ in range(rng.randint(0, 2)):
             cname = _unique(
                 rng, taken, lambda: rng.choice(nouns).title() + rng.choice(nouns).title()
@@ -136,7 +172,7 @@ def generate_repo(rng: random.Random, target_chars: int) -> dict[str, str]:
         files[path] = source
         total += len(source) + len(path) + 12
         n += 1
-    return files
+    return files, behaviours
 
 
 def _doc(chars: int, sentence: int) -> str:

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .._budget import Budget
 from .._config import Limits
@@ -40,10 +40,15 @@ METHODS: tuple[str, ...] = (
     "codeact",
     "codeact-bm25",
     "simple-rlm",
+    "shortcut",
+    "oracle",
 )
 #: The tasks on which the paper gives CodeAct its BM25 retriever (``codeact``); ``codeact-bm25``
 #: has it everywhere.
 CODEACT_SEARCH_TASKS = frozenset({"browsecomp"})
+#: ``shortcut`` (a model-free program) and ``oracle`` (the rlm method with a root that writes the
+#: right program and a sub-model that knows the hidden truth) are controls: no LM is called.
+CONTROLS = ("shortcut", "oracle")
 #: Table 1's sub-model for a root model (the paper: GPT-5 -> GPT-5-mini, summary with GPT-5-nano).
 DEFAULT_SUB = {"openai/gpt-5": "openai/gpt-5-mini"}
 #: ``--prompt``: fastrlm's default system prompt, or the paper's preset for the root model.
@@ -57,6 +62,15 @@ class Method(Protocol):
     async def run(
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult: ...
+
+
+@runtime_checkable
+class InstanceMethod(Protocol):
+    """A control that needs the whole instance (the oracle: its hidden truth)."""
+
+    name: str
+
+    async def run_instance(self, inst: Instance, meter: Meter | None = None) -> MethodResult: ...
 
 
 @dataclass(frozen=True)
@@ -188,6 +202,14 @@ def make_method(name: str, models: Models, config: BenchConfig) -> Method:
             window=config.window,
             name=name,
         )
+    if name == "shortcut":
+        from ._shortcut import Shortcut
+
+        return Shortcut(config.task)
+    if name == "oracle":
+        from ._oracle_method import Oracle
+
+        return Oracle(config.task, sandbox=config.sandbox)
     return SimpleRLM(models.root, models.sub)
 
 
@@ -324,8 +346,12 @@ async def run_bench(
                 evidence = inst.meta.get("evidence_docids")
                 meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence),
                               prices=prices)
+                runner = methods[method]
                 try:
-                    res = await methods[method].run(inst.query, inst.context, meter)
+                    if isinstance(runner, InstanceMethod):  # the oracle reads hidden truth
+                        res = await runner.run_instance(inst, meter)
+                    else:
+                        res = await runner.run(inst.query, inst.context, meter)
                 except RLMError as exc:
                     res = MethodResult(
                         "",

@@ -1,9 +1,10 @@
-"""A seeded synthetic world for the BrowseComp-Plus analogue (spec §5): entities, functional
-relations, and the fact sentences a document states about each entity.
+"""A seeded synthetic world for the BrowseComp-Plus analogue (spec §5): entities and functional
+relations.
 
 Kinds: person (born, profession, birthplace -> town, employer -> org), town (founded, region),
 org (founded, sector, hq -> town, founder -> person), work (published, genre, author -> person),
 event (first held, type, host -> town, first winner -> person). Names are unique in the world.
+How documents and questions word these facts: :mod:`fastrlm.bench._wording`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "insurance",
     ),
     "work": ("mystery", "poetry", "travel", "history", "satire", "romance", "science", "drama"),
-    "event": ("music", "film", "chess", "rowing", "cooking", "poetry", "kite", "lantern"),
+    "event": ("music", "film", "chess", "rowing", "cooking", "recital", "kite", "lantern"),
 }
 YEARS: dict[str, tuple[int, int]] = {
     "person": (1900, 1990),
@@ -58,23 +59,6 @@ RELATIONS: dict[tuple[str, str], str] = {
     ("event", "host"): "town",
     ("event", "first_winner"): "person",
 }
-NOUN_OF = {
-    "person": "person",
-    "town": "town",
-    "org": "organisation",
-    "work": "work",
-    "event": "event",
-}
-#: How a question phrases a hop from the previous entity to the next (target kind noun last).
-HOP_TEXT: dict[tuple[str, str], str] = {
-    ("person", "birthplace"): "That person was born in a town.",
-    ("person", "employer"): "That person was employed by an organisation.",
-    ("org", "hq"): "That organisation has its headquarters in a town.",
-    ("org", "founder"): "That organisation was founded by a person.",
-    ("work", "author"): "That work was written by a person.",
-    ("event", "host"): "That event is held in a town.",
-    ("event", "first_winner"): "The first edition of that event was won by a person.",
-}
 SIZES = {"person": 4000, "town": 1500, "org": 1500, "work": 2000, "event": 1000}
 
 
@@ -92,32 +76,6 @@ class Entity:
 class World:
     entities: list[Entity]
     by_kind: dict[str, list[int]]
-
-    def facts(self, e: Entity) -> list[str]:
-        """The sentences a document about ``e`` states (all its attributes and relations)."""
-        name = {k: self.entities[v].name for k, v in e.rel.items()}
-        if e.kind == "person":
-            return [
-                f"{e.name} was born in {e.year} in {name['birthplace']}.",
-                f"{e.name} worked as a {e.category} and was employed by {name['employer']}.",
-            ]
-        if e.kind == "town":
-            return [f"{e.name} is a {e.category} town that was founded in {e.year}."]
-        if e.kind == "org":
-            return [
-                f"{e.name} is a {e.category} organisation founded in {e.year} by "
-                f"{name['founder']}.",
-                f"{e.name} has its headquarters in {name['hq']}.",
-            ]
-        if e.kind == "work":
-            return [
-                f"{e.name} is a {e.category} work first published in {e.year}.",
-                f"{e.name} was written by {name['author']}.",
-            ]
-        return [
-            f"The {e.name} is a {e.category} event first held in {e.year} in {name['host']}.",
-            f"The first edition of the {e.name} was won by {name['first_winner']}.",
-        ]
 
 
 def _name(kind: str, rng: object, nouns: tuple[str, ...], adjs: tuple[str, ...]) -> str:

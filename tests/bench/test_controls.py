@@ -1,0 +1,110 @@
+"""The controls: ``shortcut`` (the strongest model-free program we could write) stays under each
+task's bound, and ``oracle`` (the rlm method, a root that writes the right program, a sub-model
+that knows the hidden truth) scores 100, at 8K and 131K, through the runner like any method."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fastrlm.bench import BenchConfig, _oracle, get_task, run_bench, summarize
+from fastrlm.bench._oracle_method import Oracle
+from fastrlm.bench._records import window
+from fastrlm.bench._runner import METHODS
+from fastrlm.bench._shortcut import SOLVERS
+from fastrlm.bench._shortcut_oolong import classify, label_context
+
+#: The issue's bounds on the shortcut (percent); S-NIAH has none (retrieval is meant to be easy).
+BOUNDS = {"oolong": 25.0, "oolong-pairs": 15.0, "browsecomp": 15.0, "codeqa": 35.0}
+
+
+def shortcut_score(task: str, seed: int, length: int, indices: range) -> float:
+    t = get_task(task)
+    scores = []
+    labelled: dict[str, str] = {}  # OOLONG windows classified once, not once per question
+    for i in indices:
+        inst = t.instance(seed, length, i)
+        if task in ("oolong", "oolong-pairs"):
+            assert isinstance(inst.context, str)
+            if inst.context not in labelled:
+                labelled[inst.context] = label_context(inst.context)
+            solve = _oracle.solve if task == "oolong" else _oracle.solve_pairs
+            answer = solve(labelled[inst.context], inst.query)
+        else:
+            answer = SOLVERS[task](inst.context, inst.query)
+        scores.append(t.score(answer, inst))
+    return 100 * sum(scores) / len(scores)
+
+
+def test_the_controls_run_with_method_all() -> None:
+    assert {"shortcut", "oracle"} <= set(METHODS)
+
+
+def test_the_keyword_classifier_is_near_chance_on_generated_lines() -> None:
+    records = window(0, 32768, 0).records
+    accuracy = sum(classify(r.text) == r.label for r in records) / len(records)
+    assert accuracy < 0.25  # six labels: chance is about 1/6; it was 0.949 before
+
+
+@pytest.mark.parametrize(
+    ("task", "length", "indices"),
+    [
+        ("oolong", 8192, range(50)),
+        ("oolong", 131072, range(0, 50, 2)),
+        ("oolong-pairs", 8192, range(20)),
+        ("oolong-pairs", 32768, range(20)),
+        ("browsecomp", 8192, range(40)),
+        ("browsecomp", 131072, range(30)),
+        ("codeqa", 8192, range(40)),
+        ("codeqa", 131072, range(20)),
+    ],
+)
+def test_the_shortcut_stays_under_its_bound(task: str, length: int, indices: range) -> None:
+    assert shortcut_score(task, 0, length, indices) <= BOUNDS[task]
+
+
+def test_the_shortcut_finds_every_needle() -> None:
+    assert shortcut_score("sniah", 0, 8192, range(6)) == 100.0
+
+
+@pytest.mark.parametrize(
+    ("task", "length", "n"),
+    [
+        ("sniah", 8192, 3),
+        ("oolong", 8192, 15),
+        ("oolong-labelled", 8192, 3),
+        ("oolong-pairs", 8192, 4),
+        ("browsecomp", 8192, 3),
+        ("codeqa", 8192, 4),
+        ("oolong", 131072, 3),
+        ("codeqa", 131072, 2),
+        ("browsecomp", 131072, 1),
+    ],
+)
+def test_the_oracle_scores_100_through_the_runner(
+    task: str, length: int, n: int, tmp_path: Path
+) -> None:
+    config = BenchConfig(
+        task=task,
+        methods=("oracle", "shortcut"),
+        lengths=(length,),
+        n=n,
+        out=tmp_path,
+        scripted=True,
+        sandbox="process",
+        progress=False,
+    )
+    records = asyncio.run(run_bench(config))
+    rows = {r["method"]: r for r in summarize(records) if r["length"] == "all"}
+    assert rows["oracle"]["score"] == 100.0
+    assert {r["stop_reason"] for r in records if r["method"] == "oracle"} == {"final"}
+    assert "shortcut" in rows  # reported like any other method
+
+
+def test_the_oracle_answers_a_pairs_query_at_131k() -> None:
+    inst = get_task("oolong-pairs").instance(0, 131072, 12)  # asymmetric: a smaller gold
+    res = asyncio.run(Oracle("oolong-pairs", sandbox="process").run_instance(inst))
+    assert res.stop_reason == "final"
+    assert get_task("oolong-pairs").score(res.answer, inst) == 1.0
