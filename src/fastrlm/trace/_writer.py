@@ -3,8 +3,9 @@
 Each event becomes one JSON line, written and flushed as it arrives, so a process killed mid-run
 leaves a readable trace (at worst its last line is cut, and the reader skips it). Events of child
 runs go into their top-level run's file; every event is routed by its own ``run_id`` (never by
-which run started last), so concurrent runs sharing one writer never mix their traces. The context never enters a trace: events only carry its
-sha256 and size. Sub-call prompts appear as previews unless ``full_prompts`` is set.
+which run started last), so concurrent runs sharing one writer never mix their traces. The
+context never enters a trace: events only carry its sha256 and size. Sub-call prompts appear as
+previews unless ``full_prompts`` is set.
 """
 
 from __future__ import annotations
