@@ -56,6 +56,10 @@ class RLM:
     ``trace=True`` writes a JSONL trace under ``$FASTRLM_HOME/traces`` (a path or a TraceWriter
     also work). ``cache`` is a sub-call cache such as :class:`fastrlm.lm.SubcallCache`.
     ``subcalls=False`` removes ``llm_query``/``rlm_query`` (the paper's ablation).
+
+    The configuration is built and checked once, here, and never changes: ``budget``,
+    ``limits``, ``sandbox`` and the other settings are read-only. One run takes its own
+    ``budget=`` / ``limits=`` (:meth:`acompletion`); :meth:`with_options` makes a new RLM.
     """
 
     def __init__(
