@@ -261,3 +261,19 @@ async def test_budget_warning_names_the_child_run_whose_call_crossed_the_mark() 
         (child.child_run_id, 1, "subcalls")
     ]
     assert child.child_run_id != out.trace_id
+
+
+async def test_a_warning_from_the_first_root_call_follows_run_started_under_the_roots_id(
+) -> None:
+    # A context past the in-thread hashing size: the first root call then runs while the
+    # context is hashed, so its warning may come before run.started is out; it must wait.
+    events: list[Event] = []
+    reply = "x" * 340 + "\n" + repl("FINAL('done')")
+    rlm, _ = make_rlm([reply], events=events, budget=Budget(max_output_tokens=100))
+    out = await rlm.acompletion("q", context="c" * 1_100_000)
+    assert out.answer == "done"
+    assert events[0].type == "run.started"
+    warnings = [e for e in events if isinstance(e, BudgetWarning)]
+    assert [(w.run_id, w.depth, w.resource) for w in warnings] == [
+        (out.trace_id, 0, "output_tokens")
+    ]
