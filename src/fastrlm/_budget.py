@@ -77,5 +77,11 @@ class Budget:
         return REQUESTS_PER_CALL * (self.max_subcalls + self.max_iterations + 1)
 
 
+#: The Budget fields a user sets from outside the library, all in one place: a CLI flag, a
+#: ``config.toml`` key and a server request's override (which may only lower the server's).
+BUDGET_KEYS = (
+    "max_usd", "max_subcalls", "max_requests", "max_seconds", "max_depth", "max_iterations"
+)
+
 #: Requests per call allowed by the default request cap (a first attempt and two retries).
 REQUESTS_PER_CALL = 3

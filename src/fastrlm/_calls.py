@@ -92,11 +92,16 @@ class CallTree:
         subcall: bool,
         max_tokens: int,
         account: Account,
+        run_id: str,
+        depth: int,
         on_admitted: Callable[[Reservation], None] | None = None,
+        emit: Callable[[Event], None] | None = None,
     ) -> tuple[LMResponse, Booking]:
-        """Send one call through the ledger. Raises BudgetExceededError (never sent) or
-        ProviderError (sent, failed; every attempt booked). ``on_admitted`` gets the reservation
-        once the ledger let the call through (its ``booking()`` is what the call cost so far)."""
+        """Send one call of run ``run_id`` through the ledger. Raises BudgetExceededError (never
+        sent) or ProviderError (sent, failed; every attempt booked). ``on_admitted`` gets the
+        reservation once the ledger let the call through (its ``booking()`` is what the call cost
+        so far). A limit this call takes past its warning mark is reported as a
+        ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's)."""
         size = sum(len(m["content"].encode("utf-8", "surrogatepass")) for m in messages)
         bound = input_token_bound(0, size, len(messages))
         ledger = self.ledger
@@ -112,17 +117,17 @@ class CallTree:
                 response = await lm.complete(messages, max_tokens=reservation.max_tokens)
             except BaseException as exc:
                 ledger.fail(reservation, exc)
-                self._warn()
+                self._warn(run_id, depth, emit or self.emit)
                 raise
             finally:
                 current_gate.reset(gate)
         booking = ledger.settle(reservation, response)
-        self._warn()
+        self._warn(run_id, depth, emit or self.emit)
         return response, booking
 
-    def _warn(self) -> None:
+    def _warn(self, run_id: str, depth: int, emit: Callable[[Event], None]) -> None:
         for resource, fraction in self.ledger.new_warnings():
-            self.emit(BudgetWarning(run_id="tree", resource=resource, fraction=fraction))
+            emit(BudgetWarning(run_id=run_id, depth=depth, resource=resource, fraction=fraction))
 
     async def subcall(
         self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account
@@ -175,6 +180,8 @@ class CallTree:
                 subcall=True,
                 max_tokens=max_tokens,
                 account=account,
+                run_id=run_id,
+                depth=depth,
                 on_admitted=admitted,
             )
         except BudgetExceededError as exc:
@@ -194,7 +201,9 @@ class CallTree:
 
     async def root_call(
         self, lm: LM, messages: Sequence[ChatMessage], *, subcall: bool, max_tokens: int,
-        account: Account, on_admitted: Callable[[Reservation], None] | None = None,
+        account: Account, run_id: str, depth: int,
+        on_admitted: Callable[[Reservation], None] | None = None,
+        emit: Callable[[Event], None] | None = None,
     ) -> tuple[LMResponse, Booking]:
         """A root turn through the ledger, answered from the cache when this exact conversation
         was answered before (deterministic models only): a re-run replays the turns an
@@ -204,7 +213,8 @@ class CallTree:
             return hit
         response, booking = await self.call(lm, messages, subcall=subcall,
                                             max_tokens=max_tokens, account=account,
-                                            on_admitted=on_admitted)
+                                            run_id=run_id, depth=depth,
+                                            on_admitted=on_admitted, emit=emit)
         if key is not None and self.cache is not None:
             await self.cache.put(key, response)
         return response, booking

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +56,10 @@ class RLM:
     ``trace=True`` writes a JSONL trace under ``$FASTRLM_HOME/traces`` (a path or a TraceWriter
     also work). ``cache`` is a sub-call cache such as :class:`fastrlm.lm.SubcallCache`.
     ``subcalls=False`` removes ``llm_query``/``rlm_query`` (the paper's ablation).
+
+    The configuration is built and checked once, here, and never changes: ``budget``,
+    ``limits``, ``sandbox`` and the other settings are read-only. One run takes its own
+    ``budget=`` / ``limits=`` (:meth:`acompletion`); :meth:`with_options` makes a new RLM.
     """
 
     def __init__(
@@ -77,8 +82,8 @@ class RLM:
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
-        self.budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
-        self.limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
+        budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+        limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
         from .sandbox._layers import KINDS
 
         check_choice("sandbox", sandbox, KINDS)
@@ -86,8 +91,6 @@ class RLM:
         check_flag("cache_sampled", cache_sampled)
         for depth in child_models or {}:
             DEPTH_RULE.check("child_models depth", depth)
-        self._base_url = base_url
-        self._api_key = api_key
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
         sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
         if spec is None:
@@ -100,61 +103,162 @@ class RLM:
                     break
         if spec is None:
             raise ConfigurationError(NO_MODEL_HELP)
-        self.root_lm = self._lm(spec)
-        self.sub_lm = self._lm(sub_spec) if sub_spec is not None else self.root_lm
-        self.child_lms = {d: self._lm(m) for d, m in (child_models or {}).items()}
-        named = {lm.model: lm for lm in (self.root_lm, self.sub_lm, *self.child_lms.values())}
-        named.update({name: self._lm(m) for name, m in (models or {}).items()})
-        self.sandbox = sandbox
+
+        def lm_of(item: str | LM) -> LM:
+            if not isinstance(item, str):
+                return item
+            from .lm import resolve
+
+            return resolve(item, base_url=base_url, api_key=api_key, limits=limits)
+
+        root_lm = lm_of(spec)
+        sub_lm = lm_of(sub_spec) if sub_spec is not None else root_lm
+        child_lms = {d: lm_of(m) for d, m in (child_models or {}).items()}
+        named = {lm.model: lm for lm in (root_lm, sub_lm, *child_lms.values())}
+        named.update({name: lm_of(m) for name, m in (models or {}).items()})
         if sandbox == "none":
             _warn_unsafe_once()
-        self.prompts = prompts or Prompts()
-        self.prices = prices or PriceTable.default()
-        if self.budget.max_usd is not None:
-            unpriced = sorted({m for m in named if self.prices.price(m) is None})
-            if unpriced:
-                raise ConfigurationError(
-                    f"max_usd is set, but no price is known for {', '.join(unpriced)}, so the "
-                    "budget could not be enforced. Add them: RLM(..., prices=PriceTable("
-                    "{'name': {'input': USD_per_1M, 'output': USD_per_1M}})) or "
-                    "$FASTRLM_HOME/prices.json"
-                )
-        self.subcalls = subcalls
-        self.cache = cache
-        self.cache_sampled = cache_sampled
-        self.trace = trace
+        prices = prices or PriceTable.default()
+        _check_priced(budget, named, prices)
         if on_event is None:
-            self._callbacks: list[EventCallback] = []
+            callbacks: tuple[EventCallback, ...] = ()
         elif callable(on_event):
-            self._callbacks = [on_event]
+            callbacks = (on_event,)
         else:
-            self._callbacks = list(on_event)
+            callbacks = tuple(on_event)
+        self._arguments: dict[str, Any] = dict(
+            model=spec, sub_model=sub_spec, budget=budget, limits=limits, sandbox=sandbox,
+            child_models=child_models, models=models, prompts=prompts, prices=prices,
+            on_event=on_event, trace=trace, cache=cache, cache_sampled=cache_sampled,
+            subcalls=subcalls, base_url=base_url, api_key=api_key,
+        )
         self._config = RunConfig(
-            root_lm=self.root_lm,
-            sub_lm=self.sub_lm,
-            child_lms=self.child_lms,
+            root_lm=root_lm,
+            sub_lm=sub_lm,
+            child_lms=child_lms,
             named_lms=named,
-            budget=self.budget,
-            limits=self.limits,
-            prompts=self.prompts,
+            budget=budget,
+            limits=limits,
+            prompts=prompts or Prompts(),
             sandbox_kind=sandbox,
             subcalls=subcalls,
+            prices=prices,
+            cache=cache,
+            cache_sampled=cache_sampled,
+            trace=trace,
+            callbacks=callbacks,
         )
 
-    def _lm(self, spec: str | LM) -> LM:
-        if not isinstance(spec, str):
-            return spec
-        from .lm import resolve
+    # ------------------------------------------------------------------ configuration
+    # Read-only views of the one frozen configuration (RLM.__setattr__ says what to do instead).
+    @property
+    def budget(self) -> Budget:
+        """The default budget of every run (a run may pass its own: ``completion(budget=)``)."""
+        return self._config.budget
 
-        return resolve(spec, base_url=self._base_url, api_key=self._api_key, limits=self.limits)
+    @property
+    def limits(self) -> Limits:
+        """The default limits of every run (a run may pass its own: ``completion(limits=)``)."""
+        return self._config.limits
+
+    @property
+    def sandbox(self) -> str:
+        return self._config.sandbox_kind
+
+    @property
+    def prompts(self) -> Prompts:
+        return self._config.prompts
+
+    @property
+    def prices(self) -> PriceTable:
+        return self._config.prices
+
+    @property
+    def subcalls(self) -> bool:
+        return self._config.subcalls
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        return self._config.cache
+
+    @property
+    def cache_sampled(self) -> bool:
+        return self._config.cache_sampled
+
+    @property
+    def trace(self) -> bool | str | Path | EventCallback:
+        return self._config.trace
+
+    @property
+    def root_lm(self) -> LM:
+        return self._config.root_lm
+
+    @property
+    def sub_lm(self) -> LM:
+        return self._config.sub_lm
+
+    @property
+    def child_lms(self) -> Mapping[int, LM]:
+        return self._config.child_lms
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SETTINGS:
+            per_call = ("pass it to completion()/acompletion()/stream() for one run "
+                        f"({name}=...), or " if name in _PER_CALL else "")
+            raise AttributeError(
+                f"RLM.{name} is read-only: an RLM's configuration is built once. To change it, "
+                f"{per_call}make a new RLM with rlm.with_options({_ARGUMENT.get(name, name)}=...)"
+            )
+        super().__setattr__(name, value)
+
+    def with_options(self, **changes: Any) -> RLM:
+        """A new RLM with this one's arguments, ``changes`` put in (any keyword of
+        :class:`RLM`, e.g. ``rlm.with_options(budget=Budget(max_usd=0.5), sandbox="process")``).
+        It is checked as a new ``RLM(...)`` is; model strings are resolved again, so it has its
+        own HTTP clients (close it with :meth:`aclose` too). Raises ``TypeError`` for a name
+        ``RLM`` does not take."""
+        unknown = sorted(set(changes) - set(self._arguments))
+        if unknown:
+            raise TypeError(f"RLM.with_options() got unknown option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(self._arguments))}")
+        return RLM(**{**self._arguments, **changes})
+
+    def _run_config(self, budget: Budget | None, limits: Limits | None) -> RunConfig:
+        """The configuration of one run: this RLM's, with a per-call budget and limits put in.
+        Raises ConfigurationError for a wrong type, an unpriced ``max_usd``, or limits the model
+        clients were built with (timeouts, retries)."""
+        config = self._config
+        if budget is None and limits is None:
+            return config
+        if budget is not None:
+            budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+            _check_priced(budget, config.named_lms, config.prices)
+        if limits is not None:
+            limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
+            fixed = [name for name in _CLIENT_LIMITS
+                     if getattr(limits, name) != getattr(config.limits, name)]
+            if fixed:
+                raise ConfigurationError(
+                    f"limits.{', limits.'.join(fixed)} cannot change per call: the model clients "
+                    "were built with them; use rlm.with_options(limits=...) for an RLM whose "
+                    "clients use other values"
+                )
+        return replace(config, budget=budget or config.budget, limits=limits or config.limits)
 
     # ------------------------------------------------------------------ public API
-    def completion(self, prompt: str, context: object = _MISSING) -> RLMResult:
+    def completion(
+        self,
+        prompt: str,
+        context: object = _MISSING,
+        *,
+        budget: Budget | None = None,
+        limits: Limits | None = None,
+    ) -> RLMResult:
         """Blocking form of :meth:`acompletion`. Not for use inside a running event loop."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.acompletion(prompt, context))
+            return asyncio.run(self.acompletion(prompt, context, budget=budget, limits=limits))
         raise RuntimeError(
             "RLM.completion() was called from a running event loop; use "
             "`await rlm.acompletion(...)` there"
@@ -165,11 +269,18 @@ class RLM:
         prompt: str,
         context: object = _MISSING,
         *,
+        budget: Budget | None = None,
+        limits: Limits | None = None,
         on_event: EventCallback | None = None,
     ) -> RLMResult:
         """Answer ``prompt`` about ``context`` (a str, a list of str, or a JSON-able value).
 
-        With no ``context`` the prompt itself becomes the context (drop-in use).
+        With no ``context`` the prompt itself becomes the context (drop-in use). ``budget`` and
+        ``limits`` replace the RLM's for this run only (the documented way to change one run;
+        the RLM itself never changes); ``on_event`` gets this run's events besides the RLM's
+        callbacks. A wrong override raises :class:`ConfigurationError` (a ``max_usd`` for a
+        model without a price; ``request_timeout_s`` / ``max_retries``, which the model clients
+        were built with) or :class:`InvalidSettingError` (from ``Budget`` / ``Limits``).
 
         Returns an :class:`RLMResult` when the run answered with ``FINAL`` (``partial=False``)
         or was stopped by a budget, the iteration cap or the time limit (``partial=True``,
@@ -185,26 +296,27 @@ class RLM:
         raises: the REPL code gets an ``"[error: ...]"`` string in its place. Cancelling the
         task cancels in-flight sub-calls and stops the worker.
         """
+        config = self._run_config(budget, limits)
         drop_in = context is _MISSING
         if drop_in:
             context = prompt
         _check_context(context)
-        callbacks = list(self._callbacks) + ([on_event] if on_event else [])
+        callbacks = list(config.callbacks) + ([on_event] if on_event else [])
         run_id = new_run_id()
-        writer = self._trace_writer()
+        writer = _trace_writer(config)
         if writer is not None:
             callbacks.append(writer)
-        ledger = BudgetLedger(self.budget)
+        ledger = BudgetLedger(config.budget)
         tree = CallTree(
             ledger=ledger,
-            limits=self.limits,
-            prices=self.prices,
+            limits=config.limits,
+            prices=config.prices,
             emit=_dispatcher(callbacks),
-            cache=self.cache,
-            cache_sampled=self.cache_sampled,
+            cache=config.cache,
+            cache_sampled=config.cache_sampled,
         )
         run = Run(
-            config=self._config,
+            config=config,
             tree=tree,
             question=prompt,
             context=context,
@@ -239,14 +351,23 @@ class RLM:
             raise error
         return result
 
-    async def stream(self, prompt: str, context: object = _MISSING) -> AsyncIterator[Event]:
+    async def stream(
+        self,
+        prompt: str,
+        context: object = _MISSING,
+        *,
+        budget: Budget | None = None,
+        limits: Limits | None = None,
+    ) -> AsyncIterator[Event]:
         """Run and yield every event as it happens; the last one is the root ``RunFinished``.
+        ``budget`` / ``limits`` are this run's, as for :meth:`acompletion`.
 
         It ends as :meth:`acompletion` does: after a failed run's ``RunFinished`` (its
         ``stop_reason`` is ``"error"``) the iteration raises the same typed error, with the
         partial result on its ``result`` attribute. Leaving the loop early cancels the run."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        task = asyncio.create_task(self.acompletion(prompt, context, on_event=queue.put_nowait))
+        task = asyncio.create_task(self.acompletion(prompt, context, budget=budget,
+                                                    limits=limits, on_event=queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
@@ -257,20 +378,47 @@ class RLM:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    def _trace_writer(self) -> Callable[[Event], object] | None:
-        if self.trace is False or self.trace is None:
-            return None
-        if callable(self.trace):
-            return self.trace
-        from .trace import TraceWriter
-
-        home = None if self.trace is True else Path(str(self.trace))
-        return TraceWriter(home, full_prompts=self.limits.trace_full_prompts)
-
     async def aclose(self) -> None:
         """Close the HTTP clients of every model this RLM holds."""
         for lm in {id(x): x for x in self._config.named_lms.values()}.values():
             await lm.aclose()
+
+
+#: The RLM's read-only settings, and the RLM() keyword each one comes from.
+_SETTINGS = frozenset({
+    "budget", "limits", "sandbox", "prompts", "prices", "subcalls", "cache", "cache_sampled",
+    "trace", "root_lm", "sub_lm", "child_lms",
+})
+_ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_models"}
+#: Settings a single run may override.
+_PER_CALL = frozenset({"budget", "limits"})
+#: Limits the model clients are built with, so a run cannot change them.
+_CLIENT_LIMITS = ("request_timeout_s", "max_retries")
+
+
+def _check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:
+    if budget.max_usd is None:
+        return
+    unpriced = sorted({m for m in named if prices.price(m) is None})
+    if unpriced:
+        raise ConfigurationError(
+            f"max_usd is set, but no price is known for {', '.join(unpriced)}, so the "
+            "budget could not be enforced. Add them: RLM(..., prices=PriceTable("
+            "{'name': {'input': USD_per_1M, 'output': USD_per_1M}})) or "
+            "$FASTRLM_HOME/prices.json"
+        )
+
+
+def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:
+    trace = config.trace
+    if trace is False or trace is None:
+        return None
+    if callable(trace):
+        return trace
+    from .trace import TraceWriter
+
+    home = None if trace is True else Path(str(trace))
+    return TraceWriter(home, full_prompts=config.limits.trace_full_prompts)
 
 
 def _instance(name: str, value: _T | None, cls: type[_T], example: str) -> _T:

@@ -179,7 +179,8 @@ class SandboxRestarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class BudgetWarning(Event):
-    """A limit passed 80% of its allowance (sent once per limit and run tree)."""
+    """A limit passed 80% of its allowance (sent once per limit and run tree). ``run_id`` and
+    ``depth`` are those of the run whose call took it past the mark."""
 
     type: ClassVar[str] = "budget.warning"
     resource: str

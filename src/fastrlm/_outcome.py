@@ -6,10 +6,14 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ._budget import Budget, StopReason
+from ._calls import ResponseCache
 from ._config import Limits
+from ._events import EventCallback
 from ._exceptions import RLMError
+from ._pricing import PriceTable
 from ._prompts import Prompts
 from .lm._base import LM
 
@@ -20,7 +24,8 @@ def new_run_id() -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What every run of a tree is configured with (the RLM's settings)."""
+    """An RLM's one configuration, built and checked once by :class:`~fastrlm.RLM`; a run uses
+    it as it is, or a copy with the per-call ``budget`` / ``limits`` put in."""
 
     root_lm: LM
     sub_lm: LM
@@ -31,6 +36,11 @@ class RunConfig:
     prompts: Prompts
     sandbox_kind: str
     subcalls: bool
+    prices: PriceTable
+    cache: ResponseCache | None = None
+    cache_sampled: bool = False
+    trace: bool | str | Path | EventCallback = False
+    callbacks: tuple[EventCallback, ...] = ()
 
 
 @dataclass

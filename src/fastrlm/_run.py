@@ -16,6 +16,7 @@ from ._events import (
     ChildRunFinished,
     ChildRunStarted,
     CodeExecuted,
+    Event,
     FinalAnswer,
     IterationStarted,
     ModelCallFailed,
@@ -74,6 +75,7 @@ class Run:
     _sandbox: Sandbox | None = None
     _sandbox_ready: asyncio.Task[None] | None = None
     _announced: asyncio.Event = field(default_factory=asyncio.Event)
+    _early: list[Event] = field(default_factory=list)
 
     @property
     def lm(self) -> LM:
@@ -164,6 +166,14 @@ class Run:
                                       unsafe=sandbox.unsafe,
                                       startup_s=time.monotonic() - started))
 
+    def _emit(self, event: Event) -> None:
+        """Emit an event of this run; until ``run.started`` is out (the first root call runs
+        while the context is hashed) it is held, so run.started stays the run's first event."""
+        if self._announced.is_set():
+            self.tree.emit(event)
+        else:
+            self._early.append(event)
+
     def _emit_started(self, info: ContextInfo, layer: str) -> None:
         cfg = self.config
         self._announced.set()
@@ -180,6 +190,9 @@ class Run:
                 budget=cfg.budget.to_dict(),
             )
         )
+        early, self._early = self._early, []
+        for event in early:
+            self.tree.emit(event)
 
     def _finish(self, outcome: Outcome, started: float) -> None:
         ledger = self.tree.ledger
@@ -305,7 +318,10 @@ class Run:
                 subcall=self.depth > 0,
                 max_tokens=self.config.limits.root_max_tokens,
                 account=self.account,
+                run_id=self.run_id,
+                depth=self.depth,
                 on_admitted=held.append,
+                emit=self._emit,
             )
         except BudgetExceededError as exc:
             return Outcome(self.last_answer_content or "", exc.reason, iteration,
@@ -313,7 +329,7 @@ class Run:
         except ProviderError as exc:
             error = f"{type(exc).__name__}: {exc}"
             booking = held[0].booking()
-            self.tree.emit(ModelCallFailed(
+            self._emit(ModelCallFailed(
                 run_id=self.run_id, depth=self.depth, iteration=iteration, model=self.lm.model,
                 error=error, input_tokens=booking.input_tokens,
                 output_tokens=booking.output_tokens, cost_usd=booking.cost_usd,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from fastrlm import ConfigurationError
+from fastrlm._budget import BUDGET_KEYS
 from fastrlm.cli._config import NoModelConfigured, config_path, resolve_settings
 from fastrlm.cli._exit import ExitCode, exit_code_for
 
@@ -119,3 +121,35 @@ def test_exit_code_for_each_outcome(stop: str, error_kind: str | None, code: Exi
 def test_a_final_after_a_budget_refusal_is_a_limit_exit() -> None:
     assert exit_code_for("final", None, "budget_subcalls") is ExitCode.LIMIT
     assert exit_code_for("final", None, None) is ExitCode.OK
+
+
+@pytest.mark.parametrize("key", BUDGET_KEYS)
+def test_every_budget_key_is_a_flag_of_ask_and_serve_a_file_key_and_a_server_override(
+    tmp_path: Path, key: str
+) -> None:
+    from fastrlm._budget import Budget
+    from fastrlm.cli._ask import ask
+    from fastrlm.cli._serve import serve
+    from fastrlm.server._protocol import parse_chat_request
+
+    flag = "--" + key.replace("_", "-")
+    for command in (ask, serve):
+        assert any(flag in p.opts for p in command.params), (command.name, flag)
+    value = 0.5 if key in ("max_usd", "max_seconds") else 2
+    settings = resolve_settings({}, {}, write(tmp_path / "c.toml", f"{key} = {value}\n"))
+    assert getattr(settings.make_budget(), key) == value
+    body = json.dumps({"model": "rlm", "messages": [{"role": "user", "content": "q"}],
+                       "fastrlm": {key: value}}).encode()
+    assert parse_chat_request(body, frozenset({"rlm"})).overrides == {key: value}
+    assert getattr(Budget(), key) != value  # the file set it, not a default
+
+
+def test_the_builder_puts_a_commands_limits_flags_over_the_file(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", "max_concurrency = 5\nmax_iterations = 7\n")
+    settings = resolve_settings({"max_iterations": 3}, {}, cfg)
+    assert settings.make_budget().max_iterations == 3
+    limits = settings.make_limits(trace_full_prompts=True, max_concurrency=None)
+    assert (limits.max_concurrency, limits.trace_full_prompts) == (5, True)
+    assert settings.make_limits(max_concurrency=9).max_concurrency == 9
+    with pytest.raises(ValueError, match="max_concurrency"):
+        settings.make_limits(max_concurrency=0)

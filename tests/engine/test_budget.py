@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastrlm import RLM, Budget, Limits, PriceTable, StopReason
-from fastrlm.events import Event, SubcallsRefused
+from fastrlm.events import BudgetWarning, ChildRunStarted, Event, SubcallsRefused
 from fastrlm.testing import ScriptedLM, prompt_of
 
 from .helpers import echo_sub, make_rlm, repl
@@ -241,3 +241,39 @@ async def test_events_never_carry_the_context_and_stay_small() -> None:
 
 def test_prompt_of_returns_the_last_user_message() -> None:
     assert prompt_of([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]) == "u"
+
+
+async def test_budget_warning_names_the_child_run_whose_call_crossed_the_mark() -> None:
+    def root_fn(messages: list[dict[str, str]]) -> str:
+        if "part" in messages[1]["content"]:  # the child: its sub-calls cross 80% of the cap
+            return repl("x = llm_query_batched(['s'] * 9)\nFINAL('child done')")
+        return repl("r = rlm_query('part 1')\nFINAL(r)")
+
+    events: list[Event] = []
+    root = ScriptedLM(root_fn, model="scripted/root")
+    rlm = RLM(root, echo_sub(), sandbox="none", on_event=events.append,
+              budget=Budget(max_depth=2, max_subcalls=10))
+    out = await rlm.acompletion("q", context="c")
+    assert out.answer == "child done"
+    child = next(e for e in events if isinstance(e, ChildRunStarted))
+    warnings = [e for e in events if isinstance(e, BudgetWarning)]
+    assert [(w.run_id, w.depth, w.resource) for w in warnings] == [
+        (child.child_run_id, 1, "subcalls")
+    ]
+    assert child.child_run_id != out.trace_id
+
+
+async def test_a_warning_from_the_first_root_call_follows_run_started_under_the_roots_id(
+) -> None:
+    # A context past the in-thread hashing size: the first root call then runs while the
+    # context is hashed, so its warning may come before run.started is out; it must wait.
+    events: list[Event] = []
+    reply = "x" * 340 + "\n" + repl("FINAL('done')")
+    rlm, _ = make_rlm([reply], events=events, budget=Budget(max_output_tokens=100))
+    out = await rlm.acompletion("q", context="c" * 1_100_000)
+    assert out.answer == "done"
+    assert events[0].type == "run.started"
+    warnings = [e for e in events if isinstance(e, BudgetWarning)]
+    assert [(w.run_id, w.depth, w.resource) for w in warnings] == [
+        (out.trace_id, 0, "output_tokens")
+    ]

@@ -8,6 +8,7 @@ from typing import Any
 import openai
 import pytest
 
+from fastrlm import Budget
 from fastrlm.lm import ChatMessage
 from fastrlm.testing import ScriptedLM
 from fastrlm.trace import TraceWriter, read_trace
@@ -121,3 +122,42 @@ async def test_sub_calls_use_the_sub_model() -> None:
     async with serving(root(fan), sub) as (_, client):
         reply = await ask(client)
     assert reply.choices[0].message.content == "SS" and len(sub.calls) == 2
+
+
+class SubBarrier:
+    """A sub-model reply function that holds every call until ``expect`` calls are inside, so
+    each run's calls settle only after every run has started."""
+
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.inside = 0
+        self.all_inside = asyncio.Event()
+
+    async def __call__(self, messages: list[ChatMessage]) -> str:
+        self.inside += 1
+        if self.inside >= self.expect:
+            self.all_inside.set()
+        await self.all_inside.wait()
+        return "sub"
+
+
+async def test_concurrent_requests_each_trace_holds_only_its_own_runs_events() -> None:
+    # Every request's sub-calls take its tree past 80% of max_subcalls: a budget.warning each,
+    # all emitted after all four runs started (the case a writer guessing the run got wrong).
+    runs, calls = 4, 9
+    code = f"```repl\nr = llm_query_batched(['p'] * {calls})\nFINAL(str(len(r)))\n```"
+    sub = ScriptedLM(SubBarrier(runs * calls), model="scripted/sub")
+    writer = TraceWriter()
+    async with serving(root(code), sub, trace=writer, max_concurrent_runs=runs,
+                       budget=Budget(max_subcalls=10, max_iterations=4)) as (_, client):
+        replies = await asyncio.gather(*(ask(client, f"ctx {i}") for i in range(runs)))
+    assert [r.choices[0].message.content for r in replies] == [str(calls)] * runs
+    ids = {r.model_extra["fastrlm"]["trace_id"] for r in replies}
+    paths = sorted(writer.traces_dir.glob("*.jsonl"))
+    assert {p.stem for p in paths} == ids and len(ids) == runs
+    for path in paths:
+        events = read_trace(path).events
+        assert {e["run_id"] for e in events} == {path.stem}
+        warnings = [e for e in events if e["type"] == "budget.warning"]
+        assert [w["resource"] for w in warnings] == ["subcalls"]
+        assert [e["type"] for e in events][0] == "run.started"

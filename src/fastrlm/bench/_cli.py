@@ -17,8 +17,15 @@ import click
 
 from .._exceptions import RLMError
 from .._pricing import Price
-from .._validate import BUDGET_RULES, LIMITS_RULES, count
-from ..cli._options import Checked, as_table, price_option, unpriced_help, unpriced_models
+from .._validate import LIMITS_RULES, count
+from ..cli._options import (
+    Checked,
+    as_table,
+    budget_options,
+    sandbox_option,
+    unpriced_help,
+    unpriced_models,
+)
 from ._report import format_table, plot, summarize
 from ._runner import METHODS, BenchConfig, run_bench
 from ._tasks import TASKS
@@ -92,14 +99,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="SQLite sub-call cache; a resumed run repeats no cached sub-call.",
 )
-@click.option("--sandbox", default="auto", show_default=True, help="Sandbox for REPL methods.")
-@click.option("--max-iterations", type=Checked(BUDGET_RULES["max_iterations"]), default=30,
-              show_default=True)
-@click.option("--max-usd", type=Checked(BUDGET_RULES["max_usd"]), default=None,
-              help="Budget per instance (RLM methods).")
-@click.option("--max-subcalls", type=Checked(BUDGET_RULES["max_subcalls"]), default=None,
-              help="Sub-call cap per instance (RLM).")
-@price_option
+@sandbox_option
+@budget_options(("max_iterations", "max_usd", "max_subcalls"),
+                scope="each instance (RLM methods)", defaults={"max_iterations": 30})
 @click.option("--window", type=Checked(count(1, optional=True)), default=None,
               help="Override the root model's window (tokens).")
 @click.option(
@@ -149,7 +151,7 @@ def bench(
     concurrency: int,
     scripted: bool,
     cache: Path | None,
-    sandbox: str,
+    sandbox: str | None,
     max_iterations: int,
     max_usd: float | None,
     max_subcalls: int | None,
@@ -190,7 +192,7 @@ def bench(
             base_url=base_url,
             scripted=scripted,
             cache=cache,
-            sandbox=sandbox,
+            sandbox=sandbox or "auto",
             max_iterations=max_iterations,
             max_usd=max_usd,
             max_subcalls=max_subcalls,

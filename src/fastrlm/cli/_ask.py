@@ -8,60 +8,10 @@ from typing import Any, NoReturn
 import click
 
 from .._exceptions import ConfigurationError, ContextError
-from .._pricing import Price, PriceTable
-from .._validate import BUDGET_RULES
-from ._config import SANDBOXES, NoModelConfigured, Settings, resolve_settings
+from .._pricing import PriceTable
+from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
-from ._options import Checked, as_table, price_option, unpriced_help, unpriced_models
-
-
-def budget_options(func: Any) -> Any:
-    """The budget flags of ``ask`` and ``serve``, checked by the rules ``Budget`` uses."""
-    rule = BUDGET_RULES
-    options = [
-        click.option(
-            "--max-usd",
-            type=Checked(rule["max_usd"]),
-            default=None,
-            help="Stop before the whole call tree spends more than this (USD).",
-        ),
-        click.option(
-            "--max-subcalls",
-            type=Checked(rule["max_subcalls"]),
-            default=None,
-            help="Most sub-calls (llm_query and child turns) at any depth.",
-        ),
-        click.option(
-            "--max-requests",
-            type=Checked(rule["max_requests"]),
-            default=None,
-            help="Most HTTP requests (attempts and retries) that may reach a provider "
-            "(default: 3 per allowed call when --max-subcalls is set).",
-        ),
-        click.option(
-            "--max-seconds",
-            type=Checked(rule["max_seconds"]),
-            default=None,
-            help="Wall-clock limit for the whole run.",
-        ),
-        click.option(
-            "--max-depth",
-            type=Checked(rule["max_depth"]),
-            default=None,
-            help="Recursion depth: 1 = sub-calls are plain LMs (default), 2 lets "
-            "rlm_query start child RLMs.",
-        ),
-        click.option(
-            "--max-iterations",
-            type=Checked(rule["max_iterations"]),
-            default=None,
-            help="Root turns (default 30).",
-        ),
-        price_option,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+from ._options import as_table, run_options, unpriced_help, unpriced_models
 
 
 def price_table_or_exit(settings: Settings) -> PriceTable:
@@ -107,31 +57,7 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
     metavar="PATH",
     help="A file, directory, glob, .jsonl file or '-' (stdin). Repeatable.",
 )
-@click.option(
-    "-m",
-    "--model",
-    default=None,
-    help="Root model, e.g. openai/gpt-5, "
-    "ollama/qwen2.5-coder:32b, anthropic/claude-sonnet-4-5. [env: FASTRLM_MODEL]",
-)
-@click.option(
-    "--sub-model",
-    default=None,
-    help="Model for llm_query sub-calls (default: the root model). [env: FASTRLM_SUB_MODEL]",
-)
-@click.option(
-    "--base-url",
-    default=None,
-    help="OpenAI-compatible endpoint for both models, e.g. http://localhost:8000/v1.",
-)
-@budget_options
-@click.option(
-    "--sandbox",
-    type=click.Choice(SANDBOXES),
-    default=None,
-    help="REPL isolation (default auto: the best isolated layer available; "
-    "none = in-process, unsafe).",
-)
+@run_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result object on stdout.")
 @click.option(
     "--stream-json", is_flag=True, help="Print every event as one JSON object per line on stdout."
@@ -165,17 +91,7 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
 def ask(
     question: str,
     contexts: tuple[str, ...],
-    model: str | None,
-    sub_model: str | None,
-    base_url: str | None,
-    max_usd: float | None,
-    max_subcalls: int | None,
-    max_requests: int | None,
-    max_seconds: float | None,
-    max_depth: int | None,
-    max_iterations: int | None,
-    prices: tuple[tuple[str, Price], ...],
-    sandbox: str | None,
+    flags: dict[str, Any],
     as_json: bool,
     stream_json: bool,
     trace_full: bool,
@@ -205,19 +121,6 @@ def ask(
         fail("the question is empty")
     if not contexts:
         fail("give the context with -c PATH (a file, directory, glob, or '-' for stdin)")
-    flags = {
-        "model": model,
-        "sub_model": sub_model,
-        "base_url": base_url,
-        "sandbox": sandbox,
-        "max_usd": max_usd,
-        "max_subcalls": max_subcalls,
-        "max_requests": max_requests,
-        "max_seconds": max_seconds,
-        "max_depth": max_depth,
-        "max_iterations": max_iterations,
-        "prices": prices,
-    }
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
     worker: dict[str, Any] = {
@@ -273,16 +176,13 @@ def run_settings(
     worker_limits: dict[str, Any] | None = None,
 ) -> ExitCode:
     """Build the RLM that ``settings`` describe and run it; returns the exit code."""
-    from .. import RLM, Budget, Limits
+    from .. import RLM
     from ..trace import TraceWriter
     from ._runner import run
 
     try:
-        budget = Budget(**settings.budget)
-        chosen: dict[str, Any] = dict(worker_limits or {})
-        if settings.max_concurrency:
-            chosen["max_concurrency"] = settings.max_concurrency
-        limits = Limits(trace_full_prompts=trace_full, **chosen)
+        budget = settings.make_budget()
+        limits = settings.make_limits(trace_full_prompts=trace_full, **(worker_limits or {}))
     except ValueError as exc:
         fail(str(exc))
     writer = TraceWriter(full_prompts=trace_full) if trace else None

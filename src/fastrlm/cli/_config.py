@@ -1,4 +1,9 @@
-"""CLI configuration: flags > environment > ``config.toml``.
+"""CLI configuration: flags > environment > ``config.toml``, built once for every command.
+
+:func:`resolve_settings` merges the three into :class:`Settings`; :meth:`Settings.make_budget`
+and :meth:`Settings.make_limits` turn that into the ``Budget`` and ``Limits`` an RLM (or the
+server) is built with. ``ask``, ``serve`` and ``demo`` go through them, and the flags come from
+the one option block in :mod:`fastrlm.cli._options`.
 
 The file lives at ``$FASTRLM_CONFIG``, else ``$XDG_CONFIG_HOME/fastrlm/config.toml`` (by default
 ``~/.config/fastrlm/config.toml``)::
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._budget import BUDGET_KEYS, Budget
+from .._config import Limits
 from .._exceptions import ConfigurationError, InvalidSettingError
 from .._pricing import Price
 from .._validate import BUDGET_RULES, LIMITS_RULES, Rule
@@ -55,14 +62,12 @@ The same keys (model, sub_model, base_url, ...) can go in {config}.
 SANDBOXES = ("auto", "bwrap", "landlock", "process", "none")
 
 _STRING_KEYS = ("model", "sub_model", "base_url", "api_key", "sandbox")
-#: The Budget fields a flag, the environment-free config file or a server override may set.
-BUDGET_KEYS = (
-    "max_usd", "max_subcalls", "max_requests", "max_seconds", "max_depth", "max_iterations"
-)
+#: The Limits fields the config file may set.
+LIMITS_KEYS = ("max_concurrency",)
 #: The file's numeric keys, checked by the rules Budget and Limits use.
 _NUMBER_KEYS: dict[str, Rule] = {
     **{name: BUDGET_RULES[name] for name in BUDGET_KEYS},
-    "max_concurrency": LIMITS_RULES["max_concurrency"],
+    **{name: LIMITS_RULES[name] for name in LIMITS_KEYS},
 }
 _FILE_KEYS = (*_STRING_KEYS, *_NUMBER_KEYS)
 
@@ -107,7 +112,7 @@ class Settings:
     api_key: str | None
     sandbox: str
     budget: dict[str, Any]
-    max_concurrency: int | None
+    limits: dict[str, Any] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
     config_file: Path | None = None
     prices: tuple[tuple[str, Price], ...] = ()  # --price, on top of the price table
@@ -116,6 +121,18 @@ class Settings:
         if self.model is None:
             raise NoModelConfigured(NO_MODEL_HELP.format(config=self.config_file))
         return self.model
+
+    def make_budget(self) -> Budget:
+        """The ``Budget`` these settings give (unset fields keep Budget's defaults). Raises
+        :class:`~fastrlm.InvalidSettingError` for a value its rule refuses."""
+        return Budget(**self.budget)
+
+    def make_limits(self, **flags: Any) -> Limits:
+        """The ``Limits`` of these settings, with a command's own Limits flags on top (``None``
+        = not given), e.g. ``make_limits(trace_full_prompts=True)``. Raises
+        :class:`~fastrlm.InvalidSettingError` for a value its rule refuses."""
+        given = {name: value for name, value in flags.items() if value is not None}
+        return Limits(**{**self.limits, **given})
 
 
 class NoModelConfigured(ConfigurationError):
@@ -163,11 +180,8 @@ def resolve_settings(
     sandbox = pick("sandbox") or "auto"
     if sandbox not in SANDBOXES:
         raise ConfigurationError(f"sandbox must be one of {', '.join(SANDBOXES)}, not {sandbox!r}")
-    budget = {}
-    for name in BUDGET_KEYS:
-        value = pick(name)
-        if value is not None:
-            budget[name] = value
+    budget = {name: value for name in BUDGET_KEYS if (value := pick(name)) is not None}
+    limits = {name: value for name in LIMITS_KEYS if (value := pick(name)) is not None}
     return Settings(
         model=model,
         sub_model=sub_model,
@@ -175,7 +189,7 @@ def resolve_settings(
         api_key=api_key,
         sandbox=sandbox,
         budget=budget,
-        max_concurrency=pick("max_concurrency"),
+        limits=limits,
         origin=origin,
         config_file=cfg_path,
         prices=tuple(flags.get("prices") or ()),

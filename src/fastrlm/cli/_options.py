@@ -1,20 +1,28 @@
-"""Click parameter types shared by ``ask``, ``serve`` and ``bench``.
+"""Click parameter types and option blocks shared by ``ask``, ``serve`` and ``bench``.
 
 :class:`Checked` runs a flag's value through the same :class:`~fastrlm._validate.Rule` that
 ``Budget`` and ``Limits`` use, so ``--max-seconds nan`` is a usage error naming the flag (exit
 2), never a run that stops at once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
+
+The option blocks are written once: :func:`budget_options` (one flag per
+:data:`~fastrlm._budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
+model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
+``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import click
 
+from .._budget import BUDGET_KEYS, Budget
 from .._exceptions import InvalidSettingError
 from .._pricing import Price, PriceTable
-from .._validate import PRICE_RULES, Rule
+from .._validate import BUDGET_RULES, PRICE_RULES, Rule
+from ._config import SANDBOXES
 
 
 class Checked(click.ParamType):  # type: ignore[type-arg, unused-ignore]
@@ -79,6 +87,88 @@ class PriceParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "MODEL=IN,OUT[,CACHED_IN]"
+
+
+#: What each budget flag limits; ``{scope}`` is what the limit covers (a run, an instance).
+_BUDGET_HELP = {
+    "max_usd": "Stop before {scope} spends more than this (USD; the whole call tree).",
+    "max_subcalls": "Most sub-calls (llm_query and child turns) at any depth, for {scope}.",
+    "max_requests": "Most HTTP requests (attempts and retries) that may reach a provider for "
+    "{scope} (default: 3 per allowed call when --max-subcalls is set).",
+    "max_seconds": "Wall-clock limit for {scope}.",
+    "max_depth": "Recursion depth: 1 = sub-calls are plain LMs (default), 2 lets rlm_query "
+    "start child RLMs.",
+    "max_iterations": "Root turns per RLM (each child RLM gets as many){default}.",
+}
+
+
+def budget_options(
+    keys: Sequence[str] = BUDGET_KEYS, *, scope: str = "the whole run",
+    defaults: Mapping[str, object] | None = None,
+) -> Callable[[Any], Any]:
+    """The budget flags (``--max-usd`` ... one per key, checked by the rules ``Budget`` uses)
+    and ``--price``. A flag left out is ``None`` (the environment, the file or ``Budget``'s
+    default decides) unless ``defaults`` gives it a shown default."""
+    given = dict(defaults or {})
+
+    def decorate(func: Any) -> Any:
+        func = price_option(func)
+        for key in reversed(keys):
+            func = click.option(
+                "--" + key.replace("_", "-"),
+                type=Checked(BUDGET_RULES[key]),
+                default=given.get(key),
+                show_default=key in given,
+                help=_BUDGET_HELP[key].format(
+                    scope=scope,
+                    default="" if key in given else f" (default {getattr(Budget(), key)})"),
+            )(func)
+        return func
+
+    return decorate
+
+
+def sandbox_option(func: Any) -> Any:
+    return click.option(
+        "--sandbox",
+        type=click.Choice(SANDBOXES),
+        default=None,
+        help="REPL isolation (default auto: the best isolated layer available; "
+        "none = in-process, unsafe).",
+    )(func)
+
+
+#: The parameters :func:`run_options` adds, gathered into the command's ``flags`` argument.
+RUN_FLAGS = ("model", "sub_model", "base_url", *BUDGET_KEYS, "prices", "sandbox")
+
+
+def run_options(func: Any) -> Any:
+    """``-m/--model``, ``--sub-model``, ``--base-url``, the budget flags and ``--sandbox``: the
+    flags every command that runs an RLM shares. The command gets them as one keyword,
+    ``flags`` (a dict, ``None`` = not given), the input of
+    :func:`~fastrlm.cli._config.resolve_settings`."""
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in RUN_FLAGS}
+        return func(*args, flags=flags, **kwargs)
+
+    options = [
+        click.option("-m", "--model", default=None,
+                     help="Root model, e.g. openai/gpt-5, ollama/qwen2.5-coder:32b, "
+                     "anthropic/claude-sonnet-4-5. [env: FASTRLM_MODEL]"),
+        click.option("--sub-model", default=None,
+                     help="Model for llm_query sub-calls (default: the root model). "
+                     "[env: FASTRLM_SUB_MODEL]"),
+        click.option("--base-url", default=None,
+                     help="OpenAI-compatible endpoint for both models, e.g. "
+                     "http://localhost:8000/v1."),
+        budget_options(),
+        sandbox_option,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def price_option(func: Any) -> Any:

@@ -6,17 +6,15 @@ import asyncio
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._exceptions import ConfigurationError
-from .._pricing import Price
 from .._validate import positive
-from ._ask import budget_options, fail, price_table_or_exit, settings_or_exit
-from ._config import SANDBOXES
+from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked
+from ._options import Checked, run_options
 
 if TYPE_CHECKING:
     from ..server import RLMServer
@@ -29,16 +27,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
               help="Address to bind. Anything but loopback exposes the server (set a key).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="TCP port (0 picks a free one; the URL is printed on stderr).")
-@click.option("-m", "--model", default=None,
-              help="Root model, e.g. openai/gpt-5. [env: FASTRLM_MODEL]")
-@click.option("--sub-model", default=None,
-              help="Model for llm_query sub-calls (default: the root model). "
-              "[env: FASTRLM_SUB_MODEL]")
-@click.option("--base-url", default=None,
-              help="OpenAI-compatible endpoint for both models, e.g. http://localhost:8080/v1.")
-@budget_options
-@click.option("--sandbox", type=click.Choice(SANDBOXES), default=None,
-              help="REPL isolation (default auto).")
+@run_options
 @click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=4, show_default=True,
               help="Runs at once; more wait in a queue.")
 @click.option("--max-queued-runs", type=click.IntRange(min=0), default=16, show_default=True,
@@ -53,17 +42,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def serve(
     host: str,
     port: int,
-    model: str | None,
-    sub_model: str | None,
-    base_url: str | None,
-    max_usd: float | None,
-    max_subcalls: int | None,
-    max_requests: int | None,
-    max_seconds: float | None,
-    max_depth: int | None,
-    max_iterations: int | None,
-    prices: tuple[tuple[str, Price], ...],
-    sandbox: str | None,
+    flags: dict[str, Any],
     max_concurrent_runs: int,
     max_queued_runs: int,
     max_body_mb: float,
@@ -83,15 +62,9 @@ def serve(
     The budget flags are per request; a request may lower them with
     extra_body={"fastrlm": {"max_usd": ...}} but never raise them.
     """
-    from .. import Budget, Limits
     from ..server import HTTPLimits, RLMServer
 
-    settings = settings_or_exit({
-        "model": model, "sub_model": sub_model, "base_url": base_url, "sandbox": sandbox,
-        "max_usd": max_usd, "max_subcalls": max_subcalls, "max_requests": max_requests,
-        "max_seconds": max_seconds, "max_depth": max_depth, "max_iterations": max_iterations,
-        "prices": prices,
-    })
+    settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
     key = os.environ.get(api_key_env) or None
     if key is None and host not in _LOOPBACK:
@@ -101,12 +74,8 @@ def serve(
         server = RLMServer(
             settings.require_model(),
             settings.sub_model,
-            budget=Budget(**settings.budget),
-            limits=Limits(
-                trace_full_prompts=trace_full,
-                **cast(dict[str, Any], {"max_concurrency": settings.max_concurrency}
-                       if settings.max_concurrency else {}),
-            ),
+            budget=settings.make_budget(),
+            limits=settings.make_limits(trace_full_prompts=trace_full),
             sandbox=settings.sandbox,
             trace=not no_trace,
             base_url=settings.base_url,

@@ -84,25 +84,27 @@ class RLMServer:
     ) -> None:
         count(1).check("max_concurrent_runs", max_concurrent_runs)
         count(0).check("max_queued_runs", max_queued_runs)
-        template = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
-                       base_url=base_url, api_key=api_key, prices=prices)
-        self._template = template
-        self._unpriced = sorted({lm.model for lm in (template.root_lm, template.sub_lm)
-                                 if lm.model not in template.prices})
-        if template.budget.max_usd is not None and self._unpriced:
+        writer: TraceWriter | None = None
+        if isinstance(trace, TraceWriter):
+            writer = trace
+        elif trace:
+            writer = TraceWriter(full_prompts=(limits or Limits()).trace_full_prompts)
+        # One RLM for every request; a request's budget is a per-call override of its budget.
+        rlm = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
+                  base_url=base_url, api_key=api_key, prices=prices,
+                  trace=writer if writer is not None else False)
+        self._rlm = rlm
+        self._unpriced = sorted({lm.model for lm in (rlm.root_lm, rlm.sub_lm)
+                                 if lm.model not in rlm.prices})
+        if rlm.budget.max_usd is not None and self._unpriced:
             raise ConfigurationError(_unpriced_message(self._unpriced, "the server's"))
-        self.budget = template.budget
-        self.root_model = template.root_lm.model
+        self.root_model = rlm.root_lm.model
         self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
         self.max_concurrent_runs = max_concurrent_runs
         self.max_queued_runs = max_queued_runs
         self.http_limits = http_limits or HTTPLimits()
         self._key = server_key.encode() if server_key else None
-        self._writer: TraceWriter | None = None
-        if isinstance(trace, TraceWriter):
-            self._writer = trace
-        elif trace:
-            self._writer = TraceWriter(full_prompts=template.limits.trace_full_prompts)
+        self._writer = writer
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[Any], bool] = {}  # task -> busy with a request
@@ -121,6 +123,11 @@ class RLMServer:
             self._on_connection, host, port, limit=self.http_limits.max_line_bytes + 2)
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def budget(self) -> Budget:
+        """The most any one request may spend (a request can only lower it)."""
+        return self._rlm.budget
 
     @property
     def base_url(self) -> str:
@@ -145,7 +152,7 @@ class RLMServer:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-        await self._template.aclose()
+        await self._rlm.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -328,12 +335,11 @@ class RLMServer:
             if self._closing:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
-            rlm = self._rlm(budget)
             if chat.stream:
                 stream = EventStream(writer, request.version, request.keep_alive)
-                await self._stream(rlm, chat, stream, completion_id, created, budget)
+                await self._stream(chat, stream, completion_id, created, budget)
                 return stream.keep_alive
-            result = await self._run(rlm, chat, None)
+            result = await self._run(chat, budget, None)
         error = result_status(result)
         if error is not None:
             raise error
@@ -342,17 +348,13 @@ class RLMServer:
         await send_json(writer, 200, body, keep_alive=request.keep_alive)
         return request.keep_alive
 
-    def _rlm(self, budget: Budget) -> RLM:
-        t = self._template
-        return RLM(t.root_lm, t.sub_lm, budget=budget, limits=t.limits, sandbox=t.sandbox,
-                   prices=t.prices, trace=self._writer if self._writer is not None else False)
-
-    async def _run(self, rlm: RLM, chat: ChatRequest,
+    async def _run(self, chat: ChatRequest, budget: Budget,
                    on_event: Callable[[Event], None] | None) -> RLMResult:
-        """Run one RLM as a task the server can cancel on shutdown. Raises :class:`HTTPError`
-        for a refused context or a shutdown; a cancellation of the caller propagates."""
-        run = asyncio.create_task(rlm.acompletion(chat.question, chat.context,
-                                                  on_event=on_event))
+        """Run the request as a task the server can cancel on shutdown. Raises
+        :class:`HTTPError` for a refused context or a shutdown; a cancellation of the caller
+        propagates."""
+        run = asyncio.create_task(self._rlm.acompletion(chat.question, chat.context,
+                                                        budget=budget, on_event=on_event))
         self._runs.add(run)
         try:
             return await run
@@ -375,15 +377,15 @@ class RLMServer:
             self._runs.discard(run)
 
     async def _stream(
-        self, rlm: RLM, chat: ChatRequest, stream: EventStream, completion_id: str,
-        created: int, budget: Budget,
+        self, chat: ChatRequest, stream: EventStream, completion_id: str, created: int,
+        budget: Budget,
     ) -> None:
         def make(**kwargs: Any) -> dict[str, object]:
             return chunk(completion_id=completion_id, created=created, model=chat.model,
                          **kwargs)
 
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        runner = asyncio.create_task(self._run(rlm, chat, queue.put_nowait if chat.progress
+        runner = asyncio.create_task(self._run(chat, budget, queue.put_nowait if chat.progress
                                                else None))
         runner.add_done_callback(lambda _: queue.put_nowait(None))
         try:

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._budget import Budget, StopReason
+from .._budget import BUDGET_KEYS, Budget, StopReason
 from .._exceptions import InvalidSettingError
 from .._result import RLMResult
 from .._validate import BUDGET_RULES
@@ -42,10 +42,8 @@ _ERROR_STATUS = {
     "context": (400, "invalid_request_error", "invalid_context"),
 }
 
-#: The budget fields a request may lower, checked by the rules ``Budget`` uses.
-_OVERRIDES = (
-    "max_usd", "max_seconds", "max_subcalls", "max_requests", "max_iterations", "max_depth"
-)
+#: The budget fields a request may lower (the CLI's flags), checked by the rules Budget uses.
+_OVERRIDES = BUDGET_KEYS
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,13 @@
 
 Each event becomes one JSON line, written and flushed as it arrives, so a process killed mid-run
 leaves a readable trace (at worst its last line is cut, and the reader skips it). Events of child
-runs go into their top-level run's file. The context never enters a trace: events only carry its
-sha256 and size. Sub-call prompts appear as previews unless ``full_prompts`` is set. An answer
-longer than :data:`ANSWER_INLINE_CHARS` is not written into the trace either: ``run.finished``
-keeps its head, its length and sha256, and the name of a sidecar file beside the trace
-(``<run_id>.answer.txt``) that holds it whole, so a trace grows with the steps, not the answer.
+runs go into their top-level run's file; every event is routed by its own ``run_id`` (never by
+which run started last), so concurrent runs sharing one writer never mix their traces. The
+context never enters a trace: events only carry its sha256 and size. Sub-call prompts appear as
+previews unless ``full_prompts`` is set. An answer longer than :data:`ANSWER_INLINE_CHARS` is not
+written into the trace either: ``run.finished`` keeps its head, its length and sha256, and the
+name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a trace
+grows with the steps, not the answer.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ class TraceWriter:
         self._root_of: dict[str, str] = {}
         self._files: dict[str, IO[str]] = {}
         self._started: dict[str, RunStarted] = {}
-        self._last_root: str | None = None
         self._failed: set[str] = set()
 
     @property
@@ -105,13 +106,12 @@ class TraceWriter:
             parent = event.parent_run_id
             if parent is None:
                 self._root_of[event.run_id] = event.run_id
-                self._last_root = event.run_id
             else:
                 self._root_of[event.run_id] = self._root_of.get(parent, parent)
         child = getattr(event, "child_run_id", None)
         if isinstance(child, str):
             self._root_of.setdefault(child, self._root_of.get(event.run_id, event.run_id))
-        return self._root_of.get(event.run_id, self._last_root)
+        return self._root_of.get(event.run_id)
 
     def _write(self, root: str, event: Event) -> None:
         is_root_start = isinstance(event, RunStarted) and event.run_id == root
