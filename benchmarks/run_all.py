@@ -1,5 +1,5 @@
 """Run every benchmark that compares fastrlm with the official implementation, and write the
-results into BENCHMARKS.md (between its results markers).
+results into docs/performance.md (between its results markers).
 
     python benchmarks/run_all.py [--repeats 3] [--only fanout,bigctx,trace,step] [--no-write]
 

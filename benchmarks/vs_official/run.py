@@ -1,6 +1,6 @@
 """fastrlm against the official implementation (PyPI ``rlms``), same work, same fake model.
 
-    python benchmarks/run_all.py            # all four benchmarks, results into BENCHMARKS.md
+    python benchmarks/run_all.py            # all four benchmarks, results into docs/performance.md
     python benchmarks/vs_official/run.py --only fanout,step --repeats 5 --no-write
 
 Each measured run is a fresh process pair: the fake model (``fake_model.py``, a
@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     parser.add_argument("--trace-mb", default="1,100")
     parser.add_argument("--step-iterations", type=int, default=200)
     parser.add_argument("--layers", default="bwrap,landlock,process,none")
-    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--json", help="also write every measurement to this file")
     args = parser.parse_args(argv)
     started = time.time()
@@ -580,9 +580,9 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
             indent=1))
     if not args.no_write:
         cmd = command or "python benchmarks/vs_official/run.py " + " ".join(argv or sys.argv[1:])
-        write_markdown(REPO / "BENCHMARKS.md", cmd.strip(), info, rlms, sections, started,
+        write_markdown(REPO / "docs" / "performance.md", cmd.strip(), info, rlms, sections, started,
                        load_end)
-        print(f"results written to {REPO / 'BENCHMARKS.md'}")
+        print(f"results written to {REPO / 'docs' / 'performance.md'}")
     return 0
 
 
