@@ -10,7 +10,9 @@ sets load from local paths (``get_task(name, data=...)``). Methods, each usable 
 program per task) and ``oracle`` (the rlm method with a root writing the right program and a
 sub-model knowing the hidden truth). Scorers: ``fastrlm.bench._score``; token counts:
 ``fastrlm.bench._tokens``.
-:func:`run_bench` runs a task over methods (what ``fastrlm bench`` calls). See docs/paper-benchmarks.md.
+:func:`run_bench` runs a task over methods (what ``fastrlm bench`` calls). See
+docs/paper-benchmarks.md (performance benchmarks are elsewhere: ``benchmarks/``,
+docs/performance.md).
 """
 
 from ._baselines import BaseModel, SimpleRLM, SummaryAgent
