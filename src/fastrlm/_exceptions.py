@@ -2,25 +2,34 @@
 
 Every error that fastrlm raises on purpose derives from :class:`RLMError`. Errors from SDKs
 (``openai``, ``anthropic``, ``httpx``) are translated at the provider boundary, so callers never
-need to import a provider's exception types::
+need to import a provider's exception types. The tree (``docs/architecture.md`` shows the same
+drawing; a test keeps the two and the classes in step)::
 
-    RLMError
-    ├── ConfigurationError        bad model string, unknown provider, no model configured
-    │   ├── InvalidSettingError   a setting out of its range (NaN, negative, 2.5 turns...);
-    │   │                         also a ValueError
-    │   └── MissingExtraError     an optional dependency (extra) is not installed
-    ├── ContextError              a context that cannot be loaded or serialised
-    ├── ProviderError             an LM call failed (after retries, where retrying made sense)
-    │   ├── AuthenticationError   401/403: the key is missing or wrong; never retried
-    │   ├── RateLimitError        429 after the retries ran out
-    │   ├── ProviderTimeoutError  the call outlived its per-call timeout
-    │   ├── ProviderConnectionError  the endpoint could not be reached (names its URL)
-    │   └── ProviderResponseError malformed JSON, no choices, no text: a reply we cannot use
-    ├── BudgetExceededError       a budget gate refused a call before it was sent
-    └── SandboxError              the REPL worker could not do what was asked
-        ├── SandboxUnavailableError  the requested isolation layer cannot start on this machine
-        ├── WorkerCrashedError       the worker died (killed, crashed, out of memory)
-        └── ProtocolError            a malformed, truncated or oversized frame
+    RLMError                            .result: the partial RLMResult when it ended a run
+    ├── ConfigurationError
+    │   ├── InvalidSettingError         also a ValueError; .setting, .value, .accepted
+    │   ├── MissingExtraError           names the pip install that fixes it
+    │   └── NoModelConfigured           cli/_config.py: no flag, variable or config names a model
+    ├── ContextError
+    ├── ProviderError                   .provider, .model, .status, .retryable
+    │   ├── AuthenticationError
+    │   ├── RateLimitError              .retry_after_s
+    │   ├── ProviderTimeoutError
+    │   ├── ProviderConnectionError     names the base URL it could not reach
+    │   └── ProviderResponseError
+    ├── BudgetExceededError             .reason (a StopReason): a call the budget refused
+    ├── TraceNotFoundError              trace/_reader.py: no run matches an id, prefix, N or path
+    └── SandboxError
+        ├── SandboxUnavailableError
+        ├── WorkerCrashedError
+        └── ProtocolError
+
+    Exception (not an RLMError: the server's refusals, never raised to library callers)
+    └── server.HTTPError                server/_http.py: a refused request (status, OpenAI-shaped
+                                        {"error": ...} body)
+
+    BaseException
+    └── CellTimeout                     sandbox/_runtime.py: the soft timeout, inside the worker
 
 ``RLM.completion()`` raises the error that ended a failed run (a ``ProviderError`` from the root
 model's calls, a ``SandboxError``, a ``ContextError``) with the run's partial

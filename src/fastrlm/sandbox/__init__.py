@@ -1,8 +1,10 @@
 """The REPL sandbox: where model-written code runs.
 
 ``create_sandbox("auto")`` gives the best isolated layer that works on this machine (bubblewrap,
-then Landlock, then a plain confined process), never the in-process one; ``"none"`` must be asked
-for by name and is unsafe. ``doctor_report()`` says which layers work here and why the others
+then Landlock) and raises :class:`~fastrlm.SandboxUnavailableError` when neither works: it never
+falls back to the plain confined process (``"process"``: seccomp and rlimits only, the host's
+files stay readable) or to the in-process one; both must be asked for by name, and ``"none"`` is
+unsafe. ``doctor_report()`` says which layers work here and why the others
 do not.
 """
 
