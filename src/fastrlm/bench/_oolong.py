@@ -19,23 +19,10 @@ from typing import Any
 
 from ._instance import Instance, SimpleTask, length_meta, rng_for
 from ._oolong_score import score_answer
+from ._oracle import MONTHS
 from ._records import FIRST_DAY, LABELS, LAST_DAY, Record, Window, n_records, window
 
 QUESTIONS_PER_WINDOW = 50
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 FORMATS = {
     "NUMERIC": "Give your final answer in the form 'Answer: number'.",
