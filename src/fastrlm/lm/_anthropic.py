@@ -12,7 +12,6 @@ input and a one-off prompt would never be read back.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +23,7 @@ from .._exceptions import ProviderError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, estimate_tokens
-from ._provider import ProviderIdentity
+from ._provider import SDKProvider
 from ._retry import Failure, RetryPolicy
 
 DEFAULT_MAX_TOKENS = 8192
@@ -33,7 +32,7 @@ _EPHEMERAL = {"type": "ephemeral"}
 DEFAULT_LIMITS = Limits()
 
 
-class AnthropicLM(ProviderIdentity):
+class AnthropicLM(SDKProvider):
     """A Claude model via the Messages API.
 
     ``model`` is canonical (``anthropic/claude-sonnet-4-5``). The Messages API requires
@@ -47,6 +46,9 @@ class AnthropicLM(ProviderIdentity):
     """
 
     _api = "anthropic-messages"
+    _default_provider = "anthropic"
+    _base_url_env = "ANTHROPIC_BASE_URL"
+    _default_base_url = "https://api.anthropic.com"
 
     def __init__(
         self,
@@ -62,34 +64,22 @@ class AnthropicLM(ProviderIdentity):
         thinking_budget: int | None = None,
         prompt_caching: bool = True,
     ) -> None:
-        provider, _, name = model.partition("/") if "/" in model else ("anthropic", "", model)
-        self._model = f"{provider}/{name}"
-        self._provider = provider
-        self.api_model = api_model or name
+        self._setup(
+            model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
+            retry=retry,
+        )
         self.thinking_budget = thinking_budget
         self._temperature = None if thinking_budget else temperature
         self.default_max_tokens = default_max_tokens
         self.prompt_caching = prompt_caching
-        self.retry = retry or RetryPolicy.from_limits(limits)
-        self.pool_size = max(1000, limits.max_concurrency)
-        self._api_key = api_key or "not-needed"
-        self.base_url = (
-            base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
-        ).rstrip("/")
-        self._clients = _sdk.LoopBoundClient(self._new_client)
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
-        http_client = anthropic.DefaultAsyncHttpxClient(
-            limits=_sdk.pool_limits(self.pool_size),
-            timeout=self.retry.timeout_s,
-            verify=_sdk.shared_ssl_context(),
-        )
         return anthropic.AsyncAnthropic(
             api_key=self._api_key,
             base_url=self.base_url,
             max_retries=0,
             timeout=self.retry.timeout_s,
-            http_client=http_client,
+            http_client=self._http_client(anthropic.DefaultAsyncHttpxClient),
         )
 
     def _cache_params(self) -> dict[str, object]:

@@ -8,7 +8,6 @@ against ``Limits.max_concurrency`` so that the engine's semaphore is the only li
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -22,13 +21,11 @@ from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, estimate_tokens
-from ._provider import ProviderIdentity, ReadCompletion
+from ._provider import ReadCompletion, SDKProvider
 from ._retry import Failure, RetryPolicy
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
-# A placeholder key for servers that need none (the SDK refuses to start without one).
-NO_KEY = "not-needed"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # text, usage, finish reason, provider-reported cost, raw fields kept on the response
@@ -43,7 +40,7 @@ def is_reasoning_model(name: str) -> bool:
     )
 
 
-class OpenAIChatLM(ProviderIdentity):
+class OpenAIChatLM(SDKProvider):
     """A model behind an OpenAI-compatible Chat Completions endpoint.
 
     ``model`` is the canonical ``provider/name`` string (pricing, usage); ``api_model`` is the
@@ -57,6 +54,9 @@ class OpenAIChatLM(ProviderIdentity):
     """
 
     _api = "openai-chat"
+    _default_provider = "openai"
+    _base_url_env = "OPENAI_BASE_URL"
+    _default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -72,36 +72,23 @@ class OpenAIChatLM(ProviderIdentity):
         default_headers: dict[str, str] | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
-        provider, _, name = model.partition("/") if "/" in model else ("openai", "", model)
-        self._model = f"{provider}/{name}"
-        self._provider = provider
-        self.api_model = api_model or name
+        self._setup(
+            model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
+            retry=retry,
+        )
         self._reasoning = is_reasoning_model(self.api_model) if reasoning is None else reasoning
         self._temperature = None if self._reasoning else temperature
-        self.retry = retry or RetryPolicy.from_limits(limits)
         self._extra_body = dict(extra_body or {})
-        # Never below the SDK's own default pool (1,000), never below the engine's fan-out.
-        self.pool_size = max(1000, limits.max_concurrency)
-        self._api_key = api_key or NO_KEY
         self._headers = default_headers
-        self._clients = _sdk.LoopBoundClient(self._new_client)
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
-            "/"
-        )
 
     def _new_client(self) -> openai.AsyncOpenAI:
-        http_client = openai.DefaultAsyncHttpxClient(
-            limits=_sdk.pool_limits(self.pool_size),
-            timeout=self.retry.timeout_s,
-            verify=_sdk.shared_ssl_context(),
-        )
         return openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self.base_url,
             max_retries=0,
             timeout=self.retry.timeout_s,
             default_headers=self._headers,
-            http_client=http_client,
+            http_client=self._http_client(openai.DefaultAsyncHttpxClient),
         )
 
     @property
