@@ -74,6 +74,13 @@ def test_no_memory_controller_anywhere_is_a_reason(tmp_path: Path) -> None:
         _cgroup.locate(str(tmp_path), "0::/bare\n", os.getpid())
 
 
+def test_doctor_names_the_cgroup_and_its_limits_when_one_is_delegated(tmp_path: Path) -> None:
+    line = _layers.memory_mechanism(_cgroup.Delegation(str(tmp_path), "sibling"))
+    assert line.startswith(f"cgroup v2 per worker under {tmp_path} (sibling)")
+    assert "memory.swap.max = 0" in line and f"pids.max = {_cgroup.pids_limit()}" in line
+    assert "watchdog stays as a second line" in line
+
+
 def test_stale_worker_cgroups_of_dead_hosts_are_swept(tmp_path: Path) -> None:
     stale = tmp_path / "fastrlm-999999999-1"
     stale.mkdir()

@@ -68,6 +68,12 @@ def _offers(path: str, name: str) -> bool:
         return False
 
 
+def _writable(path: str) -> bool:
+    # Moving a process needs write access to cgroup.procs of the common ancestor of where it
+    # is and where it goes: the parent of the worker cgroups, here.
+    return os.access(path, os.W_OK) and os.access(os.path.join(path, "cgroup.procs"), os.W_OK)
+
+
 def locate(root: str, proc_cgroup: str, pid: int) -> Delegation:
     """Where this process (``pid``, whose ``/proc/<pid>/cgroup`` text is ``proc_cgroup``) can
     make worker cgroups under ``root``. Raises :class:`CgroupError` saying why it cannot."""
@@ -77,13 +83,13 @@ def locate(root: str, proc_cgroup: str, pid: int) -> Delegation:
     own = os.path.normpath(root + "/" + lines[0][3:].strip())
     if not os.path.isdir(own):
         raise CgroupError(f"cgroup v2, but this process's cgroup {own} is not visible")
-    if _offers(own, "cgroup.subtree_control") and os.access(own, os.W_OK):
+    if _offers(own, "cgroup.subtree_control") and _writable(own):
         return Delegation(own, "child")
     parent = os.path.dirname(own)
     if (own != os.path.normpath(root) and _offers(parent, "cgroup.subtree_control")
-            and os.access(parent, os.W_OK)):
+            and _writable(parent)):
         return Delegation(parent, "sibling")
-    if _offers(own, "cgroup.controllers") and os.access(own, os.W_OK):
+    if _offers(own, "cgroup.controllers") and _writable(own):
         try:
             members = _read(os.path.join(own, "cgroup.procs")).split()
         except OSError as exc:
