@@ -25,6 +25,7 @@ import sysconfig
 from dataclasses import dataclass
 
 from .._exceptions import SandboxUnavailableError
+from . import _cgroup
 
 ISOLATED_KINDS = ("bwrap", "landlock", "process")
 #: What ``auto`` may choose. ``process`` is left out on purpose: its worker can read the host's
@@ -272,35 +273,40 @@ def heap_rlimit_bytes(memory_bytes: int) -> int:
 
 
 @functools.cache
-def cgroup_problem() -> str | None:
-    """None when a cgroup v2 child with the memory controller could be made here, else why
-    not (this version enforces limits with rlimits, seccomp and the watchdog either way)."""
+def cgroup_delegation() -> _cgroup.Delegation | str:
+    """Where this process can make per-worker cgroup v2 children (see :mod:`._cgroup`), or why
+    it cannot (then limits are enforced with rlimits, seccomp and the watchdog alone)."""
+    if not sys.platform.startswith("linux"):
+        return f"needs Linux (this is {sys.platform})"
     try:
         with open("/proc/self/cgroup", encoding="ascii", errors="replace") as own:
-            lines = own.read().splitlines()
+            text = own.read()
+        return _cgroup.locate(_cgroup.CGROUP_ROOT, text, os.getpid())
     except OSError as exc:
         return f"cannot read /proc/self/cgroup: {exc}"
-    if any(not line.startswith("0::") for line in lines):
-        return "cgroup v1 (or hybrid v1/v2) hierarchy: no unified memory controller"
-    path = "/sys/fs/cgroup" + lines[0][3:] if lines else ""
-    try:
-        with open(os.path.join(path, "cgroup.subtree_control"), encoding="ascii") as control:
-            delegated = control.read().split()
-    except OSError as exc:
-        return f"cgroup v2 without access to this process's cgroup: {exc}"
-    if "memory" not in delegated or not os.access(path, os.W_OK):
-        return "cgroup v2, but no writable child with the memory controller is delegated here"
-    return None
+    except _cgroup.CgroupError as exc:
+        return str(exc)
 
 
-def memory_mechanism() -> str:
-    """How worker memory is limited here, for ``fastrlm doctor``."""
-    problem = cgroup_problem()
-    cgroup = (f"no cgroup ({problem})" if problem is not None
-              else "cgroup v2 available but not used")
-    return (f"{cgroup}; memory used (heap + shared memory + tmpfs) limited by a host watchdog "
-            "on /proc, the heap backstopped by RLIMIT_DATA; seccomp refuses memfd_create, "
-            "shared anonymous mmap, SysV shm and new pipes")
+def cgroup_problem() -> str | None:
+    """None when a cgroup v2 child with the memory and pids controllers can be made here,
+    else why not."""
+    found = cgroup_delegation()
+    return found if isinstance(found, str) else None
+
+
+def memory_mechanism(delegation: _cgroup.Delegation | str | None = None) -> str:
+    """How worker memory is limited here (``delegation`` defaults to what this host offers),
+    for ``fastrlm doctor``."""
+    found = cgroup_delegation() if delegation is None else delegation
+    guards = ("RLIMIT_DATA backstops the heap; seccomp refuses memfd_create, shared anonymous "
+              "mmap, SysV shm and new pipes")
+    if isinstance(found, str):
+        return (f"no cgroup ({found}); memory used (heap + shared memory + tmpfs) limited by a "
+                f"host watchdog on /proc; {guards}")
+    return (f"cgroup v2 per worker under {found.parent} ({found.how}): memory.max = the "
+            f"worker's limit, memory.swap.max = 0, pids.max = {_cgroup.pids_limit()}; the host "
+            f"watchdog stays as a second line and counts scratch bytes and files; {guards}")
 
 
 def doctor_report() -> list[LayerStatus]:

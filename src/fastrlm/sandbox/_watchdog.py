@@ -9,7 +9,8 @@ tmpfs scratch holds, and counts the scratch directory's bytes and files; past a 
 SIGKILLs the worker and records why, so the engine restarts it and tells the model. Between two
 polls a worker can overshoot by what it writes in that time; the seccomp filter (no memfd, no
 shared anonymous mappings, no SysV shm, no new pipes) and the size-capped scratch keep the paths
-that ``RLIMIT_DATA`` does not see narrow.
+that ``RLIMIT_DATA`` does not see narrow. Where a per-worker cgroup is in force (``_cgroup``),
+the watchdog runs unchanged as a second line behind ``memory.max``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from .._exceptions import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _layers, _protocol
+from . import _cgroup, _layers, _protocol
 from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog
@@ -40,6 +41,7 @@ from ._watchdog import Quotas, Watchdog
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
+_CGROUP_SERIAL = itertools.count(1)
 # Removes a scratch directory once the host's end of its stdin closes, however the host ended
 # (SIGKILL included); retries while a dying worker may still be writing into it.
 _REAPER_SCRIPT = (
@@ -62,8 +64,17 @@ class WorkerProcess:
     """One spawned worker: its process, a :class:`~._channel.Channel` on its two pipes, and the
     file its startup errors went to."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], fd_in: int, fd_out: int, log: IO[bytes]):
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        fd_in: int,
+        fd_out: int,
+        log: IO[bytes],
+        cgroup: _cgroup.WorkerCgroup | None = None,
+    ):
         self.proc = proc
+        self.cgroup = cgroup
+        self._oom: str | None = None
         self.channel = Channel(fd_out, fd_in)
         self._log = log
         self._pidfd = os.pidfd_open(proc.pid)
@@ -72,8 +83,13 @@ class WorkerProcess:
 
     @property
     def exceeded(self) -> str | None:
-        """Why the watchdog killed this worker (a quota it broke), or None."""
-        return None if self.watchdog is None else self.watchdog.reason
+        """Why the watchdog or the cgroup's OOM killer ended this worker (a quota it broke), or
+        None."""
+        if self.watchdog is not None and self.watchdog.reason is not None:
+            return self.watchdog.reason
+        if self.cgroup is not None and not self.closed:
+            self._oom = self.cgroup.oom_reason()
+        return self._oom
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.channel.send(message)
@@ -112,6 +128,17 @@ class WorkerProcess:
                 await wait_readable(self._pidfd)
         return self.proc.poll() is not None
 
+    async def _remove_cgroup(self, cgroup: _cgroup.WorkerCgroup) -> None:
+        """Read the OOM count, then rmdir the cgroup once the processes bubblewrap runs in their
+        own session (killed by ``--die-with-parent``, not by the group kill) are gone too."""
+        self._oom = self._oom or cgroup.oom_reason()
+        cgroup.kill()
+        for _ in range(200):  # a bounded poll while the kernel finishes the exits
+            if cgroup.remove():
+                return
+            await asyncio.sleep(0.01)
+        logger.warning("worker cgroup %s could not be removed (processes remain)", cgroup.path)
+
     async def kill(self, grace_s: float = 0.0) -> str:
         """SIGKILL the worker's process group (after ``grace_s`` for a worker that is already
         exiting), wait for it, release everything; returns how it ended. Idempotent."""
@@ -124,6 +151,8 @@ class WorkerProcess:
             self._kill_group()
             if not await self._exited(10.0):
                 await asyncio.to_thread(self.proc.wait)
+            if self.cgroup is not None:
+                await self._remove_cgroup(self.cgroup)
             self.channel.close()
             os.close(self._pidfd)
             self._log.close()
@@ -136,7 +165,15 @@ class WorkerSandbox:
 
     unsafe = False
 
-    def __init__(self, plans: list[_layers.LayerPlan], limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        plans: list[_layers.LayerPlan],
+        limits: SandboxLimits,
+        *,
+        cgroups: _cgroup.Delegation | str | None = None,
+    ) -> None:
+        """``cgroups``: where per-worker cgroups are made, or why none is (the watchdog alone
+        limits memory then); default: what this host offers (:func:`_layers.cgroup_delegation`)."""
         if not plans:
             raise ValueError("at least one layer plan is needed")
         self._plans = plans
@@ -156,6 +193,43 @@ class WorkerSandbox:
         self._closed = False
         self.worker_pid: int | None = None
         self.restarts = 0
+        self._cgroups = _layers.cgroup_delegation() if cgroups is None else cgroups
+        self._cgroups_made = 0
+        self._cgroup_in_force = False
+
+    @property
+    def memory_enforcement(self) -> str:
+        """How the current worker's memory is limited: a per-worker cgroup, or the watchdog
+        and why no cgroup is used."""
+        delegation = self._cgroups
+        if isinstance(delegation, str) or not self._cgroup_in_force:
+            reason = delegation if isinstance(delegation, str) else "no worker started yet"
+            return _layers.memory_mechanism(reason)
+        return _layers.memory_mechanism(delegation)
+
+    def _cgroup_failed(self, reason: str) -> None:
+        logger.warning("no per-worker cgroup, memory is limited by the watchdog: %s", reason)
+        self._cgroups = reason
+        self._cgroup_in_force = False
+
+    def _new_cgroup(self) -> _cgroup.WorkerCgroup | None:
+        """A cgroup for the next worker, or None (the reason recorded) when none can be made."""
+        delegation = self._cgroups
+        if isinstance(delegation, str):
+            return None
+        try:
+            if self._cgroups_made == 0:
+                _cgroup.prepare(delegation, os.getpid())
+            self._cgroups_made += 1
+            return _cgroup.WorkerCgroup.create(
+                delegation.parent,
+                f"fastrlm-{os.getpid()}-{next(_CGROUP_SERIAL)}",
+                self._memory_bytes,
+                _cgroup.pids_limit(),
+            )
+        except _cgroup.CgroupError as exc:
+            self._cgroup_failed(str(exc))
+            return None
 
     @property
     def layer(self) -> str:
@@ -254,6 +328,12 @@ class WorkerSandbox:
             argv = _layers.bwrap_argv(bwrap, self.limits.scratch_bytes, self.limits.env) + argv
         else:
             env = _layers.worker_env(str(config["scratch"]), self.limits.env)
+        cgroup = self._new_cgroup()
+        if cgroup is not None:
+            # The shell joins the cgroup and only then execs: every process of the worker
+            # starts inside it, before any model code (writing the pid after spawn would race
+            # with bubblewrap's fork).
+            argv = ["/bin/sh", "-c", _cgroup.PLACE_SCRIPT, "fastrlm-cgroup", cgroup.procs, *argv]
         log = tempfile.TemporaryFile()
         try:
             # Popen, not asyncio's: the exit is awaited on a pidfd, no child-watcher thread.
@@ -271,12 +351,14 @@ class WorkerSandbox:
             log.close()
             for fd in (a_read, a_write, b_read, b_write):
                 os.close(fd)
+            if cgroup is not None:
+                cgroup.remove()
             raise SandboxUnavailableError(f"cannot start the worker: {exc}") from exc
         finally:
             if "proc" in locals():
                 os.close(a_read)
                 os.close(b_write)
-        worker = WorkerProcess(proc, a_write, b_read, log)
+        worker = WorkerProcess(proc, a_write, b_read, log, cgroup)
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 await self._context_buffer_sealed()
@@ -285,6 +367,9 @@ class WorkerSandbox:
         except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
             detail = worker.startup_log()
             await worker.kill()
+            if cgroup is not None and proc.returncode == _cgroup.PLACE_FAILED:
+                self._cgroup_failed(f"the worker could not join its cgroup: {detail}")
+                return await self._spawn()
             raise SandboxUnavailableError(
                 f"the worker did not start ({exc}): {detail or 'no output'}"
             ) from None
@@ -299,6 +384,11 @@ class WorkerSandbox:
         if missing:
             await worker.kill()
             raise SandboxUnavailableError(f"the worker did not apply {sorted(missing)}")
+        if cgroup is not None and proc.pid not in cgroup.members():
+            await worker.kill()
+            self._cgroup_failed(f"the worker's pid is not in {cgroup.procs} after it started")
+            return await self._spawn()
+        self._cgroup_in_force = cgroup is not None
         self.worker_pid = ready["pid"]
         quotas = Quotas(
             memory_bytes=self._memory_bytes,
