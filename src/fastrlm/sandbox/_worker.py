@@ -3,7 +3,7 @@
 :class:`WorkerSandbox` implements the ``Sandbox`` protocol. It writes the context once into a
 sealed memfd that every worker of the sandbox maps (restarts reload it without a copy), spawns
 the worker under the chosen :class:`~._layers.LayerPlan`, answers its ``llm_query``/
-``rlm_query`` frames through the :class:`HostBridge`, and enforces the hard deadline: past
+``rlm_query`` frames through :func:`._hostcalls.dispatch`, and enforces the hard deadline: past
 ``exec_timeout_s + hard_grace_s`` of the worker's own time (host calls excluded), or on a crash
 or a protocol violation, the worker's process group is SIGKILLed and a fresh worker takes over
 (``ExecResult.restarted``). Nothing the worker sends can crash or hang the host.
@@ -32,7 +32,7 @@ from .._exceptions import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _layers, _protocol
+from . import _hostcalls, _layers, _protocol
 from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog
@@ -521,7 +521,7 @@ class WorkerSandbox:
                     )
                 if op == terminal:
                     return message
-                if op not in ("llm_query", "rlm_query"):
+                if op not in _hostcalls.HOST_CALL_OPS:
                     raise ProtocolError(f"unexpected {op!r} frame from the worker")
                 results = await self._answer(message)  # the host's time: not counted
                 request = {"op": "reply", "id": message["id"], "nonce": nonce, "results": results}
@@ -532,23 +532,7 @@ class WorkerSandbox:
 
     async def _answer(self, message: dict[str, Any]) -> list[str]:
         assert self._bridge is not None
-        prompts: list[str] = message["prompts"]
-        try:
-            if message["op"] == "llm_query":
-                results = await self._bridge.llm_query_batched(prompts, message.get("model"))
-            else:
-                results = await self._bridge.rlm_query_batched(
-                    prompts, message.get("contexts"), message.get("model")
-                )
-        except Exception as exc:  # the bridge must not raise; if it does, the run goes on
-            logger.exception("HostBridge raised instead of returning error strings")
-            results = [f"[error: {type(exc).__name__}: {exc}]"] * len(prompts)
-        if not isinstance(results, list):  # a bridge that breaks its contract: keep the arity
-            logger.error("HostBridge returned %s instead of a list", type(results).__name__)
-            results = []
-        answers = [r if isinstance(r, str) else str(r) for r in results]
-        missing = len(prompts) - len(answers)
-        return answers[: len(prompts)] + ["[error: no answer from the host]"] * max(missing, 0)
+        return await _hostcalls.dispatch(self._bridge, message["op"], message)
 
 
 def _finite(seconds: float) -> float | None:
