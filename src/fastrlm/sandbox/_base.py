@@ -8,8 +8,9 @@ hands the answers to the code. Keys, budgets and LM clients stay on the host sid
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ._hostcalls import RESERVED_NAMES, HostBridge
 
@@ -23,6 +24,7 @@ __all__ = [
     "HostBridge",
     "Sandbox",
     "SandboxLimits",
+    "cell_result",
 ]
 
 #: Scratch quota of every layer, and how many files it may hold.
@@ -85,6 +87,31 @@ class ExecResult:
     dropped_bytes: int = 0
     duration_s: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+
+
+def cell_result(
+    fields: Mapping[str, Any],
+    duration_s: float,
+    *,
+    restart_reason: str | None = None,
+) -> ExecResult:
+    """The :class:`ExecResult` of a cell from the fields ``ReplRuntime.execute`` returns (in
+    process) or the worker's ``done`` frame carries (already checked). ``restart_reason``: the
+    worker was replaced before the cell ran."""
+    final = fields["final"]
+    return ExecResult(
+        stdout=fields["stdout"],
+        stderr=fields["stderr"],
+        error=fields["error"],
+        final=None if final is None else FinalValue(final["text"], final["source"]),
+        answer_content=fields["answer_content"],
+        restored=tuple(fields["restored"]),
+        timed_out=bool(fields["timed_out"]),
+        restarted=restart_reason is not None,
+        dropped_bytes=int(fields["dropped_bytes"]),
+        duration_s=duration_s,
+        extra={} if restart_reason is None else {"restart_reason": restart_reason},
+    )
 
 
 class Sandbox(Protocol):

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any, TextIO, cast
 
 from . import _hostcalls
-from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
 
@@ -205,18 +205,7 @@ class InProcessSandbox:
                 if ident:  # the run was cancelled: stop the cell too
                     _raise_in_thread(ident[0])
                 raise
-        final = raw.get("final")
-        return ExecResult(
-            stdout=raw["stdout"],
-            stderr=raw["stderr"],
-            error=raw["error"],
-            final=None if final is None else FinalValue(final["text"], final["source"]),
-            answer_content=raw["answer_content"],
-            restored=tuple(raw["restored"]),
-            timed_out=bool(raw["timed_out"]),
-            dropped_bytes=int(raw["dropped_bytes"]),
-            duration_s=time.monotonic() - started,
-        )
+        return cell_result(raw, time.monotonic() - started)
 
     async def show_vars(self) -> str:
         return self._runtime.show_vars() if self._runtime else ""

@@ -33,7 +33,7 @@ from .._exceptions import (
     WorkerCrashedError,
 )
 from . import _hostcalls, _layers, _protocol
-from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog
 
@@ -432,20 +432,7 @@ class WorkerSandbox:
                     duration_s=time.monotonic() - began,
                     extra={"restart_reason": reason},
                 )
-            final = done["final"]
-            return ExecResult(
-                stdout=done["stdout"],
-                stderr=done["stderr"],
-                error=done["error"],
-                final=None if final is None else FinalValue(final["text"], final["source"]),
-                answer_content=done["answer_content"],
-                restored=tuple(done["restored"]),
-                timed_out=done["timed_out"],
-                restarted=replaced is not None,
-                dropped_bytes=done["dropped_bytes"],
-                duration_s=time.monotonic() - began,
-                extra={} if replaced is None else {"restart_reason": replaced},
-            )
+            return cell_result(done, time.monotonic() - began, restart_reason=replaced)
 
     async def show_vars(self) -> str:
         """The user variables, one per line (a hard timeout or crash restarts the worker)."""
