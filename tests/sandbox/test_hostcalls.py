@@ -328,3 +328,25 @@ async def test_a_forged_worker_host_call_is_a_protocol_violation(
     assert "broke the protocol" in result.error and "malformed 'llm_query' frame" in result.error
     assert bridge.llm_calls == []
     await assert_alive(sb)
+
+
+def test_every_error_answer_in_the_package_is_built_by_error_text() -> None:
+    """No module writes an ``[error: ...]`` answer by hand, and every kind passed to
+    ``error_text`` is one the documentation lists."""
+    import re
+    from pathlib import Path
+
+    import fastrlm
+
+    root = Path(fastrlm.__file__).parent
+    kinds: set[str] = set()
+    for path in root.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        if path.name != "_hostcalls.py":
+            hand_built = re.search(r"""["']\[error: (?!\.\.\.)""", source)
+            assert hand_built is None, f"{path} builds an error text by hand"
+        kinds |= set(re.findall(r"""error_text\(\s*["'](\w+)["']""", source))
+    assert kinds and kinds <= set(_hostcalls.ERROR_KINDS)
+    documented = (root.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for kind in _hostcalls.ERROR_KINDS:
+        assert f"`{kind}`" in documented
