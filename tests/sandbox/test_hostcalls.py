@@ -310,6 +310,10 @@ async def test_a_forged_in_process_host_call_is_refused_in_model_code(
         assert result.error is not None and "TypeError: llm_query:" in result.error
     result = await sb.execute(f"{HAND}('launch', {{'prompts': ['a']}})")
     assert result.error is not None and "unknown host call 'launch'" in result.error
+    result = await sb.execute(f"{HAND}(5, {{'prompts': ['a']}})")
+    assert result.error is not None and "unknown host call of type int" in result.error
+    result = await sb.execute(f"{HAND}('llm_query', ['a'])")
+    assert result.error is not None and "the request must be a dict, not list" in result.error
     assert bridge.llm_calls == []
     await assert_alive(sb)
 

@@ -139,10 +139,7 @@ def exact_text(value: object) -> str:
 def _check(name: str, request: HostRequest) -> HostRequest:
     """Limits shared by both sides. Raises ``ValueError``/``TypeError`` saying what to do."""
     if len(request.prompts) > MAX_BATCH_PROMPTS:
-        raise ValueError(
-            f"{name}: more than {MAX_BATCH_PROMPTS:,} prompts in one call; send them in "
-            f"batches of at most {MAX_BATCH_PROMPTS:,}"
-        )
+        raise _too_many(name, "prompts")
     chars = sum(len(p) for p in request.prompts)
     if chars > MAX_BATCH_CHARS:
         raise _too_long(name, chars, more=False)
@@ -159,6 +156,13 @@ def _check(name: str, request: HostRequest) -> HostRequest:
     return request
 
 
+def _too_many(name: str, what: str) -> ValueError:
+    return ValueError(
+        f"{name}: more than {MAX_BATCH_PROMPTS:,} {what} in one call; send them in batches of "
+        f"at most {MAX_BATCH_PROMPTS:,}"
+    )
+
+
 def _too_long(name: str, chars: int, *, more: bool) -> ValueError:
     return ValueError(
         f"{name}: the prompts of one call hold {'at least ' if more else ''}{chars:,} characters, "
@@ -173,10 +177,7 @@ def _bounded_list(name: str, what: str, values: object) -> list[object]:
         raise TypeError(f"{name}: {what} must be a list, not {type(values).__name__}")
     items = list(islice(values, MAX_BATCH_PROMPTS + 1))
     if len(items) > MAX_BATCH_PROMPTS:
-        raise ValueError(
-            f"{name}: more than {MAX_BATCH_PROMPTS:,} {what} in one call; send them in "
-            f"batches of at most {MAX_BATCH_PROMPTS:,}"
-        )
+        raise _too_many(name, what)
     return items
 
 
@@ -216,13 +217,22 @@ def wire_request(op: str, payload: Mapping[str, object]) -> HostRequest:
     in-process call can be made by hand) without converting anything. Raises ``ValueError``
     for an unknown op, ``TypeError``/``ValueError`` for fields the contract does not allow."""
     if op not in HOST_CALL_OPS:
-        raise ValueError(f"unknown host call {op[:40]!r}")
+        shown = repr(op[:40]) if isinstance(op, str) else f"of type {type(op).__name__}"
+        raise ValueError(f"unknown host call {shown}")
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"{op}: the request must be a dict, not {type(payload).__name__}")
     prompts = payload.get("prompts")
-    if not isinstance(prompts, list) or not all(type(p) is str for p in prompts):
+    if not isinstance(prompts, list):
+        raise TypeError(f"{op}: prompts must be a list of str")
+    if len(prompts) > MAX_BATCH_PROMPTS:
+        raise _too_many(op, "prompts")
+    prompts = list(prompts)  # checked as it will be used: the caller may still hold the list
+    if not all(type(p) is str for p in prompts):
         raise TypeError(f"{op}: prompts must be a list of str")
     contexts = payload.get("contexts")
     if contexts is not None and (op != "rlm_query" or not isinstance(contexts, list)):
         raise TypeError(f"{op}: contexts must be a list (rlm_query only) or None")
+    contexts = None if contexts is None else list(contexts)
     request = HostRequest(op, prompts, contexts, payload.get("model"))  # type: ignore[arg-type]
     return _check(op, request)
 
@@ -264,10 +274,10 @@ async def dispatch(bridge: HostBridge, op: str, payload: Mapping[str, object]) -
         return []
     try:
         if request.op == "llm_query":
-            answers: object = await bridge.llm_query_batched(list(request.prompts), request.model)
+            answers: object = await bridge.llm_query_batched(request.prompts, request.model)
         else:
             answers = await bridge.rlm_query_batched(
-                list(request.prompts), request.contexts, request.model
+                request.prompts, request.contexts, request.model
             )
     except asyncio.CancelledError:
         raise
