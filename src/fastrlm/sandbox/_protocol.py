@@ -103,7 +103,9 @@ def _optional(value: object, kind: type) -> bool:
 
 
 def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
-    """Validate a worker->host message field by field; returns it or raises FrameError."""
+    """Validate a worker->host message field by field (a host call's fields by
+    :func:`._hostcalls.wire_request`, the same check the in-process sandbox makes); returns it or
+    raises FrameError."""
     op = message["op"]
     if op not in WORKER_OPS:
         raise FrameError(f"unknown op {op[:40]!r} from the worker")
