@@ -40,6 +40,7 @@ from ._ledger import (
 from ._pricing import PriceTable
 from ._windows import subcall_window_chars
 from .lm._base import LM, ChatMessage, LMResponse
+from .sandbox._hostcalls import error_text
 
 log = logging.getLogger("fastrlm")
 
@@ -59,6 +60,10 @@ class SubcallOutcome:
     text: str
     refused: StopReason | None = None
     refusal: str = ""
+
+
+def _refused(exc: BudgetExceededError) -> SubcallOutcome:
+    return SubcallOutcome(error_text(exc.reason.value, str(exc)), exc.reason, str(exc))
 
 
 @dataclass
@@ -137,21 +142,21 @@ class CallTree:
             lm.model, self.limits.sub_max_tokens, self.limits.subcall_window_chars
         )
         if len(prompt) > window:
-            return SubcallOutcome(
-                f"[error: prompt too long for sub-model {lm.model}: {len(prompt):,} characters, "
-                f"over its window of {window:,} characters; split it into smaller prompts]"
-            )
+            return SubcallOutcome(error_text(
+                "prompt_too_long", f"{len(prompt):,} characters for sub-model {lm.model}, over "
+                f"its window of {window:,} characters; split it into smaller prompts"
+            ))
         try:
             self.ledger.check_subcall_slot()
         except BudgetExceededError as exc:
-            return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
+            return _refused(exc)
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         max_tokens = self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
                                           account=account)
         except BudgetExceededError as exc:
-            return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
+            return _refused(exc)
         if hit is not None:
             return SubcallOutcome(hit[0].text)
         call_id = f"c{next(self._ids)}"
@@ -185,11 +190,11 @@ class CallTree:
                 on_admitted=admitted,
             )
         except BudgetExceededError as exc:
-            return SubcallOutcome(f"[error: {exc.reason.value}: {exc}]", exc.reason, str(exc))
+            return _refused(exc)
         except ProviderError as exc:
             error = f"{type(exc).__name__}: {exc}"
             self._finished(call_id, lm, run_id, depth, None, held[0].booking(), error)
-            return SubcallOutcome(f"[error: sub-call failed: {error}]")
+            return SubcallOutcome(error_text("subcall_failed", error))
         except asyncio.CancelledError:
             if held:
                 self._finished(call_id, lm, run_id, depth, None, held[0].booking(), "cancelled")

@@ -43,8 +43,10 @@ from ._windows import subcall_window_chars
 from .context._info import ContextInfo, context_digest, describe_shape
 from .lm._base import LM, ChatMessage, LMResponse
 from .sandbox._base import FinalValue, Sandbox, SandboxLimits
+from .sandbox._hostcalls import error_text
 
 TAIL_CHARS = 500
+_SUBCALLS_DISABLED = error_text("subcalls_disabled", "sub-calls are disabled in this run")
 _HASH_IN_THREAD_CHARS = 1_000_000
 
 
@@ -160,7 +162,7 @@ class Run:
 
     async def _start_sandbox(self, sandbox: Sandbox) -> None:
         started = time.monotonic()
-        await sandbox.start(self.context, _Bridge(self))
+        await sandbox.start(self.context, self)  # a Run is its sandbox's HostBridge
         await self._announced.wait()
         self.tree.emit(SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
                                       unsafe=sandbox.unsafe,
@@ -463,12 +465,14 @@ class Run:
         lm = self.config.named_lms.get(name)
         if lm is None:
             known = ", ".join(sorted(self.config.named_lms)) or "(none)"
-            return f"[error: unknown model {name!r}; configured models: {known}]"
+            return error_text("unknown_model",
+                              f"no model named {name!r}; configured models: {known}")
         return lm
 
-    async def llm_batch(self, prompts: list[str], model: str | None) -> list[str]:
+    # The HostBridge methods: the sandbox's way back to the host (see sandbox._hostcalls).
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
         if not self.config.subcalls:
-            return ["[error: sub-calls are disabled in this run]"] * len(prompts)
+            return [_SUBCALLS_DISABLED] * len(prompts)
         lm = self.pick_lm(model, self.config.sub_lm)
         if isinstance(lm, str):
             return [lm] * len(prompts)
@@ -479,17 +483,17 @@ class Run:
             self.limit_hit = refused
         return answers
 
-    async def rlm_batch(
+    async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None
     ) -> list[str]:
         if not self.config.subcalls:
-            return ["[error: sub-calls are disabled in this run]"] * len(prompts)
+            return [_SUBCALLS_DISABLED] * len(prompts)
         child_depth = self.depth + 1
         if child_depth >= self.config.budget.max_depth:
             merged = prompts if contexts is None else [
                 with_context(p, c) for p, c in zip(prompts, contexts, strict=True)
             ]
-            return await self.llm_batch(merged, model)
+            return await self.llm_query_batched(merged, model)
         default = self.config.child_lms.get(child_depth, self.config.root_lm)
         lm = self.pick_lm(model, default)
         if isinstance(lm, str):
@@ -520,19 +524,6 @@ class Run:
         if outcome.answer:
             return outcome.answer
         detail = f": {outcome.error}" if outcome.error else ""
-        return f"[error: child RLM stopped ({outcome.stop_reason.value}) without an answer{detail}]"
+        return error_text("child_failed", f"the child RLM stopped ({outcome.stop_reason.value}) "
+                                          f"without an answer{detail}")
 
-
-@dataclass
-class _Bridge:
-    """The sandbox's way back to the host. Returns one string per prompt, always."""
-
-    run: Run
-
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
-        return await self.run.llm_batch(prompts, model)
-
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]:
-        return await self.run.rlm_batch(prompts, contexts, model)

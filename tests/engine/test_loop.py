@@ -162,7 +162,7 @@ async def test_failed_sub_call_is_an_error_string_in_its_slot() -> None:
     out = await rlm.acompletion("q", context="c")
     answers = eval(out.answer)  # noqa: S307 - our own repr
     assert answers[0] == answers[2] == "fine"
-    assert answers[1].startswith("[error: sub-call failed: RateLimitError")
+    assert answers[1].startswith("[error: subcall_failed: RateLimitError")
 
 
 async def test_soft_timeout_stops_an_infinite_loop_and_keeps_state() -> None:

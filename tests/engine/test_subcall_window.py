@@ -57,7 +57,7 @@ async def test_a_prompt_over_the_window_comes_back_as_an_error_naming_both_sizes
     assert len(sub.calls) == 1 and len(prompt_of(sub.calls[0])) == 5000  # the fitting one only
     assert not [e for e in events if isinstance(e, SubcallStarted) and e.prompt_chars > 5000]
     shown = root.calls[1][-1]["content"]  # the REPL output the root saw next
-    assert "[error: prompt too long for sub-model scripted/sub: 5,001 characters" in shown
+    assert "[error: prompt_too_long: 5,001 characters for sub-model scripted/sub" in shown
     assert "window of 5,000 characters" in shown and "read 5000" in shown
 
 
@@ -69,7 +69,7 @@ async def test_batched_prompts_over_the_window_fail_alone_and_keep_the_arity() -
     out = await rlm.acompletion("q", context="c")
     assert out.answer == "done"
     shown = root.calls[1][-1]["content"]  # the REPL output the root saw next
-    assert "3 ['ok', '[error: prompt too long" in shown and "'ok']" in shown
+    assert "3 ['ok', '[error: prompt_too_long" in shown and "'ok']" in shown
     assert len(sub.calls) == 2
 
 

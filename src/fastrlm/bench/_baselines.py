@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .._exceptions import ProviderError
 from ..lm._base import LM, ChatMessage
+from ..sandbox._hostcalls import error_text
 from ._meter import (
     CHARS_PER_TOKEN,
     Meter,
@@ -229,7 +230,8 @@ class SimpleRLM:
         for i, r in enumerate(replies):
             if isinstance(r, BaseException) and not isinstance(r, ProviderError):
                 raise r
-            text = f"[error: {r}]" if isinstance(r, BaseException) else r[: self.findings_chars]
+            text = (error_text("subcall_failed", f"{type(r).__name__}: {r}")
+                    if isinstance(r, BaseException) else r[: self.findings_chars])
             findings.append(f"Part {i + 1}: {text}")
         budget = _budget_chars(self.model.model, None, ANSWER_RESERVE_TOKENS, len(question) + 400)
         joined, cut = fit("\n\n".join(findings), budget)

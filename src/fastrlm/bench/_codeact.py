@@ -19,6 +19,7 @@ from typing import Any
 
 from .._exceptions import MissingExtraError, ProviderError
 from ..lm._base import LM, ChatMessage
+from ..sandbox._hostcalls import error_text
 from ._baselines import full_prompt
 from ._meter import (
     CHARS_PER_TOKEN,
@@ -86,14 +87,17 @@ class BM25Index:
         return [(i, self.docs[i]) for i in order[:k]]
 
 
+_NO_SUBMODEL = error_text("subcalls_disabled", "CodeAct has no sub-model")
+
+
 class _NoSubcalls:
     async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
-        return ["[error: no sub-model in CodeAct]"] * len(prompts)
+        return [_NO_SUBMODEL] * len(prompts)
 
     async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None
     ) -> list[str]:
-        return ["[error: no sub-model in CodeAct]"] * len(prompts)
+        return [_NO_SUBMODEL] * len(prompts)
 
 
 @dataclass

@@ -2,44 +2,36 @@
 
 The engine owns a :class:`HostBridge`; the sandbox runs model-written code in one persistent
 namespace and, whenever that code calls ``llm_query*`` / ``rlm_query*``, calls back into the
-bridge and hands the answers to the code. Keys, budgets and LM clients stay on the host side.
+bridge (through :func:`._hostcalls.dispatch`, which owns that path and its error texts) and
+hands the answers to the code. Keys, budgets and LM clients stay on the host side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from ._hostcalls import RESERVED_NAMES, HostBridge
+
+__all__ = [
+    "DEFAULT_MAX_ANSWER_CHARS",
+    "DEFAULT_SCRATCH_BYTES",
+    "DEFAULT_SCRATCH_FILES",
+    "RESERVED_NAMES",
+    "ExecResult",
+    "FinalValue",
+    "HostBridge",
+    "Sandbox",
+    "SandboxLimits",
+    "cell_result",
+]
 
 #: Scratch quota of every layer, and how many files it may hold.
 DEFAULT_SCRATCH_BYTES = 512 * 1024 * 1024
 DEFAULT_SCRATCH_FILES = 10_000
 #: The largest answer (FINAL, FINAL_VAR, ``answer["content"]``) a cell may deliver.
 DEFAULT_MAX_ANSWER_CHARS = 64 * 1024 * 1024
-
-#: Names the REPL provides and restores after each cell if model code rebinds them.
-RESERVED_NAMES: tuple[str, ...] = (
-    "context",
-    "llm_query",
-    "llm_query_batched",
-    "rlm_query",
-    "rlm_query_batched",
-    "FINAL",
-    "FINAL_VAR",
-    "SHOW_VARS",
-    "answer",
-)
-
-
-class HostBridge(Protocol):
-    """What sandboxed code may ask of the host. Both methods return one string per prompt, in
-    order; a failed or refused prompt yields an error string starting with ``"[error"``, never a
-    shorter list and never an exception."""
-
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]: ...
-
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +87,31 @@ class ExecResult:
     dropped_bytes: int = 0
     duration_s: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+
+
+def cell_result(
+    fields: Mapping[str, Any],
+    duration_s: float,
+    *,
+    restart_reason: str | None = None,
+) -> ExecResult:
+    """The :class:`ExecResult` of a cell from the fields ``ReplRuntime.execute`` returns (in
+    process) or the worker's ``done`` frame carries (already checked). ``restart_reason``: the
+    worker was replaced before the cell ran."""
+    final = fields["final"]
+    return ExecResult(
+        stdout=fields["stdout"],
+        stderr=fields["stderr"],
+        error=fields["error"],
+        final=None if final is None else FinalValue(final["text"], final["source"]),
+        answer_content=fields["answer_content"],
+        restored=tuple(fields["restored"]),
+        timed_out=bool(fields["timed_out"]),
+        restarted=restart_reason is not None,
+        dropped_bytes=int(fields["dropped_bytes"]),
+        duration_s=duration_s,
+        extra={} if restart_reason is None else {"restart_reason": restart_reason},
+    )
 
 
 class Sandbox(Protocol):

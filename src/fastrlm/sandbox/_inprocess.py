@@ -16,7 +16,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, TextIO, cast
 
-from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+from . import _hostcalls
+from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
 
@@ -121,17 +122,12 @@ class InProcessSandbox:
         runtime.redirect_streams = False
         return runtime
 
-    def _host_call(self, op: str, payload: dict[str, Any]) -> Any:
+    def _host_call(self, op: str, payload: dict[str, Any]) -> list[str]:
+        """The runtime's host call: :func:`._hostcalls.dispatch` on the host's event loop, this
+        (the cell's) thread blocked meanwhile. Raises what ``dispatch`` raises for a request it
+        refuses (model code that calls this by hand)."""
         assert self._loop is not None and self._bridge is not None
-        bridge = self._bridge
-        if op == "llm_query":
-            coro = bridge.llm_query_batched(payload["prompts"], payload.get("model"))
-        elif op == "rlm_query":
-            coro = bridge.rlm_query_batched(
-                payload["prompts"], payload.get("contexts"), payload.get("model")
-            )
-        else:
-            raise ValueError(f"unknown host call {op!r}")
+        coro = _hostcalls.dispatch(self._bridge, op, payload)
         self._host_since = time.monotonic()
         self._in_host += 1
         try:
@@ -209,18 +205,7 @@ class InProcessSandbox:
                 if ident:  # the run was cancelled: stop the cell too
                     _raise_in_thread(ident[0])
                 raise
-        final = raw.get("final")
-        return ExecResult(
-            stdout=raw["stdout"],
-            stderr=raw["stderr"],
-            error=raw["error"],
-            final=None if final is None else FinalValue(final["text"], final["source"]),
-            answer_content=raw["answer_content"],
-            restored=tuple(raw["restored"]),
-            timed_out=bool(raw["timed_out"]),
-            dropped_bytes=int(raw["dropped_bytes"]),
-            duration_s=time.monotonic() - started,
-        )
+        return cell_result(raw, time.monotonic() - started)
 
     async def show_vars(self) -> str:
         return self._runtime.show_vars() if self._runtime else ""

@@ -41,6 +41,8 @@ import struct
 import sys
 from typing import Any
 
+from ._hostcalls import HOST_CALL_OPS, wire_request
+
 HEADER = struct.Struct(">I")
 #: Largest frame either side accepts (prompts of a batch travel in one frame).
 MAX_FRAME_BYTES = 256 * 1024 * 1024
@@ -54,10 +56,10 @@ _CPYTHON = sys.implementation.name == "cpython"
 Buffer = bytes | memoryview
 
 HOST_OPS = frozenset({"load", "exec", "show_vars", "reply", "shutdown"})
-WORKER_OPS = frozenset({"ready", "fatal", "llm_query", "rlm_query", "done", "vars"})
+WORKER_OPS = frozenset({"ready", "fatal", "done", "vars"} | HOST_CALL_OPS)
 FINAL_SOURCES = frozenset({"FINAL", "FINAL_VAR", "answer"})
 #: Worker frames that belong to a request and must echo its nonce.
-NONCE_OPS = frozenset({"llm_query", "rlm_query", "done", "vars"})
+NONCE_OPS = frozenset({"done", "vars"} | HOST_CALL_OPS)
 
 
 def new_nonce() -> str:
@@ -101,25 +103,23 @@ def _optional(value: object, kind: type) -> bool:
 
 
 def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
-    """Validate a worker->host message field by field; returns it or raises FrameError."""
+    """Validate a worker->host message field by field (a host call's fields by
+    :func:`._hostcalls.wire_request`, the same check the in-process sandbox makes); returns it or
+    raises FrameError."""
     op = message["op"]
     if op not in WORKER_OPS:
         raise FrameError(f"unknown op {op[:40]!r} from the worker")
     ok: bool
     if op in NONCE_OPS and not isinstance(message.get("nonce"), str):
         raise FrameError(f"{op!r} frame from the worker without a request nonce")
-    if op in ("llm_query", "rlm_query"):
-        prompts = message.get("prompts")
-        ok = (
-            isinstance(message.get("id"), int)
-            and _is_str_list(prompts)
-            and _optional(message.get("model"), str)
-        )
-        if ok and op == "rlm_query":
-            contexts = message.get("contexts")
-            ok = contexts is None or (
-                isinstance(contexts, list) and len(contexts) == len(prompts)  # type: ignore[arg-type]
-            )
+    if op in HOST_CALL_OPS:
+        if not isinstance(message.get("id"), int):
+            raise FrameError(f"malformed {op!r} frame from the worker: no int 'id'")
+        try:
+            wire_request(op, message)
+        except (TypeError, ValueError) as exc:
+            raise FrameError(f"malformed {op!r} frame from the worker: {exc}") from None
+        ok = True
     elif op == "done":
         final = message.get("final")
         ok = (

@@ -15,25 +15,18 @@ import linecache
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
+from . import _hostcalls
+from ._hostcalls import exact_text, model_request
+
 HostCall = Callable[[str, dict[str, Any]], Any]
 
-#: Reserved names; kept in sync with ``sandbox._base.RESERVED_NAMES`` (tested).
-RESERVED = (
-    "context",
-    "llm_query",
-    "llm_query_batched",
-    "rlm_query",
-    "rlm_query_batched",
-    "FINAL",
-    "FINAL_VAR",
-    "SHOW_VARS",
-    "answer",
-)
 MAX_ERROR_CHARS = 4_000
+#: The REPL's own files: their frames are left out of the tracebacks model code sees.
+_OWN_FILES = frozenset({__file__, _hostcalls.__file__})
 
 
 class CellTimeout(BaseException):
@@ -72,12 +65,6 @@ class CappedWriter(io.TextIOBase):
 
     def getvalue(self) -> str:
         return "".join(self._parts)
-
-
-def _text(value: object) -> str:
-    """``value`` as an exact ``str`` (a str subclass's own ``__str__`` is not trusted). Raises
-    whatever the model's ``__str__`` raises."""
-    return str.__str__(value) if isinstance(value, str) else str.__str__(str(value))
 
 
 def _describe(value: object) -> str:
@@ -140,57 +127,31 @@ class ReplRuntime:
     # ----------------------------------------------------------------- REPL API
     def _llm_query(self, prompt: object, model: str | None = None) -> str:
         """Ask a sub-model one prompt; returns its text (or an "[error: ...]" string)."""
-        return self._llm_query_batched([prompt], model)[0]
+        return self._ask("llm_query", prompt, None, model)[0]
 
     def _llm_query_batched(self, prompts: object, model: str | None = None) -> list[str]:
         """Ask a sub-model many prompts concurrently; one answer per prompt, in order."""
-        items = self._prompt_list(prompts)
-        if not items:
-            return []
-        result = self._host_call("llm_query", {"prompts": items, "model": model})
-        return self._answers(result, len(items))
+        return self._ask("llm_query_batched", prompts, None, model)
 
     def _rlm_query(
         self, prompt: object, context: object = None, model: str | None = None
     ) -> str:
         """Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt."""
-        contexts = None if context is None else [context]
-        return self._rlm_query_batched([prompt], contexts, model)[0]
+        return self._ask("rlm_query", prompt, context, model)[0]
 
     def _rlm_query_batched(
         self, prompts: object, contexts: object = None, model: str | None = None
     ) -> list[str]:
         """Many child RLMs concurrently; ``contexts`` is None or one per prompt."""
-        items = self._prompt_list(prompts)
-        ctx_list: list[object] | None = None
-        if contexts is not None:
-            if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Iterable):
-                ctx_list = [contexts]
-            else:
-                ctx_list = list(contexts)
-            if len(ctx_list) != len(items):
-                raise ValueError(
-                    f"rlm_query_batched: {len(items)} prompts but {len(ctx_list)} contexts"
-                )
-        if not items:
+        return self._ask("rlm_query_batched", prompts, contexts, model)
+
+    def _ask(self, name: str, prompts: object, contexts: object, model: object) -> list[str]:
+        """One host call; the host answers each prompt with exactly one str (see
+        ``_hostcalls.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
+        request = model_request(name, prompts, contexts, model)
+        if not request.prompts:
             return []
-        payload = {"prompts": items, "contexts": ctx_list, "model": model}
-        return self._answers(self._host_call("rlm_query", payload), len(items))
-
-    @staticmethod
-    def _prompt_list(prompts: object) -> list[str]:
-        if isinstance(prompts, str):
-            return [prompts]
-        try:
-            return [_text(p) for p in prompts]  # type: ignore[attr-defined]
-        except TypeError:
-            raise TypeError("prompts must be a list of strings") from None
-
-    @staticmethod
-    def _answers(result: object, n: int) -> list[str]:
-        answers = [_text(x) for x in result] if isinstance(result, list) else []
-        if len(answers) != n:  # the host contract says this cannot happen; never trust it
-            answers = (answers + ["[error: no answer from host]"] * n)[:n]
+        answers: list[str] = self._host_call(request.op, request.payload())
         return answers
 
     def _answer_text(self, value: object, what: str) -> str:
@@ -199,7 +160,7 @@ class ReplRuntime:
         if isinstance(value, str) and len(value) > self.max_answer_chars:
             size = len(value)
         else:
-            text = _text(value)
+            text = exact_text(value)
             if len(text) <= self.max_answer_chars:
                 return text
             size = len(text)
@@ -348,7 +309,7 @@ class ReplRuntime:
     @staticmethod
     def _format_error(exc: BaseException) -> str:
         frames = [
-            f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__
+            f for f in traceback.extract_tb(exc.__traceback__) if f.filename not in _OWN_FILES
         ]
         lines = ["Traceback (most recent call last):\n"]
         lines += traceback.format_list(frames[-8:])

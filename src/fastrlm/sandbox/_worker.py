@@ -3,7 +3,7 @@
 :class:`WorkerSandbox` implements the ``Sandbox`` protocol. It writes the context once into a
 sealed memfd that every worker of the sandbox maps (restarts reload it without a copy), spawns
 the worker under the chosen :class:`~._layers.LayerPlan`, answers its ``llm_query``/
-``rlm_query`` frames through the :class:`HostBridge`, and enforces the hard deadline: past
+``rlm_query`` frames through :func:`._hostcalls.dispatch`, and enforces the hard deadline: past
 ``exec_timeout_s + hard_grace_s`` of the worker's own time (host calls excluded), or on a crash
 or a protocol violation, the worker's process group is SIGKILLed and a fresh worker takes over
 (``ExecResult.restarted``). Nothing the worker sends can crash or hang the host.
@@ -33,8 +33,8 @@ from .._exceptions import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _cgroup, _layers, _protocol
-from ._base import ExecResult, FinalValue, HostBridge, SandboxLimits
+from . import _cgroup, _hostcalls, _layers, _protocol
+from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog
 
@@ -522,20 +522,7 @@ class WorkerSandbox:
                     duration_s=time.monotonic() - began,
                     extra={"restart_reason": reason},
                 )
-            final = done["final"]
-            return ExecResult(
-                stdout=done["stdout"],
-                stderr=done["stderr"],
-                error=done["error"],
-                final=None if final is None else FinalValue(final["text"], final["source"]),
-                answer_content=done["answer_content"],
-                restored=tuple(done["restored"]),
-                timed_out=done["timed_out"],
-                restarted=replaced is not None,
-                dropped_bytes=done["dropped_bytes"],
-                duration_s=time.monotonic() - began,
-                extra={} if replaced is None else {"restart_reason": replaced},
-            )
+            return cell_result(done, time.monotonic() - began, restart_reason=replaced)
 
     async def show_vars(self) -> str:
         """The user variables, one per line (a hard timeout or crash restarts the worker)."""
@@ -611,7 +598,7 @@ class WorkerSandbox:
                     )
                 if op == terminal:
                     return message
-                if op not in ("llm_query", "rlm_query"):
+                if op not in _hostcalls.HOST_CALL_OPS:
                     raise ProtocolError(f"unexpected {op!r} frame from the worker")
                 results = await self._answer(message)  # the host's time: not counted
                 request = {"op": "reply", "id": message["id"], "nonce": nonce, "results": results}
@@ -622,23 +609,7 @@ class WorkerSandbox:
 
     async def _answer(self, message: dict[str, Any]) -> list[str]:
         assert self._bridge is not None
-        prompts: list[str] = message["prompts"]
-        try:
-            if message["op"] == "llm_query":
-                results = await self._bridge.llm_query_batched(prompts, message.get("model"))
-            else:
-                results = await self._bridge.rlm_query_batched(
-                    prompts, message.get("contexts"), message.get("model")
-                )
-        except Exception as exc:  # the bridge must not raise; if it does, the run goes on
-            logger.exception("HostBridge raised instead of returning error strings")
-            results = [f"[error: {type(exc).__name__}: {exc}]"] * len(prompts)
-        if not isinstance(results, list):  # a bridge that breaks its contract: keep the arity
-            logger.error("HostBridge returned %s instead of a list", type(results).__name__)
-            results = []
-        answers = [r if isinstance(r, str) else str(r) for r in results]
-        missing = len(prompts) - len(answers)
-        return answers[: len(prompts)] + ["[error: no answer from the host]"] * max(missing, 0)
+        return await _hostcalls.dispatch(self._bridge, message["op"], message)
 
 
 def _finite(seconds: float) -> float | None:

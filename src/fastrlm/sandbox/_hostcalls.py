@@ -1,0 +1,287 @@
+"""The host-call path: what model code may call on the host, and everything it gets back.
+
+One module owns the REPL's contract with the host, for every sandbox:
+
+- :data:`RESERVED_NAMES`: the names the REPL provides (restored when model code rebinds them);
+- :data:`HOST_CALLS`: the REPL functions that reach the host, and the wire op each one uses;
+- :func:`model_request` (sandbox side: turns model arguments into a :class:`HostRequest`) and
+  :func:`wire_request` (host side: checks a request that came from untrusted code), with the
+  same limits and the same messages (``TypeError`` for a wrong type, ``ValueError`` for a wrong
+  count or size);
+- :func:`dispatch`: the one way the host answers a request, for the worker and the in-process
+  sandbox alike;
+- :func:`one_answer_per_prompt`: exactly one ``str`` per prompt, whatever the bridge returned;
+- :func:`error_text`: every ``[error: <kind>: <message>]`` answer the model can see.
+
+It runs on both sides (the worker imports it), so it uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import Literal, Protocol
+
+logger = logging.getLogger("fastrlm.sandbox")
+
+#: Names the REPL provides and restores after each cell if model code rebinds them.
+RESERVED_NAMES: tuple[str, ...] = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+    "answer",
+)
+
+#: The most prompts one call may carry: each becomes a sub-call the host has to hold.
+MAX_BATCH_PROMPTS = 10_000
+#: The most prompt characters one call may carry (the worker's frames hold 256 MiB).
+MAX_BATCH_CHARS = 128 * 1024 * 1024
+#: The longest model name a call may ask for.
+MAX_MODEL_NAME_CHARS = 200
+#: The longest message an error answer carries.
+MAX_ERROR_MESSAGE_CHARS = 2_000
+
+HostOp = Literal["llm_query", "rlm_query"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostCallSpec:
+    """One REPL function that reaches the host: its ``name`` in the REPL, the wire ``op`` it
+    sends, whether it takes a list of prompts (``batched``) and whether it takes contexts."""
+
+    name: str
+    op: HostOp
+    batched: bool
+    contexts: bool
+
+
+HOST_CALLS: tuple[HostCallSpec, ...] = (
+    HostCallSpec("llm_query", "llm_query", batched=False, contexts=False),
+    HostCallSpec("llm_query_batched", "llm_query", batched=True, contexts=False),
+    HostCallSpec("rlm_query", "rlm_query", batched=False, contexts=True),
+    HostCallSpec("rlm_query_batched", "rlm_query", batched=True, contexts=True),
+)
+#: The wire ops of host calls (frames the worker may send while a request is in flight).
+HOST_CALL_OPS: frozenset[str] = frozenset(spec.op for spec in HOST_CALLS)
+
+#: The error kinds the engine and the sandboxes use; the engine adds the budget refusals
+#: (``budget_subcalls``, ``budget_tokens``, ``budget_usd``, ``budget_requests``, ``timeout``).
+ERROR_KINDS: tuple[str, ...] = (
+    "host_error",
+    "no_answer",
+    "bad_answer",
+    "subcalls_disabled",
+    "unknown_model",
+    "prompt_too_long",
+    "subcall_failed",
+    "child_failed",
+)
+_KIND = re.compile(r"[a-z][a-z_]*\Z")
+
+
+def error_text(kind: str, message: str) -> str:
+    """The answer a prompt gets in place of a sub-model's text: ``[error: <kind>: <message>]``.
+    ``kind`` is a snake_case word the model can branch on (see ``docs/architecture.md``);
+    ``message`` says what happened and what to do, cut to ``MAX_ERROR_MESSAGE_CHARS``. Raises
+    ``ValueError`` for a ``kind`` that is not snake_case (a bug in the caller)."""
+    if not _KIND.match(kind):
+        raise ValueError(f"error kind {kind!r} is not a snake_case word")
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+    return f"[error: {kind}: {message}]"
+
+
+class HostBridge(Protocol):
+    """What sandboxed code may ask of the host. Both methods should return one string per
+    prompt, in order, a failed or refused prompt getting an :func:`error_text`; :func:`dispatch`
+    holds the sandbox to that even when a bridge raises or returns something else."""
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]: ...
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HostRequest:
+    """One checked host call: ``op``, one ``str`` per prompt, ``contexts`` (``rlm_query``
+    only: ``None`` or one per prompt) and the ``model`` name asked for (``None``: default)."""
+
+    op: HostOp
+    prompts: list[str]
+    contexts: list[object] | None = None
+    model: str | None = None
+
+    def payload(self) -> dict[str, object]:
+        """The request's fields as the worker sends them (``op`` apart)."""
+        body: dict[str, object] = {"prompts": self.prompts, "model": self.model}
+        if self.op == "rlm_query":
+            body["contexts"] = self.contexts
+        return body
+
+
+def exact_text(value: object) -> str:
+    """``value`` as an exact ``str`` (a str subclass's own ``__str__`` is not trusted). Raises
+    whatever a model object's ``__str__`` raises."""
+    return str.__str__(value) if isinstance(value, str) else str.__str__(str(value))
+
+
+def _check(name: str, request: HostRequest) -> HostRequest:
+    """Limits shared by both sides. Raises ``ValueError``/``TypeError`` saying what to do."""
+    if len(request.prompts) > MAX_BATCH_PROMPTS:
+        raise _too_many(name, "prompts")
+    chars = sum(len(p) for p in request.prompts)
+    if chars > MAX_BATCH_CHARS:
+        raise _too_long(name, chars, more=False)
+    model = request.model
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"{name}: model must be a str or None, not {type(model).__name__}")
+    if model is not None and len(model) > MAX_MODEL_NAME_CHARS:
+        raise ValueError(f"{name}: a model name has at most {MAX_MODEL_NAME_CHARS} characters")
+    if request.contexts is not None and len(request.contexts) != len(request.prompts):
+        raise ValueError(
+            f"{name}: {len(request.prompts)} prompts but {len(request.contexts)} contexts; "
+            "pass one context per prompt, or none"
+        )
+    return request
+
+
+def _too_many(name: str, what: str) -> ValueError:
+    return ValueError(
+        f"{name}: more than {MAX_BATCH_PROMPTS:,} {what} in one call; send them in batches of "
+        f"at most {MAX_BATCH_PROMPTS:,}"
+    )
+
+
+def _too_long(name: str, chars: int, *, more: bool) -> ValueError:
+    return ValueError(
+        f"{name}: the prompts of one call hold {'at least ' if more else ''}{chars:,} characters, "
+        f"over the limit of {MAX_BATCH_CHARS:,}; send fewer or shorter prompts per call"
+    )
+
+
+def _bounded_list(name: str, what: str, values: object) -> list[object]:
+    """``values`` as a list, reading at most one item past the prompt limit (so a huge or
+    endless iterable costs nothing). Raises ``TypeError`` for a non-iterable."""
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{name}: {what} must be a list, not {type(values).__name__}")
+    items = list(islice(values, MAX_BATCH_PROMPTS + 1))
+    if len(items) > MAX_BATCH_PROMPTS:
+        raise _too_many(name, what)
+    return items
+
+
+def model_request(
+    name: str, prompts: object, contexts: object = None, model: object = None
+) -> HostRequest:
+    """The request a REPL call ``name`` (a :data:`HOST_CALLS` name) makes with these model
+    arguments. A single-prompt call passes its one prompt; a batched one a list (a ``str`` is one
+    prompt). Prompts that are not ``str`` are converted with ``str()``; a ``contexts`` that is a
+    ``str``, ``bytes`` or not iterable is one context. Raises ``TypeError`` or ``ValueError``
+    (raised in model code) for arguments the host would refuse."""
+    spec = next(s for s in HOST_CALLS if s.name == name)
+    if not spec.batched or isinstance(prompts, str):
+        items: list[object] = [prompts]
+    else:
+        items = _bounded_list(name, "prompts", prompts)
+    texts: list[str] = []
+    chars = 0
+    for item in items:
+        texts.append(exact_text(item))
+        chars += len(texts[-1])
+        if chars > MAX_BATCH_CHARS:  # stop converting: the call is refused anyway
+            raise _too_long(name, chars, more=len(texts) < len(items))
+    ctx_list: list[object] | None = None
+    if spec.contexts and contexts is not None:
+        if not spec.batched or isinstance(contexts, (str, bytes)) or not isinstance(
+            contexts, Iterable
+        ):
+            ctx_list = [contexts]
+        else:
+            ctx_list = _bounded_list(name, "contexts", contexts)
+    return _check(name, HostRequest(spec.op, texts, ctx_list, model))  # type: ignore[arg-type]
+
+
+def wire_request(op: str, payload: Mapping[str, object]) -> HostRequest:
+    """Check a request that came from the sandbox (untrusted: a worker frame can be forged, an
+    in-process call can be made by hand) without converting anything. Raises ``ValueError``
+    for an unknown op, ``TypeError``/``ValueError`` for fields the contract does not allow."""
+    if op not in HOST_CALL_OPS:
+        shown = repr(op[:40]) if isinstance(op, str) else f"of type {type(op).__name__}"
+        raise ValueError(f"unknown host call {shown}")
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"{op}: the request must be a dict, not {type(payload).__name__}")
+    prompts = payload.get("prompts")
+    if not isinstance(prompts, list):
+        raise TypeError(f"{op}: prompts must be a list of str")
+    if len(prompts) > MAX_BATCH_PROMPTS:
+        raise _too_many(op, "prompts")
+    prompts = list(prompts)  # checked as it will be used: the caller may still hold the list
+    if not all(type(p) is str for p in prompts):
+        raise TypeError(f"{op}: prompts must be a list of str")
+    contexts = payload.get("contexts")
+    if contexts is not None and (op != "rlm_query" or not isinstance(contexts, list)):
+        raise TypeError(f"{op}: contexts must be a list (rlm_query only) or None")
+    contexts = None if contexts is None else list(contexts)
+    request = HostRequest(op, prompts, contexts, payload.get("model"))  # type: ignore[arg-type]
+    return _check(op, request)
+
+
+def one_answer_per_prompt(answers: object, count: int) -> list[str]:
+    """Exactly ``count`` strings: ``answers`` when it is a list of ``count`` str; otherwise
+    what can be kept of it, each missing or non-str answer replaced by an :func:`error_text`
+    (``no_answer``, ``bad_answer``) and extra answers dropped. Logs each repair: it is a bug of
+    the bridge."""
+    if not isinstance(answers, list):
+        logger.error("HostBridge returned %s instead of a list", type(answers).__name__)
+        answers = []
+    if len(answers) != count:
+        logger.error("HostBridge returned %d answers for %d prompts", len(answers), count)
+    result = []
+    for index in range(count):
+        if index >= len(answers):
+            result.append(error_text("no_answer", "the host gave no answer to this prompt"))
+            continue
+        answer = answers[index]
+        if isinstance(answer, str):
+            result.append(str.__str__(answer))
+        else:
+            logger.error("HostBridge returned a %s as an answer", type(answer).__name__)
+            result.append(
+                error_text("bad_answer", f"the host answered with a {type(answer).__name__}, "
+                           "not text")
+            )
+    return result
+
+
+async def dispatch(bridge: HostBridge, op: str, payload: Mapping[str, object]) -> list[str]:
+    """Answer one host call from the sandbox: check it (:func:`wire_request`; raises
+    ``TypeError``/``ValueError`` for a forged or garbage request), ask the bridge, and return
+    exactly one ``str`` per prompt. A bridge that raises gives every prompt a ``host_error``
+    answer; cancellation propagates."""
+    request = wire_request(op, payload)
+    if not request.prompts:
+        return []
+    try:
+        if request.op == "llm_query":
+            answers: object = await bridge.llm_query_batched(request.prompts, request.model)
+        else:
+            answers = await bridge.rlm_query_batched(
+                request.prompts, request.contexts, request.model
+            )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the bridge must not raise; if it does, the run goes on
+        logger.exception("HostBridge raised instead of returning error strings")
+        return [error_text("host_error", f"{type(exc).__name__}: {exc}")] * len(request.prompts)
+    return one_answer_per_prompt(answers, len(request.prompts))
