@@ -1,9 +1,12 @@
 """fastrlm: Recursive Language Models. Any chat model over inputs of any size."""
 
-from ._budget import Budget, StopReason
-from ._config import Limits
-from ._engine import RLM
-from ._events import Event
+from ._core.budget import Budget
+from ._core.events import Event
+from ._core.facade import RLM
+from ._core.limits import Limits
+from ._core.prompts import Prompts
+from ._core.result import RLMResult
+from ._core.stop import StopReason
 from ._exceptions import (
     AuthenticationError,
     BudgetExceededError,
@@ -23,8 +26,6 @@ from ._exceptions import (
     WorkerCrashedError,
 )
 from ._pricing import Price, PriceTable
-from ._prompts import Prompts
-from ._result import RLMResult
 from ._usage import TokenUsage, Usage, UsageSummary
 
 __version__ = "0.1.0"

@@ -41,8 +41,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._budget import StopReason
-    from ._result import RLMResult
+    from ._core.result import RLMResult
+    from ._core.stop import StopReason
 
 
 class RLMError(Exception):

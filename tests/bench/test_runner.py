@@ -274,7 +274,7 @@ def test_prompt_paper_uses_the_preset_of_the_root_model(model: str, preset: str)
 
 
 def test_batch_hint_adds_the_coder_paragraph_once_to_a_paper_preset() -> None:
-    from fastrlm._paper_prompts import CODER_BATCHING
+    from fastrlm._core.paper_prompts import CODER_BATCHING
     from fastrlm.bench._rlm_method import RLMMethod
     from fastrlm.bench._runner import make_method
 

@@ -145,7 +145,8 @@ def test_provider_failure_exits_with_the_provider_code(doc: Path) -> None:
 def test_sandbox_failure_exits_with_the_sandbox_code(
     doc: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastrlm import SandboxUnavailableError, _run
+    from fastrlm import SandboxUnavailableError
+    from fastrlm._core import run_loop as _run
 
     def unavailable(kind: str, limits: object) -> None:
         raise SandboxUnavailableError(f"{kind}: not on this machine")
@@ -286,7 +287,7 @@ def test_broken_config_file_is_bad_input(doc: Path, _no_user_config: Path) -> No
 def test_every_worker_limit_flag_reaches_the_sandbox(
     doc: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastrlm import _run
+    from fastrlm._core import run_loop as _run
     from fastrlm.sandbox import SandboxLimits, create_sandbox
 
     seen: list[SandboxLimits] = []

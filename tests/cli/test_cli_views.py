@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from fastrlm._events import (
+from fastrlm._core.events import (
     BudgetWarning,
     CodeExecuted,
     IterationStarted,

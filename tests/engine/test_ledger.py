@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastrlm import Budget, BudgetExceededError, Price, PriceTable, StopReason, TokenUsage
-from fastrlm._ledger import BudgetLedger
+from fastrlm._core.ledger import BudgetLedger
 from fastrlm.lm import LMResponse
 
 

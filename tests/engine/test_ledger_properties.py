@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastrlm import RLM, Budget, Limits, PriceTable, ProviderResponseError, TokenUsage
-from fastrlm._ledger import BudgetLedger, current_gate
+from fastrlm._core.ledger import BudgetLedger, current_gate
 from fastrlm.events import (
     Event,
     ModelCallFailed,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastrlm._parsing import (
+from fastrlm._core.parsing import (
     extract_code_blocks,
     find_prose_final,
     truncate_output,
@@ -76,7 +76,7 @@ def test_short_output_is_unchanged() -> None:
 
 
 def test_history_compaction_elides_oldest_outputs_and_keeps_code_and_recent_turns() -> None:
-    from fastrlm._parsing import compact_history
+    from fastrlm._core.parsing import compact_history
 
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "question"}]
     for i in range(10):
@@ -92,7 +92,7 @@ def test_history_compaction_elides_oldest_outputs_and_keeps_code_and_recent_turn
 
 
 def test_history_within_limit_is_untouched() -> None:
-    from fastrlm._parsing import compact_history
+    from fastrlm._core.parsing import compact_history
 
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                 {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]

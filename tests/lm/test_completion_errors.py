@@ -112,12 +112,12 @@ async def test_stream_yields_the_failed_run_s_events_then_raises_the_same_error(
 async def test_a_sandbox_that_cannot_start_raises_sandbox_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fastrlm._run
+    import fastrlm._core.run_loop
 
     def unavailable(kind: str, limits: object) -> object:
         raise SandboxUnavailableError("bubblewrap is not installed")
 
-    monkeypatch.setattr(fastrlm._run, "make_sandbox", unavailable)
+    monkeypatch.setattr(fastrlm._core.run_loop, "make_sandbox", unavailable)
     async with FakeOpenAIServer(default="FINAL(1)") as server:
         model = rlm(server.base_url, tmp_path)
         with pytest.raises(SandboxUnavailableError, match="bubblewrap") as info:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fastrlm._events import (
+from fastrlm._core.events import (
     ChildRunFinished,
     ChildRunStarted,
     CodeExecuted,
@@ -286,7 +286,7 @@ def test_transcript_shows_anomalies_failed_turns_and_what_limited_the_run(
         tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from fastrlm._events import ModelCallFailed
+    from fastrlm._core.events import ModelCallFailed
 
     writer = TraceWriter(tmp_path)
     lie = SubcallFinished(

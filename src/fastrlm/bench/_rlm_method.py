@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._budget import Budget
-from .._config import Limits
-from .._events import CodeExecuted, Event, SubcallStarted
+from .._core.budget import Budget
+from .._core.events import CodeExecuted, Event, SubcallStarted
+from .._core.limits import Limits
 from .._exceptions import RLMError
 from ..lm._base import LM
 from ._meter import Meter, MethodResult
@@ -36,7 +36,7 @@ class RLMMethod:
     async def run(
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult:
-        from .._engine import RLM
+        from .._core.facade import RLM
 
         meter = meter or Meter()
         limits = self.limits

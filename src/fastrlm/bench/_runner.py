@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .._budget import Budget
-from .._config import Limits
+from .._core.budget import Budget
+from .._core.limits import Limits
 from .._exceptions import ConfigurationError, RLMError
 from .._pricing import Price, PriceTable
 from ..lm._base import LM
@@ -163,11 +163,11 @@ BATCH_HINT = (
 def make_method(name: str, models: Models, config: BenchConfig) -> Method:
     """The method ``name`` over ``models``, configured from ``config``."""
     if name in ("rlm", "rlm-no-subcalls"):
-        from .._prompts import Prompts
+        from .._core.prompts import Prompts
 
         prompts = Prompts.paper_for(models.root.model) if config.prompt == "paper" else Prompts()
         if config.batch_hint:
-            from .._paper_prompts import CODER_BATCHING
+            from .._core.paper_prompts import CODER_BATCHING
 
             extra = BATCH_HINT if config.prompt == "default" else CODER_BATCHING
             if extra not in prompts.strategy_subcalls:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._budget import BUDGET_KEYS, Budget
-from .._config import Limits
+from .._core.budget import BUDGET_KEYS, Budget
+from .._core.limits import Limits
 from .._exceptions import ConfigurationError, InvalidSettingError
 from .._pricing import Price
 from .._validate import BUDGET_RULES, LIMITS_RULES, Rule

@@ -5,7 +5,7 @@
 2), never a run that stops at once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
 
 The option blocks are written once: :func:`budget_options` (one flag per
-:data:`~fastrlm._budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
+:data:`~fastrlm._core.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
 model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
 ``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`).
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .._budget import BUDGET_KEYS, Budget
+from .._core.budget import BUDGET_KEYS, Budget
 from .._exceptions import InvalidSettingError
 from .._pricing import Price, PriceTable
 from .._validate import BUDGET_RULES, PRICE_RULES, Rule

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .._events import (
+from .._core.events import (
     BudgetWarning,
     ChildRunFinished,
     ChildRunStarted,

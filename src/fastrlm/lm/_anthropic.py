@@ -18,7 +18,7 @@ from typing import Any
 
 import anthropic
 
-from .._config import Limits
+from .._core.limits import Limits
 from .._exceptions import ProviderError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk

@@ -15,7 +15,7 @@ from typing import Any
 import litellm  # type: ignore[import-not-found, unused-ignore]
 import openai
 
-from .._config import Limits
+from .._core.limits import Limits
 from . import _sdk
 from ._base import ChatMessage, LMResponse
 from ._openai import read_completion

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from .._config import Limits
+from .._core.limits import Limits
 from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk

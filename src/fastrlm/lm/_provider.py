@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from .._config import Limits
+from .._core.limits import Limits
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import LMResponse

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .._config import Limits
+from .._core.limits import Limits
 from .._exceptions import ConfigurationError, MissingExtraError
 from ._base import LM
 

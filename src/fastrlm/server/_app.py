@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from .. import RLM, Budget, Limits, PriceTable, RLMResult
-from .._events import Event
+from .._core.events import Event
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._validate import count
 from ..lm._base import LM

@@ -23,9 +23,10 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._budget import BUDGET_KEYS, Budget, StopReason
+from .._core.budget import BUDGET_KEYS, Budget
+from .._core.result import RLMResult
+from .._core.stop import StopReason
 from .._exceptions import InvalidSettingError
-from .._result import RLMResult
 from .._validate import BUDGET_RULES
 from ._http import HTTPError
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .._events import Event, RunFinished, RunStarted, SandboxStarted, preview
+from .._core.events import Event, RunFinished, RunStarted, SandboxStarted, preview
 from . import _index
 from ._paths import index_path, traces_dir
 

@@ -1,7 +1,7 @@
 """One RLM run: the root loop over a sandbox, and the host side of the REPL's sub-calls.
 
 A :class:`Run` is created per run (root or child). Everything a whole tree shares (budget
-ledger, concurrency limiter, usage, events) lives in its :class:`~fastrlm._calls.CallTree`.
+ledger, concurrency limiter, usage, events) lives in its :class:`~fastrlm._core.call_tree.CallTree`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
-from ._budget import StopReason
-from ._calls import CallTree
-from ._events import (
+from .._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
+from .._windows import subcall_window_chars
+from ..context._info import ContextInfo, context_digest, describe_shape
+from ..lm._base import LM, ChatMessage, LMResponse
+from ..sandbox._base import FinalValue, Sandbox, SandboxLimits
+from ..sandbox._hostcalls import error_text
+from .call_tree import CallTree
+from .events import (
     ChildRunFinished,
     ChildRunStarted,
     CodeExecuted,
@@ -27,23 +32,18 @@ from ._events import (
     SandboxStarted,
     preview,
 )
-from ._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
-from ._feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
-from ._ledger import Account, Booking, Reservation
-from ._outcome import Outcome, RunConfig, new_run_id
-from ._parsing import (
+from .feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
+from .ledger import Account, Booking, Reservation
+from .parsing import (
     compact_history,
     extract_code_blocks,
     find_prose_final,
     truncate_output,
     unquote_literal,
 )
-from ._prompts import describe_budget
-from ._windows import subcall_window_chars
-from .context._info import ContextInfo, context_digest, describe_shape
-from .lm._base import LM, ChatMessage, LMResponse
-from .sandbox._base import FinalValue, Sandbox, SandboxLimits
-from .sandbox._hostcalls import error_text
+from .prompts import describe_budget
+from .run_values import Outcome, RunConfig, new_run_id
+from .stop import StopReason
 
 TAIL_CHARS = 500
 _SUBCALLS_DISABLED = error_text("subcalls_disabled", "sub-calls are disabled in this run")
@@ -51,7 +51,7 @@ _HASH_IN_THREAD_CHARS = 1_000_000
 
 
 def make_sandbox(kind: str, limits: SandboxLimits) -> Sandbox:
-    from .sandbox import create_sandbox
+    from ..sandbox import create_sandbox
 
     return create_sandbox(kind, limits)
 

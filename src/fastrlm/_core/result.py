@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._budget import StopReason
-from ._usage import UsageSummary
+from .._usage import UsageSummary
+from .stop import StopReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,27 +1,13 @@
-"""Budgets over a whole call tree: :class:`Budget` (the user's configuration, a frozen value) and
-:class:`StopReason`. The ledger that enforces them is :mod:`fastrlm._ledger`.
+"""Budgets over a whole call tree: :class:`Budget`, the user's configuration, a frozen value (why
+a run stopped is :class:`~fastrlm._core.stop.StopReason`). The ledger that enforces a budget is
+:mod:`fastrlm._core.ledger`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 
-from ._validate import BUDGET_RULES, check_fields
-
-
-class StopReason(StrEnum):
-    """Why a run ended. Stable public values (they appear in traces and JSON output)."""
-
-    FINAL = "final"
-    MAX_ITERATIONS = "max_iterations"
-    BUDGET_USD = "budget_usd"
-    BUDGET_SUBCALLS = "budget_subcalls"
-    BUDGET_TOKENS = "budget_tokens"
-    BUDGET_REQUESTS = "budget_requests"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-    CANCELLED = "cancelled"
+from .._validate import BUDGET_RULES, check_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +25,7 @@ class Budget:
       max_iterations + 1`` when ``max_subcalls`` is set, else no request cap (each call is still
       bounded by ``1 + Limits.max_retries`` attempts, and every failed attempt costs).
     - ``max_input_tokens`` / ``max_output_tokens`` / ``max_usd``: summed over every request,
-      failed attempts included (booked at an estimate, see :mod:`fastrlm._ledger`).
+      failed attempts included (booked at an estimate, see :mod:`fastrlm._core.ledger`).
     - ``max_seconds``: wall time of the whole tree.
     - ``exec_timeout_s``: per code cell, counting only the worker's own time (waiting on sub-calls
       is not counted). Past it the cell gets an exception and the REPL keeps its state.

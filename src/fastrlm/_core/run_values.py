@@ -8,14 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._budget import Budget, StopReason
-from ._calls import ResponseCache
-from ._config import Limits
-from ._events import EventCallback
-from ._exceptions import RLMError
-from ._pricing import PriceTable
-from ._prompts import Prompts
-from .lm._base import LM
+from .._exceptions import RLMError
+from .._pricing import PriceTable
+from ..lm._base import LM
+from .budget import Budget
+from .call_tree import ResponseCache
+from .events import EventCallback
+from .limits import Limits
+from .prompts import Prompts
+from .stop import StopReason
 
 
 def new_run_id() -> str:

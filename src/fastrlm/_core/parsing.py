@@ -6,7 +6,7 @@ import ast
 import re
 from dataclasses import dataclass
 
-from .lm._base import ChatMessage
+from ..lm._base import ChatMessage
 
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n`]*$")

@@ -24,13 +24,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._budget import Budget, StopReason
-from ._exceptions import BudgetExceededError
-from ._pricing import Price, call_cost
-from ._usage import TokenUsage, UsageSummary
+from .._exceptions import BudgetExceededError
+from .._pricing import Price, call_cost
+from .._usage import TokenUsage, UsageSummary
+from .budget import Budget
+from .stop import StopReason
 
 if TYPE_CHECKING:
-    from .lm._base import LMResponse
+    from ..lm._base import LMResponse
 
 log = logging.getLogger("fastrlm")
 

@@ -11,19 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._budget import Budget, StopReason
-from ._calls import CallTree, ResponseCache
-from ._config import Limits
-from ._events import Event, EventCallback
-from ._exceptions import ConfigurationError, ContextError, RLMError
-from ._ledger import BudgetLedger
-from ._outcome import Outcome, RunConfig, new_run_id
-from ._pricing import PriceTable
-from ._prompts import Prompts
-from ._result import RLMResult
-from ._run import Run
-from ._validate import DEPTH_RULE, check_choice, check_flag
-from .lm._base import LM
+from .._exceptions import ConfigurationError, ContextError, RLMError
+from .._pricing import PriceTable
+from .._validate import DEPTH_RULE, check_choice, check_flag
+from ..lm._base import LM
+from .budget import Budget
+from .call_tree import CallTree, ResponseCache
+from .events import Event, EventCallback
+from .ledger import BudgetLedger
+from .limits import Limits
+from .prompts import Prompts
+from .result import RLMResult
+from .run_loop import Run
+from .run_values import Outcome, RunConfig, new_run_id
+from .stop import StopReason
 
 log = logging.getLogger("fastrlm")
 
@@ -84,7 +85,7 @@ class RLM:
     ) -> None:
         budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
         limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
-        from .sandbox._layers import KINDS
+        from ..sandbox._layers import KINDS
 
         check_choice("sandbox", sandbox, KINDS)
         check_flag("subcalls", subcalls)
@@ -94,7 +95,7 @@ class RLM:
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
         sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
         if spec is None:
-            from .lm._registry import KEY_DEFAULTS
+            from ..lm._registry import KEY_DEFAULTS
 
             for key_var, root_default, sub_default in KEY_DEFAULTS:
                 if os.environ.get(key_var):
@@ -107,7 +108,7 @@ class RLM:
         def lm_of(item: str | LM) -> LM:
             if not isinstance(item, str):
                 return item
-            from .lm import resolve
+            from ..lm import resolve
 
             return resolve(item, base_url=base_url, api_key=api_key, limits=limits)
 
@@ -415,7 +416,7 @@ def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:
         return None
     if callable(trace):
         return trace
-    from .trace import TraceWriter
+    from ..trace import TraceWriter
 
     home = None if trace is True else Path(str(trace))
     return TraceWriter(home, full_prompts=config.limits.trace_full_prompts)

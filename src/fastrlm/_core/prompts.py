@@ -188,10 +188,10 @@ class Prompts:
     @classmethod
     def paper(cls, preset: str) -> Prompts:
         """The paper's system prompt for ``"gpt-5"``, ``"qwen3-coder"`` or ``"qwen3-8b"``
-        (written fresh from the paper's App. C; see ``fastrlm._paper_prompts``). Run with
+        (written fresh from the paper's App. C; see ``fastrlm._core.paper_prompts``). Run with
         sub-calls off, the same preset renders the paper's no-sub-call ablation prompt.
         Raises ``ValueError`` for another name."""
-        from . import _paper_prompts as paper
+        from . import paper_prompts as paper
 
         if preset not in paper.PRESETS:
             raise ValueError(
@@ -220,7 +220,7 @@ class Prompts:
     def paper_for(cls, model: str) -> Prompts:
         """The paper preset matching ``model`` (Qwen3-Coder and Qwen3-8B have their own; any
         other model gets the main GPT-5 prompt)."""
-        from ._paper_prompts import preset_for
+        from .paper_prompts import preset_for
 
         return cls.paper(preset_for(model))
 

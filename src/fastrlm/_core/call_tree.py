@@ -1,8 +1,8 @@
 """Every LM call of a run tree passes here: budget ledger, cache, one concurrency limit.
 
 A :class:`CallTree` is shared by the root run, every sub-call and every child RLM. Every call is
-reserved and settled with the tree's :class:`~fastrlm._budget.BudgetLedger` (the one place that
-counts and prices), and its events report the ledger's :class:`~fastrlm._budget.Booking`.
+reserved and settled with the tree's :class:`~fastrlm._core.budget.BudgetLedger` (the one place that
+counts and prices), and its events report the ledger's :class:`~fastrlm._core.budget.Booking`.
 Sub-calls that fail or are refused become ``"[error: ...]"`` strings, so a batch always keeps its
 arity.
 """
@@ -17,9 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._budget import StopReason
-from ._config import Limits
-from ._events import (
+from .._exceptions import BudgetExceededError, ProviderError
+from .._pricing import PriceTable
+from .._windows import subcall_window_chars
+from ..lm._base import LM, ChatMessage, LMResponse
+from ..sandbox._hostcalls import error_text
+from .events import (
     BudgetWarning,
     Event,
     SubcallFinished,
@@ -27,8 +30,7 @@ from ._events import (
     SubcallStarted,
     preview,
 )
-from ._exceptions import BudgetExceededError, ProviderError
-from ._ledger import (
+from .ledger import (
     Account,
     AttemptGate,
     Booking,
@@ -37,10 +39,8 @@ from ._ledger import (
     current_gate,
     input_token_bound,
 )
-from ._pricing import PriceTable
-from ._windows import subcall_window_chars
-from .lm._base import LM, ChatMessage, LMResponse
-from .sandbox._hostcalls import error_text
+from .limits import Limits
+from .stop import StopReason
 
 log = logging.getLogger("fastrlm")
 

@@ -1,0 +1,130 @@
+"""The package's modules import each other without cycles: module-level imports, those under
+``if TYPE_CHECKING`` included (a cycle for the type checker is still a knot for a reader);
+imports inside functions are deliberate deferrals and are not counted. A cycle is reported as
+the chain of modules that forms it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import fastrlm
+
+PACKAGE = Path(fastrlm.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+    if node.level == 0:
+        base = node.module or ""
+    else:
+        anchor = module.split(".") if is_package else module.split(".")[:-1]
+        anchor = anchor[: len(anchor) - (node.level - 1)]
+        base = ".".join(anchor + ([node.module] if node.module else []))
+    names = [f"{base}.{alias.name}" for alias in node.names] if node.module is None else [base]
+    return names
+
+
+def _top_level_imports(tree: ast.Module) -> list[ast.stmt]:
+    found: list[ast.stmt] = []
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.If):
+            todo.extend(node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            todo.extend(node.body + node.orelse + node.finalbody)
+            for handler in node.handlers:
+                todo.extend(handler.body)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        is_package = path.name == "__init__.py"
+        for node in _top_level_imports(tree):
+            targets = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else _resolve(name, is_package, node)
+            )
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.startswith("fastrlm"):
+                    graph[name].add(target)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A shortest-found cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            # importing a package's submodule runs the package's __init__ first, which is fine
+            # (Python finishes the package before the submodule is reached by name).
+            if node.startswith(nxt + "."):
+                continue
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            cycle = visit(start)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_checker_sees_a_cycle_when_there_is_one() -> None:
+    graph: dict[str, set[str]] = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_engine_lives_in_its_room() -> None:
+    graph = import_graph()
+    loose = sorted(
+        name
+        for name in graph
+        if name.count(".") == 1
+        and name.split(".")[1].startswith("_")
+        and name.split(".")[1] not in ("__main__", "_core")
+    )
+    # the shared foundations every layer uses stay at the top; the engine is in _core
+    assert loose == [
+        "fastrlm._exceptions",
+        "fastrlm._pricing",
+        "fastrlm._schema",
+        "fastrlm._usage",
+        "fastrlm._validate",
+        "fastrlm._windows",
+    ], loose
+    assert not any(dep.startswith("fastrlm._core") for dep in graph["fastrlm._core"])
