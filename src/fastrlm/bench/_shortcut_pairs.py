@@ -1,8 +1,8 @@
 """The model-free adversary for OOLONG-Pairs: per query, the best of several label-blind and
 classifier-based programs, the choice tuned on windows of other seeds (stdlib only).
 
-A candidate names a set of users ``S`` (answer: every pair inside ``S``) or two sides ``(A, B)``
-(answer: every pair across them). The candidates: every user; users with at least ``k`` lines;
+A candidate answers with a set of users ``S`` (every pair inside ``S``) or an explicit set of
+pairs. The candidates: every user; users with at least ``k`` lines;
 the most active fifth, third or half; users whose every line is on the right side of the query's
 date (dated queries); and the keyword classifier's exact answer, with each line's label or with
 its user's majority label. :func:`solve_pairs` picks, for the query at hand, the candidate with
