@@ -5,16 +5,19 @@ that knows the hidden truth) scores 100, at 8K and 131K, through the runner like
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from fastrlm.bench import BenchConfig, _oracle, get_task, run_bench, summarize
 from fastrlm.bench._oracle_method import Oracle
+from fastrlm.bench._pairs import LINES_PER_USER, gold_pairs, query_text, valid_window
 from fastrlm.bench._records import window
 from fastrlm.bench._runner import METHODS
 from fastrlm.bench._shortcut import SOLVERS
 from fastrlm.bench._shortcut_oolong import classify, label_context
+from fastrlm.bench._shortcut_pairs import CANDIDATES, f1, rows_of, tuned
 
 #: The issue's bounds on the shortcut (percent); S-NIAH has none (retrieval is meant to be easy).
 BOUNDS = {"oolong": 25.0, "oolong-pairs": 15.0, "browsecomp": 15.0, "codeqa": 35.0}
@@ -26,12 +29,11 @@ def shortcut_score(task: str, seed: int, length: int, indices: range) -> float:
     labelled: dict[str, str] = {}  # OOLONG windows classified once, not once per question
     for i in indices:
         inst = t.instance(seed, length, i)
-        if task in ("oolong", "oolong-pairs"):
+        if task == "oolong":
             assert isinstance(inst.context, str)
             if inst.context not in labelled:
                 labelled[inst.context] = label_context(inst.context)
-            solve = _oracle.solve if task == "oolong" else _oracle.solve_pairs
-            answer = solve(labelled[inst.context], inst.query)
+            answer = _oracle.solve(labelled[inst.context], inst.query)
         else:
             answer = SOLVERS[task](inst.context, inst.query)
         scores.append(t.score(answer, inst))
@@ -63,6 +65,35 @@ def test_the_keyword_classifier_is_near_chance_on_generated_lines() -> None:
 )
 def test_the_shortcut_stays_under_its_bound(task: str, length: int, indices: range) -> None:
     assert shortcut_score(task, 0, length, indices) <= BOUNDS[task]
+
+
+def test_pairs_line_counts_say_nothing_every_user_has_the_same_number() -> None:
+    counts = Counter(u for _, u, _ in rows_of(valid_window(3, 32768, 0).context()))
+    assert set(counts.values()) == {LINES_PER_USER}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pairs_stay_under_the_bound_even_with_each_querys_best_blind_program_in_hindsight(
+    seed: int,
+) -> None:
+    # an upper bound on any tuning: per query, the candidate that does best on the scored window
+    win = valid_window(seed, 8192, 0)
+    ctx = win.context()
+    rows = rows_of(ctx)
+    best = [
+        max(
+            f1(c(rows, query_text(q), ctx), set(gold_pairs(win.records, q)))
+            for c in CANDIDATES.values()
+        )
+        for q in range(20)
+    ]
+    assert 100 * sum(best) / 20 <= BOUNDS["oolong-pairs"]
+
+
+def test_the_pairs_shortcut_uses_label_blind_programs_where_they_win() -> None:
+    # all pairs, line-count thresholds or dates beat the classifier on the broad "or" queries
+    assert tuned(8192)[0] not in ("classifier", "classifier, user majority")
+    assert len(set(tuned(8192))) > 1  # and the choice is made per query
 
 
 def test_the_shortcut_finds_every_needle() -> None:

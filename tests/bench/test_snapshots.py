@@ -28,7 +28,7 @@ GOLDEN = {
     "sniah": "4e2460b2bee2fa2e",
     "oolong": "61f423c09eb3b2d1",
     "oolong-labelled": "4755b3e4c0e47ce0",
-    "oolong-pairs": "739c8ba19aa7876d",
+    "oolong-pairs": "d95fe0680dfa27ed",
     "browsecomp": "8dad5fe5f32a27af",
     "codeqa": "4ecccff3e41e56a2",
 }

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any, Protocol
 
 #: Bumped whenever a generator's output for a given seed changes.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 JSON = Any  # a JSON-serialisable value (str, int, float, list, dict, None)
 

@@ -3,30 +3,46 @@
 Inferred semantics (spec §4): "all X instances after D" holds vacuously for a user with no X;
 "after"/"before" are strict; an asymmetric pair qualifies if ``A(u1) and B(u2)`` or ``A(u2) and
 B(u1)``; a user's instances are pooled over the whole window. Instance ``i`` is query ``i % 20``
-over window ``i // 20``; a window is re-drawn (``attempt``) until every query's gold is non-empty
-and not "all pairs", so no query is trivial.
+over window ``i // 20``. Every user has three lines (so line counts say nothing about the labels)
+that mostly share the user's main label; a query that would be empty gets fresh users holding the
+labels it needs, so every gold is non-empty by construction and no query is "all pairs".
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 from itertools import combinations
 
 from .._exceptions import ConfigurationError
-from ._instance import Instance, SimpleTask, length_meta
-from ._records import LABELS, Record, Window, window
+from ._instance import Instance, SimpleTask, length_meta, rng_for
+from ._records import (
+    FIRST_DAY,
+    LABELS,
+    LAST_DAY,
+    Record,
+    Window,
+    instance_text,
+    n_records,
+)
 from ._score import pair_f1, parse_pairs
 
 ABBR, ENT, DESC, HUM, LOC, NUM = LABELS
 
-#: Users: most hold one or two lines, so whether a user "has" a label is not implied by how
-#: many lines the user has (with OOLONG's 3.4 lines a user, almost every user has every pair).
-RECORDS_PER_USER = 1.3
+#: Every user holds the same number of lines, so a user's line count says nothing about which
+#: queries it meets (three is the fewest that the paper's three-label sides need).
+LINES_PER_USER = 3
+#: The chance that a line takes its user's main label rather than a fresh draw.
+STICK = 0.95
+#: Label temperatures (flatter than OOLONG's 2-6, so no "X or Y" holds for most users).
+TEMPERATURES = (6, 12)
+#: Fewest users in a window: every query may need two planted users.
+MIN_USERS = 45
 #: Longest window generated (2^18 tokens: up to about 1.2M gold pairs, ~230 MB to score).
 MAX_LENGTH = 2**18
-USER_ZIPF = 0.5
 
 Stats = dict[str, list[date]]  # label -> dates of that user's instances with the label
 Pred = Callable[[Stats], bool]
@@ -173,6 +189,31 @@ QUERIES: tuple[tuple[str, Pred, Pred | None], ...] = (
     ),
 )
 
+#: Labels given to fresh users when query ``q`` would be empty: one user's labels for a symmetric
+#: query (never its dated label), a user per side for an asymmetric one.
+PLANTS: tuple[tuple[tuple[str, ...], ...], ...] = (
+    ((NUM, NUM, NUM),),
+    ((ENT, ENT, ENT),),
+    ((DESC, DESC, DESC),),
+    ((LOC, LOC, LOC),),
+    ((NUM, NUM, NUM),),
+    ((LOC, LOC, LOC),),
+    ((DESC, DESC, DESC),),
+    ((HUM, HUM, HUM),),
+    ((ENT, ENT, ENT),),
+    ((NUM, NUM, NUM),),
+    ((ENT, ABBR, ABBR), (ENT, LOC, LOC)),
+    ((NUM, NUM, NUM), (LOC, HUM, HUM)),
+    ((DESC, NUM, NUM), (ABBR, ENT, ENT)),
+    ((HUM, NUM, NUM), (LOC, LOC, ENT)),
+    ((ENT, LOC, ABBR), (NUM, HUM, HUM)),
+    ((DESC, HUM, HUM), (ENT, ENT, ABBR)),
+    ((NUM, LOC, LOC), (LOC, DESC, DESC)),
+    ((ABBR, HUM, ABBR), (ENT, NUM, NUM)),
+    ((LOC, LOC, ENT), (DESC, ABBR, HUM)),
+    ((NUM, HUM, HUM), (LOC, ENT, ABBR)),
+)
+
 _TAIL = (
     " Each of the questions can be labelled as one of the labels (the data does not provide the "
     "labels, you need to figure out the label from the semantics of the question): description "
@@ -211,18 +252,86 @@ def gold_pairs(records: Sequence[Record], q: int) -> list[tuple[int, int]]:
     return sorted({(min(x, y), max(x, y)) for x in a for y in b if x != y})
 
 
+def _stats_of(labels: Sequence[str], sure: bool) -> Stats:
+    """Stats for labels not yet dated; ``sure``: every instance dated both first and last day, so
+    a date condition on a label the user has fails ("after" and "before" alike)."""
+    out: Stats = {}
+    for lab in labels:
+        out.setdefault(lab, []).extend((FIRST_DAY, LAST_DAY) if sure else (FIRST_DAY,))
+    return out
+
+
+def _sides(q: int, users: dict[int, list[str]]) -> tuple[set[int], set[int]]:
+    """Users sure to meet side A and side B of query ``q`` whatever dates their lines get."""
+    _, pa, pb = QUERIES[q]
+    if pb is None:  # symmetric: counts do not matter, date conditions must fail
+        a = {u for u, labs in users.items() if pa(_stats_of(labs, True))}
+        return a, a
+    a = {u for u, labs in users.items() if pa(_stats_of(labs, False))}
+    return a, {u for u, labs in users.items() if pb(_stats_of(labs, False))}
+
+
+def _plant(q: int, users: dict[int, list[str]], free: list[int]) -> bool:
+    """Give fresh users (taken from ``free``) the labels that make query ``q`` non-empty; whether
+    any were needed. A planted user is never planted again."""
+    a, b = _sides(q, users)
+    if QUERIES[q][2] is None:
+        need = max(0, 2 - len(a))
+        for _ in range(need):
+            users[free.pop()] = list(PLANTS[q][0])
+        return need > 0
+    if any(x != y for x in a for y in b):
+        return False
+    users[free.pop()] = list(PLANTS[q][0])
+    users[free.pop()] = list(PLANTS[q][1])
+    return True
+
+
+@lru_cache(maxsize=8)
 def valid_window(seed: int, length: int, index: int) -> Window:
-    """The first re-draw of window ``index`` on which no query is empty or "all pairs"."""
-    for attempt in range(100):
-        win = window(seed, length, index, attempt, RECORDS_PER_USER, USER_ZIPF)
-        n_users = len({r.user for r in win.records})
-        total = n_users * (n_users - 1) // 2
-        if all(0 < len(gold_pairs(win.records, q)) < total for q in range(len(QUERIES))):
-            return win
-    raise ConfigurationError(
-        f"oolong-pairs: no window at length {length} gives 20 non-trivial pair queries "
-        "(use 2K or more; the paper's setting is 32K)"
+    """Window ``index``: every user has :data:`LINES_PER_USER` lines; a user's lines mostly share
+    its main label (:data:`STICK`), so "X or Y" holds for about a third of the users and the
+    symmetric golds are about a ninth of all pairs; a query left empty gets fresh users with the
+    labels it needs (:data:`PLANTS`), so every query is non-empty by construction."""
+    rng = rng_for("oolong-pairs-window", seed, length, index)
+    n_users = n_records(length) // LINES_PER_USER
+    if n_users < MIN_USERS:
+        raise ConfigurationError(
+            f"oolong-pairs: a window of {length} tokens has {n_users} users, too few for 20 "
+            f"non-trivial pair queries (at least {MIN_USERS}: use 8K or more; the paper's setting "
+            "is 32K)"
+        )
+    temperature = rng.randint(*TEMPERATURES)
+    logits = [rng.gauss(0.0, 1.0) for _ in LABELS]
+    top = max(logits)
+    weights = [math.exp((x - top) / temperature) for x in logits]
+    ids = rng.sample(range(10_000, 100_000), n_users)
+    users: dict[int, list[str]] = {}
+    for u in ids:
+        main = rng.choices(LABELS, weights)[0]
+        users[u] = [
+            main if rng.random() < STICK else rng.choices(LABELS, weights)[0]
+            for _ in range(LINES_PER_USER)
+        ]
+    free = list(ids)
+    rng.shuffle(free)
+    while any([_plant(q, users, free) for q in range(len(QUERIES))]):
+        pass  # a plant may overwrite a user an earlier query relied on: check them all again
+    span = (LAST_DAY - FIRST_DAY).days
+    rows = [(u, lab) for u in ids for lab in users[u]]
+    rng.shuffle(rows)
+    records = tuple(
+        Record(FIRST_DAY + timedelta(days=rng.randint(0, span)), u, instance_text(lab, rng), lab)
+        for u, lab in rows
     )
+    total = n_users * (n_users - 1) // 2
+    for q in range(len(QUERIES)):
+        if not 0 < len(gold_pairs(records, q)) < total:
+            raise ConfigurationError(  # pragma: no cover - planting makes every query non-empty
+                f"oolong-pairs: window {index} of seed {seed} at {length} tokens has a trivial "
+                f"query {q + 1}"
+            )
+    return Window(seed, length, index, records, temperature)
 
 
 def records_of(inst: Instance) -> tuple[Record, ...]:

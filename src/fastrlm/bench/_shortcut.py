@@ -21,7 +21,8 @@ from functools import lru_cache
 
 from . import _oracle
 from ._meter import Meter, MethodResult
-from ._shortcut_oolong import solve_oolong, solve_pairs
+from ._shortcut_oolong import solve_oolong
+from ._shortcut_pairs import solve_pairs
 
 Solver = Callable[[str | list[str], str], str]
 
