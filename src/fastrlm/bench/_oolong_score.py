@@ -39,46 +39,43 @@ def parse_answer(output: str) -> str:
 _DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 
 
-def _parse_datetime(text: str) -> datetime | None:
-    """``text`` as a datetime when it states a full date (year, month and day), else None."""
+_FULL_DATE_FORMATS = ("%b %d, %Y", "%Y-%m-%d", "%B %d, %Y", "%d %B %Y", "%d %b %Y")
+_MONTH_FORMATS = ("%B %Y", "%b %Y", "%Y-%m", "%b %d, %Y", "%Y-%m-%d")
+
+
+def _parse_stated(text: str, parts: int, formats: tuple[str, ...]) -> datetime | None:
+    """``text`` as a datetime when it states the first ``parts`` of (year, month, day), else
+    None: parsed twice with different defaults, a part the text does not state comes out
+    differently. Without dateutil, only ``formats`` are tried."""
     try:
         from dateutil import parser  # type: ignore[import-untyped, unused-ignore]
     except ModuleNotFoundError:  # pragma: no cover - dateutil ships with matplotlib
-        for fmt in ("%b %d, %Y", "%Y-%m-%d", "%B %d, %Y", "%d %B %Y", "%d %b %Y"):
+        for fmt in formats:
             try:
                 return datetime.strptime(text.strip(), fmt)
             except ValueError:
                 continue
         return None
     try:
-        # two different defaults: a part the text does not state comes out differently
         first, second = (parser.parse(text, default=d) for d in _DEFAULTS)
     except (ValueError, OverflowError):
         return None
-    if (first.year, first.month, first.day) != (second.year, second.month, second.day):
+    stated = (first.year, first.month, first.day)[:parts]
+    if stated != (second.year, second.month, second.day)[:parts]:
         return None
     parsed: datetime = first
     return parsed
 
 
+def _parse_datetime(text: str) -> datetime | None:
+    """``text`` as a datetime when it states a full date (year, month and day), else None."""
+    return _parse_stated(text, 3, _FULL_DATE_FORMATS)
+
+
 def _parse_month(text: str) -> tuple[int, int] | None:
-    try:
-        from dateutil import parser  # type: ignore[import-untyped, unused-ignore]
-    except ModuleNotFoundError:  # pragma: no cover - dateutil ships with matplotlib
-        for fmt in ("%B %Y", "%b %Y", "%Y-%m", "%b %d, %Y", "%Y-%m-%d"):
-            try:
-                d = datetime.strptime(text.strip(), fmt)
-                return d.year, d.month
-            except ValueError:
-                continue
-        return None
-    try:
-        first, second = (parser.parse(text, default=d) for d in _DEFAULTS)
-    except (ValueError, OverflowError):
-        return None
-    if (first.year, first.month) != (second.year, second.month):
-        return None
-    return first.year, first.month
+    """``(year, month)`` when ``text`` states both, else None."""
+    parsed = _parse_stated(text, 2, _MONTH_FORMATS)
+    return None if parsed is None else (parsed.year, parsed.month)
 
 
 def score_answer(output: str, gold: object, answer_type: str) -> float:

@@ -6,10 +6,15 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._exit import ExitCode
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 
 def _cut(text: str, width: int) -> str:
@@ -54,6 +59,18 @@ def runs(limit: int, as_json: bool) -> None:
         )
 
 
+def trace_or_exit(run: str) -> tuple[Path, Trace]:
+    """The trace that RUN names (id, prefix, ``last``, N or a path), or exit 2 saying why."""
+    from ..trace import TraceNotFoundError, read_trace, resolve_run
+
+    try:
+        path = resolve_run(run)
+        return path, read_trace(path)
+    except (TraceNotFoundError, OSError) as exc:
+        click.echo(f"fastrlm: {exc}", err=True)
+        sys.exit(int(ExitCode.BAD_INPUT))
+
+
 @click.command()
 @click.argument("run", default="last")
 @click.option("--subcalls", is_flag=True, help="List every sub-call with its reply preview.")
@@ -71,14 +88,9 @@ def show(run: str, subcalls: bool, as_json: bool, max_chars: int) -> None:
     RUN is a run id or a unique prefix of one, `last` (the default), a number N (the N-th
     newest run: 1 is the last, 2 the one before), or the path of a .jsonl trace.
     """
-    from ..trace import TraceNotFoundError, read_trace, render_transcript, resolve_run
+    from ..trace import render_transcript
 
-    try:
-        path = resolve_run(run)
-        trace = read_trace(path)
-    except (TraceNotFoundError, OSError) as exc:
-        click.echo(f"fastrlm: {exc}", err=True)
-        sys.exit(int(ExitCode.BAD_INPUT))
+    path, trace = trace_or_exit(run)
     if as_json:
         for event in trace.events:
             click.echo(json.dumps(event, ensure_ascii=False))

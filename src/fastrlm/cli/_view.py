@@ -28,15 +28,11 @@ def view(run: str, output: Path | None, open_it: bool) -> None:
     shows the question, every iteration's reply, code and output, sub-call summaries, nested
     child runs and the answer; never the context itself.
     """
-    from ..trace import TraceNotFoundError, fastrlm_home, read_trace, resolve_run
+    from ..trace import fastrlm_home
     from ..trace._html import render_html
+    from ._runs import trace_or_exit
 
-    try:
-        path = resolve_run(run)
-        trace = read_trace(path)
-    except (TraceNotFoundError, OSError) as exc:
-        click.echo(f"fastrlm: {exc}", err=True)
-        sys.exit(int(ExitCode.BAD_INPUT))
+    path, trace = trace_or_exit(run)
     run_id = str((trace.root or {}).get("run_id") or path.stem)
     target = output if output is not None else fastrlm_home() / "views" / f"{run_id}.html"
     try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,8 +75,15 @@ def canonical_bytes(context: object) -> bytes:
     rest. Raises :class:`ContextError` for values that are not JSON-serialisable."""
     if isinstance(context, str):
         return context.encode("utf-8", "surrogatepass")
-    try:
+    with _as_context_error():
         return json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@contextlib.contextmanager
+def _as_context_error() -> Iterator[None]:
+    """Reading a context's shape or bytes: what the value cannot give is a :class:`ContextError`."""
+    try:
+        yield
     except (TypeError, ValueError) as exc:
         raise ContextError(
             f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
@@ -118,14 +127,8 @@ def describe_shape(context: object) -> ContextInfo:
     root's first message needs, in microseconds even for a 400 MB str."""
     if context is None:
         raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
-    try:
+    with _as_context_error():
         return _shape(context)
-    except (TypeError, ValueError) as exc:
-        raise ContextError(
-            f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
-        ) from exc
-    except RecursionError:
-        raise too_deep() from None
 
 
 def _shape(context: object) -> ContextInfo:
