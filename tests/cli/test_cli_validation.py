@@ -133,16 +133,17 @@ def test_binary_data_on_stdin_is_detected_as_for_files(doc: Path) -> None:
     assert "binary" in result.stderr
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]], ids=["default", "quiet"])
 def test_a_dead_endpoint_exits_4_naming_its_url(
-    doc: Path, monkeypatch: pytest.MonkeyPatch
+    doc: Path, monkeypatch: pytest.MonkeyPatch, quiet: list[str]
 ) -> None:
     monkeypatch.setattr(RetryPolicy, "backoff_s", lambda *args, **kwargs: 0.0)  # retry at once
     with FakeOpenAIServer() as gone:
         url = gone.base_url
     result = invoke(["ask", "Q", "-c", str(doc), "-m", "openai/x", "--base-url", url,
-                     "--sandbox", "none"])
+                     "--sandbox", "none", *quiet])
     assert result.exit_code == ExitCode.PROVIDER
-    assert f"cannot reach the endpoint at {url}" in result.stderr
+    assert f"cannot reach the endpoint at {url}" in result.stderr  # -q never hides why
 
 
 def test_a_dollar_limit_from_the_config_file_names_the_file_in_the_fix(

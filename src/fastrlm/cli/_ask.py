@@ -69,7 +69,8 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress or summary on stderr (errors and degraded-run warnings stay).")
 @click.option(
     "--worker-memory-mb",
     type=click.IntRange(min=64),

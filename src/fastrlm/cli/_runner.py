@@ -170,11 +170,13 @@ def run(
         out.flush()
     if not quiet and show_summary:
         print(summary_line(result), file=err, flush=True)
-        if result.error:
-            print(f"error: {result.error}", file=err, flush=True)
-        if code is ExitCode.LIMIT and result.stop_reason.value == "final":
-            print(degraded_line(result), file=err, flush=True)
-        elif code is ExitCode.LIMIT:
+    # What went wrong is not progress: -q hides the summary, never the reason for a non-zero exit.
+    if show_summary and result.error:
+        print(f"error: {result.error}", file=err, flush=True)
+    if show_summary and code is ExitCode.LIMIT and result.stop_reason.value == "final":
+        print(degraded_line(result), file=err, flush=True)
+    if not quiet and show_summary:
+        if code is ExitCode.LIMIT and result.stop_reason.value != "final":
             kind = "partial answer" if result.answer else "no answer"
             print(
                 f"stopped early ({result.stop_reason.value}): {kind}; raise the limit with "
