@@ -1,7 +1,7 @@
 """Context windows of known models, and the sub-call window the engine derives from them.
 
-One owner for both facts: the root model is told the sub-call window (``_prompts``) and the
-call tree refuses a sub-call prompt over it (``_calls``), from the same number.
+One owner for both facts: the root model is told the sub-call window (``_core.prompts``) and the
+call tree refuses a sub-call prompt over it (``_core.call_tree``), from the same number.
 
 The window of a model is looked up by name substring (first match wins; provider prefixes such
 as ``openai/`` do not matter). An unknown model gets :data:`DEFAULT_WINDOW_TOKENS`. The sub-call

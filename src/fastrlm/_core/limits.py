@@ -1,4 +1,4 @@
-"""Operational limits: how wide, how long, how much is shown. Budgets live in ``_budget``."""
+"""Operational limits: how wide, how long, how much is shown. Budgets live in ``budget``."""
 
 from __future__ import annotations
 
