@@ -61,7 +61,7 @@ async def test_final_var_of_a_5mb_list_is_delivered_whole() -> None:
     rlm, _ = make_rlm([repl("big = ['x' * 99 for _ in range(50_000)]\nFINAL_VAR('big')")])
     out = await rlm.acompletion("q", context="c")
     assert len(out.answer) > 5_000_000
-    assert out.answer.startswith("['xxx")
+    assert out.answer.startswith('["xxx')
 
 
 async def test_answer_dict_item_assignment_ends_the_run() -> None:

@@ -79,3 +79,15 @@ async def test_child_rlms_get_their_own_worker_and_context() -> None:
     out = await rlm.acompletion("q", context="parent context")
     assert out.answer == "AB+CD"
     assert out.stop_reason is StopReason.FINAL
+
+
+async def test_final_of_a_dict_is_json_and_final_of_a_variable_name_its_value_in_the_worker(
+) -> None:
+    import json
+
+    rlm, root = worker_rlm([repl("FINAL('I will now look.')"),
+                            repl("found = {'k': [1, 'é']}") + "FINAL(found)"])
+    out = await rlm.acompletion("q", context="c")
+    assert out.sandbox != "none"
+    assert json.loads(out.answer) == {"k": [1, "é"]}
+    assert "only a plan" in root.calls[1][-1]["content"]

@@ -102,6 +102,22 @@ def find_prose_final(prose: str) -> ProseFinal | None:
     return found
 
 
+_PLAN = re.compile(
+    r"(?:(?:ok(?:ay)?|now|next|first|so|then|alright)\s*[,.:!]?\s+)*"
+    r"(?:i\s+will|i'll|i\s+am\s+going\s+to|i'm\s+going\s+to|let\s+me|let's|we\s+will|"
+    r"we'll|i\s+need\s+to|i\s+should)\b",
+    re.IGNORECASE,
+)
+PLAN_MAX_CHARS = 300
+
+
+def looks_like_plan(answer: str) -> bool:
+    """True when a delivered answer is only a statement of what the model will do next ("I will
+    now ...", "Let me ...", "Next, I will ..."): short, and opening with such a phrase."""
+    text = answer.strip()
+    return 0 < len(text) <= PLAN_MAX_CHARS and _PLAN.match(text) is not None
+
+
 def unquote_literal(argument: str) -> str:
     """``FINAL("text")`` in prose means the text; a bare ``FINAL(text)`` means it verbatim."""
     try:

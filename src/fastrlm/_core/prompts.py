@@ -136,8 +136,13 @@ BUDGET_SPENT = """\
 from what you have: one ```repl block that calls FINAL(...) or FINAL_VAR(...)."""
 
 PROSE_FINAL_IGNORED = """\
-Note: a FINAL(...) line outside a ```repl block is ignored when the reply also has code. Call \
-FINAL inside the block.
+Note: your FINAL(...) line outside the ```repl block was not taken because a block failed. Fix \
+the error first, then call FINAL inside a ```repl block.
+"""
+
+PLAN_FINAL = """\
+Note: your final answer was only a plan ("{preview}"), so it was not taken and the run goes \
+on. Do the work in a ```repl block, then call FINAL(...) with the answer itself.
 """
 
 DROP_IN_QUESTION = """\
@@ -178,6 +183,7 @@ class Prompts:
     last_turn: str = LAST_TURN
     budget_spent: str = BUDGET_SPENT
     prose_final_ignored: str = PROSE_FINAL_IGNORED
+    plan_final: str = PLAN_FINAL
     drop_in_question: str = DROP_IN_QUESTION
     examples_subcalls: str = EXAMPLES_SUBCALLS
     examples_no_subcalls: str = EXAMPLES_NO_SUBCALLS

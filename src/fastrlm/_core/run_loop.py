@@ -38,6 +38,7 @@ from .parsing import (
     compact_history,
     extract_code_blocks,
     find_prose_final,
+    looks_like_plan,
     truncate_output,
     unquote_literal,
 )
@@ -74,6 +75,7 @@ class Run:
     limit_hit: StopReason | None = None
     iterations: int = 0
     last_answer_content: str | None = None
+    plan_rejected: bool = False
     _sandbox: Sandbox | None = None
     _sandbox_ready: asyncio.Task[None] | None = None
     _announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -262,6 +264,10 @@ class Run:
                 reply.iterations = iteration - 1
                 return reply
             final, feedback = await self._run_reply(reply, iteration)
+            if final is not None and not self.plan_rejected and looks_like_plan(final.text):
+                self.plan_rejected = True  # once per run: a second plan-only answer is taken
+                note = cfg.prompts.plan_final.format(preview=preview(final.text.strip(), 80))
+                feedback, final = join_text(feedback, note), None
             if final is not None:
                 return Outcome(final.text, StopReason.FINAL, iteration, source=final.source)
             if self.limit_hit is not None:
@@ -385,26 +391,42 @@ class Run:
 
     async def _run_reply(self, text: str, iteration: int) -> tuple[FinalValue | None, str]:
         """Run the code of one reply. Returns the delivered answer (if any) and the feedback
-        text for the model."""
+        text for the model.
+
+        A strict prose ``FINAL(...)``/``FINAL_VAR(...)`` line (see ``find_prose_final``) is taken
+        after the reply's blocks have run without error: ``FINAL_VAR(name)`` and a bare
+        ``FINAL(identifier)`` are resolved in the REPL (a variable of that name is delivered),
+        any other ``FINAL(text)`` is the text itself."""
         prompts = self.config.prompts
         reply = extract_code_blocks(text)
         prose_final = find_prose_final(reply.prose)
-        if not reply.blocks:
-            if prose_final is None:
-                return None, prompts.no_code
-            if prose_final.kind == "FINAL":
-                return FinalValue(unquote_literal(prose_final.argument), "FINAL"), ""
-            name = unquote_literal(prose_final.argument)
-            blocks: tuple[str, ...] = (f"FINAL_VAR({name!r})",)
-        else:
-            blocks = reply.blocks
+        if not reply.blocks and prose_final is None:
+            return None, prompts.no_code
+        literal: FinalValue | None = None
+        final_code: str | None = None
+        if prose_final is not None:
+            argument = unquote_literal(prose_final.argument)
+            if prose_final.kind == "FINAL_VAR":
+                final_code = f"FINAL_VAR({argument!r})"
+            elif prose_final.argument.isidentifier():
+                final_code = f"FINAL({argument!r})"
+            else:
+                literal = FinalValue(argument, "FINAL")
+        if not reply.blocks and literal is not None:
+            return literal, ""
         assert self._sandbox is not None and self._sandbox_ready is not None
         await self._sandbox_ready
+        blocks = reply.blocks + ((final_code,) if final_code is not None else ())
         per_block = max(self.config.limits.output_chars // len(blocks), 200)
         parts: list[str] = []
         notes: list[str] = []
+        failed = False
         for number, code in enumerate(blocks, 1):
+            if number > len(reply.blocks) and failed:  # the prose FINAL after a failed block
+                notes.append(prompts.prose_final_ignored)
+                break
             result = await self._sandbox.execute(code)
+            failed = failed or result.error is not None
             if result.answer_content is not None:
                 self.last_answer_content = result.answer_content
             shown = truncate_output(output_of(result), per_block)
@@ -429,7 +451,9 @@ class Run:
                 notes.append(prompts.restarted.format(reason=result.error or "hard timeout"))
             if result.final is not None:
                 return result.final, ""
-        if reply.blocks and prose_final is not None:
+        if literal is not None:
+            if not failed:
+                return literal, ""
             notes.append(prompts.prose_final_ignored)
         return None, "\n\n".join(parts) + ("\n\n" + "".join(notes) if notes else "")
 

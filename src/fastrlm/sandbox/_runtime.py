@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import io
+import json
 import linecache
 import sys
 import traceback
@@ -78,6 +79,17 @@ def _describe(value: object) -> str:
 
 class AnswerTooLarge(ValueError):
     """An answer longer than ``max_answer_chars``."""
+
+
+def _as_json(value: object) -> object:
+    """A dict or list answer as JSON text (what a caller can parse), not a Python repr; anything
+    else, or a container JSON cannot hold (a set inside, a cycle), as it is."""
+    if isinstance(value, (dict, list)):
+        try:
+            return json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            return value
+    return value
 
 
 def one_line_error(exc: BaseException) -> str:
@@ -171,9 +183,17 @@ class ReplRuntime:
         )
 
     def _final_fn(self, value: object) -> None:
-        """Deliver ``value`` as the answer; the run ends after this cell."""
-        if self._final is None:
-            self._final = (self._answer_text(value, "FINAL"), "FINAL")
+        """Deliver ``value`` as the answer; the run ends after this cell. A str that is just the
+        name of one of the model's variables (``FINAL("result")``) delivers that variable: the
+        model meant ``FINAL_VAR``, and is told so in the cell's output."""
+        if self._final is not None:
+            return
+        if (isinstance(value, str) and value.isidentifier() and value in self.user_variables()
+                and not (isinstance(self.ns[value], str) and self.ns[value] == value)):
+            print(f"Note: FINAL({value!r}) names your variable `{value}`, so its value was "
+                  f"delivered; FINAL_VAR({value!r}) says that directly.")
+            value = self.ns[value]
+        self._final = (self._answer_text(_as_json(value), "FINAL"), "FINAL")
 
     def _final_var(self, name: object) -> None:
         """Deliver the variable called ``name`` as the answer; the run ends after this cell."""
@@ -189,7 +209,7 @@ class ReplRuntime:
                 )
             value = self.ns[key]
         if self._final is None:
-            self._final = (self._answer_text(value, "FINAL_VAR"), "FINAL_VAR")
+            self._final = (self._answer_text(_as_json(value), "FINAL_VAR"), "FINAL_VAR")
 
     def _show_vars_fn(self) -> None:
         """Print the user variables with their types and sizes."""
