@@ -37,6 +37,18 @@ class InstantBridge:
         return ["ok"] * len(prompts)
 
 
+def figure_rows(megabytes: float) -> list[tuple[str, str, float, str]]:
+    """(label, key, scale, unit) of each figure the benchmark prints."""
+    return [
+        ("worker start (tiny context)", "start", 1e3, "ms"),
+        ("exec round trip (empty cell)", "exec", 1e6, "µs"),
+        ("exec CPU, host + worker", "cpu", 1e6, "µs"),
+        ("llm_query round trip", "llm", 1e6, "µs"),
+        (f"{megabytes} MB context load (start→ready)", "load", 1e3, "ms"),
+        (f"{megabytes} MB context peak RSS", "rss", 1 / 2**20, "MiB"),
+    ]
+
+
 def rss_bytes(field: str, path: str = "/proc/self/status") -> int:
     with open(path) as status:
         for line in status:
@@ -149,14 +161,7 @@ def compare(before_src: str, kind: str, repeats: int, megabytes: int) -> None:
         side: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         for side, rounds in runs.items()
     }
-    rows = [
-        ("worker start (tiny context)", "start", 1e3, "ms"),
-        ("exec round trip (empty cell)", "exec", 1e6, "µs"),
-        ("exec CPU, host + worker", "cpu", 1e6, "µs"),
-        ("llm_query round trip", "llm", 1e6, "µs"),
-        (f"{megabytes} MB context load (start→ready)", "load", 1e3, "ms"),
-        (f"{megabytes} MB context peak RSS", "rss", 1 / 2**20, "MiB"),
-    ]
+    rows = figure_rows(megabytes)
     print(f"sandbox {kind!r}, medians over {repeats} rounds (ABBA order) of 3 repeats each")
     print(f"  before: {before_src}\n  after:  {after_src}")
     print(f"{'figure':<38}{'before':>14}{'after':>14}{'change':>10}")
@@ -189,14 +194,7 @@ def main() -> None:
         return layer, isolated, unsafe
 
     layer, isolated, unsafe = asyncio.run(both())
-    rows = [
-        ("worker start (tiny context)", "start", 1e3, "ms"),
-        ("exec round trip (empty cell)", "exec", 1e6, "µs"),
-        ("exec CPU, host + worker", "cpu", 1e6, "µs"),
-        ("llm_query round trip", "llm", 1e6, "µs"),
-        (f"{args.mb} MB context load (start→ready)", "load", 1e3, "ms"),
-        (f"{args.mb} MB context peak RSS", "rss", 1 / 2**20, "MiB"),
-    ]
+    rows = figure_rows(args.mb)
     print(f"medians over {args.repeats} repeats; isolated layer: {layer}")
     print(f"{'figure':<36}{layer:>26}{'none (in-process)':>20}{'ratio':>9}")
     for label, key, scale, unit in rows:
