@@ -19,7 +19,9 @@ import inspect
 import json
 import keyword
 import logging
+import os
 import re
+import sys
 import threading
 import time
 import types
@@ -157,9 +159,11 @@ def check_tool_name(name: object) -> None:
 
 def load_tools(spec: str) -> tuple[Tool, ...]:
     """Tools from ``"package.module:function,other.module:name"``: each entry names a callable,
-    a :class:`Tool`, or a list of them (``module:TOOLS``). Raises ``ConfigurationError`` saying
-    what could not be found."""
+    a :class:`Tool`, or a list of them (``module:TOOLS``). The current directory is importable
+    (as with ``python -m``). Raises ``ConfigurationError`` saying what could not be found."""
     found: list[Any] = []
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: tools next to the user's files
     for entry in (part.strip() for part in spec.split(",")):
         if not entry:
             continue
@@ -169,7 +173,7 @@ def load_tools(spec: str) -> tuple[Tool, ...]:
                                      "(e.g. mytools:search)")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
+        except Exception as exc:  # noqa: BLE001 - a module that fails to import, whatever it raises
             raise ConfigurationError(f"--tools: cannot import {module_name!r} ({exc}); is it "
                                      "on PYTHONPATH?") from exc
         value: Any = module
