@@ -92,7 +92,7 @@ def test_a_tool_that_raises_is_a_tool_error_in_the_cell_and_the_run_goes_on(kind
     def explode(x: int) -> int:
         raise ValueError(f"cannot handle {x}")
 
-    code = ["try:\n    explode(3)\nexcept Exception as e:\n    print(type(e).__name__, e.kind, e)",
+    code = ["try:\n    explode(3)\nexcept ToolError as e:\n    print(type(e).__name__, e.kind, e)",
             "explode(4)", "FINAL('after')"]
     result, root = _run(code, [explode], kind)
     assert "ToolError tool_error explode: raised ValueError: cannot handle 3" in _output(root, 1)
@@ -243,6 +243,7 @@ def test_tool_events_are_in_the_trace(tmp_path: Path) -> None:
         (lambda: [Tool(search, name="context")], "taken by the REPL"),
         (lambda: [Tool(search, name="llm_query")], "taken by the REPL"),
         (lambda: [Tool(search, name="context_2")], "taken by the REPL"),
+        (lambda: [Tool(search, name="ToolError")], "taken by the REPL"),
         (lambda: [Tool(search, name="print")], "builtin"),
         (lambda: [Tool(search, name="_private")], "starts with '_'"),
         (lambda: [Tool(search, name="class")], "identifier"),
@@ -300,3 +301,51 @@ def test_with_options_keeps_the_tools_and_they_are_read_only() -> None:
     assert [t.name for t in rlm.with_options(sandbox="none").tools] == ["search"]
     with pytest.raises(AttributeError, match="read-only"):
         rlm.tools = ()  # type: ignore[misc]
+
+
+def test_show_and_progress_report_tool_calls(tmp_path: Path) -> None:
+    from fastrlm.cli._progress import RunState
+    from fastrlm.trace import read_trace, render_transcript
+
+    def broken() -> str:
+        raise OSError("down")
+
+    events: list[Event] = []
+    code = "print(search('v', k=1))\ntry:\n    broken()\nexcept Exception:\n    pass\nFINAL('x')"
+    root = ScriptedLM([repl(code)])
+    result = RLM(root, echo_sub(), sandbox="none", tools=[search, broken], trace=tmp_path,
+                 on_event=events.append).completion("q", "ctx")
+    text = render_transcript(read_trace(Path(str(result.trace_path))))
+    assert "tool search in" in text and '["v-0"]' in text
+    assert "tool broken in" in text and "error: tool_error: raised OSError: down" in text
+    assert "2 tool call(s)" in text
+    state = RunState()
+    for event in events:
+        state.update(event)
+    assert state.tools == 2 and state.tools_failed == 1
+    assert "2 tool call(s) (1 failed)" in state.subcall_text()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tool_that_exits_or_returns_a_raising_object_never_stops_the_host(kind: str) -> None:
+    def leave() -> None:
+        raise SystemExit(3)
+
+    async def leave_async() -> None:
+        raise SystemExit(4)
+
+    class Hostile:
+        def model_dump(self, mode: str) -> dict[str, object]:
+            raise RuntimeError("no dump for you")
+
+    def hostile() -> Hostile:
+        return Hostile()
+
+    code = ["for f in (leave, leave_async, hostile):\n    try:\n        f()\n"
+            "    except Exception as e:\n        print(e.kind, e)", "FINAL('alive')"]
+    result, root = _run(code, [leave, leave_async, hostile], kind)
+    out = _output(root)
+    assert "tool_error leave: raised RuntimeError: SystemExit: 3" in out
+    assert "tool_error leave_async: raised SystemExit: 4" in out
+    assert "bad_result hostile:" in out and "no dump for you" in out
+    assert result.answer == "alive"  # type: ignore[attr-defined]

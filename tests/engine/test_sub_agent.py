@@ -243,3 +243,16 @@ def test_a_tool_counted_for_the_root_and_the_sub_agent_shares_one_cap() -> None:
     result = RLM(root, sub, sandbox="none", tools=[tool], sub_tools=[tool]).completion("q", "c")
     assert result.tool_calls == 1
     assert "error (tool_limit)" in sub.calls[1][-1]["content"]
+
+
+def test_a_round_asking_for_too_many_calls_runs_only_the_first_ones() -> None:
+    from fastrlm._core.sub_agent import MAX_CALLS_PER_ROUND
+
+    many = [ToolCall(str(i), "search", {"query": str(i)}) for i in range(MAX_CALLS_PER_ROUND + 5)]
+    sub = ScriptedLM([many, "done"], model="scripted/sub", supports_tools=True)
+    rlm, _ = _rlm(sub)
+    assert rlm.completion("q", "ctx").answer == "done"
+    assert len(CALLS) == MAX_CALLS_PER_ROUND
+    shown = [m["content"] for m in sub.calls[1] if m["role"] == "tool"]
+    assert len(shown) == MAX_CALLS_PER_ROUND + 5
+    assert shown[-1].startswith("error (tool_limit):")

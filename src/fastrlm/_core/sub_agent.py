@@ -28,6 +28,8 @@ from .prompts import Prompts
 from .tools import Tool, run_tool
 
 ToolProtocol = Literal["auto", "native", "json"]
+#: Tool calls one round may run; a model asking for more gets an error for the rest.
+MAX_CALLS_PER_ROUND = 16
 PROTOCOLS: tuple[str, ...] = ("auto", "native", "json")
 _FENCE = re.compile(r"\A```(?:json)?\s*\n(.*?)\n?```\Z", re.DOTALL)
 
@@ -130,10 +132,12 @@ async def agent_subcall(
         calls = list(response.tool_calls) if native else json_tool_calls(response.text, round_)
         if not calls or last:
             return SubcallOutcome(response.text)
-        replies = await asyncio.gather(*(
+        replies = list(await asyncio.gather(*(
             _run(tree, by_name, call, run_id=run_id, depth=depth, agent_id=agent_id)
-            for call in calls
-        ))
+            for call in calls[:MAX_CALLS_PER_ROUND]
+        )))
+        replies += [f"error (tool_limit): at most {MAX_CALLS_PER_ROUND} tool calls run per "
+                    "round; this one did not run"] * (len(calls) - MAX_CALLS_PER_ROUND)
         shown = [truncate_output(reply, result_chars) for reply in replies]
         if native:
             messages.append({"role": "assistant", "content": response.text,

@@ -148,7 +148,7 @@ def check_tool_name(name: object) -> None:
     if name.startswith("_"):
         raise ConfigurationError(f"tool name {name!r} starts with '_'; the REPL hides such "
                                  "names from the model: pick a public name")
-    if name in RESERVED_NAMES or _SESSION_NAME.match(name):
+    if name in RESERVED_NAMES or name == "ToolError" or _SESSION_NAME.match(name):
         raise ConfigurationError(f"tool name {name!r} is taken by the REPL itself (context, "
                                  "llm_query, FINAL, ...): pick another with "
                                  "fastrlm.Tool(fn, name=...)")
@@ -186,14 +186,21 @@ def load_tools(spec: str) -> tuple[Tool, ...]:
 
 
 # ---------------------------------------------------------------------- running a call
+#: Tool calls running at once in one run tree (each sync one holds a thread).
+MAX_CONCURRENT_TOOL_CALLS = 32
+
+
 @dataclass
 class ToolCounter:
-    """Calls made per tool over one run tree (for ``max_calls``) and in all."""
+    """Calls made per tool over one run tree (for ``max_calls``) and in all, and the tree's
+    one limit on tool calls running at once."""
 
     counts: dict[str, int] = field(default_factory=dict)
     total: int = 0
     failed: int = 0
     _ids: int = 0
+    limiter: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_TOOL_CALLS))
 
     def next_id(self) -> str:
         self._ids += 1
@@ -226,10 +233,11 @@ async def run_tool(
     counter.counts[name] = used + 1
     counter.total += 1
     call_id = counter.next_id()
-    emit(ToolStarted(run_id=run_id, depth=depth, call_id=call_id, tool=name,
-                     arguments_preview=preview(_compact(arguments)), subcall_id=subcall_id))
-    started = time.monotonic()
-    reply = await _call(tool, arguments)
+    async with counter.limiter:
+        emit(ToolStarted(run_id=run_id, depth=depth, call_id=call_id, tool=name,
+                         arguments_preview=preview(_compact(arguments)), subcall_id=subcall_id))
+        started = time.monotonic()
+        reply = await _call(tool, arguments)
     ok = reply["ok"] is True
     counter.failed += 0 if ok else 1
     text = str(reply["json"] if ok else reply["message"])
@@ -262,9 +270,10 @@ async def _call(tool: Tool, arguments: Mapping[str, object]) -> dict[str, object
     except TimeoutError:
         return tool_error_reply("tool_timeout", f"no answer within {tool.timeout_s:g} s "
                                 "(Tool.timeout_s)")
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # noqa: BLE001 - the tool's failure is the model's to see
+    except BaseException as exc:  # noqa: BLE001 - a tool's failure (SystemExit too) is the
+        # model's to see, never the run's
         return tool_error_reply("tool_error", f"raised {type(exc).__name__}: {exc}")
     return _result(tool, value)
 
@@ -320,7 +329,9 @@ def _in_daemon_thread(fn: Callable[..., Any], args: list[Any],
         try:
             value = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            error: BaseException | None = exc
+            # SystemExit or KeyboardInterrupt from a tool must not stop the host's event loop
+            error: BaseException | None = exc if isinstance(exc, Exception) else RuntimeError(
+                f"{type(exc).__name__}: {exc}")
             value = None
         else:
             error = None
@@ -336,7 +347,7 @@ def _in_daemon_thread(fn: Callable[..., Any], args: list[Any],
 def _result(tool: Tool, value: object) -> dict[str, object]:
     try:
         text = json.dumps(_plain(value), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a result object's own methods may raise anything
         return tool_error_reply("bad_result", f"returned a {type(value).__name__}, which JSON "
                                 f"cannot hold ({exc}); return str, numbers, lists or dicts")
     if len(text) > MAX_TOOL_JSON_CHARS:

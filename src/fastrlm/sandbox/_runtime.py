@@ -22,7 +22,15 @@ from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 from . import _hostcalls
-from ._hostcalls import TOOL_OP, ToolSpec, exact_text, model_request, tool_request, tool_value
+from ._hostcalls import (
+    TOOL_OP,
+    ToolError,
+    ToolSpec,
+    exact_text,
+    model_request,
+    tool_request,
+    tool_value,
+)
 
 HostCall = Callable[[str, dict[str, Any]], Any]
 
@@ -134,6 +142,8 @@ class ReplRuntime:
         }
         for spec in tools:
             self._originals[spec.name] = self._tool_function(spec)
+        if tools:  # so that `except ToolError:` in model code names something
+            self._originals["ToolError"] = ToolError
         self.ns.update(self._originals)
         self.ns["answer"] = {"content": "", "ready": False}
         self.redirect_streams = True
