@@ -17,6 +17,7 @@ from .events import EventCallback
 from .limits import Limits
 from .prompts import Prompts
 from .stop import StopReason
+from .tools import Tool
 
 
 def new_run_id() -> str:
@@ -42,6 +43,9 @@ class RunConfig:
     cache_sampled: bool = False
     trace: bool | str | Path | EventCallback = False
     callbacks: tuple[EventCallback, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    sub_tools: tuple[Tool, ...] = ()
+    sub_tool_protocol: str = "auto"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .._exceptions import ConfigurationError
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked, run_options
+from ._options import Checked, run_options, tool_options
 
 if TYPE_CHECKING:
     from ..server import RLMServer
@@ -39,6 +39,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
               "unset or empty = no auth.")
 @click.option("--trace-full", is_flag=True, help="Record whole sub-call prompts in traces.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
+@tool_options
 def serve(
     host: str,
     port: int,
@@ -49,6 +50,8 @@ def serve(
     api_key_env: str,
     trace_full: bool,
     no_trace: bool,
+    tools: tuple[Any, ...] | None,
+    sub_tools: tuple[Any, ...] | None,
 ) -> None:
     """Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.
 
@@ -60,7 +63,8 @@ def serve(
                                      extra_body={"context": big_text})
 
     The budget flags are per request; a request may lower them with
-    extra_body={"fastrlm": {"max_usd": ...}} but never raise them.
+    extra_body={"fastrlm": {"max_usd": ...}} but never raise them. Tools are the ones given
+    at start (--tools, --sub-tools); a request's own "tools" field is ignored.
     """
     from ..server import HTTPLimits, RLMServer
 
@@ -85,6 +89,8 @@ def serve(
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
             prices=price_table,
+            tools=tools or (),
+            sub_tools=sub_tools or (),
         )
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))

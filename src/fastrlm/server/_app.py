@@ -18,11 +18,11 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from .. import RLM, Budget, Limits, PriceTable, RLMResult
+from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._validate import count
@@ -56,6 +56,8 @@ class RLMServer:
     (``True``: under ``$FASTRLM_HOME``; a :class:`~fastrlm.trace.TraceWriter`; ``False``: none).
     ``server_key``: when set, every ``/v1`` request needs ``Authorization: Bearer <server_key>``.
     ``prices`` is the price table for dollar limits (default: :meth:`PriceTable.default`).
+    ``tools`` / ``sub_tools`` are the host tools of every run (as for :class:`~fastrlm.RLM`):
+    set here, at start, never by a request (a request's ``tools`` field is ignored).
 
     Raises :class:`~fastrlm.ConfigurationError` for a model that cannot be resolved, or for a
     ``budget.max_usd`` that cannot be enforced because a model has no known price (a request
@@ -81,6 +83,8 @@ class RLMServer:
         server_key: str | None = None,
         http_limits: HTTPLimits | None = None,
         prices: PriceTable | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
+        sub_tools: Sequence[Callable[..., Any] | Tool] = (),
     ) -> None:
         count(1).check("max_concurrent_runs", max_concurrent_runs)
         count(0).check("max_queued_runs", max_queued_runs)
@@ -92,7 +96,8 @@ class RLMServer:
         # One RLM for every request; a request's budget is a per-call override of its budget.
         rlm = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
                   base_url=base_url, api_key=api_key, prices=prices,
-                  trace=writer if writer is not None else False)
+                  trace=writer if writer is not None else False, tools=tools,
+                  sub_tools=sub_tools)
         self._rlm = rlm
         self._unpriced = sorted({lm.model for lm in (rlm.root_lm, rlm.sub_lm)
                                  if lm.model not in rlm.prices})
