@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable
@@ -25,6 +25,9 @@ from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
 from .stop import StopReason
+
+if TYPE_CHECKING:
+    from ..telemetry import Telemetry
 
 log = logging.getLogger("fastrlm")
 
@@ -57,6 +60,9 @@ class RLM:
     ``trace=True`` writes a JSONL trace under ``$FASTRLM_HOME/traces`` (a path or a TraceWriter
     also work). ``cache`` is a sub-call cache such as :class:`fastrlm.lm.SubcallCache`.
     ``subcalls=False`` removes ``llm_query``/``rlm_query`` (the paper's ablation).
+    ``telemetry=True`` (or a :class:`fastrlm.telemetry.Telemetry`) makes OpenTelemetry spans of
+    every run (the ``otel`` extra); ``None`` leaves it to ``FASTRLM_OTEL`` and the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables.
 
     The configuration is built and checked once, here, and never changes: ``budget``,
     ``limits``, ``sandbox`` and the other settings are read-only. One run takes its own
@@ -82,6 +88,7 @@ class RLM:
         subcalls: bool = True,
         base_url: str | None = None,
         api_key: str | None = None,
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
         limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
@@ -131,8 +138,10 @@ class RLM:
             model=spec, sub_model=sub_spec, budget=budget, limits=limits, sandbox=sandbox,
             child_models=child_models, models=models, prompts=prompts, prices=prices,
             on_event=on_event, trace=trace, cache=cache, cache_sampled=cache_sampled,
-            subcalls=subcalls, base_url=base_url, api_key=api_key,
+            subcalls=subcalls, base_url=base_url, api_key=api_key, telemetry=telemetry,
         )
+        from ..telemetry import span_recorder_factory  # imports OpenTelemetry only when on
+
         self._config = RunConfig(
             root_lm=root_lm,
             sub_lm=sub_lm,
@@ -148,6 +157,7 @@ class RLM:
             cache_sampled=cache_sampled,
             trace=trace,
             callbacks=callbacks,
+            telemetry=span_recorder_factory(telemetry),
         )
 
     # ------------------------------------------------------------------ configuration
@@ -189,6 +199,11 @@ class RLM:
     @property
     def trace(self) -> bool | str | Path | EventCallback:
         return self._config.trace
+
+    @property
+    def telemetry(self) -> bool:
+        """Whether runs make OpenTelemetry spans (``RLM(telemetry=...)`` or the environment)."""
+        return self._config.telemetry is not None
 
     @property
     def root_lm(self) -> LM:
@@ -307,6 +322,8 @@ class RLM:
         writer = _trace_writer(config)
         if writer is not None:
             callbacks.append(writer)
+        if config.telemetry is not None:  # made here: the caller's current span is its parent
+            callbacks.append(config.telemetry())
         ledger = BudgetLedger(config.budget)
         tree = CallTree(
             ledger=ledger,
@@ -388,7 +405,7 @@ class RLM:
 #: The RLM's read-only settings, and the RLM() keyword each one comes from.
 _SETTINGS = frozenset({
     "budget", "limits", "sandbox", "prompts", "prices", "subcalls", "cache", "cache_sampled",
-    "trace", "root_lm", "sub_lm", "child_lms",
+    "trace", "root_lm", "sub_lm", "child_lms", "telemetry",
 })
 _ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_models"}
 #: Settings a single run may override.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class RunConfig:
     cache_sampled: bool = False
     trace: bool | str | Path | EventCallback = False
     callbacks: tuple[EventCallback, ...] = ()
+    telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
 
 
 @dataclass
