@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -17,8 +16,6 @@ from .helpers import (
     SECRET_QUESTION,
     by_name,
     memory_provider,
-    root_reply,
-    scripted_rlm,
     traced_rlm,
 )
 
@@ -220,12 +217,3 @@ def test_tool_events_become_execute_tool_spans_inside_their_cell() -> None:
     [turn] = by_name(spans, "chat gpt-5")
     assert turn.attributes["gen_ai.provider.name"] == "openai"
     assert turn.start_time == 10_000_000_000
-
-
-async def test_an_rlm_without_telemetry_makes_no_spans(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FASTRLM_OTEL", "OTEL_EXPORTER_OTLP_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    rlm = scripted_rlm()
-    assert rlm.telemetry is False
-    assert trace.get_current_span() is trace.INVALID_SPAN
-    assert root_reply  # the script is shared with the traced tests
