@@ -36,6 +36,8 @@ async def test_a_run_is_a_tree_of_spans_nested_as_its_call_tree() -> None:
     [root] = [s for s in runs if s.parent is None]
     [child] = [s for s in runs if s.parent is not None]
     assert {s.context.trace_id for s in spans} == {root.context.trace_id}
+    assert {s.attributes["fastrlm.run_id"] for s in spans} == {
+        root.attributes["fastrlm.run_id"], child.attributes["fastrlm.run_id"]}
 
     # the root run: two turns and two cells below it
     assert root.attributes["fastrlm.run_id"] == result.trace_id

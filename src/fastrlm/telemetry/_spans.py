@@ -31,6 +31,7 @@ AGENT = "fastrlm"
 
 @dataclass
 class _RunSpans:
+    run_id: str
     span: Span
     started: float
     parent: _RunSpans | None
@@ -97,7 +98,8 @@ class SpanRecorder:
         span = self._tracer.start_span(f"invoke_agent {AGENT}", context=ctx,
                                        kind=SpanKind.INTERNAL, attributes=attributes,
                                        start_time=_ns(e["ts"]))
-        self._runs[e["run_id"]] = _RunSpans(span, e["ts"], parent, cell_started=e["ts"])
+        self._runs[e["run_id"]] = _RunSpans(e["run_id"], span, e["ts"], parent,
+                                            cell_started=e["ts"])
 
     def _run_finished(self, e: Mapping[str, Any]) -> None:
         run = self._runs.pop(e["run_id"], None)
@@ -180,7 +182,8 @@ class SpanRecorder:
         if run.cell is None:
             run.cell = self._tracer.start_span(
                 "execute_tool repl", context=trace.set_span_in_context(run.span),
-                kind=SpanKind.INTERNAL, attributes=_tool_attributes("repl", "extension"),
+                kind=SpanKind.INTERNAL,
+                attributes=_tool_attributes("repl", "extension", run.run_id),
                 start_time=_ns(run.cell_started))
         return run.cell
 
@@ -264,7 +267,7 @@ class SpanRecorder:
         span.end(end_time=_ns(e["ts"]))
 
     def _tool(self, parent: Span, e: Mapping[str, Any], began: float) -> Span:
-        attributes = _tool_attributes(e.get("tool", ""), "function")
+        attributes = _tool_attributes(e.get("tool", ""), "function", e["run_id"])
         attributes["gen_ai.tool.call.id"] = str(e["call_id"])
         if self._capture and e.get("arguments_preview") is not None:
             attributes["gen_ai.tool.call.arguments"] = e["arguments_preview"]
@@ -325,9 +328,9 @@ def _messages(role: str, text: str) -> str:
                       ensure_ascii=False)
 
 
-def _tool_attributes(name: str, kind: str) -> dict[str, Any]:
+def _tool_attributes(name: str, kind: str, run_id: str) -> dict[str, Any]:
     return {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-            "gen_ai.tool.type": kind}
+            "gen_ai.tool.type": kind, "fastrlm.run_id": run_id}
 
 
 def _fail(span: Span, error: str) -> None:
