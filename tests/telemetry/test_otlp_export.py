@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from fastrlm.telemetry import _settings
@@ -59,6 +60,8 @@ def test_the_otlp_variables_alone_send_the_runs_spans_to_the_collector(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.server_port}")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "otlp-test")
     monkeypatch.setattr(_settings, "_default", None)  # a provider made from this environment
+    # as in a program that set no global provider, whatever another test or library did
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
     rlm = scripted_rlm()
     assert rlm.telemetry is True
     result = rlm.completion("what is it", context="some context")

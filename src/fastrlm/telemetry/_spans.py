@@ -26,6 +26,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from .._core.events import Event
+
 AGENT = "fastrlm"
 
 
@@ -58,9 +60,11 @@ class SpanRecorder:
         self._runs: dict[str, _RunSpans] = {}
         self._child_parents: dict[str, Span] = {}  # child run id -> the span it runs under
 
-    def __call__(self, event: object) -> None:
-        to_dict = getattr(event, "to_dict", None)
-        data: Mapping[str, Any] = to_dict() if to_dict is not None else event  # type: ignore[assignment]
+    def __call__(self, event: Event | Mapping[str, Any]) -> None:
+        if isinstance(event, Event):  # its fields as they are: to_dict() deep-copies them
+            data: Mapping[str, Any] = {**vars(event), "type": event.type}
+        else:
+            data = event
         handler = _HANDLERS.get(str(data.get("type")))
         if handler is not None:
             handler(self, data)
@@ -169,10 +173,11 @@ class SpanRecorder:
         if e.get("latency_s") is not None:  # the call itself (the first runs while hashing)
             began = e["ts"] - float(e["latency_s"])
         began = max(run.started, began if began is not None else run.started)
-        span = self._chat(run.span, e, began, iteration=e["iteration"])
+        span = self._chat(run.span, e, began, {"fastrlm.iteration": e["iteration"]})
+        extra = {}
         if self._capture and e.get("text"):
-            span.set_attribute("gen_ai.output.messages", _messages("assistant", e["text"]))
-        self._booked(run, span, e)
+            extra["gen_ai.output.messages"] = _messages("assistant", e["text"])
+        self._booked(run, span, e, extra)
         span.end(end_time=_ns(e["ts"]))
         run.cell_started = e["ts"]
 
@@ -218,14 +223,13 @@ class SpanRecorder:
         run = self._runs.get(e["run_id"])
         if run is None:
             return
-        span = self._chat(self._cell_of(run), e, e["ts"])
-        span.set_attributes({"fastrlm.call_id": e["call_id"],
-                             "fastrlm.prompt_chars": e.get("prompt_chars", 0),
-                             "fastrlm.prompt_sha256": e.get("prompt_sha256", "")})
+        extra = {"fastrlm.call_id": e["call_id"],
+                 "fastrlm.prompt_chars": e.get("prompt_chars", 0),
+                 "fastrlm.prompt_sha256": e.get("prompt_sha256", "")}
         if self._capture:
             prompt = e.get("prompt") or e.get("prompt_preview", "")
-            span.set_attribute("gen_ai.input.messages", _messages("user", prompt))
-        run.open[("subcall", e["call_id"])] = span
+            extra["gen_ai.input.messages"] = _messages("user", prompt)
+        run.open[("subcall", e["call_id"])] = self._chat(self._cell_of(run), e, e["ts"], extra)
 
     def _subcall_finished(self, e: Mapping[str, Any]) -> None:
         run = self._runs.get(e["run_id"])
@@ -233,14 +237,13 @@ class SpanRecorder:
             return
         span = run.open.pop(("subcall", e["call_id"]), None)
         if span is None:
-            span = self._chat(self._cell_of(run), e, e["ts"] - float(e.get("latency_s", 0.0)))
-            span.set_attribute("fastrlm.call_id", e["call_id"])
-        span.set_attributes({"fastrlm.cached": bool(e.get("cached")),
-                             "fastrlm.response_chars": e.get("response_chars", 0)})
+            span = self._chat(self._cell_of(run), e, e["ts"] - float(e.get("latency_s", 0.0)),
+                              {"fastrlm.call_id": e["call_id"]})
+        extra = {"fastrlm.cached": bool(e.get("cached")),
+                 "fastrlm.response_chars": e.get("response_chars", 0)}
         if self._capture and e.get("response_preview"):
-            span.set_attribute("gen_ai.output.messages",
-                               _messages("assistant", e["response_preview"]))
-        self._booked(run, span, e)
+            extra["gen_ai.output.messages"] = _messages("assistant", e["response_preview"])
+        self._booked(run, span, e, extra)
         if e.get("error"):
             _fail(span, e["error"])
         span.end(end_time=_ns(e["ts"]))
@@ -283,29 +286,30 @@ class SpanRecorder:
 
     # ------------------------------------------------------------------ shared
     def _chat(self, parent: Span, e: Mapping[str, Any], began: float,
-              iteration: int | None = None) -> Span:
+              extra: dict[str, Any]) -> Span:
         provider, model = _split_model(e.get("model", ""))
         attributes: dict[str, Any] = {"gen_ai.operation.name": "chat",
                                       "gen_ai.request.model": model,
-                                      "fastrlm.run_id": e["run_id"]}
+                                      "fastrlm.run_id": e["run_id"], **extra}
         if provider:
             attributes["gen_ai.provider.name"] = provider
-        if iteration is not None:
-            attributes["fastrlm.iteration"] = iteration
         return self._tracer.start_span(f"chat {model}", context=trace.set_span_in_context(parent),
                                        kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=_ns(began))
 
-    def _booked(self, run: _RunSpans, span: Span, e: Mapping[str, Any]) -> None:
-        """The ledger's booking of a call, on its span and in its run's totals."""
+    def _booked(self, run: _RunSpans, span: Span, e: Mapping[str, Any],
+                extra: dict[str, Any]) -> None:
+        """The ledger's booking of a call (and ``extra``), on its span and in its run's
+        totals."""
         input_tokens = int(e.get("input_tokens", 0))
         output_tokens = int(e.get("output_tokens", 0))
-        span.set_attributes({"gen_ai.usage.input_tokens": input_tokens,
-                             "gen_ai.usage.output_tokens": output_tokens,
-                             "fastrlm.cost_usd": float(e.get("cost_usd", 0.0)),
-                             "fastrlm.attempts": int(e.get("attempts", 1))})
+        extra.update({"gen_ai.usage.input_tokens": input_tokens,
+                      "gen_ai.usage.output_tokens": output_tokens,
+                      "fastrlm.cost_usd": float(e.get("cost_usd", 0.0)),
+                      "fastrlm.attempts": int(e.get("attempts", 1))})
         if e.get("anomaly"):
-            span.set_attribute("fastrlm.anomaly", e["anomaly"])
+            extra["fastrlm.anomaly"] = e["anomaly"]
+        span.set_attributes(extra)
         if e.get("type") == "model.failed":
             _fail(span, e.get("error") or "the call failed")
         run.input_tokens += input_tokens
