@@ -98,3 +98,11 @@ def test_an_rlm_without_telemetry_never_imports_opentelemetry(tmp_path: Path) ->
                          env={"FASTRLM_HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
                               "PYTHONPATH": src})
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_with_options_keeps_or_changes_telemetry() -> None:
+    rlm = scripted_rlm(telemetry=True)
+    assert rlm.with_options(sandbox="none").telemetry is True
+    assert rlm.with_options(telemetry=False).telemetry is False
+    with pytest.raises(AttributeError, match="with_options"):
+        rlm.telemetry = False  # type: ignore[misc]
