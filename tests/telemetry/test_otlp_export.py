@@ -3,7 +3,6 @@ variables, posts protobuf to a receiver this test runs on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,9 +53,6 @@ def receiver() -> Iterator[_Receiver]:
 def test_the_otlp_variables_alone_send_the_runs_spans_to_the_collector(
     receiver: _Receiver, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in list(os.environ):
-        if name == "FASTRLM_OTEL" or name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.server_port}")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "otlp-test")
     monkeypatch.setattr(_settings, "_default", None)  # a provider made from this environment

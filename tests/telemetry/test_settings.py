@@ -16,15 +16,6 @@ from fastrlm.telemetry import _settings, enabled_by_environment
 from .helpers import scripted_rlm
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name == "FASTRLM_OTEL" or name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.mark.parametrize(("env", "on"), [
     ({}, False),
     ({"FASTRLM_OTEL": "1"}, True),
