@@ -45,6 +45,8 @@ async def test_a_run_is_a_tree_of_spans_nested_as_its_call_tree() -> None:
     assert root.attributes["fastrlm.stop_reason"] == "final"
     assert root.attributes["fastrlm.cost_usd"] == result.cost_usd
     assert root.attributes["fastrlm.sandbox.layer"] == "none"
+    assert len(str(root.attributes["fastrlm.context.sha256"])) == 64
+    assert root.attributes["fastrlm.context.total_chars"] == len("some context")
     assert root.attributes["gen_ai.usage.input_tokens"] == result.usage.input_tokens
     assert root.attributes["gen_ai.usage.output_tokens"] == result.usage.output_tokens
     below_root = [s for s in spans if _parent(s, spans) is root]
