@@ -150,6 +150,7 @@ def test_a_path_cannot_forge_a_second_text_line() -> None:
     assert json.loads(formatter("json").format(record))["path"] == "/a\n/b c"
 
 
+@pytest.mark.slow  # a real `fastrlm serve` process per format
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_fastrlm_serve_writes_one_access_line_per_request_on_stderr(log_format: str) -> None:
     proc = subprocess.Popen(
