@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable
@@ -27,6 +27,9 @@ from .run_values import Outcome, RunConfig, new_run_id
 from .stop import StopReason
 from .sub_agent import PROTOCOLS
 from .tools import Tool, as_tools
+
+if TYPE_CHECKING:
+    from ..telemetry import Telemetry
 
 log = logging.getLogger("fastrlm")
 
@@ -59,6 +62,9 @@ class RLM:
     ``trace=True`` writes a JSONL trace under ``$FASTRLM_HOME/traces`` (a path or a TraceWriter
     also work). ``cache`` is a sub-call cache such as :class:`fastrlm.lm.SubcallCache`.
     ``subcalls=False`` removes ``llm_query``/``rlm_query`` (the paper's ablation).
+    ``telemetry=True`` (or a :class:`fastrlm.telemetry.Telemetry`) makes OpenTelemetry spans of
+    every run (the ``otel`` extra); ``None`` leaves it to ``FASTRLM_OTEL`` and the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables.
 
     ``tools`` (plain or async functions, or :class:`~fastrlm.Tool`) appear in the REPL as
     functions with their signatures and run on the host, each call under its timeout; the
@@ -94,6 +100,7 @@ class RLM:
         tools: Sequence[Callable[..., Any] | Tool] | None = None,
         sub_tools: Sequence[Callable[..., Any] | Tool] | None = None,
         sub_tool_protocol: str = "auto",
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
         root_tools = as_tools(tools, "tools")
@@ -147,8 +154,10 @@ class RLM:
             child_models=child_models, models=models, prompts=prompts, prices=prices,
             on_event=on_event, trace=trace, cache=cache, cache_sampled=cache_sampled,
             subcalls=subcalls, base_url=base_url, api_key=api_key, tools=tools,
-            sub_tools=sub_tools, sub_tool_protocol=sub_tool_protocol,
+            sub_tools=sub_tools, sub_tool_protocol=sub_tool_protocol, telemetry=telemetry,
         )
+        from ..telemetry import span_recorder_factory  # imports OpenTelemetry only when on
+
         self._config = RunConfig(
             root_lm=root_lm,
             sub_lm=sub_lm,
@@ -167,6 +176,7 @@ class RLM:
             tools=root_tools,
             sub_tools=agent_tools,
             sub_tool_protocol=sub_tool_protocol,
+            telemetry=span_recorder_factory(telemetry),
         )
 
     # ------------------------------------------------------------------ configuration
@@ -218,6 +228,11 @@ class RLM:
     def sub_tools(self) -> tuple[Tool, ...]:
         """Host tools a sub-LLM may call from ``llm_query`` (``RLM(sub_tools=...)``)."""
         return self._config.sub_tools
+
+    @property
+    def telemetry(self) -> bool:
+        """Whether runs make OpenTelemetry spans (``RLM(telemetry=...)`` or the environment)."""
+        return self._config.telemetry is not None
 
     @property
     def root_lm(self) -> LM:
@@ -336,6 +351,8 @@ class RLM:
         writer = _trace_writer(config)
         if writer is not None:
             callbacks.append(writer)
+        if config.telemetry is not None:  # made here: the caller's current span is its parent
+            callbacks.append(config.telemetry())
         ledger = BudgetLedger(config.budget)
         tree = CallTree(
             ledger=ledger,
@@ -418,7 +435,7 @@ class RLM:
 #: The RLM's read-only settings, and the RLM() keyword each one comes from.
 _SETTINGS = frozenset({
     "budget", "limits", "sandbox", "prompts", "prices", "subcalls", "cache", "cache_sampled",
-    "trace", "root_lm", "sub_lm", "child_lms", "tools", "sub_tools",
+    "trace", "root_lm", "sub_lm", "child_lms", "tools", "sub_tools", "telemetry",
 })
 _ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_models"}
 #: Settings a single run may override.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class RunConfig:
     tools: tuple[Tool, ...] = ()
     sub_tools: tuple[Tool, ...] = ()
     sub_tool_protocol: str = "auto"
+    telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
 
 
 @dataclass
