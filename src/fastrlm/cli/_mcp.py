@@ -77,7 +77,7 @@ def mcp(
     price_table = price_table_or_exit(settings)
     try:
         from .. import RLM
-        from ..mcp import Roots, RLMTools, build_server
+        from ..mcp import RLMTools, Roots, build_server
         from ..trace import TraceWriter
     except MissingExtraError as exc:
         fail(str(exc), ExitCode.ERROR)

@@ -2,8 +2,8 @@
 ``rlm_ask``, ``rlm_load``, ``rlm_runs`` and ``rlm_trace`` over files under ``--root`` dirs.
 
 ``_policy`` (roots, budgets a call may ask for) and ``_tools`` (the tools as plain async
-methods) need no ``mcp`` package; ``_app`` wires them onto the SDK. Importing this package
-imports the SDK: ``import fastrlm`` never does.
+methods) hold the logic; ``_app`` wires them onto the SDK. Importing this package imports the
+SDK (``MissingExtraError`` without it); ``import fastrlm`` never does.
 """
 
 from ._app import BearerAuth, bind, build_server, serve_http, serve_stdio

@@ -95,7 +95,7 @@ def build_server(tools: RLMTools, *, name: str = "fastrlm") -> MCPServer[Any]:
         max_chars: Annotated[int, Field(description="Clip long texts to this many characters.")]
         = 4000,
     ) -> str:
-        return _refused(lambda: tools.trace(run_id, max_chars))
+        return str(_refused(lambda: tools.trace(run_id, max_chars)))
 
     return server
 

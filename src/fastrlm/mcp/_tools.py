@@ -18,9 +18,17 @@ from typing import Any
 from .._core.budget import Budget
 from .._core.events import Event
 from .._core.facade import RLM
+from .._core.result import RLMResult
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from ..context import LoadedContext, load_context
-from ..trace import TraceNotFoundError, index_path, list_runs, read_trace, render_transcript, resolve_run
+from ..trace import (
+    TraceNotFoundError,
+    index_path,
+    list_runs,
+    read_trace,
+    render_transcript,
+    resolve_run,
+)
 from ._policy import Roots, ToolRefusal, lowered_budget
 
 #: ``await progress(step, message)``: one MCP progress notification.
@@ -173,7 +181,7 @@ class RLMTools:
         return out
 
     async def _run(self, question: str, context: object, budget: Budget,
-                   progress: Progress | None) -> Any:
+                   progress: Progress | None) -> RLMResult:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
         def on_event(event: Event) -> None:
