@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from .._exceptions import ConfigurationError, MissingExtraError
+from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import run_options
+from ._options import Checked, run_options
 
 TOKEN_ENV = "FASTRLM_MCP_TOKEN"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -35,6 +36,8 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.option("--no-auth", is_flag=True,
               help="Allow --http without a token (loopback only; any local process can then "
               "spend the budget).")
+@click.option("--max-body-mb", type=Checked(positive(maximum=1024 * 1024)), default=64.0,
+              show_default=True, help="Largest HTTP request (a text context travels in it).")
 @click.option("--max-handles", type=click.IntRange(1, 1000), default=8, show_default=True,
               help="Loaded contexts kept for rlm_ask (least recently used dropped first).")
 @click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=2, show_default=True,
@@ -49,6 +52,7 @@ def mcp(
     port: int,
     token: str | None,
     no_auth: bool,
+    max_body_mb: float,
     max_handles: int,
     max_concurrent_runs: int,
     no_gitignore: bool,
@@ -100,14 +104,15 @@ def mcp(
                      max_concurrent_runs=max_concurrent_runs, gitignore=not no_gitignore)
     server = build_server(tools)
     try:
-        asyncio.run(_serve(server, tools, use_http, host, port, token))
+        asyncio.run(_serve(server, tools, use_http, host, port, token,
+                           int(max_body_mb * 1024 * 1024)))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}", ExitCode.ERROR)
     sys.exit(int(ExitCode.OK))
 
 
 async def _serve(server: Any, tools: Any, use_http: bool, host: str, port: int,
-                 token: str | None) -> None:
+                 token: str | None, max_body_bytes: int) -> None:
     from ..mcp import bind, serve_http, serve_stdio
 
     try:
@@ -119,6 +124,6 @@ async def _serve(server: Any, tools: Any, use_http: bool, host: str, port: int,
         click.echo(f"fastrlm mcp: listening on http://{shown}:{sock.getsockname()[1]}/mcp "
                    f"(auth: {'bearer token' if token else 'off'}; roots: "
                    f"{', '.join(tools.roots.paths)})", err=True)
-        await serve_http(server, sock, host=host, token=token)
+        await serve_http(server, sock, host=host, token=token, max_body_bytes=max_body_bytes)
     finally:
         await tools.rlm.aclose()

@@ -165,12 +165,13 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve_http(server: MCPServer[Any], sock: socket.socket, *, host: str,
-                     token: str | None) -> None:
+                     token: str | None, max_body_bytes: int = 64 * 1024 * 1024) -> None:
     """Serve streamable HTTP at ``/mcp`` on ``sock`` until SIGINT/SIGTERM (uvicorn's handlers).
-    ``token`` None means no auth (the CLI allows it only on loopback, when asked)."""
+    ``token`` None means no auth (the CLI allows it only on loopback, when asked);
+    ``max_body_bytes`` caps a request (a ``text`` context travels in it)."""
     import uvicorn
 
-    app: ASGIApp = server.streamable_http_app(host=host)
+    app: ASGIApp = server.streamable_http_app(host=host, max_request_body_size=max_body_bytes)
     if token is not None:
         app = BearerAuth(app, token)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
