@@ -211,3 +211,24 @@ async def test_acompletion_in_async_code(serve: Any) -> None:
     completion = await rlm.acompletion("powers")
     await rlm.aclose()
     assert completion.response.endswith("16")
+
+
+def test_repl_code_names_other_backends_by_their_model_name(serve: Any) -> None:
+    endpoint, _ = serve('```repl\nFINAL(llm_query("hi", model="gpt-5-nano") + " / " + '
+                        'llm_query("hi"))\n```')
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5", **endpoint}, sandbox="none",
+              other_backends=["openai", "openai"],
+              other_backend_kwargs=[{"model_name": "gpt-5-mini", **endpoint},
+                                    {"model_name": "gpt-5-nano", **endpoint}])
+    assert rlm.completion("ctx", root_prompt="q").response == (
+        "gpt-5-nano read 2 chars / gpt-5-mini read 2 chars")
+
+
+def test_verbose_prints_progress_on_stderr(serve: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint, _ = serve(POWERS)
+    RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none",
+        verbose=True).completion("powers")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "[fastrlm] iteration 1/30" in captured.err
+    assert "[fastrlm] finished: final" in captured.err
