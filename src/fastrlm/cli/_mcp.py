@@ -32,7 +32,8 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port for --http (0 picks a free one; the URL is printed on stderr).")
 @click.option("--token", default=None, metavar="TOKEN",
-              help=f"Bearer token HTTP clients must send (default: ${TOKEN_ENV}).")
+              help=f"Bearer token HTTP clients must send (default: ${TOKEN_ENV}; prefer the "
+              "variable: a flag shows in `ps`).")
 @click.option("--no-auth", is_flag=True,
               help="Allow --http without a token (loopback only; any local process can then "
               "spend the budget).")
