@@ -29,7 +29,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.option("--http", "use_http", is_flag=True,
               help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --http.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=8770, show_default=True,
               help="Port for --http (0 picks a free one; the URL is printed on stderr).")
 @click.option("--token", default=None, metavar="TOKEN",
               help=f"Bearer token HTTP clients must send (default: ${TOKEN_ENV}; prefer the "
@@ -69,7 +69,7 @@ def mcp(
     \b
     Examples:
       claude mcp add fastrlm -- fastrlm mcp --root /path/to/repo --max-usd 1
-      FASTRLM_MCP_TOKEN=secret fastrlm mcp --http --port 8765 --root ~/data
+      FASTRLM_MCP_TOKEN=secret fastrlm mcp --http --root ~/data
     """
     token = token or os.environ.get(TOKEN_ENV) or None
     if use_http:
