@@ -209,8 +209,9 @@ class RLMTools:
         finally:
             if reporter is not None and not reporter.done():
                 queue.put_nowait(None)  # send what is queued, then stop
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    reporter.cancel()
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    reporter.cancel()  # a cancelled call sends nothing more
                 await asyncio.gather(reporter, return_exceptions=True)
         return result
 
