@@ -34,6 +34,7 @@ from ._http import HTTPError
 LIMIT_REASONS = frozenset({
     StopReason.MAX_ITERATIONS, StopReason.BUDGET_USD, StopReason.BUDGET_SUBCALLS,
     StopReason.BUDGET_TOKENS, StopReason.BUDGET_REQUESTS, StopReason.TIMEOUT,
+    StopReason.INVALID_OUTPUT,
 })
 
 #: error_kind -> (HTTP status, error type, error code)
