@@ -336,8 +336,10 @@ class RLM:
         builtin type or JSON schema dict): the model is told the schema, answers that do not
         match are sent back (``Limits.max_output_retries``), and ``result.value`` is the typed
         value (``result.answer`` its JSON). A wrong override raises
-        :class:`ConfigurationError` (a ``max_usd`` for a model without a price; ``request_timeout_s`` / ``max_retries``, which the model clients
-        were built with) or :class:`InvalidSettingError` (from ``Budget`` / ``Limits``).
+        :class:`ConfigurationError` (a ``max_usd`` for a model without a price;
+        ``request_timeout_s`` / ``max_retries``, which the model clients were built with; an
+        ``output`` that cannot be validated) or :class:`InvalidSettingError` (from ``Budget`` /
+        ``Limits``).
 
         Returns an :class:`RLMResult` when the run answered with ``FINAL`` (``partial=False``)
         or was stopped by a budget, the iteration cap or the time limit (``partial=True``,
