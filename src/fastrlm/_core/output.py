@@ -18,6 +18,8 @@ import json
 import math
 import operator
 import re
+import sys
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,9 +104,26 @@ def _adapter(target: Any) -> Any:
     key = id(target)
     hit = cache.get(key)
     if hit is None or hit[0] is not target:
-        hit = (target, TypeAdapter(target))
+        hit = (target, TypeAdapter(_pydantic_compatible(target)))
         cache[key] = hit
     return hit[1]
+
+
+def _pydantic_compatible(target: Any) -> Any:
+    """Before Python 3.12 pydantic refuses ``typing.TypedDict``: the same fields as a
+    ``typing_extensions.TypedDict`` (nested ones should be written with typing_extensions)."""
+    if sys.version_info >= (3, 12) or not typing.is_typeddict(target):
+        return target
+    import typing_extensions
+
+    make: Any = typing_extensions.TypedDict
+    if type(target) is type(make("_Probe", {})):
+        return target
+    hints = typing.get_type_hints(target)
+    required = getattr(target, "__required_keys__", frozenset(hints))
+    fields = {name: hint if name in required else typing_extensions.NotRequired[hint]
+              for name, hint in hints.items()}
+    return make(target.__name__, fields)
 
 
 _ADAPTERS: dict[int, tuple[Any, Any]] = {}
