@@ -126,6 +126,7 @@ LIMITS_RULES: dict[str, Rule] = {
     "scratch_mb": count(1, maximum=1 << 20),
     "max_answer_chars": count(1),
     "max_tool_rounds": count(1, maximum=100),
+    "max_output_retries": count(0, maximum=100),
 }
 
 #: A :class:`fastrlm.Price` (USD per million tokens).

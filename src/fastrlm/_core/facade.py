@@ -20,6 +20,7 @@ from .call_tree import CallTree, ResponseCache
 from .events import Event, EventCallback
 from .ledger import BudgetLedger
 from .limits import Limits
+from .output import output_spec
 from .prompts import Prompts
 from .result import RLMResult
 from .run_loop import Run
@@ -268,11 +269,16 @@ class RLM:
                             f"known: {', '.join(sorted(self._arguments))}")
         return RLM(**{**self._arguments, **changes})
 
-    def _run_config(self, budget: Budget | None, limits: Limits | None) -> RunConfig:
-        """The configuration of one run: this RLM's, with a per-call budget and limits put in.
-        Raises ConfigurationError for a wrong type, an unpriced ``max_usd``, or limits the model
-        clients were built with (timeouts, retries)."""
+    def _run_config(self, budget: Budget | None, limits: Limits | None,
+                    output: object = None) -> RunConfig:
+        """The configuration of one run: this RLM's, with a per-call budget, limits and output
+        type put in. Raises ConfigurationError for a wrong type, an unpriced ``max_usd``, limits
+        the model clients were built with (timeouts, retries), or an output type that cannot
+        be validated."""
         config = self._config
+        spec = output_spec(output)
+        if spec is not None:
+            config = replace(config, output=spec)
         if budget is None and limits is None:
             return config
         if budget is not None:
@@ -298,12 +304,14 @@ class RLM:
         *,
         budget: Budget | None = None,
         limits: Limits | None = None,
+        output: object = None,
     ) -> RLMResult:
         """Blocking form of :meth:`acompletion`. Not for use inside a running event loop."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.acompletion(prompt, context, budget=budget, limits=limits))
+            return asyncio.run(self.acompletion(prompt, context, budget=budget, limits=limits,
+                                                output=output))
         raise RuntimeError(
             "RLM.completion() was called from a running event loop; use "
             "`await rlm.acompletion(...)` there"
@@ -317,15 +325,21 @@ class RLM:
         budget: Budget | None = None,
         limits: Limits | None = None,
         on_event: EventCallback | None = None,
+        output: object = None,
     ) -> RLMResult:
         """Answer ``prompt`` about ``context`` (a str, a list of str, or a JSON-able value).
 
         With no ``context`` the prompt itself becomes the context (drop-in use). ``budget`` and
         ``limits`` replace the RLM's for this run only (the documented way to change one run;
         the RLM itself never changes); ``on_event`` gets this run's events besides the RLM's
-        callbacks. A wrong override raises :class:`ConfigurationError` (a ``max_usd`` for a
-        model without a price; ``request_timeout_s`` / ``max_retries``, which the model clients
-        were built with) or :class:`InvalidSettingError` (from ``Budget`` / ``Limits``).
+        callbacks. ``output`` asks for a typed answer (a pydantic model, dataclass, TypedDict,
+        builtin type or JSON schema dict): the model is told the schema, answers that do not
+        match are sent back (``Limits.max_output_retries``), and ``result.value`` is the typed
+        value (``result.answer`` its JSON). A wrong override raises
+        :class:`ConfigurationError` (a ``max_usd`` for a model without a price;
+        ``request_timeout_s`` / ``max_retries``, which the model clients were built with; an
+        ``output`` that cannot be validated) or :class:`InvalidSettingError` (from ``Budget`` /
+        ``Limits``).
 
         Returns an :class:`RLMResult` when the run answered with ``FINAL`` (``partial=False``)
         or was stopped by a budget, the iteration cap or the time limit (``partial=True``,
@@ -341,7 +355,7 @@ class RLM:
         raises: the REPL code gets an ``"[error: ...]"`` string in its place. Cancelling the
         task cancels in-flight sub-calls and stops the worker.
         """
-        config = self._run_config(budget, limits)
+        config = self._run_config(budget, limits, output)
         drop_in = context is _MISSING
         if drop_in:
             context = prompt
@@ -392,6 +406,7 @@ class RLM:
             limited_by=ledger.limited_by,
             requests=ledger.requests,
             tool_calls=tree.tool_counter.total,
+            value=outcome.value,
         )
         if outcome.stop_reason is StopReason.ERROR:
             error = outcome.exception or RLMError(outcome.error or "the run failed")
@@ -406,6 +421,7 @@ class RLM:
         *,
         budget: Budget | None = None,
         limits: Limits | None = None,
+        output: object = None,
     ) -> AsyncIterator[Event]:
         """Run and yield every event as it happens; the last one is the root ``RunFinished``.
         ``budget`` / ``limits`` are this run's, as for :meth:`acompletion`.
@@ -415,7 +431,8 @@ class RLM:
         partial result on its ``result`` attribute. Leaving the loop early cancels the run."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         task = asyncio.create_task(self.acompletion(prompt, context, budget=budget,
-                                                    limits=limits, on_event=queue.put_nowait))
+                                                    limits=limits, on_event=queue.put_nowait,
+                                                    output=output))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:

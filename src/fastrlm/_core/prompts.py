@@ -184,6 +184,16 @@ asks, and do that. Its last characters:
 {tail}
 </tail>"""
 
+OUTPUT_FORMAT = """
+
+The answer must be a value matching this JSON schema ({name}). Deliver it with FINAL(value) \
+or FINAL_VAR("name") holding a dict, list, number or string (dicts and lists are sent as JSON):
+{schema}"""
+
+OUTPUT_INVALID = """\
+Note: your answer does not match the required output ({name}): {errors}. It was not taken; \
+fix it and deliver it again ({tries_left} more tries)."""
+
 LAST_TURN = """\
 You have used all {max_iterations} turns. Reply now with your best final answer from what you \
 have found so far: one ```repl block that calls FINAL(...) or FINAL_VAR(...). No more exploring."""
@@ -203,7 +213,10 @@ class Prompts:
     ``{description}``); with several models, ``models_note`` (``{models}``). A sub-agent on the
     JSON fallback is told ``sub_tools_json`` (``{tools}``), gets results in
     ``sub_tools_results`` (``{results}``, ``{rounds_left}``) and ``sub_tools_done``
-    (``{rounds}``) when its rounds are used up. :meth:`paper` gives the paper's prompts."""
+    (``{rounds}``) when its rounds are used up. With ``completion(output=T)`` the first message
+    gains ``output_format`` (``{name}``, ``{schema}``) and an answer that does not match gets
+    ``output_invalid`` (``{name}``, ``{errors}``, ``{tries_left}``). :meth:`paper` gives the
+    paper's prompts."""
 
     system: str = SYSTEM
     subcall_tools: str = SUBCALL_TOOLS
@@ -233,6 +246,8 @@ class Prompts:
     sub_tools_json: str = SUB_TOOLS_JSON
     sub_tools_results: str = SUB_TOOLS_RESULTS
     sub_tools_done: str = SUB_TOOLS_DONE
+    output_format: str = OUTPUT_FORMAT
+    output_invalid: str = OUTPUT_INVALID
 
     @classmethod
     def paper(cls, preset: str) -> Prompts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .._usage import UsageSummary
@@ -15,6 +16,9 @@ class RLMResult:
     ``answer`` is the delivered answer; when ``partial`` is true the run stopped without a clean
     ``FINAL`` (``stop_reason`` says why) and ``answer`` is the best the engine could give (it may
     be empty). ``usage`` and ``cost_usd`` cover the whole call tree (sub-calls and child RLMs).
+    With ``completion(output=T)``, ``value`` is the answer as a ``T`` (``answer`` is its JSON);
+    when no answer matched ``T`` within ``Limits.max_output_retries`` retries, ``stop_reason``
+    is ``invalid_output``, ``value`` is None and ``error`` says what did not match.
     ``error_kind`` classifies an ``error`` stop: ``"provider"`` (the model's API failed),
     ``"sandbox"`` (the REPL worker could not start or run) or ``"context"``.
 
@@ -45,6 +49,7 @@ class RLMResult:
     limited_by: StopReason | None = None
     requests: int = 0
     tool_calls: int = 0
+    value: object = None
 
     def __str__(self) -> str:
         return self.answer
@@ -69,4 +74,5 @@ class RLMResult:
             "trace_path": self.trace_path,
             "error": self.error,
             "error_kind": self.error_kind,
+            "value": json.loads(self.answer) if self.value is not None else None,
         }

@@ -36,6 +36,7 @@ from .events import (
 )
 from .feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
 from .ledger import Account, Booking, Reservation
+from .output import OutputInvalid
 from .parsing import (
     compact_history,
     extract_code_blocks,
@@ -80,6 +81,7 @@ class Run:
     iterations: int = 0
     last_answer_content: str | None = None
     plan_rejected: bool = False
+    output_failures: int = 0
     _sandbox: Sandbox | None = None
     _sandbox_ready: asyncio.Task[None] | None = None
     _announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -274,6 +276,11 @@ class Run:
                 self.plan_rejected = True  # once per run: a second plan-only answer is taken
                 note = cfg.prompts.plan_final.format(preview=preview(final.text.strip(), 80))
                 feedback, final = join_text(feedback, note), None
+            if final is not None and self._typed():
+                typed, note = self._check_output(final, StopReason.FINAL, iteration)
+                if typed is not None:
+                    return typed
+                feedback, final = join_text(feedback, note), None
             if final is not None:
                 return Outcome(final.text, StopReason.FINAL, iteration, source=final.source)
             if self.limit_hit is not None:
@@ -309,12 +316,41 @@ class Run:
                 reply.stop_reason = reason
             return reply
         final, _ = await self._run_reply(reply, iterations + 1)
+        if final is not None and self._typed():
+            self.output_failures = self.config.limits.max_output_retries  # no turn left to fix it
+            typed, _ = self._check_output(final, reason, iterations + 1)
+            assert typed is not None
+            typed.stop_reason = reason  # the limit's reason, valid answer or not
+            return typed
         if final is not None:
             return Outcome(final.text, reason, iterations + 1, source=final.source)
         outcome = self._partial(reason, iterations + 1)
         if not outcome.answer:
             outcome.answer = extract_code_blocks(reply).prose
         return outcome
+
+    def _typed(self) -> bool:
+        return self.depth == 0 and self.config.output is not None
+
+    def _check_output(self, final: FinalValue, reason: StopReason, iteration: int
+                      ) -> tuple[Outcome | None, str]:
+        """A delivered answer checked against ``completion(output=T)``: the outcome (the typed
+        value, or ``invalid_output`` once the retries are spent), or None and the note that
+        sends the problem back to the model."""
+        spec = self.config.output
+        assert spec is not None
+        try:
+            value, text = spec.parse(final.text)
+        except OutputInvalid as exc:
+            self.output_failures += 1
+            left = self.config.limits.max_output_retries - self.output_failures + 1
+            if left <= 0:
+                return Outcome(final.text, StopReason.INVALID_OUTPUT, iteration,
+                               error=f"the answer does not match {spec.name}: {exc}",
+                               source=final.source), ""
+            return None, self.config.prompts.output_invalid.format(
+                name=spec.name, errors=exc, tries_left=left)
+        return Outcome(text, reason, iteration, source=final.source, value=value), ""
 
     def _partial(self, reason: StopReason, iterations: int) -> Outcome:
         return Outcome(self.last_answer_content or "", reason, iterations)
@@ -485,6 +521,11 @@ class Run:
             question = self.config.prompts.drop_in_question.format(
                 tail=self.context[-TAIL_CHARS:]
             )
+        if self._typed():
+            spec = self.config.output
+            assert spec is not None
+            question += self.config.prompts.output_format.format(name=spec.name,
+                                                                 schema=spec.schema_text())
         return self.config.prompts.first_user.format(
             context_description=info.describe(), question=question
         )

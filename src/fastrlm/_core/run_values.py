@@ -15,6 +15,7 @@ from .budget import Budget
 from .call_tree import ResponseCache
 from .events import EventCallback
 from .limits import Limits
+from .output import OutputSpec
 from .prompts import Prompts
 from .stop import StopReason
 from .tools import Tool
@@ -46,6 +47,7 @@ class RunConfig:
     tools: tuple[Tool, ...] = ()
     sub_tools: tuple[Tool, ...] = ()
     sub_tool_protocol: str = "auto"
+    output: OutputSpec | None = None  # completion(output=T), per call; the root run only
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
 
 
@@ -59,6 +61,7 @@ class Outcome:
     sandbox: str = ""
     error_kind: str | None = None  # "provider" | "sandbox" | "context" | None
     exception: RLMError | None = None  # what ended an ``error`` stop; raised by the facade
+    value: object = None  # the typed answer, with completion(output=T)
 
     @property
     def partial(self) -> bool:

@@ -16,5 +16,6 @@ class StopReason(StrEnum):
     BUDGET_TOKENS = "budget_tokens"
     BUDGET_REQUESTS = "budget_requests"
     TIMEOUT = "timeout"
+    INVALID_OUTPUT = "invalid_output"  # completion(output=T): no answer matched T in time
     ERROR = "error"
     CANCELLED = "cancelled"

@@ -11,8 +11,9 @@ class ExitCode(IntEnum):
     - ``OK`` (0): an answer was delivered with ``FINAL`` and no call was refused by a budget.
     - ``ERROR`` (1): an unexpected failure.
     - ``BAD_INPUT`` (2): bad flags, no model configured, a missing or empty context.
-    - ``LIMIT`` (3): a budget, the iteration cap or the time limit ended the run, or the run
-      answered after a budget refused some of its calls; the (partial) answer is still printed.
+    - ``LIMIT`` (3): a budget, the iteration cap or the time limit ended the run, the run
+      answered after a budget refused some of its calls, or no answer matched the requested
+      output type (``invalid_output``); the (partial) answer is still printed.
     - ``PROVIDER`` (4): the model provider failed (authentication, connection, bad replies).
     - ``SANDBOX`` (5): the REPL sandbox could not start or run.
     - ``CANCELLED`` (130): interrupted (Ctrl-C / SIGTERM); the partial trace is kept.
@@ -29,7 +30,7 @@ class ExitCode(IntEnum):
 
 LIMIT_REASONS = frozenset(
     {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "budget_requests",
-     "timeout"}
+     "timeout", "invalid_output"}
 )
 
 _ERROR_KINDS = {"provider": ExitCode.PROVIDER, "sandbox": ExitCode.SANDBOX,

@@ -388,7 +388,8 @@ class RLMServer:
         :class:`HTTPError` for a refused context or a shutdown; a cancellation of the caller
         propagates."""
         run = asyncio.create_task(self._rlm.acompletion(chat.question, chat.context,
-                                                        budget=budget, on_event=on_event))
+                                                        budget=budget, on_event=on_event,
+                                                        output=chat.output))
         self._runs.add(run)
         try:
             return await run

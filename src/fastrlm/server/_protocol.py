@@ -11,8 +11,13 @@ Request -> run (:func:`parse_chat_request`):
   *lower* the server's limits (:func:`effective_budget`), and ``progress`` (bool, default
   true) turns the streamed progress chunks on or off.
 
-Other Chat Completions fields (``temperature``, ``max_tokens``, tools ...) are accepted and
-ignored: the server's configuration decides how the models are called.
+- ``response_format``: ``json_schema`` asks for a typed answer (``completion(output=schema)``:
+  the model is told the schema, a mismatch goes back to it, the reply's content is the JSON),
+  ``json_object`` for any JSON object, ``text`` (the default) for plain text.
+
+Other Chat Completions fields (``temperature``, ``max_tokens``, ``tools`` ...) are accepted and
+ignored: the server's configuration decides how the models are called, and its tools are the
+ones it was started with.
 
 Run -> response: :func:`completion_body`, :func:`chunk`, :func:`result_status`.
 """
@@ -26,7 +31,7 @@ from typing import Any
 from .._core.budget import BUDGET_KEYS, Budget
 from .._core.result import RLMResult
 from .._core.stop import StopReason
-from .._exceptions import InvalidSettingError
+from .._exceptions import ConfigurationError, InvalidSettingError
 from .._validate import BUDGET_RULES
 from ._http import HTTPError
 
@@ -34,6 +39,7 @@ from ._http import HTTPError
 LIMIT_REASONS = frozenset({
     StopReason.MAX_ITERATIONS, StopReason.BUDGET_USD, StopReason.BUDGET_SUBCALLS,
     StopReason.BUDGET_TOKENS, StopReason.BUDGET_REQUESTS, StopReason.TIMEOUT,
+    StopReason.INVALID_OUTPUT,
 })
 
 #: error_kind -> (HTTP status, error type, error code)
@@ -59,6 +65,7 @@ class ChatRequest:
     include_usage: bool = False
     progress: bool = True
     overrides: dict[str, float | int] = field(default_factory=dict)
+    output: dict[str, Any] | None = None  # response_format: the JSON schema the answer must match
 
 
 def bad_request(message: str, code: str | None = None) -> HTTPError:
@@ -104,7 +111,9 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
     progress = extra.get("progress", True)
     if not isinstance(progress, bool):
         raise bad_request("'fastrlm.progress' must be a boolean", "invalid_fastrlm")
+    output = _response_format(data.get("response_format"))
     return ChatRequest(
+        output=output,
         model=model,
         question=questions[-1],
         context=context,
@@ -114,6 +123,39 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
         progress=progress,
         overrides=_overrides({k: v for k, v in extra.items() if k != "progress"}),
     )
+
+
+def _response_format(value: object) -> dict[str, Any] | None:
+    """The schema a ``response_format`` asks for: ``json_schema`` gives its schema,
+    ``json_object`` any JSON object, ``text`` (or none) plain text. Raises HTTPError 400."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise bad_request("'response_format' must be an object with a 'type'",
+                          "invalid_response_format")
+    kind = value["type"]
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict) or not schema:
+            raise bad_request("'response_format.json_schema.schema' must be a JSON schema object",
+                              "invalid_response_format")
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name and "title" not in schema:
+            schema = {**schema, "title": name}
+        try:
+            from .._core.output import output_spec
+
+            output_spec(schema)
+        except ConfigurationError as exc:
+            raise bad_request(f"response_format: {exc}", "invalid_response_format") from exc
+        return schema
+    raise bad_request(f"response_format type {kind!r} is not supported (text, json_object, "
+                      "json_schema)", "invalid_response_format")
 
 
 def _turn(index: int, message: object) -> tuple[str, str]:

@@ -1,0 +1,147 @@
+"""Typed answers: completion(output=T) validates what FINAL delivers, sends mismatches back to
+the model, and gives the typed value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Literal, TypedDict
+
+import pytest
+from pydantic import BaseModel
+
+from fastrlm import RLM, ConfigurationError, Limits, StopReason
+from fastrlm._core.output import output_spec, schema_errors
+from fastrlm.testing import ScriptedLM
+
+from .helpers import repl
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int = 0
+
+
+class Movie(TypedDict):
+    title: str
+    year: int
+
+
+def _run(finals: list[str], output: object, **kw: object) -> tuple[object, ScriptedLM]:
+    root = ScriptedLM([repl(f"FINAL({f})") for f in finals])
+    result = RLM(root, sandbox="none", **kw).completion(  # type: ignore[arg-type]
+        "q", "ctx", output=output)
+    return result, root
+
+
+def test_a_pydantic_answer_is_validated_and_typed() -> None:
+    result, root = _run(['{"name": "Lisbon", "population": 545000}'], City)
+    assert result.value == City(name="Lisbon", population=545000)  # type: ignore[attr-defined]
+    assert json.loads(result.answer) == {"name": "Lisbon", "population": 545000}  # type: ignore[attr-defined]
+    first = root.calls[0][1]["content"]
+    assert "JSON schema (City)" in first and '"population"' in first
+
+
+def test_a_wrong_value_is_fixed_on_the_models_second_try() -> None:
+    result, root = _run(['{"name": "Lisbon", "population": "many"}',
+                         '{"name": "Lisbon", "population": 545000}'], City)
+    assert result.stop_reason is StopReason.FINAL  # type: ignore[attr-defined]
+    assert result.value.population == 545000  # type: ignore[attr-defined]
+    note = root.calls[1][-1]["content"]
+    assert "does not match the required output (City)" in note
+    assert "population: Input should be a valid integer" in note and "3 more tries" in note
+
+
+def test_a_dataclass_a_typeddict_and_builtins() -> None:
+    result, _ = _run(['{"x": 3}'], Point)
+    assert result.value == Point(3, 0)  # type: ignore[attr-defined]
+    result, _ = _run(['{"title": "Up", "year": 2009}'], Movie)
+    assert result.value == {"title": "Up", "year": 2009}  # type: ignore[attr-defined]
+    result, _ = _run(["42"], int)
+    assert result.value == 42 and result.answer == "42"  # type: ignore[attr-defined]
+    result, _ = _run(["[1, 2, 3]"], list[int])
+    assert result.value == [1, 2, 3]  # type: ignore[attr-defined]
+    result, _ = _run(["'yes'"], Literal["yes", "no"])
+    assert result.value == "yes" and result.answer == '"yes"'  # type: ignore[attr-defined]
+    result, _ = _run(["'free text'"], str)
+    assert result.value is None and result.answer == "free text"  # type: ignore[attr-defined]
+
+
+def test_a_schema_dict_is_validated_by_the_json_schema_rules() -> None:
+    schema = {"type": "object", "properties": {"score": {"type": "number", "minimum": 0,
+              "maximum": 10}, "label": {"enum": ["good", "bad"]}}, "required": ["score"],
+              "additionalProperties": False}
+    result, root = _run(['{"score": 11}', '{"score": 3, "label": "meh"}',
+                         '{"score": 3, "label": "good"}'], schema)
+    assert result.value == {"score": 3, "label": "good"}  # type: ignore[attr-defined]
+    assert "maximum is 10, got 11" in root.calls[1][-1]["content"]
+    assert "must be one of" in root.calls[2][-1]["content"]
+
+
+def test_retries_run_out_with_invalid_output_and_the_last_answer() -> None:
+    result, root = _run(["'nope'"] * 5, {"type": "object"}, limits=Limits(max_output_retries=2))
+    assert result.stop_reason is StopReason.INVALID_OUTPUT  # type: ignore[attr-defined]
+    assert result.partial and result.value is None  # type: ignore[attr-defined]
+    assert result.answer == "nope" and "the answer is not JSON" in result.error  # type: ignore[attr-defined]
+    assert len(root.calls) == 3
+
+
+def test_children_and_plain_runs_are_not_typed() -> None:
+    def reply(messages: list[dict[str, str]]) -> str:
+        if "child q" in messages[1]["content"]:
+            assert "JSON schema" not in messages[1]["content"]
+            return repl("FINAL('a child answer in prose')")
+        return repl("x = rlm_query('child q', context='c')\nFINAL({'n': len(x)})")
+
+    from fastrlm import Budget
+
+    rlm = RLM(ScriptedLM(reply), ScriptedLM(["s"]), sandbox="none", budget=Budget(max_depth=2))
+    result = rlm.completion("q", "ctx", output={"type": "object", "required": ["n"]})
+    assert result.value == {"n": len("a child answer in prose")}
+
+
+@pytest.mark.parametrize("bad", [object(), {"type": "banana"}, {"description": "x"},
+                                 {"type": "object", "default": {1, 2}}])
+def test_an_output_that_cannot_be_validated_is_refused(bad: object) -> None:
+    with pytest.raises(ConfigurationError):
+        RLM(ScriptedLM(["x"]), sandbox="none").completion("q", "c", output=bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "expected"),
+    [
+        (1, {"type": "integer"}, []),
+        (1.0, {"type": "integer"}, []),
+        (True, {"type": "integer"}, ["the answer: expected integer, got boolean"]),
+        ("a", {"type": ["string", "null"]}, []),
+        (None, {"type": ["string", "null"]}, []),
+        ({"a": 1}, {"type": "object", "required": ["b"]},
+         ["the answer: missing required field 'b'"]),
+        ([1, "x"], {"type": "array", "items": {"type": "integer"}},
+         ["the answer[1]: expected integer, got string"]),
+        ([], {"type": "array", "minItems": 1}, ["the answer: fewer than 1 items"]),
+        ("abc", {"type": "string", "pattern": "^a"}, []),
+        ("xbc", {"type": "string", "pattern": "^a"},
+         ["the answer: does not match the pattern '^a'"]),
+        (3, {"anyOf": [{"type": "string"}, {"type": "integer"}]}, []),
+        (3, {"oneOf": [{"type": "number"}, {"type": "integer"}]},
+         ["the answer: matches 2 of the oneOf alternatives"]),
+        ({"p": {"q": 1}}, {"$defs": {"P": {"type": "object",
+                                           "properties": {"q": {"type": "string"}}}},
+                           "type": "object", "properties": {"p": {"$ref": "#/$defs/P"}}},
+         ["the answer.p.q: expected string, got integer"]),
+        (float("nan"), {"type": "number"}, ["the answer: expected number, got number"]),
+    ],
+)
+def test_schema_errors(value: object, schema: dict[str, object], expected: list[str]) -> None:
+    assert schema_errors(value, schema) == expected
+
+
+def test_output_spec_of_str_or_none_is_no_typing() -> None:
+    assert output_spec(None) is None and output_spec(str) is None
