@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -12,6 +13,10 @@ from .._pricing import PriceTable
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
 from ._options import as_table, run_options, unpriced_help, unpriced_models
+
+if TYPE_CHECKING:
+    from ..trace import TraceWriter
+    from ..trace._live import LiveView
 
 
 def price_table_or_exit(settings: Settings) -> PriceTable:
@@ -68,6 +73,9 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
     help="Record whole sub-call prompts in the trace, not just previews.",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
+@click.option("--view", "live_view", is_flag=True,
+              help="Watch the run in the browser: serve its live page on 127.0.0.1 (URL on "
+              "stderr).")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress or summary on stderr (errors and degraded-run warnings stay).")
@@ -97,6 +105,7 @@ def ask(
     stream_json: bool,
     trace_full: bool,
     no_trace: bool,
+    live_view: bool,
     no_gitignore: bool,
     quiet: bool,
     worker_memory_mb: int | None,
@@ -118,6 +127,8 @@ def ask(
     """
     if as_json and stream_json:
         fail("--json and --stream-json cannot be combined")
+    if live_view and no_trace:
+        fail("--view shows the run's trace: drop --no-trace")
     if not question.strip():
         fail("the question is empty")
     if not contexts:
@@ -159,6 +170,7 @@ def ask(
         trace_full=trace_full,
         extra_json={"context": loaded.report.to_dict()},
         worker_limits=worker,
+        live_view=live_view,
     )
     sys.exit(int(code))
 
@@ -175,8 +187,11 @@ def run_settings(
     prices: PriceTable | None = None,
     extra_json: dict[str, Any] | None = None,
     worker_limits: dict[str, Any] | None = None,
+    live_view: bool = False,
 ) -> ExitCode:
-    """Build the RLM that ``settings`` describe and run it; returns the exit code."""
+    """Build the RLM that ``settings`` describe and run it; returns the exit code.
+    ``live_view`` serves the run's live page while it runs (and after it, until Ctrl-C, when
+    stdin is a terminal)."""
     from .. import RLM
     from ..trace import TraceWriter
     from ._runner import run
@@ -201,6 +216,7 @@ def run_settings(
         )
     except ConfigurationError as exc:
         fail(str(exc))
+    live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(
             rlm,
@@ -214,4 +230,30 @@ def run_settings(
         )
     except ContextError as exc:
         fail(str(exc))
+    finally:
+        if live is not None:
+            _linger(live)
     return outcome.exit_code
+
+
+def _start_live(writer: TraceWriter) -> LiveView:
+    from ._view import start_live_view
+
+    def locate() -> Path | None:
+        runs = writer.started_runs
+        return writer.path_for(runs[0]) if runs else None
+
+    live = start_live_view(locate)
+    click.echo(f"fastrlm: live view at {live.url}", err=True)
+    return live
+
+
+def _linger(live: LiveView) -> None:
+    """After the run: keep the page up until Ctrl-C on a terminal, else stop it now."""
+    if not sys.stdin.isatty():
+        live.close()
+        return
+    from ._view import serve_until_interrupted
+
+    click.echo(f"fastrlm: the live view stays at {live.url} (Ctrl-C stops)", err=True)
+    serve_until_interrupted(live)
