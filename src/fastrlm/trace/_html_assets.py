@@ -81,7 +81,7 @@ height:26px;line-height:26px;border-bottom:1px solid var(--soft);padding:0 .3em}
 .js-only[hidden]{display:none}
 @media (max-width:700px){body{padding:.6em}.tools{float:none;margin-bottom:.4em}
 .w-model{width:8em}.w-tok{width:6.5em}.opt,.c-model,.c-tok,.c-prompt{display:none}
-.vrow{grid-template-columns:4.6em 4.8em 5em minmax(0,1fr)}
+.vrow{grid-template-columns:5.6em 4.8em 5em minmax(0,1fr)}
 header,.iter,#explorer{padding:.7em}.facts th{width:6em}}
 """
 
