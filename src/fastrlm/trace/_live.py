@@ -123,7 +123,7 @@ class LiveView:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,),
                                         name="fastrlm-live-view", daemon=True)
 
     @property
