@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fastrlm import RLM
-from fastrlm.cli import ExitCode, cli
-from fastrlm.cli import _view
+from fastrlm.cli import ExitCode, _view, cli
 from fastrlm.testing import ScriptedLM
 from fastrlm.testing._fake_server import FakeRequest
 from fastrlm.trace._live import LiveView
@@ -46,9 +45,9 @@ def test_view_follow_serves_the_run_on_loopback_until_stopped(_isolated_home: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        assert proc.stderr is not None
+        assert proc.stderr is not None and proc.stdout is not None
         stderr = proc.stderr.read()
-        proc.stdout.close() if proc.stdout else None
+        proc.stdout.close()
         proc.stderr.close()
     assert "following" in stderr and "Ctrl-C stops" in stderr
 
