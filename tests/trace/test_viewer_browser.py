@@ -259,6 +259,7 @@ def test_javascript_off_still_shows_the_run_as_text(
     assert "JavaScript is off" in text
     assert "How many <b>cats</b>" in text and "child done | child done" in text
     assert "ZeroDivisionError" in text and "Per model" in text
+    assert "Timeline" not in text and "in the list at the top" not in text  # script-only parts
 
 
 def line(**event: Any) -> str:

@@ -510,6 +510,7 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
     title = escape(str(root.get("question", trace.path.stem))[:120])
     data = page_data(trace.events)
     data["live"] = live
+    data["finished"] = trace.finished is not None
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -522,7 +523,7 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
         "text; the timeline, the full sub-call list and its filters need JavaScript "
         "(<code>fastrlm show RUN --subcalls</code> prints every sub-call).</p></noscript>"
         f'<div id="summary">{parts["summary"]}</div>'
-        '<section id="explorer" class="js-only" hidden><h2>Timeline</h2>'
+        '<section id="explorer" class="js-only"><h2>Timeline</h2>'
         '<p class="note" id="tl-note"></p><div class="tl"><canvas id="timeline" height="120">'
         "</canvas></div><h2>Sub-calls</h2><div class=\"filters\" role=\"group\">"
         '<button type="button" data-mode="all" aria-pressed="true">all</button>'

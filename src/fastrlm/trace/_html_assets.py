@@ -78,7 +78,7 @@ height:26px;line-height:26px;border-bottom:1px solid var(--soft);padding:0 .3em}
 .vbody{position:relative;height:52px;overflow-y:auto;overflow-x:hidden}
 .vbody .vrow{position:absolute;left:0;right:0}.vrow.err>span:last-child{color:var(--bad)}
 .vrow.run{color:var(--muted)}
-.js-only[hidden]{display:none}
+html:not(.js) .js-only{display:none}
 @media (max-width:700px){body{padding:.6em}.tools{float:none;margin-bottom:.4em}
 .w-model{width:8em}.w-tok{width:6.5em}.opt,.c-model,.c-tok,.c-prompt{display:none}
 .vrow{grid-template-columns:5.6em 4.8em 5em minmax(0,1fr)}
@@ -88,12 +88,12 @@ header,.iter,#explorer{padding:.7em}.facts th{width:6em}}
 JS = r"""
 (function(){
 'use strict';
+document.documentElement.classList.add('js');
 var D=JSON.parse(document.getElementById('fastrlm-data').textContent);
 var C=D.calls,S=D.spans,ROW=26,mode='all',order=null,pool=[],drawn=-1,lastTs=0;
-var open={},started={},children={},finished=false;
+var open={},children={},finished=!!D.finished;
 var body=document.getElementById('calls-body'),pad=document.getElementById('calls-pad');
 var canvas=document.getElementById('timeline'),live=document.getElementById('live');
-var explorer=document.getElementById('explorer');
 for(var i=0;i<C.flag.length;i++){if(C.flag[i]&4){open[C.run[i]+'|'+C.id[i]]=i;}}
 var runIndex={};D.runs.forEach(function(r,i){runIndex[r[0]]=i;});
 function num(v){v=Number(v);return isFinite(v)?v:0;}
@@ -248,8 +248,6 @@ var pending=0,redraw=false;
 function frame(){redraw=false;makeOrder();paint(true);timeline();}
 function schedule(){if(!redraw){redraw=true;requestAnimationFrame(frame);}}
 window.addEventListener('resize',function(){timeline();paint(true);});
-explorer.hidden=false;
-document.querySelectorAll('.js-only').forEach(function(el){el.hidden=false;});
 frame();
 // when the list, filters and timeline became usable (read by benchmarks/viewer.py)
 document.documentElement.setAttribute('data-ready-ms',String(Math.round(performance.now())));
@@ -273,7 +271,7 @@ function wantParts(soon){if(partsTimer){return;}var wait=soon?80:
   parts();},wait);}
 function status(text,cls){live.hidden=false;live.textContent=text;live.className='badge '+cls;}
 var es=new EventSource(D.live.events);
-es.onopen=function(){status(finished?'finished':'live','ok');};
+es.onopen=function(){lastTs=lastTs||Date.now();status(finished?'finished':'live','ok');};
 es.onmessage=function(m){var structural=false;status(finished?'finished':'live','ok');
   m.data.split('\n').forEach(function(line){
     if(!line){return;}var ev;try{ev=JSON.parse(line);}catch(x){return;}
