@@ -97,8 +97,7 @@ var canvas=document.getElementById('timeline'),live=document.getElementById('liv
 for(var i=0;i<C.flag.length;i++){if(C.flag[i]&4){open[C.run[i]+'|'+C.id[i]]=i;}}
 var runIndex={};D.runs.forEach(function(r,i){runIndex[r[0]]=i;});
 function num(v){v=Number(v);return isFinite(v)?v:0;}
-function clip(v){return(v==null?'':String(v)).split(/\s+/).join(' ').trim()
-  .slice(0,D.preview_chars);}
+function clip(v){return(v==null?'':String(v)).slice(0,D.preview_chars);}
 function runOf(id,parent,depth){id=String(id==null?'':id);var i=runIndex[id];
   if(i===undefined){i=runIndex[id]=D.runs.length;D.runs.push([id,num(depth),-1]);}
   if(parent!=null&&D.runs[i][2]<0){D.runs[i][2]=runOf(parent);D.runs[i][1]=num(depth);}
