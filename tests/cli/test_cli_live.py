@@ -110,3 +110,27 @@ def test_ask_view_needs_the_trace(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["ask", "q", "-c", str(doc), "--view", "--no-trace",
                                       "--model", "openai/m"])
     assert result.exit_code == ExitCode.BAD_INPUT and "drop --no-trace" in result.stderr
+
+
+class _Terminal:
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_view_stays_after_the_run_until_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastrlm.cli import _ask
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", _Terminal())
+    monkeypatch.setattr(_view.time, "sleep", interrupted)
+    with LiveView(lambda: None) as live:
+        _ask._linger(live, cancelled=False)
+        assert live.stopping
+    assert f"stays at {live.url} (Ctrl-C stops)" in capsys.readouterr().err
+    with LiveView(lambda: None) as cancelled:  # Ctrl-C already ended the run: no second wait
+        _ask._linger(cancelled, cancelled=True)
+        assert cancelled.stopping

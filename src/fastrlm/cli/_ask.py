@@ -229,10 +229,11 @@ def run_settings(
             extra_json=extra_json,
         )
     except ContextError as exc:
-        fail(str(exc))
-    finally:
         if live is not None:
-            _linger(live)
+            live.close()
+        fail(str(exc))
+    if live is not None:
+        _linger(live, cancelled=outcome.exit_code == ExitCode.CANCELLED)
     return outcome.exit_code
 
 
@@ -248,9 +249,10 @@ def _start_live(writer: TraceWriter) -> LiveView:
     return live
 
 
-def _linger(live: LiveView) -> None:
-    """After the run: keep the page up until Ctrl-C on a terminal, else stop it now."""
-    if not sys.stdin.isatty():
+def _linger(live: LiveView, *, cancelled: bool) -> None:
+    """After the run: keep the page up until Ctrl-C on a terminal, else (or when Ctrl-C
+    already cancelled the run) stop it now."""
+    if cancelled or not sys.stdin.isatty():
         live.close()
         return
     from ._view import serve_until_interrupted
