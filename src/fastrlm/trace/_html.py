@@ -14,7 +14,6 @@ is untrusted. :func:`render_parts` gives the two refreshable pieces alone, for t
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -32,7 +31,9 @@ from ._html_model import (
     as_float,
     as_int,
     group,
+    split_fences,
     stop_state,
+    take_cell,
 )
 from ._reader import Trace
 
@@ -41,8 +42,6 @@ __all__ = ["LISTED_SUBCALLS", "render_html", "render_parts"]
 #: Answers longer than this are folded in a ``<details>``.
 FOLD_ANSWER_CHARS = 2000
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)")
-_CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 
 
 def _attr(value: Any) -> str:
@@ -241,9 +240,9 @@ class _Page:
         clipped = len(text) > self.max_chars
         text = text[: self.max_chars]
         self.out.append('<div class="reply">')
-        for is_code, lang, chunk in _split_fences(text):
+        for is_code, lang, chunk in split_fences(text):
             if is_code:
-                cell = _ran(chunk, lang, cells)
+                cell = take_cell(chunk, lang, cells)
                 if cell is not None:
                     self.cell(cell)
                     continue
@@ -411,20 +410,6 @@ class _Page:
         self.out.append("</details>")
 
 
-def _ran(chunk: str, lang: str, cells: list[Cell]) -> Cell | None:
-    """The cell that ran this fence: the one with the same code, else the next one in order
-    when the fence is a code fence (``repl``, ``python``, ...). Removed from ``cells``."""
-    ran = [c for c in cells if c.event is not None]
-    for cell in ran:
-        if str((cell.event or {}).get("code", "")).strip() == chunk.strip():
-            cells.remove(cell)
-            return cell
-    if lang.lower() in _CODE_LANGS and ran:
-        cells.remove(ran[0])
-        return ran[0]
-    return None
-
-
 def _when(ts: Any) -> str:
     try:
         return " · " + datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M:%S")
@@ -441,35 +426,6 @@ def _context(ctx: Any) -> str:
     return (escape(f"{ctx.get('type', '?')}, {as_int(ctx.get('total_chars')):,} chars in "
                    f"{as_int(ctx.get('n_chunks')) or 1:,} chunk(s){size}, ")
             + f'sha256 <code title="{_attr(sha)}">{escape(sha[:16])}…</code>')
-
-
-def _split_fences(text: str) -> list[tuple[bool, str, str]]:
-    """``(is_code, lang, text)`` pieces of a reply in order; an unclosed fence runs to the end."""
-    pieces: list[tuple[bool, str, str]] = []
-    prose: list[str] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        match = _FENCE.match(lines[i])
-        if not match:
-            prose.append(lines[i])
-            i += 1
-            continue
-        fence, lang = match.group(1), match.group(2)
-        end = i + 1
-        while end < len(lines):
-            stripped = lines[end].strip()
-            if stripped and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
-                break
-            end += 1
-        if prose:
-            pieces.append((False, "", "\n".join(prose)))
-            prose = []
-        pieces.append((True, lang, "\n".join(lines[i + 1:end])))
-        i = end + 1
-    if prose:
-        pieces.append((False, "", "\n".join(prose)))
-    return pieces
 
 
 def render_parts(trace: Trace, *, max_chars: int = 20_000) -> dict[str, str]:

@@ -4,12 +4,14 @@
 the model's reply and its code cells in order; a cell holds what happened while it ran (its
 sub-calls, summarised with a bounded sample, its child runs and tool calls). Totals per model
 (root turns and sub-calls apart) are kept for the cost and token breakdown. Never raises on odd
-events: missing fields read as blanks or zeros.
+events: missing fields read as blanks or zeros. :func:`split_fences` and :func:`take_cell` pair
+a reply's code fences with the cells that ran them, so the page shows each block once.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -22,6 +24,10 @@ SLOWEST_SUBCALLS = 5
 LIMIT_REASONS = frozenset({"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens",
                            "budget_requests", "timeout"})
 Item = tuple[str, Any]
+
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)")
+#: Fence languages the REPL runs (as the engine's parser reads replies).
+CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 
 
 def as_int(value: Any) -> int:
@@ -260,3 +266,46 @@ def group(events: list[dict[str, Any]]) -> Grouped:
         if run.iterations and run.current().running is not None:
             run.current().close(None)
     return Grouped(runs, tops, models)
+
+
+def split_fences(text: str) -> list[tuple[bool, str, str]]:
+    """``(is_code, lang, text)`` pieces of a reply in order; an unclosed fence runs to the end."""
+    pieces: list[tuple[bool, str, str]] = []
+    prose: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            prose.append(lines[i])
+            i += 1
+            continue
+        fence, lang = match.group(1), match.group(2)
+        end = i + 1
+        while end < len(lines):
+            stripped = lines[end].strip()
+            if stripped and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
+                break
+            end += 1
+        if prose:
+            pieces.append((False, "", "\n".join(prose)))
+            prose = []
+        pieces.append((True, lang, "\n".join(lines[i + 1:end])))
+        i = end + 1
+    if prose:
+        pieces.append((False, "", "\n".join(prose)))
+    return pieces
+
+
+def take_cell(chunk: str, lang: str, cells: list[Cell]) -> Cell | None:
+    """The cell that ran this fence: the one with the same code, else the next one in order
+    when the fence is a code fence (``repl``, ``python``, ...). Removed from ``cells``."""
+    ran = [c for c in cells if c.event is not None]
+    for cell in ran:
+        if str((cell.event or {}).get("code", "")).strip() == chunk.strip():
+            cells.remove(cell)
+            return cell
+    if lang.lower() in CODE_LANGS and ran:
+        cells.remove(ran[0])
+        return ran[0]
+    return None
