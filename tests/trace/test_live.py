@@ -163,6 +163,18 @@ def test_unknown_paths_are_404_with_the_routes_named(view: LiveView) -> None:
     assert resp.status == 404 and b"/events" in resp.body
 
 
+def test_a_request_for_another_host_is_refused(view: LiveView) -> None:
+    host, port = view.url.removeprefix("http://").rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", "/", headers={"Host": f"evil.example:{port}"})
+        resp = conn.getresponse()
+        assert resp.status == 403 and b"open the live view as http://127.0.0.1:" in resp.read()
+    finally:
+        conn.close()
+    assert get(view, "/").status == 200  # the real address still works
+
+
 def test_a_taken_port_is_an_os_error(view: LiveView, trace: Path) -> None:
     port = int(view.url.rstrip("/").rsplit(":", 1)[1])
     with pytest.raises(OSError):

@@ -13,7 +13,9 @@
   which the page fetches to redraw turns, cells and totals.
 
 The server never ends on its own: a run that finishes, or that crashes and leaves its trace
-without ``run.finished``, is still served (the page says which). Nothing but loopback is bound.
+without ``run.finished``, is still served (the page says which). Nothing but loopback is bound,
+and a request whose ``Host`` is not ``127.0.0.1:PORT`` or ``localhost:PORT`` is refused (403),
+so a web page that reaches the port through DNS rebinding cannot read the trace.
 """
 
 from __future__ import annotations
@@ -112,8 +114,7 @@ class LiveView:
     ``port=0`` picks a free port (see :attr:`url`). Raises ``OSError`` when the port is taken.
     """
 
-    def __init__(self, locate: Callable[[], Path | None], *, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(self, locate: Callable[[], Path | None], *, port: int = 0) -> None:
         self.tail = TraceTail(locate)
         self._stop = threading.Event()
         view = self
@@ -121,15 +122,15 @@ class LiveView:
         class Handler(_Handler):
             live = view
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
+        self.port: int = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,),
                                         name="fastrlm-live-view", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        return f"http://127.0.0.1:{self.port}/"
 
     @property
     def stopping(self) -> bool:
@@ -162,6 +163,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         url = urlsplit(self.path)
+        port = self.live.port
+        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            # a page elsewhere reaching this port through DNS rebinding must not read the trace
+            self._send(HTTPStatus.FORBIDDEN, "text/plain; charset=utf-8",
+                       f"open the live view as http://127.0.0.1:{port}/\n".encode())
+            return
         if url.path == "/":
             trace = self.live.tail.refresh()
             offset = self.live.tail.offset
