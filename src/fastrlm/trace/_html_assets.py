@@ -180,7 +180,7 @@ document.querySelectorAll('.filters button').forEach(function(b){
 // ---- the timeline: run lanes (turns, cells, tools, children), packed sub-call lanes ----
 function css(name){return getComputedStyle(document.documentElement)
   .getPropertyValue(name).trim()||'#888';}
-var hit=[];
+var hit=[],geo=null;
 function timeline(){var w=canvas.parentNode.clientWidth;if(!w){return;}
   var n=C.flag.length,ns=S.run.length,end=0,i;
   for(i=0;i<n;i++){end=Math.max(end,C.start[i]+C.dur[i]);}
@@ -203,8 +203,8 @@ function timeline(){var w=canvas.parentNode.clientWidth;if(!w){return;}
     Math.min(X(tt),w-30),7);}
   hit=[];
   rl.slice(0,12).forEach(function(r,j){var run=D.runs[r]||['?',0];
-    g.fillStyle=css('--muted');g.fillText((run[1]?'depth '+run[1]:'root')+
-      (j?'':''),2,top+j*rh+rh/2);});
+    g.fillStyle=css('--muted');g.fillText(run[2]<0?'root':'child '+j+' (d'+run[1]+')',2,
+      top+j*rh+rh/2);});
   var colors={turn:css('--turn'),cell:css('--cell'),tool:css('--tool'),child:css('--child')};
   var err=css('--err');
   for(i=0;i<ns;i++){var j=Math.min(runs[S.run[i]],11),y=top+j*rh+1;
@@ -225,14 +225,23 @@ function timeline(){var w=canvas.parentNode.clientWidth;if(!w){return;}
     g.fillRect(curX[ln2],subTop+ln2*lh,curE[ln2]-curX[ln2],hgt);}}
   g.fillStyle=err;bad.forEach(function(b){var xb=X(C.start[b]);
     g.fillRect(xb,subTop+lane[b]*lh,Math.max(1,X(C.start[b]+C.dur[b])-xb),hgt);});
+  geo={x0:x0,xw:xw,span:span_,top:subTop,lh:lh,nl:nl,lane:lane};
   var note=n.toLocaleString()+' sub-call(s), up to '+nl+(nl>=MAX?'+':'')+
     ' at once; '+ns.toLocaleString()+' turn, cell, tool and child span(s) over '+
     span_.toFixed(2)+'s. Root turns blue, cells green, tools orange, child runs purple, '+
     'failures red.';
   document.getElementById('tl-note').textContent=note;}
+function callAt(x,y){if(!geo||!geo.lh||y<geo.top){return '';}
+  var ln=Math.floor((y-geo.top)/geo.lh),t=(x-geo.x0)/geo.xw*geo.span,eps=2/geo.xw*geo.span;
+  if(ln>=geo.nl){return '';}
+  for(var i=0;i<C.flag.length;i++){if(geo.lane[i]===ln&&C.start[i]<=t+eps&&
+    C.start[i]+C.dur[i]>=t-eps){return C.id[i]+' · '+(D.models[C.model[i]]||'')+' · '+
+    C.dur[i].toFixed(2)+'s · $'+C.cost[i].toFixed(4)+(C.flag[i]&1?' · failed: ':' · ')+
+    C.reply[i];}}return '';}
 canvas.addEventListener('mousemove',function(e){var r=canvas.getBoundingClientRect(),
   x=e.clientX-r.left,y=e.clientY-r.top,t='';for(var i=0;i<hit.length;i++){var b=hit[i];
-  if(x>=b[0]&&x<=b[0]+b[2]+2&&y>=b[1]&&y<=b[1]+b[3]){t=b[4];break;}}canvas.title=t;});
+  if(x>=b[0]&&x<=b[0]+b[2]+2&&y>=b[1]&&y<=b[1]+b[3]){t=b[4];break;}}
+  canvas.title=t||callAt(x,y);});
 
 // ---- page controls ----
 document.querySelectorAll('.tools button[data-all]').forEach(function(b){
