@@ -74,7 +74,7 @@ async def sub_reply(messages: Any) -> str:
     prompt = prompt_of(messages)
     rng = random.Random(prompt)
     await asyncio.sleep(rng.uniform(0.05, 0.5))
-    if rng.random() < 0.05:
+    if "2026-03-10 " in prompt[:120]:  # one chunk fails every attempt
         raise ProviderResponseError("upstream returned 429: rate limited")
     service = rng.choice(SERVICES)
     return f"retry storm in {service} on 2026-03-{rng.randint(1, 31):02d}: clients retried 9x"
