@@ -303,3 +303,22 @@ def test_page_is_self_contained_follows_the_dark_scheme_and_has_a_no_script_fall
     assert "http://" not in simple_page and "https://" not in simple_page
     assert "innerHTML=p[k]" in simple_page  # the only innerHTML: server-rendered, escaped parts
     assert simple_page.count("innerHTML") == 1
+
+
+def test_odd_events_render_as_blanks_and_zeros_never_an_error(tmp_path: Path) -> None:
+    odd = [
+        {"type": "run.started", "run_id": None, "ts": "nope", "depth": "x"},
+        {"type": "subcall.finished", "run_id": 7, "ts": None, "latency_s": "fast",
+         "input_tokens": "many", "model": None, "error": {"a": 1}},
+        {"type": "model.response", "run_id": 7, "text": None, "latency_s": None},
+        {"type": "code.executed", "run_id": 7, "code": None, "output": None, "block": "b"},
+        {"type": "child.finished", "run_id": 7, "child_run_id": None},
+        {"type": "tool.finished", "run_id": 7, "tool": None, "duration_s": "x"},
+        {"type": "run.finished", "run_id": None, "usage": None, "answer": None},
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in odd))
+    page = render_html(read_trace(path))
+    assert page.rstrip().endswith("</html>")
+    data = page_data_of(page)
+    assert data["calls"]["tin"] == [0] and data["calls"]["dur"] == [0.0]
