@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fastrlm.trace import _live
 from fastrlm.trace._live import LiveView, read_lines, sse_message
 
 
@@ -101,6 +102,24 @@ def test_read_lines_stops_at_the_limit_with_the_offset_after_what_it_gave(tmp_pa
     path.write_bytes(b"1\n22\n333\n")
     assert read_lines(path, 0, limit=2) == (["1", "22"], 5)
     assert read_lines(path, 5, limit=2) == (["333"], 9)
+
+
+def test_read_lines_reads_a_bounded_chunk_and_still_takes_a_line_longer_than_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_live, "READ_BYTES", 8)
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"1\n22\n" + b"x" * 20 + b"\n4\n")
+    lines, offset = read_lines(path, 0)
+    assert lines == ["1", "22"] and offset == 5  # only the first chunk's whole lines
+    lines, offset = read_lines(path, offset)  # the long line arrives whole
+    assert lines[0] == "x" * 20
+    while True:
+        more, after = read_lines(path, offset)
+        if after == offset:
+            break
+        lines, offset = lines + more, after
+    assert lines == ["x" * 20, "4"] and offset == path.stat().st_size
 
 
 def test_an_sse_message_has_one_data_field_per_line_and_the_offset_as_id() -> None:

@@ -39,6 +39,8 @@ POLL_S = 0.1
 KEEPALIVE_S = 15.0
 #: Most trace lines in one server-sent message (a fast run's burst is split).
 MAX_LINES_PER_MESSAGE = 5000
+#: Bytes read from a trace at a time.
+READ_BYTES = 4 << 20
 
 
 class TraceTail:
@@ -85,11 +87,18 @@ class TraceTail:
 
 def read_lines(path: Path, offset: int, limit: int | None = None) -> tuple[list[str], int]:
     """Whole lines of ``path`` from byte ``offset`` (at most ``limit``), and the offset after
-    them. A last line without its newline yet is left for the next read."""
+    them. A last line without its newline yet is left for the next read. Reads a bounded
+    chunk (:data:`READ_BYTES`, more only for a longer line), so a reader far behind a big
+    trace costs no more per call than one that kept up."""
     try:
         with open(path, "rb") as handle:
             handle.seek(offset)
-            data = handle.read()
+            data = handle.read(READ_BYTES)
+            while b"\n" not in data and len(data) % READ_BYTES == 0 and data:
+                more = handle.read(READ_BYTES)  # one line longer than a chunk
+                if not more:
+                    break
+                data += more
     except OSError:
         return [], offset
     end = data.rfind(b"\n")
@@ -135,6 +144,10 @@ class LiveView:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, less when :meth:`close` is called; whether it was."""
+        return self._stop.wait(seconds)
 
     def start(self) -> LiveView:
         self._thread.start()
@@ -231,6 +244,6 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b": keep-alive\n\n")
                     self.wfile.flush()
                     quiet_since = time.monotonic()
-                live._stop.wait(POLL_S)
+                live.wait(POLL_S)
         except (BrokenPipeError, ConnectionResetError):
             return  # the browser went away (closed, reloaded): its next stream resumes
