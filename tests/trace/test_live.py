@@ -122,6 +122,18 @@ def test_read_lines_reads_a_bounded_chunk_and_still_takes_a_line_longer_than_it(
     assert lines == ["x" * 20, "4"] and offset == path.stat().st_size
 
 
+def test_the_page_holds_the_whole_trace_however_many_chunks_it_takes(
+    trace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_live, "READ_BYTES", 64)
+    with open(trace, "a") as handle:
+        for i in range(20):
+            handle.write(line(type="code.executed", iteration=1, block=i, code="x",
+                              output=f"out-{i}"))
+    tail = _live.TraceTail(lambda: trace)
+    assert len(tail.refresh().events) == 22 and tail.offset == trace.stat().st_size
+
+
 def test_an_sse_message_has_one_data_field_per_line_and_the_offset_as_id() -> None:
     assert sse_message(['{"a":1}', '{"b":2}'], 42) == b'id: 42\ndata: {"a":1}\ndata: {"b":2}\n\n'
 

@@ -69,8 +69,11 @@ class TraceTail:
         """Read what was appended since the last call; the trace as it is now."""
         with self._lock:
             path = self.find()
-            if path is not None:
-                chunk, self.offset = read_lines(path, self.offset)
+            while path is not None:
+                chunk, offset = read_lines(path, self.offset)
+                if offset == self.offset:
+                    break
+                self.offset = offset
                 for line in chunk:
                     try:
                         data = json.loads(line)
