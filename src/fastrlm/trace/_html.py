@@ -21,7 +21,6 @@ from typing import Any
 from ._html_assets import CSS, JS
 from ._html_data import page_data, script_json
 from ._html_model import (
-    LISTED_SUBCALLS,
     SLOWEST_SUBCALLS,
     Cell,
     Grouped,
@@ -37,11 +36,10 @@ from ._html_model import (
 )
 from ._reader import Trace
 
-__all__ = ["LISTED_SUBCALLS", "render_html", "render_parts"]
+__all__ = ["render_html", "render_parts"]
 
 #: Answers longer than this are folded in a ``<details>``.
 FOLD_ANSWER_CHARS = 2000
-
 
 
 def _attr(value: Any) -> str:
