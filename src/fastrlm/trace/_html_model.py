@@ -67,24 +67,33 @@ class Subcalls:
     slowest: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, call: dict[str, Any], seq: int) -> None:
+    def add(self, finished: dict[str, Any], started: dict[str, Any], seq: int) -> None:
+        """Count one sub-call; the few kept as samples get their prompt preview merged in
+        (built only for those: 100,000 calls make 100,000 counts, not 100,000 copies)."""
+        error = finished.get("error")
         self.done += 1
-        self.failed += int(bool(call.get("error")))
-        self.cached += int(bool(call.get("cached")))
-        self.input_tokens += as_int(call.get("input_tokens"))
-        self.output_tokens += as_int(call.get("output_tokens"))
-        self.cost_usd += as_float(call.get("cost_usd"))
-        latency = as_float(call.get("latency_s"))
+        self.failed += int(bool(error))
+        self.cached += int(bool(finished.get("cached")))
+        self.input_tokens += as_int(finished.get("input_tokens"))
+        self.output_tokens += as_int(finished.get("output_tokens"))
+        self.cost_usd += as_float(finished.get("cost_usd"))
+        latency = as_float(finished.get("latency_s"))
         self.latency_s += latency
-        if len(self.listed) < LISTED_SUBCALLS:
+        keep_listed = len(self.listed) < LISTED_SUBCALLS
+        keep_error = bool(error) and len(self.errors) < SLOWEST_SUBCALLS
+        keep_slow = len(self.slowest) < SLOWEST_SUBCALLS or (latency, seq) > self.slowest[0][:2]
+        if not (keep_listed or keep_error or keep_slow):
+            return
+        call = {**finished, "prompt_preview": started.get("prompt_preview", ""),
+                "prompt_chars": started.get("prompt_chars")}
+        if keep_listed:
             self.listed.append(call)
-        if call.get("error") and len(self.errors) < SLOWEST_SUBCALLS:
+        if keep_error:
             self.errors.append(call)
-        entry = (latency, seq, call)
         if len(self.slowest) < SLOWEST_SUBCALLS:
-            heapq.heappush(self.slowest, entry)
-        elif entry > self.slowest[0]:
-            heapq.heapreplace(self.slowest, entry)
+            heapq.heappush(self.slowest, (latency, seq, call))
+        elif keep_slow:
+            heapq.heapreplace(self.slowest, (latency, seq, call))
 
 
 @dataclass(slots=True)
@@ -198,7 +207,19 @@ def group(events: list[dict[str, Any]]) -> Grouped:
             if ev.get("type") != "run.started" or ev.get("parent_run_id") is None:
                 tops.append(run_id)
         kind = ev.get("type")
-        if kind == "run.started":
+        # the sub-call events first: a fan-out makes them nearly all of a trace
+        if kind == "subcall.started":
+            call_id = str(ev.get("call_id"))
+            starts[(run_id, call_id)] = ev
+            run.pending[call_id] = run.current().cell().calls()
+        elif kind == "subcall.finished":
+            call_id = str(ev.get("call_id"))
+            start = starts.pop((run_id, call_id), None) or {}
+            calls = run.pending.pop(call_id, None) or run.current().cell().calls()
+            calls.add(ev, start, next(seq))
+            run.subcalls += 1
+            totals("sub", ev).add(ev, "latency_s")
+        elif kind == "run.started":
             run.started = ev
         elif kind == "sandbox.started":
             run.sandbox = ev
@@ -213,21 +234,9 @@ def group(events: list[dict[str, Any]]) -> Grouped:
             totals("root", ev).add(ev, "latency_s")
         elif kind == "model.failed":
             run.current().failure = ev
-            totals("root", {**ev, "error": ev.get("error") or "failed"}).add(ev, "latency_s")
+            totals("root", ev).add({**ev, "error": ev.get("error") or "failed"}, "latency_s")
         elif kind == "code.executed":
             run.current().close(ev)
-        elif kind == "subcall.started":
-            call_id = str(ev.get("call_id"))
-            starts[(run_id, call_id)] = ev
-            run.pending[call_id] = run.current().cell().calls()
-        elif kind == "subcall.finished":
-            call_id = str(ev.get("call_id"))
-            start = starts.pop((run_id, call_id), None) or {}
-            calls = run.pending.pop(call_id, None) or run.current().cell().calls()
-            calls.add({**ev, "prompt_preview": start.get("prompt_preview", ""),
-                       "prompt_chars": start.get("prompt_chars")}, next(seq))
-            run.subcalls += 1
-            totals("sub", ev).add(ev, "latency_s")
         elif kind == "subcalls.refused":
             calls = run.current().cell().calls()
             calls.refused += as_int(ev.get("count"))
