@@ -322,3 +322,21 @@ def test_odd_events_render_as_blanks_and_zeros_never_an_error(tmp_path: Path) ->
     assert page.rstrip().endswith("</html>")
     data = page_data_of(page)
     assert data["calls"]["tin"] == [0] and data["calls"]["dur"] == [0.0]
+
+
+def test_a_failed_root_call_shows_in_its_turn_and_in_the_per_model_failures(
+    tmp_path: Path,
+) -> None:
+    base = {"run_id": "r", "depth": 0, "ts": 1.0}
+    events = [
+        {**base, "type": "run.started", "parent_run_id": None, "question": "q", "model": "m"},
+        {**base, "type": "iteration.started", "iteration": 1, "max_iterations": 3},
+        {**base, "type": "model.failed", "iteration": 1, "model": "m", "attempts": 3,
+         "error": "<provider> said no", "cost_usd": 0.0},
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = render_html(read_trace(path))
+    assert "the model call failed after 3 attempt(s): &lt;provider&gt; said no" in page
+    row = page[page.index("<h2>Per model</h2>"):]
+    assert '<td class="num opt bad">1</td>' in row
