@@ -123,6 +123,7 @@ def test_one_jsonl_per_top_level_run_with_one_line_per_event(tmp_path: Path) -> 
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [d["type"] for d in lines] == [ev.type for ev in events]
     assert writer.open_runs == []
+    assert writer.started_runs == ["run1"]  # kept after the finish: the live view finds it
 
 
 def test_each_event_is_on_disk_before_the_next_arrives(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,16 @@ from fastrlm import RLM, Budget
 from fastrlm._core.events import IterationStarted, RunStarted, SubcallFinished, SubcallStarted
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
-from fastrlm.trace._html import LISTED_SUBCALLS, render_html
+from fastrlm.trace._html import render_html
+from fastrlm.trace._html_model import LISTED_SUBCALLS
+
+
+def page_data_of(page: str) -> dict[str, Any]:
+    """The JSON the page's script draws from."""
+    match = re.search(r'<script type="application/json" id="fastrlm-data">(.*?)</script>', page)
+    assert match is not None
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
 
 
 def repl(code: str, prose: str = "") -> str:
@@ -96,7 +106,7 @@ def test_child_runs_are_nested_under_the_parent_iteration(tmp_path: Path) -> Non
     for child_id in children:
         at = page.index(f'child run <code>{child_id}</code> (depth 1)')
         assert root_iteration < root_block < at
-        assert page.count(child_id) == 1  # drawn once, inside its parent
+        assert page.count(f"child run <code>{child_id}</code>") == 1  # drawn once, inside
     # each child's own iteration and sub-calls sit inside its <details>
     first = page.index(f"<code>{children[0]}</code>")
     assert page.index("2 sub-call(s)", first) < page.index(f"<code>{children[1]}</code>")
@@ -158,9 +168,175 @@ def test_ten_thousand_subcalls_render_fast_into_a_bounded_page(tmp_path: Path) -
     page = render_html(trace)
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0  # typically ~0.05 s; the bound only catches quadratic blow-ups
-    assert len(page) < 150_000  # a summary, not 5,000 rows
+    # no HTML row per sub-call (only the capped list for JavaScript off): they are data
+    assert page.count("<tr>") < LISTED_SUBCALLS + 30
+    assert len(page) < 5_000 * 300  # one compact row each (previews clipped)
     assert "5,000 sub-call(s)" in page and "50 failed" in page
     assert "$5.0000" in page
-    assert f"{5_000 - LISTED_SUBCALLS:,} more not listed" in page
     assert "prompt 4999 " in page  # the slowest call, with its prompt preview
     assert 'class="badge bad">incomplete<' in page
+    data = page_data_of(page)
+    assert len(data["calls"]["id"]) == 5_000
+    assert sum(flag & 1 for flag in data["calls"]["flag"]) == 50
+
+
+def test_each_code_cell_and_traceback_appears_once(simple_page: str) -> None:
+    # the reply's fence is replaced by the cell that ran it, not shown beside it
+    assert simple_page.count("llm_query_batched([&#x27;count a&#x27;") == 1
+    assert simple_page.count('<pre class="code">1/0</pre>') == 1
+    assert simple_page.count("1/0") == 2  # the cell's code, and the traceback quoting it
+    # the traceback is in the output the model saw: not repeated as a separate error
+    assert simple_page.count("ZeroDivisionError: division by zero") == 1
+    assert "output the model saw, with the error" in simple_page
+
+
+def test_a_fence_the_repl_did_not_run_is_shown_marked_not_run(tmp_path: Path) -> None:
+    root = ScriptedLM(["Plan:\n```text\nstep one\n```\n" + repl("FINAL('ok')")],
+                      model="scripted/root")
+    page, _ = run_to_html(root, ScriptedLM(["x"]), tmp_path)
+    assert "text (not run)" in page and page.count("step one") == 1
+    assert page.count("FINAL(&#x27;ok&#x27;)") == 1
+
+
+def test_an_error_not_in_the_output_is_shown_after_it(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    events = [
+        {"type": "run.started", "run_id": "r", "depth": 0, "ts": 1.0, "parent_run_id": None,
+         "question": "q"},
+        {"type": "iteration.started", "run_id": "r", "depth": 0, "ts": 1.0, "iteration": 1},
+        {"type": "code.executed", "run_id": "r", "depth": 0, "ts": 2.0, "iteration": 1,
+         "block": 1, "code": "x()", "output": "partial output", "error": "Killed: timeout",
+         "duration_s": 1.0, "timed_out": True},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = render_html(read_trace(path))
+    assert page.count("partial output") == 1 and page.count("Killed: timeout") == 1
+    assert 'class="badge bad">timed out<' in page
+
+
+def test_per_model_breakdown_call_tree_and_cost(tmp_path: Path) -> None:
+    def root_fn(messages: Any) -> str:
+        if "part" in messages[1]["content"]:
+            return repl("x = llm_query_batched(['s1', 's2'])\nFINAL('child done')")
+        return repl("r = rlm_query_batched(['part 1'])\nFINAL(r[0])")
+
+    root = ScriptedLM(root_fn, model="scripted/root")
+    sub = ScriptedLM(lambda m: "sub", model="scripted/sub")
+    page, root_id = run_to_html(root, sub, tmp_path, budget=Budget(max_depth=2))
+    table = page[page.index("<h2>Per model</h2>"):page.index("<h2>Call tree</h2>")]
+    assert "scripted/root" in table and "root turns" in table
+    assert "scripted/sub" in table and "sub-calls" in table
+    tree = page[page.index('<ul class="tree">'):page.index("<h2>Answer</h2>")]
+    assert tree.count("<li>") == 2 and 'href="#run-' in tree and "part 1" in tree
+    trace = read_trace(tmp_path / "traces" / f"{root_id}.jsonl")
+    child = next(ev["child_run_id"] for ev in trace.events if ev["type"] == "child.started")
+    assert f'href="#run-{child}"' in tree and f'id="run-{child}"' in page
+
+
+def test_tool_events_render_with_their_arguments_result_and_error(tmp_path: Path) -> None:
+    base = {"run_id": "r", "depth": 0}
+    events = [
+        {**base, "type": "run.started", "ts": 1.0, "parent_run_id": None, "question": "q"},
+        {**base, "type": "iteration.started", "ts": 1.0, "iteration": 1},
+        {**base, "type": "tool.started", "ts": 1.1, "call_id": "t1", "tool": "search",
+         "arguments_preview": '{"q": "<img src=x onerror=alert(1)>"}'},
+        {**base, "type": "tool.finished", "ts": 1.5, "call_id": "t1", "tool": "search",
+         "duration_s": 0.4, "error": None, "result_chars": 5000, "result_preview": "3 hits"},
+        {**base, "type": "tool.finished", "ts": 1.6, "call_id": "t2", "tool": "fetch",
+         "duration_s": 0.1, "error": "connection refused", "result_chars": 0,
+         "result_preview": ""},
+        {**base, "type": "tool.started", "ts": 1.7, "call_id": "t3", "tool": "slow_tool",
+         "arguments_preview": "{}"},
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = render_html(read_trace(path))
+    assert page.count('<details class="tool">') == 3
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "in 0.40s" in page and "result (5,000 chars)" in page and "3 hits" in page
+    assert "connection refused" in page and 'class="badge warn">running<' in page
+    spans = page_data_of(page)["spans"]
+    assert [k for k in spans["kind"] if k == "tool"] == ["tool", "tool"]
+    assert spans["bad"][spans["label"].index("fetch")] == 1
+
+
+def test_page_data_columns_hold_every_call_with_times_relative_to_the_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.jsonl"
+    write_big_trace(path, 20)
+    data = page_data_of(render_html(read_trace(path)))
+    calls = data["calls"]
+    assert len({len(column) for column in calls.values()}) == 1  # aligned columns
+    assert calls["id"] == [f"c{i}" for i in range(20)]
+    assert all(start >= 0 for start in calls["start"])
+    assert calls["flag"][0] & 1 and not calls["flag"][1] & 1  # c0 failed ("rate limited")
+    assert calls["reply"][0] == "rate limited"
+    assert all(len(p) <= data["preview_chars"] for p in calls["prompt"])
+    assert data["models"] == ["s"] and data["runs"][0][0] == "big"
+
+
+def test_script_data_cannot_close_its_script_element(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    events = [
+        {"type": "run.started", "run_id": "r", "depth": 0, "ts": 1.0, "parent_run_id": None,
+         "question": "q"},
+        {"type": "subcall.started", "run_id": "r", "depth": 0, "ts": 1.0, "call_id": "c0",
+         "prompt_preview": "</script><script>alert(1)</script><!--"},
+        {"type": "subcall.finished", "run_id": "r", "depth": 0, "ts": 1.1, "call_id": "c0",
+         "response_preview": "& </SCRIPT>"},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = render_html(read_trace(path))
+    assert "</script><script>alert" not in page and "<!--" not in page
+    assert "</SCRIPT>" not in page
+    data = page_data_of(page)
+    assert data["calls"]["prompt"] == ["</script><script>alert(1)</script><!--"]
+
+
+def test_page_is_self_contained_follows_the_dark_scheme_and_has_a_no_script_fallback(
+    simple_page: str,
+) -> None:
+    assert "prefers-color-scheme:dark" in simple_page
+    assert "<noscript>" in simple_page and "JavaScript is off" in simple_page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", simple_page)
+    assert "http://" not in simple_page and "https://" not in simple_page
+    assert "innerHTML=p[k]" in simple_page  # the only innerHTML: server-rendered, escaped parts
+    assert simple_page.count("innerHTML") == 1
+
+
+def test_odd_events_render_as_blanks_and_zeros_never_an_error(tmp_path: Path) -> None:
+    odd = [
+        {"type": "run.started", "run_id": None, "ts": "nope", "depth": "x"},
+        {"type": "subcall.finished", "run_id": 7, "ts": None, "latency_s": "fast",
+         "input_tokens": "many", "model": None, "error": {"a": 1}},
+        {"type": "model.response", "run_id": 7, "text": None, "latency_s": None},
+        {"type": "code.executed", "run_id": 7, "code": None, "output": None, "block": "b"},
+        {"type": "child.finished", "run_id": 7, "child_run_id": None},
+        {"type": "tool.finished", "run_id": 7, "tool": None, "duration_s": "x"},
+        {"type": "run.finished", "run_id": None, "usage": None, "answer": None},
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in odd))
+    page = render_html(read_trace(path))
+    assert page.rstrip().endswith("</html>")
+    data = page_data_of(page)
+    assert data["calls"]["tin"] == [0] and data["calls"]["dur"] == [0.0]
+
+
+def test_a_failed_root_call_shows_in_its_turn_and_in_the_per_model_failures(
+    tmp_path: Path,
+) -> None:
+    base = {"run_id": "r", "depth": 0, "ts": 1.0}
+    events = [
+        {**base, "type": "run.started", "parent_run_id": None, "question": "q", "model": "m"},
+        {**base, "type": "iteration.started", "iteration": 1, "max_iterations": 3},
+        {**base, "type": "model.failed", "iteration": 1, "model": "m", "attempts": 3,
+         "error": "<provider> said no", "cost_usd": 0.0},
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = render_html(read_trace(path))
+    assert "the model call failed after 3 attempt(s): &lt;provider&gt; said no" in page
+    row = page[page.index("<h2>Per model</h2>"):]
+    assert '<td class="num opt bad">1</td>' in row

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -12,6 +13,10 @@ from .._pricing import PriceTable
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
 from ._options import as_table, run_options, tool_options, unpriced_help, unpriced_models
+
+if TYPE_CHECKING:
+    from ..trace import TraceWriter
+    from ..trace._live import LiveView
 
 
 def price_table_or_exit(settings: Settings) -> PriceTable:
@@ -69,6 +74,9 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
     help="Record whole sub-call prompts in the trace, not just previews.",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
+@click.option("--view", "live_view", is_flag=True,
+              help="Watch the run in the browser: serve its live page on 127.0.0.1 (URL on "
+              "stderr).")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress or summary on stderr (errors and degraded-run warnings stay).")
@@ -98,6 +106,7 @@ def ask(
     stream_json: bool,
     trace_full: bool,
     no_trace: bool,
+    live_view: bool,
     no_gitignore: bool,
     quiet: bool,
     worker_memory_mb: int | None,
@@ -122,6 +131,8 @@ def ask(
     """
     if as_json and stream_json:
         fail("--json and --stream-json cannot be combined")
+    if live_view and no_trace:
+        fail("--view shows the run's trace: drop --no-trace")
     if not question.strip():
         fail("the question is empty")
     if not contexts:
@@ -165,6 +176,7 @@ def ask(
         worker_limits=worker,
         tools=tools or (),
         sub_tools=sub_tools or (),
+        live_view=live_view,
     )
     sys.exit(int(code))
 
@@ -183,9 +195,11 @@ def run_settings(
     worker_limits: dict[str, Any] | None = None,
     tools: tuple[Any, ...] = (),
     sub_tools: tuple[Any, ...] = (),
+    live_view: bool = False,
 ) -> ExitCode:
     """Build the RLM that ``settings`` describe (with ``tools`` for its REPL and ``sub_tools``
-    for its sub-LLMs) and run it; returns the exit code."""
+    for its sub-LLMs) and run it; returns the exit code. ``live_view`` serves the run's live
+    page while it runs (and after it, until Ctrl-C, when stdin is a terminal)."""
     from .. import RLM
     from ..trace import TraceWriter
     from ._runner import run
@@ -212,6 +226,7 @@ def run_settings(
         )
     except ConfigurationError as exc:
         fail(str(exc))
+    live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(
             rlm,
@@ -224,5 +239,33 @@ def run_settings(
             extra_json=extra_json,
         )
     except ContextError as exc:
+        if live is not None:
+            live.close()
         fail(str(exc))
+    if live is not None:
+        _linger(live, cancelled=outcome.exit_code == ExitCode.CANCELLED)
     return outcome.exit_code
+
+
+def _start_live(writer: TraceWriter) -> LiveView:
+    from ._view import start_live_view
+
+    def locate() -> Path | None:
+        runs = writer.started_runs
+        return writer.path_for(runs[0]) if runs else None
+
+    live = start_live_view(locate)
+    click.echo(f"fastrlm: live view at {live.url}", err=True)
+    return live
+
+
+def _linger(live: LiveView, *, cancelled: bool) -> None:
+    """After the run: keep the page up until Ctrl-C on a terminal, else (or when Ctrl-C
+    already cancelled the run) stop it now."""
+    if cancelled or not sys.stdin.isatty():
+        live.close()
+        return
+    from ._view import serve_until_interrupted
+
+    click.echo(f"fastrlm: the live view stays at {live.url} (Ctrl-C stops)", err=True)
+    serve_until_interrupted(live)

@@ -61,6 +61,11 @@ class TraceWriter:
         return self.traces_dir / f"{self._root_of.get(run_id, run_id)}.jsonl"
 
     @property
+    def started_runs(self) -> list[str]:
+        """Top-level runs this writer saw start, finished or not, oldest first."""
+        return list(self._started)
+
+    @property
     def open_runs(self) -> list[str]:
         """Top-level runs that started and have not finished yet."""
         return list(self._files)

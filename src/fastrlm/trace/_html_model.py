@@ -1,0 +1,320 @@
+"""What the viewer page shows, grouped from a trace's events: runs, root turns, code cells.
+
+:func:`group` reads the events once. A run holds its root turns (iterations); an iteration holds
+the model's reply and its code cells in order; a cell holds what happened while it ran (its
+sub-calls, summarised with a bounded sample, its child runs and tool calls). Totals per model
+(root turns and sub-calls apart) are kept for the cost and token breakdown. Never raises on odd
+events: missing fields read as blanks or zeros. :func:`split_fences` and :func:`take_cell` pair
+a reply's code fences with the cells that ran them, so the page shows each block once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+#: Sub-calls listed one by one per cell in the page without JavaScript; the rest are counted.
+LISTED_SUBCALLS = 100
+#: Slowest sub-calls (and first failures) shown with their prompt preview, per cell.
+SLOWEST_SUBCALLS = 5
+
+LIMIT_REASONS = frozenset({"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens",
+                           "budget_requests", "timeout"})
+Item = tuple[str, Any]
+
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)")
+#: Fence languages the REPL runs (as the engine's parser reads replies).
+CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
+
+
+def as_int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def as_float(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def stop_state(stop: str) -> str:
+    """The badge colour of a stop reason."""
+    return "ok" if stop == "final" else "warn" if stop in LIMIT_REASONS else "bad"
+
+
+@dataclass(slots=True)
+class Subcalls:
+    """Sub-call totals of one cell; keeps a bounded sample so 100,000 calls stay cheap."""
+
+    done: int = 0
+    failed: int = 0
+    cached: int = 0
+    refused: int = 0
+    refusals: list[str] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    unfinished: int = 0
+    listed: list[dict[str, Any]] = field(default_factory=list)
+    slowest: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, finished: dict[str, Any], started: dict[str, Any], seq: int) -> None:
+        """Count one sub-call; the few kept as samples get their prompt preview merged in
+        (built only for those: 100,000 calls make 100,000 counts, not 100,000 copies)."""
+        error = finished.get("error")
+        self.done += 1
+        self.failed += int(bool(error))
+        self.cached += int(bool(finished.get("cached")))
+        self.input_tokens += as_int(finished.get("input_tokens"))
+        self.output_tokens += as_int(finished.get("output_tokens"))
+        self.cost_usd += as_float(finished.get("cost_usd"))
+        latency = as_float(finished.get("latency_s"))
+        self.latency_s += latency
+        keep_listed = len(self.listed) < LISTED_SUBCALLS
+        keep_error = bool(error) and len(self.errors) < SLOWEST_SUBCALLS
+        keep_slow = len(self.slowest) < SLOWEST_SUBCALLS or (latency, seq) > self.slowest[0][:2]
+        if not (keep_listed or keep_error or keep_slow):
+            return
+        call = {**finished, "prompt_preview": started.get("prompt_preview", ""),
+                "prompt_chars": started.get("prompt_chars")}
+        if keep_listed:
+            self.listed.append(call)
+        if keep_error:
+            self.errors.append(call)
+        if len(self.slowest) < SLOWEST_SUBCALLS:
+            heapq.heappush(self.slowest, (latency, seq, call))
+        elif keep_slow:
+            heapq.heapreplace(self.slowest, (latency, seq, call))
+
+
+@dataclass(slots=True)
+class Cell:
+    """One code block the REPL ran (``event`` is its ``code.executed``; ``None`` while it runs
+    or when the process died in it) and what happened during it, in order."""
+
+    event: dict[str, Any] | None = None
+    items: list[Item] = field(default_factory=list)
+    subcalls: Subcalls | None = None
+
+    def calls(self) -> Subcalls:
+        if self.subcalls is None:
+            self.subcalls = Subcalls()
+            self.items.append(("subcalls", self.subcalls))
+        return self.subcalls
+
+
+@dataclass(slots=True)
+class Iteration:
+    number: int
+    max_iterations: int | None = None
+    response: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    cells: list[Cell] = field(default_factory=list)
+    running: Cell | None = None
+    tail: list[Item] = field(default_factory=list)
+
+    def cell(self) -> Cell:
+        """The cell running now (opened by the first thing it does)."""
+        if self.running is None:
+            self.running = Cell()
+        return self.running
+
+    def close(self, event: dict[str, Any] | None) -> None:
+        cell = self.running or Cell()
+        cell.event = event
+        self.cells.append(cell)
+        self.running = None
+
+    def note(self, item: Item) -> None:
+        """Something that happened in this turn: inside the running cell if there is one."""
+        (self.running.items if self.running is not None else self.tail).append(item)
+
+
+@dataclass(slots=True)
+class Run:
+    run_id: str
+    started: dict[str, Any] | None = None
+    finished: dict[str, Any] | None = None
+    sandbox: dict[str, Any] | None = None
+    iterations: list[Iteration] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    subcalls: int = 0
+    pending: dict[str, Subcalls] = field(default_factory=dict)  # call_id -> its cell's
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_id -> its tool call
+
+    def current(self) -> Iteration:
+        if not self.iterations:
+            self.iterations.append(Iteration(0))
+        return self.iterations[-1]
+
+
+@dataclass(slots=True)
+class ModelTotals:
+    """What one model did in one role (``root`` turns or ``sub`` calls) across the run tree."""
+
+    calls: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, ev: dict[str, Any], seconds_field: str) -> None:
+        self.calls += 1
+        self.failed += int(bool(ev.get("error")))
+        self.input_tokens += as_int(ev.get("input_tokens"))
+        self.output_tokens += as_int(ev.get("output_tokens"))
+        self.cost_usd += as_float(ev.get("cost_usd"))
+        self.seconds += as_float(ev.get(seconds_field))
+
+
+@dataclass(slots=True)
+class Grouped:
+    runs: dict[str, Run]
+    tops: list[str]  # top-level runs, in order of appearance
+    models: dict[tuple[str, str], ModelTotals]  # (role, model) -> totals
+
+
+def group(events: list[dict[str, Any]]) -> Grouped:
+    """Runs by id, top-level run ids, and per-model totals of a trace's events."""
+    runs: dict[str, Run] = {}
+    tops: list[str] = []
+    models: dict[tuple[str, str], ModelTotals] = {}
+    starts: dict[tuple[str, str], dict[str, Any]] = {}
+    seq = count()
+
+    def totals(role: str, ev: dict[str, Any]) -> ModelTotals:
+        key = (role, str(ev.get("model") or "?"))
+        if key not in models:
+            models[key] = ModelTotals()
+        return models[key]
+
+    for ev in events:
+        run_id = str(ev.get("run_id", ""))
+        run = runs.get(run_id)
+        if run is None:
+            run = runs[run_id] = Run(run_id)
+            if ev.get("type") != "run.started" or ev.get("parent_run_id") is None:
+                tops.append(run_id)
+        kind = ev.get("type")
+        # the sub-call events first: a fan-out makes them nearly all of a trace
+        if kind == "subcall.started":
+            call_id = str(ev.get("call_id"))
+            starts[(run_id, call_id)] = ev
+            run.pending[call_id] = run.current().cell().calls()
+        elif kind == "subcall.finished":
+            call_id = str(ev.get("call_id"))
+            start = starts.pop((run_id, call_id), None) or {}
+            calls = run.pending.pop(call_id, None) or run.current().cell().calls()
+            calls.add(ev, start, next(seq))
+            run.subcalls += 1
+            totals("sub", ev).add(ev, "latency_s")
+        elif kind == "run.started":
+            run.started = ev
+        elif kind == "sandbox.started":
+            run.sandbox = ev
+        elif kind == "iteration.started":
+            if run.iterations and run.current().running is not None:
+                run.current().close(None)
+            run.iterations.append(
+                Iteration(as_int(ev.get("iteration")), as_int(ev.get("max_iterations")) or None)
+            )
+        elif kind == "model.response":
+            run.current().response = ev
+            totals("root", ev).add(ev, "latency_s")
+        elif kind == "model.failed":
+            run.current().failure = ev
+            totals("root", ev).add({**ev, "error": ev.get("error") or "failed"}, "latency_s")
+        elif kind == "code.executed":
+            run.current().close(ev)
+        elif kind == "subcalls.refused":
+            calls = run.current().cell().calls()
+            calls.refused += as_int(ev.get("count"))
+            if len(calls.refusals) < SLOWEST_SUBCALLS:
+                calls.refusals.append(str(ev.get("message") or ev.get("reason") or ""))
+        elif kind == "child.started":
+            child_id = str(ev.get("child_run_id"))
+            runs.setdefault(child_id, Run(child_id))
+            if child_id not in run.children:
+                run.children.append(child_id)
+                run.current().cell().items.append(("child", child_id))
+        elif kind == "child.finished":
+            runs.setdefault(str(ev.get("child_run_id")), Run(str(ev.get("child_run_id"))))
+        elif kind == "tool.started":
+            tool: dict[str, Any] = {"started": ev}
+            run.tools[str(ev.get("call_id"))] = tool
+            run.current().note(("tool", tool))
+        elif kind == "tool.finished":
+            known = run.tools.get(str(ev.get("call_id")))
+            if known is None:  # its start was not recorded: the finish alone tells enough
+                known = run.tools[str(ev.get("call_id"))] = {"started": ev}
+                run.current().note(("tool", known))
+            known["finished"] = ev
+        elif kind == "sandbox.restarted":
+            run.current().note(("restart", ev))
+        elif kind == "budget.warning":
+            run.warnings.append(ev)
+            run.current().note(("warning", ev))
+        elif kind == "final":
+            run.current().tail.append(("final", ev))
+        elif kind == "run.finished":
+            run.finished = ev
+    for run in runs.values():
+        for calls in run.pending.values():
+            calls.unfinished += 1
+        if run.iterations and run.current().running is not None:
+            run.current().close(None)
+    return Grouped(runs, tops, models)
+
+
+def split_fences(text: str) -> list[tuple[bool, str, str]]:
+    """``(is_code, lang, text)`` pieces of a reply in order; an unclosed fence runs to the end."""
+    pieces: list[tuple[bool, str, str]] = []
+    prose: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            prose.append(lines[i])
+            i += 1
+            continue
+        fence, lang = match.group(1), match.group(2)
+        end = i + 1
+        while end < len(lines):
+            stripped = lines[end].strip()
+            if stripped and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
+                break
+            end += 1
+        if prose:
+            pieces.append((False, "", "\n".join(prose)))
+            prose = []
+        pieces.append((True, lang, "\n".join(lines[i + 1:end])))
+        i = end + 1
+    if prose:
+        pieces.append((False, "", "\n".join(prose)))
+    return pieces
+
+
+def take_cell(chunk: str, lang: str, cells: list[Cell]) -> Cell | None:
+    """The cell that ran this fence: the one with the same code, else the next one in order
+    when the fence is a code fence (``repl``, ``python``, ...). Removed from ``cells``."""
+    ran = [c for c in cells if c.event is not None]
+    for cell in ran:
+        if str((cell.event or {}).get("code", "")).strip() == chunk.strip():
+            cells.remove(cell)
+            return cell
+    if lang.lower() in CODE_LANGS and ran:
+        cells.remove(ran[0])
+        return ran[0]
+    return None
