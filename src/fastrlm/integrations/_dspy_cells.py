@@ -1,0 +1,241 @@
+"""The cells the DSPy interpreter runs in the sandbox besides the model's own: pure functions that
+build their source, and read back what they deliver.
+
+- :func:`bind_cell` (run before every model cell): defines ``SUBMIT`` for the output fields and
+  one stub per host tool. A stub sends its call as an ``llm_query`` addressed to the model name
+  ``TOOL_MODEL_PREFIX + name``; the interpreter's bridge answers it by running the tool on the
+  host (never an LM) and replies with JSON ``{"value": ...}`` or ``{"error": "..."}``.
+- :func:`assignment_cell` (run when an input is new or changed): binds inputs in the namespace
+  from literals, so each input crosses to the worker once.
+- :func:`submitted` / :func:`is_submit_stop`: reading ``SUBMIT``'s delivery back.
+
+Everything here is text handling on the host; the generated cells use the standard library
+only (and ``pandas`` for a DataFrame input, imported in the worker from the host's packages).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import keyword
+from collections.abc import Mapping
+from typing import Any
+
+#: ``llm_query(..., model=TOOL_MODEL_PREFIX + name)`` is a call of host tool ``name``.
+TOOL_MODEL_PREFIX = "fastrlm.dspy.tool/"
+#: The key of the JSON object ``SUBMIT`` delivers through ``FINAL``.
+SUBMIT_KEY = "__fastrlm_dspy_submit__"
+#: The exception ``SUBMIT`` raises to end the cell (a ``BaseException``: ``except Exception`` in
+#: model code does not stop it), and how the REPL's error text ends when it did.
+SUBMIT_STOP = "_FastrlmSubmitted"
+_SUBMIT_STOP_LINE = f"{SUBMIT_STOP}: SUBMIT"
+
+_BIND_TEMPLATE = '''\
+import json as _fastrlm_json
+
+
+class {stop}(BaseException):
+    """SUBMIT was called: the rest of the cell does not run."""
+
+
+def _fastrlm_plain(value):
+    """What JSON cannot hold, as the closest thing it can."""
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    for method in ("model_dump", "tolist", "item"):
+        if callable(getattr(value, method, None)):
+            return getattr(value, method)()
+    if type(value).__name__ == "DataFrame" and callable(getattr(value, "to_dict", None)):
+        return value.to_dict(orient="records")
+    return str(value)
+
+
+def _fastrlm_call_tool(name, args, kwargs, _ask=llm_query):
+    try:
+        request = _fastrlm_json.dumps({{"args": list(args), "kwargs": kwargs}})
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{{name}}: tool arguments must be JSON-compatible ({{exc}})") from None
+    reply = _ask(request, model={prefix!r} + name)
+    try:
+        outcome = _fastrlm_json.loads(reply)
+    except ValueError:
+        outcome = None
+    if not isinstance(outcome, dict):
+        raise RuntimeError(f"{{name}}: {{reply}}")
+    if "error" in outcome:
+        raise RuntimeError(outcome["error"])
+    return outcome.get("value")
+
+
+def _fastrlm_tool(name):
+    def tool(*args, **kwargs):
+        return _fastrlm_call_tool(name, args, kwargs)
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__doc__ = f"Host tool {{name}}: runs outside the sandbox; JSON arguments and result."
+    return tool
+
+
+def _fastrlm_submit(names, _final=FINAL):
+    def SUBMIT(*args, **kwargs):
+        if names is None:
+            if len(args) != 1 or kwargs:
+                raise TypeError("SUBMIT takes one value: SUBMIT(output)")
+            values = {{"output": args[0]}}
+        else:
+            if len(args) > len(names):
+                raise TypeError(
+                    f"SUBMIT takes {{len(names)}} values ({{', '.join(names)}}), got {{len(args)}}"
+                )
+            values = dict(zip(names, args))
+            twice = sorted(set(values) & set(kwargs))
+            if twice:
+                raise TypeError(f"SUBMIT got {{twice}} both by position and by name")
+            values.update(kwargs)
+            unknown = sorted(set(values) - set(names))
+            missing = [n for n in names if n not in values]
+            if unknown or missing:
+                raise TypeError(
+                    f"SUBMIT needs exactly the fields {{', '.join(names)}}"
+                    + (f"; missing {{missing}}" if missing else "")
+                    + (f"; unknown {{unknown}}" if unknown else "")
+                )
+        _final(_fastrlm_json.dumps({{{key!r}: values}}, ensure_ascii=False,
+                                   default=_fastrlm_plain))
+        raise {stop}("SUBMIT")
+
+    fields = ", ".join(names or ["output"])
+    SUBMIT.__doc__ = f"Deliver the outputs and end the run: SUBMIT({{fields}})"
+    return SUBMIT
+
+
+globals().update({{_name: _fastrlm_tool(_name) for _name in {tools!r}}})
+SUBMIT = _fastrlm_submit({names!r})
+'''
+
+
+def check_name(name: object, what: str, reserved: frozenset[str]) -> str:
+    """``name`` if it can be bound in the sandbox's namespace. Raises ``ValueError`` naming the
+    problem (not an identifier, a keyword, or one of ``reserved``)."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"{what} name {name!r} is not a Python identifier")
+    if name in reserved:
+        raise ValueError(
+            f"{what} name {name!r} is taken by fastrlm's REPL ({', '.join(sorted(reserved))}); "
+            "rename it"
+        )
+    return name
+
+
+def bind_cell(tool_names: list[str], output_fields: list[dict[str, Any]] | None) -> str:
+    """The cell that (re)defines ``SUBMIT`` for ``output_fields`` (DSPy's ``[{"name": ...,
+    "type": ...}]``; ``None``: one value, ``SUBMIT(output)``) and a stub for each host tool."""
+    names = None if output_fields is None else [str(f["name"]) for f in output_fields]
+    return _BIND_TEMPLATE.format(
+        stop=SUBMIT_STOP, prefix=TOOL_MODEL_PREFIX, key=SUBMIT_KEY, tools=list(tool_names),
+        names=names,
+    )
+
+
+def is_submit_stop(error: str | None) -> bool:
+    """True when a cell's error text is only ``SUBMIT`` ending the cell."""
+    return error is not None and error.rstrip().rsplit("\n", 1)[-1] == _SUBMIT_STOP_LINE
+
+
+def submitted(text: str) -> dict[str, Any] | None:
+    """The field values ``SUBMIT`` delivered, if ``text`` (a FINAL answer) came from it."""
+    if not text.startswith("{") or SUBMIT_KEY not in text:
+        return None
+    try:
+        outcome = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(outcome, dict) and set(outcome) == {SUBMIT_KEY}:
+        values = outcome[SUBMIT_KEY]
+        if isinstance(values, dict):
+            return values
+    return None
+
+
+def is_dataframe(value: object) -> bool:
+    """A pandas DataFrame (checked without importing pandas)."""
+    return any(
+        cls.__name__ == "DataFrame" and cls.__module__.startswith("pandas")
+        for cls in type(value).__mro__
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: pydantic models dumped, tuples and sets as lists, what
+    pydantic can encode (dates, enums, dataclasses) encoded. Raises ``TypeError`` when nothing
+    fits."""
+    try:
+        json.dumps(value, allow_nan=True)
+        return value
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, (set, frozenset)):
+        try:
+            return [jsonable(v) for v in sorted(value)]
+        except TypeError:
+            return [jsonable(v) for v in value]
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError as exc:
+        raise TypeError(f"a {type(value).__name__} cannot be sent as JSON: {exc}") from None
+
+
+def context_value(value: object) -> object:
+    """An input named ``context`` as the sandbox's context: str and JSON data as they are, a
+    DataFrame as a list of row dicts (the sandbox's context is text or JSON)."""
+    if isinstance(value, str):
+        return value
+    if is_dataframe(value):
+        return json.loads(value.to_json(orient="records", date_format="iso"))  # type: ignore[attr-defined]
+    return jsonable(value)
+
+
+def _expression(value: object) -> str:
+    """A Python expression, evaluated in the worker, that rebuilds ``value``."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bytes):
+        return f"__import__('base64').b64decode({base64.b64encode(value).decode('ascii')!r})"
+    if is_dataframe(value):
+        return _dataframe_expression(value)
+    text = json.dumps(jsonable(value), ensure_ascii=False)
+    return f"_fastrlm_json.loads({text!r})"
+
+
+def _dataframe_expression(frame: Any) -> str:
+    """A DataFrame as Parquet (dtypes kept) when pyarrow is installed, else pandas' JSON table
+    form; pandas rebuilds it in the worker."""
+    try:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer)
+    except ImportError:
+        text = frame.to_json(orient="table", date_format="iso")
+        return (
+            "__import__('pandas').read_json(__import__('io').StringIO("
+            f"{text!r}), orient='table')"
+        )
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (
+        "__import__('pandas').read_parquet(__import__('io').BytesIO("
+        f"__import__('base64').b64decode({data!r})))"
+    )
+
+
+def assignment_cell(values: Mapping[str, object]) -> str:
+    """The cell that binds each of ``values`` (names already checked) in the namespace. Raises
+    ``TypeError`` for a value that cannot be sent."""
+    lines = ["import json as _fastrlm_json"]
+    for name, value in values.items():
+        try:
+            lines.append(f"{name} = {_expression(value)}")
+        except TypeError as exc:
+            raise TypeError(f"input {name!r} cannot be sent to the sandbox: {exc}") from None
+    return "\n".join(lines) + "\n"
