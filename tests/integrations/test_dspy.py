@@ -98,9 +98,10 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     yield made
 
 
-def run_rlm(signature: str, steps: list[dict[str, str]], factory: Any, **inputs: Any) -> Any:
+def run_rlm(signature: str, steps: list[dict[str, str]], factory: Any, *, max_llm_calls: int = 50,
+            **inputs: Any) -> Any:
     rlm = dspy.RLM(signature, max_iters=len(steps), sub_lm=EchoSubLM(),
-                   interpreter_factory=factory)
+                   interpreter_factory=factory, max_llm_calls=max_llm_calls)
     with dspy.context(lm=DummyLM(steps)):
         return rlm(**inputs)
 
@@ -236,6 +237,35 @@ def test_user_tools_and_dspy_sub_agents_run_on_the_host(recorder: Recorder) -> N
     assert prediction.answer == f"from the host {os.getpid()}"  # the tool ran in this process
 
 
+def test_sub_calls_past_dspy_budget_or_to_other_models_are_error_answers(
+    recorder: Recorder,
+) -> None:
+    prediction = run_rlm(
+        "context -> answer",
+        [
+            step("print(llm_query_batched(['a', 'b']))"),
+            step("print(llm_query('c'))"),
+            step("print(llm_query('d', model='gpt-9'), rlm_query('e'))"),
+            step("SUBMIT(answer='done')"),
+        ],
+        recorder, context=DOCUMENT, max_llm_calls=2,
+    )
+    batched, refused, other = outputs(prediction)[:3]
+    assert batched == "['sub:a', 'sub:b']"
+    assert refused.startswith("[error: subcall_failed: RuntimeError: LLM call limit exceeded")
+    assert "[error: unknown_model:" in other and "[error: subcalls_disabled:" in other
+    assert prediction.answer == "done"
+
+
+async def test_dspy_rlm_acall_runs_in_the_sandbox_too(recorder: Recorder) -> None:
+    rlm = dspy.RLM("context -> size: int", max_iters=2, sub_lm=EchoSubLM(),
+                   interpreter_factory=recorder)
+    with dspy.context(lm=DummyLM([step("print(llm_query('hi'))"),
+                                  step("SUBMIT(size=len(context))")])):
+        prediction = await rlm.acall(context=DOCUMENT)
+    assert outputs(prediction)[0] == "sub:hi" and prediction.size == len(DOCUMENT)
+
+
 @pytest.fixture
 def interpreter() -> Iterator[FastRLMInterpreter]:
     made = FastRLMInterpreter(output_fields=[{"name": "answer", "type": "str"}],
@@ -256,6 +286,19 @@ def test_dataframe_inputs_arrive_as_dataframes_or_rows(interpreter: FastRLMInter
     assert rows == "[{'city': 'Oslo', 'n': 2}, {'city': 'Lima', 'n': 5}]"
 
 
+def test_a_tool_result_json_cannot_hold_is_an_error_in_the_cell(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    interpreter.tools["opaque"] = lambda: object()
+    with pytest.raises(CodeExecutionError, match="RuntimeError: TypeError: .*cannot be sent"):
+        interpreter.execute("opaque()")
+    with pytest.raises(CodeExecutionError, match="tool arguments must be JSON-compatible"):
+        interpreter.execute("opaque(object())")
+    forged = interpreter.execute("llm_query('{\"args\": [], \"kwargs\": {}}', "
+                                 "model='fastrlm.dspy.tool/gone')")
+    assert "Unknown tool: gone" in forged  # a hand-made tool call reaches no other tool
+
+
 def test_protocol_edges(interpreter: FastRLMInterpreter) -> None:
     assert interpreter.execute("x = 1") is None
     assert interpreter.execute("x + 1") == "2"
@@ -269,7 +312,7 @@ def test_protocol_edges(interpreter: FastRLMInterpreter) -> None:
     assert "`answer` is kept by the sandbox" in interpreter.execute("answer = 5\nprint(1)")
     with pytest.raises(CodeInterpreterError, match="taken by fastrlm's REPL"):
         interpreter.execute("1", {"FINAL": 1})
-    with pytest.raises(CodeInterpreterError, match="set once per interpreter"):
+    with pytest.raises(CodeInterpreterError, match="make a new interpreter for another one"):
         interpreter.execute("1", {"context": "one"})
         interpreter.execute("1", {"context": "two"})
 

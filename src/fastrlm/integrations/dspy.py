@@ -336,8 +336,9 @@ class FastRLMInterpreter:
         elif context is not _NO_VALUE and not _same(context, self._context):
             if self._model_cells:
                 raise CodeInterpreterError(
-                    "the `context` input changed after cells ran on it: it is the sandbox's "
-                    "read-only context, set once per interpreter; make a new interpreter"
+                    "the `context` input changed after cells ran: it is the sandbox's read-only "
+                    "context, fixed by the first cell that is not a setup cell; pass the same "
+                    "`context` from that cell on, and make a new interpreter for another one"
                 )
             await self._start_worker(context)
         changed = {k: v for k, v in variables.items()
