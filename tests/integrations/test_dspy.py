@@ -99,11 +99,13 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
 
 
 def run_rlm(signature: str, steps: list[dict[str, str]], factory: Any, *, max_llm_calls: int = 50,
-            **inputs: Any) -> Any:
+            **inputs: Any) -> tuple[Any, Any]:
+    """``dspy.RLM(signature)`` run with ``steps`` as its root model: (prediction, root LM)."""
     rlm = dspy.RLM(signature, max_iters=len(steps), sub_lm=EchoSubLM(),
                    interpreter_factory=factory, max_llm_calls=max_llm_calls)
-    with dspy.context(lm=DummyLM(steps)):
-        return rlm(**inputs)
+    root = DummyLM(steps)
+    with dspy.context(lm=root):
+        return rlm(**inputs), root
 
 
 def outputs(prediction: Any) -> list[str]:
@@ -111,7 +113,7 @@ def outputs(prediction: Any) -> list[str]:
 
 
 def test_a_typed_signature_runs_end_to_end_in_the_isolated_sandbox(recorder: Recorder) -> None:
-    prediction = run_rlm(
+    prediction, root = run_rlm(
         "context: str, query: str -> answer: str, count: int, pages: list[int]",
         [
             step("hits = [i for i, line in enumerate(context.splitlines()) if 'fox' in line]\n"
@@ -124,6 +126,8 @@ def test_a_typed_signature_runs_end_to_end_in_the_isolated_sandbox(recorder: Rec
     assert prediction.answer == "sub:sum up"
     assert prediction.count == 3 and prediction.pages == [0, 3, 6]
     assert outputs(prediction)[:2] == ["3 sub:where is the fox?", "True"]
+    prompt = str(root.history[0]["messages"])
+    assert "fastrlm" in prompt and "longer than 0.5 s gets a TimeoutError" in prompt
     interpreter = recorder.made[0]
     assert interpreter.layer is not None and interpreter.layer.split("+")[0] in (
         "bwrap", "landlock")
@@ -131,7 +135,7 @@ def test_a_typed_signature_runs_end_to_end_in_the_isolated_sandbox(recorder: Rec
 
 
 def test_a_hanging_cell_is_killed_and_the_module_recovers(recorder: Recorder) -> None:
-    prediction = run_rlm(
+    prediction, _ = run_rlm(
         "context, query -> answer",
         [
             step("kept = 41\nwhile True:\n    pass"),
@@ -176,8 +180,8 @@ def test_escape_attempts_fail_inside_dspy_rlm(
         "SUBMIT(report=report)"
     )
     try:
-        prediction = run_rlm("context -> report: dict[str, str]", [step(attempts)], recorder,
-                             context=DOCUMENT)
+        prediction, _ = run_rlm("context -> report: dict[str, str]", [step(attempts)], recorder,
+                                context=DOCUMENT)
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing reached the host's loopback
     finally:
@@ -191,7 +195,7 @@ def test_escape_attempts_fail_inside_dspy_rlm(
 
 def test_inputs_cross_to_the_worker_once(recorder: Recorder) -> None:
     big = "needle " + "x" * 200_000
-    prediction = run_rlm(
+    prediction, _ = run_rlm(
         "context, notes -> answer",
         [
             step("notes = notes.upper()[:6]\nprint(len(context))"),
@@ -240,7 +244,7 @@ def test_user_tools_and_dspy_sub_agents_run_on_the_host(recorder: Recorder) -> N
 def test_sub_calls_past_dspy_budget_or_to_other_models_are_error_answers(
     recorder: Recorder,
 ) -> None:
-    prediction = run_rlm(
+    prediction, _ = run_rlm(
         "context -> answer",
         [
             step("print(llm_query_batched(['a', 'b']))"),
@@ -274,6 +278,7 @@ def interpreter() -> Iterator[FastRLMInterpreter]:
         yield made
 
 
+@pytest.mark.slow  # pandas and pyarrow import in the worker: seconds on a loaded machine
 def test_dataframe_inputs_arrive_as_dataframes_or_rows(interpreter: FastRLMInterpreter) -> None:
     pd = pytest.importorskip("pandas")
     table = pd.DataFrame({"city": ["Oslo", "Lima"], "n": [2, 5]})
