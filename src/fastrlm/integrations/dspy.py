@@ -79,14 +79,25 @@ _PRIVATE = re.compile(r"_fastrlm|_Fastrlm")
 _SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError)\b")
 _NO_VALUE = object()
 
+_WHERE = {
+    "none": "in the host process (fastrlm's unsafe debugging sandbox)",
+    "process": "in a separate process (seccomp: no network; the file system stays readable)",
+}
 INSTRUCTIONS = (
-    "Code runs as CPython in fastrlm's sandbox: no network, a read-only file system, a private "
-    "/tmp. Variables, imports and functions persist between steps. The host tools and SUBMIT are "
-    "global functions; `llm_query` failures come back as text starting with `[error:`. A step "
-    "that runs longer than {soft} gets a TimeoutError (variables kept); one that ignores it is "
-    "killed and the REPL restarts with only your inputs. `answer` is a name the sandbox keeps "
-    "for itself: do not assign it (a value you give it is discarded after the step)."
+    "Code runs as CPython {where}. Variables, imports and functions persist between steps. The "
+    "host tools and SUBMIT are global functions; `llm_query` failures come back as text "
+    "starting with `[error:`. A step that runs longer than {soft} gets a TimeoutError "
+    "(variables kept); one that ignores it is killed and the REPL restarts with only your "
+    "inputs. `answer` is a name the sandbox keeps for itself: do not assign it (a value you "
+    "give it is discarded after the step)."
 )
+
+
+def instructions(kind: str, soft: str) -> str:
+    """What ``dspy.RLM`` tells its model about this runtime (``execution_instructions``)."""
+    where = _WHERE.get(kind, "in fastrlm's sandbox: no network, a read-only file system, a "
+                             "private /tmp")
+    return INSTRUCTIONS.format(where=where, soft=soft)
 
 
 class _Portal:
@@ -197,7 +208,8 @@ class InterpreterFactory:
     def __init__(self, **options: Any) -> None:
         self.options = options
         limits = options.get("limits") or SandboxLimits()
-        self.execution_instructions = INSTRUCTIONS.format(soft=f"{limits.exec_timeout_s:g} s")
+        self.execution_instructions = instructions(options.get("sandbox", "auto"),
+                                                   f"{limits.exec_timeout_s:g} s")
 
     def __call__(self) -> FastRLMInterpreter:
         return FastRLMInterpreter(**self.options)
@@ -219,7 +231,7 @@ class FastRLMInterpreter:
     for an unknown sandbox kind or a tool name the REPL cannot bind.
     """
 
-    execution_instructions: ClassVar[str] = INSTRUCTIONS.format(soft="its time limit")
+    execution_instructions: ClassVar[str] = instructions("auto", "its time limit")
 
     def __init__(
         self,
