@@ -317,6 +317,9 @@ def test_protocol_edges(interpreter: FastRLMInterpreter) -> None:
     assert "`answer` is kept by the sandbox" in interpreter.execute("answer = 5\nprint(1)")
     with pytest.raises(CodeInterpreterError, match="taken by fastrlm's REPL"):
         interpreter.execute("1", {"FINAL": 1})
+    with pytest.raises(CodeInterpreterError, match="input 'bad' cannot be sent"):
+        interpreter.execute("1", {"bad": object(), "good": 2})
+    assert interpreter.execute("print(good + 1)", {"good": 2}) == "3"  # the refusal left no trace
     with pytest.raises(CodeInterpreterError, match="make a new interpreter for another one"):
         interpreter.execute("1", {"context": "one"})
         interpreter.execute("1", {"context": "two"})

@@ -355,7 +355,6 @@ class FastRLMInterpreter:
             await self._start_worker(context)
         changed = {k: v for k, v in variables.items()
                    if k not in self._values or not _same(v, self._values[k])}
-        self._values.update(changed)
         await self._prepare(changed)
         result = await self._cell(code)
         if result.restarted:
@@ -395,13 +394,14 @@ class FastRLMInterpreter:
 
     async def _prepare(self, changed: dict[str, object]) -> None:
         """Bind the tools and SUBMIT, then the inputs that changed; on a fresh worker every
-        input and the setup cells. A worker replaced in the meantime is prepared again, once."""
+        input and the setup cells. A worker replaced in the meantime is prepared again, once.
+        An input counts as sent only once its cell ran; after a failure the next call prepares
+        the worker from scratch."""
+        tools = [name for name in self.tools if name not in NATIVE_TOOLS]
         for _attempt in range(2):
-            fresh = self._fresh
-            self._fresh = False
-            steps = [cells.bind_cell([n for n in self.tools if n not in NATIVE_TOOLS],
-                                     self.output_fields)]
-            values = self._values if fresh else changed
+            fresh, self._fresh = self._fresh, True
+            values = {**self._values, **changed} if fresh else changed
+            steps = [cells.bind_cell(tools, self.output_fields)]
             if values:
                 try:
                     steps.append(cells.assignment_cell(values))
@@ -412,13 +412,14 @@ class FastRLMInterpreter:
             for step in steps:
                 result = await self._cell(step)
                 if result.restarted:
-                    self._fresh = True
                     break
                 if result.error is not None:
                     raise CodeInterpreterError(
                         f"the interpreter could not prepare the sandbox: {result.error}"
                     )
             else:
+                self._values.update(changed)
+                self._fresh = False
                 return
         raise CodeInterpreterError("the sandbox worker was replaced twice while being prepared")
 
