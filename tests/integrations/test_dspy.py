@@ -325,6 +325,21 @@ def test_protocol_edges(interpreter: FastRLMInterpreter) -> None:
         interpreter.execute("1", {"context": "two"})
 
 
+async def test_the_bridge_answers_the_generic_tool_call_too() -> None:
+    def fail() -> None:
+        raise ValueError("no")
+
+    tools = {"add": lambda a, b: a + b, "fail": fail, "nan": lambda: float("nan"),
+             "llm_query": lambda prompt: prompt}
+    host = bridge._Bridge(FastRLMInterpreter(tools))
+    assert await host.call_tool("add", {"a": 1, "b": 2}) == {"ok": True, "json": "3"}
+    assert await host.call_tool("fail", {}) == {"ok": False, "kind": "tool_error",
+                                                "message": "ValueError: no"}
+    assert (await host.call_tool("nan", {}))["kind"] == "bad_result"
+    for missing in ("gone", "llm_query"):  # llm_query is the REPL's own, never a tool call
+        assert (await host.call_tool(missing, {}))["kind"] == "unknown_tool"
+
+
 def test_bad_options_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
         FastRLMInterpreter.factory(sandbox="docker")

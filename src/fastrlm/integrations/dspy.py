@@ -78,6 +78,7 @@ _TAKEN = frozenset(RESERVED_NAMES) | {"SUBMIT", "print", "__builtins__"}
 _PRIVATE = re.compile(r"_fastrlm|_Fastrlm")
 _SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError)\b")
 _NO_VALUE = object()
+_UNKNOWN = "CodeInterpreterError: Unknown tool: "
 
 _WHERE = {
     "none": "in the host process (fastrlm's unsafe debugging sandbox)",
@@ -165,10 +166,8 @@ class _Bridge:
                            "use llm_query, or a dspy.RLM sub-agent (import dspy)")] * len(prompts)
 
     async def _tool_call(self, name: str, request: str) -> str:
-        """One host tool call; the reply is JSON ``{"value": ...}`` or ``{"error": ...}``."""
-        tool = self._interpreter.tools.get(name)
-        if tool is None or name in NATIVE_TOOLS:
-            return json.dumps({"error": f"CodeInterpreterError: Unknown tool: {name}"})
+        """One host tool call sent by a stub (``request``: JSON ``{"args", "kwargs"}``); the
+        reply is JSON ``{"value": ...}`` or ``{"error": "Type: message"}``."""
         try:
             call = json.loads(request)
             args, kwargs = call["args"], call["kwargs"]
@@ -176,13 +175,36 @@ class _Bridge:
                 raise TypeError("args must be a list and kwargs a dict")
         except (ValueError, KeyError, TypeError) as exc:
             return json.dumps({"error": f"CodeInterpreterError: a malformed tool call ({exc})"})
+        ok, outcome = await self._invoke(name, args, kwargs)
+        return json.dumps({"value": outcome} if ok else {"error": outcome}, ensure_ascii=False)
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        """The sandbox's generic ``tool`` host call (issue 14's op, where the sandbox has it):
+        the same tools, called with keyword ``arguments``; ``{"ok": True, "json": text}`` or
+        ``{"ok": False, "kind": ..., "message": ...}``."""
+        ok, outcome = await self._invoke(name, [], dict(arguments))
+        if not ok:
+            kind = "unknown_tool" if str(outcome).startswith(_UNKNOWN) else "tool_error"
+            return {"ok": False, "kind": kind, "message": str(outcome)}
         try:
-            value = await self._run(tool, *args, **kwargs)
-            return json.dumps({"value": cells.jsonable(value)}, ensure_ascii=False)
+            return {"ok": True, "json": json.dumps(outcome, ensure_ascii=False, allow_nan=False)}
+        except ValueError as exc:
+            return {"ok": False, "kind": "bad_result", "message": f"{name}: {exc}"}
+
+    async def _invoke(
+        self, name: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        """Run tool ``name``: ``(True, its result as JSON data)`` or ``(False, "Type:
+        message")`` when there is no such tool, it raised, or JSON cannot hold its result."""
+        tool = self._interpreter.tools.get(name)
+        if tool is None or name in NATIVE_TOOLS:
+            return False, f"{_UNKNOWN}{name}"
+        try:
+            return True, cells.jsonable(await self._run(tool, *args, **kwargs))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the tool's failure is the model's to see
-            return json.dumps({"error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False)
+            return False, f"{type(exc).__name__}: {exc}"
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in a thread, in the context of the caller of ``execute`` (so
