@@ -68,6 +68,7 @@ class Recorder:
     def __init__(self, **options: Any) -> None:
         self.made: list[FastRLMInterpreter] = []
         self.cells: list[str] = []
+        self.answers: list[tuple[str | None, str]] = []  # (model asked for, answer) of host calls
         self.factory = FastRLMInterpreter.factory(**options)
         self.execution_instructions = self.factory.execution_instructions
 
@@ -94,7 +95,15 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
         sandbox.execute = logged  # type: ignore[method-assign]
         return sandbox
 
+    answer = bridge._Bridge.llm_query_batched
+
+    async def logged_answer(self: Any, prompts: list[str], model: str | None) -> list[str]:
+        answers = await answer(self, prompts, model)
+        made.answers += [(model, text) for text in answers]
+        return answers
+
     monkeypatch.setattr(bridge, "create_sandbox", logging_sandbox)
+    monkeypatch.setattr(bridge._Bridge, "llm_query_batched", logged_answer)
     yield made
 
 
@@ -206,7 +215,9 @@ def test_inputs_cross_to_the_worker_once(recorder: Recorder) -> None:
     )
     assert outputs(prediction)[:2] == [str(len(big)), "NEEDLE"]  # not re-sent: the rebinding held
     assert prediction.answer == f"NEEDLE{len(big)}"
-    assert sum("x" * 1000 in cell for cell in recorder.cells) == 1  # `notes`, as one literal
+    # `notes` crossed once, as the answer of the host call its assignment cell made
+    assert [model for model, text in recorder.answers if big in text] == ["fastrlm.dspy.input"]
+    assert not any("x" * 1000 in cell for cell in recorder.cells)  # never as source
     # `context` went into the worker's sealed buffer instead: once, when it first arrived
     assert recorder.made[0].workers_started == 2
 
@@ -304,7 +315,7 @@ def test_a_tool_result_json_cannot_hold_is_an_error_in_the_cell(
     assert "Unknown tool: gone" in forged  # a hand-made tool call reaches no other tool
 
 
-def test_protocol_edges(interpreter: FastRLMInterpreter) -> None:
+def test_protocol_edges(interpreter: FastRLMInterpreter, monkeypatch: pytest.MonkeyPatch) -> None:
     assert interpreter.execute("x = 1") is None
     assert interpreter.execute("x + 1") == "2"
     with pytest.raises(SyntaxError):
@@ -320,6 +331,11 @@ def test_protocol_edges(interpreter: FastRLMInterpreter) -> None:
     with pytest.raises(CodeInterpreterError, match="input 'bad' cannot be sent"):
         interpreter.execute("1", {"bad": object(), "good": 2})
     assert interpreter.execute("print(good + 1)", {"good": 2}) == "3"  # the refusal left no trace
+    fetched = interpreter.execute("print(llm_query('good', model='fastrlm.dspy.input'))")
+    assert "no input 'good' is being sent now" in fetched  # inputs are served only while sent
+    monkeypatch.setattr(bridge, "MAX_INPUT_CHARS", 10)
+    with pytest.raises(CodeInterpreterError, match="pass it as `context`"):
+        interpreter.execute("1", {"long": "y" * 11})
     with pytest.raises(CodeInterpreterError, match="make a new interpreter for another one"):
         interpreter.execute("1", {"context": "one"})
         interpreter.execute("1", {"context": "two"})

@@ -5,8 +5,9 @@ build their source, and read back what they deliver.
   one stub per host tool. A stub sends its call as an ``llm_query`` addressed to the model name
   ``TOOL_MODEL_PREFIX + name``; the interpreter's bridge answers it by running the tool on the
   host (never an LM) and replies with JSON ``{"value": ...}`` or ``{"error": "..."}``.
-- :func:`assignment_cell` (run when an input is new or changed): binds inputs in the namespace
-  from literals, so each input crosses to the worker once.
+- :func:`payload` and :func:`assignment_cell` (run when an input is new or changed): the
+  cell binds each input from its payload, which it fetches from the host as the answer of an
+  ``llm_query`` addressed to :data:`INPUT_MODEL`; so each input crosses to the worker once.
 - :func:`submitted` / :func:`is_submit_stop`: reading ``SUBMIT``'s delivery back.
 
 Everything here is text handling on the host; the generated cells use the standard library
@@ -24,6 +25,8 @@ from typing import Any
 
 #: ``llm_query(..., model=TOOL_MODEL_PREFIX + name)`` is a call of host tool ``name``.
 TOOL_MODEL_PREFIX = "fastrlm.dspy.tool/"
+#: ``llm_query(name, model=INPUT_MODEL)`` fetches input ``name`` while it is being sent.
+INPUT_MODEL = "fastrlm.dspy.input"
 #: The key of the JSON object ``SUBMIT`` delivers through ``FINAL``.
 SUBMIT_KEY = "__fastrlm_dspy_submit__"
 #: The exception ``SUBMIT`` raises to end the cell (a ``BaseException``: ``except Exception`` in
@@ -198,44 +201,47 @@ def context_value(value: object) -> object:
     return jsonable(value)
 
 
-def _expression(value: object) -> str:
-    """A Python expression, evaluated in the worker, that rebuilds ``value``."""
+def payload(value: object) -> tuple[str, str]:
+    """``value`` as ``(kind, text)`` for the worker to rebuild (:data:`_DECODERS`): a str as
+    it is, bytes as base64, a DataFrame as Parquet in base64 (dtypes kept; pandas' JSON table
+    form without pyarrow), anything else as JSON. Raises ``TypeError`` for a value that fits
+    none of these."""
     if isinstance(value, str):
-        return repr(value)
+        return "str", value
     if isinstance(value, bytes):
-        return f"__import__('base64').b64decode({base64.b64encode(value).decode('ascii')!r})"
+        return "bytes", base64.b64encode(value).decode("ascii")
     if is_dataframe(value):
-        return _dataframe_expression(value)
-    text = json.dumps(jsonable(value), ensure_ascii=False)
-    return f"_fastrlm_json.loads({text!r})"
-
-
-def _dataframe_expression(frame: Any) -> str:
-    """A DataFrame as Parquet (dtypes kept) when pyarrow is installed, else pandas' JSON table
-    form; pandas rebuilds it in the worker."""
-    try:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer)
-    except ImportError:
-        text = frame.to_json(orient="table", date_format="iso")
-        return (
-            "__import__('pandas').read_json(__import__('io').StringIO("
-            f"{text!r}), orient='table')"
-        )
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (
-        "__import__('pandas').read_parquet(__import__('io').BytesIO("
-        f"__import__('base64').b64decode({data!r})))"
-    )
-
-
-def assignment_cell(values: Mapping[str, object]) -> str:
-    """The cell that binds each of ``values`` (names already checked) in the namespace. Raises
-    ``TypeError`` for a value that cannot be sent."""
-    lines = ["import json as _fastrlm_json"]
-    for name, value in values.items():
+        frame: Any = value
         try:
-            lines.append(f"{name} = {_expression(value)}")
-        except TypeError as exc:
-            raise TypeError(f"input {name!r} cannot be sent to the sandbox: {exc}") from None
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer)
+        except ImportError:
+            return "frame_json", frame.to_json(orient="table", date_format="iso")
+        return "parquet", base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "json", json.dumps(jsonable(value), ensure_ascii=False)
+
+
+#: How the worker rebuilds each payload kind from its text (``t``).
+_DECODERS = {
+    "str": "t",
+    "bytes": "__import__('base64').b64decode(t)",
+    "json": "_fastrlm_json.loads(t)",
+    "parquet": "__import__('pandas').read_parquet(__import__('io').BytesIO("
+               "__import__('base64').b64decode(t)))",
+    "frame_json": "__import__('pandas').read_json(__import__('io').StringIO(t), orient='table')",
+}
+
+
+def assignment_cell(kinds: Mapping[str, str]) -> str:
+    """The cell that binds each input of ``kinds`` (name -> payload kind; names already
+    checked). Each value is fetched from the host as the answer of an ``llm_query`` addressed
+    to :data:`INPUT_MODEL` (a host call: off the cell's clock, and no source literal for the
+    worker to parse), then rebuilt by its kind's decoder."""
+    lines = [
+        "import json as _fastrlm_json",
+        f"def _fastrlm_input(name, _ask=llm_query):\n    return _ask(name, model={INPUT_MODEL!r})",
+    ]
+    for name, kind in kinds.items():
+        lines.append(f"{name} = (lambda t: {_DECODERS[kind]})(_fastrlm_input({name!r}))")
+    lines.append("del _fastrlm_input")
     return "\n".join(lines) + "\n"

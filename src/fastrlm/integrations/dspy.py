@@ -29,9 +29,11 @@ How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridg
 - **Variables**: an input is sent once, when it is new or its value changed (``dspy.RLM`` passes
   every input on every step). An input named ``context`` becomes the sandbox's ``context`` (the
   sealed, read-only buffer, decoded once); the worker is started with it when it first arrives,
-  and the cells run before it (DSPy's setup) are run again there. Other inputs are bound from
-  literals; a DataFrame arrives as a DataFrame (Parquet through pandas in the worker), except as
-  ``context``, which arrives as a list of row dicts.
+  and the cells run before it (DSPy's setup) are run again there. Other inputs are fetched by
+  an assignment cell through the host-call path (``llm_query`` to the reserved model name
+  ``fastrlm.dspy.input``, answered only while that cell runs): no source literal to parse, off
+  the cell's clock. A DataFrame arrives as a DataFrame (Parquet through pandas in the worker),
+  except as ``context``, which arrives as a list of row dicts.
 
 A cell whose ``variables`` are all private names (``_x``, ``__dspy_host_token``) is a *setup
 cell*: DSPy's facade install and ``SandboxSerializable`` inputs are. Setup cells are run again,
@@ -137,6 +139,11 @@ class _Bridge:
         self._interpreter = interpreter
 
     async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        if model == cells.INPUT_MODEL:
+            pending = self._interpreter._payloads
+            return [pending[name][1] if name in pending else
+                    error_text("unknown_model", f"no input {name!r} is being sent now")
+                    for name in prompts]
         if model is not None and model.startswith(cells.TOOL_MODEL_PREFIX):
             name = model[len(cells.TOOL_MODEL_PREFIX):]
             return [await self._tool_call(name, request) for request in prompts]
@@ -279,6 +286,7 @@ class FastRLMInterpreter:
         self._sandbox: Sandbox | None = None
         self._context: object = _NO_VALUE  # what the worker's `context` holds
         self._values: dict[str, object] = {}  # inputs bound in the namespace, by name
+        self._payloads: dict[str, tuple[str, str]] = {}  # what is being sent: (kind, text)
         self._fresh = True  # the worker holds none of them yet
         self._setup: list[str] = []  # setup cells, replayed on a new worker
         self._model_cells = 0  # cells run on this worker that were not setup cells
@@ -423,26 +431,28 @@ class FastRLMInterpreter:
         for _attempt in range(2):
             fresh, self._fresh = self._fresh, True
             values = {**self._values, **changed} if fresh else changed
+            self._payloads = await asyncio.to_thread(_payloads, values)
             steps = [cells.bind_cell(tools, self.output_fields)]
             if values:
-                try:
-                    steps.append(cells.assignment_cell(values))
-                except TypeError as exc:
-                    raise CodeInterpreterError(str(exc)) from None
+                steps.append(cells.assignment_cell(
+                    {name: kind for name, (kind, _) in self._payloads.items()}))
             if fresh:
                 steps += self._setup
-            for step in steps:
-                result = await self._cell(step)
-                if result.restarted:
-                    break
-                if result.error is not None:
-                    raise CodeInterpreterError(
-                        f"the interpreter could not prepare the sandbox: {result.error}"
-                    )
-            else:
-                self._values.update(changed)
-                self._fresh = False
-                return
+            try:
+                for step in steps:
+                    result = await self._cell(step)
+                    if result.restarted:
+                        break
+                    if result.error is not None:
+                        raise CodeInterpreterError(
+                            f"the interpreter could not prepare the sandbox: {result.error}"
+                        )
+                else:
+                    self._values.update(changed)
+                    self._fresh = False
+                    return
+            finally:
+                self._payloads = {}
         raise CodeInterpreterError("the sandbox worker was replaced twice while being prepared")
 
     async def _cell(self, code: str) -> ExecResult:
@@ -458,6 +468,30 @@ class FastRLMInterpreter:
                 cells.check_name(name, "tool", _TAKEN)
             if isinstance(name, str) and _PRIVATE.match(name):
                 raise ValueError(f"tool name {name!r} is taken by fastrlm's DSPy bridge")
+
+
+#: The largest payload of one input: it travels in one frame of the worker's protocol.
+MAX_INPUT_CHARS = 200 * 1024 * 1024
+
+
+def _payloads(values: dict[str, object]) -> dict[str, tuple[str, str]]:
+    """Each input's payload (:func:`._dspy_cells.payload`). Raises ``CodeInterpreterError``
+    naming an input that cannot be sent or is too large to."""
+    payloads = {}
+    for name, value in values.items():
+        try:
+            kind, text = cells.payload(value)
+        except TypeError as exc:
+            raise CodeInterpreterError(f"input {name!r} cannot be sent to the sandbox: {exc}"
+                                       ) from None
+        if len(text) > MAX_INPUT_CHARS:
+            raise CodeInterpreterError(
+                f"input {name!r} is {len(text):,} characters once encoded, over the "
+                f"{MAX_INPUT_CHARS:,} one input may take; pass it as `context` (the sandbox's "
+                "own buffer, any size its memory allows)"
+            )
+        payloads[name] = (kind, text)
+    return payloads
 
 
 def _same(a: object, b: object) -> bool:
