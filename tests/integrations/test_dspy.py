@@ -333,9 +333,10 @@ def test_protocol_edges(interpreter: FastRLMInterpreter, monkeypatch: pytest.Mon
     assert interpreter.execute("print(good + 1)", {"good": 2}) == "3"  # the refusal left no trace
     fetched = interpreter.execute("print(llm_query('good', model='fastrlm.dspy.input'))")
     assert "no input 'good' is being sent now" in fetched  # inputs are served only while sent
-    monkeypatch.setattr(bridge, "MAX_INPUT_CHARS", 10)
-    with pytest.raises(CodeInterpreterError, match="pass it as `context`"):
-        interpreter.execute("1", {"long": "y" * 11})
+    monkeypatch.setattr(bridge, "MAX_INPUT_BYTES", 60)
+    assert interpreter.execute("print(len(fits))", {"fits": "y" * 60}) == "60"
+    with pytest.raises(CodeInterpreterError, match="takes 62 bytes .* pass it as `context`"):
+        interpreter.execute("1", {"long": "\u00e9" * 31})  # 31 characters, 2 bytes each
     with pytest.raises(CodeInterpreterError, match="make a new interpreter for another one"):
         interpreter.execute("1", {"context": "one"})
         interpreter.execute("1", {"context": "two"})

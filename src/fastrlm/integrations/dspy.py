@@ -57,6 +57,7 @@ from .._exceptions import MissingExtraError, SandboxError
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
 from ..sandbox._hostcalls import error_text
 from ..sandbox._layers import KINDS
+from ..sandbox._protocol import MAX_FRAME_BYTES
 from . import _dspy_cells as cells
 
 try:
@@ -470,8 +471,17 @@ class FastRLMInterpreter:
                 raise ValueError(f"tool name {name!r} is taken by fastrlm's DSPy bridge")
 
 
-#: The largest payload of one input: it travels in one frame of the worker's protocol.
-MAX_INPUT_CHARS = 200 * 1024 * 1024
+#: The largest payload of one input, in bytes of the frame it travels in (the worker's
+#: protocol caps a frame at ``MAX_FRAME_BYTES``; the rest is room for the frame's other fields).
+MAX_INPUT_BYTES = MAX_FRAME_BYTES - 1024 * 1024
+
+
+def _frame_bytes(text: str) -> int:
+    """How many bytes ``text`` takes in a frame (JSON, UTF-8): measured only when it might not
+    fit, since no character takes more than 6."""
+    if len(text) * 6 <= MAX_INPUT_BYTES:
+        return len(text)
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
 
 
 def _payloads(values: dict[str, object]) -> dict[str, tuple[str, str]]:
@@ -484,10 +494,11 @@ def _payloads(values: dict[str, object]) -> dict[str, tuple[str, str]]:
         except TypeError as exc:
             raise CodeInterpreterError(f"input {name!r} cannot be sent to the sandbox: {exc}"
                                        ) from None
-        if len(text) > MAX_INPUT_CHARS:
+        size = _frame_bytes(text)
+        if size > MAX_INPUT_BYTES:
             raise CodeInterpreterError(
-                f"input {name!r} is {len(text):,} characters once encoded, over the "
-                f"{MAX_INPUT_CHARS:,} one input may take; pass it as `context` (the sandbox's "
+                f"input {name!r} takes {size:,} bytes once encoded, over the "
+                f"{MAX_INPUT_BYTES:,} one input may take; pass it as `context` (the sandbox's "
                 "own buffer, any size its memory allows)"
             )
         payloads[name] = (kind, text)
