@@ -357,6 +357,18 @@ async def test_the_bridge_answers_the_generic_tool_call_too() -> None:
         assert (await host.call_tool(missing, {}))["kind"] == "unknown_tool"
 
 
+def test_inputs_json_cannot_hold_are_interpreter_errors_and_leave_it_usable() -> None:
+    nested: list[Any] = []
+    for _ in range(5000):
+        nested = [nested]
+    with FastRLMInterpreter() as made:
+        with pytest.raises(CodeInterpreterError, match="`context` input cannot be sent.*flatten"):
+            made.execute("1", {"context": nested})
+        with pytest.raises(CodeInterpreterError, match="input 'deep' cannot be sent.*flatten"):
+            made.execute("1", {"deep": nested})
+        assert made.execute("print('still fine')") == "still fine"
+
+
 def test_bad_options_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
         FastRLMInterpreter.factory(sandbox="docker")

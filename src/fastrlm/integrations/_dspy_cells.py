@@ -176,6 +176,8 @@ def jsonable(value: Any) -> Any:
     try:
         json.dumps(value, allow_nan=True)
         return value
+    except RecursionError:
+        raise TypeError("it is nested too deeply for JSON; flatten it") from None
     except (TypeError, ValueError):
         pass
     if isinstance(value, (set, frozenset)):

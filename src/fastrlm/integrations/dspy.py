@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, ClassVar, TypeVar
 
-from .._exceptions import MissingExtraError, SandboxError
+from .._exceptions import ContextError, MissingExtraError, SandboxError
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
 from ..sandbox._hostcalls import error_text
 from ..sandbox._layers import KINDS
@@ -410,10 +410,14 @@ class FastRLMInterpreter:
             shipped = None if context is None else cells.context_value(context)
         except TypeError as exc:
             raise CodeInterpreterError(f"the `context` input cannot be sent: {exc}") from None
-        sandbox = create_sandbox(self.sandbox_kind, self.limits)
+        try:
+            sandbox = create_sandbox(self.sandbox_kind, self.limits)
+        except SandboxError as exc:
+            raise CodeInterpreterError(f"the fastrlm sandbox cannot start here: {exc} (see "
+                                       "`fastrlm doctor`)") from exc
         try:
             await sandbox.start(shipped, _Bridge(self))
-        except SandboxError as exc:
+        except (SandboxError, ContextError) as exc:
             await sandbox.close()
             raise CodeInterpreterError(f"the fastrlm sandbox did not start: {exc}") from exc
         self._sandbox = sandbox
