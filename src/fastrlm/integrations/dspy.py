@@ -403,13 +403,13 @@ class FastRLMInterpreter:
     async def _start_worker(self, context: object) -> None:
         """A new worker holding ``context``, replacing the current one (DSPy's setup cells are
         replayed on it by :meth:`_prepare`)."""
-        if self._sandbox is not None:
-            old, self._sandbox = self._sandbox, None
-            await old.close()
         try:
             shipped = None if context is None else cells.context_value(context)
         except TypeError as exc:
             raise CodeInterpreterError(f"the `context` input cannot be sent: {exc}") from None
+        if self._sandbox is not None:
+            old, self._sandbox = self._sandbox, None
+            await old.close()
         try:
             sandbox = create_sandbox(self.sandbox_kind, self.limits)
         except SandboxError as exc:
