@@ -8,7 +8,7 @@ build their source, and read back what they deliver.
 - :func:`payload` and :func:`assignment_cell` (run when an input is new or changed): the
   cell binds each input from its payload, which it fetches from the host as the answer of an
   ``llm_query`` addressed to :data:`INPUT_MODEL`; so each input crosses to the worker once.
-- :func:`submitted` / :func:`is_submit_stop`: reading ``SUBMIT``'s delivery back.
+- :func:`submitted`: reading ``SUBMIT``'s delivery back.
 
 Everything here is text handling on the host; the generated cells use the standard library
 only (and ``pandas`` for a DataFrame input, imported in the worker from the host's packages).
@@ -30,9 +30,9 @@ INPUT_MODEL = "fastrlm.dspy.input"
 #: The key of the JSON object ``SUBMIT`` delivers through ``FINAL``.
 SUBMIT_KEY = "__fastrlm_dspy_submit__"
 #: The exception ``SUBMIT`` raises to end the cell (a ``BaseException``: ``except Exception`` in
-#: model code does not stop it), and how the REPL's error text ends when it did.
+#: model code does not stop it). The cell's answer is already delivered, so the error it leaves
+#: is never shown: a delivered answer wins over the cell's error.
 SUBMIT_STOP = "_FastrlmSubmitted"
-_SUBMIT_STOP_LINE = f"{SUBMIT_STOP}: SUBMIT"
 
 _BIND_TEMPLATE = '''\
 import json as _fastrlm_json
@@ -139,11 +139,6 @@ def bind_cell(tool_names: list[str], output_fields: list[dict[str, Any]] | None)
         stop=SUBMIT_STOP, prefix=TOOL_MODEL_PREFIX, key=SUBMIT_KEY, tools=list(tool_names),
         names=names,
     )
-
-
-def is_submit_stop(error: str | None) -> bool:
-    """True when a cell's error text is only ``SUBMIT`` ending the cell."""
-    return error is not None and error.rstrip().rsplit("\n", 1)[-1] == _SUBMIT_STOP_LINE
 
 
 def submitted(text: str) -> dict[str, Any] | None:
