@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     home = tmp_path / "fastrlm-home"
     monkeypatch.setenv("FASTRLM_HOME", str(home))
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "FASTRLM_MODEL",
-                 "FASTRLM_SUB_MODEL", "OPENROUTER_API_KEY"):
+                 "FASTRLM_SUB_MODEL", "OPENROUTER_API_KEY", "FASTRLM_OTEL"):
         monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:  # no spans sent anywhere
+        monkeypatch.delenv(name)
     yield home

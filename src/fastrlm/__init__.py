@@ -7,6 +7,7 @@ from ._core.limits import Limits
 from ._core.prompts import Prompts
 from ._core.result import RLMResult
 from ._core.stop import StopReason
+from ._core.tools import Tool
 from ._exceptions import (
     AuthenticationError,
     BudgetExceededError,
@@ -56,6 +57,7 @@ __all__ = [
     "SandboxUnavailableError",
     "StopReason",
     "TokenUsage",
+    "Tool",
     "Usage",
     "UsageSummary",
     "WorkerCrashedError",

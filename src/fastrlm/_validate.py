@@ -125,6 +125,7 @@ LIMITS_RULES: dict[str, Rule] = {
     "worker_memory_mb": count(64, maximum=1 << 20, optional=True),  # None: from the context
     "scratch_mb": count(1, maximum=1 << 20),
     "max_answer_chars": count(1),
+    "max_tool_rounds": count(1, maximum=100),
 }
 
 #: A :class:`fastrlm.Price` (USD per million tokens).

@@ -19,6 +19,8 @@ from ._core.events import (
     SubcallFinished,
     SubcallsRefused,
     SubcallStarted,
+    ToolFinished,
+    ToolStarted,
     event_from_dict,
 )
 
@@ -41,5 +43,7 @@ __all__ = [
     "SubcallFinished",
     "SubcallStarted",
     "SubcallsRefused",
+    "ToolFinished",
+    "ToolStarted",
     "event_from_dict",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -18,6 +19,7 @@ class FakeBridge:
     def __init__(self) -> None:
         self.llm_calls: list[tuple[list[str], str | None]] = []
         self.rlm_calls: list[tuple[list[str], list[object] | None, str | None]] = []
+        self.tool_calls: list[tuple[str, dict[str, object]]] = []
 
     @property
     def llm_prompts(self) -> int:
@@ -33,6 +35,10 @@ class FakeBridge:
         self.rlm_calls.append((list(prompts), contexts, model))
         ctxs = contexts if contexts is not None else [None] * len(prompts)
         return [f"child:{p}|{c}" for p, c in zip(prompts, ctxs, strict=True)]
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        self.tool_calls.append((name, dict(arguments)))
+        return {"ok": True, "json": json.dumps({"tool": name, "arguments": arguments})}
 
 
 MakeSandbox = Callable[..., Awaitable[Sandbox]]

@@ -15,11 +15,18 @@ from fastrlm.sandbox import RESERVED_NAMES, Sandbox, _base, _hostcalls
 from fastrlm.sandbox._hostcalls import (
     MAX_BATCH_PROMPTS,
     HostRequest,
+    ToolError,
+    ToolParam,
+    ToolSpec,
     dispatch,
     error_text,
     model_request,
     one_answer_per_prompt,
+    tool_reply,
+    tool_request,
+    tool_value,
     wire_request,
+    wire_tool_request,
 )
 from fastrlm.sandbox._runtime import ReplRuntime
 
@@ -354,3 +361,110 @@ def test_every_error_answer_in_the_package_is_built_by_error_text() -> None:
     documented = (root.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
     for kind in _hostcalls.ERROR_KINDS:
         assert f"`{kind}`" in documented
+
+
+# ---------------------------------------------------------------------- host tools (the tool op)
+
+SPEC = ToolSpec("find", (ToolParam("q", "positional_or_keyword", None, "str"),
+                         ToolParam("k", "keyword_only", "5", "int")), "list", "Find things.")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"name": 5, "arguments": {}}, {"name": "not an identifier", "arguments": {}},
+     {"name": "x" * 65, "arguments": {}}, {"name": "find", "arguments": [1]},
+     {"name": "find", "arguments": {1: 2}}, {"name": "find"}, ["find"]],
+)
+def test_a_forged_tool_request_is_refused(payload: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        wire_tool_request(payload)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [None, "text", {"ok": True}, {"ok": True, "json": 5}, {"ok": False, "kind": "Bad Kind",
+     "message": "m"}, {"ok": False, "kind": "x"}, {"ok": "yes", "json": "1"}, [1]],
+)
+def test_a_malformed_tool_reply_becomes_bad_answer(reply: object) -> None:
+    fixed = tool_reply(reply)
+    assert fixed == {"ok": False, "kind": "bad_answer",
+                     "message": "the host answered the tool call with no result"}
+    with pytest.raises(ToolError, match=r"find: the host answered .* \[bad_answer\]"):
+        tool_value("find", fixed)
+
+
+def test_tool_arguments_and_results_are_json_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tool_request("find", {"q": (1, 2)}) == {"name": "find", "arguments": {"q": [1, 2]}}
+    with pytest.raises(TypeError, match="must be JSON"):
+        tool_request("find", {"q": {1, 2}})
+    with pytest.raises(TypeError, match="must be JSON"):
+        tool_request("find", {"q": float("inf")})
+    monkeypatch.setattr(_hostcalls, "MAX_TOOL_JSON_CHARS", 100)
+    with pytest.raises(ValueError, match="over the limit of 100"):
+        tool_request("find", {"q": "x" * 200})
+    assert tool_value("find", {"ok": True, "json": '{"a": [1]}'}) == {"a": [1]}
+    with pytest.raises(ToolError) as raised:
+        tool_value("find", {"ok": False, "kind": "tool_timeout", "message": "slow"})
+    assert raised.value.kind == "tool_timeout" and raised.value.tool == "find"
+
+
+def test_a_tool_spec_round_trips_and_renders_its_signature() -> None:
+    assert ToolSpec.from_wire(SPEC.to_wire()) == SPEC
+    assert SPEC.signature_text() == "find(q: str, *, k: int = 5) -> list"
+    only = ToolSpec("f", (ToolParam("a", "positional_only"), ToolParam("b", "var_positional"),
+                          ToolParam("c", "var_keyword")))
+    assert only.signature_text() == "f(a, /, *b, **c)"
+
+
+class _ToolRaising(FakeBridge):
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        raise RuntimeError("the bridge broke")
+
+
+class _ToolSloppy(FakeBridge):
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return {"ok": True, "json": object()}  # type: ignore[dict-item]
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["none", "auto"])
+async def test_a_broken_bridge_gives_the_cell_a_tool_error_on_both_sandboxes(
+    make_sandbox: MakeSandbox, kind: str
+) -> None:
+    for fake, expected in ((_ToolRaising(), "host_error"), (_ToolSloppy(), "bad_answer")):
+        sb = await make_sandbox(kind, fake=fake, tools=(SPEC,))
+        result = await sb.execute("try:\n    find('a')\nexcept Exception as e:\n"
+                                  "    print(type(e).__name__, e.kind)")
+        assert result.stdout.strip() == f"ToolError {expected}", result
+        await assert_alive(sb)
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["none", "auto"])
+async def test_a_tool_call_reaches_the_bridge_with_bound_arguments(
+    make_sandbox: MakeSandbox, bridge: FakeBridge, kind: str
+) -> None:
+    sb = await make_sandbox(kind, tools=(SPEC,))
+    result = await sb.execute("print(find('a', k=2))\nprint(find(q='b'))")
+    assert result.error is None, result.error
+    assert bridge.tool_calls == [("find", {"q": "a", "k": 2}), ("find", {"q": "b"})]
+    result = await sb.execute("find = 1")
+    assert "find" in result.restored
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("payload", ["{'name': 'find', 'arguments': [1]}",
+                                     "{'name': 5, 'arguments': {}}",
+                                     "{'name': 'find', 'arguments': {'q': 'x'}, 'x': 1}"])
+async def test_a_forged_worker_tool_call_is_a_protocol_violation(
+    make_sandbox: MakeSandbox, bridge: FakeBridge, payload: str
+) -> None:
+    sb = await make_sandbox("auto", tools=(SPEC,))
+    result = await sb.execute(f"{HAND}('tool', {payload})")
+    if "'x': 1" in payload:  # extra fields are ignored: the call is well-formed
+        assert not result.restarted and bridge.tool_calls == [("find", {"q": "x"})]
+        return
+    assert result.restarted and result.error is not None
+    assert "broke the protocol" in result.error and "malformed 'tool' frame" in result.error
+    assert bridge.tool_calls == []
+    await assert_alive(sb)

@@ -13,14 +13,14 @@ import asyncio
 import hashlib
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._exceptions import BudgetExceededError, ProviderError
 from .._pricing import PriceTable
 from .._windows import subcall_window_chars
-from ..lm._base import LM, ChatMessage, LMResponse
+from ..lm._base import LM, ChatMessage, LMResponse, ToolSchema, message_bytes
 from ..sandbox._hostcalls import error_text
 from .events import (
     BudgetWarning,
@@ -41,6 +41,7 @@ from .ledger import (
 )
 from .limits import Limits
 from .stop import StopReason
+from .tools import ToolCounter
 
 log = logging.getLogger("fastrlm")
 
@@ -79,6 +80,7 @@ class CallTree:
     limiter: asyncio.Semaphore = field(init=False)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     child_limiters: dict[int, asyncio.Semaphore] = field(default_factory=dict)
+    tool_counter: ToolCounter = field(default_factory=ToolCounter)
 
     def __post_init__(self) -> None:
         self.limiter = asyncio.Semaphore(self.limits.max_concurrency)
@@ -101,13 +103,15 @@ class CallTree:
         depth: int,
         on_admitted: Callable[[Reservation], None] | None = None,
         emit: Callable[[Event], None] | None = None,
+        tools: Sequence[ToolSchema] | None = None,
     ) -> tuple[LMResponse, Booking]:
         """Send one call of run ``run_id`` through the ledger. Raises BudgetExceededError (never
         sent) or ProviderError (sent, failed; every attempt booked). ``on_admitted`` gets the
         reservation once the ledger let the call through (its ``booking()`` is what the call cost
         so far). A limit this call takes past its warning mark is reported as a
-        ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's)."""
-        size = sum(len(m["content"].encode("utf-8", "surrogatepass")) for m in messages)
+        ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's). ``tools`` are
+        offered to a provider with native tool calling (``lm.supports_tools``)."""
+        size = sum(message_bytes(m) for m in messages)
         bound = input_token_bound(0, size, len(messages))
         ledger = self.ledger
         async with self.limiter:
@@ -119,7 +123,12 @@ class CallTree:
                 on_admitted(reservation)
             gate = current_gate.set(AttemptGate(ledger, reservation))
             try:
-                response = await lm.complete(messages, max_tokens=reservation.max_tokens)
+                if tools is None:
+                    response = await lm.complete(messages, max_tokens=reservation.max_tokens)
+                else:
+                    response = await lm.complete(  # type: ignore[call-arg]
+                        messages, max_tokens=reservation.max_tokens, tools=tools
+                    )
             except BaseException as exc:
                 ledger.fail(reservation, exc)
                 self._warn(run_id, depth, emit or self.emit)
@@ -134,18 +143,25 @@ class CallTree:
         for resource, fraction in self.ledger.new_warnings():
             emit(BudgetWarning(run_id=run_id, depth=depth, resource=resource, fraction=fraction))
 
+    def window_refusal(self, lm: LM, chars: int, what: str) -> SubcallOutcome | None:
+        """The ``prompt_too_long`` answer when ``chars`` is over ``lm``'s sub-call window."""
+        window = subcall_window_chars(
+            lm.model, self.limits.sub_max_tokens, self.limits.subcall_window_chars
+        )
+        if chars <= window:
+            return None
+        return SubcallOutcome(error_text(
+            "prompt_too_long", f"{chars:,} characters for sub-model {lm.model}, over its "
+            f"window of {window:,} characters; {what}"
+        ))
+
     async def subcall(
         self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account
     ) -> SubcallOutcome:
         """One ``llm_query``: never raises; failures and refusals come back as error text."""
-        window = subcall_window_chars(
-            lm.model, self.limits.sub_max_tokens, self.limits.subcall_window_chars
-        )
-        if len(prompt) > window:
-            return SubcallOutcome(error_text(
-                "prompt_too_long", f"{len(prompt):,} characters for sub-model {lm.model}, over "
-                f"its window of {window:,} characters; split it into smaller prompts"
-            ))
+        refusal = self.window_refusal(lm, len(prompt), "split it into smaller prompts")
+        if refusal is not None:
+            return refusal
         try:
             self.ledger.check_subcall_slot()
         except BudgetExceededError as exc:
@@ -159,7 +175,28 @@ class CallTree:
             return _refused(exc)
         if hit is not None:
             return SubcallOutcome(hit[0].text)
-        call_id = f"c{next(self._ids)}"
+        answered = await self.sub_round(lm, messages, prompt, run_id=run_id, depth=depth,
+                                        account=account)
+        if isinstance(answered, SubcallOutcome):
+            return answered
+        response = answered[0]
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, response)
+        return SubcallOutcome(response.text)
+
+    def new_call_id(self) -> str:
+        return f"c{next(self._ids)}"
+
+    async def sub_round(
+        self, lm: LM, messages: Sequence[ChatMessage], prompt: str, *, run_id: str,
+        depth: int, account: Account, tools: Sequence[ToolSchema] | None = None,
+        round: int = 0, agent_id: str | None = None, call_id: str | None = None,
+    ) -> tuple[LMResponse, Booking] | SubcallOutcome:
+        """One sub-model call (a plain sub-call, or one round of a sub-agent) through the
+        ledger, counted as a sub-call, with its ``subcall.started`` / ``subcall.finished``
+        events (``prompt`` is what they describe). Never raises but for cancellation: a
+        refusal or a failure comes back as the :class:`SubcallOutcome` to answer with."""
+        call_id = call_id or self.new_call_id()
         digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
         held: list[Reservation] = []
 
@@ -175,6 +212,8 @@ class CallTree:
                     prompt_sha256=digest,
                     prompt_preview=preview(prompt),
                     prompt=prompt if self.limits.trace_full_prompts else None,
+                    round=round,
+                    agent_id=agent_id,
                 )
             )
 
@@ -183,26 +222,28 @@ class CallTree:
                 lm,
                 messages,
                 subcall=True,
-                max_tokens=max_tokens,
+                max_tokens=self.limits.sub_max_tokens,
                 account=account,
                 run_id=run_id,
                 depth=depth,
                 on_admitted=admitted,
+                tools=tools,
             )
         except BudgetExceededError as exc:
             return _refused(exc)
         except ProviderError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            self._finished(call_id, lm, run_id, depth, None, held[0].booking(), error)
+            self._finished(call_id, lm, run_id, depth, None, held[0].booking(), error,
+                           round=round, agent_id=agent_id)
             return SubcallOutcome(error_text("subcall_failed", error))
         except asyncio.CancelledError:
             if held:
-                self._finished(call_id, lm, run_id, depth, None, held[0].booking(), "cancelled")
+                self._finished(call_id, lm, run_id, depth, None, held[0].booking(), "cancelled",
+                               round=round, agent_id=agent_id)
             raise
-        self._finished(call_id, lm, run_id, depth, response, booking, None)
-        if key is not None and self.cache is not None:
-            await self.cache.put(key, response)
-        return SubcallOutcome(response.text)
+        self._finished(call_id, lm, run_id, depth, response, booking, None, round=round,
+                       agent_id=agent_id)
+        return response, booking
 
     async def root_call(
         self, lm: LM, messages: Sequence[ChatMessage], *, subcall: bool, max_tokens: int,
@@ -250,6 +291,9 @@ class CallTree:
         response: LMResponse | None,
         booking: Booking,
         error: str | None,
+        *,
+        round: int = 0,
+        agent_id: str | None = None,
     ) -> None:
         self.emit(
             SubcallFinished(
@@ -267,20 +311,25 @@ class CallTree:
                 error=error,
                 response_chars=len(response.text) if response else 0,
                 response_preview=preview(response.text) if response else "",
+                round=round,
+                agent_id=agent_id,
+                tool_calls=len(response.tool_calls) if response else 0,
             )
         )
 
     async def batch(
-        self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account
+        self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account,
+        answer: Callable[[str], Awaitable[SubcallOutcome]] | None = None,
     ) -> tuple[list[str], StopReason | None]:
         """``llm_query_batched``: all prompts concurrently under the tree's limit, answers in
-        order, exactly one per prompt. Returns the refusal reason if the gate refused any."""
-        outcomes = await asyncio.gather(
-            *(
-                self.subcall(lm, p, run_id=run_id, depth=depth, account=account)
-                for p in prompts
-            )
-        )
+        order, exactly one per prompt. Returns the refusal reason if the gate refused any.
+        ``answer`` answers one prompt (default: a plain :meth:`subcall`; a sub-agent with
+        tools passes its own)."""
+        if answer is None:
+            def answer(p: str) -> Awaitable[SubcallOutcome]:
+                return self.subcall(lm, p, run_id=run_id, depth=depth, account=account)
+
+        outcomes = await asyncio.gather(*(answer(p) for p in prompts))
         refused = [o for o in outcomes if o.refused is not None]
         reason = refused[0].refused if refused else None
         if refused and reason is not None:

@@ -110,6 +110,8 @@ class SubcallStarted(Event):
     prompt_sha256: str
     prompt_preview: str
     prompt: str | None = None  # only with full tracing
+    round: int = 0  # a sub-agent's tool round (1, 2, ...); 0 for a plain sub-call
+    agent_id: str | None = None  # a sub-agent's rounds share the call_id of its first round
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +132,35 @@ class SubcallFinished(Event):
     response_preview: str
     attempts: int = 1
     anomaly: str | None = None
+    round: int = 0
+    agent_id: str | None = None
+    tool_calls: int = 0  # tool calls the sub-model asked for in this round
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolStarted(Event):
+    """A host tool was called: by root code (``subcall_id`` None) or by a sub-agent (the
+    ``call_id`` of its first round). Arguments appear as a preview only."""
+
+    type: ClassVar[str] = "tool.started"
+    call_id: str
+    tool: str
+    arguments_preview: str
+    subcall_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolFinished(Event):
+    """A host tool call ended: ``error`` is ``"<kind>: <message>"`` when it failed."""
+
+    type: ClassVar[str] = "tool.finished"
+    call_id: str
+    tool: str
+    duration_s: float
+    error: str | None
+    result_chars: int
+    result_preview: str
+    subcall_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,6 +248,7 @@ class RunFinished(Event):
     subcalls_refused: int = 0
     subcalls_failed: int = 0
     limited_by: str | None = None
+    tool_calls: int = 0  # host tool calls of the whole tree (depth 0 only)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -234,6 +266,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ChildRunFinished,
         SandboxStarted,
         SandboxRestarted,
+        ToolStarted,
+        ToolFinished,
         BudgetWarning,
         FinalAnswer,
         RunFinished,

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable
@@ -25,6 +25,11 @@ from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
 from .stop import StopReason
+from .sub_agent import PROTOCOLS
+from .tools import Tool, as_tools
+
+if TYPE_CHECKING:
+    from ..telemetry import Telemetry
 
 log = logging.getLogger("fastrlm")
 
@@ -57,6 +62,16 @@ class RLM:
     ``trace=True`` writes a JSONL trace under ``$FASTRLM_HOME/traces`` (a path or a TraceWriter
     also work). ``cache`` is a sub-call cache such as :class:`fastrlm.lm.SubcallCache`.
     ``subcalls=False`` removes ``llm_query``/``rlm_query`` (the paper's ablation).
+    ``telemetry=True`` (or a :class:`fastrlm.telemetry.Telemetry`) makes OpenTelemetry spans of
+    every run (the ``otel`` extra); ``None`` leaves it to ``FASTRLM_OTEL`` and the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables.
+
+    ``tools`` (plain or async functions, or :class:`~fastrlm.Tool`) appear in the REPL as
+    functions with their signatures and run on the host, each call under its timeout; the
+    system prompt lists them. ``sub_tools`` make every ``llm_query`` a small tool-calling agent
+    on the sub-model (at most ``Limits.max_tool_rounds`` rounds, each one sub-call through the
+    budget): natively for providers with tool calling, else by the JSON fallback
+    (``sub_tool_protocol``: ``"auto"``, ``"native"`` or ``"json"``).
 
     The configuration is built and checked once, here, and never changes: ``budget``,
     ``limits``, ``sandbox`` and the other settings are read-only. One run takes its own
@@ -82,8 +97,15 @@ class RLM:
         subcalls: bool = True,
         base_url: str | None = None,
         api_key: str | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] | None = None,
+        sub_tools: Sequence[Callable[..., Any] | Tool] | None = None,
+        sub_tool_protocol: str = "auto",
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+        root_tools = as_tools(tools, "tools")
+        agent_tools = as_tools(sub_tools, "sub_tools")
+        check_choice("sub_tool_protocol", sub_tool_protocol, PROTOCOLS)
         limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
         from ..sandbox._layers import KINDS
 
@@ -131,8 +153,11 @@ class RLM:
             model=spec, sub_model=sub_spec, budget=budget, limits=limits, sandbox=sandbox,
             child_models=child_models, models=models, prompts=prompts, prices=prices,
             on_event=on_event, trace=trace, cache=cache, cache_sampled=cache_sampled,
-            subcalls=subcalls, base_url=base_url, api_key=api_key,
+            subcalls=subcalls, base_url=base_url, api_key=api_key, tools=tools,
+            sub_tools=sub_tools, sub_tool_protocol=sub_tool_protocol, telemetry=telemetry,
         )
+        from ..telemetry import span_recorder_factory  # imports OpenTelemetry only when on
+
         self._config = RunConfig(
             root_lm=root_lm,
             sub_lm=sub_lm,
@@ -148,6 +173,10 @@ class RLM:
             cache_sampled=cache_sampled,
             trace=trace,
             callbacks=callbacks,
+            tools=root_tools,
+            sub_tools=agent_tools,
+            sub_tool_protocol=sub_tool_protocol,
+            telemetry=span_recorder_factory(telemetry),
         )
 
     # ------------------------------------------------------------------ configuration
@@ -189,6 +218,21 @@ class RLM:
     @property
     def trace(self) -> bool | str | Path | EventCallback:
         return self._config.trace
+
+    @property
+    def tools(self) -> tuple[Tool, ...]:
+        """Host tools the root's REPL offers as functions (``RLM(tools=...)``)."""
+        return self._config.tools
+
+    @property
+    def sub_tools(self) -> tuple[Tool, ...]:
+        """Host tools a sub-LLM may call from ``llm_query`` (``RLM(sub_tools=...)``)."""
+        return self._config.sub_tools
+
+    @property
+    def telemetry(self) -> bool:
+        """Whether runs make OpenTelemetry spans (``RLM(telemetry=...)`` or the environment)."""
+        return self._config.telemetry is not None
 
     @property
     def root_lm(self) -> LM:
@@ -307,6 +351,8 @@ class RLM:
         writer = _trace_writer(config)
         if writer is not None:
             callbacks.append(writer)
+        if config.telemetry is not None:  # made here: the caller's current span is its parent
+            callbacks.append(config.telemetry())
         ledger = BudgetLedger(config.budget)
         tree = CallTree(
             ledger=ledger,
@@ -345,6 +391,7 @@ class RLM:
             subcalls_failed=ledger.subcalls_failed,
             limited_by=ledger.limited_by,
             requests=ledger.requests,
+            tool_calls=tree.tool_counter.total,
         )
         if outcome.stop_reason is StopReason.ERROR:
             error = outcome.exception or RLMError(outcome.error or "the run failed")
@@ -388,7 +435,7 @@ class RLM:
 #: The RLM's read-only settings, and the RLM() keyword each one comes from.
 _SETTINGS = frozenset({
     "budget", "limits", "sandbox", "prompts", "prices", "subcalls", "cache", "cache_sampled",
-    "trace", "root_lm", "sub_lm", "child_lms",
+    "trace", "root_lm", "sub_lm", "child_lms", "tools", "sub_tools", "telemetry",
 })
 _ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_models"}
 #: Settings a single run may override.

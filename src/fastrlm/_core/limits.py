@@ -30,6 +30,8 @@ class Limits:
     - ``max_answer_chars``: the longest answer a cell may deliver; longer ones are refused with
       a message to the model, and the run goes on.
     - ``worker_env``: variables added to the worker's otherwise empty environment.
+    - ``max_tool_rounds``: with ``RLM(sub_tools=...)``, the tool rounds one ``llm_query`` may
+      take before its sub-model must answer (each round is one sub-call).
     """
 
     max_concurrency: int = 64
@@ -46,6 +48,7 @@ class Limits:
     scratch_mb: int = 512
     max_answer_chars: int = 64 * 1024 * 1024
     worker_env: dict[str, str] = field(default_factory=dict, hash=False)
+    max_tool_rounds: int = 8
 
     def __post_init__(self) -> None:
         """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and

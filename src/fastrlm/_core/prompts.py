@@ -7,6 +7,7 @@ model is never told one limit while another is enforced.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SYSTEM = """\
@@ -45,6 +46,37 @@ Far faster than calling llm_query in a loop; use it for chunk-by-chunk work.
 few large calls to thousands of tiny ones, filter with code first when only some parts matter, \
 and ask for short structured answers (a number, a list, one line per item) that code can combine.
 """
+
+HOST_TOOLS = """\
+- Host tools: functions that run outside the REPL (they may reach networks, files or services \
+the REPL cannot). Call them from code like any function; arguments and results are JSON (str, \
+numbers, lists, dicts), and a failed call raises `ToolError` in your code:
+{tools}
+"""
+
+HOST_TOOL_LINE = "  - `{signature}`{description}"
+
+MODELS_NOTE = """\
+- `llm_query`, `llm_query_batched`, `rlm_query` and `rlm_query_batched` take `model=` to pick \
+one of these models by name: {models}. Without it, the default is used.
+"""
+
+SUB_TOOLS_JSON = """\
+You can call tools before you answer. To call one, reply with only a JSON object and nothing \
+else: {{"tool": "<name>", "arguments": {{...}}}} (or a JSON list of such objects to call \
+several). The results come back in the next message. When you have the answer, reply with the \
+answer as plain text (not JSON of that form). The tools:
+{tools}"""
+
+SUB_TOOLS_RESULTS = """\
+{results}
+
+{rounds_left} tool round(s) left. Call more tools with the same JSON form, or reply with the \
+answer as plain text."""
+
+SUB_TOOLS_DONE = """\
+You have used all {rounds} tool rounds. Reply now with your answer as plain text, from what \
+the tools gave you; no more tool calls."""
 
 RLM_NOTE_RECURSIVE = """\
 hand a sub-problem to a child of your own kind, with its own REPL and `context` (default: the \
@@ -166,7 +198,12 @@ class Prompts:
     sub-call window in characters: the sub-model's real one, or ``subcall_capacity_chars`` when
     that is smaller) and ``{half}``; ``subcall_tools`` also ``{rlm_note}``. The ``*_subcalls``
     variants are used when sub-calls are on, the ``*_no_subcalls`` ones when they are off.
-    :meth:`paper` gives the paper's prompts."""
+    With ``RLM(tools=...)`` the REPL-function list (the ``{subcall_tools}`` field) gains
+    ``host_tools`` (``{tools}``: one ``host_tool_line`` per tool, with ``{signature}`` and
+    ``{description}``); with several models, ``models_note`` (``{models}``). A sub-agent on the
+    JSON fallback is told ``sub_tools_json`` (``{tools}``), gets results in
+    ``sub_tools_results`` (``{results}``, ``{rounds_left}``) and ``sub_tools_done``
+    (``{rounds}``) when its rounds are used up. :meth:`paper` gives the paper's prompts."""
 
     system: str = SYSTEM
     subcall_tools: str = SUBCALL_TOOLS
@@ -190,6 +227,12 @@ class Prompts:
     role_subcalls: str = ""
     role_no_subcalls: str = ""
     subcall_capacity_chars: int | None = None
+    host_tools: str = HOST_TOOLS
+    host_tool_line: str = HOST_TOOL_LINE
+    models_note: str = MODELS_NOTE
+    sub_tools_json: str = SUB_TOOLS_JSON
+    sub_tools_results: str = SUB_TOOLS_RESULTS
+    sub_tools_done: str = SUB_TOOLS_DONE
 
     @classmethod
     def paper(cls, preset: str) -> Prompts:
@@ -238,17 +281,30 @@ class Prompts:
         subcalls: bool,
         recursive: bool,
         budget_text: str,
+        tools: Sequence[tuple[str, str]] = (),
+        models: Sequence[str] = (),
     ) -> str:
         """The system prompt. ``window_chars`` is the enforced sub-call window; the model is told
-        it, or ``subcall_capacity_chars`` when that is smaller (never more than is enforced)."""
+        it, or ``subcall_capacity_chars`` when that is smaller (never more than is enforced).
+        ``tools`` are the host tools' ``(signature, description)``; ``models`` the model names
+        REPL code may pick with ``model=`` (listed when there is more than one)."""
         window = window_chars
         if self.subcall_capacity_chars is not None:
             window = min(window, self.subcall_capacity_chars)
         sizes = {"window": window, "half": window // 2}
-        tools = ""
+        functions = ""
         if subcalls:
             note = self.rlm_note_recursive if recursive else self.rlm_note_flat
-            tools = self.subcall_tools.format(rlm_note=note, **sizes)
+            functions = self.subcall_tools.format(rlm_note=note, **sizes)
+            if len(models) > 1:
+                functions += self.models_note.format(models=", ".join(f"`{m}`" for m in models))
+        if tools:
+            lines = "\n".join(
+                self.host_tool_line.format(signature=signature,
+                                           description=f": {text}" if text else "")
+                for signature, text in tools
+            )
+            functions += self.host_tools.format(tools=lines)
         strategy = self.strategy_subcalls if subcalls else self.strategy_no_subcalls
         examples = (self.examples_subcalls if subcalls else self.examples_no_subcalls).format(
             **sizes
@@ -256,7 +312,7 @@ class Prompts:
         budget = f"\nBudget for this run: {budget_text}" if budget_text else ""
         return self.system.format(
             output_chars=output_chars,
-            subcall_tools=tools,
+            subcall_tools=functions,
             strategy=strategy,
             examples=examples,
             role=self.role_subcalls if subcalls else self.role_no_subcalls,

@@ -21,7 +21,8 @@ class RLMResult:
     Every figure comes from the run tree's budget ledger. ``subcalls`` counts sub-calls sent or
     answered from the cache (failed and timed-out ones included); ``subcalls_failed`` those that
     got no answer; ``subcalls_refused`` those a budget refused (never sent); ``requests`` the
-    HTTP attempts sent, retries included. ``limited_by`` is the first budget limit that refused
+    HTTP attempts sent, retries included; ``tool_calls`` the host tool calls made (root code and
+    sub-agents, failed ones included). ``limited_by`` is the first budget limit that refused
     a call (or that an over-reporting provider passed): a run that answered after any refusal
     is ``partial`` even when the model called ``FINAL`` (``stop_reason`` stays ``final``).
     """
@@ -43,6 +44,7 @@ class RLMResult:
     subcalls_failed: int = 0
     limited_by: StopReason | None = None
     requests: int = 0
+    tool_calls: int = 0
 
     def __str__(self) -> str:
         return self.answer
@@ -59,6 +61,7 @@ class RLMResult:
             "subcalls_failed": self.subcalls_failed,
             "subcalls_refused": self.subcalls_refused,
             "requests": self.requests,
+            "tool_calls": self.tool_calls,
             "limited_by": self.limited_by.value if self.limited_by else None,
             "sandbox": self.sandbox,
             "duration_s": round(self.duration_s, 4),

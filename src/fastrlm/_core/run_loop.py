@@ -7,7 +7,9 @@ ledger, concurrency limiter, usage, events) lives in its :class:`~fastrlm._core.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from .._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
@@ -16,7 +18,7 @@ from ..context._info import ContextInfo, context_digest, describe_shape
 from ..lm._base import LM, ChatMessage, LMResponse
 from ..sandbox._base import FinalValue, Sandbox, SandboxLimits
 from ..sandbox._hostcalls import error_text
-from .call_tree import CallTree
+from .call_tree import CallTree, SubcallOutcome
 from .events import (
     ChildRunFinished,
     ChildRunStarted,
@@ -45,6 +47,8 @@ from .parsing import (
 from .prompts import describe_budget
 from .run_values import Outcome, RunConfig, new_run_id
 from .stop import StopReason
+from .sub_agent import agent_subcall
+from .tools import run_tool
 
 TAIL_CHARS = 500
 _SUBCALLS_DISABLED = error_text("subcalls_disabled", "sub-calls are disabled in this run")
@@ -121,6 +125,7 @@ class Run:
             scratch_bytes=cfg.limits.scratch_mb * 1024 * 1024,
             max_answer_chars=cfg.limits.max_answer_chars,
             env=tuple(sorted(cfg.limits.worker_env.items())),
+            tools=tuple(tool.spec for tool in cfg.tools),
         )
         try:
             sandbox = make_sandbox(cfg.sandbox_kind, limits)
@@ -228,6 +233,7 @@ class Run:
                 subcalls_refused=ledger.subcalls_refused if top else 0,
                 subcalls_failed=ledger.subcalls_failed if top else 0,
                 limited_by=(ledger.limited_by.value if top and ledger.limited_by else None),
+                tool_calls=self.tree.tool_counter.total if top else 0,
             )
         )
 
@@ -469,6 +475,8 @@ class Run:
             subcalls=cfg.subcalls,
             recursive=self.depth + 1 < cfg.budget.max_depth,
             budget_text=budget,
+            tools=[(tool.signature, tool.description) for tool in cfg.tools],
+            models=sorted(cfg.named_lms),
         )
 
     def _first_message(self, info: ContextInfo) -> str:
@@ -500,12 +508,28 @@ class Run:
         lm = self.pick_lm(model, self.config.sub_lm)
         if isinstance(lm, str):
             return [lm] * len(prompts)
+        answer: Callable[[str], Awaitable[SubcallOutcome]] | None = None
+        if self.config.sub_tools:  # each prompt is a tool-calling agent on the sub-model
+            answer = functools.partial(
+                agent_subcall, self.tree, lm, tools=self.config.sub_tools,
+                protocol=self.config.sub_tool_protocol, prompts=self.config.prompts,
+                run_id=self.run_id, depth=self.depth, account=self.account,
+            )
+
         answers, refused = await self.tree.batch(
-            lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account
+            lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account,
+            answer=answer,
         )
         if refused is not None and refused is not StopReason.TIMEOUT:
             self.limit_hit = refused
         return answers
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return await run_tool(
+            {tool.name: tool for tool in self.config.tools}, name, arguments,
+            counter=self.tree.tool_counter, emit=self.tree.emit, run_id=self.run_id,
+            depth=self.depth,
+        )
 
     async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None

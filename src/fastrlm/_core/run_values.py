@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from .events import EventCallback
 from .limits import Limits
 from .prompts import Prompts
 from .stop import StopReason
+from .tools import Tool
 
 
 def new_run_id() -> str:
@@ -42,6 +43,10 @@ class RunConfig:
     cache_sampled: bool = False
     trace: bool | str | Path | EventCallback = False
     callbacks: tuple[EventCallback, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    sub_tools: tuple[Tool, ...] = ()
+    sub_tool_protocol: str = "auto"
+    telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
 
 
 @dataclass

@@ -16,6 +16,7 @@ LAZY_COMMANDS = {
     "bench": "fastrlm.bench._cli:bench",
     "demo": "._demo:demo",
     "doctor": "._doctor:doctor",
+    "mcp": "._mcp:mcp",
     "quickstart": "._demo:quickstart",
     "runs": "._runs:runs",
     "serve": "._serve:serve",

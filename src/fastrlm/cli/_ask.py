@@ -11,7 +11,7 @@ from .._exceptions import ConfigurationError, ContextError
 from .._pricing import PriceTable
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
-from ._options import as_table, run_options, unpriced_help, unpriced_models
+from ._options import as_table, run_options, tool_options, unpriced_help, unpriced_models
 
 
 def price_table_or_exit(settings: Settings) -> PriceTable:
@@ -58,6 +58,7 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
     help="A file, directory, glob, .jsonl file or '-' (stdin). Repeatable.",
 )
 @run_options
+@tool_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result object on stdout.")
 @click.option(
     "--stream-json", is_flag=True, help="Print every event as one JSON object per line on stdout."
@@ -103,6 +104,8 @@ def ask(
     scratch_mb: int | None,
     max_answer_chars: int | None,
     worker_env: tuple[str, ...],
+    tools: tuple[Any, ...] | None,
+    sub_tools: tuple[Any, ...] | None,
 ) -> None:
     """Answer QUESTION over a context of any size.
 
@@ -111,6 +114,7 @@ def ask(
       fastrlm ask "Where is the retry policy implemented?" -c src/
       fastrlm ask "Summarise the incidents" -c 'logs/*.log' --max-usd 0.50
       cat report.txt | fastrlm ask "What are the three main risks?" -c -
+      fastrlm ask "Which of these vendors are sanctioned?" -c vendors.csv --tools mytools:lookup
 
     Exit codes: 0 answered, 1 unexpected error, 2 bad input or no model configured,
     3 a budget/iteration/time limit stopped the run (partial answer printed), 4 provider
@@ -159,6 +163,8 @@ def ask(
         trace_full=trace_full,
         extra_json={"context": loaded.report.to_dict()},
         worker_limits=worker,
+        tools=tools or (),
+        sub_tools=sub_tools or (),
     )
     sys.exit(int(code))
 
@@ -175,8 +181,11 @@ def run_settings(
     prices: PriceTable | None = None,
     extra_json: dict[str, Any] | None = None,
     worker_limits: dict[str, Any] | None = None,
+    tools: tuple[Any, ...] = (),
+    sub_tools: tuple[Any, ...] = (),
 ) -> ExitCode:
-    """Build the RLM that ``settings`` describe and run it; returns the exit code."""
+    """Build the RLM that ``settings`` describe (with ``tools`` for its REPL and ``sub_tools``
+    for its sub-LLMs) and run it; returns the exit code."""
     from .. import RLM
     from ..trace import TraceWriter
     from ._runner import run
@@ -198,6 +207,8 @@ def run_settings(
             base_url=settings.base_url,
             api_key=settings.api_key,
             prices=prices if prices is not None else price_table_or_exit(settings),
+            tools=tools,
+            sub_tools=sub_tools,
         )
     except ConfigurationError as exc:
         fail(str(exc))

@@ -21,6 +21,20 @@ PACKAGES = (
     ("pypdf", "extra [pdf]"),
 )
 
+#: (extra, the distributions it installs, what it enables): one row per extra in pyproject.
+EXTRAS = (
+    ("anthropic", ("anthropic",), "anthropic/... models"),
+    ("litellm", ("litellm",), "litellm/... models"),
+    ("mcp", ("mcp",), "fastrlm mcp (MCP server)"),
+    ("dspy", ("dspy",), "fastrlm.integrations.dspy"),
+    ("ray", ("ray",), "runs on a Ray cluster"),
+    ("otel", ("opentelemetry-sdk",), "OpenTelemetry spans"),
+    ("tokens", ("bpe-openai",), "offline token counts in bench reports"),
+    ("pdf", ("pypdf",), "PDF files as context"),
+    ("bench", ("wonderwords", "rank-bm25", "matplotlib"), "fastrlm bench tasks and plots"),
+    ("browser", ("playwright",), "browser tests of fastrlm view"),
+)
+
 KEY_VARIABLES = (
     "FASTRLM_MODEL",
     "FASTRLM_SUB_MODEL",
@@ -55,6 +69,20 @@ def sandbox_lines() -> list[str]:
         mark = "ok  " if layer.available else "no  "
         reason = f"  {layer.reason}" if layer.reason else ""
         lines.append(f"  {mark}{layer.name:<10}{reason}")
+    return lines
+
+
+def extra_lines() -> list[str]:
+    """One line per optional extra: installed (with versions) or the pip line that adds it."""
+    lines = []
+    for extra, packages, purpose in EXTRAS:
+        versions = [(name, _version(name)) for name in packages]
+        missing = [name for name, version in versions if version == "not installed"]
+        if missing:
+            state = f"missing {', '.join(missing)}: pip install 'fastrlm[{extra}]'"
+        else:
+            state = "installed (" + ", ".join(f"{n} {v}" for n, v in versions) + ")"
+        lines.append(f"  {extra:<10}{purpose:<40}{state}")
     return lines
 
 
@@ -115,6 +143,10 @@ def doctor() -> None:
 
     click.echo("\nproviders (model strings 'PREFIX/MODEL'):")
     for line in provider_lines():
+        click.echo(line)
+
+    click.echo("\nextras:")
+    for line in extra_lines():
         click.echo(line)
 
     click.echo("\npackages:")

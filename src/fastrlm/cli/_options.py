@@ -7,7 +7,8 @@
 The option blocks are written once: :func:`budget_options` (one flag per
 :data:`~fastrlm._core.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
 model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
-``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`).
+``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`), :func:`tool_options`
+(``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed).
 """
 
 from __future__ import annotations
@@ -56,6 +57,38 @@ def _number(text: str) -> object:
         return float(text)
     except ValueError:
         return text
+
+
+class ToolsParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]
+    """``MODULE:NAME[,MODULE:NAME...]``: host tools imported from modules (the current
+    directory is importable); a bad entry is a usage error saying what is missing."""
+
+    name = "tools"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        from .._core.tools import load_tools
+        from .._exceptions import ConfigurationError
+
+        try:
+            return load_tools(str(value))
+        except ConfigurationError as exc:
+            self.fail(str(exc).removeprefix("--tools: "), param, ctx)
+
+
+def tool_options(func: Any) -> Any:
+    """``--tools`` (functions for the root's REPL) and ``--sub-tools`` (tools for sub-LLMs);
+    the command gets ``tools`` and ``sub_tools`` as tuples of :class:`~fastrlm.Tool`."""
+    func = click.option(
+        "--sub-tools", type=ToolsParam(), default=None, metavar="MODULE:NAME,...",
+        help="Tools for sub-LLMs only: every llm_query becomes a tool-calling agent.",
+    )(func)
+    return click.option(
+        "--tools", type=ToolsParam(), default=None, metavar="MODULE:NAME,...",
+        help="Host functions the root's REPL may call, e.g. --tools mytools:search "
+        "(a function, a fastrlm.Tool or a list of them; the current directory is importable).",
+    )(func)
 
 
 class PriceParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]

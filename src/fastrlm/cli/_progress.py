@@ -28,6 +28,7 @@ from .._core.events import (
     SubcallFinished,
     SubcallsRefused,
     SubcallStarted,
+    ToolFinished,
 )
 
 _FENCE = re.compile(r"```(?:repl|python|py)?[ \t]*\n(.*?)```", re.DOTALL)
@@ -72,6 +73,8 @@ class RunState:
     cached: int = 0
     refused: int = 0
     children: int = 0
+    tools: int = 0
+    tools_failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -106,6 +109,9 @@ class RunState:
             self.cost_usd += ev.cost_usd
         elif isinstance(ev, SubcallsRefused):
             self.refused += ev.count
+        elif isinstance(ev, ToolFinished):
+            self.tools += 1
+            self.tools_failed += int(ev.error is not None)
         elif isinstance(ev, ChildRunStarted):
             self.children += 1
         elif isinstance(ev, ChildRunFinished):
@@ -137,6 +143,9 @@ class RunState:
             text += f", {self.cached:,} cached"
         if self.refused:
             text += f", {self.refused:,} refused"
+        if self.tools:
+            failed = f" ({self.tools_failed:,} failed)" if self.tools_failed else ""
+            text += f" · {self.tools:,} tool call(s){failed}"
         return text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from .._exceptions import ConfigurationError
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked, run_options
+from ._options import Checked, run_options, tool_options
 
 if TYPE_CHECKING:
     from ..server import RLMServer
@@ -39,6 +40,13 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
               "unset or empty = no auth.")
 @click.option("--trace-full", is_flag=True, help="Record whole sub-call prompts in traces.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
+@tool_options
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
+              "object a line.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True,
+              help="Least severe log line shown (one access line per request is info).")
 def serve(
     host: str,
     port: int,
@@ -49,6 +57,10 @@ def serve(
     api_key_env: str,
     trace_full: bool,
     no_trace: bool,
+    tools: tuple[Any, ...] | None,
+    sub_tools: tuple[Any, ...] | None,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.
 
@@ -60,9 +72,17 @@ def serve(
                                      extra_body={"context": big_text})
 
     The budget flags are per request; a request may lower them with
-    extra_body={"fastrlm": {"max_usd": ...}} but never raise them.
+    extra_body={"fastrlm": {"max_usd": ...}} but never raise them. Tools are the ones given
+    at start (--tools, --sub-tools); a request's own "tools" field is ignored.
+
+    Each request is one line on stderr (time, client, method, path, status, duration, run id,
+    stop reason, cost); no key, header or prompt text is ever logged. FASTRLM_OTEL=1 or the
+    OTEL_EXPORTER_OTLP_* variables turn on OpenTelemetry spans (a request's traceparent is
+    continued).
     """
     from ..server import HTTPLimits, RLMServer
+
+    _log_to_stderr(log_format, log_level)
 
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
@@ -85,17 +105,43 @@ def serve(
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
             prices=price_table,
+            tools=tools or (),
+            sub_tools=sub_tools or (),
         )
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))
     try:
-        asyncio.run(_serve_until_signalled(server, host, port, auth=key is not None))
+        asyncio.run(_serve_until_signalled(server, host, port, auth=key is not None,
+                                           json_lines=log_format == "json"))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}", ExitCode.ERROR)
     sys.exit(int(ExitCode.OK))
 
 
-async def _serve_until_signalled(server: RLMServer, host: str, port: int, *, auth: bool) -> None:
+def _log_to_stderr(log_format: str, log_level: str) -> None:
+    """fastrlm's log records (the access log included) on stderr, as text or JSON lines."""
+    from ..server._access import formatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logger = logging.getLogger("fastrlm")
+    logger.addHandler(handler)
+    logger.setLevel(log_level.upper())
+    logger.propagate = False
+
+
+def _announce(text: str, json_lines: bool) -> None:
+    """A start-up or shutdown line, whatever the log level (JSON in --log-format json)."""
+    if json_lines:
+        from ..server._access import formatter
+
+        record = logging.LogRecord("fastrlm.serve", logging.INFO, __file__, 0, text, None, None)
+        text = formatter("json").format(record)
+    click.echo(text, err=True)
+
+
+async def _serve_until_signalled(server: RLMServer, host: str, port: int, *, auth: bool,
+                                 json_lines: bool = False) -> None:
     """Serve until SIGINT or SIGTERM, then close the server (runs cancelled) and return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,11 +150,11 @@ async def _serve_until_signalled(server: RLMServer, host: str, port: int, *, aut
     try:
         await server.start(host, port)
         models = ", ".join(sorted(server.model_ids))
-        click.echo(f"fastrlm serve: listening on {server.base_url} (models: {models}; "
-                   f"auth: {'bearer token' if auth else 'off'}; at most "
-                   f"{server.max_concurrent_runs} runs at once)", err=True)
+        _announce(f"fastrlm serve: listening on {server.base_url} (models: {models}; "
+                  f"auth: {'bearer token' if auth else 'off'}; at most "
+                  f"{server.max_concurrent_runs} runs at once)", json_lines)
         await stop.wait()
-        click.echo("fastrlm serve: stopping (cancelling runs)", err=True)
+        _announce("fastrlm serve: stopping (cancelling runs)", json_lines)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -5,6 +5,11 @@ collection gives a ``list[str]``: a directory (a codebase becomes one document p
 opening with a ``==> path <==`` header; ``.gitignore`` respected), a glob, a ``.jsonl`` file (one
 document per line) or several paths. Each file is read once, one at a time. Binary files are
 skipped and reported; invalid UTF-8 is decoded with replacement characters and reported.
+
+``within=[root, ...]`` confines loading to those directories (``fastrlm mcp --root``): every file
+and directory is checked by its real path (symlinks resolved) just before it is read; one named
+outright that lies outside is a :class:`~fastrlm.ContextError`, one found by walking a directory
+or expanding a glob is skipped and reported.
 """
 
 from __future__ import annotations
@@ -113,9 +118,12 @@ def _is_glob(text: str) -> bool:
 
 
 class _Loader:
-    def __init__(self, stdin: IO[bytes] | None, gitignore: bool) -> None:
+    def __init__(
+        self, stdin: IO[bytes] | None, gitignore: bool, within: tuple[str, ...] | None = None
+    ) -> None:
         self.stdin = stdin
         self.gitignore = gitignore
+        self.within = within
         self.report = LoadReport()
         self.docs: list[str] = []
         self.names: list[str | None] = []  # the header each document gets inside a list
@@ -143,12 +151,30 @@ class _Loader:
                 docs[i] = f"==> {name} <==\n{docs[i]}"
         return docs
 
+    def outside(self, path: Path) -> bool:
+        """Whether ``path`` (symlinks resolved) lies outside every allowed root."""
+        if self.within is None:
+            return False
+        real = os.path.realpath(path)
+        return not any(os.path.commonpath((real, root)) == root for root in self.within)
+
+    def refuse_outside(self, path: Path, shown: str) -> None:
+        if self.outside(path):
+            raise ContextError(
+                f"{shown} is outside the allowed roots ({', '.join(self.within or ())}), "
+                "symlinks resolved; name a path inside one of them"
+            )
+
     def source(self, spec: str) -> None:
         self.report.sources.append(spec)
         if spec == STDIN:
+            if self.within is not None:
+                raise ContextError("stdin ('-') cannot be read when loading is confined to roots")
             self.stdin_source()
             return
         path = Path(spec).expanduser()
+        if path.exists():
+            self.refuse_outside(path, spec)
         if path.is_dir():
             self.as_list = True
             self.directory(path, spec)
@@ -161,6 +187,9 @@ class _Loader:
             self.as_list = True
             for match in matches:
                 mpath = Path(match)
+                if self.outside(mpath):
+                    self.skip(match, "outside the allowed roots")
+                    continue
                 if mpath.is_dir():
                     self.directory(mpath, match)
                 else:
@@ -213,6 +242,9 @@ class _Loader:
         self.report.skipped.append(SkippedFile(shown, reason))
 
     def file(self, path: Path, shown: str, *, explicit: bool) -> None:
+        if self.outside(path):  # a symlink met while walking a directory
+            self.skip(shown, "outside the allowed roots")
+            return
         suffix = path.suffix.lower()
         if suffix == ".pdf":
             text = self.pdf(path, shown, explicit)
@@ -278,17 +310,22 @@ def load_context(
     *,
     stdin: IO[bytes] | None = None,
     gitignore: bool = True,
+    within: Sequence[str | os.PathLike[str]] | None = None,
 ) -> LoadedContext:
     """Load the context named by ``paths`` (files, directories, globs, ``-`` for stdin).
 
     One plain file or stdin gives a ``str``; directories, globs, JSONL files and several sources
     give a ``list[str]``. Raises :class:`~fastrlm.ContextError` when a path does not exist, a glob
     matches nothing, or nothing readable is left (empty files, only binaries), and
-    :class:`~fastrlm.MissingExtraError` for a PDF without the ``pdf`` extra.
+    :class:`~fastrlm.MissingExtraError` for a PDF without the ``pdf`` extra. With ``within``
+    (directories), a path named in ``paths`` that resolves outside all of them, or ``-``, raises
+    :class:`~fastrlm.ContextError`; files met inside a directory or glob that resolve outside are
+    skipped (``report.skipped``, reason ``outside the allowed roots``).
     """
     if not paths:
         raise ContextError("no context given: pass at least one file, directory, glob or '-'")
-    loader = _Loader(stdin, gitignore)
+    roots = None if within is None else tuple(os.path.realpath(r) for r in within)
+    loader = _Loader(stdin, gitignore, roots)
     for spec in paths:
         loader.source(os.fspath(spec))
     report = loader.report

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._base import LM, ChatMessage, LMResponse, estimate_tokens
+from ._base import LM, ChatMessage, LMResponse, ToolCall, estimate_tokens
 from ._cache import SubcallCache
 from ._registry import (
     PRESETS,
@@ -41,6 +41,7 @@ __all__ = [
     "AnthropicLM",
     "ChatMessage",
     "LMResponse",
+    "ToolCall",
     "LiteLLMLM",
     "OpenAIChatLM",
     "Preset",

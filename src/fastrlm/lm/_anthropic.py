@@ -22,7 +22,7 @@ from .._core.limits import Limits
 from .._exceptions import ProviderError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 from ._provider import SDKProvider
 from ._retry import Failure, RetryPolicy
 
@@ -46,6 +46,8 @@ class AnthropicLM(SDKProvider):
     """
 
     _api = "anthropic-messages"
+    #: The Messages API takes ``tools`` (tool use); sub-agents use it natively.
+    supports_tools = True
     _default_provider = "anthropic"
     _base_url_env = "ANTHROPIC_BASE_URL"
     _default_base_url = "https://api.anthropic.com"
@@ -86,15 +88,12 @@ class AnthropicLM(SDKProvider):
         return {"thinking": self.thinking_budget}
 
     def request_params(
-        self, messages: Sequence[ChatMessage], max_tokens: int | None
+        self, messages: Sequence[ChatMessage], max_tokens: int | None,
+        tools: Sequence[ToolSchema] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments sent to ``messages.create`` (pure; used by tests)."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        turns: list[dict[str, Any]] = [
-            {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}
-            for m in messages
-            if m["role"] != "system"
-        ]
+        turns = wire_turns(messages)
         if self.prompt_caching and len(turns) > 1:
             turns[-1]["content"][-1]["cache_control"] = _EPHEMERAL
         params: dict[str, Any] = {
@@ -111,23 +110,30 @@ class AnthropicLM(SDKProvider):
             params["temperature"] = self._temperature
         if self.thinking_budget:
             params["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
+        if tools:
+            params["tools"] = [
+                {"name": t["name"], "description": t.get("description", ""),
+                 "input_schema": t.get("parameters") or {"type": "object", "properties": {}}}
+                for t in tools
+            ]
         return params
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+        tools: Sequence[ToolSchema] | None = None,
     ) -> LMResponse:
-        params = self.request_params(messages, max_tokens)
+        params = self.request_params(messages, max_tokens, tools)
         kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
         if not params["messages"]:
             raise ProviderError(f"{self._model}: no user message to send", **kw)
         started = time.monotonic()
 
-        async def attempt() -> tuple[str, TokenUsage, str | None, str | None]:
+        async def attempt() -> _Read:
             client = await self._clients.get()
             message = await client.messages.create(**params)
             return self._read(message, messages)
 
-        text, usage, stop, message_id = await self.retry.run(
+        text, usage, stop, message_id, calls = await self.retry.run(
             attempt,
             self._translate,
             _sdk.catchable(anthropic),
@@ -141,21 +147,18 @@ class AnthropicLM(SDKProvider):
             latency_s=time.monotonic() - started,
             finish_reason=stop,
             raw={"id": message_id},
+            tool_calls=calls,
         )
 
-    def _read(
-        self, message: Any, messages: Sequence[ChatMessage]
-    ) -> tuple[str, TokenUsage, str | None, str | None]:
+    def _read(self, message: Any, messages: Sequence[ChatMessage]) -> _Read:
         kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
         blocks = getattr(message, "content", None)
-        texts = [
-            getattr(b, "text", None)
-            for b in (blocks if isinstance(blocks, list) else [])
-            if getattr(b, "type", None) == "text"
-        ]
+        blocks = blocks if isinstance(blocks, list) else []
+        texts = [getattr(b, "text", None) for b in blocks if getattr(b, "type", None) == "text"]
         text = "".join(t for t in texts if isinstance(t, str))
+        calls = tuple(_tool_call(b) for b in blocks if getattr(b, "type", None) == "tool_use")
         stop = getattr(message, "stop_reason", None)
-        if not text:
+        if not text and not calls:
             error = ProviderResponseError(
                 f"{self._model}: the reply has no text (stop_reason={stop!r})", **kw
             )
@@ -167,6 +170,7 @@ class AnthropicLM(SDKProvider):
             _usage(getattr(message, "usage", None), messages, text),
             stop,
             getattr(message, "id", None),
+            calls,
         )
 
     def _translate(self, exc: BaseException) -> Failure:
@@ -178,6 +182,44 @@ class AnthropicLM(SDKProvider):
 
     def __repr__(self) -> str:
         return f"AnthropicLM({self._model!r}, base_url={self.base_url!r})"
+
+
+_Read = tuple[str, TokenUsage, str | None, str | None, tuple[ToolCall, ...]]
+
+
+def _tool_call(block: Any) -> ToolCall:
+    arguments = getattr(block, "input", None)
+    return ToolCall(str(getattr(block, "id", "")), str(getattr(block, "name", "")),
+                    arguments if isinstance(arguments, dict) else str(arguments))
+
+
+def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """The Messages API's turns: system messages left out (they go to ``system``), an
+    assistant's tool calls as ``tool_use`` blocks, and tool results as ``tool_result`` blocks of
+    one user turn (consecutive results share it, as the API requires)."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        if m["role"] == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id", ""),
+                     "content": m["content"]}
+            previous = turns[-1] if turns else None
+            if (previous is not None and previous["role"] == "user"
+                    and previous["content"][-1].get("type") == "tool_result"):
+                previous["content"].append(block)
+            else:
+                turns.append({"role": "user", "content": [block]})
+            continue
+        content: list[dict[str, Any]] = []
+        if m["content"] or not m.get("tool_calls"):
+            content.append({"type": "text", "text": m["content"]})
+        for call in m.get("tool_calls") or ():
+            arguments = call["arguments"]
+            content.append({"type": "tool_use", "id": call["id"], "name": call["name"],
+                            "input": arguments if isinstance(arguments, dict) else {}})
+        turns.append({"role": m["role"], "content": content})
+    return turns
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:

@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from .._usage import TokenUsage
 
 
-class ChatMessage(TypedDict):
-    """One chat message. ``role`` is ``system``, ``user`` or ``assistant``."""
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call a model asked for: the provider's call ``id``, the tool ``name`` and its
+    ``arguments`` (a dict; the provider's raw text when it sent no valid JSON object)."""
 
-    role: Literal["system", "user", "assistant"]
+    id: str
+    name: str
+    arguments: dict[str, Any] | str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+class ChatMessage(TypedDict):
+    """One chat message. ``role`` is ``system``, ``user``, ``assistant`` or ``tool``.
+
+    Tool use (sub-agents, ``RLM(sub_tools=...)``) adds two optional keys: an assistant message's
+    ``tool_calls`` (:meth:`ToolCall.to_dict` forms) and a ``tool`` message's ``tool_call_id``
+    (its ``content`` is the tool's result)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    tool_call_id: NotRequired[str]
+
+
+#: A provider-neutral tool schema: ``{"name", "description", "parameters": <JSON schema>}``.
+ToolSchema = Mapping[str, Any]
+
+
+def message_bytes(message: ChatMessage) -> int:
+    """The UTF-8 size of what a message sends: its content and any tool calls (for budgets)."""
+    size = len(message["content"].encode("utf-8", "surrogatepass"))
+    calls = message.get("tool_calls")
+    if calls:
+        size += len(json.dumps(calls, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +56,7 @@ class LMResponse:
     ``text`` is the visible answer (reasoning/thinking excluded). ``usage.estimated`` is true
     when the provider sent no usage and it was estimated from characters. ``cost_usd`` is what the
     provider reported, if it did; fastrlm prices calls from its own table either way.
+    ``tool_calls`` are the tools the model asked to call (only when it was offered tools).
     """
 
     text: str
@@ -33,6 +67,7 @@ class LMResponse:
     cost_usd: float | None = None
     cached: bool = False
     raw: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @runtime_checkable
@@ -42,6 +77,10 @@ class LM(Protocol):
     ``model`` is the canonical ``provider/name`` string used for pricing and usage. ``cache_key``
     identifies provider, endpoint, model and sampling parameters (not credentials) for the
     sub-call cache. ``complete`` raises subclasses of :class:`fastrlm.ProviderError` only.
+
+    A provider with native tool calling also sets ``supports_tools = True`` and takes
+    ``tools=`` (a sequence of :data:`ToolSchema`) in ``complete``; the engine passes ``tools``
+    only to such providers (others get the JSON fallback in the prompt).
     """
 
     @property

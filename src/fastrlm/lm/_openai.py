@@ -8,6 +8,7 @@ against ``Limits.max_concurrency`` so that the engine's semaphore is the only li
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from .._core.limits import Limits
 from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 from ._provider import ReadCompletion, SDKProvider
 from ._retry import Failure, RetryPolicy
 
@@ -54,6 +55,8 @@ class OpenAIChatLM(SDKProvider):
     """
 
     _api = "openai-chat"
+    #: Chat Completions takes ``tools`` (function calling); sub-agents use it natively.
+    supports_tools = True
     _default_provider = "openai"
     _base_url_env = "OPENAI_BASE_URL"
     _default_base_url = DEFAULT_BASE_URL
@@ -100,13 +103,22 @@ class OpenAIChatLM(SDKProvider):
         return {"extra": self._extra_body}
 
     def request_params(
-        self, messages: Sequence[ChatMessage], max_tokens: int | None
+        self, messages: Sequence[ChatMessage], max_tokens: int | None,
+        tools: Sequence[ToolSchema] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments sent to ``chat.completions.create`` (pure; used by tests)."""
         params: dict[str, Any] = {
             "model": self.api_model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "messages": [wire_message(m) for m in messages],
         }
+        if tools:
+            params["tools"] = [
+                {"type": "function", "function": {
+                    "name": t["name"], "description": t.get("description", ""),
+                    "parameters": t.get("parameters") or {"type": "object", "properties": {}},
+                }}
+                for t in tools
+            ]
         if max_tokens is not None:
             params["max_completion_tokens" if self._reasoning else "max_tokens"] = max_tokens
         if self._temperature is not None:
@@ -116,9 +128,10 @@ class OpenAIChatLM(SDKProvider):
         return params
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+        tools: Sequence[ToolSchema] | None = None,
     ) -> LMResponse:
-        params = self.request_params(messages, max_tokens)
+        params = self.request_params(messages, max_tokens, tools)
         # The body is already plain JSON. chat.completions.create() would re-validate every
         # message of the conversation on every turn (~0.35 ms a message here), which makes a
         # long run's overhead grow with the square of its turns; post() sends it as is.
@@ -173,6 +186,9 @@ def read_completion(
     message = getattr(choice, "message", None)
     text = _text(message)
     finish = getattr(choice, "finish_reason", None)
+    calls = _tool_calls(message)
+    if text is None and calls:
+        text = ""
     if text is None:
         error = ProviderResponseError(
             f"{where}: the reply has no text (finish_reason={finish!r})", **kw
@@ -183,7 +199,47 @@ def read_completion(
     usage = _usage(getattr(completion, "usage", None), messages, text)
     cost = _reported_cost(getattr(completion, "usage", None))
     raw: dict[str, object] = {"id": getattr(completion, "id", None)}
+    if calls:
+        raw["tool_calls"] = calls
     return text, usage, finish, cost, raw
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as Chat Completions takes it (tool calls and tool results included)."""
+    out: dict[str, Any] = {"role": message["role"], "content": message["content"]}
+    calls = message.get("tool_calls")
+    if calls:
+        out["content"] = message["content"] or None
+        out["tool_calls"] = [
+            {"id": c["id"], "type": "function", "function": {
+                "name": c["name"],
+                "arguments": c["arguments"] if isinstance(c["arguments"], str)
+                else json.dumps(c["arguments"], ensure_ascii=False),
+            }}
+            for c in calls
+        ]
+    if message["role"] == "tool":
+        out["tool_call_id"] = message.get("tool_call_id", "")
+    return out
+
+
+def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
+    """The function calls of a reply (arguments parsed; the raw text kept when not a JSON
+    object)."""
+    calls: list[ToolCall] = []
+    for call in getattr(message, "tool_calls", None) or ():
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        if not isinstance(name, str):
+            continue
+        text = getattr(function, "arguments", None) or "{}"
+        try:
+            arguments = json.loads(text)
+        except (TypeError, ValueError):
+            arguments = text
+        calls.append(ToolCall(str(getattr(call, "id", "") or f"call-{len(calls)}"), name,
+                              arguments if isinstance(arguments, dict) else str(text)))
+    return tuple(calls)
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:

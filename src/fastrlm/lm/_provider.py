@@ -62,7 +62,9 @@ class ProviderIdentity:
     def _response(self, read: ReadCompletion, started: float) -> LMResponse:
         """The :class:`LMResponse` for a reply read at ``time.monotonic()`` ``started``."""
         text, usage, finish, cost, raw = read
+        calls = raw.pop("tool_calls", ())
         return LMResponse(
+            tool_calls=calls,  # type: ignore[arg-type]
             text=text,
             usage=usage,
             model=self._model,

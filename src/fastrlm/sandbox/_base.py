@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ._hostcalls import RESERVED_NAMES, HostBridge
+from ._hostcalls import RESERVED_NAMES, HostBridge, ToolSpec
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_CHARS",
@@ -49,7 +49,8 @@ class SandboxLimits:
     cell's stdout/stderr may buffer at the source. ``memory_bytes`` is the worker's memory limit
     (``None``: sized from the context, see ``_layers.memory_limit_bytes``); ``scratch_bytes`` and
     ``scratch_files`` cap its scratch directory; ``max_answer_chars`` is the largest answer a
-    cell may deliver; ``env`` is added to the worker's (otherwise empty) environment."""
+    cell may deliver; ``env`` is added to the worker's (otherwise empty) environment;
+    ``tools`` are the host tools the REPL offers as functions (the ``tool`` host call)."""
 
     exec_timeout_s: float = 120.0
     hard_grace_s: float = 5.0
@@ -59,6 +60,7 @@ class SandboxLimits:
     scratch_files: int = DEFAULT_SCRATCH_FILES
     max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS
     env: tuple[tuple[str, str], ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

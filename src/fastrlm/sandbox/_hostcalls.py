@@ -11,7 +11,10 @@ One module owns the REPL's contract with the host, for every sandbox:
 - :func:`dispatch`: the one way the host answers a request, for the worker and the in-process
   sandbox alike;
 - :func:`one_answer_per_prompt`: exactly one ``str`` per prompt, whatever the bridge returned;
-- :func:`error_text`: every ``[error: <kind>: <message>]`` answer the model can see.
+- :func:`error_text`: every ``[error: <kind>: <message>]`` answer the model can see;
+- host tools (the ``tool`` op): :class:`ToolSpec` (what the REPL shows of a host function),
+  :func:`tool_request` (sandbox side), :func:`tool_reply` (host side: exactly one well-formed
+  reply) and :func:`tool_value` (sandbox side: the value, or :class:`ToolError` in the cell).
 
 It runs on both sides (the worker imports it), so it uses the standard library only.
 """
@@ -19,6 +22,7 @@ It runs on both sides (the worker imports it), so it uses the standard library o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -50,7 +54,14 @@ MAX_MODEL_NAME_CHARS = 200
 #: The longest message an error answer carries.
 MAX_ERROR_MESSAGE_CHARS = 2_000
 
+#: The most characters a tool call's JSON arguments, or its JSON result, may hold.
+MAX_TOOL_JSON_CHARS = 16 * 1024 * 1024
+#: The longest tool name.
+MAX_TOOL_NAME_CHARS = 64
+
 HostOp = Literal["llm_query", "rlm_query"]
+#: The wire op of a host-tool call (``RLM(tools=...)``).
+TOOL_OP = "tool"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +82,8 @@ HOST_CALLS: tuple[HostCallSpec, ...] = (
     HostCallSpec("rlm_query_batched", "rlm_query", batched=True, contexts=True),
 )
 #: The wire ops of host calls (frames the worker may send while a request is in flight).
-HOST_CALL_OPS: frozenset[str] = frozenset(spec.op for spec in HOST_CALLS)
+HOST_CALL_OPS: frozenset[str] = frozenset({*(spec.op for spec in HOST_CALLS), TOOL_OP})
+_QUERY_OPS = frozenset(spec.op for spec in HOST_CALLS)
 
 #: The error kinds the engine and the sandboxes use; the engine adds the budget refusals
 #: (``budget_subcalls``, ``budget_tokens``, ``budget_usd``, ``budget_requests``, ``timeout``).
@@ -84,6 +96,13 @@ ERROR_KINDS: tuple[str, ...] = (
     "prompt_too_long",
     "subcall_failed",
     "child_failed",
+    # host tools: the ``kind`` of a failed tool reply (the cell gets a ToolError)
+    "unknown_tool",
+    "bad_arguments",
+    "tool_error",
+    "tool_timeout",
+    "tool_limit",
+    "bad_result",
 )
 _KIND = re.compile(r"[a-z][a-z_]*\Z")
 
@@ -110,6 +129,12 @@ class HostBridge(Protocol):
     async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None
     ) -> list[str]: ...
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        """Run host tool ``name`` with JSON ``arguments`` (parameter name -> value); return
+        ``{"ok": True, "json": <the result as JSON text>}`` or ``{"ok": False, "kind": <an
+        error kind>, "message": ...}`` (see :func:`tool_reply`)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +241,7 @@ def wire_request(op: str, payload: Mapping[str, object]) -> HostRequest:
     """Check a request that came from the sandbox (untrusted: a worker frame can be forged, an
     in-process call can be made by hand) without converting anything. Raises ``ValueError``
     for an unknown op, ``TypeError``/``ValueError`` for fields the contract does not allow."""
-    if op not in HOST_CALL_OPS:
+    if op not in _QUERY_OPS:
         shown = repr(op[:40]) if isinstance(op, str) else f"of type {type(op).__name__}"
         raise ValueError(f"unknown host call {shown}")
     if not isinstance(payload, Mapping):
@@ -264,11 +289,24 @@ def one_answer_per_prompt(answers: object, count: int) -> list[str]:
     return result
 
 
-async def dispatch(bridge: HostBridge, op: str, payload: Mapping[str, object]) -> list[str]:
-    """Answer one host call from the sandbox: check it (:func:`wire_request`; raises
-    ``TypeError``/``ValueError`` for a forged or garbage request), ask the bridge, and return
-    exactly one ``str`` per prompt. A bridge that raises gives every prompt a ``host_error``
-    answer; cancellation propagates."""
+async def dispatch(
+    bridge: HostBridge, op: str, payload: Mapping[str, object]
+) -> list[str] | dict[str, object]:
+    """Answer one host call from the sandbox: check it (:func:`wire_request`, or
+    :func:`wire_tool_request` for the ``tool`` op; raises ``TypeError``/``ValueError`` for a
+    forged or garbage request), ask the bridge, and return exactly one ``str`` per prompt (a
+    tool call: exactly one :func:`tool_reply`). A bridge that raises gives every prompt a
+    ``host_error`` answer; cancellation propagates."""
+    if op == TOOL_OP:
+        name, arguments = wire_tool_request(payload)
+        try:
+            reply: object = await bridge.call_tool(name, arguments)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the bridge must not raise; if it does, the run goes on
+            logger.exception("HostBridge.call_tool raised instead of returning a reply")
+            return tool_error_reply("host_error", f"{type(exc).__name__}: {exc}")
+        return tool_reply(reply)
     request = wire_request(op, payload)
     if not request.prompts:
         return []
@@ -285,3 +323,156 @@ async def dispatch(bridge: HostBridge, op: str, payload: Mapping[str, object]) -
         logger.exception("HostBridge raised instead of returning error strings")
         return [error_text("host_error", f"{type(exc).__name__}: {exc}")] * len(request.prompts)
     return one_answer_per_prompt(answers, len(request.prompts))
+
+
+# ---------------------------------------------------------------------- host tools
+_PARAM_KINDS = (
+    "positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword",
+)
+
+
+class ToolError(RuntimeError):
+    """Raised in model code when a host tool failed: ``kind`` is the error kind
+    (``tool_error``: the tool raised; ``tool_timeout``, ``tool_limit``, ``bad_arguments``,
+    ``bad_result``, ``unknown_tool``, ``host_error``), the message says what happened."""
+
+    def __init__(self, tool: str, kind: str, message: str) -> None:
+        super().__init__(f"{tool}: {message} [{kind}]")
+        self.tool = tool
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class ToolParam:
+    """One parameter of a host tool as the REPL shows it: ``kind`` is an
+    ``inspect.Parameter`` kind in snake_case, ``default`` the default's repr (``None``:
+    required), ``annotation`` its annotation as text (``None``: none)."""
+
+    name: str
+    kind: str
+    default: str | None = None
+    annotation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What the sandbox knows of a host tool: its name, parameters, return annotation and
+    docstring. It crosses to the worker as JSON (:meth:`to_wire` / :meth:`from_wire`)."""
+
+    name: str
+    params: tuple[ToolParam, ...] = ()
+    returns: str | None = None
+    doc: str = ""
+
+    def signature_text(self) -> str:
+        """``name(a: str, k: int = 5) -> list``, as the system prompt lists it."""
+        parts: list[str] = []
+        star = False
+        for index, p in enumerate(self.params):
+            if p.kind == "keyword_only" and not star:
+                parts.append("*")
+                star = True
+            prefix = {"var_positional": "*", "var_keyword": "**"}.get(p.kind, "")
+            star = star or p.kind == "var_positional"
+            text = prefix + p.name + (f": {p.annotation}" if p.annotation else "")
+            if p.default is not None:
+                text += f" = {p.default}" if p.annotation else f"={p.default}"
+            parts.append(text)
+            following = self.params[index + 1] if index + 1 < len(self.params) else None
+            if p.kind == "positional_only" and (following is None
+                                                 or following.kind != "positional_only"):
+                parts.append("/")
+        returns = f" -> {self.returns}" if self.returns else ""
+        return f"{self.name}({', '.join(parts)}){returns}"
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "params": [[p.name, p.kind, p.default, p.annotation] for p in self.params],
+            "returns": self.returns,
+            "doc": self.doc,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, object]) -> ToolSpec:
+        params = data.get("params") or []
+        assert isinstance(params, list)
+        return cls(
+            name=str(data["name"]),
+            params=tuple(ToolParam(str(n), str(k), d, a) for n, k, d, a in params),
+            returns=data.get("returns"),  # type: ignore[arg-type]
+            doc=str(data.get("doc") or ""),
+        )
+
+
+def _json_text(what: str, value: object) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(
+            f"{what} must be JSON (str, int, float, bool, None, and lists and dicts of them): "
+            f"{exc}"
+        ) from None
+    if len(text) > MAX_TOOL_JSON_CHARS:
+        raise ValueError(
+            f"{what} hold {len(text):,} characters of JSON, over the limit of "
+            f"{MAX_TOOL_JSON_CHARS:,}; pass less, or keep large data in the REPL"
+        )
+    return text
+
+
+def tool_request(name: str, arguments: Mapping[str, object]) -> dict[str, object]:
+    """The ``tool`` request for a call of host tool ``name`` with its bound ``arguments``
+    (sandbox side). The arguments are copied through JSON, so every sandbox sees the same
+    values (a tuple becomes a list). Raises ``TypeError`` for arguments JSON cannot carry,
+    ``ValueError`` past :data:`MAX_TOOL_JSON_CHARS`."""
+    text = _json_text(f"{name}(): the arguments", dict(arguments))
+    copied = json.loads(text)
+    return {"name": name, "arguments": copied}
+
+
+def wire_tool_request(payload: Mapping[str, object]) -> tuple[str, dict[str, object]]:
+    """Check a ``tool`` request from the sandbox (untrusted). Raises ``TypeError`` /
+    ``ValueError`` for a request the contract does not allow."""
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"tool: the request must be a dict, not {type(payload).__name__}")
+    name = payload.get("name")
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_TOOL_NAME_CHARS:
+        raise ValueError("tool: the tool name must be an identifier of at most "
+                         f"{MAX_TOOL_NAME_CHARS} characters")
+    arguments = payload.get("arguments")
+    if not isinstance(arguments, dict) or not all(type(k) is str for k in arguments):
+        raise TypeError("tool: arguments must be a dict of parameter names to values")
+    return name, dict(arguments)
+
+
+def tool_error_reply(kind: str, message: str) -> dict[str, object]:
+    """A failed tool reply: ``kind`` one of :data:`ERROR_KINDS`."""
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+    return {"ok": False, "kind": kind, "message": message}
+
+
+def tool_reply(reply: object) -> dict[str, object]:
+    """Exactly one well-formed tool reply, whatever the bridge returned: ``{"ok": True, "json":
+    str}`` or ``{"ok": False, "kind": str, "message": str}``; anything else is logged (a bug of
+    the bridge) and becomes a ``bad_answer`` reply."""
+    if isinstance(reply, dict):
+        if reply.get("ok") is True and isinstance(reply.get("json"), str):
+            return {"ok": True, "json": str.__str__(reply["json"])}
+        kind, message = reply.get("kind"), reply.get("message")
+        if (reply.get("ok") is False and isinstance(kind, str) and _KIND.match(kind)
+                and isinstance(message, str)):
+            return tool_error_reply(kind, message)
+    logger.error("HostBridge.call_tool returned a malformed reply (%s)", type(reply).__name__)
+    return tool_error_reply("bad_answer", "the host answered the tool call with no result")
+
+
+def tool_value(name: str, reply: object) -> object:
+    """The value a tool call returns in the cell (sandbox side), decoded from the reply's JSON.
+    Raises :class:`ToolError` for a failed call (or a reply that is not a tool reply)."""
+    if isinstance(reply, dict) and reply.get("ok") is True and isinstance(reply.get("json"), str):
+        return json.loads(reply["json"])
+    if isinstance(reply, dict) and reply.get("ok") is False:
+        raise ToolError(name, str(reply.get("kind")), str(reply.get("message")))
+    raise ToolError(name, "bad_answer", "the host answered the tool call with no result")

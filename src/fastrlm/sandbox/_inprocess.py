@@ -118,11 +118,12 @@ class InProcessSandbox:
             self._host_call,
             max_output_bytes=self.limits.max_output_bytes,
             max_answer_chars=self.limits.max_answer_chars,
+            tools=self.limits.tools,
         )
         runtime.redirect_streams = False
         return runtime
 
-    def _host_call(self, op: str, payload: dict[str, Any]) -> list[str]:
+    def _host_call(self, op: str, payload: dict[str, Any]) -> list[str] | dict[str, object]:
         """The runtime's host call: :func:`._hostcalls.dispatch` on the host's event loop, this
         (the cell's) thread blocked meanwhile. Raises what ``dispatch`` raises for a request it
         refuses (model code that calls this by hand)."""

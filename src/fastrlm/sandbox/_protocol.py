@@ -41,7 +41,7 @@ import struct
 import sys
 from typing import Any
 
-from ._hostcalls import HOST_CALL_OPS, wire_request
+from ._hostcalls import HOST_CALL_OPS, TOOL_OP, wire_request, wire_tool_request
 
 HEADER = struct.Struct(">I")
 #: Largest frame either side accepts (prompts of a batch travel in one frame).
@@ -116,7 +116,10 @@ def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(message.get("id"), int):
             raise FrameError(f"malformed {op!r} frame from the worker: no int 'id'")
         try:
-            wire_request(op, message)
+            if op == TOOL_OP:
+                wire_tool_request(message)
+            else:
+                wire_request(op, message)
         except (TypeError, ValueError) as exc:
             raise FrameError(f"malformed {op!r} frame from the worker: {exc}") from None
         ok = True

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import ast
 import builtins
+import inspect
 import io
 import json
 import linecache
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 from . import _hostcalls
-from ._hostcalls import exact_text, model_request
+from ._hostcalls import (
+    TOOL_OP,
+    ToolError,
+    ToolSpec,
+    exact_text,
+    model_request,
+    tool_request,
+    tool_value,
+)
 
 HostCall = Callable[[str, dict[str, Any]], Any]
 
@@ -113,6 +122,7 @@ class ReplRuntime:
         *,
         max_output_bytes: int = 1_000_000,
         max_answer_chars: int = 64 * 1024 * 1024,
+        tools: Sequence[ToolSpec] = (),
     ) -> None:
         self._host_call = host_call
         self.max_output_bytes = max_output_bytes
@@ -130,6 +140,10 @@ class ReplRuntime:
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars_fn,
         }
+        for spec in tools:
+            self._originals[spec.name] = self._tool_function(spec)
+        if tools:  # so that `except ToolError:` in model code names something
+            self._originals["ToolError"] = ToolError
         self.ns.update(self._originals)
         self.ns["answer"] = {"content": "", "ready": False}
         self.redirect_streams = True
@@ -165,6 +179,26 @@ class ReplRuntime:
             return []
         answers: list[str] = self._host_call(request.op, request.payload())
         return answers
+
+    def _tool_function(self, spec: ToolSpec) -> Callable[..., object]:
+        """The REPL function of host tool ``spec``: it has the tool's signature (``help()`` and
+        ``inspect.signature`` show it), binds its arguments as the tool would (a wrong call is
+        a ``TypeError`` here) and sends them to the host; a failed call raises ``ToolError``."""
+        signature = _signature_of(spec)
+        name = spec.name
+        host_call = self._host_call
+
+        def tool(*args: object, **kwargs: object) -> object:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{name}(): {exc}") from None
+            return tool_value(name, host_call(TOOL_OP, tool_request(name, bound.arguments)))
+
+        tool.__name__ = tool.__qualname__ = name
+        tool.__doc__ = spec.doc or None
+        tool.__signature__ = signature  # type: ignore[attr-defined]
+        return tool
 
     def _answer_text(self, value: object, what: str) -> str:
         """``value`` as the answer text; raises :class:`AnswerTooLarge` past the limit (checked
@@ -338,3 +372,34 @@ class ReplRuntime:
         if len(text) > MAX_ERROR_CHARS:
             text = "…" + text[-MAX_ERROR_CHARS:]
         return text
+
+
+class _Shown:
+    """A default as the REPL shows it (its repr from the host); never sent: an argument left
+    out takes the host function's own default."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+def _signature_of(spec: ToolSpec) -> inspect.Signature:
+    kinds = {
+        "positional_only": inspect.Parameter.POSITIONAL_ONLY,
+        "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        "var_positional": inspect.Parameter.VAR_POSITIONAL,
+        "keyword_only": inspect.Parameter.KEYWORD_ONLY,
+        "var_keyword": inspect.Parameter.VAR_KEYWORD,
+    }
+    params = [
+        inspect.Parameter(
+            p.name, kinds[p.kind],
+            default=inspect.Parameter.empty if p.default is None else _Shown(p.default),
+            annotation=inspect.Parameter.empty if p.annotation is None else _Shown(p.annotation),
+        )
+        for p in spec.params
+    ]
+    returns = inspect.Signature.empty if spec.returns is None else _Shown(spec.returns)
+    return inspect.Signature(params, return_annotation=returns)

@@ -314,6 +314,7 @@ class WorkerSandbox:
             "memory_bytes": self._memory_bytes,
             "exec_timeout_s": self.limits.exec_timeout_s,
             "scratch": scratch,
+            "tools": [spec.to_wire() for spec in self.limits.tools],
         }
 
     async def _spawn(self) -> WorkerProcess:
@@ -607,7 +608,7 @@ class WorkerSandbox:
         except WorkerCrashedError:
             raise _WorkerLost("the worker died", crashed=True) from None
 
-    async def _answer(self, message: dict[str, Any]) -> list[str]:
+    async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None
         return await _hostcalls.dispatch(self._bridge, message["op"], message)
 

@@ -36,7 +36,7 @@ class Worker:
     """Serves frames; supplies ``host_call`` to the runtime and the soft per-exec timeout."""
 
     def __init__(self, config: dict[str, Any], context: object) -> None:
-        from fastrlm.sandbox import _protocol, _runtime
+        from fastrlm.sandbox import _hostcalls, _protocol, _runtime
 
         self._protocol = _protocol
         self._fd_in: int = config["fd_in"]
@@ -52,6 +52,7 @@ class Worker:
             self.host_call,
             max_output_bytes=int(config["max_output_bytes"]),
             max_answer_chars=int(config["max_answer_chars"]),
+            tools=[_hostcalls.ToolSpec.from_wire(t) for t in config["tools"]],
         )
         limit = config["memory_bytes"]
         if limit:

@@ -18,16 +18,18 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from .. import RLM, Budget, Limits, PriceTable, RLMResult
+from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._validate import count
 from ..lm._base import LM
+from ..telemetry import Telemetry, trace_context_of
 from ..trace import TraceWriter
+from ._access import CLIENT_GONE, AccessRecord, log_access
 from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json
 from ._protocol import (
     ChatRequest,
@@ -56,6 +58,11 @@ class RLMServer:
     (``True``: under ``$FASTRLM_HOME``; a :class:`~fastrlm.trace.TraceWriter`; ``False``: none).
     ``server_key``: when set, every ``/v1`` request needs ``Authorization: Bearer <server_key>``.
     ``prices`` is the price table for dollar limits (default: :meth:`PriceTable.default`).
+    ``tools`` / ``sub_tools`` are the host tools of every run (as for :class:`~fastrlm.RLM`):
+    set here, at start, never by a request (a request's ``tools`` field is ignored).
+    ``telemetry`` means what it means for :class:`~fastrlm.RLM`; with spans on, a request's
+    W3C ``traceparent`` header makes its run part of the caller's trace. Each request is one
+    line on the ``fastrlm.server.access`` logger (``server/_access.py``).
 
     Raises :class:`~fastrlm.ConfigurationError` for a model that cannot be resolved, or for a
     ``budget.max_usd`` that cannot be enforced because a model has no known price (a request
@@ -81,6 +88,9 @@ class RLMServer:
         server_key: str | None = None,
         http_limits: HTTPLimits | None = None,
         prices: PriceTable | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
+        sub_tools: Sequence[Callable[..., Any] | Tool] = (),
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         count(1).check("max_concurrent_runs", max_concurrent_runs)
         count(0).check("max_queued_runs", max_queued_runs)
@@ -92,7 +102,8 @@ class RLMServer:
         # One RLM for every request; a request's budget is a per-call override of its budget.
         rlm = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
                   base_url=base_url, api_key=api_key, prices=prices,
-                  trace=writer if writer is not None else False)
+                  trace=writer if writer is not None else False, tools=tools,
+                  sub_tools=sub_tools, telemetry=telemetry)
         self._rlm = rlm
         self._unpriced = sorted({lm.model for lm in (rlm.root_lm, rlm.sub_lm)
                                  if lm.model not in rlm.prices})
@@ -207,30 +218,49 @@ class RLMServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peer = writer.get_extra_info("peername")
+        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
         while not self._closing:
             try:
                 request = await read_request(reader, writer, self.http_limits)
             except HTTPError as error:
-                await send_error(writer, error, keep_alive=False)
+                record = AccessRecord(client, status=error.status, error=error.code)
+                try:
+                    await send_error(writer, error, keep_alive=False)
+                finally:
+                    log_access(record)
                 return
             if request is None:
                 return
             self._connections[task] = True
+            record = AccessRecord(client, request.method, request.path)
             try:
-                keep_alive = await self._dispatch(request, reader, writer)
+                keep_alive = await self._dispatch(request, reader, writer, record)
             except HTTPError as error:
+                record.status, record.error = error.status, error.code
                 await send_error(writer, error, keep_alive=request.keep_alive)
                 keep_alive = request.keep_alive and error.status < 500
+            except (ConnectionError, TimeoutError, asyncio.CancelledError):
+                record.status = CLIENT_GONE
+                raise
+            except BaseException:
+                record.status = 500
+                raise
+            finally:
+                log_access(record)
             self._connections[task] = False
             if not keep_alive:
                 return
 
     async def _dispatch(
-        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        record: AccessRecord,
     ) -> bool:
-        """Answer one request; returns whether the connection stays open."""
+        """Answer one request; returns whether the connection stays open. A response sent
+        here is a 200 unless the request's ``record`` says otherwise."""
         path = request.path.rstrip("/") or "/"
         keep = request.keep_alive and not self._closing
+        record.status = 200
         if path == "/health":
             _allow(request, "GET", "HEAD")
             await send_json(writer, 200, self._health(), keep_alive=keep,
@@ -258,7 +288,7 @@ class RLMServer:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
             chat = parse_chat_request(request.body, self.model_ids)
-            return await self._chat(chat, request, reader, writer)
+            return await self._chat(chat, request, reader, writer, record)
         raise HTTPError(404, f"no route for {request.path}", code="not_found")
 
     def _authorize(self, request: Request) -> None:
@@ -282,16 +312,20 @@ class RLMServer:
     # ------------------------------------------------------------------ chat completions
     async def _chat(
         self, chat: ChatRequest, request: Request, reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: asyncio.StreamWriter, record: AccessRecord,
     ) -> bool:
         """Run the request while watching the socket: EOF from the client cancels the run.
-        Returns whether the connection stays open (not after pipelined bytes, unsupported)."""
-        respond = asyncio.create_task(self._respond(chat, request, writer))
+        Returns whether the connection stays open (not after pipelined bytes, unsupported).
+        With spans on, the run continues the trace of the request's ``traceparent``."""
+        parent = trace_context_of(request.headers) if self._rlm.telemetry else None
+        respond = asyncio.create_task(self._respond(chat, request, writer, record),
+                                      context=parent)
         watch = asyncio.create_task(reader.read(1))
         try:
             await asyncio.wait({respond, watch}, return_when=asyncio.FIRST_COMPLETED)
             if not respond.done() and not watch.result():
                 log.info("client disconnected: cancelling its run")
+                record.status = CLIENT_GONE
                 return False
             keep = await respond
             return keep and not watch.done()
@@ -324,7 +358,7 @@ class RLMServer:
             self._notify()
 
     async def _respond(self, chat: ChatRequest, request: Request,
-                       writer: asyncio.StreamWriter) -> bool:
+                       writer: asyncio.StreamWriter, record: AccessRecord) -> bool:
         budget = effective_budget(self.budget, chat.overrides)
         if budget.max_usd is not None and self._unpriced:
             raise HTTPError(400, _unpriced_message(self._unpriced, "this request's"),
@@ -337,9 +371,9 @@ class RLMServer:
                                 code="shutting_down")
             if chat.stream:
                 stream = EventStream(writer, request.version, request.keep_alive)
-                await self._stream(chat, stream, completion_id, created, budget)
+                await self._stream(chat, stream, completion_id, created, budget, record)
                 return stream.keep_alive
-            result = await self._run(chat, budget, None)
+            result = await self._run(chat, budget, record.seen)
         error = result_status(result)
         if error is not None:
             raise error
@@ -349,7 +383,7 @@ class RLMServer:
         return request.keep_alive
 
     async def _run(self, chat: ChatRequest, budget: Budget,
-                   on_event: Callable[[Event], None] | None) -> RLMResult:
+                   on_event: Callable[[Event], None]) -> RLMResult:
         """Run the request as a task the server can cancel on shutdown. Raises
         :class:`HTTPError` for a refused context or a shutdown; a cancellation of the caller
         propagates."""
@@ -378,15 +412,20 @@ class RLMServer:
 
     async def _stream(
         self, chat: ChatRequest, stream: EventStream, completion_id: str, created: int,
-        budget: Budget,
+        budget: Budget, record: AccessRecord,
     ) -> None:
         def make(**kwargs: Any) -> dict[str, object]:
             return chunk(completion_id=completion_id, created=created, model=chat.model,
                          **kwargs)
 
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        runner = asyncio.create_task(self._run(chat, budget, queue.put_nowait if chat.progress
-                                               else None))
+
+        def on_event(event: Event) -> None:
+            record.seen(event)
+            if chat.progress:
+                queue.put_nowait(event)
+
+        runner = asyncio.create_task(self._run(chat, budget, on_event))
         runner.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             await stream.start()

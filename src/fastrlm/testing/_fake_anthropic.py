@@ -42,7 +42,10 @@ class FakeAnthropicServer(FakeOpenAIServer):
             content.append({"type": "thinking", "thinking": reply.thinking, "signature": "sig"})
         if reply.text is not None:
             content.append({"type": "text", "text": reply.text})
-        stop = {"stop": "end_turn", "length": "max_tokens"}.get(
+        for i, (name, arguments) in enumerate(reply.tool_calls):
+            content.append({"type": "tool_use", "id": f"toolu_{request.index}_{i}",
+                            "name": name, "input": arguments})
+        stop = "tool_use" if reply.tool_calls else {"stop": "end_turn", "length": "max_tokens"}.get(
             reply.finish_reason, reply.finish_reason
         )
         body: dict[str, Any] = {

@@ -109,6 +109,8 @@ class FakeReply:
     thinking: str | None = None
     latency_s: float | None = None
     cost: float | None = None
+    #: Tool calls the model asks for: ``(name, arguments)`` pairs (ids are made up).
+    tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 Reply = str | FakeReply | Fault
@@ -355,8 +357,8 @@ class FakeOpenAIServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": reply.finish_reason,
+                    "message": self._message(request, reply),
+                    "finish_reason": "tool_calls" if reply.tool_calls else reply.finish_reason,
                     "logprobs": None,
                 }
             ],
@@ -364,6 +366,16 @@ class FakeOpenAIServer:
         if usage:
             body["usage"] = self._usage(request, reply)
         return body
+
+    def _message(self, request: FakeRequest, reply: FakeReply) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{request.index}_{i}", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps(arguments)}}
+                for i, (name, arguments) in enumerate(reply.tool_calls)
+            ]
+        return message
 
     def _usage(self, request: FakeRequest, reply: FakeReply) -> dict[str, Any]:
         prompt, completion = self._tokens(request, reply)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
-from ..lm._base import ChatMessage, LMResponse, estimate_tokens
+from ..lm._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 
-Reply = str | BaseException
+Reply = str | BaseException | ToolCall | Sequence[ToolCall]
 ReplyFn = Callable[[list[ChatMessage]], Reply | Awaitable[Reply]]
 
 
@@ -26,14 +26,21 @@ class ScriptedLM:
     characters a token for every message in and the reply out, so cost accounting can be tested.
     ``latency_s`` simulates the network with ``asyncio.sleep``.
 
-    ``calls`` records every message list received; ``max_in_flight`` the peak concurrency seen.
+    ``supports_tools=True`` makes it a model with native tool calling: it takes ``tools=`` and a
+    reply may be a :class:`~fastrlm.lm.ToolCall` or a list of them (the model asks for those
+    calls). Without it, sub-agents use the JSON fallback with it, as with any plain model.
+
+    ``calls`` records every message list received, ``tools_seen`` the tools offered with each;
+    ``max_in_flight`` the peak concurrency seen.
     """
 
     replies: Sequence[Reply] | ReplyFn
     model: str = "scripted/lm"
     latency_s: float = 0.0
     temperature: float | None = None
+    supports_tools: bool = False
     calls: list[list[ChatMessage]] = field(default_factory=list, repr=False)
+    tools_seen: list[list[ToolSchema] | None] = field(default_factory=list, repr=False)
     max_tokens_seen: list[int | None] = field(default_factory=list, repr=False)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -42,11 +49,15 @@ class ScriptedLM:
         return f"scripted|{self.model}|{self.temperature}"
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+        tools: Sequence[ToolSchema] | None = None,
     ) -> LMResponse:
+        if tools is not None and not self.supports_tools:
+            raise TypeError("ScriptedLM.complete() got tools, but supports_tools is False")
         msgs = list(messages)
         index = len(self.calls)
         self.calls.append(msgs)
+        self.tools_seen.append(None if tools is None else list(tools))
         self.max_tokens_seen.append(max_tokens)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -59,6 +70,21 @@ class ScriptedLM:
             self.in_flight -= 1
         if isinstance(reply, BaseException):
             raise reply
+        calls = (reply,) if isinstance(reply, ToolCall) else (
+            tuple(reply) if isinstance(reply, list | tuple) else ())
+        if calls:
+            if not all(isinstance(c, ToolCall) for c in calls):
+                raise ProviderResponseError("ScriptedLM: a list reply must hold ToolCall objects",
+                                            provider="scripted", model=self.model)
+            if tools is None:
+                raise ProviderResponseError("ScriptedLM: a tool call was scripted for a call "
+                                            "offered no tools", provider="scripted",
+                                            model=self.model)
+            return LMResponse(
+                text="", model=self.model, finish_reason="tool_calls", tool_calls=calls,
+                usage=TokenUsage(sum(estimate_tokens(m["content"]) + 4 for m in msgs),
+                                 sum(estimate_tokens(str(c.arguments)) + 4 for c in calls)),
+            )
         if not isinstance(reply, str):
             raise ProviderResponseError(
                 f"ScriptedLM reply must be a str, got {type(reply).__name__}",
@@ -105,7 +131,7 @@ def prompt_of(messages: Sequence[ChatMessage]) -> str:
     """The last user message: what a sub-call was asked (handy in reply functions)."""
     for message in reversed(messages):
         if message["role"] == "user":
-            return message["content"]
+            return str(message["content"])
     return ""
 
 

@@ -201,6 +201,12 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                     f"error: {ev['error']}" if ev.get("error") else ev.get("response_preview", "")
                 )
                 out.append(f"{pad}  · {ev.get('call_id')} {ev.get('model')}: {status}")
+        elif kind == "tool.finished":
+            where = f" (sub-agent {ev['subcall_id']})" if ev.get("subcall_id") else ""
+            status = (f"error: {ev['error']}" if ev.get("error")
+                      else ev.get("result_preview", ""))
+            out.append(f"{pad}tool {ev.get('tool')}{where} in "
+                       f"{float(ev.get('duration_s', 0)):.2f}s: {status}")
         elif kind == "subcalls.refused":
             out.append(f"{pad}refused {ev.get('count')} sub-call(s): {ev.get('message')}")
         elif kind == "child.started":
@@ -237,6 +243,7 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 f"{usage.get('input_tokens', 0):,} in / "
                 f"{usage.get('output_tokens', 0):,} out tokens · {_money(ev.get('cost_usd'))} · "
                 f"{float(ev.get('duration_s', 0)):.1f}s"
+                + (f" · {ev['tool_calls']} tool call(s)" if ev.get("tool_calls") else "")
             )
             if ev.get("limited_by"):
                 out.append(

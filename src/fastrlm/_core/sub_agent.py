@@ -1,0 +1,167 @@
+"""Sub-LLMs with tools (``RLM(sub_tools=...)``, Prime Intellect's RLMEnv design).
+
+With sub-tools, one ``llm_query(prompt)`` is a small tool-calling agent on the sub-model: the
+model may call host tools for up to ``Limits.max_tool_rounds`` rounds, then answers; the root
+sees only the final text. Every round is one sub-call through the tree's budget ledger (counted
+against ``max_subcalls``, its tokens and dollars booked), so a sub-agent can never pass a limit:
+a refused round ends the agent with the refusal's ``[error: budget_...]`` text.
+
+Providers with native tool calling (``lm.supports_tools``: the OpenAI and Anthropic providers)
+get the tools as schemas; any other model gets the **JSON fallback**: the tools are listed in the
+prompt and a reply that is only a JSON object ``{"tool": name, "arguments": {...}}`` (or a list
+of them) is a call; the results come back in a user message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from ..lm._base import LM, ChatMessage, ToolCall
+from .call_tree import CallTree, SubcallOutcome, _refused
+from .ledger import Account
+from .parsing import truncate_output
+from .prompts import Prompts
+from .tools import Tool, run_tool
+
+ToolProtocol = Literal["auto", "native", "json"]
+#: Tool calls one round may run; a model asking for more gets an error for the rest.
+MAX_CALLS_PER_ROUND = 16
+PROTOCOLS: tuple[str, ...] = ("auto", "native", "json")
+_FENCE = re.compile(r"\A```(?:json)?\s*\n(.*?)\n?```\Z", re.DOTALL)
+
+
+def uses_native_tools(lm: LM, protocol: str) -> bool:
+    """Whether ``lm`` gets tools natively (else the JSON fallback)."""
+    if protocol == "json":
+        return False
+    return protocol == "native" or bool(getattr(lm, "supports_tools", False))
+
+
+def json_tool_calls(text: str, round_: int) -> list[ToolCall]:
+    """The tool calls of a JSON-fallback reply, or ``[]`` when it is an answer. A call is a
+    reply that is only (maybe fenced) JSON: ``{"tool": "name", "arguments": {...}}``, a list of
+    those, or ``{"tool_calls": [...]}``. Pure."""
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced:
+        body = fenced.group(1).strip()
+    if not body or body[0] not in "[{":
+        return []
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
+        data = data["tool_calls"]
+    items = data if isinstance(data, list) else [data]
+    calls = []
+    for index, item in enumerate(items):
+        if not (isinstance(item, dict) and isinstance(item.get("tool"), str)):
+            return []
+        arguments = item.get("arguments", {})
+        if not isinstance(arguments, dict):
+            arguments = json.dumps(arguments)
+        calls.append(ToolCall(f"json-{round_}-{index}", item["tool"], arguments))
+    return calls
+
+
+def tool_listing(tools: Sequence[Tool]) -> str:
+    """One line per tool with its JSON schema, for the JSON fallback prompt."""
+    return "\n".join(
+        f"- {t.name}: {t.description or '(no description)'} Arguments (JSON schema): "
+        f"{json.dumps(t.parameters, ensure_ascii=False)}"
+        for t in tools
+    )
+
+
+async def agent_subcall(
+    tree: CallTree,
+    lm: LM,
+    prompt: str,
+    *,
+    tools: Sequence[Tool],
+    protocol: str,
+    prompts: Prompts,
+    run_id: str,
+    depth: int,
+    account: Account,
+) -> SubcallOutcome:
+    """One ``llm_query`` answered by a tool-calling agent on ``lm``; never raises (but for
+    cancellation). Returns the final text, or the ``[error: ...]`` text of the round that was
+    refused or failed."""
+    refusal = tree.window_refusal(lm, len(prompt), "split it into smaller prompts")
+    if refusal is not None:
+        return refusal
+    from .._exceptions import BudgetExceededError
+
+    try:
+        tree.ledger.check_subcall_slot()
+    except BudgetExceededError as exc:
+        return _refused(exc)
+    native = uses_native_tools(lm, protocol)
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+    first = prompt if native else prompt + "\n\n" + prompts.sub_tools_json.format(
+        tools=tool_listing(tools))
+    messages: list[ChatMessage] = [{"role": "user", "content": first}]
+    agent_id = tree.new_call_id()
+    max_rounds = tree.limits.max_tool_rounds
+    result_chars = max(tree.limits.output_chars, 2_000)
+    for round_ in range(1, max_rounds + 2):
+        last = round_ > max_rounds
+        if last:
+            messages.append({"role": "user", "content": prompts.sub_tools_done.format(
+                rounds=max_rounds)})
+        size = sum(len(m["content"]) for m in messages)
+        refusal = tree.window_refusal(lm, size, f"the sub-agent's conversation grew past it "
+                                      f"after {round_ - 1} tool round(s)")
+        if refusal is not None:
+            return refusal
+        answered = await tree.sub_round(
+            lm, messages, messages[-1]["content"], run_id=run_id, depth=depth, account=account,
+            tools=schemas if native and not last else None, round=round_, agent_id=agent_id,
+            call_id=agent_id if round_ == 1 else None,
+        )
+        if isinstance(answered, SubcallOutcome):
+            return answered
+        response = answered[0]
+        calls = list(response.tool_calls) if native else json_tool_calls(response.text, round_)
+        if not calls or last:
+            return SubcallOutcome(response.text)
+        replies = list(await asyncio.gather(*(
+            _run(tree, by_name, call, run_id=run_id, depth=depth, agent_id=agent_id)
+            for call in calls[:MAX_CALLS_PER_ROUND]
+        )))
+        replies += [f"error (tool_limit): at most {MAX_CALLS_PER_ROUND} tool calls run per "
+                    "round; this one did not run"] * (len(calls) - MAX_CALLS_PER_ROUND)
+        shown = [truncate_output(reply, result_chars) for reply in replies]
+        if native:
+            messages.append({"role": "assistant", "content": response.text,
+                             "tool_calls": [c.to_dict() for c in calls]})
+            messages.extend({"role": "tool", "tool_call_id": c.id, "content": text}
+                            for c, text in zip(calls, shown, strict=True))
+        else:
+            messages.append({"role": "assistant", "content": response.text})
+            results = "\n\n".join(f"Result of {c.name}:\n{text}"
+                                  for c, text in zip(calls, shown, strict=True))
+            messages.append({"role": "user", "content": prompts.sub_tools_results.format(
+                results=results, rounds_left=max_rounds - round_)})
+    raise AssertionError("unreachable: the last round always returns")
+
+
+async def _run(tree: CallTree, tools: Mapping[str, Tool], call: ToolCall, *, run_id: str,
+               depth: int, agent_id: str) -> str:
+    """One tool call of a sub-agent, as the text its model sees."""
+    arguments: Any = call.arguments
+    if not isinstance(arguments, dict):
+        return (f"error (bad_arguments): the arguments of {call.name} must be a JSON object, "
+                f"not {str(arguments)[:200]!r}")
+    reply = await run_tool(tools, call.name, arguments, counter=tree.tool_counter,
+                           emit=tree.emit, run_id=run_id, depth=depth, subcall_id=agent_id)
+    if reply["ok"] is True:
+        return str(reply["json"])
+    return f"error ({reply['kind']}): {reply['message']}"

@@ -1,0 +1,240 @@
+"""The tools ``fastrlm mcp`` offers, as plain async methods (the MCP wiring is in ``_app``).
+
+:class:`RLMTools` holds one :class:`~fastrlm.RLM` built at start, the :class:`Roots` clients may
+read, the server's :class:`~fastrlm.Budget` (a call may only lower it) and the loaded contexts
+(:class:`ContextHandles`, least recently used dropped past ``max_handles``). Refusals raise
+:class:`~fastrlm.mcp._policy.ToolRefusal`; a run that fails raises the engine's typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .._core.budget import Budget
+from .._core.events import Event
+from .._core.facade import RLM
+from .._core.result import RLMResult
+from .._exceptions import ConfigurationError, ContextError, RLMError
+from ..context import LoadedContext, load_context
+from ..trace import (
+    TraceNotFoundError,
+    index_path,
+    list_runs,
+    read_trace,
+    render_transcript,
+    resolve_run,
+)
+from ._policy import Roots, ToolRefusal, lowered_budget
+
+#: ``await progress(step, message)``: one MCP progress notification.
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """A context loaded by ``rlm_load``: what it was built from and what it holds."""
+
+    id: str
+    paths: tuple[str, ...]
+    loaded: LoadedContext
+
+    def describe(self) -> dict[str, Any]:
+        report = self.loaded.report
+        return {"handle": self.id, "paths": list(self.paths), "summary": report.summary(),
+                "chars": report.chars, "files": report.files, "documents": report.documents,
+                "skipped": [asdict(s) for s in report.skipped]}
+
+
+class ContextHandles:
+    """At most ``limit`` loaded contexts; using one makes it the newest, loading past the limit
+    drops the least recently used (its memory is freed once no run holds it)."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("--max-handles must be at least 1")
+        self.limit = limit
+        self._items: OrderedDict[str, Handle] = OrderedDict()
+
+    def add(self, paths: Sequence[str], loaded: LoadedContext) -> Handle:
+        handle = Handle("ctx-" + secrets.token_hex(6), tuple(paths), loaded)
+        self._items[handle.id] = handle
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+        return handle
+
+    def get(self, handle_id: str) -> Handle:
+        handle = self._items.get(handle_id)
+        if handle is None:
+            raise ToolRefusal(f"unknown handle {handle_id!r}: it was never made or was dropped "
+                              f"(the server keeps the last {self.limit}); call rlm_load again")
+        self._items.move_to_end(handle_id)
+        return handle
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def progress_message(event: Event) -> str | None:
+    """The progress line for an engine event worth telling a client about, else ``None``.
+    Child runs (``depth`` > 0) report through their parent's sub-call events."""
+    data = event.to_dict()
+    kind = data["type"]
+    if data.get("depth", 0) and kind != "subcall.finished":
+        return None
+    if kind == "iteration.started":
+        return f"iteration {data['iteration']}/{data['max_iterations']}"
+    if kind == "code.executed":
+        state = " (timed out)" if data.get("timed_out") else " (error)" if data.get("error") else ""
+        return f"ran code block {data['block']} of iteration {data['iteration']}{state}"
+    if kind == "subcall.finished":
+        return "sub-call " + ("failed" if data.get("error") else "answered")
+    if kind == "subcalls.refused":
+        return f"{data['count']} sub-call(s) refused: {data['message']}"
+    if kind == "budget.warning":
+        return f"budget: {data['resource']} at {float(data['fraction']):.0%}"
+    if kind == "final":
+        return f"answer ready ({data['answer_chars']:,} chars)"
+    return None
+
+
+class RLMTools:
+    """``rlm_ask``, ``rlm_load``, ``rlm_runs`` and ``rlm_trace`` over one RLM."""
+
+    def __init__(
+        self,
+        rlm: RLM,
+        roots: Roots,
+        *,
+        max_handles: int = 8,
+        max_concurrent_runs: int = 2,
+        gitignore: bool = True,
+    ) -> None:
+        self.rlm = rlm
+        self.roots = roots
+        self.handles = ContextHandles(max_handles)
+        self.gitignore = gitignore
+        self._runs = asyncio.Semaphore(max_concurrent_runs)
+
+    @property
+    def budget(self) -> Budget:
+        return self.rlm.budget
+
+    async def _load(self, paths: Sequence[str]) -> tuple[list[str], LoadedContext]:
+        if isinstance(paths, str) or not isinstance(paths, Sequence) or not paths:
+            raise ToolRefusal("paths must be a non-empty list of files, directories or globs")
+        checked = [self.roots.check(p) for p in paths]
+        try:
+            loaded = await asyncio.to_thread(
+                load_context, checked, gitignore=self.gitignore, within=self.roots.paths)
+        except (ContextError, ConfigurationError) as exc:
+            raise ToolRefusal(str(exc)) from exc
+        return checked, loaded
+
+    async def load(self, paths: Sequence[str]) -> dict[str, Any]:
+        """Load ``paths`` once and keep it under a new handle."""
+        checked, loaded = await self._load(paths)
+        return self.handles.add(checked, loaded).describe()
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        paths: Sequence[str] | None = None,
+        text: str | None = None,
+        handle: str | None = None,
+        budget: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Answer ``question`` over exactly one of ``paths``, ``text`` or ``handle``."""
+        if not isinstance(question, str) or not question.strip():
+            raise ToolRefusal("question must be a non-empty string")
+        given = [name for name, v in (("paths", paths), ("text", text), ("handle", handle))
+                 if v is not None]
+        if len(given) != 1:
+            raise ToolRefusal("give exactly one of paths (files, directories, globs), text, or "
+                              f"handle (from rlm_load); got {', '.join(given) or 'none'}")
+        run_budget = lowered_budget(self.budget, budget)
+        context: object
+        report: dict[str, Any] | None = None
+        if handle is not None:
+            context = self.handles.get(handle).loaded.value
+        elif text is not None:
+            if not isinstance(text, str) or not text.strip():
+                raise ToolRefusal("text must be a non-empty string")
+            context = text
+        else:
+            assert paths is not None
+            _, loaded = await self._load(paths)
+            context, report = loaded.value, loaded.report.to_dict()
+        async with self._runs:
+            result = await self._run(question, context, run_budget, progress)
+        out = result.to_dict()
+        out.pop("trace_path", None)  # a host path; rlm_trace reads it by run id
+        out["run_id"] = out.pop("trace_id")
+        if report is not None:
+            out["context"] = {k: report[k] for k in ("files", "documents", "chars", "skipped")}
+        return out
+
+    async def _run(self, question: str, context: object, budget: Budget,
+                   progress: Progress | None) -> RLMResult:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_event(event: Event) -> None:
+            message = progress_message(event)
+            if message is not None:
+                queue.put_nowait(message)
+
+        async def report() -> None:
+            assert progress is not None
+            step = 0
+            while (message := await queue.get()) is not None:
+                step += 1
+                await progress(step, message)
+
+        reporter = asyncio.create_task(report()) if progress is not None else None
+        try:
+            result = await self.rlm.acompletion(question, context, budget=budget,
+                                                on_event=on_event)
+        except ConfigurationError as exc:  # e.g. max_usd for a model without a price
+            raise ToolRefusal(str(exc)) from exc
+        except RLMError as exc:
+            failed = getattr(exc, "result", None)
+            run = f" (run {failed.trace_id}; rlm_trace shows it)" if failed is not None else ""
+            raise ToolRefusal(f"the run failed: {exc}{run}") from exc
+        finally:
+            if reporter is not None and not reporter.done():
+                queue.put_nowait(None)  # send what is queued, then stop
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    reporter.cancel()  # a cancelled call sends nothing more
+                await asyncio.gather(reporter, return_exceptions=True)
+        return result
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Past runs, newest first (the run index every fastrlm command writes)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ToolRefusal("limit must be an integer from 1 to 1000")
+        records = list_runs(index_path(), limit=limit)
+        keep = ("run_id", "started_at", "question", "model", "stop_reason", "cost_usd",
+                "duration_s", "iterations", "subcalls", "answer_preview", "error")
+        return [{k: getattr(r, k) for k in keep} for r in records]
+
+    def trace(self, run_id: str, max_chars: int = 4000) -> str:
+        """One run as a readable transcript. ``run_id``: an id, a unique prefix, ``last`` or N
+        (the N-th newest run); never a path, so a client cannot make the server read a file."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise ToolRefusal("run_id must be a run id, a unique prefix of one, 'last' or N")
+        if "/" in run_id or "\\" in run_id or run_id.endswith(".jsonl"):
+            raise ToolRefusal("run_id names a run (id, prefix, 'last' or N), not a file path")
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 100:
+            raise ToolRefusal("max_chars must be an integer of at least 100")
+        try:
+            trace = read_trace(resolve_run(run_id))
+        except (TraceNotFoundError, OSError) as exc:
+            raise ToolRefusal(str(exc)) from exc
+        return render_transcript(trace, max_chars=max_chars)

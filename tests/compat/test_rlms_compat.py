@@ -1,0 +1,234 @@
+"""``fastrlm.compat.rlms``: code written for the official ``rlms`` package, run with one changed
+import, against the fake OpenAI server through the real openai SDK. The examples follow the
+official package's documented usage (written fresh)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastrlm import ConfigurationError, StopReason
+from fastrlm.compat import rlms
+from fastrlm.compat.rlms import RLM, RLMCompatWarning, RLMLogger
+from fastrlm.testing import FakeOpenAIServer, Fault
+from fastrlm.testing._fake_server import FakeRequest, Reply
+
+POWERS = '```repl\nFINAL("\\n".join(str(2 ** i) for i in range(5)))\n```'
+SUMMARY = ('```repl\nparts = llm_query_batched(["Summarise: " + c for c in context])\n'
+           'FINAL(" | ".join(parts))\n```')
+
+
+class Models:
+    """Root turns (a system message) get ``root``; sub-calls answer with their model's name."""
+
+    def __init__(self, root: Reply | Callable[[FakeRequest], Reply]) -> None:
+        self.root = root
+        self.requests: list[FakeRequest] = []
+
+    def __call__(self, request: FakeRequest) -> Reply:
+        self.requests.append(request)
+        if request.is_root:
+            return self.root(request) if callable(self.root) else self.root
+        return f"{request.model} read {len(request.prompt)} chars"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rlms, "_warned", set())
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Reply | Callable[[FakeRequest], Reply]],
+                                 tuple[dict[str, Any], Models]]]:
+    servers: list[FakeOpenAIServer] = []
+
+    def start(root: Reply | Callable[[FakeRequest], Reply]) -> tuple[dict[str, Any], Models]:
+        models = Models(root)
+        server = FakeOpenAIServer(handler=models).__enter__()
+        servers.append(server)
+        return {"base_url": server.base_url, "api_key": "sk-fake"}, models
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def test_quickstart_prompt_alone(serve: Any) -> None:
+    endpoint, _ = serve(POWERS)
+    rlm = RLM(backend="openai", backend_kwargs={"model_name": "gpt-5-mini", **endpoint},
+              verbose=False, sandbox="none")
+    completion = rlm.completion("Print me the first 5 powers of two, each on a newline.")
+    assert completion.response == "1\n2\n4\n8\n16"
+    assert completion.root_model == "gpt-5-mini"
+    assert completion.prompt == "Print me the first 5 powers of two, each on a newline."
+    assert completion.error is None and completion.execution_time > 0
+    usage = completion.usage_summary
+    assert usage.total_input_tokens > 0 and usage.total_output_tokens > 0
+    assert usage.total_cost > 0  # priced from fastrlm's table, no provider help needed
+    assert usage.to_dict()["model_usage_summaries"]["openai/gpt-5-mini"]["total_calls"] == 1
+
+
+def test_context_and_root_prompt_with_a_sub_model(serve: Any) -> None:
+    endpoint, models = serve(SUMMARY)
+    rlm = RLM(backend="openai", backend_kwargs={"model_name": "gpt-5", **endpoint},
+              other_backends=["openai"],
+              other_backend_kwargs=[{"model_name": "gpt-5-nano", **endpoint}],
+              max_iterations=5, sandbox="none")
+    completion = rlm.completion(["alpha" * 10, "beta" * 10], root_prompt="Summarise each part.")
+    assert completion.response == ("gpt-5-nano read 61 chars | gpt-5-nano read 51 chars")
+    subs = [r for r in models.requests if not r.is_root]
+    assert [r.model for r in subs] == ["gpt-5-nano", "gpt-5-nano"]
+    by_model = completion.usage_summary.model_usage_summaries
+    assert by_model["openai/gpt-5-nano"].total_calls == 2
+    assert completion.result is not None and completion.result.subcalls == 2
+
+
+def test_a_dict_prompt_without_root_prompt_is_the_context(serve: Any) -> None:
+    endpoint, _ = serve('```repl\nFINAL(",".join(sorted(context)))\n```')
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none")
+    assert rlm.completion({"b": 1, "a": 2}).response == "a,b"
+
+
+def test_budgets_map_onto_fastrlm_budget(serve: Any) -> None:
+    endpoint, _ = serve("```repl\nprint('still looking')\n```")
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, max_iterations=2,
+              max_depth=1, max_budget=0.5, max_timeout=60, max_tokens=100_000,
+              max_concurrent_subcalls=3, sandbox="none")
+    budget = rlm.fastrlm.budget
+    assert (budget.max_iterations, budget.max_usd, budget.max_seconds) == (2, 0.5, 60)
+    assert budget.max_input_tokens == budget.max_output_tokens == 100_000
+    assert rlm.fastrlm.limits.max_concurrency == 3
+    completion = rlm.completion("a context", root_prompt="never answered")
+    assert completion.result is not None
+    assert completion.result.stop_reason is StopReason.MAX_ITERATIONS
+    assert completion.result.partial and completion.error is None
+
+
+def test_max_budget_for_an_unpriced_model_is_refused(serve: Any) -> None:
+    endpoint, _ = serve(POWERS)
+    with pytest.raises(ConfigurationError, match="no price is known"):
+        RLM(backend_kwargs={"model_name": "my-local-model", **endpoint}, max_budget=1.0)
+
+
+def test_a_logger_keeps_the_trajectory(serve: Any, tmp_path: Path) -> None:
+    endpoint, _ = serve(POWERS)
+    logger = RLMLogger(log_dir=str(tmp_path / "logs"))
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, logger=logger,
+              sandbox="none")
+    completion = rlm.completion("powers of two")
+    assert completion.metadata is not None
+    kinds = [e["type"] for e in completion.metadata["events"]]
+    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+    trace = Path(completion.metadata["trace_path"])
+    assert trace.parent == tmp_path / "logs" / "traces" and trace.is_file()
+    first = json.loads(trace.read_text().splitlines()[0])
+    assert first["type"] == "run.started"
+    assert RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint},
+               sandbox="none").completion("x").metadata is None
+
+
+def test_callbacks_fire_for_sub_calls_and_iterations(serve: Any) -> None:
+    endpoint, _ = serve('```repl\nFINAL(llm_query("hello there"))\n```')
+    seen: list[tuple[Any, ...]] = []
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none",
+              on_subcall_start=lambda *a: seen.append(("sub start", *a)),
+              on_subcall_complete=lambda d, m, t, e: seen.append(("sub done", d, m, e)),
+              on_iteration_start=lambda *a: seen.append(("it start", *a)),
+              on_iteration_complete=lambda d, i, t: seen.append(("it done", d, i)))
+    rlm.completion("ctx", root_prompt="q")
+    assert seen == [("it start", 0, 1), ("sub start", 1, "openai/gpt-5-mini", "hello there"),
+                    ("sub done", 1, "openai/gpt-5-mini", None), ("it done", 0, 1)]
+
+
+def test_a_remote_environment_warns_once_and_runs_in_fastrlms_sandbox(serve: Any) -> None:
+    endpoint, _ = serve(POWERS)
+    kwargs = {"backend_kwargs": {"model_name": "gpt-5-mini", **endpoint}, "sandbox": "none"}
+    with pytest.warns(RLMCompatWarning) as record:
+        rlm = RLM(environment="modal", environment_kwargs={"app_name": "x"}, **kwargs)
+    assert ["environment='modal'" in str(w.message) for w in record] == [True, False]
+    assert "environment_kwargs (app_name) are ignored" in str(record[1].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RLM(environment="modal", **kwargs)  # once per process
+    assert rlm.completion("powers").response == "1\n2\n4\n8\n16"
+    assert issubclass(RLMCompatWarning, UserWarning)
+
+
+@pytest.mark.parametrize("argument", [
+    {"persistent": True}, {"custom_tools": {"f": print}}, {"max_errors": 3}, {"depth": 1},
+    {"sampling_args": {"top_p": 0.5}}, {"backend_kwargs_extra": True},
+])
+def test_arguments_without_meaning_here_warn(serve: Any, argument: dict[str, Any]) -> None:
+    endpoint, _ = serve(POWERS)
+    backend_kwargs = {"model_name": "gpt-5-mini", **endpoint}
+    if argument.pop("backend_kwargs_extra", False):
+        backend_kwargs["timeout"] = 30
+    with pytest.warns(RLMCompatWarning, match="ignored"):
+        RLM(backend_kwargs=backend_kwargs, sandbox="none", **argument)
+
+
+def test_bad_backends_and_environments_are_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigurationError, match="model_name"):
+        RLM(backend="openai", backend_kwargs={})
+    with pytest.raises(ConfigurationError, match="unknown backend 'bedrock'"):
+        RLM(backend="bedrock", backend_kwargs={"model_name": "x"})
+    with pytest.raises(ConfigurationError, match="litellm"):
+        RLM(backend="azure_openai", backend_kwargs={"model_name": "x"})
+    with pytest.raises(ConfigurationError, match="unknown environment"):
+        RLM(environment="kubernetes", backend_kwargs={"model_name": "gpt-5-mini"})
+    with pytest.raises(ConfigurationError, match="one dict per backend"):
+        RLM(backend_kwargs={"model_name": "gpt-5-mini", "api_key": "k"},
+            other_backends=["openai", "openai"], other_backend_kwargs=[{"model_name": "a"}])
+
+
+def test_a_failed_run_is_a_completion_with_error(serve: Any) -> None:
+    endpoint, _ = serve(Fault.http_status(401, "Incorrect API key provided"))
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none")
+    completion = rlm.completion("anything")
+    assert completion.error is not None and "Incorrect API key" in completion.error
+    assert completion.response == ""
+    assert completion.result is not None and completion.result.stop_reason is StopReason.ERROR
+
+
+def test_a_custom_system_prompt_reaches_the_model_verbatim(serve: Any) -> None:
+    endpoint, models = serve(POWERS)
+    prompt = 'You are terse. Reply in JSON like {"a": 1}.'
+    with RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none",
+             custom_system_prompt=prompt) as rlm:
+        rlm.completion("powers")
+    system = models.requests[0].messages[0]
+    assert system["role"] == "system" and system["content"] == prompt
+
+
+async def test_acompletion_in_async_code(serve: Any) -> None:
+    endpoint, _ = serve(POWERS)
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none")
+    completion = await rlm.acompletion("powers")
+    await rlm.aclose()
+    assert completion.response.endswith("16")
+
+
+def test_repl_code_names_other_backends_by_their_model_name(serve: Any) -> None:
+    endpoint, _ = serve('```repl\nFINAL(llm_query("hi", model="gpt-5-nano") + " / " + '
+                        'llm_query("hi"))\n```')
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5", **endpoint}, sandbox="none",
+              other_backends=["openai", "openai"],
+              other_backend_kwargs=[{"model_name": "gpt-5-mini", **endpoint},
+                                    {"model_name": "gpt-5-nano", **endpoint}])
+    assert rlm.completion("ctx", root_prompt="q").response == (
+        "gpt-5-nano read 2 chars / gpt-5-mini read 2 chars")
+
+
+def test_verbose_prints_progress_on_stderr(serve: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint, _ = serve(POWERS)
+    RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none",
+        verbose=True).completion("powers")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "[fastrlm] iteration 1/30" in captured.err
+    assert "[fastrlm] finished: final" in captured.err

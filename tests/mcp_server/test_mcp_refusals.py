@@ -1,0 +1,127 @@
+"""The refusals of ``fastrlm mcp``'s tools, through the MCP SDK's client connected in-process
+(the same server object the CLI serves; the transports are covered by test_mcp_stdio/http)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from fastrlm import RLM, Budget
+from fastrlm.mcp import RLMTools, Roots, build_server
+from fastrlm.testing import FakeOpenAIServer
+
+from .conftest import Upstream
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+@asynccontextmanager
+async def connected(upstream: tuple[FakeOpenAIServer, Upstream],
+                    roots: tuple[Path, Path]) -> AsyncIterator[Client]:
+    """The MCP client, connected in-process (entered and left in the test's own task)."""
+    fake, _ = upstream
+    rlm = RLM("openai/root-model", "openai/sub-model", base_url=fake.base_url, api_key="fake",
+              sandbox="none", budget=Budget(max_subcalls=5, max_iterations=4))
+    tools = RLMTools(rlm, Roots([roots[0]]), max_handles=2)
+    async with Client(build_server(tools)) as connected:
+        yield connected
+    await rlm.aclose()
+
+
+@pytest.mark.parametrize(("arguments", "expected"), [
+    ({"question": "q", "paths": ["{outside}/secret.txt"]}, "outside the server's roots"),
+    ({"question": "q", "paths": ["escape.txt"]}, "outside the server's roots"),  # a symlink out
+    ({"question": "q", "paths": ["docs/../../outside/secret.txt"]}, "'..' is not allowed"),
+    ({"question": "q", "paths": ["{outside}/*.txt"]}, "outside the server's roots"),
+    ({"question": "q", "paths": ["-"]}, "stdin"),
+    ({"question": "q", "paths": []}, "non-empty list"),
+    ({"question": "q", "text": "t", "budget": {"max_subcalls": 50}},
+     "above the server's limit of 5"),
+    ({"question": "q", "text": "t", "budget": {"max_iterations": 5}},
+     "above the server's limit of 4"),
+    ({"question": "q", "text": "t", "budget": {"max_usd": -1}}, "budget.max_usd"),
+    ({"question": "q", "text": "t", "budget": {"max_usd": 0.5}}, "no price is known"),
+    ({"question": "q", "text": "t", "budget": {"temperature": 1}}, "unknown budget key"),
+    ({"question": "q", "text": "t", "paths": ["docs"]}, "exactly one"),
+    ({"question": "q"}, "exactly one"),
+    ({"question": " ", "text": "t"}, "question must be"),
+    ({"question": "q", "handle": "ctx-nope"}, "call rlm_load again"),
+])
+async def test_rlm_ask_refuses_with_a_message_saying_what_to_do(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+    arguments: dict[str, Any], expected: str,
+) -> None:
+    if "paths" in arguments:
+        arguments = {**arguments, "paths": [p.format(outside=roots[1])
+                                            for p in arguments["paths"]]}
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            result = await client.call_tool("rlm_ask", arguments)
+    assert result.is_error
+    assert expected in text_of(result)
+
+
+async def test_nothing_outside_the_roots_reaches_the_model(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    _, handler = upstream
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            loaded = await client.call_tool("rlm_load", {"paths": ["docs", "docs/*.txt"]})
+            info = loaded.structured_content
+            assert info is not None and info["files"] == 4
+            assert [s["reason"] for s in info["skipped"]] == ["outside the allowed roots"] * 2
+            asked = await client.call_tool(
+                "rlm_ask", {"question": "All?", "handle": info["handle"]})
+    assert not asked.is_error
+    assert handler.prompts and not any("SECRET-TOKEN-123" in p for p in handler.prompts)
+
+
+async def test_a_lowered_budget_governs_the_run(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            result = await client.call_tool(
+                "rlm_ask", {"question": "q", "text": "t", "budget": {"max_subcalls": 0}})
+    out = result.structured_content
+    assert out is not None and out["subcalls"] == 0
+    assert "budget_subcalls" in out["answer"]  # the REPL's llm_query was refused
+
+
+async def test_handles_past_the_limit_drop_the_oldest(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            handles = []
+            for _ in range(3):
+                loaded = await client.call_tool("rlm_load", {"paths": ["docs/a.txt"]})
+                handles.append(loaded.structured_content["handle"])  # type: ignore[index]
+            oldest = await client.call_tool("rlm_ask", {"question": "q", "handle": handles[0]})
+            newest = await client.call_tool("rlm_ask", {"question": "q", "handle": handles[2]})
+    assert oldest.is_error and "call rlm_load again" in text_of(oldest)
+    assert not newest.is_error
+
+
+async def test_rlm_trace_reads_runs_never_files(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    stray = tmp_path / "x.jsonl"
+    stray.write_text('{"type": "run.started", "run_id": "x", "depth": 0, "ts": 0}\n')
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            by_path = await client.call_tool("rlm_trace", {"run_id": str(stray)})
+            missing = await client.call_tool("rlm_trace", {"run_id": "zzz"})
+            runs = await client.call_tool("rlm_runs", {"limit": 0})
+    assert by_path.is_error and "not a file path" in text_of(by_path)
+    assert missing.is_error and "no run matches" in text_of(missing)
+    assert runs.is_error and "limit" in text_of(runs)
