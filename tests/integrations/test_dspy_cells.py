@@ -38,5 +38,28 @@ def test_payloads_keep_the_type_of_each_input() -> None:
 def test_every_payload_kind_has_a_decoder_and_cells_compile() -> None:
     source = cells.assignment_cell({f"v_{kind}": kind for kind in cells._DECODERS})
     compile(source, "<assignment>", "exec")
-    compile(cells.bind_cell(["lookup", "__dspy_call__"], [{"name": "answer"}]), "<bind>", "exec")
-    compile(cells.bind_cell([], None), "<bind>", "exec")
+    compile(cells.bind_cell([{"name": "answer"}, {"name": "n", "type": "int"}]), "<bind>", "exec")
+    compile(cells.bind_cell(None), "<bind>", "exec")
+
+
+def test_tool_specs_show_the_signature_the_repl_binds() -> None:
+    def lookup(key: str, times: int = 1) -> dict:
+        """Look a key up."""
+        return {}
+
+    spec = cells.tool_spec("__dspy_call__", lookup)
+    assert spec.signature_text() == "__dspy_call__(key: str, times: int = 1) -> dict"
+    assert spec.doc == "Look a key up."
+    assert cells.tool_spec("n", len).params  # a builtin without a signature still gets one
+
+
+def test_call_arguments_rebuild_the_call() -> None:
+    def f(a: int, /, b: int, *rest: int, c: int = 0, **more: int) -> None: ...
+
+    assert cells.call_arguments(f, {"a": 1, "b": 2, "rest": [3], "c": 4, "more": {"d": 5}}) == (
+        [1, 2, 3], {"c": 4, "d": 5})
+    assert cells.call_arguments(lambda x, y=2: x, {"x": 1}) == ([], {"x": 1})
+    with pytest.raises(TypeError, match="unexpected argument"):
+        cells.call_arguments(lambda x: x, {"x": 1, "z": 2})
+    with pytest.raises(TypeError):
+        cells.call_arguments(lambda x: x, {})

@@ -1,10 +1,9 @@
 """The cells the DSPy interpreter runs in the sandbox besides the model's own: pure functions that
 build their source, and read back what they deliver.
 
-- :func:`bind_cell` (run before every model cell): defines ``SUBMIT`` for the output fields and
-  one stub per host tool. A stub sends its call as an ``llm_query`` addressed to the model name
-  ``TOOL_MODEL_PREFIX + name``; the interpreter's bridge answers it by running the tool on the
-  host (never an LM) and replies with JSON ``{"value": ...}`` or ``{"error": "..."}``.
+- :func:`bind_cell` (run before every model cell): defines ``SUBMIT`` for the output fields.
+  (Host tools are the REPL's own functions, from :func:`tool_spec`: the sandbox's ``tool``
+  host call.)
 - :func:`payload` and :func:`assignment_cell` (run when an input is new or changed): the
   cell binds each input from its payload, which it fetches from the host as the answer of an
   ``llm_query`` addressed to :data:`INPUT_MODEL`; so each input crosses to the worker once.
@@ -20,11 +19,12 @@ import base64
 import io
 import json
 import keyword
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-#: ``llm_query(..., model=TOOL_MODEL_PREFIX + name)`` is a call of host tool ``name``.
-TOOL_MODEL_PREFIX = "fastrlm.dspy.tool/"
+from .._core.tools import _signature, _spec_of
+from ..sandbox._hostcalls import ToolSpec
+
 #: ``llm_query(name, model=INPUT_MODEL)`` fetches input ``name`` while it is being sent.
 INPUT_MODEL = "fastrlm.dspy.input"
 #: The key of the JSON object ``SUBMIT`` delivers through ``FINAL``.
@@ -52,32 +52,6 @@ def _fastrlm_plain(value):
     if type(value).__name__ == "DataFrame" and callable(getattr(value, "to_dict", None)):
         return value.to_dict(orient="records")
     return str(value)
-
-
-def _fastrlm_call_tool(name, args, kwargs, _ask=llm_query):
-    try:
-        request = _fastrlm_json.dumps({{"args": list(args), "kwargs": kwargs}})
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{{name}}: tool arguments must be JSON-compatible ({{exc}})") from None
-    reply = _ask(request, model={prefix!r} + name)
-    try:
-        outcome = _fastrlm_json.loads(reply)
-    except ValueError:
-        outcome = None
-    if not isinstance(outcome, dict):
-        raise RuntimeError(f"{{name}}: {{reply}}")
-    if "error" in outcome:
-        raise RuntimeError(outcome["error"])
-    return outcome.get("value")
-
-
-def _fastrlm_tool(name):
-    def tool(*args, **kwargs):
-        return _fastrlm_call_tool(name, args, kwargs)
-
-    tool.__name__ = tool.__qualname__ = name
-    tool.__doc__ = f"Host tool {{name}}: runs outside the sandbox; JSON arguments and result."
-    return tool
 
 
 def _fastrlm_submit(names, _final=FINAL):
@@ -113,7 +87,6 @@ def _fastrlm_submit(names, _final=FINAL):
     return SUBMIT
 
 
-globals().update({{_name: _fastrlm_tool(_name) for _name in {tools!r}}})
 SUBMIT = _fastrlm_submit({names!r})
 '''
 
@@ -131,14 +104,53 @@ def check_name(name: object, what: str, reserved: frozenset[str]) -> str:
     return name
 
 
-def bind_cell(tool_names: list[str], output_fields: list[dict[str, Any]] | None) -> str:
+def bind_cell(output_fields: list[dict[str, Any]] | None) -> str:
     """The cell that (re)defines ``SUBMIT`` for ``output_fields`` (DSPy's ``[{"name": ...,
-    "type": ...}]``; ``None``: one value, ``SUBMIT(output)``) and a stub for each host tool."""
+    "type": ...}]``; ``None``: one value, ``SUBMIT(output)``)."""
     names = None if output_fields is None else [str(f["name"]) for f in output_fields]
-    return _BIND_TEMPLATE.format(
-        stop=SUBMIT_STOP, prefix=TOOL_MODEL_PREFIX, key=SUBMIT_KEY, tools=list(tool_names),
-        names=names,
-    )
+    return _BIND_TEMPLATE.format(stop=SUBMIT_STOP, key=SUBMIT_KEY, names=names)
+
+
+def tool_spec(name: str, fn: Callable[..., Any]) -> ToolSpec:
+    """What the REPL shows of host tool ``fn`` under ``name`` (its signature and docstring):
+    the sandbox binds a function of that signature that makes the ``tool`` host call."""
+    return _spec_of(name, _signature(fn), fn)
+
+
+def call_arguments(fn: Callable[..., Any], arguments: Mapping[str, Any]
+                   ) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments for ``fn`` from the ``tool`` call's bound ``arguments``
+    (parameter name -> value, as the REPL's function bound them). Raises ``TypeError`` for
+    arguments ``fn`` does not take."""
+    signature = _signature(fn)
+    if signature is None:
+        return [], dict(arguments)
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    left = dict(arguments)
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    for param in signature.parameters.values():
+        if param.name not in left:
+            continue
+        value = left.pop(param.name)
+        if param.kind is param.VAR_POSITIONAL:
+            if not isinstance(value, list):
+                raise TypeError(f"*{param.name} must be a list")
+            args.extend(value)
+        elif param.kind is param.VAR_KEYWORD:
+            if not isinstance(value, dict):
+                raise TypeError(f"**{param.name} must be a dict")
+            kwargs.update(value)
+        elif param.kind is param.POSITIONAL_ONLY or (
+            varargs and param.kind is param.POSITIONAL_OR_KEYWORD
+        ):  # before *args a parameter can only be filled by position
+            args.append(value)
+        else:
+            kwargs[param.name] = value
+    if left:
+        raise TypeError(f"unexpected argument(s) {', '.join(sorted(left))}")
+    signature.bind(*args, **kwargs)
+    return args, kwargs
 
 
 def submitted(text: str) -> dict[str, Any] | None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import inspect
 import json
@@ -55,7 +56,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .._exceptions import ContextError, MissingExtraError, SandboxError
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
-from ..sandbox._hostcalls import error_text
+from ..sandbox._hostcalls import MAX_TOOL_NAME_CHARS, error_text
 from ..sandbox._layers import KINDS
 from ..sandbox._protocol import MAX_FRAME_BYTES
 from . import _dspy_cells as cells
@@ -77,11 +78,10 @@ T = TypeVar("T")
 NATIVE_TOOLS = frozenset({"llm_query", "llm_query_batched"})
 #: Names a tool or an input may not take: the REPL's own (``context`` is allowed as an input:
 #: it becomes the sandbox's context), DSPy's ``SUBMIT``, this module's helpers.
-_TAKEN = frozenset(RESERVED_NAMES) | {"SUBMIT", "print", "__builtins__"}
+_TAKEN = frozenset(RESERVED_NAMES) | {"SUBMIT", "ToolError", "print", "__builtins__"}
 _PRIVATE = re.compile(r"_fastrlm|_Fastrlm")
 _SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError)\b")
 _NO_VALUE = object()
-_UNKNOWN = "CodeInterpreterError: Unknown tool: "
 
 _WHERE = {
     "none": "in the host process (fastrlm's unsafe debugging sandbox)",
@@ -145,9 +145,6 @@ class _Bridge:
             return [pending[name][1] if name in pending else
                     error_text("unknown_model", f"no input {name!r} is being sent now")
                     for name in prompts]
-        if model is not None and model.startswith(cells.TOOL_MODEL_PREFIX):
-            name = model[len(cells.TOOL_MODEL_PREFIX):]
-            return [await self._tool_call(name, request) for request in prompts]
         if model is not None:
             return [error_text("unknown_model", f"no model {model!r} here: dspy.RLM has one "
                                "sub-model (its sub_lm); call llm_query(prompt)")] * len(prompts)
@@ -173,46 +170,28 @@ class _Bridge:
         return [error_text("subcalls_disabled", "rlm_query is not available under dspy.RLM: "
                            "use llm_query, or a dspy.RLM sub-agent (import dspy)")] * len(prompts)
 
-    async def _tool_call(self, name: str, request: str) -> str:
-        """One host tool call sent by a stub (``request``: JSON ``{"args", "kwargs"}``); the
-        reply is JSON ``{"value": ...}`` or ``{"error": "Type: message"}``."""
-        try:
-            call = json.loads(request)
-            args, kwargs = call["args"], call["kwargs"]
-            if not isinstance(args, list) or not isinstance(kwargs, dict):
-                raise TypeError("args must be a list and kwargs a dict")
-        except (ValueError, KeyError, TypeError) as exc:
-            return json.dumps({"error": f"CodeInterpreterError: a malformed tool call ({exc})"})
-        ok, outcome = await self._invoke(name, args, kwargs)
-        return json.dumps({"value": outcome} if ok else {"error": outcome}, ensure_ascii=False)
-
     async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        """The sandbox's generic ``tool`` host call (issue 14's op, where the sandbox has it):
-        the same tools, called with keyword ``arguments``; ``{"ok": True, "json": text}`` or
-        ``{"ok": False, "kind": ..., "message": ...}``."""
-        ok, outcome = await self._invoke(name, [], dict(arguments))
-        if not ok:
-            kind = "unknown_tool" if str(outcome).startswith(_UNKNOWN) else "tool_error"
-            return {"ok": False, "kind": kind, "message": str(outcome)}
-        try:
-            return {"ok": True, "json": json.dumps(outcome, ensure_ascii=False, allow_nan=False)}
-        except ValueError as exc:
-            return {"ok": False, "kind": "bad_result", "message": f"{name}: {exc}"}
-
-    async def _invoke(
-        self, name: str, args: list[Any], kwargs: dict[str, Any]
-    ) -> tuple[bool, Any]:
-        """Run tool ``name``: ``(True, its result as JSON data)`` or ``(False, "Type:
-        message")`` when there is no such tool, it raised, or JSON cannot hold its result."""
+        """The sandbox's ``tool`` host call: run DSPy tool ``name`` with the arguments the REPL's
+        function bound; ``{"ok": True, "json": text}`` or ``{"ok": False, "kind": ...,
+        "message": ...}`` (the cell gets a ``ToolError``, a ``RuntimeError``)."""
         tool = self._interpreter.tools.get(name)
         if tool is None or name in NATIVE_TOOLS:
-            return False, f"{_UNKNOWN}{name}"
+            return _failed("unknown_tool", f"there is no host tool {name!r} now")
         try:
-            return True, cells.jsonable(await self._run(tool, *args, **kwargs))
+            args, kwargs = cells.call_arguments(tool, arguments)
+        except TypeError as exc:
+            return _failed("bad_arguments", f"{name}(): {exc}")
+        try:
+            value = await self._run(tool, *args, **kwargs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the tool's failure is the model's to see
-            return False, f"{type(exc).__name__}: {exc}"
+            return _failed("tool_error", f"{type(exc).__name__}: {exc}")
+        try:
+            text = json.dumps(cells.jsonable(value), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return _failed("bad_result", f"{name} returned what JSON cannot hold: {exc}")
+        return {"ok": True, "json": text}
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in a thread, in the context of the caller of ``execute`` (so
@@ -224,6 +203,10 @@ class _Bridge:
         if inspect.isawaitable(value):
             value = await loop.create_task(_awaited(value), context=context)
         return value
+
+
+def _failed(kind: str, message: str) -> dict[str, object]:
+    return {"ok": False, "kind": kind, "message": message}
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
@@ -292,6 +275,7 @@ class FastRLMInterpreter:
         self._setup: list[str] = []  # setup cells, replayed on a new worker
         self._model_cells = 0  # cells run on this worker that were not setup cells
         self._layer: str | None = None
+        self._worker_tools: frozenset[str] = frozenset()  # the REPL functions of this worker
         self._lock = threading.Lock()
         self._ended = False
         self._caller_context = contextvars.copy_context()
@@ -384,6 +368,14 @@ class FastRLMInterpreter:
                     "`context` from that cell on, and make a new interpreter for another one"
                 )
             await self._start_worker(context)
+        if not self._host_tools() <= self._worker_tools:
+            # the REPL's tool functions are fixed when a worker starts
+            if self._model_cells:
+                raise CodeInterpreterError(
+                    "tools were added after cells ran: the sandbox's tool functions are fixed "
+                    "when its worker starts; make a new interpreter with all the tools"
+                )
+            await self._start_worker(None if self._context is _NO_VALUE else self._context)
         changed = {k: v for k, v in variables.items()
                    if k not in self._values or not _same(v, self._values[k])}
         await self._prepare(changed)
@@ -410,8 +402,11 @@ class FastRLMInterpreter:
         if self._sandbox is not None:
             old, self._sandbox = self._sandbox, None
             await old.close()
+        tools = self._host_tools()
+        limits = dataclasses.replace(self.limits, tools=tuple(
+            cells.tool_spec(name, self.tools[name]) for name in sorted(tools)))
         try:
-            sandbox = create_sandbox(self.sandbox_kind, self.limits)
+            sandbox = create_sandbox(self.sandbox_kind, limits)
         except SandboxError as exc:
             raise CodeInterpreterError(f"the fastrlm sandbox cannot start here: {exc} (see "
                                        "`fastrlm doctor`)") from exc
@@ -421,6 +416,7 @@ class FastRLMInterpreter:
             await sandbox.close()
             raise CodeInterpreterError(f"the fastrlm sandbox did not start: {exc}") from exc
         self._sandbox = sandbox
+        self._worker_tools = tools
         self._layer = sandbox.layer
         self._context = context
         self._fresh = True
@@ -432,12 +428,11 @@ class FastRLMInterpreter:
         input and the setup cells. A worker replaced in the meantime is prepared again, once.
         An input counts as sent only once its cell ran; after a failure the next call prepares
         the worker from scratch."""
-        tools = [name for name in self.tools if name not in NATIVE_TOOLS]
         for _attempt in range(2):
             fresh, self._fresh = self._fresh, True
             values = {**self._values, **changed} if fresh else changed
             self._payloads = await asyncio.to_thread(_payloads, values)
-            steps = [cells.bind_cell(tools, self.output_fields)]
+            steps = [cells.bind_cell(self.output_fields)]
             if values:
                 steps.append(cells.assignment_cell(
                     {name: kind for name, (kind, _) in self._payloads.items()}))
@@ -467,12 +462,19 @@ class FastRLMInterpreter:
         except SandboxError as exc:  # no fresh worker could start: the session is over
             raise CodeInterpreterError(f"the fastrlm sandbox failed: {exc}") from exc
 
+    def _host_tools(self) -> frozenset[str]:
+        """The tools the REPL offers as its own functions (``llm_query*`` are there already)."""
+        return frozenset(self.tools) - NATIVE_TOOLS
+
     def _check_tools(self) -> None:
         for name in self.tools:
             if name not in NATIVE_TOOLS:
                 cells.check_name(name, "tool", _TAKEN)
             if isinstance(name, str) and _PRIVATE.match(name):
                 raise ValueError(f"tool name {name!r} is taken by fastrlm's DSPy bridge")
+            if len(name) > MAX_TOOL_NAME_CHARS:
+                raise ValueError(f"tool name {name[:20]!r}... is longer than the "
+                                 f"{MAX_TOOL_NAME_CHARS} characters the sandbox allows")
 
 
 #: The largest payload of one input, in bytes of the frame it travels in (the worker's
