@@ -7,7 +7,7 @@
                    interpreter_factory=FastRLMInterpreter.factory(sandbox="auto"))
 
 The extra ``dspy`` (``pip install 'fastrlm[dspy]'``; tested with dspy 3.4.1, pinned
-``dspy>=3.4,<3.5``: 3.4 replaced ``interpreter=`` by ``interpreter_factory=``). Importing this
+``dspy>=3.4.1,<3.5``: 3.4 replaced ``interpreter=`` by ``interpreter_factory=``). Importing this
 module imports ``dspy``; importing ``fastrlm`` does not.
 
 How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridge"):
@@ -21,9 +21,10 @@ How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridg
 - **Tools**: ``llm_query`` / ``llm_query_batched`` are the REPL's own functions; the bridge
   answers them with DSPy's tools of those names (on the host, in the caller's ``dspy.context``),
   failures as ``"[error: ...]"`` strings. Every other tool (the user's, DSPy's sub-agent facade)
-  is a stub in the namespace whose call travels to the host as an ``llm_query`` addressed to the
-  reserved model name ``fastrlm.dspy.tool/<name>``: the bridge runs the tool, never an LM.
-  Arguments and results are JSON; a tool's exception is a ``RuntimeError`` in the cell.
+  is a REPL function of the tool's signature (``SandboxLimits.tools``, fixed when a worker
+  starts, restored after every cell) that makes the sandbox's ``tool`` host call; the bridge
+  runs the tool on the host. Arguments and results are JSON; a failure is a ``ToolError`` (a
+  ``RuntimeError``) in the cell.
 - **SUBMIT(...)** checks the output fields and delivers them through the REPL's ``FINAL`` as
   JSON; :meth:`FastRLMInterpreter.execute` returns them as a ``FinalOutput``.
 - **Variables**: an input is sent once, when it is new or its value changed (``dspy.RLM`` passes
@@ -74,7 +75,7 @@ __all__ = ["FastRLMInterpreter", "InterpreterFactory"]
 
 T = TypeVar("T")
 
-#: The tools answered by the REPL's own ``llm_query`` functions, not by stubs.
+#: The tools answered through the REPL's own ``llm_query`` functions, not the ``tool`` call.
 NATIVE_TOOLS = frozenset({"llm_query", "llm_query_batched"})
 #: Names a tool or an input may not take: the REPL's own (``context`` is allowed as an input:
 #: it becomes the sandbox's context), DSPy's ``SUBMIT``, this module's helpers.
