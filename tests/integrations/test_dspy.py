@@ -365,6 +365,8 @@ async def test_the_bridge_calls_tools_as_their_signatures_bind() -> None:
     assert await host.call_tool("fail", {}) == {"ok": False, "kind": "tool_error",
                                                 "message": "ValueError: no"}
     assert (await host.call_tool("nan", {}))["kind"] == "bad_result"
+    huge = await host.call_tool("add", {"a": "x" * (16 * 1024 * 1024), "b": "y"})
+    assert huge["kind"] == "bad_result" and "over the limit" in str(huge["message"])
     assert (await host.call_tool("add", {"a": 1, "c": 2}))["kind"] == "bad_arguments"
     for missing in ("gone", "llm_query"):  # llm_query is the REPL's own, never a tool call
         assert (await host.call_tool(missing, {}))["kind"] == "unknown_tool"

@@ -57,7 +57,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .._exceptions import ContextError, MissingExtraError, SandboxError
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
-from ..sandbox._hostcalls import MAX_TOOL_NAME_CHARS, error_text
+from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS, MAX_TOOL_NAME_CHARS, error_text
 from ..sandbox._layers import KINDS
 from ..sandbox._protocol import MAX_FRAME_BYTES
 from . import _dspy_cells as cells
@@ -190,8 +190,11 @@ class _Bridge:
             return _failed("tool_error", f"{type(exc).__name__}: {exc}")
         try:
             text = json.dumps(cells.jsonable(value), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             return _failed("bad_result", f"{name} returned what JSON cannot hold: {exc}")
+        if len(text) > MAX_TOOL_JSON_CHARS:
+            return _failed("bad_result", f"{name} returned {len(text):,} characters of JSON, "
+                           f"over the limit of {MAX_TOOL_JSON_CHARS:,}")
         return {"ok": True, "json": text}
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
