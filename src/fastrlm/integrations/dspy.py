@@ -78,7 +78,7 @@ T = TypeVar("T")
 #: The tools answered through the REPL's own ``llm_query`` functions, not the ``tool`` call.
 NATIVE_TOOLS = frozenset({"llm_query", "llm_query_batched"})
 #: Names a tool or an input may not take: the REPL's own (``context`` is allowed as an input:
-#: it becomes the sandbox's context), DSPy's ``SUBMIT``, this module's helpers.
+#: it becomes the sandbox's context), its ``ToolError``, DSPy's ``SUBMIT`` and ``print``.
 _TAKEN = frozenset(RESERVED_NAMES) | {"SUBMIT", "ToolError", "print", "__builtins__"}
 _PRIVATE = re.compile(r"_fastrlm|_Fastrlm")
 _SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError)\b")
@@ -90,11 +90,11 @@ _WHERE = {
 }
 INSTRUCTIONS = (
     "Code runs as CPython {where}. Variables, imports and functions persist between steps. The "
-    "host tools and SUBMIT are global functions; `llm_query` failures come back as text "
-    "starting with `[error:`. A step that runs longer than {soft} gets a TimeoutError "
-    "(variables kept); one that ignores it is killed and the REPL restarts with only your "
-    "inputs. `answer` is a name the sandbox keeps for itself: do not assign it (a value you "
-    "give it is discarded after the step)."
+    "host tools and SUBMIT are global functions; a failed tool call raises ToolError (a "
+    "RuntimeError); `llm_query` failures come back as text starting with `[error:`. A step "
+    "that runs longer than {soft} gets a TimeoutError (variables kept); one that ignores it is "
+    "killed and the REPL restarts with only your inputs. `answer` is a name the sandbox keeps "
+    "for itself: do not assign it (a value you give it is discarded after the step)."
 )
 
 
