@@ -166,9 +166,14 @@ def test_a_hanging_cell_is_killed_and_the_module_recovers(recorder: Recorder) ->
     assert prediction.answer == f"still here {len(DOCUMENT)}"
 
 
+@pytest.mark.parametrize("kind", ["bwrap", "landlock"])
 def test_escape_attempts_fail_inside_dspy_rlm(
-    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    try:
+        _layers.plans_for(kind)
+    except Exception as exc:  # noqa: BLE001 - SandboxUnavailableError, with the reason
+        pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY")
     monkeypatch.setenv("FASTRLM_TEST_SECRET", "sk-live-secret")
@@ -192,7 +197,8 @@ def test_escape_attempts_fail_inside_dspy_rlm(
         "SUBMIT(report=report)"
     )
     try:
-        prediction, _ = run_rlm("context -> report: dict[str, str]", [step(attempts)], recorder,
+        factory = FastRLMInterpreter.factory(sandbox=kind)
+        prediction, _ = run_rlm("context -> report: dict[str, str]", [step(attempts)], factory,
                                 context=DOCUMENT)
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing reached the host's loopback
