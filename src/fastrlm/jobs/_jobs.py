@@ -107,6 +107,8 @@ class Job:
             if not isinstance(items, list) or not items or not all(
                     isinstance(p, str) and p for p in items):
                 raise JobError(f"{where}: 'context_path' must be a path or a list of paths")
+            if "-" in items:
+                raise JobError(f"{where}: 'context_path' cannot be '-' (stdin) in a batch")
             paths = tuple(_resolve_path(p, base) for p in items)
         try:
             return cls(
@@ -124,8 +126,6 @@ class Job:
 
 
 def _resolve_path(spec: str, base: Path | None) -> str:
-    if spec == "-":
-        raise JobError("'context_path' cannot be '-' (stdin) in a batch")
     expanded = os.path.expanduser(spec)
     if base is None or os.path.isabs(expanded):
         return expanded
@@ -198,7 +198,8 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """The job ran to an answer (maybe partial: a limit stopped it); not an error line."""
+        return self.stop_reason != "error" and self.error_kind is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,7 +249,7 @@ class ResultsFile:
                 continue
             done[result.id] = result
         if rerun_errors:
-            done = {k: r for k, r in done.items() if r.error is None}
+            done = {k: r for k, r in done.items() if r.ok}
         return done
 
     def _lines(self) -> Iterator[Any]:

@@ -68,9 +68,8 @@ class SlotPool:
             waiters.append(waiter)
             expiry = min(held.values()) - time.monotonic() if held else None
             try:
-                await asyncio.wait_for(asyncio.shield(waiter), expiry)
-            except TimeoutError:
-                pass
+                # asyncio.wait, not wait_for: it never swallows a cancellation
+                await asyncio.wait({waiter}, timeout=expiry)
             except BaseException:
                 if waiter.done():  # woken, but leaving: pass the wake-up on
                     self._wake(provider)

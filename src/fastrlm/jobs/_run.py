@@ -9,7 +9,9 @@ results in the order they finish.
 The batch budget (``max_usd``) is settled from each job's own ledger (``RLMResult.cost_usd``)
 once per job id when its result arrives; no job starts once the settled total reaches the
 limit, and each job's own ``max_usd`` is capped by what was left when it started. So the total
-passes the limit by at most what the jobs already running spend. A retried job (``retries``,
+passes the limit by at most what the jobs already running spend. A capped job stopped by that
+cap also ends the starting of new jobs (what is left does not cover a job); one refused before
+its first call is not written (it counts as not started, so a re-run with more budget runs it). A retried job (``retries``,
 for provider errors) adds each returned attempt's spend; an attempt lost with its worker (Ray)
 left no ledger: its spend is estimated from the calls it made (the coordinator's meter),
 counted, and reported (``JobResult.lost_usd``, ``BatchSummary.lost_usd``).
@@ -147,7 +149,7 @@ async def run_job(
         error=result.error,
         error_kind=result.error_kind,
     )
-    if job.schema is not None and line.error is None:
+    if job.schema is not None and line.ok:
         value, problem = parse_answer(result.answer, job.schema)
         if problem is not None:
             return dataclasses.replace(line, error=f"schema: {problem}", error_kind="schema")
@@ -307,12 +309,14 @@ class Batch:
     :attr:`summary` is live while it runs and final once the iteration ends."""
 
     def __init__(
-        self, jobs: list[Job], backend: Backend, *, max_usd: float | None, concurrency: int,
+        self, jobs: list[Job], backend: Backend, spec: RunSpec, *, max_usd: float | None,
+        concurrency: int,
         retries: int, skip: Iterable[str], on_progress: ProgressCallback | None,
     ) -> None:
         skipped = set(skip)
         self._todo = deque(job for job in jobs if job.id not in skipped)
         self._backend = backend
+        self._spec = spec
         self._budget = BatchBudget(max_usd)
         self._concurrency = concurrency
         self._retries = retries
@@ -345,16 +349,21 @@ class Batch:
         tries: dict[str, int] = {}
         spent_before: dict[str, float] = {}  # returned attempts that were retried
         lost: dict[str, float] = {}
+        capped: set[str] = set()  # running with max_usd capped by what is left of the batch's
         await backend.start()
         try:
             while self._todo or backend.running:
                 while self._todo and backend.running < self._concurrency:
-                    if budget.exhausted:
+                    if budget.exhausted or summary.budget_exhausted:
                         summary.budget_exhausted = True
                         break
                     job = self._todo.popleft()
                     tries[job.id] = tries.get(job.id, 0) + 1
-                    backend.submit(job, budget.cap())
+                    cap = budget.cap()
+                    own = self._spec.budget_for(job, None).max_usd
+                    if cap is not None and (own is None or cap < own):
+                        capped.add(job.id)
+                    backend.submit(job, cap)
                 self._progress()
                 if not backend.running:
                     break
@@ -371,12 +380,20 @@ class Batch:
                     self._todo.appendleft(job)
                     self._progress()
                     continue
+                if job.id in capped and result.limited_by == "budget_usd":
+                    # what was left of the batch budget did not cover this job's calls
+                    summary.budget_exhausted = True
+                    if not result.cost_usd and not spent_before.get(job.id):
+                        self._todo.appendleft(job)  # refused before any call: not started
+                        tries[job.id] -= 1
+                        continue
+                capped.discard(job.id)
                 if not budget.settle(job.id, result.cost_usd):
                     continue  # already settled: a duplicate report of the same job
                 cost = spent_before.pop(job.id, 0.0) + result.cost_usd
                 result = dataclasses.replace(result, cost_usd=cost, attempts=tries[job.id],
                                              lost_usd=lost.pop(job.id, 0.0))
-                if result.error is None:
+                if result.ok:
                     summary.done += 1
                 else:
                     summary.failed += 1
@@ -467,7 +484,7 @@ def batch(
                             worker_retries=worker_retries, cpus_per_job=cpus_per_job)
     else:
         runner = LocalBackend(spec, SlotPool(pool_limits, default, lease_s))
-    return Batch(checked, runner, max_usd=max_usd, concurrency=concurrency, retries=retries,
+    return Batch(checked, runner, spec, max_usd=max_usd, concurrency=concurrency, retries=retries,
                  skip=skip, on_progress=on_progress)
 
 
