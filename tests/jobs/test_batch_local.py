@@ -20,7 +20,7 @@ import fastrlm
 from fastrlm import Price, PriceTable
 from fastrlm.cli import ExitCode, cli
 from fastrlm.jobs import JobResult
-from fastrlm.testing._fake_server import Fault, FakeRequest, Reply
+from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
 from .helpers import MODEL, PRICE, jobs, server, tag_of
 

@@ -34,7 +34,7 @@ def test_jobs_read_with_paths_taken_from_the_jobs_folder(tmp_path: Path) -> None
     ({"question": "q", "context": "x", "context_path": "y"}, "give exactly one of 'context'"),
     ({"question": "q", "context": 3}, "'context' must be a string or a list"),
     ({"question": "q", "context": "x", "colour": 1}, "unknown key(s) colour"),
-    ({"question": "q", "context": "x", "budget": {"max_usd": -1}}, "budget: Budget.max_usd must be"),
+    ({"question": "q", "context": "x", "budget": {"max_usd": -1}}, "Budget.max_usd must be"),
     ({"question": "q", "context": "x", "budget": {"max_dollars": 1}}, "unknown budget field"),
     ({"question": "q", "context_path": "-"}, "cannot be '-'"),
     ({"question": "q", "context": "x", "id": True}, "'id' must be"),
