@@ -12,9 +12,9 @@ limit, and each job's own ``max_usd`` is capped by what was left when it started
 passes the limit by at most what the jobs already running spend. A capped job stopped by that
 cap also ends the starting of new jobs (what is left does not cover a job); one refused before
 its first call is not written (it counts as not started, so a re-run with more budget runs it).
-A retried job (``retries``, for provider errors) adds each returned attempt's spend; an attempt lost with its worker (Ray)
-left no ledger: its spend is estimated from the calls it made (the coordinator's meter),
-counted, and reported (``JobResult.lost_usd``, ``BatchSummary.lost_usd``).
+A retried job (``retries``, for provider errors) adds each returned attempt's spend; an attempt
+lost with its worker (Ray) left no ledger: its spend is estimated from the calls it made (the
+coordinator's meter), counted, and reported (``JobResult.lost_usd``, ``BatchSummary.lost_usd``).
 """
 
 from __future__ import annotations
