@@ -27,9 +27,11 @@ def tag_of(request: FakeRequest) -> str:
 
 
 def handler(special: Callable[[FakeRequest, str], Reply | None] | None = None,
-            ) -> Callable[[FakeRequest], Reply]:
+            on_sub: Callable[[], None] | None = None) -> Callable[[FakeRequest], Reply]:
     def handle(request: FakeRequest) -> Reply:
         if not request.is_root:
+            if on_sub is not None:
+                on_sub()
             return "sub ok"
         tag = tag_of(request)
         if special is not None:
@@ -47,5 +49,5 @@ def jobs(n: int, prefix: str = "j") -> list[dict[str, str]]:
 
 
 def server(special: Callable[[FakeRequest, str], Reply | None] | None = None,
-           **kwargs: object) -> FakeOpenAIServer:
-    return FakeOpenAIServer(handler=handler(special), **kwargs)  # type: ignore[arg-type]
+           on_sub: Callable[[], None] | None = None, **kwargs: object) -> FakeOpenAIServer:
+    return FakeOpenAIServer(handler=handler(special, on_sub), **kwargs)  # type: ignore[arg-type]
