@@ -183,3 +183,24 @@ async def test_an_interrupted_ray_batch_resumes_without_repeats() -> None:
         rest, _ = await collect(jobs=jobs(16), base_url=srv.base_url,
                                 skip=[r.id for r in got], **RAY)
     assert sorted(r.id for r in got + rest) == sorted(f"j{i}" for i in range(16))
+
+
+def test_bench_on_ray_writes_what_the_local_runner_writes(tmp_path: Path) -> None:
+    import asyncio
+
+    from fastrlm.bench._runner import BenchConfig, run_bench
+
+    def config(name: str, backend: str) -> BenchConfig:
+        return BenchConfig(task="sniah", methods=("rlm", "base"), lengths=(2048,), n=2,
+                           scripted=True, sandbox="none", out=tmp_path / name, progress=False,
+                           concurrency=2, backend=backend)
+
+    def key(rec: dict[str, object]) -> tuple[object, ...]:
+        return (rec["method"], rec["length"], rec["index"])
+
+    on_ray = asyncio.run(run_bench(config("ray", "ray")))
+    local = asyncio.run(run_bench(config("local", "local")))
+    assert len(on_ray) == 4
+    assert {key(r): (r["score"], r["answer"], r["stop_reason"]) for r in on_ray} == {
+        key(r): (r["score"], r["answer"], r["stop_reason"]) for r in local}
+    assert len(asyncio.run(run_bench(config("ray", "ray")))) == 4  # resumed: nothing re-run

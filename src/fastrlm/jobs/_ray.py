@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from typing import Any
 
@@ -84,19 +85,37 @@ class RayCoordinator:
 
 
 def run_remote(job: Job, spec: RunSpec, actor: Any, cap_usd: float | None) -> dict[str, Any]:
-    """The body of a job's Ray task: run it in a fresh event loop on this worker."""
+    """The body of a job's Ray task: run it on this worker's event loop (one per worker
+    process, so its HTTP clients are reused by the jobs that land there). Ray's cancel (a
+    KeyboardInterrupt here) cancels the run."""
     attempt = uuid.uuid4().hex
+    models, loop = _worker_state(spec)
+    future = asyncio.run_coroutine_threadsafe(
+        run_job(job, models, RayCoordinator(actor), attempt=attempt, cap_usd=cap_usd), loop)
+    try:
+        result = future.result()
+    except BaseException:
+        future.cancel()
+        raise
+    return {"attempt": attempt, "result": result.to_dict()}
 
-    async def go() -> JobResult:
-        models = Models(spec)
-        try:
-            return await run_job(job, models, RayCoordinator(actor), attempt=attempt,
-                                 cap_usd=cap_usd)
-        finally:
-            await models.aclose()
 
-    return {"attempt": attempt, "result": asyncio.run(go()).to_dict()}
+#: Per worker process: its event loop (in a daemon thread) and its models by connection.
+_WORKER: dict[str, Any] = {}
 
+
+def _worker_state(spec: RunSpec) -> tuple[Models, asyncio.AbstractEventLoop]:
+    loop = _WORKER.get("loop")
+    if loop is None:
+        loop = _WORKER["loop"] = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True, name="fastrlm-batch").start()
+    key = (spec.base_url, spec.api_key, spec.limits)
+    shared = _WORKER.setdefault("models", {})
+    if key not in shared:
+        shared[key] = Models(spec)
+    models = Models(spec)
+    models.share(shared[key])
+    return models, loop
 
 class RayBackend:
     """Jobs as Ray tasks; results come back to the driver as they finish."""

@@ -71,6 +71,10 @@ class Models:
         self.spec = spec
         self._lms: dict[str, LM] = {}
 
+    def share(self, other: Models) -> None:
+        """Use (and add to) ``other``'s LMs: same endpoint, key and limits, another spec."""
+        self._lms = other._lms
+
     def get(self, name: str) -> LM:
         if name not in self._lms:
             from ..lm import resolve
