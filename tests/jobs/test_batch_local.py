@@ -220,3 +220,12 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str]) -> bool:
             return False
         stop.wait(0.05)
     return False
+
+
+async def test_the_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    run = fastrlm.batch(jobs(1), model=MODEL, backend="ray")
+    with pytest.raises(fastrlm.MissingExtraError, match=r"pip install 'fastrlm\[ray\]'"):
+        async with run:
+            async for _ in run:
+                pass

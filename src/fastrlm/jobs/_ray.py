@@ -21,7 +21,7 @@ import threading
 import uuid
 from typing import Any
 
-from .._exceptions import MissingExtraError
+from .._exceptions import ConfigurationError, MissingExtraError
 from ._jobs import Job, JobResult
 from ._limiter import SlotPool, SpendMeter
 from ._run import Finished, Models, RunSpec, run_job
@@ -142,8 +142,11 @@ class RayBackend:
     async def start(self) -> None:
         ray = self._ray = import_ray()
         if not ray.is_initialized():
-            ray.init(address=self._address, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=self._address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at {self._address}" if self._address else "a local Ray"
+                raise ConfigurationError(f"cannot start or join {where}: {exc}") from exc
             self._started_ray = True
         actor_cls = ray.remote(num_cpus=0, max_concurrency=100_000)(_CoordinatorActor)
         self._actor = actor_cls.remote(*self._limits)

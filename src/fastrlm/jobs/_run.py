@@ -310,7 +310,9 @@ ProgressCallback = Callable[[BatchSummary], object]
 
 class Batch:
     """The results of a batch as they finish: ``async for result in batch(...)``.
-    :attr:`summary` is live while it runs and final once the iteration ends."""
+    :attr:`summary` is live while it runs and final once the iteration ends. To stop early,
+    break and ``await batch.aclose()`` (or iterate inside ``async with batch(...) as run``):
+    the running jobs are cancelled."""
 
     def __init__(
         self, jobs: list[Job], backend: Backend, spec: RunSpec, *, max_usd: float | None,
@@ -340,6 +342,12 @@ class Batch:
         """Stop: running jobs are cancelled (nothing is written for them)."""
         if self._iterator is not None:
             await self._iterator.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> Batch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def _progress(self) -> None:
         self.summary.running = self._backend.running
