@@ -13,6 +13,13 @@ FANOUT = """```repl
 replies = llm_query_batched(["part %d" % i for i in range(4)])
 FINAL("answer:" + TAG + ":" + str(len(replies)))
 ```"""
+#: A job that answers at once, without sub-calls.
+AT_ONCE = '```repl\nFINAL("answer:" + TAG)\n```'
+#: A job that fans out wide: alone it wants more calls in flight than a limit of 8 allows.
+WIDE = """```repl
+replies = llm_query_batched(["part %d" % i for i in range(12)])
+FINAL("answer:" + TAG + ":" + str(len(replies)))
+```"""
 MODEL = "openai/fake"
 PRICE = "openai/fake=1000,0"  # USD per 1M tokens: a root turn costs about a dollar
 

@@ -18,15 +18,16 @@ from fastrlm import Price, PriceTable
 from fastrlm.jobs import BatchSummary, JobResult
 from fastrlm.testing._fake_server import FakeRequest, Reply
 
-from .helpers import MODEL, jobs, server, tag_of
+from .helpers import AT_ONCE, MODEL, WIDE, jobs, server, tag_of
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs ray: pip install 'fastrlm[ray]'")
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 PRICES = PriceTable({MODEL: Price(1000.0, 0.0)})  # input only: see test_batch_local
-#: Two jobs per CPU of the test cluster: four workers at most, to stay light.
-RAY = {"backend": "ray", "cpus_per_job": 0.5, "concurrency": 4}
+#: One job per CPU of the test cluster: the two workers Ray starts with (each worker that
+#: starts later costs seconds of imports on a loaded machine).
+RAY = {"backend": "ray", "cpus_per_job": 1.0, "concurrency": 2}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,7 +82,9 @@ class HoldSubcalls:
         self._cond = threading.Condition()
 
     def __call__(self, request: FakeRequest, tag: str) -> Reply | None:
-        return None
+        """Every tenth job fans out wide, the others answer at once (a fast 200)."""
+        code = WIDE if int(tag[1:]) % 10 == 0 else AT_ONCE
+        return code.replace("TAG", repr(tag))
 
     def sub(self) -> None:
         with self._cond:
@@ -100,9 +103,11 @@ async def test_200_jobs_never_pass_the_provider_limit_across_workers() -> None:
                                          provider_concurrency=8, prices=PRICES, **RAY)
         assert hold.reached
         assert srv.max_in_flight == 8  # the server's own count, over every worker
-        local, _ = await collect(jobs=jobs(30), base_url=srv.base_url, prices=PRICES)
+        local, _ = await collect(jobs=jobs(30), base_url=srv.base_url, prices=PRICES,
+                                 provider_concurrency=8)
     assert summary.done == 200 and summary.peak_slots == {"openai": 8}
-    assert sorted(r.answer for r in results) == sorted(f"answer:j{i}:4" for i in range(200))
+    assert sorted(r.answer for r in results) == sorted(
+        f"answer:j{i}:12" if i % 10 == 0 else f"answer:j{i}" for i in range(200))
     same = {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, r.cost_usd)
             for r in results if r.id in {x.id for x in local}}
     assert same == {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, r.cost_usd)
@@ -112,7 +117,7 @@ async def test_200_jobs_never_pass_the_provider_limit_across_workers() -> None:
 async def test_the_batch_budget_stops_new_jobs_on_ray() -> None:
     with server() as srv:
         results, summary = await collect(jobs=jobs(40), base_url=srv.base_url, max_usd=12.0,
-                                         prices=PRICES, **{**RAY, "concurrency": 2})
+                                         prices=PRICES, **RAY)
         asked = {tag_of(r) for r in srv.completion_requests if r.is_root}
     spent = sum(r.cost_usd for r in results)
     assert summary.budget_exhausted and summary.not_started > 0
@@ -170,7 +175,10 @@ async def test_a_killed_worker_reruns_its_job_which_is_settled_once(tmp_path: Pa
 
 
 async def test_an_interrupted_ray_batch_resumes_without_repeats() -> None:
-    with server() as srv:
+    def at_once(request: FakeRequest, tag: str) -> Reply:
+        return AT_ONCE.replace("TAG", repr(tag))
+
+    with server(at_once) as srv:
         first = fastrlm.batch(jobs(16), model=MODEL, base_url=srv.base_url, sandbox="none",
                               trace=False, **RAY)  # type: ignore[arg-type]
         got = []
