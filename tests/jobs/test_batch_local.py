@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -184,40 +183,36 @@ def test_ctrl_c_leaves_a_valid_results_file_and_a_rerun_finishes(tmp_path: Path)
     items = jobs(3, "fast") + jobs(2, "slow")
     jobs_file = write_jobs(tmp_path / "jobs.jsonl", items)
     out = tmp_path / "results.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(Path(fastrlm.__file__).parent.parent)}
+
+    def interrupt_when_the_fast_jobs_are_written() -> None:
+        # the CLI's SIGINT handler is installed while it writes lines, so this is its Ctrl-C
+        if _wait_for_lines(out, 3):
+            os.kill(os.getpid(), signal.SIGINT)
+
     with server(special) as srv:
-        args = [sys.executable, "-m", "fastrlm", "batch", str(jobs_file), "--out", str(out),
-                "-m", MODEL, "--base-url", srv.base_url, "--sandbox", "none", "--no-trace",
-                "--concurrency", "5"]
-        proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
-        try:
-            assert _wait_for_lines(out, 3, proc), "the fast jobs never finished"
-            proc.send_signal(signal.SIGINT)
-            _, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == ExitCode.CANCELLED, stderr
+        args = ["batch", str(jobs_file), "--out", str(out), "-m", MODEL, "--base-url",
+                srv.base_url, "--sandbox", "none", "--no-trace", "--concurrency", "5"]
+        thread = threading.Thread(target=interrupt_when_the_fast_jobs_are_written, daemon=True)
+        thread.start()
+        first = CliRunner().invoke(cli, args, catch_exceptions=False)
+        thread.join(60)
+        assert first.exit_code == ExitCode.CANCELLED, first.stderr
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert sorted(line["id"] for line in lines) == ["fast0", "fast1", "fast2"]
         release.set()
-        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
-                               check=False)
-    assert again.returncode == ExitCode.OK, again.stderr
+        again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert again.exit_code == ExitCode.OK, again.stderr
     assert "2 answered · 0 failed · 3 already done" in again.stderr
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(item["id"] for item in items)
 
 
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str]) -> bool:
-    """Wait (up to a minute) until ``path`` has ``n`` lines; False if ``proc`` died first."""
+def _wait_for_lines(path: Path, n: int) -> bool:
+    """Wait (up to a minute) until ``path`` has ``n`` lines."""
     stop = threading.Event()
     for _ in range(1200):
         if path.exists() and len(path.read_text().splitlines()) >= n:
             return True
-        if proc.poll() is not None:
-            return False
         stop.wait(0.05)
     return False
 
