@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,8 @@ async def run_on_ray(
     ray = import_ray()
     started = False
     if not ray.is_initialized():
-        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
+        address = config.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
         started = True
     remote = ray.remote(max_retries=WORKER_RETRIES, retry_exceptions=False)(_run_one)
     queue = [(length, index, m) for length, index, pending in todo for m in pending]

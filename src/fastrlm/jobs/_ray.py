@@ -143,7 +143,9 @@ class RayBackend:
         ray = self._ray = import_ray()
         if not ray.is_initialized():
             try:
-                ray.init(address=self._address, include_dashboard=False, log_to_driver=False)
+                # "local": a new Ray of our own, never a cluster that happens to run here
+                ray.init(address=self._address or "local", include_dashboard=False,
+                         log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {self._address}" if self._address else "a local Ray"
                 raise ConfigurationError(f"cannot start or join {where}: {exc}") from exc
