@@ -212,3 +212,29 @@ def test_bench_on_ray_writes_what_the_local_runner_writes(tmp_path: Path) -> Non
     assert {key(r): (r["score"], r["answer"], r["stop_reason"]) for r in on_ray} == {
         key(r): (r["score"], r["answer"], r["stop_reason"]) for r in local}
     assert len(asyncio.run(run_bench(config("ray", "ray")))) == 4  # resumed: nothing re-run
+
+
+def test_the_cli_runs_a_batch_on_ray(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from fastrlm.cli import ExitCode, cli
+
+    jobs_file = tmp_path / "jobs.jsonl"
+    jobs_file.write_text("".join(json.dumps(job) + "\n" for job in jobs(6)))
+    out = tmp_path / "results.jsonl"
+
+    def at_once(request: FakeRequest, tag: str) -> Reply:
+        return AT_ONCE.replace("TAG", repr(tag))
+
+    with server(at_once) as srv:
+        result = CliRunner().invoke(cli, [
+            "batch", str(jobs_file), "--out", str(out), "-m", MODEL, "--base-url", srv.base_url,
+            "--sandbox", "none", "--no-trace", "--backend", "ray", "--concurrency", "2",
+            "--provider-concurrency", "openai=2"], catch_exceptions=False)
+        assert srv.max_in_flight <= 2
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert "batch: 6 answered · 0 failed" in result.stderr
+    answers = sorted(json.loads(line)["answer"] for line in out.read_text().splitlines())
+    assert answers == sorted(f"answer:j{i}" for i in range(6))
