@@ -122,9 +122,11 @@ class Coordinator(Protocol):
 
     async def acquire(self, provider: str) -> int: ...
 
-    def release(self, lease: int) -> None: ...
+    def release(self, lease: int) -> None:
+        """Give the slot back without waiting (a call that failed or was cancelled)."""
 
-    def spent(self, job_id: str, attempt: str, usd: float) -> None: ...
+    async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
+        """Give the slot back and meter what the call cost, once both are recorded."""
 
 
 class SpendMeter:
@@ -158,7 +160,8 @@ class LocalCoordinator:
     def release(self, lease: int) -> None:
         self.pool.release(lease)
 
-    def spent(self, job_id: str, attempt: str, usd: float) -> None:
+    async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
+        self.pool.release(lease)
         self.meter.add(job_id, attempt, usd)
 
 
@@ -196,11 +199,13 @@ class LimitedLM:
         lease = await self._coordinator.acquire(self.provider)
         try:
             response = await self.inner.complete(messages, max_tokens=max_tokens)
-        finally:
+        except BaseException:
             self._coordinator.release(lease)
+            raise
         usd, _ = call_cost(self._price, response.usage, response.cost_usd)
-        if usd:
-            self._coordinator.spent(self._job_id, self._attempt, usd)
+        # awaited: the meter has the call before the job goes on, so a worker that dies later
+        # cannot take the record of what it spent with it
+        await self._coordinator.settle(lease, self._job_id, self._attempt, usd)
         return response
 
     async def aclose(self) -> None:

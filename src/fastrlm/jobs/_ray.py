@@ -48,7 +48,8 @@ class _CoordinatorActor:
     async def release(self, lease: int) -> None:
         self.pool.release(lease)
 
-    async def spent(self, job_id: str, attempt: str, usd: float) -> None:
+    async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
+        self.pool.release(lease)
         self.meter.add(job_id, attempt, usd)
 
     async def lost(self, job_id: str, kept: str | None) -> float:
@@ -80,8 +81,8 @@ class RayCoordinator:
     def release(self, lease: int) -> None:
         self._actor.release.remote(lease)
 
-    def spent(self, job_id: str, attempt: str, usd: float) -> None:
-        self._actor.spent.remote(job_id, attempt, usd)
+    async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
+        await self._actor.settle.remote(lease, job_id, attempt, usd)
 
 
 def run_remote(job: Job, spec: RunSpec, actor: Any, cap_usd: float | None) -> dict[str, Any]:
