@@ -224,3 +224,17 @@ async def test_the_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.M
         async with run:
             async for _ in run:
                 pass
+
+
+def test_the_progress_line_says_done_failed_running_spend_and_eta() -> None:
+    from fastrlm.cli._batch import progress_line, summary_line
+    from fastrlm.jobs import BatchSummary
+
+    summary = BatchSummary(total=10, skipped=2, done=3, failed=1, running=2, spent_usd=0.25,
+                           lost_usd=0.05, retried=1, not_started=0)
+    line = progress_line(summary, 1.0)
+    assert line.startswith("batch: 4/8 done · 1 failed · 2 running · $0.2500 of $1.00 · ETA ")
+    end = summary_line(summary, Path("r.jsonl"))
+    assert "3 answered · 1 failed · 2 already done · 1 retried" in end
+    assert "~$0.0500 estimated for runs lost with their worker" in end
+    assert BatchSummary(total=3).eta_s() is None  # nothing finished yet: no guess
