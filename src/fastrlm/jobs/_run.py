@@ -362,7 +362,8 @@ class Batch:
         spent_before: dict[str, float] = {}  # returned attempts that were retried
         lost: dict[str, float] = {}
         capped: set[str] = set()  # running with max_usd capped by what is left of the batch's
-        await backend.start()
+        if self._todo:  # all done already (resume): no Ray to start
+            await backend.start()
         try:
             while self._todo or backend.running:
                 while self._todo and backend.running < self._concurrency:
