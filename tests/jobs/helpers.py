@@ -58,3 +58,10 @@ def jobs(n: int, prefix: str = "j") -> list[dict[str, str]]:
 def server(special: Callable[[FakeRequest, str], Reply | None] | None = None,
            on_sub: Callable[[], None] | None = None, **kwargs: object) -> FakeOpenAIServer:
     return FakeOpenAIServer(handler=handler(special, on_sub), **kwargs)  # type: ignore[arg-type]
+
+
+def worst_case(request: FakeRequest) -> float:
+    """What the ledger reserves for this root turn at the tests' price (``PRICE``): its prompt
+    bytes as an upper bound on its input tokens, at $1000 per million, output free."""
+    sent = sum(len(str(m.get("content", "")).encode()) for m in request.messages)
+    return sent * 1000 / 1e6

@@ -18,7 +18,7 @@ from fastrlm import Price, PriceTable
 from fastrlm.jobs import BatchSummary, JobResult
 from fastrlm.testing._fake_server import FakeRequest, Reply
 
-from .helpers import AT_ONCE, MODEL, WIDE, jobs, server, tag_of
+from .helpers import AT_ONCE, MODEL, WIDE, jobs, server, tag_of, worst_case
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs ray: pip install 'fastrlm[ray]'")
 
@@ -82,8 +82,9 @@ class HoldSubcalls:
         self._cond = threading.Condition()
 
     def __call__(self, request: FakeRequest, tag: str) -> Reply | None:
-        """Every tenth job fans out wide, the others answer at once (a fast 200)."""
-        code = WIDE if int(tag[1:]) % 10 == 0 else AT_ONCE
+        """Two jobs in ten (run side by side, on the two workers) fan out wide; the others
+        answer at once (a fast 200)."""
+        code = WIDE if int(tag[1:]) % 10 < 2 else AT_ONCE
         return code.replace("TAG", repr(tag))
 
     def sub(self) -> None:
@@ -107,7 +108,7 @@ async def test_200_jobs_never_pass_the_provider_limit_across_workers() -> None:
                                  provider_concurrency=8)
     assert summary.done == 200 and summary.peak_slots == {"openai": 8}
     assert sorted(r.answer for r in results) == sorted(
-        f"answer:j{i}:12" if i % 10 == 0 else f"answer:j{i}" for i in range(200))
+        f"answer:j{i}:12" if i % 10 < 2 else f"answer:j{i}" for i in range(200))
     same = {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, r.cost_usd)
             for r in results if r.id in {x.id for x in local}}
     assert same == {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, r.cost_usd)
@@ -118,11 +119,13 @@ async def test_the_batch_budget_stops_new_jobs_on_ray() -> None:
     with server() as srv:
         results, summary = await collect(jobs=jobs(40), base_url=srv.base_url, max_usd=12.0,
                                          prices=PRICES, **RAY)
-        asked = {tag_of(r) for r in srv.completion_requests if r.is_root}
+        roots = [r for r in srv.completion_requests if r.is_root]
+        asked = {tag_of(r) for r in roots}
     spent = sum(r.cost_usd for r in results)
     assert summary.budget_exhausted and summary.not_started > 0
     assert len(results) + summary.not_started == 40
-    assert 12.0 - 5.0 < spent <= 12.0 and summary.spent_usd == pytest.approx(spent)
+    assert 12.0 - 1.5 * worst_case(roots[0]) < spent <= 12.0
+    assert summary.spent_usd == pytest.approx(spent)
     assert asked == {r.id for r in results}
 
 
