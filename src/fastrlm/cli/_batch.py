@@ -106,7 +106,8 @@ def batch(
       {"question": "Late fees?", "context": "inline text", "budget": {"max_iterations": 10}}
     Optional keys: id (default: a digest of the line), model, sub_model, budget (Budget
     fields), schema (a JSON schema the answer must match). Relative paths are taken from the
-    jobs file's folder.
+    jobs file's folder. The budget flags (--max-iterations, --max-subcalls, --max-seconds, ...)
+    apply to each job; --max-usd is the whole batch's total (--job-max-usd: each job's).
 
     \b
     Examples:
