@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from fastrlm.jobs import Job, JobError, JobResult, ResultsFile, read_jobs
-from fastrlm.jobs._schema import parse_answer
 
 
 def write(path: Path, *lines: object) -> Path:
@@ -87,21 +86,3 @@ def test_job_objects_are_checked_too() -> None:
         Job("x", "q")
 
 
-@pytest.mark.parametrize(("answer", "problem"), [
-    ('{"fee": 5, "names": ["a"]}', None),
-    ('```json\n{"fee": 5, "names": []}\n```', None),
-    ('{"names": []}', "lacks the required key 'fee'"),
-    ('{"fee": "5", "names": []}', "$.fee should be integer, not string"),
-    ('{"fee": true, "names": []}', "$.fee should be integer, not boolean"),
-    ('{"fee": 5, "names": [1]}', "$.names[0] should be string"),
-    ("five", "not JSON"),
-])
-def test_an_answer_is_checked_against_the_schema(answer: str, problem: str | None) -> None:
-    schema = {"type": "object", "required": ["fee"],
-              "properties": {"fee": {"type": "integer"},
-                             "names": {"type": "array", "items": {"type": "string"}}}}
-    value, why = parse_answer(answer, schema)
-    if problem is None:
-        assert why is None and value["fee"] == 5
-    else:
-        assert value is None and why is not None and problem in why

@@ -11,7 +11,8 @@ A job line (``JOBS.jsonl``, one JSON object a line; blank lines and ``#`` commen
 ``fastrlm ask -c`` loads; relative paths are taken from the jobs file's folder). ``id`` defaults
 to a digest of the line, so a re-run of an unchanged file finds the same ids. ``model`` /
 ``sub_model`` / ``budget`` override the batch's settings for this job; ``schema`` asks for a
-JSON answer of that shape (see :mod:`fastrlm.jobs._schema`).
+JSON answer of that shape (the engine's typed answer, ``completion(output=schema)``: the model
+is told the schema and a mismatch goes back to it).
 
 A result line has the job's ``id`` and what the run ended with (:meth:`JobResult.to_dict`). The
 results file is appended one whole line at a time and flushed, so it is valid JSONL whenever it

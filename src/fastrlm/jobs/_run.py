@@ -31,13 +31,13 @@ from typing import Any, Protocol
 
 from .._core.budget import Budget
 from .._core.limits import Limits
+from .._core.stop import StopReason
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable
 from ..lm._base import LM
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, Coordinator, LimitedLM, LocalCoordinator, SlotPool
-from ._schema import instruction, parse_answer
 
 BACKENDS = ("local", "ray")
 
@@ -127,9 +127,8 @@ async def run_job(
                   sandbox=spec.sandbox, prices=spec.prices, trace=spec.trace)
     except (ConfigurationError, ValueError) as exc:
         return failed("config", str(exc))
-    question = instruction(job.question, job.schema) if job.schema is not None else job.question
-    try:
-        result = await rlm.acompletion(question, context)
+    try:  # a schema is the engine's typed answer: told to the model, checked, sent back
+        result = await rlm.acompletion(job.question, context, output=job.schema)
     except RLMError as exc:
         if exc.result is None:
             kind = "context" if isinstance(exc, ContextError) else "config"
@@ -154,11 +153,12 @@ async def run_job(
         error=result.error,
         error_kind=result.error_kind,
     )
-    if job.schema is not None and line.ok:
-        value, problem = parse_answer(result.answer, job.schema)
-        if problem is not None:
-            return dataclasses.replace(line, error=f"schema: {problem}", error_kind="schema")
-        line = dataclasses.replace(line, output=value)
+    if job.schema is not None:
+        if result.stop_reason is StopReason.INVALID_OUTPUT:
+            return dataclasses.replace(line, error=f"schema: {result.error}",
+                                       error_kind="schema")
+        if result.value is not None:
+            line = dataclasses.replace(line, output=result.value)
     return line
 
 
