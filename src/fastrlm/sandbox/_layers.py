@@ -121,12 +121,16 @@ def worker_env(scratch: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[st
 
 
 def bwrap_argv(
-    bwrap: str, tmpfs_bytes: int = TMPFS_BYTES, env: tuple[tuple[str, str], ...] = ()
+    bwrap: str,
+    tmpfs_bytes: int = TMPFS_BYTES,
+    env: tuple[tuple[str, str], ...] = (),
+    mounts: tuple[str, ...] = (),
 ) -> list[str]:
     """bubblewrap options: every namespace unshared (network included), capabilities dropped,
     environment cleared (then ``env`` set), a private size-capped tmpfs ``/tmp`` first (a later
     tmpfs would hide binds under it), a read-only ``/dev`` (so no ``/dev/shm`` to fill), then
-    read-only binds; merged-/usr symlinks are recreated as symlinks."""
+    read-only binds; merged-/usr symlinks are recreated as symlinks. ``mounts`` (a context's
+    directory or file) are bound read-only last, at their host paths."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -149,6 +153,8 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         else:
             argv += ["--ro-bind", path, path]
+    for path in mounts:
+        argv += ["--ro-bind", path, path]
     return [*argv, "--chdir", "/tmp", "--"]
 
 
