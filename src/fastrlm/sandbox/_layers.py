@@ -74,10 +74,18 @@ def package_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: The names of the directories installers put third-party packages in.
+SITE_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
+
+
 @functools.cache
 def module_dirs() -> tuple[str, ...]:
-    """Host site-packages directories the worker may import from (no ``.pth`` is executed)."""
+    """Host site-packages directories the worker may import from (no ``.pth`` is executed):
+    the interpreter's (or virtualenv's) own, and every site directory on this process's
+    ``sys.path`` (the user site, a distribution's ``dist-packages``), so that the packages the
+    user installed (numpy, pandas, Pillow ...) import in the sandbox as they do here."""
     dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    dirs |= {p for p in sys.path if p and os.path.basename(p.rstrip("/")) in SITE_DIR_NAMES}
     for name in ("pyseccomp", "landlock"):
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin:
