@@ -20,7 +20,7 @@ from typing import Protocol
 from .._exceptions import BudgetExceededError, ProviderError
 from .._pricing import PriceTable
 from .._windows import subcall_window_chars
-from ..lm._base import LM, ChatMessage, LMResponse
+from ..lm._base import LM, ChatMessage, ImagePart, LMResponse, message_bytes
 from ..sandbox._hostcalls import error_text
 from .events import (
     BudgetWarning,
@@ -107,7 +107,7 @@ class CallTree:
         reservation once the ledger let the call through (its ``booking()`` is what the call cost
         so far). A limit this call takes past its warning mark is reported as a
         ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's)."""
-        size = sum(len(m["content"].encode("utf-8", "surrogatepass")) for m in messages)
+        size = sum(message_bytes(m) for m in messages)
         bound = input_token_bound(0, size, len(messages))
         ledger = self.ledger
         async with self.limiter:
@@ -135,9 +135,11 @@ class CallTree:
             emit(BudgetWarning(run_id=run_id, depth=depth, resource=resource, fraction=fraction))
 
     async def subcall(
-        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account
+        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
+        images: list[ImagePart] | None = None,
     ) -> SubcallOutcome:
-        """One ``llm_query``: never raises; failures and refusals come back as error text."""
+        """One ``llm_query``: never raises; failures and refusals come back as error text.
+        ``images`` go with the prompt as parts of its message."""
         window = subcall_window_chars(
             lm.model, self.limits.sub_max_tokens, self.limits.subcall_window_chars
         )
@@ -151,6 +153,8 @@ class CallTree:
         except BudgetExceededError as exc:
             return _refused(exc)
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
+        if images:
+            messages[0]["images"] = images
         max_tokens = self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
@@ -271,14 +275,17 @@ class CallTree:
         )
 
     async def batch(
-        self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account
+        self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account,
+        images: list[list[ImagePart]] | None = None,
     ) -> tuple[list[str], StopReason | None]:
         """``llm_query_batched``: all prompts concurrently under the tree's limit, answers in
-        order, exactly one per prompt. Returns the refusal reason if the gate refused any."""
+        order, exactly one per prompt (``images``: None or one list per prompt). Returns the
+        refusal reason if the gate refused any."""
+        per_prompt = images if images is not None else [[] for _ in prompts]
         outcomes = await asyncio.gather(
             *(
-                self.subcall(lm, p, run_id=run_id, depth=depth, account=account)
-                for p in prompts
+                self.subcall(lm, p, run_id=run_id, depth=depth, account=account, images=i)
+                for p, i in zip(prompts, per_prompt, strict=True)
             )
         )
         refused = [o for o in outcomes if o.refused is not None]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from .._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
 from .._windows import subcall_window_chars
 from ..context._info import ContextInfo, context_digest, describe_shape
-from ..lm._base import LM, ChatMessage, LMResponse
+from ..lm._base import LM, ChatMessage, ImagePart, LMResponse
 from ..sandbox._base import FinalValue, Sandbox, SandboxLimits
 from ..sandbox._hostcalls import error_text
 from .call_tree import CallTree
@@ -494,14 +494,17 @@ class Run:
         return lm
 
     # The HostBridge methods: the sandbox's way back to the host (see sandbox._hostcalls).
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+    async def llm_query_batched(
+        self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
+    ) -> list[str]:
         if not self.config.subcalls:
             return [_SUBCALLS_DISABLED] * len(prompts)
         lm = self.pick_lm(model, self.config.sub_lm)
         if isinstance(lm, str):
             return [lm] * len(prompts)
         answers, refused = await self.tree.batch(
-            lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account
+            lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account,
+            images=images,
         )
         if refused is not None and refused is not StopReason.TIMEOUT:
             self.limit_hit = refused

@@ -111,7 +111,9 @@ def sandbox_package_lines(kind: str = "auto") -> list[str]:
 class _NoHost:
     """The probe's host bridge: the probe makes no host calls."""
 
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+    async def llm_query_batched(
+        self, prompts: list[str], model: str | None, images: object = None
+    ) -> list[str]:
         return ["" for _ in prompts]
 
     async def rlm_query_batched(

@@ -91,7 +91,8 @@ class AnthropicLM(SDKProvider):
         """The keyword arguments sent to ``messages.create`` (pure; used by tests)."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns: list[dict[str, Any]] = [
-            {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}
+            {"role": m["role"],
+             "content": [*_image_blocks(m), {"type": "text", "text": m["content"]}]}
             for m in messages
             if m["role"] != "system"
         ]
@@ -178,6 +179,16 @@ class AnthropicLM(SDKProvider):
 
     def __repr__(self) -> str:
         return f"AnthropicLM({self._model!r}, base_url={self.base_url!r})"
+
+
+def _image_blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    """A message's images as Messages API ``image`` blocks (base64 sources), which go before
+    its text as Anthropic advises."""
+    return [
+        {"type": "image",
+         "source": {"type": "base64", "media_type": image["media_type"], "data": image["data"]}}
+        for image in message.get("images") or ()
+    ]
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:

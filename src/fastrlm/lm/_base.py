@@ -4,16 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from .._usage import TokenUsage
 
 
+class ImagePart(TypedDict):
+    """An image part of a message: its MIME type (``image/png``, ``image/jpeg``,
+    ``image/gif``, ``image/webp``) and its bytes in base64."""
+
+    media_type: str
+    data: str
+
+
 class ChatMessage(TypedDict):
-    """One chat message. ``role`` is ``system``, ``user`` or ``assistant``."""
+    """One chat message. ``role`` is ``system``, ``user`` or ``assistant``; ``content`` is its
+    text. A user message may also carry ``images`` (``llm_query(prompt, images=[...])``): the
+    message is then multi-part, its text and its images, which each provider sends in its own
+    format (:func:`openai_content`; Anthropic ``image`` blocks). A provider without vision
+    receives the parts and the model's server says so."""
 
     role: Literal["system", "user", "assistant"]
     content: str
+    images: NotRequired[list[ImagePart]]
+
+
+def openai_content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's ``content`` in the Chat Completions format: its text, or with images a list
+    of a ``text`` part and one ``image_url`` part (a ``data:`` URL) per image."""
+    images = message.get("images")
+    if not images:
+        return message["content"]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}]
+    parts += [
+        {"type": "image_url",
+         "image_url": {"url": f"data:{image['media_type']};base64,{image['data']}"}}
+        for image in images
+    ]
+    return parts
+
+
+def message_bytes(message: ChatMessage) -> int:
+    """The bytes a message sends: its UTF-8 text plus its images' base64 data (what the
+    ledger's input bound counts)."""
+    size = len(message["content"].encode("utf-8", "surrogatepass"))
+    return size + sum(len(image["data"]) for image in message.get("images") or ())
 
 
 @dataclass(frozen=True, slots=True)

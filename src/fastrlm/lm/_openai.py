@@ -20,7 +20,7 @@ from .._core.limits import Limits
 from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._base import ChatMessage, LMResponse, estimate_tokens, openai_content
 from ._provider import ReadCompletion, SDKProvider
 from ._retry import Failure, RetryPolicy
 
@@ -105,7 +105,7 @@ class OpenAIChatLM(SDKProvider):
         """The keyword arguments sent to ``chat.completions.create`` (pure; used by tests)."""
         params: dict[str, Any] = {
             "model": self.api_model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "messages": [{"role": m["role"], "content": openai_content(m)} for m in messages],
         }
         if max_tokens is not None:
             params["max_completion_tokens" if self._reasoning else "max_tokens"] = max_tokens
