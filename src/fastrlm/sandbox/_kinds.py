@@ -231,16 +231,16 @@ def _encode_path(context: Any) -> Encoded:
     if os.path.realpath(path) == "/":
         raise KindError("context path / is the whole file system: pass a directory below it")
     if os.path.isfile(path) and path.lower().endswith(".parquet"):
-        pa = _pyarrow("a Parquet context")
+        _pyarrow("a Parquet context")
         import pyarrow.parquet as pq
 
-        del pa
         try:
-            size = pq.ParquetFile(path).metadata.serialized_size + os.path.getsize(path)
+            pq.ParquetFile(path).close()  # reads the footer: is it Parquet at all?
         except (OSError, ValueError) as exc:
             raise KindError(f"context path {path} is not a readable Parquet file: {exc}") from exc
+        # decompressed columns and the DataFrame built from them: several times the file
         return Encoded(KIND_PARQUET, {"path": path, "type": _parquet_type()}, [],
-                       mounts=(path,), decoded_bytes=8 * size)
+                       mounts=(path,), decoded_bytes=8 * os.path.getsize(path))
     if os.path.isfile(path):
         root, files = os.path.dirname(path), [os.path.basename(path)]
         mount = path
