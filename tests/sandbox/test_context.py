@@ -131,6 +131,21 @@ async def test_a_large_ascii_context_is_the_buffer_not_a_copy(make_sandbox: Make
         len(context), "True", "000000", 2_000_000, "NEEDLE")
 
 
+@pytest.mark.parametrize("layer", ["bwrap", "landlock"])
+async def test_a_restarted_worker_maps_the_in_place_context_again(
+    make_sandbox: MakeSandbox, layer: str
+) -> None:
+    """Each worker writes its str header into its own private copy of one page: the memfd
+    stays as the host wrote it, so a fresh worker after a crash finds the same context."""
+    context = "".join(["restart me "] * 200_000)
+    sb = await make_sandbox(layer, context=context)
+    assert (await sb.execute("import os\nos._exit(3)")).restarted
+    result = await sb.execute("import hashlib\nprint(len(context), "
+                              "hashlib.sha256(context.encode()).hexdigest())")
+    assert result.error is None, result.error
+    assert result.stdout.split() == [str(len(context)), host_digest(context)]
+
+
 async def test_unserialisable_context_is_a_context_error(make_sandbox: MakeSandbox) -> None:
     with pytest.raises(ContextError):
         await make_sandbox("auto", context={"f": object()})

@@ -193,3 +193,16 @@ async def test_a_missing_path_is_a_context_error(
         await make_sandbox("bwrap", context=tmp_path / "nope")
     with pytest.raises(ContextError, match="does not exist"):
         await make_sandbox("none", context=tmp_path / "nope")
+
+
+@pytest.mark.parametrize("layer", ISOLATED)
+async def test_a_single_file_path_is_a_one_entry_tree(
+    make_sandbox: MakeSandbox, layer: str, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("just this file")
+    (tmp_path / "other.txt").write_text("not this one")
+    sb = await make_sandbox(layer, context=tmp_path / "notes.txt")
+    assert await run(sb, "print(list(context), context['notes.txt'])") == (
+        "['notes.txt'] just this file")
+    result = await sb.execute("open(context.root + '/other.txt').read()")
+    assert result.error is not None  # only the file itself is mounted
