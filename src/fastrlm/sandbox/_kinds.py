@@ -225,10 +225,11 @@ def _encode_arrow(context: Any) -> Encoded:
 
 
 def _encode_path(context: Any) -> Encoded:
-    path = os.path.abspath(os.fspath(context))
-    if not os.path.exists(path):
-        raise KindError(f"context path {path} does not exist")
-    if os.path.realpath(path) == "/":
+    given = os.path.abspath(os.fspath(context))
+    if not os.path.exists(given):
+        raise KindError(f"context path {given} does not exist")
+    path = os.path.realpath(given)  # a bind or Landlock rule needs the real path
+    if path == "/":
         raise KindError("context path / is the whole file system: pass a directory below it")
     if os.path.isfile(path) and path.lower().endswith(".parquet"):
         _pyarrow("a Parquet context")
