@@ -160,12 +160,13 @@ def describe_shape(context: object) -> ContextInfo:
     """Type, sizes and head of a context, without hashing it (``sha256`` is empty): what the
     root's first message needs, in microseconds even for a 400 MB str."""
     from ..sandbox import _kinds
+    from . import _describe
 
     if context is None:
         raise ContextError(f"context is None. A context may be: {_kinds.ACCEPTED}")
     with _as_context_error():
         if _kinds.is_rich(context):
-            kind, summary, size = _kinds.describe(context)
+            kind, summary, size = _describe.describe(context)
             return ContextInfo(kind, 0, (), "", size, "", summary)
         return _shape(context)
 

@@ -5,7 +5,8 @@ pyarrow and Pillow are imported inside the functions that need them, and only wh
 is of their kind. The host side :func:`encode` turns a context into a kind, a metadata object
 and payload buffers for the context memfd (layout in :mod:`._protocol`); the worker side
 :func:`rebuild` turns them back into the object model code sees. :func:`in_process` gives the
-same object for the in-process sandbox, and :func:`describe` what the root model is told.
+same object for the in-process sandbox. What the root model is told about each kind is
+:mod:`fastrlm.context._describe` (host only).
 
 =============  ========================================  =========================================
 kind           host value                                in the REPL
@@ -48,9 +49,6 @@ IMAGE_MAGIC = (
     (b"GIF89a", "image/gif"),
 )
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-LISTED_FILES = 200
-HEAD_ROWS = 5
-DESCRIBED_COLUMNS = 60
 
 Buffer = bytes | memoryview
 
@@ -198,7 +196,7 @@ def encode(context: object) -> Encoded | None:
     if is_dataframe(context) or is_arrow_table(context):
         return _encode_arrow(context)
     if is_path(context):
-        return _encode_path(context)
+        return encode_path(context)
     return None
 
 
@@ -224,7 +222,7 @@ def _encode_arrow(context: Any) -> Encoded:
                    decoded_bytes=2 * buffer.size)
 
 
-def _encode_path(context: Any) -> Encoded:
+def encode_path(context: Any) -> Encoded:
     given = os.path.abspath(os.fspath(context))
     if not os.path.exists(given):
         raise KindError(f"context path {given} does not exist")
@@ -280,140 +278,11 @@ def in_process(context: object) -> object:
     (a :class:`FileTree` or a table read from Parquet for a Path, the caller's object
     otherwise)."""
     if is_path(context):
-        encoded = _encode_path(context)
+        encoded = encode_path(context)
         return rebuild(encoded.kind, encoded.meta, None, 0)
     if isinstance(context, (bytearray, memoryview)):
         return bytes(context)
     return context
-
-
-# ---------------------------------------------------------------- both sides: the description
-def describe(context: object) -> tuple[str, str, int]:
-    """(type name, the lines the root model is told, size in bytes) of a rich context. Raises
-    :class:`KindError` as :func:`encode` does."""
-    if isinstance(context, (bytes, bytearray, memoryview)):
-        return "bytes", _describe_bytes(bytes(context[:64]), len(context), context), len(context)
-    if is_pil_image(context):
-        image: Any = context
-        fmt = getattr(image, "format", None) or "PNG"
-        text = (
-            f"Your context is an image: {image.size[0]}x{image.size[1]} pixels, mode "
-            f"{image.mode}, sent as {fmt}. In the REPL `context` is a PIL.Image.Image when "
-            "Pillow imports there (crop with context.crop((left, top, right, bottom))), else "
-            "its encoded bytes. Look at it, or at crops of it, through a vision sub-model: "
-            "llm_query(prompt, images=[context])."
-        )
-        return "image", text, 0
-    if is_dataframe(context):
-        frame: Any = context
-        return "DataFrame", _describe_dataframe(frame), int(frame.memory_usage(deep=False).sum())
-    if is_arrow_table(context):
-        table: Any = context
-        return "Table", _describe_table(table, table.num_rows), int(table.nbytes)
-    if is_path(context):
-        encoded = _encode_path(context)
-        if encoded.kind == KIND_PARQUET:
-            return encoded.meta["type"], _describe_parquet(encoded.meta), os.path.getsize(
-                encoded.meta["path"])
-        return "files", *_describe_files(encoded.meta["root"], encoded.meta["files"])
-    raise KindError(f"not a rich context: {type(context).__name__}")
-
-
-def _describe_bytes(head: bytes, size: int, data: object) -> str:
-    mime = sniff_image(head)
-    if mime is not None:
-        dims = image_size(data)  # type: ignore[arg-type]
-        shown = f", {dims[0]}x{dims[1]} pixels" if dims else ""
-        return (
-            f"Your context is bytes: {size:,} bytes of a {mime} image{shown}. Open it with "
-            "Pillow if it imports (PIL.Image.open(io.BytesIO(context))) to crop it, and look "
-            "at it through a vision sub-model: llm_query(prompt, images=[context])."
-        )
-    return (
-        f"Your context is bytes: {size:,} bytes, not text. The first {len(head)} bytes: "
-        f"{head!r}."
-    )
-
-
-def _describe_columns(names: list[str], types: list[str]) -> list[str]:
-    shown = [f"  {n}: {t}" for n, t in zip(names[:DESCRIBED_COLUMNS], types, strict=False)]
-    if len(names) > DESCRIBED_COLUMNS:
-        shown.append(f"  ... ({len(names) - DESCRIBED_COLUMNS:,} more columns)")
-    return shown
-
-
-def _describe_dataframe(df: Any) -> str:
-    rows, cols = df.shape
-    lines = [
-        f"Your context is a pandas DataFrame: {rows:,} rows x {cols:,} columns, index "
-        f"{type(df.index).__name__}. In the REPL `context` is the same DataFrame (pandas "
-        "imports there). Columns and dtypes:",
-        *_describe_columns([str(c) for c in df.columns], [str(t) for t in df.dtypes]),
-        f"The first {min(HEAD_ROWS, rows)} rows:",
-        str(df.head(HEAD_ROWS).to_string(max_colwidth=40))[:2_000],
-    ]
-    return "\n".join(lines)
-
-
-def _describe_table(table: Any, rows: int, how: str = "") -> str:
-    schema = table.schema
-    lines = [
-        f"Your context is a pyarrow Table: {rows:,} rows x {len(schema.names):,} columns"
-        f"{how}. In the REPL `context` is the same Table (pyarrow imports there; "
-        "context.to_pandas() for a DataFrame). Columns and types:",
-        *_describe_columns(list(schema.names), [str(t) for t in schema.types]),
-    ]
-    return "\n".join(lines)
-
-
-def _describe_parquet(meta: dict[str, Any]) -> str:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(meta["path"])
-    schema = parquet.schema_arrow
-    rows = parquet.metadata.num_rows
-    names, types = list(schema.names), [str(t) for t in schema.types]
-    if meta["type"] == "DataFrame":
-        return "\n".join([
-            f"Your context is a pandas DataFrame read from the Parquet file {meta['path']}: "
-            f"{rows:,} rows x {len(names):,} columns. In the REPL `context` is that DataFrame. "
-            "Columns and Arrow types:",
-            *_describe_columns(names, types),
-        ])
-    return "\n".join([
-        f"Your context is a pyarrow Table read from the Parquet file {meta['path']}: "
-        f"{rows:,} rows x {len(names):,} columns. Columns and types:",
-        *_describe_columns(names, types),
-    ])
-
-
-def _describe_files(root: str, files: list[str]) -> tuple[str, int]:
-    sizes = []
-    for name in files:
-        try:
-            sizes.append(os.path.getsize(os.path.join(root, name)))
-        except OSError:
-            sizes.append(0)
-    total = sum(sizes)
-    suffixes: dict[str, int] = {}
-    for name in files:
-        suffix = os.path.splitext(name)[1].lower() or "(none)"
-        suffixes[suffix] = suffixes.get(suffix, 0) + 1
-    common = sorted(suffixes.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
-    lines = [
-        f"Your context is a directory of {len(files):,} files ({total:,} bytes), mounted "
-        f"read-only at {root}. In the REPL `context` maps each file's path relative to it to "
-        "its contents, read when you ask (str for UTF-8 text, else bytes): list(context) names "
-        "the files, context['a/b.txt'] reads one, context.path('a/b.txt') is its full path "
-        "(for pandas.read_csv, PIL.Image.open ...).",
-        "File types: " + ", ".join(f"{s} {n:,}" for s, n in common),
-        f"Files{' (the first ' + str(LISTED_FILES) + ')' if len(files) > LISTED_FILES else ''}, "
-        "with their sizes in bytes:",
-        *(f"  {name} {size:,}" for name, size in zip(files[:LISTED_FILES], sizes, strict=False)),
-    ]
-    if len(files) > LISTED_FILES:
-        lines.append(f"  ... ({len(files) - LISTED_FILES:,} more: list(context) has them all)")
-    return "\n".join(lines), total
 
 
 # ---------------------------------------------------------------- worker side
