@@ -397,12 +397,14 @@ def _mapped_str(fd: int, size: int, start: int) -> str | None:
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                           ctypes.c_int, ctypes.c_long]
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
     base = libc.mmap(None, size, mmap.PROT_READ, flags, fd, 0)
     if base is None or base == ctypes.c_void_p(-1).value:
         return None
     unit = mmap.ALLOCATIONGRANULARITY
     if libc.mprotect(base + start - unit, unit, mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+        libc.munmap(base, size)
         return None
     address = base + start - header
     ctypes.memmove(address, id(template), header)
@@ -419,6 +421,8 @@ def _mapped_str(fd: int, size: int, start: int) -> str | None:
         or text[:edge].encode() != os.pread(fd, edge, start)
         or text[length - edge :].encode() != os.pread(fd, edge, size - 1 - edge)
     ):
+        del text  # the last reference into the mapping goes before the mapping does
+        libc.munmap(base, size)
         return None
     return text
 
