@@ -1,9 +1,9 @@
 """Many jobs (a question over a context each): ``fastrlm batch`` and :func:`fastrlm.batch`.
 
 ``_jobs`` the job and result line formats and the resumable results file (a job's ``schema``
-is the engine's typed answer, ``completion(output=...)``); ``_budget`` the batch's dollar total and summary; ``_limiter`` the per-provider
-slot pools and :class:`LimitedLM`; ``_run`` one job and the driver loop (local backend);
-``_ray`` the Ray backend (imports ray lazily).
+is the engine's typed answer, ``completion(output=...)``); ``_budget`` the batch's dollar
+total and summary; ``_limiter`` the per-provider slot pools and :class:`LimitedLM`; ``_run``
+one job and the driver loop (local backend); ``_ray`` the Ray backend (imports ray lazily).
 """
 
 from ._budget import BatchSummary
