@@ -84,7 +84,7 @@ def extra_lines() -> list[str]:
             state = f"missing {', '.join(missing)}: pip install 'fastrlm[{extra}]'"
         else:
             state = "installed (" + ", ".join(f"{n} {v}" for n, v in versions) + ")"
-        lines.append(f"  {extra:<10}{purpose:<40}{state}")
+        lines.append(f"  {extra:<12}{purpose:<40}{state}")
     return lines
 
 
