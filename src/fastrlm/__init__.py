@@ -29,6 +29,7 @@ from ._exceptions import (
 )
 from ._pricing import Price, PriceTable
 from ._usage import TokenUsage, Usage, UsageSummary
+from .jobs import Job, JobResult, batch
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,8 @@ __all__ = [
     "ContextError",
     "Event",
     "InvalidSettingError",
+    "Job",
+    "JobResult",
     "Limits",
     "MissingExtraError",
     "Price",
@@ -64,4 +67,5 @@ __all__ = [
     "UsageSummary",
     "WorkerCrashedError",
     "__version__",
+    "batch",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import mmap
 import os
 import sys
 import time
@@ -92,9 +93,57 @@ def test_context_buffer_is_sealed_read_only() -> None:
 
 def test_large_ascii_text_is_written_without_a_host_copy() -> None:
     text = "abc" * 1_000_000
-    _, parts = _protocol.context_parts(text)
-    assert isinstance(parts[1], memoryview) and bytes(parts[1][:6]) == b"abcabc"
+    kind, parts = _protocol.context_parts(text)
+    assert kind == _protocol.KIND_ASCII
+    assert isinstance(parts[2], memoryview) and bytes(parts[2][:6]) == b"abcabc"
     assert isinstance(_protocol.context_parts("é" * 2_000_000)[1][1], bytes)
+
+
+def test_large_ascii_text_is_laid_out_page_aligned_and_nul_terminated() -> None:
+    text = "".join(["page aligned "] * 100_000)
+    kind, parts = _protocol.context_parts(text)
+    fd = _protocol.write_context_fd(parts)
+    try:
+        start = int.from_bytes(os.pread(fd, 8, 16), "little")
+        assert start % mmap.ALLOCATIONGRANULARITY == 0
+        assert os.pread(fd, 13, start) == b"page aligned "
+        assert os.fstat(fd).st_size == start + len(text) + 1
+        assert os.pread(fd, 1, start + len(text)) == b"\0"
+    finally:
+        os.close(fd)
+
+
+async def test_a_large_ascii_context_is_the_buffer_not_a_copy(make_sandbox: MakeSandbox) -> None:
+    """The worker's str shares the memfd's pages: its resident anonymous memory stays below
+    the context's size (a decoded copy would be above it), and the str behaves as any str."""
+    context = "".join([f"needle-{i:06d} filler " for i in range(10)]) * 200_000  # 38 MB
+    sb = await make_sandbox("bwrap", context=context)
+    result = await sb.execute(
+        "import re\n"
+        "anon = int(open('/proc/self/status').read().split('RssAnon:')[1].split()[0]) * 1024\n"
+        "print(anon, len(context), hash(context) == hash(context[:] + ''), context[7:13],\n"
+        "      len(re.findall(r'needle-\\d{6}', context)), context.upper()[:6])"
+    )
+    assert result.error is None, result.error
+    anon, size, same_hash, digits, found, upper = result.stdout.split()
+    assert int(anon) < len(context)
+    assert (int(size), same_hash, digits, int(found), upper) == (
+        len(context), "True", "000000", 2_000_000, "NEEDLE")
+
+
+@pytest.mark.parametrize("layer", ["bwrap", "landlock"])
+async def test_a_restarted_worker_maps_the_in_place_context_again(
+    make_sandbox: MakeSandbox, layer: str
+) -> None:
+    """Each worker writes its str header into its own private copy of one page: the memfd
+    stays as the host wrote it, so a fresh worker after a crash finds the same context."""
+    context = "".join(["restart me "] * 200_000)
+    sb = await make_sandbox(layer, context=context)
+    assert (await sb.execute("import os\nos._exit(3)")).restarted
+    result = await sb.execute("import hashlib\nprint(len(context), "
+                              "hashlib.sha256(context.encode()).hexdigest())")
+    assert result.error is None, result.error
+    assert result.stdout.split() == [str(len(context)), host_digest(context)]
 
 
 async def test_unserialisable_context_is_a_context_error(make_sandbox: MakeSandbox) -> None:

@@ -239,7 +239,9 @@ async def test_cancelling_start_leaks_no_worker(yields: int) -> None:
     assert child_pids() <= before
 
 
-def broken_bwrap(bwrap: str, tmpfs_bytes: int = 0, env: object = ()) -> list[str]:
+def broken_bwrap(
+    bwrap: str, tmpfs_bytes: int = 0, env: object = (), mounts: object = ()
+) -> list[str]:
     """Stands in for a bubblewrap that the probe passed but that fails for real (AppArmor)."""
     return ["/bin/sh", "-c", "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1"]
 

@@ -20,7 +20,7 @@ from typing import Protocol
 from .._exceptions import BudgetExceededError, ProviderError
 from .._pricing import PriceTable
 from .._windows import subcall_window_chars
-from ..lm._base import LM, ChatMessage, LMResponse, ToolSchema, message_bytes
+from ..lm._base import LM, ChatMessage, ImagePart, LMResponse, ToolSchema, message_bytes
 from ..sandbox._hostcalls import error_text
 from .events import (
     BudgetWarning,
@@ -156,9 +156,11 @@ class CallTree:
         ))
 
     async def subcall(
-        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account
+        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
+        images: list[ImagePart] | None = None,
     ) -> SubcallOutcome:
-        """One ``llm_query``: never raises; failures and refusals come back as error text."""
+        """One ``llm_query``: never raises; failures and refusals come back as error text.
+        ``images`` go with the prompt as parts of its message."""
         refusal = self.window_refusal(lm, len(prompt), "split it into smaller prompts")
         if refusal is not None:
             return refusal
@@ -167,6 +169,8 @@ class CallTree:
         except BudgetExceededError as exc:
             return _refused(exc)
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
+        if images:
+            messages[0]["images"] = images
         max_tokens = self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
@@ -319,17 +323,22 @@ class CallTree:
 
     async def batch(
         self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account,
-        answer: Callable[[str], Awaitable[SubcallOutcome]] | None = None,
+        answer: Callable[[str, list[ImagePart]], Awaitable[SubcallOutcome]] | None = None,
+        images: list[list[ImagePart]] | None = None,
     ) -> tuple[list[str], StopReason | None]:
         """``llm_query_batched``: all prompts concurrently under the tree's limit, answers in
-        order, exactly one per prompt. Returns the refusal reason if the gate refused any.
-        ``answer`` answers one prompt (default: a plain :meth:`subcall`; a sub-agent with
-        tools passes its own)."""
-        if answer is None:
-            def answer(p: str) -> Awaitable[SubcallOutcome]:
-                return self.subcall(lm, p, run_id=run_id, depth=depth, account=account)
-
-        outcomes = await asyncio.gather(*(answer(p) for p in prompts))
+        order, exactly one per prompt (``images``: None or one list per prompt). Returns the
+        refusal reason if the gate refused any. ``answer`` answers one prompt (default: a plain
+        :meth:`subcall`; a sub-agent with tools passes its own)."""
+        per_prompt = images if images is not None else [[] for _ in prompts]
+        if answer is not None:
+            outcomes = await asyncio.gather(*(
+                answer(p, i) for p, i in zip(prompts, per_prompt, strict=True)))
+        else:
+            outcomes = await asyncio.gather(*(
+                self.subcall(lm, p, run_id=run_id, depth=depth, account=account, images=i)
+                for p, i in zip(prompts, per_prompt, strict=True)
+            ))
         refused = [o for o in outcomes if o.refused is not None]
         reason = refused[0].refused if refused else None
         if refused and reason is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from .._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
 from .._windows import subcall_window_chars
 from ..context._info import ContextInfo, context_digest, describe_shape
-from ..lm._base import LM, ChatMessage, LMResponse
+from ..lm._base import LM, ChatMessage, ImagePart, LMResponse
 from ..sandbox._base import FinalValue, Sandbox, SandboxLimits
 from ..sandbox._hostcalls import error_text
 from .call_tree import CallTree, SubcallOutcome
@@ -620,13 +620,15 @@ class Run:
         return lm
 
     # The HostBridge methods: the sandbox's way back to the host (see sandbox._hostcalls).
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+    async def llm_query_batched(
+        self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
+    ) -> list[str]:
         if not self.config.subcalls:
             return [_SUBCALLS_DISABLED] * len(prompts)
         lm = self.pick_lm(model, self.config.sub_lm)
         if isinstance(lm, str):
             return [lm] * len(prompts)
-        answer: Callable[[str], Awaitable[SubcallOutcome]] | None = None
+        answer: Callable[[str, list[ImagePart]], Awaitable[SubcallOutcome]] | None = None
         if self.config.sub_tools:  # each prompt is a tool-calling agent on the sub-model
             answer = functools.partial(
                 agent_subcall, self.tree, lm, tools=self.config.sub_tools,
@@ -637,6 +639,7 @@ class Run:
         answers, refused = await self.tree.batch(
             lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account,
             answer=answer,
+            images=images,
         )
         if refused is not None and refused is not StopReason.TIMEOUT:
             self.limit_hit = refused

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ..lm._base import LM, ChatMessage, ToolCall
+from ..lm._base import LM, ChatMessage, ImagePart, ToolCall
 from .call_tree import CallTree, SubcallOutcome, _refused
 from .ledger import Account
 from .parsing import truncate_output
@@ -82,6 +82,7 @@ async def agent_subcall(
     tree: CallTree,
     lm: LM,
     prompt: str,
+    images: list[ImagePart] | None = None,
     *,
     tools: Sequence[Tool],
     protocol: str,
@@ -108,6 +109,8 @@ async def agent_subcall(
     first = prompt if native else prompt + "\n\n" + prompts.sub_tools_json.format(
         tools=tool_listing(tools))
     messages: list[ChatMessage] = [{"role": "user", "content": first}]
+    if images:
+        messages[0]["images"] = images
     agent_id = tree.new_call_id()
     max_rounds = tree.limits.max_tool_rounds
     result_chars = max(tree.limits.output_chars, 2_000)

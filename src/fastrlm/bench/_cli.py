@@ -135,6 +135,12 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="LLM judge for BrowseComp (its official metric), e.g. openai/gpt-4.1; the exact-match "
     "score is kept beside it.",
 )
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="ray: one Ray task per (instance, method) "
+              "(pip install 'fastrlm[ray]'); same results file, resume and summary.")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
+              help="Ray cluster to join (default: a local Ray for this command). "
+              "[env: RAY_ADDRESS]")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -162,6 +168,8 @@ def bench(
     batch_hint: bool,
     prompt: str,
     judge: str | None,
+    backend: str,
+    ray_address: str | None,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -204,6 +212,8 @@ def bench(
             corpus=corpus,
             progress=not quiet,
             prices=prices,
+            backend=backend,
+            ray_address=ray_address,
         )
         records = asyncio.run(run_bench(config))
     except RLMError as exc:

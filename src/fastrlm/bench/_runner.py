@@ -103,6 +103,8 @@ class BenchConfig:
     corpus: Path | None = None
     progress: bool = True
     prices: tuple[tuple[str, Price], ...] = ()  # on top of PriceTable.default()
+    backend: str = "local"  # "ray": one Ray task per (instance, method), see bench/_ray.py
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -112,6 +114,8 @@ class BenchConfig:
             )
         if self.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
+        if self.backend not in ("local", "ray"):
+            raise ConfigurationError(f"backend must be local or ray, not {self.backend!r}")
         if self.prompt not in PROMPT_CHOICES:
             raise ConfigurationError(
                 f"unknown prompt {self.prompt!r}; expected one of {', '.join(PROMPT_CHOICES)}"
@@ -337,45 +341,21 @@ async def run_bench(
         f"{config.task} ({', '.join(config.methods)})",
     )
 
+    if config.backend == "ray":
+        from ._ray import run_on_ray
+
+        await run_on_ray(config, todo, path, progress, on_record)
+        return load_results(path)
+
     with path.open("a", encoding="utf-8") as fh:
 
         async def one(
             length: int, index: int, method: str, inst: Instance, tokens: int
         ) -> None:
             async with runs:
-                evidence = inst.meta.get("evidence_docids")
-                meter = Meter(cache=cache, limiter=lm_calls, track_docids=bool(evidence),
-                              prices=prices)
-                runner = methods[method]
-                try:
-                    if isinstance(runner, InstanceMethod):  # the oracle reads hidden truth
-                        res = await runner.run_instance(inst, meter)
-                    else:
-                        res = await runner.run(inst.query, inst.context, meter)
-                except RLMError as exc:
-                    res = MethodResult(
-                        "",
-                        "error",
-                        meter.cost_usd,
-                        meter.usage.to_dict(),
-                        meter.subcalls,
-                        0,
-                        0.0,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-            score = task.score(res.answer, inst)
-            verdict: dict[str, Any] | None = None
-            if models.judge is not None and inst.task in JUDGED_TASKS:
-                verdict = await judge_answer(models.judge, inst, res.answer, lm_calls)
-            judged = verdict is not None and verdict["correct"] is not None
-            final = float(verdict["correct"]) if verdict is not None and judged else score
-            rec = record(config, models, method, length, index, inst, res, final, tokens, tok.name)
-            if verdict is not None:
-                rec["score_exact_match"] = score
-                rec["judge"] = verdict
-            if evidence:
-                hit = meter.touched & {str(d) for d in evidence}
-                rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
+                rec = await run_method(config, task, models, methods[method], method, length,
+                                       index, inst, tokens, cache=cache, limiter=lm_calls,
+                                       prices=prices, tokenizer_name=tok.name)
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             progress.advance()
@@ -395,6 +375,48 @@ async def run_bench(
             if cache is not None and hasattr(cache, "aclose"):
                 await cache.aclose()
     return load_results(path)
+
+
+async def run_method(
+    config: BenchConfig, task: Task, models: Models, runner: Method, method: str, length: int,
+    index: int, inst: Instance, tokens: int, *, cache: Cache | None,
+    limiter: asyncio.Semaphore | None, prices: PriceTable, tokenizer_name: str,
+) -> dict[str, Any]:
+    """Run one method on one instance and score it: the results line (a method's own
+    failure, an ``RLMError``, is a line with ``stop_reason="error"``)."""
+    evidence = inst.meta.get("evidence_docids")
+    meter = Meter(cache=cache, limiter=limiter, track_docids=bool(evidence), prices=prices)
+    try:
+        if isinstance(runner, InstanceMethod):  # the oracle reads hidden truth
+            res = await runner.run_instance(inst, meter)
+        else:
+            res = await runner.run(inst.query, inst.context, meter)
+    except RLMError as exc:
+        res = MethodResult(
+            "",
+            "error",
+            meter.cost_usd,
+            meter.usage.to_dict(),
+            meter.subcalls,
+            0,
+            0.0,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    score = task.score(res.answer, inst)
+    verdict: dict[str, Any] | None = None
+    if models.judge is not None and inst.task in JUDGED_TASKS:
+        verdict = await judge_answer(models.judge, inst, res.answer, limiter)
+    judged = verdict is not None and verdict["correct"] is not None
+    final = float(verdict["correct"]) if verdict is not None and judged else score
+    rec = record(config, models, method, length, index, inst, res, final, tokens,
+                 tokenizer_name)
+    if verdict is not None:
+        rec["score_exact_match"] = score
+        rec["judge"] = verdict
+    if evidence:
+        hit = meter.touched & {str(d) for d in evidence}
+        rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
+    return rec
 
 
 #: Tasks whose official metric is an LLM judge (BrowseComp-Plus); with a judge model configured

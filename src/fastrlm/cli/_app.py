@@ -13,6 +13,7 @@ from ._exit import ExitCode
 #: command name -> "module:attribute" (modules relative to this package unless absolute)
 LAZY_COMMANDS = {
     "ask": "._ask:ask",
+    "batch": "._batch:batch",
     "bench": "fastrlm.bench._cli:bench",
     "demo": "._demo:demo",
     "doctor": "._doctor:doctor",

@@ -33,6 +33,8 @@ EXTRAS = (
     ("pdf", ("pypdf",), "PDF files as context"),
     ("bench", ("wonderwords", "rank-bm25", "matplotlib"), "fastrlm bench tasks and plots"),
     ("browser", ("playwright",), "browser tests of fastrlm view"),
+    ("dataframes", ("pandas", "pyarrow"), "DataFrame, Arrow and Parquet contexts"),
+    ("images", ("pillow",), "PIL image contexts and crops"),
 )
 
 KEY_VARIABLES = (
@@ -82,8 +84,75 @@ def extra_lines() -> list[str]:
             state = f"missing {', '.join(missing)}: pip install 'fastrlm[{extra}]'"
         else:
             state = "installed (" + ", ".join(f"{n} {v}" for n, v in versions) + ")"
-        lines.append(f"  {extra:<10}{purpose:<40}{state}")
+        lines.append(f"  {extra:<12}{purpose:<40}{state}")
     return lines
+
+
+#: Packages model code commonly wants, by import name, with their distribution names.
+SANDBOX_PACKAGES = (("numpy", "numpy"), ("pandas", "pandas"), ("pyarrow", "pyarrow"),
+                    ("PIL", "pillow"))
+_IMPORT_PROBE = """
+import importlib
+for name in {names!r}:
+    try:
+        module = importlib.import_module(name)
+        print(name, "ok", getattr(module, "__version__", "?"))
+    except BaseException as exc:
+        print(name, "fails", type(exc).__name__ + ":", str(exc).replace(chr(10), " ")[:160])
+"""
+
+
+def sandbox_package_lines(kind: str = "auto") -> list[str]:
+    """One line per package of :data:`SANDBOX_PACKAGES`: importable in a real ``kind`` worker
+    (with its version), installed here but failing there (and why), or not installed."""
+    import asyncio
+    import importlib.util
+
+    from ..sandbox import SandboxLimits, create_sandbox
+
+    async def probe() -> str:
+        sandbox = create_sandbox(kind, SandboxLimits(exec_timeout_s=60.0))
+        try:
+            await sandbox.start("", _NoHost())
+            names = [name for name, _ in SANDBOX_PACKAGES]
+            result = await sandbox.execute(_IMPORT_PROBE.format(names=names))
+            return result.stdout if result.error is None else f"error {result.error}"
+        finally:
+            await sandbox.close()
+
+    try:
+        out = asyncio.run(probe())
+    except Exception as exc:  # noqa: BLE001 - no sandbox here: say so, keep diagnosing
+        return [f"  (no sandbox worker could start: {type(exc).__name__}: {exc})"]
+    found = {line.split(" ", 1)[0]: line.split(" ", 1)[1:] for line in out.splitlines()}
+    lines = []
+    for name, dist in SANDBOX_PACKAGES:
+        answer = (found.get(name) or ["fails (no answer from the worker)"])[0]
+        if importlib.util.find_spec(name) is None:
+            text = f"not installed (pip install {dist})"
+        elif answer.startswith("ok "):
+            text = f"importable ({answer[3:]})"
+        else:
+            text = f"installed here, but {answer}"
+        lines.append(f"  {name:<10} {text}")
+    return lines
+
+
+class _NoHost:
+    """The probe's host bridge: the probe makes no host calls."""
+
+    async def llm_query_batched(
+        self, prompts: list[str], model: str | None, images: object = None
+    ) -> list[str]:
+        return ["" for _ in prompts]
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]:
+        return ["" for _ in prompts]
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return {"ok": False, "kind": "unknown_tool", "message": "the probe has no tools"}
 
 
 def provider_lines() -> list[str]:
@@ -152,6 +221,10 @@ def doctor() -> None:
     click.echo("\npackages:")
     for name, why in PACKAGES:
         click.echo(f"  {name:<10} {_version(name):<14} {why}")
+
+    click.echo("\nthird-party packages in the sandbox (model code may import them):")
+    for line in sandbox_package_lines():
+        click.echo(line)
 
     home = fastrlm_home()
     tdir = traces_dir()

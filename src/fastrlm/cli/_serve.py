@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -80,9 +82,16 @@ def serve(
     OTEL_EXPORTER_OTLP_* variables turn on OpenTelemetry spans (a request's traceparent is
     continued).
     """
-    from ..server import HTTPLimits, RLMServer
+    with _logging_to_stderr(log_format, log_level):
+        _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
+               trace_full, no_trace, tools, sub_tools, log_format)
 
-    _log_to_stderr(log_format, log_level)
+
+def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,
+           max_queued_runs: int, max_body_mb: float, api_key_env: str, trace_full: bool,
+           no_trace: bool, tools: tuple[Any, ...] | None, sub_tools: tuple[Any, ...] | None,
+           log_format: str) -> None:
+    from ..server import HTTPLimits, RLMServer
 
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
@@ -118,16 +127,26 @@ def serve(
     sys.exit(int(ExitCode.OK))
 
 
-def _log_to_stderr(log_format: str, log_level: str) -> None:
-    """fastrlm's log records (the access log included) on stderr, as text or JSON lines."""
+@contextlib.contextmanager
+def _logging_to_stderr(log_format: str, log_level: str) -> Iterator[None]:
+    """fastrlm's log records (the access log included) on stderr, as text or JSON lines, while
+    the server runs; the ``fastrlm`` logger is put back as it was after (the command may run
+    inside another program, a test runner included)."""
     from ..server._access import formatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logger = logging.getLogger("fastrlm")
+    saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(log_level.upper())
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _announce(text: str, json_lines: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -28,6 +29,9 @@ class ContextInfo:
     sha256: str
     size_bytes: int
     head: str
+    #: What the root is told about a context that is not text or JSON (bytes, an image, a
+    #: DataFrame or Table, files): its shape, dtypes and columns, file tree, image size.
+    summary: str = ""
 
     @property
     def hashed(self) -> bool:
@@ -51,6 +55,8 @@ class ContextInfo:
 
     def describe(self) -> str:
         """The metadata block of the root's first message."""
+        if self.summary:
+            return self.summary
         n = self.n_chunks
         lines = [f"Your context is a {self.type} with {self.total_chars:,} total characters"]
         if self.type != "str":
@@ -71,22 +77,50 @@ class ContextInfo:
 
 
 def canonical_bytes(context: object) -> bytes:
-    """The bytes a context is hashed (and shipped to the worker) as: UTF-8 for a str, JSON for the
-    rest. Raises :class:`ContextError` for values that are not JSON-serialisable."""
+    """The bytes a context is hashed as: UTF-8 for a str, the bytes themselves, the memfd
+    payload of a DataFrame, Table or image (Arrow IPC, encoded image), the listing (paths,
+    sizes, modification times) of a file tree, JSON for the rest. Raises
+    :class:`ContextError` for values that cannot be a context."""
     if isinstance(context, str):
         return context.encode("utf-8", "surrogatepass")
+    from ..sandbox import _kinds
+
+    if _kinds.is_rich(context):
+        return _rich_bytes(context)
     with _as_context_error():
         return json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
+def _rich_bytes(context: object) -> bytes:
+    from ..sandbox import _kinds
+
+    with _as_context_error():
+        encoded = _kinds.encode(context)
+    assert encoded is not None
+    if encoded.kind in (_kinds.KIND_FILES, _kinds.KIND_PARQUET):
+        listing = []
+        for path in encoded.mounts if encoded.kind == _kinds.KIND_PARQUET else [
+            os.path.join(encoded.meta["root"], f) for f in encoded.meta["files"]
+        ]:
+            stat = os.stat(path)
+            listing.append([path, stat.st_size, stat.st_mtime_ns])
+        return json.dumps([encoded.meta, listing]).encode("utf-8", "surrogatepass")
+    return b"".join(bytes(part) for part in encoded.payload)
+
+
 @contextlib.contextmanager
 def _as_context_error() -> Iterator[None]:
-    """Reading a context's shape or bytes: what the value cannot give is a :class:`ContextError`."""
+    """Reading a context's shape or bytes: what the value cannot give is a :class:`ContextError`
+    that lists what a context may be."""
+    from ..sandbox import _kinds
+
     try:
         yield
+    except _kinds.KindError as exc:
+        raise ContextError(str(exc)) from exc
     except (TypeError, ValueError) as exc:
         raise ContextError(
-            f"context must be a str, a list of str, or a JSON-serialisable value: {exc}"
+            f"this context cannot be used ({exc}). A context may be: {_kinds.ACCEPTED}"
         ) from exc
     except RecursionError:
         raise too_deep() from None
@@ -125,9 +159,15 @@ def context_digest(context: object) -> tuple[str, int]:
 def describe_shape(context: object) -> ContextInfo:
     """Type, sizes and head of a context, without hashing it (``sha256`` is empty): what the
     root's first message needs, in microseconds even for a 400 MB str."""
+    from ..sandbox import _kinds
+    from . import _describe
+
     if context is None:
-        raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
+        raise ContextError(f"context is None. A context may be: {_kinds.ACCEPTED}")
     with _as_context_error():
+        if _kinds.is_rich(context):
+            kind, summary, size = _describe.describe(context)
+            return ContextInfo(kind, 0, (), "", size, "", summary)
         return _shape(context)
 
 

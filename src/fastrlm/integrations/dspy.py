@@ -140,7 +140,8 @@ class _Bridge:
     def __init__(self, interpreter: FastRLMInterpreter) -> None:
         self._interpreter = interpreter
 
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+    async def llm_query_batched(self, prompts: list[str], model: str | None,
+                                images: object = None) -> list[str]:
         if model == cells.INPUT_MODEL:
             pending = self._interpreter._payloads
             return [pending[name][1] if name in pending else

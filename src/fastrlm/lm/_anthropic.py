@@ -194,9 +194,10 @@ def _tool_call(block: Any) -> ToolCall:
 
 
 def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """The Messages API's turns: system messages left out (they go to ``system``), an
-    assistant's tool calls as ``tool_use`` blocks, and tool results as ``tool_result`` blocks of
-    one user turn (consecutive results share it, as the API requires)."""
+    """The Messages API's turns: system messages left out (they go to ``system``), a message's
+    images as ``image`` blocks before its text, an assistant's tool calls as ``tool_use``
+    blocks, and tool results as ``tool_result`` blocks of one user turn (consecutive results
+    share it, as the API requires)."""
     turns: list[dict[str, Any]] = []
     for m in messages:
         if m["role"] == "system":
@@ -211,7 +212,7 @@ def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
             else:
                 turns.append({"role": "user", "content": [block]})
             continue
-        content: list[dict[str, Any]] = []
+        content: list[dict[str, Any]] = _image_blocks(m)
         if m["content"] or not m.get("tool_calls"):
             content.append({"type": "text", "text": m["content"]})
         for call in m.get("tool_calls") or ():
@@ -220,6 +221,16 @@ def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
                             "input": arguments if isinstance(arguments, dict) else {}})
         turns.append({"role": m["role"], "content": content})
     return turns
+
+
+def _image_blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    """A message's images as Messages API ``image`` blocks (base64 sources), which go before
+    its text as Anthropic advises."""
+    return [
+        {"type": "image",
+         "source": {"type": "base64", "media_type": image["media_type"], "data": image["data"]}}
+        for image in message.get("images") or ()
+    ]
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:

@@ -10,6 +10,14 @@ from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_check
 from .._usage import TokenUsage
 
 
+class ImagePart(TypedDict):
+    """An image part of a message: its MIME type (``image/png``, ``image/jpeg``,
+    ``image/gif``, ``image/webp``) and its bytes in base64."""
+
+    media_type: str
+    data: str
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """A tool call a model asked for: the provider's call ``id``, the tool ``name`` and its
@@ -24,14 +32,18 @@ class ToolCall:
 
 
 class ChatMessage(TypedDict):
-    """One chat message. ``role`` is ``system``, ``user``, ``assistant`` or ``tool``.
+    """One chat message. ``role`` is ``system``, ``user``, ``assistant`` or ``tool``;
+    ``content`` is its text.
 
-    Tool use (sub-agents, ``RLM(sub_tools=...)``) adds two optional keys: an assistant message's
-    ``tool_calls`` (:meth:`ToolCall.to_dict` forms) and a ``tool`` message's ``tool_call_id``
-    (its ``content`` is the tool's result)."""
+    A user message may also carry ``images`` (``llm_query(prompt, images=[...])``): the message
+    is then multi-part, its text and its images, which each provider sends in its own format
+    (:func:`openai_content`; Anthropic ``image`` blocks). Tool use (sub-agents,
+    ``RLM(sub_tools=...)``) adds an assistant message's ``tool_calls`` (:meth:`ToolCall.to_dict`
+    forms) and a ``tool`` message's ``tool_call_id`` (its ``content`` is the tool's result)."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    images: NotRequired[list[ImagePart]]
     tool_calls: NotRequired[list[dict[str, Any]]]
     tool_call_id: NotRequired[str]
 
@@ -40,9 +52,26 @@ class ChatMessage(TypedDict):
 ToolSchema = Mapping[str, Any]
 
 
+def openai_content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's ``content`` in the Chat Completions format: its text, or with images a list
+    of a ``text`` part and one ``image_url`` part (a ``data:`` URL) per image."""
+    images = message.get("images")
+    if not images:
+        return message["content"]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}]
+    parts += [
+        {"type": "image_url",
+         "image_url": {"url": f"data:{image['media_type']};base64,{image['data']}"}}
+        for image in images
+    ]
+    return parts
+
+
 def message_bytes(message: ChatMessage) -> int:
-    """The UTF-8 size of what a message sends: its content and any tool calls (for budgets)."""
+    """The bytes a message sends (what the ledger's input bound counts): its UTF-8 text, its
+    images' base64 data and its tool calls' JSON."""
     size = len(message["content"].encode("utf-8", "surrogatepass"))
+    size += sum(len(image["data"]) for image in message.get("images") or ())
     calls = message.get("tool_calls")
     if calls:
         size += len(json.dumps(calls, ensure_ascii=False).encode("utf-8", "surrogatepass"))

@@ -69,7 +69,11 @@ class SubcallCache:
         the call parameters. Credentials are never part of it."""
         payload = {
             "lm": lm.cache_key(),
-            "messages": [[m["role"], m["content"]] for m in messages],
+            # a message with images adds them; one without keeps the key it always had
+            "messages": [
+                [m["role"], m["content"], *([m["images"]] if m.get("images") else [])]
+                for m in messages
+            ],
             "max_tokens": max_tokens,
         }
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -17,7 +17,7 @@ import openai
 
 from .._core.limits import Limits
 from . import _sdk
-from ._base import ChatMessage, LMResponse
+from ._base import ChatMessage, LMResponse, openai_content
 from ._openai import read_completion
 from ._provider import ProviderIdentity, ReadCompletion
 from ._retry import Failure, RetryPolicy
@@ -60,7 +60,7 @@ class LiteLLMLM(ProviderIdentity):
     ) -> LMResponse:
         params: dict[str, Any] = {
             "model": self.api_model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "messages": [{"role": m["role"], "content": openai_content(m)} for m in messages],
             "num_retries": 0,
             "timeout": self.retry.timeout_s,
         }

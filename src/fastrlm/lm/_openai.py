@@ -21,7 +21,7 @@ from .._core.limits import Limits
 from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
+from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens, openai_content
 from ._provider import ReadCompletion, SDKProvider
 from ._retry import Failure, RetryPolicy
 
@@ -206,7 +206,7 @@ def read_completion(
 
 def wire_message(message: ChatMessage) -> dict[str, Any]:
     """A message as Chat Completions takes it (tool calls and tool results included)."""
-    out: dict[str, Any] = {"role": message["role"], "content": message["content"]}
+    out: dict[str, Any] = {"role": message["role"], "content": openai_content(message)}
     calls = message.get("tool_calls")
     if calls:
         out["content"] = message["content"] or None

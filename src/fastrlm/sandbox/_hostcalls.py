@@ -28,7 +28,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
+
+from . import _kinds
 
 logger = logging.getLogger("fastrlm.sandbox")
 
@@ -53,6 +55,11 @@ MAX_BATCH_CHARS = 128 * 1024 * 1024
 MAX_MODEL_NAME_CHARS = 200
 #: The longest message an error answer carries.
 MAX_ERROR_MESSAGE_CHARS = 2_000
+#: The most images one prompt may carry (``llm_query(prompt, images=[...])``).
+MAX_IMAGES_PER_PROMPT = 20
+#: The largest image (encoded bytes) a prompt may carry; providers refuse larger ones.
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 
 #: The most characters a tool call's JSON arguments, or its JSON result, may hold.
 MAX_TOOL_JSON_CHARS = 16 * 1024 * 1024
@@ -119,12 +126,24 @@ def error_text(kind: str, message: str) -> str:
     return f"[error: {kind}: {message}]"
 
 
+class ImagePart(TypedDict):
+    """One image of a prompt as it crosses to the host: its MIME type (``image/png``,
+    ``image/jpeg``, ``image/gif`` or ``image/webp``) and its bytes in base64."""
+
+    media_type: str
+    data: str
+
+
 class HostBridge(Protocol):
     """What sandboxed code may ask of the host. Both methods should return one string per
     prompt, in order, a failed or refused prompt getting an :func:`error_text`; :func:`dispatch`
-    holds the sandbox to that even when a bridge raises or returns something else."""
+    holds the sandbox to that even when a bridge raises or returns something else.
+    ``llm_query_batched`` is passed ``images`` (one list per prompt) only when the call has
+    some, so a bridge without vision may leave the parameter out."""
 
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]: ...
+    async def llm_query_batched(
+        self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
+    ) -> list[str]: ...
 
     async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None
@@ -146,12 +165,16 @@ class HostRequest:
     prompts: list[str]
     contexts: list[object] | None = None
     model: str | None = None
+    #: ``llm_query`` only: None, or one list of images per prompt.
+    images: list[list[ImagePart]] | None = None
 
     def payload(self) -> dict[str, object]:
         """The request's fields as the worker sends them (``op`` apart)."""
         body: dict[str, object] = {"prompts": self.prompts, "model": self.model}
         if self.op == "rlm_query":
             body["contexts"] = self.contexts
+        if self.images is not None:
+            body["images"] = self.images
         return body
 
 
@@ -178,6 +201,27 @@ def _check(name: str, request: HostRequest) -> HostRequest:
             f"{name}: {len(request.prompts)} prompts but {len(request.contexts)} contexts; "
             "pass one context per prompt, or none"
         )
+    if request.images is not None:
+        if len(request.images) != len(request.prompts):
+            raise ValueError(
+                f"{name}: {len(request.prompts)} prompts but {len(request.images)} image lists; "
+                "pass one list of images per prompt (an empty list for none), or none"
+            )
+        for parts in request.images:
+            if len(parts) > MAX_IMAGES_PER_PROMPT:
+                raise ValueError(
+                    f"{name}: more than {MAX_IMAGES_PER_PROMPT} images for one prompt; send "
+                    "fewer (crop or tile them), or split the question"
+                )
+            for part in parts:
+                if len(part["data"]) * 3 // 4 > MAX_IMAGE_BYTES:
+                    raise ValueError(
+                        f"{name}: an image of more than {MAX_IMAGE_BYTES // 2**20} MiB; scale "
+                        "it down or crop it first"
+                    )
+                chars += len(part["data"])
+        if chars > MAX_BATCH_CHARS:
+            raise _too_long(name, chars, more=False)
     return request
 
 
@@ -206,14 +250,65 @@ def _bounded_list(name: str, what: str, values: object) -> list[object]:
     return items
 
 
+def _image_list(name: str, value: object) -> list[ImagePart]:
+    """The images of one prompt: None (none), one image, or a list of them (see
+    :func:`._kinds.image_part`)."""
+    if value is None:
+        return []
+    if isinstance(value, (bytes, bytearray, memoryview)) or _kinds.is_pil_image(value):
+        values: list[object] = [value]
+    elif isinstance(value, (list, tuple)):
+        values = list(islice(value, MAX_IMAGES_PER_PROMPT + 1))
+        if len(values) > MAX_IMAGES_PER_PROMPT:
+            raise ValueError(
+                f"{name}: more than {MAX_IMAGES_PER_PROMPT} images for one prompt; send fewer "
+                "(crop or tile them), or split the question"
+            )
+    else:
+        raise TypeError(
+            f"{name}: images must be a list of images (bytes or PIL images), not "
+            f"{type(value).__name__}"
+        )
+    parts: list[ImagePart] = []
+    for item in values:
+        part = _kinds.image_part(item, name)
+        parts.append(ImagePart(media_type=part["media_type"], data=part["data"]))
+    return parts
+
+
+def _request_images(
+    name: str, spec: HostCallSpec, images: object, count: int
+) -> list[list[ImagePart]] | None:
+    if images is None:
+        return None
+    if spec.op != "llm_query":
+        raise TypeError(f"{name} takes no images: use llm_query(prompt, images=[...])")
+    if not spec.batched:
+        return [_image_list(name, images)]
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(
+            f"{name}: images must be a list with one entry per prompt (an image, a list of "
+            f"images, or None), not {type(images).__name__}"
+        )
+    if len(images) != count:
+        raise ValueError(
+            f"{name}: {count} prompts but {len(images)} image entries; pass one per prompt "
+            "(None for a prompt without images)"
+        )
+    return [_image_list(name, entry) for entry in images]
+
+
 def model_request(
-    name: str, prompts: object, contexts: object = None, model: object = None
+    name: str, prompts: object, contexts: object = None, model: object = None,
+    images: object = None,
 ) -> HostRequest:
     """The request a REPL call ``name`` (a :data:`HOST_CALLS` name) makes with these model
     arguments. A single-prompt call passes its one prompt; a batched one a list (a ``str`` is one
     prompt). Prompts that are not ``str`` are converted with ``str()``; a ``contexts`` that is a
-    ``str``, ``bytes`` or not iterable is one context. Raises ``TypeError`` or ``ValueError``
-    (raised in model code) for arguments the host would refuse."""
+    ``str``, ``bytes`` or not iterable is one context. ``images`` (``llm_query*`` only): for one
+    prompt an image or a list of images, for a batch one such entry per prompt; an image is
+    PNG, JPEG, GIF or WebP bytes or a PIL image. Raises ``TypeError`` or ``ValueError`` (raised
+    in model code) for arguments the host would refuse."""
     spec = next(s for s in HOST_CALLS if s.name == name)
     if not spec.batched or isinstance(prompts, str):
         items: list[object] = [prompts]
@@ -234,7 +329,38 @@ def model_request(
             ctx_list = [contexts]
         else:
             ctx_list = _bounded_list(name, "contexts", contexts)
-    return _check(name, HostRequest(spec.op, texts, ctx_list, model))  # type: ignore[arg-type]
+    image_lists = _request_images(name, spec, images, len(texts))
+    request = HostRequest(spec.op, texts, ctx_list, model, image_lists)  # type: ignore[arg-type]
+    return _check(name, request)
+
+
+def _wire_images(op: str, images: object, count: int) -> list[list[ImagePart]] | None:
+    """``images`` of a request from the sandbox, checked field by field."""
+    if images is None:
+        return None
+    if op != "llm_query" or not isinstance(images, list) or len(images) != count:
+        raise TypeError(f"{op}: images must be a list of one image list per prompt "
+                        "(llm_query only) or None")
+    checked: list[list[ImagePart]] = []
+    for parts in images:
+        if not isinstance(parts, list):
+            raise TypeError(f"{op}: each prompt's images must be a list")
+        if len(parts) > MAX_IMAGES_PER_PROMPT:
+            raise ValueError(f"{op}: more than {MAX_IMAGES_PER_PROMPT} images for one prompt")
+        row: list[ImagePart] = []
+        for part in parts:
+            if (
+                not isinstance(part, dict)
+                or set(part) != {"media_type", "data"}
+                or part["media_type"] not in _kinds.IMAGE_TYPES
+                or type(part["data"]) is not str
+                or not _BASE64.match(part["data"])
+            ):
+                raise TypeError(f"{op}: an image must be {{'media_type': one of "
+                                f"{sorted(_kinds.IMAGE_TYPES)}, 'data': base64 str}}")
+            row.append(ImagePart(media_type=part["media_type"], data=part["data"]))
+        checked.append(row)
+    return checked
 
 
 def wire_request(op: str, payload: Mapping[str, object]) -> HostRequest:
@@ -258,7 +384,8 @@ def wire_request(op: str, payload: Mapping[str, object]) -> HostRequest:
     if contexts is not None and (op != "rlm_query" or not isinstance(contexts, list)):
         raise TypeError(f"{op}: contexts must be a list (rlm_query only) or None")
     contexts = None if contexts is None else list(contexts)
-    request = HostRequest(op, prompts, contexts, payload.get("model"))  # type: ignore[arg-type]
+    images = _wire_images(op, payload.get("images"), len(prompts))
+    request = HostRequest(op, prompts, contexts, payload.get("model"), images)  # type: ignore[arg-type]
     return _check(op, request)
 
 
@@ -311,8 +438,12 @@ async def dispatch(
     if not request.prompts:
         return []
     try:
-        if request.op == "llm_query":
-            answers: object = await bridge.llm_query_batched(request.prompts, request.model)
+        if request.op == "llm_query" and request.images is not None:
+            answers: object = await bridge.llm_query_batched(
+                request.prompts, request.model, images=request.images
+            )
+        elif request.op == "llm_query":
+            answers = await bridge.llm_query_batched(request.prompts, request.model)
         else:
             answers = await bridge.rlm_query_batched(
                 request.prompts, request.contexts, request.model

@@ -16,7 +16,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, TextIO, cast
 
-from . import _hostcalls
+from .._exceptions import ContextError
+from . import _hostcalls, _kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
@@ -108,7 +109,10 @@ class InProcessSandbox:
 
     async def start(self, context: object, bridge: HostBridge) -> None:
         self._loop = asyncio.get_running_loop()
-        self._context = context
+        try:  # a Path becomes what the worker would see: a FileTree, or a table from Parquet
+            self._context = _kinds.in_process(context)
+        except _kinds.KindError as exc:
+            raise ContextError(str(exc)) from exc
         self._bridge = bridge
         self._runtime = self._new_runtime()
         _install_router()

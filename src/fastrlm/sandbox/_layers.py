@@ -74,10 +74,18 @@ def package_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: The names of the directories installers put third-party packages in.
+SITE_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
+
+
 @functools.cache
 def module_dirs() -> tuple[str, ...]:
-    """Host site-packages directories the worker may import from (no ``.pth`` is executed)."""
+    """Host site-packages directories the worker may import from (no ``.pth`` is executed):
+    the interpreter's (or virtualenv's) own, and every site directory on this process's
+    ``sys.path`` (the user site, a distribution's ``dist-packages``), so that the packages the
+    user installed (numpy, pandas, Pillow ...) import in the sandbox as they do here."""
     dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    dirs |= {p for p in sys.path if p and os.path.basename(p.rstrip("/")) in SITE_DIR_NAMES}
     for name in ("pyseccomp", "landlock"):
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin:
@@ -121,12 +129,16 @@ def worker_env(scratch: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[st
 
 
 def bwrap_argv(
-    bwrap: str, tmpfs_bytes: int = TMPFS_BYTES, env: tuple[tuple[str, str], ...] = ()
+    bwrap: str,
+    tmpfs_bytes: int = TMPFS_BYTES,
+    env: tuple[tuple[str, str], ...] = (),
+    mounts: tuple[str, ...] = (),
 ) -> list[str]:
     """bubblewrap options: every namespace unshared (network included), capabilities dropped,
     environment cleared (then ``env`` set), a private size-capped tmpfs ``/tmp`` first (a later
     tmpfs would hide binds under it), a read-only ``/dev`` (so no ``/dev/shm`` to fill), then
-    read-only binds; merged-/usr symlinks are recreated as symlinks."""
+    read-only binds; merged-/usr symlinks are recreated as symlinks. ``mounts`` (a context's
+    directory or file) are bound read-only last, at their host paths."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -149,6 +161,8 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         else:
             argv += ["--ro-bind", path, path]
+    for path in mounts:
+        argv += ["--ro-bind", path, path]
     return [*argv, "--chdir", "/tmp", "--"]
 
 

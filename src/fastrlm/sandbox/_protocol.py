@@ -23,13 +23,25 @@ Context buffer
     little-endian::
 
         offset 0   magic   b"FRLMCTX1"
-        offset 8   kind    1 = str, 2 = list[str], 3 = JSON (any other JSON-able value)
-        offset 16  count   number of list elements (0 for kinds 1 and 3)
+        offset 8   kind    1 = str, 2 = list[str], 3 = JSON (any other JSON-able value),
+                           4 = ASCII str laid out for zero-copy, 5-9 = the kinds of :mod:`._kinds`
+        offset 16  count   kind 2: number of list elements; kind 4: the data's offset;
+                           kinds 5-9: the length of a JSON metadata object that follows; else 0
         offset 24  offsets (count + 1) u64 byte offsets into the data, kind 2 only
-        then       data    UTF-8 (``surrogatepass``): the str, the concatenated elements, or JSON
+        then       data    UTF-8 (``surrogatepass``): the str, the concatenated elements, or JSON;
+                           kinds 5-9: the metadata JSON, then the payload (see :mod:`._kinds`)
 
     A ``list[str]`` thus crosses as one buffer plus offsets, never one copy per element, and the
     worker decodes each element straight from the mapping.
+
+    Kind 4 (a str of ASCII text of at least 1 MiB, the usual huge context) is not decoded at all:
+    its bytes start at a page-aligned ``count`` and end with a NUL, and the worker maps the
+    buffer copy-on-write and writes a CPython str header into the free bytes just before the
+    data (one private page), so the worker's ``context`` *is* the buffer's pages, shared with
+    the memfd. The host's str plus the memfd are then the whole cost: 2x the context, not 3x
+    (the caller's str, the memfd and a decoded copy), and nothing is decoded at start. Where the
+    interpreter's str layout is not one this knows (not CPython 3.8-3.13, or a free-threaded
+    build), the worker decodes a copy as for kind 1.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import struct
 import sys
 from typing import Any
 
+from . import _kinds
 from ._hostcalls import HOST_CALL_OPS, TOOL_OP, wire_request, wire_tool_request
 
 HEADER = struct.Struct(">I")
@@ -48,7 +61,7 @@ HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 CONTEXT_MAGIC = b"FRLMCTX1"
-KIND_STR, KIND_LIST, KIND_JSON = 1, 2, 3
+KIND_STR, KIND_LIST, KIND_JSON, KIND_ASCII = 1, 2, 3, 4
 _PREFIX = struct.Struct("<8sQQ")
 _IOV_BATCH = 512
 _ZERO_COPY_MIN = 1 << 20
@@ -183,11 +196,25 @@ def write_all(fd: int, data: bytes) -> None:
 
 # ---------------------------------------------------------------- the context buffer
 def context_parts(context: object) -> tuple[int, list[Buffer]]:
-    """Encode ``context`` for the buffer: (kind, buffers to write in order after the prefix).
+    """Encode ``context`` for the buffer: (kind, buffers to write in order, prefix first).
     A large ASCII ``str`` is not copied: its UTF-8 bytes are its own storage (see
-    :func:`_utf8`). Raises ``TypeError``/``ValueError`` for values JSON cannot carry."""
+    :func:`_utf8`). Raises ``TypeError``/``ValueError`` for values JSON cannot carry
+    (:class:`._kinds.KindError`, a ``ValueError``, for a rich kind that cannot be sent)."""
+    kind, parts, _ = encode_context(context)
+    return kind, parts
+
+
+def encode_context(context: object) -> tuple[int, list[Buffer], _kinds.Encoded | None]:
+    """:func:`context_parts`, plus the :class:`._kinds.Encoded` form of a rich context (its
+    read-only mounts and decoded size), or None for text and JSON."""
     if isinstance(context, str):
-        return KIND_STR, [_PREFIX.pack(CONTEXT_MAGIC, KIND_STR, 0), _utf8(context)]
+        data = _utf8(context)
+        if isinstance(data, memoryview):  # large compact ASCII: laid out for zero-copy
+            start = _ascii_data_offset()
+            pad = bytes(start - _PREFIX.size)
+            prefix = _PREFIX.pack(CONTEXT_MAGIC, KIND_ASCII, start)
+            return KIND_ASCII, [prefix, pad, data, b"\0"], None
+        return KIND_STR, [_PREFIX.pack(CONTEXT_MAGIC, KIND_STR, 0), data], None
     if isinstance(context, (list, tuple)) and all(isinstance(x, str) for x in context):
         chunks = [_utf8(x) for x in context]
         offsets = [0] * (len(chunks) + 1)
@@ -196,9 +223,21 @@ def context_parts(context: object) -> tuple[int, list[Buffer]]:
             total += len(chunk)
             offsets[i + 1] = total
         table = struct.pack(f"<{len(offsets)}Q", *offsets)
-        return KIND_LIST, [_PREFIX.pack(CONTEXT_MAGIC, KIND_LIST, len(chunks)), table, *chunks]
+        prefix = _PREFIX.pack(CONTEXT_MAGIC, KIND_LIST, len(chunks))
+        return KIND_LIST, [prefix, table, *chunks], None
+    rich = _kinds.encode(context)
+    if rich is not None:
+        meta = json.dumps(rich.meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        prefix = _PREFIX.pack(CONTEXT_MAGIC, rich.kind, len(meta))
+        return rich.kind, [prefix, meta, *rich.payload], rich
     data = json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    return KIND_JSON, [_PREFIX.pack(CONTEXT_MAGIC, KIND_JSON, 0), data]
+    return KIND_JSON, [_PREFIX.pack(CONTEXT_MAGIC, KIND_JSON, 0), data], None
+
+
+def _ascii_data_offset() -> int:
+    """Where kind 4 data starts: two allocation units in, so the str header the worker writes
+    (at most 64 bytes) fits in the unit before the data, which the worker maps copy-on-write."""
+    return 2 * mmap.ALLOCATIONGRANULARITY
 
 
 def _utf8(text: str) -> Buffer:
@@ -268,20 +307,30 @@ def is_sealed(fd: int) -> bool:
 
 def load_context(fd: int) -> object:
     """Map the buffer read-only and decode the context once (worker side). Raises ValueError
-    for a buffer that does not follow the layout."""
+    for a buffer that does not follow the layout. A kind 4 str is not decoded: it lives in a
+    copy-on-write mapping of the buffer for the rest of the process (see the module
+    docstring); the other kinds are copies, and the mapping is closed."""
     size = os.fstat(fd).st_size
     if size < _PREFIX.size:
         raise ValueError("context buffer too short")
+    magic, kind, count = _PREFIX.unpack(os.pread(fd, _PREFIX.size, 0))
+    if magic != CONTEXT_MAGIC:
+        raise ValueError("bad context buffer magic")
+    if kind == KIND_ASCII:
+        text = _mapped_str(fd, size, count)
+        if text is not None:
+            return text
+    if kind in _kinds.KINDS:
+        return _load_rich(fd, size, kind, count)
     # MAP_POPULATE maps every page at once: decoding then runs ~5x faster than on page faults.
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
     view = memoryview(mapping)
     try:
-        magic, kind, count = _PREFIX.unpack_from(view)
-        if magic != CONTEXT_MAGIC:
-            raise ValueError("bad context buffer magic")
         if kind == KIND_STR:
             return str(view[_PREFIX.size :], "utf-8", "surrogatepass")
+        if kind == KIND_ASCII:  # this interpreter's str layout is unknown: decode a copy
+            return str(view[count : size - 1], "ascii")
         if kind == KIND_JSON:
             return json.loads(str(view[_PREFIX.size :], "utf-8", "surrogatepass"))
         if kind != KIND_LIST:
@@ -303,6 +352,84 @@ def load_context(fd: int) -> object:
     finally:
         view.release()
         mapping.close()
+
+
+def _load_rich(fd: int, size: int, kind: int, meta_len: int) -> object:
+    """A :mod:`._kinds` context: its metadata, then its payload as a read-only mapping that
+    lives as long as the rebuilt object needs it (Arrow arrays point into it)."""
+    start = _PREFIX.size + meta_len
+    if start > size:
+        raise ValueError("context buffer too short for its metadata")
+    meta = json.loads(os.pread(fd, meta_len, _PREFIX.size).decode("utf-8", "surrogatepass"))
+    if not isinstance(meta, dict):
+        raise ValueError("context metadata is not a JSON object")
+    payload: mmap.mmap | None = None
+    if size > start:
+        payload = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    return _kinds.rebuild(kind, meta, payload, start)
+
+
+#: CPython versions whose compact ASCII str this knows: refcount, type, length and hash are
+#: the first four words, the rest of the header is copied from a real str.
+_MAPPED_STR_VERSIONS = ((3, 8), (3, 13))
+
+
+def _mapped_str(fd: int, size: int, start: int) -> str | None:
+    """The kind 4 str, made in place: the buffer mapped private and read-only except for the
+    allocation unit before the data, where a str header (copied from a fresh compact ASCII str,
+    then given the length, no hash and a refcount that never falls to zero) is written. None
+    where this interpreter's layout is not known, or the buffer is not laid out for it."""
+    import ctypes
+    import sysconfig
+
+    low, high = _MAPPED_STR_VERSIONS
+    if (
+        not _CPYTHON
+        or not low <= sys.version_info[:2] <= high
+        or sysconfig.get_config_var("Py_GIL_DISABLED")
+        or start % mmap.ALLOCATIONGRANULARITY
+        or start < mmap.ALLOCATIONGRANULARITY + _PREFIX.size
+        or size <= start
+    ):
+        return None
+    length = size - start - 1
+    template = "".join(["ab", "c"])  # fresh: not interned, compact ASCII
+    header = sys.getsizeof(template) - len(template) - 1
+    if header > 64 or header < 32:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+    base = libc.mmap(None, size, mmap.PROT_READ, flags, fd, 0)
+    if base is None or base == ctypes.c_void_p(-1).value:
+        return None
+    unit = mmap.ALLOCATIONGRANULARITY
+    if libc.mprotect(base + start - unit, unit, mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+        libc.munmap(base, size)
+        return None
+    address = base + start - header
+    ctypes.memmove(address, id(template), header)
+    words = (ctypes.c_ssize_t * 4).from_address(address)
+    words[0] = 1 << 40  # refcount: never reaches zero, so the str is never freed
+    words[2] = length
+    words[3] = -1  # hash not computed yet
+    text = ctypes.cast(address, ctypes.py_object).value
+    edge = min(64, length)
+    if (
+        type(text) is not str
+        or len(text) != length
+        or not text.isascii()
+        or text[:edge].encode() != os.pread(fd, edge, start)
+        or text[length - edge :].encode() != os.pread(fd, edge, size - 1 - edge)
+    ):
+        del text  # the last reference into the mapping goes before the mapping does
+        libc.munmap(base, size)
+        return None
+    return text
 
 
 def _big_endian_offsets(table: memoryview) -> list[int]:

@@ -151,13 +151,20 @@ class ReplRuntime:
         self.memory_note = ""
 
     # ----------------------------------------------------------------- REPL API
-    def _llm_query(self, prompt: object, model: str | None = None) -> str:
-        """Ask a sub-model one prompt; returns its text (or an "[error: ...]" string)."""
-        return self._ask("llm_query", prompt, None, model)[0]
+    def _llm_query(
+        self, prompt: object, model: str | None = None, images: object = None
+    ) -> str:
+        """Ask a sub-model one prompt; returns its text (or an "[error: ...]" string).
+        ``images``: an image or a list of them (PNG/JPEG/GIF/WebP bytes or PIL images) for a
+        vision-capable sub-model."""
+        return self._ask("llm_query", prompt, None, model, images)[0]
 
-    def _llm_query_batched(self, prompts: object, model: str | None = None) -> list[str]:
-        """Ask a sub-model many prompts concurrently; one answer per prompt, in order."""
-        return self._ask("llm_query_batched", prompts, None, model)
+    def _llm_query_batched(
+        self, prompts: object, model: str | None = None, images: object = None
+    ) -> list[str]:
+        """Ask a sub-model many prompts concurrently; one answer per prompt, in order.
+        ``images``: None, or one entry per prompt (an image, a list of images, or None)."""
+        return self._ask("llm_query_batched", prompts, None, model, images)
 
     def _rlm_query(
         self, prompt: object, context: object = None, model: str | None = None
@@ -171,10 +178,12 @@ class ReplRuntime:
         """Many child RLMs concurrently; ``contexts`` is None or one per prompt."""
         return self._ask("rlm_query_batched", prompts, contexts, model)
 
-    def _ask(self, name: str, prompts: object, contexts: object, model: object) -> list[str]:
+    def _ask(
+        self, name: str, prompts: object, contexts: object, model: object, images: object = None
+    ) -> list[str]:
         """One host call; the host answers each prompt with exactly one str (see
         ``_hostcalls.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
-        request = model_request(name, prompts, contexts, model)
+        request = model_request(name, prompts, contexts, model, images)
         if not request.prompts:
             return []
         answers: list[str] = self._host_call(request.op, request.payload())

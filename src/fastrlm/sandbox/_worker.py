@@ -33,7 +33,7 @@ from .._exceptions import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _cgroup, _hostcalls, _layers, _protocol
+from . import _cgroup, _hostcalls, _kinds, _layers, _protocol
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog
@@ -182,6 +182,7 @@ class WorkerSandbox:
         self._bridge: HostBridge | None = None
         self._worker: WorkerProcess | None = None
         self._context_fd: int | None = None
+        self._mounts: tuple[str, ...] = ()
         self._memory_bytes = 0
         self._scratch: str | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
@@ -244,7 +245,9 @@ class WorkerSandbox:
             raise SandboxError("the sandbox is already started (or closed)")
         self._bridge = bridge
         try:
-            kind, parts = await asyncio.to_thread(_protocol.context_parts, context)
+            kind, parts, rich = await asyncio.to_thread(_protocol.encode_context, context)
+        except _kinds.KindError as exc:
+            raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
             raise ContextError(f"context cannot be sent to the sandbox: {exc}") from exc
         except RecursionError:
@@ -254,8 +257,11 @@ class WorkerSandbox:
                 "as a str"
             ) from None
         buffer_bytes = sum(len(p) for p in parts)
+        self._mounts = rich.mounts if rich is not None else ()
+        decoded = rich.decoded_bytes if rich is not None else _str_bytes(
+            context, kind, buffer_bytes)
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
-            _str_bytes(context, kind, buffer_bytes), buffer_bytes
+            decoded, buffer_bytes
         )
         # The buffer is filled in a thread (on its own dup of the fd, so close() can never pull
         # the fd from under it) while the worker boots; the worker maps it once it is sealed.
@@ -304,7 +310,7 @@ class WorkerSandbox:
                 "CORE": 0,
             },
             "landlock": (
-                {"read": _layers.read_only_paths(), "write": [scratch]}
+                {"read": [*_layers.read_only_paths(), *self._mounts], "write": [scratch]}
                 if plan.kind == "landlock"
                 else None
             ),
@@ -327,7 +333,9 @@ class WorkerSandbox:
         env: dict[str, str] = {}
         if self._plan.kind == "bwrap":
             bwrap = shutil.which("bwrap") or "bwrap"
-            argv = _layers.bwrap_argv(bwrap, self.limits.scratch_bytes, self.limits.env) + argv
+            argv = _layers.bwrap_argv(
+                bwrap, self.limits.scratch_bytes, self.limits.env, self._mounts
+            ) + argv
         else:
             env = _layers.worker_env(str(config["scratch"]), self.limits.env)
         cgroup = self._new_cgroup()
@@ -654,7 +662,7 @@ def _finite(seconds: float) -> float | None:
 
 def _str_bytes(context: object, kind: int, buffer_bytes: int) -> int:
     """Bytes the decoded context takes in the worker (CPython: 1, 2 or 4 bytes a character)."""
-    if kind == _protocol.KIND_STR:
+    if kind in (_protocol.KIND_STR, _protocol.KIND_ASCII):
         return sys.getsizeof(context)
     if kind == _protocol.KIND_LIST:
         items: list[str] = list(context)  # type: ignore[call-overload]

@@ -1,0 +1,286 @@
+"""Jobs and their results: the JSONL line formats, reading jobs, and the resumable results file.
+
+A job line (``JOBS.jsonl``, one JSON object a line; blank lines and ``#`` comments skipped)::
+
+    {"id": "c-17", "question": "Who signs?", "context_path": "contracts/17.pdf"}
+    {"question": "Any late fees?", "context": "inline text", "model": "openai/gpt-5-mini",
+     "budget": {"max_usd": 0.05}, "schema": {"type": "object", "required": ["fee"]}}
+
+``question`` is required; the context is ``context`` (inline text, or a list of documents) or
+``context_path`` (a path, directory, glob or ``.jsonl`` file, or a list of them: whatever
+``fastrlm ask -c`` loads; relative paths are taken from the jobs file's folder). ``id`` defaults
+to a digest of the line, so a re-run of an unchanged file finds the same ids. ``model`` /
+``sub_model`` / ``budget`` override the batch's settings for this job; ``schema`` asks for a
+JSON answer of that shape (the engine's typed answer, ``completion(output=schema)``: the model
+is told the schema and a mismatch goes back to it).
+
+A result line has the job's ``id`` and what the run ended with (:meth:`JobResult.to_dict`). The
+results file is appended one whole line at a time and flushed, so it is valid JSONL whenever it
+is read; a torn last line (the process killed mid-write) is cut off before the next append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .._core.budget import BUDGET_KEYS, Budget
+from .._exceptions import ConfigurationError, InvalidSettingError
+
+JOB_KEYS = frozenset(
+    {"id", "question", "context", "context_path", "model", "sub_model", "budget", "schema"}
+)
+
+
+class JobError(ConfigurationError):
+    """A job line (or a ``Job`` given to :func:`fastrlm.batch`) is not a valid job."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One question over one context. ``context`` is inline (a str or a list of documents);
+    ``context_paths`` are loaded where the job runs (files, directories, globs, JSONL)."""
+
+    id: str
+    question: str
+    context: str | list[str] | None = None
+    context_paths: tuple[str, ...] = ()
+    model: str | None = None
+    sub_model: str | None = None
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    schema: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        where = f"job {self.id!r}"
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise JobError(f"{where}: 'question' must be a non-empty string")
+        if (self.context is None) == (not self.context_paths):
+            raise JobError(f"{where}: give exactly one of 'context' (inline text or a list of "
+                           "documents) and 'context_path' (a path, glob or list of them)")
+        if self.context is not None and not (
+            isinstance(self.context, str)
+            or (isinstance(self.context, list) and all(isinstance(d, str) for d in self.context))
+        ):
+            raise JobError(f"{where}: 'context' must be a string or a list of strings")
+        for name in ("model", "sub_model"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise JobError(f"{where}: {name!r} must be a model string like openai/gpt-5-mini")
+        if not isinstance(self.budget, Mapping):
+            raise JobError(f"{where}: 'budget' must be an object of Budget fields")
+        unknown = sorted(set(self.budget) - set(BUDGET_KEYS))
+        if unknown:
+            raise JobError(f"{where}: unknown budget field(s) {', '.join(unknown)} "
+                           f"(known: {', '.join(BUDGET_KEYS)})")
+        try:
+            Budget(**self.budget)
+        except (InvalidSettingError, TypeError) as exc:
+            raise JobError(f"{where}: budget: {exc}") from exc
+        if self.schema is not None and not isinstance(self.schema, Mapping):
+            raise JobError(f"{where}: 'schema' must be a JSON schema object")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base: Path | None = None,
+                  where: str = "job") -> Job:
+        """A job from its JSON object; relative ``context_path`` entries are taken from
+        ``base``. Raises :class:`JobError` naming ``where`` and what is wrong."""
+        if not isinstance(data, Mapping):
+            raise JobError(f"{where}: a job must be a JSON object, not {type(data).__name__}")
+        unknown = sorted(set(data) - JOB_KEYS)
+        if unknown:
+            raise JobError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                           f"(known: {', '.join(sorted(JOB_KEYS))})")
+        job_id = data.get("id")
+        if job_id is None:
+            job_id = "job-" + hashlib.sha256(
+                json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+        elif not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or not str(job_id):
+            raise JobError(f"{where}: 'id' must be a non-empty string or an integer")
+        raw_paths = data.get("context_path")
+        paths: tuple[str, ...] = ()
+        if raw_paths is not None:
+            items = [raw_paths] if isinstance(raw_paths, str) else raw_paths
+            if not isinstance(items, list) or not items or not all(
+                    isinstance(p, str) and p for p in items):
+                raise JobError(f"{where}: 'context_path' must be a path or a list of paths")
+            if "-" in items:
+                raise JobError(f"{where}: 'context_path' cannot be '-' (stdin) in a batch")
+            paths = tuple(_resolve_path(p, base) for p in items)
+        try:
+            return cls(
+                id=str(job_id),
+                question=data.get("question"),  # type: ignore[arg-type]  # checked in __post_init__
+                context=data.get("context"),
+                context_paths=paths,
+                model=data.get("model"),
+                sub_model=data.get("sub_model"),
+                budget=data["budget"] if data.get("budget") is not None else {},
+                schema=data.get("schema"),
+            )
+        except JobError as exc:
+            raise JobError(f"{where}: {exc}") from None
+
+
+def _resolve_path(spec: str, base: Path | None) -> str:
+    expanded = os.path.expanduser(spec)
+    if base is None or os.path.isabs(expanded):
+        return expanded
+    return str(base / expanded)
+
+
+def read_jobs(path: Path) -> list[Job]:
+    """Every job of a JSONL file, checked. Raises :class:`JobError` with the line number for a
+    line that is not JSON or not a valid job, and for an id used twice."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise JobError(f"{path} is not UTF-8 text: {exc}") from exc
+    jobs: list[Job] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise JobError(f"{where}: not JSON ({exc.msg}); each line must be one job object"
+                           ) from exc
+        jobs.append(Job.from_dict(data, base=path.parent, where=where))
+    check_unique(jobs)
+    return jobs
+
+
+def check_unique(jobs: Iterable[Job]) -> None:
+    seen: set[str] = set()
+    for job in jobs:
+        if job.id in seen:
+            raise JobError(f"job id {job.id!r} is used twice; ids must be unique (they are how a "
+                           "re-run finds finished jobs)")
+        seen.add(job.id)
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """How one job ended: one line of the results file.
+
+    ``stop_reason`` is the run's (``final``, a limit, ``error``) or ``error`` for a job that
+    could not run (bad context, a crash); ``error_kind`` then says which (``provider``,
+    ``sandbox``, ``context``, ``schema``, ``config``, ``crash``, ``lost``). ``cost_usd`` is the
+    job's own ledger total, summed over the attempts that returned; ``lost_usd`` estimates what
+    attempts lost with their worker spent (Ray). ``attempts`` counts runs of the job.
+    ``output`` is the parsed JSON answer when the job gave a ``schema``.
+    """
+
+    id: str
+    answer: str = ""
+    stop_reason: str = "error"
+    partial: bool = False
+    cost_usd: float = 0.0
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    iterations: int = 0
+    subcalls: int = 0
+    requests: int = 0
+    limited_by: str | None = None
+    trace_id: str | None = None
+    trace_path: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    error_kind: str | None = None
+    attempts: int = 1
+    lost_usd: float = 0.0
+    output: Any = None
+
+    @property
+    def ok(self) -> bool:
+        """The job ran to an answer (maybe partial: a limit stopped it); not an error line."""
+        return self.stop_reason != "error" and self.error_kind is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "answer": self.answer,
+            "stop_reason": self.stop_reason,
+            "partial": self.partial,
+            "cost_usd": round(self.cost_usd, 8),
+            "usage": dict(self.usage),
+            "iterations": self.iterations,
+            "subcalls": self.subcalls,
+            "requests": self.requests,
+            "limited_by": self.limited_by,
+            "trace_id": self.trace_id,
+            "trace_path": self.trace_path,
+            "duration_s": round(self.duration_s, 4),
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "attempts": self.attempts,
+            "lost_usd": round(self.lost_usd, 8),
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobResult:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+
+class ResultsFile:
+    """The results JSONL: what is already there (for resume) and appending whole lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def finished(self, *, rerun_errors: bool = False) -> dict[str, JobResult]:
+        """The last result line of each id already in the file (with ``rerun_errors``, only
+        those without an error). Lines that are not result objects are ignored."""
+        done: dict[str, JobResult] = {}
+        for data in self._lines():
+            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+                continue
+            try:
+                result = JobResult.from_dict(data)
+            except TypeError:
+                continue
+            done[result.id] = result
+        if rerun_errors:
+            done = {k: r for k, r in done.items() if r.ok}
+        return done
+
+    def _lines(self) -> Iterator[Any]:
+        if not self.path.exists():
+            return
+        with self.path.open("r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    return  # a torn last line: cut off by open()
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+    def open(self) -> None:
+        """Open for appending; a torn last line (no newline) is cut off first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            with self.path.open("rb+") as fh:
+                data = fh.read()
+                if data and not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def write(self, result: JobResult) -> None:
+        assert self._fh is not None, "open() the results file first"
+        self._fh.write(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,242 @@
+"""``fastrlm.batch`` and ``fastrlm batch`` on the local backend, against a real fake server:
+the provider limit holds across jobs, the batch budget stops new jobs, provider errors are
+retried, a failing job is an error line, and an interrupted batch resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import fastrlm
+from fastrlm import Price, PriceTable
+from fastrlm.cli import ExitCode, cli
+from fastrlm.jobs import JobResult
+from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
+
+from .helpers import MODEL, PRICE, jobs, server, tag_of, worst_case
+
+#: Input tokens only: a call's worst case is what it sends (about a dollar a root turn), so a
+#: job capped by what is left of the batch budget can still make its calls.
+PRICES = PriceTable({MODEL: Price(1000.0, 0.0)})
+
+
+async def collect(**kwargs: object) -> tuple[list[JobResult], fastrlm.jobs.BatchSummary]:
+    run = fastrlm.batch(sandbox="none", trace=False, model=MODEL, **kwargs)  # type: ignore[arg-type]
+    results = [result async for result in run]
+    return results, run.summary
+
+
+async def test_the_provider_limit_holds_across_jobs_and_is_reached() -> None:
+    with server(hold_until_in_flight=4) as srv:
+        results, summary = await collect(jobs=jobs(24), base_url=srv.base_url, concurrency=12,
+                                         provider_concurrency=4)
+    assert sorted(r.answer for r in results) == sorted(f"answer:j{i}:4" for i in range(24))
+    assert srv.max_in_flight == 4  # the server's own count: never more, and reached
+    assert summary.peak_slots == {"openai": 4} and summary.done == 24
+
+
+async def test_the_batch_budget_stops_new_jobs_and_caps_the_last() -> None:
+    with server() as srv:
+        results, summary = await collect(jobs=jobs(40), base_url=srv.base_url, concurrency=2,
+                                         max_usd=12.0, prices=PRICES)
+        roots = [r for r in srv.completion_requests if r.is_root]
+        asked = {tag_of(r) for r in roots}
+    spent = sum(r.cost_usd for r in results)
+    assert summary.budget_exhausted and summary.not_started > 0
+    assert len(results) + summary.not_started == 40
+    assert summary.spent_usd == pytest.approx(spent)
+    # each job's max_usd is capped by what was left, so the total holds here; jobs start until
+    # what is left no longer covers one job's worst case (its prompt bytes at the input price)
+    assert 12.0 - 1.5 * worst_case(roots[0]) < spent <= 12.0
+    assert asked == {r.id for r in results}  # the jobs not started sent nothing
+
+
+async def test_a_provider_error_is_retried_then_reported() -> None:
+    failures = {"flaky": 1, "broken": 99}
+
+    def special(request: FakeRequest, tag: str) -> Reply | None:
+        if failures.get(tag, 0) > 0:
+            failures[tag] -= 1
+            return Fault.http_status(400, "bad request")
+        return None
+
+    job_list = [{"id": t, "question": f"Q#{t}#", "context": "x"} for t in ("flaky", "broken")]
+    with server(special) as srv:
+        results, summary = await collect(jobs=job_list, base_url=srv.base_url, retries=2)
+    by_id = {r.id: r for r in results}
+    assert by_id["flaky"].ok and by_id["flaky"].attempts == 2
+    assert by_id["broken"].error_kind == "provider" and by_id["broken"].attempts == 3
+    assert summary.retried == 3 and summary.failed == 1
+
+
+async def test_a_job_that_cannot_run_is_an_error_line(tmp_path: Path) -> None:
+    job_list = [{"id": "gone", "question": "Q#gone#", "context_path": str(tmp_path / "no")},
+                {"id": "fine", "question": "Q#fine#", "context": "x"},
+                {"id": "badmodel", "question": "Q#b#", "context": "x", "model": "nope/x"}]
+    with server() as srv:
+        results, summary = await collect(jobs=job_list, base_url=srv.base_url)
+    by_id = {r.id: r for r in results}
+    assert by_id["gone"].error_kind == "context" and "no such file" in str(by_id["gone"].error)
+    assert by_id["badmodel"].error_kind == "config"
+    assert by_id["fine"].answer == "answer:fine:4"
+    assert (summary.done, summary.failed) == (1, 2)
+
+
+async def test_a_schema_job_gets_its_json_or_a_schema_error() -> None:
+    def special(request: FakeRequest, tag: str) -> Reply | None:
+        text = '{"fee": 5}' if tag == "good" else "five"
+        return f"```repl\nFINAL({text!r})\n```"
+
+    schema = {"type": "object", "required": ["fee"]}
+    job_list = [{"id": t, "question": f"Q#{t}#", "context": "x", "schema": schema}
+                for t in ("good", "bad")]
+    with server(special) as srv:
+        results, _ = await collect(jobs=job_list, base_url=srv.base_url)
+        assert "JSON schema" in srv.completion_requests[0].messages[-1]["content"]
+    by_id = {r.id: r for r in results}
+    assert by_id["good"].output == {"fee": 5}
+    assert by_id["bad"].error_kind == "schema" and by_id["bad"].answer == "five"
+
+
+async def test_breaking_out_cancels_running_jobs_and_skip_resumes() -> None:
+    with server() as srv:
+        first = fastrlm.batch(jobs(12), model=MODEL, base_url=srv.base_url, sandbox="none",
+                              trace=False, concurrency=3)
+        got = []
+        async for result in first:
+            got.append(result)
+            if len(got) == 4:
+                break
+        await first.aclose()
+        assert first.summary.cancelled
+        rest, _ = await collect(jobs=jobs(12), base_url=srv.base_url,
+                                skip=[r.id for r in got])
+    assert sorted(r.id for r in got + rest) == sorted(f"j{i}" for i in range(12))
+
+
+def test_bad_batch_arguments_are_refused() -> None:
+    with pytest.raises(fastrlm.ConfigurationError, match="backend must be one of"):
+        fastrlm.batch([], model=MODEL, backend="spark")
+    with pytest.raises(fastrlm.ConfigurationError, match="no price is known for openai/fake"):
+        fastrlm.batch(jobs(1), model=MODEL, max_usd=1.0)
+    with pytest.raises(fastrlm.ConfigurationError, match="provider_concurrency for openai"):
+        fastrlm.batch([], model=MODEL, provider_concurrency={"openai": 0})
+
+
+def write_jobs(path: Path, items: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+def test_the_cli_writes_one_line_per_job_and_resumes(tmp_path: Path) -> None:
+    jobs_file = write_jobs(tmp_path / "jobs.jsonl", jobs(5))
+    out = tmp_path / "results.jsonl"
+    with server() as srv:
+        args = ["batch", str(jobs_file), "--out", str(out), "-m", MODEL, "--base-url",
+                srv.base_url, "--sandbox", "none", "--no-trace", "--price", PRICE]
+        first = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert first.exit_code == ExitCode.OK, first.stderr
+        assert "batch: 5 answered · 0 failed" in first.stderr
+        sent = len(srv.completion_requests)
+        again = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert again.exit_code == ExitCode.OK and "5 already done" in again.stderr
+        assert len(srv.completion_requests) == sent  # nothing re-run
+        # room for one job's worst case: it runs (spending a fraction of that), then what is
+        # left covers no other job
+        room = 1.2 * worst_case(next(r for r in srv.completion_requests if r.is_root))
+        limited = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r2.jsonl"),
+                                           "--max-usd", f"{room:.4f}", "--concurrency", "1"],
+                                     catch_exceptions=False)
+        assert limited.exit_code == ExitCode.LIMIT, limited.stderr
+        assert "--max-usd reached: 4 job(s) not started" in limited.stderr
+        assert len((tmp_path / "r2.jsonl").read_text().splitlines()) == 1
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == [f"j{i}" for i in range(5)]
+    assert all(line["answer"].startswith("answer:j") for line in lines)
+
+
+def test_the_cli_explains_a_bad_jobs_file(tmp_path: Path) -> None:
+    jobs_file = tmp_path / "jobs.jsonl"
+    jobs_file.write_text('{"question": "q"}\n')
+    result = CliRunner().invoke(cli, ["batch", str(jobs_file), "--out", str(tmp_path / "o"),
+                                      "-m", MODEL], catch_exceptions=False)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "jobs.jsonl:1" in result.stderr and "give exactly one of 'context'" in result.stderr
+    bad = CliRunner().invoke(cli, ["batch", str(jobs_file), "--out", "o", "-m", MODEL,
+                                   "--provider-concurrency", "openai=0"])
+    assert bad.exit_code == 2 and "PROVIDER=N with N >= 1" in bad.stderr
+
+
+def test_ctrl_c_leaves_a_valid_results_file_and_a_rerun_finishes(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def special(request: FakeRequest, tag: str) -> Reply | None:
+        if tag.startswith("slow") and not release.is_set():
+            release.wait(60)  # held until the test lets go (or the server closes)
+        return None
+
+    items = jobs(3, "fast") + jobs(2, "slow")
+    jobs_file = write_jobs(tmp_path / "jobs.jsonl", items)
+    out = tmp_path / "results.jsonl"
+
+    def interrupt_when_the_fast_jobs_are_written() -> None:
+        # the CLI's SIGINT handler is installed while it writes lines, so this is its Ctrl-C
+        if _wait_for_lines(out, 3):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with server(special) as srv:
+        args = ["batch", str(jobs_file), "--out", str(out), "-m", MODEL, "--base-url",
+                srv.base_url, "--sandbox", "none", "--no-trace", "--concurrency", "5"]
+        thread = threading.Thread(target=interrupt_when_the_fast_jobs_are_written, daemon=True)
+        thread.start()
+        first = CliRunner().invoke(cli, args, catch_exceptions=False)
+        thread.join(60)
+        assert first.exit_code == ExitCode.CANCELLED, first.stderr
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert sorted(line["id"] for line in lines) == ["fast0", "fast1", "fast2"]
+        release.set()
+        again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert again.exit_code == ExitCode.OK, again.stderr
+    assert "2 answered · 0 failed · 3 already done" in again.stderr
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(item["id"] for item in items)
+
+
+def _wait_for_lines(path: Path, n: int) -> bool:
+    """Wait (up to a minute) until ``path`` has ``n`` lines."""
+    stop = threading.Event()
+    for _ in range(1200):
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return True
+        stop.wait(0.05)
+    return False
+
+
+async def test_the_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    run = fastrlm.batch(jobs(1), model=MODEL, backend="ray")
+    with pytest.raises(fastrlm.MissingExtraError, match=r"pip install 'fastrlm\[ray\]'"):
+        async with run:
+            async for _ in run:
+                pass
+
+
+def test_the_progress_line_says_done_failed_running_spend_and_eta() -> None:
+    from fastrlm.cli._batch import progress_line, summary_line
+    from fastrlm.jobs import BatchSummary
+
+    summary = BatchSummary(total=10, skipped=2, done=3, failed=1, running=2, spent_usd=0.25,
+                           lost_usd=0.05, retried=1, not_started=0)
+    line = progress_line(summary, 1.0)
+    assert line.startswith("batch: 4/8 done · 1 failed · 2 running · $0.2500 of $1.00 · ETA ")
+    end = summary_line(summary, Path("r.jsonl"))
+    assert "3 answered · 1 failed · 2 already done · 1 retried" in end
+    assert "~$0.0500 estimated for runs lost with their worker" in end
+    assert BatchSummary(total=3).eta_s() is None  # nothing finished yet: no guess

@@ -1,0 +1,88 @@
+"""The job and result line formats: checks with clear errors, stable ids, a results file that is
+valid JSONL after a crash, and resume reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fastrlm.jobs import Job, JobError, JobResult, ResultsFile, read_jobs
+
+
+def write(path: Path, *lines: object) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return path
+
+
+def test_jobs_read_with_paths_taken_from_the_jobs_folder(tmp_path: Path) -> None:
+    path = write(tmp_path / "jobs.jsonl", "# a comment", "",
+                 {"id": 7, "question": "q", "context_path": "docs/*.txt"},
+                 {"question": "q2", "context": ["a", "b"], "budget": {"max_iterations": 3}})
+    first, second = read_jobs(path)
+    assert first.id == "7" and first.context_paths == (str(tmp_path / "docs/*.txt"),)
+    assert second.context == ["a", "b"] and second.budget == {"max_iterations": 3}
+    assert second.id.startswith("job-") and read_jobs(path)[1].id == second.id  # stable digest
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("not json", "jobs.jsonl:1: not JSON"),
+    ({"context": "x"}, "'question' must be a non-empty string"),
+    ({"question": "q"}, "give exactly one of 'context'"),
+    ({"question": "q", "context": "x", "context_path": "y"}, "give exactly one of 'context'"),
+    ({"question": "q", "context": 3}, "'context' must be a string or a list"),
+    ({"question": "q", "context": "x", "colour": 1}, "unknown key(s) colour"),
+    ({"question": "q", "context": "x", "budget": {"max_usd": -1}}, "Budget.max_usd must be"),
+    ({"question": "q", "context": "x", "budget": {"max_dollars": 1}}, "unknown budget field"),
+    ({"question": "q", "context_path": "-"}, "cannot be '-'"),
+    ({"question": "q", "context": "x", "id": True}, "'id' must be"),
+    ([1, 2], "a job must be a JSON object"),
+])
+def test_a_bad_job_line_names_its_line_and_the_fix(
+    tmp_path: Path, line: object, message: str
+) -> None:
+    path = write(tmp_path / "jobs.jsonl", line)
+    with pytest.raises(JobError) as info:
+        read_jobs(path)
+    assert message in str(info.value) and "jobs.jsonl:1" in str(info.value)
+
+
+def test_an_id_used_twice_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "jobs.jsonl", {"id": "a", "question": "q", "context": "x"},
+                 {"id": "a", "question": "r", "context": "y"})
+    with pytest.raises(JobError, match="'a' is used twice"):
+        read_jobs(path)
+
+
+def test_the_results_file_drops_a_torn_line_and_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "results.jsonl"
+    results = ResultsFile(path)
+    assert results.finished() == {}
+    results.open()
+    results.write(JobResult("a", answer="1", stop_reason="final"))
+    results.write(JobResult("b", error="boom", error_kind="provider"))
+    results.close()
+    with path.open("a") as fh:
+        fh.write('{"id": "c", "answ')  # killed mid-write
+    assert set(ResultsFile(path).finished()) == {"a", "b"}
+    assert set(ResultsFile(path).finished(rerun_errors=True)) == {"a"}
+    again = ResultsFile(path)
+    again.open()
+    again.write(JobResult("c", answer="3", stop_reason="final"))
+    again.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a", "b", "c"]
+
+
+def test_a_result_line_round_trips() -> None:
+    result = JobResult("x", answer="a", stop_reason="final", cost_usd=0.5, attempts=2,
+                       output={"k": 1})
+    assert JobResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_job_objects_are_checked_too() -> None:
+    with pytest.raises(JobError, match="give exactly one"):
+        Job("x", "q")
+
+
