@@ -385,6 +385,12 @@ class RLM:
         if new_context:
             _check_context(context)
         if session is not None and new_context:
+            if session.messages and not isinstance(context, str | list | tuple | dict):
+                raise ContextError(
+                    f"a later question's context is sent to the session's REPL as JSON, so it "
+                    f"must be a str, list or dict, not {type(context).__name__}; DataFrames, "
+                    "bytes, files and images can be a session's first context"
+                )
             session.latest = context
         callbacks = list(config.callbacks) + ([on_event] if on_event else [])
         run_id = new_run_id()
@@ -567,11 +573,8 @@ async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
 def _check_context(context: object) -> None:
     if context is None:
         raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
-    if isinstance(context, (str, list, tuple, dict)) and len(context) == 0:
+    if isinstance(context, (str, list, tuple, dict, bytes)) and len(context) == 0:
         raise ContextError("context is empty: there is nothing to answer from")
-    if isinstance(context, bytes):
-        raise ContextError("context is bytes: decode it to str first (e.g. data.decode('utf-8', "
-                           "'replace'))")
 
 
 def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:

@@ -17,7 +17,7 @@ from .._windows import subcall_window_chars
 from ..context._info import ContextInfo, context_digest, describe_shape
 from ..lm._base import LM, ChatMessage, ImagePart, LMResponse
 from ..sandbox._base import FinalValue, Sandbox, SandboxLimits
-from ..sandbox._hostcalls import error_text
+from ..sandbox._hostcalls import HostBridge, error_text
 from .call_tree import CallTree, SubcallOutcome
 from .events import (
     ChildRunFinished,
@@ -80,7 +80,7 @@ class Run:
     drop_in: bool = False
     session: SessionState | None = None
     new_context: bool = True  # in a session: this question brought a context of its own
-    _question_start: int = -1
+    _question: ChatMessage | None = None  # in a session: this question's own message
     limit_hit: StopReason | None = None
     iterations: int = 0
     last_answer_content: str | None = None
@@ -181,6 +181,7 @@ class Run:
         """A session's later question: bind its context as ``context_<n>`` and ``context``."""
         session = self.session
         assert session is not None
+        session.bridge.run = self  # the REPL's host calls are this question's now
         if self.new_context:
             name = f"context_{len(session.contexts)}"
             await sandbox.define(name, self.context)
@@ -200,7 +201,11 @@ class Run:
 
     async def _start_sandbox(self, sandbox: Sandbox) -> None:
         started = time.monotonic()
-        await sandbox.start(self.context, self)  # a Run is its sandbox's HostBridge
+        bridge: HostBridge = self  # a Run is its sandbox's HostBridge
+        if self.session is not None:  # a session's worker outlives this run: it forwards
+            self.session.bridge.run = self
+            bridge = self.session.bridge
+        await sandbox.start(self.context, bridge)
         if self.session is not None:  # the first question of a session: context_0 too
             await sandbox.define("context_0", alias="context")
         await self._announced.wait()
@@ -242,11 +247,14 @@ class Run:
         ledger = self.tree.ledger
         top = self.depth == 0
         session = self.session
-        if session is not None and self._question_start >= 0:
-            session.spans.append(QuestionSpan(
-                number=session.questions + 1, start=self._question_start,
-                end=len(session.messages), question=self.question, answer=outcome.answer,
-            ))
+        if session is not None and self._question is not None:
+            # found by identity: compaction of earlier questions moves it
+            start = next((i for i, m in enumerate(session.messages) if m is self._question), -1)
+            if start >= 0:
+                session.spans.append(QuestionSpan(
+                    number=session.questions + 1, start=start, end=len(session.messages),
+                    question=self.question, answer=outcome.answer,
+                ))
         if outcome.source:
             self.tree.emit(
                 FinalAnswer(
@@ -295,7 +303,7 @@ class Run:
             if session is not None:
                 session.messages = messages
                 session.contexts.append(_context_note(info))
-        self._question_start = len(messages) - 1
+        self._question = messages[-1]
         first_call = asyncio.create_task(self._call_root(messages, 1))
         try:
             await announce
@@ -408,7 +416,10 @@ class Run:
                          ) -> tuple[LMResponse, Booking] | Outcome:
         """One root call through the ledger, or the outcome that ends the run if it is refused
         or fails (a failed call's booked attempts are reported in ``model.failed``)."""
-        compact_history(messages, self.config.limits.history_chars)
+        limit = self.config.limits.history_chars
+        if self.session is not None:  # whole earlier questions first, then old outputs
+            compact_questions(self.session, limit)
+        compact_history(messages, limit)
         held: list[Reservation] = []
         try:
             return await self.tree.root_call(

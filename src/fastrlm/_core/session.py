@@ -51,12 +51,35 @@ class QuestionSpan:
     collapsed: bool = False
 
 
+class SessionBridge:
+    """The session's REPL talks to the host through this: it forwards each host call to the run
+    of the question being answered now (the worker outlives every run)."""
+
+    def __init__(self) -> None:
+        self.run: Any = None
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None,
+                                images: Any = None) -> list[str]:
+        answers: list[str] = await self.run.llm_query_batched(prompts, model, images)
+        return answers
+
+    async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
+                                model: str | None) -> list[str]:
+        answers: list[str] = await self.run.rlm_query_batched(prompts, contexts, model)
+        return answers
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        reply: dict[str, object] = await self.run.call_tool(name, arguments)
+        return reply
+
+
 @dataclass
 class SessionState:
     """What a session carries from one question to the next (engine side)."""
 
     id: str = field(default_factory=lambda: "s-" + secrets.token_hex(6))
     sandbox: Sandbox | None = None
+    bridge: SessionBridge = field(default_factory=SessionBridge)
     messages: list[ChatMessage] = field(default_factory=list)
     contexts: list[str] = field(default_factory=list)  # one description per context_<n>
     spans: list[QuestionSpan] = field(default_factory=list)
