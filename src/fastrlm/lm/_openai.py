@@ -1,36 +1,56 @@
-"""The core provider: the official ``openai`` SDK's Chat Completions API.
+"""The core provider: OpenAI's Chat Completions API, over ``aiohttp``.
 
 It reaches OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio,
-OpenRouter, Together, Fireworks, ...). The SDK's own retries are off (``max_retries=0``): one
-:class:`RetryPolicy` decides. The SDK's connection pool (1,000 connections by default) is checked
-against ``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
+OpenRouter, Together, Fireworks, ...). The request is one JSON POST, sent by ``aiohttp`` rather
+than the ``openai`` SDK: on the fan-out path the client's CPU per request is the ceiling, and
+there the SDK costs ~3.4 ms a request, plain ``httpx2`` ~2.3 ms and ``aiohttp`` ~0.45 ms (issue 18,
+``benchmarks/vs_official/http_clients.py``; docs/performance.md). The SDK's typed models add
+nothing here: the reply is read field by field with the same tolerance (:func:`read_json`).
+What the SDK gave is kept: HTTP errors become the typed tree (:func:`_retry.error_for_status`,
+``Retry-After`` included), one :class:`RetryPolicy` repeats attempts (each under its timeout,
+each retry asked of the budget ledger), TLS verifies with the HTTP library's trust store
+(:func:`_sdk.shared_ssl_context`), proxies come from the environment, and ``OPENAI_ORG_ID`` /
+``OPENAI_PROJECT_ID`` become the headers the SDK sends for them. The pool is sized from
+``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import openai
-from openai.types.chat import ChatCompletion
+import aiohttp
 
 from .._core.limits import Limits
-from .._exceptions import ProviderResponseError
+from .._exceptions import ProviderConnectionError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, estimate_tokens
 from ._provider import ReadCompletion, SDKProvider
-from ._retry import Failure, RetryPolicy
+from ._retry import Failure, RetryPolicy, error_for_status
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-# text, usage, finish reason, provider-reported cost, raw fields kept on the response
-
 DEFAULT_LIMITS = Limits()
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+#: environment variable -> header, as the openai SDK sends them
+_ENV_HEADERS = (("OPENAI_ORG_ID", "OpenAI-Organization"), ("OPENAI_PROJECT_ID", "OpenAI-Project"))
+
+
+class HTTPStatusError(Exception):
+    """A reply with an error status, before translation (carries what translation reads)."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers)
 
 
 def is_reasoning_model(name: str) -> bool:
@@ -81,15 +101,30 @@ class OpenAIChatLM(SDKProvider):
         self._extra_body = dict(extra_body or {})
         self._headers = default_headers
 
-    def _new_client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key=self._api_key,
-            base_url=self.base_url,
-            max_retries=0,
-            timeout=self.retry.timeout_s,
-            default_headers=self._headers,
-            http_client=self._http_client(openai.DefaultAsyncHttpxClient),
+    def _new_client(self) -> aiohttp.ClientSession:
+        """An ``aiohttp`` session for the running loop: the pool holds ``pool_size``
+        connections, TLS verifies with the shared context, proxies come from the environment.
+        Each attempt's time limit is the :class:`RetryPolicy`'s scope, so the session sets none."""
+        connector = aiohttp.TCPConnector(
+            limit=self.pool_size, limit_per_host=0, ssl=_sdk.shared_ssl_context()
         )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self.request_headers(),
+            timeout=aiohttp.ClientTimeout(total=None),
+            trust_env=True,
+        )
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers of every request (pure; used by tests): the key, JSON, the preset's
+        and the caller's headers, and the organisation/project the environment names."""
+        headers = {"Authorization": f"Bearer {self._api_key}", "User-Agent": "fastrlm",
+                   **_JSON_HEADERS}
+        for env, header in _ENV_HEADERS:
+            if os.environ.get(env):
+                headers[header] = os.environ[env]
+        headers.update(self._headers or {})
+        return headers
 
     @property
     def reasoning(self) -> bool:
@@ -119,33 +154,33 @@ class OpenAIChatLM(SDKProvider):
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
     ) -> LMResponse:
         params = self.request_params(messages, max_tokens)
-        # The body is already plain JSON. chat.completions.create() would re-validate every
-        # message of the conversation on every turn (~0.35 ms a message here), which makes a
-        # long run's overhead grow with the square of its turns; post() sends it as is.
         body = {k: v for k, v in params.items() if k != "extra_body"}
         body.update(params.get("extra_body") or {})
+        payload = json.dumps(body, ensure_ascii=False).encode()  # once, for every attempt
+        url = self.base_url + "/chat/completions"
         started = time.monotonic()
 
         async def attempt() -> ReadCompletion:
-            client = await self._clients.get()
-            completion = await client.post(
-                "/chat/completions", body=body, cast_to=ChatCompletion
-            )
-            return read_completion(
-                completion, messages, provider=self._provider, model=self.api_model
+            session = await self._clients.get()
+            async with session.post(url, data=payload) as reply:
+                raw = await reply.read()
+                if reply.status >= 400:
+                    raise HTTPStatusError(reply.status, raw, reply.headers)
+            return read_json(
+                json.loads(raw), messages, provider=self._provider, model=self.api_model
             )
 
         completion = await self.retry.run(
             attempt,
             self._translate,
-            _sdk.catchable(openai),
+            (aiohttp.ClientError, HTTPStatusError, ValueError),
             provider=self._provider,
             model=self.api_model,
         )
         return self._response(completion, started)
 
     def _translate(self, exc: BaseException) -> Failure:
-        return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model,
+        return translate_http(exc, provider=self._provider, model=self.api_model,
                               base_url=self.base_url)
 
     async def aclose(self) -> None:
@@ -153,6 +188,109 @@ class OpenAIChatLM(SDKProvider):
 
     def __repr__(self) -> str:
         return f"OpenAIChatLM({self._model!r}, base_url={self.base_url!r})"
+
+
+def translate_http(
+    exc: BaseException, *, provider: str, model: str, base_url: str
+) -> Failure:
+    """One failed attempt of the HTTP path as a :class:`Failure`: an error status through
+    :func:`error_for_status` (the message read from an OpenAI-style error body), a connection
+    that failed or broke mid-reply as a retryable :class:`ProviderConnectionError` naming
+    ``base_url``, a body that is not JSON (``ValueError``) as a retryable
+    :class:`ProviderResponseError`."""
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    where = f"{provider} {model}"
+    if isinstance(exc, HTTPStatusError):
+        return error_for_status(exc.status, _error_message(exc.body), exc.headers, **kw)
+    if isinstance(exc, aiohttp.ClientError):
+        error = ProviderConnectionError(
+            f"{where}: cannot reach the endpoint at {base_url}: {type(exc).__name__}: {exc} "
+            "(is the server running, and is the base URL right?)", **kw)
+        return Failure(error, retryable=True)
+    return Failure(ProviderResponseError(f"{where}: malformed response: {exc}", **kw),
+                   retryable=True)
+
+
+def _error_message(body: bytes) -> str:
+    """``error.message`` of an OpenAI-style error body, else the body's start."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return message
+    if isinstance(error, str) and error:
+        return error
+    return body[:300].decode("utf-8", "replace") or "(empty body)"
+
+
+def read_json(
+    data: object, messages: Sequence[ChatMessage], *, provider: str, model: str
+) -> ReadCompletion:
+    """:func:`read_completion` for a decoded JSON reply (dicts and lists, not SDK objects):
+    the same fields, the same tolerance of odd types, the same errors."""
+    where = f"{provider} {model}"
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list):
+        raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    text = _text_of(message if isinstance(message, dict) else {})
+    finish = choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) else None
+    if text is None:
+        error = ProviderResponseError(
+            f"{where}: the reply has no text (finish_reason={finish!r})", **kw
+        )
+        if finish == "length":
+            error.retryable = False
+        raise error
+    assert isinstance(data, dict)
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else None
+    cost = usage.get("cost") if usage is not None else None
+    reported = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    raw: dict[str, object] = {"id": data.get("id")}
+    return text, _usage_of(usage, messages, text), finish, reported, raw
+
+
+def _usage_of(usage: dict[str, Any] | None, messages: Sequence[ChatMessage],
+              text: str) -> TokenUsage:
+    prompt = _json_count(usage, "prompt_tokens")
+    if usage is None or prompt is None:
+        estimate = sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return TokenUsage(estimate, estimate_tokens(text), estimated=True)
+    details = usage.get("prompt_tokens_details")
+    out_details = usage.get("completion_tokens_details")
+    return TokenUsage(
+        input_tokens=prompt,
+        output_tokens=_json_count(usage, "completion_tokens") or 0,
+        cached_input_tokens=_json_count(details, "cached_tokens") or 0,
+        cache_write_tokens=_json_count(details, "cache_write_tokens") or 0,
+        reasoning_tokens=_json_count(out_details, "reasoning_tokens") or 0,
+    )
+
+
+def _json_count(obj: object, name: str) -> int | None:
+    """``obj[name]`` if ``obj`` is a dict and the value a non-negative int, else ``None``."""
+    value = obj.get(name) if isinstance(obj, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _text_of(message: dict[str, Any]) -> str | None:
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) else None for p in content]
+        content = "".join(p for p in parts if isinstance(p, str))
+    if isinstance(content, str) and content:
+        return content
+    refusal = message.get("refusal")
+    return refusal if isinstance(refusal, str) and refusal else None
 
 
 def read_completion(
