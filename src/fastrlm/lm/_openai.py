@@ -103,11 +103,13 @@ class OpenAIChatLM(SDKProvider):
 
     def _new_client(self) -> aiohttp.ClientSession:
         """An ``aiohttp`` session for the running loop: the pool holds ``pool_size``
-        connections, TLS verifies with the shared context, proxies come from the environment.
+        connections, TLS verifies with the shared context (https endpoints), proxies come from
+        the environment.
         Each attempt's time limit is the :class:`RetryPolicy`'s scope, so the session sets none."""
-        connector = aiohttp.TCPConnector(
-            limit=self.pool_size, limit_per_host=0, ssl=_sdk.shared_ssl_context()
-        )
+        # A plain-HTTP endpoint (a local server) never needs the context, whose first build
+        # imports the SDK's HTTP library and reads the trust store (~0.5 s here).
+        tls = _sdk.shared_ssl_context() if self.base_url.startswith("https:") else True
+        connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, ssl=tls)
         return aiohttp.ClientSession(
             connector=connector,
             headers=self.request_headers(),
