@@ -108,7 +108,7 @@ class OpenAIChatLM(SDKProvider):
         Each attempt's time limit is the :class:`RetryPolicy`'s scope, so the session sets none."""
         # A plain-HTTP endpoint (a local server) never needs the context, whose first build
         # imports the SDK's HTTP library and reads the trust store (~0.5 s here).
-        tls = _sdk.shared_ssl_context() if self.base_url.startswith("https:") else True
+        tls = _sdk.shared_ssl_context() if self._endpoint.startswith("https:") else True
         connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, ssl=tls)
         return aiohttp.ClientSession(
             connector=connector,
@@ -159,7 +159,7 @@ class OpenAIChatLM(SDKProvider):
         body = {k: v for k, v in params.items() if k != "extra_body"}
         body.update(params.get("extra_body") or {})
         payload = json.dumps(body, ensure_ascii=False).encode()  # once, for every attempt
-        url = self.base_url + "/chat/completions"
+        url = self._endpoint + "/chat/completions"
         started = time.monotonic()
 
         async def attempt() -> ReadCompletion:
@@ -183,7 +183,11 @@ class OpenAIChatLM(SDKProvider):
 
     def _translate(self, exc: BaseException) -> Failure:
         return translate_http(exc, provider=self._provider, model=self.api_model,
-                              base_url=self.base_url)
+                              base_url=self._endpoint)
+
+    @property
+    def _endpoint(self) -> str:
+        return self.base_url or DEFAULT_BASE_URL  # _setup always settles one
 
     async def aclose(self) -> None:
         await self._clients.aclose()
