@@ -144,7 +144,8 @@ def _start_server(scenario: str, iterations: int, sub_latency_s: float,
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "fake_model.py"), "--scenario", scenario,
          "--iterations", str(iterations), "--sub-latency-ms", str(sub_latency_s * 1000),
-         "--stats-out", str(stats_out)],
+         "--stats-out", str(stats_out)]
+        + (["--count-tokens"] if scenario.startswith("tokens") else []),
         stdout=subprocess.PIPE, text=True, cwd=HERE,
     )
     assert proc.stdout is not None
