@@ -95,3 +95,24 @@ def test_compaction_comes_in_one_large_step_then_leaves_the_prefix_alone() -> No
         else:
             assert messages == before
     assert 1 <= rewrites <= 10  # 40 turns of 5K against a 60K limit: every ~6 turns, not each
+
+
+def _run_three_turns(limits: Limits) -> list[list[ChatMessage]]:
+    from .helpers import make_rlm, repl
+
+    rlm, root = make_rlm([repl("print('A' * 30000)"), repl("print('b')"),
+                          repl("FINAL('done')")], limits=limits)
+    assert rlm.completion("q", context="ctx").answer == "done"
+    return root.calls
+
+
+def test_a_run_settles_a_long_output_in_the_request_after_next() -> None:
+    calls = _run_three_turns(Limits())
+    assert calls[1][-1]["content"].count("A") > 9_000  # shown (cut to output_chars) once
+    assert len(calls[2][3]["content"]) <= SETTLED_CHARS  # then a preview
+    assert calls[2][:3] == calls[1][:3]  # the prefix before it is the previous request's
+
+
+def test_a_run_with_full_history_keeps_the_long_output() -> None:
+    calls = _run_three_turns(Limits(full_history=True))
+    assert calls[2][3] == calls[1][3]

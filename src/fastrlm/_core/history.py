@@ -61,7 +61,8 @@ def add_feedback(
     if pending is not None and pending.index < len(messages):
         message = messages[pending.index]
         if message["role"] == "user" and message["content"] == pending.shown:
-            message["content"] = pending.settled
+            # a new dict: the one sent earlier may still be held (a trace, a test's record)
+            messages[pending.index] = {"role": "user", "content": pending.settled}
     messages.append({"role": "user", "content": shown})
     settled = None if full_history else settle(outputs)
     if settled is None:
