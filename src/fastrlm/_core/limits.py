@@ -11,7 +11,9 @@ from .._validate import LIMITS_RULES, check_fields, check_flag
 class Limits:
     """How the engine runs calls and shows output.
 
-    - ``max_concurrency``: LM calls in flight at once over the whole call tree.
+    - ``max_concurrency``: LM calls in flight at once over the whole call tree. ``None``: the
+      sub-model provider's ``default_concurrency`` (a table per provider, local servers higher:
+      ``fastrlm.lm._registry``; 64 for a model that names none).
     - ``max_concurrent_children``: child RLMs (each with its own worker) running at once, per
       depth level.
     - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
@@ -38,7 +40,7 @@ class Limits:
     - ``worker_env``: variables added to the worker's otherwise empty environment.
     """
 
-    max_concurrency: int = 64
+    max_concurrency: int | None = None
     max_concurrent_children: int = 8
     request_timeout_s: float = 300.0
     max_retries: int = 5

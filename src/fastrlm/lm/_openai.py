@@ -16,10 +16,12 @@ each retry asked of the budget ledger), TLS verifies with the HTTP library's tru
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +31,13 @@ from .._core.limits import Limits
 from .._exceptions import ProviderConnectionError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, estimate_tokens
+from ._base import (
+    DEFAULT_CONCURRENCY,
+    LOCAL_CONCURRENCY,
+    ChatMessage,
+    LMResponse,
+    estimate_tokens,
+)
 from ._provider import ReadCompletion, SDKProvider
 from ._retry import Failure, RetryPolicy, error_for_status
 
@@ -51,6 +59,17 @@ class HTTPStatusError(Exception):
         self.status = status
         self.body = body
         self.headers = dict(headers)
+
+
+def is_loopback(url: str) -> bool:
+    """True for a URL whose host is this machine (``localhost``, ``127.x``, ``::1``)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_reasoning_model(name: str) -> bool:
@@ -91,6 +110,7 @@ class OpenAIChatLM(SDKProvider):
         reasoning: bool | None = None,
         default_headers: dict[str, str] | None = None,
         extra_body: dict[str, Any] | None = None,
+        default_concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._setup(
             model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
@@ -100,6 +120,12 @@ class OpenAIChatLM(SDKProvider):
         self._temperature = None if self._reasoning else temperature
         self._extra_body = dict(extra_body or {})
         self._headers = default_headers
+        #: Calls in flight at once when ``Limits.max_concurrency`` is unset: the preset's, and
+        #: at least :data:`LOCAL_CONCURRENCY` for a server on this machine.
+        self.default_concurrency = (
+            max(default_concurrency, LOCAL_CONCURRENCY) if is_loopback(self._endpoint)
+            else default_concurrency
+        )
 
     def _new_client(self) -> aiohttp.ClientSession:
         """An ``aiohttp`` session for the running loop: the pool holds ``pool_size``
