@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import resource
 
 MB = 1_000_000
 UNIT_CHARS = MB  # contexts are a 1 MB unit repeated: one allocation, no transient copy
@@ -23,6 +24,14 @@ _WORDS = (
     "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu the of and to "
     "in is was for on that with as by at from this be or an are were which not but have had"
 ).split()
+
+
+def cpu_times() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and of its reaped children (a sandbox
+    worker, once stopped)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_s": me.ru_utime + me.ru_stime, "children_cpu_s": kids.ru_utime + kids.ru_stime}
 
 
 def context_unit(seed: int = 7) -> str:

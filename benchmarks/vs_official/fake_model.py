@@ -111,8 +111,11 @@ def main() -> None:
     sub_latency = args.sub_latency_ms / 1000
     root_latency = args.root_latency_ms / 1000
     counter = RequestCounter() if args.count_tokens else None
+    cpu_at_first: list[float] = []  # the server's CPU from its first request on (not start-up)
 
     def handler(request: FakeRequest) -> FakeReply:
+        if not cpu_at_first:
+            cpu_at_first.append(time.process_time())
         if request.prompt.startswith(common.SUB_PREFIX):
             with lock:
                 sub_times.append(request.received_at)
@@ -150,7 +153,7 @@ def main() -> None:
                 "sub_times": sub_times,
                 "max_in_flight": server.max_in_flight,
                 "requests": server.request_count,
-                "cpu_s": time.process_time(),
+                "cpu_s": time.process_time() - (cpu_at_first or [0.0])[0],
             }
             if counter is not None:
                 stats["root_requests"] = counter.rows

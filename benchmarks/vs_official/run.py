@@ -45,6 +45,10 @@ import common  # noqa: E402
 import official_env  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Every process started here (fake server, fastrlm drivers, the timed commands) runs the fastrlm
+# of this checkout, whatever is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
 FANOUT_LATENCY_S = 0.100
 RUN_TIMEOUT_S = 300
 
@@ -329,6 +333,25 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
     sec.table(["implementation, concurrency", "limit", "wall", "wall/limit", "fan-out",
                "fan-out/limit", "fan-out/bare SDK", "max in flight", "sub-calls at server",
                "failed sub-calls"], rows)
+    sec.say("Where the time goes (CPU seconds per sub-call, medians): *client* is the driver "
+            "process (fastrlm: the engine and its HTTP client; the sandbox worker, a child, is "
+            "*worker*), *server* the fake model's process (a stdlib `ThreadingHTTPServer`: a "
+            "thread and a JSON parse per request). With 2 cores, client + server + worker CPU "
+            "per sub-call × 1,000 sub-calls / 2 is a floor under the fan-out window however the "
+            "waits overlap.")
+    sec.say()
+    cpu_rows = []
+    for _impl, _conc, label in configs:
+        client = median([r.driver.get("cpu_s", float("nan")) for r in runs[label]])
+        worker = median([r.driver.get("children_cpu_s", 0.0) for r in runs[label]])
+        server = median([r.server.get("cpu_s", float("nan")) for r in runs[label]])
+        floor = (client + worker + server) / 2
+        cpu_rows.append([label, *(f"{x / n_total * 1000:.2f} ms" for x in (client, worker, server)),
+                         fmt_s(floor), fmt_s(windows[label])])
+        sec.data[label].update({"client_cpu_s": client, "worker_cpu_s": worker,
+                                "server_cpu_s": server})
+    sec.table(["implementation, concurrency", "client CPU / sub-call", "worker CPU / sub-call",
+               "server CPU / sub-call", "CPU floor on 2 cores", "fan-out window"], cpu_rows)
     base = walls["official, 16 (its default)"]
     fast64 = walls["fastrlm, 64 (its default)"]
     sec.say(f"Speed-up over the official default (wall): fastrlm at 16 "
@@ -475,6 +498,167 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
     return sec
 
 
+# ---------------------------------------------------------------------------- 5. root tokens
+# gpt-5 list prices, USD per million tokens: input, cached input, output
+PRICE_IN, PRICE_CACHED, PRICE_OUT = 1.25, 0.125, 10.0
+
+
+def bench_tokens(fast: Impl, official: Impl) -> Section:
+    sec = Section("5. Root-token efficiency: one scripted 30-turn trajectory, two output mixes")
+    configs = [(official, {}, "official"), (fast, {}, "fastrlm"),
+               (fast, {"full_history": True}, "fastrlm, full_history=True")]
+    rows = []
+    tokenizer = "?"
+    for scenario, title in (("tokens", "mixed"), ("tokens-heavy", "50K print every turn")):
+        per: dict[str, dict[str, float]] = {}
+        for impl, extra, label in configs:
+            _progress(f"tokens {scenario} {label}")
+            r = run_once(impl, scenario, {"context_mb": common.TOKEN_CONTEXT_MB, **extra},
+                         iterations=common.TOKEN_TURNS)
+            reqs = r.server["root_requests"]
+            tokenizer = r.server.get("tokenizer", tokenizer)
+            tin = sum(x["input_tokens"] for x in reqs)
+            cached = sum(x["cached_tokens"] for x in reqs)
+            out = sum(x["output_tokens"] for x in reqs)
+            shares = [x["match_previous_tokens"] / x["input_tokens"] for x in reqs[1:]]
+            cost_in = ((tin - cached) * PRICE_IN + cached * PRICE_CACHED) / 1e6
+            cost = cost_in + out * PRICE_OUT / 1e6
+            per[label] = {"in": tin, "cached": cached, "cost_in": cost_in, "cost": cost,
+                          "bytes": sum(x["bytes"] for x in reqs)}
+            sec.data[f"{scenario} {label}"] = {"requests": reqs, "answer": r.driver["answer"]}
+            rows.append([title, label, str(len(reqs)), f"{tin:,}", f"{cached:,}",
+                         f"{tin - cached:,}", f"{out:,}", fmt_b(per[label]["bytes"]),
+                         f"{max(x['input_tokens'] for x in reqs):,}",
+                         f"{median(shares):.0%} (min {min(shares):.0%})",
+                         f"${cost_in:.4f}", f"${cost:.4f}"])
+        o = per["official"]
+        for label in ("fastrlm", "fastrlm, full_history=True"):
+            f = per[label]
+            rows.append([title, f"**{label} / official**", "", ratio(f["in"], o["in"]),
+                         ratio(f["cached"], o["cached"]),
+                         ratio(f["in"] - f["cached"], o["in"] - o["cached"]), "",
+                         ratio(f["bytes"], o["bytes"]), "", "", ratio(f["cost_in"], o["cost_in"]),
+                         ratio(f["cost"], o["cost"])])
+    sec.say(f"The same scripted root replies for both implementations (`common.root_reply`): 30 "
+            f"turns over a {common.TOKEN_CONTEXT_MB} MB context; *mixed*: short prints, five "
+            "50,000-character prints, two errors, three batches of 20 sub-calls; *50K print every "
+            "turn*: the same with a 50,000-character print on each turn. The fake server counts "
+            f"each root request as a provider bills it ({tokenizer}; message contents + 4 tokens "
+            "a message): *cached* is the prefix shared with an earlier root request, in 128-token "
+            "steps from 1,024 on (OpenAI's automatic prompt caching); *matches previous* is the "
+            "share of each request that repeats the previous request from its start (median over "
+            "requests 2-30). Cost at gpt-5 list prices: input "
+            f"${PRICE_IN}/M, cached input ${PRICE_CACHED}/M, output ${PRICE_OUT}/M; *input cost* "
+            "leaves out the output tokens, which are the same scripted replies for both. "
+            "Deterministic: one run each.")
+    sec.say()
+    sec.table(["trajectory", "implementation", "root requests", "input tokens", "cached",
+               "uncached", "output tokens", "bytes sent", "largest request",
+               "matches previous", "input cost", "cost"], rows)
+    return sec
+
+
+# ---------------------------------------------------------------------------- 6. HTTP clients
+def bench_http(fast: Impl, repeats: int) -> Section:
+    sec = Section("6. HTTP clients: client CPU per request")
+    clients = ["sdk-create", "sdk-post", "httpx", "httpx2", "aiohttp", "httpx-h2", "fastrlm"]
+    n, conc = 1000, 64
+    got: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i in range(repeats):
+        _progress(f"http clients #{i + 1}")
+        with tempfile.TemporaryDirectory(prefix="fastrlm-http-") as tmp:
+            server, url = _start_server("fanout", 1, 0.0, Path(tmp) / "server.json")
+            try:
+                out = subprocess.run(
+                    [str(fast.python), str(HERE / "http_clients.py"),
+                     json.dumps({"base_url": url, "requests": n, "concurrency": conc,
+                                 "clients": clients})],
+                    capture_output=True, text=True, cwd=HERE, timeout=RUN_TIMEOUT_S,
+                )
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not lines:
+            raise RuntimeError(f"http_clients.py failed:\n{out.stderr[-3000:]}")
+        for name, res in json.loads(lines[-1][7:]).items():
+            got[name].append(res)
+    names = {"sdk-create": "openai SDK, `chat.completions.create`",
+             "sdk-post": "openai SDK, `client.post` (fastrlm before)",
+             "httpx": "plain `httpx.AsyncClient`", "httpx2": "plain `httpx2.AsyncClient`",
+             "aiohttp": "plain `aiohttp.ClientSession`",
+             "httpx-h2": "`httpx.AsyncClient(http2=True)`",
+             "fastrlm": "fastrlm `OpenAIChatLM.complete` (aiohttp, retries, reading)"}
+    base = median([r.get("cpu_ms_per_request", float("nan")) for r in got["sdk-post"]])
+    rows = []
+    for name in clients:
+        results = got[name]
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            rows.append([names[name], "failed", "", "", errors[0][:80]])
+            continue
+        cpu = median([r["cpu_ms_per_request"] for r in results])
+        wall = median([r["wall_s"] for r in results])
+        versions = ",".join(sorted({v for r in results for v in r.get("http_versions", [])}))
+        rows.append([names[name], f"{cpu:.2f} ms", ratio(base, cpu), fmt_s(wall),
+                     versions or "HTTP/1.1"])
+        sec.data[name] = results
+    sec.say(f"{n:,} chat completions, {conc} at once, to the fake model (another process, no "
+            "latency), after 50 to warm the pool; CPU is the client process's own "
+            "(`time.process_time`) divided by the requests. *vs SDK post*: how many times "
+            "cheaper than the path fastrlm used before. HTTP/2 could not be measured against "
+            "this server: `httpx` speaks HTTP/2 only over TLS (ALPN) and has no cleartext h2c "
+            "mode, and the fake server (stdlib `http.server`) speaks HTTP/1.1 only, so the "
+            f"`http2=True` client negotiated the version shown. Medians of {repeats}.")
+    sec.say()
+    sec.table(["client", "CPU per request", "vs SDK post", f"wall for {n:,}", "HTTP version"],
+              rows)
+    return sec
+
+
+# ---------------------------------------------------------------------------- 7. start-up
+def _time_cmd(cmd: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True, timeout=120, cwd=REPO)
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def bench_startup(fast: Impl, official: Impl, repeats: int) -> Section:
+    sec = Section("7. Start-up: `import fastrlm` and `fastrlm --help`")
+    py, off = str(fast.python), str(official.python)
+    reps = max(repeats, 3)
+    _progress("start-up")
+    cases = [("python -c pass (the interpreter alone)", [py, "-c", "pass"]),
+             ("import fastrlm", [py, "-c", "import fastrlm"]),
+             ("fastrlm --help", [py, "-m", "fastrlm", "--help"]),
+             ("import fastrlm; resolve an OpenAI-compatible model",
+              [py, "-c", "import fastrlm.lm as m; m.resolve('ollama/x')"]),
+             ("official: import rlm", [off, "-c", "import rlm"])]
+    rows = []
+    for label, cmd in cases:
+        t = _time_cmd(cmd, reps)
+        sec.data[label] = t
+        rows.append([label, fmt_s(t)])
+    out = subprocess.run([py, "-X", "importtime", "-c", "import fastrlm"], capture_output=True,
+                         text=True, timeout=120, cwd=REPO).stderr
+    top: list[tuple[int, str]] = []
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            top.append((int(parts[1].strip()), parts[2].rstrip()))
+    heavy = sorted((t for t in top if "." not in t[1].strip()), reverse=True)[:8]
+    sec.say("Wall time of each command (a fresh interpreter each time, medians of "
+            f"{reps}). `PYTHONPATH` points at this checkout. The largest top-level imports of "
+            "`import fastrlm` (`python -X importtime`, cumulative): "
+            + ", ".join(f"`{name.strip()}` {us / 1000:.0f} ms" for us, name in heavy) + ".")
+    sec.say()
+    sec.table(["command", "wall"], rows)
+    return sec
+
+
 # ---------------------------------------------------------------------------- machine + output
 def machine() -> dict[str, str]:
     def sh(cmd: list[str]) -> str:
@@ -540,8 +724,9 @@ def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
 
 def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="fanout,bigctx,trace,step",
-                        help="comma-separated subset of fanout,bigctx,trace,step")
+    parser.add_argument("--only", default="fanout,bigctx,trace,step,tokens,http,startup",
+                        help="comma-separated subset of fanout,bigctx,trace,step,tokens,http,"
+                             "startup")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bigctx-mb", default="40,400")
     parser.add_argument("--trace-mb", default="1,100")
@@ -566,6 +751,9 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
         ("trace", lambda: bench_trace(fast, official, [int(x) for x in args.trace_mb.split(",")])),
         ("step", lambda: bench_step(fast, official, args.repeats, args.step_iterations,
                                     args.layers.split(","))),
+        ("tokens", lambda: bench_tokens(fast, official)),
+        ("http", lambda: bench_http(fast, args.repeats)),
+        ("startup", lambda: bench_startup(fast, official, args.repeats)),
     ]
     sections = []
     for name, bench in benches:
