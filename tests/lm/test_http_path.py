@@ -137,3 +137,20 @@ async def test_the_servers_error_message_reaches_the_raised_error() -> None:
             await lm.complete(USER)
         await lm.aclose()
     assert len(server.completion_requests) == 1  # a 4xx other than 408/409/429 is final
+
+
+def test_the_proxy_comes_from_the_environment_and_no_proxy_is_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastrlm.lm._openai import proxy_for
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                 "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy_for("https://api.openai.com/v1") == (None, None)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
+    proxy, auth = proxy_for("https://api.openai.com/v1")
+    assert proxy == "http://proxy.internal:3128"
+    assert auth is not None and auth.login == "user"
+    monkeypatch.setenv("NO_PROXY", "api.openai.com")
+    assert proxy_for("https://api.openai.com/v1") == (None, None)

@@ -120,6 +120,8 @@ class OpenAIChatLM(SDKProvider):
         self._temperature = None if self._reasoning else temperature
         self._extra_body = dict(extra_body or {})
         self._headers = default_headers
+        self._proxy: str | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
         #: Calls in flight at once when ``Limits.max_concurrency`` is unset: the preset's, and
         #: at least :data:`LOCAL_CONCURRENCY` for a server on this machine.
         self.default_concurrency = (
@@ -136,11 +138,13 @@ class OpenAIChatLM(SDKProvider):
         # imports the SDK's HTTP library and reads the trust store (~0.5 s here).
         tls = _sdk.shared_ssl_context() if self._endpoint.startswith("https:") else True
         connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, ssl=tls)
+        # The proxy is read from the environment here, once: aiohttp's trust_env would look it
+        # (and ~/.netrc) up again in a worker thread on every request, ~0.5 ms each.
+        self._proxy, self._proxy_auth = proxy_for(self._endpoint)
         return aiohttp.ClientSession(
             connector=connector,
             headers=self.request_headers(),
             timeout=aiohttp.ClientTimeout(total=None),
-            trust_env=True,
         )
 
     def request_headers(self) -> dict[str, str]:
@@ -190,7 +194,8 @@ class OpenAIChatLM(SDKProvider):
 
         async def attempt() -> ReadCompletion:
             session = await self._clients.get()
-            async with session.post(url, data=payload) as reply:
+            async with session.post(url, data=payload, proxy=self._proxy,
+                                    proxy_auth=self._proxy_auth) as reply:
                 raw = await reply.read()
                 if reply.status >= 400:
                     raise HTTPStatusError(reply.status, raw, reply.headers)
@@ -220,6 +225,20 @@ class OpenAIChatLM(SDKProvider):
 
     def __repr__(self) -> str:
         return f"OpenAIChatLM({self._model!r}, base_url={self.base_url!r})"
+
+
+def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``, as the openai SDK reads them), with its credentials; ``(None, None)`` for a
+    direct connection."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+    return str(proxy), auth
 
 
 def translate_http(
