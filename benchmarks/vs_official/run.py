@@ -636,13 +636,14 @@ def _time_cmd(cmd: list[str], repeats: int) -> float:
 def bench_startup(fast: Impl, official: Impl, repeats: int) -> Section:
     sec = Section("7. Start-up: `import fastrlm` and `fastrlm --help`")
     py, off = str(fast.python), str(official.python)
-    reps = max(repeats, 3)
+    reps = max(2 * repeats, 5)
     _progress("start-up")
     cases = [("python -c pass (the interpreter alone)", [py, "-c", "pass"]),
              ("import fastrlm", [py, "-c", "import fastrlm"]),
              ("fastrlm --help", [py, "-m", "fastrlm", "--help"]),
              ("import fastrlm; resolve an OpenAI-compatible model",
               [py, "-c", "import fastrlm.lm as m; m.resolve('ollama/x')"]),
+             ("official's virtualenv: python -c pass", [off, "-c", "pass"]),
              ("official: import rlm", [off, "-c", "import rlm"])]
     rows = []
     for label, cmd in cases:
@@ -658,7 +659,10 @@ def bench_startup(fast: Impl, official: Impl, repeats: int) -> Section:
             top.append((int(parts[1].strip()), parts[2].rstrip()))
     heavy = sorted((t for t in top if "." not in t[1].strip()), reverse=True)[:8]
     sec.say("Wall time of each command (a fresh interpreter each time, medians of "
-            f"{reps}). `PYTHONPATH` points at this checkout. The largest top-level imports of "
+            f"{reps}). `PYTHONPATH` points at this checkout. Each interpreter's own start is "
+            "shown too: this machine's Python has many packages installed (their `.pth` files "
+            "run at every start), the official package's virtualenv only its own. The largest "
+            "top-level imports of "
             "`import fastrlm` (`python -X importtime`, cumulative): "
             + ", ".join(f"`{name.strip()}` {us / 1000:.0f} ms" for us, name in heavy) + ".")
     sec.say()
