@@ -721,6 +721,20 @@ def _earlier_sections(path: Path) -> dict[str, list[str]]:
     return out
 
 
+def _load_warning(info: dict[str, str]) -> list[str]:
+    """A sentence for the report when the machine was busier than its cores at the start."""
+    try:
+        busy = float(info["load"].split()[0]) > float(info["nproc"])
+    except (ValueError, IndexError):
+        return []
+    if not busy:
+        return []
+    return ["", f"**The machine was heavily loaded by other sessions during this run** (load "
+                f"average {info['load'].split()[0]} on {info['nproc']} cores): times are "
+                "inflated, CPU-bound configurations most; read the ratios within the run, and "
+                "token counts, which do not depend on load."]
+
+
 def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
                    sections: Sequence[Section], started: float, load_end: str) -> None:
     body = [
@@ -732,6 +746,7 @@ def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
         f"kernel {info['kernel']}; load average {info['load']} at the start, {load_end} at "
         "the end (the machine is shared, so timings are noisy). Official package: "
         f"`rlms=={rlms}` from PyPI in `.bench-venv/`.",
+        *_load_warning(info),
         "",
         "```",
         "$ free -g",
