@@ -489,8 +489,9 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
                      fmt_s(median(wall)), shown_layer])
     sec.say("Per iteration: the time between consecutive root requests at the server (the model "
             "answers at once), so it holds the engine's whole turn: parse the reply, run the "
-            "cell, build the next request, plus the HTTP round trip through the openai SDK to "
-            "the local fake server, the same for both. The conversation grows to "
+            "cell, build the next request, plus the HTTP round trip to the local fake server "
+            "(the official package through the openai SDK, fastrlm through aiohttp). The "
+            "conversation grows to "
             f"{2 * iterations} messages for fastrlm ({3 * iterations} for the official one): "
             "*first 20* / *last 20* are the median turn at the "
             f"start and at the end of the run. Medians of {repeats}.")
@@ -712,11 +713,13 @@ def _earlier_sections(path: Path) -> dict[str, list[str]]:
         return {}
     block = text.split(MARK_START, 1)[1].split(MARK_END, 1)[0]
     command = next((ln for ln in block.splitlines() if ln.startswith("Command: ")), "")
+    load = block.split("load average ", 1)[1].split(" ", 1)[0] if "load average " in block else "?"
     out: dict[str, list[str]] = {}
     for chunk in block.split("\n### ")[1:]:
         lines = ("### " + chunk).rstrip("\n").split("\n")
         if "(from an earlier run:" not in lines[0] and command:
-            lines[0] += f" (from an earlier run: {command[len('Command: '):].split(' (took')[0]})"
+            run = command[len("Command: "):].split(" (took")[0]
+            lines[0] += f" (from an earlier run: {run}, load {load} at its start)"
         out[_number(lines[0][4:])] = [*lines, ""]
     return out
 
