@@ -169,7 +169,8 @@ class OpenAIChatLM(SDKProvider):
     def request_params(
         self, messages: Sequence[ChatMessage], max_tokens: int | None
     ) -> dict[str, Any]:
-        """The keyword arguments sent to ``chat.completions.create`` (pure; used by tests)."""
+        """The request's fields, as the openai SDK's ``chat.completions.create`` takes them
+        (``extra_body`` is merged into the JSON body when sent). Pure; used by tests."""
         params: dict[str, Any] = {
             "model": self.api_model,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
