@@ -278,11 +278,12 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
     latency = FANOUT_LATENCY_S
     n_total = sum(common.FANOUT_BATCHES)
     bare = Impl("bare openai SDK", fast.python, HERE / "drive_bare_sdk.py")
+    bare_aio = Impl("bare aiohttp", fast.python, HERE / "drive_bare_aiohttp.py")
     configs: list[tuple[Impl, int | None, str]] = [
         (official, 16, "official, 16 (its default)"), (fast, 16, "fastrlm, 16"),
         (bare, 16, "bare openai SDK, 16"),
         (official, 64, "official, 64 (patched)"), (fast, 64, "fastrlm, 64"),
-        (bare, 64, "bare openai SDK, 64"),
+        (bare, 64, "bare openai SDK, 64"), (bare_aio, 64, "bare aiohttp, 64"),
         (fast, None, f"fastrlm, its default ({LOOPBACK_DEFAULT}: a loopback server)")]
     rows = []
     walls: dict[str, float] = {}
@@ -327,10 +328,11 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
             "latency. *Wall*: the driver's call to its return, start-up and the three root turns "
             "included. *Fan-out*: first sub-call to the last sub-call's reply, as the server saw "
             "them. *bare openai SDK*: the same batches sent straight through one AsyncOpenAI "
-            "client and a semaphore, no engine and no root turns: what the HTTP client itself "
-            "reaches on this machine. *Sub-calls at server*: requests that reached the server "
-            "(retries included); *failed*: answers that came back as errors instead of `ok`. "
-            f"Medians of {repeats}.")
+            "client and a semaphore, no engine and no root turns: what that HTTP client itself "
+            "reaches on this machine; *bare aiohttp*: the same through one aiohttp session, the "
+            "client fastrlm's provider uses. *Sub-calls at server*: requests that reached the "
+            "server (retries included); *failed*: answers that came back as errors instead of "
+            f"`ok`. Medians of {repeats}.")
     sec.say()
     for row, (_, conc, label) in zip(rows, configs, strict=True):
         bare_label = f"bare openai SDK, {conc}"
