@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import resource
 
 MB = 1_000_000
 UNIT_CHARS = MB  # contexts are a 1 MB unit repeated: one allocation, no transient copy
@@ -23,6 +24,14 @@ _WORDS = (
     "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu the of and to "
     "in is was for on that with as by at from this be or an are were which not but have had"
 ).split()
+
+
+def cpu_times() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and of its reaped children (a sandbox
+    worker, once stopped)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_s": me.ru_utime + me.ru_stime, "children_cpu_s": kids.ru_utime + kids.ru_stime}
 
 
 def context_unit(seed: int = 7) -> str:
@@ -43,6 +52,37 @@ def context_unit(seed: int = 7) -> str:
 def make_context(megabytes: int) -> str:
     """``megabytes`` MB of ASCII text (4 characters a token: 1 MB is 250k tokens)."""
     return context_unit() * megabytes
+
+
+# Root-token efficiency (issue 18, benchmark 5): one scripted 30-turn trajectory of mixed
+# outputs over a 2 MB context. "tokens": short prints, five 50K-character prints, two errors and
+# three batches of 20 sub-calls; "tokens-heavy": the same with a 50K print on every turn.
+TOKEN_TURNS = 30
+TOKEN_CONTEXT_MB = 2
+LONG_PRINT_CHARS = 50_000
+_LONG_STEPS = frozenset({2, 7, 12, 17, 22})
+_ERROR_STEPS = frozenset({5, 19})
+_BATCH_STEPS = frozenset({9, 14, 24})
+
+
+def _token_step(scenario: str, step: int) -> list[str]:
+    lines = [_step_marker(step + 1)]  # first, so an error later in the cell cannot hide it
+    if step >= TOKEN_TURNS - 1:
+        return lines + [_finish('"done"')]
+    at = step * 60_000
+    if step in _LONG_STEPS or scenario == "tokens-heavy":
+        lines.append(f"print(context[{at}:{at + LONG_PRINT_CHARS}])")
+    else:
+        lines.append(f"print(len(context), repr(context[{at}:{at + 300}]))")
+    if step in _ERROR_STEPS:
+        lines.append(f"print(missing_name_{step})")
+    if step in _BATCH_STEPS:
+        lines += [
+            f'r = llm_query_batched([f"{SUB_PREFIX}{step}-{{i}}: " + context[{at} + i * 500:'
+            f"{at} + i * 500 + 500] for i in range(20)])",
+            'print(sum(x == "ok" for x in r), "of", len(r), "answered")',
+        ]
+    return lines
 
 
 def _step_marker(step: int) -> str:
@@ -79,6 +119,11 @@ def root_reply(scenario: str, step: int, iterations: int) -> str:
             _step_marker(step + 1),
             _finish('f"{n} {dt:.6f}"'),
         ]
+    elif scenario in ("tokens", "tokens-heavy"):
+        lines = _token_step(scenario, step)
+        code = "\n".join(lines)
+        return (f"Turn {step + 1}: I look at the next part of the context and keep notes."
+                f"\n```repl\n{code}\n```")
     elif scenario == "noop":
         lines = ["x = 1", _step_marker(step + 1)]
         if step >= iterations - 1:

@@ -42,7 +42,8 @@ async def run(cfg: dict) -> dict:
     await client.close()
     first = (errs[:1] or [""])[0][:300]
     return {"t_call": t_call, "t_end": t_end, "wall_s": t_end - t_call,
-            "answer": f"{oks}|{len(errs)}|{first}", "layer": "", "rss_before_call": 0}
+            "answer": f"{oks}|{len(errs)}|{first}", "layer": "", "rss_before_call": 0,
+            **common.cpu_times()}
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ async def run(cfg: dict) -> dict:
         base_url=cfg["base_url"],
         api_key="fake",
         sandbox=cfg.get("sandbox", "auto"),
-        limits=Limits(max_concurrency=cfg.get("concurrency", 64)),
+        limits=Limits(max_concurrency=cfg.get("concurrency", 64),
+                      **({"full_history": True} if cfg.get("full_history") else {})),
         budget=Budget(max_iterations=cfg.get("iterations", 1) + 5),
         trace=trace,
     )
@@ -49,6 +50,7 @@ async def run(cfg: dict) -> dict:
         "layer": result.sandbox,
         "iterations": result.iterations,
         "rss_before_call": rss_before,
+        **common.cpu_times(),
     }
 
 

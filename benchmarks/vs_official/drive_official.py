@@ -59,6 +59,7 @@ def run(cfg: dict) -> dict:
         "error": None,
         "layer": "local (in-process exec)",
         "rss_before_call": rss_before,
+        **common.cpu_times(),
     }
 
 

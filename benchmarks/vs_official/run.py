@@ -45,7 +45,12 @@ import common  # noqa: E402
 import official_env  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Every process started here (fake server, fastrlm drivers, the timed commands) runs the fastrlm
+# of this checkout, whatever is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
 FANOUT_LATENCY_S = 0.100
+LOOPBACK_DEFAULT = 128  # fastrlm's fan-out width for a server on this machine (lm._base)
 RUN_TIMEOUT_S = 300
 
 
@@ -144,7 +149,8 @@ def _start_server(scenario: str, iterations: int, sub_latency_s: float,
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "fake_model.py"), "--scenario", scenario,
          "--iterations", str(iterations), "--sub-latency-ms", str(sub_latency_s * 1000),
-         "--stats-out", str(stats_out)],
+         "--stats-out", str(stats_out)]
+        + (["--count-tokens"] if scenario.startswith("tokens") else []),
         stdout=subprocess.PIPE, text=True, cwd=HERE,
     )
     assert proc.stdout is not None
@@ -272,10 +278,13 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
     latency = FANOUT_LATENCY_S
     n_total = sum(common.FANOUT_BATCHES)
     bare = Impl("bare openai SDK", fast.python, HERE / "drive_bare_sdk.py")
-    configs = [(official, 16, "official, 16 (its default)"), (fast, 16, "fastrlm, 16"),
-               (bare, 16, "bare openai SDK, 16"),
-               (official, 64, "official, 64 (patched)"), (fast, 64, "fastrlm, 64 (its default)"),
-               (bare, 64, "bare openai SDK, 64")]
+    bare_aio = Impl("bare aiohttp", fast.python, HERE / "drive_bare_aiohttp.py")
+    configs: list[tuple[Impl, int | None, str]] = [
+        (official, 16, "official, 16 (its default)"), (fast, 16, "fastrlm, 16"),
+        (bare, 16, "bare openai SDK, 16"),
+        (official, 64, "official, 64 (patched)"), (fast, 64, "fastrlm, 64"),
+        (bare, 64, "bare openai SDK, 64"), (bare_aio, 64, "bare aiohttp, 64"),
+        (fast, None, f"fastrlm, its default ({LOOPBACK_DEFAULT}: a loopback server)")]
     rows = []
     walls: dict[str, float] = {}
     windows: dict[str, float] = {}
@@ -283,13 +292,14 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
 
     def one(label: str) -> RunResult:
         impl, conc = by_label[label]
-        return run_once(impl, "fanout", {"context_mb": 0, "concurrency": conc},
+        return run_once(impl, "fanout", {"context_mb": 0, "concurrency": conc},  # None: default
                         iterations=len(common.FANOUT_BATCHES), sub_latency_s=latency)
 
     runs, failed = interleaved([label for _, _, label in configs], repeats, one)
     if failed:
         raise RuntimeError(f"fan-out runs failed: {failed}")
-    for _impl, conc, label in configs:
+    for _impl, set_conc, label in configs:
+        conc = set_conc or LOOPBACK_DEFAULT
         limit = sum(math.ceil(n / conc) for n in common.FANOUT_BATCHES) * latency
         wall, window, errors, inflight, seen = [], [], [], [], []
         sample_error = ""
@@ -318,22 +328,45 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
             "latency. *Wall*: the driver's call to its return, start-up and the three root turns "
             "included. *Fan-out*: first sub-call to the last sub-call's reply, as the server saw "
             "them. *bare openai SDK*: the same batches sent straight through one AsyncOpenAI "
-            "client and a semaphore, no engine and no root turns: what the HTTP client itself "
-            "reaches on this machine. *Sub-calls at server*: requests that reached the server "
-            "(retries included); *failed*: answers that came back as errors instead of `ok`. "
-            f"Medians of {repeats}.")
+            "client and a semaphore, no engine and no root turns: what that HTTP client itself "
+            "reaches on this machine; *bare aiohttp*: the same through one aiohttp session, the "
+            "client fastrlm's provider uses. *Sub-calls at server*: requests that reached the "
+            "server (retries included); *failed*: answers that came back as errors instead of "
+            f"`ok`. Medians of {repeats}.")
     sec.say()
     for row, (_, conc, label) in zip(rows, configs, strict=True):
-        row.insert(6, ratio(windows[label], windows[f"bare openai SDK, {conc}"]))
+        bare_label = f"bare openai SDK, {conc}"
+        row.insert(6, ratio(windows[label], windows[bare_label]) if bare_label in windows else "")
     sec.table(["implementation, concurrency", "limit", "wall", "wall/limit", "fan-out",
                "fan-out/limit", "fan-out/bare SDK", "max in flight", "sub-calls at server",
                "failed sub-calls"], rows)
+    sec.say("Where the time goes (CPU per sub-call, medians): *client* is the driver process's "
+            "CPU over its whole life (start-up, imports and root turns included; fastrlm: the "
+            "engine and its HTTP client, not the sandbox worker), *server* the fake model's "
+            "process from its first request on (a stdlib `ThreadingHTTPServer`: a thread and a "
+            "JSON parse per request). On 2 cores, (client + server CPU) / 2 is a floor under the "
+            "run however the waits overlap; the rest of the gap to the physical limit is the "
+            "other sessions' load on the same 2 cores (load average above).")
+    sec.say()
+    cpu_rows = []
+    for _impl, _conc, label in configs:
+        client = median([r.driver.get("cpu_s", float("nan")) for r in runs[label]])
+        server = median([r.server.get("cpu_s", float("nan")) for r in runs[label]])
+        cpu_rows.append([label, *(f"{x / n_total * 1000:.2f} ms" for x in (client, server)),
+                         fmt_s((client + server) / 2), fmt_s(walls[label]),
+                         fmt_s(windows[label])])
+        sec.data[label].update({"client_cpu_s": client, "server_cpu_s": server})
+    sec.table(["implementation, concurrency", "client CPU / sub-call", "server CPU / sub-call",
+               "CPU floor on 2 cores", "wall", "fan-out window"], cpu_rows)
     base = walls["official, 16 (its default)"]
-    fast64 = walls["fastrlm, 64 (its default)"]
+    fast64 = walls["fastrlm, 64"]
+    default = configs[-1][2]
     sec.say(f"Speed-up over the official default (wall): fastrlm at 16 "
-            f"{ratio(base, walls['fastrlm, 16'])}, fastrlm at its default 64 "
-            f"{ratio(base, fast64)}; official patched to 64 vs fastrlm at 64: "
-            f"{ratio(walls['official, 64 (patched)'], fast64)}.")
+            f"{ratio(base, walls['fastrlm, 16'])}, at 64 {ratio(base, fast64)}, at its default "
+            f"for this server ({LOOPBACK_DEFAULT}) {ratio(base, walls[default])}; official "
+            f"patched to 64 vs fastrlm at 64: {ratio(walls['official, 64 (patched)'], fast64)}. "
+            "Fan-out window over the physical limit at C=64: "
+            f"{ratio(windows['fastrlm, 64'], sec.data['fastrlm, 64']['limit_s'])}.")
     for label, d in sec.data.items():
         if d.get("sample_error") and label.startswith("official"):
             sec.say(f"\nOfficial failures ({label}): `{d['sample_error'][:160]}`")
@@ -458,8 +491,9 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
                      fmt_s(median(wall)), shown_layer])
     sec.say("Per iteration: the time between consecutive root requests at the server (the model "
             "answers at once), so it holds the engine's whole turn: parse the reply, run the "
-            "cell, build the next request, plus the HTTP round trip through the openai SDK to "
-            "the local fake server, the same for both. The conversation grows to "
+            "cell, build the next request, plus the HTTP round trip to the local fake server "
+            "(the official package through the openai SDK, fastrlm through aiohttp). The "
+            "conversation grows to "
             f"{2 * iterations} messages for fastrlm ({3 * iterations} for the official one): "
             "*first 20* / *last 20* are the median turn at the "
             f"start and at the end of the run. Medians of {repeats}.")
@@ -471,6 +505,171 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
         sec.say("official / fastrlm per iteration: " + ", ".join(
             f"{k.split('=', 1)[-1]} {ratio(base, v)}" for k, v in per_iter.items()
             if k != "official"))
+    return sec
+
+
+# ---------------------------------------------------------------------------- 5. root tokens
+# gpt-5 list prices, USD per million tokens: input, cached input, output
+PRICE_IN, PRICE_CACHED, PRICE_OUT = 1.25, 0.125, 10.0
+
+
+def bench_tokens(fast: Impl, official: Impl) -> Section:
+    sec = Section("5. Root-token efficiency: one scripted 30-turn trajectory, two output mixes")
+    configs = [(official, {}, "official"), (fast, {}, "fastrlm"),
+               (fast, {"full_history": True}, "fastrlm, full_history=True")]
+    rows = []
+    tokenizer = "?"
+    for scenario, title in (("tokens", "mixed"), ("tokens-heavy", "50K print every turn")):
+        per: dict[str, dict[str, float]] = {}
+        for impl, extra, label in configs:
+            _progress(f"tokens {scenario} {label}")
+            r = run_once(impl, scenario, {"context_mb": common.TOKEN_CONTEXT_MB, **extra},
+                         iterations=common.TOKEN_TURNS)
+            reqs = r.server["root_requests"]
+            tokenizer = r.server.get("tokenizer", tokenizer)
+            tin = sum(x["input_tokens"] for x in reqs)
+            cached = sum(x["cached_tokens"] for x in reqs)
+            out = sum(x["output_tokens"] for x in reqs)
+            shares = [x["match_previous_tokens"] / x["input_tokens"] for x in reqs[1:]]
+            cost_in = ((tin - cached) * PRICE_IN + cached * PRICE_CACHED) / 1e6
+            cost = cost_in + out * PRICE_OUT / 1e6
+            per[label] = {"in": tin, "cached": cached, "cost_in": cost_in, "cost": cost,
+                          "bytes": sum(x["bytes"] for x in reqs)}
+            sec.data[f"{scenario} {label}"] = {"requests": reqs, "answer": r.driver["answer"]}
+            rows.append([title, label, str(len(reqs)), f"{tin:,}", f"{cached:,}",
+                         f"{tin - cached:,}", f"{out:,}", fmt_b(per[label]["bytes"]),
+                         f"{max(x['input_tokens'] for x in reqs):,}",
+                         f"{median(shares):.0%} (min {min(shares):.0%})",
+                         f"${cost_in:.4f}", f"${cost:.4f}"])
+        o = per["official"]
+        for label in ("fastrlm", "fastrlm, full_history=True"):
+            f = per[label]
+            rows.append([title, f"**{label} / official**", "", ratio(f["in"], o["in"]),
+                         ratio(f["cached"], o["cached"]),
+                         ratio(f["in"] - f["cached"], o["in"] - o["cached"]), "",
+                         ratio(f["bytes"], o["bytes"]), "", "", ratio(f["cost_in"], o["cost_in"]),
+                         ratio(f["cost"], o["cost"])])
+    sec.say(f"The same scripted root replies for both implementations (`common.root_reply`): 30 "
+            f"turns over a {common.TOKEN_CONTEXT_MB} MB context; *mixed*: short prints, five "
+            "50,000-character prints, two errors, three batches of 20 sub-calls; *50K print every "
+            "turn*: the same with a 50,000-character print on each turn. The fake server counts "
+            f"each root request as a provider bills it ({tokenizer}; message contents + 4 tokens "
+            "a message): *cached* is the prefix shared with an earlier root request, in 128-token "
+            "steps from 1,024 on (OpenAI's automatic prompt caching); *matches previous* is the "
+            "share of each request that repeats the previous request from its start (median over "
+            "requests 2-30). Cost at gpt-5 list prices: input "
+            f"${PRICE_IN}/M, cached input ${PRICE_CACHED}/M, output ${PRICE_OUT}/M; *input cost* "
+            "leaves out the output tokens, which are the same scripted replies for both. "
+            "Deterministic: one run each.")
+    sec.say()
+    sec.table(["trajectory", "implementation", "root requests", "input tokens", "cached",
+               "uncached", "output tokens", "bytes sent", "largest request",
+               "matches previous", "input cost", "cost"], rows)
+    return sec
+
+
+# ---------------------------------------------------------------------------- 6. HTTP clients
+def bench_http(fast: Impl, repeats: int) -> Section:
+    sec = Section("6. HTTP clients: client CPU per request")
+    clients = ["sdk-create", "sdk-post", "httpx", "httpx2", "aiohttp", "httpx-h2", "fastrlm"]
+    n, conc = 1000, 64
+    got: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i in range(repeats):
+        _progress(f"http clients #{i + 1}")
+        with tempfile.TemporaryDirectory(prefix="fastrlm-http-") as tmp:
+            server, url = _start_server("fanout", 1, 0.0, Path(tmp) / "server.json")
+            try:
+                out = subprocess.run(
+                    [str(fast.python), str(HERE / "http_clients.py"),
+                     json.dumps({"base_url": url, "requests": n, "concurrency": conc,
+                                 "clients": clients})],
+                    capture_output=True, text=True, cwd=HERE, timeout=RUN_TIMEOUT_S,
+                )
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not lines:
+            raise RuntimeError(f"http_clients.py failed:\n{out.stderr[-3000:]}")
+        for name, res in json.loads(lines[-1][7:]).items():
+            got[name].append(res)
+    names = {"sdk-create": "openai SDK, `chat.completions.create`",
+             "sdk-post": "openai SDK, `client.post` (fastrlm before)",
+             "httpx": "plain `httpx.AsyncClient`", "httpx2": "plain `httpx2.AsyncClient`",
+             "aiohttp": "plain `aiohttp.ClientSession`",
+             "httpx-h2": "`httpx.AsyncClient(http2=True)`",
+             "fastrlm": "fastrlm `OpenAIChatLM.complete` (aiohttp, retries, reading)"}
+    base = median([r.get("cpu_ms_per_request", float("nan")) for r in got["sdk-post"]])
+    rows = []
+    for name in clients:
+        results = got[name]
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            rows.append([names[name], "failed", "", "", errors[0][:80]])
+            continue
+        cpu = median([r["cpu_ms_per_request"] for r in results])
+        wall = median([r["wall_s"] for r in results])
+        versions = ",".join(sorted({v for r in results for v in r.get("http_versions", [])}))
+        rows.append([names[name], f"{cpu:.2f} ms", ratio(base, cpu), fmt_s(wall),
+                     versions or "HTTP/1.1"])
+        sec.data[name] = results
+    sec.say(f"{n:,} chat completions, {conc} at once, to the fake model (another process, no "
+            "latency), after 50 to warm the pool; CPU is the client process's own "
+            "(`time.process_time`) divided by the requests. *vs SDK post*: how many times "
+            "cheaper than the path fastrlm used before. HTTP/2 could not be measured against "
+            "this server: `httpx` speaks HTTP/2 only over TLS (ALPN) and has no cleartext h2c "
+            "mode, and the fake server (stdlib `http.server`) speaks HTTP/1.1 only, so the "
+            f"`http2=True` client negotiated the version shown. Medians of {repeats}.")
+    sec.say()
+    sec.table(["client", "CPU per request", "vs SDK post", f"wall for {n:,}", "HTTP version"],
+              rows)
+    return sec
+
+
+# ---------------------------------------------------------------------------- 7. start-up
+def _time_cmd(cmd: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True, timeout=120, cwd=REPO)
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def bench_startup(fast: Impl, official: Impl, repeats: int) -> Section:
+    sec = Section("7. Start-up: `import fastrlm` and `fastrlm --help`")
+    py, off = str(fast.python), str(official.python)
+    reps = max(2 * repeats, 5)
+    _progress("start-up")
+    cases = [("python -c pass (the interpreter alone)", [py, "-c", "pass"]),
+             ("import fastrlm", [py, "-c", "import fastrlm"]),
+             ("fastrlm --help", [py, "-m", "fastrlm", "--help"]),
+             ("import fastrlm; resolve an OpenAI-compatible model",
+              [py, "-c", "import fastrlm.lm as m; m.resolve('ollama/x')"]),
+             ("official's virtualenv: python -c pass", [off, "-c", "pass"]),
+             ("official: import rlm", [off, "-c", "import rlm"])]
+    rows = []
+    for label, cmd in cases:
+        t = _time_cmd(cmd, reps)
+        sec.data[label] = t
+        rows.append([label, fmt_s(t)])
+    out = subprocess.run([py, "-X", "importtime", "-c", "import fastrlm"], capture_output=True,
+                         text=True, timeout=120, cwd=REPO).stderr
+    top: list[tuple[int, str]] = []
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            top.append((int(parts[1].strip()), parts[2].rstrip()))
+    heavy = sorted((t for t in top if "." not in t[1].strip()), reverse=True)[:8]
+    sec.say("Wall time of each command (a fresh interpreter each time, medians of "
+            f"{reps}). `PYTHONPATH` points at this checkout. Each interpreter's own start is "
+            "shown too: this machine's Python has many packages installed (their `.pth` files "
+            "run at every start), the official package's virtualenv only its own. The largest "
+            "top-level imports of "
+            "`import fastrlm` (`python -X importtime`, cumulative): "
+            + ", ".join(f"`{name.strip()}` {us / 1000:.0f} ms" for us, name in heavy) + ".")
+    sec.say()
+    sec.table(["command", "wall"], rows)
     return sec
 
 
@@ -504,6 +703,43 @@ MARK_START = "<!-- results:start (written by benchmarks/run_all.py; edit outside
 MARK_END = "<!-- results:end -->"
 
 
+def _number(title: str) -> str:
+    return title.split(".", 1)[0]
+
+
+def _earlier_sections(path: Path) -> dict[str, list[str]]:
+    """The ``### N. ...`` sections of the results block already in ``path``, by number, each
+    marked with the run that measured it: a run of some benchmarks (``--only``) keeps the
+    others' figures instead of dropping them."""
+    if not path.exists() or MARK_START not in (text := path.read_text()) or MARK_END not in text:
+        return {}
+    block = text.split(MARK_START, 1)[1].split(MARK_END, 1)[0]
+    command = next((ln for ln in block.splitlines() if ln.startswith("Command: ")), "")
+    load = block.split("load average ", 1)[1].split(" ", 1)[0] if "load average " in block else "?"
+    out: dict[str, list[str]] = {}
+    for chunk in block.split("\n### ")[1:]:
+        lines = ("### " + chunk).rstrip("\n").split("\n")
+        if "(from an earlier run:" not in lines[0] and command:
+            run = command[len("Command: "):].split(" (took")[0]
+            lines[0] += f" (from an earlier run: {run}, load {load} at its start)"
+        out[_number(lines[0][4:])] = [*lines, ""]
+    return out
+
+
+def _load_warning(info: dict[str, str]) -> list[str]:
+    """A sentence for the report when the machine was busier than its cores at the start."""
+    try:
+        busy = float(info["load"].split()[0]) > float(info["nproc"])
+    except (ValueError, IndexError):
+        return []
+    if not busy:
+        return []
+    return ["", f"**The machine was heavily loaded by other sessions during this run** (load "
+                f"average {info['load'].split()[0]} on {info['nproc']} cores): times are "
+                "inflated, CPU-bound configurations most; read the ratios within the run, and "
+                "token counts, which do not depend on load."]
+
+
 def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
                    sections: Sequence[Section], started: float, load_end: str) -> None:
     body = [
@@ -515,6 +751,7 @@ def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
         f"kernel {info['kernel']}; load average {info['load']} at the start, {load_end} at "
         "the end (the machine is shared, so timings are noisy). Official package: "
         f"`rlms=={rlms}` from PyPI in `.bench-venv/`.",
+        *_load_warning(info),
         "",
         "```",
         "$ free -g",
@@ -522,11 +759,16 @@ def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
         "```",
         "",
     ]
-    for sec in sections:
-        body.append(f"### {sec.title}")
-        body.append("")
-        body.extend(sec.lines)
-        body.append("")
+    kept = _earlier_sections(path)
+    fresh = {_number(sec.title): sec for sec in sections}
+    for number in sorted(set(kept) | set(fresh), key=lambda n: (len(n), n)):
+        if number in fresh:
+            body.append(f"### {fresh[number].title}")
+            body.append("")
+            body.extend(fresh[number].lines)
+            body.append("")
+        else:
+            body.extend(kept[number])
     body.append(MARK_END)
     block = "\n".join(body)
     if path.exists() and MARK_START in (text := path.read_text()) and MARK_END in text:
@@ -539,8 +781,9 @@ def write_markdown(path: Path, command: str, info: dict[str, str], rlms: str,
 
 def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="fanout,bigctx,trace,step",
-                        help="comma-separated subset of fanout,bigctx,trace,step")
+    parser.add_argument("--only", default="fanout,bigctx,trace,step,tokens,http,startup",
+                        help="comma-separated subset of fanout,bigctx,trace,step,tokens,http,"
+                             "startup")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bigctx-mb", default="40,400")
     parser.add_argument("--trace-mb", default="1,100")
@@ -565,6 +808,9 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
         ("trace", lambda: bench_trace(fast, official, [int(x) for x in args.trace_mb.split(",")])),
         ("step", lambda: bench_step(fast, official, args.repeats, args.step_iterations,
                                     args.layers.split(","))),
+        ("tokens", lambda: bench_tokens(fast, official)),
+        ("http", lambda: bench_http(fast, args.repeats)),
+        ("startup", lambda: bench_startup(fast, official, args.repeats)),
     ]
     sections = []
     for name, bench in benches:

@@ -34,7 +34,7 @@ class Rule:
       ``"float"`` (an ``int`` or ``float``, never a ``bool``; NaN and infinities refused).
     - ``minimum`` / ``maximum``: inclusive bounds; ``above`` makes the lower bound exclusive
       (``above=0`` reads "> 0").
-    - ``optional``: ``None`` is accepted and means "no limit".
+    - ``optional``: ``None`` is accepted and means ``unset`` ("no limit" unless told).
     """
 
     kind: Literal["int", "float"]
@@ -42,6 +42,7 @@ class Rule:
     above: float | None = None
     maximum: float | None = None
     optional: bool = False
+    unset: str = "no limit"
 
     def describe(self) -> str:
         """The accepted range in words, e.g. ``"an integer >= 1"`` or ``"a number > 0"``."""
@@ -53,7 +54,7 @@ class Rule:
         if self.maximum is not None:
             parts.append(f"<= {_show(self.maximum)}")
         text = " ".join(parts[:2]) + "".join(f" and {p}" for p in parts[2:])
-        return text + (" (or unset for no limit)" if self.optional else "")
+        return text + (f" (or unset for {self.unset})" if self.optional else "")
 
     def check(self, setting: str, value: object) -> int | float | None:
         """``value`` if this rule accepts it, else raise :class:`InvalidSettingError`."""
@@ -80,9 +81,10 @@ def _show(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
-def count(minimum: int = 0, *, maximum: int | None = None, optional: bool = False) -> Rule:
+def count(minimum: int = 0, *, maximum: int | None = None, optional: bool = False,
+          unset: str = "no limit") -> Rule:
     """A whole number ``>= minimum``."""
-    return Rule("int", minimum=minimum, maximum=maximum, optional=optional)
+    return Rule("int", minimum=minimum, maximum=maximum, optional=optional, unset=unset)
 
 
 def positive(*, optional: bool = False, maximum: float | None = None) -> Rule:
@@ -113,7 +115,7 @@ DEPTH_RULE = count(1)
 
 #: :class:`fastrlm.Limits`'s numeric fields.
 LIMITS_RULES: dict[str, Rule] = {
-    "max_concurrency": count(1),
+    "max_concurrency": count(1, optional=True, unset="the sub-model provider's default"),
     "max_concurrent_children": count(1),
     "request_timeout_s": positive(),
     "max_retries": count(0),

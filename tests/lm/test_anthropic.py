@@ -41,8 +41,9 @@ async def test_system_is_split_out_and_the_prefix_is_marked_for_caching() -> Non
         }
     ]
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    marked = [i for i, m in enumerate(body["messages"]) if "cache_control" in m["content"][-1]]
+    assert marked == [0, 1, 2]  # the question, the latest reply, the last message
     assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
-    assert all("cache_control" not in m["content"][-1] for m in body["messages"][:-1])
     assert body["max_tokens"] == 100 and body["model"] == "claude-haiku-4-5"
 
 
@@ -166,3 +167,28 @@ async def test_the_ledger_counts_and_bounds_anthropic_retries_too() -> None:
     assert sent == 4 * 3 and result.subcalls == 4 and result.subcalls_failed == 4
     assert result.requests == sent + len(root.calls)
     assert result.usage.by_model["anthropic/claude-haiku-4-5"].failed_requests == sent
+
+
+def test_breakpoints_move_forward_with_the_history_and_stay_within_the_apis_four() -> None:
+    from fastrlm.lm._anthropic import cache_breakpoints
+
+    assert cache_breakpoints(["user"]) == []
+    roles = ["user"] + ["assistant", "user"] * 12
+    assert cache_breakpoints(roles) == [0, 23, 24]
+    assert cache_breakpoints(roles + ["assistant", "user"]) == [0, 25, 26]
+    assert cache_breakpoints(["user", "assistant", "user", "user"]) == [0, 1, 3]
+
+
+async def test_a_long_history_sends_no_more_than_four_breakpoints() -> None:
+    history: list[ChatMessage] = [HISTORY[0], HISTORY[1]]
+    for i in range(10):
+        history += [{"role": "assistant", "content": f"reply {i}"},
+                    {"role": "user", "content": f"output {i}"}]
+    async with FakeAnthropicServer(["ok"]) as server:
+        lm = _lm(server)
+        await lm.complete(history, max_tokens=100)
+        await lm.aclose()
+    body = server.completion_requests[0].body
+    marks = sum("cache_control" in m["content"][-1] for m in body["messages"])
+    marks += sum("cache_control" in b for b in body["system"])
+    assert marks == 4

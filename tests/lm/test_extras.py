@@ -50,10 +50,11 @@ def test_anthropic_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 def test_importing_fastrlm_lm_imports_no_sdk_until_a_provider_is_used() -> None:
     code = (
         "import sys, fastrlm, fastrlm.lm, fastrlm.testing\n"
-        "sdks = ('openai', 'anthropic', 'litellm', 'httpx2')\n"
+        "sdks = ('openai', 'anthropic', 'litellm', 'httpx2', 'aiohttp')\n"
         "assert not [m for m in sdks if m in sys.modules], sys.modules.keys()\n"
         "fastrlm.lm.resolve('ollama/m')\n"
-        "assert 'openai' in sys.modules and 'anthropic' not in sys.modules\n"
+        "assert 'aiohttp' in sys.modules, 'the OpenAI-compatible path is aiohttp'\n"
+        "assert not [m for m in ('openai', 'anthropic', 'litellm') if m in sys.modules]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

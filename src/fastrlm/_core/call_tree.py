@@ -20,7 +20,15 @@ from typing import Protocol
 from .._exceptions import BudgetExceededError, ProviderError
 from .._pricing import PriceTable
 from .._windows import subcall_window_chars
-from ..lm._base import LM, ChatMessage, ImagePart, LMResponse, ToolSchema, message_bytes
+from ..lm._base import (
+    DEFAULT_CONCURRENCY,
+    LM,
+    ChatMessage,
+    ImagePart,
+    LMResponse,
+    ToolSchema,
+    message_bytes,
+)
 from ..sandbox._hostcalls import error_text
 from .events import (
     BudgetWarning,
@@ -77,13 +85,15 @@ class CallTree:
     emit: Callable[[Event], None]
     cache: ResponseCache | None = None
     cache_sampled: bool = False
+    concurrency: int | None = None  # when limits.max_concurrency is unset: the sub-model's
     limiter: asyncio.Semaphore = field(init=False)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     child_limiters: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     tool_counter: ToolCounter = field(default_factory=ToolCounter)
 
     def __post_init__(self) -> None:
-        self.limiter = asyncio.Semaphore(self.limits.max_concurrency)
+        width = self.limits.max_concurrency or self.concurrency or DEFAULT_CONCURRENCY
+        self.limiter = asyncio.Semaphore(width)
 
     def child_limiter(self, depth: int) -> asyncio.Semaphore:
         """One limiter per depth, so parents waiting on children can never starve them."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable
 from .._validate import DEPTH_RULE, check_choice, check_flag
-from ..lm._base import LM
+from ..lm._base import LM, default_concurrency
 from .budget import Budget
 from .call_tree import CallTree, ResponseCache
 from .events import Event, EventCallback
@@ -408,6 +408,7 @@ class RLM:
             emit=_dispatcher(callbacks),
             cache=config.cache,
             cache_sampled=config.cache_sampled,
+            concurrency=default_concurrency(config.sub_lm),
         )
         run = Run(
             config=config,

@@ -11,13 +11,21 @@ from .._validate import LIMITS_RULES, check_fields, check_flag
 class Limits:
     """How the engine runs calls and shows output.
 
-    - ``max_concurrency``: LM calls in flight at once over the whole call tree.
+    - ``max_concurrency``: LM calls in flight at once over the whole call tree. ``None``: the
+      sub-model provider's ``default_concurrency`` (a table per provider, local servers higher:
+      ``fastrlm.lm._registry``; 64 for a model that names none).
     - ``max_concurrent_children``: child RLMs (each with its own worker) running at once, per
       depth level.
     - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
     - ``output_chars``: how much of a cell's output the root model sees (head and tail).
     - ``history_chars``: past this size the oldest REPL outputs in the root's conversation are
-      replaced by a one-line note (its code and the latest turns are kept).
+      replaced by a one-line note, in one step down to half this size (its code and the latest
+      turns are kept).
+    - ``full_history``: keep every REPL output in the root's conversation as it was first shown.
+      By default an output longer than 1,000 characters is shown whole once, in the request
+      right after it ran, and cut to a 1,000-character preview from the turn after that, so
+      each request extends the previous one (prompt caching) and long outputs are paid once
+      (``fastrlm._core.history``).
     - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
       and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
       from the sub-model's context window (``fastrlm._windows``).
@@ -36,12 +44,13 @@ class Limits:
       take before its sub-model must answer (each round is one sub-call).
     """
 
-    max_concurrency: int = 64
+    max_concurrency: int | None = None
     max_concurrent_children: int = 8
     request_timeout_s: float = 300.0
     max_retries: int = 5
-    output_chars: int = 20_000
+    output_chars: int = 10_000
     history_chars: int = 400_000
+    full_history: bool = False
     subcall_window_chars: int | None = None
     root_max_tokens: int = 32_768
     sub_max_tokens: int = 16_384
@@ -58,6 +67,7 @@ class Limits:
         its accepted range (:data:`fastrlm._validate.LIMITS_RULES`)."""
         check_fields(self, LIMITS_RULES, "Limits")
         check_flag("Limits.trace_full_prompts", self.trace_full_prompts)
+        check_flag("Limits.full_history", self.full_history)
         _check_worker_env(self.worker_env)
 
     def to_dict(self) -> dict[str, object]:

@@ -154,16 +154,22 @@ _KEPT = ("[REPL output", "[Question ", "New question (")
 
 
 def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int = 4) -> int:
-    """Shrink the oldest REPL-output messages in place until the history fits ``max_chars``.
+    """Past ``max_chars``, shrink the oldest REPL-output messages in place until the history
+    fits half of it.
 
-    The system prompt, the first user message (metadata + question) and the last ``keep_last``
-    messages are never touched; the model's own replies (its code) are kept. Returns how many
-    messages were elided.
+    Half, not just under the limit: each compaction rewrites an early message, and every request
+    after it misses the prompt cache from there on, so compaction comes in one large step that
+    leaves room for many turns rather than a small one on every turn. The system prompt, the
+    first user message (metadata + question) and the last ``keep_last`` messages are never
+    touched; the model's own replies (its code) are kept. Returns how many messages were elided.
     """
     total = sum(len(m["content"]) for m in messages)
+    if total <= max_chars:
+        return 0
+    target = max_chars // 2
     elided = 0
     for i in range(2, max(len(messages) - keep_last, 2)):
-        if total <= max_chars:
+        if total <= target:
             break
         message = messages[i]
         if message["role"] != "user" or message["content"].startswith(_KEPT):

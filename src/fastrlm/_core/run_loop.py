@@ -35,6 +35,7 @@ from .events import (
     preview,
 )
 from .feedback import RESOURCE_NAMES, join_text, output_of, status_of, with_context
+from .history import Pending, add_feedback
 from .ledger import Account, Booking, Reservation
 from .output import OutputInvalid
 from .parsing import (
@@ -86,6 +87,7 @@ class Run:
     last_answer_content: str | None = None
     plan_rejected: bool = False
     output_failures: int = 0
+    _settle: Pending | None = None  # the feedback message to settle next (history.add_feedback)
     _sandbox: Sandbox | None = None
     _sandbox_ready: asyncio.Task[None] | None = None
     _announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -346,15 +348,12 @@ class Run:
                 return await self._last_turn(messages, feedback + "\n\n" + note,
                                              self.limit_hit, iteration)
             budget = describe_budget(ledger.remaining(), max_iter - iteration)
-            messages.append(
-                {
-                    "role": "user",
-                    "content": cfg.prompts.iteration_user.format(
-                        outputs=feedback, notes="", budget=f"Budget {budget}\n",
-                        iteration=iteration, max_iterations=max_iter,
-                    ),
-                }
+            shown = cfg.prompts.iteration_user.format(
+                outputs=feedback, notes="", budget=f"Budget {budget}\n",
+                iteration=iteration, max_iterations=max_iter,
             )
+            self._settle = add_feedback(messages, shown, feedback, self._settle,
+                                        full_history=cfg.limits.full_history)
         note = cfg.prompts.last_turn.format(max_iterations=max_iter)
         last_feedback = messages.pop()["content"] if messages[-1]["role"] == "user" else ""
         return await self._last_turn(messages, join_text(last_feedback, note),

@@ -17,7 +17,7 @@ import click
 
 from .._exceptions import RLMError
 from .._pricing import Price
-from .._validate import LIMITS_RULES, count
+from .._validate import count
 from ..cli._options import (
     Checked,
     as_table,
@@ -87,7 +87,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint for the models.")
 @click.option(
     "--concurrency",
-    type=Checked(LIMITS_RULES["max_concurrency"]),
+    type=Checked(count(1)),  # a width here, never "the provider's default"
     default=8,
     show_default=True,
     help="Instances and method runs in flight at once.",

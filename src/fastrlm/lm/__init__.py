@@ -4,8 +4,8 @@
 - :func:`register_provider` adds a provider (a :class:`Preset`, and for a new wire API the
   factory that takes a :class:`Resolved`); packages add theirs through the
   ``fastrlm.providers`` entry point group. :func:`providers` lists them all.
-- :class:`OpenAIChatLM`: the core provider (official ``openai`` SDK, Chat Completions), for
-  OpenAI and every OpenAI-compatible server (imported on first access, like the extras).
+- :class:`OpenAIChatLM`: the core provider (Chat Completions, one JSON POST over ``aiohttp``),
+  for OpenAI and every OpenAI-compatible server (imported on first access, like the extras).
 - :class:`AnthropicLM` (extra ``fastrlm[anthropic]``) and :class:`LiteLLMLM` (extra
   ``fastrlm[litellm]``) are imported on first access; without the extra, the access raises
   :class:`fastrlm.MissingExtraError` naming the ``pip install``.

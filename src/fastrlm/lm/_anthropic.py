@@ -4,10 +4,15 @@ Importing this module imports ``anthropic``; :mod:`fastrlm.lm` imports it lazily
 missing SDK into :class:`fastrlm.MissingExtraError`.
 
 Prompt caching: the system prompt (stable for a whole run) always carries
-``cache_control: ephemeral``; when a call has history (more than one non-system message) the
-last message carries one too, so the next turn reads the whole prefix from the cache. A
-single-message call (a typical sub-call) marks nothing else: a cache write costs more than plain
-input and a one-off prompt would never be read back.
+``cache_control: ephemeral``. When a call has history (more than one non-system message), the
+breakpoints move forward with it (:func:`cache_breakpoints`): on the last message (the next
+turn repeats it unless it gets settled), on the model's latest reply (the next turn repeats
+everything up to it even when the output after it is settled to a preview,
+``fastrlm._core.history``) and on the first message (the question and context description,
+which never change, so a request after a large history compaction still reads them from the
+cache). Four breakpoints in all, the API's limit. A single-message call (a typical sub-call)
+marks nothing else: a cache write costs more than plain input and a one-off prompt would never
+be read back.
 """
 
 from __future__ import annotations
@@ -94,8 +99,9 @@ class AnthropicLM(SDKProvider):
         """The keyword arguments sent to ``messages.create`` (pure; used by tests)."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = wire_turns(messages)
-        if self.prompt_caching and len(turns) > 1:
-            turns[-1]["content"][-1]["cache_control"] = _EPHEMERAL
+        if self.prompt_caching:
+            for index in cache_breakpoints([t["role"] for t in turns]):
+                turns[index]["content"][-1]["cache_control"] = _EPHEMERAL
         params: dict[str, Any] = {
             "model": self.api_model,
             "messages": turns,
@@ -231,6 +237,19 @@ def _image_blocks(message: ChatMessage) -> list[dict[str, Any]]:
          "source": {"type": "base64", "media_type": image["media_type"], "data": image["data"]}}
         for image in message.get("images") or ()
     ]
+
+
+def cache_breakpoints(roles: Sequence[str]) -> list[int]:
+    """Which of a call's non-system messages carry ``cache_control`` (at most three; the
+    system prompt takes the fourth): none for a single message, else the first message, the
+    latest assistant reply and the last message."""
+    if len(roles) < 2:
+        return []
+    marks = {0, len(roles) - 1}
+    replies = [i for i, role in enumerate(roles) if role == "assistant"]
+    if replies:
+        marks.add(replies[-1])
+    return sorted(marks)
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:

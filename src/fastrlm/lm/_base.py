@@ -127,6 +127,23 @@ class LM(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: LM calls in flight at once for a model whose provider names no ``default_concurrency``.
+DEFAULT_CONCURRENCY = 64
+#: The fan-out width for a server on this machine (it queues rather than rate-limits, and a
+#: fan-out keeps its batch full; vLLM batches up to 256 sequences by default).
+LOCAL_CONCURRENCY = 128
+
+
+def default_concurrency(lm: object) -> int:
+    """How many calls of ``lm`` the engine runs at once when ``Limits.max_concurrency`` is unset:
+    the model's optional ``default_concurrency`` attribute (providers set it from their preset),
+    else :data:`DEFAULT_CONCURRENCY`."""
+    value = getattr(lm, "default_concurrency", None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return DEFAULT_CONCURRENCY
+    return value
+
+
 def estimate_tokens(text: str) -> int:
     """A rough token count (4 characters a token), for displays and for usage a provider omits."""
     return (len(text) + 3) // 4

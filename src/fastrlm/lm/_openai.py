@@ -1,37 +1,78 @@
-"""The core provider: the official ``openai`` SDK's Chat Completions API.
+"""The core provider: OpenAI's Chat Completions API, over ``aiohttp``.
 
 It reaches OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio,
-OpenRouter, Together, Fireworks, ...). The SDK's own retries are off (``max_retries=0``): one
-:class:`RetryPolicy` decides. The SDK's connection pool (1,000 connections by default) is checked
-against ``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
+OpenRouter, Together, Fireworks, ...). The request is one JSON POST, sent by ``aiohttp`` rather
+than the ``openai`` SDK: on the fan-out path the client's CPU per request is the ceiling, and
+there the SDK costs ~3.4 ms a request, plain ``httpx2`` ~2.3 ms and ``aiohttp`` ~0.45 ms (issue 18,
+``benchmarks/vs_official/http_clients.py``; docs/performance.md). The SDK's typed models add
+nothing here: the reply is read field by field with the same tolerance (:func:`read_json`).
+What the SDK gave is kept: HTTP errors become the typed tree (:func:`_retry.error_for_status`,
+``Retry-After`` included), one :class:`RetryPolicy` repeats attempts (each under its timeout,
+each retry asked of the budget ledger), TLS verifies with the HTTP library's trust store
+(:func:`_sdk.shared_ssl_context`), proxies come from the environment, and ``OPENAI_ORG_ID`` /
+``OPENAI_PROJECT_ID`` become the headers the SDK sends for them. The pool is sized from
+``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import re
 import time
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import openai
-from openai.types.chat import ChatCompletion
+import aiohttp
 
 from .._core.limits import Limits
-from .._exceptions import ProviderResponseError
+from .._exceptions import ProviderConnectionError, ProviderResponseError
 from .._usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens, openai_content
+from ._base import (
+    DEFAULT_CONCURRENCY,
+    LOCAL_CONCURRENCY,
+    ChatMessage,
+    LMResponse,
+    ToolCall,
+    ToolSchema,
+    estimate_tokens,
+    openai_content,
+)
 from ._provider import ReadCompletion, SDKProvider
-from ._retry import Failure, RetryPolicy
+from ._retry import Failure, RetryPolicy, error_for_status
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-# text, usage, finish reason, provider-reported cost, raw fields kept on the response
-
 DEFAULT_LIMITS = Limits()
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+#: environment variable -> header, as the openai SDK sends them
+_ENV_HEADERS = (("OPENAI_ORG_ID", "OpenAI-Organization"), ("OPENAI_PROJECT_ID", "OpenAI-Project"))
+
+
+class HTTPStatusError(Exception):
+    """A reply with an error status, before translation (carries what translation reads)."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers)
+
+
+def is_loopback(url: str) -> bool:
+    """True for a URL whose host is this machine (``localhost``, ``127.x``, ``::1``)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_reasoning_model(name: str) -> bool:
@@ -74,6 +115,7 @@ class OpenAIChatLM(SDKProvider):
         reasoning: bool | None = None,
         default_headers: dict[str, str] | None = None,
         extra_body: dict[str, Any] | None = None,
+        default_concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._setup(
             model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
@@ -83,16 +125,43 @@ class OpenAIChatLM(SDKProvider):
         self._temperature = None if self._reasoning else temperature
         self._extra_body = dict(extra_body or {})
         self._headers = default_headers
-
-    def _new_client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key=self._api_key,
-            base_url=self.base_url,
-            max_retries=0,
-            timeout=self.retry.timeout_s,
-            default_headers=self._headers,
-            http_client=self._http_client(openai.DefaultAsyncHttpxClient),
+        self._proxy: str | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
+        #: Calls in flight at once when ``Limits.max_concurrency`` is unset: the preset's, and
+        #: at least :data:`LOCAL_CONCURRENCY` for a server on this machine.
+        self.default_concurrency = (
+            max(default_concurrency, LOCAL_CONCURRENCY) if is_loopback(self._endpoint)
+            else default_concurrency
         )
+
+    def _new_client(self) -> aiohttp.ClientSession:
+        """An ``aiohttp`` session for the running loop: the pool holds ``pool_size``
+        connections, TLS verifies with the shared context (https endpoints), proxies come from
+        the environment.
+        Each attempt's time limit is the :class:`RetryPolicy`'s scope, so the session sets none."""
+        # A plain-HTTP endpoint (a local server) never needs the context, whose first build
+        # imports the SDK's HTTP library and reads the trust store (~0.5 s here).
+        tls = _sdk.shared_ssl_context() if self._endpoint.startswith("https:") else True
+        connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, ssl=tls)
+        # The proxy is read from the environment here, once: aiohttp's trust_env would look it
+        # (and ~/.netrc) up again in a worker thread on every request, ~0.5 ms each.
+        self._proxy, self._proxy_auth = proxy_for(self._endpoint)
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self.request_headers(),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers of every request (pure; used by tests): the key, JSON, the preset's
+        and the caller's headers, and the organisation/project the environment names."""
+        headers = {"Authorization": f"Bearer {self._api_key}", "User-Agent": "fastrlm",
+                   **_JSON_HEADERS}
+        for env, header in _ENV_HEADERS:
+            if os.environ.get(env):
+                headers[header] = os.environ[env]
+        headers.update(self._headers or {})
+        return headers
 
     @property
     def reasoning(self) -> bool:
@@ -106,7 +175,8 @@ class OpenAIChatLM(SDKProvider):
         self, messages: Sequence[ChatMessage], max_tokens: int | None,
         tools: Sequence[ToolSchema] | None = None,
     ) -> dict[str, Any]:
-        """The keyword arguments sent to ``chat.completions.create`` (pure; used by tests)."""
+        """The request's fields, as the openai SDK's ``chat.completions.create`` takes them
+        (``extra_body`` is merged into the JSON body when sent). Pure; used by tests."""
         params: dict[str, Any] = {
             "model": self.api_model,
             "messages": [wire_message(m) for m in messages],
@@ -132,40 +202,167 @@ class OpenAIChatLM(SDKProvider):
         tools: Sequence[ToolSchema] | None = None,
     ) -> LMResponse:
         params = self.request_params(messages, max_tokens, tools)
-        # The body is already plain JSON. chat.completions.create() would re-validate every
-        # message of the conversation on every turn (~0.35 ms a message here), which makes a
-        # long run's overhead grow with the square of its turns; post() sends it as is.
         body = {k: v for k, v in params.items() if k != "extra_body"}
         body.update(params.get("extra_body") or {})
+        payload = json.dumps(body, ensure_ascii=False).encode()  # once, for every attempt
+        url = self._endpoint + "/chat/completions"
         started = time.monotonic()
 
         async def attempt() -> ReadCompletion:
-            client = await self._clients.get()
-            completion = await client.post(
-                "/chat/completions", body=body, cast_to=ChatCompletion
-            )
-            return read_completion(
-                completion, messages, provider=self._provider, model=self.api_model
+            session = await self._clients.get()
+            async with session.post(url, data=payload, proxy=self._proxy,
+                                    proxy_auth=self._proxy_auth) as reply:
+                raw = await reply.read()
+                if reply.status >= 400:
+                    raise HTTPStatusError(reply.status, raw, reply.headers)
+            return read_json(
+                json.loads(raw), messages, provider=self._provider, model=self.api_model
             )
 
         completion = await self.retry.run(
             attempt,
             self._translate,
-            _sdk.catchable(openai),
+            (aiohttp.ClientError, HTTPStatusError, ValueError),
             provider=self._provider,
             model=self.api_model,
         )
         return self._response(completion, started)
 
     def _translate(self, exc: BaseException) -> Failure:
-        return _sdk.translate(exc, openai, provider=self._provider, model=self.api_model,
-                              base_url=self.base_url)
+        return translate_http(exc, provider=self._provider, model=self.api_model,
+                              base_url=self._endpoint)
+
+    @property
+    def _endpoint(self) -> str:
+        return self.base_url or DEFAULT_BASE_URL  # _setup always settles one
 
     async def aclose(self) -> None:
         await self._clients.aclose()
 
     def __repr__(self) -> str:
         return f"OpenAIChatLM({self._model!r}, base_url={self.base_url!r})"
+
+
+def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``, as the openai SDK reads them), with its credentials; ``(None, None)`` for a
+    direct connection."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+    return str(proxy), auth
+
+
+def translate_http(
+    exc: BaseException, *, provider: str, model: str, base_url: str
+) -> Failure:
+    """One failed attempt of the HTTP path as a :class:`Failure`: an error status through
+    :func:`error_for_status` (the message read from an OpenAI-style error body), a connection
+    that failed or broke mid-reply as a retryable :class:`ProviderConnectionError` naming
+    ``base_url``, a body that is not JSON (``ValueError``) as a retryable
+    :class:`ProviderResponseError`."""
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    where = f"{provider} {model}"
+    if isinstance(exc, HTTPStatusError):
+        return error_for_status(exc.status, _error_message(exc.body), exc.headers, **kw)
+    if isinstance(exc, aiohttp.ClientError):
+        error = ProviderConnectionError(
+            f"{where}: cannot reach the endpoint at {base_url}: {type(exc).__name__}: {exc} "
+            "(is the server running, and is the base URL right?)", **kw)
+        return Failure(error, retryable=True)
+    return Failure(ProviderResponseError(f"{where}: malformed response: {exc}", **kw),
+                   retryable=True)
+
+
+def _error_message(body: bytes) -> str:
+    """``error.message`` of an OpenAI-style error body, else the body's start."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return message
+    if isinstance(error, str) and error:
+        return error
+    return body[:300].decode("utf-8", "replace") or "(empty body)"
+
+
+def read_json(
+    data: object, messages: Sequence[ChatMessage], *, provider: str, model: str
+) -> ReadCompletion:
+    """:func:`read_completion` for a decoded JSON reply (dicts and lists, not SDK objects):
+    the same fields, the same tolerance of odd types, the same errors."""
+    where = f"{provider} {model}"
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list):
+        raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    text = _text_of(message if isinstance(message, dict) else {})
+    finish = choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) else None
+    calls = _tool_calls(message) if isinstance(message, dict) else ()
+    if text is None and calls:
+        text = ""
+    if text is None:
+        error = ProviderResponseError(
+            f"{where}: the reply has no text (finish_reason={finish!r})", **kw
+        )
+        if finish == "length":
+            error.retryable = False
+        raise error
+    assert isinstance(data, dict)
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else None
+    cost = usage.get("cost") if usage is not None else None
+    reported = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    raw: dict[str, object] = {"id": data.get("id")}
+    if calls:
+        raw["tool_calls"] = calls
+    return text, _usage_of(usage, messages, text), finish, reported, raw
+
+
+def _usage_of(usage: dict[str, Any] | None, messages: Sequence[ChatMessage],
+              text: str) -> TokenUsage:
+    prompt = _json_count(usage, "prompt_tokens")
+    if usage is None or prompt is None:
+        estimate = sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return TokenUsage(estimate, estimate_tokens(text), estimated=True)
+    details = usage.get("prompt_tokens_details")
+    out_details = usage.get("completion_tokens_details")
+    return TokenUsage(
+        input_tokens=prompt,
+        output_tokens=_json_count(usage, "completion_tokens") or 0,
+        cached_input_tokens=_json_count(details, "cached_tokens") or 0,
+        cache_write_tokens=_json_count(details, "cache_write_tokens") or 0,
+        reasoning_tokens=_json_count(out_details, "reasoning_tokens") or 0,
+    )
+
+
+def _json_count(obj: object, name: str) -> int | None:
+    """``obj[name]`` if ``obj`` is a dict and the value a non-negative int, else ``None``."""
+    value = obj.get(name) if isinstance(obj, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _text_of(message: dict[str, Any]) -> str | None:
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) else None for p in content]
+        content = "".join(p for p in parts if isinstance(p, str))
+    if isinstance(content, str) and content:
+        return content
+    refusal = message.get("refusal")
+    return refusal if isinstance(refusal, str) and refusal else None
 
 
 def read_completion(
@@ -224,22 +421,26 @@ def wire_message(message: ChatMessage) -> dict[str, Any]:
 
 
 def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
-    """The function calls of a reply (arguments parsed; the raw text kept when not a JSON
-    object)."""
+    """The function calls of a reply, an SDK object or decoded JSON (arguments parsed; the raw
+    text kept when not a JSON object)."""
     calls: list[ToolCall] = []
-    for call in getattr(message, "tool_calls", None) or ():
-        function = getattr(call, "function", None)
-        name = getattr(function, "name", None)
+    for call in _field(message, "tool_calls") or ():
+        function = _field(call, "function")
+        name = _field(function, "name")
         if not isinstance(name, str):
             continue
-        text = getattr(function, "arguments", None) or "{}"
+        text = _field(function, "arguments") or "{}"
         try:
-            arguments = json.loads(text)
-        except (TypeError, ValueError):
+            arguments = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
             arguments = text
-        calls.append(ToolCall(str(getattr(call, "id", "") or f"call-{len(calls)}"), name,
+        calls.append(ToolCall(str(_field(call, "id") or f"call-{len(calls)}"), name,
                               arguments if isinstance(arguments, dict) else str(text)))
     return tuple(calls)
+
+
+def _field(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
 
 
 def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:

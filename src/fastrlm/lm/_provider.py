@@ -109,7 +109,7 @@ class SDKProvider(ProviderIdentity, abc.ABC):
         self.api_model = api_model or name
         self.retry = retry or RetryPolicy.from_limits(limits)
         # Never below the SDK's own default pool (1,000), never below the engine's fan-out.
-        self.pool_size = max(1000, limits.max_concurrency)
+        self.pool_size = max(1000, limits.max_concurrency or 0)
         self._api_key = api_key or NO_KEY
         url = base_url or os.environ.get(self._base_url_env) or self._default_base_url
         self.base_url = url.rstrip("/")

@@ -26,7 +26,7 @@ from types import MappingProxyType
 
 from .._core.limits import Limits
 from .._exceptions import ConfigurationError, MissingExtraError
-from ._base import LM
+from ._base import LM, LOCAL_CONCURRENCY
 
 #: With no model named anywhere, the first of these keys found in the environment picks the
 #: root and sub-call models (the library and the CLI share this table).
@@ -47,6 +47,11 @@ class Preset:
     - ``key_env``: the variable holding the key; ``needs_key``: whether the *default* endpoint
       refuses calls without one (a key is never demanded for a URL the user chose).
     - ``detect_reasoning``: drive OpenAI reasoning models (o-series, gpt-5) by their name.
+    - ``concurrency``: calls in flight at once when ``Limits.max_concurrency`` is unset (the
+      model's ``default_concurrency``). Hosted APIs get what their usual rate limits carry;
+      local servers more, since they queue instead of refusing and a fan-out keeps their batch
+      full. An OpenAI-compatible model on a loopback URL counts as local
+      (:data:`LOCAL_CONCURRENCY` at least).
     """
 
     name: str
@@ -58,9 +63,10 @@ class Preset:
     detect_reasoning: bool = False
     default_headers: Mapping[str, str] = field(default_factory=dict)
     about: str = ""
+    concurrency: int = 64
 
 
-def _local(name: str, port: int, about: str) -> Preset:
+def _local(name: str, port: int, about: str, concurrency: int = LOCAL_CONCURRENCY) -> Preset:
     env = name.upper()
     return Preset(
         name,
@@ -69,6 +75,7 @@ def _local(name: str, port: int, about: str) -> Preset:
         f"{env}_BASE_URL",
         f"{env}_API_KEY",
         about=about,
+        concurrency=concurrency,
     )
 
 
@@ -85,7 +92,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             about="OpenAI, or any compatible server via OPENAI_BASE_URL",
         ),
         _local("ollama", 11434, "Ollama's OpenAI-compatible endpoint"),
-        _local("vllm", 8000, "vLLM's OpenAI-compatible server"),
+        _local("vllm", 8000, "vLLM's OpenAI-compatible server", concurrency=256),
         _local("llamacpp", 8080, "llama.cpp's llama-server"),
         _local("lmstudio", 1234, "LM Studio's local server"),
         Preset(
@@ -97,6 +104,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             needs_key=True,
             default_headers={"X-Title": "fastrlm"},
             about="OpenRouter",
+            concurrency=32,
         ),
         Preset(
             "together",
@@ -106,6 +114,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             "TOGETHER_API_KEY",
             needs_key=True,
             about="Together AI",
+            concurrency=32,
         ),
         Preset(
             "fireworks",
@@ -115,6 +124,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             "FIREWORKS_API_KEY",
             needs_key=True,
             about="Fireworks AI",
+            concurrency=32,
         ),
         Preset(
             "groq",
@@ -124,6 +134,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             "GROQ_API_KEY",
             needs_key=True,
             about="Groq",
+            concurrency=16,
         ),
         Preset(
             "deepseek",
@@ -133,6 +144,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             "DEEPSEEK_API_KEY",
             needs_key=True,
             about="DeepSeek",
+            concurrency=32,
         ),
         Preset(
             "gemini",
@@ -142,6 +154,7 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             "GEMINI_API_KEY",
             needs_key=True,
             about="Google Gemini's OpenAI-compatible endpoint",
+            concurrency=16,
         ),
         Preset(
             "anthropic",
@@ -151,12 +164,14 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             "ANTHROPIC_API_KEY",
             needs_key=True,
             about="Anthropic (extra: fastrlm[anthropic])",
+            concurrency=32,
         ),
         Preset(
             "litellm",
             "litellm",
             None,
             about="anything LiteLLM reaches (extra: fastrlm[litellm])",
+            concurrency=32,
         ),
     ]
 )
@@ -193,12 +208,13 @@ def _openai_chat(r: Resolved) -> LM:
         limits=r.limits,
         reasoning=None if r.preset.detect_reasoning else False,
         default_headers=dict(r.preset.default_headers) or None,
+        default_concurrency=r.preset.concurrency,
     )
 
 
 def _anthropic(r: Resolved) -> LM:
     cls = load_extra("anthropic", "AnthropicLM")
-    lm: LM = cls(
+    built = cls(
         r.model,
         api_model=r.name,
         base_url=r.base_url,
@@ -206,14 +222,18 @@ def _anthropic(r: Resolved) -> LM:
         temperature=r.temperature,
         limits=r.limits,
     )
+    built.default_concurrency = r.preset.concurrency
+    lm: LM = built
     return lm
 
 
 def _litellm(r: Resolved) -> LM:
     cls = load_extra("litellm", "LiteLLMLM")
-    lm: LM = cls(
+    built = cls(
         r.model, base_url=r.base_url, api_key=r.api_key, temperature=r.temperature, limits=r.limits
     )
+    built.default_concurrency = r.preset.concurrency
+    lm: LM = built
     return lm
 
 
