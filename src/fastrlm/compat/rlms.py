@@ -15,7 +15,8 @@ here (a remote sandbox such as ``modal``, ``max_errors``, ``orchestrator`` ...) 
 :class:`RLMCompatWarning` per argument and process (a ``UserWarning`` subclass, so
 ``warnings.filterwarnings("ignore", category=RLMCompatWarning)`` silences them) and the run
 uses fastrlm's own isolated sandbox. ``persistent=True`` is a fastrlm session (one REPL across
-``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools. Unlike the official ``local`` environment (``exec`` in the
+``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools. Unlike the
+official ``local`` environment (``exec`` in the
 host process), model code never runs inside your process unless you pass ``sandbox="none"``.
 """
 
