@@ -9,6 +9,7 @@ drawing; a test keeps the two and the classes in step)::
     ├── ConfigurationError
     │   ├── InvalidSettingError         also a ValueError; .setting, .value, .accepted
     │   ├── MissingExtraError           names the pip install that fixes it
+    │   ├── JobError                    jobs/_jobs.py: a job line that is not a valid job
     │   └── NoModelConfigured           cli/_config.py: no flag, variable or config names a model
     ├── ContextError
     ├── ProviderError                   .provider, .model, .status, .retryable

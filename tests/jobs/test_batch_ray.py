@@ -109,9 +109,9 @@ async def test_200_jobs_never_pass_the_provider_limit_across_workers() -> None:
     assert summary.done == 200 and summary.peak_slots == {"openai": 8}
     assert sorted(r.answer for r in results) == sorted(
         f"answer:j{i}:12" if i % 10 < 2 else f"answer:j{i}" for i in range(200))
-    same = {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, r.cost_usd)
+    same = {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, round(r.cost_usd, 9))
             for r in results if r.id in {x.id for x in local}}
-    assert same == {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, r.cost_usd)
+    assert same == {r.id: (r.answer, r.stop_reason, r.iterations, r.subcalls, round(r.cost_usd, 9))
                     for r in local}
 
 

@@ -32,11 +32,13 @@ LAZY_COMMANDS = {
 #: that each matches its command's own help.
 SUMMARIES = {
     "ask": "Answer QUESTION over a context of any size.",
+    "batch": "Run every job of JOBS.jsonl (one JSON object a line) and write RESULTS.jsonl.",
     "bench": "Run benchmark TASK (the paper's tasks, generated offline) with the chosen methods.",
     "chat": "Ask many questions about a context in one session (variables persist between them).",
     "demo": "Run fastrlm end to end offline on a generated ~10M-token input, with a scripted "
             "model.",
     "doctor": "Check this machine: sandbox layers, configured providers, versions.",
+    "mcp": "Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.",
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",
     "runs": "List past runs: question, model, stop reason, cost, time.",
