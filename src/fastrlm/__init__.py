@@ -6,6 +6,7 @@ from ._core.facade import RLM
 from ._core.limits import Limits
 from ._core.prompts import Prompts
 from ._core.result import RLMResult
+from ._core.session import Session
 from ._core.stop import StopReason
 from ._core.tools import Tool
 from ._exceptions import (
@@ -58,6 +59,7 @@ __all__ = [
     "RateLimitError",
     "SandboxError",
     "SandboxUnavailableError",
+    "Session",
     "StopReason",
     "TokenUsage",
     "Tool",

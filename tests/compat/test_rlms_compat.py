@@ -160,7 +160,7 @@ def test_a_remote_environment_warns_once_and_runs_in_fastrlms_sandbox(serve: Any
 
 
 @pytest.mark.parametrize("argument", [
-    {"persistent": True}, {"custom_tools": {"f": print}}, {"max_errors": 3}, {"depth": 1},
+    {"max_errors": 3}, {"depth": 1},
     {"sampling_args": {"top_p": 0.5}}, {"backend_kwargs_extra": True},
 ])
 def test_arguments_without_meaning_here_warn(serve: Any, argument: dict[str, Any]) -> None:
@@ -232,3 +232,36 @@ def test_verbose_prints_progress_on_stderr(serve: Any, capsys: pytest.CaptureFix
     assert captured.out == ""
     assert "[fastrlm] iteration 1/30" in captured.err
     assert "[fastrlm] finished: final" in captured.err
+
+
+def test_persistent_keeps_one_repl_across_completions(serve: Any) -> None:
+    """The recorded gpt-4o trajectory of the official package: x = 500 in one completion, read
+    back in the next."""
+
+    def root(request: FakeRequest) -> str:
+        if "New question (2" in str(request.messages[-1].get("content", "")):
+            return '```repl\nFINAL(str(x) + "|" + context_0 + "|" + context)\n```'
+        return "```repl\nx = 500\nFINAL('stored')\n```"
+
+    endpoint, _ = serve(root)
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, persistent=True,
+              sandbox="none")
+    try:
+        assert rlm.completion("first doc", root_prompt="remember").response == "stored"
+        assert rlm.completion("second doc", root_prompt="recall").response == (
+            "500|first doc|second doc")
+    finally:
+        rlm.close()
+
+
+def test_custom_tools_become_host_tools_in_the_repl(serve: Any) -> None:
+    endpoint, _ = serve('```repl\nFINAL(str(lookup("k")) + str(shout("hi")))\n```')
+
+    def shout(text: str) -> str:
+        return text.upper()
+
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none",
+              custom_tools={"lookup": lambda key: {"k": 7}[key], "shout": shout})
+    assert rlm.completion("ctx", root_prompt="q").response == "7HI"
+    with pytest.raises(ConfigurationError, match="custom_tools"):
+        RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, custom_tools="lookup")

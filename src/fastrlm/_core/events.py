@@ -39,6 +39,8 @@ class RunStarted(Event):
     context: dict[str, Any]
     sandbox: str
     budget: dict[str, Any]
+    session_id: str | None = None  # rlm.session(): every question's run carries its id
+    session_question: int = 0  # 1, 2, ... within the session (0: not in a session)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ from .prompts import Prompts
 from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
+from .session import Session, SessionState
 from .stop import StopReason
 from .sub_agent import PROTOCOLS
 from .tools import Tool, as_tools
@@ -355,11 +356,42 @@ class RLM:
         raises: the REPL code gets an ``"[error: ...]"`` string in its place. Cancelling the
         task cancels in-flight sub-calls and stops the worker.
         """
+        return await self._acompletion(prompt, context, budget=budget, limits=limits,
+                                       on_event=on_event, output=output)
+
+    def session(self, *, budget: Budget | None = None, limits: Limits | None = None) -> Session:
+        """A session: many questions over one REPL and one conversation (see
+        :class:`~fastrlm.Session`). ``budget`` makes one budget for the whole session (else
+        each question has the RLM's, or its own ``ask(budget=...)``); ``limits`` are every
+        question's. Use as ``with rlm.session() as s: s.ask(q, context=...)`` or ``async
+        with``."""
+        return Session(self, budget=budget, limits=limits)
+
+    async def _acompletion(
+        self, prompt: str, context: object = _MISSING, *, budget: Budget | None,
+        limits: Limits | None, on_event: EventCallback | None, output: object,
+        session: SessionState | None = None,
+    ) -> RLMResult:
         config = self._run_config(budget, limits, output)
-        drop_in = context is _MISSING
-        if drop_in:
-            context = prompt
-        _check_context(context)
+        drop_in = False
+        new_context = True
+        if session is not None and (context is None or context is _MISSING):
+            if session.messages:  # a later question without a context of its own
+                context, new_context = session.latest, False
+            else:
+                context, drop_in = prompt, True
+        elif context is _MISSING:
+            context, drop_in = prompt, True
+        if new_context:
+            _check_context(context)
+        if session is not None and new_context:
+            if session.messages and not isinstance(context, str | list | tuple | dict):
+                raise ContextError(
+                    f"a later question's context is sent to the session's REPL as JSON, so it "
+                    f"must be a str, list or dict, not {type(context).__name__}; DataFrames, "
+                    "bytes, files and images can be a session's first context"
+                )
+            session.latest = context
         callbacks = list(config.callbacks) + ([on_event] if on_event else [])
         run_id = new_run_id()
         writer = _trace_writer(config)
@@ -367,7 +399,8 @@ class RLM:
             callbacks.append(writer)
         if config.telemetry is not None:  # made here: the caller's current span is its parent
             callbacks.append(config.telemetry())
-        ledger = BudgetLedger(config.budget)
+        ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
+            config.budget)
         tree = CallTree(
             ledger=ledger,
             limits=config.limits,
@@ -384,6 +417,8 @@ class RLM:
             context=context,
             run_id=run_id,
             drop_in=drop_in,
+            session=session,
+            new_context=new_context,
         )
         started = time.monotonic()
         outcome = await _within_limits(run, ledger)
@@ -539,11 +574,8 @@ async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
 def _check_context(context: object) -> None:
     if context is None:
         raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
-    if isinstance(context, (str, list, tuple, dict)) and len(context) == 0:
+    if isinstance(context, (str, list, tuple, dict, bytes)) and len(context) == 0:
         raise ContextError("context is empty: there is nothing to answer from")
-    if isinstance(context, bytes):
-        raise ContextError("context is bytes: decode it to str first (e.g. data.decode('utf-8', "
-                           "'replace'))")
 
 
 def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:

@@ -148,6 +148,11 @@ ELIDED = "[REPL output of an earlier turn elided to keep the conversation short;
     "characters. Re-run code if you need it again.]"
 
 
+#: User messages compaction leaves alone: notes it already wrote, and a session's questions
+#: (collapsed whole by ``session.compact_questions``, never elided here).
+_KEPT = ("[REPL output", "[Question ", "New question (")
+
+
 def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int = 4) -> int:
     """Past ``max_chars``, shrink the oldest REPL-output messages in place until the history
     fits half of it.
@@ -167,7 +172,7 @@ def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int 
         if total <= target:
             break
         message = messages[i]
-        if message["role"] != "user" or message["content"].startswith("[REPL output"):
+        if message["role"] != "user" or message["content"].startswith(_KEPT):
             continue
         note = ELIDED.format(n=len(message["content"]))
         if len(note) >= len(message["content"]):

@@ -195,6 +195,25 @@ OUTPUT_INVALID = """\
 Note: your answer does not match the required output ({name}): {errors}. It was not taken; \
 fix it and deliver it again ({tries_left} more tries)."""
 
+SESSION_QUESTION = """\
+New question ({number} in this session):
+{question}
+
+{new_context}The contexts: {contexts}
+Your variables from earlier questions are still defined. Work in ```repl blocks as before and \
+end with FINAL(...) or FINAL_VAR(...) for this question."""
+
+SESSION_NEW_CONTEXT = """\
+A new context came with it, bound as `context_{index}` (and `context`):
+{description}
+
+"""
+
+SESSION_RESTARTED = """\
+Note: the REPL was restarted after that block ({reason}); every variable you had made, in this \
+question and earlier ones, is lost. The contexts ({names}) and the REPL functions are back.
+"""
+
 LAST_TURN = """\
 You have used all {max_iterations} turns. Reply now with your best final answer from what you \
 have found so far: one ```repl block that calls FINAL(...) or FINAL_VAR(...). No more exploring."""
@@ -216,8 +235,11 @@ class Prompts:
     ``sub_tools_results`` (``{results}``, ``{rounds_left}``) and ``sub_tools_done``
     (``{rounds}``) when its rounds are used up. With ``completion(output=T)`` the first message
     gains ``output_format`` (``{name}``, ``{schema}``) and an answer that does not match gets
-    ``output_invalid`` (``{name}``, ``{errors}``, ``{tries_left}``). :meth:`paper` gives the
-    paper's prompts."""
+    ``output_invalid`` (``{name}``, ``{errors}``, ``{tries_left}``). In a session each later
+    question is ``session_question`` (``{number}``, ``{question}``, ``{new_context}``: a
+    ``session_new_context`` with ``{index}`` and ``{description}``, or empty; ``{contexts}``),
+    and a restart is told with ``session_restarted`` (``{reason}``, ``{names}``).
+    :meth:`paper` gives the paper's prompts."""
 
     system: str = SYSTEM
     subcall_tools: str = SUBCALL_TOOLS
@@ -248,6 +270,9 @@ class Prompts:
     sub_tools_results: str = SUB_TOOLS_RESULTS
     sub_tools_done: str = SUB_TOOLS_DONE
     output_format: str = OUTPUT_FORMAT
+    session_question: str = SESSION_QUESTION
+    session_new_context: str = SESSION_NEW_CONTEXT
+    session_restarted: str = SESSION_RESTARTED
     output_invalid: str = OUTPUT_INVALID
 
     @classmethod

@@ -17,7 +17,7 @@ from .._windows import subcall_window_chars
 from ..context._info import ContextInfo, context_digest, describe_shape
 from ..lm._base import LM, ChatMessage, ImagePart, LMResponse
 from ..sandbox._base import FinalValue, Sandbox, SandboxLimits
-from ..sandbox._hostcalls import error_text
+from ..sandbox._hostcalls import HostBridge, error_text
 from .call_tree import CallTree, SubcallOutcome
 from .events import (
     ChildRunFinished,
@@ -48,6 +48,7 @@ from .parsing import (
 )
 from .prompts import describe_budget
 from .run_values import Outcome, RunConfig, new_run_id
+from .session import QuestionSpan, SessionState, compact_questions
 from .stop import StopReason
 from .sub_agent import agent_subcall
 from .tools import run_tool
@@ -78,6 +79,9 @@ class Run:
     account: Account = field(default_factory=Account)
     root_lm: LM | None = None
     drop_in: bool = False
+    session: SessionState | None = None
+    new_context: bool = True  # in a session: this question brought a context of its own
+    _question: ChatMessage | None = None  # in a session: this question's own message
     limit_hit: StopReason | None = None
     iterations: int = 0
     last_answer_content: str | None = None
@@ -131,18 +135,26 @@ class Run:
             env=tuple(sorted(cfg.limits.worker_env.items())),
             tools=tuple(tool.spec for tool in cfg.tools),
         )
-        try:
-            sandbox = make_sandbox(cfg.sandbox_kind, limits)
-        except SandboxError as exc:
-            self._emit_started(info, "unavailable")
-            return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox",
-                           exception=exc)
+        session = self.session
+        kept = session.sandbox if session is not None else None
+        if kept is not None:  # a session's later question: its REPL, maybe a new context
+            sandbox = kept
+        else:
+            try:
+                sandbox = make_sandbox(cfg.sandbox_kind, limits)
+            except SandboxError as exc:
+                self._emit_started(info, "unavailable")
+                return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="sandbox",
+                               exception=exc)
         self._sandbox = sandbox
         # Three things start at once: hashing the context for run.started (seconds for a
         # 400 MB context), the worker, and the root's first call (which needs only the shape).
         self._announced = asyncio.Event()
         announce = asyncio.create_task(self._announce(info))
-        self._sandbox_ready = asyncio.create_task(self._start_sandbox(sandbox))
+        if kept is not None:
+            self._sandbox_ready = asyncio.create_task(self._next_context(sandbox, info))
+        else:
+            self._sandbox_ready = asyncio.create_task(self._start_sandbox(sandbox))
         try:
             outcome = await self._loop(info, announce)
         except (SandboxError, ContextError) as exc:
@@ -157,9 +169,27 @@ class Run:
             await asyncio.gather(announce, self._sandbox_ready, return_exceptions=True)
             if not self._announced.is_set():  # run.started always precedes run.finished
                 self._emit_started(info, cfg.sandbox_kind)
-            await sandbox.close()
+            if session is None or session.closed or not self._sandbox_ready.done() or (
+                    self._sandbox_ready.cancelled() or self._sandbox_ready.exception()):
+                await sandbox.close()  # a session keeps a worker that started
+                if session is not None:
+                    session.sandbox = None
+            elif kept is None:
+                session.sandbox = sandbox
         outcome.sandbox = sandbox.layer
         return outcome
+
+    async def _next_context(self, sandbox: Sandbox, info: ContextInfo) -> None:
+        """A session's later question: bind its context as ``context_<n>`` and ``context``."""
+        session = self.session
+        assert session is not None
+        session.bridge.run = self  # the REPL's host calls are this question's now
+        if self.new_context:
+            name = f"context_{len(session.contexts)}"
+            await sandbox.define(name, self.context)
+            await sandbox.define("context", alias=name)
+            session.contexts.append(_context_note(info))
+        await self._announced.wait()
 
     async def _announce(self, shape: ContextInfo) -> None:
         """Hash the context off the event loop, then emit run.started (always the run's first
@@ -173,7 +203,13 @@ class Run:
 
     async def _start_sandbox(self, sandbox: Sandbox) -> None:
         started = time.monotonic()
-        await sandbox.start(self.context, self)  # a Run is its sandbox's HostBridge
+        bridge: HostBridge = self  # a Run is its sandbox's HostBridge
+        if self.session is not None:  # a session's worker outlives this run: it forwards
+            self.session.bridge.run = self
+            bridge = self.session.bridge
+        await sandbox.start(self.context, bridge)
+        if self.session is not None:  # the first question of a session: context_0 too
+            await sandbox.define("context_0", alias="context")
         await self._announced.wait()
         self.tree.emit(SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
                                       unsafe=sandbox.unsafe,
@@ -201,6 +237,8 @@ class Run:
                 context=info.to_dict(),
                 sandbox=layer,
                 budget=cfg.budget.to_dict(),
+                session_id=self.session.id if self.session else None,
+                session_question=self.session.questions + 1 if self.session else 0,
             )
         )
         early, self._early = self._early, []
@@ -210,6 +248,15 @@ class Run:
     def _finish(self, outcome: Outcome, started: float) -> None:
         ledger = self.tree.ledger
         top = self.depth == 0
+        session = self.session
+        if session is not None and self._question is not None:
+            # found by identity: compaction of earlier questions moves it
+            start = next((i for i, m in enumerate(session.messages) if m is self._question), -1)
+            if start >= 0:
+                session.spans.append(QuestionSpan(
+                    number=session.questions + 1, start=start, end=len(session.messages),
+                    question=self.question, answer=outcome.answer,
+                ))
         if outcome.source:
             self.tree.emit(
                 FinalAnswer(
@@ -245,10 +292,20 @@ class Run:
     async def _loop(self, info: ContextInfo, announce: asyncio.Task[None]) -> Outcome:
         cfg = self.config
         ledger = self.tree.ledger
-        messages: list[ChatMessage] = [
-            {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": self._first_message(info)},
-        ]
+        session = self.session
+        if session is not None and session.messages:
+            messages = session.messages  # the session's conversation goes on
+            compact_questions(session, cfg.limits.history_chars)
+            messages.append({"role": "user", "content": self._session_question(info)})
+        else:
+            messages = [
+                {"role": "system", "content": self._system_prompt()},
+                {"role": "user", "content": self._first_message(info)},
+            ]
+            if session is not None:
+                session.messages = messages
+                session.contexts.append(_context_note(info))
+        self._question = messages[-1]
         first_call = asyncio.create_task(self._call_root(messages, 1))
         try:
             await announce
@@ -358,7 +415,10 @@ class Run:
                          ) -> tuple[LMResponse, Booking] | Outcome:
         """One root call through the ledger, or the outcome that ends the run if it is refused
         or fails (a failed call's booked attempts are reported in ``model.failed``)."""
-        compact_history(messages, self.config.limits.history_chars)
+        limit = self.config.limits.history_chars
+        if self.session is not None:  # whole earlier questions first, then old outputs
+            compact_questions(self.session, limit)
+        compact_history(messages, limit)
         held: list[Reservation] = []
         try:
             return await self.tree.root_call(
@@ -489,7 +549,13 @@ class Run:
             if result.restarted:
                 self.tree.emit(SandboxRestarted(run_id=self.run_id, depth=self.depth,
                                                 reason=result.error or "worker restarted"))
-                notes.append(prompts.restarted.format(reason=result.error or "hard timeout"))
+                reason = result.error or "hard timeout"
+                if self.session is not None:
+                    names = ", ".join(f"`context_{i}`" for i in range(len(self.session.contexts)))
+                    notes.append(prompts.session_restarted.format(reason=reason,
+                                                                  names=names + ", `context`"))
+                else:
+                    notes.append(prompts.restarted.format(reason=reason))
             if result.final is not None:
                 return result.final, ""
         if literal is not None:
@@ -512,6 +578,28 @@ class Run:
             budget_text=budget,
             tools=[(tool.signature, tool.description) for tool in cfg.tools],
             models=sorted(cfg.named_lms),
+        )
+
+    def _session_question(self, info: ContextInfo) -> str:
+        """A session's next question: its number, its context if it brought one, the list of
+        contexts (the new one is counted before ``_next_context`` binds it)."""
+        session = self.session
+        assert session is not None
+        prompts = self.config.prompts
+        new = ""
+        names = [f"`context_{i}` ({text})" for i, text in enumerate(session.contexts)]
+        if self.new_context:
+            index = len(session.contexts)
+            new = prompts.session_new_context.format(index=index, description=info.describe())
+            names.append(f"`context_{index}` ({_context_note(info)})")
+        question = self.question
+        if self._typed():
+            spec = self.config.output
+            assert spec is not None
+            question += prompts.output_format.format(name=spec.name, schema=spec.schema_text())
+        return prompts.session_question.format(
+            number=session.questions + 1, question=question, new_context=new,
+            contexts="; ".join(names) + f"; `context` is `context_{len(names) - 1}`.",
         )
 
     def _first_message(self, info: ContextInfo) -> str:
@@ -618,3 +706,10 @@ class Run:
         return error_text("child_failed", f"the child RLM stopped ({outcome.stop_reason.value}) "
                                           f"without an answer{detail}")
 
+
+
+def _context_note(info: ContextInfo) -> str:
+    """A context in a few words: ``str, 12,345 characters`` / ``list of 40, 9,000 characters``."""
+    if info.type == "str":
+        return f"str, {info.total_chars:,} characters"
+    return f"{info.type} of {info.n_chunks:,}, {info.total_chars:,} characters"

@@ -16,6 +16,7 @@ LAZY_COMMANDS = {
     "ask": "._ask:ask",
     "batch": "._batch:batch",
     "bench": "fastrlm.bench._cli:bench",
+    "chat": "._chat:chat",
     "demo": "._demo:demo",
     "doctor": "._doctor:doctor",
     "mcp": "._mcp:mcp",
@@ -33,6 +34,7 @@ SUMMARIES = {
     "ask": "Answer QUESTION over a context of any size.",
     "batch": "Run every job of JOBS.jsonl (one JSON object a line) and write RESULTS.jsonl.",
     "bench": "Run benchmark TASK (the paper's tasks, generated offline) with the chosen methods.",
+    "chat": "Ask many questions about a context in one session (variables persist between them).",
     "demo": "Run fastrlm end to end offline on a generated ~10M-token input, with a scripted "
             "model.",
     "doctor": "Check this machine: sandbox layers, configured providers, versions.",

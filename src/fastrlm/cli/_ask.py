@@ -15,6 +15,7 @@ from ._exit import ExitCode
 from ._options import as_table, run_options, tool_options, unpriced_help, unpriced_models
 
 if TYPE_CHECKING:
+    from .. import RLM
     from ..trace import TraceWriter
     from ..trace._live import LiveView
 
@@ -200,7 +201,6 @@ def run_settings(
     """Build the RLM that ``settings`` describe (with ``tools`` for its REPL and ``sub_tools``
     for its sub-LLMs) and run it; returns the exit code. ``live_view`` serves the run's live
     page while it runs (and after it, until Ctrl-C, when stdin is a terminal)."""
-    from .. import RLM
     from ..trace import TraceWriter
     from ._runner import run
 
@@ -210,22 +210,8 @@ def run_settings(
     except ValueError as exc:
         fail(str(exc))
     writer = TraceWriter(full_prompts=trace_full) if trace else None
-    try:
-        rlm = RLM(
-            model=settings.require_model(),
-            sub_model=settings.sub_model,
-            budget=budget,
-            limits=limits,
-            sandbox=settings.sandbox,
-            trace=writer if writer is not None else False,
-            base_url=settings.base_url,
-            api_key=settings.api_key,
-            prices=prices if prices is not None else price_table_or_exit(settings),
-            tools=tools,
-            sub_tools=sub_tools,
-        )
-    except ConfigurationError as exc:
-        fail(str(exc))
+    rlm = make_rlm(settings, budget=budget, limits=limits, writer=writer, prices=prices,
+                   tools=tools, sub_tools=sub_tools)
     live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(
@@ -245,6 +231,30 @@ def run_settings(
     if live is not None:
         _linger(live, cancelled=outcome.exit_code == ExitCode.CANCELLED)
     return outcome.exit_code
+
+
+def make_rlm(settings: Settings, *, budget: Any, limits: Any, writer: TraceWriter | None,
+             prices: PriceTable | None = None, tools: tuple[Any, ...] = (),
+             sub_tools: tuple[Any, ...] = ()) -> RLM:
+    """The RLM ``settings`` describe (exits with the message for a configuration it refuses)."""
+    from .. import RLM
+
+    try:
+        return RLM(
+            model=settings.require_model(),
+            sub_model=settings.sub_model,
+            budget=budget,
+            limits=limits,
+            sandbox=settings.sandbox,
+            trace=writer if writer is not None else False,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            prices=prices if prices is not None else price_table_or_exit(settings),
+            tools=tools,
+            sub_tools=sub_tools,
+        )
+    except ConfigurationError as exc:
+        fail(str(exc))
 
 
 def _start_live(writer: TraceWriter) -> LiveView:

@@ -43,6 +43,11 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.option("--trace-full", is_flag=True, help="Record whole sub-call prompts in traces.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
 @tool_options
+@click.option("--max-sessions", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Sessions (extra_body fastrlm.session) kept at once; the oldest idle one "
+              "is closed to make room.")
+@click.option("--session-idle-s", type=Checked(positive()), default=600.0, show_default=True,
+              help="Seconds a session may stay idle before it is closed.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
               "object a line.")
@@ -61,6 +66,8 @@ def serve(
     no_trace: bool,
     tools: tuple[Any, ...] | None,
     sub_tools: tuple[Any, ...] | None,
+    max_sessions: int,
+    session_idle_s: float,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -81,16 +88,20 @@ def serve(
     stop reason, cost); no key, header or prompt text is ever logged. FASTRLM_OTEL=1 or the
     OTEL_EXPORTER_OTLP_* variables turn on OpenTelemetry spans (a request's traceparent is
     continued).
+
+    extra_body={"fastrlm": {"session": "ID"}} keeps one REPL and conversation across the
+    requests of one API key (another key's ID is another session).
     """
     with _logging_to_stderr(log_format, log_level):
         _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
-               trace_full, no_trace, tools, sub_tools, log_format)
+               trace_full, no_trace, tools, sub_tools, log_format,
+               {"max_sessions": max_sessions, "session_idle_s": session_idle_s})
 
 
 def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,
            max_queued_runs: int, max_body_mb: float, api_key_env: str, trace_full: bool,
            no_trace: bool, tools: tuple[Any, ...] | None, sub_tools: tuple[Any, ...] | None,
-           log_format: str) -> None:
+           log_format: str, sessions: dict[str, Any]) -> None:
     from ..server import HTTPLimits, RLMServer
 
     settings = settings_or_exit(flags)
@@ -111,6 +122,7 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
             api_key=settings.api_key,
             max_concurrent_runs=max_concurrent_runs,
             max_queued_runs=max_queued_runs,
+            **sessions,
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
             prices=price_table,

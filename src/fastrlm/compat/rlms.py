@@ -11,10 +11,12 @@ Code written for it runs with one changed import::
     print(completion.response, completion.usage_summary.total_cost)
 
 What each argument becomes is tabled in docs/compat-rlms.md. Arguments that have no meaning
-here (a remote sandbox such as ``modal``, ``persistent=True``, ``custom_tools`` ...) emit one
+here (a remote sandbox such as ``modal``, ``max_errors``, ``orchestrator`` ...) emit one
 :class:`RLMCompatWarning` per argument and process (a ``UserWarning`` subclass, so
 ``warnings.filterwarnings("ignore", category=RLMCompatWarning)`` silences them) and the run
-uses fastrlm's own isolated sandbox. Unlike the official ``local`` environment (``exec`` in the
+uses fastrlm's own isolated sandbox. ``persistent=True`` is a fastrlm session (one REPL across
+``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools. Unlike the
+official ``local`` environment (``exec`` in the
 host process), model code never runs inside your process unless you pass ``sandbox="none"``.
 """
 
@@ -212,9 +214,7 @@ class RLM:
         *,
         sandbox: str = "auto",
     ) -> None:
-        _ignored(depth=depth != 0, max_errors=max_errors is not None, persistent=persistent,
-                 custom_tools=custom_tools is not None,
-                 custom_sub_tools=custom_sub_tools is not None,
+        _ignored(depth=depth != 0, max_errors=max_errors is not None,
                  compaction_threshold_pct=compaction_threshold_pct != 0.85,
                  orchestrator=not orchestrator, user_prologue=user_prologue is not None)
         _check_environment(environment, environment_kwargs)
@@ -255,7 +255,11 @@ class RLM:
             prompts=prompts,
             trace=logger.writer() if logger is not None else False,
             on_event=self._on_event,
+            tools=_tools(custom_tools, "custom_tools"),
+            sub_tools=_tools(custom_sub_tools, "custom_sub_tools"),
         )
+        # persistent=True: one REPL across completion() calls (context_0, context_1, ...)
+        self._session = self._rlm.session() if persistent else None
 
     @property
     def fastrlm(self) -> FastRLM:
@@ -269,7 +273,10 @@ class RLM:
         question, context = _question(prompt, root_prompt)
         started = self._start()
         try:
-            result = self._rlm.completion(question, *context)
+            if self._session is not None:
+                result = self._session.ask(question, *context)
+            else:
+                result = self._rlm.completion(question, *context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -280,17 +287,25 @@ class RLM:
         question, context = _question(prompt, root_prompt)
         started = self._start()
         try:
-            result = await self._rlm.acompletion(question, *context)
+            if self._session is not None:
+                result = await self._session.aask(question, *context)
+            else:
+                result = await self._rlm.acompletion(question, *context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
 
     def close(self) -> None:
-        """Nothing to release: each ``completion()`` closes its HTTP clients and sandbox worker
-        when it ends. Kept for code that calls it."""
+        """With ``persistent=True``, stop the session's REPL worker; otherwise nothing to release
+        (each ``completion()`` closes its HTTP clients and sandbox worker when it ends)."""
+        if self._session is not None and self._session.state.sandbox is not None:
+            self._session.close()
 
     async def aclose(self) -> None:
-        """Close the HTTP clients of the running event loop (after :meth:`acompletion`)."""
+        """Close the HTTP clients of the running event loop (after :meth:`acompletion`), and the
+        persistent session's worker."""
+        if self._session is not None:
+            await self._session.aclose()
         await self._rlm.aclose()
 
     def __enter__(self) -> RLM:
@@ -434,3 +449,19 @@ def _verbose_line(event: Event) -> str | None:
     if kind == "run.finished" and depth == 0:
         return f"finished: {data['stop_reason']}, ${float(data['cost_usd']):.4f}"
     return None
+
+
+def _tools(value: Any, what: str) -> list[Any] | None:
+    """The official ``custom_tools`` / ``custom_sub_tools``: a dict of name -> function (or
+    ``fastrlm.Tool``), or a list of functions. Raises ConfigurationError for anything else."""
+    if value is None:
+        return None
+    from .. import Tool
+
+    if isinstance(value, Mapping):
+        return [item if isinstance(item, Tool) else Tool(item, name=str(name))
+                for name, item in value.items()]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ConfigurationError(f"{what} must be a dict of name -> function or a list of "
+                             f"functions, not {type(value).__name__}")

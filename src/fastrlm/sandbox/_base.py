@@ -135,6 +135,13 @@ class Sandbox(Protocol):
         """Run one cell in the persistent namespace. Never raises for model-code errors."""
         ...
 
+    async def define(self, name: str, value: object = None, *, alias: str | None = None) -> None:
+        """Bind ``name`` to ``value`` (a str, list or JSON-able value), or with ``alias`` to the
+        REPL's own value of that name (no copy), as one of the REPL's names: restored when a
+        cell rebinds it, and bound again in a fresh worker after a restart. Raises
+        :class:`~fastrlm.ContextError` for a value that cannot be sent."""
+        ...
+
     async def show_vars(self) -> str:
         """A one-line-per-variable summary of the user variables (what ``SHOW_VARS()`` prints)."""
         ...

@@ -105,6 +105,7 @@ class InProcessSandbox:
         self._host_since = 0.0
         self._in_host = 0
         self._closed = False
+        self._defined: dict[str, tuple[object, str | None]] = {}
 
     async def start(self, context: object, bridge: HostBridge) -> None:
         self._loop = asyncio.get_running_loop()
@@ -125,6 +126,8 @@ class InProcessSandbox:
             tools=self.limits.tools,
         )
         runtime.redirect_streams = False
+        for name, (value, alias) in self._defined.items():  # a session's contexts survive
+            runtime.define(name, value, alias)
         return runtime
 
     def _host_call(self, op: str, payload: dict[str, Any]) -> list[str] | dict[str, object]:
@@ -211,6 +214,12 @@ class InProcessSandbox:
                     _raise_in_thread(ident[0])
                 raise
         return cell_result(raw, time.monotonic() - started)
+
+    async def define(self, name: str, value: object = None, *, alias: str | None = None) -> None:
+        assert self._runtime is not None
+        self._runtime.define(name, value, alias)
+        self._defined.pop(name, None)
+        self._defined[name] = (value, alias)
 
     async def show_vars(self) -> str:
         return self._runtime.show_vars() if self._runtime else ""

@@ -68,11 +68,11 @@ _ZERO_COPY_MIN = 1 << 20
 _CPYTHON = sys.implementation.name == "cpython"
 Buffer = bytes | memoryview
 
-HOST_OPS = frozenset({"load", "exec", "show_vars", "reply", "shutdown"})
-WORKER_OPS = frozenset({"ready", "fatal", "done", "vars"} | HOST_CALL_OPS)
+HOST_OPS = frozenset({"load", "exec", "show_vars", "define", "reply", "shutdown"})
+WORKER_OPS = frozenset({"ready", "fatal", "done", "vars", "defined"} | HOST_CALL_OPS)
 FINAL_SOURCES = frozenset({"FINAL", "FINAL_VAR", "answer"})
 #: Worker frames that belong to a request and must echo its nonce.
-NONCE_OPS = frozenset({"done", "vars"} | HOST_CALL_OPS)
+NONCE_OPS = frozenset({"done", "vars", "defined"} | HOST_CALL_OPS)
 
 
 def new_nonce() -> str:
@@ -157,6 +157,8 @@ def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
         )
     elif op == "ready":
         ok = isinstance(message.get("pid"), int) and _is_str_list(message.get("confined"))
+    elif op == "defined":
+        ok = _optional(message.get("error"), str)
     else:  # vars, fatal
         ok = isinstance(message.get("text"), str)
     if not ok:

@@ -209,6 +209,15 @@ class ReplRuntime:
         tool.__signature__ = signature  # type: ignore[attr-defined]
         return tool
 
+    def define(self, name: str, value: object = None, alias: str | None = None) -> None:
+        """Bind ``name`` in the namespace as one of the REPL's own names (restored when a cell
+        rebinds it): a session's ``context_<n>``, and ``context`` as the latest one. With
+        ``alias``, ``name`` is bound to the REPL's own value of that name (no copy)."""
+        if alias is not None:
+            value = self._originals[alias]
+        self.ns[name] = value
+        self._originals[name] = value
+
     def _answer_text(self, value: object, what: str) -> str:
         """``value`` as the answer text; raises :class:`AnswerTooLarge` past the limit (checked
         before any copy for a str, so a 400 MB str costs nothing)."""

@@ -188,6 +188,7 @@ class WorkerSandbox:
         self._reaper: subprocess.Popen[bytes] | None = None
         self._reaper_fd = -1
         self._lock = asyncio.Lock()
+        self._defined: dict[str, dict[str, Any]] = {}
         self._abandoned: str | None = None
         self._orphans: list[WorkerProcess] = []
         self._context_written: asyncio.Future[None] | None = None
@@ -506,6 +507,8 @@ class WorkerSandbox:
             raise WorkerCrashedError(
                 f"the worker died ({reason}) and cannot restart: {exc}"
             ) from exc
+        if self._defined:  # a session's later contexts come back with the fresh worker
+            await self._send_defined()
         return reason
 
     # ------------------------------------------------------------- execution
@@ -532,6 +535,37 @@ class WorkerSandbox:
                     extra={"restart_reason": reason},
                 )
             return cell_result(done, time.monotonic() - began, restart_reason=replaced)
+
+    async def define(self, name: str, value: object = None, *, alias: str | None = None) -> None:
+        """Bind ``name`` in the worker's REPL (see :meth:`Sandbox.define`); kept, and sent again
+        (in order) to every fresh worker after a restart. Raises ContextError for a value a
+        frame cannot carry (JSON, at most the frame size) or that the worker could not hold (it
+        is replaced, without that value)."""
+        request = {"op": "define", "name": name, "value": value, "alias": alias}
+        async with self._lock:
+            self._check_open()
+            await self._replace_abandoned()
+            try:
+                reply = await self._round_trip(request, "defined")
+            except (TypeError, ValueError) as exc:
+                raise ContextError(f"{name} cannot be sent to the sandbox: {exc}") from exc
+            except _WorkerLost as lost:
+                reason = await self._restart(lost)
+                raise ContextError(f"the sandbox worker could not take {name} ({reason}); "
+                                   "raise Limits.worker_memory_mb or send less") from None
+            if reply.get("error"):
+                raise ContextError(str(reply["error"]))
+            self._defined.pop(name, None)  # the latest binding goes last
+            self._defined[name] = request
+
+    async def _send_defined(self) -> None:
+        """Send every binding again, in order, to a fresh worker (after a restart)."""
+        for name, request in self._defined.items():
+            try:
+                await self._round_trip(request, "defined")
+            except _WorkerLost as lost:
+                raise WorkerCrashedError(f"the fresh worker died while {name} was sent to it "
+                                         f"again ({lost.reason})") from None
 
     async def show_vars(self) -> str:
         """The user variables, one per line (a hard timeout or crash restarts the worker)."""

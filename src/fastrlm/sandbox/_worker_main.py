@@ -149,6 +149,12 @@ class Worker:
                 answer = self._done_frame(
                     self._timed(self.runtime.execute, str(message.get("code", "")))
                 )
+            elif op == "define":
+                answer = self._protocol.encode_frame(
+                    {"op": "defined", "nonce": self._nonce,
+                     "error": self._define(message.get("name"), message.get("value"),
+                                           message.get("alias"))}
+                )
             elif op == "show_vars":
                 answer = self._protocol.encode_frame(
                     {"op": "vars", "nonce": self._nonce, "text": self._show_vars()}
@@ -157,6 +163,14 @@ class Worker:
                 return
             else:
                 answer = None
+
+    def _define(self, name: object, value: object, alias: object) -> str | None:
+        if not isinstance(name, str) or not name.isidentifier():
+            return "define: the name must be an identifier"
+        if alias is not None and not (isinstance(alias, str) and alias in self.runtime.ns):
+            return "define: the alias names nothing"
+        self.runtime.define(name, value, alias if isinstance(alias, str) else None)
+        return None
 
     def _show_vars(self) -> str:
         try:

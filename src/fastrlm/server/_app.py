@@ -25,7 +25,7 @@ from typing import Any, Self
 from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
 from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._validate import count
+from .._validate import count, positive
 from ..lm._base import LM
 from ..telemetry import Telemetry, trace_context_of
 from ..trace import TraceWriter
@@ -42,6 +42,7 @@ from ._protocol import (
     result_status,
     usage_body,
 )
+from ._sessions import SessionPool, owner_of
 
 log = logging.getLogger("fastrlm.server")
 
@@ -90,6 +91,9 @@ class RLMServer:
         prices: PriceTable | None = None,
         tools: Sequence[Callable[..., Any] | Tool] = (),
         sub_tools: Sequence[Callable[..., Any] | Tool] = (),
+        max_sessions: int = 32,
+        session_idle_s: float = 600.0,
+        max_session_chars: int = 1 << 30,
         telemetry: bool | Telemetry | None = None,
     ) -> None:
         count(1).check("max_concurrent_runs", max_concurrent_runs)
@@ -105,6 +109,11 @@ class RLMServer:
                   trace=writer if writer is not None else False, tools=tools,
                   sub_tools=sub_tools, telemetry=telemetry)
         self._rlm = rlm
+        count(1).check("max_sessions", max_sessions)
+        positive().check("session_idle_s", session_idle_s)
+        count(1).check("max_session_chars", max_session_chars)
+        self.sessions = SessionPool(rlm, max_sessions=max_sessions, idle_s=session_idle_s,
+                                    max_chars=max_session_chars)
         self._unpriced = sorted({lm.model for lm in (rlm.root_lm, rlm.sub_lm)
                                  if lm.model not in rlm.prices})
         if rlm.budget.max_usd is not None and self._unpriced:
@@ -134,6 +143,7 @@ class RLMServer:
             self._on_connection, host, port, limit=self.http_limits.max_line_bytes + 2)
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]
+        self.sessions.start()
 
     @property
     def budget(self) -> Budget:
@@ -163,6 +173,7 @@ class RLMServer:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        await self.sessions.close()
         await self._rlm.aclose()
 
     async def __aenter__(self) -> Self:
@@ -371,9 +382,11 @@ class RLMServer:
                                 code="shutting_down")
             if chat.stream:
                 stream = EventStream(writer, request.version, request.keep_alive)
-                await self._stream(chat, stream, completion_id, created, budget, record)
+                await self._stream(chat, stream, completion_id, created, budget, record,
+                                   owner_of(request.headers.get("authorization", "")))
                 return stream.keep_alive
-            result = await self._run(chat, budget, record.seen)
+            result = await self._run(chat, budget, record.seen, owner_of(
+                request.headers.get("authorization", "")))
         error = result_status(result)
         if error is not None:
             raise error
@@ -383,13 +396,16 @@ class RLMServer:
         return request.keep_alive
 
     async def _run(self, chat: ChatRequest, budget: Budget,
-                   on_event: Callable[[Event], None]) -> RLMResult:
-        """Run the request as a task the server can cancel on shutdown. Raises
-        :class:`HTTPError` for a refused context or a shutdown; a cancellation of the caller
-        propagates."""
-        run = asyncio.create_task(self._rlm.acompletion(chat.question, chat.context,
-                                                        budget=budget, on_event=on_event,
-                                                        output=chat.output))
+                   on_event: Callable[[Event], None], owner: str = "") -> RLMResult:
+        """Run the request as a task the server can cancel on shutdown (in its session when it
+        names one: ``owner`` is whose). Raises :class:`HTTPError` for a refused context, a full
+        session pool or a shutdown; a cancellation of the caller propagates."""
+        if chat.session is not None:
+            run = asyncio.create_task(self._in_session(chat, budget, on_event, owner))
+        else:
+            run = asyncio.create_task(self._rlm.acompletion(chat.question, chat.context,
+                                                            budget=budget, on_event=on_event,
+                                                            output=chat.output))
         self._runs.add(run)
         try:
             return await run
@@ -411,9 +427,19 @@ class RLMServer:
                 await asyncio.gather(run, return_exceptions=True)
             self._runs.discard(run)
 
+    async def _in_session(self, chat: ChatRequest, budget: Budget,
+                          on_event: Callable[[Event], None], owner: str) -> RLMResult:
+        """One question of a session: the request's context (if it brought one; in drop-in mode
+        only the first request's conversation) is the session's next context."""
+        assert chat.session is not None
+        async with self.sessions.use(owner, chat.session, chat.context,
+                                     drop_in=chat.drop_in) as (session, context):
+            return await session.aask(chat.question, context, budget=budget, on_event=on_event,
+                                      output=chat.output)
+
     async def _stream(
         self, chat: ChatRequest, stream: EventStream, completion_id: str, created: int,
-        budget: Budget, record: AccessRecord,
+        budget: Budget, record: AccessRecord, owner: str = "",
     ) -> None:
         def make(**kwargs: Any) -> dict[str, object]:
             return chunk(completion_id=completion_id, created=created, model=chat.model,
@@ -426,7 +452,7 @@ class RLMServer:
             if chat.progress:
                 queue.put_nowait(event)
 
-        runner = asyncio.create_task(self._run(chat, budget, on_event))
+        runner = asyncio.create_task(self._run(chat, budget, on_event, owner))
         runner.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             await stream.start()

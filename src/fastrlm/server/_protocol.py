@@ -9,7 +9,8 @@ Request -> run (:func:`parse_chat_request`):
 - ``fastrlm`` (``extra_body={"fastrlm": {...}}``) may carry ``max_usd``, ``max_subcalls``,
   ``max_requests``, ``max_seconds``, ``max_iterations`` and ``max_depth``: they can only
   *lower* the server's limits (:func:`effective_budget`), and ``progress`` (bool, default
-  true) turns the streamed progress chunks on or off.
+  true) turns the streamed progress chunks on or off, and ``session`` (an id) keeps one REPL and
+  conversation across requests of the same API key (``server/_sessions.py``).
 
 - ``response_format``: ``json_schema`` asks for a typed answer (``completion(output=schema)``:
   the model is told the schema, a mismatch goes back to it, the reply's content is the JSON),
@@ -25,6 +26,7 @@ Run -> response: :func:`completion_body`, :func:`chunk`, :func:`result_status`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,6 +51,8 @@ _ERROR_STATUS = {
     "context": (400, "invalid_request_error", "invalid_context"),
 }
 
+_SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+
 #: The budget fields a request may lower (the CLI's flags), checked by the rules Budget uses.
 _OVERRIDES = BUDGET_KEYS
 
@@ -66,6 +70,7 @@ class ChatRequest:
     progress: bool = True
     overrides: dict[str, float | int] = field(default_factory=dict)
     output: dict[str, Any] | None = None  # response_format: the JSON schema the answer must match
+    session: str | None = None  # fastrlm.session: keep the REPL and conversation across requests
 
 
 def bad_request(message: str, code: str | None = None) -> HTTPError:
@@ -111,6 +116,10 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
     progress = extra.get("progress", True)
     if not isinstance(progress, bool):
         raise bad_request("'fastrlm.progress' must be a boolean", "invalid_fastrlm")
+    session = extra.get("session")
+    if session is not None and not (isinstance(session, str) and _SESSION_ID.match(session)):
+        raise bad_request("'fastrlm.session' must be an id of 1 to 128 letters, digits, '.', "
+                          "'_' or '-'", "invalid_fastrlm")
     output = _response_format(data.get("response_format"))
     return ChatRequest(
         output=output,
@@ -121,7 +130,9 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
         stream=stream,
         include_usage=stream and _flag(options, "include_usage"),
         progress=progress,
-        overrides=_overrides({k: v for k, v in extra.items() if k != "progress"}),
+        overrides=_overrides({k: v for k, v in extra.items()
+                              if k not in ("progress", "session")}),
+        session=session,
     )
 
 
@@ -203,7 +214,7 @@ def _overrides(extra: dict[str, Any]) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for key, value in extra.items():
         if key not in _OVERRIDES:
-            known = ", ".join([*sorted(_OVERRIDES), "progress"])
+            known = ", ".join([*sorted(_OVERRIDES), "progress", "session"])
             raise bad_request(f"unknown field fastrlm.{key} (known: {known})", "invalid_fastrlm")
         rule = BUDGET_RULES[key]
         try:

@@ -1,0 +1,155 @@
+"""``fastrlm chat``: many questions over one context, in one session (one REPL, one
+conversation).
+
+On a terminal it is an interactive loop: ``you>`` prompts with line editing and history (the
+standard ``readline``), live progress on stderr as in ``ask``, Ctrl-C cancels the question being
+answered (the session goes on), Ctrl-D or ``/exit`` ends it. Otherwise it reads one question per
+line from stdin and prints one answer per question on stdout (``--json``: one JSON object a
+line), so a script can drive it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .._exceptions import ContextError, RLMError
+from ._ask import fail, make_rlm, price_table_or_exit, settings_or_exit
+from ._exit import ExitCode, exit_code_for
+from ._options import run_options, tool_options
+from ._progress import RunState, make_progress
+from ._runner import _run_cancellable
+
+if TYPE_CHECKING:
+    from .. import RLMResult, Session
+
+EXIT_WORDS = frozenset({"/exit", "/quit", "exit", "quit"})
+
+
+@click.command()
+@click.option("-c", "--context", "contexts", multiple=True, metavar="PATH",
+              help="A file, directory, glob, .jsonl file: the session's context. Repeatable.")
+@run_options
+@tool_options
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON result object per question on stdout (answer, stop reason, cost).")
+@click.option("--no-trace", is_flag=True, help="Write no traces.")
+@click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...] | None,
+         sub_tools: tuple[Any, ...] | None, as_json: bool, no_trace: bool, no_gitignore: bool,
+         quiet: bool) -> None:
+    """Ask many questions about a context in one session (variables persist between them).
+
+    \b
+    Examples:
+      fastrlm chat -c src/                   # interactive: Ctrl-C cancels a question, Ctrl-D ends
+      printf 'Q1\\nQ2\\n' | fastrlm chat -c notes.txt --json
+    """
+    if not contexts:
+        fail("give the context with -c PATH (a file, directory or glob)")
+    if "-" in contexts:
+        fail("chat reads its questions from stdin, so the context cannot come from there: "
+             "give a file with -c PATH")
+    settings = settings_or_exit(flags)
+    prices = price_table_or_exit(settings)
+    from ..context import load_context
+    from ..trace import TraceWriter
+
+    try:
+        loaded = load_context(list(contexts), gitignore=not no_gitignore)
+    except (ContextError, ValueError) as exc:
+        fail(str(exc))
+    try:
+        budget, limits = settings.make_budget(), settings.make_limits()
+    except ValueError as exc:
+        fail(str(exc))
+    rlm = make_rlm(settings, budget=budget, limits=limits,
+                   writer=None if no_trace else TraceWriter(), prices=prices,
+                   tools=tools or (), sub_tools=sub_tools or ())
+    interactive = sys.stdin.isatty()
+    if not quiet:
+        click.echo(loaded.report.summary(), err=True)
+        if interactive:
+            click.echo("Ask a question (Ctrl-C cancels one, Ctrl-D ends the session).", err=True)
+    code = ExitCode.OK
+    with rlm.session() as session:
+        for question in _questions(interactive):
+            context = loaded.value if not session.results and not session.state.messages else None
+            result, cancelled = _ask(session, question, context, settings.budget, quiet)
+            if cancelled:
+                click.echo("(cancelled; ask again, or Ctrl-D to end)", err=True)
+                continue
+            if result is None:
+                code = ExitCode.ERROR
+                continue
+            _print(result, as_json)
+            outcome = exit_code_for(result.stop_reason.value, result.error_kind,
+                                    result.limited_by.value if result.limited_by else None)
+            code = max(code, outcome) if outcome != ExitCode.CANCELLED else code
+    sys.exit(int(code))
+
+
+def _questions(interactive: bool) -> Any:
+    """The questions: typed at a ``you>`` prompt with history, or one per line of stdin."""
+    if not interactive:
+        for line in sys.stdin:
+            if line.strip():
+                yield line.strip()
+        return
+    try:
+        import readline  # noqa: F401 - line editing and history for input()
+    except ImportError:
+        pass
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            click.echo("", err=True)
+            return
+        except KeyboardInterrupt:  # Ctrl-C at the prompt: a fresh prompt, as a shell does
+            click.echo("", err=True)
+            continue
+        if line.strip().lower() in EXIT_WORDS:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def _ask(session: Session, question: str, context: object, budget: dict[str, Any],
+         quiet: bool) -> tuple[RLMResult | None, bool]:
+    """One question with live progress; Ctrl-C cancels it. Returns (result, cancelled)."""
+    state = RunState(max_usd=budget.get("max_usd"), max_subcalls=budget.get("max_subcalls"))
+    progress = make_progress(state, sys.stderr, quiet=quiet)
+
+    async def ask() -> RLMResult:
+        return await session.aask(question, context, on_event=progress)
+
+    if progress is not None:
+        progress.start()
+    try:
+        value, interrupted = session._blocking(lambda: _run_cancellable(ask, lambda n: None))
+    except RLMError as exc:
+        if exc.result is not None:
+            return exc.result, False
+        click.echo(f"fastrlm: {exc}", err=True)
+        return None, False
+    finally:
+        if progress is not None:
+            progress.stop()
+    return value, interrupted
+
+
+def _print(result: RLMResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+        return
+    click.echo(result.answer if result.answer else f"(no answer: {result.stop_reason.value})")
+    if result.partial:
+        click.echo(f"fastrlm: partial answer ({result.stop_reason.value}"
+                   f"{', limited by ' + result.limited_by.value if result.limited_by else ''})",
+                   err=True)
+

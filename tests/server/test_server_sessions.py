@@ -1,0 +1,100 @@
+"""Sessions over HTTP: extra_body={"fastrlm": {"session": id}} keeps one REPL per (API key,
+id), bounded in number and size, closed when idle, never shared across keys."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import pytest
+
+from fastrlm.testing import ScriptedLM
+
+from .helpers import serving
+
+SET = "```repl\nx = 41\nFINAL('set')\n```"
+READ = "```repl\nFINAL(str(globals().get('x')) + '|' + str(len(context)))\n```"
+
+
+def _root() -> ScriptedLM:
+    def reply(messages: list[dict[str, str]]) -> str:
+        return READ if "read" in messages[-1]["content"] else SET
+    return ScriptedLM(reply, model="scripted/root")
+
+
+def _ask(client: openai.AsyncOpenAI, question: str, session: str | None,
+         context: Any = "ctx") -> Any:
+    extra: dict[str, Any] = {"context": context} if context is not None else {}
+    if session is not None:
+        extra["fastrlm"] = {"session": session}
+    return client.chat.completions.create(
+        model="rlm", messages=[{"role": "user", "content": question}], extra_body=extra)
+
+
+async def _answer(client: openai.AsyncOpenAI, question: str, session: str | None,
+                  context: Any = "ctx") -> str:
+    reply = await _ask(client, question, session, context)
+    return str(reply.choices[0].message.content)
+
+
+async def test_a_session_keeps_variables_and_adds_contexts() -> None:
+    async with serving(_root()) as (server, client):
+        assert await _answer(client, "set it", "s1", "first") == "set"
+        assert await _answer(client, "read it", "s1", ["a", "b", "c"]) == "41|3"
+        assert await _answer(client, "read again", "s1", None) == "41|3"
+        assert await _answer(client, "read it", None) == "None|3"  # no session: fresh
+        assert len(server.sessions) == 1
+
+
+async def test_the_same_id_under_two_api_keys_is_two_sessions() -> None:
+    async with serving(_root()) as (server, alice):
+        bob = openai.AsyncOpenAI(base_url=server.base_url, api_key="bob-key", max_retries=0)
+        try:
+            assert await _answer(alice, "set it", "shared-id") == "set"
+            assert await _answer(bob, "read it", "shared-id") == "None|3"
+            assert await _answer(alice, "read it", "shared-id") == "41|3"
+        finally:
+            await bob.close()
+        assert len(server.sessions) == 2
+
+
+async def test_the_pool_is_bounded_in_number_and_size() -> None:
+    async with serving(_root(), max_sessions=1, max_session_chars=100) as (server, client):
+        assert await _answer(client, "set it", "a") == "set"
+        assert await _answer(client, "set it", "b") == "set"  # a was idle: closed for b
+        assert await _answer(client, "read it", "a") == "None|3"  # a starts again, fresh
+        with pytest.raises(openai.APIStatusError) as raised:
+            await _answer(client, "read it", "c", "x" * 500)
+        assert raised.value.status_code == 413
+        assert len(server.sessions) <= 1
+
+
+async def test_an_idle_session_is_closed() -> None:
+    async with serving(_root(), session_idle_s=0.1) as (server, client):
+        assert await _answer(client, "set it", "idle") == "set"
+        for _ in range(600):  # the sweeper's own period; generous, never a timing assert
+            if len(server.sessions) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert len(server.sessions) == 0
+        assert await _answer(client, "read it", "idle") == "None|3"
+
+
+@pytest.mark.parametrize("session", ["", "has space", "x" * 129, 5, "slash/id"])
+async def test_a_bad_session_id_is_a_400(session: object) -> None:
+    async with serving(_root()) as (_, client):
+        with pytest.raises(openai.BadRequestError, match="fastrlm.session"):
+            await client.chat.completions.create(
+                model="rlm", messages=[{"role": "user", "content": "q"}],
+                extra_body={"context": "c", "fastrlm": {"session": session}})
+
+
+async def test_a_streamed_request_uses_its_session_too() -> None:
+    async with serving(_root()) as (_, client):
+        assert await _answer(client, "set it", "st") == "set"
+        stream = await client.chat.completions.create(
+            model="rlm", messages=[{"role": "user", "content": "read it"}], stream=True,
+            extra_body={"context": "ctx", "fastrlm": {"session": "st", "progress": False}})
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "41|3"
