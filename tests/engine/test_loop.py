@@ -115,7 +115,7 @@ async def test_completion_inside_a_running_loop_says_to_await() -> None:
         rlm.completion("q", context="c")
 
 
-@pytest.mark.parametrize("bad", ["", [], {}, None, b"bytes"])
+@pytest.mark.parametrize("bad", ["", [], {}, None, b""])
 async def test_empty_or_unusable_context_is_a_clear_error(bad: object) -> None:
     rlm, root = make_rlm([repl("FINAL(1)")])
     with pytest.raises(ContextError):

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from .._exceptions import ConfigurationError
 from ..lm._base import ChatMessage
@@ -30,8 +30,18 @@ from .ledger import BudgetLedger
 from .limits import Limits
 from .result import RLMResult
 
-if TYPE_CHECKING:
-    from .facade import RLM
+
+class _Engine(Protocol):
+    """What a session needs of its :class:`~fastrlm.RLM` (a protocol: the facade imports this
+    module, so it cannot be imported back)."""
+
+    def _run_config(self, budget: Budget | None, limits: Limits | None,
+                    output: object = None) -> Any: ...
+
+    async def _acompletion(self, prompt: str, context: object = ..., *,
+                           budget: Budget | None, limits: Limits | None,
+                           on_event: EventCallback | None, output: object,
+                           session: SessionState | None = None) -> RLMResult: ...
 
 _T = TypeVar("_T")
 #: Characters of an earlier question and of its answer kept when it is collapsed.
@@ -138,7 +148,7 @@ class Session:
     stops the REPL worker. The two forms do not mix: a blocking session runs on an event loop
     of its own, which its worker is bound to."""
 
-    def __init__(self, rlm: RLM, *, budget: Budget | None = None,
+    def __init__(self, rlm: _Engine, *, budget: Budget | None = None,
                  limits: Limits | None = None) -> None:
         self._rlm = rlm
         self._limits = limits
