@@ -349,3 +349,14 @@ def test_a_tool_that_exits_or_returns_a_raising_object_never_stops_the_host(kind
     assert "tool_error leave_async: raised SystemExit: 4" in out
     assert "bad_result hostile:" in out and "no dump for you" in out
     assert result.answer == "alive"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tool_with_star_args_and_keywords_gets_what_the_cell_passed(kind: str) -> None:
+    def gather(first: str, *rest: int, sep: str = "-", **extra: object) -> str:
+        return sep.join([first, *map(str, rest)]) + str(sorted(extra.items()))
+
+    code = ["print(gather('a', 1, 2, sep='+', k=3))\nprint(gather('b'))", "FINAL('x')"]
+    _, root = _run(code, [gather], kind)
+    out = _output(root)
+    assert "a+1+2[('k', 3)]" in out and "b[]" in out

@@ -279,21 +279,27 @@ async def _call(tool: Tool, arguments: Mapping[str, object]) -> dict[str, object
 
 
 def _bind(tool: Tool, arguments: Mapping[str, object]) -> tuple[list[Any], dict[str, Any]]:
-    """Positional and keyword arguments for ``tool.fn`` from a name -> value mapping. Raises
-    ``TypeError`` for names the function does not take, or missing required ones."""
-    signature = _signature(tool.fn)
+    return call_arguments(tool.fn, arguments)
+
+
+def call_arguments(fn: Callable[..., Any], arguments: Mapping[str, Any]
+                   ) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments for ``fn`` from a ``tool`` call's bound ``arguments``
+    (parameter name -> value, as the REPL's function bound them: ``*args`` as a list and
+    ``**kwargs`` as a dict under their own names). Raises ``TypeError`` for arguments ``fn``
+    does not take, or a missing required one."""
+    signature = _signature(fn)
     if signature is None:
         return [], dict(arguments)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     left = dict(arguments)
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
     for param in signature.parameters.values():
         if param.name not in left:
             continue
         value = left.pop(param.name)
-        if param.kind is param.POSITIONAL_ONLY:
-            args.append(value)
-        elif param.kind is param.VAR_POSITIONAL:
+        if param.kind is param.VAR_POSITIONAL:
             if not isinstance(value, list):
                 raise TypeError(f"*{param.name} must be a list")
             args.extend(value)
@@ -301,13 +307,22 @@ def _bind(tool: Tool, arguments: Mapping[str, object]) -> tuple[list[Any], dict[
             if not isinstance(value, dict):
                 raise TypeError(f"**{param.name} must be a dict")
             kwargs.update(value)
+        elif param.kind is param.POSITIONAL_ONLY or (
+            varargs and param.kind is param.POSITIONAL_OR_KEYWORD
+        ):  # before *args a parameter can only be filled by position
+            args.append(value)
         else:
             kwargs[param.name] = value
-    if left and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+    if left:
         raise TypeError(f"unexpected argument(s) {', '.join(sorted(left))}")
-    kwargs.update(left)
     signature.bind(*args, **kwargs)  # raises TypeError for a missing required argument
     return args, kwargs
+
+
+def tool_spec(name: str, fn: Callable[..., Any]) -> ToolSpec:
+    """The :class:`ToolSpec` the REPL shows for ``fn`` under ``name`` (no name checks: for
+    callers with names of their own, such as DSPy's tools)."""
+    return _spec_of(name, _signature(fn), fn)
 
 
 def _in_daemon_thread(fn: Callable[..., Any], args: list[Any],

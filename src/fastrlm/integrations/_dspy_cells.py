@@ -22,7 +22,7 @@ import keyword
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._core.tools import _signature, _spec_of
+from .._core import tools as _tools
 from ..sandbox._hostcalls import ToolSpec
 
 #: ``llm_query(name, model=INPUT_MODEL)`` fetches input ``name`` while it is being sent.
@@ -114,43 +114,12 @@ def bind_cell(output_fields: list[dict[str, Any]] | None) -> str:
 def tool_spec(name: str, fn: Callable[..., Any]) -> ToolSpec:
     """What the REPL shows of host tool ``fn`` under ``name`` (its signature and docstring):
     the sandbox binds a function of that signature that makes the ``tool`` host call."""
-    return _spec_of(name, _signature(fn), fn)
+    return _tools.tool_spec(name, fn)
 
 
-def call_arguments(fn: Callable[..., Any], arguments: Mapping[str, Any]
-                   ) -> tuple[list[Any], dict[str, Any]]:
-    """Positional and keyword arguments for ``fn`` from the ``tool`` call's bound ``arguments``
-    (parameter name -> value, as the REPL's function bound them). Raises ``TypeError`` for
-    arguments ``fn`` does not take."""
-    signature = _signature(fn)
-    if signature is None:
-        return [], dict(arguments)
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    left = dict(arguments)
-    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
-    for param in signature.parameters.values():
-        if param.name not in left:
-            continue
-        value = left.pop(param.name)
-        if param.kind is param.VAR_POSITIONAL:
-            if not isinstance(value, list):
-                raise TypeError(f"*{param.name} must be a list")
-            args.extend(value)
-        elif param.kind is param.VAR_KEYWORD:
-            if not isinstance(value, dict):
-                raise TypeError(f"**{param.name} must be a dict")
-            kwargs.update(value)
-        elif param.kind is param.POSITIONAL_ONLY or (
-            varargs and param.kind is param.POSITIONAL_OR_KEYWORD
-        ):  # before *args a parameter can only be filled by position
-            args.append(value)
-        else:
-            kwargs[param.name] = value
-    if left:
-        raise TypeError(f"unexpected argument(s) {', '.join(sorted(left))}")
-    signature.bind(*args, **kwargs)
-    return args, kwargs
+#: Positional and keyword arguments for a host function from a ``tool`` call's bound arguments
+#: (the engine's own binding, shared with ``RLM(tools=...)``).
+call_arguments = _tools.call_arguments
 
 
 def submitted(text: str) -> dict[str, Any] | None:
