@@ -37,7 +37,8 @@ that block. Setting `answer["content"] = ...` then `answer["ready"] = True` does
 SUBCALL_TOOLS = """\
   - `llm_query(prompt) -> str`: ask a sub-model. It sees only its prompt (no REPL, no \
 `context`), so put the part of the context it needs into the prompt itself. A prompt may hold up \
-to {window:,} characters; a longer one is refused and comes back as an "[error: ...]" string.
+to {window:,} characters; a longer one is refused and comes back as an "[error: ...]" string. \
+`llm_query(prompt, images=[...])` also sends images (bytes or PIL images) to a vision model.
   - `llm_query_batched(prompts) -> list[str]`: many sub-calls at once, answers in the same order. \
 Far faster than calling llm_query in a loop; use it for chunk-by-chunk work.
   - `rlm_query(prompt, context=None) -> str` and `rlm_query_batched(prompts, contexts=None)`: \
