@@ -11,6 +11,7 @@ why, where Chromium or Playwright is missing, except under CI, where they must r
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
@@ -129,8 +130,10 @@ def realistic_trace(home: Path) -> Path:
     root = ScriptedLM(root_fn, model="scripted/root-model")
     sub = ScriptedLM(sub_fn, model=LONG_MODEL)
     rlm = RLM(root, sub, sandbox="none", trace=home, budget=Budget(max_depth=2))
-    out = rlm.completion("How many <b>cats</b> are there, across every one of the files?",
-                         context="cat " * 500)
+    # in a thread of its own: Playwright's sync API may already run an event loop in this one
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        out = pool.submit(rlm.completion, "How many <b>cats</b> are there, across every one of "
+                          "the files?", context="cat " * 500).result()
     path = Path(str(out.trace_path))
     lines = path.read_text().splitlines()
     run_id, ts = json.loads(lines[0])["run_id"], json.loads(lines[-1])["ts"]
