@@ -98,3 +98,23 @@ async def test_a_streamed_request_uses_its_session_too() -> None:
             extra_body={"context": "ctx", "fastrlm": {"session": "st", "progress": False}})
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == "41|3"
+
+
+async def test_concurrent_first_requests_to_one_session_share_it() -> None:
+    def reply(messages: list[dict[str, str]]) -> str:
+        if "read" in messages[-1]["content"]:
+            return "```repl\nFINAL(str(count))\n```"
+        return "```repl\ncount = globals().get('count', 0) + 1\nFINAL('set')\n```"
+
+    async with serving(ScriptedLM(reply, model="scripted/root")) as (server, client):
+        make_room = server.sessions._make_room
+
+        async def slow_make_room(chars: int, *, new: bool) -> None:
+            await asyncio.sleep(0.05)  # closing idle sessions yields: let the others catch up
+            await make_room(chars, new=new)
+
+        server.sessions._make_room = slow_make_room  # type: ignore[method-assign]
+        answers = await asyncio.gather(*(_answer(client, "set it", "same") for _ in range(3)))
+        assert answers == ["set"] * 3
+        assert len(server.sessions) == 1
+        assert await _answer(client, "read it", "same") == "3"  # one REPL took all three

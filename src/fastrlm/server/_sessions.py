@@ -71,7 +71,9 @@ class SessionPool:
         entry = self._entries.get(key)
         if entry is None:
             await self._make_room(0, new=True)
-            entry = self._entries[key] = _Entry(self._rlm.session(), owner)
+            # another request may have made it while room was made: never two of one session
+            entry = self._entries.get(key) or self._entries.setdefault(
+                key, _Entry(self._rlm.session(), owner))
         async with entry.lock:
             if drop_in and entry.session.state.messages:
                 context = None
