@@ -309,15 +309,7 @@ def read_json(
     finish = choice.get("finish_reason")
     finish = finish if isinstance(finish, str) else None
     calls = _tool_calls(message) if isinstance(message, dict) else ()
-    if text is None and calls:
-        text = ""
-    if text is None:
-        error = ProviderResponseError(
-            f"{where}: the reply has no text (finish_reason={finish!r})", **kw
-        )
-        if finish == "length":
-            error.retryable = False
-        raise error
+    text = _checked_text(text, calls, finish, where, kw)
     assert isinstance(data, dict)
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else None
@@ -384,21 +376,29 @@ def read_completion(
     text = _text(message)
     finish = getattr(choice, "finish_reason", None)
     calls = _tool_calls(message)
-    if text is None and calls:
-        text = ""
-    if text is None:
-        error = ProviderResponseError(
-            f"{where}: the reply has no text (finish_reason={finish!r})", **kw
-        )
-        if finish == "length":
-            error.retryable = False
-        raise error
+    text = _checked_text(text, calls, finish, where, kw)
     usage = _usage(getattr(completion, "usage", None), messages, text)
     cost = _reported_cost(getattr(completion, "usage", None))
     raw: dict[str, object] = {"id": getattr(completion, "id", None)}
     if calls:
         raw["tool_calls"] = calls
     return text, usage, finish, cost, raw
+
+
+def _checked_text(text: str | None, calls: tuple[ToolCall, ...], finish: object, where: str,
+                  kw: dict[str, Any]) -> str:
+    """A reply's text: ``""`` when it only calls tools. Raises :class:`ProviderResponseError`
+    for a reply with neither (not retryable for ``finish_reason="length"``: the token budget
+    went to reasoning and would again)."""
+    if text is not None:
+        return text
+    if calls:
+        return ""
+    error = ProviderResponseError(f"{where}: the reply has no text (finish_reason={finish!r})",
+                                  **kw)
+    if finish == "length":
+        error.retryable = False
+    raise error
 
 
 def wire_message(message: ChatMessage) -> dict[str, Any]:
