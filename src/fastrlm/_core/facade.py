@@ -21,7 +21,7 @@ from .events import Event, EventCallback
 from .ledger import BudgetLedger
 from .limits import Limits
 from .output import output_spec
-from .prompts import Prompts
+from .prompts import Prompts, shown_whole
 from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
@@ -380,7 +380,7 @@ class RLM:
         if session is not None and (context is None or context is _MISSING):
             # a later question without a context of its own asks about the latest one, unless
             # it is too long to show: then, as on a first question, it is its own context
-            if session.messages and len(prompt) <= config.limits.question_chars:
+            if session.messages and shown_whole(prompt, config.limits.question_chars):
                 context, new_context = session.latest, False
             else:
                 context = prompt

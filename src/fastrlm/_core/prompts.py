@@ -391,6 +391,12 @@ QUESTION_HEAD_CHARS = 300
 QUESTION_TAIL_CHARS = 1_000
 
 
+def shown_whole(question: str, limit: int) -> bool:
+    """Whether ``question`` is short enough (``Limits.question_chars``) to show the root whole;
+    a longer one must be read in the REPL (:func:`question_home`)."""
+    return len(question) <= limit
+
+
 def question_home(question: str, context: object, limit: int) -> str | None:
     """Where the root must read ``question`` in the REPL, or ``None`` when it is shown whole.
 
@@ -400,7 +406,7 @@ def question_home(question: str, context: object, limit: int) -> str | None:
     itself (drop-in use), the last slice of a str context that ends with it or contains it (the
     server's conversation), or an element of a list context. Raises :class:`ContextError` for
     a longer question that the context does not hold (it would be lost or sent whole)."""
-    if len(question) <= limit:
+    if shown_whole(question, limit):
         return None
     if isinstance(context, str):
         if context == question:
