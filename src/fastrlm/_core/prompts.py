@@ -182,9 +182,9 @@ on. Do the work in a ```repl block, then call FINAL(...) with the answer itself.
 """
 
 DROP_IN_QUESTION = """\
-The question is the user's message, {chars:,} characters, too long to show here: it is \
-{where} in the REPL. Read it with code, find what it asks (usually near its end), and do \
-that. Its first and last characters:
+The question has {chars:,} characters, too long to show here: it is {where} in the REPL. \
+Read it with code, find what it asks (usually near its end), and do that. Its first and last \
+characters:
 <head>
 {head}
 </head>
