@@ -421,7 +421,8 @@ def question_home(question: str, context: object, limit: int) -> str | None:
     raise ContextError(
         f"the question has {len(question):,} characters, more than the root model is shown "
         f"({limit:,}, Limits.question_chars) and it is not in the context: pass the long text "
-        "as the context and ask a short question about it, or raise Limits.question_chars"
+        "as the context and ask a short question about it, or raise Limits.question_chars "
+        "(question_chars in fastrlm's config file)"
     )
 
 
