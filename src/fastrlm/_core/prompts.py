@@ -411,7 +411,9 @@ def question_home(question: str, context: object, limit: int) -> str | None:
     if isinstance(context, str):
         if context == question:
             return "`context`"
-        start = context.rfind(question)
+        # the server's conversation ends with it: checked first, a full search only if not
+        start = (len(context) - len(question) if context.endswith(question)
+                 else context.rfind(question))
         if start >= 0:
             return f"`context[{start}:{start + len(question)}]`"
     elif isinstance(context, list | tuple):
