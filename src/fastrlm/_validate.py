@@ -129,6 +129,7 @@ LIMITS_RULES: dict[str, Rule] = {
     "max_answer_chars": count(1),
     "max_tool_rounds": count(1, maximum=100),
     "max_output_retries": count(0, maximum=100),
+    "question_chars": count(200),
 }
 
 #: A :class:`fastrlm.Price` (USD per million tokens).

@@ -153,3 +153,11 @@ def test_the_builder_puts_a_commands_limits_flags_over_the_file(tmp_path: Path) 
     assert settings.make_limits(max_concurrency=9).max_concurrency == 9
     with pytest.raises(ValueError, match="max_concurrency"):
         settings.make_limits(max_concurrency=0)
+
+
+def test_the_config_file_sets_how_long_a_question_the_root_is_shown(tmp_path: Path) -> None:
+    # the ContextError for a longer question names this key as the way to raise it
+    cfg = write(tmp_path / "c.toml", "question_chars = 12000\n")
+    assert resolve_settings({}, {}, cfg).make_limits().question_chars == 12_000
+    with pytest.raises(ConfigurationError, match="question_chars"):
+        resolve_settings({}, {}, write(tmp_path / "bad.toml", "question_chars = 5\n"))

@@ -265,3 +265,55 @@ def test_custom_tools_become_host_tools_in_the_repl(serve: Any) -> None:
     assert rlm.completion("ctx", root_prompt="q").response == "7HI"
     with pytest.raises(ConfigurationError, match="custom_tools"):
         RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, custom_tools="lookup")
+
+
+def _layer(kind: str) -> None:
+    if kind == "none":
+        return
+    from fastrlm import SandboxUnavailableError
+    from fastrlm.sandbox import _layers
+
+    try:
+        _layers.plans_for(kind)
+    except SandboxUnavailableError as exc:
+        pytest.skip(f"no {kind} sandbox here: {exc}")
+
+
+@pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
+def test_persistent_adds_each_later_prompt_as_the_next_context(serve: Any, kind: str) -> None:
+    """The documented persistent mode: prompts without a root_prompt become context_0,
+    context_1, ... (a later prompt used to be asked about the first one instead)."""
+    _layer(kind)
+
+    def root(request: FakeRequest) -> str:
+        if "New question (2" in str(request.messages[-1].get("content", "")):
+            return '```repl\nFINAL(context_0 + "|" + context_1 + "|" + context)\n```'
+        return "```repl\nFINAL('first')\n```"
+
+    endpoint, _ = serve(root)
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, persistent=True,
+              sandbox=kind)
+    try:
+        assert rlm.completion("Summarise A.").response == "first"
+        assert rlm.completion("Summarise B.").response == (
+            "Summarise A.|Summarise B.|Summarise B.")
+    finally:
+        rlm.close()
+
+
+def test_a_long_prompt_is_read_in_the_repl_not_shown_to_the_root(serve: Any) -> None:
+    prompt = "record\n" * 100_000 + "How many records?"
+    endpoint, models = serve('```repl\nFINAL(str(len(context)))\n```')
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none")
+    assert rlm.completion(prompt).response == str(len(prompt))
+    first = next(r for r in models.requests if r.is_root).messages
+    shown = sum(len(str(m.get("content", ""))) for m in first if m.get("role") != "system")
+    assert shown < 5_000 and "How many records?" in str(first[-1].get("content"))
+
+
+def test_a_root_prompt_too_long_to_show_is_an_error_saying_what_to_do(serve: Any) -> None:
+    endpoint, models = serve('```repl\nFINAL("1")\n```')
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox="none")
+    completion = rlm.completion("a document", root_prompt="why? " * 10_000)
+    assert completion.error is not None and "Limits.question_chars" in completion.error
+    assert not [r for r in models.requests if r.is_root]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fastrlm import RLM, ContextError, StopReason
+from fastrlm import RLM, Budget, ContextError, Limits, StopReason
 from fastrlm.events import Event, RunFinished
 from fastrlm.testing import ScriptedLM
 
@@ -254,3 +254,69 @@ async def test_first_root_call_does_not_wait_for_hashing_and_run_started_comes_f
     digest = hashlib.sha256(context.encode()).hexdigest()
     assert started.context["sha256"] == digest  # type: ignore[attr-defined]
     assert order == ["root call"]
+
+
+#: Every layer the REPL can run on: what a long message becomes must arrive whole on each.
+LAYERS = ["none", "bwrap", "landlock"]
+
+
+def _layer(kind: str) -> None:
+    if kind == "none":
+        return
+    from fastrlm import SandboxUnavailableError
+    from fastrlm.sandbox import _layers
+
+    try:
+        _layers.plans_for(kind)
+    except SandboxUnavailableError as exc:
+        pytest.skip(f"no {kind} sandbox here: {exc}")
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+async def test_a_drop_in_message_too_long_to_show_is_read_in_the_repl(kind: str) -> None:
+    _layer(kind)
+    message = "log line\n" * 100_000 + "How many lines?"
+    rlm, root = make_rlm([repl("FINAL(str(len(context)) + context[-15:])")], sandbox=kind)
+    out = await rlm.acompletion(message)
+    assert out.answer == f"{len(message)}How many lines?"
+    first = root.calls[0]
+    shown = sum(len(m["content"]) for m in first if m["role"] != "system")
+    assert shown < 5_000
+    assert "How many lines?" in first[-1]["content"] and "`context`" in first[-1]["content"]
+
+
+async def test_a_short_drop_in_message_is_shown_as_the_question() -> None:
+    rlm, root = make_rlm([repl("FINAL(context)")])
+    assert (await rlm.acompletion("What is 2+2?")).answer == "What is 2+2?"
+    assert "The question:\nWhat is 2+2?" in root.calls[0][-1]["content"]
+
+
+async def test_a_long_question_beside_a_context_that_does_not_hold_it_says_what_to_do() -> None:
+    rlm, root = make_rlm([repl("FINAL(1)")])
+    with pytest.raises(ContextError, match=r"40,000 characters.*Limits\.question_chars"):
+        await rlm.acompletion("x" * 40_000, context="a short document")
+    assert root.calls == []
+    # raising the limit is the documented way to show it whole
+    rlm, root = make_rlm([repl("FINAL(1)")], limits=Limits(question_chars=50_000))
+    assert (await rlm.acompletion("x" * 40_000, context="doc")).answer == "1"
+    assert "x" * 40_000 in root.calls[0][-1]["content"]
+
+
+async def test_a_long_question_inside_a_list_context_is_pointed_at_by_index() -> None:
+    question = "q" * 10_000
+    rlm, root = make_rlm([repl("FINAL(str(len(context[1])))")])
+    assert (await rlm.acompletion(question, context=["intro", question])).answer == "10000"
+    assert "`context[1]`" in root.calls[0][-1]["content"]
+    assert len(root.calls[0][-1]["content"]) < 5_000
+
+
+async def test_a_child_rlm_given_a_long_prompt_reads_it_in_its_repl() -> None:
+    def script(messages: list[dict[str, str]]) -> str:
+        if "30,020 characters" in messages[1]["content"]:  # the child, told the prompt's size
+            return repl("FINAL(str(len(context)))")
+        return repl("FINAL(rlm_query('p' * 30_000 + ' what is the length?'))")
+
+    rlm, root = make_rlm(script, budget=Budget(max_depth=2))
+    assert (await rlm.acompletion("go", context="c")).answer == "30020"
+    child = next(c for c in root.calls if "30,020 characters" in c[1]["content"])
+    assert len(child[1]["content"]) < 5_000

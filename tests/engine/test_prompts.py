@@ -100,3 +100,43 @@ async def test_an_rlm_run_with_the_paper_preset_shows_chunk_lengths_first() -> N
     system, first = root.calls[0][0]["content"], root.calls[0][1]["content"]
     assert system.startswith("You are given a query about a context")
     assert "list with 6 total characters, in 3 chunks" in first and "[2, 3, 1]" in first
+
+
+def test_a_question_within_the_limit_is_shown_whole() -> None:
+    from fastrlm._core.prompts import DROP_IN_QUESTION, question_home, shown_question
+
+    assert question_home("q" * 4_000, "unrelated", 4_000) is None
+    assert shown_question("short?", None, DROP_IN_QUESTION) == "short?"
+
+
+@pytest.mark.parametrize(("context", "home"), [
+    ("Q", "`context`"),
+    ("user: hello\n\nuser: Q", "`context[19:5018]`"),
+    (["a", "Q", "b"], "`context[1]`"),
+])
+def test_a_long_question_is_pointed_at_where_the_repl_holds_it(context: object,
+                                                               home: str) -> None:
+    from fastrlm._core.prompts import DROP_IN_QUESTION, question_home, shown_question
+
+    question = "x" * 4_980 + "What is asked here?"
+    context = ([question if c == "Q" else c for c in context] if isinstance(context, list)
+               else str(context).replace("Q", question))
+    found = question_home(question, context, 4_000)
+    assert found == home
+    shown = shown_question(question, found, DROP_IN_QUESTION)
+    assert home in shown and "4,999 characters" in shown and "What is asked here?" in shown
+    assert len(shown) < 2_000
+
+
+def test_a_long_question_the_context_does_not_hold_is_refused_with_the_setting() -> None:
+    from fastrlm import ContextError
+    from fastrlm._core.prompts import question_home
+
+    with pytest.raises(ContextError, match=r"5,000 characters.*\(4,000, Limits\.question_chars\)"):
+        question_home("x" * 5_000, {"doc": "x" * 5_000}, 4_000)
+
+
+def test_a_custom_drop_in_template_with_only_the_tail_still_renders() -> None:
+    from fastrlm._core.prompts import shown_question
+
+    assert shown_question("x" * 5_000 + "end", "`context`", "tail: {tail}").endswith("xend")

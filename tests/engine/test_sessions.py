@@ -183,3 +183,30 @@ def test_non_text_contexts_reach_the_repl_through_completion(kind: str, tmp_path
         root = ScriptedLM([repl(code)])
         result = RLM(root, sandbox=kind).completion("q", context)
         assert result.answer == expected, result.error
+
+
+def _long_follow_up(messages: list[dict[str, str]]) -> str:
+    if "New question (2" in messages[-1]["content"]:
+        return repl("FINAL(str(x) + '|' + str(len(context_1)) + '|' + context[-9:])")
+    return repl("x = 7\nFINAL('set')")
+
+
+@pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
+def test_a_later_question_too_long_to_show_is_the_next_context(kind: str) -> None:
+    if kind != "none":
+        _isolated(kind)
+    follow_up = "row,1\n" * 50_000 + "how many?"
+    root = ScriptedLM(_long_follow_up)
+    with RLM(root, sandbox=kind).session() as session:
+        assert session.ask("set x", context="the first context").answer == "set"
+        assert session.ask(follow_up).answer == f"7|{len(follow_up)}|how many?"
+    told = root.calls[1][-1]["content"]
+    assert len(told) < 5_000, f"the root was shown {len(told):,} characters of the question"
+    assert "how many?" in told and "bound as `context_1`" in told
+
+
+def test_a_short_follow_up_still_asks_about_the_latest_context() -> None:
+    root = ScriptedLM(lambda m: repl("FINAL(context)"))
+    with RLM(root, sandbox="none").session() as session:
+        session.ask("first", context="the document")
+        assert session.ask("and again?").answer == "the document"

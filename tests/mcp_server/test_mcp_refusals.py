@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,6 +55,7 @@ async def connected(upstream: tuple[FakeOpenAIServer, Upstream],
     ({"question": "q"}, "exactly one"),
     ({"question": " ", "text": "t"}, "question must be"),
     ({"question": "q", "handle": "ctx-nope"}, "call rlm_load again"),
+    ({"question": "q" * 50_000, "text": "t"}, "raise Limits.question_chars"),
 ])
 async def test_rlm_ask_refuses_with_a_message_saying_what_to_do(
     upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
@@ -125,3 +127,18 @@ async def test_rlm_trace_reads_runs_never_files(
     assert by_path.is_error and "not a file path" in text_of(by_path)
     assert missing.is_error and "no run matches" in text_of(missing)
     assert runs.is_error and "limit" in text_of(runs)
+
+
+async def test_a_pasted_message_passed_as_question_and_text_is_not_shown_to_the_model(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    _, handler = upstream
+    message = "event ok\n" * 100_000 + "How many events?"
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            result = await client.call_tool("rlm_ask", {"question": message, "text": message})
+    assert not result.is_error, text_of(result)
+    assert f"chars={len(message)}" in text_of(result)  # the whole message is `context`
+    first = json.loads(handler.prompts[0])["messages"]
+    shown = sum(len(m["content"]) for m in first if m["role"] != "system")
+    assert shown < 5_000 and "How many events?" in first[-1]["content"]

@@ -188,3 +188,59 @@ def test_result_status_maps_stop_reasons_and_error_kinds(
     assert (error.status if error else None) == status
     if error is not None:
         assert error.body()["fastrlm"]["trace_id"] == "t"
+
+
+#: The root checks that the whole conversation is in the REPL and ends with the question.
+_HOLDS_IT = ('```repl\nFINAL(str(len(context)) + ":" + '
+             'str(context.endswith("How many services?")))\n```')
+
+
+def _log(size: int) -> str:
+    lines = [f"2026-12-07T04:00:{i % 60:02d} service=svc-{i % 37} status=ok latency_ms={i}"
+             for i in range(size // 60 + 1)]
+    return "\n".join(lines)[:size]
+
+
+async def test_a_document_piped_into_the_message_is_read_in_the_repl_not_shown_to_the_root(
+) -> None:
+    # `cat big.log | llm -m rlm "How many services?"`: llm joins stdin and the prompt with one
+    # space into a single user message and streams it (stream_options.include_usage)
+    document = _log(1_000_000)
+    message = document + " " + "How many services?"
+    root_lm = root(_HOLDS_IT)
+    async with serving(root_lm) as (_, client):
+        stream = await client.chat.completions.create(
+            model="rlm", messages=[{"role": "user", "content": message}], stream=True,
+            stream_options={"include_usage": True})
+        chunks = [c async for c in stream]
+    answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert answer == f"{len('user: ') + len(message)}:True"  # the whole message is `context`
+    first = root_lm.calls[0]
+    shown = sum(len(m["content"]) for m in first if m["role"] != "system")
+    assert shown < 5_000, f"the root was shown {shown:,} characters of a 1 MB message"
+    assert "How many services?" in first[-1]["content"]  # the question part reaches the root
+    assert "1,000,019 characters" in first[-1]["content"]
+
+
+async def test_a_long_earlier_message_of_the_conversation_is_not_shown_to_the_root() -> None:
+    root_lm = root(ECHO_SHAPE)
+    messages: list[Any] = [
+        {"role": "user", "content": _log(300_000)},
+        {"role": "assistant", "content": "Got it."},
+        {"role": "user", "content": "How many services?"},
+    ]
+    async with serving(root_lm) as (_, client):
+        await client.chat.completions.create(model="rlm", messages=messages)
+    first = root_lm.calls[0]
+    assert sum(len(m["content"]) for m in first if m["role"] != "system") < 5_000
+    assert "How many services?" in first[-1]["content"]
+
+
+async def test_a_long_question_beside_a_context_that_does_not_hold_it_is_a_clear_400() -> None:
+    root_lm = root(ECHO_SHAPE)
+    async with serving(root_lm) as (_, client):
+        with pytest.raises(openai.BadRequestError, match="Limits.question_chars"):
+            await client.chat.completions.create(
+                model="rlm", messages=[{"role": "user", "content": "q" * 50_000}],
+                extra_body={"context": "a small document"})
+    assert root_lm.calls == []

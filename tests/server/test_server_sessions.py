@@ -118,3 +118,18 @@ async def test_concurrent_first_requests_to_one_session_share_it() -> None:
         assert answers == ["set"] * 3
         assert len(server.sessions) == 1
         assert await _answer(client, "read it", "same") == "3"  # one REPL took all three
+
+
+async def test_a_later_drop_in_message_too_long_to_show_is_the_next_context_and_counted(
+) -> None:
+    long = "line\n" * 20_000 + "read it"  # 100,007 characters
+    root = _root()
+    async with serving(root, max_session_chars=150_000) as (server, client):
+        assert await _answer(client, "set it", "s", None) == "set"
+        assert await _answer(client, long, "s", None) == f"41|{len(long)}"
+        told = root.calls[-1][-1]["content"]
+        assert len(told) < 5_000 and "`context_1`" in told
+        assert server.sessions.chars >= len(long)  # the pool counts what the REPL holds
+        with pytest.raises(openai.APIStatusError) as raised:
+            await _answer(client, "x" * 200_000 + "read it", "s", None)
+        assert raised.value.status_code == 413

@@ -21,7 +21,7 @@ from .events import Event, EventCallback
 from .ledger import BudgetLedger
 from .limits import Limits
 from .output import output_spec
-from .prompts import Prompts
+from .prompts import Prompts, shown_whole
 from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
@@ -330,8 +330,10 @@ class RLM:
     ) -> RLMResult:
         """Answer ``prompt`` about ``context`` (a str, a list of str, or a JSON-able value).
 
-        With no ``context`` the prompt itself becomes the context (drop-in use). ``budget`` and
-        ``limits`` replace the RLM's for this run only (the documented way to change one run;
+        With no ``context`` the prompt itself becomes the context (drop-in use). A prompt longer
+        than ``Limits.question_chars`` is not shown to the root model whole: it reads it in the
+        REPL (its size, head and tail are shown), so it must be the context or in it. ``budget``
+        and ``limits`` replace the RLM's for this run only (the documented way to change one run;
         the RLM itself never changes); ``on_event`` gets this run's events besides the RLM's
         callbacks. ``output`` asks for a typed answer (a pydantic model, dataclass, TypedDict,
         builtin type or JSON schema dict): the model is told the schema, answers that do not
@@ -350,7 +352,8 @@ class RLM:
         :class:`ProviderError` subclass (``AuthenticationError``, ``RateLimitError``,
         ``ProviderConnectionError``, ``ProviderTimeoutError``, ``ProviderResponseError``) when the
         root model's calls failed after their retries, :class:`SandboxError` when the REPL
-        worker could not start or run, :class:`ContextError` for an unusable context. When the
+        worker could not start or run, :class:`ContextError` for an unusable context or a prompt
+        over ``Limits.question_chars`` beside a context that does not hold it. When the
         run had started, the error's ``result`` attribute holds the partial :class:`RLMResult`
         (``stop_reason="error"``, usage and cost so far, trace path). A failed *sub-call* never
         raises: the REPL code gets an ``"[error: ...]"`` string in its place. Cancelling the
@@ -373,15 +376,16 @@ class RLM:
         session: SessionState | None = None,
     ) -> RLMResult:
         config = self._run_config(budget, limits, output)
-        drop_in = False
         new_context = True
         if session is not None and (context is None or context is _MISSING):
-            if session.messages:  # a later question without a context of its own
+            # a later question without a context of its own asks about the latest one, unless
+            # it is too long to show: then, as on a first question, it is its own context
+            if session.messages and shown_whole(prompt, config.limits.question_chars):
                 context, new_context = session.latest, False
             else:
-                context, drop_in = prompt, True
+                context = prompt
         elif context is _MISSING:
-            context, drop_in = prompt, True
+            context = prompt
         if new_context:
             _check_context(context)
         if session is not None and new_context:
@@ -416,7 +420,6 @@ class RLM:
             question=prompt,
             context=context,
             run_id=run_id,
-            drop_in=drop_in,
             session=session,
             new_context=new_context,
         )

@@ -40,6 +40,11 @@ class Limits:
     - ``worker_env``: variables added to the worker's otherwise empty environment.
     - ``max_output_retries``: with ``completion(output=T)``, how many answers that do not
       match ``T`` are sent back to the model before the run ends with ``invalid_output``.
+    - ``question_chars``: the longest user message the root model is shown whole as the
+      question. A longer one is read in the REPL, where it must be (the context, or part of
+      it: drop-in use, the server's conversation); the root sees its size, head and tail
+      (``fastrlm._core.prompts.question_home``). A longer question beside a context that does
+      not hold it is refused with :class:`~fastrlm.ContextError`.
     - ``max_tool_rounds``: with ``RLM(sub_tools=...)``, the tool rounds one ``llm_query`` may
       take before its sub-model must answer (each round is one sub-call).
     """
@@ -61,6 +66,7 @@ class Limits:
     worker_env: dict[str, str] = field(default_factory=dict, hash=False)
     max_tool_rounds: int = 8
     max_output_retries: int = 3
+    question_chars: int = 4_000
 
     def __post_init__(self) -> None:
         """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and

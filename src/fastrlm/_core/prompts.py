@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .._exceptions import ContextError
+
 SYSTEM = """\
 You answer a question about a context that is far too large to read at once. The context is not \
 in this conversation: it is loaded as the variable `context` in a persistent Python REPL, which \
@@ -180,8 +182,12 @@ on. Do the work in a ```repl block, then call FINAL(...) with the answer itself.
 """
 
 DROP_IN_QUESTION = """\
-The context is the user's whole message, too long to show here. Read it with code, find what it \
-asks, and do that. Its last characters:
+The question has {chars:,} characters, too long to show here: it is {where} in the REPL. \
+Read it with code, find what it asks (usually near its end), and do that. Its first and last \
+characters:
+<head>
+{head}
+</head>
 <tail>
 {tail}
 </tail>"""
@@ -239,7 +245,9 @@ class Prompts:
     ``output_invalid`` (``{name}``, ``{errors}``, ``{tries_left}``). In a session each later
     question is ``session_question`` (``{number}``, ``{question}``, ``{new_context}``: a
     ``session_new_context`` with ``{index}`` and ``{description}``, or empty; ``{contexts}``),
-    and a restart is told with ``session_restarted`` (``{reason}``, ``{names}``).
+    and a restart is told with ``session_restarted`` (``{reason}``, ``{names}``). A question
+    longer than ``Limits.question_chars`` is shown as ``drop_in_question`` (``{where}``: where
+    the REPL holds it, ``{chars}``, ``{head}``, ``{tail}``).
     :meth:`paper` gives the paper's prompts."""
 
     system: str = SYSTEM
@@ -376,3 +384,56 @@ def describe_budget(remaining: dict[str, float | int], iterations_left: int) -> 
     if "seconds" in remaining:
         parts.append(f"{int(remaining['seconds']):,} seconds")
     return "left: " + ", ".join(parts) + "."
+
+
+#: What the root is shown of a question too long to show whole (``drop_in_question``).
+QUESTION_HEAD_CHARS = 300
+QUESTION_TAIL_CHARS = 1_000
+
+
+def shown_whole(question: str, limit: int) -> bool:
+    """Whether ``question`` is short enough (``Limits.question_chars``) to show the root whole;
+    a longer one must be read in the REPL (:func:`question_home`)."""
+    return len(question) <= limit
+
+
+def question_home(question: str, context: object, limit: int) -> str | None:
+    """Where the root must read ``question`` in the REPL, or ``None`` when it is shown whole.
+
+    The one rule for every door (``completion(prompt)``, the server, MCP, sessions, compat): a
+    question of at most ``limit`` (``Limits.question_chars``) characters is shown whole. A
+    longer one is shown by :func:`shown_question` only where the REPL holds it: the context
+    itself (drop-in use), the last slice of a str context that ends with it or contains it (the
+    server's conversation), or an element of a list context. Raises :class:`ContextError` for
+    a longer question that the context does not hold (it would be lost or sent whole)."""
+    if shown_whole(question, limit):
+        return None
+    if isinstance(context, str):
+        if context == question:
+            return "`context`"
+        # the server's conversation ends with it: checked first, a full search only if not
+        start = (len(context) - len(question) if context.endswith(question)
+                 else context.rfind(question))
+        if start >= 0:
+            return f"`context[{start}:{start + len(question)}]`"
+    elif isinstance(context, list | tuple):
+        for index in range(len(context) - 1, -1, -1):
+            if context[index] == question:
+                return f"`context[{index}]`"
+    raise ContextError(
+        f"the question has {len(question):,} characters, more than the root model is shown "
+        f"({limit:,}, Limits.question_chars) and it is not in the context: pass the long text "
+        "as the context and ask a short question about it, or raise Limits.question_chars "
+        "(question_chars in fastrlm's config file)"
+    )
+
+
+def shown_question(question: str, home: str | None, template: str) -> str:
+    """The question as the root sees it: whole when ``home`` is ``None``, else ``template``
+    (``Prompts.drop_in_question``: ``{where}``, ``{chars}``, ``{head}``, ``{tail}``) saying
+    where it is, how long, and its head and tail."""
+    if home is None:
+        return question
+    return template.format(where=home, chars=len(question),
+                           head=question[:QUESTION_HEAD_CHARS],
+                           tail=question[-QUESTION_TAIL_CHARS:])

@@ -46,14 +46,13 @@ from .parsing import (
     truncate_output,
     unquote_literal,
 )
-from .prompts import describe_budget
+from .prompts import describe_budget, question_home, shown_question
 from .run_values import Outcome, RunConfig, new_run_id
 from .session import QuestionSpan, SessionState, compact_questions
 from .stop import StopReason
 from .sub_agent import agent_subcall
 from .tools import run_tool
 
-TAIL_CHARS = 500
 _SUBCALLS_DISABLED = error_text("subcalls_disabled", "sub-calls are disabled in this run")
 _HASH_IN_THREAD_CHARS = 1_000_000
 
@@ -78,7 +77,7 @@ class Run:
     run_id: str = field(default_factory=new_run_id)
     account: Account = field(default_factory=Account)
     root_lm: LM | None = None
-    drop_in: bool = False
+    _question_home: str | None = None  # where a question too long to show is read (prompts)
     session: SessionState | None = None
     new_context: bool = True  # in a session: this question brought a context of its own
     _question: ChatMessage | None = None  # in a session: this question's own message
@@ -122,6 +121,8 @@ class Run:
         cfg = self.config
         try:
             info = describe_shape(self.context)
+            self._question_home = question_home(self.question, self.context,
+                                                cfg.limits.question_chars)
         except ContextError as exc:
             return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context",
                            exception=exc)
@@ -592,7 +593,7 @@ class Run:
             index = len(session.contexts)
             new = prompts.session_new_context.format(index=index, description=info.describe())
             names.append(f"`context_{index}` ({_context_note(info)})")
-        question = self.question
+        question = self._shown_question()
         if self._typed():
             spec = self.config.output
             assert spec is not None
@@ -602,12 +603,12 @@ class Run:
             contexts="; ".join(names) + f"; `context` is `context_{len(names) - 1}`.",
         )
 
+    def _shown_question(self) -> str:
+        return shown_question(self.question, self._question_home,
+                              self.config.prompts.drop_in_question)
+
     def _first_message(self, info: ContextInfo) -> str:
-        question = self.question
-        if self.drop_in and isinstance(self.context, str):
-            question = self.config.prompts.drop_in_question.format(
-                tail=self.context[-TAIL_CHARS:]
-            )
+        question = self._shown_question()
         if self._typed():
             spec = self.config.output
             assert spec is not None

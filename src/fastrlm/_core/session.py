@@ -174,8 +174,10 @@ class Session:
                    budget: Budget | None = None, limits: Limits | None = None,
                    output: object = None, on_event: EventCallback | None = None) -> RLMResult:
         """Ask the next question; ``context`` (optional after the first question) is bound as
-        the next ``context_<n>``. Returns and raises as :meth:`RLM.acompletion` does.
-        ``budget`` is this question's (refused when the session has its own budget)."""
+        the next ``context_<n>``. Without one, a question longer than ``Limits.question_chars``
+        is itself the next context (read in the REPL, as in drop-in use). Returns and raises as
+        :meth:`RLM.acompletion` does. ``budget`` is this question's (refused when the session
+        has its own budget)."""
         state = self.state
         if state.closed:
             raise ConfigurationError("this session is closed: start a new one with rlm.session()")

@@ -63,7 +63,7 @@ SANDBOXES = ("auto", "bwrap", "landlock", "process", "none")
 
 _STRING_KEYS = ("model", "sub_model", "base_url", "api_key", "sandbox")
 #: The Limits fields the config file may set.
-LIMITS_KEYS = ("max_concurrency",)
+LIMITS_KEYS = ("max_concurrency", "question_chars")
 #: The file's numeric keys, checked by the rules Budget and Limits use.
 _NUMBER_KEYS: dict[str, Rule] = {
     **{name: BUDGET_RULES[name] for name in BUDGET_KEYS},

@@ -274,9 +274,9 @@ class RLM:
         started = self._start()
         try:
             if self._session is not None:
-                result = self._session.ask(question, *context)
+                result = self._session.ask(question, context)
             else:
-                result = self._rlm.completion(question, *context)
+                result = self._rlm.completion(question, context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -288,9 +288,9 @@ class RLM:
         started = self._start()
         try:
             if self._session is not None:
-                result = await self._session.aask(question, *context)
+                result = await self._session.aask(question, context)
             else:
-                result = await self._rlm.acompletion(question, *context)
+                result = await self._rlm.acompletion(question, context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -367,16 +367,18 @@ class RLM:
         return self._completed(prompt, exc.result, started, error=str(exc))
 
 
-def _question(prompt: object, root_prompt: str | None) -> tuple[str, tuple[object, ...]]:
-    """(question, context args) for fastrlm: a str prompt with no root_prompt is a drop-in
-    request (fastrlm reads the request from the context itself)."""
+def _question(prompt: object, root_prompt: str | None) -> tuple[str, object]:
+    """(question, context) for fastrlm. The prompt is always the context, as in the official
+    package (so ``persistent=True`` binds each one as the next ``context_<n>``); a str prompt
+    with no root_prompt is also the question, shown to the root whole or, past
+    ``Limits.question_chars``, read in the REPL (drop-in use)."""
     if root_prompt is not None:
         if not isinstance(root_prompt, str):
             raise ConfigurationError(f"root_prompt must be a str, not {type(root_prompt).__name__}")
-        return root_prompt, (prompt,)
+        return root_prompt, prompt
     if isinstance(prompt, str):
-        return prompt, ()
-    return DEFAULT_QUESTION, (prompt,)
+        return prompt, prompt
+    return DEFAULT_QUESTION, prompt
 
 
 def _ignored(**given: bool) -> None:

@@ -430,10 +430,11 @@ class RLMServer:
     async def _in_session(self, chat: ChatRequest, budget: Budget,
                           on_event: Callable[[Event], None], owner: str) -> RLMResult:
         """One question of a session: the request's context (if it brought one; in drop-in mode
-        only the first request's conversation) is the session's next context."""
+        the first request's conversation, and a later request's question when it is too long to
+        show the root) is the session's next context."""
         assert chat.session is not None
-        async with self.sessions.use(owner, chat.session, chat.context,
-                                     drop_in=chat.drop_in) as (session, context):
+        async with self.sessions.use(owner, chat.session, chat.context, drop_in=chat.drop_in,
+                                     question=chat.question) as (session, context):
             return await session.aask(chat.question, context, budget=budget, on_event=on_event,
                                       output=chat.output)
 

@@ -2,7 +2,8 @@
 
 Request -> run (:func:`parse_chat_request`):
 
-- the *question* is the text of the last ``user`` message;
+- the *question* is the text of the last ``user`` message (one too long to show the root, such
+  as a document piped into it, is read in the REPL: ``fastrlm._core.prompts.question_home``);
 - the *context* is the body's ``context`` field when present (a str, a list of str or any
   JSON value; the openai SDK sends it with ``extra_body={"context": ...}``), otherwise the whole
   conversation, every message as ``"<role>: <content>"`` separated by blank lines (drop-in mode);

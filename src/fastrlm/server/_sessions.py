@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from .. import RLM, Session
+from .._core.prompts import shown_whole
 from ..context._info import describe_shape
 from ._http import HTTPError
 
@@ -60,13 +61,14 @@ class SessionPool:
             self._sweeper = asyncio.create_task(self._sweep())
 
     @contextlib.asynccontextmanager
-    async def use(self, owner: str, session_id: str, context: object, *, drop_in: bool
-                  ) -> AsyncIterator[tuple[Session, object]]:
+    async def use(self, owner: str, session_id: str, context: object, *, drop_in: bool,
+                  question: str = "") -> AsyncIterator[tuple[Session, object]]:
         """The session ``session_id`` of ``owner`` (made if new), held for one request (a second
         request to the same session waits), and the context the request adds to it: its own,
-        or in drop-in mode (``drop_in``: the context is the conversation) only the first
-        request's. That context counts against the pool's bound. Raises HTTPError 429 (413 for
-        one context over the bound) when the pool cannot make room."""
+        or in drop-in mode (``drop_in``: the context is the conversation) the first request's
+        and, on a later request, its ``question`` when too long to show the root (the session
+        makes it the next context). That context counts against the pool's bound. Raises
+        HTTPError 429 (413 for one context over the bound) when the pool cannot make room."""
         key = (owner, session_id)
         entry = self._entries.get(key)
         if entry is None:
@@ -76,7 +78,8 @@ class SessionPool:
                 key, _Entry(self._rlm.session(), owner))
         async with entry.lock:
             if drop_in and entry.session.state.messages:
-                context = None
+                context = (None if shown_whole(question, self._rlm.limits.question_chars)
+                           else question)
             added = 0 if context is None else describe_shape(context).total_chars
             if added:
                 await self._make_room(added, new=False)
