@@ -101,3 +101,32 @@ async def test_first_final_in_a_cell_wins_and_later_blocks_do_not_run() -> None:
     reply = repl("FINAL('first')\nFINAL('second')") + repl("raise SystemExit('must not run')")
     rlm, _ = make_rlm([reply])
     assert (await rlm.acompletion("q", context="c")).answer == "first"
+
+
+@pytest.mark.parametrize(
+    ("last_reply", "answer"),
+    [("FINAL_VAR(s)", "hello"),
+     (repl("1 / 0") + "FINAL_VAR(s)", "hello"),  # no later turn to fix the block in
+     ("FINAL_VAR(missing)", ""),
+     ("The answer is FINAL_VAR(s).", ""),
+     ("FINAL(s).", "")],
+    ids=["resolved", "after-a-failed-block", "unknown-name", "inside-a-sentence", "trailing"],
+)
+async def test_the_answer_at_max_iterations_is_never_a_final_expression(
+    last_reply: str, answer: str,
+) -> None:
+    from fastrlm import Budget
+
+    rlm, _ = make_rlm([repl("s = 'hello'"), last_reply], budget=Budget(max_iterations=1))
+    out = await rlm.acompletion("q", context="c")
+    assert out.stop_reason is StopReason.MAX_ITERATIONS
+    assert out.answer == answer
+
+
+async def test_a_prose_final_of_a_literal_delivers_what_the_same_call_in_a_block_does() -> None:
+    for code in ('FINAL({"a": [1, "x"], "b": None})', "FINAL([1, 2])", "FINAL(3.5)",
+                 "FINAL(True)"):
+        in_block, _ = make_rlm([repl(code)])
+        in_prose, _ = make_rlm([code])
+        expected = (await in_block.acompletion("q", context="c")).answer
+        assert (await in_prose.acompletion("q", context="c")).answer == expected, code

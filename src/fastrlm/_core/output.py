@@ -25,9 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import ConfigurationError
+from .parsing import MAX_VALUE_DEPTH, value_depth
 
 #: The longest schema text the model is shown; a longer one is cut with a note.
 MAX_SCHEMA_CHARS = 20_000
+#: The deepest an output schema's own JSON may nest (objects and arrays).
+MAX_SCHEMA_DEPTH = 128
+#: How many schemas deep one check of an answer may go ($ref, anyOf, properties ... each one
+#: level): the validator recurses, and this keeps it well inside Python's recursion limit.
+MAX_CHECK_DEPTH = 200
 
 
 class OutputInvalid(Exception):
@@ -43,9 +49,12 @@ class OutputSpec:
     name: str
     target: Any = field(repr=False, default=None)  # the Python type, or None for a schema dict
 
-    def parse(self, text: str) -> tuple[object, str]:
+    def parse(self, text: str, max_chars: int | None = None) -> tuple[object, str]:
         """The typed value of an answer ``text`` and its canonical JSON. Raises
-        :class:`OutputInvalid` saying what does not match."""
+        :class:`OutputInvalid` saying what does not match, or that ``text`` is longer than
+        ``max_chars`` or nests deeper than :data:`MAX_VALUE_DEPTH` (checked first, without
+        recursion, so no parser or validator sees an answer it cannot handle)."""
+        bound_answer(text, max_chars)
         if self.target is None:
             data = _loads(text, self.schema)
             errors = schema_errors(data, self.schema)
@@ -71,6 +80,21 @@ class OutputSpec:
         if len(text) > MAX_SCHEMA_CHARS:
             text = text[:MAX_SCHEMA_CHARS] + " ... (cut)"
         return text
+
+
+def bound_answer(text: str, max_chars: int | None = None) -> None:
+    """Refuse a model-made answer before it is parsed: raises :class:`OutputInvalid` for one
+    longer than ``max_chars`` or nesting deeper than :data:`MAX_VALUE_DEPTH`."""
+    if max_chars is not None and len(text) > max_chars:
+        raise OutputInvalid(
+            f"the answer has {len(text):,} characters, over the limit of {max_chars:,} "
+            "(Limits.max_answer_chars); deliver a shorter value")
+    depth = value_depth(text)
+    if depth > MAX_VALUE_DEPTH:
+        raise OutputInvalid(
+            f"the answer nests {depth:,} levels deep, over the limit of {MAX_VALUE_DEPTH} "
+            "levels for a typed answer (fixed, fastrlm._core.parsing.MAX_VALUE_DEPTH); deliver "
+            "a flatter value")
 
 
 def output_spec(output: object) -> OutputSpec | None:
@@ -154,6 +178,10 @@ def _dumps(value: object) -> str:
 
 
 def _check_schema(schema: Mapping[str, Any]) -> None:
+    if _nests_deeper(schema, MAX_SCHEMA_DEPTH):
+        raise ConfigurationError(
+            f"the output schema nests more than {MAX_SCHEMA_DEPTH} levels deep (objects and "
+            "arrays); name repeated parts in $defs and point at them with $ref")
     try:
         json.dumps(schema)
     except (TypeError, ValueError) as exc:
@@ -169,6 +197,93 @@ def _check_schema(schema: Mapping[str, Any]) -> None:
             "the output schema says nothing about the answer (no type, properties, enum, "
             'anyOf ...); e.g. {"type": "object", "properties": {"name": {"type": "string"}}}'
         )
+    _check_ref_cycles(schema)
+
+
+def _nests_deeper(value: object, limit: int) -> bool:
+    """Whether the dicts and lists of ``value`` nest more than ``limit`` deep, found without
+    recursion."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_SAME_VALUE = ("anyOf", "oneOf", "allOf")
+
+
+def _same_value_subschemas(node: Mapping[str, Any], root: Mapping[str, Any]
+                           ) -> list[Mapping[str, Any]]:
+    """The schemas that check the same value as ``node`` does (its $ref target, or its
+    anyOf/oneOf/allOf branches): following them does not go one level into the answer."""
+    if "$ref" in node:
+        target = _resolve(root, str(node["$ref"]))
+        return [target] if target is not None else []
+    return [sub for key in _SAME_VALUE for sub in (node.get(key) or ())
+            if isinstance(sub, Mapping)]
+
+
+def _subschemas(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every schema written inside ``node``."""
+    found: list[Mapping[str, Any]] = []
+    for key, value in node.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping):
+            found += [v for v in value.values() if isinstance(v, Mapping)]
+        elif key in (*_SAME_VALUE, "prefixItems") and isinstance(value, list):
+            found += [v for v in value if isinstance(v, Mapping)]
+        elif key in ("items", "additionalProperties") and isinstance(value, Mapping):
+            found.append(value)
+    return found
+
+
+def _check_ref_cycles(root: Mapping[str, Any]) -> None:
+    """Refuse a schema whose $ref/anyOf/oneOf/allOf lead back to themselves without going into
+    the value (``{"$ref": "#/$defs/a"}`` with ``a`` a ``$ref`` to itself): checking any answer
+    against it would never end. A recursive schema that descends (a tree's ``children``) is
+    fine. Iterative, so any schema is checked safely."""
+    schemas: list[Mapping[str, Any]] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            schemas.append(node)
+            stack.extend(_subschemas(node))
+    done: set[int] = set()
+    for start in schemas:
+        if id(start) in done:
+            continue
+        path: list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]] = [
+            (start, _same_value_subschemas(start, root))]
+        on_path = {id(start)}
+        while path:
+            node, pending = path[-1]
+            if not pending:
+                path.pop()
+                on_path.discard(id(node))
+                done.add(id(node))
+                continue
+            child = pending.pop()
+            if id(child) in on_path:
+                refs = [str(n["$ref"]) for n, _ in path if "$ref" in n]
+                raise ConfigurationError(
+                    "the output schema refers back to itself without going into the value "
+                    f"(through {' -> '.join(refs) or 'anyOf/oneOf/allOf'}), so no answer could "
+                    "ever be checked against it; point the $ref at a schema that describes the "
+                    "value, e.g. a property of an object")
+            if id(child) not in done:
+                path.append((child, _same_value_subschemas(child, root)))
+                on_path.add(id(child))
 
 
 _TYPES: dict[str, Any] = {
@@ -191,13 +306,45 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
     """What ``value`` breaks of ``schema`` (empty: it matches). The keywords of structured
     output: type, enum, const, properties, required, additionalProperties, items, prefixItems,
     minItems/maxItems, minLength/maxLength, pattern, minimum/maximum (exclusive too), anyOf,
-    oneOf, allOf, $ref to ``#/$defs/...`` or ``#/definitions/...``. Others are not checked."""
-    root = root if root is not None else schema
+    oneOf, allOf, $ref to ``#/$defs/...`` or ``#/definitions/...``. Others are not checked.
+    A check that would go more than :data:`MAX_CHECK_DEPTH` schemas deep stops there with an
+    error saying so."""
+    try:
+        return _errors(value, schema, where, _Walk(root if root is not None else schema))
+    except _TooDeep as exc:
+        return [f"{exc}: too deeply nested to check against the schema (over "
+                f"{MAX_CHECK_DEPTH} schema levels); deliver a flatter value"]
+
+
+class _TooDeep(Exception):
+    """A check past :data:`MAX_CHECK_DEPTH`; ends the whole check (an anyOf must not read it as
+    one failed alternative)."""
+
+
+@dataclass
+class _Walk:
+    """One check of an answer: the schema ``$ref`` resolves against, and how deep it is."""
+
+    root: Mapping[str, Any]
+    depth: int = 0
+
+
+def _errors(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) -> list[str]:
+    if walk.depth >= MAX_CHECK_DEPTH:
+        raise _TooDeep(where)
+    walk.depth += 1
+    try:
+        return _checked(value, schema, where, walk)
+    finally:
+        walk.depth -= 1
+
+
+def _checked(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) -> list[str]:
     if "$ref" in schema:
-        target = _resolve(root, str(schema["$ref"]))
+        target = _resolve(walk.root, str(schema["$ref"]))
         if target is None:
             return [f"{where}: the schema's $ref {schema['$ref']!r} cannot be resolved"]
-        return schema_errors(value, target, where, root)
+        return _errors(value, target, where, walk)
     errors: list[str] = []
     kind = schema.get("type")
     if kind is not None:
@@ -210,9 +357,9 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
     if "const" in schema and value != schema["const"]:
         errors.append(f"{where}: must be {json.dumps(schema['const'])[:300]}")
     if isinstance(value, dict):
-        errors += _object_errors(value, schema, where, root)
+        errors += _object_errors(value, schema, where, walk)
     if isinstance(value, list):
-        errors += _array_errors(value, schema, where, root)
+        errors += _array_errors(value, schema, where, walk)
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
             errors.append(f"{where}: shorter than {schema['minLength']} characters")
@@ -227,32 +374,32 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
                 errors.append(f"{where}: {key} is {schema[key]}, got {value}")
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            matches = [not schema_errors(value, s, where, root) for s in schema[key]]
+            matches = [not _errors(value, s, where, walk) for s in schema[key]]
             if key == "anyOf" and not any(matches) or key == "oneOf" and sum(matches) != 1:
                 errors.append(f"{where}: matches {sum(matches)} of the {key} alternatives")
     for sub in schema.get("allOf", ()):
-        errors += schema_errors(value, sub, where, root)
+        errors += _errors(value, sub, where, walk)
     return errors
 
 
 def _object_errors(value: dict[Any, Any], schema: Mapping[str, Any], where: str,
-                   root: Mapping[str, Any]) -> list[str]:
+                   walk: _Walk) -> list[str]:
     errors = [f"{where}: missing required field {name!r}" for name in schema.get("required", ())
               if name not in value]
     properties = schema.get("properties") or {}
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
         if key in properties:
-            errors += schema_errors(item, properties[key], f"{where}.{key}", root)
+            errors += _errors(item, properties[key], f"{where}.{key}", walk)
         elif extra is False:
             errors.append(f"{where}: unexpected field {key!r}")
         elif isinstance(extra, Mapping):
-            errors += schema_errors(item, extra, f"{where}.{key}", root)
+            errors += _errors(item, extra, f"{where}.{key}", walk)
     return errors
 
 
 def _array_errors(value: list[Any], schema: Mapping[str, Any], where: str,
-                  root: Mapping[str, Any]) -> list[str]:
+                  walk: _Walk) -> list[str]:
     errors = []
     if "minItems" in schema and len(value) < schema["minItems"]:
         errors.append(f"{where}: fewer than {schema['minItems']} items")
@@ -262,7 +409,7 @@ def _array_errors(value: list[Any], schema: Mapping[str, Any], where: str,
     for index, item in enumerate(value):
         sub = prefix[index] if index < len(prefix) else schema.get("items")
         if isinstance(sub, Mapping):
-            errors += schema_errors(item, sub, f"{where}[{index}]", root)
+            errors += _errors(item, sub, f"{where}[{index}]", walk)
         if len(errors) > 20:
             break
     return errors

@@ -7,10 +7,18 @@ import re
 from dataclasses import dataclass
 
 from ..lm._base import ChatMessage
+from ..sandbox._runtime import answer_json
 
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n`]*$")
 _FINAL_LINE = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$")
+_FINAL_CALL = re.compile(r"\bFINAL(?:_VAR)?\s*\(")
+
+#: The deepest nesting of brackets a model-made value (an answer's JSON, a prose FINAL's
+#: literal) may have before it is parsed: parsers and validators recurse once per level.
+MAX_VALUE_DEPTH = 64
+_OPENERS = frozenset("[{(")
+_CLOSERS = frozenset("]})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +126,49 @@ def looks_like_plan(answer: str) -> bool:
     return 0 < len(text) <= PLAN_MAX_CHARS and _PLAN.match(text) is not None
 
 
+def mentions_final(prose: str) -> bool:
+    """True when ``prose`` holds a ``FINAL(``/``FINAL_VAR(`` call anywhere: such text is an
+    expression to evaluate, never an answer in itself."""
+    return _FINAL_CALL.search(prose) is not None
+
+
+def value_depth(text: str) -> int:
+    """How deep the brackets of ``text`` (JSON or a Python literal) nest, brackets inside quoted
+    strings not counted. One pass, no recursion, so any text is measured safely before a
+    recursive parser sees it."""
+    depth = deepest = 0
+    quote = ""
+    escaped = False
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in _CLOSERS:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def unquote_literal(argument: str) -> str:
-    """``FINAL("text")`` in prose means the text; a bare ``FINAL(text)`` means it verbatim."""
+    """The answer a prose ``FINAL(argument)`` delivers, as the same call in a code block would:
+    a str literal is its text, a dict or list literal its JSON, another literal its ``str``; an
+    argument that is not a literal (or nests deeper than :data:`MAX_VALUE_DEPTH`) is the text
+    verbatim."""
+    if value_depth(argument) > MAX_VALUE_DEPTH:
+        return argument
     try:
         value = ast.literal_eval(argument)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return argument
+    value = answer_json(value)
     return value if isinstance(value, str) else str(value)
 
 

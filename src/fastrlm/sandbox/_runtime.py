@@ -90,7 +90,7 @@ class AnswerTooLarge(ValueError):
     """An answer longer than ``max_answer_chars``."""
 
 
-def _as_json(value: object) -> object:
+def answer_json(value: object) -> object:
     """A dict or list answer as JSON text (what a caller can parse), not a Python repr; anything
     else, or a container JSON cannot hold (a set inside, a cycle), as it is."""
     if isinstance(value, (dict, list)):
@@ -245,7 +245,7 @@ class ReplRuntime:
             print(f"Note: FINAL({value!r}) names your variable `{value}`, so its value was "
                   f"delivered; FINAL_VAR({value!r}) says that directly.")
             value = self.ns[value]
-        self._final = (self._answer_text(_as_json(value), "FINAL"), "FINAL")
+        self._final = (self._answer_text(answer_json(value), "FINAL"), "FINAL")
 
     def _final_var(self, name: object) -> None:
         """Deliver the variable called ``name`` as the answer; the run ends after this cell."""
@@ -261,7 +261,7 @@ class ReplRuntime:
                 )
             value = self.ns[key]
         if self._final is None:
-            self._final = (self._answer_text(_as_json(value), "FINAL_VAR"), "FINAL_VAR")
+            self._final = (self._answer_text(answer_json(value), "FINAL_VAR"), "FINAL_VAR")
 
     def _show_vars_fn(self) -> None:
         """Print the user variables with their types and sizes."""
