@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fastrlm._core.parsing import (
     extract_code_blocks,
     find_prose_final,
+    mentions_final,
+    nests_deeper,
     truncate_output,
     unquote_literal,
 )
@@ -97,3 +101,25 @@ def test_history_within_limit_is_untouched() -> None:
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                 {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]
     assert compact_history(messages, 1000) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [("", 0), ("42", 0), ("[1, {\"a\": [2]}]", 3), ('{"a": "[[[\\"[", "b": [1, [2]]}', 3),
+     ("['it\\'s [', (1,)]", 2), ("[[[", 3), ("]]] [", 1), ("[" * 100_000, 100_000),
+     ("[" * 65 + "1," * 1000 + "]" * 65, 65)],
+)
+def test_nests_deeper_measures_brackets_outside_strings(text: str, depth: int) -> None:
+    assert nests_deeper(text, depth - 1) if depth else True
+    assert not nests_deeper(text, depth)
+
+
+def test_a_prose_final_literal_too_deep_to_parse_is_kept_as_text() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    assert unquote_literal(deep) == deep
+    assert unquote_literal("{'a': (1, 2)}") == '{"a": [1, 2]}'
+
+
+def test_mentions_final_finds_a_call_anywhere() -> None:
+    assert mentions_final("so: FINAL_VAR(s).") and mentions_final("FINAL (x)")
+    assert not mentions_final("the FINAL answer is 3") and not mentions_final("MY_FINAL(x)")

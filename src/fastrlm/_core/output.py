@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from .parsing import MAX_VALUE_DEPTH, value_depth
+from .parsing import MAX_VALUE_DEPTH, nests_deeper
 
 #: The longest schema text the model is shown; a longer one is cut with a note.
 MAX_SCHEMA_CHARS = 20_000
@@ -89,12 +89,10 @@ def bound_answer(text: str, max_chars: int | None = None) -> None:
         raise OutputInvalid(
             f"the answer has {len(text):,} characters, over the limit of {max_chars:,} "
             "(Limits.max_answer_chars); deliver a shorter value")
-    depth = value_depth(text)
-    if depth > MAX_VALUE_DEPTH:
+    if nests_deeper(text, MAX_VALUE_DEPTH):
         raise OutputInvalid(
-            f"the answer nests {depth:,} levels deep, over the limit of {MAX_VALUE_DEPTH} "
-            "levels for a typed answer (fixed, fastrlm._core.parsing.MAX_VALUE_DEPTH); deliver "
-            "a flatter value")
+            f"the answer nests more than {MAX_VALUE_DEPTH} levels deep, the limit for a typed "
+            "answer (fixed: fastrlm._core.parsing.MAX_VALUE_DEPTH); deliver a flatter value")
 
 
 def output_spec(output: object) -> OutputSpec | None:

@@ -17,8 +17,9 @@ _FINAL_CALL = re.compile(r"\bFINAL(?:_VAR)?\s*\(")
 #: The deepest nesting of brackets a model-made value (an answer's JSON, a prose FINAL's
 #: literal) may have before it is parsed: parsers and validators recurse once per level.
 MAX_VALUE_DEPTH = 64
-_OPENERS = frozenset("[{(")
-_CLOSERS = frozenset("]})")
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\'\\]*(?:\\.[^\'\\]*)*\'', re.S)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}()]+")
+_ONE_KIND = str.maketrans("[{]}", "(())")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,29 +133,20 @@ def mentions_final(prose: str) -> bool:
     return _FINAL_CALL.search(prose) is not None
 
 
-def value_depth(text: str) -> int:
-    """How deep the brackets of ``text`` (JSON or a Python literal) nest, brackets inside quoted
-    strings not counted. One pass, no recursion, so any text is measured safely before a
-    recursive parser sees it."""
-    depth = deepest = 0
-    quote = ""
-    escaped = False
-    for char in text:
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in _OPENERS:
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in _CLOSERS:
-            depth = max(depth - 1, 0)
-    return deepest
+def nests_deeper(text: str, limit: int) -> bool:
+    """Whether the brackets of ``text`` (JSON or a Python literal) nest more than ``limit``
+    deep, brackets inside quoted strings not counted (an unclosed one counts as a level, as a
+    parser goes into it). Without recursion and in C-speed passes over the text (one per level
+    up to ``limit``), so any text is measured safely before a recursive parser sees it."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text)).translate(_ONE_KIND)
+    for passes in range(limit + 1):
+        if "(" not in brackets:
+            return False
+        shorter = brackets.replace("()", "")  # each pass takes away the innermost level
+        if shorter == brackets:  # only unmatched brackets are left: each open one is a level
+            return passes + shorter.count("(") > limit
+        brackets = shorter
+    return True
 
 
 def unquote_literal(argument: str) -> str:
@@ -162,7 +154,7 @@ def unquote_literal(argument: str) -> str:
     a str literal is its text, a dict or list literal its JSON, another literal its ``str``; an
     argument that is not a literal (or nests deeper than :data:`MAX_VALUE_DEPTH`) is the text
     verbatim."""
-    if value_depth(argument) > MAX_VALUE_DEPTH:
+    if nests_deeper(argument, MAX_VALUE_DEPTH):
         return argument
     try:
         value = ast.literal_eval(argument)
