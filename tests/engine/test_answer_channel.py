@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from fastrlm import StopReason
+from fastrlm import SandboxUnavailableError, StopReason
+from fastrlm.sandbox import _layers
 
 from .helpers import make_rlm, repl
+
+LAYERS = ["bwrap", "landlock", "none"]
+
+
+def skip_unless_available(kind: str) -> None:
+    if kind != "none":  # the in-process sandbox works everywhere
+        try:
+            _layers.plans_for(kind)
+        except SandboxUnavailableError as exc:
+            pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
 
 
 async def test_final_var_returns_the_value_not_a_tuple_or_the_name() -> None:
@@ -130,3 +141,23 @@ async def test_a_prose_final_of_a_literal_delivers_what_the_same_call_in_a_block
         in_prose, _ = make_rlm([code])
         expected = (await in_block.acompletion("q", context="c")).answer
         assert (await in_prose.acompletion("q", context="c")).answer == expected, code
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_every_channel_delivers_a_dict_as_json(layer: str) -> None:
+    skip_unless_available(layer)
+    for code in ("FINAL(d)", "FINAL_VAR('d')", "answer['content'] = d\nanswer['ready'] = True"):
+        rlm, _ = make_rlm([repl("d = {'a': [1, None], 'b': 'x'}\n" + code)], sandbox=layer)
+        out = await rlm.acompletion("q", context="c", output={"type": "object"})
+        assert out.value == {"a": [1, None], "b": "x"}, code
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_a_value_too_deep_to_write_out_is_an_error_the_model_sees(layer: str) -> None:
+    skip_unless_available(layer)
+    make_deep = "d = []\nfor _ in range(100_000):\n    d = [d]\n"
+    for code in ("FINAL(d)", "answer['content'] = d\nanswer['ready'] = True"):
+        rlm, root = make_rlm([repl(make_deep + code), repl("FINAL('flat')")], sandbox=layer)
+        out = await rlm.acompletion("q", context="c")
+        assert out.answer == "flat", code
+        assert "nests too deep to deliver" in root.calls[1][-1]["content"], code
