@@ -106,12 +106,19 @@ def test_history_within_limit_is_untouched() -> None:
 @pytest.mark.parametrize(
     ("text", "depth"),
     [("", 0), ("42", 0), ("[1, {\"a\": [2]}]", 3), ('{"a": "[[[\\"[", "b": [1, [2]]}', 3),
-     ("['it\\'s [', (1,)]", 2), ("[[[", 3), ("]]] [", 1), ("[" * 100_000, 100_000),
+     ("[['it\\'s [', ()]]", 2), ("[[[", 3), ("(" * 100 + "[1]", 1), ("]]] [", 1),
+     ("[" * 100_000, 100_000),
      ("[" * 65 + "1," * 1000 + "]" * 65, 65)],
 )
 def test_nests_deeper_measures_brackets_outside_strings(text: str, depth: int) -> None:
     assert nests_deeper(text, depth - 1) if depth else True
     assert not nests_deeper(text, depth)
+
+
+def test_nests_deeper_counts_parentheses_only_for_python_literals() -> None:
+    assert not nests_deeper(":( " * 100, 64)
+    assert nests_deeper("(" * 65 + ")" * 65, 64, parens=True)
+    assert not nests_deeper("((1,),)", 2, parens=True) and nests_deeper("((1,),)", 1, parens=True)
 
 
 def test_a_prose_final_literal_too_deep_to_parse_is_kept_as_text() -> None:

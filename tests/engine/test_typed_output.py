@@ -231,3 +231,8 @@ def test_a_prose_final_of_a_dict_is_json_as_in_a_code_block() -> None:
         result = RLM(root, sandbox="none").completion("q", "ctx", output=City)
         assert result.value == City(name="Lisbon", population=545000)
         assert json.loads(result.answer) == {"name": "Lisbon", "population": 545000}
+
+
+def test_text_with_many_parentheses_is_not_taken_for_nesting() -> None:
+    result, _ = _run(["'sad ' + ':( ' * 100"], {"type": "string"})
+    assert result.value == "sad " + ":( " * 100  # type: ignore[attr-defined]

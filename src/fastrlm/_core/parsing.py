@@ -18,7 +18,8 @@ _FINAL_CALL = re.compile(r"\bFINAL(?:_VAR)?\s*\(")
 #: literal) may have before it is parsed: parsers and validators recurse once per level.
 MAX_VALUE_DEPTH = 64
 _STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\'\\]*(?:\\.[^\'\\]*)*\'', re.S)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}()]+")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_NOT_BRACKETS_OR_PARENS = re.compile(r"[^\[\]{}()]+")
 _ONE_KIND = str.maketrans("[{]}", "(())")
 
 
@@ -133,12 +134,14 @@ def mentions_final(prose: str) -> bool:
     return _FINAL_CALL.search(prose) is not None
 
 
-def nests_deeper(text: str, limit: int) -> bool:
-    """Whether the brackets of ``text`` (JSON or a Python literal) nest more than ``limit``
-    deep, brackets inside quoted strings not counted (an unclosed one counts as a level, as a
-    parser goes into it). Without recursion and in C-speed passes over the text (one per level
-    up to ``limit``), so any text is measured safely before a recursive parser sees it."""
-    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text)).translate(_ONE_KIND)
+def nests_deeper(text: str, limit: int, *, parens: bool = False) -> bool:
+    """Whether the ``[]``/``{}`` of ``text`` (JSON; with ``parens``, a Python literal, ``()``
+    too) nest more than ``limit`` deep, brackets inside quoted strings not counted (an unclosed
+    one counts as a level, as a parser goes into it). Without recursion and in C-speed passes
+    over the text (one per level up to ``limit``), so any text is measured safely before a
+    recursive parser sees it."""
+    kept = _NOT_BRACKETS_OR_PARENS if parens else _NOT_BRACKETS
+    brackets = kept.sub("", _STRINGS.sub("", text)).translate(_ONE_KIND)
     for passes in range(limit + 1):
         if "(" not in brackets:
             return False
@@ -154,7 +157,7 @@ def unquote_literal(argument: str) -> str:
     a str literal is its text, a dict or list literal its JSON, another literal its ``str``; an
     argument that is not a literal (or nests deeper than :data:`MAX_VALUE_DEPTH`) is the text
     verbatim."""
-    if nests_deeper(argument, MAX_VALUE_DEPTH):
+    if nests_deeper(argument, MAX_VALUE_DEPTH, parens=True):
         return argument
     try:
         value = ast.literal_eval(argument)
