@@ -156,7 +156,7 @@ async def test_every_channel_delivers_a_dict_as_json(layer: str) -> None:
 async def test_a_value_too_deep_to_write_out_is_an_error_the_model_sees(layer: str) -> None:
     skip_unless_available(layer)
     make_deep = "d = []\nfor _ in range(100_000):\n    d = [d]\n"
-    for code in ("FINAL(d)", "answer['content'] = d\nanswer['ready'] = True"):
+    for code in ("FINAL(d)", "FINAL_VAR('d')", "answer['content'] = d\nanswer['ready'] = True"):
         rlm, root = make_rlm([repl(make_deep + code), repl("FINAL('flat')")], sandbox=layer)
         out = await rlm.acompletion("q", context="c")
         assert out.answer == "flat", code
