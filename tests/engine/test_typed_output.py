@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Literal, TypedDict
 
 import pytest
@@ -236,3 +237,33 @@ def test_a_prose_final_of_a_dict_is_json_as_in_a_code_block() -> None:
 def test_text_with_many_parentheses_is_not_taken_for_nesting() -> None:
     result, _ = _run(["'sad ' + ':( ' * 100"], {"type": "string"})
     assert result.value == "sad " + ":( " * 100  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [({"type": "object", "properties": {"a": {"type": {"x": 1}}}}, "type {'x': 1} is not"),
+     ({"type": "string", "pattern": "("}, "pattern '(' is not a regular expression"),
+     ({"type": "object", "properties": {"a": {"type": "string", "minLength": "3"}}},
+      "minLength '3' is not an integer"),
+     ({"type": "number", "maximum": "10"}, "maximum '10' is not a number"),
+     ({"type": "object", "required": "a"}, "required is not a list"),
+     ({"type": "object", "required": [["a"]]}, "required holds a name that is not a string"),
+     ({"anyOf": [{"type": "string"}, 3]}, "anyOf holds an item that is not a schema"),
+     ({"type": "object", "properties": {"a": "string"}}, "properties holds a value that is not"),
+     ({"type": "array", "items": "string"}, "items is not a schema, a boolean or a list"),
+     ({"type": "object", "additionalProperties": "no"},
+      "additionalProperties is not a schema or a boolean")],
+)
+def test_a_schema_keyword_the_checker_cannot_read_is_refused_up_front(
+    schema: dict[str, object], says: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        output_spec(schema)
+
+
+def test_boolean_schemas_allow_anything_or_nothing() -> None:
+    schema = {"type": "object", "properties": {"any": True, "never": False},
+              "additionalProperties": False}
+    assert output_spec(schema) is not None
+    assert schema_errors({"any": [1, {"x": None}]}, schema) == []
+    assert schema_errors({"never": 1}, schema) == ["the answer.never: no value is allowed here"]

@@ -70,6 +70,8 @@ async def test_an_answer_that_never_matches_ends_with_length_and_the_last_answer
     "response_format",
     [{"type": "json_schema"}, {"type": "json_schema", "json_schema": {"name": "x"}},
      {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}},
+     {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string",
+                                                                      "pattern": "("}}},
      {"type": "xml"}, "json", {"no": "type"}],
 )
 async def test_a_bad_response_format_is_a_400_saying_what_is_wrong(

@@ -184,18 +184,65 @@ def _check_schema(schema: Mapping[str, Any]) -> None:
         json.dumps(schema)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"the output schema is not JSON: {exc}") from exc
-    kind = schema.get("type")
-    known = {"object", "array", "string", "number", "integer", "boolean", "null"}
-    kinds = kind if isinstance(kind, list) else [kind]
-    if kind is not None and not all(k in known for k in kinds):
-        raise ConfigurationError(f"the output schema's type {kind!r} is not a JSON Schema type")
-    if kind is None and not any(k in schema for k in ("anyOf", "oneOf", "enum", "const",
-                                                         "properties", "$ref", "allOf")):
+    if schema.get("type") is None and not any(
+            k in schema for k in ("anyOf", "oneOf", "enum", "const", "properties", "$ref",
+                                  "allOf")):
         raise ConfigurationError(
             "the output schema says nothing about the answer (no type, properties, enum, "
             'anyOf ...); e.g. {"type": "object", "properties": {"name": {"type": "string"}}}'
         )
-    _check_ref_cycles(schema)
+    schemas = _all_schemas(schema)
+    for node in schemas:
+        problem = _keyword_problem(node)
+        if problem is not None:
+            raise ConfigurationError(f"the output schema's {problem}")
+    _check_ref_cycles(schema, schemas)
+
+
+_KNOWN_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def _keyword_problem(node: Mapping[str, Any]) -> str | None:
+    """What is wrong with the keywords ``schema_errors`` reads in one (sub)schema, so that a
+    bad schema is refused up front rather than crashing the check of an answer."""
+    kind = node.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        if not all(isinstance(k, str) and k in _KNOWN_TYPES for k in kinds):
+            return f"type {kind!r} is not a JSON Schema type"
+    for key in _COUNTS:
+        if key in node and not (isinstance(node[key], int) and not isinstance(node[key], bool)):
+            return f"{key} {node[key]!r} is not an integer"
+    for key in _BOUNDS:
+        if key in node and not isinstance(node[key], int | float):
+            return f"{key} {node[key]!r} is not a number"
+    for key in ("enum", "required", *_SCHEMA_LISTS):
+        if key in node and not isinstance(node[key], list):
+            return f"{key} is not a list"
+    if not all(isinstance(name, str) for name in node.get("required", ())):
+        return "required holds a name that is not a string"
+    for key in ("properties", "$defs", "definitions"):
+        if key in node and not isinstance(node[key], Mapping):
+            return f"{key} is not an object"
+        if not all(isinstance(sub, Mapping | bool) for sub in (node.get(key) or {}).values()):
+            return f"{key} holds a value that is not a schema"
+    for key in _SCHEMA_LISTS:
+        if not all(isinstance(sub, Mapping | bool) for sub in node.get(key, ())):
+            return f"{key} holds an item that is not a schema"
+    if "additionalProperties" in node and not isinstance(node["additionalProperties"],
+                                                         Mapping | bool):
+        return "additionalProperties is not a schema or a boolean"
+    if "items" in node and not isinstance(node["items"], Mapping | bool | list):
+        return "items is not a schema, a boolean or a list"  # a list (draft 4): not checked
+    if "pattern" in node:
+        try:
+            re.compile(node["pattern"])
+        except (re.error, TypeError) as exc:
+            return f"pattern {node['pattern']!r} is not a regular expression ({exc})"
+    return None
 
 
 def _nests_deeper(value: object, limit: int) -> bool:
@@ -243,11 +290,8 @@ def _subschemas(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return found
 
 
-def _check_ref_cycles(root: Mapping[str, Any]) -> None:
-    """Refuse a schema whose $ref/anyOf/oneOf/allOf lead back to themselves without going into
-    the value (``{"$ref": "#/$defs/a"}`` with ``a`` a ``$ref`` to itself): checking any answer
-    against it would never end. A recursive schema that descends (a tree's ``children``) is
-    fine. Iterative, so any schema is checked safely."""
+def _all_schemas(root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``root`` and every schema written inside it, found without recursion."""
     schemas: list[Mapping[str, Any]] = []
     seen: set[int] = set()
     stack = [root]
@@ -257,6 +301,14 @@ def _check_ref_cycles(root: Mapping[str, Any]) -> None:
             seen.add(id(node))
             schemas.append(node)
             stack.extend(_subschemas(node))
+    return schemas
+
+
+def _check_ref_cycles(root: Mapping[str, Any], schemas: list[Mapping[str, Any]]) -> None:
+    """Refuse a schema whose $ref/anyOf/oneOf/allOf lead back to themselves without going into
+    the value (``{"$ref": "#/$defs/a"}`` with ``a`` a ``$ref`` to itself): checking any answer
+    against it would never end. A recursive schema that descends (a tree's ``children``) is
+    fine. Iterative, so any schema is checked safely."""
     done: set[int] = set()
     for start in schemas:
         if id(start) in done:
@@ -327,7 +379,10 @@ class _Walk:
     depth: int = 0
 
 
-def _errors(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) -> list[str]:
+def _errors(value: object, schema: Mapping[str, Any] | bool, where: str, walk: _Walk
+            ) -> list[str]:
+    if isinstance(schema, bool):  # the schemas true (anything) and false (nothing)
+        return [] if schema else [f"{where}: no value is allowed here"]
     if walk.depth >= MAX_CHECK_DEPTH:
         raise _TooDeep(where)
     walk.depth += 1
@@ -406,7 +461,7 @@ def _array_errors(value: list[Any], schema: Mapping[str, Any], where: str,
     prefix = schema.get("prefixItems") or []
     for index, item in enumerate(value):
         sub = prefix[index] if index < len(prefix) else schema.get("items")
-        if isinstance(sub, Mapping):
+        if isinstance(sub, Mapping | bool):
             errors += _errors(item, sub, f"{where}[{index}]", walk)
         if len(errors) > 20:
             break
