@@ -120,8 +120,10 @@ async def test_first_final_in_a_cell_wins_and_later_blocks_do_not_run() -> None:
      (repl("1 / 0") + "FINAL_VAR(s)", "hello"),  # no later turn to fix the block in
      ("FINAL_VAR(missing)", ""),
      ("The answer is FINAL_VAR(s).", ""),
-     ("FINAL(s).", "")],
-    ids=["resolved", "after-a-failed-block", "unknown-name", "inside-a-sentence", "trailing"],
+     ("FINAL(s).", ""),
+     ("The total is 12.\nFINAL_VAR(missing)", "The total is 12.")],
+    ids=["resolved", "after-a-failed-block", "unknown-name", "inside-a-sentence", "trailing",
+         "prose-kept"],
 )
 async def test_the_answer_at_max_iterations_is_never_a_final_expression(
     last_reply: str, answer: str,

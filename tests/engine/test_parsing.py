@@ -7,10 +7,10 @@ import pytest
 from fastrlm._core.parsing import (
     extract_code_blocks,
     find_prose_final,
-    mentions_final,
     nests_deeper,
     truncate_output,
     unquote_literal,
+    without_final_calls,
 )
 
 
@@ -127,6 +127,9 @@ def test_a_prose_final_literal_too_deep_to_parse_is_kept_as_text() -> None:
     assert unquote_literal("{'a': (1, 2)}") == '{"a": [1, 2]}'
 
 
-def test_mentions_final_finds_a_call_anywhere() -> None:
-    assert mentions_final("so: FINAL_VAR(s).") and mentions_final("FINAL (x)")
-    assert not mentions_final("the FINAL answer is 3") and not mentions_final("MY_FINAL(x)")
+def test_without_final_calls_drops_the_lines_that_hold_one() -> None:
+    assert without_final_calls("so: FINAL_VAR(s).") == ""
+    text = "Total: 12.\nFINAL (x)\nThat is all."
+    assert without_final_calls(text) == "Total: 12.\nThat is all."
+    kept = "the FINAL answer is 3\nMY_FINAL(x)"
+    assert without_final_calls(kept) == kept

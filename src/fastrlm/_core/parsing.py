@@ -128,10 +128,11 @@ def looks_like_plan(answer: str) -> bool:
     return 0 < len(text) <= PLAN_MAX_CHARS and _PLAN.match(text) is not None
 
 
-def mentions_final(prose: str) -> bool:
-    """True when ``prose`` holds a ``FINAL(``/``FINAL_VAR(`` call anywhere: such text is an
-    expression to evaluate, never an answer in itself."""
-    return _FINAL_CALL.search(prose) is not None
+def without_final_calls(prose: str) -> str:
+    """``prose`` less every line that holds a ``FINAL(``/``FINAL_VAR(`` call: such a line is an
+    expression to evaluate, never an answer in itself; the rest of the prose is kept."""
+    kept = [line for line in prose.split("\n") if _FINAL_CALL.search(line) is None]
+    return "\n".join(kept).strip()
 
 
 def nests_deeper(text: str, limit: int, *, parens: bool = False) -> bool:

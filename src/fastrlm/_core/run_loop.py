@@ -43,9 +43,9 @@ from .parsing import (
     extract_code_blocks,
     find_prose_final,
     looks_like_plan,
-    mentions_final,
     truncate_output,
     unquote_literal,
+    without_final_calls,
 )
 from .prompts import describe_budget
 from .run_values import Outcome, RunConfig, new_run_id
@@ -382,9 +382,8 @@ class Run:
         if final is not None:
             return Outcome(final.text, reason, iterations + 1, source=final.source)
         outcome = self._partial(reason, iterations + 1)
-        prose = extract_code_blocks(reply).prose
-        if not outcome.answer and not mentions_final(prose):  # an unresolved FINAL is no answer
-            outcome.answer = prose
+        if not outcome.answer:  # the prose, less any FINAL call it could not resolve
+            outcome.answer = without_final_calls(extract_code_blocks(reply).prose)
         return outcome
 
     def _typed(self) -> bool:
