@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from fastrlm import StopReason
+from fastrlm import SandboxUnavailableError, StopReason
+from fastrlm.sandbox import _layers
 
 from .helpers import make_rlm, repl
+
+LAYERS = ["bwrap", "landlock", "none"]
+
+
+def skip_unless_available(kind: str) -> None:
+    if kind != "none":  # the in-process sandbox works everywhere
+        try:
+            _layers.plans_for(kind)
+        except SandboxUnavailableError as exc:
+            pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
 
 
 async def test_final_var_returns_the_value_not_a_tuple_or_the_name() -> None:
@@ -101,3 +112,54 @@ async def test_first_final_in_a_cell_wins_and_later_blocks_do_not_run() -> None:
     reply = repl("FINAL('first')\nFINAL('second')") + repl("raise SystemExit('must not run')")
     rlm, _ = make_rlm([reply])
     assert (await rlm.acompletion("q", context="c")).answer == "first"
+
+
+@pytest.mark.parametrize(
+    ("last_reply", "answer"),
+    [("FINAL_VAR(s)", "hello"),
+     (repl("1 / 0") + "FINAL_VAR(s)", "hello"),  # no later turn to fix the block in
+     ("FINAL_VAR(missing)", ""),
+     ("The answer is FINAL_VAR(s).", ""),
+     ("FINAL(s).", ""),
+     ("The total is 12.\nFINAL_VAR(missing)", "The total is 12.")],
+    ids=["resolved", "after-a-failed-block", "unknown-name", "inside-a-sentence", "trailing",
+         "prose-kept"],
+)
+async def test_the_answer_at_max_iterations_is_never_a_final_expression(
+    last_reply: str, answer: str,
+) -> None:
+    from fastrlm import Budget
+
+    rlm, _ = make_rlm([repl("s = 'hello'"), last_reply], budget=Budget(max_iterations=1))
+    out = await rlm.acompletion("q", context="c")
+    assert out.stop_reason is StopReason.MAX_ITERATIONS
+    assert out.answer == answer
+
+
+async def test_a_prose_final_of_a_literal_delivers_what_the_same_call_in_a_block_does() -> None:
+    for code in ('FINAL({"a": [1, "x"], "b": None})', "FINAL([1, 2])", "FINAL(3.5)",
+                 "FINAL(True)"):
+        in_block, _ = make_rlm([repl(code)])
+        in_prose, _ = make_rlm([code])
+        expected = (await in_block.acompletion("q", context="c")).answer
+        assert (await in_prose.acompletion("q", context="c")).answer == expected, code
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_every_channel_delivers_a_dict_as_json(layer: str) -> None:
+    skip_unless_available(layer)
+    for code in ("FINAL(d)", "FINAL_VAR('d')", "answer['content'] = d\nanswer['ready'] = True"):
+        rlm, _ = make_rlm([repl("d = {'a': [1, None], 'b': 'x'}\n" + code)], sandbox=layer)
+        out = await rlm.acompletion("q", context="c", output={"type": "object"})
+        assert out.value == {"a": [1, None], "b": "x"}, code
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_a_value_too_deep_to_write_out_is_an_error_the_model_sees(layer: str) -> None:
+    skip_unless_available(layer)
+    make_deep = "d = []\nfor _ in range(100_000):\n    d = [d]\n"
+    for code in ("FINAL(d)", "FINAL_VAR('d')", "answer['content'] = d\nanswer['ready'] = True"):
+        rlm, root = make_rlm([repl(make_deep + code), repl("FINAL('flat')")], sandbox=layer)
+        out = await rlm.acompletion("q", context="c")
+        assert out.answer == "flat", code
+        assert "nests too deep to deliver" in root.calls[1][-1]["content"], code

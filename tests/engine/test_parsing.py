@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fastrlm._core.parsing import (
     extract_code_blocks,
     find_prose_final,
+    nests_deeper,
     truncate_output,
     unquote_literal,
+    without_final_calls,
 )
 
 
@@ -97,3 +101,35 @@ def test_history_within_limit_is_untouched() -> None:
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                 {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]
     assert compact_history(messages, 1000) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [("", 0), ("42", 0), ("[1, {\"a\": [2]}]", 3), ('{"a": "[[[\\"[", "b": [1, [2]]}', 3),
+     ("[['it\\'s [', ()]]", 2), ("[[[", 3), ("(" * 100 + "[1]", 1), ("]]] [", 1),
+     ("[" * 100_000, 100_000),
+     ("[" * 65 + "1," * 1000 + "]" * 65, 65)],
+)
+def test_nests_deeper_measures_brackets_outside_strings(text: str, depth: int) -> None:
+    assert nests_deeper(text, depth - 1) if depth else True
+    assert not nests_deeper(text, depth)
+
+
+def test_nests_deeper_counts_parentheses_only_for_python_literals() -> None:
+    assert not nests_deeper(":( " * 100, 64)
+    assert nests_deeper("(" * 65 + ")" * 65, 64, parens=True)
+    assert not nests_deeper("((1,),)", 2, parens=True) and nests_deeper("((1,),)", 1, parens=True)
+
+
+def test_a_prose_final_literal_too_deep_to_parse_is_kept_as_text() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    assert unquote_literal(deep) == deep
+    assert unquote_literal("{'a': (1, 2)}") == '{"a": [1, 2]}'
+
+
+def test_without_final_calls_drops_the_lines_that_hold_one() -> None:
+    assert without_final_calls("so: FINAL_VAR(s).") == ""
+    text = "Total: 12.\nFINAL (x)\nThat is all."
+    assert without_final_calls(text) == "Total: 12.\nThat is all."
+    kept = "the FINAL answer is 3\nMY_FINAL(x)"
+    assert without_final_calls(kept) == kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Literal, TypedDict
 
 import pytest
@@ -145,3 +146,124 @@ def test_schema_errors(value: object, schema: dict[str, object], expected: list[
 
 def test_output_spec_of_str_or_none_is_no_typing() -> None:
     assert output_spec(None) is None and output_spec(str) is None
+
+
+class Node(BaseModel):
+    child: Node | None = None
+
+
+_NODE_SCHEMA = {"$defs": {"n": {"type": "object", "properties": {
+    "child": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "null"}]}}}}, "$ref": "#/$defs/n"}
+
+
+def _nested(levels: int) -> str:
+    return '{"child": ' * levels + "null" + "}" * levels
+
+
+@pytest.mark.parametrize("output", [Node, _NODE_SCHEMA], ids=["pydantic", "schema"])
+def test_a_deeply_nested_answer_is_refused_with_the_limit_not_a_recursion_error(
+    output: object,
+) -> None:
+    result, root = _run([json.dumps(_nested(5000))] * 2 + [json.dumps(_nested(3))], output)
+    assert result.stop_reason is StopReason.FINAL  # type: ignore[attr-defined]
+    assert json.loads(result.answer) == json.loads(_nested(3))  # type: ignore[attr-defined]
+    note = root.calls[1][-1]["content"]
+    assert "nests more than 64 levels deep, the limit" in note
+
+
+@pytest.mark.parametrize("output", [Node, _NODE_SCHEMA], ids=["pydantic", "schema"])
+def test_a_recursive_answer_within_the_depth_limit_is_checked_whole(output: object) -> None:
+    result, _ = _run([json.dumps(_nested(63))], output)
+    assert result.stop_reason is StopReason.FINAL  # type: ignore[attr-defined]
+    assert json.loads(result.answer) == json.loads(_nested(63))  # type: ignore[attr-defined]
+
+
+def test_a_too_deep_answer_ends_invalid_output_once_the_retries_are_spent() -> None:
+    result, _ = _run([json.dumps(_nested(2000))] * 3, _NODE_SCHEMA,
+                     limits=Limits(max_output_retries=1))
+    assert result.stop_reason is StopReason.INVALID_OUTPUT  # type: ignore[attr-defined]
+    assert "nests more than 64 levels deep" in result.error  # type: ignore[attr-defined]
+
+
+def test_an_answer_over_max_answer_chars_is_refused_before_it_is_parsed() -> None:
+    root = ScriptedLM(['FINAL(["' + "x" * 500 + '"])', 'FINAL(["short"])'])
+    result = RLM(root, sandbox="none", limits=Limits(max_answer_chars=100)).completion(
+        "q", "ctx", output=list[str])
+    assert result.value == ["short"]
+    assert "over the limit of 100 (Limits.max_answer_chars)" in root.calls[1][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+     {"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "null"}]}},
+      "$ref": "#/$defs/a"},
+     {"$defs": {"a": {"type": "object", "allOf": [{"$ref": "#/$defs/a"}]}},
+      "type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}}],
+    ids=["ref-to-ref", "anyof-self", "allof-self-in-a-property"],
+)
+def test_a_schema_whose_ref_cycle_never_reaches_the_value_is_refused(
+    schema: dict[str, object],
+) -> None:
+    with pytest.raises(ConfigurationError, match="refers back to itself"):
+        output_spec(schema)
+
+
+def test_a_schema_nested_past_the_limit_is_refused() -> None:
+    schema: dict[str, object] = {"type": "string"}
+    for _ in range(5000):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(ConfigurationError, match="nests more than 128 levels deep"):
+        output_spec(schema)
+
+
+def test_a_check_that_goes_too_deep_stops_with_an_error() -> None:
+    value: object = None
+    for _ in range(300):
+        value = {"child": value}
+    errors = schema_errors(value, _NODE_SCHEMA)
+    assert len(errors) == 1 and "too deeply nested to check" in errors[0]
+
+
+def test_a_prose_final_of_a_dict_is_json_as_in_a_code_block() -> None:
+    for reply in ['FINAL({"name": "Lisbon", "population": 545000})',
+                  repl('FINAL({"name": "Lisbon", "population": 545000})')]:
+        root = ScriptedLM([reply])
+        result = RLM(root, sandbox="none").completion("q", "ctx", output=City)
+        assert result.value == City(name="Lisbon", population=545000)
+        assert json.loads(result.answer) == {"name": "Lisbon", "population": 545000}
+
+
+def test_text_with_many_parentheses_is_not_taken_for_nesting() -> None:
+    result, _ = _run(["'sad ' + ':( ' * 100"], {"type": "string"})
+    assert result.value == "sad " + ":( " * 100  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [({"type": "object", "properties": {"a": {"type": {"x": 1}}}}, "type {'x': 1} is not"),
+     ({"type": "string", "pattern": "("}, "pattern '(' is not a regular expression"),
+     ({"type": "object", "properties": {"a": {"type": "string", "minLength": "3"}}},
+      "minLength '3' is not an integer"),
+     ({"type": "number", "maximum": "10"}, "maximum '10' is not a number"),
+     ({"type": "object", "required": "a"}, "required is not a list"),
+     ({"type": "object", "required": [["a"]]}, "required holds a name that is not a string"),
+     ({"anyOf": [{"type": "string"}, 3]}, "anyOf holds an item that is not a schema"),
+     ({"type": "object", "properties": {"a": "string"}}, "properties holds a value that is not"),
+     ({"type": "array", "items": "string"}, "items is not a schema, a boolean or a list"),
+     ({"type": "object", "additionalProperties": "no"},
+      "additionalProperties is not a schema or a boolean")],
+)
+def test_a_schema_keyword_the_checker_cannot_read_is_refused_up_front(
+    schema: dict[str, object], says: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        output_spec(schema)
+
+
+def test_boolean_schemas_allow_anything_or_nothing() -> None:
+    schema = {"type": "object", "properties": {"any": True, "never": False},
+              "additionalProperties": False}
+    assert output_spec(schema) is not None
+    assert schema_errors({"any": [1, {"x": None}]}, schema) == []
+    assert schema_errors({"never": 1}, schema) == ["the answer.never: no value is allowed here"]

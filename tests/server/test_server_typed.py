@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from fastrlm.testing import ScriptedLM
 
-from .helpers import QUESTION, root, serving
+from .helpers import QUESTION, raw_request, root, serving
 
 
 class Verdict(BaseModel):
@@ -70,6 +70,8 @@ async def test_an_answer_that_never_matches_ends_with_length_and_the_last_answer
     "response_format",
     [{"type": "json_schema"}, {"type": "json_schema", "json_schema": {"name": "x"}},
      {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}},
+     {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string",
+                                                                      "pattern": "("}}},
      {"type": "xml"}, "json", {"no": "type"}],
 )
 async def test_a_bad_response_format_is_a_400_saying_what_is_wrong(
@@ -82,3 +84,59 @@ async def test_a_bad_response_format_is_a_400_saying_what_is_wrong(
                 extra_body={"context": "c"})
     assert "response_format" in str(raised.value)
     assert raised.value.code == "invalid_response_format"
+
+
+class Node(BaseModel):
+    child: Node | None = None
+
+
+def _nested(levels: int) -> str:
+    return '{"child": ' * levels + "null" + "}" * levels
+
+
+async def test_a_too_deep_answer_ends_with_length_through_the_sdks_parse() -> None:
+    lm = _script(*[json.dumps(_nested(3000))] * 6)
+    async with serving(lm) as (_, client):
+        with pytest.raises(openai.LengthFinishReasonError):
+            await client.chat.completions.parse(
+                model="rlm", messages=QUESTION, response_format=Node,
+                extra_body={"context": "c"})
+    assert "nests more than 64 levels deep" in lm.calls[1][-1]["content"]
+
+
+async def test_a_too_deep_answer_to_a_schema_gets_an_http_response() -> None:
+    schema = {"$defs": {"n": {"type": "object", "properties": {
+        "child": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "null"}]}}}}, "$ref": "#/$defs/n"}
+    body = json.dumps({"model": "rlm", "messages": QUESTION, "context": "c", "response_format": {
+        "type": "json_schema", "json_schema": {"name": "node", "schema": schema}}}).encode()
+    async with serving(_script(*[json.dumps(_nested(3000))] * 6)) as (server, _):
+        status, _, reply = await raw_request(server.port, "POST", "/v1/chat/completions", body,
+                                             {"Content-Type": "application/json"})
+    assert status == 200
+    assert reply["choices"][0]["finish_reason"] == "length"
+
+
+async def test_a_prose_final_of_a_dict_is_parsed_by_the_sdk() -> None:
+    lm = ScriptedLM(['FINAL({"label": "good", "score": 9})'], model="scripted/root")
+    async with serving(lm) as (_, client):
+        reply = await client.chat.completions.parse(
+            model="rlm", messages=QUESTION, response_format=Verdict,
+            extra_body={"context": "a review"})
+    assert reply.choices[0].message.parsed == Verdict(label="good", score=9)
+
+
+async def test_a_response_format_schema_that_cannot_be_checked_is_a_400() -> None:
+    def deep(levels: int) -> str:
+        return '{"type": "array", "items": ' * levels + '{"type": "string"}' + "}" * levels
+
+    cycle = '{"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}'
+    async with serving(root("```repl\nFINAL('x')\n```")) as (server, _):
+        for schema, says in ((deep(3000), "nests too deep"), (deep(200), "more than 128 levels"),
+                             (cycle, "refers back to itself")):
+            body = ('{"model": "rlm", "messages": [{"role": "user", "content": "q"}], '
+                    '"context": "c", "response_format": {"type": "json_schema", '
+                    f'"json_schema": {{"name": "x", "schema": {schema}}}}}}}').encode()
+            status, _, reply = await raw_request(server.port, "POST", "/v1/chat/completions",
+                                                 body, {"Content-Type": "application/json"})
+            assert status == 400, reply
+            assert says in reply["error"]["message"]

@@ -25,9 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import ConfigurationError
+from .parsing import MAX_VALUE_DEPTH, nests_deeper
 
 #: The longest schema text the model is shown; a longer one is cut with a note.
 MAX_SCHEMA_CHARS = 20_000
+#: The deepest an output schema's own JSON may nest (objects and arrays).
+MAX_SCHEMA_DEPTH = 128
+#: How many schemas deep one check of an answer may go ($ref, anyOf, properties ... each one
+#: level): the validator recurses, and this keeps it well inside Python's recursion limit.
+MAX_CHECK_DEPTH = 200
 
 
 class OutputInvalid(Exception):
@@ -43,9 +49,12 @@ class OutputSpec:
     name: str
     target: Any = field(repr=False, default=None)  # the Python type, or None for a schema dict
 
-    def parse(self, text: str) -> tuple[object, str]:
+    def parse(self, text: str, max_chars: int | None = None) -> tuple[object, str]:
         """The typed value of an answer ``text`` and its canonical JSON. Raises
-        :class:`OutputInvalid` saying what does not match."""
+        :class:`OutputInvalid` saying what does not match, or that ``text`` is longer than
+        ``max_chars`` or nests deeper than :data:`MAX_VALUE_DEPTH` (checked first, without
+        recursion, so no parser or validator sees an answer it cannot handle)."""
+        bound_answer(text, max_chars)
         if self.target is None:
             data = _loads(text, self.schema)
             errors = schema_errors(data, self.schema)
@@ -71,6 +80,19 @@ class OutputSpec:
         if len(text) > MAX_SCHEMA_CHARS:
             text = text[:MAX_SCHEMA_CHARS] + " ... (cut)"
         return text
+
+
+def bound_answer(text: str, max_chars: int | None = None) -> None:
+    """Refuse a model-made answer before it is parsed: raises :class:`OutputInvalid` for one
+    longer than ``max_chars`` or nesting deeper than :data:`MAX_VALUE_DEPTH`."""
+    if max_chars is not None and len(text) > max_chars:
+        raise OutputInvalid(
+            f"the answer has {len(text):,} characters, over the limit of {max_chars:,} "
+            "(Limits.max_answer_chars); deliver a shorter value")
+    if nests_deeper(text, MAX_VALUE_DEPTH):
+        raise OutputInvalid(
+            f"the answer nests more than {MAX_VALUE_DEPTH} levels deep, the limit for a typed "
+            "answer (fixed: fastrlm._core.parsing.MAX_VALUE_DEPTH); deliver a flatter value")
 
 
 def output_spec(output: object) -> OutputSpec | None:
@@ -154,21 +176,164 @@ def _dumps(value: object) -> str:
 
 
 def _check_schema(schema: Mapping[str, Any]) -> None:
+    if _nests_deeper(schema, MAX_SCHEMA_DEPTH):
+        raise ConfigurationError(
+            f"the output schema nests more than {MAX_SCHEMA_DEPTH} levels deep (objects and "
+            "arrays); name repeated parts in $defs and point at them with $ref")
     try:
         json.dumps(schema)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"the output schema is not JSON: {exc}") from exc
-    kind = schema.get("type")
-    known = {"object", "array", "string", "number", "integer", "boolean", "null"}
-    kinds = kind if isinstance(kind, list) else [kind]
-    if kind is not None and not all(k in known for k in kinds):
-        raise ConfigurationError(f"the output schema's type {kind!r} is not a JSON Schema type")
-    if kind is None and not any(k in schema for k in ("anyOf", "oneOf", "enum", "const",
-                                                         "properties", "$ref", "allOf")):
+    if schema.get("type") is None and not any(
+            k in schema for k in ("anyOf", "oneOf", "enum", "const", "properties", "$ref",
+                                  "allOf")):
         raise ConfigurationError(
             "the output schema says nothing about the answer (no type, properties, enum, "
             'anyOf ...); e.g. {"type": "object", "properties": {"name": {"type": "string"}}}'
         )
+    schemas = _all_schemas(schema)
+    for node in schemas:
+        problem = _keyword_problem(node)
+        if problem is not None:
+            raise ConfigurationError(f"the output schema's {problem}")
+    _check_ref_cycles(schema, schemas)
+
+
+_KNOWN_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def _keyword_problem(node: Mapping[str, Any]) -> str | None:
+    """What is wrong with the keywords ``schema_errors`` reads in one (sub)schema, so that a
+    bad schema is refused up front rather than crashing the check of an answer."""
+    kind = node.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        if not all(isinstance(k, str) and k in _KNOWN_TYPES for k in kinds):
+            return f"type {kind!r} is not a JSON Schema type"
+    for key in _COUNTS:
+        if key in node and not (isinstance(node[key], int) and not isinstance(node[key], bool)):
+            return f"{key} {node[key]!r} is not an integer"
+    for key in _BOUNDS:
+        if key in node and not isinstance(node[key], int | float):
+            return f"{key} {node[key]!r} is not a number"
+    for key in ("enum", "required", *_SCHEMA_LISTS):
+        if key in node and not isinstance(node[key], list):
+            return f"{key} is not a list"
+    if not all(isinstance(name, str) for name in node.get("required", ())):
+        return "required holds a name that is not a string"
+    for key in ("properties", "$defs", "definitions"):
+        if key in node and not isinstance(node[key], Mapping):
+            return f"{key} is not an object"
+        if not all(isinstance(sub, Mapping | bool) for sub in (node.get(key) or {}).values()):
+            return f"{key} holds a value that is not a schema"
+    for key in _SCHEMA_LISTS:
+        if not all(isinstance(sub, Mapping | bool) for sub in node.get(key, ())):
+            return f"{key} holds an item that is not a schema"
+    if "additionalProperties" in node and not isinstance(node["additionalProperties"],
+                                                         Mapping | bool):
+        return "additionalProperties is not a schema or a boolean"
+    if "items" in node and not isinstance(node["items"], Mapping | bool | list):
+        return "items is not a schema, a boolean or a list"  # a list (draft 4): not checked
+    if "pattern" in node:
+        try:
+            re.compile(node["pattern"])
+        except (re.error, TypeError) as exc:
+            return f"pattern {node['pattern']!r} is not a regular expression ({exc})"
+    return None
+
+
+def _nests_deeper(value: object, limit: int) -> bool:
+    """Whether the dicts and lists of ``value`` nest more than ``limit`` deep, found without
+    recursion."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_SAME_VALUE = ("anyOf", "oneOf", "allOf")
+
+
+def _same_value_subschemas(node: Mapping[str, Any], root: Mapping[str, Any]
+                           ) -> list[Mapping[str, Any]]:
+    """The schemas that check the same value as ``node`` does (its $ref target, or its
+    anyOf/oneOf/allOf branches): following them does not go one level into the answer."""
+    if "$ref" in node:
+        target = _resolve(root, str(node["$ref"]))
+        return [target] if target is not None else []
+    return [sub for key in _SAME_VALUE for sub in (node.get(key) or ())
+            if isinstance(sub, Mapping)]
+
+
+def _subschemas(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every schema written inside ``node``."""
+    found: list[Mapping[str, Any]] = []
+    for key, value in node.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping):
+            found += [v for v in value.values() if isinstance(v, Mapping)]
+        elif key in (*_SAME_VALUE, "prefixItems") and isinstance(value, list):
+            found += [v for v in value if isinstance(v, Mapping)]
+        elif key in ("items", "additionalProperties") and isinstance(value, Mapping):
+            found.append(value)
+    return found
+
+
+def _all_schemas(root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``root`` and every schema written inside it, found without recursion."""
+    schemas: list[Mapping[str, Any]] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            schemas.append(node)
+            stack.extend(_subschemas(node))
+    return schemas
+
+
+def _check_ref_cycles(root: Mapping[str, Any], schemas: list[Mapping[str, Any]]) -> None:
+    """Refuse a schema whose $ref/anyOf/oneOf/allOf lead back to themselves without going into
+    the value (``{"$ref": "#/$defs/a"}`` with ``a`` a ``$ref`` to itself): checking any answer
+    against it would never end. A recursive schema that descends (a tree's ``children``) is
+    fine. Iterative, so any schema is checked safely."""
+    done: set[int] = set()
+    for start in schemas:
+        if id(start) in done:
+            continue
+        path: list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]] = [
+            (start, _same_value_subschemas(start, root))]
+        on_path = {id(start)}
+        while path:
+            node, pending = path[-1]
+            if not pending:
+                path.pop()
+                on_path.discard(id(node))
+                done.add(id(node))
+                continue
+            child = pending.pop()
+            if id(child) in on_path:
+                refs = [str(n["$ref"]) for n, _ in path if "$ref" in n]
+                raise ConfigurationError(
+                    "the output schema refers back to itself without going into the value "
+                    f"(through {' -> '.join(refs) or 'anyOf/oneOf/allOf'}), so no answer could "
+                    "ever be checked against it; point the $ref at a schema that describes the "
+                    "value, e.g. a property of an object")
+            if id(child) not in done:
+                path.append((child, _same_value_subschemas(child, root)))
+                on_path.add(id(child))
 
 
 _TYPES: dict[str, Any] = {
@@ -191,13 +356,48 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
     """What ``value`` breaks of ``schema`` (empty: it matches). The keywords of structured
     output: type, enum, const, properties, required, additionalProperties, items, prefixItems,
     minItems/maxItems, minLength/maxLength, pattern, minimum/maximum (exclusive too), anyOf,
-    oneOf, allOf, $ref to ``#/$defs/...`` or ``#/definitions/...``. Others are not checked."""
-    root = root if root is not None else schema
+    oneOf, allOf, $ref to ``#/$defs/...`` or ``#/definitions/...``. Others are not checked.
+    A check that would go more than :data:`MAX_CHECK_DEPTH` schemas deep stops there with an
+    error saying so."""
+    try:
+        return _errors(value, schema, where, _Walk(root if root is not None else schema))
+    except _TooDeep as exc:
+        return [f"{exc}: too deeply nested to check against the schema (over "
+                f"{MAX_CHECK_DEPTH} schema levels); deliver a flatter value"]
+
+
+class _TooDeep(Exception):
+    """A check past :data:`MAX_CHECK_DEPTH`; ends the whole check (an anyOf must not read it as
+    one failed alternative)."""
+
+
+@dataclass
+class _Walk:
+    """One check of an answer: the schema ``$ref`` resolves against, and how deep it is."""
+
+    root: Mapping[str, Any]
+    depth: int = 0
+
+
+def _errors(value: object, schema: Mapping[str, Any] | bool, where: str, walk: _Walk
+            ) -> list[str]:
+    if isinstance(schema, bool):  # the schemas true (anything) and false (nothing)
+        return [] if schema else [f"{where}: no value is allowed here"]
+    if walk.depth >= MAX_CHECK_DEPTH:
+        raise _TooDeep(where)
+    walk.depth += 1
+    try:
+        return _checked(value, schema, where, walk)
+    finally:
+        walk.depth -= 1
+
+
+def _checked(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) -> list[str]:
     if "$ref" in schema:
-        target = _resolve(root, str(schema["$ref"]))
+        target = _resolve(walk.root, str(schema["$ref"]))
         if target is None:
             return [f"{where}: the schema's $ref {schema['$ref']!r} cannot be resolved"]
-        return schema_errors(value, target, where, root)
+        return _errors(value, target, where, walk)
     errors: list[str] = []
     kind = schema.get("type")
     if kind is not None:
@@ -210,9 +410,9 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
     if "const" in schema and value != schema["const"]:
         errors.append(f"{where}: must be {json.dumps(schema['const'])[:300]}")
     if isinstance(value, dict):
-        errors += _object_errors(value, schema, where, root)
+        errors += _object_errors(value, schema, where, walk)
     if isinstance(value, list):
-        errors += _array_errors(value, schema, where, root)
+        errors += _array_errors(value, schema, where, walk)
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
             errors.append(f"{where}: shorter than {schema['minLength']} characters")
@@ -227,32 +427,32 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
                 errors.append(f"{where}: {key} is {schema[key]}, got {value}")
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            matches = [not schema_errors(value, s, where, root) for s in schema[key]]
+            matches = [not _errors(value, s, where, walk) for s in schema[key]]
             if key == "anyOf" and not any(matches) or key == "oneOf" and sum(matches) != 1:
                 errors.append(f"{where}: matches {sum(matches)} of the {key} alternatives")
     for sub in schema.get("allOf", ()):
-        errors += schema_errors(value, sub, where, root)
+        errors += _errors(value, sub, where, walk)
     return errors
 
 
 def _object_errors(value: dict[Any, Any], schema: Mapping[str, Any], where: str,
-                   root: Mapping[str, Any]) -> list[str]:
+                   walk: _Walk) -> list[str]:
     errors = [f"{where}: missing required field {name!r}" for name in schema.get("required", ())
               if name not in value]
     properties = schema.get("properties") or {}
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
         if key in properties:
-            errors += schema_errors(item, properties[key], f"{where}.{key}", root)
+            errors += _errors(item, properties[key], f"{where}.{key}", walk)
         elif extra is False:
             errors.append(f"{where}: unexpected field {key!r}")
         elif isinstance(extra, Mapping):
-            errors += schema_errors(item, extra, f"{where}.{key}", root)
+            errors += _errors(item, extra, f"{where}.{key}", walk)
     return errors
 
 
 def _array_errors(value: list[Any], schema: Mapping[str, Any], where: str,
-                  root: Mapping[str, Any]) -> list[str]:
+                  walk: _Walk) -> list[str]:
     errors = []
     if "minItems" in schema and len(value) < schema["minItems"]:
         errors.append(f"{where}: fewer than {schema['minItems']} items")
@@ -261,8 +461,8 @@ def _array_errors(value: list[Any], schema: Mapping[str, Any], where: str,
     prefix = schema.get("prefixItems") or []
     for index, item in enumerate(value):
         sub = prefix[index] if index < len(prefix) else schema.get("items")
-        if isinstance(sub, Mapping):
-            errors += schema_errors(item, sub, f"{where}[{index}]", root)
+        if isinstance(sub, Mapping | bool):
+            errors += _errors(item, sub, f"{where}[{index}]", walk)
         if len(errors) > 20:
             break
     return errors

@@ -7,10 +7,20 @@ import re
 from dataclasses import dataclass
 
 from ..lm._base import ChatMessage
+from ..sandbox._runtime import answer_json
 
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n`]*$")
 _FINAL_LINE = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$")
+_FINAL_CALL = re.compile(r"\bFINAL(?:_VAR)?\s*\(")
+
+#: The deepest nesting of brackets a model-made value (an answer's JSON, a prose FINAL's
+#: literal) may have before it is parsed: parsers and validators recurse once per level.
+MAX_VALUE_DEPTH = 64
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\'\\]*(?:\\.[^\'\\]*)*\'', re.S)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_NOT_BRACKETS_OR_PARENS = re.compile(r"[^\[\]{}()]+")
+_ONE_KIND = str.maketrans("[{]}", "(())")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +128,43 @@ def looks_like_plan(answer: str) -> bool:
     return 0 < len(text) <= PLAN_MAX_CHARS and _PLAN.match(text) is not None
 
 
+def without_final_calls(prose: str) -> str:
+    """``prose`` less every line that holds a ``FINAL(``/``FINAL_VAR(`` call: such a line is an
+    expression to evaluate, never an answer in itself; the rest of the prose is kept."""
+    kept = [line for line in prose.split("\n") if _FINAL_CALL.search(line) is None]
+    return "\n".join(kept).strip()
+
+
+def nests_deeper(text: str, limit: int, *, parens: bool = False) -> bool:
+    """Whether the ``[]``/``{}`` of ``text`` (JSON; with ``parens``, a Python literal, ``()``
+    too) nest more than ``limit`` deep, brackets inside quoted strings not counted (an unclosed
+    one counts as a level, as a parser goes into it). Without recursion and in C-speed passes
+    over the text (one per level up to ``limit``), so any text is measured safely before a
+    recursive parser sees it."""
+    kept = _NOT_BRACKETS_OR_PARENS if parens else _NOT_BRACKETS
+    brackets = kept.sub("", _STRINGS.sub("", text)).translate(_ONE_KIND)
+    for passes in range(limit + 1):
+        if "(" not in brackets:
+            return False
+        shorter = brackets.replace("()", "")  # each pass takes away the innermost level
+        if shorter == brackets:  # only unmatched brackets are left: each open one is a level
+            return passes + shorter.count("(") > limit
+        brackets = shorter
+    return True
+
+
 def unquote_literal(argument: str) -> str:
-    """``FINAL("text")`` in prose means the text; a bare ``FINAL(text)`` means it verbatim."""
+    """The answer a prose ``FINAL(argument)`` delivers, as the same call in a code block would:
+    a str literal is its text, a dict or list literal its JSON, another literal its ``str``; an
+    argument that is not a literal (or nests deeper than :data:`MAX_VALUE_DEPTH`) is the text
+    verbatim."""
+    if nests_deeper(argument, MAX_VALUE_DEPTH, parens=True):
+        return argument
     try:
         value = ast.literal_eval(argument)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return argument
+    value = answer_json(value)
     return value if isinstance(value, str) else str(value)
 
 

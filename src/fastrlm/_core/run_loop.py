@@ -45,6 +45,7 @@ from .parsing import (
     looks_like_plan,
     truncate_output,
     unquote_literal,
+    without_final_calls,
 )
 from .prompts import describe_budget, question_home, shown_question
 from .run_values import Outcome, RunConfig, new_run_id
@@ -372,7 +373,7 @@ class Run:
             if reply.stop_reason is StopReason.ERROR:
                 reply.stop_reason = reason
             return reply
-        final, _ = await self._run_reply(reply, iterations + 1)
+        final, _ = await self._run_reply(reply, iterations + 1, last=True)
         if final is not None and self._typed():
             self.output_failures = self.config.limits.max_output_retries  # no turn left to fix it
             typed, _ = self._check_output(final, reason, iterations + 1)
@@ -382,8 +383,8 @@ class Run:
         if final is not None:
             return Outcome(final.text, reason, iterations + 1, source=final.source)
         outcome = self._partial(reason, iterations + 1)
-        if not outcome.answer:
-            outcome.answer = extract_code_blocks(reply).prose
+        if not outcome.answer:  # the prose, less any FINAL call it could not resolve
+            outcome.answer = without_final_calls(extract_code_blocks(reply).prose)
         return outcome
 
     def _typed(self) -> bool:
@@ -397,7 +398,7 @@ class Run:
         spec = self.config.output
         assert spec is not None
         try:
-            value, text = spec.parse(final.text)
+            value, text = spec.parse(final.text, self.config.limits.max_answer_chars)
         except OutputInvalid as exc:
             self.output_failures += 1
             left = self.config.limits.max_output_retries - self.output_failures + 1
@@ -491,14 +492,17 @@ class Run:
             )
         )
 
-    async def _run_reply(self, text: str, iteration: int) -> tuple[FinalValue | None, str]:
+    async def _run_reply(self, text: str, iteration: int, last: bool = False
+                         ) -> tuple[FinalValue | None, str]:
         """Run the code of one reply. Returns the delivered answer (if any) and the feedback
         text for the model.
 
         A strict prose ``FINAL(...)``/``FINAL_VAR(...)`` line (see ``find_prose_final``) is taken
-        after the reply's blocks have run without error: ``FINAL_VAR(name)`` and a bare
-        ``FINAL(identifier)`` are resolved in the REPL (a variable of that name is delivered),
-        any other ``FINAL(text)`` is the text itself."""
+        after the reply's blocks have run without error (or, in the ``last`` turn, which has no
+        later one to fix them, after any): ``FINAL_VAR(name)`` and a bare ``FINAL(identifier)``
+        are resolved in the REPL (a variable of that name is delivered), any other
+        ``FINAL(argument)`` is what the same call in a code block delivers for a literal (see
+        ``unquote_literal``), else the text itself."""
         prompts = self.config.prompts
         reply = extract_code_blocks(text)
         prose_final = find_prose_final(reply.prose)
@@ -524,7 +528,7 @@ class Run:
         notes: list[str] = []
         failed = False
         for number, code in enumerate(blocks, 1):
-            if number > len(reply.blocks) and failed:  # the prose FINAL after a failed block
+            if number > len(reply.blocks) and failed and not last:  # prose FINAL after a failure
                 notes.append(prompts.prose_final_ignored)
                 break
             result = await self._sandbox.execute(code)
@@ -560,7 +564,7 @@ class Run:
             if result.final is not None:
                 return result.final, ""
         if literal is not None:
-            if not failed:
+            if not failed or last:
                 return literal, ""
             notes.append(prompts.prose_final_ignored)
         return None, "\n\n".join(parts) + ("\n\n" + "".join(notes) if notes else "")

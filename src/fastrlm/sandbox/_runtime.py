@@ -90,14 +90,18 @@ class AnswerTooLarge(ValueError):
     """An answer longer than ``max_answer_chars``."""
 
 
-def _as_json(value: object) -> object:
+def answer_json(value: object) -> object:
     """A dict or list answer as JSON text (what a caller can parse), not a Python repr; anything
-    else, or a container JSON cannot hold (a set inside, a cycle), as it is."""
+    else, or a container JSON cannot hold (a set inside, a cycle), as it is. Raises
+    ``ValueError`` for a container nested too deep to write out at all."""
     if isinstance(value, (dict, list)):
         try:
             return json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError, RecursionError):
+        except (TypeError, ValueError):
             return value
+        except RecursionError:
+            raise ValueError("the answer nests too deep to deliver (past Python's recursion "
+                             "limit); deliver a flatter value") from None
     return value
 
 
@@ -219,8 +223,10 @@ class ReplRuntime:
         self._originals[name] = value
 
     def _answer_text(self, value: object, what: str) -> str:
-        """``value`` as the answer text; raises :class:`AnswerTooLarge` past the limit (checked
-        before any copy for a str, so a 400 MB str costs nothing)."""
+        """``value`` as the answer text, the same for every channel (a dict or list as its JSON,
+        see :func:`answer_json`); raises :class:`AnswerTooLarge` past the limit (checked before
+        any copy for a str, so a 400 MB str costs nothing)."""
+        value = answer_json(value)
         if isinstance(value, str) and len(value) > self.max_answer_chars:
             size = len(value)
         else:
@@ -245,7 +251,7 @@ class ReplRuntime:
             print(f"Note: FINAL({value!r}) names your variable `{value}`, so its value was "
                   f"delivered; FINAL_VAR({value!r}) says that directly.")
             value = self.ns[value]
-        self._final = (self._answer_text(_as_json(value), "FINAL"), "FINAL")
+        self._final = (self._answer_text(value, "FINAL"), "FINAL")
 
     def _final_var(self, name: object) -> None:
         """Deliver the variable called ``name`` as the answer; the run ends after this cell."""
@@ -261,7 +267,7 @@ class ReplRuntime:
                 )
             value = self.ns[key]
         if self._final is None:
-            self._final = (self._answer_text(_as_json(value), "FINAL_VAR"), "FINAL_VAR")
+            self._final = (self._answer_text(value, "FINAL_VAR"), "FINAL_VAR")
 
     def _show_vars_fn(self) -> None:
         """Print the user variables with their types and sizes."""

@@ -84,6 +84,10 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", "invalid_json") from exc
+    except RecursionError as exc:  # the C decoder's own depth guard: a clean, catchable stop
+        raise bad_request("the body's JSON nests too deep to parse; nest less (a response_format "
+                          "schema can name repeated parts in $defs and use $ref)",
+                          "invalid_json") from exc
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object", "invalid_json")
     model = data.get("model")
