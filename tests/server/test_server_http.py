@@ -94,12 +94,20 @@ async def exchange(port: int, data: bytes) -> bytes:
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET /v1/models HTTP/2.0\r\n\r\n", 505),
         (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n", 411),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
+        # HTTP/1.1 needs a Host (RFC 9112 3.2): these carry one to reach the check they pin
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+         501),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n",
+         413),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400),
+        (b"GET /v1/models HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
          400),
         (b"GET /v1/models HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
         (b"GET /v1/models HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+         + b"".join(b"X%d: %s\r\n" % (i, b"a" * 8000) for i in range(9)) + b"\r\n", 431),
     ],
 )
 async def test_the_parser_refuses_malformed_requests(request_bytes: bytes, status: int) -> None:
@@ -134,5 +142,24 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
             reply = json.loads(await reader.readexactly(length))
             assert b"200 OK" in head and b"Connection: keep-alive" in head
             assert reply["choices"][0]["message"]["content"] == "str:2"
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # a connection that never sends a request
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\n",  # a head that never ends (slowloris)
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{",
+    ],
+)
+async def test_a_client_that_stalls_mid_request_is_disconnected(sent: bytes) -> None:
+    limits = HTTPLimits(idle_timeout_s=0.2, header_timeout_s=0.2, body_timeout_s=0.2)
+    async with serving(root(ECHO_SHAPE), http_limits=limits) as (server, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(sent)
+        await writer.drain()
+        assert await reader.read() == b""  # closed, with nothing to answer
         writer.close()
         await writer.wait_closed()
