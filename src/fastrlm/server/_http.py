@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web, web_protocol
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from multidict import CIMultiDictProxy
+
+from .._httpd import Connection, Handler, Server
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +71,6 @@ class HTTPError(Exception):
         }
 
 
-#: A server's handler of one well-formed request.
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 #: Told of each request the parser refused: the client's address and the refusal.
 OnRefused = Callable[[str, HTTPError], None]
 
@@ -192,8 +192,8 @@ class EventStream:
         await self.response.write_eof()
 
 
-class _Connection(web_protocol.RequestHandler):
-    """aiohttp's connection handler, with the server's time limits on a request's head and
+class _Connection(Connection):
+    """A connection with the server's time limits on a request's head and
     the parser's refusals answered in the API's error shape."""
 
     def __init__(self, manager: _Server, **kwargs: Any) -> None:
@@ -241,8 +241,6 @@ class _Connection(web_protocol.RequestHandler):
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        if isinstance(exc, ConnectionError):
-            raise exc  # the client left or stalled: aiohttp drops the connection unanswered
         if isinstance(exc, HttpProcessingError):
             error = _parser_refusal(exc)
             self._on_refused(client_of(request), error)
@@ -259,7 +257,9 @@ def _parser_refusal(exc: HttpProcessingError) -> HTTPError:
     return HTTPError(400, f"malformed request: {text}")
 
 
-class _Server(web.Server):
+class _Server(Server):
+    connection_class = _Connection
+
     def __init__(self, handler: Handler, limits: HTTPLimits, on_refused: OnRefused) -> None:
         super().__init__(
             handler, handler_cancellation=True, access_log=None,
@@ -268,9 +268,6 @@ class _Server(web.Server):
             lingering_time=0)
         self.limits = limits
         self.on_refused = on_refused
-
-    def __call__(self) -> _Connection:
-        return _Connection(self, loop=self._loop, **self._kwargs)
 
 
 def protocol_of(request: web.BaseRequest) -> _Connection:
