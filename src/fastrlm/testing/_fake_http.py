@@ -25,7 +25,8 @@ def serve(fake: FakeOpenAIServer, host: str, port: int) -> ThreadedHTTPServer:
     async def handle(http: web.BaseRequest) -> web.StreamResponse:
         return await _serve(fake, server, http)
 
-    server = ThreadedHTTPServer(handle, host, port, name=type(fake).__name__, lingering_time=0)
+    server = ThreadedHTTPServer(handle, host, port, name=type(fake).__name__, lingering_time=0,
+                                grace_s=1.0)
     server.start()
     return server
 
