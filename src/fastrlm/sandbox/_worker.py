@@ -122,6 +122,21 @@ class WorkerProcess:
         if not self.closed:
             self._kill_group()
 
+    def discard(self) -> None:
+        """SIGKILL the process group (and the cgroup) and release the fds now, without waiting
+        for the exit: ``subprocess`` reaps the process later (init does, once this process has
+        exited). Idempotent."""
+        if not self.closed:
+            self.closed = True
+            if self.watchdog is not None:
+                self.watchdog.stop()
+            self._kill_group()
+            if self.cgroup is not None:
+                self.cgroup.kill()
+            self.channel.close()
+            os.close(self._pidfd)
+            self._log.close()
+
     async def _exited(self, within_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
@@ -484,6 +499,27 @@ class WorkerSandbox:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
         await self._stop_reaper()
+
+    def discard(self) -> None:
+        """:meth:`close` without waiting: kill every worker, release the context buffer, remove
+        the scratch directory, and let the reaper go (it deletes whatever a dying worker still
+        wrote once its pipe closes). Idempotent."""
+        self._closed = True
+        if self._worker is not None:
+            self._orphans.append(self._worker)
+            self._worker = None
+        while self._orphans:
+            self._orphans.pop().discard()
+        if self._context_fd is not None:
+            os.close(self._context_fd)
+            self._context_fd = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        if self._reaper_fd >= 0:
+            os.close(self._reaper_fd)
+            self._reaper_fd = -1
+        self._reaper = None
 
     async def _restart(self, lost: _WorkerLost) -> str:
         """Replace a lost worker; returns the reason, with how the old worker ended."""
