@@ -5,6 +5,7 @@ interpreter that asks once and exits with the session still open."""
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import subprocess
@@ -117,3 +118,28 @@ def test_a_closed_session_is_not_warned_about() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert "ResourceWarning" not in done.stderr
+
+
+def _children() -> list[int]:
+    found: list[int] = []
+    for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{tid}/children") as f:
+            found += map(int, f.read().split())
+    return found
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "landlock"])
+def test_a_dropped_session_is_reclaimed_when_collected(kind: str) -> None:
+    _available(kind)
+    from fastrlm import RLM
+    from fastrlm.testing import ScriptedLM
+
+    before = set(_children())
+    session = RLM(ScriptedLM(lambda m: "```repl\nFINAL('ok')\n```"), sandbox=kind).session()
+    assert session.ask("q", context="c").answer == "ok"
+    workers = set(_children()) - before
+    assert workers
+    with pytest.warns(ResourceWarning, match="was never closed"):
+        del session
+        gc.collect()
+    assert [pid for pid in workers if not _gone(pid)] == []

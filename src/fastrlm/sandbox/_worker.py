@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,9 @@ from ._watchdog import Quotas, Watchdog
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
+#: How long :meth:`WorkerSandbox.discard` lets a SIGKILLed process take to exit before it stops
+#: waiting (one that has not is left to ``subprocess`` to reap later): a bound, never a wait.
+DISCARD_REAP_S = 2.0
 _CGROUP_SERIAL = itertools.count(1)
 # Removes a scratch directory once the host's end of its stdin closes, however the host ended
 # (SIGKILL included); retries while a dying worker may still be writing into it.
@@ -123,9 +127,9 @@ class WorkerProcess:
             self._kill_group()
 
     def discard(self) -> None:
-        """SIGKILL the process group (and the cgroup) and release the fds now, without waiting
-        for the exit: ``subprocess`` reaps the process later (init does, once this process has
-        exited). Idempotent."""
+        """SIGKILL the process group (and the cgroup), reap the process if it exits within
+        :data:`DISCARD_REAP_S` (a killed process exits at once; one that does not is left to
+        ``subprocess`` to reap later), and release the fds. Never blocks longer. Idempotent."""
         if not self.closed:
             self.closed = True
             if self.watchdog is not None:
@@ -133,6 +137,7 @@ class WorkerProcess:
             self._kill_group()
             if self.cgroup is not None:
                 self.cgroup.kill()
+            _reap_within(self.proc, self._pidfd, DISCARD_REAP_S)
             self.channel.close()
             os.close(self._pidfd)
             self._log.close()
@@ -517,9 +522,16 @@ class WorkerSandbox:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
         if self._reaper_fd >= 0:
-            os.close(self._reaper_fd)
+            os.close(self._reaper_fd)  # EOF: the reaper finds the directory gone and exits
             self._reaper_fd = -1
-        self._reaper = None
+        if self._reaper is not None:
+            reaper, self._reaper = self._reaper, None
+            with contextlib.suppress(ProcessLookupError):
+                pidfd = os.pidfd_open(reaper.pid)
+                try:
+                    _reap_within(reaper, pidfd, DISCARD_REAP_S)
+                finally:
+                    os.close(pidfd)
 
     async def _restart(self, lost: _WorkerLost) -> str:
         """Replace a lost worker; returns the reason, with how the old worker ended."""
@@ -689,6 +701,12 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None
         return await _hostcalls.dispatch(self._bridge, message["op"], message)
+
+
+def _reap_within(proc: subprocess.Popen[bytes], pidfd: int, seconds: float) -> None:
+    """Reap ``proc`` if it exits within ``seconds`` (its pidfd turns readable), else leave it."""
+    select.select([pidfd], [], [], seconds)
+    proc.poll()
 
 
 def _finite(seconds: float) -> float | None:
