@@ -125,3 +125,19 @@ async def test_rlm_trace_reads_runs_never_files(
     assert by_path.is_error and "not a file path" in text_of(by_path)
     assert missing.is_error and "no run matches" in text_of(missing)
     assert runs.is_error and "limit" in text_of(runs)
+
+
+async def test_an_unreadable_run_index_is_a_tool_error_that_says_what_to_do(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    from fastrlm.trace import index_path
+
+    index = index_path()
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(b"\x00\xffnot a database" * 500)
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            runs = await client.call_tool("rlm_runs", {})
+            last = await client.call_tool("rlm_trace", {"run_id": "last"})
+    for result in (runs, last):
+        assert result.is_error and "move the file aside" in text_of(result)

@@ -34,8 +34,7 @@ def _cut(text: str, width: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout.")
 def runs(limit: int, as_json: bool) -> None:
     """List past runs: question, model, stop reason, cost, time."""
-    from ..trace import index_path, list_runs
-    from ..trace._index import IndexUnusableError
+    from ..trace import IndexUnusableError, index_path, list_runs
 
     try:
         records = list_runs(index_path(), limit=limit)
@@ -66,8 +65,7 @@ def runs(limit: int, as_json: bool) -> None:
 
 def trace_or_exit(run: str) -> tuple[Path, Trace]:
     """The trace that RUN names (id, prefix, ``last``, N or a path), or exit 2 saying why."""
-    from ..trace import TraceNotFoundError, read_trace, resolve_run
-    from ..trace._index import IndexUnusableError
+    from ..trace import IndexUnusableError, TraceNotFoundError, read_trace, resolve_run
 
     try:
         path = resolve_run(run)
