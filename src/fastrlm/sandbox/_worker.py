@@ -132,11 +132,12 @@ class WorkerProcess:
         ``subprocess`` to reap later), and release the fds. Never blocks longer. Idempotent."""
         if not self.closed:
             self.closed = True
-            if self.watchdog is not None:
-                self.watchdog.stop()
             self._kill_group()
             if self.cgroup is not None:
                 self.cgroup.kill()
+            if self.watchdog is not None:
+                with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                    self.watchdog.stop()
             _reap_within(self.proc, self._pidfd, DISCARD_REAP_S)
             self.channel.close()
             os.close(self._pidfd)
