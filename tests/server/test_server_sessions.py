@@ -128,6 +128,25 @@ async def test_a_key_at_its_own_quota_closes_its_own_oldest_idle_session() -> No
             await bob.close()
 
 
+async def test_one_key_closing_many_sessions_cannot_make_the_server_forget_anothers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastrlm.server import _sessions
+
+    monkeypatch.setattr(_sessions, "REMEMBERED_PER_KEY", 2)
+    async with serving(_root(), max_sessions=4, max_sessions_per_key=1) as (server, alice):
+        mallory = _client(server, "mallory-key")
+        try:
+            assert await _answer(alice, "set it", "a1") == "set"
+            assert await _answer(alice, "set it", "a2") == "set"  # a1 closed, remembered
+            for n in range(6):  # each closes mallory's previous one
+                assert await _answer(mallory, "set it", f"m{n}") == "set"
+            with pytest.raises(openai.APIStatusError) as gone:
+                await _answer(alice, "read it", "a1")
+            assert gone.value.status_code == 410
+        finally:
+            await mallory.close()
+
+
 async def test_a_streamed_request_for_a_closed_session_is_told_so() -> None:
     async with serving(_root(), max_sessions=1) as (_, client):
         assert await _answer(client, "set it", "a") == "set"

@@ -9,9 +9,10 @@ idle one is closed): one key never pushes out another's; when none of its own is
 request gets 429 naming the bound. A session idle for ``idle_s`` seconds is closed (its worker
 stopped) by a sweeper task.
 
-A closed session is remembered (the last :data:`REMEMBERED` of them, by key and id, with why it
-ended): the next request for it gets 410 ``session_closed`` saying so, never a silent fresh
-REPL; the request after that starts the id anew.
+A closed session is remembered with why it ended (per key, the last :data:`REMEMBERED_PER_KEY`,
+so one key closing many of its own cannot make the server forget another's; for the last
+:data:`REMEMBERED_KEYS` keys): the next request for it gets 410 ``session_closed`` saying so,
+never a silent fresh REPL; the request after that starts the id anew.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from .. import RLM, Session
 from ..context._info import describe_shape
 from ._http import HTTPError
 
-#: How many closed sessions are remembered, to tell their next request they are gone.
-REMEMBERED = 4096
+#: Closed sessions remembered per key (to tell their next request they are gone), and keys.
+REMEMBERED_PER_KEY = 1024
+REMEMBERED_KEYS = 1024
 
 
 @dataclass
@@ -58,7 +60,7 @@ class SessionPool:
         self.idle_s = idle_s
         self.max_chars = max_chars
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self._ended: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._ended: OrderedDict[str, OrderedDict[str, str]] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -84,7 +86,7 @@ class SessionPool:
         key = (owner, session_id)
         entry = self._entries.get(key)
         if entry is None:
-            ended = self._ended.pop(key, None)
+            ended = self._ended.get(owner, OrderedDict()).pop(session_id, None)
             if ended is not None:
                 raise HTTPError(
                     410, f"session {session_id!r} was closed {ended}: its REPL variables and "
@@ -144,9 +146,14 @@ class SessionPool:
                             headers={"Retry-After": "5"})
 
     def _remember(self, key: tuple[str, str], why: str) -> None:
-        self._ended[key] = why
-        self._ended.move_to_end(key)
-        while len(self._ended) > REMEMBERED:
+        owner, session_id = key
+        mine = self._ended.setdefault(owner, OrderedDict())
+        self._ended.move_to_end(owner)
+        mine[session_id] = why
+        mine.move_to_end(session_id)
+        while len(mine) > REMEMBERED_PER_KEY:
+            mine.popitem(last=False)
+        while len(self._ended) > REMEMBERED_KEYS:
             self._ended.popitem(last=False)
 
     async def _close(self, key: tuple[str, str], why: str | None = None) -> None:
