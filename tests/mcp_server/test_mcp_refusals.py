@@ -142,3 +142,19 @@ async def test_a_pasted_message_passed_as_question_and_text_is_not_shown_to_the_
     first = json.loads(handler.prompts[0])["messages"]
     shown = sum(len(m["content"]) for m in first if m["role"] != "system")
     assert shown < 5_000 and "How many events?" in first[-1]["content"]
+
+
+async def test_an_unreadable_run_index_is_a_tool_error_that_says_what_to_do(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    from fastrlm.trace import index_path
+
+    index = index_path()
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(b"\x00\xffnot a database" * 500)
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            runs = await client.call_tool("rlm_runs", {})
+            last = await client.call_tool("rlm_trace", {"run_id": "last"})
+    for result in (runs, last):
+        assert result.is_error and "move the file aside" in text_of(result)

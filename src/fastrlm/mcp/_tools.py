@@ -22,6 +22,7 @@ from .._core.result import RLMResult
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from ..context import LoadedContext, load_context
 from ..trace import (
+    IndexUnusableError,
     TraceNotFoundError,
     index_path,
     list_runs,
@@ -219,7 +220,10 @@ class RLMTools:
         """Past runs, newest first (the run index every fastrlm command writes)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ToolRefusal("limit must be an integer from 1 to 1000")
-        records = list_runs(index_path(), limit=limit)
+        try:
+            records = list_runs(index_path(), limit=limit)
+        except IndexUnusableError as exc:
+            raise ToolRefusal(str(exc)) from exc
         keep = ("run_id", "started_at", "question", "model", "stop_reason", "cost_usd",
                 "duration_s", "iterations", "subcalls", "answer_preview", "error")
         return [{k: getattr(r, k) for k in keep} for r in records]
@@ -235,6 +239,6 @@ class RLMTools:
             raise ToolRefusal("max_chars must be an integer of at least 100")
         try:
             trace = read_trace(resolve_run(run_id))
-        except (TraceNotFoundError, OSError) as exc:
+        except (TraceNotFoundError, IndexUnusableError, OSError) as exc:
             raise ToolRefusal(str(exc)) from exc
         return render_transcript(trace, max_chars=max_chars)
