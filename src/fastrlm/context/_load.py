@@ -197,7 +197,13 @@ class _Loader:
     def outside(self, path: Path | str) -> bool:
         """Whether ``path`` (symlinks resolved) lies outside every allowed root. A check by
         name, for a clear early message; what is read is checked again by what was opened."""
-        return self.within is not None and not under(os.path.realpath(path), self.within)
+        if self.within is None:
+            return False
+        try:
+            real = os.path.realpath(path)
+        except OSError:  # it changed while resolved: what is opened is checked again
+            return False
+        return not under(real, self.within)
 
     def refuse_outside(self, path: Path, shown: str) -> None:
         if self.outside(path):

@@ -128,8 +128,8 @@ def read_regular(
     ``limits.max_file_bytes`` (refused from ``fstat`` before reading, and again if it grows
     while read), an OS error, and with ``within`` (real root paths) a file whose opened
     descriptor lies outside every root or that has more than one hard link."""
-    name = os.path.realpath(path)
     try:
+        name = os.path.realpath(path)
         fd = os.open(name, _OPEN_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
@@ -202,9 +202,12 @@ class TreeWalker:
         it only when ``descend`` says so. FIFOs, sockets, devices, broken links and (unless
         ``follow_symlinks``) links to directories go to ``skip``. ``rel`` uses ``/``."""
         limits = self.limits
-        seen: set[tuple[int, int]] = set()
-        top = os.stat(root)
-        seen.add((top.st_dev, top.st_ino))
+        try:
+            top = os.stat(root)
+        except OSError as exc:
+            skip(".", f"unreadable directory: {exc.strerror or exc}")
+            return
+        seen = {(top.st_dev, top.st_ino)}
         stack: list[tuple[str, str, int]] = [(root, "", 0)]
         while stack:
             directory, rel_dir, depth = stack.pop()
