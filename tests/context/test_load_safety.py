@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from fastrlm import ContextError
-from fastrlm.context import LoadLimits, load_context
-from fastrlm.context import _open
+from fastrlm.context import LoadLimits, _open, load_context
 
 SECRET = "SECRET-OUTSIDE-THE-ROOT"
 
