@@ -244,3 +244,28 @@ def test_load_limits_refuse_nonsense() -> None:
         LoadLimits(max_files=0)
     with pytest.raises(ValueError, match="max_seconds must be positive"):
         LoadLimits(max_seconds=float("nan"))
+
+
+def test_a_load_past_its_total_stops_before_reading_the_file_that_passes_it(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text("x" * 10)
+    with pytest.raises(ContextError, match=r"loading stopped at .*c.txt: its 10 bytes are more "
+                                           r"than the 5 left of the limit of 25 bytes a load "
+                                           r"\(LoadLimits.max_total_bytes; --max-total-mb"):
+        load_context([tmp_path], limits=LoadLimits(max_total_bytes=25))
+    assert len(load_context([tmp_path], limits=LoadLimits(max_total_bytes=30)).value) == 3
+
+
+def test_stdin_is_bounded_like_a_file(tmp_path: Path) -> None:
+    import io
+
+    with pytest.raises(ContextError, match=r"stdin: more than 10 bytes.*--max-file-mb"):
+        load_context(["-"], stdin=io.BytesIO(b"y" * 11), limits=LoadLimits(max_file_bytes=10))
+    (tmp_path / "a.txt").write_text("x" * 10)
+    with pytest.raises(ContextError, match=r"<stdin>: its 6 bytes are more than the 5 left"):
+        load_context([tmp_path / "a.txt", "-"], stdin=io.BytesIO(b"y" * 6),
+                     limits=LoadLimits(max_total_bytes=15))
+    assert load_context(["-"], stdin=io.BytesIO(b"y" * 10),
+                        limits=LoadLimits(max_file_bytes=10)).value == "y" * 10

@@ -33,7 +33,14 @@ from typing import IO, Any
 
 from .._exceptions import ContextError, MissingExtraError
 from ._gitignore import GitIgnore
-from ._open import LoadLimits, TreeWalker, Unreadable, read_regular, under
+from ._open import (
+    LoadLimits,
+    TreeWalker,
+    Unreadable,
+    over_total,
+    read_regular,
+    under,
+)
 
 STDIN = "-"
 SNIFF_BYTES = 8192
@@ -41,6 +48,7 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 #: Never descended into: version-control metadata and bytecode caches hold no readable text.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 _GLOB_CHARS = frozenset("*?[")
+_STDIN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +281,20 @@ class _Loader:
             raise ContextError("stdin ('-') can be given only once")
         self.stdin_used = True
         stream = self.stdin if self.stdin is not None else sys.stdin.buffer
-        data = stream.read()
+        cap = min(self.limits.max_file_bytes, self.room())
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap and (chunk := stream.read(min(_STDIN_CHUNK, cap + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > self.limits.max_file_bytes:
+            limit = self.limits.max_file_bytes
+            raise ContextError(f"stdin: more than {limit:,} bytes, over the limit a file "
+                               "(LoadLimits.max_file_bytes; --max-file-mb raises it)")
+        if size > cap:
+            raise over_total("<stdin>", size, self.room(), self.limits)
+        data = b"".join(chunks)
+        del chunks
         self.report.bytes_read += len(data)
         if b"\x00" in data[:SNIFF_BYTES]:  # the same test as for files
             self.skip("<stdin>", "binary")
@@ -311,13 +332,17 @@ class _Loader:
     def skip(self, shown: str, reason: str) -> None:
         self.report.skipped.append(SkippedFile(shown, reason))
 
+    def room(self) -> int:
+        """Bytes left of :attr:`LoadLimits.max_total_bytes` for this load."""
+        return self.limits.max_total_bytes - self.report.bytes_read
+
     def file(self, path: Path, shown: str, *, explicit: bool) -> None:
         if self.outside(path):  # a symlink met while walking a directory
             self.skip(shown, "outside the allowed roots")
             return
         self.walker.check_time(shown)
         try:
-            data = read_regular(path, self.limits, within=self.within)
+            data = read_regular(path, self.limits, within=self.within, room=self.room())
         except Unreadable as exc:
             if explicit:
                 raise ContextError(f"cannot read {shown}: {exc}") from exc

@@ -39,10 +39,12 @@ _OPEN_FLAGS = (
 
 @dataclass(frozen=True, slots=True)
 class LoadLimits:
-    """Bounds on loading a context from files (CLI: ``--max-file-mb``, ``--max-files``,
-    ``--load-timeout``, ``--follow-symlinks``).
+    """Bounds on loading a context from files (CLI: ``--max-file-mb``, ``--max-total-mb``,
+    ``--max-files``, ``--load-timeout``, ``--follow-symlinks``).
 
     ``max_file_bytes``: one file larger than this is refused before it is read (256 MiB).
+    ``max_total_bytes``: all files (and stdin) of one load together (1 GiB); the file that
+    would pass it stops the load before it is read.
     ``max_files``: files and directories one load may walk (100,000). ``max_depth``: directory
     levels below a loaded directory (64). ``max_seconds``: time one load may spend walking and
     reading (120 s). ``follow_symlinks``: descend into symbolic links to directories (off: they
@@ -50,18 +52,28 @@ class LoadLimits:
     """
 
     max_file_bytes: int = 256 * MIB
+    max_total_bytes: int = 1024 * MIB
     max_files: int = 100_000
     max_depth: int = 64
     max_seconds: float = 120.0
     follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_files", "max_depth"):
+        for name in ("max_file_bytes", "max_total_bytes", "max_files", "max_depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"LoadLimits.{name} must be a positive integer, not {value!r}")
         if not self.max_seconds > 0:
             raise ValueError(f"LoadLimits.max_seconds must be positive, not {self.max_seconds!r}")
+
+
+def over_total(shown: str, size: int, room: int, limits: LoadLimits) -> ContextError:
+    """The error for a file (or stdin) of ``size`` bytes when only ``room`` are left."""
+    return ContextError(
+        f"loading stopped at {shown}: its {size:,} bytes are more than the {max(room, 0):,} "
+        f"left of the limit of {limits.max_total_bytes:,} bytes a load "
+        "(LoadLimits.max_total_bytes; --max-total-mb raises it), or name fewer files"
+    )
 
 
 class Unreadable(Exception):  # noqa: N818 - a reason, shown as "skipped: <reason>"
@@ -120,6 +132,7 @@ def read_regular(
     limits: LoadLimits,
     *,
     within: tuple[str, ...] | None = None,
+    room: int | None = None,
 ) -> bytes:
     """The bytes of the regular file ``path`` (symbolic links in the name resolved once).
 
@@ -127,7 +140,9 @@ def read_regular(
     or directory (opened non-blocking, so never waited on), a file larger than
     ``limits.max_file_bytes`` (refused from ``fstat`` before reading, and again if it grows
     while read), an OS error, and with ``within`` (real root paths) a file whose opened
-    descriptor lies outside every root or that has more than one hard link."""
+    descriptor lies outside every root or that has more than one hard link. With ``room``
+    (bytes left of ``limits.max_total_bytes``), a file larger than that raises the
+    :class:`~fastrlm.ContextError` of :func:`over_total`, before it is read."""
     try:
         name = os.path.realpath(path)
         fd = os.open(name, _OPEN_FLAGS)
@@ -150,7 +165,12 @@ def read_regular(
                 )
         if info.st_size > limits.max_file_bytes:
             raise Unreadable(too_big(info.st_size, limits))
-        return _read_at_most(fd, info.st_size, limits)
+        if room is not None and info.st_size > room:
+            raise over_total(os.fspath(path), info.st_size, room, limits)
+        data = _read_at_most(fd, info.st_size, limits)
+        if room is not None and len(data) > room:  # it grew while read
+            raise over_total(os.fspath(path), len(data), room, limits)
+        return data
     finally:
         os.close(fd)
 
