@@ -269,3 +269,12 @@ def test_stdin_is_bounded_like_a_file(tmp_path: Path) -> None:
                      limits=LoadLimits(max_total_bytes=15))
     assert load_context(["-"], stdin=io.BytesIO(b"y" * 10),
                         limits=LoadLimits(max_file_bytes=10)).value == "y" * 10
+
+
+def test_a_glob_of_many_double_stars_is_matched_in_polynomial_time(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["d"] * 30)
+    deep.mkdir(parents=True)
+    (deep / "x.txt").write_text("deep")
+    pattern = str(tmp_path / "/".join(["**"] * 25) / "nothing-*.md")
+    with pytest.raises(ContextError, match="no files match"):
+        load_context([pattern])

@@ -22,6 +22,7 @@ directory or expanding a glob is skipped and reported.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import json
 import os
@@ -146,20 +147,25 @@ def _split_glob(pattern: str) -> tuple[str, tuple[str, ...]]:
 def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
     """Whether the relative path ``parts`` matches the glob ``pattern`` as ``glob.glob``
     (recursive) would: ``**`` spans any number of directories, and a name starting with
-    ``.`` is matched only by a pattern part that starts with ``.``."""
-    if not pattern:
-        return not parts
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        if _glob_match(rest, parts):
-            return True
-        return bool(parts) and not parts[0].startswith(".") and _glob_match(pattern, parts[1:])
-    if not parts:
-        return False
-    name = parts[0]
-    if name.startswith(".") and not head.startswith("."):
-        return False
-    return fnmatch.fnmatchcase(name, head) and _glob_match(rest, parts[1:])
+    ``.`` is matched only by a pattern part that starts with ``.``. Memoised on positions, so
+    a pattern of many ``**`` (a client's) costs len(pattern) x len(parts), not exponential."""
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(pattern):
+            return j == len(parts)
+        head = pattern[i]
+        if head == "**":
+            return match(i + 1, j) or (
+                j < len(parts) and not parts[j].startswith(".") and match(i, j + 1))
+        if j == len(parts):
+            return False
+        name = parts[j]
+        if name.startswith(".") and not head.startswith("."):
+            return False
+        return fnmatch.fnmatchcase(name, head) and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 class _Loader:
