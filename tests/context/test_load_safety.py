@@ -278,3 +278,13 @@ def test_a_glob_of_many_double_stars_is_matched_in_polynomial_time(tmp_path: Pat
     pattern = str(tmp_path / "/".join(["**"] * 25) / "nothing-*.md")
     with pytest.raises(ContextError, match="no files match"):
         load_context([pattern])
+
+
+def test_a_glob_that_matches_only_a_fifo_reports_it_not_no_match(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("text")
+    os.mkfifo(tmp_path / "p.log")
+    loaded = load_context([tmp_path / "a.txt", str(tmp_path / "*.log")])
+    assert [s.reason for s in loaded.report.skipped] == [
+        "a named pipe (FIFO): only regular files are read"]
+    with pytest.raises(ContextError, match="no files match"):  # a FIFO skipped earlier
+        load_context([str(tmp_path / "*.log"), str(tmp_path / "*.rst")])

@@ -252,6 +252,7 @@ class _Loader:
         anchor, parts = _split_glob(os.path.abspath(pattern))
         deep = "**" in parts
         matches: list[tuple[str, bool]] = []
+        skipped_before = len(self.report.skipped)
 
         def descend(path: str, rel: str) -> bool:
             rel_parts = tuple(rel.split("/"))
@@ -268,7 +269,7 @@ class _Loader:
                 if _glob_match(parts, tuple(rel.split("/"))):
                     matches.append((path, is_dir))
         if not matches:
-            if self.report.skipped:
+            if len(self.report.skipped) > skipped_before:
                 return  # matches there were, none readable: the report says why
             raise ContextError(f"no files match {spec!r}")
         self.as_list = True
