@@ -76,7 +76,7 @@ def over_total(shown: str, size: int, room: int, limits: LoadLimits) -> ContextE
     )
 
 
-class Unreadable(Exception):  # noqa: N818 - a reason, shown as "skipped: <reason>"
+class Unreadable(Exception):
     """A file that is not read; ``str()`` says why (a skip reason, or the tail of an error)."""
 
 
