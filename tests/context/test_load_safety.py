@@ -288,3 +288,14 @@ def test_a_glob_that_matches_only_a_fifo_reports_it_not_no_match(tmp_path: Path)
         "a named pipe (FIFO): only regular files are read"]
     with pytest.raises(ContextError, match="no files match"):  # a FIFO skipped earlier
         load_context([str(tmp_path / "*.log"), str(tmp_path / "*.rst")])
+
+
+def test_a_followed_directory_link_out_of_the_roots_is_not_walked(
+    tree: tuple[Path, Path],
+) -> None:
+    root, outside = tree
+    (root / "docs" / "out").symlink_to(outside, target_is_directory=True)
+    loaded = load_context([root / "docs"], within=[root],
+                          limits=LoadLimits(follow_symlinks=True))
+    assert [(s.path, s.reason) for s in loaded.report.skipped] == [
+        (f"{root / 'docs'}/out", "outside the allowed roots")]  # no name from outside shown

@@ -318,6 +318,9 @@ class _Loader:
         def descend(path: str, rel: str) -> bool:
             if os.path.basename(path) in SKIPPED_DIRS:
                 return False
+            if self.outside(path):  # a followed link out of the roots: not walked at all
+                skip(rel, "outside the allowed roots")
+                return False
             if self.gitignore:
                 if rules.ignored(path, is_dir=True):
                     self.report.ignored += 1
