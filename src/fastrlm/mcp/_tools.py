@@ -20,7 +20,7 @@ from .._core.events import Event
 from .._core.facade import RLM
 from .._core.result import RLMResult
 from .._exceptions import ConfigurationError, ContextError, RLMError
-from ..context import LoadedContext, load_context
+from ..context import LoadedContext, LoadLimits, load_context
 from ..trace import (
     IndexUnusableError,
     TraceNotFoundError,
@@ -114,11 +114,13 @@ class RLMTools:
         max_handles: int = 8,
         max_concurrent_runs: int = 2,
         gitignore: bool = True,
+        load_limits: LoadLimits | None = None,
     ) -> None:
         self.rlm = rlm
         self.roots = roots
         self.handles = ContextHandles(max_handles)
         self.gitignore = gitignore
+        self.load_limits = load_limits or LoadLimits()
         self._runs = asyncio.Semaphore(max_concurrent_runs)
 
     @property
@@ -131,7 +133,8 @@ class RLMTools:
         checked = [self.roots.check(p) for p in paths]
         try:
             loaded = await asyncio.to_thread(
-                load_context, checked, gitignore=self.gitignore, within=self.roots.paths)
+                load_context, checked, gitignore=self.gitignore, within=self.roots.paths,
+                limits=self.load_limits)
         except (ContextError, ConfigurationError) as exc:
             raise ToolRefusal(str(exc)) from exc
         return checked, loaded
