@@ -345,7 +345,7 @@ def test_a_tool_that_exits_or_returns_a_raising_object_never_stops_the_host(kind
             "    except Exception as e:\n        print(e.kind, e)", "FINAL('alive')"]
     result, root = _run(code, [leave, leave_async, hostile], kind)
     out = _output(root)
-    assert "tool_error leave: raised RuntimeError: SystemExit: 3" in out
+    assert "tool_error leave: raised SystemExit: 3" in out
     assert "tool_error leave_async: raised SystemExit: 4" in out
     assert "bad_result hostile:" in out and "no dump for you" in out
     assert result.answer == "alive"  # type: ignore[attr-defined]

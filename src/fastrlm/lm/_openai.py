@@ -30,6 +30,7 @@ import aiohttp
 from .._core.limits import Limits
 from .._exceptions import ProviderConnectionError, ProviderResponseError
 from .._usage import TokenUsage
+from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS
 from . import _sdk
 from ._base import (
     DEFAULT_CONCURRENCY,
@@ -430,9 +431,10 @@ def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
         if not isinstance(name, str):
             continue
         text = _field(function, "arguments") or "{}"
-        try:
-            arguments = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
+        try:  # text past the tool limit stays text: the host refuses it unparsed
+            arguments = (json.loads(text) if isinstance(text, str)
+                         and len(text) <= MAX_TOOL_JSON_CHARS else text)
+        except (ValueError, RecursionError):
             arguments = text
         calls.append(ToolCall(str(_field(call, "id") or f"call-{len(calls)}"), name,
                               arguments if isinstance(arguments, dict) else str(text)))
