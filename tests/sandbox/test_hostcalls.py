@@ -22,8 +22,8 @@ from fastrlm.sandbox._hostcalls import (
     error_text,
     model_request,
     one_answer_per_prompt,
-    tool_reply,
     tool_arguments,
+    tool_reply,
     tool_request,
     tool_value,
     wire_request,
@@ -517,7 +517,8 @@ DEEP = "v = []\nfor _ in range(500):\n    v = [v]"
 @pytest.mark.sandbox
 @pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
 @pytest.mark.parametrize(("value", "message"), [(HUGE, "over the limit"),
-                                                (DEEP, "nested more than 100")])
+                                                (DEEP, "nested more than 100")],
+                         ids=["40MiB", "500-deep"])
 async def test_a_raw_tool_host_call_past_the_limits_never_reaches_the_host_tool(
     make_sandbox: MakeSandbox, bridge: FakeBridge, kind: str, value: str, message: str
 ) -> None:

@@ -26,9 +26,9 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .._exceptions import ConfigurationError
 from ..sandbox._hostcalls import (
@@ -46,6 +46,7 @@ log = logging.getLogger("fastrlm")
 #: Names a tool may not take: the REPL's own, what sessions add, and Python's builtins.
 _SESSION_NAME = re.compile(r"context_\d+\Z|history\Z")
 DEFAULT_TOOL_TIMEOUT_S = 60.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,24 @@ class _Raised(Exception):  # noqa: N818 - a carrier, not an error of its own
     def __init__(self, error: BaseException) -> None:
         super().__init__()
         self.error = error
+
+
+async def carried(awaitable: Awaitable[T]) -> T:
+    """``await awaitable`` with whatever a tool's code raises there, but the cancellation of the
+    awaiting task, carried as an ``Exception`` that :func:`tool_failure` reads: a task made to
+    run a tool's coroutine must never hand ``KeyboardInterrupt`` or ``SystemExit`` to the event
+    loop (asyncio re-raises those out of ``run_forever``)."""
+    try:
+        return await awaitable
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - carried to the caller, never swallowed
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise asyncio.CancelledError from exc
+        raise _Raised(exc) from None
 
 
 def tool_failure(exc: BaseException) -> str:

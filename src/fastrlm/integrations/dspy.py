@@ -51,11 +51,11 @@ import inspect
 import json
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, ClassVar, TypeVar
 
-from .._core.tools import tool_failure
+from .._core.tools import carried, tool_failure
 from .._exceptions import ContextError, MissingExtraError, SandboxError
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
 from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS, MAX_TOOL_NAME_CHARS, error_text
@@ -207,16 +207,12 @@ class _Bridge:
         value = await loop.run_in_executor(None, context.run, functools.partial(fn, *args,
                                                                                 **kwargs))
         if inspect.isawaitable(value):
-            value = await loop.create_task(_awaited(value), context=context)
+            value = await loop.create_task(carried(value), context=context)
         return value
 
 
 def _failed(kind: str, message: str) -> dict[str, object]:
     return {"ok": False, "kind": kind, "message": message}
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 class InterpreterFactory:
