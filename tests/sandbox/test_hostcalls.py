@@ -535,3 +535,33 @@ async def test_a_raw_tool_host_call_past_the_limits_never_reaches_the_host_tool(
     assert second == "True"
     assert bridge.tool_calls == [("find", {"q": "small"})]
     await assert_alive(sb)
+
+
+PIPE = "llm_query.__self__._host_call.__self__"
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("field", ["final", "answer_content", "stdout"])
+async def test_a_forged_cell_result_past_the_limits_is_refused_on_the_host(
+    make_sandbox: MakeSandbox, isolated_kind: str, field: str
+) -> None:
+    """Model code that knows the request's nonce (it is in the worker's memory) writes a
+    ``done`` frame of its own, past the answer or output limit its REPL would apply: the host
+    refuses it and replaces the worker."""
+    sb = await make_sandbox(isolated_kind, max_answer_chars=1_000, max_output_bytes=1_000)
+    big = "'x' * 5_000"
+    value = {"final": f"{{'text': {big}, 'source': 'FINAL'}}", "answer_content": big,
+             "stdout": big}
+    fields = {"final": "None", "answer_content": "None", "stdout": "''"} | {field: value[field]}
+    code = (
+        f"import json, os, struct\nw = {PIPE}\n"
+        "body = json.dumps({'op': 'done', 'nonce': w._nonce, 'stderr': '', 'error': None, "
+        "'restored': [], 'timed_out': False, 'dropped_bytes': 0, "
+        + ", ".join(f"'{k}': {v}" for k, v in fields.items())
+        + "}).encode()\nos.write(w._fd_out, struct.pack('>I', len(body)) + body)\n"
+        "import time\ntime.sleep(30)"
+    )
+    result = await sb.execute(code)
+    assert result.restarted and result.final is None, result
+    assert result.error is not None and "over the 1,000 of" in result.error
+    await assert_alive(sb)
