@@ -22,6 +22,7 @@ It runs on both sides (the worker imports it), so it uses the standard library o
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import logging
 import re
@@ -360,6 +361,12 @@ def _wire_images(op: str, images: object, count: int) -> list[list[ImagePart]] |
             ):
                 raise TypeError(f"{op}: an image must be {{'media_type': one of "
                                 f"{sorted(_kinds.IMAGE_TYPES)}, 'data': base64 str}}")
+            data = part["data"]  # what the REPL's side sniffed, sniffed again: the host trusts
+            # no sender (a provider refuses the whole request for one bad image)
+            if len(data) % 4 or _kinds.sniff_image(binascii.a2b_base64(data[:32])) != part[
+                    "media_type"]:
+                raise ValueError(f"{op}: an image's data is not base64 of a "
+                                 f"{part['media_type']} image")
             row.append(ImagePart(media_type=part["media_type"], data=part["data"]))
         checked.append(row)
     return checked
