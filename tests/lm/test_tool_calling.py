@@ -189,3 +189,35 @@ def test_openai_tool_call_arguments_past_the_limits_are_refused_for_that_call_on
     assert SEEN == ["Paris"]
     echoed = second.body["messages"][1]["tool_calls"]
     assert [c["function"]["arguments"] for c in echoed] == ["{}", "{}", '{"city": "Paris"}']
+
+
+def test_an_anthropic_tool_input_too_deep_to_decode_fails_that_prompt_only() -> None:
+    """The SDK decodes the reply itself: a 5,000-deep ``input`` cannot be decoded, so that
+    sub-call fails (``subcall_failed``), not the whole ``llm_query_batched`` (``host_error``)."""
+    from fastrlm.testing import Fault
+
+    SEEN.clear()
+    deep = "[" * 5_000 + "]" * 5_000
+    body = ('{"id": "m1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5", '
+            '"content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": '
+            + deep + '}}], "stop_reason": "tool_use", '
+            '"usage": {"input_tokens": 5, "output_tokens": 5}}')
+    root = ("```repl\nFINAL(' | '.join(llm_query_batched(['deep please', 'Paris please'])))"
+            "\n```")
+
+    def handler(request: FakeRequest) -> FakeReply | Fault:
+        if request.is_root:
+            return FakeReply(root)
+        if "deep" in request.prompt:
+            return Fault.raw(body)
+        return _sub_handler(request) if SEEN == [] else FakeReply("Paris sunny")
+
+    with FakeAnthropicServer(handler=handler) as server:
+        rlm = RLM("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5",
+                  base_url=server.base_url, api_key="k", sandbox="none", sub_tools=[weather],
+                  limits=_limits())
+        result = rlm.completion("q", "ctx")
+    assert result.stop_reason is StopReason.FINAL, result.error
+    failed, fine = str(result.answer).split(" | ")
+    assert failed.startswith("[error: subcall_failed:") and "malformed response" in failed
+    assert fine == "Paris sunny" and SEEN == ["Paris"]

@@ -223,7 +223,7 @@ class OpenAIChatLM(SDKProvider):
         completion = await self.retry.run(
             attempt,
             self._translate,
-            (aiohttp.ClientError, HTTPStatusError, ValueError),
+            (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError),
             provider=self._provider,
             model=self.api_model,
         )
@@ -264,8 +264,8 @@ def translate_http(
     """One failed attempt of the HTTP path as a :class:`Failure`: an error status through
     :func:`error_for_status` (the message read from an OpenAI-style error body), a connection
     that failed or broke mid-reply as a retryable :class:`ProviderConnectionError` naming
-    ``base_url``, a body that is not JSON (``ValueError``) as a retryable
-    :class:`ProviderResponseError`."""
+    ``base_url``, a body that is not JSON (``ValueError``, or ``RecursionError``: nested too
+    deeply to decode) as a retryable :class:`ProviderResponseError`."""
     kw: dict[str, Any] = {"provider": provider, "model": model}
     where = f"{provider} {model}"
     if isinstance(exc, HTTPStatusError):
