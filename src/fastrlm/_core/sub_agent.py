@@ -57,13 +57,12 @@ def json_tool_calls(text: str, round_: int) -> list[ToolCall]:
         body = fenced.group(1).strip()
     if not body or body[0] not in "[{":
         return []
-    named = _TOOL_NAME.search(body, 0, 4096)
-    if len(body) > MAX_REPLY_JSON_CHARS:  # too large to decode: a call, refused when it runs
-        return [ToolCall(f"json-{round_}-0", named.group(1), body)] if named else []
+    if len(body) > MAX_REPLY_JSON_CHARS:
+        return _undecodable(body, round_)
     try:
         data = json.loads(body)
-    except RecursionError:  # too deep to decode: likewise
-        return [ToolCall(f"json-{round_}-0", named.group(1), body)] if named else []
+    except RecursionError:
+        return _undecodable(body, round_)
     except ValueError:
         return []
     if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
@@ -78,6 +77,13 @@ def json_tool_calls(text: str, round_: int) -> list[ToolCall]:
             arguments = json.dumps(arguments)
         calls.append(ToolCall(f"json-{round_}-{index}", item["tool"], arguments))
     return calls
+
+
+def _undecodable(body: str, round_: int) -> list[ToolCall]:
+    """A reply too large or too deeply nested to decode: one call with the reply's text as its
+    arguments (refused when it runs) when its start names a tool, else an answer."""
+    named = _TOOL_NAME.search(body, 0, 4096)
+    return [ToolCall(f"json-{round_}-0", named.group(1), body)] if named else []
 
 
 def tool_listing(tools: Sequence[Tool]) -> str:

@@ -136,9 +136,6 @@ def prompt_of(messages: Sequence[ChatMessage]) -> str:
     return ""
 
 
-__all__ = ["ScriptedLM", "prompt_of"]
-
-
 def _arguments_tokens(arguments: object) -> int:
     """Tokens of a scripted tool call's arguments, as their JSON; arguments too deep to encode
     (scripted to test the host's limits) count as their top level only."""
@@ -146,3 +143,6 @@ def _arguments_tokens(arguments: object) -> int:
         return estimate_tokens(json.dumps(arguments, ensure_ascii=False, default=repr))
     except (RecursionError, ValueError):
         return estimate_tokens(type(arguments).__name__)
+
+
+__all__ = ["ScriptedLM", "prompt_of"]
