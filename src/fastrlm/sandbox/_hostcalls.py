@@ -13,8 +13,10 @@ One module owns the REPL's contract with the host, for every sandbox:
 - :func:`one_answer_per_prompt`: exactly one ``str`` per prompt, whatever the bridge returned;
 - :func:`error_text`: every ``[error: <kind>: <message>]`` answer the model can see;
 - host tools (the ``tool`` op): :class:`ToolSpec` (what the REPL shows of a host function),
-  :func:`tool_request` (sandbox side), :func:`tool_reply` (host side: exactly one well-formed
-  reply) and :func:`tool_value` (sandbox side: the value, or :class:`ToolError` in the cell).
+  :func:`tool_arguments` (the one check of a tool call's arguments, both sides and every
+  sender, sub-LLMs included), :func:`tool_request` (sandbox side), :func:`tool_reply` (host
+  side: exactly one well-formed reply) and :func:`tool_value` (sandbox side: the value, or
+  :class:`ToolError` in the cell).
 
 It runs on both sides (the worker imports it), so it uses the standard library only.
 """
@@ -153,7 +155,8 @@ class HostBridge(Protocol):
     ) -> list[str]: ...
 
     async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        """Run host tool ``name`` with JSON ``arguments`` (parameter name -> value); return
+        """Run host tool ``name`` with JSON ``arguments`` (parameter name -> value, already
+        through :func:`tool_arguments`: a fresh copy within the size and depth limits); return
         ``{"ok": True, "json": <the result as JSON text>}`` or ``{"ok": False, "kind": <an
         error kind>, "message": ...}`` (see :func:`tool_reply`)."""
         ...
