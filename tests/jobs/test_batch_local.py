@@ -20,7 +20,7 @@ from fastrlm.cli import ExitCode, cli
 from fastrlm.jobs import JobResult
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
-from .helpers import MODEL, PRICE, jobs, server, tag_of, worst_case
+from .helpers import MODEL, PRICE, collect_batch, jobs, rlm, server, tag_of, worst_case
 
 #: Input tokens only: a call's worst case is what it sends (about a dollar a root turn), so a
 #: job capped by what is left of the batch budget can still make its calls.
@@ -28,9 +28,7 @@ PRICES = PriceTable({MODEL: Price(1000.0, 0.0)})
 
 
 async def collect(**kwargs: object) -> tuple[list[JobResult], fastrlm.jobs.BatchSummary]:
-    run = fastrlm.batch(sandbox="none", trace=False, model=MODEL, **kwargs)  # type: ignore[arg-type]
-    results = [result async for result in run]
-    return results, run.summary
+    return await collect_batch(**kwargs)
 
 
 async def test_the_provider_limit_holds_across_jobs_and_is_reached() -> None:
@@ -107,8 +105,7 @@ async def test_a_schema_job_gets_its_json_or_a_schema_error() -> None:
 
 async def test_breaking_out_cancels_running_jobs_and_skip_resumes() -> None:
     with server() as srv:
-        first = fastrlm.batch(jobs(12), model=MODEL, base_url=srv.base_url, sandbox="none",
-                              trace=False, concurrency=3)
+        first = fastrlm.batch(jobs(12), rlm(base_url=srv.base_url), concurrency=3)
         got = []
         async for result in first:
             got.append(result)
@@ -123,11 +120,11 @@ async def test_breaking_out_cancels_running_jobs_and_skip_resumes() -> None:
 
 def test_bad_batch_arguments_are_refused() -> None:
     with pytest.raises(fastrlm.ConfigurationError, match="backend must be one of"):
-        fastrlm.batch([], model=MODEL, backend="spark")
+        fastrlm.batch([], rlm(), backend="spark")
     with pytest.raises(fastrlm.ConfigurationError, match="no price is known for openai/fake"):
-        fastrlm.batch(jobs(1), model=MODEL, max_usd=1.0)
+        fastrlm.batch(jobs(1), rlm(), max_usd=1.0)
     with pytest.raises(fastrlm.ConfigurationError, match="provider_concurrency for openai"):
-        fastrlm.batch([], model=MODEL, provider_concurrency={"openai": 0})
+        fastrlm.batch([], rlm(), provider_concurrency={"openai": 0})
 
 
 def write_jobs(path: Path, items: list[dict[str, str]]) -> Path:
@@ -221,7 +218,7 @@ def _wait_for_lines(path: Path, n: int) -> bool:
 
 async def test_the_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    run = fastrlm.batch(jobs(1), model=MODEL, backend="ray")
+    run = fastrlm.batch(jobs(1), rlm(), backend="ray")
     with pytest.raises(fastrlm.MissingExtraError, match=r"pip install 'fastrlm\[ray\]'"):
         async with run:
             async for _ in run:
