@@ -69,7 +69,7 @@ def worst_case(request: FakeRequest) -> float:
 
 
 #: The keywords of ``collect()`` that are the batch RLM's settings (the rest go to batch()).
-RLM_KEYS = frozenset({"base_url", "budget", "limits", "prices", "sandbox", "trace"})
+RLM_KEYS = frozenset({"base_url", "budget", "limits", "prices", "sandbox", "trace", "on_event"})
 #: An endpoint for tests that never reach a model.
 NOWHERE = "http://127.0.0.1:9/v1"
 

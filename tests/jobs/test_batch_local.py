@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import fastrlm
 from fastrlm import Price, PriceTable
 from fastrlm.cli import ExitCode, cli
+from fastrlm.events import RunStarted
 from fastrlm.jobs import JobResult
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
@@ -157,6 +158,61 @@ def test_the_cli_writes_one_line_per_job_and_resumes(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(line["id"] for line in lines) == [f"j{i}" for i in range(5)]
     assert all(line["answer"].startswith("answer:j") for line in lines)
+
+
+def test_the_batch_total_has_its_own_flag_and_max_usd_is_its_deprecated_spelling(
+    tmp_path: Path,
+) -> None:
+    jobs_file = write_jobs(tmp_path / "jobs.jsonl", jobs(3))
+    with server() as srv:
+        args = ["batch", str(jobs_file), "-m", MODEL, "--base-url", srv.base_url, "--sandbox",
+                "none", "--no-trace", "--price", PRICE, "--concurrency", "1"]
+        probe = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r0.jsonl")],
+                                   catch_exceptions=False)
+        assert probe.exit_code == ExitCode.OK, probe.stderr
+        room = 1.2 * worst_case(next(r for r in srv.completion_requests if r.is_root))
+        total = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r1.jsonl"),
+                                         "--batch-max-usd", f"{room:.4f}"],
+                                   catch_exceptions=False)
+        assert total.exit_code == ExitCode.LIMIT, total.stderr
+        assert "--batch-max-usd reached: 2 job(s) not started" in total.stderr
+        assert "deprecated" not in total.stderr
+        old = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r2.jsonl"),
+                                       "--max-usd", f"{room:.4f}"], catch_exceptions=False)
+        assert old.exit_code == ExitCode.LIMIT, old.stderr  # the old meaning, this release
+        assert "deprecated: write --batch-max-usd" in old.stderr
+        both = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r3.jsonl"),
+                                        "--max-usd", "1", "--batch-max-usd", "1"],
+                                  catch_exceptions=False)
+        assert both.exit_code == ExitCode.BAD_INPUT
+        assert "give the batch total once: --batch-max-usd" in both.stderr
+    assert not (tmp_path / "r3.jsonl").exists()
+
+
+async def test_a_batch_runs_every_job_with_the_settings_of_one_rlm() -> None:
+    seen: list[fastrlm.Event] = []
+    with server() as srv:
+        results, summary = await collect_batch(jobs=jobs(3), base_url=srv.base_url,
+                                               on_event=seen.append)
+    assert summary.done == 3 and all(r.ok for r in results)
+    started = [e for e in seen if isinstance(e, RunStarted)]
+    assert len(started) == 3  # the RLM's on_event heard every job: its settings reach them
+
+
+async def test_the_keyword_form_of_batch_still_runs_with_a_deprecation_warning() -> None:
+    with server() as srv:
+        with pytest.warns(DeprecationWarning, match=r"batch\(jobs, rlm=RLM\("):
+            run = fastrlm.batch(jobs(2), model=MODEL, base_url=srv.base_url, sandbox="none",
+                                trace=False)
+        results = [result async for result in run]
+    assert sorted(r.answer for r in results) == ["answer:j0:4", "answer:j1:4"]
+
+
+def test_an_rlm_and_its_settings_as_keywords_are_refused_together() -> None:
+    with pytest.raises(fastrlm.ConfigurationError, match="give those to RLM"):
+        fastrlm.batch(jobs(1), rlm(), model=MODEL, trace=False)
+    with pytest.raises(fastrlm.ConfigurationError, match=r"needs rlm=RLM"):
+        fastrlm.batch(jobs(1))
 
 
 def test_the_cli_explains_a_bad_jobs_file(tmp_path: Path) -> None:

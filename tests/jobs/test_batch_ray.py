@@ -196,7 +196,7 @@ async def test_an_interrupted_ray_batch_resumes_without_repeats() -> None:
 def test_bench_on_ray_writes_what_the_local_runner_writes(tmp_path: Path) -> None:
     import asyncio
 
-    from fastrlm.bench._runner import BenchConfig, run_bench
+    from fastrlm.bench import BenchConfig, run_bench
 
     def config(name: str, backend: str) -> BenchConfig:
         return BenchConfig(task="sniah", methods=("rlm", "base"), lengths=(2048,), n=2,
