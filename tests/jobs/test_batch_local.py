@@ -189,6 +189,25 @@ def test_the_batch_total_has_its_own_flag_and_max_usd_is_its_deprecated_spelling
     assert not (tmp_path / "r3.jsonl").exists()
 
 
+def test_batch_max_usd_wins_over_a_max_usd_setting_meant_for_ask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("max_usd = 0.000001\n")  # a per-run cap for ask: not this batch's total
+    monkeypatch.setenv("FASTRLM_CONFIG", str(config))
+    jobs_file = write_jobs(tmp_path / "jobs.jsonl", jobs(2))
+    with server() as srv:
+        args = ["batch", str(jobs_file), "--out", str(tmp_path / "r.jsonl"), "-m", MODEL,
+                "--base-url", srv.base_url, "--sandbox", "none", "--no-trace", "--price", PRICE]
+        result = CliRunner().invoke(cli, [*args, "--batch-max-usd", "1000"],
+                                    catch_exceptions=False)
+        assert result.exit_code == ExitCode.OK, result.stderr
+        assert "2 answered" in result.stderr and "deprecated" not in result.stderr
+        old = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r2.jsonl")],
+                                 catch_exceptions=False)
+        assert "the max_usd setting (1e-06) is taken as the whole batch's total" in old.stderr
+
+
 async def test_a_batch_runs_every_job_with_the_settings_of_one_rlm() -> None:
     seen: list[fastrlm.Event] = []
     with server() as srv:

@@ -138,7 +138,8 @@ def batch(
     if not jobs:
         fail(f"{jobs_path} has no jobs (one JSON object a line)")
     per_job = dict(settings.budget)
-    max_usd = batch_total(per_job.pop("max_usd", None), batch_max_usd)
+    max_usd = batch_total(per_job.pop("max_usd", None), batch_max_usd,
+                          flag=flags.get("max_usd") is not None)
     if job_max_usd is not None:
         per_job["max_usd"] = job_max_usd
     try:
@@ -201,18 +202,22 @@ def batch(
     sys.exit(int(ExitCode.ERROR if summary.failed else ExitCode.OK))
 
 
-def batch_total(old: float | None, total: float | None) -> float | None:
+def batch_total(old: float | None, total: float | None, *, flag: bool) -> float | None:
     """The batch's dollar total: ``--batch-max-usd``, or (deprecated, for this release)
-    ``--max-usd`` / a ``max_usd`` setting, which is told to move to ``--batch-max-usd``."""
-    if old is None:
-        return total
+    ``--max-usd`` (``flag``) or a ``max_usd`` setting, told to move to ``--batch-max-usd``.
+    ``--batch-max-usd`` wins over a setting; given with ``--max-usd`` it is refused."""
     if total is not None:
-        fail("give the batch total once: --batch-max-usd (--max-usd is its deprecated "
-             "spelling in fastrlm batch; --job-max-usd caps each job)")
-    print(f"fastrlm batch: --max-usd {old:g} is taken as the whole batch's total, as before; "
-          "this meaning is deprecated: write --batch-max-usd for the total (--job-max-usd "
-          "for each job). In the next release --max-usd will cap each job, as it caps each "
-          "run in fastrlm ask.", file=sys.stderr, flush=True)
+        if flag:
+            fail("give the batch total once: --batch-max-usd (--max-usd is its deprecated "
+                 "spelling in fastrlm batch; --job-max-usd caps each job)")
+        return total
+    if old is None:
+        return None
+    given = f"--max-usd {old:g}" if flag else f"the max_usd setting ({old:g})"
+    print(f"fastrlm batch: {given} is taken as the whole batch's total, as before; this "
+          "meaning is deprecated: write --batch-max-usd for the total (--job-max-usd for each "
+          "job). In the next release it will cap each job, as it caps each run in fastrlm ask.",
+          file=sys.stderr, flush=True)
     return old
 
 
