@@ -125,7 +125,9 @@ async def run_job(
         limited_root = limited(root)
         limited_sub = limited_root if sub is root else limited(sub)
         budget = spec.budget_for(job, cap_usd)
-        rlm = spec.rlm.with_options(model=limited_root, sub_model=limited_sub, budget=budget)
+        # the RLM's own child models as built (not resolved again, with new clients, per job)
+        rlm = spec.rlm.with_options(model=limited_root, sub_model=limited_sub, budget=budget,
+                                    child_models=dict(spec.rlm.child_lms))
     except (ConfigurationError, ValueError) as exc:
         return failed("config", str(exc))
     try:  # a schema is the engine's typed answer: told to the model, checked, sent back
