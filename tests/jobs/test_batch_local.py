@@ -19,6 +19,7 @@ from fastrlm import Price, PriceTable
 from fastrlm.cli import ExitCode, cli
 from fastrlm.events import RunStarted
 from fastrlm.jobs import JobResult
+from fastrlm.testing import ScriptedLM
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
 from .helpers import MODEL, PRICE, collect_batch, jobs, rlm, server, tag_of, worst_case
@@ -216,6 +217,15 @@ async def test_a_batch_runs_every_job_with_the_settings_of_one_rlm() -> None:
     assert summary.done == 3 and all(r.ok for r in results)
     started = [e for e in seen if isinstance(e, RunStarted)]
     assert len(started) == 3  # the RLM's on_event heard every job: its settings reach them
+
+
+async def test_a_batch_runs_on_an_rlm_built_from_an_lm_object() -> None:
+    # the keyword form took model strings only; one RLM can hold any LM (a fake, a custom one)
+    lm = ScriptedLM(lambda messages: '```repl\nFINAL("seen " + str(len(context)))\n```')
+    batch_rlm = fastrlm.RLM(lm, sandbox="none", trace=False)
+    results = [r async for r in fastrlm.batch(jobs(2), batch_rlm, provider_concurrency=1)]
+    assert sorted(r.answer for r in results) == ["seen 50", "seen 50"]
+    assert len(lm.calls) == 2
 
 
 async def test_the_keyword_form_of_batch_still_runs_with_a_deprecation_warning() -> None:
