@@ -15,8 +15,7 @@ from pathlib import Path
 
 import click
 
-from .._exceptions import RLMError
-from .._pricing import Price
+from .. import Price, RLMError
 from .._validate import count
 from ..cli._options import (
     Checked,
@@ -26,8 +25,9 @@ from ..cli._options import (
     unpriced_help,
     unpriced_models,
 )
+from ._config import METHODS, BenchConfig
 from ._report import format_table, plot, summarize
-from ._runner import METHODS, BenchConfig, run_bench
+from ._runner import run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
