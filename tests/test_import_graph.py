@@ -128,6 +128,7 @@ def test_the_engine_lives_in_its_room() -> None:
     # the shared foundations every layer uses stay at the top; the engine is in _core
     assert loose == [
         "fastrlm._exceptions",
+        "fastrlm._home",
         "fastrlm._pricing",
         "fastrlm._schema",
         "fastrlm._usage",

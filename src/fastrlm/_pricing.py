@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 from ._exceptions import ConfigurationError, InvalidSettingError
+from ._home import user_prices_path
 from ._usage import TokenUsage
 from ._validate import PRICE_RULES, check_fields
 
@@ -179,12 +178,6 @@ class PriceTable:
         return self.price(model) is not None
 
 
-def user_prices_path() -> Path:
-    """``$FASTRLM_HOME/prices.json`` (default ``~/.fastrlm/prices.json``)."""
-    home = os.environ.get("FASTRLM_HOME")
-    return Path(home) / "prices.json" if home else Path.home() / ".fastrlm" / "prices.json"
-
-
 def _price(entry: Mapping[str, float], where: str = "price") -> Price:
     if not isinstance(entry, Mapping) or set(entry) - set(PRICE_RULES):
         raise TypeError(f"{where}: not a price object")
@@ -196,3 +189,16 @@ def _price(entry: Mapping[str, float], where: str = "price") -> Price:
         cached_input=None if cached is None else float(cached),
         cache_write=None if written is None else float(written),
     )
+
+
+def unpriced(models: Iterable[str | None], prices: PriceTable) -> list[str]:
+    """The models among ``models`` that ``prices`` has no price for (sorted, each once): a
+    dollar limit cannot be enforced over a call to one of them. The one rule every door uses."""
+    return sorted({m for m in models if m is not None and prices.price(m) is None})
+
+
+def unpriced_message(models: Sequence[str], setting: str, fix: str) -> str:
+    """Why a dollar limit (named ``setting``: ``max_usd``, ``--max-usd``, ...) is refused for
+    ``models``, followed by the door's own way to fix it."""
+    return (f"{setting} is set, but no price is known for {', '.join(models)}, so the dollar "
+            f"limit cannot be enforced. {fix}")

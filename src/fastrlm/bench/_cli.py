@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from .. import Price, RLMError
+from .._pricing import unpriced
 from .._validate import count
 from ..cli._options import (
     Checked,
@@ -23,7 +24,6 @@ from ..cli._options import (
     budget_options,
     sandbox_option,
     unpriced_help,
-    unpriced_models,
 )
 from ._config import METHODS, BenchConfig
 from ._report import format_table, plot, summarize
@@ -182,7 +182,7 @@ def bench(
             price_table = as_table(prices)
         except RLMError as exc:
             raise click.ClickException(str(exc)) from exc
-        missing = unpriced_models((model, sub_model, summarizer), price_table)
+        missing = unpriced((model, sub_model, summarizer), price_table)
         if missing:
             raise click.UsageError(unpriced_help(missing))
     try:

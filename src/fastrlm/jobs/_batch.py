@@ -29,7 +29,7 @@ from .._core.budget import Budget
 from .._core.facade import RLM
 from .._core.limits import Limits
 from .._exceptions import ConfigurationError
-from .._pricing import PriceTable
+from .._pricing import PriceTable, unpriced, unpriced_message
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, SlotPool
@@ -289,9 +289,8 @@ def _check_priced(jobs: list[Job], spec: RunSpec) -> None:
     names = {spec.model, spec.sub_model}
     for job in jobs:
         names.update((job.model, job.sub_model))
-    missing = sorted(n for n in names if n is not None and spec.prices.price(n) is None)
+    missing = unpriced(names, spec.prices)
     if missing:
-        raise ConfigurationError(
-            f"max_usd is set, but no price is known for {', '.join(missing)}, so the batch's "
-            "dollar limit cannot be enforced: give prices (PriceTable / --price MODEL=IN,OUT) "
-            "or leave out max_usd")
+        raise ConfigurationError(unpriced_message(
+            missing, "the batch's max_usd",
+            "Give prices (PriceTable / --price MODEL=IN,OUT) or leave out max_usd."))
