@@ -9,7 +9,7 @@ import pytest
 
 from fastrlm import RLMResult, StopReason
 from fastrlm._core.stop import is_limit
-from fastrlm._pricing import PriceTable, unpriced
+from fastrlm._pricing import PriceTable
 from fastrlm._usage import UsageSummary
 from fastrlm.cli._exit import ExitCode, exit_code_for
 from fastrlm.lm import SubcallCache
@@ -50,7 +50,7 @@ def test_invalid_output_is_a_limit_everywhere() -> None:
 
 def test_unpriced_lists_each_model_once_and_ignores_none() -> None:
     table = PriceTable({})
-    assert unpriced(["b/x", None, "a/y", "b/x"], table) == ["a/y", "b/x"]
+    assert table.unpriced(["b/x", None, "a/y", "b/x"]) == ["a/y", "b/x"]
 
 
 def _result(reason: StopReason) -> RLMResult:

@@ -177,6 +177,12 @@ class PriceTable:
     def __contains__(self, model: str) -> bool:
         return self.price(model) is not None
 
+    def unpriced(self, models: Iterable[str | None]) -> list[str]:
+        """The models among ``models`` this table has no price for (sorted, each once): a
+        dollar limit cannot be enforced over a call to one of them. The one rule every door
+        uses (``None`` entries are skipped)."""
+        return sorted({m for m in models if m is not None and self.price(m) is None})
+
 
 def _price(entry: Mapping[str, float], where: str = "price") -> Price:
     if not isinstance(entry, Mapping) or set(entry) - set(PRICE_RULES):
@@ -189,12 +195,6 @@ def _price(entry: Mapping[str, float], where: str = "price") -> Price:
         cached_input=None if cached is None else float(cached),
         cache_write=None if written is None else float(written),
     )
-
-
-def unpriced(models: Iterable[str | None], prices: PriceTable) -> list[str]:
-    """The models among ``models`` that ``prices`` has no price for (sorted, each once): a
-    dollar limit cannot be enforced over a call to one of them. The one rule every door uses."""
-    return sorted({m for m in models if m is not None and prices.price(m) is None})
 
 
 def unpriced_message(models: Sequence[str], setting: str, fix: str) -> str:

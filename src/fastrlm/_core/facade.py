@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._pricing import PriceTable, unpriced, unpriced_message
+from .._pricing import PriceTable, unpriced_message
 from .._validate import DEPTH_RULE, check_choice, check_flag
 from ..lm._base import LM, default_concurrency
 from .budget import Budget
@@ -503,7 +503,7 @@ _CLIENT_LIMITS = ("request_timeout_s", "max_retries")
 def _check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:
     if budget.max_usd is None:
         return
-    missing = unpriced(named, prices)
+    missing = prices.unpriced(named)
     if missing:
         raise ConfigurationError(unpriced_message(
             missing, "max_usd",

@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 
 from .. import Price, RLMError
-from .._pricing import unpriced
 from .._validate import count
 from ..cli._options import (
     Checked,
@@ -182,7 +181,7 @@ def bench(
             price_table = as_table(prices)
         except RLMError as exc:
             raise click.ClickException(str(exc)) from exc
-        missing = unpriced((model, sub_model, summarizer), price_table)
+        missing = price_table.unpriced((model, sub_model, summarizer))
         if missing:
             raise click.UsageError(unpriced_help(missing))
     try:

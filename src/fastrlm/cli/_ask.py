@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .._exceptions import ConfigurationError, ContextError
-from .._pricing import PriceTable, unpriced
+from .._pricing import PriceTable
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
 from ._options import as_table, load_options, run_options, tool_options, unpriced_help
@@ -29,7 +29,7 @@ def price_table_or_exit(settings: Settings) -> PriceTable:
     except ConfigurationError as exc:
         fail(str(exc))
     if settings.budget.get("max_usd") is not None:
-        missing = unpriced((settings.model, settings.sub_model), prices)
+        missing = prices.unpriced((settings.model, settings.sub_model))
         if missing:
             origin = settings.origin.get("max_usd", "flag")
             fail(unpriced_help(missing, "--max-usd" if origin == "flag" else

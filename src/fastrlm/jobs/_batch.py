@@ -29,7 +29,7 @@ from .._core.budget import Budget
 from .._core.facade import RLM
 from .._core.limits import Limits
 from .._exceptions import ConfigurationError
-from .._pricing import PriceTable, unpriced, unpriced_message
+from .._pricing import PriceTable, unpriced_message
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, SlotPool
@@ -289,7 +289,7 @@ def _check_priced(jobs: list[Job], spec: RunSpec) -> None:
     names = {spec.model, spec.sub_model}
     for job in jobs:
         names.update((job.model, job.sub_model))
-    missing = unpriced(names, spec.prices)
+    missing = spec.prices.unpriced(names)
     if missing:
         raise ConfigurationError(unpriced_message(
             missing, "the batch's max_usd",

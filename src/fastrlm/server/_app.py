@@ -25,7 +25,7 @@ from typing import Any, Self
 from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
 from .._exceptions import ContextError, RLMError
-from .._pricing import unpriced, unpriced_message
+from .._pricing import unpriced_message
 from .._validate import count, positive
 from ..lm._base import LM
 from ..telemetry import Telemetry, trace_context_of
@@ -125,8 +125,8 @@ class RLMServer:
                                     max_chars=max_session_chars,
                                     max_per_owner=max_sessions_per_key)
         # RLM(...) above refused the server's own max_usd over unpriced models (one rule)
-        self._unpriced = unpriced((rlm.root_lm.model, rlm.sub_lm.model,
-                                   *(lm.model for lm in rlm.child_lms.values())), rlm.prices)
+        self._unpriced = rlm.prices.unpriced((rlm.root_lm.model, rlm.sub_lm.model,
+                                              *(lm.model for lm in rlm.child_lms.values())))
         self.root_model = rlm.root_lm.model
         self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
         self.max_concurrent_runs = max_concurrent_runs
