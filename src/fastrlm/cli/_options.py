@@ -8,7 +8,8 @@ The option blocks are written once: :func:`budget_options` (one flag per
 :data:`~fastrlm._core.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
 model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
 ``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`), :func:`tool_options`
-(``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed).
+(``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed),
+:func:`load_options` (the bounds on loading files, as one ``LoadLimits``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import click
 
 from .._core.budget import BUDGET_KEYS, Budget
 from .._exceptions import InvalidSettingError
-from .._pricing import Price, PriceTable
+from .._pricing import Price, PriceTable, unpriced_message
 from .._validate import BUDGET_RULES, PRICE_RULES, Rule
 from ._config import SANDBOXES
 
@@ -216,17 +217,13 @@ def price_option(func: Any) -> Any:
     )(func)
 
 
-def unpriced_models(models: Iterable[str | None], prices: PriceTable) -> list[str]:
-    return sorted({m for m in models if m is not None and prices.price(m) is None})
-
-
 def unpriced_help(models: list[str], source: str = "--max-usd") -> str:
     """How to fix a dollar limit (set by ``source``) for models without a price, from the
     shell."""
     first = models[0]
-    return (
-        f"{source} is set, but no price is known for {', '.join(models)}, so the dollar limit "
-        f"cannot be enforced. Give the price in USD per 1M tokens (input,output[,cached_input]):\n"
+    return unpriced_message(
+        models, source,
+        "Give the price in USD per 1M tokens (input,output[,cached_input]):\n"
         f"  --price {first}=0,0          (a free local model)\n"
         f"  --price {first}=1.25,10      (a paid one)\n"
         "or add it to $FASTRLM_HOME/prices.json (default ~/.fastrlm/prices.json):\n"
@@ -239,3 +236,44 @@ def as_table(prices: Iterable[tuple[str, Price]]) -> PriceTable:
     """The default table (shipped, then ``$FASTRLM_HOME/prices.json``) with ``--price`` on top."""
     overrides: Mapping[str, Price] = dict(prices)
     return PriceTable.default(overrides)
+
+
+def load_options(func: Any) -> Any:
+    """``--max-file-mb``, ``--max-total-mb``, ``--max-files``, ``--load-timeout`` and
+    ``--follow-symlinks``: the bounds on loading ``-c`` paths (MCP paths, batch
+    ``context_path``). The command gets them as one keyword, ``load_limits`` (a
+    :class:`~fastrlm.context.LoadLimits`)."""
+    from ..context import LoadLimits
+
+    default = LoadLimits()
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        limits = LoadLimits(
+            max_file_bytes=int(kwargs.pop("max_file_mb") * (1 << 20)),
+            max_total_bytes=int(kwargs.pop("max_total_mb") * (1 << 20)),
+            max_files=kwargs.pop("max_files"),
+            max_seconds=kwargs.pop("load_timeout"),
+            follow_symlinks=kwargs.pop("follow_symlinks"),
+        )
+        return func(*args, load_limits=limits, **kwargs)
+
+    options = [
+        click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True),
+                     default=default.max_file_bytes / (1 << 20), show_default=True,
+                     help="Largest file loaded; a larger one is refused before it is read."),
+        click.option("--max-total-mb", type=click.FloatRange(min=0, min_open=True),
+                     default=default.max_total_bytes / (1 << 20), show_default=True,
+                     help="Most bytes one load reads, all files together."),
+        click.option("--max-files", type=click.IntRange(min=1), default=default.max_files,
+                     show_default=True,
+                     help="Most files and directories one load walks."),
+        click.option("--load-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=default.max_seconds, show_default=True,
+                     help="Seconds one load may spend walking and reading."),
+        click.option("--follow-symlinks", is_flag=True,
+                     help="Walk into symbolic links to directories (skipped by default)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

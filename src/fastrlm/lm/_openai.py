@@ -30,6 +30,7 @@ import aiohttp
 from .._core.limits import Limits
 from .._exceptions import ProviderConnectionError, ProviderResponseError
 from .._usage import TokenUsage
+from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS
 from . import _sdk
 from ._base import (
     DEFAULT_CONCURRENCY,
@@ -222,7 +223,7 @@ class OpenAIChatLM(SDKProvider):
         completion = await self.retry.run(
             attempt,
             self._translate,
-            (aiohttp.ClientError, HTTPStatusError, ValueError),
+            (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError),
             provider=self._provider,
             model=self.api_model,
         )
@@ -263,8 +264,8 @@ def translate_http(
     """One failed attempt of the HTTP path as a :class:`Failure`: an error status through
     :func:`error_for_status` (the message read from an OpenAI-style error body), a connection
     that failed or broke mid-reply as a retryable :class:`ProviderConnectionError` naming
-    ``base_url``, a body that is not JSON (``ValueError``) as a retryable
-    :class:`ProviderResponseError`."""
+    ``base_url``, a body that is not JSON (``ValueError``, or ``RecursionError``: nested too
+    deeply to decode) as a retryable :class:`ProviderResponseError`."""
     kw: dict[str, Any] = {"provider": provider, "model": model}
     where = f"{provider} {model}"
     if isinstance(exc, HTTPStatusError):
@@ -430,9 +431,10 @@ def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
         if not isinstance(name, str):
             continue
         text = _field(function, "arguments") or "{}"
-        try:
-            arguments = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
+        try:  # text past the tool limit stays text: the host refuses it unparsed
+            arguments = (json.loads(text) if isinstance(text, str)
+                         and len(text) <= MAX_TOOL_JSON_CHARS else text)
+        except (ValueError, RecursionError):
             arguments = text
         calls.append(ToolCall(str(_field(call, "id") or f"call-{len(calls)}"), name,
                               arguments if isinstance(arguments, dict) else str(text)))

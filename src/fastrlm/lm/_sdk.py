@@ -29,7 +29,7 @@ C = TypeVar("C")
 
 def catchable(sdk: ModuleType) -> tuple[type[BaseException], ...]:
     """The exception types an SDK call can raise that :func:`translate` understands."""
-    return (sdk.APIError, json.JSONDecodeError, UnicodeDecodeError)
+    return (sdk.APIError, json.JSONDecodeError, UnicodeDecodeError, RecursionError)
 
 
 def translate(
@@ -52,7 +52,8 @@ def translate(
             f"{where}: cannot reach the endpoint{at}: {exc} (is the server running, and is the "
             "base URL right?)", **kw)
         return Failure(error, retryable=True)
-    if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError | UnicodeDecodeError):
+    if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError | UnicodeDecodeError
+                  | RecursionError):  # RecursionError: JSON nested too deeply to decode
         error2 = ProviderResponseError(f"{where}: malformed response: {exc}", **kw)
         return Failure(error2, retryable=True)
     return Failure(ProviderError(f"{where}: {type(exc).__name__}: {exc}", **kw), retryable=False)
