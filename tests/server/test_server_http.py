@@ -163,3 +163,12 @@ async def test_a_client_that_stalls_mid_request_is_disconnected(sent: bytes) -> 
         assert await reader.read() == b""  # closed, with nothing to answer
         writer.close()
         await writer.wait_closed()
+
+
+async def test_no_response_names_the_server_software_or_its_version() -> None:
+    async with serving(root(ECHO_SHAPE)) as (server, _):
+        _, health, _ = await raw_request(server.port, "GET", "/health")
+        _, missing, _ = await raw_request(server.port, "GET", "/nope")
+        refused = await exchange(server.port, b"GARBAGE\r\n\r\n")
+    assert health["server"] == missing["server"] == "fastrlm"
+    assert b"aiohttp" not in refused and b"Python" not in refused

@@ -156,6 +156,7 @@ def error_response(error: HTTPError, *, keep_alive: bool) -> web.Response:
 
 
 def _connection(response: web.StreamResponse, keep_alive: bool) -> None:
+    response.headers["Server"] = "fastrlm"  # not aiohttp's default, which names its version
     response.headers["Connection"] = "keep-alive" if keep_alive else "close"
     if not keep_alive:
         response.force_close()
