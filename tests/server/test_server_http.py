@@ -147,15 +147,20 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
 
 
 @pytest.mark.parametrize(
-    "sent",
+    ("sent", "limits"),
     [
-        b"",  # a connection that never sends a request
-        b"GET /v1/models HTTP/1.1\r\nHost: x\r\n",  # a head that never ends (slowloris)
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{",
+        # a connection that never sends a request
+        (b"", HTTPLimits(idle_timeout_s=0.2, header_timeout_s=1000)),
+        # a head that never ends (slowloris), its limit shorter than the idle one
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n",
+         HTTPLimits(idle_timeout_s=1000, header_timeout_s=0.2)),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{",
+         HTTPLimits(idle_timeout_s=1000, header_timeout_s=1000, body_timeout_s=0.2)),
     ],
 )
-async def test_a_client_that_stalls_mid_request_is_disconnected(sent: bytes) -> None:
-    limits = HTTPLimits(idle_timeout_s=0.2, header_timeout_s=0.2, body_timeout_s=0.2)
+async def test_a_client_that_stalls_mid_request_is_disconnected(
+    sent: bytes, limits: HTTPLimits
+) -> None:
     async with serving(root(ECHO_SHAPE), http_limits=limits) as (server, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(sent)

@@ -270,8 +270,7 @@ class RLMServer:
         record.status = 200
         if path == "/health":
             _allow(request, "GET", "HEAD")
-            return json_response(200, self._health(), keep_alive=keep,
-                                 head_only=request.method == "HEAD")
+            return json_response(200, self._health(), keep_alive=keep)
         if not path.startswith("/v1/"):
             raise HTTPError(404, f"no route for {request.path}", code="not_found")
         self._authorize(request)

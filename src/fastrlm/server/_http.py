@@ -20,6 +20,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from aiohttp import web
@@ -102,7 +103,7 @@ async def read_body(request: web.BaseRequest, limits: HTTPLimits) -> bytes:
     if request.version not in ((1, 0), (1, 1)):
         raise HTTPError(505, f"unsupported HTTP version "
                         f"'HTTP/{request.version.major}.{request.version.minor}'")
-    if sum(len(k) + len(v) for k, v in request.raw_headers) > limits.max_header_bytes:
+    if sum(map(len, chain.from_iterable(request.raw_headers))) > limits.max_header_bytes:
         raise HTTPError(431, "too many or too large headers")
     for name in ("Host", "Authorization"):
         if len(set(request.headers.getall(name, ()))) > 1:
@@ -138,15 +139,15 @@ async def read_body(request: web.BaseRequest, limits: HTTPLimits) -> bytes:
 
 def json_response(
     status: int, payload: object, *, keep_alive: bool, headers: Mapping[str, str] | None = None,
-    head_only: bool = False,
 ) -> web.Response:
-    """A complete JSON response; ``Connection`` says whether the connection stays open."""
+    """A complete JSON response (its head alone to a ``HEAD``); ``Connection`` says whether the
+    connection stays open."""
     body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
-    response = web.Response(status=status, body=None if head_only else body,
-                            content_type="application/json", headers=headers)
-    if head_only:
-        response.content_length = len(body)
-    _connection(response, keep_alive)
+    head = {"Content-Type": "application/json", **_connection_headers(keep_alive),
+            **(headers or {})}
+    response = web.Response(status=status, body=body, headers=head)
+    if not keep_alive:
+        response.force_close()
     return response
 
 
@@ -155,11 +156,9 @@ def error_response(error: HTTPError, *, keep_alive: bool) -> web.Response:
                          headers=error.headers)
 
 
-def _connection(response: web.StreamResponse, keep_alive: bool) -> None:
-    response.headers["Server"] = "fastrlm"  # not aiohttp's default, which names its version
-    response.headers["Connection"] = "keep-alive" if keep_alive else "close"
-    if not keep_alive:
-        response.force_close()
+def _connection_headers(keep_alive: bool) -> dict[str, str]:
+    # Server: not aiohttp's default, which names its version and Python's
+    return {"Server": "fastrlm", "Connection": "keep-alive" if keep_alive else "close"}
 
 
 class EventStream:
@@ -177,7 +176,9 @@ class EventStream:
         self.started = False
 
     async def start(self) -> None:
-        _connection(self.response, self.keep_alive)
+        self.response.headers.update(_connection_headers(self.keep_alive))
+        if not self.keep_alive:
+            self.response.force_close()
         await self.response.prepare(self.request)
         self.started = True
 
@@ -201,7 +202,10 @@ class _Connection(Connection):
         super().__init__(manager, **kwargs)
         self._limits = manager.limits
         self._on_refused = manager.on_refused
-        self._deadline: asyncio.TimerHandle | None = None
+        # One lazy timer per connection: moving the deadline is an assignment, and the timer,
+        # when it fires, closes the connection or sleeps on to the deadline as it is by then.
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._head_started = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -215,7 +219,10 @@ class _Connection(Connection):
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.head_done()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def await_head(self) -> None:
@@ -224,18 +231,22 @@ class _Connection(Connection):
         self._arm(self._limits.idle_timeout_s)
 
     def head_done(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
 
     def _arm(self, seconds: float) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = asyncio.get_running_loop().call_later(seconds, self._expire)
+        self._deadline = deadline = self._loop.time() + seconds
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._expire)
 
     def _expire(self) -> None:
-        self._deadline = None
-        if self.transport is not None:
+        self._timer = None
+        if self._deadline is None:
+            return  # a request is being answered: await_head() arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+        elif self.transport is not None:
             self.transport.close()  # idle, or a request's head stalled: nobody to answer
 
     def handle_error(
