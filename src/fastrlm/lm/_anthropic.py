@@ -23,21 +23,19 @@ from typing import Any
 
 import anthropic
 
-from .._core.limits import Limits
 from .._exceptions import ProviderError, ProviderResponseError
+from .._limits import DEFAULT_LIMITS, Limits
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
-from ._provider import SDKProvider
+from ._provider import HTTPProvider
 from ._retry import Failure, RetryPolicy
 
 DEFAULT_MAX_TOKENS = 8192
 _EPHEMERAL = {"type": "ephemeral"}
 
-DEFAULT_LIMITS = Limits()
 
-
-class AnthropicLM(SDKProvider):
+class AnthropicLM(HTTPProvider):
     """A Claude model via the Messages API.
 
     ``model`` is canonical (``anthropic/claude-sonnet-4-5``). The Messages API requires
@@ -86,7 +84,8 @@ class AnthropicLM(SDKProvider):
             base_url=self.base_url,
             max_retries=0,
             timeout=self.retry.timeout_s,
-            http_client=self._http_client(anthropic.DefaultAsyncHttpxClient),
+            http_client=_sdk.http_client(anthropic.DefaultAsyncHttpxClient,
+                                         pool_size=self.pool_size, timeout_s=self.retry.timeout_s),
         )
 
     def _cache_params(self) -> dict[str, object]:

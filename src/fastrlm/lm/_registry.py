@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .._core.limits import Limits
 from .._exceptions import ConfigurationError, MissingExtraError
+from .._limits import DEFAULT_LIMITS, Limits
 from ._base import LM, LOCAL_CONCURRENCY
 
 #: With no model named anywhere, the first of these keys found in the environment picks the
@@ -34,8 +34,6 @@ KEY_DEFAULTS: tuple[tuple[str, str, str], ...] = (
     ("OPENAI_API_KEY", "openai/gpt-5", "openai/gpt-5-mini"),
     ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
 )
-
-DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
