@@ -28,8 +28,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, Protocol
 
+from .._images import ImagePart
 from . import _kinds
 
 logger = logging.getLogger("fastrlm.sandbox")
@@ -124,14 +125,6 @@ def error_text(kind: str, message: str) -> str:
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
     return f"[error: {kind}: {message}]"
-
-
-class ImagePart(TypedDict):
-    """One image of a prompt as it crosses to the host: its MIME type (``image/png``,
-    ``image/jpeg``, ``image/gif`` or ``image/webp``) and its bytes in base64."""
-
-    media_type: str
-    data: str
 
 
 class HostBridge(Protocol):
