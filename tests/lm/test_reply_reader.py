@@ -4,6 +4,7 @@ object (the ``openai`` SDK's models, LiteLLM's ``ModelResponse``) read alike, by
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import types
 import warnings
@@ -18,7 +19,8 @@ from fastrlm.lm._chat import read_completion
 from .helpers import USER, fast_retry
 
 
-def _reply(message: dict[str, Any], finish: object = "stop", usage: object = None) -> dict[str, Any]:
+def _reply(message: dict[str, Any], finish: object = "stop",
+           usage: object = None) -> dict[str, Any]:
     body: dict[str, Any] = {"id": "c1", "choices": [{"index": 0, "finish_reason": finish,
                                                      "message": message}]}
     if usage is not None:
@@ -121,3 +123,26 @@ async def test_litellm_s_reported_cost_reaches_the_response(
     assert (response.text, response.cost_usd) == ("from litellm", 0.25)
     assert (response.usage.input_tokens, response.usage.output_tokens) == (3, 2)
     assert _read(litellm_reply) == _read(litellm_reply.model_dump())
+
+
+async def test_an_anthropic_reply_is_read_with_the_same_tolerance() -> None:
+    """The Messages API reader is the sibling: an odd stop reason, a nameless ``tool_use`` block
+    and counts sent as text read as absent, as they do in a Chat Completions reply."""
+    from fastrlm.lm import AnthropicLM
+    from fastrlm.testing import FakeAnthropicServer, Fault
+
+    body = {
+        "id": "m1", "type": "message", "role": "assistant", "stop_reason": 7,
+        "content": [{"type": "text", "text": "hi"},
+                    {"type": "tool_use", "id": "t1", "name": None, "input": {}}],
+        "usage": {"input_tokens": "12", "output_tokens": 2},
+    }
+    async with FakeAnthropicServer([Fault.raw(json.dumps(body))]) as server:
+        lm = AnthropicLM("anthropic/claude-x", base_url=server.base_url, api_key="k",
+                         retry=fast_retry())
+        try:
+            response = await lm.complete(USER)
+        finally:
+            await lm.aclose()
+    assert (response.text, response.finish_reason, response.tool_calls) == ("hi", None, ())
+    assert response.usage.estimated and response.raw == {"id": "m1"}

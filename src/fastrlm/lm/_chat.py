@@ -4,8 +4,8 @@
 Every Chat Completions reply is read here, whoever fetched it: the core provider's decoded JSON
 body (``OpenAIChatLM``, over ``aiohttp``) and an SDK's reply object (LiteLLM's ``ModelResponse``,
 an ``openai`` pydantic model), which is first turned into the same JSON form with its
-``model_dump()`` (:func:`reply_json`). So both paths read the same fields with the same tolerance
-of odd types and raise the same errors by construction.
+``model_dump()`` (``_reading.reply_json``). So both paths read the same fields with the same
+tolerance of odd types and raise the same errors by construction.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from .._exceptions import ProviderResponseError
 from .._usage import TokenUsage
 from ._base import ChatMessage, ToolCall, estimate_tokens, openai_content
+from ._reading import count, mapping, reply_json, text_or_none
 
 #: What a provider reads from a reply: text, usage, finish reason, reported cost, raw fields
 #: (``raw["tool_calls"]``: the :class:`ToolCall` values, when the model asked for tools).
@@ -42,20 +43,11 @@ def wire_message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-def reply_json(reply: object) -> object:
-    """A reply in its JSON form: a decoded body as it is; an SDK object (a pydantic model, as
-    the ``openai`` SDK and LiteLLM return) through ``model_dump()``, extra fields such as
-    ``usage.cost`` included. Serialisation warnings are off: a server's odd types are the
-    reader's to tolerate, not pydantic's to warn about."""
-    dump = getattr(reply, "model_dump", None)
-    return dump(warnings=False) if callable(dump) else reply
-
-
 def read_completion(
     reply: object, messages: Sequence[ChatMessage], *, provider: str, model: str
 ) -> ReadCompletion:
     """Text, usage, finish reason, provider-reported cost and raw fields of a Chat Completion,
-    given as decoded JSON or as an SDK object (:func:`reply_json`).
+    given as decoded JSON or as an SDK object (``_reading.reply_json``).
 
     Raises :class:`ProviderResponseError` for no choices, or for neither text nor tool calls
     (not retryable when the finish reason is ``length``: the token budget went to reasoning and
@@ -65,16 +57,13 @@ def read_completion(
     """
     where = f"{provider} {model}"
     kw: dict[str, Any] = {"provider": provider, "model": model}
-    data = reply_json(reply)
-    body = data if isinstance(data, Mapping) else {}
+    body = reply_json(reply)
     choices = body.get("choices")
     if not choices or not isinstance(choices, list):
         raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
-    choice = choices[0] if isinstance(choices[0], Mapping) else {}
-    message = choice.get("message")
-    message = message if isinstance(message, Mapping) else {}
-    finish = choice.get("finish_reason")
-    finish = finish if isinstance(finish, str) else None
+    choice = mapping(choices[0])
+    message = mapping(choice.get("message"))
+    finish = text_or_none(choice.get("finish_reason"))
     calls = _tool_calls(message)
     text = _checked_text(_text(message), calls, finish, where, kw)
     usage = body.get("usage")
@@ -119,9 +108,8 @@ def _tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
     calls: list[ToolCall] = []
     listed = message.get("tool_calls")
     for call in listed if isinstance(listed, list) else ():
-        call = call if isinstance(call, Mapping) else {}
-        function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        call = mapping(call)
+        function = mapping(call.get("function"))
         name = function.get("name")
         if not isinstance(name, str):
             continue
@@ -137,7 +125,7 @@ def _tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
 
 def _usage(usage: Mapping[str, Any] | None, messages: Sequence[ChatMessage],
            text: str) -> TokenUsage:
-    prompt = _count(usage, "prompt_tokens")
+    prompt = count(usage, "prompt_tokens")
     if usage is None or prompt is None:
         estimate = sum(estimate_tokens(m["content"]) + 4 for m in messages)
         return TokenUsage(estimate, estimate_tokens(text), estimated=True)
@@ -145,20 +133,11 @@ def _usage(usage: Mapping[str, Any] | None, messages: Sequence[ChatMessage],
     out_details = usage.get("completion_tokens_details")
     return TokenUsage(
         input_tokens=prompt,
-        output_tokens=_count(usage, "completion_tokens") or 0,
-        cached_input_tokens=_count(details, "cached_tokens") or 0,
-        cache_write_tokens=_count(details, "cache_write_tokens") or 0,
-        reasoning_tokens=_count(out_details, "reasoning_tokens") or 0,
+        output_tokens=count(usage, "completion_tokens") or 0,
+        cached_input_tokens=count(details, "cached_tokens") or 0,
+        cache_write_tokens=count(details, "cache_write_tokens") or 0,
+        reasoning_tokens=count(out_details, "reasoning_tokens") or 0,
     )
-
-
-def _count(obj: object, name: str) -> int | None:
-    """``obj[name]`` if it is a non-negative int (a token count), else ``None``: a server that
-    sends ``"12"`` or ``null`` for a count must not crash the reading of its reply."""
-    value = obj.get(name) if isinstance(obj, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
 
 
 def _reported_cost(usage: Mapping[str, Any] | None) -> float | None:

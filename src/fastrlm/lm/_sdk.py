@@ -1,5 +1,5 @@
 """What the Stainless-generated SDKs (``anthropic``; ``openai``, under LiteLLM) need: exception
-translation, their HTTP library's client with fastrlm's pool, and tolerant reading of counts.
+translation and their HTTP library's client with fastrlm's pool.
 
 Both SDKs share one shape: ``APIStatusError`` (with ``status_code`` and ``response``),
 ``APITimeoutError`` (a subclass of ``APIConnectionError``) and ``APIResponseValidationError``.
@@ -68,14 +68,3 @@ def http_client(factory: Callable[..., Any], *, pool_size: int, timeout_s: float
     """The SDK's ``DefaultAsyncHttpxClient`` (``factory``) with ``pool_size`` connections, the
     per-attempt timeout and the process's shared TLS context."""
     return factory(limits=pool_limits(pool_size), timeout=timeout_s, verify=shared_ssl_context())
-
-
-def count(obj: object, name: str) -> int | None:
-    """``obj.name`` if it is a non-negative int (a token count), else ``None``: a server that
-    sends ``"12"`` or ``null`` for a count must not crash the reading of its reply."""
-    value = getattr(obj, name, None)
-    if isinstance(value, dict):  # an untyped (constructed, unvalidated) SDK object
-        value = None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
