@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
+
+import pytest
+
+from fastrlm import MissingExtraError
 
 # ``sys.modules[name] = None`` makes ``import name`` raise ImportError, as if not installed
 _WITHOUT_SDKS = """
@@ -64,3 +69,16 @@ async def main():
 
 asyncio.run(main())
 """)
+
+
+def test_litellm_without_the_openai_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``openai`` is part of the litellm extra now (its errors are what the bridge
+    translates): missing, it is the extra's clear message, not a bare ImportError."""
+    monkeypatch.setitem(sys.modules, "litellm", types.ModuleType("litellm"))
+    monkeypatch.setitem(sys.modules, "openai", None)
+    monkeypatch.delitem(sys.modules, "fastrlm.lm._litellm", raising=False)
+    import fastrlm.lm
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'fastrlm\[litellm\]'") as caught:
+        fastrlm.lm.LiteLLMLM  # noqa: B018
+    assert caught.value.package == "openai"
