@@ -8,7 +8,7 @@ there the SDK costs ~3.4 ms a request, plain ``httpx2`` ~2.3 ms and ``aiohttp`` 
 nothing here: the reply is read as JSON by the one Chat Completions reader (``_chat``).
 What the SDK gave is kept: HTTP errors become the typed tree (:func:`_retry.error_for_status`,
 ``Retry-After`` included), one :class:`RetryPolicy` repeats attempts (each under its timeout,
-each retry asked of the budget ledger), TLS verifies with the HTTP library's trust store
+each retry asked of the budget ledger), TLS verifies with the system's trust store
 (:func:`_provider.shared_ssl_context`), proxies come from the environment, and ``OPENAI_ORG_ID`` /
 ``OPENAI_PROJECT_ID`` become the headers the SDK sends for them. The pool is sized from
 ``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
@@ -117,7 +117,7 @@ class OpenAIChatLM(HTTPProvider):
         the environment.
         Each attempt's time limit is the :class:`RetryPolicy`'s scope, so the session sets none."""
         # A plain-HTTP endpoint (a local server) never needs the context, whose first build
-        # imports the SDK's HTTP library and reads the trust store (~0.5 s here).
+        # may import an SDK's HTTP library and reads the trust store (~0.5 s here).
         tls = shared_ssl_context() if self._endpoint.startswith("https:") else True
         connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, ssl=tls)
         # The proxy is read from the environment here, once: aiohttp's trust_env would look it
