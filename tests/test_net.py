@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fastrlm._net import is_loopback, is_loopback_host
+from fastrlm._foundation.net import is_loopback, is_loopback_host
 from fastrlm.cli import cli
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._exceptions import BudgetExceededError
-from .._gate import current_gate as current_gate  # the engine sets it; providers read it
+from .._foundation.gate import current_gate as current_gate  # the engine sets it; providers read it
 from .._pricing import Price, call_cost
 from .._usage import TokenUsage, UsageSummary
 from .budget import Budget
@@ -524,10 +524,10 @@ class BudgetLedger:
 
 
 class AttemptGate:
-    """The ledger's :class:`fastrlm._gate.RetryGate`: what a provider's retry loop asks before
-    each retry of the call in flight (found through :data:`current_gate`): the failed attempt is
-    booked, and the next one must be admitted by the ledger, which may wait for room or refuse
-    (:class:`BudgetExceededError`)."""
+    """The ledger's :class:`~fastrlm._foundation.gate.RetryGate`: what a provider's retry loop
+    asks before each retry of the call in flight (found through :data:`current_gate`): the failed
+    attempt is booked, and the next one must be admitted by the ledger, which may wait for room
+    or refuse (:class:`BudgetExceededError`)."""
 
     def __init__(self, ledger: BudgetLedger, reservation: Reservation) -> None:
         self.ledger = ledger

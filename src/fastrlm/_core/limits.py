@@ -1,6 +1,6 @@
 """The engine's name for :class:`fastrlm.Limits`, which lives in the foundations
-(``fastrlm._limits``) so that providers can read it without importing the engine."""
+(``fastrlm._foundation.limits``) so that providers can read it without importing the engine."""
 
 from __future__ import annotations
 
-from .._limits import Limits as Limits
+from .._foundation.limits import Limits as Limits

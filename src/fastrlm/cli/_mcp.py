@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .._exceptions import ConfigurationError, MissingExtraError
-from .._net import is_loopback_host
+from .._foundation.net import is_loopback_host
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._exceptions import ConfigurationError
-from .._net import is_loopback_host
+from .._foundation.net import is_loopback_host
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode

@@ -24,7 +24,7 @@ from typing import Any
 import anthropic
 
 from .._exceptions import ProviderError, ProviderResponseError
-from .._limits import DEFAULT_LIMITS, Limits
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
-from .._images import ImagePart as ImagePart
+from .._foundation.images import ImagePart as ImagePart
 from .._usage import TokenUsage
 
 

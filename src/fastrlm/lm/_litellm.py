@@ -15,7 +15,7 @@ from typing import Any
 import litellm  # type: ignore[import-not-found, unused-ignore]
 import openai
 
-from .._limits import DEFAULT_LIMITS, Limits
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from . import _sdk
 from ._base import ChatMessage, LMResponse, openai_content
 from ._chat import ReadCompletion, read_completion

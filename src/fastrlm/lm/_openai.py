@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 
 from .._exceptions import ProviderConnectionError, ProviderResponseError
-from .._limits import DEFAULT_LIMITS, Limits
-from .._net import is_loopback
+from .._foundation.limits import DEFAULT_LIMITS, Limits
+from .._foundation.net import is_loopback
 from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, LMResponse, ToolSchema
 from ._chat import ReadCompletion, read_completion, wire_message
 from ._provider import HTTPProvider, shared_ssl_context

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from .._limits import Limits
+from .._foundation.limits import Limits
 from ._base import LMResponse
 from ._chat import ReadCompletion
 from ._retry import RetryPolicy

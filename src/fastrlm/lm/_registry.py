@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .._exceptions import ConfigurationError, MissingExtraError
-from .._limits import DEFAULT_LIMITS, Limits
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from ._base import LM, LOCAL_CONCURRENCY
 
 #: With no model named anywhere, the first of these keys found in the environment picks the

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Literal, Protocol
 
-from .._images import ImagePart
+from .._foundation.images import ImagePart
 from . import _kinds
 
 logger = logging.getLogger("fastrlm.sandbox")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ._validate import LIMITS_RULES, check_fields, check_flag
+from .._validate import LIMITS_RULES, check_fields, check_flag
 
 
 @dataclass(frozen=True, slots=True)
