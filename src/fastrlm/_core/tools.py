@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .._exceptions import ConfigurationError
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox._hostcalls import (
-    MAX_TOOL_JSON_CHARS,
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ToolParam,

@@ -57,8 +57,9 @@ from typing import Any, ClassVar, TypeVar
 
 from .._core.tools import carried, tool_failure
 from .._exceptions import ContextError, MissingExtraError, SandboxError
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
-from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS, MAX_TOOL_NAME_CHARS, error_text
+from ..sandbox._hostcalls import MAX_TOOL_NAME_CHARS, error_text
 from ..sandbox._layers import KINDS
 from ..sandbox._protocol import MAX_FRAME_BYTES
 from . import _dspy_cells as cells
