@@ -5,6 +5,7 @@ retried, a failing job is an error line, and an interrupted batch resumes."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -128,6 +129,24 @@ def test_bad_batch_arguments_are_refused() -> None:
         fastrlm.batch(jobs(1), model=MODEL, max_usd=1.0)
     with pytest.raises(fastrlm.ConfigurationError, match="provider_concurrency for openai"):
         fastrlm.batch([], model=MODEL, provider_concurrency={"openai": 0})
+
+
+@pytest.mark.parametrize(("argument", "value", "range_"), [
+    ("concurrency", 10**9, "<= 4096"),
+    ("provider_concurrency", 10**9, "<= 4096"),
+    ("retries", 10**6, "<= 100"),
+    ("worker_retries", 10**6, "<= 100"),
+    ("lease_s", math.nan, "> 0"),
+    ("lease_s", 1e12, "<= 86400"),
+    ("cpus_per_job", 0, "> 0"),
+    ("max_usd", 1e18, "<= 1000000"),
+])
+def test_huge_or_meaningless_batch_arguments_are_refused_naming_the_range(
+    argument: str, value: object, range_: str,
+) -> None:
+    # concurrency=10**9 and lease_s=nan were accepted; the bounds live in _validate.BATCH_RULES.
+    with pytest.raises(fastrlm.InvalidSettingError, match=rf"^{argument}.* must be .*{range_}"):
+        fastrlm.batch([], model=MODEL, **{argument: value})  # type: ignore[arg-type]
 
 
 def write_jobs(path: Path, items: list[dict[str, str]]) -> Path:

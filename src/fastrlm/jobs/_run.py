@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 import uuid
 from collections import deque
@@ -34,6 +33,7 @@ from .._core.limits import Limits
 from .._core.stop import StopReason
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable
+from .._validate import BATCH_RULES
 from ..lm._base import LM
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
@@ -393,13 +393,10 @@ def batch(
         raise ConfigurationError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if not isinstance(model, str) or not model.strip():
         raise ConfigurationError("batch() needs model='provider/name', e.g. openai/gpt-5-mini")
-    for name, value, least in (("concurrency", concurrency, 1), ("retries", retries, 0),
-                               ("worker_retries", worker_retries, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigurationError(f"{name} must be a whole number >= {least}, not {value!r}")
-    if max_usd is not None and not (isinstance(max_usd, (int, float)) and math.isfinite(max_usd)
-                                    and max_usd >= 0):
-        raise ConfigurationError(f"max_usd must be a finite number >= 0, not {max_usd!r}")
+    for name, value in (("concurrency", concurrency), ("retries", retries),
+                        ("worker_retries", worker_retries), ("max_usd", max_usd),
+                        ("cpus_per_job", cpus_per_job), ("lease_s", lease_s)):
+        BATCH_RULES[name].check(name, value)
     pool_limits, default = _provider_limits(provider_concurrency)
     checked = [job if isinstance(job, Job) else Job.from_dict(job, where=f"jobs[{i}]")
                for i, job in enumerate(jobs)]
@@ -438,9 +435,7 @@ def _provider_limits(
         raise ConfigurationError("provider_concurrency must be an int, a {provider: int} "
                                  f"mapping or None, not {value!r}")
     for name, n in [*items.items(), *([("*", default)] if default is not None else [])]:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ConfigurationError(f"provider_concurrency for {name}: a whole number >= 1, "
-                                     f"not {n!r}")
+        BATCH_RULES["provider_concurrency"].check(f"provider_concurrency for {name}", n)
     return items, default
 
 
