@@ -19,6 +19,7 @@ import fastrlm
 from fastrlm import Price, PriceTable
 from fastrlm.cli import ExitCode, cli
 from fastrlm.jobs import JobResult
+from fastrlm.testing import ScriptedLM
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
 from .helpers import MODEL, PRICE, jobs, server, tag_of, worst_case
@@ -259,3 +260,44 @@ def test_the_progress_line_says_done_failed_running_spend_and_eta() -> None:
     assert "3 answered · 1 failed · 2 already done · 1 retried" in end
     assert "~$0.0500 estimated for runs lost with their worker" in end
     assert BatchSummary(total=3).eta_s() is None  # nothing finished yet: no guess
+
+
+class _UserLM(ScriptedLM):
+    """A user's own LM (registered as a provider) whose ``complete`` raises plain exceptions."""
+
+
+async def test_a_user_lm_raising_plain_exceptions_fails_only_its_own_job_and_sub_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One ValueError from a user's LM in a sub-call used to fail every prompt of the job's
+    # llm_query_batched; a RuntimeError at a root now ends that job as a provider error.
+    from fastrlm.lm import Preset, Resolved, _registry
+
+    code = '```repl\nFINAL(repr(llm_query_batched(["a", "bad", "c"])))\n```'
+
+    def answer(messages: list[dict[str, str]]) -> str | BaseException:
+        text = messages[-1]["content"]
+        if len(messages) > 1:  # a root turn
+            if "Q#broken#" in messages[1]["content"]:
+                return RuntimeError("my client is down")
+            return code
+        return ValueError("cannot parse") if text == "bad" else f"ok:{text}"
+
+    def factory(r: Resolved) -> _UserLM:
+        return _UserLM(answer, model=r.model)
+
+    for table in ("_presets", "_factories", "_sources"):
+        monkeypatch.setattr(_registry, table, dict(getattr(_registry, table)))
+    _registry.register_provider(Preset("mine", "mine-api", None), factory)
+    items = [*jobs(2), {"id": "broken", "question": "Q#broken#", "context": "x"}]
+    run = fastrlm.batch(items, model="mine/m", sandbox="none", trace=False)
+    results = {r.id: r async for r in run}
+    for ok in ("j0", "j1"):
+        replies = eval(results[ok].answer)  # noqa: S307 - the model's own repr
+        assert replies[0] == "ok:a" and replies[2] == "ok:c", replies
+        assert replies[1].startswith("[error: subcall_failed: ProviderError: mine/m: the LM "
+                                     "object raised ValueError: cannot parse")
+    broken = results["broken"]
+    assert broken.error_kind == "provider" and "RuntimeError: my client is down" in str(
+        broken.error)
+    assert run.summary.done == 2 and run.summary.failed == 1

@@ -71,6 +71,16 @@ class SubcallOutcome:
     refusal: str = ""
 
 
+def foreign_error(lm: LM, exc: Exception) -> ProviderError:
+    """What an LM object raised that is not a fastrlm error (a user's own LM, a provider's
+    bug), as the :class:`ProviderError` the engine handles: the root's failure ends the run
+    with it, a sub-call's becomes that one call's ``[error: ...]`` answer."""
+    return ProviderError(
+        f"{lm.model}: the LM object raised {type(exc).__name__}: {exc}",
+        provider=type(lm).__name__, model=lm.model,
+    )
+
+
 def _refused(exc: BudgetExceededError) -> SubcallOutcome:
     return SubcallOutcome(error_text(exc.reason.value, str(exc)), exc.reason, str(exc))
 
@@ -116,7 +126,9 @@ class CallTree:
         tools: Sequence[ToolSchema] | None = None,
     ) -> tuple[LMResponse, Booking]:
         """Send one call of run ``run_id`` through the ledger. Raises BudgetExceededError (never
-        sent) or ProviderError (sent, failed; every attempt booked). ``on_admitted`` gets the
+        sent) or ProviderError (sent, failed; every attempt booked; anything else the LM object
+        raises is translated by :func:`foreign_error`, so one user LM's ``ValueError`` fails
+        one call, not the batch of sub-calls around it). ``on_admitted`` gets the
         reservation once the ledger let the call through (its ``booking()`` is what the call cost
         so far). A limit this call takes past its warning mark is reported as a
         ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's). ``tools`` are
@@ -133,12 +145,17 @@ class CallTree:
                 on_admitted(reservation)
             gate = current_gate.set(AttemptGate(ledger, reservation))
             try:
-                if tools is None:
-                    response = await lm.complete(messages, max_tokens=reservation.max_tokens)
-                else:
-                    response = await lm.complete(  # type: ignore[call-arg]
-                        messages, max_tokens=reservation.max_tokens, tools=tools
-                    )
+                try:
+                    if tools is None:
+                        response = await lm.complete(messages, max_tokens=reservation.max_tokens)
+                    else:
+                        response = await lm.complete(  # type: ignore[call-arg]
+                            messages, max_tokens=reservation.max_tokens, tools=tools
+                        )
+                except (ProviderError, BudgetExceededError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - translated, the original chained
+                    raise foreign_error(lm, exc) from exc
             except BaseException as exc:
                 ledger.fail(reservation, exc)
                 self._warn(run_id, depth, emit or self.emit)
