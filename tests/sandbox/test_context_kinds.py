@@ -206,3 +206,30 @@ async def test_a_single_file_path_is_a_one_entry_tree(
         "['notes.txt'] just this file")
     result = await sb.execute("open(context.root + '/other.txt').read()")
     assert result.error is not None  # only the file itself is mounted
+
+
+@pytest.fixture(scope="module")
+def inflating_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Parquet file (one value, dictionary-encoded) that decodes to about 300 MB."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path_factory.mktemp("parquet") / "inflates.parquet"
+    pq.write_table(pa.table({"s": pa.array(["x" * 100] * 3_000_000)}), path)
+    return path
+
+
+@pytest.mark.parametrize("layer", [*ISOLATED, "auto"])
+async def test_a_context_past_the_memory_limit_names_the_limit_and_the_flag_at_once(
+    make_sandbox: MakeSandbox, layer: str, inflating_parquet: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It reported "no sandbox layer could start" after trying every layer, each of which hit
+    # the same limit.
+    with pytest.raises(ContextError) as info:
+        await make_sandbox(layer, context=inflating_parquet, memory_bytes=64 * 2**20)
+    message = str(info.value)
+    assert message.startswith("the context does not fit in the sandbox worker's memory limit "
+                              "of 64 MiB (as set): the worker ran out of memory")
+    assert "--worker-memory-mb N or Limits(worker_memory_mb=N)" in message
+    assert "no sandbox layer could start" not in message
+    assert not [r for r in caplog.records if "failed to start" in r.getMessage()]

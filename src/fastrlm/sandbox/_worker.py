@@ -184,6 +184,7 @@ class WorkerSandbox:
         self._context_fd: int | None = None
         self._mounts: tuple[str, ...] = ()
         self._memory_bytes = 0
+        self._sizes = (0, 0)  # the context's buffer bytes and decoded bytes
         self._scratch: str | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
         self._reaper_fd = -1
@@ -240,7 +241,8 @@ class WorkerSandbox:
     # ------------------------------------------------------------- lifecycle
     async def start(self, context: object, bridge: HostBridge) -> None:
         """Write the context buffer and start a worker. Raises ContextError for a context that
-        cannot be sent, SandboxUnavailableError when no planned layer can start."""
+        cannot be sent or that the worker cannot rebuild within its memory limit (at once: no
+        other layer is tried), SandboxUnavailableError when no planned layer can start."""
         if self._worker is not None or self._closed:
             raise SandboxError("the sandbox is already started (or closed)")
         self._bridge = bridge
@@ -260,6 +262,7 @@ class WorkerSandbox:
         self._mounts = rich.mounts if rich is not None else ()
         decoded = rich.decoded_bytes if rich is not None else _str_bytes(
             context, kind, buffer_bytes)
+        self._sizes = (buffer_bytes, decoded)
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
             decoded, buffer_bytes
         )
@@ -276,6 +279,9 @@ class WorkerSandbox:
             self._plan = plan
             try:
                 self._worker = await self._spawn()
+            except ContextError:  # past the memory limit: every layer has the same limit
+                await self.close()
+                raise
             except SandboxUnavailableError as exc:
                 logger.warning("sandbox layer %s failed to start: %s", plan.name, exc)
                 problems.append(f"{plan.name}: {exc}")
@@ -377,6 +383,8 @@ class WorkerSandbox:
         except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
             detail = worker.startup_log()
             await worker.kill()
+            if worker.exceeded is not None:
+                raise self._out_of_memory(f"was stopped because {worker.exceeded}") from None
             if cgroup is not None and proc.returncode == _cgroup.PLACE_FAILED:
                 self._cgroup_failed(f"the worker could not join its cgroup: {detail}")
                 return await self._spawn()
@@ -389,6 +397,8 @@ class WorkerSandbox:
             raise
         if ready["op"] != "ready":
             await worker.kill()
+            if ready.get("out_of_memory") is True:
+                raise self._out_of_memory("ran out of memory (MemoryError)")
             raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
         missing = self._plan.confined - set(ready["confined"])
         if missing:
@@ -409,6 +419,27 @@ class WorkerSandbox:
         worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
         worker.watchdog.start()
         return worker
+
+    def _out_of_memory(self, how: str) -> ContextError:
+        """The error for a worker that hit its memory limit while it started (rebuilding the
+        context): which limit, its size, the context's, and the settings that raise it."""
+        buffer_bytes, decoded = self._sizes
+        limit = self._memory_bytes
+        sized = _layers.memory_limit_bytes(decoded, buffer_bytes)
+        if self.limits.memory_bytes:
+            origin = "as set"
+            unset = ", or leave it unset to size it from the context" if sized > limit else ""
+        else:
+            origin = "sized from the context: 1 GiB + the buffer + 3x the decoded size"
+            unset = ""
+        return ContextError(
+            f"the context does not fit in the sandbox worker's memory limit of {_mib(limit)} "
+            f"({origin}): the worker {how} while rebuilding the context (a "
+            f"{_mib(buffer_bytes)} buffer, estimated {_mib(decoded)} decoded). Raise the limit "
+            "with --worker-memory-mb N or Limits(worker_memory_mb=N) "
+            "(SandboxLimits.memory_bytes for a sandbox of your own) to at least "
+            f"{_mib(max(2 * limit, sized))}{unset}; or pass a smaller context"
+        )
 
     def _scratch_dir(self) -> str:
         """The host scratch directory of the Landlock/process layers, made once per sandbox,
@@ -503,7 +534,7 @@ class WorkerSandbox:
         logger.info("sandbox worker restarted: %s", reason)
         try:
             self._worker = await self._spawn()
-        except SandboxUnavailableError as exc:
+        except (SandboxUnavailableError, ContextError) as exc:
             raise WorkerCrashedError(
                 f"the worker died ({reason}) and cannot restart: {exc}"
             ) from exc
@@ -653,6 +684,10 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None
         return await _hostcalls.dispatch(self._bridge, message["op"], message)
+
+
+def _mib(n: int) -> str:
+    return f"{math.ceil(n / _layers.MiB):,} MiB"
 
 
 def _finite(seconds: float) -> float | None:
