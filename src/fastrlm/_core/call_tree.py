@@ -211,8 +211,7 @@ class CallTree:
         if isinstance(answered, SubcallOutcome):
             return answered
         response = answered[0]
-        if key is not None and self.cache is not None:
-            await self.cache.put(key, response)
+        await self._store(key, response)
         return SubcallOutcome(response.text)
 
     def new_call_id(self) -> str:
@@ -292,9 +291,19 @@ class CallTree:
                                             max_tokens=max_tokens, account=account,
                                             run_id=run_id, depth=depth,
                                             on_admitted=on_admitted, emit=emit)
-        if key is not None and self.cache is not None:
-            await self.cache.put(key, response)
+        await self._store(key, response)
         return response, booking
+
+    async def _store(self, key: str | None, response: LMResponse) -> None:
+        """Keep an answer in the cache; a cache that fails to store it is logged, the answer
+        is still used."""
+        if key is None or self.cache is None:
+            return
+        try:
+            await self.cache.put(key, response)
+        except Exception as exc:  # noqa: BLE001 - the call was answered and paid for
+            log.warning("the response cache failed to store an answer (%s: %s)",
+                           type(exc).__name__, exc)
 
     async def _lookup(
         self, lm: LM, messages: Sequence[ChatMessage], max_tokens: int, *, subcall: bool,
@@ -305,8 +314,13 @@ class CallTree:
         first one did (and is refused past the cap: BudgetExceededError)."""
         if self.cache is None or (lm.temperature and not self.cache_sampled):
             return None, None
-        key = self.cache.key_for(lm, messages, max_tokens)
-        hit = await self.cache.get(key)
+        try:
+            key = self.cache.key_for(lm, messages, max_tokens)
+            hit = await self.cache.get(key)
+        except Exception as exc:  # noqa: BLE001 - a broken cache is a miss, not a lost run
+            log.warning("the response cache failed to look up a call (%s: %s); it is sent "
+                           "to the model", type(exc).__name__, exc)
+            return None, None
         if hit is None:
             return key, None
         booking = self.ledger.book_cache_hit(subcall=subcall, model=lm.model, usage=hit.usage,
