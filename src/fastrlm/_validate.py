@@ -160,6 +160,15 @@ BATCH_RULES: dict[str, Rule] = {
     "lease_s": positive(maximum=DAY_S),
 }
 
+#: :class:`fastrlm.server.RLMServer`'s numeric arguments.
+SERVER_RULES: dict[str, Rule] = {
+    "max_concurrent_runs": count(1, maximum=4096),
+    "max_queued_runs": count(0, maximum=1_000_000),
+    "max_sessions": count(1, maximum=4096),  # each session keeps a sandbox worker
+    "session_idle_s": positive(maximum=30 * DAY_S),
+    "max_session_chars": count(1, maximum=1 << 36),
+}
+
 #: A :class:`fastrlm.Price` (USD per million tokens).
 PRICE_RULES: dict[str, Rule] = {
     "input": non_negative(maximum=MAX_PRICE),

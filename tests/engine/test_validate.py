@@ -17,7 +17,14 @@ from fastrlm import (
     Price,
     PriceTable,
 )
-from fastrlm._validate import BUDGET_RULES, LIMITS_RULES, PRICE_RULES, Rule
+from fastrlm._validate import (
+    BATCH_RULES,
+    BUDGET_RULES,
+    LIMITS_RULES,
+    PRICE_RULES,
+    SERVER_RULES,
+    Rule,
+)
 from fastrlm.testing import ScriptedLM
 
 NAN, INF = math.nan, math.inf
@@ -59,8 +66,10 @@ def test_every_numeric_field_has_a_rule(cls: type, rules: dict[str, Rule]) -> No
     assert numeric_fields(cls) == set(rules)
 
 
-@pytest.mark.parametrize(("owner", "rules"), [("Budget", BUDGET_RULES), ("Limits", LIMITS_RULES),
-                                             ("Price", PRICE_RULES)])
+@pytest.mark.parametrize(("owner", "rules"), [
+    ("Budget", BUDGET_RULES), ("Limits", LIMITS_RULES), ("Price", PRICE_RULES),
+    ("batch()", BATCH_RULES), ("RLMServer", SERVER_RULES),
+])
 def test_every_numeric_setting_has_an_upper_bound(owner: str, rules: dict[str, Rule]) -> None:
     # Limits(max_concurrency=10**9) was accepted: a new field must say where "huge" is a typo.
     unbounded = sorted(name for name, rule in rules.items() if rule.maximum is None)
