@@ -218,7 +218,7 @@ def inflating_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("layer", [*ISOLATED, "auto"])
+@pytest.mark.parametrize("layer", [*ISOLATED, "process", "auto"])
 async def test_a_context_past_the_memory_limit_names_the_limit_and_the_flag_at_once(
     make_sandbox: MakeSandbox, layer: str, inflating_parquet: Path,
     caplog: pytest.LogCaptureFixture,

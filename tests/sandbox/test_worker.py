@@ -363,7 +363,7 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("kind", ["bwrap", "landlock"])
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
 def test_a_python_launched_through_dotdot_and_a_symlink_starts_the_worker(
     kind: str, tmp_path: Path,
 ) -> None:
