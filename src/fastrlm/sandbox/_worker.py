@@ -36,7 +36,7 @@ from .._exceptions import (
 from . import _cgroup, _hostcalls, _kinds, _layers, _protocol
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
-from ._watchdog import Quotas, Watchdog
+from ._watchdog import Probe, Quotas, Watchdog, leaf_process
 
 logger = logging.getLogger("fastrlm.sandbox")
 
@@ -384,7 +384,9 @@ class WorkerSandbox:
             detail = worker.startup_log()
             await worker.kill()
             if worker.exceeded is not None:
-                raise self._out_of_memory(f"was stopped because {worker.exceeded}") from None
+                raise self._out_of_memory(
+                    f"was stopped because {worker.exceeded} while rebuilding the context"
+                ) from None
             if cgroup is not None and proc.returncode == _cgroup.PLACE_FAILED:
                 self._cgroup_failed(f"the worker could not join its cgroup: {detail}")
                 return await self._spawn()
@@ -398,7 +400,8 @@ class WorkerSandbox:
         if ready["op"] != "ready":
             await worker.kill()
             if ready.get("out_of_memory") is True:
-                raise self._out_of_memory("ran out of memory (MemoryError)")
+                raise self._out_of_memory(
+                    "ran out of memory (MemoryError) while rebuilding the context")
             raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
         missing = self._plan.confined - set(ready["confined"])
         if missing:
@@ -408,6 +411,10 @@ class WorkerSandbox:
             await worker.kill()
             self._cgroup_failed(f"the worker's pid is not in {cgroup.procs} after it started")
             return await self._spawn()
+        used = _memory_used(proc.pid)
+        if used > self._memory_bytes:  # the watchdog would stop it at its first poll, each time
+            await worker.kill()
+            raise self._out_of_memory(f"held {_mib(used)} just after rebuilding the context")
         self._cgroup_in_force = cgroup is not None
         self.worker_pid = ready["pid"]
         quotas = Quotas(
@@ -434,8 +441,8 @@ class WorkerSandbox:
             unset = ""
         return ContextError(
             f"the context does not fit in the sandbox worker's memory limit of {_mib(limit)} "
-            f"({origin}): the worker {how} while rebuilding the context (a "
-            f"{_mib(buffer_bytes)} buffer, estimated {_mib(decoded)} decoded). Raise the limit "
+            f"({origin}): the worker {how} (the context: a {_mib(buffer_bytes)} buffer, "
+            f"estimated {_mib(decoded)} decoded). Raise the limit "
             "with --worker-memory-mb N or Limits(worker_memory_mb=N) "
             "(SandboxLimits.memory_bytes for a sandbox of your own) to at least "
             f"{_mib(max(2 * limit, sized))}{unset}; or pass a smaller context"
@@ -684,6 +691,19 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None
         return await _hostcalls.dispatch(self._bridge, message["op"], message)
+
+
+def _memory_used(root_pid: int) -> int:
+    """What the worker under ``root_pid`` holds now, as the watchdog counts it (0 when it is
+    gone)."""
+    try:
+        probe = Probe(leaf_process(root_pid), Quotas(0, 0, 0, "/"))
+    except OSError:
+        return 0
+    try:
+        return probe.memory_used()
+    finally:
+        probe.close()
 
 
 def _mib(n: int) -> str:
