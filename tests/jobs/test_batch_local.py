@@ -301,3 +301,21 @@ async def test_a_user_lm_raising_plain_exceptions_fails_only_its_own_job_and_sub
     assert broken.error_kind == "provider" and "RuntimeError: my client is down" in str(
         broken.error)
     assert run.summary.done == 2 and run.summary.failed == 1
+
+
+async def test_an_on_progress_callback_that_raises_does_not_stop_the_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A user's progress callback raising went up through the driver and cancelled every job.
+    calls: list[int] = []
+
+    def broken(summary: fastrlm.jobs.BatchSummary) -> None:
+        calls.append(summary.done)
+        raise RuntimeError("display gone")
+
+    with server() as srv:
+        results, summary = await collect(jobs=jobs(4), base_url=srv.base_url,
+                                         on_progress=broken)
+    assert sorted(r.id for r in results) == [f"j{i}" for i in range(4)]
+    assert summary.done == 4 and not summary.cancelled and calls
+    assert any("on_progress callback" in r.getMessage() for r in caplog.records)

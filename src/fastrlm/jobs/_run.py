@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from collections import deque
@@ -40,6 +41,7 @@ from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, Coordinator, LimitedLM, LocalCoordinator, SlotPool
 
 BACKENDS = ("local", "ray")
+log = logging.getLogger("fastrlm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +278,11 @@ class Batch:
         self.summary.spent_usd = self._budget.spent
         self.summary.lost_usd = self._budget.lost_usd
         if self._on_progress is not None:
-            self._on_progress(self.summary)
+            try:
+                self._on_progress(self.summary)
+            except Exception:  # a broken progress display must never stop the batch
+                log.exception("fastrlm batch on_progress callback %r failed",
+                              self._on_progress)
 
     async def _drive(self) -> AsyncIterator[JobResult]:
         backend, budget, summary = self._backend, self._budget, self.summary
