@@ -303,7 +303,7 @@ class CallTree:
             await self.cache.put(key, response)
         except Exception as exc:  # noqa: BLE001 - the call was answered and paid for
             log.warning("the response cache failed to store an answer (%s: %s)",
-                           type(exc).__name__, exc)
+                        type(exc).__name__, exc)
 
     async def _lookup(
         self, lm: LM, messages: Sequence[ChatMessage], max_tokens: int, *, subcall: bool,
@@ -319,7 +319,7 @@ class CallTree:
             hit = await self.cache.get(key)
         except Exception as exc:  # noqa: BLE001 - a broken cache is a miss, not a lost run
             log.warning("the response cache failed to look up a call (%s: %s); it is sent "
-                           "to the model", type(exc).__name__, exc)
+                        "to the model", type(exc).__name__, exc)
             return None, None
         if hit is None:
             return key, None

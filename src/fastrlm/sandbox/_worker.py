@@ -36,7 +36,7 @@ from .._exceptions import (
 from . import _cgroup, _hostcalls, _kinds, _layers, _protocol
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
-from ._watchdog import Probe, Quotas, Watchdog, leaf_process
+from ._watchdog import Quotas, Watchdog, memory_now
 
 logger = logging.getLogger("fastrlm.sandbox")
 
@@ -411,7 +411,7 @@ class WorkerSandbox:
             await worker.kill()
             self._cgroup_failed(f"the worker's pid is not in {cgroup.procs} after it started")
             return await self._spawn()
-        used = _memory_used(proc.pid)
+        used = memory_now(proc.pid)
         if used > self._memory_bytes:  # the watchdog would stop it at its first poll, each time
             await worker.kill()
             raise self._out_of_memory(f"held {_mib(used)} just after rebuilding the context")
@@ -691,19 +691,6 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None
         return await _hostcalls.dispatch(self._bridge, message["op"], message)
-
-
-def _memory_used(root_pid: int) -> int:
-    """What the worker under ``root_pid`` holds now, as the watchdog counts it (0 when it is
-    gone)."""
-    try:
-        probe = Probe(leaf_process(root_pid), Quotas(0, 0, 0, "/"))
-    except OSError:
-        return 0
-    try:
-        return probe.memory_used()
-    finally:
-        probe.close()
 
 
 def _mib(n: int) -> str:
