@@ -35,6 +35,7 @@ class Rule:
     - ``minimum`` / ``maximum``: inclusive bounds; ``above`` makes the lower bound exclusive
       (``above=0`` reads "> 0").
     - ``optional``: ``None`` is accepted and means ``unset`` ("no limit" unless told).
+    - ``infinite``: ``float("inf")`` is accepted and means no limit (a sandbox's timeouts).
     """
 
     kind: Literal["int", "float"]
@@ -43,6 +44,7 @@ class Rule:
     maximum: float | None = None
     optional: bool = False
     unset: str = "no limit"
+    infinite: bool = False
 
     def describe(self) -> str:
         """The accepted range in words, e.g. ``"an integer >= 1"`` or ``"a number > 0"``."""
@@ -54,6 +56,8 @@ class Rule:
         if self.maximum is not None:
             parts.append(f"<= {_show(self.maximum)}")
         text = " ".join(parts[:2]) + "".join(f" and {p}" for p in parts[2:])
+        if self.infinite:
+            text += " (or inf for no limit)"
         return text + (f" (or unset for {self.unset})" if self.optional else "")
 
     def check(self, setting: str, value: object) -> int | float | None:
@@ -67,6 +71,8 @@ class Rule:
         if self.kind == "int" and not isinstance(value, int):
             hint = "a count is a whole number" if math.isfinite(value) else ""
             raise InvalidSettingError(setting, value, self.describe(), hint)
+        if self.infinite and value == math.inf:
+            return value
         if not math.isfinite(value):
             raise InvalidSettingError(setting, value, self.describe())
         too_low = (self.minimum is not None and value < self.minimum) or (
@@ -147,6 +153,19 @@ LIMITS_RULES: dict[str, Rule] = {
     "max_answer_chars": count(1, maximum=1 << 30),
     "max_tool_rounds": count(1, maximum=100),
     "max_output_retries": count(0, maximum=100),
+}
+
+#: :class:`fastrlm.sandbox.SandboxLimits`'s numeric fields (a sandbox of your own; the engine
+#: builds one from ``Budget`` and ``Limits``).
+SANDBOX_RULES: dict[str, Rule] = {
+    "exec_timeout_s": Rule("float", above=0, maximum=DAY_S, infinite=True),
+    "hard_grace_s": Rule("float", above=0, maximum=3600, infinite=True),
+    "max_output_bytes": count(1, maximum=1 << 33),
+    "memory_bytes": count(1 << 20, maximum=1 << 40, optional=True,
+                          unset="a limit sized from the context"),
+    "scratch_bytes": count(1, maximum=1 << 40),
+    "scratch_files": count(1, maximum=1_000_000_000),
+    "max_answer_chars": count(1, maximum=1 << 30),
 }
 
 #: :func:`fastrlm.batch`'s numeric arguments (``provider_concurrency``: each provider's value).

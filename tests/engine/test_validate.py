@@ -22,9 +22,11 @@ from fastrlm._validate import (
     BUDGET_RULES,
     LIMITS_RULES,
     PRICE_RULES,
+    SANDBOX_RULES,
     SERVER_RULES,
     Rule,
 )
+from fastrlm.sandbox import SandboxLimits
 from fastrlm.testing import ScriptedLM
 
 NAN, INF = math.nan, math.inf
@@ -36,7 +38,7 @@ ALWAYS_BAD: list[Any] = [NAN, INF, -INF, True, False, "3", [1], -1]
 def bad_values(rule: Rule) -> list[Any]:
     """What an adversary tries against ``rule``: the always-bad values, a fraction for counts,
     the value just past each bound, and ``None`` where "no limit" is not allowed."""
-    values = list(ALWAYS_BAD)
+    values = [v for v in ALWAYS_BAD if not (rule.infinite and v == INF)]
     if rule.kind == "int":
         values += [2.5, 3.0]
     if rule.minimum is not None:
@@ -60,7 +62,7 @@ def numeric_fields(cls: type) -> set[str]:
 
 
 @pytest.mark.parametrize("cls, rules", [(Budget, BUDGET_RULES), (Limits, LIMITS_RULES),
-                                        (Price, PRICE_RULES)])
+                                        (Price, PRICE_RULES), (SandboxLimits, SANDBOX_RULES)])
 def test_every_numeric_field_has_a_rule(cls: type, rules: dict[str, Rule]) -> None:
     # A field added without a rule would accept NaN again: this fails first.
     assert numeric_fields(cls) == set(rules)
@@ -68,7 +70,7 @@ def test_every_numeric_field_has_a_rule(cls: type, rules: dict[str, Rule]) -> No
 
 @pytest.mark.parametrize(("owner", "rules"), [
     ("Budget", BUDGET_RULES), ("Limits", LIMITS_RULES), ("Price", PRICE_RULES),
-    ("batch()", BATCH_RULES), ("RLMServer", SERVER_RULES),
+    ("batch()", BATCH_RULES), ("RLMServer", SERVER_RULES), ("SandboxLimits", SANDBOX_RULES),
 ])
 def test_every_numeric_setting_has_an_upper_bound(owner: str, rules: dict[str, Rule]) -> None:
     # Limits(max_concurrency=10**9) was accepted: a new field must say where "huge" is a typo.
@@ -108,6 +110,18 @@ def test_budget_rejects_each_bad_value_naming_field_and_range(field: str, value:
 def test_limits_rejects_each_bad_value_naming_field_and_range(field: str, value: Any) -> None:
     with pytest.raises(InvalidSettingError, match=rf"^Limits\.{field} must be "):
         Limits(**{field: value})
+
+
+@pytest.mark.parametrize(("field", "value"), cases(SANDBOX_RULES))
+def test_sandbox_limits_reject_each_bad_value(field: str, value: Any) -> None:
+    # SandboxLimits checked nothing: memory_bytes=0 silently meant "sized from the context".
+    with pytest.raises(InvalidSettingError, match=rf"^SandboxLimits\.{field} must be "):
+        SandboxLimits(**{field: value})
+
+
+def test_sandbox_timeouts_may_be_infinite() -> None:
+    limits = SandboxLimits(exec_timeout_s=INF, hard_grace_s=INF)
+    assert limits.exec_timeout_s == INF == limits.hard_grace_s
 
 
 @pytest.mark.parametrize(("field", "value"), cases(PRICE_RULES))
