@@ -385,3 +385,14 @@ def test_a_python_launched_through_dotdot_and_a_symlink_starts_the_worker(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "42"
+
+
+def test_bwrap_failing_to_run_the_interpreter_is_not_called_namespaces_denied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The '..' launch was diagnosed as "namespaces denied: bwrap: execvp ...".
+    skip_unless_available("bwrap")
+    monkeypatch.setattr(_layers, "interpreter", lambda: "/nonexistent/bin/python3")
+    problem = _layers.bwrap_problem.__wrapped__()
+    assert problem is not None and problem.startswith("bubblewrap could not run this Python")
+    assert "execvp /nonexistent/bin/python3" in problem and "namespaces" not in problem

@@ -204,7 +204,11 @@ def bwrap_problem() -> str | None:
         return f"bubblewrap failed to run: {exc}"
     if probe.returncode != 0:
         detail = probe.stderr.decode("utf-8", "replace").strip().splitlines()
-        return "namespaces denied: " + (detail[-1] if detail else f"exit {probe.returncode}")
+        last = detail[-1] if detail else f"exit {probe.returncode}"
+        if "execvp" in last:  # namespaces worked; the interpreter is not where bwrap looked
+            return (f"bubblewrap could not run this Python ({last}): its path must exist "
+                    "inside the sandbox (the interpreter's directory is bound read-only)")
+        return "namespaces denied: " + last
     return None
 
 
