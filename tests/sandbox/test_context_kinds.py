@@ -239,3 +239,22 @@ async def test_a_context_past_the_memory_limit_names_the_limit_and_the_flag_at_o
     assert "--worker-memory-mb N or Limits(worker_memory_mb=N)" in message
     assert "no sandbox layer could start" not in message
     assert not [r for r in caplog.records if "failed to start" in r.getMessage()]
+
+
+async def test_a_run_whose_context_is_past_worker_memory_mb_is_a_context_error_stop(
+    inflating_parquet: Path,
+) -> None:
+    # The whole path: Limits.worker_memory_mb -> the sandbox's limit -> the run's error.
+    from fastrlm import RLM, Limits, SandboxUnavailableError
+    from fastrlm.sandbox import _layers
+    from fastrlm.testing import ScriptedLM
+
+    try:
+        _layers.plans_for("auto")
+    except SandboxUnavailableError as exc:
+        pytest.skip(str(exc))
+    rlm = RLM(ScriptedLM(["```repl\nFINAL(len(context))\n```"]), sandbox="auto",
+              limits=Limits(worker_memory_mb=64), trace=False)
+    with pytest.raises(ContextError, match=r"memory limit of 64 MiB .*--worker-memory-mb") as info:
+        await rlm.acompletion("how many rows?", context=inflating_parquet)
+    assert info.value.result is not None and info.value.result.error_kind == "context"
