@@ -396,3 +396,25 @@ def test_bwrap_failing_to_run_the_interpreter_is_not_called_namespaces_denied(
     problem = _layers.bwrap_problem.__wrapped__()
     assert problem is not None and problem.startswith("bubblewrap could not run this Python")
     assert "execvp /nonexistent/bin/python3" in problem and "namespaces" not in problem
+
+
+async def test_in_process_output_is_captured_after_the_app_replaced_stdout() -> None:
+    # A second in-process sandbox, opened after the application replaced sys.stdout
+    # (redirect_stdout, a test runner's capture) while a first one was open, found the router
+    # "installed" by count: its cells printed into the application's stream and came back empty.
+    import io
+
+    first = create_sandbox("none")
+    await first.start("a", FakeBridge())
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as app:
+            second = create_sandbox("none")
+            await second.start("b", FakeBridge())
+            try:
+                result = await second.execute("print('from the cell')")
+            finally:
+                await second.close()
+        assert result.stdout.strip() == "from the cell"
+        assert "from the cell" not in app.getvalue()
+    finally:
+        await first.close()
