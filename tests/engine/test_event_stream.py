@@ -38,7 +38,7 @@ def _normalised(events: list[Event]) -> list[dict[str, Any]]:
     out = []
     for event in events:
         data = _untimed(event.to_dict())
-        for key in _IDS & data.keys():
+        for key in [k for k in data if k in _IDS]:  # in field order: same numbering every run
             if data[key] is not None:
                 data[key] = names.setdefault(data[key], f"id{len(names)}")
         out.append(data)
