@@ -17,6 +17,7 @@ from .._validate import DEPTH_RULE, check_choice, check_flag
 from ..lm._base import LM, default_concurrency
 from .budget import Budget
 from .call_tree import CallTree, ResponseCache
+from .continuation import OneOff, SessionQuestion
 from .events import Event, EventCallback
 from .ledger import BudgetLedger
 from .limits import Limits
@@ -420,8 +421,7 @@ class RLM:
             question=prompt,
             context=context,
             run_id=run_id,
-            session=session,
-            new_context=new_context,
+            continuation=OneOff() if session is None else SessionQuestion(session, new_context),
         )
         started = time.monotonic()
         outcome = await _within_limits(run, ledger)
@@ -562,14 +562,11 @@ async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
     except TimeoutError:
         if not scope.expired():
             raise
-        answer = run.last_answer_content or ""
-        sandbox = run._sandbox.layer if run._sandbox else ""
         if ledger.overrun is not None:
             error = (f"the {ledger.overrun.value} limit was passed: a provider reported more "
                      "usage than the call reserved (see the anomaly in the trace)")
-            return Outcome(answer, ledger.overrun, run.iterations, error=error, sandbox=sandbox)
-        return Outcome(answer, StopReason.TIMEOUT, run.iterations, error="time limit reached",
-                       sandbox=sandbox)
+            return run.stopped(ledger.overrun, error)
+        return run.stopped(StopReason.TIMEOUT, "time limit reached")
     finally:
         ledger.on_overrun = None
 

@@ -22,8 +22,9 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from .._exceptions import ConfigurationError
-from ..lm._base import ChatMessage
+from ..lm._base import ChatMessage, ImagePart
 from ..sandbox._base import Sandbox
+from ..sandbox._hostcalls import HostBridge
 from .budget import Budget
 from .events import EventCallback, preview
 from .ledger import BudgetLedger
@@ -62,25 +63,26 @@ class QuestionSpan:
 
 
 class SessionBridge:
-    """The session's REPL talks to the host through this: it forwards each host call to the run
-    of the question being answered now (the worker outlives every run)."""
+    """The session's REPL talks to the host through this: it forwards each host call to the
+    bridge of the question being answered now (the worker outlives every run)."""
 
     def __init__(self) -> None:
-        self.run: Any = None
+        self.target: HostBridge | None = None
+
+    def _bridge(self) -> HostBridge:
+        assert self.target is not None, "a session's REPL calls the host only during a question"
+        return self.target
 
     async def llm_query_batched(self, prompts: list[str], model: str | None,
-                                images: Any = None) -> list[str]:
-        answers: list[str] = await self.run.llm_query_batched(prompts, model, images)
-        return answers
+                                images: list[list[ImagePart]] | None = None) -> list[str]:
+        return await self._bridge().llm_query_batched(prompts, model, images)
 
     async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
                                 model: str | None) -> list[str]:
-        answers: list[str] = await self.run.rlm_query_batched(prompts, contexts, model)
-        return answers
+        return await self._bridge().rlm_query_batched(prompts, contexts, model)
 
     async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        reply: dict[str, object] = await self.run.call_tool(name, arguments)
-        return reply
+        return await self._bridge().call_tool(name, arguments)
 
 
 @dataclass
