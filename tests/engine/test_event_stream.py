@@ -94,6 +94,22 @@ def _refused_batch(events: list[Event]) -> None:
         on_event=events.append).completion("q", "ctx")
 
 
+def _child_refused(events: list[Event]) -> None:
+    """A child's sub-calls are refused: the child and then its parent get their last turn."""
+    def script(messages: list[dict[str, str]]) -> str:
+        last = messages[-1]["content"]
+        child = "child question" in messages[1]["content"]
+        if "is used up" in last:
+            return repl("FINAL('child gave up')" if child else "FINAL('parent gave up: ' + r)")
+        if child:
+            return repl("print(llm_query_batched(['a', 'b', 'c']))")
+        return repl("r = rlm_query('child question', 'inner')\nprint(r)")
+
+    root = ScriptedLM(script, model="scripted/root")
+    RLM(root, _sub(), sandbox="none", budget=Budget(max_depth=2, max_subcalls=3),
+        on_event=events.append).completion("q", "outer")
+
+
 def _iteration_cap(events: list[Event]) -> None:
     root = ScriptedLM([repl("print(1)"), repl("print(2)"), "I give up: 7"],
                       model="scripted/root")
@@ -106,6 +122,7 @@ SCENARIOS: dict[str, Callable[[list[Event]], None]] = {
     "typed_retry": _typed_retry,
     "session": _session,
     "child": _child,
+    "child_refused": _child_refused,
     "refused_batch": _refused_batch,
     "iteration_cap": _iteration_cap,
 }

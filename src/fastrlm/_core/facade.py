@@ -29,6 +29,7 @@ from .run_values import Outcome, RunConfig, new_run_id
 from .session import Session, SessionState
 from .stop import StopReason
 from .sub_agent import PROTOCOLS
+from .sync import SyncRunner
 from .tools import Tool, as_tools
 
 if TYPE_CHECKING:
@@ -309,15 +310,10 @@ class RLM:
         output: object = None,
     ) -> RLMResult:
         """Blocking form of :meth:`acompletion`. Not for use inside a running event loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.acompletion(prompt, context, budget=budget, limits=limits,
-                                                output=output))
-        raise RuntimeError(
-            "RLM.completion() was called from a running event loop; use "
-            "`await rlm.acompletion(...)` there"
-        )
+        with SyncRunner("fastrlm-completion", what="RLM.completion()",
+                        instead="await rlm.acompletion(...)") as runner:
+            return runner.run(self.acompletion(prompt, context, budget=budget, limits=limits,
+                                               output=output))
 
     async def acompletion(
         self,

@@ -14,7 +14,6 @@ the session is given one (``rlm.session(budget=...)``): then one ledger covers e
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .events import EventCallback, preview
 from .ledger import BudgetLedger
 from .limits import Limits
 from .result import RLMResult
+from .sync import SyncRunner, refuse_running_loop
 
 
 class _Engine(Protocol):
@@ -160,7 +160,7 @@ class Session:
                 raise ConfigurationError("budget must be a fastrlm.Budget")
             rlm._run_config(budget, limits)  # checked as a per-call budget is
             self.state.ledger = BudgetLedger(budget)
-        self._runner: asyncio.Runner | None = None
+        self._runner: SyncRunner | None = None
         self.results: list[RLMResult] = []
 
     @property
@@ -202,7 +202,8 @@ class Session:
         return result
 
     def ask(self, question: str, context: object = None, **kwargs: Any) -> RLMResult:
-        """Blocking form of :meth:`aask` (its own event loop, kept for the session)."""
+        """Blocking form of :meth:`aask` (its own event loop, kept for the session, in a daemon
+        thread: see :class:`~fastrlm._core.sync.SyncRunner`)."""
         return self._blocking(lambda: self.aask(question, context, **kwargs))
 
     async def aclose(self) -> None:
@@ -226,17 +227,11 @@ class Session:
             self._runner = None
 
     def _blocking(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError("Session.ask() was called from a running event loop; use "
-                               "`await session.aask(...)` there")
+        refuse_running_loop("Session.ask()", "await session.aask(...)")
         if self._runner is None:
             if self.state.sandbox is not None:
                 raise ConfigurationError("this session was used with aask(); keep using it")
-            self._runner = asyncio.Runner()
+            self._runner = SyncRunner("fastrlm-session")
         return self._runner.run(make())
 
     def __enter__(self) -> Self:

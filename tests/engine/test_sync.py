@@ -1,0 +1,105 @@
+"""The one sync-over-async runner: blocking doors (``completion()``, a blocking session, the
+DSPy bridge) run the engine on a private loop in a daemon thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import threading
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from fastrlm import RLM
+from fastrlm._core.sync import SyncRunner
+from fastrlm.testing import ScriptedLM
+
+from .helpers import repl
+
+_WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+def test_a_blocking_call_from_a_running_loop_is_refused_without_a_stray_coroutine() -> None:
+    rlm = RLM(ScriptedLM([repl("FINAL('x')")]), sandbox="none")
+
+    async def inside() -> None:
+        rlm.completion("q", "ctx")
+
+    with pytest.raises(RuntimeError, match=r"RLM.completion\(\) was called from a running "
+                                           r"event loop; use `await rlm.acompletion"):
+        asyncio.run(inside())
+    gc.collect()  # an unawaited coroutine would warn here (warnings are errors)
+
+
+def test_the_coroutine_runs_in_the_callers_context_on_the_runners_thread() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def look() -> None:
+        seen.append((_WHO.get(), threading.current_thread().name))
+
+    token = _WHO.set("caller")
+    try:
+        with SyncRunner("fastrlm-test-runner") as runner:
+            runner.run(look())
+    finally:
+        _WHO.reset(token)
+    assert seen == [("caller", "fastrlm-test-runner")]
+
+
+def test_one_runner_keeps_its_loop_across_calls_and_survives_an_error() -> None:
+    async def loop_id() -> int:
+        return id(asyncio.get_running_loop())
+
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    with SyncRunner("fastrlm-test-runner") as runner:
+        first = runner.run(loop_id())
+        with pytest.raises(ValueError, match="boom"):
+            runner.run(fail())
+        assert runner.run(loop_id()) == first
+
+
+def test_closing_the_runner_finalises_async_generators_and_leftover_tasks() -> None:
+    """What ``asyncio.run`` does at its end: loop-bound clients close in their generator's
+    finally, and a task left running is cancelled, not abandoned."""
+    closed: list[str] = []
+    holder: dict[str, object] = {}
+
+    async def guard() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            closed.append("generator")
+
+    async def lingering() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            closed.append("task")
+
+    async def start() -> None:
+        gen = guard()
+        holder["gen"] = gen  # a strong reference, as LoopBoundClient keeps
+        await gen.__anext__()
+        holder["task"] = asyncio.get_running_loop().create_task(lingering())
+        await asyncio.sleep(0)  # let the task reach its wait
+
+    runner = SyncRunner("fastrlm-test-runner")
+    runner.run(start())
+    runner.close()
+    runner.close()  # idempotent
+    assert sorted(closed) == ["generator", "task"]
+
+
+def test_the_runner_thread_is_a_daemon_so_an_unclosed_one_never_holds_up_exit() -> None:
+    runner = SyncRunner("fastrlm-test-daemon")
+
+    async def name() -> bool:
+        return threading.current_thread().daemon
+
+    try:
+        assert runner.run(name()) is True
+    finally:
+        runner.close()
