@@ -9,12 +9,18 @@ Version 0 is a file from before versions existed: its table is brought up to dat
 columns it lacks (with their declared defaults), then stamped. To change a schema, bump its
 ``version``, keep ``create`` the newest layout, and append a migration step from the previous
 version: ``migrations[v]`` upgrades version ``v`` to ``v + 1``.
+
+Both files are caches (of the traces, of paid-for replies): one found broken (not a database,
+malformed, a table of another layout; :func:`is_unusable`) is renamed aside with
+:func:`set_aside`, never deleted, and made anew by the next connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,3 +128,25 @@ def _too_new(schema: Schema, path: Path, found: int) -> ConfigurationError:
         f"version reads up to v{schema.version}): upgrade fastrlm, or set FASTRLM_HOME to "
         "another directory"
     )
+
+
+def is_unusable(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file itself is broken (not a database, malformed, or its table
+    lacks our columns), as opposed to busy, locked or unwritable."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    text = str(exc)
+    return code == sqlite3.SQLITE_ERROR and ("no such column" in text
+                                             or "has no column named" in text)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a broken database, with its journal files (which belong to it, and would be
+    replayed into a new file of the same name), to ``<name>.unusable-<time>``; returns that."""
+    aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):  # absent, or another process was first
+            part.rename(aside.with_name(aside.name + suffix))
+    return aside

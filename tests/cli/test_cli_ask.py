@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,30 @@ def test_binary_files_are_skipped_and_invalid_utf8_replaced_in_a_directory(
     assert report["skipped"] == [{"path": f"{tmp_path}/blob.bin", "reason": "binary"}]
     assert report["invalid_utf8"] == [f"{tmp_path}/latin1.txt"]
     assert "skipped 1" in result.stderr and "invalid UTF-8" in result.stderr
+
+
+def test_a_fifo_in_the_directory_is_skipped_and_the_run_finishes(tmp_path: Path) -> None:
+    """``ask -c DIR`` once waited forever on a named pipe in DIR."""
+    (tmp_path / "notes.txt").write_text("readable")
+    os.mkfifo(tmp_path / "pipe.txt")
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(tmp_path), "--json", *model_args(srv)])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    report = json.loads(result.stdout)["context"]
+    assert report["skipped"] == [{"path": f"{tmp_path}/pipe.txt",
+                                  "reason": "a named pipe (FIFO): only regular files are read"}]
+    assert report["files"] == 1
+
+
+def test_a_file_over_max_file_mb_is_bad_input_naming_the_flag(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("x" * 2_000_000)
+    args = ["ask", "Q", "-c", str(tmp_path / "big.txt"), "-m", "openai/x", "--base-url",
+            "http://127.0.0.1:9/v1"]
+    result = invoke([*args, "--max-file-mb", "1"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "over the limit of 1,048,576 bytes a file" in result.stderr
+    assert "--max-file-mb raises it" in result.stderr
+    assert "max_file_bytes" not in invoke([*args, "--max-file-mb", "2", "-q"]).stderr
 
 
 def test_stdin_dash_is_the_context() -> None:

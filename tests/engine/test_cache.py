@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,35 @@ async def test_cache_hits_count_against_the_subcall_cap_even_when_concurrent(
     assert capped.subcalls == 5
     assert capped.subcalls_refused == 15 and capped.partial
     assert capped.answer.count("a:q") == 5
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xffnot a database" * 500)
+
+
+def _wrong_layout(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE subcalls (id INTEGER, note TEXT)")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+@pytest.mark.parametrize("damage", [_garbage, _wrong_layout], ids=["garbage", "wrong_layout"])
+def test_a_broken_cache_file_is_set_aside_and_the_run_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        damage: Callable[[Path], None]) -> None:
+    path = tmp_path / "cache.sqlite"
+    damage(path)
+    sub = sub_model()
+    result = RLM(ScriptedLM(SCRIPT), sub, sandbox="none",
+                 cache=SubcallCache(path)).completion("q", context="c")
+    assert result.answer == "|".join(f"a:q{i}" for i in range(20))
+    assert len(sub.calls) == 20
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "fastrlm.cache"]
+    assert "moved aside" in warning
+    [aside] = tmp_path.glob("cache.sqlite.unusable-*")
+    assert aside.stat().st_size > 0
+    again = sub_model()  # the new file keeps this run's replies
+    RLM(ScriptedLM(SCRIPT), again, sandbox="none",
+        cache=SubcallCache(path)).completion("q", context="c")
+    assert again.calls == []

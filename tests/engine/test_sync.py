@@ -103,3 +103,25 @@ def test_the_runner_thread_is_a_daemon_so_an_unclosed_one_never_holds_up_exit() 
         assert runner.run(name()) is True
     finally:
         runner.close()
+
+
+def test_an_abandoned_runner_stops_and_closes_its_loop_without_reporting_dropped_tasks() -> None:
+    """A finalizer (a session never closed) must not wait: abandon() returns at once, and the
+    runner's own thread closes the loop, a task still pending on it dropped silently."""
+    runner = SyncRunner("fastrlm-test-abandon")
+    held: dict[str, object] = {}
+
+    async def leave_work() -> asyncio.AbstractEventLoop:
+        held["task"] = asyncio.get_running_loop().create_task(asyncio.Event().wait())
+        await asyncio.sleep(0)
+        return asyncio.get_running_loop()
+
+    loop = runner.run(leave_work())
+    thread = runner._thread
+    assert thread is not None
+    runner.abandon()
+    thread.join()
+    assert loop.is_closed()
+    held.clear()
+    gc.collect()  # the dropped task is not reported ("Task was destroyed but it is pending")
+    runner.close()  # nothing left to close

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import fastrlm
 from fastrlm import Price, PriceTable
 from fastrlm.cli import ExitCode, cli
+from fastrlm.context import LoadLimits
 from fastrlm.jobs import JobResult
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
@@ -87,6 +88,25 @@ async def test_a_job_that_cannot_run_is_an_error_line(tmp_path: Path) -> None:
     assert by_id["badmodel"].error_kind == "config"
     assert by_id["fine"].answer == "answer:fine:4"
     assert (summary.done, summary.failed) == (1, 2)
+
+
+async def test_a_context_path_is_loaded_under_the_batchs_load_limits(tmp_path: Path) -> None:
+    """context_path goes through the one loader: a FIFO is skipped, not waited on, and a file
+    past the batch's limit is the job's error naming the limit."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("abcd")
+    os.mkfifo(tmp_path / "docs" / "pipe")
+    (tmp_path / "big.txt").write_text("x" * 100)
+    job_list = [{"id": "dir", "question": "Q#dir#", "context_path": str(tmp_path / "docs")},
+                {"id": "big", "question": "Q#big#", "context_path": str(tmp_path / "big.txt")}]
+    with server() as srv:
+        results, _ = await collect(jobs=job_list, base_url=srv.base_url,
+                                   load_limits=LoadLimits(max_file_bytes=50))
+    by_id = {r.id: r for r in results}
+    assert by_id["dir"].error is None and by_id["dir"].answer is not None
+    assert by_id["big"].error_kind == "context"
+    assert "100 bytes, over the limit of 50 bytes a file" in str(by_id["big"].error)
+    assert "--max-file-mb" in str(by_id["big"].error)
 
 
 async def test_a_schema_job_gets_its_json_or_a_schema_error() -> None:

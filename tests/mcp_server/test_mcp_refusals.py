@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 from mcp import Client
 
 from fastrlm import RLM, Budget
+from fastrlm.context import LoadLimits
 from fastrlm.mcp import RLMTools, Roots, build_server
+from fastrlm.mcp._policy import ToolRefusal
 from fastrlm.testing import FakeOpenAIServer
 
 from .conftest import Upstream
@@ -142,3 +145,54 @@ async def test_a_pasted_message_passed_as_question_and_text_is_not_shown_to_the_
     first = json.loads(handler.prompts[0])["messages"]
     shown = sum(len(m["content"]) for m in first if m["role"] != "system")
     assert shown < 5_000 and "How many events?" in first[-1]["content"]
+
+
+async def test_an_unreadable_run_index_is_a_tool_error_that_says_what_to_do(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    from fastrlm.trace import index_path
+
+    index = index_path()
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(b"\x00\xffnot a database" * 500)
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            runs = await client.call_tool("rlm_runs", {})
+            last = await client.call_tool("rlm_trace", {"run_id": "last"})
+    for result in (runs, last):
+        assert result.is_error and "move the file aside" in text_of(result)
+
+
+async def test_a_fifo_in_a_root_is_skipped_and_call_after_call_answers(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    """A FIFO once left a loading thread blocked per call, until the server answered nothing."""
+    root, _ = roots
+    os.mkfifo(root / "docs" / "pipe.txt")
+    fifo = "a named pipe (FIFO): only regular files are read"
+    with anyio.fail_after(60):
+        async with connected(upstream, roots) as client:
+            for _ in range(10):
+                loaded = await client.call_tool("rlm_load", {"paths": ["docs"]})
+                info = loaded.structured_content
+                assert not loaded.is_error and info is not None and info["files"] == 2
+                assert fifo in [s["reason"] for s in info["skipped"]]
+            asked = await client.call_tool("rlm_ask", {"question": "q",
+                                                       "paths": ["docs/pipe.txt"]})
+            answered = await client.call_tool("rlm_ask", {"question": "q", "text": "t"})
+    assert asked.is_error and fifo in text_of(asked)
+    assert not answered.is_error
+
+
+async def test_a_file_over_the_servers_size_limit_is_refused_naming_the_flag(
+    upstream: tuple[FakeOpenAIServer, Upstream], roots: tuple[Path, Path],
+) -> None:
+    fake, _ = upstream
+    rlm = RLM("openai/root-model", base_url=fake.base_url, api_key="fake", sandbox="none")
+    tools = RLMTools(rlm, Roots([roots[0]]), load_limits=LoadLimits(max_file_bytes=10))
+    try:
+        with pytest.raises(ToolRefusal, match=r"over the limit of 10 bytes a file "
+                                              r"\(LoadLimits.max_file_bytes; --max-file-mb"):
+            await tools.load(["docs/a.txt"])
+    finally:
+        await rlm.aclose()

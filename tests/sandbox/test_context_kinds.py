@@ -6,6 +6,7 @@ this machine lacks are skipped with the reason)."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,61 @@ async def test_a_single_file_path_is_a_one_entry_tree(
         "['notes.txt'] just this file")
     result = await sb.execute("open(context.root + '/other.txt').read()")
     assert result.error is not None  # only the file itself is mounted
+
+
+ALL_LAYERS = ["bwrap", "landlock", "process", "none"]
+
+
+@pytest.mark.parametrize("layer", ALL_LAYERS)
+async def test_a_directory_with_a_file_hard_linked_from_outside_is_refused(
+    make_sandbox: MakeSandbox, layer: str, tmp_path: Path
+) -> None:
+    """The directory is mounted whole, so a hard link in it reads a file outside on every
+    layer: such a directory is refused, naming the file and what to do."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a.txt").write_text("inside")
+    (tmp_path / "secret.txt").write_text("outside")
+    os.link(tmp_path / "secret.txt", root / "leak.txt")
+    with pytest.raises(ContextError, match=r"hard link outside it \(first: leak.txt, 2 links, "
+                                           r"1 inside\).*cp -r"):
+        await make_sandbox(layer, context=root)
+
+
+@pytest.mark.parametrize("layer", ALL_LAYERS)
+async def test_hard_links_within_the_directory_are_listed_as_files(
+    make_sandbox: MakeSandbox, layer: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("same")
+    os.link(root / "a.txt", root / "sub" / "b.txt")
+    sb = await make_sandbox(layer, context=root)
+    assert await run(sb, "print(sorted(context), context['sub/b.txt'])") == (
+        "['a.txt', 'sub/b.txt'] same")
+
+
+@pytest.mark.parametrize("layer", ALL_LAYERS)
+async def test_fifos_and_directory_links_are_left_out_of_the_listing(
+    make_sandbox: MakeSandbox, layer: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a.txt").write_text("inside")
+    os.mkfifo(root / "pipe")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.txt").write_text("outside")
+    (root / "out").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    sb = await make_sandbox(layer, context=root)
+    assert await run(sb, "print(list(context))") == "['a.txt']"
+
+
+def test_a_fifo_swapped_in_for_a_listed_file_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    from fastrlm.sandbox._kinds import FileTree
+
+    (tmp_path / "a.txt").write_text("inside")
+    tree = FileTree(str(tmp_path), ["a.txt"])
+    (tmp_path / "a.txt").unlink()
+    os.mkfifo(tmp_path / "a.txt")
+    with pytest.raises(OSError, match="no longer a regular file"):
+        tree["a.txt"]

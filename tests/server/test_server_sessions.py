@@ -63,11 +63,100 @@ async def test_the_pool_is_bounded_in_number_and_size() -> None:
     async with serving(_root(), max_sessions=1, max_session_chars=100) as (server, client):
         assert await _answer(client, "set it", "a") == "set"
         assert await _answer(client, "set it", "b") == "set"  # a was idle: closed for b
-        assert await _answer(client, "read it", "a") == "None|3"  # a starts again, fresh
+        with pytest.raises(openai.APIStatusError) as gone:
+            await _answer(client, "read it", "a")  # says so, never a silent fresh REPL
+        assert (gone.value.status_code, _code(gone.value)) == (410, "session_closed")
+        assert "--max-sessions" in str(gone.value)
+        assert await _answer(client, "read it", "a") == "None|3"  # asked again: a starts anew
         with pytest.raises(openai.APIStatusError) as raised:
             await _answer(client, "read it", "c", "x" * 500)
         assert raised.value.status_code == 413
         assert len(server.sessions) <= 1
+
+
+def _code(error: openai.APIStatusError) -> object:
+    body = error.body
+    return body.get("code") if isinstance(body, dict) else None
+
+
+def _client(server: Any, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+
+
+async def test_one_key_never_evicts_another_keys_sessions() -> None:
+    async with serving(_root(), max_sessions=2) as (server, alice):
+        mallory = _client(server, "mallory-key")
+        try:
+            assert await _answer(alice, "set it", "mine") == "set"
+            assert await _answer(alice, "set it", "also-mine") == "set"
+            with pytest.raises(openai.RateLimitError) as full:  # no idle session of its own
+                await _answer(mallory, "set it", "m1")
+            assert _code(full.value) == "sessions_full"
+            assert "2 sessions in all (--max-sessions)" in str(full.value)
+            assert await _answer(alice, "read it", "mine") == "41|3"  # alice's REPLs intact
+            assert await _answer(alice, "read it", "also-mine") == "41|3"
+        finally:
+            await mallory.close()
+        assert len(server.sessions) == 2
+
+
+async def test_one_keys_contexts_never_evict_another_keys_session() -> None:
+    async with serving(_root(), max_session_chars=100) as (server, alice):
+        bob = _client(server, "bob-key")
+        try:
+            assert await _answer(alice, "set it", "a", "x" * 60) == "set"
+            with pytest.raises(openai.RateLimitError, match="max_session_chars"):
+                await _answer(bob, "set it", "b", "y" * 60)
+            assert await _answer(alice, "read it", "a", None) == "41|60"
+        finally:
+            await bob.close()
+
+
+async def test_a_key_at_its_own_quota_closes_its_own_oldest_idle_session() -> None:
+    async with serving(_root(), max_sessions=4, max_sessions_per_key=1) as (server, alice):
+        bob = _client(server, "bob-key")
+        try:
+            assert await _answer(alice, "set it", "a") == "set"
+            assert await _answer(bob, "set it", "b1") == "set"
+            assert await _answer(bob, "set it", "b2") == "set"  # bob's b1 made room, not a
+            assert await _answer(alice, "read it", "a") == "41|3"
+            with pytest.raises(openai.APIStatusError) as gone:
+                await _answer(bob, "read it", "b1")
+            assert (gone.value.status_code, _code(gone.value)) == (410, "session_closed")
+            assert "--max-sessions-per-key" in str(gone.value)
+        finally:
+            await bob.close()
+
+
+async def test_one_key_closing_many_sessions_cannot_make_the_server_forget_anothers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastrlm.server import _sessions
+
+    monkeypatch.setattr(_sessions, "REMEMBERED_PER_KEY", 2)
+    async with serving(_root(), max_sessions=4, max_sessions_per_key=1) as (server, alice):
+        mallory = _client(server, "mallory-key")
+        try:
+            assert await _answer(alice, "set it", "a1") == "set"
+            assert await _answer(alice, "set it", "a2") == "set"  # a1 closed, remembered
+            for n in range(6):  # each closes mallory's previous one
+                assert await _answer(mallory, "set it", f"m{n}") == "set"
+            with pytest.raises(openai.APIStatusError) as gone:
+                await _answer(alice, "read it", "a1")
+            assert gone.value.status_code == 410
+        finally:
+            await mallory.close()
+
+
+async def test_a_streamed_request_for_a_closed_session_is_told_so() -> None:
+    async with serving(_root(), max_sessions=1) as (_, client):
+        assert await _answer(client, "set it", "a") == "set"
+        assert await _answer(client, "set it", "b") == "set"
+        with pytest.raises(openai.APIError, match="was closed"):
+            stream = await client.chat.completions.create(
+                model="rlm", messages=[{"role": "user", "content": "read it"}], stream=True,
+                extra_body={"context": "ctx", "fastrlm": {"session": "a"}})
+            async for _ in stream:
+                pass
 
 
 async def test_an_idle_session_is_closed() -> None:
@@ -78,6 +167,9 @@ async def test_an_idle_session_is_closed() -> None:
                 break
             await asyncio.sleep(0.05)
         assert len(server.sessions) == 0
+        with pytest.raises(openai.APIStatusError) as gone:
+            await _answer(client, "read it", "idle")
+        assert gone.value.status_code == 410 and "idle (--session-idle-s)" in str(gone.value)
         assert await _answer(client, "read it", "idle") == "None|3"
 
 
@@ -109,9 +201,9 @@ async def test_concurrent_first_requests_to_one_session_share_it() -> None:
     async with serving(ScriptedLM(reply, model="scripted/root")) as (server, client):
         make_room = server.sessions._make_room
 
-        async def slow_make_room(chars: int, *, new: bool) -> None:
+        async def slow_make_room(owner: str, chars: int, *, new: bool) -> None:
             await asyncio.sleep(0.05)  # closing idle sessions yields: let the others catch up
-            await make_room(chars, new=new)
+            await make_room(owner, chars, new=new)
 
         server.sessions._make_room = slow_make_room  # type: ignore[method-assign]
         answers = await asyncio.gather(*(_answer(client, "set it", "same") for _ in range(3)))

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from fastrlm._core.events import (
     ChildRunFinished,
@@ -19,9 +23,11 @@ from fastrlm._core.events import (
     SubcallFinished,
     SubcallStarted,
 )
+from fastrlm.cli import cli
 from fastrlm.trace import (
     TraceNotFoundError,
     TraceWriter,
+    _index,
     list_runs,
     read_trace,
     render_transcript,
@@ -306,3 +312,116 @@ def test_transcript_shows_anomalies_failed_turns_and_what_limited_the_run(
     assert "provider anomaly in c7: reported 2000000 completion tokens" in text
     assert "model scripted/root failed after 3 attempt(s) ($0.0009)" in text
     assert "limited by budget_usd: 4 sub-call(s) refused, 1 failed" in text
+
+
+# -- the index is a cache: a broken one never cuts a trace short (issue #23) ---------------
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xffnot a database at all" * 500)
+
+
+def _truncated(path: Path) -> None:
+    writer = TraceWriter(path.parent)
+    for n in range(40):  # enough rows for several pages
+        for event in a_run(f"old{n}"):
+            writer(event)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    for trace in (path.parent / "traces").iterdir():
+        trace.unlink()
+
+
+def _wrong_layout(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER, note TEXT)")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+BROKEN: dict[str, Callable[[Path], None]] = {
+    "garbage": _garbage, "truncated": _truncated, "wrong_layout": _wrong_layout,
+}
+
+
+def _write_one_run(home: Path) -> Path:
+    writer = TraceWriter(home)
+    for event in a_run("run1"):
+        writer(event)
+    return writer.path_for("run1")
+
+
+def _index_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "fastrlm.trace" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("damage", sorted(BROKEN))
+def test_a_broken_index_is_set_aside_once_and_the_trace_is_whole(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
+    index = index_path(tmp_path)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    BROKEN[damage](index)
+    caplog.clear()
+    trace = read_trace(_write_one_run(tmp_path))
+    assert [e["type"] for e in trace.events] == [e.type for e in a_run("run1")]
+    [warning] = _index_warnings(caplog)
+    assert "moved aside" in warning and "traces are intact" in warning
+    [aside] = tmp_path.glob("index.sqlite.unusable-*")
+    assert aside.stat().st_size > 0
+    [row] = list_runs(index)  # the new index has the run, finished
+    assert (row.run_id, row.stop_reason) == ("run1", "final")
+    listed = CliRunner().invoke(cli, ["runs"], env={"FASTRLM_HOME": str(tmp_path)})
+    assert listed.exit_code == 0 and "run1" in listed.output
+
+
+def test_a_locked_index_is_skipped_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    index = index_path(tmp_path)
+    _write_one_run(tmp_path)  # a valid index
+    monkeypatch.setattr(_index, "BUSY_TIMEOUT_S", 0.0)
+    holder = sqlite3.connect(index, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        caplog.clear()
+        writer = TraceWriter(tmp_path)
+        for event in a_run("run2"):
+            writer(event)
+    finally:
+        holder.close()
+    trace = read_trace(writer.path_for("run2"))
+    assert [e["type"] for e in trace.events] == [e.type for e in a_run("run2")]
+    [warning] = _index_warnings(caplog)
+    assert "database is locked" in warning and "still written whole" in warning
+    assert list(tmp_path.glob("index.sqlite.unusable-*")) == []  # busy is not broken
+
+
+def test_an_index_from_a_newer_fastrlm_is_left_alone_and_bypassed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    index = index_path(tmp_path)
+    _write_one_run(tmp_path)
+    with sqlite3.connect(index) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    caplog.clear()
+    writer = TraceWriter(tmp_path)
+    for run in ("run2", "run3"):
+        for event in a_run(run):
+            writer(event)
+    assert len(read_trace(writer.path_for("run3")).events) == len(a_run("run3"))
+    [warning] = _index_warnings(caplog)
+    assert "newer fastrlm" in warning
+    assert list(tmp_path.glob("index.sqlite.unusable-*")) == []
+
+
+def test_an_unreadable_index_says_what_to_do_and_ids_still_resolve(tmp_path: Path) -> None:
+    path = _write_one_run(tmp_path)
+    _garbage(index_path(tmp_path))
+    listed = CliRunner().invoke(cli, ["runs"], env={"FASTRLM_HOME": str(tmp_path)})
+    assert listed.exit_code == 1
+    assert "cannot be read" in listed.output and "move the file aside" in listed.output
+    assert resolve_run("run1", tmp_path) == path  # the trace file is found without the index
+    shown = CliRunner().invoke(cli, ["show", "last"], env={"FASTRLM_HOME": str(tmp_path)})
+    assert shown.exit_code == 2 and "cannot be read" in shown.output
+    assert json.loads(path.read_text().splitlines()[0])["type"] == "run.started"

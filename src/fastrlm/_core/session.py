@@ -15,6 +15,8 @@ the session is given one (``rlm.session(budget=...)``): then one ledger covers e
 from __future__ import annotations
 
 import secrets
+import warnings
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -142,13 +144,46 @@ def compact_questions(state: SessionState, max_chars: int) -> int:
     return collapsed
 
 
+@dataclass
+class _Held:
+    """What a session holds that outlives a question: released by ``close()``, or by
+    :func:`_reclaim` when the session is dropped or left open at interpreter exit."""
+
+    state: SessionState
+    runner: SyncRunner | None = None
+
+
+def _reclaim(held: _Held) -> None:
+    """A session garbage-collected or still open at interpreter exit: kill its worker and drop
+    its event loop now, without waiting for anything (no event loop runs here, nothing joins a
+    thread), and say so with a :class:`ResourceWarning`. A session that holds nothing (never
+    asked, or closed) is left alone."""
+    state = held.state
+    sandbox, state.sandbox = state.sandbox, None
+    runner, held.runner = held.runner, None
+    state.closed = True
+    if sandbox is None and runner is None:
+        return
+    warnings.warn(
+        f"fastrlm session {state.id} was never closed; its REPL worker was killed. Close it "
+        "with `with rlm.session() as s:` (`async with` for aask) or session.close()",
+        ResourceWarning, stacklevel=2,
+    )
+    if sandbox is not None:
+        sandbox.discard()
+    if runner is not None:
+        runner.abandon()
+
+
 class Session:
     """Many questions over one REPL: ``session.ask(question, context=...)``.
 
     Made by :meth:`fastrlm.RLM.session`. Use it as a context manager (``with`` for the
     blocking :meth:`ask`, ``async with`` for :meth:`aask`); one question at a time. Closing it
     stops the REPL worker. The two forms do not mix: a blocking session runs on an event loop
-    of its own, which its worker is bound to."""
+    of its own, which its worker is bound to. A session never closed is not waited on: when
+    it is garbage-collected, or at interpreter exit, its worker is killed and a
+    :class:`ResourceWarning` says so."""
 
     def __init__(self, rlm: _Engine, *, budget: Budget | None = None,
                  limits: Limits | None = None) -> None:
@@ -160,7 +195,8 @@ class Session:
                 raise ConfigurationError("budget must be a fastrlm.Budget")
             rlm._run_config(budget, limits)  # checked as a per-call budget is
             self.state.ledger = BudgetLedger(budget)
-        self._runner: SyncRunner | None = None
+        self._held = _Held(self.state)
+        weakref.finalize(self, _reclaim, self._held)
         self.results: list[RLMResult] = []
 
     @property
@@ -215,24 +251,25 @@ class Session:
             await sandbox.close()
 
     def close(self) -> None:
-        if self._runner is None:
+        runner = self._held.runner
+        if runner is None:
             if self.state.sandbox is not None:
                 raise ConfigurationError("an async session is closed with `await aclose()`")
             self.state.closed = True
             return
         try:
-            self._runner.run(self.aclose())
+            runner.run(self.aclose())
         finally:
-            self._runner.close()
-            self._runner = None
+            self._held.runner = None
+            runner.close()
 
     def _blocking(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         refuse_running_loop("Session.ask()", "await session.aask(...)")
-        if self._runner is None:
+        if self._held.runner is None:
             if self.state.sandbox is not None:
                 raise ConfigurationError("this session was used with aask(); keep using it")
-            self._runner = SyncRunner("fastrlm-session")
-        return self._runner.run(make())
+            self._held.runner = SyncRunner("fastrlm-session")
+        return self._held.runner.run(make())
 
     def __enter__(self) -> Self:
         return self
@@ -247,10 +284,3 @@ class Session:
     async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
                         traceback: TracebackType | None) -> None:
         await self.aclose()
-
-    def __del__(self) -> None:
-        if self._runner is not None and not self.state.closed:
-            try:
-                self.close()
-            except Exception:  # noqa: BLE001 - best effort at interpreter teardown
-                pass

@@ -75,12 +75,19 @@ class SyncRunner:
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
-            loop.close()
+
+    def abandon(self) -> None:
+        """Stop the loop without waiting for anything (a finalizer, interpreter exit): what
+        still runs on it is dropped on purpose, unreported. Never blocks."""
+        loop, self._loop, self._thread = self._loop, None, None
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_drop, loop)
 
     def _started(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+            thread = threading.Thread(target=_serve, args=(loop,), name=self._name,
+                                      daemon=True)
             thread.start()
             self._loop, self._thread = loop, thread
         return self._loop
@@ -91,6 +98,19 @@ class SyncRunner:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.close()
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The runner's thread: the loop runs until stopped, then this thread closes it."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+def _drop(loop: asyncio.AbstractEventLoop) -> None:
+    loop.set_exception_handler(lambda loop, context: None)
+    loop.stop()
 
 
 async def _settle() -> None:

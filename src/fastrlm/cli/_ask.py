@@ -12,10 +12,18 @@ from .._exceptions import ConfigurationError, ContextError
 from .._pricing import PriceTable
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
-from ._options import as_table, run_options, tool_options, unpriced_help, unpriced_models
+from ._options import (
+    as_table,
+    load_options,
+    run_options,
+    tool_options,
+    unpriced_help,
+    unpriced_models,
+)
 
 if TYPE_CHECKING:
     from .. import RLM
+    from ..context import LoadLimits
     from ..trace import TraceWriter
     from ..trace._live import LiveView
 
@@ -79,6 +87,7 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
               help="Watch the run in the browser: serve its live page on 127.0.0.1 (URL on "
               "stderr).")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
+@load_options
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress or summary on stderr (errors and degraded-run warnings stay).")
 @click.option(
@@ -109,6 +118,7 @@ def ask(
     no_trace: bool,
     live_view: bool,
     no_gitignore: bool,
+    load_limits: LoadLimits,
     quiet: bool,
     worker_memory_mb: int | None,
     scratch_mb: int | None,
@@ -157,7 +167,7 @@ def ask(
     if "-" in contexts and sys.stdin.isatty():
         click.echo("reading the context from stdin (end it with Ctrl-D)", err=True)
     try:
-        loaded = load_context(list(contexts), gitignore=not no_gitignore)
+        loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits)
     except ContextError as exc:
         fail(str(exc))
     except ConfigurationError as exc:  # a PDF without the pdf extra

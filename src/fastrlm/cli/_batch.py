@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -21,8 +21,11 @@ from .._exceptions import ConfigurationError
 from .._validate import BUDGET_RULES, LIMITS_RULES, count
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked, run_options
+from ._options import Checked, load_options, run_options
 from ._runner import _run_cancellable
+
+if TYPE_CHECKING:
+    from ..context import LoadLimits
 
 #: How often the progress line is rewritten (seconds; a non-terminal gets a line this often).
 PROGRESS_EVERY_S = {True: 0.5, False: 10.0}
@@ -81,6 +84,7 @@ class ProviderLimit(click.ParamType):  # type: ignore[type-arg, unused-ignore]
 @click.option("--rerun-errors", is_flag=True,
               help="Also re-run the jobs whose result line is an error.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
+@load_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress line (the summary stays).")
 def batch(
     jobs_path: Path,
@@ -96,6 +100,7 @@ def batch(
     cpus_per_job: float,
     rerun_errors: bool,
     no_trace: bool,
+    load_limits: LoadLimits,
     quiet: bool,
 ) -> None:
     """Run every job of JOBS.jsonl (one JSON object a line) and write RESULTS.jsonl.
@@ -153,7 +158,7 @@ def batch(
             concurrency=concurrency, provider_concurrency=limit_map, retries=retries,
             backend=backend, ray_address=ray_address,
             worker_retries=worker_retries, cpus_per_job=cpus_per_job, skip=done,
-            on_progress=progress,
+            on_progress=progress, load_limits=load_limits,
         )
     except ConfigurationError as exc:
         fail(str(exc))

@@ -19,12 +19,13 @@ import click
 from .._exceptions import ContextError, RLMError
 from ._ask import fail, make_rlm, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode, exit_code_for
-from ._options import run_options, tool_options
+from ._options import load_options, run_options, tool_options
 from ._progress import RunState, make_progress
 from ._runner import _run_cancellable
 
 if TYPE_CHECKING:
     from .. import RLMResult, Session
+    from ..context import LoadLimits
 
 EXIT_WORDS = frozenset({"/exit", "/quit", "exit", "quit"})
 
@@ -38,10 +39,11 @@ EXIT_WORDS = frozenset({"/exit", "/quit", "exit", "quit"})
               help="One JSON result object per question on stdout (answer, stop reason, cost).")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
+@load_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...] | None,
          sub_tools: tuple[Any, ...] | None, as_json: bool, no_trace: bool, no_gitignore: bool,
-         quiet: bool) -> None:
+         load_limits: LoadLimits, quiet: bool) -> None:
     """Ask many questions about a context in one session (variables persist between them).
 
     \b
@@ -60,7 +62,7 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
     from ..trace import TraceWriter
 
     try:
-        loaded = load_context(list(contexts), gitignore=not no_gitignore)
+        loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits)
     except (ContextError, ValueError) as exc:
         fail(str(exc))
     try:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,7 +14,10 @@ from .._exceptions import ConfigurationError, MissingExtraError
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked, run_options
+from ._options import Checked, load_options, run_options
+
+if TYPE_CHECKING:
+    from ..context import LoadLimits
 
 TOKEN_ENV = "FASTRLM_MCP_TOKEN"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -44,6 +47,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Runs at once; more calls wait.")
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
+@load_options
 @click.option("--no-trace", is_flag=True, help="Write no traces (rlm_runs then lists none).")
 def mcp(
     roots: tuple[Path, ...],
@@ -57,6 +61,7 @@ def mcp(
     max_handles: int,
     max_concurrent_runs: int,
     no_gitignore: bool,
+    load_limits: LoadLimits,
     no_trace: bool,
 ) -> None:
     """Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.
@@ -102,7 +107,8 @@ def mcp(
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))
     tools = RLMTools(rlm, allowed, max_handles=max_handles,
-                     max_concurrent_runs=max_concurrent_runs, gitignore=not no_gitignore)
+                     max_concurrent_runs=max_concurrent_runs, gitignore=not no_gitignore,
+                     load_limits=load_limits)
     server = build_server(tools)
     try:
         asyncio.run(_serve(server, tools, use_http, host, port, token,

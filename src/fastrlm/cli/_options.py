@@ -8,7 +8,8 @@ The option blocks are written once: :func:`budget_options` (one flag per
 :data:`~fastrlm._core.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
 model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
 ``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`), :func:`tool_options`
-(``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed).
+(``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed),
+:func:`load_options` (the bounds on loading files, as one ``LoadLimits``).
 """
 
 from __future__ import annotations
@@ -239,3 +240,44 @@ def as_table(prices: Iterable[tuple[str, Price]]) -> PriceTable:
     """The default table (shipped, then ``$FASTRLM_HOME/prices.json``) with ``--price`` on top."""
     overrides: Mapping[str, Price] = dict(prices)
     return PriceTable.default(overrides)
+
+
+def load_options(func: Any) -> Any:
+    """``--max-file-mb``, ``--max-total-mb``, ``--max-files``, ``--load-timeout`` and
+    ``--follow-symlinks``: the bounds on loading ``-c`` paths (MCP paths, batch
+    ``context_path``). The command gets them as one keyword, ``load_limits`` (a
+    :class:`~fastrlm.context.LoadLimits`)."""
+    from ..context import LoadLimits
+
+    default = LoadLimits()
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        limits = LoadLimits(
+            max_file_bytes=int(kwargs.pop("max_file_mb") * (1 << 20)),
+            max_total_bytes=int(kwargs.pop("max_total_mb") * (1 << 20)),
+            max_files=kwargs.pop("max_files"),
+            max_seconds=kwargs.pop("load_timeout"),
+            follow_symlinks=kwargs.pop("follow_symlinks"),
+        )
+        return func(*args, load_limits=limits, **kwargs)
+
+    options = [
+        click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True),
+                     default=default.max_file_bytes / (1 << 20), show_default=True,
+                     help="Largest file loaded; a larger one is refused before it is read."),
+        click.option("--max-total-mb", type=click.FloatRange(min=0, min_open=True),
+                     default=default.max_total_bytes / (1 << 20), show_default=True,
+                     help="Most bytes one load reads, all files together."),
+        click.option("--max-files", type=click.IntRange(min=1), default=default.max_files,
+                     show_default=True,
+                     help="Most files and directories one load walks."),
+        click.option("--load-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=default.max_seconds, show_default=True,
+                     help="Seconds one load may spend walking and reading."),
+        click.option("--follow-symlinks", is_flag=True,
+                     help="Walk into symbolic links to directories (skipped by default)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -34,9 +34,13 @@ def _cut(text: str, width: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout.")
 def runs(limit: int, as_json: bool) -> None:
     """List past runs: question, model, stop reason, cost, time."""
-    from ..trace import index_path, list_runs
+    from ..trace import IndexUnusableError, index_path, list_runs
 
-    records = list_runs(index_path(), limit=limit)
+    try:
+        records = list_runs(index_path(), limit=limit)
+    except IndexUnusableError as exc:
+        click.echo(f"fastrlm: {exc}", err=True)
+        sys.exit(int(ExitCode.ERROR))
     if as_json:
         for record in records:
             click.echo(json.dumps(asdict(record), ensure_ascii=False))
@@ -61,12 +65,12 @@ def runs(limit: int, as_json: bool) -> None:
 
 def trace_or_exit(run: str) -> tuple[Path, Trace]:
     """The trace that RUN names (id, prefix, ``last``, N or a path), or exit 2 saying why."""
-    from ..trace import TraceNotFoundError, read_trace, resolve_run
+    from ..trace import IndexUnusableError, TraceNotFoundError, read_trace, resolve_run
 
     try:
         path = resolve_run(run)
         return path, read_trace(path)
-    except (TraceNotFoundError, OSError) as exc:
+    except (TraceNotFoundError, IndexUnusableError, OSError) as exc:
         click.echo(f"fastrlm: {exc}", err=True)
         sys.exit(int(ExitCode.BAD_INPUT))
 

@@ -44,8 +44,10 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
 @tool_options
 @click.option("--max-sessions", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Sessions (extra_body fastrlm.session) kept at once; the oldest idle one "
-              "is closed to make room.")
+              help="Sessions (extra_body fastrlm.session) kept at once; a key's oldest idle "
+              "one is closed to make room for that key, never another key's.")
+@click.option("--max-sessions-per-key", type=click.IntRange(min=1), default=None,
+              help="Sessions one API key may hold at once (default: --max-sessions).")
 @click.option("--session-idle-s", type=Checked(positive()), default=600.0, show_default=True,
               help="Seconds a session may stay idle before it is closed.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -67,6 +69,7 @@ def serve(
     tools: tuple[Any, ...] | None,
     sub_tools: tuple[Any, ...] | None,
     max_sessions: int,
+    max_sessions_per_key: int | None,
     session_idle_s: float,
     log_format: str,
     log_level: str,
@@ -95,7 +98,8 @@ def serve(
     with _logging_to_stderr(log_format, log_level):
         _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
                trace_full, no_trace, tools, sub_tools, log_format,
-               {"max_sessions": max_sessions, "session_idle_s": session_idle_s})
+               {"max_sessions": max_sessions, "max_sessions_per_key": max_sessions_per_key,
+                "session_idle_s": session_idle_s})
 
 
 def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,

@@ -2,9 +2,11 @@
 
 from ._info import ContextInfo, canonical_bytes, describe_context
 from ._load import LoadedContext, LoadReport, SkippedFile, load_context
+from ._open import LoadLimits
 
 __all__ = [
     "ContextInfo",
+    "LoadLimits",
     "LoadReport",
     "LoadedContext",
     "SkippedFile",

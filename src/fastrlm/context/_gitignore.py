@@ -14,6 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._open import LoadLimits, Unreadable, read_regular
+
+_DEFAULT_LIMITS = LoadLimits()
+
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
@@ -89,17 +93,18 @@ class GitIgnore:
     def __init__(self) -> None:
         self._sets: list[tuple[str, list[_Rule]]] = []
 
-    def add_file(self, path: Path) -> None:
-        """Add the rules of ``path`` (a ``.gitignore``), relative to its directory."""
+    def add_file(self, path: Path, limits: LoadLimits = _DEFAULT_LIMITS) -> None:
+        """Add the rules of ``path`` (a ``.gitignore``), relative to its directory; one that is
+        missing, not a regular file or past ``limits.max_file_bytes`` adds none."""
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            text = read_regular(path, limits).decode("utf-8", errors="replace")
+        except Unreadable:
             return
         rules = [r for r in map(parse_rule, text.splitlines()) if r is not None]
         if rules:
             self._sets.append((os.path.abspath(path.parent), rules))
 
-    def add_ancestors(self, directory: Path) -> None:
+    def add_ancestors(self, directory: Path, limits: LoadLimits = _DEFAULT_LIMITS) -> None:
         """Add ``.gitignore`` files above ``directory`` up to its repository root (if any)."""
         start = Path(os.path.abspath(directory))
         chain: list[Path] = []
@@ -110,7 +115,7 @@ class GitIgnore:
         else:
             return  # not inside a repository: ancestors' ignore files do not apply
         for parent in reversed(chain):
-            self.add_file(parent / ".gitignore")
+            self.add_file(parent / ".gitignore", limits)
 
     def ignored(self, path: str, is_dir: bool) -> bool:
         """Whether ``path`` (absolute) is ignored."""

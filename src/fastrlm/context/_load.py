@@ -6,25 +6,42 @@ opening with a ``==> path <==`` header; ``.gitignore`` respected), a glob, a ``.
 document per line) or several paths. Each file is read once, one at a time. Binary files are
 skipped and reported; invalid UTF-8 is decoded with replacement characters and reported.
 
-``within=[root, ...]`` confines loading to those directories (``fastrlm mcp --root``): every file
-and directory is checked by its real path (symlinks resolved) just before it is read; one named
-outright that lies outside is a :class:`~fastrlm.ContextError`, one found by walking a directory
-or expanding a glob is skipped and reported.
+Every file is opened once through :func:`._open.read_regular` and judged by what was opened:
+only regular files are read (a FIFO, socket or device is skipped and reported like a binary),
+and a file past :attr:`LoadLimits.max_file_bytes` is refused before it is read. Directories and
+globs are walked by :class:`._open.TreeWalker` (symbolic links to directories not followed;
+bounded by files, depth and time).
+
+``within=[root, ...]`` confines loading to those directories (``fastrlm mcp --root``): the
+descriptor each file was opened as must lie under a root (its real path read back from the
+kernel, not the name re-resolved), and a file with more than one hard link is not read; one
+named outright that lies outside is a :class:`~fastrlm.ContextError`, one found by walking a
+directory or expanding a glob is skipped and reported.
 """
 
 from __future__ import annotations
 
-import glob
+import fnmatch
+import functools
+import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from .._exceptions import ContextError, MissingExtraError
 from ._gitignore import GitIgnore
+from ._open import (
+    LoadLimits,
+    TreeWalker,
+    Unreadable,
+    over_total,
+    read_regular,
+    under,
+)
 
 STDIN = "-"
 SNIFF_BYTES = 8192
@@ -32,6 +49,7 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 #: Never descended into: version-control metadata and bytecode caches hold no readable text.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 _GLOB_CHARS = frozenset("*?[")
+_STDIN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +135,52 @@ def _is_glob(text: str) -> bool:
     return any(c in _GLOB_CHARS for c in text)
 
 
+def _split_glob(pattern: str) -> tuple[str, tuple[str, ...]]:
+    """An absolute glob as (the directory it starts at, the pattern's parts below it)."""
+    parts = Path(pattern).parts
+    for i, part in enumerate(parts):
+        if _is_glob(part):
+            return str(Path(*parts[:i])), tuple(parts[i:])
+    return str(Path(*parts[:-1])), (parts[-1],)
+
+
+def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether the relative path ``parts`` matches the glob ``pattern`` as ``glob.glob``
+    (recursive) would: ``**`` spans any number of directories, and a name starting with
+    ``.`` is matched only by a pattern part that starts with ``.``. Memoised on positions, so
+    a pattern of many ``**`` (a client's) costs len(pattern) x len(parts), not exponential."""
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(pattern):
+            return j == len(parts)
+        head = pattern[i]
+        if head == "**":
+            return match(i + 1, j) or (
+                j < len(parts) and not parts[j].startswith(".") and match(i, j + 1))
+        if j == len(parts):
+            return False
+        name = parts[j]
+        if name.startswith(".") and not head.startswith("."):
+            return False
+        return fnmatch.fnmatchcase(name, head) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
 class _Loader:
     def __init__(
-        self, stdin: IO[bytes] | None, gitignore: bool, within: tuple[str, ...] | None = None
+        self,
+        stdin: IO[bytes] | None,
+        gitignore: bool,
+        within: tuple[str, ...] | None,
+        limits: LoadLimits,
     ) -> None:
         self.stdin = stdin
         self.gitignore = gitignore
         self.within = within
+        self.limits = limits
+        self.walker = TreeWalker(limits)
         self.report = LoadReport()
         self.docs: list[str] = []
         self.names: list[str | None] = []  # the header each document gets inside a list
@@ -151,12 +208,16 @@ class _Loader:
                 docs[i] = f"==> {name} <==\n{docs[i]}"
         return docs
 
-    def outside(self, path: Path) -> bool:
-        """Whether ``path`` (symlinks resolved) lies outside every allowed root."""
+    def outside(self, path: Path | str) -> bool:
+        """Whether ``path`` (symlinks resolved) lies outside every allowed root. A check by
+        name, for a clear early message; what is read is checked again by what was opened."""
         if self.within is None:
             return False
-        real = os.path.realpath(path)
-        return not any(os.path.commonpath((real, root)) == root for root in self.within)
+        try:
+            real = os.path.realpath(path)
+        except OSError:  # it changed while resolved: what is opened is checked again
+            return False
+        return not under(real, self.within)
 
     def refuse_outside(self, path: Path, shown: str) -> None:
         if self.outside(path):
@@ -178,31 +239,69 @@ class _Loader:
         if path.is_dir():
             self.as_list = True
             self.directory(path, spec)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             self.file(path, spec, explicit=True)
         elif _is_glob(spec):
-            matches = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
-            if not matches:
-                raise ContextError(f"no files match {spec!r}")
-            self.as_list = True
-            for match in matches:
-                mpath = Path(match)
-                if self.outside(mpath):
-                    self.skip(match, "outside the allowed roots")
-                    continue
-                if mpath.is_dir():
-                    self.directory(mpath, match)
-                else:
-                    self.file(mpath, match, explicit=False)
+            self.glob(os.path.expanduser(spec), spec)
         else:
             raise ContextError(f"no such file or directory: {spec}")
+
+    def glob(self, pattern: str, spec: str) -> None:
+        """The matches of ``pattern`` (``*``, ``?``, ``[...]``, ``**``), found by the bounded
+        walk from the directory it starts at (``glob.glob`` follows links into any tree)."""
+        anchor, parts = _split_glob(os.path.abspath(pattern))
+        deep = "**" in parts
+        matches: list[tuple[str, bool]] = []
+        skipped_before = len(self.report.skipped)
+
+        def descend(path: str, rel: str) -> bool:
+            rel_parts = tuple(rel.split("/"))
+            if _glob_match(parts, rel_parts):
+                return False  # loaded whole below
+            return deep or len(rel_parts) < len(parts)
+
+        def skip(rel: str, reason: str) -> None:
+            if _glob_match(parts, tuple(rel.split("/"))):
+                self.skip(os.path.join(anchor, rel), reason)
+
+        if os.path.isdir(anchor):
+            for path, rel, is_dir in self.walker.walk(anchor, descend=descend, skip=skip):
+                if _glob_match(parts, tuple(rel.split("/"))):
+                    matches.append((path, is_dir))
+        if not matches:
+            if len(self.report.skipped) > skipped_before:
+                return  # matches there were, none readable: the report says why
+            raise ContextError(f"no files match {spec!r}")
+        self.as_list = True
+        relative = not os.path.isabs(pattern)
+        for match, is_dir in sorted(matches):
+            shown = os.path.relpath(match) if relative else match  # as the user wrote it
+            if self.outside(match):
+                self.skip(shown, "outside the allowed roots")
+            elif is_dir:
+                self.directory(Path(match), shown)
+            else:
+                self.file(Path(match), shown, explicit=False)
 
     def stdin_source(self) -> None:
         if self.stdin_used:
             raise ContextError("stdin ('-') can be given only once")
         self.stdin_used = True
         stream = self.stdin if self.stdin is not None else sys.stdin.buffer
-        data = stream.read()
+        cap = min(self.limits.max_file_bytes, self.room())
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap and (chunk := stream.read(min(_STDIN_CHUNK, cap + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > self.limits.max_file_bytes:
+            limit = self.limits.max_file_bytes
+            raise ContextError(f"stdin: more than {limit:,} bytes, over the limit a file "
+                               "(LoadLimits.max_file_bytes; --max-file-mb raises it)")
+        if size > cap:
+            raise over_total("<stdin>", size, self.room(), self.limits)
+        data = b"".join(chunks)
+        del chunks
         self.report.bytes_read += len(data)
         if b"\x00" in data[:SNIFF_BYTES]:  # the same test as for files
             self.skip("<stdin>", "binary")
@@ -210,56 +309,63 @@ class _Loader:
         self.add(self.decode(data, "<stdin>"))
 
     def directory(self, root: Path, shown: str) -> None:
+        base = os.path.abspath(root)
         rules = GitIgnore()
         if self.gitignore:
-            rules.add_ancestors(root)
-        for path, name in self.walk(root, rules):
-            self.file(path, os.path.join(shown, name), explicit=False)
+            rules.add_ancestors(root, self.limits)
+            rules.add_file(Path(base) / ".gitignore", self.limits)
 
-    def walk(self, root: Path, rules: GitIgnore) -> Iterator[tuple[Path, str]]:
-        base = os.path.abspath(root)
-        for dirpath, dirnames, filenames in os.walk(base):
+        def descend(path: str, rel: str) -> bool:
+            if os.path.basename(path) in SKIPPED_DIRS:
+                return False
+            if self.outside(path):  # a followed link out of the roots: not walked at all
+                skip(rel, "outside the allowed roots")
+                return False
             if self.gitignore:
-                rules.add_file(Path(dirpath) / ".gitignore")
-            kept = []
-            for d in sorted(dirnames):
-                full = os.path.join(dirpath, d)
-                if d in SKIPPED_DIRS:
-                    continue
-                if self.gitignore and rules.ignored(full, is_dir=True):
+                if rules.ignored(path, is_dir=True):
                     self.report.ignored += 1
-                    continue
-                kept.append(d)
-            dirnames[:] = kept
-            for f in sorted(filenames):
-                full = os.path.join(dirpath, f)
-                if self.gitignore and rules.ignored(full, is_dir=False):
-                    self.report.ignored += 1
-                    continue
-                yield Path(full), os.path.relpath(full, base)
+                    return False
+                rules.add_file(Path(path) / ".gitignore", self.limits)
+            return True
+
+        def skip(rel: str, reason: str) -> None:
+            self.skip(os.path.join(shown, rel), reason)
+
+        for path, rel, is_dir in self.walker.walk(base, descend=descend, skip=skip):
+            if is_dir:
+                continue
+            if self.gitignore and rules.ignored(path, is_dir=False):
+                self.report.ignored += 1
+                continue
+            self.file(Path(path), os.path.join(shown, rel), explicit=False)
 
     def skip(self, shown: str, reason: str) -> None:
         self.report.skipped.append(SkippedFile(shown, reason))
+
+    def room(self) -> int:
+        """Bytes left of :attr:`LoadLimits.max_total_bytes` for this load."""
+        return self.limits.max_total_bytes - self.report.bytes_read
 
     def file(self, path: Path, shown: str, *, explicit: bool) -> None:
         if self.outside(path):  # a symlink met while walking a directory
             self.skip(shown, "outside the allowed roots")
             return
+        self.walker.check_time(shown)
+        try:
+            data = read_regular(path, self.limits, within=self.within, room=self.room())
+        except Unreadable as exc:
+            if explicit:
+                raise ContextError(f"cannot read {shown}: {exc}") from exc
+            self.skip(shown, str(exc))
+            return
+        self.report.bytes_read += len(data)
         suffix = path.suffix.lower()
         if suffix == ".pdf":
-            text = self.pdf(path, shown, explicit)
+            text = self.pdf(data, shown, explicit)
             if text is not None:
                 self.report.files += 1
                 self.add(text, shown)
             return
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            if explicit:
-                raise ContextError(f"cannot read {shown}: {exc.strerror or exc}") from exc
-            self.skip(shown, f"unreadable: {exc.strerror or exc}")
-            return
-        self.report.bytes_read += len(data)
         if b"\x00" in data[:SNIFF_BYTES]:
             self.skip(shown, "binary")
             return
@@ -285,7 +391,7 @@ class _Loader:
                 continue
             self.add(value if isinstance(value, str) else line)
 
-    def pdf(self, path: Path, shown: str, explicit: bool) -> str | None:
+    def pdf(self, data: bytes, shown: str, explicit: bool) -> str | None:
         try:
             import pypdf
         except ImportError:
@@ -294,14 +400,13 @@ class _Loader:
             self.skip(shown, "PDF: pip install 'fastrlm[pdf]' to read it")
             return None
         try:
-            reader = pypdf.PdfReader(str(path))
+            reader = pypdf.PdfReader(io.BytesIO(data))
             pages = [page.extract_text() or "" for page in reader.pages]
         except Exception as exc:  # noqa: BLE001 - pypdf raises many types on broken files
             if explicit:
                 raise ContextError(f"cannot read PDF {shown}: {exc}") from exc
             self.skip(shown, f"unreadable PDF: {exc}")
             return None
-        self.report.bytes_read += path.stat().st_size
         return "\n\n".join(pages)
 
 
@@ -311,6 +416,7 @@ def load_context(
     stdin: IO[bytes] | None = None,
     gitignore: bool = True,
     within: Sequence[str | os.PathLike[str]] | None = None,
+    limits: LoadLimits | None = None,
 ) -> LoadedContext:
     """Load the context named by ``paths`` (files, directories, globs, ``-`` for stdin).
 
@@ -320,12 +426,17 @@ def load_context(
     :class:`~fastrlm.MissingExtraError` for a PDF without the ``pdf`` extra. With ``within``
     (directories), a path named in ``paths`` that resolves outside all of them, or ``-``, raises
     :class:`~fastrlm.ContextError`; files met inside a directory or glob that resolve outside are
-    skipped (``report.skipped``, reason ``outside the allowed roots``).
+    skipped (``report.skipped``, reason ``outside the allowed roots``), and so are files with
+    more than one hard link. ``limits`` (:class:`LoadLimits`) bounds each file's size and the
+    walk; a file past ``max_file_bytes`` is refused (named outright) or skipped before it is read,
+    a walk past ``max_files``, ``max_depth`` or ``max_seconds`` is a
+    :class:`~fastrlm.ContextError` naming the bound. Only regular files are read: FIFOs,
+    sockets and devices are skipped and reported (never opened for blocking reads).
     """
     if not paths:
         raise ContextError("no context given: pass at least one file, directory, glob or '-'")
     roots = None if within is None else tuple(os.path.realpath(r) for r in within)
-    loader = _Loader(stdin, gitignore, roots)
+    loader = _Loader(stdin, gitignore, roots, limits or LoadLimits())
     for spec in paths:
         loader.source(os.fspath(spec))
     report = loader.report

@@ -27,7 +27,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core.budget import Budget
 from .._core.limits import Limits
@@ -38,6 +38,9 @@ from ..lm._base import LM
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, Coordinator, LimitedLM, LocalCoordinator, SlotPool
+
+if TYPE_CHECKING:
+    from ..context import LoadLimits
 
 BACKENDS = ("local", "ray")
 
@@ -56,6 +59,7 @@ class RunSpec:
     limits: Limits = field(default_factory=Limits)
     prices: PriceTable | None = None
     trace: bool = True
+    load_limits: LoadLimits | None = None  # for context_path; None: the defaults
 
     def budget_for(self, job: Job, cap_usd: float | None) -> Budget:
         """The job's budget: the batch's, the job's fields on top, ``max_usd`` capped."""
@@ -110,7 +114,8 @@ async def run_job(
         else:
             from ..context import load_context
 
-            context = (await asyncio.to_thread(load_context, list(job.context_paths))).value
+            context = (await asyncio.to_thread(
+                load_context, list(job.context_paths), limits=models.spec.load_limits)).value
     except (ContextError, ConfigurationError) as exc:
         return failed("context", str(exc))
     try:
@@ -368,6 +373,7 @@ def batch(
     lease_s: float = DEFAULT_LEASE_S,
     skip: Iterable[str] = (),
     on_progress: ProgressCallback | None = None,
+    load_limits: LoadLimits | None = None,
 ) -> Batch:
     """Run many jobs (a question over a context each) and yield each :class:`JobResult` as it
     finishes::
@@ -385,6 +391,8 @@ def batch(
     ended with a provider error. ``backend="ray"`` runs each job as a Ray task (joining
     ``ray_address`` or ``RAY_ADDRESS``, else a local Ray started for the batch), re-run up to
     ``worker_retries`` times when its worker dies; ``skip`` lists ids already done.
+    ``load_limits`` (:class:`~fastrlm.context.LoadLimits`) bounds loading each job's
+    ``context_path`` (file size, files walked, time).
 
     Raises :class:`~fastrlm.ConfigurationError` for bad settings or jobs (before any job runs).
     Breaking out of the loop (or cancelling it) cancels the running jobs.
@@ -408,7 +416,7 @@ def batch(
         prices = PriceTable.default()
     spec = RunSpec(model=model, sub_model=sub_model, base_url=base_url, api_key=api_key,
                    sandbox=sandbox, budget=budget or Budget(), limits=limits or Limits(),
-                   prices=prices, trace=trace)
+                   prices=prices, trace=trace, load_limits=load_limits)
     if max_usd is not None:
         _check_priced(checked, spec)
     runner: Backend

@@ -8,7 +8,9 @@ Concurrency: one connection per cache, used from worker threads under a lock, so
 one event loop can share it without blocking the loop. Across processes the database runs in
 WAL mode with a busy timeout, so several runs may share one file. The file carries a schema
 version (:data:`SCHEMA`): an older cache is upgraded in place, one from a newer fastrlm is
-refused with a clear error.
+refused with a clear error. A broken file (not a database, malformed) is moved aside and made
+anew, and a lookup or store that still fails (locked past the busy timeout) is a miss or an
+unsaved reply, logged once: the cache never fails a run.
 """
 
 from __future__ import annotations
@@ -16,17 +18,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
-from .._schema import Schema, ensure_schema
+from .._schema import Schema, ensure_schema, is_unusable, set_aside
 from .._usage import TokenUsage
 from ._base import LM, ChatMessage, LMResponse
+
+logger = logging.getLogger("fastrlm.cache")
+_T = TypeVar("_T")
 
 #: Version 1: the layout below. See :mod:`fastrlm._schema` for how to change it.
 SCHEMA = Schema(
@@ -60,6 +67,7 @@ class SubcallCache:
         self.path = Path(path) if path is not None else fastrlm_home() / "cache.sqlite"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._warned = False
         self.hits = 0
         self.misses = 0
 
@@ -122,10 +130,10 @@ class SubcallCache:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
             try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
                 ensure_schema(conn, SCHEMA, self.path)
             except BaseException:
                 conn.close()
@@ -133,24 +141,48 @@ class SubcallCache:
             self._conn = conn
         return self._conn
 
-    def _get_sync(self, key: str) -> str | None:
+    def _guarded(self, op: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
+        """``op`` on the connection, under the lock. A broken file is moved aside and ``op``
+        retried on a new one; any other database error gives ``fallback``, logged once."""
         with self._lock:
-            row = (
-                self._connect()
-                .execute("SELECT response FROM subcalls WHERE key = ?", (key,))
-                .fetchone()
-            )
+            try:
+                try:
+                    return op(self._connect())
+                except sqlite3.Error as exc:
+                    if not is_unusable(exc):
+                        raise
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
+                    aside = set_aside(self.path)
+                    logger.warning("the sub-call cache %s was unusable (%s): moved aside to %s "
+                                   "and started anew", self.path, exc, aside)
+                    return op(self._connect())
+            except sqlite3.Error as exc:
+                if not self._warned:
+                    self._warned = True
+                    logger.warning("the sub-call cache %s is not used (%s): calls go to the "
+                                   "model and their replies are not kept", self.path, exc)
+                return fallback
+
+    def _get_sync(self, key: str) -> str | None:
+        row = self._guarded(
+            lambda conn: conn.execute(
+                "SELECT response FROM subcalls WHERE key = ?", (key,)).fetchone(),
+            None,
+        )
         return None if row is None else str(row[0])
 
     def _put_sync(self, key: str, model: str, blob: str) -> None:
-        with self._lock:
-            conn = self._connect()
+        def store(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute(
                     "INSERT OR REPLACE INTO subcalls (key, model, response, created_at)"
                     " VALUES (?, ?, ?, ?)",
                     (key, model, blob, time.time()),
                 )
+
+        self._guarded(store, None)
 
 
 def _encode(response: LMResponse) -> str:

@@ -1,6 +1,7 @@
 """What an MCP client may ask of ``fastrlm mcp``: paths inside the roots, budgets below the
-server's. Pure checks, no I/O beyond resolving paths; every refusal is a :class:`ToolRefusal`
-whose text tells the client what to do instead.
+server's. Pure checks, no I/O beyond resolving paths (an early refusal by name; what is read
+is checked again by what was opened, in :mod:`fastrlm.context._open`); every refusal is a
+:class:`ToolRefusal` whose text tells the client what to do instead.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ class Roots:
 
     :meth:`check` turns a client's path (absolute, or relative to the first root; a glob is
     allowed) into an absolute one, refusing ``-``, ``..`` and anything whose real path is
-    outside every root. The loader checks each file again just before it reads it
-    (``load_context(within=roots.paths)``), so a symlink met inside a directory is caught too.
+    outside every root. That check is by name, for a clear early refusal; the guarantee is the
+    loader's (``load_context(within=roots.paths)``): it opens each file once and checks the
+    opened descriptor's own path, so a symlink met inside a directory, or one swapped in after
+    this check, is never read through.
     """
 
     def __init__(self, roots: Sequence[str | os.PathLike[str]]) -> None:

@@ -20,8 +20,9 @@ from .._core.events import Event
 from .._core.facade import RLM
 from .._core.result import RLMResult
 from .._exceptions import ConfigurationError, ContextError, RLMError
-from ..context import LoadedContext, load_context
+from ..context import LoadedContext, LoadLimits, load_context
 from ..trace import (
+    IndexUnusableError,
     TraceNotFoundError,
     index_path,
     list_runs,
@@ -113,11 +114,13 @@ class RLMTools:
         max_handles: int = 8,
         max_concurrent_runs: int = 2,
         gitignore: bool = True,
+        load_limits: LoadLimits | None = None,
     ) -> None:
         self.rlm = rlm
         self.roots = roots
         self.handles = ContextHandles(max_handles)
         self.gitignore = gitignore
+        self.load_limits = load_limits or LoadLimits()
         self._runs = asyncio.Semaphore(max_concurrent_runs)
 
     @property
@@ -130,7 +133,8 @@ class RLMTools:
         checked = [self.roots.check(p) for p in paths]
         try:
             loaded = await asyncio.to_thread(
-                load_context, checked, gitignore=self.gitignore, within=self.roots.paths)
+                load_context, checked, gitignore=self.gitignore, within=self.roots.paths,
+                limits=self.load_limits)
         except (ContextError, ConfigurationError) as exc:
             raise ToolRefusal(str(exc)) from exc
         return checked, loaded
@@ -219,7 +223,10 @@ class RLMTools:
         """Past runs, newest first (the run index every fastrlm command writes)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ToolRefusal("limit must be an integer from 1 to 1000")
-        records = list_runs(index_path(), limit=limit)
+        try:
+            records = list_runs(index_path(), limit=limit)
+        except IndexUnusableError as exc:
+            raise ToolRefusal(str(exc)) from exc
         keep = ("run_id", "started_at", "question", "model", "stop_reason", "cost_usd",
                 "duration_s", "iterations", "subcalls", "answer_preview", "error")
         return [{k: getattr(r, k) for k in keep} for r in records]
@@ -235,6 +242,6 @@ class RLMTools:
             raise ToolRefusal("max_chars must be an integer of at least 100")
         try:
             trace = read_trace(resolve_run(run_id))
-        except (TraceNotFoundError, OSError) as exc:
+        except (TraceNotFoundError, IndexUnusableError, OSError) as exc:
             raise ToolRefusal(str(exc)) from exc
         return render_transcript(trace, max_chars=max_chars)

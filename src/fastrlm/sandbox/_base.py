@@ -149,3 +149,8 @@ class Sandbox(Protocol):
     async def close(self) -> None:
         """Stop the worker and free everything. Idempotent."""
         ...
+
+    def discard(self) -> None:
+        """Stop the worker now, synchronously and without waiting for it to exit (a session
+        dropped unclosed, or left open at interpreter exit). Idempotent."""
+        ...

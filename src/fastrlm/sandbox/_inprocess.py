@@ -225,6 +225,9 @@ class InProcessSandbox:
         return self._runtime.show_vars() if self._runtime else ""
 
     async def close(self) -> None:
+        self.discard()
+
+    def discard(self) -> None:
         if not self._closed and self._runtime is not None:
             self._closed = True
             _remove_router()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -260,16 +261,50 @@ def _parquet_type() -> str:
 
 
 def list_files(root: str) -> list[str]:
-    """The regular files under ``root``, as sorted relative POSIX paths. Symbolic links are
-    left out (the sandbox could not follow them out of the mount anyway)."""
+    """The regular files under ``root``, as sorted relative POSIX paths (host side).
+
+    The walk is the loader's (:class:`fastrlm.context._open.TreeWalker`, default
+    :class:`~fastrlm.context.LoadLimits`): symbolic links, FIFOs, sockets and devices are left
+    out, and a tree past its files, depth or time bound is a :class:`KindError` naming it.
+    A file with a hard link outside ``root`` (more links than the walk found inside) is a
+    :class:`KindError`: the directory is mounted whole, so the sandbox would read what that
+    link names, wherever it lies."""
+    from .._exceptions import ContextError
+    from ..context._open import LoadLimits, TreeWalker
+
     found: list[str] = []
-    for directory, dirs, names in os.walk(root, followlinks=False):
-        dirs.sort()
-        rel = os.path.relpath(directory, root)
-        for name in sorted(names):
-            full = os.path.join(directory, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                found.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
+    links: dict[tuple[int, int], tuple[str, int, int]] = {}  # inode -> (rel, nlink, seen)
+
+    def keep_file(path: str, rel: str) -> None:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return  # a symbolic link (to a file): the sandbox could not follow it out
+        found.append(rel)
+        if info.st_nlink > 1:
+            key = (info.st_dev, info.st_ino)
+            first, nlink, seen = links.get(key, (rel, info.st_nlink, 0))
+            links[key] = (first, nlink, seen + 1)
+
+    def descend(path: str, rel: str) -> bool:
+        return True
+
+    def skip(rel: str, reason: str) -> None:
+        return None
+
+    try:
+        for path, rel, is_dir in TreeWalker(LoadLimits()).walk(root, descend=descend, skip=skip):
+            if not is_dir:
+                keep_file(path, rel)
+    except (ContextError, OSError) as exc:
+        raise KindError(f"context path {root}: {exc}") from exc
+    outside = [(rel, nlink, seen) for rel, nlink, seen in links.values() if nlink > seen]
+    if outside:
+        rel, nlink, seen = outside[0]
+        raise KindError(
+            f"context directory {root} holds {len(outside):,} file(s) with a hard link outside "
+            f"it (first: {rel}, {nlink} links, {seen} inside): the sandbox would read the file "
+            "that link names. Copy the directory without hard links (cp -r) or remove them"
+        )
     return found
 
 
@@ -323,7 +358,14 @@ class FileTree(Mapping[str, "str | bytes"]):
         return os.path.join(self.root, name)
 
     def read_bytes(self, name: str) -> bytes:
-        with open(self.path(name), "rb") as file:
+        """The file's bytes. Raises ``OSError`` when it is no longer a regular file (it is
+        opened without blocking or following a last symbolic link, so a FIFO swapped in for it
+        is an error, not a hang)."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(self.path(name), flags | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{name} is no longer a regular file: only regular files are read")
             return file.read()
 
     def read_text(self, name: str, errors: str = "replace") -> str:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,9 @@ from ._watchdog import Quotas, Watchdog
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
+#: How long :meth:`WorkerSandbox.discard` lets a SIGKILLed process take to exit before it stops
+#: waiting (one that has not is left to ``subprocess`` to reap later): a bound, never a wait.
+DISCARD_REAP_S = 2.0
 _CGROUP_SERIAL = itertools.count(1)
 # Removes a scratch directory once the host's end of its stdin closes, however the host ended
 # (SIGKILL included); retries while a dying worker may still be writing into it.
@@ -121,6 +125,23 @@ class WorkerProcess:
         still has to reap it and release the fds."""
         if not self.closed:
             self._kill_group()
+
+    def discard(self) -> None:
+        """SIGKILL the process group (and the cgroup), reap the process if it exits within
+        :data:`DISCARD_REAP_S` (a killed process exits at once; one that does not is left to
+        ``subprocess`` to reap later), and release the fds. Never blocks longer. Idempotent."""
+        if not self.closed:
+            self.closed = True
+            self._kill_group()
+            if self.cgroup is not None:
+                self.cgroup.kill()
+            if self.watchdog is not None:
+                with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                    self.watchdog.stop()
+            _reap_within(self.proc, self._pidfd, DISCARD_REAP_S)
+            self.channel.close()
+            os.close(self._pidfd)
+            self._log.close()
 
     async def _exited(self, within_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -485,6 +506,34 @@ class WorkerSandbox:
             self._scratch = None
         await self._stop_reaper()
 
+    def discard(self) -> None:
+        """:meth:`close` without waiting: kill every worker, release the context buffer, remove
+        the scratch directory, and let the reaper go (it deletes whatever a dying worker still
+        wrote once its pipe closes). Idempotent."""
+        self._closed = True
+        if self._worker is not None:
+            self._orphans.append(self._worker)
+            self._worker = None
+        while self._orphans:
+            self._orphans.pop().discard()
+        if self._context_fd is not None:
+            os.close(self._context_fd)
+            self._context_fd = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        if self._reaper_fd >= 0:
+            os.close(self._reaper_fd)  # EOF: the reaper finds the directory gone and exits
+            self._reaper_fd = -1
+        if self._reaper is not None:
+            reaper, self._reaper = self._reaper, None
+            with contextlib.suppress(ProcessLookupError):
+                pidfd = os.pidfd_open(reaper.pid)
+                try:
+                    _reap_within(reaper, pidfd, DISCARD_REAP_S)
+                finally:
+                    os.close(pidfd)
+
     async def _restart(self, lost: _WorkerLost) -> str:
         """Replace a lost worker; returns the reason, with how the old worker ended."""
         reason = lost.reason
@@ -653,6 +702,12 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None
         return await _hostcalls.dispatch(self._bridge, message["op"], message)
+
+
+def _reap_within(proc: subprocess.Popen[bytes], pidfd: int, seconds: float) -> None:
+    """Reap ``proc`` if it exits within ``seconds`` (its pidfd turns readable), else leave it."""
+    select.select([pidfd], [], [], seconds)
+    proc.poll()
 
 
 def _finite(seconds: float) -> float | None:

@@ -58,6 +58,11 @@ class RLMServer:
     request may spend; a request can only lower it. ``trace`` writes one trace per request
     (``True``: under ``$FASTRLM_HOME``; a :class:`~fastrlm.trace.TraceWriter`; ``False``: none).
     ``server_key``: when set, every ``/v1`` request needs ``Authorization: Bearer <server_key>``.
+    Sessions (``extra_body={"fastrlm": {"session": id}}``) belong to the request's API key:
+    at most ``max_sessions`` in all and ``max_sessions_per_key`` (default: ``max_sessions``) per
+    key, idle ones closed after ``session_idle_s``; room is made only from the asking key's own
+    idle sessions (else 429), and a request for a session closed since gets 410
+    ``session_closed``.
     ``prices`` is the price table for dollar limits (default: :meth:`PriceTable.default`).
     ``tools`` / ``sub_tools`` are the host tools of every run (as for :class:`~fastrlm.RLM`):
     set here, at start, never by a request (a request's ``tools`` field is ignored).
@@ -92,6 +97,7 @@ class RLMServer:
         tools: Sequence[Callable[..., Any] | Tool] = (),
         sub_tools: Sequence[Callable[..., Any] | Tool] = (),
         max_sessions: int = 32,
+        max_sessions_per_key: int | None = None,
         session_idle_s: float = 600.0,
         max_session_chars: int = 1 << 30,
         telemetry: bool | Telemetry | None = None,
@@ -110,10 +116,13 @@ class RLMServer:
                   sub_tools=sub_tools, telemetry=telemetry)
         self._rlm = rlm
         count(1).check("max_sessions", max_sessions)
+        if max_sessions_per_key is not None:
+            count(1).check("max_sessions_per_key", max_sessions_per_key)
         positive().check("session_idle_s", session_idle_s)
         count(1).check("max_session_chars", max_session_chars)
         self.sessions = SessionPool(rlm, max_sessions=max_sessions, idle_s=session_idle_s,
-                                    max_chars=max_session_chars)
+                                    max_chars=max_session_chars,
+                                    max_per_owner=max_sessions_per_key)
         self._unpriced = sorted({lm.model for lm in (rlm.root_lm, rlm.sub_lm)
                                  if lm.model not in rlm.prices})
         if rlm.budget.max_usd is not None and self._unpriced:

@@ -3,9 +3,16 @@
 
 A session belongs to the API key that made it (the sha256 of the request's bearer token, so the
 key itself is never kept): the same id under another key is another session. The pool is
-bounded: at most ``max_sessions`` at once and ``max_chars`` of contexts in all (the oldest idle
-session is closed to make room; if none is idle the request gets 429), and a session idle for
-``idle_s`` seconds is closed (its worker stopped) by a sweeper task.
+bounded: at most ``max_per_owner`` sessions per key, ``max_sessions`` in all and ``max_chars``
+of contexts in all. Room is only ever made from the requesting key's own sessions (its oldest
+idle one is closed): one key never pushes out another's; when none of its own is idle the
+request gets 429 naming the bound. A session idle for ``idle_s`` seconds is closed (its worker
+stopped) by a sweeper task.
+
+A closed session is remembered with why it ended (per key, the last :data:`REMEMBERED_PER_KEY`,
+so one key closing many of its own cannot make the server forget another's; for the last
+:data:`REMEMBERED_KEYS` keys): the next request for it gets 410 ``session_closed`` saying so,
+never a silent fresh REPL; the request after that starts the id anew.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,6 +29,10 @@ from .. import RLM, Session
 from .._core.prompts import shown_whole
 from ..context._info import describe_shape
 from ._http import HTTPError
+
+#: Closed sessions remembered per key (to tell their next request they are gone), and keys.
+REMEMBERED_PER_KEY = 1024
+REMEMBERED_KEYS = 1024
 
 
 @dataclass
@@ -41,12 +53,15 @@ def owner_of(authorization: str) -> str:
 class SessionPool:
     """The server's live sessions, keyed by (owner, session id)."""
 
-    def __init__(self, rlm: RLM, *, max_sessions: int, idle_s: float, max_chars: int) -> None:
+    def __init__(self, rlm: RLM, *, max_sessions: int, idle_s: float, max_chars: int,
+                 max_per_owner: int | None = None) -> None:
         self._rlm = rlm
         self.max_sessions = max_sessions
+        self.max_per_owner = min(max_per_owner or max_sessions, max_sessions)
         self.idle_s = idle_s
         self.max_chars = max_chars
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._ended: OrderedDict[str, OrderedDict[str, str]] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -68,11 +83,19 @@ class SessionPool:
         or in drop-in mode (``drop_in``: the context is the conversation) the first request's
         and, on a later request, its ``question`` when too long to show the root (the session
         makes it the next context). That context counts against the pool's bound. Raises
-        HTTPError 429 (413 for one context over the bound) when the pool cannot make room."""
+        HTTPError 410 for a session closed since its last request, 429 (413 for one context
+        over the bound) when the pool cannot make room from this owner's idle sessions."""
         key = (owner, session_id)
         entry = self._entries.get(key)
         if entry is None:
-            await self._make_room(0, new=True)
+            ended = self._ended.get(owner, OrderedDict()).pop(session_id, None)
+            if ended is not None:
+                raise HTTPError(
+                    410, f"session {session_id!r} was closed {ended}: its REPL variables and "
+                    "conversation are gone. Send the request again to start the session anew "
+                    "(with its context), or use another session id",
+                    code="session_closed")
+            await self._make_room(owner, 0, new=True)
             # another request may have made it while room was made: never two of one session
             entry = self._entries.get(key) or self._entries.setdefault(
                 key, _Entry(self._rlm.session(), owner))
@@ -82,38 +105,66 @@ class SessionPool:
                            else question)
             added = 0 if context is None else describe_shape(context).total_chars
             if added:
-                await self._make_room(added, new=False)
+                await self._make_room(owner, added, new=False)
             entry.chars += added
             entry.last_used = time.monotonic()
             try:
                 yield entry.session, context
             finally:
                 entry.last_used = time.monotonic()
-                if entry.session.closed:
-                    self._entries.pop(key, None)
+                if entry.session.closed and self._entries.get(key) is entry:
+                    del self._entries[key]
+                    self._remember(key, "when its REPL stopped")
 
-    async def _make_room(self, chars: int, *, new: bool) -> None:
-        """Close the oldest idle sessions until one more (``new``) with ``chars`` fits."""
+    def _bound_reached(self, owner: str, chars: int, new: bool) -> str | None:
+        """The bound one more session (``new``) with ``chars`` more would break, or None."""
+        if new and sum(o == owner for o, _ in self._entries) + 1 > self.max_per_owner:
+            return (f"{self.max_per_owner} sessions per API key (--max-sessions-per-key, "
+                    "RLMServer(max_sessions_per_key=))")
+        if len(self._entries) + int(new) > self.max_sessions:
+            return f"{self.max_sessions} sessions in all (--max-sessions)"
+        if self.chars + chars > self.max_chars:
+            return (f"{self.max_chars:,} characters of context in all sessions "
+                    "(RLMServer(max_session_chars=))")
+        return None
+
+    async def _make_room(self, owner: str, chars: int, *, new: bool) -> None:
+        """Close ``owner``'s oldest idle sessions (never another owner's) until one more
+        (``new``) with ``chars`` fits every bound."""
         if chars > self.max_chars:
             raise HTTPError(413, f"the context has {chars:,} characters, more than a session "
                             f"may hold ({self.max_chars:,})", code="session_too_large")
-        def over() -> bool:
-            return (len(self._entries) + int(new) > self.max_sessions
-                    or self.chars + chars > self.max_chars)
-
-        idle = sorted((e.last_used, k) for k, e in self._entries.items() if not e.lock.locked())
-        while over() and idle:
+        idle = sorted((e.last_used, k) for k, e in self._entries.items()
+                      if k[0] == owner and not e.lock.locked())
+        while (bound := self._bound_reached(owner, chars, new)) is not None and idle:
             _, key = idle.pop(0)
-            await self._close(key)
-        if over():
-            raise HTTPError(429, f"the server holds its most sessions ({self.max_sessions}) or "
-                            "session memory, all busy: retry later, or end a session",
+            await self._close(key, f"to make room for another of this API key's sessions "
+                                   f"(the server holds at most {bound})")
+        bound = self._bound_reached(owner, chars, new)
+        if bound is not None:
+            raise HTTPError(429, f"the server holds at most {bound}, and none of this API "
+                            "key's sessions is idle to make room (another key's never are "
+                            "closed for you): retry later, or let one of your sessions end",
                             type="rate_limit_error", code="sessions_full",
                             headers={"Retry-After": "5"})
 
-    async def _close(self, key: tuple[str, str]) -> None:
+    def _remember(self, key: tuple[str, str], why: str) -> None:
+        owner, session_id = key
+        mine = self._ended.setdefault(owner, OrderedDict())
+        self._ended.move_to_end(owner)
+        mine[session_id] = why
+        mine.move_to_end(session_id)
+        while len(mine) > REMEMBERED_PER_KEY:
+            mine.popitem(last=False)
+        while len(self._ended) > REMEMBERED_KEYS:
+            self._ended.popitem(last=False)
+
+    async def _close(self, key: tuple[str, str], why: str | None = None) -> None:
+        """Close a session; ``why`` (None at shutdown) is told to its next request."""
         entry = self._entries.pop(key, None)
         if entry is not None:
+            if why is not None:
+                self._remember(key, why)
             await entry.session.aclose()
 
     async def _sweep(self) -> None:
@@ -124,7 +175,7 @@ class SessionPool:
             now = time.monotonic()
             for key, entry in list(self._entries.items()):
                 if not entry.lock.locked() and now - entry.last_used >= self.idle_s:
-                    await self._close(key)
+                    await self._close(key, f"after {self.idle_s:g} s idle (--session-idle-s)")
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -5,20 +5,35 @@ finishes, so a run whose process was killed still appears, marked as never finis
 opens, commits and closes its own connection: several processes may share one index. The
 file carries a schema version (:data:`SCHEMA`): an older index is upgraded in place, one from a
 newer fastrlm is refused with a clear error.
+
+The index is a cache of the traces, never the record: a write that finds the file unusable (not
+a database, malformed, or a ``runs`` table of another layout) moves it aside, beside it as
+``index.sqlite.unusable-<time>`` (nothing is deleted), logs that once, and writes to a new one.
+A reader that finds it unusable raises :class:`IndexUnusableError`, which says what to do.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .._schema import Schema, ensure_schema
+from .._exceptions import ConfigurationError
+from .._schema import Schema, ensure_schema, is_unusable, set_aside
 
+logger = logging.getLogger("fastrlm.trace")
 RUNNING = "running"
+#: How long a write waits for another process's lock on the index before it gives up.
+BUSY_TIMEOUT_S = 30.0
+
+
+class IndexUnusableError(ConfigurationError):
+    """The run index cannot be read: the message names the file, what is wrong, and what to do.
+    The traces themselves are intact."""
 
 #: Version 1: the layout below. See :mod:`fastrlm._schema` for how to change it.
 SCHEMA = Schema(
@@ -85,10 +100,37 @@ _COLUMNS = tuple(f.name for f in fields(RunRecord))
 @contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path, timeout=30.0)) as conn:
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as conn:
         ensure_schema(conn, SCHEMA, path)
         with conn:
             yield conn
+
+
+def _write(path: Path, apply: Callable[[sqlite3.Connection], object]) -> None:
+    """Apply one write; an unusable file is set aside and the write made on a new one."""
+    try:
+        with _connect(path) as conn:
+            apply(conn)
+    except sqlite3.Error as exc:
+        if not is_unusable(exc):
+            raise
+        aside = set_aside(path)
+        logger.warning("the run index %s was unusable (%s): moved aside to %s and started anew; "
+                       "the traces are intact", path, exc, aside)
+        with _connect(path) as conn:
+            apply(conn)
+
+
+def _read(path: Path, sql: str, params: tuple[object, ...]) -> list[RunRecord]:
+    try:
+        with _connect(path) as conn:
+            return [RunRecord(*row) for row in conn.execute(sql, params)]
+    except sqlite3.Error as exc:
+        raise IndexUnusableError(
+            f"the run index {path} cannot be read ({exc}); the traces beside it are intact: "
+            f"move the file aside (the next run starts a new index) or set FASTRLM_HOME to "
+            "another directory"
+        ) from exc
 
 
 def record_start(path: Path, values: dict[str, Any]) -> None:
@@ -100,22 +142,20 @@ def record_start(path: Path, values: dict[str, Any]) -> None:
     row["answer_preview"] = row["answer_preview"] or ""
     names = ", ".join(_COLUMNS)
     marks = ", ".join(f":{c}" for c in _COLUMNS)
-    with _connect(path) as conn:
-        conn.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", row)
+    _write(path, lambda conn: conn.execute(
+        f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", row))
 
 
 def update_run(path: Path, run_id: str, values: dict[str, Any]) -> None:
     """Update columns of a run's row (``values`` keys are column names)."""
     keys = [k for k in values if k in _COLUMNS and k != "run_id"]
     assignments = ", ".join(f"{k} = :{k}" for k in keys)
-    with _connect(path) as conn:
-        conn.execute(
-            f"UPDATE runs SET {assignments} WHERE run_id = :run_id", {**values, "run_id": run_id}
-        )
+    _write(path, lambda conn: conn.execute(
+        f"UPDATE runs SET {assignments} WHERE run_id = :run_id", {**values, "run_id": run_id}))
 
 
 def list_runs(path: Path, *, limit: int | None = 20) -> list[RunRecord]:
-    """Runs, newest first."""
+    """Runs, newest first. Raises :class:`IndexUnusableError` for an unreadable index."""
     if not path.exists():
         return []
     sql = f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC"
@@ -123,8 +163,7 @@ def list_runs(path: Path, *, limit: int | None = 20) -> list[RunRecord]:
     if limit is not None:
         sql += " LIMIT ?"
         params = (limit,)
-    with _connect(path) as conn:
-        return [RunRecord(*row) for row in conn.execute(sql, params)]
+    return _read(path, sql, params)
 
 
 def find_runs(path: Path, prefix: str) -> list[RunRecord]:
@@ -136,5 +175,4 @@ def find_runs(path: Path, prefix: str) -> list[RunRecord]:
         f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
         "ORDER BY started_at DESC"
     )
-    with _connect(path) as conn:
-        return [RunRecord(*row) for row in conn.execute(sql, (escaped + "%",))]
+    return _read(path, sql, (escaped + "%",))

@@ -77,7 +77,8 @@ def _with_answer(event: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 def resolve_run(ref: str, home: Path | None = None) -> Path:
     """The trace file for ``ref``: a path, ``last``, ``N`` or ``-N`` (the N-th newest run,
-    ``1`` = last), or a run id or unique prefix of one. Raises :class:`TraceNotFoundError`."""
+    ``1`` = last), or a run id or unique prefix of one. Raises :class:`TraceNotFoundError`, or
+    :class:`~._index.IndexUnusableError` for ``last``/``N`` when the index cannot be read."""
     candidate = Path(ref).expanduser()
     if ref.endswith(".jsonl") and candidate.is_file():
         return candidate
@@ -89,7 +90,10 @@ def resolve_run(ref: str, home: Path | None = None) -> Path:
         if n < 1 or len(runs) < n:
             raise TraceNotFoundError(f"there is no run {ref!r} (runs recorded: {len(runs)})")
         return Path(runs[n - 1].trace_path)
-    matches = {r.run_id: Path(r.trace_path) for r in _index.find_runs(idx, ref)}
+    try:
+        matches = {r.run_id: Path(r.trace_path) for r in _index.find_runs(idx, ref)}
+    except _index.IndexUnusableError:
+        matches = {}  # the trace files below are the record: an id needs no index
     # A run whose process died before the index saw it still has its file.
     tdir = traces_dir(home)
     if tdir.is_dir():

@@ -18,10 +18,12 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from .._core.events import Event, RunFinished, RunStarted, SandboxStarted, preview
+from .._exceptions import ConfigurationError
 from . import _index
 from ._paths import index_path, traces_dir
 
@@ -35,7 +37,8 @@ class TraceWriter:
 
     ``home`` defaults to ``$FASTRLM_HOME`` (``~/.fastrlm``). Safe to share between concurrent
     top-level runs of one event loop. Never raises into the engine: I/O errors are logged once
-    and tracing stops for that run.
+    and tracing stops for that run. The index is only a cache of the traces: a failed index
+    write is logged once per writer and skipped, and the trace goes on whole.
     """
 
     def __init__(self, home: Path | None = None, *, full_prompts: bool = False) -> None:
@@ -47,6 +50,7 @@ class TraceWriter:
         self._files: dict[str, IO[str]] = {}
         self._started: dict[str, RunStarted] = {}
         self._failed: set[str] = set()
+        self._index_warned = False
 
     @property
     def traces_dir(self) -> Path:
@@ -133,13 +137,27 @@ class TraceWriter:
         if is_root_start:
             assert isinstance(event, RunStarted)
             self._started[root] = event
-            _index.record_start(self.index_path, self._start_row(event))
+            start = self._start_row(event)
+            self._to_index(lambda path: _index.record_start(path, start))
         elif isinstance(event, SandboxStarted) and event.run_id == root:
-            _index.update_run(self.index_path, root, {"sandbox": event.layer})
+            layer = {"sandbox": event.layer}
+            self._to_index(lambda path: _index.update_run(path, root, layer))
         elif isinstance(event, RunFinished) and event.run_id == root:
             handle.close()
             del self._files[root]
-            _index.update_run(self.index_path, root, self._finish_row(event))
+            finish = self._finish_row(event)
+            self._to_index(lambda path: _index.update_run(path, root, finish))
+
+    def _to_index(self, write: Callable[[Path], None]) -> None:
+        """One index write; its failure (locked past the busy timeout, written by a newer
+        fastrlm, unwritable) never stops the trace, and is logged once per writer."""
+        try:
+            write(self.index_path)
+        except (OSError, sqlite3.Error, ConfigurationError) as exc:
+            if not self._index_warned:
+                self._index_warned = True
+                logger.warning("the run index %s is not updated (%s); traces are still written "
+                               "whole to %s", self.index_path, exc, self.traces_dir)
 
     def _record(self, event: Event) -> dict[str, Any]:
         data = event.to_dict()
