@@ -1,20 +1,123 @@
 """What a run continues from: nothing (a one-off run, or a child) or a session's earlier
 questions. The root loop asks its :class:`Continuation` for the sandbox, the opening of the
 conversation and what to keep at the end, instead of branching on whether it is in a session.
+
+The engine side of sessions lives here too: :class:`SessionState` (what a session carries from
+one question to the next), its forwarding :class:`SessionBridge`, and :func:`compact_questions`.
+The public door, :class:`~fastrlm.Session`, is in :mod:`.session`.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..context._info import ContextInfo
-from ..lm._base import ChatMessage
+from ..lm._base import ChatMessage, ImagePart
 from ..sandbox._base import Sandbox
 from ..sandbox._hostcalls import HostBridge
+from .events import preview
+from .ledger import BudgetLedger
 from .prompts import Prompts
-from .session import QuestionSpan, SessionState, compact_questions
+
+#: Characters of an earlier question and of its answer kept when it is collapsed.
+KEPT_QUESTION_CHARS = 500
+KEPT_ANSWER_CHARS = 2_000
+
+
+@dataclass
+class QuestionSpan:
+    """Where one finished question's turns sit in the conversation, and what it gave."""
+
+    number: int
+    start: int  # index of its first message (the question itself)
+    end: int  # one past its last message
+    question: str
+    answer: str
+    collapsed: bool = False
+
+
+class SessionBridge:
+    """The session's REPL talks to the host through this: it forwards each host call to the
+    bridge of the question being answered now (the worker outlives every run)."""
+
+    def __init__(self) -> None:
+        self.target: HostBridge | None = None
+
+    def _bridge(self) -> HostBridge:
+        assert self.target is not None, "a session's REPL calls the host only during a question"
+        return self.target
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None,
+                                images: list[list[ImagePart]] | None = None) -> list[str]:
+        return await self._bridge().llm_query_batched(prompts, model, images)
+
+    async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
+                                model: str | None) -> list[str]:
+        return await self._bridge().rlm_query_batched(prompts, contexts, model)
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return await self._bridge().call_tool(name, arguments)
+
+
+@dataclass
+class SessionState:
+    """What a session carries from one question to the next (engine side)."""
+
+    id: str = field(default_factory=lambda: "s-" + secrets.token_hex(6))
+    sandbox: Sandbox | None = None
+    bridge: SessionBridge = field(default_factory=SessionBridge)
+    messages: list[ChatMessage] = field(default_factory=list)
+    contexts: list[str] = field(default_factory=list)  # one description per context_<n>
+    spans: list[QuestionSpan] = field(default_factory=list)
+    ledger: BudgetLedger | None = None
+    latest: object = None  # the latest context (hashed for each run.started)
+    closed: bool = False
+    busy: bool = False
+
+    @property
+    def questions(self) -> int:
+        return len(self.spans)
+
+    def context_names(self) -> str:
+        """``context_0`` ... as the model is told them, ``context`` being the latest."""
+        names = [f"`context_{i}` ({text})" for i, text in enumerate(self.contexts)]
+        return "; ".join(names) + f". `context` is `context_{len(self.contexts) - 1}`."
+
+
+def compact_questions(state: SessionState, max_chars: int) -> int:
+    """Collapse the oldest finished questions (not the first message, which holds the first
+    context's description) to one short question/answer pair each, until the conversation is
+    under ``max_chars`` or only the last question is whole. Returns how many were collapsed.
+    Pure: edits ``state.messages`` and the spans in place."""
+    collapsed = 0
+    for index, span in enumerate(state.spans[:-1] if len(state.spans) > 1 else []):
+        if sum(len(m["content"]) for m in state.messages) <= max_chars:
+            break
+        if span.collapsed:
+            continue
+        start = max(span.start, 2)  # the system prompt and the first message stay
+        kept: list[ChatMessage] = [
+            {"role": "user", "content": f"[Question {span.number}, earlier in this session: "
+                                        f"{preview(span.question, KEPT_QUESTION_CHARS)}]"},
+            {"role": "assistant", "content": f"[Its work is elided to save room; the answer "
+                                             f"was: {preview(span.answer, KEPT_ANSWER_CHARS)}]"},
+        ]
+        removed = span.end - start
+        if removed <= len(kept):
+            continue
+        state.messages[start:span.end] = kept
+        shift = removed - len(kept)
+        span.end = start + len(kept)
+        span.collapsed = True
+        for later in state.spans[index + 1:]:
+            later.start -= shift
+            later.end -= shift
+        collapsed += 1
+    return collapsed
+
 
 
 class Continuation(Protocol):
