@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import signal
 import threading
 from collections.abc import AsyncGenerator
 
@@ -127,3 +128,34 @@ def test_an_abandoned_runner_stops_and_closes_its_loop_without_reporting_dropped
     gc.collect()
     assert "destroyed" not in caplog.text  # "Task was destroyed but it is pending!"
     runner.close()  # nothing left to close
+
+
+def test_an_interrupt_cancels_the_run_and_waits_for_it_alone() -> None:
+    """Ctrl-C while a blocking call waits: the run is cancelled and has unwound when the
+    interrupt reaches the caller, while the loop's other tasks (a session worker's watchdog)
+    are left running for the next call."""
+    runner = SyncRunner("fastrlm-test-interrupt")
+    unwound: list[str] = []
+    held: dict[str, asyncio.Task[None]] = {}
+
+    async def setup() -> None:
+        held["watchdog"] = asyncio.get_running_loop().create_task(asyncio.Event().wait())
+
+    async def interrupted() -> None:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            unwound.append("run")
+
+    async def alive() -> bool:
+        return not held["watchdog"].done()
+
+    try:
+        runner.run(setup())
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(interrupted())
+        assert unwound == ["run"]
+        assert runner.run(alive()) is True
+    finally:
+        runner.close()

@@ -56,13 +56,21 @@ class SyncRunner:
                 coro.close()
                 raise
         loop = self._started()
-        future: Future[_T] = asyncio.run_coroutine_threadsafe(coro, loop)
+        task: list[asyncio.Task[Any]] = []  # this run's task, once it has started
+
+        async def tracked() -> _T:
+            current = asyncio.current_task()
+            assert current is not None
+            task.append(current)
+            return await coro
+
+        future: Future[_T] = asyncio.run_coroutine_threadsafe(tracked(), loop)
         try:
             return future.result()
         except BaseException:
             if not future.done():
-                future.cancel()
-                asyncio.run_coroutine_threadsafe(_settle(), loop).result()
+                future.cancel()  # cancels the task (or it never starts)
+                asyncio.run_coroutine_threadsafe(_unwound(task, coro), loop).result()
             raise
 
     def close(self) -> None:
@@ -113,10 +121,13 @@ def _drop(loop: asyncio.AbstractEventLoop) -> None:
     loop.stop()
 
 
-async def _settle() -> None:
-    """Wait for every other task of this loop to finish (a cancelled run unwinding)."""
-    others = asyncio.all_tasks() - {asyncio.current_task()}
-    await asyncio.gather(*others, return_exceptions=True)
+async def _unwound(task: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> None:
+    """Wait for a cancelled run to unwind; only that run: the loop's other tasks (a session
+    worker's watchdog) live on. A run cancelled before it started is closed instead."""
+    if task:
+        await asyncio.gather(*task, return_exceptions=True)
+    else:
+        coro.close()
 
 
 async def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
