@@ -81,9 +81,9 @@ class Run:
         cfg = self.config
         self._bridge = SubcallBridge(cfg, self.tree, self.run_id, self.depth, self.account,
                                      spawn=self._child)
-        typed = self.depth == 0 and cfg.output is not None
-        self._output = None if not typed or cfg.output is None else OutputCheck(
-            cfg.output, cfg.limits.max_output_retries, cfg.limits.max_answer_chars, cfg.prompts)
+        spec = cfg.output if self.depth == 0 else None  # a typed answer is the root's only
+        self._output = None if spec is None else OutputCheck(
+            spec, cfg.limits.max_output_retries, cfg.limits.max_answer_chars, cfg.prompts)
 
     @property
     def lm(self) -> LM:
