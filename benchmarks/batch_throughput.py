@@ -33,15 +33,18 @@ def jobs(n: int) -> list[dict[str, str]]:
 
 
 async def run(backend: str, n: int, args: argparse.Namespace, base_url: str) -> float:
-    batch = fastrlm.batch(jobs(n), model=MODEL, base_url=base_url, sandbox=args.sandbox,
-                          trace=False, concurrency=args.concurrency, provider_concurrency=None,
+    rlm = fastrlm.RLM(MODEL, base_url=base_url, sandbox=args.sandbox, trace=False)
+    batch = fastrlm.batch(jobs(n), rlm, concurrency=args.concurrency, provider_concurrency=None,
                           backend=backend, cpus_per_job=args.cpus_per_job)
     started = time.perf_counter()
     count = 0
-    async for result in batch:
-        if not result.ok:
-            raise SystemExit(f"job {result.id} failed: {result.error}")
-        count += 1
+    try:
+        async for result in batch:
+            if not result.ok:
+                raise SystemExit(f"job {result.id} failed: {result.error}")
+            count += 1
+    finally:
+        await rlm.aclose()
     if count != n:
         raise SystemExit(f"{count} of {n} jobs came back")
     return time.perf_counter() - started

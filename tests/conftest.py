@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# litellm fetches its price map from the network at import unless told to use its own copy:
+# tests never reach the network (set before any test imports litellm, subprocesses inherit it)
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 from ._exceptions import ConfigurationError, InvalidSettingError
+from ._home import user_prices_path
 from ._usage import TokenUsage
 from ._validate import PRICE_RULES, check_fields
 
@@ -178,11 +177,11 @@ class PriceTable:
     def __contains__(self, model: str) -> bool:
         return self.price(model) is not None
 
-
-def user_prices_path() -> Path:
-    """``$FASTRLM_HOME/prices.json`` (default ``~/.fastrlm/prices.json``)."""
-    home = os.environ.get("FASTRLM_HOME")
-    return Path(home) / "prices.json" if home else Path.home() / ".fastrlm" / "prices.json"
+    def unpriced(self, models: Iterable[str | None]) -> list[str]:
+        """The models among ``models`` this table has no price for (sorted, each once): a
+        dollar limit cannot be enforced over a call to one of them. The one rule every door
+        uses (``None`` entries are skipped)."""
+        return sorted({m for m in models if m is not None and self.price(m) is None})
 
 
 def _price(entry: Mapping[str, float], where: str = "price") -> Price:
@@ -196,3 +195,10 @@ def _price(entry: Mapping[str, float], where: str = "price") -> Price:
         cached_input=None if cached is None else float(cached),
         cache_write=None if written is None else float(written),
     )
+
+
+def unpriced_message(models: Sequence[str], setting: str, fix: str) -> str:
+    """Why a dollar limit (named ``setting``: ``max_usd``, ``--max-usd``, ...) is refused for
+    ``models``, followed by the door's own way to fix it."""
+    return (f"{setting} is set, but no price is known for {', '.join(models)}, so the dollar "
+            f"limit cannot be enforced. {fix}")

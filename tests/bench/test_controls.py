@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from fastrlm.bench import BenchConfig, _oracle, get_task, run_bench, summarize
+from fastrlm.bench._config import METHODS
 from fastrlm.bench._oracle_method import Oracle
 from fastrlm.bench._pairs import LINES_PER_USER, gold_pairs, query_text, valid_window
 from fastrlm.bench._records import window
-from fastrlm.bench._runner import METHODS
 from fastrlm.bench._shortcut import SOLVERS
 from fastrlm.bench._shortcut_oolong import classify, label_context
 from fastrlm.bench._shortcut_pairs import CANDIDATES, f1, rows_of, tuned

@@ -20,7 +20,7 @@ from fastrlm.bench import (
 )
 from fastrlm.bench._browsecomp import generate as browsecomp
 from fastrlm.bench._browsecomp import score as browsecomp_score
-from fastrlm.bench._runner import Method
+from fastrlm.bench._config import Method
 from fastrlm.bench._sniah import generate as sniah
 from fastrlm.bench._sniah import score as sniah_score
 from fastrlm.lm import ChatMessage

@@ -7,9 +7,9 @@ import asyncio
 from pathlib import Path
 
 from fastrlm.bench import BenchConfig, RLMMethod, run_bench, summarize
+from fastrlm.bench._config import Models
 from fastrlm.bench._oolong import BUILDERS
 from fastrlm.bench._oolong import LABELLED_TASK as TASK
-from fastrlm.bench._runner import Models
 from fastrlm.bench._scripted import oracle_lm, scripted_models
 
 

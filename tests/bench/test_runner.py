@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fastrlm.bench import BenchConfig, format_table, load_results, plot, run_bench, summarize
-from fastrlm.bench._runner import Models
+from fastrlm.bench._config import Models
 from fastrlm.lm import ChatMessage, resolve
 from fastrlm.testing import FakeOpenAIServer, FakeReply, FakeRequest, ScriptedLM, prompt_of
 
@@ -57,6 +58,35 @@ def test_a_torn_last_line_is_skipped_on_resume(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text('{"task": "sniah"}\n{"task": "sn')
     assert load_results(path) == [{"task": "sniah"}]
+
+
+def test_a_rerun_after_a_crash_mid_line_loses_no_record(tmp_path: Path) -> None:
+    # killed while writing the second record: the rerun must not glue its first new record to
+    # the torn bytes (that line would not parse, and the record would be lost again)
+    config = BenchConfig(task="sniah", methods=("base",), lengths=(2048,), n=3, out=tmp_path,
+                         progress=False, concurrency=1)
+    records = asyncio.run(run_bench(config, models=_models()))
+    path = tmp_path / "results.jsonl"
+    first, second, _third = path.read_text().splitlines()
+    path.write_text(first + "\n" + second[: len(second) // 2])
+    again = asyncio.run(run_bench(config, models=_models()))
+    lines = path.read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # every line parses
+    assert sorted(r["index"] for r in again) == sorted(r["index"] for r in records) == [0, 1, 2]
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
+    config = BenchConfig(task="sniah", methods=("base",), lengths=(2048,), n=2, out=tmp_path,
+                         progress=False, concurrency=1)
+    asyncio.run(run_bench(config, models=_models()))
+    path = tmp_path / "results.jsonl"
+    path.write_text(path.read_text().rstrip("\n"))
+    models = _models()
+    more = replace(config, n=3)
+    records = asyncio.run(run_bench(more, models=models))
+    assert len(models.root.calls) == 1  # type: ignore[attr-defined]  # only the new instance
+    assert sorted(r["index"] for r in records) == [0, 1, 2]
+    assert [json.loads(line)["index"] for line in path.read_text().splitlines()] == [0, 1, 2]
 
 
 def test_summary_table_and_plot(tmp_path: Path) -> None:
@@ -261,8 +291,8 @@ def test_baseline_calls_share_one_limit(tmp_path: Path) -> None:
 )
 def test_prompt_paper_uses_the_preset_of_the_root_model(model: str, preset: str) -> None:
     from fastrlm import Prompts
+    from fastrlm.bench._config import make_method
     from fastrlm.bench._rlm_method import RLMMethod
-    from fastrlm.bench._runner import make_method
 
     lm = ScriptedLM(["unused"], model=model)
     config = BenchConfig(task="oolong", model=model, prompt="paper")
@@ -275,8 +305,8 @@ def test_prompt_paper_uses_the_preset_of_the_root_model(model: str, preset: str)
 
 def test_batch_hint_adds_the_coder_paragraph_once_to_a_paper_preset() -> None:
     from fastrlm._core.paper_prompts import CODER_BATCHING
+    from fastrlm.bench._config import make_method
     from fastrlm.bench._rlm_method import RLMMethod
-    from fastrlm.bench._runner import make_method
 
     for model in ("openai/gpt-5", "fireworks/qwen3-coder"):
         lm = ScriptedLM(["unused"], model=model)
@@ -298,7 +328,7 @@ def test_codeact_has_bm25_on_browsecomp_only_and_codeact_bm25_everywhere(
     task: str, search: bool
 ) -> None:
     from fastrlm.bench import CodeActBM25
-    from fastrlm.bench._runner import make_method
+    from fastrlm.bench._config import make_method
 
     lm = ScriptedLM(["unused"])
     paper = make_method("codeact", Models(lm, lm, lm), BenchConfig(task=task))
@@ -341,7 +371,7 @@ def test_without_a_judge_browsecomp_is_scored_by_exact_match_only(tmp_path: Path
 
 def test_a_judge_with_scripted_models_is_refused_not_ignored() -> None:
     from fastrlm import ConfigurationError
-    from fastrlm.bench._runner import resolve_models
+    from fastrlm.bench._config import resolve_models
 
     with pytest.raises(ConfigurationError, match="--judge"):
         resolve_models(BenchConfig(task="browsecomp", scripted=True, judge="openai/gpt-4.1"))

@@ -345,7 +345,7 @@ def test_a_tool_that_exits_or_returns_a_raising_object_never_stops_the_host(kind
             "    except Exception as e:\n        print(e.kind, e)", "FINAL('alive')"]
     result, root = _run(code, [leave, leave_async, hostile], kind)
     out = _output(root)
-    assert "tool_error leave: raised RuntimeError: SystemExit: 3" in out
+    assert "tool_error leave: raised SystemExit: 3" in out
     assert "tool_error leave_async: raised SystemExit: 4" in out
     assert "bad_result hostile:" in out and "no dump for you" in out
     assert result.answer == "alive"  # type: ignore[attr-defined]
@@ -360,3 +360,90 @@ def test_a_tool_with_star_args_and_keywords_gets_what_the_cell_passed(kind: str)
     _, root = _run(code, [gather], kind)
     out = _output(root)
     assert "a+1+2[('k', 3)]" in out and "b[]" in out
+
+
+# ------------------------------------------------- whatever a tool raises, the model sees it
+class Custom(BaseException):
+    """A BaseException of the tool's own."""
+
+
+RAISED: dict[str, type[BaseException]] = {
+    "interrupt": KeyboardInterrupt, "exit": SystemExit, "genexit": GeneratorExit,
+    "cancelled": asyncio.CancelledError, "custom": Custom,
+}
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise SystemExit("no message either")
+
+
+def _failing_tool(name: str, error: type[BaseException], mode: str, where: str) -> Tool:
+    """A tool that raises ``error`` from the call itself, from its result's ``model_dump``, or
+    whose exception's ``__str__`` raises it."""
+
+    class Result:
+        def model_dump(self, mode: str) -> dict[str, object]:
+            raise error("from model_dump")
+
+    def act() -> object:
+        if where == "call":
+            raise error("from the call")
+        if where == "str":
+            raise _Unprintable() from error("behind __str__")
+        return Result()
+
+    async def act_async() -> object:
+        await asyncio.sleep(0)
+        return act()
+
+    return Tool(act_async if mode == "async" else act, name=name)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("where", ["call", "model_dump", "str"])
+def test_a_tool_raising_any_base_exception_is_a_tool_error_the_model_sees(
+    mode: str, where: str
+) -> None:
+    tools = [_failing_tool(f"t_{name}", error, mode, where) for name, error in RAISED.items()]
+    code = "\n".join(f"try:\n    t_{name}()\nexcept ToolError as e:\n    print(e.kind, e)"
+                     for name in RAISED)
+    result, root = _run([code, "FINAL('alive')"], tools)  # type: ignore[arg-type]
+    assert result.answer == "alive", result.error  # type: ignore[attr-defined]
+    lines = _output(root).split("```")[1].strip().splitlines()
+    assert len(lines) == len(RAISED)
+    kind = "bad_result" if where == "model_dump" else "tool_error"
+    for line, (name, error) in zip(lines, RAISED.items(), strict=True):
+        assert line.startswith(f"{kind} t_{name}: "), line
+        shown = "_Unprintable: (its message could not be shown)" if where == "str" else (
+            f"{error.__name__}: from {'the call' if where == 'call' else 'model_dump'}")
+        assert (f"raised {shown} [" if kind == "tool_error" else f"({shown})") in line
+
+
+async def test_cancelling_the_run_while_a_tool_runs_still_cancels_it() -> None:
+    """The one CancelledError that is not the tool's: the run's own, even when the tool turns
+    it into something else on the way out."""
+    from fastrlm._core.tools import ToolCounter, run_tool
+
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def converts() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+
+    for fn in (waits, converts):
+        started.clear()
+        task = asyncio.create_task(run_tool(
+            {"t": Tool(fn, name="t")}, "t", {}, counter=ToolCounter(), emit=lambda e: None,
+            run_id="r", depth=0))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -11,6 +11,7 @@ from fastrlm import RLM, Budget, Limits, StopReason, Tool
 from fastrlm._core.sub_agent import json_tool_calls
 from fastrlm.events import Event, SubcallFinished, SubcallStarted, ToolFinished, ToolStarted
 from fastrlm.lm import ToolCall
+from fastrlm.sandbox._hostcalls import tool_arguments
 from fastrlm.testing import ScriptedLM
 
 from .helpers import repl
@@ -256,3 +257,75 @@ def test_a_round_asking_for_too_many_calls_runs_only_the_first_ones() -> None:
     shown = [m["content"] for m in sub.calls[1] if m["role"] == "tool"]
     assert len(shown) == MAX_CALLS_PER_ROUND + 5
     assert shown[-1].startswith("error (tool_limit):")
+
+
+# ------------------------------------------- tool-call arguments past the limits, from the model
+HUGE = "x" * (40 * 2**20)
+DEEP_TEXT = '{"query": ' + "[" * 5_000 + "]" * 5_000 + "}"
+
+
+def _deep(levels: int) -> object:
+    value: object = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _echo_results(role: str) -> object:
+    """The sub-model's answer once it has seen results: every tool result, in order."""
+    def reply(messages: list[dict[str, object]]) -> object:
+        if len(messages) == 1:
+            return [ToolCall("1", "search", {"query": HUGE}),
+                    ToolCall("2", "search", {"query": _deep(5_000)}),
+                    ToolCall("3", "search", DEEP_TEXT),
+                    ToolCall("4", "search", {"query": "ok"})]
+        return " | ".join(str(m["content"])[:300] for m in messages if m["role"] == role)
+    return reply
+
+
+def test_native_tool_calls_past_the_size_or_depth_limit_are_refused_one_by_one() -> None:
+    sub = ScriptedLM(_echo_results("tool"), model="scripted/sub",  # type: ignore[arg-type]
+                     supports_tools=True)
+    rlm, _ = _rlm(sub)
+    result = rlm.completion("q", "ctx")
+    assert result.stop_reason is StopReason.FINAL, result.error
+    huge, deep, deep_text, fine = str(result.answer).split(" | ")
+    assert huge.startswith("error (bad_arguments): search(): the arguments hold")
+    assert "over the limit of 16,777,216" in huge
+    for refused in (deep, deep_text):
+        assert refused.startswith("error (bad_arguments): search(): the arguments are nested "
+                                  "more than 100 levels deep")
+    assert fine == '["page about ok"]'
+    assert CALLS == [("search", {"query": "ok"})]  # the host tool never saw the others
+
+
+def test_json_fallback_tool_calls_past_the_depth_limit_are_refused() -> None:
+    # (a reply of 40 MiB is past any model's max_tokens; the size check is pinned below)
+    replies = ['{"tool": "search", "arguments": ' + DEEP_TEXT + "}",
+               '{"tool": "search", "arguments": {"query": ' + json.dumps(_deep(150)) + "}}",
+               '{"tool": "search", "arguments": {"query": "ok"}}']
+
+    def reply(messages: list[dict[str, object]]) -> str:
+        turn = sum(1 for m in messages if m["role"] == "assistant")
+        if turn < len(replies):
+            return replies[turn]
+        return " | ".join(str(m["content"])[:300] for m in messages[2::2])
+
+    sub = ScriptedLM(reply, model="scripted/sub")
+    rlm, _ = _rlm(sub)
+    result = rlm.completion("q", "ctx")
+    assert result.stop_reason is StopReason.FINAL, result.error
+    too_deep, deep, fine = str(result.answer).split(" | ")
+    for refused in (too_deep, deep):
+        assert "error (bad_arguments): search(): the arguments are nested more than 100" in refused
+    assert '["page about ok"]' in fine
+    assert CALLS == [("search", {"query": "ok"})]
+
+
+def test_a_json_fallback_reply_too_deep_to_decode_is_one_refused_call() -> None:
+    [call] = json_tool_calls('{"tool": "search", "arguments": ' + DEEP_TEXT + "}", 2)
+    assert (call.id, call.name) == ("json-2-0", "search") and isinstance(call.arguments, str)
+    assert json_tool_calls("[" * 5_000 + "]" * 5_000, 1) == []  # names no tool: an answer
+    [huge] = json_tool_calls('{"tool": "search", "arguments": {"query": "' + HUGE + '"}}', 1)
+    with pytest.raises(ValueError, match="over the limit of 16,777,216"):
+        tool_arguments(huge.name, huge.arguments)

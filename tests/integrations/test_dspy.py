@@ -3,6 +3,7 @@ fastrlm's isolated sandbox, and ``dspy.LM`` pointed at an in-process ``fastrlm s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -428,3 +429,55 @@ def test_fastrlm_imports_no_dspy_and_a_missing_dspy_names_the_extra() -> None:
         "    raise AssertionError('imported without dspy')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_raw_tool_call_past_the_limits_never_reaches_a_dspy_tool(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    seen: list[int] = []
+    interpreter.tools["echo"] = lambda text: seen.append(len(text)) or "ok"
+    code = ("v = 'x' * (40 * 2**20)\n"
+            "r = llm_query.__self__._host_call('tool', {'name': 'echo', 'arguments': "
+            "{'text': v}})\nprint(r['kind'], r['message'][:90])\nprint(echo('hi'))")
+    first, second = interpreter.execute(code).splitlines()
+    assert first.startswith("bad_arguments echo(): the arguments hold") and "characters" in first
+    assert second == "ok" and seen == [2]
+
+
+async def test_a_dspy_tool_raising_any_base_exception_is_the_models_to_see() -> None:
+    class Unordered:
+        def __lt__(self, other: object) -> bool:
+            raise SystemExit("from __lt__")
+
+    def dump() -> set[Unordered]:  # a set is sorted to become a list
+        return {Unordered(), Unordered()}
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt("sync")
+
+    async def interrupt_async() -> None:
+        raise KeyboardInterrupt("async")
+
+    async def sub_model(prompt: str) -> str:
+        raise KeyboardInterrupt("async")
+
+    async def cancelled_async() -> None:
+        raise asyncio.CancelledError("its own")
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    tools = {"interrupt": interrupt, "interrupt_async": interrupt_async, "leave": leave,
+             "cancelled_async": cancelled_async, "dump": dump,
+             "llm_query": sub_model}
+    host = bridge._Bridge(FastRLMInterpreter(tools))
+    replies = {name: await host.call_tool(name, {}) for name in tools if name != "llm_query"}
+    assert replies["interrupt"] == {"ok": False, "kind": "tool_error",
+                                    "message": "KeyboardInterrupt: sync"}
+    assert replies["interrupt_async"]["message"] == "KeyboardInterrupt: async"
+    assert replies["leave"]["message"] == "SystemExit: 3"
+    assert replies["cancelled_async"]["message"] == "CancelledError: its own"
+    assert replies["dump"]["kind"] == "bad_result"
+    assert "SystemExit: from __lt__" in str(replies["dump"]["message"])
+    assert await host.llm_query_batched(["a", "b"], None) == [
+        "[error: subcall_failed: KeyboardInterrupt: async]"] * 2

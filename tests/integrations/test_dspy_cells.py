@@ -63,3 +63,10 @@ def test_call_arguments_rebuild_the_call() -> None:
         cells.call_arguments(lambda x: x, {"x": 1, "z": 2})
     with pytest.raises(TypeError):
         cells.call_arguments(lambda x: x, {})
+
+
+def test_an_answer_too_deep_to_decode_is_text_not_a_crash() -> None:
+    """A FINAL text the model shaped as SUBMIT's envelope but nested 5,000 levels deep is read
+    on the host: it is a plain answer, never a RecursionError out of ``execute``."""
+    deep = '{"' + cells.SUBMIT_KEY + '": {"answer": ' + "[" * 5_000 + "]" * 5_000 + "}}"
+    assert cells.submitted(deep) is None

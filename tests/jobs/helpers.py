@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import fastrlm
 from fastrlm.testing import FakeOpenAIServer
 from fastrlm.testing._fake_server import FakeRequest, Reply
 
@@ -65,3 +66,29 @@ def worst_case(request: FakeRequest) -> float:
     bytes as an upper bound on its input tokens, at $1000 per million, output free."""
     sent = sum(len(str(m.get("content", "")).encode()) for m in request.messages)
     return sent * 1000 / 1e6
+
+
+#: The keywords of ``collect()`` that are the batch RLM's settings (the rest go to batch()).
+RLM_KEYS = frozenset({"base_url", "budget", "limits", "prices", "sandbox", "trace", "on_event"})
+#: An endpoint for tests that never reach a model.
+NOWHERE = "http://127.0.0.1:9/v1"
+
+
+def rlm(**settings: object) -> fastrlm.RLM:
+    """The batch RLM of these tests: the fake model, no sandbox, no traces."""
+    return fastrlm.RLM(**{"model": MODEL, "sandbox": "none", "trace": False,  # type: ignore[arg-type]
+                          "base_url": NOWHERE, **settings})
+
+
+async def collect_batch(
+    **kwargs: object,
+) -> tuple[list[fastrlm.JobResult], fastrlm.jobs.BatchSummary]:
+    """Run a batch to the end: the RLM's settings from ``kwargs`` (``RLM_KEYS``), the rest to
+    :func:`fastrlm.batch`."""
+    batch_rlm = rlm(**{k: kwargs.pop(k) for k in list(kwargs) if k in RLM_KEYS})
+    try:
+        run = fastrlm.batch(rlm=batch_rlm, **kwargs)  # type: ignore[arg-type]
+        results = [result async for result in run]
+    finally:
+        await batch_rlm.aclose()
+    return results, run.summary

@@ -18,10 +18,12 @@ import fastrlm
 from fastrlm import Price, PriceTable
 from fastrlm.cli import ExitCode, cli
 from fastrlm.context import LoadLimits
+from fastrlm.events import RunStarted
 from fastrlm.jobs import JobResult
+from fastrlm.testing import ScriptedLM
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
-from .helpers import MODEL, PRICE, jobs, server, tag_of, worst_case
+from .helpers import MODEL, PRICE, collect_batch, jobs, rlm, server, tag_of, worst_case
 
 #: Input tokens only: a call's worst case is what it sends (about a dollar a root turn), so a
 #: job capped by what is left of the batch budget can still make its calls.
@@ -29,9 +31,7 @@ PRICES = PriceTable({MODEL: Price(1000.0, 0.0)})
 
 
 async def collect(**kwargs: object) -> tuple[list[JobResult], fastrlm.jobs.BatchSummary]:
-    run = fastrlm.batch(sandbox="none", trace=False, model=MODEL, **kwargs)  # type: ignore[arg-type]
-    results = [result async for result in run]
-    return results, run.summary
+    return await collect_batch(**kwargs)
 
 
 async def test_the_provider_limit_holds_across_jobs_and_is_reached() -> None:
@@ -100,8 +100,8 @@ async def test_a_context_path_is_loaded_under_the_batchs_load_limits(tmp_path: P
     job_list = [{"id": "dir", "question": "Q#dir#", "context_path": str(tmp_path / "docs")},
                 {"id": "big", "question": "Q#big#", "context_path": str(tmp_path / "big.txt")}]
     with server() as srv:
-        results, _ = await collect(jobs=job_list, base_url=srv.base_url,
-                                   load_limits=LoadLimits(max_file_bytes=50))
+        results, _ = await collect_batch(jobs=job_list, base_url=srv.base_url,
+                                         load_limits=LoadLimits(max_file_bytes=50))
     by_id = {r.id: r for r in results}
     assert by_id["dir"].error is None and by_id["dir"].answer is not None
     assert by_id["big"].error_kind == "context"
@@ -127,8 +127,7 @@ async def test_a_schema_job_gets_its_json_or_a_schema_error() -> None:
 
 async def test_breaking_out_cancels_running_jobs_and_skip_resumes() -> None:
     with server() as srv:
-        first = fastrlm.batch(jobs(12), model=MODEL, base_url=srv.base_url, sandbox="none",
-                              trace=False, concurrency=3)
+        first = fastrlm.batch(jobs(12), rlm(base_url=srv.base_url), concurrency=3)
         got = []
         async for result in first:
             got.append(result)
@@ -143,11 +142,11 @@ async def test_breaking_out_cancels_running_jobs_and_skip_resumes() -> None:
 
 def test_bad_batch_arguments_are_refused() -> None:
     with pytest.raises(fastrlm.ConfigurationError, match="backend must be one of"):
-        fastrlm.batch([], model=MODEL, backend="spark")
+        fastrlm.batch([], rlm(), backend="spark")
     with pytest.raises(fastrlm.ConfigurationError, match="no price is known for openai/fake"):
-        fastrlm.batch(jobs(1), model=MODEL, max_usd=1.0)
+        fastrlm.batch(jobs(1), rlm(), max_usd=1.0)
     with pytest.raises(fastrlm.ConfigurationError, match="provider_concurrency for openai"):
-        fastrlm.batch([], model=MODEL, provider_concurrency={"openai": 0})
+        fastrlm.batch([], rlm(), provider_concurrency={"openai": 0})
 
 
 def write_jobs(path: Path, items: list[dict[str, str]]) -> Path:
@@ -180,6 +179,89 @@ def test_the_cli_writes_one_line_per_job_and_resumes(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(line["id"] for line in lines) == [f"j{i}" for i in range(5)]
     assert all(line["answer"].startswith("answer:j") for line in lines)
+
+
+def test_the_batch_total_has_its_own_flag_and_max_usd_is_its_deprecated_spelling(
+    tmp_path: Path,
+) -> None:
+    jobs_file = write_jobs(tmp_path / "jobs.jsonl", jobs(3))
+    with server() as srv:
+        args = ["batch", str(jobs_file), "-m", MODEL, "--base-url", srv.base_url, "--sandbox",
+                "none", "--no-trace", "--price", PRICE, "--concurrency", "1"]
+        probe = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r0.jsonl")],
+                                   catch_exceptions=False)
+        assert probe.exit_code == ExitCode.OK, probe.stderr
+        room = 1.2 * worst_case(next(r for r in srv.completion_requests if r.is_root))
+        total = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r1.jsonl"),
+                                         "--batch-max-usd", f"{room:.4f}"],
+                                   catch_exceptions=False)
+        assert total.exit_code == ExitCode.LIMIT, total.stderr
+        assert "--batch-max-usd reached: 2 job(s) not started" in total.stderr
+        assert "deprecated" not in total.stderr
+        old = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r2.jsonl"),
+                                       "--max-usd", f"{room:.4f}"], catch_exceptions=False)
+        assert old.exit_code == ExitCode.LIMIT, old.stderr  # the old meaning, this release
+        assert "deprecated: write --batch-max-usd" in old.stderr
+        both = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r3.jsonl"),
+                                        "--max-usd", "1", "--batch-max-usd", "1"],
+                                  catch_exceptions=False)
+        assert both.exit_code == ExitCode.BAD_INPUT
+        assert "give the batch total once: --batch-max-usd" in both.stderr
+    assert not (tmp_path / "r3.jsonl").exists()
+
+
+def test_batch_max_usd_wins_over_a_max_usd_setting_meant_for_ask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("max_usd = 0.000001\n")  # a per-run cap for ask: not this batch's total
+    monkeypatch.setenv("FASTRLM_CONFIG", str(config))
+    jobs_file = write_jobs(tmp_path / "jobs.jsonl", jobs(2))
+    with server() as srv:
+        args = ["batch", str(jobs_file), "--out", str(tmp_path / "r.jsonl"), "-m", MODEL,
+                "--base-url", srv.base_url, "--sandbox", "none", "--no-trace", "--price", PRICE]
+        result = CliRunner().invoke(cli, [*args, "--batch-max-usd", "1000"],
+                                    catch_exceptions=False)
+        assert result.exit_code == ExitCode.OK, result.stderr
+        assert "2 answered" in result.stderr and "deprecated" not in result.stderr
+        old = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r2.jsonl")],
+                                 catch_exceptions=False)
+        assert "the max_usd setting (1e-06) is taken as the whole batch's total" in old.stderr
+
+
+async def test_a_batch_runs_every_job_with_the_settings_of_one_rlm() -> None:
+    seen: list[fastrlm.Event] = []
+    with server() as srv:
+        results, summary = await collect_batch(jobs=jobs(3), base_url=srv.base_url,
+                                               on_event=seen.append)
+    assert summary.done == 3 and all(r.ok for r in results)
+    started = [e for e in seen if isinstance(e, RunStarted)]
+    assert len(started) == 3  # the RLM's on_event heard every job: its settings reach them
+
+
+async def test_a_batch_runs_on_an_rlm_built_from_an_lm_object() -> None:
+    # the keyword form took model strings only; one RLM can hold any LM (a fake, a custom one)
+    lm = ScriptedLM(lambda messages: '```repl\nFINAL("seen " + str(len(context)))\n```')
+    batch_rlm = fastrlm.RLM(lm, sandbox="none", trace=False)
+    results = [r async for r in fastrlm.batch(jobs(2), batch_rlm, provider_concurrency=1)]
+    assert sorted(r.answer for r in results) == ["seen 50", "seen 50"]
+    assert len(lm.calls) == 2
+
+
+async def test_the_keyword_form_of_batch_still_runs_with_a_deprecation_warning() -> None:
+    with server() as srv:
+        with pytest.warns(DeprecationWarning, match=r"batch\(jobs, rlm=RLM\("):
+            run = fastrlm.batch(jobs(2), model=MODEL, base_url=srv.base_url, sandbox="none",
+                                trace=False)
+        results = [result async for result in run]
+    assert sorted(r.answer for r in results) == ["answer:j0:4", "answer:j1:4"]
+
+
+def test_an_rlm_and_its_settings_as_keywords_are_refused_together() -> None:
+    with pytest.raises(fastrlm.ConfigurationError, match="give those to RLM"):
+        fastrlm.batch(jobs(1), rlm(), model=MODEL, trace=False)
+    with pytest.raises(fastrlm.ConfigurationError, match=r"needs rlm=RLM"):
+        fastrlm.batch(jobs(1))
 
 
 def test_the_cli_explains_a_bad_jobs_file(tmp_path: Path) -> None:
@@ -241,7 +323,7 @@ def _wait_for_lines(path: Path, n: int) -> bool:
 
 async def test_the_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    run = fastrlm.batch(jobs(1), model=MODEL, backend="ray")
+    run = fastrlm.batch(jobs(1), rlm(), backend="ray")
     with pytest.raises(fastrlm.MissingExtraError, match=r"pip install 'fastrlm\[ray\]'"):
         async with run:
             async for _ in run:

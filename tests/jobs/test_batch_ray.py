@@ -18,7 +18,7 @@ from fastrlm import Price, PriceTable
 from fastrlm.jobs import BatchSummary, JobResult
 from fastrlm.testing._fake_server import FakeRequest, Reply
 
-from .helpers import AT_ONCE, MODEL, WIDE, jobs, server, tag_of, worst_case
+from .helpers import AT_ONCE, MODEL, WIDE, collect_batch, jobs, rlm, server, tag_of, worst_case
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs ray: pip install 'fastrlm[ray]'")
 
@@ -66,9 +66,7 @@ def _ray_children() -> list[str]:
 
 
 async def collect(**kwargs: object) -> tuple[list[JobResult], BatchSummary]:
-    run = fastrlm.batch(model=MODEL, sandbox="none", trace=False, **kwargs)  # type: ignore[arg-type]
-    results = [result async for result in run]
-    return results, run.summary
+    return await collect_batch(**kwargs)
 
 
 class HoldSubcalls:
@@ -182,8 +180,7 @@ async def test_an_interrupted_ray_batch_resumes_without_repeats() -> None:
         return AT_ONCE.replace("TAG", repr(tag))
 
     with server(at_once) as srv:
-        first = fastrlm.batch(jobs(16), model=MODEL, base_url=srv.base_url, sandbox="none",
-                              trace=False, **RAY)  # type: ignore[arg-type]
+        first = fastrlm.batch(jobs(16), rlm(base_url=srv.base_url), **RAY)  # type: ignore[arg-type]
         got = []
         async for result in first:
             got.append(result)
@@ -199,7 +196,7 @@ async def test_an_interrupted_ray_batch_resumes_without_repeats() -> None:
 def test_bench_on_ray_writes_what_the_local_runner_writes(tmp_path: Path) -> None:
     import asyncio
 
-    from fastrlm.bench._runner import BenchConfig, run_bench
+    from fastrlm.bench import BenchConfig, run_bench
 
     def config(name: str, backend: str) -> BenchConfig:
         return BenchConfig(task="sniah", methods=("rlm", "base"), lengths=(2048,), n=2,

@@ -75,6 +75,21 @@ def test_the_results_file_drops_a_torn_line_and_resumes(tmp_path: Path) -> None:
     assert [line["id"] for line in lines] == ["a", "b", "c"]
 
 
+def test_a_whole_last_line_without_its_newline_is_kept_on_resume(tmp_path: Path) -> None:
+    # a results file whose last line lost its newline (edited by hand, copied) still holds a
+    # whole result: resume counts it and the next append keeps it, on its own line
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(JobResult("a", answer="1", stop_reason="final").to_dict()) + "\n"
+                    + json.dumps(JobResult("b", answer="2", stop_reason="final").to_dict()))
+    assert set(ResultsFile(path).finished()) == {"a", "b"}
+    again = ResultsFile(path)
+    again.open()
+    again.write(JobResult("c", answer="3", stop_reason="final"))
+    again.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a", "b", "c"]
+
+
 def test_a_result_line_round_trips() -> None:
     result = JobResult("x", answer="a", stop_reason="final", cost_usd=0.5, attempts=2,
                        output={"k": 1})

@@ -145,3 +145,79 @@ def test_a_failing_provider_mid_agent_is_booked_and_the_root_gets_an_error_text(
     assert result.answer == "after"
     assert result.subcalls == 2 and result.subcalls_failed == 1
     assert "[error: subcall_failed:" in root_turn_2.messages[-1]["content"]
+
+
+def test_openai_tool_call_arguments_past_the_limits_are_refused_for_that_call_only() -> None:
+    """A provider's arguments text of 40 MiB or 5,000 levels is refused before it is decoded
+    (or as it is), the other call of the round runs, and the refused values are not sent back
+    to the model in the next request."""
+    from fastrlm.testing import Fault
+
+    SEEN.clear()
+    huge = json.dumps({"city": "x" * (40 * 2**20)})
+    deep = '{"city": ' + "[" * 5_000 + "]" * 5_000 + "}"
+    calls = [{"id": f"c{i}", "type": "function",
+              "function": {"name": "weather", "arguments": arguments}}
+             for i, arguments in enumerate([huge, deep, '{"city": "Paris"}'])]
+    first = json.dumps({
+        "id": "r1", "object": "chat.completion", "created": 0, "model": "gpt-5-mini",
+        "choices": [{"index": 0, "finish_reason": "tool_calls",
+                     "message": {"role": "assistant", "content": None, "tool_calls": calls}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    })
+
+    def handler(request: FakeRequest) -> FakeReply | Fault:
+        if request.is_root:
+            return FakeReply(ROOT)
+        if not any(m.get("role") == "tool" for m in request.messages):
+            return Fault.raw(first)
+        return FakeReply(" | ".join(str(m["content"])[:200] for m in request.messages
+                                    if m.get("role") == "tool"))
+
+    with FakeOpenAIServer(handler=handler) as server:
+        rlm = RLM("openai/gpt-5", "openai/gpt-5-mini", base_url=server.base_url, api_key="k",
+                  sandbox="none", sub_tools=[weather], limits=_limits())
+        result = rlm.completion("q", "ctx")
+        second = [r for r in server.completion_requests if not r.is_root][1]
+    assert result.stop_reason is StopReason.FINAL, result.error
+    too_big, too_deep, fine = str(result.answer).split(" | ")
+    assert too_big.startswith("error (bad_arguments): weather(): the arguments hold")
+    assert "over the limit of 16,777,216" in too_big
+    assert too_deep.startswith("error (bad_arguments): weather(): the arguments are nested more "
+                               "than 100 levels deep")
+    assert json.loads(fine) == {"city": "Paris", "sky": "sunny"}
+    assert SEEN == ["Paris"]
+    echoed = second.body["messages"][1]["tool_calls"]
+    assert [c["function"]["arguments"] for c in echoed] == ["{}", "{}", '{"city": "Paris"}']
+
+
+def test_an_anthropic_tool_input_too_deep_to_decode_fails_that_prompt_only() -> None:
+    """The SDK decodes the reply itself: a 5,000-deep ``input`` cannot be decoded, so that
+    sub-call fails (``subcall_failed``), not the whole ``llm_query_batched`` (``host_error``)."""
+    from fastrlm.testing import Fault
+
+    SEEN.clear()
+    deep = "[" * 5_000 + "]" * 5_000
+    body = ('{"id": "m1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5", '
+            '"content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": '
+            + deep + '}}], "stop_reason": "tool_use", '
+            '"usage": {"input_tokens": 5, "output_tokens": 5}}')
+    root = ("```repl\nFINAL(' | '.join(llm_query_batched(['deep please', 'Paris please'])))"
+            "\n```")
+
+    def handler(request: FakeRequest) -> FakeReply | Fault:
+        if request.is_root:
+            return FakeReply(root)
+        if "deep" in request.prompt:
+            return Fault.raw(body)
+        return _sub_handler(request) if SEEN == [] else FakeReply("Paris sunny")
+
+    with FakeAnthropicServer(handler=handler) as server:
+        rlm = RLM("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5",
+                  base_url=server.base_url, api_key="k", sandbox="none", sub_tools=[weather],
+                  limits=_limits())
+        result = rlm.completion("q", "ctx")
+    assert result.stop_reason is StopReason.FINAL, result.error
+    failed, fine = str(result.answer).split(" | ")
+    assert failed.startswith("[error: subcall_failed:") and "malformed response" in failed
+    assert fine == "Paris sunny" and SEEN == ["Paris"]

@@ -22,6 +22,7 @@ from fastrlm.sandbox._hostcalls import (
     error_text,
     model_request,
     one_answer_per_prompt,
+    tool_arguments,
     tool_reply,
     tool_request,
     tool_value,
@@ -467,4 +468,100 @@ async def test_a_forged_worker_tool_call_is_a_protocol_violation(
     assert result.restarted and result.error is not None
     assert "broke the protocol" in result.error and "malformed 'tool' frame" in result.error
     assert bridge.tool_calls == []
+    await assert_alive(sb)
+
+
+# ------------------------------------------- what crosses into a host tool: checked on the host
+def _nested(depth: int) -> object:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_tool_arguments_are_bounded_in_size_and_depth_without_recursion() -> None:
+    limit = _hostcalls.MAX_TOOL_JSON_CHARS
+    assert tool_arguments("find", {"q": ("a", 1)}) == {"q": ["a", 1]}
+    assert tool_arguments("find", '{"q": [1, {"k": null}]}') == {"q": [1, {"k": None}]}
+    deep = _nested(_hostcalls.MAX_TOOL_JSON_DEPTH - 1)  # the arguments' dict is one level
+    assert tool_arguments("find", {"q": deep}) == {"q": deep}
+    refusals: list[tuple[object, type[Exception], str]] = [
+        ({"q": _nested(5_000)}, ValueError, "nested more than 100 levels deep"),
+        ({"q": _nested(_hostcalls.MAX_TOOL_JSON_DEPTH)}, ValueError, "nested more than"),
+        ('{"q": ' + "[" * 5_000 + "]" * 5_000 + "}", ValueError, "nested more than"),
+        ({"q": "x" * (40 * 2**20)}, ValueError, f"over the limit of {limit:,}"),
+        ({"q": ["x" * 2**20] * 40}, ValueError, f"over the limit of {limit:,}"),
+        ({"q": [0] * (limit + 1)}, ValueError, f"over the limit of {limit:,}"),
+        ('{"q": "' + "x" * (40 * 2**20) + '"}', ValueError, f"over the limit of {limit:,}"),
+        ({"q": {1: 2}}, TypeError, "a dict key of type int"),
+        ({"q": object()}, TypeError, "a value of type object"),
+        ({"q": float("nan")}, TypeError, "must be JSON"),
+        ("[1, 2]", TypeError, "must be a JSON object"),
+        ("{not json", TypeError, "must be a JSON object"),
+    ]
+    for arguments, error, message in refusals:
+        with pytest.raises(error, match=message):
+            tool_arguments("find", arguments)
+    loop: list[object] = []
+    loop.append(loop)  # a cycle is as deep as it goes
+    with pytest.raises(ValueError, match="nested more than"):
+        tool_arguments("find", {"q": loop})
+    with pytest.raises(ValueError, match="nested more than"):  # the REPL's side: the same check
+        tool_request("find", {"q": _nested(5_000)})
+
+
+HUGE = "v = 'x' * (40 * 2**20)"
+DEEP = "v = []\nfor _ in range(500):\n    v = [v]"
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
+@pytest.mark.parametrize(("value", "message"), [(HUGE, "over the limit"),
+                                                (DEEP, "nested more than 100")],
+                         ids=["40MiB", "500-deep"])
+async def test_a_raw_tool_host_call_past_the_limits_never_reaches_the_host_tool(
+    make_sandbox: MakeSandbox, bridge: FakeBridge, kind: str, value: str, message: str
+) -> None:
+    """Model code that skips the REPL's tool functions and sends the request by hand gets a
+    ``bad_arguments`` reply for that call; the host tool is never called, the run goes on."""
+    sb = await make_sandbox(kind)
+    code = (f"{value}\nreply = {HAND}('tool', {{'name': 'find', 'arguments': {{'q': v}}}})\n"
+            "print(reply['ok'], reply['kind'], reply['message'][:200])\n"
+            f"print({HAND}('tool', {{'name': 'find', 'arguments': {{'q': 'small'}}}})['ok'])")
+    result = await sb.execute(code)
+    assert result.error is None and not result.restarted, result.error
+    first, second = result.stdout.strip().splitlines()
+    assert first.startswith("False bad_arguments find(): the arguments") and message in first
+    assert second == "True"
+    assert bridge.tool_calls == [("find", {"q": "small"})]
+    await assert_alive(sb)
+
+
+PIPE = "llm_query.__self__._host_call.__self__"
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("field", ["final", "answer_content", "stdout"])
+async def test_a_forged_cell_result_past_the_limits_is_refused_on_the_host(
+    make_sandbox: MakeSandbox, isolated_kind: str, field: str
+) -> None:
+    """Model code that knows the request's nonce (it is in the worker's memory) writes a
+    ``done`` frame of its own, past the answer or output limit its REPL would apply: the host
+    refuses it and replaces the worker."""
+    sb = await make_sandbox(isolated_kind, max_answer_chars=1_000, max_output_bytes=1_000)
+    big = "'x' * 5_000"
+    value = {"final": f"{{'text': {big}, 'source': 'FINAL'}}", "answer_content": big,
+             "stdout": big}
+    fields = {"final": "None", "answer_content": "None", "stdout": "''"} | {field: value[field]}
+    code = (
+        f"import json, os, struct\nw = {PIPE}\n"
+        "body = json.dumps({'op': 'done', 'nonce': w._nonce, 'stderr': '', 'error': None, "
+        "'restored': [], 'timed_out': False, 'dropped_bytes': 0, "
+        + ", ".join(f"'{k}': {v}" for k, v in fields.items())
+        + "}).encode()\nos.write(w._fd_out, struct.pack('>I', len(body)) + body)\n"
+        "import time\ntime.sleep(30)"
+    )
+    result = await sb.execute(code)
+    assert result.restarted and result.final is None, result
+    assert result.error is not None and "over the 1,000 of" in result.error
     await assert_alive(sb)

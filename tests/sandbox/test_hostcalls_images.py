@@ -115,6 +115,9 @@ def test_an_image_over_the_size_limit_is_refused(monkeypatch: pytest.MonkeyPatch
     [
         [[{"media_type": "text/html", "data": "AAAA"}]],
         [[{"media_type": "image/png", "data": "not base64!"}]],
+        [[{"media_type": "image/png", "data": "AAAA"}]],  # base64, but of no PNG
+        [[{"media_type": "image/png", "data": base64.b64encode(GIF).decode()}]],  # of a GIF
+        [[{"media_type": "image/png", "data": base64.b64encode(PNG).decode()[:-1]}]],  # cut
         [[{"media_type": "image/png", "data": "AAAA", "url": "file:///etc/passwd"}]],
         [[{"media_type": "image/png", "data": 5}]],
         [["AAAA"]],

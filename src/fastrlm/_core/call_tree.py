@@ -1,8 +1,8 @@
 """Every LM call of a run tree passes here: budget ledger, cache, one concurrency limit.
 
 A :class:`CallTree` is shared by the root run, every sub-call and every child RLM. Every call is
-reserved and settled with the tree's :class:`~fastrlm._core.budget.BudgetLedger` (the one place that
-counts and prices), and its events report the ledger's :class:`~fastrlm._core.budget.Booking`.
+reserved and settled with the tree's :class:`~fastrlm._core.ledger.BudgetLedger` (the one place that
+counts and prices), and its events report the ledger's :class:`~fastrlm._core.ledger.Booking`.
 Sub-calls that fail or are refused become ``"[error: ...]"`` strings, so a batch always keeps its
 arity.
 """

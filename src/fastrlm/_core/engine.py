@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._pricing import PriceTable
+from .._pricing import PriceTable, unpriced_message
 from ..lm._base import LM, default_concurrency
 from .budget import Budget
 from .call_tree import CallTree
@@ -155,14 +155,12 @@ async def answer(
 def check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:
     if budget.max_usd is None:
         return
-    unpriced = sorted({m for m in named if prices.price(m) is None})
-    if unpriced:
-        raise ConfigurationError(
-            f"max_usd is set, but no price is known for {', '.join(unpriced)}, so the "
-            "budget could not be enforced. Add them: RLM(..., prices=PriceTable("
-            "{'name': {'input': USD_per_1M, 'output': USD_per_1M}})) or "
-            "$FASTRLM_HOME/prices.json"
-        )
+    missing = prices.unpriced(named)
+    if missing:
+        raise ConfigurationError(unpriced_message(
+            missing, "max_usd",
+            "Add them: RLM(..., prices=PriceTable({'name': {'input': USD_per_1M, 'output': "
+            "USD_per_1M}})) or $FASTRLM_HOME/prices.json, or leave out max_usd."))
 
 
 def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:

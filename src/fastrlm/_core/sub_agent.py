@@ -18,9 +18,11 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..lm._base import LM, ChatMessage, ImagePart, ToolCall
+from ..sandbox._hostcalls import tool_arguments
 from .call_tree import CallTree, SubcallOutcome, _refused
 from .ledger import Account
 from .parsing import truncate_output
@@ -32,6 +34,9 @@ ToolProtocol = Literal["auto", "native", "json"]
 MAX_CALLS_PER_ROUND = 16
 PROTOCOLS: tuple[str, ...] = ("auto", "native", "json")
 _FENCE = re.compile(r"\A```(?:json)?\s*\n(.*?)\n?```\Z", re.DOTALL)
+_TOOL_NAME = re.compile(r'"tool"\s*:\s*"([^"\\]{1,200})"')
+#: The longest JSON-fallback reply decoded: every call of a round at its largest.
+MAX_REPLY_JSON_CHARS = MAX_CALLS_PER_ROUND * (MAX_TOOL_JSON_CHARS + 1024)
 
 
 def uses_native_tools(lm: LM, protocol: str) -> bool:
@@ -44,15 +49,21 @@ def uses_native_tools(lm: LM, protocol: str) -> bool:
 def json_tool_calls(text: str, round_: int) -> list[ToolCall]:
     """The tool calls of a JSON-fallback reply, or ``[]`` when it is an answer. A call is a
     reply that is only (maybe fenced) JSON: ``{"tool": "name", "arguments": {...}}``, a list of
-    those, or ``{"tool_calls": [...]}``. Pure."""
+    those, or ``{"tool_calls": [...]}``. A reply too large or too deeply nested to decode
+    that names a tool is one call with the reply's text as its arguments, which
+    :func:`~fastrlm.sandbox._hostcalls.tool_arguments` refuses when it runs. Pure."""
     body = text.strip()
     fenced = _FENCE.match(body)
     if fenced:
         body = fenced.group(1).strip()
     if not body or body[0] not in "[{":
         return []
+    if len(body) > MAX_REPLY_JSON_CHARS:
+        return _undecodable(body, round_)
     try:
         data = json.loads(body)
+    except RecursionError:
+        return _undecodable(body, round_)
     except ValueError:
         return []
     if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
@@ -67,6 +78,13 @@ def json_tool_calls(text: str, round_: int) -> list[ToolCall]:
             arguments = json.dumps(arguments)
         calls.append(ToolCall(f"json-{round_}-{index}", item["tool"], arguments))
     return calls
+
+
+def _undecodable(body: str, round_: int) -> list[ToolCall]:
+    """A reply too large or too deeply nested to decode: one call with the reply's text as its
+    arguments (refused when it runs) when its start names a tool, else an answer."""
+    named = _TOOL_NAME.search(body, 0, 4096)
+    return [ToolCall(f"json-{round_}-0", named.group(1), body)] if named else []
 
 
 def tool_listing(tools: Sequence[Tool]) -> str:
@@ -135,9 +153,15 @@ async def agent_subcall(
         calls = list(response.tool_calls) if native else json_tool_calls(response.text, round_)
         if not calls or last:
             return SubcallOutcome(response.text)
+        checked = [_checked(call) for call in calls]
+        calls = [  # echoed to the model as they are used: a refused value goes no further
+            ToolCall(c.id, c.name, arguments if isinstance(arguments, dict) else {})
+            for c, arguments in zip(calls, checked, strict=True)
+        ]
         replies = list(await asyncio.gather(*(
-            _run(tree, by_name, call, run_id=run_id, depth=depth, agent_id=agent_id)
-            for call in calls[:MAX_CALLS_PER_ROUND]
+            _run(tree, by_name, call.name, arguments, run_id=run_id, depth=depth,
+                 agent_id=agent_id)
+            for call, arguments in zip(calls[:MAX_CALLS_PER_ROUND], checked, strict=False)
         )))
         replies += [f"error (tool_limit): at most {MAX_CALLS_PER_ROUND} tool calls run per "
                     "round; this one did not run"] * (len(calls) - MAX_CALLS_PER_ROUND)
@@ -156,14 +180,24 @@ async def agent_subcall(
     raise AssertionError("unreachable: the last round always returns")
 
 
-async def _run(tree: CallTree, tools: Mapping[str, Tool], call: ToolCall, *, run_id: str,
-               depth: int, agent_id: str) -> str:
-    """One tool call of a sub-agent, as the text its model sees."""
-    arguments: Any = call.arguments
-    if not isinstance(arguments, dict):
-        return (f"error (bad_arguments): the arguments of {call.name} must be a JSON object, "
-                f"not {str(arguments)[:200]!r}")
-    reply = await run_tool(tools, call.name, arguments, counter=tree.tool_counter,
+def _checked(call: ToolCall) -> dict[str, object] | str:
+    """The arguments of ``call`` checked where they arrive (the provider's parse bounds
+    nothing): a JSON copy of them, or past the limits of
+    :func:`~fastrlm.sandbox._hostcalls.tool_arguments` the refusal's text."""
+    try:
+        return tool_arguments(call.name, call.arguments)
+    except (TypeError, ValueError) as exc:
+        return f"error (bad_arguments): {exc}"
+
+
+async def _run(tree: CallTree, tools: Mapping[str, Tool], name: str,
+               arguments: dict[str, object] | str, *, run_id: str, depth: int,
+               agent_id: str) -> str:
+    """One tool call of a sub-agent, as the text its model sees (``arguments``: checked, or
+    the refusal's text)."""
+    if isinstance(arguments, str):
+        return arguments
+    reply = await run_tool(tools, name, arguments, counter=tree.tool_counter,
                            emit=tree.emit, run_id=run_id, depth=depth, subcall_id=agent_id)
     if reply["ok"] is True:
         return str(reply["json"])

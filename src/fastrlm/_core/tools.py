@@ -26,13 +26,13 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .._exceptions import ConfigurationError
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox._hostcalls import (
-    MAX_TOOL_JSON_CHARS,
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ToolParam,
@@ -46,6 +46,7 @@ log = logging.getLogger("fastrlm")
 #: Names a tool may not take: the REPL's own, what sessions add, and Python's builtins.
 _SESSION_NAME = re.compile(r"context_\d+\Z|history\Z")
 DEFAULT_TOOL_TIMEOUT_S = 60.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -264,18 +265,64 @@ async def _call(tool: Tool, arguments: Mapping[str, object]) -> dict[str, object
             ):
                 value = await tool.fn(*args, **kwargs)
             else:
-                value = await _in_daemon_thread(tool.fn, args, kwargs)
+                value = await _in_daemon_thread(tool.name, tool.fn, args, kwargs)
                 if inspect.isawaitable(value):
                     value = await value
     except TimeoutError:
         return tool_error_reply("tool_timeout", f"no answer within {tool.timeout_s:g} s "
                                 "(Tool.timeout_s)")
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - a tool's failure (SystemExit too) is the
-        # model's to see, never the run's
-        return tool_error_reply("tool_error", f"raised {type(exc).__name__}: {exc}")
+    except BaseException as exc:  # noqa: BLE001 - whatever a tool raises is the model's to see
+        return tool_error_reply("tool_error", f"raised {tool_failure(exc)}")
     return _result(tool, value)
+
+
+class _Raised(Exception):  # noqa: N818 - a carrier, not an error of its own
+    """What a sync tool raised in its thread, carried to the awaiting task as it is (a
+    ``KeyboardInterrupt`` or ``CancelledError`` set on a future would mean something else)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+
+async def carried(awaitable: Awaitable[T]) -> T:
+    """``await awaitable`` with whatever a tool's code raises there, but the cancellation of the
+    awaiting task, carried as an ``Exception`` that :func:`tool_failure` reads: a task made to
+    run a tool's coroutine must never hand ``KeyboardInterrupt`` or ``SystemExit`` to the event
+    loop (asyncio re-raises those out of ``run_forever``)."""
+    try:
+        return await awaitable
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - carried to the caller, never swallowed
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise asyncio.CancelledError from exc
+        raise _Raised(exc) from None
+
+
+def tool_failure(exc: BaseException) -> str:
+    """``"<type>: <message>"`` of what a tool raised (in the tool or in converting its result),
+    whatever it is: ``KeyboardInterrupt``, ``SystemExit`` and a ``CancelledError`` the tool
+    raised itself included, so that the caller can make it the model's to see. Re-raises only
+    the cancellation of the task that awaits the tool (the run being stopped), as
+    ``CancelledError``."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+        raise asyncio.CancelledError from exc
+    error = exc.error if isinstance(exc, _Raised) else exc
+    return f"{type(error).__name__}: {_message(error)}"
+
+
+def _message(error: BaseException) -> str:
+    try:
+        return str(error)
+    except BaseException:  # noqa: BLE001 - an exception whose own __str__ fails
+        return "(its message could not be shown)"
 
 
 def _bind(tool: Tool, arguments: Mapping[str, object]) -> tuple[list[Any], dict[str, Any]]:
@@ -325,7 +372,7 @@ def tool_spec(name: str, fn: Callable[..., Any]) -> ToolSpec:
     return _spec_of(name, _signature(fn), fn)
 
 
-def _in_daemon_thread(fn: Callable[..., Any], args: list[Any],
+def _in_daemon_thread(name: str, fn: Callable[..., Any], args: list[Any],
                       kwargs: dict[str, Any]) -> asyncio.Future[Any]:
     """Run a sync tool in a daemon thread of its own: one that hangs past its timeout can
     neither hold a pool's worker nor keep the interpreter from exiting."""
@@ -344,9 +391,7 @@ def _in_daemon_thread(fn: Callable[..., Any], args: list[Any],
         try:
             value = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            # SystemExit or KeyboardInterrupt from a tool must not stop the host's event loop
-            error: BaseException | None = exc if isinstance(exc, Exception) else RuntimeError(
-                f"{type(exc).__name__}: {exc}")
+            error: BaseException | None = _Raised(exc)
             value = None
         else:
             error = None
@@ -355,16 +400,18 @@ def _in_daemon_thread(fn: Callable[..., Any], args: list[Any],
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    threading.Thread(target=work, name=f"fastrlm-tool-{fn!r:.40}", daemon=True).start()
+    threading.Thread(target=work, name=f"fastrlm-tool-{name}", daemon=True).start()
     return future
 
 
 def _result(tool: Tool, value: object) -> dict[str, object]:
     try:
         text = json.dumps(_plain(value), ensure_ascii=False, allow_nan=False)
-    except Exception as exc:  # noqa: BLE001 - a result object's own methods may raise anything
+    except BaseException as exc:  # noqa: BLE001 - a result object's own methods may raise
+        # anything (SystemExit from model_dump too): the tool failed, the run goes on
         return tool_error_reply("bad_result", f"returned a {type(value).__name__}, which JSON "
-                                f"cannot hold ({exc}); return str, numbers, lists or dicts")
+                                f"cannot hold ({tool_failure(exc)}); return "
+                                "str, numbers, lists or dicts")
     if len(text) > MAX_TOOL_JSON_CHARS:
         return tool_error_reply("bad_result", f"returned {len(text):,} characters of JSON, "
                                 f"over the limit of {MAX_TOOL_JSON_CHARS:,}")

@@ -17,11 +17,12 @@ docs/performance.md).
 
 from ._baselines import BaseModel, SimpleRLM, SummaryAgent
 from ._codeact import BM25Index, CodeActBM25
+from ._config import METHODS, BenchConfig, make_method
 from ._instance import Instance, Task, rng_for
 from ._meter import Meter, MethodResult
 from ._report import format_table, plot, summarize
 from ._rlm_method import RLMMethod
-from ._runner import METHODS, BenchConfig, load_results, make_method, run_bench
+from ._runner import load_results, run_bench
 from ._tasks import TASKS, get_task
 
 __all__ = [

@@ -23,7 +23,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigurationError, MissingExtraError
+from .. import ConfigurationError, MissingExtraError
 from . import _browsecomp, _codeqa, _pairs
 from ._instance import Instance, length_meta, rng_for
 from ._oolong_score import score_answer

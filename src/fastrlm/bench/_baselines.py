@@ -25,8 +25,8 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from .._exceptions import ProviderError
-from ..lm._base import LM, ChatMessage
+from .. import ProviderError
+from ..lm import LM, ChatMessage
 from ..sandbox._hostcalls import error_text
 from ._meter import (
     CHARS_PER_TOKEN,

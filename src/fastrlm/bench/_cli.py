@@ -15,8 +15,7 @@ from pathlib import Path
 
 import click
 
-from .._exceptions import RLMError
-from .._pricing import Price
+from .. import Price, RLMError
 from .._validate import count
 from ..cli._options import (
     Checked,
@@ -24,10 +23,10 @@ from ..cli._options import (
     budget_options,
     sandbox_option,
     unpriced_help,
-    unpriced_models,
 )
+from ._config import METHODS, BenchConfig
 from ._report import format_table, plot, summarize
-from ._runner import METHODS, BenchConfig, run_bench
+from ._runner import run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
@@ -182,7 +181,7 @@ def bench(
             price_table = as_table(prices)
         except RLMError as exc:
             raise click.ClickException(str(exc)) from exc
-        missing = unpriced_models((model, sub_model, summarizer), price_table)
+        missing = price_table.unpriced((model, sub_model, summarizer))
         if missing:
             raise click.UsageError(unpriced_help(missing))
     try:

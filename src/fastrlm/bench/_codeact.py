@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .._exceptions import MissingExtraError, ProviderError
-from ..lm._base import LM, ChatMessage
+from .. import MissingExtraError, ProviderError
+from ..lm import LM, ChatMessage
 from ..sandbox._hostcalls import error_text
 from ._baselines import full_prompt
 from ._meter import (

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._pricing import PriceTable, call_cost
-from .._usage import UsageSummary
+from .. import PriceTable, UsageSummary
+from .._pricing import call_cost
 from .._windows import DEFAULT_WINDOW_TOKENS
 from .._windows import WINDOWS as MODEL_WINDOWS
-from ..lm._base import LM, ChatMessage, LMResponse
+from ..lm import LM, ChatMessage, LMResponse
 
 #: Input windows in tokens: fastrlm's model table, plus the harness's scripted models at 32K (so
 #: CI exercises windows and truncation).

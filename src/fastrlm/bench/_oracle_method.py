@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._exceptions import ConfigurationError
-from ..lm._base import ChatMessage
+from .. import ConfigurationError
+from ..lm import ChatMessage
 from ..testing import ScriptedLM
 from ._instance import Instance
 from ._meter import Meter, MethodResult

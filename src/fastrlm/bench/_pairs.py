@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from itertools import combinations
 
-from .._exceptions import ConfigurationError
+from .. import ConfigurationError
 from ._instance import Instance, SimpleTask, length_meta, rng_for
 from ._records import (
     FIRST_DAY,

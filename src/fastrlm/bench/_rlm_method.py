@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._core.budget import Budget
-from .._core.events import CodeExecuted, Event, SubcallStarted
-from .._core.limits import Limits
-from .._exceptions import RLMError
-from ..lm._base import LM
+from .. import Budget, Limits, RLMError
+from ..events import CodeExecuted, Event, SubcallStarted
+from ..lm import LM
 from ._meter import Meter, MethodResult
 
 
@@ -36,7 +34,7 @@ class RLMMethod:
     async def run(
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult:
-        from .._core.facade import RLM
+        from .. import RLM
 
         meter = meter or Meter()
         limits = self.limits

@@ -1,220 +1,39 @@
-"""Running a benchmark: instances x methods under one concurrency limit, resumable, as JSONL.
+"""Running a benchmark: instances x methods on the runner that ``fastrlm batch`` uses, as JSONL.
 
-``results.jsonl`` in ``out`` gets one line per (instance, method) as soon as it finishes; a rerun
-skips every (task, method, model, sub-model, seed, length, index) already there, and with a
-sub-call cache repeats no sub-call it already paid for. At most ``concurrency`` instances are alive
-at once (generation included, which bounds memory at full BrowseComp size) and at most
-``concurrency`` method runs are in flight; the baselines' LM calls share a limit of
+Each (instance, method) is one work item of :func:`fastrlm.jobs.drive`, on its local backend
+(tasks of this event loop) or its Ray backend (``--backend ray``: one Ray task per item, which
+regenerates its instance from (seed, length, index) on the worker, so no context crosses the
+network, and runs :func:`run_method`, the same code the local backend runs). ``results.jsonl``
+in ``out`` (a :class:`fastrlm.jobs.ResultsLog`) gets one line per item as soon as it finishes;
+a rerun skips every (task, method, model, sub-model, seed, length, index) already there, and
+with a sub-call cache repeats no sub-call it already paid for. At most ``concurrency`` items
+run at once; locally an instance is generated once for its methods and dropped after its last
+one, and since an instance's items are queued together at most ``concurrency`` instances are
+alive (which bounds memory at full BrowseComp size). The baselines' LM calls share a limit of
 ``4 x concurrency`` (each RLM run has an engine limit of the same size). A method's own failure
-(an ``RLMError``) is recorded as ``stop_reason="error"``; anything else is a bug and propagates.
+(an ``RLMError``) is recorded as ``stop_reason="error"``; locally anything else is a bug and
+propagates; on Ray an item whose task still fails after its retries writes no line (a re-run
+resumes it) and is reported once the others are done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from .._core.budget import Budget
-from .._core.limits import Limits
-from .._exceptions import ConfigurationError, RLMError
-from .._pricing import Price, PriceTable
-from ..lm._base import LM
-from ._baselines import BaseModel, SimpleRLM, SummaryAgent
-from ._codeact import CodeActBM25
+from .. import PriceTable, RLMError
+from ..jobs import Backend, LocalBackend, RayBackend, ResultsLog, drive
+from ..lm import LM
+from ._config import BenchConfig, InstanceMethod, Method, Models, make_method, resolve_models
 from ._instance import Instance, Task
 from ._meter import Cache, Meter, MethodResult
-from ._rlm_method import RLMMethod
 from ._tasks import get_task
 from ._tokens import PROXY, context_tokens, tokenizer
-
-METHODS: tuple[str, ...] = (
-    "rlm",
-    "rlm-no-subcalls",
-    "base",
-    "base-truncated",
-    "summary",
-    "codeact",
-    "codeact-bm25",
-    "simple-rlm",
-    "shortcut",
-    "oracle",
-)
-#: The tasks on which the paper gives CodeAct its BM25 retriever (``codeact``); ``codeact-bm25``
-#: has it everywhere.
-CODEACT_SEARCH_TASKS = frozenset({"browsecomp"})
-#: ``shortcut`` (a model-free program) and ``oracle`` (the rlm method with a root that writes the
-#: right program and a sub-model that knows the hidden truth) are controls: no LM is called.
-CONTROLS = ("shortcut", "oracle")
-#: Table 1's sub-model for a root model (the paper: GPT-5 -> GPT-5-mini, summary with GPT-5-nano).
-DEFAULT_SUB = {"openai/gpt-5": "openai/gpt-5-mini"}
-#: ``--prompt``: fastrlm's default system prompt, or the paper's preset for the root model.
-PROMPT_CHOICES = ("default", "paper")
-DEFAULT_SUMMARIZER = {"openai/gpt-5": "openai/gpt-5-nano"}
-
-
-class Method(Protocol):
-    name: str
-
-    async def run(
-        self, question: str, context: str | list[str], meter: Meter | None = None
-    ) -> MethodResult: ...
-
-
-@runtime_checkable
-class InstanceMethod(Protocol):
-    """A control that needs the whole instance (the oracle: its hidden truth)."""
-
-    name: str
-
-    async def run_instance(self, inst: Instance, meter: Meter | None = None) -> MethodResult: ...
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Everything one ``fastrlm bench`` invocation needs. ``lengths``/``n`` default to the task's
-    paper setting; ``scripted`` swaps in offline scripted models (``model`` is then ignored)."""
-
-    task: str
-    methods: tuple[str, ...] = ("rlm",)
-    model: str = "openai/gpt-5"
-    sub_model: str | None = None
-    summarizer: str | None = None
-    lengths: tuple[int, ...] | None = None
-    n: int | None = None
-    seed: int = 0
-    out: Path = Path("bench-results")
-    concurrency: int = 8
-    base_url: str | None = None
-    scripted: bool = False
-    cache: Path | None = None
-    sandbox: str = "auto"
-    max_iterations: int = 30
-    max_usd: float | None = None
-    max_subcalls: int | None = None
-    batch_hint: bool = False
-    prompt: str = "default"
-    judge: str | None = None
-    window: int | None = None
-    data: Path | None = None
-    corpus: Path | None = None
-    progress: bool = True
-    prices: tuple[tuple[str, Price], ...] = ()  # on top of PriceTable.default()
-    backend: str = "local"  # "ray": one Ray task per (instance, method), see bench/_ray.py
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ConfigurationError(
-                f"unknown method(s) {', '.join(unknown)}; expected {', '.join(METHODS)}"
-            )
-        if self.concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
-        if self.backend not in ("local", "ray"):
-            raise ConfigurationError(f"backend must be local or ray, not {self.backend!r}")
-        if self.prompt not in PROMPT_CHOICES:
-            raise ConfigurationError(
-                f"unknown prompt {self.prompt!r}; expected one of {', '.join(PROMPT_CHOICES)}"
-            )
-
-
-@dataclass
-class Models:
-    root: LM
-    sub: LM
-    summarizer: LM
-    judge: LM | None = None
-
-    @property
-    def names(self) -> tuple[str, str]:
-        return self.root.model, self.sub.model
-
-
-def resolve_models(config: BenchConfig) -> Models:
-    """The root, sub and summariser LMs (scripted ones with ``config.scripted``)."""
-    if config.scripted:
-        from ._scripted import scripted_models
-
-        if config.judge:
-            raise ConfigurationError(
-                "--judge grades real answers with a real model; drop it with --scripted"
-            )
-
-        scripted_root, scripted_sub = scripted_models(config.task)
-        return Models(scripted_root, scripted_sub, scripted_sub)
-    from ..lm import resolve
-
-    sub_spec = config.sub_model or DEFAULT_SUB.get(config.model, config.model)
-    summ_spec = config.summarizer or DEFAULT_SUMMARIZER.get(config.model, sub_spec)
-    root = resolve(config.model, base_url=config.base_url)
-    sub = root if sub_spec == config.model else resolve(sub_spec, base_url=config.base_url)
-    summ = sub if summ_spec == sub_spec else resolve(summ_spec, base_url=config.base_url)
-    judge = resolve(config.judge, base_url=config.base_url) if config.judge else None
-    return Models(root, sub, summ, judge)
-
-
-#: The paper's extra line for Qwen3-Coder (P2 App. C): batch sub-calls by about 200K characters.
-BATCH_HINT = (
-    "batch your sub-calls: put about 200,000 characters of context into each llm_query call "
-    "rather than making many small calls; "
-)
-
-
-def make_method(name: str, models: Models, config: BenchConfig) -> Method:
-    """The method ``name`` over ``models``, configured from ``config``."""
-    if name in ("rlm", "rlm-no-subcalls"):
-        from .._core.prompts import Prompts
-
-        prompts = Prompts.paper_for(models.root.model) if config.prompt == "paper" else Prompts()
-        if config.batch_hint:
-            from .._core.paper_prompts import CODER_BATCHING
-
-            extra = BATCH_HINT if config.prompt == "default" else CODER_BATCHING
-            if extra not in prompts.strategy_subcalls:
-                prompts = replace(prompts, strategy_subcalls=prompts.strategy_subcalls + extra)
-        budget = Budget(
-            max_iterations=config.max_iterations,
-            max_usd=config.max_usd,
-            max_subcalls=config.max_subcalls,
-        )
-        return RLMMethod(
-            models.root,
-            models.sub,
-            subcalls=name == "rlm",
-            budget=budget,
-            limits=Limits(max_concurrency=max(config.concurrency, 1) * 4),
-            sandbox=config.sandbox,
-            prompts=prompts,
-            name=name,
-        )
-    if name in ("base", "base-truncated"):
-        return BaseModel(
-            models.root, window=config.window, truncate=name == "base-truncated", name=name
-        )
-    if name == "summary":
-        return SummaryAgent(models.root, models.summarizer, window=config.window)
-    if name in ("codeact", "codeact-bm25"):
-        return CodeActBM25(
-            models.root,
-            search=name == "codeact-bm25" or config.task in CODEACT_SEARCH_TASKS,
-            max_iterations=config.max_iterations,
-            sandbox=config.sandbox,
-            window=config.window,
-            name=name,
-        )
-    if name == "shortcut":
-        from ._shortcut import Shortcut
-
-        return Shortcut(config.task)
-    if name == "oracle":
-        from ._oracle_method import Oracle
-
-        return Oracle(config.task, sandbox=config.sandbox)
-    return SimpleRLM(models.root, models.sub)
 
 
 def result_key(rec: dict[str, Any]) -> tuple[Any, ...]:
@@ -231,15 +50,7 @@ def result_key(rec: dict[str, Any]) -> tuple[Any, ...]:
 
 def load_results(path: Path) -> list[dict[str, Any]]:
     """Records of a results file (a torn last line, from a crash, is skipped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return [rec for rec in ResultsLog(path).records() if isinstance(rec, dict)]
 
 
 def _short(value: Any, limit: int = 2000) -> Any:
@@ -295,6 +106,13 @@ def record(
     }
 
 
+#: Re-runs of a Ray task whose worker died.
+WORKER_RETRIES = 3
+
+#: A work item: (length, index, method).
+Item = tuple[int, int, str]
+
+
 async def run_bench(
     config: BenchConfig,
     *,
@@ -302,79 +120,133 @@ async def run_bench(
     models: Models | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``config``; returns every record in the results file (old and new)."""
+    """Run ``config``; returns every record in the results file (old and new). Raises
+    :class:`~fastrlm.RLMError` when items failed on Ray (the others are written)."""
     task = task or get_task(config.task, config.data, config.corpus)
     models = models or resolve_models(config)
     lengths = config.lengths or task.default_lengths
     n = config.n if config.n is not None else task.default_n
-    config.out.mkdir(parents=True, exist_ok=True)
-    path = config.out / "results.jsonl"
-    done = {result_key(r) for r in load_results(path)}
+    log = ResultsLog(config.out / "results.jsonl")
+    done = {result_key(r) for r in load_results(log.path)}
     root_name, sub_name = models.names
-    todo: list[tuple[int, int, list[str]]] = []
+    todo: deque[Item] = deque()
     for length in lengths:
         available = _available(task, config.seed, length)
         for index in range(n if available is None else min(n, available)):
-            pending = [
-                m
+            todo.extend(
+                (length, index, m)
                 for m in config.methods
                 if (config.task, m, root_name, sub_name, config.seed, length, index) not in done
-            ]
-            if pending:
-                todo.append((length, index, pending))
-    cache: Cache | None = None
-    if config.cache is not None:
-        from ..lm import SubcallCache
-
-        cache = SubcallCache(config.cache)
-    methods = {m: make_method(m, models, config) for m in config.methods}
-    tok = tokenizer()
-    instances_alive = asyncio.Semaphore(config.concurrency)
-    runs = asyncio.Semaphore(config.concurrency)
-    # LM calls of the baselines (simple-rlm fans out one call per chunk); each RLM run has its
-    # own engine limiter of the same size
-    lm_calls = asyncio.Semaphore(config.concurrency * 4)
-    prices = PriceTable.default(dict(config.prices))
-    progress = _Progress(
-        sum(len(p) for _, _, p in todo),
-        config.progress,
-        f"{config.task} ({', '.join(config.methods)})",
-    )
-
+            )
+    progress = _Progress(len(todo), config.progress,
+                         f"{config.task} ({', '.join(config.methods)})")
+    backend: Backend[Item, dict[str, Any]]
+    local: _LocalRuns | None = None
     if config.backend == "ray":
-        from ._ray import run_on_ray
+        backend = RayBackend(run_remote, address=config.ray_address,
+                             max_retries=WORKER_RETRIES)
 
-        await run_on_ray(config, todo, path, progress, on_record)
-        return load_results(path)
+        def arguments(item: Item) -> tuple[Any, ...]:
+            return (config, *item)
+    else:
+        local = _LocalRuns(config, task, models, todo)
+        backend = LocalBackend(local.run)
 
-    with path.open("a", encoding="utf-8") as fh:
+        def arguments(item: Item) -> tuple[Any, ...]:
+            return item
 
-        async def one(
-            length: int, index: int, method: str, inst: Instance, tokens: int
-        ) -> None:
-            async with runs:
-                rec = await run_method(config, task, models, methods[method], method, length,
-                                       index, inst, tokens, cache=cache, limiter=lm_calls,
-                                       prices=prices, tokenizer_name=tok.name)
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            progress.advance()
-            if on_record is not None:
-                on_record(rec)
+    failures: list[str] = []
+    log.open()
+    try:
+        async with contextlib.aclosing(
+                drive(backend, todo, config.concurrency, arguments)) as runs:
+            async for finished in runs:
+                if finished.error is not None:
+                    if local is not None:
+                        raise finished.error
+                    error = finished.error
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                    failures.append(f"{finished.key}: {type(error).__name__}: {first}")
+                    continue
+                rec = finished.value
+                assert rec is not None
+                log.append(rec)
+                progress.advance()
+                if on_record is not None:
+                    on_record(rec)
+    finally:
+        log.close()
+        progress.close()
+        if local is not None:
+            await local.aclose()
+    if failures:
+        raise RLMError(f"{len(failures)} run(s) failed on Ray (first: {failures[0]}); the "
+                       "results file has the others: run the same command again to resume")
+    return load_results(log.path)
 
-        async def instance_job(length: int, index: int, pending: list[str]) -> None:
-            async with instances_alive:
-                inst = await asyncio.to_thread(task.instance, config.seed, length, index)
-                tokens = await asyncio.to_thread(context_tokens, inst.context, inst.query)
-                await asyncio.gather(*(one(length, index, m, inst, tokens) for m in pending))
 
+class _LocalRuns:
+    """The local backend's item function: what the items of one run share (the methods, the
+    sub-call cache, the baselines' call limit, the prices) and the instances, each generated
+    once and dropped after the last of its items."""
+
+    def __init__(self, config: BenchConfig, task: Task, models: Models,
+                 todo: deque[Item]) -> None:
+        self._config, self._task, self._models = config, task, models
+        self._methods = {m: make_method(m, models, config) for m in config.methods}
+        self._cache: Cache | None = None
+        if config.cache is not None:
+            from ..lm import SubcallCache
+
+            self._cache = SubcallCache(config.cache)
+        # LM calls of the baselines (simple-rlm fans out one call per chunk); each RLM run has
+        # its own engine limiter of the same size
+        self._lm_calls = asyncio.Semaphore(config.concurrency * 4)
+        self._prices = PriceTable.default(dict(config.prices))
+        self._tokenizer = tokenizer().name
+        self._left = Counter((length, index) for length, index, _ in todo)
+        self._instances: dict[tuple[int, int], asyncio.Future[tuple[Instance, int]]] = {}
+
+    async def run(self, length: int, index: int, method: str) -> dict[str, Any]:
+        key = (length, index)
         try:
-            await asyncio.gather(*(instance_job(*job) for job in todo))
+            made = self._instances.get(key)
+            if made is None:
+                made = self._instances[key] = asyncio.ensure_future(self._instance(length, index))
+            inst, tokens = await asyncio.shield(made)
+            return await run_method(
+                self._config, self._task, self._models, self._methods[method], method, length,
+                index, inst, tokens, cache=self._cache, limiter=self._lm_calls,
+                prices=self._prices, tokenizer_name=self._tokenizer)
         finally:
-            progress.close()
-            if cache is not None and hasattr(cache, "aclose"):
-                await cache.aclose()
-    return load_results(path)
+            self._left[key] -= 1
+            if not self._left[key]:
+                self._instances.pop(key, None)
+
+    async def _instance(self, length: int, index: int) -> tuple[Instance, int]:
+        inst = await asyncio.to_thread(self._task.instance, self._config.seed, length, index)
+        tokens = await asyncio.to_thread(context_tokens, inst.context, inst.query)
+        return inst, tokens
+
+    async def aclose(self) -> None:
+        if self._cache is not None and hasattr(self._cache, "aclose"):
+            await self._cache.aclose()
+
+
+def run_remote(config: BenchConfig, length: int, index: int, method: str) -> dict[str, Any]:
+    """The body of one Ray task: one method on one instance, on this worker (the task's own
+    event loop: a Ray task is an entry point)."""
+
+    async def go() -> dict[str, Any]:
+        task = get_task(config.task, config.data, config.corpus)
+        models = resolve_models(config)
+        runs = _LocalRuns(config, task, models, deque([(length, index, method)]))
+        try:
+            return await runs.run(length, index, method)
+        finally:
+            await runs.aclose()
+
+    return asyncio.run(go())
 
 
 async def run_method(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 
-from ..lm._base import ChatMessage
+from ..lm import ChatMessage
 from ..testing import ScriptedLM
 from . import _oracle
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._exceptions import ConfigurationError
+from .. import ConfigurationError
 from . import _adapters, _browsecomp, _codeqa, _oolong, _pairs, _sniah
 from ._instance import SimpleTask, Task
 

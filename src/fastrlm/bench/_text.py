@@ -13,7 +13,7 @@ import re
 from functools import cache, lru_cache
 from importlib import resources
 
-from .._exceptions import MissingExtraError
+from .. import MissingExtraError
 
 _EXTRA_BANNED = frozenset({"intercourse", "sex", "breast", "rape", "slave", "slavery", "drug"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")

@@ -12,14 +12,7 @@ from .._exceptions import ConfigurationError, ContextError
 from .._pricing import PriceTable
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
-from ._options import (
-    as_table,
-    load_options,
-    run_options,
-    tool_options,
-    unpriced_help,
-    unpriced_models,
-)
+from ._options import as_table, load_options, run_options, tool_options, unpriced_help
 
 if TYPE_CHECKING:
     from .. import RLM
@@ -36,7 +29,7 @@ def price_table_or_exit(settings: Settings) -> PriceTable:
     except ConfigurationError as exc:
         fail(str(exc))
     if settings.budget.get("max_usd") is not None:
-        missing = unpriced_models((settings.model, settings.sub_model), prices)
+        missing = prices.unpriced((settings.model, settings.sub_model))
         if missing:
             origin = settings.origin.get("max_usd", "flag")
             fail(unpriced_help(missing, "--max-usd" if origin == "flag" else

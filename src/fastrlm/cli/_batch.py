@@ -3,7 +3,9 @@
 Each job line is run (at most ``--concurrency`` at once, at most ``--provider-concurrency``
 LM calls per provider across all of them) and its result line appended to ``--out`` as it
 finishes; a re-run skips the ids already there. Progress goes to stderr, one summary line at
-the end. ``--max-usd`` is the whole batch's total here; ``--job-max-usd`` caps each job.
+the end. ``--batch-max-usd`` is the whole batch's total; ``--job-max-usd`` caps each job.
+``--max-usd`` still means the batch total for this release (deprecated: it will cap each job,
+as it caps each run in ``fastrlm ask``).
 """
 
 from __future__ import annotations
@@ -60,8 +62,12 @@ class ProviderLimit(click.ParamType):  # type: ignore[type-arg, unused-ignore]
               help="Results JSONL: one line per job, appended as each finishes; a re-run "
               "skips the ids already there.")
 @run_options
+@load_options
+@click.option("--batch-max-usd", type=Checked(BUDGET_RULES["max_usd"]), default=None,
+              help="Most the whole batch may spend (USD): no job starts once it is spent, and "
+              "each job is capped by what is left.")
 @click.option("--job-max-usd", type=Checked(BUDGET_RULES["max_usd"]), default=None,
-              help="Most one job may spend (USD); capped by what is left of --max-usd.")
+              help="Most one job may spend (USD); capped by what is left of --batch-max-usd.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: asyncio in this process; ray: one Ray task per job "
@@ -84,12 +90,12 @@ class ProviderLimit(click.ParamType):  # type: ignore[type-arg, unused-ignore]
 @click.option("--rerun-errors", is_flag=True,
               help="Also re-run the jobs whose result line is an error.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
-@load_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress line (the summary stays).")
 def batch(
     jobs_path: Path,
     out: Path,
     flags: dict[str, Any],
+    batch_max_usd: float | None,
     job_max_usd: float | None,
     backend: str,
     ray_address: str | None,
@@ -100,8 +106,8 @@ def batch(
     cpus_per_job: float,
     rerun_errors: bool,
     no_trace: bool,
-    load_limits: LoadLimits,
     quiet: bool,
+    load_limits: LoadLimits,
 ) -> None:
     """Run every job of JOBS.jsonl (one JSON object a line) and write RESULTS.jsonl.
 
@@ -112,15 +118,17 @@ def batch(
     Optional keys: id (default: a digest of the line), model, sub_model, budget (Budget
     fields), schema (a JSON schema the answer must match). Relative paths are taken from the
     jobs file's folder. The budget flags (--max-iterations, --max-subcalls, --max-seconds, ...)
-    apply to each job; --max-usd is the whole batch's total (--job-max-usd: each job's).
+    apply to each job; --batch-max-usd is the whole batch's total, --job-max-usd each job's.
+    (--max-usd is still the batch total in this release, with a deprecation note: it will
+    cap each job, as in ask.)
 
     \b
     Examples:
-      fastrlm batch jobs.jsonl --out results.jsonl --max-usd 20 --provider-concurrency 8
+      fastrlm batch jobs.jsonl --out results.jsonl --batch-max-usd 20 --provider-concurrency 8
       fastrlm batch jobs.jsonl --out results.jsonl --backend ray --ray-address auto
 
     Exit codes: 0 every job answered, 1 some jobs failed (their error lines say why),
-    2 bad input, 3 --max-usd stopped new jobs, 130 cancelled (the results file stays valid;
+    2 bad input, 3 --batch-max-usd stopped new jobs, 130 cancelled (the results file stays valid;
     a re-run resumes).
     """
     from ..jobs import JobError, ResultsFile, read_jobs
@@ -135,15 +143,19 @@ def batch(
     if not jobs:
         fail(f"{jobs_path} has no jobs (one JSON object a line)")
     per_job = dict(settings.budget)
-    max_usd = per_job.pop("max_usd", None)
+    max_usd = batch_total(per_job.pop("max_usd", None), batch_max_usd,
+                          flag=flags.get("max_usd") is not None)
     if job_max_usd is not None:
         per_job["max_usd"] = job_max_usd
     try:
-        from .._core.budget import Budget
+        from .. import RLM, Budget
 
         budget = Budget(**per_job)
         limits = settings.make_limits()
-    except ValueError as exc:
+        rlm = RLM(model=settings.require_model(), sub_model=settings.sub_model,
+                  base_url=settings.base_url, api_key=settings.api_key, budget=budget,
+                  limits=limits, sandbox=settings.sandbox, prices=prices, trace=not no_trace)
+    except (ConfigurationError, ValueError) as exc:
         fail(str(exc))
     limit_map: dict[str, int] = {"*": 16}
     limit_map.update(("*" if p is None else p, n) for p, n in provider_limits)
@@ -152,13 +164,10 @@ def batch(
     done = results.finished(rerun_errors=rerun_errors)
     try:
         runner = run_batch(
-            jobs, model=settings.require_model(), sub_model=settings.sub_model,
-            base_url=settings.base_url, api_key=settings.api_key, budget=budget, limits=limits,
-            sandbox=settings.sandbox, prices=prices, trace=not no_trace, max_usd=max_usd,
-            concurrency=concurrency, provider_concurrency=limit_map, retries=retries,
-            backend=backend, ray_address=ray_address,
-            worker_retries=worker_retries, cpus_per_job=cpus_per_job, skip=done,
-            on_progress=progress, load_limits=load_limits,
+            jobs, rlm, max_usd=max_usd, concurrency=concurrency,
+            provider_concurrency=limit_map, retries=retries, backend=backend,
+            ray_address=ray_address, worker_retries=worker_retries, cpus_per_job=cpus_per_job,
+            skip=done, on_progress=progress, load_limits=load_limits,
         )
     except ConfigurationError as exc:
         fail(str(exc))
@@ -170,6 +179,7 @@ def batch(
                 results.write(result)
         finally:
             results.close()
+            await rlm.aclose()
 
     def on_interrupt(count: int) -> None:
         if count >= 2:
@@ -190,10 +200,30 @@ def batch(
     if interrupted:
         sys.exit(int(ExitCode.CANCELLED))
     if summary.budget_exhausted and summary.not_started:
-        print(f"--max-usd reached: {summary.not_started:,} job(s) not started; raise it and "
+        flag = "--batch-max-usd" if batch_max_usd is not None else "--max-usd"
+        print(f"{flag} reached: {summary.not_started:,} job(s) not started; raise it and "
               "re-run the same command to resume", file=sys.stderr, flush=True)
         sys.exit(int(ExitCode.LIMIT))
     sys.exit(int(ExitCode.ERROR if summary.failed else ExitCode.OK))
+
+
+def batch_total(old: float | None, total: float | None, *, flag: bool) -> float | None:
+    """The batch's dollar total: ``--batch-max-usd``, or (deprecated, for this release)
+    ``--max-usd`` (``flag``) or a ``max_usd`` setting, told to move to ``--batch-max-usd``.
+    ``--batch-max-usd`` wins over a setting; given with ``--max-usd`` it is refused."""
+    if total is not None:
+        if flag:
+            fail("give the batch total once: --batch-max-usd (--max-usd is its deprecated "
+                 "spelling in fastrlm batch; --job-max-usd caps each job)")
+        return total
+    if old is None:
+        return None
+    given = f"--max-usd {old:g}" if flag else f"the max_usd setting ({old:g})"
+    print(f"fastrlm batch: {given} is taken as the whole batch's total, as before; this "
+          "meaning is deprecated: write --batch-max-usd for the total (--job-max-usd for each "
+          "job). In the next release it will cap each job, as it caps each run in fastrlm ask.",
+          file=sys.stderr, flush=True)
+    return old
 
 
 class Progress:

@@ -32,6 +32,7 @@ from .._exceptions import ConfigurationError, InvalidSettingError
 from .._pricing import Price
 from .._validate import BUDGET_RULES, LIMITS_RULES, Rule
 from ..lm._registry import KEY_DEFAULTS
+from ..sandbox import KINDS
 
 NO_MODEL_HELP = """\
 No model is configured. Configure one of these three ways (or pass --model):
@@ -59,7 +60,8 @@ The same keys (model, sub_model, base_url, ...) can go in {config}.
 
 #: (root, sub) defaults when only a provider key is set.
 
-SANDBOXES = ("auto", "bwrap", "landlock", "process", "none")
+#: The sandbox kinds a setting may name (their one owner is ``fastrlm.sandbox``).
+SANDBOXES = KINDS
 
 _STRING_KEYS = ("model", "sub_model", "base_url", "api_key", "sandbox")
 #: The Limits fields the config file may set.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .._core.stop import is_limit
+
 
 class ExitCode(IntEnum):
     """``fastrlm ask`` (and ``demo``) exit with one of these.
@@ -28,11 +30,6 @@ class ExitCode(IntEnum):
     CANCELLED = 130
 
 
-LIMIT_REASONS = frozenset(
-    {"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens", "budget_requests",
-     "timeout", "invalid_output"}
-)
-
 _ERROR_KINDS = {"provider": ExitCode.PROVIDER, "sandbox": ExitCode.SANDBOX,
                 "context": ExitCode.BAD_INPUT}
 
@@ -44,7 +41,7 @@ def exit_code_for(
     an exit code. A ``FINAL`` given after a budget refused calls is a degraded answer: LIMIT."""
     if stop_reason == "final":
         return ExitCode.LIMIT if limited_by else ExitCode.OK
-    if stop_reason in LIMIT_REASONS:
+    if is_limit(stop_reason):
         return ExitCode.LIMIT
     if stop_reason == "cancelled":
         return ExitCode.CANCELLED

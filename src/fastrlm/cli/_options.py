@@ -22,7 +22,7 @@ import click
 
 from .._core.budget import BUDGET_KEYS, Budget
 from .._exceptions import InvalidSettingError
-from .._pricing import Price, PriceTable
+from .._pricing import Price, PriceTable, unpriced_message
 from .._validate import BUDGET_RULES, PRICE_RULES, Rule
 from ._config import SANDBOXES
 
@@ -217,17 +217,13 @@ def price_option(func: Any) -> Any:
     )(func)
 
 
-def unpriced_models(models: Iterable[str | None], prices: PriceTable) -> list[str]:
-    return sorted({m for m in models if m is not None and prices.price(m) is None})
-
-
 def unpriced_help(models: list[str], source: str = "--max-usd") -> str:
     """How to fix a dollar limit (set by ``source``) for models without a price, from the
     shell."""
     first = models[0]
-    return (
-        f"{source} is set, but no price is known for {', '.join(models)}, so the dollar limit "
-        f"cannot be enforced. Give the price in USD per 1M tokens (input,output[,cached_input]):\n"
+    return unpriced_message(
+        models, source,
+        "Give the price in USD per 1M tokens (input,output[,cached_input]):\n"
         f"  --price {first}=0,0          (a free local model)\n"
         f"  --price {first}=1.25,10      (a paid one)\n"
         "or add it to $FASTRLM_HOME/prices.json (default ~/.fastrlm/prices.json):\n"

@@ -78,13 +78,13 @@ def view(run: str, output: Path | None, open_it: bool, follow: bool, port: int) 
             sys.exit(int(ExitCode.BAD_INPUT))
         follow_run(run, port, open_it)
         return
-    from ..trace import fastrlm_home
+    from .._home import views_dir
     from ..trace._html import render_html
     from ._runs import trace_or_exit
 
     path, trace = trace_or_exit(run)
     run_id = str((trace.root or {}).get("run_id") or path.stem)
-    target = output if output is not None else fastrlm_home() / "views" / f"{run_id}.html"
+    target = output if output is not None else views_dir() / f"{run_id}.html"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render_html(trace), encoding="utf-8")

@@ -128,7 +128,7 @@ def submitted(text: str) -> dict[str, Any] | None:
         return None
     try:
         outcome = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # model-made text: a plain answer, whatever it holds
         return None
     if isinstance(outcome, dict) and set(outcome) == {SUBMIT_KEY}:
         values = outcome[SUBMIT_KEY]

@@ -51,13 +51,15 @@ import inspect
 import json
 import re
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from .._core.sync import SyncRunner
+from .._core.tools import carried, tool_failure
 from .._exceptions import ContextError, MissingExtraError, SandboxError
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
-from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS, MAX_TOOL_NAME_CHARS, error_text
+from ..sandbox._hostcalls import MAX_TOOL_NAME_CHARS, error_text
 from ..sandbox._layers import KINDS
 from ..sandbox._protocol import MAX_FRAME_BYTES
 from . import _dspy_cells as cells
@@ -132,11 +134,11 @@ class _Bridge:
             else:
                 return [error_text("subcalls_disabled", "this interpreter was given no "
                                    "llm_query tool")] * len(prompts)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failed tool is the prompt's answer
-            return [error_text("subcall_failed", f"{type(exc).__name__}: {exc}")] * len(prompts)
-        return [a if isinstance(a, str) else str(a) for a in answers]
+            shown = [a if isinstance(a, str) else str(a) for a in answers]
+        except BaseException as exc:  # noqa: BLE001 - a failed tool is the prompt's answer,
+            # whatever it raises (but the run's own cancellation)
+            return [error_text("subcall_failed", tool_failure(exc))] * len(prompts)
+        return shown
 
     async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None
@@ -157,14 +159,14 @@ class _Bridge:
             return _failed("bad_arguments", f"{name}(): {exc}")
         try:
             value = await self._run(tool, *args, **kwargs)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the tool's failure is the model's to see
-            return _failed("tool_error", f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - the tool's failure is the model's to see,
+            # whatever it raises (but the run's own cancellation)
+            return _failed("tool_error", tool_failure(exc))
         try:
             text = json.dumps(cells.jsonable(value), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            return _failed("bad_result", f"{name} returned what JSON cannot hold: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - a result's own methods may raise anything
+            return _failed("bad_result", f"{name} returned what JSON cannot hold: "
+                           f"{tool_failure(exc)}")
         if len(text) > MAX_TOOL_JSON_CHARS:
             return _failed("bad_result", f"{name} returned {len(text):,} characters of JSON, "
                            f"over the limit of {MAX_TOOL_JSON_CHARS:,}")
@@ -178,16 +180,12 @@ class _Bridge:
         value = await loop.run_in_executor(None, context.run, functools.partial(fn, *args,
                                                                                 **kwargs))
         if inspect.isawaitable(value):
-            value = await loop.create_task(_awaited(value), context=context)
+            value = await loop.create_task(carried(value), context=context)
         return value
 
 
 def _failed(kind: str, message: str) -> dict[str, object]:
     return {"ok": False, "kind": kind, "message": message}
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 class InterpreterFactory:

@@ -15,8 +15,8 @@ JSON answer of that shape (the engine's typed answer, ``completion(output=schema
 is told the schema and a mismatch goes back to it).
 
 A result line has the job's ``id`` and what the run ended with (:meth:`JobResult.to_dict`). The
-results file is appended one whole line at a time and flushed, so it is valid JSONL whenever it
-is read; a torn last line (the process killed mid-write) is cut off before the next append.
+results file is the runner's :class:`~fastrlm.jobs._runner.ResultsLog`: appended one whole line
+at a time and flushed, so it is valid JSONL whenever it is read.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .._core.budget import BUDGET_KEYS, Budget
 from .._exceptions import ConfigurationError, InvalidSettingError
+from ._runner import ResultsLog
 
 JOB_KEYS = frozenset(
     {"id", "question", "context", "context_path", "model", "sub_model", "budget", "schema"}
@@ -230,18 +231,15 @@ class JobResult:
         return cls(**known)
 
 
-class ResultsFile:
-    """The results JSONL: what is already there (for resume) and appending whole lines."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: IO[str] | None = None
+class ResultsFile(ResultsLog):
+    """The results JSONL of a batch: what is already there (for resume) and appending whole
+    result lines (:class:`~fastrlm.jobs._runner.ResultsLog`)."""
 
     def finished(self, *, rerun_errors: bool = False) -> dict[str, JobResult]:
         """The last result line of each id already in the file (with ``rerun_errors``, only
         those without an error). Lines that are not result objects are ignored."""
         done: dict[str, JobResult] = {}
-        for data in self._lines():
+        for data in self.records():
             if not isinstance(data, dict) or not isinstance(data.get("id"), str):
                 continue
             try:
@@ -253,34 +251,6 @@ class ResultsFile:
             done = {k: r for k, r in done.items() if r.ok}
         return done
 
-    def _lines(self) -> Iterator[Any]:
-        if not self.path.exists():
-            return
-        with self.path.open("r", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    return  # a torn last line: cut off by open()
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-
-    def open(self) -> None:
-        """Open for appending; a torn last line (no newline) is cut off first."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            with self.path.open("rb+") as fh:
-                data = fh.read()
-                if data and not data.endswith(b"\n"):
-                    fh.truncate(data.rfind(b"\n") + 1)
-        self._fh = self.path.open("a", encoding="utf-8")
-
     def write(self, result: JobResult) -> None:
-        assert self._fh is not None, "open() the results file first"
-        self._fh.write(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Append ``result``'s line and flush it."""
+        self.append(result.to_dict())

@@ -3,8 +3,9 @@
 :class:`LimitedLM` wraps any :class:`~fastrlm.lm._base.LM`: each ``complete()`` holds a slot
 of its provider's pool for the length of the call (retries included), so the engine needs no
 change. The pool lives in a :class:`Coordinator`: in-process for the local backend
-(:class:`LocalCoordinator`), a Ray actor for the Ray backend (``_ray.py``), so the limit holds
-across every worker of a cluster.
+(:class:`LocalCoordinator`), an async Ray actor for the Ray backend (:class:`CoordinatorActor`,
+reached from workers through :class:`RayCoordinator`), so the limit holds across every worker
+of a cluster.
 
 A slot is a lease: one that is not released within ``lease_s`` (its holder's process died
 mid-call) is taken back, so a killed worker cannot shrink the pool for good.
@@ -20,10 +21,10 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._pricing import PriceTable, call_cost
-from ..lm._base import LM, ChatMessage, LMResponse
+from ..lm import LM, ChatMessage, LMResponse
 
 #: A lease nobody released in this long is taken back (its holder is presumed dead).
 DEFAULT_LEASE_S = 3600.0
@@ -210,3 +211,54 @@ class LimitedLM:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class CoordinatorActor:
+    """The cluster's slot pools and spend meter, run as an async Ray actor (the Ray backend
+    makes it with ``ray.remote``; this module does not import ray)."""
+
+    def __init__(self, limits: dict[str, int], default: int | None, lease_s: float) -> None:
+        self.pool = SlotPool(limits, default, lease_s)
+        self.meter = SpendMeter()
+
+    async def acquire(self, provider: str) -> int:
+        return await self.pool.acquire(provider)
+
+    async def release(self, lease: int) -> None:
+        self.pool.release(lease)
+
+    async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
+        self.pool.release(lease)
+        self.meter.add(job_id, attempt, usd)
+
+    async def lost(self, job_id: str, kept: str | None) -> float:
+        """What the attempts of ``job_id`` other than ``kept`` spent; forgets the job."""
+        usd = self.meter.lost(job_id, kept)
+        self.meter.forget(job_id)
+        return usd
+
+    async def peak(self) -> dict[str, int]:
+        return dict(self.pool.peak)
+
+
+class RayCoordinator:
+    """The worker side of the coordinator actor (the :class:`Coordinator` protocol)."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    async def acquire(self, provider: str) -> int:
+        ref = self._actor.acquire.remote(provider)
+        try:
+            return int(await ref)
+        except asyncio.CancelledError:
+            # The actor may still grant the slot: release it once granted (Ray resolves the
+            # reference before running release).
+            self._actor.release.remote(ref)
+            raise
+
+    def release(self, lease: int) -> None:
+        self._actor.release.remote(lease)
+
+    async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
+        await self._actor.settle.remote(lease, job_id, attempt, usd)

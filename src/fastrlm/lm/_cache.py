@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from .._home import cache_path
 from .._schema import Schema, ensure_schema, is_unusable, set_aside
 from .._usage import TokenUsage
 from ._base import LM, ChatMessage, LMResponse
@@ -49,12 +49,6 @@ SCHEMA = Schema(
 )
 
 
-def fastrlm_home() -> Path:
-    """``$FASTRLM_HOME`` or ``~/.fastrlm`` (not created here)."""
-    home = os.environ.get("FASTRLM_HOME")
-    return Path(home) if home else Path.home() / ".fastrlm"
-
-
 class SubcallCache:
     """LM replies by key. ``path`` defaults to ``$FASTRLM_HOME/cache.sqlite``; the directory
     and database are created on first use, not by the constructor.
@@ -64,7 +58,7 @@ class SubcallCache:
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path is not None else fastrlm_home() / "cache.sqlite"
+        self.path = Path(path) if path is not None else cache_path()
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._warned = False

@@ -41,6 +41,7 @@ __all__ = [
     "RESERVED_NAMES",
     "ExecResult",
     "FinalValue",
+    "KINDS",
     "HostBridge",
     "LayerStatus",
     "Sandbox",

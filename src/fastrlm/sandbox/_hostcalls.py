@@ -13,8 +13,10 @@ One module owns the REPL's contract with the host, for every sandbox:
 - :func:`one_answer_per_prompt`: exactly one ``str`` per prompt, whatever the bridge returned;
 - :func:`error_text`: every ``[error: <kind>: <message>]`` answer the model can see;
 - host tools (the ``tool`` op): :class:`ToolSpec` (what the REPL shows of a host function),
-  :func:`tool_request` (sandbox side), :func:`tool_reply` (host side: exactly one well-formed
-  reply) and :func:`tool_value` (sandbox side: the value, or :class:`ToolError` in the cell).
+  :func:`tool_arguments` (the one check of a tool call's arguments, both sides and every
+  sender, sub-LLMs included), :func:`tool_request` (sandbox side), :func:`tool_reply` (host
+  side: exactly one well-formed reply) and :func:`tool_value` (sandbox side: the value, or
+  :class:`ToolError` in the cell).
 
 It runs on both sides (the worker imports it), so it uses the standard library only.
 """
@@ -22,14 +24,17 @@ It runs on both sides (the worker imports it), so it uses the standard library o
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, Protocol
 
+from .._foundation.images import ImagePart
+from .._foundation.wire import MAX_TOOL_JSON_CHARS, MAX_TOOL_JSON_DEPTH
 from . import _kinds
 
 logger = logging.getLogger("fastrlm.sandbox")
@@ -61,8 +66,6 @@ MAX_IMAGES_PER_PROMPT = 20
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 
-#: The most characters a tool call's JSON arguments, or its JSON result, may hold.
-MAX_TOOL_JSON_CHARS = 16 * 1024 * 1024
 #: The longest tool name.
 MAX_TOOL_NAME_CHARS = 64
 
@@ -126,14 +129,6 @@ def error_text(kind: str, message: str) -> str:
     return f"[error: {kind}: {message}]"
 
 
-class ImagePart(TypedDict):
-    """One image of a prompt as it crosses to the host: its MIME type (``image/png``,
-    ``image/jpeg``, ``image/gif`` or ``image/webp``) and its bytes in base64."""
-
-    media_type: str
-    data: str
-
-
 class HostBridge(Protocol):
     """What sandboxed code may ask of the host. Both methods should return one string per
     prompt, in order, a failed or refused prompt getting an :func:`error_text`; :func:`dispatch`
@@ -150,7 +145,8 @@ class HostBridge(Protocol):
     ) -> list[str]: ...
 
     async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        """Run host tool ``name`` with JSON ``arguments`` (parameter name -> value); return
+        """Run host tool ``name`` with JSON ``arguments`` (parameter name -> value, already
+        through :func:`tool_arguments`: a fresh copy within the size and depth limits); return
         ``{"ok": True, "json": <the result as JSON text>}`` or ``{"ok": False, "kind": <an
         error kind>, "message": ...}`` (see :func:`tool_reply`)."""
         ...
@@ -358,6 +354,12 @@ def _wire_images(op: str, images: object, count: int) -> list[list[ImagePart]] |
             ):
                 raise TypeError(f"{op}: an image must be {{'media_type': one of "
                                 f"{sorted(_kinds.IMAGE_TYPES)}, 'data': base64 str}}")
+            data = part["data"]  # what the REPL's side sniffed, sniffed again: the host trusts
+            # no sender (a provider refuses the whole request for one bad image)
+            if len(data) % 4 or _kinds.sniff_image(binascii.a2b_base64(data[:32])) != part[
+                    "media_type"]:
+                raise ValueError(f"{op}: an image's data is not base64 of a "
+                                 f"{part['media_type']} image")
             row.append(ImagePart(media_type=part["media_type"], data=part["data"]))
         checked.append(row)
     return checked
@@ -422,10 +424,15 @@ async def dispatch(
     """Answer one host call from the sandbox: check it (:func:`wire_request`, or
     :func:`wire_tool_request` for the ``tool`` op; raises ``TypeError``/``ValueError`` for a
     forged or garbage request), ask the bridge, and return exactly one ``str`` per prompt (a
-    tool call: exactly one :func:`tool_reply`). A bridge that raises gives every prompt a
-    ``host_error`` answer; cancellation propagates."""
+    tool call: exactly one :func:`tool_reply`; arguments past the limits of
+    :func:`tool_arguments` get a ``bad_arguments`` reply and never reach the bridge). A bridge
+    that raises gives every prompt a ``host_error`` answer; cancellation propagates."""
     if op == TOOL_OP:
         name, arguments = wire_tool_request(payload)
+        try:  # the sandbox side checked them too, but the host trusts no sender
+            arguments = tool_arguments(name, arguments)
+        except (TypeError, ValueError) as exc:
+            return tool_error_reply("bad_arguments", str(exc))
         try:
             reply: object = await bridge.call_tool(name, arguments)
         except asyncio.CancelledError:
@@ -536,30 +543,104 @@ class ToolSpec:
         )
 
 
-def _json_text(what: str, value: object) -> str:
+def tool_arguments(name: str, arguments: object) -> dict[str, object]:
+    """The arguments of a call of host tool ``name`` as the tool will get them: a fresh JSON
+    copy (a tuple becomes a list, a ``str`` subclass a ``str``) of ``arguments``, a dict of
+    parameter names to JSON values or the JSON text of one (as a provider sends it). The one
+    check of what crosses into a host tool, on both sides and for every sender (the REPL's
+    tool functions, a worker frame, a hand-made in-process call, a sub-LLM's tool call). Size
+    and depth are measured before anything is decoded or copied, without recursion. Raises
+    ``ValueError`` past :data:`MAX_TOOL_JSON_CHARS` characters of JSON or
+    :data:`MAX_TOOL_JSON_DEPTH` levels of nesting, ``TypeError`` for arguments that are not a
+    JSON object or hold a value JSON cannot carry."""
+    what = f"{name}(): the arguments"
+    if isinstance(arguments, str):
+        if len(arguments) > MAX_TOOL_JSON_CHARS:
+            raise _too_much_json(what, len(arguments))
+        try:
+            arguments = json.loads(arguments)
+        except RecursionError:
+            raise _too_deep(what) from None
+        except ValueError as exc:
+            raise TypeError(f"{what} must be a JSON object: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise TypeError(f"{what} must be a JSON object (parameter name -> value), not "
+                        f"{type(arguments).__name__}")
+    _measure_json(what, arguments)
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise TypeError(
-            f"{what} must be JSON (str, int, float, bool, None, and lists and dicts of them): "
-            f"{exc}"
-        ) from None
+        text = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
+    except Exception as exc:  # noqa: BLE001 - a model object's own methods may raise anything
+        raise _not_json(what, exc) from None
     if len(text) > MAX_TOOL_JSON_CHARS:
-        raise ValueError(
-            f"{what} hold {len(text):,} characters of JSON, over the limit of "
-            f"{MAX_TOOL_JSON_CHARS:,}; pass less, or keep large data in the REPL"
-        )
-    return text
+        raise _too_much_json(what, len(text))
+    copied: dict[str, object] = json.loads(text)
+    return copied
+
+
+def _measure_json(what: str, value: dict[object, object]) -> None:
+    """Walk ``value`` with an explicit stack (so no depth can exhaust the interpreter's),
+    counting a lower bound of its JSON size; raises as soon as a limit is passed."""
+    chars = 2
+    stack: list[Iterator[object]] = [iter(dict.items(value))]
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+            continue
+        if type(stack[-1]) is _DICT_ITEMS:
+            key: object
+            key, item = item  # type: ignore[misc]
+            if not isinstance(key, str):
+                raise _not_json(what, TypeError(f"a dict key of type {type(key).__name__}"))
+            chars += len(key) + 4
+        if isinstance(item, str):
+            chars += len(item) + 2
+        elif item is None or isinstance(item, bool):
+            chars += 4
+        elif isinstance(item, int):
+            chars += item.bit_length() * 3 // 10 + 1
+        elif isinstance(item, float):
+            chars += 3
+        elif isinstance(item, dict | list | tuple):
+            if len(stack) >= MAX_TOOL_JSON_DEPTH:
+                raise _too_deep(what)
+            chars += 2 + len(item)
+            stack.append(iter(dict.items(item)) if isinstance(item, dict) else
+                         iter(list.__iter__(item) if isinstance(item, list) else
+                              tuple.__iter__(item)))
+        else:
+            raise _not_json(what, TypeError(f"a value of type {type(item).__name__}"))
+        if chars > MAX_TOOL_JSON_CHARS:
+            raise _too_much_json(what, chars, more=True)
+
+
+_DONE = object()
+_DICT_ITEMS: type = type(iter({}.items()))
+
+
+def _not_json(what: str, exc: BaseException) -> TypeError:
+    return TypeError(f"{what} must be JSON (str, int, float, bool, None, and lists and dicts "
+                     f"of them): {exc}")
+
+
+def _too_much_json(what: str, chars: int, *, more: bool = False) -> ValueError:
+    return ValueError(
+        f"{what} hold {'more than ' if more else ''}{chars:,} characters of JSON, over the "
+        f"limit of {MAX_TOOL_JSON_CHARS:,}; pass less, or keep large data in the REPL"
+    )
+
+
+def _too_deep(what: str) -> ValueError:
+    return ValueError(f"{what} are nested more than {MAX_TOOL_JSON_DEPTH} levels deep (lists "
+                      "and dicts); pass flatter data, or keep it in the REPL")
 
 
 def tool_request(name: str, arguments: Mapping[str, object]) -> dict[str, object]:
     """The ``tool`` request for a call of host tool ``name`` with its bound ``arguments``
-    (sandbox side). The arguments are copied through JSON, so every sandbox sees the same
-    values (a tuple becomes a list). Raises ``TypeError`` for arguments JSON cannot carry,
-    ``ValueError`` past :data:`MAX_TOOL_JSON_CHARS`."""
-    text = _json_text(f"{name}(): the arguments", dict(arguments))
-    copied = json.loads(text)
-    return {"name": name, "arguments": copied}
+    (sandbox side). The arguments are copied through JSON (:func:`tool_arguments`, the check
+    the host makes again), so every sandbox sees the same values. Raises ``TypeError`` for
+    arguments JSON cannot carry, ``ValueError`` past the size or depth limits."""
+    return {"name": name, "arguments": tool_arguments(name, dict(arguments))}
 
 
 def wire_tool_request(payload: Mapping[str, object]) -> tuple[str, dict[str, object]]:

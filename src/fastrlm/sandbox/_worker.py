@@ -689,7 +689,7 @@ class WorkerSandbox:
                         "(forged by model code?)"
                     )
                 if op == terminal:
-                    return message
+                    return self._within_limits(message)
                 if op not in _hostcalls.HOST_CALL_OPS:
                     raise ProtocolError(f"unexpected {op!r} frame from the worker")
                 results = await self._answer(message)  # the host's time: not counted
@@ -698,6 +698,28 @@ class WorkerSandbox:
             raise _WorkerLost(f"the worker broke the protocol ({exc})") from None
         except WorkerCrashedError:
             raise _WorkerLost("the worker died", crashed=True) from None
+
+    def _within_limits(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A ``done`` frame held to the limits the worker's REPL applies to a cell's result,
+        again on the host: model code can write a frame of its own (up to the frame cap).
+        Raises ``ProtocolError`` past them."""
+        if message["op"] != "done":
+            return message
+        final = message.get("final")
+        limits = self.limits
+        sizes = {
+            "answer": (len(final["text"]) if final else 0, limits.max_answer_chars,
+                       "Limits.max_answer_chars"),
+            "answer['content']": (len(message.get("answer_content") or ""),
+                                  limits.max_answer_chars, "Limits.max_answer_chars"),
+            "stdout": (len(message["stdout"]), limits.max_output_bytes, "max_output_bytes"),
+            "stderr": (len(message["stderr"]), limits.max_output_bytes, "max_output_bytes"),
+        }
+        for what, (size, limit, setting) in sizes.items():
+            if size > limit:
+                raise ProtocolError(f"a cell result whose {what} holds {size:,} characters, "
+                                    f"over the {limit:,} of {setting}")
+        return message
 
     async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
         assert self._bridge is not None

@@ -24,7 +24,8 @@ from typing import Any, Self
 
 from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
-from .._exceptions import ConfigurationError, ContextError, RLMError
+from .._exceptions import ContextError, RLMError
+from .._pricing import unpriced_message
 from .._validate import count, positive
 from ..lm._base import LM
 from ..telemetry import Telemetry, trace_context_of
@@ -123,10 +124,9 @@ class RLMServer:
         self.sessions = SessionPool(rlm, max_sessions=max_sessions, idle_s=session_idle_s,
                                     max_chars=max_session_chars,
                                     max_per_owner=max_sessions_per_key)
-        self._unpriced = sorted({lm.model for lm in (rlm.root_lm, rlm.sub_lm)
-                                 if lm.model not in rlm.prices})
-        if rlm.budget.max_usd is not None and self._unpriced:
-            raise ConfigurationError(_unpriced_message(self._unpriced, "the server's"))
+        # RLM(...) above refused the server's own max_usd over unpriced models (one rule)
+        self._unpriced = rlm.prices.unpriced((rlm.root_lm.model, rlm.sub_lm.model,
+                                              *(lm.model for lm in rlm.child_lms.values())))
         self.root_model = rlm.root_lm.model
         self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
         self.max_concurrent_runs = max_concurrent_runs
@@ -502,5 +502,5 @@ def _allow(request: Request, *methods: str) -> None:
 
 
 def _unpriced_message(models: list[str], whose: str) -> str:
-    return (f"{whose} max_usd cannot be enforced: no price is known for {', '.join(models)} "
-            "(add them to $FASTRLM_HOME/prices.json, or set no dollar limit)")
+    return unpriced_message(models, f"{whose} max_usd",
+                            "Add them to $FASTRLM_HOME/prices.json, or set no dollar limit.")

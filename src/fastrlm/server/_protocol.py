@@ -38,13 +38,6 @@ from .._exceptions import ConfigurationError, InvalidSettingError
 from .._validate import BUDGET_RULES
 from ._http import HTTPError
 
-#: StopReason values that end a run early with a (possibly partial) answer: finish_reason "length".
-LIMIT_REASONS = frozenset({
-    StopReason.MAX_ITERATIONS, StopReason.BUDGET_USD, StopReason.BUDGET_SUBCALLS,
-    StopReason.BUDGET_TOKENS, StopReason.BUDGET_REQUESTS, StopReason.TIMEOUT,
-    StopReason.INVALID_OUTPUT,
-})
-
 #: error_kind -> (HTTP status, error type, error code)
 _ERROR_STATUS = {
     "provider": (502, "api_error", "provider_error"),
@@ -249,14 +242,14 @@ def budget_limits(budget: Budget) -> dict[str, object]:
 def finish_reason(result: RLMResult) -> str:
     """``stop`` for a clean ``FINAL``; ``length`` when a limit stopped the run or a budget
     refused some of its calls (the answer is partial either way)."""
-    limited = result.stop_reason in LIMIT_REASONS or result.limited_by is not None
+    limited = result.stop_reason.is_limit or result.limited_by is not None
     return "length" if limited else "stop"
 
 
 def result_status(result: RLMResult) -> HTTPError | None:
     """``None`` when the run answered (FINAL, or a limit with the best partial answer), else the
     error to send: 502 provider, 503 sandbox, 400 context, 500 anything else."""
-    if result.stop_reason is StopReason.FINAL or result.stop_reason in LIMIT_REASONS:
+    if result.stop_reason is StopReason.FINAL or result.stop_reason.is_limit:
         return None
     if result.stop_reason is StopReason.CANCELLED:
         return HTTPError(503, "the run was cancelled (the server is shutting down)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class ScriptedLM:
             return LMResponse(
                 text="", model=self.model, finish_reason="tool_calls", tool_calls=calls,
                 usage=TokenUsage(sum(estimate_tokens(m["content"]) + 4 for m in msgs),
-                                 sum(estimate_tokens(str(c.arguments)) + 4 for c in calls)),
+                                 sum(_arguments_tokens(c.arguments) + 4 for c in calls)),
             )
         if not isinstance(reply, str):
             raise ProviderResponseError(
@@ -133,6 +134,15 @@ def prompt_of(messages: Sequence[ChatMessage]) -> str:
         if message["role"] == "user":
             return str(message["content"])
     return ""
+
+
+def _arguments_tokens(arguments: object) -> int:
+    """Tokens of a scripted tool call's arguments, as their JSON; arguments too deep to encode
+    (scripted to test the host's limits) count as their top level only."""
+    try:
+        return estimate_tokens(json.dumps(arguments, ensure_ascii=False, default=repr))
+    except (RecursionError, ValueError):
+        return estimate_tokens(type(arguments).__name__)
 
 
 __all__ = ["ScriptedLM", "prompt_of"]

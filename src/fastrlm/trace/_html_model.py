@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
+from .._core.stop import is_limit
+
 #: Sub-calls listed one by one per cell in the page without JavaScript; the rest are counted.
 LISTED_SUBCALLS = 100
 #: Slowest sub-calls (and first failures) shown with their prompt preview, per cell.
 SLOWEST_SUBCALLS = 5
 
-LIMIT_REASONS = frozenset({"max_iterations", "budget_usd", "budget_subcalls", "budget_tokens",
-                           "budget_requests", "timeout"})
 Item = tuple[str, Any]
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)")
@@ -46,7 +46,7 @@ def as_float(value: Any) -> float:
 
 def stop_state(stop: str) -> str:
     """The badge colour of a stop reason."""
-    return "ok" if stop == "final" else "warn" if stop in LIMIT_REASONS else "bad"
+    return "ok" if stop == "final" else "warn" if is_limit(stop) else "bad"
 
 
 @dataclass(slots=True)
