@@ -159,3 +159,40 @@ def test_an_interrupt_cancels_the_run_and_waits_for_it_alone() -> None:
         assert runner.run(alive()) is True
     finally:
         runner.close()
+
+
+def _available(kind: str) -> None:
+    if kind == "none":
+        return
+    from fastrlm import SandboxUnavailableError
+    from fastrlm.sandbox import _layers
+
+    try:
+        _layers.plans_for(kind)
+    except SandboxUnavailableError as exc:
+        pytest.skip(f"no {kind} sandbox here: {exc}")
+
+
+@pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
+def test_ctrl_c_during_a_session_question_returns_and_the_session_still_closes(
+        kind: str) -> None:
+    """The session's loop also holds its worker's tasks: an interrupt waits for the question's
+    run only, and close() then stops the worker."""
+    _available(kind)
+    asked: list[int] = []
+
+    async def reply(messages: list[dict[str, str]]) -> str:
+        asked.append(len(messages))
+        if len(asked) == 2:  # the second question: interrupt the caller, then hang
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            await asyncio.Event().wait()
+        return repl("FINAL('first')")
+
+    session = RLM(ScriptedLM(reply), sandbox=kind).session()
+    try:
+        assert session.ask("q1", context="c").answer == "first"
+        with pytest.raises(KeyboardInterrupt):
+            session.ask("q2")
+    finally:
+        session.close()
+    assert session.closed and session.state.sandbox is None
