@@ -110,6 +110,14 @@ def _child_refused(events: list[Event]) -> None:
         on_event=events.append).completion("q", "outer")
 
 
+def _plan_then_drop_in(events: list[Event]) -> None:
+    """A plan-only FINAL is sent back once; the question is too long to show, so it is the
+    context (drop-in) and the root is told where to read it."""
+    root = ScriptedLM([repl("FINAL('Let me look at the context first.')"),
+                       repl("FINAL(context[:9])")], model="scripted/root")
+    RLM(root, _sub(), sandbox="none", on_event=events.append).completion("why? " * 1_000)
+
+
 def _iteration_cap(events: list[Event]) -> None:
     root = ScriptedLM([repl("print(1)"), repl("print(2)"), "I give up: 7"],
                       model="scripted/root")
@@ -125,6 +133,7 @@ SCENARIOS: dict[str, Callable[[list[Event]], None]] = {
     "child_refused": _child_refused,
     "refused_batch": _refused_batch,
     "iteration_cap": _iteration_cap,
+    "plan_then_drop_in": _plan_then_drop_in,
 }
 
 

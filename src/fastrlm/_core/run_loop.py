@@ -67,10 +67,7 @@ class Run:
     root_lm: LM | None = None
     continuation: Continuation = field(default_factory=OneOff)
     iterations: int = 0
-    _question_home: str | None = None  # where a question too long to show is read (prompts)
     _question: ChatMessage | None = None  # this question's own message
-    _plan_rejected: bool = False
-    _settle: Pending | None = None  # the feedback message to settle next (history.add_feedback)
     _bridge: SubcallBridge = field(init=False)
     _output: OutputCheck | None = field(init=False)
     _replies: ReplyRunner | None = None
@@ -124,8 +121,7 @@ class Run:
         cfg = self.config
         try:
             info = describe_shape(self.context)
-            self._question_home = question_home(self.question, self.context,
-                                                cfg.limits.question_chars)
+            home = question_home(self.question, self.context, cfg.limits.question_chars)
         except ContextError as exc:
             return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context",
                            exception=exc)
@@ -162,7 +158,7 @@ class Run:
             sandbox, ready, cfg.prompts, cfg.limits.output_chars, self.tree.emit, self.run_id,
             self.depth, lambda reason: continuation.restarted_note(cfg.prompts, reason))
         try:
-            outcome = await self._loop(info, announce)
+            outcome = await self._loop(info, announce, home)
         except (SandboxError, ContextError) as exc:
             kind = "context" if isinstance(exc, ContextError) else "sandbox"
             error = str(exc) if kind == "context" else f"sandbox failed: {exc}"
@@ -268,12 +264,14 @@ class Run:
         )
 
     # ------------------------------------------------------------------ the loop
-    async def _loop(self, info: ContextInfo, announce: asyncio.Task[None]) -> Outcome:
+    async def _loop(self, info: ContextInfo, announce: asyncio.Task[None], home: str | None
+                    ) -> Outcome:
+        """The turns. ``home``: where a question too long to show is read (prompts)."""
         cfg = self.config
         ledger = self.tree.ledger
         replies = self._replies
         assert replies is not None
-        question = self._shown_question()
+        question = shown_question(self.question, home, cfg.prompts.drop_in_question)
         if self._output is not None:
             question += self._output.schema_note()
         messages = self.continuation.opening(cfg.prompts, self._system_prompt, info, question,
@@ -287,6 +285,8 @@ class Run:
             await asyncio.gather(first_call, return_exceptions=True)
             raise
         max_iter = cfg.budget.max_iterations
+        plan_rejected = False
+        settle: Pending | None = None  # the feedback message to settle next (add_feedback)
         for iteration in range(1, max_iter + 1):
             self.iterations = iteration
             spent = ledger.exhausted() if iteration > 1 else None
@@ -304,8 +304,8 @@ class Run:
                 return replace(reply, iterations=iteration - 1)
             handled = await replies.run(reply, iteration)
             final, feedback = handled.final, handled.feedback
-            if final is not None and not self._plan_rejected and looks_like_plan(final.text):
-                self._plan_rejected = True  # once per run: a second plan-only answer is taken
+            if final is not None and not plan_rejected and looks_like_plan(final.text):
+                plan_rejected = True  # once per run: a second plan-only answer is taken
                 note = cfg.prompts.plan_final.format(preview=preview(final.text.strip(), 80))
                 feedback, final = join_text(feedback, note), None
             if final is not None and self._output is not None:
@@ -326,7 +326,7 @@ class Run:
                 outputs=feedback, notes="", budget=f"Budget {budget}\n",
                 iteration=iteration, max_iterations=max_iter,
             )
-            self._settle = add_feedback(messages, shown, feedback, self._settle,
+            settle = add_feedback(messages, shown, feedback, settle,
                                         full_history=cfg.limits.full_history)
         note = cfg.prompts.last_turn.format(max_iterations=max_iter)
         last_feedback = messages.pop()["content"] if messages[-1]["role"] == "user" else ""
@@ -451,10 +451,6 @@ class Run:
             tools=[(tool.signature, tool.description) for tool in cfg.tools],
             models=sorted(cfg.named_lms),
         )
-
-    def _shown_question(self) -> str:
-        return shown_question(self.question, self._question_home,
-                              self.config.prompts.drop_in_question)
 
     # ------------------------------------------------------------------ children
     async def _child(self, prompt: str, context: object, lm: LM, depth: int) -> Outcome:
