@@ -14,6 +14,7 @@ import fastrlm
 from fastrlm import StopReason
 from fastrlm._core import run_loop
 from fastrlm._core.bridge import Answers, SubcallBridge
+from fastrlm._core.call_tree import SubcallOutcome
 from fastrlm._core.run_values import Outcome
 
 CORE = Path(fastrlm.__file__).parent / "_core"
@@ -50,6 +51,8 @@ def test_an_outcome_is_made_once() -> None:
     outcome = Outcome("a", StopReason.FINAL, 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         outcome.answer = "b"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SubcallOutcome("a").text = "b"  # type: ignore[misc]
     assert outcome.with_stop(StopReason.TIMEOUT).stop_reason is StopReason.TIMEOUT
     assert outcome.stop_reason is StopReason.FINAL
 
