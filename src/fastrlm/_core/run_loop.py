@@ -54,7 +54,11 @@ def make_sandbox(kind: str, limits: SandboxLimits) -> Sandbox:
 @dataclass
 class Run:
     """A single run. ``execute()`` never raises for model, budget or provider trouble: it returns
-    an :class:`Outcome` with the stop reason. It re-raises ``CancelledError``."""
+    an :class:`Outcome` with the stop reason. It re-raises ``CancelledError``.
+
+    Its parts, made per run: the :class:`SubcallBridge` (the REPL's host calls; the first
+    refusal it saw), the :class:`ReplyRunner` (once the sandbox exists) and, for a typed root
+    run, the :class:`OutputCheck`; ``continuation`` says what the run goes on from."""
 
     config: RunConfig
     tree: CallTree
