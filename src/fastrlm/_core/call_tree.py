@@ -64,8 +64,10 @@ class ResponseCache(Protocol):
     async def put(self, key: str, response: LMResponse) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class SubcallOutcome:
+    """One prompt's answer (or its ``[error: ...]`` text) and the limit that refused it."""
+
     text: str
     refused: StopReason | None = None
     refusal: str = ""
