@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -18,6 +19,15 @@ def test_every_extra_in_pyproject_has_a_doctor_row() -> None:
     extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
     rows = {extra for extra, _, _ in _doctor.EXTRAS}
     assert set(extras) - {"dev"} <= rows
+
+
+def test_the_core_rows_are_the_core_dependencies() -> None:
+    """What doctor calls core is what pyproject installs as core (openai, once core, is now
+    the litellm extra's and was still listed as the core provider)."""
+    dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    core = {re.split(r"[<>=!~; \[]", spec, maxsplit=1)[0] for spec in dependencies}
+    rows = {name for name, role in _doctor.PACKAGES if role.startswith("core:")}
+    assert rows == core
 
 
 def test_a_missing_extra_shows_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,8 @@ from fastrlm import (
     RateLimitError,
 )
 from fastrlm.lm import OpenAIChatLM
-from fastrlm.lm._openai import HTTPStatusError, _error_message, read_json, translate_http
+from fastrlm.lm._chat import read_completion
+from fastrlm.lm._openai import HTTPStatusError, _error_message, translate_http
 from fastrlm.testing import FakeOpenAIServer, Fault
 
 from .helpers import USER, fast_retry, openai_lm
@@ -83,7 +84,7 @@ def test_the_error_message_is_read_from_any_body(body: bytes, expected: str) -> 
     assert _error_message(body) == expected
 
 
-def test_read_json_takes_the_same_fields_as_the_sdk_reader() -> None:
+def test_the_reader_takes_every_field_of_a_json_reply() -> None:
     data = {
         "id": "c1",
         "choices": [{"finish_reason": "stop", "message": {"content": "hi"}}],
@@ -91,7 +92,7 @@ def test_read_json_takes_the_same_fields_as_the_sdk_reader() -> None:
                   "prompt_tokens_details": {"cached_tokens": 8},
                   "completion_tokens_details": {"reasoning_tokens": 1}},
     }
-    text, usage, finish, cost, raw = read_json(data, USER, provider="openai", model="m")
+    text, usage, finish, cost, raw = read_completion(data, USER, provider="openai", model="m")
     assert (text, finish, cost, raw) == ("hi", "stop", 0.5, {"id": "c1"})
     assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
             usage.reasoning_tokens, usage.estimated) == (10, 2, 8, 1, False)
@@ -100,7 +101,7 @@ def test_read_json_takes_the_same_fields_as_the_sdk_reader() -> None:
 def test_a_length_cut_reply_without_text_is_not_retried() -> None:
     data = {"choices": [{"finish_reason": "length", "message": {"content": None}}]}
     with pytest.raises(ProviderResponseError) as caught:
-        read_json(data, USER, provider="openai", model="m")
+        read_completion(data, USER, provider="openai", model="m")
     assert caught.value.retryable is False
 
 

@@ -191,3 +191,38 @@ async def test_cancellation_is_not_retried() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_the_retry_loop_asks_the_gate_the_engine_sets() -> None:
+    """Providers and the ledger share one context variable, now in the foundations; the name
+    custom LMs were told to use (``fastrlm._core.ledger.current_gate``) is that same variable."""
+    from fastrlm._core import ledger
+    from fastrlm._foundation import gate
+
+    assert ledger.current_gate is gate.current_gate
+    asked: list[str] = []
+
+    class Gate:
+        def failed(self, error: BaseException) -> None:
+            asked.append(f"failed: {type(error).__name__}")
+
+        async def admit_retry(self) -> None:
+            asked.append("admit")
+
+    replies = iter([ProviderResponseError("flaky", provider="p", model="m"), None])
+
+    async def attempt() -> str:
+        error = next(replies)
+        if error is not None:
+            error.retryable = True
+            raise error
+        return "ok"
+
+    token = ledger.current_gate.set(Gate())
+    try:
+        policy = RetryPolicy(max_retries=2, base_delay_s=0, max_delay_s=0)
+        untranslated = lambda e: Failure(ProviderError(str(e)), False)  # noqa: E731
+        assert await policy.run(attempt, untranslated, ()) == "ok"
+    finally:
+        ledger.current_gate.reset(token)
+    assert asked == ["failed: ProviderResponseError", "admit"]

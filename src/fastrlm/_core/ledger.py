@@ -11,6 +11,9 @@ fit while others are in flight *waits* for them to settle; it is refused only wh
 could free room. Every HTTP attempt is booked: a reply at the usage the provider reports, a failed
 attempt at a conservative estimate; a provider's retry loop asks the ledger (through
 :data:`current_gate`) before each retry. See docs/architecture.md, "The ledger".
+
+Why over 500 lines: reservation, waiting, booking and the overrun stop are one invariant (what is
+reserved is what may be spent); split, each half would need the other's locks and counts.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._exceptions import BudgetExceededError
+from .._foundation.gate import current_gate as current_gate  # the engine sets it; providers read it
 from .._pricing import Price, call_cost
 from .._usage import TokenUsage, UsageSummary
 from .budget import Budget
@@ -524,9 +527,10 @@ class BudgetLedger:
 
 
 class AttemptGate:
-    """What a provider's retry loop asks before each retry of the call in flight (found through
-    :data:`current_gate`): the failed attempt is booked, and the next one must be admitted by
-    the ledger, which may wait for room or refuse (:class:`BudgetExceededError`)."""
+    """The ledger's :class:`~fastrlm._foundation.gate.RetryGate`: what a provider's retry loop
+    asks before each retry of the call in flight (found through :data:`current_gate`): the failed
+    attempt is booked, and the next one must be admitted by the ledger, which may wait for room
+    or refuse (:class:`BudgetExceededError`)."""
 
     def __init__(self, ledger: BudgetLedger, reservation: Reservation) -> None:
         self.ledger = ledger
@@ -539,7 +543,3 @@ class AttemptGate:
     async def admit_retry(self) -> None:
         """Admit the next attempt, or raise :class:`BudgetExceededError`."""
         await self.ledger.readmit(self.reservation)
-
-
-#: The gate of the LM call running in this task; set by the engine around ``LM.complete``.
-current_gate: ContextVar[AttemptGate | None] = ContextVar("fastrlm_attempt_gate", default=None)

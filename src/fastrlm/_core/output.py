@@ -7,9 +7,9 @@ validated; a failure goes back to it as feedback and the run goes on (at most
 ``Limits.max_output_retries`` times). ``result.value`` is the typed value, ``result.answer`` its
 JSON.
 
-Python types are validated by pydantic's ``TypeAdapter`` (pydantic ships with the ``openai``
-SDK, a core dependency); schema dicts by :func:`schema_errors`, a small validator of the JSON
-Schema keywords structured-output APIs use.
+Python types are validated by pydantic's ``TypeAdapter`` (pydantic is a core dependency);
+schema dicts by :func:`schema_errors`, a small validator of the JSON Schema keywords
+structured-output APIs use.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..lm._base import LM, ChatMessage, ImagePart, ToolCall
-from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS, tool_arguments
+from ..sandbox._hostcalls import tool_arguments
 from .call_tree import CallTree, SubcallOutcome, _refused
 from .ledger import Account
 from .parsing import truncate_output

@@ -7,6 +7,10 @@ the REPL's function of the same name sends its arguments over the ``tool`` host 
 (``sandbox/_hostcalls.py``), :func:`run_tool` runs it under its timeout and call cap, and the
 result comes back as JSON. Every failure is a reply with an error kind; the cell gets a
 ``ToolError``, a sub-LLM gets the error text as the tool's result.
+
+Why over 500 lines: a tool's whole life (declared, its schema read from the signature, run under
+its cap and timeout, its reply made JSON) is one concern; the schema half (``tool_spec`` and
+below) is the part to move out if it grows.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .._exceptions import ConfigurationError
+from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox._hostcalls import (
-    MAX_TOOL_JSON_CHARS,
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ToolParam,

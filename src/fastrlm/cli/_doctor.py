@@ -11,7 +11,8 @@ import click
 
 PACKAGES = (
     ("fastrlm", "this package"),
-    ("openai", "core: OpenAI-compatible provider"),
+    ("aiohttp", "core: the OpenAI-compatible provider's HTTP client"),
+    ("pydantic", "core: typed answers"),
     ("click", "core: the CLI"),
     ("rich", "core: live progress"),
     ("pyseccomp", "core: sandbox syscall filter"),
@@ -24,7 +25,7 @@ PACKAGES = (
 #: (extra, the distributions it installs, what it enables): one row per extra in pyproject.
 EXTRAS = (
     ("anthropic", ("anthropic",), "anthropic/... models"),
-    ("litellm", ("litellm",), "litellm/... models"),
+    ("litellm", ("litellm", "openai"), "litellm/... models"),
     ("mcp", ("mcp",), "fastrlm mcp (MCP server)"),
     ("dspy", ("dspy",), "fastrlm.integrations.dspy"),
     ("ray", ("ray",), "runs on a Ray cluster"),

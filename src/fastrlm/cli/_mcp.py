@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.net import is_loopback_host
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from ..context import LoadLimits
 
 TOKEN_ENV = "FASTRLM_MCP_TOKEN"
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 @click.command()
 @click.option("--root", "roots", multiple=True, required=True, metavar="DIR",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -81,7 +79,7 @@ def mcp(
         if token is None and not no_auth:
             fail(f"--http needs a bearer token: pass --token or set {TOKEN_ENV} (or --no-auth "
                  "to serve without one on loopback)")
-        if token is None and host not in _LOOPBACK:
+        if token is None and not is_loopback_host(host):
             fail(f"--no-auth is allowed only on loopback, not on {host}: set a token")
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)

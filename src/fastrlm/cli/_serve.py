@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._exceptions import ConfigurationError
+from .._foundation.net import is_loopback_host
 from .._validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
@@ -21,9 +22,6 @@ from ._options import Checked, run_options, tool_options
 
 if TYPE_CHECKING:
     from ..server import RLMServer
-
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -111,7 +109,7 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
     key = os.environ.get(api_key_env) or None
-    if key is None and host not in _LOOPBACK:
+    if key is None and not is_loopback_host(host):
         click.echo(f"fastrlm serve: WARNING: listening on {host} with no API key; anyone who "
                    f"can reach it can spend your model budget (set {api_key_env})", err=True)
     try:

@@ -18,26 +18,25 @@ be read back.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anthropic
 
-from .._core.limits import Limits
 from .._exceptions import ProviderError, ProviderResponseError
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from .._usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
-from ._provider import SDKProvider
+from ._provider import HTTPProvider
+from ._reading import count, mapping, reply_json, text_or_none
 from ._retry import Failure, RetryPolicy
 
 DEFAULT_MAX_TOKENS = 8192
 _EPHEMERAL = {"type": "ephemeral"}
 
-DEFAULT_LIMITS = Limits()
 
-
-class AnthropicLM(SDKProvider):
+class AnthropicLM(HTTPProvider):
     """A Claude model via the Messages API.
 
     ``model`` is canonical (``anthropic/claude-sonnet-4-5``). The Messages API requires
@@ -86,7 +85,8 @@ class AnthropicLM(SDKProvider):
             base_url=self.base_url,
             max_retries=0,
             timeout=self.retry.timeout_s,
-            http_client=self._http_client(anthropic.DefaultAsyncHttpxClient),
+            http_client=_sdk.http_client(anthropic.DefaultAsyncHttpxClient,
+                                         pool_size=self.pool_size, timeout_s=self.retry.timeout_s),
         )
 
     def _cache_params(self) -> dict[str, object]:
@@ -156,14 +156,17 @@ class AnthropicLM(SDKProvider):
             tool_calls=calls,
         )
 
-    def _read(self, message: Any, messages: Sequence[ChatMessage]) -> _Read:
+    def _read(self, message: object, messages: Sequence[ChatMessage]) -> _Read:
+        """The text, usage, stop reason, id and tool calls of a Messages API reply, read in its
+        JSON form with the same tolerance as every reply (``_reading``)."""
         kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
-        blocks = getattr(message, "content", None)
-        blocks = blocks if isinstance(blocks, list) else []
-        texts = [getattr(b, "text", None) for b in blocks if getattr(b, "type", None) == "text"]
-        text = "".join(t for t in texts if isinstance(t, str))
-        calls = tuple(_tool_call(b) for b in blocks if getattr(b, "type", None) == "tool_use")
-        stop = getattr(message, "stop_reason", None)
+        body = reply_json(message)
+        listed = body.get("content")
+        blocks = [mapping(b) for b in listed] if isinstance(listed, list) else []
+        texts = [text_or_none(b.get("text")) for b in blocks if b.get("type") == "text"]
+        text = "".join(t for t in texts if t is not None)
+        calls = _tool_calls(blocks)
+        stop = text_or_none(body.get("stop_reason"))
         if not text and not calls:
             error = ProviderResponseError(
                 f"{self._model}: the reply has no text (stop_reason={stop!r})", **kw
@@ -171,13 +174,8 @@ class AnthropicLM(SDKProvider):
             if stop == "max_tokens":  # thinking used the whole budget: a retry would too
                 error.retryable = False
             raise error
-        return (
-            text,
-            _usage(getattr(message, "usage", None), messages, text),
-            stop,
-            getattr(message, "id", None),
-            calls,
-        )
+        usage = _usage(mapping(body.get("usage")), messages, text)
+        return text, usage, stop, text_or_none(body.get("id")), calls
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,
@@ -193,10 +191,18 @@ class AnthropicLM(SDKProvider):
 _Read = tuple[str, TokenUsage, str | None, str | None, tuple[ToolCall, ...]]
 
 
-def _tool_call(block: Any) -> ToolCall:
-    arguments = getattr(block, "input", None)
-    return ToolCall(str(getattr(block, "id", "")), str(getattr(block, "name", "")),
-                    arguments if isinstance(arguments, dict) else str(arguments))
+def _tool_calls(blocks: list[Mapping[str, Any]]) -> tuple[ToolCall, ...]:
+    """The ``tool_use`` blocks of a reply as :class:`ToolCall` values; a block without a name
+    is skipped (as in a Chat Completions reply)."""
+    calls: list[ToolCall] = []
+    for block in blocks:
+        name = text_or_none(block.get("name"))
+        if block.get("type") != "tool_use" or not name:
+            continue
+        arguments = block.get("input")
+        calls.append(ToolCall(str(block.get("id") or f"call-{len(calls)}"), name,
+                              arguments if isinstance(arguments, dict) else str(arguments)))
+    return tuple(calls)
 
 
 def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
@@ -252,16 +258,16 @@ def cache_breakpoints(roles: Sequence[str]) -> list[int]:
     return sorted(marks)
 
 
-def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:
-    uncached = _sdk.count(usage, "input_tokens")
-    if usage is None or uncached is None:
+def _usage(usage: Mapping[str, Any], messages: Sequence[ChatMessage], text: str) -> TokenUsage:
+    uncached = count(usage, "input_tokens")
+    if uncached is None:
         prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)
         return TokenUsage(prompt, estimate_tokens(text), estimated=True)
-    read = _sdk.count(usage, "cache_read_input_tokens") or 0
-    written = _sdk.count(usage, "cache_creation_input_tokens") or 0
+    read = count(usage, "cache_read_input_tokens") or 0
+    written = count(usage, "cache_creation_input_tokens") or 0
     return TokenUsage(
         input_tokens=uncached + read + written,
-        output_tokens=_sdk.count(usage, "output_tokens") or 0,
+        output_tokens=count(usage, "output_tokens") or 0,
         cached_input_tokens=read,
         cache_write_tokens=written,
     )

@@ -7,15 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
+from .._foundation.images import ImagePart as ImagePart
 from .._usage import TokenUsage
-
-
-class ImagePart(TypedDict):
-    """An image part of a message: its MIME type (``image/png``, ``image/jpeg``,
-    ``image/gif``, ``image/webp``) and its bytes in base64."""
-
-    media_type: str
-    data: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,23 +15,22 @@ from typing import Any
 import litellm  # type: ignore[import-not-found, unused-ignore]
 import openai
 
-from .._core.limits import Limits
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from . import _sdk
 from ._base import ChatMessage, LMResponse, openai_content
-from ._openai import read_completion
-from ._provider import ProviderIdentity, ReadCompletion
+from ._chat import ReadCompletion, read_completion
+from ._provider import Provider
 from ._retry import Failure, RetryPolicy
 
-DEFAULT_LIMITS = Limits()
 
-
-class LiteLLMLM(ProviderIdentity):
+class LiteLLMLM(Provider):
     """A model behind ``litellm.acompletion``; ``model`` is ``litellm/<litellm model string>``
     (``litellm/bedrock/anthropic.claude-3-5-sonnet``). Credentials come from LiteLLM's own
     environment variables unless ``api_key`` / ``base_url`` are given.
 
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries; the
-    reply is read like an OpenAI Chat Completion (LiteLLM's ``ModelResponse`` has that shape).
+    reply is read by the one Chat Completions reader (LiteLLM's ``ModelResponse`` has that
+    shape, read through its JSON form: ``fastrlm.lm._chat``).
     """
 
     _api = "litellm"

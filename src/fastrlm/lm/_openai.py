@@ -5,51 +5,38 @@ OpenRouter, Together, Fireworks, ...). The request is one JSON POST, sent by ``a
 than the ``openai`` SDK: on the fan-out path the client's CPU per request is the ceiling, and
 there the SDK costs ~3.4 ms a request, plain ``httpx2`` ~2.3 ms and ``aiohttp`` ~0.45 ms (issue 18,
 ``benchmarks/vs_official/http_clients.py``; docs/performance.md). The SDK's typed models add
-nothing here: the reply is read field by field with the same tolerance (:func:`read_json`).
+nothing here: the reply is read as JSON by the one Chat Completions reader (``_chat``).
 What the SDK gave is kept: HTTP errors become the typed tree (:func:`_retry.error_for_status`,
 ``Retry-After`` included), one :class:`RetryPolicy` repeats attempts (each under its timeout,
-each retry asked of the budget ledger), TLS verifies with the HTTP library's trust store
-(:func:`_sdk.shared_ssl_context`), proxies come from the environment, and ``OPENAI_ORG_ID`` /
+each retry asked of the budget ledger), TLS verifies with the system's trust store
+(:func:`_provider.shared_ssl_context`), proxies come from the environment, and ``OPENAI_ORG_ID`` /
 ``OPENAI_PROJECT_ID`` become the headers the SDK sends for them. The pool is sized from
 ``Limits.max_concurrency`` so that the engine's semaphore is the only limit on fan-out.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 import time
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
-from .._core.limits import Limits
 from .._exceptions import ProviderConnectionError, ProviderResponseError
-from .._usage import TokenUsage
-from ..sandbox._hostcalls import MAX_TOOL_JSON_CHARS
-from . import _sdk
-from ._base import (
-    DEFAULT_CONCURRENCY,
-    LOCAL_CONCURRENCY,
-    ChatMessage,
-    LMResponse,
-    ToolCall,
-    ToolSchema,
-    estimate_tokens,
-    openai_content,
-)
-from ._provider import ReadCompletion, SDKProvider
+from .._foundation.limits import DEFAULT_LIMITS, Limits
+from .._foundation.net import is_loopback
+from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, LMResponse, ToolSchema
+from ._chat import ReadCompletion, read_completion, wire_message
+from ._provider import HTTPProvider, shared_ssl_context
 from ._retry import Failure, RetryPolicy, error_for_status
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-DEFAULT_LIMITS = Limits()
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 #: environment variable -> header, as the openai SDK sends them
 _ENV_HEADERS = (("OPENAI_ORG_ID", "OpenAI-Organization"), ("OPENAI_PROJECT_ID", "OpenAI-Project"))
@@ -65,17 +52,6 @@ class HTTPStatusError(Exception):
         self.headers = dict(headers)
 
 
-def is_loopback(url: str) -> bool:
-    """True for a URL whose host is this machine (``localhost``, ``127.x``, ``::1``)."""
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def is_reasoning_model(name: str) -> bool:
     """True for OpenAI's reasoning families (o1/o3/o4..., gpt-5*, except gpt-5-chat*)."""
     return bool(_REASONING.match(name.rsplit("/", 1)[-1].lower())) and not name.lower().endswith(
@@ -83,7 +59,7 @@ def is_reasoning_model(name: str) -> bool:
     )
 
 
-class OpenAIChatLM(SDKProvider):
+class OpenAIChatLM(HTTPProvider):
     """A model behind an OpenAI-compatible Chat Completions endpoint.
 
     ``model`` is the canonical ``provider/name`` string (pricing, usage); ``api_model`` is the
@@ -141,8 +117,8 @@ class OpenAIChatLM(SDKProvider):
         the environment.
         Each attempt's time limit is the :class:`RetryPolicy`'s scope, so the session sets none."""
         # A plain-HTTP endpoint (a local server) never needs the context, whose first build
-        # imports the SDK's HTTP library and reads the trust store (~0.5 s here).
-        tls = _sdk.shared_ssl_context() if self._endpoint.startswith("https:") else True
+        # may import an SDK's HTTP library and reads the trust store (~0.5 s here).
+        tls = shared_ssl_context() if self._endpoint.startswith("https:") else True
         connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, ssl=tls)
         # The proxy is read from the environment here, once: aiohttp's trust_env would look it
         # (and ~/.netrc) up again in a worker thread on every request, ~0.5 ms each.
@@ -216,7 +192,7 @@ class OpenAIChatLM(SDKProvider):
                 raw = await reply.read()
                 if reply.status >= 400:
                     raise HTTPStatusError(reply.status, raw, reply.headers)
-            return read_json(
+            return read_completion(
                 json.loads(raw), messages, provider=self._provider, model=self.api_model
             )
 
@@ -265,7 +241,8 @@ def translate_http(
     :func:`error_for_status` (the message read from an OpenAI-style error body), a connection
     that failed or broke mid-reply as a retryable :class:`ProviderConnectionError` naming
     ``base_url``, a body that is not JSON (``ValueError``, or ``RecursionError``: nested too
-    deeply to decode) as a retryable :class:`ProviderResponseError`."""
+    deeply to decode) as a retryable
+    :class:`ProviderResponseError`."""
     kw: dict[str, Any] = {"provider": provider, "model": model}
     where = f"{provider} {model}"
     if isinstance(exc, HTTPStatusError):
@@ -292,192 +269,3 @@ def _error_message(body: bytes) -> str:
     if isinstance(error, str) and error:
         return error
     return body[:300].decode("utf-8", "replace") or "(empty body)"
-
-
-def read_json(
-    data: object, messages: Sequence[ChatMessage], *, provider: str, model: str
-) -> ReadCompletion:
-    """:func:`read_completion` for a decoded JSON reply (dicts and lists, not SDK objects):
-    the same fields, the same tolerance of odd types, the same errors."""
-    where = f"{provider} {model}"
-    kw: dict[str, Any] = {"provider": provider, "model": model}
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not choices or not isinstance(choices, list):
-        raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message")
-    text = _text_of(message if isinstance(message, dict) else {})
-    finish = choice.get("finish_reason")
-    finish = finish if isinstance(finish, str) else None
-    calls = _tool_calls(message) if isinstance(message, dict) else ()
-    text = _checked_text(text, calls, finish, where, kw)
-    assert isinstance(data, dict)
-    usage = data.get("usage")
-    usage = usage if isinstance(usage, dict) else None
-    cost = usage.get("cost") if usage is not None else None
-    reported = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
-    raw: dict[str, object] = {"id": data.get("id")}
-    if calls:
-        raw["tool_calls"] = calls
-    return text, _usage_of(usage, messages, text), finish, reported, raw
-
-
-def _usage_of(usage: dict[str, Any] | None, messages: Sequence[ChatMessage],
-              text: str) -> TokenUsage:
-    prompt = _json_count(usage, "prompt_tokens")
-    if usage is None or prompt is None:
-        estimate = sum(estimate_tokens(m["content"]) + 4 for m in messages)
-        return TokenUsage(estimate, estimate_tokens(text), estimated=True)
-    details = usage.get("prompt_tokens_details")
-    out_details = usage.get("completion_tokens_details")
-    return TokenUsage(
-        input_tokens=prompt,
-        output_tokens=_json_count(usage, "completion_tokens") or 0,
-        cached_input_tokens=_json_count(details, "cached_tokens") or 0,
-        cache_write_tokens=_json_count(details, "cache_write_tokens") or 0,
-        reasoning_tokens=_json_count(out_details, "reasoning_tokens") or 0,
-    )
-
-
-def _json_count(obj: object, name: str) -> int | None:
-    """``obj[name]`` if ``obj`` is a dict and the value a non-negative int, else ``None``."""
-    value = obj.get(name) if isinstance(obj, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
-
-
-def _text_of(message: dict[str, Any]) -> str | None:
-    content = message.get("content")
-    if isinstance(content, list):
-        parts = [p.get("text") if isinstance(p, dict) else None for p in content]
-        content = "".join(p for p in parts if isinstance(p, str))
-    if isinstance(content, str) and content:
-        return content
-    refusal = message.get("refusal")
-    return refusal if isinstance(refusal, str) and refusal else None
-
-
-def read_completion(
-    completion: Any, messages: Sequence[ChatMessage], *, provider: str, model: str
-) -> ReadCompletion:
-    """Text, usage, finish reason, provider-reported cost and raw fields of a Chat Completion.
-
-    Raises :class:`ProviderResponseError` for no choices or no text (not retryable when the
-    finish reason is ``length``: the token budget went to reasoning and would again).
-    A missing ``usage`` is estimated from characters (``estimated=True``).
-    """
-    where = f"{provider} {model}"
-    kw: dict[str, Any] = {"provider": provider, "model": model}
-    choices = getattr(completion, "choices", None)
-    if not choices or not isinstance(choices, list):
-        raise ProviderResponseError(f"{where}: the reply has no choices", **kw)
-    choice = choices[0]
-    message = getattr(choice, "message", None)
-    text = _text(message)
-    finish = getattr(choice, "finish_reason", None)
-    calls = _tool_calls(message)
-    text = _checked_text(text, calls, finish, where, kw)
-    usage = _usage(getattr(completion, "usage", None), messages, text)
-    cost = _reported_cost(getattr(completion, "usage", None))
-    raw: dict[str, object] = {"id": getattr(completion, "id", None)}
-    if calls:
-        raw["tool_calls"] = calls
-    return text, usage, finish, cost, raw
-
-
-def _checked_text(text: str | None, calls: tuple[ToolCall, ...], finish: object, where: str,
-                  kw: dict[str, Any]) -> str:
-    """A reply's text: ``""`` when it only calls tools. Raises :class:`ProviderResponseError`
-    for a reply with neither (not retryable for ``finish_reason="length"``: the token budget
-    went to reasoning and would again)."""
-    if text is not None:
-        return text
-    if calls:
-        return ""
-    error = ProviderResponseError(f"{where}: the reply has no text (finish_reason={finish!r})",
-                                  **kw)
-    if finish == "length":
-        error.retryable = False
-    raise error
-
-
-def wire_message(message: ChatMessage) -> dict[str, Any]:
-    """A message as Chat Completions takes it (tool calls and tool results included)."""
-    out: dict[str, Any] = {"role": message["role"], "content": openai_content(message)}
-    calls = message.get("tool_calls")
-    if calls:
-        out["content"] = message["content"] or None
-        out["tool_calls"] = [
-            {"id": c["id"], "type": "function", "function": {
-                "name": c["name"],
-                "arguments": c["arguments"] if isinstance(c["arguments"], str)
-                else json.dumps(c["arguments"], ensure_ascii=False),
-            }}
-            for c in calls
-        ]
-    if message["role"] == "tool":
-        out["tool_call_id"] = message.get("tool_call_id", "")
-    return out
-
-
-def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
-    """The function calls of a reply, an SDK object or decoded JSON (arguments parsed; the raw
-    text kept when not a JSON object)."""
-    calls: list[ToolCall] = []
-    for call in _field(message, "tool_calls") or ():
-        function = _field(call, "function")
-        name = _field(function, "name")
-        if not isinstance(name, str):
-            continue
-        text = _field(function, "arguments") or "{}"
-        try:  # text past the tool limit stays text: the host refuses it unparsed
-            arguments = (json.loads(text) if isinstance(text, str)
-                         and len(text) <= MAX_TOOL_JSON_CHARS else text)
-        except (ValueError, RecursionError):
-            arguments = text
-        calls.append(ToolCall(str(_field(call, "id") or f"call-{len(calls)}"), name,
-                              arguments if isinstance(arguments, dict) else str(text)))
-    return tuple(calls)
-
-
-def _field(value: Any, name: str) -> Any:
-    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-
-
-def _usage(usage: Any, messages: Sequence[ChatMessage], text: str) -> TokenUsage:
-    prompt = _sdk.count(usage, "prompt_tokens")
-    if usage is None or prompt is None:
-        estimate = sum(estimate_tokens(m["content"]) + 4 for m in messages)
-        return TokenUsage(estimate, estimate_tokens(text), estimated=True)
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
-    return TokenUsage(
-        input_tokens=prompt,
-        output_tokens=_sdk.count(usage, "completion_tokens") or 0,
-        cached_input_tokens=_sdk.count(prompt_details, "cached_tokens") or 0,
-        cache_write_tokens=_sdk.count(prompt_details, "cache_write_tokens") or 0,
-        reasoning_tokens=_sdk.count(completion_details, "reasoning_tokens") or 0,
-    )
-
-
-def _text(message: Any) -> str | None:
-    """The reply text: ``content`` (a string, or a list of text parts as some servers send),
-    else a ``refusal``."""
-    content = getattr(message, "content", None)
-    if isinstance(content, list):
-        parts = [
-            p.get("text") if isinstance(p, dict) else getattr(p, "text", None) for p in content
-        ]
-        content = "".join(p for p in parts if isinstance(p, str))
-    if isinstance(content, str) and content:
-        return content
-    refusal = getattr(message, "refusal", None)
-    return refusal if isinstance(refusal, str) and refusal else None
-
-
-def _reported_cost(usage: Any) -> float | None:
-    """OpenRouter (and some proxies) report a USD ``cost`` in ``usage``; others do not."""
-    extra = getattr(usage, "model_extra", None) or {}
-    cost = extra.get("cost") if isinstance(extra, dict) else None
-    return float(cost) if isinstance(cost, int | float) else None

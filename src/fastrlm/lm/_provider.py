@@ -1,30 +1,40 @@
-"""What every SDK-backed provider shares: its names, sampling, cache identity, and (for the SDKs
-that talk HTTP through httpx) the retry policy, the connection pool and one client per loop."""
+"""What providers share.
+
+- :class:`Provider`: every provider's names, sampling, cache identity and the
+  :class:`LMResponse` it builds from a reply.
+- :class:`HTTPProvider`: a provider that talks to one HTTP endpoint (the core ``aiohttp``
+  provider, the ``anthropic`` SDK): it settles the names, key and base URL, the one
+  :class:`RetryPolicy`, the pool size, and holds one client per event loop
+  (:class:`LoopBoundClient`).
+- :func:`shared_ssl_context`: the one TLS context every HTTP client verifies servers with.
+"""
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import functools
 import hashlib
 import json
 import os
+import ssl
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar
+import weakref
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, ClassVar, Generic, TypeVar
 
-from .._core.limits import Limits
-from .._usage import TokenUsage
-from . import _sdk
+from .._foundation.limits import Limits
 from ._base import LMResponse
+from ._chat import ReadCompletion
 from ._retry import RetryPolicy
 
 #: A placeholder key for servers that need none (the SDKs refuse to start without one).
 NO_KEY = "not-needed"
 
-#: What a provider reads from a reply: text, usage, finish reason, reported cost, raw fields.
-ReadCompletion = tuple[str, TokenUsage, str | None, float | None, dict[str, object]]
+C = TypeVar("C")
 
 
-class ProviderIdentity:
+class Provider:
     """Mixin for providers: ``model`` (canonical ``provider/name``), ``temperature`` (``None``
     when the provider's default is used, or sampling is off for reasoning/thinking models) and a
     ``cache_key`` that names the API, endpoint, wire model and sampling parameters, never the
@@ -75,13 +85,13 @@ class ProviderIdentity:
         )
 
 
-class SDKProvider(ProviderIdentity, abc.ABC):
-    """Mixin for providers built on an httpx-based SDK (``openai``, ``anthropic``).
+class HTTPProvider(Provider, abc.ABC):
+    """Mixin for providers that talk to one HTTP endpoint with a pooled client.
 
     :meth:`_setup` settles the names (``"<provider>/<name>"``, the wire name), the one
-    :class:`RetryPolicy` (the SDK's own retries stay off), the key, the base URL (argument, then
-    ``_base_url_env``, then ``_default_base_url``) and a client per event loop built by the
-    subclass's ``_new_client``, which takes its HTTP client from :meth:`_http_client`.
+    :class:`RetryPolicy` (a client's own retries stay off), the key, the base URL (argument,
+    then ``_base_url_env``, then ``_default_base_url``), the pool size and a client per event
+    loop built by the subclass's ``_new_client``.
     """
 
     _default_provider: ClassVar[str]
@@ -108,22 +118,76 @@ class SDKProvider(ProviderIdentity, abc.ABC):
         self._provider = provider
         self.api_model = api_model or name
         self.retry = retry or RetryPolicy.from_limits(limits)
-        # Never below the SDK's own default pool (1,000), never below the engine's fan-out.
+        # Never below the SDKs' own default pool (1,000), never below the engine's fan-out.
         self.pool_size = max(1000, limits.max_concurrency or 0)
         self._api_key = api_key or NO_KEY
         url = base_url or os.environ.get(self._base_url_env) or self._default_base_url
         self.base_url = url.rstrip("/")
-        self._clients = _sdk.LoopBoundClient(self._new_client)
+        self._clients = LoopBoundClient(self._new_client)
 
     @abc.abstractmethod
     def _new_client(self) -> Any:
-        """A new SDK client, for the event loop running now (see ``_sdk.LoopBoundClient``)."""
+        """A new client, for the event loop running now (see :class:`LoopBoundClient`)."""
 
-    def _http_client(self, factory: Callable[..., Any]) -> Any:
-        """The SDK's ``DefaultAsyncHttpxClient`` (``factory``) with fastrlm's pool, timeout and
-        the process's shared TLS context."""
-        return factory(
-            limits=_sdk.pool_limits(self.pool_size),
-            timeout=self.retry.timeout_s,
-            verify=_sdk.shared_ssl_context(),
-        )
+
+class LoopBoundClient(Generic[C]):
+    """One client per event loop, closed when its loop shuts down.
+
+    An async client pools connections that belong to the loop that opened them; reused from
+    another loop (``RLM.completion()`` twice: two ``asyncio.run``) it fails with "Event loop is
+    closed". This holder builds a client per running loop and ties its lifetime to that loop
+    with a started async generator: ``asyncio.run`` (and ``asyncio.Runner``) finalise pending
+    async generators while the loop still runs, and the generator's ``finally`` closes the
+    client there, so no socket outlives its loop.
+    """
+
+    def __init__(self, factory: Callable[[], C]) -> None:
+        self._factory = factory
+        self._client: C | None = None
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._guard: AsyncGenerator[None, None] | None = None
+
+    async def get(self) -> C:
+        """The client for the running loop (built on first use in each loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is None or self._loop() is not loop:
+            client = self._factory()
+            self._client, self._loop = client, weakref.ref(loop)
+            # strong reference: the loop only keeps a weak one to pending generators
+            self._guard = _close_at_loop_end(client)
+            await self._guard.__anext__()
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop; a later :meth:`get` builds a new one."""
+        guard, self._guard, self._client, self._loop = self._guard, None, None, None
+        if guard is not None:
+            await guard.aclose()
+
+
+async def _close_at_loop_end(client: Any) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The verifying TLS context of every provider's client, built once per process (each
+    client, one per model and event loop, would otherwise build its own: 20-120 ms each).
+
+    It is the SDKs' HTTP library's default (``httpx2``, or ``httpx`` in older releases: the
+    system's trust store, ``truststore`` on macOS and Windows, ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``) when an SDK brought it; without any SDK installed (the core needs none),
+    the standard library's default context, which reads the same OpenSSL store and variables.
+    """
+    try:
+        import httpx2 as http
+    except ImportError:
+        try:  # older SDK releases are built on httpx
+            import httpx as http  # type: ignore[no-redef, import-not-found, unused-ignore]
+        except ImportError:
+            return ssl.create_default_context()
+    context: ssl.SSLContext = http.create_ssl_context()
+    return context

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .._core.limits import Limits
 from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from ._base import LM, LOCAL_CONCURRENCY
 
 #: With no model named anywhere, the first of these keys found in the environment picks the
@@ -34,8 +34,6 @@ KEY_DEFAULTS: tuple[tuple[str, str, str], ...] = (
     ("OPENAI_API_KEY", "openai/gpt-5", "openai/gpt-5-mini"),
     ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
 )
-
-DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,9 +381,10 @@ def _plugin_rows(obj: object) -> Iterable[tuple[Preset, Factory | None]]:
 
 
 # extra name -> (module that needs it, what it enables)
+#: extra -> (the provider's module, what it is for, the packages the extra installs)
 _EXTRAS = {
-    "anthropic": ("._anthropic", "anthropic/ models (AnthropicLM)"),
-    "litellm": ("._litellm", "litellm/ models (LiteLLMLM)"),
+    "anthropic": ("._anthropic", "anthropic/ models (AnthropicLM)", ("anthropic",)),
+    "litellm": ("._litellm", "litellm/ models (LiteLLMLM)", ("litellm", "openai")),
 }
 
 
@@ -393,13 +392,14 @@ def load_extra(extra: str, attribute: str) -> type:
     """Import an extra's provider class; a missing SDK becomes :class:`MissingExtraError`."""
     import importlib
 
-    module_name, purpose = _EXTRAS[extra]
+    module_name, purpose, packages = _EXTRAS[extra]
     try:
         module = importlib.import_module(module_name, __package__)
     except ImportError as exc:
-        if exc.name not in (extra, None) and not str(exc.name).startswith(extra + "."):
+        missing = str(exc.name or extra).partition(".")[0]
+        if missing not in packages:
             raise
-        raise MissingExtraError(extra, extra, purpose) from exc
+        raise MissingExtraError(extra, missing, purpose) from exc
     cls: type = getattr(module, attribute)
     return cls
 

@@ -3,8 +3,9 @@
 Providers turn their SDK's exceptions into fastrlm's (:func:`error_for_status` does the HTTP part
 for every SDK) and hand :meth:`RetryPolicy.run` one attempt at a time. The SDKs' own retries are
 switched off, so this is the only place a call is repeated, and every repeat is asked of the run's
-budget ledger first (:data:`fastrlm._core.ledger.current_gate`): a failed attempt is booked, and a
-retry the budget cannot admit is not sent.
+budget through the attempt gate (:data:`fastrlm._foundation.gate.current_gate`, which the
+engine's ledger sets): a failed attempt is booked, and a retry the budget cannot admit is not
+sent.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._core.ledger import current_gate
-from .._core.limits import Limits
 from .._exceptions import (
     AuthenticationError,
     BudgetExceededError,
@@ -27,6 +26,8 @@ from .._exceptions import (
     ProviderTimeoutError,
     RateLimitError,
 )
+from .._foundation.gate import current_gate
+from .._foundation.limits import Limits
 
 T = TypeVar("T")
 

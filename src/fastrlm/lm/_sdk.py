@@ -1,4 +1,5 @@
-"""Exception translation for the Stainless-generated SDKs (``openai``, ``anthropic``).
+"""What the Stainless-generated SDKs (``anthropic``; ``openai``, under LiteLLM) need: exception
+translation and their HTTP library's client with fastrlm's pool.
 
 Both SDKs share one shape: ``APIStatusError`` (with ``status_code`` and ``response``),
 ``APITimeoutError`` (a subclass of ``APIConnectionError``) and ``APIResponseValidationError``.
@@ -7,14 +8,10 @@ LiteLLM's exceptions subclass ``openai``'s, so the same table serves it too.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
-import ssl
-import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from .._exceptions import (
     ProviderConnectionError,
@@ -22,9 +19,8 @@ from .._exceptions import (
     ProviderResponseError,
     ProviderTimeoutError,
 )
+from ._provider import shared_ssl_context
 from ._retry import Failure, error_for_status
-
-C = TypeVar("C")
 
 
 def catchable(sdk: ModuleType) -> tuple[type[BaseException], ...]:
@@ -59,48 +55,6 @@ def translate(
     return Failure(ProviderError(f"{where}: {type(exc).__name__}: {exc}", **kw), retryable=False)
 
 
-class LoopBoundClient(Generic[C]):
-    """One SDK client per event loop, closed when its loop shuts down.
-
-    An async SDK client pools connections that belong to the loop that opened them; reused from
-    another loop (``RLM.completion()`` twice: two ``asyncio.run``) it fails with "Event loop is
-    closed". This holder builds a client per running loop and ties its lifetime to that loop
-    with a started async generator: ``asyncio.run`` (and ``asyncio.Runner``) finalise pending
-    async generators while the loop still runs, and the generator's ``finally`` closes the
-    client there, so no socket outlives its loop.
-    """
-
-    def __init__(self, factory: Callable[[], C]) -> None:
-        self._factory = factory
-        self._client: C | None = None
-        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
-        self._guard: AsyncGenerator[None, None] | None = None
-
-    async def get(self) -> C:
-        """The client for the running loop (built on first use in each loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is None or self._loop() is not loop:
-            client = self._factory()
-            self._client, self._loop = client, weakref.ref(loop)
-            # strong reference: the loop only keeps a weak one to pending generators
-            self._guard = _close_at_loop_end(client)
-            await self._guard.__anext__()
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the client of the running loop; a later :meth:`get` builds a new one."""
-        guard, self._guard, self._client, self._loop = self._guard, None, None, None
-        if guard is not None:
-            await guard.aclose()
-
-
-async def _close_at_loop_end(client: Any) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await client.close()
-
-
 def pool_limits(connections: int) -> Any:
     """Connection-pool limits for the SDKs' HTTP library (``httpx2`` in current releases,
     ``httpx`` in older ones): ``connections`` at once, up to 256 kept alive."""
@@ -111,25 +65,7 @@ def pool_limits(connections: int) -> Any:
     return http.Limits(max_connections=connections, max_keepalive_connections=min(connections, 256))
 
 
-def count(obj: object, name: str) -> int | None:
-    """``obj.name`` if it is a non-negative int (a token count), else ``None``: a server that
-    sends ``"12"`` or ``null`` for a count must not crash the reading of its reply."""
-    value = getattr(obj, name, None)
-    if isinstance(value, dict):  # an untyped (constructed, unvalidated) SDK object
-        value = None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
-
-
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """The SDKs' HTTP library's own default TLS context (its trust store, its environment
-    variables such as SSL_CERT_FILE), built once per process: each SDK client, one per model and
-    event loop, would otherwise build its own (20-120 ms each here)."""
-    try:
-        import httpx2 as http
-    except ImportError:  # older SDK releases are built on httpx
-        import httpx as http  # type: ignore[no-redef, import-not-found, unused-ignore]
-    context: ssl.SSLContext = http.create_ssl_context()
-    return context
+def http_client(factory: Callable[..., Any], *, pool_size: int, timeout_s: float) -> Any:
+    """The SDK's ``DefaultAsyncHttpxClient`` (``factory``) with ``pool_size`` connections, the
+    per-attempt timeout and the process's shared TLS context."""
+    return factory(limits=pool_limits(pool_size), timeout=timeout_s, verify=shared_ssl_context())

@@ -31,8 +31,10 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, Protocol
 
+from .._foundation.images import ImagePart
+from .._foundation.wire import MAX_TOOL_JSON_CHARS, MAX_TOOL_JSON_DEPTH
 from . import _kinds
 
 logger = logging.getLogger("fastrlm.sandbox")
@@ -64,10 +66,6 @@ MAX_IMAGES_PER_PROMPT = 20
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 
-#: The most characters a tool call's JSON arguments, or its JSON result, may hold.
-MAX_TOOL_JSON_CHARS = 16 * 1024 * 1024
-#: The deepest nesting of lists and dicts a tool call's arguments may have.
-MAX_TOOL_JSON_DEPTH = 100
 #: The longest tool name.
 MAX_TOOL_NAME_CHARS = 64
 
@@ -129,14 +127,6 @@ def error_text(kind: str, message: str) -> str:
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
     return f"[error: {kind}: {message}]"
-
-
-class ImagePart(TypedDict):
-    """One image of a prompt as it crosses to the host: its MIME type (``image/png``,
-    ``image/jpeg``, ``image/gif`` or ``image/webp``) and its bytes in base64."""
-
-    media_type: str
-    data: str
 
 
 class HostBridge(Protocol):

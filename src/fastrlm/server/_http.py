@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from multidict import CIMultiDictProxy
 
-from .._httpd import Connection, Handler, Server
+from .._foundation.httpd import Connection, Handler, Server
 
 
 @dataclass(frozen=True, slots=True)

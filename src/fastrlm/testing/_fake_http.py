@@ -1,5 +1,6 @@
 """The fake servers' HTTP side: :class:`~._fake_server.FakeOpenAIServer` (and the Anthropic
-one) served by aiohttp on a thread of its own (:class:`~fastrlm._httpd.ThreadedHTTPServer`).
+one) served by aiohttp on a thread of its own
+(:class:`~fastrlm._foundation.httpd.ThreadedHTTPServer`).
 
 Parsing, routing and writing run on the server's loop; the script's side of a request (the
 recording, ``hold_until_in_flight``, the handler) runs on a worker thread, so a handler may
@@ -14,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .._httpd import ThreadedHTTPServer, drop
+from .._foundation.httpd import ThreadedHTTPServer, drop
 from ._fake_server import FakeOpenAIServer, FakeReply, FakeRequest, Fault, Reply
 
 

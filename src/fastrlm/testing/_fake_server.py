@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 if TYPE_CHECKING:
-    from .._httpd import ThreadedHTTPServer
+    from .._foundation.httpd import ThreadedHTTPServer
 
 FaultKind = Literal[
     "status", "stall", "malformed_json", "missing_usage", "empty_choices", "disconnect", "raw"

@@ -1,8 +1,8 @@
 """The live view: one run's page served on 127.0.0.1, following its JSONL trace as it grows.
 
-:class:`LiveView` serves from a daemon thread (aiohttp, :class:`~fastrlm._httpd.ThreadedHTTPServer`;
-reading and rendering the trace run on its worker threads, so a big page does not hold the
-event streams). Routes:
+:class:`LiveView` serves from a daemon thread (aiohttp,
+:class:`~fastrlm._foundation.httpd.ThreadedHTTPServer`; reading and rendering the trace run on
+its worker threads, so a big page does not hold the event streams). Routes:
 
 - ``GET /``: the page (:func:`~._html.render_html`) of the trace as it is now, told where to
   follow it from (the byte offset it was rendered at).
@@ -130,7 +130,7 @@ class LiveView:
     """
 
     def __init__(self, locate: Callable[[], Path | None], *, port: int = 0) -> None:
-        from .._httpd import ThreadedHTTPServer  # aiohttp: imported when a view is made
+        from .._foundation.httpd import ThreadedHTTPServer  # aiohttp: imported when a view is made
 
         self.tail = TraceTail(locate)
         self._server = ThreadedHTTPServer(self._handle, "127.0.0.1", port,
