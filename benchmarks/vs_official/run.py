@@ -343,8 +343,9 @@ def bench_fanout(fast: Impl, official: Impl, repeats: int) -> Section:
     sec.say("Where the time goes (CPU per sub-call, medians): *client* is the driver process's "
             "CPU over its whole life (start-up, imports and root turns included; fastrlm: the "
             "engine and its HTTP client, not the sandbox worker), *server* the fake model's "
-            "process from its first request on (a stdlib `ThreadingHTTPServer`: a thread and a "
-            "JSON parse per request). On 2 cores, (client + server CPU) / 2 is a floor under the "
+            "process from its first request on (aiohttp on a thread of its own, the script's side "
+            "of each request on a worker thread, and a JSON parse per request). On 2 cores, "
+            "(client + server CPU) / 2 is a floor under the "
             "run however the waits overlap; the rest of the gap to the physical limit is the "
             "other sessions' load on the same 2 cores (load average above).")
     sec.say()
@@ -618,7 +619,7 @@ def bench_http(fast: Impl, repeats: int) -> Section:
             "(`time.process_time`) divided by the requests. *vs SDK post*: how many times "
             "cheaper than the path fastrlm used before. HTTP/2 could not be measured against "
             "this server: `httpx` speaks HTTP/2 only over TLS (ALPN) and has no cleartext h2c "
-            "mode, and the fake server (stdlib `http.server`) speaks HTTP/1.1 only, so the "
+            "mode, and the fake server (aiohttp's server) speaks HTTP/1.1 only, so the "
             f"`http2=True` client negotiated the version shown. Medians of {repeats}.")
     sec.say()
     sec.table(["client", "CPU per request", "vs SDK post", f"wall for {n:,}", "HTTP version"],

@@ -179,3 +179,30 @@ def test_one_fake_process_drives_a_whole_rlm_run_root_and_sub_calls(tmp_path: An
     assert result.answer == "from the sub-model" and result.subcalls == 1
     assert result.iterations == 2
     assert "3 requests" in err
+
+
+def test_a_handler_that_blocks_holds_only_its_own_request() -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(request: FakeRequest) -> str:
+        if request.prompt == "hold":
+            entered.set()
+            release.wait(60)  # a scripted handler may block (the MCP tests' upstream does)
+        return request.prompt
+
+    with FakeOpenAIServer(handler=handler) as server:
+        held: list[tuple[int, Any]] = []
+        first = threading.Thread(target=lambda: held.append(
+            _post(server.base_url, {"messages": [{"role": "user", "content": "hold"}]})))
+        first.start()
+        try:
+            assert entered.wait(60)
+            status, body = _post(server.base_url,
+                                 {"messages": [{"role": "user", "content": "free"}]})
+        finally:
+            release.set()
+            first.join()
+    assert status == 200 and body["choices"][0]["message"]["content"] == "free"
+    assert held[0][1]["choices"][0]["message"]["content"] == "hold"

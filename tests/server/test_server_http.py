@@ -94,12 +94,20 @@ async def exchange(port: int, data: bytes) -> bytes:
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET /v1/models HTTP/2.0\r\n\r\n", 505),
         (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n", 411),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
+        # HTTP/1.1 needs a Host (RFC 9112 3.2): these carry one to reach the check they pin
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+         501),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n",
+         413),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400),
+        (b"GET /v1/models HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
          400),
         (b"GET /v1/models HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
         (b"GET /v1/models HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+         + b"".join(b"X%d: %s\r\n" % (i, b"a" * 8000) for i in range(9)) + b"\r\n", 431),
     ],
 )
 async def test_the_parser_refuses_malformed_requests(request_bytes: bytes, status: int) -> None:
@@ -136,3 +144,36 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
             assert reply["choices"][0]["message"]["content"] == "str:2"
         writer.close()
         await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("sent", "limits"),
+    [
+        # a connection that never sends a request
+        (b"", HTTPLimits(idle_timeout_s=0.2, header_timeout_s=1000)),
+        # a head that never ends (slowloris), its limit shorter than the idle one
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n",
+         HTTPLimits(idle_timeout_s=1000, header_timeout_s=0.2)),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{",
+         HTTPLimits(idle_timeout_s=1000, header_timeout_s=1000, body_timeout_s=0.2)),
+    ],
+)
+async def test_a_client_that_stalls_mid_request_is_disconnected(
+    sent: bytes, limits: HTTPLimits
+) -> None:
+    async with serving(root(ECHO_SHAPE), http_limits=limits) as (server, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(sent)
+        await writer.drain()
+        assert await reader.read() == b""  # closed, with nothing to answer
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_no_response_names_the_server_software_or_its_version() -> None:
+    async with serving(root(ECHO_SHAPE)) as (server, _):
+        _, health, _ = await raw_request(server.port, "GET", "/health")
+        _, missing, _ = await raw_request(server.port, "GET", "/nope")
+        refused = await exchange(server.port, b"GARBAGE\r\n\r\n")
+    assert health["server"] == missing["server"] == "fastrlm"
+    assert b"aiohttp" not in refused and b"Python" not in refused

@@ -197,3 +197,17 @@ def test_fastrlm_serve_writes_one_access_line_per_request_on_stderr(log_format: 
     else:
         assert " GET /health 200 " in access[0] and " GET /v1/models 401 " in access[1]
     assert SERVER_KEY not in rest and UPSTREAM_KEY not in rest and "sk-wrong" not in rest
+
+
+async def test_a_request_the_parser_refuses_is_one_line_with_its_status(lines: Lines) -> None:
+    async with serving(root(ECHO_SHAPE)) as (server, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GARBAGE\r\n\r\n")
+        await writer.drain()
+        reply = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        await lines.wait_for(1)
+    assert reply.split(b" ")[1] == b"400"
+    [line] = lines.access
+    assert line["status"] == 400 and line["method"] == "-" and line["client"] != "-"

@@ -5,6 +5,7 @@
   budget before each retry (the engine's ledger implements and sets it).
 - ``images``: :class:`ImagePart`, an image as it travels with a prompt.
 - ``net``: which hosts are this machine (``is_loopback``).
+- ``httpd``: the one HTTP server stack (aiohttp) of the server, the live view and the fakes.
 
 Nothing here imports another part of fastrlm above the foundations (tests/test_import_graph.py
 checks it); this ``__init__`` imports nothing.

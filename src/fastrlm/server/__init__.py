@@ -2,8 +2,8 @@
 
 Any OpenAI client can use it: ``POST /v1/chat/completions`` with model ``rlm``; the context goes
 in the body's ``context`` field (``extra_body={"context": ...}`` with the openai SDK) or, when it
-is absent, the whole conversation is the context. Built on asyncio streams and the standard
-library only (see :mod:`fastrlm.server._http`).
+is absent, the whole conversation is the context. Built on aiohttp's low-level server, held to
+the server's own limits and error shapes (see :mod:`fastrlm.server._http`).
 """
 
 from ._app import RLMServer

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from aiohttp import web
+
 from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
 from .._exceptions import ContextError, RLMError
@@ -31,7 +33,18 @@ from ..lm._base import LM
 from ..telemetry import Telemetry, trace_context_of
 from ..trace import TraceWriter
 from ._access import CLIENT_GONE, AccessRecord, log_access
-from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json
+from ._http import (
+    EventStream,
+    HTTPError,
+    HTTPLimits,
+    client_of,
+    error_response,
+    json_response,
+    listen,
+    lowered,
+    protocol_of,
+    read_body,
+)
 from ._protocol import (
     ChatRequest,
     chunk,
@@ -135,8 +148,9 @@ class RLMServer:
         self._key = server_key.encode() if server_key else None
         self._writer = writer
         self._slots = asyncio.Semaphore(max_concurrent_runs)
-        self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[Any], bool] = {}  # task -> busy with a request
+        self._listener: asyncio.Server | None = None
+        self._http: web.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()  # requests being answered
         self._runs: set[asyncio.Task[RLMResult]] = set()
         self._closing = False
         self._watchers: list[tuple[Callable[[RLMServer], bool], asyncio.Future[None]]] = []
@@ -148,10 +162,10 @@ class RLMServer:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host:port`` (0 picks a free port; see :attr:`port`). Raises ``OSError``."""
-        self._server = await asyncio.start_server(
-            self._on_connection, host, port, limit=self.http_limits.max_line_bytes + 2)
+        self._listener, self._http = await listen(self._handle, host, port, self.http_limits,
+                                                  self._refused)
         self.host = host
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._listener.sockets[0].getsockname()[1]
         self.sessions.start()
 
     @property
@@ -167,21 +181,20 @@ class RLMServer:
     async def close(self) -> None:
         """Stop accepting, cancel every run, answer or drop their clients, close the models."""
         self._closing = True
-        if self._server is not None:
-            self._server.close()
-        for task, busy in list(self._connections.items()):
-            if not busy:
-                task.cancel()
+        if self._listener is not None:
+            self._listener.close()
         for run in list(self._runs):
             run.cancel()
-        pending = list(self._connections)
-        if pending:
+        pending = list(self._handlers)
+        if pending:  # each answers its client (503, or an error event on a stream)
             _, late = await asyncio.wait(pending, timeout=_SHUTDOWN_GRACE_S)
             for task in late:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._http is not None:
+            await self._http.shutdown(_SHUTDOWN_GRACE_S)  # and closes the idle connections
+        if self._listener is not None:
+            await self._listener.wait_closed()
         await self.sessions.close()
         await self._rlm.aclose()
 
@@ -212,106 +225,76 @@ class RLMServer:
             if not future.done() and predicate(self):
                 future.set_result(None)
 
-    # ------------------------------------------------------------------ connections
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = False
-        try:
-            await self._serve_connection(reader, writer)
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away or stalled: nobody is left to answer
-        except asyncio.CancelledError:
-            # close() cancels connections; asyncio (3.11) would log a cancelled callback task
-            # as an error, and nothing awaits this task but close(), which expects the end.
-            pass
-        finally:
-            del self._connections[task]
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+    # ------------------------------------------------------------------ requests
+    def _refused(self, client: str, error: HTTPError) -> None:
+        log_access(AccessRecord(client, status=error.status, error=error.code))
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Answer one request and log its line. A client that leaves cancels this handler (and
+        so its run): its line says 499."""
         task = asyncio.current_task()
         assert task is not None
-        peer = writer.get_extra_info("peername")
-        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
-        while not self._closing:
+        connection = protocol_of(request)
+        connection.head_done()
+        self._handlers.add(task)
+        record = AccessRecord(client_of(request), request.method, request.path)
+        try:
             try:
-                request = await read_request(reader, writer, self.http_limits)
-            except HTTPError as error:
-                record = AccessRecord(client, status=error.status, error=error.code)
-                try:
-                    await send_error(writer, error, keep_alive=False)
-                finally:
-                    log_access(record)
-                return
-            if request is None:
-                return
-            self._connections[task] = True
-            record = AccessRecord(client, request.method, request.path)
+                body = await read_body(request, self.http_limits)
+            except HTTPError as error:  # the request's framing: nothing more is read from it
+                record.status, record.error = error.status, error.code
+                return error_response(error, keep_alive=False)
+            keep = request.keep_alive and not self._closing
             try:
-                keep_alive = await self._dispatch(request, reader, writer, record)
+                return await self._dispatch(request, body, keep, record)
             except HTTPError as error:
                 record.status, record.error = error.status, error.code
-                await send_error(writer, error, keep_alive=request.keep_alive)
-                keep_alive = request.keep_alive and error.status < 500
-            except (ConnectionError, TimeoutError, asyncio.CancelledError):
-                record.status = CLIENT_GONE
-                raise
-            except BaseException:
-                record.status = 500
-                raise
-            finally:
-                log_access(record)
-            self._connections[task] = False
-            if not keep_alive:
-                return
+                return error_response(error, keep_alive=keep and error.status < 500)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
+            record.status = CLIENT_GONE
+            raise
+        except BaseException:
+            record.status = 500
+            raise
+        finally:
+            log_access(record)
+            self._handlers.discard(task)
+            connection.await_head()
 
     async def _dispatch(
-        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        record: AccessRecord,
-    ) -> bool:
-        """Answer one request; returns whether the connection stays open. A response sent
-        here is a 200 unless the request's ``record`` says otherwise."""
+        self, request: web.BaseRequest, body: bytes, keep: bool, record: AccessRecord,
+    ) -> web.StreamResponse:
+        """Answer one request. A response returned here is a 200 unless the request's
+        ``record`` says otherwise."""
         path = request.path.rstrip("/") or "/"
-        keep = request.keep_alive and not self._closing
         record.status = 200
         if path == "/health":
             _allow(request, "GET", "HEAD")
-            await send_json(writer, 200, self._health(), keep_alive=keep,
-                            head_only=request.method == "HEAD")
-            return keep
+            return json_response(200, self._health(), keep_alive=keep)
         if not path.startswith("/v1/"):
             raise HTTPError(404, f"no route for {request.path}", code="not_found")
         self._authorize(request)
         if path == "/v1/models":
             _allow(request, "GET")
-            await send_json(writer, 200, {"object": "list", "data": self._models()},
-                            keep_alive=keep)
-            return keep
+            return json_response(200, {"object": "list", "data": self._models()},
+                                 keep_alive=keep)
         if path.startswith("/v1/models/"):
             _allow(request, "GET")
             name = path.removeprefix("/v1/models/")
             found = [m for m in self._models() if m["id"] == name]
             if not found:
                 raise HTTPError(404, f"the model {name!r} does not exist", code="model_not_found")
-            await send_json(writer, 200, found[0], keep_alive=keep)
-            return keep
+            return json_response(200, found[0], keep_alive=keep)
         if path == "/v1/chat/completions":
             _allow(request, "POST")
             if self._closing:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
-            chat = parse_chat_request(request.body, self.model_ids)
-            return await self._chat(chat, request, reader, writer, record)
+            chat = parse_chat_request(body, self.model_ids)
+            return await self._chat(chat, request, keep, record)
         raise HTTPError(404, f"no route for {request.path}", code="not_found")
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: web.BaseRequest) -> None:
         if self._key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -331,28 +314,15 @@ class RLMServer:
 
     # ------------------------------------------------------------------ chat completions
     async def _chat(
-        self, chat: ChatRequest, request: Request, reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter, record: AccessRecord,
-    ) -> bool:
-        """Run the request while watching the socket: EOF from the client cancels the run.
-        Returns whether the connection stays open (not after pipelined bytes, unsupported).
+        self, chat: ChatRequest, request: web.BaseRequest, keep: bool, record: AccessRecord,
+    ) -> web.StreamResponse:
+        """Run the request; a client that leaves cancels this (aiohttp cancels the handler).
         With spans on, the run continues the trace of the request's ``traceparent``."""
-        parent = trace_context_of(request.headers) if self._rlm.telemetry else None
-        respond = asyncio.create_task(self._respond(chat, request, writer, record),
-                                      context=parent)
-        watch = asyncio.create_task(reader.read(1))
-        try:
-            await asyncio.wait({respond, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if not respond.done() and not watch.result():
-                log.info("client disconnected: cancelling its run")
-                record.status = CLIENT_GONE
-                return False
-            keep = await respond
-            return keep and not watch.done()
-        finally:
-            for task in (respond, watch):
-                task.cancel()
-            await asyncio.gather(respond, watch, return_exceptions=True)
+        parent = trace_context_of(lowered(request.headers)) if self._rlm.telemetry else None
+        if parent is None:
+            return await self._respond(chat, request, keep, record)
+        return await asyncio.create_task(self._respond(chat, request, keep, record),
+                                         context=parent)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -377,8 +347,8 @@ class RLMServer:
             self._slots.release()
             self._notify()
 
-    async def _respond(self, chat: ChatRequest, request: Request,
-                       writer: asyncio.StreamWriter, record: AccessRecord) -> bool:
+    async def _respond(self, chat: ChatRequest, request: web.BaseRequest, keep: bool,
+                       record: AccessRecord) -> web.StreamResponse:
         budget = effective_budget(self.budget, chat.overrides)
         if budget.max_usd is not None and self._unpriced:
             raise HTTPError(400, _unpriced_message(self._unpriced, "this request's"),
@@ -390,10 +360,10 @@ class RLMServer:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
             if chat.stream:
-                stream = EventStream(writer, request.version, request.keep_alive)
+                stream = EventStream(request, keep)
                 await self._stream(chat, stream, completion_id, created, budget, record,
                                    owner_of(request.headers.get("authorization", "")))
-                return stream.keep_alive
+                return stream.response
             result = await self._run(chat, budget, record.seen, owner_of(
                 request.headers.get("authorization", "")))
         error = result_status(result)
@@ -401,8 +371,7 @@ class RLMServer:
             raise error
         body = completion_body(result, completion_id=completion_id, created=created,
                                model=chat.model, budget=budget)
-        await send_json(writer, 200, body, keep_alive=request.keep_alive)
-        return request.keep_alive
+        return json_response(200, body, keep_alive=keep)
 
     async def _run(self, chat: ChatRequest, budget: Budget,
                    on_event: Callable[[Event], None], owner: str = "") -> RLMResult:
@@ -473,8 +442,8 @@ class RLMServer:
                 result = await runner
             except HTTPError as refused:
                 await stream.send(refused.body())
-                await stream.end()
                 stream.keep_alive = False
+                await stream.end()
                 return
         finally:
             if not runner.done():
@@ -494,7 +463,7 @@ class RLMServer:
         await stream.end()
 
 
-def _allow(request: Request, *methods: str) -> None:
+def _allow(request: web.BaseRequest, *methods: str) -> None:
     if request.method not in methods:
         raise HTTPError(405, f"{request.method} is not allowed here (allowed: "
                         f"{', '.join(methods)})", code="method_not_allowed",

@@ -22,15 +22,15 @@ a test prove that nothing on the client side limits concurrency below ``n`` with
 from __future__ import annotations
 
 import json
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+if TYPE_CHECKING:
+    from .._foundation.httpd import ThreadedHTTPServer
 
 FaultKind = Literal[
     "status", "stall", "malformed_json", "missing_usage", "empty_choices", "disconnect", "raw"
@@ -175,7 +175,9 @@ class FakeOpenAIServer:
     """A scripted OpenAI-compatible server on ``127.0.0.1`` and a random (or given) port.
 
     Use as a context manager (``with`` or ``async with``) or call :meth:`start` / :meth:`close`.
-    Thread-safe; every request is served in its own thread.
+    Thread-safe. Served by aiohttp on a thread of its own; the script's side of a request
+    (``handler``, the script, ``hold_until_in_flight``) runs on a worker thread, so a handler
+    may block.
     """
 
     api_prefix = "/v1"
@@ -207,8 +209,7 @@ class FakeOpenAIServer:
         self._requests: list[FakeRequest] = []
         self._in_flight = 0
         self._max_in_flight = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._httpd: ThreadedHTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -216,16 +217,10 @@ class FakeOpenAIServer:
         """Bind and serve in a background thread. Returns ``self``."""
         if self._httpd is not None:
             return self
-        server = _HTTPServer((self._host, self._port), _Handler)
-        server.fake = self
-        self._httpd = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-            name="FakeOpenAIServer",
-        )
-        self._thread.start()
+        from ._fake_http import serve  # aiohttp is imported when a fake starts, not before
+
+        self._closing.clear()
+        self._httpd = serve(self, self._host, self._port)
         return self
 
     def close(self) -> None:
@@ -234,12 +229,8 @@ class FakeOpenAIServer:
         with self._lock:
             self._lock.notify_all()
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            self._httpd.close()
             self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -265,7 +256,7 @@ class FakeOpenAIServer:
     def port(self) -> int:
         if self._httpd is None:
             raise RuntimeError("the server is not running")
-        return int(self._httpd.server_address[1])
+        return self._httpd.port
 
     @property
     def url(self) -> str:
@@ -337,9 +328,15 @@ class FakeOpenAIServer:
                 return self._script.pop(0)
         return self._default
 
-    def _wait(self, seconds: float) -> bool:
-        """Sleep ``seconds`` unless the server closes first; True if it is closing."""
-        return self._closing.wait(seconds) if seconds > 0 else self._closing.is_set()
+    def _take(self, method: str, path: str, headers: dict[str, str], body: dict[str, Any]
+              ) -> tuple[FakeRequest, Reply | None]:
+        """Record a request and pick its reply (on a worker thread: either may block)."""
+        request = self._admit(method, path, headers, body)
+        try:
+            return request, self._next_reply(request) if method == "POST" else None
+        except BaseException:
+            self._leave()
+            raise
 
     # -- wire format (overridden by the Anthropic-shaped fake) -------------------------------
 
@@ -439,134 +436,6 @@ class FakeOpenAIServer:
                 for m in self.model_ids
             ],
         }
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-    fake: FakeOpenAIServer
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hangs up mid-request (a cancelled run, a timed-out SDK) is routine for
-        # a fake under test; anything else still gets the standard traceback.
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body are separate writes: without NODELAY, Nagle + delayed ACK add ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silent: tests and benchmarks read the recorded requests instead."""
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        fake = self.server.fake
-        if self.path.rstrip("/") == fake.api_prefix + "/models":
-            fake._admit("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, {})
-            try:
-                self._send_json(200, fake._models_body())
-            finally:
-                fake._leave()
-        else:
-            self._send_json(404, fake._error_body(404, f"no route {self.path}"))
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        fake = self.server.fake
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not fake._is_completion_path(self.path):
-            self._send_json(404, fake._error_body(404, f"no route {self.path}"))
-            return
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            self._send_json(400, fake._error_body(400, "request body is not JSON"))
-            return
-        request = fake._admit(
-            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-        )
-        try:
-            self._serve_completion(fake, request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (its timeout): nothing left to answer
-        finally:
-            fake._leave()
-
-    def _serve_completion(self, fake: FakeOpenAIServer, request: FakeRequest) -> None:
-        reply = fake._next_reply(request)
-        if reply is None:
-            self._send_json(400, fake._error_body(400, "fake server: script exhausted"))
-            return
-        spec = FakeReply(text=reply) if isinstance(reply, str) else reply
-        latency = fake.latency_s
-        if isinstance(spec, FakeReply) and spec.latency_s is not None:
-            latency = spec.latency_s
-        if fake._wait(latency):
-            self.close_connection = True
-            return
-        if isinstance(spec, Fault):
-            self._serve_fault(fake, request, spec)
-            return
-        if request.body.get("stream"):
-            self._send_stream(fake._stream_events(request, spec))
-        else:
-            self._send_json(200, fake._completion_body(request, spec, usage=True))
-
-    def _serve_fault(self, fake: FakeOpenAIServer, request: FakeRequest, fault: Fault) -> None:
-        if fault.kind == "status":
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            self._send_json(fault.status, fake._error_body(fault.status, fault.message), headers)
-        elif fault.kind == "stall":
-            fake._wait(fault.stall_s)
-            self.close_connection = True
-        elif fault.kind == "raw":
-            self._send_raw(fault.status, fault.text.encode(), "application/json")
-        elif fault.kind == "disconnect":
-            self.close_connection = True
-        elif fault.kind == "malformed_json":
-            self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [', "application/json")
-        elif fault.kind == "missing_usage":
-            self._send_json(200, fake._completion_body(request, FakeReply(fault.text), usage=False))
-        elif fault.kind == "empty_choices":
-            body = fake._completion_body(request, FakeReply("unused"), usage=True)
-            body["choices"] = []
-            self._send_json(200, body)
-
-    def _send_json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        self._send_raw(status, json.dumps(body).encode(), "application/json", headers)
-
-    def _send_raw(
-        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def _send_stream(self, events: list[tuple[str, Any]]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        for name, data in events:
-            payload = data if isinstance(data, str) else json.dumps(data)
-            prefix = f"event: {name}\n" if name else ""
-            self.wfile.write(f"{prefix}data: {payload}\n\n".encode())
-            self.wfile.flush()
 
 
 __all__ = ["FakeOpenAIServer", "FakeReply", "FakeRequest", "Fault", "Reply", "estimate"]

@@ -1,6 +1,8 @@
 """The live view: one run's page served on 127.0.0.1, following its JSONL trace as it grows.
 
-:class:`LiveView` runs a standard-library HTTP server in a daemon thread. Routes:
+:class:`LiveView` serves from a daemon thread (aiohttp,
+:class:`~fastrlm._foundation.httpd.ThreadedHTTPServer`; reading and rendering the trace run on
+its worker threads, so a big page does not hold the event streams). Routes:
 
 - ``GET /``: the page (:func:`~._html.render_html`) of the trace as it is now, told where to
   follow it from (the byte offset it was rendered at).
@@ -25,10 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 from ._html import render_html, render_parts
 from ._reader import Trace, _with_answer
@@ -127,18 +130,12 @@ class LiveView:
     """
 
     def __init__(self, locate: Callable[[], Path | None], *, port: int = 0) -> None:
+        from .._foundation.httpd import ThreadedHTTPServer  # aiohttp: imported when a view is made
+
         self.tail = TraceTail(locate)
-        self._stop = threading.Event()
-        view = self
-
-        class Handler(_Handler):
-            live = view
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self.port: int = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,),
-                                        name="fastrlm-live-view", daemon=True)
+        self._server = ThreadedHTTPServer(self._handle, "127.0.0.1", port,
+                                          name="fastrlm-live-view", grace_s=POLL_S * 10)
+        self.port: int = self._server.port
 
     @property
     def url(self) -> str:
@@ -146,22 +143,15 @@ class LiveView:
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``, less when :meth:`close` is called; whether it was."""
-        return self._stop.wait(seconds)
+        return self._server.stopped
 
     def start(self) -> LiveView:
-        self._thread.start()
+        self._server.start()
         return self
 
     def close(self) -> None:
         """Stop serving; open event streams end within :data:`POLL_S`."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
     def __enter__(self) -> LiveView:
         return self.start()
@@ -169,84 +159,81 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    live: LiveView
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
-        """Quiet: the live view is a local tool, not a server with an access log."""
-
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        url = urlsplit(self.path)
-        port = self.live.port
-        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        port = self.port
+        if request.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
             # a page elsewhere reaching this port through DNS rebinding must not read the trace
-            self._send(HTTPStatus.FORBIDDEN, "text/plain; charset=utf-8",
-                       f"open the live view as http://127.0.0.1:{port}/\n".encode())
-            return
-        if url.path == "/":
-            trace = self.live.tail.refresh()
-            offset = self.live.tail.offset
-            page = render_html(trace, live={"events": f"/events?from={offset}",
-                                            "parts": "/parts"})
-            self._send(HTTPStatus.OK, "text/html; charset=utf-8", page.encode())
-        elif url.path == "/parts":
-            parts = render_parts(self.live.tail.refresh())
-            self._send(HTTPStatus.OK, "application/json", json.dumps(parts).encode())
-        elif url.path == "/events":
-            self._events(url.query)
-        else:
-            self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
-                       b"not found: the live view serves /, /events and /parts\n")
+            return _response(HTTPStatus.FORBIDDEN, "text/plain; charset=utf-8",
+                             f"open the live view as http://127.0.0.1:{port}/\n".encode())
+        if request.method != "GET":
+            return _response(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
+                             b"the live view answers GET only\n")
+        if request.path == "/":
+            page = await self._server.in_thread(self._page)
+            return _response(HTTPStatus.OK, "text/html; charset=utf-8", page)
+        if request.path == "/parts":
+            parts = await self._server.in_thread(self._parts)
+            return _response(HTTPStatus.OK, "application/json", parts)
+        if request.path == "/events":
+            return await self._events(request)
+        return _response(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
+                         b"not found: the live view serves /, /events and /parts\n")
 
-    def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+    def _page(self) -> bytes:
+        trace = self.tail.refresh()
+        offset = self.tail.offset
+        return render_html(trace, live={"events": f"/events?from={offset}",
+                                        "parts": "/parts"}).encode()
 
-    def _start_offset(self, query: str) -> int:
-        for value in (self.headers.get("Last-Event-ID"), *parse_qs(query).get("from", [])):
-            if value is not None and value.strip().isdigit():
-                return int(value)
-        return 0
+    def _parts(self) -> bytes:
+        return json.dumps(render_parts(self.tail.refresh())).encode()
 
-    def _events(self, query: str) -> None:
-        offset = self._start_offset(query)
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        live = self.live
+    async def _events(self, request: web.BaseRequest) -> web.StreamResponse:
+        from aiohttp import web
+
+        offset = _start_offset(request)
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "Connection": "close"})
+        response.force_close()
+        await response.prepare(request)
+        server = self._server
         try:
-            self.wfile.write(b"retry: 1000\n\n")
-            self.wfile.flush()
+            await response.write(b"retry: 1000\n\n")
             waiting_said = False
             quiet_since = time.monotonic()
-            while not live.stopping:
-                path = live.tail.find()
+            while not server.stopped:
+                path = self.tail.find()
                 if path is None:
                     if not waiting_said:
-                        self.wfile.write(b"event: waiting\ndata: \n\n")
-                        self.wfile.flush()
+                        await response.write(b"event: waiting\ndata: \n\n")
                         waiting_said = True
                     lines: list[str] = []
                 else:
-                    lines, offset = read_lines(path, offset, MAX_LINES_PER_MESSAGE)
+                    lines, offset = await server.in_thread(read_lines, path, offset,
+                                                           MAX_LINES_PER_MESSAGE)
                 if lines:
-                    self.wfile.write(sse_message(lines, offset))
-                    self.wfile.flush()
+                    await response.write(sse_message(lines, offset))
                     quiet_since = time.monotonic()
                     continue
                 if time.monotonic() - quiet_since > KEEPALIVE_S:
-                    self.wfile.write(b": keep-alive\n\n")
-                    self.wfile.flush()
+                    await response.write(b": keep-alive\n\n")
                     quiet_since = time.monotonic()
-                live.wait(POLL_S)
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the browser went away (closed, reloaded): its next stream resumes
+                await server.wait_stopping(POLL_S)
+        except ConnectionError:
+            pass  # the browser went away (closed, reloaded): its next stream resumes
+        return response
+
+
+def _response(status: HTTPStatus, kind: str, body: bytes) -> web.Response:
+    from aiohttp import web
+
+    return web.Response(status=status, body=body, headers={
+        "Content-Type": kind, "Cache-Control": "no-store"})
+
+
+def _start_offset(request: web.BaseRequest) -> int:
+    for value in (request.headers.get("Last-Event-ID"), *request.query.getall("from", [])):
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
