@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._exceptions import ConfigurationError, ContextError, RLMError
 from .._pricing import PriceTable, unpriced_message
 from .._validate import DEPTH_RULE, check_choice, check_flag
+from ..context import context_problem
 from ..lm._base import LM, default_concurrency
 from .budget import Budget
 from .call_tree import CallTree, ResponseCache
@@ -573,10 +574,9 @@ async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
 
 
 def _check_context(context: object) -> None:
-    if context is None:
-        raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
-    if isinstance(context, (str, list, tuple, dict, bytes)) and len(context) == 0:
-        raise ContextError("context is empty: there is nothing to answer from")
+    problem = context_problem(context)
+    if problem is not None:
+        raise ContextError(f"context {problem[1]}")
 
 
 def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:

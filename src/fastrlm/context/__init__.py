@@ -1,6 +1,6 @@
 """Context: its metadata for the root model, and loading it from files, directories and stdin."""
 
-from ._info import ContextInfo, canonical_bytes, describe_context
+from ._info import ContextInfo, canonical_bytes, context_problem, describe_context
 from ._load import LoadedContext, LoadReport, SkippedFile, load_context
 from ._open import LoadLimits
 
@@ -11,6 +11,7 @@ __all__ = [
     "LoadedContext",
     "SkippedFile",
     "canonical_bytes",
+    "context_problem",
     "describe_context",
     "load_context",
 ]

@@ -195,3 +195,16 @@ def _shape(context: object) -> ContextInfo:
         kind = type(context).__name__
     size = len(context) if isinstance(context, str) and context.isascii() else 0
     return ContextInfo(kind, sum(lengths), lengths, "", size, head)
+
+
+def context_problem(context: object) -> tuple[str, str] | None:
+    """Why ``context`` cannot be answered from, or None when it can: ``("missing", ...)`` for
+    ``None``, ``("empty", ...)`` for empty text, bytes or collections and for text that is only
+    whitespace. The one rule every door applies (the engine, the server, the loaders)."""
+    if context is None:
+        return "missing", "is None: pass a str, a list of str, or a JSON-able value"
+    if isinstance(context, str | list | tuple | dict | bytes) and len(context) == 0:
+        return "empty", "is empty: there is nothing to answer from"
+    if isinstance(context, str) and not context.strip():
+        return "empty", "is blank (only whitespace): there is nothing to answer from"
+    return None
