@@ -23,7 +23,7 @@ import click
 from .._core.budget import BUDGET_KEYS, Budget
 from .._exceptions import InvalidSettingError
 from .._pricing import Price, PriceTable, unpriced_message
-from .._validate import BUDGET_RULES, PRICE_RULES, Rule
+from .._validate import BUDGET_RULES, PRICE_RULES, Rule, count
 from ._config import SANDBOXES
 
 
@@ -277,3 +277,27 @@ def load_options(func: Any) -> Any:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def concurrent_runs_option(default: int, what: str) -> Callable[[Any], Any]:
+    """``--max-concurrent-runs N`` (runs at once: the one name every command uses for it, as
+    ``serve`` and ``mcp`` do), with ``--concurrency`` kept hidden for one release. Read the
+    value with :func:`concurrent_runs`."""
+    def decorate(func: Any) -> Any:
+        func = click.option("--concurrency", "deprecated_concurrency", type=Checked(count(1)),
+                            default=None, hidden=True)(func)
+        return click.option("--max-concurrent-runs", type=Checked(count(1)), default=None,
+                            help=f"{what} [default: {default}]")(func)
+    return decorate
+
+
+def concurrent_runs(value: int | None, deprecated: int | None, default: int) -> int:
+    """The width ``--max-concurrent-runs`` (or the deprecated ``--concurrency``) asks for."""
+    if deprecated is not None:
+        if value is not None:
+            raise click.UsageError("--concurrency is the old name of --max-concurrent-runs: "
+                                   "give only --max-concurrent-runs")
+        click.echo("fastrlm: --concurrency is deprecated: use --max-concurrent-runs (the name "
+                   "serve and mcp use); it goes in the next release", err=True)
+        return deprecated
+    return default if value is None else value

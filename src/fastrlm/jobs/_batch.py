@@ -167,7 +167,7 @@ def batch(
     rlm: RLM | None = None,
     *,
     max_usd: float | None = None,
-    concurrency: int = 8,
+    max_concurrent_runs: int = 8,
     provider_concurrency: int | Mapping[str, int] | None = 16,
     retries: int = 0,
     backend: str = "local",
@@ -187,6 +187,7 @@ def batch(
     sandbox: str | None = None,
     prices: PriceTable | None = None,
     trace: bool | None = None,
+    concurrency: int | None = None,
 ) -> Batch:
     """Run many jobs (a question over a context each) with one RLM, and yield each
     :class:`JobResult` as it finishes::
@@ -199,7 +200,7 @@ def batch(
     Every job runs with ``rlm``'s settings (models, budget, limits, sandbox, prices, trace,
     prompts, tools); a job's own ``model`` / ``sub_model`` / ``budget`` fields win.
     ``max_usd`` is the whole batch's total: no job starts once it is spent, and each job's
-    ``max_usd`` is capped by what is left. At most ``concurrency`` jobs run at once, and at
+    ``max_usd`` is capped by what is left. At most ``max_concurrent_runs`` jobs run at once, and at
     most ``provider_concurrency`` LM calls per provider are in flight across all of them (an
     int for every provider, or a mapping such as ``{"openai": 8, "*": 16}``, ``"*"`` for the
     providers it does not name; ``None``: no limit). ``retries`` re-runs a job that ended with
@@ -209,7 +210,8 @@ def batch(
     ``skip`` lists ids already done. ``load_limits`` (:class:`~fastrlm.context.LoadLimits`)
     bounds loading each job's ``context_path`` (None: the defaults).
 
-    Deprecated: the RLM's settings as keywords (``model=``, ``sub_model=``, ``base_url=``,
+    Deprecated: ``concurrency=`` (now ``max_concurrent_runs``, the name the server and MCP use
+    too), and the RLM's settings as keywords (``model=``, ``sub_model=``, ``base_url=``,
     ``api_key=``, ``budget=``, ``limits=``, ``sandbox=``, ``prices=``, ``trace=``) instead of
     ``rlm=`` still work for this release, with a ``DeprecationWarning``.
 
@@ -239,8 +241,12 @@ def batch(
             "(or rlm.with_options(...)), not to batch()")
     elif not isinstance(rlm, RLM):
         raise ConfigurationError(f"batch() needs rlm=RLM(...), not {type(rlm).__name__}")
-    for name, value, least in (("concurrency", concurrency, 1), ("retries", retries, 0),
-                               ("worker_retries", worker_retries, 0)):
+    if concurrency is not None:
+        warnings.warn("batch(concurrency=...) is deprecated: use max_concurrent_runs=...",
+                      DeprecationWarning, stacklevel=2)
+        max_concurrent_runs = concurrency
+    for name, value, least in (("max_concurrent_runs", max_concurrent_runs, 1),
+                               ("retries", retries, 0), ("worker_retries", worker_retries, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigurationError(f"{name} must be a whole number >= {least}, not {value!r}")
     if max_usd is not None and not (isinstance(max_usd, (int, float)) and math.isfinite(max_usd)
@@ -259,7 +265,8 @@ def batch(
                        worker_retries=worker_retries, cpus_per_job=cpus_per_job)
     else:
         site = LocalJobs(spec, SlotPool(pool_limits, default, lease_s))
-    return Batch(checked, site, spec, max_usd=max_usd, concurrency=concurrency, retries=retries,
+    return Batch(checked, site, spec, max_usd=max_usd, concurrency=max_concurrent_runs,
+                 retries=retries,
                  skip=skip, on_progress=on_progress, owned=owned)
 
 
