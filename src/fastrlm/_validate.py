@@ -35,6 +35,7 @@ class Rule:
     - ``minimum`` / ``maximum``: inclusive bounds; ``above`` makes the lower bound exclusive
       (``above=0`` reads "> 0").
     - ``optional``: ``None`` is accepted and means ``unset`` ("no limit" unless told).
+    - ``infinite``: ``float("inf")`` is accepted and means no limit (a sandbox's timeouts).
     """
 
     kind: Literal["int", "float"]
@@ -43,6 +44,7 @@ class Rule:
     maximum: float | None = None
     optional: bool = False
     unset: str = "no limit"
+    infinite: bool = False
 
     def describe(self) -> str:
         """The accepted range in words, e.g. ``"an integer >= 1"`` or ``"a number > 0"``."""
@@ -54,6 +56,8 @@ class Rule:
         if self.maximum is not None:
             parts.append(f"<= {_show(self.maximum)}")
         text = " ".join(parts[:2]) + "".join(f" and {p}" for p in parts[2:])
+        if self.infinite:
+            text += " (or inf for no limit)"
         return text + (f" (or unset for {self.unset})" if self.optional else "")
 
     def check(self, setting: str, value: object) -> int | float | None:
@@ -67,13 +71,20 @@ class Rule:
         if self.kind == "int" and not isinstance(value, int):
             hint = "a count is a whole number" if math.isfinite(value) else ""
             raise InvalidSettingError(setting, value, self.describe(), hint)
+        if self.infinite and value == math.inf:
+            return value
         if not math.isfinite(value):
             raise InvalidSettingError(setting, value, self.describe())
         too_low = (self.minimum is not None and value < self.minimum) or (
             self.above is not None and value <= self.above
         )
-        if too_low or (self.maximum is not None and value > self.maximum):
+        if too_low:
             raise InvalidSettingError(setting, value, self.describe())
+        if self.maximum is not None and value > self.maximum:
+            hint = f"{_show(self.maximum)} is the most it takes; a larger value is a mistake"
+            if self.optional:
+                hint += f": leave it unset for {self.unset}"
+            raise InvalidSettingError(setting, value, self.describe(), hint)
         return value
 
 
@@ -92,52 +103,98 @@ def positive(*, optional: bool = False, maximum: float | None = None) -> Rule:
     return Rule("float", above=0, maximum=maximum, optional=optional)
 
 
-def non_negative(*, optional: bool = False) -> Rule:
+def non_negative(*, optional: bool = False, maximum: float | None = None) -> Rule:
     """A finite number ``>= 0`` (a price)."""
-    return Rule("float", minimum=0, optional=optional)
+    return Rule("float", minimum=0, maximum=maximum, optional=optional)
 
 
-#: :class:`fastrlm.Budget`'s numeric fields.
+DAY_S = 86_400
+#: The deepest call tree: each level holds a sandbox worker while its children run.
+MAX_DEPTH = 64
+#: Character counts (what the model is shown, a prompt's window): 100 million characters is
+#: past every model's context window.
+MAX_CHARS = 100_000_000
+#: Output tokens per call: past every model's output limit.
+MAX_TOKENS = 10_000_000
+#: USD per million tokens: two orders of magnitude above the dearest model priced today.
+MAX_PRICE = 100_000
+
+#: :class:`fastrlm.Budget`'s numeric fields. Every bound is inclusive; an upper bound is where a
+#: larger value can only be a typo (a limit that is not meant is left unset instead).
 BUDGET_RULES: dict[str, Rule] = {
-    "max_iterations": count(1),
-    "max_subcalls": count(0, optional=True),
-    "max_requests": count(1, optional=True),
-    "max_depth": count(1),
-    "max_input_tokens": count(1, optional=True),
-    "max_output_tokens": count(1, optional=True),
-    "max_usd": positive(optional=True),
-    "max_seconds": positive(optional=True),
-    "exec_timeout_s": positive(),
+    "max_iterations": count(1, maximum=10_000),
+    "max_subcalls": count(0, maximum=10_000_000, optional=True),
+    "max_requests": count(1, maximum=10_000_000, optional=True),
+    "max_depth": count(1, maximum=MAX_DEPTH),
+    "max_input_tokens": count(1, maximum=10**12, optional=True),
+    "max_output_tokens": count(1, maximum=10**12, optional=True),
+    "max_usd": positive(optional=True, maximum=1_000_000),
+    "max_seconds": positive(optional=True, maximum=30 * DAY_S),
+    "exec_timeout_s": positive(maximum=DAY_S),
 }
 
 #: A call-tree depth (``RLM(child_models={depth: ...})``): the root is 0, children start at 1.
-DEPTH_RULE = count(1)
+DEPTH_RULE = count(1, maximum=MAX_DEPTH)
 
 #: :class:`fastrlm.Limits`'s numeric fields.
 LIMITS_RULES: dict[str, Rule] = {
-    "max_concurrency": count(1, optional=True, unset="the sub-model provider's default"),
-    "max_concurrent_children": count(1),
-    "request_timeout_s": positive(),
-    "max_retries": count(0),
-    "output_chars": count(200),
-    "history_chars": count(1),
-    "subcall_window_chars": count(1000, optional=True),  # None: from the sub-model's window
-    "root_max_tokens": count(1),
-    "sub_max_tokens": count(1),
+    "max_concurrency": count(1, maximum=4096, optional=True,
+                             unset="the sub-model provider's default"),
+    "max_concurrent_children": count(1, maximum=256),  # each child runs a worker process
+    "request_timeout_s": positive(maximum=DAY_S),
+    "max_retries": count(0, maximum=100),
+    "output_chars": count(200, maximum=MAX_CHARS),
+    "history_chars": count(1, maximum=MAX_CHARS),
+    "subcall_window_chars": count(1000, maximum=MAX_CHARS, optional=True),  # None: the window's
+    "root_max_tokens": count(1, maximum=MAX_TOKENS),
+    "sub_max_tokens": count(1, maximum=MAX_TOKENS),
     "worker_memory_mb": count(64, maximum=1 << 20, optional=True),  # None: from the context
     "scratch_mb": count(1, maximum=1 << 20),
-    "max_answer_chars": count(1),
+    "max_answer_chars": count(1, maximum=1 << 30),
     "max_tool_rounds": count(1, maximum=100),
     "max_output_retries": count(0, maximum=100),
-    "question_chars": count(200),
+    "question_chars": count(200, maximum=MAX_CHARS),
+}
+
+#: :class:`fastrlm.sandbox.SandboxLimits`'s numeric fields (a sandbox of your own; the engine
+#: builds one from ``Budget`` and ``Limits``).
+SANDBOX_RULES: dict[str, Rule] = {
+    "exec_timeout_s": Rule("float", above=0, maximum=DAY_S, infinite=True),
+    "hard_grace_s": Rule("float", above=0, maximum=3600, infinite=True),
+    "max_output_bytes": count(1, maximum=1 << 33),
+    "memory_bytes": count(1 << 20, maximum=1 << 40, optional=True,
+                          unset="a limit sized from the context"),
+    "scratch_bytes": count(1, maximum=1 << 40),
+    "scratch_files": count(1, maximum=1_000_000_000),
+    "max_answer_chars": count(1, maximum=1 << 30),
+}
+
+#: :func:`fastrlm.batch`'s numeric arguments (``provider_concurrency``: each provider's value).
+BATCH_RULES: dict[str, Rule] = {
+    "max_concurrent_runs": count(1, maximum=4096),
+    "provider_concurrency": count(1, maximum=4096),
+    "retries": count(0, maximum=100),
+    "worker_retries": count(0, maximum=100),
+    "max_usd": Rule("float", minimum=0, maximum=1_000_000, optional=True),
+    "cpus_per_job": positive(maximum=1024),
+    "lease_s": positive(maximum=DAY_S),
+}
+
+#: :class:`fastrlm.server.RLMServer`'s numeric arguments.
+SERVER_RULES: dict[str, Rule] = {
+    "max_concurrent_runs": count(1, maximum=4096),
+    "max_queued_runs": count(0, maximum=1_000_000),
+    "max_sessions": count(1, maximum=4096),  # each session keeps a sandbox worker
+    "session_idle_s": positive(maximum=30 * DAY_S),
+    "max_session_chars": count(1, maximum=1 << 36),
 }
 
 #: A :class:`fastrlm.Price` (USD per million tokens).
 PRICE_RULES: dict[str, Rule] = {
-    "input": non_negative(),
-    "output": non_negative(),
-    "cached_input": non_negative(optional=True),
-    "cache_write": non_negative(optional=True),
+    "input": non_negative(maximum=MAX_PRICE),
+    "output": non_negative(maximum=MAX_PRICE),
+    "cached_input": non_negative(optional=True, maximum=MAX_PRICE),
+    "cache_write": non_negative(optional=True, maximum=MAX_PRICE),
 }
 
 

@@ -75,7 +75,7 @@ def test_config_file_api_key_used_only_without_the_variable(tmp_path: Path) -> N
         ("max_usd = inf", "max_usd must be a finite number > 0 .*inf"),
         ("max_usd = -1.0", "max_usd must be a finite number > 0"),
         ("max_usd = 0", "max_usd must be a finite number > 0"),
-        ("max_iterations = 2.5", "max_iterations must be an integer >= 1, not 2.5"),
+        ("max_iterations = 2.5", "max_iterations must be an integer >= 1 and <= 10000, not 2.5"),
         ("max_iterations = 0", "max_iterations must be an integer >= 1"),
         ("max_depth = 0", "max_depth must be an integer >= 1"),
         ("max_subcalls = -3", "max_subcalls must be an integer >= 0"),

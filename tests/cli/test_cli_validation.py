@@ -19,8 +19,8 @@ BUDGET_FLAGS = {  # flag -> values an adversary tries (each must be refused)
     "--max-seconds": ["nan", "inf", "-1", "0", "abc"],
     "--max-subcalls": ["nan", "-1", "2.5", "inf", "abc", "true"],
     "--max-requests": ["0", "-1", "2.5", "nan", "inf"],
-    "--max-depth": ["0", "-1", "1.5", "nan"],
-    "--max-iterations": ["0", "2.5", "nan", "-3", "inf"],
+    "--max-depth": ["0", "-1", "1.5", "nan", "1000000"],
+    "--max-iterations": ["0", "2.5", "nan", "-3", "inf", "1000000000"],
 }
 BAD_BUDGET = [(flag, value) for flag, values in BUDGET_FLAGS.items() for value in values]
 
@@ -181,3 +181,32 @@ def test_bench_prices_its_calls_with_the_price_flag(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert record["cost_usd"] == pytest.approx(1.0 * 0.5 + 0.1 * 2)  # 1M in, 100K out
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--worker-memory-mb", "8"), ("--worker-memory-mb", "99999999999"),
+    ("--scratch-mb", "nan"), ("--max-answer-chars", "99999999999"),
+])
+def test_ask_refuses_a_limit_flag_out_of_range_naming_the_flag(
+    doc: Path, flag: str, value: str,
+) -> None:
+    # These took click's own ranges (no upper bound); a huge value reached Limits and was
+    # reported under the field's name, not the flag's.
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), flag, value, *model_args(srv)])
+        assert srv.completion_requests == []
+    assert_usage_error(result, flag, value)
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--concurrency", "1000000000"), ("--retries", "1000000"), ("--worker-retries", "1000000"),
+    ("--cpus-per-job", "nan"), ("--cpus-per-job", "100000"),
+])
+def test_batch_refuses_a_flag_out_of_range_naming_the_flag(
+    tmp_path: Path, flag: str, value: str,
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "question": "q", "context": "c"}) + "\n")
+    result = invoke(["batch", str(jobs), "-o", str(tmp_path / "out.jsonl"), flag, value,
+                     "--model", "openai/fake"])
+    assert_usage_error(result, flag, value)

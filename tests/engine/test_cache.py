@@ -129,3 +129,37 @@ def test_a_broken_cache_file_is_set_aside_and_the_run_goes_on(
     RLM(ScriptedLM(SCRIPT), again, sandbox="none",
         cache=SubcallCache(path)).completion("q", context="c")
     assert again.calls == []
+
+
+class _BrokenCache:
+    """A user's cache whose store is down: every look-up or store raises (one in three
+    look-ups, so the failure hits some prompts of a batch, not all)."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    def key_for(self, lm: object, messages: object, max_tokens: int | None) -> str:
+        return repr(messages)
+
+    async def get(self, key: str) -> None:
+        self.lookups += 1
+        if self.lookups % 3 == 0:
+            raise OSError("database is locked")
+        return None
+
+    async def put(self, key: str, response: object) -> None:
+        raise RuntimeError("disk full")
+
+
+async def test_a_cache_that_raises_is_a_miss_and_never_fails_the_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A cache's exception escaped the sub-call: the whole llm_query_batched failed.
+    sub = sub_model()
+    out = await RLM(ScriptedLM(SCRIPT), sub, sandbox="none",
+                    cache=_BrokenCache()).acompletion("q", context="c")  # type: ignore[arg-type]
+    assert out.answer == "|".join(f"a:q{i}" for i in range(20))
+    assert len(sub.calls) == 20
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("failed to look up" in m and "database is locked" in m for m in messages)
+    assert any("failed to store" in m and "disk full" in m for m in messages)

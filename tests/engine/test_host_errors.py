@@ -54,3 +54,52 @@ async def test_a_child_that_stops_without_an_answer_is_a_child_failed_answer() -
     out = await rlm.acompletion("q", context="c")
     assert out.answer.startswith("[error: child_failed: the child RLM stopped (error) without an "
                                  "answer: RateLimitError: slow down")
+
+
+class _UserLM(ScriptedLM):
+    """A user's own LM object (the LM protocol, not a fastrlm provider) whose ``complete``
+    raises plain exceptions: it knows nothing of ProviderError."""
+
+
+def _sub_failing_on(word: str) -> ScriptedLM:
+    def answer(messages: list[dict[str, str]]) -> str | BaseException:
+        prompt = messages[-1]["content"]
+        return ValueError(f"cannot parse {prompt}") if word in prompt else f"ok:{prompt}"
+
+    return _UserLM(answer, model="mine/sub")
+
+
+@pytest.mark.parametrize("kind", ["none", "process"])
+async def test_a_user_lm_raising_a_plain_exception_fails_only_its_own_sub_call(
+    kind: str,
+) -> None:
+    # One ValueError out of a user's LM used to escape the gated call: the whole
+    # llm_query_batched (and a plain llm_query, the cell) failed instead of one slot.
+    if kind == "process":
+        try:
+            _layers.plans_for("process")
+        except SandboxUnavailableError as exc:
+            pytest.skip(str(exc))
+    code = ("r = llm_query_batched(['a', 'bad b', 'c']) + [llm_query('bad d'), llm_query('e')]"
+            "\nFINAL(repr(r))")
+    rlm, _ = make_rlm([repl(code)], sub=_sub_failing_on("bad"), sandbox=kind)
+    out = await rlm.acompletion("q", context="c")
+    answer = eval(out.answer)  # noqa: S307 - our own repr
+    failed = ("[error: subcall_failed: ProviderError: mine/sub: the LM object raised "
+              "ValueError: cannot parse bad ")
+    assert answer[0] == "ok:a" and answer[2] == "ok:c" and answer[4] == "ok:e"
+    assert answer[1].startswith(failed + "b") and answer[3].startswith(failed + "d")
+    assert out.subcalls == 5
+
+
+async def test_a_user_lm_raising_a_plain_exception_at_the_root_is_an_error_stop() -> None:
+    from fastrlm import ProviderError
+
+    root = _UserLM([RuntimeError("my client is down")], model="mine/root")
+    rlm, _ = make_rlm(root)
+    with pytest.raises(ProviderError, match=r"^mine/root: the LM object raised "
+                                            r"RuntimeError: my client is down") as info:
+        await rlm.acompletion("q", context="c")
+    assert isinstance(info.value.__cause__, RuntimeError)  # the original, for debugging
+    assert info.value.model == "mine/root" and not info.value.retryable
+    assert info.value.result is not None and info.value.result.stop_reason.value == "error"

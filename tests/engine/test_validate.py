@@ -17,7 +17,16 @@ from fastrlm import (
     Price,
     PriceTable,
 )
-from fastrlm._validate import BUDGET_RULES, LIMITS_RULES, PRICE_RULES, Rule
+from fastrlm._validate import (
+    BATCH_RULES,
+    BUDGET_RULES,
+    LIMITS_RULES,
+    PRICE_RULES,
+    SANDBOX_RULES,
+    SERVER_RULES,
+    Rule,
+)
+from fastrlm.sandbox import SandboxLimits
 from fastrlm.testing import ScriptedLM
 
 NAN, INF = math.nan, math.inf
@@ -29,7 +38,7 @@ ALWAYS_BAD: list[Any] = [NAN, INF, -INF, True, False, "3", [1], -1]
 def bad_values(rule: Rule) -> list[Any]:
     """What an adversary tries against ``rule``: the always-bad values, a fraction for counts,
     the value just past each bound, and ``None`` where "no limit" is not allowed."""
-    values = list(ALWAYS_BAD)
+    values = [v for v in ALWAYS_BAD if not (rule.infinite and v == INF)]
     if rule.kind == "int":
         values += [2.5, 3.0]
     if rule.minimum is not None:
@@ -53,10 +62,39 @@ def numeric_fields(cls: type) -> set[str]:
 
 
 @pytest.mark.parametrize("cls, rules", [(Budget, BUDGET_RULES), (Limits, LIMITS_RULES),
-                                        (Price, PRICE_RULES)])
+                                        (Price, PRICE_RULES), (SandboxLimits, SANDBOX_RULES)])
 def test_every_numeric_field_has_a_rule(cls: type, rules: dict[str, Rule]) -> None:
     # A field added without a rule would accept NaN again: this fails first.
     assert numeric_fields(cls) == set(rules)
+
+
+@pytest.mark.parametrize(("owner", "rules"), [
+    ("Budget", BUDGET_RULES), ("Limits", LIMITS_RULES), ("Price", PRICE_RULES),
+    ("batch()", BATCH_RULES), ("RLMServer", SERVER_RULES), ("SandboxLimits", SANDBOX_RULES),
+])
+def test_every_numeric_setting_has_an_upper_bound(owner: str, rules: dict[str, Rule]) -> None:
+    # Limits(max_concurrency=10**9) was accepted: a new field must say where "huge" is a typo.
+    unbounded = sorted(name for name, rule in rules.items() if rule.maximum is None)
+    assert unbounded == [], f"{owner} fields without an upper bound: {unbounded}"
+
+
+def test_a_huge_value_is_refused_naming_the_setting_its_range_and_the_fix() -> None:
+    with pytest.raises(InvalidSettingError) as info:
+        Limits(max_concurrency=10**9)
+    message = str(info.value)
+    assert message.startswith("Limits.max_concurrency must be an integer >= 1 and <= 4096")
+    assert "4096 is the most it takes" in message
+    assert "leave it unset for the sub-model provider's default" in message
+    with pytest.raises(InvalidSettingError, match=r"86400 is the most it takes"):
+        Budget(exec_timeout_s=1e9)
+    with pytest.raises(InvalidSettingError, match=r"^Price\.output must be .*<= 100000"):
+        Price(1.0, 1e12)
+
+
+def test_a_huge_child_model_depth_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="child_models depth must be an integer >= 1 "
+                                                 "and <= 64"):
+        RLM(sub(), child_models={10**6: "scripted/x"})
 
 
 @pytest.mark.parametrize(("field", "value"), cases(BUDGET_RULES))
@@ -72,6 +110,18 @@ def test_budget_rejects_each_bad_value_naming_field_and_range(field: str, value:
 def test_limits_rejects_each_bad_value_naming_field_and_range(field: str, value: Any) -> None:
     with pytest.raises(InvalidSettingError, match=rf"^Limits\.{field} must be "):
         Limits(**{field: value})
+
+
+@pytest.mark.parametrize(("field", "value"), cases(SANDBOX_RULES))
+def test_sandbox_limits_reject_each_bad_value(field: str, value: Any) -> None:
+    # SandboxLimits checked nothing: memory_bytes=0 silently meant "sized from the context".
+    with pytest.raises(InvalidSettingError, match=rf"^SandboxLimits\.{field} must be "):
+        SandboxLimits(**{field: value})
+
+
+def test_sandbox_timeouts_may_be_infinite() -> None:
+    limits = SandboxLimits(exec_timeout_s=INF, hard_grace_s=INF)
+    assert limits.exec_timeout_s == INF == limits.hard_grace_s
 
 
 @pytest.mark.parametrize(("field", "value"), cases(PRICE_RULES))
@@ -107,8 +157,9 @@ def test_good_values_pass_unchanged() -> None:
 
 
 def test_ranges_read_as_words() -> None:
-    assert BUDGET_RULES["max_iterations"].describe() == "an integer >= 1"
-    assert BUDGET_RULES["max_usd"].describe() == "a finite number > 0 (or unset for no limit)"
+    assert BUDGET_RULES["max_iterations"].describe() == "an integer >= 1 and <= 10000"
+    assert BUDGET_RULES["max_usd"].describe() == (
+        "a finite number > 0 and <= 1000000 (or unset for no limit)")
     assert Rule("int", minimum=1, maximum=8).describe() == "an integer >= 1 and <= 8"
 
 

@@ -5,6 +5,7 @@ retried, a failing job is an error line, and an interrupted batch resumes."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -147,6 +148,24 @@ def test_bad_batch_arguments_are_refused() -> None:
         fastrlm.batch(jobs(1), rlm(), max_usd=1.0)
     with pytest.raises(fastrlm.ConfigurationError, match="provider_concurrency for openai"):
         fastrlm.batch([], rlm(), provider_concurrency={"openai": 0})
+
+
+@pytest.mark.parametrize(("argument", "value", "range_"), [
+    ("max_concurrent_runs", 10**9, "<= 4096"),
+    ("provider_concurrency", 10**9, "<= 4096"),
+    ("retries", 10**6, "<= 100"),
+    ("worker_retries", 10**6, "<= 100"),
+    ("lease_s", math.nan, "> 0"),
+    ("lease_s", 1e12, "<= 86400"),
+    ("cpus_per_job", 0, "> 0"),
+    ("max_usd", 1e18, "<= 1000000"),
+])
+def test_huge_or_meaningless_batch_arguments_are_refused_naming_the_range(
+    argument: str, value: object, range_: str,
+) -> None:
+    # concurrency=10**9 and lease_s=nan were accepted; the bounds live in _validate.BATCH_RULES.
+    with pytest.raises(fastrlm.InvalidSettingError, match=rf"^{argument}.* must be .*{range_}"):
+        fastrlm.batch([], rlm(), **{argument: value})  # type: ignore[arg-type]
 
 
 def write_jobs(path: Path, items: list[dict[str, str]]) -> Path:
@@ -366,3 +385,64 @@ def test_the_batch_command_takes_the_old_concurrency_flag_with_a_note(tmp_path: 
     assert old.exit_code == 0, old.output
     assert "--concurrency is deprecated: use --max-concurrent-runs" in old.stderr
     assert both.exit_code == ExitCode.BAD_INPUT and "give only --max-concurrent-runs" in both.output
+
+
+class _UserLM(ScriptedLM):
+    """A user's own LM (registered as a provider) whose ``complete`` raises plain exceptions."""
+
+
+async def test_a_user_lm_raising_plain_exceptions_fails_only_its_own_job_and_sub_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One ValueError from a user's LM in a sub-call used to fail every prompt of the job's
+    # llm_query_batched; a RuntimeError at a root now ends that job as a provider error.
+    from fastrlm.lm import Preset, Resolved, _registry
+
+    code = '```repl\nFINAL(repr(llm_query_batched(["a", "bad", "c"])))\n```'
+
+    def answer(messages: list[dict[str, str]]) -> str | BaseException:
+        text = messages[-1]["content"]
+        if len(messages) > 1:  # a root turn
+            if "Q#broken#" in messages[1]["content"]:
+                return RuntimeError("my client is down")
+            return code
+        return ValueError("cannot parse") if text == "bad" else f"ok:{text}"
+
+    def factory(r: Resolved) -> _UserLM:
+        return _UserLM(answer, model=r.model)
+
+    for table in ("_presets", "_factories", "_sources"):
+        monkeypatch.setattr(_registry, table, dict(getattr(_registry, table)))
+    _registry.register_provider(Preset("mine", "mine-api", None), factory)
+    items = [*jobs(2), {"id": "broken", "question": "Q#broken#", "context": "x"}]
+    user_rlm = fastrlm.RLM("mine/m", sandbox="none")
+    run = fastrlm.batch(items, user_rlm)
+    results = {r.id: r async for r in run}
+    await user_rlm.aclose()
+    for ok in ("j0", "j1"):
+        replies = eval(results[ok].answer)  # noqa: S307 - the model's own repr
+        assert replies[0] == "ok:a" and replies[2] == "ok:c", replies
+        assert replies[1].startswith("[error: subcall_failed: ProviderError: mine/m: the LM "
+                                     "object raised ValueError: cannot parse")
+    broken = results["broken"]
+    assert broken.error_kind == "provider" and "RuntimeError: my client is down" in str(
+        broken.error)
+    assert run.summary.done == 2 and run.summary.failed == 1
+
+
+async def test_an_on_progress_callback_that_raises_does_not_stop_the_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A user's progress callback raising went up through the driver and cancelled every job.
+    calls: list[int] = []
+
+    def broken(summary: fastrlm.jobs.BatchSummary) -> None:
+        calls.append(summary.done)
+        raise RuntimeError("display gone")
+
+    with server() as srv:
+        results, summary = await collect(jobs=jobs(4), base_url=srv.base_url,
+                                         on_progress=broken)
+    assert sorted(r.id for r in results) == [f"j{i}" for i in range(4)]
+    assert summary.done == 4 and not summary.cancelled and calls
+    assert any("on_progress callback" in r.getMessage() for r in caplog.records)

@@ -62,7 +62,7 @@ async def test_limited_lm_is_its_inner_lm_to_the_engine_and_meters_spend() -> No
     coordinator = LocalCoordinator(SlotPool(default=1))
     from fastrlm import Price, PriceTable
 
-    prices = PriceTable({"openai/x": Price(1e6, 1e6)}, include_defaults=False)
+    prices = PriceTable({"openai/x": Price(1e5, 1e5)}, include_defaults=False)
     lm = LimitedLM(inner, coordinator, job_id="j", attempt="a1", prices=prices)
     assert (lm.model, lm.temperature, lm.cache_key()) == (
         inner.model, inner.temperature, inner.cache_key())

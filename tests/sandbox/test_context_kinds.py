@@ -265,3 +265,55 @@ def test_a_fifo_swapped_in_for_a_listed_file_is_an_error_not_a_hang(tmp_path: Pa
     os.mkfifo(tmp_path / "a.txt")
     with pytest.raises(OSError, match="no longer a regular file"):
         tree["a.txt"]
+
+
+@pytest.fixture(scope="module", params=[300_000, 3_000_000], ids=["over-limit", "over-heap"])
+def inflating_parquet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A small Parquet file (one value, dictionary-encoded) that decodes past a 64 MiB limit:
+    to about 100 MB (the worker starts, then holds more than its limit) or 300 MB (past the
+    heap backstop: MemoryError while it decodes)."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path_factory.mktemp("parquet") / "inflates.parquet"
+    pq.write_table(pa.table({"s": pa.array(["x" * 100] * request.param)}), path)
+    return path
+
+
+@pytest.mark.parametrize("layer", [*ISOLATED, "process", "auto"])
+async def test_a_context_past_the_memory_limit_names_the_limit_and_the_flag_at_once(
+    make_sandbox: MakeSandbox, layer: str, inflating_parquet: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It reported "no sandbox layer could start" after trying every layer, each of which hit
+    # the same limit (or, below the heap backstop, started a worker the watchdog stopped at
+    # every cell).
+    with pytest.raises(ContextError) as info:
+        await make_sandbox(layer, context=inflating_parquet, memory_bytes=64 * 2**20)
+    message = str(info.value)
+    assert message.startswith("the context does not fit in the sandbox worker's memory limit "
+                              "of 64 MiB (as set): the worker ")
+    assert "rebuilding the context" in message
+    assert "--worker-memory-mb N or Limits(worker_memory_mb=N)" in message
+    assert "no sandbox layer could start" not in message
+    assert not [r for r in caplog.records if "failed to start" in r.getMessage()]
+
+
+async def test_a_run_whose_context_is_past_worker_memory_mb_is_a_context_error_stop(
+    inflating_parquet: Path,
+) -> None:
+    # The whole path: Limits.worker_memory_mb -> the sandbox's limit -> the run's error.
+    from fastrlm import RLM, Limits, SandboxUnavailableError
+    from fastrlm.sandbox import _layers
+    from fastrlm.testing import ScriptedLM
+
+    try:
+        _layers.plans_for("auto")
+    except SandboxUnavailableError as exc:
+        pytest.skip(str(exc))
+    rlm = RLM(ScriptedLM(["```repl\nFINAL(len(context))\n```"]), sandbox="auto",
+              limits=Limits(worker_memory_mb=64), trace=False)
+    with pytest.raises(ContextError, match=r"memory limit of 64 MiB .*--worker-memory-mb") as info:
+        await rlm.acompletion("how many rows?", context=inflating_parquet)
+    assert info.value.result is not None and info.value.result.error_kind == "context"

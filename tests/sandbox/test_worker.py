@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import fastrlm
 from fastrlm import SandboxError, SandboxUnavailableError
 from fastrlm.sandbox import (
     SandboxLimits,
@@ -333,3 +337,84 @@ def test_quota_reasons_name_the_limit_the_model_can_raise() -> None:
 def test_the_heap_backstop_leaves_room_for_reserved_but_unused_memory() -> None:
     limit = 1 << 30
     assert _layers.heap_rlimit_bytes(limit) >= limit + (256 << 20)
+
+
+_THROUGH_DOTDOT = """
+import asyncio, sys
+from fastrlm.sandbox import SandboxLimits, create_sandbox
+
+class Bridge:
+    async def llm_query(self, *a, **k): return ""
+    async def llm_query_batched(self, *a, **k): return []
+    async def rlm_query(self, *a, **k): return ""
+    async def rlm_query_batched(self, *a, **k): return []
+    async def call_tool(self, *a, **k): return None
+
+async def main():
+    assert ".." in sys.executable, sys.executable  # launched the way the issue says
+    sb = create_sandbox(sys.argv[1], SandboxLimits())
+    try:
+        await sb.start("ctx", Bridge())
+        print((await sb.execute("print(6 * 7)")).stdout.strip())
+    finally:
+        await sb.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
+def test_a_python_launched_through_dotdot_and_a_symlink_starts_the_worker(
+    kind: str, tmp_path: Path,
+) -> None:
+    # bwrap ran sys.executable as given (/tmp/x/sub/../bin/python3): its first components are
+    # not in the sandbox, so execvp failed ("namespaces denied") though only the real
+    # interpreter's directory needs binding.
+    skip_unless_available(kind)
+    base = tmp_path
+    (base / "sub").mkdir()
+    (base / "bin").symlink_to(os.path.dirname(os.path.realpath(sys.executable)))
+    name = os.path.basename(sys.executable)
+    script = base / "probe.py"
+    script.write_text(_THROUGH_DOTDOT)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(fastrlm.__file__)))
+    done = subprocess.run(
+        [f"../bin/{name}", str(script), kind], cwd=base / "sub", capture_output=True,
+        text=True, timeout=100, env={**os.environ, "PYTHONPATH": src},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "42"
+
+
+def test_bwrap_failing_to_run_the_interpreter_is_not_called_namespaces_denied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The '..' launch was diagnosed as "namespaces denied: bwrap: execvp ...".
+    skip_unless_available("bwrap")
+    monkeypatch.setattr(_layers, "interpreter", lambda: "/nonexistent/bin/python3")
+    problem = _layers.bwrap_problem.__wrapped__()
+    assert problem is not None and problem.startswith("bubblewrap could not run this Python")
+    assert "execvp /nonexistent/bin/python3" in problem and "namespaces" not in problem
+
+
+async def test_in_process_output_is_captured_after_the_app_replaced_stdout() -> None:
+    # A second in-process sandbox, opened after the application replaced sys.stdout
+    # (redirect_stdout, a test runner's capture) while a first one was open, found the router
+    # "installed" by count: its cells printed into the application's stream and came back empty.
+    import io
+
+    first = create_sandbox("none")
+    await first.start("a", FakeBridge())
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as app:
+            second = create_sandbox("none")
+            await second.start("b", FakeBridge())
+            try:
+                result = await second.execute("print('from the cell')")
+            finally:
+                await second.close()
+        assert result.stdout.strip() == "from the cell"
+        assert "from the cell" not in app.getvalue()
+    finally:
+        await first.close()

@@ -20,6 +20,7 @@ BAD: list[tuple[str, Any]] = [
     ("max_iterations", 0), ("max_iterations", 1.5), ("max_iterations", None),
     ("max_depth", 0), ("max_depth", "2"),
     ("max_requests", 0), ("max_requests", 2.5), ("max_requests", True),
+    ("max_iterations", 10**9), ("max_seconds", 1e12), ("max_depth", 10**6),  # past the bounds
 ]
 
 
@@ -69,3 +70,17 @@ def test_a_request_cannot_raise_the_request_cap_derived_from_the_servers_subcall
     assert lowered.request_cap == 5
     raised = effective_budget(server, {"max_requests": 10_000_000})
     assert raised.request_cap == server.request_cap
+
+
+@pytest.mark.parametrize(("argument", "value"), [
+    ("max_concurrent_runs", 10**9), ("max_queued_runs", 10**9), ("max_sessions", 10**9),
+    ("session_idle_s", 1e12), ("max_session_chars", 1 << 60),
+])
+def test_the_servers_own_settings_have_upper_bounds(argument: str, value: Any) -> None:
+    from fastrlm import InvalidSettingError
+    from fastrlm._validate import SERVER_RULES
+    from fastrlm.server import RLMServer
+
+    with pytest.raises(InvalidSettingError, match=rf"^{argument} must be .* and <= "):
+        RLMServer(root(ECHO_SHAPE), sandbox="none", trace=False, **{argument: value})
+    assert SERVER_RULES[argument].maximum is not None

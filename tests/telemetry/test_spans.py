@@ -221,3 +221,52 @@ def test_tool_events_become_execute_tool_spans_inside_their_cell() -> None:
     [turn] = by_name(spans, "chat gpt-5")
     assert turn.attributes["gen_ai.provider.name"] == "openai"
     assert turn.start_time == 10_000_000_000
+
+
+MARKER = "SECRET-MARKER-7f3a"
+
+
+def _everything_on(spans: tuple[ReadableSpan, ...]) -> str:
+    """Every attribute, event (name and attributes) and status description of ``spans``."""
+    parts: list[object] = []
+    for span in spans:
+        parts += [span.name, dict(span.attributes or {}), span.status.description]
+        parts += [(e.name, dict(e.attributes or {})) for e in span.events]
+    return json.dumps(parts, default=str)
+
+
+@pytest.mark.parametrize("capture", [False, True])
+async def test_no_provider_text_reaches_span_status_or_events_with_capture_off(
+    capture: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A provider's error body was copied verbatim into the span status of the failed call and
+    # of the run, capture off or not.
+    from fastrlm import RLM, ProviderError
+    from fastrlm.testing import FakeOpenAIServer
+    from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
+
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    code = ("```repl\nr = llm_query('x')\nprint(r)\n"
+            f"raise ValueError('cell says {MARKER}')\n```")
+
+    def handle(request: FakeRequest) -> Reply:
+        if not request.is_root:
+            return Fault.http_status(400, f"sub body {MARKER}")
+        if len(request.messages) <= 2:
+            return code
+        return Fault.http_status(400, f"root body {MARKER}")
+
+    provider, exporter = memory_provider()
+    with FakeOpenAIServer(handler=handle) as srv:
+        rlm = RLM("openai/fake", base_url=srv.base_url, api_key="k", sandbox="none",
+                  telemetry=Telemetry(tracer_provider=provider, capture_content=capture))
+        with pytest.raises(ProviderError, match=MARKER):  # the caller still gets it all
+            await rlm.acompletion("q", context="c")
+    spans = exporter.get_finished_spans()
+    assert (MARKER in _everything_on(spans)) is capture
+    [run] = by_name(spans, "invoke_agent fastrlm")
+    assert run.status.status_code is StatusCode.ERROR and run.attributes["error.type"] == "provider"
+    failed = [s for s in spans if s.name.startswith("chat ")
+              and s.status.status_code is StatusCode.ERROR]
+    assert len(failed) == 2  # the sub-call and the last root turn
+    assert {s.attributes["error.type"] for s in failed} == {"ProviderError"}

@@ -2,9 +2,14 @@
 
 The room's files, by role (docs/architecture.md has the contracts):
 
-- ``facade``: :class:`RLM`, the public facade (configuration, completion/acompletion/stream).
-- ``run_loop``: :class:`Run`, the root loop of one run (root or child); a Run is its sandbox's
-  host bridge and starts child RLMs.
+- ``facade``: :class:`RLM`, the public facade (configuration, completion/acompletion/stream);
+  ``session``: :class:`Session`, its door for many questions over one REPL.
+- ``engine``: ``configure`` (one run's overrides) and ``answer`` (a run to its result), shared by
+  the facade and sessions; ``sync``: :class:`SyncRunner`, the one sync-over-async runner.
+- ``run_loop``: :class:`Run`, the root loop of one run (root or child): turns only. Its parts:
+  ``reply`` (one reply's code in the REPL), ``bridge`` (the sandbox's host bridge: sub-calls,
+  child RLMs, tools), ``typed`` (typed-output checks), ``continuation`` (a one-off run or a
+  session's next question, and the session state).
 - ``call_tree``: :class:`CallTree`, every LM call of a tree (ledger, one concurrency limit,
   events, cache).
 - ``ledger``: :class:`BudgetLedger`, the one accountant (reserve, attempt booking, settle,

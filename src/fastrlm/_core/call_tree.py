@@ -64,11 +64,23 @@ class ResponseCache(Protocol):
     async def put(self, key: str, response: LMResponse) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class SubcallOutcome:
+    """One prompt's answer (or its ``[error: ...]`` text) and the limit that refused it."""
+
     text: str
     refused: StopReason | None = None
     refusal: str = ""
+
+
+def foreign_error(lm: LM, exc: Exception) -> ProviderError:
+    """What an LM object raised that is not a fastrlm error (a user's own LM, a provider's
+    bug), as the :class:`ProviderError` the engine handles: the root's failure ends the run
+    with it, a sub-call's becomes that one call's ``[error: ...]`` answer."""
+    return ProviderError(
+        f"{lm.model}: the LM object raised {type(exc).__name__}: {exc}",
+        provider=type(lm).__name__, model=lm.model,
+    )
 
 
 def _refused(exc: BudgetExceededError) -> SubcallOutcome:
@@ -116,7 +128,9 @@ class CallTree:
         tools: Sequence[ToolSchema] | None = None,
     ) -> tuple[LMResponse, Booking]:
         """Send one call of run ``run_id`` through the ledger. Raises BudgetExceededError (never
-        sent) or ProviderError (sent, failed; every attempt booked). ``on_admitted`` gets the
+        sent) or ProviderError (sent, failed; every attempt booked; anything else the LM object
+        raises is translated by :func:`foreign_error`, so one user LM's ``ValueError`` fails
+        one call, not the batch of sub-calls around it). ``on_admitted`` gets the
         reservation once the ledger let the call through (its ``booking()`` is what the call cost
         so far). A limit this call takes past its warning mark is reported as a
         ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's). ``tools`` are
@@ -133,12 +147,17 @@ class CallTree:
                 on_admitted(reservation)
             gate = current_gate.set(AttemptGate(ledger, reservation))
             try:
-                if tools is None:
-                    response = await lm.complete(messages, max_tokens=reservation.max_tokens)
-                else:
-                    response = await lm.complete(  # type: ignore[call-arg]
-                        messages, max_tokens=reservation.max_tokens, tools=tools
-                    )
+                try:
+                    if tools is None:
+                        response = await lm.complete(messages, max_tokens=reservation.max_tokens)
+                    else:
+                        response = await lm.complete(  # type: ignore[call-arg]
+                            messages, max_tokens=reservation.max_tokens, tools=tools
+                        )
+                except (ProviderError, BudgetExceededError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - translated, the original chained
+                    raise foreign_error(lm, exc) from exc
             except BaseException as exc:
                 ledger.fail(reservation, exc)
                 self._warn(run_id, depth, emit or self.emit)
@@ -194,8 +213,7 @@ class CallTree:
         if isinstance(answered, SubcallOutcome):
             return answered
         response = answered[0]
-        if key is not None and self.cache is not None:
-            await self.cache.put(key, response)
+        await self._store(key, response)
         return SubcallOutcome(response.text)
 
     def new_call_id(self) -> str:
@@ -275,9 +293,19 @@ class CallTree:
                                             max_tokens=max_tokens, account=account,
                                             run_id=run_id, depth=depth,
                                             on_admitted=on_admitted, emit=emit)
-        if key is not None and self.cache is not None:
-            await self.cache.put(key, response)
+        await self._store(key, response)
         return response, booking
+
+    async def _store(self, key: str | None, response: LMResponse) -> None:
+        """Keep an answer in the cache; a cache that fails to store it is logged, the answer
+        is still used."""
+        if key is None or self.cache is None:
+            return
+        try:
+            await self.cache.put(key, response)
+        except Exception as exc:  # noqa: BLE001 - the call was answered and paid for
+            log.warning("the response cache failed to store an answer (%s: %s)",
+                        type(exc).__name__, exc)
 
     async def _lookup(
         self, lm: LM, messages: Sequence[ChatMessage], max_tokens: int, *, subcall: bool,
@@ -288,8 +316,13 @@ class CallTree:
         first one did (and is refused past the cap: BudgetExceededError)."""
         if self.cache is None or (lm.temperature and not self.cache_sampled):
             return None, None
-        key = self.cache.key_for(lm, messages, max_tokens)
-        hit = await self.cache.get(key)
+        try:
+            key = self.cache.key_for(lm, messages, max_tokens)
+            hit = await self.cache.get(key)
+        except Exception as exc:  # noqa: BLE001 - a broken cache is a miss, not a lost run
+            log.warning("the response cache failed to look up a call (%s: %s); it is sent "
+                        "to the model", type(exc).__name__, exc)
+            return None, None
         if hit is None:
             return key, None
         booking = self.ledger.book_cache_hit(subcall=subcall, model=lm.model, usage=hit.usage,

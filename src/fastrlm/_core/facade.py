@@ -5,30 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._pricing import PriceTable, unpriced_message
+from .._exceptions import ConfigurationError
+from .._pricing import PriceTable
 from .._validate import DEPTH_RULE, check_choice, check_flag
-from ..context import context_problem
-from ..lm._base import LM, default_concurrency
+from ..lm._base import LM
 from .budget import Budget
-from .call_tree import CallTree, ResponseCache
+from .call_tree import ResponseCache
+from .engine import MISSING, answer, check_priced, configure, instance
 from .events import Event, EventCallback
-from .ledger import BudgetLedger
 from .limits import Limits
-from .output import output_spec
-from .prompts import Prompts, shown_whole
+from .prompts import Prompts
 from .result import RLMResult
-from .run_loop import Run
-from .run_values import Outcome, RunConfig, new_run_id
-from .session import Session, SessionState
-from .stop import StopReason
+from .run_values import RunConfig
+from .session import Session
 from .sub_agent import PROTOCOLS
+from .sync import SyncRunner
 from .tools import Tool, as_tools
 
 if TYPE_CHECKING:
@@ -48,8 +43,6 @@ No model is configured. Pick one of:
                  export FASTRLM_MODEL=anthropic/claude-sonnet-4-5
 Or pass model=... to RLM() (a model string or an LM object such as fastrlm.testing.ScriptedLM)."""
 
-_MISSING: Any = object()
-_T = TypeVar("_T")
 
 
 class RLM:
@@ -105,11 +98,11 @@ class RLM:
         sub_tool_protocol: str = "auto",
         telemetry: bool | Telemetry | None = None,
     ) -> None:
-        budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+        budget = instance("budget", budget, Budget, "Budget(max_usd=1.0)")
         root_tools = as_tools(tools, "tools")
         agent_tools = as_tools(sub_tools, "sub_tools")
         check_choice("sub_tool_protocol", sub_tool_protocol, PROTOCOLS)
-        limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
+        limits = instance("limits", limits, Limits, "Limits(max_concurrency=16)")
         from ..sandbox._layers import KINDS
 
         check_choice("sandbox", sandbox, KINDS)
@@ -145,7 +138,7 @@ class RLM:
         if sandbox == "none":
             _warn_unsafe_once()
         prices = prices or PriceTable.default()
-        _check_priced(budget, named, prices)
+        check_priced(budget, named, prices)
         if on_event is None:
             callbacks: tuple[EventCallback, ...] = ()
         elif callable(on_event):
@@ -273,56 +266,29 @@ class RLM:
 
     def _run_config(self, budget: Budget | None, limits: Limits | None,
                     output: object = None) -> RunConfig:
-        """The configuration of one run: this RLM's, with a per-call budget, limits and output
-        type put in. Raises ConfigurationError for a wrong type, an unpriced ``max_usd``, limits
-        the model clients were built with (timeouts, retries), or an output type that cannot
-        be validated."""
-        config = self._config
-        spec = output_spec(output)
-        if spec is not None:
-            config = replace(config, output=spec)
-        if budget is None and limits is None:
-            return config
-        if budget is not None:
-            budget = _instance("budget", budget, Budget, "Budget(max_usd=1.0)")
-            _check_priced(budget, config.named_lms, config.prices)
-        if limits is not None:
-            limits = _instance("limits", limits, Limits, "Limits(max_concurrency=16)")
-            fixed = [name for name in _CLIENT_LIMITS
-                     if getattr(limits, name) != getattr(config.limits, name)]
-            if fixed:
-                raise ConfigurationError(
-                    f"limits.{', limits.'.join(fixed)} cannot change per call: the model clients "
-                    "were built with them; use rlm.with_options(limits=...) for an RLM whose "
-                    "clients use other values"
-                )
-        return replace(config, budget=budget or config.budget, limits=limits or config.limits)
+        """This RLM's configuration with one run's overrides (see :func:`configure`)."""
+        return configure(self._config, budget, limits, output)
 
     # ------------------------------------------------------------------ public API
     def completion(
         self,
         prompt: str,
-        context: object = _MISSING,
+        context: object = MISSING,
         *,
         budget: Budget | None = None,
         limits: Limits | None = None,
         output: object = None,
     ) -> RLMResult:
         """Blocking form of :meth:`acompletion`. Not for use inside a running event loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.acompletion(prompt, context, budget=budget, limits=limits,
-                                                output=output))
-        raise RuntimeError(
-            "RLM.completion() was called from a running event loop; use "
-            "`await rlm.acompletion(...)` there"
-        )
+        with SyncRunner("fastrlm-completion", what="RLM.completion()",
+                        instead="await rlm.acompletion(...)") as runner:
+            return runner.run(self.acompletion(prompt, context, budget=budget, limits=limits,
+                                               output=output))
 
     async def acompletion(
         self,
         prompt: str,
-        context: object = _MISSING,
+        context: object = MISSING,
         *,
         budget: Budget | None = None,
         limits: Limits | None = None,
@@ -369,95 +335,19 @@ class RLM:
         each question has the RLM's, or its own ``ask(budget=...)``); ``limits`` are every
         question's. Use as ``with rlm.session() as s: s.ask(q, context=...)`` or ``async
         with``."""
-        return Session(self, budget=budget, limits=limits)
+        return Session(self._config, budget=budget, limits=limits)
 
     async def _acompletion(
-        self, prompt: str, context: object = _MISSING, *, budget: Budget | None,
+        self, prompt: str, context: object = MISSING, *, budget: Budget | None,
         limits: Limits | None, on_event: EventCallback | None, output: object,
-        session: SessionState | None = None,
     ) -> RLMResult:
-        config = self._run_config(budget, limits, output)
-        new_context = True
-        if session is not None and (context is None or context is _MISSING):
-            # a later question without a context of its own asks about the latest one, unless
-            # it is too long to show: then, as on a first question, it is its own context
-            if session.messages and shown_whole(prompt, config.limits.question_chars):
-                context, new_context = session.latest, False
-            else:
-                context = prompt
-        elif context is _MISSING:
-            context = prompt
-        if new_context:
-            _check_context(context)
-        if session is not None and new_context:
-            if session.messages and not isinstance(context, str | list | tuple | dict):
-                raise ContextError(
-                    f"a later question's context is sent to the session's REPL as JSON, so it "
-                    f"must be a str, list or dict, not {type(context).__name__}; DataFrames, "
-                    "bytes, files and images can be a session's first context"
-                )
-            session.latest = context
-        callbacks = list(config.callbacks) + ([on_event] if on_event else [])
-        run_id = new_run_id()
-        writer = _trace_writer(config)
-        if writer is not None:
-            callbacks.append(writer)
-        if config.telemetry is not None:  # made here: the caller's current span is its parent
-            callbacks.append(config.telemetry())
-        ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
-            config.budget)
-        tree = CallTree(
-            ledger=ledger,
-            limits=config.limits,
-            prices=config.prices,
-            emit=_dispatcher(callbacks),
-            cache=config.cache,
-            cache_sampled=config.cache_sampled,
-            concurrency=default_concurrency(config.sub_lm),
-        )
-        run = Run(
-            config=config,
-            tree=tree,
-            question=prompt,
-            context=context,
-            run_id=run_id,
-            session=session,
-            new_context=new_context,
-        )
-        started = time.monotonic()
-        outcome = await _within_limits(run, ledger)
-        trace_path = _trace_path(writer, run_id)
-        result = RLMResult(
-            answer=outcome.answer,
-            stop_reason=outcome.stop_reason,
-            usage=ledger.usage.snapshot(),
-            cost_usd=ledger.usd,
-            trace_id=run_id,
-            trace_path=trace_path,
-            iterations=outcome.iterations,
-            subcalls=ledger.subcalls,
-            sandbox=outcome.sandbox,
-            duration_s=time.monotonic() - started,
-            error=outcome.error,
-            partial=outcome.partial or ledger.limited_by is not None,
-            error_kind=outcome.error_kind,
-            subcalls_refused=ledger.subcalls_refused,
-            subcalls_failed=ledger.subcalls_failed,
-            limited_by=ledger.limited_by,
-            requests=ledger.requests,
-            tool_calls=tree.tool_counter.total,
-            value=outcome.value,
-        )
-        if outcome.stop_reason is StopReason.ERROR:
-            error = outcome.exception or RLMError(outcome.error or "the run failed")
-            error.result = result
-            raise error
-        return result
+        return await answer(self._run_config(budget, limits, output), prompt, context,
+                            on_event=on_event)
 
     async def stream(
         self,
         prompt: str,
-        context: object = _MISSING,
+        context: object = MISSING,
         *,
         budget: Budget | None = None,
         limits: Limits | None = None,
@@ -497,42 +387,6 @@ _SETTINGS = frozenset({
 _ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_models"}
 #: Settings a single run may override.
 _PER_CALL = frozenset({"budget", "limits"})
-#: Limits the model clients are built with, so a run cannot change them.
-_CLIENT_LIMITS = ("request_timeout_s", "max_retries")
-
-
-def _check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:
-    if budget.max_usd is None:
-        return
-    missing = prices.unpriced(named)
-    if missing:
-        raise ConfigurationError(unpriced_message(
-            missing, "max_usd",
-            "Add them: RLM(..., prices=PriceTable({'name': {'input': USD_per_1M, 'output': "
-            "USD_per_1M}})) or $FASTRLM_HOME/prices.json, or leave out max_usd."))
-
-
-def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:
-    trace = config.trace
-    if trace is False or trace is None:
-        return None
-    if callable(trace):
-        return trace
-    from ..trace import TraceWriter
-
-    home = None if trace is True else Path(str(trace))
-    return TraceWriter(home, full_prompts=config.limits.trace_full_prompts)
-
-
-def _instance(name: str, value: _T | None, cls: type[_T], example: str) -> _T:
-    if value is None:
-        return cls()
-    if not isinstance(value, cls):
-        raise ConfigurationError(f"{name} must be a fastrlm.{cls.__name__} (e.g. {example}), "
-                                 f"not {type(value).__name__}")
-    return value
-
-
 _unsafe_warned = False
 
 
@@ -542,54 +396,3 @@ def _warn_unsafe_once() -> None:
         _unsafe_warned = True
         log.warning("fastrlm: sandbox='none' runs model-written code inside this process, "
                     "with access to its memory, files, network and API keys (UNSAFE)")
-
-
-async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
-    """Run until the answer, the tree's deadline, or an overrun: a provider reported more usage
-    than was reserved and a limit is passed, so the whole tree stops at once (one scope for
-    both, so in-flight calls and the worker are cancelled the same way)."""
-    loop = asyncio.get_running_loop()
-    deadline = ledger.deadline
-    # The ledger's deadline is on time.monotonic(), the loop's default clock.
-    scope = asyncio.timeout_at(
-        None if deadline is None else deadline - time.monotonic() + loop.time()
-    )
-    ledger.on_overrun = lambda _reason: scope.reschedule(loop.time())
-    try:
-        async with scope:
-            return await run.execute()
-    except TimeoutError:
-        if not scope.expired():
-            raise
-        answer = run.last_answer_content or ""
-        sandbox = run._sandbox.layer if run._sandbox else ""
-        if ledger.overrun is not None:
-            error = (f"the {ledger.overrun.value} limit was passed: a provider reported more "
-                     "usage than the call reserved (see the anomaly in the trace)")
-            return Outcome(answer, ledger.overrun, run.iterations, error=error, sandbox=sandbox)
-        return Outcome(answer, StopReason.TIMEOUT, run.iterations, error="time limit reached",
-                       sandbox=sandbox)
-    finally:
-        ledger.on_overrun = None
-
-
-def _check_context(context: object) -> None:
-    problem = context_problem(context)
-    if problem is not None:
-        raise ContextError(f"context {problem[1]}")
-
-
-def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:
-    def emit(event: Event) -> None:
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception:  # a broken display must never break a run
-                log.exception("fastrlm event callback %r failed", callback)
-
-    return emit
-
-
-def _trace_path(writer: object, run_id: str) -> str | None:
-    path_for = getattr(writer, "path_for", None)
-    return str(path_for(run_id)) if path_for is not None else None

@@ -11,6 +11,9 @@ fit while others are in flight *waits* for them to settle; it is refused only wh
 could free room. Every HTTP attempt is booked: a reply at the usage the provider reports, a failed
 attempt at a conservative estimate; a provider's retry loop asks the ledger (through
 :data:`current_gate`) before each retry. See docs/architecture.md, "The ledger".
+
+Why over 500 lines: reservation, waiting, booking and the overrun stop are one invariant (what is
+reserved is what may be spent); split, each half would need the other's locks and counts.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .._exceptions import RLMError
@@ -51,8 +51,10 @@ class RunConfig:
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """How one run ended (made once, by the part of the engine that ends it)."""
+
     answer: str
     stop_reason: StopReason
     iterations: int
@@ -62,6 +64,10 @@ class Outcome:
     error_kind: str | None = None  # "provider" | "sandbox" | "context" | None
     exception: RLMError | None = None  # what ended an ``error`` stop; raised by the facade
     value: object = None  # the typed answer, with completion(output=T)
+    refused: StopReason | None = None  # the first limit that refused the run's sub-calls
+
+    def with_stop(self, reason: StopReason) -> Outcome:
+        return replace(self, stop_reason=reason)
 
     @property
     def partial(self) -> bool:

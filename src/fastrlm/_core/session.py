@@ -5,7 +5,9 @@ the root conversation, and the contexts: the first question's context is ``conte
 ``context``); each later question may bring another, bound as ``context_1``, ``context_2``, ...
 with ``context`` the latest. The model is told which exist. The conversation is compacted as it
 grows: whole earlier questions collapse to their question and answer
-(:func:`compact_questions`), then the usual elision of old REPL outputs applies.
+(:func:`~fastrlm._core.continuation.compact_questions`), then the usual elision of old REPL
+outputs applies. What the engine keeps between questions (``SessionState``) and how a run goes
+on from it (``SessionQuestion``) live in :mod:`.continuation`; this module is the public door.
 
 Budgets are per question (each ``ask`` gets the RLM's budget, or its own ``budget=``) unless
 the session is given one (``rlm.session(budget=...)``): then one ledger covers every question,
@@ -14,132 +16,25 @@ the session is given one (``rlm.session(budget=...)``): then one ledger covers e
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from .._exceptions import ConfigurationError
-from ..lm._base import ChatMessage
-from ..sandbox._base import Sandbox
 from .budget import Budget
-from .events import EventCallback, preview
+from .continuation import SessionState
+from .engine import answer, configure
+from .events import EventCallback
 from .ledger import BudgetLedger
 from .limits import Limits
 from .result import RLMResult
-
-
-class _Engine(Protocol):
-    """What a session needs of its :class:`~fastrlm.RLM` (a protocol: the facade imports this
-    module, so it cannot be imported back)."""
-
-    def _run_config(self, budget: Budget | None, limits: Limits | None,
-                    output: object = None) -> Any: ...
-
-    async def _acompletion(self, prompt: str, context: object = ..., *,
-                           budget: Budget | None, limits: Limits | None,
-                           on_event: EventCallback | None, output: object,
-                           session: SessionState | None = None) -> RLMResult: ...
+from .run_values import RunConfig
+from .sync import SyncRunner, refuse_running_loop
 
 _T = TypeVar("_T")
-#: Characters of an earlier question and of its answer kept when it is collapsed.
-KEPT_QUESTION_CHARS = 500
-KEPT_ANSWER_CHARS = 2_000
-
-
-@dataclass
-class QuestionSpan:
-    """Where one finished question's turns sit in the conversation, and what it gave."""
-
-    number: int
-    start: int  # index of its first message (the question itself)
-    end: int  # one past its last message
-    question: str
-    answer: str
-    collapsed: bool = False
-
-
-class SessionBridge:
-    """The session's REPL talks to the host through this: it forwards each host call to the run
-    of the question being answered now (the worker outlives every run)."""
-
-    def __init__(self) -> None:
-        self.run: Any = None
-
-    async def llm_query_batched(self, prompts: list[str], model: str | None,
-                                images: Any = None) -> list[str]:
-        answers: list[str] = await self.run.llm_query_batched(prompts, model, images)
-        return answers
-
-    async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
-                                model: str | None) -> list[str]:
-        answers: list[str] = await self.run.rlm_query_batched(prompts, contexts, model)
-        return answers
-
-    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        reply: dict[str, object] = await self.run.call_tool(name, arguments)
-        return reply
-
-
-@dataclass
-class SessionState:
-    """What a session carries from one question to the next (engine side)."""
-
-    id: str = field(default_factory=lambda: "s-" + secrets.token_hex(6))
-    sandbox: Sandbox | None = None
-    bridge: SessionBridge = field(default_factory=SessionBridge)
-    messages: list[ChatMessage] = field(default_factory=list)
-    contexts: list[str] = field(default_factory=list)  # one description per context_<n>
-    spans: list[QuestionSpan] = field(default_factory=list)
-    ledger: BudgetLedger | None = None
-    latest: object = None  # the latest context (hashed for each run.started)
-    closed: bool = False
-    busy: bool = False
-
-    @property
-    def questions(self) -> int:
-        return len(self.spans)
-
-    def context_names(self) -> str:
-        """``context_0`` ... as the model is told them, ``context`` being the latest."""
-        names = [f"`context_{i}` ({text})" for i, text in enumerate(self.contexts)]
-        return "; ".join(names) + f". `context` is `context_{len(self.contexts) - 1}`."
-
-
-def compact_questions(state: SessionState, max_chars: int) -> int:
-    """Collapse the oldest finished questions (not the first message, which holds the first
-    context's description) to one short question/answer pair each, until the conversation is
-    under ``max_chars`` or only the last question is whole. Returns how many were collapsed.
-    Pure: edits ``state.messages`` and the spans in place."""
-    collapsed = 0
-    for index, span in enumerate(state.spans[:-1] if len(state.spans) > 1 else []):
-        if sum(len(m["content"]) for m in state.messages) <= max_chars:
-            break
-        if span.collapsed:
-            continue
-        start = max(span.start, 2)  # the system prompt and the first message stay
-        kept: list[ChatMessage] = [
-            {"role": "user", "content": f"[Question {span.number}, earlier in this session: "
-                                        f"{preview(span.question, KEPT_QUESTION_CHARS)}]"},
-            {"role": "assistant", "content": f"[Its work is elided to save room; the answer "
-                                             f"was: {preview(span.answer, KEPT_ANSWER_CHARS)}]"},
-        ]
-        removed = span.end - start
-        if removed <= len(kept):
-            continue
-        state.messages[start:span.end] = kept
-        shift = removed - len(kept)
-        span.end = start + len(kept)
-        span.collapsed = True
-        for later in state.spans[index + 1:]:
-            later.start -= shift
-            later.end -= shift
-        collapsed += 1
-    return collapsed
 
 
 @dataclass
@@ -148,7 +43,7 @@ class _Held:
     :func:`_reclaim` when the session is dropped or left open at interpreter exit."""
 
     state: SessionState
-    runner: asyncio.Runner | None = None
+    runner: SyncRunner | None = None
 
 
 def _reclaim(held: _Held) -> None:
@@ -170,11 +65,7 @@ def _reclaim(held: _Held) -> None:
     if sandbox is not None:
         sandbox.discard()
     if runner is not None:
-        loop = runner.get_loop()
-        if not loop.is_running():
-            # its tasks (the worker's watchdog) are dropped with it on purpose: not reported
-            loop.set_exception_handler(lambda loop, context: None)
-            loop.close()
+        runner.abandon()
 
 
 class Session:
@@ -187,15 +78,15 @@ class Session:
     it is garbage-collected, or at interpreter exit, its worker is killed and a
     :class:`ResourceWarning` says so."""
 
-    def __init__(self, rlm: _Engine, *, budget: Budget | None = None,
+    def __init__(self, config: RunConfig, *, budget: Budget | None = None,
                  limits: Limits | None = None) -> None:
-        self._rlm = rlm
+        self._config = config
         self._limits = limits
         self.state = SessionState()
         if budget is not None:
             if not isinstance(budget, Budget):
                 raise ConfigurationError("budget must be a fastrlm.Budget")
-            rlm._run_config(budget, limits)  # checked as a per-call budget is
+            configure(config, budget, limits)  # checked as a per-call budget is
             self.state.ledger = BudgetLedger(budget)
         self._held = _Held(self.state)
         weakref.finalize(self, _reclaim, self._held)
@@ -230,9 +121,9 @@ class Session:
             )
         state.busy = True
         try:
-            result: RLMResult = await self._rlm._acompletion(
-                question, context, budget=budget, limits=limits or self._limits,
-                on_event=on_event, output=output, session=state,
+            result = await answer(
+                configure(self._config, budget, limits or self._limits, output), question,
+                context, on_event=on_event, session=state,
             )
         finally:
             state.busy = False
@@ -240,7 +131,8 @@ class Session:
         return result
 
     def ask(self, question: str, context: object = None, **kwargs: Any) -> RLMResult:
-        """Blocking form of :meth:`aask` (its own event loop, kept for the session)."""
+        """Blocking form of :meth:`aask` (its own event loop, kept for the session, in a daemon
+        thread: see :class:`~fastrlm._core.sync.SyncRunner`)."""
         return self._blocking(lambda: self.aask(question, context, **kwargs))
 
     async def aclose(self) -> None:
@@ -265,17 +157,11 @@ class Session:
             runner.close()
 
     def _blocking(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError("Session.ask() was called from a running event loop; use "
-                               "`await session.aask(...)` there")
+        refuse_running_loop("Session.ask()", "await session.aask(...)")
         if self._held.runner is None:
             if self.state.sandbox is not None:
                 raise ConfigurationError("this session was used with aask(); keep using it")
-            self._held.runner = asyncio.Runner()
+            self._held.runner = SyncRunner("fastrlm-session")
         return self._held.runner.run(make())
 
     def __enter__(self) -> Self:

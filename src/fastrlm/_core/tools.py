@@ -7,6 +7,10 @@ the REPL's function of the same name sends its arguments over the ``tool`` host 
 (``sandbox/_hostcalls.py``), :func:`run_tool` runs it under its timeout and call cap, and the
 result comes back as JSON. Every failure is a reply with an error kind; the cell gets a
 ``ToolError``, a sub-LLM gets the error text as the tool's result.
+
+Why over 500 lines: a tool's whole life (declared, its schema read from the signature, run under
+its cap and timeout, its reply made JSON) is one concern; the schema half (``tool_spec`` and
+below) is the part to move out if it grows.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ import click
 
 from .._exceptions import ConfigurationError, ContextError
 from .._pricing import PriceTable
+from .._validate import LIMITS_RULES
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
-from ._options import as_table, load_options, run_options, tool_options, unpriced_help
+from ._options import Checked, as_table, load_options, run_options, tool_options, unpriced_help
 
 if TYPE_CHECKING:
     from .. import RLM
@@ -85,16 +86,16 @@ def settings_or_exit(flags: dict[str, Any]) -> Settings:
               help="No progress or summary on stderr (errors and degraded-run warnings stay).")
 @click.option(
     "--worker-memory-mb",
-    type=click.IntRange(min=64),
+    type=Checked(LIMITS_RULES["worker_memory_mb"]),
     default=None,
     help="Sandbox worker memory limit (default: 1 GiB + 4x the context, roughly).",
 )
 @click.option(
-    "--scratch-mb", type=click.IntRange(min=1), default=None,
+    "--scratch-mb", type=Checked(LIMITS_RULES["scratch_mb"]), default=None,
     help="Sandbox scratch directory quota (default 512).",
 )
 @click.option(
-    "--max-answer-chars", type=click.IntRange(min=1), default=None,
+    "--max-answer-chars", type=Checked(LIMITS_RULES["max_answer_chars"]), default=None,
     help="Longest answer a cell may deliver (default 67108864).",
 )
 @click.option(

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from .._exceptions import ConfigurationError
-from .._validate import BUDGET_RULES, count
+from .._validate import BATCH_RULES, BUDGET_RULES
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, concurrent_runs, concurrent_runs_option, load_options, run_options
@@ -79,11 +79,12 @@ class ProviderLimit(click.ParamType):  # type: ignore[type-arg, unused-ignore]
 @click.option("--provider-concurrency", "provider_limits", type=ProviderLimit(), multiple=True,
               help="LM calls in flight at once per provider, across every job (and every Ray "
               "worker): N for each provider, or PROVIDER=N; repeatable. [default: 16]")
-@click.option("--retries", type=Checked(count(0)), default=0, show_default=True,
+@click.option("--retries", type=Checked(BATCH_RULES["retries"]), default=0, show_default=True,
               help="Re-runs of a job that ended with a provider error.")
-@click.option("--worker-retries", type=Checked(count(0)), default=3, show_default=True,
+@click.option("--worker-retries", type=Checked(BATCH_RULES["worker_retries"]), default=3,
+              show_default=True,
               help="Ray: re-runs of a job whose worker died.")
-@click.option("--cpus-per-job", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+@click.option("--cpus-per-job", type=Checked(BATCH_RULES["cpus_per_job"]), default=1.0,
               show_default=True, help="Ray: CPUs reserved per job (jobs are I/O bound; 0.25 "
               "runs four per core).")
 @click.option("--rerun-errors", is_flag=True,

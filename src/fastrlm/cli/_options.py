@@ -23,7 +23,7 @@ import click
 from .._core.budget import BUDGET_KEYS, Budget
 from .._exceptions import InvalidSettingError
 from .._pricing import Price, PriceTable, unpriced_message
-from .._validate import BUDGET_RULES, PRICE_RULES, Rule, count
+from .._validate import BATCH_RULES, BUDGET_RULES, PRICE_RULES, Rule
 from ._config import SANDBOXES
 
 
@@ -284,9 +284,10 @@ def concurrent_runs_option(default: int, what: str) -> Callable[[Any], Any]:
     ``serve`` and ``mcp`` do), with ``--concurrency`` kept hidden for one release. Read the
     value with :func:`concurrent_runs`."""
     def decorate(func: Any) -> Any:
-        func = click.option("--concurrency", "deprecated_concurrency", type=Checked(count(1)),
+        rule = Checked(BATCH_RULES["max_concurrent_runs"])
+        func = click.option("--concurrency", "deprecated_concurrency", type=rule,
                             default=None, hidden=True)(func)
-        return click.option("--max-concurrent-runs", type=Checked(count(1)), default=None,
+        return click.option("--max-concurrent-runs", type=rule, default=None,
                             help=f"{what} [default: {default}]")(func)
     return decorate
 

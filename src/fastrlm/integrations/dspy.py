@@ -51,10 +51,10 @@ import inspect
 import json
 import re
 import threading
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from .._core.sync import SyncRunner
 from .._core.tools import carried, tool_failure
 from .._exceptions import ContextError, MissingExtraError, SandboxError
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
@@ -105,34 +105,6 @@ def instructions(kind: str, soft: str) -> str:
     where = _WHERE.get(kind, "in fastrlm's sandbox: no network, a read-only file system, a "
                              "private /tmp")
     return INSTRUCTIONS.format(where=where, soft=soft)
-
-
-class _Portal:
-    """One event loop in a daemon thread, for the life of an interpreter: DSPy calls the
-    interpreter synchronously, and the sandbox's worker is bound to the loop that started it, so
-    every call runs there. (Not ``asyncio.run`` per call: the worker must outlive each call.)"""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="fastrlm-dspy-interpreter", daemon=True
-        )
-        self._thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait for it; an interrupt of the waiting thread cancels
-        it (the sandbox then kills the worker, which never hangs)."""
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
 
 
 class _Bridge:
@@ -269,7 +241,7 @@ class FastRLMInterpreter:
         self.output_fields = output_fields
         self.sandbox_kind = sandbox
         self.limits = limits if limits is not None else SandboxLimits()
-        self._portal: _Portal | None = None
+        self._portal: SyncRunner | None = None
         self._sandbox: Sandbox | None = None
         self._context: object = _NO_VALUE  # what the worker's `context` holds
         self._values: dict[str, object] = {}  # inputs bound in the namespace, by name
@@ -305,7 +277,8 @@ class FastRLMInterpreter:
         if self._ended:
             raise CodeInterpreterError("this FastRLMInterpreter was shut down; make a new one")
         if self._portal is None:
-            self._portal = _Portal()
+            # the worker is bound to the loop that started it, so every cell runs on this one
+            self._portal = SyncRunner("fastrlm-dspy-interpreter")
 
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
         """Run ``code`` after binding ``variables``. Returns the cell's output (``None`` when
@@ -330,7 +303,7 @@ class FastRLMInterpreter:
             self.start()
             assert self._portal is not None
             self._caller_context = contextvars.copy_context()
-            return self._portal.call(self._execute(code, variables))
+            return self._portal.run(self._execute(code, variables))
         finally:
             self._lock.release()
 
@@ -342,7 +315,7 @@ class FastRLMInterpreter:
             return
         try:
             if self._sandbox is not None:
-                portal.call(self._sandbox.close())
+                portal.run(self._sandbox.close())
         finally:
             self._sandbox = None
             portal.close()

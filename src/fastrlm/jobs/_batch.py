@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
+import logging
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -30,6 +30,7 @@ from .._core.facade import RLM
 from .._core.limits import Limits
 from .._exceptions import ConfigurationError
 from .._pricing import PriceTable, unpriced_message
+from .._validate import BATCH_RULES
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, SlotPool
@@ -43,6 +44,8 @@ BACKENDS = ("local", "ray")
 
 ProgressCallback = Callable[[BatchSummary], object]
 
+
+log = logging.getLogger("fastrlm")
 
 class Batch:
     """The results of a batch as they finish: ``async for result in batch(...)``.
@@ -93,7 +96,11 @@ class Batch:
         self.summary.spent_usd = self._budget.spent
         self.summary.lost_usd = self._budget.lost_usd
         if self._on_progress is not None:
-            self._on_progress(self.summary)
+            try:
+                self._on_progress(self.summary)
+            except Exception:  # a broken progress display must never stop the batch
+                log.exception("fastrlm batch on_progress callback %r failed",
+                              self._on_progress)
 
     def _arguments(self, job: Job) -> tuple[Any, ...] | None:
         """What ``job`` starts with (its dollar cap), or None: the batch budget is spent."""
@@ -245,13 +252,10 @@ def batch(
         warnings.warn("batch(concurrency=...) is deprecated: use max_concurrent_runs=...",
                       DeprecationWarning, stacklevel=2)
         max_concurrent_runs = concurrency
-    for name, value, least in (("max_concurrent_runs", max_concurrent_runs, 1),
-                               ("retries", retries, 0), ("worker_retries", worker_retries, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigurationError(f"{name} must be a whole number >= {least}, not {value!r}")
-    if max_usd is not None and not (isinstance(max_usd, (int, float)) and math.isfinite(max_usd)
-                                    and max_usd >= 0):
-        raise ConfigurationError(f"max_usd must be a finite number >= 0, not {max_usd!r}")
+    for name, value in (("max_concurrent_runs", max_concurrent_runs), ("retries", retries),
+                        ("worker_retries", worker_retries), ("max_usd", max_usd),
+                        ("cpus_per_job", cpus_per_job), ("lease_s", lease_s)):
+        BATCH_RULES[name].check(name, value)
     pool_limits, default = _provider_limits(provider_concurrency)
     checked = [job if isinstance(job, Job) else Job.from_dict(job, where=f"jobs[{i}]")
                for i, job in enumerate(jobs)]
@@ -285,9 +289,7 @@ def _provider_limits(
         raise ConfigurationError("provider_concurrency must be an int, a {provider: int} "
                                  f"mapping or None, not {value!r}")
     for name, n in [*items.items(), *([("*", default)] if default is not None else [])]:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ConfigurationError(f"provider_concurrency for {name}: a whole number >= 1, "
-                                     f"not {n!r}")
+        BATCH_RULES["provider_concurrency"].check(f"provider_concurrency for {name}", n)
     return items, default
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, TextIO, cast
+from typing import Any
 
 from .._exceptions import ContextError
 from . import _hostcalls, _kinds
@@ -50,11 +50,15 @@ _router_users = 0
 
 
 def _install_router() -> None:
+    """Route sys.stdout/stderr through a router, unless one is in place: checked on the streams
+    themselves, not by counting users, since the application (``redirect_stdout``, a test
+    runner's capture) may have replaced them while another sandbox was open."""
     global _router_users
     with _router_lock:
-        if _router_users == 0:
-            sys.stdout = cast(TextIO, _ThreadRouter(sys.stdout, _local, "out"))
-            sys.stderr = cast(TextIO, _ThreadRouter(sys.stderr, _local, "err"))
+        for name, attr in (("stdout", "out"), ("stderr", "err")):
+            stream = getattr(sys, name)
+            if not isinstance(stream, _ThreadRouter):
+                setattr(sys, name, _ThreadRouter(stream, _local, attr))
         _router_users += 1
 
 

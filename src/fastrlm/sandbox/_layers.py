@@ -108,6 +108,7 @@ def read_only_paths() -> tuple[str, ...]:
         sys.prefix,
         sys.base_prefix,
         os.path.dirname(os.path.realpath(sys.executable)),
+        os.path.dirname(interpreter()),
         package_dir(),
         *module_dirs(),
     }
@@ -166,10 +167,20 @@ def bwrap_argv(
     return [*argv, "--chdir", "/tmp", "--"]
 
 
+@functools.cache
+def interpreter() -> str:
+    """This interpreter as the worker runs it: ``sys.executable`` with its directory resolved
+    (``..`` and symbolic links: ``/tmp/x/../bin/python3`` names directories a sandbox does not
+    have) but its own name kept, so a virtualenv's ``python`` link still finds its
+    ``pyvenv.cfg``."""
+    directory, name = os.path.split(os.path.abspath(sys.executable))
+    return os.path.join(os.path.realpath(directory), name)
+
+
 def python_argv(worker_config: str) -> list[str]:
     """The interpreter command: isolated mode, no site (no ``.pth`` runs), no bytecode writes."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker_main.py")
-    return [sys.executable, "-I", "-S", "-B", "-X", "utf8", script, worker_config]
+    return [interpreter(), "-I", "-S", "-B", "-X", "utf8", script, worker_config]
 
 
 @functools.cache
@@ -182,7 +193,7 @@ def bwrap_problem() -> str | None:
         return "bubblewrap is not installed (apt install bubblewrap)"
     try:
         probe = subprocess.run(
-            [*bwrap_argv(bwrap), sys.executable, "-I", "-S", "-c", "pass"],
+            [*bwrap_argv(bwrap), interpreter(), "-I", "-S", "-c", "pass"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT_S,
@@ -193,7 +204,11 @@ def bwrap_problem() -> str | None:
         return f"bubblewrap failed to run: {exc}"
     if probe.returncode != 0:
         detail = probe.stderr.decode("utf-8", "replace").strip().splitlines()
-        return "namespaces denied: " + (detail[-1] if detail else f"exit {probe.returncode}")
+        last = detail[-1] if detail else f"exit {probe.returncode}"
+        if "execvp" in last:  # namespaces worked; the interpreter is not where bwrap looked
+            return (f"bubblewrap could not run this Python ({last}): its path must exist "
+                    "inside the sandbox (the interpreter's directory is bound read-only)")
+        return "namespaces denied: " + last
     return None
 
 

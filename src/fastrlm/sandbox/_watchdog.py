@@ -84,6 +84,22 @@ def _kib_field(status: bytes, name: bytes) -> int:
     return int(status[start + len(name) : end].split()[0]) * 1024
 
 
+def memory_counted(status: bytes) -> int:
+    """The memory a worker is charged, from its ``/proc/<pid>/status``: ``RssAnon +
+    RssShmem`` in bytes."""
+    return _kib_field(status, b"RssAnon:") + _kib_field(status, b"RssShmem:")
+
+
+def memory_now(root: int) -> int:
+    """What the worker under ``root`` is charged now (:func:`memory_counted`); 0 when it is
+    gone. One reading, for a check outside the watchdog's polls."""
+    try:
+        with open(f"/proc/{leaf_process(root)}/status", "rb") as status:
+            return memory_counted(status.read())
+    except OSError:
+        return 0
+
+
 def directory_usage(path: str, max_files: int) -> tuple[int, int]:
     """(bytes allocated, entries) under ``path``; stops counting past ``max_files`` entries."""
     size, count, todo = 0, 0, [path]
@@ -124,7 +140,7 @@ class Probe:
             status = os.pread(self._status, 8192, 0)
         except OSError:
             return 0
-        return _kib_field(status, b"RssAnon:") + _kib_field(status, b"RssShmem:")
+        return memory_counted(status)
 
     def scratch_usage(self, walk: bool) -> tuple[int, int]:
         """(bytes, files) in the scratch: statvfs of a tmpfs (O(1)), or a walk of a plain

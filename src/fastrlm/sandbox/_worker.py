@@ -37,7 +37,7 @@ from .._exceptions import (
 from . import _cgroup, _hostcalls, _kinds, _layers, _protocol
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
-from ._watchdog import Quotas, Watchdog
+from ._watchdog import Quotas, Watchdog, memory_now
 
 logger = logging.getLogger("fastrlm.sandbox")
 
@@ -205,6 +205,7 @@ class WorkerSandbox:
         self._context_fd: int | None = None
         self._mounts: tuple[str, ...] = ()
         self._memory_bytes = 0
+        self._sizes = (0, 0)  # the context's buffer bytes and decoded bytes
         self._scratch: str | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
         self._reaper_fd = -1
@@ -261,7 +262,8 @@ class WorkerSandbox:
     # ------------------------------------------------------------- lifecycle
     async def start(self, context: object, bridge: HostBridge) -> None:
         """Write the context buffer and start a worker. Raises ContextError for a context that
-        cannot be sent, SandboxUnavailableError when no planned layer can start."""
+        cannot be sent or that the worker cannot rebuild within its memory limit (at once: no
+        other layer is tried), SandboxUnavailableError when no planned layer can start."""
         if self._worker is not None or self._closed:
             raise SandboxError("the sandbox is already started (or closed)")
         self._bridge = bridge
@@ -281,6 +283,7 @@ class WorkerSandbox:
         self._mounts = rich.mounts if rich is not None else ()
         decoded = rich.decoded_bytes if rich is not None else _str_bytes(
             context, kind, buffer_bytes)
+        self._sizes = (buffer_bytes, decoded)
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
             decoded, buffer_bytes
         )
@@ -297,6 +300,9 @@ class WorkerSandbox:
             self._plan = plan
             try:
                 self._worker = await self._spawn()
+            except ContextError:  # past the memory limit: every layer has the same limit
+                await self.close()
+                raise
             except SandboxUnavailableError as exc:
                 logger.warning("sandbox layer %s failed to start: %s", plan.name, exc)
                 problems.append(f"{plan.name}: {exc}")
@@ -398,6 +404,10 @@ class WorkerSandbox:
         except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
             detail = worker.startup_log()
             await worker.kill()
+            if worker.exceeded is not None:
+                raise self._out_of_memory(
+                    f"was stopped because {worker.exceeded} while rebuilding the context"
+                ) from None
             if cgroup is not None and proc.returncode == _cgroup.PLACE_FAILED:
                 self._cgroup_failed(f"the worker could not join its cgroup: {detail}")
                 return await self._spawn()
@@ -410,6 +420,9 @@ class WorkerSandbox:
             raise
         if ready["op"] != "ready":
             await worker.kill()
+            if ready.get("out_of_memory") is True:
+                raise self._out_of_memory(
+                    "ran out of memory (MemoryError) while rebuilding the context")
             raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
         missing = self._plan.confined - set(ready["confined"])
         if missing:
@@ -419,6 +432,10 @@ class WorkerSandbox:
             await worker.kill()
             self._cgroup_failed(f"the worker's pid is not in {cgroup.procs} after it started")
             return await self._spawn()
+        used = memory_now(proc.pid)
+        if used > self._memory_bytes:  # the watchdog would stop it at its first poll, each time
+            await worker.kill()
+            raise self._out_of_memory(f"held {_mib(used)} just after rebuilding the context")
         self._cgroup_in_force = cgroup is not None
         self.worker_pid = ready["pid"]
         quotas = Quotas(
@@ -430,6 +447,27 @@ class WorkerSandbox:
         worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
         worker.watchdog.start()
         return worker
+
+    def _out_of_memory(self, how: str) -> ContextError:
+        """The error for a worker that hit its memory limit while it started (rebuilding the
+        context): which limit, its size, the context's, and the settings that raise it."""
+        buffer_bytes, decoded = self._sizes
+        limit = self._memory_bytes
+        sized = _layers.memory_limit_bytes(decoded, buffer_bytes)
+        if self.limits.memory_bytes:
+            origin = "as set"
+            unset = ", or leave it unset to size it from the context" if sized > limit else ""
+        else:
+            origin = "sized from the context: 1 GiB + the buffer + 3x the decoded size"
+            unset = ""
+        return ContextError(
+            f"the context does not fit in the sandbox worker's memory limit of {_mib(limit)} "
+            f"({origin}): the worker {how} (the context: a {_mib(buffer_bytes)} buffer, "
+            f"estimated {_mib(decoded)} decoded). Raise the limit "
+            "with --worker-memory-mb N or Limits(worker_memory_mb=N) "
+            "(SandboxLimits.memory_bytes for a sandbox of your own) to at least "
+            f"{_mib(max(2 * limit, sized))}{unset}; or pass a smaller context"
+        )
 
     def _scratch_dir(self) -> str:
         """The host scratch directory of the Landlock/process layers, made once per sandbox,
@@ -552,7 +590,7 @@ class WorkerSandbox:
         logger.info("sandbox worker restarted: %s", reason)
         try:
             self._worker = await self._spawn()
-        except SandboxUnavailableError as exc:
+        except (SandboxUnavailableError, ContextError) as exc:
             raise WorkerCrashedError(
                 f"the worker died ({reason}) and cannot restart: {exc}"
             ) from exc
@@ -730,6 +768,10 @@ def _reap_within(proc: subprocess.Popen[bytes], pidfd: int, seconds: float) -> N
     """Reap ``proc`` if it exits within ``seconds`` (its pidfd turns readable), else leave it."""
     select.select([pidfd], [], [], seconds)
     proc.poll()
+
+
+def _mib(n: int) -> str:
+    return f"{math.ceil(n / _layers.MiB):,} MiB"
 
 
 def _finite(seconds: float) -> float | None:

@@ -222,9 +222,12 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         worker = _start(config)
-    except BaseException:  # noqa: BLE001 - reported to the host, then exit
+    except BaseException as exc:  # noqa: BLE001 - reported to the host, then exit
         text = traceback.format_exc()[-4000:]
-        _protocol.write_all(config["fd_out"], _protocol.encode_frame({"op": "fatal", "text": text}))
+        # out of memory (pyarrow's ArrowMemoryError too): the host names the limit, and does
+        # not retry on another layer, which would hit the same limit
+        fatal = {"op": "fatal", "text": text, "out_of_memory": isinstance(exc, MemoryError)}
+        _protocol.write_all(config["fd_out"], _protocol.encode_frame(fatal))
         os._exit(3)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

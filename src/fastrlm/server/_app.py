@@ -26,7 +26,7 @@ from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
 from .._core.events import Event
 from .._exceptions import ContextError, RLMError
 from .._pricing import unpriced_message
-from .._validate import count, positive
+from .._validate import SERVER_RULES
 from ..lm._base import LM
 from ..telemetry import Telemetry, trace_context_of
 from ..trace import TraceWriter
@@ -103,8 +103,8 @@ class RLMServer:
         max_session_chars: int = 1 << 30,
         telemetry: bool | Telemetry | None = None,
     ) -> None:
-        count(1).check("max_concurrent_runs", max_concurrent_runs)
-        count(0).check("max_queued_runs", max_queued_runs)
+        SERVER_RULES["max_concurrent_runs"].check("max_concurrent_runs", max_concurrent_runs)
+        SERVER_RULES["max_queued_runs"].check("max_queued_runs", max_queued_runs)
         writer: TraceWriter | None = None
         if isinstance(trace, TraceWriter):
             writer = trace
@@ -116,11 +116,11 @@ class RLMServer:
                   trace=writer if writer is not None else False, tools=tools,
                   sub_tools=sub_tools, telemetry=telemetry)
         self._rlm = rlm
-        count(1).check("max_sessions", max_sessions)
+        SERVER_RULES["max_sessions"].check("max_sessions", max_sessions)
         if max_sessions_per_key is not None:
-            count(1).check("max_sessions_per_key", max_sessions_per_key)
-        positive().check("session_idle_s", session_idle_s)
-        count(1).check("max_session_chars", max_session_chars)
+            SERVER_RULES["max_sessions"].check("max_sessions_per_key", max_sessions_per_key)
+        SERVER_RULES["session_idle_s"].check("session_idle_s", session_idle_s)
+        SERVER_RULES["max_session_chars"].check("max_session_chars", max_session_chars)
         self.sessions = SessionPool(rlm, max_sessions=max_sessions, idle_s=session_idle_s,
                                     max_chars=max_session_chars,
                                     max_per_owner=max_sessions_per_key)

@@ -11,8 +11,9 @@ Span tree (names as the GenAI semantic conventions write them)::
 
 Spans are timed by the events' own ``ts`` (wall clock). A cell span is opened when the first
 call made from it starts (at the time the cell began: the reply before it, or the cell before it)
-and ended by its ``code.executed``. Text (prompts, replies, code, answers) goes on spans only
-with content capture on.
+and ended by its ``code.executed``. Text (prompts, replies, code, answers, and error messages,
+which quote them or a provider's error body) goes on spans only with content capture on; with
+it off a failed span says its error's type alone.
 """
 
 from __future__ import annotations
@@ -137,8 +138,11 @@ class SpanRecorder:
         if self._capture and e.get("answer"):
             span.set_attribute("gen_ai.output.messages", _messages("assistant", e["answer"]))
         if e.get("stop_reason") == "error":
-            span.set_attribute("error.type", e.get("error_kind") or "error")
-            span.set_status(Status(StatusCode.ERROR, e.get("error") or "the run failed"))
+            kind = e.get("error_kind") or "error"
+            span.set_attribute("error.type", kind)
+            # the error's text may be a provider's error body: on the span only with capture
+            text = (e.get("error") or "the run failed") if self._capture else f"{kind} error"
+            span.set_status(Status(StatusCode.ERROR, text))
         span.end(end_time=end)
 
     def _sandbox_started(self, e: Mapping[str, Any]) -> None:
@@ -213,7 +217,7 @@ class SpanRecorder:
             span.set_attribute("gen_ai.tool.call.arguments", e.get("code", ""))
             span.set_attribute("gen_ai.tool.call.result", e.get("output", ""))
         if e.get("error"):
-            _fail(span, e["error"])
+            _fail(span, e["error"], capture=self._capture, traceback=True)
         span.end(end_time=_ns(e["ts"]))
         run.cell = None
         run.cell_started = e["ts"]
@@ -245,7 +249,7 @@ class SpanRecorder:
             extra["gen_ai.output.messages"] = _messages("assistant", e["response_preview"])
         self._booked(run, span, e, extra)
         if e.get("error"):
-            _fail(span, e["error"])
+            _fail(span, e["error"], capture=self._capture)
         span.end(end_time=_ns(e["ts"]))
 
     # ------------------------------------------------------------------ tools, children
@@ -266,7 +270,7 @@ class SpanRecorder:
         if self._capture and e.get("result_preview") is not None:
             span.set_attribute("gen_ai.tool.call.result", e["result_preview"])
         if e.get("error"):
-            _fail(span, e["error"])
+            _fail(span, e["error"], capture=self._capture)
         span.end(end_time=_ns(e["ts"]))
 
     def _tool(self, parent: Span, e: Mapping[str, Any], began: float) -> Span:
@@ -311,7 +315,7 @@ class SpanRecorder:
             extra["fastrlm.anomaly"] = e["anomaly"]
         span.set_attributes(extra)
         if e.get("type") == "model.failed":
-            _fail(span, e.get("error") or "the call failed")
+            _fail(span, e.get("error") or "the call failed", capture=self._capture)
         run.input_tokens += input_tokens
         run.output_tokens += output_tokens
 
@@ -337,15 +341,19 @@ def _tool_attributes(name: str, kind: str, run_id: str) -> dict[str, Any]:
             "gen_ai.tool.type": kind, "fastrlm.run_id": run_id}
 
 
-def _fail(span: Span, error: str) -> None:
-    """Mark a span failed: ``error.type`` is the exception name the text ends with, when it
-    names one (``NameError: ...``), else ``error``; the status says the first line."""
+def _fail(span: Span, error: str, *, capture: bool, traceback: bool = False) -> None:
+    """Mark a span failed. ``error.type`` is the exception name the error names (``NameError:
+    ...``): on the last line of a ``traceback`` (a cell's), else on the first (a call's
+    ``"<Type>: <message>"``); ``error`` when there is none. The status describes the error by
+    its first line only with content capture on: the message is the model's or the provider's
+    text (an error body), so with capture off it is the type alone."""
     lines = [line.strip() for line in error.splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    name = last.partition(":")[0].strip().removeprefix("[error").strip()
-    kind = name if name.replace(".", "").replace("_", "").isalnum() else "error"
+    line = (lines[-1] if traceback else lines[0]) if lines else ""
+    name = line.partition(":")[0].strip().removeprefix("[error").strip()
+    kind = name if name and name.replace(".", "").replace("_", "").isalnum() else "error"
     span.set_attribute("error.type", kind)
-    span.set_status(Status(StatusCode.ERROR, (lines[0] if lines else error)[:500]))
+    span.set_status(Status(StatusCode.ERROR,
+                           (lines[0] if lines else error)[:500] if capture else kind))
 
 
 _HANDLERS: dict[str, Callable[[SpanRecorder, Mapping[str, Any]], None]] = {

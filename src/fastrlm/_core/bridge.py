@@ -1,0 +1,141 @@
+"""The sub-call bridge: the host side of one run's REPL (``llm_query``, ``rlm_query``, host
+tools), the :class:`~fastrlm.sandbox._hostcalls.HostBridge` its sandbox calls back into.
+
+The batch methods return their refusal with the answers (:class:`Answers`); the HostBridge face,
+whose answers go to the REPL as strings, keeps the first refusal of the run in
+:attr:`SubcallBridge.refused` for the root loop, which then gives the model its last turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..lm._base import LM, ImagePart
+from ..sandbox._hostcalls import error_text
+from .call_tree import CallTree, SubcallOutcome
+from .feedback import with_context
+from .ledger import Account
+from .run_values import Outcome, RunConfig
+from .stop import StopReason
+from .sub_agent import agent_subcall
+from .tools import run_tool
+
+_SUBCALLS_DISABLED = error_text("subcalls_disabled", "sub-calls are disabled in this run")
+
+#: Runs a child RLM (prompt, context, its root LM, its depth) to its outcome.
+SpawnChild = Callable[[str, object, LM, int], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One batch's answers, one per prompt, and the limit that refused some of them (``None``:
+    none refused; a deadline is not a refusal the model can act on)."""
+
+    texts: list[str]
+    refused: StopReason | None = None
+
+
+@dataclass
+class SubcallBridge:
+    """The REPL's way back to the host for the run ``run_id`` at ``depth``."""
+
+    config: RunConfig
+    tree: CallTree
+    run_id: str
+    depth: int
+    account: Account
+    spawn: SpawnChild
+    refused: StopReason | None = field(default=None, init=False)
+
+    def pick_lm(self, name: str | None, default: LM) -> LM | str:
+        """The LM a REPL call asked for, or an error text if the name is not configured."""
+        if name is None:
+            return default
+        lm = self.config.named_lms.get(name)
+        if lm is None:
+            known = ", ".join(sorted(self.config.named_lms)) or "(none)"
+            return error_text("unknown_model",
+                              f"no model named {name!r}; configured models: {known}")
+        return lm
+
+    async def ask_llms(self, prompts: list[str], model: str | None,
+                       images: list[list[ImagePart]] | None = None) -> Answers:
+        """``llm_query_batched``: each prompt to the sub-model (or a sub-agent on it)."""
+        if not self.config.subcalls:
+            return Answers([_SUBCALLS_DISABLED] * len(prompts))
+        lm = self.pick_lm(model, self.config.sub_lm)
+        if isinstance(lm, str):
+            return Answers([lm] * len(prompts))
+        answer: Callable[[str, list[ImagePart]], Awaitable[SubcallOutcome]] | None = None
+        if self.config.sub_tools:  # each prompt is a tool-calling agent on the sub-model
+            answer = functools.partial(
+                agent_subcall, self.tree, lm, tools=self.config.sub_tools,
+                protocol=self.config.sub_tool_protocol, prompts=self.config.prompts,
+                run_id=self.run_id, depth=self.depth, account=self.account,
+            )
+        texts, refused = await self.tree.batch(
+            lm, prompts, run_id=self.run_id, depth=self.depth, account=self.account,
+            answer=answer, images=images,
+        )
+        return Answers(texts, None if refused is StopReason.TIMEOUT else refused)
+
+    async def ask_rlms(self, prompts: list[str], contexts: list[object] | None,
+                       model: str | None) -> Answers:
+        """``rlm_query_batched``: a child RLM per prompt, or plain sub-calls at the depth cap."""
+        if not self.config.subcalls:
+            return Answers([_SUBCALLS_DISABLED] * len(prompts))
+        child_depth = self.depth + 1
+        if child_depth >= self.config.budget.max_depth:
+            merged = prompts if contexts is None else [
+                with_context(p, c) for p, c in zip(prompts, contexts, strict=True)
+            ]
+            return await self.ask_llms(merged, model)
+        default = self.config.child_lms.get(child_depth, self.config.root_lm)
+        lm = self.pick_lm(model, default)
+        if isinstance(lm, str):
+            return Answers([lm] * len(prompts))
+        ctxs: list[object] = list(contexts) if contexts is not None else list(prompts)
+        refusals: list[StopReason] = []  # in the order the children finished
+
+        async def child(prompt: str, context: object) -> str:
+            outcome = await self.spawn(prompt, context, lm, child_depth)
+            if outcome.refused is not None:
+                refusals.append(outcome.refused)
+            return _child_answer(outcome)
+
+        texts = await asyncio.gather(*(child(p, c) for p, c in zip(prompts, ctxs, strict=True)))
+        return Answers(list(texts), refusals[0] if refusals else None)
+
+    def _keep(self, answers: Answers) -> list[str]:
+        if answers.refused is not None and self.refused is None:
+            self.refused = answers.refused
+        return answers.texts
+
+    # The HostBridge methods (see sandbox._hostcalls).
+    async def llm_query_batched(
+        self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
+    ) -> list[str]:
+        return self._keep(await self.ask_llms(prompts, model, images))
+
+    async def rlm_query_batched(
+        self, prompts: list[str], contexts: list[object] | None, model: str | None
+    ) -> list[str]:
+        return self._keep(await self.ask_rlms(prompts, contexts, model))
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return await run_tool(
+            {tool.name: tool for tool in self.config.tools}, name, arguments,
+            counter=self.tree.tool_counter, emit=self.tree.emit, run_id=self.run_id,
+            depth=self.depth,
+        )
+
+
+def _child_answer(outcome: Outcome) -> str:
+    if outcome.answer:
+        return outcome.answer
+    detail = f": {outcome.error}" if outcome.error else ""
+    return error_text("child_failed", f"the child RLM stopped ({outcome.stop_reason.value}) "
+                                      f"without an answer{detail}")

@@ -1,0 +1,233 @@
+"""One run, from a configuration to its result: what ``RLM.acompletion`` and a session's
+``aask`` both do. :func:`configure` puts one run's overrides into an RLM's configuration;
+:func:`answer` builds the call tree, runs the root loop within the tree's limits and makes the
+:class:`RLMResult` (or raises the run's typed error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._exceptions import ConfigurationError, ContextError, RLMError
+from .._pricing import PriceTable, unpriced_message
+from ..context import context_problem
+from ..lm._base import LM, default_concurrency
+from .budget import Budget
+from .call_tree import CallTree
+from .continuation import OneOff, SessionQuestion, SessionState
+from .events import Event, EventCallback
+from .ledger import BudgetLedger
+from .limits import Limits
+from .output import output_spec
+from .prompts import shown_whole
+from .result import RLMResult
+from .run_loop import Run
+from .run_values import Outcome, RunConfig, new_run_id
+from .stop import StopReason
+
+log = logging.getLogger("fastrlm")
+
+#: ``context`` not given: the prompt is its own context (drop-in use).
+MISSING: Any = object()
+_T = TypeVar("_T")
+
+#: Limits the model clients are built with, so a run cannot change them.
+_CLIENT_LIMITS = ("request_timeout_s", "max_retries")
+
+
+
+def configure(base: RunConfig, budget: Budget | None, limits: Limits | None,
+          output: object = None) -> RunConfig:
+    """The configuration of one run: ``base``, with a per-call budget, limits and output
+    type put in. Raises ConfigurationError for a wrong type, an unpriced ``max_usd``, limits
+    the model clients were built with (timeouts, retries), or an output type that cannot
+    be validated."""
+    config = base
+    spec = output_spec(output)
+    if spec is not None:
+        config = replace(config, output=spec)
+    if budget is None and limits is None:
+        return config
+    if budget is not None:
+        budget = instance("budget", budget, Budget, "Budget(max_usd=1.0)")
+        check_priced(budget, config.named_lms, config.prices)
+    if limits is not None:
+        limits = instance("limits", limits, Limits, "Limits(max_concurrency=16)")
+        fixed = [name for name in _CLIENT_LIMITS
+                 if getattr(limits, name) != getattr(config.limits, name)]
+        if fixed:
+            raise ConfigurationError(
+                f"limits.{', limits.'.join(fixed)} cannot change per call: the model clients "
+                "were built with them; use rlm.with_options(limits=...) for an RLM whose "
+                "clients use other values"
+            )
+    return replace(config, budget=budget or config.budget, limits=limits or config.limits)
+
+
+async def answer(
+    config: RunConfig, prompt: str, context: object = MISSING, *,
+    on_event: EventCallback | None, session: SessionState | None = None,
+) -> RLMResult:
+    """One run of ``config`` (a session's next question with ``session``) to its
+    :class:`RLMResult`, raising its typed error as :meth:`RLM.acompletion` documents."""
+    new_context = True
+    if session is not None and (context is None or context is MISSING):
+        # a later question without a context of its own asks about the latest one, unless
+        # it is too long to show: then, as on a first question, it is its own context
+        if session.messages and shown_whole(prompt, config.limits.question_chars):
+            context, new_context = session.latest, False
+        else:
+            context = prompt
+    elif context is MISSING:
+        context = prompt
+    if new_context:
+        _check_context(context)
+    if session is not None and new_context:
+        if session.messages and not isinstance(context, str | list | tuple | dict):
+            raise ContextError(
+                f"a later question's context is sent to the session's REPL as JSON, so it "
+                f"must be a str, list or dict, not {type(context).__name__}; DataFrames, "
+                "bytes, files and images can be a session's first context"
+            )
+        session.latest = context
+    callbacks = list(config.callbacks) + ([on_event] if on_event else [])
+    run_id = new_run_id()
+    writer = _trace_writer(config)
+    if writer is not None:
+        callbacks.append(writer)
+    if config.telemetry is not None:  # made here: the caller's current span is its parent
+        callbacks.append(config.telemetry())
+    ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
+        config.budget)
+    tree = CallTree(
+        ledger=ledger,
+        limits=config.limits,
+        prices=config.prices,
+        emit=_dispatcher(callbacks),
+        cache=config.cache,
+        cache_sampled=config.cache_sampled,
+        concurrency=default_concurrency(config.sub_lm),
+    )
+    run = Run(
+        config=config,
+        tree=tree,
+        question=prompt,
+        context=context,
+        run_id=run_id,
+        continuation=OneOff() if session is None else SessionQuestion(session, new_context),
+    )
+    started = time.monotonic()
+    outcome = await _within_limits(run, ledger)
+    trace_path = _trace_path(writer, run_id)
+    result = RLMResult(
+        answer=outcome.answer,
+        stop_reason=outcome.stop_reason,
+        usage=ledger.usage.snapshot(),
+        cost_usd=ledger.usd,
+        trace_id=run_id,
+        trace_path=trace_path,
+        iterations=outcome.iterations,
+        subcalls=ledger.subcalls,
+        sandbox=outcome.sandbox,
+        duration_s=time.monotonic() - started,
+        error=outcome.error,
+        partial=outcome.partial or ledger.limited_by is not None,
+        error_kind=outcome.error_kind,
+        subcalls_refused=ledger.subcalls_refused,
+        subcalls_failed=ledger.subcalls_failed,
+        limited_by=ledger.limited_by,
+        requests=ledger.requests,
+        tool_calls=tree.tool_counter.total,
+        value=outcome.value,
+    )
+    if outcome.stop_reason is StopReason.ERROR:
+        error = outcome.exception or RLMError(outcome.error or "the run failed")
+        error.result = result
+        raise error
+    return result
+
+
+def check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:
+    if budget.max_usd is None:
+        return
+    missing = prices.unpriced(named)
+    if missing:
+        raise ConfigurationError(unpriced_message(
+            missing, "max_usd",
+            "Add them: RLM(..., prices=PriceTable({'name': {'input': USD_per_1M, 'output': "
+            "USD_per_1M}})) or $FASTRLM_HOME/prices.json, or leave out max_usd."))
+
+
+def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:
+    trace = config.trace
+    if trace is False or trace is None:
+        return None
+    if callable(trace):
+        return trace
+    from ..trace import TraceWriter
+
+    home = None if trace is True else Path(str(trace))
+    return TraceWriter(home, full_prompts=config.limits.trace_full_prompts)
+
+
+def instance(name: str, value: _T | None, cls: type[_T], example: str) -> _T:
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise ConfigurationError(f"{name} must be a fastrlm.{cls.__name__} (e.g. {example}), "
+                                 f"not {type(value).__name__}")
+    return value
+
+
+async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
+    """Run until the answer, the tree's deadline, or an overrun: a provider reported more usage
+    than was reserved and a limit is passed, so the whole tree stops at once (one scope for
+    both, so in-flight calls and the worker are cancelled the same way)."""
+    loop = asyncio.get_running_loop()
+    deadline = ledger.deadline
+    # The ledger's deadline is on time.monotonic(), the loop's default clock.
+    scope = asyncio.timeout_at(
+        None if deadline is None else deadline - time.monotonic() + loop.time()
+    )
+    ledger.on_overrun = lambda _reason: scope.reschedule(loop.time())
+    try:
+        async with scope:
+            return await run.execute()
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        if ledger.overrun is not None:
+            error = (f"the {ledger.overrun.value} limit was passed: a provider reported more "
+                     "usage than the call reserved (see the anomaly in the trace)")
+            return run.stopped(ledger.overrun, error)
+        return run.stopped(StopReason.TIMEOUT, "time limit reached")
+    finally:
+        ledger.on_overrun = None
+
+
+def _check_context(context: object) -> None:
+    problem = context_problem(context)
+    if problem is not None:
+        raise ContextError(f"context {problem[1]}")
+
+
+def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:
+    def emit(event: Event) -> None:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:  # a broken display must never break a run
+                log.exception("fastrlm event callback %r failed", callback)
+
+    return emit
+
+
+def _trace_path(writer: object, run_id: str) -> str | None:
+    path_for = getattr(writer, "path_for", None)
+    return str(path_for(run_id)) if path_for is not None else None
