@@ -81,7 +81,7 @@ FOUNDATIONS = "fastrlm.<foundations>"
 
 
 def package_of(module: str) -> str:
-    """``fastrlm.lm._openai`` -> ``fastrlm.lm``; ``fastrlm._usage`` and
+    """``fastrlm.lm._openai`` -> ``fastrlm.lm``; ``fastrlm._foundation.usage`` and
     ``fastrlm._foundation.limits`` -> the foundations; a public top-level module (``fastrlm``,
     ``fastrlm.events``) is a package of its own."""
     parts = module.split(".")
@@ -158,13 +158,13 @@ def test_the_engine_lives_in_its_room() -> None:
     )
     # the shared foundations every layer uses stay at the top; the engine is in _core
     assert loose == [
-        "fastrlm._exceptions",
-        "fastrlm._home",
-        "fastrlm._pricing",
-        "fastrlm._schema",
-        "fastrlm._usage",
-        "fastrlm._validate",
-        "fastrlm._windows",
+        "fastrlm._foundation.errors",
+        "fastrlm._foundation.home",
+        "fastrlm._foundation.pricing",
+        "fastrlm._foundation.schema",
+        "fastrlm._foundation.usage",
+        "fastrlm._foundation.validate",
+        "fastrlm._foundation.windows",
     ], loose
     assert not any(dep.startswith("fastrlm._core") for dep in graph["fastrlm._core"])
 
@@ -195,14 +195,14 @@ def test_the_bench_reaches_the_rest_of_fastrlm_through_public_names() -> None:
     )
     assert private == sorted([
         # the bench command shares the CLI's flag helpers and checks
-        "fastrlm.bench._cli -> fastrlm._validate",
+        "fastrlm.bench._cli -> fastrlm._foundation.validate",
         "fastrlm.bench._cli -> fastrlm.cli._options",
         # foundations with no public name yet: the [error: kind] vocabulary, per-call pricing,
         # model windows, and the paper's Qwen3-Coder paragraph (only the bench adds it)
         "fastrlm.bench._baselines -> fastrlm.sandbox._hostcalls",
         "fastrlm.bench._codeact -> fastrlm.sandbox._hostcalls",
-        "fastrlm.bench._meter -> fastrlm._pricing",
-        "fastrlm.bench._meter -> fastrlm._windows",
+        "fastrlm.bench._meter -> fastrlm._foundation.pricing",
+        "fastrlm.bench._meter -> fastrlm._foundation.windows",
         "fastrlm.bench._config -> fastrlm._core.paper_prompts",
     ]), private
 
@@ -230,9 +230,9 @@ def test_packages_import_each_other_without_a_cycle() -> None:
 def test_the_package_checker_sees_a_cycle_between_packages() -> None:
     graph = {
         "fastrlm._core.ledger": {"fastrlm.lm._base"},
-        "fastrlm.lm._retry": {"fastrlm._core.ledger", "fastrlm._usage"},
+        "fastrlm.lm._retry": {"fastrlm._core.ledger", "fastrlm._foundation.usage"},
         "fastrlm.lm._base": set(),
-        "fastrlm._usage": set(),
+        "fastrlm._foundation.usage": set(),
     }
     packages = package_graph(graph)
     assert packages["fastrlm.lm"] == {"fastrlm._core", FOUNDATIONS}

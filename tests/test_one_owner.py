@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fastrlm import RLM, ContextError, RLMResult, StopReason
-from fastrlm._core.stop import is_limit
-from fastrlm._pricing import PriceTable
-from fastrlm._usage import UsageSummary
+from fastrlm._foundation.pricing import PriceTable
+from fastrlm._foundation.stop import is_limit
+from fastrlm._foundation.usage import UsageSummary
 from fastrlm.cli._exit import ExitCode, exit_code_for
 from fastrlm.lm import SubcallCache
 from fastrlm.server._http import HTTPError

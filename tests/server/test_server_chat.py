@@ -15,7 +15,7 @@ from fastrlm import (
     RLMResult,
     StopReason,
 )
-from fastrlm._usage import UsageSummary
+from fastrlm._foundation.usage import UsageSummary
 from fastrlm.server import RLMServer
 from fastrlm.server._protocol import result_status
 from fastrlm.testing import ScriptedLM, prompt_of

@@ -14,22 +14,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._pricing import PriceTable, unpriced_message
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError, ContextError, RLMError
+from .._foundation.events import Event, EventCallback
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable, unpriced_message
+from .._foundation.result import RLMResult
+from .._foundation.stop import StopReason
 from ..context import context_problem
 from ..lm._base import LM, default_concurrency
-from .budget import Budget
 from .call_tree import CallTree
 from .continuation import OneOff, SessionQuestion, SessionState
-from .events import Event, EventCallback
 from .ledger import BudgetLedger
-from .limits import Limits
 from .output import output_spec
 from .prompts import shown_whole
-from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
-from .stop import StopReason
 
 log = logging.getLogger("fastrlm")
 

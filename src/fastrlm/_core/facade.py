@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ConfigurationError
-from .._pricing import PriceTable
-from .._validate import DEPTH_RULE, check_choice, check_flag
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError
+from .._foundation.events import Event, EventCallback
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable
+from .._foundation.result import RLMResult
+from .._foundation.validate import DEPTH_RULE, check_choice, check_flag
 from ..lm._base import LM
-from .budget import Budget
 from .call_tree import ResponseCache
 from .engine import MISSING, answer, check_priced, configure, instance
-from .events import Event, EventCallback
-from .limits import Limits
 from .prompts import Prompts
-from .result import RLMResult
 from .run_values import RunConfig
 from .session import Session
 from .sub_agent import PROTOCOLS

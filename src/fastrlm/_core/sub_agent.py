@@ -115,7 +115,7 @@ async def agent_subcall(
     refusal = tree.window_refusal(lm, len(prompt), "split it into smaller prompts")
     if refusal is not None:
         return refusal
-    from .._exceptions import BudgetExceededError
+    from .._foundation.errors import BudgetExceededError
 
     try:
         tree.ledger.check_subcall_slot()

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from .. import Price, RLMError
-from .._validate import count
+from .._foundation.validate import count
 from ..cli._options import (
     Checked,
     as_table,

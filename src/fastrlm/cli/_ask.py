@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .._exceptions import ConfigurationError, ContextError
-from .._pricing import PriceTable
-from .._validate import LIMITS_RULES
+from .._foundation.errors import ConfigurationError, ContextError
+from .._foundation.pricing import PriceTable
+from .._foundation.validate import LIMITS_RULES
 from ._config import NoModelConfigured, Settings, resolve_settings
 from ._exit import ExitCode
 from ._options import Checked, as_table, load_options, run_options, tool_options, unpriced_help

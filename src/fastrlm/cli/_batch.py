@@ -19,8 +19,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ConfigurationError
-from .._validate import BATCH_RULES, BUDGET_RULES
+from .._foundation.errors import ConfigurationError
+from .._foundation.validate import BATCH_RULES, BUDGET_RULES
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, concurrent_runs, concurrent_runs_option, load_options, run_options

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ContextError, RLMError
+from .._foundation.errors import ContextError, RLMError
 from ._ask import fail, make_rlm, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode, exit_code_for
 from ._options import load_options, run_options, tool_options

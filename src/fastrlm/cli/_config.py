@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._core.limits import Limits
-from .._exceptions import ConfigurationError, InvalidSettingError
-from .._pricing import Price
-from .._validate import BUDGET_RULES, LIMITS_RULES, Rule
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import ConfigurationError, InvalidSettingError
+from .._foundation.limits import Limits
+from .._foundation.pricing import Price
+from .._foundation.validate import BUDGET_RULES, LIMITS_RULES, Rule
 from ..lm._registry import KEY_DEFAULTS
 from ..sandbox import KINDS
 

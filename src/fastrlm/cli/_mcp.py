@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.errors import ConfigurationError, MissingExtraError
 from .._foundation.net import is_loopback_host
-from .._validate import positive
+from .._foundation.validate import positive
 from ._ask import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, load_options, run_options

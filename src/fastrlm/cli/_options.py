@@ -1,11 +1,12 @@
 """Click parameter types and option blocks shared by ``ask``, ``serve`` and ``bench``.
 
-:class:`Checked` runs a flag's value through the same :class:`~fastrlm._validate.Rule` that
-``Budget`` and ``Limits`` use, so ``--max-seconds nan`` is a usage error naming the flag (exit
-2), never a run that stops at once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
+:class:`Checked` runs a flag's value through the same
+:class:`~fastrlm._foundation.validate.Rule` that ``Budget`` and ``Limits`` use, so
+``--max-seconds nan`` is a usage error naming the flag (exit 2), never a run that stops at
+once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
 
 The option blocks are written once: :func:`budget_options` (one flag per
-:data:`~fastrlm._core.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
+:data:`~fastrlm._foundation.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
 model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
 ``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`), :func:`tool_options`
 (``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed),
@@ -20,10 +21,10 @@ from typing import Any
 
 import click
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._exceptions import InvalidSettingError
-from .._pricing import Price, PriceTable, unpriced_message
-from .._validate import BATCH_RULES, BUDGET_RULES, PRICE_RULES, Rule
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import InvalidSettingError
+from .._foundation.pricing import Price, PriceTable, unpriced_message
+from .._foundation.validate import BATCH_RULES, BUDGET_RULES, PRICE_RULES, Rule
 from ._config import SANDBOXES
 
 
@@ -70,7 +71,7 @@ class ToolsParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]
         if isinstance(value, tuple):
             return value
         from .._core.tools import load_tools
-        from .._exceptions import ConfigurationError
+        from .._foundation.errors import ConfigurationError
 
         try:
             return load_tools(str(value))

@@ -78,7 +78,7 @@ def view(run: str, output: Path | None, open_it: bool, follow: bool, port: int) 
             sys.exit(int(ExitCode.BAD_INPUT))
         follow_run(run, port, open_it)
         return
-    from .._home import views_dir
+    from .._foundation.home import views_dir
     from ..trace._html import render_html
     from ._runs import trace_or_exit
 

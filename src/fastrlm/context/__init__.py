@@ -1,8 +1,8 @@
 """Context: its metadata for the root model, and loading it from files, directories and stdin."""
 
+from .._foundation.files import LoadLimits
 from ._info import ContextInfo, canonical_bytes, context_problem, describe_context
 from ._load import LoadedContext, LoadReport, SkippedFile, load_context
-from ._open import LoadLimits
 
 __all__ = [
     "ContextInfo",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._exceptions import ContextError
+from .._foundation.errors import ContextError
 
 HEAD_CHARS = 500
 LISTED_CHUNKS = 20

@@ -56,7 +56,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .._core.sync import SyncRunner
 from .._core.tools import carried, tool_failure
-from .._exceptions import ContextError, MissingExtraError, SandboxError
+from .._foundation.errors import ContextError, MissingExtraError, SandboxError
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
 from ..sandbox._hostcalls import MAX_TOOL_NAME_CHARS, error_text

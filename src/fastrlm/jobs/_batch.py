@@ -25,12 +25,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._core.budget import Budget
 from .._core.facade import RLM
-from .._core.limits import Limits
-from .._exceptions import ConfigurationError
-from .._pricing import PriceTable, unpriced_message
-from .._validate import BATCH_RULES
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable, unpriced_message
+from .._foundation.validate import BATCH_RULES
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, SlotPool

@@ -23,10 +23,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
-from .._core.events import Event
-from .._exceptions import ContextError, RLMError
-from .._pricing import unpriced_message
-from .._validate import SERVER_RULES
+from .._foundation.errors import ContextError, RLMError
+from .._foundation.events import Event
+from .._foundation.pricing import unpriced_message
+from .._foundation.validate import SERVER_RULES
 from ..lm._base import LM
 from ..telemetry import Telemetry, trace_context_of
 from ..trace import TraceWriter

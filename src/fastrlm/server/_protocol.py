@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._core.result import RLMResult
-from .._core.stop import StopReason
-from .._exceptions import ConfigurationError, InvalidSettingError
-from .._validate import BUDGET_RULES
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import ConfigurationError, InvalidSettingError
+from .._foundation.result import RLMResult
+from .._foundation.stop import StopReason
+from .._foundation.validate import BUDGET_RULES
 from ..context import context_problem
 from ._http import HTTPError
 

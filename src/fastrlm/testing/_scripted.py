@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from .._exceptions import ProviderResponseError
-from .._usage import TokenUsage
+from .._foundation.errors import ProviderResponseError
+from .._foundation.usage import TokenUsage
 from ..lm._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 
 Reply = str | BaseException | ToolCall | Sequence[ToolCall]

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ._exceptions import InvalidSettingError
+from .errors import InvalidSettingError
 
 
 @dataclass(frozen=True, slots=True)
