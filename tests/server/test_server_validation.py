@@ -77,10 +77,10 @@ def test_a_request_cannot_raise_the_request_cap_derived_from_the_servers_subcall
     ("session_idle_s", 1e12), ("max_session_chars", 1 << 60),
 ])
 def test_the_servers_own_settings_have_upper_bounds(argument: str, value: Any) -> None:
-    from fastrlm import InvalidSettingError
+    from fastrlm import RLM, InvalidSettingError
     from fastrlm._foundation.validate import SERVER_RULES
     from fastrlm.server import RLMServer
 
     with pytest.raises(InvalidSettingError, match=rf"^{argument} must be .* and <= "):
-        RLMServer(root(ECHO_SHAPE), sandbox="none", trace=False, **{argument: value})
+        RLMServer(RLM(root(ECHO_SHAPE), sandbox="none"), **{argument: value})
     assert SERVER_RULES[argument].maximum is not None

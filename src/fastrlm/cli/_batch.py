@@ -21,7 +21,7 @@ import click
 
 from .._foundation.errors import ConfigurationError
 from .._foundation.validate import BATCH_RULES, BUDGET_RULES
-from ._ask import fail, price_table_or_exit, settings_or_exit
+from ._common import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, concurrent_runs, concurrent_runs_option, load_options, run_options
 from ._runner import _run_cancellable

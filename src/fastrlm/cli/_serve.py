@@ -16,7 +16,7 @@ import click
 from .._foundation.errors import ConfigurationError
 from .._foundation.net import is_loopback_host
 from .._foundation.validate import positive
-from ._ask import fail, price_table_or_exit, settings_or_exit
+from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, run_options, tool_options
 
@@ -113,23 +113,19 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
         click.echo(f"fastrlm serve: WARNING: listening on {host} with no API key; anyone who "
                    f"can reach it can spend your model budget (set {api_key_env})", err=True)
     try:
+        limits = settings.make_limits(trace_full_prompts=trace_full)
+    except ValueError as exc:
+        fail(str(exc))
+    rlm = rlm_or_exit(settings, price_table, limits=limits, trace=not no_trace,
+                      tools=tools or (), sub_tools=sub_tools or ())
+    try:
         server = RLMServer(
-            settings.require_model(),
-            settings.sub_model,
-            budget=settings.make_budget(),
-            limits=settings.make_limits(trace_full_prompts=trace_full),
-            sandbox=settings.sandbox,
-            trace=not no_trace,
-            base_url=settings.base_url,
-            api_key=settings.api_key,
+            rlm,
             max_concurrent_runs=max_concurrent_runs,
             max_queued_runs=max_queued_runs,
             **sessions,
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
-            prices=price_table,
-            tools=tools or (),
-            sub_tools=sub_tools or (),
         )
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))
