@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .._foundation.error_text import error_text
 from .._foundation.errors import BudgetExceededError, ProviderError
 from .._foundation.events import (
     BudgetWarning,
@@ -30,7 +31,7 @@ from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
-from ..lm._base import (
+from ..lm import (
     DEFAULT_CONCURRENCY,
     LM,
     ChatMessage,
@@ -39,7 +40,6 @@ from ..lm._base import (
     ToolSchema,
     message_bytes,
 )
-from ..sandbox._hostcalls import error_text
 from .ledger import (
     Account,
     AttemptGate,

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._foundation.events import preview
-from ..context._info import ContextInfo
-from ..lm._base import ChatMessage, ImagePart
-from ..sandbox._base import Sandbox
-from ..sandbox._hostcalls import HostBridge
+from ..context import ContextInfo
+from ..lm import ChatMessage, ImagePart
+from ..sandbox import HostBridge, Sandbox
 from .ledger import BudgetLedger
 from .prompts import Prompts
 

@@ -22,7 +22,7 @@ from .._foundation.pricing import PriceTable, unpriced_message
 from .._foundation.result import RLMResult
 from .._foundation.stop import StopReason
 from ..context import context_problem
-from ..lm._base import LM, default_concurrency
+from ..lm import LM, default_concurrency
 from .call_tree import CallTree
 from .continuation import OneOff, SessionQuestion, SessionState
 from .ledger import BudgetLedger

@@ -16,7 +16,7 @@ from .._foundation.limits import Limits
 from .._foundation.pricing import Price, PriceTable
 from .._foundation.result import RLMResult
 from .._foundation.validate import DEPTH_RULE, check_choice, check_flag
-from ..lm._base import LM
+from ..lm import LM
 from .call_tree import ResponseCache
 from .engine import MISSING, answer, check_priced, configure, instance
 from .prompts import Prompts
@@ -128,7 +128,7 @@ class RLM:
         agent_tools = as_tools(sub_tools, "sub_tools")
         check_choice("sub_tool_protocol", sub_tool_protocol, PROTOCOLS)
         limits = instance("limits", limits, Limits, "Limits(max_concurrency=16)")
-        from ..sandbox._layers import KINDS
+        from ..sandbox import KINDS
 
         check_choice("sandbox", sandbox, KINDS)
         check_flag("subcalls", subcalls)
@@ -138,7 +138,7 @@ class RLM:
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
         sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
         if spec is None:
-            from ..lm._registry import KEY_DEFAULTS
+            from ..lm import KEY_DEFAULTS
 
             for key_var, root_default, sub_default in KEY_DEFAULTS:
                 if os.environ.get(key_var):

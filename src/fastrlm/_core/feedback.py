@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._foundation.stop import StopReason
-from ..sandbox._base import ExecResult
+from ..sandbox import ExecResult
 
 RESOURCE_NAMES = {
     StopReason.BUDGET_SUBCALLS: "The sub-call budget",

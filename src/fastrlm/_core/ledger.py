@@ -34,7 +34,7 @@ from .._foundation.stop import StopReason
 from .._foundation.usage import TokenUsage, UsageSummary
 
 if TYPE_CHECKING:
-    from ..lm._base import LMResponse
+    from ..lm import LMResponse
 
 log = logging.getLogger("fastrlm")
 

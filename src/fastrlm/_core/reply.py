@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._foundation.events import CodeExecuted, Event, SandboxRestarted
-from ..sandbox._base import FinalValue, Sandbox
+from ..sandbox import FinalValue, Sandbox
 from .feedback import output_of, status_of
 from .parsing import extract_code_blocks, find_prose_final, truncate_output, unquote_literal
 from .prompts import Prompts

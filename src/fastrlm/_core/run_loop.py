@@ -27,9 +27,9 @@ from .._foundation.events import (
 )
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
-from ..context._info import ContextInfo, context_digest, describe_shape
-from ..lm._base import LM, ChatMessage, LMResponse
-from ..sandbox._base import Sandbox, SandboxLimits
+from ..context import ContextInfo, context_digest, describe_shape
+from ..lm import LM, ChatMessage, LMResponse
+from ..sandbox import Sandbox, SandboxLimits
 from .bridge import SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff

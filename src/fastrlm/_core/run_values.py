@@ -14,7 +14,7 @@ from .._foundation.events import EventCallback
 from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable
 from .._foundation.stop import StopReason
-from ..lm._base import LM
+from ..lm import LM
 from .call_tree import ResponseCache
 from .output import OutputSpec
 from .prompts import Prompts

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
-from ..lm._base import LM, ChatMessage, ImagePart, ToolCall
-from ..sandbox._hostcalls import tool_arguments
+from ..lm import LM, ChatMessage, ImagePart, ToolCall
+from ..sandbox import tool_arguments
 from .call_tree import CallTree, SubcallOutcome, _refused
 from .ledger import Account
 from .parsing import truncate_output

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from .._foundation.errors import ConfigurationError
 from .._foundation.events import Event, ToolFinished, ToolStarted, preview
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
-from ..sandbox._hostcalls import (
+from ..sandbox import (
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ToolParam,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .._foundation.stop import StopReason
-from ..sandbox._base import FinalValue
+from ..sandbox import FinalValue
 from .output import OutputInvalid, OutputSpec
 from .prompts import Prompts
 from .run_values import Outcome

@@ -18,8 +18,7 @@ from ._options import Checked, load_options, run_options, tool_options
 
 if TYPE_CHECKING:
     from ..context import LoadLimits
-    from ..trace import TraceWriter
-    from ..trace._live import LiveView
+    from ..trace import LiveView, TraceWriter
 
 
 @click.command()

@@ -31,7 +31,7 @@ from .._foundation.errors import ConfigurationError, InvalidSettingError
 from .._foundation.limits import Limits
 from .._foundation.pricing import Price
 from .._foundation.validate import BUDGET_RULES, LIMITS_RULES, Rule
-from ..lm._registry import KEY_DEFAULTS
+from ..lm import KEY_DEFAULTS
 from ..sandbox import KINDS
 
 NO_MODEL_HELP = """\
@@ -201,7 +201,7 @@ def resolve_settings(
 def _provider_env(model: str, environ: Mapping[str, str], what: str) -> bool:
     """Whether the environment already sets the base URL (``url``) or key (``key``) of the
     provider ``model`` names; the environment outranks the config file."""
-    from ..lm._registry import split_spec
+    from ..lm import split_spec
 
     try:
         preset, _ = split_spec(model)

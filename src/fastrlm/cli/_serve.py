@@ -142,7 +142,7 @@ def _logging_to_stderr(log_format: str, log_level: str) -> Iterator[None]:
     """fastrlm's log records (the access log included) on stderr, as text or JSON lines, while
     the server runs; the ``fastrlm`` logger is put back as it was after (the command may run
     inside another program, a test runner included)."""
-    from ..server._access import formatter
+    from ..server import access_log_formatter as formatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
@@ -162,7 +162,7 @@ def _logging_to_stderr(log_format: str, log_level: str) -> Iterator[None]:
 def _announce(text: str, json_lines: bool) -> None:
     """A start-up or shutdown line, whatever the log level (JSON in --log-format json)."""
     if json_lines:
-        from ..server._access import formatter
+        from ..server import access_log_formatter as formatter
 
         record = logging.LogRecord("fastrlm.serve", logging.INFO, __file__, 0, text, None, None)
         text = formatter("json").format(record)

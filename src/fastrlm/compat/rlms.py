@@ -37,8 +37,7 @@ from .._foundation.errors import ConfigurationError, RLMError
 from .._foundation.events import Event
 from .._foundation.limits import Limits
 from .._foundation.result import RLMResult
-from ..lm import resolve
-from ..lm._base import LM
+from ..lm import LM, resolve
 
 __all__ = [
     "RLM",

@@ -1,7 +1,14 @@
 """Context: its metadata for the root model, and loading it from files, directories and stdin."""
 
 from .._foundation.files import LoadLimits
-from ._info import ContextInfo, canonical_bytes, context_problem, describe_context
+from ._info import (
+    ContextInfo,
+    canonical_bytes,
+    context_digest,
+    context_problem,
+    describe_context,
+    describe_shape,
+)
 from ._load import LoadedContext, LoadReport, SkippedFile, load_context
 
 __all__ = [
@@ -11,7 +18,9 @@ __all__ = [
     "LoadedContext",
     "SkippedFile",
     "canonical_bytes",
+    "context_digest",
     "context_problem",
     "describe_context",
+    "describe_shape",
     "load_context",
 ]

@@ -148,9 +148,9 @@ def context_digest(context: object) -> tuple[str, int]:
     """sha256 and size of the context's canonical bytes. A large ASCII str is hashed from its
     own storage (no UTF-8 copy); hashlib releases the GIL, so this suits a worker thread."""
     if isinstance(context, str):
-        from ..sandbox._protocol import _utf8  # zero-copy view of ASCII text, stdlib-only module
+        from ..sandbox import utf8_view  # a zero-copy view of ASCII text
 
-        data: bytes | memoryview = _utf8(context)
+        data: bytes | memoryview = utf8_view(context)
     else:
         data = canonical_bytes(context)
     return hashlib.sha256(data).hexdigest(), len(data)

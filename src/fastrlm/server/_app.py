@@ -28,7 +28,7 @@ from .._foundation.errors import ConfigurationError, ContextError, RLMError
 from .._foundation.events import Event
 from .._foundation.pricing import unpriced_message
 from .._foundation.validate import SERVER_RULES
-from ..lm._base import LM
+from ..lm import LM
 from ..telemetry import trace_context_of
 from ._access import CLIENT_GONE, AccessRecord, log_access
 from ._http import EventStream, HTTPError, HTTPLimits, Request, read_request, send_error, send_json

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .._foundation.errors import ProviderResponseError
 from .._foundation.usage import TokenUsage
-from ..lm._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
+from ..lm import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 
 Reply = str | BaseException | ToolCall | Sequence[ToolCall]
 ReplyFn = Callable[[list[ChatMessage]], Reply | Awaitable[Reply]]
