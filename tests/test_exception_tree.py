@@ -1,4 +1,4 @@
-"""The exception tree is drawn once: the drawing in ``fastrlm._exceptions`` is the one in
+"""The exception tree is drawn once: the drawing in ``fastrlm._foundation.errors`` is the one in
 docs/architecture.md, and every exception class of the package stands in it under its parent."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 import fastrlm
-from fastrlm import RLMError, _exceptions
+from fastrlm import RLMError
+from fastrlm._foundation import errors as _exceptions
 
 ARCHITECTURE = Path(__file__).parents[1] / "docs" / "architecture.md"
 

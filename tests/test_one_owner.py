@@ -3,17 +3,20 @@ reasons are limits (each had copies that disagreed)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from fastrlm import RLMResult, StopReason
-from fastrlm._core.stop import is_limit
-from fastrlm._pricing import PriceTable
-from fastrlm._usage import UsageSummary
+from fastrlm import RLM, ContextError, RLMResult, StopReason
+from fastrlm._foundation.pricing import PriceTable
+from fastrlm._foundation.stop import is_limit
+from fastrlm._foundation.usage import UsageSummary
 from fastrlm.cli._exit import ExitCode, exit_code_for
 from fastrlm.lm import SubcallCache
-from fastrlm.server._protocol import finish_reason
+from fastrlm.server._http import HTTPError
+from fastrlm.server._protocol import finish_reason, parse_chat_request
+from fastrlm.testing import ScriptedLM
 from fastrlm.trace import TraceWriter, index_path, traces_dir
 from fastrlm.trace._html_model import stop_state
 
@@ -57,3 +60,16 @@ def _result(reason: StopReason) -> RLMResult:
     return RLMResult(answer="", stop_reason=reason, usage=UsageSummary(), cost_usd=0.0,
                      trace_id="r", trace_path=None, iterations=1, subcalls=0, sandbox="none",
                      duration_s=0.0)
+
+
+@pytest.mark.parametrize("context", [None, "", "  \n\t ", [], {}, ()])
+def test_the_engine_and_the_server_refuse_the_same_contexts(context: object) -> None:
+    rlm = RLM(ScriptedLM(lambda m: "```repl\nFINAL('x')\n```"), sandbox="none")
+    with pytest.raises(ContextError, match="context is"):
+        rlm.completion("q", context)
+    if isinstance(context, tuple):
+        return  # JSON has no tuples
+    body = {"model": "rlm", "messages": [{"role": "user", "content": "q"}], "context": context}
+    with pytest.raises(HTTPError) as caught:
+        parse_chat_request(json.dumps(body).encode(), frozenset({"rlm"}))
+    assert caught.value.code == ("invalid_context" if context is None else "empty_context")

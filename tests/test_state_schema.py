@@ -173,7 +173,7 @@ def test_a_cache_from_a_newer_fastrlm_is_refused_with_what_to_do(tmp_path: Path)
 
 
 def test_a_versioned_file_runs_each_migration_step_in_order(tmp_path: Path) -> None:
-    from fastrlm._schema import Schema, ensure_schema
+    from fastrlm._foundation.schema import Schema, ensure_schema
 
     steps: list[int] = []
 
@@ -210,7 +210,7 @@ def test_a_versioned_file_runs_each_migration_step_in_order(tmp_path: Path) -> N
 
 
 def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path) -> None:
-    from fastrlm._schema import Schema, ensure_schema
+    from fastrlm._foundation.schema import Schema, ensure_schema
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE notes ADD COLUMN extra TEXT")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastrlm import RLM, Budget
-from fastrlm._exceptions import ProviderResponseError
+from fastrlm._foundation.errors import ProviderResponseError
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
 from fastrlm.trace._html import render_html

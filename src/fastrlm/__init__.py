@@ -1,15 +1,11 @@
 """fastrlm: Recursive Language Models. Any chat model over inputs of any size."""
 
-from ._core.budget import Budget
-from ._core.events import Event
 from ._core.facade import RLM
-from ._core.limits import Limits
 from ._core.prompts import Prompts
-from ._core.result import RLMResult
 from ._core.session import Session
-from ._core.stop import StopReason
 from ._core.tools import Tool
-from ._exceptions import (
+from ._foundation.budget import Budget
+from ._foundation.errors import (
     AuthenticationError,
     BudgetExceededError,
     ConfigurationError,
@@ -27,8 +23,12 @@ from ._exceptions import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from ._pricing import Price, PriceTable
-from ._usage import TokenUsage, Usage, UsageSummary
+from ._foundation.events import Event
+from ._foundation.limits import Limits
+from ._foundation.pricing import Price, PriceTable
+from ._foundation.result import RLMResult
+from ._foundation.stop import StopReason
+from ._foundation.usage import TokenUsage, Usage, UsageSummary
 from .jobs import Job, JobResult, batch
 
 __version__ = "0.1.0"

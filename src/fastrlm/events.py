@@ -1,6 +1,6 @@
 """The engine's event types (public). See docs/architecture.md for the schema."""
 
-from ._core.events import (
+from ._foundation.events import (
     EVENT_TYPES,
     BudgetWarning,
     ChildRunFinished,

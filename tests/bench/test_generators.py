@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastrlm._exceptions import ConfigurationError
+from fastrlm._foundation.errors import ConfigurationError
 from fastrlm.bench import get_task
 from fastrlm.bench._pairs import MAX_LENGTH
 from fastrlm.bench._shortcut import SOLVERS

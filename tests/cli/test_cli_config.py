@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fastrlm import ConfigurationError
-from fastrlm._core.budget import BUDGET_KEYS
+from fastrlm._foundation.budget import BUDGET_KEYS
 from fastrlm.cli._config import NoModelConfigured, config_path, resolve_settings
 from fastrlm.cli._exit import ExitCode, exit_code_for
 
@@ -127,7 +127,7 @@ def test_a_final_after_a_budget_refusal_is_a_limit_exit() -> None:
 def test_every_budget_key_is_a_flag_of_ask_and_serve_a_file_key_and_a_server_override(
     tmp_path: Path, key: str
 ) -> None:
-    from fastrlm._core.budget import Budget
+    from fastrlm._foundation.budget import Budget
     from fastrlm.cli._ask import ask
     from fastrlm.cli._serve import serve
     from fastrlm.server._protocol import parse_chat_request

@@ -81,6 +81,7 @@ def test_a_bad_tools_spec_is_a_usage_error(project: Path, spec: str, needle: str
 def test_serve_takes_tools_at_start_and_ignores_a_requests_tools(project: Path) -> None:
     import asyncio
 
+    from fastrlm import RLM
     from fastrlm.server import RLMServer
     from fastrlm.testing import ScriptedLM
 
@@ -94,7 +95,7 @@ def test_serve_takes_tools_at_start_and_ignores_a_requests_tools(project: Path) 
     async def main() -> dict[str, object]:
         import openai
 
-        async with RLMServer(root, sandbox="none", trace=False, tools=[mytools.lookup]) as srv:
+        async with RLMServer(RLM(root, sandbox="none", tools=[mytools.lookup])) as srv:
             await srv.start()
             client = openai.AsyncOpenAI(base_url=srv.base_url, api_key="k")
             reply = await client.chat.completions.create(

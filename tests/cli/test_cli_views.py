@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from fastrlm._core.events import (
+from fastrlm._foundation.events import (
     BudgetWarning,
     CodeExecuted,
     IterationStarted,

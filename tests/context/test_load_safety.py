@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from fastrlm import ContextError
-from fastrlm.context import LoadLimits, _open, load_context
+from fastrlm._foundation import files as _open
+from fastrlm.context import LoadLimits, load_context
 
 SECRET = "SECRET-OUTSIDE-THE-ROOT"
 

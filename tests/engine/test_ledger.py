@@ -208,7 +208,7 @@ async def test_failed_reservations_wake_waiters_too() -> None:
 
 
 async def test_negative_usage_or_cost_never_gives_budget_back() -> None:
-    from fastrlm._pricing import call_cost
+    from fastrlm._foundation.pricing import call_cost
 
     ledger = BudgetLedger(Budget(max_usd=1.0))
     price = Price(input=1.0, output=1.0)

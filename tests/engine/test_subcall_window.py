@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fastrlm import Limits
-from fastrlm._windows import (
+from fastrlm._foundation.windows import (
     DEFAULT_WINDOW_TOKENS,
     MIN_SUBCALL_WINDOW_CHARS,
     SAFE_CHARS_PER_TOKEN,

@@ -17,7 +17,7 @@ from fastrlm import (
     Price,
     PriceTable,
 )
-from fastrlm._validate import (
+from fastrlm._foundation.validate import (
     BATCH_RULES,
     BUDGET_RULES,
     LIMITS_RULES,

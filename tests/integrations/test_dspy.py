@@ -25,7 +25,7 @@ from dspy.primitives.code_interpreter import (  # noqa: E402
 )
 from dspy.utils import DummyLM  # noqa: E402
 
-from fastrlm import Budget  # noqa: E402
+from fastrlm import RLM, Budget  # noqa: E402
 from fastrlm.integrations import dspy as bridge  # noqa: E402
 from fastrlm.integrations.dspy import FastRLMInterpreter  # noqa: E402
 from fastrlm.sandbox import SandboxLimits, _layers  # noqa: E402
@@ -403,8 +403,9 @@ async def test_dspy_lm_talks_to_fastrlm_serve() -> None:
                          "'\\n\\n[[ ## completed ## ]]')\n```",
         model="scripted/root",
     )
-    server = RLMServer(root, ScriptedLM(lambda m: "sub", model="scripted/sub"), sandbox="none",
-                       server_key="test-key", budget=Budget(max_iterations=3))
+    server = RLMServer(RLM(root, ScriptedLM(lambda m: "sub", model="scripted/sub"),
+                           sandbox="none", trace=True, budget=Budget(max_iterations=3)),
+                       server_key="test-key")
     async with server:
         await server.start("127.0.0.1", 0)
         lm = dspy.LM("openai/rlm", api_base=server.base_url, api_key="test-key",

@@ -37,8 +37,8 @@ async def collect(**kwargs: object) -> tuple[list[JobResult], fastrlm.jobs.Batch
 
 async def test_the_provider_limit_holds_across_jobs_and_is_reached() -> None:
     with server(hold_until_in_flight=4) as srv:
-        results, summary = await collect(jobs=jobs(24), base_url=srv.base_url, concurrency=12,
-                                         provider_concurrency=4)
+        results, summary = await collect(jobs=jobs(24), base_url=srv.base_url,
+                                         max_concurrent_runs=12, provider_concurrency=4)
     assert sorted(r.answer for r in results) == sorted(f"answer:j{i}:4" for i in range(24))
     assert srv.max_in_flight == 4  # the server's own count: never more, and reached
     assert summary.peak_slots == {"openai": 4} and summary.done == 24
@@ -46,8 +46,8 @@ async def test_the_provider_limit_holds_across_jobs_and_is_reached() -> None:
 
 async def test_the_batch_budget_stops_new_jobs_and_caps_the_last() -> None:
     with server() as srv:
-        results, summary = await collect(jobs=jobs(40), base_url=srv.base_url, concurrency=2,
-                                         max_usd=12.0, prices=PRICES)
+        results, summary = await collect(jobs=jobs(40), base_url=srv.base_url,
+                                         max_concurrent_runs=2, max_usd=12.0, prices=PRICES)
         roots = [r for r in srv.completion_requests if r.is_root]
         asked = {tag_of(r) for r in roots}
     spent = sum(r.cost_usd for r in results)
@@ -128,7 +128,7 @@ async def test_a_schema_job_gets_its_json_or_a_schema_error() -> None:
 
 async def test_breaking_out_cancels_running_jobs_and_skip_resumes() -> None:
     with server() as srv:
-        first = fastrlm.batch(jobs(12), rlm(base_url=srv.base_url), concurrency=3)
+        first = fastrlm.batch(jobs(12), rlm(base_url=srv.base_url), max_concurrent_runs=3)
         got = []
         async for result in first:
             got.append(result)
@@ -151,7 +151,7 @@ def test_bad_batch_arguments_are_refused() -> None:
 
 
 @pytest.mark.parametrize(("argument", "value", "range_"), [
-    ("concurrency", 10**9, "<= 4096"),
+    ("max_concurrent_runs", 10**9, "<= 4096"),
     ("provider_concurrency", 10**9, "<= 4096"),
     ("retries", 10**6, "<= 100"),
     ("worker_retries", 10**6, "<= 100"),
@@ -190,7 +190,8 @@ def test_the_cli_writes_one_line_per_job_and_resumes(tmp_path: Path) -> None:
         # left covers no other job
         room = 1.2 * worst_case(next(r for r in srv.completion_requests if r.is_root))
         limited = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r2.jsonl"),
-                                           "--max-usd", f"{room:.4f}", "--concurrency", "1"],
+                                           "--max-usd", f"{room:.4f}",
+                                           "--max-concurrent-runs", "1"],
                                      catch_exceptions=False)
         assert limited.exit_code == ExitCode.LIMIT, limited.stderr
         assert "--max-usd reached: 4 job(s) not started" in limited.stderr
@@ -206,7 +207,7 @@ def test_the_batch_total_has_its_own_flag_and_max_usd_is_its_deprecated_spelling
     jobs_file = write_jobs(tmp_path / "jobs.jsonl", jobs(3))
     with server() as srv:
         args = ["batch", str(jobs_file), "-m", MODEL, "--base-url", srv.base_url, "--sandbox",
-                "none", "--no-trace", "--price", PRICE, "--concurrency", "1"]
+                "none", "--no-trace", "--price", PRICE, "--max-concurrent-runs", "1"]
         probe = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r0.jsonl")],
                                    catch_exceptions=False)
         assert probe.exit_code == ExitCode.OK, probe.stderr
@@ -314,7 +315,7 @@ def test_ctrl_c_leaves_a_valid_results_file_and_a_rerun_finishes(tmp_path: Path)
 
     with server(special) as srv:
         args = ["batch", str(jobs_file), "--out", str(out), "-m", MODEL, "--base-url",
-                srv.base_url, "--sandbox", "none", "--no-trace", "--concurrency", "5"]
+                srv.base_url, "--sandbox", "none", "--no-trace", "--max-concurrent-runs", "5"]
         thread = threading.Thread(target=interrupt_when_the_fast_jobs_are_written, daemon=True)
         thread.start()
         first = CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -361,6 +362,29 @@ def test_the_progress_line_says_done_failed_running_spend_and_eta() -> None:
     assert "3 answered · 1 failed · 2 already done · 1 retried" in end
     assert "~$0.0500 estimated for runs lost with their worker" in end
     assert BatchSummary(total=3).eta_s() is None  # nothing finished yet: no guess
+
+
+async def test_concurrency_is_the_old_name_of_max_concurrent_runs() -> None:
+    with server() as srv:
+        batch_rlm = rlm(base_url=srv.base_url)
+        with pytest.warns(DeprecationWarning, match="max_concurrent_runs"):
+            run = fastrlm.batch(jobs(3), batch_rlm, concurrency=2)
+        results = [result async for result in run]
+        await batch_rlm.aclose()
+    assert len(results) == 3 and run.summary.done == 3
+
+
+def test_the_batch_command_takes_the_old_concurrency_flag_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps(j) + "\n" for j in jobs(2)))
+    with server() as srv:
+        base = ["batch", str(path), "--out", str(tmp_path / "r.jsonl"), "-m", MODEL,
+                "--base-url", srv.base_url, "--sandbox", "none", "--no-trace"]
+        old = CliRunner().invoke(cli, [*base, "--concurrency", "2"])
+        both = CliRunner().invoke(cli, [*base, "--concurrency", "2", "--max-concurrent-runs", "2"])
+    assert old.exit_code == 0, old.output
+    assert "--concurrency is deprecated: use --max-concurrent-runs" in old.stderr
+    assert both.exit_code == ExitCode.BAD_INPUT and "give only --max-concurrent-runs" in both.output
 
 
 class _UserLM(ScriptedLM):

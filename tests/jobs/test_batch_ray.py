@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 PRICES = PriceTable({MODEL: Price(1000.0, 0.0)})  # input only: see test_batch_local
 #: One job per CPU of the test cluster: the two workers Ray starts with (each worker that
 #: starts later costs seconds of imports on a loaded machine).
-RAY = {"backend": "ray", "cpus_per_job": 1.0, "concurrency": 2}
+RAY = {"backend": "ray", "cpus_per_job": 1.0, "max_concurrent_runs": 2}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -231,7 +231,7 @@ def test_the_cli_runs_a_batch_on_ray(tmp_path: Path) -> None:
     with server(at_once) as srv:
         result = CliRunner().invoke(cli, [
             "batch", str(jobs_file), "--out", str(out), "-m", MODEL, "--base-url", srv.base_url,
-            "--sandbox", "none", "--no-trace", "--backend", "ray", "--concurrency", "2",
+            "--sandbox", "none", "--no-trace", "--backend", "ray", "--max-concurrent-runs", "2",
             "--provider-concurrency", "openai=2"], catch_exceptions=False)
         assert srv.max_in_flight <= 2
     assert result.exit_code == ExitCode.OK, result.stderr

@@ -58,7 +58,7 @@ def test_error_text_has_one_format_and_refuses_a_kind_that_is_not_a_word() -> No
 
 
 def test_every_budget_refusal_is_a_valid_error_kind() -> None:
-    from fastrlm._core.stop import StopReason
+    from fastrlm._foundation.stop import StopReason
 
     for reason in StopReason:
         assert error_text(reason.value, "m").startswith(f"[error: {reason.value}: ")

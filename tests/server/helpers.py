@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 
-from fastrlm import Budget
+from fastrlm import RLM, Budget
 from fastrlm.server import RLMServer
 from fastrlm.testing import ScriptedLM
 
@@ -19,6 +19,11 @@ ECHO_SHAPE = '```repl\nshape = type(context).__name__ + ":" + str(len(context))\
 ECHO_CONTEXT = "```repl\nFINAL(context)\n```"
 NEVER_FINAL = "```repl\nprint('still looking')\n```"
 QUESTION: list[Any] = [{"role": "user", "content": "How long is it?"}]
+
+
+#: RLMServer's own options; every other keyword of serving() is the RLM's.
+SERVER_OPTIONS = ("max_concurrent_runs", "max_queued_runs", "http_limits", "max_sessions",
+                  "max_sessions_per_key", "session_idle_s", "max_session_chars")
 
 
 def root(*replies: Any) -> ScriptedLM:
@@ -35,8 +40,11 @@ async def serving(
 ) -> AsyncIterator[tuple[RLMServer, openai.AsyncOpenAI]]:
     """Start an RLMServer on a free port (in-process sandbox) and a client with no retries."""
     kwargs.setdefault("budget", Budget(max_iterations=4))
-    server = RLMServer(root_lm, sub_lm or ScriptedLM(lambda m: "sub", model="scripted/sub"),
-                       sandbox="none", server_key=key, **kwargs)
+    kwargs.setdefault("trace", True)
+    served = {k: kwargs.pop(k) for k in SERVER_OPTIONS if k in kwargs}
+    rlm = RLM(root_lm, sub_lm or ScriptedLM(lambda m: "sub", model="scripted/sub"),
+              sandbox=kwargs.pop("sandbox", "none"), **kwargs)
+    server = RLMServer(rlm, server_key=key, **served)
     async with server:
         await server.start("127.0.0.1", 0)
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key=client_key, max_retries=0)

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from fastrlm import (
+    RLM,
     Budget,
     ConfigurationError,
     PriceTable,
@@ -15,7 +16,7 @@ from fastrlm import (
     RLMResult,
     StopReason,
 )
-from fastrlm._usage import UsageSummary
+from fastrlm._foundation.usage import UsageSummary
 from fastrlm.server import RLMServer
 from fastrlm.server._protocol import result_status
 from fastrlm.testing import ScriptedLM, prompt_of
@@ -166,9 +167,9 @@ async def test_a_dollar_limit_on_unpriced_models_is_refused_not_silently_empty()
                 extra_body={"context": "c", "fastrlm": {"max_usd": 1}})
     assert caught.value.code == "unpriced_model"
     with pytest.raises(ConfigurationError, match="no price is known for custom/mystery"):
-        RLMServer(mystery, sandbox="none", budget=Budget(max_usd=1))
+        RLMServer(RLM(mystery, sandbox="none", budget=Budget(max_usd=1)))
     priced = PriceTable({"custom/mystery": {"input": 1.0, "output": 2.0}})
-    assert RLMServer(mystery, sandbox="none", budget=Budget(max_usd=1), prices=priced).budget
+    assert RLMServer(RLM(mystery, sandbox="none", budget=Budget(max_usd=1), prices=priced)).budget
 
 
 @pytest.mark.parametrize(
@@ -244,3 +245,18 @@ async def test_a_long_question_beside_a_context_that_does_not_hold_it_is_a_clear
                 model="rlm", messages=[{"role": "user", "content": "q" * 50_000}],
                 extra_body={"context": "a small document"})
     assert root_lm.calls == []
+
+
+async def test_the_older_keyword_form_still_serves_with_a_deprecation_warning() -> None:
+    root = ScriptedLM(lambda m: "```repl\nFINAL('ok')\n```", model="scripted/root")
+    with pytest.warns(DeprecationWarning, match="RLMServer\\(RLM\\(model"):
+        server = RLMServer(root, sandbox="none", trace=False, budget=Budget(max_iterations=2))
+    assert server.budget.max_iterations == 2
+    await server.close()
+
+
+def test_an_rlm_is_taken_as_it_is_and_its_own_options_are_refused_beside_it() -> None:
+    rlm = RLM(ScriptedLM(lambda m: "x", model="scripted/root"), sandbox="none")
+    with pytest.raises(ConfigurationError, match="budget belong to RLM"):
+        RLMServer(rlm, budget=Budget(max_iterations=2))
+    assert RLMServer(rlm).budget is rlm.budget

@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from fastrlm._validate import BUDGET_RULES
+from fastrlm._foundation.validate import BUDGET_RULES
 
 from .helpers import ECHO_SHAPE, QUESTION, raw_request, root, serving
 
@@ -77,10 +77,10 @@ def test_a_request_cannot_raise_the_request_cap_derived_from_the_servers_subcall
     ("session_idle_s", 1e12), ("max_session_chars", 1 << 60),
 ])
 def test_the_servers_own_settings_have_upper_bounds(argument: str, value: Any) -> None:
-    from fastrlm import InvalidSettingError
-    from fastrlm._validate import SERVER_RULES
+    from fastrlm import RLM, InvalidSettingError
+    from fastrlm._foundation.validate import SERVER_RULES
     from fastrlm.server import RLMServer
 
     with pytest.raises(InvalidSettingError, match=rf"^{argument} must be .* and <= "):
-        RLMServer(root(ECHO_SHAPE), sandbox="none", trace=False, **{argument: value})
+        RLMServer(RLM(root(ECHO_SHAPE), sandbox="none"), **{argument: value})
     assert SERVER_RULES[argument].maximum is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fastrlm._core.events import (
+from fastrlm._foundation.events import (
     ChildRunFinished,
     ChildRunStarted,
     CodeExecuted,
@@ -293,7 +293,7 @@ def test_transcript_shows_anomalies_failed_turns_and_what_limited_the_run(
         tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from fastrlm._core.events import ModelCallFailed
+    from fastrlm._foundation.events import ModelCallFailed
 
     writer = TraceWriter(tmp_path)
     lie = SubcallFinished(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fastrlm import RLM, Budget
-from fastrlm._core.events import IterationStarted, RunStarted, SubcallFinished, SubcallStarted
+from fastrlm._foundation.events import IterationStarted, RunStarted, SubcallFinished, SubcallStarted
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
 from fastrlm.trace._html import render_html

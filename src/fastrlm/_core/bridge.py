@@ -13,13 +13,13 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..lm._base import LM, ImagePart
-from ..sandbox._hostcalls import error_text
+from .._foundation.error_text import error_text
+from .._foundation.stop import StopReason
+from ..lm import LM, ImagePart
 from .call_tree import CallTree, SubcallOutcome
 from .feedback import with_context
 from .ledger import Account
 from .run_values import Outcome, RunConfig
-from .stop import StopReason
 from .sub_agent import agent_subcall
 from .tools import run_tool
 

@@ -17,10 +17,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .._exceptions import BudgetExceededError, ProviderError
-from .._pricing import PriceTable
-from .._windows import subcall_window_chars
-from ..lm._base import (
+from .._foundation.error_text import error_text
+from .._foundation.errors import BudgetExceededError, ProviderError
+from .._foundation.events import (
+    BudgetWarning,
+    Event,
+    SubcallFinished,
+    SubcallsRefused,
+    SubcallStarted,
+    preview,
+)
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable
+from .._foundation.stop import StopReason
+from .._foundation.windows import subcall_window_chars
+from ..lm import (
     DEFAULT_CONCURRENCY,
     LM,
     ChatMessage,
@@ -28,15 +39,6 @@ from ..lm._base import (
     LMResponse,
     ToolSchema,
     message_bytes,
-)
-from ..sandbox._hostcalls import error_text
-from .events import (
-    BudgetWarning,
-    Event,
-    SubcallFinished,
-    SubcallsRefused,
-    SubcallStarted,
-    preview,
 )
 from .ledger import (
     Account,
@@ -47,8 +49,6 @@ from .ledger import (
     current_gate,
     input_token_bound,
 )
-from .limits import Limits
-from .stop import StopReason
 from .tools import ToolCounter
 
 log = logging.getLogger("fastrlm")

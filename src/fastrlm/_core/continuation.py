@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..context._info import ContextInfo
-from ..lm._base import ChatMessage, ImagePart
-from ..sandbox._base import Sandbox
-from ..sandbox._hostcalls import HostBridge
-from .events import preview
+from .._foundation.events import preview
+from ..context import ContextInfo
+from ..lm import ChatMessage, ImagePart
+from ..sandbox import HostBridge, Sandbox
 from .ledger import BudgetLedger
 from .prompts import Prompts
 

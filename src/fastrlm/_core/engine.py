@@ -14,21 +14,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._pricing import PriceTable, unpriced_message
-from ..lm._base import LM, default_concurrency
-from .budget import Budget
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError, ContextError, RLMError
+from .._foundation.events import Event, EventCallback
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable, unpriced_message
+from .._foundation.result import RLMResult
+from .._foundation.stop import StopReason
+from ..context import context_problem
+from ..lm import LM, default_concurrency
 from .call_tree import CallTree
 from .continuation import OneOff, SessionQuestion, SessionState
-from .events import Event, EventCallback
 from .ledger import BudgetLedger
-from .limits import Limits
 from .output import output_spec
 from .prompts import shown_whole
-from .result import RLMResult
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
-from .stop import StopReason
 
 log = logging.getLogger("fastrlm")
 
@@ -211,10 +212,9 @@ async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
 
 
 def _check_context(context: object) -> None:
-    if context is None:
-        raise ContextError("context is None: pass a str, a list of str, or a JSON-able value")
-    if isinstance(context, (str, list, tuple, dict, bytes)) and len(context) == 0:
-        raise ContextError("context is empty: there is nothing to answer from")
+    problem = context_problem(context)
+    if problem is not None:
+        raise ContextError(f"context {problem[1]}")
 
 
 def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:

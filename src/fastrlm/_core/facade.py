@@ -7,19 +7,19 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .._exceptions import ConfigurationError
-from .._pricing import PriceTable
-from .._validate import DEPTH_RULE, check_choice, check_flag
-from ..lm._base import LM
-from .budget import Budget
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError
+from .._foundation.events import Event, EventCallback
+from .._foundation.limits import Limits
+from .._foundation.pricing import Price, PriceTable
+from .._foundation.result import RLMResult
+from .._foundation.validate import DEPTH_RULE, check_choice, check_flag
+from ..lm import LM
 from .call_tree import ResponseCache
 from .engine import MISSING, answer, check_priced, configure, instance
-from .events import Event, EventCallback
-from .limits import Limits
 from .prompts import Prompts
-from .result import RLMResult
 from .run_values import RunConfig
 from .session import Session
 from .sub_agent import PROTOCOLS
@@ -43,6 +43,31 @@ No model is configured. Pick one of:
                  export FASTRLM_MODEL=anthropic/claude-sonnet-4-5
 Or pass model=... to RLM() (a model string or an LM object such as fastrlm.testing.ScriptedLM)."""
 
+
+
+class SettingsLike(Protocol):
+    """What :meth:`RLM.from_settings` reads (the CLI's ``Settings`` has these fields)."""
+
+    @property
+    def sub_model(self) -> str | None: ...
+
+    @property
+    def base_url(self) -> str | None: ...
+
+    @property
+    def api_key(self) -> str | None: ...
+
+    @property
+    def sandbox(self) -> str: ...
+
+    @property
+    def prices(self) -> tuple[tuple[str, Price], ...]: ...
+
+    def require_model(self) -> str: ...
+
+    def make_budget(self) -> Budget: ...
+
+    def make_limits(self) -> Limits: ...
 
 
 class RLM:
@@ -103,7 +128,7 @@ class RLM:
         agent_tools = as_tools(sub_tools, "sub_tools")
         check_choice("sub_tool_protocol", sub_tool_protocol, PROTOCOLS)
         limits = instance("limits", limits, Limits, "Limits(max_concurrency=16)")
-        from ..sandbox._layers import KINDS
+        from ..sandbox import KINDS
 
         check_choice("sandbox", sandbox, KINDS)
         check_flag("subcalls", subcalls)
@@ -113,7 +138,7 @@ class RLM:
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
         sub_spec = sub_model if sub_model is not None else os.environ.get("FASTRLM_SUB_MODEL")
         if spec is None:
-            from ..lm._registry import KEY_DEFAULTS
+            from ..lm import KEY_DEFAULTS
 
             for key_var, root_default, sub_default in KEY_DEFAULTS:
                 if os.environ.get(key_var):
@@ -251,6 +276,30 @@ class RLM:
                 f"{per_call}make a new RLM with rlm.with_options({_ARGUMENT.get(name, name)}=...)"
             )
         super().__setattr__(name, value)
+
+    @classmethod
+    def from_settings(cls, settings: SettingsLike, **options: Any) -> RLM:
+        """The RLM that resolved settings describe (the CLI's flags > environment >
+        ``config.toml``: :class:`fastrlm.cli._config.Settings`, or any object with the same
+        fields): its model, sub-model, base URL, key, sandbox, budget, limits and ``--price``
+        entries over the default price table. ``options`` are further ``RLM(...)`` keywords
+        (``trace``, ``tools``, ``limits`` to replace the settings' own, ...). Every command
+        that runs an RLM builds it here, so a setting means the same in each. Raises what
+        ``RLM(...)`` raises (:class:`ConfigurationError`, :class:`InvalidSettingError`)."""
+        built: dict[str, Any] = {
+            "model": settings.require_model(),
+            "sub_model": settings.sub_model,
+            "base_url": settings.base_url,
+            "api_key": settings.api_key,
+            "sandbox": settings.sandbox,
+        }
+        if "budget" not in options:
+            built["budget"] = settings.make_budget()
+        if "limits" not in options:
+            built["limits"] = settings.make_limits()
+        if "prices" not in options:
+            built["prices"] = PriceTable.default(dict(settings.prices))
+        return cls(**built, **options)
 
     def with_options(self, **changes: Any) -> RLM:
         """A new RLM with this one's arguments, ``changes`` put in (any keyword of

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..sandbox._base import ExecResult
-from .stop import StopReason
+from .._foundation.stop import StopReason
+from ..sandbox import ExecResult
 
 RESOURCE_NAMES = {
     StopReason.BUDGET_SUBCALLS: "The sub-call budget",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..lm._base import ChatMessage
+from ..lm import ChatMessage
 
 #: The size of a settled output: what later turns keep of an output already shown whole.
 SETTLED_CHARS = 1_000

@@ -2,8 +2,8 @@
 
 :class:`BudgetLedger` is shared by the root, every sub-call and every child RLM of a run: it alone
 counts sub-calls, requests, tokens and dollars, and prices calls (through
-:func:`fastrlm._pricing.call_cost`). Events, the result, the trace and the server read their
-figures from the :class:`Booking` and :class:`Account` values it writes.
+:func:`fastrlm._foundation.pricing.call_cost`). Events, the result, the trace and the server
+read their figures from the :class:`Booking` and :class:`Account` values it writes.
 
 A call *reserves* its worst case (input bytes as an upper bound on input tokens, its
 ``max_tokens`` as the bound on output, their price) before it is sent. A reservation that does not
@@ -26,15 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .._exceptions import BudgetExceededError
+from .._foundation.budget import Budget
+from .._foundation.errors import BudgetExceededError
 from .._foundation.gate import current_gate as current_gate  # the engine sets it; providers read it
-from .._pricing import Price, call_cost
-from .._usage import TokenUsage, UsageSummary
-from .budget import Budget
-from .stop import StopReason
+from .._foundation.pricing import Price, call_cost
+from .._foundation.stop import StopReason
+from .._foundation.usage import TokenUsage, UsageSummary
 
 if TYPE_CHECKING:
-    from ..lm._base import LMResponse
+    from ..lm import LMResponse
 
 log = logging.getLogger("fastrlm")
 

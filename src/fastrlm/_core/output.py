@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import ConfigurationError
+from .._foundation.errors import ConfigurationError
 from .parsing import MAX_VALUE_DEPTH, nests_deeper
 
 #: The longest schema text the model is shown; a longer one is cut with a note.

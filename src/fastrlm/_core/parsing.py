@@ -6,8 +6,8 @@ import ast
 import re
 from dataclasses import dataclass
 
-from ..lm._base import ChatMessage
-from ..sandbox._runtime import answer_json
+from ..lm import ChatMessage
+from ..sandbox import answer_json
 
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n`]*$")

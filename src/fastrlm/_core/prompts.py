@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._exceptions import ContextError
+from .._foundation.errors import ContextError
 
 SYSTEM = """\
 You answer a question about a context that is far too large to read at once. The context is not \

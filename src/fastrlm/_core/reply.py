@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..sandbox._base import FinalValue, Sandbox
-from .events import CodeExecuted, Event, SandboxRestarted
+from .._foundation.events import CodeExecuted, Event, SandboxRestarted
+from ..sandbox import FinalValue, Sandbox
 from .feedback import output_of, status_of
 from .parsing import extract_code_blocks, find_prose_final, truncate_output, unquote_literal
 from .prompts import Prompts

@@ -11,15 +11,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
-from .._exceptions import BudgetExceededError, ContextError, ProviderError, SandboxError
-from .._windows import subcall_window_chars
-from ..context._info import ContextInfo, context_digest, describe_shape
-from ..lm._base import LM, ChatMessage, LMResponse
-from ..sandbox._base import Sandbox, SandboxLimits
-from .bridge import SubcallBridge
-from .call_tree import CallTree
-from .continuation import Continuation, OneOff
-from .events import (
+from .._foundation.errors import BudgetExceededError, ContextError, ProviderError, SandboxError
+from .._foundation.events import (
     ChildRunFinished,
     ChildRunStarted,
     Event,
@@ -32,6 +25,14 @@ from .events import (
     SandboxStarted,
     preview,
 )
+from .._foundation.stop import StopReason
+from .._foundation.windows import subcall_window_chars
+from ..context import ContextInfo, context_digest, describe_shape
+from ..lm import LM, ChatMessage, LMResponse
+from ..sandbox import Sandbox, SandboxLimits
+from .bridge import SubcallBridge
+from .call_tree import CallTree
+from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
 from .history import Pending, add_feedback
 from .ledger import Account, Booking, Reservation
@@ -39,7 +40,6 @@ from .parsing import compact_history, extract_code_blocks, looks_like_plan, with
 from .prompts import describe_budget, question_home, shown_question
 from .reply import ReplyRunner
 from .run_values import Outcome, RunConfig, new_run_id
-from .stop import StopReason
 from .typed import OutputCheck
 
 _HASH_IN_THREAD_CHARS = 1_000_000

@@ -8,16 +8,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .._exceptions import RLMError
-from .._pricing import PriceTable
-from ..lm._base import LM
-from .budget import Budget
+from .._foundation.budget import Budget
+from .._foundation.errors import RLMError
+from .._foundation.events import EventCallback
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable
+from .._foundation.stop import StopReason
+from ..lm import LM
 from .call_tree import ResponseCache
-from .events import EventCallback
-from .limits import Limits
 from .output import OutputSpec
 from .prompts import Prompts
-from .stop import StopReason
 from .tools import Tool
 
 

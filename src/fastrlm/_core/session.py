@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .._exceptions import ConfigurationError
-from .budget import Budget
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError
+from .._foundation.events import EventCallback
+from .._foundation.limits import Limits
+from .._foundation.result import RLMResult
 from .continuation import SessionState
 from .engine import answer, configure
-from .events import EventCallback
 from .ledger import BudgetLedger
-from .limits import Limits
-from .result import RLMResult
 from .run_values import RunConfig
 from .sync import SyncRunner, refuse_running_loop
 

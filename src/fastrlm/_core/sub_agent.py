@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
-from ..lm._base import LM, ChatMessage, ImagePart, ToolCall
-from ..sandbox._hostcalls import tool_arguments
+from ..lm import LM, ChatMessage, ImagePart, ToolCall
+from ..sandbox import tool_arguments
 from .call_tree import CallTree, SubcallOutcome, _refused
 from .ledger import Account
 from .parsing import truncate_output
@@ -115,7 +115,7 @@ async def agent_subcall(
     refusal = tree.window_refusal(lm, len(prompt), "split it into smaller prompts")
     if refusal is not None:
         return refusal
-    from .._exceptions import BudgetExceededError
+    from .._foundation.errors import BudgetExceededError
 
     try:
         tree.ledger.check_subcall_slot()

@@ -34,16 +34,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .._exceptions import ConfigurationError
+from .._foundation.errors import ConfigurationError
+from .._foundation.events import Event, ToolFinished, ToolStarted, preview
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
-from ..sandbox._hostcalls import (
+from ..sandbox import (
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ToolParam,
     ToolSpec,
     tool_error_reply,
 )
-from .events import Event, ToolFinished, ToolStarted, preview
 
 log = logging.getLogger("fastrlm")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sandbox._base import FinalValue
+from .._foundation.stop import StopReason
+from ..sandbox import FinalValue
 from .output import OutputInvalid, OutputSpec
 from .prompts import Prompts
 from .run_values import Outcome
-from .stop import StopReason
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .._validate import LIMITS_RULES, check_fields, check_flag
+from .validate import LIMITS_RULES, check_fields, check_flag
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Limits:
       (``fastrlm._core.history``).
     - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
       and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
-      from the sub-model's context window (``fastrlm._windows``).
+      from the sub-model's context window (``fastrlm._foundation.windows``).
     - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
       reserves as a call's worst case).
     - ``trace_full_prompts``: record whole sub-call prompts in events and traces, not previews.
@@ -73,7 +73,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and
-        its accepted range (:data:`fastrlm._validate.LIMITS_RULES`)."""
+        its accepted range (:data:`fastrlm._foundation.validate.LIMITS_RULES`)."""
         check_fields(self, LIMITS_RULES, "Limits")
         check_flag("Limits.trace_full_prompts", self.trace_full_prompts)
         check_flag("Limits.full_history", self.full_history)

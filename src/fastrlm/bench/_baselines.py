@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 
 from .. import ProviderError
+from .._foundation.error_text import error_text
 from ..lm import LM, ChatMessage
-from ..sandbox._hostcalls import error_text
 from ._meter import (
     CHARS_PER_TOKEN,
     Meter,

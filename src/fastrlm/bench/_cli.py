@@ -16,11 +16,13 @@ from pathlib import Path
 import click
 
 from .. import Price, RLMError
-from .._validate import count
+from .._foundation.validate import count
 from ..cli._options import (
     Checked,
     as_table,
     budget_options,
+    concurrent_runs,
+    concurrent_runs_option,
     sandbox_option,
     unpriced_help,
 )
@@ -84,13 +86,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="Output directory (default: bench-results/TASK).",
 )
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint for the models.")
-@click.option(
-    "--concurrency",
-    type=Checked(count(1)),  # a width here, never "the provider's default"
-    default=8,
-    show_default=True,
-    help="Instances and method runs in flight at once.",
-)
+@concurrent_runs_option(8, "Instances and method runs in flight at once.")
 @click.option("--scripted", is_flag=True, help="Offline scripted models (no network, CI).")
 @click.option(
     "--cache",
@@ -153,7 +149,8 @@ def bench(
     seed: int,
     out: Path | None,
     base_url: str | None,
-    concurrency: int,
+    max_concurrent_runs: int | None,
+    deprecated_concurrency: int | None,
     scripted: bool,
     cache: Path | None,
     sandbox: str | None,
@@ -195,7 +192,7 @@ def bench(
             n=n,
             seed=seed,
             out=out or Path("bench-results") / task,
-            concurrency=concurrency,
+            concurrency=concurrent_runs(max_concurrent_runs, deprecated_concurrency, 8),
             base_url=base_url,
             scripted=scripted,
             cache=cache,

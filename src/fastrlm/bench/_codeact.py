@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import MissingExtraError, ProviderError
+from .._foundation.error_text import error_text
 from ..lm import LM, ChatMessage
-from ..sandbox._hostcalls import error_text
 from ._baselines import full_prompt
 from ._meter import (
     CHARS_PER_TOKEN,

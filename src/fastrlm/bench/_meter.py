@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import PriceTable, UsageSummary
-from .._pricing import call_cost
-from .._windows import DEFAULT_WINDOW_TOKENS
-from .._windows import WINDOWS as MODEL_WINDOWS
+from .._foundation.pricing import call_cost
+from .._foundation.windows import DEFAULT_WINDOW_TOKENS
+from .._foundation.windows import WINDOWS as MODEL_WINDOWS
 from ..lm import LM, ChatMessage, LMResponse
 
 #: Input windows in tokens: fastrlm's model table, plus the harness's scripted models at 32K (so

@@ -4,55 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ConfigurationError, ContextError
-from .._pricing import PriceTable
-from .._validate import LIMITS_RULES
-from ._config import NoModelConfigured, Settings, resolve_settings
+from .._foundation.errors import ConfigurationError, ContextError
+from .._foundation.pricing import PriceTable
+from .._foundation.validate import LIMITS_RULES
+from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
+from ._config import Settings
 from ._exit import ExitCode
-from ._options import Checked, as_table, load_options, run_options, tool_options, unpriced_help
+from ._options import Checked, load_options, run_options, tool_options
 
 if TYPE_CHECKING:
-    from .. import RLM
     from ..context import LoadLimits
-    from ..trace import TraceWriter
-    from ..trace._live import LiveView
-
-
-def price_table_or_exit(settings: Settings) -> PriceTable:
-    """The prices a run uses (shipped, ``$FASTRLM_HOME/prices.json``, ``--price``); exits with
-    the shell-level fix when ``--max-usd`` is set for a model without a price."""
-    try:
-        prices = as_table(settings.prices)
-    except ConfigurationError as exc:
-        fail(str(exc))
-    if settings.budget.get("max_usd") is not None:
-        missing = prices.unpriced((settings.model, settings.sub_model))
-        if missing:
-            origin = settings.origin.get("max_usd", "flag")
-            fail(unpriced_help(missing, "--max-usd" if origin == "flag" else
-                               f"max_usd in {origin}"))
-    return prices
-
-
-def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
-    click.echo(f"fastrlm: {message}", err=True)
-    sys.exit(int(code))
-
-
-def settings_or_exit(flags: dict[str, Any]) -> Settings:
-    try:
-        settings = resolve_settings(flags)
-        settings.require_model()
-    except NoModelConfigured as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(int(ExitCode.BAD_INPUT))
-    except ConfigurationError as exc:
-        fail(str(exc))
-    return settings
+    from ..trace import LiveView, TraceWriter
 
 
 @click.command()
@@ -209,13 +175,13 @@ def run_settings(
     from ._runner import run
 
     try:
-        budget = settings.make_budget()
         limits = settings.make_limits(trace_full_prompts=trace_full, **(worker_limits or {}))
     except ValueError as exc:
         fail(str(exc))
     writer = TraceWriter(full_prompts=trace_full) if trace else None
-    rlm = make_rlm(settings, budget=budget, limits=limits, writer=writer, prices=prices,
-                   tools=tools, sub_tools=sub_tools)
+    rlm = rlm_or_exit(settings, prices if prices is not None else price_table_or_exit(settings),
+                      limits=limits, trace=writer if writer is not None else False,
+                      tools=tools, sub_tools=sub_tools)
     live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(
@@ -235,30 +201,6 @@ def run_settings(
     if live is not None:
         _linger(live, cancelled=outcome.exit_code == ExitCode.CANCELLED)
     return outcome.exit_code
-
-
-def make_rlm(settings: Settings, *, budget: Any, limits: Any, writer: TraceWriter | None,
-             prices: PriceTable | None = None, tools: tuple[Any, ...] = (),
-             sub_tools: tuple[Any, ...] = ()) -> RLM:
-    """The RLM ``settings`` describe (exits with the message for a configuration it refuses)."""
-    from .. import RLM
-
-    try:
-        return RLM(
-            model=settings.require_model(),
-            sub_model=settings.sub_model,
-            budget=budget,
-            limits=limits,
-            sandbox=settings.sandbox,
-            trace=writer if writer is not None else False,
-            base_url=settings.base_url,
-            api_key=settings.api_key,
-            prices=prices if prices is not None else price_table_or_exit(settings),
-            tools=tools,
-            sub_tools=sub_tools,
-        )
-    except ConfigurationError as exc:
-        fail(str(exc))
 
 
 def _start_live(writer: TraceWriter) -> LiveView:

@@ -1,6 +1,6 @@
 """``fastrlm batch JOBS.jsonl --out RESULTS.jsonl``: many questions, locally or on Ray.
 
-Each job line is run (at most ``--concurrency`` at once, at most ``--provider-concurrency``
+Each job line is run (at most ``--max-concurrent-runs`` at once, at most ``--provider-concurrency``
 LM calls per provider across all of them) and its result line appended to ``--out`` as it
 finishes; a re-run skips the ids already there. Progress goes to stderr, one summary line at
 the end. ``--batch-max-usd`` is the whole batch's total; ``--job-max-usd`` caps each job.
@@ -19,11 +19,11 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ConfigurationError
-from .._validate import BATCH_RULES, BUDGET_RULES
-from ._ask import fail, price_table_or_exit, settings_or_exit
+from .._foundation.errors import ConfigurationError
+from .._foundation.validate import BATCH_RULES, BUDGET_RULES
+from ._common import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked, load_options, run_options
+from ._options import Checked, concurrent_runs, concurrent_runs_option, load_options, run_options
 from ._runner import _run_cancellable
 
 if TYPE_CHECKING:
@@ -75,8 +75,7 @@ class ProviderLimit(click.ParamType):  # type: ignore[type-arg, unused-ignore]
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join (default: a local Ray started for this command). "
               "[env: RAY_ADDRESS]")
-@click.option("--concurrency", type=Checked(BATCH_RULES["concurrency"]), default=8,
-              show_default=True, help="Jobs running at once.")
+@concurrent_runs_option(8, "Jobs running at once.")
 @click.option("--provider-concurrency", "provider_limits", type=ProviderLimit(), multiple=True,
               help="LM calls in flight at once per provider, across every job (and every Ray "
               "worker): N for each provider, or PROVIDER=N; repeatable. [default: 16]")
@@ -100,7 +99,8 @@ def batch(
     job_max_usd: float | None,
     backend: str,
     ray_address: str | None,
-    concurrency: int,
+    max_concurrent_runs: int | None,
+    deprecated_concurrency: int | None,
     provider_limits: tuple[tuple[str | None, int], ...],
     retries: int,
     worker_retries: int,
@@ -165,7 +165,8 @@ def batch(
     done = results.finished(rerun_errors=rerun_errors)
     try:
         runner = run_batch(
-            jobs, rlm, max_usd=max_usd, concurrency=concurrency,
+            jobs, rlm, max_usd=max_usd,
+            max_concurrent_runs=concurrent_runs(max_concurrent_runs, deprecated_concurrency, 8),
             provider_concurrency=limit_map, retries=retries, backend=backend,
             ray_address=ray_address, worker_retries=worker_retries, cpus_per_job=cpus_per_job,
             skip=done, on_progress=progress, load_limits=load_limits,

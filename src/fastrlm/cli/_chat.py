@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ContextError, RLMError
-from ._ask import fail, make_rlm, price_table_or_exit, settings_or_exit
+from .._foundation.errors import ContextError, RLMError
+from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._exit import ExitCode, exit_code_for
 from ._options import load_options, run_options, tool_options
 from ._progress import RunState, make_progress
@@ -65,13 +65,8 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
         loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits)
     except (ContextError, ValueError) as exc:
         fail(str(exc))
-    try:
-        budget, limits = settings.make_budget(), settings.make_limits()
-    except ValueError as exc:
-        fail(str(exc))
-    rlm = make_rlm(settings, budget=budget, limits=limits,
-                   writer=None if no_trace else TraceWriter(), prices=prices,
-                   tools=tools or (), sub_tools=sub_tools or ())
+    rlm = rlm_or_exit(settings, prices, trace=False if no_trace else TraceWriter(),
+                      tools=tools or (), sub_tools=sub_tools or ())
     interactive = sys.stdin.isatty()
     if not quiet:
         click.echo(loaded.report.summary(), err=True)
@@ -134,6 +129,8 @@ def _ask(session: Session, question: str, context: object, budget: dict[str, Any
         progress.start()
     try:
         value, interrupted = session._blocking(lambda: _run_cancellable(ask, lambda n: None))
+    except KeyboardInterrupt:  # the session's loop runs in its own thread: Ctrl-C lands here,
+        return None, True      # after the runner has cancelled the question and let it unwind
     except RLMError as exc:
         if exc.result is not None:
             return exc.result, False

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._core.limits import Limits
-from .._exceptions import ConfigurationError, InvalidSettingError
-from .._pricing import Price
-from .._validate import BUDGET_RULES, LIMITS_RULES, Rule
-from ..lm._registry import KEY_DEFAULTS
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import ConfigurationError, InvalidSettingError
+from .._foundation.limits import Limits
+from .._foundation.pricing import Price
+from .._foundation.validate import BUDGET_RULES, LIMITS_RULES, Rule
+from ..lm import KEY_DEFAULTS
 from ..sandbox import KINDS
 
 NO_MODEL_HELP = """\
@@ -201,7 +201,7 @@ def resolve_settings(
 def _provider_env(model: str, environ: Mapping[str, str], what: str) -> bool:
     """Whether the environment already sets the base URL (``url``) or key (``key``) of the
     provider ``model`` names; the environment outranks the config file."""
-    from ..lm._registry import split_spec
+    from ..lm import split_spec
 
     try:
         preset, _ = split_spec(model)

@@ -282,7 +282,8 @@ def quickstart(size_mb: float) -> None:
     """With a configured model: ask it a real question about fastrlm's own docs and source.
     Without one: say how to configure one, and run the offline demo."""
     from ..context import load_context
-    from ._ask import fail, run_settings
+    from ._ask import run_settings
+    from ._common import fail
 
     try:
         settings = resolve_settings({})

@@ -159,7 +159,7 @@ class _NoHost:
 def provider_lines() -> list[str]:
     """One line per registered provider (built-in, entry point, run time) and per plugin that
     failed to load."""
-    from ..lm._registry import broken_plugins, providers
+    from ..lm import broken_plugins, providers
 
     lines = []
     for info in providers():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from .._core.stop import is_limit
+from .._foundation.stop import is_limit
 
 
 class ExitCode(IntEnum):

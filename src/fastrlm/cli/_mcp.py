@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.errors import ConfigurationError, MissingExtraError
 from .._foundation.net import is_loopback_host
-from .._validate import positive
-from ._ask import fail, price_table_or_exit, settings_or_exit
+from .._foundation.validate import positive
+from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, load_options, run_options
 
@@ -84,26 +84,15 @@ def mcp(
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
     try:
-        from .. import RLM
         from ..mcp import RLMTools, Roots, build_server
         from ..trace import TraceWriter
     except MissingExtraError as exc:
         fail(str(exc), ExitCode.ERROR)
     try:
         allowed = Roots(list(roots))
-        rlm = RLM(
-            model=settings.require_model(),
-            sub_model=settings.sub_model,
-            budget=settings.make_budget(),
-            limits=settings.make_limits(),
-            sandbox=settings.sandbox,
-            trace=False if no_trace else TraceWriter(),
-            base_url=settings.base_url,
-            api_key=settings.api_key,
-            prices=price_table,
-        )
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))
+    rlm = rlm_or_exit(settings, price_table, trace=False if no_trace else TraceWriter())
     tools = RLMTools(rlm, allowed, max_handles=max_handles,
                      max_concurrent_runs=max_concurrent_runs, gitignore=not no_gitignore,
                      load_limits=load_limits)

@@ -1,11 +1,12 @@
 """Click parameter types and option blocks shared by ``ask``, ``serve`` and ``bench``.
 
-:class:`Checked` runs a flag's value through the same :class:`~fastrlm._validate.Rule` that
-``Budget`` and ``Limits`` use, so ``--max-seconds nan`` is a usage error naming the flag (exit
-2), never a run that stops at once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
+:class:`Checked` runs a flag's value through the same
+:class:`~fastrlm._foundation.validate.Rule` that ``Budget`` and ``Limits`` use, so
+``--max-seconds nan`` is a usage error naming the flag (exit 2), never a run that stops at
+once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
 
 The option blocks are written once: :func:`budget_options` (one flag per
-:data:`~fastrlm._core.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
+:data:`~fastrlm._foundation.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
 model, budget and sandbox flags of a command that runs an RLM; they reach the command as one
 ``flags`` dict for :func:`~fastrlm.cli._config.resolve_settings`), :func:`tool_options`
 (``--tools`` / ``--sub-tools MODULE:NAME,...``, loaded when the flags are parsed),
@@ -20,10 +21,10 @@ from typing import Any
 
 import click
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._exceptions import InvalidSettingError
-from .._pricing import Price, PriceTable, unpriced_message
-from .._validate import BUDGET_RULES, PRICE_RULES, Rule
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import InvalidSettingError
+from .._foundation.pricing import Price, PriceTable, unpriced_message
+from .._foundation.validate import BATCH_RULES, BUDGET_RULES, PRICE_RULES, Rule
 from ._config import SANDBOXES
 
 
@@ -70,7 +71,7 @@ class ToolsParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]
         if isinstance(value, tuple):
             return value
         from .._core.tools import load_tools
-        from .._exceptions import ConfigurationError
+        from .._foundation.errors import ConfigurationError
 
         try:
             return load_tools(str(value))
@@ -277,3 +278,28 @@ def load_options(func: Any) -> Any:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def concurrent_runs_option(default: int, what: str) -> Callable[[Any], Any]:
+    """``--max-concurrent-runs N`` (runs at once: the one name every command uses for it, as
+    ``serve`` and ``mcp`` do), with ``--concurrency`` kept hidden for one release. Read the
+    value with :func:`concurrent_runs`."""
+    def decorate(func: Any) -> Any:
+        rule = Checked(BATCH_RULES["max_concurrent_runs"])
+        func = click.option("--concurrency", "deprecated_concurrency", type=rule,
+                            default=None, hidden=True)(func)
+        return click.option("--max-concurrent-runs", type=rule, default=None,
+                            help=f"{what} [default: {default}]")(func)
+    return decorate
+
+
+def concurrent_runs(value: int | None, deprecated: int | None, default: int) -> int:
+    """The width ``--max-concurrent-runs`` (or the deprecated ``--concurrency``) asks for."""
+    if deprecated is not None:
+        if value is not None:
+            raise click.UsageError("--concurrency is the old name of --max-concurrent-runs: "
+                                   "give only --max-concurrent-runs")
+        click.echo("fastrlm: --concurrency is deprecated: use --max-concurrent-runs (the name "
+                   "serve and mcp use); it goes in the next release", err=True)
+        return deprecated
+    return default if value is None else value

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .._core.events import (
+from .._foundation.events import (
     BudgetWarning,
     ChildRunFinished,
     ChildRunStarted,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .._core.events import Event
-from .._exceptions import RLMError
+from .._foundation.errors import RLMError
+from .._foundation.events import Event
 from ._exit import ExitCode, exit_code_for
 from ._progress import RunState, make_progress
 

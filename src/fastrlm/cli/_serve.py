@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._exceptions import ConfigurationError
+from .._foundation.errors import ConfigurationError
 from .._foundation.net import is_loopback_host
-from .._validate import positive
-from ._ask import fail, price_table_or_exit, settings_or_exit
+from .._foundation.validate import positive
+from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._exit import ExitCode
 from ._options import Checked, run_options, tool_options
 
@@ -113,23 +113,19 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
         click.echo(f"fastrlm serve: WARNING: listening on {host} with no API key; anyone who "
                    f"can reach it can spend your model budget (set {api_key_env})", err=True)
     try:
+        limits = settings.make_limits(trace_full_prompts=trace_full)
+    except ValueError as exc:
+        fail(str(exc))
+    rlm = rlm_or_exit(settings, price_table, limits=limits, trace=not no_trace,
+                      tools=tools or (), sub_tools=sub_tools or ())
+    try:
         server = RLMServer(
-            settings.require_model(),
-            settings.sub_model,
-            budget=settings.make_budget(),
-            limits=settings.make_limits(trace_full_prompts=trace_full),
-            sandbox=settings.sandbox,
-            trace=not no_trace,
-            base_url=settings.base_url,
-            api_key=settings.api_key,
+            rlm,
             max_concurrent_runs=max_concurrent_runs,
             max_queued_runs=max_queued_runs,
             **sessions,
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
-            prices=price_table,
-            tools=tools or (),
-            sub_tools=sub_tools or (),
         )
     except (ConfigurationError, ValueError) as exc:
         fail(str(exc))
@@ -146,7 +142,7 @@ def _logging_to_stderr(log_format: str, log_level: str) -> Iterator[None]:
     """fastrlm's log records (the access log included) on stderr, as text or JSON lines, while
     the server runs; the ``fastrlm`` logger is put back as it was after (the command may run
     inside another program, a test runner included)."""
-    from ..server._access import formatter
+    from ..server import access_log_formatter as formatter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
@@ -166,7 +162,7 @@ def _logging_to_stderr(log_format: str, log_level: str) -> Iterator[None]:
 def _announce(text: str, json_lines: bool) -> None:
     """A start-up or shutdown line, whatever the log level (JSON in --log-format json)."""
     if json_lines:
-        from ..server._access import formatter
+        from ..server import access_log_formatter as formatter
 
         record = logging.LogRecord("fastrlm.serve", logging.INFO, __file__, 0, text, None, None)
         text = formatter("json").format(record)

@@ -13,12 +13,12 @@ import click
 from ._exit import ExitCode
 
 if TYPE_CHECKING:
-    from ..trace._live import LiveView
+    from ..trace import LiveView
 
 
 def start_live_view(locate: Callable[[], Path | None], port: int = 0) -> LiveView:
     """A started :class:`~fastrlm.trace._live.LiveView`, or exit 2 when the port is taken."""
-    from ..trace._live import LiveView
+    from ..trace import LiveView
 
     try:
         return LiveView(locate, port=port).start()
@@ -78,8 +78,8 @@ def view(run: str, output: Path | None, open_it: bool, follow: bool, port: int) 
             sys.exit(int(ExitCode.BAD_INPUT))
         follow_run(run, port, open_it)
         return
-    from .._home import views_dir
-    from ..trace._html import render_html
+    from .._foundation.home import views_dir
+    from ..trace import render_html
     from ._runs import trace_or_exit
 
     path, trace = trace_or_exit(run)

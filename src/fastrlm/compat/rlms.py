@@ -30,15 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._core.budget import Budget
-from .._core.events import Event
 from .._core.facade import RLM as FastRLM
-from .._core.limits import Limits
 from .._core.prompts import Prompts
-from .._core.result import RLMResult
-from .._exceptions import ConfigurationError, RLMError
-from ..lm import resolve
-from ..lm._base import LM
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError, RLMError
+from .._foundation.events import Event
+from .._foundation.limits import Limits
+from .._foundation.result import RLMResult
+from ..lm import LM, resolve
 
 __all__ = [
     "RLM",

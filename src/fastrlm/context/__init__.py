@@ -1,8 +1,15 @@
 """Context: its metadata for the root model, and loading it from files, directories and stdin."""
 
-from ._info import ContextInfo, canonical_bytes, describe_context
+from .._foundation.files import LoadLimits
+from ._info import (
+    ContextInfo,
+    canonical_bytes,
+    context_digest,
+    context_problem,
+    describe_context,
+    describe_shape,
+)
 from ._load import LoadedContext, LoadReport, SkippedFile, load_context
-from ._open import LoadLimits
 
 __all__ = [
     "ContextInfo",
@@ -11,6 +18,9 @@ __all__ = [
     "LoadedContext",
     "SkippedFile",
     "canonical_bytes",
+    "context_digest",
+    "context_problem",
     "describe_context",
+    "describe_shape",
     "load_context",
 ]

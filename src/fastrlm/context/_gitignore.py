@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._open import LoadLimits, Unreadable, read_regular
+from .._foundation.files import LoadLimits, Unreadable, read_regular
 
 _DEFAULT_LIMITS = LoadLimits()
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._exceptions import ContextError
+from .._foundation.errors import ContextError
 
 HEAD_CHARS = 500
 LISTED_CHUNKS = 20
@@ -148,9 +148,9 @@ def context_digest(context: object) -> tuple[str, int]:
     """sha256 and size of the context's canonical bytes. A large ASCII str is hashed from its
     own storage (no UTF-8 copy); hashlib releases the GIL, so this suits a worker thread."""
     if isinstance(context, str):
-        from ..sandbox._protocol import _utf8  # zero-copy view of ASCII text, stdlib-only module
+        from ..sandbox import utf8_view  # a zero-copy view of ASCII text
 
-        data: bytes | memoryview = _utf8(context)
+        data: bytes | memoryview = utf8_view(context)
     else:
         data = canonical_bytes(context)
     return hashlib.sha256(data).hexdigest(), len(data)
@@ -195,3 +195,16 @@ def _shape(context: object) -> ContextInfo:
         kind = type(context).__name__
     size = len(context) if isinstance(context, str) and context.isascii() else 0
     return ContextInfo(kind, sum(lengths), lengths, "", size, head)
+
+
+def context_problem(context: object) -> tuple[str, str] | None:
+    """Why ``context`` cannot be answered from, or None when it can: ``("missing", ...)`` for
+    ``None``, ``("empty", ...)`` for empty text, bytes or collections and for text that is only
+    whitespace. The one rule every door applies (the engine, the server, the loaders)."""
+    if context is None:
+        return "missing", "is None: pass a str, a list of str, or a JSON-able value"
+    if isinstance(context, str | list | tuple | dict | bytes) and len(context) == 0:
+        return "empty", "is empty: there is nothing to answer from"
+    if isinstance(context, str) and not context.strip():
+        return "empty", "is blank (only whitespace): there is nothing to answer from"
+    return None

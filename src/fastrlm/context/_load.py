@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .._exceptions import ContextError, MissingExtraError
-from ._gitignore import GitIgnore
-from ._open import (
+from .._foundation.errors import ContextError, MissingExtraError
+from .._foundation.files import (
     LoadLimits,
     TreeWalker,
     Unreadable,
@@ -42,6 +41,7 @@ from ._open import (
     read_regular,
     under,
 )
+from ._gitignore import GitIgnore
 
 STDIN = "-"
 SNIFF_BYTES = 8192

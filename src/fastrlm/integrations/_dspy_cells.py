@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core import tools as _tools
-from ..sandbox._hostcalls import ToolSpec
+from ..sandbox import ToolSpec
 
 #: ``llm_query(name, model=INPUT_MODEL)`` fetches input ``name`` while it is being sent.
 INPUT_MODEL = "fastrlm.dspy.input"

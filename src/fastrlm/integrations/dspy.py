@@ -56,12 +56,19 @@ from typing import Any, ClassVar, TypeVar
 
 from .._core.sync import SyncRunner
 from .._core.tools import carried, tool_failure
-from .._exceptions import ContextError, MissingExtraError, SandboxError
+from .._foundation.error_text import error_text
+from .._foundation.errors import ContextError, MissingExtraError, SandboxError
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
-from ..sandbox import RESERVED_NAMES, ExecResult, Sandbox, SandboxLimits, create_sandbox
-from ..sandbox._hostcalls import MAX_TOOL_NAME_CHARS, error_text
-from ..sandbox._layers import KINDS
-from ..sandbox._protocol import MAX_FRAME_BYTES
+from ..sandbox import (
+    KINDS,
+    MAX_FRAME_BYTES,
+    MAX_TOOL_NAME_CHARS,
+    RESERVED_NAMES,
+    ExecResult,
+    Sandbox,
+    SandboxLimits,
+    create_sandbox,
+)
 from . import _dspy_cells as cells
 
 try:

@@ -25,12 +25,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._core.budget import Budget
 from .._core.facade import RLM
-from .._core.limits import Limits
-from .._exceptions import ConfigurationError
-from .._pricing import PriceTable, unpriced_message
-from .._validate import BATCH_RULES
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError
+from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable, unpriced_message
+from .._foundation.validate import BATCH_RULES
 from ._budget import BatchBudget, BatchSummary
 from ._jobs import Job, JobResult, check_unique
 from ._limiter import DEFAULT_LEASE_S, SlotPool
@@ -174,7 +174,7 @@ def batch(
     rlm: RLM | None = None,
     *,
     max_usd: float | None = None,
-    concurrency: int = 8,
+    max_concurrent_runs: int = 8,
     provider_concurrency: int | Mapping[str, int] | None = 16,
     retries: int = 0,
     backend: str = "local",
@@ -194,6 +194,7 @@ def batch(
     sandbox: str | None = None,
     prices: PriceTable | None = None,
     trace: bool | None = None,
+    concurrency: int | None = None,
 ) -> Batch:
     """Run many jobs (a question over a context each) with one RLM, and yield each
     :class:`JobResult` as it finishes::
@@ -206,7 +207,7 @@ def batch(
     Every job runs with ``rlm``'s settings (models, budget, limits, sandbox, prices, trace,
     prompts, tools); a job's own ``model`` / ``sub_model`` / ``budget`` fields win.
     ``max_usd`` is the whole batch's total: no job starts once it is spent, and each job's
-    ``max_usd`` is capped by what is left. At most ``concurrency`` jobs run at once, and at
+    ``max_usd`` is capped by what is left. At most ``max_concurrent_runs`` jobs run at once, and at
     most ``provider_concurrency`` LM calls per provider are in flight across all of them (an
     int for every provider, or a mapping such as ``{"openai": 8, "*": 16}``, ``"*"`` for the
     providers it does not name; ``None``: no limit). ``retries`` re-runs a job that ended with
@@ -216,7 +217,8 @@ def batch(
     ``skip`` lists ids already done. ``load_limits`` (:class:`~fastrlm.context.LoadLimits`)
     bounds loading each job's ``context_path`` (None: the defaults).
 
-    Deprecated: the RLM's settings as keywords (``model=``, ``sub_model=``, ``base_url=``,
+    Deprecated: ``concurrency=`` (now ``max_concurrent_runs``, the name the server and MCP use
+    too), and the RLM's settings as keywords (``model=``, ``sub_model=``, ``base_url=``,
     ``api_key=``, ``budget=``, ``limits=``, ``sandbox=``, ``prices=``, ``trace=``) instead of
     ``rlm=`` still work for this release, with a ``DeprecationWarning``.
 
@@ -246,7 +248,11 @@ def batch(
             "(or rlm.with_options(...)), not to batch()")
     elif not isinstance(rlm, RLM):
         raise ConfigurationError(f"batch() needs rlm=RLM(...), not {type(rlm).__name__}")
-    for name, value in (("concurrency", concurrency), ("retries", retries),
+    if concurrency is not None:
+        warnings.warn("batch(concurrency=...) is deprecated: use max_concurrent_runs=...",
+                      DeprecationWarning, stacklevel=2)
+        max_concurrent_runs = concurrency
+    for name, value in (("max_concurrent_runs", max_concurrent_runs), ("retries", retries),
                         ("worker_retries", worker_retries), ("max_usd", max_usd),
                         ("cpus_per_job", cpus_per_job), ("lease_s", lease_s)):
         BATCH_RULES[name].check(name, value)
@@ -263,7 +269,8 @@ def batch(
                        worker_retries=worker_retries, cpus_per_job=cpus_per_job)
     else:
         site = LocalJobs(spec, SlotPool(pool_limits, default, lease_s))
-    return Batch(checked, site, spec, max_usd=max_usd, concurrency=concurrency, retries=retries,
+    return Batch(checked, site, spec, max_usd=max_usd, concurrency=max_concurrent_runs,
+                 retries=retries,
                  skip=skip, on_progress=on_progress, owned=owned)
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._exceptions import ConfigurationError, InvalidSettingError
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import ConfigurationError, InvalidSettingError
 from ._runner import ResultsLog
 
 JOB_KEYS = frozenset(

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from .._pricing import PriceTable, call_cost
+from .._foundation.pricing import PriceTable, call_cost
 from ..lm import LM, ChatMessage, LMResponse
 
 #: A lease nobody released in this long is taken back (its holder is presumed dead).

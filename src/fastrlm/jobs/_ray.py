@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic
 
-from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.errors import ConfigurationError, MissingExtraError
 from ._runner import Finished, K, V
 
 

@@ -19,11 +19,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._core.budget import Budget
 from .._core.facade import RLM
-from .._core.stop import StopReason
-from .._exceptions import ConfigurationError, ContextError, RLMError
-from .._pricing import PriceTable
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError, ContextError, RLMError
+from .._foundation.pricing import PriceTable
+from .._foundation.stop import StopReason
 from ..lm import LM
 from ._jobs import Job, JobResult
 from ._limiter import (

@@ -17,16 +17,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._base import LM, ChatMessage, LMResponse, ToolCall, estimate_tokens
+from ._base import (
+    DEFAULT_CONCURRENCY,
+    LM,
+    ChatMessage,
+    ImagePart,
+    LMResponse,
+    ToolCall,
+    ToolSchema,
+    default_concurrency,
+    estimate_tokens,
+    message_bytes,
+)
 from ._cache import SubcallCache
 from ._registry import (
+    KEY_DEFAULTS,
     PRESETS,
     Preset,
     ProviderInfo,
     Resolved,
+    broken_plugins,
     providers,
     register_provider,
     resolve,
+    split_spec,
 )
 from ._retry import RetryPolicy
 
@@ -36,12 +50,16 @@ if TYPE_CHECKING:
     from ._openai import OpenAIChatLM
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
+    "KEY_DEFAULTS",
     "LM",
     "PRESETS",
     "AnthropicLM",
     "ChatMessage",
+    "ImagePart",
     "LMResponse",
     "ToolCall",
+    "ToolSchema",
     "LiteLLMLM",
     "OpenAIChatLM",
     "Preset",
@@ -49,10 +67,14 @@ __all__ = [
     "Resolved",
     "RetryPolicy",
     "SubcallCache",
+    "broken_plugins",
+    "default_concurrency",
     "estimate_tokens",
+    "message_bytes",
     "providers",
     "register_provider",
     "resolve",
+    "split_spec",
 ]
 
 _LAZY = {"AnthropicLM": "anthropic", "LiteLLMLM": "litellm"}

@@ -23,9 +23,9 @@ from typing import Any
 
 import anthropic
 
-from .._exceptions import ProviderError, ProviderResponseError
+from .._foundation.errors import ProviderError, ProviderResponseError
 from .._foundation.limits import DEFAULT_LIMITS, Limits
-from .._usage import TokenUsage
+from .._foundation.usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 from ._provider import HTTPProvider

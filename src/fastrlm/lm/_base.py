@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from .._foundation.images import ImagePart as ImagePart
-from .._usage import TokenUsage
+from .._foundation.usage import TokenUsage
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,15 +27,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from .._home import cache_path
-from .._schema import Schema, ensure_schema, is_unusable, set_aside
-from .._usage import TokenUsage
+from .._foundation.home import cache_path
+from .._foundation.schema import Schema, ensure_schema, is_unusable, set_aside
+from .._foundation.usage import TokenUsage
 from ._base import LM, ChatMessage, LMResponse
 
 logger = logging.getLogger("fastrlm.cache")
 _T = TypeVar("_T")
 
-#: Version 1: the layout below. See :mod:`fastrlm._schema` for how to change it.
+#: Version 1: the layout below. See :mod:`fastrlm._foundation.schema` for how to change it.
 SCHEMA = Schema(
     name="sub-call cache",
     version=1,

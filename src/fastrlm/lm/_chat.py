@@ -14,9 +14,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._exceptions import ProviderResponseError
+from .._foundation.errors import ProviderResponseError
+from .._foundation.usage import TokenUsage
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
-from .._usage import TokenUsage
 from ._base import ChatMessage, ToolCall, estimate_tokens, openai_content
 from ._reading import count, mapping, reply_json, text_or_none
 
@@ -145,7 +145,7 @@ def _usage(usage: Mapping[str, Any] | None, messages: Sequence[ChatMessage],
 def _reported_cost(usage: Mapping[str, Any] | None) -> float | None:
     """OpenRouter (and some proxies, and LiteLLM) report a USD ``cost`` in ``usage``; others do
     not. Any number is passed on; whether it is usable is the pricing's to judge
-    (:func:`fastrlm._pricing.call_cost`)."""
+    (:func:`fastrlm._foundation.pricing.call_cost`)."""
     cost = usage.get("cost") if usage is not None else None
     if isinstance(cost, bool) or not isinstance(cost, int | float):
         return None

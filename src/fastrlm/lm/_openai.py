@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from .._exceptions import ProviderConnectionError, ProviderResponseError
+from .._foundation.errors import ProviderConnectionError, ProviderResponseError
 from .._foundation.limits import DEFAULT_LIMITS, Limits
 from .._foundation.net import is_loopback
 from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, LMResponse, ToolSchema

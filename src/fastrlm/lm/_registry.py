@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.errors import ConfigurationError, MissingExtraError
 from .._foundation.limits import DEFAULT_LIMITS, Limits
 from ._base import LM, LOCAL_CONCURRENCY
 

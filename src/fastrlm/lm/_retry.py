@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._exceptions import (
+from .._foundation.errors import (
     AuthenticationError,
     BudgetExceededError,
     ProviderError,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from .._exceptions import (
+from .._foundation.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderResponseError,

@@ -20,7 +20,7 @@ try:
     from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 except ImportError as exc:  # pragma: no cover - exercised where the extra is missing
-    from .._exceptions import MissingExtraError
+    from .._foundation.errors import MissingExtraError
 
     raise MissingExtraError("mcp", "mcp", "fastrlm mcp") from exc
 

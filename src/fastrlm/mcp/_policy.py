@@ -1,6 +1,6 @@
 """What an MCP client may ask of ``fastrlm mcp``: paths inside the roots, budgets below the
 server's. Pure checks, no I/O beyond resolving paths (an early refusal by name; what is read
-is checked again by what was opened, in :mod:`fastrlm.context._open`); every refusal is a
+is checked again by what was opened, in :mod:`fastrlm._foundation.files`); every refusal is a
 :class:`ToolRefusal` whose text tells the client what to do instead.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._exceptions import InvalidSettingError
-from .._validate import BUDGET_RULES
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import InvalidSettingError
+from .._foundation.validate import BUDGET_RULES
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -83,7 +83,8 @@ def _glob_anchor(path: Path) -> Path:
 
 def lowered_budget(server: Budget, requested: Mapping[str, Any] | None) -> Budget:
     """The server's budget with a call's ``budget`` argument put in. Each key must be one of
-    :data:`~fastrlm._core.budget.BUDGET_KEYS`, pass its :data:`~fastrlm._validate.BUDGET_RULES`
+    :data:`~fastrlm._foundation.budget.BUDGET_KEYS`, pass its
+    :data:`~fastrlm._foundation.validate.BUDGET_RULES`
     rule, and be at most the server's limit (a limit the server leaves unset may be set);
     anything else is a :class:`ToolRefusal`. ``None`` values keep the server's limit."""
     if requested is None:

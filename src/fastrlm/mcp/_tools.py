@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .._core.budget import Budget
-from .._core.events import Event
 from .._core.facade import RLM
-from .._core.result import RLMResult
-from .._exceptions import ConfigurationError, ContextError, RLMError
+from .._foundation.budget import Budget
+from .._foundation.errors import ConfigurationError, ContextError, RLMError
+from .._foundation.events import Event
+from .._foundation.result import RLMResult
 from ..context import LoadedContext, LoadLimits, load_context
 from ..trace import (
     IndexUnusableError,

@@ -18,7 +18,16 @@ from ._base import (
     Sandbox,
     SandboxLimits,
 )
+from ._hostcalls import (
+    MAX_TOOL_NAME_CHARS,
+    ToolParam,
+    ToolSpec,
+    tool_arguments,
+    tool_error_reply,
+)
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
+from ._protocol import MAX_FRAME_BYTES, utf8_view
+from ._runtime import answer_json
 
 
 def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> Sandbox:
@@ -38,14 +47,22 @@ def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> S
 
 
 __all__ = [
+    "KINDS",
+    "MAX_FRAME_BYTES",
+    "MAX_TOOL_NAME_CHARS",
     "RESERVED_NAMES",
     "ExecResult",
     "FinalValue",
-    "KINDS",
     "HostBridge",
     "LayerStatus",
     "Sandbox",
     "SandboxLimits",
+    "ToolParam",
+    "ToolSpec",
+    "answer_json",
     "create_sandbox",
     "doctor_report",
+    "tool_arguments",
+    "tool_error_reply",
+    "utf8_view",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .._validate import SANDBOX_RULES, check_fields
+from .._foundation.validate import SANDBOX_RULES, check_fields
 from ._hostcalls import RESERVED_NAMES, HostBridge, ToolSpec
 
 __all__ = [
@@ -65,8 +65,8 @@ class SandboxLimits:
 
     def __post_init__(self) -> None:
         """Raises :class:`~fastrlm.InvalidSettingError` naming the field and its range
-        (:data:`fastrlm._validate.SANDBOX_RULES`): ``memory_bytes=0`` silently meant "sized
-        from the context", a negative one a limit no worker could start under."""
+        (:data:`fastrlm._foundation.validate.SANDBOX_RULES`): ``memory_bytes=0`` silently meant
+        "sized from the context", a negative one a limit no worker could start under."""
         check_fields(self, SANDBOX_RULES, "SandboxLimits")
 
 

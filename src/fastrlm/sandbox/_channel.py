@@ -16,7 +16,7 @@ import fcntl
 import os
 from typing import Any
 
-from .._exceptions import ProtocolError, SandboxError, WorkerCrashedError
+from .._foundation.errors import ProtocolError, SandboxError, WorkerCrashedError
 from . import _protocol
 
 _PIPE_BYTES = 1 << 20

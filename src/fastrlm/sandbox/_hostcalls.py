@@ -33,6 +33,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Literal, Protocol
 
+from .._foundation.error_text import (
+    MAX_ERROR_MESSAGE_CHARS,
+    error_text,
+    is_error_kind,
+)
 from .._foundation.images import ImagePart
 from .._foundation.wire import MAX_TOOL_JSON_CHARS, MAX_TOOL_JSON_DEPTH
 from . import _kinds
@@ -58,8 +63,6 @@ MAX_BATCH_PROMPTS = 10_000
 MAX_BATCH_CHARS = 128 * 1024 * 1024
 #: The longest model name a call may ask for.
 MAX_MODEL_NAME_CHARS = 200
-#: The longest message an error answer carries.
-MAX_ERROR_MESSAGE_CHARS = 2_000
 #: The most images one prompt may carry (``llm_query(prompt, images=[...])``).
 MAX_IMAGES_PER_PROMPT = 20
 #: The largest image (encoded bytes) a prompt may carry; providers refuse larger ones.
@@ -94,40 +97,6 @@ HOST_CALLS: tuple[HostCallSpec, ...] = (
 #: The wire ops of host calls (frames the worker may send while a request is in flight).
 HOST_CALL_OPS: frozenset[str] = frozenset({*(spec.op for spec in HOST_CALLS), TOOL_OP})
 _QUERY_OPS = frozenset(spec.op for spec in HOST_CALLS)
-
-#: The error kinds the engine and the sandboxes use; the engine adds the budget refusals
-#: (``budget_subcalls``, ``budget_tokens``, ``budget_usd``, ``budget_requests``, ``timeout``).
-ERROR_KINDS: tuple[str, ...] = (
-    "host_error",
-    "no_answer",
-    "bad_answer",
-    "subcalls_disabled",
-    "unknown_model",
-    "prompt_too_long",
-    "subcall_failed",
-    "child_failed",
-    # host tools: the ``kind`` of a failed tool reply (the cell gets a ToolError)
-    "unknown_tool",
-    "bad_arguments",
-    "tool_error",
-    "tool_timeout",
-    "tool_limit",
-    "bad_result",
-)
-_KIND = re.compile(r"[a-z][a-z_]*\Z")
-
-
-def error_text(kind: str, message: str) -> str:
-    """The answer a prompt gets in place of a sub-model's text: ``[error: <kind>: <message>]``.
-    ``kind`` is a snake_case word the model can branch on (see ``docs/architecture.md``);
-    ``message`` says what happened and what to do, cut to ``MAX_ERROR_MESSAGE_CHARS``. Raises
-    ``ValueError`` for a ``kind`` that is not snake_case (a bug in the caller)."""
-    if not _KIND.match(kind):
-        raise ValueError(f"error kind {kind!r} is not a snake_case word")
-    if len(message) > MAX_ERROR_MESSAGE_CHARS:
-        message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return f"[error: {kind}: {message}]"
-
 
 class HostBridge(Protocol):
     """What sandboxed code may ask of the host. Both methods should return one string per
@@ -673,7 +642,7 @@ def tool_reply(reply: object) -> dict[str, object]:
         if reply.get("ok") is True and isinstance(reply.get("json"), str):
             return {"ok": True, "json": str.__str__(reply["json"])}
         kind, message = reply.get("kind"), reply.get("message")
-        if (reply.get("ok") is False and isinstance(kind, str) and _KIND.match(kind)
+        if (reply.get("ok") is False and isinstance(kind, str) and is_error_kind(kind)
                 and isinstance(message, str)):
             return tool_error_reply(kind, message)
     logger.error("HostBridge.call_tool returned a malformed reply (%s)", type(reply).__name__)

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from .._exceptions import ContextError
+from .._foundation.errors import ContextError
 from . import _hostcalls, _kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error

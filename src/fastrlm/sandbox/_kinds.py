@@ -263,14 +263,14 @@ def _parquet_type() -> str:
 def list_files(root: str) -> list[str]:
     """The regular files under ``root``, as sorted relative POSIX paths (host side).
 
-    The walk is the loader's (:class:`fastrlm.context._open.TreeWalker`, default
+    The walk is the loader's (:class:`fastrlm._foundation.files.TreeWalker`, default
     :class:`~fastrlm.context.LoadLimits`): symbolic links, FIFOs, sockets and devices are left
     out, and a tree past its files, depth or time bound is a :class:`KindError` naming it.
     A file with a hard link outside ``root`` (more links than the walk found inside) is a
     :class:`KindError`: the directory is mounted whole, so the sandbox would read what that
     link names, wherever it lies."""
-    from .._exceptions import ContextError
-    from ..context._open import LoadLimits, TreeWalker
+    from .._foundation.errors import ContextError
+    from .._foundation.files import LoadLimits, TreeWalker
 
     found: list[str] = []
     links: dict[tuple[int, int], tuple[str, int, int]] = {}  # inode -> (rel, nlink, seen)

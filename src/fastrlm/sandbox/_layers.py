@@ -24,7 +24,7 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 
-from .._exceptions import SandboxUnavailableError
+from .._foundation.errors import SandboxUnavailableError
 from . import _cgroup
 
 ISOLATED_KINDS = ("bwrap", "landlock", "process")

@@ -198,7 +198,7 @@ def write_all(fd: int, data: bytes) -> None:
 def context_parts(context: object) -> tuple[int, list[Buffer]]:
     """Encode ``context`` for the buffer: (kind, buffers to write in order, prefix first).
     A large ASCII ``str`` is not copied: its UTF-8 bytes are its own storage (see
-    :func:`_utf8`). Raises ``TypeError``/``ValueError`` for values JSON cannot carry
+    :func:`utf8_view`). Raises ``TypeError``/``ValueError`` for values JSON cannot carry
     (:class:`._kinds.KindError`, a ``ValueError``, for a rich kind that cannot be sent)."""
     kind, parts, _ = encode_context(context)
     return kind, parts
@@ -208,7 +208,7 @@ def encode_context(context: object) -> tuple[int, list[Buffer], _kinds.Encoded |
     """:func:`context_parts`, plus the :class:`._kinds.Encoded` form of a rich context (its
     read-only mounts and decoded size), or None for text and JSON."""
     if isinstance(context, str):
-        data = _utf8(context)
+        data = utf8_view(context)
         if isinstance(data, memoryview):  # large compact ASCII: laid out for zero-copy
             start = _ascii_data_offset()
             pad = bytes(start - _PREFIX.size)
@@ -216,7 +216,7 @@ def encode_context(context: object) -> tuple[int, list[Buffer], _kinds.Encoded |
             return KIND_ASCII, [prefix, pad, data, b"\0"], None
         return KIND_STR, [_PREFIX.pack(CONTEXT_MAGIC, KIND_STR, 0), data], None
     if isinstance(context, (list, tuple)) and all(isinstance(x, str) for x in context):
-        chunks = [_utf8(x) for x in context]
+        chunks = [utf8_view(x) for x in context]
         offsets = [0] * (len(chunks) + 1)
         total = 0
         for i, chunk in enumerate(chunks):
@@ -240,7 +240,7 @@ def _ascii_data_offset() -> int:
     return 2 * mmap.ALLOCATIONGRANULARITY
 
 
-def _utf8(text: str) -> Buffer:
+def utf8_view(text: str) -> Buffer:
     """UTF-8 bytes of ``text``. For a large compact ASCII str on CPython this is a view of the
     str's own storage (ASCII is UTF-8), which saves a copy of the whole context; the view
     holds a reference to ``text``."""

@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import IO, Any
 
-from .._exceptions import (
+from .._foundation.errors import (
     ContextError,
     ProtocolError,
     SandboxError,

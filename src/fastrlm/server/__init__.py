@@ -6,7 +6,8 @@ is absent, the whole conversation is the context. Built on aiohttp's low-level s
 the server's own limits and error shapes (see :mod:`fastrlm.server._http`).
 """
 
+from ._access import formatter as access_log_formatter
 from ._app import RLMServer
 from ._http import HTTPError, HTTPLimits
 
-__all__ = ["HTTPError", "HTTPLimits", "RLMServer"]
+__all__ = ["HTTPError", "HTTPLimits", "RLMServer", "access_log_formatter"]

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core.events import Event
+from .._foundation.events import Event
 
 access_log = logging.getLogger("fastrlm.server.access")
 

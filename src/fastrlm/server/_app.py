@@ -18,20 +18,20 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
 
-from .. import RLM, Budget, Limits, PriceTable, RLMResult, Tool
-from .._core.events import Event
-from .._exceptions import ContextError, RLMError
-from .._pricing import unpriced_message
-from .._validate import SERVER_RULES
-from ..lm._base import LM
-from ..telemetry import Telemetry, trace_context_of
-from ..trace import TraceWriter
+from .. import RLM, Budget, RLMResult
+from .._foundation.errors import ConfigurationError, ContextError, RLMError
+from .._foundation.events import Event
+from .._foundation.pricing import unpriced_message
+from .._foundation.validate import SERVER_RULES
+from ..lm import LM
+from ..telemetry import trace_context_of
 from ._access import CLIENT_GONE, AccessRecord, log_access
 from ._http import (
     EventStream,
@@ -66,68 +66,59 @@ _SHUTDOWN_GRACE_S = 10.0
 class RLMServer:
     """Serve an RLM over HTTP on an asyncio event loop.
 
-    ``model`` / ``sub_model`` / ``base_url`` / ``api_key`` / ``sandbox`` / ``limits`` mean what
-    they mean for :class:`~fastrlm.RLM` (strings are resolved once, here; LM objects such as
-    :class:`~fastrlm.testing.ScriptedLM` are used as they are). ``budget`` is the most any one
-    request may spend; a request can only lower it. ``trace`` writes one trace per request
-    (``True``: under ``$FASTRLM_HOME``; a :class:`~fastrlm.trace.TraceWriter`; ``False``: none).
-    ``server_key``: when set, every ``/v1`` request needs ``Authorization: Bearer <server_key>``.
+    ``rlm`` is the :class:`~fastrlm.RLM` every request runs on: its models, sandbox, limits,
+    tools, prices, trace and telemetry are the server's (one RLM, built once by the caller, so
+    every ``RLM`` option reaches the server without being re-declared here). Its ``budget`` is
+    the most any one request may spend; a request can only lower it. A request's ``tools``
+    field is ignored: tools are the RLM's, set at start. ``server_key``: when set, every
+    ``/v1`` request needs ``Authorization: Bearer <server_key>``.
     Sessions (``extra_body={"fastrlm": {"session": id}}``) belong to the request's API key:
     at most ``max_sessions`` in all and ``max_sessions_per_key`` (default: ``max_sessions``) per
     key, idle ones closed after ``session_idle_s``; room is made only from the asking key's own
     idle sessions (else 429), and a request for a session closed since gets 410
-    ``session_closed``.
-    ``prices`` is the price table for dollar limits (default: :meth:`PriceTable.default`).
-    ``tools`` / ``sub_tools`` are the host tools of every run (as for :class:`~fastrlm.RLM`):
-    set here, at start, never by a request (a request's ``tools`` field is ignored).
-    ``telemetry`` means what it means for :class:`~fastrlm.RLM`; with spans on, a request's
-    W3C ``traceparent`` header makes its run part of the caller's trace. Each request is one
-    line on the ``fastrlm.server.access`` logger (``server/_access.py``).
+    ``session_closed``. With telemetry on, a request's W3C ``traceparent`` header makes its run
+    part of the caller's trace. Each request is one line on the ``fastrlm.server.access``
+    logger (``server/_access.py``). :meth:`close` closes the RLM's model clients (an RLM makes
+    new ones on its next event loop).
 
-    Raises :class:`~fastrlm.ConfigurationError` for a model that cannot be resolved, or for a
-    ``budget.max_usd`` that cannot be enforced because a model has no known price (a request
-    that sets ``max_usd`` in that case gets 400 ``unpriced_model``).
+    The older form ``RLMServer(model, sub_model, budget=..., limits=..., sandbox=...,
+    trace=..., base_url=..., api_key=..., prices=..., tools=..., sub_tools=...,
+    telemetry=...)`` still builds the RLM from those keywords, with a
+    :class:`DeprecationWarning`; it goes in the next release.
 
-    Use as ``async with RLMServer(...) as server: await server.start(port=0)`` or call
+    Raises :class:`~fastrlm.ConfigurationError` for a model that cannot be resolved, for an RLM
+    given together with RLM options, or for a ``budget.max_usd`` that cannot be enforced
+    because a model has no known price (a request that sets ``max_usd`` in that case gets 400
+    ``unpriced_model``).
+
+    Use as ``async with RLMServer(rlm) as server: await server.start(port=0)`` or call
     :meth:`start` and :meth:`close` yourself; :attr:`base_url` is the ``/v1`` URL to give a client.
     """
 
     def __init__(
         self,
-        model: str | LM,
+        rlm: RLM | str | LM,
         sub_model: str | LM | None = None,
         *,
-        budget: Budget | None = None,
-        limits: Limits | None = None,
-        sandbox: str = "auto",
-        trace: bool | TraceWriter = True,
-        base_url: str | None = None,
-        api_key: str | None = None,
         max_concurrent_runs: int = 4,
         max_queued_runs: int = 16,
         server_key: str | None = None,
         http_limits: HTTPLimits | None = None,
-        prices: PriceTable | None = None,
-        tools: Sequence[Callable[..., Any] | Tool] = (),
-        sub_tools: Sequence[Callable[..., Any] | Tool] = (),
         max_sessions: int = 32,
         max_sessions_per_key: int | None = None,
         session_idle_s: float = 600.0,
         max_session_chars: int = 1 << 30,
-        telemetry: bool | Telemetry | None = None,
+        **rlm_options: Any,
     ) -> None:
         SERVER_RULES["max_concurrent_runs"].check("max_concurrent_runs", max_concurrent_runs)
         SERVER_RULES["max_queued_runs"].check("max_queued_runs", max_queued_runs)
-        writer: TraceWriter | None = None
-        if isinstance(trace, TraceWriter):
-            writer = trace
-        elif trace:
-            writer = TraceWriter(full_prompts=(limits or Limits()).trace_full_prompts)
-        # One RLM for every request; a request's budget is a per-call override of its budget.
-        rlm = RLM(model, sub_model, budget=budget, limits=limits, sandbox=sandbox,
-                  base_url=base_url, api_key=api_key, prices=prices,
-                  trace=writer if writer is not None else False, tools=tools,
-                  sub_tools=sub_tools, telemetry=telemetry)
+        if not isinstance(rlm, RLM):
+            rlm = _legacy_rlm(rlm, sub_model, rlm_options)
+        elif sub_model is not None or rlm_options:
+            given = sorted(rlm_options) + (["sub_model"] if sub_model is not None else [])
+            raise ConfigurationError(
+                f"RLMServer(rlm, ...) takes the RLM as it is: {', '.join(given)} belong to "
+                "RLM(...) (or rlm.with_options(...))")
         self._rlm = rlm
         SERVER_RULES["max_sessions"].check("max_sessions", max_sessions)
         if max_sessions_per_key is not None:
@@ -146,7 +137,6 @@ class RLMServer:
         self.max_queued_runs = max_queued_runs
         self.http_limits = http_limits or HTTPLimits()
         self._key = server_key.encode() if server_key else None
-        self._writer = writer
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._listener: asyncio.Server | None = None
         self._http: web.Server | None = None
@@ -473,3 +463,20 @@ def _allow(request: web.BaseRequest, *methods: str) -> None:
 def _unpriced_message(models: list[str], whose: str) -> str:
     return unpriced_message(models, f"{whose} max_usd",
                             "Add them to $FASTRLM_HOME/prices.json, or set no dollar limit.")
+
+
+#: The RLM keywords the older ``RLMServer(model, ...)`` form took.
+_LEGACY_OPTIONS = frozenset({"budget", "limits", "sandbox", "trace", "base_url", "api_key",
+                             "prices", "tools", "sub_tools", "telemetry"})
+
+
+def _legacy_rlm(model: str | LM, sub_model: str | LM | None, options: dict[str, Any]) -> RLM:
+    unknown = sorted(set(options) - _LEGACY_OPTIONS)
+    if unknown:
+        raise TypeError(f"RLMServer() got unexpected keyword argument(s): {', '.join(unknown)}")
+    warnings.warn(
+        "RLMServer(model, sub_model, budget=..., ...) is deprecated: build the RLM once and "
+        "pass it, RLMServer(RLM(model, sub_model, ...)); this form goes in the next release",
+        DeprecationWarning, stacklevel=3)
+    options.setdefault("trace", True)  # this form's default: a trace of every request
+    return RLM(model, sub_model, **options)

@@ -31,11 +31,12 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._core.budget import BUDGET_KEYS, Budget
-from .._core.result import RLMResult
-from .._core.stop import StopReason
-from .._exceptions import ConfigurationError, InvalidSettingError
-from .._validate import BUDGET_RULES
+from .._foundation.budget import BUDGET_KEYS, Budget
+from .._foundation.errors import ConfigurationError, InvalidSettingError
+from .._foundation.result import RLMResult
+from .._foundation.stop import StopReason
+from .._foundation.validate import BUDGET_RULES
+from ..context import context_problem
 from ._http import HTTPError
 
 #: error_kind -> (HTTP status, error type, error code)
@@ -190,13 +191,13 @@ def _turn(index: int, message: object) -> tuple[str, str]:
 
 
 def _check_context(context: object) -> None:
-    if context is None:
+    problem = context_problem(context)
+    if problem is None:
+        return
+    if problem[0] == "missing":
         raise bad_request("'context' is null: give a string, a list of strings or a JSON value, "
                           "or leave it out to use the conversation", "invalid_context")
-    if isinstance(context, (str, list, dict)) and len(context) == 0:
-        raise bad_request("'context' is empty: there is nothing to answer from", "empty_context")
-    if isinstance(context, str) and not context.strip():
-        raise bad_request("'context' is blank: there is nothing to answer from", "empty_context")
+    raise bad_request(f"'context' {problem[1]}", "empty_context")
 
 
 def _flag(data: dict[str, Any], name: str) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .. import RLM, Session
 from .._core.prompts import shown_whole
-from ..context._info import describe_shape
+from ..context import describe_shape
 from ._http import HTTPError
 
 #: Closed sessions remembered per key (to tell their next request they are gone), and keys.

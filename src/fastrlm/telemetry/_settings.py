@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._core.events import EventCallback
-from .._exceptions import ConfigurationError, MissingExtraError
+from .._foundation.errors import ConfigurationError, MissingExtraError
+from .._foundation.events import EventCallback
 from ._options import Telemetry
 
 log = logging.getLogger("fastrlm.telemetry")

@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from .._core.events import Event
+from .._foundation.events import Event
 
 AGENT = "fastrlm"
 

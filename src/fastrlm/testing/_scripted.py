@@ -9,9 +9,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from .._exceptions import ProviderResponseError
-from .._usage import TokenUsage
-from ..lm._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
+from .._foundation.errors import ProviderResponseError
+from .._foundation.usage import TokenUsage
+from ..lm import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
 
 Reply = str | BaseException | ToolCall | Sequence[ToolCall]
 ReplyFn = Callable[[list[ChatMessage]], Reply | Awaitable[Reply]]

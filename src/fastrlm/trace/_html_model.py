@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from .._core.stop import is_limit
+from .._foundation.stop import is_limit
 
 #: Sub-calls listed one by one per cell in the page without JavaScript; the rest are counted.
 LISTED_SUBCALLS = 100

@@ -22,8 +22,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigurationError
-from .._schema import Schema, ensure_schema, is_unusable, set_aside
+from .._foundation.errors import ConfigurationError
+from .._foundation.schema import Schema, ensure_schema, is_unusable, set_aside
 
 logger = logging.getLogger("fastrlm.trace")
 RUNNING = "running"
@@ -35,7 +35,7 @@ class IndexUnusableError(ConfigurationError):
     """The run index cannot be read: the message names the file, what is wrong, and what to do.
     The traces themselves are intact."""
 
-#: Version 1: the layout below. See :mod:`fastrlm._schema` for how to change it.
+#: Version 1: the layout below. See :mod:`fastrlm._foundation.schema` for how to change it.
 SCHEMA = Schema(
     name="run index",
     version=1,

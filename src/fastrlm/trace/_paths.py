@@ -1,7 +1,7 @@
-"""Where traces live: the names come from :mod:`fastrlm._home` (their one owner)."""
+"""Where traces live: the names come from :mod:`fastrlm._foundation.home` (their one owner)."""
 
 from __future__ import annotations
 
-from .._home import fastrlm_home, index_path, traces_dir
+from .._foundation.home import fastrlm_home, index_path, traces_dir
 
 __all__ = ["fastrlm_home", "index_path", "traces_dir"]

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import RLMError
+from .._foundation.errors import RLMError
 from . import _index
 from ._paths import index_path, traces_dir
 

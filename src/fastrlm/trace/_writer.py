@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .._core.events import Event, RunFinished, RunStarted, SandboxStarted, preview
-from .._exceptions import ConfigurationError
+from .._foundation.errors import ConfigurationError
+from .._foundation.events import Event, RunFinished, RunStarted, SandboxStarted, preview
 from . import _index
 from ._paths import index_path, traces_dir
 

@@ -43,8 +43,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._core.result import RLMResult
-    from ._core.stop import StopReason
+    from .result import RLMResult
+    from .stop import StopReason
 
 
 class RLMError(Exception):

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ._exceptions import InvalidSettingError
+from .errors import InvalidSettingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ SANDBOX_RULES: dict[str, Rule] = {
 
 #: :func:`fastrlm.batch`'s numeric arguments (``provider_concurrency``: each provider's value).
 BATCH_RULES: dict[str, Rule] = {
-    "concurrency": count(1, maximum=4096),
+    "max_concurrent_runs": count(1, maximum=4096),
     "provider_concurrency": count(1, maximum=4096),
     "retries": count(0, maximum=100),
     "worker_retries": count(0, maximum=100),

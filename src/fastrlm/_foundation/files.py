@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .._exceptions import ContextError
+from .errors import ContextError
 
 MIB = 1 << 20
 _READ_CHUNK = 4 * MIB

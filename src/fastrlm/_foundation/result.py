@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .._usage import UsageSummary
 from .stop import StopReason
+from .usage import UsageSummary
 
 
 @dataclass(frozen=True, slots=True)

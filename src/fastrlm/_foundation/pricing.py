@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-from ._exceptions import ConfigurationError, InvalidSettingError
-from ._home import user_prices_path
-from ._usage import TokenUsage
-from ._validate import PRICE_RULES, check_fields
+from .errors import ConfigurationError, InvalidSettingError
+from .home import user_prices_path
+from .usage import TokenUsage
+from .validate import PRICE_RULES, check_fields
 
 _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-preview-\d{2}-\d{2})$")
 

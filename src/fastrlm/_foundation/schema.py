@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._exceptions import ConfigurationError
+from .errors import ConfigurationError
 
 Migration = Callable[[sqlite3.Connection], None]
 

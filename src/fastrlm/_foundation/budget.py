@@ -1,5 +1,5 @@
 """Budgets over a whole call tree: :class:`Budget`, the user's configuration, a frozen value (why
-a run stopped is :class:`~fastrlm._core.stop.StopReason`). The ledger that enforces a budget is
+a run stopped is :class:`~fastrlm.StopReason`). The ledger that enforces a budget is
 :mod:`fastrlm._core.ledger`.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .._validate import BUDGET_RULES, check_fields
+from .validate import BUDGET_RULES, check_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,8 @@ class Budget:
     - ``exec_timeout_s``: per code cell, counting only the worker's own time (waiting on sub-calls
       is not counted). Past it the cell gets an exception and the REPL keeps its state.
 
-    Accepted ranges are in :data:`fastrlm._validate.BUDGET_RULES` (counts are whole numbers;
+    Accepted ranges are in :data:`~fastrlm._foundation.validate.BUDGET_RULES` (counts are whole
+    numbers;
     no NaN or infinity: leave a limit ``None`` for no limit).
     """
 
