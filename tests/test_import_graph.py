@@ -31,8 +31,8 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
         anchor = module.split(".") if is_package else module.split(".")[:-1]
         anchor = anchor[: len(anchor) - (node.level - 1)]
         base = ".".join(anchor + ([node.module] if node.module else []))
-    names = [f"{base}.{alias.name}" for alias in node.names] if node.module is None else [base]
-    return names
+    # ``from pkg import name`` imports pkg, and pkg.name too when that is a module
+    return [base] + [f"{base}.{alias.name}" for alias in node.names]
 
 
 def _top_level_imports(tree: ast.Module) -> list[ast.stmt]:

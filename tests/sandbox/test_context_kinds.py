@@ -257,7 +257,7 @@ async def test_fifos_and_directory_links_are_left_out_of_the_listing(
 
 
 def test_a_fifo_swapped_in_for_a_listed_file_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    from fastrlm.sandbox._kinds import FileTree
+    from fastrlm.sandbox.kinds import FileTree
 
     (tmp_path / "a.txt").write_text("inside")
     tree = FileTree(str(tmp_path), ["a.txt"])

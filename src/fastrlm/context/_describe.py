@@ -1,14 +1,14 @@
 """What the root model is told about a context that is not text or JSON: bytes (an image's
 MIME type and size), an image, a DataFrame or Table (shape, columns, dtypes, first rows), a
 Parquet file (its schema), a file tree (its listing with sizes). Host side only; the kinds
-themselves are :mod:`fastrlm.sandbox._kinds`."""
+themselves are :mod:`fastrlm.sandbox.kinds`."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from ..sandbox import _kinds
+from ..sandbox import kinds
 
 LISTED_FILES = 200
 HEAD_ROWS = 5
@@ -17,10 +17,10 @@ DESCRIBED_COLUMNS = 60
 
 def describe(context: object) -> tuple[str, str, int]:
     """(type name, the lines the root model is told, size in bytes) of a rich context. Raises
-    :class:`~fastrlm.sandbox._kinds.KindError` as ``_kinds.encode`` does."""
+    :class:`~fastrlm.sandbox.kinds.KindError` as ``kinds.encode`` does."""
     if isinstance(context, (bytes, bytearray, memoryview)):
         return "bytes", _describe_bytes(bytes(context[:64]), len(context), context), len(context)
-    if _kinds.is_pil_image(context):
+    if kinds.is_pil_image(context):
         image: Any = context
         fmt = getattr(image, "format", None) or "PNG"
         text = (
@@ -31,25 +31,25 @@ def describe(context: object) -> tuple[str, str, int]:
             "llm_query(prompt, images=[context])."
         )
         return "image", text, 0
-    if _kinds.is_dataframe(context):
+    if kinds.is_dataframe(context):
         frame: Any = context
         return "DataFrame", _describe_dataframe(frame), int(frame.memory_usage(deep=False).sum())
-    if _kinds.is_arrow_table(context):
+    if kinds.is_arrow_table(context):
         table: Any = context
         return "Table", _describe_table(table, table.num_rows), int(table.nbytes)
-    if _kinds.is_path(context):
-        encoded = _kinds.encode_path(context)
-        if encoded.kind == _kinds.KIND_PARQUET:
+    if kinds.is_path(context):
+        encoded = kinds.encode_path(context)
+        if encoded.kind == kinds.KIND_PARQUET:
             return encoded.meta["type"], _describe_parquet(encoded.meta), os.path.getsize(
                 encoded.meta["path"])
         return "files", *_describe_files(encoded.meta["root"], encoded.meta["files"])
-    raise _kinds.KindError(f"not a rich context: {type(context).__name__}")
+    raise kinds.KindError(f"not a rich context: {type(context).__name__}")
 
 
 def _describe_bytes(head: bytes, size: int, data: object) -> str:
-    mime = _kinds.sniff_image(head)
+    mime = kinds.sniff_image(head)
     if mime is not None:
-        dims = _kinds.image_size(data)  # type: ignore[arg-type]
+        dims = kinds.image_size(data)  # type: ignore[arg-type]
         shown = f", {dims[0]}x{dims[1]} pixels" if dims else ""
         return (
             f"Your context is bytes: {size:,} bytes of a {mime} image{shown}. Open it with "

@@ -83,23 +83,23 @@ def canonical_bytes(context: object) -> bytes:
     :class:`ContextError` for values that cannot be a context."""
     if isinstance(context, str):
         return context.encode("utf-8", "surrogatepass")
-    from ..sandbox import _kinds
+    from ..sandbox import kinds
 
-    if _kinds.is_rich(context):
+    if kinds.is_rich(context):
         return _rich_bytes(context)
     with _as_context_error():
         return json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 def _rich_bytes(context: object) -> bytes:
-    from ..sandbox import _kinds
+    from ..sandbox import kinds
 
     with _as_context_error():
-        encoded = _kinds.encode(context)
+        encoded = kinds.encode(context)
     assert encoded is not None
-    if encoded.kind in (_kinds.KIND_FILES, _kinds.KIND_PARQUET):
+    if encoded.kind in (kinds.KIND_FILES, kinds.KIND_PARQUET):
         listing = []
-        for path in encoded.mounts if encoded.kind == _kinds.KIND_PARQUET else [
+        for path in encoded.mounts if encoded.kind == kinds.KIND_PARQUET else [
             os.path.join(encoded.meta["root"], f) for f in encoded.meta["files"]
         ]:
             stat = os.stat(path)
@@ -112,15 +112,15 @@ def _rich_bytes(context: object) -> bytes:
 def _as_context_error() -> Iterator[None]:
     """Reading a context's shape or bytes: what the value cannot give is a :class:`ContextError`
     that lists what a context may be."""
-    from ..sandbox import _kinds
+    from ..sandbox import kinds
 
     try:
         yield
-    except _kinds.KindError as exc:
+    except kinds.KindError as exc:
         raise ContextError(str(exc)) from exc
     except (TypeError, ValueError) as exc:
         raise ContextError(
-            f"this context cannot be used ({exc}). A context may be: {_kinds.ACCEPTED}"
+            f"this context cannot be used ({exc}). A context may be: {kinds.ACCEPTED}"
         ) from exc
     except RecursionError:
         raise too_deep() from None
@@ -159,13 +159,13 @@ def context_digest(context: object) -> tuple[str, int]:
 def describe_shape(context: object) -> ContextInfo:
     """Type, sizes and head of a context, without hashing it (``sha256`` is empty): what the
     root's first message needs, in microseconds even for a 400 MB str."""
-    from ..sandbox import _kinds
+    from ..sandbox import kinds
     from . import _describe
 
     if context is None:
-        raise ContextError(f"context is None. A context may be: {_kinds.ACCEPTED}")
+        raise ContextError(f"context is None. A context may be: {kinds.ACCEPTED}")
     with _as_context_error():
-        if _kinds.is_rich(context):
+        if kinds.is_rich(context):
             kind, summary, size = _describe.describe(context)
             return ContextInfo(kind, 0, (), "", size, "", summary)
         return _shape(context)

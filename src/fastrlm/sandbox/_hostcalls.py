@@ -40,7 +40,7 @@ from .._foundation.error_text import (
 )
 from .._foundation.images import ImagePart
 from .._foundation.wire import MAX_TOOL_JSON_CHARS, MAX_TOOL_JSON_DEPTH
-from . import _kinds
+from . import kinds
 
 logger = logging.getLogger("fastrlm.sandbox")
 
@@ -217,10 +217,10 @@ def _bounded_list(name: str, what: str, values: object) -> list[object]:
 
 def _image_list(name: str, value: object) -> list[ImagePart]:
     """The images of one prompt: None (none), one image, or a list of them (see
-    :func:`._kinds.image_part`)."""
+    :func:`.kinds.image_part`)."""
     if value is None:
         return []
-    if isinstance(value, (bytes, bytearray, memoryview)) or _kinds.is_pil_image(value):
+    if isinstance(value, (bytes, bytearray, memoryview)) or kinds.is_pil_image(value):
         values: list[object] = [value]
     elif isinstance(value, (list, tuple)):
         values = list(islice(value, MAX_IMAGES_PER_PROMPT + 1))
@@ -236,7 +236,7 @@ def _image_list(name: str, value: object) -> list[ImagePart]:
         )
     parts: list[ImagePart] = []
     for item in values:
-        part = _kinds.image_part(item, name)
+        part = kinds.image_part(item, name)
         parts.append(ImagePart(media_type=part["media_type"], data=part["data"]))
     return parts
 
@@ -317,15 +317,15 @@ def _wire_images(op: str, images: object, count: int) -> list[list[ImagePart]] |
             if (
                 not isinstance(part, dict)
                 or set(part) != {"media_type", "data"}
-                or part["media_type"] not in _kinds.IMAGE_TYPES
+                or part["media_type"] not in kinds.IMAGE_TYPES
                 or type(part["data"]) is not str
                 or not _BASE64.match(part["data"])
             ):
                 raise TypeError(f"{op}: an image must be {{'media_type': one of "
-                                f"{sorted(_kinds.IMAGE_TYPES)}, 'data': base64 str}}")
+                                f"{sorted(kinds.IMAGE_TYPES)}, 'data': base64 str}}")
             data = part["data"]  # what the REPL's side sniffed, sniffed again: the host trusts
             # no sender (a provider refuses the whole request for one bad image)
-            if len(data) % 4 or _kinds.sniff_image(binascii.a2b_base64(data[:32])) != part[
+            if len(data) % 4 or kinds.sniff_image(binascii.a2b_base64(data[:32])) != part[
                     "media_type"]:
                 raise ValueError(f"{op}: an image's data is not base64 of a "
                                  f"{part['media_type']} image")

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .._foundation.errors import ContextError
-from . import _hostcalls, _kinds
+from . import _hostcalls, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
@@ -114,8 +114,8 @@ class InProcessSandbox:
     async def start(self, context: object, bridge: HostBridge) -> None:
         self._loop = asyncio.get_running_loop()
         try:  # a Path becomes what the worker would see: a FileTree, or a table from Parquet
-            self._context = _kinds.in_process(context)
-        except _kinds.KindError as exc:
+            self._context = kinds.in_process(context)
+        except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         self._bridge = bridge
         self._runtime = self._new_runtime()

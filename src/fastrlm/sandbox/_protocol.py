@@ -24,12 +24,12 @@ Context buffer
 
         offset 0   magic   b"FRLMCTX1"
         offset 8   kind    1 = str, 2 = list[str], 3 = JSON (any other JSON-able value),
-                           4 = ASCII str laid out for zero-copy, 5-9 = the kinds of :mod:`._kinds`
+                           4 = ASCII str laid out for zero-copy, 5-9 = the kinds of :mod:`.kinds`
         offset 16  count   kind 2: number of list elements; kind 4: the data's offset;
                            kinds 5-9: the length of a JSON metadata object that follows; else 0
         offset 24  offsets (count + 1) u64 byte offsets into the data, kind 2 only
         then       data    UTF-8 (``surrogatepass``): the str, the concatenated elements, or JSON;
-                           kinds 5-9: the metadata JSON, then the payload (see :mod:`._kinds`)
+                           kinds 5-9: the metadata JSON, then the payload (see :mod:`.kinds`)
 
     A ``list[str]`` thus crosses as one buffer plus offsets, never one copy per element, and the
     worker decodes each element straight from the mapping.
@@ -53,7 +53,7 @@ import struct
 import sys
 from typing import Any
 
-from . import _kinds
+from . import kinds
 from ._hostcalls import HOST_CALL_OPS, TOOL_OP, wire_request, wire_tool_request
 
 HEADER = struct.Struct(">I")
@@ -199,13 +199,13 @@ def context_parts(context: object) -> tuple[int, list[Buffer]]:
     """Encode ``context`` for the buffer: (kind, buffers to write in order, prefix first).
     A large ASCII ``str`` is not copied: its UTF-8 bytes are its own storage (see
     :func:`utf8_view`). Raises ``TypeError``/``ValueError`` for values JSON cannot carry
-    (:class:`._kinds.KindError`, a ``ValueError``, for a rich kind that cannot be sent)."""
+    (:class:`.kinds.KindError`, a ``ValueError``, for a rich kind that cannot be sent)."""
     kind, parts, _ = encode_context(context)
     return kind, parts
 
 
-def encode_context(context: object) -> tuple[int, list[Buffer], _kinds.Encoded | None]:
-    """:func:`context_parts`, plus the :class:`._kinds.Encoded` form of a rich context (its
+def encode_context(context: object) -> tuple[int, list[Buffer], kinds.Encoded | None]:
+    """:func:`context_parts`, plus the :class:`.kinds.Encoded` form of a rich context (its
     read-only mounts and decoded size), or None for text and JSON."""
     if isinstance(context, str):
         data = utf8_view(context)
@@ -225,7 +225,7 @@ def encode_context(context: object) -> tuple[int, list[Buffer], _kinds.Encoded |
         table = struct.pack(f"<{len(offsets)}Q", *offsets)
         prefix = _PREFIX.pack(CONTEXT_MAGIC, KIND_LIST, len(chunks))
         return KIND_LIST, [prefix, table, *chunks], None
-    rich = _kinds.encode(context)
+    rich = kinds.encode(context)
     if rich is not None:
         meta = json.dumps(rich.meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
         prefix = _PREFIX.pack(CONTEXT_MAGIC, rich.kind, len(meta))
@@ -320,7 +320,7 @@ def load_context(fd: int) -> object:
         text = _mapped_str(fd, size, count)
         if text is not None:
             return text
-    if kind in _kinds.KINDS:
+    if kind in kinds.KINDS:
         return _load_rich(fd, size, kind, count)
     # MAP_POPULATE maps every page at once: decoding then runs ~5x faster than on page faults.
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
@@ -355,7 +355,7 @@ def load_context(fd: int) -> object:
 
 
 def _load_rich(fd: int, size: int, kind: int, meta_len: int) -> object:
-    """A :mod:`._kinds` context: its metadata, then its payload as a read-only mapping that
+    """A :mod:`.kinds` context: its metadata, then its payload as a read-only mapping that
     lives as long as the rebuilt object needs it (Arrow arrays point into it)."""
     start = _PREFIX.size + meta_len
     if start > size:
@@ -366,7 +366,7 @@ def _load_rich(fd: int, size: int, kind: int, meta_len: int) -> object:
     payload: mmap.mmap | None = None
     if size > start:
         payload = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-    return _kinds.rebuild(kind, meta, payload, start)
+    return kinds.rebuild(kind, meta, payload, start)
 
 
 #: CPython versions whose compact ASCII str this knows: refcount, type, length and hash are

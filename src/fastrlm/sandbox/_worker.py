@@ -34,7 +34,7 @@ from .._foundation.errors import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _cgroup, _hostcalls, _kinds, _layers, _protocol
+from . import _cgroup, _hostcalls, _layers, _protocol, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
@@ -269,7 +269,7 @@ class WorkerSandbox:
         self._bridge = bridge
         try:
             kind, parts, rich = await asyncio.to_thread(_protocol.encode_context, context)
-        except _kinds.KindError as exc:
+        except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
             raise ContextError(f"context cannot be sent to the sandbox: {exc}") from exc
