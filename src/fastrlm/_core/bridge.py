@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .._foundation.error_text import error_text
 from .._foundation.stop import StopReason
 from ..lm import LM, ImagePart
+from ..sandbox import tool_error_reply
 from .call_tree import CallTree, SubcallOutcome
 from .feedback import with_context
 from .ledger import Account
@@ -28,6 +29,8 @@ _SUBCALLS_DISABLED = error_text("subcalls_disabled", "sub-calls are disabled in 
 #: Runs a child RLM (prompt, context, its root LM, its depth) to its outcome.
 SpawnChild = Callable[[str, object, LM, int], Awaitable[Outcome]]
 
+
+_RUN_OVER = error_text("no_answer", "the run is over: nothing more is sent for it")
 
 @dataclass(frozen=True)
 class Answers:
@@ -49,6 +52,9 @@ class SubcallBridge:
     account: Account
     spawn: SpawnChild
     refused: StopReason | None = field(default=None, init=False)
+    #: The run has ended: a host call still made by its REPL (a thread of model code that
+    #: outlives the cell, in-process) is answered with an error, never sent, booked or traced.
+    over: bool = field(default=False, init=False)
 
     def pick_lm(self, name: str | None, default: LM) -> LM | str:
         """The LM a REPL call asked for, or an error text if the name is not configured."""
@@ -118,14 +124,20 @@ class SubcallBridge:
     async def llm_query_batched(
         self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
     ) -> list[str]:
+        if self.over:
+            return [_RUN_OVER] * len(prompts)
         return self._keep(await self.ask_llms(prompts, model, images))
 
     async def rlm_query_batched(
         self, prompts: list[str], contexts: list[object] | None, model: str | None
     ) -> list[str]:
+        if self.over:
+            return [_RUN_OVER] * len(prompts)
         return self._keep(await self.ask_rlms(prompts, contexts, model))
 
     async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        if self.over:
+            return tool_error_reply("tool_error", "the run is over: no tool runs for it")
         return await run_tool(
             {tool.name: tool for tool in self.config.tools}, name, arguments,
             counter=self.tree.tool_counter, emit=self.tree.emit, run_id=self.run_id,

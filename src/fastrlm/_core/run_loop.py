@@ -115,8 +115,10 @@ class Run:
                 reason = StopReason.TIMEOUT
             else:
                 reason = StopReason.CANCELLED
+            self._bridge.over = True
             self._finish(Outcome(self._answer_so_far(), reason, self.iterations), started)
             raise
+        self._bridge.over = True
         outcome = replace(outcome, refused=self._bridge.refused)
         self._finish(outcome, started)
         return outcome

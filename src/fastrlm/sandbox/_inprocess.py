@@ -13,8 +13,9 @@ import ctypes
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from .._foundation.errors import ContextError
 from . import _hostcalls, kinds
@@ -93,6 +94,8 @@ def _interrupted(exc: BaseException, out: CappedWriter, err: CappedWriter) -> di
     }
 
 
+_T = TypeVar("_T")
+
 class InProcessSandbox:
     """The unsafe in-process sandbox (``sandbox="none"``)."""
 
@@ -105,6 +108,7 @@ class InProcessSandbox:
         self._context: object = None
         self._bridge: HostBridge | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._host_tasks: set[asyncio.Task[Any]] = set()
         self._host_seconds = 0.0
         self._host_since = 0.0
         self._in_host = 0
@@ -139,14 +143,27 @@ class InProcessSandbox:
         (the cell's) thread blocked meanwhile. Raises what ``dispatch`` raises for a request it
         refuses (model code that calls this by hand)."""
         assert self._loop is not None and self._bridge is not None
+        if self._closed:  # a thread of model code that outlived its run: nothing more is sent
+            raise RuntimeError("the sandbox is closed: its run is over")
         coro = _hostcalls.dispatch(self._bridge, op, payload)
         self._host_since = time.monotonic()
         self._in_host += 1
         try:
-            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+            return asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop).result()
         finally:
             self._in_host -= 1
             self._host_seconds += time.monotonic() - self._host_since
+
+    async def _tracked(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run a host call as a task :meth:`close` can cancel: no host call of a closed
+        sandbox's REPL goes on (or reports anything) after its run has ended."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._host_tasks.add(task)
+        try:
+            return await coro
+        finally:
+            self._host_tasks.discard(task)
 
     def _own_time(self, started: float) -> float:
         """Seconds the cell has run, not counting time blocked on host calls."""
@@ -230,6 +247,10 @@ class InProcessSandbox:
 
     async def close(self) -> None:
         self.discard()
+        pending = [task for task in self._host_tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def discard(self) -> None:
         if not self._closed and self._runtime is not None:
