@@ -2,15 +2,21 @@
 
 Every event has a stable ``type`` string, the ``run_id`` of the RLM run that emitted it (a child
 RLM has its own ``run_id`` and names its parent), its ``depth`` (root = 0) and a wall-clock
-``ts``. ``to_dict()`` gives the JSON form used by ``--stream-json`` and the trace. Events never
-carry the context itself: only its sha256, size and shape.
+``ts``. ``to_dict()`` gives the JSON form used by ``--stream-json`` and the trace;
+``event_from_dict`` rebuilds the typed event from it, for a trace written by any version (fields
+it lacks get empty defaults, fields this version does not know are kept in ``extra``, an event
+type it does not know becomes an :class:`UnknownEvent`), so ``to_dict()`` gives back what was
+read. Events never carry the context itself: only its sha256, size and shape.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -20,9 +26,13 @@ class Event:
     run_id: str
     depth: int = 0
     ts: float = field(default_factory=time.time)
+    # Fields of a recorded event that this version does not know (a trace written by a newer
+    # version, or what the trace writer adds): kept so that to_dict() loses nothing.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {**self.extra, **asdict(self)}
+        del data["extra"]
         data["type"] = self.type
         return data
 
@@ -253,6 +263,21 @@ class RunFinished(Event):
     tool_calls: int = 0  # host tool calls of the whole tree (depth 0 only)
 
 
+@dataclass(frozen=True, kw_only=True)
+class UnknownEvent(Event):
+    """A recorded event whose type this version does not know: its fields stay in ``extra``
+    and ``to_dict()`` writes it back under its own ``event_type``."""
+
+    type: ClassVar[str] = "unknown"
+    event_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        del data["event_type"]
+        data["type"] = self.event_type
+        return data
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -277,11 +302,47 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event from its ``to_dict()`` form (unknown keys are ignored)."""
-    cls = EVENT_TYPES[data["type"]]
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """Rebuild an event from its ``to_dict()`` form, as written by this or any other version.
+
+    A field the record lacks gets its constant default, else an empty value of its type
+    (``""``, ``0``, ``0.0`` for ``ts``, ``None`` for an optional field, ``[]``, ...); keys the
+    class does not have are kept in ``extra``; an unknown ``type`` gives an
+    :class:`UnknownEvent`. So ``event_from_dict(d).to_dict() == d``
+    for every record with a string ``type``."""
+    kind = str(data.get("type", ""))
+    cls = EVENT_TYPES.get(kind, UnknownEvent)
+    known = _field_defaults(cls)
+    values = {name: (data[name] if name in data else empty()) for name, empty in known.items()}
+    values["extra"] = {k: v for k, v in data.items() if k not in known and k != "type"}
+    if cls is UnknownEvent:
+        values["event_type"] = kind
+    return cls(**values)
+
+
+@functools.cache
+def _field_defaults(cls: type[Event]) -> dict[str, Callable[[], Any]]:
+    """Each field of ``cls`` (but ``extra``) with what a record that lacks it gets."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Callable[[], Any]] = {}
+    for f in fields(cls):
+        if f.name in ("extra", "event_type"):
+            continue
+        if f.default is not MISSING:
+            out[f.name] = functools.partial(_same, f.default)
+        else:  # ts and lists too: a record without a time was not made now
+            out[f.name] = _empty_of(hints[f.name])
+    return out
+
+
+def _empty_of(hint: Any) -> Callable[[], Any]:
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) and type(None) in args:
+        return lambda: None
+    origin = typing.get_origin(hint) or hint
+    if origin in (str, int, float, bool, dict, list):
+        return typing.cast(Callable[[], Any], origin)
+    raise TypeError(f"no empty value for a field of type {hint!r}")
 
 
 EventCallback = Callable[[Event], object]
@@ -291,3 +352,7 @@ def preview(text: str, limit: int = 200) -> str:
     """A short one-line preview of ``text`` for events and displays."""
     flat = " ".join(text[: 8 * limit].split())  # never split a 400 MB answer whole
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _same(value: Any) -> Any:
+    return value
