@@ -462,7 +462,7 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
     parts = render_parts(trace, max_chars=max_chars)
     root = trace.root or {}
     title = escape(str(root.get("question", trace.path.stem))[:120])
-    data = page_data(trace.events)
+    data = page_data(trace.typed_events)
     data["live"] = live
     data["finished"] = trace.finished is not None
     return (
