@@ -48,27 +48,35 @@ class Trace:
     path: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     truncated_lines: int = 0
+    _typed: list[Event] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def typed_events(self) -> list[Event]:
         """The events as classes (:func:`~fastrlm.events.event_from_dict`: a record of an older
-        or newer version gets defaults for what it lacks and keeps what it adds)."""
-        return [event_from_dict(ev) for ev in self.events]
+        or newer version gets defaults for what it lacks and keeps what it adds). Built once:
+        records appended to ``events`` later are added on the next read."""
+        if len(self._typed) < len(self.events):
+            self._typed += map(event_from_dict, self.events[len(self._typed):])
+        return self._typed
 
     @property
     def root(self) -> dict[str, Any] | None:
-        root = self._root()
+        """The top-level run's ``run.started`` record."""
+        root = self.root_event
         return None if root is None else root.to_dict()
 
     @property
     def finished(self) -> dict[str, Any] | None:
-        root = self._root()
+        """The top-level run's ``run.finished`` record (None while it runs or if it died)."""
+        root = self.root_event
         for ev in reversed(self.typed_events):
             if isinstance(ev, RunFinished) and (root is None or ev.run_id == root.run_id):
                 return ev.to_dict()
         return None
 
-    def _root(self) -> RunStarted | None:
+    @property
+    def root_event(self) -> RunStarted | None:
+        """The top-level run's ``run.started``."""
         return next((ev for ev in self.typed_events
                      if isinstance(ev, RunStarted) and ev.parent_run_id is None), None)
 
