@@ -312,7 +312,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     for every record with a string ``type``."""
     kind = str(data.get("type", ""))
     cls = EVENT_TYPES.get(kind, UnknownEvent)
-    known = _field_defaults(cls)
+    known = _DEFAULTS.get(cls) or _DEFAULTS.setdefault(cls, _field_defaults(cls))
     values = {name: (data[name] if name in data else empty()) for name, empty in known.items()}
     values["extra"] = {k: v for k, v in data.items() if k not in known and k != "type"}
     if cls is UnknownEvent:
@@ -324,7 +324,9 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     return event
 
 
-@functools.cache
+_DEFAULTS: dict[type[Event], dict[str, Callable[[], Any]]] = {}
+
+
 def _field_defaults(cls: type[Event]) -> dict[str, Callable[[], Any]]:
     """Each field of ``cls`` (but ``extra``) with what a record that lacks it gets."""
     hints = typing.get_type_hints(cls)

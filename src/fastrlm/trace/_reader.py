@@ -193,7 +193,8 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 )
                 budget = {k: v for k, v in (ev.budget or {}).items() if v is not None}
                 if budget:
-                    out.append(f"{pad}  budget: " + ", ".join(f"{k}={v}" for k, v in budget.items()))
+                    shown = ", ".join(f"{k}={v}" for k, v in budget.items())
+                    out.append(f"{pad}  budget: {shown}")
                 out.append(f"{pad}  question: {ev.question}")
             case IterationStarted():
                 flush_subcalls(run_id, depth)
