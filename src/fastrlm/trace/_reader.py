@@ -103,8 +103,9 @@ def read_trace(path: Path) -> Trace:
 def _with_answer(event: dict[str, Any], folder: Path) -> dict[str, Any]:
     """A ``run.finished`` whose long answer went to a sidecar file gets it back (the head
     written inline stays when the file is gone)."""
-    name = event.get("answer_file")
-    if event.get("type") == RunFinished.type and isinstance(name, str) and "/" not in name:
+    name = event.get("answer_file")  # the writer's own field, kept in the event's ``extra``
+    if isinstance(name, str) and "/" not in name and isinstance(event_from_dict(event),
+                                                                RunFinished):
         with contextlib.suppress(OSError):
             event["answer"] = (folder / name).read_text(encoding="utf-8", errors="replace")
     return event
