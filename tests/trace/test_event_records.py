@@ -21,6 +21,7 @@ from fastrlm.events import (
     ModelResponse,
     RunFinished,
     RunStarted,
+    SandboxRestarted,
     SubcallFinished,
     SubcallStarted,
     UnknownEvent,
@@ -142,3 +143,12 @@ def test_any_record_with_a_type_or_none_rebuilds_to_itself_plus_defaults(
 ) -> None:
     rebuilt = event_from_dict(record).to_dict()
     assert {k: rebuilt[k] for k in record} == record
+
+
+def test_typed_events_follow_records_appended_after_the_first_read() -> None:
+    trace = read_trace(OLD_TRACE)
+    before = len(trace.typed_events)
+    trace.events.append({"type": "sandbox.restarted", "run_id": "old1", "reason": "oom"})
+    assert len(trace.typed_events) == before + 1
+    assert isinstance(trace.typed_events[-1], SandboxRestarted)
+    assert trace.typed_events[-1].reason == "oom"
