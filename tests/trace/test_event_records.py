@@ -137,6 +137,7 @@ def test_a_trace_of_an_older_version_renders_as_transcript_and_page() -> None:
     {"type": "model.response"},
     {"run_id": "r"},
     {"type": "code.executed", "run_id": "r", "restored": ["x"], "later_field": {"a": 1}},
+    {"type": "later.event", "extra": 1, "event_type": "its own field"},
 ])
 def test_any_record_with_a_type_or_none_rebuilds_to_itself_plus_defaults(
     record: dict[str, Any],
