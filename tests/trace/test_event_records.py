@@ -127,7 +127,8 @@ def test_a_trace_of_an_older_version_renders_as_transcript_and_page() -> None:
     trace = read_trace(OLD_TRACE)
     text = render_transcript(trace, subcalls=True)
     assert "Run old1" in text and "sub-calls: 1 (0 failed, 0 from cache)" in text
-    assert "output (2 chars):" in text  # no output_chars recorded: the output's own length
+    assert "· c1 openai/gpt-4o-mini: 7" in text and "ran block 1 in 0.20s" in text
+    assert "answer delivered via FINAL (1 chars)" in text
     assert "── finished: final" in text and "did not finish" not in text
     page = render_html(trace)
     assert "old1" in page and "How many?" in page

@@ -222,7 +222,7 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 out.append(f"{pad}ran block {ev.block} in {float(ev.duration_s):.2f}s{extra}")
                 output = str(ev.output)
                 if output.strip():
-                    out.append(f"{pad}output ({int(ev.output_chars or len(output)):,} chars):")
+                    out.append(f"{pad}output ({int(ev.output_chars):,} chars):")
                     out.append(_indent(clip(output), depth))
                 if ev.error:
                     out.append(f"{pad}error:")
