@@ -21,6 +21,7 @@ from ._foundation.events import (
     SubcallStarted,
     ToolFinished,
     ToolStarted,
+    UnknownEvent,
     event_from_dict,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "SubcallsRefused",
     "ToolFinished",
     "ToolStarted",
+    "UnknownEvent",
     "event_from_dict",
 ]

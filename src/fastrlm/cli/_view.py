@@ -83,7 +83,7 @@ def view(run: str, output: Path | None, open_it: bool, follow: bool, port: int) 
     from ._runs import trace_or_exit
 
     path, trace = trace_or_exit(run)
-    run_id = str((trace.root or {}).get("run_id") or path.stem)
+    run_id = str(trace.root_event.run_id if trace.root_event else "") or path.stem
     target = output if output is not None else views_dir() / f"{run_id}.html"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

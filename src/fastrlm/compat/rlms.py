@@ -34,7 +34,14 @@ from .._core.facade import RLM as FastRLM
 from .._core.prompts import Prompts
 from .._foundation.budget import Budget
 from .._foundation.errors import ConfigurationError, RLMError
-from .._foundation.events import Event
+from .._foundation.events import (
+    CodeExecuted,
+    Event,
+    IterationStarted,
+    RunFinished,
+    SubcallFinished,
+    SubcallStarted,
+)
 from .._foundation.limits import Limits
 from .._foundation.result import RLMResult
 from ..lm import LM, resolve
@@ -326,16 +333,14 @@ class RLM:
             if line:
                 print(f"[fastrlm] {line}", file=sys.stderr)
         sub_start, sub_done, it_start, it_done = self._callbacks
-        data = event.to_dict()
-        kind = data["type"]
-        if kind == "subcall.started" and sub_start is not None:
-            sub_start(event.depth + 1, data["model"], data.get("prompt_preview", ""))
-        elif kind == "subcall.finished" and sub_done is not None:
-            sub_done(event.depth + 1, data["model"], float(data["latency_s"]), data["error"])
-        elif kind == "iteration.started" and it_start is not None:
-            it_start(event.depth, data["iteration"])
-        elif kind == "code.executed" and it_done is not None:
-            it_done(event.depth, data["iteration"], float(data["duration_s"]))
+        if isinstance(event, SubcallStarted) and sub_start is not None:
+            sub_start(event.depth + 1, event.model, event.prompt_preview)
+        elif isinstance(event, SubcallFinished) and sub_done is not None:
+            sub_done(event.depth + 1, event.model, float(event.latency_s), event.error)
+        elif isinstance(event, IterationStarted) and it_start is not None:
+            it_start(event.depth, event.iteration)
+        elif isinstance(event, CodeExecuted) and it_done is not None:
+            it_done(event.depth, event.iteration, float(event.duration_s))
 
     def _completed(self, prompt: object, result: RLMResult, started: float,
                    error: str | None = None) -> RLMChatCompletion:
@@ -437,18 +442,16 @@ def _backend_lm(backend: str, kwargs: Mapping[str, Any] | None,
 
 
 def _verbose_line(event: Event) -> str | None:
-    data = event.to_dict()
-    kind, depth = data["type"], data.get("depth", 0)
-    pad = "  " * int(depth)
-    if kind == "iteration.started":
-        return f"{pad}iteration {data['iteration']}/{data['max_iterations']}"
-    if kind == "code.executed":
-        error = " (error)" if data.get("error") else ""
-        return f"{pad}ran code block {data['block']} in {float(data['duration_s']):.2f}s{error}"
-    if kind == "subcall.finished":
-        return f"{pad}sub-call {data['call_id']} {'failed' if data['error'] else 'answered'}"
-    if kind == "run.finished" and depth == 0:
-        return f"finished: {data['stop_reason']}, ${float(data['cost_usd']):.4f}"
+    pad = "  " * int(event.depth)
+    if isinstance(event, IterationStarted):
+        return f"{pad}iteration {event.iteration}/{event.max_iterations}"
+    if isinstance(event, CodeExecuted):
+        error = " (error)" if event.error else ""
+        return f"{pad}ran code block {event.block} in {float(event.duration_s):.2f}s{error}"
+    if isinstance(event, SubcallFinished):
+        return f"{pad}sub-call {event.call_id} {'failed' if event.error else 'answered'}"
+    if isinstance(event, RunFinished) and event.depth == 0:
+        return f"finished: {event.stop_reason}, ${float(event.cost_usd):.4f}"
     return None
 
 

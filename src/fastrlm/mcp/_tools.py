@@ -18,7 +18,15 @@ from typing import Any
 from .._core.facade import RLM
 from .._foundation.budget import Budget
 from .._foundation.errors import ConfigurationError, ContextError, RLMError
-from .._foundation.events import Event
+from .._foundation.events import (
+    BudgetWarning,
+    CodeExecuted,
+    Event,
+    FinalAnswer,
+    IterationStarted,
+    SubcallFinished,
+    SubcallsRefused,
+)
 from .._foundation.result import RLMResult
 from ..context import LoadedContext, LoadLimits, load_context
 from ..trace import (
@@ -83,23 +91,21 @@ class ContextHandles:
 def progress_message(event: Event) -> str | None:
     """The progress line for an engine event worth telling a client about, else ``None``.
     Child runs (``depth`` > 0) report through their parent's sub-call events."""
-    data = event.to_dict()
-    kind = data["type"]
-    if data.get("depth", 0) and kind != "subcall.finished":
+    if event.depth and not isinstance(event, SubcallFinished):
         return None
-    if kind == "iteration.started":
-        return f"iteration {data['iteration']}/{data['max_iterations']}"
-    if kind == "code.executed":
-        state = " (timed out)" if data.get("timed_out") else " (error)" if data.get("error") else ""
-        return f"ran code block {data['block']} of iteration {data['iteration']}{state}"
-    if kind == "subcall.finished":
-        return "sub-call " + ("failed" if data.get("error") else "answered")
-    if kind == "subcalls.refused":
-        return f"{data['count']} sub-call(s) refused: {data['message']}"
-    if kind == "budget.warning":
-        return f"budget: {data['resource']} at {float(data['fraction']):.0%}"
-    if kind == "final":
-        return f"answer ready ({data['answer_chars']:,} chars)"
+    if isinstance(event, IterationStarted):
+        return f"iteration {event.iteration}/{event.max_iterations}"
+    if isinstance(event, CodeExecuted):
+        state = " (timed out)" if event.timed_out else " (error)" if event.error else ""
+        return f"ran code block {event.block} of iteration {event.iteration}{state}"
+    if isinstance(event, SubcallFinished):
+        return "sub-call " + ("failed" if event.error else "answered")
+    if isinstance(event, SubcallsRefused):
+        return f"{event.count} sub-call(s) refused: {event.message}"
+    if isinstance(event, BudgetWarning):
+        return f"budget: {event.resource} at {float(event.fraction):.0%}"
+    if isinstance(event, FinalAnswer):
+        return f"answer ready ({event.answer_chars:,} chars)"
     return None
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from .._foundation.events import ToolStarted
 from ._html_assets import CSS, JS
 from ._html_data import page_data, script_json
 from ._html_model import (
@@ -26,7 +27,9 @@ from ._html_model import (
     Grouped,
     Iteration,
     Run,
+    SubcallRow,
     Subcalls,
+    ToolCall,
     as_float,
     as_int,
     group,
@@ -87,42 +90,43 @@ class _Page:
     # ---- the summary: header, facts, per-model breakdown, call tree ----
 
     def header(self, run: Run, complete: bool) -> None:
-        st, fin = run.started or {}, run.finished or {}
-        stop = str(fin.get("stop_reason", "")) if fin else "incomplete"
+        st, fin = run.started, run.finished
+        stop = str(fin.stop_reason) if fin else "incomplete"
         o = self.out
-        o.append(f'<header><h1>{self.t(st.get("question", "(no question recorded)"), 2000)}</h1>')
+        question = st.question if st else "(no question recorded)"
+        o.append(f'<header><h1>{self.t(question, 2000)}</h1>')
         badge = f'<span class="badge {stop_state(stop)}">{self.t(stop)}</span>'
         if not complete:
             badge += ' <span class="badge bad">incomplete</span>'
         o.append(f'<p class="meta">{badge} run <code>{self.t(run.run_id)}</code>'
-                 f"{_when(st.get('ts'))}</p>")
+                 f"{_when(st.ts or None if st else None)}</p>")
         if not complete:
             o.append('<p class="banner bad">This trace is incomplete: the run did not finish '
                      "(the process was killed or is still running).</p>")
         rows: list[tuple[str, str]] = [
-            ("models", f"root {self.t(st.get('model'))} · sub {self.t(st.get('sub_model'))}"),
+            ("models", f"root {self.t(st and st.model)} · sub {self.t(st and st.sub_model)}"),
             ("sandbox", self._sandbox(run)),
-            ("context", _context(st.get("context"))),
+            ("context", _context(st and st.context)),
         ]
-        budget = {k: v for k, v in (st.get("budget") or {}).items() if v is not None}
+        budget = {k: v for k, v in ((st and st.budget) or {}).items() if v is not None}
         if budget:
             rows.append(("budget", self.t(", ".join(f"{k}={v}" for k, v in budget.items()))))
         if fin:
-            usage = fin.get("usage") or {}
+            usage = fin.usage or {}
             rows += [
-                ("cost", f"${as_float(fin.get('cost_usd')):.4f}"),
+                ("cost", f"${as_float(fin.cost_usd):.4f}"),
                 ("tokens", f"{as_int(usage.get('input_tokens')):,} in · "
                            f"{as_int(usage.get('output_tokens')):,} out"),
-                ("duration", f"{as_float(fin.get('duration_s')):.2f}s · "
-                             f"{as_int(fin.get('iterations'))} iteration(s) · "
-                             f"{as_int(fin.get('subcalls'))} sub-call(s)"),
+                ("duration", f"{as_float(fin.duration_s):.2f}s · "
+                             f"{as_int(fin.iterations)} iteration(s) · "
+                             f"{as_int(fin.subcalls)} sub-call(s)"),
             ]
-            if fin.get("error"):
-                kind = f" ({self.t(fin.get('error_kind'))})" if fin.get("error_kind") else ""
-                rows.append(("error", f'<span class="bad">{self.t(fin["error"])}</span>{kind}'))
+            if fin.error:
+                kind = f" ({self.t(fin.error_kind)})" if fin.error_kind else ""
+                rows.append(("error", f'<span class="bad">{self.t(fin.error)}</span>{kind}'))
         if run.warnings:
             rows.append(("budget warnings", ", ".join(
-                f"{self.t(w.get('resource'))} at {as_float(w.get('fraction')):.0%}"
+                f"{self.t(w.resource)} at {as_float(w.fraction):.0%}"
                 for w in run.warnings)))
         o.append('<table class="facts">' + "".join(
             f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
@@ -133,7 +137,7 @@ class _Page:
             o.append("</ul>")
         if fin:
             o.append("<h2>Answer</h2>")
-            self.answer(str(fin.get("answer", "")))
+            self.answer(str(fin.answer))
         o.append("</header>")
 
     def breakdown(self) -> None:
@@ -163,18 +167,18 @@ class _Page:
     def tree(self, run: Run, seen: set[str]) -> None:
         """One ``<li>`` per run, its children nested (a run met twice is drawn once)."""
         seen.add(run.run_id)
-        st, fin = run.started or {}, run.finished
-        stop = str(fin.get("stop_reason")) if fin else "running"
+        st, fin = run.started, run.finished
+        stop = str(fin.stop_reason) if fin else "running"
         facts = [f"{run.subcalls:,} sub-call(s)"]
         if fin:
-            facts += [f"${as_float(fin.get('cost_usd')):.4f}",
-                      f"{as_float(fin.get('duration_s')):.1f}s"]
+            facts += [f"${as_float(fin.cost_usd):.4f}", f"{as_float(fin.duration_s):.1f}s"]
+        question = str(st.question) if st else ""
         self.out.append(
             f'<li><a href="#run-{_attr(run.run_id)}" title="{_attr(run.run_id)}">'
-            f"depth {as_int(st.get('depth'))}</a> "
+            f"depth {as_int(st and st.depth)}</a> "
             f'<span class="badge {stop_state(stop)}">{self.t(stop)}</span> '
-            f'<span class="q" title="{_attr(str(st.get("question", ""))[:300])}">'
-            f"{self.t(' '.join(str(st.get('question', '')).split()), 120)}</span> "
+            f'<span class="q" title="{_attr(question[:300])}">'
+            f"{self.t(' '.join(question.split()), 120)}</span> "
             f'<span class="stats">{" · ".join(facts)}</span>')
         kids = [self.runs[c] for c in run.children if c in self.runs and c not in seen]
         if kids:
@@ -185,14 +189,12 @@ class _Page:
         self.out.append("</li>")
 
     def _sandbox(self, run: Run) -> str:
-        asked = self.t((run.started or {}).get("sandbox", "?"))
+        asked = self.t(run.started.sandbox if run.started else "?")
         if run.sandbox is None:
             return f"{asked} (not started)"
-        layer = self.t(run.sandbox.get("layer"))
-        unsafe = ' <span class="badge bad">UNSAFE: in-process</span>' if run.sandbox.get(
-            "unsafe") else ""
-        return (f"{layer}{unsafe} (asked: {asked}; ready in "
-                f"{as_float(run.sandbox.get('startup_s')):.2f}s)")
+        layer = self.t(run.sandbox.layer)
+        unsafe = ' <span class="badge bad">UNSAFE: in-process</span>' if run.sandbox.unsafe else ""
+        return f"{layer}{unsafe} (asked: {asked}; ready in {as_float(run.sandbox.startup_s):.2f}s)"
 
     def answer(self, text: str) -> None:
         if not text:
@@ -215,18 +217,18 @@ class _Page:
         resp = it.response
         stats = ""
         if resp is not None:
-            stats = (f" · {self.t(resp.get('model'))} · {as_int(resp.get('input_tokens')):,} in"
-                     f" / {as_int(resp.get('output_tokens')):,} out · "
-                     f"${as_float(resp.get('cost_usd')):.4f} · "
-                     f"{as_float(resp.get('latency_s')):.1f}s")
+            stats = (f" · {self.t(resp.model)} · {as_int(resp.input_tokens):,} in"
+                     f" / {as_int(resp.output_tokens):,} out · "
+                     f"${as_float(resp.cost_usd):.4f} · "
+                     f"{as_float(resp.latency_s):.1f}s")
         o.append(f'<section class="iter"><h3>{title}<span class="stats">{stats}</span></h3>')
         if it.failure is not None:
             o.append(f'<p class="banner bad">the model call failed after '
-                     f"{as_int(it.failure.get('attempts')) or 1} attempt(s): "
-                     f"{self.t(it.failure.get('error'))}</p>")
+                     f"{as_int(it.failure.attempts) or 1} attempt(s): "
+                     f"{self.t(it.failure.error)}</p>")
         cells = list(it.cells)
         if resp is not None:
-            self.reply(str(resp.get("text", "")), cells)
+            self.reply(str(resp.text), cells)
         for cell in cells:  # cells whose code the reply's fences did not show
             self.cell(cell)
         self.items(it.tail)
@@ -254,27 +256,28 @@ class _Page:
 
     def cell(self, cell: Cell) -> None:
         o = self.out
-        ev = cell.event or {}
+        ev = cell.event
         flags = []
-        if cell.event is None:
+        if ev is None:
             flags.append('<span class="badge warn">running or interrupted</span>')
-        if ev.get("timed_out"):
+        elif ev.timed_out:
             flags.append('<span class="badge bad">timed out</span>')
-        if ev.get("restarted"):
+        if ev is not None and ev.restarted:
             flags.append('<span class="badge bad">sandbox restarted</span>')
-        if ev.get("error"):
+        if ev is not None and ev.error:
             flags.append('<span class="badge bad">error</span>')
-        bad = " bad" if ev.get("error") or ev.get("timed_out") or ev.get("restarted") else ""
-        ran = f" ran in {as_float(ev.get('duration_s')):.2f}s" if cell.event else ""
+        bad = " bad" if ev is not None and (ev.error or ev.timed_out or ev.restarted) else ""
+        ran = f" ran in {as_float(ev.duration_s):.2f}s" if ev is not None else ""
+        block = (as_int(ev.block) if ev is not None else 0) or ""
         o.append(f'<div class="block{bad}"><div class="blockhead">cell '
-                 f"{as_int(ev.get('block')) or ''}{ran} {' '.join(flags)}</div>")
-        if cell.event is not None:
-            o.append(f'<pre class="code">{self.t(ev.get("code"))}</pre>')
+                 f"{block}{ran} {' '.join(flags)}</div>")
+        if ev is not None:
+            o.append(f'<pre class="code">{self.t(ev.code)}</pre>')
         self.items(cell.items)
-        if cell.event is not None:
-            output = str(ev.get("output", ""))
-            error = str(ev.get("error") or "")
-            raw = as_int(ev.get("output_chars"))
+        if ev is not None:
+            output = str(ev.output)
+            error = str(ev.error or "")
+            raw = as_int(ev.output_chars)
             cut = f" (cut from {raw:,} chars)" if raw > len(output) else ""
             if error and error.strip() in output:
                 # the traceback is part of what the model saw: shown once, as the error
@@ -287,9 +290,9 @@ class _Page:
                 if error:
                     o.append('<div class="label bad">error</div>')
                     self.pre(error, "error")
-            if ev.get("restored"):
+            if ev.restored:
                 o.append(f'<p class="note">restored after restart: '
-                         f"{self.t(', '.join(map(str, ev['restored'])))}</p>")
+                         f"{self.t(', '.join(map(str, ev.restored)))}</p>")
         o.append("</div>")
 
     def items(self, items: list[tuple[str, Any]]) -> None:
@@ -303,15 +306,15 @@ class _Page:
                 self.tool(payload)
             elif kind == "restart":
                 o.append(f'<p class="banner bad">sandbox restarted: '
-                         f"{self.t(payload.get('reason'))}</p>")
+                         f"{self.t(payload.reason)}</p>")
             elif kind == "warning":
                 o.append(f'<p class="banner warn">budget warning: '
-                         f"{self.t(payload.get('resource'))} at "
-                         f"{as_float(payload.get('fraction')):.0%}</p>")
+                         f"{self.t(payload.resource)} at "
+                         f"{as_float(payload.fraction):.0%}</p>")
             elif kind == "final":
                 o.append(f'<p class="banner ok">answer delivered via '
-                         f"{self.t(payload.get('source'))} "
-                         f"({as_int(payload.get('answer_chars')):,} chars)</p>")
+                         f"{self.t(payload.source)} "
+                         f"({as_int(payload.answer_chars):,} chars)</p>")
 
     def subcall_summary(self, s: Subcalls) -> None:
         o = self.out
@@ -346,19 +349,19 @@ class _Page:
             o.append(f"{more}</details></noscript>")
         o.append("</details>")
 
-    def call_table(self, calls: list[dict[str, Any]]) -> None:
+    def call_table(self, calls: list[SubcallRow]) -> None:
         rows = []
-        for c in calls:
-            reply = (_td(c["error"], "bad") if c.get("error")
-                     else _td(c.get("response_preview")))
-            cached = " (cached)" if c.get("cached") else ""
+        for row in calls:
+            c = row.finished
+            reply = _td(c.error, "bad") if c.error else _td(c.response_preview)
+            cached = " (cached)" if c.cached else ""
             rows.append(
-                f"<tr>{_td(c.get('call_id'), 'mono')}"
-                f"{_td(str(c.get('model') or '') + cached, 'opt')}"
-                f'<td class="num">{as_float(c.get("latency_s")):.2f}s</td>'
-                f'<td class="num opt">{as_int(c.get("input_tokens")):,}/'
-                f"{as_int(c.get('output_tokens')):,}</td>"
-                f"{_td(c.get('prompt_preview'))}{reply}</tr>"
+                f"<tr>{_td(c.call_id, 'mono')}"
+                f"{_td(str(c.model or '') + cached, 'opt')}"
+                f'<td class="num">{as_float(c.latency_s):.2f}s</td>'
+                f'<td class="num opt">{as_int(c.input_tokens):,}/'
+                f"{as_int(c.output_tokens):,}</td>"
+                f"{_td(row.prompt_preview)}{reply}</tr>"
             )
         self.out.append(
             '<div class="scroll"><table class="grid calls"><thead><tr><th class="w-id">call</th>'
@@ -366,45 +369,46 @@ class _Page:
             '<th class="num w-tok opt">tokens in/out</th><th>prompt</th><th>reply</th></tr>'
             "</thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
-    def tool(self, call: dict[str, Any]) -> None:
-        st, fin = call.get("started") or {}, call.get("finished")
+    def tool(self, call: ToolCall) -> None:
+        st, fin = call.started, call.finished
         if fin is None:
             state = '<span class="badge warn">running</span>'
-        elif fin.get("error"):
+        elif fin.error:
             state = '<span class="badge bad">error</span>'
         else:
             state = '<span class="badge ok">ok</span>'
-        took = f" in {as_float(fin.get('duration_s')):.2f}s" if fin else ""
+        took = f" in {as_float(fin.duration_s):.2f}s" if fin else ""
+        arguments = st.arguments_preview if isinstance(st, ToolStarted) else ""
         self.out.append(
-            f'<details class="tool"><summary>tool <code>{self.t(st.get("tool") or "?")}</code>'
-            f"{took} {state} <span class=\"note\">{self.t(st.get('arguments_preview'), 120)}"
+            f'<details class="tool"><summary>tool <code>{self.t(st.tool or "?")}</code>'
+            f"{took} {state} <span class=\"note\">{self.t(arguments, 120)}"
             "</span></summary>")
         self.out.append('<div class="label">arguments</div>')
-        self.pre(st.get("arguments_preview", ""), "code")
+        self.pre(arguments, "code")
         if fin is not None:
-            if fin.get("error"):
+            if fin.error:
                 self.out.append('<div class="label bad">error</div>')
-                self.pre(fin["error"], "error")
-            chars = as_int(fin.get("result_chars"))
+                self.pre(fin.error, "error")
+            chars = as_int(fin.result_chars)
             self.out.append(f'<div class="label">result ({chars:,} chars)</div>')
-            self.pre(fin.get("result_preview", ""), "output")
+            self.pre(fin.result_preview, "output")
         self.out.append("</details>")
 
     def child(self, child_id: str) -> None:
         child = self.runs.get(child_id) or Run(child_id)
-        st, fin = child.started or {}, child.finished
-        stop = str(fin.get("stop_reason")) if fin else "incomplete"
-        cost = f" · ${as_float(fin.get('cost_usd')):.4f}" if fin else ""
+        st, fin = child.started, child.finished
+        stop = str(fin.stop_reason) if fin else "incomplete"
+        cost = f" · ${as_float(fin.cost_usd):.4f}" if fin else ""
         self.out.append(
             f'<details class="child" id="run-{_attr(child_id)}"><summary>child run '
-            f"<code>{self.t(child_id)}</code> (depth {as_int(st.get('depth'))}) "
+            f"<code>{self.t(child_id)}</code> (depth {as_int(st and st.depth)}) "
             f'<span class="badge {stop_state(stop)}">{self.t(stop)}</span>'
-            f"{cost}: {self.t(st.get('question', ''), 200)}</summary>"
+            f"{cost}: {self.t(st.question if st else '', 200)}</summary>"
         )
         self.run(child)
         if fin:
             self.out.append('<div class="label">child answer</div>')
-            self.answer(str(fin.get("answer", "")))
+            self.answer(str(fin.answer))
         self.out.append("</details>")
 
 
@@ -429,9 +433,9 @@ def _context(ctx: Any) -> str:
 def render_parts(trace: Trace, *, max_chars: int = 20_000) -> dict[str, str]:
     """The page's two server-rendered pieces: ``summary`` (header, facts, per-model breakdown,
     call tree, answer) and ``detail`` (every root turn, nested child runs), as HTML."""
-    grouped = group(trace.events)
+    grouped = group(trace.typed_events)
     page = _Page(grouped, max_chars)
-    root_id = (trace.root or {}).get("run_id") or (
+    root_id = (trace.root_event.run_id if trace.root_event else "") or (
         grouped.tops[0] if grouped.tops else trace.path.stem)
     root = grouped.runs.get(str(root_id)) or Run(str(root_id))
     page.header(root, trace.finished is not None)
@@ -460,9 +464,9 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
     Never raises on odd events: missing fields render as blanks or zeros.
     """
     parts = render_parts(trace, max_chars=max_chars)
-    root = trace.root or {}
-    title = escape(str(root.get("question", trace.path.stem))[:120])
-    data = page_data(trace.events)
+    root = trace.root_event
+    title = escape(str(root.question if root else trace.path.stem)[:120])
+    data = page_data(trace.typed_events)
     data["live"] = live
     data["finished"] = trace.finished is not None
     return (

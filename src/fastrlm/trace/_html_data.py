@@ -12,6 +12,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._foundation.events import (
+    ChildRunFinished,
+    ChildRunStarted,
+    CodeExecuted,
+    Event,
+    ModelResponse,
+    RunStarted,
+    SubcallFinished,
+    SubcallStarted,
+    ToolFinished,
+)
+
 #: Characters of a prompt or reply preview kept per sub-call row (the row's tooltip shows them).
 ROW_PREVIEW_CHARS = 120
 
@@ -19,8 +31,6 @@ ROW_PREVIEW_CHARS = 120
 FLAG_ERROR = 1
 FLAG_CACHED = 2
 FLAG_UNFINISHED = 4
-
-_SPAN_KINDS = {"model.response": "turn", "code.executed": "cell", "tool.finished": "tool"}
 
 
 def _num(value: Any) -> float:
@@ -35,11 +45,11 @@ def _clip(value: Any) -> str:
     return "" if value is None else str(value)[:ROW_PREVIEW_CHARS]
 
 
-def page_data(events: list[dict[str, Any]]) -> dict[str, Any]:
+def page_data(events: list[Event]) -> dict[str, Any]:
     """Columns of sub-calls (``calls``), spans of root turns, cells, tools and child runs
     (``spans``), and the runs they belong to (``runs``: id, depth, parent index). Times are
     seconds since the first event (``t0``, a Unix time). Never raises on odd events."""
-    t0 = next((_num(ev.get("ts")) for ev in events if ev.get("ts") is not None), 0.0)
+    t0 = next((_num(ev.ts) for ev in events if ev.ts), 0.0)
     runs: list[list[Any]] = []
     run_index: dict[str, int] = {}
     models: list[str] = []
@@ -81,48 +91,46 @@ def page_data(events: list[dict[str, Any]]) -> dict[str, Any]:
      add_prompt, add_reply) = (calls[k].append for k in calls)
     last_run: tuple[Any, int] = (None, 0)
     for ev in events:
-        kind = ev.get("type")
-        ts = _num(ev.get("ts"))
-        if kind == "run.started":
-            run_of(ev.get("run_id"), ev.get("parent_run_id"), ev.get("depth"))
+        ts = _num(ev.ts)
+        if isinstance(ev, RunStarted):
+            run_of(ev.run_id, ev.parent_run_id, ev.depth)
             continue
-        if ev.get("run_id") == last_run[0]:
+        if ev.run_id == last_run[0]:
             run = last_run[1]
         else:
-            run = run_of(ev.get("run_id"), depth=ev.get("depth"))
-            last_run = (ev.get("run_id"), run)
-        if kind == "subcall.started":
-            started[(run, str(ev.get("call_id")))] = (ts, _clip(ev.get("prompt_preview")))
-        elif kind == "subcall.finished":
-            call_id = str(ev.get("call_id") or "")
+            run = run_of(ev.run_id, depth=ev.depth)
+            last_run = (ev.run_id, run)
+        if isinstance(ev, SubcallStarted):
+            started[(run, str(ev.call_id))] = (ts, _clip(ev.prompt_preview))
+        elif isinstance(ev, SubcallFinished):
+            call_id = str(ev.call_id or "")
             start, prompt = started.pop((run, call_id), (None, ""))
-            latency = _num(ev.get("latency_s"))
-            error = ev.get("error")
+            latency = _num(ev.latency_s)
+            error = ev.error
             begin = start if start is not None else ts - latency
             add_run(run)
             add_id(call_id)
-            add_model(model_of(ev.get("model")))
+            add_model(model_of(ev.model))
             add_start(round(begin - t0, 4))
             add_dur(round(max(ts - begin, latency), 4))
-            add_tin(int(_num(ev.get("input_tokens"))))
-            add_tout(int(_num(ev.get("output_tokens"))))
-            add_cost(_num(ev.get("cost_usd")))
-            add_flag((FLAG_ERROR if error else 0) | (FLAG_CACHED if ev.get("cached") else 0))
+            add_tin(int(_num(ev.input_tokens)))
+            add_tout(int(_num(ev.output_tokens)))
+            add_cost(_num(ev.cost_usd))
+            add_flag((FLAG_ERROR if error else 0) | (FLAG_CACHED if ev.cached else 0))
             add_prompt(prompt)
-            add_reply(_clip(error if error else ev.get("response_preview")))
-        elif kind in _SPAN_KINDS:
-            dur = _num(ev.get("latency_s" if kind == "model.response" else "duration_s"))
-            label = (f"turn {ev.get('iteration', '')}" if kind == "model.response"
-                     else f"cell {ev.get('iteration', '')}.{ev.get('block', '')}"
-                     if kind == "code.executed" else str(ev.get("tool", "tool")))
-            span(run, _SPAN_KINDS[kind], ts, dur, label,
-                 bool(ev.get("error") or ev.get("timed_out")))
-        elif kind == "child.started":
-            children[str(ev.get("child_run_id"))] = (run, ts, _clip(ev.get("prompt_preview")))
-        elif kind == "child.finished":
-            parent, begin, label = children.pop(str(ev.get("child_run_id")), (run, ts, ""))
-            span(parent, "child", ts, ts - begin, label or "child run",
-                 ev.get("stop_reason") != "final")
+            add_reply(_clip(error if error else ev.response_preview))
+        elif isinstance(ev, ModelResponse):
+            span(run, "turn", ts, _num(ev.latency_s), f"turn {ev.iteration}", False)
+        elif isinstance(ev, CodeExecuted):
+            span(run, "cell", ts, _num(ev.duration_s), f"cell {ev.iteration}.{ev.block}",
+                 bool(ev.error or ev.timed_out))
+        elif isinstance(ev, ToolFinished):
+            span(run, "tool", ts, _num(ev.duration_s), str(ev.tool or "tool"), bool(ev.error))
+        elif isinstance(ev, ChildRunStarted):
+            children[str(ev.child_run_id)] = (run, ts, _clip(ev.prompt_preview))
+        elif isinstance(ev, ChildRunFinished):
+            parent, begin, label = children.pop(str(ev.child_run_id), (run, ts, ""))
+            span(parent, "child", ts, ts - begin, label or "child run", ev.stop_reason != "final")
     for (run, call_id), (start, prompt) in started.items():
         calls["run"].append(run)
         calls["id"].append(call_id)

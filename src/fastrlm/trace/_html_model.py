@@ -3,8 +3,9 @@
 :func:`group` reads the events once. A run holds its root turns (iterations); an iteration holds
 the model's reply and its code cells in order; a cell holds what happened while it ran (its
 sub-calls, summarised with a bounded sample, its child runs and tool calls). Totals per model
-(root turns and sub-calls apart) are kept for the cost and token breakdown. Never raises on odd
-events: missing fields read as blanks or zeros. :func:`split_fences` and :func:`take_cell` pair
+(root turns and sub-calls apart) are kept for the cost and token breakdown. It reads typed
+events (``Trace.typed_events``: a record's missing fields are already blanks or zeros) and never
+raises on odd values in them. :func:`split_fences` and :func:`take_cell` pair
 a reply's code fences with the cells that ran them, so the page shows each block once.
 """
 
@@ -16,6 +17,26 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
+from .._foundation.events import (
+    BudgetWarning,
+    ChildRunFinished,
+    ChildRunStarted,
+    CodeExecuted,
+    Event,
+    FinalAnswer,
+    IterationStarted,
+    ModelCallFailed,
+    ModelResponse,
+    RunFinished,
+    RunStarted,
+    SandboxRestarted,
+    SandboxStarted,
+    SubcallFinished,
+    SubcallsRefused,
+    SubcallStarted,
+    ToolFinished,
+    ToolStarted,
+)
 from .._foundation.stop import is_limit
 
 #: Sub-calls listed one by one per cell in the page without JavaScript; the rest are counted.
@@ -50,6 +71,23 @@ def stop_state(stop: str) -> str:
 
 
 @dataclass(slots=True)
+class SubcallRow:
+    """A sub-call kept as a sample: its finish and what its start said of the prompt."""
+
+    finished: SubcallFinished
+    prompt_preview: str
+    prompt_chars: int | None
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A host tool call: its start (its finish stands in when the start was not recorded)."""
+
+    started: ToolStarted | ToolFinished
+    finished: ToolFinished | None = None
+
+
+@dataclass(slots=True)
 class Subcalls:
     """Sub-call totals of one cell; keeps a bounded sample so 100,000 calls stay cheap."""
 
@@ -63,29 +101,29 @@ class Subcalls:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     unfinished: int = 0
-    listed: list[dict[str, Any]] = field(default_factory=list)
-    slowest: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    listed: list[SubcallRow] = field(default_factory=list)
+    slowest: list[tuple[float, int, SubcallRow]] = field(default_factory=list)
+    errors: list[SubcallRow] = field(default_factory=list)
 
-    def add(self, finished: dict[str, Any], started: dict[str, Any], seq: int) -> None:
-        """Count one sub-call; the few kept as samples get their prompt preview merged in
-        (built only for those: 100,000 calls make 100,000 counts, not 100,000 copies)."""
-        error = finished.get("error")
+    def add(self, finished: SubcallFinished, started: SubcallStarted | None, seq: int) -> None:
+        """Count one sub-call; the few kept as samples get their prompt preview joined in
+        (built only for those: 100,000 calls make 100,000 counts, not 100,000 rows)."""
+        error = finished.error
         self.done += 1
         self.failed += int(bool(error))
-        self.cached += int(bool(finished.get("cached")))
-        self.input_tokens += as_int(finished.get("input_tokens"))
-        self.output_tokens += as_int(finished.get("output_tokens"))
-        self.cost_usd += as_float(finished.get("cost_usd"))
-        latency = as_float(finished.get("latency_s"))
+        self.cached += int(bool(finished.cached))
+        self.input_tokens += as_int(finished.input_tokens)
+        self.output_tokens += as_int(finished.output_tokens)
+        self.cost_usd += as_float(finished.cost_usd)
+        latency = as_float(finished.latency_s)
         self.latency_s += latency
         keep_listed = len(self.listed) < LISTED_SUBCALLS
         keep_error = bool(error) and len(self.errors) < SLOWEST_SUBCALLS
         keep_slow = len(self.slowest) < SLOWEST_SUBCALLS or (latency, seq) > self.slowest[0][:2]
         if not (keep_listed or keep_error or keep_slow):
             return
-        call = {**finished, "prompt_preview": started.get("prompt_preview", ""),
-                "prompt_chars": started.get("prompt_chars")}
+        call = SubcallRow(finished, started.prompt_preview if started else "",
+                          started.prompt_chars if started else None)
         if keep_listed:
             self.listed.append(call)
         if keep_error:
@@ -101,7 +139,7 @@ class Cell:
     """One code block the REPL ran (``event`` is its ``code.executed``; ``None`` while it runs
     or when the process died in it) and what happened during it, in order."""
 
-    event: dict[str, Any] | None = None
+    event: CodeExecuted | None = None
     items: list[Item] = field(default_factory=list)
     subcalls: Subcalls | None = None
 
@@ -116,8 +154,8 @@ class Cell:
 class Iteration:
     number: int
     max_iterations: int | None = None
-    response: dict[str, Any] | None = None
-    failure: dict[str, Any] | None = None
+    response: ModelResponse | None = None
+    failure: ModelCallFailed | None = None
     cells: list[Cell] = field(default_factory=list)
     running: Cell | None = None
     tail: list[Item] = field(default_factory=list)
@@ -128,7 +166,7 @@ class Iteration:
             self.running = Cell()
         return self.running
 
-    def close(self, event: dict[str, Any] | None) -> None:
+    def close(self, event: CodeExecuted | None) -> None:
         cell = self.running or Cell()
         cell.event = event
         self.cells.append(cell)
@@ -142,15 +180,15 @@ class Iteration:
 @dataclass(slots=True)
 class Run:
     run_id: str
-    started: dict[str, Any] | None = None
-    finished: dict[str, Any] | None = None
-    sandbox: dict[str, Any] | None = None
+    started: RunStarted | None = None
+    finished: RunFinished | None = None
+    sandbox: SandboxStarted | None = None
     iterations: list[Iteration] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[BudgetWarning] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     subcalls: int = 0
     pending: dict[str, Subcalls] = field(default_factory=dict)  # call_id -> its cell's
-    tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_id -> its tool call
+    tools: dict[str, ToolCall] = field(default_factory=dict)  # call_id -> its tool call
 
     def current(self) -> Iteration:
         if not self.iterations:
@@ -169,13 +207,16 @@ class ModelTotals:
     cost_usd: float = 0.0
     seconds: float = 0.0
 
-    def add(self, ev: dict[str, Any], seconds_field: str) -> None:
+    def add(self, ev: ModelResponse | ModelCallFailed | SubcallFinished) -> None:
         self.calls += 1
-        self.failed += int(bool(ev.get("error")))
-        self.input_tokens += as_int(ev.get("input_tokens"))
-        self.output_tokens += as_int(ev.get("output_tokens"))
-        self.cost_usd += as_float(ev.get("cost_usd"))
-        self.seconds += as_float(ev.get(seconds_field))
+        # a root turn that got no answer is a failure whatever its error says
+        self.failed += int(isinstance(ev, ModelCallFailed)
+                           or (isinstance(ev, SubcallFinished) and bool(ev.error)))
+        self.input_tokens += as_int(ev.input_tokens)
+        self.output_tokens += as_int(ev.output_tokens)
+        self.cost_usd += as_float(ev.cost_usd)
+        if not isinstance(ev, ModelCallFailed):  # it records no latency
+            self.seconds += as_float(ev.latency_s)
 
 
 @dataclass(slots=True)
@@ -185,89 +226,88 @@ class Grouped:
     models: dict[tuple[str, str], ModelTotals]  # (role, model) -> totals
 
 
-def group(events: list[dict[str, Any]]) -> Grouped:
+def group(events: list[Event]) -> Grouped:
     """Runs by id, top-level run ids, and per-model totals of a trace's events."""
     runs: dict[str, Run] = {}
     tops: list[str] = []
     models: dict[tuple[str, str], ModelTotals] = {}
-    starts: dict[tuple[str, str], dict[str, Any]] = {}
+    starts: dict[tuple[str, str], SubcallStarted] = {}
     seq = count()
 
-    def totals(role: str, ev: dict[str, Any]) -> ModelTotals:
-        key = (role, str(ev.get("model") or "?"))
+    def totals(role: str, ev: ModelResponse | ModelCallFailed | SubcallFinished) -> None:
+        key = (role, str(ev.model or "?"))
         if key not in models:
             models[key] = ModelTotals()
-        return models[key]
+        models[key].add(ev)
 
     for ev in events:
-        run_id = str(ev.get("run_id", ""))
+        run_id = str(ev.run_id)
         run = runs.get(run_id)
         if run is None:
             run = runs[run_id] = Run(run_id)
-            if ev.get("type") != "run.started" or ev.get("parent_run_id") is None:
+            if not isinstance(ev, RunStarted) or ev.parent_run_id is None:
                 tops.append(run_id)
-        kind = ev.get("type")
         # the sub-call events first: a fan-out makes them nearly all of a trace
-        if kind == "subcall.started":
-            call_id = str(ev.get("call_id"))
+        if isinstance(ev, SubcallStarted):
+            call_id = str(ev.call_id)
             starts[(run_id, call_id)] = ev
             run.pending[call_id] = run.current().cell().calls()
-        elif kind == "subcall.finished":
-            call_id = str(ev.get("call_id"))
-            start = starts.pop((run_id, call_id), None) or {}
+        elif isinstance(ev, SubcallFinished):
+            call_id = str(ev.call_id)
+            start = starts.pop((run_id, call_id), None)
             calls = run.pending.pop(call_id, None) or run.current().cell().calls()
             calls.add(ev, start, next(seq))
             run.subcalls += 1
-            totals("sub", ev).add(ev, "latency_s")
-        elif kind == "run.started":
+            totals("sub", ev)
+        elif isinstance(ev, RunStarted):
             run.started = ev
-        elif kind == "sandbox.started":
+        elif isinstance(ev, SandboxStarted):
             run.sandbox = ev
-        elif kind == "iteration.started":
+        elif isinstance(ev, IterationStarted):
             if run.iterations and run.current().running is not None:
                 run.current().close(None)
             run.iterations.append(
-                Iteration(as_int(ev.get("iteration")), as_int(ev.get("max_iterations")) or None)
+                Iteration(as_int(ev.iteration), as_int(ev.max_iterations) or None)
             )
-        elif kind == "model.response":
+        elif isinstance(ev, ModelResponse):
             run.current().response = ev
-            totals("root", ev).add(ev, "latency_s")
-        elif kind == "model.failed":
+            totals("root", ev)
+        elif isinstance(ev, ModelCallFailed):
             run.current().failure = ev
-            totals("root", ev).add({**ev, "error": ev.get("error") or "failed"}, "latency_s")
-        elif kind == "code.executed":
+            totals("root", ev)
+        elif isinstance(ev, CodeExecuted):
             run.current().close(ev)
-        elif kind == "subcalls.refused":
+        elif isinstance(ev, SubcallsRefused):
             calls = run.current().cell().calls()
-            calls.refused += as_int(ev.get("count"))
+            calls.refused += as_int(ev.count)
             if len(calls.refusals) < SLOWEST_SUBCALLS:
-                calls.refusals.append(str(ev.get("message") or ev.get("reason") or ""))
-        elif kind == "child.started":
-            child_id = str(ev.get("child_run_id"))
+                calls.refusals.append(str(ev.message or ev.reason or ""))
+        elif isinstance(ev, ChildRunStarted):
+            child_id = str(ev.child_run_id)
             runs.setdefault(child_id, Run(child_id))
             if child_id not in run.children:
                 run.children.append(child_id)
                 run.current().cell().items.append(("child", child_id))
-        elif kind == "child.finished":
-            runs.setdefault(str(ev.get("child_run_id")), Run(str(ev.get("child_run_id"))))
-        elif kind == "tool.started":
-            tool: dict[str, Any] = {"started": ev}
-            run.tools[str(ev.get("call_id"))] = tool
+        elif isinstance(ev, ChildRunFinished):
+            runs.setdefault(str(ev.child_run_id), Run(str(ev.child_run_id)))
+        elif isinstance(ev, ToolStarted):
+            tool = ToolCall(ev)
+            run.tools[str(ev.call_id)] = tool
             run.current().note(("tool", tool))
-        elif kind == "tool.finished":
-            known = run.tools.get(str(ev.get("call_id")))
+        elif isinstance(ev, ToolFinished):
+            known = run.tools.get(str(ev.call_id))
             if known is None:  # its start was not recorded: the finish alone tells enough
-                known = run.tools[str(ev.get("call_id"))] = {"started": ev}
+                known = run.tools[str(ev.call_id)] = ToolCall(ev)
                 run.current().note(("tool", known))
-            known["finished"] = ev
-        elif kind == "sandbox.restarted":
+            known.finished = ev
+        elif isinstance(ev, SandboxRestarted):
             run.current().note(("restart", ev))
-        elif kind == "budget.warning":
+        elif isinstance(ev, BudgetWarning):
             run.warnings.append(ev)
             run.current().note(("warning", ev))
-        elif kind == "final":
+        elif isinstance(ev, FinalAnswer):
             run.current().tail.append(("final", ev))
-        elif kind == "run.finished":
+        elif isinstance(ev, RunFinished):
             run.finished = ev
     for run in runs.values():
         for calls in run.pending.values():
@@ -311,7 +351,7 @@ def take_cell(chunk: str, lang: str, cells: list[Cell]) -> Cell | None:
     when the fence is a code fence (``repl``, ``python``, ...). Removed from ``cells``."""
     ran = [c for c in cells if c.event is not None]
     for cell in ran:
-        if str((cell.event or {}).get("code", "")).strip() == chunk.strip():
+        if cell.event is not None and str(cell.event.code).strip() == chunk.strip():
             cells.remove(cell)
             return cell
     if lang.lower() in CODE_LANGS and ran:

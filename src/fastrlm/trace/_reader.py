@@ -11,6 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from .._foundation.errors import RLMError
+from .._foundation.events import (
+    BudgetWarning,
+    ChildRunFinished,
+    ChildRunStarted,
+    CodeExecuted,
+    Event,
+    FinalAnswer,
+    IterationStarted,
+    ModelCallFailed,
+    ModelResponse,
+    RunFinished,
+    RunStarted,
+    SandboxRestarted,
+    SandboxStarted,
+    SubcallFinished,
+    SubcallsRefused,
+    ToolFinished,
+    event_from_dict,
+)
 from . import _index
 from ._paths import index_path, traces_dir
 
@@ -21,29 +40,45 @@ class TraceNotFoundError(RLMError):
 
 @dataclass(slots=True)
 class Trace:
-    """The events of one trace file, as dicts. ``truncated_lines`` counts unreadable lines
-    (a process killed mid-write leaves at most one, at the end)."""
+    """The events of one trace file: ``events`` as the records were written (dicts),
+    ``typed_events`` rebuilt as event classes (what every reader here works on).
+    ``truncated_lines`` counts unreadable lines (a process killed mid-write leaves at most one,
+    at the end)."""
 
     path: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     truncated_lines: int = 0
+    _typed: list[Event] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def typed_events(self) -> list[Event]:
+        """The events as classes (:func:`~fastrlm.events.event_from_dict`: a record of an older
+        or newer version gets defaults for what it lacks and keeps what it adds). Built once:
+        records appended to ``events`` later are added on the next read."""
+        if len(self._typed) < len(self.events):
+            self._typed += map(event_from_dict, self.events[len(self._typed):])
+        return self._typed
 
     @property
     def root(self) -> dict[str, Any] | None:
-        for ev in self.events:
-            if ev.get("type") == "run.started" and ev.get("parent_run_id") is None:
-                return dict(ev)
-        return None
+        """The top-level run's ``run.started`` record."""
+        root = self.root_event
+        return None if root is None else root.to_dict()
 
     @property
     def finished(self) -> dict[str, Any] | None:
-        root = self.root
-        for ev in reversed(self.events):
-            if ev.get("type") == "run.finished" and (
-                root is None or ev["run_id"] == root["run_id"]
-            ):
-                return dict(ev)
+        """The top-level run's ``run.finished`` record (None while it runs or if it died)."""
+        root = self.root_event
+        for ev in reversed(self.typed_events):
+            if isinstance(ev, RunFinished) and (root is None or ev.run_id == root.run_id):
+                return ev.to_dict()
         return None
+
+    @property
+    def root_event(self) -> RunStarted | None:
+        """The top-level run's ``run.started``."""
+        return next((ev for ev in self.typed_events
+                     if isinstance(ev, RunStarted) and ev.parent_run_id is None), None)
 
 
 def read_trace(path: Path) -> Trace:
@@ -68,8 +103,9 @@ def read_trace(path: Path) -> Trace:
 def _with_answer(event: dict[str, Any], folder: Path) -> dict[str, Any]:
     """A ``run.finished`` whose long answer went to a sidecar file gets it back (the head
     written inline stays when the file is gone)."""
-    name = event.get("answer_file")
-    if event.get("type") == "run.finished" and isinstance(name, str) and "/" not in name:
+    name = event.get("answer_file")  # the writer's own field, kept in the event's ``extra``
+    if isinstance(name, str) and "/" not in name and isinstance(event_from_dict(event),
+                                                                RunFinished):
         with contextlib.suppress(OSError):
             event["answer"] = (folder / name).read_text(encoding="utf-8", errors="replace")
     return event
@@ -137,128 +173,118 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
             done, failed, cached = counts
             out.append(_indent(f"sub-calls: {done} ({failed} failed, {cached} from cache)", depth))
 
-    for ev in trace.events:
-        kind = ev.get("type")
-        depth = int(ev.get("depth", 0) or 0)
+    for ev in trace.typed_events:
+        depth = int(ev.depth or 0)
         pad = " " * (depth * 4)
-        run_id = str(ev.get("run_id", ""))
-        if kind == "run.started":
-            ctx = ev.get("context") or {}
-            when = datetime.fromtimestamp(float(ev.get("ts", 0))).strftime("%Y-%m-%d %H:%M:%S")
-            title = "Run" if ev.get("parent_run_id") is None else "Child run"
-            out.append(f"{pad}{title} {run_id}  {when}")
-            out.append(
-                f"{pad}  model {ev.get('model')}  sub-model {ev.get('sub_model')}  "
-                f"sandbox {ev.get('sandbox')}"
-            )
-            out.append(
-                f"{pad}  context: {ctx.get('type', '?')}, {int(ctx.get('total_chars', 0)):,} chars"
-                f" in {int(ctx.get('n_chunks', 1)):,} chunk(s), sha256 "
-                f"{str(ctx.get('sha256', ''))[:16]}…"
-            )
-            budget = {k: v for k, v in (ev.get("budget") or {}).items() if v is not None}
-            if budget:
-                out.append(f"{pad}  budget: " + ", ".join(f"{k}={v}" for k, v in budget.items()))
-            out.append(f"{pad}  question: {ev.get('question', '')}")
-        elif kind == "iteration.started":
-            flush_subcalls(run_id, depth)
-            out.append(f"\n{pad}── iteration {ev.get('iteration')}/{ev.get('max_iterations')} ──")
-        elif kind == "model.response":
-            out.append(
-                f"{pad}model {ev.get('model')} ({ev.get('input_tokens', 0):,} in / "
-                f"{ev.get('output_tokens', 0):,} out tokens, {_money(ev.get('cost_usd'))}, "
-                f"{float(ev.get('latency_s', 0)):.1f}s):"
-            )
-            if ev.get("anomaly"):
-                out.append(f"{pad}provider anomaly: {ev['anomaly']}")
-            out.append(_indent(clip(str(ev.get("text", ""))), depth))
-        elif kind == "model.failed":
-            out.append(
-                f"{pad}model {ev.get('model')} failed after {ev.get('attempts', 1)} attempt(s) "
-                f"({_money(ev.get('cost_usd'))}): {ev.get('error', '')}"
-            )
-        elif kind == "code.executed":
-            flush_subcalls(run_id, depth)
-            flags = [f for f in ("timed_out", "restarted") if ev.get(f)]
-            extra = f" [{', '.join(flags)}]" if flags else ""
-            out.append(
-                f"{pad}ran block {ev.get('block')} in {float(ev.get('duration_s', 0)):.2f}s{extra}"
-            )
-            output = str(ev.get("output", ""))
-            if output.strip():
-                out.append(f"{pad}output ({int(ev.get('output_chars', len(output))):,} chars):")
-                out.append(_indent(clip(output), depth))
-            if ev.get("error"):
-                out.append(f"{pad}error:")
-                out.append(_indent(clip(str(ev["error"])), depth))
-            if ev.get("restored"):
-                out.append(f"{pad}restored: {', '.join(ev['restored'])}")
-        elif kind == "subcall.finished":
-            counts = pending.setdefault(run_id, [0, 0, 0])
-            counts[0] += 1
-            counts[1] += int(bool(ev.get("error")))
-            counts[2] += int(bool(ev.get("cached")))
-            if ev.get("anomaly"):
-                out.append(f"{pad}provider anomaly in {ev.get('call_id')}: {ev['anomaly']}")
-            if subcalls:
-                status = (
-                    f"error: {ev['error']}" if ev.get("error") else ev.get("response_preview", "")
-                )
-                out.append(f"{pad}  · {ev.get('call_id')} {ev.get('model')}: {status}")
-        elif kind == "tool.finished":
-            where = f" (sub-agent {ev['subcall_id']})" if ev.get("subcall_id") else ""
-            status = (f"error: {ev['error']}" if ev.get("error")
-                      else ev.get("result_preview", ""))
-            out.append(f"{pad}tool {ev.get('tool')}{where} in "
-                       f"{float(ev.get('duration_s', 0)):.2f}s: {status}")
-        elif kind == "subcalls.refused":
-            out.append(f"{pad}refused {ev.get('count')} sub-call(s): {ev.get('message')}")
-        elif kind == "child.started":
-            out.append(f"{pad}→ child {ev.get('child_run_id')}: {ev.get('prompt_preview', '')}")
-        elif kind == "child.finished":
-            out.append(
-                f"{pad}← child {ev.get('child_run_id')} {ev.get('stop_reason')} "
-                f"{_money(ev.get('cost_usd'))}: {ev.get('answer_preview', '')}"
-            )
-        elif kind == "sandbox.started":
-            unsafe = " (UNSAFE: in-process)" if ev.get("unsafe") else ""
-            out.append(
-                f"{pad}sandbox {ev.get('layer')}{unsafe} ready in "
-                f"{float(ev.get('startup_s', 0)):.2f}s"
-            )
-        elif kind == "sandbox.restarted":
-            out.append(f"{pad}sandbox restarted: {ev.get('reason')}")
-        elif kind == "budget.warning":
-            out.append(
-                f"{pad}budget warning: {ev.get('resource')} at {float(ev.get('fraction', 0)):.0%}"
-            )
-        elif kind == "final":
-            flush_subcalls(run_id, depth)
-            out.append(
-                f"{pad}answer delivered via {ev.get('source')} "
-                f"({ev.get('answer_chars', 0):,} chars)"
-            )
-        elif kind == "run.finished":
-            flush_subcalls(run_id, depth)
-            usage = ev.get("usage") or {}
-            out.append(
-                f"\n{pad}── finished: {ev.get('stop_reason')} · "
-                f"{ev.get('iterations', 0)} iteration(s) · {ev.get('subcalls', 0)} sub-call(s) · "
-                f"{usage.get('input_tokens', 0):,} in / "
-                f"{usage.get('output_tokens', 0):,} out tokens · {_money(ev.get('cost_usd'))} · "
-                f"{float(ev.get('duration_s', 0)):.1f}s"
-                + (f" · {ev['tool_calls']} tool call(s)" if ev.get("tool_calls") else "")
-            )
-            if ev.get("limited_by"):
+        run_id = str(ev.run_id)
+        match ev:
+            case RunStarted():
+                ctx = ev.context or {}
+                when = datetime.fromtimestamp(float(ev.ts)).strftime("%Y-%m-%d %H:%M:%S")
+                title = "Run" if ev.parent_run_id is None else "Child run"
+                out.append(f"{pad}{title} {run_id}  {when}")
                 out.append(
-                    f"{pad}limited by {ev['limited_by']}: {ev.get('subcalls_refused', 0)} "
-                    f"sub-call(s) refused, {ev.get('subcalls_failed', 0)} failed"
+                    f"{pad}  model {ev.model}  sub-model {ev.sub_model}  sandbox {ev.sandbox}"
                 )
-            if ev.get("error"):
-                out.append(f"{pad}error: {ev['error']}")
-            if ev.get("answer"):
-                out.append(f"{pad}answer:")
-                out.append(_indent(clip(str(ev["answer"])), depth))
+                out.append(
+                    f"{pad}  context: {ctx.get('type', '?')}, "
+                    f"{int(ctx.get('total_chars', 0)):,} chars"
+                    f" in {int(ctx.get('n_chunks', 1)):,} chunk(s), sha256 "
+                    f"{str(ctx.get('sha256', ''))[:16]}…"
+                )
+                budget = {k: v for k, v in (ev.budget or {}).items() if v is not None}
+                if budget:
+                    shown = ", ".join(f"{k}={v}" for k, v in budget.items())
+                    out.append(f"{pad}  budget: {shown}")
+                out.append(f"{pad}  question: {ev.question}")
+            case IterationStarted():
+                flush_subcalls(run_id, depth)
+                out.append(f"\n{pad}── iteration {ev.iteration}/{ev.max_iterations} ──")
+            case ModelResponse():
+                out.append(
+                    f"{pad}model {ev.model} ({ev.input_tokens:,} in / "
+                    f"{ev.output_tokens:,} out tokens, {_money(ev.cost_usd)}, "
+                    f"{float(ev.latency_s):.1f}s):"
+                )
+                if ev.anomaly:
+                    out.append(f"{pad}provider anomaly: {ev.anomaly}")
+                out.append(_indent(clip(str(ev.text)), depth))
+            case ModelCallFailed():
+                out.append(
+                    f"{pad}model {ev.model} failed after {ev.attempts} attempt(s) "
+                    f"({_money(ev.cost_usd)}): {ev.error}"
+                )
+            case CodeExecuted():
+                flush_subcalls(run_id, depth)
+                flags = [name for name, on in (("timed_out", ev.timed_out),
+                                               ("restarted", ev.restarted)) if on]
+                extra = f" [{', '.join(flags)}]" if flags else ""
+                out.append(f"{pad}ran block {ev.block} in {float(ev.duration_s):.2f}s{extra}")
+                output = str(ev.output)
+                if output.strip():
+                    out.append(f"{pad}output ({int(ev.output_chars):,} chars):")
+                    out.append(_indent(clip(output), depth))
+                if ev.error:
+                    out.append(f"{pad}error:")
+                    out.append(_indent(clip(str(ev.error)), depth))
+                if ev.restored:
+                    out.append(f"{pad}restored: {', '.join(ev.restored)}")
+            case SubcallFinished():
+                counts = pending.setdefault(run_id, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += int(bool(ev.error))
+                counts[2] += int(bool(ev.cached))
+                if ev.anomaly:
+                    out.append(f"{pad}provider anomaly in {ev.call_id}: {ev.anomaly}")
+                if subcalls:
+                    status = f"error: {ev.error}" if ev.error else ev.response_preview
+                    out.append(f"{pad}  · {ev.call_id} {ev.model}: {status}")
+            case ToolFinished():
+                where = f" (sub-agent {ev.subcall_id})" if ev.subcall_id else ""
+                status = f"error: {ev.error}" if ev.error else ev.result_preview
+                out.append(f"{pad}tool {ev.tool}{where} in {float(ev.duration_s):.2f}s: {status}")
+            case SubcallsRefused():
+                out.append(f"{pad}refused {ev.count} sub-call(s): {ev.message}")
+            case ChildRunStarted():
+                out.append(f"{pad}→ child {ev.child_run_id}: {ev.prompt_preview}")
+            case ChildRunFinished():
+                out.append(
+                    f"{pad}← child {ev.child_run_id} {ev.stop_reason} "
+                    f"{_money(ev.cost_usd)}: {ev.answer_preview}"
+                )
+            case SandboxStarted():
+                unsafe = " (UNSAFE: in-process)" if ev.unsafe else ""
+                out.append(f"{pad}sandbox {ev.layer}{unsafe} ready in {float(ev.startup_s):.2f}s")
+            case SandboxRestarted():
+                out.append(f"{pad}sandbox restarted: {ev.reason}")
+            case BudgetWarning():
+                out.append(f"{pad}budget warning: {ev.resource} at {float(ev.fraction):.0%}")
+            case FinalAnswer():
+                flush_subcalls(run_id, depth)
+                out.append(
+                    f"{pad}answer delivered via {ev.source} ({ev.answer_chars:,} chars)"
+                )
+            case RunFinished():
+                flush_subcalls(run_id, depth)
+                usage = ev.usage or {}
+                out.append(
+                    f"\n{pad}── finished: {ev.stop_reason} · "
+                    f"{ev.iterations} iteration(s) · {ev.subcalls} sub-call(s) · "
+                    f"{usage.get('input_tokens', 0):,} in / "
+                    f"{usage.get('output_tokens', 0):,} out tokens · {_money(ev.cost_usd)} · "
+                    f"{float(ev.duration_s):.1f}s"
+                    + (f" · {ev.tool_calls} tool call(s)" if ev.tool_calls else "")
+                )
+                if ev.limited_by:
+                    out.append(
+                        f"{pad}limited by {ev.limited_by}: {ev.subcalls_refused} "
+                        f"sub-call(s) refused, {ev.subcalls_failed} failed"
+                    )
+                if ev.error:
+                    out.append(f"{pad}error: {ev.error}")
+                if ev.answer:
+                    out.append(f"{pad}answer:")
+                    out.append(_indent(clip(str(ev.answer)), depth))
     for run_id in list(pending):
         flush_subcalls(run_id, 0)
     if trace.finished is None:

@@ -13,6 +13,7 @@ grows with the steps, not the answer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,7 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._foundation.errors import ConfigurationError
-from .._foundation.events import Event, RunFinished, RunStarted, SandboxStarted, preview
+from .._foundation.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    SandboxStarted,
+    SubcallStarted,
+    preview,
+)
 from . import _index
 from ._paths import index_path, traces_dir
 
@@ -160,9 +168,9 @@ class TraceWriter:
                                "whole to %s", self.index_path, exc, self.traces_dir)
 
     def _record(self, event: Event) -> dict[str, Any]:
+        if not self.full_prompts and isinstance(event, SubcallStarted) and event.prompt is not None:
+            event = dataclasses.replace(event, prompt=None)
         data = event.to_dict()
-        if not self.full_prompts and data.get("prompt") is not None:
-            data["prompt"] = None
         if isinstance(event, RunFinished) and len(event.answer) > ANSWER_INLINE_CHARS:
             data.update(self._answer_sidecar(event))
         return data
