@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import anthropic
 
 from .._foundation.errors import ProviderError, ProviderResponseError
-from .._foundation.limits import DEFAULT_LIMITS, Limits
 from .._foundation.usage import TokenUsage
 from . import _sdk
 from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
-from ._provider import HTTPProvider
+from ._provider import HTTPOptions, HTTPProvider
 from ._reading import count, mapping, reply_json, text_or_none
-from ._retry import Failure, RetryPolicy
+from ._retry import Failure
 
 DEFAULT_MAX_TOKENS = 8192
 _EPHEMERAL = {"type": "ephemeral"}
@@ -60,22 +59,17 @@ class AnthropicLM(HTTPProvider):
         self,
         model: str,
         *,
-        api_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        temperature: float | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-        retry: RetryPolicy | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         thinking_budget: int | None = None,
         prompt_caching: bool = True,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        self._setup(
-            model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
-            retry=retry,
-        )
+        """``options``: what every HTTP provider takes (:class:`~fastrlm.lm._provider.HTTPOptions`:
+        ``api_model``, ``base_url``, ``api_key``, ``temperature``, ``limits``, ``retry``)."""
+        super().__init__(model, **options)
         self.thinking_budget = thinking_budget
-        self._temperature = None if thinking_budget else temperature
+        if thinking_budget:
+            self._temperature = None
         self.default_max_tokens = default_max_tokens
         self.prompt_caching = prompt_caching
 
@@ -181,11 +175,6 @@ class AnthropicLM(HTTPProvider):
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,
                               base_url=self.base_url)
 
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def __repr__(self) -> str:
-        return f"AnthropicLM({self._model!r}, base_url={self.base_url!r})"
 
 
 _Read = tuple[str, TokenUsage, str | None, str | None, tuple[ToolCall, ...]]

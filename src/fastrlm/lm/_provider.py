@@ -3,9 +3,9 @@
 - :class:`Provider`: every provider's names, sampling, cache identity and the
   :class:`LMResponse` it builds from a reply.
 - :class:`HTTPProvider`: a provider that talks to one HTTP endpoint (the core ``aiohttp``
-  provider, the ``anthropic`` SDK): it settles the names, key and base URL, the one
-  :class:`RetryPolicy`, the pool size, and holds one client per event loop
-  (:class:`LoopBoundClient`).
+  provider, the ``anthropic`` SDK): its constructor takes the options they share
+  (:class:`HTTPOptions`), settles the names, key and base URL, the one :class:`RetryPolicy`,
+  the pool size, and holds one client per event loop (:class:`LoopBoundClient`).
 - :func:`shared_ssl_context`: the one TLS context every HTTP client verifies servers with.
 """
 
@@ -21,9 +21,9 @@ import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar, Unpack
 
-from .._foundation.limits import Limits
+from .._foundation.limits import DEFAULT_LIMITS, Limits
 from ._base import LMResponse
 from ._chat import ReadCompletion
 from ._retry import RetryPolicy
@@ -85,13 +85,29 @@ class Provider:
         )
 
 
-class HTTPProvider(Provider, abc.ABC):
-    """Mixin for providers that talk to one HTTP endpoint with a pooled client.
+class HTTPOptions(TypedDict, total=False):
+    """The constructor options every :class:`HTTPProvider` takes (each provider adds its own).
 
-    :meth:`_setup` settles the names (``"<provider>/<name>"``, the wire name), the one
+    ``api_model`` is the name sent on the wire (default: ``model`` without its provider
+    prefix); ``base_url`` defaults to the provider's environment variable, then its public
+    endpoint; ``api_key`` defaults to a placeholder for servers that need none; ``limits``
+    sizes the pool and the default :class:`RetryPolicy`."""
+
+    api_model: str | None
+    base_url: str | None
+    api_key: str | None
+    temperature: float | None
+    limits: Limits
+    retry: RetryPolicy | None
+
+
+class HTTPProvider(Provider, abc.ABC):
+    """Base for providers that talk to one HTTP endpoint with a pooled client.
+
+    The constructor settles the names (``"<provider>/<name>"``, the wire name), the one
     :class:`RetryPolicy` (a client's own retries stay off), the key, the base URL (argument,
-    then ``_base_url_env``, then ``_default_base_url``), the pool size and a client per event
-    loop built by the subclass's ``_new_client``.
+    then ``_base_url_env``, then ``_default_base_url``), the temperature, the pool size and a
+    client per event loop built by the subclass's ``_new_client``.
     """
 
     _default_provider: ClassVar[str]
@@ -102,28 +118,28 @@ class HTTPProvider(Provider, abc.ABC):
     retry: RetryPolicy
     pool_size: int
 
-    def _setup(
-        self,
-        model: str,
-        *,
-        api_model: str | None,
-        base_url: str | None,
-        api_key: str | None,
-        limits: Limits,
-        retry: RetryPolicy | None,
-    ) -> None:
+    def __init__(self, model: str, **options: Unpack[HTTPOptions]) -> None:
+        limits = options.get("limits", DEFAULT_LIMITS)
         default = (self._default_provider, "", model)
         provider, _, name = model.partition("/") if "/" in model else default
         self._model = f"{provider}/{name}"
         self._provider = provider
-        self.api_model = api_model or name
-        self.retry = retry or RetryPolicy.from_limits(limits)
+        self.api_model = options.get("api_model") or name
+        self._temperature = options.get("temperature")
+        self.retry = options.get("retry") or RetryPolicy.from_limits(limits)
         # Never below the SDKs' own default pool (1,000), never below the engine's fan-out.
         self.pool_size = max(1000, limits.max_concurrency or 0)
-        self._api_key = api_key or NO_KEY
-        url = base_url or os.environ.get(self._base_url_env) or self._default_base_url
+        self._api_key = options.get("api_key") or NO_KEY
+        url = (options.get("base_url") or os.environ.get(self._base_url_env)
+               or self._default_base_url)
         self.base_url = url.rstrip("/")
         self._clients = LoopBoundClient(self._new_client)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._model!r}, base_url={self.base_url!r})"
 
     @abc.abstractmethod
     def _new_client(self) -> Any:
