@@ -184,12 +184,9 @@ class CallTree:
             f"window of {window:,} characters; {what}"
         ))
 
-    async def subcall(
-        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
-        images: list[ImagePart] | None = None,
-    ) -> SubcallOutcome:
-        """One ``llm_query``: never raises; failures and refusals come back as error text.
-        ``images`` go with the prompt as parts of its message."""
+    def admit(self, lm: LM, prompt: str) -> SubcallOutcome | None:
+        """The refusal of an ``llm_query`` (plain or agent) before its first call: ``prompt``
+        over ``lm``'s sub-call window, or no sub-call slot left in the budget; None to go on."""
         refusal = self.window_refusal(lm, len(prompt), "split it into smaller prompts")
         if refusal is not None:
             return refusal
@@ -197,6 +194,17 @@ class CallTree:
             self.ledger.check_subcall_slot()
         except BudgetExceededError as exc:
             return _refused(exc)
+        return None
+
+    async def subcall(
+        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
+        images: list[ImagePart] | None = None,
+    ) -> SubcallOutcome:
+        """One ``llm_query``: never raises; failures and refusals come back as error text.
+        ``images`` go with the prompt as parts of its message."""
+        refusal = self.admit(lm, prompt)
+        if refusal is not None:
+            return refusal
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         if images:
             messages[0]["images"] = images
@@ -348,11 +356,7 @@ class CallTree:
                 depth=depth,
                 call_id=call_id,
                 model=lm.model,
-                input_tokens=booking.input_tokens,
-                output_tokens=booking.output_tokens,
-                cost_usd=booking.cost_usd,
-                attempts=booking.attempts,
-                anomaly=booking.anomaly,
+                **booking.reported(),
                 latency_s=response.latency_s if response else 0.0,
                 cached=bool(response and response.cached),
                 error=error,
