@@ -46,6 +46,7 @@ class AnthropicLM(HTTPProvider):
     ``cached_input_tokens`` and the writes in ``cache_write_tokens`` (priced separately).
 
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
+    The other options are every HTTP provider's (:class:`~fastrlm.lm._provider.HTTPOptions`).
     """
 
     _api = "anthropic-messages"
@@ -64,8 +65,6 @@ class AnthropicLM(HTTPProvider):
         prompt_caching: bool = True,
         **options: Unpack[HTTPOptions],
     ) -> None:
-        """``options``: what every HTTP provider takes (:class:`~fastrlm.lm._provider.HTTPOptions`:
-        ``api_model``, ``base_url``, ``api_key``, ``temperature``, ``limits``, ``retry``)."""
         super().__init__(model, **options)
         self.thinking_budget = thinking_budget
         if thinking_budget:

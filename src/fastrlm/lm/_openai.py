@@ -69,6 +69,8 @@ class OpenAIChatLM(HTTPProvider):
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
     A reply without ``usage`` gets an estimate (``usage.estimated=True``); a reply without
     choices or without text raises :class:`fastrlm.ProviderResponseError`.
+    Besides its own options it takes :class:`~fastrlm.lm._provider.HTTPOptions` (``api_model``,
+    ``base_url``, ``api_key``, ``temperature``, ``limits``, ``retry``).
     """
 
     _api = "openai-chat"
@@ -88,8 +90,6 @@ class OpenAIChatLM(HTTPProvider):
         default_concurrency: int = DEFAULT_CONCURRENCY,
         **options: Unpack[HTTPOptions],
     ) -> None:
-        """``options``: what every HTTP provider takes (:class:`~fastrlm.lm._provider.HTTPOptions`:
-        ``api_model``, ``base_url``, ``api_key``, ``temperature``, ``limits``, ``retry``)."""
         super().__init__(model, **options)
         self._reasoning = is_reasoning_model(self.api_model) if reasoning is None else reasoning
         if self._reasoning:
