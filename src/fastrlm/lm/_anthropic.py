@@ -17,8 +17,7 @@ be read back.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Unpack
 
 import anthropic
@@ -26,7 +25,8 @@ import anthropic
 from .._foundation.errors import ProviderError, ProviderResponseError
 from .._foundation.usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
+from ._base import ChatMessage, ToolCall, ToolSchema, estimate_tokens
+from ._chat import ReadCompletion
 from ._provider import HTTPOptions, HTTPProvider
 from ._reading import count, mapping, reply_json, text_or_none
 from ._retry import Failure
@@ -117,41 +117,25 @@ class AnthropicLM(HTTPProvider):
             ]
         return params
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        tools: Sequence[ToolSchema] | None = None,
-    ) -> LMResponse:
-        params = self.request_params(messages, max_tokens, tools)
-        kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
+    def _sender(
+        self, params: dict[str, Any], messages: Sequence[ChatMessage]
+    ) -> Callable[[], Awaitable[ReadCompletion]]:
         if not params["messages"]:
-            raise ProviderError(f"{self._model}: no user message to send", **kw)
-        started = time.monotonic()
+            raise ProviderError(f"{self._model}: no user message to send",
+                                provider=self._provider, model=self.api_model)
 
-        async def attempt() -> _Read:
+        async def attempt() -> ReadCompletion:
             client = await self._clients.get()
-            message = await client.messages.create(**params)
-            return self._read(message, messages)
+            return self._read(await client.messages.create(**params), messages)
 
-        text, usage, stop, message_id, calls = await self.retry.run(
-            attempt,
-            self._translate,
-            _sdk.catchable(anthropic),
-            provider=self._provider,
-            model=self.api_model,
-        )
-        return LMResponse(
-            text=text,
-            usage=usage,
-            model=self._model,
-            latency_s=time.monotonic() - started,
-            finish_reason=stop,
-            raw={"id": message_id},
-            tool_calls=calls,
-        )
+        return attempt
 
-    def _read(self, message: object, messages: Sequence[ChatMessage]) -> _Read:
-        """The text, usage, stop reason, id and tool calls of a Messages API reply, read in its
-        JSON form with the same tolerance as every reply (``_reading``)."""
+    def _catch(self) -> tuple[type[BaseException], ...]:
+        return _sdk.catchable(anthropic)
+
+    def _read(self, message: object, messages: Sequence[ChatMessage]) -> ReadCompletion:
+        """The text, usage, stop reason and (in ``raw``) id and tool calls of a Messages API
+        reply, read in its JSON form with the same tolerance as every reply (``_reading``)."""
         kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
         body = reply_json(message)
         listed = body.get("content")
@@ -168,15 +152,12 @@ class AnthropicLM(HTTPProvider):
                 error.retryable = False
             raise error
         usage = _usage(mapping(body.get("usage")), messages, text)
-        return text, usage, stop, text_or_none(body.get("id")), calls
+        return text, usage, stop, None, {"id": text_or_none(body.get("id")), "tool_calls": calls}
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,
                               base_url=self.base_url)
 
-
-
-_Read = tuple[str, TokenUsage, str | None, str | None, tuple[ToolCall, ...]]
 
 
 def _tool_calls(blocks: list[Mapping[str, Any]]) -> tuple[ToolCall, ...]:

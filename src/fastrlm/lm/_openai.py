@@ -19,15 +19,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Unpack
 
 import aiohttp
 
 from .._foundation.errors import ProviderConnectionError, ProviderResponseError
 from .._foundation.net import is_loopback
-from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, LMResponse, ToolSchema
+from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, ToolSchema
 from ._chat import ReadCompletion, read_completion, wire_message
 from ._provider import HTTPOptions, HTTPProvider, shared_ssl_context
 from ._retry import Failure, error_for_status
@@ -168,16 +167,13 @@ class OpenAIChatLM(HTTPProvider):
             params["extra_body"] = self._extra_body
         return params
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        tools: Sequence[ToolSchema] | None = None,
-    ) -> LMResponse:
-        params = self.request_params(messages, max_tokens, tools)
+    def _sender(
+        self, params: dict[str, Any], messages: Sequence[ChatMessage]
+    ) -> Callable[[], Awaitable[ReadCompletion]]:
         body = {k: v for k, v in params.items() if k != "extra_body"}
         body.update(params.get("extra_body") or {})
         payload = json.dumps(body, ensure_ascii=False).encode()  # once, for every attempt
         url = self._endpoint + "/chat/completions"
-        started = time.monotonic()
 
         async def attempt() -> ReadCompletion:
             session = await self._clients.get()
@@ -190,14 +186,10 @@ class OpenAIChatLM(HTTPProvider):
                 json.loads(raw), messages, provider=self._provider, model=self.api_model
             )
 
-        completion = await self.retry.run(
-            attempt,
-            self._translate,
-            (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError),
-            provider=self._provider,
-            model=self.api_model,
-        )
-        return self._response(completion, started)
+        return attempt
+
+    def _catch(self) -> tuple[type[BaseException], ...]:
+        return (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError)
 
     def _translate(self, exc: BaseException) -> Failure:
         return translate_http(exc, provider=self._provider, model=self.api_model,

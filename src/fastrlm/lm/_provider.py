@@ -20,13 +20,13 @@ import os
 import ssl
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypedDict, TypeVar, Unpack
 
 from .._foundation.limits import DEFAULT_LIMITS, Limits
-from ._base import LMResponse
+from ._base import ChatMessage, LMResponse, ToolSchema
 from ._chat import ReadCompletion
-from ._retry import RetryPolicy
+from ._retry import Failure, RetryPolicy
 
 #: A placeholder key for servers that need none (the SDKs refuse to start without one).
 NO_KEY = "not-needed"
@@ -134,6 +134,41 @@ class HTTPProvider(Provider, abc.ABC):
                or self._default_base_url)
         self.base_url = url.rstrip("/")
         self._clients = LoopBoundClient(self._new_client)
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+        tools: Sequence[ToolSchema] | None = None,
+    ) -> LMResponse:
+        """One call: the request made once (:meth:`request_params`), each attempt sent and
+        read by the subclass's :meth:`_sender`, under the one :class:`RetryPolicy`. Raises
+        :class:`fastrlm.ProviderError` subclasses only, after retries."""
+        send = self._sender(self.request_params(messages, max_tokens, tools), messages)
+        started = time.monotonic()
+        read = await self.retry.run(send, self._translate, self._catch(),
+                                    provider=self._provider, model=self.api_model)
+        return self._response(read, started)
+
+    @abc.abstractmethod
+    def request_params(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None,
+        tools: Sequence[ToolSchema] | None = None,
+    ) -> dict[str, Any]:
+        """The request's fields (pure; used by tests)."""
+
+    @abc.abstractmethod
+    def _sender(
+        self, params: dict[str, Any], messages: Sequence[ChatMessage]
+    ) -> Callable[[], Awaitable[ReadCompletion]]:
+        """One attempt of the call ``params`` describe: sends it and reads the reply (may
+        refuse a request that cannot be sent at all, before any attempt)."""
+
+    @abc.abstractmethod
+    def _catch(self) -> tuple[type[BaseException], ...]:
+        """The exceptions of an attempt that :meth:`_translate` turns into a failure."""
+
+    @abc.abstractmethod
+    def _translate(self, exc: BaseException) -> Failure:
+        """One failed attempt as a :class:`Failure` (the typed error, whether to retry)."""
 
     async def aclose(self) -> None:
         await self._clients.aclose()
