@@ -21,7 +21,7 @@ import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Generic, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 from .._foundation.limits import DEFAULT_LIMITS, Limits
 from ._base import ChatMessage, LMResponse, ToolSchema
@@ -118,20 +118,29 @@ class HTTPProvider(Provider, abc.ABC):
     retry: RetryPolicy
     pool_size: int
 
-    def __init__(self, model: str, **options: Unpack[HTTPOptions]) -> None:
-        limits = options.get("limits", DEFAULT_LIMITS)
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        # The options are named here (not **kwargs) so that a misspelt one is a TypeError.
         default = (self._default_provider, "", model)
         provider, _, name = model.partition("/") if "/" in model else default
         self._model = f"{provider}/{name}"
         self._provider = provider
-        self.api_model = options.get("api_model") or name
-        self._temperature = options.get("temperature")
-        self.retry = options.get("retry") or RetryPolicy.from_limits(limits)
+        self.api_model = api_model or name
+        self._temperature = temperature
+        self.retry = retry or RetryPolicy.from_limits(limits)
         # Never below the SDKs' own default pool (1,000), never below the engine's fan-out.
         self.pool_size = max(1000, limits.max_concurrency or 0)
-        self._api_key = options.get("api_key") or NO_KEY
-        url = (options.get("base_url") or os.environ.get(self._base_url_env)
-               or self._default_base_url)
+        self._api_key = api_key or NO_KEY
+        url = base_url or os.environ.get(self._base_url_env) or self._default_base_url
         self.base_url = url.rstrip("/")
         self._clients = LoopBoundClient(self._new_client)
 
