@@ -123,3 +123,17 @@ def test_score_is_f1_against_the_gold() -> None:
     half = "\n".join(f"({a}, {b})" for a, b in inst.gold[: len(inst.gold) // 2])
     assert 0.5 < score(half, inst) < 1.0
     assert score("[]", inst) == 0.0
+
+
+def test_a_dated_symmetric_query_reads_as_the_paper_writes_it_and_checks_what_it_says() -> None:
+    text, first, second = QUERIES[3]
+    assert text == (
+        "both users have at least one instance with a human being or at least one instance with "
+        "a location, and all instances that are a human being for both users must be after "
+        "January 6, 2023"
+    )
+    assert second is None
+    assert first({"location": [date(2022, 1, 1)]})
+    assert not first({"location": [date(2022, 1, 1)], "human being": [date(2023, 1, 6)]})
+    assert QUERIES[9][0].endswith("all instances that are an abbreviation for both users must "
+                                  "be before May 20, 2023")

@@ -210,3 +210,25 @@ def test_batch_refuses_a_flag_out_of_range_naming_the_flag(
     result = invoke(["batch", str(jobs), "-o", str(tmp_path / "out.jsonl"), flag, value,
                      "--model", "openai/fake"])
     assert_usage_error(result, flag, value)
+
+
+@pytest.mark.parametrize("value", ["=8", "openai=0", "openai=", "abc", "openai=x", "-3"])
+def test_a_malformed_provider_concurrency_is_refused_with_its_accepted_forms(value: str) -> None:
+    import click
+
+    from fastrlm.cli._batch import ProviderLimit
+
+    with pytest.raises(click.BadParameter, match=r"is not N or PROVIDER=N with N >= 1"):
+        ProviderLimit().convert(value, None, None)
+
+
+def test_provider_concurrency_and_price_read_their_key_and_pass_a_converted_value_through() -> None:
+    from fastrlm.cli._batch import ProviderLimit
+    from fastrlm.cli._options import PriceParam
+
+    limit = ProviderLimit()
+    assert limit.convert("16", None, None) == (None, 16)
+    assert limit.convert(" openai =8", None, None) == ("openai", 8)
+    assert limit.convert(("openai", 8), None, None) == ("openai", 8)
+    model, price = PriceParam().convert("a=b/c=1,2", None, None)
+    assert model == "a=b/c" and (price.input, price.output) == (1.0, 2.0)

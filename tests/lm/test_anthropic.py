@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fastrlm import AuthenticationError, PriceTable, ProviderResponseError
-from fastrlm.lm import AnthropicLM, ChatMessage
+from fastrlm.lm import AnthropicLM, ChatMessage, OpenAIChatLM
 from fastrlm.testing import FakeAnthropicServer, FakeReply, Fault
 
 from .helpers import fast_retry
@@ -192,3 +192,12 @@ async def test_a_long_history_sends_no_more_than_four_breakpoints() -> None:
     marks = sum("cache_control" in m["content"][-1] for m in body["messages"])
     marks += sum("cache_control" in b for b in body["system"])
     assert marks == 4
+
+
+@pytest.mark.parametrize("build", [AnthropicLM, OpenAIChatLM])
+def test_a_misspelt_provider_option_is_a_type_error_not_ignored(build: type[Any]) -> None:
+    with pytest.raises(TypeError, match="temprature"):
+        build("x/y", temprature=0.1)
+    built = build("x/y", api_model="wire", base_url="http://h/v1/", api_key="k", temperature=0.5)
+    assert (built.model, built.api_model, built.base_url, built.temperature) == (
+        "x/y", "wire", "http://h/v1", 0.5)

@@ -15,7 +15,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from .._foundation.error_text import error_text
 from .._foundation.errors import BudgetExceededError, ProviderError
@@ -81,6 +81,17 @@ def foreign_error(lm: LM, exc: Exception) -> ProviderError:
         f"{lm.model}: the LM object raised {type(exc).__name__}: {exc}",
         provider=type(lm).__name__, model=lm.model,
     )
+
+
+class _SubcallNames(TypedDict):
+    """What names one sub-call (or one sub-agent round) in both of its events."""
+
+    run_id: str
+    depth: int
+    call_id: str
+    model: str
+    round: int
+    agent_id: str | None
 
 
 def _refused(exc: BudgetExceededError) -> SubcallOutcome:
@@ -184,12 +195,9 @@ class CallTree:
             f"window of {window:,} characters; {what}"
         ))
 
-    async def subcall(
-        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
-        images: list[ImagePart] | None = None,
-    ) -> SubcallOutcome:
-        """One ``llm_query``: never raises; failures and refusals come back as error text.
-        ``images`` go with the prompt as parts of its message."""
+    def admit(self, lm: LM, prompt: str) -> SubcallOutcome | None:
+        """The refusal of an ``llm_query`` (plain or agent) before its first call: ``prompt``
+        over ``lm``'s sub-call window, or no sub-call slot left in the budget; None to go on."""
         refusal = self.window_refusal(lm, len(prompt), "split it into smaller prompts")
         if refusal is not None:
             return refusal
@@ -197,6 +205,17 @@ class CallTree:
             self.ledger.check_subcall_slot()
         except BudgetExceededError as exc:
             return _refused(exc)
+        return None
+
+    async def subcall(
+        self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
+        images: list[ImagePart] | None = None,
+    ) -> SubcallOutcome:
+        """One ``llm_query``: never raises; failures and refusals come back as error text.
+        ``images`` go with the prompt as parts of its message."""
+        refusal = self.admit(lm, prompt)
+        if refusal is not None:
+            return refusal
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         if images:
             messages[0]["images"] = images
@@ -228,7 +247,10 @@ class CallTree:
         ledger, counted as a sub-call, with its ``subcall.started`` / ``subcall.finished``
         events (``prompt`` is what they describe). Never raises but for cancellation: a
         refusal or a failure comes back as the :class:`SubcallOutcome` to answer with."""
-        call_id = call_id or self.new_call_id()
+        named: _SubcallNames = {
+            "run_id": run_id, "depth": depth, "call_id": call_id or self.new_call_id(),
+            "model": lm.model, "round": round, "agent_id": agent_id,
+        }
         digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
         held: list[Reservation] = []
 
@@ -236,16 +258,11 @@ class CallTree:
             held.append(reservation)
             self.emit(
                 SubcallStarted(
-                    run_id=run_id,
-                    depth=depth,
-                    call_id=call_id,
-                    model=lm.model,
+                    **named,
                     prompt_chars=len(prompt),
                     prompt_sha256=digest,
                     prompt_preview=preview(prompt),
                     prompt=prompt if self.limits.trace_full_prompts else None,
-                    round=round,
-                    agent_id=agent_id,
                 )
             )
 
@@ -265,16 +282,13 @@ class CallTree:
             return _refused(exc)
         except ProviderError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            self._finished(call_id, lm, run_id, depth, None, held[0].booking(), error,
-                           round=round, agent_id=agent_id)
+            self._finished(named, None, held[0].booking(), error)
             return SubcallOutcome(error_text("subcall_failed", error))
         except asyncio.CancelledError:
             if held:
-                self._finished(call_id, lm, run_id, depth, None, held[0].booking(), "cancelled",
-                               round=round, agent_id=agent_id)
+                self._finished(named, None, held[0].booking(), "cancelled")
             raise
-        self._finished(call_id, lm, run_id, depth, response, booking, None, round=round,
-                       agent_id=agent_id)
+        self._finished(named, response, booking, None)
         return response, booking
 
     async def root_call(
@@ -330,36 +344,18 @@ class CallTree:
         return key, (hit, booking)
 
     def _finished(
-        self,
-        call_id: str,
-        lm: LM,
-        run_id: str,
-        depth: int,
-        response: LMResponse | None,
-        booking: Booking,
+        self, named: _SubcallNames, response: LMResponse | None, booking: Booking,
         error: str | None,
-        *,
-        round: int = 0,
-        agent_id: str | None = None,
     ) -> None:
         self.emit(
             SubcallFinished(
-                run_id=run_id,
-                depth=depth,
-                call_id=call_id,
-                model=lm.model,
-                input_tokens=booking.input_tokens,
-                output_tokens=booking.output_tokens,
-                cost_usd=booking.cost_usd,
-                attempts=booking.attempts,
-                anomaly=booking.anomaly,
+                **named,
+                **booking.reported(),
                 latency_s=response.latency_s if response else 0.0,
                 cached=bool(response and response.cached),
                 error=error,
                 response_chars=len(response.text) if response else 0,
                 response_preview=preview(response.text) if response else "",
-                round=round,
-                agent_id=agent_id,
                 tool_calls=len(response.tool_calls) if response else 0,
             )
         )

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from .._foundation.budget import Budget
 from .._foundation.errors import ConfigurationError
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..telemetry import Telemetry
 
 log = logging.getLogger("fastrlm")
+_T = TypeVar("_T")
 
 NO_MODEL_HELP = """\
 No model is configured. Pick one of:
@@ -68,6 +69,25 @@ class SettingsLike(Protocol):
     def make_budget(self) -> Budget: ...
 
     def make_limits(self) -> Limits: ...
+
+
+class _Setting(Generic[_T]):
+    """A read-only view of one field of an :class:`RLM`'s frozen :class:`RunConfig`; setting it
+    is refused by ``RLM.__setattr__``, which says what to do instead."""
+
+    def __init__(self, field: str, doc: str | None = None) -> None:
+        self._field = field
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, rlm: None, owner: type) -> _Setting[_T]: ...
+    @overload
+    def __get__(self, rlm: RLM, owner: type) -> _T: ...
+    def __get__(self, rlm: RLM | None, owner: type) -> _T | _Setting[_T]:
+        if rlm is None:
+            return self
+        value: _T = getattr(rlm._config, self._field)
+        return value
 
 
 class RLM:
@@ -202,70 +222,31 @@ class RLM:
 
     # ------------------------------------------------------------------ configuration
     # Read-only views of the one frozen configuration (RLM.__setattr__ says what to do instead).
-    @property
-    def budget(self) -> Budget:
-        """The default budget of every run (a run may pass its own: ``completion(budget=)``)."""
-        return self._config.budget
-
-    @property
-    def limits(self) -> Limits:
-        """The default limits of every run (a run may pass its own: ``completion(limits=)``)."""
-        return self._config.limits
-
-    @property
-    def sandbox(self) -> str:
-        return self._config.sandbox_kind
-
-    @property
-    def prompts(self) -> Prompts:
-        return self._config.prompts
-
-    @property
-    def prices(self) -> PriceTable:
-        return self._config.prices
-
-    @property
-    def subcalls(self) -> bool:
-        return self._config.subcalls
-
-    @property
-    def cache(self) -> ResponseCache | None:
-        return self._config.cache
-
-    @property
-    def cache_sampled(self) -> bool:
-        return self._config.cache_sampled
-
-    @property
-    def trace(self) -> bool | str | Path | EventCallback:
-        return self._config.trace
-
-    @property
-    def tools(self) -> tuple[Tool, ...]:
-        """Host tools the root's REPL offers as functions (``RLM(tools=...)``)."""
-        return self._config.tools
-
-    @property
-    def sub_tools(self) -> tuple[Tool, ...]:
-        """Host tools a sub-LLM may call from ``llm_query`` (``RLM(sub_tools=...)``)."""
-        return self._config.sub_tools
+    budget = _Setting[Budget](
+        "budget",
+        "The default budget of every run (a run may pass its own: ``completion(budget=)``).")
+    limits = _Setting[Limits](
+        "limits",
+        "The default limits of every run (a run may pass its own: ``completion(limits=)``).")
+    sandbox = _Setting[str]("sandbox_kind")
+    prompts = _Setting[Prompts]("prompts")
+    prices = _Setting[PriceTable]("prices")
+    subcalls = _Setting[bool]("subcalls")
+    cache = _Setting[ResponseCache | None]("cache")
+    cache_sampled = _Setting[bool]("cache_sampled")
+    trace = _Setting[bool | str | Path | EventCallback]("trace")
+    tools = _Setting[tuple[Tool, ...]](
+        "tools", "Host tools the root's REPL offers as functions (``RLM(tools=...)``).")
+    sub_tools = _Setting[tuple[Tool, ...]](
+        "sub_tools", "Host tools a sub-LLM may call from ``llm_query`` (``RLM(sub_tools=...)``).")
+    root_lm = _Setting[LM]("root_lm")
+    sub_lm = _Setting[LM]("sub_lm")
+    child_lms = _Setting[Mapping[int, LM]]("child_lms")
 
     @property
     def telemetry(self) -> bool:
         """Whether runs make OpenTelemetry spans (``RLM(telemetry=...)`` or the environment)."""
         return self._config.telemetry is not None
-
-    @property
-    def root_lm(self) -> LM:
-        return self._config.root_lm
-
-    @property
-    def sub_lm(self) -> LM:
-        return self._config.sub_lm
-
-    @property
-    def child_lms(self) -> Mapping[int, LM]:
-        return self._config.child_lms
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in _SETTINGS:

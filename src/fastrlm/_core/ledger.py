@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from .._foundation.budget import Budget
 from .._foundation.errors import BudgetExceededError
@@ -86,6 +86,22 @@ class Booking:
     cost_usd: float = 0.0
     attempts: int = 0
     anomaly: str | None = None
+
+    def reported(self) -> Reported:
+        """The booking as the fields of the event that reports its call (``model.response``,
+        ``subcall.finished``)."""
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cost_usd": self.cost_usd, "attempts": self.attempts, "anomaly": self.anomaly}
+
+
+class Reported(TypedDict):
+    """A :class:`Booking` under the names its events give it."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    attempts: int
+    anomaly: str | None
 
 
 @dataclass(slots=True)

@@ -92,13 +92,17 @@ the same as llm_query here (recursion depth is used up)."""
 STRATEGY_SUBCALLS = "use sub-calls for the reading and judging of chunks; "
 STRATEGY_NO_SUBCALLS = "there are no sub-models, so do the work with code; "
 
-EXAMPLES_SUBCALLS = """
+#: The opening both worked-example lists share: look at the context first.
+_LOOK_FIRST = """
 Worked examples (shapes to adapt, not code to paste):
 1. Look first:
 ```repl
 print(type(context).__name__, len(context))
 print(context[:3000])
 ```
+"""
+
+EXAMPLES_SUBCALLS = _LOOK_FIRST + """\
 2. Map over chunks with sub-calls, keep the findings in a buffer, aggregate with one last call:
 ```repl
 size = {half}
@@ -118,13 +122,7 @@ for i in range(0, len(context), 10):
 4. Once the answer is in a variable made earlier: `FINAL_VAR("final_answer")`.
 """
 
-EXAMPLES_NO_SUBCALLS = """
-Worked examples (shapes to adapt, not code to paste):
-1. Look first:
-```repl
-print(type(context).__name__, len(context))
-print(context[:3000])
-```
+EXAMPLES_NO_SUBCALLS = _LOOK_FIRST + """\
 2. Scan with code and keep what matches in a buffer:
 ```repl
 import re

@@ -433,12 +433,8 @@ class Run:
                 iteration=iteration,
                 model=self.lm.model,
                 text=response.text,
-                input_tokens=booking.input_tokens,
-                output_tokens=booking.output_tokens,
-                cost_usd=booking.cost_usd,
                 latency_s=response.latency_s,
-                attempts=booking.attempts,
-                anomaly=booking.anomaly,
+                **booking.reported(),
             )
         )
 

@@ -23,7 +23,7 @@ from typing import Literal
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..lm import LM, ChatMessage, ImagePart, ToolCall
 from ..sandbox import tool_arguments
-from .call_tree import CallTree, SubcallOutcome, _refused
+from .call_tree import CallTree, SubcallOutcome
 from .ledger import Account
 from .parsing import truncate_output
 from .prompts import Prompts
@@ -112,15 +112,9 @@ async def agent_subcall(
     """One ``llm_query`` answered by a tool-calling agent on ``lm``; never raises (but for
     cancellation). Returns the final text, or the ``[error: ...]`` text of the round that was
     refused or failed."""
-    refusal = tree.window_refusal(lm, len(prompt), "split it into smaller prompts")
+    refusal = tree.admit(lm, prompt)
     if refusal is not None:
         return refusal
-    from .._foundation.errors import BudgetExceededError
-
-    try:
-        tree.ledger.check_subcall_slot()
-    except BudgetExceededError as exc:
-        return _refused(exc)
     native = uses_native_tools(lm, protocol)
     by_name = {t.name: t for t in tools}
     schemas = [t.schema() for t in tools]

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from .._foundation.errors import ConfigurationError
 from .._foundation.events import Event, ToolFinished, ToolStarted, preview
+from .._foundation.validate import first_repeat
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox import (
     MAX_TOOL_NAME_CHARS,
@@ -132,12 +133,10 @@ def as_tools(items: Iterable[Callable[..., Any] | Tool] | None, what: str) -> tu
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
         raise ConfigurationError(f"{what} must be a list of functions or fastrlm.Tool objects")
     tools = tuple(item if isinstance(item, Tool) else Tool(item) for item in items)
-    seen: set[str] = set()
-    for tool in tools:
-        if tool.name in seen:
-            raise ConfigurationError(f"{what}: two tools are named {tool.name!r}; give one "
-                                     "another name with fastrlm.Tool(fn, name=...)")
-        seen.add(tool.name)
+    repeated = first_repeat(tool.name for tool in tools)
+    if repeated is not None:
+        raise ConfigurationError(f"{what}: two tools are named {repeated!r}; give one "
+                                 "another name with fastrlm.Tool(fn, name=...)")
     return tools
 
 

@@ -12,22 +12,26 @@ version: ``migrations[v]`` upgrades version ``v`` to ``v + 1``.
 
 Both files are caches (of the traces, of paid-for replies): one found broken (not a database,
 malformed, a table of another layout; :func:`is_unusable`) is renamed aside with
-:func:`set_aside`, never deleted, and made anew by the next connection.
+:func:`set_aside`, never deleted, and made anew by the next connection:
+:func:`anew_if_unusable` does all three for one operation.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ConfigurationError
 
 Migration = Callable[[sqlite3.Connection], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +154,23 @@ def set_aside(path: Path) -> Path:
         with contextlib.suppress(FileNotFoundError):  # absent, or another process was first
             part.rename(aside.with_name(aside.name + suffix))
     return aside
+
+
+def anew_if_unusable(
+    schema: Schema, path: Path, attempt: Callable[[], _T], *, logger: logging.Logger,
+    release: Callable[[], None] | None = None, note: str = "",
+) -> _T:
+    """``attempt()``, and when it finds the file at ``path`` broken (:func:`is_unusable`):
+    ``release`` what holds it open, :func:`set_aside` it, warn on ``logger`` (``note`` ends
+    the warning) and ``attempt()`` once more, on a new file. Any other error propagates."""
+    try:
+        return attempt()
+    except sqlite3.Error as exc:
+        if not is_unusable(exc):
+            raise
+        if release is not None:
+            release()
+        aside = set_aside(path)
+        logger.warning("the %s %s was unusable (%s): moved aside to %s and started anew%s",
+                       schema.name, path, exc, aside, note)
+        return attempt()

@@ -19,11 +19,24 @@ and anything below or above the bound, zero included wherever zero means nothing
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from .errors import InvalidSettingError
+
+_H = TypeVar("_H", bound=Hashable)
+
+
+def first_repeat(names: Iterable[_H]) -> _H | None:
+    """The first of ``names`` that came before (a tool's name, a job's id), or None when every
+    one is new: what a check that names must be unique reports."""
+    seen: set[_H] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

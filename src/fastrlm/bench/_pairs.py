@@ -46,6 +46,7 @@ MAX_LENGTH = 2**18
 
 Stats = dict[str, list[date]]  # label -> dates of that user's instances with the label
 Pred = Callable[[Stats], bool]
+Query = tuple[str, Pred, Pred | None]  # condition text, predicate A, predicate B
 
 
 def _has(lab: str) -> Pred:
@@ -86,43 +87,38 @@ def _h(lab: str) -> str:
     return f"at least one instance with a {_N[lab]}"
 
 
+#: Month names as the paper writes them (``%B`` would follow the process's locale).
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+
+
+def _either(a: str, b: str, dated: tuple[str, str, date] | None = None) -> Query:
+    """A symmetric query: both users have an instance with label ``a`` or one with ``b``; with
+    ``dated`` (label, ``"after"``/``"before"``, day), all their instances with that label also
+    fall after/before the day. Its text and its predicate are made from the same values."""
+    text, pred = f"both users have {_h(a)} or {_h(b)}", _or(_has(a), _has(b))
+    if dated is None:
+        return text, pred, None
+    lab, when, day = dated
+    noun = _N[lab]
+    article = "an" if noun[0] in "aeiou" else "a"
+    text += (f", and all instances that are {article} {noun} for both users must be {when} "
+             f"{_MONTHS[day.month - 1]} {day.day}, {day.year}")
+    return text, _and(pred, _all(lab, when, day)), None
+
+
 #: (condition text, predicate A, predicate B or None for symmetric queries); P2 App. D.1 order.
-QUERIES: tuple[tuple[str, Pred, Pred | None], ...] = (
-    (f"both users have {_h(NUM)} or {_h(LOC)}", _or(_has(NUM), _has(LOC)), None),
-    (f"both users have {_h(ENT)} or {_h(HUM)}", _or(_has(ENT), _has(HUM)), None),
-    (f"both users have {_h(DESC)} or {_h(ABBR)}", _or(_has(DESC), _has(ABBR)), None),
-    (
-        f"both users have {_h(HUM)} or {_h(LOC)}, and all instances that are a human being for "
-        "both users must be after January 6, 2023",
-        _and(_or(_has(HUM), _has(LOC)), _all(HUM, "after", date(2023, 1, 6))),
-        None,
-    ),
-    (
-        f"both users have {_h(ENT)} or {_h(NUM)}, and all instances that are an entity for both "
-        "users must be before March 15, 2023",
-        _and(_or(_has(ENT), _has(NUM)), _all(ENT, "before", date(2023, 3, 15))),
-        None,
-    ),
-    (f"both users have {_h(LOC)} or {_h(ABBR)}", _or(_has(LOC), _has(ABBR)), None),
-    (
-        f"both users have {_h(DESC)} or {_h(NUM)}, and all instances that are a numeric value for "
-        "both users must be after February 1, 2023",
-        _and(_or(_has(DESC), _has(NUM)), _all(NUM, "after", date(2023, 2, 1))),
-        None,
-    ),
-    (f"both users have {_h(HUM)} or {_h(DESC)}", _or(_has(HUM), _has(DESC)), None),
-    (
-        f"both users have {_h(ENT)} or {_h(LOC)}, and all instances that are a location for both "
-        "users must be after April 10, 2023",
-        _and(_or(_has(ENT), _has(LOC)), _all(LOC, "after", date(2023, 4, 10))),
-        None,
-    ),
-    (
-        f"both users have {_h(NUM)} or {_h(ABBR)}, and all instances that are an abbreviation for "
-        "both users must be before May 20, 2023",
-        _and(_or(_has(NUM), _has(ABBR)), _all(ABBR, "before", date(2023, 5, 20))),
-        None,
-    ),
+QUERIES: tuple[Query, ...] = (
+    _either(NUM, LOC),
+    _either(ENT, HUM),
+    _either(DESC, ABBR),
+    _either(HUM, LOC, (HUM, "after", date(2023, 1, 6))),
+    _either(ENT, NUM, (ENT, "before", date(2023, 3, 15))),
+    _either(LOC, ABBR),
+    _either(DESC, NUM, (NUM, "after", date(2023, 2, 1))),
+    _either(HUM, DESC),
+    _either(ENT, LOC, (LOC, "after", date(2023, 4, 10))),
+    _either(NUM, ABBR, (ABBR, "before", date(2023, 5, 20))),
     (
         "one user has at least one instance with entity and one with abbreviation, and the other "
         "user has exactly one instance with entity",

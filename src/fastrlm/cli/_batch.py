@@ -14,8 +14,9 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -23,7 +24,14 @@ from .._foundation.errors import ConfigurationError
 from .._foundation.validate import BATCH_RULES, BUDGET_RULES
 from ._common import fail, price_table_or_exit, settings_or_exit
 from ._exit import ExitCode
-from ._options import Checked, concurrent_runs, concurrent_runs_option, load_options, run_options
+from ._options import (
+    Checked,
+    KeyedParam,
+    concurrent_runs,
+    concurrent_runs_option,
+    load_options,
+    run_options,
+)
 from ._runner import _run_cancellable
 
 if TYPE_CHECKING:
@@ -33,26 +41,21 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = {True: 0.5, False: 10.0}
 
 
-class ProviderLimit(click.ParamType):  # type: ignore[type-arg, unused-ignore]
+class ProviderLimit(KeyedParam):
     """``N`` (every provider) or ``PROVIDER=N``."""
 
     name = "limit"
+    metavar = "[PROVIDER=]N"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        provider, sep, number = str(value).rpartition("=")
+    def parse(self, value: str, key: str | None, rest: str,
+              fail: Callable[[str], NoReturn]) -> tuple[str | None, int]:
         try:
-            n = int(number)
+            n = int(rest)
         except ValueError:
             n = 0
-        if n < 1 or (sep and not provider.strip()):
-            self.fail(f"{value!r} is not N or PROVIDER=N with N >= 1, e.g. 16 or openai=8",
-                      param, ctx)
-        return (provider.strip() or None, n)
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "[PROVIDER=]N"
+        if n < 1 or key == "":
+            fail(f"{value!r} is not N or PROVIDER=N with N >= 1, e.g. 16 or openai=8")
+        return (key or None, n)
 
 
 @click.command("batch")

@@ -12,14 +12,17 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ._config import SANDBOXES, resolve_settings
 from ._exit import ExitCode
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 SERVICES = ("payments", "auth", "search", "orders", "inventory", "gateway", "email", "billing")
 LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
@@ -226,14 +229,14 @@ def run_demo(
     return outcome.exit_code
 
 
+def _size_mb_option(about: str) -> Callable[[_F], _F]:
+    """The ``--size-mb`` of the generated log (``demo`` and ``quickstart`` share it)."""
+    return click.option("--size-mb", type=click.FloatRange(min=0.01), default=40.0,
+                        show_default=True, help=about)
+
+
 @click.command()
-@click.option(
-    "--size-mb",
-    type=click.FloatRange(min=0.01),
-    default=40.0,
-    show_default=True,
-    help="Size of the generated log (40 MB is about 10M tokens).",
-)
+@_size_mb_option("Size of the generated log (40 MB is about 10M tokens).")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--sandbox", type=click.Choice(SANDBOXES), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result object on stdout.")
@@ -271,13 +274,7 @@ def project_corpus() -> list[Path]:
 
 
 @click.command()
-@click.option(
-    "--size-mb",
-    type=click.FloatRange(min=0.01),
-    default=40.0,
-    show_default=True,
-    help="Size of the demo's generated log when no model is configured.",
-)
+@_size_mb_option("Size of the demo's generated log when no model is configured.")
 def quickstart(size_mb: float) -> None:
     """With a configured model: ask it a real question about fastrlm's own docs and source.
     Without one: say how to configure one, and run the offline demo."""

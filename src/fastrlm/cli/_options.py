@@ -3,7 +3,8 @@
 :class:`Checked` runs a flag's value through the same
 :class:`~fastrlm._foundation.validate.Rule` that ``Budget`` and ``Limits`` use, so
 ``--max-seconds nan`` is a usage error naming the flag (exit 2), never a run that stops at
-once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]``.
+once. :class:`PriceParam` reads ``--price MODEL=IN,OUT[,CACHED]`` (a :class:`KeyedParam`, as
+``batch``'s ``--max-concurrent`` limits are).
 
 The option blocks are written once: :func:`budget_options` (one flag per
 :data:`~fastrlm._foundation.budget.BUDGET_KEYS` entry, plus ``--price``), :func:`run_options` (the
@@ -15,9 +16,10 @@ model, budget and sandbox flags of a command that runs an RLM; they reach the co
 
 from __future__ import annotations
 
+import abc
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -93,19 +95,41 @@ def tool_options(func: Any) -> Any:
     )(func)
 
 
-class PriceParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]
-    """``MODEL=IN,OUT[,CACHED_IN]``: USD per million input, output and cached-input tokens."""
+class KeyedParam(click.ParamType, abc.ABC):  # type: ignore[type-arg, unused-ignore]
+    """A ``[KEY=]VALUE`` flag: split at its last ``=`` for :meth:`parse`, once (click may hand
+    a default or a value it converted already back to ``convert``)."""
 
-    name = "price"
+    metavar = ""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):
             return value
-        model, sep, numbers = str(value).rpartition("=")
-        parts = [p.strip() for p in numbers.split(",")]
-        if not sep or not model.strip() or len(parts) not in (2, 3):
-            self.fail(f"{value!r} is not MODEL=IN,OUT or MODEL=IN,OUT,CACHED_IN (USD per 1M "
-                      "tokens), e.g. --price openai/my-local=0,0", param, ctx)
+        key, sep, rest = str(value).rpartition("=")
+        return self.parse(str(value), key.strip() if sep else None, rest,
+                          lambda message: self.fail(message, param, ctx))
+
+    @abc.abstractmethod
+    def parse(self, value: str, key: str | None, rest: str,
+              fail: Callable[[str], NoReturn]) -> tuple[Any, ...]:
+        """``value`` as ``key`` (None without ``=``; ``""`` for ``=VALUE``) and what follows
+        the ``=``; ``fail`` with a message that shows the accepted forms."""
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.metavar
+
+
+class PriceParam(KeyedParam):
+    """``MODEL=IN,OUT[,CACHED_IN]``: USD per million input, output and cached-input tokens."""
+
+    name = "price"
+    metavar = "MODEL=IN,OUT[,CACHED_IN]"
+
+    def parse(self, value: str, key: str | None, rest: str,
+              fail: Callable[[str], NoReturn]) -> tuple[str, Price]:
+        parts = [p.strip() for p in rest.split(",")]
+        if not key or len(parts) not in (2, 3):
+            fail(f"{value!r} is not MODEL=IN,OUT or MODEL=IN,OUT,CACHED_IN (USD per 1M "
+                 "tokens), e.g. --price openai/my-local=0,0")
         names = ("input", "output", "cached_input")[: len(parts)]
         checked: dict[str, float] = {}
         for name, part in zip(names, parts, strict=True):
@@ -113,15 +137,11 @@ class PriceParam(click.ParamType):  # type: ignore[type-arg, unused-ignore]
             try:
                 PRICE_RULES[name].check(name, number)
             except InvalidSettingError:
-                self.fail(f"{value!r}: the {name} price must be "
-                          f"{PRICE_RULES[name].describe()} (USD per 1M tokens), not {part!r}",
-                          param, ctx)
+                fail(f"{value!r}: the {name} price must be "
+                     f"{PRICE_RULES[name].describe()} (USD per 1M tokens), not {part!r}")
             assert isinstance(number, (int, float))
             checked[name] = float(number)
-        return model.strip(), Price(**checked)
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "MODEL=IN,OUT[,CACHED_IN]"
+        return key, Price(**checked)
 
 
 #: What each budget flag limits; ``{scope}`` is what the limit covers (a run, an instance).

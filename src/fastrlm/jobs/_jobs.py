@@ -31,6 +31,7 @@ from typing import Any
 
 from .._foundation.budget import BUDGET_KEYS, Budget
 from .._foundation.errors import ConfigurationError, InvalidSettingError
+from .._foundation.validate import first_repeat
 from ._runner import ResultsLog
 
 JOB_KEYS = frozenset(
@@ -159,12 +160,10 @@ def read_jobs(path: Path) -> list[Job]:
 
 
 def check_unique(jobs: Iterable[Job]) -> None:
-    seen: set[str] = set()
-    for job in jobs:
-        if job.id in seen:
-            raise JobError(f"job id {job.id!r} is used twice; ids must be unique (they are how a "
-                           "re-run finds finished jobs)")
-        seen.add(job.id)
+    repeated = first_repeat(job.id for job in jobs)
+    if repeated is not None:
+        raise JobError(f"job id {repeated!r} is used twice; ids must be unique (they are how a "
+                       "re-run finds finished jobs)")
 
 
 @dataclass(frozen=True, slots=True)

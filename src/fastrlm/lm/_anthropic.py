@@ -17,20 +17,19 @@ be read back.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Unpack
 
 import anthropic
 
 from .._foundation.errors import ProviderError, ProviderResponseError
-from .._foundation.limits import DEFAULT_LIMITS, Limits
 from .._foundation.usage import TokenUsage
 from . import _sdk
-from ._base import ChatMessage, LMResponse, ToolCall, ToolSchema, estimate_tokens
-from ._provider import HTTPProvider
+from ._base import ChatMessage, ToolCall, ToolSchema, estimate_tokens
+from ._chat import ReadCompletion
+from ._provider import HTTPOptions, HTTPProvider
 from ._reading import count, mapping, reply_json, text_or_none
-from ._retry import Failure, RetryPolicy
+from ._retry import Failure
 
 DEFAULT_MAX_TOKENS = 8192
 _EPHEMERAL = {"type": "ephemeral"}
@@ -47,6 +46,7 @@ class AnthropicLM(HTTPProvider):
     ``cached_input_tokens`` and the writes in ``cache_write_tokens`` (priced separately).
 
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
+    The other options are every HTTP provider's (:class:`~fastrlm.lm._provider.HTTPOptions`).
     """
 
     _api = "anthropic-messages"
@@ -60,22 +60,15 @@ class AnthropicLM(HTTPProvider):
         self,
         model: str,
         *,
-        api_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        temperature: float | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-        retry: RetryPolicy | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         thinking_budget: int | None = None,
         prompt_caching: bool = True,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        self._setup(
-            model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
-            retry=retry,
-        )
+        super().__init__(model, **options)
         self.thinking_budget = thinking_budget
-        self._temperature = None if thinking_budget else temperature
+        if thinking_budget:
+            self._temperature = None
         self.default_max_tokens = default_max_tokens
         self.prompt_caching = prompt_caching
 
@@ -124,41 +117,25 @@ class AnthropicLM(HTTPProvider):
             ]
         return params
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        tools: Sequence[ToolSchema] | None = None,
-    ) -> LMResponse:
-        params = self.request_params(messages, max_tokens, tools)
-        kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
+    def _sender(
+        self, params: dict[str, Any], messages: Sequence[ChatMessage]
+    ) -> Callable[[], Awaitable[ReadCompletion]]:
         if not params["messages"]:
-            raise ProviderError(f"{self._model}: no user message to send", **kw)
-        started = time.monotonic()
+            raise ProviderError(f"{self._model}: no user message to send",
+                                provider=self._provider, model=self.api_model)
 
-        async def attempt() -> _Read:
+        async def attempt() -> ReadCompletion:
             client = await self._clients.get()
-            message = await client.messages.create(**params)
-            return self._read(message, messages)
+            return self._read(await client.messages.create(**params), messages)
 
-        text, usage, stop, message_id, calls = await self.retry.run(
-            attempt,
-            self._translate,
-            _sdk.catchable(anthropic),
-            provider=self._provider,
-            model=self.api_model,
-        )
-        return LMResponse(
-            text=text,
-            usage=usage,
-            model=self._model,
-            latency_s=time.monotonic() - started,
-            finish_reason=stop,
-            raw={"id": message_id},
-            tool_calls=calls,
-        )
+        return attempt
 
-    def _read(self, message: object, messages: Sequence[ChatMessage]) -> _Read:
-        """The text, usage, stop reason, id and tool calls of a Messages API reply, read in its
-        JSON form with the same tolerance as every reply (``_reading``)."""
+    def _catch(self) -> tuple[type[BaseException], ...]:
+        return _sdk.catchable(anthropic)
+
+    def _read(self, message: object, messages: Sequence[ChatMessage]) -> ReadCompletion:
+        """The text, usage, stop reason and (in ``raw``) id and tool calls of a Messages API
+        reply, read in its JSON form with the same tolerance as every reply (``_reading``)."""
         kw: dict[str, Any] = {"provider": self._provider, "model": self.api_model}
         body = reply_json(message)
         listed = body.get("content")
@@ -175,20 +152,12 @@ class AnthropicLM(HTTPProvider):
                 error.retryable = False
             raise error
         usage = _usage(mapping(body.get("usage")), messages, text)
-        return text, usage, stop, text_or_none(body.get("id")), calls
+        return text, usage, stop, None, {"id": text_or_none(body.get("id")), "tool_calls": calls}
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,
                               base_url=self.base_url)
 
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def __repr__(self) -> str:
-        return f"AnthropicLM({self._model!r}, base_url={self.base_url!r})"
-
-
-_Read = tuple[str, TokenUsage, str | None, str | None, tuple[ToolCall, ...]]
 
 
 def _tool_calls(blocks: list[Mapping[str, Any]]) -> tuple[ToolCall, ...]:

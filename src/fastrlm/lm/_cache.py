@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from .._foundation.home import cache_path
-from .._foundation.schema import Schema, ensure_schema, is_unusable, set_aside
+from .._foundation.schema import Schema, anew_if_unusable, ensure_schema
 from .._foundation.usage import TokenUsage
 from ._base import LM, ChatMessage, LMResponse
 
@@ -103,9 +103,7 @@ class SubcallCache:
     def close(self) -> None:
         """Close the connection; the cache reopens it if used again."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._release()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -135,23 +133,19 @@ class SubcallCache:
             self._conn = conn
         return self._conn
 
+    def _release(self) -> None:
+        """Close the connection (the caller holds the lock)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def _guarded(self, op: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
         """``op`` on the connection, under the lock. A broken file is moved aside and ``op``
         retried on a new one; any other database error gives ``fallback``, logged once."""
         with self._lock:
             try:
-                try:
-                    return op(self._connect())
-                except sqlite3.Error as exc:
-                    if not is_unusable(exc):
-                        raise
-                    if self._conn is not None:
-                        self._conn.close()
-                        self._conn = None
-                    aside = set_aside(self.path)
-                    logger.warning("the sub-call cache %s was unusable (%s): moved aside to %s "
-                                   "and started anew", self.path, exc, aside)
-                    return op(self._connect())
+                return anew_if_unusable(SCHEMA, self.path, lambda: op(self._connect()),
+                                        logger=logger, release=self._release)
             except sqlite3.Error as exc:
                 if not self._warned:
                     self._warned = True

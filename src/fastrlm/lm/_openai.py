@@ -19,19 +19,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Unpack
 
 import aiohttp
 
 from .._foundation.errors import ProviderConnectionError, ProviderResponseError
-from .._foundation.limits import DEFAULT_LIMITS, Limits
 from .._foundation.net import is_loopback
-from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, LMResponse, ToolSchema
+from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, ToolSchema
 from ._chat import ReadCompletion, read_completion, wire_message
-from ._provider import HTTPProvider, shared_ssl_context
-from ._retry import Failure, RetryPolicy, error_for_status
+from ._provider import HTTPOptions, HTTPProvider, shared_ssl_context
+from ._retry import Failure, error_for_status
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
@@ -70,6 +68,8 @@ class OpenAIChatLM(HTTPProvider):
     :meth:`complete` raises :class:`fastrlm.ProviderError` subclasses only, after retries.
     A reply without ``usage`` gets an estimate (``usage.estimated=True``); a reply without
     choices or without text raises :class:`fastrlm.ProviderResponseError`.
+    Besides its own options it takes :class:`~fastrlm.lm._provider.HTTPOptions` (``api_model``,
+    ``base_url``, ``api_key``, ``temperature``, ``limits``, ``retry``).
     """
 
     _api = "openai-chat"
@@ -83,23 +83,16 @@ class OpenAIChatLM(HTTPProvider):
         self,
         model: str,
         *,
-        api_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        temperature: float | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-        retry: RetryPolicy | None = None,
         reasoning: bool | None = None,
         default_headers: dict[str, str] | None = None,
         extra_body: dict[str, Any] | None = None,
         default_concurrency: int = DEFAULT_CONCURRENCY,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        self._setup(
-            model, api_model=api_model, base_url=base_url, api_key=api_key, limits=limits,
-            retry=retry,
-        )
+        super().__init__(model, **options)
         self._reasoning = is_reasoning_model(self.api_model) if reasoning is None else reasoning
-        self._temperature = None if self._reasoning else temperature
+        if self._reasoning:
+            self._temperature = None
         self._extra_body = dict(extra_body or {})
         self._headers = default_headers
         self._proxy: str | None = None
@@ -174,16 +167,13 @@ class OpenAIChatLM(HTTPProvider):
             params["extra_body"] = self._extra_body
         return params
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        tools: Sequence[ToolSchema] | None = None,
-    ) -> LMResponse:
-        params = self.request_params(messages, max_tokens, tools)
+    def _sender(
+        self, params: dict[str, Any], messages: Sequence[ChatMessage]
+    ) -> Callable[[], Awaitable[ReadCompletion]]:
         body = {k: v for k, v in params.items() if k != "extra_body"}
         body.update(params.get("extra_body") or {})
         payload = json.dumps(body, ensure_ascii=False).encode()  # once, for every attempt
         url = self._endpoint + "/chat/completions"
-        started = time.monotonic()
 
         async def attempt() -> ReadCompletion:
             session = await self._clients.get()
@@ -196,14 +186,10 @@ class OpenAIChatLM(HTTPProvider):
                 json.loads(raw), messages, provider=self._provider, model=self.api_model
             )
 
-        completion = await self.retry.run(
-            attempt,
-            self._translate,
-            (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError),
-            provider=self._provider,
-            model=self.api_model,
-        )
-        return self._response(completion, started)
+        return attempt
+
+    def _catch(self) -> tuple[type[BaseException], ...]:
+        return (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError)
 
     def _translate(self, exc: BaseException) -> Failure:
         return translate_http(exc, provider=self._provider, model=self.api_model,
@@ -213,11 +199,6 @@ class OpenAIChatLM(HTTPProvider):
     def _endpoint(self) -> str:
         return self.base_url or DEFAULT_BASE_URL  # _setup always settles one
 
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def __repr__(self) -> str:
-        return f"OpenAIChatLM({self._model!r}, base_url={self.base_url!r})"
 
 
 def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:

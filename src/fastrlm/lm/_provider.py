@@ -3,9 +3,9 @@
 - :class:`Provider`: every provider's names, sampling, cache identity and the
   :class:`LMResponse` it builds from a reply.
 - :class:`HTTPProvider`: a provider that talks to one HTTP endpoint (the core ``aiohttp``
-  provider, the ``anthropic`` SDK): it settles the names, key and base URL, the one
-  :class:`RetryPolicy`, the pool size, and holds one client per event loop
-  (:class:`LoopBoundClient`).
+  provider, the ``anthropic`` SDK): its constructor takes the options they share
+  (:class:`HTTPOptions`), settles the names, key and base URL, the one :class:`RetryPolicy`,
+  the pool size, and holds one client per event loop (:class:`LoopBoundClient`).
 - :func:`shared_ssl_context`: the one TLS context every HTTP client verifies servers with.
 """
 
@@ -20,13 +20,13 @@ import os
 import ssl
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
-from .._foundation.limits import Limits
-from ._base import LMResponse
+from .._foundation.limits import DEFAULT_LIMITS, Limits
+from ._base import ChatMessage, LMResponse, ToolSchema
 from ._chat import ReadCompletion
-from ._retry import RetryPolicy
+from ._retry import Failure, RetryPolicy
 
 #: A placeholder key for servers that need none (the SDKs refuse to start without one).
 NO_KEY = "not-needed"
@@ -85,13 +85,29 @@ class Provider:
         )
 
 
-class HTTPProvider(Provider, abc.ABC):
-    """Mixin for providers that talk to one HTTP endpoint with a pooled client.
+class HTTPOptions(TypedDict, total=False):
+    """The constructor options every :class:`HTTPProvider` takes (each provider adds its own).
 
-    :meth:`_setup` settles the names (``"<provider>/<name>"``, the wire name), the one
+    ``api_model`` is the name sent on the wire (default: ``model`` without its provider
+    prefix); ``base_url`` defaults to the provider's environment variable, then its public
+    endpoint; ``api_key`` defaults to a placeholder for servers that need none; ``limits``
+    sizes the pool and the default :class:`RetryPolicy`."""
+
+    api_model: str | None
+    base_url: str | None
+    api_key: str | None
+    temperature: float | None
+    limits: Limits
+    retry: RetryPolicy | None
+
+
+class HTTPProvider(Provider, abc.ABC):
+    """Base for providers that talk to one HTTP endpoint with a pooled client.
+
+    The constructor settles the names (``"<provider>/<name>"``, the wire name), the one
     :class:`RetryPolicy` (a client's own retries stay off), the key, the base URL (argument,
-    then ``_base_url_env``, then ``_default_base_url``), the pool size and a client per event
-    loop built by the subclass's ``_new_client``.
+    then ``_base_url_env``, then ``_default_base_url``), the temperature, the pool size and a
+    client per event loop built by the subclass's ``_new_client``.
     """
 
     _default_provider: ClassVar[str]
@@ -102,21 +118,24 @@ class HTTPProvider(Provider, abc.ABC):
     retry: RetryPolicy
     pool_size: int
 
-    def _setup(
+    def __init__(
         self,
         model: str,
         *,
-        api_model: str | None,
-        base_url: str | None,
-        api_key: str | None,
-        limits: Limits,
-        retry: RetryPolicy | None,
+        api_model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        # The options are named here (not **kwargs) so that a misspelt one is a TypeError.
         default = (self._default_provider, "", model)
         provider, _, name = model.partition("/") if "/" in model else default
         self._model = f"{provider}/{name}"
         self._provider = provider
         self.api_model = api_model or name
+        self._temperature = temperature
         self.retry = retry or RetryPolicy.from_limits(limits)
         # Never below the SDKs' own default pool (1,000), never below the engine's fan-out.
         self.pool_size = max(1000, limits.max_concurrency or 0)
@@ -124,6 +143,47 @@ class HTTPProvider(Provider, abc.ABC):
         url = base_url or os.environ.get(self._base_url_env) or self._default_base_url
         self.base_url = url.rstrip("/")
         self._clients = LoopBoundClient(self._new_client)
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+        tools: Sequence[ToolSchema] | None = None,
+    ) -> LMResponse:
+        """One call: the request made once (:meth:`request_params`), each attempt sent and
+        read by the subclass's :meth:`_sender`, under the one :class:`RetryPolicy`. Raises
+        :class:`fastrlm.ProviderError` subclasses only, after retries."""
+        send = self._sender(self.request_params(messages, max_tokens, tools), messages)
+        started = time.monotonic()
+        read = await self.retry.run(send, self._translate, self._catch(),
+                                    provider=self._provider, model=self.api_model)
+        return self._response(read, started)
+
+    @abc.abstractmethod
+    def request_params(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None,
+        tools: Sequence[ToolSchema] | None = None,
+    ) -> dict[str, Any]:
+        """The request's fields (pure; used by tests)."""
+
+    @abc.abstractmethod
+    def _sender(
+        self, params: dict[str, Any], messages: Sequence[ChatMessage]
+    ) -> Callable[[], Awaitable[ReadCompletion]]:
+        """One attempt of the call ``params`` describe: sends it and reads the reply (may
+        refuse a request that cannot be sent at all, before any attempt)."""
+
+    @abc.abstractmethod
+    def _catch(self) -> tuple[type[BaseException], ...]:
+        """The exceptions of an attempt that :meth:`_translate` turns into a failure."""
+
+    @abc.abstractmethod
+    def _translate(self, exc: BaseException) -> Failure:
+        """One failed attempt as a :class:`Failure` (the typed error, whether to retry)."""
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._model!r}, base_url={self.base_url!r})"
 
     @abc.abstractmethod
     def _new_client(self) -> Any:

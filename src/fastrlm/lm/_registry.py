@@ -23,10 +23,14 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from .._foundation.errors import ConfigurationError, MissingExtraError
 from .._foundation.limits import DEFAULT_LIMITS, Limits
 from ._base import LM, LOCAL_CONCURRENCY
+
+if TYPE_CHECKING:
+    from ._provider import HTTPOptions
 
 #: With no model named anywhere, the first of these keys found in the environment picks the
 #: root and sub-call models (the library and the CLI share this table).
@@ -190,6 +194,11 @@ class Resolved:
     def model(self) -> str:
         return f"{self.preset.name}/{self.name}"
 
+    def options(self) -> HTTPOptions:
+        """The settled options every HTTP provider takes."""
+        return {"api_model": self.name, "base_url": self.base_url, "api_key": self.api_key,
+                "temperature": self.temperature, "limits": self.limits}
+
 
 Factory = Callable[[Resolved], LM]
 
@@ -199,30 +208,16 @@ def _openai_chat(r: Resolved) -> LM:
 
     return OpenAIChatLM(
         r.model,
-        api_model=r.name,
-        base_url=r.base_url,
-        api_key=r.api_key,
-        temperature=r.temperature,
-        limits=r.limits,
         reasoning=None if r.preset.detect_reasoning else False,
         default_headers=dict(r.preset.default_headers) or None,
         default_concurrency=r.preset.concurrency,
+        **r.options(),
     )
 
 
 def _anthropic(r: Resolved) -> LM:
     cls = load_extra("anthropic", "AnthropicLM")
-    built = cls(
-        r.model,
-        api_model=r.name,
-        base_url=r.base_url,
-        api_key=r.api_key,
-        temperature=r.temperature,
-        limits=r.limits,
-    )
-    built.default_concurrency = r.preset.concurrency
-    lm: LM = built
-    return lm
+    return _with_preset_concurrency(cls(r.model, **r.options()), r)
 
 
 def _litellm(r: Resolved) -> LM:
@@ -230,6 +225,11 @@ def _litellm(r: Resolved) -> LM:
     built = cls(
         r.model, base_url=r.base_url, api_key=r.api_key, temperature=r.temperature, limits=r.limits
     )
+    return _with_preset_concurrency(built, r)
+
+
+def _with_preset_concurrency(built: Any, r: Resolved) -> LM:
+    """``built`` (an extra's provider) with its preset's calls in flight at once."""
     built.default_concurrency = r.preset.concurrency
     lm: LM = built
     return lm

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._foundation.errors import ConfigurationError
-from .._foundation.schema import Schema, ensure_schema, is_unusable, set_aside
+from .._foundation.schema import Schema, anew_if_unusable, ensure_schema
 
 logger = logging.getLogger("fastrlm.trace")
 RUNNING = "running"
@@ -108,17 +108,12 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 def _write(path: Path, apply: Callable[[sqlite3.Connection], object]) -> None:
     """Apply one write; an unusable file is set aside and the write made on a new one."""
-    try:
+
+    def attempt() -> None:
         with _connect(path) as conn:
             apply(conn)
-    except sqlite3.Error as exc:
-        if not is_unusable(exc):
-            raise
-        aside = set_aside(path)
-        logger.warning("the run index %s was unusable (%s): moved aside to %s and started anew; "
-                       "the traces are intact", path, exc, aside)
-        with _connect(path) as conn:
-            apply(conn)
+
+    anew_if_unusable(SCHEMA, path, attempt, logger=logger, note="; the traces are intact")
 
 
 def _read(path: Path, sql: str, params: tuple[object, ...]) -> list[RunRecord]:
