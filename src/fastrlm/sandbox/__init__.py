@@ -20,11 +20,13 @@ from ._base import (
 )
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
+    HostRequest,
     ToolParam,
     ToolSpec,
     tool_arguments,
     tool_error_reply,
 )
+from ._hostops import HOST_OPS, HandlerBridge, HostOpRequest, ToolRequest
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
 from ._protocol import MAX_FRAME_BYTES, utf8_view
 from ._runtime import answer_json
@@ -47,16 +49,21 @@ def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> S
 
 
 __all__ = [
+    "HOST_OPS",
     "KINDS",
     "MAX_FRAME_BYTES",
     "MAX_TOOL_NAME_CHARS",
     "RESERVED_NAMES",
     "ExecResult",
     "FinalValue",
+    "HandlerBridge",
     "HostBridge",
+    "HostOpRequest",
+    "HostRequest",
     "LayerStatus",
     "Sandbox",
     "SandboxLimits",
+    "ToolRequest",
     "ToolParam",
     "ToolSpec",
     "answer_json",

@@ -186,7 +186,7 @@ class ReplRuntime:
         self, name: str, prompts: object, contexts: object, model: object, images: object = None
     ) -> list[str]:
         """One host call; the host answers each prompt with exactly one str (see
-        ``_hostcalls.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
+        ``_hostops.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
         request = model_request(name, prompts, contexts, model, images)
         if not request.prompts:
             return []
