@@ -112,3 +112,19 @@ async def test_a_request_the_table_refuses_never_reaches_the_bridge() -> None:
     with pytest.raises(ValueError, match="unknown host call"):
         await dispatch(bridge, "define", {"name": "x"})
     assert bridge.calls == []
+
+
+async def test_the_engines_bridge_keeps_the_earlier_methods_one_release_with_a_warning() -> None:
+    from fastrlm._core.continuation import SessionBridge
+
+    target = OneMethodBridge()
+    session = SessionBridge()
+    session.target = target
+    with pytest.warns(DeprecationWarning, match=r"llm_query_batched\(\) is deprecated.*call"):
+        assert await session.llm_query_batched(["a"], None) == ["llm:a"]
+    with pytest.warns(DeprecationWarning, match="rlm_query_batched"):
+        assert await session.rlm_query_batched(["b"], ["x"], None) == ["rlm:b|x"]
+    with pytest.warns(DeprecationWarning, match="call_tool"):
+        reply = await session.call_tool("find", {"q": 1})
+    assert reply == {"ok": True, "json": '["find", {"q": 1}]'}
+    assert [op for op, _ in target.calls] == ["llm_query", "rlm_query", "tool"]

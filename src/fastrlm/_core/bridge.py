@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .._foundation.error_text import error_text
 from .._foundation.stop import StopReason
 from ..lm import LM, ImagePart
-from ..sandbox import HandlerBridge, HostOpRequest, HostRequest, ToolRequest
+from ..sandbox import HandlerBridge, HostOpRequest, HostRequest, ThreeMethodFace, ToolRequest
 from .call_tree import CallTree, SubcallOutcome
 from .feedback import with_context
 from .ledger import Account
@@ -42,7 +42,7 @@ class Answers:
 
 
 @dataclass
-class SubcallBridge:
+class SubcallBridge(ThreeMethodFace):
     """The REPL's way back to the host for the run ``run_id`` at ``depth``."""
 
     config: RunConfig

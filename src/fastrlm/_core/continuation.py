@@ -17,7 +17,7 @@ from typing import Protocol
 from .._foundation.events import preview
 from ..context import ContextInfo
 from ..lm import ChatMessage
-from ..sandbox import HostBridge, HostOpRequest, Sandbox
+from ..sandbox import HostBridge, HostOpRequest, Sandbox, ThreeMethodFace
 from .ledger import BudgetLedger
 from .prompts import Prompts
 
@@ -38,7 +38,7 @@ class QuestionSpan:
     collapsed: bool = False
 
 
-class SessionBridge:
+class SessionBridge(ThreeMethodFace):
     """The session's REPL talks to the host through this: it forwards each host call to the
     bridge of the question being answered now (the worker outlives every run)."""
 

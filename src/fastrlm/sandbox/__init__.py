@@ -26,7 +26,14 @@ from ._hostcalls import (
     tool_arguments,
     tool_error_reply,
 )
-from ._hostops import HOST_OPS, HandlerBridge, HostOpRequest, ToolRequest
+from ._hostops import (
+    HOST_OPS,
+    HandlerBridge,
+    HostOpRequest,
+    ThreeMethodFace,
+    ToolRequest,
+    dispatch,
+)
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
 from ._protocol import MAX_FRAME_BYTES, utf8_view
 from ._runtime import answer_json
@@ -63,11 +70,13 @@ __all__ = [
     "LayerStatus",
     "Sandbox",
     "SandboxLimits",
+    "ThreeMethodFace",
     "ToolRequest",
     "ToolParam",
     "ToolSpec",
     "answer_json",
     "create_sandbox",
+    "dispatch",
     "doctor_report",
     "tool_arguments",
     "tool_error_reply",

@@ -10,7 +10,8 @@ alike: look the op up, check, ask ``bridge.call(op, request)``, shape.
 
 The engine answers through a :class:`HostBridge`: one method, ``call(op, request)``. A bridge
 written for the earlier protocol (``llm_query_batched``, ``rlm_query_batched``, ``call_tool``) is
-still answered, through :func:`as_host_bridge` (deprecated, see ``docs/architecture.md``).
+still answered, through :func:`as_host_bridge`, and the engine's bridges keep those methods
+(:class:`ThreeMethodFace`, warning) for a sandbox that calls them: both for one release.
 
 A new capability is one entry here (and its REPL function in :mod:`._runtime`, its handler in the
 engine's bridge); the sandboxes, the worker's frame check and every bridge that forwards calls
@@ -21,12 +22,14 @@ take it unchanged. Host side only (the worker's frame check reads :data:`HOST_OP
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
 
 from .._foundation.error_text import error_text
+from .._foundation.images import ImagePart
 from ._hostcalls import (
     TOOL_OP,
     HostRequest,
@@ -166,6 +169,40 @@ class HandlerBridge:
         if handler is None:
             raise LookupError(f"this host does not answer {op!r} calls")
         return await handler(request)
+
+
+class ThreeMethodFace:
+    """The earlier bridge methods (``llm_query_batched``, ``rlm_query_batched``, ``call_tool``)
+    on a bridge that answers :meth:`HostBridge.call`, for a ``Sandbox`` written against them.
+    Deprecated (each call warns): call ``bridge.call(op, request)``, or answer a payload through
+    :func:`dispatch`, which also checks it. Kept for one release."""
+
+    async def call(self, op: str, request: HostOpRequest) -> object:
+        raise NotImplementedError
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None,
+                                images: list[list[ImagePart]] | None = None) -> object:
+        _deprecated("llm_query_batched")
+        return await self.call("llm_query", HostRequest("llm_query", list(prompts), None, model,
+                                                        images))
+
+    async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
+                                model: str | None) -> object:
+        _deprecated("rlm_query_batched")
+        return await self.call("rlm_query", HostRequest("rlm_query", list(prompts), contexts,
+                                                        model))
+
+    async def call_tool(self, name: str, arguments: dict[str, object]) -> object:
+        _deprecated("call_tool")
+        return await self.call(TOOL_OP, ToolRequest(name, arguments))
+
+
+def _deprecated(method: str) -> None:
+    warnings.warn(
+        f"HostBridge.{method}() is deprecated: the bridge has one method, call(op, request) "
+        "(see fastrlm.abc.HostBridge); it goes away in the next release",
+        DeprecationWarning, stacklevel=3,
+    )
 
 
 class _ThreeMethodBridge:
