@@ -70,7 +70,8 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 #: The longest tool name.
 MAX_TOOL_NAME_CHARS = 64
 
-HostOp = Literal["llm_query", "rlm_query"]
+#: The wire ops of the prompt-carrying host calls (a :class:`HostRequest`'s ``op``).
+QueryOp = Literal["llm_query", "rlm_query"]
 #: The wire op of a host-tool call (``RLM(tools=...)``).
 TOOL_OP = "tool"
 
@@ -78,19 +79,43 @@ TOOL_OP = "tool"
 @dataclass(frozen=True, slots=True)
 class HostCallSpec:
     """One REPL function that reaches the host: its ``name`` in the REPL, the wire ``op`` it
-    sends, whether it takes a list of prompts (``batched``) and whether it takes contexts."""
+    sends, whether it takes a list of prompts (``batched``) and whether it takes contexts;
+    ``params``: its parameters in order (the first the prompt or prompts, the others ``None``
+    by default: ``context``/``contexts``, ``model``, ``images``) and ``doc``, what ``help()``
+    shows. The runtime builds the function from this entry."""
 
     name: str
-    op: HostOp
+    op: QueryOp
     batched: bool
     contexts: bool
+    params: tuple[str, ...] = ()
+    doc: str = ""
 
 
 HOST_CALLS: tuple[HostCallSpec, ...] = (
-    HostCallSpec("llm_query", "llm_query", batched=False, contexts=False),
-    HostCallSpec("llm_query_batched", "llm_query", batched=True, contexts=False),
-    HostCallSpec("rlm_query", "rlm_query", batched=False, contexts=True),
-    HostCallSpec("rlm_query_batched", "rlm_query", batched=True, contexts=True),
+    HostCallSpec(
+        "llm_query", "llm_query", batched=False, contexts=False,
+        params=("prompt", "model", "images"),
+        doc="Ask a sub-model one prompt; returns its text (or an \"[error: ...]\" string). "
+            "``images``: an image or a list of them (PNG/JPEG/GIF/WebP bytes or PIL images) "
+            "for a vision-capable sub-model.",
+    ),
+    HostCallSpec(
+        "llm_query_batched", "llm_query", batched=True, contexts=False,
+        params=("prompts", "model", "images"),
+        doc="Ask a sub-model many prompts concurrently; one answer per prompt, in order. "
+            "``images``: None, or one entry per prompt (an image, a list of images, or None).",
+    ),
+    HostCallSpec(
+        "rlm_query", "rlm_query", batched=False, contexts=True,
+        params=("prompt", "context", "model"),
+        doc="Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt.",
+    ),
+    HostCallSpec(
+        "rlm_query_batched", "rlm_query", batched=True, contexts=True,
+        params=("prompts", "contexts", "model"),
+        doc="Many child RLMs concurrently; ``contexts`` is None or one per prompt.",
+    ),
 )
 _QUERY_OPS = frozenset(spec.op for spec in HOST_CALLS)
 
@@ -99,7 +124,7 @@ class HostRequest:
     """One checked host call: ``op``, one ``str`` per prompt, ``contexts`` (``rlm_query``
     only: ``None`` or one per prompt) and the ``model`` name asked for (``None``: default)."""
 
-    op: HostOp
+    op: QueryOp
     prompts: list[str]
     contexts: list[object] | None = None
     model: str | None = None
