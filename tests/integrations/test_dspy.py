@@ -244,6 +244,25 @@ def test_inputs_cross_to_the_worker_once(recorder: Recorder) -> None:
     assert recorder.made[0].workers_started == 2
 
 
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process", "none"])
+def test_inputs_go_in_through_define_on_every_layer(kind: str) -> None:
+    """The one way into a live REPL: each payload defined under its staged name, rebuilt by
+    the assignment cell, then released (no host call carries it)."""
+    try:
+        if kind != "none":  # the in-process sandbox works everywhere
+            _layers.plans_for(kind)
+    except Exception as exc:  # noqa: BLE001 - SandboxUnavailableError, with the reason
+        pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
+    inputs = {"n": {"a": [1, 2]}, "s": "abcdef", "b": b"\x00\x01"}
+    with FastRLMInterpreter(sandbox=kind) as interpreter:
+        out = interpreter.execute("print(type(n).__name__, n['a'], s[:3], b, _fastrlm_input_s, "
+                                  "_fastrlm_input_b)", inputs)
+        assert out == "dict [1, 2] abc b'\\x00\\x01' None None"
+        assert interpreter.execute("s = 'mine'\nprint(s)", inputs) == "mine"  # still a
+        # variable of the model's, not a name the REPL restores
+
+
 # dspy's own sub-agent path (SandboxLM over DummyLM) passes messages= to the LM, which dspy 3.4
 # deprecates; it is dspy calling dspy, not this bridge.
 @pytest.mark.filterwarnings("ignore:Passing OpenAI-style message dictionaries:DeprecationWarning")
