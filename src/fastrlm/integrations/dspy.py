@@ -66,10 +66,11 @@ from ..sandbox import (
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ExecResult,
+    HandlerBridge,
     HostOpRequest,
+    HostRequest,
     Sandbox,
     SandboxLimits,
-    ToolRequest,
     create_sandbox,
 )
 from . import _dspy_cells as cells
@@ -124,13 +125,18 @@ class _Bridge:
 
     def __init__(self, interpreter: FastRLMInterpreter) -> None:
         self._interpreter = interpreter
+        self._ops = HandlerBridge({
+            "llm_query": lambda request: self.llm_query_batched(request.prompts, request.model),
+            "rlm_query": self._no_rlm_query,
+            "tool": lambda request: self.call_tool(request.name, request.arguments),
+        })
 
     async def call(self, op: str, request: HostOpRequest) -> object:
-        """The one :class:`~fastrlm.sandbox.HostBridge` method."""
-        if isinstance(request, ToolRequest):
-            return await self.call_tool(request.name, request.arguments)
-        if op == "llm_query":
-            return await self.llm_query_batched(request.prompts, request.model)
+        """The one :class:`~fastrlm.sandbox.HostBridge` method, through the handler table."""
+        return await self._ops.call(op, request)
+
+    @staticmethod
+    async def _no_rlm_query(request: HostRequest) -> list[str]:
         return [error_text("subcalls_disabled", "rlm_query is not available under dspy.RLM: "
                            "use llm_query, or a dspy.RLM sub-agent (import dspy)")
                 ] * len(request.prompts)
