@@ -128,3 +128,17 @@ async def test_the_engines_bridge_keeps_the_earlier_methods_one_release_with_a_w
         reply = await session.call_tool("find", {"q": 1})
     assert reply == {"ok": True, "json": '["find", {"q": 1}]'}
     assert [op for op, _ in target.calls] == ["llm_query", "rlm_query", "tool"]
+
+
+async def test_the_earlier_methods_hold_the_hosts_checks_too() -> None:
+    from fastrlm._core.continuation import SessionBridge
+
+    target = OneMethodBridge()
+    session = SessionBridge()
+    session.target = target
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="model must be a str"):
+        await session.llm_query_batched(["a"], 5)  # type: ignore[arg-type]
+    with pytest.warns(DeprecationWarning):
+        reply = await session.call_tool("find", {"q": "x" * (17 * 1024 * 1024)})
+    assert isinstance(reply, dict) and reply["kind"] == "bad_arguments"
+    assert target.calls == []

@@ -148,7 +148,9 @@ class HostBridge(Protocol):
     should return ``{"ok": True, "json": text}`` or ``{"ok": False, "kind": ..., "message":
     ...}``. :func:`dispatch` holds the sandbox to those contracts even when a bridge raises or
     returns something else; an op a bridge does not answer may raise (the cell gets a
-    ``host_error``)."""
+    ``host_error``). A bridge of the earlier three methods (``llm_query_batched``,
+    ``rlm_query_batched``, ``call_tool``) is still answered for one release, through
+    :func:`as_host_bridge` (deprecated, see ``docs/architecture.md``)."""
 
     async def call(self, op: str, request: HostOpRequest) -> object: ...
 
@@ -174,8 +176,9 @@ class HandlerBridge:
 class ThreeMethodFace:
     """The earlier bridge methods (``llm_query_batched``, ``rlm_query_batched``, ``call_tool``)
     on a bridge that answers :meth:`HostBridge.call`, for a ``Sandbox`` written against them.
-    Deprecated (each call warns): call ``bridge.call(op, request)``, or answer a payload through
-    :func:`dispatch`, which also checks it. Kept for one release."""
+    Deprecated (each call warns): answer a payload through :func:`dispatch` (what these do: the
+    host's checks and reply shapes hold here too), or call ``bridge.call(op, request)``. Kept
+    for one release."""
 
     async def call(self, op: str, request: HostOpRequest) -> object:
         raise NotImplementedError
@@ -183,18 +186,18 @@ class ThreeMethodFace:
     async def llm_query_batched(self, prompts: list[str], model: str | None,
                                 images: list[list[ImagePart]] | None = None) -> object:
         _deprecated("llm_query_batched")
-        return await self.call("llm_query", HostRequest("llm_query", list(prompts), None, model,
-                                                        images))
+        request = HostRequest("llm_query", prompts, None, model, images)
+        return await dispatch(self, "llm_query", request.payload())
 
     async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
                                 model: str | None) -> object:
         _deprecated("rlm_query_batched")
-        return await self.call("rlm_query", HostRequest("rlm_query", list(prompts), contexts,
-                                                        model))
+        request = HostRequest("rlm_query", prompts, contexts, model)
+        return await dispatch(self, "rlm_query", request.payload())
 
     async def call_tool(self, name: str, arguments: dict[str, object]) -> object:
         _deprecated("call_tool")
-        return await self.call(TOOL_OP, ToolRequest(name, arguments))
+        return await dispatch(self, TOOL_OP, {"name": name, "arguments": arguments})
 
 
 def _deprecated(method: str) -> None:
