@@ -6,7 +6,8 @@
   :class:`ToolCall`.
 - :class:`Sandbox`: where model-written code runs (``start(context, bridge)``,
   ``execute(code) -> ExecResult``, ``define``, ``show_vars``, ``close``), and the
-  :class:`HostBridge` it calls back through; :class:`ExecResult`, :class:`FinalValue` and
+  :class:`HostBridge` it calls back through (``call(op, request)``, the request a
+  :class:`HostRequest` or a :class:`ToolRequest`); :class:`ExecResult`, :class:`FinalValue` and
   :class:`SandboxLimits` are the values they exchange.
 - :class:`ResponseCache`: a sub-call cache (``key_for``, ``get``, ``put``);
   :class:`fastrlm.lm.SubcallCache` is the SQLite one.
@@ -22,7 +23,15 @@ from ._core.call_tree import ResponseCache
 from ._foundation.events import EventCallback
 from ._foundation.usage import TokenUsage
 from .lm import LM, ChatMessage, LMResponse, ToolCall
-from .sandbox import ExecResult, FinalValue, HostBridge, Sandbox, SandboxLimits
+from .sandbox import (
+    ExecResult,
+    FinalValue,
+    HostBridge,
+    HostRequest,
+    Sandbox,
+    SandboxLimits,
+    ToolRequest,
+)
 
 __all__ = [
     "LM",
@@ -31,10 +40,12 @@ __all__ = [
     "ExecResult",
     "FinalValue",
     "HostBridge",
+    "HostRequest",
     "LMResponse",
     "ResponseCache",
     "Sandbox",
     "SandboxLimits",
     "TokenUsage",
     "ToolCall",
+    "ToolRequest",
 ]

@@ -70,6 +70,7 @@ class Recorder:
         self.made: list[FastRLMInterpreter] = []
         self.cells: list[str] = []
         self.answers: list[tuple[str | None, str]] = []  # (model asked for, answer) of host calls
+        self.defined: list[tuple[str, object]] = []  # (name, value) put into a REPL by define
         self.factory = FastRLMInterpreter.factory(**options)
         self.execution_instructions = self.factory.execution_instructions
 
@@ -94,6 +95,13 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
             return await execute(code)
 
         sandbox.execute = logged  # type: ignore[method-assign]
+        define = sandbox.define
+
+        async def logged_define(name: str, value: object = None, **kwargs: Any) -> None:
+            made.defined.append((name, value))
+            await define(name, value, **kwargs)
+
+        sandbox.define = logged_define  # type: ignore[method-assign]
         return sandbox
 
     answer = bridge._Bridge.llm_query_batched
@@ -225,11 +233,34 @@ def test_inputs_cross_to_the_worker_once(recorder: Recorder) -> None:
     )
     assert outputs(prediction)[:2] == [str(len(big)), "NEEDLE"]  # not re-sent: the rebinding held
     assert prediction.answer == f"NEEDLE{len(big)}"
-    # `notes` crossed once, as the answer of the host call its assignment cell made
-    assert [model for model, text in recorder.answers if big in text] == ["fastrlm.dspy.input"]
+    # `notes` crossed once, through the sandbox's define (no host call carried it), and its
+    # staged payload was released once the assignment cell had used it
+    assert [name for name, value in recorder.defined
+            if isinstance(value, str) and big in value] == ["_fastrlm_input_notes"]
+    assert recorder.defined[-1] == ("_fastrlm_input_notes", None)
+    assert not any(big in text for _model, text in recorder.answers)
     assert not any("x" * 1000 in cell for cell in recorder.cells)  # never as source
     # `context` went into the worker's sealed buffer instead: once, when it first arrived
     assert recorder.made[0].workers_started == 2
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process", "none"])
+def test_inputs_go_in_through_define_on_every_layer(kind: str) -> None:
+    """The one way into a live REPL: each payload defined under its staged name, rebuilt by
+    the assignment cell, then released (no host call carries it)."""
+    try:
+        if kind != "none":  # the in-process sandbox works everywhere
+            _layers.plans_for(kind)
+    except Exception as exc:  # noqa: BLE001 - SandboxUnavailableError, with the reason
+        pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
+    inputs = {"n": {"a": [1, 2]}, "s": "abcdef", "b": b"\x00\x01"}
+    with FastRLMInterpreter(sandbox=kind) as interpreter:
+        out = interpreter.execute("print(type(n).__name__, n['a'], s[:3], b, _fastrlm_input_s, "
+                                  "_fastrlm_input_b)", inputs)
+        assert out == "dict [1, 2] abc b'\\x00\\x01' None None"
+        assert interpreter.execute("s = 'mine'\nprint(s)", inputs) == "mine"  # still a
+        # variable of the model's, not a name the REPL restores
 
 
 # dspy's own sub-agent path (SandboxLM over DummyLM) passes messages= to the LM, which dspy 3.4
@@ -345,7 +376,8 @@ def test_protocol_edges(interpreter: FastRLMInterpreter, monkeypatch: pytest.Mon
         interpreter.execute("1", {"bad": object(), "good": 2})
     assert interpreter.execute("print(good + 1)", {"good": 2}) == "3"  # the refusal left no trace
     fetched = interpreter.execute("print(llm_query('good', model='fastrlm.dspy.input'))")
-    assert "no input 'good' is being sent now" in fetched  # inputs are served only while sent
+    assert "[error: unknown_model" in fetched  # no side channel: inputs go in by define
+    assert interpreter.execute("print(_fastrlm_input_good)") == "None"  # released once bound
     monkeypatch.setattr(bridge, "MAX_INPUT_BYTES", 60)
     assert interpreter.execute("print(len(fits))", {"fits": "y" * 60}) == "60"
     with pytest.raises(CodeInterpreterError, match="takes 62 bytes .* pass it as `context`"):

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastrlm._foundation import error_text as error_kinds
 from fastrlm.sandbox import RESERVED_NAMES, Sandbox, _base, _hostcalls
 from fastrlm.sandbox._hostcalls import (
     MAX_BATCH_PROMPTS,
@@ -18,7 +19,6 @@ from fastrlm.sandbox._hostcalls import (
     ToolError,
     ToolParam,
     ToolSpec,
-    dispatch,
     error_text,
     model_request,
     one_answer_per_prompt,
@@ -29,6 +29,7 @@ from fastrlm.sandbox._hostcalls import (
     wire_request,
     wire_tool_request,
 )
+from fastrlm.sandbox._hostops import dispatch
 from fastrlm.sandbox._runtime import ReplRuntime
 
 from .helpers import FakeBridge, MakeSandbox, assert_alive
@@ -50,7 +51,7 @@ def test_error_text_has_one_format_and_refuses_a_kind_that_is_not_a_word() -> No
     assert error_text("no_answer", "nothing came back") == "[error: no_answer: nothing came back]"
     long = error_text("subcall_failed", "x" * 10_000)
     assert len(long) < _hostcalls.MAX_ERROR_MESSAGE_CHARS + 40 and long.endswith("…]")
-    for kind in _hostcalls.ERROR_KINDS:
+    for kind in error_kinds.ERROR_KINDS:
         assert error_text(kind, "m").startswith(f"[error: {kind}: ")
     for bad in ("", "Sub call", "budget-usd", "x]: y"):
         with pytest.raises(ValueError, match="snake_case"):
@@ -354,13 +355,13 @@ def test_every_error_answer_in_the_package_is_built_by_error_text() -> None:
     kinds: set[str] = set()
     for path in root.rglob("*.py"):
         source = path.read_text(encoding="utf-8")
-        if path.name != "_hostcalls.py":
+        if path.name != "error_text.py":  # the vocabulary's one owner
             hand_built = re.search(r"""["']\[error: (?!\.\.\.)""", source)
             assert hand_built is None, f"{path} builds an error text by hand"
         kinds |= set(re.findall(r"""error_text\(\s*["'](\w+)["']""", source))
-    assert kinds and kinds <= set(_hostcalls.ERROR_KINDS)
+    assert kinds and kinds <= set(error_kinds.ERROR_KINDS)
     documented = (root.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
-    for kind in _hostcalls.ERROR_KINDS:
+    for kind in error_kinds.ERROR_KINDS:
         assert f"`{kind}`" in documented
 
 

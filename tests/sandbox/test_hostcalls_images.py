@@ -11,10 +11,10 @@ import pytest
 from fastrlm.sandbox import _hostcalls
 from fastrlm.sandbox._hostcalls import (
     MAX_IMAGES_PER_PROMPT,
-    dispatch,
     model_request,
     wire_request,
 )
+from fastrlm.sandbox._hostops import dispatch
 
 from .helpers import MakeSandbox
 

@@ -1,8 +1,10 @@
-"""The sub-call bridge: the host side of one run's REPL (``llm_query``, ``rlm_query``, host
-tools), the :class:`~fastrlm.sandbox._hostcalls.HostBridge` its sandbox calls back into.
+"""The sub-call bridge: the host side of one run's REPL, the
+:class:`~fastrlm.sandbox.HostBridge` its sandbox calls back into. The engine registers one
+handler per host operation (``llm_query``, ``rlm_query``, ``tool``: the sandbox's
+:data:`~fastrlm.sandbox.HOST_OPS`) in :meth:`SubcallBridge.call`'s table.
 
-The batch methods return their refusal with the answers (:class:`Answers`); the HostBridge face,
-whose answers go to the REPL as strings, keeps the first refusal of the run in
+The batch methods return their refusal with the answers (:class:`Answers`); the handlers, whose
+answers go to the REPL as strings, keep the first refusal of the run in
 :attr:`SubcallBridge.refused` for the root loop, which then gives the model its last turn.
 """
 
@@ -16,7 +18,14 @@ from dataclasses import dataclass, field
 from .._foundation.error_text import error_text
 from .._foundation.stop import StopReason
 from ..lm import LM, ImagePart
-from ..sandbox import tool_error_reply
+from ..sandbox import (
+    HandlerBridge,
+    HostOpRequest,
+    HostRequest,
+    ThreeMethodFace,
+    ToolRequest,
+    tool_error_reply,
+)
 from .call_tree import CallTree, SubcallOutcome
 from .feedback import with_context
 from .ledger import Account
@@ -42,7 +51,7 @@ class Answers:
 
 
 @dataclass
-class SubcallBridge:
+class SubcallBridge(ThreeMethodFace):
     """The REPL's way back to the host for the run ``run_id`` at ``depth``."""
 
     config: RunConfig
@@ -55,6 +64,16 @@ class SubcallBridge:
     #: The run has ended: a host call still made by its REPL (a thread of model code that
     #: outlives the cell, in-process) is answered with an error, never sent, booked or traced.
     over: bool = field(default=False, init=False)
+    _ops: HandlerBridge = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ops = HandlerBridge({
+            "llm_query": self._llm_query, "rlm_query": self._rlm_query, "tool": self._tool,
+        })
+
+    async def call(self, op: str, request: HostOpRequest) -> object:
+        """The :class:`~fastrlm.sandbox.HostBridge` method: answer one checked host call."""
+        return await self._ops.call(op, request)
 
     def pick_lm(self, name: str | None, default: LM) -> LM | str:
         """The LM a REPL call asked for, or an error text if the name is not configured."""
@@ -120,26 +139,22 @@ class SubcallBridge:
             self.refused = answers.refused
         return answers.texts
 
-    # The HostBridge methods (see sandbox._hostcalls).
-    async def llm_query_batched(
-        self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
-    ) -> list[str]:
+    # The host operations' handlers (see HOST_OPS in fastrlm.sandbox).
+    async def _llm_query(self, request: HostRequest) -> list[str]:
         if self.over:
-            return [_RUN_OVER] * len(prompts)
-        return self._keep(await self.ask_llms(prompts, model, images))
+            return [_RUN_OVER] * len(request.prompts)
+        return self._keep(await self.ask_llms(request.prompts, request.model, request.images))
 
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]:
+    async def _rlm_query(self, request: HostRequest) -> list[str]:
         if self.over:
-            return [_RUN_OVER] * len(prompts)
-        return self._keep(await self.ask_rlms(prompts, contexts, model))
+            return [_RUN_OVER] * len(request.prompts)
+        return self._keep(await self.ask_rlms(request.prompts, request.contexts, request.model))
 
-    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
+    async def _tool(self, request: ToolRequest) -> dict[str, object]:
         if self.over:
             return tool_error_reply("tool_error", "the run is over: no tool runs for it")
         return await run_tool(
-            {tool.name: tool for tool in self.config.tools}, name, arguments,
+            {tool.name: tool for tool in self.config.tools}, request.name, request.arguments,
             counter=self.tree.tool_counter, emit=self.tree.emit, run_id=self.run_id,
             depth=self.depth,
         )

@@ -16,8 +16,8 @@ from typing import Protocol
 
 from .._foundation.events import preview
 from ..context import ContextInfo
-from ..lm import ChatMessage, ImagePart
-from ..sandbox import HostBridge, Sandbox
+from ..lm import ChatMessage
+from ..sandbox import HostBridge, HostOpRequest, Sandbox, ThreeMethodFace
 from .ledger import BudgetLedger
 from .prompts import Prompts
 
@@ -38,7 +38,7 @@ class QuestionSpan:
     collapsed: bool = False
 
 
-class SessionBridge:
+class SessionBridge(ThreeMethodFace):
     """The session's REPL talks to the host through this: it forwards each host call to the
     bridge of the question being answered now (the worker outlives every run)."""
 
@@ -49,16 +49,8 @@ class SessionBridge:
         assert self.target is not None, "a session's REPL calls the host only during a question"
         return self.target
 
-    async def llm_query_batched(self, prompts: list[str], model: str | None,
-                                images: list[list[ImagePart]] | None = None) -> list[str]:
-        return await self._bridge().llm_query_batched(prompts, model, images)
-
-    async def rlm_query_batched(self, prompts: list[str], contexts: list[object] | None,
-                                model: str | None) -> list[str]:
-        return await self._bridge().rlm_query_batched(prompts, contexts, model)
-
-    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        return await self._bridge().call_tool(name, arguments)
+    async def call(self, op: str, request: HostOpRequest) -> object:
+        return await self._bridge().call(op, request)
 
 
 @dataclass

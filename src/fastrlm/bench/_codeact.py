@@ -90,14 +90,9 @@ class BM25Index:
 _NO_SUBMODEL = error_text("subcalls_disabled", "CodeAct has no sub-model")
 
 
-class _NoSubcalls:
-    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
-        return [_NO_SUBMODEL] * len(prompts)
-
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]:
-        return [_NO_SUBMODEL] * len(prompts)
+async def _no_subcalls(request: Any) -> list[str]:
+    """CodeAct's answer to every ``llm_query`` / ``rlm_query`` (a ``HostRequest``)."""
+    return [_NO_SUBMODEL] * len(request.prompts)
 
 
 @dataclass
@@ -133,7 +128,7 @@ class CodeActBM25:
             {"role": "system", "content": SYSTEM.format(search=tool)},
             {"role": "user", "content": first_message(question, text)},
         ]
-        from ..sandbox import create_sandbox
+        from ..sandbox import HandlerBridge, create_sandbox
 
         sb: Any = None
         reply = ""
@@ -148,7 +143,9 @@ class CodeActBM25:
                 if code:
                     if sb is None:
                         sb = create_sandbox(self.sandbox)
-                        await sb.start("", _NoSubcalls())
+                        # no host tools: a tool call is a host_error
+                        await sb.start("", HandlerBridge(
+                            {"llm_query": _no_subcalls, "rlm_query": _no_subcalls}))
                     res = await sb.execute(code.group(1))
                     out = (res.stdout + res.stderr + (res.error or ""))[: self.output_chars]
                     observation = f"Output:\n```\n{out or '(no output)'}\n```"

@@ -109,12 +109,12 @@ def sandbox_package_lines(kind: str = "auto") -> list[str]:
     import asyncio
     import importlib.util
 
-    from ..sandbox import SandboxLimits, create_sandbox
+    from ..sandbox import HandlerBridge, SandboxLimits, create_sandbox
 
     async def probe() -> str:
         sandbox = create_sandbox(kind, SandboxLimits(exec_timeout_s=60.0))
         try:
-            await sandbox.start("", _NoHost())
+            await sandbox.start("", HandlerBridge({}))  # the probe makes no host calls
             names = [name for name, _ in SANDBOX_PACKAGES]
             result = await sandbox.execute(_IMPORT_PROBE.format(names=names))
             return result.stdout if result.error is None else f"error {result.error}"
@@ -137,23 +137,6 @@ def sandbox_package_lines(kind: str = "auto") -> list[str]:
             text = f"installed here, but {answer}"
         lines.append(f"  {name:<10} {text}")
     return lines
-
-
-class _NoHost:
-    """The probe's host bridge: the probe makes no host calls."""
-
-    async def llm_query_batched(
-        self, prompts: list[str], model: str | None, images: object = None
-    ) -> list[str]:
-        return ["" for _ in prompts]
-
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]:
-        return ["" for _ in prompts]
-
-    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        return {"ok": False, "kind": "unknown_tool", "message": "the probe has no tools"}
 
 
 def provider_lines() -> list[str]:

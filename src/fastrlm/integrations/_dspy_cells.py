@@ -4,9 +4,9 @@ build their source, and read back what they deliver.
 - :func:`bind_cell` (run before every model cell): defines ``SUBMIT`` for the output fields.
   (Host tools are the REPL's own functions, from :func:`tool_spec`: the sandbox's ``tool``
   host call.)
-- :func:`payload` and :func:`assignment_cell` (run when an input is new or changed): the
-  cell binds each input from its payload, which it fetches from the host as the answer of an
-  ``llm_query`` addressed to :data:`INPUT_MODEL`; so each input crosses to the worker once.
+- :func:`payload` and :func:`assignment_cell` (run when an input is new or changed): each
+  input's payload is put into the REPL under :func:`staged_name` by ``Sandbox.define`` (so it
+  crosses to the worker once, as data), and the cell rebuilds the input from it.
 - :func:`submitted`: reading ``SUBMIT``'s delivery back.
 
 Everything here is text handling on the host; the generated cells use the standard library
@@ -25,8 +25,8 @@ from typing import Any
 from .._core import tools as _tools
 from ..sandbox import ToolSpec
 
-#: ``llm_query(name, model=INPUT_MODEL)`` fetches input ``name`` while it is being sent.
-INPUT_MODEL = "fastrlm.dspy.input"
+#: The private REPL name an input's payload is defined under while it is being sent.
+STAGED_PREFIX = "_fastrlm_input_"
 #: The key of the JSON object ``SUBMIT`` delivers through ``FINAL``.
 SUBMIT_KEY = "__fastrlm_dspy_submit__"
 #: The exception ``SUBMIT`` raises to end the cell (a ``BaseException``: ``except Exception`` in
@@ -210,16 +210,17 @@ _DECODERS = {
 }
 
 
+def staged_name(name: str) -> str:
+    """The REPL name input ``name``'s payload is defined under (``Sandbox.define``) until the
+    assignment cell has rebuilt it: private, so never a user variable."""
+    return STAGED_PREFIX + name
+
+
 def assignment_cell(kinds: Mapping[str, str]) -> str:
     """The cell that binds each input of ``kinds`` (name -> payload kind; names already
-    checked). Each value is fetched from the host as the answer of an ``llm_query`` addressed
-    to :data:`INPUT_MODEL` (a host call: off the cell's clock, and no source literal for the
-    worker to parse), then rebuilt by its kind's decoder."""
-    lines = [
-        "import json as _fastrlm_json",
-        f"def _fastrlm_input(name, _ask=llm_query):\n    return _ask(name, model={INPUT_MODEL!r})",
-    ]
+    checked) from its payload, defined in the REPL under :func:`staged_name` (no source literal
+    for the worker to parse), rebuilt by its kind's decoder."""
+    lines = ["import json as _fastrlm_json"]
     for name, kind in kinds.items():
-        lines.append(f"{name} = (lambda t: {_DECODERS[kind]})(_fastrlm_input({name!r}))")
-    lines.append("del _fastrlm_input")
+        lines.append(f"{name} = (lambda t: {_DECODERS[kind]})({staged_name(name)})")
     return "\n".join(lines) + "\n"

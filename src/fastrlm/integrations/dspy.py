@@ -30,11 +30,12 @@ How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridg
 - **Variables**: an input is sent once, when it is new or its value changed (``dspy.RLM`` passes
   every input on every step). An input named ``context`` becomes the sandbox's ``context`` (the
   sealed, read-only buffer, decoded once); the worker is started with it when it first arrives,
-  and the cells run before it (DSPy's setup) are run again there. Other inputs are fetched by
-  an assignment cell through the host-call path (``llm_query`` to the reserved model name
-  ``fastrlm.dspy.input``, answered only while that cell runs): no source literal to parse, off
-  the cell's clock. A DataFrame arrives as a DataFrame (Parquet through pandas in the worker),
-  except as ``context``, which arrives as a list of row dicts.
+  and the cells run before it (DSPy's setup) are run again there. Other inputs go in through
+  the sandbox's one way to put a value into a live REPL, :meth:`~fastrlm.sandbox.Sandbox.define`
+  (each input's payload under a private name, :func:`._dspy_cells.staged_name`), then an
+  assignment cell rebuilds them (no source literal to parse) and the staged payloads are
+  released. A DataFrame arrives as a DataFrame (Parquet through pandas in the worker), except
+  as ``context``, which arrives as a list of row dicts.
 
 A cell whose ``variables`` are all private names (``_x``, ``__dspy_host_token``) is a *setup
 cell*: DSPy's facade install and ``SandboxSerializable`` inputs are. Setup cells are run again,
@@ -65,6 +66,9 @@ from ..sandbox import (
     MAX_TOOL_NAME_CHARS,
     RESERVED_NAMES,
     ExecResult,
+    HandlerBridge,
+    HostOpRequest,
+    HostRequest,
     Sandbox,
     SandboxLimits,
     create_sandbox,
@@ -116,18 +120,29 @@ def instructions(kind: str, soft: str) -> str:
 
 class _Bridge:
     """The sandbox's :class:`~fastrlm.sandbox.HostBridge` for one interpreter: ``llm_query``
-    prompts go to DSPy's ``llm_query`` tools, the reserved tool model names to the named tool."""
+    prompts go to DSPy's ``llm_query`` tools, ``tool`` calls to the named tool; ``rlm_query``
+    is refused (a text the model reads)."""
 
     def __init__(self, interpreter: FastRLMInterpreter) -> None:
         self._interpreter = interpreter
+        self._ops = HandlerBridge({
+            "llm_query": lambda request: self.llm_query_batched(request.prompts, request.model),
+            "rlm_query": self._no_rlm_query,
+            "tool": lambda request: self.call_tool(request.name, request.arguments),
+        })
 
-    async def llm_query_batched(self, prompts: list[str], model: str | None,
-                                images: object = None) -> list[str]:
-        if model == cells.INPUT_MODEL:
-            pending = self._interpreter._payloads
-            return [pending[name][1] if name in pending else
-                    error_text("unknown_model", f"no input {name!r} is being sent now")
-                    for name in prompts]
+    async def call(self, op: str, request: HostOpRequest) -> object:
+        """The one :class:`~fastrlm.sandbox.HostBridge` method, through the handler table."""
+        return await self._ops.call(op, request)
+
+    @staticmethod
+    async def _no_rlm_query(request: HostRequest) -> list[str]:
+        return [error_text("subcalls_disabled", "rlm_query is not available under dspy.RLM: "
+                           "use llm_query, or a dspy.RLM sub-agent (import dspy)")
+                ] * len(request.prompts)
+
+    async def llm_query_batched(self, prompts: list[str], model: str | None) -> list[str]:
+        """``llm_query`` / ``llm_query_batched``: DSPy's tools of those names answer."""
         if model is not None:
             return [error_text("unknown_model", f"no model {model!r} here: dspy.RLM has one "
                                "sub-model (its sub_lm); call llm_query(prompt)")] * len(prompts)
@@ -146,12 +161,6 @@ class _Bridge:
             # whatever it raises (but the run's own cancellation)
             return [error_text("subcall_failed", tool_failure(exc))] * len(prompts)
         return shown
-
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]:
-        return [error_text("subcalls_disabled", "rlm_query is not available under dspy.RLM: "
-                           "use llm_query, or a dspy.RLM sub-agent (import dspy)")] * len(prompts)
 
     async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
         """The sandbox's ``tool`` host call: run DSPy tool ``name`` with the arguments the REPL's
@@ -252,7 +261,6 @@ class FastRLMInterpreter:
         self._sandbox: Sandbox | None = None
         self._context: object = _NO_VALUE  # what the worker's `context` holds
         self._values: dict[str, object] = {}  # inputs bound in the namespace, by name
-        self._payloads: dict[str, tuple[str, str]] = {}  # what is being sent: (kind, text)
         self._fresh = True  # the worker holds none of them yet
         self._setup: list[str] = []  # setup cells, replayed on a new worker
         self._model_cells = 0  # cells run on this worker that were not setup cells
@@ -414,14 +422,15 @@ class FastRLMInterpreter:
         for _attempt in range(2):
             fresh, self._fresh = self._fresh, True
             values = {**self._values, **changed} if fresh else changed
-            self._payloads = await asyncio.to_thread(_payloads, values)
+            payloads = await asyncio.to_thread(_payloads, values)
             steps = [cells.bind_cell(self.output_fields)]
             if values:
                 steps.append(cells.assignment_cell(
-                    {name: kind for name, (kind, _) in self._payloads.items()}))
+                    {name: kind for name, (kind, _) in payloads.items()}))
             if fresh:
                 steps += self._setup
             try:
+                await self._stage(payloads)
                 for step in steps:
                     result = await self._cell(step)
                     if result.restarted:
@@ -435,8 +444,32 @@ class FastRLMInterpreter:
                     self._fresh = False
                     return
             finally:
-                self._payloads = {}
+                await self._release(payloads)
         raise CodeInterpreterError("the sandbox worker was replaced twice while being prepared")
+
+    async def _stage(self, payloads: dict[str, tuple[str, str]]) -> None:
+        """Put each input's payload text into the REPL under its staged name
+        (``Sandbox.define``), for the assignment cell to rebuild."""
+        assert self._sandbox is not None
+        for name, (_kind, text) in payloads.items():
+            try:
+                await self._sandbox.define(cells.staged_name(name), text)
+            except ContextError as exc:
+                raise CodeInterpreterError(f"input {name!r} cannot be sent to the sandbox: "
+                                           f"{exc}") from None
+            except SandboxError as exc:
+                raise CodeInterpreterError(f"the fastrlm sandbox failed: {exc}") from exc
+
+    async def _release(self, payloads: dict[str, tuple[str, str]]) -> None:
+        """Drop the staged payloads (the worker and the host's record of what was defined
+        keep none of them past the cell that used them)."""
+        if self._sandbox is None:
+            return
+        for name in payloads:
+            try:
+                await self._sandbox.define(cells.staged_name(name), None)
+            except (ContextError, SandboxError):  # the worker is gone: so is the payload
+                return
 
     async def _cell(self, code: str) -> ExecResult:
         assert self._sandbox is not None

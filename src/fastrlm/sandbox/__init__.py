@@ -20,10 +20,19 @@ from ._base import (
 )
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
+    HostRequest,
     ToolParam,
     ToolSpec,
     tool_arguments,
     tool_error_reply,
+)
+from ._hostops import (
+    HOST_OPS,
+    HandlerBridge,
+    HostOpRequest,
+    ThreeMethodFace,
+    ToolRequest,
+    dispatch,
 )
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
 from ._protocol import MAX_FRAME_BYTES, utf8_view
@@ -47,20 +56,27 @@ def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> S
 
 
 __all__ = [
+    "HOST_OPS",
     "KINDS",
     "MAX_FRAME_BYTES",
     "MAX_TOOL_NAME_CHARS",
     "RESERVED_NAMES",
     "ExecResult",
     "FinalValue",
+    "HandlerBridge",
     "HostBridge",
+    "HostOpRequest",
+    "HostRequest",
     "LayerStatus",
     "Sandbox",
     "SandboxLimits",
+    "ThreeMethodFace",
+    "ToolRequest",
     "ToolParam",
     "ToolSpec",
     "answer_json",
     "create_sandbox",
+    "dispatch",
     "doctor_report",
     "tool_arguments",
     "tool_error_reply",

@@ -1,9 +1,10 @@
 """The contract between the engine (host) and a REPL sandbox.
 
 The engine owns a :class:`HostBridge`; the sandbox runs model-written code in one persistent
-namespace and, whenever that code calls ``llm_query*`` / ``rlm_query*``, calls back into the
-bridge (through :func:`._hostcalls.dispatch`, which owns that path and its error texts) and
-hands the answers to the code. Keys, budgets and LM clients stay on the host side.
+namespace and, whenever that code calls a function that reaches the host (``llm_query*``,
+``rlm_query*``, a host tool: the operations of :data:`._hostops.HOST_OPS`), calls back into the
+bridge (through :func:`._hostops.dispatch`, which owns that path and its replies) and hands the
+answers to the code. Keys, budgets and LM clients stay on the host side.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from .._foundation.validate import SANDBOX_RULES, check_fields
-from ._hostcalls import RESERVED_NAMES, HostBridge, ToolSpec
+from ._hostcalls import RESERVED_NAMES, ToolSpec
+from ._hostops import HostBridge
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_CHARS",

@@ -8,9 +8,8 @@ One module owns the REPL's contract with the host, for every sandbox:
   :func:`wire_request` (host side: checks a request that came from untrusted code), with the
   same limits and the same messages (``TypeError`` for a wrong type, ``ValueError`` for a wrong
   count or size);
-- :func:`dispatch`: the one way the host answers a request, for the worker and the in-process
-  sandbox alike;
-- :func:`one_answer_per_prompt`: exactly one ``str`` per prompt, whatever the bridge returned;
+- the replies the host holds every bridge to (:func:`one_answer_per_prompt`, :func:`tool_reply`;
+  the table of host operations and the one dispatch are in :mod:`._hostops`);
 - :func:`error_text`: every ``[error: <kind>: <message>]`` answer the model can see;
 - host tools (the ``tool`` op): :class:`ToolSpec` (what the REPL shows of a host function),
   :func:`tool_arguments` (the one check of a tool call's arguments, both sides and every
@@ -23,7 +22,6 @@ It runs on both sides (the worker imports it), so it uses the standard library o
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import json
 import logging
@@ -31,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal, Protocol
+from typing import Literal
 
 from .._foundation.error_text import (
     MAX_ERROR_MESSAGE_CHARS,
@@ -72,7 +70,8 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 #: The longest tool name.
 MAX_TOOL_NAME_CHARS = 64
 
-HostOp = Literal["llm_query", "rlm_query"]
+#: The wire ops of the prompt-carrying host calls (a :class:`HostRequest`'s ``op``).
+QueryOp = Literal["llm_query", "rlm_query"]
 #: The wire op of a host-tool call (``RLM(tools=...)``).
 TOOL_OP = "tool"
 
@@ -80,53 +79,52 @@ TOOL_OP = "tool"
 @dataclass(frozen=True, slots=True)
 class HostCallSpec:
     """One REPL function that reaches the host: its ``name`` in the REPL, the wire ``op`` it
-    sends, whether it takes a list of prompts (``batched``) and whether it takes contexts."""
+    sends, whether it takes a list of prompts (``batched``) and whether it takes contexts;
+    ``params``: its parameters in order (the first the prompt or prompts, the others ``None``
+    by default: ``context``/``contexts``, ``model``, ``images``) and ``doc``, what ``help()``
+    shows. The runtime builds the function from this entry."""
 
     name: str
-    op: HostOp
+    op: QueryOp
     batched: bool
     contexts: bool
+    params: tuple[str, ...] = ()
+    doc: str = ""
 
 
 HOST_CALLS: tuple[HostCallSpec, ...] = (
-    HostCallSpec("llm_query", "llm_query", batched=False, contexts=False),
-    HostCallSpec("llm_query_batched", "llm_query", batched=True, contexts=False),
-    HostCallSpec("rlm_query", "rlm_query", batched=False, contexts=True),
-    HostCallSpec("rlm_query_batched", "rlm_query", batched=True, contexts=True),
+    HostCallSpec(
+        "llm_query", "llm_query", batched=False, contexts=False,
+        params=("prompt", "model", "images"),
+        doc="Ask a sub-model one prompt; returns its text (or an \"[error: ...]\" string). "
+            "``images``: an image or a list of them (PNG/JPEG/GIF/WebP bytes or PIL images) "
+            "for a vision-capable sub-model.",
+    ),
+    HostCallSpec(
+        "llm_query_batched", "llm_query", batched=True, contexts=False,
+        params=("prompts", "model", "images"),
+        doc="Ask a sub-model many prompts concurrently; one answer per prompt, in order. "
+            "``images``: None, or one entry per prompt (an image, a list of images, or None).",
+    ),
+    HostCallSpec(
+        "rlm_query", "rlm_query", batched=False, contexts=True,
+        params=("prompt", "context", "model"),
+        doc="Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt.",
+    ),
+    HostCallSpec(
+        "rlm_query_batched", "rlm_query", batched=True, contexts=True,
+        params=("prompts", "contexts", "model"),
+        doc="Many child RLMs concurrently; ``contexts`` is None or one per prompt.",
+    ),
 )
-#: The wire ops of host calls (frames the worker may send while a request is in flight).
-HOST_CALL_OPS: frozenset[str] = frozenset({*(spec.op for spec in HOST_CALLS), TOOL_OP})
 _QUERY_OPS = frozenset(spec.op for spec in HOST_CALLS)
-
-class HostBridge(Protocol):
-    """What sandboxed code may ask of the host. Both methods should return one string per
-    prompt, in order, a failed or refused prompt getting an :func:`error_text`; :func:`dispatch`
-    holds the sandbox to that even when a bridge raises or returns something else.
-    ``llm_query_batched`` is passed ``images`` (one list per prompt) only when the call has
-    some, so a bridge without vision may leave the parameter out."""
-
-    async def llm_query_batched(
-        self, prompts: list[str], model: str | None, images: list[list[ImagePart]] | None = None
-    ) -> list[str]: ...
-
-    async def rlm_query_batched(
-        self, prompts: list[str], contexts: list[object] | None, model: str | None
-    ) -> list[str]: ...
-
-    async def call_tool(self, name: str, arguments: dict[str, object]) -> dict[str, object]:
-        """Run host tool ``name`` with JSON ``arguments`` (parameter name -> value, already
-        through :func:`tool_arguments`: a fresh copy within the size and depth limits); return
-        ``{"ok": True, "json": <the result as JSON text>}`` or ``{"ok": False, "kind": <an
-        error kind>, "message": ...}`` (see :func:`tool_reply`)."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class HostRequest:
     """One checked host call: ``op``, one ``str`` per prompt, ``contexts`` (``rlm_query``
     only: ``None`` or one per prompt) and the ``model`` name asked for (``None``: default)."""
 
-    op: HostOp
+    op: QueryOp
     prompts: list[str]
     contexts: list[object] | None = None
     model: str | None = None
@@ -385,51 +383,6 @@ def one_answer_per_prompt(answers: object, count: int) -> list[str]:
                            "not text")
             )
     return result
-
-
-async def dispatch(
-    bridge: HostBridge, op: str, payload: Mapping[str, object]
-) -> list[str] | dict[str, object]:
-    """Answer one host call from the sandbox: check it (:func:`wire_request`, or
-    :func:`wire_tool_request` for the ``tool`` op; raises ``TypeError``/``ValueError`` for a
-    forged or garbage request), ask the bridge, and return exactly one ``str`` per prompt (a
-    tool call: exactly one :func:`tool_reply`; arguments past the limits of
-    :func:`tool_arguments` get a ``bad_arguments`` reply and never reach the bridge). A bridge
-    that raises gives every prompt a ``host_error`` answer; cancellation propagates."""
-    if op == TOOL_OP:
-        name, arguments = wire_tool_request(payload)
-        try:  # the sandbox side checked them too, but the host trusts no sender
-            arguments = tool_arguments(name, arguments)
-        except (TypeError, ValueError) as exc:
-            return tool_error_reply("bad_arguments", str(exc))
-        try:
-            reply: object = await bridge.call_tool(name, arguments)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the bridge must not raise; if it does, the run goes on
-            logger.exception("HostBridge.call_tool raised instead of returning a reply")
-            return tool_error_reply("host_error", f"{type(exc).__name__}: {exc}")
-        return tool_reply(reply)
-    request = wire_request(op, payload)
-    if not request.prompts:
-        return []
-    try:
-        if request.op == "llm_query" and request.images is not None:
-            answers: object = await bridge.llm_query_batched(
-                request.prompts, request.model, images=request.images
-            )
-        elif request.op == "llm_query":
-            answers = await bridge.llm_query_batched(request.prompts, request.model)
-        else:
-            answers = await bridge.rlm_query_batched(
-                request.prompts, request.contexts, request.model
-            )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the bridge must not raise; if it does, the run goes on
-        logger.exception("HostBridge raised instead of returning error strings")
-        return [error_text("host_error", f"{type(exc).__name__}: {exc}")] * len(request.prompts)
-    return one_answer_per_prompt(answers, len(request.prompts))
 
 
 # ---------------------------------------------------------------------- host tools

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from .._foundation.errors import ContextError
-from . import _hostcalls, kinds
+from . import _hostops, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
@@ -138,14 +138,14 @@ class InProcessSandbox:
             runtime.define(name, value, alias)
         return runtime
 
-    def _host_call(self, op: str, payload: dict[str, Any]) -> list[str] | dict[str, object]:
-        """The runtime's host call: :func:`._hostcalls.dispatch` on the host's event loop, this
+    def _host_call(self, op: str, payload: dict[str, Any]) -> object:
+        """The runtime's host call: :func:`._hostops.dispatch` on the host's event loop, this
         (the cell's) thread blocked meanwhile. Raises what ``dispatch`` raises for a request it
         refuses (model code that calls this by hand)."""
         assert self._loop is not None and self._bridge is not None
         if self._closed:  # a thread of model code that outlived its run: nothing more is sent
             raise RuntimeError("the sandbox is closed: its run is over")
-        coro = _hostcalls.dispatch(self._bridge, op, payload)
+        coro = _hostops.dispatch(self._bridge, op, payload)
         self._host_since = time.monotonic()
         self._in_host += 1
         try:

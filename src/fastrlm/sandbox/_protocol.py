@@ -54,7 +54,7 @@ import sys
 from typing import Any
 
 from . import kinds
-from ._hostcalls import HOST_CALL_OPS, TOOL_OP, wire_request, wire_tool_request
+from ._hostops import HOST_CALL_OPS, parse_host_request
 
 HEADER = struct.Struct(">I")
 #: Largest frame either side accepts (prompts of a batch travel in one frame).
@@ -116,9 +116,9 @@ def _optional(value: object, kind: type) -> bool:
 
 
 def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
-    """Validate a worker->host message field by field (a host call's fields by
-    :func:`._hostcalls.wire_request`, the same check the in-process sandbox makes); returns it or
-    raises FrameError."""
+    """Validate a worker->host message field by field (a host call's fields by its
+    :data:`._hostops.HOST_OPS` entry, the same check the in-process sandbox makes); returns it
+    or raises FrameError."""
     op = message["op"]
     if op not in WORKER_OPS:
         raise FrameError(f"unknown op {op[:40]!r} from the worker")
@@ -129,10 +129,7 @@ def check_worker_frame(message: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(message.get("id"), int):
             raise FrameError(f"malformed {op!r} frame from the worker: no int 'id'")
         try:
-            if op == TOOL_OP:
-                wire_tool_request(message)
-            else:
-                wire_request(op, message)
+            parse_host_request(op, message)
         except (TypeError, ValueError) as exc:
             raise FrameError(f"malformed {op!r} frame from the worker: {exc}") from None
         ok = True

@@ -23,7 +23,9 @@ from typing import Any, TextIO, cast
 
 from . import _hostcalls
 from ._hostcalls import (
+    HOST_CALLS,
     TOOL_OP,
+    HostCallSpec,
     ToolError,
     ToolSpec,
     exact_text,
@@ -136,10 +138,7 @@ class ReplRuntime:
         self.ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self._originals: dict[str, Any] = {
             "context": context,
-            "llm_query": self._llm_query,
-            "llm_query_batched": self._llm_query_batched,
-            "rlm_query": self._rlm_query,
-            "rlm_query_batched": self._rlm_query_batched,
+            **{spec.name: self._host_function(spec) for spec in HOST_CALLS},
             "FINAL": self._final_fn,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars_fn,
@@ -155,38 +154,38 @@ class ReplRuntime:
         self.memory_note = ""
 
     # ----------------------------------------------------------------- REPL API
-    def _llm_query(
-        self, prompt: object, model: str | None = None, images: object = None
-    ) -> str:
-        """Ask a sub-model one prompt; returns its text (or an "[error: ...]" string).
-        ``images``: an image or a list of them (PNG/JPEG/GIF/WebP bytes or PIL images) for a
-        vision-capable sub-model."""
-        return self._ask("llm_query", prompt, None, model, images)[0]
+    def _host_function(self, spec: HostCallSpec) -> Callable[..., object]:
+        """The REPL function of host call ``spec`` (a method of this runtime, so every REPL
+        function has the same shape): the parameters the entry names, a wrong call a
+        ``TypeError`` naming the function; one answer, or a list for a batched call."""
+        first, *rest = spec.params
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params = [inspect.Parameter(first, kind),
+                  *(inspect.Parameter(p, kind, default=None) for p in rest)]
+        signature = inspect.Signature(params)
+        name, batched = spec.name, spec.batched
 
-    def _llm_query_batched(
-        self, prompts: object, model: str | None = None, images: object = None
-    ) -> list[str]:
-        """Ask a sub-model many prompts concurrently; one answer per prompt, in order.
-        ``images``: None, or one entry per prompt (an image, a list of images, or None)."""
-        return self._ask("llm_query_batched", prompts, None, model, images)
+        def host_function(runtime: ReplRuntime, *args: object, **kwargs: object) -> object:
+            try:
+                given = signature.bind(*args, **kwargs).arguments
+            except TypeError as exc:
+                raise TypeError(f"{name}(): {exc}") from None
+            contexts = given.get("contexts", given.get("context"))
+            answers = runtime._ask(name, given[first], contexts, given.get("model"),
+                                   given.get("images"))
+            return answers if batched else answers[0]
 
-    def _rlm_query(
-        self, prompt: object, context: object = None, model: str | None = None
-    ) -> str:
-        """Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt."""
-        return self._ask("rlm_query", prompt, context, model)[0]
-
-    def _rlm_query_batched(
-        self, prompts: object, contexts: object = None, model: str | None = None
-    ) -> list[str]:
-        """Many child RLMs concurrently; ``contexts`` is None or one per prompt."""
-        return self._ask("rlm_query_batched", prompts, contexts, model)
+        host_function.__name__ = host_function.__qualname__ = name
+        host_function.__doc__ = spec.doc or None
+        host_function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("self", kind), *params])
+        return types.MethodType(host_function, self)
 
     def _ask(
         self, name: str, prompts: object, contexts: object, model: object, images: object = None
     ) -> list[str]:
         """One host call; the host answers each prompt with exactly one str (see
-        ``_hostcalls.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
+        ``_hostops.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
         request = model_request(name, prompts, contexts, model, images)
         if not request.prompts:
             return []

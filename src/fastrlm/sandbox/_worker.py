@@ -2,11 +2,12 @@
 
 :class:`WorkerSandbox` implements the ``Sandbox`` protocol. It writes the context once into a
 sealed memfd that every worker of the sandbox maps (restarts reload it without a copy), spawns
-the worker under the chosen :class:`~._layers.LayerPlan`, answers its ``llm_query``/
-``rlm_query`` frames through :func:`._hostcalls.dispatch`, and enforces the hard deadline: past
-``exec_timeout_s + hard_grace_s`` of the worker's own time (host calls excluded), or on a crash
-or a protocol violation, the worker's process group is SIGKILLed and a fresh worker takes over
-(``ExecResult.restarted``). Nothing the worker sends can crash or hang the host.
+the worker under the chosen :class:`~._layers.LayerPlan`, answers its host-call frames (the
+ops of :data:`._hostops.HOST_OPS`) through :func:`._hostops.dispatch`, and enforces the hard
+deadline: past ``exec_timeout_s + hard_grace_s`` of the worker's own time (host calls
+excluded), or on a crash or a protocol violation, the worker's process group is SIGKILLed and
+a fresh worker takes over (``ExecResult.restarted``). Nothing the worker sends can crash or
+hang the host.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .._foundation.errors import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _cgroup, _hostcalls, _layers, _protocol, kinds
+from . import _cgroup, _hostops, _layers, _protocol, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
@@ -728,7 +729,7 @@ class WorkerSandbox:
                     )
                 if op == terminal:
                     return self._within_limits(message)
-                if op not in _hostcalls.HOST_CALL_OPS:
+                if op not in _hostops.HOST_CALL_OPS:
                     raise ProtocolError(f"unexpected {op!r} frame from the worker")
                 results = await self._answer(message)  # the host's time: not counted
                 request = {"op": "reply", "id": message["id"], "nonce": nonce, "results": results}
@@ -759,9 +760,9 @@ class WorkerSandbox:
                                     f"over the {limit:,} of {setting}")
         return message
 
-    async def _answer(self, message: dict[str, Any]) -> list[str] | dict[str, object]:
+    async def _answer(self, message: dict[str, Any]) -> object:
         assert self._bridge is not None
-        return await _hostcalls.dispatch(self._bridge, message["op"], message)
+        return await _hostops.dispatch(self._bridge, message["op"], message)
 
 
 def _reap_within(proc: subprocess.Popen[bytes], pidfd: int, seconds: float) -> None:
