@@ -11,20 +11,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
+from .._foundation import events as evt
 from .._foundation.errors import BudgetExceededError, ContextError, ProviderError, SandboxError
-from .._foundation.events import (
-    ChildRunFinished,
-    ChildRunStarted,
-    Event,
-    FinalAnswer,
-    IterationStarted,
-    ModelCallFailed,
-    ModelResponse,
-    RunFinished,
-    RunStarted,
-    SandboxStarted,
-    preview,
-)
+from .._foundation.events import preview
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
@@ -76,7 +65,7 @@ class Run:
     _output: OutputCheck | None = field(init=False)
     _replies: ReplyRunner | None = None
     _announced: asyncio.Event = field(default_factory=asyncio.Event)
-    _early: list[Event] = field(default_factory=list)
+    _early: list[evt.Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -199,11 +188,11 @@ class Run:
         started = time.monotonic()
         await self.continuation.start(sandbox, self.context, self._bridge)
         await self._announced.wait()
-        self.tree.emit(SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
+        self.tree.emit(evt.SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
                                       unsafe=sandbox.unsafe,
                                       startup_s=time.monotonic() - started))
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: evt.Event) -> None:
         """Emit an event of this run; until ``run.started`` is out (the first root call runs
         while the context is hashed) it is held, so run.started stays the run's first event."""
         if self._announced.is_set():
@@ -215,7 +204,7 @@ class Run:
         cfg = self.config
         self._announced.set()
         self.tree.emit(
-            RunStarted(
+            evt.RunStarted(
                 run_id=self.run_id,
                 depth=self.depth,
                 parent_run_id=self.parent_run_id,
@@ -240,7 +229,7 @@ class Run:
             self.continuation.record(self._question, self.question, outcome.answer)
         if outcome.source:
             self.tree.emit(
-                FinalAnswer(
+                evt.FinalAnswer(
                     run_id=self.run_id,
                     depth=self.depth,
                     source=outcome.source,
@@ -249,7 +238,7 @@ class Run:
                 )
             )
         self.tree.emit(
-            RunFinished(
+            evt.RunFinished(
                 run_id=self.run_id,
                 depth=self.depth,
                 stop_reason=outcome.stop_reason.value,
@@ -299,7 +288,7 @@ class Run:
             if spent is not None:
                 return self._partial(spent, iteration - 1)
             self.tree.emit(
-                IterationStarted(
+                evt.IterationStarted(
                     run_id=self.run_id, depth=self.depth, iteration=iteration,
                     max_iterations=max_iter,
                 )
@@ -390,7 +379,7 @@ class Run:
         except ProviderError as exc:
             error = f"{type(exc).__name__}: {exc}"
             booking = held[0].booking()
-            self._emit(ModelCallFailed(
+            self._emit(evt.ModelCallFailed(
                 run_id=self.run_id, depth=self.depth, iteration=iteration, model=self.lm.model,
                 error=error, input_tokens=booking.input_tokens,
                 output_tokens=booking.output_tokens, cost_usd=booking.cost_usd,
@@ -427,7 +416,7 @@ class Run:
 
     def _report_turn(self, response: LMResponse, booking: Booking, iteration: int) -> None:
         self.tree.emit(
-            ModelResponse(
+            evt.ModelResponse(
                 run_id=self.run_id,
                 depth=self.depth,
                 iteration=iteration,
@@ -463,11 +452,11 @@ class Run:
                 depth=depth, parent_run_id=self.run_id, account=Account(parent=self.account),
                 root_lm=lm,
             )
-            self.tree.emit(ChildRunStarted(run_id=self.run_id, depth=self.depth,
+            self.tree.emit(evt.ChildRunStarted(run_id=self.run_id, depth=self.depth,
                                            child_run_id=child.run_id,
                                            prompt_preview=preview(prompt), model=lm.model))
             outcome = await child.execute()
-            self.tree.emit(ChildRunFinished(run_id=self.run_id, depth=self.depth,
+            self.tree.emit(evt.ChildRunFinished(run_id=self.run_id, depth=self.depth,
                                             child_run_id=child.run_id,
                                             stop_reason=outcome.stop_reason.value,
                                             cost_usd=child.account.cost_usd,

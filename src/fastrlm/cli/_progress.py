@@ -13,23 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .._foundation.events import (
-    BudgetWarning,
-    ChildRunFinished,
-    ChildRunStarted,
-    CodeExecuted,
-    Event,
-    IterationStarted,
-    ModelResponse,
-    RunFinished,
-    RunStarted,
-    SandboxRestarted,
-    SandboxStarted,
-    SubcallFinished,
-    SubcallsRefused,
-    SubcallStarted,
-    ToolFinished,
-)
+from .._foundation import events as evt
 
 _FENCE = re.compile(r"```(?:repl|python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 
@@ -79,27 +63,27 @@ class RunState:
     output_tokens: int = 0
     cost_usd: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    finished: RunFinished | None = None
+    finished: evt.RunFinished | None = None
 
-    def update(self, ev: Event) -> None:
+    def update(self, ev: evt.Event) -> None:
         root = ev.depth == 0
-        if isinstance(ev, RunStarted) and ev.parent_run_id is None:
+        if isinstance(ev, evt.RunStarted) and ev.parent_run_id is None:
             self.root_id, self.sandbox, self.phase = ev.run_id, ev.sandbox, "waiting for the model"
-        elif isinstance(ev, IterationStarted) and root:
+        elif isinstance(ev, evt.IterationStarted) and root:
             self.iteration, self.max_iterations = ev.iteration, ev.max_iterations
             self.phase = "waiting for the model"
-        elif isinstance(ev, ModelResponse):
+        elif isinstance(ev, evt.ModelResponse):
             self.input_tokens += ev.input_tokens
             self.output_tokens += ev.output_tokens
             self.cost_usd += ev.cost_usd
             if root:
                 self.code = first_code_line(ev.text)
                 self.phase = "running code" if self.code else "model replied without code"
-        elif isinstance(ev, CodeExecuted) and root:
+        elif isinstance(ev, evt.CodeExecuted) and root:
             self.phase = "waiting for the model"
-        elif isinstance(ev, SubcallStarted):
+        elif isinstance(ev, evt.SubcallStarted):
             self.in_flight += 1
-        elif isinstance(ev, SubcallFinished):
+        elif isinstance(ev, evt.SubcallFinished):
             self.in_flight = max(self.in_flight - 1, 0)
             self.done += 1
             self.failed += int(ev.error is not None)
@@ -107,22 +91,22 @@ class RunState:
             self.input_tokens += ev.input_tokens
             self.output_tokens += ev.output_tokens
             self.cost_usd += ev.cost_usd
-        elif isinstance(ev, SubcallsRefused):
+        elif isinstance(ev, evt.SubcallsRefused):
             self.refused += ev.count
-        elif isinstance(ev, ToolFinished):
+        elif isinstance(ev, evt.ToolFinished):
             self.tools += 1
             self.tools_failed += int(ev.error is not None)
-        elif isinstance(ev, ChildRunStarted):
+        elif isinstance(ev, evt.ChildRunStarted):
             self.children += 1
-        elif isinstance(ev, ChildRunFinished):
+        elif isinstance(ev, evt.ChildRunFinished):
             self.children = max(self.children - 1, 0)
-        elif isinstance(ev, BudgetWarning):
+        elif isinstance(ev, evt.BudgetWarning):
             self.warnings.append(f"{ev.resource} at {ev.fraction:.0%} of its budget")
-        elif isinstance(ev, SandboxStarted) and root:
+        elif isinstance(ev, evt.SandboxStarted) and root:
             self.sandbox = ev.layer + (" (UNSAFE)" if ev.unsafe else "")
-        elif isinstance(ev, SandboxRestarted):
+        elif isinstance(ev, evt.SandboxRestarted):
             self.warnings.append(f"sandbox restarted: {ev.reason}")
-        elif isinstance(ev, RunFinished) and ev.run_id == self.root_id:
+        elif isinstance(ev, evt.RunFinished) and ev.run_id == self.root_id:
             self.finished = ev
             self.phase = "finished"
 
@@ -159,29 +143,29 @@ class PlainProgress:
     def _say(self, text: str) -> None:
         print(f"[{self.state.elapsed:6.1f}s] {text}", file=self.stream, flush=True)
 
-    def __call__(self, ev: Event) -> None:
+    def __call__(self, ev: evt.Event) -> None:
         s = self.state
         s.update(ev)
-        if isinstance(ev, RunStarted) and ev.parent_run_id is None:
+        if isinstance(ev, evt.RunStarted) and ev.parent_run_id is None:
             self._say(
                 f"run {ev.run_id}: root {ev.model}, sub-calls {ev.sub_model or '-'}, "
                 f"sandbox {ev.sandbox}"
             )
-        elif isinstance(ev, SandboxStarted) and ev.depth == 0:
+        elif isinstance(ev, evt.SandboxStarted) and ev.depth == 0:
             self._say(f"sandbox {s.sandbox} ready in {ev.startup_s:.2f}s")
-        elif isinstance(ev, IterationStarted) and ev.depth == 0:
+        elif isinstance(ev, evt.IterationStarted) and ev.depth == 0:
             self._say(f"iteration {ev.iteration}/{ev.max_iterations}")
-        elif isinstance(ev, ModelResponse) and ev.depth == 0 and s.code:
+        elif isinstance(ev, evt.ModelResponse) and ev.depth == 0 and s.code:
             self._say(f"  running: {s.code}")
-        elif isinstance(ev, CodeExecuted) and ev.depth == 0:
+        elif isinstance(ev, evt.CodeExecuted) and ev.depth == 0:
             status = "error" if ev.error else ("timed out" if ev.timed_out else "ok")
             self._say(
                 f"  cell {status} in {ev.duration_s:.2f}s · sub-calls {s.subcall_text()}"
                 f" · {s.cost_text()}"
             )
-        elif isinstance(ev, (BudgetWarning, SandboxRestarted)):
+        elif isinstance(ev, (evt.BudgetWarning, evt.SandboxRestarted)):
             self._say(f"  warning: {s.warnings[-1]}")
-        elif isinstance(ev, SubcallsRefused):
+        elif isinstance(ev, evt.SubcallsRefused):
             self._say(f"  refused {ev.count} sub-call(s): {ev.message}")
 
     def start(self) -> None:
@@ -202,7 +186,7 @@ class LiveProgress:
         self.console = Console(file=stream or sys.stderr)
         self.live = Live(self, console=self.console, refresh_per_second=8, transient=True)
 
-    def __call__(self, ev: Event) -> None:
+    def __call__(self, ev: evt.Event) -> None:
         self.state.update(ev)
 
     def __rich__(self) -> Any:

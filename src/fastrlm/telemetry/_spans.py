@@ -27,29 +27,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from .._foundation.events import (
-    BudgetWarning,
-    ChildRunStarted,
-    CodeExecuted,
-    Event,
-    IterationStarted,
-    ModelCallFailed,
-    ModelResponse,
-    RunFinished,
-    RunStarted,
-    SandboxRestarted,
-    SandboxStarted,
-    SubcallFinished,
-    SubcallsRefused,
-    SubcallStarted,
-    ToolFinished,
-    ToolStarted,
-    event_from_dict,
-)
+from .._foundation import events as evt
+from .._foundation.events import event_from_dict
 
 AGENT = "fastrlm"
 
-_Call = ModelResponse | ModelCallFailed | SubcallStarted | SubcallFinished
+_Call = evt.ModelResponse | evt.ModelCallFailed | evt.SubcallStarted | evt.SubcallFinished
 
 
 @dataclass
@@ -82,36 +65,36 @@ class SpanRecorder:
         self._runs: dict[str, _RunSpans] = {}
         self._child_parents: dict[str, Span] = {}  # child run id -> the span it runs under
 
-    def __call__(self, event: Event | Mapping[str, Any]) -> None:
-        ev = event if isinstance(event, Event) else event_from_dict(event)
+    def __call__(self, event: evt.Event | Mapping[str, Any]) -> None:
+        ev = event if isinstance(event, evt.Event) else event_from_dict(event)
         match ev:
-            case RunStarted():
+            case evt.RunStarted():
                 self._run_started(ev)
-            case RunFinished():
+            case evt.RunFinished():
                 self._run_finished(ev)
-            case SandboxStarted():
+            case evt.SandboxStarted():
                 self._sandbox_started(ev)
-            case SandboxRestarted() | BudgetWarning() | SubcallsRefused():
+            case evt.SandboxRestarted() | evt.BudgetWarning() | evt.SubcallsRefused():
                 self._note(ev)
-            case IterationStarted():
+            case evt.IterationStarted():
                 self._iteration_started(ev)
-            case ModelResponse() | ModelCallFailed():
+            case evt.ModelResponse() | evt.ModelCallFailed():
                 self._root_turn(ev)
-            case CodeExecuted():
+            case evt.CodeExecuted():
                 self._code_executed(ev)
-            case SubcallStarted():
+            case evt.SubcallStarted():
                 self._subcall_started(ev)
-            case SubcallFinished():
+            case evt.SubcallFinished():
                 self._subcall_finished(ev)
-            case ToolStarted():
+            case evt.ToolStarted():
                 self._tool_started(ev)
-            case ToolFinished():
+            case evt.ToolFinished():
                 self._tool_finished(ev)
-            case ChildRunStarted():
+            case evt.ChildRunStarted():
                 self._child_started(ev)
 
     # ------------------------------------------------------------------ runs
-    def _run_started(self, e: RunStarted) -> None:
+    def _run_started(self, e: evt.RunStarted) -> None:
         parent_id = e.parent_run_id
         parent = self._runs.get(parent_id) if parent_id else None
         under = self._child_parents.pop(e.run_id, None)
@@ -145,7 +128,7 @@ class SpanRecorder:
                                        start_time=_ns(e.ts))
         self._runs[e.run_id] = _RunSpans(e.run_id, span, e.ts, parent, cell_started=e.ts)
 
-    def _run_finished(self, e: RunFinished) -> None:
+    def _run_finished(self, e: evt.RunFinished) -> None:
         run = self._runs.pop(e.run_id, None)
         if run is None:
             return
@@ -184,13 +167,13 @@ class SpanRecorder:
             span.set_status(Status(StatusCode.ERROR, text))
         span.end(end_time=end)
 
-    def _sandbox_started(self, e: SandboxStarted) -> None:
+    def _sandbox_started(self, e: evt.SandboxStarted) -> None:
         run = self._runs.get(e.run_id)
         if run is not None:
             run.span.set_attribute("fastrlm.sandbox.layer", e.layer)
             run.span.set_attribute("fastrlm.sandbox.unsafe", bool(e.unsafe))
 
-    def _note(self, e: SandboxRestarted | BudgetWarning | SubcallsRefused) -> None:
+    def _note(self, e: evt.SandboxRestarted | evt.BudgetWarning | evt.SubcallsRefused) -> None:
         """budget.warning, sandbox.restarted, subcalls.refused: an event on the span they
         happened in, with the event's own fields."""
         run = self._runs.get(e.run_id)
@@ -204,22 +187,22 @@ class SpanRecorder:
                                          timestamp=_ns(e.ts))
 
     # ------------------------------------------------------------------ root turns
-    def _iteration_started(self, e: IterationStarted) -> None:
+    def _iteration_started(self, e: evt.IterationStarted) -> None:
         run = self._runs.get(e.run_id)
         if run is not None:
             run.turns[e.iteration] = e.ts
 
-    def _root_turn(self, e: ModelResponse | ModelCallFailed) -> None:
+    def _root_turn(self, e: evt.ModelResponse | evt.ModelCallFailed) -> None:
         run = self._runs.get(e.run_id)
         if run is None:
             return
         began = run.turns.pop(e.iteration, None)
-        if isinstance(e, ModelResponse):  # the call itself (the first runs while hashing)
+        if isinstance(e, evt.ModelResponse):  # the call itself (the first runs while hashing)
             began = e.ts - float(e.latency_s)
         began = max(run.started, began if began is not None else run.started)
         span = self._chat(run.span, e, began, {"fastrlm.iteration": e.iteration})
         extra = {}
-        if self._capture and isinstance(e, ModelResponse) and e.text:
+        if self._capture and isinstance(e, evt.ModelResponse) and e.text:
             extra["gen_ai.output.messages"] = _messages("assistant", e.text)
         self._booked(run, span, e, extra)
         span.end(end_time=_ns(e.ts))
@@ -236,7 +219,7 @@ class SpanRecorder:
                 start_time=_ns(run.cell_started))
         return run.cell
 
-    def _code_executed(self, e: CodeExecuted) -> None:
+    def _code_executed(self, e: evt.CodeExecuted) -> None:
         run = self._runs.get(e.run_id)
         if run is None:
             return
@@ -263,7 +246,7 @@ class SpanRecorder:
         run.cell_started = e.ts
 
     # ------------------------------------------------------------------ sub-calls
-    def _subcall_started(self, e: SubcallStarted) -> None:
+    def _subcall_started(self, e: evt.SubcallStarted) -> None:
         run = self._runs.get(e.run_id)
         if run is None:
             return
@@ -274,7 +257,7 @@ class SpanRecorder:
             extra["gen_ai.input.messages"] = _messages("user", e.prompt or e.prompt_preview)
         run.open[("subcall", e.call_id)] = self._chat(self._cell_of(run), e, e.ts, extra)
 
-    def _subcall_finished(self, e: SubcallFinished) -> None:
+    def _subcall_finished(self, e: evt.SubcallFinished) -> None:
         run = self._runs.get(e.run_id)
         if run is None:
             return
@@ -292,13 +275,13 @@ class SpanRecorder:
         span.end(end_time=_ns(e.ts))
 
     # ------------------------------------------------------------------ tools, children
-    def _tool_started(self, e: ToolStarted) -> None:
+    def _tool_started(self, e: evt.ToolStarted) -> None:
         run = self._runs.get(e.run_id)
         if run is None:
             return
         run.open[("tool", str(e.call_id))] = self._tool(self._cell_of(run), e, e.ts)
 
-    def _tool_finished(self, e: ToolFinished) -> None:
+    def _tool_finished(self, e: evt.ToolFinished) -> None:
         run = self._runs.get(e.run_id)
         if run is None:
             return
@@ -312,17 +295,17 @@ class SpanRecorder:
             _fail(span, e.error, capture=self._capture)
         span.end(end_time=_ns(e.ts))
 
-    def _tool(self, parent: Span, e: ToolStarted | ToolFinished, began: float) -> Span:
+    def _tool(self, parent: Span, e: evt.ToolStarted | evt.ToolFinished, began: float) -> Span:
         attributes = _tool_attributes(e.tool, "function", e.run_id)
         attributes["gen_ai.tool.call.id"] = str(e.call_id)
-        if self._capture and isinstance(e, ToolStarted):
+        if self._capture and isinstance(e, evt.ToolStarted):
             attributes["gen_ai.tool.call.arguments"] = e.arguments_preview
         return self._tracer.start_span(f"execute_tool {e.tool}",
                                        context=trace.set_span_in_context(parent),
                                        kind=SpanKind.INTERNAL, attributes=attributes,
                                        start_time=_ns(began))
 
-    def _child_started(self, e: ChildRunStarted) -> None:
+    def _child_started(self, e: evt.ChildRunStarted) -> None:
         run = self._runs.get(e.run_id)
         if run is not None:
             self._child_parents[e.child_run_id] = self._cell_of(run)
@@ -339,8 +322,8 @@ class SpanRecorder:
                                        kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=_ns(began))
 
-    def _booked(self, run: _RunSpans, span: Span, e: ModelResponse | ModelCallFailed
-                | SubcallFinished, extra: dict[str, Any]) -> None:
+    def _booked(self, run: _RunSpans, span: Span, e: evt.ModelResponse | evt.ModelCallFailed
+                | evt.SubcallFinished, extra: dict[str, Any]) -> None:
         """The ledger's booking of a call (and ``extra``), on its span and in its run's
         totals."""
         input_tokens = int(e.input_tokens)
@@ -349,11 +332,11 @@ class SpanRecorder:
                       "gen_ai.usage.output_tokens": output_tokens,
                       "fastrlm.cost_usd": float(e.cost_usd),
                       "fastrlm.attempts": int(e.attempts)})
-        anomaly = None if isinstance(e, ModelCallFailed) else e.anomaly
+        anomaly = None if isinstance(e, evt.ModelCallFailed) else e.anomaly
         if anomaly:
             extra["fastrlm.anomaly"] = anomaly
         span.set_attributes(extra)
-        if isinstance(e, ModelCallFailed):
+        if isinstance(e, evt.ModelCallFailed):
             _fail(span, e.error or "the call failed", capture=self._capture)
         run.input_tokens += input_tokens
         run.output_tokens += output_tokens

@@ -12,17 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._foundation.events import (
-    ChildRunFinished,
-    ChildRunStarted,
-    CodeExecuted,
-    Event,
-    ModelResponse,
-    RunStarted,
-    SubcallFinished,
-    SubcallStarted,
-    ToolFinished,
-)
+from .._foundation import events as evt
 
 #: Characters of a prompt or reply preview kept per sub-call row (the row's tooltip shows them).
 ROW_PREVIEW_CHARS = 120
@@ -45,7 +35,7 @@ def _clip(value: Any) -> str:
     return "" if value is None else str(value)[:ROW_PREVIEW_CHARS]
 
 
-def page_data(events: list[Event]) -> dict[str, Any]:
+def page_data(events: list[evt.Event]) -> dict[str, Any]:
     """Columns of sub-calls (``calls``), spans of root turns, cells, tools and child runs
     (``spans``), and the runs they belong to (``runs``: id, depth, parent index). Times are
     seconds since the first event (``t0``, a Unix time). Never raises on odd events."""
@@ -92,7 +82,7 @@ def page_data(events: list[Event]) -> dict[str, Any]:
     last_run: tuple[Any, int] = (None, 0)
     for ev in events:
         ts = _num(ev.ts)
-        if isinstance(ev, RunStarted):
+        if isinstance(ev, evt.RunStarted):
             run_of(ev.run_id, ev.parent_run_id, ev.depth)
             continue
         if ev.run_id == last_run[0]:
@@ -100,9 +90,9 @@ def page_data(events: list[Event]) -> dict[str, Any]:
         else:
             run = run_of(ev.run_id, depth=ev.depth)
             last_run = (ev.run_id, run)
-        if isinstance(ev, SubcallStarted):
+        if isinstance(ev, evt.SubcallStarted):
             started[(run, str(ev.call_id))] = (ts, _clip(ev.prompt_preview))
-        elif isinstance(ev, SubcallFinished):
+        elif isinstance(ev, evt.SubcallFinished):
             call_id = str(ev.call_id or "")
             start, prompt = started.pop((run, call_id), (None, ""))
             latency = _num(ev.latency_s)
@@ -119,16 +109,16 @@ def page_data(events: list[Event]) -> dict[str, Any]:
             add_flag((FLAG_ERROR if error else 0) | (FLAG_CACHED if ev.cached else 0))
             add_prompt(prompt)
             add_reply(_clip(error if error else ev.response_preview))
-        elif isinstance(ev, ModelResponse):
+        elif isinstance(ev, evt.ModelResponse):
             span(run, "turn", ts, _num(ev.latency_s), f"turn {ev.iteration}", False)
-        elif isinstance(ev, CodeExecuted):
+        elif isinstance(ev, evt.CodeExecuted):
             span(run, "cell", ts, _num(ev.duration_s), f"cell {ev.iteration}.{ev.block}",
                  bool(ev.error or ev.timed_out))
-        elif isinstance(ev, ToolFinished):
+        elif isinstance(ev, evt.ToolFinished):
             span(run, "tool", ts, _num(ev.duration_s), str(ev.tool or "tool"), bool(ev.error))
-        elif isinstance(ev, ChildRunStarted):
+        elif isinstance(ev, evt.ChildRunStarted):
             children[str(ev.child_run_id)] = (run, ts, _clip(ev.prompt_preview))
-        elif isinstance(ev, ChildRunFinished):
+        elif isinstance(ev, evt.ChildRunFinished):
             parent, begin, label = children.pop(str(ev.child_run_id), (run, ts, ""))
             span(parent, "child", ts, ts - begin, label or "child run", ev.stop_reason != "final")
     for (run, call_id), (start, prompt) in started.items():

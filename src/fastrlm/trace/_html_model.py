@@ -17,26 +17,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from .._foundation.events import (
-    BudgetWarning,
-    ChildRunFinished,
-    ChildRunStarted,
-    CodeExecuted,
-    Event,
-    FinalAnswer,
-    IterationStarted,
-    ModelCallFailed,
-    ModelResponse,
-    RunFinished,
-    RunStarted,
-    SandboxRestarted,
-    SandboxStarted,
-    SubcallFinished,
-    SubcallsRefused,
-    SubcallStarted,
-    ToolFinished,
-    ToolStarted,
-)
+from .._foundation import events as evt
 from .._foundation.stop import is_limit
 
 #: Sub-calls listed one by one per cell in the page without JavaScript; the rest are counted.
@@ -74,7 +55,7 @@ def stop_state(stop: str) -> str:
 class SubcallRow:
     """A sub-call kept as a sample: its finish and what its start said of the prompt."""
 
-    finished: SubcallFinished
+    finished: evt.SubcallFinished
     prompt_preview: str
     prompt_chars: int | None
 
@@ -83,8 +64,8 @@ class SubcallRow:
 class ToolCall:
     """A host tool call: its start (its finish stands in when the start was not recorded)."""
 
-    started: ToolStarted | ToolFinished
-    finished: ToolFinished | None = None
+    started: evt.ToolStarted | evt.ToolFinished
+    finished: evt.ToolFinished | None = None
 
 
 @dataclass(slots=True)
@@ -105,7 +86,8 @@ class Subcalls:
     slowest: list[tuple[float, int, SubcallRow]] = field(default_factory=list)
     errors: list[SubcallRow] = field(default_factory=list)
 
-    def add(self, finished: SubcallFinished, started: SubcallStarted | None, seq: int) -> None:
+    def add(self, finished: evt.SubcallFinished, started: evt.SubcallStarted | None,
+            seq: int) -> None:
         """Count one sub-call; the few kept as samples get their prompt preview joined in
         (built only for those: 100,000 calls make 100,000 counts, not 100,000 rows)."""
         error = finished.error
@@ -139,7 +121,7 @@ class Cell:
     """One code block the REPL ran (``event`` is its ``code.executed``; ``None`` while it runs
     or when the process died in it) and what happened during it, in order."""
 
-    event: CodeExecuted | None = None
+    event: evt.CodeExecuted | None = None
     items: list[Item] = field(default_factory=list)
     subcalls: Subcalls | None = None
 
@@ -154,8 +136,8 @@ class Cell:
 class Iteration:
     number: int
     max_iterations: int | None = None
-    response: ModelResponse | None = None
-    failure: ModelCallFailed | None = None
+    response: evt.ModelResponse | None = None
+    failure: evt.ModelCallFailed | None = None
     cells: list[Cell] = field(default_factory=list)
     running: Cell | None = None
     tail: list[Item] = field(default_factory=list)
@@ -166,7 +148,7 @@ class Iteration:
             self.running = Cell()
         return self.running
 
-    def close(self, event: CodeExecuted | None) -> None:
+    def close(self, event: evt.CodeExecuted | None) -> None:
         cell = self.running or Cell()
         cell.event = event
         self.cells.append(cell)
@@ -180,11 +162,11 @@ class Iteration:
 @dataclass(slots=True)
 class Run:
     run_id: str
-    started: RunStarted | None = None
-    finished: RunFinished | None = None
-    sandbox: SandboxStarted | None = None
+    started: evt.RunStarted | None = None
+    finished: evt.RunFinished | None = None
+    sandbox: evt.SandboxStarted | None = None
     iterations: list[Iteration] = field(default_factory=list)
-    warnings: list[BudgetWarning] = field(default_factory=list)
+    warnings: list[evt.BudgetWarning] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     subcalls: int = 0
     pending: dict[str, Subcalls] = field(default_factory=dict)  # call_id -> its cell's
@@ -207,15 +189,15 @@ class ModelTotals:
     cost_usd: float = 0.0
     seconds: float = 0.0
 
-    def add(self, ev: ModelResponse | ModelCallFailed | SubcallFinished) -> None:
+    def add(self, ev: evt.ModelResponse | evt.ModelCallFailed | evt.SubcallFinished) -> None:
         self.calls += 1
         # a root turn that got no answer is a failure whatever its error says
-        self.failed += int(isinstance(ev, ModelCallFailed)
-                           or (isinstance(ev, SubcallFinished) and bool(ev.error)))
+        self.failed += int(isinstance(ev, evt.ModelCallFailed)
+                           or (isinstance(ev, evt.SubcallFinished) and bool(ev.error)))
         self.input_tokens += as_int(ev.input_tokens)
         self.output_tokens += as_int(ev.output_tokens)
         self.cost_usd += as_float(ev.cost_usd)
-        if not isinstance(ev, ModelCallFailed):  # it records no latency
+        if not isinstance(ev, evt.ModelCallFailed):  # it records no latency
             self.seconds += as_float(ev.latency_s)
 
 
@@ -226,15 +208,16 @@ class Grouped:
     models: dict[tuple[str, str], ModelTotals]  # (role, model) -> totals
 
 
-def group(events: list[Event]) -> Grouped:
+def group(events: list[evt.Event]) -> Grouped:
     """Runs by id, top-level run ids, and per-model totals of a trace's events."""
     runs: dict[str, Run] = {}
     tops: list[str] = []
     models: dict[tuple[str, str], ModelTotals] = {}
-    starts: dict[tuple[str, str], SubcallStarted] = {}
+    starts: dict[tuple[str, str], evt.SubcallStarted] = {}
     seq = count()
 
-    def totals(role: str, ev: ModelResponse | ModelCallFailed | SubcallFinished) -> None:
+    def totals(role: str,
+               ev: evt.ModelResponse | evt.ModelCallFailed | evt.SubcallFinished) -> None:
         key = (role, str(ev.model or "?"))
         if key not in models:
             models[key] = ModelTotals()
@@ -245,69 +228,69 @@ def group(events: list[Event]) -> Grouped:
         run = runs.get(run_id)
         if run is None:
             run = runs[run_id] = Run(run_id)
-            if not isinstance(ev, RunStarted) or ev.parent_run_id is None:
+            if not isinstance(ev, evt.RunStarted) or ev.parent_run_id is None:
                 tops.append(run_id)
         # the sub-call events first: a fan-out makes them nearly all of a trace
-        if isinstance(ev, SubcallStarted):
+        if isinstance(ev, evt.SubcallStarted):
             call_id = str(ev.call_id)
             starts[(run_id, call_id)] = ev
             run.pending[call_id] = run.current().cell().calls()
-        elif isinstance(ev, SubcallFinished):
+        elif isinstance(ev, evt.SubcallFinished):
             call_id = str(ev.call_id)
             start = starts.pop((run_id, call_id), None)
             calls = run.pending.pop(call_id, None) or run.current().cell().calls()
             calls.add(ev, start, next(seq))
             run.subcalls += 1
             totals("sub", ev)
-        elif isinstance(ev, RunStarted):
+        elif isinstance(ev, evt.RunStarted):
             run.started = ev
-        elif isinstance(ev, SandboxStarted):
+        elif isinstance(ev, evt.SandboxStarted):
             run.sandbox = ev
-        elif isinstance(ev, IterationStarted):
+        elif isinstance(ev, evt.IterationStarted):
             if run.iterations and run.current().running is not None:
                 run.current().close(None)
             run.iterations.append(
                 Iteration(as_int(ev.iteration), as_int(ev.max_iterations) or None)
             )
-        elif isinstance(ev, ModelResponse):
+        elif isinstance(ev, evt.ModelResponse):
             run.current().response = ev
             totals("root", ev)
-        elif isinstance(ev, ModelCallFailed):
+        elif isinstance(ev, evt.ModelCallFailed):
             run.current().failure = ev
             totals("root", ev)
-        elif isinstance(ev, CodeExecuted):
+        elif isinstance(ev, evt.CodeExecuted):
             run.current().close(ev)
-        elif isinstance(ev, SubcallsRefused):
+        elif isinstance(ev, evt.SubcallsRefused):
             calls = run.current().cell().calls()
             calls.refused += as_int(ev.count)
             if len(calls.refusals) < SLOWEST_SUBCALLS:
                 calls.refusals.append(str(ev.message or ev.reason or ""))
-        elif isinstance(ev, ChildRunStarted):
+        elif isinstance(ev, evt.ChildRunStarted):
             child_id = str(ev.child_run_id)
             runs.setdefault(child_id, Run(child_id))
             if child_id not in run.children:
                 run.children.append(child_id)
                 run.current().cell().items.append(("child", child_id))
-        elif isinstance(ev, ChildRunFinished):
+        elif isinstance(ev, evt.ChildRunFinished):
             runs.setdefault(str(ev.child_run_id), Run(str(ev.child_run_id)))
-        elif isinstance(ev, ToolStarted):
+        elif isinstance(ev, evt.ToolStarted):
             tool = ToolCall(ev)
             run.tools[str(ev.call_id)] = tool
             run.current().note(("tool", tool))
-        elif isinstance(ev, ToolFinished):
+        elif isinstance(ev, evt.ToolFinished):
             known = run.tools.get(str(ev.call_id))
             if known is None:  # its start was not recorded: the finish alone tells enough
                 known = run.tools[str(ev.call_id)] = ToolCall(ev)
                 run.current().note(("tool", known))
             known.finished = ev
-        elif isinstance(ev, SandboxRestarted):
+        elif isinstance(ev, evt.SandboxRestarted):
             run.current().note(("restart", ev))
-        elif isinstance(ev, BudgetWarning):
+        elif isinstance(ev, evt.BudgetWarning):
             run.warnings.append(ev)
             run.current().note(("warning", ev))
-        elif isinstance(ev, FinalAnswer):
+        elif isinstance(ev, evt.FinalAnswer):
             run.current().tail.append(("final", ev))
-        elif isinstance(ev, RunFinished):
+        elif isinstance(ev, evt.RunFinished):
             run.finished = ev
     for run in runs.values():
         for calls in run.pending.values():

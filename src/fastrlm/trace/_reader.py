@@ -10,26 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .._foundation import events as evt
 from .._foundation.errors import RLMError
-from .._foundation.events import (
-    BudgetWarning,
-    ChildRunFinished,
-    ChildRunStarted,
-    CodeExecuted,
-    Event,
-    FinalAnswer,
-    IterationStarted,
-    ModelCallFailed,
-    ModelResponse,
-    RunFinished,
-    RunStarted,
-    SandboxRestarted,
-    SandboxStarted,
-    SubcallFinished,
-    SubcallsRefused,
-    ToolFinished,
-    event_from_dict,
-)
+from .._foundation.events import event_from_dict
 from . import _index
 from ._paths import index_path, traces_dir
 
@@ -48,10 +31,10 @@ class Trace:
     path: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     truncated_lines: int = 0
-    _typed: list[Event] = field(default_factory=list, init=False, repr=False, compare=False)
+    _typed: list[evt.Event] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
-    def typed_events(self) -> list[Event]:
+    def typed_events(self) -> list[evt.Event]:
         """The events as classes (:func:`~fastrlm.events.event_from_dict`: a record of an older
         or newer version gets defaults for what it lacks and keeps what it adds). Built once:
         records appended to ``events`` later are added on the next read."""
@@ -70,15 +53,15 @@ class Trace:
         """The top-level run's ``run.finished`` record (None while it runs or if it died)."""
         root = self.root_event
         for ev in reversed(self.typed_events):
-            if isinstance(ev, RunFinished) and (root is None or ev.run_id == root.run_id):
+            if isinstance(ev, evt.RunFinished) and (root is None or ev.run_id == root.run_id):
                 return ev.to_dict()
         return None
 
     @property
-    def root_event(self) -> RunStarted | None:
+    def root_event(self) -> evt.RunStarted | None:
         """The top-level run's ``run.started``."""
         return next((ev for ev in self.typed_events
-                     if isinstance(ev, RunStarted) and ev.parent_run_id is None), None)
+                     if isinstance(ev, evt.RunStarted) and ev.parent_run_id is None), None)
 
 
 def read_trace(path: Path) -> Trace:
@@ -105,7 +88,7 @@ def _with_answer(event: dict[str, Any], folder: Path) -> dict[str, Any]:
     written inline stays when the file is gone)."""
     name = event.get("answer_file")  # the writer's own field, kept in the event's ``extra``
     if isinstance(name, str) and "/" not in name and isinstance(event_from_dict(event),
-                                                                RunFinished):
+                                                                evt.RunFinished):
         with contextlib.suppress(OSError):
             event["answer"] = (folder / name).read_text(encoding="utf-8", errors="replace")
     return event
@@ -178,7 +161,7 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
         pad = " " * (depth * 4)
         run_id = str(ev.run_id)
         match ev:
-            case RunStarted():
+            case evt.RunStarted():
                 ctx = ev.context or {}
                 when = datetime.fromtimestamp(float(ev.ts)).strftime("%Y-%m-%d %H:%M:%S")
                 title = "Run" if ev.parent_run_id is None else "Child run"
@@ -197,10 +180,10 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                     shown = ", ".join(f"{k}={v}" for k, v in budget.items())
                     out.append(f"{pad}  budget: {shown}")
                 out.append(f"{pad}  question: {ev.question}")
-            case IterationStarted():
+            case evt.IterationStarted():
                 flush_subcalls(run_id, depth)
                 out.append(f"\n{pad}── iteration {ev.iteration}/{ev.max_iterations} ──")
-            case ModelResponse():
+            case evt.ModelResponse():
                 out.append(
                     f"{pad}model {ev.model} ({ev.input_tokens:,} in / "
                     f"{ev.output_tokens:,} out tokens, {_money(ev.cost_usd)}, "
@@ -209,12 +192,12 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 if ev.anomaly:
                     out.append(f"{pad}provider anomaly: {ev.anomaly}")
                 out.append(_indent(clip(str(ev.text)), depth))
-            case ModelCallFailed():
+            case evt.ModelCallFailed():
                 out.append(
                     f"{pad}model {ev.model} failed after {ev.attempts} attempt(s) "
                     f"({_money(ev.cost_usd)}): {ev.error}"
                 )
-            case CodeExecuted():
+            case evt.CodeExecuted():
                 flush_subcalls(run_id, depth)
                 flags = [name for name, on in (("timed_out", ev.timed_out),
                                                ("restarted", ev.restarted)) if on]
@@ -229,7 +212,7 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                     out.append(_indent(clip(str(ev.error)), depth))
                 if ev.restored:
                     out.append(f"{pad}restored: {', '.join(ev.restored)}")
-            case SubcallFinished():
+            case evt.SubcallFinished():
                 counts = pending.setdefault(run_id, [0, 0, 0])
                 counts[0] += 1
                 counts[1] += int(bool(ev.error))
@@ -239,32 +222,32 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                 if subcalls:
                     status = f"error: {ev.error}" if ev.error else ev.response_preview
                     out.append(f"{pad}  · {ev.call_id} {ev.model}: {status}")
-            case ToolFinished():
+            case evt.ToolFinished():
                 where = f" (sub-agent {ev.subcall_id})" if ev.subcall_id else ""
                 status = f"error: {ev.error}" if ev.error else ev.result_preview
                 out.append(f"{pad}tool {ev.tool}{where} in {float(ev.duration_s):.2f}s: {status}")
-            case SubcallsRefused():
+            case evt.SubcallsRefused():
                 out.append(f"{pad}refused {ev.count} sub-call(s): {ev.message}")
-            case ChildRunStarted():
+            case evt.ChildRunStarted():
                 out.append(f"{pad}→ child {ev.child_run_id}: {ev.prompt_preview}")
-            case ChildRunFinished():
+            case evt.ChildRunFinished():
                 out.append(
                     f"{pad}← child {ev.child_run_id} {ev.stop_reason} "
                     f"{_money(ev.cost_usd)}: {ev.answer_preview}"
                 )
-            case SandboxStarted():
+            case evt.SandboxStarted():
                 unsafe = " (UNSAFE: in-process)" if ev.unsafe else ""
                 out.append(f"{pad}sandbox {ev.layer}{unsafe} ready in {float(ev.startup_s):.2f}s")
-            case SandboxRestarted():
+            case evt.SandboxRestarted():
                 out.append(f"{pad}sandbox restarted: {ev.reason}")
-            case BudgetWarning():
+            case evt.BudgetWarning():
                 out.append(f"{pad}budget warning: {ev.resource} at {float(ev.fraction):.0%}")
-            case FinalAnswer():
+            case evt.FinalAnswer():
                 flush_subcalls(run_id, depth)
                 out.append(
                     f"{pad}answer delivered via {ev.source} ({ev.answer_chars:,} chars)"
                 )
-            case RunFinished():
+            case evt.RunFinished():
                 flush_subcalls(run_id, depth)
                 usage = ev.usage or {}
                 out.append(
