@@ -64,10 +64,10 @@ def test_a_run_keeps_no_refusal_of_its_own_and_the_bridge_returns_them() -> None
     assert SubcallBridge.ask_llms.__annotations__["return"] == "Answers"
 
 
-def test_no_engine_module_is_over_500_lines_without_a_reason_at_its_top() -> None:
+def test_no_module_is_over_500_lines_without_a_reason_at_its_top() -> None:
     over = []
-    for path in sorted(CORE.glob("*.py")):
+    for path in sorted(CORE.parent.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
-        if text.count("\n") > 500 and "over 500 lines" not in text[:2000]:
-            over.append(f"{path.name}: {text.count(chr(10))} lines")
+        if text.count("\n") > 500 and "over 500 lines" not in text[:4000]:
+            over.append(f"{path.relative_to(CORE.parent)}: {text.count(chr(10))} lines")
     assert over == []

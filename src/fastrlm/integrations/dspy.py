@@ -40,6 +40,9 @@ How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridg
 A cell whose ``variables`` are all private names (``_x``, ``__dspy_host_token``) is a *setup
 cell*: DSPy's facade install and ``SandboxSerializable`` inputs are. Setup cells are run again,
 in order, whenever the worker is replaced.
+
+Why over 500 lines: DSPy's interpreter contract is one object (start, execute with variables,
+tools re-registered between cells, SUBMIT, shutdown) and its thread bridge to the sandbox.
 """
 
 from __future__ import annotations

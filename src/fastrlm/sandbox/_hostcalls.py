@@ -18,6 +18,9 @@ One module owns the REPL's contract with the host, for every sandbox:
   :class:`ToolError` in the cell).
 
 It runs on both sides (the worker imports it), so it uses the standard library only.
+
+Why over 500 lines: it is the whole boundary, every check of what model code sends the host
+and every shape of what comes back, so that a limit is written once and read by both sides.
 """
 
 from __future__ import annotations

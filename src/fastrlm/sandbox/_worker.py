@@ -8,6 +8,10 @@ deadline: past ``exec_timeout_s + hard_grace_s`` of the worker's own time (host 
 excluded), or on a crash or a protocol violation, the worker's process group is SIGKILLed and
 a fresh worker takes over (``ExecResult.restarted``). Nothing the worker sends can crash or
 hang the host.
+
+Why over 500 lines: one worker's life on the host is one state machine over one pair of pipes
+(start and its failures, cells with host calls interleaved, hard kill and restart, discard at
+exit); split across files, a state and the transitions that leave it would part.
 """
 
 from __future__ import annotations

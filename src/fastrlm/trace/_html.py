@@ -10,6 +10,7 @@ virtualised list of every sub-call with filters (errors only, slowest, most expe
 100,000-sub-call run opens without 100,000 table rows. The page's size follows the trace, not
 the context (which is never in a trace). Every string from the trace is escaped: model output
 is untrusted. :func:`render_parts` gives the two refreshable pieces alone, for the live view.
+Why over 500 lines: the server-rendered page is one template; its parts share the escaping.
 """
 
 from __future__ import annotations
