@@ -15,7 +15,7 @@ import pytest
 from fastrlm import ConfigurationError, StopReason
 from fastrlm.compat import rlms
 from fastrlm.compat.rlms import RLM, RLMCompatWarning, RLMLogger
-from fastrlm.testing import FakeOpenAIServer, Fault
+from fastrlm.testing import FakeOpenAIServer, Fault, skip_unless_sandbox
 from fastrlm.testing._fake_server import FakeRequest, Reply
 
 POWERS = '```repl\nFINAL("\\n".join(str(2 ** i) for i in range(5)))\n```'
@@ -267,23 +267,12 @@ def test_custom_tools_become_host_tools_in_the_repl(serve: Any) -> None:
         RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, custom_tools="lookup")
 
 
-def _layer(kind: str) -> None:
-    if kind == "none":
-        return
-    from fastrlm import SandboxUnavailableError
-    from fastrlm.sandbox import _layers
-
-    try:
-        _layers.plans_for(kind)
-    except SandboxUnavailableError as exc:
-        pytest.skip(f"no {kind} sandbox here: {exc}")
-
 
 @pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
 def test_persistent_adds_each_later_prompt_as_the_next_context(serve: Any, kind: str) -> None:
     """The documented persistent mode: prompts without a root_prompt become context_0,
     context_1, ... (a later prompt used to be asked about the first one instead)."""
-    _layer(kind)
+    skip_unless_sandbox(kind)
 
     def root(request: FakeRequest) -> str:
         if "New question (2" in str(request.messages[-1].get("content", "")):

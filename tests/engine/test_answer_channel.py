@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from fastrlm import SandboxUnavailableError, StopReason
-from fastrlm.sandbox import _layers
+from fastrlm import StopReason
+from fastrlm.testing import skip_unless_sandbox
 
 from .helpers import make_rlm, repl
 
 LAYERS = ["bwrap", "landlock", "none"]
 
 
-def skip_unless_available(kind: str) -> None:
-    if kind != "none":  # the in-process sandbox works everywhere
-        try:
-            _layers.plans_for(kind)
-        except SandboxUnavailableError as exc:
-            pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
+skip_unless_available = skip_unless_sandbox
 
 
 async def test_final_var_returns_the_value_not_a_tuple_or_the_name() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from fastrlm import RLM, Budget, ContextError, Limits, StopReason
 from fastrlm.events import Event, RunFinished
-from fastrlm.testing import ScriptedLM
+from fastrlm.testing import ScriptedLM, skip_unless_sandbox
 
 from .helpers import make_rlm, repl
 
@@ -260,21 +260,10 @@ async def test_first_root_call_does_not_wait_for_hashing_and_run_started_comes_f
 LAYERS = ["none", "bwrap", "landlock"]
 
 
-def _layer(kind: str) -> None:
-    if kind == "none":
-        return
-    from fastrlm import SandboxUnavailableError
-    from fastrlm.sandbox import _layers
-
-    try:
-        _layers.plans_for(kind)
-    except SandboxUnavailableError as exc:
-        pytest.skip(f"no {kind} sandbox here: {exc}")
-
 
 @pytest.mark.parametrize("kind", LAYERS)
 async def test_a_drop_in_message_too_long_to_show_is_read_in_the_repl(kind: str) -> None:
-    _layer(kind)
+    skip_unless_sandbox(kind)
     message = "log line\n" * 100_000 + "How many lines?"
     rlm, root = make_rlm([repl("FINAL(str(len(context)) + context[-15:])")], sandbox=kind)
     out = await rlm.acompletion(message)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fastrlm import RLM, Budget, ConfigurationError, SandboxUnavailableError, StopReason, Tool
+from fastrlm import RLM, Budget, ConfigurationError, StopReason, Tool
 from fastrlm.events import Event, ToolFinished, ToolStarted
-from fastrlm.sandbox import _layers
-from fastrlm.testing import ScriptedLM
+from fastrlm.testing import ScriptedLM, skip_unless_sandbox
 
 from .helpers import echo_sub, repl
 
@@ -34,11 +33,7 @@ async def lookup(key: str) -> dict[str, object]:
 
 def _run(code: list[str], tools: list[object], kind: str = "none",
          events: list[Event] | None = None, **kw: object) -> tuple[object, ScriptedLM]:
-    if kind != "none":
-        try:
-            _layers.plans_for(kind)
-        except SandboxUnavailableError as exc:
-            pytest.skip(f"no isolated sandbox here: {exc}")
+    skip_unless_sandbox(kind)
     root = ScriptedLM([repl(c) for c in code], model="scripted/root")
     rlm = RLM(root, echo_sub(), sandbox=kind, tools=tools,  # type: ignore[arg-type]
               on_event=events.append if events is not None else None, **kw)  # type: ignore[arg-type]

@@ -9,23 +9,12 @@ import pytest
 
 from fastrlm import RLM, Budget, ConfigurationError, ContextError, Limits, StopReason
 from fastrlm.events import Event, RunStarted
-from fastrlm.testing import ScriptedLM
+from fastrlm.testing import ScriptedLM, skip_unless_sandbox
 
 from .helpers import repl
 
 KINDS = ["none", "auto"]
 
-
-def _isolated(kind: str) -> None:
-    if kind == "none":
-        return
-    from fastrlm import SandboxUnavailableError
-    from fastrlm.sandbox import _layers
-
-    try:
-        _layers.plans_for(kind)
-    except SandboxUnavailableError as exc:
-        pytest.skip(f"no isolated sandbox here: {exc}")
 
 
 def _script(messages: list[dict[str, str]]) -> str:
@@ -40,7 +29,7 @@ def _script(messages: list[dict[str, str]]) -> str:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_variables_and_contexts_persist_across_questions(kind: str) -> None:
-    _isolated(kind)
+    skip_unless_sandbox(kind)
     events: list[Event] = []
     root = ScriptedLM(_script)
     with RLM(root, sandbox=kind, on_event=events.append).session() as session:
@@ -75,7 +64,7 @@ async def test_an_async_session_and_one_question_at_a_time() -> None:
 @pytest.mark.sandbox
 def test_a_restart_mid_session_tells_the_model_what_was_lost() -> None:
     kind = "auto"  # a hard kill needs a worker process
-    _isolated(kind)
+    skip_unless_sandbox(kind)
     hang = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True: pass"
 
     def script(messages: list[dict[str, str]]) -> str:
@@ -166,7 +155,7 @@ def test_a_blocking_session_refuses_a_running_loop_and_typed_answers_work() -> N
 def test_non_text_contexts_reach_the_repl_through_completion(kind: str, tmp_path: object) -> None:
     """The context kinds through the public API (the engine's own path, not just the
     sandbox's): bytes, a DataFrame, a directory."""
-    _isolated(kind)
+    skip_unless_sandbox(kind)
     import pathlib
 
     import pandas as pd
@@ -194,7 +183,7 @@ def _long_follow_up(messages: list[dict[str, str]]) -> str:
 @pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
 def test_a_later_question_too_long_to_show_is_the_next_context(kind: str) -> None:
     if kind != "none":
-        _isolated(kind)
+        skip_unless_sandbox(kind)
     follow_up = "row,1\n" * 50_000 + "how many?"
     root = ScriptedLM(_long_follow_up)
     with RLM(root, sandbox=kind).session() as session:

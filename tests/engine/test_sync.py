@@ -14,7 +14,7 @@ import pytest
 
 from fastrlm import RLM
 from fastrlm._core.sync import SyncRunner
-from fastrlm.testing import ScriptedLM
+from fastrlm.testing import ScriptedLM, skip_unless_sandbox
 
 from .helpers import repl
 
@@ -161,24 +161,13 @@ def test_an_interrupt_cancels_the_run_and_waits_for_it_alone() -> None:
         runner.close()
 
 
-def _available(kind: str) -> None:
-    if kind == "none":
-        return
-    from fastrlm import SandboxUnavailableError
-    from fastrlm.sandbox import _layers
-
-    try:
-        _layers.plans_for(kind)
-    except SandboxUnavailableError as exc:
-        pytest.skip(f"no {kind} sandbox here: {exc}")
-
 
 @pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
 def test_ctrl_c_during_a_session_question_returns_and_the_session_still_closes(
         kind: str) -> None:
     """The session's loop also holds its worker's tasks: an interrupt waits for the question's
     run only, and close() then stops the worker."""
-    _available(kind)
+    skip_unless_sandbox(kind)
     asked: list[int] = []
 
     async def reply(messages: list[dict[str, str]]) -> str:

@@ -14,6 +14,8 @@ import textwrap
 
 import pytest
 
+from fastrlm.testing import skip_unless_sandbox
+
 PRELUDE = """
 import asyncio, os, sys
 
@@ -61,17 +63,6 @@ print(*descendants(os.getpid()), flush=True)
 }
 
 
-def _available(kind: str) -> None:
-    if kind == "none":
-        return
-    from fastrlm import SandboxUnavailableError
-    from fastrlm.sandbox import _layers
-
-    try:
-        _layers.plans_for(kind)
-    except SandboxUnavailableError as exc:
-        pytest.skip(f"no {kind} sandbox here: {exc}")
-
 
 def _gone(pid: int) -> bool:
     """Whether ``pid`` has exited (a zombie not yet reaped by init counts as exited): waits on
@@ -89,7 +80,7 @@ def _gone(pid: int) -> bool:
 @pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
 @pytest.mark.parametrize("form", ["sync", "async", "compat"])
 def test_unclosed_session_exits_promptly_kills_its_worker_and_warns(form: str, kind: str) -> None:
-    _available(kind)
+    skip_unless_sandbox(kind)
     script = textwrap.dedent(PRELUDE) + textwrap.dedent(SCRIPTS[form])
     done = subprocess.run(
         [sys.executable, "-W", "always::ResourceWarning", "-c", script, kind],
@@ -130,7 +121,7 @@ def _children() -> list[int]:
 
 @pytest.mark.parametrize("kind", ["bwrap", "landlock"])
 def test_a_dropped_session_is_reclaimed_when_collected(kind: str) -> None:
-    _available(kind)
+    skip_unless_sandbox(kind)
     from fastrlm import RLM
     from fastrlm.testing import ScriptedLM
 

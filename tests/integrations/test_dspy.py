@@ -30,7 +30,7 @@ from fastrlm.integrations import dspy as bridge  # noqa: E402
 from fastrlm.integrations.dspy import FastRLMInterpreter  # noqa: E402
 from fastrlm.sandbox import SandboxLimits, _layers  # noqa: E402
 from fastrlm.server import RLMServer  # noqa: E402
-from fastrlm.testing import ScriptedLM  # noqa: E402
+from fastrlm.testing import ScriptedLM, skip_unless_sandbox  # noqa: E402
 
 pytestmark = pytest.mark.sandbox
 
@@ -179,10 +179,7 @@ def test_a_hanging_cell_is_killed_and_the_module_recovers(recorder: Recorder) ->
 def test_escape_attempts_fail_inside_dspy_rlm(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    try:
-        _layers.plans_for(kind)
-    except Exception as exc:  # noqa: BLE001 - SandboxUnavailableError, with the reason
-        pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
+    skip_unless_sandbox(kind)
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY")
     monkeypatch.setenv("FASTRLM_TEST_SECRET", "sk-live-secret")
@@ -249,11 +246,7 @@ def test_inputs_cross_to_the_worker_once(recorder: Recorder) -> None:
 def test_inputs_go_in_through_define_on_every_layer(kind: str) -> None:
     """The one way into a live REPL: each payload defined under its staged name, rebuilt by
     the assignment cell, then released (no host call carries it)."""
-    try:
-        if kind != "none":  # the in-process sandbox works everywhere
-            _layers.plans_for(kind)
-    except Exception as exc:  # noqa: BLE001 - SandboxUnavailableError, with the reason
-        pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
+    skip_unless_sandbox(kind)
     inputs = {"n": {"a": [1, 2]}, "s": "abcdef", "b": b"\x00\x01"}
     with FastRLMInterpreter(sandbox=kind) as interpreter:
         out = interpreter.execute("print(type(n).__name__, n['a'], s[:3], b, _fastrlm_input_s, "

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-import pytest
-
-from fastrlm import SandboxUnavailableError
-from fastrlm.sandbox import Sandbox, _layers
+from fastrlm.sandbox import Sandbox
+from fastrlm.testing import skip_unless_sandbox
 
 CONTEXT = "The quick brown fox jumps over the lazy dog.\n" * 1000
 
@@ -44,13 +42,7 @@ class FakeBridge:
 MakeSandbox = Callable[..., Awaitable[Sandbox]]
 
 
-def skip_unless_available(kind: str) -> None:
-    if kind == "none":  # the in-process sandbox works everywhere
-        return
-    try:
-        _layers.plans_for(kind)
-    except SandboxUnavailableError as exc:
-        pytest.skip(f"sandbox layer {kind!r} is unavailable here: {exc}")
+skip_unless_available = skip_unless_sandbox
 
 
 async def assert_alive(sandbox: Sandbox, context: object = CONTEXT) -> None:

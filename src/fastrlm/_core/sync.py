@@ -64,12 +64,12 @@ class SyncRunner:
             task.append(current)
             return await coro
 
-        future: Future[_T] = asyncio.run_coroutine_threadsafe(tracked(), loop)
-        try:
+        future: Future[_T] | None = None
+        try:  # an interrupt may land even before the run is scheduled: it is handled alike
+            future = asyncio.run_coroutine_threadsafe(tracked(), loop)
             return future.result()
         except BaseException:
-            if not future.done():
-                future.cancel()  # cancels the task (or it never starts)
+            if future is None or not future.done():
                 asyncio.run_coroutine_threadsafe(_unwound(task, coro), loop).result()
             raise
 
@@ -122,9 +122,12 @@ def _drop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def _unwound(task: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> None:
-    """Wait for a cancelled run to unwind; only that run: the loop's other tasks (a session
-    worker's watchdog) live on. A run cancelled before it started is closed instead."""
+    """Cancel an interrupted run and wait for it to unwind; only that run: the loop's other
+    tasks (a session worker's watchdog) live on. Scheduled after the run itself, this finds
+    its task started if it was scheduled at all; a run never scheduled is closed instead."""
     if task:
+        for started in task:
+            started.cancel()
         await asyncio.gather(*task, return_exceptions=True)
     else:
         coro.close()

@@ -78,6 +78,7 @@ __all__ = [
     "create_sandbox",
     "dispatch",
     "doctor_report",
+    "plans_for",
     "tool_arguments",
     "tool_error_reply",
     "utf8_view",

@@ -2,6 +2,7 @@
 
 from ._fake_anthropic import FakeAnthropicServer
 from ._fake_server import FakeOpenAIServer, FakeReply, FakeRequest, Fault
+from ._layers import skip_unless_sandbox
 from ._scripted import ScriptedLM, prompt_of
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "Fault",
     "ScriptedLM",
     "prompt_of",
+    "skip_unless_sandbox",
 ]
