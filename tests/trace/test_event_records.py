@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +154,31 @@ def test_typed_events_follow_records_appended_after_the_first_read() -> None:
     assert len(trace.typed_events) == before + 1
     assert isinstance(trace.typed_events[-1], SandboxRestarted)
     assert trace.typed_events[-1].reason == "oom"
+
+
+def test_a_record_with_exactly_its_fields_rebuilds_as_one_with_more_or_fewer_does() -> None:
+    # the shortcut for a record with exactly the class's fields gives the event the general
+    # path gives, without touching or sharing the record
+    for original in every_event("run1"):
+        record = original.to_dict()
+        kept = json.loads(json.dumps(record))
+        fast = event_from_dict(record)
+        general = event_from_dict({**record, "added": 1})
+        assert fast == original == replace(general, extra={}) and fast.extra == {}
+        assert repr(fast) == repr(original)
+        assert record == kept
+        assert fast.__dict__ is not record and fast.extra is not event_from_dict(record).extra
+        assert {**general.extra} == {"added": 1} and fast.to_dict() == record
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_typed_events_leave_the_garbage_collector_as_they_found_it(collecting: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        assert read_trace(OLD_TRACE).typed_events
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
