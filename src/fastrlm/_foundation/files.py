@@ -203,8 +203,11 @@ class TreeWalker:
     """Walks directories for one load, all walks sharing one count of entries and one deadline
     (:class:`LoadLimits` ``max_files``, ``max_depth``, ``max_seconds``)."""
 
-    def __init__(self, limits: LoadLimits) -> None:
+    def __init__(self, limits: LoadLimits, *, confined: bool = False) -> None:
         self.limits = limits
+        # confined (load_context(within=)): read_regular judges every file by its opened
+        # descriptor against the roots, links included; else a link must stay in its tree
+        self.confined = confined
         self.entries = 0
         self.deadline = time.monotonic() + limits.max_seconds
 
@@ -220,7 +223,8 @@ class TreeWalker:
         """``(path, rel, is_dir)`` for each regular file (or link to one) and directory below
         ``root``, depth first, sorted by name within a directory; a directory's entries follow
         it only when ``descend`` says so. FIFOs, sockets, devices, broken links and (unless
-        ``follow_symlinks``) links to directories go to ``skip``. ``rel`` uses ``/``."""
+        ``follow_symlinks``) links to directories and, unless ``confined``, links to files
+        outside ``root`` go to ``skip``. ``rel`` uses ``/``."""
         limits = self.limits
         try:
             top = os.stat(root)
@@ -228,6 +232,7 @@ class TreeWalker:
             skip(".", f"unreadable directory: {exc.strerror or exc}")
             return
         seen = {(top.st_dev, top.st_ino)}
+        real_root = os.path.realpath(root)
         stack: list[tuple[str, str, int]] = [(root, "", 0)]
         while stack:
             directory, rel_dir, depth = stack.pop()
@@ -274,6 +279,12 @@ class TreeWalker:
                     seen.add((info.st_dev, info.st_ino))
                     below.append((entry.path, rel, depth + 1))
                 elif stat.S_ISREG(info.st_mode):
+                    if link and not (limits.follow_symlinks or self.confined) and not under(
+                            os.path.realpath(entry.path), (real_root,)):
+                        # a tree's link to /proc/self/environ or ~/.netrc is not its content
+                        skip(rel, "a symbolic link to a file outside the directory, not "
+                                  "followed (LoadLimits.follow_symlinks; --follow-symlinks)")
+                        continue
                     yield entry.path, rel, False
                 else:
                     skip(rel, not_regular(info.st_mode))
