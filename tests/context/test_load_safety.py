@@ -331,3 +331,32 @@ def test_a_directory_named_through_a_symlink_reads_its_own_files(
     loaded = load_context([tmp_path / "alias"])
     assert "".join(loaded.value).count("inside text") == 2
     assert loaded.report.skipped == []
+
+
+def test_a_directory_of_many_tiny_files_is_refused_without_listing_it_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(300):
+        (tmp_path / f"f{n:03}.txt").write_text("x")
+    pulled = 0
+    scandir = os.scandir
+
+    class Counting:
+        def __init__(self, path: str) -> None:
+            self.inner = scandir(path)
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
+            nonlocal pulled
+            for entry in self.inner:
+                pulled += 1
+                yield entry
+
+    monkeypatch.setattr(_open.os, "scandir", Counting)
+    with pytest.raises(ContextError, match=r"more than 10 files and directories walked"):
+        load_context([tmp_path], limits=LoadLimits(max_files=10))
+    assert pulled <= 11  # millions of names are never all read, sorted and held at once

@@ -219,6 +219,26 @@ class TreeWalker:
                 "smaller directories"
             )
 
+    def _listing(self, directory: str) -> list[os.DirEntry[str]]:
+        """A directory's entries sorted by name, read only as far as the bounds allow: one
+        directory of millions of tiny files is refused at ``max_files`` entries read, and
+        within ``max_seconds``, not after listing and sorting it all."""
+        entries: list[os.DirEntry[str]] = []
+        room = self.limits.max_files - self.entries
+        with os.scandir(directory) as it:
+            for entry in it:
+                if len(entries) == room:
+                    raise ContextError(
+                        f"loading stopped at {entry.path}: more than "
+                        f"{self.limits.max_files:,} files and directories walked "
+                        "(LoadLimits.max_files; --max-files raises it), or name a smaller "
+                        "directory"
+                    )
+                entries.append(entry)
+                if len(entries) % 4096 == 0:
+                    self.check_time(directory)
+        return sorted(entries, key=lambda e: e.name)
+
     def walk(self, root: str, *, descend: Descend, skip: Skip) -> Iterator[tuple[str, str, bool]]:
         """``(path, rel, is_dir)`` for each regular file (or link to one) and directory below
         ``root``, depth first, sorted by name within a directory; a directory's entries follow
@@ -238,20 +258,13 @@ class TreeWalker:
             directory, rel_dir, depth = stack.pop()
             self.check_time(directory)
             try:
-                with os.scandir(directory) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                entries = self._listing(directory)
             except OSError as exc:
                 skip(rel_dir or ".", f"unreadable directory: {exc.strerror or exc}")
                 continue
             below: list[tuple[str, str, int]] = []
             for entry in entries:
                 self.entries += 1
-                if self.entries > limits.max_files:
-                    raise ContextError(
-                        f"loading stopped at {entry.path}: more than {limits.max_files:,} files "
-                        "and directories walked (LoadLimits.max_files; --max-files raises it), "
-                        "or name a smaller directory"
-                    )
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 try:
                     link = entry.is_symlink()
