@@ -26,3 +26,15 @@ def json_text(value: object, **options: Any) -> str:
     that holds a lone surrogate: always encodable as UTF-8, and read back to the same value."""
     text = json.dumps(value, ensure_ascii=False, **options)
     return text if well_formed(text) is text else json.dumps(value, ensure_ascii=True, **options)
+
+
+def well_formed_value(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, str) with :func:`well_formed` applied to every str
+    in it, keys included; for a serializer that refuses lone surrogates (the MCP SDK's)."""
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, dict):
+        return {well_formed_value(k): well_formed_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [well_formed_value(v) for v in value]
+    return value
