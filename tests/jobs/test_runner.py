@@ -109,3 +109,13 @@ def test_a_results_pipe_is_written_to_and_never_read_back(tmp_path: Path) -> Non
         assert os.read(reader, 1024) == b'{"id": "a"}\n'
     finally:
         os.close(reader)
+
+
+def test_a_result_holding_a_lone_surrogate_is_one_whole_line_read_back_exact(
+        tmp_path: Path) -> None:
+    log = ResultsLog(tmp_path / "results.jsonl")
+    log.open()
+    log.append({"id": "a", "answer": "name \udcff"})  # model code can make one
+    log.append({"id": "b"})
+    log.close()
+    assert list(log.records()) == [{"id": "a", "answer": "name \udcff"}, {"id": "b"}]

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Generic, Protocol, TypeVar
 
+from .._foundation.text import json_text
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -75,7 +77,7 @@ class ResultsLog:
     def append(self, record: Any) -> None:
         """Write ``record`` as one JSON line and flush it."""
         assert self._fh is not None, "open() the results file first"
-        self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._fh.write(json_text(record, default=str) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
