@@ -300,3 +300,63 @@ def test_a_followed_directory_link_out_of_the_roots_is_not_walked(
                           limits=LoadLimits(follow_symlinks=True))
     assert [(s.path, s.reason) for s in loaded.report.skipped] == [
         (f"{root / 'docs'}/out", "outside the allowed roots")]  # no name from outside shown
+
+
+# ---------------------------------------------------------------- links out of a walked tree
+@pytest.mark.parametrize("target", ["outside-file", "/proc/self/status"])
+def test_a_walked_trees_link_to_a_file_outside_it_is_not_read(
+        tree: tuple[Path, Path], target: str) -> None:
+    root, outside = tree
+    pointed = outside / "secret.txt" if target == "outside-file" else Path(target)
+    if not pointed.exists():
+        pytest.skip(f"{pointed} does not exist here")
+    (root / "docs" / "notes.md").symlink_to(pointed)
+    (root / "docs" / "inside.md").symlink_to(root / "docs" / "a.txt")  # stays: inside the tree
+    for named in ([root / "docs"], [str(root / "docs" / "*.md")], [str(root / "**" / "*.md")]):
+        loaded = load_context(named)
+        text = "".join(loaded.value)
+        assert SECRET not in text and "VmRSS" not in text and "inside text" in text, named
+        assert ("a symbolic link to a file outside the directory, not followed "
+                "(LoadLimits.follow_symlinks; --follow-symlinks)") in [
+            s.reason for s in loaded.report.skipped]
+    followed = load_context([root / "docs"], limits=LoadLimits(follow_symlinks=True))
+    assert (SECRET if target == "outside-file" else "VmRSS") in "".join(followed.value)
+
+
+def test_a_directory_named_through_a_symlink_reads_its_own_files(
+        tree: tuple[Path, Path], tmp_path: Path) -> None:
+    root, _ = tree
+    (tmp_path / "alias").symlink_to(root / "docs", target_is_directory=True)
+    (root / "docs" / "rel.md").symlink_to("a.txt")  # a relative link inside the real tree
+    loaded = load_context([tmp_path / "alias"])
+    assert "".join(loaded.value).count("inside text") == 2
+    assert loaded.report.skipped == []
+
+
+def test_a_directory_of_many_tiny_files_is_refused_without_listing_it_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(300):
+        (tmp_path / f"f{n:03}.txt").write_text("x")
+    pulled = 0
+    scandir = os.scandir
+
+    class Counting:
+        def __init__(self, path: str) -> None:
+            self.inner = scandir(path)
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
+            nonlocal pulled
+            for entry in self.inner:
+                pulled += 1
+                yield entry
+
+    monkeypatch.setattr(_open.os, "scandir", Counting)
+    with pytest.raises(ContextError, match=r"more than 10 files and directories walked"):
+        load_context([tmp_path], limits=LoadLimits(max_files=10))
+    assert pulled <= 11  # millions of names are never all read, sorted and held at once

@@ -92,3 +92,30 @@ def test_the_log_cuts_a_torn_last_line_and_keeps_a_whole_one(tmp_path: Path) -> 
         log.close()
         assert [r["n"] for r in log.records()] == [*kept, 3]
         assert path.read_text().endswith('{"n": 3}\n')
+
+
+def test_a_results_pipe_is_written_to_and_never_read_back(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "results.fifo"  # as `--out /dev/stdout | tee log` or `--out >(jq .)`
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # someone reads it; nobody writes
+    try:
+        log = ResultsLog(fifo)
+        assert list(log.records()) == []  # reading it back would wait forever
+        log.open()  # nor is it "repaired": its bytes are the reader's, not a file's
+        log.append({"id": "a"})
+        log.close()
+        assert os.read(reader, 1024) == b'{"id": "a"}\n'
+    finally:
+        os.close(reader)
+
+
+def test_a_result_holding_a_lone_surrogate_is_one_whole_line_read_back_exact(
+        tmp_path: Path) -> None:
+    log = ResultsLog(tmp_path / "results.jsonl")
+    log.open()
+    log.append({"id": "a", "answer": "name \udcff"})  # model code can make one
+    log.append({"id": "b"})
+    log.close()
+    assert list(log.records()) == [{"id": "a", "answer": "name \udcff"}, {"id": "b"}]

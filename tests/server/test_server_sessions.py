@@ -192,20 +192,23 @@ async def test_a_streamed_request_uses_its_session_too() -> None:
         assert text == "41|3"
 
 
-async def test_concurrent_first_requests_to_one_session_share_it() -> None:
+async def test_concurrent_first_requests_to_one_session_share_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastrlm.server import _sessions
+
     def reply(messages: list[dict[str, str]]) -> str:
         if "read" in messages[-1]["content"]:
             return "```repl\nFINAL(str(count))\n```"
         return "```repl\ncount = globals().get('count', 0) + 1\nFINAL('set')\n```"
 
     async with serving(ScriptedLM(reply, model="scripted/root")) as (server, client):
-        make_room = server.sessions._make_room
+        close_sessions = _sessions._close_sessions
 
-        async def slow_make_room(owner: str, chars: int, *, new: bool) -> None:
+        async def slow_close(sessions: list[Any]) -> None:
             await asyncio.sleep(0.05)  # closing idle sessions yields: let the others catch up
-            await make_room(owner, chars, new=new)
+            await close_sessions(sessions)
 
-        server.sessions._make_room = slow_make_room  # type: ignore[method-assign]
+        monkeypatch.setattr(_sessions, "_close_sessions", slow_close)
         answers = await asyncio.gather(*(_answer(client, "set it", "same") for _ in range(3)))
         assert answers == ["set"] * 3
         assert len(server.sessions) == 1

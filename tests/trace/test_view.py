@@ -340,3 +340,13 @@ def test_a_failed_root_call_shows_in_its_turn_and_in_the_per_model_failures(
     assert "the model call failed after 3 attempt(s): &lt;provider&gt; said no" in page
     row = page[page.index("<h2>Per model</h2>"):]
     assert '<td class="num opt bad">1</td>' in row
+
+
+def test_a_trace_holding_lone_surrogates_renders_a_page_that_encodes(tmp_path: Path) -> None:
+    root = ScriptedLM(lambda _m: repl("print(context[:2])\nFINAL(context[:3])"), model="r")
+    rlm = RLM(root, sandbox="none", trace=tmp_path)
+    out = rlm.completion("\udcff" + "pasted " * 1_000)  # a pasted "\udcff" JSON escape
+    assert out.trace_path is not None
+    page = render_html(read_trace(Path(out.trace_path)))
+    page.encode("utf-8")  # what `fastrlm view` writes and the live view sends
+    assert "\ufffdpa" in page

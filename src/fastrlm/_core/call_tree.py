@@ -30,6 +30,7 @@ from .._foundation.events import (
 from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable
 from .._foundation.stop import StopReason
+from .._foundation.text import well_formed
 from .._foundation.windows import subcall_window_chars
 from ..lm import (
     DEFAULT_CONCURRENCY,
@@ -98,6 +99,17 @@ def _refused(exc: BudgetExceededError) -> SubcallOutcome:
     return SubcallOutcome(error_text(exc.reason.value, str(exc)), exc.reason, str(exc))
 
 
+def sendable(messages: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
+    """``messages`` as every provider can send them: a lone surrogate in a message's text (a
+    pasted document's ``"\\ud83d"`` escape, a head or tail cut between a pair's halves) is
+    U+FFFD, where UTF-8 encoding would fail the call outright. The same list when none has one."""
+    fixed = [well_formed(m["content"]) for m in messages]
+    if all(text is m["content"] for text, m in zip(fixed, messages, strict=True)):
+        return messages
+    return [m if text is m["content"] else {**m, "content": text}
+            for text, m in zip(fixed, messages, strict=True)]
+
+
 @dataclass
 class CallTree:
     """Shared state of one call tree. Single event loop: plain attributes, no locks."""
@@ -146,6 +158,7 @@ class CallTree:
         so far). A limit this call takes past its warning mark is reported as a
         ``budget.warning`` of ``run_id`` through ``emit`` (default: the tree's). ``tools`` are
         offered to a provider with native tool calling (``lm.supports_tools``)."""
+        messages = sendable(messages)
         size = sum(message_bytes(m) for m in messages)
         bound = input_token_bound(0, size, len(messages))
         ledger = self.ledger

@@ -203,8 +203,11 @@ class TreeWalker:
     """Walks directories for one load, all walks sharing one count of entries and one deadline
     (:class:`LoadLimits` ``max_files``, ``max_depth``, ``max_seconds``)."""
 
-    def __init__(self, limits: LoadLimits) -> None:
+    def __init__(self, limits: LoadLimits, *, confined: bool = False) -> None:
         self.limits = limits
+        # confined (load_context(within=)): read_regular judges every file by its opened
+        # descriptor against the roots, links included; else a link must stay in its tree
+        self.confined = confined
         self.entries = 0
         self.deadline = time.monotonic() + limits.max_seconds
 
@@ -216,11 +219,32 @@ class TreeWalker:
                 "smaller directories"
             )
 
+    def _listing(self, directory: str) -> list[os.DirEntry[str]]:
+        """A directory's entries sorted by name, read only as far as the bounds allow: one
+        directory of millions of tiny files is refused at ``max_files`` entries read, and
+        within ``max_seconds``, not after listing and sorting it all."""
+        entries: list[os.DirEntry[str]] = []
+        room = self.limits.max_files - self.entries
+        with os.scandir(directory) as it:
+            for entry in it:
+                if len(entries) == room:
+                    raise ContextError(
+                        f"loading stopped at {entry.path}: more than "
+                        f"{self.limits.max_files:,} files and directories walked "
+                        "(LoadLimits.max_files; --max-files raises it), or name a smaller "
+                        "directory"
+                    )
+                entries.append(entry)
+                if len(entries) % 4096 == 0:
+                    self.check_time(directory)
+        return sorted(entries, key=lambda e: e.name)
+
     def walk(self, root: str, *, descend: Descend, skip: Skip) -> Iterator[tuple[str, str, bool]]:
         """``(path, rel, is_dir)`` for each regular file (or link to one) and directory below
         ``root``, depth first, sorted by name within a directory; a directory's entries follow
         it only when ``descend`` says so. FIFOs, sockets, devices, broken links and (unless
-        ``follow_symlinks``) links to directories go to ``skip``. ``rel`` uses ``/``."""
+        ``follow_symlinks``) links to directories and, unless ``confined``, links to files
+        outside ``root`` go to ``skip``. ``rel`` uses ``/``."""
         limits = self.limits
         try:
             top = os.stat(root)
@@ -228,25 +252,19 @@ class TreeWalker:
             skip(".", f"unreadable directory: {exc.strerror or exc}")
             return
         seen = {(top.st_dev, top.st_ino)}
+        real_root = os.path.realpath(root)
         stack: list[tuple[str, str, int]] = [(root, "", 0)]
         while stack:
             directory, rel_dir, depth = stack.pop()
             self.check_time(directory)
             try:
-                with os.scandir(directory) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                entries = self._listing(directory)
             except OSError as exc:
                 skip(rel_dir or ".", f"unreadable directory: {exc.strerror or exc}")
                 continue
             below: list[tuple[str, str, int]] = []
             for entry in entries:
                 self.entries += 1
-                if self.entries > limits.max_files:
-                    raise ContextError(
-                        f"loading stopped at {entry.path}: more than {limits.max_files:,} files "
-                        "and directories walked (LoadLimits.max_files; --max-files raises it), "
-                        "or name a smaller directory"
-                    )
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 try:
                     link = entry.is_symlink()
@@ -274,6 +292,12 @@ class TreeWalker:
                     seen.add((info.st_dev, info.st_ino))
                     below.append((entry.path, rel, depth + 1))
                 elif stat.S_ISREG(info.st_mode):
+                    if link and not (limits.follow_symlinks or self.confined) and not under(
+                            os.path.realpath(entry.path), (real_root,)):
+                        # a tree's link to /proc/self/environ or ~/.netrc is not its content
+                        skip(rel, "a symbolic link to a file outside the directory, not "
+                                  "followed (LoadLimits.follow_symlinks; --follow-symlinks)")
+                        continue
                     yield entry.path, rel, False
                 else:
                     skip(rel, not_regular(info.st_mode))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .._foundation.errors import RLMError
 from .._foundation.events import Event
+from .._foundation.text import json_text, well_formed
 from ._exit import ExitCode, exit_code_for
 from ._progress import RunState, make_progress
 
@@ -39,7 +39,7 @@ class EventPrinter:
         self.stream = stream
 
     def __call__(self, event: Event) -> None:
-        self.stream.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self.stream.write(json_text(event.to_dict(), default=str) + "\n")
         self.stream.flush()
 
 
@@ -152,7 +152,7 @@ def run(
                 "error": "interrupted",
                 **(extra_json or {}),
             }
-            out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            out.write(json_text(payload) + "\n")
             out.flush()
         if not quiet or mode == "text":
             where = f"; partial trace: {trace_path}" if trace_path else ""
@@ -163,10 +163,10 @@ def run(
     code = exit_code_for(result.stop_reason.value, result.error_kind, limited_by)
     if mode == "json":
         payload = {**result.to_dict(), **(extra_json or {})}
-        out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        out.write(json_text(payload) + "\n")
         out.flush()
     elif mode == "text" and result.answer and print_answer:
-        out.write(result.answer.rstrip("\n") + "\n")
+        out.write(well_formed(result.answer).rstrip("\n") + "\n")
         out.flush()
     if not quiet and show_summary:
         print(summary_line(result), file=err, flush=True)

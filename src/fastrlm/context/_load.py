@@ -180,7 +180,7 @@ class _Loader:
         self.gitignore = gitignore
         self.within = within
         self.limits = limits
-        self.walker = TreeWalker(limits)
+        self.walker = TreeWalker(limits, confined=within is not None)
         self.report = LoadReport()
         self.docs: list[str] = []
         self.names: list[str | None] = []  # the header each document gets inside a list

@@ -10,18 +10,24 @@ a benchmark) brings its item type, its per-item function and what it does with a
 The results file is valid JSONL whenever it is read: a line is written whole and flushed. A
 last line the process was killed while writing (no newline, not a JSON value) is cut off
 before the next append; a last line that is a whole JSON value but lost its newline (edited
-by hand) is kept, and the newline restored.
+by hand) is kept, and the newline restored. Only a regular file is read back or repaired: a
+pipe, FIFO or terminal (``--out /dev/stdout | tee``) is only appended to, never read (reading
+one would wait forever for lines nobody writes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Generic, Protocol, TypeVar
+
+from .._foundation.text import json_text
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -37,7 +43,7 @@ class ResultsLog:
 
     def records(self) -> Iterator[Any]:
         """Every JSON value of the file, in order (lines that are not JSON are skipped)."""
-        if not self.path.exists():
+        if not self._regular():
             return
         with self.path.open("r", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -50,7 +56,7 @@ class ResultsLog:
         """Open for appending (creating the folder). A torn last line is cut off first; a
         whole last line without its newline gets it back."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
+        if self._regular():
             with self.path.open("rb+") as fh:
                 data = fh.read()
                 if data and not data.endswith(b"\n"):
@@ -61,10 +67,17 @@ class ResultsLog:
                         fh.truncate(start)
         self._fh = self.path.open("a", encoding="utf-8")
 
+    def _regular(self) -> bool:
+        """Whether the path is a regular file (the only kind read back)."""
+        try:
+            return stat.S_ISREG(os.stat(self.path).st_mode)
+        except OSError:
+            return False
+
     def append(self, record: Any) -> None:
         """Write ``record`` as one JSON line and flush it."""
         assert self._fh is not None, "open() the results file first"
-        self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._fh.write(json_text(record, default=str) + "\n")
         self._fh.flush()
 
     def close(self) -> None:

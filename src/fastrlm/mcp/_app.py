@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised where the extra is mi
 
     raise MissingExtraError("mcp", "mcp", "fastrlm mcp") from exc
 
+from .._foundation.text import well_formed, well_formed_value
 from ._policy import ToolRefusal
 from ._tools import RLMTools
 
@@ -102,16 +103,20 @@ def build_server(tools: RLMTools, *, name: str = "fastrlm") -> MCPServer[Any]:
 
 async def _refused_as_tool_error(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     try:
-        return await call
+        result: dict[str, Any] = well_formed_value(await call)
+        return result
     except ToolRefusal as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(well_formed(str(exc))) from exc
 
 
 def _refused(call: Callable[[], Any]) -> Any:
+    """The tool's result, every text in it well formed (a file name of invalid UTF-8, a trace
+    holding a pasted lone surrogate), which the SDK's JSON serializer would otherwise refuse,
+    failing the whole call; a refusal as the tool's error."""
     try:
-        return call()
+        return well_formed_value(call())
     except ToolRefusal as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(well_formed(str(exc))) from exc
 
 
 class BearerAuth:

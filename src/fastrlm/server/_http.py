@@ -17,7 +17,6 @@ cancels its handler (and so its run).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import chain
@@ -28,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from multidict import CIMultiDictProxy
 
 from .._foundation.httpd import Connection, Handler, Server
+from .._foundation.text import json_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +142,7 @@ def json_response(
 ) -> web.Response:
     """A complete JSON response (its head alone to a ``HEAD``); ``Connection`` says whether the
     connection stays open."""
-    body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+    body = json_text(payload, default=str).encode("utf-8")
     head = {"Content-Type": "application/json", **_connection_headers(keep_alive),
             **(headers or {})}
     response = web.Response(status=status, body=body, headers=head)
@@ -184,8 +184,7 @@ class EventStream:
 
     async def send(self, data: object) -> None:
         """Send one ``data:`` event: a JSON object, or a literal str such as ``[DONE]``."""
-        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False,
-                                                             default=str)
+        text = data if isinstance(data, str) else json_text(data, default=str)
         await self.response.write(f"data: {text}\n\n".encode())
 
     async def end(self) -> None:

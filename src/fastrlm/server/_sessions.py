@@ -41,6 +41,7 @@ class _Entry:
     owner: str
     chars: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    users: int = 0  # requests holding or waiting for it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -48,6 +49,12 @@ def owner_of(authorization: str) -> str:
     """Who a request's session belongs to: a digest of its bearer token (never the token)."""
     _, _, token = authorization.partition(" ")
     return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+async def _close_sessions(sessions: list[Session]) -> None:
+    """Stop evicted sessions' workers; shielded, so a request cancelled meanwhile leaks none."""
+    if sessions:
+        await asyncio.shield(asyncio.gather(*(session.aclose() for session in sessions)))
 
 
 class SessionPool:
@@ -95,26 +102,35 @@ class SessionPool:
                     "conversation are gone. Send the request again to start the session anew "
                     "(with its context), or use another session id",
                     code="session_closed")
-            await self._make_room(owner, 0, new=True)
-            # another request may have made it while room was made: never two of one session
-            entry = self._entries.get(key) or self._entries.setdefault(
-                key, _Entry(self._rlm.session(), owner))
-        async with entry.lock:
-            if drop_in and entry.session.state.messages:
-                context = (None if shown_whole(question, self._rlm.limits.question_chars)
-                           else question)
-            added = 0 if context is None else describe_shape(context).total_chars
-            if added:
-                await self._make_room(owner, added, new=False)
-            entry.chars += added
-            entry.last_used = time.monotonic()
-            try:
-                yield entry.session, context
-            finally:
+            # room is taken (the slot filled) before any eviction is awaited: a request of
+            # another key arriving meanwhile never takes the slot this one's closes freed
+            closing = self._make_room(owner, 0, new=True)
+            entry = self._entries[key] = _Entry(self._rlm.session(), owner)
+        else:
+            closing = []
+        # counted from here, not from taking the lock: a session with a request waiting for
+        # it (even one woken but not yet running) is never idle, so never evicted under it
+        entry.users += 1
+        try:
+            await _close_sessions(closing)
+            async with entry.lock:
+                if drop_in and entry.session.state.messages:
+                    context = (None if shown_whole(question, self._rlm.limits.question_chars)
+                               else question)
+                added = 0 if context is None else describe_shape(context).total_chars
+                closing = self._make_room(owner, added, new=False) if added else []
+                entry.chars += added
+                await _close_sessions(closing)
                 entry.last_used = time.monotonic()
-                if entry.session.closed and self._entries.get(key) is entry:
-                    del self._entries[key]
-                    self._remember(key, "when its REPL stopped")
+                try:
+                    yield entry.session, context
+                finally:
+                    entry.last_used = time.monotonic()
+                    if entry.session.closed and self._entries.get(key) is entry:
+                        del self._entries[key]
+                        self._remember(key, "when its REPL stopped")
+        finally:
+            entry.users -= 1
 
     def _bound_reached(self, owner: str, chars: int, new: bool) -> str | None:
         """The bound one more session (``new``) with ``chars`` more would break, or None."""
@@ -128,25 +144,33 @@ class SessionPool:
                     "(RLMServer(max_session_chars=))")
         return None
 
-    async def _make_room(self, owner: str, chars: int, *, new: bool) -> None:
-        """Close ``owner``'s oldest idle sessions (never another owner's) until one more
-        (``new``) with ``chars`` fits every bound."""
+    def _make_room(self, owner: str, chars: int, *, new: bool) -> list[Session]:
+        """Take ``owner``'s oldest idle sessions (never another owner's) out of the pool until
+        one more (``new``) with ``chars`` fits every bound, and return them for the caller to
+        close once it has taken the room (no await here, so nothing else can take it first).
+        When even all its idle ones would not make room, none is taken out."""
         if chars > self.max_chars:
             raise HTTPError(413, f"the context has {chars:,} characters, more than a session "
                             f"may hold ({self.max_chars:,})", code="session_too_large")
         idle = sorted((e.last_used, k) for k, e in self._entries.items()
-                      if k[0] == owner and not e.lock.locked())
+                      if k[0] == owner and not e.users)
+        taken: list[tuple[tuple[str, str], _Entry, str]] = []
         while (bound := self._bound_reached(owner, chars, new)) is not None and idle:
             _, key = idle.pop(0)
-            await self._close(key, f"to make room for another of this API key's sessions "
-                                   f"(the server holds at most {bound})")
+            taken.append((key, self._entries.pop(key), bound))
         bound = self._bound_reached(owner, chars, new)
-        if bound is not None:
-            raise HTTPError(429, f"the server holds at most {bound}, and none of this API "
-                            "key's sessions is idle to make room (another key's never are "
-                            "closed for you): retry later, or let one of your sessions end",
-                            type="rate_limit_error", code="sessions_full",
-                            headers={"Retry-After": "5"})
+        if bound is None:
+            for key, _entry, freed_for in taken:
+                self._remember(key, f"to make room for another of this API key's sessions "
+                                    f"(the server holds at most {freed_for})")
+            return [entry.session for _key, entry, _bound in taken]
+        for key, entry, _bound in taken:
+            self._entries[key] = entry
+        raise HTTPError(429, f"the server holds at most {bound}, and none of this API "
+                        "key's sessions is idle to make room (another key's never are "
+                        "closed for you): retry later, or let one of your sessions end",
+                        type="rate_limit_error", code="sessions_full",
+                        headers={"Retry-After": "5"})
 
     def _remember(self, key: tuple[str, str], why: str) -> None:
         owner, session_id = key
@@ -174,7 +198,7 @@ class SessionPool:
             await asyncio.sleep(period)
             now = time.monotonic()
             for key, entry in list(self._entries.items()):
-                if not entry.lock.locked() and now - entry.last_used >= self.idle_s:
+                if not entry.users and now - entry.last_used >= self.idle_s:
                     await self._close(key, f"after {self.idle_s:g} s idle (--session-idle-s)")
 
     async def close(self) -> None:

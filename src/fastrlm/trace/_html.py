@@ -20,6 +20,7 @@ from html import escape
 from typing import Any
 
 from .._foundation.events import ToolStarted
+from .._foundation.text import well_formed
 from ._html_assets import CSS, JS
 from ._html_data import page_data, script_json
 from ._html_model import (
@@ -462,8 +463,13 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
     ``max_chars`` clips any single reply, output, error or answer (with a note saying how much
     was left out). An unfinished trace renders, marked "incomplete". ``live`` (set by the live
     view: ``{"events": URL, "parts": URL}``) makes the page follow the trace as it grows.
-    Never raises on odd events: missing fields render as blanks or zeros.
+    Never raises on odd events: missing fields render as blanks or zeros; a lone surrogate in
+    a recorded text (a pasted question's ``"\\udcff"``) is U+FFFD, so the page encodes.
     """
+    return well_formed(_page(trace, max_chars, live))
+
+
+def _page(trace: Trace, max_chars: int, live: dict[str, Any] | None) -> str:
     parts = render_parts(trace, max_chars=max_chars)
     root = trace.root_event
     title = escape(str(root.question if root else trace.path.stem)[:120])

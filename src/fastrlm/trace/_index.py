@@ -24,6 +24,7 @@ from typing import Any
 
 from .._foundation.errors import ConfigurationError
 from .._foundation.schema import Schema, anew_if_unusable, ensure_schema
+from .._foundation.text import well_formed
 
 logger = logging.getLogger("fastrlm.trace")
 RUNNING = "running"
@@ -128,9 +129,16 @@ def _read(path: Path, sql: str, params: tuple[object, ...]) -> list[RunRecord]:
         ) from exc
 
 
+def _cells(values: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as SQLite can store them: a lone surrogate in a text (a question pasted
+    with a ``"\\ud83d"`` escape) is U+FFFD here, where it would fail the write (the trace keeps
+    it exact)."""
+    return {k: well_formed(v) if isinstance(v, str) else v for k, v in values.items()}
+
+
 def record_start(path: Path, values: dict[str, Any]) -> None:
     """Insert (or replace) the row of a run that just started."""
-    row = {name: values.get(name) for name in _COLUMNS}
+    row = _cells({name: values.get(name) for name in _COLUMNS})
     row["stop_reason"] = RUNNING
     for name in ("cost_usd", "iterations", "subcalls", "input_tokens", "output_tokens"):
         row[name] = row[name] or 0
@@ -146,7 +154,8 @@ def update_run(path: Path, run_id: str, values: dict[str, Any]) -> None:
     keys = [k for k in values if k in _COLUMNS and k != "run_id"]
     assignments = ", ".join(f"{k} = :{k}" for k in keys)
     _write(path, lambda conn: conn.execute(
-        f"UPDATE runs SET {assignments} WHERE run_id = :run_id", {**values, "run_id": run_id}))
+        f"UPDATE runs SET {assignments} WHERE run_id = :run_id",
+        _cells({**values, "run_id": run_id})))
 
 
 def list_runs(path: Path, *, limit: int | None = 20) -> list[RunRecord]:

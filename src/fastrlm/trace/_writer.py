@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import sqlite3
 import time
@@ -32,6 +31,7 @@ from .._foundation.events import (
     SubcallStarted,
     preview,
 )
+from .._foundation.text import json_text
 from . import _index
 from ._paths import index_path, traces_dir
 
@@ -140,7 +140,7 @@ class TraceWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = path.open("a", encoding="utf-8")
             self._files[root] = handle
-        handle.write(json.dumps(self._record(event), ensure_ascii=False) + "\n")
+        handle.write(json_text(self._record(event)) + "\n")
         handle.flush()
         if is_root_start:
             assert isinstance(event, RunStarted)
