@@ -414,6 +414,19 @@ class _Walk:
     root: Mapping[str, Any]
     depth: int = 0
     steps: int = 0
+    enums: dict[int, tuple[frozenset[Any], list[Any]]] = field(default_factory=dict)
+
+    def in_enum(self, value: object, options: list[Any]) -> bool:
+        """``value in options``, through a set of its hashable members made once per check:
+        a long array checked against a long enum stays linear, not their product."""
+        cached = self.enums.get(id(options))
+        if cached is None:
+            hashable = [o for o in options if not isinstance(o, list | dict)]
+            cached = (frozenset(hashable), [o for o in options if isinstance(o, list | dict)])
+            self.enums[id(options)] = cached
+        if isinstance(value, list | dict):
+            return value in cached[1]
+        return value in cached[0]
 
 
 def _errors(value: object, schema: Mapping[str, Any] | bool, where: str, walk: _Walk
@@ -445,7 +458,7 @@ def _checked(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) 
         if not any(_is_type(value, k) for k in kinds if k in _TYPES or k in ("integer",
                                                                             "number")):
             return [f"{where}: expected {' or '.join(kinds)}, got {_json_kind(value)}"]
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not walk.in_enum(value, schema["enum"]):
         errors.append(f"{where}: must be one of {json.dumps(schema['enum'])[:300]}")
     if "const" in schema and value != schema["const"]:
         errors.append(f"{where}: must be {json.dumps(schema['const'])[:300]}")
