@@ -170,6 +170,16 @@ def test_jsonl_gives_one_document_per_line(tmp_path: Path) -> None:
     assert loaded.report.invalid_json_lines == 1
 
 
+def test_a_jsonl_line_with_a_number_past_pythons_digit_limit_is_kept_as_text(
+        tmp_path: Path) -> None:
+    # json.loads raises a plain ValueError there: `ask -c big.jsonl` ended in a traceback
+    huge = '{"n": ' + "9" * 5000 + "}"
+    (tmp_path / "docs.jsonl").write_text(json.dumps("first") + "\n" + huge + "\n")
+    loaded = load_context([tmp_path / "docs.jsonl"])
+    assert loaded.value == ["first", huge]
+    assert loaded.report.invalid_json_lines == 1
+
+
 def test_stdin_dash_reads_bytes_once_and_rejects_a_second_dash() -> None:
     loaded = load_context(["-"], stdin=io.BytesIO(b"from stdin \xff"))
     assert loaded.value == "from stdin \ufffd"

@@ -74,3 +74,13 @@ def test_with_options_builds_a_new_rlm_and_leaves_this_one_as_it_was() -> None:
     unpriced = RLM(ScriptedLM([repl("FINAL(1)")], model="mystery/root"), sandbox="none")
     with pytest.raises(ConfigurationError, match="no price is known"):
         unpriced.with_options(budget=Budget(max_usd=1.0))
+
+
+@pytest.mark.parametrize("prices", [{"scripted/x": {"input": 1.0, "output": 2.0}}, {}, "table",
+                                    [1]])
+def test_prices_that_are_not_a_price_table_are_refused_when_the_rlm_is_built(
+        prices: object) -> None:
+    # before: an AttributeError ('dict' object has no attribute 'unpriced'), or for {} the
+    # default table, silently
+    with pytest.raises(ConfigurationError, match="prices must be a fastrlm.PriceTable"):
+        RLM(ScriptedLM(["x"]), sandbox="none", prices=prices)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import threading
 from pathlib import Path
@@ -256,6 +257,9 @@ def test_bad_tools_are_refused_when_the_rlm_is_built(make: object, message: str)
     ("kw", "message"),
     [({"timeout_s": 0}, "timeout_s"), ({"timeout_s": float("nan")}, "timeout_s"),
      ({"max_calls": 0}, "max_calls"), ({"max_calls": True}, "max_calls"),
+     ({"timeout_s": True}, "timeout_s"), ({"timeout_s": "5"}, "timeout_s"),
+     ({"timeout_s": float("inf")}, "timeout_s"), ({"max_calls": 10**30}, "max_calls"),
+     ({"max_calls": 2.0}, "max_calls"),
      ({"parameters": {"type": "array"}}, "type 'object'")],
 )
 def test_bad_tool_settings_are_refused(kw: dict[str, object], message: str) -> None:
@@ -442,3 +446,23 @@ async def test_cancelling_the_run_while_a_tool_runs_still_cancels_it() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_an_async_tool_returning_a_coroutine_is_bad_result_and_the_coroutine_is_closed(
+) -> None:
+    made: list[object] = []
+
+    async def inner() -> int:
+        return 1
+
+    async def lazy() -> object:
+        """Forgets to await."""
+        made.append(inner())
+        return made[-1]
+
+    result, root = _run(["try:\n    lazy()\nexcept ToolError as e:\n    print(e.kind)",
+                         "FINAL('done')"], [lazy])
+    assert result.answer == "done"  # type: ignore[attr-defined]
+    assert "bad_result" in _output(root)
+    coroutine = made[0]
+    assert inspect.getcoroutinestate(coroutine) == "CORO_CLOSED"  # type: ignore[arg-type]

@@ -329,3 +329,31 @@ def test_a_json_fallback_reply_too_deep_to_decode_is_one_refused_call() -> None:
     [huge] = json_tool_calls('{"tool": "search", "arguments": {"query": "' + HUGE + '"}}', 1)
     with pytest.raises(ValueError, match="over the limit of 16,777,216"):
         tool_arguments(huge.name, huge.arguments)
+
+
+def test_the_arguments_echoed_back_count_toward_the_sub_call_window() -> None:
+    # 16 calls of 100,000 characters each: the results are short, but the next round sends
+    # every argument back (the assistant's tool_calls); before, only the texts were counted and
+    # 1.6 M characters went to a sub-model with a window of a third of that.
+    big = [ToolCall(str(i), "search", {"query": "q" * 100_000}) for i in range(16)]
+    sub = ScriptedLM([big, "done"], model="scripted/sub", supports_tools=True)
+    rlm, _ = _rlm(sub)
+    answer = rlm.completion("q", "ctx").answer
+    assert answer.startswith("[error: prompt_too_long:")
+    assert "grew past it after 1 tool round(s)" in answer
+    assert len(sub.calls) == 1
+
+
+def test_ten_thousand_calls_in_one_round_run_only_the_first_ones_and_copy_no_more() -> None:
+    from fastrlm._core.sub_agent import MAX_CALLS_PER_ROUND
+
+    many = [ToolCall(str(i), "search", {"query": str(i)}) for i in range(10_000)]
+    sub = ScriptedLM([many, "done"], model="scripted/sub", supports_tools=True)
+    rlm, _ = _rlm(sub, limits=Limits(subcall_window_chars=10_000_000))
+    assert rlm.completion("q", "ctx").answer == "done"
+    assert len(CALLS) == MAX_CALLS_PER_ROUND
+    echoed = next(m for m in sub.calls[1] if m.get("tool_calls"))["tool_calls"]
+    assert len(echoed) == 10_000
+    assert echoed[0]["arguments"] == {"query": "0"}
+    # the calls that did not run are echoed with no arguments (never checked or copied)
+    assert echoed[MAX_CALLS_PER_ROUND]["arguments"] == {}

@@ -185,3 +185,34 @@ def test_ctrl_c_during_a_session_question_returns_and_the_session_still_closes(
     finally:
         session.close()
     assert session.closed and session.state.sandbox is None
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_a_task_raising_keyboard_interrupt_reaches_the_caller_and_the_loop_lives_on(
+        error: type[BaseException]) -> None:
+    # asyncio re-raises these out of run_forever: the runner's thread died and the waiter
+    # waited forever (completion() hung when a model object raised KeyboardInterrupt).
+    async def child() -> None:
+        raise error("from a task")
+
+    async def run() -> None:
+        await asyncio.create_task(child())
+
+    async def ok() -> str:
+        return "still running"
+
+    runner = SyncRunner("fastrlm-test")
+    try:
+        with pytest.raises(error, match="from a task"):
+            runner.run(run())
+        assert runner.run(ok()) == "still running"
+    finally:
+        runner.close()
+
+
+def test_a_model_raising_keyboard_interrupt_ends_completion_instead_of_hanging() -> None:
+    def reply(_messages: object) -> str:
+        raise KeyboardInterrupt("from the model")
+
+    with pytest.raises(KeyboardInterrupt, match="from the model"):
+        RLM(ScriptedLM(reply), sandbox="none").completion("q", "ctx")

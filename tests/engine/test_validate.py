@@ -197,6 +197,8 @@ def test_a_user_price_file_with_a_bad_price_names_the_file_and_the_model(
         ('{"models": {"my-local": 3}}', "my-local: expected"),
         ('{"models": [1]}', "expected"),
         ("not json", "not valid JSON"),
+        ('{"models": {"my-local": {"input": ' + "9" * 5000 + ', "output": 0}}}',
+         "not valid JSON"),  # past Python's digit limit: a plain ValueError before
     ]:
         path.write_text(text)
         with pytest.raises(ConfigurationError, match=message) as info:

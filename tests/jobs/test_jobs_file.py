@@ -101,3 +101,15 @@ def test_job_objects_are_checked_too() -> None:
         Job("x", "q")
 
 
+
+
+@pytest.mark.parametrize("line", ['{"question": "q", "context": ' + "9" * 5000 + "}",
+                                  '{"question": "q", "context": ' + "[" * 100_000 + "]" * 100_000
+                                  + "}"], ids=["digits", "deep"])
+def test_a_job_line_json_cannot_read_is_a_job_error_naming_its_line(
+        tmp_path: Path, line: str) -> None:
+    # a number past Python's digit limit raised a plain ValueError; too deep, a RecursionError
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(JobError, match=r"jobs\.jsonl:1: not JSON"):
+        read_jobs(path)

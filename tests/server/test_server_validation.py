@@ -50,6 +50,21 @@ async def test_nan_and_infinity_in_the_body_are_refused(field: str, token: bytes
     assert f"fastrlm.{field} must be" in reply["error"]["message"]
 
 
+@pytest.mark.parametrize("where", [b'"fastrlm": {"max_subcalls": %s}', b'"max_tokens": %s',
+                                   b'"context": [%s]'])
+async def test_a_number_past_pythons_digit_limit_is_a_400_not_a_500(where: bytes) -> None:
+    # json.loads raises a plain ValueError for an integer of more than 4,300 digits: the server
+    # answered 500 "Server got itself in trouble"
+    body = (b'{"model": "rlm", "messages": [{"role": "user", "content": "q"}], '
+            + where % (b"9" * 5000) + b"}")
+    async with serving(root(ECHO_SHAPE)) as (server, _):
+        status, _, reply = await raw_request(server.port, "POST", "/v1/chat/completions", body,
+                                             {"Content-Type": "application/json"})
+    assert status == 400
+    assert reply["error"]["code"] == "invalid_json"
+    assert "digits" in reply["error"]["message"]
+
+
 async def test_a_null_optional_override_keeps_the_server_s_limit() -> None:
     async with serving(root(ECHO_SHAPE)) as (_, client):
         reply = await client.chat.completions.create(

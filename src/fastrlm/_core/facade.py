@@ -182,7 +182,8 @@ class RLM:
         named.update({name: lm_of(m) for name, m in (models or {}).items()})
         if sandbox == "none":
             _warn_unsafe_once()
-        prices = prices or PriceTable.default()
+        prices = (PriceTable.default() if prices is None else instance(
+            "prices", prices, PriceTable, 'PriceTable({"my/model": {"input": 1, "output": 4}})'))
         check_priced(budget, named, prices)
         if on_event is None:
             callbacks: tuple[EventCallback, ...] = ()

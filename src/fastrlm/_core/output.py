@@ -10,10 +10,14 @@ JSON.
 Python types are validated by pydantic's ``TypeAdapter`` (pydantic is a core dependency);
 schema dicts by :func:`schema_errors`, a small validator of the JSON Schema keywords
 structured-output APIs use.
+
+Why over 500 lines: the schema validator (``_check_schema`` and below) is half of it; it is the
+part to move to a module of its own if it grows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import operator
@@ -34,6 +38,10 @@ MAX_SCHEMA_DEPTH = 128
 #: How many schemas deep one check of an answer may go ($ref, anyOf, properties ... each one
 #: level): the validator recurses, and this keeps it well inside Python's recursion limit.
 MAX_CHECK_DEPTH = 200
+#: How many (sub)schema checks one answer may take in all: anyOf/oneOf branches that share
+#: subschemas multiply (20 levels of two-way anyOf over one $ref are a million checks), and this
+#: keeps any schema's check of any answer short.
+MAX_CHECK_STEPS = 200_000
 
 
 class OutputInvalid(Exception):
@@ -57,10 +65,16 @@ class OutputSpec:
         bound_answer(text, max_chars)
         if self.target is None:
             data = _loads(text, self.schema)
+            try:
+                canonical = _dumps(data)
+            except ValueError:
+                raise OutputInvalid(
+                    "the answer holds NaN or Infinity (or a number too large for a float), "
+                    "which JSON cannot carry; deliver finite numbers or null") from None
             errors = schema_errors(data, self.schema)
             if errors:
                 raise OutputInvalid("; ".join(errors[:20]))
-            return data, _dumps(data)
+            return data, canonical
         from pydantic import ValidationError
 
         adapter = _adapter(self.target)
@@ -71,15 +85,30 @@ class OutputSpec:
                 if not any(e.get("type") == "json_invalid" for e in exc.errors()):
                     raise
                 value = adapter.validate_python(text)  # a bare str / number as text
+            canonical = adapter.dump_json(value).decode("utf-8")
         except ValidationError as exc:
             raise OutputInvalid(_pydantic_errors(exc)) from None
-        return value, adapter.dump_json(value).decode("utf-8")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the user's validator on a model's value
+            # A validator or serializer that raises anything else (KeyboardInterrupt included)
+            # failed on this answer: the model sees it, as it sees a tool's failure.
+            raise OutputInvalid(
+                f"checking the answer raised {type(exc).__name__}: {_message(exc)}") from None
+        return value, canonical
 
     def schema_text(self) -> str:
         text = json.dumps(self.schema, ensure_ascii=False)
         if len(text) > MAX_SCHEMA_CHARS:
             text = text[:MAX_SCHEMA_CHARS] + " ... (cut)"
         return text
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)[:500]
+    except BaseException:  # noqa: BLE001 - an exception whose own __str__ fails
+        return "(its message could not be shown)"
 
 
 def bound_answer(text: str, max_chars: int | None = None) -> None:
@@ -172,7 +201,7 @@ def _loads(text: str, schema: Mapping[str, Any]) -> object:
 
 def _dumps(value: object) -> str:
     """Compact JSON, as pydantic writes it, so every output kind reads the same."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _check_schema(schema: Mapping[str, Any]) -> None:
@@ -364,11 +393,18 @@ def schema_errors(value: object, schema: Mapping[str, Any], where: str = "the an
     except _TooDeep as exc:
         return [f"{exc}: too deeply nested to check against the schema (over "
                 f"{MAX_CHECK_DEPTH} schema levels); deliver a flatter value"]
+    except _TooLong as exc:
+        return [f"{exc}: checking the answer against the schema took over {MAX_CHECK_STEPS:,} "
+                "steps (its anyOf/oneOf alternatives multiply); deliver a simpler value"]
 
 
 class _TooDeep(Exception):
     """A check past :data:`MAX_CHECK_DEPTH`; ends the whole check (an anyOf must not read it as
     one failed alternative)."""
+
+
+class _TooLong(Exception):
+    """A check past :data:`MAX_CHECK_STEPS`; ends the whole check, as :class:`_TooDeep`."""
 
 
 @dataclass
@@ -377,6 +413,20 @@ class _Walk:
 
     root: Mapping[str, Any]
     depth: int = 0
+    steps: int = 0
+    enums: dict[int, tuple[frozenset[Any], list[Any]]] = field(default_factory=dict)
+
+    def in_enum(self, value: object, options: list[Any]) -> bool:
+        """``value in options``, through a set of its hashable members made once per check:
+        a long array checked against a long enum stays linear, not their product."""
+        cached = self.enums.get(id(options))
+        if cached is None:
+            hashable = [o for o in options if not isinstance(o, list | dict)]
+            cached = (frozenset(hashable), [o for o in options if isinstance(o, list | dict)])
+            self.enums[id(options)] = cached
+        if isinstance(value, list | dict):
+            return value in cached[1]
+        return value in cached[0]
 
 
 def _errors(value: object, schema: Mapping[str, Any] | bool, where: str, walk: _Walk
@@ -385,6 +435,9 @@ def _errors(value: object, schema: Mapping[str, Any] | bool, where: str, walk: _
         return [] if schema else [f"{where}: no value is allowed here"]
     if walk.depth >= MAX_CHECK_DEPTH:
         raise _TooDeep(where)
+    walk.steps += 1
+    if walk.steps > MAX_CHECK_STEPS:
+        raise _TooLong(where)
     walk.depth += 1
     try:
         return _checked(value, schema, where, walk)
@@ -405,7 +458,7 @@ def _checked(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) 
         if not any(_is_type(value, k) for k in kinds if k in _TYPES or k in ("integer",
                                                                             "number")):
             return [f"{where}: expected {' or '.join(kinds)}, got {_json_kind(value)}"]
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not walk.in_enum(value, schema["enum"]):
         errors.append(f"{where}: must be one of {json.dumps(schema['enum'])[:300]}")
     if "const" in schema and value != schema["const"]:
         errors.append(f"{where}: must be {json.dumps(schema['const'])[:300]}")
@@ -425,11 +478,16 @@ def _checked(value: object, schema: Mapping[str, Any], where: str, walk: _Walk) 
                            ("exclusiveMinimum", operator.gt), ("exclusiveMaximum", operator.lt)):
             if key in schema and not holds(value, schema[key]):
                 errors.append(f"{where}: {key} is {schema[key]}, got {value}")
-    for key in ("anyOf", "oneOf"):
+    for key, enough in (("anyOf", 1), ("oneOf", 2)):
         if key in schema:
-            matches = [not _errors(value, s, where, walk) for s in schema[key]]
-            if key == "anyOf" and not any(matches) or key == "oneOf" and sum(matches) != 1:
-                errors.append(f"{where}: matches {sum(matches)} of the {key} alternatives")
+            matches = 0
+            for sub in schema[key]:  # stop once the outcome is known: nested ones multiply
+                matches += not _errors(value, sub, where, walk)
+                if matches == enough:
+                    break
+            if key == "anyOf" and not matches or key == "oneOf" and matches != 1:
+                more = " or more" if matches == enough == 2 else ""
+                errors.append(f"{where}: matches {matches}{more} of the {key} alternatives")
     for sub in schema.get("allOf", ()):
         errors += _errors(value, sub, where, walk)
     return errors

@@ -131,7 +131,7 @@ async def agent_subcall(
         if last:
             messages.append({"role": "user", "content": prompts.sub_tools_done.format(
                 rounds=max_rounds)})
-        size = sum(len(m["content"]) for m in messages)
+        size = sum(_chars(m) for m in messages)
         refusal = tree.window_refusal(lm, size, f"the sub-agent's conversation grew past it "
                                       f"after {round_ - 1} tool round(s)")
         if refusal is not None:
@@ -147,7 +147,8 @@ async def agent_subcall(
         calls = list(response.tool_calls) if native else json_tool_calls(response.text, round_)
         if not calls or last:
             return SubcallOutcome(response.text)
-        checked = [_checked(call) for call in calls]
+        checked = [_checked(call) if index < MAX_CALLS_PER_ROUND else {}
+                   for index, call in enumerate(calls)]  # calls past the cap are not copied
         calls = [  # echoed to the model as they are used: a refused value goes no further
             ToolCall(c.id, c.name, arguments if isinstance(arguments, dict) else {})
             for c, arguments in zip(calls, checked, strict=True)
@@ -172,6 +173,14 @@ async def agent_subcall(
             messages.append({"role": "user", "content": prompts.sub_tools_results.format(
                 results=results, rounds_left=max_rounds - round_)})
     raise AssertionError("unreachable: the last round always returns")
+
+
+def _chars(message: ChatMessage) -> int:
+    """How many characters ``message`` sends: its text and the tool calls it echoes (their
+    arguments are sent back to the model too)."""
+    echoed = message.get("tool_calls") or ()
+    return len(message["content"]) + sum(len(json.dumps(call, ensure_ascii=False))
+                                         for call in echoed)
 
 
 def _checked(call: ToolCall) -> dict[str, object] | str:

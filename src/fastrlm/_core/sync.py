@@ -109,9 +109,18 @@ class SyncRunner:
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The runner's thread: the loop runs until stopped, then this thread closes it."""
+    """The runner's thread: the loop runs until stopped, then this thread closes it. A task
+    that raises ``KeyboardInterrupt`` or ``SystemExit`` (a model object's or a user's callback)
+    keeps it as its error, and asyncio also re-raises it out of ``run_forever``: the loop goes
+    on, so whoever awaits that task gets the error (a run's waiter too), never waits forever.
+    A real Ctrl-C reaches the main thread, not this one."""
     try:
-        loop.run_forever()
+        while True:
+            try:
+                loop.run_forever()
+                return
+            except (KeyboardInterrupt, SystemExit):
+                continue
     finally:
         loop.close()
 

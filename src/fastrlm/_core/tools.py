@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from .._foundation.errors import ConfigurationError
 from .._foundation.events import Event, ToolFinished, ToolStarted, preview
-from .._foundation.validate import first_repeat
+from .._foundation.validate import TOOL_RULES, check_fields, first_repeat
 from .._foundation.wire import MAX_TOOL_JSON_CHARS
 from ..sandbox import (
     MAX_TOOL_NAME_CHARS,
@@ -88,19 +88,7 @@ class Tool:
         check_tool_name(name)
         if not self.description:
             set_(self, "description", _first_line(inspect.getdoc(self.fn) or ""))
-        if not (isinstance(self.timeout_s, int | float) and 0 < self.timeout_s <= 86_400):
-            raise ConfigurationError(
-                f"Tool {name!r}: timeout_s must be a number of seconds in (0, 86400], "
-                f"not {self.timeout_s!r}"
-            )
-        if self.max_calls is not None and not (
-            isinstance(self.max_calls, int) and not isinstance(self.max_calls, bool)
-            and self.max_calls >= 1
-        ):
-            raise ConfigurationError(
-                f"Tool {name!r}: max_calls must be a whole number >= 1 or None, "
-                f"not {self.max_calls!r}"
-            )
+        check_fields(self, TOOL_RULES, f"Tool({name!r})")
         signature = _signature(self.fn)
         set_(self, "spec", _spec_of(name, signature, self.fn))
         if self.parameters is None:
@@ -408,6 +396,8 @@ def _in_daemon_thread(name: str, fn: Callable[..., Any], args: list[Any],
 
 
 def _result(tool: Tool, value: object) -> dict[str, object]:
+    if inspect.iscoroutine(value):
+        value.close()  # an async tool's result awaits nothing more: never run, so never warn
     try:
         text = json.dumps(_plain(value), ensure_ascii=False, allow_nan=False)
     except BaseException as exc:  # noqa: BLE001 - a result object's own methods may raise

@@ -140,7 +140,7 @@ class PriceTable:
                  '"_free_providers": ["ollama", ...]} (USD per 1M tokens)')
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # a number past int's limit too
             raise ConfigurationError(f"{source}: not valid JSON ({exc}); expected {shape}") from exc
         models = data.get("models", data) if isinstance(data, dict) else None
         free = data.get("_free_providers", []) if isinstance(data, dict) else None

@@ -202,6 +202,12 @@ SERVER_RULES: dict[str, Rule] = {
     "max_session_chars": count(1, maximum=1 << 36),
 }
 
+#: :class:`fastrlm.Tool`'s numeric fields.
+TOOL_RULES: dict[str, Rule] = {
+    "timeout_s": positive(maximum=DAY_S),
+    "max_calls": count(1, maximum=10_000_000, optional=True),
+}
+
 #: A :class:`fastrlm.Price` (USD per million tokens).
 PRICE_RULES: dict[str, Rule] = {
     "input": non_negative(maximum=MAX_PRICE),

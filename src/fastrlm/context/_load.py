@@ -385,7 +385,7 @@ class _Loader:
                 continue
             try:
                 value = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):  # too deep to parse: kept as text
+            except (ValueError, RecursionError):  # not JSON, too deep or a number past int's limit
                 self.report.invalid_json_lines += 1
                 self.add(line)
                 continue

@@ -151,8 +151,9 @@ def read_jobs(path: Path) -> list[Job]:
         where = f"{path}:{number}"
         try:
             data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JobError(f"{where}: not JSON ({exc.msg}); each line must be one job object"
+        except (ValueError, RecursionError) as exc:  # a number past int's limit, too deep
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)[:200]
+            raise JobError(f"{where}: not JSON ({reason}); each line must be one job object"
                            ) from exc
         jobs.append(Job.from_dict(data, base=path.parent, where=where))
     check_unique(jobs)

@@ -76,7 +76,7 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
     """Validate a request body. Raises :class:`HTTPError` (400, or 404 for an unknown model)."""
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number past int's limit
         raise bad_request(f"the body is not valid JSON: {exc}", "invalid_json") from exc
     except RecursionError as exc:  # the C decoder's own depth guard: a clean, catchable stop
         raise bad_request("the body's JSON nests too deep to parse; nest less (a response_format "
