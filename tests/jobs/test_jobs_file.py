@@ -4,11 +4,13 @@ valid JSONL after a crash, and resume reading."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from fastrlm.jobs import Job, JobError, JobResult, ResultsFile, read_jobs
+from fastrlm.jobs import Job, JobError, JobResult, ResultsFile, _jobs, read_jobs
 
 
 def write(path: Path, *lines: object) -> Path:
@@ -113,3 +115,36 @@ def test_a_job_line_json_cannot_read_is_a_job_error_naming_its_line(
     path.write_text(line + "\n")
     with pytest.raises(JobError, match=r"jobs\.jsonl:1: not JSON"):
         read_jobs(path)
+
+
+def test_a_device_as_the_jobs_file_is_refused_before_anything_is_read() -> None:
+    # /dev/zero as the jobs file once read until memory ran out
+    with pytest.raises(JobError, match="not a file or a pipe"):
+        read_jobs(Path("/dev/zero"))
+
+
+def test_a_jobs_file_past_the_limit_is_refused_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_jobs, "MAX_JOBS_FILE_BYTES", 100)
+    big = tmp_path / "big.jsonl"
+    with big.open("wb") as file:  # sparse: its size says it all, nothing needs reading
+        file.truncate(1 << 30)
+    with pytest.raises(JobError, match=r"over the limit of 100 bytes a jobs file: split it"):
+        read_jobs(big)
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    line = json.dumps({"id": "a", "question": "q", "context": "c"}) + "\n"
+
+    def feed(text: str) -> None:
+        with fifo.open("w") as pipe:
+            pipe.write(text)
+
+    writer = threading.Thread(target=feed, args=(line,))
+    writer.start()
+    assert [job.id for job in read_jobs(fifo)] == ["a"]  # a pipe (`<(gen)`) is read
+    writer.join()
+    writer = threading.Thread(target=feed, args=(line * 10,))
+    writer.start()
+    with pytest.raises(JobError, match="over the limit of 100 bytes"):
+        read_jobs(fifo)
+    writer.join()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,11 +136,18 @@ def _resolve_path(spec: str, base: Path | None) -> str:
     return str(base / expanded)
 
 
+#: The largest jobs file read (a regular file is refused before it is read, a pipe once it
+#: passes this): a jobs file is a list of questions, with contexts inline or by path.
+MAX_JOBS_FILE_BYTES = 1024 * 1024 * 1024
+
+
 def read_jobs(path: Path) -> list[Job]:
-    """Every job of a JSONL file, checked. Raises :class:`JobError` with the line number for a
-    line that is not JSON or not a valid job, and for an id used twice."""
+    """Every job of a JSONL file (a regular file, or a pipe such as ``<(generate)``), checked.
+    Raises :class:`JobError` with the line number for a line that is not JSON or not a valid
+    job, for an id used twice, and for a file that is neither a file nor a pipe (a device such
+    as ``/dev/zero``) or past :data:`MAX_JOBS_FILE_BYTES`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path).decode("utf-8")
     except OSError as exc:
         raise JobError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -158,6 +166,25 @@ def read_jobs(path: Path) -> list[Job]:
         jobs.append(Job.from_dict(data, base=path.parent, where=where))
     check_unique(jobs)
     return jobs
+
+
+def _read_bounded(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            raise JobError(f"{path} is not a file or a pipe: give a JSONL file of jobs")
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_JOBS_FILE_BYTES:
+            raise JobError(_too_big(path, info.st_size))
+        data = file.read(MAX_JOBS_FILE_BYTES + 1)
+    if len(data) > MAX_JOBS_FILE_BYTES:
+        raise JobError(_too_big(path, len(data)))
+    return data
+
+
+def _too_big(path: Path, size: int) -> str:
+    return (f"{path} holds {size:,}+ bytes, over the limit of {MAX_JOBS_FILE_BYTES:,} bytes a "
+            "jobs file: split it into several files, or give large contexts by context_path")
 
 
 def check_unique(jobs: Iterable[Job]) -> None:
