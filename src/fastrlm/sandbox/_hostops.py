@@ -21,6 +21,7 @@ take it unchanged. Host side only (the worker's frame check reads :data:`HOST_OP
 
 from __future__ import annotations
 
+import abc
 import logging
 import warnings
 from collections.abc import Callable, Mapping
@@ -173,15 +174,16 @@ class HandlerBridge:
         return await handler(request)
 
 
-class ThreeMethodFace:
+class ThreeMethodFace(abc.ABC):
     """The earlier bridge methods (``llm_query_batched``, ``rlm_query_batched``, ``call_tool``)
     on a bridge that answers :meth:`HostBridge.call`, for a ``Sandbox`` written against them.
     Deprecated (each call warns): answer a payload through :func:`dispatch` (what these do: the
     host's checks and reply shapes hold here too), or call ``bridge.call(op, request)``. Kept
     for one release."""
 
+    @abc.abstractmethod
     async def call(self, op: str, request: HostOpRequest) -> object:
-        raise NotImplementedError
+        """What the bridge answers; these methods route through it."""
 
     async def llm_query_batched(self, prompts: list[str], model: str | None,
                                 images: list[list[ImagePart]] | None = None) -> object:

@@ -535,36 +535,37 @@ class WorkerSandbox:
 
     async def close(self) -> None:
         """Kill the worker, release the context buffer and the scratch directory. Idempotent."""
+        for worker in self._take_workers():
+            await worker.kill()
+        self._free_buffers()
+        await self._stop_reaper()
+
+    def _take_workers(self) -> list[WorkerProcess]:
+        """Closing starts here: no new worker, and every worker (current and orphaned) handed
+        to the caller to kill (close) or discard (exit)."""
         self._closed = True
         if self._worker is not None:
             self._orphans.append(self._worker)
             self._worker = None
-        while self._orphans:
-            await self._orphans.pop().kill()
+        workers, self._orphans = self._orphans[::-1], []
+        return workers
+
+    def _free_buffers(self) -> None:
+        """Release the context buffer and the scratch directory, once the workers are gone."""
         if self._context_fd is not None:
             os.close(self._context_fd)
             self._context_fd = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
-        await self._stop_reaper()
 
     def discard(self) -> None:
         """:meth:`close` without waiting: kill every worker, release the context buffer, remove
         the scratch directory, and let the reaper go (it deletes whatever a dying worker still
         wrote once its pipe closes). Idempotent."""
-        self._closed = True
-        if self._worker is not None:
-            self._orphans.append(self._worker)
-            self._worker = None
-        while self._orphans:
-            self._orphans.pop().discard()
-        if self._context_fd is not None:
-            os.close(self._context_fd)
-            self._context_fd = None
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        for worker in self._take_workers():
+            worker.discard()
+        self._free_buffers()
         if self._reaper_fd >= 0:
             os.close(self._reaper_fd)  # EOF: the reaper finds the directory gone and exits
             self._reaper_fd = -1
