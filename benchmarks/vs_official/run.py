@@ -532,6 +532,9 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
             cached = sum(x["cached_tokens"] for x in reqs)
             out = sum(x["output_tokens"] for x in reqs)
             shares = [x["match_previous_tokens"] / x["input_tokens"] for x in reqs[1:]]
+            # a request that repeats all of the previous one: it only appends (cache-stable)
+            extends = sum(b["match_previous_tokens"] >= a["input_tokens"]
+                          for a, b in zip(reqs, reqs[1:], strict=False))
             cost_in = ((tin - cached) * PRICE_IN + cached * PRICE_CACHED) / 1e6
             cost = cost_in + out * PRICE_OUT / 1e6
             per[label] = {"in": tin, "cached": cached, "cost_in": cost_in, "cost": cost,
@@ -541,6 +544,7 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
                          f"{tin - cached:,}", f"{out:,}", fmt_b(per[label]["bytes"]),
                          f"{max(x['input_tokens'] for x in reqs):,}",
                          f"{median(shares):.0%} (min {min(shares):.0%})",
+                         f"{extends} of {len(reqs) - 1}",
                          f"${cost_in:.4f}", f"${cost:.4f}"])
         o = per["official"]
         for label in ("fastrlm", "fastrlm, full_history=True"):
@@ -548,7 +552,8 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
             rows.append([title, f"**{label} / official**", "", ratio(f["in"], o["in"]),
                          ratio(f["cached"], o["cached"]),
                          ratio(f["in"] - f["cached"], o["in"] - o["cached"]), "",
-                         ratio(f["bytes"], o["bytes"]), "", "", ratio(f["cost_in"], o["cost_in"]),
+                         ratio(f["bytes"], o["bytes"]), "", "", "",
+                         ratio(f["cost_in"], o["cost_in"]),
                          ratio(f["cost"], o["cost"])])
     sec.say(f"The same scripted root replies for both implementations (`common.root_reply`): 30 "
             f"turns over a {common.TOKEN_CONTEXT_MB} MB context; *mixed*: short prints, five "
@@ -558,14 +563,16 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
             "a message): *cached* is the prefix shared with an earlier root request, in 128-token "
             "steps from 1,024 on (OpenAI's automatic prompt caching); *matches previous* is the "
             "share of each request that repeats the previous request from its start (median over "
-            "requests 2-30). Cost at gpt-5 list prices: input "
+            "requests 2-30); *extends previous* counts the requests that repeat all of the "
+            "previous one (append-only: nothing earlier was rewritten). Cost at gpt-5 list "
+            "prices: input "
             f"${PRICE_IN}/M, cached input ${PRICE_CACHED}/M, output ${PRICE_OUT}/M; *input cost* "
             "leaves out the output tokens, which are the same scripted replies for both. "
             "Deterministic: one run each.")
     sec.say()
     sec.table(["trajectory", "implementation", "root requests", "input tokens", "cached",
                "uncached", "output tokens", "bytes sent", "largest request",
-               "matches previous", "input cost", "cost"], rows)
+               "matches previous", "extends previous", "input cost", "cost"], rows)
     return sec
 
 
