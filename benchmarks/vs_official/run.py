@@ -125,9 +125,10 @@ class TreeMemory:
 # ---------------------------------------------------------------------------- one measured run
 @dataclass
 class Impl:
-    name: str  # "fastrlm" or "official"
+    name: str  # "fastrlm", "official" or "minRLM"
     python: Path
     driver: Path
+    dialect: str = "rlm"  # the names the scripted root turns use (common.root_reply)
 
 
 @dataclass
@@ -145,11 +146,11 @@ class RunResult:
 
 
 def _start_server(scenario: str, iterations: int, sub_latency_s: float,
-                  stats_out: Path) -> tuple[subprocess.Popen[str], str]:
+                  stats_out: Path, dialect: str = "rlm") -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "fake_model.py"), "--scenario", scenario,
          "--iterations", str(iterations), "--sub-latency-ms", str(sub_latency_s * 1000),
-         "--stats-out", str(stats_out)]
+         "--stats-out", str(stats_out), "--dialect", dialect]
         + (["--count-tokens"] if scenario.startswith("tokens") else []),
         stdout=subprocess.PIPE, text=True, cwd=HERE,
     )
@@ -167,7 +168,8 @@ def run_once(impl: Impl, scenario: str, cfg: dict[str, Any], *, iterations: int 
     with tempfile.TemporaryDirectory(prefix="fastrlm-vs-official-") as tmp:
         tmpdir = Path(tmp)
         stats_out = tmpdir / "server.json"
-        server, url = _start_server(scenario, iterations, sub_latency_s, stats_out)
+        server, url = _start_server(scenario, iterations, sub_latency_s, stats_out,
+                                    impl.dialect)
         trace_dir = tmpdir / "trace"
         env = dict(os.environ, FASTRLM_HOME=str(tmpdir / "home"), PYTHONUNBUFFERED="1")
         env.pop("OPENAI_API_KEY", None)
@@ -514,10 +516,12 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
 PRICE_IN, PRICE_CACHED, PRICE_OUT = 1.25, 0.125, 10.0
 
 
-def bench_tokens(fast: Impl, official: Impl) -> Section:
+def bench_tokens(fast: Impl, official: Impl, minrlm: Impl | None = None) -> Section:
     sec = Section("5. Root-token efficiency: one scripted 30-turn trajectory, two output mixes")
     configs = [(official, {}, "official"), (fast, {}, "fastrlm"),
                (fast, {"full_history": True}, "fastrlm, full_history=True")]
+    if minrlm is not None:
+        configs.insert(1, (minrlm, {}, "minRLM"))
     rows = []
     tokenizer = "?"
     for scenario, title in (("tokens", "mixed"), ("tokens-heavy", "50K print every turn")):
@@ -547,7 +551,9 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
                          f"{extends} of {len(reqs) - 1}",
                          f"${cost_in:.4f}", f"${cost:.4f}"])
         o = per["official"]
-        for label in ("fastrlm", "fastrlm, full_history=True"):
+        for label in ("minRLM", "fastrlm", "fastrlm, full_history=True"):
+            if label not in per:
+                continue
             f = per[label]
             rows.append([title, f"**{label} / official**", "", ratio(f["in"], o["in"]),
                          ratio(f["cached"], o["cached"]),
@@ -808,6 +814,8 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     rlms = official_env.official_version(off_python)
     fast = Impl("fastrlm", Path(sys.executable), HERE / "drive_fastrlm.py")
     official = Impl("official", off_python, HERE / "drive_official.py")
+    minrlm = (Impl("minRLM", official_env.ensure_minrlm(), HERE / "drive_minrlm.py", "minrlm")
+              if "tokens" in args.only.split(",") else None)
     only = set(args.only.split(","))
     benches: list[tuple[str, Callable[[], Section]]] = [
         ("fanout", lambda: bench_fanout(fast, official, args.repeats)),
@@ -816,7 +824,7 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
         ("trace", lambda: bench_trace(fast, official, [int(x) for x in args.trace_mb.split(",")])),
         ("step", lambda: bench_step(fast, official, args.repeats, args.step_iterations,
                                     args.layers.split(","))),
-        ("tokens", lambda: bench_tokens(fast, official)),
+        ("tokens", lambda: bench_tokens(fast, official, minrlm)),
         ("http", lambda: bench_http(fast, args.repeats)),
         ("startup", lambda: bench_startup(fast, official, args.repeats)),
     ]

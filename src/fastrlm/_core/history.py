@@ -15,8 +15,8 @@ about a tenth of the price. So the history is shaped for requests that *extend* 
   from there once; a quarter leaves room for many turns before the next one, rather than a
   small rewrite every turn.
 
-``Limits.full_history=True`` never shortens an output to a preview: past ``history_chars`` the
-oldest outputs are elided whole, as few as it takes to get under the limit.
+``Limits.full_history=True`` never shortens an output to a preview: an output is there as it
+was first shown or not at all (compaction elides the oldest ones whole).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def _elided(outputs: str) -> str | None:
 def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int = 4, *,
                     previews: bool = True) -> int:
     """Past ``max_chars``, shorten the oldest REPL-output messages in place, in one step: to
-    previews (``previews``), then elided whole, until the conversation fits a quarter of
-    ``max_chars`` (with ``previews=False``: elided whole until it fits ``max_chars``).
+    previews (``previews``; with ``previews=False`` never), then elided whole, until the
+    conversation fits a quarter of ``max_chars``.
 
     The system prompt, the first user message (metadata + question) and the last ``keep_last``
     messages are never touched; the model's own replies (its code) are kept. Returns how many
@@ -63,7 +63,7 @@ def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int 
     total = sum(len(m["content"]) for m in messages)
     if total <= max_chars:
         return 0
-    target = max_chars // 4 if previews else max_chars
+    target = max_chars // 4
     candidates = [i for i in range(2, max(len(messages) - keep_last, 2))
                   if messages[i]["role"] == "user"
                   and not messages[i]["content"].startswith(_KEPT)]

@@ -6,7 +6,6 @@ import ast
 import re
 from dataclasses import dataclass
 
-from ..lm import ChatMessage
 from ..sandbox import answer_json
 
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})

@@ -28,8 +28,8 @@ class Limits:
       oldest REPL outputs become 1,000-character previews (then one-line notes) until it is a
       quarter of this size (its code and the latest turns are kept). Rare on purpose: each
       compaction rewrites an early message, which the prompt cache then misses once.
-    - ``full_history``: never shorten an output to a preview: past ``history_chars`` the oldest
-      outputs are replaced by a one-line note, as few as it takes to get under it.
+    - ``full_history``: never shorten an output to a preview: an output is there as it was
+      first shown or not at all (compaction replaces the oldest ones by a one-line note).
     - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
       and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
       from the sub-model's context window (``fastrlm._foundation.windows``).
