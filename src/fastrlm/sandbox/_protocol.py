@@ -294,6 +294,67 @@ def write_context_fd(parts: list[Buffer]) -> int:
     return fd
 
 
+#: Sealed buffers that already hold a context, by the ``id`` of the str that lives in them
+#: (:func:`mapped_text`; such a str is never freed, so its id is never reused): a sandbox
+#: given that str maps this buffer instead of writing a second copy.
+_SEALED: dict[int, tuple[int, int]] = {}
+_FILE_CHUNK = 16 << 20
+
+
+def mapped_text(fd: int, size: int) -> str | None:
+    """The text of the file open at ``fd`` (``size`` bytes, read from offset 0 without moving
+    the file position) as a str that lives in a sealed kind 4 buffer: the file is copied once,
+    16 MiB at a time, into the buffer, and the str *is* the buffer's pages (as in the worker),
+    so the host and every worker share one copy of the text, never two.
+
+    None when the text is not ASCII, shorter than 1 MiB, the file shrank while read, or this
+    interpreter's str layout is not one :func:`_mapped_str` knows: the caller then reads the
+    file as usual. Raises ``OSError`` from reading the file or filling the buffer."""
+    if size < _ZERO_COPY_MIN or not _CPYTHON:
+        return None
+    import fcntl
+
+    start = _ascii_data_offset()
+    total = start + size + 1
+    buffer = new_context_fd()
+    try:
+        os.pwrite(buffer, _PREFIX.pack(CONTEXT_MAGIC, KIND_ASCII, start), 0)
+        chunk = bytearray(min(_FILE_CHUNK, size))
+        view = memoryview(chunk)
+        done = 0
+        while done < size:
+            want = min(len(chunk), size - done)
+            got = os.preadv(fd, [view[:want]], done)
+            if got == 0:  # the file shrank while read
+                os.close(buffer)
+                return None
+            piece = view[:got]
+            if not (chunk.isascii() if got == len(chunk) else bytes(piece).isascii()):
+                os.close(buffer)
+                return None
+            written = 0
+            while written < got:
+                written += os.pwrite(buffer, piece[written:], start + done + written)
+            done += got
+        os.pwrite(buffer, b"\0", start + size)
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(buffer, fcntl.F_ADD_SEALS, seals)
+        text = _mapped_str(buffer, total, start, populate=False)  # pages come as they are read
+    except BaseException:
+        os.close(buffer)
+        raise
+    if text is None:
+        os.close(buffer)
+        return None
+    _SEALED[id(text)] = (buffer, total)
+    return text
+
+
+def sealed_buffer(context: object) -> tuple[int, int] | None:
+    """The sealed buffer (fd, size) a str from :func:`mapped_text` lives in, else None."""
+    return _SEALED.get(id(context)) if type(context) is str else None
+
+
 def is_sealed(fd: int) -> bool:
     """True when ``fd`` can no longer be written, grown or shrunk."""
     import fcntl
@@ -371,7 +432,7 @@ def _load_rich(fd: int, size: int, kind: int, meta_len: int) -> object:
 _MAPPED_STR_VERSIONS = ((3, 8), (3, 13))
 
 
-def _mapped_str(fd: int, size: int, start: int) -> str | None:
+def _mapped_str(fd: int, size: int, start: int, *, populate: bool = True) -> str | None:
     """The kind 4 str, made in place: the buffer mapped private and read-only except for the
     allocation unit before the data, where a str header (copied from a fresh compact ASCII str,
     then given the length, no hash and a refcount that never falls to zero) is written. None
@@ -400,7 +461,7 @@ def _mapped_str(fd: int, size: int, start: int) -> str | None:
                           ctypes.c_int, ctypes.c_long]
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+    flags = mmap.MAP_PRIVATE | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
     base = libc.mmap(None, size, mmap.PROT_READ, flags, fd, 0)
     if base is None or base == ctypes.c_void_p(-1).value:
         return None

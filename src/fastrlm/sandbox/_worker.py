@@ -272,8 +272,10 @@ class WorkerSandbox:
         if self._worker is not None or self._closed:
             raise SandboxError("the sandbox is already started (or closed)")
         self._bridge = bridge
+        sealed = _protocol.sealed_buffer(context)  # a file's text already in its own buffer
         try:
-            kind, parts, rich = await asyncio.to_thread(_protocol.encode_context, context)
+            kind, parts, rich = ((_protocol.KIND_ASCII, [], None) if sealed is not None else
+                                 await asyncio.to_thread(_protocol.encode_context, context))
         except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
@@ -284,7 +286,7 @@ class WorkerSandbox:
                 f"limited to about {sys.getrecursionlimit()} levels): flatten it, or pass it "
                 "as a str"
             ) from None
-        buffer_bytes = sum(len(p) for p in parts)
+        buffer_bytes = sealed[1] if sealed is not None else sum(len(p) for p in parts)
         self._mounts = rich.mounts if rich is not None else ()
         decoded = rich.decoded_bytes if rich is not None else _str_bytes(
             context, kind, buffer_bytes)
@@ -294,11 +296,16 @@ class WorkerSandbox:
         )
         # The buffer is filled in a thread (on its own dup of the fd, so close() can never pull
         # the fd from under it) while the worker boots; the worker maps it once it is sealed.
-        self._context_fd = _protocol.new_context_fd()
-        writer_fd = os.dup(self._context_fd)
-        self._context_written = asyncio.ensure_future(
-            asyncio.to_thread(_protocol.fill_context_fd, writer_fd, parts)
-        )
+        if sealed is not None:
+            self._context_fd = os.dup(sealed[0])
+            self._context_written = asyncio.get_running_loop().create_future()
+            self._context_written.set_result(None)
+        else:
+            self._context_fd = _protocol.new_context_fd()
+            writer_fd = os.dup(self._context_fd)
+            self._context_written = asyncio.ensure_future(
+                asyncio.to_thread(_protocol.fill_context_fd, writer_fd, parts)
+            )
         del parts
         problems = []
         for plan in self._plans:
