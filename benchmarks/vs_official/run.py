@@ -518,8 +518,7 @@ PRICE_IN, PRICE_CACHED, PRICE_OUT = 1.25, 0.125, 10.0
 
 def bench_tokens(fast: Impl, official: Impl, minrlm: Impl | None = None) -> Section:
     sec = Section("5. Root-token efficiency: one scripted 30-turn trajectory, two output mixes")
-    configs = [(official, {}, "official"), (fast, {}, "fastrlm"),
-               (fast, {"full_history": True}, "fastrlm, full_history=True")]
+    configs = [(official, {}, "official"), (fast, {}, "fastrlm")]
     if minrlm is not None:
         configs.insert(1, (minrlm, {}, "minRLM"))
     rows = []
@@ -551,7 +550,7 @@ def bench_tokens(fast: Impl, official: Impl, minrlm: Impl | None = None) -> Sect
                          f"{extends} of {len(reqs) - 1}",
                          f"${cost_in:.4f}", f"${cost:.4f}"])
         o = per["official"]
-        for label in ("minRLM", "fastrlm", "fastrlm, full_history=True"):
+        for label in ("minRLM", "fastrlm"):
             if label not in per:
                 continue
             f = per[label]
