@@ -614,8 +614,13 @@ def bench_http(fast: Impl, repeats: int) -> Section:
              "fastrlm": "fastrlm `OpenAIChatLM.complete` (aiohttp, retries, reading)"}
     base = median([r.get("cpu_ms_per_request", float("nan")) for r in got["sdk-post"]])
     rows = []
+    skipped = []
     for name in clients:
         results = got[name]
+        missing = sorted({r["skipped"] for r in results if "skipped" in r})
+        if missing:  # not a failure: the package is simply not installed here
+            skipped.append(f"{names[name]} ({missing[0]})")
+            continue
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             rows.append([names[name], "failed", "", "", errors[0][:80]])
@@ -633,6 +638,8 @@ def bench_http(fast: Impl, repeats: int) -> Section:
             "this server: `httpx` speaks HTTP/2 only over TLS (ALPN) and has no cleartext h2c "
             "mode, and the fake server (aiohttp's server) speaks HTTP/1.1 only, so the "
             f"`http2=True` client negotiated the version shown. Medians of {repeats}.")
+    if skipped:
+        sec.say("Skipped, not installed in this environment: " + "; ".join(skipped) + ".")
     sec.say()
     sec.table(["client", "CPU per request", "vs SDK post", f"wall for {n:,}", "HTTP version"],
               rows)

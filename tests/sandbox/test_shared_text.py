@@ -32,9 +32,9 @@ def test_a_large_ascii_file_named_alone_lives_in_one_sealed_buffer(tmp_path: Pat
     loaded = load_context([_write(tmp_path, text)], shared=True)
     assert loaded.value == text
     assert type(loaded.value) is str and loaded.value.isascii()
-    sealed = _protocol.sealed_buffer(loaded.value)
-    assert sealed is not None
-    fd, size = sealed
+    sealed = _protocol.shared_buffer(loaded.value)
+    assert sealed is not None and sealed.written.done()
+    fd, size = sealed.fd, sealed.encoded.result()[1]
     assert _protocol.is_sealed(fd)
     assert os.fstat(fd).st_size == size
     assert loaded.report.bytes_read == len(text) and loaded.report.files == 1
@@ -61,13 +61,13 @@ def test_everything_else_is_read_as_before(tmp_path: Path, case: str) -> None:
     loaded = load_context(paths, shared=shared)
     if case == "two files":
         assert isinstance(loaded.value, list)
-        assert all(_protocol.sealed_buffer(x) is None for x in loaded.value)
+        assert all(_protocol.shared_buffer(x) is None for x in loaded.value)
         return
     if case == "jsonl":
         assert loaded.value == ["a"] * 300_000
         return
     assert loaded.value == text
-    assert _protocol.sealed_buffer(loaded.value) is None
+    assert _protocol.shared_buffer(loaded.value) is None
 
 
 def test_a_binary_file_is_refused_as_before(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_a_str_that_only_equals_a_shared_one_has_no_buffer(tmp_path: Path) -> No
     loaded = load_context([_write(tmp_path, text)], shared=True)
     copy = "".join([loaded.value[:10], loaded.value[10:]])  # type: ignore[index]
     assert copy == loaded.value and copy is not loaded.value
-    assert _protocol.sealed_buffer(copy) is None
+    assert _protocol.shared_buffer(copy) is None
 
 
 async def test_the_worker_maps_the_loaded_buffer_instead_of_writing_another(
@@ -90,7 +90,7 @@ async def test_the_worker_maps_the_loaded_buffer_instead_of_writing_another(
 ) -> None:
     text = _text(60_000)
     loaded = load_context([_write(tmp_path, text)], shared=True)
-    sealed = _protocol.sealed_buffer(loaded.value)
+    sealed = _protocol.shared_buffer(loaded.value)
     assert sealed is not None
     sandbox = await make_sandbox(isolated_kind, context=loaded.value)
     result = await sandbox.execute("print(len(context), context[-20:].strip())")
@@ -98,4 +98,34 @@ async def test_the_worker_maps_the_loaded_buffer_instead_of_writing_another(
     assert result.stdout.strip().split(maxsplit=1) == [str(len(text)), text[-20:].strip()]
     held = sandbox._context_fd  # type: ignore[attr-defined]
     assert held is not None
-    assert os.fstat(held).st_ino == os.fstat(sealed[0]).st_ino  # the same buffer, not a copy
+    assert os.fstat(held).st_ino == os.fstat(sealed.fd).st_ino  # the same buffer, not a copy
+
+
+async def test_sandboxes_started_on_one_str_share_one_buffer_until_the_last_closes(
+    make_sandbox: MakeSandbox, isolated_kind: str,
+) -> None:
+    text = _text(2_000) + "END"  # k candidates over one context: one buffer, not k
+    first = await make_sandbox(isolated_kind, context=text)
+    second = await make_sandbox(isolated_kind, context=text)
+    inodes = {os.fstat(s._context_fd).st_ino for s in (first, second)}  # type: ignore[attr-defined]
+    assert len(inodes) == 1
+    held = _protocol.shared_buffer(text)
+    assert held is not None and held.users == 2
+    await first.close()
+    result = await second.execute("print(context[-3:])")  # the survivor still reads it
+    assert result.stdout.strip() == "END"
+    await second.close()
+    assert _protocol.shared_buffer(text) is None  # the last one released it
+    # an equal str that is another object, and a list, each get a buffer of their own
+    third = await make_sandbox(isolated_kind, context="".join([text[:5], text[5:]]))
+    assert _protocol.shared_buffer(text) is None
+    await third.close()
+
+
+async def test_a_context_that_cannot_be_sent_fails_every_sandbox_waiting_on_it(
+    make_sandbox: MakeSandbox, isolated_kind: str,
+) -> None:
+    bad = [object()]
+    with pytest.raises(ContextError, match="cannot be sent"):
+        await make_sandbox(isolated_kind, context=bad)
+    assert not _protocol._SHARED or all(h.context is not bad for h in _protocol._SHARED.values())

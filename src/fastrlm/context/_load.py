@@ -393,7 +393,7 @@ class _Loader:
         maps (``sandbox._protocol.mapped_text``), or None to read it as usual."""
         if suffix == ".pdf" or suffix in JSONL_SUFFIXES or b"\x00" in os.pread(fd, SNIFF_BYTES, 0):
             return None
-        from ..sandbox._protocol import mapped_text
+        from ..sandbox import mapped_text
 
         try:
             return mapped_text(fd, size)

@@ -8,9 +8,10 @@ Prompt caching: the system prompt (stable for a whole run) always carries
 breakpoints move forward with it (:func:`cache_breakpoints`): on the last message (the root's
 history only appends, so the next turn repeats everything up to it, ``fastrlm._core.history``),
 on the model's latest reply and on the first message (the question and context description,
-which never change, so a request after a history compaction still reads them from the cache). Four breakpoints in all, the API's limit. A single-message call (a typical sub-call)
-marks nothing else: a cache write costs more than plain input and a one-off prompt would never
-be read back.
+which never change, so a request after a history compaction still reads them from the cache).
+Four breakpoints in all, the API's limit. A single-message call (a typical sub-call) marks
+nothing else: a cache write costs more than plain input and a one-off prompt would never be
+read back.
 """
 
 from __future__ import annotations

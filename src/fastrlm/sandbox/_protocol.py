@@ -46,11 +46,13 @@ Context buffer
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import mmap
 import os
 import struct
 import sys
+import threading
 from typing import Any
 
 from . import kinds
@@ -294,10 +296,6 @@ def write_context_fd(parts: list[Buffer]) -> int:
     return fd
 
 
-#: Sealed buffers that already hold a context, by the ``id`` of the str that lives in them
-#: (:func:`mapped_text`; such a str is never freed, so its id is never reused): a sandbox
-#: given that str maps this buffer instead of writing a second copy.
-_SEALED: dict[int, tuple[int, int]] = {}
 _FILE_CHUNK = 16 << 20
 
 
@@ -346,13 +344,97 @@ def mapped_text(fd: int, size: int) -> str | None:
     if text is None:
         os.close(buffer)
         return None
-    _SEALED[id(text)] = (buffer, total)
+    encoded: concurrent.futures.Future[tuple[int, int, kinds.Encoded | None]] = (
+        concurrent.futures.Future())
+    encoded.set_result((KIND_ASCII, total, None))
+    sealed: concurrent.futures.Future[None] = concurrent.futures.Future()
+    sealed.set_result(None)
+    with _SHARED_LOCK:  # held for good: the str lives in this buffer for the life of the process
+        _SHARED[id(text)] = SharedBuffer(buffer, text, encoded, sealed, users=1)
     return text
 
 
-def sealed_buffer(context: object) -> tuple[int, int] | None:
-    """The sealed buffer (fd, size) a str from :func:`mapped_text` lives in, else None."""
-    return _SEALED.get(id(context)) if type(context) is str else None
+class SharedBuffer:
+    """One context's sealed buffer, shared by every sandbox started on that same object while
+    any of them runs (``k`` candidates over one context map one buffer, not ``k``), and by the
+    str of :func:`mapped_text`, which lives in it. ``encoded`` gives (kind, size, rich form)
+    once the context is encoded, ``written`` completes once the buffer is filled and sealed;
+    the sandbox that :func:`acquire_buffer` answered ``first`` does both
+    (:func:`fill_shared`)."""
+
+    def __init__(
+        self, fd: int, context: object,
+        encoded: concurrent.futures.Future[tuple[int, int, kinds.Encoded | None]],
+        written: concurrent.futures.Future[None], users: int = 0,
+    ) -> None:
+        self.fd = fd
+        self.context = context  # held, so its id cannot be reused while the buffer is shared
+        self.encoded = encoded
+        self.written = written
+        self.users = users
+
+
+_SHARED: dict[int, SharedBuffer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_buffer(context: object) -> SharedBuffer | None:
+    """The buffer now shared for this very object (a str or bytes), else None."""
+    held = _SHARED.get(id(context))
+    return held if held is not None and held.context is context else None
+
+
+def acquire_buffer(context: object) -> tuple[SharedBuffer, bool]:
+    """The buffer of ``context`` (this very object) and whether the caller is the first to ask
+    for it, and so must fill it (:func:`fill_shared`). Only a str or bytes is shared (a list or
+    dict may change between two runs over it); any other context gets a buffer of its own.
+    Pair every call with :func:`release_buffer`."""
+    shareable = type(context) in (str, bytes)  # immutable: one snapshot serves every user
+    with _SHARED_LOCK:
+        held = shared_buffer(context)
+        if held is not None:
+            held.users += 1
+            return held, False
+        # Two users: the caller, and the fill that the caller starts (it releases its own hold,
+        # so a caller that gives up early cannot close the fd under the thread writing it).
+        held = SharedBuffer(new_context_fd(), context, concurrent.futures.Future(),
+                            concurrent.futures.Future(), users=2)
+        if shareable:
+            _SHARED[id(context)] = held
+        return held, True
+
+
+def fill_shared(held: SharedBuffer) -> None:
+    """Encode the context into its buffer and seal it (in a thread): ``encoded`` and then
+    ``written`` complete, or carry the error (a context that cannot be sent, a buffer that
+    cannot be written) to every sandbox waiting on them. Releases the fill's own hold."""
+    try:
+        try:
+            kind, parts, rich = encode_context(held.context)
+        except BaseException as exc:  # noqa: BLE001 - carried to every sandbox waiting on it
+            held.encoded.set_exception(exc)
+            held.written.set_exception(exc)
+            return
+        held.encoded.set_result((kind, sum(len(p) for p in parts), rich))
+        try:
+            fill_context_fd(os.dup(held.fd), parts)
+        except BaseException as exc:  # noqa: BLE001 - carried to every sandbox waiting on it
+            held.written.set_exception(exc)
+            return
+        held.written.set_result(None)
+    finally:
+        release_buffer(held)
+
+
+def release_buffer(held: SharedBuffer) -> None:
+    """One sandbox is done with ``held``: the last one closes the buffer."""
+    with _SHARED_LOCK:
+        held.users -= 1
+        if held.users > 0:
+            return
+        if _SHARED.get(id(held.context)) is held:
+            del _SHARED[id(held.context)]
+    os.close(held.fd)
 
 
 def is_sealed(fd: int) -> bool:
