@@ -65,23 +65,29 @@ _ERROR_STEPS = frozenset({5, 19})
 _BATCH_STEPS = frozenset({9, 14, 24})
 
 
-def _token_step(scenario: str, step: int) -> list[str]:
+def _token_step(scenario: str, step: int, dialect: str = "rlm") -> list[str]:
+    """One turn's code. ``dialect`` ``"minrlm"`` writes the same turn in minRLM's own names (the
+    context is ``input_0``, sub-calls go through ``sub_llm_batch`` of (task, context) pairs,
+    the answer through ``FINAL``, which minRLM accepts only after a ``search()`` of the input)."""
+    ctx = "input_0" if dialect == "minrlm" else "context"
     lines = [_step_marker(step + 1)]  # first, so an error later in the cell cannot hide it
     if step >= TOKEN_TURNS - 1:
+        if dialect == "minrlm":
+            return lines + ['search(input_0, "@@")', 'FINAL("done")']
         return lines + [_finish('"done"')]
     at = step * 60_000
     if step in _LONG_STEPS or scenario == "tokens-heavy":
-        lines.append(f"print(context[{at}:{at + LONG_PRINT_CHARS}])")
+        lines.append(f"print({ctx}[{at}:{at + LONG_PRINT_CHARS}])")
     else:
-        lines.append(f"print(len(context), repr(context[{at}:{at + 300}]))")
+        lines.append(f"print(len({ctx}), repr({ctx}[{at}:{at + 300}]))")
     if step in _ERROR_STEPS:
         lines.append(f"print(missing_name_{step})")
     if step in _BATCH_STEPS:
-        lines += [
-            f'r = llm_query_batched([f"{SUB_PREFIX}{step}-{{i}}: " + context[{at} + i * 500:'
-            f"{at} + i * 500 + 500] for i in range(20)])",
-            'print(sum(x == "ok" for x in r), "of", len(r), "answered")',
-        ]
+        prompts = (f'[f"{SUB_PREFIX}{step}-{{i}}: " + {ctx}[{at} + i * 500:'
+                   f"{at} + i * 500 + 500] for i in range(20)]")
+        call = (f"sub_llm_batch([(p, '') for p in {prompts}])" if dialect == "minrlm"
+                else f"llm_query_batched({prompts})")
+        lines += [f"r = {call}", 'print(sum(x == "ok" for x in r), "of", len(r), "answered")']
     return lines
 
 
@@ -95,7 +101,7 @@ def _finish(content: str) -> str:
     return f'answer["content"] = {content}\nanswer["ready"] = True'
 
 
-def root_reply(scenario: str, step: int, iterations: int) -> str:
+def root_reply(scenario: str, step: int, iterations: int, dialect: str = "rlm") -> str:
     """The scripted root model's reply at ``step`` (0-based). Both implementations run the
     same code: sub-calls through ``llm_query_batched``, the answer through the ``answer`` dict
     (the official package's channel; fastrlm supports it too)."""
@@ -120,10 +126,11 @@ def root_reply(scenario: str, step: int, iterations: int) -> str:
             _finish('f"{n} {dt:.6f}"'),
         ]
     elif scenario in ("tokens", "tokens-heavy"):
-        lines = _token_step(scenario, step)
+        lines = _token_step(scenario, step, dialect)
         code = "\n".join(lines)
+        fence = "python" if dialect == "minrlm" else "repl"
         return (f"Turn {step + 1}: I look at the next part of the context and keep notes."
-                f"\n```repl\n{code}\n```")
+                f"\n```{fence}\n{code}\n```")
     elif scenario == "noop":
         lines = ["x = 1", _step_marker(step + 1)]
         if step >= iterations - 1:

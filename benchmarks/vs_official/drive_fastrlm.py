@@ -31,7 +31,8 @@ async def run(cfg: dict) -> dict:
         api_key="fake",
         sandbox=cfg.get("sandbox", "auto"),
         limits=Limits(max_concurrency=cfg.get("concurrency", 64),
-                      **({"full_history": True} if cfg.get("full_history") else {})),
+                      **({"full_history": True} if cfg.get("full_history") else {}),
+                      **cfg.get("limits", {})),
         budget=Budget(max_iterations=cfg.get("iterations", 1) + 5),
         trace=trace,
     )

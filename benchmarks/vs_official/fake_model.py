@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--sub-latency-ms", type=float, default=0.0)
     parser.add_argument("--root-latency-ms", type=float, default=0.0)
     parser.add_argument("--stats-out", required=True)
+    parser.add_argument("--dialect", default="rlm", choices=["rlm", "minrlm"],
+                        help="write the scripted root turns in this implementation's names")
     args = parser.parse_args()
 
     lock = threading.Lock()
@@ -126,7 +128,7 @@ def main() -> None:
             root_times.append(request.received_at)
             root_steps.append(step)
             root_messages.append(len(request.messages))
-        text = common.root_reply(args.scenario, step, args.iterations)
+        text = common.root_reply(args.scenario, step, args.iterations, args.dialect)
         if counter is None:
             return FakeReply(text, latency_s=root_latency)
         with lock:

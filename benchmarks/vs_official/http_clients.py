@@ -129,6 +129,8 @@ def main() -> None:
             out[name] = asyncio.run(
                 run_client(name, cfg["base_url"], cfg.get("requests", 1000),
                            cfg.get("concurrency", 64)))
+        except ModuleNotFoundError as exc:  # httpx where only httpx2 is installed, say
+            out[name] = {"skipped": f"{exc.name} is not installed"}
         except Exception as exc:  # noqa: BLE001 - one client's failure is reported, not fatal
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     print("RESULT " + json.dumps(out), flush=True)

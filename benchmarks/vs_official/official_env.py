@@ -14,6 +14,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".bench-venv"
 RLMS_VERSION = "0.1.3"
+#: minRLM (PyPI ``minrlm``), the leanest peer, installed into the same virtualenv (its import
+#: name ``minrlm`` does not clash with the official ``rlm``).
+MINRLM_VERSION = "0.1.5"
 
 
 def _exclude_from_git() -> None:
@@ -55,3 +58,21 @@ def official_version(python: Path) -> str:
         capture_output=True, text=True, timeout=60,
     )
     return out.stdout.strip() or "?"
+
+
+def ensure_minrlm(version: str = MINRLM_VERSION) -> Path:
+    """The same virtualenv's python, with ``minrlm==version`` installed beside the official
+    package. Raises ``RuntimeError`` with pip's output when the install fails."""
+    python = ensure_official()
+    stamp = VENV / f".minrlm-{version}"
+    if stamp.exists():
+        return python
+    print(f"installing minrlm=={version} into {VENV} ...", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"minrlm=={version}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install minrlm=={version} failed:\n{done.stdout}\n{done.stderr}")
+    stamp.touch()
+    return python

@@ -125,9 +125,10 @@ class TreeMemory:
 # ---------------------------------------------------------------------------- one measured run
 @dataclass
 class Impl:
-    name: str  # "fastrlm" or "official"
+    name: str  # "fastrlm", "official" or "minRLM"
     python: Path
     driver: Path
+    dialect: str = "rlm"  # the names the scripted root turns use (common.root_reply)
 
 
 @dataclass
@@ -145,11 +146,11 @@ class RunResult:
 
 
 def _start_server(scenario: str, iterations: int, sub_latency_s: float,
-                  stats_out: Path) -> tuple[subprocess.Popen[str], str]:
+                  stats_out: Path, dialect: str = "rlm") -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "fake_model.py"), "--scenario", scenario,
          "--iterations", str(iterations), "--sub-latency-ms", str(sub_latency_s * 1000),
-         "--stats-out", str(stats_out)]
+         "--stats-out", str(stats_out), "--dialect", dialect]
         + (["--count-tokens"] if scenario.startswith("tokens") else []),
         stdout=subprocess.PIPE, text=True, cwd=HERE,
     )
@@ -167,7 +168,8 @@ def run_once(impl: Impl, scenario: str, cfg: dict[str, Any], *, iterations: int 
     with tempfile.TemporaryDirectory(prefix="fastrlm-vs-official-") as tmp:
         tmpdir = Path(tmp)
         stats_out = tmpdir / "server.json"
-        server, url = _start_server(scenario, iterations, sub_latency_s, stats_out)
+        server, url = _start_server(scenario, iterations, sub_latency_s, stats_out,
+                                    impl.dialect)
         trace_dir = tmpdir / "trace"
         env = dict(os.environ, FASTRLM_HOME=str(tmpdir / "home"), PYTHONUNBUFFERED="1")
         env.pop("OPENAI_API_KEY", None)
@@ -514,10 +516,11 @@ def bench_step(fast: Impl, official: Impl, repeats: int, iterations: int,
 PRICE_IN, PRICE_CACHED, PRICE_OUT = 1.25, 0.125, 10.0
 
 
-def bench_tokens(fast: Impl, official: Impl) -> Section:
+def bench_tokens(fast: Impl, official: Impl, minrlm: Impl | None = None) -> Section:
     sec = Section("5. Root-token efficiency: one scripted 30-turn trajectory, two output mixes")
-    configs = [(official, {}, "official"), (fast, {}, "fastrlm"),
-               (fast, {"full_history": True}, "fastrlm, full_history=True")]
+    configs = [(official, {}, "official"), (fast, {}, "fastrlm")]
+    if minrlm is not None:
+        configs.insert(1, (minrlm, {}, "minRLM"))
     rows = []
     tokenizer = "?"
     for scenario, title in (("tokens", "mixed"), ("tokens-heavy", "50K print every turn")):
@@ -532,6 +535,9 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
             cached = sum(x["cached_tokens"] for x in reqs)
             out = sum(x["output_tokens"] for x in reqs)
             shares = [x["match_previous_tokens"] / x["input_tokens"] for x in reqs[1:]]
+            # a request that repeats all of the previous one: it only appends (cache-stable)
+            extends = sum(b["match_previous_tokens"] >= a["input_tokens"]
+                          for a, b in zip(reqs, reqs[1:], strict=False))
             cost_in = ((tin - cached) * PRICE_IN + cached * PRICE_CACHED) / 1e6
             cost = cost_in + out * PRICE_OUT / 1e6
             per[label] = {"in": tin, "cached": cached, "cost_in": cost_in, "cost": cost,
@@ -541,14 +547,18 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
                          f"{tin - cached:,}", f"{out:,}", fmt_b(per[label]["bytes"]),
                          f"{max(x['input_tokens'] for x in reqs):,}",
                          f"{median(shares):.0%} (min {min(shares):.0%})",
+                         f"{extends} of {len(reqs) - 1}",
                          f"${cost_in:.4f}", f"${cost:.4f}"])
         o = per["official"]
-        for label in ("fastrlm", "fastrlm, full_history=True"):
+        for label in ("minRLM", "fastrlm"):
+            if label not in per:
+                continue
             f = per[label]
             rows.append([title, f"**{label} / official**", "", ratio(f["in"], o["in"]),
                          ratio(f["cached"], o["cached"]),
                          ratio(f["in"] - f["cached"], o["in"] - o["cached"]), "",
-                         ratio(f["bytes"], o["bytes"]), "", "", ratio(f["cost_in"], o["cost_in"]),
+                         ratio(f["bytes"], o["bytes"]), "", "", "",
+                         ratio(f["cost_in"], o["cost_in"]),
                          ratio(f["cost"], o["cost"])])
     sec.say(f"The same scripted root replies for both implementations (`common.root_reply`): 30 "
             f"turns over a {common.TOKEN_CONTEXT_MB} MB context; *mixed*: short prints, five "
@@ -558,14 +568,16 @@ def bench_tokens(fast: Impl, official: Impl) -> Section:
             "a message): *cached* is the prefix shared with an earlier root request, in 128-token "
             "steps from 1,024 on (OpenAI's automatic prompt caching); *matches previous* is the "
             "share of each request that repeats the previous request from its start (median over "
-            "requests 2-30). Cost at gpt-5 list prices: input "
+            "requests 2-30); *extends previous* counts the requests that repeat all of the "
+            "previous one (append-only: nothing earlier was rewritten). Cost at gpt-5 list "
+            "prices: input "
             f"${PRICE_IN}/M, cached input ${PRICE_CACHED}/M, output ${PRICE_OUT}/M; *input cost* "
             "leaves out the output tokens, which are the same scripted replies for both. "
             "Deterministic: one run each.")
     sec.say()
     sec.table(["trajectory", "implementation", "root requests", "input tokens", "cached",
                "uncached", "output tokens", "bytes sent", "largest request",
-               "matches previous", "input cost", "cost"], rows)
+               "matches previous", "extends previous", "input cost", "cost"], rows)
     return sec
 
 
@@ -602,8 +614,13 @@ def bench_http(fast: Impl, repeats: int) -> Section:
              "fastrlm": "fastrlm `OpenAIChatLM.complete` (aiohttp, retries, reading)"}
     base = median([r.get("cpu_ms_per_request", float("nan")) for r in got["sdk-post"]])
     rows = []
+    skipped = []
     for name in clients:
         results = got[name]
+        missing = sorted({r["skipped"] for r in results if "skipped" in r})
+        if missing:  # not a failure: the package is simply not installed here
+            skipped.append(f"{names[name]} ({missing[0]})")
+            continue
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             rows.append([names[name], "failed", "", "", errors[0][:80]])
@@ -621,6 +638,8 @@ def bench_http(fast: Impl, repeats: int) -> Section:
             "this server: `httpx` speaks HTTP/2 only over TLS (ALPN) and has no cleartext h2c "
             "mode, and the fake server (aiohttp's server) speaks HTTP/1.1 only, so the "
             f"`http2=True` client negotiated the version shown. Medians of {repeats}.")
+    if skipped:
+        sec.say("Skipped, not installed in this environment: " + "; ".join(skipped) + ".")
     sec.say()
     sec.table(["client", "CPU per request", "vs SDK post", f"wall for {n:,}", "HTTP version"],
               rows)
@@ -801,6 +820,8 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     rlms = official_env.official_version(off_python)
     fast = Impl("fastrlm", Path(sys.executable), HERE / "drive_fastrlm.py")
     official = Impl("official", off_python, HERE / "drive_official.py")
+    minrlm = (Impl("minRLM", official_env.ensure_minrlm(), HERE / "drive_minrlm.py", "minrlm")
+              if "tokens" in args.only.split(",") else None)
     only = set(args.only.split(","))
     benches: list[tuple[str, Callable[[], Section]]] = [
         ("fanout", lambda: bench_fanout(fast, official, args.repeats)),
@@ -809,7 +830,7 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
         ("trace", lambda: bench_trace(fast, official, [int(x) for x in args.trace_mb.split(",")])),
         ("step", lambda: bench_step(fast, official, args.repeats, args.step_iterations,
                                     args.layers.split(","))),
-        ("tokens", lambda: bench_tokens(fast, official)),
+        ("tokens", lambda: bench_tokens(fast, official, minrlm)),
         ("http", lambda: bench_http(fast, args.repeats)),
         ("startup", lambda: bench_startup(fast, official, args.repeats)),
     ]

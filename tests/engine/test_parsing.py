@@ -79,30 +79,6 @@ def test_short_output_is_unchanged() -> None:
     assert truncate_output("hello", 2000) == "hello"
 
 
-def test_history_compaction_elides_oldest_outputs_and_keeps_code_and_recent_turns() -> None:
-    from fastrlm._core.parsing import compact_history
-
-    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "question"}]
-    for i in range(10):
-        messages.append({"role": "assistant", "content": f"```repl\nstep{i}\n```"})
-        messages.append({"role": "user", "content": f"out{i} " + "x" * 10_000})
-    elided = compact_history(messages, 40_000)
-    assert elided > 0
-    assert sum(len(m["content"]) for m in messages) <= 40_000
-    assert messages[1]["content"] == "question"
-    assert all(m["content"].startswith("```repl") for m in messages if m["role"] == "assistant")
-    assert messages[-1]["content"].startswith("out9")
-    assert "10,005 characters" in messages[3]["content"]
-
-
-def test_history_within_limit_is_untouched() -> None:
-    from fastrlm._core.parsing import compact_history
-
-    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
-                {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]
-    assert compact_history(messages, 1000) == 0
-
-
 @pytest.mark.parametrize(
     ("text", "depth"),
     [("", 0), ("42", 0), ("[1, {\"a\": [2]}]", 3), ('{"a": "[[[\\"[", "b": [1, [2]]}', 3),

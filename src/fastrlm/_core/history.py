@@ -2,45 +2,41 @@
 
 A provider bills every token of every request, and those that cache prompts (OpenAI on its own,
 Anthropic through ``cache_control``) bill the part that repeats an earlier request's prefix at
-about a tenth of the price. So the history is shaped for requests that extend the one before:
+about a tenth of the price. So the history is shaped for requests that *extend* the one before:
 
 - The system prompt and the first message never change.
-- A turn's output is shown whole (up to ``Limits.output_chars``) in the request right after it
-  ran. When the next turn's output arrives, that message is *settled*, once: replaced by a short
-  preview of its outputs (:data:`SETTLED_CHARS`, head and tail), without the budget and turn
-  line, which are stale by then. A request therefore differs from the previous one only from
-  the previous turn's output on; everything before it is the previous request's prefix, and each
-  long output is paid in full once. Outputs already within the preview size are left as they
-  are (rewriting them would cost more cache than it saves).
-- Past ``Limits.history_chars``, :func:`fastrlm._core.parsing.compact_history` elides the oldest
-  outputs in one large step, so the early prefix is rewritten rarely.
+- A turn's output (cut to ``Limits.output_chars``, head and tail) and a one-line turn note are
+  appended once and then left as they are: every request is the previous one plus the model's
+  reply and the new output, so a provider's prompt cache serves everything that came before.
+- Past ``Limits.history_chars`` the conversation is compacted in one large step
+  (:func:`compact_history`): the oldest outputs become short previews (:data:`SETTLED_CHARS`,
+  head and tail), elided whole if that is not enough, until the conversation is a quarter of
+  the limit. A compaction rewrites an early message, so every request after it misses the cache
+  from there once; a quarter leaves room for many turns before the next one, rather than a
+  small rewrite every turn.
 
-``Limits.full_history=True`` keeps every output as it was first shown.
+``Limits.full_history=True`` never shortens an output to a preview: an output is there as it
+was first shown or not at all (compaction elides the oldest ones whole).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..lm import ChatMessage
 
-#: The size of a settled output: what later turns keep of an output already shown whole.
+#: What compaction keeps of an output: head and tail within this many characters.
 SETTLED_CHARS = 1_000
 SETTLED_MARK = "\n[... {n:,} characters omitted here; shown in full the turn it ran ...]\n"
+ELIDED = "[REPL output of an earlier turn elided to keep the conversation short; it was {n:,} " \
+    "characters. Re-run code if you need it again.]"
 
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """The newest feedback message (at ``index``, as ``shown``) and what it settles to."""
-
-    index: int
-    shown: str
-    settled: str
+#: User messages compaction leaves alone: notes it already wrote, and a session's questions
+#: (collapsed whole by ``session.compact_questions``, never elided here).
+_KEPT = ("[REPL output", "[Question ", "New question (")
 
 
 def settle(outputs: str, limit: int = SETTLED_CHARS) -> str | None:
-    """The settled form of a turn's outputs: head and tail within ``limit`` characters and how
-    much was left out, or ``None`` when they already fit (they stay as they were shown)."""
+    """The preview of a turn's outputs that compaction leaves: head and tail within ``limit``
+    characters and how much was left out, or ``None`` when they already fit."""
     if len(outputs) <= limit:
         return None
     mark = SETTLED_MARK.format(n=len(outputs) - limit)
@@ -50,24 +46,41 @@ def settle(outputs: str, limit: int = SETTLED_CHARS) -> str | None:
     return outputs[:head] + mark + (outputs[-tail:] if tail else "")
 
 
-def add_feedback(
-    messages: list[ChatMessage], shown: str, outputs: str, pending: Pending | None,
-    *, full_history: bool = False,
-) -> Pending | None:
-    """Append the next feedback message (``shown``: the outputs with the turn's notes) after
-    settling the one before it. ``pending`` is what the previous call returned; its message is
-    replaced only if it is still there unchanged. Returns the record for the next call (``None``
-    when this message will not need settling, or with ``full_history``)."""
-    if pending is not None and pending.index < len(messages):
-        message = messages[pending.index]
-        if message["role"] == "user" and message["content"] == pending.shown:
+def _elided(outputs: str) -> str | None:
+    return None if outputs.startswith(_KEPT) else ELIDED.format(n=len(outputs))
+
+
+def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int = 4, *,
+                    previews: bool = True) -> int:
+    """Past ``max_chars``, shorten the oldest REPL-output messages in place, in one step: to
+    previews (``previews``; with ``previews=False`` never), then elided whole, until the
+    conversation fits a quarter of ``max_chars``.
+
+    The system prompt, the first user message (metadata + question) and the last ``keep_last``
+    messages are never touched; the model's own replies (its code) are kept. Returns how many
+    messages were rewritten (0: the conversation is exactly as it was).
+    """
+    total = sum(len(m["content"]) for m in messages)
+    if total <= max_chars:
+        return 0
+    target = max_chars // 4
+    candidates = [i for i in range(2, max(len(messages) - keep_last, 2))
+                  if messages[i]["role"] == "user"
+                  and not messages[i]["content"].startswith(_KEPT)]
+    rewritten: set[int] = set()
+    for shorten in (settle, _elided) if previews else (_elided,):
+        for i in candidates:
+            if total <= target:
+                return len(rewritten)
+            content = messages[i]["content"]
+            short = shorten(content)
+            if short is None or len(short) >= len(content):
+                continue
+            total -= len(content) - len(short)
             # a new dict: the one sent earlier may still be held (a trace, a test's record)
-            messages[pending.index] = {"role": "user", "content": pending.settled}
-    messages.append({"role": "user", "content": shown})
-    settled = None if full_history else settle(outputs)
-    if settled is None:
-        return None
-    return Pending(len(messages) - 1, shown, settled)
+            messages[i] = {"role": "user", "content": short}
+            rewritten.add(i)
+    return len(rewritten)
 
 
 def shared_prefix(before: list[ChatMessage], after: list[ChatMessage]) -> int:

@@ -6,7 +6,6 @@ import ast
 import re
 from dataclasses import dataclass
 
-from ..lm import ChatMessage
 from ..sandbox import answer_json
 
 CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
@@ -185,40 +184,3 @@ def truncate_output(text: str, limit: int) -> str:
     return text[:head] + marker + (text[-tail:] if tail else "")
 
 
-ELIDED = "[REPL output of an earlier turn elided to keep the conversation short; it was {n:,} " \
-    "characters. Re-run code if you need it again.]"
-
-
-#: User messages compaction leaves alone: notes it already wrote, and a session's questions
-#: (collapsed whole by ``session.compact_questions``, never elided here).
-_KEPT = ("[REPL output", "[Question ", "New question (")
-
-
-def compact_history(messages: list[ChatMessage], max_chars: int, keep_last: int = 4) -> int:
-    """Past ``max_chars``, shrink the oldest REPL-output messages in place until the history
-    fits half of it.
-
-    Half, not just under the limit: each compaction rewrites an early message, and every request
-    after it misses the prompt cache from there on, so compaction comes in one large step that
-    leaves room for many turns rather than a small one on every turn. The system prompt, the
-    first user message (metadata + question) and the last ``keep_last`` messages are never
-    touched; the model's own replies (its code) are kept. Returns how many messages were elided.
-    """
-    total = sum(len(m["content"]) for m in messages)
-    if total <= max_chars:
-        return 0
-    target = max_chars // 2
-    elided = 0
-    for i in range(2, max(len(messages) - keep_last, 2)):
-        if total <= target:
-            break
-        message = messages[i]
-        if message["role"] != "user" or message["content"].startswith(_KEPT):
-            continue
-        note = ELIDED.format(n=len(message["content"]))
-        if len(note) >= len(message["content"]):
-            continue
-        total -= len(message["content"]) - len(note)
-        message["content"] = note
-        elided += 1
-    return elided

@@ -142,8 +142,7 @@ Nothing has run yet. Start by exploring `context` in a ```repl block."""
 
 ITERATION_USER = """\
 {outputs}
-{notes}{budget}Turn {iteration} of {max_iterations} done. Continue, or answer with FINAL(...) / \
-FINAL_VAR(...) in a ```repl block."""
+{notes}[Turn {iteration} of {max_iterations} done{budget}]"""
 
 BLOCK_OUTPUT = """\
 Output of block {block}{status}:
@@ -368,9 +367,10 @@ class Prompts:
         ).rstrip()
 
 
-def describe_budget(remaining: dict[str, float | int], iterations_left: int) -> str:
-    """The budget sentence the model sees: what is left of each configured limit."""
-    parts = [f"{iterations_left} turns"]
+def describe_budget(remaining: dict[str, float | int], iterations_left: int | None = None) -> str:
+    """The budget sentence the model sees: what is left of each configured limit (and of the
+    turns, when ``iterations_left`` is given); empty when nothing is limited."""
+    parts = [] if iterations_left is None else [f"{iterations_left} turns"]
     if "subcalls" in remaining:
         parts.append(f"{int(remaining['subcalls']):,} sub-calls")
     if "usd" in remaining:
@@ -381,7 +381,7 @@ def describe_budget(remaining: dict[str, float | int], iterations_left: int) -> 
         parts.append(f"{int(remaining['output_tokens']):,} output tokens")
     if "seconds" in remaining:
         parts.append(f"{int(remaining['seconds']):,} seconds")
-    return "left: " + ", ".join(parts) + "."
+    return "left: " + ", ".join(parts) + "." if parts else ""
 
 
 #: What the root is shown of a question too long to show whole (``drop_in_question``).

@@ -23,9 +23,9 @@ from .bridge import SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
-from .history import Pending, add_feedback
+from .history import compact_history
 from .ledger import Account, Booking, Reservation
-from .parsing import compact_history, extract_code_blocks, looks_like_plan, without_final_calls
+from .parsing import extract_code_blocks, looks_like_plan, without_final_calls
 from .prompts import describe_budget, question_home, shown_question
 from .reply import ReplyRunner
 from .run_values import Outcome, RunConfig, new_run_id
@@ -281,7 +281,6 @@ class Run:
             raise
         max_iter = cfg.budget.max_iterations
         plan_rejected = False
-        settle: Pending | None = None  # the feedback message to settle next (add_feedback)
         for iteration in range(1, max_iter + 1):
             self.iterations = iteration
             spent = ledger.exhausted() if iteration > 1 else None
@@ -316,13 +315,11 @@ class Run:
                 note = cfg.prompts.budget_spent.format(resource=resource)
                 return await self._last_turn(messages, feedback + "\n\n" + note, refused,
                                              iteration)
-            budget = describe_budget(ledger.remaining(), max_iter - iteration)
-            shown = cfg.prompts.iteration_user.format(
-                outputs=feedback, notes="", budget=f"Budget {budget}\n",
+            left = describe_budget(ledger.remaining())
+            messages.append({"role": "user", "content": cfg.prompts.iteration_user.format(
+                outputs=feedback, notes="", budget=f"; {left}" if left else "",
                 iteration=iteration, max_iterations=max_iter,
-            )
-            settle = add_feedback(messages, shown, feedback, settle,
-                                        full_history=cfg.limits.full_history)
+            )})
         note = cfg.prompts.last_turn.format(max_iterations=max_iter)
         last_feedback = messages.pop()["content"] if messages[-1]["role"] == "user" else ""
         return await self._last_turn(messages, join_text(last_feedback, note),
@@ -360,7 +357,7 @@ class Run:
         or fails (a failed call's booked attempts are reported in ``model.failed``)."""
         limit = self.config.limits.history_chars
         self.continuation.compact(limit)  # whole earlier questions first, then old outputs
-        compact_history(messages, limit)
+        compact_history(messages, limit, previews=not self.config.limits.full_history)
         held: list[Reservation] = []
         try:
             return await self.tree.root_call(

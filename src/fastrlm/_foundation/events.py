@@ -11,11 +11,12 @@ read. Events never carry the context itself: only its sha256, size and shape.
 
 from __future__ import annotations
 
+import copy
 import time
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 
 
@@ -30,9 +31,22 @@ class Event:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["extra"]
-        return {**self.extra, **data, "type": self.type}
+        """The JSON form: every field (containers copied), the unknown ``extra`` fields under
+        them, and ``type``. Built from the instance's fields directly, not through
+        ``dataclasses.asdict``: the trace writer calls this for every event of a fan-out."""
+        return self._json_form(self.type, "extra")
+
+    def _json_form(self, kind: str, *hidden: str) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        for name in hidden:
+            del data[name]
+        if self.extra:
+            data = {**self.extra, **data}
+        if not _ATOMS.issuperset(map(type, data.values())):
+            for name, value in data.items():  # rebinding keys only: no resize while iterating
+                data[name] = _copied(value)
+        data["type"] = kind
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,9 +284,7 @@ class UnknownEvent(Event):
     event_type: str
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["extra"], data["event_type"]
-        return {**self.extra, **data, "type": self.event_type}
+        return self._json_form(self.event_type, "extra", "event_type")
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -384,6 +396,27 @@ def _empty_of(hint: Any) -> Callable[[], Any]:
     if origin in (str, int, float, bool, dict, list):
         return typing.cast(Callable[[], Any], origin)
     raise TypeError(f"no empty value for a field of type {hint!r}")
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """``value`` copied as ``dataclasses.asdict`` copies a field (dicts, lists and tuples
+    rebuilt, dataclasses turned into dicts, anything else deep-copied), so that changing what
+    ``to_dict()`` returned never changes the event."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        return {key: _copied(item) for key, item in value.items()}
+    if kind is list:
+        return [_copied(item) for item in value]
+    if kind is tuple:
+        return tuple(_copied(item) for item in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return copy.deepcopy(value)
 
 
 EventCallback = Callable[[Event], object]

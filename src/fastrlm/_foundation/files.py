@@ -15,6 +15,7 @@ one whole load; past a bound it raises :class:`~fastrlm.ContextError` naming the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -143,6 +144,21 @@ def read_regular(
     descriptor lies outside every root or that has more than one hard link. With ``room``
     (bytes left of ``limits.max_total_bytes``), a file larger than that raises the
     :class:`~fastrlm.ContextError` of :func:`over_total`, before it is read."""
+    with open_regular(path, limits, within=within, room=room) as (fd, size):
+        return read_opened(fd, size, limits, path, room=room)
+
+
+@contextlib.contextmanager
+def open_regular(
+    path: str | os.PathLike[str],
+    limits: LoadLimits,
+    *,
+    within: tuple[str, ...] | None = None,
+    room: int | None = None,
+) -> Iterator[tuple[int, int]]:
+    """The regular file ``path`` open for reading (at offset 0) and its size, judged before a
+    byte is read exactly as :func:`read_regular` judges it (same errors); closed on exit. For a
+    reader that does not want the file as one ``bytes`` (the loader maps a large text file)."""
     try:
         name = os.path.realpath(path)
         fd = os.open(name, _OPEN_FLAGS)
@@ -167,12 +183,19 @@ def read_regular(
             raise Unreadable(too_big(info.st_size, limits))
         if room is not None and info.st_size > room:
             raise over_total(os.fspath(path), info.st_size, room, limits)
-        data = _read_at_most(fd, info.st_size, limits)
-        if room is not None and len(data) > room:  # it grew while read
-            raise over_total(os.fspath(path), len(data), room, limits)
-        return data
+        yield fd, info.st_size
     finally:
         os.close(fd)
+
+
+def read_opened(fd: int, size: int, limits: LoadLimits, path: str | os.PathLike[str], *,
+                room: int | None = None) -> bytes:
+    """The rest of the file :func:`open_regular` opened (``size`` its size then), within the
+    same limits (a file that grew past them while read raises as :func:`read_regular` does)."""
+    data = _read_at_most(fd, size, limits)
+    if room is not None and len(data) > room:  # it grew while read
+        raise over_total(os.fspath(path), len(data), room, limits)
+    return data
 
 
 def _read_at_most(fd: int, expected: int, limits: LoadLimits) -> bytes:

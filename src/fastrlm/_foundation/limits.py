@@ -20,15 +20,16 @@ class Limits:
     - ``max_concurrent_children``: child RLMs (each with its own worker) running at once, per
       depth level.
     - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
-    - ``output_chars``: how much of a cell's output the root model sees (head and tail).
-    - ``history_chars``: past this size the oldest REPL outputs in the root's conversation are
-      replaced by a one-line note, in one step down to half this size (its code and the latest
-      turns are kept).
-    - ``full_history``: keep every REPL output in the root's conversation as it was first shown.
-      By default an output longer than 1,000 characters is shown whole once, in the request
-      right after it ran, and cut to a 1,000-character preview from the turn after that, so
-      each request extends the previous one (prompt caching) and long outputs are paid once
+    - ``output_chars``: how much of a cell's output the root model sees (head and tail). Each
+      output is shown once and then kept as it was, so every request extends the previous one
+      and a provider's prompt cache serves all of it but the newest turn
       (``fastrlm._core.history``).
+    - ``history_chars``: past this size the root's conversation is compacted in one step: the
+      oldest REPL outputs become 1,000-character previews (then one-line notes) until it is a
+      quarter of this size (its code and the latest turns are kept). Rare on purpose: each
+      compaction rewrites an early message, which the prompt cache then misses once.
+    - ``full_history``: never shorten an output to a preview: an output is there as it was
+      first shown or not at all (compaction replaces the oldest ones by a one-line note).
     - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
       and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
       from the sub-model's context window (``fastrlm._foundation.windows``).
@@ -56,8 +57,8 @@ class Limits:
     max_concurrent_children: int = 8
     request_timeout_s: float = 300.0
     max_retries: int = 5
-    output_chars: int = 10_000
-    history_chars: int = 400_000
+    output_chars: int = 4_000
+    history_chars: int = 30_000
     full_history: bool = False
     subcall_window_chars: int | None = None
     root_max_tokens: int = 32_768

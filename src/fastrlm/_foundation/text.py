@@ -24,8 +24,14 @@ def well_formed(text: str) -> str:
 def json_text(value: object, **options: Any) -> str:
     """``json.dumps(value, ensure_ascii=False, **options)``, or with ``ensure_ascii=True`` when
     that holds a lone surrogate: always encodable as UTF-8, and read back to the same value."""
-    text = json.dumps(value, ensure_ascii=False, **options)
+    text = (_ENCODER.encode(value) if not options
+            else json.dumps(value, ensure_ascii=False, **options))
     return text if well_formed(text) is text else json.dumps(value, ensure_ascii=True, **options)
+
+
+# json.dumps builds a new encoder for every call that is not all defaults; the trace writer
+# encodes one record per event of a fan-out
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def well_formed_value(value: Any) -> Any:

@@ -127,7 +127,8 @@ def ask(
     if "-" in contexts and sys.stdin.isatty():
         click.echo("reading the context from stdin (end it with Ctrl-D)", err=True)
     try:
-        loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits)
+        loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits,
+                              shared=True)
     except ContextError as exc:
         fail(str(exc))
     except ConfigurationError as exc:  # a PDF without the pdf extra

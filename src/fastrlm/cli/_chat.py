@@ -62,7 +62,8 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
     from ..trace import TraceWriter
 
     try:
-        loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits)
+        loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits,
+                              shared=True)
     except (ContextError, ValueError) as exc:
         fail(str(exc))
     rlm = rlm_or_exit(settings, prices, trace=False if no_trace else TraceWriter(),

@@ -6,7 +6,7 @@ opening with a ``==> path <==`` header; ``.gitignore`` respected), a glob, a ``.
 document per line) or several paths. Each file is read once, one at a time. Binary files are
 skipped and reported; invalid UTF-8 is decoded with replacement characters and reported.
 
-Every file is opened once through :func:`._open.read_regular` and judged by what was opened:
+Every file is opened once through :func:`.open_regular` and judged by what was opened:
 only regular files are read (a FIFO, socket or device is skipped and reported like a binary),
 and a file past :attr:`LoadLimits.max_file_bytes` is refused before it is read. Directories and
 globs are walked by :class:`._open.TreeWalker` (symbolic links to directories not followed;
@@ -37,8 +37,9 @@ from .._foundation.files import (
     LoadLimits,
     TreeWalker,
     Unreadable,
+    open_regular,
     over_total,
-    read_regular,
+    read_opened,
     under,
 )
 from ._gitignore import GitIgnore
@@ -175,8 +176,10 @@ class _Loader:
         gitignore: bool,
         within: tuple[str, ...] | None,
         limits: LoadLimits,
+        shared: bool = False,
     ) -> None:
         self.stdin = stdin
+        self.shared = shared
         self.gitignore = gitignore
         self.within = within
         self.limits = limits
@@ -351,15 +354,22 @@ class _Loader:
             self.skip(shown, "outside the allowed roots")
             return
         self.walker.check_time(shown)
+        suffix = path.suffix.lower()
         try:
-            data = read_regular(path, self.limits, within=self.within, room=self.room())
+            with open_regular(path, self.limits, within=self.within, room=self.room()) as opened:
+                text = self.shared_text(*opened, suffix) if explicit and self.shared else None
+                if text is not None:
+                    self.report.bytes_read += opened[1]
+                    self.report.files += 1
+                    self.add(text, shown)
+                    return
+                data = read_opened(*opened, self.limits, path, room=self.room())
         except Unreadable as exc:
             if explicit:
                 raise ContextError(f"cannot read {shown}: {exc}") from exc
             self.skip(shown, str(exc))
             return
         self.report.bytes_read += len(data)
-        suffix = path.suffix.lower()
         if suffix == ".pdf":
             text = self.pdf(data, shown, explicit)
             if text is not None:
@@ -377,6 +387,18 @@ class _Loader:
         text = self.decode(data, shown)
         del data
         self.add(text, shown)
+
+    def shared_text(self, fd: int, size: int, suffix: str) -> str | None:
+        """A large ASCII text file named on its own, copied once into the buffer the sandbox
+        maps (``sandbox._protocol.mapped_text``), or None to read it as usual."""
+        if suffix == ".pdf" or suffix in JSONL_SUFFIXES or b"\x00" in os.pread(fd, SNIFF_BYTES, 0):
+            return None
+        from ..sandbox import mapped_text
+
+        try:
+            return mapped_text(fd, size)
+        except OSError as exc:
+            raise Unreadable(f"unreadable: {exc.strerror or exc}") from exc
 
     def jsonl(self, data: bytes, shown: str) -> None:
         text = self.decode(data, shown)
@@ -417,6 +439,7 @@ def load_context(
     gitignore: bool = True,
     within: Sequence[str | os.PathLike[str]] | None = None,
     limits: LoadLimits | None = None,
+    shared: bool = False,
 ) -> LoadedContext:
     """Load the context named by ``paths`` (files, directories, globs, ``-`` for stdin).
 
@@ -432,11 +455,16 @@ def load_context(
     a walk past ``max_files``, ``max_depth`` or ``max_seconds`` is a
     :class:`~fastrlm.ContextError` naming the bound. Only regular files are read: FIFOs,
     sockets and devices are skipped and reported (never opened for blocking reads).
+
+    With ``shared``, a single file named alone whose text is ASCII and at least 1 MiB is held
+    once: copied into the sealed buffer a sandbox maps, with the ``str`` living in that same
+    memory (a 1 GB file costs 1 GB, not 2, and is not decoded). That memory stays for the life
+    of the process: for a command that loads once (``fastrlm ask``), not for a server.
     """
     if not paths:
         raise ContextError("no context given: pass at least one file, directory, glob or '-'")
     roots = None if within is None else tuple(os.path.realpath(r) for r in within)
-    loader = _Loader(stdin, gitignore, roots, limits or LoadLimits())
+    loader = _Loader(stdin, gitignore, roots, limits or LoadLimits(), shared and len(paths) == 1)
     for spec in paths:
         loader.source(os.fspath(spec))
     report = loader.report

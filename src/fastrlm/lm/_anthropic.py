@@ -5,14 +5,13 @@ missing SDK into :class:`fastrlm.MissingExtraError`.
 
 Prompt caching: the system prompt (stable for a whole run) always carries
 ``cache_control: ephemeral``. When a call has history (more than one non-system message), the
-breakpoints move forward with it (:func:`cache_breakpoints`): on the last message (the next
-turn repeats it unless it gets settled), on the model's latest reply (the next turn repeats
-everything up to it even when the output after it is settled to a preview,
-``fastrlm._core.history``) and on the first message (the question and context description,
-which never change, so a request after a large history compaction still reads them from the
-cache). Four breakpoints in all, the API's limit. A single-message call (a typical sub-call)
-marks nothing else: a cache write costs more than plain input and a one-off prompt would never
-be read back.
+breakpoints move forward with it (:func:`cache_breakpoints`): on the last message (the root's
+history only appends, so the next turn repeats everything up to it, ``fastrlm._core.history``),
+on the model's latest reply and on the first message (the question and context description,
+which never change, so a request after a history compaction still reads them from the cache).
+Four breakpoints in all, the API's limit. A single-message call (a typical sub-call) marks
+nothing else: a cache write costs more than plain input and a one-off prompt would never be
+read back.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from ._hostops import (
     dispatch,
 )
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
-from ._protocol import MAX_FRAME_BYTES, utf8_view
+from ._protocol import MAX_FRAME_BYTES, mapped_text, utf8_view
 from ._runtime import answer_json
 
 
@@ -78,6 +78,7 @@ __all__ = [
     "create_sandbox",
     "dispatch",
     "doctor_report",
+    "mapped_text",
     "plans_for",
     "tool_arguments",
     "tool_error_reply",

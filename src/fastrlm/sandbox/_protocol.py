@@ -46,11 +46,13 @@ Context buffer
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import mmap
 import os
 import struct
 import sys
+import threading
 from typing import Any
 
 from . import kinds
@@ -294,6 +296,147 @@ def write_context_fd(parts: list[Buffer]) -> int:
     return fd
 
 
+_FILE_CHUNK = 16 << 20
+
+
+def mapped_text(fd: int, size: int) -> str | None:
+    """The text of the file open at ``fd`` (``size`` bytes, read from offset 0 without moving
+    the file position) as a str that lives in a sealed kind 4 buffer: the file is copied once,
+    16 MiB at a time, into the buffer, and the str *is* the buffer's pages (as in the worker),
+    so the host and every worker share one copy of the text, never two.
+
+    None when the text is not ASCII, shorter than 1 MiB, the file shrank while read, or this
+    interpreter's str layout is not one :func:`_mapped_str` knows: the caller then reads the
+    file as usual. Raises ``OSError`` from reading the file or filling the buffer."""
+    if size < _ZERO_COPY_MIN or not _CPYTHON:
+        return None
+    import fcntl
+
+    start = _ascii_data_offset()
+    total = start + size + 1
+    buffer = new_context_fd()
+    try:
+        os.pwrite(buffer, _PREFIX.pack(CONTEXT_MAGIC, KIND_ASCII, start), 0)
+        chunk = bytearray(min(_FILE_CHUNK, size))
+        view = memoryview(chunk)
+        done = 0
+        while done < size:
+            want = min(len(chunk), size - done)
+            got = os.preadv(fd, [view[:want]], done)
+            if got == 0:  # the file shrank while read
+                os.close(buffer)
+                return None
+            piece = view[:got]
+            if not (chunk.isascii() if got == len(chunk) else bytes(piece).isascii()):
+                os.close(buffer)
+                return None
+            written = 0
+            while written < got:
+                written += os.pwrite(buffer, piece[written:], start + done + written)
+            done += got
+        os.pwrite(buffer, b"\0", start + size)
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(buffer, fcntl.F_ADD_SEALS, seals)
+        text = _mapped_str(buffer, total, start, populate=False)  # pages come as they are read
+    except BaseException:
+        os.close(buffer)
+        raise
+    if text is None:
+        os.close(buffer)
+        return None
+    encoded: concurrent.futures.Future[tuple[int, int, kinds.Encoded | None]] = (
+        concurrent.futures.Future())
+    encoded.set_result((KIND_ASCII, total, None))
+    sealed: concurrent.futures.Future[None] = concurrent.futures.Future()
+    sealed.set_result(None)
+    with _SHARED_LOCK:  # held for good: the str lives in this buffer for the life of the process
+        _SHARED[id(text)] = SharedBuffer(buffer, text, encoded, sealed, users=1)
+    return text
+
+
+class SharedBuffer:
+    """One context's sealed buffer, shared by every sandbox started on that same object while
+    any of them runs (``k`` candidates over one context map one buffer, not ``k``), and by the
+    str of :func:`mapped_text`, which lives in it. ``encoded`` gives (kind, size, rich form)
+    once the context is encoded, ``written`` completes once the buffer is filled and sealed;
+    the sandbox that :func:`acquire_buffer` answered ``first`` does both
+    (:func:`fill_shared`)."""
+
+    def __init__(
+        self, fd: int, context: object,
+        encoded: concurrent.futures.Future[tuple[int, int, kinds.Encoded | None]],
+        written: concurrent.futures.Future[None], users: int = 0,
+    ) -> None:
+        self.fd = fd
+        self.context = context  # held, so its id cannot be reused while the buffer is shared
+        self.encoded = encoded
+        self.written = written
+        self.users = users
+
+
+_SHARED: dict[int, SharedBuffer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_buffer(context: object) -> SharedBuffer | None:
+    """The buffer now shared for this very object (a str or bytes), else None."""
+    held = _SHARED.get(id(context))
+    return held if held is not None and held.context is context else None
+
+
+def acquire_buffer(context: object) -> tuple[SharedBuffer, bool]:
+    """The buffer of ``context`` (this very object) and whether the caller is the first to ask
+    for it, and so must fill it (:func:`fill_shared`). Only a str or bytes is shared (a list or
+    dict may change between two runs over it); any other context gets a buffer of its own.
+    Pair every call with :func:`release_buffer`."""
+    shareable = type(context) in (str, bytes)  # immutable: one snapshot serves every user
+    with _SHARED_LOCK:
+        held = shared_buffer(context)
+        if held is not None:
+            held.users += 1
+            return held, False
+        # Two users: the caller, and the fill that the caller starts (it releases its own hold,
+        # so a caller that gives up early cannot close the fd under the thread writing it).
+        held = SharedBuffer(new_context_fd(), context, concurrent.futures.Future(),
+                            concurrent.futures.Future(), users=2)
+        if shareable:
+            _SHARED[id(context)] = held
+        return held, True
+
+
+def fill_shared(held: SharedBuffer) -> None:
+    """Encode the context into its buffer and seal it (in a thread): ``encoded`` and then
+    ``written`` complete, or carry the error (a context that cannot be sent, a buffer that
+    cannot be written) to every sandbox waiting on them. Releases the fill's own hold."""
+    try:
+        try:
+            kind, parts, rich = encode_context(held.context)
+        except BaseException as exc:  # noqa: BLE001 - carried to every sandbox waiting on it
+            held.encoded.set_exception(exc)
+            held.written.set_exception(exc)
+            return
+        held.encoded.set_result((kind, sum(len(p) for p in parts), rich))
+        try:
+            fill_context_fd(os.dup(held.fd), parts)
+        except BaseException as exc:  # noqa: BLE001 - carried to every sandbox waiting on it
+            held.written.set_exception(exc)
+            return
+        held.written.set_result(None)
+    finally:
+        release_buffer(held)
+
+
+def release_buffer(held: SharedBuffer) -> None:
+    """One sandbox is done with ``held``: the last one closes the buffer."""
+    with _SHARED_LOCK:
+        held.users -= 1
+        if held.users > 0:
+            return
+        if _SHARED.get(id(held.context)) is held:
+            del _SHARED[id(held.context)]
+    os.close(held.fd)
+
+
 def is_sealed(fd: int) -> bool:
     """True when ``fd`` can no longer be written, grown or shrunk."""
     import fcntl
@@ -371,7 +514,7 @@ def _load_rich(fd: int, size: int, kind: int, meta_len: int) -> object:
 _MAPPED_STR_VERSIONS = ((3, 8), (3, 13))
 
 
-def _mapped_str(fd: int, size: int, start: int) -> str | None:
+def _mapped_str(fd: int, size: int, start: int, *, populate: bool = True) -> str | None:
     """The kind 4 str, made in place: the buffer mapped private and read-only except for the
     allocation unit before the data, where a str header (copied from a fresh compact ASCII str,
     then given the length, no hash and a refcount that never falls to zero) is written. None
@@ -400,7 +543,7 @@ def _mapped_str(fd: int, size: int, start: int) -> str | None:
                           ctypes.c_int, ctypes.c_long]
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+    flags = mmap.MAP_PRIVATE | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
     base = libc.mmap(None, size, mmap.PROT_READ, flags, fd, 0)
     if base is None or base == ctypes.c_void_p(-1).value:
         return None

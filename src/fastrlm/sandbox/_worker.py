@@ -208,6 +208,7 @@ class WorkerSandbox:
         self._bridge: HostBridge | None = None
         self._worker: WorkerProcess | None = None
         self._context_fd: int | None = None
+        self._shared: _protocol.SharedBuffer | None = None
         self._mounts: tuple[str, ...] = ()
         self._memory_bytes = 0
         self._sizes = (0, 0)  # the context's buffer bytes and decoded bytes
@@ -272,8 +273,16 @@ class WorkerSandbox:
         if self._worker is not None or self._closed:
             raise SandboxError("the sandbox is already started (or closed)")
         self._bridge = bridge
+        # One buffer per context object: sandboxes started on the same str (k candidates, a
+        # file's text from load_context) map one buffer. The first fills it in a thread (on its
+        # own dup of the fd, so close() can never pull the fd from under it) while the worker
+        # boots; the worker maps it once it is sealed.
+        held, first = _protocol.acquire_buffer(context)
+        self._shared = held
+        if first:  # submitted now, so a cancelled start cannot leave the others waiting
+            asyncio.get_running_loop().run_in_executor(None, _protocol.fill_shared, held)
         try:
-            kind, parts, rich = await asyncio.to_thread(_protocol.encode_context, context)
+            kind, buffer_bytes, rich = await asyncio.wrap_future(held.encoded)
         except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
@@ -284,7 +293,9 @@ class WorkerSandbox:
                 f"limited to about {sys.getrecursionlimit()} levels): flatten it, or pass it "
                 "as a str"
             ) from None
-        buffer_bytes = sum(len(p) for p in parts)
+        finally:
+            if not held.encoded.done() or held.encoded.exception() is not None:
+                self._release_shared()
         self._mounts = rich.mounts if rich is not None else ()
         decoded = rich.decoded_bytes if rich is not None else _str_bytes(
             context, kind, buffer_bytes)
@@ -292,14 +303,8 @@ class WorkerSandbox:
         self._memory_bytes = self.limits.memory_bytes or _layers.memory_limit_bytes(
             decoded, buffer_bytes
         )
-        # The buffer is filled in a thread (on its own dup of the fd, so close() can never pull
-        # the fd from under it) while the worker boots; the worker maps it once it is sealed.
-        self._context_fd = _protocol.new_context_fd()
-        writer_fd = os.dup(self._context_fd)
-        self._context_written = asyncio.ensure_future(
-            asyncio.to_thread(_protocol.fill_context_fd, writer_fd, parts)
-        )
-        del parts
+        self._context_fd = os.dup(held.fd)
+        self._context_written = asyncio.wrap_future(held.written)
         problems = []
         for plan in self._plans:
             self._plan = plan
@@ -550,11 +555,17 @@ class WorkerSandbox:
         workers, self._orphans = self._orphans[::-1], []
         return workers
 
+    def _release_shared(self) -> None:
+        if self._shared is not None:
+            _protocol.release_buffer(self._shared)
+            self._shared = None
+
     def _free_buffers(self) -> None:
         """Release the context buffer and the scratch directory, once the workers are gone."""
         if self._context_fd is not None:
             os.close(self._context_fd)
             self._context_fd = None
+        self._release_shared()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

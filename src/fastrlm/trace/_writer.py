@@ -1,19 +1,22 @@
 """TraceWriter: an event callback that keeps one append-only JSONL file per top-level run.
 
 Each event becomes one JSON line, written and flushed as it arrives, so a process killed mid-run
-leaves a readable trace (at worst its last line is cut, and the reader skips it). Events of child
-runs go into their top-level run's file; every event is routed by its own ``run_id`` (never by
-which run started last), so concurrent runs sharing one writer never mix their traces. The
-context never enters a trace: events only carry its sha256 and size. Sub-call prompts appear as
-previews unless ``full_prompts`` is set. An answer longer than :data:`ANSWER_INLINE_CHARS` is not
-written into the trace either: ``run.finished`` keeps its head, its length and sha256, and the
-name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a trace
-grows with the steps, not the answer.
+leaves a readable trace (at worst its last line is cut, and the reader skips it). The events a
+fan-out makes by the thousand (sub-calls and tool calls started and finished) are flushed
+together, at most :data:`FLUSH_DELAY_S` after they were written, when an event loop runs: a
+SIGKILL loses at most that much of them, and everything else reaches the file at once. Events of
+child runs go into their top-level run's file; every event is routed by its own ``run_id``
+(never by which run started last), so concurrent runs sharing one writer never mix their traces.
+The context never enters a trace: events only carry its sha256 and size. Sub-call prompts appear
+as previews unless ``full_prompts`` is set. An answer longer than :data:`ANSWER_INLINE_CHARS` is
+not written into the trace either: ``run.finished`` keeps its head, its length and sha256, and
+the name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a
+trace grows with the steps, not the answer.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import hashlib
 import logging
 import sqlite3
@@ -28,7 +31,10 @@ from .._foundation.events import (
     RunFinished,
     RunStarted,
     SandboxStarted,
+    SubcallFinished,
     SubcallStarted,
+    ToolFinished,
+    ToolStarted,
     preview,
 )
 from .._foundation.text import json_text
@@ -38,6 +44,10 @@ from ._paths import index_path, traces_dir
 logger = logging.getLogger("fastrlm.trace")
 #: Answers up to this many characters stay inline in ``run.finished``.
 ANSWER_INLINE_CHARS = 4096
+#: How late a fan-out's sub-call and tool events may reach the file (one flush per batch rather
+#: than one per event: a flush is a system call, as dear as encoding the event).
+FLUSH_DELAY_S = 0.05
+_BATCHED = (SubcallStarted, SubcallFinished, ToolStarted, ToolFinished)
 
 
 class TraceWriter:
@@ -59,6 +69,7 @@ class TraceWriter:
         self._started: dict[str, RunStarted] = {}
         self._failed: set[str] = set()
         self._index_warned = False
+        self._flush_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 
     @property
     def traces_dir(self) -> Path:
@@ -141,7 +152,8 @@ class TraceWriter:
             handle = path.open("a", encoding="utf-8")
             self._files[root] = handle
         handle.write(json_text(self._record(event)) + "\n")
-        handle.flush()
+        if not (isinstance(event, _BATCHED) and self._flush_later()):
+            self.flush()
         if is_root_start:
             assert isinstance(event, RunStarted)
             self._started[root] = event
@@ -156,6 +168,33 @@ class TraceWriter:
             finish = self._finish_row(event)
             self._to_index(lambda path: _index.update_run(path, root, finish))
 
+    def flush(self) -> None:
+        """Write out what every open trace holds in its buffer (sub-call events wait up to
+        :data:`FLUSH_DELAY_S` for this)."""
+        if self._flush_timer is not None:
+            self._flush_timer[1].cancel()
+            self._flush_timer = None
+        for root, handle in list(self._files.items()):
+            try:
+                handle.flush()
+            except OSError as exc:
+                self._failed.add(root)
+                logger.warning("trace for run %s stopped: %s", root, exc)
+
+    def _flush_later(self) -> bool:
+        """Arrange a flush within :data:`FLUSH_DELAY_S` on the running loop; False with no
+        loop running (the caller flushes now)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._flush_timer is None or self._flush_timer[0] is not loop:
+            # (a timer of a loop that has ended since would never fire)
+            if self._flush_timer is not None:
+                self._flush_timer[1].cancel()
+            self._flush_timer = (loop, loop.call_later(FLUSH_DELAY_S, self.flush))
+        return True
+
     def _to_index(self, write: Callable[[Path], None]) -> None:
         """One index write; its failure (locked past the busy timeout, written by a newer
         fastrlm, unwritable) never stops the trace, and is logged once per writer."""
@@ -168,9 +207,9 @@ class TraceWriter:
                                "whole to %s", self.index_path, exc, self.traces_dir)
 
     def _record(self, event: Event) -> dict[str, Any]:
-        if not self.full_prompts and isinstance(event, SubcallStarted) and event.prompt is not None:
-            event = dataclasses.replace(event, prompt=None)
         data = event.to_dict()
+        if not self.full_prompts and isinstance(event, SubcallStarted) and event.prompt is not None:
+            data["prompt"] = None
         if isinstance(event, RunFinished) and len(event.answer) > ANSWER_INLINE_CHARS:
             data.update(self._answer_sidecar(event))
         return data

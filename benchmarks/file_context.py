@@ -1,0 +1,165 @@
+"""A file context held once: what ``fastrlm ask -c big.log`` costs before its first root call.
+
+    python benchmarks/file_context.py [--mb 1024] [--repeats 3] [--sandbox auto]
+
+Writes an ASCII log file of ``--mb`` MiB, then runs, in a fresh process each, what the CLI does
+with it: ``load_context([file])`` and a completion whose scripted root reads ``len(context)``
+in the sandbox. Two ways, interleaved, medians over ``--repeats``:
+
+- **read** (``shared=False``, the way before): the file read into a ``str``, which the sandbox
+  then copies into its sealed buffer;
+- **shared** (``shared=True``, what ``ask`` and ``chat`` do now): the file copied once into
+  the sealed buffer, the ``str`` living in that buffer.
+
+Printed: the time from the start of the load to the first root request, and the peak memory of
+the process tree, each page counted once: each process's private memory and files (its PSS less
+shared memory) plus every shared-memory object (the context buffer) once, at the most any one
+process has mapped of it. (Summing PSS over the tree instead is not a snapshot: a process
+read before the worker mapped the buffer counts it whole, the worker read after counts half.)
+Goal (issue 31): peak <= 1.2x the file and
+start <= 0.5 s for 1 GB. Nothing here runs in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+DRIVER = r"""
+import asyncio, json, sys, time
+from fastrlm import RLM, Budget
+from fastrlm.context import load_context
+from fastrlm.testing import ScriptedLM
+
+path, shared, sandbox = sys.argv[1], sys.argv[2] == "shared", sys.argv[3]
+first = []
+def root(messages):
+    first.append(time.perf_counter())
+    return "```repl\nFINAL(str(len(context)))\n```"
+async def main():
+    t0 = time.perf_counter()
+    loaded = load_context([path], shared=shared)
+    rlm = RLM(ScriptedLM(root, model="scripted/root"), ScriptedLM(["ok"], model="scripted/sub"),
+              sandbox=sandbox, budget=Budget(max_iterations=2))
+    result = await rlm.acompletion("How long is it?", context=loaded.value)
+    await rlm.aclose()
+    print("RESULT " + json.dumps({"start_s": first[0] - t0, "answer": result.answer,
+                                  "total_s": time.perf_counter() - t0}))
+asyncio.run(main())
+"""
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    children[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    pids = [root]
+    for pid in pids:
+        pids.extend(children.get(pid, ()))
+    return pids
+
+
+def _memory(pids: list[int]) -> int:
+    """Bytes the processes hold, every shared-memory page once (see the module docstring)."""
+    private = 0
+    shared: dict[str, int] = defaultdict(int)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps") as f:
+                inode, is_shmem = "", False
+                for line in f:
+                    first = line.split(maxsplit=6)
+                    if "-" in first[0] and len(first) >= 5 and not first[0].endswith(":"):
+                        inode = first[4]
+                        is_shmem = len(first) > 5 and first[5].startswith(("/memfd:", "/dev/shm"))
+                    elif first[0] == "Rss:" and is_shmem:
+                        shared[inode] = max(shared[inode], int(first[1]) * 1024)
+                    elif first[0] == "Pss:" and not is_shmem:
+                        private += int(first[1]) * 1024
+        except OSError:
+            continue
+    return private + sum(shared.values())
+
+
+class _Peak:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Peak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _memory(_tree(self.pid)))
+
+
+def _write_file(path: Path, mib: int) -> int:
+    line = b"2026-12-07T10:00:00Z svc-042 GET /api/v1/items?page=7 200 12ms user=u-1234\n"
+    block = line * ((1 << 20) // len(line) + 1)
+    block = block[: 1 << 20]
+    with path.open("wb") as f:
+        for _ in range(mib):
+            f.write(block)
+    return mib << 20
+
+
+def _one(path: Path, mode: str, sandbox: str) -> dict[str, float]:
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(path), mode, sandbox],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with _Peak(proc.pid) as memory:
+        out, err = proc.communicate(timeout=600)
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{mode} run failed:\n{err[-3000:]}")
+    result = json.loads(lines[-1][7:])
+    return {"start_s": result["start_s"], "peak": memory.peak, "answer": float(result["answer"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sandbox", default="auto")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fastrlm-file-context-") as tmp:
+        path = Path(tmp) / "big.log"
+        size = _write_file(path, args.mb)
+        runs: dict[str, list[dict[str, float]]] = {"read": [], "shared": []}
+        for _ in range(args.repeats):
+            for mode in runs:
+                run = _one(path, mode, args.sandbox)
+                if run["answer"] != size:
+                    raise SystemExit(f"{mode}: the model saw {run['answer']:.0f} characters")
+                runs[mode].append(run)
+    print(f"a {args.mb:,} MiB ASCII file, sandbox {args.sandbox}, median of {args.repeats}:")
+    med = {mode: {k: statistics.median(r[k] for r in rs) for k in ("start_s", "peak")}
+           for mode, rs in runs.items()}
+    for mode, m in med.items():
+        print(f"  {mode:6s}  start {m['start_s']:6.2f} s   peak memory {m['peak'] / size:4.2f}x "
+              "the file")
+    print(f"  shared / read: start {med['shared']['start_s'] / med['read']['start_s']:.2f}x, "
+          f"peak memory {med['shared']['peak'] / med['read']['peak']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""A large text file is held once: the loader copies it into the sealed buffer the worker maps,
+and the host's str lives in that same buffer (issue 31: a 1 GB file cost 2 GB before)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fastrlm import ContextError
+from fastrlm.context import load_context
+from fastrlm.sandbox import _protocol
+
+from .helpers import FakeBridge, MakeSandbox
+
+LINE = "2026-12-07 svc-%03d GET /api/items 200 12ms\n"
+
+
+def _text(lines: int) -> str:
+    return "".join(LINE % (i % 997) for i in range(lines))
+
+
+def _write(tmp_path: Path, text: str, name: str = "big.log") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def test_a_large_ascii_file_named_alone_lives_in_one_sealed_buffer(tmp_path: Path) -> None:
+    text = _text(60_000)  # about 2.6 MB
+    loaded = load_context([_write(tmp_path, text)], shared=True)
+    assert loaded.value == text
+    assert type(loaded.value) is str and loaded.value.isascii()
+    sealed = _protocol.shared_buffer(loaded.value)
+    assert sealed is not None and sealed.written.done()
+    fd, size = sealed.fd, sealed.encoded.result()[1]
+    assert _protocol.is_sealed(fd)
+    assert os.fstat(fd).st_size == size
+    assert loaded.report.bytes_read == len(text) and loaded.report.files == 1
+    # what the worker will load from that buffer is the same text
+    assert _protocol.load_context(fd) == text
+
+
+@pytest.mark.parametrize("case", ["not shared", "small", "not ascii", "two files", "jsonl"])
+def test_everything_else_is_read_as_before(tmp_path: Path, case: str) -> None:
+    text = _text(60_000)
+    paths = [_write(tmp_path, text)]
+    shared = case != "not shared"
+    if case == "small":
+        text = _text(100)
+        paths = [_write(tmp_path, text)]
+    elif case == "not ascii":
+        text = "é" + text + "ü"
+        paths = [_write(tmp_path, text)]
+    elif case == "two files":
+        paths.append(_write(tmp_path, "second file\n", "b.txt"))
+    elif case == "jsonl":
+        text = '"a"\n' * 300_000
+        paths = [_write(tmp_path, text, "big.jsonl")]
+    loaded = load_context(paths, shared=shared)
+    if case == "two files":
+        assert isinstance(loaded.value, list)
+        assert all(_protocol.shared_buffer(x) is None for x in loaded.value)
+        return
+    if case == "jsonl":
+        assert loaded.value == ["a"] * 300_000
+        return
+    assert loaded.value == text
+    assert _protocol.shared_buffer(loaded.value) is None
+
+
+def test_a_binary_file_is_refused_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"\x00\x01" + b"a" * (2 << 20))
+    with pytest.raises(ContextError, match="binary"):
+        load_context([path], shared=True)
+
+
+def test_a_str_that_only_equals_a_shared_one_has_no_buffer(tmp_path: Path) -> None:
+    text = _text(60_000)
+    loaded = load_context([_write(tmp_path, text)], shared=True)
+    copy = "".join([loaded.value[:10], loaded.value[10:]])  # type: ignore[index]
+    assert copy == loaded.value and copy is not loaded.value
+    assert _protocol.shared_buffer(copy) is None
+
+
+async def test_the_worker_maps_the_loaded_buffer_instead_of_writing_another(
+    tmp_path: Path, make_sandbox: MakeSandbox, isolated_kind: str, bridge: FakeBridge,
+) -> None:
+    text = _text(60_000)
+    loaded = load_context([_write(tmp_path, text)], shared=True)
+    sealed = _protocol.shared_buffer(loaded.value)
+    assert sealed is not None
+    sandbox = await make_sandbox(isolated_kind, context=loaded.value)
+    result = await sandbox.execute("print(len(context), context[-20:].strip())")
+    assert result.error is None, result.error
+    assert result.stdout.strip().split(maxsplit=1) == [str(len(text)), text[-20:].strip()]
+    held = sandbox._context_fd  # type: ignore[attr-defined]
+    assert held is not None
+    assert os.fstat(held).st_ino == os.fstat(sealed.fd).st_ino  # the same buffer, not a copy
+
+
+async def test_sandboxes_started_on_one_str_share_one_buffer_until_the_last_closes(
+    make_sandbox: MakeSandbox, isolated_kind: str,
+) -> None:
+    text = _text(2_000) + "END"  # k candidates over one context: one buffer, not k
+    first = await make_sandbox(isolated_kind, context=text)
+    second = await make_sandbox(isolated_kind, context=text)
+    inodes = {os.fstat(s._context_fd).st_ino for s in (first, second)}  # type: ignore[attr-defined]
+    assert len(inodes) == 1
+    held = _protocol.shared_buffer(text)
+    assert held is not None and held.users == 2
+    await first.close()
+    result = await second.execute("print(context[-3:])")  # the survivor still reads it
+    assert result.stdout.strip() == "END"
+    await second.close()
+    assert _protocol.shared_buffer(text) is None  # the last one released it
+    # an equal str that is another object, and a list, each get a buffer of their own
+    third = await make_sandbox(isolated_kind, context="".join([text[:5], text[5:]]))
+    assert _protocol.shared_buffer(text) is None
+    await third.close()
+
+
+async def test_a_context_that_cannot_be_sent_fails_every_sandbox_waiting_on_it(
+    make_sandbox: MakeSandbox, isolated_kind: str,
+) -> None:
+    bad = [object()]
+    with pytest.raises(ContextError, match="cannot be sent"):
+        await make_sandbox(isolated_kind, context=bad)
+    assert not _protocol._SHARED or all(h.context is not bad for h in _protocol._SHARED.values())
