@@ -57,14 +57,52 @@ def input_token_bound(messages_chars: int, messages_bytes: int, n_messages: int)
     return messages_bytes + MESSAGE_OVERHEAD_TOKENS * n_messages
 
 
+#: What a :class:`Grant` may limit: the ledger's counters by name.
+GRANT_DIMENSIONS = ("usd", "subcalls", "requests", "input_tokens", "output_tokens")
+
+
+@dataclass(slots=True, eq=False)
+class Grant:
+    """A share of the budget carved out for one part of the tree (a child RLM given
+    ``budget={...}``, one combinator call): made by :meth:`BudgetLedger.carve`, given back by
+    :meth:`BudgetLedger.close`. Written by the ledger only.
+
+    ``limits``: dimension (:data:`GRANT_DIMENSIONS`) -> the most the part may use; a dimension
+    it does not limit draws on the enclosing grant (``parent``) or the tree's budget. While it
+    is open, what it has not used of a limit is held for it where it was carved from, so no
+    sibling can take it; what it does not use returns when it closes. ``used`` counts what the
+    part and everything under it used (settled spend, admitted sub-calls and requests);
+    ``held`` the worst cases of its calls in flight, ``carved`` what its own open grants hold.
+    ``deadline``: a ``time.monotonic()`` value past which nothing more is admitted for it."""
+
+    limits: dict[str, float]
+    parent: Grant | None = None
+    deadline: float | None = None
+    used: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
+    held: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
+    carved: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
+    open: bool = True
+
+    def unused(self, dimension: str) -> float:
+        """What is left of this grant's own limit on ``dimension`` (0 past it)."""
+        return max(self.limits[dimension] - self.used[dimension], 0)
+
+
 @dataclass(slots=True)
 class Account:
     """Spend of one run and, through ``parent``, of every run above it. Written by the ledger
-    only; a run's ``run.finished`` event reads it."""
+    only; a run's ``run.finished`` event reads it. ``grant``: the :class:`Grant` its calls draw
+    on (an account under a granted one inherits it; ``None``: the tree's budget)."""
 
     parent: Account | None = None
     cost_usd: float = 0.0
     subcalls: int = 0
+    grant: Grant | None = None
+
+    def __post_init__(self) -> None:
+        if self.grant is None and self.parent is not None:
+            self.grant = self.parent.grant
 
     def _add(self, cost: float, subcalls: int) -> None:
         account: Account | None = self
@@ -172,6 +210,9 @@ class BudgetLedger:
     _in_flight: int = 0
     _settled: asyncio.Event | None = None
     _warned: set[str] = field(default_factory=set)
+    #: What open grants carved from the tree's budget have not used yet, by dimension.
+    _carved: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
 
     @property
     def deadline(self) -> float | None:
@@ -225,20 +266,20 @@ class BudgetLedger:
         ``max_tokens`` may come back smaller than asked (never below ``MIN_OUTPUT_TOKENS``),
         and the caller must send the call with the reservation's ``max_tokens``.
         """
+        account = account or Account()
+        grant = account.grant
         while True:
-            self._check_hard(subcall=subcall)
+            self._check_hard(subcall=subcall, grant=grant)
             try:
                 tokens, usd = self._fit(input_tokens, max_tokens, price,
-                                        shrink=self._in_flight == 0)
+                                        shrink=self._in_flight == 0, grant=grant)
                 break
             except _Short as short:
                 if self._in_flight == 0:
                     self._refuse(short.reason, str(short), subcall)
                 await self._wait_for_settle()
-        reservation = Reservation(subcall, input_tokens, tokens, usd, model, price,
-                                  account or Account())
-        self.subcalls += int(subcall)
-        reservation.account._add(0.0, int(subcall))
+        reservation = Reservation(subcall, input_tokens, tokens, usd, model, price, account)
+        self._count_subcall(subcall, account)
         self._hold(reservation)
         return reservation
 
@@ -248,11 +289,12 @@ class BudgetLedger:
         :meth:`reserve` does). Raises :class:`BudgetExceededError` when it may not be sent."""
         if reservation.held or reservation.settled:
             raise RuntimeError("readmit() is for a call whose last attempt was booked as failed")
+        grant = reservation.account.grant
         while True:
-            self._check_hard(subcall=False)
+            self._check_hard(subcall=False, grant=grant)
             try:
                 self._fit(reservation.input_tokens, reservation.max_tokens, reservation.price,
-                          shrink=False)
+                          shrink=False, grant=grant)
                 break
             except _Short as short:
                 if self._in_flight == 0:
@@ -261,8 +303,9 @@ class BudgetLedger:
         reservation.attempts += 1
         self._hold(reservation)
 
-    def _check_hard(self, *, subcall: bool) -> None:
-        """Refusals that waiting cannot cure: an overrun, time, the sub-call and request caps."""
+    def _check_hard(self, *, subcall: bool, grant: Grant | None = None) -> None:
+        """Refusals that waiting cannot cure: an overrun, time, the sub-call and request caps
+        (the tree's, or those of the grant the call draws on)."""
         b = self.budget
         if self.overrun is not None:
             self._refuse(self.overrun, f"a {self.overrun.value} limit was already exceeded "
@@ -271,36 +314,39 @@ class BudgetLedger:
         left = self.seconds_left()
         if left is not None and left <= 0:
             self._refuse(StopReason.TIMEOUT, f"time limit reached ({b.max_seconds} s)", subcall)
-        cap = b.max_subcalls
-        if subcall and cap is not None and self.subcalls >= cap:
-            self._refuse(StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)",
+        if _grant_expired(grant):
+            self._refuse(StopReason.TIMEOUT, "the time granted to this part of the run is up",
                          subcall)
-        requests = b.request_cap
-        if requests is not None and self.requests >= requests:
+        if subcall and _short_of(self.room("subcalls", grant), 1):
+            self._refuse(StopReason.BUDGET_SUBCALLS,
+                         f"sub-call limit reached ({self._limit_text('subcalls', grant)} "
+                         "sub-calls)", subcall)
+        if _short_of(self.room("requests", grant), 1):
             self._refuse(StopReason.BUDGET_REQUESTS,
-                         f"request limit reached ({requests} requests, retries included)",
-                         subcall)
+                         f"request limit reached ({self._limit_text('requests', grant)} "
+                         "requests, retries included)", subcall)
 
     def _fit(self, input_tokens: int, max_tokens: int, price: Price | None, *,
-             shrink: bool) -> tuple[int, float]:
+             shrink: bool, grant: Grant | None = None) -> tuple[int, float]:
         """``(max_tokens, usd)`` the room left allows, or :class:`_Short`. Pure."""
-        b = self.budget
         wanted = max_tokens
-        if b.max_input_tokens is not None:
-            room = b.max_input_tokens - self.input_tokens - self._held_input
-            if input_tokens > room:
-                raise _Short(StopReason.BUDGET_TOKENS,
-                             f"input-token limit: this call may need {input_tokens} tokens, "
-                             f"{max(room, 0)} left of {b.max_input_tokens}")
-        if b.max_output_tokens is not None:
-            room = b.max_output_tokens - self.output_tokens - self._held_output
-            max_tokens = min(max_tokens, room)
-            if max_tokens < min(MIN_OUTPUT_TOKENS, b.max_output_tokens, wanted) or (
+        room = self.room("input_tokens", grant)
+        if room is not None and input_tokens > room:
+            raise _Short(StopReason.BUDGET_TOKENS,
+                         f"input-token limit: this call may need {input_tokens} tokens, "
+                         f"{max(int(room), 0)} left of "
+                         f"{self._limit_text('input_tokens', grant)}")
+        room = self.room("output_tokens", grant)
+        if room is not None:
+            limit = int(self._limit_of("output_tokens", grant))
+            max_tokens = min(max_tokens, int(room))
+            if max_tokens < min(MIN_OUTPUT_TOKENS, limit, wanted) or (
                     not shrink and max_tokens < wanted):
-                raise _Short(StopReason.BUDGET_TOKENS,
-                             f"output-token limit reached ({b.max_output_tokens} tokens)")
+                raise _Short(StopReason.BUDGET_TOKENS, "output-token limit reached "
+                             f"({self._limit_text('output_tokens', grant)} tokens)")
         usd = 0.0
-        if b.max_usd is not None:
+        room_usd = self.room("usd", grant)
+        if room_usd is not None:
             if price is None:
                 self._refuse(
                     StopReason.BUDGET_USD,
@@ -309,35 +355,140 @@ class BudgetLedger:
                     False,
                 )
                 raise AssertionError("unreachable")
-            room_usd = b.max_usd - self.usd - self._held_usd
             max_tokens = min(max_tokens, price.output_tokens_affordable(room_usd, input_tokens))
             if max_tokens < min(MIN_OUTPUT_TOKENS, wanted) or (not shrink and max_tokens < wanted):
                 raise _Short(StopReason.BUDGET_USD,
-                             f"USD limit: ${max(room_usd, 0):.4f} left of ${b.max_usd}, not "
-                             "enough for this call's worst case")
+                             f"USD limit: ${max(room_usd, 0):.4f} left of "
+                             f"${self._limit_text('usd', grant)}, not enough for this call's "
+                             "worst case")
             usd = price.worst_case(input_tokens, max_tokens)
         return max_tokens, usd
 
     def _hold(self, reservation: Reservation) -> None:
         """The attempt is admitted: it is a request from now on, whatever happens to it."""
         self.requests += 1
+        self._use("requests", reservation.account.grant, 1)
         reservation.held = True
         self._in_flight += 1
-        self._held_input += reservation.input_tokens
-        self._held_output += reservation.max_tokens
-        self._held_usd += reservation.usd
+        self._held_change(reservation, 1)
 
     def _release(self, reservation: Reservation) -> bool:
         if not reservation.held:
             return False
         reservation.held = False
         self._in_flight -= 1
-        self._held_input -= reservation.input_tokens
-        self._held_output -= reservation.max_tokens
-        self._held_usd -= reservation.usd
+        self._held_change(reservation, -1)
         if self._in_flight == 0:  # no drift from float sums once nothing is held
             self._held_usd = 0.0
         return True
+
+    def _held_change(self, reservation: Reservation, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) an attempt's worst case where it is held: on the
+        first grant up its chain that limits each dimension, else on the tree's budget."""
+        grant = reservation.account.grant
+        for dimension, amount in (("input_tokens", reservation.input_tokens),
+                                  ("output_tokens", reservation.max_tokens),
+                                  ("usd", reservation.usd)):
+            level = _level(grant, dimension)
+            if level is not None:
+                level.held[dimension] += sign * amount
+            elif dimension == "usd":
+                self._held_usd += sign * amount
+            elif dimension == "input_tokens":
+                self._held_input += sign * int(amount)
+            else:
+                self._held_output += sign * int(amount)
+
+    def _count_subcall(self, subcall: bool, account: Account) -> None:
+        if subcall:
+            self.subcalls += 1
+            account._add(0.0, 1)
+            self._use("subcalls", account.grant, 1)
+
+    # ------------------------------------------------------------------ grants
+    def room(self, dimension: str, grant: Grant | None = None) -> float | None:
+        """What a call drawing on ``grant`` (``None``: the tree's budget) may still use of
+        ``dimension`` (:data:`GRANT_DIMENSIONS`): the first limit up the grant's chain, less
+        what is used, held by calls in flight and carved out for open grants; ``None`` when
+        nothing limits it. May be negative after an overrun."""
+        level = _level(grant, dimension)
+        if level is not None:
+            return (level.limits[dimension] - level.used[dimension] - level.held[dimension]
+                    - level.carved[dimension])
+        limit = self._limit_of(dimension, None)
+        if limit == math.inf:
+            return None
+        held = {"usd": self._held_usd, "input_tokens": self._held_input,
+                "output_tokens": self._held_output}.get(dimension, 0)
+        used = {"usd": self.usd, "subcalls": self.subcalls, "requests": self.requests,
+                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        return limit - used[dimension] - held - self._carved[dimension]
+
+    def _limit_of(self, dimension: str, grant: Grant | None) -> float:
+        """The limit :meth:`room` measures against (``inf``: none)."""
+        level = _level(grant, dimension)
+        if level is not None:
+            return level.limits[dimension]
+        b = self.budget
+        limit = {"usd": b.max_usd, "subcalls": b.max_subcalls, "requests": b.request_cap,
+                 "input_tokens": b.max_input_tokens,
+                 "output_tokens": b.max_output_tokens}[dimension]
+        return math.inf if limit is None else limit
+
+    def _limit_text(self, dimension: str, grant: Grant | None) -> str:
+        limit = self._limit_of(dimension, grant)
+        shown = f"{limit}" if dimension == "usd" else f"{int(limit)}"
+        return shown if _level(grant, dimension) is None else f"{shown} granted"
+
+    def carve(self, limits: dict[str, float], *, parent: Grant | None = None,
+              seconds: float | None = None) -> Grant:
+        """Carve a :class:`Grant` of ``limits`` out of what is left to ``parent`` (``None``:
+        the tree's budget) and hold it there until :meth:`close`. ``seconds``: its time, within
+        the tree's and the parent's. Raises :class:`BudgetExceededError` (reason: the first
+        limit short), saying what was asked and what is left, when a limit does not fit; that
+        refuses nothing else and spends nothing."""
+        for dimension, amount in limits.items():
+            room = self.room(dimension, parent)
+            if room is not None and amount > room + _EPSILON:
+                left = f"{max(room, 0):.4f}" if dimension == "usd" else f"{max(int(room), 0):,}"
+                asked = f"{amount:.4f}" if dimension == "usd" else f"{int(amount):,}"
+                raise BudgetExceededError(
+                    _DIMENSION_REASONS[dimension],
+                    f"{dimension}: {asked} asked, {left} left")
+        deadline = None if seconds is None else time.monotonic() + seconds
+        for above in (parent.deadline if parent is not None else None, self.deadline):
+            if above is not None:
+                deadline = above if deadline is None else min(deadline, above)
+        grant = Grant(dict(limits), parent, deadline)
+        for dimension, amount in limits.items():
+            self._carve_add(parent, dimension, amount)
+        return grant
+
+    def close(self, grant: Grant) -> None:
+        """Close ``grant``: what it did not use returns to where it was carved from (waiting
+        calls re-check). Idempotent."""
+        if not grant.open:
+            return
+        grant.open = False
+        for dimension in grant.limits:
+            self._carve_add(grant.parent, dimension, -grant.unused(dimension))
+        self._signal()
+
+    def _carve_add(self, start: Grant | None, dimension: str, amount: float) -> None:
+        level = _level(start, dimension)
+        (self._carved if level is None else level.carved)[dimension] += amount
+
+    def _use(self, dimension: str, grant: Grant | None, amount: float) -> None:
+        """Count ``amount`` of ``dimension`` as used by every grant up ``grant``'s chain; an
+        open grant's share held where it was carved shrinks by as much (never below 0)."""
+        while grant is not None:
+            if dimension in grant.limits and grant.open:
+                before = grant.unused(dimension)
+                grant.used[dimension] += amount
+                self._carve_add(grant.parent, dimension, grant.unused(dimension) - before)
+            else:
+                grant.used[dimension] += amount
+            grant = grant.parent
 
     def _refuse(self, reason: StopReason, message: str, subcall: bool) -> None:
         self.subcalls_refused += int(subcall)
@@ -422,12 +573,11 @@ class BudgetLedger:
                        account: Account) -> Booking:
         """A cache hit: nothing sent or spent, but it counts as a sub-call made, so it is
         refused (:class:`BudgetExceededError`) past ``max_subcalls`` like a call that is sent."""
-        cap = self.budget.max_subcalls
-        if subcall and cap is not None and self.subcalls >= cap:
-            self._refuse(StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)",
-                         subcall)
-        self.subcalls += int(subcall)
-        account._add(0.0, int(subcall))
+        if subcall and _short_of(self.room("subcalls", account.grant), 1):
+            self._refuse(StopReason.BUDGET_SUBCALLS,
+                         f"sub-call limit reached ({self._limit_text('subcalls', account.grant)}"
+                         " sub-calls)", subcall)
+        self._count_subcall(subcall, account)
         self.usage.record(model, usage, 0.0, 0.0, True)
         return Booking(usage.input_tokens, usage.output_tokens, 0.0, 0)
 
@@ -440,6 +590,10 @@ class BudgetLedger:
         reservation.booked_output += usage.output_tokens
         reservation.booked_usd += cost
         reservation.account._add(cost, 0)
+        grant = reservation.account.grant
+        self._use("usd", grant, cost)
+        self._use("input_tokens", grant, usage.input_tokens)
+        self._use("output_tokens", grant, usage.output_tokens)
         self.usage.record(reservation.model, usage, cost, latency_s, False, priced, failed)
 
     @staticmethod
@@ -540,6 +694,34 @@ class BudgetLedger:
         if left is not None:
             out["seconds"] = max(math.floor(left), 0)
         return out
+
+
+_DIMENSION_REASONS = {
+    "usd": StopReason.BUDGET_USD, "subcalls": StopReason.BUDGET_SUBCALLS,
+    "requests": StopReason.BUDGET_REQUESTS, "input_tokens": StopReason.BUDGET_TOKENS,
+    "output_tokens": StopReason.BUDGET_TOKENS,
+}
+
+
+def _level(grant: Grant | None, dimension: str) -> Grant | None:
+    """The first grant up ``grant``'s chain that limits ``dimension`` (None: the tree's
+    budget)."""
+    while grant is not None and dimension not in grant.limits:
+        grant = grant.parent
+    return grant
+
+
+def _short_of(room: float | None, amount: float) -> bool:
+    return room is not None and room < amount
+
+
+def _grant_expired(grant: Grant | None) -> bool:
+    now = time.monotonic()
+    while grant is not None:
+        if grant.deadline is not None and now >= grant.deadline:
+            return True
+        grant = grant.parent
+    return False
 
 
 class AttemptGate:
