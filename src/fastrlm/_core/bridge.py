@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -19,14 +20,18 @@ from .._foundation.error_text import error_text
 from .._foundation.stop import StopReason
 from ..lm import LM, ImagePart
 from ..sandbox import (
+    BudgetRequest,
+    CombineRequest,
     HandlerBridge,
     HostOpRequest,
     HostRequest,
     ThreeMethodFace,
     ToolRequest,
+    combine_refusal,
     tool_error_reply,
 )
 from .call_tree import CallTree, SubcallOutcome
+from .combinators import Combine, Refused
 from .feedback import with_context
 from .ledger import Account
 from .run_values import Outcome, RunConfig
@@ -60,6 +65,9 @@ class SubcallBridge(ThreeMethodFace):
     depth: int
     account: Account
     spawn: SpawnChild
+    #: The root turns this run has taken so far (what ``budget()`` reports against
+    #: ``max_iterations``).
+    turns: Callable[[], int] = lambda: 0
     refused: StopReason | None = field(default=None, init=False)
     #: The run has ended: a host call still made by its REPL (a thread of model code that
     #: outlives the cell, in-process) is answered with an error, never sent, booked or traced.
@@ -69,6 +77,7 @@ class SubcallBridge(ThreeMethodFace):
     def __post_init__(self) -> None:
         self._ops = HandlerBridge({
             "llm_query": self._llm_query, "rlm_query": self._rlm_query, "tool": self._tool,
+            "budget": self._budget, "llm_combine": self._combine,
         })
 
     async def call(self, op: str, request: HostOpRequest) -> object:
@@ -158,6 +167,37 @@ class SubcallBridge(ThreeMethodFace):
             counter=self.tree.tool_counter, emit=self.tree.emit, run_id=self.run_id,
             depth=self.depth,
         )
+
+
+    async def _budget(self, _request: BudgetRequest) -> dict[str, object]:
+        """``budget()``: what is left to this run, read from the ledger (nothing is booked)."""
+        left, limits = self.tree.ledger.view(self.account.grant)
+        budget = self.config.budget
+        depth_limit = budget.max_depth - 1 - self.depth
+        return {
+            **left, "depth": max(depth_limit, 0),
+            "iterations": max(budget.max_iterations - self.turns(), 0),
+            "limits": {**limits, "depth": budget.max_depth,
+                       "iterations": budget.max_iterations},
+        }
+
+    async def _combine(self, request: CombineRequest) -> dict[str, object]:
+        """``llm_map`` / ``llm_filter`` / ``llm_reduce``: refused before anything is sent when
+        its bound does not fit what is left (see :mod:`.combinators`)."""
+        if self.over:
+            return combine_refusal("no_answer", "the run is over: nothing more is sent for it")
+        if not self.config.subcalls:
+            return combine_refusal("subcalls_disabled", "sub-calls are disabled in this run")
+        lm = self.pick_lm(request.model, self.config.sub_lm)
+        if isinstance(lm, str):
+            return combine_refusal("unknown_model", lm)
+        combine = Combine(self.tree, lm, self.run_id, self.depth, self.account)
+        try:
+            value = await combine.run(request,
+                                      retries=self.config.limits.max_output_retries)
+        except Refused as exc:
+            return combine_refusal(exc.kind, str(exc))
+        return {"ok": True, "json": json.dumps(value, ensure_ascii=False)}
 
 
 def _child_answer(outcome: Outcome) -> str:

@@ -67,11 +67,13 @@ class ResponseCache(Protocol):
 
 @dataclass(frozen=True)
 class SubcallOutcome:
-    """One prompt's answer (or its ``[error: ...]`` text) and the limit that refused it."""
+    """One prompt's answer (or its ``[error: ...]`` text) and the limit that refused it.
+    ``answered``: ``text`` is the model's (set by :meth:`CallTree.subcall`)."""
 
     text: str
     refused: StopReason | None = None
     refusal: str = ""
+    answered: bool = False
 
 
 def foreign_error(lm: LM, exc: Exception) -> ProviderError:
@@ -222,31 +224,32 @@ class CallTree:
 
     async def subcall(
         self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
-        images: list[ImagePart] | None = None,
+        images: list[ImagePart] | None = None, max_tokens: int | None = None,
     ) -> SubcallOutcome:
         """One ``llm_query``: never raises; failures and refusals come back as error text.
-        ``images`` go with the prompt as parts of its message."""
+        ``images`` go with the prompt as parts of its message. ``max_tokens``: its output cap
+        (default ``Limits.sub_max_tokens``)."""
         refusal = self.admit(lm, prompt)
         if refusal is not None:
             return refusal
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         if images:
             messages[0]["images"] = images
-        max_tokens = self.limits.sub_max_tokens
+        max_tokens = max_tokens or self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
                                           account=account)
         except BudgetExceededError as exc:
             return _refused(exc)
         if hit is not None:
-            return SubcallOutcome(hit[0].text)
+            return SubcallOutcome(hit[0].text, answered=True)
         answered = await self.sub_round(lm, messages, prompt, run_id=run_id, depth=depth,
-                                        account=account)
+                                        account=account, max_tokens=max_tokens)
         if isinstance(answered, SubcallOutcome):
             return answered
         response = answered[0]
         await self._store(key, response)
-        return SubcallOutcome(response.text)
+        return SubcallOutcome(response.text, answered=True)
 
     def new_call_id(self) -> str:
         return f"c{next(self._ids)}"
@@ -255,6 +258,7 @@ class CallTree:
         self, lm: LM, messages: Sequence[ChatMessage], prompt: str, *, run_id: str,
         depth: int, account: Account, tools: Sequence[ToolSchema] | None = None,
         round: int = 0, agent_id: str | None = None, call_id: str | None = None,
+        max_tokens: int | None = None,
     ) -> tuple[LMResponse, Booking] | SubcallOutcome:
         """One sub-model call (a plain sub-call, or one round of a sub-agent) through the
         ledger, counted as a sub-call, with its ``subcall.started`` / ``subcall.finished``
@@ -284,7 +288,7 @@ class CallTree:
                 lm,
                 messages,
                 subcall=True,
-                max_tokens=self.limits.sub_max_tokens,
+                max_tokens=max_tokens or self.limits.sub_max_tokens,
                 account=account,
                 run_id=run_id,
                 depth=depth,

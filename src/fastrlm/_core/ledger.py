@@ -78,6 +78,7 @@ class Grant:
     limits: dict[str, float]
     parent: Grant | None = None
     deadline: float | None = None
+    seconds: float | None = None
     used: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
     held: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
     carved: dict[str, float] = field(
@@ -459,7 +460,7 @@ class BudgetLedger:
         for above in (parent.deadline if parent is not None else None, self.deadline):
             if above is not None:
                 deadline = above if deadline is None else min(deadline, above)
-        grant = Grant(dict(limits), parent, deadline)
+        grant = Grant(dict(limits), parent, deadline, seconds)
         for dimension, amount in limits.items():
             self._carve_add(parent, dimension, amount)
         return grant
@@ -677,6 +678,35 @@ class BudgetLedger:
                 self._warned.add(name)
                 fresh.append((name, fraction))
         return fresh
+
+    def view(self, grant: Grant | None = None) -> tuple[dict[str, float | None],
+                                                        dict[str, float | None]]:
+        """``(left, limits)`` for a run drawing on ``grant`` (``None``: the tree's budget): per
+        dimension of :data:`GRANT_DIMENSIONS` and ``seconds``, what it may still use (settled
+        spend, calls in flight and other grants' shares taken off) and the limit that binds
+        it, ``None`` where nothing limits it. Reads only."""
+        left: dict[str, float | None] = {}
+        limits: dict[str, float | None] = {}
+        for dimension in GRANT_DIMENSIONS:
+            room = self.room(dimension, grant)
+            limit = self._limit_of(dimension, grant)
+            limits[dimension] = None if limit == math.inf else limit
+            if room is None:
+                left[dimension] = None
+            else:
+                left[dimension] = max(room, 0.0) if dimension == "usd" else max(int(room), 0)
+        seconds, limit_s = self.seconds_left(), self.budget.max_seconds
+        chain = grant
+        while chain is not None:
+            if chain.deadline is not None:
+                own = chain.deadline - time.monotonic()
+                seconds = own if seconds is None else min(seconds, own)
+                if chain.seconds is not None:
+                    limit_s = chain.seconds if limit_s is None else min(limit_s, chain.seconds)
+            chain = chain.parent
+        left["seconds"] = None if seconds is None else max(round(seconds, 1), 0.0)
+        limits["seconds"] = limit_s
+        return left, limits
 
     def remaining(self) -> dict[str, float | int]:
         """What is left of each configured limit, for the model's prompt."""

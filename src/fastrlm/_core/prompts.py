@@ -45,6 +45,9 @@ to {window:,} characters; a longer one is refused and comes back as an "[error: 
 Far faster than calling llm_query in a loop; use it for chunk-by-chunk work.
   - `rlm_query(prompt, context=None) -> str` and `rlm_query_batched(prompts, contexts=None)`: \
 {rlm_note}
+  - `llm_map(template, items, schema=None)`, `llm_filter(question, items)`, \
+`llm_reduce(template, items, fanin=8)`: a sub-call per item (`{{item}}` / `{{items}}` marks \
+its place); their worst-case cost is checked first, raising `BudgetError` before any call.
 - Sizing sub-calls: the sub-model is capable, so give each call a big piece, up to about \
 {half:,} characters (half the window leaves room for your instructions and its answer). Prefer a \
 few large calls to thousands of tiny ones, filter with code first when only some parts matter, \
@@ -357,7 +360,8 @@ class Prompts:
         examples = (self.examples_subcalls if subcalls else self.examples_no_subcalls).format(
             **sizes
         )
-        budget = f"\nBudget for this run: {budget_text}" if budget_text else ""
+        budget = (f"\nBudget for this run: {budget_text} `budget()` returns what is left."
+                  if budget_text else "")
         return self.system.format(
             output_chars=output_chars,
             subcall_tools=functions,

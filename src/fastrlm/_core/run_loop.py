@@ -70,7 +70,7 @@ class Run:
     def __post_init__(self) -> None:
         cfg = self.config
         self._bridge = SubcallBridge(cfg, self.tree, self.run_id, self.depth, self.account,
-                                     spawn=self._child)
+                                     spawn=self._child, turns=lambda: self.iterations)
         spec = cfg.output if self.depth == 0 else None  # a typed answer is the root's only
         self._output = None if spec is None else OutputCheck(
             spec, cfg.limits.max_output_retries, cfg.limits.max_answer_chars, cfg.prompts)

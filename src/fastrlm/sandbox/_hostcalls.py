@@ -56,6 +56,11 @@ RESERVED_NAMES: tuple[str, ...] = (
     "FINAL_VAR",
     "SHOW_VARS",
     "answer",
+    "budget",
+    "llm_map",
+    "llm_filter",
+    "llm_reduce",
+    "BudgetError",
 )
 
 #: The most prompts one call may carry: each becomes a sub-call the host has to hold.
