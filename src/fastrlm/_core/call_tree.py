@@ -210,14 +210,16 @@ class CallTree:
             f"window of {window:,} characters; {what}"
         ))
 
-    def admit(self, lm: LM, prompt: str) -> SubcallOutcome | None:
+    def admit(self, lm: LM, prompt: str, account: Account | None = None,
+              ) -> SubcallOutcome | None:
         """The refusal of an ``llm_query`` (plain or agent) before its first call: ``prompt``
-        over ``lm``'s sub-call window, or no sub-call slot left in the budget; None to go on."""
+        over ``lm``'s sub-call window, or no sub-call slot left in the budget (or in the grant
+        of ``account``); None to go on."""
         refusal = self.window_refusal(lm, len(prompt), "split it into smaller prompts")
         if refusal is not None:
             return refusal
         try:
-            self.ledger.check_subcall_slot()
+            self.ledger.check_subcall_slot(account.grant if account is not None else None)
         except BudgetExceededError as exc:
             return _refused(exc)
         return None
@@ -229,7 +231,7 @@ class CallTree:
         """One ``llm_query``: never raises; failures and refusals come back as error text.
         ``images`` go with the prompt as parts of its message. ``max_tokens``: its output cap
         (default ``Limits.sub_max_tokens``)."""
-        refusal = self.admit(lm, prompt)
+        refusal = self.admit(lm, prompt, account)
         if refusal is not None:
             return refusal
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]

@@ -224,25 +224,37 @@ class Combine:
     depth: int
     account: Account
 
+    def plan(self, request: CombineRequest, *, retries: int) -> Plan:
+        """What ``request`` will send and its bound (``retries``: per item, for answers that
+        must parse). Raises :class:`Refused` for an item or template the window cannot hold,
+        or a schema that cannot be checked. Pure."""
+        limits = self.tree.limits
+        window = subcall_window_chars(self.lm.model, limits.sub_max_tokens,
+                                      limits.subcall_window_chars)
+        price = self.tree.prices.price(self.lm.model)
+        attempts = 1 + limits.max_retries
+        max_tokens = self.max_tokens(request)
+        if request.kind == "reduce":
+            return reduce_plan(request.template, request.items, fanin=request.fanin,
+                               window=window, max_tokens=max_tokens, price=price,
+                               attempts=attempts)
+        parse, note = _parser(request)
+        return map_plan(request.template, request.items, note=note, window=window,
+                        max_tokens=max_tokens, price=price, attempts=attempts,
+                        retries=retries if parse is not None else 0)
+
+    def max_tokens(self, request: CombineRequest) -> int:
+        """Each call's output cap: the request's, within ``Limits.sub_max_tokens``."""
+        cap = self.tree.limits.sub_max_tokens
+        return min(request.max_tokens or cap, cap)
+
     async def run(self, request: CombineRequest, *, retries: int) -> object:
         """The result of ``request`` (JSON-able): its bound carved out of what is left first.
         Raises :class:`Refused` when it cannot be (nothing sent)."""
-        tree, lm = self.tree, self.lm
-        limits = tree.limits
-        max_tokens = min(request.max_tokens or limits.sub_max_tokens, limits.sub_max_tokens)
-        window = subcall_window_chars(lm.model, limits.sub_max_tokens,
-                                      limits.subcall_window_chars)
-        price = tree.prices.price(lm.model)
-        attempts = 1 + limits.max_retries
-        parse, note = _parser(request)
-        if request.kind == "reduce":
-            plan = reduce_plan(request.template, request.items, fanin=request.fanin,
-                               window=window, max_tokens=max_tokens, price=price,
-                               attempts=attempts)
-        else:
-            plan = map_plan(request.template, request.items, note=note, window=window,
-                            max_tokens=max_tokens, price=price, attempts=attempts,
-                            retries=retries if parse is not None else 0)
+        plan = self.plan(request, retries=retries)
+        parse, _note = _parser(request)
+        max_tokens = self.max_tokens(request)
+        tree = self.tree
         grant = self._carve(plan.bound, f"llm_{request.kind}")
         account = Account(parent=self.account, grant=grant)
         try:

@@ -245,9 +245,10 @@ class BudgetLedger:
         return None if deadline is None else deadline - time.monotonic()
 
     # ------------------------------------------------------------------ admission
-    def check_subcall_slot(self) -> None:
-        """Cheap pre-check before queueing: refuse at once when nothing more may be sent."""
-        self._check_hard(subcall=True)
+    def check_subcall_slot(self, grant: Grant | None = None) -> None:
+        """Cheap pre-check before queueing: refuse at once when nothing more may be sent (for
+        a call drawing on ``grant``)."""
+        self._check_hard(subcall=True, grant=grant)
 
     async def reserve(
         self,

@@ -46,8 +46,8 @@ Far faster than calling llm_query in a loop; use it for chunk-by-chunk work.
   - `rlm_query(prompt, context=None) -> str` and `rlm_query_batched(prompts, contexts=None)`: \
 {rlm_note}
   - `llm_map(template, items, schema=None)`, `llm_filter(question, items)`, \
-`llm_reduce(template, items, fanin=8)`: a sub-call per item (`{{item}}` / `{{items}}` marks \
-its place); their worst-case cost is checked first, raising `BudgetError` before any call.
+`llm_reduce(template, items, fanin=8)`: a sub-call per item at `{{item}}`; the cost is \
+checked first (`BudgetError` if it cannot fit).
 - Sizing sub-calls: the sub-model is capable, so give each call a big piece, up to about \
 {half:,} characters (half the window leaves room for your instructions and its answer). Prefer a \
 few large calls to thousands of tiny ones, filter with code first when only some parts matter, \
