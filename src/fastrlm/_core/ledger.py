@@ -173,9 +173,10 @@ class Reservation:
 class _Short(Exception):
     """The worst case does not fit the room left (internal: wait, shrink or refuse)."""
 
-    def __init__(self, reason: StopReason, message: str) -> None:
+    def __init__(self, reason: StopReason, message: str, *, tree_limit: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
+        self.tree_limit = tree_limit  # False: a grant's own limit, not the tree's
 
 
 @dataclass(slots=True)
@@ -278,7 +279,7 @@ class BudgetLedger:
                 break
             except _Short as short:
                 if self._in_flight == 0:
-                    self._refuse(short.reason, str(short), subcall)
+                    self._refuse(short.reason, str(short), subcall, tree_limit=short.tree_limit)
                 await self._wait_for_settle()
         reservation = Reservation(subcall, input_tokens, tokens, usd, model, price, account)
         self._count_subcall(subcall, account)
@@ -300,7 +301,7 @@ class BudgetLedger:
                 break
             except _Short as short:
                 if self._in_flight == 0:
-                    self._refuse(short.reason, str(short), False)
+                    self._refuse(short.reason, str(short), False, tree_limit=short.tree_limit)
                 await self._wait_for_settle()
         reservation.attempts += 1
         self._hold(reservation)
@@ -318,15 +319,16 @@ class BudgetLedger:
             self._refuse(StopReason.TIMEOUT, f"time limit reached ({b.max_seconds} s)", subcall)
         if _grant_expired(grant):
             self._refuse(StopReason.TIMEOUT, "the time granted to this part of the run is up",
-                         subcall)
+                         subcall, tree_limit=False)
         if subcall and _short_of(self.room("subcalls", grant), 1):
             self._refuse(StopReason.BUDGET_SUBCALLS,
                          f"sub-call limit reached ({self._limit_text('subcalls', grant)} "
-                         "sub-calls)", subcall)
+                         "sub-calls)", subcall, tree_limit=_level(grant, "subcalls") is None)
         if _short_of(self.room("requests", grant), 1):
             self._refuse(StopReason.BUDGET_REQUESTS,
                          f"request limit reached ({self._limit_text('requests', grant)} "
-                         "requests, retries included)", subcall)
+                         "requests, retries included)", subcall,
+                         tree_limit=_level(grant, "requests") is None)
 
     def _fit(self, input_tokens: int, max_tokens: int, price: Price | None, *,
              shrink: bool, grant: Grant | None = None) -> tuple[int, float]:
@@ -337,7 +339,8 @@ class BudgetLedger:
             raise _Short(StopReason.BUDGET_TOKENS,
                          f"input-token limit: this call may need {input_tokens} tokens, "
                          f"{max(int(room), 0)} left of "
-                         f"{self._limit_text('input_tokens', grant)}")
+                         f"{self._limit_text('input_tokens', grant)}",
+                         tree_limit=_level(grant, "input_tokens") is None)
         room = self.room("output_tokens", grant)
         if room is not None:
             limit = int(self._limit_of("output_tokens", grant))
@@ -345,7 +348,8 @@ class BudgetLedger:
             if max_tokens < min(MIN_OUTPUT_TOKENS, limit, wanted) or (
                     not shrink and max_tokens < wanted):
                 raise _Short(StopReason.BUDGET_TOKENS, "output-token limit reached "
-                             f"({self._limit_text('output_tokens', grant)} tokens)")
+                             f"({self._limit_text('output_tokens', grant)} tokens)",
+                             tree_limit=_level(grant, "output_tokens") is None)
         usd = 0.0
         room_usd = self.room("usd", grant)
         if room_usd is not None:
@@ -362,7 +366,7 @@ class BudgetLedger:
                 raise _Short(StopReason.BUDGET_USD,
                              f"USD limit: ${max(room_usd, 0):.4f} left of "
                              f"${self._limit_text('usd', grant)}, not enough for this call's "
-                             "worst case")
+                             "worst case", tree_limit=_level(grant, "usd") is None)
             usd = price.worst_case(input_tokens, max_tokens)
         return max_tokens, usd
 
@@ -492,9 +496,11 @@ class BudgetLedger:
                 grant.used[dimension] += amount
             grant = grant.parent
 
-    def _refuse(self, reason: StopReason, message: str, subcall: bool) -> None:
+    def _refuse(self, reason: StopReason, message: str, subcall: bool, *,
+                tree_limit: bool = True) -> None:
+        """Raise the refusal; a limit of the tree's own (not a grant's) is ``limited_by``."""
         self.subcalls_refused += int(subcall)
-        if self.limited_by is None:
+        if self.limited_by is None and tree_limit:
             self.limited_by = reason
         raise BudgetExceededError(reason, message)
 
@@ -578,7 +584,8 @@ class BudgetLedger:
         if subcall and _short_of(self.room("subcalls", account.grant), 1):
             self._refuse(StopReason.BUDGET_SUBCALLS,
                          f"sub-call limit reached ({self._limit_text('subcalls', account.grant)}"
-                         " sub-calls)", subcall)
+                         " sub-calls)", subcall,
+                         tree_limit=_level(account.grant, "subcalls") is None)
         self._count_subcall(subcall, account)
         self.usage.record(model, usage, 0.0, 0.0, True)
         return Booking(usage.input_tokens, usage.output_tokens, 0.0, 0)
@@ -709,8 +716,12 @@ class BudgetLedger:
         limits["seconds"] = limit_s
         return left, limits
 
-    def remaining(self) -> dict[str, float | int]:
-        """What is left of each configured limit, for the model's prompt."""
+    def remaining(self, grant: Grant | None = None) -> dict[str, float | int]:
+        """What is left of each configured limit, for the model's prompt (of a run drawing on
+        ``grant``: as :meth:`view` says)."""
+        if grant is not None:
+            return {name: value for name, value in self.view(grant)[0].items()
+                    if value is not None}
         b = self.budget
         out: dict[str, float | int] = {}
         if b.max_usd is not None:

@@ -19,7 +19,7 @@ from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
 from ..lm import LM, ChatMessage, LMResponse
 from ..sandbox import Sandbox, SandboxLimits
-from .bridge import SubcallBridge
+from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
@@ -316,7 +316,8 @@ class Run:
                 note = cfg.prompts.budget_spent.format(resource=resource)
                 return await self._last_turn(messages, feedback + "\n\n" + note, refused,
                                              iteration)
-            budget = describe_budget(ledger.remaining(), max_iter - iteration)
+            budget = describe_budget(ledger.remaining(self.account.grant),
+                                     max_iter - iteration)
             shown = cfg.prompts.iteration_user.format(
                 outputs=feedback, notes="", budget=f"Budget {budget}\n",
                 iteration=iteration, max_iterations=max_iter,
@@ -430,7 +431,8 @@ class Run:
     # ------------------------------------------------------------------ prompts
     def _system_prompt(self) -> str:
         cfg = self.config
-        budget = describe_budget(self.tree.ledger.remaining(), cfg.budget.max_iterations)
+        budget = describe_budget(self.tree.ledger.remaining(self.account.grant),
+                                 cfg.budget.max_iterations)
         return cfg.prompts.render_system(
             output_chars=cfg.limits.output_chars,
             window_chars=subcall_window_chars(
@@ -444,18 +446,37 @@ class Run:
         )
 
     # ------------------------------------------------------------------ children
-    async def _child(self, prompt: str, context: object, lm: LM, depth: int) -> Outcome:
-        """A child RLM for ``rlm_query`` (the bridge's ``spawn``), run to its outcome."""
+    async def _child(self, prompt: str, context: object, lm: LM, depth: int,
+                     granted: ChildGrant | None = None) -> Outcome:
+        """A child RLM for ``rlm_query`` (the bridge's ``spawn``), run to its outcome; with
+        ``granted``, it and everything below it draw on that grant, take at most its turns
+        and depth, and stop when its time is up."""
+        config, grant = self.config, None
+        if granted is not None:
+            grant = granted.grant
+            budget = config.budget
+            config = replace(config, budget=replace(
+                budget,
+                max_iterations=min(budget.max_iterations,
+                                   granted.max_iterations or budget.max_iterations),
+                max_depth=min(budget.max_depth, depth + (granted.max_depth or budget.max_depth)),
+            ))
         async with self.tree.child_limiter(depth):
             child = Run(
-                config=self.config, tree=self.tree, question=prompt, context=context,
-                depth=depth, parent_run_id=self.run_id, account=Account(parent=self.account),
-                root_lm=lm,
+                config=config, tree=self.tree, question=prompt, context=context,
+                depth=depth, parent_run_id=self.run_id,
+                account=Account(parent=self.account, grant=grant), root_lm=lm,
             )
             self.tree.emit(evt.ChildRunStarted(run_id=self.run_id, depth=self.depth,
                                            child_run_id=child.run_id,
                                            prompt_preview=preview(prompt), model=lm.model))
-            outcome = await child.execute()
+            left = None if grant is None or grant.deadline is None else (
+                grant.deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(left):
+                    outcome = await child.execute()
+            except TimeoutError:
+                outcome = child.stopped(StopReason.TIMEOUT, "the time granted to it is up")
             self.tree.emit(evt.ChildRunFinished(run_id=self.run_id, depth=self.depth,
                                             child_run_id=child.run_id,
                                             stop_reason=outcome.stop_reason.value,

@@ -186,7 +186,7 @@ class ReplRuntime:
                 raise TypeError(f"{name}(): {exc}") from None
             contexts = given.get("contexts", given.get("context"))
             answers = runtime._ask(name, given[first], contexts, given.get("model"),
-                                   given.get("images"))
+                                   given.get("images"), given.get("budget"))
             return answers if batched else answers[0]
 
         host_function.__name__ = host_function.__qualname__ = name
@@ -196,11 +196,12 @@ class ReplRuntime:
         return types.MethodType(host_function, self)
 
     def _ask(
-        self, name: str, prompts: object, contexts: object, model: object, images: object = None
+        self, name: str, prompts: object, contexts: object, model: object, images: object = None,
+        budget: object = None,
     ) -> list[str]:
         """One host call; the host answers each prompt with exactly one str (see
         ``_hostops.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
-        request = model_request(name, prompts, contexts, model, images)
+        request = model_request(name, prompts, contexts, model, images, budget)
         if not request.prompts:
             return []
         answers: list[str] = self._host_call(request.op, request.payload())
