@@ -388,6 +388,22 @@ def describe_budget(remaining: dict[str, float | int], iterations_left: int) -> 
     return "left: " + ", ".join(parts) + "."
 
 
+#: RLM(candidates=k): what candidate i > 0 is told after the question, in turn.
+CANDIDATE_HINTS = (
+    "(Take a different approach from the most obvious one.)",
+    "(Check your answer by a second, independent method before you give it.)",
+    "(Work from the details of the context up, not from a guess down.)",
+)
+#: RLM(candidates=k, select="judge"): the one sub-call that picks an answer.
+JUDGE_PROMPT = """\
+Several attempts answered the question below. Pick the best-supported answer.
+
+Question: {question}
+
+{answers}
+
+Reply with only the number (1 to {count}) of the best answer."""
+
 #: What the root is shown of a question too long to show whole (``drop_in_question``).
 QUESTION_HEAD_CHARS = 300
 QUESTION_TAIL_CHARS = 1_000

@@ -59,6 +59,7 @@ class Run:
     account: Account = field(default_factory=Account)
     root_lm: LM | None = None
     continuation: Continuation = field(default_factory=OneOff)
+    candidate: int | None = None  # RLM(candidates=k): which candidate this run is
     iterations: int = 0
     _question: ChatMessage | None = None  # this question's own message
     _bridge: SubcallBridge = field(init=False)
@@ -216,6 +217,7 @@ class Run:
                 budget=cfg.budget.to_dict(),
                 session_id=self.continuation.session_id,
                 session_question=self.continuation.question_number,
+                candidate=self.candidate,
             )
         )
         early, self._early = self._early, []
