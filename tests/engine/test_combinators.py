@@ -328,3 +328,19 @@ def test_the_ledger_never_passes_a_limit_whatever_the_combinators_ask(
     assert ledger.usd <= max_usd + 1e-9
     assert ledger.subcalls <= max_subcalls
     assert ledger.overrun is None
+
+
+async def test_budget_and_the_combinators_work_over_the_worker_sandbox() -> None:
+    """The worker's frame check reads the same table: a budget() frame carries the frame's
+    own keys and nothing else, a combinator frame its request."""
+    events: list[Event] = []
+    rlm, _ = make_rlm(
+        [repl("b = budget()\nr = llm_map('Echo {item}', ['a', 'b'])\n"
+              "try:\n    llm_map('{item}', ['x'] * 50)\nexcept BudgetError as e:\n"
+              "    print(e.kind)\nFINAL(f\"{b['subcalls']} {r}\")")],
+        events=events, sandbox="process", budget=Budget(max_subcalls=10),
+    )
+    out = await rlm.acompletion("q", context="c")
+    assert not any(e.restarted for e in events if isinstance(e, CodeExecuted))
+    assert out.answer == "10 ['ok:Echo a', 'ok:Echo b']"
+    assert "budget_subcalls" in outputs(events)

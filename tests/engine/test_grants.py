@@ -204,3 +204,14 @@ def _usage() -> object:
     from fastrlm._foundation.usage import TokenUsage
 
     return TokenUsage(1, 1)
+
+
+async def test_a_grant_crosses_the_worker_sandbox_checked() -> None:
+    events: list[Event] = []
+    root = _root("print(rlm_query('CHILD', budget={'max_subcalls': 2}))\nFINAL('x')",
+                 "FINAL(str(budget()['limits']['subcalls']))")
+    rlm, _ = make_rlm(root, events=events, sandbox="process",
+                      budget=Budget(max_depth=2, max_subcalls=10))
+    await rlm.acompletion("q", context="c")
+    assert not any(e.restarted for e in events if isinstance(e, CodeExecuted))
+    assert _outputs(events).strip() == "2"

@@ -112,6 +112,19 @@ def call_bound(prompt_bytes: int, max_tokens: int, price: Price | None,
     return CostBound(1, attempts, attempts * tokens, max_tokens, usd)
 
 
+def calls_bound(sizes: list[int], max_tokens: int, price: Price | None,
+                attempts: int) -> CostBound:
+    """:func:`call_bound` summed over one call per prompt size in ``sizes``, in one pass (the
+    bound is linear in the sizes)."""
+    count = len(sizes)
+    tokens = sum(sizes) + MESSAGE_OVERHEAD_TOKENS * count
+    usd = 0.0
+    if price is not None:
+        usd = (price.worst_case(tokens, max_tokens * count)
+               + (attempts - 1) * price.worst_case(tokens, 0))
+    return CostBound(count, attempts * count, attempts * tokens, max_tokens * count, usd)
+
+
 def fill(template: str, text: str, mark: str) -> str:
     """``template`` with ``text`` at its first ``mark``, or after it when it has none."""
     if mark in template:
@@ -152,13 +165,11 @@ def map_plan(template: str, items: list[str], *, note: str, window: int, max_tok
                 f"{limit:,} characters a prompt may have (the sub-model's window"
                 f"{', less room for a retry' if retries else ''}); nothing was sent. Split "
                 "long items first (or use llm_reduce, which splits them by itself)"))
-    bound = CostBound()
-    for prompt in prompts:
-        size = utf8_bytes(prompt)
-        bound += call_bound(size, max_tokens, price, attempts)
-        if retries:
-            bound += call_bound(size + RETRY_EXTRA_BYTES, max_tokens, price,
-                                attempts).times(retries)
+    sizes = [utf8_bytes(prompt) for prompt in prompts]
+    bound = calls_bound(sizes, max_tokens, price, attempts)
+    if retries:
+        bound += calls_bound([size + RETRY_EXTRA_BYTES for size in sizes], max_tokens, price,
+                             attempts).times(retries)
     return Plan(prompts, bound, retries)
 
 
@@ -187,9 +198,8 @@ def reduce_plan(template: str, items: list[str], *, fanin: int, window: int, max
             groups.append([piece])
             size = len(piece)
     prompts = [fill(template, SEPARATOR.join(group), ITEMS_MARK) for group in groups]
-    bound = CostBound()
-    for prompt in prompts:
-        bound += call_bound(utf8_bytes(prompt), max_tokens, price, attempts)
+    bound = calls_bound([utf8_bytes(prompt) for prompt in prompts], max_tokens, price,
+                        attempts)
     carry = CARRY_BYTES_PER_TOKEN * max_tokens
     later = min(fanin, (room + len(SEPARATOR)) // (carry + len(SEPARATOR)))
     calls = len(prompts)

@@ -76,9 +76,14 @@ class CombineRequest:
                 "fanin": self.fanin}
 
 
+#: The keys a worker frame adds to every host call's payload.
+_FRAME_KEYS = frozenset({"op", "id", "nonce"})
+
+
 def wire_budget_request(payload: Mapping[str, object]) -> BudgetRequest:
-    """Check a ``budget`` request: an empty dict. Raises ``TypeError`` for anything else."""
-    if not isinstance(payload, Mapping) or payload:
+    """Check a ``budget`` request: it carries nothing (a worker frame's own ``op``, ``id`` and
+    ``nonce`` apart). Raises ``TypeError`` for anything else."""
+    if not isinstance(payload, Mapping) or not set(payload) <= _FRAME_KEYS:
         raise TypeError("budget: the request carries nothing (an empty dict)")
     return BudgetRequest()
 
