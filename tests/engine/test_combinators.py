@@ -16,8 +16,10 @@ from fastrlm import Budget, Limits, PriceTable, ProviderError, StopReason
 from fastrlm._core.call_tree import CallTree
 from fastrlm._core.combinators import (
     RETRY_EXTRA_BYTES,
+    SEPARATOR,
     Combine,
     Refused,
+    reduce_plan,
     retry_prompt,
     utf8_bytes,
 )
@@ -344,3 +346,24 @@ async def test_budget_and_the_combinators_work_over_the_worker_sandbox() -> None
     assert not any(e.restarted for e in events if isinstance(e, CodeExecuted))
     assert out.answer == "10 ['ok:Echo a', 'ok:Echo b']"
     assert "budget_subcalls" in outputs(events)
+
+
+def test_reduce_refuses_items_that_would_split_into_too_many_pieces() -> None:
+    template = "t" * 997  # with the two newlines before the item: one character of room
+    with pytest.raises(Refused, match="200,000 pieces") as refused:
+        reduce_plan(template, ["y" * 200_000], fanin=4, window=1_000, max_tokens=1,
+                    price=None, attempts=1)
+    assert refused.value.kind == "prompt_too_long"
+
+
+def test_reduce_says_to_shorten_a_template_that_leaves_no_room_for_two_answers() -> None:
+    with pytest.raises(Refused, match="Use a shorter template"):
+        reduce_plan("t" * 990, ["y" * 100] * 3, fanin=4, window=1_000, max_tokens=1,
+                    price=None, attempts=1)
+
+
+def test_reduce_puts_its_pieces_at_items_or_item() -> None:
+    for template in ("Merge {items} now", "Merge {item} now"):
+        plan = reduce_plan(template, ["a", "b"], fanin=4, window=1_000, max_tokens=10,
+                           price=None, attempts=1)
+        assert plan.prompts == [f"Merge a{SEPARATOR}b now"]

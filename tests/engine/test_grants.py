@@ -215,3 +215,16 @@ async def test_a_grant_crosses_the_worker_sandbox_checked() -> None:
     await rlm.acompletion("q", context="c")
     assert not any(e.restarted for e in events if isinstance(e, CodeExecuted))
     assert _outputs(events).strip() == "2"
+
+
+async def test_a_child_whose_granted_time_is_up_stops_with_timeout_and_the_parent_goes_on(
+) -> None:
+    events: list[Event] = []
+    root = _root("print(rlm_query('CHILD', budget={'max_seconds': 1e-9}))\nFINAL('parent')",
+                 "FINAL('child ran')")
+    rlm, _ = make_rlm(root, events=events, budget=Budget(max_depth=2))
+    out = await rlm.acompletion("q", context="c")
+    child = [e for e in events if isinstance(e, RunFinished) and e.depth == 1]
+    assert [e.stop_reason for e in child] == ["timeout"]
+    assert "child_failed" in _outputs(events) and "child ran" not in _outputs(events)
+    assert out.answer == "parent" and out.limited_by is None

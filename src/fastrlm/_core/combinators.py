@@ -52,6 +52,8 @@ RETRY_ERROR_CHARS = 1_000
 #: An answer carried to ``llm_reduce``'s next level is cut to this many bytes per output token
 #: it was allowed (answers are far shorter in practice: ~4 bytes per token).
 CARRY_BYTES_PER_TOKEN = 4
+#: The most pieces one ``llm_reduce`` may split its items into (each a first-level part).
+MAX_REDUCE_PIECES = 100_000
 #: The most bytes a retry adds to its item's prompt (a character is at most 4 UTF-8 bytes).
 RETRY_EXTRA_BYTES = (len(RETRY_NOTE.format(errors="", reply="").encode())
                      + 4 * (RETRY_REPLY_CHARS + RETRY_ERROR_CHARS))
@@ -179,12 +181,19 @@ def reduce_plan(template: str, items: list[str], *, fanin: int, window: int, max
     the first level's prompts (at most ``fanin`` each, within ``window`` characters), and the
     later levels' count and worst-case size. Raises :class:`Refused` when the template leaves
     no room, or when the answers of one level could not be combined within the window. Pure."""
-    empty = fill(template, "", ITEMS_MARK)
+    mark = reduce_mark(template)
+    empty = fill(template, "", mark)
     room = window - len(empty)
     if room < 1:
         raise Refused("prompt_too_long", (
             f"the template alone has {len(empty):,} characters, the sub-model's window "
             f"{window:,}; nothing was sent. Use a shorter template"))
+    count = sum(max(math.ceil(len(item) / room), 1) for item in items)
+    if count > MAX_REDUCE_PIECES:
+        raise Refused("prompt_too_long", (
+            f"the items make {count:,} pieces of at most {room:,} characters (the sub-model's "
+            f"window less the template), over the limit of {MAX_REDUCE_PIECES:,}; nothing was "
+            "sent. Narrow the items down with code first"))
     pieces: list[str] = []
     for item in items:
         pieces.extend(item[start:start + room] for start in range(0, max(len(item), 1), room))
@@ -197,23 +206,29 @@ def reduce_plan(template: str, items: list[str], *, fanin: int, window: int, max
         else:
             groups.append([piece])
             size = len(piece)
-    prompts = [fill(template, SEPARATOR.join(group), ITEMS_MARK) for group in groups]
+    prompts = [fill(template, SEPARATOR.join(group), mark) for group in groups]
     bound = calls_bound([utf8_bytes(prompt) for prompt in prompts], max_tokens, price,
                         attempts)
     carry = CARRY_BYTES_PER_TOKEN * max_tokens
     later = min(fanin, (room + len(SEPARATOR)) // (carry + len(SEPARATOR)))
     calls = len(prompts)
     if calls > 1 and later < 2:
-        most = max((room - len(SEPARATOR)) // 2 // CARRY_BYTES_PER_TOKEN, 1)
+        most = (room - len(SEPARATOR)) // 2 // CARRY_BYTES_PER_TOKEN
+        fix = f"Pass max_tokens={most:,} or less" if most >= 1 else "Use a shorter template"
         raise Refused("prompt_too_long", (
             f"two answers of up to {max_tokens:,} tokens ({carry:,} bytes each, as carried) "
             f"do not fit the sub-model's window of {window:,} characters with this template; "
-            f"nothing was sent. Pass max_tokens={most:,} or less"))
+            f"nothing was sent. {fix}"))
     later_bytes = utf8_bytes(empty) + later * carry + (later - 1) * utf8_bytes(SEPARATOR)
     while calls > 1:
         calls = math.ceil(calls / later)
         bound += call_bound(later_bytes, max_tokens, price, attempts).times(calls)
     return Plan(prompts, bound, 0, later, carry)
+
+
+def reduce_mark(template: str) -> str:
+    """Where ``llm_reduce`` puts its pieces: ``{items}``, else ``{item}`` (else after it)."""
+    return ITEMS_MARK if ITEMS_MARK in template else ITEM_MARK
 
 
 def carried(text: str, limit: int) -> str:
@@ -330,11 +345,12 @@ class Combine:
             return str(text)
 
         answers = list(await asyncio.gather(*(one(prompt) for prompt in plan.prompts)))
+        mark = reduce_mark(template)
         while len(answers) > 1:
             groups = [answers[i:i + plan.fanin] for i in range(0, len(answers), plan.fanin)]
             answers = list(await asyncio.gather(*(
                 one(fill(template, SEPARATOR.join(carried(a, plan.carry_bytes) for a in group),
-                         ITEMS_MARK))
+                         mark))
                 for group in groups)))
         return answers[0]
 

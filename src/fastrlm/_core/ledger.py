@@ -317,7 +317,7 @@ class BudgetLedger:
         left = self.seconds_left()
         if left is not None and left <= 0:
             self._refuse(StopReason.TIMEOUT, f"time limit reached ({b.max_seconds} s)", subcall)
-        if _grant_expired(grant):
+        if grant_expired(grant):
             self._refuse(StopReason.TIMEOUT, "the time granted to this part of the run is up",
                          subcall, tree_limit=False)
         if subcall and _short_of(self.room("subcalls", grant), 1):
@@ -757,7 +757,8 @@ def _short_of(room: float | None, amount: float) -> bool:
     return room is not None and room < amount
 
 
-def _grant_expired(grant: Grant | None) -> bool:
+def grant_expired(grant: Grant | None) -> bool:
+    """Whether the time of ``grant`` or of a grant above it is up."""
     now = time.monotonic()
     while grant is not None:
         if grant.deadline is not None and now >= grant.deadline:

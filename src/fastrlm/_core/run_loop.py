@@ -24,7 +24,7 @@ from .call_tree import CallTree
 from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
 from .history import Pending, add_feedback
-from .ledger import Account, Booking, Reservation
+from .ledger import Account, Booking, Reservation, grant_expired
 from .parsing import compact_history, extract_code_blocks, looks_like_plan, without_final_calls
 from .prompts import describe_budget, question_home, shown_question
 from .reply import ReplyRunner
@@ -101,7 +101,7 @@ class Run:
             left = ledger.seconds_left()
             if ledger.overrun is not None:  # the engine stops the tree at an overrun
                 reason = ledger.overrun
-            elif left is not None and left <= 0:
+            elif (left is not None and left <= 0) or grant_expired(self.account.grant):
                 reason = StopReason.TIMEOUT
             else:
                 reason = StopReason.CANCELLED
