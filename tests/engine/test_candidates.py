@@ -138,3 +138,19 @@ def test_the_trace_holds_every_candidate_under_the_search(tmp_path: Path) -> Non
     finished = [r for r in records if r["type"] == "run.finished"]
     assert len(finished) == 4  # each candidate's, then the search's
     assert records[-1]["type"] == "run.finished" and records[-1]["answer"] == "x"
+
+
+def test_the_viewer_shows_the_candidates_side_by_side(tmp_path: Path) -> None:
+    from fastrlm.trace import read_trace
+    from fastrlm.trace._html import render_html
+
+    rlm, _ = make_rlm(_root(["first answer", "second answer", "first answer"]), candidates=3,
+                      trace=str(tmp_path))
+    out = rlm.completion("q", context="c")
+    page = render_html(read_trace(Path(str(out.trace_path))))
+    table = page.split("<h2>Candidates</h2>", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 4  # the head and one row per candidate
+    assert table.count("second answer") == 1 and table.count("first answer") == 2
+    assert table.count("✓") == 2  # the chosen answer, as the two who gave it
+    for candidate in out.candidates:  # each candidate's own run is drawn below
+        assert f'id="run-{candidate.run_id}"' in page
