@@ -367,3 +367,21 @@ def test_reduce_puts_its_pieces_at_items_or_item() -> None:
         plan = reduce_plan(template, ["a", "b"], fanin=4, window=1_000, max_tokens=10,
                            price=None, attempts=1)
         assert plan.prompts == [f"Merge a{SEPARATOR}b now"]
+
+
+async def test_requests_are_bounded_only_under_a_cap_someone_set() -> None:
+    """The default request cap assumes 3 requests a sub-call; the bound counts every retry
+    (1 + max_retries), so it is checked against max_requests only when that is set."""
+    events: list[Event] = []
+    code = ("try:\n    print(len(llm_map('{item}', ['x'] * 50)))\n"
+            "except BudgetError as e:\n    print(e.kind)\nFINAL('x')")
+    rlm, _ = make_rlm([repl(code)], events=events, budget=Budget(max_subcalls=100),
+                      limits=Limits(max_retries=5))
+    await rlm.acompletion("q", context="c")
+    assert outputs(events).strip() == "50"
+    events.clear()
+    rlm, _ = make_rlm([repl(code)], events=events,
+                      budget=Budget(max_subcalls=100, max_requests=200),
+                      limits=Limits(max_retries=5))
+    await rlm.acompletion("q", context="c")
+    assert outputs(events).strip() == "budget_requests"  # 50 x 6 requests > 199 left

@@ -29,7 +29,7 @@ from .._foundation.windows import subcall_window_chars
 from ..lm import LM
 from ..sandbox import CombineRequest
 from .call_tree import CallTree
-from .ledger import MESSAGE_OVERHEAD_TOKENS, Account, Grant
+from .ledger import MESSAGE_OVERHEAD_TOKENS, Account, Grant, limiting_grant
 from .output import OutputInvalid, output_spec
 
 #: Where an item goes in a template (``{items}`` for ``llm_reduce``'s joined pieces).
@@ -299,10 +299,12 @@ class Combine:
     def _carve(self, bound: CostBound, name: str) -> Grant:
         ledger = self.tree.ledger
         parent = self.account.grant
+        # requests only under a cap someone set: the default cap assumes 3 requests a call,
+        # the bound 1 + max_retries, which would refuse most combinators that fit
         limits = {dimension: amount for dimension, amount in bound.limits().items()
                   if ledger.room(dimension, parent) is not None
                   and (dimension != "requests" or ledger.budget.max_requests is not None
-                       or parent is not None)}
+                       or limiting_grant(parent, "requests") is not None)}
         try:
             return ledger.carve(limits, parent=parent)
         except BudgetExceededError as exc:

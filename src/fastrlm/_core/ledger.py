@@ -753,6 +753,12 @@ def _level(grant: Grant | None, dimension: str) -> Grant | None:
     return grant
 
 
+def limiting_grant(grant: Grant | None, dimension: str) -> Grant | None:
+    """The grant whose limit on ``dimension`` binds a call drawing on ``grant`` (None: the
+    tree's budget)."""
+    return _level(grant, dimension)
+
+
 def _short_of(room: float | None, amount: float) -> bool:
     return room is not None and room < amount
 
