@@ -154,3 +154,11 @@ def test_the_viewer_shows_the_candidates_side_by_side(tmp_path: Path) -> None:
     assert table.count("✓") == 2  # the chosen answer, as the two who gave it
     for candidate in out.candidates:  # each candidate's own run is drawn below
         assert f'id="run-{candidate.run_id}"' in page
+
+
+async def test_the_candidates_read_one_copy_of_the_context() -> None:
+    context = "a long document " * 1000
+    root = ScriptedLM(lambda m: repl("FINAL(str(id(context)))"), model="scripted/root")
+    rlm, _ = make_rlm(root, candidates=4)
+    out = await rlm.acompletion("q", context=context)
+    assert {c.answer for c in out.candidates} == {str(id(context))}
