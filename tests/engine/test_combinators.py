@@ -385,3 +385,23 @@ async def test_requests_are_bounded_only_under_a_cap_someone_set() -> None:
                       limits=Limits(max_retries=5))
     await rlm.acompletion("q", context="c")
     assert outputs(events).strip() == "budget_requests"  # 50 x 6 requests > 199 left
+
+
+async def test_a_combinator_refuses_what_it_cannot_run_with_a_kind_to_branch_on() -> None:
+    events: list[Event] = []
+    code = ("for call in (lambda: llm_map('{item}', ['a'], model='nope'),\n"
+            "             lambda: llm_map('{item}', ['a'], schema={'type': 'wat'}),\n"
+            "             lambda: llm_reduce('{items}', ['a', 'b'], fanin=1)):\n"
+            "    try:\n        call()\n"
+            "    except BudgetError as e:\n        print(e.kind, '|', e)\n"
+            "    except ValueError as e:\n        print('ValueError |', e)\n"
+            "print(llm_map('{item}', []), repr(llm_reduce('{items}', [])))\nFINAL('x')")
+    sub = echo_sub()
+    rlm, _ = make_rlm([repl(code)], sub=sub, events=events)
+    await rlm.acompletion("q", context="c")
+    lines = outputs(events).strip().splitlines()
+    assert lines[0].startswith("unknown_model | llm_map: no model named 'nope'")
+    assert lines[1].startswith("bad_arguments | llm_map: schema:")
+    assert lines[2].startswith("ValueError | llm_reduce: fanin must be a whole number from 2")
+    assert lines[3] == "[] ''"
+    assert sub.calls == []

@@ -253,7 +253,9 @@ class SubcallBridge(ThreeMethodFace):
             return combine_refusal("subcalls_disabled", "sub-calls are disabled in this run")
         lm = self.pick_lm(request.model, self.config.sub_lm)
         if isinstance(lm, str):
-            return combine_refusal("unknown_model", lm)
+            known = ", ".join(sorted(self.config.named_lms)) or "(none)"
+            return combine_refusal("unknown_model", f"no model named {request.model!r}; "
+                                   f"configured models: {known}")
         combine = Combine(self.tree, lm, self.run_id, self.depth, self.account)
         try:
             value = await combine.run(request,
