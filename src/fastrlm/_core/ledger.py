@@ -421,14 +421,21 @@ class BudgetLedger:
         if level is not None:
             return (level.limits[dimension] - level.used[dimension] - level.held[dimension]
                     - level.carved[dimension])
-        limit = self._limit_of(dimension, None)
-        if limit == math.inf:
+        b = self.budget
+        limit: float | None
+        if dimension == "usd":
+            limit, used = b.max_usd, self.usd + self._held_usd
+        elif dimension == "subcalls":
+            limit, used = b.max_subcalls, self.subcalls
+        elif dimension == "requests":
+            limit, used = b.request_cap, self.requests
+        elif dimension == "input_tokens":
+            limit, used = b.max_input_tokens, self.input_tokens + self._held_input
+        else:
+            limit, used = b.max_output_tokens, self.output_tokens + self._held_output
+        if limit is None:
             return None
-        held = {"usd": self._held_usd, "input_tokens": self._held_input,
-                "output_tokens": self._held_output}.get(dimension, 0)
-        used = {"usd": self.usd, "subcalls": self.subcalls, "requests": self.requests,
-                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
-        return limit - used[dimension] - held - self._carved[dimension]
+        return limit - used - self._carved[dimension]
 
     def _limit_of(self, dimension: str, grant: Grant | None) -> float:
         """The limit :meth:`room` measures against (``inf``: none)."""
