@@ -12,8 +12,12 @@ could free room. Every HTTP attempt is booked: a reply at the usage the provider
 attempt at a conservative estimate; a provider's retry loop asks the ledger (through
 :data:`current_gate`) before each retry. See docs/architecture.md, "The ledger".
 
-Why over 500 lines: reservation, waiting, booking and the overrun stop are one invariant (what is
-reserved is what may be spent); split, each half would need the other's locks and counts.
+A :class:`Grant` (:meth:`BudgetLedger.carve` / :meth:`~BudgetLedger.close`) is a share of the
+budget carved out for one part of the tree (a child RLM given ``budget={...}``, one combinator
+call): held where it was carved from while open, checked for every call drawing on it.
+
+Why over 500 lines: reservation, waiting, booking, grants and the overrun stop are one invariant
+(what is reserved is what may be spent); split, each half would need the other's counts.
 """
 
 from __future__ import annotations
