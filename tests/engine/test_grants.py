@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from fastrlm import Budget, BudgetExceededError, Limits, PriceTable, StopReason
 from fastrlm._core.call_tree import CallTree
-from fastrlm._core.ledger import Account, BudgetLedger, Grant
+from fastrlm._core.grants import Grant
+from fastrlm._core.ledger import Account, BudgetLedger
 from fastrlm.events import (
     ChildRunStarted,
     CodeExecuted,

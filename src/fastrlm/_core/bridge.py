@@ -35,7 +35,8 @@ from ..sandbox import (
 from .call_tree import CallTree, SubcallOutcome
 from .combinators import Combine, Refused
 from .feedback import with_context
-from .ledger import Account, Grant
+from .grants import Grant
+from .ledger import Account
 from .run_values import Outcome, RunConfig
 from .sub_agent import agent_subcall
 from .tools import run_tool

@@ -29,7 +29,8 @@ from .._foundation.windows import subcall_window_chars
 from ..lm import LM
 from ..sandbox import CombineRequest
 from .call_tree import CallTree
-from .ledger import MESSAGE_OVERHEAD_TOKENS, Account, Grant, limiting_grant
+from .grants import Grant, limiting_grant
+from .ledger import MESSAGE_OVERHEAD_TOKENS, Account
 from .output import OutputInvalid, output_spec
 
 #: Where an item goes in a template (``{items}`` for ``llm_reduce``'s joined pieces).

@@ -36,6 +36,14 @@ from .._foundation.gate import current_gate as current_gate  # the engine sets i
 from .._foundation.pricing import Price, call_cost
 from .._foundation.stop import StopReason
 from .._foundation.usage import TokenUsage, UsageSummary
+from .grants import (
+    DIMENSION_REASONS,
+    GRANT_DIMENSIONS,
+    Grant,
+    grant_expired,
+    limiting_grant,
+    short_of,
+)
 
 if TYPE_CHECKING:
     from ..lm import LMResponse
@@ -59,39 +67,6 @@ def input_token_bound(messages_chars: int, messages_bytes: int, n_messages: int)
     """An upper bound on input tokens: byte-level BPE never makes more tokens than bytes."""
     del messages_chars
     return messages_bytes + MESSAGE_OVERHEAD_TOKENS * n_messages
-
-
-#: What a :class:`Grant` may limit: the ledger's counters by name.
-GRANT_DIMENSIONS = ("usd", "subcalls", "requests", "input_tokens", "output_tokens")
-
-
-@dataclass(slots=True, eq=False)
-class Grant:
-    """A share of the budget carved out for one part of the tree (a child RLM given
-    ``budget={...}``, one combinator call): made by :meth:`BudgetLedger.carve`, given back by
-    :meth:`BudgetLedger.close`. Written by the ledger only.
-
-    ``limits``: dimension (:data:`GRANT_DIMENSIONS`) -> the most the part may use; a dimension
-    it does not limit draws on the enclosing grant (``parent``) or the tree's budget. While it
-    is open, what it has not used of a limit is held for it where it was carved from, so no
-    sibling can take it; what it does not use returns when it closes. ``used`` counts what the
-    part and everything under it used (settled spend, admitted sub-calls and requests);
-    ``held`` the worst cases of its calls in flight, ``carved`` what its own open grants hold.
-    ``deadline``: a ``time.monotonic()`` value past which nothing more is admitted for it."""
-
-    limits: dict[str, float]
-    parent: Grant | None = None
-    deadline: float | None = None
-    seconds: float | None = None
-    used: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
-    held: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
-    carved: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
-    open: bool = True
-
-    def unused(self, dimension: str) -> float:
-        """What is left of this grant's own limit on ``dimension`` (0 past it)."""
-        return max(self.limits[dimension] - self.used[dimension], 0)
 
 
 @dataclass(slots=True)
@@ -324,15 +299,16 @@ class BudgetLedger:
         if grant_expired(grant):
             self._refuse(StopReason.TIMEOUT, "the time granted to this part of the run is up",
                          subcall, tree_limit=False)
-        if subcall and _short_of(self.room("subcalls", grant), 1):
+        if subcall and short_of(self.room("subcalls", grant), 1):
             self._refuse(StopReason.BUDGET_SUBCALLS,
                          f"sub-call limit reached ({self._limit_text('subcalls', grant)} "
-                         "sub-calls)", subcall, tree_limit=_level(grant, "subcalls") is None)
-        if _short_of(self.room("requests", grant), 1):
+                         "sub-calls)", subcall,
+                         tree_limit=limiting_grant(grant, "subcalls") is None)
+        if short_of(self.room("requests", grant), 1):
             self._refuse(StopReason.BUDGET_REQUESTS,
                          f"request limit reached ({self._limit_text('requests', grant)} "
                          "requests, retries included)", subcall,
-                         tree_limit=_level(grant, "requests") is None)
+                         tree_limit=limiting_grant(grant, "requests") is None)
 
     def _fit(self, input_tokens: int, max_tokens: int, price: Price | None, *,
              shrink: bool, grant: Grant | None = None) -> tuple[int, float]:
@@ -344,7 +320,7 @@ class BudgetLedger:
                          f"input-token limit: this call may need {input_tokens} tokens, "
                          f"{max(int(room), 0)} left of "
                          f"{self._limit_text('input_tokens', grant)}",
-                         tree_limit=_level(grant, "input_tokens") is None)
+                         tree_limit=limiting_grant(grant, "input_tokens") is None)
         room = self.room("output_tokens", grant)
         if room is not None:
             limit = int(self._limit_of("output_tokens", grant))
@@ -353,7 +329,7 @@ class BudgetLedger:
                     not shrink and max_tokens < wanted):
                 raise _Short(StopReason.BUDGET_TOKENS, "output-token limit reached "
                              f"({self._limit_text('output_tokens', grant)} tokens)",
-                             tree_limit=_level(grant, "output_tokens") is None)
+                             tree_limit=limiting_grant(grant, "output_tokens") is None)
         usd = 0.0
         room_usd = self.room("usd", grant)
         if room_usd is not None:
@@ -370,7 +346,7 @@ class BudgetLedger:
                 raise _Short(StopReason.BUDGET_USD,
                              f"USD limit: ${max(room_usd, 0):.4f} left of "
                              f"${self._limit_text('usd', grant)}, not enough for this call's "
-                             "worst case", tree_limit=_level(grant, "usd") is None)
+                             "worst case", tree_limit=limiting_grant(grant, "usd") is None)
             usd = price.worst_case(input_tokens, max_tokens)
         return max_tokens, usd
 
@@ -399,7 +375,7 @@ class BudgetLedger:
         for dimension, amount in (("input_tokens", reservation.input_tokens),
                                   ("output_tokens", reservation.max_tokens),
                                   ("usd", reservation.usd)):
-            level = _level(grant, dimension)
+            level = limiting_grant(grant, dimension)
             if level is not None:
                 level.held[dimension] += sign * amount
             elif dimension == "usd":
@@ -421,7 +397,7 @@ class BudgetLedger:
         ``dimension`` (:data:`GRANT_DIMENSIONS`): the first limit up the grant's chain, less
         what is used, held by calls in flight and carved out for open grants; ``None`` when
         nothing limits it. May be negative after an overrun."""
-        level = _level(grant, dimension)
+        level = limiting_grant(grant, dimension)
         if level is not None:
             return (level.limits[dimension] - level.used[dimension] - level.held[dimension]
                     - level.carved[dimension])
@@ -443,7 +419,7 @@ class BudgetLedger:
 
     def _limit_of(self, dimension: str, grant: Grant | None) -> float:
         """The limit :meth:`room` measures against (``inf``: none)."""
-        level = _level(grant, dimension)
+        level = limiting_grant(grant, dimension)
         if level is not None:
             return level.limits[dimension]
         b = self.budget
@@ -455,7 +431,7 @@ class BudgetLedger:
     def _limit_text(self, dimension: str, grant: Grant | None) -> str:
         limit = self._limit_of(dimension, grant)
         shown = f"{limit}" if dimension == "usd" else f"{int(limit)}"
-        return shown if _level(grant, dimension) is None else f"{shown} granted"
+        return shown if limiting_grant(grant, dimension) is None else f"{shown} granted"
 
     def carve(self, limits: dict[str, float], *, parent: Grant | None = None,
               seconds: float | None = None) -> Grant:
@@ -470,7 +446,7 @@ class BudgetLedger:
                 left = f"{max(room, 0):.4f}" if dimension == "usd" else f"{max(int(room), 0):,}"
                 asked = f"{amount:.4f}" if dimension == "usd" else f"{int(amount):,}"
                 raise BudgetExceededError(
-                    _DIMENSION_REASONS[dimension],
+                    DIMENSION_REASONS[dimension],
                     f"{dimension}: {asked} asked, {left} left")
         deadline = None if seconds is None else time.monotonic() + seconds
         for above in (parent.deadline if parent is not None else None, self.deadline):
@@ -492,7 +468,7 @@ class BudgetLedger:
         self._signal()
 
     def _carve_add(self, start: Grant | None, dimension: str, amount: float) -> None:
-        level = _level(start, dimension)
+        level = limiting_grant(start, dimension)
         (self._carved if level is None else level.carved)[dimension] += amount
 
     def _use(self, dimension: str, grant: Grant | None, amount: float) -> None:
@@ -592,11 +568,11 @@ class BudgetLedger:
                        account: Account) -> Booking:
         """A cache hit: nothing sent or spent, but it counts as a sub-call made, so it is
         refused (:class:`BudgetExceededError`) past ``max_subcalls`` like a call that is sent."""
-        if subcall and _short_of(self.room("subcalls", account.grant), 1):
+        if subcall and short_of(self.room("subcalls", account.grant), 1):
             self._refuse(StopReason.BUDGET_SUBCALLS,
                          f"sub-call limit reached ({self._limit_text('subcalls', account.grant)}"
                          " sub-calls)", subcall,
-                         tree_limit=_level(account.grant, "subcalls") is None)
+                         tree_limit=limiting_grant(account.grant, "subcalls") is None)
         self._count_subcall(subcall, account)
         self.usage.record(model, usage, 0.0, 0.0, True)
         return Booking(usage.input_tokens, usage.output_tokens, 0.0, 0)
@@ -747,41 +723,6 @@ class BudgetLedger:
         if left is not None:
             out["seconds"] = max(math.floor(left), 0)
         return out
-
-
-_DIMENSION_REASONS = {
-    "usd": StopReason.BUDGET_USD, "subcalls": StopReason.BUDGET_SUBCALLS,
-    "requests": StopReason.BUDGET_REQUESTS, "input_tokens": StopReason.BUDGET_TOKENS,
-    "output_tokens": StopReason.BUDGET_TOKENS,
-}
-
-
-def _level(grant: Grant | None, dimension: str) -> Grant | None:
-    """The first grant up ``grant``'s chain that limits ``dimension`` (None: the tree's
-    budget)."""
-    while grant is not None and dimension not in grant.limits:
-        grant = grant.parent
-    return grant
-
-
-def limiting_grant(grant: Grant | None, dimension: str) -> Grant | None:
-    """The grant whose limit on ``dimension`` binds a call drawing on ``grant`` (None: the
-    tree's budget)."""
-    return _level(grant, dimension)
-
-
-def _short_of(room: float | None, amount: float) -> bool:
-    return room is not None and room < amount
-
-
-def grant_expired(grant: Grant | None) -> bool:
-    """Whether the time of ``grant`` or of a grant above it is up."""
-    now = time.monotonic()
-    while grant is not None:
-        if grant.deadline is not None and now >= grant.deadline:
-            return True
-        grant = grant.parent
-    return False
 
 
 class AttemptGate:

@@ -23,8 +23,9 @@ from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
+from .grants import grant_expired
 from .history import Pending, add_feedback
-from .ledger import Account, Booking, Reservation, grant_expired
+from .ledger import Account, Booking, Reservation
 from .parsing import compact_history, extract_code_blocks, looks_like_plan, without_final_calls
 from .prompts import describe_budget, question_home, shown_question
 from .reply import ReplyRunner
