@@ -26,7 +26,7 @@ from ._foundation.errors import (
 from ._foundation.events import Event
 from ._foundation.limits import Limits
 from ._foundation.pricing import Price, PriceTable
-from ._foundation.result import RLMResult
+from ._foundation.result import CandidateResult, RLMResult
 from ._foundation.stop import StopReason
 from ._foundation.usage import TokenUsage, Usage, UsageSummary
 from .jobs import Job, JobResult, batch
@@ -37,6 +37,7 @@ __all__ = [
     "AuthenticationError",
     "Budget",
     "BudgetExceededError",
+    "CandidateResult",
     "ConfigurationError",
     "ContextError",
     "Event",

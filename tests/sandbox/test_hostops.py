@@ -79,7 +79,7 @@ async def test_an_operation_the_bridge_does_not_answer_is_a_host_error_in_the_ce
 
 
 def test_the_worker_frame_check_reads_the_table_of_operations() -> None:
-    assert set(HOST_OPS) == {"llm_query", "rlm_query", "tool"}
+    assert set(HOST_OPS) == {"llm_query", "rlm_query", "tool", "budget", "llm_combine"}
     assert set(HOST_OPS) <= protocol.WORKER_OPS and set(HOST_OPS) <= protocol.NONCE_OPS
     for op in HOST_OPS:  # each op's own check refuses its garbage, in the frame check too
         with pytest.raises(protocol.FrameError, match=f"malformed '{op}' frame"):

@@ -67,11 +67,13 @@ class ResponseCache(Protocol):
 
 @dataclass(frozen=True)
 class SubcallOutcome:
-    """One prompt's answer (or its ``[error: ...]`` text) and the limit that refused it."""
+    """One prompt's answer (or its ``[error: ...]`` text) and the limit that refused it.
+    ``answered``: ``text`` is the model's (set by :meth:`CallTree.subcall`)."""
 
     text: str
     refused: StopReason | None = None
     refusal: str = ""
+    answered: bool = False
 
 
 def foreign_error(lm: LM, exc: Exception) -> ProviderError:
@@ -208,45 +210,48 @@ class CallTree:
             f"window of {window:,} characters; {what}"
         ))
 
-    def admit(self, lm: LM, prompt: str) -> SubcallOutcome | None:
+    def admit(self, lm: LM, prompt: str, account: Account | None = None,
+              ) -> SubcallOutcome | None:
         """The refusal of an ``llm_query`` (plain or agent) before its first call: ``prompt``
-        over ``lm``'s sub-call window, or no sub-call slot left in the budget; None to go on."""
+        over ``lm``'s sub-call window, or no sub-call slot left in the budget (or in the grant
+        of ``account``); None to go on."""
         refusal = self.window_refusal(lm, len(prompt), "split it into smaller prompts")
         if refusal is not None:
             return refusal
         try:
-            self.ledger.check_subcall_slot()
+            self.ledger.check_subcall_slot(account.grant if account is not None else None)
         except BudgetExceededError as exc:
             return _refused(exc)
         return None
 
     async def subcall(
         self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
-        images: list[ImagePart] | None = None,
+        images: list[ImagePart] | None = None, max_tokens: int | None = None,
     ) -> SubcallOutcome:
         """One ``llm_query``: never raises; failures and refusals come back as error text.
-        ``images`` go with the prompt as parts of its message."""
-        refusal = self.admit(lm, prompt)
+        ``images`` go with the prompt as parts of its message. ``max_tokens``: its output cap
+        (default ``Limits.sub_max_tokens``)."""
+        refusal = self.admit(lm, prompt, account)
         if refusal is not None:
             return refusal
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         if images:
             messages[0]["images"] = images
-        max_tokens = self.limits.sub_max_tokens
+        max_tokens = max_tokens or self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
                                           account=account)
         except BudgetExceededError as exc:
             return _refused(exc)
         if hit is not None:
-            return SubcallOutcome(hit[0].text)
+            return SubcallOutcome(hit[0].text, answered=True)
         answered = await self.sub_round(lm, messages, prompt, run_id=run_id, depth=depth,
-                                        account=account)
+                                        account=account, max_tokens=max_tokens)
         if isinstance(answered, SubcallOutcome):
             return answered
         response = answered[0]
         await self._store(key, response)
-        return SubcallOutcome(response.text)
+        return SubcallOutcome(response.text, answered=True)
 
     def new_call_id(self) -> str:
         return f"c{next(self._ids)}"
@@ -255,6 +260,7 @@ class CallTree:
         self, lm: LM, messages: Sequence[ChatMessage], prompt: str, *, run_id: str,
         depth: int, account: Account, tools: Sequence[ToolSchema] | None = None,
         round: int = 0, agent_id: str | None = None, call_id: str | None = None,
+        max_tokens: int | None = None,
     ) -> tuple[LMResponse, Booking] | SubcallOutcome:
         """One sub-model call (a plain sub-call, or one round of a sub-agent) through the
         ledger, counted as a sub-call, with its ``subcall.started`` / ``subcall.finished``
@@ -284,7 +290,7 @@ class CallTree:
                 lm,
                 messages,
                 subcall=True,
-                max_tokens=self.limits.sub_max_tokens,
+                max_tokens=max_tokens or self.limits.sub_max_tokens,
                 account=account,
                 run_id=run_id,
                 depth=depth,

@@ -24,6 +24,7 @@ from .._foundation.stop import StopReason
 from ..context import context_problem
 from ..lm import LM, default_concurrency
 from .call_tree import CallTree
+from .candidates import Search
 from .continuation import OneOff, SessionQuestion, SessionState
 from .ledger import BudgetLedger
 from .output import output_spec
@@ -114,14 +115,18 @@ async def answer(
         cache_sampled=config.cache_sampled,
         concurrency=default_concurrency(config.sub_lm),
     )
-    run = Run(
-        config=config,
-        tree=tree,
-        question=prompt,
-        context=context,
-        run_id=run_id,
-        continuation=OneOff() if session is None else SessionQuestion(session, new_context),
-    )
+    run: Run | Search
+    if config.candidates > 1 and session is None:
+        run = Search(config, tree, prompt, context, config.candidates, run_id=run_id)
+    else:
+        run = Run(
+            config=config,
+            tree=tree,
+            question=prompt,
+            context=context,
+            run_id=run_id,
+            continuation=OneOff() if session is None else SessionQuestion(session, new_context),
+        )
     started = time.monotonic()
     outcome = await _within_limits(run, ledger)
     trace_path = _trace_path(writer, run_id)
@@ -145,6 +150,7 @@ async def answer(
         requests=ledger.requests,
         tool_calls=tree.tool_counter.total,
         value=outcome.value,
+        candidates=tuple(run.results) if isinstance(run, Search) else (),
     )
     if outcome.stop_reason is StopReason.ERROR:
         error = outcome.exception or RLMError(outcome.error or "the run failed")
@@ -185,7 +191,7 @@ def instance(name: str, value: _T | None, cls: type[_T], example: str) -> _T:
     return value
 
 
-async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
+async def _within_limits(run: Run | Search, ledger: BudgetLedger) -> Outcome:
     """Run until the answer, the tree's deadline, or an overrun: a provider reported more usage
     than was reserved and a limit is passed, so the whole tree stops at once (one scope for
     both, so in-flight calls and the worker are cancelled the same way)."""

@@ -18,6 +18,7 @@ from .._foundation.result import RLMResult
 from .._foundation.validate import DEPTH_RULE, check_choice, check_flag
 from ..lm import LM
 from .call_tree import ResponseCache
+from .candidates import check_candidates
 from .engine import MISSING, answer, check_priced, configure, instance
 from .prompts import Prompts
 from .run_values import RunConfig
@@ -114,6 +115,11 @@ class RLM:
     budget): natively for providers with tool calling, else by the JSON fallback
     (``sub_tool_protocol``: ``"auto"``, ``"native"`` or ``"json"``).
 
+    ``candidates=k`` runs k root trajectories of each question over the one context and the
+    one budget and picks an answer: ``select="vote"`` (majority over normalised answers),
+    ``"judge"`` (one sub-call picks) or ``select(question, candidates) -> index``; the result
+    lists every candidate (``RLMResult.candidates``). A session's questions run one trajectory.
+
     The configuration is built and checked once, here, and never changes: ``budget``,
     ``limits``, ``sandbox`` and the other settings are read-only. One run takes its own
     ``budget=`` / ``limits=`` (:meth:`acompletion`); :meth:`with_options` makes a new RLM.
@@ -142,6 +148,8 @@ class RLM:
         sub_tools: Sequence[Callable[..., Any] | Tool] | None = None,
         sub_tool_protocol: str = "auto",
         telemetry: bool | Telemetry | None = None,
+        candidates: int = 1,
+        select: str | Callable[..., int] = "vote",
     ) -> None:
         budget = instance("budget", budget, Budget, "Budget(max_usd=1.0)")
         root_tools = as_tools(tools, "tools")
@@ -153,6 +161,7 @@ class RLM:
         check_choice("sandbox", sandbox, KINDS)
         check_flag("subcalls", subcalls)
         check_flag("cache_sampled", cache_sampled)
+        check_candidates(candidates, select)
         for depth in child_models or {}:
             DEPTH_RULE.check("child_models depth", depth)
         spec = model if model is not None else os.environ.get("FASTRLM_MODEL")
@@ -197,6 +206,7 @@ class RLM:
             on_event=on_event, trace=trace, cache=cache, cache_sampled=cache_sampled,
             subcalls=subcalls, base_url=base_url, api_key=api_key, tools=tools,
             sub_tools=sub_tools, sub_tool_protocol=sub_tool_protocol, telemetry=telemetry,
+            candidates=candidates, select=select,
         )
         from ..telemetry import span_recorder_factory  # imports OpenTelemetry only when on
 
@@ -219,6 +229,8 @@ class RLM:
             sub_tools=agent_tools,
             sub_tool_protocol=sub_tool_protocol,
             telemetry=span_recorder_factory(telemetry),
+            candidates=candidates,
+            select=select,
         )
 
     # ------------------------------------------------------------------ configuration

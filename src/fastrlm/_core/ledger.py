@@ -12,8 +12,12 @@ could free room. Every HTTP attempt is booked: a reply at the usage the provider
 attempt at a conservative estimate; a provider's retry loop asks the ledger (through
 :data:`current_gate`) before each retry. See docs/architecture.md, "The ledger".
 
-Why over 500 lines: reservation, waiting, booking and the overrun stop are one invariant (what is
-reserved is what may be spent); split, each half would need the other's locks and counts.
+A :class:`Grant` (:meth:`BudgetLedger.carve` / :meth:`~BudgetLedger.close`) is a share of the
+budget carved out for one part of the tree (a child RLM given ``budget={...}``, one combinator
+call): held where it was carved from while open, checked for every call drawing on it.
+
+Why over 500 lines: reservation, waiting, booking, grants and the overrun stop are one invariant
+(what is reserved is what may be spent); split, each half would need the other's counts.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from .._foundation.gate import current_gate as current_gate  # the engine sets i
 from .._foundation.pricing import Price, call_cost
 from .._foundation.stop import StopReason
 from .._foundation.usage import TokenUsage, UsageSummary
+from .grants import (
+    DIMENSION_REASONS,
+    GRANT_DIMENSIONS,
+    Grant,
+    grant_expired,
+    limiting_grant,
+    short_of,
+)
 
 if TYPE_CHECKING:
     from ..lm import LMResponse
@@ -60,11 +72,17 @@ def input_token_bound(messages_chars: int, messages_bytes: int, n_messages: int)
 @dataclass(slots=True)
 class Account:
     """Spend of one run and, through ``parent``, of every run above it. Written by the ledger
-    only; a run's ``run.finished`` event reads it."""
+    only; a run's ``run.finished`` event reads it. ``grant``: the :class:`Grant` its calls draw
+    on (an account under a granted one inherits it; ``None``: the tree's budget)."""
 
     parent: Account | None = None
     cost_usd: float = 0.0
     subcalls: int = 0
+    grant: Grant | None = None
+
+    def __post_init__(self) -> None:
+        if self.grant is None and self.parent is not None:
+            self.grant = self.parent.grant
 
     def _add(self, cost: float, subcalls: int) -> None:
         account: Account | None = self
@@ -134,9 +152,10 @@ class Reservation:
 class _Short(Exception):
     """The worst case does not fit the room left (internal: wait, shrink or refuse)."""
 
-    def __init__(self, reason: StopReason, message: str) -> None:
+    def __init__(self, reason: StopReason, message: str, *, tree_limit: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
+        self.tree_limit = tree_limit  # False: a grant's own limit, not the tree's
 
 
 @dataclass(slots=True)
@@ -172,6 +191,9 @@ class BudgetLedger:
     _in_flight: int = 0
     _settled: asyncio.Event | None = None
     _warned: set[str] = field(default_factory=set)
+    #: What open grants carved from the tree's budget have not used yet, by dimension.
+    _carved: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(GRANT_DIMENSIONS, 0))
 
     @property
     def deadline(self) -> float | None:
@@ -203,9 +225,10 @@ class BudgetLedger:
         return None if deadline is None else deadline - time.monotonic()
 
     # ------------------------------------------------------------------ admission
-    def check_subcall_slot(self) -> None:
-        """Cheap pre-check before queueing: refuse at once when nothing more may be sent."""
-        self._check_hard(subcall=True)
+    def check_subcall_slot(self, grant: Grant | None = None) -> None:
+        """Cheap pre-check before queueing: refuse at once when nothing more may be sent (for
+        a call drawing on ``grant``)."""
+        self._check_hard(subcall=True, grant=grant)
 
     async def reserve(
         self,
@@ -225,20 +248,20 @@ class BudgetLedger:
         ``max_tokens`` may come back smaller than asked (never below ``MIN_OUTPUT_TOKENS``),
         and the caller must send the call with the reservation's ``max_tokens``.
         """
+        account = account or Account()
+        grant = account.grant
         while True:
-            self._check_hard(subcall=subcall)
+            self._check_hard(subcall=subcall, grant=grant)
             try:
                 tokens, usd = self._fit(input_tokens, max_tokens, price,
-                                        shrink=self._in_flight == 0)
+                                        shrink=self._in_flight == 0, grant=grant)
                 break
             except _Short as short:
                 if self._in_flight == 0:
-                    self._refuse(short.reason, str(short), subcall)
+                    self._refuse(short.reason, str(short), subcall, tree_limit=short.tree_limit)
                 await self._wait_for_settle()
-        reservation = Reservation(subcall, input_tokens, tokens, usd, model, price,
-                                  account or Account())
-        self.subcalls += int(subcall)
-        reservation.account._add(0.0, int(subcall))
+        reservation = Reservation(subcall, input_tokens, tokens, usd, model, price, account)
+        self._count_subcall(subcall, account)
         self._hold(reservation)
         return reservation
 
@@ -248,21 +271,23 @@ class BudgetLedger:
         :meth:`reserve` does). Raises :class:`BudgetExceededError` when it may not be sent."""
         if reservation.held or reservation.settled:
             raise RuntimeError("readmit() is for a call whose last attempt was booked as failed")
+        grant = reservation.account.grant
         while True:
-            self._check_hard(subcall=False)
+            self._check_hard(subcall=False, grant=grant)
             try:
                 self._fit(reservation.input_tokens, reservation.max_tokens, reservation.price,
-                          shrink=False)
+                          shrink=False, grant=grant)
                 break
             except _Short as short:
                 if self._in_flight == 0:
-                    self._refuse(short.reason, str(short), False)
+                    self._refuse(short.reason, str(short), False, tree_limit=short.tree_limit)
                 await self._wait_for_settle()
         reservation.attempts += 1
         self._hold(reservation)
 
-    def _check_hard(self, *, subcall: bool) -> None:
-        """Refusals that waiting cannot cure: an overrun, time, the sub-call and request caps."""
+    def _check_hard(self, *, subcall: bool, grant: Grant | None = None) -> None:
+        """Refusals that waiting cannot cure: an overrun, time, the sub-call and request caps
+        (the tree's, or those of the grant the call draws on)."""
         b = self.budget
         if self.overrun is not None:
             self._refuse(self.overrun, f"a {self.overrun.value} limit was already exceeded "
@@ -271,36 +296,43 @@ class BudgetLedger:
         left = self.seconds_left()
         if left is not None and left <= 0:
             self._refuse(StopReason.TIMEOUT, f"time limit reached ({b.max_seconds} s)", subcall)
-        cap = b.max_subcalls
-        if subcall and cap is not None and self.subcalls >= cap:
-            self._refuse(StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)",
-                         subcall)
-        requests = b.request_cap
-        if requests is not None and self.requests >= requests:
+        if grant_expired(grant):
+            self._refuse(StopReason.TIMEOUT, "the time granted to this part of the run is up",
+                         subcall, tree_limit=False)
+        if subcall and short_of(self.room("subcalls", grant), 1):
+            self._refuse(StopReason.BUDGET_SUBCALLS,
+                         f"sub-call limit reached ({self._limit_text('subcalls', grant)} "
+                         "sub-calls)", subcall,
+                         tree_limit=limiting_grant(grant, "subcalls") is None)
+        if short_of(self.room("requests", grant), 1):
             self._refuse(StopReason.BUDGET_REQUESTS,
-                         f"request limit reached ({requests} requests, retries included)",
-                         subcall)
+                         f"request limit reached ({self._limit_text('requests', grant)} "
+                         "requests, retries included)", subcall,
+                         tree_limit=limiting_grant(grant, "requests") is None)
 
     def _fit(self, input_tokens: int, max_tokens: int, price: Price | None, *,
-             shrink: bool) -> tuple[int, float]:
+             shrink: bool, grant: Grant | None = None) -> tuple[int, float]:
         """``(max_tokens, usd)`` the room left allows, or :class:`_Short`. Pure."""
-        b = self.budget
         wanted = max_tokens
-        if b.max_input_tokens is not None:
-            room = b.max_input_tokens - self.input_tokens - self._held_input
-            if input_tokens > room:
-                raise _Short(StopReason.BUDGET_TOKENS,
-                             f"input-token limit: this call may need {input_tokens} tokens, "
-                             f"{max(room, 0)} left of {b.max_input_tokens}")
-        if b.max_output_tokens is not None:
-            room = b.max_output_tokens - self.output_tokens - self._held_output
-            max_tokens = min(max_tokens, room)
-            if max_tokens < min(MIN_OUTPUT_TOKENS, b.max_output_tokens, wanted) or (
+        room = self.room("input_tokens", grant)
+        if room is not None and input_tokens > room:
+            raise _Short(StopReason.BUDGET_TOKENS,
+                         f"input-token limit: this call may need {input_tokens} tokens, "
+                         f"{max(int(room), 0)} left of "
+                         f"{self._limit_text('input_tokens', grant)}",
+                         tree_limit=limiting_grant(grant, "input_tokens") is None)
+        room = self.room("output_tokens", grant)
+        if room is not None:
+            limit = int(self._limit_of("output_tokens", grant))
+            max_tokens = min(max_tokens, int(room))
+            if max_tokens < min(MIN_OUTPUT_TOKENS, limit, wanted) or (
                     not shrink and max_tokens < wanted):
-                raise _Short(StopReason.BUDGET_TOKENS,
-                             f"output-token limit reached ({b.max_output_tokens} tokens)")
+                raise _Short(StopReason.BUDGET_TOKENS, "output-token limit reached "
+                             f"({self._limit_text('output_tokens', grant)} tokens)",
+                             tree_limit=limiting_grant(grant, "output_tokens") is None)
         usd = 0.0
-        if b.max_usd is not None:
+        room_usd = self.room("usd", grant)
+        if room_usd is not None:
             if price is None:
                 self._refuse(
                     StopReason.BUDGET_USD,
@@ -309,39 +341,153 @@ class BudgetLedger:
                     False,
                 )
                 raise AssertionError("unreachable")
-            room_usd = b.max_usd - self.usd - self._held_usd
             max_tokens = min(max_tokens, price.output_tokens_affordable(room_usd, input_tokens))
             if max_tokens < min(MIN_OUTPUT_TOKENS, wanted) or (not shrink and max_tokens < wanted):
                 raise _Short(StopReason.BUDGET_USD,
-                             f"USD limit: ${max(room_usd, 0):.4f} left of ${b.max_usd}, not "
-                             "enough for this call's worst case")
+                             f"USD limit: ${max(room_usd, 0):.4f} left of "
+                             f"${self._limit_text('usd', grant)}, not enough for this call's "
+                             "worst case", tree_limit=limiting_grant(grant, "usd") is None)
             usd = price.worst_case(input_tokens, max_tokens)
         return max_tokens, usd
 
     def _hold(self, reservation: Reservation) -> None:
         """The attempt is admitted: it is a request from now on, whatever happens to it."""
         self.requests += 1
+        self._use("requests", reservation.account.grant, 1)
         reservation.held = True
         self._in_flight += 1
-        self._held_input += reservation.input_tokens
-        self._held_output += reservation.max_tokens
-        self._held_usd += reservation.usd
+        self._held_change(reservation, 1)
 
     def _release(self, reservation: Reservation) -> bool:
         if not reservation.held:
             return False
         reservation.held = False
         self._in_flight -= 1
-        self._held_input -= reservation.input_tokens
-        self._held_output -= reservation.max_tokens
-        self._held_usd -= reservation.usd
+        self._held_change(reservation, -1)
         if self._in_flight == 0:  # no drift from float sums once nothing is held
             self._held_usd = 0.0
         return True
 
-    def _refuse(self, reason: StopReason, message: str, subcall: bool) -> None:
+    def _held_change(self, reservation: Reservation, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) an attempt's worst case where it is held: on the
+        first grant up its chain that limits each dimension, else on the tree's budget."""
+        grant = reservation.account.grant
+        for dimension, amount in (("input_tokens", reservation.input_tokens),
+                                  ("output_tokens", reservation.max_tokens),
+                                  ("usd", reservation.usd)):
+            level = limiting_grant(grant, dimension)
+            if level is not None:
+                level.held[dimension] += sign * amount
+            elif dimension == "usd":
+                self._held_usd += sign * amount
+            elif dimension == "input_tokens":
+                self._held_input += sign * int(amount)
+            else:
+                self._held_output += sign * int(amount)
+
+    def _count_subcall(self, subcall: bool, account: Account) -> None:
+        if subcall:
+            self.subcalls += 1
+            account._add(0.0, 1)
+            self._use("subcalls", account.grant, 1)
+
+    # ------------------------------------------------------------------ grants
+    def room(self, dimension: str, grant: Grant | None = None) -> float | None:
+        """What a call drawing on ``grant`` (``None``: the tree's budget) may still use of
+        ``dimension`` (:data:`GRANT_DIMENSIONS`): the first limit up the grant's chain, less
+        what is used, held by calls in flight and carved out for open grants; ``None`` when
+        nothing limits it. May be negative after an overrun."""
+        level = limiting_grant(grant, dimension)
+        if level is not None:
+            return (level.limits[dimension] - level.used[dimension] - level.held[dimension]
+                    - level.carved[dimension])
+        b = self.budget
+        limit: float | None
+        if dimension == "usd":
+            limit, used = b.max_usd, self.usd + self._held_usd
+        elif dimension == "subcalls":
+            limit, used = b.max_subcalls, self.subcalls
+        elif dimension == "requests":
+            limit, used = b.request_cap, self.requests
+        elif dimension == "input_tokens":
+            limit, used = b.max_input_tokens, self.input_tokens + self._held_input
+        else:
+            limit, used = b.max_output_tokens, self.output_tokens + self._held_output
+        if limit is None:
+            return None
+        return limit - used - self._carved[dimension]
+
+    def _limit_of(self, dimension: str, grant: Grant | None) -> float:
+        """The limit :meth:`room` measures against (``inf``: none)."""
+        level = limiting_grant(grant, dimension)
+        if level is not None:
+            return level.limits[dimension]
+        b = self.budget
+        limit = {"usd": b.max_usd, "subcalls": b.max_subcalls, "requests": b.request_cap,
+                 "input_tokens": b.max_input_tokens,
+                 "output_tokens": b.max_output_tokens}[dimension]
+        return math.inf if limit is None else limit
+
+    def _limit_text(self, dimension: str, grant: Grant | None) -> str:
+        limit = self._limit_of(dimension, grant)
+        shown = f"{limit}" if dimension == "usd" else f"{int(limit)}"
+        return shown if limiting_grant(grant, dimension) is None else f"{shown} granted"
+
+    def carve(self, limits: dict[str, float], *, parent: Grant | None = None,
+              seconds: float | None = None) -> Grant:
+        """Carve a :class:`Grant` of ``limits`` out of what is left to ``parent`` (``None``:
+        the tree's budget) and hold it there until :meth:`close`. ``seconds``: its time, within
+        the tree's and the parent's. Raises :class:`BudgetExceededError` (reason: the first
+        limit short), saying what was asked and what is left, when a limit does not fit; that
+        refuses nothing else and spends nothing."""
+        for dimension, amount in limits.items():
+            room = self.room(dimension, parent)
+            if room is not None and amount > room + _EPSILON:
+                left = f"{max(room, 0):.4f}" if dimension == "usd" else f"{max(int(room), 0):,}"
+                asked = f"{amount:.4f}" if dimension == "usd" else f"{int(amount):,}"
+                raise BudgetExceededError(
+                    DIMENSION_REASONS[dimension],
+                    f"{dimension}: {asked} asked, {left} left")
+        deadline = None if seconds is None else time.monotonic() + seconds
+        for above in (parent.deadline if parent is not None else None, self.deadline):
+            if above is not None:
+                deadline = above if deadline is None else min(deadline, above)
+        grant = Grant(dict(limits), parent, deadline, seconds)
+        for dimension, amount in limits.items():
+            self._carve_add(parent, dimension, amount)
+        return grant
+
+    def close(self, grant: Grant) -> None:
+        """Close ``grant``: what it did not use returns to where it was carved from (waiting
+        calls re-check). Idempotent."""
+        if not grant.open:
+            return
+        grant.open = False
+        for dimension in grant.limits:
+            self._carve_add(grant.parent, dimension, -grant.unused(dimension))
+        self._signal()
+
+    def _carve_add(self, start: Grant | None, dimension: str, amount: float) -> None:
+        level = limiting_grant(start, dimension)
+        (self._carved if level is None else level.carved)[dimension] += amount
+
+    def _use(self, dimension: str, grant: Grant | None, amount: float) -> None:
+        """Count ``amount`` of ``dimension`` as used by every grant up ``grant``'s chain; an
+        open grant's share held where it was carved shrinks by as much (never below 0)."""
+        while grant is not None:
+            if dimension in grant.limits and grant.open:
+                before = grant.unused(dimension)
+                grant.used[dimension] += amount
+                self._carve_add(grant.parent, dimension, grant.unused(dimension) - before)
+            else:
+                grant.used[dimension] += amount
+            grant = grant.parent
+
+    def _refuse(self, reason: StopReason, message: str, subcall: bool, *,
+                tree_limit: bool = True) -> None:
+        """Raise the refusal; a limit of the tree's own (not a grant's) is ``limited_by``."""
         self.subcalls_refused += int(subcall)
-        if self.limited_by is None:
+        if self.limited_by is None and tree_limit:
             self.limited_by = reason
         raise BudgetExceededError(reason, message)
 
@@ -422,12 +568,12 @@ class BudgetLedger:
                        account: Account) -> Booking:
         """A cache hit: nothing sent or spent, but it counts as a sub-call made, so it is
         refused (:class:`BudgetExceededError`) past ``max_subcalls`` like a call that is sent."""
-        cap = self.budget.max_subcalls
-        if subcall and cap is not None and self.subcalls >= cap:
-            self._refuse(StopReason.BUDGET_SUBCALLS, f"sub-call limit reached ({cap} sub-calls)",
-                         subcall)
-        self.subcalls += int(subcall)
-        account._add(0.0, int(subcall))
+        if subcall and short_of(self.room("subcalls", account.grant), 1):
+            self._refuse(StopReason.BUDGET_SUBCALLS,
+                         f"sub-call limit reached ({self._limit_text('subcalls', account.grant)}"
+                         " sub-calls)", subcall,
+                         tree_limit=limiting_grant(account.grant, "subcalls") is None)
+        self._count_subcall(subcall, account)
         self.usage.record(model, usage, 0.0, 0.0, True)
         return Booking(usage.input_tokens, usage.output_tokens, 0.0, 0)
 
@@ -440,6 +586,10 @@ class BudgetLedger:
         reservation.booked_output += usage.output_tokens
         reservation.booked_usd += cost
         reservation.account._add(cost, 0)
+        grant = reservation.account.grant
+        self._use("usd", grant, cost)
+        self._use("input_tokens", grant, usage.input_tokens)
+        self._use("output_tokens", grant, usage.output_tokens)
         self.usage.record(reservation.model, usage, cost, latency_s, False, priced, failed)
 
     @staticmethod
@@ -524,8 +674,41 @@ class BudgetLedger:
                 fresh.append((name, fraction))
         return fresh
 
-    def remaining(self) -> dict[str, float | int]:
-        """What is left of each configured limit, for the model's prompt."""
+    def view(self, grant: Grant | None = None) -> tuple[dict[str, float | None],
+                                                        dict[str, float | None]]:
+        """``(left, limits)`` for a run drawing on ``grant`` (``None``: the tree's budget): per
+        dimension of :data:`GRANT_DIMENSIONS` and ``seconds``, what it may still use (settled
+        spend, calls in flight and other grants' shares taken off) and the limit that binds
+        it, ``None`` where nothing limits it. Reads only."""
+        left: dict[str, float | None] = {}
+        limits: dict[str, float | None] = {}
+        for dimension in GRANT_DIMENSIONS:
+            room = self.room(dimension, grant)
+            limit = self._limit_of(dimension, grant)
+            limits[dimension] = None if limit == math.inf else limit
+            if room is None:
+                left[dimension] = None
+            else:
+                left[dimension] = max(room, 0.0) if dimension == "usd" else max(int(room), 0)
+        seconds, limit_s = self.seconds_left(), self.budget.max_seconds
+        chain = grant
+        while chain is not None:
+            if chain.deadline is not None:
+                own = chain.deadline - time.monotonic()
+                seconds = own if seconds is None else min(seconds, own)
+                if chain.seconds is not None:
+                    limit_s = chain.seconds if limit_s is None else min(limit_s, chain.seconds)
+            chain = chain.parent
+        left["seconds"] = None if seconds is None else max(round(seconds, 1), 0.0)
+        limits["seconds"] = limit_s
+        return left, limits
+
+    def remaining(self, grant: Grant | None = None) -> dict[str, float | int]:
+        """What is left of each configured limit, for the model's prompt (of a run drawing on
+        ``grant``: as :meth:`view` says)."""
+        if grant is not None:
+            return {name: value for name, value in self.view(grant)[0].items()
+                    if value is not None}
         b = self.budget
         out: dict[str, float | int] = {}
         if b.max_usd is not None:

@@ -45,6 +45,9 @@ to {window:,} characters; a longer one is refused and comes back as an "[error: 
 Far faster than calling llm_query in a loop; use it for chunk-by-chunk work.
   - `rlm_query(prompt, context=None) -> str` and `rlm_query_batched(prompts, contexts=None)`: \
 {rlm_note}
+  - `llm_map(template, items, schema=None)`, `llm_filter(question, items)`, \
+`llm_reduce(template, items, fanin=8)`: a sub-call per item at `{{item}}`; the cost is \
+checked first (`BudgetError` if it cannot fit).
 - Sizing sub-calls: the sub-model is capable, so give each call a big piece, up to about \
 {half:,} characters (half the window leaves room for your instructions and its answer). Prefer a \
 few large calls to thousands of tiny ones, filter with code first when only some parts matter, \
@@ -356,7 +359,8 @@ class Prompts:
         examples = (self.examples_subcalls if subcalls else self.examples_no_subcalls).format(
             **sizes
         )
-        budget = f"\nBudget for this run: {budget_text}" if budget_text else ""
+        budget = (f"\nBudget for this run: {budget_text} `budget()` returns what is left."
+                  if budget_text else "")
         return self.system.format(
             output_chars=output_chars,
             subcall_tools=functions,
@@ -383,6 +387,22 @@ def describe_budget(remaining: dict[str, float | int], iterations_left: int | No
         parts.append(f"{int(remaining['seconds']):,} seconds")
     return "left: " + ", ".join(parts) + "." if parts else ""
 
+
+#: RLM(candidates=k): what candidate i > 0 is told after the question, in turn.
+CANDIDATE_HINTS = (
+    "(Take a different approach from the most obvious one.)",
+    "(Check your answer by a second, independent method before you give it.)",
+    "(Work from the details of the context up, not from a guess down.)",
+)
+#: RLM(candidates=k, select="judge"): the one sub-call that picks an answer.
+JUDGE_PROMPT = """\
+Several attempts answered the question below. Pick the best-supported answer.
+
+Question: {question}
+
+{answers}
+
+Reply with only the number (1 to {count}) of the best answer."""
 
 #: What the root is shown of a question too long to show whole (``drop_in_question``).
 QUESTION_HEAD_CHARS = 300

@@ -19,10 +19,11 @@ from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
 from ..lm import LM, ChatMessage, LMResponse
 from ..sandbox import Sandbox, SandboxLimits
-from .bridge import SubcallBridge
+from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
+from .grants import grant_expired
 from .history import compact_history
 from .ledger import Account, Booking, Reservation
 from .parsing import extract_code_blocks, looks_like_plan, without_final_calls
@@ -59,6 +60,7 @@ class Run:
     account: Account = field(default_factory=Account)
     root_lm: LM | None = None
     continuation: Continuation = field(default_factory=OneOff)
+    candidate: int | None = None  # RLM(candidates=k): which candidate this run is
     iterations: int = 0
     _question: ChatMessage | None = None  # this question's own message
     _bridge: SubcallBridge = field(init=False)
@@ -70,7 +72,7 @@ class Run:
     def __post_init__(self) -> None:
         cfg = self.config
         self._bridge = SubcallBridge(cfg, self.tree, self.run_id, self.depth, self.account,
-                                     spawn=self._child)
+                                     spawn=self._child, turns=lambda: self.iterations)
         spec = cfg.output if self.depth == 0 else None  # a typed answer is the root's only
         self._output = None if spec is None else OutputCheck(
             spec, cfg.limits.max_output_retries, cfg.limits.max_answer_chars, cfg.prompts)
@@ -100,7 +102,7 @@ class Run:
             left = ledger.seconds_left()
             if ledger.overrun is not None:  # the engine stops the tree at an overrun
                 reason = ledger.overrun
-            elif left is not None and left <= 0:
+            elif (left is not None and left <= 0) or grant_expired(self.account.grant):
                 reason = StopReason.TIMEOUT
             else:
                 reason = StopReason.CANCELLED
@@ -216,6 +218,7 @@ class Run:
                 budget=cfg.budget.to_dict(),
                 session_id=self.continuation.session_id,
                 session_question=self.continuation.question_number,
+                candidate=self.candidate,
             )
         )
         early, self._early = self._early, []
@@ -315,7 +318,7 @@ class Run:
                 note = cfg.prompts.budget_spent.format(resource=resource)
                 return await self._last_turn(messages, feedback + "\n\n" + note, refused,
                                              iteration)
-            left = describe_budget(ledger.remaining())
+            left = describe_budget(ledger.remaining(self.account.grant))
             messages.append({"role": "user", "content": cfg.prompts.iteration_user.format(
                 outputs=feedback, notes="", budget=f"; {left}" if left else "",
                 iteration=iteration, max_iterations=max_iter,
@@ -427,7 +430,8 @@ class Run:
     # ------------------------------------------------------------------ prompts
     def _system_prompt(self) -> str:
         cfg = self.config
-        budget = describe_budget(self.tree.ledger.remaining(), cfg.budget.max_iterations)
+        budget = describe_budget(self.tree.ledger.remaining(self.account.grant),
+                                 cfg.budget.max_iterations)
         return cfg.prompts.render_system(
             output_chars=cfg.limits.output_chars,
             window_chars=subcall_window_chars(
@@ -441,18 +445,37 @@ class Run:
         )
 
     # ------------------------------------------------------------------ children
-    async def _child(self, prompt: str, context: object, lm: LM, depth: int) -> Outcome:
-        """A child RLM for ``rlm_query`` (the bridge's ``spawn``), run to its outcome."""
+    async def _child(self, prompt: str, context: object, lm: LM, depth: int,
+                     granted: ChildGrant | None = None) -> Outcome:
+        """A child RLM for ``rlm_query`` (the bridge's ``spawn``), run to its outcome; with
+        ``granted``, it and everything below it draw on that grant, take at most its turns
+        and depth, and stop when its time is up."""
+        config, grant = self.config, None
+        if granted is not None:
+            grant = granted.grant
+            budget = config.budget
+            config = replace(config, budget=replace(
+                budget,
+                max_iterations=min(budget.max_iterations,
+                                   granted.max_iterations or budget.max_iterations),
+                max_depth=min(budget.max_depth, depth + (granted.max_depth or budget.max_depth)),
+            ))
         async with self.tree.child_limiter(depth):
             child = Run(
-                config=self.config, tree=self.tree, question=prompt, context=context,
-                depth=depth, parent_run_id=self.run_id, account=Account(parent=self.account),
-                root_lm=lm,
+                config=config, tree=self.tree, question=prompt, context=context,
+                depth=depth, parent_run_id=self.run_id,
+                account=Account(parent=self.account, grant=grant), root_lm=lm,
             )
             self.tree.emit(evt.ChildRunStarted(run_id=self.run_id, depth=self.depth,
                                            child_run_id=child.run_id,
                                            prompt_preview=preview(prompt), model=lm.model))
-            outcome = await child.execute()
+            left = None if grant is None or grant.deadline is None else (
+                grant.deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(left):
+                    outcome = await child.execute()
+            except TimeoutError:
+                outcome = child.stopped(StopReason.TIMEOUT, "the time granted to it is up")
             self.tree.emit(evt.ChildRunFinished(run_id=self.run_id, depth=self.depth,
                                             child_run_id=child.run_id,
                                             stop_reason=outcome.stop_reason.value,

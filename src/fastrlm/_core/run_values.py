@@ -49,6 +49,8 @@ class RunConfig:
     sub_tool_protocol: str = "auto"
     output: OutputSpec | None = None  # completion(output=T), per call; the root run only
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
+    candidates: int = 1  # RLM(candidates=k): root trajectories per question (program search)
+    select: str | Callable[..., int] = "vote"  # "vote" | "judge" | select(question, candidates)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ async def agent_subcall(
     """One ``llm_query`` answered by a tool-calling agent on ``lm``; never raises (but for
     cancellation). Returns the final text, or the ``[error: ...]`` text of the round that was
     refused or failed."""
-    refusal = tree.admit(lm, prompt)
+    refusal = tree.admit(lm, prompt, account)
     if refusal is not None:
         return refusal
     native = uses_native_tools(lm, protocol)

@@ -63,6 +63,9 @@ class RunStarted(Event):
     budget: dict[str, Any]
     session_id: str | None = None  # rlm.session(): every question's run carries its id
     session_question: int = 0  # 1, 2, ... within the session (0: not in a session)
+    #: RLM(candidates=k): the candidate (0..k-1) this run is; None for any other run. Every
+    #: event of the candidate carries its run_id, which leads here.
+    candidate: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

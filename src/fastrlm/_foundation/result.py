@@ -10,6 +10,31 @@ from .usage import UsageSummary
 
 
 @dataclass(frozen=True, slots=True)
+class CandidateResult:
+    """One trajectory of a program search (``RLM(candidates=k)``): its ``index`` (0..k-1),
+    ``run_id`` (its ``run.started`` carries ``candidate=index``), its ``answer`` and
+    ``stop_reason``, what it spent (``cost_usd``, ``subcalls``: its own, out of the one
+    budget), its ``iterations``, its ``error`` (a failed candidate does not fail the search)
+    and whether it was ``selected``."""
+
+    index: int
+    run_id: str
+    answer: str
+    stop_reason: StopReason
+    cost_usd: float
+    subcalls: int
+    iterations: int
+    error: str | None = None
+    selected: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"index": self.index, "run_id": self.run_id, "answer": self.answer,
+                "stop_reason": self.stop_reason.value, "cost_usd": round(self.cost_usd, 8),
+                "subcalls": self.subcalls, "iterations": self.iterations, "error": self.error,
+                "selected": self.selected}
+
+
+@dataclass(frozen=True, slots=True)
 class RLMResult:
     """What :meth:`RLM.acompletion` returns.
 
@@ -50,6 +75,8 @@ class RLMResult:
     requests: int = 0
     tool_calls: int = 0
     value: object = None
+    #: ``RLM(candidates=k)``: every candidate, in order (empty for a single trajectory).
+    candidates: tuple[CandidateResult, ...] = ()
 
     def __str__(self) -> str:
         return self.answer
@@ -75,4 +102,6 @@ class RLMResult:
             "error": self.error,
             "error_kind": self.error_kind,
             "value": json.loads(self.answer) if self.value is not None else None,
+            **({"candidates": [c.to_dict() for c in self.candidates]}
+               if self.candidates else {}),
         }

@@ -18,6 +18,7 @@ from ._base import (
     Sandbox,
     SandboxLimits,
 )
+from ._budgetcalls import BudgetRequest, CombineRequest, combine_refusal
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
     HostRequest,
@@ -61,6 +62,8 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_TOOL_NAME_CHARS",
     "RESERVED_NAMES",
+    "BudgetRequest",
+    "CombineRequest",
     "ExecResult",
     "FinalValue",
     "HandlerBridge",
@@ -75,6 +78,7 @@ __all__ = [
     "ToolParam",
     "ToolSpec",
     "answer_json",
+    "combine_refusal",
     "create_sandbox",
     "dispatch",
     "doctor_report",

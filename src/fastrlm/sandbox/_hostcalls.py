@@ -56,6 +56,11 @@ RESERVED_NAMES: tuple[str, ...] = (
     "FINAL_VAR",
     "SHOW_VARS",
     "answer",
+    "budget",
+    "llm_map",
+    "llm_filter",
+    "llm_reduce",
+    "BudgetError",
 )
 
 #: The most prompts one call may carry: each becomes a sub-call the host has to hold.
@@ -95,6 +100,10 @@ class HostCallSpec:
     doc: str = ""
 
 
+#: What a child's grant (``rlm_query(..., budget={...})``) may limit: ``Budget`` fields.
+GRANT_KEYS = ("max_usd", "max_subcalls", "max_requests", "max_input_tokens",
+              "max_output_tokens", "max_seconds", "max_iterations", "max_depth")
+
 HOST_CALLS: tuple[HostCallSpec, ...] = (
     HostCallSpec(
         "llm_query", "llm_query", batched=False, contexts=False,
@@ -111,13 +120,17 @@ HOST_CALLS: tuple[HostCallSpec, ...] = (
     ),
     HostCallSpec(
         "rlm_query", "rlm_query", batched=False, contexts=True,
-        params=("prompt", "context", "model"),
-        doc="Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt.",
+        params=("prompt", "context", "model", "budget"),
+        doc="Ask a child RLM (its own REPL) one question; ``context`` defaults to the prompt. "
+            "``budget``: a grant for the child and everything below it, carved from what is "
+            "left (keys: " + ", ".join(f"``{k}``" for k in GRANT_KEYS if k) + "); what it "
+            "does not spend returns.",
     ),
     HostCallSpec(
         "rlm_query_batched", "rlm_query", batched=True, contexts=True,
-        params=("prompts", "contexts", "model"),
-        doc="Many child RLMs concurrently; ``contexts`` is None or one per prompt.",
+        params=("prompts", "contexts", "model", "budget"),
+        doc="Many child RLMs concurrently; ``contexts`` is None or one per prompt; ``budget``: "
+            "each child's own grant (see ``rlm_query``).",
     ),
 )
 _QUERY_OPS = frozenset(spec.op for spec in HOST_CALLS)
@@ -133,12 +146,16 @@ class HostRequest:
     model: str | None = None
     #: ``llm_query`` only: None, or one list of images per prompt.
     images: list[list[ImagePart]] | None = None
+    #: ``rlm_query`` only: None, or each child's grant (:data:`GRANT_KEYS` -> a number).
+    budget: dict[str, int | float] | None = None
 
     def payload(self) -> dict[str, object]:
         """The request's fields as the worker sends them (``op`` apart)."""
         body: dict[str, object] = {"prompts": self.prompts, "model": self.model}
         if self.op == "rlm_query":
             body["contexts"] = self.contexts
+        if self.budget is not None:
+            body["budget"] = self.budget
         if self.images is not None:
             body["images"] = self.images
         return body
@@ -264,9 +281,30 @@ def _request_images(
     return [_image_list(name, entry) for entry in images]
 
 
+def _grant(name: str, op: str, budget: object) -> dict[str, int | float] | None:
+    """A child's grant as sent: None, or a dict of :data:`GRANT_KEYS` to numbers (the host
+    checks their ranges). Raises ``TypeError``/``ValueError``."""
+    if budget is None:
+        return None
+    if op != "rlm_query":
+        raise TypeError(f"{name} takes no budget: rlm_query(..., budget={{...}}) does")
+    if not isinstance(budget, dict):
+        raise TypeError(f"{name}: budget must be a dict such as {{'max_usd': 0.1, "
+                        f"'max_subcalls': 20}}, not {type(budget).__name__}")
+    grant: dict[str, int | float] = {}
+    for key, value in budget.items():
+        if key not in GRANT_KEYS:
+            raise ValueError(f"{name}: budget key {str(key)[:40]!r} is not one of "
+                             f"{', '.join(GRANT_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{name}: budget[{key!r}] must be a number")
+        grant[key] = int.__int__(value) if isinstance(value, int) else float.__float__(value)
+    return grant
+
+
 def model_request(
     name: str, prompts: object, contexts: object = None, model: object = None,
-    images: object = None,
+    images: object = None, budget: object = None,
 ) -> HostRequest:
     """The request a REPL call ``name`` (a :data:`HOST_CALLS` name) makes with these model
     arguments. A single-prompt call passes its one prompt; a batched one a list (a ``str`` is one
@@ -296,7 +334,8 @@ def model_request(
         else:
             ctx_list = _bounded_list(name, "contexts", contexts)
     image_lists = _request_images(name, spec, images, len(texts))
-    request = HostRequest(spec.op, texts, ctx_list, model, image_lists)  # type: ignore[arg-type]
+    request = HostRequest(spec.op, texts, ctx_list, model, image_lists,  # type: ignore[arg-type]
+                          _grant(name, spec.op, budget))
     return _check(name, request)
 
 
@@ -357,7 +396,8 @@ def wire_request(op: str, payload: Mapping[str, object]) -> HostRequest:
         raise TypeError(f"{op}: contexts must be a list (rlm_query only) or None")
     contexts = None if contexts is None else list(contexts)
     images = _wire_images(op, payload.get("images"), len(prompts))
-    request = HostRequest(op, prompts, contexts, payload.get("model"), images)  # type: ignore[arg-type]
+    request = HostRequest(op, prompts, contexts, payload.get("model"), images,  # type: ignore[arg-type]
+                          _grant(op, op, payload.get("budget")))
     return _check(op, request)
 
 

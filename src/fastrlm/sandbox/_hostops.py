@@ -31,6 +31,17 @@ from typing import Any, Protocol, TypeAlias
 
 from .._foundation.error_text import error_text
 from .._foundation.images import ImagePart
+from ._budgetcalls import (
+    BUDGET_OP,
+    COMBINE_OP,
+    BudgetRequest,
+    CombineRequest,
+    budget_reply,
+    combine_refusal,
+    combine_reply,
+    wire_budget_request,
+    wire_combine_request,
+)
 from ._hostcalls import (
     TOOL_OP,
     HostRequest,
@@ -54,8 +65,9 @@ class ToolRequest:
     arguments: dict[str, object]
 
 
-#: What a bridge is asked: a prompt batch (``llm_query``, ``rlm_query``) or a tool call.
-HostOpRequest: TypeAlias = HostRequest | ToolRequest
+#: What a bridge is asked: a prompt batch (``llm_query``, ``rlm_query``), a tool call, a
+#: ``budget()`` read or a combinator call.
+HostOpRequest: TypeAlias = HostRequest | ToolRequest | BudgetRequest | CombineRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,12 @@ def _admit_tool(call: ToolRequest) -> ToolRequest | Answered:
         return Answered(tool_error_reply("bad_arguments", str(exc)))
 
 
+def _admit_combine(request: CombineRequest) -> CombineRequest | Answered:
+    if request.items:
+        return request
+    return Answered({"ok": True, "json": '""' if request.kind == "reduce" else "[]"})
+
+
 #: Every operation the REPL may ask of the host, by wire op.
 HOST_OPS: Mapping[str, HostOp] = MappingProxyType({
     op.name: op for op in (
@@ -119,6 +137,12 @@ HOST_OPS: Mapping[str, HostOp] = MappingProxyType({
         _query_op("rlm_query"),
         HostOp(TOOL_OP, _parse_tool, _admit_tool, lambda _call, reply: tool_reply(reply),
                lambda _call, detail: tool_error_reply("host_error", detail)),
+        HostOp(BUDGET_OP, wire_budget_request, lambda request: request,
+               lambda _request, reply: budget_reply(reply),
+               lambda _request, detail: {**budget_reply({}), "error": detail}),
+        HostOp(COMBINE_OP, wire_combine_request, _admit_combine,
+               lambda _request, reply: combine_reply(reply),
+               lambda _request, detail: combine_refusal("host_error", detail)),
     )
 })
 #: The wire ops of host calls (frames the worker may send while a request is in flight).
@@ -221,6 +245,8 @@ class _ThreeMethodBridge:
         bridge = self._bridge
         if isinstance(request, ToolRequest):
             return await bridge.call_tool(request.name, request.arguments)
+        if not isinstance(request, HostRequest):
+            raise LookupError(f"a bridge of the earlier protocol does not answer {op!r} calls")
         if op == "rlm_query":
             return await bridge.rlm_query_batched(request.prompts, request.contexts,
                                                   request.model)

@@ -17,11 +17,20 @@ import linecache
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any, TextIO, cast
 
-from . import _hostcalls
+from . import _budgetcalls, _hostcalls
+from ._budgetcalls import (
+    BUDGET_OP,
+    COMBINE_OP,
+    BudgetError,
+    CombineKind,
+    combine_request,
+    combine_value,
+)
 from ._hostcalls import (
     HOST_CALLS,
     TOOL_OP,
@@ -38,7 +47,7 @@ HostCall = Callable[[str, dict[str, Any]], Any]
 
 MAX_ERROR_CHARS = 4_000
 #: The REPL's own files: their frames are left out of the tracebacks model code sees.
-_OWN_FILES = frozenset({__file__, _hostcalls.__file__})
+_OWN_FILES = frozenset({__file__, _hostcalls.__file__, _budgetcalls.__file__})
 
 
 class CellTimeout(BaseException):
@@ -139,6 +148,11 @@ class ReplRuntime:
         self._originals: dict[str, Any] = {
             "context": context,
             **{spec.name: self._host_function(spec) for spec in HOST_CALLS},
+            "budget": self._budget_fn,
+            "llm_map": self._llm_map,
+            "llm_filter": self._llm_filter,
+            "llm_reduce": self._llm_reduce,
+            "BudgetError": BudgetError,
             "FINAL": self._final_fn,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars_fn,
@@ -172,7 +186,7 @@ class ReplRuntime:
                 raise TypeError(f"{name}(): {exc}") from None
             contexts = given.get("contexts", given.get("context"))
             answers = runtime._ask(name, given[first], contexts, given.get("model"),
-                                   given.get("images"))
+                                   given.get("images"), given.get("budget"))
             return answers if batched else answers[0]
 
         host_function.__name__ = host_function.__qualname__ = name
@@ -182,15 +196,68 @@ class ReplRuntime:
         return types.MethodType(host_function, self)
 
     def _ask(
-        self, name: str, prompts: object, contexts: object, model: object, images: object = None
+        self, name: str, prompts: object, contexts: object, model: object, images: object = None,
+        budget: object = None,
     ) -> list[str]:
         """One host call; the host answers each prompt with exactly one str (see
         ``_hostops.dispatch``). Raises TypeError/ValueError for arguments it would refuse."""
-        request = model_request(name, prompts, contexts, model, images)
+        request = model_request(name, prompts, contexts, model, images, budget)
         if not request.prompts:
             return []
         answers: list[str] = self._host_call(request.op, request.payload())
         return answers
+
+    def _budget_fn(self) -> dict[str, object]:
+        """What is left of this run's budget, read-only and free (no sub-call, nothing
+        booked): ``usd``, ``subcalls``, ``requests``, ``input_tokens``, ``output_tokens``,
+        ``seconds``, ``depth`` (levels of real ``rlm_query`` children below this run) and
+        ``iterations`` (turns) left, ``None`` where nothing limits it; ``"limits"`` holds the
+        limits themselves."""
+        reply = self._host_call(BUDGET_OP, {})
+        if isinstance(reply, dict) and reply.get("error"):
+            raise RuntimeError(f"budget(): the host could not read the budget: {reply['error']}")
+        return dict(reply)
+
+    def _llm_map(self, template: object, items: object, *, schema: object = None,
+                 model: object = None, max_tokens: object = None) -> object:
+        """One sub-call per item: ``template`` with the item at ``{item}`` (or after it), all
+        at once; returns the answers in order (with ``schema=``, a JSON schema dict, each
+        answer parsed and checked, retried within the bound). Before anything is sent the
+        cost is bounded and checked against the budget: raises ``BudgetError`` (nothing spent)
+        when it cannot fit, or when an item is over the sub-model's window. A call that fails
+        anyway answers its slot with an ``"[error: ...]"`` string."""
+        return self._combine("llm_map", "map", template, items, schema=schema, model=model,
+                             max_tokens=max_tokens)
+
+    def _llm_filter(self, question: object, items: object, *, model: object = None,
+                    max_tokens: object = None) -> object:
+        """The items for which a sub-model answers yes to ``question`` (one sub-call each,
+        bounded like ``llm_map``); an item it could not judge is left out, and said so."""
+        if isinstance(items, Iterable) and not isinstance(items, str | bytes | list | tuple):
+            items = list(islice(items, _hostcalls.MAX_BATCH_PROMPTS + 1))
+        kept = self._combine("llm_filter", "filter", question, items, model=model,
+                             max_tokens=max_tokens)
+        if not isinstance(kept, dict) or not isinstance(kept.get("keep"), list):
+            return []
+        if kept.get("unjudged"):
+            print(f"llm_filter: {kept['unjudged']} item(s) could not be judged and were left "
+                  f"out (first: {kept.get('first_error')})")
+        assert isinstance(items, list | tuple)
+        return [item for item, keep in zip(items, kept["keep"], strict=False) if keep is True]
+
+    def _llm_reduce(self, template: object, items: object, *, fanin: object = 8,
+                    model: object = None, max_tokens: object = None) -> object:
+        """Combine ``items`` into one answer by a tree of sub-calls: ``template`` with up to
+        ``fanin`` pieces at ``{items}`` (or after it), then the answers combined the same way
+        until one is left. An item over the sub-model's window is split into pieces. The whole
+        tree's cost is bounded and checked first, like ``llm_map``."""
+        return self._combine("llm_reduce", "reduce", template, items, model=model,
+                             max_tokens=max_tokens, fanin=fanin)
+
+    def _combine(self, name: str, kind: CombineKind, template: object, items: object,
+                 **options: object) -> object:
+        request = combine_request(name, kind, template, items, **options)
+        return combine_value(name, self._host_call(COMBINE_OP, request.payload()))
 
     def _tool_function(self, spec: ToolSpec) -> Callable[..., object]:
         """The REPL function of host tool ``spec``: it has the tool's signature (``help()`` and

@@ -88,6 +88,8 @@ class _Page:
             if it.number == 0 and not (it.cells or it.tail) and it.response is None:
                 continue
             self.iteration(it)
+        for candidate_id in run.candidates:
+            self.child(candidate_id)
 
     # ---- the summary: header, facts, per-model breakdown, call tree ----
 
@@ -133,6 +135,8 @@ class _Page:
         o.append('<table class="facts">' + "".join(
             f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
         self.breakdown()
+        if run.candidates:
+            self.candidates(run)
         if run.children:
             o.append('<h2>Call tree</h2><ul class="tree">')
             self.tree(run, set())
@@ -141,6 +145,30 @@ class _Page:
             o.append("<h2>Answer</h2>")
             self.answer(str(fin.answer))
         o.append("</header>")
+
+    def candidates(self, run: Run) -> None:
+        """RLM(candidates=k): the candidates side by side (answer, stop, cost, sub-calls), the
+        chosen one marked; each links to its run below."""
+        chosen = str(run.finished.answer) if run.finished else None
+        rows = []
+        for candidate_id in run.candidates:
+            cand = self.runs.get(candidate_id) or Run(candidate_id)
+            st, fin = cand.started, cand.finished
+            stop = str(fin.stop_reason) if fin else "incomplete"
+            answer = str(fin.answer) if fin else ""
+            mark = " ✓" if fin and answer == chosen else ""
+            rows.append(
+                f'<tr><td><a href="#run-{_attr(candidate_id)}">'
+                f"{as_int(st and st.candidate)}{mark}</a></td>"
+                f'<td><span class="badge {stop_state(stop)}">{self.t(stop)}</span></td>'
+                f"<td>{self.t(' '.join(answer.split()), 200)}</td>"
+                f'<td class="num">${as_float(fin and fin.cost_usd):.4f}</td>'
+                f'<td class="num">{cand.subcalls:,}</td></tr>')
+        self.out.append(
+            '<h2>Candidates</h2><div class="scroll"><table class="grid"><thead><tr>'
+            "<th>#</th><th>stop</th><th>answer</th><th class=\"num\">cost</th>"
+            '<th class="num">sub-calls</th></tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table></div>")
 
     def breakdown(self) -> None:
         """Cost, tokens and time per model and role, over the whole run tree."""

@@ -168,6 +168,7 @@ class Run:
     iterations: list[Iteration] = field(default_factory=list)
     warnings: list[evt.BudgetWarning] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)  # RLM(candidates=k): the search's
     subcalls: int = 0
     pending: dict[str, Subcalls] = field(default_factory=dict)  # call_id -> its cell's
     tools: dict[str, ToolCall] = field(default_factory=dict)  # call_id -> its tool call
@@ -244,6 +245,9 @@ def group(events: list[evt.Event]) -> Grouped:
             totals("sub", ev)
         elif isinstance(ev, evt.RunStarted):
             run.started = ev
+            parent = runs.get(str(ev.parent_run_id))
+            if ev.candidate is not None and parent is not None:
+                parent.candidates.append(run_id)
         elif isinstance(ev, evt.SandboxStarted):
             run.sandbox = ev
         elif isinstance(ev, evt.IterationStarted):
