@@ -1,6 +1,8 @@
 """The wire between the host and the isolated worker: frames on two pipes, the context in a memfd.
 
 This module is imported by both sides, so it uses the standard library only.
+Why over 500 lines: it is the one place both ends of the wire agree on, byte for byte (frames,
+the context buffer's layout, and the buffers the host shares between sandboxes).
 
 Frames
     Pipe A carries host->worker frames, pipe B worker->host frames. A frame is a 4-byte
