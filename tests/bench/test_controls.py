@@ -139,3 +139,22 @@ def test_the_oracle_answers_a_pairs_query_at_131k() -> None:
     res = asyncio.run(Oracle("oolong-pairs", sandbox="process").run_instance(inst))
     assert res.stop_reason == "final"
     assert get_task("oolong-pairs").score(res.answer, inst) == 1.0
+
+
+def test_the_sniah_oracle_scores_at_131072_by_cutting_the_haystack_to_the_sub_window() -> None:
+    # it scored 0 (3 of 3): the whole haystack went to one sub-call, whose prompt_too_long
+    # error string became the final answer
+    inst = get_task("sniah").instance(0, 131072, 0)
+    res = asyncio.run(Oracle("sniah", sandbox="process").run_instance(inst))
+    assert res.stop_reason == "final" and "[error:" not in res.answer
+    assert get_task("sniah").score(res.answer, inst) == 1.0
+
+
+def test_the_oracle_cuts_to_a_small_sub_model_window() -> None:
+    from fastrlm.bench._oracle_method import OVERLAP, piece_chars
+
+    inst = get_task("sniah").instance(0, 32768, 1)
+    small = "qwen3-8b-scripted"  # a 32K-token window: a smaller piece than the default
+    assert 2 * OVERLAP < piece_chars(small) < piece_chars("scripted/oracle-sub")
+    res = asyncio.run(Oracle("sniah", sandbox="process", sub_model=small).run_instance(inst))
+    assert get_task("sniah").score(res.answer, inst) == 1.0

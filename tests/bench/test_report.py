@@ -36,21 +36,53 @@ def _rec(method: str, score: float, **kw: Any) -> dict[str, Any]:
 
 def test_bootstrap_interval_is_deterministic_and_brackets_the_mean() -> None:
     xs = [1.0] * 6 + [0.0] * 4
-    first, again = bootstrap_ci(xs, "rlm|1024"), bootstrap_ci(xs, "rlm|1024")
+    first, again = bootstrap_ci(xs), bootstrap_ci(xs)
     assert first == again
     lo, hi = first
     assert lo < 0.6 < hi and 0.0 <= lo and hi <= 1.0
 
 
+def test_rows_with_equal_scores_get_equal_intervals() -> None:
+    scores = [1.0, 0.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.0]
+    recs = [_rec("rlm", x) for x in scores] + [_rec("summary", x) for x in reversed(scores)]
+    recs += [_rec("base", x, length=2048) for x in scores]
+    rows = summarize(recs)
+    intervals = {tuple(r["score_ci"]) for r in rows}
+    assert len(intervals) == 1, rows  # seeded per row before: each row its own interval
+    assert bootstrap_ci(scores) == bootstrap_ci(list(reversed(scores)))
+
+
+def test_the_bootstrap_interval_still_depends_on_the_scores() -> None:
+    assert bootstrap_ci([1.0, 0.0] * 5) != bootstrap_ci([1.0, 0.0, 0.0] * 4)
+
+
+def test_na_records_are_left_out_of_the_score_and_shown_as_na() -> None:
+    na = {"not_applicable": "no hidden truth", "stop_reason": "not_applicable", "cost_usd": 0.0}
+    rows = summarize([_rec("oracle", 0.0, **na)] * 3)
+    row = next(r for r in rows if r["length"] == 1024)
+    assert row["score"] is None and row["n"] == 0 and row["not_applicable"] == 3
+    line = [ln for ln in format_table([row]).splitlines() if ln.startswith("| oracle")][0]
+    assert "| N/A |" in line and "0.00" not in line
+    mixed = summarize([_rec("oracle", 1.0), _rec("oracle", 0.0, **na)])
+    assert next(r for r in mixed if r["length"] == 1024)["score"] == 100.0
+
+
+def test_error_answers_are_counted_and_flagged_in_the_table() -> None:
+    recs = [_rec("rlm", 1.0), _rec("rlm", 0.0, error_answer="prompt_too_long")]
+    row = next(r for r in summarize(recs) if r["length"] == 1024)
+    assert row["error_answers"] == 1
+    assert "1 error answer(s)!" in format_table([row])
+
+
 def test_bootstrap_interval_is_degenerate_for_constant_or_single_scores() -> None:
-    assert bootstrap_ci([1.0] * 20, "s") == (1.0, 1.0)
-    assert bootstrap_ci([0.5], "s") == (0.5, 0.5)
-    assert bootstrap_ci([], "s") == (0.0, 0.0)
+    assert bootstrap_ci([1.0] * 20) == (1.0, 1.0)
+    assert bootstrap_ci([0.5]) == (0.5, 0.5)
+    assert bootstrap_ci([]) == (0.0, 0.0)
 
 
 def test_bootstrap_interval_narrows_with_more_instances() -> None:
-    small = bootstrap_ci([1.0, 0.0] * 5, "s")
-    large = bootstrap_ci([1.0, 0.0] * 500, "s")
+    small = bootstrap_ci([1.0, 0.0] * 5)
+    large = bootstrap_ci([1.0, 0.0] * 500)
     assert (large[1] - large[0]) < (small[1] - small[0]) / 5
 
 

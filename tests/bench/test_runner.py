@@ -375,3 +375,64 @@ def test_a_judge_with_scripted_models_is_refused_not_ignored() -> None:
 
     with pytest.raises(ConfigurationError, match="--judge"):
         resolve_models(BenchConfig(task="browsecomp", scripted=True, judge="openai/gpt-4.1"))
+
+
+class _Answers:
+    """A method whose answer is fixed: what a run ends with when a failed call's text becomes
+    its FINAL."""
+
+    name = "fixed"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    async def run(self, question: str, context: str | list[str], meter: object = None) -> object:
+        from fastrlm.bench._meter import MethodResult
+
+        return MethodResult(self.answer, "final", 0.0, {}, 1, 1, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "score", "only"),
+    [
+        # the failed call's message quotes the prompt, needle included: no longer a 100
+        ("[error: prompt_too_long: 524,288 characters ... is: {gold}. ... split it]", 0.0, True),
+        ("[error: subcall_failed: boom] [error: timeout: {gold}]", 0.0, True),
+        # an answer that quotes an error beside a real answer is scored, and flagged
+        ("The number is {gold}. (one chunk said [error: timeout: took too long])", 1.0, False),
+    ],
+)
+def test_an_error_string_answer_is_never_scored_unflagged(
+    answer: str, score: float, only: bool, tmp_path: Path
+) -> None:
+    from fastrlm import PriceTable
+    from fastrlm.bench import get_task
+    from fastrlm.bench._runner import run_method
+
+    task = get_task("sniah")
+    inst = task.instance(0, 1024, 0)
+    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False)
+    method = _Answers(answer.format(gold=inst.gold))
+    rec = asyncio.run(run_method(
+        config, task, _models(), method, "fixed", 1024, 0, inst, 10, cache=None, limiter=None,
+        prices=PriceTable.default(), tokenizer_name="t"))  # type: ignore[arg-type]
+    assert rec["score"] == score
+    assert rec["error_answer"] in ("prompt_too_long", "subcall_failed", "timeout")
+    assert rec["error_answer_only"] is only
+    row = next(r for r in summarize([rec]) if r["length"] == 1024)
+    assert row["error_answers"] == 1
+
+
+def test_a_plain_answer_is_not_flagged(tmp_path: Path) -> None:
+    from fastrlm import PriceTable
+    from fastrlm.bench import get_task
+    from fastrlm.bench._runner import run_method
+
+    task = get_task("sniah")
+    inst = task.instance(0, 1024, 0)
+    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False)
+    rec = asyncio.run(run_method(
+        config, task, _models(), _Answers(f"It is {inst.gold} [see note]"), "fixed", 1024, 0,
+        inst, 10, cache=None, limiter=None, prices=PriceTable.default(),
+        tokenizer_name="t"))  # type: ignore[arg-type]
+    assert rec["score"] == 1.0 and "error_answer" not in rec

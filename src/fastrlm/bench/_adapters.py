@@ -64,6 +64,8 @@ class LoadedTask:
     scorer: Callable[[str, Instance], float]
     default_lengths: tuple[int, ...] = (0,)
     default_n: int = 50
+    #: The lengths the file holds, for loaders that select on length (None: length is ignored).
+    lengths_in_data: Callable[[], tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         self._cache: dict[tuple[int, int], list[Instance]] = {}
@@ -82,6 +84,25 @@ class LoadedTask:
     def score(self, pred: str, inst: Instance) -> float:
         return self.scorer(pred, inst)
 
+    def check_lengths(self, seed: int, lengths: tuple[int, ...], source: str) -> None:
+        """Raise :class:`ConfigurationError` when a length in ``lengths`` selects no instance,
+        naming the lengths the data at ``source`` has (a run that would do nothing and exit 0
+        is a mistake in ``--lengths``)."""
+        empty = [x for x in lengths if not self.instances(seed, x)]
+        if not empty:
+            return
+        if self.lengths_in_data is None:
+            raise ConfigurationError(
+                f"{source} holds no {self.name} instance; check that it is the data set's file "
+                "(docs/paper-benchmarks.md says which)"
+            )
+        have = self.lengths_in_data()
+        held = ", ".join(f"{x:,}" for x in have) or "none"
+        raise ConfigurationError(
+            f"--lengths {', '.join(f'{x:,}' for x in empty)} selects no {self.name} instance "
+            f"in {source} (lengths there: {held}); pass one of those, or leave --lengths out"
+        )
+
 
 def _oolong_gold(answer: str) -> tuple[str | int, str | None]:
     if "datetime" in answer:
@@ -89,6 +110,14 @@ def _oolong_gold(answer: str) -> tuple[str | int, str | None]:
         return d.isoformat(), "DATE"
     value = ast.literal_eval(answer)[0]
     return (value if isinstance(value, int) else str(value)), None
+
+
+def _trec_lengths(path: str | Path) -> Callable[[], tuple[int, ...]]:
+    def lengths() -> tuple[int, ...]:
+        return tuple(sorted({int(row.get("context_len", 0)) for row in read_rows(path)
+                             if row.get("dataset") == "trec_coarse"}))
+
+    return lengths
 
 
 def oolong_synth(path: str | Path) -> LoadedTask:
@@ -125,7 +154,8 @@ def oolong_synth(path: str | Path) -> LoadedTask:
         return out
 
     return LoadedTask(
-        "oolong", load, lambda p, i: score_answer(p, i.gold, i.answer_type), (131072,)
+        "oolong", load, lambda p, i: score_answer(p, i.gold, i.answer_type), (131072,),
+        lengths_in_data=_trec_lengths(path),
     )
 
 
@@ -178,7 +208,8 @@ def oolong_pairs_real(path: str | Path) -> LoadedTask:
                 )
         return out
 
-    return LoadedTask("oolong-pairs", load, _pairs.score, (32768,), 20)
+    return LoadedTask("oolong-pairs", load, _pairs.score, (32768,), 20,
+                      lengths_in_data=_trec_lengths(path))
 
 
 def _docids(items: Any) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from pathlib import Path
 
@@ -32,6 +33,10 @@ from ._runner import run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+_DECIMAL = {"": 1, "k": 1000, "m": 1000**2}
+#: How far a K/M label may sit from a power of two and still name it: the paper writes 2^17 as
+#: "131K" and 2^23 as "8.5M" (labels rounded to two or three figures).
+POWER_OF_TWO_SLACK = 0.03
 SCRIPTED_NOTE = (
     "Note: --scripted uses offline scripted models with fixed placeholder answers; these scores "
     "measure the harness's plumbing only, not any model."
@@ -39,15 +44,33 @@ SCRIPTED_NOTE = (
 
 
 def parse_length(text: str) -> int:
-    """``"8192"``, ``"8K"`` (8,192), ``"1M"`` (1,048,576), ``"2^20"`` or ``"4.2M"``."""
+    """A length in tokens: ``"8192"`` (exact), ``"2^17"``, or a K/M label as the paper writes
+    them, which names a power of two (``"8K"`` 8,192, ``"131K"`` 131,072, ``"1M"`` 1,048,576,
+    ``"4.2M"`` 4,194,304, ``"8.5M"`` 8,388,608) when its decimal or binary reading is within
+    :data:`POWER_OF_TWO_SLACK` of one; other labels read in binary units (``"10M"`` 10,485,760).
+    Raises ``click.BadParameter`` for anything else."""
     t = text.strip().lower()
     if "^" in t:
         base, exp = t.split("^", 1)
+        if not (base.isdigit() and exp.isdigit()):
+            raise click.BadParameter(
+                f"not a length: {text!r}; write tokens as 131072, 131K, 8.5M or 2^17"
+            )
         return int(int(base) ** int(exp))
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([km]?)", t)
     if not m:
-        raise click.BadParameter(f"not a length: {text!r}")
-    return int(float(m.group(1)) * _SUFFIX[m.group(2)])
+        raise click.BadParameter(
+            f"not a length: {text!r}; write tokens as 131072, 131K, 8.5M or 2^17"
+        )
+    number, suffix = float(m.group(1)), m.group(2)
+    binary = int(number * _SUFFIX[suffix])
+    if not suffix:
+        return binary
+    for reading in (binary, number * _DECIMAL[suffix]):
+        power = int(2 ** round(math.log2(max(reading, 1))))
+        if abs(reading - power) <= POWER_OF_TWO_SLACK * power:
+            return power
+    return binary
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -75,7 +98,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="Summary agent's compactor (default: gpt-5-nano for openai/gpt-5, else the sub-model).",
 )
-@click.option("--lengths", default=None, help="Context lengths in tokens, e.g. 8K,32K,1M or 2^13.")
+@click.option("--lengths", default=None,
+              help="Context lengths in tokens, e.g. 8K,32K,131K,1M or 2^13 (K/M labels near a "
+              "power of two mean it: 131K = 131,072).")
 @click.option("--n", type=Checked(count(1, optional=True)), default=None,
               help="Instances per length (default: the paper's).")
 @click.option("--seed", type=int, default=0, show_default=True)

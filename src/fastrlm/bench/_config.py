@@ -54,6 +54,11 @@ class InstanceMethod(Protocol):
 
     name: str
 
+    def not_applicable(self, inst: Instance) -> str | None:
+        """Why this control cannot run on ``inst`` (a real data set has no hidden truth), or
+        None. The runner records such an instance as N/A, never as a scored 0."""
+        ...
+
     async def run_instance(self, inst: Instance, meter: Meter | None = None) -> MethodResult: ...
 
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .. import PriceTable, UsageSummary
+from .. import Limits, PriceTable, UsageSummary
 from .._foundation.pricing import call_cost
-from .._foundation.windows import DEFAULT_WINDOW_TOKENS
+from .._foundation.windows import DEFAULT_WINDOW_TOKENS, subcall_window_chars
 from .._foundation.windows import WINDOWS as MODEL_WINDOWS
 from ..lm import LM, ChatMessage, LMResponse
 
@@ -38,6 +38,12 @@ def window_tokens(model: str) -> int:
         if key in name:
             return size
     return DEFAULT_WINDOW
+
+
+def subcall_chars(model: str) -> int:
+    """The longest sub-call prompt in characters the engine lets through to sub-model
+    ``model`` at the default output cap (what it refuses past with ``prompt_too_long``)."""
+    return subcall_window_chars(model, Limits().sub_max_tokens)
 
 
 class Cache(Protocol):

@@ -32,6 +32,7 @@ from ..lm import LM
 from ._config import BenchConfig, InstanceMethod, Method, Models, make_method, resolve_models
 from ._instance import Instance, Task
 from ._meter import Cache, Meter, MethodResult
+from ._score import error_answer, is_error_only
 from ._tasks import get_task
 from ._tokens import PROXY, context_tokens, tokenizer
 
@@ -125,6 +126,9 @@ async def run_bench(
     task = task or get_task(config.task, config.data, config.corpus)
     models = models or resolve_models(config)
     lengths = config.lengths or task.default_lengths
+    check = getattr(task, "check_lengths", None)
+    if callable(check):
+        check(config.seed, tuple(lengths), str(config.data or config.task))
     n = config.n if config.n is not None else task.default_n
     log = ResultsLog(config.out / "results.jsonl")
     done = {result_key(r) for r in load_results(log.path)}
@@ -258,6 +262,12 @@ async def run_method(
     failure, an ``RLMError``, is a line with ``stop_reason="error"``)."""
     evidence = inst.meta.get("evidence_docids")
     meter = Meter(cache=cache, limiter=limiter, track_docids=bool(evidence), prices=prices)
+    if isinstance(runner, InstanceMethod) and (why := runner.not_applicable(inst)):
+        res = MethodResult("", NOT_APPLICABLE, 0.0, {}, 0, 0, 0.0)
+        rec = record(config, models, method, length, index, inst, res, 0.0, tokens,
+                     tokenizer_name)
+        rec["not_applicable"] = why
+        return rec
     try:
         if isinstance(runner, InstanceMethod):  # the oracle reads hidden truth
             res = await runner.run_instance(inst, meter)
@@ -274,14 +284,20 @@ async def run_method(
             0.0,
             error=f"{type(exc).__name__}: {exc}",
         )
-    score = task.score(res.answer, inst)
+    failed_kind = error_answer(res.answer)
+    # an answer that is only a failed call's text is no answer, whatever it happens to contain
+    failed_only = failed_kind is not None and is_error_only(res.answer)
+    score = 0.0 if failed_only else task.score(res.answer, inst)
     verdict: dict[str, Any] | None = None
-    if models.judge is not None and inst.task in JUDGED_TASKS:
+    if models.judge is not None and inst.task in JUDGED_TASKS and not failed_only:
         verdict = await judge_answer(models.judge, inst, res.answer, limiter)
     judged = verdict is not None and verdict["correct"] is not None
     final = float(verdict["correct"]) if verdict is not None and judged else score
     rec = record(config, models, method, length, index, inst, res, final, tokens,
                  tokenizer_name)
+    if failed_kind is not None:
+        rec["error_answer"] = failed_kind
+        rec["error_answer_only"] = failed_only
     if verdict is not None:
         rec["score_exact_match"] = score
         rec["judge"] = verdict
@@ -290,6 +306,10 @@ async def run_method(
         rec["evidence_recall"] = round(len(hit) / len(evidence), 4)
     return rec
 
+
+#: The ``stop_reason`` of a control that cannot run on an instance (the oracle on real data):
+#: the report shows N/A, and leaves it out of the score.
+NOT_APPLICABLE = "not_applicable"
 
 #: Tasks whose official metric is an LLM judge (BrowseComp-Plus); with a judge model configured
 #: their score is the judge's verdict, and the exact-match score is kept beside it.

@@ -23,6 +23,29 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
+# ---------------------------------------------------------------- error answers
+
+#: ``[error: <kind>: ...]``, the text a failed or refused call leaves in place of an answer
+#: (:mod:`fastrlm._foundation.error_text`).
+_ERROR_ANSWER = re.compile(r"\[error: ([a-z][a-z_]*): ")
+
+
+def error_answer(pred: str) -> str | None:
+    """The error kind when ``pred`` carries an ``[error: <kind>: ...]`` string (a failed call's
+    text that became the final answer, whole or in part), else None. The runner scores an answer
+    that *is* one as 0 and flags every answer holding one, so a failure never passes for a
+    finish (an error message can contain the needle or a docid it was asked about)."""
+    m = _ERROR_ANSWER.search(pred)
+    return m.group(1) if m else None
+
+
+def is_error_only(pred: str) -> bool:
+    """Whether ``pred``, stripped, is nothing but error strings."""
+    return bool(pred.strip()) and not _ERROR_ONLY_REST.sub("", pred).strip()
+
+
+_ERROR_ONLY_REST = re.compile(r"\[error: [a-z][a-z_]*: .*?\](?=\s|$)", re.S)
+
 # ---------------------------------------------------------------- S-NIAH (RULER)
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
