@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fastrlm.bench import format_table, summarize
-from fastrlm.bench._cli import SCRIPTED_NOTE, bench
+from fastrlm.bench._cli import GENERATED_NOTE, SCRIPTED_NOTE, bench
 from fastrlm.bench._report import bootstrap_ci
 from fastrlm.bench._tokens import PROXY, count_tokens, tokenizer
 
@@ -120,6 +120,9 @@ def test_the_scripted_run_says_once_that_it_measures_plumbing_and_prints_its_pat
     result = CliRunner().invoke(bench, args)
     assert result.exit_code == 0, result.output
     assert result.output.count(SCRIPTED_NOTE) == 1
+    # a generated task says plainly that a program knowing the generator solves it
+    assert result.output.count(GENERATED_NOTE) == 1
+    assert (tmp_path / "summary.md").read_text().startswith(GENERATED_NOTE)
     assert str(tmp_path / "results.jsonl") in result.output
     assert str(tmp_path / "summary.md") in result.output
     rows = json.loads((tmp_path / "summary.json").read_text())
@@ -176,3 +179,12 @@ def test_the_cost_of_a_partly_exceeded_row_is_over_the_instances_that_ran() -> N
     recs = [_rec("base", 1.0, cost_usd=0.3), _rec("base", 0.0, exceeded=True, cost_usd=0.0)]
     row = [r for r in summarize(recs) if r["length"] == 1024][0]
     assert row["cost_mean"] == 0.3 and row["cost_std"] == 0.0
+
+
+def test_a_real_data_run_carries_no_generated_task_note(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "oolong_synth_validation.jsonl"
+    args = ["oolong", "--data", str(fixture), "--lengths", "1K", "--method", "base",
+            "--scripted", "--out", str(tmp_path), "--quiet", "--no-plot"]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    assert GENERATED_NOTE not in result.output

@@ -169,6 +169,7 @@ def test_a_rerun_with_the_subcall_cache_sends_no_subcall_twice(tmp_path: Path) -
             progress=False,
             sandbox="none",
             cache=tmp_path / "cache.sqlite",
+            seed=0,  # the same instances in both dirs (a run without a seed gets a fresh one)
         )
         records = asyncio.run(run_bench(config, models=models))
         assert {r["score"] for r in records if r["method"] == "rlm"} == {1.0}
@@ -343,7 +344,9 @@ def test_codeact_has_bm25_on_browsecomp_only_and_codeact_bm25_everywhere(
     [
         ("extracted_final_answer: x\nreasoning: same\ncorrect: yes\nconfidence: 90", 1.0, True),
         ("extracted_final_answer: x\ncorrect: no", 0.0, False),
-        ("I refuse to grade.", 0.0, None),  # no verdict: the exact-match score stands
+        # no verdict: a parse error, not correct (as the official accuracy counts it)
+        ("I refuse to grade.", 0.0, None),
+        ("extracted_final_answer: x\ncorrect: **yes**", 0.0, None),
     ],
 )
 def test_a_configured_judge_grades_browsecomp_and_exact_match_is_kept(
@@ -353,10 +356,14 @@ def test_a_configured_judge_grades_browsecomp_and_exact_match_is_kept(
     judge = ScriptedLM(lambda m: reply, model="scripted/judge")
     config = BenchConfig(task="browsecomp", methods=("base",), lengths=(16_000,), n=1,
                          out=tmp_path, progress=False)
-    [rec] = asyncio.run(run_bench(config, models=Models(root, root, root, judge)))
+    template = "Q: {question}\nR: {response}\n[correct_answer]: {correct_answer}"
+    models = Models(root, root, root, judge, template)
+    [rec] = asyncio.run(run_bench(config, models=models))
     assert rec["score_exact_match"] == 0.0 and rec["score"] == score
     assert rec["judge"]["correct"] is correct and rec["judge"]["model"] == "scripted/judge"
+    assert rec["judge"]["parse_error"] is (correct is None)
     sent = prompt_of(judge.calls[0])
+    assert sent.startswith("Q: ") and "R: Explanation: guess" in sent
     assert "Exact Answer: Nobody" in sent and "[correct_answer]:" in sent
     assert "Your response should be" not in sent  # the question, without the format block
 

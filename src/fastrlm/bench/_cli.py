@@ -29,7 +29,7 @@ from ..cli._options import (
 )
 from ._config import METHODS, BenchConfig
 from ._report import format_table, plot, summarize
-from ._runner import run_bench
+from ._runner import resolve_seed, run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
@@ -37,6 +37,11 @@ _DECIMAL = {"": 1, "k": 1000, "m": 1000**2}
 #: How far a K/M label may sit from a power of two and still name it: the paper writes 2^17 as
 #: "131K" and 2^23 as "8.5M" (labels rounded to two or three figures).
 POWER_OF_TWO_SLACK = 0.03
+GENERATED_NOTE = (
+    "Note: a generated task. A program that knows the generator's vocabularies solves it at "
+    "every length and seed, so these scores measure the harness, scale and cost, not the "
+    "paper's Table 1 (run the real data sets with --data for that)."
+)
 SCRIPTED_NOTE = (
     "Note: --scripted uses offline scripted models with fixed placeholder answers; these scores "
     "measure the harness's plumbing only, not any model."
@@ -103,7 +108,10 @@ def _split(values: tuple[str, ...]) -> list[str]:
               "power of two mean it: 131K = 131,072).")
 @click.option("--n", type=Checked(count(1, optional=True)), default=None,
               help="Instances per length (default: the paper's).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None,
+              help="Generator seed (default: the seed of the run already in --out, so a rerun "
+              "resumes it; else a fresh random one, printed and recorded in every results line, "
+              "so model code cannot rebuild the instance it is asked about).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -155,6 +163,15 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="LLM judge for BrowseComp (its official metric), e.g. openai/gpt-4.1; the exact-match "
     "score is kept beside it.",
 )
+@click.option(
+    "--judge-template",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="FASTRLM_JUDGE_TEMPLATE",
+    help="BrowseComp-Plus's official grader prompt, which --judge needs: a clone of "
+    "github.com/texttron/BrowseComp-Plus, or a .py/text file holding GRADER_TEMPLATE. "
+    "[env: FASTRLM_JUDGE_TEMPLATE]",
+)
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="ray: one Ray task per (instance, method) "
               "(pip install 'fastrlm[ray]'); same results file, resume and summary.")
@@ -171,7 +188,7 @@ def bench(
     summarizer: str | None,
     lengths: str | None,
     n: int | None,
-    seed: int,
+    seed: int | None,
     out: Path | None,
     base_url: str | None,
     max_concurrent_runs: int | None,
@@ -189,6 +206,7 @@ def bench(
     batch_hint: bool,
     prompt: str,
     judge: str | None,
+    judge_template: Path | None,
     backend: str,
     ray_address: str | None,
     no_plot: bool,
@@ -228,6 +246,7 @@ def bench(
             batch_hint=batch_hint,
             prompt=prompt,
             judge=judge,
+            judge_template=judge_template,
             window=window,
             data=data,
             corpus=corpus,
@@ -236,12 +255,16 @@ def bench(
             backend=backend,
             ray_address=ray_address,
         )
+        config = resolve_seed(config)
         records = asyncio.run(run_bench(config))
     except RLMError as exc:
         raise click.ClickException(str(exc)) from exc
+    seed = config.seed
     mine = [r for r in records if r["task"] == task and r["seed"] == seed]
     rows = summarize(mine)
     table = format_table(rows)
+    if data is None:
+        table = f"{GENERATED_NOTE}\n\n{table}"
     (config.out / "summary.md").write_text(table, encoding="utf-8")
     (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     written = [config.out / "results.jsonl", config.out / "summary.md", config.out / "summary.json"]
@@ -250,4 +273,6 @@ def bench(
     if scripted:
         click.echo(SCRIPTED_NOTE)
     click.echo(table, nl=False)
+    click.echo(f"Seed: {seed} (recorded in every results line; a rerun into {config.out} "
+               "resumes it, --seed repeats it elsewhere)")
     click.echo("Written: " + ", ".join(str(p) for p in written))

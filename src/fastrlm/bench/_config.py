@@ -74,7 +74,9 @@ class BenchConfig:
     summarizer: str | None = None
     lengths: tuple[int, ...] | None = None
     n: int | None = None
-    seed: int = 0
+    #: None: a fresh random seed for a new run, or the seed of the run already in ``out``
+    #: (:func:`fastrlm.bench._runner.resolve_seed`), so model code cannot re-derive an instance.
+    seed: int | None = None
     out: Path = Path("bench-results")
     concurrency: int = 8
     base_url: str | None = None
@@ -87,6 +89,9 @@ class BenchConfig:
     batch_hint: bool = False
     prompt: str = "default"
     judge: str | None = None
+    #: BrowseComp-Plus's grader prompt: a clone of the benchmark, a .py file or a text file
+    #: (:func:`fastrlm.bench._judge.load_grader_template`; None: ``FASTRLM_JUDGE_TEMPLATE``).
+    judge_template: Path | None = None
     window: int | None = None
     data: Path | None = None
     corpus: Path | None = None
@@ -117,6 +122,8 @@ class Models:
     sub: LM
     summarizer: LM
     judge: LM | None = None
+    #: The official grader prompt the judge is asked with (read when a judge is configured).
+    judge_template: str | None = None
 
     @property
     def names(self) -> tuple[str, str]:
@@ -137,13 +144,18 @@ def resolve_models(config: BenchConfig) -> Models:
         return Models(scripted_root, scripted_sub, scripted_sub)
     from ..lm import resolve
 
+    template = None
+    if config.judge:
+        from ._judge import load_grader_template
+
+        template = load_grader_template(config.judge_template)  # before any model is resolved
     sub_spec = config.sub_model or DEFAULT_SUB.get(config.model, config.model)
     summ_spec = config.summarizer or DEFAULT_SUMMARIZER.get(config.model, sub_spec)
     root = resolve(config.model, base_url=config.base_url)
     sub = root if sub_spec == config.model else resolve(sub_spec, base_url=config.base_url)
     summ = sub if summ_spec == sub_spec else resolve(summ_spec, base_url=config.base_url)
     judge = resolve(config.judge, base_url=config.base_url) if config.judge else None
-    return Models(root, sub, summ, judge)
+    return Models(root, sub, summ, judge, template)
 
 
 #: The paper's extra line for Qwen3-Coder (P2 App. C): batch sub-calls by about 200K characters.

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import PriceTable, RLMError
+from .. import ConfigurationError, PriceTable, RLMError
 from ..jobs import Backend, LocalBackend, RayBackend, ResultsLog, drive
 from ..lm import LM
 from ._config import BenchConfig, InstanceMethod, Method, Models, make_method, resolve_models
@@ -80,7 +82,7 @@ def record(
         "method": method,
         "model": models.root.model,
         "sub_model": models.sub.model,
-        "seed": config.seed,
+        "seed": _seed(config),
         "length": length,
         "index": index,
         "id": inst.id,
@@ -107,6 +109,26 @@ def record(
     }
 
 
+def resolve_seed(config: BenchConfig) -> BenchConfig:
+    """``config`` with its seed fixed: the one given; else the seed of the last run of this task
+    already recorded in ``out/results.jsonl`` (a rerun resumes it); else a fresh random one. A
+    fixed default (seed 0) would let model code that knows the generators rebuild the very
+    instance it is asked about, gold included; a fresh seed, recorded in every results line,
+    keeps the run reproducible without that."""
+    if config.seed is not None:
+        return config
+    recorded = [r.get("seed") for r in load_results(config.out / "results.jsonl")
+                if r.get("task") == config.task and isinstance(r.get("seed"), int)]
+    seed = recorded[-1] if recorded else secrets.randbits(63)
+    return replace(config, seed=seed)
+
+
+def _seed(config: BenchConfig) -> int:
+    if config.seed is None:
+        raise ConfigurationError("the config's seed is not resolved: call resolve_seed first")
+    return config.seed
+
+
 #: Re-runs of a Ray task whose worker died.
 WORKER_RETRIES = 3
 
@@ -123,24 +145,26 @@ async def run_bench(
 ) -> list[dict[str, Any]]:
     """Run ``config``; returns every record in the results file (old and new). Raises
     :class:`~fastrlm.RLMError` when items failed on Ray (the others are written)."""
+    config = resolve_seed(config)
+    seed = _seed(config)
     task = task or get_task(config.task, config.data, config.corpus)
     models = models or resolve_models(config)
     lengths = config.lengths or task.default_lengths
     check = getattr(task, "check_lengths", None)
     if callable(check):
-        check(config.seed, tuple(lengths), str(config.data or config.task))
+        check(seed, tuple(lengths), str(config.data or config.task))
     n = config.n if config.n is not None else task.default_n
     log = ResultsLog(config.out / "results.jsonl")
     done = {result_key(r) for r in load_results(log.path)}
     root_name, sub_name = models.names
     todo: deque[Item] = deque()
     for length in lengths:
-        available = _available(task, config.seed, length)
+        available = _available(task, seed, length)
         for index in range(n if available is None else min(n, available)):
             todo.extend(
                 (length, index, m)
                 for m in config.methods
-                if (config.task, m, root_name, sub_name, config.seed, length, index) not in done
+                if (config.task, m, root_name, sub_name, seed, length, index) not in done
             )
     progress = _Progress(len(todo), config.progress,
                          f"{config.task} ({', '.join(config.methods)})")
@@ -228,7 +252,7 @@ class _LocalRuns:
                 self._instances.pop(key, None)
 
     async def _instance(self, length: int, index: int) -> tuple[Instance, int]:
-        inst = await asyncio.to_thread(self._task.instance, self._config.seed, length, index)
+        inst = await asyncio.to_thread(self._task.instance, _seed(self._config), length, index)
         tokens = await asyncio.to_thread(context_tokens, inst.context, inst.query)
         return inst, tokens
 
@@ -290,9 +314,13 @@ async def run_method(
     score = 0.0 if failed_only else task.score(res.answer, inst)
     verdict: dict[str, Any] | None = None
     if models.judge is not None and inst.task in JUDGED_TASKS and not failed_only:
-        verdict = await judge_answer(models.judge, inst, res.answer, limiter)
-    judged = verdict is not None and verdict["correct"] is not None
-    final = float(verdict["correct"]) if verdict is not None and judged else score
+        verdict = await judge_answer(models.judge, inst, res.answer, limiter,
+                                     models.judge_template)
+    # the official accuracy: only a "yes" verdict is correct (no verdict, or no reply, is not)
+    final = float(verdict["correct"] is True) if verdict is not None else score
+    if verdict is None and failed_only and models.judge is not None and inst.task in JUDGED_TASKS:
+        verdict = {"model": models.judge.model, "correct": False, "parse_error": False,
+                   "error": "not judged: the answer is a failed call's error text"}
     rec = record(config, models, method, length, index, inst, res, final, tokens,
                  tokenizer_name)
     if failed_kind is not None:
@@ -317,30 +345,38 @@ JUDGED_TASKS = frozenset({"browsecomp"})
 
 
 async def judge_answer(
-    judge: LM, inst: Instance, answer: str, limiter: asyncio.Semaphore | None = None
+    judge: LM, inst: Instance, answer: str, limiter: asyncio.Semaphore | None = None,
+    template: str | None = None,
 ) -> dict[str, Any]:
-    """Ask ``judge`` whether ``answer`` matches the gold (BrowseComp-Plus's grading). Returns
-    ``correct`` (None when the judge gave no verdict or failed: the exact-match score then
-    stands), the judge's extracted answer, its cost and any error."""
-    from ._score import judge_prompt, parse_judgement
+    """Ask ``judge`` whether ``answer`` matches the gold with BrowseComp-Plus's grader prompt
+    (``template``; :func:`fastrlm.bench._judge.load_grader_template` when None). Returns
+    ``correct`` (None when the reply had no verdict, ``parse_error``, or the call failed,
+    ``error``: both graded not correct, as the official accuracy counts them), the judge's
+    extracted answer, confidence, reasoning and cost."""
+    from ._judge import judge_prompt, load_grader_template, parse_judgement
 
+    template = template if template is not None else load_grader_template()
     question = inst.query.split("\n\nYour response should be", 1)[0]
     gold = inst.gold[0] if isinstance(inst.gold, list) and inst.gold else inst.gold
     meter = Meter(limiter=limiter)
     try:
         reply = await meter.complete(
-            judge, [{"role": "user", "content": judge_prompt(question, answer, str(gold))}]
+            judge,
+            [{"role": "user", "content": judge_prompt(template, question, answer, str(gold))}],
         )
     except RLMError as exc:
-        return {"model": judge.model, "correct": None, "error": f"{type(exc).__name__}: {exc}",
-                "cost_usd": meter.cost_usd}
+        return {"model": judge.model, "correct": None, "parse_error": False,
+                "error": f"{type(exc).__name__}: {exc}", "cost_usd": meter.cost_usd}
     verdict = parse_judgement(reply)
     return {
         "model": judge.model,
         "correct": verdict.correct,
         "extracted": verdict.extracted,
+        "confidence": verdict.confidence,
+        "reasoning": _short(verdict.reasoning, 2000),
+        "parse_error": verdict.parse_error,
         "cost_usd": round(meter.cost_usd, 8),
-        "error": None if verdict.correct is not None else "no yes/no verdict in the judge's reply",
+        "error": None if not verdict.parse_error else "no yes/no verdict in the judge's reply",
     }
 
 
