@@ -239,6 +239,7 @@ def test_browsecomp_records_the_evidence_recall_of_what_reached_a_model(tmp_path
         out=tmp_path,
         progress=False,
         sandbox="none",
+        seed=0,  # the instance generated above
     )
     records = asyncio.run(run_bench(config, models=Models(root, sub, sub)))
     recall = {r["method"]: r["evidence_recall"] for r in records}
@@ -418,7 +419,7 @@ def test_an_error_string_answer_is_never_scored_unflagged(
 
     task = get_task("sniah")
     inst = task.instance(0, 1024, 0)
-    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False)
+    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False, seed=0)
     method = _Answers(answer.format(gold=inst.gold))
     rec = asyncio.run(run_method(
         config, task, _models(), method, "fixed", 1024, 0, inst, 10, cache=None, limiter=None,
@@ -437,7 +438,7 @@ def test_a_plain_answer_is_not_flagged(tmp_path: Path) -> None:
 
     task = get_task("sniah")
     inst = task.instance(0, 1024, 0)
-    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False)
+    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False, seed=0)
     rec = asyncio.run(run_method(
         config, task, _models(), _Answers(f"It is {inst.gold} [see note]"), "fixed", 1024, 0,
         inst, 10, cache=None, limiter=None, prices=PriceTable.default(),

@@ -28,8 +28,9 @@ from ..cli._options import (
     unpriced_help,
 )
 from ._config import METHODS, BenchConfig
+from ._grid import cost_score_svg, format_grid, grid_cells
 from ._report import format_table, plot, summarize
-from ._runner import resolve_seed, run_bench
+from ._runner import load_results, resolve_seed, run_bench
 from ._tasks import TASKS
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
@@ -178,6 +179,19 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join (default: a local Ray for this command). "
               "[env: RAY_ADDRESS]")
+@click.option(
+    "--grid",
+    "grid_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Other results directories (other tasks) whose records join this run's Table-1 grid "
+    "(OUT/table1.md) and cost-vs-score plot (OUT/cost_vs_score.svg). Repeatable.",
+)
+@click.option("--sc-samples", type=Checked(count(1)), default=5, show_default=True,
+              help="base-sc: samples when no RLM cost is known to match.")
+@click.option("--match-cost", type=float, default=None,
+              help="base-sc: the cost per task (USD) to spend (default: the RLM's mean cost "
+              "in the results).")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -209,6 +223,9 @@ def bench(
     judge_template: Path | None,
     backend: str,
     ray_address: str | None,
+    grid_dirs: tuple[Path, ...],
+    sc_samples: int,
+    match_cost: float | None,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -254,6 +271,8 @@ def bench(
             prices=prices,
             backend=backend,
             ray_address=ray_address,
+            sc_samples=sc_samples,
+            match_cost_usd=match_cost,
         )
         config = resolve_seed(config)
         records = asyncio.run(run_bench(config))
@@ -267,12 +286,28 @@ def bench(
         table = f"{GENERATED_NOTE}\n\n{table}"
     (config.out / "summary.md").write_text(table, encoding="utf-8")
     (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    written = [config.out / "results.jsonl", config.out / "summary.md", config.out / "summary.json"]
+    grid_records = list(mine)
+    for other in grid_dirs:
+        found = load_results(other / "results.jsonl")
+        if not found:
+            raise click.UsageError(f"--grid {other}: no results.jsonl with records there")
+        grid_records += found
+    (config.out / "table1.md").write_text(format_grid(grid_records), encoding="utf-8")
+    cells = grid_cells(grid_records)
+    (config.out / "table1.json").write_text(
+        json.dumps([{"method": m, "task": t, **row} for (m, t), row in sorted(cells.items())],
+                   indent=2), encoding="utf-8")
+    written = [config.out / "results.jsonl", config.out / "summary.md", config.out / "summary.json",
+               config.out / "table1.md", config.out / "table1.json",
+               cost_score_svg(grid_records, config.out / "cost_vs_score.svg",
+                              f"cost vs score (seed {seed})")]
     if not no_plot and mine:
         written.append(plot(mine, config.out / "score_vs_length.png", f"{task} (seed {seed})"))
     if scripted:
         click.echo(SCRIPTED_NOTE)
     click.echo(table, nl=False)
+    click.echo("\nTable 1 (" + ", ".join(sorted({str(r["task"]) for r in grid_records})) + "):\n"
+               + format_grid(grid_records), nl=False)
     click.echo(f"Seed: {seed} (recorded in every results line; a rerun into {config.out} "
                "resumes it, --seed repeats it elsewhere)")
     click.echo("Written: " + ", ".join(str(p) for p in written))

@@ -35,6 +35,23 @@ def _std(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
 
 
+def _quantile(xs: Sequence[float], q: float) -> float:
+    """The ``q`` quantile by linear interpolation between order statistics (0 for none)."""
+    if not xs:
+        return 0.0
+    v = sorted(xs)
+    pos = q * (len(v) - 1)
+    low = int(pos)
+    high = min(low + 1, len(v) - 1)
+    return v[low] + (v[high] - v[low]) * (pos - low)
+
+
+def _mean_or_none(rs: Sequence[dict[str, Any]], key: str) -> int | None:
+    """The mean of ``key`` over records that have it (None when none has it)."""
+    xs = [float(r[key]) for r in rs if r.get(key) is not None]
+    return round(_mean(xs)) if xs else None
+
+
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -105,6 +122,10 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "error_answers": sum(1 for r in rs if r.get("error_answer")),
                 "cost_mean": round(_mean(costs), 4),
                 "cost_std": round(_std(costs), 4),
+                "cost_median": round(_quantile(costs, 0.5), 4),
+                "cost_p95": round(_quantile(costs, 0.95), 4),
+                "root_tokens": _mean_or_none(rs, "root_tokens"),
+                "sub_tokens": _mean_or_none(rs, "sub_tokens"),
                 "input_tokens": round(_mean([float(r["input_tokens"]) for r in rs])),
                 "output_tokens": round(_mean([float(r["output_tokens"]) for r in rs])),
                 "subcalls": round(_mean([float(r["subcalls"]) for r in rs]), 1),

@@ -31,7 +31,15 @@ from typing import Any
 from .. import ConfigurationError, PriceTable, RLMError
 from ..jobs import Backend, LocalBackend, RayBackend, ResultsLog, drive
 from ..lm import LM
-from ._config import BenchConfig, InstanceMethod, Method, Models, make_method, resolve_models
+from ._config import (
+    COST_MATCHED,
+    BenchConfig,
+    InstanceMethod,
+    Method,
+    Models,
+    make_method,
+    resolve_models,
+)
 from ._instance import Instance, Task
 from ._meter import Cache, Meter, MethodResult
 from ._score import error_answer, is_error_only
@@ -77,6 +85,7 @@ def record(
     counted by ``tokenizer_name`` (o200k_base or the proxy, :mod:`fastrlm.bench._tokens`)."""
     usage = res.usage
     meta = {k: v for k, v in inst.meta.items() if k not in ("choices",)}
+    root_tokens, sub_tokens = split_tokens(usage, models.root.model, models.sub.model)
     return {
         "task": config.task,
         "method": method,
@@ -94,6 +103,8 @@ def record(
         "cost_usd": round(res.cost_usd, 8),
         "input_tokens": usage.get("input_tokens", 0),
         "output_tokens": usage.get("output_tokens", 0),
+        "root_tokens": root_tokens,
+        "sub_tokens": sub_tokens,
         "subcalls": res.subcalls,
         "iterations": res.iterations,
         "duration_s": round(res.duration_s, 4),
@@ -129,6 +140,19 @@ def _seed(config: BenchConfig) -> int:
     return config.seed
 
 
+def split_tokens(usage: dict[str, Any], root: str, sub: str) -> tuple[int | None, int | None]:
+    """Tokens (in + out) of the root model and of every other model (sub-calls, summariser) in
+    a result's usage; (None, None) when root and sub are one model (no way to tell apart)."""
+    if root == sub:
+        return None, None
+    by_model = usage.get("by_model") or {}
+    total = sum(int(u.get("input_tokens", 0)) + int(u.get("output_tokens", 0))
+                for u in by_model.values())
+    mine = by_model.get(root) or {}
+    root_tokens = int(mine.get("input_tokens", 0)) + int(mine.get("output_tokens", 0))
+    return root_tokens, total - root_tokens
+
+
 #: Re-runs of a Ray task whose worker died.
 WORKER_RETRIES = 3
 
@@ -144,11 +168,50 @@ async def run_bench(
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``config``; returns every record in the results file (old and new). Raises
-    :class:`~fastrlm.RLMError` when items failed on Ray (the others are written)."""
+    :class:`~fastrlm.RLMError` when items failed on Ray (the others are written).
+
+    The cost-matched control (``base-sc``) runs after the other methods, with its target cost
+    the RLM's mean cost per task in the results (:func:`rlm_mean_cost`) unless
+    ``config.match_cost_usd`` gives one."""
     config = resolve_seed(config)
-    seed = _seed(config)
     task = task or get_task(config.task, config.data, config.corpus)
     models = models or resolve_models(config)
+    others = tuple(m for m in config.methods if m != COST_MATCHED)
+    if others:
+        await _run_phase(replace(config, methods=others), task, models, on_record)
+    if COST_MATCHED in config.methods:
+        target = config.match_cost_usd
+        if target is None:
+            target = rlm_mean_cost(load_results(config.out / "results.jsonl"), config.task,
+                                   models.root.model, _seed(config))
+        await _run_phase(replace(config, methods=(COST_MATCHED,), match_cost_usd=target),
+                         task, models, on_record)
+    return load_results(config.out / "results.jsonl")
+
+
+#: The RLM rows whose mean cost the cost-matched control spends, in order of preference.
+RLM_ROWS = ("rlm", "rlm-depth-2", "rlm-depth-3", "rlm-no-subcalls")
+
+
+def rlm_mean_cost(records: list[dict[str, Any]], task: str, model: str, seed: int) -> float | None:
+    """The mean cost per task of the first RLM row in :data:`RLM_ROWS` with results for
+    ``task``, ``model`` and ``seed`` (None: no RLM has run)."""
+    for method in RLM_ROWS:
+        costs = [float(r["cost_usd"]) for r in records
+                 if r.get("method") == method and r.get("task") == task
+                 and r.get("model") == model and r.get("seed") == seed]
+        if costs:
+            return sum(costs) / len(costs)
+    return None
+
+
+async def _run_phase(
+    config: BenchConfig,
+    task: Task,
+    models: Models,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    seed = _seed(config)
     lengths = config.lengths or task.default_lengths
     check = getattr(task, "check_lengths", None)
     if callable(check):
@@ -210,7 +273,6 @@ async def run_bench(
     if failures:
         raise RLMError(f"{len(failures)} run(s) failed on Ray (first: {failures[0]}); the "
                        "results file has the others: run the same command again to resume")
-    return load_results(log.path)
 
 
 class _LocalRuns:
