@@ -47,7 +47,8 @@ def samples_for(target_usd: float | None, first_usd: float, default_k: int, max_
     """How many samples in all match ``target_usd`` given the first sample's cost."""
     if target_usd is None or first_usd <= 0:
         return default_k
-    return max(1, min(max_k, int(target_usd // first_usd)))
+    # a hair of slack: 1.0 / 0.1 is 9.999... in binary floating point
+    return max(1, min(max_k, int(target_usd / first_usd * (1 + 1e-9))))
 
 
 @dataclass
