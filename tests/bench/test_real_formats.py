@@ -145,3 +145,46 @@ def test_longbench_v2_keeps_the_code_domain_and_asks_in_the_papers_format() -> N
     for answer, want in (("The correct answer is (D)", 1.0), ("Answer: 3.", 1.0),
                          ("I choose option 3.", 1.0), ("Answer: 0", 0.0)):
         assert task.score(answer, second) == want, answer
+
+
+def test_ruler_niah_rows_split_into_haystack_and_question() -> None:
+    from fastrlm.bench._adapters import ruler_niah
+
+    task = ruler_niah(FIXTURES / "ruler_niah_single.jsonl")
+    items = task.instances(0, 0)
+    assert len(items) == 5
+    for inst in items:
+        assert isinstance(inst.context, str) and inst.task == "sniah"
+        assert f"is: {inst.gold[0]}." in inst.context  # the needle is in the haystack
+        assert inst.query.endswith("mentioned in the provided text?")
+        assert "afterwards." in inst.query and "afterwards" not in inst.context
+        assert inst.meta["key"] in inst.query and inst.meta["source"] == "ruler"
+        assert task.score(f"The number is {inst.gold[0]}", inst) == 1.0
+        assert task.score("no idea", inst) == 0.0
+    assert items[2].gold == ["0d6a3c1e-5b7f-4a2e-9c8d-1f2e3a4b5c6d"]  # niah_single_3: uuids
+    # the uppercase uuid still matches: RULER compares lower-cased
+    assert task.score(items[2].gold[0].upper(), items[2]) == 1.0
+
+
+def test_a_row_outside_rulers_template_is_refused_with_how_to_make_one(tmp_path: Path) -> None:
+    from fastrlm import ConfigurationError
+    from fastrlm.bench._adapters import ruler_niah
+
+    bad = tmp_path / "x.jsonl"
+    bad.write_text(json.dumps({"input": "hello", "outputs": ["1"]}) + "\n")
+    with pytest.raises(ConfigurationError, match="prepare.py"):
+        ruler_niah(bad).instances(0, 0)
+
+
+def test_sniah_with_data_uses_the_ruler_adapter_end_to_end(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fastrlm.bench._cli import bench
+
+    result = CliRunner().invoke(bench, [
+        "sniah", "--data", str(FIXTURES / "ruler_niah_single.jsonl"), "--method", "base,oracle",
+        "--scripted", "--quiet", "--no-plot", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len([r for r in lines if r["method"] == "base"]) == 5
+    assert all(r.get("not_applicable") for r in lines if r["method"] == "oracle")

@@ -10,6 +10,9 @@
   corpus lacks them) and random corpus documents up to ``docs`` (1,000), shuffled by seed.
 - :func:`longbench_codeqa`: LongBench-v2 JSON, domain "Code Repository Understanding", asked in the
   paper's 0-3 format.
+- :func:`ruler_niah`: RULER's generated ``validation.jsonl`` for a single-needle task (``index,
+  input, outputs, length, length_w_model_temp, answer_prefix, token_position_answer``), the
+  input split into the haystack (``context``) and the template's instruction and question.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import ConfigurationError, MissingExtraError
-from . import _browsecomp, _codeqa, _pairs
+from . import _browsecomp, _codeqa, _pairs, _sniah
 from ._instance import Instance, length_meta, rng_for
 from ._oolong_score import score_answer
 from ._records import Record
@@ -304,3 +307,49 @@ def longbench_codeqa(path: str | Path) -> LoadedTask:
         return out
 
     return LoadedTask("codeqa", load, _codeqa.score, (0,), 50)
+
+
+#: RULER's NIAH template, singular or plural, around the haystack: the instruction line, the
+#: haystack, the question (a chat template may wrap it all).
+_RULER_INPUT = re.compile(
+    r"(?P<lead>(?:Some|A) special magic (?P<kind>\w+?) (?:are|is) hidden within the following "
+    r"text\. Make sure to memorize it\. I will quiz you about the \w+ afterwards\.)\s?"
+    r"(?P<haystack>.*)\s"
+    r"(?P<question>What (?:are all|is) the special magic \w+ for (?P<key>\S+) mentioned in the "
+    r"provided text\?)",
+    re.S,
+)
+
+
+def ruler_niah(path: str | Path) -> LoadedTask:
+    """RULER single-needle rows (see the module docstring); scored with RULER's
+    ``string_match_all`` against ``outputs``. Raises :class:`ConfigurationError` for a row whose
+    ``input`` is not RULER's NIAH template."""
+
+    def load(seed: int, length: int) -> list[Instance]:
+        del seed, length
+        out: list[Instance] = []
+        for number, row in enumerate(read_rows(path)):
+            text = str(row.get("input", ""))
+            m = _RULER_INPUT.search(text)
+            if m is None or not isinstance(row.get("outputs"), list):
+                raise ConfigurationError(
+                    f"{path} row {number + 1} is not a RULER NIAH row (an 'input' in RULER's "
+                    "niah template and an 'outputs' list); generate it with RULER's "
+                    "scripts/data/prepare.py --task niah_single_1|2|3"
+                )
+            query = f"{m.group('lead')}\n\n{m.group('question')}"
+            ctx = m.group("haystack")
+            meta = length_meta(ctx, len(query))
+            meta.update({
+                "length": int(row.get("length") or meta["tokens"]),
+                "source": "ruler",
+                "key": m.group("key"),
+                "answer_prefix": row.get("answer_prefix"),
+                "token_position_answer": row.get("token_position_answer"),
+            })
+            out.append(Instance(f"ruler-{number}", "sniah", ctx, query,
+                                [str(x) for x in row["outputs"]], "STRING", meta))
+        return out
+
+    return LoadedTask("sniah", load, _sniah.score, (0,), 50)
