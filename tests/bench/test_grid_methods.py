@@ -313,3 +313,43 @@ def test_the_cost_vs_score_plot_is_valid_svg_with_one_point_per_priced_cell(
     circles = root.findall("{http://www.w3.org/2000/svg}circle")
     assert len(circles) == 3 + 2  # three priced cells, two legend marks
     assert "oracle (codeqa)" in path.read_text()  # free cells are named, not dropped silently
+
+
+# ---------------------------------------------------------------- cost estimate
+
+
+def test_the_estimate_grows_with_the_data_and_follows_the_prices() -> None:
+    from fastrlm import PriceTable
+    from fastrlm.bench import get_task
+    from fastrlm.bench._estimate import estimate
+
+    prices = PriceTable.default({"r": Price(1.0, 10.0), "s": Price(0.1, 1.0)})
+    names = ("r", "s", "s")
+    task = get_task("sniah")
+    small = estimate(BenchConfig(task="sniah", methods=("rlm", "base", "oracle"), n=2,
+                                 lengths=(4096,), seed=0), task, names, prices)
+    large = estimate(BenchConfig(task="sniah", methods=("rlm", "base", "oracle"), n=2,
+                                 lengths=(65536,), seed=0), task, names, prices)
+    assert small.instances == 2 and small.usd["oracle"] == 0.0
+    assert 0 < small.usd["rlm"] < large.usd["rlm"] and small.usd["base"] < large.usd["base"]
+    over = estimate(BenchConfig(task="sniah", methods=("base",), n=1, lengths=(65536,),
+                                window=1000, seed=0), task, names, prices)
+    assert over.usd["base"] == 0.0  # not sent over the window: N/A, free
+    unknown = estimate(BenchConfig(task="sniah", methods=("rlm",), n=1, lengths=(4096,),
+                                   seed=0), task, ("x/unpriced", "x/unpriced", "x/unpriced"),
+                       prices)
+    assert unknown.unpriced == {"x/unpriced"} and "not priced" in unknown.text()
+
+
+def test_the_cli_prints_the_estimate_and_calls_no_model(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fastrlm.bench._cli import bench
+
+    fixture = Path(__file__).parent / "fixtures" / "oolong_synth_validation.jsonl"
+    result = CliRunner().invoke(bench, [
+        "oolong", "--data", str(fixture), "--lengths", "1K", "--method", "rlm,base",
+        "--model", "openai/gpt-5", "--estimate", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output  # no API key needed: nothing is called
+    assert "Cost estimate before the run" in result.output and "rlm: $" in result.output
+    assert not (tmp_path / "results.jsonl").exists()

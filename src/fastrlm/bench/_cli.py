@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .. import Price, RLMError
+from .. import Price, PriceTable, RLMError
 from .._foundation.validate import count
 from ..cli._options import (
     Checked,
@@ -27,11 +27,12 @@ from ..cli._options import (
     sandbox_option,
     unpriced_help,
 )
-from ._config import METHODS, BenchConfig
+from ._config import METHODS, BenchConfig, model_names
+from ._estimate import estimate
 from ._grid import cost_score_svg, format_grid, grid_cells
 from ._report import format_table, plot, summarize
 from ._runner import load_results, resolve_seed, run_bench
-from ._tasks import TASKS
+from ._tasks import TASKS, get_task
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
 _DECIMAL = {"": 1, "k": 1000, "m": 1000**2}
@@ -192,6 +193,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--match-cost", type=float, default=None,
               help="base-sc: the cost per task (USD) to spend (default: the RLM's mean cost "
               "in the results).")
+@click.option("--estimate", "estimate_only", is_flag=True,
+              help="Print what the run would cost (estimated from the data's size and the "
+              "prices) and exit without calling any model.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(
@@ -226,6 +230,7 @@ def bench(
     grid_dirs: tuple[Path, ...],
     sc_samples: int,
     match_cost: float | None,
+    estimate_only: bool,
     no_plot: bool,
     quiet: bool,
 ) -> None:
@@ -275,6 +280,12 @@ def bench(
             match_cost_usd=match_cost,
         )
         config = resolve_seed(config)
+        if estimate_only or not scripted:
+            cost = estimate(config, get_task(task, data, corpus), model_names(config),
+                            PriceTable.default(dict(prices)))
+            click.echo(cost.text(), err=not estimate_only)
+            if estimate_only:
+                return
         records = asyncio.run(run_bench(config))
     except RLMError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -150,6 +150,13 @@ class Models:
         return self.root.model, self.sub.model
 
 
+def model_names(config: BenchConfig) -> tuple[str, str, str]:
+    """The (root, sub, summariser) model names ``config`` asks for, defaults applied (Table 1:
+    GPT-5 roots get GPT-5-mini sub-calls and a GPT-5-nano summariser)."""
+    sub = config.sub_model or DEFAULT_SUB.get(config.model, config.model)
+    return config.model, sub, config.summarizer or DEFAULT_SUMMARIZER.get(config.model, sub)
+
+
 def resolve_models(config: BenchConfig) -> Models:
     """The root, sub and summariser LMs (scripted ones with ``config.scripted``)."""
     if config.scripted:
@@ -169,8 +176,7 @@ def resolve_models(config: BenchConfig) -> Models:
         from ._judge import load_grader_template
 
         template = load_grader_template(config.judge_template)  # before any model is resolved
-    sub_spec = config.sub_model or DEFAULT_SUB.get(config.model, config.model)
-    summ_spec = config.summarizer or DEFAULT_SUMMARIZER.get(config.model, sub_spec)
+    _, sub_spec, summ_spec = model_names(config)
     root = resolve(config.model, base_url=config.base_url)
     sub = root if sub_spec == config.model else resolve(sub_spec, base_url=config.base_url)
     summ = sub if summ_spec == sub_spec else resolve(summ_spec, base_url=config.base_url)
