@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fastrlm.bench import get_task
+from fastrlm.bench import Instance, get_task
 from fastrlm.bench._adapters import browsecomp_plus, records_from_labelled_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The fixture's two BrowseComp-Plus queries (picked by id: their order is a seeded shuffle).
+FIRST_QID, SECOND_QID = "7", "12"
 OOLONG = FIXTURES / "oolong_synth_validation.jsonl"
 BC_QUERIES = FIXTURES / "browsecomp_plus_decrypted.jsonl"
 BC_CORPUS = FIXTURES / "browsecomp_plus_corpus.jsonl"
@@ -95,22 +98,35 @@ def test_oolong_reads_the_same_rows_from_parquet(tmp_path: Path) -> None:
     assert [i.meta["row_id"] for i in task.instances(0, 1024)] == [100, 101, 102, 103, 104, 200]  # type: ignore[attr-defined]
 
 
+def _query(task: Any, seed: int, qid: str) -> Instance:
+    found: Instance = next(i for i in task.instances(seed, 0) if i.meta["query_id"] == qid)
+    return found
+
+
+def test_browsecomp_plus_queries_are_a_seeded_random_sample() -> None:
+    task = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5)
+    orders = {tuple(i.meta["query_id"] for i in task.instances(s, 0)) for s in range(8)}
+    assert len(orders) > 1  # the order (so the first n) depends on the seed
+    assert [i.id for i in task.instances(3, 0)] == [
+        i.id for i in browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5).instances(3, 0)]
+
+
 def test_browsecomp_plus_queries_get_evidence_gold_and_corpus_documents() -> None:
     task = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12)
-    first = task.instance(0, 0, 0)
+    first = _query(task, 0, FIRST_QID)
     assert isinstance(first.context, list) and len(first.context) == 12
     ids = [d.split("\n", 1)[0] for d in first.context]
     assert "docid: 1003" in ids and "docid: 1007" in ids and len(set(ids)) == 12
     assert first.meta["evidence_docids"] == ["1003", "1007"]
     assert first.gold == ["Ada Marsh"] and "Exact Answer:" in first.query
-    again = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12).instance(0, 0, 0)
-    other_seed = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12).instance(1, 0, 0)
+    again = _query(browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12), 0, FIRST_QID)
+    other_seed = _query(browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12), 1, FIRST_QID)
     assert again.context == first.context and other_seed.context != first.context
 
 
 def test_an_evidence_document_missing_from_the_corpus_comes_from_the_query_row() -> None:
     task = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5)
-    second = task.instance(0, 0, 1)
+    second = _query(task, 0, SECOND_QID)
     assert "docid: 5555\nThe Lantern Festival moved indoors in 1999." in second.context
     assert second.meta["evidence_docids"] == ["5555"]
 
@@ -128,7 +144,7 @@ def test_browsecomp_plus_answers_are_scored_by_the_exact_answer_field(
     answer: str, score: float
 ) -> None:
     task = get_task("browsecomp", data=BC_QUERIES, corpus=BC_CORPUS)
-    assert task.score(answer, task.instance(0, 0, 0)) == score
+    assert task.score(answer, _query(task, 0, FIRST_QID)) == score
 
 
 def test_longbench_v2_keeps_the_code_domain_and_asks_in_the_papers_format() -> None:

@@ -7,7 +7,8 @@
 - :func:`browsecomp_plus`: decrypted BrowseComp-Plus queries (JSONL: ``query_id, query, answer``,
   ``evidence_docs``/``gold_docs`` as docids or ``{docid, text, url}``) plus the corpus (``docid,
   text``); each query gets its evidence and gold documents (texts from the query row when the
-  corpus lacks them) and random corpus documents up to ``docs`` (1,000), shuffled by seed.
+  corpus lacks them) and random corpus documents up to ``docs`` (1,000), shuffled by seed; the
+  queries come in a seeded random order, so ``--n 150`` is a random sample of 150 (the paper's).
 - :func:`longbench_codeqa`: LongBench-v2 JSON, domain "Code Repository Understanding", asked in the
   paper's 0-3 format.
 - :func:`ruler_niah`: RULER's generated ``validation.jsonl`` for a single-needle task (``index,
@@ -228,7 +229,11 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
         }
         ids = sorted(texts)
         out: list[Instance] = []
-        for row in read_rows(queries):
+        rows = list(read_rows(queries))
+        # the paper samples its 150 queries at random: the first n of a seeded shuffle are a
+        # random sample, the same for the same seed
+        rng_for("browsecomp-plus-queries", seed).shuffle(rows)
+        for row in rows:
             qid = str(row.get("query_id", len(out)))
             for item in [*(row.get("evidence_docs") or []), *(row.get("gold_docs") or [])]:
                 # the decrypted queries carry their evidence texts: use them for documents the
