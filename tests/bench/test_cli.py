@@ -54,6 +54,14 @@ def test_every_method_runs_offline_on_every_task(task: str, tmp_path: Path) -> N
     rows = json.loads((out / "summary.json").read_text())
     assert {r["method"] for r in rows} == set(METHODS)
     assert "| method | length |" in result.output
+    # every v3 row prints its Table-1 cell, with its cost, and the grid and plot are written
+    from fastrlm.bench._grid import ROW_NAMES
+
+    grid = result.output.split("Table 1 (", 1)[1]
+    for method in METHODS:
+        line = next(x for x in grid.splitlines() if x.startswith(f"| {ROW_NAMES[method]} |"))
+        assert "n=2)" in line and "($" in line, line
+    assert (out / "table1.md").exists() and (out / "cost_vs_score.svg").exists()
     if task == "oolong-labelled":  # the scripted RLM root writes the oracle program
         assert {r["score"] for r in records if r["method"].startswith("rlm")} == {1.0}
 
