@@ -204,3 +204,14 @@ def test_sniah_with_data_uses_the_ruler_adapter_end_to_end(tmp_path: Path) -> No
     lines = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert len([r for r in lines if r["method"] == "base"]) == 5
     assert all(r.get("not_applicable") for r in lines if r["method"] == "oracle")
+
+
+def test_real_oolong_rows_get_no_month_extension(tmp_path: Path) -> None:
+    row = json.loads((FIXTURES / "oolong_synth_validation.jsonl").read_text().splitlines()[0])
+    row.update({"answer": "['March 2023']", "answer_type": "ANSWER_TYPE.MONTH"})
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    task = get_task("oolong", data=path)
+    [inst] = task.instances(0, 1024)  # type: ignore[attr-defined]
+    assert task.score("Answer: March 2023", inst) == 1.0
+    assert task.score("Answer: 2023-03-14", inst) == 0.0  # the official code: exact string only

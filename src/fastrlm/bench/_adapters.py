@@ -116,6 +116,14 @@ def _oolong_gold(answer: str) -> tuple[str | int, str | None]:
     return (value if isinstance(value, int) else str(value)), None
 
 
+def score_official_oolong(pred: str, inst: Instance) -> float:
+    """OOLONG's official scoring of a real row: only NUMERIC (partial credit) and DATE answers
+    get special treatment, as in ``synth_process_response``; fastrlm's generated-task extension
+    (MONTH golds matching any date of the month) is not applied to real data."""
+    kind = inst.answer_type if inst.answer_type in ("NUMERIC", "DATE") else "EXACT"
+    return score_answer(pred, inst.gold, kind)
+
+
 def _trec_lengths(path: str | Path) -> Callable[[], tuple[int, ...]]:
     def lengths() -> tuple[int, ...]:
         return tuple(sorted({int(row.get("context_len", 0)) for row in read_rows(path)
@@ -158,7 +166,7 @@ def oolong_synth(path: str | Path) -> LoadedTask:
         return out
 
     return LoadedTask(
-        "oolong", load, lambda p, i: score_answer(p, i.gold, i.answer_type), (131072,),
+        "oolong", load, score_official_oolong, (131072,),
         lengths_in_data=_trec_lengths(path),
     )
 
