@@ -280,6 +280,9 @@ def bench(
             match_cost_usd=match_cost,
         )
         config = resolve_seed(config)
+        if sandbox == "none" and not scripted:
+            click.echo("Warning: --sandbox none runs model code in this process, next to the "
+                       "answer keys; use an isolated sandbox for scores that matter.", err=True)
         if estimate_only or not scripted:
             cost = estimate(config, get_task(task, data, corpus), model_names(config),
                             PriceTable.default(dict(prices)))
