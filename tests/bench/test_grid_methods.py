@@ -353,3 +353,30 @@ def test_the_cli_prints_the_estimate_and_calls_no_model(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output  # no API key needed: nothing is called
     assert "Cost estimate before the run" in result.output and "rlm: $" in result.output
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_grid_dirs_are_checked_before_the_run_and_join_with_their_last_seed(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from fastrlm.bench._cli import bench
+
+    args = ["sniah", "--method", "base", "--scripted", "--lengths", "1K", "--n", "1",
+            "--quiet", "--no-plot"]
+    missing = CliRunner().invoke(bench, [*args, "--out", str(tmp_path / "a"),
+                                         "--grid", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and "no results.jsonl" in missing.output
+    assert not (tmp_path / "a").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    rows = [_rec("rlm", "codeqa", 1.0, 0.1, seed=1), _rec("rlm", "codeqa", 0.0, 0.1, seed=2)]
+    (other / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ok = CliRunner().invoke(bench, [*args, "--out", str(tmp_path / "b"), "--grid", str(other)])
+    assert ok.exit_code == 0, ok.output
+    grid = (tmp_path / "b" / "table1.md").read_text()
+    assert "| CodeQA | S-NIAH |" in grid.splitlines()[0]
+    depth1 = next(x for x in grid.splitlines() if x.startswith("| RLM depth 1 |"))
+    assert "0.00 [0.00, 0.00] ($0.100, n=1)" in depth1  # seed 2 only, not pooled with seed 1

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -78,6 +79,15 @@ def parse_length(text: str) -> int:
         if abs(reading - power) <= POWER_OF_TWO_SLACK * power:
             return power
     return binary
+
+
+def latest_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task, the records of the last seed run (what a rerun into that directory resumes),
+    so a grid does not pool runs of different seeds."""
+    last: dict[str, Any] = {}
+    for r in records:
+        last[str(r.get("task"))] = r.get("seed")
+    return [r for r in records if r.get("seed") == last[str(r.get("task"))]]
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -235,6 +245,10 @@ def bench(
     quiet: bool,
 ) -> None:
     """Run benchmark TASK (the paper's tasks, generated offline) with the chosen methods."""
+    for other in grid_dirs:  # before any money is spent
+        if not (other / "results.jsonl").is_file():
+            raise click.UsageError(f"--grid {other}: no results.jsonl there (a fastrlm bench "
+                                   "--out directory)")
     names = _split(methods)
     if "all" in names:
         names = list(METHODS)
@@ -302,10 +316,7 @@ def bench(
     (config.out / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     grid_records = list(mine)
     for other in grid_dirs:
-        found = load_results(other / "results.jsonl")
-        if not found:
-            raise click.UsageError(f"--grid {other}: no results.jsonl with records there")
-        grid_records += found
+        grid_records += latest_seed(load_results(other / "results.jsonl"))
     (config.out / "table1.md").write_text(format_grid(grid_records), encoding="utf-8")
     cells = grid_cells(grid_records)
     (config.out / "table1.json").write_text(
