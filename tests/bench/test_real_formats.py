@@ -215,3 +215,22 @@ def test_real_oolong_rows_get_no_month_extension(tmp_path: Path) -> None:
     [inst] = task.instances(0, 1024)  # type: ignore[attr-defined]
     assert task.score("Answer: March 2023", inst) == 1.0
     assert task.score("Answer: 2023-03-14", inst) == 0.0  # the official code: exact string only
+
+
+def test_ruler_multi_key_queries_and_values_load_and_score_by_share(tmp_path: Path) -> None:
+    from fastrlm.bench._adapters import ruler_niah
+
+    text = ("Some special magic numbers are hidden within the following text. Make sure to "
+            "memorize it. I will quiz you about the numbers afterwards.\nHay. One of the special "
+            "magic numbers for red-fox is: 1111111. Hay. One of the special magic numbers for "
+            "blue-owl is: 2222222.\nWhat are all the special magic numbers for red-fox and "
+            "blue-owl mentioned in the provided text?")
+    row = {"index": 0, "input": text, "outputs": ["1111111", "2222222"], "length": 90,
+           "length_w_model_temp": 90, "answer_prefix": " The special magic numbers for red-fox "
+           "and blue-owl mentioned in the provided text are", "token_position_answer": 20}
+    path = tmp_path / "validation.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    task = ruler_niah(path)
+    [inst] = task.instances(0, 0)
+    assert inst.meta["key"] == "red-fox and blue-owl"
+    assert task.score("1111111", inst) == 0.5 and task.score("1111111, 2222222", inst) == 1.0

@@ -328,7 +328,7 @@ _RULER_INPUT = re.compile(
     r"(?P<lead>(?:Some|A) special magic (?P<kind>\w+?) (?:are|is) hidden within the following "
     r"text\. Make sure to memorize it\. I will quiz you about the \w+ afterwards\.)\s?"
     r"(?P<haystack>.*)\s"
-    r"(?P<question>What (?:are all|is) the special magic \w+ for (?P<key>\S+) mentioned in the "
+    r"(?P<question>What (?:are all|is) the special magic \w+ for (?P<key>.+?) mentioned in the "
     r"provided text\?)",
     re.S,
 )
