@@ -150,11 +150,11 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     followed by a line naming the tokenizer that measured the context lengths."""
     recall = any(r.get("evidence_recall") is not None for r in rows)
     head = (
-        "| method | length | n | score [95% CI] | cost (USD) | context tok | in tok | out tok "
-        "| sub-calls | time (s) "
+        "| method | length | n | score [95% CI] | cost (USD) | cost median / p95 | context tok "
+        "| in tok | out tok | root / sub tok | sub-calls | time (s) "
         + ("| evidence recall " if recall else "")
         + "| stop reasons |\n|"
-        + "---|" * (12 if recall else 11)
+        + "---|" * (14 if recall else 13)
         + "\n"
     )
     lines = []
@@ -165,8 +165,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         rec = f"{r.get('evidence_recall') or 0:.1f} | " if recall else ""
         if r["score"] is None:
             lines.append(
-                f"| {r['method']} | {r['length']} | 0 | N/A | N/A | "
-                f"{int(r.get('context_tokens') or 0):,} | - | - | - | - | "
+                f"| {r['method']} | {r['length']} | 0 | N/A | N/A | - | "
+                f"{int(r.get('context_tokens') or 0):,} | - | - | - | - | - | "
                 f"{'- | ' if recall else ''}not applicable {r.get('not_applicable', 0)} |"
             )
             continue
@@ -179,11 +179,15 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         else:
             cost = f"${r['cost_mean']:.4f} ± {r['cost_std']:.4f}"
             cost += f" ({exceeded} N/A)" if exceeded else ""
+        spread = (f"${r.get('cost_median', 0):.4f} / ${r.get('cost_p95', 0):.4f}"
+                  if exceeded != r["n"] else "-")
+        root, sub = r.get("root_tokens"), r.get("sub_tokens")
+        split = f"{root:,} / {sub:,}" if root is not None and sub is not None else "-"
         lines.append(
             f"| {r['method']} | {r['length']} | {r['n']} | {r['score']:.2f}{star} "
-            f"[{lo:.2f}, {hi:.2f}] | {cost} | {int(r.get('context_tokens') or 0):,} | "
-            f"{r['input_tokens']:,} | {r['output_tokens']:,} | {r['subcalls']} | {r['time_s']} | "
-            f"{rec}{stops} |"
+            f"[{lo:.2f}, {hi:.2f}] | {cost} | {spread} | {int(r.get('context_tokens') or 0):,} | "
+            f"{r['input_tokens']:,} | {r['output_tokens']:,} | {split} | {r['subcalls']} | "
+            f"{r['time_s']} | {rec}{stops} |"
         )
     names = sorted({str(r.get("tokenizer") or "chars/4 proxy") for r in rows})
     foot = (
@@ -191,7 +195,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "with a 95% bootstrap CI; * = input truncated, or over the window and not run (N/A, "
         "scored 0); N/A = the method cannot run on this data (the oracle on a real data set); "
         "'error answer(s)!' = final answers that held a failed call's [error: ...] text (an "
-        "answer that is only that scores 0).\n"
+        "answer that is only that scores 0). Cost is per task run; root / sub tok: the root "
+        "model's tokens and every other model's (- when root and sub are one model).\n"
     )
     return head + "\n".join(lines) + "\n" + foot
 
