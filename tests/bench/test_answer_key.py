@@ -84,3 +84,55 @@ def test_every_new_run_gets_a_fresh_seed_and_a_rerun_resumes_its_own(tmp_path: P
     again = asyncio.run(run_bench(config, models=Models(lm, lm, lm)))
     assert len(again) == 2  # resumed under the recorded seed: nothing ran twice
     assert resolve_seed(config).seed == seed
+
+
+def _stripping_root(results: Path) -> object:
+    # the strongest attacker: it removes the refusing finder, imports the whole harness from the
+    # package's own directory, looks for the run's seed in the results file (whose host path it
+    # somehow knows) and, failing that, guesses the old default seed 0
+    code = (
+        "import json, os, sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if getattr(f, '__name__', '') != '_RefuseImports']\n"
+        "root = os.path.dirname(sys.modules['fastrlm'].__path__[0])\n"
+        "for k in [k for k in sys.modules if k.split('.')[0] == 'fastrlm']:\n"
+        "    del sys.modules[k]\n"
+        "sys.path.insert(0, root)\n"
+        "from fastrlm.bench import get_task\n"
+        "seed = 0\n"
+        "try:\n"
+        f"    seed = json.loads(open({str(results)!r}).readline())['seed']\n"
+        "except OSError:\n"
+        "    pass\n"
+        "FINAL(str(get_task('sniah').instance(seed, 2048, 0).gold))\n"
+    )
+
+    def reply(messages: object) -> str:
+        return f"```repl\n{code}```"
+
+    return reply
+
+
+def test_code_that_strips_the_guard_and_imports_the_harness_still_cannot_rebuild_the_instance(
+    tmp_path: Path,
+) -> None:
+    """The finder is a guard, not a wall: under bubblewrap the seed is the protection (fresh per
+    run, and the results file that records it is not in the sandbox's file system)."""
+    from fastrlm.sandbox._layers import bwrap_problem
+
+    problem = bwrap_problem()
+    if problem is not None:
+        pytest.skip(f"bubblewrap: {problem}")
+    root = ScriptedLM(_stripping_root(tmp_path / "results.jsonl"), model="scripted/root")
+    config = BenchConfig(task="sniah", methods=("rlm",), lengths=(2048,), n=2, out=tmp_path,
+                         sandbox="bwrap", progress=False, max_iterations=2)
+    records = asyncio.run(run_bench(config, models=Models(root, root, root)))
+    assert len(records) == 2
+    assert {r["seed"] for r in records} != {0}
+    assert [r["score"] for r in records] == [0.0, 0.0]
+    # the attack ran: it imported the harness in the sandbox and, finding no results file,
+    # answered with seed 0's gold, which is not this run's
+    from fastrlm.bench import get_task
+
+    guessed = str(get_task("sniah").instance(0, 2048, 0).gold)
+    assert [r["answer"] for r in records] == [guessed, guessed]
