@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fastrlm import ConfigurationError
 from fastrlm.bench import Instance, get_task
 from fastrlm.bench._adapters import browsecomp_plus, records_from_labelled_text
 
@@ -234,3 +235,50 @@ def test_ruler_multi_key_queries_and_values_load_and_score_by_share(tmp_path: Pa
     [inst] = task.instances(0, 0)
     assert inst.meta["key"] == "red-fox and blue-owl"
     assert task.score("1111111", inst) == 0.5 and task.score("1111111, 2222222", inst) == 1.0
+
+
+def test_a_hub_download_directory_is_read_with_its_shards_a_level_down(tmp_path: Path) -> None:
+    # huggingface-cli download --local-dir X puts the files under X/data/ and a cache under
+    # X/.cache/; pointing --corpus at X must find the documents (it found none before)
+    (tmp_path / "data").mkdir()
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / "README.md").write_text("# corpus\n")
+    (tmp_path / "data" / "train-00000-of-00001.jsonl").write_text(BC_CORPUS.read_text())
+    (tmp_path / ".cache" / "stale.jsonl").write_text('{"docid": "9999", "text": "stale"}\n')
+    task = browsecomp_plus(BC_QUERIES, tmp_path, docs=12)
+    first = _query(task, 0, FIRST_QID)
+    assert len(first.context) == 12
+    assert not any(d.startswith("docid: 9999\n") for d in first.context)
+
+
+def test_a_directory_without_data_files_is_refused_with_where_to_look(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# nothing here\n")
+    with pytest.raises(ConfigurationError, match=r"holds no \.json.*subdirectories too"):
+        browsecomp_plus(BC_QUERIES, tmp_path).instances(0, 0)
+
+
+def test_an_empty_corpus_is_refused_not_run_with_the_evidence_alone(tmp_path: Path) -> None:
+    empty = tmp_path / "corpus.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigurationError, match="holds no document"):
+        browsecomp_plus(BC_QUERIES, empty).instances(0, 0)
+
+
+def test_obfuscated_queries_as_the_hub_publishes_them_are_refused_with_how_to_decrypt(
+    tmp_path: Path,
+) -> None:
+    import base64
+
+    row = json.loads(BC_QUERIES.read_text().splitlines()[0])
+    row["query"] = base64.b64encode(bytes(b ^ 0x5A for b in row["query"].encode())).decode()
+    row["answer"] = base64.b64encode(b"\x01\x02\x03 answer bytes").decode()
+    raw = tmp_path / "test.jsonl"
+    raw.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ConfigurationError, match="still obfuscated.*decrypt_dataset.py"):
+        browsecomp_plus(raw, BC_CORPUS).instances(0, 0)
+
+
+def test_the_judge_is_given_the_bare_question_of_a_real_query() -> None:
+    first = _query(browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5), 0, FIRST_QID)
+    assert first.meta["question"] == "Which keeper of a rebuilt lighthouse was born in 1871?"
+    assert first.query.startswith(first.meta["question"] + "\n\n")

@@ -33,14 +33,28 @@ from ._instance import Instance, length_meta, rng_for
 from ._oolong_score import score_answer
 from ._records import Record
 
+#: The file kinds :func:`read_rows` reads.
+DATA_SUFFIXES = frozenset({".jsonl", ".json", ".parquet"})
+
 
 def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file (or a directory of them)."""
+    """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file, or of every such file
+    under a directory (subdirectories included, hidden ones such as a hub cache skipped), in
+    path order. Raises :class:`ConfigurationError` for a missing file or a directory without
+    one."""
     p = Path(path)
     if p.is_dir():
-        for child in sorted(p.iterdir()):
-            if child.suffix in {".jsonl", ".json", ".parquet"}:
-                yield from read_rows(child)
+        # a hub download keeps its shards a level or two down (``data/validation-*.parquet``)
+        files = sorted(f for f in p.rglob("*") if f.suffix in DATA_SUFFIXES and f.is_file()
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        if not files:
+            raise ConfigurationError(
+                f"{p} holds no {', '.join(sorted(DATA_SUFFIXES))} file (searched its "
+                "subdirectories too); point --data / --corpus at the downloaded data "
+                "(docs/paper-benchmarks.md says where each set comes from)"
+            )
+        for child in files:
+            yield from read_rows(child)
         return
     if not p.exists():
         raise ConfigurationError(f"data file not found: {p}")
@@ -228,6 +242,22 @@ def _docids(items: Any) -> list[str]:
     return [str(x["docid"] if isinstance(x, dict) else x) for x in (items or [])]
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+
+
+def _check_decrypted(row: dict[str, Any], queries: str | Path) -> None:
+    """Raise :class:`ConfigurationError` for a query row as the hub publishes it (its fields
+    XOR-obfuscated and base64-encoded): a question in words has spaces."""
+    query = str(row.get("query", ""))
+    if _BASE64.fullmatch(query) or _BASE64.fullmatch(str(row.get("answer", ""))):
+        raise ConfigurationError(
+            f"{queries} holds BrowseComp-Plus queries still obfuscated (query_id "
+            f"{row.get('query_id')!r} reads {query[:24]!r}...); decrypt them first with the "
+            "benchmark's scripts_build_index/decrypt_dataset.py --output decrypted.jsonl "
+            "(docs/paper-benchmarks.md) and pass that file"
+        )
+
+
 def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -> LoadedTask:
     def load(seed: int, length: int) -> list[Instance]:
         del length
@@ -235,9 +265,16 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
             str(r["docid"]): str(r.get("text") or r.get("contents") or "")
             for r in read_rows(corpus)
         }
+        if not texts:
+            raise ConfigurationError(
+                f"the corpus {corpus} holds no document (rows with 'docid' and 'text'); pass "
+                "Tevatron/browsecomp-plus-corpus as downloaded (docs/paper-benchmarks.md)"
+            )
         ids = sorted(texts)
         out: list[Instance] = []
         rows = list(read_rows(queries))
+        for row in rows:
+            _check_decrypted(row, queries)
         # the paper samples its 150 queries at random: the first n of a seeded shuffle are a
         # random sample, the same for the same seed
         rng_for("browsecomp-plus-queries", seed).shuffle(rows)
@@ -265,6 +302,7 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
                     "length": meta["tokens"],
                     "source": "browsecomp-plus",
                     "query_id": qid,
+                    "question": str(row["query"]),
                     "docs": len(ctx),
                     "evidence_docids": need,
                 }

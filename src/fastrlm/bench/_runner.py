@@ -415,10 +415,12 @@ async def judge_answer(
     ``correct`` (None when the reply had no verdict, ``parse_error``, or the call failed,
     ``error``: both graded not correct, as the official accuracy counts them), the judge's
     extracted answer, confidence, reasoning and cost."""
+    from ._browsecomp import FORMAT
     from ._judge import judge_prompt, load_grader_template, parse_judgement
 
     template = template if template is not None else load_grader_template()
-    question = inst.query.split("\n\nYour response should be", 1)[0]
+    # the bare question, as the official grader is given it (without the answer-format lines)
+    question = str(inst.meta.get("question") or inst.query.split("\n\n" + FORMAT, 1)[0])
     gold = inst.gold[0] if isinstance(inst.gold, list) and inst.gold else inst.gold
     meter = Meter(limiter=limiter)
     try:
