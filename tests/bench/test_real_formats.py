@@ -11,7 +11,7 @@ import pytest
 
 from fastrlm import ConfigurationError
 from fastrlm.bench import Instance, get_task
-from fastrlm.bench._adapters import browsecomp_plus, records_from_labelled_text
+from fastrlm.bench._adapters import browsecomp_plus, records_from_labelled_text, ruler_niah
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The fixture's two BrowseComp-Plus queries (picked by id: their order is a seeded shuffle).
@@ -282,3 +282,16 @@ def test_the_judge_is_given_the_bare_question_of_a_real_query() -> None:
     first = _query(browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5), 0, FIRST_QID)
     assert first.meta["question"] == "Which keeper of a rebuilt lighthouse was born in 1871?"
     assert first.query.startswith(first.meta["question"] + "\n\n")
+
+
+def test_loaded_instances_claim_no_generator() -> None:
+    firsts = [
+        get_task("oolong", data=OOLONG).instances(0, 1024)[0],
+        get_task("oolong-pairs", data=OOLONG).instances(0, 1024)[0],
+        browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=5).instances(0, 0)[0],
+        get_task("codeqa", data=LONGBENCH).instances(0, 0)[0],
+        ruler_niah(FIXTURES / "ruler_niah_single.jsonl").instances(0, 0)[0],
+    ]
+    for inst in firsts:
+        assert "generator_version" not in inst.meta and "text_sources" not in inst.meta
+        assert inst.meta["tokens"] > 0 and inst.meta["chars"] > 0

@@ -67,6 +67,19 @@ def test_na_records_are_left_out_of_the_score_and_shown_as_na() -> None:
     assert next(r for r in mixed if r["length"] == 1024)["score"] == 100.0
 
 
+def test_an_na_row_brings_no_evidence_recall_column_and_a_task_without_evidence_shows_none(
+) -> None:
+    na = {"not_applicable": "no hidden truth", "stop_reason": "not_applicable", "cost_usd": 0.0}
+    rows = summarize([_rec("oracle", 0.0, **na), _rec("base", 0.0)])
+    assert all(r["evidence_recall"] is None for r in rows)
+    assert "evidence recall" not in format_table(rows)
+    mixed = summarize([_rec("rlm", 1.0, evidence_recall=0.5), _rec("base", 0.0)])
+    lines = format_table(mixed).splitlines()
+    assert "evidence recall" in lines[0]
+    assert "| 50.0 |" in next(ln for ln in lines if ln.startswith("| rlm | 1024"))
+    assert "| - |" in next(ln for ln in lines if ln.startswith("| base | 1024"))
+
+
 def test_error_answers_are_counted_and_flagged_in_the_table() -> None:
     recs = [_rec("rlm", 1.0), _rec("rlm", 0.0, error_answer="prompt_too_long")]
     row = next(r for r in summarize(recs) if r["length"] == 1024)

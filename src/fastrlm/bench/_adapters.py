@@ -122,6 +122,14 @@ class LoadedTask:
         )
 
 
+def _data_meta(context: str | list[str], extra_chars: int) -> dict[str, Any]:
+    """The size metadata of a loaded instance: :func:`length_meta` without the generator's
+    version and text sources (no generator made it)."""
+    meta: dict[str, Any] = length_meta(context, extra_chars)
+    del meta["generator_version"], meta["text_sources"]
+    return meta
+
+
 def _oolong_gold(answer: str) -> tuple[str | int, str | None]:
     if "datetime" in answer:
         d = datetime.strptime(answer, "[datetime.date(%Y, %m, %d)]").date()
@@ -156,7 +164,7 @@ def oolong_synth(path: str | Path) -> LoadedTask:
             gold, kind = _oolong_gold(str(row["answer"]))
             answer_type = kind or str(row.get("answer_type", "")).replace("ANSWER_TYPE.", "")
             ctx = str(row["context_window_text"])
-            meta = length_meta(ctx, len(str(row["question"])))
+            meta = _data_meta(ctx, len(str(row["question"])))
             meta.update(
                 {
                     "length": length,
@@ -211,7 +219,7 @@ def oolong_pairs_real(path: str | Path) -> LoadedTask:
             for q in range(len(_pairs.QUERIES)):
                 gold = [list(p) for p in _pairs.gold_pairs(records, q)]
                 query = _pairs.query_text(q)
-                meta = length_meta(ctx, len(query))
+                meta = _data_meta(ctx, len(query))
                 meta.update(
                     {
                         "length": length,
@@ -296,7 +304,7 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
             rng.shuffle(picked)
             ctx = [f"docid: {d}\n{texts[d]}" for d in picked]
             query = str(row["query"]) + "\n\n" + _browsecomp.FORMAT
-            meta = length_meta(ctx, len(query))
+            meta = _data_meta(ctx, len(query))
             meta.update(
                 {
                     "length": meta["tokens"],
@@ -334,7 +342,7 @@ def longbench_codeqa(path: str | Path) -> LoadedTask:
             choices = "\n".join(f"{i}: {c}" for i, c in enumerate(options))
             query = _codeqa.PROMPT.format(question=row["question"], choices=choices)
             ctx = str(row["context"])
-            meta = length_meta(ctx, len(query))
+            meta = _data_meta(ctx, len(query))
             meta.update(
                 {
                     "length": meta["tokens"],
@@ -391,7 +399,7 @@ def ruler_niah(path: str | Path) -> LoadedTask:
                 )
             query = f"{m.group('lead')}\n\n{m.group('question')}"
             ctx = m.group("haystack")
-            meta = length_meta(ctx, len(query))
+            meta = _data_meta(ctx, len(query))
             meta.update({
                 "length": int(row.get("length") or meta["tokens"]),
                 "source": "ruler",

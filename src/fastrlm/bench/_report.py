@@ -136,7 +136,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "tokenizer": ", ".join(tokenizers),
                 "evidence_recall": (
                     round(100 * _mean([float(r["evidence_recall"]) for r in rs]), 2)
-                    if all("evidence_recall" in r for r in rs)
+                    if rs and all("evidence_recall" in r for r in rs)
                     else None
                 ),
                 "stop_reasons": dict(sorted(Counter(str(r["stop_reason"]) for r in rs).items())),
@@ -162,7 +162,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         exceeded = int(r.get("exceeded") or 0)
         star = "*" if r["truncated"] or exceeded else ""
         stops = ", ".join(f"{k} {v}" for k, v in r["stop_reasons"].items())
-        rec = f"{r.get('evidence_recall') or 0:.1f} | " if recall else ""
+        held = r.get("evidence_recall")
+        rec = ("- | " if held is None else f"{held:.1f} | ") if recall else ""
         if r["score"] is None:
             lines.append(
                 f"| {r['method']} | {r['length']} | 0 | N/A | N/A | - | "
