@@ -148,7 +148,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Real data set (oolong-synth, BrowseComp-Plus queries, LongBench-v2 JSON).",
+    help="Real data set, a file or a download directory: oolong-synth (oolong, oolong-pairs), "
+    "decrypted BrowseComp-Plus queries (browsecomp), LongBench-v2 JSON (codeqa), RULER's "
+    "niah_single validation.jsonl (sniah).",
 )
 @click.option(
     "--corpus",
@@ -244,7 +246,8 @@ def bench(
     no_plot: bool,
     quiet: bool,
 ) -> None:
-    """Run benchmark TASK (the paper's tasks, generated offline) with the chosen methods."""
+    """Run benchmark TASK with the chosen methods: on a real data set (--data, the paper's
+    Table 1) or on fastrlm's offline generator (plumbing and scale runs)."""
     for other in grid_dirs:  # before any money is spent
         if not (other / "results.jsonl").is_file():
             raise click.UsageError(f"--grid {other}: no results.jsonl there (a fastrlm bench "
