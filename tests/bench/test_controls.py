@@ -23,7 +23,7 @@ from fastrlm.bench._shortcut_pairs import CANDIDATES, f1, rows_of, tuned
 
 #: Where this shortcut program was measured to stay (percent), pinned against regressions; not a
 #: claim about what a program can do. S-NIAH has none (retrieval is meant to be easy).
-BOUNDS = {"oolong": 25.0, "oolong-pairs": 15.0, "browsecomp": 15.0, "codeqa": 35.0}
+MEASURED = {"oolong": 25.0, "oolong-pairs": 15.0, "browsecomp": 15.0, "codeqa": 35.0}
 
 
 def shortcut_score(task: str, seed: int, length: int, indices: range) -> float:
@@ -66,8 +66,10 @@ def test_the_keyword_classifier_is_near_chance_on_generated_lines() -> None:
         ("codeqa", 131072, range(20)),
     ],
 )
-def test_the_shortcut_stays_under_its_bound(task: str, length: int, indices: range) -> None:
-    assert shortcut_score(task, 0, length, indices) <= BOUNDS[task]
+def test_the_shortcut_program_scores_where_it_was_measured(
+    task: str, length: int, indices: range
+) -> None:
+    assert shortcut_score(task, 0, length, indices) <= MEASURED[task]
 
 
 def test_pairs_line_counts_say_nothing_every_user_has_the_same_number() -> None:
@@ -76,10 +78,11 @@ def test_pairs_line_counts_say_nothing_every_user_has_the_same_number() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pairs_stay_under_the_bound_even_with_each_querys_best_blind_program_in_hindsight(
+def test_the_pairs_candidates_score_where_measured_even_picked_per_query_in_hindsight(
     seed: int,
 ) -> None:
-    # an upper bound on any tuning: per query, the candidate that does best on the scored window
+    # these label-blind candidates only (a program with the word lists scores 100): per query,
+    # the one that does best on the scored window
     win = valid_window(seed, 8192, 0)
     ctx = win.context()
     rows = rows_of(ctx)
@@ -90,7 +93,7 @@ def test_pairs_stay_under_the_bound_even_with_each_querys_best_blind_program_in_
         )
         for q in range(20)
     ]
-    assert 100 * sum(best) / 20 <= BOUNDS["oolong-pairs"]
+    assert 100 * sum(best) / 20 <= MEASURED["oolong-pairs"]
 
 
 def test_the_pairs_shortcut_uses_label_blind_programs_where_they_win() -> None:
