@@ -268,6 +268,47 @@ def test_root_and_sub_tokens_are_split_by_model() -> None:
     assert split_tokens(usage, "same", "same") == (None, None)
 
 
+def test_one_model_as_root_and_sub_is_split_by_role() -> None:
+    usage = {"input_tokens": 110, "output_tokens": 9}
+    assert split_tokens(usage, "same", "same", 107) == (12, 107)
+    assert split_tokens(usage, "same", "same", 0) == (119, 0)
+
+
+def test_a_depth_two_rlm_on_one_model_books_child_turns_and_sub_calls_as_sub_work() -> None:
+    # Qwen3-Coder in the paper is its own sub-model: the by-model split cannot tell root from
+    # sub there, so the RLM counts sub-work by role from its events
+    def one_model(messages: list[ChatMessage]) -> str:
+        text = "\n".join(str(m["content"]) for m in messages)
+        if text.startswith("leaf: "):  # the child's sub-call
+            return "sub says hi"
+        if "child question" in text and "q?" not in text:  # the child RLM's root turns
+            if any(m["role"] == "assistant" for m in messages):
+                return "```repl\nFINAL(got)\n```"
+            return "```repl\ngot = llm_query('leaf: ' + context)\nprint(got)\n```"
+        return "```repl\nFINAL(rlm_query('child question', context[:10]))\n```"
+
+    lm = ScriptedLM(one_model, model="scripted/same")
+    method = make_method("rlm-depth-2", Models(lm, lm, lm),
+                         BenchConfig(task="sniah", sandbox="process"))
+    meter = Meter()
+    res = _run(method, "q?", "0123456789abcdef", meter)
+    assert res.stop_reason == "final" and res.answer == "sub says hi", res
+    assert len(lm.calls) == 4  # root, child turn 1, its sub-call, child turn 2
+    total = int(res.usage["input_tokens"]) + int(res.usage["output_tokens"])
+    assert res.sub_tokens is not None and 0 < res.sub_tokens < total
+    root, sub = split_tokens(res.usage, "scripted/same", "scripted/same", res.sub_tokens)
+    assert root is not None and sub == res.sub_tokens and root + sub == total
+
+
+def test_baseline_sub_calls_are_sub_work_on_one_model() -> None:
+    lm = ScriptedLM(lambda m: "chunk notes", model="scripted/same")
+    meter = Meter()
+    asyncio.run(meter.complete(lm, [{"role": "user", "content": "root turn"}]))
+    assert meter.sub_tokens == 0
+    asyncio.run(meter.complete(lm, [{"role": "user", "content": "a sub-call"}], subcall=True))
+    assert 0 < meter.sub_tokens < meter.usage.input_tokens + meter.usage.output_tokens
+
+
 def _rec(method: str, task: str, score: float, cost: float, **kw: Any) -> dict[str, Any]:
     base = {"method": method, "model": "m", "task": task, "length": 0, "score": score,
             "cost_usd": cost, "input_tokens": 1, "output_tokens": 1, "subcalls": 0,

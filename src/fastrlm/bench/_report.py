@@ -197,7 +197,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "scored 0); N/A = the method cannot run on this data (the oracle on a real data set); "
         "'error answer(s)!' = final answers that held a failed call's [error: ...] text (an "
         "answer that is only that scores 0). Cost is per task run; root / sub tok: the root "
-        "model's tokens and every other model's (- when root and sub are one model).\n"
+        "model's tokens and the sub-work's (sub-calls, child runs, compaction; by model, or by "
+        "role when root and sub are one model; - where a method counted none).\n"
     )
     return head + "\n".join(lines) + "\n" + foot
 

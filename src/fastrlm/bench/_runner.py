@@ -85,7 +85,8 @@ def record(
     counted by ``tokenizer_name`` (o200k_base or the proxy, :mod:`fastrlm.bench._tokens`)."""
     usage = res.usage
     meta = {k: v for k, v in inst.meta.items() if k not in ("choices",)}
-    root_tokens, sub_tokens = split_tokens(usage, models.root.model, models.sub.model)
+    root_tokens, sub_tokens = split_tokens(usage, models.root.model, models.sub.model,
+                                           res.sub_tokens)
     return {
         "task": config.task,
         "method": method,
@@ -140,11 +141,18 @@ def _seed(config: BenchConfig) -> int:
     return config.seed
 
 
-def split_tokens(usage: dict[str, Any], root: str, sub: str) -> tuple[int | None, int | None]:
-    """Tokens (in + out) of the root model and of every other model (sub-calls, summariser) in
-    a result's usage; (None, None) when root and sub are one model (no way to tell apart)."""
+def split_tokens(
+    usage: dict[str, Any], root: str, sub: str, sub_by_role: int | None = None
+) -> tuple[int | None, int | None]:
+    """Tokens (in + out) of the root and of sub-work (sub-calls, child runs, the summariser)
+    in a result's usage: by model when root and sub are two models, else by role from
+    ``sub_by_role`` (the method's own count, :attr:`MethodResult.sub_tokens`); (None, None)
+    when they are one model and the method counted no roles."""
     if root == sub:
-        return None, None
+        if sub_by_role is None:
+            return None, None
+        total = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+        return total - sub_by_role, sub_by_role
     by_model = usage.get("by_model") or {}
     total = sum(int(u.get("input_tokens", 0)) + int(u.get("output_tokens", 0))
                 for u in by_model.values())
