@@ -344,6 +344,23 @@ def test_the_grid_is_table_one_shaped_with_the_papers_na_forms() -> None:
     assert "100.00 [100.00, 100.00] ($0.100, n=1)" in depth2
 
 
+def test_the_grid_prints_every_cell_in_full_and_flags_error_answers() -> None:
+    records = [
+        _rec("rlm", "oolong", 1.0, c, duration_s=2.0) for c in (0.1, 0.2, 0.3, 0.4, 10.0)
+    ] + [_rec("base", "oolong", 0.0, 0.01, error_answer="prompt_too_long"),
+         _rec("oracle", "oolong", 0.0, 0.0, not_applicable="no hidden truth")]
+    grid = format_grid(records)
+    base = next(ln for ln in grid.splitlines() if ln.startswith("| Base model"))
+    assert "1 error answer(s)!" in base
+    detail = next(ln for ln in grid.splitlines() if ln.startswith("| OOLONG | rlm |"))
+    assert detail == ("| OOLONG | rlm | 5 | 100.00 [100.00, 100.00] | $2.2000 / $0.3000 / "
+                      f"${summarize(records)[-1]['cost_p95']:.4f} | 5 / 9 | 2.0 | 0 |")
+    assert not any(ln.startswith("| OOLONG | oracle") for ln in grid.splitlines())
+    base_detail = next(ln for ln in grid.splitlines() if ln.startswith("| OOLONG | base |"))
+    assert base_detail.startswith("| OOLONG | base | 1 | 0.00 [0.00, 0.00] |")
+    assert base_detail.endswith("| 1 |")  # its error answer
+
+
 def test_the_cost_vs_score_plot_is_valid_svg_with_one_point_per_priced_cell(
     tmp_path: Path,
 ) -> None:

@@ -89,7 +89,36 @@ def cell_text(row: dict[str, Any] | None) -> str:
         return f"{row['score']:.2f}* (N/A)"
     star = "*" if row["truncated"] or row["exceeded"] else ""
     lo, hi = row["score_ci"]
-    return f"{row['score']:.2f}{star} [{lo:.2f}, {hi:.2f}] (${row['cost_mean']:.3f}, n={row['n']})"
+    errors = int(row.get("error_answers") or 0)
+    flag = f"; {errors} error answer(s)!" if errors else ""
+    return (f"{row['score']:.2f}{star} [{lo:.2f}, {hi:.2f}] "
+            f"(${row['cost_mean']:.3f}, n={row['n']}{flag})")
+
+
+def _tokens(value: Any) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
+def cell_details(cells: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """Every scored cell's full report, one line each: n, score and interval, mean / median /
+    p95 cost per task, root and sub tokens per task, mean wall time, error answers."""
+    keys = sorted(cells, key=lambda k: (_order(k[1], COLUMN_ORDER), _order(k[0], ROW_ORDER)))
+    lines = ["| task | method | n | score [95% CI] | cost mean / median / p95 (USD) "
+             "| root / sub tok | time (s) | error answers |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method, task in keys:
+        row = cells[(method, task)]
+        if row["score"] is None:
+            continue
+        lo, hi = row["score_ci"]
+        lines.append(
+            f"| {COLUMN_NAMES.get(task, task)} | {method} | {row['n']} | "
+            f"{row['score']:.2f} [{lo:.2f}, {hi:.2f}] | ${row['cost_mean']:.4f} / "
+            f"${row['cost_median']:.4f} / ${row['cost_p95']:.4f} | "
+            f"{_tokens(row.get('root_tokens'))} / {_tokens(row.get('sub_tokens'))} | "
+            f"{row['time_s']} | {int(row.get('error_answers') or 0)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def format_grid(records: Iterable[dict[str, Any]]) -> str:
@@ -107,9 +136,9 @@ def format_grid(records: Iterable[dict[str, Any]]) -> str:
                      + " |")
     foot = ("\nScore x 100 [bootstrap 95% CI] (mean cost per task in USD, n); * = input "
             "truncated or over the window (N/A: not run, scored 0); N/A alone = the method "
-            "cannot run on this data. Median and p95 cost, root and sub tokens and wall time "
-            "are in table1.json.\n")
-    return head + "\n".join(lines) + "\n" + foot
+            "cannot run on this data; 'error answer(s)!' = final answers holding a failed "
+            "call's [error: ...] text. Each cell in full (also in table1.json):\n\n")
+    return head + "\n".join(lines) + "\n" + foot + cell_details(cells)
 
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
