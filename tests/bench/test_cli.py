@@ -186,3 +186,27 @@ def test_lengths_that_select_nothing_in_the_data_are_refused(tmp_path: Path) -> 
     assert not (tmp_path / "results.jsonl").exists() or not (
         tmp_path / "results.jsonl"
     ).read_text().strip()
+
+
+@pytest.mark.parametrize(
+    ("task", "data"),
+    [("codeqa", ["--data", "longbench_v2.json"]),
+     ("sniah", ["--data", "ruler_niah_single.jsonl"]),
+     ("browsecomp", ["--data", "browsecomp_plus_decrypted.jsonl",
+                     "--corpus", "browsecomp_plus_corpus.jsonl"])],
+)
+def test_lengths_on_data_whose_instances_have_their_own_are_refused(
+    tmp_path: Path, task: str, data: list[str]
+) -> None:
+    # they were recorded under the asked length (a 131,072 row for a 2K LongBench question)
+    args = [str(FIXTURE.parent / a) if a.endswith(".jsonl") or a.endswith(".json") else a
+            for a in data]
+    result = CliRunner().invoke(
+        bench, [task, *args, "--lengths", "131K", "--scripted", "--quiet", "--no-plot",
+                "--out", str(tmp_path)],
+    )
+    assert result.exit_code != 0
+    assert "--lengths does not apply" in result.output and "leave --lengths out" in result.output
+    assert not (tmp_path / "results.jsonl").exists() or not (
+        tmp_path / "results.jsonl"
+    ).read_text().strip()

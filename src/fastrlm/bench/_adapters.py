@@ -105,7 +105,16 @@ class LoadedTask:
     def check_lengths(self, seed: int, lengths: tuple[int, ...], source: str) -> None:
         """Raise :class:`ConfigurationError` when a length in ``lengths`` selects no instance,
         naming the lengths the data at ``source`` has (a run that would do nothing and exit 0
-        is a mistake in ``--lengths``)."""
+        is a mistake in ``--lengths``); and for data whose instances carry their own lengths
+        (BrowseComp-Plus, LongBench-v2, RULER), when ``lengths`` asks for any length at all
+        (every instance would be recorded under a length it does not have)."""
+        if self.lengths_in_data is None and set(lengths) - set(self.default_lengths):
+            raise ConfigurationError(
+                f"--lengths does not apply to {self.name} data ({source}): each instance has "
+                "its own length (recorded as its token count); leave --lengths out"
+                + (" and point --data at the file generated for the length you want"
+                   if self.name == "sniah" else "")
+            )
         empty = [x for x in lengths if not self.instances(seed, x)]
         if not empty:
             return
