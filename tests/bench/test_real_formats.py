@@ -295,3 +295,16 @@ def test_loaded_instances_claim_no_generator() -> None:
     for inst in firsts:
         assert "generator_version" not in inst.meta and "text_sources" not in inst.meta
         assert inst.meta["tokens"] > 0 and inst.meta["chars"] > 0
+
+
+def test_browsecomp_plus_instances_are_built_on_access_not_held() -> None:
+    # 150 queries x 1,000 documents is gigabytes: the task must not keep every context at once
+    task = browsecomp_plus(BC_QUERIES, BC_CORPUS, docs=12)
+    held = task.instances(0, 0)
+    first = held[0]
+    again = task.instance(0, 0, 0)
+    assert first is not again and first.context == again.context and first.id == again.id
+    assert [i.id for i in held[:]] == [held[i].id for i in range(len(held))]
+    assert held[-1].id == held[len(held) - 1].id
+    with pytest.raises(IndexError):
+        held[len(held)]

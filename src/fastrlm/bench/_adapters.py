@@ -21,11 +21,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .. import ConfigurationError, MissingExtraError
 from . import _browsecomp, _codeqa, _pairs, _sniah
@@ -72,13 +72,40 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
             yield from (json.loads(line) for line in fh if line.strip())
 
 
+class BuiltOnAccess(Sequence[Instance]):
+    """``count`` instances, instance ``i`` made by ``make(i)`` each time it is asked for and
+    never held (for data sets whose instances are too big to keep all at once)."""
+
+    def __init__(self, count: int, make: Callable[[int], Instance]) -> None:
+        self._count = count
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Instance: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Instance]: ...
+
+    def __getitem__(self, index: int | slice) -> Instance | list[Instance]:
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"instance {index} of {self._count}")
+        return self._make(index)
+
+
 @dataclass
 class LoadedTask:
     """A :class:`~fastrlm.bench.Task` over instances loaded from disk (``length`` is ignored
     except by loaders that select on it; ``index`` picks the instance)."""
 
     name: str
-    load: Callable[[int, int], list[Instance]]
+    load: Callable[[int, int], Sequence[Instance]]
     scorer: Callable[[str, Instance], float]
     default_lengths: tuple[int, ...] = (0,)
     default_n: int = 50
@@ -86,9 +113,9 @@ class LoadedTask:
     lengths_in_data: Callable[[], tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
-        self._cache: dict[tuple[int, int], list[Instance]] = {}
+        self._cache: dict[tuple[int, int], Sequence[Instance]] = {}
 
-    def instances(self, seed: int, length: int) -> list[Instance]:
+    def instances(self, seed: int, length: int) -> Sequence[Instance]:
         if (seed, length) not in self._cache:
             self._cache[(seed, length)] = self.load(seed, length)
         return self._cache[(seed, length)]
@@ -276,42 +303,56 @@ def _check_decrypted(row: dict[str, Any], queries: str | Path) -> None:
 
 
 def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -> LoadedTask:
-    def load(seed: int, length: int) -> list[Instance]:
-        del length
-        texts = {
-            str(r["docid"]): str(r.get("text") or r.get("contents") or "")
-            for r in read_rows(corpus)
-        }
-        if not texts:
+    corpus_texts: dict[str, str] = {}
+
+    def read_corpus() -> dict[str, str]:
+        # read once per task, whatever the seed (the corpus is gigabytes)
+        if not corpus_texts:
+            corpus_texts.update(
+                (str(r["docid"]), str(r.get("text") or r.get("contents") or ""))
+                for r in read_rows(corpus)
+            )
+        if not corpus_texts:
             raise ConfigurationError(
                 f"the corpus {corpus} holds no document (rows with 'docid' and 'text'); pass "
                 "Tevatron/browsecomp-plus-corpus as downloaded (docs/paper-benchmarks.md)"
             )
+        return corpus_texts
+
+    def load(seed: int, length: int) -> Sequence[Instance]:
+        del length
+        texts = read_corpus()
         ids = sorted(texts)
-        out: list[Instance] = []
         rows = list(read_rows(queries))
         for row in rows:
             _check_decrypted(row, queries)
+        # the decrypted queries carry their evidence texts: use them for documents the corpus
+        # file lacks (a partial corpus download); the random documents come from the corpus
+        extra: dict[str, str] = {}
+        for row in rows:
+            for item in [*(row.get("evidence_docs") or []), *(row.get("gold_docs") or [])]:
+                if isinstance(item, dict) and str(item.get("docid")) not in texts:
+                    extra.setdefault(str(item["docid"]), str(item.get("text") or ""))
         # the paper samples its 150 queries at random: the first n of a seeded shuffle are a
         # random sample, the same for the same seed
         rng_for("browsecomp-plus-queries", seed).shuffle(rows)
-        for row in rows:
-            qid = str(row.get("query_id", len(out)))
-            for item in [*(row.get("evidence_docs") or []), *(row.get("gold_docs") or [])]:
-                # the decrypted queries carry their evidence texts: use them for documents the
-                # corpus file lacks (a partial corpus download)
-                if isinstance(item, dict) and str(item.get("docid")) not in texts:
-                    texts[str(item["docid"])] = str(item.get("text") or "")
+
+        def text(docid: str) -> str:
+            return texts[docid] if docid in texts else extra[docid]
+
+        def make(index: int) -> Instance:
+            row = rows[index]
+            qid = str(row.get("query_id", index))
             need = list(
                 dict.fromkeys(_docids(row.get("evidence_docs")) + _docids(row.get("gold_docs")))
             )
-            need = [d for d in need if d in texts]
+            need = [d for d in need if d in texts or d in extra]
             rng = rng_for("browsecomp-plus", seed, qid)
             chosen = set(need)
             pool = [d for d in rng.sample(ids, min(len(ids), docs + len(need))) if d not in chosen]
             picked = need + pool[: max(docs - len(need), 0)]
             rng.shuffle(picked)
-            ctx = [f"docid: {d}\n{texts[d]}" for d in picked]
+            ctx = [f"docid: {d}\n{text(d)}" for d in picked]
             query = str(row["query"]) + "\n\n" + _browsecomp.FORMAT
             meta = _data_meta(ctx, len(query))
             meta.update(
@@ -324,18 +365,12 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
                     "evidence_docids": need,
                 }
             )
-            out.append(
-                Instance(
-                    f"browsecomp-plus-{qid}",
-                    "browsecomp",
-                    ctx,
-                    query,
-                    [str(row["answer"])],
-                    "NAME",
-                    meta,
-                )
-            )
-        return out
+            return Instance(f"browsecomp-plus-{qid}", "browsecomp", ctx, query,
+                            [str(row["answer"])], "NAME", meta)
+
+        # 150 queries x 1,000 documents is gigabytes of context: each instance is built when
+        # asked for and dropped after its run, as generated ones are
+        return BuiltOnAccess(len(rows), make)
 
     return LoadedTask("browsecomp", load, _browsecomp.score, (0,), 150)
 

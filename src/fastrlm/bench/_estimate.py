@@ -123,7 +123,9 @@ def estimate(config: BenchConfig, task: Task, names: tuple[str, str, str],
     for length in lengths:
         held = getattr(task, "instances", None)
         if callable(held):
-            sizes += [int(i.meta.get("tokens") or 0) for i in held(seed, length)[:n]]
+            items = held(seed, length)
+            # one at a time: a loaded set may build each instance on access (BrowseComp-Plus)
+            sizes += [int(items[i].meta.get("tokens") or 0) for i in range(min(n, len(items)))]
         else:
             sizes += [int(task.instance(seed, length, 0).meta.get("tokens") or 0)] * n
     out = Estimate(instances=len(sizes), context_tokens=sum(sizes))
