@@ -308,3 +308,19 @@ def test_browsecomp_plus_instances_are_built_on_access_not_held() -> None:
     assert held[-1].id == held[len(held) - 1].id
     with pytest.raises(IndexError):
         held[len(held)]
+
+
+def test_rows_outside_the_published_layouts_are_refused_naming_the_row(tmp_path: Path) -> None:
+    row = json.loads(OOLONG.read_text().splitlines()[0])
+    row["answer"] = "location"  # not the stringified list the data set publishes
+    bad = tmp_path / "oolong.jsonl"
+    bad.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ConfigurationError, match=r"answer 'location' is not a stringified list"):
+        get_task("oolong", data=bad).instances(0, int(row["context_len"]))
+    [item] = [x for x in json.loads(LONGBENCH.read_text())
+              if x["domain"] == "Code Repository Understanding"][:1]
+    item["answer"] = "E"
+    bad_lb = tmp_path / "data.json"
+    bad_lb.write_text(json.dumps([item]))
+    with pytest.raises(ConfigurationError, match="answer 'E' is not one of A-D"):
+        get_task("codeqa", data=bad_lb).instances(0, 0)

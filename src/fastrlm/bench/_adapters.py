@@ -166,11 +166,21 @@ def _data_meta(context: str | list[str], extra_chars: int) -> dict[str, Any]:
     return meta
 
 
-def _oolong_gold(answer: str) -> tuple[str | int, str | None]:
-    if "datetime" in answer:
-        d = datetime.strptime(answer, "[datetime.date(%Y, %m, %d)]").date()
-        return d.isoformat(), "DATE"
-    value = ast.literal_eval(answer)[0]
+def _oolong_gold(answer: str, row_id: object = None) -> tuple[str | int, str | None]:
+    """The gold of an oolong-synth ``answer`` (a stringified one-item list, or a
+    ``datetime.date``), read as the official scorer reads it. Raises
+    :class:`ConfigurationError` for one in neither form."""
+    try:
+        if "datetime" in answer:
+            d = datetime.strptime(answer, "[datetime.date(%Y, %m, %d)]").date()
+            return d.isoformat(), "DATE"
+        value = ast.literal_eval(answer)[0]
+    except (ValueError, SyntaxError, TypeError, IndexError, KeyError) as exc:
+        raise ConfigurationError(
+            f"oolong-synth row {row_id!r}: answer {answer[:80]!r} is not a stringified list "
+            "such as \"['location']\", \"[42]\" or \"[datetime.date(2023, 4, 1)]\" (the "
+            "published layout); is --data the oolongbench/oolong-synth download?"
+        ) from exc
     return (value if isinstance(value, int) else str(value)), None
 
 
@@ -197,7 +207,7 @@ def oolong_synth(path: str | Path) -> LoadedTask:
         for row in read_rows(path):
             if row.get("dataset") != "trec_coarse" or int(row.get("context_len", 0)) != length:
                 continue
-            gold, kind = _oolong_gold(str(row["answer"]))
+            gold, kind = _oolong_gold(str(row["answer"]), row.get("id"))
             answer_type = kind or str(row.get("answer_type", "")).replace("ANSWER_TYPE.", "")
             ctx = str(row["context_window_text"])
             meta = _data_meta(ctx, len(str(row["question"])))
@@ -375,6 +385,18 @@ def browsecomp_plus(queries: str | Path, corpus: str | Path, docs: int = 1000) -
     return LoadedTask("browsecomp", load, _browsecomp.score, (0,), 150)
 
 
+def _choice_index(row: dict[str, Any]) -> int:
+    """LongBench-v2's ``answer`` letter as a 0-3 index. Raises :class:`ConfigurationError`
+    for another value."""
+    letter = str(row.get("answer", "")).strip()
+    if letter not in ("A", "B", "C", "D"):
+        raise ConfigurationError(
+            f"LongBench-v2 row {row.get('_id')!r}: answer {letter[:20]!r} is not one of A-D "
+            "(the published data.json layout); is --data THUDM/LongBench-v2's data.json?"
+        )
+    return "ABCD".index(letter)
+
+
 def longbench_codeqa(path: str | Path) -> LoadedTask:
     def load(seed: int, length: int) -> list[Instance]:
         del seed, length
@@ -402,7 +424,7 @@ def longbench_codeqa(path: str | Path) -> LoadedTask:
                     "codeqa",
                     ctx,
                     query,
-                    "ABCD".index(str(row["answer"]).strip()),
+                    _choice_index(row),
                     "CHOICE",
                     meta,
                 )
