@@ -124,8 +124,10 @@ def test_browsecomp_plus_keeps_evidence_and_fills_to_the_document_count(tmp_path
     assert task.score("Exact Answer: ada lovelace", inst) == 1.0
 
 
-def test_browsecomp_with_data_needs_a_corpus_and_sniah_has_no_adapter(tmp_path: Path) -> None:
+def test_browsecomp_with_data_needs_a_corpus_and_labelled_oolong_has_no_adapter(
+    tmp_path: Path,
+) -> None:
     with pytest.raises(ConfigurationError, match="--corpus"):
         get_task("browsecomp", data=tmp_path / "q.jsonl")
     with pytest.raises(ConfigurationError, match="no real-data adapter"):
-        get_task("sniah", data=tmp_path / "x.jsonl")
+        get_task("oolong-labelled", data=tmp_path / "x.jsonl")

@@ -1,6 +1,8 @@
-"""The controls: ``shortcut`` (the strongest model-free program we could write) stays under each
-task's bound, and ``oracle`` (the rlm method, a root that writes the right program, a sub-model
-that knows the hidden truth) scores 100, at 8K and 131K, through the runner like any method."""
+"""The controls: ``shortcut`` (one label-blind program per task) stays where it was measured (a
+regression pin on that program, not a bound on programs: one that knows a generator's word lists
+solves its task), and ``oracle`` (the rlm method, a root that writes the right program, a
+sub-model that knows the hidden truth) scores 100, at 8K and 131K, through the runner like any
+method."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from fastrlm.bench._shortcut import SOLVERS
 from fastrlm.bench._shortcut_oolong import classify, label_context
 from fastrlm.bench._shortcut_pairs import CANDIDATES, f1, rows_of, tuned
 
-#: The issue's bounds on the shortcut (percent); S-NIAH has none (retrieval is meant to be easy).
-BOUNDS = {"oolong": 25.0, "oolong-pairs": 15.0, "browsecomp": 15.0, "codeqa": 35.0}
+#: Where this shortcut program was measured to stay (percent), pinned against regressions; not a
+#: claim about what a program can do. S-NIAH has none (retrieval is meant to be easy).
+MEASURED = {"oolong": 25.0, "oolong-pairs": 15.0, "browsecomp": 15.0, "codeqa": 35.0}
 
 
 def shortcut_score(task: str, seed: int, length: int, indices: range) -> float:
@@ -63,8 +66,10 @@ def test_the_keyword_classifier_is_near_chance_on_generated_lines() -> None:
         ("codeqa", 131072, range(20)),
     ],
 )
-def test_the_shortcut_stays_under_its_bound(task: str, length: int, indices: range) -> None:
-    assert shortcut_score(task, 0, length, indices) <= BOUNDS[task]
+def test_the_shortcut_program_scores_where_it_was_measured(
+    task: str, length: int, indices: range
+) -> None:
+    assert shortcut_score(task, 0, length, indices) <= MEASURED[task]
 
 
 def test_pairs_line_counts_say_nothing_every_user_has_the_same_number() -> None:
@@ -73,10 +78,11 @@ def test_pairs_line_counts_say_nothing_every_user_has_the_same_number() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pairs_stay_under_the_bound_even_with_each_querys_best_blind_program_in_hindsight(
+def test_the_pairs_candidates_score_where_measured_even_picked_per_query_in_hindsight(
     seed: int,
 ) -> None:
-    # an upper bound on any tuning: per query, the candidate that does best on the scored window
+    # these label-blind candidates only (a program with the word lists scores 100): per query,
+    # the one that does best on the scored window
     win = valid_window(seed, 8192, 0)
     ctx = win.context()
     rows = rows_of(ctx)
@@ -87,7 +93,7 @@ def test_pairs_stay_under_the_bound_even_with_each_querys_best_blind_program_in_
         )
         for q in range(20)
     ]
-    assert 100 * sum(best) / 20 <= BOUNDS["oolong-pairs"]
+    assert 100 * sum(best) / 20 <= MEASURED["oolong-pairs"]
 
 
 def test_the_pairs_shortcut_uses_label_blind_programs_where_they_win() -> None:
@@ -139,3 +145,22 @@ def test_the_oracle_answers_a_pairs_query_at_131k() -> None:
     res = asyncio.run(Oracle("oolong-pairs", sandbox="process").run_instance(inst))
     assert res.stop_reason == "final"
     assert get_task("oolong-pairs").score(res.answer, inst) == 1.0
+
+
+def test_the_sniah_oracle_scores_at_131072_by_cutting_the_haystack_to_the_sub_window() -> None:
+    # it scored 0 (3 of 3): the whole haystack went to one sub-call, whose prompt_too_long
+    # error string became the final answer
+    inst = get_task("sniah").instance(0, 131072, 0)
+    res = asyncio.run(Oracle("sniah", sandbox="process").run_instance(inst))
+    assert res.stop_reason == "final" and "[error:" not in res.answer
+    assert get_task("sniah").score(res.answer, inst) == 1.0
+
+
+def test_the_oracle_cuts_to_a_small_sub_model_window() -> None:
+    from fastrlm.bench._oracle_method import OVERLAP, piece_chars
+
+    inst = get_task("sniah").instance(0, 32768, 1)
+    small = "qwen3-8b-scripted"  # a 32K-token window: a smaller piece than the default
+    assert 2 * OVERLAP < piece_chars(small) < piece_chars("scripted/oracle-sub")
+    res = asyncio.run(Oracle("sniah", sandbox="process", sub_model=small).run_instance(inst))
+    assert get_task("sniah").score(res.answer, inst) == 1.0

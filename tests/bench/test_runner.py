@@ -169,6 +169,7 @@ def test_a_rerun_with_the_subcall_cache_sends_no_subcall_twice(tmp_path: Path) -
             progress=False,
             sandbox="none",
             cache=tmp_path / "cache.sqlite",
+            seed=0,  # the same instances in both dirs (a run without a seed gets a fresh one)
         )
         records = asyncio.run(run_bench(config, models=models))
         assert {r["score"] for r in records if r["method"] == "rlm"} == {1.0}
@@ -238,6 +239,7 @@ def test_browsecomp_records_the_evidence_recall_of_what_reached_a_model(tmp_path
         out=tmp_path,
         progress=False,
         sandbox="none",
+        seed=0,  # the instance generated above
     )
     records = asyncio.run(run_bench(config, models=Models(root, sub, sub)))
     recall = {r["method"]: r["evidence_recall"] for r in records}
@@ -343,7 +345,9 @@ def test_codeact_has_bm25_on_browsecomp_only_and_codeact_bm25_everywhere(
     [
         ("extracted_final_answer: x\nreasoning: same\ncorrect: yes\nconfidence: 90", 1.0, True),
         ("extracted_final_answer: x\ncorrect: no", 0.0, False),
-        ("I refuse to grade.", 0.0, None),  # no verdict: the exact-match score stands
+        # no verdict: a parse error, not correct (as the official accuracy counts it)
+        ("I refuse to grade.", 0.0, None),
+        ("extracted_final_answer: x\ncorrect: **yes**", 0.0, None),
     ],
 )
 def test_a_configured_judge_grades_browsecomp_and_exact_match_is_kept(
@@ -353,10 +357,14 @@ def test_a_configured_judge_grades_browsecomp_and_exact_match_is_kept(
     judge = ScriptedLM(lambda m: reply, model="scripted/judge")
     config = BenchConfig(task="browsecomp", methods=("base",), lengths=(16_000,), n=1,
                          out=tmp_path, progress=False)
-    [rec] = asyncio.run(run_bench(config, models=Models(root, root, root, judge)))
+    template = "Q: {question}\nR: {response}\n[correct_answer]: {correct_answer}"
+    models = Models(root, root, root, judge, template)
+    [rec] = asyncio.run(run_bench(config, models=models))
     assert rec["score_exact_match"] == 0.0 and rec["score"] == score
     assert rec["judge"]["correct"] is correct and rec["judge"]["model"] == "scripted/judge"
+    assert rec["judge"]["parse_error"] is (correct is None)
     sent = prompt_of(judge.calls[0])
+    assert sent.startswith("Q: ") and "R: Explanation: guess" in sent
     assert "Exact Answer: Nobody" in sent and "[correct_answer]:" in sent
     assert "Your response should be" not in sent  # the question, without the format block
 
@@ -375,3 +383,64 @@ def test_a_judge_with_scripted_models_is_refused_not_ignored() -> None:
 
     with pytest.raises(ConfigurationError, match="--judge"):
         resolve_models(BenchConfig(task="browsecomp", scripted=True, judge="openai/gpt-4.1"))
+
+
+class _Answers:
+    """A method whose answer is fixed: what a run ends with when a failed call's text becomes
+    its FINAL."""
+
+    name = "fixed"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    async def run(self, question: str, context: str | list[str], meter: object = None) -> object:
+        from fastrlm.bench._meter import MethodResult
+
+        return MethodResult(self.answer, "final", 0.0, {}, 1, 1, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "score", "only"),
+    [
+        # the failed call's message quotes the prompt, needle included: no longer a 100
+        ("[error: prompt_too_long: 524,288 characters ... is: {gold}. ... split it]", 0.0, True),
+        ("[error: subcall_failed: boom] [error: timeout: {gold}]", 0.0, True),
+        # an answer that quotes an error beside a real answer is scored, and flagged
+        ("The number is {gold}. (one chunk said [error: timeout: took too long])", 1.0, False),
+    ],
+)
+def test_an_error_string_answer_is_never_scored_unflagged(
+    answer: str, score: float, only: bool, tmp_path: Path
+) -> None:
+    from fastrlm import PriceTable
+    from fastrlm.bench import get_task
+    from fastrlm.bench._runner import run_method
+
+    task = get_task("sniah")
+    inst = task.instance(0, 1024, 0)
+    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False, seed=0)
+    method = _Answers(answer.format(gold=inst.gold))
+    rec = asyncio.run(run_method(
+        config, task, _models(), method, "fixed", 1024, 0, inst, 10, cache=None, limiter=None,
+        prices=PriceTable.default(), tokenizer_name="t"))  # type: ignore[arg-type]
+    assert rec["score"] == score
+    assert rec["error_answer"] in ("prompt_too_long", "subcall_failed", "timeout")
+    assert rec["error_answer_only"] is only
+    row = next(r for r in summarize([rec]) if r["length"] == 1024)
+    assert row["error_answers"] == 1
+
+
+def test_a_plain_answer_is_not_flagged(tmp_path: Path) -> None:
+    from fastrlm import PriceTable
+    from fastrlm.bench import get_task
+    from fastrlm.bench._runner import run_method
+
+    task = get_task("sniah")
+    inst = task.instance(0, 1024, 0)
+    config = BenchConfig(task="sniah", out=tmp_path, scripted=True, progress=False, seed=0)
+    rec = asyncio.run(run_method(
+        config, task, _models(), _Answers(f"It is {inst.gold} [see note]"), "fixed", 1024, 0,
+        inst, 10, cache=None, limiter=None, prices=PriceTable.default(),
+        tokenizer_name="t"))  # type: ignore[arg-type]
+    assert rec["score"] == 1.0 and "error_answer" not in rec

@@ -12,11 +12,9 @@ from fastrlm.bench._oolong_score import parse_answer, score_answer
 from fastrlm.bench._score import (
     exact_match,
     extract_answer,
-    judge_prompt,
     normalize,
     pair_f1,
     parse_choice,
-    parse_judgement,
     parse_pairs,
     string_match_all,
 )
@@ -370,35 +368,6 @@ def test_normalize(text: str, want: str) -> None:
 
 def test_browsecomp_tables_have_fifty_cases() -> None:
     assert len(EXTRACT_CASES) + len(MATCH_CASES) >= 50
-
-
-def test_judge_prompt_carries_question_response_and_gold() -> None:
-    text = judge_prompt("Which town?", "Exact Answer: Foo", "Bar")
-    assert "Which town?" in text and "Exact Answer: Foo" in text and "Bar" in text
-    for field in ("extracted_final_answer:", "reasoning:", "correct:", "confidence:"):
-        assert field in text
-
-
-@pytest.mark.parametrize(
-    ("reply", "correct", "extracted", "confidence"),
-    [
-        ("extracted_final_answer: Foo\nreasoning: same\ncorrect: yes\nconfidence: 80%",
-         True, "Foo", 80.0),
-        ("extracted_final_answer: Foo\ncorrect: no\nconfidence: 80", False, "Foo", 80.0),
-        ("**extracted_final_answer:** Foo\n**correct:** Yes\n**confidence:** 95%",
-         True, "Foo", 95.0),
-        ("**correct**: NO", False, None, None),
-        ("correct: maybe", None, None, None),
-        ("I cannot grade this.", None, None, None),
-        ("correct: yes\nconfidence: 250%", True, None, 100.0),
-        ("Correct: yes, they match", True, None, None),
-    ],
-)
-def test_parse_judgement(
-    reply: str, correct: bool | None, extracted: str | None, confidence: float | None
-) -> None:
-    got = parse_judgement(reply)
-    assert (got.correct, got.extracted, got.confidence) == (correct, extracted, confidence)
 
 
 # ---------------------------------------------------------------- CodeQA: choice extraction

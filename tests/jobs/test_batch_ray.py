@@ -201,7 +201,7 @@ def test_bench_on_ray_writes_what_the_local_runner_writes(tmp_path: Path) -> Non
     def config(name: str, backend: str) -> BenchConfig:
         return BenchConfig(task="sniah", methods=("rlm", "base"), lengths=(2048,), n=2,
                            scripted=True, sandbox="none", out=tmp_path / name, progress=False,
-                           concurrency=2, backend=backend)
+                           concurrency=2, backend=backend, seed=0)
 
     def key(rec: dict[str, object]) -> tuple[object, ...]:
         return (rec["method"], rec["length"], rec["index"])

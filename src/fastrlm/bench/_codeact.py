@@ -13,6 +13,7 @@ cut to the model's window with a marker (``truncated=True``). Runs out of turns 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from ._meter import (
     chunks,
     finish,
     fit,
+    subcall_chars,
     window_tokens,
 )
 
@@ -36,13 +38,18 @@ SYSTEM = """\
 You are a CodeAct agent. You answer a question about the input given below. Each reply must \
 contain exactly one action:
 - a ```python fenced block: it runs in a persistent Python interpreter (no network, no access to \
-the input except what you paste into code) and you see its output;
+the input except what you paste into code) and you see its output;{subcalls}
 {search}- ANSWER: your final answer (ends the task).
 Think briefly, then act."""
 
 SEARCH_ACTION = """\
 - SEARCH(your query): BM25 search over the input's documents; you see the top {k} results;
 """
+
+SUBCALLS = (
+    " in it, llm_query(prompt) asks a sub-model and returns its answer as a string, and "
+    "llm_query_batched(prompts) asks several at once (each prompt at most {chars:,} characters)"
+)
 
 FIRST = """\
 <input>
@@ -95,6 +102,27 @@ async def _no_subcalls(request: Any) -> list[str]:
     return [_NO_SUBMODEL] * len(request.prompts)
 
 
+def subcall_handler(sub: LM, meter: Meter) -> Any:
+    """``llm_query`` for CodeAct with sub-calls: each prompt one metered sub-call of ``sub``; a
+    prompt over its window, or a failed call, answers ``[error: ...]`` as the RLM's would."""
+    window = subcall_chars(sub.model)
+
+    async def one(prompt: str) -> str:
+        if len(prompt) > window:
+            return error_text("prompt_too_long", f"{len(prompt):,} characters for sub-model "
+                              f"{sub.model}, over its window of {window:,}; split the prompt")
+        try:
+            return await meter.complete(sub, [{"role": "user", "content": prompt}],
+                                        subcall=True)
+        except ProviderError as exc:
+            return error_text("subcall_failed", str(exc))
+
+    async def handle(request: Any) -> list[str]:
+        return list(await asyncio.gather(*(one(p) for p in request.prompts)))
+
+    return handle
+
+
 @dataclass
 class CodeActBM25:
     """The agent. ``search`` offers the BM25 ``SEARCH`` action; ``sandbox`` is a fastrlm sandbox
@@ -111,6 +139,8 @@ class CodeActBM25:
     snippet_chars: int = 3_000
     output_chars: int = 10_000
     name: str = "codeact-bm25"
+    #: CodeAct (+sub-calls): ``llm_query`` in its interpreter asks this model; None: no sub-calls.
+    sub_model: LM | None = None
 
     async def run(
         self, question: str, context: str | list[str], meter: Meter | None = None
@@ -124,8 +154,13 @@ class CodeActBM25:
         budget = int((window - min(32_000, window // 4)) * CHARS_PER_TOKEN * 0.6)
         text, cut = fit(as_text(context), max(budget, 2_000))
         tool = SEARCH_ACTION.format(k=self.k) if self.search else ""
+        subcalls = ""
+        query: Any = _no_subcalls
+        if self.sub_model is not None:
+            subcalls = SUBCALLS.format(chars=subcall_chars(self.sub_model.model))
+            query = subcall_handler(self.sub_model, meter)
         messages: list[ChatMessage] = [
-            {"role": "system", "content": SYSTEM.format(search=tool)},
+            {"role": "system", "content": SYSTEM.format(search=tool, subcalls=subcalls)},
             {"role": "user", "content": first_message(question, text)},
         ]
         from ..sandbox import HandlerBridge, create_sandbox
@@ -145,7 +180,7 @@ class CodeActBM25:
                         sb = create_sandbox(self.sandbox)
                         # no host tools: a tool call is a host_error
                         await sb.start("", HandlerBridge(
-                            {"llm_query": _no_subcalls, "rlm_query": _no_subcalls}))
+                            {"llm_query": query, "rlm_query": query}))
                     res = await sb.execute(code.group(1))
                     out = (res.stdout + res.stderr + (res.error or ""))[: self.output_chars]
                     observation = f"Output:\n```\n{out or '(no output)'}\n```"

@@ -18,15 +18,25 @@ from ._rlm_method import RLMMethod
 METHODS: tuple[str, ...] = (
     "rlm",
     "rlm-no-subcalls",
+    "rlm-depth-2",
+    "rlm-depth-3",
     "base",
     "base-truncated",
+    "base-sc",
     "summary",
     "codeact",
     "codeact-bm25",
+    "codeact-subcalls",
+    "coding-agent",
     "simple-rlm",
     "shortcut",
     "oracle",
 )
+#: RLM recursion depth by method (arXiv 2512.24601v3, Table 1): 0 = no sub-calls, 1 = sub-calls
+#: to plain LMs (the v1/v2 RLM), 2 and 3 = sub-calls may be RLMs themselves (``rlm_query``).
+RLM_DEPTH = {"rlm-no-subcalls": 0, "rlm": 1, "rlm-depth-2": 2, "rlm-depth-3": 3}
+#: The cost-matched control: the base model with self-consistency at the RLM's mean cost.
+COST_MATCHED = "base-sc"
 #: The tasks on which the paper gives CodeAct its BM25 retriever (``codeact``); ``codeact-bm25``
 #: has it everywhere.
 CODEACT_SEARCH_TASKS = frozenset({"browsecomp"})
@@ -54,6 +64,11 @@ class InstanceMethod(Protocol):
 
     name: str
 
+    def not_applicable(self, inst: Instance) -> str | None:
+        """Why this control cannot run on ``inst`` (a real data set has no hidden truth), or
+        None. The runner records such an instance as N/A, never as a scored 0."""
+        ...
+
     async def run_instance(self, inst: Instance, meter: Meter | None = None) -> MethodResult: ...
 
 
@@ -69,7 +84,9 @@ class BenchConfig:
     summarizer: str | None = None
     lengths: tuple[int, ...] | None = None
     n: int | None = None
-    seed: int = 0
+    #: None: a fresh random seed for a new run, or the seed of the run already in ``out``
+    #: (:func:`fastrlm.bench._runner.resolve_seed`), so model code cannot re-derive an instance.
+    seed: int | None = None
     out: Path = Path("bench-results")
     concurrency: int = 8
     base_url: str | None = None
@@ -82,6 +99,9 @@ class BenchConfig:
     batch_hint: bool = False
     prompt: str = "default"
     judge: str | None = None
+    #: BrowseComp-Plus's grader prompt: a clone of the benchmark, a .py file or a text file
+    #: (:func:`fastrlm.bench._judge.load_grader_template`; None: ``FASTRLM_JUDGE_TEMPLATE``).
+    judge_template: Path | None = None
     window: int | None = None
     data: Path | None = None
     corpus: Path | None = None
@@ -89,6 +109,10 @@ class BenchConfig:
     prices: tuple[tuple[str, Price], ...] = ()  # on top of PriceTable.default()
     backend: str = "local"  # "ray": one Ray task per (instance, method)
     ray_address: str | None = None
+    #: ``base-sc``'s target cost per task (None: the RLM's mean cost in the results).
+    match_cost_usd: float | None = None
+    #: ``base-sc``'s sample count when no target cost is known.
+    sc_samples: int = 5
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -100,6 +124,12 @@ class BenchConfig:
             raise ConfigurationError("concurrency must be at least 1")
         if self.backend not in ("local", "ray"):
             raise ConfigurationError(f"backend must be local or ray, not {self.backend!r}")
+        if self.sc_samples < 1:
+            raise ConfigurationError(f"sc_samples must be at least 1, not {self.sc_samples}")
+        if self.match_cost_usd is not None and not self.match_cost_usd >= 0:
+            raise ConfigurationError(
+                f"match_cost_usd must be a cost in USD (0 or more), not {self.match_cost_usd}"
+            )
         if self.prompt not in PROMPT_CHOICES:
             raise ConfigurationError(
                 f"unknown prompt {self.prompt!r}; expected one of {', '.join(PROMPT_CHOICES)}"
@@ -112,10 +142,19 @@ class Models:
     sub: LM
     summarizer: LM
     judge: LM | None = None
+    #: The official grader prompt the judge is asked with (read when a judge is configured).
+    judge_template: str | None = None
 
     @property
     def names(self) -> tuple[str, str]:
         return self.root.model, self.sub.model
+
+
+def model_names(config: BenchConfig) -> tuple[str, str, str]:
+    """The (root, sub, summariser) model names ``config`` asks for, defaults applied (Table 1:
+    GPT-5 roots get GPT-5-mini sub-calls and a GPT-5-nano summariser)."""
+    sub = config.sub_model or DEFAULT_SUB.get(config.model, config.model)
+    return config.model, sub, config.summarizer or DEFAULT_SUMMARIZER.get(config.model, sub)
 
 
 def resolve_models(config: BenchConfig) -> Models:
@@ -132,13 +171,17 @@ def resolve_models(config: BenchConfig) -> Models:
         return Models(scripted_root, scripted_sub, scripted_sub)
     from ..lm import resolve
 
-    sub_spec = config.sub_model or DEFAULT_SUB.get(config.model, config.model)
-    summ_spec = config.summarizer or DEFAULT_SUMMARIZER.get(config.model, sub_spec)
+    template = None
+    if config.judge:
+        from ._judge import load_grader_template
+
+        template = load_grader_template(config.judge_template)  # before any model is resolved
+    _, sub_spec, summ_spec = model_names(config)
     root = resolve(config.model, base_url=config.base_url)
     sub = root if sub_spec == config.model else resolve(sub_spec, base_url=config.base_url)
     summ = sub if summ_spec == sub_spec else resolve(summ_spec, base_url=config.base_url)
     judge = resolve(config.judge, base_url=config.base_url) if config.judge else None
-    return Models(root, sub, summ, judge)
+    return Models(root, sub, summ, judge, template)
 
 
 #: The paper's extra line for Qwen3-Coder (P2 App. C): batch sub-calls by about 200K characters.
@@ -150,7 +193,7 @@ BATCH_HINT = (
 
 def make_method(name: str, models: Models, config: BenchConfig) -> Method:
     """The method ``name`` over ``models``, configured from ``config``."""
-    if name in ("rlm", "rlm-no-subcalls"):
+    if name in RLM_DEPTH:
         prompts = Prompts.paper_for(models.root.model) if config.prompt == "paper" else Prompts()
         if config.batch_hint:
             # the paper's Qwen3-Coder paragraph has no public name (only the bench adds it to
@@ -164,11 +207,12 @@ def make_method(name: str, models: Models, config: BenchConfig) -> Method:
             max_iterations=config.max_iterations,
             max_usd=config.max_usd,
             max_subcalls=config.max_subcalls,
+            max_depth=max(RLM_DEPTH[name], 1),
         )
         return RLMMethod(
             models.root,
             models.sub,
-            subcalls=name == "rlm",
+            subcalls=RLM_DEPTH[name] > 0,
             budget=budget,
             limits=Limits(max_concurrency=max(config.concurrency, 1) * 4),
             sandbox=config.sandbox,
@@ -179,12 +223,23 @@ def make_method(name: str, models: Models, config: BenchConfig) -> Method:
         return BaseModel(
             models.root, window=config.window, truncate=name == "base-truncated", name=name
         )
+    if name == COST_MATCHED:
+        from ._consistency import SelfConsistency
+
+        return SelfConsistency(models.root, target_usd=config.match_cost_usd,
+                               default_k=config.sc_samples, window=config.window, name=name)
+    if name == "coding-agent":
+        from ._workspace_agent import WorkspaceAgent
+
+        return WorkspaceAgent(models.root, max_iterations=config.max_iterations,
+                              sandbox=config.sandbox, name=name)
     if name == "summary":
         return SummaryAgent(models.root, models.summarizer, window=config.window)
-    if name in ("codeact", "codeact-bm25"):
+    if name in ("codeact", "codeact-bm25", "codeact-subcalls"):
         return CodeActBM25(
             models.root,
             search=name == "codeact-bm25" or config.task in CODEACT_SEARCH_TASKS,
+            sub_model=models.sub if name == "codeact-subcalls" else None,
             max_iterations=config.max_iterations,
             sandbox=config.sandbox,
             window=config.window,

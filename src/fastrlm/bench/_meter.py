@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .. import PriceTable, UsageSummary
+from .. import Limits, PriceTable, UsageSummary
 from .._foundation.pricing import call_cost
-from .._foundation.windows import DEFAULT_WINDOW_TOKENS
+from .._foundation.windows import DEFAULT_WINDOW_TOKENS, subcall_window_chars
 from .._foundation.windows import WINDOWS as MODEL_WINDOWS
 from ..lm import LM, ChatMessage, LMResponse
 
@@ -38,6 +38,12 @@ def window_tokens(model: str) -> int:
         if key in name:
             return size
     return DEFAULT_WINDOW
+
+
+def subcall_chars(model: str) -> int:
+    """The longest sub-call prompt in characters the engine lets through to sub-model
+    ``model`` at the default output cap (what it refuses past with ``prompt_too_long``)."""
+    return subcall_window_chars(model, Limits().sub_max_tokens)
 
 
 class Cache(Protocol):
@@ -63,6 +69,14 @@ class Meter:
     started: float = field(default_factory=time.monotonic)
     track_docids: bool = False
     touched: set[str] = field(default_factory=set)
+    #: Tokens (in + out) of sub-work: calls made with ``subcall=True`` (sub-calls, compaction)
+    #: and, for an RLM, its sub-calls and child runs' turns; the root's are the rest. Counted by
+    #: role, so the split holds when root and sub are one model.
+    sub_tokens: int = 0
+
+    def count_sub(self, input_tokens: int, output_tokens: int) -> None:
+        """Book ``input_tokens + output_tokens`` of sub-work (see :attr:`sub_tokens`)."""
+        self.sub_tokens += int(input_tokens) + int(output_tokens)
 
     def note(self, text: str) -> None:
         """Record the docids in ``text`` as seen by a model (when ``track_docids``)."""
@@ -94,6 +108,7 @@ class Meter:
             if hit is not None:
                 self.cache_hits += 1
                 self.usage.record(lm.model, hit.usage, 0.0, 0.0, True)
+                self.count_sub(hit.usage.input_tokens, hit.usage.output_tokens)
                 return hit.text
         if self.limiter is not None:
             async with self.limiter:
@@ -105,6 +120,8 @@ class Meter:
         if price is None:
             self.unpriced.add(lm.model)
         self.usage.record(lm.model, response.usage, cost, response.latency_s, False)
+        if subcall:
+            self.count_sub(response.usage.input_tokens, response.usage.output_tokens)
         if cache is not None:
             await cache.put(key, response)
         return response.text
@@ -128,6 +145,8 @@ class MethodResult:
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     exceeded: bool = False
+    #: Tokens (in + out) of sub-work, by role (:attr:`Meter.sub_tokens`); None: not counted.
+    sub_tokens: int | None = None
 
 
 def finish(
@@ -158,6 +177,7 @@ def finish(
         error,
         extra,
         exceeded,
+        meter.sub_tokens,
     )
 
 

@@ -20,12 +20,23 @@ from .. import ConfigurationError
 from ..lm import ChatMessage
 from ..testing import ScriptedLM
 from ._instance import Instance
-from ._meter import Meter, MethodResult
+from ._meter import Meter, MethodResult, subcall_chars
 from ._rlm_method import RLMMethod
 from ._scripted import oracle_program, oracle_source
 
-#: Characters of context per sub-call (well inside any sub-model's window).
+#: Characters of context per sub-call at most; less when the sub-model's window is smaller
+#: (:func:`piece_chars`).
 PIECE = 40_000
+#: Characters a document cut into pieces repeats from one piece to the next, so a needle or a
+#: definition cut by one piece is whole in the next.
+OVERLAP = 1_000
+
+
+def piece_chars(sub_model: str) -> int:
+    """The context characters per sub-call for ``sub_model``: :data:`PIECE`, or half its
+    sub-call window (what the engine refuses past) when that is smaller."""
+    window = subcall_chars(sub_model)
+    return max(min(PIECE, window // 2), 2 * OVERLAP)
 
 _LABEL_PROGRAM = """
 lines = [x for x in context.split("\\n") if x.startswith("Date: ")]
@@ -52,8 +63,14 @@ FINAL({solver}("\\n".join(labelled), QUESTION))
 
 _PIECES_PROGRAM = """
 docs = context if isinstance(context, list) else context.split("\\n### File: ")
-prompts, cur = [], ""
+parts = []
 for d in docs:
+    # a document longer than a piece (a whole S-NIAH haystack) is cut, overlapping
+    parts += [d] if len(d) <= {piece} else [
+        d[i:i + {piece}] for i in range(0, len(d), {piece} - {overlap})
+    ]
+prompts, cur = [], ""
+for d in parts:
     if cur and len(cur) + len(d) > {piece}:
         prompts.append(cur)
         cur = ""
@@ -68,16 +85,22 @@ FINAL(found[0] if found else "NONE")
 """
 
 
-def _program(task: str, question: str) -> str:
+def _program(task: str, question: str, piece: int = PIECE) -> str:
     if task == "oolong-labelled":
         return oracle_program(question)
     head = f"{oracle_source()}\nQUESTION = {question!r}\n"
     if task in ("oolong", "oolong-pairs"):
         solver = "solve" if task == "oolong" else "solve_pairs"
-        body = _LABEL_PROGRAM.format(piece=PIECE, solver=solver)
+        body = _LABEL_PROGRAM.format(piece=piece, solver=solver)
     else:
-        body = _PIECES_PROGRAM.format(piece=PIECE)
+        body = _PIECES_PROGRAM.format(piece=piece, overlap=OVERLAP)
     return f"```repl\n{head}{body}```"
+
+
+#: Why the oracle is N/A on a real data set (an instance with a ``source``).
+REAL_DATA = (
+    "the oracle reads a generated instance's hidden truth; a real data set has none (N/A)"
+)
 
 
 def _prompt(messages: list[ChatMessage]) -> str:
@@ -88,6 +111,8 @@ def truth(inst: Instance) -> Callable[[str], str]:
     """The sub-model's answer to a sub-call prompt, from ``inst``'s hidden truth. Raises
     :class:`ConfigurationError` for an instance that was not generated (no hidden truth)."""
     meta = inst.meta
+    if "source" in meta:
+        raise ConfigurationError(REAL_DATA)
     if inst.task in ("oolong", "oolong-pairs") and "window" in meta:
         from . import _oolong, _pairs
 
@@ -123,16 +148,22 @@ class Oracle:
     task: str
     sandbox: str = "auto"
     name: str = "oracle"
+    #: The scripted sub-model's name, which sets its window (a real model's name gives that
+    #: model's window).
+    sub_model: str = "scripted/oracle-sub"
 
     async def run(
         self, question: str, context: str | list[str], meter: Meter | None = None
     ) -> MethodResult:
         raise ConfigurationError("the oracle runs on an instance: use run_instance(inst)")
 
+    def not_applicable(self, inst: Instance) -> str | None:
+        return REAL_DATA if "source" in inst.meta else None
+
     async def run_instance(self, inst: Instance, meter: Meter | None = None) -> MethodResult:
         answer = truth(inst) if self.task != "oolong-labelled" else (lambda p: "NONE")
-        program = _program(self.task, inst.query)
+        sub = ScriptedLM(lambda messages: answer(_prompt(messages)), model=self.sub_model)
+        program = _program(self.task, inst.query, piece_chars(sub.model))
         root = ScriptedLM(lambda messages: program, model="scripted/oracle")
-        sub = ScriptedLM(lambda messages: answer(_prompt(messages)), model="scripted/oracle-sub")
         method = RLMMethod(root, sub, sandbox=self.sandbox, name=self.name)
         return await method.run(inst.query, inst.context, meter)

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import Budget, Limits, RLMError
-from ..events import CodeExecuted, Event, SubcallStarted
+from ..events import (
+    CodeExecuted,
+    Event,
+    ModelCallFailed,
+    ModelResponse,
+    SubcallFinished,
+    SubcallStarted,
+)
 from ..lm import LM
 from ._meter import Meter, MethodResult
 
@@ -42,6 +49,11 @@ class RLMMethod:
             limits = replace(limits, trace_full_prompts=True)  # events then carry whole prompts
 
         def seen(event: Event) -> None:
+            # sub-work by role: every sub-call, and the turns of child runs (depth > 0)
+            if isinstance(event, SubcallFinished) or (
+                isinstance(event, ModelResponse | ModelCallFailed) and event.depth > 0
+            ):
+                meter.count_sub(event.input_tokens, event.output_tokens)
             if isinstance(event, SubcallStarted) and event.prompt:
                 meter.note(event.prompt)
             elif isinstance(event, CodeExecuted):
@@ -52,7 +64,7 @@ class RLMMethod:
             sub_model=self.sub_model or self.model,
             budget=self.budget,
             limits=limits,
-            on_event=seen if meter.track_docids else None,
+            on_event=seen,
             sandbox=self.sandbox,
             subcalls=self.subcalls,
             cache=meter.cache,
@@ -80,4 +92,5 @@ class RLMMethod:
             False,
             result.error,
             extra,
+            sub_tokens=meter.sub_tokens,
         )

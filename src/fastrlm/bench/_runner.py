@@ -21,17 +21,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import PriceTable, RLMError
+from .. import ConfigurationError, PriceTable, RLMError
 from ..jobs import Backend, LocalBackend, RayBackend, ResultsLog, drive
 from ..lm import LM
-from ._config import BenchConfig, InstanceMethod, Method, Models, make_method, resolve_models
+from ._config import (
+    COST_MATCHED,
+    BenchConfig,
+    InstanceMethod,
+    Method,
+    Models,
+    make_method,
+    resolve_models,
+)
 from ._instance import Instance, Task
 from ._meter import Cache, Meter, MethodResult
+from ._score import error_answer, is_error_only
 from ._tasks import get_task
 from ._tokens import PROXY, context_tokens, tokenizer
 
@@ -74,12 +85,14 @@ def record(
     counted by ``tokenizer_name`` (o200k_base or the proxy, :mod:`fastrlm.bench._tokens`)."""
     usage = res.usage
     meta = {k: v for k, v in inst.meta.items() if k not in ("choices",)}
+    root_tokens, sub_tokens = split_tokens(usage, models.root.model, models.sub.model,
+                                           res.sub_tokens)
     return {
         "task": config.task,
         "method": method,
         "model": models.root.model,
         "sub_model": models.sub.model,
-        "seed": config.seed,
+        "seed": _seed(config),
         "length": length,
         "index": index,
         "id": inst.id,
@@ -91,6 +104,8 @@ def record(
         "cost_usd": round(res.cost_usd, 8),
         "input_tokens": usage.get("input_tokens", 0),
         "output_tokens": usage.get("output_tokens", 0),
+        "root_tokens": root_tokens,
+        "sub_tokens": sub_tokens,
         "subcalls": res.subcalls,
         "iterations": res.iterations,
         "duration_s": round(res.duration_s, 4),
@@ -104,6 +119,46 @@ def record(
         "extra": _short(res.extra, 2000),
         "usage": usage,
     }
+
+
+def resolve_seed(config: BenchConfig) -> BenchConfig:
+    """``config`` with its seed fixed: the one given; else the seed of the last run of this task
+    already recorded in ``out/results.jsonl`` (a rerun resumes it); else a fresh random one. A
+    fixed default (seed 0) would let model code that knows the generators rebuild the very
+    instance it is asked about, gold included; a fresh seed, recorded in every results line,
+    keeps the run reproducible without that."""
+    if config.seed is not None:
+        return config
+    recorded = [r.get("seed") for r in load_results(config.out / "results.jsonl")
+                if r.get("task") == config.task and isinstance(r.get("seed"), int)]
+    seed = recorded[-1] if recorded else secrets.randbits(63)
+    return replace(config, seed=seed)
+
+
+def _seed(config: BenchConfig) -> int:
+    if config.seed is None:
+        raise ConfigurationError("the config's seed is not resolved: call resolve_seed first")
+    return config.seed
+
+
+def split_tokens(
+    usage: dict[str, Any], root: str, sub: str, sub_by_role: int | None = None
+) -> tuple[int | None, int | None]:
+    """Tokens (in + out) of the root and of sub-work (sub-calls, child runs, the summariser)
+    in a result's usage: by model when root and sub are two models, else by role from
+    ``sub_by_role`` (the method's own count, :attr:`MethodResult.sub_tokens`); (None, None)
+    when they are one model and the method counted no roles."""
+    if root == sub:
+        if sub_by_role is None:
+            return None, None
+        total = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+        return total - sub_by_role, sub_by_role
+    by_model = usage.get("by_model") or {}
+    total = sum(int(u.get("input_tokens", 0)) + int(u.get("output_tokens", 0))
+                for u in by_model.values())
+    mine = by_model.get(root) or {}
+    root_tokens = int(mine.get("input_tokens", 0)) + int(mine.get("output_tokens", 0))
+    return root_tokens, total - root_tokens
 
 
 #: Re-runs of a Ray task whose worker died.
@@ -121,22 +176,66 @@ async def run_bench(
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``config``; returns every record in the results file (old and new). Raises
-    :class:`~fastrlm.RLMError` when items failed on Ray (the others are written)."""
+    :class:`~fastrlm.RLMError` when items failed on Ray (the others are written).
+
+    The cost-matched control (``base-sc``) runs after the other methods, with its target cost
+    the RLM's mean cost per task in the results (:func:`rlm_mean_cost`) unless
+    ``config.match_cost_usd`` gives one."""
+    config = resolve_seed(config)
     task = task or get_task(config.task, config.data, config.corpus)
     models = models or resolve_models(config)
+    others = tuple(m for m in config.methods if m != COST_MATCHED)
+    if others:
+        await _run_phase(replace(config, methods=others), task, models, on_record)
+    if COST_MATCHED in config.methods:
+        target = config.match_cost_usd
+        if target is None:
+            target = rlm_mean_cost(load_results(config.out / "results.jsonl"), config.task,
+                                   models.root.model, _seed(config))
+        await _run_phase(replace(config, methods=(COST_MATCHED,), match_cost_usd=target),
+                         task, models, on_record)
+    return load_results(config.out / "results.jsonl")
+
+
+#: The RLM rows whose mean cost the cost-matched control spends, in order of preference.
+RLM_ROWS = ("rlm", "rlm-depth-2", "rlm-depth-3", "rlm-no-subcalls")
+
+
+def rlm_mean_cost(records: list[dict[str, Any]], task: str, model: str, seed: int) -> float | None:
+    """The mean cost per task of the first RLM row in :data:`RLM_ROWS` with results for
+    ``task``, ``model`` and ``seed`` (None: no RLM has run)."""
+    for method in RLM_ROWS:
+        costs = [float(r["cost_usd"]) for r in records
+                 if r.get("method") == method and r.get("task") == task
+                 and r.get("model") == model and r.get("seed") == seed]
+        if costs:
+            return sum(costs) / len(costs)
+    return None
+
+
+async def _run_phase(
+    config: BenchConfig,
+    task: Task,
+    models: Models,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    seed = _seed(config)
     lengths = config.lengths or task.default_lengths
+    check = getattr(task, "check_lengths", None)
+    if callable(check):
+        check(seed, tuple(lengths), str(config.data or config.task))
     n = config.n if config.n is not None else task.default_n
     log = ResultsLog(config.out / "results.jsonl")
     done = {result_key(r) for r in load_results(log.path)}
     root_name, sub_name = models.names
     todo: deque[Item] = deque()
     for length in lengths:
-        available = _available(task, config.seed, length)
+        available = _available(task, seed, length)
         for index in range(n if available is None else min(n, available)):
             todo.extend(
                 (length, index, m)
                 for m in config.methods
-                if (config.task, m, root_name, sub_name, config.seed, length, index) not in done
+                if (config.task, m, root_name, sub_name, seed, length, index) not in done
             )
     progress = _Progress(len(todo), config.progress,
                          f"{config.task} ({', '.join(config.methods)})")
@@ -182,7 +281,6 @@ async def run_bench(
     if failures:
         raise RLMError(f"{len(failures)} run(s) failed on Ray (first: {failures[0]}); the "
                        "results file has the others: run the same command again to resume")
-    return load_results(log.path)
 
 
 class _LocalRuns:
@@ -224,7 +322,7 @@ class _LocalRuns:
                 self._instances.pop(key, None)
 
     async def _instance(self, length: int, index: int) -> tuple[Instance, int]:
-        inst = await asyncio.to_thread(self._task.instance, self._config.seed, length, index)
+        inst = await asyncio.to_thread(self._task.instance, _seed(self._config), length, index)
         tokens = await asyncio.to_thread(context_tokens, inst.context, inst.query)
         return inst, tokens
 
@@ -258,6 +356,12 @@ async def run_method(
     failure, an ``RLMError``, is a line with ``stop_reason="error"``)."""
     evidence = inst.meta.get("evidence_docids")
     meter = Meter(cache=cache, limiter=limiter, track_docids=bool(evidence), prices=prices)
+    if isinstance(runner, InstanceMethod) and (why := runner.not_applicable(inst)):
+        res = MethodResult("", NOT_APPLICABLE, 0.0, {}, 0, 0, 0.0)
+        rec = record(config, models, method, length, index, inst, res, 0.0, tokens,
+                     tokenizer_name)
+        rec["not_applicable"] = why
+        return rec
     try:
         if isinstance(runner, InstanceMethod):  # the oracle reads hidden truth
             res = await runner.run_instance(inst, meter)
@@ -274,14 +378,24 @@ async def run_method(
             0.0,
             error=f"{type(exc).__name__}: {exc}",
         )
-    score = task.score(res.answer, inst)
+    failed_kind = error_answer(res.answer)
+    # an answer that is only a failed call's text is no answer, whatever it happens to contain
+    failed_only = failed_kind is not None and is_error_only(res.answer)
+    score = 0.0 if failed_only else task.score(res.answer, inst)
     verdict: dict[str, Any] | None = None
-    if models.judge is not None and inst.task in JUDGED_TASKS:
-        verdict = await judge_answer(models.judge, inst, res.answer, limiter)
-    judged = verdict is not None and verdict["correct"] is not None
-    final = float(verdict["correct"]) if verdict is not None and judged else score
+    if models.judge is not None and inst.task in JUDGED_TASKS and not failed_only:
+        verdict = await judge_answer(models.judge, inst, res.answer, limiter,
+                                     models.judge_template)
+    # the official accuracy: only a "yes" verdict is correct (no verdict, or no reply, is not)
+    final = float(verdict["correct"] is True) if verdict is not None else score
+    if verdict is None and failed_only and models.judge is not None and inst.task in JUDGED_TASKS:
+        verdict = {"model": models.judge.model, "correct": False, "parse_error": False,
+                   "error": "not judged: the answer is a failed call's error text"}
     rec = record(config, models, method, length, index, inst, res, final, tokens,
                  tokenizer_name)
+    if failed_kind is not None:
+        rec["error_answer"] = failed_kind
+        rec["error_answer_only"] = failed_only
     if verdict is not None:
         rec["score_exact_match"] = score
         rec["judge"] = verdict
@@ -291,36 +405,50 @@ async def run_method(
     return rec
 
 
+#: The ``stop_reason`` of a control that cannot run on an instance (the oracle on real data):
+#: the report shows N/A, and leaves it out of the score.
+NOT_APPLICABLE = "not_applicable"
+
 #: Tasks whose official metric is an LLM judge (BrowseComp-Plus); with a judge model configured
 #: their score is the judge's verdict, and the exact-match score is kept beside it.
 JUDGED_TASKS = frozenset({"browsecomp"})
 
 
 async def judge_answer(
-    judge: LM, inst: Instance, answer: str, limiter: asyncio.Semaphore | None = None
+    judge: LM, inst: Instance, answer: str, limiter: asyncio.Semaphore | None = None,
+    template: str | None = None,
 ) -> dict[str, Any]:
-    """Ask ``judge`` whether ``answer`` matches the gold (BrowseComp-Plus's grading). Returns
-    ``correct`` (None when the judge gave no verdict or failed: the exact-match score then
-    stands), the judge's extracted answer, its cost and any error."""
-    from ._score import judge_prompt, parse_judgement
+    """Ask ``judge`` whether ``answer`` matches the gold with BrowseComp-Plus's grader prompt
+    (``template``; :func:`fastrlm.bench._judge.load_grader_template` when None). Returns
+    ``correct`` (None when the reply had no verdict, ``parse_error``, or the call failed,
+    ``error``: both graded not correct, as the official accuracy counts them), the judge's
+    extracted answer, confidence, reasoning and cost."""
+    from ._browsecomp import FORMAT
+    from ._judge import judge_prompt, load_grader_template, parse_judgement
 
-    question = inst.query.split("\n\nYour response should be", 1)[0]
+    template = template if template is not None else load_grader_template()
+    # the bare question, as the official grader is given it (without the answer-format lines)
+    question = str(inst.meta.get("question") or inst.query.split("\n\n" + FORMAT, 1)[0])
     gold = inst.gold[0] if isinstance(inst.gold, list) and inst.gold else inst.gold
     meter = Meter(limiter=limiter)
     try:
         reply = await meter.complete(
-            judge, [{"role": "user", "content": judge_prompt(question, answer, str(gold))}]
+            judge,
+            [{"role": "user", "content": judge_prompt(template, question, answer, str(gold))}],
         )
     except RLMError as exc:
-        return {"model": judge.model, "correct": None, "error": f"{type(exc).__name__}: {exc}",
-                "cost_usd": meter.cost_usd}
+        return {"model": judge.model, "correct": None, "parse_error": False,
+                "error": f"{type(exc).__name__}: {exc}", "cost_usd": meter.cost_usd}
     verdict = parse_judgement(reply)
     return {
         "model": judge.model,
         "correct": verdict.correct,
         "extracted": verdict.extracted,
+        "confidence": verdict.confidence,
+        "reasoning": _short(verdict.reasoning, 2000),
+        "parse_error": verdict.parse_error,
         "cost_usd": round(meter.cost_usd, 8),
-        "error": None if verdict.correct is not None else "no yes/no verdict in the judge's reply",
+        "error": None if not verdict.parse_error else "no yes/no verdict in the judge's reply",
     }
 
 

@@ -10,8 +10,9 @@ Pure functions of a model's output text; the task modules wrap them into ``score
   paper reports F1 and gives no formula; both sets empty is a perfect 1.0).
 - BrowseComp-Plus, :func:`extract_answer` and :func:`normalize`: the ``Exact Answer:`` field of
   the required response format (any case, markdown emphasis allowed), compared by normalised
-  exact match with the gold and its aliases. The official metric is an LLM judge;
-  :func:`judge_prompt` and :func:`parse_judgement` implement it for a configured judge model.
+  exact match with the gold and its aliases. The official metric is an LLM judge:
+  :mod:`fastrlm.bench._judge` (the official prompt, read from the user's copy, and its reply
+  parsing).
 - CodeQA (LongBench-v2), :func:`parse_choice`: LongBench's ``The correct answer is (X)`` first,
   then every common way of stating one of four options, as a letter A-D or an index 0-3.
 """
@@ -21,7 +22,29 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from dataclasses import dataclass
+
+# ---------------------------------------------------------------- error answers
+
+#: ``[error: <kind>: ...]``, the text a failed or refused call leaves in place of an answer
+#: (:mod:`fastrlm._foundation.error_text`).
+_ERROR_ANSWER = re.compile(r"\[error: ([a-z][a-z_]*): ")
+
+
+def error_answer(pred: str) -> str | None:
+    """The error kind when ``pred`` carries an ``[error: <kind>: ...]`` string (a failed call's
+    text that became the final answer, whole or in part), else None. The runner scores an answer
+    that *is* one as 0 and flags every answer holding one, so a failure never passes for a
+    finish (an error message can contain the needle or a docid it was asked about)."""
+    m = _ERROR_ANSWER.search(pred)
+    return m.group(1) if m else None
+
+
+def is_error_only(pred: str) -> bool:
+    """Whether ``pred``, stripped, is nothing but error strings."""
+    return bool(pred.strip()) and not _ERROR_ONLY_REST.sub("", pred).strip()
+
+
+_ERROR_ONLY_REST = re.compile(r"\[error: [a-z][a-z_]*: .*?\](?=\s|$)", re.S)
 
 # ---------------------------------------------------------------- S-NIAH (RULER)
 
@@ -127,72 +150,6 @@ def exact_match(output: str, golds: list[str]) -> float:
     """1.0 when the extracted answer equals the gold or an alias after :func:`normalize`."""
     got = normalize(extract_answer(output))
     return 1.0 if got and got in {normalize(g) for g in golds} else 0.0
-
-
-#: The judge's instructions (BrowseComp-Plus grades with an LLM; this states the same rubric and
-#: output fields in fastrlm's words).
-JUDGE_TEMPLATE = """\
-You grade one answer to a research question. Decide whether the response's final answer means \
-the same as the reference answer.
-
-[question]: {question}
-
-[response]: {response}
-
-[correct_answer]: {correct_answer}
-
-Reply in exactly this format:
-
-extracted_final_answer: the final answer stated in the response, copied as written ('None' if \
-it states none).
-
-reasoning: one short paragraph on whether extracted_final_answer and correct_answer are the \
-same answer. Accept spelling variants, aliases and answers that add correct detail; do not solve \
-the question yourself or argue for a different answer.
-
-correct: 'yes' if they are the same answer (for numbers: equal, or within a small margin), 'no' \
-if they differ, are ambiguous, or no answer was given.
-
-confidence: the confidence percentage the response states (0-100; 100 if it states none)."""
-
-
-def judge_prompt(question: str, response: str, correct_answer: str) -> str:
-    """The message to send a judge model for one BrowseComp response."""
-    return JUDGE_TEMPLATE.format(
-        question=question, response=response, correct_answer=correct_answer
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Judgement:
-    """What a judge replied: ``correct`` is ``None`` when its reply had no yes/no verdict."""
-
-    correct: bool | None
-    extracted: str | None
-    confidence: float | None
-
-
-def _judge_field(name: str, reply: str) -> str | None:
-    m = re.search(
-        rf"^[ \t*_#]*{name}[ \t*_]*:[ \t*_]*(.*?)[ \t]*$", reply, re.IGNORECASE | re.MULTILINE
-    )
-    return m.group(1).strip().strip("*_").strip() if m else None
-
-
-def parse_judgement(reply: str) -> Judgement:
-    """The verdict, extracted answer and confidence of a judge's reply (bold field names and
-    any case accepted). A confidence above 100 is capped at 100."""
-    verdict = _judge_field("correct", reply)
-    correct = None
-    if verdict is not None:
-        word = re.match(r"(yes|no)\b", verdict, re.IGNORECASE)
-        correct = word.group(1).lower() == "yes" if word else None
-    conf_text = _judge_field("confidence", reply)
-    confidence = None
-    if conf_text:
-        num = re.match(r"(\d+(?:\.\d+)?)", conf_text)
-        confidence = min(float(num.group(1)), 100.0) if num else None
-    return Judgement(correct, _judge_field("extracted_final_answer", reply), confidence)
 
 
 # ---------------------------------------------------------------- CodeQA (LongBench-v2)

@@ -61,13 +61,19 @@ def _root_reply(task: str, messages: list[ChatMessage]) -> str:
         else:
             code = "print(len(context))\nFINAL(str(len(context)))"
         return f"```repl\n{code}\n```"
+    turn = sum(1 for m in messages if m["role"] == "assistant")
     if "CodeAct" in system:
-        turn = sum(1 for m in messages if m["role"] == "assistant")
         if turn == 0:
             return "Let me search first.\nSEARCH(special magic number)"
         if turn == 1:
+            if "llm_query" in system:
+                return "```python\nprint(llm_query('Say one word.'))\n```"
             return "```python\nprint(6 * 7)\n```"
         return "ANSWER: 42"
+    if "coding agent" in system:
+        steps = ("GREP [0-9]+", "READ context_001.txt 1 5",
+                 "```python\nprint(len(context), sorted(context)[:3])\n```")
+        return steps[turn] if turn < len(steps) else "ANSWER: 42"
     return "Answer: 0"
 
 

@@ -5,8 +5,9 @@ classifier and exact counting (OOLONG, Pairs: :mod:`fastrlm.bench._shortcut_oolo
 needle search (S-NIAH), fact-sentence chain following (BrowseComp), ``ast`` plus running the
 candidate functions against behaviours guessed from the question's keywords (CodeQA). It never
 sees golds or generator state, only the question and the context; it is written without the
-generators' vocabulary tables (a program that embeds them is the generator). A task whose
-``shortcut`` score is near its model-based scores measures programs, not models.
+generators' vocabulary tables. What it scores is what this one program scores, not a bound: a
+program that embeds the generators' tables solves every generated task (docs/paper-benchmarks.md,
+"What the generated tasks are").
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ def get_task(name: str, data: str | Path | None = None, corpus: str | Path | Non
         return _adapters.oolong_pairs_real(data)
     if name == "codeqa":
         return _adapters.longbench_codeqa(data)
+    if name == "sniah":
+        return _adapters.ruler_niah(data)
     if name == "browsecomp":
         if corpus is None:
             raise ConfigurationError("browsecomp with --data also needs --corpus (the documents)")

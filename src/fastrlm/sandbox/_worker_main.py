@@ -32,6 +32,25 @@ def _install_package_stubs(package_dir: str) -> None:
         sys.modules[name] = module
 
 
+#: Packages model code may not import here: the benchmark harness, whose generators would
+#: rebuild the instance being asked about, gold included.
+REFUSED_PACKAGES = ("fastrlm.bench",)
+
+
+class _RefuseImports:
+    """A meta-path finder (first on ``sys.meta_path``) that refuses :data:`REFUSED_PACKAGES`
+    and their submodules with an ``ImportError`` saying why."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        for package in REFUSED_PACKAGES:
+            if name == package or name.startswith(package + "."):
+                raise ImportError(
+                    f"{name} cannot be imported in the sandbox: the benchmark harness (its "
+                    "answer keys) is out of model code's reach", name=name
+                )
+
+
 class Worker:
     """Serves frames; supplies ``host_call`` to the runtime and the soft per-exec timeout."""
 
@@ -217,6 +236,7 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     sys.path[:0] = config["sys_path"]
     _install_package_stubs(config["package_dir"])
+    sys.meta_path.insert(0, _RefuseImports)
     from fastrlm.sandbox import _protocol
 
     devnull = os.open(os.devnull, os.O_RDWR)
