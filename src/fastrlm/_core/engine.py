@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +31,7 @@ from .ledger import BudgetLedger
 from .output import output_spec
 from .prompts import shown_whole
 from .run_loop import Run
-from .run_values import Outcome, RunConfig, new_run_id
+from .run_values import Outcome, RunConfig, RunScoped, new_run_id
 
 log = logging.getLogger("fastrlm")
 
@@ -101,8 +103,12 @@ async def answer(
     writer = _trace_writer(config)
     if writer is not None:
         callbacks.append(writer)
+    scope: AbstractContextManager[None] = contextlib.nullcontext()
     if config.telemetry is not None:  # made here: the caller's current span is its parent
-        callbacks.append(config.telemetry())
+        recorder = config.telemetry()
+        callbacks.append(recorder)
+        if isinstance(recorder, RunScoped):
+            scope = recorder.current(run_id)
     ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
         config.budget)
     tree = CallTree(
@@ -123,7 +129,8 @@ async def answer(
         continuation=OneOff() if session is None else SessionQuestion(session, new_context),
     )
     started = time.monotonic()
-    outcome = await _within_limits(run, ledger)
+    with scope:  # the run's span is the current context while it runs (telemetry)
+        outcome = await _within_limits(run, ledger)
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,

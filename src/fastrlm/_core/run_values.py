@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from .._foundation.budget import Budget
 from .._foundation.errors import RLMError
@@ -49,6 +51,15 @@ class RunConfig:
     sub_tool_protocol: str = "auto"
     output: OutputSpec | None = None  # completion(output=T), per call; the root run only
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
+
+
+@runtime_checkable
+class RunScoped(Protocol):
+    """An event callback that also scopes the run as it runs: ``current(run_id)`` is entered
+    around the whole run in the caller's task (the span recorder makes the run's span the
+    current OpenTelemetry context there, so spans other libraries open nest under it)."""
+
+    def current(self, run_id: str) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)

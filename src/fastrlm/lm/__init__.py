@@ -28,6 +28,7 @@ from ._base import (
     default_concurrency,
     estimate_tokens,
     message_bytes,
+    reply_report,
 )
 from ._cache import SubcallCache
 from ._registry import (
@@ -73,6 +74,7 @@ __all__ = [
     "message_bytes",
     "providers",
     "register_provider",
+    "reply_report",
     "resolve",
     "split_spec",
 ]

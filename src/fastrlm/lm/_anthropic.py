@@ -152,7 +152,9 @@ class AnthropicLM(HTTPProvider):
                 error.retryable = False
             raise error
         usage = _usage(mapping(body.get("usage")), messages, text)
-        return text, usage, stop, None, {"id": text_or_none(body.get("id")), "tool_calls": calls}
+        return text, usage, stop, None, {"id": text_or_none(body.get("id")),
+                                         "model": text_or_none(body.get("model")),
+                                         "tool_calls": calls}
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,

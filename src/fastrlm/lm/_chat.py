@@ -69,7 +69,7 @@ def read_completion(
     text = _checked_text(_text(message), calls, finish, where, kw)
     usage = body.get("usage")
     usage = usage if isinstance(usage, Mapping) else None
-    raw: dict[str, object] = {"id": body.get("id")}
+    raw: dict[str, object] = {"id": body.get("id"), "model": body.get("model")}
     if calls:
         raw["tool_calls"] = calls
     return text, _usage(usage, messages, text), finish, _reported_cost(usage), raw
