@@ -6,6 +6,7 @@ themselves are :mod:`fastrlm.sandbox.kinds`."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..sandbox import kinds
@@ -13,6 +14,11 @@ from ..sandbox import kinds
 LISTED_FILES = 200
 HEAD_ROWS = 5
 DESCRIBED_COLUMNS = 60
+#: Characters of a text input shown in a named-inputs description.
+NAMED_HEAD_CHARS = 200
+#: ``context`` as code in a description (``context.crop(``, ``context['a']``, `` `context` ``):
+#: an input's own name in the description of a named input.
+_CODE_CONTEXT = re.compile(r"(?<![\w-])context(?=[.\[(`)\]])")
 
 
 def describe(context: object) -> tuple[str, str, int]:
@@ -44,6 +50,33 @@ def describe(context: object) -> tuple[str, str, int]:
                 encoded.meta["path"])
         return "files", *_describe_files(encoded.meta["root"], encoded.meta["files"])
     raise kinds.KindError(f"not a rich context: {type(context).__name__}")
+
+
+def describe_named(context: dict[str, object]) -> tuple[str, int]:
+    """(the lines the root model is told, size in bytes) of a dict of named inputs: their
+    names, and each input as it would be described alone, under its own name."""
+    names = ", ".join(f"`{name}`" for name in context)
+    lines = [
+        f"Your context is {len(context):,} named inputs: {names}. Each is a REPL variable of "
+        "its own name (`context` is a dict holding the same objects by name):"]
+    size = 0
+    for name, value in context.items():
+        if isinstance(value, str):
+            head = value[:NAMED_HEAD_CHARS]
+            lines.append(f"- `{name}`: a str of {len(value):,} characters, starting "
+                         f"<head>{head}</head>")
+            size += len(value)
+        elif isinstance(value, list):
+            chars = sum(len(x) for x in value)
+            lines.append(f"- `{name}`: a list of {len(value):,} str ({chars:,} characters "
+                         "in all)")
+            size += chars
+        else:
+            _, text, bytes_ = describe(value)
+            text = _CODE_CONTEXT.sub(name, text.replace("Your context is", f"`{name}` is"))
+            lines.append("- " + text.replace("\n", "\n  "))
+            size += bytes_
+    return "\n".join(lines), size
 
 
 def _describe_bytes(head: bytes, size: int, data: object) -> str:
@@ -130,7 +163,8 @@ def _describe_files(root: str, files: list[str]) -> tuple[str, int]:
     lines = [
         f"Your context is a directory of {len(files):,} files ({total:,} bytes), mounted "
         f"read-only at {root}. In the REPL `context` maps each file's path relative to it to "
-        "its contents, read when you ask (str for UTF-8 text, else bytes): list(context) names "
+        "its contents, read when you ask (a .parquet file as a table: a DataFrame with pandas; "
+        "str for UTF-8 text; else bytes): list(context) names "
         "the files, context['a/b.txt'] reads one, context.path('a/b.txt') is its full path "
         "(for pandas.read_csv, PIL.Image.open ...).",
         "File types: " + ", ".join(f"{s} {n:,}" for s, n in common),
