@@ -100,7 +100,7 @@ def test_a_new_wire_api_is_built_by_its_factory_and_runs_a_whole_completion() ->
         (Preset("openai", "openai-chat", None), None, r"already registered \(built-in\)"),
         (Preset("Bad/Name", "openai-chat", None), None, "must be lowercase"),
         (Preset("", "openai-chat", None), None, "must be lowercase"),
-        (Preset("newco", "no-such-api", None), None, "known APIs: anthropic, litellm"),
+        (Preset("newco", "no-such-api", None), None, "known APIs: anthropic, azure-openai, litellm"),
         (Preset("newco", "openai-chat", None), _scripted_factory, "already has a factory"),
         (Preset("newco", "x-api", None), "not a function", "not callable"),
     ],

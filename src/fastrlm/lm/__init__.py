@@ -47,6 +47,7 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._anthropic import AnthropicLM
+    from ._azure import AzureOpenAIChatLM
     from ._litellm import LiteLLMLM
     from ._openai import OpenAIChatLM
 
@@ -56,6 +57,7 @@ __all__ = [
     "LM",
     "PRESETS",
     "AnthropicLM",
+    "AzureOpenAIChatLM",
     "ChatMessage",
     "ImagePart",
     "LMResponse",
@@ -88,6 +90,10 @@ def __getattr__(name: str) -> object:
         from ._openai import OpenAIChatLM
 
         return OpenAIChatLM
+    if name == "AzureOpenAIChatLM":
+        from ._azure import AzureOpenAIChatLM
+
+        return AzureOpenAIChatLM
     extra = _LAZY.get(name)
     if extra is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,7 +69,9 @@ def read_completion(
     text = _checked_text(_text(message), calls, finish, where, kw)
     usage = body.get("usage")
     usage = usage if isinstance(usage, Mapping) else None
-    raw: dict[str, object] = {"id": body.get("id"), "model": body.get("model")}
+    raw: dict[str, object] = {"id": body.get("id")}
+    if isinstance(body.get("model"), str):  # the model that answered (a dated version, say)
+        raw["model"] = body["model"]
     if calls:
         raw["tool_calls"] = calls
     return text, _usage(usage, messages, text), finish, _reported_cost(usage), raw
