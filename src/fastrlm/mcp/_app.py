@@ -7,11 +7,15 @@ which change the handles) carries ``readOnlyHint``; ``rlm_ask`` answers with str
 plus a short text (the answer and one line), not the structured content's JSON again.
 
 Over HTTP every request must carry ``Authorization: Bearer <token>`` (:class:`BearerAuth`, a
-constant-time compare); others get 401 before the SDK sees them. The 401 follows the MCP
-authorization spec's discovery (RFC 9728): its ``WWW-Authenticate`` names the protected
-resource metadata (``resource_metadata="<base>/.well-known/oauth-protected-resource/mcp"``),
-served without a token at that path and at ``/.well-known/oauth-protected-resource``. CORS
-preflights (``OPTIONS``, which browsers send without credentials) pass through.
+constant-time compare), or an access token the server's own OAuth server issued; others get
+401 before the SDK sees them. The 401 follows the MCP authorization spec's discovery (RFC
+9728): its ``WWW-Authenticate`` names the protected resource metadata
+(``resource_metadata="<base>/.well-known/oauth-protected-resource/mcp"``), served without a
+token there and at ``/.well-known/oauth-protected-resource``, which names this server as its
+authorization server (RFC 8414 metadata, registration, authorization and token endpoints:
+:mod:`._oauth`, whose authorization page asks for the server's token). So a host given the
+token as a header and a host that only does OAuth both connect. CORS preflights
+(``OPTIONS``, which browsers send without credentials) pass through.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ except ImportError as exc:  # pragma: no cover - exercised where the extra is mi
     raise MissingExtraError("mcp", "mcp", "fastrlm mcp") from exc
 
 from .._foundation.text import well_formed, well_formed_value
+from ._oauth import ENDPOINTS as OAUTH_ENDPOINTS
+from ._oauth import OAuthServer
 from ._policy import ToolRefusal, budget_schema
 from ._tools import RLMTools, summary_line
 
@@ -195,8 +201,10 @@ def _refused(call: Callable[[], Any]) -> Any:
 
 
 class BearerAuth:
-    """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches, with the MCP
-    authorization spec's discovery (the module docstring says what is served without it)."""
+    """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` carries the server's
+    token or an access token its OAuth server (:class:`~fastrlm.mcp._oauth.OAuthServer`)
+    issued; the discovery metadata and the OAuth endpoints are served without one (the module
+    docstring)."""
 
     def __init__(self, app: ASGIApp, token: str, *, resource_name: str = "fastrlm") -> None:
         if not token:
@@ -204,6 +212,7 @@ class BearerAuth:
         self.app = app
         self._token = token.encode()
         self.resource_name = resource_name
+        self.oauth = OAuthServer(self._token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -212,17 +221,19 @@ class BearerAuth:
         path = str(scope.get("path", ""))
         if path in (WELL_KNOWN, WELL_KNOWN + MCP_PATH):
             await self._metadata(scope, send)
+        elif path in OAUTH_ENDPOINTS:
+            await self.oauth.handle(scope, receive, send, _base_url(scope))
         elif scope.get("method") == "OPTIONS" or self._authorized(scope):
             await self.app(scope, receive, send)
         else:
             await self._challenge(scope, send)
 
     def metadata(self, scope: Scope) -> dict[str, Any]:
-        """RFC 9728's protected resource metadata for the MCP endpoint this request reached.
-        No ``authorization_servers``: the server takes one static token, given to the client
-        by its operator, and issues none."""
-        return {"resource": _base_url(scope) + MCP_PATH, "bearer_methods_supported": ["header"],
-                "resource_name": self.resource_name}
+        """RFC 9728's protected resource metadata for the MCP endpoint this request reached;
+        the authorization server is this server itself (:mod:`._oauth`)."""
+        base = _base_url(scope)
+        return {"resource": base + MCP_PATH, "authorization_servers": [base],
+                "bearer_methods_supported": ["header"], "resource_name": self.resource_name}
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         if scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
@@ -242,15 +253,18 @@ class BearerAuth:
         challenge = f'Bearer realm="fastrlm", {error}resource_metadata="{where}"'
         await _respond(send, 401, {
             "error": "unauthorized: send Authorization: Bearer <token> (the token the server "
-                     "was started with: --token or FASTRLM_MCP_TOKEN)",
+                     "was started with: --token or FASTRLM_MCP_TOKEN), or connect through "
+                     "OAuth (discovered from resource_metadata)",
             "resource_metadata": where}, [(b"www-authenticate", challenge.encode())])
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
             if name.lower() == b"authorization":
                 scheme, _, sent = bytes(value).partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(sent.strip(),
-                                                                            self._token)
+                if scheme.lower() != b"bearer":
+                    return False
+                sent = sent.strip()
+                return hmac.compare_digest(sent, self._token) or self.oauth.accepts(sent)
         return False
 
 
