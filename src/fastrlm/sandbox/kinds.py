@@ -1,5 +1,8 @@
 """Context kinds beyond text and JSON: bytes, images, DataFrames and Arrow tables, files.
 
+(This module is over 500 lines for a reason: each kind's host side, ``encode``, and worker side,
+``rebuild``, stay in one file so that a change to one is made beside the other.)
+
 Imported by both sides (the worker too), so it imports the standard library only; pandas,
 pyarrow and Pillow are imported inside the functions that need them, and only when the context
 is of their kind. The host side :func:`encode` turns a context into a kind, a metadata object

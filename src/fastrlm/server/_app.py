@@ -259,20 +259,11 @@ class RLMServer:
         if not self._rlm.telemetry:
             return contextlib.nullcontext()
         sock = request.transport.get_extra_info("sockname") if request.transport else None
-        path = request.path
-
-        def route(status: int | None) -> str | None:
-            if status == 404:
-                return None
-            if path.startswith("/v1/models/"):
-                return "/v1/models/{model}"
-            return path.rstrip("/") or "/"
-
         return http_server_span(
-            self._rlm, method=request.method, path=path,
+            self._rlm, method=request.method, path=request.path,
             headers=lowered(request.headers), client=record.client,
             server=(str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None,
-            route=route, status=lambda: record.status)
+            templates=("/v1/models/{model}",), status=lambda: record.status)
 
     async def _dispatch(
         self, request: web.BaseRequest, body: bytes, keep: bool, record: AccessRecord,

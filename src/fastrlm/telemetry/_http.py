@@ -19,13 +19,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 @contextmanager
 def server_span(
     tracer_provider: Any, *, method: str, path: str, headers: Mapping[str, str],
-    client: str, server: tuple[str, int] | None, route: Callable[[int | None], str | None],
+    client: str, server: tuple[str, int] | None, templates: tuple[str, ...] = (),
     status: Callable[[], int | None],
 ) -> Iterator[None]:
     """Make the request's span current for the block. ``headers`` lower-cased; ``client``
-    ``host:port`` of the peer (``-`` unknown); ``route(status)`` the matched route template
-    (None for none); ``status()`` the response status once answered (an exception with a
-    ``status`` attribute gives its own)."""
+    ``host:port`` of the peer (``-`` unknown); ``templates`` the routes with a parameter
+    (``/v1/models/{model}``; any other path that was answered is its own route, a 404 has
+    none); ``status()`` the response status once answered (an exception with a ``status``
+    attribute gives its own)."""
     parent = propagate.extract(dict(headers))  # the current context without a traceparent
     attributes: dict[str, Any] = {
         "http.request.method": method if method in _METHODS else "_OTHER",
@@ -60,7 +61,17 @@ def server_span(
         raise
     finally:
         otel_context.detach(token)
-        _finish(span, method, code, failure, route(code))
+        _finish(span, method, code, failure, _route(path, code, templates))
+
+
+def _route(path: str, status: int | None, templates: tuple[str, ...]) -> str | None:
+    """The route template ``path`` matched, or None for a path no route served (a 404)."""
+    if status == 404:
+        return None
+    for template in templates:
+        if path.startswith(template.split("{", 1)[0]):
+            return template
+    return path.rstrip("/") or "/"
 
 
 def _finish(span: Any, method: str, code: int | None, failure: str | None,
