@@ -127,3 +127,18 @@ async def test_parquet_files_in_a_directory_context_arrive_as_tables(
         "print(type(context['broken.parquet']).__name__)"))
     # not Parquet: read as any other file (UTF-8 text here)
     assert out.splitlines() == ["DataFrame [1, 2, 3]", "str"]
+
+
+async def test_an_input_named_as_a_tool_is_refused_before_the_run() -> None:
+    from fastrlm import Tool
+
+    def lookup(key: str) -> str:
+        return key
+
+    rlm = RLM(ScriptedLM(lambda m: '```repl\nFINAL("x")\n```', model="scripted/root"),
+              sandbox="none", tools=[Tool(lookup, description="look up")])
+    try:
+        with pytest.raises(ContextError, match="'lookup' have the name of a tool"):
+            await rlm.acompletion("q", context={"lookup": pd.DataFrame({"a": [1]})})
+    finally:
+        await rlm.aclose()

@@ -89,7 +89,7 @@ async def answer(
     elif context is MISSING:
         context = prompt
     if new_context:
-        _check_context(context)
+        _check_context(context, config)
     if session is not None and new_context:
         if session.messages and not isinstance(context, str | list | tuple | dict):
             raise ContextError(
@@ -218,10 +218,22 @@ async def _within_limits(run: Run, ledger: BudgetLedger) -> Outcome:
         ledger.on_overrun = None
 
 
-def _check_context(context: object) -> None:
+def _check_context(context: object, config: RunConfig) -> None:
     problem = context_problem(context)
     if problem is not None:
         raise ContextError(f"context {problem[1]}")
+    if isinstance(context, dict) and config.tools:
+        from ..sandbox import kinds
+
+        try:
+            names = kinds.input_names(context) or ()
+        except ValueError as exc:
+            raise ContextError(str(exc)) from None
+        taken = sorted(set(names) & {tool.name for tool in config.tools})
+        if taken:  # the REPL name would be the tool's, the input only context[name]
+            raise ContextError(
+                f"named input(s) {', '.join(map(repr, taken))} have the name of a tool the "
+                "REPL offers: rename the input or the tool")
 
 
 def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:
