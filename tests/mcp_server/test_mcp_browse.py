@@ -179,3 +179,10 @@ async def test_rlm_ask_answers_with_structured_content_and_a_short_text(
     text = text_of(asked)
     assert text.startswith(out["answer"] + "\n[final; $0.0000; 1 sub-call(s); run ")
     assert len(text) < len(out["answer"]) + 80  # not the structured content's JSON again
+
+
+def test_a_grep_that_matches_everything_stays_bounded() -> None:
+    docs = _browse.documents(["==> big.txt <==\n" + ("x" * 1000 + "\n") * 5000], "ctx")
+    out = _browse.grep(docs, "x", context_lines=20, max_matches=500)
+    size = sum(len(m["text"]) + sum(map(len, m["before"] + m["after"])) for m in out["matches"])
+    assert out["truncated"] and size <= _browse.GREP_CHARS + 41 * (_browse.LINE_CHARS + 2)

@@ -23,6 +23,8 @@ MAX_CONTEXT_LINES = 20
 MAX_READ_LINES = 2000
 READ_CHARS = 100_000
 PATTERN_CHARS = 1000
+#: Characters of matched and context lines one rlm_grep returns at most (then ``truncated``).
+GREP_CHARS = 200_000
 #: Seconds a client's regular expression may run over the whole context.
 REGEX_SECONDS = 10.0
 
@@ -96,30 +98,32 @@ def grep(docs: Sequence[Document], pattern: str, *, regex: bool = False,
          ignore_case: bool = False, context_lines: int = 2,
          max_matches: int = 50) -> dict[str, Any]:
     """The lines of ``docs`` matching ``pattern`` (literal text, or a regular expression with
-    ``regex``), each with ``context_lines`` lines either side, at most ``max_matches``; line
-    numbers start at 1. ``truncated`` says more matched. Raises :class:`ToolRefusal` for a bad
+    ``regex``), each with ``context_lines`` lines either side, at most ``max_matches`` and
+    about :data:`GREP_CHARS` characters; line numbers start at 1. ``truncated`` says more
+    matched. Raises :class:`ToolRefusal` for a bad
     argument or a regular expression that runs past :data:`REGEX_SECONDS`."""
     context_lines = _bounded("context_lines", context_lines, 0, MAX_CONTEXT_LINES)
     max_matches = _bounded("max_matches", max_matches, 1, MAX_MATCHES)
     find = _matcher(pattern, regex, ignore_case)
     matches: list[dict[str, Any]] = []
     truncated = False
+    size = 0
     for doc in docs:
         lines = doc.text.splitlines()
         for number, line in enumerate(lines):
             column = find(line)
             if column < 0:
                 continue
-            if len(matches) == max_matches:
+            if len(matches) == max_matches or size > GREP_CHARS:
                 truncated = True
                 break
             low, high = max(0, number - context_lines), number + context_lines + 1
-            matches.append({
-                "document": doc.index, "name": doc.name, "line": number + 1,
-                "text": _clip(line, column),
-                "before": [_clip(x) for x in lines[low:number]],
-                "after": [_clip(x) for x in lines[number + 1:high]],
-            })
+            text = _clip(line, column)
+            before = [_clip(x) for x in lines[low:number]]
+            after = [_clip(x) for x in lines[number + 1:high]]
+            size += len(text) + sum(len(x) for x in before + after)
+            matches.append({"document": doc.index, "name": doc.name, "line": number + 1,
+                            "text": text, "before": before, "after": after})
         if truncated:
             break
     return {"pattern": pattern, "matches": matches, "count": len(matches),
