@@ -461,13 +461,14 @@ SPENDS_THEN_HANGS = '```repl\nnote = llm_query("part")\nprint(note)\n```'
 
 async def test_jobs_running_at_an_interrupt_leave_a_record_of_what_they_spent() -> None:
     release = threading.Event()
-    turn_two = threading.Event()
+    # both jobs held at their second root turn: each has spent (turn 1 and its sub-call)
+    turn_two = threading.Barrier(3)
 
     def special(request: FakeRequest, tag: str) -> Reply | None:
         if not tag.startswith("slow"):
             return None
         if len(request.messages) > 2:  # its second root turn: hold it
-            turn_two.set()
+            turn_two.wait(60)
             release.wait(60)
         return SPENDS_THEN_HANGS
 
