@@ -21,7 +21,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 pytestmark = pytest.mark.sandbox
 
-LAYERS = ["bwrap", "landlock", "none"]
+LAYERS = ["bwrap", "landlock", "process", "none"]
 
 
 async def run(sandbox: object, code: str) -> str:
