@@ -118,11 +118,14 @@ async def test_the_401_and_the_metadata_point_to_this_server(
     async with httpx.AsyncClient() as plain:
         refused = await plain.post(http_url, content=b"{}")
         resource = (await plain.get(base + "/.well-known/oauth-protected-resource/mcp")).json()
+        # a host that tries the root well-known path (no resource path inserted) finds it too
+        at_root = (await plain.get(base + "/.well-known/oauth-protected-resource")).json()
         server = (await plain.get(base + "/.well-known/oauth-authorization-server")).json()
     challenge = refused.headers["www-authenticate"]
     assert refused.status_code == 401
     assert f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"' in challenge
     assert resource["resource"] == http_url and resource["authorization_servers"] == [base]
+    assert at_root == resource
     assert server["issuer"] == base and server["code_challenge_methods_supported"] == ["S256"]
     assert server["token_endpoint"] == base + "/token"
 
