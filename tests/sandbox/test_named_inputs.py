@@ -142,3 +142,16 @@ async def test_an_input_named_as_a_tool_is_refused_before_the_run() -> None:
             await rlm.acompletion("q", context={"lookup": pd.DataFrame({"a": [1]})})
     finally:
         await rlm.aclose()
+
+
+def test_ten_thousand_named_inputs_are_told_within_a_bound() -> None:
+    # a dict of short documents keyed doc0... is named inputs too: its description was every
+    # name and every head, megabytes of root prompt
+    many: dict[str, object] = {f"doc{i}": "hello world " * 50 for i in range(10_000)}
+    many["users"] = pd.DataFrame({"id": [1, 2]})
+    told = describe_context(many)
+    assert len(told.summary) < 10_000
+    assert "10,001 named inputs: `doc0`, `doc1`" in told.summary
+    assert "and 9,901 more (list(context) names them all)" in told.summary
+    assert "- and 9,981 more inputs (5,988," in told.summary  # the DataFrame's bytes too
+    assert told.size_bytes >= 10_000 * 600  # every input still counted

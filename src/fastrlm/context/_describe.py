@@ -16,6 +16,11 @@ HEAD_ROWS = 5
 DESCRIBED_COLUMNS = 60
 #: Characters of a text input shown in a named-inputs description.
 NAMED_HEAD_CHARS = 200
+#: Names of a dict of named inputs listed in its description (a dict of ten thousand short
+#: documents keyed ``doc1``... was a prompt of megabytes); the rest are counted.
+NAMED_LISTED = 100
+#: Inputs of a dict of named inputs described one by one; the rest are counted with their size.
+NAMED_DESCRIBED = 20
 #: ``context`` as code in a description (``context.crop(``, ``context['a']``, `` `context` ``):
 #: an input's own name in the description of a named input.
 _CODE_CONTEXT = re.compile(r"(?<![\w-])context(?=[.\[(`)\]])")
@@ -54,14 +59,21 @@ def describe(context: object) -> tuple[str, str, int]:
 
 def describe_named(context: dict[str, object]) -> tuple[str, int]:
     """(the lines the root model is told, size in bytes) of a dict of named inputs: their
-    names, and each input as it would be described alone, under its own name."""
-    names = ", ".join(f"`{name}`" for name in context)
+    names, and each input as it would be described alone, under its own name. Bounded
+    however many inputs there are: the first :data:`NAMED_LISTED` names are listed and the
+    first :data:`NAMED_DESCRIBED` inputs described; the rest are counted."""
+    names = ", ".join(f"`{name}`" for name in list(context)[:NAMED_LISTED])
+    if len(context) > NAMED_LISTED:
+        names += f" and {len(context) - NAMED_LISTED:,} more (list(context) names them all)"
     lines = [
         f"Your context is {len(context):,} named inputs: {names}. Each is a REPL variable of "
         "its own name (`context` is a dict holding the same objects by name):"]
     size = 0
-    for name, value in context.items():
-        if isinstance(value, str):
+    unlisted, unlisted_size = 0, 0
+    for index, (name, value) in enumerate(context.items()):
+        if index >= NAMED_DESCRIBED:
+            unlisted, unlisted_size = unlisted + 1, unlisted_size + _input_size(value)
+        elif isinstance(value, str):
             head = value[:NAMED_HEAD_CHARS]
             lines.append(f"- `{name}`: a str of {len(value):,} characters, starting "
                          f"<head>{head}</head>")
@@ -76,7 +88,19 @@ def describe_named(context: dict[str, object]) -> tuple[str, int]:
             text = _CODE_CONTEXT.sub(name, text.replace("Your context is", f"`{name}` is"))
             lines.append("- " + text.replace("\n", "\n  "))
             size += bytes_
-    return "\n".join(lines), size
+    if unlisted:
+        lines.append(f"- and {unlisted:,} more inputs ({unlisted_size:,} characters or bytes "
+                     "in all): look at them in the REPL")
+    return "\n".join(lines), size + unlisted_size
+
+
+def _input_size(value: object) -> int:
+    """Characters of a text input, bytes of a rich one (as :func:`describe` counts them)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(x) for x in value)
+    return describe(value)[2]
 
 
 def _describe_bytes(head: bytes, size: int, data: object) -> str:
