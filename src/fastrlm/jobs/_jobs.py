@@ -24,7 +24,6 @@ at a time and flushed, so it is valid JSONL whenever it is read.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -43,8 +42,13 @@ JOB_KEYS = frozenset(
     {"id", "question", "context", "context_path", "model", "sub_model", "budget", "schema",
      "metadata"}
 )
-#: How alike an unknown key must be to a known one to be taken for its misspelling.
-MISSPELLING_CUTOFF = 0.8
+#: Typos (one letter added, dropped, changed, or two swapped) a key may differ from a known
+#: key by and still be taken for its misspelling; a known key of up to ``SHORT_KEY`` letters
+#: only by a changed or swapped letter (``modle``; ``mode`` is a key of its own), and ``id``
+#: only by case. A known key with a word added (``question_id``, ``context_len``) is a key of
+#: its own: eval sets carry such fields.
+MISSPELLING_EDITS = 2
+SHORT_KEY = 5
 
 
 def misspelling(key: str) -> str | None:
@@ -52,8 +56,33 @@ def misspelling(key: str) -> str | None:
     folded = key.strip().lower().replace("-", "_")
     if folded in JOB_KEYS:
         return folded  # `Question`, `context-path`
-    close = difflib.get_close_matches(folded, sorted(JOB_KEYS), n=1, cutoff=MISSPELLING_CUTOFF)
-    return close[0] if close else None
+    for known in sorted(JOB_KEYS, key=lambda k: (_edits(folded, k), k)):
+        if len(known) < 3:
+            continue
+        edits = _edits(folded, known)
+        if len(known) <= SHORT_KEY:
+            if edits == 1 and len(folded) == len(known):
+                return known
+        elif edits <= MISSPELLING_EDITS:
+            return known
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Letters added, dropped or changed, and neighbours swapped, to turn ``a`` into ``b``
+    (the optimal string alignment distance)."""
+    if abs(len(a) - len(b)) > MISSPELLING_EDITS:
+        return MISSPELLING_EDITS + 1
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[i - 1][j] + 1, row[j - 1] + 1,
+                         rows[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[i - 2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 class JobError(ConfigurationError):
