@@ -186,3 +186,38 @@ def test_a_grep_that_matches_everything_stays_bounded() -> None:
     out = _browse.grep(docs, "x", context_lines=20, max_matches=500)
     size = sum(len(m["text"]) + sum(map(len, m["before"] + m["after"])) for m in out["matches"])
     assert out["truncated"] and size <= _browse.GREP_CHARS + 41 * (_browse.LINE_CHARS + 2)
+
+
+def test_a_line_longer_than_a_read_goes_on_from_where_it_was_cut() -> None:
+    # a minified file is one line: past READ_CHARS its rest was out of reach
+    cut = _browse.READ_CHARS
+    line = "".join(chr(ord("a") + i % 26) for i in range(2 * cut + 7))
+    docs = _browse.documents(line + "\nafter\n", "min.json")
+    pieces, at, char = [], 1, 0
+    while True:
+        out = _browse.read(docs, 0, start_line=at, start_char=char)
+        pieces.append(out["text"])
+        if out["next_line"] is None:
+            break
+        at, char = out["next_line"], out["next_char"]
+        assert len(pieces) < 10
+    assert pieces[:3] == [line[:cut], line[cut:2 * cut], line[2 * cut:] + "\nafter"]
+    assert len(pieces) == 3
+    with pytest.raises(_browse.ToolRefusal, match="start_char must be an integer from 0 to 4"):
+        _browse.read(docs, 0, start_line=2, start_char=5)
+
+
+async def test_rlm_read_takes_the_character_to_start_at(
+    upstream: tuple[FakeOpenAIServer, Upstream], big: tuple[Path, Path],
+) -> None:
+    with anyio.fail_after(60):
+        async with connected(upstream, big) as client:
+            handle = await _load(client)
+            stats = await client.call_tool("rlm_stats", {"handle": handle})
+            largest = stats.structured_content["largest"][0]  # type: ignore[index]
+            page = await client.call_tool("rlm_read", {
+                "handle": handle, "document": largest["document"], "start_line": 42,
+                "start_char": 5, "max_lines": 1})
+    out = page.structured_content
+    assert out is not None and out["text"] == "42"
+    assert (out["next_line"], out["next_char"]) == (43, 0)

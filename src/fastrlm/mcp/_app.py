@@ -135,8 +135,12 @@ def build_server(tools: RLMTools, *, name: str = "fastrlm") -> MCPServer[Any]:
         start_line: Annotated[int, Field(description="First line, from 1.")] = 1,
         max_lines: Annotated[int, Field(description="At most this many lines (1-2000).")]
         = 200,
+        start_char: Annotated[int, Field(description=(
+            "Character of start_line to begin at (0-based): a long line cut short goes on "
+            "from the next_char a read gave."))] = 0,
     ) -> dict[str, Any]:
-        return dict(_refused(lambda: tools.read(handle, document, start_line, max_lines)))
+        return dict(_refused(lambda: tools.read(handle, document, start_line, max_lines,
+                                                start_char)))
 
     @server.tool(description=(
         "Sizes of a loaded context: documents, characters, lines, estimated tokens and the "

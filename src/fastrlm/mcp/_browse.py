@@ -167,25 +167,38 @@ def pick(docs: Sequence[Document], document: int | str) -> Document:
 
 
 def read(docs: Sequence[Document], document: int | str = 0, start_line: int = 1,
-         max_lines: int = 200) -> dict[str, Any]:
+         max_lines: int = 200, start_char: int = 0) -> dict[str, Any]:
     """Lines ``start_line`` .. ``start_line + max_lines - 1`` of one document (numbered from
-    1), cut at :data:`READ_CHARS` characters; ``next_line`` is where to go on, or None at the
-    end."""
+    1), the first from its character ``start_char``, cut at :data:`READ_CHARS` characters.
+    ``next_line`` is where to go on, or None at the end; a line longer than the cut (a
+    minified file is one line) goes on at the same ``next_line`` from ``next_char``."""
     doc = pick(docs, document)
     max_lines = _bounded("max_lines", max_lines, 1, MAX_READ_LINES)
     lines = doc.text.splitlines()
     start_line = _bounded("start_line", start_line, 1, max(1, len(lines)))
+    first = lines[start_line - 1] if lines else ""
+    start_char = _bounded("start_char", start_char, 0, max(0, len(first) - 1))
     taken: list[str] = []
     size = 0
-    for line in lines[start_line - 1:start_line - 1 + max_lines]:
+    next_char = 0
+    for offset, line in enumerate(lines[start_line - 1:start_line - 1 + max_lines]):
+        if offset == 0:
+            line = line[start_char:]
         if taken and size + len(line) + 1 > READ_CHARS:
             break
         taken.append(line[:READ_CHARS])
         size += len(taken[-1]) + 1
+        if len(line) > READ_CHARS:  # only ever the first: a later one would not fit
+            next_char = start_char + READ_CHARS  # the rest of this line is the next read
+            break
     end = start_line - 1 + len(taken)
+    if next_char:
+        go_on: int | None = end
+    else:
+        go_on = end + 1 if end < len(lines) else None
     return {"document": doc.index, "name": doc.name, "start_line": start_line,
-            "end_line": end, "total_lines": len(lines),
-            "next_line": end + 1 if end < len(lines) else None, "text": "\n".join(taken)}
+            "start_char": start_char, "end_line": end, "total_lines": len(lines),
+            "next_line": go_on, "next_char": next_char, "text": "\n".join(taken)}
 
 
 def _line_count(text: str) -> int:

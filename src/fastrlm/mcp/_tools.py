@@ -287,10 +287,11 @@ class RLMTools:
         return {"handle": handle, **found}
 
     def read(self, handle: str, document: int | str = 0, start_line: int = 1,
-             max_lines: int = 200) -> dict[str, Any]:
+             max_lines: int = 200, start_char: int = 0) -> dict[str, Any]:
         """A range of lines of one of a handle's documents (see :func:`._browse.read`)."""
         docs = self.handles.get(_handle_id(handle)).docs
-        return {"handle": handle, **_browse.read(docs, document, start_line, max_lines)}
+        return {"handle": handle,
+                **_browse.read(docs, document, start_line, max_lines, start_char)}
 
     def stats(self, handle: str) -> dict[str, Any]:
         """A handle's sizes and its largest documents (see :func:`._browse.stats`)."""
