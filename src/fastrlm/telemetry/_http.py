@@ -23,10 +23,12 @@ def server_span(
     status: Callable[[], int | None],
 ) -> Iterator[None]:
     """Make the request's span current for the block. ``headers`` lower-cased; ``client``
-    ``host:port`` of the peer (``-`` unknown); ``templates`` the routes with a parameter
-    (``/v1/models/{model}``; any other path that was answered is its own route, a 404 has
-    none); ``status()`` the response status once answered (an exception with a ``status``
-    attribute gives its own)."""
+    ``host:port`` of the peer (``-`` unknown); ``server`` the socket's (address, port), for
+    ``server.address`` / ``server.port`` when the request has no usable ``Host`` header (the
+    name the client addressed is preferred, as the conventions say); ``templates`` the
+    routes with a parameter (``/v1/models/{model}``; any other path that was answered is its
+    own route, a 404 has none); ``status()`` the response status once answered (an
+    exception with a ``status`` attribute gives its own)."""
     parent = propagate.extract(dict(headers))  # the current context without a traceparent
     attributes: dict[str, Any] = {
         "http.request.method": method if method in _METHODS else "_OTHER",
@@ -36,8 +38,9 @@ def server_span(
     }
     if method not in _METHODS:
         attributes["http.request.method_original"] = method
-    if server is not None:
-        attributes["server.address"], attributes["server.port"] = server[0], int(server[1])
+    where = _host_header(headers.get("host", "")) or server
+    if where is not None:
+        attributes["server.address"], attributes["server.port"] = where[0], int(where[1])
     host, _, port = client.rpartition(":")
     if host and port.isdigit():
         attributes["client.address"] = host.strip("[]")
@@ -62,6 +65,25 @@ def server_span(
     finally:
         otel_context.detach(token)
         _finish(span, method, code, failure, _route(path, code, templates))
+
+
+def _host_header(value: str) -> tuple[str, int] | None:
+    """(host, port) of a ``Host`` header: the server's name as the client addressed it, which
+    the conventions prefer to the socket's address (no port: http's 80); None when absent or
+    not a host."""
+    value = value.strip()
+    if not value or len(value) > 255 or any(c.isspace() or c in "/@?#" for c in value):
+        return None
+    if value.startswith("["):  # [::1]:8080
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:]
+    else:
+        host, _, port = value.partition(":")
+    if not host or (port and (not port.isdigit() or not 0 < int(port) < 65536)):
+        return None
+    return host.lower(), int(port) if port else 80
 
 
 def _route(path: str, status: int | None, templates: tuple[str, ...]) -> str | None:
