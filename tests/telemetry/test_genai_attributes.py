@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from opentelemetry import trace
 
 from fastrlm import RLM, Budget, Tool
 from fastrlm.lm import LMResponse
 from fastrlm.telemetry import Telemetry
-from fastrlm.testing import FakeOpenAIServer, ScriptedLM
+from fastrlm.testing import FakeOpenAIServer, ScriptedLM, skip_unless_sandbox
 from fastrlm.testing._fake_server import FakeRequest, Reply
 
 from .helpers import by_name, memory_provider
@@ -65,7 +66,10 @@ class _SpanningLM(ScriptedLM):
             return await super().complete(messages, **kwargs)
 
 
-async def test_spans_opened_during_the_run_nest_under_its_span() -> None:
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
+async def test_spans_opened_during_the_run_nest_under_its_span(sandbox: str) -> None:
+    # in an isolated sandbox the tool runs host-side, from the worker's host op
+    skip_unless_sandbox(sandbox)
     provider, exporter = memory_provider()
     other = provider.get_tracer("other-library")  # its own tracer, as httpx's would be
 
@@ -78,7 +82,7 @@ async def test_spans_opened_during_the_run_nest_under_its_span() -> None:
     sub = _SpanningLM(lambda m: "s", model="scripted/sub")
     root.tracer = sub.tracer = other
     before = trace.get_current_span()
-    rlm = RLM(root, sub, sandbox="none", budget=Budget(max_iterations=2),
+    rlm = RLM(root, sub, sandbox=sandbox, budget=Budget(max_iterations=2),
               tools=[Tool(lookup, description="look a key up")],
               telemetry=Telemetry(tracer_provider=provider))
     try:
