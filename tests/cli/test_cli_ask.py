@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,33 @@ def test_a_worker_env_without_a_name_is_bad_input(doc: Path) -> None:
     result = invoke(["ask", "Q", "-c", str(doc), "--worker-env", "NOEQUALS", "-m", "x"])
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "NAME=VALUE" in result.stderr
+
+
+def test_cache_reuses_sub_call_replies_on_a_rerun(doc: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "c" / "subcalls.sqlite"
+    args = ["ask", "Where?", "-c", str(doc), "--cache-path", str(cache)]
+    with server([FANOUT]) as srv:
+        first = invoke([*args, *model_args(srv)])
+        sent_first = sum(1 for r in srv.completion_requests if r.model == SUB)
+        second = invoke([*args, *model_args(srv)])
+        sent_second = sum(1 for r in srv.completion_requests if r.model == SUB) - sent_first
+    assert first.exit_code == second.exit_code == ExitCode.OK, second.stderr
+    assert sent_first == 3 and sent_second == 0  # every sub-call answered from the cache
+    assert first.stdout == second.stdout
+    stored = re.search(r"cache: 0 hit\(s\), (\d+) miss\(es\)", first.stderr)
+    assert stored is not None and int(stored.group(1)) >= 3  # the sub-calls, at least
+    assert f"cache: {stored.group(1)} hit(s), 0 miss(es)" in second.stderr
+    assert str(cache) in second.stderr
+
+
+def test_without_cache_nothing_is_cached_and_a_bad_cache_path_is_refused(
+        doc: Path, tmp_path: Path) -> None:
+    with server([FANOUT]) as srv:
+        plain = invoke(["ask", "Where?", "-c", str(doc), *model_args(srv)])
+        again = invoke(["ask", "Where?", "-c", str(doc), *model_args(srv)])
+        sent = sum(1 for r in srv.completion_requests if r.model == SUB)
+    assert plain.exit_code == again.exit_code == ExitCode.OK and sent == 6
+    assert "cache:" not in plain.stderr
+    refused = invoke(["ask", "Where?", "-c", str(doc), "--cache-path", str(tmp_path),
+                      "--model", "openai/x"])
+    assert refused.exit_code == ExitCode.BAD_INPUT and "is a directory" in refused.stderr

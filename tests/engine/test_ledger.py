@@ -22,6 +22,37 @@ def test_price_lookup_strips_provider_prefix_tags_and_dates() -> None:
     assert table.price("acme/unknown-model") is None
 
 
+@pytest.mark.parametrize(("bedrock_id", "priced_as"), [
+    ("litellm/bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet"),
+    ("litellm/bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    ("litellm/bedrock/converse/eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+     "claude-haiku-4-5"),
+    ("litellm/bedrock/anthropic.claude-3-haiku-20240307-v1:0", "claude-3-haiku"),
+    ("litellm/bedrock/amazon.nova-pro-v1:0", "amazon.nova-pro"),
+    ("litellm/bedrock/us.amazon.nova-lite-v1:0", "amazon.nova-lite"),
+    ("litellm/bedrock/meta.llama3-3-70b-instruct-v1:0", "meta.llama3-3-70b-instruct"),
+    ("litellm/bedrock/us.meta.llama4-maverick-17b-instruct-v1:0",
+     "meta.llama4-maverick-17b-instruct"),
+    ("litellm/bedrock/mistral.mistral-large-2407-v1:0", "mistral.mistral-large-2407"),
+    ("litellm/bedrock/cohere.command-r-plus-v1:0", "cohere.command-r-plus"),
+    ("litellm/bedrock/us.deepseek.r1-v1:0", "deepseek.r1"),
+    ("litellm/bedrock/openai.gpt-oss-120b-1:0", "openai.gpt-oss-120b-1"),
+])
+def test_bedrock_models_the_litellm_path_serves_have_prices(bedrock_id: str,
+                                                              priced_as: str) -> None:
+    table = PriceTable()
+    price = table.price(bedrock_id)
+    assert price is not None and price == table.price(priced_as)
+    assert price.input > 0 and price.output > 0
+    assert not table.unpriced([bedrock_id])  # so max_usd can be enforced over it
+
+
+def test_a_bedrock_looking_id_of_an_unknown_model_stays_unpriced() -> None:
+    table = PriceTable()
+    assert table.price("litellm/bedrock/amazon.unknown-model-v1:0") is None
+    assert table.price("litellm/bedrock/us.anthropic.claude-9-20990101-v1:0") is None
+
+
 def test_cost_uses_cached_and_cache_write_prices() -> None:
     price = Price(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
     usage = TokenUsage(input_tokens=1_000_000, cached_input_tokens=600_000,

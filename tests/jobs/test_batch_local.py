@@ -4,6 +4,7 @@ retried, a failing job is an error line, and an interrupted batch resumes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from fastrlm.jobs import JobResult
 from fastrlm.testing import ScriptedLM
 from fastrlm.testing._fake_server import FakeRequest, Fault, Reply
 
-from .helpers import MODEL, PRICE, collect_batch, jobs, rlm, server, tag_of, worst_case
+from .helpers import AT_ONCE, MODEL, PRICE, collect_batch, jobs, rlm, server, tag_of, worst_case
 
 #: Input tokens only: a call's worst case is what it sends (about a dollar a root turn), so a
 #: job capped by what is left of the batch budget can still make its calls.
@@ -322,12 +323,18 @@ def test_ctrl_c_leaves_a_valid_results_file_and_a_rerun_finishes(tmp_path: Path)
         thread.join(60)
         assert first.exit_code == ExitCode.CANCELLED, first.stderr
         lines = [json.loads(line) for line in out.read_text().splitlines()]
-        assert sorted(line["id"] for line in lines) == ["fast0", "fast1", "fast2"]
+        assert sorted(line["id"] for line in lines if line["stop_reason"] == "final") == [
+            "fast0", "fast1", "fast2"]
+        # the jobs cut short leave a record of what they spent (nothing yet: no price)
+        cut = sorted((line["id"], line["error_kind"], line["cost_usd"]) for line in lines
+                     if line["stop_reason"] == "cancelled")
+        assert cut == [("slow0", "cancelled", 0.0), ("slow1", "cancelled", 0.0)]
         release.set()
         again = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert again.exit_code == ExitCode.OK, again.stderr
     assert "2 answered · 0 failed · 3 already done" in again.stderr
-    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()
+           if json.loads(line)["stop_reason"] == "final"]
     assert sorted(ids) == sorted(item["id"] for item in items)
 
 
@@ -446,3 +453,58 @@ async def test_an_on_progress_callback_that_raises_does_not_stop_the_batch(
     assert sorted(r.id for r in results) == [f"j{i}" for i in range(4)]
     assert summary.done == 4 and not summary.cancelled and calls
     assert any("on_progress callback" in r.getMessage() for r in caplog.records)
+
+
+#: Root turn 1 makes a sub-call (metered); turn 2 is held until the batch is interrupted.
+SPENDS_THEN_HANGS = '```repl\nnote = llm_query("part")\nprint(note)\n```'
+
+
+async def test_jobs_running_at_an_interrupt_leave_a_record_of_what_they_spent() -> None:
+    release = threading.Event()
+    # both jobs held at their second root turn: each has spent (turn 1 and its sub-call)
+    turn_two = threading.Barrier(3)
+
+    def special(request: FakeRequest, tag: str) -> Reply | None:
+        if not tag.startswith("slow"):
+            return None
+        if len(request.messages) > 2:  # its second root turn: hold it
+            turn_two.wait(60)
+            release.wait(60)
+        return SPENDS_THEN_HANGS
+
+    items = [{**job, "label": "L" + job["id"]} for job in jobs(2, "slow")]
+    with server(special) as srv:
+        run = fastrlm.batch(items, rlm(base_url=srv.base_url, prices=PRICES),
+                            max_concurrent_runs=2)
+        consumer = asyncio.ensure_future(_drain(run))
+        await asyncio.to_thread(turn_two.wait, 60)
+        consumer.cancel()  # what Ctrl-C does to the CLI's task
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        release.set()
+    records = sorted(run.interrupted, key=lambda r: r.id)
+    assert [r.id for r in records] == ["slow0", "slow1"]
+    assert all(r.stop_reason == "cancelled" and r.error_kind == "cancelled" for r in records)
+    assert all(r.cost_usd > 0 and r.attempts == 1 for r in records)  # turn 1 and its sub-call
+    assert records[0].metadata == {"label": "Lslow0"}
+    assert run.summary.cancelled
+    assert run.summary.spent_usd == pytest.approx(sum(r.cost_usd for r in records))
+
+
+async def _drain(run: fastrlm.jobs.Batch) -> list[JobResult]:
+    return [result async for result in run]
+
+
+async def test_a_job_lines_own_keys_come_back_in_its_result_line(tmp_path: Path) -> None:
+    items = [{**job, "expected": "answer:" + job["id"], "label": i}
+             for i, job in enumerate(jobs(2, "m"))]
+    items[1]["metadata"] = {"source": "set-b"}
+    with server(lambda request, tag: AT_ONCE.replace("TAG", repr(tag))) as srv:
+        results, _ = await collect(jobs=items, base_url=srv.base_url)
+        sent = json.dumps([r.body for r in srv.completion_requests])
+    by_id = {r.id: r for r in results}
+    assert by_id["m0"].metadata == {"expected": "answer:m0", "label": 0}
+    assert by_id["m1"].metadata == {"source": "set-b", "expected": "answer:m1", "label": 1}
+    assert by_id["m0"].to_dict()["metadata"] == {"expected": "answer:m0", "label": 0}
+    assert "set-b" not in sent and "expected" not in sent  # never shown to the model
+    assert "metadata" not in JobResult("x").to_dict()  # no key when a line has none

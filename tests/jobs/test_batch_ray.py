@@ -5,6 +5,7 @@ interrupted batch resumes, and the result set is the local backend's."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -167,6 +168,8 @@ async def test_a_killed_worker_reruns_its_job_which_is_settled_once(tmp_path: Pa
     thread.join(10)
     victim = [r for r in results if r.id == "victim"]
     assert len(victim) == 1 and victim[0].answer == "survived"  # re-run, and written once
+    assert victim[0].attempts == 2  # the run its worker died in counts
+    assert {r.attempts for r in results if r.id != "victim"} == {1}
     assert len(victim_turns) == 2  # one root turn per attempt
     assert victim[0].lost_usd > 0 and summary.lost_usd == pytest.approx(victim[0].lost_usd)
     # the lost attempt is counted once, as an estimate; the kept one from its own ledger
@@ -188,6 +191,9 @@ async def test_an_interrupted_ray_batch_resumes_without_repeats() -> None:
                 break
         await first.aclose()
         assert first.summary.cancelled
+        # each job running at the interrupt left a record; none of them is a finished one
+        assert all(r.stop_reason == "cancelled" for r in first.interrupted)
+        assert not {r.id for r in first.interrupted} & {r.id for r in got}
         rest, _ = await collect(jobs=jobs(16), base_url=srv.base_url,
                                 skip=[r.id for r in got], **RAY)
     assert sorted(r.id for r in got + rest) == sorted(f"j{i}" for i in range(16))
@@ -238,3 +244,31 @@ def test_the_cli_runs_a_batch_on_ray(tmp_path: Path) -> None:
     assert "batch: 6 answered · 0 failed" in result.stderr
     answers = sorted(json.loads(line)["answer"] for line in out.read_text().splitlines())
     assert answers == sorted(f"answer:j{i}" for i in range(6))
+
+
+async def test_jobs_running_on_ray_at_an_interrupt_leave_a_record_of_what_they_spent() -> None:
+    release, turn_two = threading.Event(), threading.Event()
+    spends_then_hangs = '```repl\nnote = llm_query("part")\nprint(note)\n```'
+
+    def special(request: FakeRequest, tag: str) -> Reply | None:
+        if len(request.messages) > 2:  # a job's second root turn: hold it
+            turn_two.set()
+            release.wait(60)
+        return spends_then_hangs
+
+    with server(special) as srv:
+        run = fastrlm.batch(jobs(1, "slow"), rlm(base_url=srv.base_url, prices=PRICES),
+                            **RAY)  # type: ignore[arg-type]
+        consumer = asyncio.ensure_future(_drain(run))
+        await asyncio.to_thread(turn_two.wait, 120)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        release.set()
+    [record] = run.interrupted
+    assert record.id == "slow0" and record.stop_reason == "cancelled"
+    assert record.cost_usd > 0 and run.summary.spent_usd == pytest.approx(record.cost_usd)
+
+
+async def _drain(run: fastrlm.jobs.Batch) -> list[JobResult]:
+    return [result async for result in run]

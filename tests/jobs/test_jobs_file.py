@@ -34,7 +34,10 @@ def test_jobs_read_with_paths_taken_from_the_jobs_folder(tmp_path: Path) -> None
     ({"question": "q"}, "give exactly one of 'context'"),
     ({"question": "q", "context": "x", "context_path": "y"}, "give exactly one of 'context'"),
     ({"question": "q", "context": 3}, "'context' must be a string or a list"),
-    ({"question": "q", "context": "x", "colour": 1}, "unknown key(s) colour"),
+    ({"questoin": "q", "context": "x"}, "unknown key 'questoin': did you mean 'question'?"),
+    ({"question": "q", "context_paths": ["x"]}, "did you mean 'context_path'?"),
+    ({"question": "q", "context": "x", "Model": "m"}, "did you mean 'model'?"),
+    ({"question": "q", "context": "x", "metadata": [1]}, "'metadata' must be an object"),
     ({"question": "q", "context": "x", "budget": {"max_usd": -1}}, "Budget.max_usd must be"),
     ({"question": "q", "context": "x", "budget": {"max_dollars": 1}}, "unknown budget field"),
     ({"question": "q", "context_path": "-"}, "cannot be '-'"),
@@ -48,6 +51,24 @@ def test_a_bad_job_line_names_its_line_and_the_fix(
     with pytest.raises(JobError) as info:
         read_jobs(path)
     assert message in str(info.value) and "jobs.jsonl:1" in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["question_id", "context_id", "context_len", "model_name",
+                                 "mode", "ids", "label", "gold", "meta"])
+def test_eval_set_fields_near_a_known_key_are_the_lines_own(tmp_path: Path, key: str) -> None:
+    # a known key with a word added is a field of the user's, not a typo of the known key
+    path = write(tmp_path / "jobs.jsonl", {"question": "q", "context": "x", key: 7})
+    [job] = read_jobs(path)
+    assert job.metadata == {key: 7} and job.question == "q"
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("quesiton", "question"), ("qestion", "question"), ("submodel", "sub_model"),
+    ("sub-model", "sub_model"), ("modle", "model"), ("ID", "id"), ("metdata", "metadata"),
+    ("contxt", "context"), ("context_pth", "context_path"),
+])
+def test_typos_of_known_keys_are_refused_with_the_key_meant(key: str, meant: str) -> None:
+    assert _jobs.misspelling(key) == meant
 
 
 def test_an_id_used_twice_is_refused(tmp_path: Path) -> None:

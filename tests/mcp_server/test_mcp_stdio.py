@@ -36,7 +36,8 @@ async def test_stdio_answers_over_paths_text_and_handles_with_progress(
     with anyio.fail_after(120):
         async with Client(params(fake, root, tmp_path / "home")) as client:
             names = sorted(t.name for t in (await client.list_tools()).tools)
-            assert names == ["rlm_ask", "rlm_load", "rlm_runs", "rlm_trace"]
+            assert names == ["rlm_ask", "rlm_drop", "rlm_grep", "rlm_handles", "rlm_load",
+                             "rlm_read", "rlm_runs", "rlm_stats", "rlm_status", "rlm_trace"]
 
             asked = await client.call_tool(
                 "rlm_ask", {"question": "When?", "paths": ["docs/a.txt"]},

@@ -40,6 +40,7 @@ from ..lm import (
     LMResponse,
     ToolSchema,
     message_bytes,
+    reply_report,
 )
 from .ledger import (
     Account,
@@ -376,6 +377,7 @@ class CallTree:
                 response_chars=len(response.text) if response else 0,
                 response_preview=preview(response.text) if response else "",
                 tool_calls=len(response.tool_calls) if response else 0,
+                **reply_report(response),
             )
         )
 

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +32,7 @@ from .ledger import BudgetLedger
 from .output import output_spec
 from .prompts import shown_whole
 from .run_loop import Run
-from .run_values import Outcome, RunConfig, new_run_id
+from .run_values import Outcome, RunConfig, RunScoped, new_run_id
 
 log = logging.getLogger("fastrlm")
 
@@ -88,7 +90,7 @@ async def answer(
     elif context is MISSING:
         context = prompt
     if new_context:
-        _check_context(context)
+        _check_context(context, config)
     if session is not None and new_context:
         if session.messages and not isinstance(context, str | list | tuple | dict):
             raise ContextError(
@@ -102,8 +104,12 @@ async def answer(
     writer = _trace_writer(config)
     if writer is not None:
         callbacks.append(writer)
+    scope: AbstractContextManager[None] = contextlib.nullcontext()
     if config.telemetry is not None:  # made here: the caller's current span is its parent
-        callbacks.append(config.telemetry())
+        recorder = config.telemetry()
+        callbacks.append(recorder)
+        if isinstance(recorder, RunScoped):
+            scope = recorder.current(run_id)
     ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
         config.budget)
     tree = CallTree(
@@ -128,7 +134,8 @@ async def answer(
             continuation=OneOff() if session is None else SessionQuestion(session, new_context),
         )
     started = time.monotonic()
-    outcome = await _within_limits(run, ledger)
+    with scope:  # the run's span is the current context while it runs (telemetry)
+        outcome = await _within_limits(run, ledger)
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
@@ -217,10 +224,22 @@ async def _within_limits(run: Run | Search, ledger: BudgetLedger) -> Outcome:
         ledger.on_overrun = None
 
 
-def _check_context(context: object) -> None:
+def _check_context(context: object, config: RunConfig) -> None:
     problem = context_problem(context)
     if problem is not None:
         raise ContextError(f"context {problem[1]}")
+    if isinstance(context, dict) and config.tools:
+        from ..sandbox import kinds
+
+        try:
+            names = kinds.input_names(context) or ()
+        except ValueError as exc:
+            raise ContextError(str(exc)) from None
+        taken = sorted(set(names) & {tool.name for tool in config.tools})
+        if taken:  # the REPL name would be the tool's, the input only context[name]
+            raise ContextError(
+                f"named input(s) {', '.join(map(repr, taken))} have the name of a tool the "
+                "REPL offers: rename the input or the tool")
 
 
 def _dispatcher(callbacks: list[EventCallback]) -> Callable[[Event], None]:

@@ -17,7 +17,7 @@ from .._foundation.events import preview
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
-from ..lm import LM, ChatMessage, LMResponse
+from ..lm import LM, ChatMessage, LMResponse, reply_report
 from ..sandbox import Sandbox, SandboxLimits
 from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
@@ -424,6 +424,7 @@ class Run:
                 text=response.text,
                 latency_s=response.latency_s,
                 **booking.reported(),
+                **reply_report(response),
             )
         )
 

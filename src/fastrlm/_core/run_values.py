@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from .._foundation.budget import Budget
 from .._foundation.errors import RLMError
@@ -51,6 +53,15 @@ class RunConfig:
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
     candidates: int = 1  # RLM(candidates=k): root trajectories per question (program search)
     select: str | Callable[..., int] = "vote"  # "vote" | "judge" | select(question, candidates)
+
+
+@runtime_checkable
+class RunScoped(Protocol):
+    """An event callback that also scopes the run as it runs: ``current(run_id)`` is entered
+    around the whole run in the caller's task (the span recorder makes the run's span the
+    current OpenTelemetry context there, so spans other libraries open nest under it)."""
+
+    def current(self, run_id: str) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)

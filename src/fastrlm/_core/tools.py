@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import dataclasses
 import importlib
 import inspect
@@ -391,7 +392,9 @@ def _in_daemon_thread(name: str, fn: Callable[..., Any], args: list[Any],
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    threading.Thread(target=work, name=f"fastrlm-tool-{name}", daemon=True).start()
+    # in a copy of the caller's context (as asyncio.to_thread): the run's span stays current
+    threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                     name=f"fastrlm-tool-{name}", daemon=True).start()
     return future
 
 

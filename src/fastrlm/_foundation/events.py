@@ -93,6 +93,14 @@ class ModelResponse(Event):
     latency_s: float
     attempts: int = 1
     anomaly: str | None = None
+    #: What the provider's reply said of itself (None where it did not say, or on a cache hit
+    #: for the endpoint): the model that answered, the reply's id, why it stopped, and the
+    #: endpoint's host and port (OpenTelemetry's ``gen_ai.response.*`` and ``server.*``).
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reason: str | None = None
+    server_address: str | None = None
+    server_port: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +170,12 @@ class SubcallFinished(Event):
     round: int = 0
     agent_id: str | None = None
     tool_calls: int = 0  # tool calls the sub-model asked for in this round
+    #: As :class:`ModelResponse`'s: the reply's own model, id, finish reason, endpoint.
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reason: str | None = None
+    server_address: str | None = None
+    server_port: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

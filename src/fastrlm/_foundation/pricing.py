@@ -79,14 +79,34 @@ def call_cost(price: Price | None, usage: TokenUsage, reported: float | None) ->
 
 def _canonical(model: str) -> list[str]:
     """Lookup keys for a model string, most specific first: 'openai/gpt-5-2025-08-07' ->
-    ['openai/gpt-5-2025-08-07', 'gpt-5-2025-08-07', 'gpt-5']."""
+    ['openai/gpt-5-2025-08-07', 'gpt-5-2025-08-07', 'gpt-5']. A Bedrock model id (what
+    ``litellm/bedrock/...`` names) also gives its vendor and model without the inference
+    profile's region, the version and the date: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0'
+    -> 'anthropic.claude-sonnet-4-5', and for Anthropic's models 'claude-sonnet-4-5' (Bedrock's
+    on-demand price is Anthropic's own)."""
     keys = [model.lower()]
     name = model.rsplit("/", 1)[-1].lower()
     keys.append(name)
     untagged = name.split(":", 1)[0]  # ollama-style tags: qwen2.5-coder:32b
     keys.append(untagged)
     keys.append(_DATE_SUFFIX.sub("", untagged))
+    bedrock = _BEDROCK_ID.match(untagged)
+    if bedrock is not None:
+        vendor, rest = bedrock.group("vendor"), bedrock.group("model")
+        bare = _DATE_SUFFIX.sub("", _BEDROCK_VERSION.sub("", rest))
+        keys.append(f"{vendor}.{bare}")
+        if vendor == "anthropic":
+            keys.append(bare)
     return list(dict.fromkeys(keys))
+
+
+#: A Bedrock model id: an optional cross-region inference profile prefix, the vendor, the model.
+_BEDROCK_ID = re.compile(
+    r"^(?:(?:us|eu|apac|global|us-gov|jp|au|ca)\.)?"
+    r"(?P<vendor>anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|writer)"
+    r"\.(?P<model>.+)$")
+#: Bedrock's version suffix ('-v1', '-v2'; a ':0' tag is already gone).
+_BEDROCK_VERSION = re.compile(r"-v\d+$")
 
 
 class PriceTable:

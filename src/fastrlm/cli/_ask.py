@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from ._options import Checked, load_options, run_options, tool_options
 
 if TYPE_CHECKING:
     from ..context import LoadLimits
+    from ..lm import SubcallCache
     from ..trace import LiveView, TraceWriter
 
 
@@ -68,6 +70,16 @@ if TYPE_CHECKING:
     "--worker-env", multiple=True, metavar="NAME=VALUE",
     help="Set a variable in the sandbox worker's environment. Repeatable.",
 )
+@click.option(
+    "--cache", "use_cache", is_flag=True,
+    help="Reuse sub-call replies from the sub-call cache and store new ones "
+    "($FASTRLM_HOME/cache.sqlite; --cache-path moves it). Only temperature-0 calls, unless "
+    "--cache-sampled.",
+)
+@click.option("--cache-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The sub-call cache's SQLite file (implies --cache).")
+@click.option("--cache-sampled", is_flag=True,
+              help="Cache sub-calls made with a temperature above 0 too (implies --cache).")
 def ask(
     question: str,
     contexts: tuple[str, ...],
@@ -86,6 +98,9 @@ def ask(
     worker_env: tuple[str, ...],
     tools: tuple[Any, ...] | None,
     sub_tools: tuple[Any, ...] | None,
+    use_cache: bool,
+    cache_path: Path | None,
+    cache_sampled: bool,
 ) -> None:
     """Answer QUESTION over a context of any size.
 
@@ -95,6 +110,7 @@ def ask(
       fastrlm ask "Summarise the incidents" -c 'logs/*.log' --max-usd 0.50
       cat report.txt | fastrlm ask "What are the three main risks?" -c -
       fastrlm ask "Which of these vendors are sanctioned?" -c vendors.csv --tools mytools:lookup
+      fastrlm ask "List the TODOs" -c src/ --cache   # a re-run reuses its sub-call replies
 
     Exit codes: 0 answered, 1 unexpected error, 2 bad input or no model configured,
     3 a budget/iteration/time limit stopped the run (partial answer printed), 4 provider
@@ -149,8 +165,29 @@ def ask(
         tools=tools or (),
         sub_tools=sub_tools or (),
         live_view=live_view,
+        cache=cache_of(use_cache, cache_path, cache_sampled),
     )
     sys.exit(int(code))
+
+
+def cache_of(use: bool, path: Path | None, sampled: bool) -> CacheChoice | None:
+    """The sub-call cache ``--cache`` / ``--cache-path`` / ``--cache-sampled`` ask for, or
+    None. A path that is a directory, or whose folder cannot be made, is refused here (exit 2),
+    before anything runs."""
+    if not (use or path is not None or sampled):
+        return None
+    from ..lm import SubcallCache
+
+    cache = SubcallCache(path)
+    if cache.path.is_dir():
+        fail(f"--cache-path {cache.path} is a directory: give the cache's file, e.g. "
+             f"{cache.path / 'cache.sqlite'}")
+    try:
+        cache.path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot make the cache's folder {cache.path.parent}: {exc.strerror or exc} "
+             "(--cache-path chooses another file)")
+    return CacheChoice(cache, sampled)
 
 
 def run_settings(
@@ -168,6 +205,7 @@ def run_settings(
     tools: tuple[Any, ...] = (),
     sub_tools: tuple[Any, ...] = (),
     live_view: bool = False,
+    cache: CacheChoice | None = None,
 ) -> ExitCode:
     """Build the RLM that ``settings`` describe (with ``tools`` for its REPL and ``sub_tools``
     for its sub-LLMs) and run it; returns the exit code. ``live_view`` serves the run's live
@@ -180,9 +218,11 @@ def run_settings(
     except ValueError as exc:
         fail(str(exc))
     writer = TraceWriter(full_prompts=trace_full) if trace else None
+    cached: dict[str, Any] = {} if cache is None else {"cache": cache.cache,
+                                                       "cache_sampled": cache.sampled}
     rlm = rlm_or_exit(settings, prices if prices is not None else price_table_or_exit(settings),
                       limits=limits, trace=writer if writer is not None else False,
-                      tools=tools, sub_tools=sub_tools)
+                      tools=tools, sub_tools=sub_tools, **cached)
     live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(
@@ -199,9 +239,26 @@ def run_settings(
         if live is not None:
             live.close()
         fail(str(exc))
+    if cache is not None:
+        cache.report(quiet)
     if live is not None:
         _linger(live, cancelled=outcome.exit_code == ExitCode.CANCELLED)
     return outcome.exit_code
+
+
+@dataclass(frozen=True, slots=True)
+class CacheChoice:
+    """The sub-call cache of one ``ask`` and whether sampled calls go through it."""
+
+    cache: SubcallCache
+    sampled: bool
+
+    def report(self, quiet: bool) -> None:
+        """One stderr line: hits and misses, and where the cache is."""
+        if not quiet:
+            click.echo(f"cache: {self.cache.hits:,} hit(s), {self.cache.misses:,} miss(es) "
+                       f"({self.cache.path})", err=True)
+        self.cache.close()
 
 
 def _start_live(writer: TraceWriter) -> LiveView:

@@ -183,6 +183,8 @@ def batch(
             async for result in runner:
                 results.write(result)
         finally:
+            for record in runner.interrupted:  # what the jobs cut short had spent
+                results.write(record)
             results.close()
             await rlm.aclose()
 

@@ -66,8 +66,11 @@ def mcp(
 
     \b
     Tools: rlm_ask(question, paths | text | handle, budget?), rlm_load(paths),
-    rlm_runs(limit?), rlm_trace(run_id?). The budget flags are the server's limits per call;
-    a call may lower them, never raise them.
+    rlm_grep / rlm_read / rlm_stats (a loaded handle, no model called), rlm_handles,
+    rlm_drop(handle), rlm_status, rlm_runs(limit?), rlm_trace(run_id?). The budget flags are
+    the server's limits per call; a call may lower them, never raise them. Over --http, a
+    host may send the token as a bearer header or connect through OAuth (the server's page
+    asks for the token once).
 
     \b
     Examples:

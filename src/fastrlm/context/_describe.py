@@ -6,6 +6,7 @@ themselves are :mod:`fastrlm.sandbox.kinds`."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..sandbox import kinds
@@ -13,6 +14,16 @@ from ..sandbox import kinds
 LISTED_FILES = 200
 HEAD_ROWS = 5
 DESCRIBED_COLUMNS = 60
+#: Characters of a text input shown in a named-inputs description.
+NAMED_HEAD_CHARS = 200
+#: Names of a dict of named inputs listed in its description (a dict of ten thousand short
+#: documents keyed ``doc1``... was a prompt of megabytes); the rest are counted.
+NAMED_LISTED = 100
+#: Inputs of a dict of named inputs described one by one; the rest are counted with their size.
+NAMED_DESCRIBED = 20
+#: ``context`` as code in a description (``context.crop(``, ``context['a']``, `` `context` ``):
+#: an input's own name in the description of a named input.
+_CODE_CONTEXT = re.compile(r"(?<![\w-])context(?=[.\[(`)\]])")
 
 
 def describe(context: object) -> tuple[str, str, int]:
@@ -44,6 +55,52 @@ def describe(context: object) -> tuple[str, str, int]:
                 encoded.meta["path"])
         return "files", *_describe_files(encoded.meta["root"], encoded.meta["files"])
     raise kinds.KindError(f"not a rich context: {type(context).__name__}")
+
+
+def describe_named(context: dict[str, object]) -> tuple[str, int]:
+    """(the lines the root model is told, size in bytes) of a dict of named inputs: their
+    names, and each input as it would be described alone, under its own name. Bounded
+    however many inputs there are: the first :data:`NAMED_LISTED` names are listed and the
+    first :data:`NAMED_DESCRIBED` inputs described; the rest are counted."""
+    names = ", ".join(f"`{name}`" for name in list(context)[:NAMED_LISTED])
+    if len(context) > NAMED_LISTED:
+        names += f" and {len(context) - NAMED_LISTED:,} more (list(context) names them all)"
+    lines = [
+        f"Your context is {len(context):,} named inputs: {names}. Each is a REPL variable of "
+        "its own name (`context` is a dict holding the same objects by name):"]
+    size = 0
+    unlisted, unlisted_size = 0, 0
+    for index, (name, value) in enumerate(context.items()):
+        if index >= NAMED_DESCRIBED:
+            unlisted, unlisted_size = unlisted + 1, unlisted_size + _input_size(value)
+        elif isinstance(value, str):
+            head = value[:NAMED_HEAD_CHARS]
+            lines.append(f"- `{name}`: a str of {len(value):,} characters, starting "
+                         f"<head>{head}</head>")
+            size += len(value)
+        elif isinstance(value, list):
+            chars = sum(len(x) for x in value)
+            lines.append(f"- `{name}`: a list of {len(value):,} str ({chars:,} characters "
+                         "in all)")
+            size += chars
+        else:
+            _, text, bytes_ = describe(value)
+            text = _CODE_CONTEXT.sub(name, text.replace("Your context is", f"`{name}` is"))
+            lines.append("- " + text.replace("\n", "\n  "))
+            size += bytes_
+    if unlisted:
+        lines.append(f"- and {unlisted:,} more inputs ({unlisted_size:,} characters or bytes "
+                     "in all): look at them in the REPL")
+    return "\n".join(lines), size + unlisted_size
+
+
+def _input_size(value: object) -> int:
+    """Characters of a text input, bytes of a rich one (as :func:`describe` counts them)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(x) for x in value)
+    return describe(value)[2]
 
 
 def _describe_bytes(head: bytes, size: int, data: object) -> str:
@@ -130,7 +187,8 @@ def _describe_files(root: str, files: list[str]) -> tuple[str, int]:
     lines = [
         f"Your context is a directory of {len(files):,} files ({total:,} bytes), mounted "
         f"read-only at {root}. In the REPL `context` maps each file's path relative to it to "
-        "its contents, read when you ask (str for UTF-8 text, else bytes): list(context) names "
+        "its contents, read when you ask (a .parquet file as a table: a DataFrame with pandas; "
+        "str for UTF-8 text; else bytes): list(context) names "
         "the files, context['a/b.txt'] reads one, context.path('a/b.txt') is its full path "
         "(for pandas.read_csv, PIL.Image.open ...).",
         "File types: " + ", ".join(f"{s} {n:,}" for s, n in common),

@@ -88,6 +88,15 @@ def canonical_bytes(context: object) -> bytes:
     if kinds.is_rich(context):
         return _rich_bytes(context)
     with _as_context_error():
+        named = kinds.is_named(context)
+    if named:  # each input's bytes, length-prefixed after its name
+        assert isinstance(context, dict)
+        parts = []
+        for name, value in context.items():
+            data = canonical_bytes(value)
+            parts += [name.encode(), b"\0", str(len(data)).encode(), b"\0", data]
+        return b"".join(parts)
+    with _as_context_error():
         return json.dumps(context, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
@@ -168,7 +177,22 @@ def describe_shape(context: object) -> ContextInfo:
         if kinds.is_rich(context):
             kind, summary, size = _describe.describe(context)
             return ContextInfo(kind, 0, (), "", size, "", summary)
+        if kinds.input_names(context) is not None:
+            assert isinstance(context, dict)
+            summary, size = _describe.describe_named(context)
+            shape = _shape({k: v for k, v in context.items() if not kinds.is_rich(v)} or "")
+            lengths = tuple(_input_chars(v) for v in context.values())
+            return ContextInfo("dict", sum(lengths), lengths, "", size, shape.head, summary)
         return _shape(context)
+
+
+def _input_chars(value: object) -> int:
+    """Characters of a text input (0 for a rich one: its size is in bytes)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return sum(len(x) for x in value)
+    return 0
 
 
 def _shape(context: object) -> ContextInfo:

@@ -11,7 +11,13 @@ a job); one refused before its first call is not written (it counts as not start
 with more budget runs it). A retried job (``retries``, for provider errors) adds each returned
 attempt's spend; an attempt lost with its worker (Ray) left no ledger: its spend is estimated
 from the calls it made (the coordinator's meter), counted, and reported
-(``JobResult.lost_usd``, ``BatchSummary.lost_usd``).
+(``JobResult.lost_usd``, ``BatchSummary.lost_usd``). ``attempts`` counts every run of a job:
+driver retries and the re-runs Ray made after a worker died.
+
+Jobs running when the batch is interrupted (Ctrl-C, ``aclose``, a cancelled task) are
+cancelled; what each had spent (metered call by call, on either backend) is counted in the
+summary and kept as a record, :attr:`Batch.interrupted` (``stop_reason`` ``cancelled``), which
+``fastrlm batch`` writes to the results file.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable, unpriced_message
 from .._foundation.validate import BATCH_RULES
 from ._budget import BatchBudget, BatchSummary
-from ._jobs import Job, JobResult, check_unique
+from ._jobs import Job, JobResult, check_unique, interrupted
 from ._limiter import DEFAULT_LEASE_S, SlotPool
 from ._run import LocalJobs, RayJobs, RunSpec
 from ._runner import Backend, drive
@@ -51,7 +57,8 @@ class Batch:
     """The results of a batch as they finish: ``async for result in batch(...)``.
     :attr:`summary` is live while it runs and final once the iteration ends. To stop early,
     break and ``await batch.aclose()`` (or iterate inside ``async with batch(...) as run``):
-    the running jobs are cancelled."""
+    the running jobs are cancelled, and :attr:`interrupted` then holds a record of each
+    (what it had spent)."""
 
     def __init__(
         self, jobs: list[Job], site: LocalJobs | RayJobs, spec: RunSpec, *,
@@ -59,6 +66,7 @@ class Batch:
         on_progress: ProgressCallback | None, owned: RLM | None = None,
     ) -> None:
         skipped = set(skip)
+        self._jobs = jobs
         self._todo = deque(job for job in jobs if job.id not in skipped)
         self._site = site
         self._spec = spec
@@ -71,6 +79,8 @@ class Batch:
         self._iterator: AsyncIterator[JobResult] | None = None
         self._tries: dict[str, int] = {}
         self._capped: set[str] = set()  # running with max_usd capped by what is left
+        #: Once the batch ended: a ``cancelled`` record of each job it interrupted.
+        self.interrupted: list[JobResult] = []
 
     def __aiter__(self) -> Batch:
         return self
@@ -102,6 +112,18 @@ class Batch:
                 log.exception("fastrlm batch on_progress callback %r failed",
                               self._on_progress)
 
+    def _record_interrupted(self, attempts: dict[str, int], spent_before: dict[str, float]) -> None:
+        """A record of each job cancelled while running, its metered spend counted."""
+        jobs = {job.id: job for job in self._jobs}
+        for job_id, usd in self._site.interrupted().items():
+            self._budget.add_interrupted(usd)  # earlier attempts' spend is booked already
+            spent = usd + spent_before.pop(job_id, 0.0)
+            record = interrupted(job_id, spent, attempts.get(job_id, 0) + 1)
+            job = jobs.get(job_id)
+            if job is not None and job.metadata:
+                record = dataclasses.replace(record, metadata=job.metadata)
+            self.interrupted.append(record)
+
     def _arguments(self, job: Job) -> tuple[Any, ...] | None:
         """What ``job`` starts with (its dollar cap), or None: the batch budget is spent."""
         if self._budget.exhausted or self.summary.budget_exhausted:
@@ -118,6 +140,7 @@ class Batch:
         budget, summary, tries, todo = self._budget, self.summary, self._tries, self._todo
         spent_before: dict[str, float] = {}  # returned attempts that were retried
         lost: dict[str, float] = {}
+        attempts: dict[str, int] = {}  # runs of each job so far (Ray's re-runs included)
         backend: Backend[Job, Any] = self._site.backend
         runs = drive(backend, todo, self._concurrency, self._arguments,
                      self._progress)
@@ -126,6 +149,7 @@ class Batch:
                 async for finished in runs:
                     job = finished.key
                     result, lost_usd = await self._site.outcome(finished)
+                    attempts[job.id] = attempts.get(job.id, 0) + result.attempts
                     if lost_usd:
                         budget.add_lost(lost_usd)
                         lost[job.id] = lost.get(job.id, 0.0) + lost_usd
@@ -143,13 +167,16 @@ class Batch:
                         if not result.cost_usd and not spent_before.get(job.id):
                             todo.appendleft(job)  # refused before any call: not started
                             tries[job.id] -= 1
+                            attempts[job.id] -= result.attempts
                             continue
                     self._capped.discard(job.id)
                     if not budget.settle(job.id, result.cost_usd):
                         continue  # already settled: a duplicate report of the same job
                     cost = spent_before.pop(job.id, 0.0) + result.cost_usd
-                    result = dataclasses.replace(result, cost_usd=cost, attempts=tries[job.id],
-                                                 lost_usd=lost.pop(job.id, 0.0))
+                    result = dataclasses.replace(result, cost_usd=cost,
+                                                 attempts=attempts.pop(job.id),
+                                                 lost_usd=lost.pop(job.id, 0.0),
+                                                 metadata=job.metadata)
                     if result.ok:
                         summary.done += 1
                     else:
@@ -164,6 +191,7 @@ class Batch:
             summary.budget_exhausted = summary.budget_exhausted or (
                 bool(todo) and budget.exhausted)
             summary.peak_slots = await self._site.close()
+            self._record_interrupted(attempts, spent_before)
             if self._owned is not None:
                 await self._owned.aclose()
             self._progress()

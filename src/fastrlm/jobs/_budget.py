@@ -17,11 +17,13 @@ class BatchBudget:
         self.max_usd = max_usd
         self._settled: dict[str, float] = {}
         self._retried = 0.0  # attempts that returned and were run again
+        self._interrupted = 0.0  # jobs cancelled while running, as metered
         self.lost_usd = 0.0
 
     @property
     def spent(self) -> float:
-        return math.fsum(self._settled.values()) + self._retried + self.lost_usd
+        return (math.fsum(self._settled.values()) + self._retried + self._interrupted
+                + self.lost_usd)
 
     @property
     def exhausted(self) -> bool:
@@ -41,6 +43,10 @@ class BatchBudget:
     def add_retried(self, usd: float) -> None:
         """An attempt that returned with a provider error and will run again."""
         self._retried += usd
+
+    def add_interrupted(self, usd: float) -> None:
+        """What a job cancelled while running had spent (metered call by call)."""
+        self._interrupted += usd
 
     def add_lost(self, usd: float) -> None:
         """The estimated spend of an attempt lost with its worker."""

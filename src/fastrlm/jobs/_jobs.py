@@ -12,7 +12,10 @@ A job line (``JOBS.jsonl``, one JSON object a line; blank lines and ``#`` commen
 to a digest of the line, so a re-run of an unchanged file finds the same ids. ``model`` /
 ``sub_model`` / ``budget`` override the batch's settings for this job; ``schema`` asks for a
 JSON answer of that shape (the engine's typed answer, ``completion(output=schema)``: the model
-is told the schema and a mismatch goes back to it).
+is told the schema and a mismatch goes back to it). Any other key (an expected answer, a label)
+is the job's metadata: it is not sent to the model and comes back in the result line under
+``metadata``, with the keys of a ``metadata`` object if the line has one. A key that looks like
+a misspelling of a known one (``questoin``, ``context_paths``) is refused with the key meant.
 
 A result line has the job's ``id`` and what the run ended with (:meth:`JobResult.to_dict`). The
 results file is the runner's :class:`~fastrlm.jobs._runner.ResultsLog`: appended one whole line
@@ -36,8 +39,50 @@ from .._foundation.validate import first_repeat
 from ._runner import ResultsLog
 
 JOB_KEYS = frozenset(
-    {"id", "question", "context", "context_path", "model", "sub_model", "budget", "schema"}
+    {"id", "question", "context", "context_path", "model", "sub_model", "budget", "schema",
+     "metadata"}
 )
+#: Typos (one letter added, dropped, changed, or two swapped) a key may differ from a known
+#: key by and still be taken for its misspelling; a known key of up to ``SHORT_KEY`` letters
+#: only by a changed or swapped letter (``modle``; ``mode`` is a key of its own), and ``id``
+#: only by case. A known key with a word added (``question_id``, ``context_len``) is a key of
+#: its own: eval sets carry such fields.
+MISSPELLING_EDITS = 2
+SHORT_KEY = 5
+
+
+def misspelling(key: str) -> str | None:
+    """The known job key ``key`` looks like a misspelling of, else None (a key of its own)."""
+    folded = key.strip().lower().replace("-", "_")
+    if folded in JOB_KEYS:
+        return folded  # `Question`, `context-path`
+    for known in sorted(JOB_KEYS, key=lambda k: (_edits(folded, k), k)):
+        if len(known) < 3:
+            continue
+        edits = _edits(folded, known)
+        if len(known) <= SHORT_KEY:
+            if edits == 1 and len(folded) == len(known):
+                return known
+        elif edits <= MISSPELLING_EDITS:
+            return known
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Letters added, dropped or changed, and neighbours swapped, to turn ``a`` into ``b``
+    (the optimal string alignment distance)."""
+    if abs(len(a) - len(b)) > MISSPELLING_EDITS:
+        return MISSPELLING_EDITS + 1
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[i - 1][j] + 1, row[j - 1] + 1,
+                         rows[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[i - 2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 class JobError(ConfigurationError):
@@ -57,6 +102,8 @@ class Job:
     sub_model: str | None = None
     budget: Mapping[str, Any] = field(default_factory=dict)
     schema: Mapping[str, Any] | None = None
+    #: The line's other keys, passed through to its result line untouched.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"job {self.id!r}"
@@ -86,6 +133,9 @@ class Job:
             raise JobError(f"{where}: budget: {exc}") from exc
         if self.schema is not None and not isinstance(self.schema, Mapping):
             raise JobError(f"{where}: 'schema' must be a JSON schema object")
+        if not isinstance(self.metadata, Mapping) or not all(
+                isinstance(k, str) for k in self.metadata):
+            raise JobError(f"{where}: 'metadata' must be an object (string keys)")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base: Path | None = None,
@@ -94,10 +144,18 @@ class Job:
         ``base``. Raises :class:`JobError` naming ``where`` and what is wrong."""
         if not isinstance(data, Mapping):
             raise JobError(f"{where}: a job must be a JSON object, not {type(data).__name__}")
-        unknown = sorted(set(data) - JOB_KEYS)
-        if unknown:
-            raise JobError(f"{where}: unknown key(s) {', '.join(unknown)} "
-                           f"(known: {', '.join(sorted(JOB_KEYS))})")
+        extra = {k: v for k, v in data.items() if k not in JOB_KEYS}
+        for key in extra:
+            meant = misspelling(str(key))
+            if meant is not None:
+                raise JobError(f"{where}: unknown key {key!r}: did you mean {meant!r}? (a key "
+                               "of your own, passed through to the result, must not look "
+                               f"like one of {', '.join(sorted(JOB_KEYS))})")
+        metadata = data.get("metadata")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise JobError(f"{where}: 'metadata' must be an object, not "
+                           f"{type(metadata).__name__}")
+        metadata = {**(metadata or {}), **extra}
         job_id = data.get("id")
         if job_id is None:
             job_id = "job-" + hashlib.sha256(
@@ -124,6 +182,7 @@ class Job:
                 sub_model=data.get("sub_model"),
                 budget=data["budget"] if data.get("budget") is not None else {},
                 schema=data.get("schema"),
+                metadata=metadata,
             )
         except JobError as exc:
             raise JobError(f"{where}: {exc}") from None
@@ -203,7 +262,12 @@ class JobResult:
     ``sandbox``, ``context``, ``schema``, ``config``, ``crash``, ``lost``). ``cost_usd`` is the
     job's own ledger total, summed over the attempts that returned; ``lost_usd`` estimates what
     attempts lost with their worker spent (Ray). ``attempts`` counts runs of the job.
-    ``output`` is the parsed JSON answer when the job gave a ``schema``.
+    ``output`` is the parsed JSON answer when the job gave a ``schema``; ``metadata`` the job
+    line's own keys (:attr:`Job.metadata`), written only when there are some.
+
+    ``stop_reason`` ``cancelled`` (``error_kind`` ``cancelled``) records a job running when the
+    batch was interrupted: what it had spent (metered call by call) is its ``cost_usd``, and a
+    re-run runs it again (:meth:`ResultsFile.finished` does not count it as done).
     """
 
     id: str
@@ -224,6 +288,7 @@ class JobResult:
     attempts: int = 1
     lost_usd: float = 0.0
     output: Any = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -250,6 +315,7 @@ class JobResult:
             "attempts": self.attempts,
             "lost_usd": round(self.lost_usd, 8),
             "output": self.output,
+            **({"metadata": dict(self.metadata)} if self.metadata else {}),
         }
 
     @classmethod
@@ -258,13 +324,26 @@ class JobResult:
         return cls(**known)
 
 
+#: ``stop_reason`` and ``error_kind`` of a job the batch was interrupted in the middle of.
+CANCELLED = "cancelled"
+
+
+def interrupted(job_id: str, spent_usd: float, attempts: int) -> JobResult:
+    """The record of a job running when its batch was interrupted (Ctrl-C, cancellation)."""
+    return JobResult(job_id, stop_reason=CANCELLED, error_kind=CANCELLED, cost_usd=spent_usd,
+                     attempts=attempts, error="interrupted while running; what it had spent is "
+                     "cost_usd (metered per call); a re-run runs it again")
+
+
 class ResultsFile(ResultsLog):
     """The results JSONL of a batch: what is already there (for resume) and appending whole
     result lines (:class:`~fastrlm.jobs._runner.ResultsLog`)."""
 
     def finished(self, *, rerun_errors: bool = False) -> dict[str, JobResult]:
         """The last result line of each id already in the file (with ``rerun_errors``, only
-        those without an error). Lines that are not result objects are ignored."""
+        those without an error). Lines that are not result objects are ignored, and so are
+        the records of jobs an interrupted batch left running (``cancelled``): they run
+        again."""
         done: dict[str, JobResult] = {}
         for data in self.records():
             if not isinstance(data, dict) or not isinstance(data.get("id"), str):
@@ -272,6 +351,8 @@ class ResultsFile(ResultsLog):
             try:
                 result = JobResult.from_dict(data)
             except TypeError:
+                continue
+            if result.stop_reason == CANCELLED:
                 continue
             done[result.id] = result
         if rerun_errors:

@@ -129,6 +129,9 @@ class Coordinator(Protocol):
     async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
         """Give the slot back and meter what the call cost, once both are recorded."""
 
+    async def begin(self, job_id: str, attempt: str) -> None:
+        """Record that an attempt of ``job_id`` started (a re-run counts as another)."""
+
 
 class SpendMeter:
     """USD per (job, attempt), as the calls report it."""
@@ -136,9 +139,16 @@ class SpendMeter:
     def __init__(self) -> None:
         self._usd: dict[str, dict[str, float]] = {}
 
+    def begin(self, job_id: str, attempt: str) -> None:
+        self._usd.setdefault(job_id, {}).setdefault(attempt, 0.0)
+
     def add(self, job_id: str, attempt: str, usd: float) -> None:
         attempts = self._usd.setdefault(job_id, {})
         attempts[attempt] = attempts.get(attempt, 0.0) + usd
+
+    def attempts(self, job_id: str) -> int:
+        """How many attempts of ``job_id`` started (or reported a call)."""
+        return len(self._usd.get(job_id, {}))
 
     def lost(self, job_id: str, kept: str | None) -> float:
         """What the attempts of ``job_id`` other than ``kept`` spent (all of them: None)."""
@@ -164,6 +174,9 @@ class LocalCoordinator:
     async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
         self.pool.release(lease)
         self.meter.add(job_id, attempt, usd)
+
+    async def begin(self, job_id: str, attempt: str) -> None:
+        self.meter.begin(job_id, attempt)
 
 
 class LimitedLM:
@@ -231,11 +244,20 @@ class CoordinatorActor:
         self.pool.release(lease)
         self.meter.add(job_id, attempt, usd)
 
+    async def begin(self, job_id: str, attempt: str) -> None:
+        self.meter.begin(job_id, attempt)
+
     async def lost(self, job_id: str, kept: str | None) -> float:
         """What the attempts of ``job_id`` other than ``kept`` spent; forgets the job."""
         usd = self.meter.lost(job_id, kept)
         self.meter.forget(job_id)
         return usd
+
+    async def settle_job(self, job_id: str, kept: str | None) -> tuple[float, int]:
+        """(what the attempts other than ``kept`` spent, how many attempts started); forgets
+        the job."""
+        attempts = max(1, self.meter.attempts(job_id))
+        return await self.lost(job_id, kept), attempts
 
     async def peak(self) -> dict[str, int]:
         return dict(self.pool.peak)
@@ -262,3 +284,6 @@ class RayCoordinator:
 
     async def settle(self, lease: int, job_id: str, attempt: str, usd: float) -> None:
         await self._actor.settle.remote(lease, job_id, attempt, usd)
+
+    async def begin(self, job_id: str, attempt: str) -> None:
+        await self._actor.begin.remote(job_id, attempt)

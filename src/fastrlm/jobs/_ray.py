@@ -49,6 +49,8 @@ class RayBackend(Generic[K, V]):
         self._bound: tuple[Any, ...] = ()
         self._started_ray = False
         self._running: dict[asyncio.Future[Any], tuple[K, Any]] = {}
+        #: The items still running when :meth:`close` cancelled them.
+        self.cancelled: list[K] = []
 
     @property
     def running(self) -> int:
@@ -87,7 +89,8 @@ class RayBackend(Generic[K, V]):
         ray = self._ray
         if ray is None:
             return
-        for future, (_key, ref) in self._running.items():
+        for future, (key, ref) in self._running.items():
+            self.cancelled.append(key)
             ray.cancel(ref)
             future.cancel()
         if self._running:

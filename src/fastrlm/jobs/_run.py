@@ -105,6 +105,7 @@ async def run_job(
     """Run ``job`` once. Never raises for the job's own failure (the result says it)."""
     spec = models.spec
     started = time.monotonic()
+    await coordinator.begin(job.id, attempt)
 
     def failed(kind: str, message: str) -> JobResult:
         return JobResult(job.id, error=message, error_kind=kind,
@@ -177,13 +178,21 @@ class LocalJobs:
         self._models = Models(spec)
         self._coordinator = LocalCoordinator(pool)
         self.backend: LocalBackend[Job, JobResult] = LocalBackend(self._run)
+        self._interrupted: dict[str, float] = {}
 
     async def _run(self, job: Job, cap_usd: float | None) -> JobResult:
         try:
             return await run_job(job, self._models, self._coordinator,
                                  attempt=uuid.uuid4().hex, cap_usd=cap_usd)
+        except asyncio.CancelledError:
+            self._interrupted[job.id] = self._coordinator.meter.lost(job.id, None)
+            raise
         finally:
             self._coordinator.meter.forget(job.id)
+
+    def interrupted(self) -> dict[str, float]:
+        """After :meth:`close`: the jobs cancelled while running, with what they had spent."""
+        return dict(self._interrupted)
 
     async def outcome(self, finished: Finished[Job, JobResult]) -> tuple[JobResult, float]:
         """The run's result and the estimated spend of its lost attempts (none here)."""
@@ -214,6 +223,7 @@ class RayJobs:
         self._limits = (limits, default, lease_s)
         self._actor: Any = None
         self._peak: dict[str, int] = {}
+        self._interrupted: dict[str, float] = {}
         self.backend: RayBackend[Job, dict[str, Any]] = RayBackend(
             run_remote, address=address, max_retries=worker_retries, num_cpus=cpus_per_job,
             setup=self._setup, teardown=self._teardown)
@@ -225,6 +235,8 @@ class RayJobs:
 
     async def _teardown(self, ray: Any) -> None:
         try:
+            for job in self.backend.cancelled:  # what the jobs cancelled at close had spent
+                self._interrupted[job.id] = float(await self._actor.lost.remote(job.id, None))
             self._peak = dict(await self._actor.peak.remote())
         finally:
             ray.kill(self._actor)
@@ -233,14 +245,22 @@ class RayJobs:
     async def outcome(self, finished: Finished[Job, dict[str, Any]]) -> tuple[JobResult, float]:
         job, error = finished.key, finished.error
         if error is not None:  # Ray's errors: the task is lost, not the line
-            lost = float(await self._actor.lost.remote(job.id, None))
+            lost, attempts = await self._actor.settle_job.remote(job.id, None)
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             return JobResult(job.id, error=f"{type(error).__name__}: {message}",
-                             error_kind="lost" if finished.lost else "crash"), lost
+                             error_kind="lost" if finished.lost else "crash",
+                             attempts=int(attempts)), float(lost)
         assert finished.value is not None
         reply = finished.value
-        lost = float(await self._actor.lost.remote(job.id, reply["attempt"]))
-        return JobResult.from_dict(reply["result"]), lost
+        # Ray re-runs a task whose worker died: each run began an attempt in the actor
+        lost, attempts = await self._actor.settle_job.remote(job.id, reply["attempt"])
+        result = dataclasses.replace(JobResult.from_dict(reply["result"]),
+                                     attempts=int(attempts))
+        return result, float(lost)
+
+    def interrupted(self) -> dict[str, float]:
+        """After :meth:`close`: the jobs cancelled while running, with what they had spent."""
+        return dict(self._interrupted)
 
     async def close(self) -> dict[str, int]:
         return self._peak

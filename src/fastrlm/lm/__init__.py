@@ -28,6 +28,7 @@ from ._base import (
     default_concurrency,
     estimate_tokens,
     message_bytes,
+    reply_report,
 )
 from ._cache import SubcallCache
 from ._registry import (
@@ -46,6 +47,7 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._anthropic import AnthropicLM
+    from ._azure import AzureOpenAIChatLM
     from ._litellm import LiteLLMLM
     from ._openai import OpenAIChatLM
 
@@ -55,6 +57,7 @@ __all__ = [
     "LM",
     "PRESETS",
     "AnthropicLM",
+    "AzureOpenAIChatLM",
     "ChatMessage",
     "ImagePart",
     "LMResponse",
@@ -73,6 +76,7 @@ __all__ = [
     "message_bytes",
     "providers",
     "register_provider",
+    "reply_report",
     "resolve",
     "split_spec",
 ]
@@ -86,6 +90,10 @@ def __getattr__(name: str) -> object:
         from ._openai import OpenAIChatLM
 
         return OpenAIChatLM
+    if name == "AzureOpenAIChatLM":
+        from ._azure import AzureOpenAIChatLM
+
+        return AzureOpenAIChatLM
     extra = _LAZY.get(name)
     if extra is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -151,7 +151,11 @@ class AnthropicLM(HTTPProvider):
                 error.retryable = False
             raise error
         usage = _usage(mapping(body.get("usage")), messages, text)
-        return text, usage, stop, None, {"id": text_or_none(body.get("id")), "tool_calls": calls}
+        raw: dict[str, object] = {"id": text_or_none(body.get("id")), "tool_calls": calls}
+        answered = text_or_none(body.get("model"))
+        if answered is not None:  # the model that answered (a dated version, say)
+            raw["model"] = answered
+        return text, usage, stop, None, raw
 
     def _translate(self, exc: BaseException) -> Failure:
         return _sdk.translate(exc, anthropic, provider=self._provider, model=self.api_model,

@@ -71,6 +71,16 @@ def message_bytes(message: ChatMessage) -> int:
     return size
 
 
+class ReplyReport(TypedDict):
+    """What a reply said of itself, as ``model.response`` and ``subcall.finished`` carry it."""
+
+    response_model: str | None
+    response_id: str | None
+    finish_reason: str | None
+    server_address: str | None
+    server_port: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class LMResponse:
     """One completed LM call.
@@ -90,6 +100,22 @@ class LMResponse:
     cached: bool = False
     raw: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
     tool_calls: tuple[ToolCall, ...] = ()
+    #: The reply's own id and model name (a provider may answer with a dated version of the
+    #: model asked for), and the endpoint it came from: ``(host, port)``.
+    response_id: str | None = None
+    response_model: str | None = None
+    server: tuple[str, int] | None = None
+
+
+def reply_report(response: LMResponse | None) -> ReplyReport:
+    """What ``response`` said of itself, as the events carry it (all None without a reply)."""
+    if response is None:
+        return ReplyReport(response_model=None, response_id=None, finish_reason=None,
+                           server_address=None, server_port=None)
+    host, port = response.server if response.server is not None else (None, None)
+    return ReplyReport(response_model=response.response_model,
+                       response_id=response.response_id, finish_reason=response.finish_reason,
+                       server_address=host, server_port=port)
 
 
 @runtime_checkable

@@ -70,6 +70,8 @@ def read_completion(
     usage = body.get("usage")
     usage = usage if isinstance(usage, Mapping) else None
     raw: dict[str, object] = {"id": body.get("id")}
+    if isinstance(body.get("model"), str):  # the model that answered (a dated version, say)
+        raw["model"] = body["model"]
     if calls:
         raw["tool_calls"] = calls
     return text, _usage(usage, messages, text), finish, _reported_cost(usage), raw

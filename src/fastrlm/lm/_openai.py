@@ -173,12 +173,13 @@ class OpenAIChatLM(HTTPProvider):
         body = {k: v for k, v in params.items() if k != "extra_body"}
         body.update(params.get("extra_body") or {})
         payload = json.dumps(body, ensure_ascii=False).encode()  # once, for every attempt
-        url = self._endpoint + "/chat/completions"
+        url = self.chat_url()
 
         async def attempt() -> ReadCompletion:
             session = await self._clients.get()
+            headers = await self._fresh_headers()
             async with session.post(url, data=payload, proxy=self._proxy,
-                                    proxy_auth=self._proxy_auth) as reply:
+                                    proxy_auth=self._proxy_auth, headers=headers) as reply:
                 raw = await reply.read()
                 if reply.status >= 400:
                     raise HTTPStatusError(reply.status, raw, reply.headers)
@@ -187,6 +188,14 @@ class OpenAIChatLM(HTTPProvider):
             )
 
         return attempt
+
+    def chat_url(self) -> str:
+        """Where a call is sent (pure; Azure's deployments differ)."""
+        return self._endpoint + "/chat/completions"
+
+    async def _fresh_headers(self) -> dict[str, str] | None:
+        """Headers made per attempt, on top of the session's (a short-lived token); None."""
+        return None
 
     def _catch(self) -> tuple[type[BaseException], ...]:
         return (aiohttp.ClientError, HTTPStatusError, ValueError, RecursionError)

@@ -73,6 +73,7 @@ class Provider:
         """The :class:`LMResponse` for a reply read at ``time.monotonic()`` ``started``."""
         text, usage, finish, cost, raw = read
         calls = raw.pop("tool_calls", ())
+        reply_id, reply_model = raw.get("id"), raw.get("model")
         return LMResponse(
             tool_calls=calls,  # type: ignore[arg-type]
             text=text,
@@ -82,6 +83,9 @@ class Provider:
             finish_reason=finish,
             cost_usd=cost,
             raw=raw,
+            response_id=reply_id if isinstance(reply_id, str) else None,
+            response_model=reply_model if isinstance(reply_model, str) else None,
+            server=endpoint(self.base_url),
         )
 
 
@@ -251,3 +255,22 @@ def shared_ssl_context() -> ssl.SSLContext:
             return ssl.create_default_context()
     context: ssl.SSLContext = http.create_ssl_context()
     return context
+
+
+_PORTS = {"http": 80, "https": 443}
+
+
+def endpoint(base_url: str | None) -> tuple[str, int] | None:
+    """``(host, port)`` of a base URL (the scheme's port when it names none), or None."""
+    if not base_url:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname, port if port is not None else _PORTS.get(parts.scheme, 443)

@@ -169,6 +169,18 @@ _BUILTIN: tuple[Preset, ...] = tuple(
             concurrency=32,
         ),
         Preset(
+            "azure",
+            "azure-openai",
+            None,
+            "AZURE_OPENAI_ENDPOINT",
+            "AZURE_OPENAI_API_KEY",
+            detect_reasoning=True,
+            about="Azure OpenAI: azure/<deployment>; AZURE_OPENAI_ENDPOINT, a key "
+            "(AZURE_OPENAI_API_KEY) or Entra ID token (AZURE_OPENAI_AD_TOKEN), "
+            "AZURE_OPENAI_API_VERSION",
+            concurrency=32,
+        ),
+        Preset(
             "litellm",
             "litellm",
             None,
@@ -189,6 +201,9 @@ class Resolved:
     api_key: str | None
     temperature: float | None
     limits: Limits
+    #: The environment it was resolved in (``resolve(env=...)``), for a provider that reads
+    #: more than the base URL and key (Azure's API version and token).
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model(self) -> str:
@@ -211,6 +226,19 @@ def _openai_chat(r: Resolved) -> LM:
         reasoning=None if r.preset.detect_reasoning else False,
         default_headers=dict(r.preset.default_headers) or None,
         default_concurrency=r.preset.concurrency,
+        **r.options(),
+    )
+
+
+def _azure_openai(r: Resolved) -> LM:
+    from ._azure import AzureOpenAIChatLM, azure_options
+
+    return AzureOpenAIChatLM(
+        r.model,
+        reasoning=None if r.preset.detect_reasoning else False,
+        default_headers=dict(r.preset.default_headers) or None,
+        default_concurrency=r.preset.concurrency,
+        **azure_options(r.env, has_key=bool(r.api_key)),
         **r.options(),
     )
 
@@ -241,6 +269,7 @@ BUILT_IN = "built-in"
 _presets: dict[str, Preset] = {p.name: p for p in _BUILTIN}
 _factories: dict[str, Factory] = {
     "openai-chat": _openai_chat,
+    "azure-openai": _azure_openai,
     "anthropic": _anthropic,
     "litellm": _litellm,
 }
@@ -452,5 +481,5 @@ def resolve(
         raise ConfigurationError(
             f"{preset.name}/{name} needs an API key: set {preset.key_env} (or pass api_key=...)"
         )
-    resolved = Resolved(preset, name, url or preset.base_url, key, temperature, limits)
+    resolved = Resolved(preset, name, url or preset.base_url, key, temperature, limits, environ)
     return _factories[preset.api](resolved)

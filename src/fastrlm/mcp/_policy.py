@@ -107,3 +107,26 @@ def lowered_budget(server: Budget, requested: Mapping[str, Any] | None) -> Budge
                               f"{current}: a call may only lower the server's budget")
         changes[key] = checked
     return replace(server, **changes)
+
+
+def budget_schema() -> dict[str, Any]:
+    """The JSON schema of a call's ``budget`` argument, from the same rules
+    :func:`lowered_budget` applies (:data:`~fastrlm._foundation.validate.BUDGET_RULES`): each
+    key of :data:`~fastrlm._foundation.budget.BUDGET_KEYS` typed (integer or number) with its
+    bounds, no other key. The server's own limits are a further upper bound, checked per call."""
+    properties: dict[str, Any] = {}
+    for key in BUDGET_KEYS:
+        rule = BUDGET_RULES[key]
+        kind = "integer" if rule.kind == "int" else "number"
+        prop: dict[str, Any] = {"type": [kind, "null"] if rule.optional else kind,
+                                "description": f"{rule.describe()}; at most the server's"}
+        if rule.minimum is not None:
+            prop["minimum"] = rule.minimum
+        if rule.above is not None:
+            prop["exclusiveMinimum"] = rule.above
+        if rule.maximum is not None:
+            prop["maximum"] = rule.maximum
+        properties[key] = prop
+    return {"type": "object", "properties": properties, "additionalProperties": False,
+            "description": "Optional limits for this call, each at most the server's "
+                           "(rlm_status shows them); a call may lower them, never raise them."}

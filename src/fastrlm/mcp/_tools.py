@@ -1,5 +1,9 @@
 """The tools ``fastrlm mcp`` offers, as plain async methods (the MCP wiring is in ``_app``).
 
+Runs: ``ask``. Handles: ``load``, ``handles``, ``drop``. Model-free reads of a handle (no
+provider is called, nothing is spent): ``grep``, ``read``, ``stats`` (:mod:`._browse`). The
+server: ``status``, ``runs``, ``trace``.
+
 :class:`RLMTools` holds one :class:`~fastrlm.RLM` built at start, the :class:`Roots` clients may
 read, the server's :class:`~fastrlm.Budget` (a call may only lower it) and the loaded contexts
 (:class:`ContextHandles`, least recently used dropped past ``max_handles``). Refusals raise
@@ -16,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._core.facade import RLM
-from .._foundation.budget import Budget
+from .._foundation.budget import BUDGET_KEYS, Budget
 from .._foundation.errors import ConfigurationError, ContextError, RLMError
 from .._foundation.events import (
     BudgetWarning,
@@ -38,6 +42,8 @@ from ..trace import (
     render_transcript,
     resolve_run,
 )
+from . import _browse
+from ._browse import Document
 from ._policy import Roots, ToolRefusal, lowered_budget
 
 #: ``await progress(step, message)``: one MCP progress notification.
@@ -51,12 +57,19 @@ class Handle:
     id: str
     paths: tuple[str, ...]
     loaded: LoadedContext
+    docs: tuple[Document, ...]
 
     def describe(self) -> dict[str, Any]:
         report = self.loaded.report
         return {"handle": self.id, "paths": list(self.paths), "summary": report.summary(),
                 "chars": report.chars, "files": report.files, "documents": report.documents,
                 "skipped": [asdict(s) for s in report.skipped]}
+
+    def brief(self) -> dict[str, Any]:
+        """What ``rlm_handles`` lists: the handle, its paths and sizes."""
+        report = self.loaded.report
+        return {"handle": self.id, "paths": list(self.paths), "files": report.files,
+                "documents": report.documents, "chars": report.chars}
 
 
 class ContextHandles:
@@ -70,7 +83,9 @@ class ContextHandles:
         self._items: OrderedDict[str, Handle] = OrderedDict()
 
     def add(self, paths: Sequence[str], loaded: LoadedContext) -> Handle:
-        handle = Handle("ctx-" + secrets.token_hex(6), tuple(paths), loaded)
+        source = paths[0] if len(paths) == 1 else "context"
+        handle = Handle("ctx-" + secrets.token_hex(6), tuple(paths), loaded,
+                        tuple(_browse.documents(loaded.value, source)))
         self._items[handle.id] = handle
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
@@ -83,6 +98,18 @@ class ContextHandles:
                               f"(the server keeps the last {self.limit}); call rlm_load again")
         self._items.move_to_end(handle_id)
         return handle
+
+    def drop(self, handle_id: str) -> Handle:
+        """Forget ``handle_id`` (its memory is freed once no run holds it)."""
+        handle = self._items.pop(handle_id, None)
+        if handle is None:
+            raise ToolRefusal(f"unknown handle {handle_id!r}: it was never made or was "
+                              "already dropped; rlm_handles lists the live ones")
+        return handle
+
+    def listed(self) -> list[Handle]:
+        """The live handles, most recently used first."""
+        return list(reversed(self._items.values()))
 
     def __len__(self) -> int:
         return len(self._items)
@@ -110,7 +137,7 @@ def progress_message(event: Event) -> str | None:
 
 
 class RLMTools:
-    """``rlm_ask``, ``rlm_load``, ``rlm_runs`` and ``rlm_trace`` over one RLM."""
+    """The tools of ``fastrlm mcp`` over one RLM (the module docstring lists them)."""
 
     def __init__(
         self,
@@ -127,7 +154,10 @@ class RLMTools:
         self.handles = ContextHandles(max_handles)
         self.gitignore = gitignore
         self.load_limits = load_limits or LoadLimits()
+        self.max_concurrent_runs = max_concurrent_runs
         self._runs = asyncio.Semaphore(max_concurrent_runs)
+        self._running = 0
+        self._waiting = 0
 
     @property
     def budget(self) -> Budget:
@@ -181,11 +211,21 @@ class RLMTools:
             assert paths is not None
             _, loaded = await self._load(paths)
             context, report = loaded.value, loaded.report.to_dict()
-        async with self._runs:
-            result = await self._run(question, context, run_budget, progress)
-        out = result.to_dict()
-        out.pop("trace_path", None)  # a host path; rlm_trace reads it by run id
-        out["run_id"] = out.pop("trace_id")
+        self._waiting += 1
+        entered = False
+        try:
+            async with self._runs:
+                self._waiting -= 1
+                entered = True
+                self._running += 1
+                try:
+                    result = await self._run(question, context, run_budget, progress)
+                finally:
+                    self._running -= 1
+        finally:
+            if not entered:  # cancelled while it waited for a slot
+                self._waiting -= 1
+        out = concise(result)
         if report is not None:
             out["context"] = {k: report[k] for k in ("files", "documents", "chars", "skipped")}
         return out
@@ -225,6 +265,52 @@ class RLMTools:
                 await asyncio.gather(reporter, return_exceptions=True)
         return result
 
+    def handles_list(self) -> list[dict[str, Any]]:
+        """The live handles, most recently used first."""
+        return [h.brief() for h in self.handles.listed()]
+
+    def drop(self, handle: str) -> dict[str, Any]:
+        """Forget a handle."""
+        gone = self.handles.drop(_handle_id(handle))
+        return {"dropped": gone.id, "handles_left": len(self.handles)}
+
+    async def grep(self, handle: str, pattern: str, *, regex: bool = False,
+                   ignore_case: bool = False, context_lines: int = 2,
+                   max_matches: int = 50) -> dict[str, Any]:
+        """Lines of a handle's documents that match ``pattern`` (see :func:`._browse.grep`);
+        no model is called. Runs in a thread: a large context does not stall other calls."""
+        docs = self.handles.get(_handle_id(handle)).docs
+        found = await asyncio.to_thread(
+            _browse.grep, docs, pattern, regex=_flag("regex", regex),
+            ignore_case=_flag("ignore_case", ignore_case), context_lines=context_lines,
+            max_matches=max_matches)
+        return {"handle": handle, **found}
+
+    def read(self, handle: str, document: int | str = 0, start_line: int = 1,
+             max_lines: int = 200, start_char: int = 0) -> dict[str, Any]:
+        """A range of lines of one of a handle's documents (see :func:`._browse.read`)."""
+        docs = self.handles.get(_handle_id(handle)).docs
+        return {"handle": handle,
+                **_browse.read(docs, document, start_line, max_lines, start_char)}
+
+    def stats(self, handle: str) -> dict[str, Any]:
+        """A handle's sizes and its largest documents (see :func:`._browse.stats`)."""
+        item = self.handles.get(_handle_id(handle))
+        report = item.loaded.report
+        return {"handle": item.id, "paths": list(item.paths), "files": report.files,
+                "skipped": len(report.skipped), **_browse.stats(item.docs)}
+
+    def status(self) -> dict[str, Any]:
+        """The server: its models, roots, budget per call, handles and runs."""
+        budget = self.budget
+        limits = {k: getattr(budget, k) for k in BUDGET_KEYS}
+        return {"model": self.rlm.root_lm.model, "sub_model": self.rlm.sub_lm.model,
+                "sandbox": self.rlm.sandbox,
+                "roots": list(self.roots.paths), "budget": limits,
+                "handles": len(self.handles), "max_handles": self.handles.limit,
+                "runs_running": self._running, "runs_waiting": self._waiting,
+                "max_concurrent_runs": self.max_concurrent_runs}
+
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """Past runs, newest first (the run index every fastrlm command writes)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
@@ -251,3 +337,40 @@ class RLMTools:
         except (TraceNotFoundError, IndexUnusableError, OSError) as exc:
             raise ToolRefusal(str(exc)) from exc
         return render_transcript(trace, max_chars=max_chars)
+
+
+#: What a run's result keeps for an MCP client: enough to judge and follow up, no host paths
+#: (``rlm_trace`` reads a run by id) and no per-model token breakdown.
+CONCISE_KEYS = ("answer", "stop_reason", "cost_usd", "iterations", "subcalls", "duration_s")
+#: Kept only when set (a partial answer, the limit that stopped it, the error, a typed value).
+WHEN_SET_KEYS = ("partial", "limited_by", "error", "value")
+
+
+def concise(result: RLMResult) -> dict[str, Any]:
+    """The structured result of ``rlm_ask``: :data:`CONCISE_KEYS`, those of
+    :data:`WHEN_SET_KEYS` that are set, and ``run_id``."""
+    full = result.to_dict()
+    out = {k: full[k] for k in CONCISE_KEYS}
+    out.update((k, full[k]) for k in WHEN_SET_KEYS if full[k] not in (None, False))
+    out["run_id"] = result.trace_id
+    return out
+
+
+def summary_line(out: Mapping[str, Any]) -> str:
+    """The short text that goes with ``rlm_ask``'s structured result: the answer, then one
+    line of stop reason, cost and run id."""
+    tail = (f"[{out['stop_reason']}; ${float(out.get('cost_usd', 0)):.4f}; "
+            f"{out.get('subcalls', 0)} sub-call(s); run {out['run_id']}]")
+    return f"{out['answer']}\n{tail}"
+
+
+def _handle_id(handle: object) -> str:
+    if not isinstance(handle, str) or not handle.strip():
+        raise ToolRefusal("handle must be a handle from rlm_load (ctx-...)")
+    return handle
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ToolRefusal(f"{name} must be true or false")
+    return value

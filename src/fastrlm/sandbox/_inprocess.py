@@ -9,6 +9,7 @@ calls); a cell that still does not stop is abandoned, and a fresh namespace repl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import sys
 import threading
@@ -199,7 +200,10 @@ class InProcessSandbox:
 
         started = time.monotonic()
         self._host_seconds = 0.0
-        thread = threading.Thread(target=run, name="fastrlm-cell", daemon=True)
+        # The cell runs in a copy of the caller's context (as asyncio.to_thread would), so its
+        # host calls, and any span or context variable the run set, carry on from the run's.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(run,),
+                                  name="fastrlm-cell", daemon=True)
         thread.start()
         waiter = asyncio.wrap_future(done)
         soft = self.limits.exec_timeout_s

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any, TextIO, cast
 
-from . import _budgetcalls, _hostcalls
+from . import _budgetcalls, _hostcalls, kinds
 from ._budgetcalls import (
     BUDGET_OP,
     COMBINE_OP,
@@ -162,6 +162,7 @@ class ReplRuntime:
         if tools:  # so that `except ToolError:` in model code names something
             self._originals["ToolError"] = ToolError
         self.ns.update(self._originals)
+        self._bind_inputs(context)
         self.ns["answer"] = {"content": "", "ready": False}
         self.redirect_streams = True
         #: Appended to a MemoryError: what the limit is and where it is set.
@@ -278,6 +279,18 @@ class ReplRuntime:
         tool.__doc__ = spec.doc or None
         tool.__signature__ = signature  # type: ignore[attr-defined]
         return tool
+
+    def _bind_inputs(self, context: object) -> None:
+        """A dict of named inputs (:func:`.kinds.input_names`): each input is also a REPL
+        name of its own, bound through :meth:`define` (restored when a cell rebinds it). A
+        name a tool already has stays the tool's (the input is ``context[name]``)."""
+        try:
+            names = kinds.input_names(context)
+        except ValueError:  # refused on the host already; never bind a name it refused
+            return
+        for name in names or ():
+            if name not in self._originals:
+                self.define(name, context[name])  # type: ignore[index]
 
     def define(self, name: str, value: object = None, alias: str | None = None) -> None:
         """Bind ``name`` in the namespace as one of the REPL's own names (restored when a cell

@@ -1,5 +1,8 @@
 """Context kinds beyond text and JSON: bytes, images, DataFrames and Arrow tables, files.
 
+(This module is over 500 lines for a reason: each kind's host side, ``encode``, and worker side,
+``rebuild``, stay in one file so that a change to one is made beside the other.)
+
 Imported by both sides (the worker too), so it imports the standard library only; pandas,
 pyarrow and Pillow are imported inside the functions that need them, and only when the context
 is of their kind. The host side :func:`encode` turns a context into a kind, a metadata object
@@ -20,7 +23,17 @@ files          a ``pathlib.Path`` to a directory or file  :class:`FileTree` over
                                                           mount: relative path -> contents
 parquet        a ``pathlib.Path`` to a ``.parquet`` file  a DataFrame (pandas installed) or a
                                                           Table, read from the read-only mount
+named          a dict of named inputs, one of them of a   a dict of the rebuilt inputs; each is
+               kind above (the rest str / list of str)    also a REPL variable of its own name
 =============  ========================================  =========================================
+
+Named inputs (:func:`input_names`): a dict whose keys are Python identifiers (not keywords,
+not starting with ``_``, not a name the REPL already has: :data:`RESERVED_NAMES`) and whose
+values are texts (a str or a list of str) or kinds above, e.g. ``{"users": df1, "events": df2,
+"notes": "..."}``. ``context`` is the dict and each input is also bound by its name (the
+runtime's ``define``), on every sandbox. A dict of texts alone still travels as JSON; one with
+a rich value travels as ``named``: each input encoded as its own kind (texts as JSON), their
+payloads one after another.
 """
 
 from __future__ import annotations
@@ -34,13 +47,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KIND_BYTES, KIND_IMAGE, KIND_ARROW, KIND_FILES, KIND_PARQUET = 5, 6, 7, 8, 9
-KINDS = frozenset({KIND_BYTES, KIND_IMAGE, KIND_ARROW, KIND_FILES, KIND_PARQUET})
+KIND_NAMED = 10
+KINDS = frozenset({KIND_BYTES, KIND_IMAGE, KIND_ARROW, KIND_FILES, KIND_PARQUET, KIND_NAMED})
+#: An input of a ``named`` context that is text: its JSON (a str or a list of str).
+_TEXT_INPUT = 0
+
+#: Names the REPL has before any input (its functions and ``context``, ``answer``): an input
+#: may not take one.
+RESERVED_NAMES = frozenset({
+    "context", "answer", "FINAL", "FINAL_VAR", "SHOW_VARS", "ToolError", "llm_query",
+    "llm_query_batched", "rlm_query", "rlm_query_batched",
+})
 
 #: What ``context`` may be, for the error that refuses anything else.
 ACCEPTED = (
     "a str; a list of str; a JSON-serialisable value (dict, list, numbers); bytes; a "
     "pathlib.Path to a directory or a file (a .parquet file becomes a DataFrame); a pandas "
-    "DataFrame or pyarrow Table; a PIL image"
+    "DataFrame or pyarrow Table; a PIL image; a dict of named inputs of these kinds or texts "
+    "({'users': df1, 'events': df2}: each a REPL variable)"
 )
 #: Image types vision models take, by the magic bytes that open their files.
 IMAGE_MAGIC = (
@@ -106,6 +130,51 @@ def is_rich(value: object) -> bool:
         or is_arrow_table(value)
         or is_pil_image(value)
     )
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(x, str) for x in value))
+
+
+def input_names(context: object) -> list[str] | None:
+    """The names of ``context``'s inputs when it is a dict of named inputs (the module
+    docstring), else None. Raises ``ValueError`` naming the key for a dict that holds a rich
+    value (so it can only be named inputs) with a key that cannot be a variable."""
+    if not isinstance(context, dict) or not context:
+        return None
+    values = list(context.values())
+    # a FileTree is what a directory input is once rebuilt (the runtime asks too)
+    if not all(_is_text(v) or is_rich(v) or isinstance(v, FileTree) for v in values):
+        return None
+    problem = next(((k, why) for k in context if (why := _name_problem(k)) is not None), None)
+    if problem is None:
+        return list(context)
+    if any(is_rich(v) for v in values):
+        key, why = problem
+        raise ValueError(
+            f"named input {key!r} {why}: the names of a dict of inputs become REPL variables, "
+            "so each must be a Python identifier that does not start with '_' and is not one "
+            f"of {', '.join(sorted(RESERVED_NAMES))}")
+    return None  # a dict of texts with other keys: a JSON value, as always
+
+
+def _name_problem(key: object) -> str | None:
+    import keyword
+
+    if not isinstance(key, str) or not key.isidentifier():
+        return "is not a Python identifier"
+    if keyword.iskeyword(key) or key.startswith("_"):
+        return "is a keyword or starts with '_'"
+    if key in RESERVED_NAMES or (key.startswith("context_") and key[8:].isdigit()):
+        return "is a name the REPL already has"
+    return None
+
+
+def is_named(value: object) -> bool:
+    """A dict of named inputs with at least one rich input (it cannot travel as JSON)."""
+    return (isinstance(value, dict) and any(is_rich(v) for v in value.values())
+            and input_names(value) is not None)
 
 
 def sniff_image(data: bytes | bytearray | memoryview) -> str | None:
@@ -198,7 +267,31 @@ def encode(context: object) -> Encoded | None:
         return _encode_arrow(context)
     if is_path(context):
         return encode_path(context)
+    if is_named(context):
+        return _encode_named(context)  # type: ignore[arg-type]
     return None
+
+
+def _encode_named(context: dict[str, object]) -> Encoded:
+    """Each input as its own kind (texts as JSON), its payload after the previous one's."""
+    import json
+
+    entries: list[dict[str, Any]] = []
+    payload: list[Buffer] = []
+    mounts: list[str] = []
+    decoded = 0
+    for name, value in context.items():
+        inner = None if _is_text(value) else encode(value)
+        if inner is None:
+            data = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            inner = Encoded(_TEXT_INPUT, {}, [data], decoded_bytes=2 * len(data))
+        size = sum(len(part) for part in inner.payload)
+        entries.append({"name": name, "kind": inner.kind, "meta": inner.meta, "size": size})
+        payload.extend(inner.payload)
+        mounts.extend(inner.mounts)
+        decoded += inner.decoded_bytes + size
+    return Encoded(KIND_NAMED, {"inputs": entries}, payload,
+                   mounts=tuple(dict.fromkeys(mounts)), decoded_bytes=decoded)
 
 
 def _pyarrow(what: str) -> Any:
@@ -315,15 +408,19 @@ def in_process(context: object) -> object:
     if is_path(context):
         encoded = encode_path(context)
         return rebuild(encoded.kind, encoded.meta, None, 0)
+    if is_named(context):
+        return {name: in_process(value) for name, value in context.items()}  # type: ignore[attr-defined]
     if isinstance(context, (bytearray, memoryview)):
         return bytes(context)
     return context
 
 
 # ---------------------------------------------------------------- worker side
-class FileTree(Mapping[str, "str | bytes"]):
+class FileTree(Mapping[str, Any]):
     """A directory context: each file's path relative to :attr:`root` (POSIX separators) maps
-    to its contents, read from disk when asked for (``str`` when it is UTF-8, else ``bytes``).
+    to its contents, read from disk when asked for (a ``.parquet`` file as a table, a
+    DataFrame where pandas imports, else a pyarrow Table, when pyarrow imports; ``str`` when it
+    is UTF-8, else ``bytes``).
     Only the listed files are keys, so ``context['../x']`` is a ``KeyError``; the directory is
     mounted read-only in the isolated sandboxes."""
 
@@ -332,12 +429,25 @@ class FileTree(Mapping[str, "str | bytes"]):
         self._files = tuple(files)
         self._index = frozenset(self._files)
 
-    def __getitem__(self, name: str) -> str | bytes:
+    def __getitem__(self, name: str) -> Any:
         data = self.read_bytes(name)
+        if name.lower().endswith(".parquet"):
+            table = _parquet_table(data)
+            if table is not None:
+                return table
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             return data
+
+    def read_table(self, name: str) -> Any:
+        """A ``.parquet`` file of the tree as a table: a DataFrame where pandas imports, else
+        a pyarrow Table. Raises ``ValueError`` when pyarrow is missing or it is not Parquet."""
+        table = _parquet_table(self.read_bytes(name))
+        if table is None:
+            raise ValueError(f"{name} cannot be read as a table: it is not Parquet, or "
+                             "pyarrow is not installed here (context[name] gives its bytes)")
+        return table
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)
@@ -375,12 +485,32 @@ class FileTree(Mapping[str, "str | bytes"]):
         return f"<FileTree {self.root}: {len(self._files):,} files>"
 
 
+def _parquet_table(data: bytes) -> Any:
+    """``data`` (a Parquet file's bytes) as a DataFrame or Table, or None when pyarrow does not
+    import or the bytes are not Parquet."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    try:
+        return table.to_pandas()
+    except ImportError:  # pandas is not installed here
+        return table
+
+
 def rebuild(kind: int, meta: dict[str, Any], payload: Any, start: int) -> object:
     """The REPL's ``context`` from the memfd form (``payload`` a read-only mmap of the whole
     buffer, the kind's bytes from ``start``; None when it has none). Falls back to the raw
     bytes where the package a kind needs does not import in the worker."""
     if kind == KIND_FILES:
         return FileTree(str(meta["root"]), [str(f) for f in meta["files"]])
+    if kind == KIND_NAMED:
+        return _rebuild_named(meta, payload, start)
     if kind == KIND_PARQUET:
         import pyarrow.parquet as pq
 
@@ -415,6 +545,31 @@ def rebuild(kind: int, meta: dict[str, Any], payload: Any, start: int) -> object
     return data
 
 
+def _rebuild_named(meta: dict[str, Any], payload: Any, start: int) -> dict[str, object]:
+    """The dict of a ``named`` context: each input rebuilt from its own copy of its bytes."""
+    import json
+
+    out: dict[str, object] = {}
+    offset = start
+    try:
+        for entry in meta["inputs"]:
+            size = int(entry["size"])
+            data = bytes(payload[offset:offset + size]) if payload is not None else b""
+            offset += size
+            if len(data) != size:
+                raise ValueError("a named input's bytes run past the context buffer")
+            kind, name = int(entry["kind"]), str(entry["name"])
+            if kind == _TEXT_INPUT:
+                out[name] = json.loads(data.decode("utf-8", "surrogatepass"))
+            else:
+                view = memoryview(data) if data else None
+                out[name] = rebuild(kind, dict(entry["meta"]), view, 0)
+    finally:
+        if payload is not None:
+            _close(payload)
+    return out
+
+
 def _copy_out(payload: Any, start: int) -> bytes:
     data = bytes(payload[start:])
     _close(payload)
@@ -422,7 +577,12 @@ def _copy_out(payload: Any, start: int) -> bytes:
 
 
 def _close(payload: Any) -> None:
+    """Close the mapping (or release the view) ``payload``; one still pointed into is freed
+    with the last thing that points into it."""
+    close = getattr(payload, "close", None) or getattr(payload, "release", None)
+    if close is None:
+        return
     try:
-        payload.close()
+        close()
     except BufferError:  # something still points into the mapping: it is freed with it
         pass

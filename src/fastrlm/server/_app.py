@@ -31,7 +31,7 @@ from .._foundation.events import Event
 from .._foundation.pricing import unpriced_message
 from .._foundation.validate import SERVER_RULES
 from ..lm import LM
-from ..telemetry import trace_context_of
+from ..telemetry import http_server_span
 from ._access import CLIENT_GONE, AccessRecord, log_access
 from ._http import (
     EventStream,
@@ -236,7 +236,8 @@ class RLMServer:
                 return error_response(error, keep_alive=False)
             keep = request.keep_alive and not self._closing
             try:
-                return await self._dispatch(request, body, keep, record)
+                with self._server_span(request, record):
+                    return await self._dispatch(request, body, keep, record)
             except HTTPError as error:
                 record.status, record.error = error.status, error.code
                 return error_response(error, keep_alive=keep and error.status < 500)
@@ -250,6 +251,19 @@ class RLMServer:
             log_access(record)
             self._handlers.discard(task)
             connection.await_head()
+
+    def _server_span(self, request: web.BaseRequest,
+                     record: AccessRecord) -> contextlib.AbstractContextManager[None]:
+        """With spans on, the request's HTTP server span, current while it is answered (its
+        parent the request's ``traceparent``): the run it starts nests under it."""
+        if not self._rlm.telemetry:
+            return contextlib.nullcontext()
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        return http_server_span(
+            self._rlm, method=request.method, path=request.path,
+            headers=lowered(request.headers), client=record.client,
+            server=(str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None,
+            templates=("/v1/models/{model}",), status=lambda: record.status)
 
     async def _dispatch(
         self, request: web.BaseRequest, body: bytes, keep: bool, record: AccessRecord,
@@ -307,12 +321,9 @@ class RLMServer:
         self, chat: ChatRequest, request: web.BaseRequest, keep: bool, record: AccessRecord,
     ) -> web.StreamResponse:
         """Run the request; a client that leaves cancels this (aiohttp cancels the handler).
-        With spans on, the run continues the trace of the request's ``traceparent``."""
-        parent = trace_context_of(lowered(request.headers)) if self._rlm.telemetry else None
-        if parent is None:
-            return await self._respond(chat, request, keep, record)
-        return await asyncio.create_task(self._respond(chat, request, keep, record),
-                                         context=parent)
+        With spans on, the run's span nests under the request's HTTP server span (current
+        here: :meth:`_server_span`), itself under the request's ``traceparent``."""
+        return await self._respond(chat, request, keep, record)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:

@@ -9,6 +9,12 @@ OpenTelemetry; that happens only when telemetry is on.
 """
 
 from ._options import Telemetry
-from ._settings import enabled_by_environment, span_recorder_factory, trace_context_of
+from ._settings import (
+    enabled_by_environment,
+    http_server_span,
+    span_recorder_factory,
+    trace_context_of,
+)
 
-__all__ = ["Telemetry", "enabled_by_environment", "span_recorder_factory", "trace_context_of"]
+__all__ = ["Telemetry", "enabled_by_environment", "http_server_span", "span_recorder_factory",
+           "trace_context_of"]

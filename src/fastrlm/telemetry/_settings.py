@@ -5,11 +5,13 @@ Nothing here imports OpenTelemetry at module level: the extra loads only when te
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .._foundation.errors import ConfigurationError, MissingExtraError
@@ -84,12 +86,24 @@ def span_recorder_factory(
             f" or a fastrlm.telemetry.Telemetry(...), not {type(telemetry).__name__}")
     if not _installed():
         raise MissingExtraError("otel", "opentelemetry-sdk", "OpenTelemetry tracing")
-    from ._spans import SpanRecorder
+    return SpanRecorders(options)
 
-    def new_recorder() -> EventCallback:
-        return SpanRecorder(_tracer_provider(options), capture_content=capture_content(options))
 
-    return new_recorder
+class SpanRecorders:
+    """What ``RLM(telemetry=...)`` keeps: called, a new span recorder for one top-level run;
+    :attr:`tracer_provider` is where its spans (and a server's HTTP spans) go."""
+
+    def __init__(self, options: Telemetry) -> None:
+        self.options = options
+
+    @property
+    def tracer_provider(self) -> Any:
+        return _tracer_provider(self.options)
+
+    def __call__(self) -> EventCallback:
+        from ._spans import SpanRecorder
+
+        return SpanRecorder(self.tracer_provider, capture_content=capture_content(self.options))
 
 
 def trace_context_of(headers: Mapping[str, str]) -> contextvars.Context | None:
@@ -151,3 +165,15 @@ def default_tracer_provider() -> Any:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             _default = provider
         return _default
+
+
+def http_server_span(rlm: Any, **request: Any) -> AbstractContextManager[None]:
+    """The HTTP server span of one request to a server of ``rlm`` (``fastrlm serve``), current
+    for the block; a no-op context when the RLM makes no spans. ``request``: the keywords of
+    :func:`fastrlm.telemetry._http.server_span` less the tracer provider."""
+    recorders = rlm._config.telemetry  # the one owner of the RLM's telemetry settings
+    if not isinstance(recorders, SpanRecorders):
+        return contextlib.nullcontext()
+    from ._http import server_span  # imports OpenTelemetry: only with spans on
+
+    return server_span(recorders.tracer_provider, **request)

@@ -14,12 +14,18 @@ call made from it starts (at the time the cell began: the reply before it, or th
 and ended by its ``code.executed``. Text (prompts, replies, code, answers, and error messages,
 which quote them or a provider's error body) goes on spans only with content capture on; with
 it off a failed span says its error's type alone.
+
+The engine enters :meth:`SpanRecorder.current` around the top-level run in the caller's task:
+the run's span is started then and is the current OpenTelemetry context while the run goes on,
+so spans other libraries open meanwhile (an instrumented HTTP client, a user's tool) nest under
+it, in the run's own task and every task it starts.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -64,6 +70,38 @@ class SpanRecorder:
         self._capture = capture_content
         self._runs: dict[str, _RunSpans] = {}
         self._child_parents: dict[str, Span] = {}  # child run id -> the span it runs under
+        self._early: dict[str, Span] = {}  # run id -> its span, started before run.started
+
+    @contextmanager
+    def current(self, run_id: str) -> Iterator[None]:
+        """Start the span of run ``run_id`` now and make it the current context until the
+        block ends (entered around the run, in the caller's task). Its ``run.started`` fills
+        in its attributes; a run that ends without ``run.finished`` (refused before it began,
+        or cancelled) has its span ended here, as an error."""
+        span = self._tracer.start_span(f"invoke_agent {AGENT}", context=self._parent,
+                                       kind=SpanKind.INTERNAL,
+                                       attributes={"gen_ai.operation.name": "invoke_agent",
+                                                   "gen_ai.agent.name": AGENT,
+                                                   "fastrlm.run_id": run_id})
+        self._early[run_id] = span
+        token = otel_context.attach(trace.set_span_in_context(span, self._parent))
+        try:
+            yield
+        except BaseException as exc:
+            self._unfinished(run_id, span, type(exc).__name__)
+            raise
+        finally:
+            otel_context.detach(token)
+        self._unfinished(run_id, span, "the run ended without run.finished")
+
+    def _unfinished(self, run_id: str, span: Span, why: str) -> None:
+        """End ``span`` if its run never finished (idempotent)."""
+        self._early.pop(run_id, None)
+        self._runs.pop(run_id, None)
+        if span.is_recording():
+            span.set_status(Status(StatusCode.ERROR, why))
+            span.set_attribute("error.type", why if why.isidentifier() else "unfinished")
+            span.end()
 
     def __call__(self, event: evt.Event | Mapping[str, Any]) -> None:
         ev = event if isinstance(event, evt.Event) else event_from_dict(event)
@@ -123,9 +161,14 @@ class SpanRecorder:
                 attributes[f"fastrlm.context.{key}"] = shape[key]
         if self._capture:
             attributes["gen_ai.input.messages"] = _messages("user", e.question)
-        span = self._tracer.start_span(f"invoke_agent {AGENT}", context=ctx,
-                                       kind=SpanKind.INTERNAL, attributes=attributes,
-                                       start_time=_ns(e.ts))
+        early = self._early.pop(e.run_id, None)
+        if early is not None:  # started by current(): it is the caller's current context
+            early.set_attributes(attributes)
+            span = early
+        else:
+            span = self._tracer.start_span(f"invoke_agent {AGENT}", context=ctx,
+                                           kind=SpanKind.INTERNAL, attributes=attributes,
+                                           start_time=_ns(e.ts))
         self._runs[e.run_id] = _RunSpans(e.run_id, span, e.ts, parent, cell_started=e.ts)
 
     def _run_finished(self, e: evt.RunFinished) -> None:
@@ -201,7 +244,7 @@ class SpanRecorder:
             began = e.ts - float(e.latency_s)
         began = max(run.started, began if began is not None else run.started)
         span = self._chat(run.span, e, began, {"fastrlm.iteration": e.iteration})
-        extra = {}
+        extra = _response_attributes(e) if isinstance(e, evt.ModelResponse) else {}
         if self._capture and isinstance(e, evt.ModelResponse) and e.text:
             extra["gen_ai.output.messages"] = _messages("assistant", e.text)
         self._booked(run, span, e, extra)
@@ -266,7 +309,8 @@ class SpanRecorder:
             span = self._chat(self._cell_of(run), e, e.ts - float(e.latency_s),
                               {"fastrlm.call_id": e.call_id})
         extra: dict[str, Any] = {"fastrlm.cached": bool(e.cached),
-                                 "fastrlm.response_chars": e.response_chars}
+                                 "fastrlm.response_chars": e.response_chars,
+                                 **_response_attributes(e)}
         if self._capture and e.response_preview:
             extra["gen_ai.output.messages"] = _messages("assistant", e.response_preview)
         self._booked(run, span, e, extra)
@@ -356,6 +400,25 @@ def _messages(role: str, text: str) -> str:
     """A message list as the GenAI conventions' ``gen_ai.*.messages`` JSON."""
     return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}],
                       ensure_ascii=False)
+
+
+def _response_attributes(e: evt.ModelResponse | evt.SubcallFinished) -> dict[str, Any]:
+    """The GenAI conventions' recommended attributes of a chat span that its reply tells:
+    ``gen_ai.response.model`` / ``.id`` / ``.finish_reasons`` (an array, one per choice: fastrlm
+    asks for one) and the endpoint's ``server.address`` / ``server.port``; each only when
+    known."""
+    found: dict[str, Any] = {}
+    if e.response_model:
+        found["gen_ai.response.model"] = e.response_model
+    if e.response_id:
+        found["gen_ai.response.id"] = e.response_id
+    if e.finish_reason:
+        found["gen_ai.response.finish_reasons"] = [e.finish_reason]
+    if e.server_address:
+        found["server.address"] = e.server_address
+    if e.server_port is not None:
+        found["server.port"] = int(e.server_port)
+    return found
 
 
 def _tool_attributes(name: str, kind: str, run_id: str) -> dict[str, Any]:
