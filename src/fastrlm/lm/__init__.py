@@ -28,6 +28,7 @@ from ._base import (
     default_concurrency,
     estimate_tokens,
     message_bytes,
+    warmup_prefix_tokens,
 )
 from ._cache import SubcallCache
 from ._registry import (
@@ -75,6 +76,7 @@ __all__ = [
     "register_provider",
     "resolve",
     "split_spec",
+    "warmup_prefix_tokens",
 ]
 
 _LAZY = {"AnthropicLM": "anthropic", "LiteLLMLM": "litellm"}
