@@ -198,3 +198,29 @@ async def test_llm_map_filter_and_each_reduce_level_warm_up_too() -> None:
     await rlm.acompletion("q", context="c")
     assert len(sub.calls) == 4 + 2 + 1 and order.started_while_first_ran == 0
     assert all(call[0].get("cache_prefix") for call in sub.calls[:6])  # 1-call level: none
+
+
+async def test_a_sub_agent_batch_warms_up_and_marks_its_first_message_every_round() -> None:
+    from fastrlm import Tool
+    from fastrlm.lm import ToolCall
+
+    def lookup(key: str) -> str:
+        """Look a key up."""
+        return f"value of {key}"
+
+    order = Order()
+
+    async def reply(messages: list[ChatMessage]) -> str | ToolCall:
+        if len(messages) == 1:  # round 1: ask for the tool
+            await order(messages)
+            return ToolCall("t1", "lookup", {"key": "k"})
+        return "done"
+
+    sub = CachingLM(reply, model="scripted/sub", supports_tools=True)
+    code = PREFIX_CODE + "r = llm_query_batched([prefix + f'q{i}' for i in range(6)])\n" \
+        "FINAL(','.join(r))"
+    rlm, _ = make_rlm([repl(code)], sub=sub, sub_tools=[Tool(lookup)])
+    out = await rlm.acompletion("q", context="c")
+    assert out.answer == ",".join(["done"] * 6)
+    assert len(sub.calls) == 12 and order.started_while_first_ran == 0
+    assert all(call[0].get("cache_prefix") == PREFIX_CHARS + 1 for call in sub.calls)

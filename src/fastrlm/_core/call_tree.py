@@ -435,27 +435,26 @@ class CallTree:
 
     async def batch(
         self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account,
-        answer: Callable[[str, list[ImagePart]], Awaitable[SubcallOutcome]] | None = None,
+        answer: Callable[[str, list[ImagePart], int], Awaitable[SubcallOutcome]] | None = None,
         images: list[list[ImagePart]] | None = None,
     ) -> tuple[list[str], StopReason | None]:
         """``llm_query_batched``: all prompts concurrently under the tree's limit, answers in
         order, exactly one per prompt (``images``: None or one list per prompt). Returns the
-        refusal reason if the gate refused any. ``answer`` answers one prompt (default: a plain
-        :meth:`subcall`; a sub-agent with tools passes its own)."""
+        refusal reason if the gate refused any. ``answer(prompt, images, cache_prefix)`` answers
+        one prompt (default: a plain :meth:`subcall`; a sub-agent with tools passes its own).
+        Sent by :meth:`fan_out`, but a batch with images (they go before the text) at once."""
         per_prompt = images if images is not None else [[] for _ in prompts]
-        # a sub-agent's conversation, or images before the text: no shared prefix to mark
-        if answer is not None:
-            outcomes = await asyncio.gather(*(
-                answer(p, i) for p, i in zip(prompts, per_prompt, strict=True)))
-        elif any(per_prompt):
-            outcomes = await asyncio.gather(*(
-                self.subcall(lm, p, run_id=run_id, depth=depth, account=account, images=i)
-                for p, i in zip(prompts, per_prompt, strict=True)
-            ))
+
+        def one(index: int, prefix: int) -> Awaitable[SubcallOutcome]:
+            if answer is not None:
+                return answer(prompts[index], per_prompt[index], prefix)
+            return self.subcall(lm, prompts[index], run_id=run_id, depth=depth,
+                                account=account, images=per_prompt[index], cache_prefix=prefix)
+
+        if any(per_prompt):  # images go before the text: no shared prefix to mark
+            outcomes = await asyncio.gather(*(one(i, 0) for i in range(len(prompts))))
         else:
-            outcomes = await self.fan_out(lm, prompts, lambda index, prefix: self.subcall(
-                lm, prompts[index], run_id=run_id, depth=depth, account=account,
-                cache_prefix=prefix))
+            outcomes = await self.fan_out(lm, prompts, one)
         refused = [o for o in outcomes if o.refused is not None]
         reason = refused[0].refused if refused else None
         if refused and reason is not None:
