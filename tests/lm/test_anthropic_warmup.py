@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fastrlm import RLM, Limits, PriceTable
+from fastrlm import RLM, Budget, Limits, PriceTable
 from fastrlm.lm import ChatMessage, OpenAIChatLM
 from fastrlm.testing import FakeAnthropicServer, FakeOpenAIServer, FakeReply, ScriptedLM
 
@@ -162,3 +162,25 @@ async def test_an_openai_compatible_batch_is_not_delayed() -> None:
     assert json.loads(out.answer) == ["fine"] * 20
     assert server.max_in_flight == 20
     assert all("cache_control" not in json.dumps(r.body) for r in server.completion_requests)
+
+
+async def test_the_dollar_budget_holds_with_and_without_the_warmup() -> None:
+    # a call's worst case is ~34K tokens (a token a byte) at the write price, ~$0.13, reserved
+    # before it is sent; its real cost ~8.5K tokens: $0.032 a write, $0.0026 a read, $0.0255
+    # plain. The warmed batch (~$0.08) fits the cap whole; the plain one (~$0.51) is refused
+    # partway, never over the cap, every prompt keeping its place
+    cap = 0.3
+    runs = {}
+    for warmup in (True, False):
+        async with FakeAnthropicServer(default=FakeReply("fine"), prefix_cache=True) as server:
+            sub = _lm(server)
+            rlm = RLM(_root(BATCH), sub, sandbox="none", prices=PRICES,
+                      budget=Budget(max_usd=cap), limits=Limits(
+                          sub_max_tokens=100, warmup_prefix_tokens=None if warmup else 0))
+            out = await rlm.acompletion("q", context="c")
+            await sub.aclose()
+        answers = json.loads(out.answer)
+        assert out.cost_usd <= cap and len(answers) == 20
+        assert all(a == "fine" or a.startswith("[error: budget_usd") for a in answers)
+        runs[warmup] = answers.count("fine")
+    assert runs[True] == 20 and 1 <= runs[False] < 20
