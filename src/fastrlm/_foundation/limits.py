@@ -54,8 +54,8 @@ class Limits:
       ``llm_filter``, a level of ``llm_reduce``) whose prompts share a prefix of at least this
       many tokens (estimated: 4 characters a token) sends one prompt first and the rest once it
       is answered, so they read the prompt cache it wrote instead of each writing its own.
-      ``None``: the sub-model provider's own (Anthropic: its smallest cacheable prompt, 1,024
-      tokens, 2,048 for Haiku; never for OpenAI-compatible servers, which cache concurrent
+      ``None``: the sub-model provider's own (Anthropic: the smallest prompt it caches for the
+      model, 1,024 to 4,096 tokens; never for OpenAI-compatible servers, which cache concurrent
       requests by themselves); ``0``: never.
     """
 
