@@ -119,7 +119,7 @@ class SubcallBridge(ThreeMethodFace):
         lm = self.pick_lm(model, self.config.sub_lm)
         if isinstance(lm, str):
             return Answers([lm] * len(prompts))
-        answer: Callable[[str, list[ImagePart]], Awaitable[SubcallOutcome]] | None = None
+        answer: Callable[[str, list[ImagePart], int], Awaitable[SubcallOutcome]] | None = None
         if self.config.sub_tools:  # each prompt is a tool-calling agent on the sub-model
             answer = functools.partial(
                 agent_subcall, self.tree, lm, tools=self.config.sub_tools,

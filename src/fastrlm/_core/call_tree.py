@@ -5,6 +5,13 @@ reserved and settled with the tree's :class:`~fastrlm._core.ledger.BudgetLedger`
 counts and prices), and its events report the ledger's :class:`~fastrlm._core.ledger.Booking`.
 Sub-calls that fail or are refused become ``"[error: ...]"`` strings, so a batch always keeps its
 arity.
+
+Every batch of sub-calls (``llm_query_batched``, ``llm_map``, ``llm_filter``, each level of
+``llm_reduce``) is sent by :meth:`CallTree.fan_out`. Where the prompts share a long prefix and
+the sub-model's prompt cache holds an entry only once a response is under way (Anthropic's:
+parallel requests do not read each other's), it sends one call first and the rest once it is
+answered, each marked with the shared prefix (:func:`warmup_prefix`), so they read one cache
+entry instead of each writing their own.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypedDict
+from typing import Protocol, TypedDict, TypeVar
 
 from .._foundation.error_text import error_text
 from .._foundation.errors import BudgetExceededError, ProviderError
@@ -41,6 +49,7 @@ from ..lm import (
     ToolSchema,
     message_bytes,
     reply_report,
+    warmup_prefix_tokens,
 )
 from .ledger import (
     Account,
@@ -54,6 +63,25 @@ from .ledger import (
 from .tools import ToolCounter
 
 log = logging.getLogger("fastrlm")
+
+T = TypeVar("T")
+#: Characters a token, as the warm-up estimates a shared prefix (the prompt cache's minimum is
+#: in tokens; English text runs near 4 characters a token).
+CHARS_PER_TOKEN = 4
+
+
+def warmup_prefix(prompts: Sequence[str], min_tokens: int | None) -> int:
+    """How many characters at the start of every prompt a batch warms the prompt cache with:
+    the prefix all of ``prompts`` share, when there are two or more and it is at least
+    ``min_tokens`` tokens (estimated, :data:`CHARS_PER_TOKEN`); else 0, as for ``min_tokens``
+    None or 0 (no warm-up). Pure."""
+    if not min_tokens or len(prompts) < 2:
+        return 0
+    shortest = min(len(prompt) for prompt in prompts)
+    if shortest < min_tokens * CHARS_PER_TOKEN:
+        return 0
+    shared = len(os.path.commonprefix(list(prompts)))
+    return shared if shared >= min_tokens * CHARS_PER_TOKEN else 0
 
 
 class ResponseCache(Protocol):
@@ -228,16 +256,20 @@ class CallTree:
     async def subcall(
         self, lm: LM, prompt: str, *, run_id: str, depth: int, account: Account,
         images: list[ImagePart] | None = None, max_tokens: int | None = None,
+        cache_prefix: int = 0,
     ) -> SubcallOutcome:
         """One ``llm_query``: never raises; failures and refusals come back as error text.
         ``images`` go with the prompt as parts of its message. ``max_tokens``: its output cap
-        (default ``Limits.sub_max_tokens``)."""
+        (default ``Limits.sub_max_tokens``). ``cache_prefix``: the characters its batch shares,
+        for the provider to mark (:meth:`fan_out`)."""
         refusal = self.admit(lm, prompt, account)
         if refusal is not None:
             return refusal
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         if images:
             messages[0]["images"] = images
+        if cache_prefix:
+            messages[0]["cache_prefix"] = cache_prefix
         max_tokens = max_tokens or self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
@@ -381,24 +413,50 @@ class CallTree:
             )
         )
 
+    def warmup_tokens(self, lm: LM) -> int | None:
+        """From how many shared prefix tokens a batch of ``lm``'s calls is warmed up:
+        ``Limits.warmup_prefix_tokens`` when set (0: never), else the provider's own."""
+        setting = self.limits.warmup_prefix_tokens
+        return warmup_prefix_tokens(lm) if setting is None else setting
+
+    async def fan_out(
+        self, lm: LM, prompts: Sequence[str], answer: Callable[[int, int], Awaitable[T]],
+    ) -> list[T]:
+        """``answer(index, cache_prefix)`` for every prompt, concurrently, results in order:
+        the one way a batch of sub-calls is sent. When the prompts share a prefix worth a
+        warm-up (:func:`warmup_prefix` with :meth:`warmup_tokens`), prompt 0 goes alone and
+        the others start once it is done, answered, failed or refused alike (so a failing
+        first call delays the batch by one call, never loses it); ``cache_prefix`` is then the
+        shared prefix's length, for the provider to mark, else 0."""
+        prefix = warmup_prefix(prompts, self.warmup_tokens(lm))
+        if not prefix:
+            return list(await asyncio.gather(*(answer(i, 0) for i in range(len(prompts)))))
+        first = await answer(0, prefix)
+        rest = await asyncio.gather(*(answer(i, prefix) for i in range(1, len(prompts))))
+        return [first, *rest]
+
     async def batch(
         self, lm: LM, prompts: list[str], *, run_id: str, depth: int, account: Account,
-        answer: Callable[[str, list[ImagePart]], Awaitable[SubcallOutcome]] | None = None,
+        answer: Callable[[str, list[ImagePart], int], Awaitable[SubcallOutcome]] | None = None,
         images: list[list[ImagePart]] | None = None,
     ) -> tuple[list[str], StopReason | None]:
         """``llm_query_batched``: all prompts concurrently under the tree's limit, answers in
         order, exactly one per prompt (``images``: None or one list per prompt). Returns the
-        refusal reason if the gate refused any. ``answer`` answers one prompt (default: a plain
-        :meth:`subcall`; a sub-agent with tools passes its own)."""
+        refusal reason if the gate refused any. ``answer(prompt, images, cache_prefix)`` answers
+        one prompt (default: a plain :meth:`subcall`; a sub-agent with tools passes its own).
+        Sent by :meth:`fan_out`, but a batch with images (they go before the text) at once."""
         per_prompt = images if images is not None else [[] for _ in prompts]
-        if answer is not None:
-            outcomes = await asyncio.gather(*(
-                answer(p, i) for p, i in zip(prompts, per_prompt, strict=True)))
+
+        def one(index: int, prefix: int) -> Awaitable[SubcallOutcome]:
+            if answer is not None:
+                return answer(prompts[index], per_prompt[index], prefix)
+            return self.subcall(lm, prompts[index], run_id=run_id, depth=depth,
+                                account=account, images=per_prompt[index], cache_prefix=prefix)
+
+        if any(per_prompt):  # images go before the text: no shared prefix to mark
+            outcomes = await asyncio.gather(*(one(i, 0) for i in range(len(prompts))))
         else:
-            outcomes = await asyncio.gather(*(
-                self.subcall(lm, p, run_id=run_id, depth=depth, account=account, images=i)
-                for p, i in zip(prompts, per_prompt, strict=True)
-            ))
+            outcomes = await self.fan_out(lm, prompts, one)
         refused = [o for o in outcomes if o.refused is not None]
         reason = refused[0].refused if refused else None
         if refused and reason is not None:

@@ -17,7 +17,6 @@ are refused by ``llm_map``/``llm_filter`` and split into pieces by ``llm_reduce`
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -286,9 +285,9 @@ class Combine:
         try:
             if request.kind == "reduce":
                 return await self._reduce(request.template, plan, account, max_tokens)
-            answers = await asyncio.gather(*(
-                self._answer(prompt, account, max_tokens, parse, plan.retries)
-                for prompt in plan.prompts))
+            answers = await tree.fan_out(
+                self.lm, plan.prompts, lambda index, prefix: self._answer(
+                    plan.prompts[index], account, max_tokens, parse, plan.retries, prefix))
         finally:
             tree.ledger.close(grant)
         if request.kind == "map":
@@ -321,14 +320,16 @@ class Combine:
 
     async def _answer(self, prompt: str, account: Account, max_tokens: int,
                       parse: Callable[[str], object] | None, retries: int,
-                      ) -> tuple[object, bool]:
+                      cache_prefix: int = 0) -> tuple[object, bool]:
         """One item's answer (parsed when ``parse``) and whether it was had; a failed or
-        refused call, or an answer still unparsed after ``retries``, gives its error text."""
+        refused call, or an answer still unparsed after ``retries``, gives its error text.
+        ``cache_prefix``: what its batch shares (:meth:`CallTree.fan_out`); a retry starts
+        with the same prompt, so it marks it too."""
         asked = prompt
         for attempt in range(retries + 1):
             outcome = await self.tree.subcall(self.lm, asked, run_id=self.run_id,
                                               depth=self.depth, account=account,
-                                              max_tokens=max_tokens)
+                                              max_tokens=max_tokens, cache_prefix=cache_prefix)
             if not outcome.answered:
                 return outcome.text, False
             if parse is None:
@@ -343,18 +344,22 @@ class Combine:
 
     async def _reduce(self, template: str, plan: Plan, account: Account,
                       max_tokens: int) -> str:
-        async def one(prompt: str) -> str:
-            text, _ok = await self._answer(prompt, account, max_tokens, None, 0)
-            return str(text)
+        async def level(prompts: list[str]) -> list[str]:
+            async def one(index: int, prefix: int) -> str:
+                text, _ok = await self._answer(prompts[index], account, max_tokens, None, 0,
+                                               prefix)
+                return str(text)
 
-        answers = list(await asyncio.gather(*(one(prompt) for prompt in plan.prompts)))
+            return await self.tree.fan_out(self.lm, prompts, one)
+
+        answers = await level(plan.prompts)
         mark = reduce_mark(template)
         while len(answers) > 1:
             groups = [answers[i:i + plan.fanin] for i in range(0, len(answers), plan.fanin)]
-            answers = list(await asyncio.gather(*(
-                one(fill(template, SEPARATOR.join(carried(a, plan.carry_bytes) for a in group),
-                         mark))
-                for group in groups)))
+            answers = await level([
+                fill(template, SEPARATOR.join(carried(a, plan.carry_bytes) for a in group),
+                     mark)
+                for group in groups])
         return answers[0]
 
 

@@ -101,6 +101,7 @@ async def agent_subcall(
     lm: LM,
     prompt: str,
     images: list[ImagePart] | None = None,
+    cache_prefix: int = 0,
     *,
     tools: Sequence[Tool],
     protocol: str,
@@ -111,7 +112,8 @@ async def agent_subcall(
 ) -> SubcallOutcome:
     """One ``llm_query`` answered by a tool-calling agent on ``lm``; never raises (but for
     cancellation). Returns the final text, or the ``[error: ...]`` text of the round that was
-    refused or failed."""
+    refused or failed. ``cache_prefix``: the characters its batch shares
+    (:meth:`CallTree.fan_out`), marked on its first message in every round."""
     refusal = tree.admit(lm, prompt, account)
     if refusal is not None:
         return refusal
@@ -123,6 +125,8 @@ async def agent_subcall(
     messages: list[ChatMessage] = [{"role": "user", "content": first}]
     if images:
         messages[0]["images"] = images
+    if cache_prefix:
+        messages[0]["cache_prefix"] = cache_prefix
     agent_id = tree.new_call_id()
     max_rounds = tree.limits.max_tool_rounds
     result_chars = max(tree.limits.output_chars, 2_000)

@@ -51,6 +51,13 @@ class Limits:
       not hold it is refused with :class:`~fastrlm.ContextError`.
     - ``max_tool_rounds``: with ``RLM(sub_tools=...)``, the tool rounds one ``llm_query`` may
       take before its sub-model must answer (each round is one sub-call).
+    - ``warmup_prefix_tokens``: a batch of sub-calls (``llm_query_batched``, ``llm_map``,
+      ``llm_filter``, a level of ``llm_reduce``) whose prompts share a prefix of at least this
+      many tokens (estimated: 4 characters a token) sends one prompt first and the rest once it
+      is answered, so they read the prompt cache it wrote instead of each writing its own.
+      ``None``: the sub-model provider's own (Anthropic: the smallest prompt it caches for the
+      model, 1,024 to 4,096 tokens; never for OpenAI-compatible servers, which cache concurrent
+      requests by themselves); ``0``: never.
     """
 
     max_concurrency: int | None = None
@@ -71,6 +78,7 @@ class Limits:
     max_tool_rounds: int = 8
     max_output_retries: int = 3
     question_chars: int = 4_000
+    warmup_prefix_tokens: int | None = None
 
     def __post_init__(self) -> None:
         """Raises :class:`~fastrlm.InvalidSettingError` (a ``ValueError``) naming the field and

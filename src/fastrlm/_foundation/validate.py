@@ -167,6 +167,8 @@ LIMITS_RULES: dict[str, Rule] = {
     "max_tool_rounds": count(1, maximum=100),
     "max_output_retries": count(0, maximum=100),
     "question_chars": count(200, maximum=MAX_CHARS),
+    "warmup_prefix_tokens": count(0, maximum=MAX_CHARS, optional=True,
+                                  unset="the sub-model provider's own (0: never)"),
 }
 
 #: :class:`fastrlm.sandbox.SandboxLimits`'s numeric fields (a sandbox of your own; the engine

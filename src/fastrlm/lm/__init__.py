@@ -29,6 +29,7 @@ from ._base import (
     estimate_tokens,
     message_bytes,
     reply_report,
+    warmup_prefix_tokens,
 )
 from ._cache import SubcallCache
 from ._registry import (
@@ -79,6 +80,7 @@ __all__ = [
     "reply_report",
     "resolve",
     "split_spec",
+    "warmup_prefix_tokens",
 ]
 
 _LAZY = {"AnthropicLM": "anthropic", "LiteLLMLM": "litellm"}

@@ -11,7 +11,11 @@ on the model's latest reply and on the first message (the question and context d
 which never change, so a request after a history compaction still reads them from the cache).
 Four breakpoints in all, the API's limit. A single-message call (a typical sub-call) marks
 nothing else: a cache write costs more than plain input and a one-off prompt would never be
-read back.
+read back, unless the call's message carries a ``cache_prefix`` (the start its batch shares,
+``fastrlm._core.call_tree.warmup_prefix``): that prefix is sent as a text block of its own with
+``cache_control``, so the batch's other calls read it. Anthropic's cache entry exists only once
+a response is under way, so such a batch is sent one call first (:attr:`AnthropicLM.
+warmup_prefix_tokens`, the smallest prompt Anthropic caches for the model).
 """
 
 from __future__ import annotations
@@ -32,6 +36,19 @@ from ._retry import Failure
 
 DEFAULT_MAX_TOKENS = 8192
 _EPHEMERAL = {"type": "ephemeral"}
+#: The most ``cache_control`` breakpoints one request may carry (the API refuses more).
+MAX_BREAKPOINTS = 4
+#: The smallest prompt Anthropic caches, in tokens, by a part of the model's name (the first
+#: that matches), as its prompt caching documentation lists them; others: :data:`MIN_CACHED`.
+MIN_CACHED_BY_MODEL: tuple[tuple[str, int], ...] = (
+    ("haiku-4-5", 4096), ("opus-4-5", 4096), ("haiku", 2048),
+)
+MIN_CACHED = 1024
+
+
+def min_cached_tokens(model: str) -> int:
+    """The smallest prompt (in tokens) that Anthropic caches for ``model``."""
+    return next((tokens for part, tokens in MIN_CACHED_BY_MODEL if part in model), MIN_CACHED)
 
 
 class AnthropicLM(HTTPProvider):
@@ -70,6 +87,7 @@ class AnthropicLM(HTTPProvider):
             self._temperature = None
         self.default_max_tokens = default_max_tokens
         self.prompt_caching = prompt_caching
+        self.warmup_prefix_tokens = min_cached_tokens(model) if prompt_caching else None
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
@@ -90,9 +108,14 @@ class AnthropicLM(HTTPProvider):
     ) -> dict[str, Any]:
         """The keyword arguments sent to ``messages.create`` (pure; used by tests)."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        turns = wire_turns(messages)
+        turns = wire_turns(messages, cache_prefixes=self.prompt_caching)
         if self.prompt_caching:
-            for index in cache_breakpoints([t["role"] for t in turns]):
+            marked = {i for i, t in enumerate(turns)
+                      if any("cache_control" in block for block in t["content"])}
+            room = MAX_BREAKPOINTS - len(marked) - (1 if system else 0)
+            marks = [i for i in cache_breakpoints([t["role"] for t in turns])
+                     if i not in marked]
+            for index in marks[max(len(marks) - room, 0):] if room > 0 else ():
                 turns[index]["content"][-1]["cache_control"] = _EPHEMERAL
         params: dict[str, Any] = {
             "model": self.api_model,
@@ -177,11 +200,13 @@ def _tool_calls(blocks: list[Mapping[str, Any]]) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+def wire_turns(messages: Sequence[ChatMessage], *,
+               cache_prefixes: bool = False) -> list[dict[str, Any]]:
     """The Messages API's turns: system messages left out (they go to ``system``), a message's
     images as ``image`` blocks before its text, an assistant's tool calls as ``tool_use``
     blocks, and tool results as ``tool_result`` blocks of one user turn (consecutive results
-    share it, as the API requires)."""
+    share it, as the API requires). With ``cache_prefixes``, a message's ``cache_prefix``
+    (:func:`text_blocks`) is a text block of its own that carries ``cache_control``."""
     turns: list[dict[str, Any]] = []
     for m in messages:
         if m["role"] == "system":
@@ -198,13 +223,26 @@ def wire_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
             continue
         content: list[dict[str, Any]] = _image_blocks(m)
         if m["content"] or not m.get("tool_calls"):
-            content.append({"type": "text", "text": m["content"]})
+            content += text_blocks(m["content"],
+                                   m.get("cache_prefix", 0) if cache_prefixes else 0)
         for call in m.get("tool_calls") or ():
             arguments = call["arguments"]
             content.append({"type": "tool_use", "id": call["id"], "name": call["name"],
                             "input": arguments if isinstance(arguments, dict) else {}})
         turns.append({"role": m["role"], "content": content})
     return turns
+
+
+def text_blocks(text: str, prefix: int) -> list[dict[str, Any]]:
+    """``text`` as text blocks: one, or with ``prefix`` (characters its batch shares) the prefix
+    with ``cache_control`` and the rest after it (the whole text marked when there is no rest:
+    the API refuses an empty block)."""
+    if prefix <= 0:
+        return [{"type": "text", "text": text}]
+    if prefix >= len(text):
+        return [{"type": "text", "text": text, "cache_control": _EPHEMERAL}]
+    return [{"type": "text", "text": text[:prefix], "cache_control": _EPHEMERAL},
+            {"type": "text", "text": text[prefix:]}]
 
 
 def _image_blocks(message: ChatMessage) -> list[dict[str, Any]]:

@@ -32,13 +32,19 @@ class ChatMessage(TypedDict):
     is then multi-part, its text and its images, which each provider sends in its own format
     (:func:`openai_content`; Anthropic ``image`` blocks). Tool use (sub-agents,
     ``RLM(sub_tools=...)``) adds an assistant message's ``tool_calls`` (:meth:`ToolCall.to_dict`
-    forms) and a ``tool`` message's ``tool_call_id`` (its ``content`` is the tool's result)."""
+    forms) and a ``tool`` message's ``tool_call_id`` (its ``content`` is the tool's result).
+
+    ``cache_prefix``: how many characters at the start of ``content`` the other prompts of its
+    batch share (a fan-out warm-up, :func:`warmup_prefix_tokens`). A provider whose prompt cache
+    is explicit marks them as a cache breakpoint (Anthropic: a text block of its own with
+    ``cache_control``); the others ignore it."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str
     images: NotRequired[list[ImagePart]]
     tool_calls: NotRequired[list[dict[str, Any]]]
     tool_call_id: NotRequired[str]
+    cache_prefix: NotRequired[int]
 
 
 #: A provider-neutral tool schema: ``{"name", "description", "parameters": <JSON schema>}``.
@@ -160,6 +166,19 @@ def default_concurrency(lm: object) -> int:
     value = getattr(lm, "default_concurrency", None)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         return DEFAULT_CONCURRENCY
+    return value
+
+
+def warmup_prefix_tokens(lm: object) -> int | None:
+    """From how many tokens of shared prompt prefix a batch of ``lm``'s calls warms its prompt
+    cache with one call before sending the rest: the model's optional
+    ``warmup_prefix_tokens`` attribute (a provider whose cache entry exists only once a
+    response is under way sets it to its smallest cacheable prompt: Anthropic), else None
+    (never: OpenAI-compatible servers cache concurrent requests by themselves).
+    ``Limits.warmup_prefix_tokens`` overrides it."""
+    value = getattr(lm, "warmup_prefix_tokens", None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
     return value
 
 
