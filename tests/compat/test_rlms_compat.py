@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fastrlm import ConfigurationError, StopReason
+from fastrlm import ConfigurationError, PriceTable, StopReason
 from fastrlm.compat import rlms
 from fastrlm.compat.rlms import RLM, RLMCompatWarning, RLMLogger
 from fastrlm.testing import FakeOpenAIServer, Fault, skip_unless_sandbox
@@ -70,7 +70,7 @@ def test_quickstart_prompt_alone(serve: Any) -> None:
     usage = completion.usage_summary
     assert usage.total_input_tokens > 0 and usage.total_output_tokens > 0
     assert usage.total_cost > 0  # priced from fastrlm's table, no provider help needed
-    assert usage.to_dict()["model_usage_summaries"]["openai/gpt-5-mini"]["total_calls"] == 1
+    assert usage.to_dict()["model_usage_summaries"]["gpt-5-mini"]["total_calls"] == 1
 
 
 def test_context_and_root_prompt_with_a_sub_model(serve: Any) -> None:
@@ -84,7 +84,7 @@ def test_context_and_root_prompt_with_a_sub_model(serve: Any) -> None:
     subs = [r for r in models.requests if not r.is_root]
     assert [r.model for r in subs] == ["gpt-5-nano", "gpt-5-nano"]
     by_model = completion.usage_summary.model_usage_summaries
-    assert by_model["openai/gpt-5-nano"].total_calls == 2
+    assert by_model["gpt-5-nano"].total_calls == 2  # keyed as the official package keys it
     assert completion.result is not None and completion.result.subcalls == 2
 
 
@@ -109,10 +109,25 @@ def test_budgets_map_onto_fastrlm_budget(serve: Any) -> None:
     assert completion.result.partial and completion.error is None
 
 
-def test_max_budget_for_an_unpriced_model_is_refused(serve: Any) -> None:
+def test_max_budget_for_an_unpriced_model_runs_as_the_official_package_does(serve: Any) -> None:
+    """The official package counts only reported costs: a model without a price runs, its
+    calls count $0 and max_budget does not stop it (said once, in a warning)."""
     endpoint, _ = serve(POWERS)
+    rlm = RLM(backend_kwargs={"model_name": "my-local-model", **endpoint}, max_budget=1e-9,
+              sandbox="none")
+    with pytest.warns(RLMCompatWarning, match=r"no price is known for openai/my-local-model.*"
+                      r"count \$0"):
+        completion = rlm.completion("powers")
+    assert completion.response == "1\n2\n4\n8\n16" and completion.error is None
+    assert completion.usage_summary.total_cost == 0.0
+    # with a price table of the caller's own, fastrlm's check holds: every model priced
     with pytest.raises(ConfigurationError, match="no price is known"):
-        RLM(backend_kwargs={"model_name": "my-local-model", **endpoint}, max_budget=1.0)
+        RLM(backend_kwargs={"model_name": "my-local-model", **endpoint}, max_budget=1.0,
+            prices=PriceTable({"other": {"input": 1, "output": 1}})).completion("x")
+    priced = RLM(backend_kwargs={"model_name": "my-local-model", **endpoint}, max_budget=1e-9,
+                 prices=PriceTable({"my-local-model": {"input": 1e5, "output": 1e5}}),
+                 sandbox="none").completion("powers")
+    assert priced.result is not None and priced.result.stop_reason is StopReason.BUDGET_USD
 
 
 def test_a_logger_keeps_the_trajectory(serve: Any, tmp_path: Path) -> None:

@@ -22,37 +22,47 @@ host process), model code never runs inside your process unless you pass ``sandb
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .._core.facade import RLM as FastRLM
 from .._core.prompts import Prompts
+from .._core.session import Session
 from .._foundation.budget import Budget
-from .._foundation.errors import ConfigurationError, RLMError
+from .._foundation.errors import ConfigurationError, ProviderError, RLMError
 from .._foundation.events import (
     CodeExecuted,
     Event,
     IterationStarted,
+    ModelResponse,
     RunFinished,
     SubcallFinished,
     SubcallStarted,
 )
 from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable
 from .._foundation.result import RLMResult
-from ..lm import LM, resolve
+from .._foundation.usage import TokenUsage
+from ..lm import LM, ChatMessage, LMResponse, estimate_tokens, resolve
 
 __all__ = [
     "RLM",
+    "ClientLM",
     "ModelUsageSummary",
     "RLMChatCompletion",
+    "RLMCompatValueError",
     "RLMCompatWarning",
     "RLMLogger",
     "UsageSummary",
+    "get_client",
 ]
 
 #: official backend -> fastrlm provider prefix
@@ -72,6 +82,8 @@ _LOCAL_ENVIRONMENTS = ("local", "ipython")
 #: remote or container sandboxes: fastrlm's local sandbox is used instead, with a warning
 _REMOTE_ENVIRONMENTS = ("docker", "modal", "prime", "e2b", "daytona")
 _BACKEND_KEYS = ("model_name", "api_key", "base_url")
+#: environments the official package allows persistent=True for
+_PERSISTENT_ENVIRONMENTS = ("local", "ipython", "docker")
 #: the question asked when ``root_prompt`` is None and the prompt is not a str
 DEFAULT_QUESTION = "Do what the context asks and answer it."
 
@@ -88,6 +100,117 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         warnings.warn(message, RLMCompatWarning, stacklevel=4)
+
+
+class RLMCompatValueError(ConfigurationError, ValueError):
+    """An argument the official package refuses with ``ValueError`` (an unknown
+    ``environment``, ``persistent=True`` for an environment without persistence): a
+    ``ValueError`` as there, and a :class:`~fastrlm.ConfigurationError`."""
+
+
+def get_client(backend: str, backend_kwargs: Mapping[str, Any]) -> Any:
+    """The model client for ``backend`` (the official ``rlm.core.rlm.get_client``): a
+    :class:`fastrlm.lm.LM` for ``backend_kwargs["model_name"]``.
+
+    This is the seam the official package's tests patch to inject a mock model, and it works
+    the same here after the import change::
+
+        import fastrlm.compat.rlms as rlm_module          # was: import rlm.core.rlm as rlm_module
+        with patch.object(rlm_module, "get_client") as get_client:
+            get_client.return_value = mock_lm             # anything with completion(prompt)
+            RLM(backend="openai", backend_kwargs={"model_name": "m"}).completion("...")
+
+    :class:`RLM` calls it once per backend, when it is built. A replacement may return a
+    :class:`fastrlm.lm.LM` or an official-style client (``completion(messages) -> str``,
+    optionally ``async acompletion`` and ``get_last_usage()``), which :class:`ClientLM` wraps.
+    Raises :class:`~fastrlm.ConfigurationError` for an unknown backend or no ``model_name``.
+    """
+    return _backend_lm(backend, backend_kwargs, None, Limits(), "backend")
+
+
+@dataclass(slots=True)
+class ClientLM:
+    """An official-style model client (``completion(messages) -> str``: the official
+    ``BaseLM``, a ``unittest.mock.Mock``) as a :class:`fastrlm.lm.LM`.
+
+    ``model`` is ``"<backend>/<model_name>"``. A sync ``completion`` runs in a worker thread;
+    an ``async def acompletion`` is awaited instead. Usage is the client's ``get_last_usage()``
+    when it reports integers (a ``ModelUsageSummary``, or a ``UsageSummary`` summed), else
+    estimated from characters; its ``total_cost``, when a number, is the provider's cost.
+    Whatever the client raises, or a reply that is not a str, is a
+    :class:`~fastrlm.ProviderError` (not retried: a scripted client would lose its place).
+    """
+
+    client: Any
+    model: str
+    temperature: float | None = None
+
+    def cache_key(self) -> str:
+        return f"rlms-client|{id(self.client)}|{self.model}"
+
+    async def complete(self, messages: Sequence[ChatMessage], *,
+                       max_tokens: int | None = None) -> LMResponse:
+        prompt = [dict(m) for m in messages]
+        started = time.perf_counter()
+        try:
+            if inspect.iscoroutinefunction(getattr(type(self.client), "acompletion", None)):
+                text = await self.client.acompletion(prompt)
+            else:
+                text = await asyncio.to_thread(_call_client, self.client.completion, prompt)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user's client may raise anything
+            raise ProviderError(f"{self.model}: the client's completion() raised "
+                                f"{type(exc).__name__}: {exc}", provider="rlms-client",
+                                model=self.model) from exc
+        if not isinstance(text, str):
+            raise ProviderError(f"{self.model}: the client's completion() returned a "
+                                f"{type(text).__name__}, not a str", provider="rlms-client",
+                                model=self.model)
+        usage, cost = _client_usage(self.client, prompt, text)
+        return LMResponse(text=text, usage=usage, model=self.model, cost_usd=cost,
+                          latency_s=time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _ClientStopped(Exception):
+    """``StopIteration`` out of a client (a ``Mock`` whose ``side_effect`` ran out): it cannot
+    cross a thread's future as itself."""
+
+
+def _call_client(fn: Callable[[Any], Any], prompt: list[dict[str, Any]]) -> Any:
+    try:
+        return fn(prompt)
+    except StopIteration as exc:
+        raise _ClientStopped("no more scripted replies (StopIteration)") from exc
+
+
+def _client_usage(client: Any, prompt: list[dict[str, Any]],
+                  text: str) -> tuple[TokenUsage, float | None]:
+    """What the client says its last call used (and cost), else an estimate."""
+    report = getattr(client, "get_last_usage", None)
+    summary: Any = None
+    if callable(report):
+        try:
+            summary = report()
+        except Exception:  # noqa: BLE001 - a client without usage: estimated below
+            summary = None
+    parts = getattr(summary, "model_usage_summaries", None)
+    parts = list(parts.values()) if isinstance(parts, Mapping) else [summary]
+    tokens: list[tuple[int, int]] = []
+    for part in parts:
+        i, o = getattr(part, "total_input_tokens", None), getattr(part, "total_output_tokens", None)
+        if type(i) is int and type(o) is int and i >= 0 and o >= 0:
+            tokens.append((i, o))
+    if tokens and len(tokens) == len(parts):
+        costs = [c for c in (getattr(p, "total_cost", None) for p in parts)
+                 if type(c) is float or type(c) is int]
+        cost = float(sum(costs)) if len(costs) == len(parts) else None
+        return TokenUsage(sum(i for i, _ in tokens), sum(o for _, o in tokens)), cost
+    estimated = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in prompt)
+    return TokenUsage(estimated, estimate_tokens(text), estimated=True), None
 
 
 @dataclass(slots=True)
@@ -160,16 +283,21 @@ class RLMChatCompletion:
 class RLMLogger:
     """``RLMLogger(log_dir)``: attach to ``RLM(logger=...)`` to keep every run's trajectory.
 
-    fastrlm writes its own trace format there (``log_dir/traces/<run_id>.jsonl``, one event
-    per line, the context recorded once as a digest, plus ``log_dir/index.sqlite``); ``fastrlm
-    show`` / ``fastrlm view`` read it with ``FASTRLM_HOME=log_dir``. The completion's
-    ``metadata`` carries the run's events."""
+    Each completion's ``metadata`` holds it as the official package does (``run_metadata`` and
+    ``iterations``), plus fastrlm's ``run_id``, ``trace_path``, ``stop_reason`` and ``events``.
+    With a ``log_dir`` fastrlm also writes its own trace format there
+    (``log_dir/traces/<run_id>.jsonl``, one event per line, the context recorded once as a
+    digest, plus ``log_dir/index.sqlite``); ``fastrlm show`` / ``fastrlm view`` read it with
+    ``FASTRLM_HOME=log_dir``. ``RLMLogger()`` keeps the trajectory in memory only."""
 
-    def __init__(self, log_dir: str | Path, file_name: str = "rlm") -> None:
-        self.log_dir = Path(log_dir)
+    def __init__(self, log_dir: str | Path | None = None, file_name: str = "rlm") -> None:
+        self.log_dir = None if log_dir is None else Path(log_dir)
         self.file_name = file_name
 
-    def writer(self) -> Callable[[Event], object]:
+    def writer(self) -> Callable[[Event], object] | bool:
+        """The trace writer for ``log_dir`` (False: in memory only)."""
+        if self.log_dir is None:
+            return False
         from ..trace import TraceWriter
 
         return TraceWriter(self.log_dir)
@@ -219,22 +347,30 @@ class RLM:
         user_prologue: str | None = None,
         *,
         sandbox: str = "auto",
+        prices: PriceTable | None = None,
     ) -> None:
         _ignored(depth=depth != 0, max_errors=max_errors is not None,
                  compaction_threshold_pct=compaction_threshold_pct != 0.85,
                  orchestrator=not orchestrator, user_prologue=user_prologue is not None)
         _check_environment(environment, environment_kwargs)
+        if persistent and environment not in _PERSISTENT_ENVIRONMENTS:
+            raise RLMCompatValueError(
+                f"persistent=True is not supported for environment type {environment!r} (the "
+                f"official package supports it for {', '.join(_PERSISTENT_ENVIRONMENTS)})")
         limits = Limits(max_concurrency=max_concurrent_subcalls)
-        root = _backend_lm(backend, backend_kwargs, sampling_args, limits, "backend")
         others = list(other_backends or ())
         other_kwargs = list(other_backend_kwargs or ())
         if other_kwargs and len(other_kwargs) != len(others):
             raise ConfigurationError(
                 f"other_backend_kwargs has {len(other_kwargs)} entries for {len(others)} "
                 "other_backends: give one dict per backend")
-        subs = [_backend_lm(name, other_kwargs[i] if other_kwargs else None,
-                            sub_sampling_args or sampling_args, limits, f"other_backends[{i}]")
-                for i, name in enumerate(others)]
+        _warn_sampling(sampling_args)
+        _warn_sampling(sub_sampling_args)
+        if get_client is _DEFAULT_GET_CLIENT:  # what fastrlm can check before any client
+            _backend_prefix(backend, backend_kwargs, "backend")
+            for i, name in enumerate(others):
+                _backend_prefix(name, other_kwargs[i] if other_kwargs else None,
+                                f"other_backends[{i}]")
         budget = Budget(max_iterations=max_iterations, max_depth=max_depth, max_usd=max_budget,
                         max_seconds=max_timeout, max_input_tokens=max_tokens,
                         max_output_tokens=max_tokens)
@@ -242,35 +378,77 @@ class RLM:
         if custom_system_prompt is not None:
             # the official prompt is plain text: keep its braces literal in fastrlm's template
             prompts = Prompts(system=custom_system_prompt.replace("{", "{{").replace("}", "}}"))
+        tools = _tools(custom_tools, "custom_tools")
+        sub_tools = _tools(custom_sub_tools, "custom_sub_tools")
+        # the official RLM's public attributes
+        self.backend, self.backend_kwargs = backend, backend_kwargs
+        self.environment = self.environment_type = environment
+        self.environment_kwargs = dict(environment_kwargs or {})
+        self.other_backends, self.other_backend_kwargs = other_backends, other_backend_kwargs
+        self.depth, self.max_depth, self.max_iterations = depth, max_depth, max_iterations
+        self.max_budget, self.max_timeout, self.max_tokens = max_budget, max_timeout, max_tokens
+        self.max_errors = max_errors
+        self.custom_tools, self.custom_sub_tools = custom_tools, custom_sub_tools
+        self.persistent = persistent
         self.logger = logger
         self.verbose = verbose
-        self.backend = backend
-        self.environment = environment
         self._callbacks = (on_subcall_start, on_subcall_complete, on_iteration_start,
                            on_iteration_complete)
         self._trajectory: list[dict[str, Any]] | None = None
-        self._rlm = FastRLM(
-            model=root,
-            sub_model=subs[0] if subs else None,
-            # REPL code names a model as the official package does (its model_name) or as
-            # fastrlm does ("openai/<model_name>")
-            models={name: lm for lm in subs for name in (lm.model, lm.model.split("/", 1)[-1])},
-            budget=budget,
-            limits=limits,
-            sandbox=sandbox,
-            prompts=prompts,
-            trace=logger.writer() if logger is not None else False,
-            on_event=self._on_event,
-            tools=_tools(custom_tools, "custom_tools"),
-            sub_tools=_tools(custom_sub_tools, "custom_sub_tools"),
-        )
-        # persistent=True: one REPL across completion() calls (context_0, context_1, ...)
-        self._session = self._rlm.session() if persistent else None
+        self._iterations: list[dict[str, Any]] = []
+        self._run_metadata = {
+            "root_model": backend_kwargs.get("model_name") if backend_kwargs else None,
+            "max_depth": max_depth, "max_iterations": max_iterations,
+            "backend": backend, "backend_kwargs": _shown_kwargs(backend_kwargs),
+            "environment_type": environment,
+            "environment_kwargs": _shown_kwargs(environment_kwargs),
+            "other_backends": list(other_backends) if other_backends else None,
+        }
+        #: fastrlm's model string -> the official package's name for it (its usage key)
+        self._model_names: dict[str, str] = {}
+        self._session: Session | None = None
+        self._built: FastRLM | None = None
+
+        def build() -> FastRLM:
+            # the clients come from get_client when the first completion needs them, as in
+            # the official package (so a test may patch it around completion() alone)
+            root, root_name = _client(backend, backend_kwargs, sampling_args, limits, "backend")
+            named_subs = [_client(name, other_kwargs[i] if other_kwargs else None,
+                                  sub_sampling_args or sampling_args, limits,
+                                  f"other_backends[{i}]") for i, name in enumerate(others)]
+            subs = [lm for lm, _ in named_subs]
+            self._model_names = {root.model: root_name, **{lm.model: n for lm, n in named_subs}}
+            self._run_metadata["root_model"] = root_name
+            built = FastRLM(
+                model=root,
+                sub_model=subs[0] if subs else None,
+                # REPL code names a model as the official package does (its model_name) or
+                # as fastrlm does ("openai/<model_name>")
+                models={name: lm for lm in subs
+                        for name in (lm.model, lm.model.split("/", 1)[-1])},
+                budget=budget,
+                limits=limits,
+                sandbox=sandbox,
+                prompts=prompts,
+                prices=_budget_prices(max_budget, [root, *subs], prices),
+                trace=logger.writer() if logger is not None else False,
+                on_event=self._on_event,
+                tools=tools,
+                sub_tools=sub_tools,
+            )
+            # persistent=True: one REPL across completion() calls (context_0, context_1, ...)
+            self._session = built.session() if persistent else None
+            return built
+
+        self._build = build
 
     @property
     def fastrlm(self) -> FastRLM:
-        """The :class:`fastrlm.RLM` this one runs on (for ``stream()``, ``with_options()`` ...)."""
-        return self._rlm
+        """The :class:`fastrlm.RLM` this one runs on (for ``stream()``, ``with_options()`` ...),
+        built with the clients :func:`get_client` gives on first use."""
+        if self._built is None:
+            self._built = self._build()
+        return self._built
 
     def completion(self, prompt: object, root_prompt: str | None = None) -> RLMChatCompletion:
         """Run over ``prompt`` (the context: a str, dict or list) answering ``root_prompt`` (the
@@ -279,10 +457,11 @@ class RLM:
         question, context = _question(prompt, root_prompt)
         started = self._start()
         try:
+            fast = self.fastrlm
             if self._session is not None:
                 result = self._session.ask(question, context)
             else:
-                result = self._rlm.completion(question, context)
+                result = fast.completion(question, context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -293,10 +472,11 @@ class RLM:
         question, context = _question(prompt, root_prompt)
         started = self._start()
         try:
+            fast = self.fastrlm
             if self._session is not None:
                 result = await self._session.aask(question, context)
             else:
-                result = await self._rlm.acompletion(question, context)
+                result = await fast.acompletion(question, context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -312,7 +492,8 @@ class RLM:
         persistent session's worker."""
         if self._session is not None:
             await self._session.aclose()
-        await self._rlm.aclose()
+        if self._built is not None:
+            await self._built.aclose()
 
     def __enter__(self) -> RLM:
         return self
@@ -323,11 +504,14 @@ class RLM:
     # ------------------------------------------------------------------ internals
     def _start(self) -> float:
         self._trajectory = [] if self.logger is not None else None
+        self._iterations = []
         return time.perf_counter()
 
     def _on_event(self, event: Event) -> None:
         if self._trajectory is not None:
             self._trajectory.append(event.to_dict())
+            if event.depth == 0:
+                _record_iteration(self._iterations, event)
         if self.verbose:
             line = _verbose_line(event)
             if line:
@@ -344,16 +528,26 @@ class RLM:
 
     def _completed(self, prompt: object, result: RLMResult, started: float,
                    error: str | None = None) -> RLMChatCompletion:
-        summaries = {
-            model: ModelUsageSummary(u.calls, u.input_tokens, u.output_tokens, u.cost_usd)
-            for model, u in result.usage.by_model.items()
-        }
+        summaries: dict[str, ModelUsageSummary] = {}
+        for model, u in result.usage.by_model.items():
+            # keyed by the model's name, as the official package keys it ("gpt-5-nano")
+            name = self._model_names.get(model, model.split("/", 1)[-1])
+            seen = summaries.get(name)
+            summaries[name] = ModelUsageSummary(u.calls, u.input_tokens, u.output_tokens,
+                                                u.cost_usd) if seen is None else ModelUsageSummary(
+                seen.total_calls + u.calls, seen.total_input_tokens + u.input_tokens,
+                seen.total_output_tokens + u.output_tokens, seen.total_cost + u.cost_usd)
         metadata = None
         if self._trajectory is not None:
-            metadata = {"run_id": result.trace_id, "trace_path": result.trace_path,
+            if self._iterations and not result.partial and result.error is None:
+                self._iterations[-1]["final_answer"] = result.answer
+            metadata = {"run_metadata": dict(self._run_metadata),
+                        "iterations": list(self._iterations),
+                        "run_id": result.trace_id, "trace_path": result.trace_path,
                         "stop_reason": result.stop_reason.value, "events": self._trajectory}
         return RLMChatCompletion(
-            root_model=self._rlm.root_lm.model.split("/", 1)[-1],
+            root_model=self._model_names.get(self.fastrlm.root_lm.model,
+                                             self.fastrlm.root_lm.model.split("/", 1)[-1]),
             prompt=prompt,
             response=result.answer,
             usage_summary=UsageSummary(summaries),
@@ -399,16 +593,88 @@ def _check_environment(environment: str, kwargs: Mapping[str, Any] | None) -> No
                    "the run uses fastrlm's local isolated sandbox instead")
     elif environment not in _LOCAL_ENVIRONMENTS:
         known = ", ".join((*_LOCAL_ENVIRONMENTS, *_REMOTE_ENVIRONMENTS))
-        raise ConfigurationError(f"unknown environment {environment!r} (the official package "
-                                 f"knows {known})")
+        raise RLMCompatValueError(f"unknown environment {environment!r} (the official "
+                                      f"package knows {known})")
     if kwargs:
         _warn_once("environment_kwargs",
                    f"rlms compat: environment_kwargs ({', '.join(sorted(kwargs))}) are ignored; "
                    "fastrlm's sandbox is set with RLM(..., sandbox=...) and its limits")
 
 
-def _backend_lm(backend: str, kwargs: Mapping[str, Any] | None,
-                sampling: Mapping[str, Any] | None, limits: Limits, where: str) -> LM:
+def _client(backend: str, kwargs: Mapping[str, Any] | None, sampling: Mapping[str, Any] | None,
+            limits: Limits, where: str) -> tuple[LM, str]:
+    """The model of one backend and its official name (the usage key): fastrlm's provider, or
+    what a replaced :func:`get_client` returns (an official-style client wrapped in
+    :class:`ClientLM`)."""
+    options = dict(kwargs or {})
+    given = options.get("model_name")
+    if get_client is _DEFAULT_GET_CLIENT:
+        lm = _backend_lm(backend, options, sampling, limits, where)
+        return lm, str(given)
+    client = get_client(backend, options)
+    if inspect.iscoroutinefunction(getattr(type(client), "complete", None)):
+        return client, str(given or client.model.split("/", 1)[-1])
+    name = given if isinstance(given, str) and given else getattr(client, "model_name", None)
+    name = name if isinstance(name, str) and name else "unknown"
+    return ClientLM(client, f"{backend}/{name}"), name
+
+
+def _budget_prices(max_budget: float | None, models: Sequence[LM],
+                   given: PriceTable | None) -> PriceTable | None:
+    """With ``max_budget`` and no ``prices=`` of the caller's, a price table in which a model
+    fastrlm has no price for costs $0: the official package counts only the cost a backend
+    reports, so a model without one runs and never uses up the budget. Warns once naming such
+    models. A caller's own table is used as given (fastrlm refuses a model it does not price)."""
+    if max_budget is None or given is not None:
+        return given  # a table of the caller's own: fastrlm checks every model has a price
+    unpriced = PriceTable.default().unpriced(lm.model for lm in models)
+    if not unpriced:
+        return None
+    _warn_once(f"max_budget:{','.join(unpriced)}",
+               f"rlms compat: no price is known for {', '.join(unpriced)}; its calls count $0 "
+               "against max_budget (as the official package counts a backend that reports no "
+               "cost), so max_budget does not limit them. Give prices to enforce it: "
+               "RLM(..., prices=fastrlm.PriceTable({'name': {'input': USD_per_1M, 'output': "
+               "USD_per_1M}})) or $FASTRLM_HOME/prices.json")
+    return PriceTable.default({model: {"input": 0.0, "output": 0.0} for model in unpriced})
+
+
+def _shown_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Backend or environment kwargs for ``run_metadata``: secrets redacted, values that JSON
+    cannot hold as their ``repr``."""
+    shown: dict[str, Any] = {}
+    for key, value in (kwargs or {}).items():
+        if "key" in str(key).lower() or "token" in str(key).lower():
+            shown[str(key)] = "<redacted>"
+        elif value is None or isinstance(value, str | int | float | bool):
+            shown[str(key)] = value
+        else:
+            shown[str(key)] = repr(value)
+    return shown
+
+
+def _record_iteration(iterations: list[dict[str, Any]], event: Event) -> None:
+    """The official ``metadata["iterations"]`` entries, from the root's events: one per model
+    reply, its code blocks and what they printed (``prompt`` is None: the messages are in
+    fastrlm's trace, not in its events)."""
+    if isinstance(event, ModelResponse):
+        iterations.append({
+            "type": "iteration", "iteration": len(iterations) + 1,
+            "timestamp": datetime.fromtimestamp(event.ts).isoformat(), "prompt": None,
+            "response": event.text, "code_blocks": [], "final_answer": None,
+            "iteration_time": float(event.latency_s),
+        })
+    elif isinstance(event, CodeExecuted) and iterations:
+        entry = iterations[-1]
+        entry["code_blocks"].append({"code": event.code, "result": {
+            "stdout": event.output, "stderr": event.error or "", "locals": {},
+            "execution_time": float(event.duration_s), "rlm_calls": []}})
+        entry["iteration_time"] += float(event.duration_s)
+
+
+def _backend_prefix(backend: str, kwargs: Mapping[str, Any] | None, where: str) -> str:
+    """fastrlm's provider prefix for official ``backend``. Raises ConfigurationError for an
+    unknown backend or no ``model_name`` (checked when the RLM is built, before any client)."""
     if backend == "azure_openai":
         raise ConfigurationError(
             "backend='azure_openai' is not mapped by fastrlm's compat layer; use "
@@ -429,16 +695,29 @@ def _backend_lm(backend: str, kwargs: Mapping[str, Any] | None,
         _warn_once(f"backend_kwargs:{','.join(extra)}",
                    f"rlms compat: backend_kwargs {', '.join(extra)} are ignored (fastrlm uses "
                    "model_name, api_key and base_url; timeouts and retries are Limits)")
-    temperature = None
-    for key, value in (sampling or {}).items():
-        if key == "temperature":
-            temperature = float(value)
-        else:
+    return prefix
+
+
+def _warn_sampling(sampling: Mapping[str, Any] | None) -> None:
+    for key in sampling or {}:
+        if key != "temperature":
             _warn_once(f"sampling_args:{key}", f"rlms compat: sampling argument {key!r} is "
                        "ignored (fastrlm sets temperature only; max tokens are Limits)")
+
+
+def _backend_lm(backend: str, kwargs: Mapping[str, Any] | None,
+                sampling: Mapping[str, Any] | None, limits: Limits, where: str) -> LM:
+    prefix = _backend_prefix(backend, kwargs, where)
+    options = dict(kwargs or {})
+    model_name = options["model_name"]
+    temperature = (sampling or {}).get("temperature")
     return resolve(f"{prefix}/{model_name}",
                    base_url=options.get("base_url") or _BACKEND_URLS.get(backend),
-                   api_key=options.get("api_key"), temperature=temperature, limits=limits)
+                   api_key=options.get("api_key"),
+                   temperature=None if temperature is None else float(temperature), limits=limits)
+
+
+_DEFAULT_GET_CLIENT = get_client
 
 
 def _verbose_line(event: Event) -> str | None:
@@ -456,16 +735,44 @@ def _verbose_line(event: Event) -> str | None:
 
 
 def _tools(value: Any, what: str) -> list[Any] | None:
-    """The official ``custom_tools`` / ``custom_sub_tools``: a dict of name -> function (or
-    ``fastrlm.Tool``), or a list of functions. Raises ConfigurationError for anything else."""
+    """The official ``custom_tools`` / ``custom_sub_tools`` as fastrlm tools: a dict of name ->
+    function, ``fastrlm.Tool`` or ``{"tool": function, "description": "..."}`` (the official
+    format; the description is what the model is told), or a list of functions. Raises
+    ConfigurationError for anything else, naming the entry."""
     if value is None:
         return None
     from .. import Tool
 
-    if isinstance(value, Mapping):
-        return [item if isinstance(item, Tool) else Tool(item, name=str(name))
-                for name, item in value.items()]
     if isinstance(value, list | tuple):
         return list(value)
-    raise ConfigurationError(f"{what} must be a dict of name -> function or a list of "
-                             f"functions, not {type(value).__name__}")
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{what} must be a dict of name -> function (or "
+                                 '{"tool": function, "description": "..."}) or a list of '
+                                 f"functions, not {type(value).__name__}")
+    tools = []
+    for name, item in value.items():
+        description = ""
+        if isinstance(item, Mapping) and "tool" in item:
+            description = item.get("description") or ""
+            if not isinstance(description, str):
+                raise ConfigurationError(f"{what}[{name!r}]['description'] must be a str, not "
+                                         f"{type(description).__name__}")
+            item = item["tool"]
+        if isinstance(item, Tool):
+            tools.append(item)
+        elif callable(item):
+            tools.append(Tool(item, name=str(name), description=description))
+        else:
+            tools.append(_value_tool(str(name), item, description, what))
+    return tools
+
+
+def _value_tool(name: str, value: object, description: str, what: str) -> Any:
+    """A non-callable ``custom_tools`` entry (the official package makes it a REPL variable).
+    fastrlm's REPL takes host values only as the context, so it is refused with the way out."""
+    raise ConfigurationError(
+        f"{what}[{name!r}] is a {type(value).__name__}, not a function: fastrlm cannot yet bind "
+        "a plain value as a REPL variable of its own; pass it in the context (e.g. "
+        f"rlm.completion({{'context': ..., {name!r}: value}})) or as a function returning it "
+        f"({what}={{{name!r}: lambda: value}})"
+    )
