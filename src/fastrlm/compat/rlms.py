@@ -352,11 +352,11 @@ class RLM:
         _ignored(depth=depth != 0, max_errors=max_errors is not None,
                  compaction_threshold_pct=compaction_threshold_pct != 0.85,
                  orchestrator=not orchestrator, user_prologue=user_prologue is not None)
-        _check_environment(environment, environment_kwargs)
         if persistent and environment not in _PERSISTENT_ENVIRONMENTS:
             raise RLMCompatValueError(
                 f"persistent=True is not supported for environment type {environment!r} (the "
                 f"official package supports it for {', '.join(_PERSISTENT_ENVIRONMENTS)})")
+        _check_environment(environment, environment_kwargs)
         limits = Limits(max_concurrency=max_concurrent_subcalls)
         others = list(other_backends or ())
         other_kwargs = list(other_backend_kwargs or ())
