@@ -1,9 +1,9 @@
 """The cells the DSPy interpreter runs in the sandbox besides the model's own: pure functions that
 build their source, and read back what they deliver.
 
-- :func:`bind_cell` (run before every model cell): defines ``SUBMIT`` for the output fields.
-  (Host tools are the REPL's own functions, from :func:`tool_spec`: the sandbox's ``tool``
-  host call.)
+- :func:`bind_cell` (run before every model cell): defines ``SUBMIT`` for the output fields,
+  the REPL functions of the host tools (from :func:`tool_spec`; each calls the one dispatching
+  host tool, :data:`DISPATCH_TOOL`) and the runner of DSPy cells.
 - :func:`payload` and :func:`assignment_cell` (run when an input is new or changed): each
   input's payload is put into the REPL under :func:`staged_name` by ``Sandbox.define`` (so it
   crosses to the worker once, as data), and the cell rebuilds the input from it.

@@ -21,10 +21,13 @@ How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridg
 - **Tools**: ``llm_query`` / ``llm_query_batched`` are the REPL's own functions; the bridge
   answers them with DSPy's tools of those names (on the host, in the caller's ``dspy.context``),
   failures as ``"[error: ...]"`` strings. Every other tool (the user's, DSPy's sub-agent facade)
-  is a REPL function of the tool's signature (``SandboxLimits.tools``, fixed when a worker
-  starts, restored after every cell) that makes the sandbox's ``tool`` host call; the bridge
-  runs the tool on the host. Arguments and results are JSON; a failure is a ``ToolError`` (a
-  ``RuntimeError``) in the cell.
+  is a REPL function of the tool's signature, bound before each cell (so tools DSPy adds,
+  changes or removes on a live interpreter take effect at the next cell), that makes the
+  sandbox's ``tool`` host call through the one tool every worker starts with; the bridge runs
+  the tool on the host. Arguments and results are JSON, by DSPy's rules; a failure is a
+  ``ToolError`` (a ``RuntimeError``) in the cell.
+- **Results** are DSPy's: the trailing expression's value, else the printed output as printed;
+  a failure worded ``"<Type>: <args>"`` (docs/architecture.md, "DSPy's interpreter contract").
 - **SUBMIT(...)** checks the output fields and delivers them through the REPL's ``FINAL`` as
   JSON; :meth:`FastRLMInterpreter.execute` returns them as a ``FinalOutput``.
 - **Variables**: an input is sent once, when it is new or its value changed (``dspy.RLM`` passes
