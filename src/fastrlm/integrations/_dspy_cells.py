@@ -355,6 +355,11 @@ def payload(value: object) -> tuple[str, str]:
         except ImportError:
             return "frame_json", frame.to_json(orient="table", date_format="iso")
         return "parquet", base64.b64encode(buffer.getvalue()).decode("ascii")
+    if type(value) is list or type(value) is dict:  # plain data (most inputs): as it is,
+        try:  # without a walk of each of its items in Python
+            return "json", json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):  # sets, models ...: converted below
+            pass
     try:
         return "json", json.dumps(jsonable(value), ensure_ascii=False)
     except (TypeError, ValueError) as exc:  # an object JSON has no form for: refused, as DSPy
