@@ -22,14 +22,12 @@ host process), model code never runs inside your process unless you pass ``sandb
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +35,11 @@ from .._core.facade import RLM as FastRLM
 from .._core.prompts import Prompts
 from .._core.session import Session
 from .._foundation.budget import Budget
-from .._foundation.errors import ConfigurationError, ProviderError, RLMError
+from .._foundation.errors import ConfigurationError, RLMError
 from .._foundation.events import (
     CodeExecuted,
     Event,
     IterationStarted,
-    ModelResponse,
     RunFinished,
     SubcallFinished,
     SubcallStarted,
@@ -50,8 +47,9 @@ from .._foundation.events import (
 from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable
 from .._foundation.result import RLMResult
-from .._foundation.usage import TokenUsage
-from ..lm import LM, ChatMessage, LMResponse, estimate_tokens, resolve
+from ..lm import LM, resolve
+from ._client import ClientLM
+from ._trajectory import record_iteration, shown_kwargs
 
 __all__ = [
     "RLM",
@@ -126,91 +124,6 @@ def get_client(backend: str, backend_kwargs: Mapping[str, Any]) -> Any:
     Raises :class:`~fastrlm.ConfigurationError` for an unknown backend or no ``model_name``.
     """
     return _backend_lm(backend, backend_kwargs, None, Limits(), "backend")
-
-
-@dataclass(slots=True)
-class ClientLM:
-    """An official-style model client (``completion(messages) -> str``: the official
-    ``BaseLM``, a ``unittest.mock.Mock``) as a :class:`fastrlm.lm.LM`.
-
-    ``model`` is ``"<backend>/<model_name>"``. A sync ``completion`` runs in a worker thread;
-    an ``async def acompletion`` is awaited instead. Usage is the client's ``get_last_usage()``
-    when it reports integers (a ``ModelUsageSummary``, or a ``UsageSummary`` summed), else
-    estimated from characters; its ``total_cost``, when a number, is the provider's cost.
-    Whatever the client raises, or a reply that is not a str, is a
-    :class:`~fastrlm.ProviderError` (not retried: a scripted client would lose its place).
-    """
-
-    client: Any
-    model: str
-    temperature: float | None = None
-
-    def cache_key(self) -> str:
-        return f"rlms-client|{id(self.client)}|{self.model}"
-
-    async def complete(self, messages: Sequence[ChatMessage], *,
-                       max_tokens: int | None = None) -> LMResponse:
-        prompt = [dict(m) for m in messages]
-        started = time.perf_counter()
-        try:
-            if inspect.iscoroutinefunction(getattr(type(self.client), "acompletion", None)):
-                text = await self.client.acompletion(prompt)
-            else:
-                text = await asyncio.to_thread(_call_client, self.client.completion, prompt)
-        except ProviderError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a user's client may raise anything
-            raise ProviderError(f"{self.model}: the client's completion() raised "
-                                f"{type(exc).__name__}: {exc}", provider="rlms-client",
-                                model=self.model) from exc
-        if not isinstance(text, str):
-            raise ProviderError(f"{self.model}: the client's completion() returned a "
-                                f"{type(text).__name__}, not a str", provider="rlms-client",
-                                model=self.model)
-        usage, cost = _client_usage(self.client, prompt, text)
-        return LMResponse(text=text, usage=usage, model=self.model, cost_usd=cost,
-                          latency_s=time.perf_counter() - started)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class _ClientStopped(Exception):
-    """``StopIteration`` out of a client (a ``Mock`` whose ``side_effect`` ran out): it cannot
-    cross a thread's future as itself."""
-
-
-def _call_client(fn: Callable[[Any], Any], prompt: list[dict[str, Any]]) -> Any:
-    try:
-        return fn(prompt)
-    except StopIteration as exc:
-        raise _ClientStopped("no more scripted replies (StopIteration)") from exc
-
-
-def _client_usage(client: Any, prompt: list[dict[str, Any]],
-                  text: str) -> tuple[TokenUsage, float | None]:
-    """What the client says its last call used (and cost), else an estimate."""
-    report = getattr(client, "get_last_usage", None)
-    summary: Any = None
-    if callable(report):
-        try:
-            summary = report()
-        except Exception:  # noqa: BLE001 - a client without usage: estimated below
-            summary = None
-    parts = getattr(summary, "model_usage_summaries", None)
-    parts = list(parts.values()) if isinstance(parts, Mapping) else [summary]
-    tokens: list[tuple[int, int]] = []
-    for part in parts:
-        i, o = getattr(part, "total_input_tokens", None), getattr(part, "total_output_tokens", None)
-        if type(i) is int and type(o) is int and i >= 0 and o >= 0:
-            tokens.append((i, o))
-    if tokens and len(tokens) == len(parts):
-        costs = [c for c in (getattr(p, "total_cost", None) for p in parts)
-                 if type(c) is float or type(c) is int]
-        cost = float(sum(costs)) if len(costs) == len(parts) else None
-        return TokenUsage(sum(i for i, _ in tokens), sum(o for _, o in tokens)), cost
-    estimated = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in prompt)
-    return TokenUsage(estimated, estimate_tokens(text), estimated=True), None
 
 
 @dataclass(slots=True)
@@ -399,9 +312,9 @@ class RLM:
         self._run_metadata = {
             "root_model": backend_kwargs.get("model_name") if backend_kwargs else None,
             "max_depth": max_depth, "max_iterations": max_iterations,
-            "backend": backend, "backend_kwargs": _shown_kwargs(backend_kwargs),
+            "backend": backend, "backend_kwargs": shown_kwargs(backend_kwargs),
             "environment_type": environment,
-            "environment_kwargs": _shown_kwargs(environment_kwargs),
+            "environment_kwargs": shown_kwargs(environment_kwargs),
             "other_backends": list(other_backends) if other_backends else None,
         }
         #: fastrlm's model string -> the official package's name for it (its usage key)
@@ -511,7 +424,7 @@ class RLM:
         if self._trajectory is not None:
             self._trajectory.append(event.to_dict())
             if event.depth == 0:
-                _record_iteration(self._iterations, event)
+                record_iteration(self._iterations, event)
         if self.verbose:
             line = _verbose_line(event)
             if line:
@@ -637,39 +550,6 @@ def _budget_prices(max_budget: float | None, models: Sequence[LM],
                "RLM(..., prices=fastrlm.PriceTable({'name': {'input': USD_per_1M, 'output': "
                "USD_per_1M}})) or $FASTRLM_HOME/prices.json")
     return PriceTable.default({model: {"input": 0.0, "output": 0.0} for model in unpriced})
-
-
-def _shown_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Backend or environment kwargs for ``run_metadata``: secrets redacted, values that JSON
-    cannot hold as their ``repr``."""
-    shown: dict[str, Any] = {}
-    for key, value in (kwargs or {}).items():
-        if "key" in str(key).lower() or "token" in str(key).lower():
-            shown[str(key)] = "<redacted>"
-        elif value is None or isinstance(value, str | int | float | bool):
-            shown[str(key)] = value
-        else:
-            shown[str(key)] = repr(value)
-    return shown
-
-
-def _record_iteration(iterations: list[dict[str, Any]], event: Event) -> None:
-    """The official ``metadata["iterations"]`` entries, from the root's events: one per model
-    reply, its code blocks and what they printed (``prompt`` is None: the messages are in
-    fastrlm's trace, not in its events)."""
-    if isinstance(event, ModelResponse):
-        iterations.append({
-            "type": "iteration", "iteration": len(iterations) + 1,
-            "timestamp": datetime.fromtimestamp(event.ts).isoformat(), "prompt": None,
-            "response": event.text, "code_blocks": [], "final_answer": None,
-            "iteration_time": float(event.latency_s),
-        })
-    elif isinstance(event, CodeExecuted) and iterations:
-        entry = iterations[-1]
-        entry["code_blocks"].append({"code": event.code, "result": {
-            "stdout": event.output, "stderr": event.error or "", "locals": {},
-            "execution_time": float(event.duration_s), "rlm_calls": []}})
-        entry["iteration_time"] += float(event.duration_s)
 
 
 def _backend_prefix(backend: str, kwargs: Mapping[str, Any] | None, where: str) -> str:
