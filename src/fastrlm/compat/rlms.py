@@ -219,11 +219,17 @@ class RLMLogger:
 class RLM:
     """The official ``rlm.RLM`` constructor, building a :class:`fastrlm.RLM`.
 
-    ``sandbox`` is fastrlm's own keyword (the official package has none): ``"auto"`` (the
-    default: the best isolated worker), ``"bwrap"``, ``"landlock"``, ``"process"`` or ``"none"``
-    (in-process, unsafe). Raises :class:`~fastrlm.ConfigurationError` for an unknown backend or
-    environment, a backend without ``model_name``, or ``max_budget`` for a model with no known
-    price.
+    ``sandbox`` and ``prices`` are fastrlm's own keywords (the official package has neither):
+    ``sandbox`` is ``"auto"`` (the default: the best isolated worker), ``"bwrap"``,
+    ``"landlock"``, ``"process"`` or ``"none"`` (in-process, unsafe); ``prices`` a
+    :class:`~fastrlm.PriceTable` for ``max_budget`` (without it a model fastrlm has no price
+    for counts $0, as the official package counts a backend that reports no cost).
+
+    The models come from :func:`get_client` when the first completion needs them. Raises
+    :class:`~fastrlm.ConfigurationError` for an unknown backend, a backend without
+    ``model_name`` or a ``custom_tools`` entry it cannot offer, and
+    :class:`RLMCompatValueError` (also a ``ValueError``) for an unknown environment or
+    ``persistent=True`` for one the official package does not persist.
     """
 
     def __init__(
