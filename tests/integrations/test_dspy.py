@@ -553,6 +553,8 @@ def test_bad_options_are_refused_with_the_fix() -> None:
         made = FastRLMInterpreter()
         made.shutdown()
         made.execute("1")
+    with pytest.raises(CodeInterpreterError, match="output field name 'class' is not"):
+        FastRLMInterpreter(output_fields=[{"name": "class"}]).execute("1")
 
 
 async def test_dspy_lm_talks_to_fastrlm_serve() -> None:

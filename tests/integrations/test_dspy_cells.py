@@ -92,3 +92,15 @@ def test_an_answer_too_deep_to_decode_is_text_not_a_crash() -> None:
     on the host: it is a plain answer, never a RecursionError out of ``execute``."""
     deep = '{"' + cells.SUBMIT_KEY + '": {"answer": ' + "[" * 5_000 + "]" * 5_000 + "}}"
     assert cells.delivered(deep) is None
+
+
+def test_output_field_names_must_be_identifiers_given_once() -> None:
+    """SUBMIT's parameters are the field names: checked on the host, never pasted as source."""
+    assert cells.field_names(None) == ["output"]
+    assert cells.field_names([{"name": "a"}, {"name": "b", "type": "int"}]) == ["a", "b"]
+    for fields, problem in (([{"name": "class"}], "not a Python identifier"),
+                            ([{"name": "a): import os; (b"}], "not a Python identifier"),
+                            ([{"name": "a"}, {"name": "a"}], "more than once"),
+                            ([{"type": "int"}], "must be a list of")):
+        with pytest.raises(ValueError, match=problem):
+            cells.field_names(fields)  # type: ignore[arg-type]

@@ -209,12 +209,28 @@ def bind_cell(output_fields: list[dict[str, Any]] | None, tools: Sequence[ToolSp
     (DSPy's ``[{"name": ..., "type": ...}]``; ``None``: one value, ``SUBMIT(output)``), the REPL
     functions of host ``tools`` (the ones bound before and gone now are dropped) and the runner
     of DSPy cells (:func:`run_cell`)."""
-    names = ["output"] if output_fields is None else [str(f["name"]) for f in output_fields]
+    names = field_names(output_fields)
     specs = json.dumps([spec.to_wire() for spec in tools], ensure_ascii=False)
     return _BIND_TEMPLATE.format(
         stop=SUBMIT_STOP, submit_key=SUBMIT_KEY, value_key=VALUE_KEY, error_key=ERROR_KEY,
         dispatch=DISPATCH_TOOL, filename=CELL_FILENAME, names=names, specs=specs,
     )
+
+
+def field_names(output_fields: list[dict[str, Any]] | None) -> list[str]:
+    """The parameters of ``SUBMIT`` for DSPy's ``output_fields`` (``["output"]`` for None).
+    Raises ``ValueError`` for a malformed field list, a name that is not a Python identifier
+    (or is a keyword) or a name given twice."""
+    if output_fields is None:
+        return ["output"]
+    if not isinstance(output_fields, list) or not all(
+            isinstance(f, Mapping) and "name" in f for f in output_fields):
+        raise ValueError("output_fields must be a list of {'name': ..., 'type': ...} dicts")
+    names = [check_name(f["name"], "output field", frozenset()) for f in output_fields]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"output field name(s) {', '.join(twice)} given more than once")
+    return names
 
 
 def run_cell(code: str) -> str:

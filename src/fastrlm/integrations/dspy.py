@@ -317,6 +317,7 @@ class FastRLMInterpreter:
         variables = dict(variables or {})
         try:
             self._check_tools()
+            cells.field_names(self.output_fields)
         except ValueError as exc:
             raise CodeInterpreterError(str(exc)) from None
         for name in variables:
