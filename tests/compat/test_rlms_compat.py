@@ -454,3 +454,18 @@ def test_custom_tools_in_the_official_format(serve: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"\['description'\] must be a str"):
         RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint},
             custom_tools={"f": {"tool": len, "description": 3}})
+
+
+def test_a_persistent_answer_from_one_completion_does_not_end_the_next() -> None:
+    """The official answer dict ends a run when the model sets ``answer["ready"] = True``: the
+    next completion of a persistent RLM starts with a fresh answer, so its first cell (which
+    does not set it) does not end the run with the earlier answer."""
+    with patch.object(rlms, "get_client") as get_client:
+        client = mock_client(["```repl\nnote = 'cats'\n```", official_reply("first")])
+        get_client.return_value = client
+        with RLM(backend_kwargs={"model_name": "test"}, persistent=True, sandbox="none") as rlm:
+            assert rlm.completion("First document").response == "first"
+            client.completion.side_effect = ["```repl\nprint(note)\n```",
+                                             official_reply("second")]
+            assert rlm.completion("Second document").response == "second"
+            assert client.completion.call_count == 4
