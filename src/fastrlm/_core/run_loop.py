@@ -187,6 +187,8 @@ class Run:
     async def _start_sandbox(self, sandbox: Sandbox) -> None:
         started = time.monotonic()
         await self.continuation.start(sandbox, self.context, self._bridge)
+        for name, value in self.config.variables:  # RLM(variables=): the REPL's from the start
+            await sandbox.define(name, value)
         await self._announced.wait()
         self.tree.emit(evt.SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
                                       unsafe=sandbox.unsafe,
@@ -441,6 +443,7 @@ class Run:
             budget_text=budget,
             tools=[(tool.signature, tool.description) for tool in cfg.tools],
             models=sorted(cfg.named_lms),
+            values=[(name, type(value).__name__) for name, value in cfg.variables],
         )
 
     # ------------------------------------------------------------------ children

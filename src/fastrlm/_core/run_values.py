@@ -46,6 +46,7 @@ class RunConfig:
     callbacks: tuple[EventCallback, ...] = ()
     tools: tuple[Tool, ...] = ()
     sub_tools: tuple[Tool, ...] = ()
+    variables: tuple[tuple[str, object], ...] = ()  # RLM(variables=): bound before the first cell
     sub_tool_protocol: str = "auto"
     output: OutputSpec | None = None  # completion(output=T), per call; the root run only
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder
