@@ -447,10 +447,13 @@ def test_custom_tools_in_the_official_format(serve: Any) -> None:
                                        "description": "Find a key in the store"}})
     assert rlm.completion("ctx", root_prompt="q").response == "7"
     assert "Find a key in the store" in str(models.requests[0].messages[0])
-    with pytest.raises(ConfigurationError, match=r"custom_tools\['limit'\] is a int, not a "
-                       "function.*lambda: value"):
+    with pytest.raises(ConfigurationError, match=r"custom_sub_tools\['limit'\] is a int, "
+                       "not a function"):
         RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint},
-            custom_tools={"limit": {"tool": 10, "description": "the page limit"}})
+            custom_sub_tools={"limit": {"tool": 10, "description": "the page limit"}})
+    with pytest.raises(ConfigurationError, match=r"custom_tools holds a value the REPL cannot "
+                       r"take: variables\['ids'\] is a set"):
+        RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, custom_tools={"ids": {1}})
     with pytest.raises(ConfigurationError, match=r"\['description'\] must be a str"):
         RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint},
             custom_tools={"f": {"tool": len, "description": 3}})
@@ -469,3 +472,22 @@ def test_a_persistent_answer_from_one_completion_does_not_end_the_next() -> None
                                              official_reply("second")]
             assert rlm.completion("Second document").response == "second"
             assert client.completion.call_count == 4
+
+
+@pytest.mark.parametrize("kind", ["none", "auto"])
+def test_custom_tools_values_become_repl_variables_as_in_the_official_package(
+        serve: Any, kind: str) -> None:
+    """The official package puts a non-callable ``custom_tools`` value in the REPL as a
+    variable of its name (plain or in the ``{"tool": ..., "description": ...}`` form); here it
+    is bound through the sandbox's define before the first cell, on every sandbox."""
+    skip_unless_sandbox(kind)
+    endpoint, models = serve("```repl\nFINAL(str(page_limit * 2) + ' ' + base['url'] + ' ' "
+                             "+ str(len(ids)))\n```")
+    rlm = RLM(backend_kwargs={"model_name": "gpt-5-mini", **endpoint}, sandbox=kind,
+              custom_tools={"page_limit": {"tool": 10, "description": "the page limit"},
+                            "base": {"url": "https://example.test"}, "ids": [1, 2, 3],
+                            "double": lambda x: 2 * x})
+    completion = rlm.completion("ctx", root_prompt="q")
+    assert completion.response == "20 https://example.test 3", completion.error
+    system = str(models.requests[0].messages[0])
+    assert "`page_limit`: a int" in system and "`base`: a dict" in system

@@ -15,7 +15,8 @@ here (a remote sandbox such as ``modal``, ``max_errors``, ``orchestrator`` ...) 
 :class:`RLMCompatWarning` per argument and process (a ``UserWarning`` subclass, so
 ``warnings.filterwarnings("ignore", category=RLMCompatWarning)`` silences them) and the run
 uses fastrlm's own isolated sandbox. ``persistent=True`` is a fastrlm session (one REPL across
-``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools. Unlike the
+``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools (a
+``custom_tools`` value that is not callable a REPL variable of its name). Unlike the
 official ``local`` environment (``exec`` in the
 host process), model code never runs inside your process unless you pass ``sandbox="none"``.
 """
@@ -34,6 +35,7 @@ from typing import Any
 from .._core.facade import RLM as FastRLM
 from .._core.prompts import Prompts
 from .._core.session import Session
+from .._core.tools import as_variables
 from .._foundation.budget import Budget
 from .._foundation.errors import ConfigurationError, RLMError
 from .._foundation.events import (
@@ -297,8 +299,19 @@ class RLM:
         if custom_system_prompt is not None:
             # the official prompt is plain text: keep its braces literal in fastrlm's template
             prompts = Prompts(system=custom_system_prompt.replace("{", "{{").replace("}", "}}"))
-        tools = _tools(custom_tools, "custom_tools")
-        sub_tools = _tools(custom_sub_tools, "custom_sub_tools")
+        tools, values = _tools(custom_tools, "custom_tools")
+        sub_tools, sub_values = _tools(custom_sub_tools, "custom_sub_tools")
+        if sub_values:
+            name = next(iter(sub_values))
+            raise ConfigurationError(
+                f"custom_sub_tools[{name!r}] is a {type(sub_values[name]).__name__}, not a "
+                "function: fastrlm's sub-LLMs call tools and have no REPL to hold a value; give "
+                "it to the root with custom_tools, or pass a function returning it")
+        try:  # checked now, as the rest of the configuration, though the RLM is built later
+            as_variables(values, ())
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"custom_tools holds a value the REPL cannot take: {exc}"
+                                     ) from None
         # the official RLM's public attributes
         self.backend, self.backend_kwargs = backend, backend_kwargs
         self.environment = self.environment_type = environment
@@ -354,6 +367,7 @@ class RLM:
                 on_event=self._on_event,
                 tools=tools,
                 sub_tools=sub_tools,
+                variables=values,
             )
             # persistent=True: one REPL across completion() calls (context_0, context_1, ...)
             self._session = built.session() if persistent else None
@@ -620,22 +634,25 @@ def _verbose_line(event: Event) -> str | None:
     return None
 
 
-def _tools(value: Any, what: str) -> list[Any] | None:
-    """The official ``custom_tools`` / ``custom_sub_tools`` as fastrlm tools: a dict of name ->
-    function, ``fastrlm.Tool`` or ``{"tool": function, "description": "..."}`` (the official
-    format; the description is what the model is told), or a list of functions. Raises
-    ConfigurationError for anything else, naming the entry."""
+def _tools(value: Any, what: str) -> tuple[list[Any] | None, dict[str, object]]:
+    """The official ``custom_tools`` / ``custom_sub_tools`` as fastrlm tools and REPL values: a
+    dict of name -> function, ``fastrlm.Tool``, value or ``{"tool": function_or_value,
+    "description": "..."}`` (the official format; a function's description is what the model
+    is told), or a list of functions. A value that is not callable is a REPL variable of that
+    name, as in the official package (``RLM(variables=...)``). Raises ConfigurationError for
+    anything else, naming the entry."""
     if value is None:
-        return None
+        return None, {}
     from .. import Tool
 
     if isinstance(value, list | tuple):
-        return list(value)
+        return list(value), {}
     if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{what} must be a dict of name -> function (or "
-                                 '{"tool": function, "description": "..."}) or a list of '
-                                 f"functions, not {type(value).__name__}")
+        raise ConfigurationError(f"{what} must be a dict of name -> function or value (or "
+                                 '{"tool": function_or_value, "description": "..."}) or a list '
+                                 f"of functions, not {type(value).__name__}")
     tools = []
+    values: dict[str, object] = {}
     for name, item in value.items():
         description = ""
         if isinstance(item, Mapping) and "tool" in item:
@@ -649,16 +666,5 @@ def _tools(value: Any, what: str) -> list[Any] | None:
         elif callable(item):
             tools.append(Tool(item, name=str(name), description=description))
         else:
-            tools.append(_value_tool(str(name), item, description, what))
-    return tools
-
-
-def _value_tool(name: str, value: object, description: str, what: str) -> Any:
-    """A non-callable ``custom_tools`` entry (the official package makes it a REPL variable).
-    fastrlm's REPL takes host values only as the context, so it is refused with the way out."""
-    raise ConfigurationError(
-        f"{what}[{name!r}] is a {type(value).__name__}, not a function: fastrlm cannot yet bind "
-        "a plain value as a REPL variable of its own; pass it in the context (e.g. "
-        f"rlm.completion({{'context': ..., {name!r}: value}})) or as a function returning it "
-        f"({what}={{{name!r}: lambda: value}})"
-    )
+            values[str(name)] = item
+    return tools, values
