@@ -484,6 +484,20 @@ def test_variables_are_repl_variables_from_the_first_cell_and_told_to_the_model(
     assert "`config`: a dict" in system
 
 
+def test_each_run_gets_its_own_copy_of_a_variable_even_in_process() -> None:
+    """Model code changing a variable (under ``none``, where the REPL is this process) changes
+    neither the caller's object nor the next run's; the caller changing it after the RLM is
+    built does not reach a run either."""
+    names = ["a"]
+    root = ScriptedLM([repl("names.append('model')\nFINAL(str(names))"),
+                       repl("FINAL(str(names))")], model="scripted/root")
+    rlm = RLM(root, echo_sub(), sandbox="none", variables={"names": names, "pair": (1, 2)})
+    names.append("caller")
+    assert rlm.completion("q", "c").answer == "['a', 'model']"
+    assert rlm.completion("q", "c").answer == "['a']"
+    assert names == ["a", "caller"]
+
+
 def test_a_session_keeps_variables_across_questions() -> None:
     root = ScriptedLM([repl("FINAL(str(limit))"), repl("FINAL(str(limit * 2))")],
                       model="scripted/root")
@@ -494,6 +508,7 @@ def test_a_session_keeps_variables_across_questions() -> None:
 
 @pytest.mark.parametrize(("variables", "message"), [
     ({"limit": {1, 2}}, r"variables\['limit'\] is a set, which cannot cross into the sandbox"),
+    ({"loop": (loop := []).append(loop) or loop}, r"variables\['loop'\] is a list.*Circular"),
     ({"context": 1}, "variable name 'context' is taken by the REPL itself"),
     ({"not a name": 1}, "a variable name must be a Python identifier"),
     ({"_hidden": 1}, "variable name '_hidden' starts with '_'"),

@@ -151,10 +151,12 @@ def check_tool_name(name: object, what: str = "tool",
 
 
 def as_variables(values: Mapping[str, object] | None,
-                 tools: Sequence[Tool]) -> tuple[tuple[str, object], ...]:
-    """``RLM(variables=...)`` as (name, value) pairs, each bound in the REPL before the first
-    cell of every run (through the sandbox's ``define``). A value must be JSON (str, numbers,
-    bool, None, lists and dicts of them): it crosses into the worker as such. Raises
+                 tools: Sequence[Tool]) -> tuple[tuple[str, str, str], ...]:
+    """``RLM(variables=...)`` as (name, JSON text, type name) triples, each bound in the REPL
+    before the first cell of every run (through the sandbox's ``define``). A value must be JSON
+    (str, numbers, bool, None, lists and dicts of them): it is kept as its JSON text, and each
+    run binds a fresh copy decoded from it, the same on every sandbox (a tuple is a list), so
+    neither model code nor the caller changing the object reaches another run. Raises
     :class:`~fastrlm.ConfigurationError` naming the entry: a bad or taken name (a tool's
     included), a value JSON cannot hold."""
     if values is None:
@@ -170,14 +172,14 @@ def as_variables(values: Mapping[str, object] | None,
             raise ConfigurationError(f"variable name {name!r} is also a tool's: the REPL has "
                                      "one name for one thing; rename one of them")
         try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise ConfigurationError(
                 f"variables[{name!r}] is a {type(value).__name__}, which cannot cross into the "
                 f"sandbox ({exc}): give a JSON value (str, numbers, lists, dicts), or a tool "
                 "that returns it"
             ) from None
-        pairs.append((name, value))
+        pairs.append((name, text, type(json.loads(text)).__name__))
     return tuple(pairs)
 
 
