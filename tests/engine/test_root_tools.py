@@ -498,6 +498,13 @@ def test_each_run_gets_its_own_copy_of_a_variable_even_in_process() -> None:
     assert names == ["a", "caller"]
 
 
+def test_variables_are_bound_again_after_the_worker_dies() -> None:
+    skip_unless_sandbox("auto")
+    result, _ = _run(["import os\nos._exit(3)", "FINAL(str(limit))"], [], "auto",
+                     variables={"limit": 7})
+    assert result.answer == "7", result.error  # type: ignore[attr-defined]
+
+
 def test_a_session_keeps_variables_across_questions() -> None:
     root = ScriptedLM([repl("FINAL(str(limit))"), repl("FINAL(str(limit * 2))")],
                       model="scripted/root")
