@@ -15,7 +15,7 @@ from unittest.mock import Mock, patch
 import pytest
 
 from fastrlm import ConfigurationError, PriceTable, StopReason
-from fastrlm.compat import rlms
+from fastrlm.compat import _types, rlms
 from fastrlm.compat.rlms import RLM, RLMCompatWarning, RLMLogger
 from fastrlm.testing import FakeOpenAIServer, Fault, skip_unless_sandbox
 from fastrlm.testing._fake_server import FakeRequest, Reply
@@ -41,7 +41,7 @@ class Models:
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rlms, "_warned", set())
+    monkeypatch.setattr(_types, "_warned", set())
 
 
 @pytest.fixture

@@ -26,10 +26,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .._core.facade import RLM as FastRLM
@@ -49,9 +46,18 @@ from .._foundation.events import (
 from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable
 from .._foundation.result import RLMResult
-from ..lm import LM, resolve
+from ..lm import LM
+from ._backends import _backend_lm, _backend_prefix, _budget_prices, _warn_sampling
 from ._client import ClientLM
 from ._trajectory import record_iteration, shown_kwargs
+from ._types import (
+    ModelUsageSummary,
+    RLMChatCompletion,
+    RLMCompatWarning,
+    RLMLogger,
+    UsageSummary,
+    _warn_once,
+)
 
 __all__ = [
     "RLM",
@@ -65,41 +71,14 @@ __all__ = [
     "get_client",
 ]
 
-#: official backend -> fastrlm provider prefix
-BACKENDS = {
-    "openai": "openai",
-    "vllm": "vllm",
-    "openrouter": "openrouter",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
-    "litellm": "litellm",
-    "portkey": "openai",
-}
-#: base URL used when backend_kwargs has none (Portkey speaks the OpenAI API)
-_BACKEND_URLS = {"portkey": "https://api.portkey.ai/v1"}
 #: environments that run code locally: fastrlm's sandbox takes their place without a warning
 _LOCAL_ENVIRONMENTS = ("local", "ipython")
 #: remote or container sandboxes: fastrlm's local sandbox is used instead, with a warning
 _REMOTE_ENVIRONMENTS = ("docker", "modal", "prime", "e2b", "daytona")
-_BACKEND_KEYS = ("model_name", "api_key", "base_url")
 #: environments the official package allows persistent=True for
 _PERSISTENT_ENVIRONMENTS = ("local", "ipython", "docker")
 #: the question asked when ``root_prompt`` is None and the prompt is not a str
 DEFAULT_QUESTION = "Do what the context asks and answer it."
-
-
-class RLMCompatWarning(UserWarning):
-    """An argument of the official package that fastrlm cannot honour as written (the warning
-    says what happens instead). Emitted once per argument per process."""
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, RLMCompatWarning, stacklevel=4)
 
 
 class RLMCompatValueError(ConfigurationError, ValueError):
@@ -126,96 +105,6 @@ def get_client(backend: str, backend_kwargs: Mapping[str, Any]) -> Any:
     Raises :class:`~fastrlm.ConfigurationError` for an unknown backend or no ``model_name``.
     """
     return _backend_lm(backend, backend_kwargs, None, Limits(), "backend")
-
-
-@dataclass(slots=True)
-class ModelUsageSummary:
-    """One model's calls, tokens and cost in a completion."""
-
-    total_calls: int
-    total_input_tokens: int
-    total_output_tokens: int
-    total_cost: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"total_calls": self.total_calls, "total_input_tokens": self.total_input_tokens,
-                "total_output_tokens": self.total_output_tokens, "total_cost": self.total_cost}
-
-
-@dataclass(slots=True)
-class UsageSummary:
-    """Usage of a completion, per model (``model_usage_summaries``) and in total."""
-
-    model_usage_summaries: dict[str, ModelUsageSummary] = field(default_factory=dict)
-
-    @property
-    def total_cost(self) -> float:
-        return sum(m.total_cost for m in self.model_usage_summaries.values())
-
-    @property
-    def total_input_tokens(self) -> int:
-        return sum(m.total_input_tokens for m in self.model_usage_summaries.values())
-
-    @property
-    def total_output_tokens(self) -> int:
-        return sum(m.total_output_tokens for m in self.model_usage_summaries.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_usage_summaries": {k: v.to_dict()
-                                      for k, v in self.model_usage_summaries.items()},
-            "total_cost": self.total_cost,
-            "total_input_tokens": self.total_input_tokens,
-            "total_output_tokens": self.total_output_tokens,
-        }
-
-
-@dataclass(slots=True)
-class RLMChatCompletion:
-    """What :meth:`RLM.completion` returns, with the official package's fields.
-
-    ``error`` is set (and ``response`` is the best partial answer, maybe empty) when the run
-    failed; ``metadata`` holds the trajectory when a logger is attached. ``result`` is
-    fastrlm's own :class:`~fastrlm.RLMResult` (stop reason, sub-call counts, trace id ...).
-    """
-
-    root_model: str
-    prompt: object
-    response: str
-    usage_summary: UsageSummary
-    execution_time: float
-    metadata: dict[str, Any] | None = None
-    error: str | None = None
-    result: RLMResult | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"root_model": self.root_model, "prompt": self.prompt, "response": self.response,
-                "usage_summary": self.usage_summary.to_dict(),
-                "execution_time": self.execution_time, "metadata": self.metadata,
-                "error": self.error}
-
-
-class RLMLogger:
-    """``RLMLogger(log_dir)``: attach to ``RLM(logger=...)`` to keep every run's trajectory.
-
-    Each completion's ``metadata`` holds it as the official package does (``run_metadata`` and
-    ``iterations``), plus fastrlm's ``run_id``, ``trace_path``, ``stop_reason`` and ``events``.
-    With a ``log_dir`` fastrlm also writes its own trace format there
-    (``log_dir/traces/<run_id>.jsonl``, one event per line, the context recorded once as a
-    digest, plus ``log_dir/index.sqlite``); ``fastrlm show`` / ``fastrlm view`` read it with
-    ``FASTRLM_HOME=log_dir``. ``RLMLogger()`` keeps the trajectory in memory only."""
-
-    def __init__(self, log_dir: str | Path | None = None, file_name: str = "rlm") -> None:
-        self.log_dir = None if log_dir is None else Path(log_dir)
-        self.file_name = file_name
-
-    def writer(self) -> Callable[[Event], object] | bool:
-        """The trace writer for ``log_dir`` (False: in memory only)."""
-        if self.log_dir is None:
-            return False
-        from ..trace import TraceWriter
-
-        return TraceWriter(self.log_dir)
 
 
 class RLM:
@@ -550,71 +439,6 @@ def _client(backend: str, kwargs: Mapping[str, Any] | None, sampling: Mapping[st
     name = given if isinstance(given, str) and given else getattr(client, "model_name", None)
     name = name if isinstance(name, str) and name else "unknown"
     return ClientLM(client, f"{backend}/{name}"), name
-
-
-def _budget_prices(max_budget: float | None, models: Sequence[LM],
-                   given: PriceTable | None) -> PriceTable | None:
-    """With ``max_budget`` and no ``prices=`` of the caller's, a price table in which a model
-    fastrlm has no price for costs $0: the official package counts only the cost a backend
-    reports, so a model without one runs and never uses up the budget. Warns once naming such
-    models. A caller's own table is used as given (fastrlm refuses a model it does not price)."""
-    if max_budget is None or given is not None:
-        return given  # a table of the caller's own: fastrlm checks every model has a price
-    unpriced = PriceTable.default().unpriced(lm.model for lm in models)
-    if not unpriced:
-        return None
-    _warn_once(f"max_budget:{','.join(unpriced)}",
-               f"rlms compat: no price is known for {', '.join(unpriced)}; its calls count $0 "
-               "against max_budget (as the official package counts a backend that reports no "
-               "cost), so max_budget does not limit them. Give prices to enforce it: "
-               "RLM(..., prices=fastrlm.PriceTable({'name': {'input': USD_per_1M, 'output': "
-               "USD_per_1M}})) or $FASTRLM_HOME/prices.json")
-    return PriceTable.default({model: {"input": 0.0, "output": 0.0} for model in unpriced})
-
-
-def _backend_prefix(backend: str, kwargs: Mapping[str, Any] | None, where: str) -> str:
-    """fastrlm's provider prefix for official ``backend``. Raises ConfigurationError for an
-    unknown backend or no ``model_name`` (checked when the RLM is built, before any client)."""
-    if backend == "azure_openai":
-        raise ConfigurationError(
-            "backend='azure_openai' is not mapped by fastrlm's compat layer; use "
-            "backend='litellm' with backend_kwargs={'model_name': 'azure/<deployment>'} "
-            "(and LiteLLM's AZURE_* variables), or backend='openai' with Azure's "
-            "OpenAI-compatible base_url")
-    prefix = BACKENDS.get(backend)
-    if prefix is None:
-        raise ConfigurationError(f"{where}: unknown backend {backend!r} (known: "
-                                 f"{', '.join(sorted([*BACKENDS, 'azure_openai']))})")
-    options = dict(kwargs or {})
-    model_name = options.get("model_name")
-    if not isinstance(model_name, str) or not model_name:
-        raise ConfigurationError(f"{where}: backend_kwargs needs 'model_name', e.g. "
-                                 "{'model_name': 'gpt-5-mini'}")
-    extra = sorted(set(options) - set(_BACKEND_KEYS))
-    if extra:
-        _warn_once(f"backend_kwargs:{','.join(extra)}",
-                   f"rlms compat: backend_kwargs {', '.join(extra)} are ignored (fastrlm uses "
-                   "model_name, api_key and base_url; timeouts and retries are Limits)")
-    return prefix
-
-
-def _warn_sampling(sampling: Mapping[str, Any] | None) -> None:
-    for key in sampling or {}:
-        if key != "temperature":
-            _warn_once(f"sampling_args:{key}", f"rlms compat: sampling argument {key!r} is "
-                       "ignored (fastrlm sets temperature only; max tokens are Limits)")
-
-
-def _backend_lm(backend: str, kwargs: Mapping[str, Any] | None,
-                sampling: Mapping[str, Any] | None, limits: Limits, where: str) -> LM:
-    prefix = _backend_prefix(backend, kwargs, where)
-    options = dict(kwargs or {})
-    model_name = options["model_name"]
-    temperature = (sampling or {}).get("temperature")
-    return resolve(f"{prefix}/{model_name}",
-                   base_url=options.get("base_url") or _BACKEND_URLS.get(backend),
-                   api_key=options.get("api_key"),
-                   temperature=None if temperature is None else float(temperature), limits=limits)
 
 
 _DEFAULT_GET_CLIENT = get_client
