@@ -490,4 +490,4 @@ def test_custom_tools_values_become_repl_variables_as_in_the_official_package(
     completion = rlm.completion("ctx", root_prompt="q")
     assert completion.response == "20 https://example.test 3", completion.error
     system = str(models.requests[0].messages[0])
-    assert "`page_limit`: a int" in system and "`base`: a dict" in system
+    assert "`page_limit` (int)" in system and "`base` (dict)" in system

@@ -480,8 +480,8 @@ def test_variables_are_repl_variables_from_the_first_cell_and_told_to_the_model(
                         variables={"limit": 10, "names": ["a", "b"], "config": {"mode": "x"}})
     assert result.answer == "12x", result.error  # type: ignore[attr-defined]
     system = root.calls[0][0]["content"]
-    assert "`limit`: a int" in system and "`names`: a list" in system
-    assert "`config`: a dict" in system
+    assert "`limit` (int)" in system and "`names` (list)" in system
+    assert "`config` (dict)" in system
 
 
 def test_each_run_gets_its_own_copy_of_a_variable_even_in_process() -> None:

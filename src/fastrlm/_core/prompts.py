@@ -66,7 +66,7 @@ variable):
 {values}
 """
 
-HOST_VALUE_LINE = "  - `{name}`: a {type}"
+HOST_VALUE_LINE = "  - `{name}` ({type})"
 
 MODELS_NOTE = """\
 - `llm_query`, `llm_query_batched`, `rlm_query` and `rlm_query_batched` take `model=` to pick \
