@@ -466,3 +466,64 @@ def test_an_async_tool_returning_a_coroutine_is_bad_result_and_the_coroutine_is_
     assert "bad_result" in _output(root)
     coroutine = made[0]
     assert inspect.getcoroutinestate(coroutine) == "CORO_CLOSED"  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- RLM(variables=...)
+@pytest.mark.parametrize("kind", KINDS)
+def test_variables_are_repl_variables_from_the_first_cell_and_told_to_the_model(
+        kind: str) -> None:
+    """``variables`` are bound through the sandbox's define before the first cell (a rebound
+    one is restored after the cell, as the REPL's other names) and the system prompt names
+    each with its type."""
+    result, root = _run(["limit = 0\nprint(type(names).__name__)",
+                         "FINAL(str(limit + len(names)) + config['mode'])"], [], kind,
+                        variables={"limit": 10, "names": ["a", "b"], "config": {"mode": "x"}})
+    assert result.answer == "12x", result.error  # type: ignore[attr-defined]
+    system = root.calls[0][0]["content"]
+    assert "`limit` (int)" in system and "`names` (list)" in system
+    assert "`config` (dict)" in system
+
+
+def test_each_run_gets_its_own_copy_of_a_variable_even_in_process() -> None:
+    """Model code changing a variable (under ``none``, where the REPL is this process) changes
+    neither the caller's object nor the next run's; the caller changing it after the RLM is
+    built does not reach a run either."""
+    names = ["a"]
+    root = ScriptedLM([repl("names.append('model')\nFINAL(str(names))"),
+                       repl("FINAL(str(names))")], model="scripted/root")
+    rlm = RLM(root, echo_sub(), sandbox="none", variables={"names": names, "pair": (1, 2)})
+    names.append("caller")
+    assert rlm.completion("q", "c").answer == "['a', 'model']"
+    assert rlm.completion("q", "c").answer == "['a']"
+    assert names == ["a", "caller"]
+
+
+def test_variables_are_bound_again_after_the_worker_dies() -> None:
+    skip_unless_sandbox("auto")
+    result, _ = _run(["import os\nos._exit(3)", "FINAL(str(limit))"], [], "auto",
+                     variables={"limit": 7})
+    assert result.answer == "7", result.error  # type: ignore[attr-defined]
+
+
+def test_a_session_keeps_variables_across_questions() -> None:
+    root = ScriptedLM([repl("FINAL(str(limit))"), repl("FINAL(str(limit * 2))")],
+                      model="scripted/root")
+    with RLM(root, echo_sub(), sandbox="none", variables={"limit": 4}).session() as session:
+        assert session.ask("q1", "c").answer == "4"
+        assert session.ask("q2").answer == "8"
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"limit": {1, 2}}, r"variables\['limit'\] is a set, which cannot cross into the sandbox"),
+    ({"loop": (loop := []).append(loop) or loop}, r"variables\['loop'\] is a list.*Circular"),
+    ({"context": 1}, "variable name 'context' is taken by the REPL itself"),
+    ({"not a name": 1}, "a variable name must be a Python identifier"),
+    ({"_hidden": 1}, "variable name '_hidden' starts with '_'"),
+    ({"search": 1}, "variable name 'search' is also a tool's"),
+    ([("limit", 1)], "variables must be a dict of name -> JSON value"),
+])
+def test_bad_variables_are_refused_when_the_rlm_is_built(variables: object,
+                                                         message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RLM(ScriptedLM([]), sandbox="none", tools=[search],
+            variables=variables)  # type: ignore[arg-type]

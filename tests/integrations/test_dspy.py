@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 # dspy refreshes litellm's model-price table over the network on the first LM call unless told
@@ -143,7 +144,7 @@ def test_a_typed_signature_runs_end_to_end_in_the_isolated_sandbox(recorder: Rec
     )
     assert prediction.answer == "sub:sum up"
     assert prediction.count == 3 and prediction.pages == [0, 3, 6]
-    assert outputs(prediction)[:2] == ["3 sub:where is the fox?", "True"]
+    assert outputs(prediction)[:2] == ["3 sub:where is the fox?\n", "True\n"]
     prompt = str(root.history[0]["messages"])
     assert "fastrlm" in prompt and "longer than 0.5 s gets a TimeoutError" in prompt
     interpreter = recorder.made[0]
@@ -167,11 +168,11 @@ def test_a_hanging_cell_is_killed_and_the_module_recovers(recorder: Recorder) ->
         recorder, context=DOCUMENT, query="still here",
     )
     soft, after_soft, hard, after_hard = outputs(prediction)[:4]
-    assert "TimeoutError" in soft and after_soft == "42"  # soft: interrupted, state kept
+    assert "TimeoutError" in soft and after_soft == "42\n"  # soft: interrupted, state kept
     assert "SandboxRestarted" in hard and "hard time limit" in hard
     # hard: killed; state gone, inputs back, and DSPy's facade (its setup cell) replayed: `dspy`
     # in the worker is the shim, not the real package from site-packages
-    assert after_hard == f"False {len(DOCUMENT)} False"
+    assert after_hard == f"False {len(DOCUMENT)} False\n"
     assert prediction.answer == f"still here {len(DOCUMENT)}"
 
 
@@ -228,7 +229,8 @@ def test_inputs_cross_to_the_worker_once(recorder: Recorder) -> None:
         ],
         recorder, context=big, notes=big,
     )
-    assert outputs(prediction)[:2] == [str(len(big)), "NEEDLE"]  # not re-sent: the rebinding held
+    # not re-sent: the rebinding held
+    assert outputs(prediction)[:2] == [f"{len(big)}\n", "NEEDLE\n"]
     assert prediction.answer == f"NEEDLE{len(big)}"
     # `notes` crossed once, through the sandbox's define (no host call carried it), and its
     # staged payload was released once the assignment cell had used it
@@ -251,8 +253,8 @@ def test_inputs_go_in_through_define_on_every_layer(kind: str) -> None:
     with FastRLMInterpreter(sandbox=kind) as interpreter:
         out = interpreter.execute("print(type(n).__name__, n['a'], s[:3], b, _fastrlm_input_s, "
                                   "_fastrlm_input_b)", inputs)
-        assert out == "dict [1, 2] abc b'\\x00\\x01' None None"
-        assert interpreter.execute("s = 'mine'\nprint(s)", inputs) == "mine"  # still a
+        assert out == "dict [1, 2] abc b'\\x00\\x01' None None\n"
+        assert interpreter.execute("s = 'mine'\nprint(s)", inputs) == "mine\n"  # still a
         # variable of the model's, not a name the REPL restores
 
 
@@ -282,7 +284,7 @@ def test_user_tools_and_dspy_sub_agents_run_on_the_host(recorder: Recorder) -> N
     with dspy.context(lm=DummyLM(steps)):
         prediction = rlm(context=DOCUMENT)
     # a failed tool is a ToolError in the cell: a RuntimeError, as in DSPy's own interpreters
-    assert outputs(prediction)[:2] == ["a 2", "broken: KeyError: 'zz' [tool_error]"]
+    assert outputs(prediction)[:2] == ["a 2\n", "broken: KeyError: 'zz' [tool_error]\n"]
     assert calls == [{"key": "a", "times": 2}]
     assert prediction.answer == f"from the host {os.getpid()}"  # the tool ran in this process
 
@@ -301,7 +303,7 @@ def test_sub_calls_past_dspy_budget_or_to_other_models_are_error_answers(
         recorder, context=DOCUMENT, max_llm_calls=2,
     )
     batched, refused, other = outputs(prediction)[:3]
-    assert batched == "['sub:a', 'sub:b']"
+    assert batched == "['sub:a', 'sub:b']\n"
     assert refused.startswith("[error: subcall_failed: RuntimeError: LLM call limit exceeded")
     assert "[error: unknown_model:" in other and "[error: subcalls_disabled:" in other
     assert prediction.answer == "done"
@@ -313,7 +315,7 @@ async def test_dspy_rlm_acall_runs_in_the_sandbox_too(recorder: Recorder) -> Non
     with dspy.context(lm=DummyLM([step("print(llm_query('hi'))"),
                                   step("SUBMIT(size=len(context))")])):
         prediction = await rlm.acall(context=DOCUMENT)
-    assert outputs(prediction)[0] == "sub:hi" and prediction.size == len(DOCUMENT)
+    assert outputs(prediction)[0] == "sub:hi\n" and prediction.size == len(DOCUMENT)
 
 
 @pytest.fixture
@@ -332,47 +334,52 @@ def test_dataframe_inputs_arrive_as_dataframes_or_rows(interpreter: FastRLMInter
         "print(type(table).__name__, int(table['n'].sum()), str(table['n'].dtype))",
         {"table": table, "context": table},
     )
-    assert printed == "DataFrame 7 int64"
+    assert printed == "DataFrame 7 int64\n"
     rows = interpreter.execute("print(context)", {"table": table, "context": table})
-    assert rows == "[{'city': 'Oslo', 'n': 2}, {'city': 'Lima', 'n': 5}]"
+    assert rows == "[{'city': 'Oslo', 'n': 2}, {'city': 'Lima', 'n': 5}]\n"
 
 
 def test_tool_calls_json_cannot_carry_fail_in_the_cell(interpreter: FastRLMInterpreter) -> None:
     interpreter.tools["opaque"] = lambda: object()
     interpreter.tools["echo"] = lambda text: text
-    with pytest.raises(CodeExecutionError, match=r"opaque returned what JSON cannot hold.*bad_res"):
-        interpreter.execute("opaque()")
+    interpreter.tools["model"] = lambda: Unserializable(value=object())
+    # DSPy's rule: a result JSON cannot hold comes back as its str; a pydantic model that
+    # cannot be dumped is an error the cell sees
+    assert interpreter.execute("opaque()").startswith("<object object at")
+    with pytest.raises(CodeExecutionError, match=r"CodeInterpreterError: model returned what JSON "
+                       r"cannot hold.*Unable to serialize Unserializable as JSON.*bad_result"):
+        interpreter.execute("model()")
     with pytest.raises(CodeExecutionError, match="the arguments must be JSON"):
         interpreter.execute("echo(object())")
     with pytest.raises(CodeExecutionError, match=r"echo\(\): missing a required argument"):
         interpreter.execute("echo()")
-    assert interpreter.execute("print(echo(text=[1, 'two']))") == "[1, 'two']"
-    del interpreter.tools["echo"]  # the REPL's function stays; the host no longer answers it
-    with pytest.raises(CodeExecutionError, match=r"no host tool 'echo' now.*unknown_tool"):
+    assert interpreter.execute("print(echo(text=[1, 'two']))") == "[1, 'two']\n"
+    del interpreter.tools["echo"]  # gone from the REPL too, before the next cell
+    with pytest.raises(CodeExecutionError, match=r"NameError: \[\"name 'echo' is not defined"):
         interpreter.execute("echo('x')")
 
 
 def test_protocol_edges(interpreter: FastRLMInterpreter, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert interpreter.execute("x = 1") is None
-    assert interpreter.execute("x + 1") == "2"
+    assert interpreter.execute("x = 1") == ""
+    assert interpreter.execute("x + 1") == 2
     with pytest.raises(SyntaxError):
         interpreter.execute("def broken(:")
     with pytest.raises(CodeExecutionError, match="ZeroDivisionError"):
         interpreter.execute("print('before')\n1 / 0")
     assert interpreter.execute("SUBMIT('done')\nprint('never')") == FinalOutput({"answer": "done"})
-    with pytest.raises(CodeExecutionError, match="SUBMIT needs exactly the fields answer"):
+    with pytest.raises(CodeExecutionError, match="unexpected keyword argument 'wrong'"):
         interpreter.execute("SUBMIT(wrong=1)")
     assert "`answer` is kept by the sandbox" in interpreter.execute("answer = 5\nprint(1)")
     with pytest.raises(CodeInterpreterError, match="taken by fastrlm's REPL"):
         interpreter.execute("1", {"FINAL": 1})
     with pytest.raises(CodeInterpreterError, match="input 'bad' cannot be sent"):
         interpreter.execute("1", {"bad": object(), "good": 2})
-    assert interpreter.execute("print(good + 1)", {"good": 2}) == "3"  # the refusal left no trace
+    assert interpreter.execute("print(good + 1)", {"good": 2}) == "3\n"  # the refusal left no trace
     fetched = interpreter.execute("print(llm_query('good', model='fastrlm.dspy.input'))")
     assert "[error: unknown_model" in fetched  # no side channel: inputs go in by define
-    assert interpreter.execute("print(_fastrlm_input_good)") == "None"  # released once bound
+    assert interpreter.execute("print(_fastrlm_input_good)") == "None\n"  # released once bound
     monkeypatch.setattr(bridge, "MAX_INPUT_BYTES", 60)
-    assert interpreter.execute("print(len(fits))", {"fits": "y" * 60}) == "60"
+    assert interpreter.execute("print(len(fits))", {"fits": "y" * 60}) == "60\n"
     with pytest.raises(CodeInterpreterError, match="takes 62 bytes .* pass it as `context`"):
         interpreter.execute("1", {"long": "\u00e9" * 31})  # 31 characters, 2 bytes each
     with pytest.raises(CodeInterpreterError, match="make a new interpreter for another one"):
@@ -396,7 +403,7 @@ async def test_the_bridge_calls_tools_as_their_signatures_bind() -> None:
                                                                    "json": "[10, 20, 30]"}
     assert await host.call_tool("fail", {}) == {"ok": False, "kind": "tool_error",
                                                 "message": "ValueError: no"}
-    assert (await host.call_tool("nan", {}))["kind"] == "bad_result"
+    assert await host.call_tool("nan", {}) == {"ok": True, "json": '"nan"'}  # DSPy's str
     huge = await host.call_tool("add", {"a": "x" * (16 * 1024 * 1024), "b": "y"})
     assert huge["kind"] == "bad_result" and "over the limit" in str(huge["message"])
     assert (await host.call_tool("add", {"a": 1, "c": 2}))["kind"] == "bad_arguments"
@@ -404,11 +411,137 @@ async def test_the_bridge_calls_tools_as_their_signatures_bind() -> None:
         assert (await host.call_tool(missing, {}))["kind"] == "unknown_tool"
 
 
-def test_tools_added_after_cells_ran_are_refused(interpreter: FastRLMInterpreter) -> None:
-    interpreter.execute("x = 1")
-    interpreter.tools["late"] = lambda: 1
-    with pytest.raises(CodeInterpreterError, match="tools were added after cells ran"):
-        interpreter.execute("late()")
+class Unserializable(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+    value: object
+
+
+# ---------------------------------------------------------------- DSPy's interpreter contract
+# Each test pins one point of the contract DSPy's own PythonInterpreter keeps (and its suites
+# check): dspy.RLM and users' code rely on them.
+
+
+def test_tools_are_added_changed_and_removed_between_cells_of_a_live_worker(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    """DSPy re-registers tools on a live interpreter (its pooled interpreter, dspy.RLM's
+    per-call tools): the REPL follows without losing its state or restarting its worker."""
+    assert interpreter.execute("kept = 41") == ""
+    interpreter.tools["late"] = lambda n: n + 1
+    assert interpreter.execute("late(kept)") == 42
+    interpreter.tools["late"] = lambda n, k=2: n * k  # changed: the new signature and code
+    assert interpreter.execute("late(kept, k=3)") == 123
+    assert interpreter.execute("import inspect\nstr(inspect.signature(late))") == "(n, k=2)"
+    interpreter.tools.clear()
+    with pytest.raises(CodeExecutionError, match="NameError"):
+        interpreter.execute("late(1)")
+    assert interpreter.execute("kept") == 41 and interpreter.workers_started == 1
+
+
+def test_a_tool_rebound_by_the_model_is_bound_again_before_the_next_cell(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    interpreter.tools["double"] = lambda n: 2 * n
+    assert interpreter.execute("double = None") == ""
+    assert interpreter.execute("double(4)") == 8
+    # a forged call of the dispatcher for a tool that is not there is refused on the host
+    with pytest.raises(CodeExecutionError, match="no host tool 'os' now"):
+        interpreter.execute("_fastrlm_tool('os', {})")
+
+
+def test_execute_returns_the_trailing_expressions_python_value(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    assert interpreter.execute("2 + 2") == 4
+    assert interpreter.execute("x = 1.5\nx") == 1.5
+    assert interpreter.execute("{'a': [1, (2, 3)], 'b': None}") == {"a": [1, [2, 3]], "b": None}
+    assert interpreter.execute("sorted({3, 1, 2})") == [1, 2, 3]
+    assert interpreter.execute("'text'") == "text"
+    assert interpreter.execute("float('nan')") != interpreter.execute("0")  # NaN crosses
+    assert interpreter.execute("print('shown')\n7") == 7  # a value wins over prints, as DSPy's
+    assert interpreter.execute("print('shown')\nNone") == "shown\n"
+    assert interpreter.execute("object()").startswith("<object object at")  # no JSON: its str
+    # fastrlm's own FINAL still ends a DSPy run with its text as the one output
+    assert interpreter.execute("FINAL('plain')\n5") == FinalOutput({"answer": "plain"})
+
+
+def test_printed_output_keeps_its_final_newline_and_nothing_printed_is_empty(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    assert interpreter.execute("print('a')\nprint('b')") == "a\nb\n"
+    assert interpreter.execute("print('no newline', end='')") == "no newline"
+    assert interpreter.execute("y = 2") == ""
+
+
+def test_errors_are_worded_as_dspys_interpreter_words_them(
+    interpreter: FastRLMInterpreter,
+) -> None:
+    with pytest.raises(CodeExecutionError) as failed:
+        interpreter.execute("print('before')\nraise ValueError(772459456, 'x')")
+    assert str(failed.value) == "ValueError: [772459456, 'x']"
+    notes = "\n".join(failed.value.__notes__)  # the traceback and the prints, for a reader
+    assert 'File "<dspy-cell>", line 2' in notes and "printed before the error:\nbefore" in notes
+    assert "_fastrlm_run" not in notes  # the bridge's own frames are not the model's
+    with pytest.raises(CodeExecutionError,
+                       match=r"^NameError: \[\"name 'nope' is not defined\"\]\n"):
+        interpreter.execute("nope + 1")
+    with pytest.raises(CodeExecutionError, match=r"^KeyboardInterrupt: "):
+        interpreter.execute("raise KeyboardInterrupt")  # no args: its last traceback line
+    with pytest.raises(SyntaxError) as bad:
+        interpreter.execute("parse(error")
+    assert str(bad.value) == "Invalid Python syntax. message: "  # DSPy's text, exactly
+    assert "'(' was never closed" in bad.value.__notes__[0]  # the detail, for a reader
+    with pytest.raises(CodeExecutionError, match=r"missing 1 required positional argument"):
+        interpreter.execute("SUBMIT()")
+    with pytest.raises(CodeExecutionError, match="^CodeInterpreterError: "):  # a model's class
+        interpreter.execute("class CodeInterpreterError(Exception): pass\n"
+                            "raise CodeInterpreterError('spoof')")
+    assert interpreter.execute("print('still alive')") == "still alive\n"
+
+
+def test_interpreter_errors_are_worded_as_dspys(interpreter: FastRLMInterpreter) -> None:
+    with pytest.raises(CodeInterpreterError, match="Invalid variable name: 'for'"):
+        interpreter.execute("1", {"for": 1})
+    with pytest.raises(CodeInterpreterError, match="Unable to serialize Unserializable as JSON"):
+        interpreter.execute("1", {"value": Unserializable(value=object())})
+    holder: dict[str, FastRLMInterpreter] = {"it": interpreter}
+    interpreter.tools["nested"] = lambda: holder["it"].execute("1")
+    with pytest.raises(CodeExecutionError, match="cannot execute recursively"):
+        interpreter.execute("nested()")
+    interpreter.shutdown()
+    with pytest.raises(CodeInterpreterError, match="session has ended"):
+        interpreter.execute("1")
+
+
+def test_a_hidden_environment_variable_reads_as_dspys_does(
+    interpreter: FastRLMInterpreter, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DSPy's check: code reading a variable the sandbox hides gives ``""`` from ``execute``
+    (the value is None, so the cell's printed output is returned, and it printed nothing)."""
+    monkeypatch.setenv("FASTRLM_DSPY_SECRET", "leaked")
+    assert interpreter.execute("import os\nresult = os.getenv('FASTRLM_DSPY_SECRET')\nresult"
+                               ) == ""
+
+
+def test_inputs_tools_and_values_follow_dspys_json_rules(interpreter: FastRLMInterpreter) -> None:
+    import collections
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Hit:
+        doc: int
+        title: str
+
+    Pair = collections.namedtuple("Pair", "left right")
+    interpreter.tools["hit"] = lambda: Hit(3, "t")
+    interpreter.tools["pair"] = lambda: Pair(1, 2)
+    interpreter.tools["nothing"] = lambda: None
+    assert interpreter.execute("hit()") == {"doc": 3, "title": "t"}
+    assert interpreter.execute("pair()['right']") == 2
+    assert interpreter.execute("type(nothing()).__name__") == "str"  # None comes back as ""
+    assert interpreter.execute("x", {"x": {"s": {"b", "a"}, "t": (1, 2)}}) == {
+        "s": ["a", "b"], "t": [1, 2]}
+    assert interpreter.execute("1 if x == float('inf') else 0", {"x": float("inf")}) == 1
 
 
 def test_bad_options_are_refused_with_the_fix() -> None:
@@ -416,10 +549,12 @@ def test_bad_options_are_refused_with_the_fix() -> None:
         FastRLMInterpreter.factory(sandbox="docker")
     with pytest.raises(ValueError, match="taken by fastrlm's REPL"):
         FastRLMInterpreter(tools={"context": len})
-    with pytest.raises(CodeInterpreterError, match="shut down"):
+    with pytest.raises(CodeInterpreterError, match="session has ended"):
         made = FastRLMInterpreter()
         made.shutdown()
         made.execute("1")
+    with pytest.raises(CodeInterpreterError, match="output field name 'class' is not"):
+        FastRLMInterpreter(output_fields=[{"name": "class"}]).execute("1")
 
 
 async def test_dspy_lm_talks_to_fastrlm_serve() -> None:

@@ -25,7 +25,7 @@ from .run_values import RunConfig
 from .session import Session
 from .sub_agent import PROTOCOLS
 from .sync import SyncRunner
-from .tools import Tool, as_tools
+from .tools import Tool, as_tools, as_variables
 
 if TYPE_CHECKING:
     from ..telemetry import Telemetry
@@ -113,7 +113,9 @@ class RLM:
     system prompt lists them. ``sub_tools`` make every ``llm_query`` a small tool-calling agent
     on the sub-model (at most ``Limits.max_tool_rounds`` rounds, each one sub-call through the
     budget): natively for providers with tool calling, else by the JSON fallback
-    (``sub_tool_protocol``: ``"auto"``, ``"native"`` or ``"json"``).
+    (``sub_tool_protocol``: ``"auto"``, ``"native"`` or ``"json"``). ``variables`` (name ->
+    JSON value) are REPL variables of every run, bound before its first cell through the
+    sandbox's ``define`` and named with their types in the system prompt.
 
     ``candidates=k`` runs k root trajectories of each question over the one context and the
     one budget and picks an answer: ``select="vote"`` (majority over normalised answers),
@@ -150,10 +152,12 @@ class RLM:
         telemetry: bool | Telemetry | None = None,
         candidates: int = 1,
         select: str | Callable[..., int] = "vote",
+        variables: Mapping[str, object] | None = None,
     ) -> None:
         budget = instance("budget", budget, Budget, "Budget(max_usd=1.0)")
         root_tools = as_tools(tools, "tools")
         agent_tools = as_tools(sub_tools, "sub_tools")
+        repl_values = as_variables(variables, root_tools)
         check_choice("sub_tool_protocol", sub_tool_protocol, PROTOCOLS)
         limits = instance("limits", limits, Limits, "Limits(max_concurrency=16)")
         from ..sandbox import KINDS
@@ -207,6 +211,7 @@ class RLM:
             subcalls=subcalls, base_url=base_url, api_key=api_key, tools=tools,
             sub_tools=sub_tools, sub_tool_protocol=sub_tool_protocol, telemetry=telemetry,
             candidates=candidates, select=select,
+            variables=variables,
         )
         from ..telemetry import span_recorder_factory  # imports OpenTelemetry only when on
 
@@ -231,6 +236,7 @@ class RLM:
             telemetry=span_recorder_factory(telemetry),
             candidates=candidates,
             select=select,
+            variables=repl_values,
         )
 
     # ------------------------------------------------------------------ configuration

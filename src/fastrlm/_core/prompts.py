@@ -63,6 +63,14 @@ numbers, lists, dicts), and a failed call raises `ToolError` in your code:
 
 HOST_TOOL_LINE = "  - `{signature}`{description}"
 
+HOST_VALUES = """\
+- Values the user gave, already defined as variables of the REPL (read them like any \
+variable):
+{values}
+"""
+
+HOST_VALUE_LINE = "  - `{name}` ({type})"
+
 MODELS_NOTE = """\
 - `llm_query`, `llm_query_batched`, `rlm_query` and `rlm_query_batched` take `model=` to pick \
 one of these models by name: {models}. Without it, the default is used.
@@ -237,7 +245,9 @@ class Prompts:
     variants are used when sub-calls are on, the ``*_no_subcalls`` ones when they are off.
     With ``RLM(tools=...)`` the REPL-function list (the ``{subcall_tools}`` field) gains
     ``host_tools`` (``{tools}``: one ``host_tool_line`` per tool, with ``{signature}`` and
-    ``{description}``); with several models, ``models_note`` (``{models}``). A sub-agent on the
+    ``{description}``); with ``RLM(variables=...)``, ``host_values`` (``{values}``: one
+    ``host_value_line`` per variable, with ``{name}`` and ``{type}``); with several models,
+    ``models_note`` (``{models}``). A sub-agent on the
     JSON fallback is told ``sub_tools_json`` (``{tools}``), gets results in
     ``sub_tools_results`` (``{results}``, ``{rounds_left}``) and ``sub_tools_done``
     (``{rounds}``) when its rounds are used up. With ``completion(output=T)`` the first message
@@ -274,6 +284,8 @@ class Prompts:
     subcall_capacity_chars: int | None = None
     host_tools: str = HOST_TOOLS
     host_tool_line: str = HOST_TOOL_LINE
+    host_values: str = HOST_VALUES
+    host_value_line: str = HOST_VALUE_LINE
     models_note: str = MODELS_NOTE
     sub_tools_json: str = SUB_TOOLS_JSON
     sub_tools_results: str = SUB_TOOLS_RESULTS
@@ -333,11 +345,13 @@ class Prompts:
         budget_text: str,
         tools: Sequence[tuple[str, str]] = (),
         models: Sequence[str] = (),
+        values: Sequence[tuple[str, str]] = (),
     ) -> str:
         """The system prompt. ``window_chars`` is the enforced sub-call window; the model is told
         it, or ``subcall_capacity_chars`` when that is smaller (never more than is enforced).
         ``tools`` are the host tools' ``(signature, description)``; ``models`` the model names
-        REPL code may pick with ``model=`` (listed when there is more than one)."""
+        REPL code may pick with ``model=`` (listed when there is more than one); ``values`` the
+        REPL variables ``RLM(variables=)`` binds, as ``(name, type name)``."""
         window = window_chars
         if self.subcall_capacity_chars is not None:
             window = min(window, self.subcall_capacity_chars)
@@ -355,6 +369,9 @@ class Prompts:
                 for signature, text in tools
             )
             functions += self.host_tools.format(tools=lines)
+        if values:
+            functions += self.host_values.format(values="\n".join(
+                self.host_value_line.format(name=name, type=kind) for name, kind in values))
         strategy = self.strategy_subcalls if subcalls else self.strategy_no_subcalls
         examples = (self.examples_subcalls if subcalls else self.examples_no_subcalls).format(
             **sizes

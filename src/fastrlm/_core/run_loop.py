@@ -8,6 +8,7 @@ concurrency limiter, usage, events) lives in its :class:`~fastrlm._core.call_tre
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field, replace
 
@@ -189,6 +190,8 @@ class Run:
     async def _start_sandbox(self, sandbox: Sandbox) -> None:
         started = time.monotonic()
         await self.continuation.start(sandbox, self.context, self._bridge)
+        for name, text, _ in self.config.variables:  # RLM(variables=): each run its own copy
+            await sandbox.define(name, json.loads(text))
         await self._announced.wait()
         self.tree.emit(evt.SandboxStarted(run_id=self.run_id, depth=self.depth, layer=sandbox.layer,
                                       unsafe=sandbox.unsafe,
@@ -443,6 +446,7 @@ class Run:
             budget_text=budget,
             tools=[(tool.signature, tool.description) for tool in cfg.tools],
             models=sorted(cfg.named_lms),
+            values=[(name, kind) for name, _, kind in cfg.variables],
         )
 
     # ------------------------------------------------------------------ children

@@ -48,6 +48,8 @@ class RunConfig:
     callbacks: tuple[EventCallback, ...] = ()
     tools: tuple[Tool, ...] = ()
     sub_tools: tuple[Tool, ...] = ()
+    # RLM(variables=): (name, JSON text, type name), a fresh copy bound before the first cell
+    variables: tuple[tuple[str, str, str], ...] = ()
     sub_tool_protocol: str = "auto"
     output: OutputSpec | None = None  # completion(output=T), per call; the root run only
     telemetry: Callable[[], EventCallback] | None = None  # makes a run's span recorder

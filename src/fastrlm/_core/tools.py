@@ -31,7 +31,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -129,25 +129,59 @@ def as_tools(items: Iterable[Callable[..., Any] | Tool] | None, what: str) -> tu
     return tools
 
 
-def check_tool_name(name: object) -> None:
-    """Raises :class:`~fastrlm.ConfigurationError` unless ``name`` can be a REPL function: an
-    identifier, not a keyword, not private, not a name the REPL or Python already uses."""
+def check_tool_name(name: object, what: str = "tool",
+                    fix: str = "fastrlm.Tool(fn, name=...)") -> None:
+    """Raises :class:`~fastrlm.ConfigurationError` unless ``name`` can be a REPL name of its
+    own: an identifier, not a keyword, not private, not a name the REPL or Python already uses.
+    ``what`` names it in the message (a ``tool``, a ``variable``), ``fix`` says how to rename."""
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise ConfigurationError(f"a tool name must be a Python identifier, not {name!r}; pass "
-                                 "fastrlm.Tool(fn, name='...')")
+        raise ConfigurationError(f"a {what} name must be a Python identifier, not {name!r}; "
+                                 f"pick another with {fix}")
     if len(name) > MAX_TOOL_NAME_CHARS:
-        raise ConfigurationError(f"tool name {name[:20]!r}... is longer than "
+        raise ConfigurationError(f"{what} name {name[:20]!r}... is longer than "
                                  f"{MAX_TOOL_NAME_CHARS} characters")
     if name.startswith("_"):
-        raise ConfigurationError(f"tool name {name!r} starts with '_'; the REPL hides such "
+        raise ConfigurationError(f"{what} name {name!r} starts with '_'; the REPL hides such "
                                  "names from the model: pick a public name")
     if name in RESERVED_NAMES or name == "ToolError" or _SESSION_NAME.match(name):
-        raise ConfigurationError(f"tool name {name!r} is taken by the REPL itself (context, "
-                                 "llm_query, FINAL, ...): pick another with "
-                                 "fastrlm.Tool(fn, name=...)")
+        raise ConfigurationError(f"{what} name {name!r} is taken by the REPL itself (context, "
+                                 f"llm_query, FINAL, ...): pick another with {fix}")
     if hasattr(builtins, name):
-        raise ConfigurationError(f"tool name {name!r} would hide Python's builtin {name}(): "
-                                 "pick another with fastrlm.Tool(fn, name=...)")
+        raise ConfigurationError(f"{what} name {name!r} would hide Python's builtin {name}(): "
+                                 f"pick another with {fix}")
+
+
+def as_variables(values: Mapping[str, object] | None,
+                 tools: Sequence[Tool]) -> tuple[tuple[str, str, str], ...]:
+    """``RLM(variables=...)`` as (name, JSON text, type name) triples, each bound in the REPL
+    before the first cell of every run (through the sandbox's ``define``). A value must be JSON
+    (str, numbers, bool, None, lists and dicts of them): it is kept as its JSON text, and each
+    run binds a fresh copy decoded from it, the same on every sandbox (a tuple is a list), so
+    neither model code nor the caller changing the object reaches another run. Raises
+    :class:`~fastrlm.ConfigurationError` naming the entry: a bad or taken name (a tool's
+    included), a value JSON cannot hold."""
+    if values is None:
+        return ()
+    if not isinstance(values, Mapping):
+        raise ConfigurationError("variables must be a dict of name -> JSON value (e.g. "
+                                 f"variables={{'limit': 10}}), not {type(values).__name__}")
+    tool_names = {tool.name for tool in tools}
+    pairs = []
+    for name, value in values.items():
+        check_tool_name(name, "variable", "another key in variables")
+        if name in tool_names:
+            raise ConfigurationError(f"variable name {name!r} is also a tool's: the REPL has "
+                                     "one name for one thing; rename one of them")
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ConfigurationError(
+                f"variables[{name!r}] is a {type(value).__name__}, which cannot cross into the "
+                f"sandbox ({exc}): give a JSON value (str, numbers, lists, dicts), or a tool "
+                "that returns it"
+            ) from None
+        pairs.append((name, text, type(json.loads(text)).__name__))
+    return tuple(pairs)
 
 
 def load_tools(spec: str) -> tuple[Tool, ...]:

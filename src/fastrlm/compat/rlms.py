@@ -15,23 +15,24 @@ here (a remote sandbox such as ``modal``, ``max_errors``, ``orchestrator`` ...) 
 :class:`RLMCompatWarning` per argument and process (a ``UserWarning`` subclass, so
 ``warnings.filterwarnings("ignore", category=RLMCompatWarning)`` silences them) and the run
 uses fastrlm's own isolated sandbox. ``persistent=True`` is a fastrlm session (one REPL across
-``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools. Unlike the
+``completion()`` calls) and ``custom_tools`` / ``custom_sub_tools`` are host tools (a
+``custom_tools`` value that is not callable a REPL variable of its name). Unlike the
 official ``local`` environment (``exec`` in the
 host process), model code never runs inside your process unless you pass ``sandbox="none"``.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .._core.facade import RLM as FastRLM
 from .._core.prompts import Prompts
+from .._core.session import Session
+from .._core.tools import as_variables
 from .._foundation.budget import Budget
 from .._foundation.errors import ConfigurationError, RLMError
 from .._foundation.events import (
@@ -43,146 +44,83 @@ from .._foundation.events import (
     SubcallStarted,
 )
 from .._foundation.limits import Limits
+from .._foundation.pricing import PriceTable
 from .._foundation.result import RLMResult
-from ..lm import LM, resolve
+from ..lm import LM
+from ._backends import _backend_lm, _backend_prefix, _budget_prices, _warn_sampling
+from ._client import ClientLM
+from ._trajectory import record_iteration, shown_kwargs
+from ._types import (
+    ModelUsageSummary,
+    RLMChatCompletion,
+    RLMCompatWarning,
+    RLMLogger,
+    UsageSummary,
+    _warn_once,
+)
 
 __all__ = [
     "RLM",
+    "ClientLM",
     "ModelUsageSummary",
     "RLMChatCompletion",
+    "RLMCompatValueError",
     "RLMCompatWarning",
     "RLMLogger",
     "UsageSummary",
+    "get_client",
 ]
 
-#: official backend -> fastrlm provider prefix
-BACKENDS = {
-    "openai": "openai",
-    "vllm": "vllm",
-    "openrouter": "openrouter",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
-    "litellm": "litellm",
-    "portkey": "openai",
-}
-#: base URL used when backend_kwargs has none (Portkey speaks the OpenAI API)
-_BACKEND_URLS = {"portkey": "https://api.portkey.ai/v1"}
 #: environments that run code locally: fastrlm's sandbox takes their place without a warning
 _LOCAL_ENVIRONMENTS = ("local", "ipython")
 #: remote or container sandboxes: fastrlm's local sandbox is used instead, with a warning
 _REMOTE_ENVIRONMENTS = ("docker", "modal", "prime", "e2b", "daytona")
-_BACKEND_KEYS = ("model_name", "api_key", "base_url")
+#: environments the official package allows persistent=True for
+_PERSISTENT_ENVIRONMENTS = ("local", "ipython", "docker")
 #: the question asked when ``root_prompt`` is None and the prompt is not a str
 DEFAULT_QUESTION = "Do what the context asks and answer it."
 
 
-class RLMCompatWarning(UserWarning):
-    """An argument of the official package that fastrlm cannot honour as written (the warning
-    says what happens instead). Emitted once per argument per process."""
+class RLMCompatValueError(ConfigurationError, ValueError):
+    """An argument the official package refuses with ``ValueError`` (an unknown
+    ``environment``, ``persistent=True`` for an environment without persistence): a
+    ``ValueError`` as there, and a :class:`~fastrlm.ConfigurationError`."""
 
 
-_warned: set[str] = set()
+def get_client(backend: str, backend_kwargs: Mapping[str, Any]) -> Any:
+    """The model client for ``backend`` (the official ``rlm.core.rlm.get_client``): a
+    :class:`fastrlm.lm.LM` for ``backend_kwargs["model_name"]``.
 
+    This is the seam the official package's tests patch to inject a mock model, and it works
+    the same here after the import change::
 
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, RLMCompatWarning, stacklevel=4)
+        import fastrlm.compat.rlms as rlm_module          # was: import rlm.core.rlm as rlm_module
+        with patch.object(rlm_module, "get_client") as get_client:
+            get_client.return_value = mock_lm             # anything with completion(prompt)
+            RLM(backend="openai", backend_kwargs={"model_name": "m"}).completion("...")
 
-
-@dataclass(slots=True)
-class ModelUsageSummary:
-    """One model's calls, tokens and cost in a completion."""
-
-    total_calls: int
-    total_input_tokens: int
-    total_output_tokens: int
-    total_cost: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"total_calls": self.total_calls, "total_input_tokens": self.total_input_tokens,
-                "total_output_tokens": self.total_output_tokens, "total_cost": self.total_cost}
-
-
-@dataclass(slots=True)
-class UsageSummary:
-    """Usage of a completion, per model (``model_usage_summaries``) and in total."""
-
-    model_usage_summaries: dict[str, ModelUsageSummary] = field(default_factory=dict)
-
-    @property
-    def total_cost(self) -> float:
-        return sum(m.total_cost for m in self.model_usage_summaries.values())
-
-    @property
-    def total_input_tokens(self) -> int:
-        return sum(m.total_input_tokens for m in self.model_usage_summaries.values())
-
-    @property
-    def total_output_tokens(self) -> int:
-        return sum(m.total_output_tokens for m in self.model_usage_summaries.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_usage_summaries": {k: v.to_dict()
-                                      for k, v in self.model_usage_summaries.items()},
-            "total_cost": self.total_cost,
-            "total_input_tokens": self.total_input_tokens,
-            "total_output_tokens": self.total_output_tokens,
-        }
-
-
-@dataclass(slots=True)
-class RLMChatCompletion:
-    """What :meth:`RLM.completion` returns, with the official package's fields.
-
-    ``error`` is set (and ``response`` is the best partial answer, maybe empty) when the run
-    failed; ``metadata`` holds the trajectory when a logger is attached. ``result`` is
-    fastrlm's own :class:`~fastrlm.RLMResult` (stop reason, sub-call counts, trace id ...).
+    :class:`RLM` calls it once per backend, when it is built. A replacement may return a
+    :class:`fastrlm.lm.LM` or an official-style client (``completion(messages) -> str``,
+    optionally ``async acompletion`` and ``get_last_usage()``), which :class:`ClientLM` wraps.
+    Raises :class:`~fastrlm.ConfigurationError` for an unknown backend or no ``model_name``.
     """
-
-    root_model: str
-    prompt: object
-    response: str
-    usage_summary: UsageSummary
-    execution_time: float
-    metadata: dict[str, Any] | None = None
-    error: str | None = None
-    result: RLMResult | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"root_model": self.root_model, "prompt": self.prompt, "response": self.response,
-                "usage_summary": self.usage_summary.to_dict(),
-                "execution_time": self.execution_time, "metadata": self.metadata,
-                "error": self.error}
-
-
-class RLMLogger:
-    """``RLMLogger(log_dir)``: attach to ``RLM(logger=...)`` to keep every run's trajectory.
-
-    fastrlm writes its own trace format there (``log_dir/traces/<run_id>.jsonl``, one event
-    per line, the context recorded once as a digest, plus ``log_dir/index.sqlite``); ``fastrlm
-    show`` / ``fastrlm view`` read it with ``FASTRLM_HOME=log_dir``. The completion's
-    ``metadata`` carries the run's events."""
-
-    def __init__(self, log_dir: str | Path, file_name: str = "rlm") -> None:
-        self.log_dir = Path(log_dir)
-        self.file_name = file_name
-
-    def writer(self) -> Callable[[Event], object]:
-        from ..trace import TraceWriter
-
-        return TraceWriter(self.log_dir)
+    return _backend_lm(backend, backend_kwargs, None, Limits(), "backend")
 
 
 class RLM:
     """The official ``rlm.RLM`` constructor, building a :class:`fastrlm.RLM`.
 
-    ``sandbox`` is fastrlm's own keyword (the official package has none): ``"auto"`` (the
-    default: the best isolated worker), ``"bwrap"``, ``"landlock"``, ``"process"`` or ``"none"``
-    (in-process, unsafe). Raises :class:`~fastrlm.ConfigurationError` for an unknown backend or
-    environment, a backend without ``model_name``, or ``max_budget`` for a model with no known
-    price.
+    ``sandbox`` and ``prices`` are fastrlm's own keywords (the official package has neither):
+    ``sandbox`` is ``"auto"`` (the default: the best isolated worker), ``"bwrap"``,
+    ``"landlock"``, ``"process"`` or ``"none"`` (in-process, unsafe); ``prices`` a
+    :class:`~fastrlm.PriceTable` for ``max_budget`` (without it a model fastrlm has no price
+    for counts $0, as the official package counts a backend that reports no cost).
+
+    The models come from :func:`get_client` when the first completion needs them. Raises
+    :class:`~fastrlm.ConfigurationError` for an unknown backend, a backend without
+    ``model_name`` or a ``custom_tools`` entry it cannot offer, and
+    :class:`RLMCompatValueError` (also a ``ValueError``) for an unknown environment or
+    ``persistent=True`` for one the official package does not persist.
     """
 
     def __init__(
@@ -219,22 +157,30 @@ class RLM:
         user_prologue: str | None = None,
         *,
         sandbox: str = "auto",
+        prices: PriceTable | None = None,
     ) -> None:
         _ignored(depth=depth != 0, max_errors=max_errors is not None,
                  compaction_threshold_pct=compaction_threshold_pct != 0.85,
                  orchestrator=not orchestrator, user_prologue=user_prologue is not None)
+        if persistent and environment not in _PERSISTENT_ENVIRONMENTS:
+            raise RLMCompatValueError(
+                f"persistent=True is not supported for environment type {environment!r} (the "
+                f"official package supports it for {', '.join(_PERSISTENT_ENVIRONMENTS)})")
         _check_environment(environment, environment_kwargs)
         limits = Limits(max_concurrency=max_concurrent_subcalls)
-        root = _backend_lm(backend, backend_kwargs, sampling_args, limits, "backend")
         others = list(other_backends or ())
         other_kwargs = list(other_backend_kwargs or ())
         if other_kwargs and len(other_kwargs) != len(others):
             raise ConfigurationError(
                 f"other_backend_kwargs has {len(other_kwargs)} entries for {len(others)} "
                 "other_backends: give one dict per backend")
-        subs = [_backend_lm(name, other_kwargs[i] if other_kwargs else None,
-                            sub_sampling_args or sampling_args, limits, f"other_backends[{i}]")
-                for i, name in enumerate(others)]
+        _warn_sampling(sampling_args)
+        _warn_sampling(sub_sampling_args)
+        if get_client is _DEFAULT_GET_CLIENT:  # what fastrlm can check before any client
+            _backend_prefix(backend, backend_kwargs, "backend")
+            for i, name in enumerate(others):
+                _backend_prefix(name, other_kwargs[i] if other_kwargs else None,
+                                f"other_backends[{i}]")
         budget = Budget(max_iterations=max_iterations, max_depth=max_depth, max_usd=max_budget,
                         max_seconds=max_timeout, max_input_tokens=max_tokens,
                         max_output_tokens=max_tokens)
@@ -242,35 +188,89 @@ class RLM:
         if custom_system_prompt is not None:
             # the official prompt is plain text: keep its braces literal in fastrlm's template
             prompts = Prompts(system=custom_system_prompt.replace("{", "{{").replace("}", "}}"))
+        tools, values = _tools(custom_tools, "custom_tools")
+        sub_tools, sub_values = _tools(custom_sub_tools, "custom_sub_tools")
+        if sub_values:
+            name = next(iter(sub_values))
+            raise ConfigurationError(
+                f"custom_sub_tools[{name!r}] is a {type(sub_values[name]).__name__}, not a "
+                "function: fastrlm's sub-LLMs call tools and have no REPL to hold a value; give "
+                "it to the root with custom_tools, or pass a function returning it")
+        try:  # checked now, as the rest of the configuration, though the RLM is built later
+            as_variables(values, ())
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"custom_tools holds a value the REPL cannot take: {exc}"
+                                     ) from None
+        # the official RLM's public attributes
+        self.backend, self.backend_kwargs = backend, backend_kwargs
+        self.environment = self.environment_type = environment
+        self.environment_kwargs = dict(environment_kwargs or {})
+        self.other_backends, self.other_backend_kwargs = other_backends, other_backend_kwargs
+        self.depth, self.max_depth, self.max_iterations = depth, max_depth, max_iterations
+        self.max_budget, self.max_timeout, self.max_tokens = max_budget, max_timeout, max_tokens
+        self.max_errors = max_errors
+        self.custom_tools, self.custom_sub_tools = custom_tools, custom_sub_tools
+        self.persistent = persistent
         self.logger = logger
         self.verbose = verbose
-        self.backend = backend
-        self.environment = environment
         self._callbacks = (on_subcall_start, on_subcall_complete, on_iteration_start,
                            on_iteration_complete)
         self._trajectory: list[dict[str, Any]] | None = None
-        self._rlm = FastRLM(
-            model=root,
-            sub_model=subs[0] if subs else None,
-            # REPL code names a model as the official package does (its model_name) or as
-            # fastrlm does ("openai/<model_name>")
-            models={name: lm for lm in subs for name in (lm.model, lm.model.split("/", 1)[-1])},
-            budget=budget,
-            limits=limits,
-            sandbox=sandbox,
-            prompts=prompts,
-            trace=logger.writer() if logger is not None else False,
-            on_event=self._on_event,
-            tools=_tools(custom_tools, "custom_tools"),
-            sub_tools=_tools(custom_sub_tools, "custom_sub_tools"),
-        )
-        # persistent=True: one REPL across completion() calls (context_0, context_1, ...)
-        self._session = self._rlm.session() if persistent else None
+        self._iterations: list[dict[str, Any]] = []
+        self._run_metadata = {
+            "root_model": backend_kwargs.get("model_name") if backend_kwargs else None,
+            "max_depth": max_depth, "max_iterations": max_iterations,
+            "backend": backend, "backend_kwargs": shown_kwargs(backend_kwargs),
+            "environment_type": environment,
+            "environment_kwargs": shown_kwargs(environment_kwargs),
+            "other_backends": list(other_backends) if other_backends else None,
+        }
+        #: fastrlm's model string -> the official package's name for it (its usage key)
+        self._model_names: dict[str, str] = {}
+        self._session: Session | None = None
+        self._built: FastRLM | None = None
+
+        def build() -> FastRLM:
+            # the clients come from get_client when the first completion needs them, as in
+            # the official package (so a test may patch it around completion() alone)
+            root, root_name = _client(backend, backend_kwargs, sampling_args, limits, "backend")
+            named_subs = [_client(name, other_kwargs[i] if other_kwargs else None,
+                                  sub_sampling_args or sampling_args, limits,
+                                  f"other_backends[{i}]") for i, name in enumerate(others)]
+            subs = [lm for lm, _ in named_subs]
+            self._model_names = {root.model: root_name, **{lm.model: n for lm, n in named_subs}}
+            self._run_metadata["root_model"] = root_name
+            built = FastRLM(
+                model=root,
+                sub_model=subs[0] if subs else None,
+                # REPL code names a model as the official package does (its model_name) or
+                # as fastrlm does ("openai/<model_name>")
+                models={name: lm for lm in subs
+                        for name in (lm.model, lm.model.split("/", 1)[-1])},
+                budget=budget,
+                limits=limits,
+                sandbox=sandbox,
+                prompts=prompts,
+                prices=_budget_prices(max_budget, [root, *subs], prices),
+                trace=logger.writer() if logger is not None else False,
+                on_event=self._on_event,
+                tools=tools,
+                sub_tools=sub_tools,
+                variables=values,
+            )
+            # persistent=True: one REPL across completion() calls (context_0, context_1, ...)
+            self._session = built.session() if persistent else None
+            return built
+
+        self._build = build
 
     @property
     def fastrlm(self) -> FastRLM:
-        """The :class:`fastrlm.RLM` this one runs on (for ``stream()``, ``with_options()`` ...)."""
-        return self._rlm
+        """The :class:`fastrlm.RLM` this one runs on (for ``stream()``, ``with_options()`` ...),
+        built with the clients :func:`get_client` gives on first use."""
+        if self._built is None:
+            self._built = self._build()
+        return self._built
 
     def completion(self, prompt: object, root_prompt: str | None = None) -> RLMChatCompletion:
         """Run over ``prompt`` (the context: a str, dict or list) answering ``root_prompt`` (the
@@ -279,10 +279,11 @@ class RLM:
         question, context = _question(prompt, root_prompt)
         started = self._start()
         try:
+            fast = self.fastrlm
             if self._session is not None:
                 result = self._session.ask(question, context)
             else:
-                result = self._rlm.completion(question, context)
+                result = fast.completion(question, context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -293,10 +294,11 @@ class RLM:
         question, context = _question(prompt, root_prompt)
         started = self._start()
         try:
+            fast = self.fastrlm
             if self._session is not None:
                 result = await self._session.aask(question, context)
             else:
-                result = await self._rlm.acompletion(question, context)
+                result = await fast.acompletion(question, context)
         except RLMError as exc:
             return self._failed(prompt, exc, started)
         return self._completed(prompt, result, started)
@@ -312,7 +314,8 @@ class RLM:
         persistent session's worker."""
         if self._session is not None:
             await self._session.aclose()
-        await self._rlm.aclose()
+        if self._built is not None:
+            await self._built.aclose()
 
     def __enter__(self) -> RLM:
         return self
@@ -323,11 +326,14 @@ class RLM:
     # ------------------------------------------------------------------ internals
     def _start(self) -> float:
         self._trajectory = [] if self.logger is not None else None
+        self._iterations = []
         return time.perf_counter()
 
     def _on_event(self, event: Event) -> None:
         if self._trajectory is not None:
             self._trajectory.append(event.to_dict())
+            if event.depth == 0:
+                record_iteration(self._iterations, event)
         if self.verbose:
             line = _verbose_line(event)
             if line:
@@ -344,16 +350,26 @@ class RLM:
 
     def _completed(self, prompt: object, result: RLMResult, started: float,
                    error: str | None = None) -> RLMChatCompletion:
-        summaries = {
-            model: ModelUsageSummary(u.calls, u.input_tokens, u.output_tokens, u.cost_usd)
-            for model, u in result.usage.by_model.items()
-        }
+        summaries: dict[str, ModelUsageSummary] = {}
+        for model, u in result.usage.by_model.items():
+            # keyed by the model's name, as the official package keys it ("gpt-5-nano")
+            name = self._model_names.get(model, model.split("/", 1)[-1])
+            seen = summaries.get(name)
+            summaries[name] = ModelUsageSummary(u.calls, u.input_tokens, u.output_tokens,
+                                                u.cost_usd) if seen is None else ModelUsageSummary(
+                seen.total_calls + u.calls, seen.total_input_tokens + u.input_tokens,
+                seen.total_output_tokens + u.output_tokens, seen.total_cost + u.cost_usd)
         metadata = None
         if self._trajectory is not None:
-            metadata = {"run_id": result.trace_id, "trace_path": result.trace_path,
+            if self._iterations and not result.partial and result.error is None:
+                self._iterations[-1]["final_answer"] = result.answer
+            metadata = {"run_metadata": dict(self._run_metadata),
+                        "iterations": list(self._iterations),
+                        "run_id": result.trace_id, "trace_path": result.trace_path,
                         "stop_reason": result.stop_reason.value, "events": self._trajectory}
         return RLMChatCompletion(
-            root_model=self._rlm.root_lm.model.split("/", 1)[-1],
+            root_model=self._model_names.get(self.fastrlm.root_lm.model,
+                                             self.fastrlm.root_lm.model.split("/", 1)[-1]),
             prompt=prompt,
             response=result.answer,
             usage_summary=UsageSummary(summaries),
@@ -399,46 +415,33 @@ def _check_environment(environment: str, kwargs: Mapping[str, Any] | None) -> No
                    "the run uses fastrlm's local isolated sandbox instead")
     elif environment not in _LOCAL_ENVIRONMENTS:
         known = ", ".join((*_LOCAL_ENVIRONMENTS, *_REMOTE_ENVIRONMENTS))
-        raise ConfigurationError(f"unknown environment {environment!r} (the official package "
-                                 f"knows {known})")
+        raise RLMCompatValueError(f"unknown environment {environment!r} (the official "
+                                      f"package knows {known})")
     if kwargs:
         _warn_once("environment_kwargs",
                    f"rlms compat: environment_kwargs ({', '.join(sorted(kwargs))}) are ignored; "
                    "fastrlm's sandbox is set with RLM(..., sandbox=...) and its limits")
 
 
-def _backend_lm(backend: str, kwargs: Mapping[str, Any] | None,
-                sampling: Mapping[str, Any] | None, limits: Limits, where: str) -> LM:
-    if backend == "azure_openai":
-        raise ConfigurationError(
-            "backend='azure_openai' is not mapped by fastrlm's compat layer; use "
-            "backend='litellm' with backend_kwargs={'model_name': 'azure/<deployment>'} "
-            "(and LiteLLM's AZURE_* variables), or backend='openai' with Azure's "
-            "OpenAI-compatible base_url")
-    prefix = BACKENDS.get(backend)
-    if prefix is None:
-        raise ConfigurationError(f"{where}: unknown backend {backend!r} (known: "
-                                 f"{', '.join(sorted([*BACKENDS, 'azure_openai']))})")
+def _client(backend: str, kwargs: Mapping[str, Any] | None, sampling: Mapping[str, Any] | None,
+            limits: Limits, where: str) -> tuple[LM, str]:
+    """The model of one backend and its official name (the usage key): fastrlm's provider, or
+    what a replaced :func:`get_client` returns (an official-style client wrapped in
+    :class:`ClientLM`)."""
     options = dict(kwargs or {})
-    model_name = options.get("model_name")
-    if not isinstance(model_name, str) or not model_name:
-        raise ConfigurationError(f"{where}: backend_kwargs needs 'model_name', e.g. "
-                                 "{'model_name': 'gpt-5-mini'}")
-    extra = sorted(set(options) - set(_BACKEND_KEYS))
-    if extra:
-        _warn_once(f"backend_kwargs:{','.join(extra)}",
-                   f"rlms compat: backend_kwargs {', '.join(extra)} are ignored (fastrlm uses "
-                   "model_name, api_key and base_url; timeouts and retries are Limits)")
-    temperature = None
-    for key, value in (sampling or {}).items():
-        if key == "temperature":
-            temperature = float(value)
-        else:
-            _warn_once(f"sampling_args:{key}", f"rlms compat: sampling argument {key!r} is "
-                       "ignored (fastrlm sets temperature only; max tokens are Limits)")
-    return resolve(f"{prefix}/{model_name}",
-                   base_url=options.get("base_url") or _BACKEND_URLS.get(backend),
-                   api_key=options.get("api_key"), temperature=temperature, limits=limits)
+    given = options.get("model_name")
+    if get_client is _DEFAULT_GET_CLIENT:
+        lm = _backend_lm(backend, options, sampling, limits, where)
+        return lm, str(given)
+    client = get_client(backend, options)
+    if inspect.iscoroutinefunction(getattr(type(client), "complete", None)):
+        return client, str(given or client.model.split("/", 1)[-1])
+    name = given if isinstance(given, str) and given else getattr(client, "model_name", None)
+    name = name if isinstance(name, str) and name else "unknown"
+    return ClientLM(client, f"{backend}/{name}"), name
+
+
+_DEFAULT_GET_CLIENT = get_client
 
 
 def _verbose_line(event: Event) -> str | None:
@@ -455,17 +458,37 @@ def _verbose_line(event: Event) -> str | None:
     return None
 
 
-def _tools(value: Any, what: str) -> list[Any] | None:
-    """The official ``custom_tools`` / ``custom_sub_tools``: a dict of name -> function (or
-    ``fastrlm.Tool``), or a list of functions. Raises ConfigurationError for anything else."""
+def _tools(value: Any, what: str) -> tuple[list[Any] | None, dict[str, object]]:
+    """The official ``custom_tools`` / ``custom_sub_tools`` as fastrlm tools and REPL values: a
+    dict of name -> function, ``fastrlm.Tool``, value or ``{"tool": function_or_value,
+    "description": "..."}`` (the official format; a function's description is what the model
+    is told), or a list of functions. A value that is not callable is a REPL variable of that
+    name, as in the official package (``RLM(variables=...)``). Raises ConfigurationError for
+    anything else, naming the entry."""
     if value is None:
-        return None
+        return None, {}
     from .. import Tool
 
-    if isinstance(value, Mapping):
-        return [item if isinstance(item, Tool) else Tool(item, name=str(name))
-                for name, item in value.items()]
     if isinstance(value, list | tuple):
-        return list(value)
-    raise ConfigurationError(f"{what} must be a dict of name -> function or a list of "
-                             f"functions, not {type(value).__name__}")
+        return list(value), {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{what} must be a dict of name -> function or value (or "
+                                 '{"tool": function_or_value, "description": "..."}) or a list '
+                                 f"of functions, not {type(value).__name__}")
+    tools = []
+    values: dict[str, object] = {}
+    for name, item in value.items():
+        description = ""
+        if isinstance(item, Mapping) and "tool" in item:
+            description = item.get("description") or ""
+            if not isinstance(description, str):
+                raise ConfigurationError(f"{what}[{name!r}]['description'] must be a str, not "
+                                         f"{type(description).__name__}")
+            item = item["tool"]
+        if isinstance(item, Tool):
+            tools.append(item)
+        elif callable(item):
+            tools.append(Tool(item, name=str(name), description=description))
+        else:
+            values[str(name)] = item
+    return tools, values

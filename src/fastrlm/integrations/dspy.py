@@ -21,10 +21,13 @@ How DSPy's protocol maps onto the sandbox (``docs/architecture.md``, "DSPy bridg
 - **Tools**: ``llm_query`` / ``llm_query_batched`` are the REPL's own functions; the bridge
   answers them with DSPy's tools of those names (on the host, in the caller's ``dspy.context``),
   failures as ``"[error: ...]"`` strings. Every other tool (the user's, DSPy's sub-agent facade)
-  is a REPL function of the tool's signature (``SandboxLimits.tools``, fixed when a worker
-  starts, restored after every cell) that makes the sandbox's ``tool`` host call; the bridge
-  runs the tool on the host. Arguments and results are JSON; a failure is a ``ToolError`` (a
-  ``RuntimeError``) in the cell.
+  is a REPL function of the tool's signature, bound before each cell (so tools DSPy adds,
+  changes or removes on a live interpreter take effect at the next cell), that makes the
+  sandbox's ``tool`` host call through the one tool every worker starts with; the bridge runs
+  the tool on the host. Arguments and results are JSON, by DSPy's rules; a failure is a
+  ``ToolError`` (a ``RuntimeError``) in the cell.
+- **Results** are DSPy's: the trailing expression's value, else the printed output as printed;
+  a failure worded ``"<Type>: <args>"`` (docs/architecture.md, "DSPy's interpreter contract").
 - **SUBMIT(...)** checks the output fields and delivers them through the REPL's ``FINAL`` as
   JSON; :meth:`FastRLMInterpreter.execute` returns them as a ``FinalOutput``.
 - **Variables**: an input is sent once, when it is new or its value changed (``dspy.RLM`` passes
@@ -74,6 +77,7 @@ from ..sandbox import (
     HostRequest,
     Sandbox,
     SandboxLimits,
+    ToolSpec,
     create_sandbox,
 )
 from . import _dspy_cells as cells
@@ -97,7 +101,6 @@ NATIVE_TOOLS = frozenset({"llm_query", "llm_query_batched"})
 #: it becomes the sandbox's context), its ``ToolError``, DSPy's ``SUBMIT`` and ``print``.
 _TAKEN = frozenset(RESERVED_NAMES) | {"SUBMIT", "ToolError", "print", "__builtins__"}
 _PRIVATE = re.compile(r"_fastrlm|_Fastrlm")
-_SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError)\b")
 _NO_VALUE = object()
 
 _WHERE = {
@@ -169,6 +172,10 @@ class _Bridge:
         """The sandbox's ``tool`` host call: run DSPy tool ``name`` with the arguments the REPL's
         function bound; ``{"ok": True, "json": text}`` or ``{"ok": False, "kind": ...,
         "message": ...}`` (the cell gets a ``ToolError``, a ``RuntimeError``)."""
+        if name == cells.DISPATCH_TOOL:  # a DSPy tool's REPL function: the real name inside
+            name, arguments = str(arguments.get("name")), arguments.get("arguments")  # type: ignore[assignment]
+            if not isinstance(arguments, dict):
+                return _failed("bad_arguments", f"{name}(): the arguments must be a dict")
         tool = self._interpreter.tools.get(name)
         if tool is None or name in NATIVE_TOOLS:
             return _failed("unknown_tool", f"there is no host tool {name!r} now")
@@ -182,10 +189,10 @@ class _Bridge:
             # whatever it raises (but the run's own cancellation)
             return _failed("tool_error", tool_failure(exc))
         try:
-            text = json.dumps(cells.jsonable(value), ensure_ascii=False, allow_nan=False)
+            text = cells.value_json(value)
         except BaseException as exc:  # noqa: BLE001 - a result's own methods may raise anything
-            return _failed("bad_result", f"{name} returned what JSON cannot hold: "
-                           f"{tool_failure(exc)}")
+            return _failed("bad_result", f"CodeInterpreterError: {name} returned what JSON "
+                           f"cannot hold: {tool_failure(exc)}")
         if len(text) > MAX_TOOL_JSON_CHARS:
             return _failed("bad_result", f"{name} returned {len(text):,} characters of JSON, "
                            f"over the limit of {MAX_TOOL_JSON_CHARS:,}")
@@ -268,7 +275,6 @@ class FastRLMInterpreter:
         self._setup: list[str] = []  # setup cells, replayed on a new worker
         self._model_cells = 0  # cells run on this worker that were not setup cells
         self._layer: str | None = None
-        self._worker_tools: frozenset[str] = frozenset()  # the REPL functions of this worker
         self._lock = threading.Lock()
         self._ended = False
         self._caller_context = contextvars.copy_context()
@@ -293,7 +299,8 @@ class FastRLMInterpreter:
         named ``context`` can be its context). Idempotent; raises ``CodeInterpreterError``
         after :meth:`shutdown`."""
         if self._ended:
-            raise CodeInterpreterError("this FastRLMInterpreter was shut down; make a new one")
+            raise CodeInterpreterError("this FastRLMInterpreter session has ended (shutdown() was "
+                                       "called); create a new interpreter for a fresh session")
         if self._portal is None:
             # the worker is bound to the loop that started it, so every cell runs on this one
             self._portal = SyncRunner("fastrlm-dspy-interpreter")
@@ -310,13 +317,20 @@ class FastRLMInterpreter:
         variables = dict(variables or {})
         try:
             self._check_tools()
-            for name in variables:
-                if name != "context":
-                    cells.check_name(name, "input", _TAKEN | set(self.tools))
+            cells.field_names(self.output_fields)
         except ValueError as exc:
             raise CodeInterpreterError(str(exc)) from None
+        for name in variables:
+            if name != "context":
+                try:
+                    cells.check_name(name, "input", _TAKEN | set(self.tools))
+                except ValueError as exc:
+                    raise CodeInterpreterError(f"Invalid variable name: {name!r} ({exc})") from None
         if not self._lock.acquire(blocking=False):
-            raise CodeInterpreterError("this FastRLMInterpreter is already running a cell")
+            raise CodeInterpreterError(
+                "this FastRLMInterpreter is already running a cell: it cannot execute "
+                "recursively from one of its tools, nor from two threads at once"
+            )
         try:
             self.start()
             assert self._portal is not None
@@ -362,18 +376,10 @@ class FastRLMInterpreter:
                     "`context` from that cell on, and make a new interpreter for another one"
                 )
             await self._start_worker(context)
-        if not self._host_tools() <= self._worker_tools:
-            # the REPL's tool functions are fixed when a worker starts
-            if self._model_cells:
-                raise CodeInterpreterError(
-                    "tools were added after cells ran: the sandbox's tool functions are fixed "
-                    "when its worker starts; make a new interpreter with all the tools"
-                )
-            await self._start_worker(None if self._context is _NO_VALUE else self._context)
         changed = {k: v for k, v in variables.items()
                    if k not in self._values or not _same(v, self._values[k])}
         await self._prepare(changed)
-        result = await self._cell(code)
+        result = await self._cell(cells.run_cell(code))
         if result.restarted:
             self._fresh = True
             raise CodeExecutionError(
@@ -396,9 +402,7 @@ class FastRLMInterpreter:
         if self._sandbox is not None:
             old, self._sandbox = self._sandbox, None
             await old.close()
-        tools = self._host_tools()
-        limits = dataclasses.replace(self.limits, tools=tuple(
-            cells.tool_spec(name, self.tools[name]) for name in sorted(tools)))
+        limits = dataclasses.replace(self.limits, tools=(cells.DISPATCH_SPEC,))
         try:
             sandbox = create_sandbox(self.sandbox_kind, limits)
         except SandboxError as exc:
@@ -410,7 +414,6 @@ class FastRLMInterpreter:
             await sandbox.close()
             raise CodeInterpreterError(f"the fastrlm sandbox did not start: {exc}") from exc
         self._sandbox = sandbox
-        self._worker_tools = tools
         self._layer = sandbox.layer
         self._context = context
         self._fresh = True
@@ -426,12 +429,12 @@ class FastRLMInterpreter:
             fresh, self._fresh = self._fresh, True
             values = {**self._values, **changed} if fresh else changed
             payloads = await asyncio.to_thread(_payloads, values)
-            steps = [cells.bind_cell(self.output_fields)]
+            steps = [cells.bind_cell(self.output_fields, self._tool_specs())]
             if values:
                 steps.append(cells.assignment_cell(
                     {name: kind for name, (kind, _) in payloads.items()}))
             if fresh:
-                steps += self._setup
+                steps += [cells.run_cell(code) for code in self._setup]
             try:
                 await self._stage(payloads)
                 for step in steps:
@@ -481,9 +484,14 @@ class FastRLMInterpreter:
         except SandboxError as exc:  # no fresh worker could start: the session is over
             raise CodeInterpreterError(f"the fastrlm sandbox failed: {exc}") from exc
 
-    def _host_tools(self) -> frozenset[str]:
-        """The tools the REPL offers as its own functions (``llm_query*`` are there already)."""
-        return frozenset(self.tools) - NATIVE_TOOLS
+    def _tool_specs(self) -> list[ToolSpec]:
+        """What the REPL shows of the host tools now (``llm_query*`` are the REPL's own): DSPy
+        adds, changes and removes tools between cells, so they are bound before each one."""
+        try:
+            return [cells.tool_spec(name, self.tools[name])
+                    for name in sorted(set(self.tools) - NATIVE_TOOLS)]
+        except (TypeError, ValueError) as exc:
+            raise CodeInterpreterError(f"a tool cannot be offered to the sandbox: {exc}") from None
 
     def _check_tools(self) -> None:
         for name in self.tools:
@@ -545,24 +553,25 @@ def _same(a: object, b: object) -> bool:
 
 
 def _outcome(result: ExecResult, output_fields: list[dict[str, Any]] | None) -> Any:
-    """What ``execute`` returns (or raises) for a cell's result."""
-    if result.final is not None:
-        values = cells.submitted(result.final.text)
-        if values is None:  # fastrlm's FINAL or answer dict: the text, as the one output
-            names = [str(f["name"]) for f in output_fields or [{"name": "output"}]]
-            return FinalOutput({names[0]: result.final.text} if len(names) == 1
-                               else result.final.text)
-        return FinalOutput(values)
+    """What ``execute`` returns (or raises) for a cell's result, as DSPy's own interpreter:
+    ``FinalOutput`` for SUBMIT; the trailing expression's value when it is not None, else the
+    printed output (``""`` when none); ``SyntaxError("Invalid Python syntax. message: ")`` or
+    ``CodeExecutionError("<Type>: <args>")`` for a failure (the traceback and the printed
+    output are the exception's notes)."""
+    delivery = None if result.final is None else cells.delivered(result.final.text)
+    if delivery is not None and delivery[0] == cells.SUBMIT_KEY:
+        return FinalOutput(delivery[1])
     output = result.stdout
     if result.stderr:
         output += ("\n" if output and not output.endswith("\n") else "") + result.stderr
     if result.error is not None:
-        if _SYNTAX_ERROR.match(result.error.strip().rsplit("\n", 1)[-1]) and not (
-            result.error.startswith("Traceback")
-        ):
-            raise SyntaxError(result.error)
-        raise CodeExecutionError(f"{output.rstrip()}\n{result.error}" if output.strip()
-                                 else result.error)
+        raise _failure(result, output, delivery)
+    if delivery is not None and delivery[0] == cells.VALUE_KEY:
+        return delivery[1]
+    if result.final is not None:  # fastrlm's FINAL or answer dict: the text, as the one output
+        names = [str(f["name"]) for f in output_fields or [{"name": "output"}]]
+        return FinalOutput({names[0]: result.final.text} if len(names) == 1
+                           else result.final.text)
     notes = []
     if result.dropped_bytes:
         notes.append(f"[{result.dropped_bytes:,} more bytes of output were dropped]")
@@ -572,7 +581,36 @@ def _outcome(result: ExecResult, output_fields: list[dict[str, Any]] | None) -> 
                      "discarded: use another name]")
     if kept:
         notes.append(f"[note: {', '.join(kept)} cannot be rebound here and were restored]")
-    text = output.rstrip("\n")
     if notes:
-        text = "\n".join([text, *notes]) if text else "\n".join(notes)
-    return text or None
+        output += ("\n" if output and not output.endswith("\n") else "") + "\n".join(notes)
+    return output
+
+
+def _failure(result: ExecResult, output: str,
+             delivery: tuple[str, Any] | None) -> SyntaxError | CodeExecutionError:
+    """The exception for a failed cell, worded as DSPy's interpreter words it (``SyntaxError:
+    Invalid Python syntax. message: ``; else ``<Type>: <args as a list>``, or ``<Type>: <its
+    last traceback line>`` when it has no args). A timeout keeps fastrlm's own text (DSPy's
+    interpreter has none)."""
+    assert result.error is not None
+    error: SyntaxError | CodeExecutionError
+    if result.timed_out or delivery is None or delivery[0] != cells.ERROR_KEY:
+        error = CodeExecutionError(f"{output.rstrip()}\n{result.error}" if output.strip()
+                                   else result.error)
+        return error
+    kind, args = delivery[1]["type"], delivery[1]["args"]
+    if kind == "SyntaxError":
+        error = SyntaxError("Invalid Python syntax. message: ")
+    else:
+        error = CodeExecutionError(f"{kind}: {args or result.error.strip().rsplit(chr(10), 1)[-1]}")
+    error.add_note(_cell_traceback(result.error))
+    if output.strip():
+        error.add_note(f"printed before the error:\n{output.rstrip()}")
+    return error
+
+
+def _cell_traceback(text: str) -> str:
+    """The runtime's traceback from the first frame of the DSPy cell on (the runner's frames
+    are the bridge's, not the model's)."""
+    at = text.find(f'  File "{cells.CELL_FILENAME}"')
+    return text if at < 0 else "Traceback (most recent call last):\n" + text[at:]

@@ -448,6 +448,9 @@ class ReplRuntime:
                     content = self._answer_text(raw, "answer['content']")
                 if final is None and dict.get(answer, "ready"):
                     final = (content or "", "answer")
+                    # delivered once: a session's next question starts with a fresh answer,
+                    # so its first cell does not end with this one (as the official package)
+                    self.ns["answer"] = {"content": "", "ready": False}
         except BaseException as exc:  # noqa: BLE001 - model objects may raise anything
             return final, None, f"the answer dict could not be read: {one_line_error(exc)}"
         return final, content, None
