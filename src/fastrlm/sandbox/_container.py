@@ -1,0 +1,565 @@
+"""The container layer (``docker`` and ``podman``, one code path): how a worker is started in a
+container, how that container is removed, and the image it runs.
+
+Host side only. The container is only *how the worker process starts*: the worker is the same
+``_worker_main.py`` as on every other layer, driven by :class:`~._worker.WorkerSandbox` over the
+same framed pipes (the container's stdin and stdout, attached by ``docker run -i``: no network
+is needed, and ``--network none`` removes it). What differs:
+
+- the context reaches the worker as a stream on its stdin (a size, then the bytes) ahead of the
+  first frame; :mod:`._container_entry` writes it into a sealed memfd inside the container and
+  hands that to the worker, so nothing is copied into the image, and a remote daemon (or a
+  remote sandbox service) works the same way. A directory or file context is bound read-only;
+- confinement: ``--network none --read-only --cap-drop ALL --security-opt no-new-privileges``,
+  a non-root user, ``--ipc none`` (no ``/dev/shm``), a size- and inode-capped tmpfs ``/tmp``
+  as the only writable place, and the memory (no swap), pids and CPU limits of the container's
+  cgroup; inside, the worker loads seccomp and rlimits as elsewhere;
+- the end: a container is removed (``rm -f``) after every kill and at close. Each carries the
+  labels :data:`LABEL` and :data:`OWNER_LABEL` (host, boot, pid and start time of the process
+  that made it), and every sandbox start first removes the containers whose owner is gone
+  (:func:`reap_orphans`): a host killed with SIGKILL leaves nothing behind for long.
+
+The image (``fastrlm sandbox build``, :func:`build_image`) is made locally: from this host's own
+Python (its interpreter, standard library and the shared libraries they link: a root file
+system imported with ``docker import``, no registry involved) or, with ``--base``, on an image
+the user names. Either way it holds fastrlm's worker code, ``pyseccomp`` and ``libseccomp``,
+and is labelled with a digest of that code: a worker never runs code older than the host's.
+Nothing is pulled at run time unless ``FASTRLM_SANDBOX_IMAGE`` names an image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes.util
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from collections.abc import Iterator
+
+from .._foundation.errors import SandboxUnavailableError
+
+logger = logging.getLogger("fastrlm.sandbox")
+
+RUNTIMES = ("docker", "podman")
+DEFAULT_IMAGE = "fastrlm-sandbox:latest"
+IMAGE_ENV = "FASTRLM_SANDBOX_IMAGE"
+#: Every container fastrlm makes carries this label (value ``1``).
+LABEL = "io.fastrlm.sandbox"
+#: ``<host>/<boot id>/<pid>/<start time>`` of the process that made the container.
+OWNER_LABEL = "io.fastrlm.owner"
+CODE_LABEL = "io.fastrlm.worker-code"
+PYTHON_LABEL = "io.fastrlm.python"
+VERSION_LABEL = "io.fastrlm.python-version"
+#: Where the worker's code, ``pyseccomp`` and ``libseccomp`` live in the image.
+IMAGE_ROOT = "/opt/fastrlm"
+IMAGE_PACKAGE = IMAGE_ROOT + "/fastrlm"
+IMAGE_LIB = IMAGE_ROOT + "/lib"
+#: The worker's user inside the container: nobody, never root.
+USER = "65534:65534"
+CLI_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 10.0
+#: The packages of fastrlm the worker imports (copied into the image, and digested).
+WORKER_PACKAGES = ("sandbox", "_foundation")
+_SERIAL = itertools.count(1)
+# Standard-library directories a worker never imports: left out of the host-built image.
+_STDLIB_SKIP = frozenset({
+    "test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages",
+    "dist-packages", "config-3.11-x86_64-linux-gnu", "pydoc_data", "__phello__",
+})  # fmt: skip
+
+
+# ------------------------------------------------------------------ the runtime and its daemon
+def runtime_cli(runtime: str) -> str | None:
+    """The CLI of ``runtime`` (``docker`` or ``podman``) on PATH, or None."""
+    return shutil.which(runtime)
+
+
+def _cli(runtime: str, *args: str, timeout: float = CLI_TIMEOUT_S,
+         stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``<runtime> args``; raises ``OSError`` when the CLI is missing, ``TimeoutExpired``."""
+    cli = runtime_cli(runtime)
+    if cli is None:
+        raise FileNotFoundError(f"{runtime} is not installed (no {runtime} on PATH)")
+    return subprocess.run([cli, *args], input=stdin, capture_output=True, timeout=timeout,
+                          check=False)
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+@functools.cache
+def server_version(runtime: str) -> str | tuple[str]:
+    """The daemon's version (a str), or ``(why it does not answer,)``."""
+    try:
+        done = _cli(runtime, "version", "--format", "{{.Server.Version}}", timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return (f"{runtime} does not answer: {exc}",)
+    if done.returncode != 0 or not done.stdout.strip():
+        return (f"the {runtime} daemon does not answer ({_last_line(done.stderr)}): start it "
+                f"(systemctl start {runtime}, or Docker Desktop)",)
+    return done.stdout.decode("utf-8", "replace").strip()
+
+
+def image_name() -> str:
+    """The image a container layer runs: ``$FASTRLM_SANDBOX_IMAGE`` or :data:`DEFAULT_IMAGE`."""
+    return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What a sandbox image holds (from its labels): its name, the interpreter to run, that
+    interpreter's version and the digest of the worker code inside."""
+
+    name: str
+    image_id: str
+    python: str
+    python_version: str
+    code: str
+
+
+def inspect_image(runtime: str, name: str) -> ImageInfo | str:
+    """The image's labels, or why it cannot be used (missing, not a fastrlm sandbox image)."""
+    try:
+        done = _cli(runtime, "image", "inspect", "--format",
+                    "{{.Id}} {{json .Config.Labels}}", name)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot inspect image {name}: {exc}"
+    if done.returncode != 0:
+        return (f"image {name} is not there ({_last_line(done.stderr)}): build it with "
+                f"`fastrlm sandbox build --runtime {runtime}`")
+    image_id, _, labels_json = done.stdout.decode().strip().partition(" ")
+    labels = json.loads(labels_json or "null") or {}
+    if PYTHON_LABEL not in labels or CODE_LABEL not in labels:
+        return (f"image {name} is not a fastrlm sandbox image (no {CODE_LABEL} label): build one "
+                f"with `fastrlm sandbox build --runtime {runtime} --base {name}`")
+    return ImageInfo(name, image_id, labels[PYTHON_LABEL], labels.get(VERSION_LABEL, "?"),
+                     labels[CODE_LABEL])
+
+
+def _pull(runtime: str, name: str) -> str | None:
+    try:
+        done = _cli(runtime, "pull", name, timeout=600.0)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot pull {name}: {exc}"
+    return None if done.returncode == 0 else f"cannot pull {name}: {_last_line(done.stderr)}"
+
+
+@functools.cache
+def ready_image(runtime: str) -> ImageInfo | str:
+    """The image this process's workers run in, checked once: it must exist (it is pulled only
+    when ``$FASTRLM_SANDBOX_IMAGE`` names it) and hold the same worker code as this host."""
+    version = server_version(runtime)
+    if isinstance(version, tuple):
+        return version[0]
+    name = image_name()
+    info = inspect_image(runtime, name)
+    if isinstance(info, str) and os.environ.get(IMAGE_ENV) and "is not there" in info:
+        pulled = _pull(runtime, name)
+        info = info if pulled else inspect_image(runtime, name)
+        if pulled:
+            return f"{info}; {pulled}"
+    if isinstance(info, str):
+        return info
+    if info.code != worker_code_digest():
+        return (f"image {name} holds other fastrlm worker code than this host's "
+                f"({info.code[:12]} vs {worker_code_digest()[:12]}): rebuild it with "
+                f"`fastrlm sandbox build --runtime {runtime}`")
+    return info
+
+
+def problem(runtime: str) -> str | None:
+    """None when ``runtime`` can start workers here (CLI, daemon, image), else why not."""
+    if runtime_cli(runtime) is None:
+        return f"{runtime} is not installed (no {runtime} on PATH)"
+    found = ready_image(runtime)
+    return found if isinstance(found, str) else None
+
+
+# ------------------------------------------------------------------ owners and orphans
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), or
+    None when there is no such process: with the pid, it names a process even after pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """``<host>/<boot id>/<pid>/<start time>`` of this (or ``pid``'s) process."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}/{_boot_id()}/{pid}/{_start_time(pid) or '-'}"
+
+
+def owner_gone(tag: str) -> bool:
+    """True when the process a tag names has ended (on this host: another boot, or no process
+    with that pid and start time). Containers of other hosts sharing a daemon are not ours."""
+    host, boot, pid, started = (tag.split("/") + ["", "", "", ""])[:4]
+    if host != socket.gethostname():
+        return False
+    if boot != _boot_id():
+        return True
+    return not pid.isdigit() or _start_time(int(pid)) != started
+
+
+def reap_orphans(runtime: str) -> list[str]:
+    """Remove every labelled container whose owning process is gone; returns their names."""
+    try:
+        listed = _cli(runtime, "ps", "-a", "--filter", f"label={LABEL}", "--format",
+                      f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}')
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.warning("cannot list %s containers to reap orphans: %s", runtime, exc)
+        return []
+    orphans = []
+    for line in listed.stdout.decode("utf-8", "replace").splitlines():
+        name, _, tag = line.strip().partition(" ")
+        if name and owner_gone(tag):
+            orphans.append(name)
+    if orphans:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            _cli(runtime, "rm", "-f", *orphans)
+        logger.info("removed %d orphaned sandbox container(s): %s", len(orphans),
+                    ", ".join(orphans))
+    return orphans
+
+
+# ------------------------------------------------------------------ one container
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContainerLimits:
+    """What the container's cgroup and mounts enforce."""
+
+    memory_bytes: int
+    scratch_bytes: int
+    scratch_files: int
+    pids: int
+    cpus: float
+
+
+def default_cpus() -> float:
+    """The CPUs a worker container may use: as many as this host process may."""
+    try:
+        return float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return float(os.cpu_count() or 1)
+
+
+class Container:
+    """One worker's container: the ``run`` command line that starts it attached (stdin and
+    stdout are the worker's pipes) and its removal."""
+
+    def __init__(self, runtime: str, image: ImageInfo) -> None:
+        self.runtime = runtime
+        self.image = image
+        self.name = f"fastrlm-{os.getpid()}-{next(_SERIAL)}-{secrets.token_hex(3)}"
+        self._removal: subprocess.Popen[bytes] | None = None
+
+    def run_argv(
+        self,
+        limits: ContainerLimits,
+        env: dict[str, str],
+        mounts: tuple[str, ...],
+        worker_config: str,
+    ) -> list[str]:
+        """``<runtime> run -i ...``: the confined container, running the worker's entry with
+        ``worker_config`` (JSON)."""
+        cli = runtime_cli(self.runtime) or self.runtime
+        memory = str(limits.memory_bytes)
+        tmpfs = (f"/tmp:rw,nosuid,nodev,noexec,size={limits.scratch_bytes},"
+                 f"nr_inodes={limits.scratch_files + 16},mode=1777")
+        argv = [
+            cli, "run", "-i",
+            "--name", self.name,
+            "--label", f"{LABEL}=1",
+            "--label", f"{OWNER_LABEL}={owner_tag()}",
+            "--pull", "never",
+            "--network", "none",
+            "--read-only",
+            "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges",
+            "--user", USER,
+            "--ipc", "none",
+            "--memory", memory,
+            "--memory-swap", memory,
+            "--pids-limit", str(limits.pids),
+            "--cpus", f"{limits.cpus:g}",
+            "--tmpfs", tmpfs,
+            "--workdir", "/tmp",
+            "--log-driver", "none",
+            "--entrypoint", self.image.python,
+        ]  # fmt: skip
+        for name, value in env.items():
+            argv += ["--env", f"{name}={value}"]
+        for path in mounts:
+            argv += ["--mount", f"type=bind,source={path},target={path},readonly"]
+        entry = f"{IMAGE_PACKAGE}/sandbox/_container_entry.py"
+        return [*argv, self.image.image_id, "-I", "-S", "-B", "-X", "utf8", entry, worker_config]
+
+    def remove(self) -> subprocess.Popen[bytes] | None:
+        """Start ``<runtime> rm -f`` of this container (once; later calls return the same
+        process). The caller waits for it, within a bound. None when the CLI cannot start."""
+        if self._removal is None:
+            cli = runtime_cli(self.runtime) or self.runtime
+            try:
+                self._removal = subprocess.Popen(  # noqa: ASYNC220 - awaited by the caller
+                    [cli, "rm", "-f", self.name],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # finishes even if the host dies meanwhile
+                )
+            except OSError as exc:
+                logger.warning("cannot remove container %s: %s", self.name, exc)
+                return None
+        return self._removal
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer ended this container (its memory limit)."""
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            done = _cli(self.runtime, "inspect", "--format", "{{.State.OOMKilled}}", self.name,
+                        timeout=PROBE_TIMEOUT_S)
+            return done.stdout.strip() == b"true"
+        return False
+
+
+# ------------------------------------------------------------------ the image
+def _worker_files() -> Iterator[tuple[str, str]]:
+    """(path relative to the package, absolute host path) of the worker's code, sorted."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for sub in WORKER_PACKAGES:
+        top = os.path.join(package, sub)
+        for directory, dirs, files in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(directory, name)
+                    yield os.path.relpath(path, package), path
+
+
+@functools.cache
+def worker_code_digest() -> str:
+    """SHA-256 over the worker's code (names and bytes): the image must carry the same."""
+    digest = hashlib.sha256()
+    for rel, path in _worker_files():
+        with open(path, "rb") as f:
+            data = f.read()
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def seccomp_files() -> tuple[str, str]:
+    """The host's ``pyseccomp.py`` and ``libseccomp`` (resolved), copied into every image.
+    Raises :class:`SandboxUnavailableError` when either is missing."""
+    spec = importlib.util.find_spec("pyseccomp")
+    soname = ctypes.util.find_library("seccomp")
+    library = _resolve_library(soname) if soname else None
+    if spec is None or not spec.origin or library is None:
+        raise SandboxUnavailableError(
+            "the sandbox image needs pyseccomp and libseccomp on this host "
+            "(pip install pyseccomp; apt-get install libseccomp2)")
+    return spec.origin, library
+
+
+def _resolve_library(soname: str) -> str | None:
+    """The path of a shared library by soname (the first ``ldconfig -p`` lists)."""
+    try:
+        listed = subprocess.run(["ldconfig", "-p"], capture_output=True, timeout=30,
+                                check=False, env={"PATH": "/usr/sbin:/sbin:/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in listed.stdout.decode("utf-8", "replace").splitlines():
+        if line.strip().startswith(soname + " ") and "=>" in line:
+            return line.rpartition("=>")[2].strip()
+    return None
+
+
+def _linked_libraries(binaries: list[str]) -> set[str]:
+    """Every shared library the binaries link (``ldd``), the dynamic loader included."""
+    found: set[str] = set()
+    for chunk in range(0, len(binaries), 64):
+        done = subprocess.run(["ldd", *binaries[chunk:chunk + 64]], capture_output=True,
+                              timeout=120, check=False)
+        for line in done.stdout.decode("utf-8", "replace").splitlines():
+            match = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+            if match:
+                found.add(match.group(1))
+    return found
+
+
+def _add_file(tar: tarfile.TarFile, source: str, target: str, mode: int | None = None) -> None:
+    info = tar.gettarinfo(os.path.realpath(source), arcname=target.lstrip("/"))
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if mode is not None:
+        info.mode = mode
+    with open(os.path.realpath(source), "rb") as f:
+        tar.addfile(info, f)
+
+
+def _add_dir(tar: tarfile.TarFile, target: str, mode: int = 0o755) -> None:
+    info = tarfile.TarInfo(target.lstrip("/"))
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    tar.addfile(info)
+
+
+def _add_code(tar: tarfile.TarFile) -> None:
+    """fastrlm's worker code, ``pyseccomp`` and ``libseccomp`` under :data:`IMAGE_ROOT`."""
+    pyseccomp, library = seccomp_files()
+    for directory in (os.path.dirname(IMAGE_ROOT), IMAGE_ROOT, IMAGE_PACKAGE, IMAGE_LIB):
+        _add_dir(tar, directory)
+    made = set()
+    for rel, path in _worker_files():
+        parent = os.path.dirname(rel)
+        while parent and parent not in made:
+            made.add(parent)
+            _add_dir(tar, f"{IMAGE_PACKAGE}/{parent}")
+            parent = os.path.dirname(parent)
+        _add_file(tar, path, f"{IMAGE_PACKAGE}/{rel}", 0o644)
+    _add_file(tar, pyseccomp, f"{IMAGE_LIB}/pyseccomp.py", 0o644)
+    _add_file(tar, library, f"{IMAGE_LIB}/libseccomp.so.2", 0o644)
+
+
+def host_rootfs(out: io.BufferedIOBase) -> tuple[str, str]:
+    """Write a tar of a minimal root file system to ``out``: this interpreter at its own path,
+    its standard library (tests, IDLE and Tk left out), the shared libraries they link, the
+    loader's cache, an empty ``/tmp``, and the worker's code. Returns (interpreter, version)."""
+    from ._layers import interpreter
+
+    python = interpreter()
+    stdlib = sysconfig.get_paths()["stdlib"]
+    dynload = os.path.join(stdlib, "lib-dynload")
+    version = ".".join(map(str, sys.version_info[:3]))
+    with tarfile.open(fileobj=out, mode="w|") as tar:
+        made: set[str] = set()
+
+        def dirs_for(path: str) -> None:
+            parent = os.path.dirname(path)
+            chain = []
+            while parent not in ("/", "") and parent not in made:
+                chain.append(parent)
+                parent = os.path.dirname(parent)
+            for directory in reversed(chain):
+                made.add(directory)
+                _add_dir(tar, directory)
+
+        for directory in ("/tmp", "/etc"):
+            made.add(directory)
+            _add_dir(tar, directory, 0o1777 if directory == "/tmp" else 0o755)
+        binaries = [os.path.realpath(python)]
+        dirs_for(python)
+        _add_file(tar, python, python, 0o755)
+        for directory, subdirs, files in os.walk(stdlib):
+            subdirs[:] = sorted(d for d in subdirs if d not in _STDLIB_SKIP)
+            dirs_for(os.path.join(directory, "x"))
+            for name in sorted(files):
+                path = os.path.join(directory, name)
+                # no -O in the worker; no Tk (and its X11 libraries) without a display
+                if os.path.isfile(path) and ".opt-" not in name and not name.startswith("_tk"):
+                    _add_file(tar, path, path)
+                    if directory == dynload and name.endswith(".so"):
+                        binaries.append(path)
+        for library in sorted(_linked_libraries(binaries)):
+            if os.path.exists(library) and not library.startswith(stdlib):
+                dirs_for(library)
+                _add_file(tar, library, library, 0o755)
+        if os.path.exists("/etc/ld.so.cache"):
+            _add_file(tar, "/etc/ld.so.cache", "/etc/ld.so.cache", 0o644)
+        _add_code(tar)
+    return python, version
+
+
+def _labels(python: str, version: str) -> dict[str, str]:
+    return {PYTHON_LABEL: python, VERSION_LABEL: version, CODE_LABEL: worker_code_digest()}
+
+
+def build_image(runtime: str, name: str = DEFAULT_IMAGE, base: str | None = None,
+                python: str = "python3") -> ImageInfo:
+    """Build the sandbox image ``name``: from this host's Python (Linux only; no registry), or
+    on ``base`` (an image the user named: pulled if missing) with its ``python``. Raises
+    :class:`SandboxUnavailableError` saying what failed."""
+    version = server_version(runtime)
+    if isinstance(version, tuple):
+        raise SandboxUnavailableError(version[0])
+    if base is None:
+        if not sys.platform.startswith("linux"):
+            raise SandboxUnavailableError(
+                f"building from this host's Python needs Linux (this is {sys.platform}): "
+                "name a base image with a Python, e.g. --base python:3.11-slim")
+        with tempfile.TemporaryFile() as tar:
+            interpreter, py_version = host_rootfs(tar)
+            tar.seek(0)
+            changes = [f"LABEL {k}={v}" for k, v in _labels(interpreter, py_version).items()]
+            changes += [f"USER {USER}", "WORKDIR /tmp"]
+            args = ["import"] + [x for c in changes for x in ("--change", c)] + ["-", name]
+            done = _cli(runtime, *args, stdin=tar.read(), timeout=600.0)
+        if done.returncode != 0:
+            raise SandboxUnavailableError(f"{runtime} import failed: {_last_line(done.stderr)}")
+    else:
+        _build_on_base(runtime, name, base, python)
+    ready_image.cache_clear()
+    info = inspect_image(runtime, name)
+    if isinstance(info, str):
+        raise SandboxUnavailableError(info)
+    return info
+
+
+def _build_on_base(runtime: str, name: str, base: str, python: str) -> None:
+    """``create`` a container of ``base``, copy the worker's code in, ``commit`` it as ``name``
+    with the labels (no Dockerfile, no builder needed)."""
+    probe = _cli(runtime, "run", "--rm", "--network", "none", "--entrypoint", python, base,
+                 "-c", "import sys; print(sys.executable, '%d.%d.%d' % sys.version_info[:3])",
+                 timeout=600.0)
+    if probe.returncode != 0:
+        raise SandboxUnavailableError(
+            f"cannot run {python} in image {base}: {_last_line(probe.stderr)}")
+    interpreter, _, py_version = probe.stdout.decode().strip().partition(" ")
+    created = _cli(runtime, "create", "--network", "none", base)
+    if created.returncode != 0:
+        raise SandboxUnavailableError(f"cannot create a container of {base}: "
+                                      f"{_last_line(created.stderr)}")
+    container = created.stdout.decode().strip()
+    try:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w|") as tar:
+            _add_code(tar)
+        copied = _cli(runtime, "cp", "-", f"{container}:/", stdin=buffer.getvalue())
+        if copied.returncode != 0:
+            raise SandboxUnavailableError(f"cannot copy the worker code into {base}: "
+                                          f"{_last_line(copied.stderr)}")
+        changes = [f"LABEL {k}={v}" for k, v in _labels(interpreter, py_version).items()]
+        changes += [f"USER {USER}", "WORKDIR /tmp"]
+        args = ["commit"] + [x for c in changes for x in ("--change", c)] + [container, name]
+        committed = _cli(runtime, *args, timeout=600.0)
+        if committed.returncode != 0:
+            raise SandboxUnavailableError(f"cannot commit {name}: {_last_line(committed.stderr)}")
+    finally:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            _cli(runtime, "rm", "-f", container)
