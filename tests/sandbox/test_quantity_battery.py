@@ -31,7 +31,7 @@ BLOCK_FOREVER = "import threading\nthreading.Event().wait()"
 
 @pytest.fixture
 async def sb(make_sandbox: MakeSandbox, isolated_kind: str) -> Sandbox:
-    return await make_sandbox(isolated_kind, exec_timeout_s=5.0, hard_grace_s=1.0)
+    return await make_sandbox(isolated_kind, exec_timeout_s=5.0, hard_grace_s=1.0, warm=True)
 
 
 async def refused(sb: Sandbox, code: str) -> str:

@@ -39,6 +39,7 @@ import io
 import itertools
 import json
 import logging
+import marshal
 import os
 import re
 import secrets
@@ -49,6 +50,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterator
 
 from .._foundation.errors import SandboxUnavailableError
@@ -312,6 +314,7 @@ class Container:
             "--tmpfs", tmpfs,
             "--workdir", "/tmp",
             "--log-driver", "none",
+            "--init",  # the worker is not PID 1, which no signal from inside can end
             "--entrypoint", self.image.python,
         ]  # fmt: skip
         for name, value in env.items():
@@ -447,16 +450,47 @@ def _add_code(tar: tarfile.TarFile) -> None:
     _add_file(tar, library, f"{IMAGE_LIB}/libseccomp.so.2", 0o644)
 
 
+def _stdlib_zip(stdlib: str) -> bytes:
+    """The pure-Python standard library as one zip (the ``pythonXY.zip`` CPython puts first on
+    ``sys.path``), each module with its bytecode (an unchecked hash-based ``.pyc``): a few files
+    instead of thousands, which a storage driver that copies an image per container (``vfs``)
+    copies in a tenth of the time."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for directory, subdirs, files in os.walk(stdlib):
+            subdirs[:] = sorted(d for d in subdirs if d not in _STDLIB_SKIP
+                                and d not in ("lib-dynload", "__pycache__"))
+            for name in sorted(files):
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(directory, name)
+                rel = os.path.relpath(path, stdlib)
+                with open(path, "rb") as f:
+                    source = f.read()
+                archive.writestr(rel, source)
+                try:
+                    code = compile(source, path, "exec", dont_inherit=True)
+                except SyntaxError:  # lib2to3-style test data: left as source
+                    continue
+                pyc = (importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                       + importlib.util.source_hash(source) + marshal.dumps(code))
+                archive.writestr(rel[:-3] + ".pyc", pyc)
+    return buffer.getvalue()
+
+
 def host_rootfs(out: io.BufferedIOBase) -> tuple[str, str]:
     """Write a tar of a minimal root file system to ``out``: this interpreter at its own path,
-    its standard library (tests, IDLE and Tk left out), the shared libraries they link, the
-    loader's cache, an empty ``/tmp``, and the worker's code. Returns (interpreter, version)."""
+    its standard library (tests, IDLE and Tk left out; the pure-Python part zipped), the shared
+    libraries they link, the loader's cache, an empty ``/tmp``, and the worker's code. Returns
+    (interpreter, version)."""
     from ._layers import interpreter
 
     python = interpreter()
     stdlib = sysconfig.get_paths()["stdlib"]
     dynload = os.path.join(stdlib, "lib-dynload")
     version = ".".join(map(str, sys.version_info[:3]))
+    zipped = os.path.join(os.path.dirname(stdlib),
+                          "python{}{}.zip".format(*sys.version_info[:2]))
     with tarfile.open(fileobj=out, mode="w|") as tar:
         made: set[str] = set()
 
@@ -476,16 +510,17 @@ def host_rootfs(out: io.BufferedIOBase) -> tuple[str, str]:
         binaries = [os.path.realpath(python)]
         dirs_for(python)
         _add_file(tar, python, python, 0o755)
-        for directory, subdirs, files in os.walk(stdlib):
-            subdirs[:] = sorted(d for d in subdirs if d not in _STDLIB_SKIP)
-            dirs_for(os.path.join(directory, "x"))
-            for name in sorted(files):
-                path = os.path.join(directory, name)
-                # no -O in the worker; no Tk (and its X11 libraries) without a display
-                if os.path.isfile(path) and ".opt-" not in name and not name.startswith("_tk"):
-                    _add_file(tar, path, path)
-                    if directory == dynload and name.endswith(".so"):
-                        binaries.append(path)
+        dirs_for(os.path.join(dynload, "x"))
+        for name in sorted(os.listdir(dynload)):
+            # no Tk (nor its X11 libraries) without a display
+            if name.endswith(".so") and not name.startswith("_tk"):
+                path = os.path.join(dynload, name)
+                _add_file(tar, path, path)
+                binaries.append(path)
+        data = _stdlib_zip(stdlib)
+        info = tarfile.TarInfo(zipped.lstrip("/"))
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
         for library in sorted(_linked_libraries(binaries)):
             if os.path.exists(library) and not library.startswith(stdlib):
                 dirs_for(library)
