@@ -45,6 +45,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -71,7 +72,8 @@ VERSION_LABEL = "io.fastrlm.python-version"
 IMAGE_ROOT = "/opt/fastrlm"
 IMAGE_PACKAGE = IMAGE_ROOT + "/fastrlm"
 IMAGE_LIB = IMAGE_ROOT + "/lib"
-#: The worker's user inside the container: nobody, never root.
+#: The worker's user inside the container when the host runs as root: nobody. A host that is
+#: not root gives its own uid and gid (the worker reads what the user can, as on other layers).
 USER = "65534:65534"
 CLI_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 10.0
@@ -194,6 +196,31 @@ def problem(runtime: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def doctor_line(runtime: str) -> tuple[bool, str]:
+    """(works, what ``fastrlm doctor`` says): the daemon's version, the image, its Python and
+    the limits a container gets, or why the layer cannot work here."""
+    if runtime_cli(runtime) is None:
+        return False, f"{runtime} is not installed (no {runtime} on PATH)"
+    version = server_version(runtime)
+    if isinstance(version, tuple):
+        return False, version[0]
+    found = ready_image(runtime)
+    if isinstance(found, str):
+        return False, f"daemon {version}; {found}"
+    return True, (
+        f"daemon {version}, image {found.name} ({found.image_id.removeprefix('sha256:')[:12]}, "
+        f"Python {found.python_version}); each worker: --network none, read-only root, "
+        f"user {worker_user()}, no capabilities, no-new-privileges, memory = its limit (no "
+        f"swap), {default_cpus():g} CPUs, pids {_pids_limit()}, /tmp a tmpfs of Limits.scratch_mb"
+    )
+
+
+def _pids_limit() -> int:
+    from ._cgroup import pids_limit
+
+    return pids_limit()
+
+
 # ------------------------------------------------------------------ owners and orphans
 def _boot_id() -> str:
     try:
@@ -272,6 +299,32 @@ def default_cpus() -> float:
         return float(os.cpu_count() or 1)
 
 
+def worker_user() -> str:
+    """``uid:gid`` the container's worker runs as: never root."""
+    uid = os.getuid()
+    return USER if uid == 0 else f"{uid}:{os.getgid()}"
+
+
+def unreadable_mount(path: str, user: str) -> str | None:
+    """Why ``user`` (``uid:gid``) cannot read the bound ``path`` (a directory on its way that it
+    cannot enter, or the path itself), or None."""
+    uid, gid = (int(x) for x in user.split(":"))
+    here = os.path.realpath(path)
+    checks = [(here, stat.S_IROTH, stat.S_IRUSR, stat.S_IRGRP)]
+    parent = os.path.dirname(here)
+    while parent and parent != "/":
+        checks.append((parent, stat.S_IXOTH, stat.S_IXUSR, stat.S_IXGRP))
+        parent = os.path.dirname(parent)
+    for where, other, owner, group in checks:
+        info = os.stat(where)
+        bit = owner if info.st_uid == uid else group if info.st_gid == gid else other
+        if not info.st_mode & bit:
+            return (f"{where} (mode {stat.filemode(info.st_mode)}, owner {info.st_uid}) is not "
+                    f"{'readable' if where == here else 'searchable'} by the container's user "
+                    f"{user}")
+    return None
+
+
 class Container:
     """One worker's container: the ``run`` command line that starts it attached (stdin and
     stdout are the worker's pipes) and its removal."""
@@ -288,6 +341,7 @@ class Container:
         env: dict[str, str],
         mounts: tuple[str, ...],
         worker_config: str,
+        user: str = USER,
     ) -> list[str]:
         """``<runtime> run -i ...``: the confined container, running the worker's entry with
         ``worker_config`` (JSON)."""
@@ -305,7 +359,7 @@ class Container:
             "--read-only",
             "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges",
-            "--user", USER,
+            "--user", user,
             "--ipc", "none",
             "--memory", memory,
             "--memory-swap", memory,
@@ -576,7 +630,8 @@ def _build_on_base(runtime: str, name: str, base: str, python: str) -> None:
         raise SandboxUnavailableError(
             f"cannot run {python} in image {base}: {_last_line(probe.stderr)}")
     interpreter, _, py_version = probe.stdout.decode().strip().partition(" ")
-    created = _cli(runtime, "create", "--network", "none", base)
+    created = _cli(runtime, "create", "--network", "none", "--entrypoint", python, base,
+                   "-c", "pass")
     if created.returncode != 0:
         raise SandboxUnavailableError(f"cannot create a container of {base}: "
                                       f"{_last_line(created.stderr)}")

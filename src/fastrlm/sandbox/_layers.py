@@ -374,6 +374,7 @@ def doctor_report() -> list[LayerStatus]:
             if linux
             else "needs Linux",
         ),
+        *(LayerStatus(runtime, *_container.doctor_line(runtime)) for runtime in CONTAINER_KINDS),
         LayerStatus("seccomp", seccomp is None, seccomp or "no sockets, exec or fork"),
         LayerStatus(
             "rlimits",

@@ -398,6 +398,13 @@ class WorkerSandbox:
         if not self._reaped:
             self._reaped = True
             _container.reap_orphans(runtime)
+        user = _container.worker_user()
+        for path in self._mounts:
+            why = _container.unreadable_mount(path, user)
+            if why is not None:
+                raise ContextError(
+                    f"the context cannot be read in the {runtime} sandbox: {why}. Make it "
+                    "readable by others (chmod -R o+rX), or run fastrlm as its owner")
         container = _container.Container(runtime, image)
         limits = _container.ContainerLimits(
             memory_bytes=self._memory_bytes,
@@ -407,7 +414,8 @@ class WorkerSandbox:
             cpus=_container.default_cpus(),
         )
         env = _layers.worker_env("/tmp", self.limits.env)
-        return container.run_argv(limits, env, self._mounts, json.dumps(config)), container
+        argv = container.run_argv(limits, env, self._mounts, json.dumps(config), user)
+        return argv, container
 
     async def _spawn(self) -> WorkerProcess:
         a_read, a_write = os.pipe2(os.O_CLOEXEC)
@@ -420,7 +428,7 @@ class WorkerSandbox:
         if self._plan.container:
             try:
                 argv, container = await asyncio.to_thread(self._container_argv, config)
-            except SandboxUnavailableError:
+            except (SandboxUnavailableError, ContextError):
                 for fd in (a_read, a_write, b_read, b_write):
                     os.close(fd)
                 raise
