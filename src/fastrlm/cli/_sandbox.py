@@ -35,17 +35,17 @@ def build(runtime: str, name: str | None, base: str | None, python: str) -> None
     into it: each run streams the context into its container.
     """
     from .._foundation.errors import SandboxUnavailableError
-    from ..sandbox import _container
+    from ..sandbox import DEFAULT_IMAGE, build_image, image_name
 
-    target = name or _container.image_name()
+    target = name or image_name()
     source = f"on {base}" if base else "from this host's Python"
     click.echo(f"building {target} with {runtime} {source} ...", err=True)
     try:
-        info = _container.build_image(runtime, target, base, python)
+        info = build_image(runtime, target, base, python)
     except SandboxUnavailableError as exc:
         click.echo(f"fastrlm sandbox build: {exc}", err=True)
         sys.exit(int(ExitCode.SANDBOX))
     click.echo(f"built {info.name} ({info.image_id.removeprefix('sha256:')[:12]}, "
                f"Python {info.python_version}); use it with --sandbox {runtime}"
-               + ("" if target == _container.DEFAULT_IMAGE
+               + ("" if target == DEFAULT_IMAGE
                   else f" and FASTRLM_SANDBOX_IMAGE={target}"))

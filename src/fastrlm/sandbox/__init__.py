@@ -1,7 +1,9 @@
 """The REPL sandbox: where model-written code runs.
 
 ``create_sandbox("auto")`` gives the best isolated layer that works on this machine (bubblewrap,
-then Landlock) and raises :class:`~fastrlm.SandboxUnavailableError` when neither works: it never
+then Landlock; a container, docker or podman, only where neither works and a daemon answers
+with the image :func:`build_image` makes) and raises :class:`~fastrlm.SandboxUnavailableError`
+when none works: it never
 falls back to the plain confined process (``"process"``: seccomp and rlimits only, the host's
 files stay readable) or to the in-process one; both must be asked for by name, and ``"none"`` is
 unsafe. ``doctor_report()`` says which layers work here and why the others
@@ -18,6 +20,7 @@ from ._base import (
     Sandbox,
     SandboxLimits,
 )
+from ._container import DEFAULT_IMAGE, ImageInfo, build_image, image_name
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
     HostRequest,
@@ -40,8 +43,8 @@ from ._runtime import answer_json
 
 
 def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> Sandbox:
-    """A sandbox of ``kind``: ``"auto"``, ``"bwrap"``, ``"landlock"``, ``"process"`` or
-    ``"none"``. Raises ``ValueError`` for an unknown kind and
+    """A sandbox of ``kind``: ``"auto"``, ``"bwrap"``, ``"landlock"``, ``"process"``,
+    ``"docker"``, ``"podman"`` or ``"none"``. Raises ``ValueError`` for an unknown kind and
     :class:`~fastrlm.SandboxUnavailableError` (saying why) when the layer cannot work here."""
     limits = limits if limits is not None else SandboxLimits()
     if kind not in KINDS:
@@ -56,6 +59,7 @@ def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> S
 
 
 __all__ = [
+    "DEFAULT_IMAGE",
     "HOST_OPS",
     "KINDS",
     "MAX_FRAME_BYTES",
@@ -67,6 +71,7 @@ __all__ = [
     "HostBridge",
     "HostOpRequest",
     "HostRequest",
+    "ImageInfo",
     "LayerStatus",
     "Sandbox",
     "SandboxLimits",
@@ -75,9 +80,11 @@ __all__ = [
     "ToolParam",
     "ToolSpec",
     "answer_json",
+    "build_image",
     "create_sandbox",
     "dispatch",
     "doctor_report",
+    "image_name",
     "plans_for",
     "tool_arguments",
     "tool_error_reply",
