@@ -1,11 +1,13 @@
 """Benchmark the isolated worker against the in-process ``none`` sandbox, in one run.
 
-    python benchmarks/sandbox.py [--kind auto] [--repeats 5] [--mb 100]
+    python benchmarks/sandbox.py [--kind auto] [--repeats 5] [--mb 100] [--with docker]
     python benchmarks/sandbox.py --before /path/to/other/checkout/src [--kind auto] [--repeats 5]
 
 Prints, for each sandbox: worker start time (tiny context), per-exec round trip of an empty
 cell, ``llm_query`` round trip (the host answers at once), 100 MB context load time (start() to
 ready) and the peak RSS it costs; medians over repeats, and the isolated/none ratio.
+``--with KIND`` (repeatable) adds a column for another layer measured in the same run, with its
+ratio to ``--kind`` (e.g. ``--kind bwrap --with docker``: what a container costs beside bwrap).
 
 ``--before SRC`` compares two versions of fastrlm in the same run instead: rounds alternate
 between a process importing fastrlm from ``SRC`` and one importing this checkout, so both see
@@ -70,6 +72,11 @@ def leaf_cpu_seconds(sandbox: Sandbox) -> float:
     if worker is None:
         return 0.0
     pid = worker.proc.pid
+    container = getattr(worker, "container", None)
+    if container is not None:  # the run command is not the worker: ask for the container's init
+        done = subprocess.run([container.runtime, "inspect", "--format", "{{.State.Pid}}",
+                               container.name], capture_output=True, text=True, check=False)
+        pid = int(done.stdout.strip() or 0) or pid
     while True:
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as children:
@@ -178,6 +185,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=100, help="size of the large context (MB)")
     parser.add_argument("--before", metavar="SRC", help="compare with fastrlm imported from SRC")
     parser.add_argument("--json", action="store_true", help="print the isolated figures as JSON")
+    parser.add_argument("--with", dest="with_kinds", action="append", default=[], metavar="KIND",
+                        help="also measure this layer (e.g. docker), beside --kind")
     args = parser.parse_args()
     if args.before:
         compare(args.before, args.kind, args.repeats, args.mb)
@@ -193,7 +202,12 @@ def main() -> None:
         unsafe = await measure("none", args.repeats, args.mb)
         return layer, isolated, unsafe
 
+    async def others() -> list[tuple[str, dict[str, float]]]:
+        return [(create_sandbox(kind).layer, await measure(kind, args.repeats, args.mb))
+                for kind in args.with_kinds]
+
     layer, isolated, unsafe = asyncio.run(both())
+    extra = asyncio.run(others())
     rows = figure_rows(args.mb)
     print(f"medians over {args.repeats} repeats; isolated layer: {layer}")
     print(f"{'figure':<36}{layer:>26}{'none (in-process)':>20}{'ratio':>9}")
@@ -201,6 +215,12 @@ def main() -> None:
         a, b = isolated[key] * scale, unsafe[key] * scale
         ratio = f"{a / b:.1f}x" if b > 0 and (key != "rss" or b >= 1) else "n/a"
         print(f"{label:<36}{a:>20.1f} {unit:<5}{b:>14.1f} {unit:<5}{ratio:>9}")
+    for other, figures in extra:
+        print(f"\n{'figure':<36}{other:>26}{'/ ' + layer:>29}")
+        for label, key, scale, unit in rows:
+            c, a = figures[key] * scale, isolated[key] * scale
+            ratio = f"{c / a:.1f}x" if a > 0 else "n/a"
+            print(f"{label:<36}{c:>20.1f} {unit:<5}{ratio:>29}")
     print(
         "RSS: isolated = the worker's whole peak (VmHWM: interpreter + mapping + str); "
         "none = what this process grew by (the host's str is shared, not copied)."
