@@ -178,13 +178,15 @@ async def test_containers_are_removed_after_a_hard_kill_and_at_close() -> None:
 KILLED_HOST = textwrap.dedent(
     """
     import asyncio, os, signal
-    from fastrlm.sandbox import create_sandbox
+    from fastrlm.sandbox import _container, create_sandbox
 
     class DyingBridge:
         sandbox = None
 
         async def llm_query_batched(self, prompts, model):
             print(self.sandbox._worker.container.name, flush=True)
+            # its guard dies too (a killed session, a crash): only the next start can clean up
+            os.kill(_container.guards["docker"].pid, signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
         async def rlm_query_batched(self, prompts, contexts, model):

@@ -258,6 +258,50 @@ def owner_gone(tag: str) -> bool:
     return not pid.isdigit() or _start_time(int(pid)) != started
 
 
+# Removes this process's containers once the host's end of its stdin closes, however the host
+# ended (SIGKILL included): a worker spinning in a loop never reads its pipe's EOF.
+_GUARD_SCRIPT = ('read _; ids=$("$1" ps -aq --filter "label=$2=$3"); '
+                 '[ -z "$ids" ] || exec "$1" rm -f $ids')
+#: runtime -> the guard process of this process (one each, started by :func:`guard`).
+guards: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def guard(runtime: str) -> None:
+    """Start, once per process and runtime, a shell in its own session that waits on a pipe
+    only this process holds and, when it closes (this process ended, however), removes every
+    container this process still owns. Logs and goes on when it cannot start (orphans are then
+    reaped by the next start, :func:`reap_orphans`)."""
+    if runtime in guards and guards[runtime].poll() is None:
+        return
+    cli = runtime_cli(runtime)
+    if cli is None:
+        return
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        guards[runtime] = subprocess.Popen(  # noqa: ASYNC220 - fork+exec, never waited on here
+            ["/bin/sh", "-c", _GUARD_SCRIPT, "fastrlm-container-guard", cli, OWNER_LABEL,
+             owner_tag()],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the host's process group
+            env={"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items()
+                                           if k.startswith(("DOCKER_", "CONTAINER_"))
+                                           or k in ("HOME", "XDG_RUNTIME_DIR")}},
+        )
+    except OSError as exc:
+        os.close(write_end)
+        logger.warning("no container guard (%s): a killed host leaves its containers until "
+                       "the next start", exc)
+        return
+    finally:
+        os.close(read_end)
+    _guard_fds.append(write_end)  # held open, never written, for the life of this process
+
+
+_guard_fds: list[int] = []
+
+
 def reap_orphans(runtime: str) -> list[str]:
     """Remove every labelled container whose owning process is gone; returns their names."""
     try:

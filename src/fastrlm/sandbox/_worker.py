@@ -398,6 +398,7 @@ class WorkerSandbox:
         if not self._reaped:
             self._reaped = True
             _container.reap_orphans(runtime)
+            _container.guard(runtime)
         user = _container.worker_user()
         for path in self._mounts:
             why = _container.unreadable_mount(path, user)
