@@ -33,7 +33,7 @@ def test_none_is_the_in_process_sandbox_and_says_it_is_unsafe() -> None:
 
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
-        create_sandbox("docker")
+        create_sandbox("firecracker")
 
 
 def test_auto_never_plans_the_in_process_sandbox() -> None:
