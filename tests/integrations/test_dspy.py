@@ -413,7 +413,7 @@ def test_tools_added_after_cells_ran_are_refused(interpreter: FastRLMInterpreter
 
 def test_bad_options_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
-        FastRLMInterpreter.factory(sandbox="docker")
+        FastRLMInterpreter.factory(sandbox="firecracker")
     with pytest.raises(ValueError, match="taken by fastrlm's REPL"):
         FastRLMInterpreter(tools={"context": len})
     with pytest.raises(CodeInterpreterError, match="shut down"):
