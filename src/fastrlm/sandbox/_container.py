@@ -115,6 +115,10 @@ def server_version(runtime: str) -> str | tuple[str]:
         done = _cli(runtime, "version", "--format", "{{.Server.Version}}", timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return (f"{runtime} does not answer: {exc}",)
+    if done.returncode == 0 and not done.stdout.strip() and runtime == "podman":
+        # podman without a service: no server part, the client runs the containers itself
+        done = _cli(runtime, "version", "--format", "{{.Client.Version}}",
+                    timeout=PROBE_TIMEOUT_S)
     if done.returncode != 0 or not done.stdout.strip():
         return (f"the {runtime} daemon does not answer ({_last_line(done.stderr)}): start it "
                 f"(systemctl start {runtime}, or Docker Desktop)",)
@@ -305,14 +309,19 @@ _guard_fds: list[int] = []
 def reap_orphans(runtime: str) -> list[str]:
     """Remove every labelled container whose owning process is gone; returns their names."""
     try:
-        listed = _cli(runtime, "ps", "-a", "--filter", f"label={LABEL}", "--format",
-                      f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}')
+        listed = _cli(runtime, "ps", "-aq", "--filter", f"label={LABEL}")
+        ids = listed.stdout.decode("ascii", "replace").split()
+        # inspect, not a ps template: docker's and podman's ps label fields differ
+        owners = _cli(runtime, "inspect", "--format",
+                      f'{{{{.Name}}}} {{{{index .Config.Labels "{OWNER_LABEL}"}}}}',
+                      *ids) if ids else None
     except (OSError, subprocess.TimeoutExpired) as exc:
         logger.warning("cannot list %s containers to reap orphans: %s", runtime, exc)
         return []
     orphans = []
-    for line in listed.stdout.decode("utf-8", "replace").splitlines():
-        name, _, tag = line.strip().partition(" ")
+    lines = owners.stdout.decode("utf-8", "replace").splitlines() if owners else []
+    for line in lines:
+        name, _, tag = line.strip().lstrip("/").partition(" ")
         if name and owner_gone(tag):
             orphans.append(name)
     if orphans:
