@@ -186,7 +186,7 @@ KILLED_HOST = textwrap.dedent(
         async def llm_query_batched(self, prompts, model):
             print(self.sandbox._worker.container.name, flush=True)
             # its guard dies too (a killed session, a crash): only the next start can clean up
-            os.kill(_container.guards["docker"].pid, signal.SIGKILL)
+            os.kill(_container.guards["docker"], signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
         async def rlm_query_batched(self, prompts, contexts, model):

@@ -262,12 +262,15 @@ def owner_gone(tag: str) -> bool:
     return not pid.isdigit() or _start_time(int(pid)) != started
 
 
-# Removes this process's containers once the host's end of its stdin closes, however the host
-# ended (SIGKILL included): a worker spinning in a loop never reads its pipe's EOF.
-_GUARD_SCRIPT = ('read _; ids=$("$1" ps -aq --filter "label=$2=$3"); '
-                 '[ -z "$ids" ] || exec "$1" rm -f $ids')
-#: runtime -> the guard process of this process (one each, started by :func:`guard`).
-guards: dict[str, subprocess.Popen[bytes]] = {}
+# Removes this process's containers once the host's end of a pipe closes, however the host
+# ended (SIGKILL included): a worker spinning in a loop never reads its own pipe's EOF. The
+# subshell outlives the shell that starts it (reparented, no child of the host to reap or warn
+# about); $4 is the pipe's fd (a background list's stdin would be /dev/null).
+_GUARD_SCRIPT = ('( read _ <&"$4"; ids=$("$1" ps -aq --filter "label=$2=$3"); '
+                 '[ -z "$ids" ] || exec "$1" rm -f $ids ) >/dev/null 2>&1 & echo $!')
+#: runtime -> the pid of this process's container guard (one each, started by :func:`guard`).
+guards: dict[str, int] = {}
+_guard_fds: list[int] = []
 
 
 def guard(runtime: str) -> None:
@@ -275,25 +278,27 @@ def guard(runtime: str) -> None:
     only this process holds and, when it closes (this process ended, however), removes every
     container this process still owns. Logs and goes on when it cannot start (orphans are then
     reaped by the next start, :func:`reap_orphans`)."""
-    if runtime in guards and guards[runtime].poll() is None:
-        return
     cli = runtime_cli(runtime)
-    if cli is None:
+    if runtime in guards or cli is None:
         return
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    env = {"PATH": "/usr/bin:/bin"}
+    env.update((k, v) for k, v in os.environ.items()
+               if k.startswith(("DOCKER_", "CONTAINER_")) or k in ("HOME", "XDG_RUNTIME_DIR"))
     try:
-        guards[runtime] = subprocess.Popen(  # noqa: ASYNC220 - fork+exec, never waited on here
+        started = subprocess.run(
             ["/bin/sh", "-c", _GUARD_SCRIPT, "fastrlm-container-guard", cli, OWNER_LABEL,
-             owner_tag()],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+             owner_tag(), str(read_end)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            pass_fds=(read_end,),
             start_new_session=True,  # outlives the host's process group
-            env={"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items()
-                                           if k.startswith(("DOCKER_", "CONTAINER_"))
-                                           or k in ("HOME", "XDG_RUNTIME_DIR")}},
+            env=env,
+            timeout=CLI_TIMEOUT_S,
+            check=True,
         )
-    except OSError as exc:
+        guards[runtime] = int(started.stdout.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
         os.close(write_end)
         logger.warning("no container guard (%s): a killed host leaves its containers until "
                        "the next start", exc)
@@ -301,9 +306,6 @@ def guard(runtime: str) -> None:
     finally:
         os.close(read_end)
     _guard_fds.append(write_end)  # held open, never written, for the life of this process
-
-
-_guard_fds: list[int] = []
 
 
 def reap_orphans(runtime: str) -> list[str]:
