@@ -23,7 +23,8 @@ from .helpers import CONTEXT, FakeBridge, assert_alive, skip_unless_available
 
 IMAGE = _container.ImageInfo("img:tag", "sha256:abc", "/usr/bin/python3", "3.11.7", "digest")
 LIMITS = _container.ContainerLimits(
-    memory_bytes=256 << 20, scratch_bytes=64 << 20, scratch_files=300, pids=80, cpus=2.0
+    memory_bytes=256 << 20, scratch_bytes=64 << 20, scratch_files=300, pids=80, cpus=2.0,
+    open_files=256,
 )
 
 
@@ -34,9 +35,12 @@ def option(argv: list[str], name: str) -> list[str]:
 
 # ------------------------------------------------------------------ without a daemon
 def test_run_command_locks_the_container_down() -> None:
-    argv = _container.Container("docker", IMAGE).run_argv(
+    container = _container.Container("docker", IMAGE)
+    argv = container.run_argv(
         LIMITS, {"HOME": "/tmp", "USER_VAR": "1"}, ("/data/ctx",), '{"x": 1}'
     )
+    container.release()
+    assert not os.path.exists(container.workdir)
     assert argv[1:3] == ["run", "-i"]
     assert option(argv, "--network") == ["none"] and "--read-only" in argv
     assert option(argv, "--cap-drop") == ["ALL"]
@@ -44,7 +48,7 @@ def test_run_command_locks_the_container_down() -> None:
     assert option(argv, "--user") == ["65534:65534"] and option(argv, "--ipc") == ["none"]
     assert option(argv, "--memory") == option(argv, "--memory-swap") == [str(256 << 20)]
     assert option(argv, "--pids-limit") == ["80"] and option(argv, "--cpus") == ["2"]
-    assert option(argv, "--pull") == ["never"]
+    assert option(argv, "--pull") == ["never"] and option(argv, "--ulimit") == ["nofile=256:256"]
     (tmpfs,) = option(argv, "--tmpfs")
     assert tmpfs.startswith("/tmp:") and f"size={64 << 20}" in tmpfs and "nr_inodes=316" in tmpfs
     assert option(argv, "--mount") == ["type=bind,source=/data/ctx,target=/data/ctx,readonly"]
@@ -184,7 +188,8 @@ KILLED_HOST = textwrap.dedent(
         sandbox = None
 
         async def llm_query_batched(self, prompts, model):
-            print(self.sandbox._worker.container.name, flush=True)
+            container = self.sandbox._worker.container
+            print(container.name, container.workdir, flush=True)
             # its guard dies too (a killed session, a crash): only the next start can clean up
             os.kill(_container.guards["docker"], signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
@@ -215,12 +220,14 @@ async def test_a_container_left_by_a_killed_host_is_reaped_by_the_next_start() -
         subprocess.run, [sys.executable, "-c", KILLED_HOST], capture_output=True, text=True,
         timeout=90)
     assert host.returncode == -9, host.stderr
-    left = host.stdout.strip()
+    left, workdir = host.stdout.split()
     assert left in container_names()  # its worker spins: nothing else would remove it
+    assert os.path.isdir(workdir)
     sb = worker_sandbox()
     await sb.start(CONTEXT, FakeBridge())
     try:
         assert left not in container_names()
+        assert not os.path.exists(workdir)
         await assert_alive(sb)
     finally:
         await sb.close()

@@ -42,6 +42,7 @@ import logging
 import marshal
 import os
 import re
+import resource
 import secrets
 import shutil
 import socket
@@ -216,6 +217,8 @@ def doctor_line(runtime: str) -> tuple[bool, str]:
         f"Python {found.python_version}); each worker: --network none, read-only root, "
         f"user {worker_user()}, no capabilities, no-new-privileges, memory = its limit (no "
         f"swap), {default_cpus():g} CPUs, pids {_pids_limit()}, /tmp a tmpfs of Limits.scratch_mb"
+        + (" (its file count uncapped: podman's --tmpfs takes no nr_inodes)"
+           if runtime == "podman" else " and its 10,000 files")
     )
 
 
@@ -267,17 +270,22 @@ def owner_gone(tag: str) -> bool:
 # subshell outlives the shell that starts it (reparented, no child of the host to reap or warn
 # about); $4 is the pipe's fd (a background list's stdin would be /dev/null).
 _GUARD_SCRIPT = ('( read _ <&"$4"; ids=$("$1" ps -aq --filter "label=$2=$3"); '
-                 '[ -z "$ids" ] || exec "$1" rm -f $ids ) >/dev/null 2>&1 & echo $!')
+                 '[ -z "$ids" ] || "$1" rm -f $ids; rm -rf -- "$5"* ) >/dev/null 2>&1 & echo $!')
 #: runtime -> the pid of this process's container guard (one each, started by :func:`guard`).
 guards: dict[str, int] = {}
 _guard_fds: list[int] = []
 
 
+def _workdir_prefix() -> str:
+    """The name prefix of this process's containers' working directories."""
+    return f"fastrlm-container-{os.getpid()}-"
+
+
 def guard(runtime: str) -> None:
     """Start, once per process and runtime, a shell in its own session that waits on a pipe
     only this process holds and, when it closes (this process ended, however), removes every
-    container this process still owns. Logs and goes on when it cannot start (orphans are then
-    reaped by the next start, :func:`reap_orphans`)."""
+    container this process still owns and their working directories. Logs and goes on when
+    it cannot start (orphans are then reaped by the next start, :func:`reap_orphans`)."""
     cli = runtime_cli(runtime)
     if runtime in guards or cli is None:
         return
@@ -288,7 +296,8 @@ def guard(runtime: str) -> None:
     try:
         started = subprocess.run(
             ["/bin/sh", "-c", _GUARD_SCRIPT, "fastrlm-container-guard", cli, OWNER_LABEL,
-             owner_tag(), str(read_end)],
+             owner_tag(), str(read_end),
+             os.path.join(tempfile.gettempdir(), _workdir_prefix())],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             pass_fds=(read_end,),
@@ -308,8 +317,22 @@ def guard(runtime: str) -> None:
     _guard_fds.append(write_end)  # held open, never written, for the life of this process
 
 
+def _reap_workdirs() -> None:
+    """Remove the containers' working directories of processes that are gone (whose guard
+    could not run)."""
+    root = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            pid = name.removeprefix("fastrlm-container-").partition("-")[0]
+            if name.startswith("fastrlm-container-") and pid.isdigit() and not os.path.exists(
+                    f"/proc/{pid}"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
 def reap_orphans(runtime: str) -> list[str]:
-    """Remove every labelled container whose owning process is gone; returns their names."""
+    """Remove every labelled container whose owning process is gone, and the working
+    directories of such processes; returns the containers' names."""
+    _reap_workdirs()
     try:
         listed = _cli(runtime, "ps", "-aq", "--filter", f"label={LABEL}")
         ids = listed.stdout.decode("ascii", "replace").split()
@@ -344,6 +367,7 @@ class ContainerLimits:
     scratch_files: int
     pids: int
     cpus: float
+    open_files: int
 
 
 def default_cpus() -> float:
@@ -380,6 +404,20 @@ def unreadable_mount(path: str, user: str) -> str | None:
     return None
 
 
+#: RLIMIT_NPROC of a podman worker: its user's processes and threads host-wide (threads of
+#: pyarrow's and BLAS's pools count), far more than a worker uses (its pids limit binds first).
+PODMAN_NPROC = 16_384
+
+
+def _nproc_limit() -> str:
+    """RLIMIT_NPROC for podman's ``--ulimit``: :data:`PODMAN_NPROC`, or this process's hard
+    limit where that is lower. Podman's own default (4,194,304) fails to apply (EPERM) where
+    the runtime's limit is lower, and no container starts at all."""
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    value = PODMAN_NPROC if hard == resource.RLIM_INFINITY else min(hard, PODMAN_NPROC)
+    return f"{value}:{value}"
+
+
 class Container:
     """One worker's container: the ``run`` command line that starts it attached (stdin and
     stdout are the worker's pipes) and its removal."""
@@ -389,6 +427,9 @@ class Container:
         self.image = image
         self.name = f"fastrlm-{os.getpid()}-{next(_SERIAL)}-{secrets.token_hex(3)}"
         self._removal: subprocess.Popen[bytes] | None = None
+        #: The run command's working directory, private: podman's conmon writes an ``oom``
+        #: file into it when the container is OOM-killed (on cgroup v1 it is all podman says).
+        self.workdir = tempfile.mkdtemp(prefix=_workdir_prefix())
 
     def run_argv(
         self,
@@ -402,8 +443,9 @@ class Container:
         ``worker_config`` (JSON)."""
         cli = runtime_cli(self.runtime) or self.runtime
         memory = str(limits.memory_bytes)
-        tmpfs = (f"/tmp:rw,nosuid,nodev,noexec,size={limits.scratch_bytes},"
-                 f"nr_inodes={limits.scratch_files + 16},mode=1777")
+        tmpfs = f"/tmp:rw,nosuid,nodev,noexec,size={limits.scratch_bytes},mode=1777"
+        if self.runtime == "docker":  # podman's --tmpfs refuses nr_inodes (4.3)
+            tmpfs += f",nr_inodes={limits.scratch_files + 16}"
         argv = [
             cli, "run", "-i",
             "--name", self.name,
@@ -419,6 +461,9 @@ class Container:
             "--memory", memory,
             "--memory-swap", memory,
             "--pids-limit", str(limits.pids),
+            # the worker's own RLIMIT_NOFILE, from the start (podman's default of 1,048,576
+            # fails where the host's hard limit is lower)
+            "--ulimit", f"nofile={limits.open_files}:{limits.open_files}",
             "--cpus", f"{limits.cpus:g}",
             "--tmpfs", tmpfs,
             "--workdir", "/tmp",
@@ -426,6 +471,8 @@ class Container:
             "--init",  # the worker is not PID 1, which no signal from inside can end
             "--entrypoint", self.image.python,
         ]  # fmt: skip
+        if self.runtime == "podman":  # it runs the container from this process: within its limit
+            argv += ["--ulimit", f"nproc={_nproc_limit()}"]
         for name, value in env.items():
             argv += ["--env", f"{name}={value}"]
         for path in mounts:
@@ -451,8 +498,14 @@ class Container:
                 return None
         return self._removal
 
+    def release(self) -> None:
+        """Remove the private working directory (once the run command has ended)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended this container (its memory limit)."""
+        if os.path.exists(os.path.join(self.workdir, "oom")):
+            return True
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             done = _cli(self.runtime, "inspect", "--format", "{{.State.OOMKilled}}", self.name,
                         timeout=PROBE_TIMEOUT_S)

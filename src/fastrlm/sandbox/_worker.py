@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import math
-import mmap
 import os
 import select
 import shutil
@@ -48,6 +47,8 @@ from ._watchdog import Quotas, Watchdog, memory_now
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
+#: Bytes of the context buffer read at a time while it is streamed into a container.
+_STREAM_PIECE = 1 << 20
 #: How long :meth:`WorkerSandbox.discard` lets a SIGKILLed process take to exit before it stops
 #: waiting (one that has not is left to ``subprocess`` to reap later): a bound, never a wait.
 DISCARD_REAP_S = 2.0
@@ -155,6 +156,8 @@ class WorkerProcess:
             if removal is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     removal.wait(DISCARD_REAP_S)
+            if self.container is not None:
+                self.container.release()
             self.channel.close()
             os.close(self._pidfd)
             self._log.close()
@@ -177,10 +180,15 @@ class WorkerProcess:
         logger.warning("worker cgroup %s could not be removed (processes remain)", cgroup.path)
 
     async def _read_container_oom(self, container: _container.Container) -> None:
-        """A container that ended on its own: record whether its memory limit ended it."""
+        """A container that ended on its own: record whether its memory limit ended it. A
+        SIGKILL the runtime does not attribute (podman on cgroup v1 may not) is named as the
+        likely memory kill it is: model code killing itself is the only other way."""
+        limit = f"its limit of {_mib(self.memory_bytes)} of memory (Limits.worker_memory_mb"
         if await asyncio.to_thread(container.oom_killed):
-            self._oom = (f"it went over its limit of {_mib(self.memory_bytes)} of memory "
-                         "(Limits.worker_memory_mb; the container's OOM killer ended it)")
+            self._oom = f"it went over {limit}; the container's OOM killer ended it)"
+        elif self.proc.returncode == 128 + signal.SIGKILL:
+            self._oom = (f"it was killed by SIGKILL in its container: most likely it went over "
+                         f"{limit}), unless its own code sent the signal")
 
     async def kill(self, grace_s: float = 0.0) -> str:
         """SIGKILL the worker's process group (after ``grace_s`` for a worker that is already
@@ -200,6 +208,8 @@ class WorkerProcess:
             if removal is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     await asyncio.to_thread(removal.wait, _container.CLI_TIMEOUT_S)
+            if self.container is not None:
+                self.container.release()
             if self.cgroup is not None:
                 await self._remove_cgroup(self.cgroup)
             self.channel.close()
@@ -413,6 +423,7 @@ class WorkerSandbox:
             scratch_files=self.limits.scratch_files,
             pids=_cgroup.pids_limit(),
             cpus=_container.default_cpus(),
+            open_files=_layers.OPEN_FILES,
         )
         env = _layers.worker_env("/tmp", self.limits.env)
         argv = container.run_argv(limits, env, self._mounts, json.dumps(config), user)
@@ -459,7 +470,8 @@ class WorkerSandbox:
                 pass_fds=() if container is not None else (a_read, b_write, self._context_fd),
                 start_new_session=True,
                 env=env,
-                cwd=None if self._plan.kind == "bwrap" or container else str(config["scratch"]),
+                cwd=(container.workdir if container is not None else
+                     None if self._plan.kind == "bwrap" else str(config["scratch"])),
             )
         except OSError as exc:
             log.close()
@@ -467,6 +479,8 @@ class WorkerSandbox:
                 os.close(fd)
             if cgroup is not None:
                 cgroup.remove()
+            if container is not None:
+                container.release()
             raise SandboxUnavailableError(f"cannot start the worker: {exc}") from exc
         finally:
             if "proc" in locals():
@@ -538,13 +552,13 @@ class WorkerSandbox:
         assert self._context_fd is not None
         size = os.fstat(self._context_fd).st_size
         await worker.channel.send_bytes(size.to_bytes(8, "big"))
-        if size:
-            with mmap.mmap(self._context_fd, size, prot=mmap.PROT_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    await worker.channel.send_bytes(view)
-                finally:
-                    view.release()
+        offset = 0
+        while offset < size:  # read in pieces: nothing holds a mapping if this is cancelled
+            piece = os.pread(self._context_fd, min(_STREAM_PIECE, size - offset), offset)
+            if not piece:
+                raise SandboxError(f"the context buffer ended at {offset:,} of {size:,} bytes")
+            await worker.channel.send_bytes(piece)
+            offset += len(piece)
 
     def _out_of_memory(self, how: str) -> ContextError:
         """The error for a worker that hit its memory limit while it started (rebuilding the
