@@ -13,7 +13,7 @@ from fastrlm.testing import ScriptedLM, skip_unless_sandbox
 
 from .helpers import repl
 
-KINDS = ["none", "auto"]
+KINDS = ["none", "auto", "docker"]
 
 
 

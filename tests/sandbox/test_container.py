@@ -89,6 +89,36 @@ def test_an_image_with_other_worker_code_is_refused_with_the_command_to_rebuild(
     assert "other fastrlm worker code" in found and "fastrlm sandbox build" in found
 
 
+@pytest.mark.parametrize("named", [False, True])
+def test_an_image_is_pulled_only_when_the_user_names_it(
+    monkeypatch: pytest.MonkeyPatch, named: bool
+) -> None:
+    pulled: list[str] = []
+
+    def pull(runtime: str, name: str) -> str | None:
+        pulled.append(name)
+        return f"cannot pull {name}: no registry answers"
+
+    monkeypatch.setattr(_container, "server_version", lambda runtime: "28.0")
+    monkeypatch.setattr(_container, "inspect_image", lambda runtime, name: (
+        f"image {name} is not there (No such image): build it with `fastrlm sandbox build`"))
+    monkeypatch.setattr(_container, "_pull", pull)
+    if named:
+        monkeypatch.setenv(_container.IMAGE_ENV, "registry.example/mine:1")
+    else:
+        monkeypatch.delenv(_container.IMAGE_ENV, raising=False)
+    _container.ready_image.cache_clear()
+    try:
+        found = _container.ready_image("docker")
+    finally:
+        _container.ready_image.cache_clear()
+    assert isinstance(found, str)
+    if named:  # the user named it: one pull, and why it failed
+        assert pulled == ["registry.example/mine:1"] and "no registry answers" in found
+    else:  # the default image is built locally, never fetched
+        assert pulled == [] and "fastrlm sandbox build" in found
+
+
 def test_a_missing_daemon_is_named_with_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_container, "server_version",
                         lambda runtime: ("the docker daemon does not answer (...): start it",))

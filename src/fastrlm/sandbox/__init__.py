@@ -20,7 +20,8 @@ from ._base import (
     Sandbox,
     SandboxLimits,
 )
-from ._container import DEFAULT_IMAGE, ImageInfo, build_image, image_name
+from ._container import DEFAULT_IMAGE, ImageInfo, image_name
+from ._container_image import build_image
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
     HostRequest,
