@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fastrlm import RLM, ContextError, SandboxUnavailableError
-from fastrlm.sandbox import SandboxLimits, _container, _layers, create_sandbox
+from fastrlm.sandbox import SandboxLimits, _container, _container_image, _layers, create_sandbox
 from fastrlm.sandbox._worker import WorkerSandbox
 from fastrlm.testing import ScriptedLM
 
@@ -320,3 +320,52 @@ def test_a_missing_image_says_how_to_build_it() -> None:
     if isinstance(found, str) and "not there" not in found:
         pytest.skip(f"no docker daemon answers: {found}")
     assert isinstance(found, str) and "fastrlm sandbox build" in found
+
+
+# ------------------------------------------------------------------ the host's packages (--with)
+def test_with_takes_a_package_and_what_it_requires_not_its_extras() -> None:
+    pytest.importorskip("dateutil")
+    files, versions = _container_image.package_files(("dateutil",))  # a module name
+    names = [v.partition("==")[0].lower() for v in versions]
+    assert names == ["python-dateutil", "six"]  # six: python-dateutil requires it
+    rels = {rel for _, rel in files}
+    assert "dateutil/parser/_parser.py" in rels and "six.py" in rels
+    # the bytecode beside each module (the image is read-only: nothing is compiled at start)
+    assert any(rel.startswith("dateutil/__pycache__/") for rel in rels)
+    assert not any(rel.startswith("..") for rel in rels)  # scripts outside site-packages
+
+
+def test_with_an_uninstalled_package_says_how_to_get_it() -> None:
+    with pytest.raises(SandboxUnavailableError, match="pip install it here first"):
+        _container_image.package_files(("fastrlm-no-such-package",))
+
+
+def test_with_on_a_base_image_is_refused_saying_what_to_do_instead() -> None:
+    with pytest.raises(SandboxUnavailableError, match="install them in the base image"):
+        _container_image.build_image("docker", "x:y", "python:3.11-slim", "python3", ("six",))
+
+
+@docker
+async def test_a_package_built_in_with_with_imports_in_the_container(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    skip_unless_available("docker")
+    pytest.importorskip("six")
+    name = f"fastrlm-test-with:{os.getpid()}"
+    info = await asyncio.to_thread(_container_image.build_image, "docker", name, None, "python3",
+                                   ("six",))
+    try:
+        assert info.packages.startswith("six==")
+        monkeypatch.setenv(_container.IMAGE_ENV, name)
+        _container.ready_image.cache_clear()
+        sb = worker_sandbox()
+        await sb.start(CONTEXT, FakeBridge())
+        try:
+            result = await sb.execute("import six\nprint(six.__file__)")
+            assert result.stdout.strip() == f"{_container.IMAGE_SITE}/six.py", result.error
+        finally:
+            await sb.close()
+    finally:
+        _container.ready_image.cache_clear()
+        await asyncio.to_thread(subprocess.run, ["docker", "rmi", "-f", name],
+                                capture_output=True, timeout=60, check=False)

@@ -62,6 +62,10 @@ VERSION_LABEL = "io.fastrlm.python-version"
 IMAGE_ROOT = "/opt/fastrlm"
 IMAGE_PACKAGE = IMAGE_ROOT + "/fastrlm"
 IMAGE_LIB = IMAGE_ROOT + "/lib"
+#: Where the host's packages the user asked for (``fastrlm sandbox build --with``) live.
+IMAGE_SITE = IMAGE_ROOT + "/site"
+#: The distributions (``name==version``, comma-separated) ``--with`` put in the image.
+PACKAGES_LABEL = "io.fastrlm.packages"
 #: The worker's user inside the container when the host runs as root: nobody. A host that is
 #: not root gives its own uid and gid (the worker reads what the user can, as on other layers).
 USER = "65534:65534"
@@ -125,6 +129,8 @@ class ImageInfo:
     python: str
     python_version: str
     code: str
+    #: ``name==version`` of the host's packages built in (``--with``), comma-separated.
+    packages: str = ""
 
 
 def inspect_image(runtime: str, name: str) -> ImageInfo | str:
@@ -143,7 +149,7 @@ def inspect_image(runtime: str, name: str) -> ImageInfo | str:
         return (f"image {name} is not a fastrlm sandbox image (no {CODE_LABEL} label): build one "
                 f"with `fastrlm sandbox build --runtime {runtime} --base {name}`")
     return ImageInfo(name, image_id, labels[PYTHON_LABEL], labels.get(VERSION_LABEL, "?"),
-                     labels[CODE_LABEL])
+                     labels[CODE_LABEL], labels.get(PACKAGES_LABEL, ""))
 
 
 def _pull(runtime: str, name: str) -> str | None:
@@ -198,7 +204,9 @@ def doctor_line(runtime: str) -> tuple[bool, str]:
         return False, f"daemon {version}; {found}"
     return True, (
         f"daemon {version}, image {found.name} ({found.image_id.removeprefix('sha256:')[:12]}, "
-        f"Python {found.python_version}); each worker: --network none, read-only root, "
+        f"Python {found.python_version}"
+        + (f"; with {found.packages.replace(',', ', ')}" if found.packages else "")
+        + "); each worker: --network none, read-only root, "
         f"user {worker_user()}, no capabilities, no-new-privileges, memory = its limit (no "
         f"swap), {default_cpus():g} CPUs, pids {_pids_limit()}, /tmp a tmpfs of Limits.scratch_mb"
         + (" (its file count uncapped: podman's --tmpfs takes no nr_inodes)"

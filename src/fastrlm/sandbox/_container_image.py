@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes.util
+import importlib.metadata
 import importlib.util
 import io
 import marshal
@@ -34,6 +35,8 @@ from ._container import (
     IMAGE_LIB,
     IMAGE_PACKAGE,
     IMAGE_ROOT,
+    IMAGE_SITE,
+    PACKAGES_LABEL,
     PYTHON_LABEL,
     USER,
     VERSION_LABEL,
@@ -123,6 +126,86 @@ def _add_code(tar: tarfile.TarFile) -> None:
     _add_file(tar, library, f"{IMAGE_LIB}/libseccomp.so.2", 0o644)
 
 
+def _distribution(name: str) -> importlib.metadata.Distribution:
+    """The installed distribution ``name`` names: a distribution (``python-dateutil``) or a
+    module it provides (``dateutil``). Raises :class:`SandboxUnavailableError` when neither."""
+    try:
+        return importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    providers = importlib.metadata.packages_distributions().get(name, [])
+    if providers:
+        return importlib.metadata.distribution(providers[0])
+    raise SandboxUnavailableError(
+        f"--with {name}: no package or module of that name is installed for this Python "
+        f"({sys.executable}): pip install it here first, or leave it out")
+
+
+def _required(dist: importlib.metadata.Distribution) -> list[str]:
+    """The names of what ``dist`` requires on this platform (its extras left out)."""
+    names = []
+    for line in dist.requires or []:
+        requirement, _, marker = line.partition(";")
+        if not marker.strip() or _marker_holds(marker):
+            names.append(re.split(r"[\s<>=!~\[(]", requirement.strip(), maxsplit=1)[0])
+    return names
+
+
+def _marker_holds(marker: str) -> bool:
+    """Whether a requirement's environment marker holds here, no extra asked for (where
+    ``packaging`` is missing: every marker that names no extra)."""
+    try:
+        from packaging.markers import Marker
+    except ImportError:
+        return "extra" not in marker
+    return Marker(marker).evaluate({"extra": ""})
+
+
+def package_files(names: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The files of the installed distributions ``names`` name, and of everything they
+    require (installed here; extras and other platforms' requirements left out): (host path,
+    path relative to ``site-packages``) each, sorted, with the cached bytecode beside each
+    module; and ``name==version`` of each distribution. Scripts and data installed outside
+    ``site-packages`` are left out. Raises :class:`SandboxUnavailableError` for a name that is
+    not installed."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    wanted = [(name, True) for name in names]
+    while wanted:
+        name, asked = wanted.pop()
+        try:
+            dist = _distribution(name)
+        except SandboxUnavailableError:
+            if asked:
+                raise
+            continue  # a requirement not installed here is not needed here
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen[key] = dist
+        wanted += [(required, False) for required in _required(dist)]
+    files: dict[str, str] = {}
+    for dist in seen.values():
+        for entry in dist.files or []:
+            rel = os.path.normpath(str(entry))
+            parts = rel.split(os.sep)
+            # a package's own test suite (pandas': a fifth of it) is never imported by a worker
+            if rel.startswith("..") or os.path.isabs(rel) or "__pycache__" in parts or (
+                    "tests" in parts[1:-1]):
+                continue
+            path = str(dist.locate_file(entry))
+            if not os.path.isfile(path):
+                continue
+            files[rel] = path
+            if rel.endswith(".py"):
+                cached = importlib.util.cache_from_source(path)
+                if os.path.isfile(cached):  # no compiling on each start: the root is read-only
+                    cached_rel = os.path.join(os.path.dirname(rel), "__pycache__",
+                                              os.path.basename(cached))
+                    files[cached_rel] = cached
+    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in seen.values())
+    return sorted((path, rel) for rel, path in files.items()), versions
+
+
 def _stdlib_zip(stdlib: str) -> bytes:
     """The pure-Python standard library as one zip (the ``pythonXY.zip`` CPython puts first on
     ``sys.path``), each module with its bytecode (an unchecked hash-based ``.pyc``): a few files
@@ -151,11 +234,13 @@ def _stdlib_zip(stdlib: str) -> bytes:
     return buffer.getvalue()
 
 
-def host_rootfs(out: io.BufferedIOBase) -> tuple[str, str]:
+def host_rootfs(out: io.BufferedIOBase,
+                packages: list[tuple[str, str]] | None = None) -> tuple[str, str]:
     """Write a tar of a minimal root file system to ``out``: this interpreter at its own path,
-    its standard library (tests, IDLE and Tk left out; the pure-Python part zipped), the shared
-    libraries they link, the loader's cache, an empty ``/tmp``, and the worker's code. Returns
-    (interpreter, version)."""
+    its standard library (tests, IDLE and Tk left out; the pure-Python part zipped), the
+    ``packages`` files (from :func:`package_files`) under :data:`IMAGE_SITE`, the shared
+    libraries all of these link, the loader's cache, an empty ``/tmp``, and the worker's code.
+    Returns (interpreter, version)."""
     from ._layers import interpreter
 
     python = interpreter()
@@ -190,30 +275,49 @@ def host_rootfs(out: io.BufferedIOBase) -> tuple[str, str]:
                 path = os.path.join(dynload, name)
                 _add_file(tar, path, path)
                 binaries.append(path)
+        _add_code(tar)  # before the packages: it makes the directories they go under
+        made.update((os.path.dirname(IMAGE_ROOT), IMAGE_ROOT))
+        sites = set()
+        for path, rel in packages or []:
+            target = f"{IMAGE_SITE}/{rel}"
+            dirs_for(target)
+            _add_file(tar, path, target)
+            sites.add(os.path.realpath(path)[: -len(rel)])
+            if ".so" in os.path.basename(rel):
+                binaries.append(path)
         data = _stdlib_zip(stdlib)
         info = tarfile.TarInfo(zipped.lstrip("/"))
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
         for library in sorted(_linked_libraries(binaries)):
-            if os.path.exists(library) and not library.startswith(stdlib):
+            # a wheel's bundled libraries (numpy.libs/...) are in the image already, found
+            # beside the module that links them
+            if os.path.exists(library) and not library.startswith((stdlib, *sites)):
                 dirs_for(library)
                 _add_file(tar, library, library, 0o755)
         if os.path.exists("/etc/ld.so.cache"):
             _add_file(tar, "/etc/ld.so.cache", "/etc/ld.so.cache", 0o644)
-        _add_code(tar)
     return python, version
 
 
-def _labels(python: str, version: str) -> dict[str, str]:
-    return {PYTHON_LABEL: python, VERSION_LABEL: version,
-            CODE_LABEL: _container.worker_code_digest()}
+def _labels(python: str, version: str, packages: list[str] | None = None) -> dict[str, str]:
+    labels = {PYTHON_LABEL: python, VERSION_LABEL: version,
+              CODE_LABEL: _container.worker_code_digest()}
+    if packages:
+        labels[PACKAGES_LABEL] = ",".join(packages)
+    return labels
 
 
 def build_image(runtime: str, name: str = DEFAULT_IMAGE, base: str | None = None,
-                python: str = "python3") -> ImageInfo:
-    """Build the sandbox image ``name``: from this host's Python (Linux only; no registry), or
-    on ``base`` (an image the user named: pulled if missing) with its ``python``. Raises
-    :class:`SandboxUnavailableError` saying what failed."""
+                python: str = "python3", packages: tuple[str, ...] = ()) -> ImageInfo:
+    """Build the sandbox image ``name``: from this host's Python (Linux only; no registry), with
+    the host's installed ``packages`` and what they require, or on ``base`` (an image the user
+    named: pulled if missing) with its ``python``. Raises :class:`SandboxUnavailableError`
+    saying what failed."""
+    if packages and base is not None:
+        raise SandboxUnavailableError(
+            "--with copies this host's packages, built for this host's Python; with --base "
+            "install them in the base image instead (pip install in it, then --base it)")
     version = _container.server_version(runtime)
     if isinstance(version, tuple):
         raise SandboxUnavailableError(version[0])
@@ -222,10 +326,12 @@ def build_image(runtime: str, name: str = DEFAULT_IMAGE, base: str | None = None
             raise SandboxUnavailableError(
                 f"building from this host's Python needs Linux (this is {sys.platform}): "
                 "name a base image with a Python, e.g. --base python:3.11-slim")
+        files, versions = package_files(packages)
         with tempfile.TemporaryFile() as tar:
-            interpreter, py_version = host_rootfs(tar)
+            interpreter, py_version = host_rootfs(tar, files)
             tar.seek(0)
-            changes = [f"LABEL {k}={v}" for k, v in _labels(interpreter, py_version).items()]
+            labels = _labels(interpreter, py_version, versions)
+            changes = [f"LABEL {k}={v}" for k, v in labels.items()]
             changes += [f"USER {USER}", "WORKDIR /tmp"]
             args = ["import"] + [x for c in changes for x in ("--change", c)] + ["-", name]
             done = _cli(runtime, *args, stdin=tar.read(), timeout=600.0)

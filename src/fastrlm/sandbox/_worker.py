@@ -393,7 +393,7 @@ class WorkerSandbox:
             config.update(
                 parent_pid=0,
                 package_dir=_container.IMAGE_PACKAGE,
-                sys_path=[_container.IMAGE_LIB],
+                sys_path=[_container.IMAGE_LIB, _container.IMAGE_SITE],
                 libraries={"c": "libc.so.6", "seccomp": _container.IMAGE_LIB + "/libseccomp.so.2"},
             )
         return config
