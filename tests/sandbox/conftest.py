@@ -14,7 +14,7 @@ from fastrlm.sandbox._worker import WorkerSandbox
 from .helpers import CONTEXT, FakeBridge, MakeSandbox, skip_unless_available
 
 
-@pytest.fixture(params=["bwrap", "landlock", "auto", "docker"])
+@pytest.fixture(params=["bwrap", "landlock", "auto", "docker", "podman"])
 def isolated_kind(request: pytest.FixtureRequest) -> str:
     """Each layer that claims isolation in turn, `auto` included (skipped, with the reason,
     where it cannot work)."""

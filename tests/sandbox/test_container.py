@@ -130,6 +130,14 @@ def test_a_missing_daemon_is_named_with_how_to_start_it(monkeypatch: pytest.Monk
     assert isinstance(found, str) and "daemon does not answer" in found
 
 
+def test_podman_with_crun_on_a_hybrid_cgroup_host_is_refused_saying_to_use_runc() -> None:
+    why = _container.crun_refuses("crun", "hugetlb\n")
+    assert why is not None and 'runtime = "runc"' in why and "containers.conf" in why
+    assert _container.crun_refuses("runc", "hugetlb\n") is None  # runc works there
+    assert _container.crun_refuses("crun", "\n") is None  # a v2 hierarchy with no controllers
+    assert _container.crun_refuses("crun", None) is None  # not a hybrid host
+
+
 @pytest.fixture
 def no_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host where bubblewrap and Landlock cannot work (macOS, a locked-down Linux)."""

@@ -167,6 +167,9 @@ def ready_image(runtime: str) -> ImageInfo | str:
     version = server_version(runtime)
     if isinstance(version, tuple):
         return version[0]
+    refused = oci_runtime_problem(runtime)
+    if refused is not None:
+        return refused
     name = image_name()
     info = inspect_image(runtime, name)
     if isinstance(info, str) and os.environ.get(IMAGE_ENV) and "is not there" in info:
@@ -181,6 +184,40 @@ def ready_image(runtime: str) -> ImageInfo | str:
                 f"({info.code[:12]} vs {worker_code_digest()[:12]}): rebuild it with "
                 f"`fastrlm sandbox build --runtime {runtime}`")
     return info
+
+
+#: The cgroup v2 hierarchy of a hybrid cgroup host (v1 controllers, v2 mounted beside them).
+HYBRID_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
+
+
+def crun_refuses(oci_runtime: str, hybrid_controllers: str | None) -> str | None:
+    """Why podman's OCI runtime cannot start a container here, or None: crun refuses a hybrid
+    cgroup host whose v2 hierarchy holds controllers (``cgroups in hybrid mode not
+    supported``), where runc works."""
+    if oci_runtime != "crun" or not (hybrid_controllers or "").split():
+        return None
+    return ("podman's OCI runtime crun refuses this host's hybrid cgroups (cgroup v1 with "
+            f"controllers in cgroup v2 too: {' '.join(hybrid_controllers.split())}): set "
+            "runtime = \"runc\" in the [engine] section of containers.conf (or a file "
+            "CONTAINERS_CONF names), or use docker")
+
+
+def oci_runtime_problem(runtime: str) -> str | None:
+    """For a local podman: :func:`crun_refuses` on this host. None for docker (its daemon
+    runs runc) and where it cannot tell."""
+    if runtime != "podman" or os.environ.get("CONTAINER_HOST"):
+        return None
+    try:
+        with open(HYBRID_CONTROLLERS, encoding="ascii") as f:
+            controllers = f.read()
+    except OSError:
+        return None
+    try:
+        done = _cli(runtime, "info", "--format", "{{.Host.OCIRuntime.Name}}",
+                    timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return crun_refuses(done.stdout.decode("utf-8", "replace").strip(), controllers)
 
 
 def problem(runtime: str) -> str | None:
@@ -284,7 +321,8 @@ def guard(runtime: str) -> None:
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     env = {"PATH": "/usr/bin:/bin"}
     env.update((k, v) for k, v in os.environ.items()
-               if k.startswith(("DOCKER_", "CONTAINER_")) or k in ("HOME", "XDG_RUNTIME_DIR"))
+               if k.startswith(("DOCKER_", "CONTAINER_", "CONTAINERS_"))
+               or k in ("HOME", "XDG_RUNTIME_DIR"))
     try:
         started = subprocess.run(
             ["/bin/sh", "-c", _GUARD_SCRIPT, "fastrlm-container-guard", cli, OWNER_LABEL,
