@@ -194,10 +194,11 @@ def crun_refuses(oci_runtime: str, hybrid_controllers: str | None) -> str | None
     """Why podman's OCI runtime cannot start a container here, or None: crun refuses a hybrid
     cgroup host whose v2 hierarchy holds controllers (``cgroups in hybrid mode not
     supported``), where runc works."""
-    if oci_runtime != "crun" or not (hybrid_controllers or "").split():
+    controllers = (hybrid_controllers or "").split()
+    if oci_runtime != "crun" or not controllers:
         return None
     return ("podman's OCI runtime crun refuses this host's hybrid cgroups (cgroup v1 with "
-            f"controllers in cgroup v2 too: {' '.join(hybrid_controllers.split())}): set "
+            f"controllers in cgroup v2 too: {' '.join(controllers)}): set "
             "runtime = \"runc\" in the [engine] section of containers.conf (or a file "
             "CONTAINERS_CONF names), or use docker")
 
