@@ -138,6 +138,31 @@ def test_podman_with_crun_on_a_hybrid_cgroup_host_is_refused_saying_to_use_runc(
     assert _container.crun_refuses("crun", None) is None  # not a hybrid host
 
 
+def test_doctor_names_the_daemon_the_image_its_packages_and_the_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_container, "runtime_cli", lambda runtime: f"/usr/bin/{runtime}")
+    monkeypatch.setattr(_container, "server_version", lambda runtime: "28.2.2")
+    with_pandas = _container.ImageInfo("fastrlm-sandbox:latest", "sha256:0123456789abcdef",
+                                       "/usr/bin/python3", "3.11.7", "d", "pandas==3.1.1,six==1")
+    monkeypatch.setattr(_container, "ready_image", lambda runtime: with_pandas)
+    works, line = _container.doctor_line("docker")
+    assert works
+    for part in ("daemon 28.2.2", "image fastrlm-sandbox:latest (0123456789ab", "Python 3.11.7",
+                 "with pandas==3.1.1, six==1", "--network none", "read-only root",
+                 "no capabilities", "no-new-privileges", "pids ", "CPUs", "10,000 files"):
+        assert part in line, part
+    monkeypatch.setattr(_container, "ready_image", lambda runtime: "image x is not there")
+    assert _container.doctor_line("docker") == (False, "daemon 28.2.2; image x is not there")
+    monkeypatch.setattr(_container, "server_version",
+                        lambda runtime: ("the docker daemon does not answer: start it",))
+    assert _container.doctor_line("docker") == (
+        False, "the docker daemon does not answer: start it")
+    monkeypatch.setattr(_container, "runtime_cli", lambda runtime: None)
+    assert _container.doctor_line("podman") == (
+        False, "podman is not installed (no podman on PATH)")
+
+
 @pytest.fixture
 def no_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host where bubblewrap and Landlock cannot work (macOS, a locked-down Linux)."""
