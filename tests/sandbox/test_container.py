@@ -343,7 +343,8 @@ def test_rlm_runs_end_to_end_in_docker() -> None:
     code = "FINAL(str(context.count('fox')) + ' ' + str(os.getuid()))"
     rlm = RLM(ScriptedLM([f"```repl\nimport os\n{code}\n```"]), sandbox="docker")
     result = rlm.completion("how many foxes?", CONTEXT)
-    assert result.answer == f"{CONTEXT.count('fox')} 65534"
+    uid = _container.worker_user().partition(":")[0]  # nobody for a root host, not root
+    assert result.answer == f"{CONTEXT.count('fox')} {uid}"
 
 
 def test_a_missing_image_says_how_to_build_it() -> None:
@@ -402,3 +403,16 @@ async def test_a_package_built_in_with_with_imports_in_the_container(
         _container.ready_image.cache_clear()
         await asyncio.to_thread(subprocess.run, ["docker", "rmi", "-f", name],
                                 capture_output=True, timeout=60, check=False)
+
+
+@docker
+def test_auto_on_a_host_without_namespaces_runs_the_rlm_in_docker(no_namespaces: None) -> None:
+    skip_unless_available("docker")
+    code = "FINAL(str(context.count('fox')) + ' ' + str(os.getuid()))"
+    events: list[object] = []
+    rlm = RLM(ScriptedLM([f"```repl\nimport os\n{code}\n```"]), sandbox="auto",
+              on_event=events.append)
+    result = rlm.completion("how many foxes?", CONTEXT)
+    uid = _container.worker_user().partition(":")[0]  # nobody for a root host, not root
+    assert result.answer == f"{CONTEXT.count('fox')} {uid}", result.error
+    assert any("docker+seccomp+rlimits" in repr(event) for event in events)
