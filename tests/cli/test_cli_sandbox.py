@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 import fastrlm.sandbox
 from fastrlm.cli import ExitCode, cli
 from fastrlm.sandbox import ImageInfo, _container
+from fastrlm.testing import skip_unless_sandbox
+
+from .helpers import model_args, server
 
 
 def test_build_names_the_image_it_made_and_how_to_use_it(
@@ -46,3 +55,33 @@ def test_build_without_a_daemon_exits_with_the_sandbox_code_saying_why(
     result = CliRunner().invoke(cli, ["sandbox", "build"])
     assert result.exit_code == ExitCode.SANDBOX
     assert "daemon does not answer" in result.output and "start it" in result.output
+
+
+TOOLS = '''
+def lookup(code: str) -> dict:
+    """The country of an airport code."""
+    return {"LIS": "Portugal", "CDG": "France"}.get(code, "unknown")
+'''
+ROOT = ('```repl\nimport os\nFINAL(lookup("LIS") + "/" + llm_query("go") + "/" '
+        '+ str(context.count("LIS")) + "/" + str(os.getuid()))\n```')
+
+
+@pytest.mark.sandbox
+def test_ask_with_sandbox_docker_runs_end_to_end_with_tools_and_sub_calls(
+    tmp_path: Path,
+) -> None:
+    skip_unless_sandbox("docker")
+    (tmp_path / "mytools.py").write_text(TOOLS)
+    (tmp_path / "doc.txt").write_text("airports: LIS CDG LIS\n")
+    env = {**os.environ, "CI": "true"}
+    paths = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, str(tmp_path)])
+    with server([ROOT], lambda request: "sub-answer") as srv:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastrlm.cli", "ask", "Where is LIS?", "-c", "doc.txt",
+             "--json", "--tools", "mytools:lookup", "--sandbox", "docker", *model_args(srv)],
+            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+            stdin=subprocess.DEVNULL)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    uid = _container.worker_user().partition(":")[0]
+    assert json.loads(proc.stdout)["answer"] == f"Portugal/sub-answer/2/{uid}"
