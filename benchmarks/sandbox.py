@@ -1,11 +1,15 @@
 """Benchmark the isolated worker against the in-process ``none`` sandbox, in one run.
 
-    python benchmarks/sandbox.py [--kind auto] [--repeats 5] [--mb 100]
+    python benchmarks/sandbox.py [--kind auto] [--repeats 5] [--mb 100] [--with docker]
     python benchmarks/sandbox.py --before /path/to/other/checkout/src [--kind auto] [--repeats 5]
 
 Prints, for each sandbox: worker start time (tiny context), per-exec round trip of an empty
 cell, ``llm_query`` round trip (the host answers at once), 100 MB context load time (start() to
 ready) and the peak RSS it costs; medians over repeats, and the isolated/none ratio.
+``--with KIND`` (repeatable) adds a second table: that layer against ``--kind``, measured
+interleaved (starts alternate between the layers; the two workers stay up side by side and
+take turns of 100 cells), so that both see the same machine load and the ratio is the figure to
+read (e.g. ``--kind bwrap --with docker``: what a container costs beside bwrap).
 
 ``--before SRC`` compares two versions of fastrlm in the same run instead: rounds alternate
 between a process importing fastrlm from ``SRC`` and one importing this checkout, so both see
@@ -70,6 +74,11 @@ def leaf_cpu_seconds(sandbox: Sandbox) -> float:
     if worker is None:
         return 0.0
     pid = worker.proc.pid
+    container = getattr(worker, "container", None)
+    if container is not None:  # the run command is not the worker: ask for the container's init
+        done = subprocess.run([container.runtime, "inspect", "--format", "{{.State.Pid}}",
+                               container.name], capture_output=True, text=True, check=False)
+        pid = int(done.stdout.strip() or 0) or pid
     while True:
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as children:
@@ -135,6 +144,69 @@ async def measure(kind: str, repeats: int, megabytes: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in figures.items()}
 
 
+INTERLEAVED_ROWS = [
+    ("worker start (tiny context)", "start", 1e3, "ms"),
+    ("restart after a hard kill", "restart", 1e3, "ms"),
+    ("exec round trip (empty cell)", "exec", 1e6, "µs"),
+    ("llm_query round trip", "llm", 1e6, "µs"),
+    ("context load (start→ready)", "load", 1e3, "ms"),
+]
+
+
+async def interleaved(
+    base: str, other: str, repeats: int, megabytes: int
+) -> tuple[tuple[str, dict[str, float]], tuple[str, dict[str, float]]]:
+    """``base`` and ``other`` measured in turns: starts (tiny and ``megabytes`` contexts) and
+    restarts alternate between them, and their two live workers take turns of 100 empty cells
+    and 200 ``llm_query`` calls. Returns (base layer, its figures), (other layer, its figures)."""
+    kinds = (base, other)
+    figures: dict[str, dict[str, list[float]]] = {
+        k: {"start": [], "restart": [], "exec": [], "llm": [], "load": []} for k in kinds}
+    text = ("The quick brown fox jumps over the lazy dog. " * (megabytes * 23_000))[
+        : megabytes * 1_000_000
+    ]
+    live: dict[str, Sandbox] = {}
+    for _ in range(repeats):
+        for kind in kinds:
+            began = time.perf_counter()
+            sandbox = await started(kind, "tiny")
+            figures[kind]["start"].append(time.perf_counter() - began)
+            await sandbox.close()
+    for kind in kinds:
+        live[kind] = await started(kind, "tiny")
+        await live[kind].execute("pass")
+    for _ in range(repeats * 4):
+        for kind in kinds:
+            laps = [await exec_lap(live[kind], "pass") for _ in range(100)]
+            figures[kind]["exec"].append(statistics.median(laps))
+            result = await live[kind].execute(
+                "import time\nt = time.perf_counter()\nfor _ in range(200): llm_query('x')\n"
+                "print((time.perf_counter() - t) / 200)"
+            )
+            figures[kind]["llm"].append(float(result.stdout))
+    for kind in kinds:
+        await live[kind].close()
+    for _ in range(max(1, repeats // 2)):
+        for kind in kinds:
+            sandbox = create_sandbox(kind, SandboxLimits(exec_timeout_s=0.2, hard_grace_s=0.2))
+            began = time.perf_counter()
+            await sandbox.start(text, InstantBridge())
+            figures[kind]["load"].append(time.perf_counter() - began)
+            await sandbox.close()
+    for _ in range(max(1, repeats // 2)):
+        for kind in kinds:
+            sandbox = create_sandbox(kind, SandboxLimits(exec_timeout_s=0.2, hard_grace_s=0.2))
+            await sandbox.start("tiny", InstantBridge())
+            result = await sandbox.execute(
+                "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True: pass")
+            # the cell's own time to the kill (0.4 s) is the same on both: leave it out
+            figures[kind]["restart"].append(result.duration_s - 0.4)
+            await sandbox.close()
+    medians = {k: {f: statistics.median(v) for f, v in fs.items()} for k, fs in figures.items()}
+    layers = {k: create_sandbox(k).layer for k in kinds}
+    return (layers[base], medians[base]), (layers[other], medians[other])
+
+
 def one_round(src: str, kind: str, megabytes: int, repeats: int = 3) -> dict[str, float]:
     """:func:`measure` in a fresh interpreter importing fastrlm from ``src``."""
     env = {**os.environ, "PYTHONPATH": src}
@@ -178,6 +250,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=100, help="size of the large context (MB)")
     parser.add_argument("--before", metavar="SRC", help="compare with fastrlm imported from SRC")
     parser.add_argument("--json", action="store_true", help="print the isolated figures as JSON")
+    parser.add_argument("--with", dest="with_kinds", action="append", default=[], metavar="KIND",
+                        help="also measure this layer (e.g. docker), beside --kind")
     args = parser.parse_args()
     if args.before:
         compare(args.before, args.kind, args.repeats, args.mb)
@@ -194,6 +268,8 @@ def main() -> None:
         return layer, isolated, unsafe
 
     layer, isolated, unsafe = asyncio.run(both())
+    extra = [asyncio.run(interleaved(args.kind, other, args.repeats, args.mb))
+             for other in args.with_kinds]
     rows = figure_rows(args.mb)
     print(f"medians over {args.repeats} repeats; isolated layer: {layer}")
     print(f"{'figure':<36}{layer:>26}{'none (in-process)':>20}{'ratio':>9}")
@@ -201,6 +277,13 @@ def main() -> None:
         a, b = isolated[key] * scale, unsafe[key] * scale
         ratio = f"{a / b:.1f}x" if b > 0 and (key != "rss" or b >= 1) else "n/a"
         print(f"{label:<36}{a:>20.1f} {unit:<5}{b:>14.1f} {unit:<5}{ratio:>9}")
+    for base, other in extra:
+        print(f"\ninterleaved, medians over {args.repeats} repeats")
+        print(f"{'figure':<36}{base[0]:>26}{other[0]:>26}{'ratio':>9}")
+        for label, key, scale, unit in INTERLEAVED_ROWS:
+            a, c = base[1][key] * scale, other[1][key] * scale
+            ratio = f"{c / a:.1f}x" if a > 0 else "n/a"
+            print(f"{label:<36}{a:>20.1f} {unit:<5}{c:>20.1f} {unit:<5}{ratio:>9}")
     print(
         "RSS: isolated = the worker's whole peak (VmHWM: interpreter + mapping + str); "
         "none = what this process grew by (the host's str is shared, not copied)."

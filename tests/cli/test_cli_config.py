@@ -83,7 +83,7 @@ def test_config_file_api_key_used_only_without_the_variable(tmp_path: Path) -> N
         ("max_concurrency = 0", "max_concurrency must be an integer >= 1"),
         ("max_concurrency = false", "max_concurrency must be an integer >= 1"),
         ("model = 3", "model must be a string"),
-        ("sandbox = 'docker'", "sandbox must be one of"),
+        ("sandbox = 'firecracker'", "sandbox must be one of"),
     ],
 )
 def test_bad_config_files_are_configuration_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -27,7 +27,7 @@ def _script(messages: list[dict[str, str]]) -> str:
     return repl("x = 500\nFINAL('set')")
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "docker"])  # docker: one warm container throughout
 def test_variables_and_contexts_persist_across_questions(kind: str) -> None:
     skip_unless_sandbox(kind)
     events: list[Event] = []

@@ -77,7 +77,7 @@ def _gone(pid: int) -> bool:
         os.close(fd)
 
 
-@pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
+@pytest.mark.parametrize("kind", ["none", "bwrap", "landlock", "docker"])
 @pytest.mark.parametrize("form", ["sync", "async", "compat"])
 def test_unclosed_session_exits_promptly_kills_its_worker_and_warns(form: str, kind: str) -> None:
     skip_unless_sandbox(kind)
@@ -119,7 +119,7 @@ def _children() -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("kind", ["bwrap", "landlock"])
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "docker"])
 def test_a_dropped_session_is_reclaimed_when_collected(kind: str) -> None:
     skip_unless_sandbox(kind)
     from fastrlm import RLM

@@ -172,7 +172,7 @@ def sub() -> ScriptedLM:
     [
         ({"budget": {"max_usd": 1}}, "budget must be a fastrlm.Budget"),
         ({"limits": 3}, "limits must be a fastrlm.Limits"),
-        ({"sandbox": "docker"}, "sandbox must be one of 'auto'"),
+        ({"sandbox": "firecracker"}, "sandbox must be one of 'auto'"),
         ({"subcalls": "yes"}, "subcalls must be True or False"),
         ({"cache_sampled": 1}, "cache_sampled must be True or False"),
         ({"child_models": {0: "scripted/x"}}, "child_models depth must be an integer >= 1"),

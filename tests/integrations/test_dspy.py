@@ -546,7 +546,7 @@ def test_inputs_tools_and_values_follow_dspys_json_rules(interpreter: FastRLMInt
 
 def test_bad_options_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
-        FastRLMInterpreter.factory(sandbox="docker")
+        FastRLMInterpreter.factory(sandbox="firecracker")
     with pytest.raises(ValueError, match="taken by fastrlm's REPL"):
         FastRLMInterpreter(tools={"context": len})
     with pytest.raises(CodeInterpreterError, match="session has ended"):

@@ -3,16 +3,18 @@ that cannot work on this machine are skipped with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from fastrlm.sandbox import Sandbox, SandboxLimits, create_sandbox
+from fastrlm.sandbox._layers import CONTAINER_KINDS
+from fastrlm.sandbox._worker import WorkerSandbox
 
 from .helpers import CONTEXT, FakeBridge, MakeSandbox, skip_unless_available
 
 
-@pytest.fixture(params=["bwrap", "landlock", "auto"])
+@pytest.fixture(params=["bwrap", "landlock", "auto", "docker", "podman"])
 def isolated_kind(request: pytest.FixtureRequest) -> str:
     """Each layer that claims isolation in turn, `auto` included (skipped, with the reason,
     where it cannot work)."""
@@ -26,21 +28,51 @@ def bridge() -> FakeBridge:
     return FakeBridge()
 
 
+WarmKey = tuple[str, tuple[tuple[str, float], ...]]
+
+
+@pytest.fixture(scope="module")
+def warm_containers() -> Iterator[dict[WarmKey, WorkerSandbox]]:
+    """Container sandboxes shared by the tests of one module that ask for ``warm=True`` (a
+    container start costs a second or more; the tests that need a fresh worker do not ask).
+    Each is used from one test's event loop at a time and discarded (synchronously) at the
+    module's end."""
+    pool: dict[WarmKey, WorkerSandbox] = {}
+    yield pool
+    for sandbox in pool.values():
+        sandbox.discard()
+
+
 @pytest.fixture
-async def make_sandbox(bridge: FakeBridge) -> AsyncIterator[MakeSandbox]:
+async def make_sandbox(
+    bridge: FakeBridge, warm_containers: dict[WarmKey, WorkerSandbox]
+) -> AsyncIterator[MakeSandbox]:
     """``await make_sandbox(kind, context=..., **SandboxLimits fields)``: a started sandbox,
-    closed after the test."""
+    closed after the test. ``warm=True``: a container kind's sandbox with the default context
+    is shared with the module's other warm tests (its worker keeps their variables; the test's
+    bridge answers its host calls)."""
     made: list[Sandbox] = []
 
     async def make(
         kind: str = "auto",
         context: object = CONTEXT,
         fake: FakeBridge | None = None,
+        warm: bool = False,
         **limits: float,
     ) -> Sandbox:
         skip_unless_available(kind)
+        key: WarmKey = (kind, tuple(sorted(limits.items())))
+        if warm and kind in CONTAINER_KINDS and context is CONTEXT:
+            shared = warm_containers.get(key)
+            if shared is not None:
+                shared._bridge = fake or bridge  # this test's host calls, this test's fake
+                return shared
         sandbox = create_sandbox(kind, SandboxLimits(**limits))  # type: ignore[arg-type]
-        made.append(sandbox)
+        if warm and kind in CONTAINER_KINDS and context is CONTEXT:
+            assert isinstance(sandbox, WorkerSandbox)
+            warm_containers[key] = sandbox
+        else:
+            made.append(sandbox)
         await sandbox.start(context, fake or bridge)
         return sandbox
 

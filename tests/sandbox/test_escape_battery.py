@@ -35,7 +35,7 @@ def planted(*paths: str) -> list[str]:
 
 @pytest.fixture
 async def sb(make_sandbox: MakeSandbox, isolated_kind: str) -> Sandbox:
-    return await make_sandbox(isolated_kind, exec_timeout_s=5.0, hard_grace_s=1.0)
+    return await make_sandbox(isolated_kind, exec_timeout_s=5.0, hard_grace_s=1.0, warm=True)
 
 
 async def run(sb: Sandbox, code: str) -> tuple[str, str | None]:

@@ -52,8 +52,10 @@ HOST = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process", "docker"])
 def test_workers_die_with_a_killed_host(kind: str) -> None:
+    """docker: the host's child is the run command; the container guard (a process of its
+    own) removes the container, whose worker spins, and that ends the run command."""
     skip_unless_available(kind)
     host = subprocess.run(
         [sys.executable, "-c", HOST, kind], capture_output=True, text=True, timeout=60

@@ -33,7 +33,7 @@ def test_none_is_the_in_process_sandbox_and_says_it_is_unsafe() -> None:
 
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
-        create_sandbox("docker")
+        create_sandbox("firecracker")
 
 
 def test_auto_never_plans_the_in_process_sandbox() -> None:
@@ -72,7 +72,8 @@ def test_doctor_report_covers_every_layer_with_a_reason() -> None:
     report = doctor_report()
     names = [s.name for s in report]
     assert names == [
-        "bwrap", "landlock", "process", "seccomp", "rlimits", "memory", "disk", "auto", "none"
+        "bwrap", "landlock", "process", "docker", "podman", "seccomp", "rlimits", "memory",
+        "disk", "auto", "none"
     ]
     assert all(s.reason for s in report)
     assert report[-1].available and "UNSAFE" in report[-1].reason
@@ -87,7 +88,7 @@ def test_bwrap_options_cut_the_network_and_bind_the_system_read_only() -> None:
 
 
 @pytest.mark.sandbox
-@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process", "docker"])
 async def test_each_isolated_kind_reports_its_layer(make_sandbox: MakeSandbox, kind: str) -> None:
     sb = await make_sandbox(kind)
     assert isinstance(sb, WorkerSandbox) and not sb.unsafe

@@ -22,6 +22,7 @@ LAZY_COMMANDS = {
     "mcp": "._mcp:mcp",
     "quickstart": "._demo:quickstart",
     "runs": "._runs:runs",
+    "sandbox": "._sandbox:sandbox",
     "serve": "._serve:serve",
     "show": "._runs:show",
     "view": "._view:view",
@@ -42,6 +43,7 @@ SUMMARIES = {
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",
     "runs": "List past runs: question, model, stop reason, cost, time.",
+    "sandbox": "Manage the container sandbox (docker, podman): build its image.",
     "serve": "Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.",
     "show": "Print RUN as a readable transcript.",
     "view": "Write RUN as one HTML page (no network needed to view it) and print its path.",

@@ -1,7 +1,9 @@
 """The REPL sandbox: where model-written code runs.
 
 ``create_sandbox("auto")`` gives the best isolated layer that works on this machine (bubblewrap,
-then Landlock) and raises :class:`~fastrlm.SandboxUnavailableError` when neither works: it never
+then Landlock; a container, docker or podman, only where neither works and a daemon answers
+with the image :func:`build_image` makes) and raises :class:`~fastrlm.SandboxUnavailableError`
+when none works: it never
 falls back to the plain confined process (``"process"``: seccomp and rlimits only, the host's
 files stay readable) or to the in-process one; both must be asked for by name, and ``"none"`` is
 unsafe. ``doctor_report()`` says which layers work here and why the others
@@ -19,6 +21,8 @@ from ._base import (
     SandboxLimits,
 )
 from ._budgetcalls import BudgetRequest, CombineRequest, combine_refusal
+from ._container import DEFAULT_IMAGE, ImageInfo, image_name
+from ._container_image import build_image
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
     HostRequest,
@@ -41,8 +45,8 @@ from ._runtime import answer_json
 
 
 def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> Sandbox:
-    """A sandbox of ``kind``: ``"auto"``, ``"bwrap"``, ``"landlock"``, ``"process"`` or
-    ``"none"``. Raises ``ValueError`` for an unknown kind and
+    """A sandbox of ``kind``: ``"auto"``, ``"bwrap"``, ``"landlock"``, ``"process"``,
+    ``"docker"``, ``"podman"`` or ``"none"``. Raises ``ValueError`` for an unknown kind and
     :class:`~fastrlm.SandboxUnavailableError` (saying why) when the layer cannot work here."""
     limits = limits if limits is not None else SandboxLimits()
     if kind not in KINDS:
@@ -57,6 +61,7 @@ def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> S
 
 
 __all__ = [
+    "DEFAULT_IMAGE",
     "HOST_OPS",
     "KINDS",
     "MAX_FRAME_BYTES",
@@ -70,6 +75,7 @@ __all__ = [
     "HostBridge",
     "HostOpRequest",
     "HostRequest",
+    "ImageInfo",
     "LayerStatus",
     "Sandbox",
     "SandboxLimits",
@@ -78,10 +84,12 @@ __all__ = [
     "ToolParam",
     "ToolSpec",
     "answer_json",
+    "build_image",
     "combine_refusal",
     "create_sandbox",
     "dispatch",
     "doctor_report",
+    "image_name",
     "mapped_text",
     "plans_for",
     "tool_arguments",

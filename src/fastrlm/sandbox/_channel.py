@@ -75,7 +75,12 @@ class Channel:
             frame = _protocol.encode_frame(message)
         except _protocol.FrameError as exc:
             raise SandboxError(f"cannot send to the worker: {exc}") from None
-        view = memoryview(frame)
+        await self.send_bytes(frame)
+
+    async def send_bytes(self, data: bytes | memoryview) -> None:
+        """Write raw bytes (a frame, or a context stream ahead of the frames). Raises
+        WorkerCrashedError when the worker's end is closed."""
+        view = memoryview(data)
         while view:
             try:
                 view = view[os.write(self._out, view) :]

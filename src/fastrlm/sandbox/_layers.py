@@ -9,6 +9,9 @@ Host side only. Detection is cached per process; :func:`doctor_report` runs it f
   home) with one private read-write scratch directory + seccomp + rlimits;
 - ``process``: a plain child process + seccomp + rlimits: the file system stays readable. Last
   resort, named as such;
+- ``docker`` / ``podman``: the same worker in a container (see :mod:`._container`): no
+  network, read-only root, the container's cgroup limits, + seccomp + rlimits inside. ``auto``
+  takes it only where no namespace layer works and a daemon answers with a current image;
 - ``none``: in-process, unsafe, only when asked for by name.
 """
 
@@ -25,12 +28,16 @@ import sysconfig
 from dataclasses import dataclass
 
 from .._foundation.errors import SandboxUnavailableError
-from . import _cgroup
+from . import _cgroup, _container
 
-ISOLATED_KINDS = ("bwrap", "landlock", "process")
+CONTAINER_KINDS = _container.RUNTIMES
+ISOLATED_KINDS = ("bwrap", "landlock", "process", *CONTAINER_KINDS)
 #: What ``auto`` may choose. ``process`` is left out on purpose: its worker can read the host's
 #: files, /proc/<host pid>/environ included, so API keys would be reachable; it must be asked for.
 AUTO_KINDS = ("bwrap", "landlock")
+#: What ``auto`` falls back to when no kind of :data:`AUTO_KINDS` works here (a container
+#: start is slower: it is the choice only where namespaces are denied, macOS and Windows).
+AUTO_FALLBACK_KINDS = CONTAINER_KINDS
 KINDS = ("auto", *ISOLATED_KINDS, "none")
 GiB = 1024**3
 MiB = 1024**2
@@ -61,6 +68,11 @@ class LayerPlan:
     def name(self) -> str:
         parts = [self.kind] + (["seccomp"] if self.seccomp else []) + ["rlimits"]
         return "+".join(parts)
+
+    @property
+    def container(self) -> bool:
+        """Whether the worker starts in a container (docker, podman)."""
+        return self.kind in CONTAINER_KINDS
 
     @property
     def confined(self) -> frozenset[str]:
@@ -251,6 +263,8 @@ def _problem(kind: str) -> str | None:
         return bwrap_problem()
     if kind == "landlock":
         return landlock_problem()
+    if kind in CONTAINER_KINDS:
+        return _container.problem(kind)
     if sys.platform.startswith("linux"):
         return None
     return f"the isolated worker needs Linux (this is {sys.platform})"
@@ -267,14 +281,21 @@ def plans_for(kind: str) -> list[LayerPlan]:
     plans, reasons = [], []
     for candidate in wanted:
         problem = _problem(candidate)
-        if problem is None:
-            plans.append(LayerPlan(candidate, seccomp))
+        if problem is None:  # an image always carries pyseccomp and libseccomp
+            plans.append(LayerPlan(candidate, seccomp or candidate in CONTAINER_KINDS))
         else:
             reasons.append(f"{candidate}: {problem}")
+    for candidate in AUTO_FALLBACK_KINDS if kind == "auto" and not plans else ():
+        problem = _problem(candidate)
+        if problem is None:
+            plans.append(LayerPlan(candidate, True))
+            break
+        reasons.append(f"{candidate}: {problem}")
     if not plans:
         hint = ""
         if kind == "auto":
-            hint = (". Install bubblewrap (apt-get install bubblewrap libseccomp2), or choose "
+            hint = (". Install bubblewrap (apt-get install bubblewrap libseccomp2), or Docker "
+                    "or Podman and run `fastrlm sandbox build`, or choose "
                     "sandbox='process' (seccomp + rlimits only: the host's files, API keys "
                     "included, stay readable) or sandbox='none' (in-process, unsafe) knowingly")
         raise SandboxUnavailableError(
@@ -353,6 +374,7 @@ def doctor_report() -> list[LayerStatus]:
             if linux
             else "needs Linux",
         ),
+        *(LayerStatus(runtime, *_container.doctor_line(runtime)) for runtime in CONTAINER_KINDS),
         LayerStatus("seccomp", seccomp is None, seccomp or "no sockets, exec or fork"),
         LayerStatus(
             "rlimits",

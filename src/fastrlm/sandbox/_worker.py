@@ -39,7 +39,7 @@ from .._foundation.errors import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _cgroup, _hostops, _layers, _protocol, kinds
+from . import _cgroup, _container, _hostops, _layers, _protocol, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
@@ -47,6 +47,8 @@ from ._watchdog import Quotas, Watchdog, memory_now
 logger = logging.getLogger("fastrlm.sandbox")
 
 START_TIMEOUT_S = 60.0
+#: Bytes of the context buffer read at a time while it is streamed into a container.
+_STREAM_PIECE = 1 << 20
 #: How long :meth:`WorkerSandbox.discard` lets a SIGKILLed process take to exit before it stops
 #: waiting (one that has not is left to ``subprocess`` to reap later): a bound, never a wait.
 DISCARD_REAP_S = 2.0
@@ -71,7 +73,8 @@ class _WorkerLost(Exception):
 
 class WorkerProcess:
     """One spawned worker: its process, a :class:`~._channel.Channel` on its two pipes, and the
-    file its startup errors went to."""
+    file its startup errors went to. In a container, ``proc`` is the attached ``run`` command
+    and ``container`` the container, removed whenever the worker is killed."""
 
     def __init__(
         self,
@@ -80,15 +83,18 @@ class WorkerProcess:
         fd_out: int,
         log: IO[bytes],
         cgroup: _cgroup.WorkerCgroup | None = None,
+        container: _container.Container | None = None,
     ):
         self.proc = proc
         self.cgroup = cgroup
+        self.container = container
         self._oom: str | None = None
         self.channel = Channel(fd_out, fd_in)
         self._log = log
         self._pidfd = os.pidfd_open(proc.pid)
         self.closed = False
         self.watchdog: Watchdog | None = None
+        self.memory_bytes = 0
 
     @property
     def exceeded(self) -> str | None:
@@ -124,6 +130,8 @@ class WorkerProcess:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.container is not None:  # the run command's end is not the container's
+            self.container.remove()
 
     def abandon(self) -> None:
         """SIGKILL the process group now, synchronously (safe in a cancelled task); :meth:`kill`
@@ -144,6 +152,12 @@ class WorkerProcess:
                 with contextlib.suppress(RuntimeError):  # its event loop may be closed already
                     self.watchdog.stop()
             _reap_within(self.proc, self._pidfd, DISCARD_REAP_S)
+            removal = self.container.remove() if self.container is not None else None
+            if removal is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    removal.wait(DISCARD_REAP_S)
+            if self.container is not None:
+                self.container.release()
             self.channel.close()
             os.close(self._pidfd)
             self._log.close()
@@ -165,6 +179,17 @@ class WorkerProcess:
             await asyncio.sleep(0.01)
         logger.warning("worker cgroup %s could not be removed (processes remain)", cgroup.path)
 
+    async def _read_container_oom(self, container: _container.Container) -> None:
+        """A container that ended on its own: record whether its memory limit ended it. A
+        SIGKILL the runtime does not attribute (podman on cgroup v1 may not) is named as the
+        likely memory kill it is: model code killing itself is the only other way."""
+        limit = f"its limit of {_mib(self.memory_bytes)} of memory (Limits.worker_memory_mb"
+        if await asyncio.to_thread(container.oom_killed):
+            self._oom = f"it went over {limit}; the container's OOM killer ended it)"
+        elif self.proc.returncode == 128 + signal.SIGKILL:
+            self._oom = (f"it was killed by SIGKILL in its container: most likely it went over "
+                         f"{limit}), unless its own code sent the signal")
+
     async def kill(self, grace_s: float = 0.0) -> str:
         """SIGKILL the worker's process group (after ``grace_s`` for a worker that is already
         exiting), wait for it, release everything; returns how it ended. Idempotent."""
@@ -174,9 +199,17 @@ class WorkerProcess:
                 self.watchdog.stop()
             if grace_s:
                 await self._exited(grace_s)
+            if self.container is not None and self.proc.poll() is not None:
+                await self._read_container_oom(self.container)
             self._kill_group()
             if not await self._exited(10.0):
                 await asyncio.to_thread(self.proc.wait)
+            removal = self.container.remove() if self.container is not None else None
+            if removal is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(removal.wait, _container.CLI_TIMEOUT_S)
+            if self.container is not None:
+                self.container.release()
             if self.cgroup is not None:
                 await self._remove_cgroup(self.cgroup)
             self.channel.close()
@@ -226,6 +259,7 @@ class WorkerSandbox:
         self._cgroups = _layers.cgroup_delegation() if cgroups is None else cgroups
         self._cgroups_made = 0
         self._cgroup_in_force = False
+        self._reaped = False
 
     @property
     def memory_enforcement(self) -> str:
@@ -329,11 +363,11 @@ class WorkerSandbox:
 
     def _config(self, fd_in: int, fd_out: int) -> dict[str, Any]:
         plan = self._plan
-        if plan.kind == "bwrap":
+        if plan.kind == "bwrap" or plan.container:
             scratch = "/tmp"
         else:
             scratch = self._scratch_dir()
-        return {
+        config: dict[str, Any] = {
             "fd_in": fd_in,
             "fd_out": fd_out,
             "fd_context": self._context_fd,
@@ -360,6 +394,45 @@ class WorkerSandbox:
             "scratch": scratch,
             "tools": [spec.to_wire() for spec in self.limits.tools],
         }
+        if plan.container:  # paths inside the image; the entry sets the fds
+            config.update(
+                parent_pid=0,
+                package_dir=_container.IMAGE_PACKAGE,
+                sys_path=[_container.IMAGE_LIB, _container.IMAGE_SITE],
+                libraries={"c": "libc.so.6", "seccomp": _container.IMAGE_LIB + "/libseccomp.so.2"},
+            )
+        return config
+
+    def _container_argv(self, config: dict[str, Any]) -> tuple[list[str], _container.Container]:
+        """The ``run`` command of a container worker, and its container. Raises
+        SandboxUnavailableError when the image is not ready."""
+        runtime = self._plan.kind
+        image = _container.ready_image(runtime)
+        if isinstance(image, str):
+            raise SandboxUnavailableError(image)
+        if not self._reaped:
+            self._reaped = True
+            _container.reap_orphans(runtime)
+            _container.guard(runtime)
+        user = _container.worker_user()
+        for path in self._mounts:
+            why = _container.unreadable_mount(path, user)
+            if why is not None:
+                raise ContextError(
+                    f"the context cannot be read in the {runtime} sandbox: {why}. Make it "
+                    "readable by others (chmod -R o+rX), or run fastrlm as its owner")
+        container = _container.Container(runtime, image)
+        limits = _container.ContainerLimits(
+            memory_bytes=self._memory_bytes,
+            scratch_bytes=self.limits.scratch_bytes,
+            scratch_files=self.limits.scratch_files,
+            pids=_cgroup.pids_limit(),
+            cpus=_container.default_cpus(),
+            open_files=_layers.OPEN_FILES,
+        )
+        env = _layers.worker_env("/tmp", self.limits.env)
+        argv = container.run_argv(limits, env, self._mounts, json.dumps(config), user)
+        return argv, container
 
     async def _spawn(self) -> WorkerProcess:
         a_read, a_write = os.pipe2(os.O_CLOEXEC)
@@ -367,15 +440,24 @@ class WorkerSandbox:
         assert self._context_fd is not None
         config = self._config(a_read, b_write)
         argv = _layers.python_argv(json.dumps(config))
-        env: dict[str, str] = {}
-        if self._plan.kind == "bwrap":
+        env: dict[str, str] | None = {}
+        container = None
+        if self._plan.container:
+            try:
+                argv, container = await asyncio.to_thread(self._container_argv, config)
+            except (SandboxUnavailableError, ContextError):
+                for fd in (a_read, a_write, b_read, b_write):
+                    os.close(fd)
+                raise
+            env = None  # the runtime's CLI needs the host's (DOCKER_HOST ...): not the worker
+        elif self._plan.kind == "bwrap":
             bwrap = shutil.which("bwrap") or "bwrap"
             argv = _layers.bwrap_argv(
                 bwrap, self.limits.scratch_bytes, self.limits.env, self._mounts
             ) + argv
         else:
             env = _layers.worker_env(str(config["scratch"]), self.limits.env)
-        cgroup = self._new_cgroup()
+        cgroup = None if container is not None else self._new_cgroup()
         if cgroup is not None:
             # The shell joins the cgroup and only then execs: every process of the worker
             # starts inside it, before any model code (writing the pid after spawn would race
@@ -384,15 +466,17 @@ class WorkerSandbox:
         log = tempfile.TemporaryFile()
         try:
             # Popen, not asyncio's: the exit is awaited on a pidfd, no child-watcher thread.
+            # A container's pipes are the run command's stdin and stdout (it attaches them).
             proc = subprocess.Popen(  # noqa: ASYNC220
                 argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdin=a_read if container is not None else subprocess.DEVNULL,
+                stdout=b_write if container is not None else subprocess.DEVNULL,
                 stderr=log,
-                pass_fds=(a_read, b_write, self._context_fd),
+                pass_fds=() if container is not None else (a_read, b_write, self._context_fd),
                 start_new_session=True,
                 env=env,
-                cwd=None if self._plan.kind == "bwrap" else str(config["scratch"]),
+                cwd=(container.workdir if container is not None else
+                     None if self._plan.kind == "bwrap" else str(config["scratch"])),
             )
         except OSError as exc:
             log.close()
@@ -400,15 +484,20 @@ class WorkerSandbox:
                 os.close(fd)
             if cgroup is not None:
                 cgroup.remove()
+            if container is not None:
+                container.release()
             raise SandboxUnavailableError(f"cannot start the worker: {exc}") from exc
         finally:
             if "proc" in locals():
                 os.close(a_read)
                 os.close(b_write)
-        worker = WorkerProcess(proc, a_write, b_read, log, cgroup)
+        worker = WorkerProcess(proc, a_write, b_read, log, cgroup, container)
+        worker.memory_bytes = self._memory_bytes
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 await self._context_buffer_sealed()
+                if container is not None:
+                    await self._stream_context(worker)
                 await worker.send({"op": "load"})
                 ready = await worker.receive()
         except (TimeoutError, ProtocolError, WorkerCrashedError) as exc:
@@ -442,6 +531,10 @@ class WorkerSandbox:
             await worker.kill()
             self._cgroup_failed(f"the worker's pid is not in {cgroup.procs} after it started")
             return await self._spawn()
+        if container is not None:  # its cgroup holds the limits; the worker's pid is its own
+            self._cgroup_in_force = False
+            self.worker_pid = ready["pid"]
+            return worker
         used = memory_now(proc.pid)
         if used > self._memory_bytes:  # the watchdog would stop it at its first poll, each time
             await worker.kill()
@@ -457,6 +550,20 @@ class WorkerSandbox:
         worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
         worker.watchdog.start()
         return worker
+
+    async def _stream_context(self, worker: WorkerProcess) -> None:
+        """Send the sealed context buffer ahead of the first frame: its size (8 bytes, big
+        endian), then its bytes (see :mod:`._container_entry`)."""
+        assert self._context_fd is not None
+        size = os.fstat(self._context_fd).st_size
+        await worker.channel.send_bytes(size.to_bytes(8, "big"))
+        offset = 0
+        while offset < size:  # read in pieces: nothing holds a mapping if this is cancelled
+            piece = os.pread(self._context_fd, min(_STREAM_PIECE, size - offset), offset)
+            if not piece:
+                raise SandboxError(f"the context buffer ended at {offset:,} of {size:,} bytes")
+            await worker.channel.send_bytes(piece)
+            offset += len(piece)
 
     def _out_of_memory(self, how: str) -> ContextError:
         """The error for a worker that hit its memory limit while it started (rebuilding the
@@ -595,6 +702,7 @@ class WorkerSandbox:
         if self._worker is not None:
             exceeded = self._worker.exceeded
             ended = await self._worker.kill(grace_s=0.0 if exceeded or not lost.crashed else 1.0)
+            exceeded = exceeded or self._worker.exceeded  # a container's, read as it ended
             self._worker = None
             if exceeded is not None:
                 reason = f"the worker was stopped because {exceeded}"

@@ -8,8 +8,9 @@ from ..sandbox import plans_for
 
 def skip_unless_sandbox(kind: str) -> None:
     """Skip the calling pytest test when the sandbox layer ``kind`` (``"bwrap"``,
-    ``"landlock"``, ``"process"``, ``"auto"``) cannot run on this machine, saying why;
-    ``"none"`` (in-process) runs everywhere. Imports pytest only when it skips."""
+    ``"landlock"``, ``"process"``, ``"docker"``, ``"podman"``, ``"auto"``) cannot run on this
+    machine, saying why (a container kind: no daemon, or no current image from ``fastrlm
+    sandbox build``); ``"none"`` (in-process) runs everywhere. Imports pytest only when it skips."""
     if kind == "none":
         return
     try:
