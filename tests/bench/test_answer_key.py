@@ -108,7 +108,8 @@ def _stripping_root(results: Path) -> object:
         "except OSError:\n"
         "    pass\n"
         "if get_task is None:\n"
-        "    FINAL('no harness here: ' + repr(os.listdir(os.path.join(root, 'fastrlm', 'bench'))))\n"
+        "    found = os.listdir(os.path.join(root, 'fastrlm', 'bench'))\n"
+        "    FINAL('no harness here: ' + repr(found))\n"
         "else:\n"
         "    FINAL(str(get_task('sniah').instance(seed, 2048, 0).gold))\n"
     )
