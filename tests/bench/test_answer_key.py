@@ -98,13 +98,20 @@ def _stripping_root(results: Path) -> object:
         "for k in [k for k in sys.modules if k.split('.')[0] == 'fastrlm']:\n"
         "    del sys.modules[k]\n"
         "sys.path.insert(0, root)\n"
-        "from fastrlm.bench import get_task\n"
+        "try:\n"
+        "    from fastrlm.bench import get_task\n"
+        "except ImportError:\n"
+        "    get_task = None\n"
         "seed = 0\n"
         "try:\n"
         f"    seed = json.loads(open({str(results)!r}).readline())['seed']\n"
         "except OSError:\n"
         "    pass\n"
-        "FINAL(str(get_task('sniah').instance(seed, 2048, 0).gold))\n"
+        "if get_task is None:\n"
+        "    found = os.listdir(os.path.join(root, 'fastrlm', 'bench'))\n"
+        "    FINAL('no harness here: ' + repr(found))\n"
+        "else:\n"
+        "    FINAL(str(get_task('sniah').instance(seed, 2048, 0).gold))\n"
     )
 
     def reply(messages: object) -> str:
@@ -116,8 +123,9 @@ def _stripping_root(results: Path) -> object:
 def test_code_that_strips_the_guard_and_imports_the_harness_still_cannot_rebuild_the_instance(
     tmp_path: Path,
 ) -> None:
-    """The finder is a guard, not a wall: under bubblewrap the seed is the protection (fresh per
-    run, and the results file that records it is not in the sandbox's file system)."""
+    """The finder is a guard, not a wall; under bubblewrap the harness is not in the sandbox's
+    file system at all (an empty directory in its place), and the seed that would pick the
+    instance lives only in the results file, which is not mounted either."""
     from fastrlm.sandbox._layers import bwrap_problem
 
     problem = bwrap_problem()
@@ -130,9 +138,5 @@ def test_code_that_strips_the_guard_and_imports_the_harness_still_cannot_rebuild
     assert len(records) == 2
     assert {r["seed"] for r in records} != {0}
     assert [r["score"] for r in records] == [0.0, 0.0]
-    # the attack ran: it imported the harness in the sandbox and, finding no results file,
-    # answered with seed 0's gold, which is not this run's
-    from fastrlm.bench import get_task
-
-    guessed = str(get_task("sniah").instance(0, 2048, 0).gold)
-    assert [r["answer"] for r in records] == [guessed, guessed]
+    # the attack ran to its end: with the guard gone it still found no harness to import
+    assert [r["answer"] for r in records] == ["no harness here: []"] * 2

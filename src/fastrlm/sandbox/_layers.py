@@ -127,6 +127,18 @@ def read_only_paths() -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if os.path.exists(p)))
 
 
+#: Parts of the package model code must not read: the benchmark harness (it can rebuild a
+#: task's instances, so their answers). The worker's import guard refuses it too; under
+#: bubblewrap it is not in the sandbox's file system at all.
+HIDDEN_SUBPACKAGES = ("bench",)
+
+
+def hidden_paths() -> tuple[str, ...]:
+    """The host paths of :data:`HIDDEN_SUBPACKAGES` that exist here."""
+    paths = (os.path.join(package_dir(), name) for name in HIDDEN_SUBPACKAGES)
+    return tuple(p for p in paths if os.path.isdir(p))
+
+
 @functools.cache
 def library_names() -> dict[str, str]:
     """Sonames of libc and libseccomp as resolved here (the worker cannot run ``ldconfig``)."""
@@ -150,8 +162,9 @@ def bwrap_argv(
     """bubblewrap options: every namespace unshared (network included), capabilities dropped,
     environment cleared (then ``env`` set), a private size-capped tmpfs ``/tmp`` first (a later
     tmpfs would hide binds under it), a read-only ``/dev`` (so no ``/dev/shm`` to fill), then
-    read-only binds; merged-/usr symlinks are recreated as symlinks. ``mounts`` (a context's
-    directory or file) are bound read-only last, at their host paths."""
+    read-only binds; merged-/usr symlinks are recreated as symlinks; :func:`hidden_paths` are
+    covered by empty read-only directories. ``mounts`` (a context's directory or file) are bound
+    read-only last, at their host paths."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -174,6 +187,8 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         else:
             argv += ["--ro-bind", path, path]
+    for path in hidden_paths():  # an empty read-only directory in their place
+        argv += ["--size", "4096", "--perms", "0555", "--tmpfs", path, "--remount-ro", path]
     for path in mounts:
         argv += ["--ro-bind", path, path]
     return [*argv, "--chdir", "/tmp", "--"]
