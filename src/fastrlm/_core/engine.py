@@ -25,9 +25,10 @@ from ..context import context_problem
 from ..lm import LM, default_concurrency
 from .call_tree import CallTree
 from .continuation import OneOff, SessionQuestion, SessionState
-from .ledger import BudgetLedger
+from .ledger import Account, BudgetLedger
 from .output import output_spec
 from .prompts import shown_whole
+from .replay import Recorded, Recorder
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, new_run_id
 
@@ -73,10 +74,14 @@ def configure(base: RunConfig, budget: Budget | None, limits: Limits | None,
 async def answer(
     config: RunConfig, prompt: str, context: object = MISSING, *,
     on_event: EventCallback | None, session: SessionState | None = None,
+    replay: Recorded | None = None, origin: Mapping[str, object] | None = None,
 ) -> RLMResult:
     """One run of ``config`` (a session's next question with ``session``) to its
-    :class:`RLMResult`, raising its typed error as :meth:`RLM.acompletion` documents."""
+    :class:`RLMResult`, raising its typed error as :meth:`RLM.acompletion` documents.
+    ``replay``: a recorded run this one resumes or forks (answered from it first, its spend
+    carried once); ``origin`` says which, in the new run's record."""
     new_context = True
+    drop_in = context is MISSING
     if session is not None and (context is None or context is MISSING):
         # a later question without a context of its own asks about the latest one, unless
         # it is too long to show: then, as on a first question, it is its own context
@@ -105,6 +110,11 @@ async def answer(
         callbacks.append(config.telemetry())
     ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
         config.budget)
+    recorder = (Recorder() if session is not None else
+                _recorder(writer, run_id, prompt, drop_in, config, replay, origin))
+    account = Account()
+    if replay is not None:
+        replay.carry(ledger, account)
     tree = CallTree(
         ledger=ledger,
         limits=config.limits,
@@ -113,6 +123,7 @@ async def answer(
         cache=config.cache,
         cache_sampled=config.cache_sampled,
         concurrency=default_concurrency(config.sub_lm),
+        recorder=recorder,
     )
     run = Run(
         config=config,
@@ -120,10 +131,14 @@ async def answer(
         question=prompt,
         context=context,
         run_id=run_id,
+        account=account,
         continuation=OneOff() if session is None else SessionQuestion(session, new_context),
     )
     started = time.monotonic()
-    outcome = await _within_limits(run, ledger)
+    try:
+        outcome = await _within_limits(run, ledger)
+    finally:
+        recorder.close()
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
@@ -151,6 +166,27 @@ async def answer(
         error.result = result
         raise error
     return result
+
+
+def _recorder(writer: object, run_id: str, question: str, drop_in: bool, config: RunConfig,
+              replay: Recorded | None, origin: Mapping[str, object] | None) -> Recorder:
+    """The run's recorder: its record beside the trace when the trace is written to a home
+    (a callable of the user's own keeps none), answering from ``replay`` first."""
+    traces = getattr(writer, "traces_dir", None)
+    if not isinstance(traces, Path):
+        return Recorder(None, replay)
+    from ..trace import RecordFile, record_path
+
+    try:
+        file = RecordFile(record_path(traces, run_id))
+    except OSError as exc:
+        log.warning("no replay record for run %s (%s): it cannot be resumed", run_id, exc)
+        return Recorder(None, replay)
+    recorder = Recorder(file, replay)
+    recorder.write({"k": "head", "run": run_id, "question": question, "drop_in": drop_in,
+                    "model": config.root_lm.model, "sub_model": config.sub_lm.model,
+                    "from": dict(origin or {})}, durable=True)
+    return recorder
 
 
 def check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:

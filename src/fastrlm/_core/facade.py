@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
@@ -360,6 +361,74 @@ class RLM:
         return await self._acompletion(prompt, context, budget=budget, limits=limits,
                                        on_event=on_event, output=output)
 
+    def resume(self, run: str, context: object = MISSING, *, budget: Budget | None = None,
+               limits: Limits | None = None, home: str | Path | None = None) -> RLMResult:
+        """Blocking form of :meth:`aresume`."""
+        with SyncRunner("fastrlm-resume", what="RLM.resume()",
+                        instead="await rlm.aresume(...)") as runner:
+            return runner.run(self.aresume(run, context, budget=budget, limits=limits,
+                                           home=home))
+
+    async def aresume(self, run: str, context: object = MISSING, *,
+                      budget: Budget | None = None, limits: Limits | None = None,
+                      home: str | Path | None = None,
+                      on_event: EventCallback | None = None) -> RLMResult:
+        """Go on with the run ``run`` (its id, a unique prefix, ``last`` or its trace's path,
+        under ``home`` or this RLM's trace home) however it stopped (a killed process, Ctrl-C,
+        a limit, a provider outage): a fresh REPL runs its recorded cells again, every host
+        call and root reply answered from its record (nothing sent, nothing paid), each
+        cell's output checked against the record, then the run goes on live. The recorded
+        spend counts once against ``budget`` (default: the run's own). ``context`` is the
+        run's context again (traces keep only its sha256); leave it out for a run asked
+        without one. It is a new run (its own id and trace, the old one named in its record),
+        ending as :meth:`acompletion` does. Raises :class:`~fastrlm.trace.ReplayError`
+        before it starts (no record, another context or root model, a budget already spent)
+        or as the run's error at the first cell that prints something else than it did."""
+        return await self._replay(run, context, budget=budget, limits=limits, home=home,
+                                  on_event=on_event)
+
+    def fork(self, run: str, *, at_turn: int, context: object = MISSING,
+             reply: str | None = None, budget: Budget | None = None,
+             limits: Limits | None = None, home: str | Path | None = None,
+             **changes: Any) -> RLMResult:
+        """Blocking form of :meth:`afork`."""
+        with SyncRunner("fastrlm-fork", what="RLM.fork()",
+                        instead="await rlm.afork(...)") as runner:
+            return runner.run(self.afork(run, at_turn=at_turn, context=context, reply=reply,
+                                         budget=budget, limits=limits, home=home, **changes))
+
+    async def afork(self, run: str, *, at_turn: int, context: object = MISSING,
+                    reply: str | None = None, budget: Budget | None = None,
+                    limits: Limits | None = None, home: str | Path | None = None,
+                    on_event: EventCallback | None = None, **changes: Any) -> RLMResult:
+        """Replay the run ``run`` up to its top-level turn ``at_turn`` (turns before it answered
+        from the record, as :meth:`aresume` does), then go on differently: with ``reply`` as
+        the root's reply of turn ``at_turn``, and/or with ``changes`` (any :class:`RLM`
+        keyword: ``model``, ``sub_model``, ``prompts``, ...: an RLM made by
+        :meth:`with_options`) and this run's ``budget`` / ``limits``. What the recorded run
+        did from ``at_turn`` on is not reused. A new run; raises as :meth:`aresume` does."""
+        rlm = self.with_options(**changes) if changes else self
+        return await rlm._replay(run, context, budget=budget, limits=limits, home=home,
+                                 on_event=on_event, at_turn=at_turn, reply=reply)
+
+    async def _replay(self, run: str, context: object, *, budget: Budget | None,
+                      limits: Limits | None, home: str | Path | None,
+                      on_event: EventCallback | None, at_turn: int | None = None,
+                      reply: str | None = None) -> RLMResult:
+        from .replay import prepare
+
+        trace = self._config.trace
+        where = _home_of(home, trace)
+        # reading the record and the trace, and hashing the context, are off the event loop
+        ready = await asyncio.to_thread(
+            prepare, run, context, missing=MISSING, home=where,
+            model=self._config.root_lm.model, budget=budget, at_turn=at_turn, reply=reply)
+        config = self._run_config(ready.budget, limits)
+        if trace is False or home is not None:  # the new run is recorded where the old one is
+            config = replace(config, trace=where if where is not None else True)
+        return await answer(config, ready.question, ready.context, on_event=on_event,
+                            replay=ready.recorded, origin=ready.origin)
+
     def session(self, *, budget: Budget | None = None, limits: Limits | None = None) -> Session:
         """A session: many questions over one REPL and one conversation (see
         :class:`~fastrlm.Session`). ``budget`` makes one budget for the whole session (else
@@ -419,6 +488,14 @@ _ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_mode
 #: Settings a single run may override.
 _PER_CALL = frozenset({"budget", "limits"})
 _unsafe_warned = False
+
+
+def _home_of(home: str | Path | None, trace: object) -> Path | None:
+    """The home a resume reads runs from: ``home``, else the RLM's trace home, else None
+    (``$FASTRLM_HOME``)."""
+    if home is not None:
+        return Path(home).expanduser()
+    return Path(str(trace)).expanduser() if isinstance(trace, str | Path) else None
 
 
 def _warn_unsafe_once() -> None:

@@ -36,6 +36,9 @@ class ReplyRunner:
     run_id: str
     depth: int
     restarted_note: Callable[[str], str]
+    #: Told each cell's (turn, block, code, whole output) once it ran; may raise to stop the
+    #: run there (a replay that no longer matches its record).
+    on_cell: Callable[[int, int, str, str], None] = lambda *_: None
     answer_content: str | None = None
 
     async def run(self, text: str, iteration: int, last: bool = False) -> Handled:
@@ -88,6 +91,7 @@ class ReplyRunner:
                     restored=list(result.restored),
                 )
             )
+            self.on_cell(iteration, number, code, output_of(result))
             parts.append(prompts.block_output.format(
                 block=number, status=status_of(result), output=shown))
             if result.restored:

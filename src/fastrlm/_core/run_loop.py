@@ -19,6 +19,7 @@ from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
 from ..lm import LM, ChatMessage, LMResponse
 from ..sandbox import Sandbox, SandboxLimits
+from ..trace import ReplayError
 from .bridge import SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
@@ -59,6 +60,8 @@ class Run:
     account: Account = field(default_factory=Account)
     root_lm: LM | None = None
     continuation: Continuation = field(default_factory=OneOff)
+    #: What names this run in its tree's record in every process ("" is the top-level run).
+    scope: str = ""
     iterations: int = 0
     _question: ChatMessage | None = None  # this question's own message
     _bridge: SubcallBridge = field(init=False)
@@ -70,7 +73,7 @@ class Run:
     def __post_init__(self) -> None:
         cfg = self.config
         self._bridge = SubcallBridge(cfg, self.tree, self.run_id, self.depth, self.account,
-                                     spawn=self._child)
+                                     spawn=self._child, scope=self.scope)
         spec = cfg.output if self.depth == 0 else None  # a typed answer is the root's only
         self._output = None if spec is None else OutputCheck(
             spec, cfg.limits.max_output_retries, cfg.limits.max_answer_chars, cfg.prompts)
@@ -151,12 +154,15 @@ class Run:
             ready = asyncio.create_task(self._start_sandbox(sandbox))
         self._replies = ReplyRunner(
             sandbox, ready, cfg.prompts, cfg.limits.output_chars, self.tree.emit, self.run_id,
-            self.depth, lambda reason: continuation.restarted_note(cfg.prompts, reason))
+            self.depth, lambda reason: continuation.restarted_note(cfg.prompts, reason),
+            on_cell=lambda turn, block, code, output: self.tree.recorder.cell(
+                self.scope, turn, block, code, output))
         try:
             outcome = await self._loop(info, announce, home)
-        except (SandboxError, ContextError) as exc:
-            kind = "context" if isinstance(exc, ContextError) else "sandbox"
-            error = str(exc) if kind == "context" else f"sandbox failed: {exc}"
+        except (SandboxError, ContextError, ReplayError) as exc:
+            kind = ("context" if isinstance(exc, ContextError) else
+                    "replay" if isinstance(exc, ReplayError) else "sandbox")
+            error = f"sandbox failed: {exc}" if kind == "sandbox" else str(exc)
             outcome = Outcome(self._answer_so_far(), StopReason.ERROR, self.iterations,
                               error=error, error_kind=kind, exception=exc)
         finally:
@@ -361,9 +367,13 @@ class Run:
         limit = self.config.limits.history_chars
         self.continuation.compact(limit)  # whole earlier questions first, then old outputs
         compact_history(messages, limit)
+        recorder = self.tree.recorder
+        replayed = recorder.replayed_turn(self.scope, iteration)
+        if replayed is not None:
+            return replayed
         held: list[Reservation] = []
         try:
-            return await self.tree.root_call(
+            answered = await self.tree.root_call(
                 self.lm,
                 list(messages),
                 subcall=self.depth > 0,
@@ -387,6 +397,9 @@ class Run:
             ))
             return Outcome(self._answer_so_far(), StopReason.ERROR, iteration,
                            error=error, error_kind="provider", exception=exc)
+        recorder.record_turn(self.scope, iteration, self.lm.model, *answered,
+                             subcall=self.depth > 0, elapsed=self.tree.ledger.elapsed())
+        return answered
 
     async def _root_turn(
         self,
@@ -450,7 +463,7 @@ class Run:
             child = Run(
                 config=self.config, tree=self.tree, question=prompt, context=context,
                 depth=depth, parent_run_id=self.run_id, account=Account(parent=self.account),
-                root_lm=lm,
+                root_lm=lm, scope=self.tree.recorder.child_scope(self.scope, prompt, lm.model),
             )
             self.tree.emit(evt.ChildRunStarted(run_id=self.run_id, depth=self.depth,
                                            child_run_id=child.run_id,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ._index import IndexUnusableError, RunRecord, list_runs
 from ._paths import fastrlm_home, index_path, traces_dir
 from ._reader import Trace, TraceNotFoundError, read_trace, render_transcript, resolve_run
+from ._record import RecordFile, ReplayError, read_record, record_path
 from ._writer import TraceWriter
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 __all__ = [
     "IndexUnusableError",
     "LiveView",
+    "RecordFile",
+    "ReplayError",
     "RunRecord",
     "Trace",
     "TraceNotFoundError",
@@ -23,7 +26,9 @@ __all__ = [
     "fastrlm_home",
     "index_path",
     "list_runs",
+    "read_record",
     "read_trace",
+    "record_path",
     "render_html",
     "render_transcript",
     "resolve_run",

@@ -1,0 +1,345 @@
+"""Record a run as it happens, and replay it: the engine side of resume and fork.
+
+One :class:`Recorder` per run tree (on its :class:`~fastrlm._core.call_tree.CallTree`) sits at
+the few doors everything a replay needs passes through:
+
+- every root reply (top-level and child runs), by the run's *scope* and turn number;
+- every host operation, at the one entry the sandbox calls (``SubcallBridge.call``), keyed by
+  the op and its request: whatever op the host table holds, now or later, is recorded and
+  replayed with no branch of its own;
+- every plain sub-call reply, by its messages, so a fan-out cut short replays the answers it got;
+- every cell's output (its digest), to find where a replay stops matching.
+
+Live, each is written to the run's record (``trace/_record.py``: the file, its fsync policy).
+Replaying, each is answered from a :class:`Recorded` first, and goes live once the record has
+no more: the recorded run's spend is carried into the new ledger once (:meth:`Recorded.carry`)
+and answering from the record costs nothing. A cell whose output differs from the record ends
+the run with :class:`~fastrlm.trace.ReplayError` (the first divergence, never skipped).
+
+Scopes name runs the same way in every process: ``""`` is the top-level run, a child is its
+parent's scope, the digest of its prompt and model, and its occurrence (``/3fa9...#0``). Every
+entry carries ``t``, the top-level turn it happened in, so a fork at turn k keeps what happened
+before k and nothing after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .._foundation.budget import Budget
+from .._foundation.text import json_text
+from .._foundation.usage import TokenUsage
+from ..lm import ChatMessage, LMResponse
+from ..trace import RecordFile, ReplayError
+from .ledger import Account, Booking, BudgetLedger
+
+log = logging.getLogger("fastrlm")
+
+#: Characters of a cell's output kept in the record, to show a divergence.
+_PREVIEW_CHARS = 300
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def request_key(op: str, request: object) -> str:
+    """The key of one host request: its op and every field, so a replay answers only the same
+    request (a dataclass request is taken field by field)."""
+    fields = asdict(request) if is_dataclass(request) and not isinstance(request, type) \
+        else request
+    return _sha(op + "\n" + json_text(fields, sort_keys=True, default=repr))
+
+
+def call_key(model: str, messages: Iterable[ChatMessage], max_tokens: int) -> str:
+    """The key of one plain sub-call: its model, messages and output cap."""
+    return _sha(json_text([model, list(messages), max_tokens], sort_keys=True, default=repr))
+
+
+@dataclass
+class Recorded:
+    """A run's record, indexed for replay. ``head`` is its first entry (the question, models),
+    ``turns`` the top-level replies it holds. Built by :func:`load`."""
+
+    head: dict[str, Any]
+    turns: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    host: dict[tuple[str, str], deque[dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(deque))
+    calls: dict[str, deque[dict[str, Any]]] = field(default_factory=lambda: defaultdict(deque))
+    cells: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
+    spent: list[dict[str, Any]] = field(default_factory=list)  # the paid entries
+
+    @property
+    def top_turns(self) -> int:
+        """How many top-level root replies the record holds."""
+        return sum(1 for scope, _ in self.turns if scope == "")
+
+    @property
+    def usd(self) -> float:
+        return sum(float(e.get("usd", 0.0)) for e in self.spent)
+
+    @property
+    def seconds(self) -> float:
+        return max((float(e.get("el", 0.0)) for e in self.spent), default=0.0)
+
+    def carry(self, ledger: BudgetLedger, account: Account) -> None:
+        """Book the recorded spend into ``ledger`` once, per model."""
+        by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0, 0])
+        for entry in self.spent:
+            row = by_model[str(entry.get("m", ""))]
+            row[0] += int(entry.get("in", 0))
+            row[1] += int(entry.get("out", 0))
+            row[2] += float(entry.get("usd", 0.0))
+            row[3] += int(bool(entry.get("sub")))
+            row[4] += int(entry.get("req", 0))
+        for model, (tokens_in, tokens_out, usd, subcalls, requests) in by_model.items():
+            ledger.carry(model, TokenUsage(int(tokens_in), int(tokens_out)), usd,
+                         subcalls=int(subcalls), requests=int(requests), account=account)
+        ledger.carry_seconds(self.seconds)
+
+
+def load(entries: list[dict[str, Any]], *, before_turn: int | None = None,
+         reply: str | None = None) -> Recorded:
+    """Index a record's ``entries`` (``trace.read_record``). With ``before_turn`` (a fork), only
+    what happened before that top-level turn is kept, and ``reply`` (if given) is the
+    top-level reply of that turn. Raises :class:`ReplayError` for a record with no head."""
+    if not entries or entries[0].get("k") != "head":
+        raise ReplayError("the replay record has no head entry (it is not a record of a run, "
+                          "or its first line is damaged)")
+    recorded = Recorded(head=entries[0])
+    for entry in entries[1:]:
+        kind, turn = entry.get("k"), int(entry.get("t", 0))
+        if before_turn is not None and turn >= before_turn:
+            continue
+        scope = str(entry.get("s", ""))
+        if kind == "turn":
+            recorded.turns[(scope, int(entry["n"]))] = entry
+            recorded.spent.append(entry)
+        elif kind == "call":
+            recorded.calls[str(entry["key"])].append(entry)
+            recorded.spent.append(entry)
+        elif kind == "host":
+            recorded.host[(scope, str(entry["key"]))].append(entry)
+        elif kind == "cell":
+            recorded.cells[(scope, int(entry["n"]), int(entry["b"]))] = entry
+    if reply is not None and before_turn is not None:
+        recorded.turns[("", before_turn)] = {"k": "turn", "s": "", "n": before_turn,
+                                             "t": before_turn, "text": reply, "m": "fork"}
+    return recorded
+
+
+class Recorder:
+    """Records one run tree and, when it holds a :class:`Recorded`, answers from it first.
+    Single event loop. A record that cannot be written is logged once and recording stops; the
+    run goes on (a lost record costs a resume, never a run)."""
+
+    def __init__(self, file: RecordFile | None = None, recorded: Recorded | None = None) -> None:
+        self._file = file
+        self._recorded = recorded
+        self._children: dict[tuple[str, str], int] = defaultdict(int)
+        #: The top-level turn now running: every entry says which one it happened in.
+        self.turn = 0
+
+    @property
+    def active(self) -> bool:
+        return self._file is not None or self._recorded is not None
+
+    def write(self, entry: dict[str, Any], *, durable: bool = False) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.append(entry, durable=durable)
+        except (OSError, TypeError, ValueError) as exc:
+            log.warning("the replay record %s stopped (%s); this run cannot be resumed past "
+                        "this point", self._file.path, exc)
+            self._file.close()
+            self._file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    # -------------------------------------------------------------- scopes
+    def child_scope(self, parent: str, prompt: str, model: str) -> str:
+        """The scope of a new child run of ``parent`` (the same in every process)."""
+        digest = _sha(model + "\n" + prompt)[:16]
+        occurrence = self._children[(parent, digest)]
+        self._children[(parent, digest)] += 1
+        return f"{parent}/{digest}#{occurrence}"
+
+    # -------------------------------------------------------------- root replies
+    def replayed_turn(self, scope: str, number: int) -> tuple[LMResponse, Booking] | None:
+        """Turn ``number`` of the run ``scope`` from the record (re-recorded), or None."""
+        if scope == "":
+            self.turn = number
+        entry = None if self._recorded is None else self._recorded.turns.pop((scope, number),
+                                                                              None)
+        if entry is None:
+            return None
+        self.write({**entry, "t": self.turn}, durable=True)
+        response = LMResponse(text=str(entry["text"]), usage=TokenUsage(0, 0),
+                              model=str(entry.get("m", "")), cached=True)
+        return response, Booking()
+
+    def record_turn(self, scope: str, number: int, model: str, response: LMResponse,
+                    booking: Booking, *, subcall: bool, elapsed: float) -> None:
+        self.write(_paid("turn", model, response, booking, subcall, elapsed,
+                         s=scope, n=number, t=self.turn), durable=True)
+
+    # -------------------------------------------------------------- host operations
+    async def host(self, scope: str, op: str, request: object,
+                   live: Callable[[], Awaitable[object]]) -> object:
+        """The reply to host call ``op`` of run ``scope``: the recorded one for the same
+        request, else ``live()``'s; recorded either way."""
+        if not self.active:
+            return await live()
+        key = request_key(op, request)
+        queue = None if self._recorded is None else self._recorded.host.get((scope, key))
+        if queue:
+            entry = queue.popleft()
+            self.write({**entry, "t": self.turn})
+            return entry["reply"]
+        reply = await live()
+        self.write({"k": "host", "s": scope, "op": op, "key": key, "t": self.turn,
+                    "reply": reply})
+        return reply
+
+    # -------------------------------------------------------------- sub-calls
+    def replayed_call(self, key: str) -> str | None:
+        queue = None if self._recorded is None else self._recorded.calls.get(key)
+        if not queue:
+            return None
+        entry = queue.popleft()
+        self.write({**entry, "t": self.turn})
+        return str(entry["text"])
+
+    def record_call(self, key: str, model: str, response: LMResponse, booking: Booking,
+                    elapsed: float) -> None:
+        self.write(_paid("call", model, response, booking, True, elapsed, key=key, t=self.turn))
+
+    # -------------------------------------------------------------- cells
+    def cell(self, scope: str, number: int, block: int, code: str, output: str) -> None:
+        """Record a cell's output; replaying, check it against the record first. Raises
+        :class:`ReplayError` at the first cell whose output differs."""
+        if not self.active:
+            return
+        code_sha, out_sha = _sha(code), _sha(output)
+        entry = None if self._recorded is None else self._recorded.cells.pop(
+            (scope, number, block), None)
+        if entry is not None and entry.get("code") == code_sha and entry.get("out") != out_sha:
+            where = f"turn {number}, block {block}" + (f" of child run {scope}" if scope else "")
+            raise ReplayError(
+                f"the replay diverged at {where}: the cell printed something else than when "
+                f"it was recorded.\n  recorded: {entry.get('preview', '')!r}\n  now:      "
+                f"{output[:_PREVIEW_CHARS]!r}\nThe cell is not deterministic (time, random "
+                "numbers, files or the network it read). The run stopped there; to go on "
+                f"differently, fork it before that turn: rlm.fork(run_id, at_turn={number})"
+                if not scope else
+                f"the replay diverged at {where}: the cell printed something else than when "
+                f"it was recorded (recorded {entry.get('preview', '')!r}, now "
+                f"{output[:_PREVIEW_CHARS]!r}); the run stopped there"
+            )
+        self.write({"k": "cell", "s": scope, "n": number, "b": block, "t": self.turn,
+                    "code": code_sha, "out": out_sha, "preview": output[:_PREVIEW_CHARS]},
+                   durable=True)
+
+
+def _paid(kind: str, model: str, response: LMResponse, booking: Booking, subcall: bool,
+          elapsed: float, **names: object) -> dict[str, Any]:
+    return {"k": kind, **names, "text": response.text, "m": model,
+            "usd": booking.cost_usd, "in": booking.input_tokens, "out": booking.output_tokens,
+            "req": booking.attempts, "sub": subcall, "el": round(elapsed, 3)}
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recorded run made ready to resume or fork: the record to answer from, the question and
+    context to run again, the budget to go on with, and ``origin`` (which run, which turn) for
+    the new run's record."""
+
+    recorded: Recorded
+    question: str
+    context: object
+    budget: Budget
+    origin: dict[str, object]
+
+
+def prepare(ref: str, context: object, *, missing: object, home: Path | None,
+            model: str, budget: Budget | None, at_turn: int | None = None,
+            reply: str | None = None) -> Replay:
+    """Read the run ``ref`` (an id, a unique prefix, ``last`` or a trace path) and check that it
+    can go on: with ``at_turn`` (a fork) from that top-level turn, else (a resume) from where
+    its record ends, on the root ``model``. ``context`` is the run's own context again
+    (``missing`` when the run was asked without one). ``budget`` (None: the run's own) must
+    leave something once the recorded spend is counted. Raises :class:`ReplayError` saying
+    what to pass, or :class:`~fastrlm.trace.TraceNotFoundError`."""
+    from ..context import context_digest
+    from ..trace import read_record, read_trace, record_path, resolve_run
+
+    trace_path = resolve_run(ref, home)
+    run_id = trace_path.stem
+    entries = read_record(record_path(trace_path.parent, run_id))
+    head = entries[0] if entries else {}
+    if at_turn is not None:
+        top = sum(1 for e in entries if e.get("k") == "turn" and e.get("s") == "")
+        if not 1 <= at_turn <= top + 1:
+            raise ReplayError(f"run {run_id} has {top} recorded turn(s): fork it at a turn "
+                              f"from 1 to {top + 1}, not {at_turn}")
+    recorded = load(entries, before_turn=at_turn, reply=reply)
+    if at_turn is None and head.get("model") != model:
+        raise ReplayError(
+            f"run {run_id} was made with the root model {head.get('model')!r}, this RLM's is "
+            f"{model!r}: resume it with an RLM of that model, or fork it to go on with "
+            f"another (rlm.fork({run_id!r}, at_turn=K, model=...))")
+    root = read_trace(trace_path).root_event
+    recorded_context = dict(root.context or {}) if root is not None else {}
+    question = str(head.get("question", ""))
+    if head.get("drop_in"):
+        if context is not missing:
+            raise ReplayError(f"run {run_id} was asked without a context (the question was "
+                              "its own): resume it without one")
+        context = question
+    elif context is missing:
+        raise ReplayError(
+            f"run {run_id} was asked about a context of {recorded_context.get('total_chars', 0):,}"
+            f" characters (sha256 {str(recorded_context.get('sha256', ''))[:12]}...), which "
+            "traces never keep: pass the same context again (rlm.resume(run, context=...), "
+            "`fastrlm resume RUN --context PATH`)")
+    else:
+        digest, _ = context_digest(context)
+        if recorded_context.get("sha256") and digest != recorded_context["sha256"]:
+            raise ReplayError(
+                f"the context given is not run {run_id}'s (sha256 {digest[:12]}..., the run's "
+                f"is {str(recorded_context['sha256'])[:12]}...): its recorded cells would "
+                "not replay; pass the context the run was asked about")
+    if budget is None:
+        known = {f.name for f in fields(Budget)}
+        saved = root.budget if root is not None else {}
+        budget = Budget(**{k: v for k, v in (saved or {}).items() if k in known})
+    _check_left(run_id, recorded, budget)
+    origin: dict[str, object] = {"run": run_id}
+    if at_turn is not None:
+        origin["at_turn"] = at_turn
+    return Replay(recorded, question, context, budget, origin)
+
+
+def _check_left(run_id: str, recorded: Recorded, budget: Budget) -> None:
+    """Refuse a budget the recorded spend already uses up, naming what to pass."""
+    usd = recorded.usd
+    if budget.max_usd is not None and usd >= budget.max_usd:
+        raise ReplayError(
+            f"run {run_id} already spent ${usd:.4f}, and the budget given allows "
+            f"${budget.max_usd:.4f} in all (the spend is counted once, not again): pass a "
+            f"larger one, e.g. budget=Budget(max_usd={max(usd * 2, usd + 0.01):.2f}) "
+            "(`--max-usd` on the command line)")
+    subcalls = sum(1 for e in recorded.spent if e.get("sub"))
+    if budget.max_subcalls is not None and subcalls >= budget.max_subcalls:
+        raise ReplayError(
+            f"run {run_id} already made {subcalls} sub-calls, and the budget given allows "
+            f"{budget.max_subcalls} in all: pass a larger max_subcalls (`--max-subcalls`)")
