@@ -185,7 +185,8 @@ def _recorder(writer: object, run_id: str, question: str, drop_in: bool, config:
     recorder = Recorder(file, replay)
     recorder.write({"k": "head", "run": run_id, "question": question, "drop_in": drop_in,
                     "model": config.root_lm.model, "sub_model": config.sub_lm.model,
-                    "from": dict(origin or {})}, durable=True)
+                    "from": dict(origin or {}),
+                    "carried": replay.carried() if replay is not None else []}, durable=True)
     return recorder
 
 

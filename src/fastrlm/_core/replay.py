@@ -73,7 +73,8 @@ class Recorded:
         default_factory=lambda: defaultdict(deque))
     calls: dict[str, deque[dict[str, Any]]] = field(default_factory=lambda: defaultdict(deque))
     cells: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
-    spent: list[dict[str, Any]] = field(default_factory=list)  # the paid entries
+    #: What the recorded run paid, one row per model and top-level turn (see :func:`_row`).
+    spent: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def top_turns(self) -> int:
@@ -88,20 +89,47 @@ class Recorded:
     def seconds(self) -> float:
         return max((float(e.get("el", 0.0)) for e in self.spent), default=0.0)
 
+    @property
+    def subcalls(self) -> int:
+        return sum(int(e.get("subs", 0)) for e in self.spent)
+
+    def carried(self) -> list[dict[str, Any]]:
+        """The spend as rows for the new run's head: one per model and turn, so the new
+        record holds it once (its replayed entries are written unpaid) and a fork of it
+        still keeps only what was spent before its turn."""
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        for entry in self.spent:
+            if not any(entry[name] for name in ("in", "out", "usd", "subs", "req")):
+                continue  # a replayed or given reply: nothing was paid for it here
+            key = (str(entry["m"]), int(entry["t"]))
+            row = rows.setdefault(key, {"m": key[0], "t": key[1], "in": 0, "out": 0,
+                                        "usd": 0.0, "subs": 0, "req": 0, "el": 0.0})
+            for name in ("in", "out", "usd", "subs", "req"):
+                row[name] += entry[name]
+            row["el"] = max(row["el"], entry["el"])
+        return list(rows.values())
+
     def carry(self, ledger: BudgetLedger, account: Account) -> None:
         """Book the recorded spend into ``ledger`` once, per model."""
-        by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0, 0])
-        for entry in self.spent:
-            row = by_model[str(entry.get("m", ""))]
-            row[0] += int(entry.get("in", 0))
-            row[1] += int(entry.get("out", 0))
-            row[2] += float(entry.get("usd", 0.0))
-            row[3] += int(bool(entry.get("sub")))
-            row[4] += int(entry.get("req", 0))
-        for model, (tokens_in, tokens_out, usd, subcalls, requests) in by_model.items():
-            ledger.carry(model, TokenUsage(int(tokens_in), int(tokens_out)), usd,
-                         subcalls=int(subcalls), requests=int(requests), account=account)
+        for row in self.carried():
+            ledger.carry(row["m"], TokenUsage(int(row["in"]), int(row["out"])),
+                         float(row["usd"]), subcalls=int(row["subs"]), requests=int(row["req"]),
+                         account=account)
         ledger.carry_seconds(self.seconds)
+
+
+def _row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A paid entry (or a carried row) as a spend row."""
+    return {"m": str(entry.get("m", "")), "t": int(entry.get("t", 0)),
+            "in": int(entry.get("in", 0)), "out": int(entry.get("out", 0)),
+            "usd": float(entry.get("usd", 0.0)),
+            "subs": int(entry.get("subs", int(bool(entry.get("sub"))))),
+            "req": int(entry.get("req", 0)), "el": float(entry.get("el", 0.0))}
+
+
+def _unpaid(entry: dict[str, Any], turn: int) -> dict[str, Any]:
+    """A replayed entry as the new record keeps it: its spend is in the head's rows."""
+    return {**entry, "t": turn, "usd": 0.0, "in": 0, "out": 0, "req": 0, "sub": False}
 
 
 def load(entries: list[dict[str, Any]], *, before_turn: int | None = None,
@@ -113,6 +141,9 @@ def load(entries: list[dict[str, Any]], *, before_turn: int | None = None,
         raise ReplayError("the replay record has no head entry (it is not a record of a run, "
                           "or its first line is damaged)")
     recorded = Recorded(head=entries[0])
+    for row in entries[0].get("carried", []):
+        if before_turn is None or int(row.get("t", 0)) < before_turn:
+            recorded.spent.append(_row(row))
     for entry in entries[1:]:
         kind, turn = entry.get("k"), int(entry.get("t", 0))
         if before_turn is not None and turn >= before_turn:
@@ -120,10 +151,10 @@ def load(entries: list[dict[str, Any]], *, before_turn: int | None = None,
         scope = str(entry.get("s", ""))
         if kind == "turn":
             recorded.turns[(scope, int(entry["n"]))] = entry
-            recorded.spent.append(entry)
+            recorded.spent.append(_row(entry))
         elif kind == "call":
             recorded.calls[str(entry["key"])].append(entry)
-            recorded.spent.append(entry)
+            recorded.spent.append(_row(entry))
         elif kind == "host":
             recorded.host[(scope, str(entry["key"]))].append(entry)
         elif kind == "cell":
@@ -182,7 +213,7 @@ class Recorder:
                                                                               None)
         if entry is None:
             return None
-        self.write({**entry, "t": self.turn}, durable=True)
+        self.write(_unpaid(entry, self.turn), durable=True)
         response = LMResponse(text=str(entry["text"]), usage=TokenUsage(0, 0),
                               model=str(entry.get("m", "")), cached=True)
         return response, Booking()
@@ -216,7 +247,7 @@ class Recorder:
         if not queue:
             return None
         entry = queue.popleft()
-        self.write({**entry, "t": self.turn})
+        self.write(_unpaid(entry, self.turn))
         return str(entry["text"])
 
     def record_call(self, key: str, model: str, response: LMResponse, booking: Booking,
@@ -338,7 +369,7 @@ def _check_left(run_id: str, recorded: Recorded, budget: Budget) -> None:
             f"${budget.max_usd:.4f} in all (the spend is counted once, not again): pass a "
             f"larger one, e.g. budget=Budget(max_usd={max(usd * 2, usd + 0.01):.2f}) "
             "(`--max-usd` on the command line)")
-    subcalls = sum(1 for e in recorded.spent if e.get("sub"))
+    subcalls = recorded.subcalls
     if budget.max_subcalls is not None and subcalls >= budget.max_subcalls:
         raise ReplayError(
             f"run {run_id} already made {subcalls} sub-calls, and the budget given allows "
