@@ -21,6 +21,7 @@ LAZY_COMMANDS = {
     "doctor": "._doctor:doctor",
     "mcp": "._mcp:mcp",
     "quickstart": "._demo:quickstart",
+    "resume": "._resume:resume",
     "runs": "._runs:runs",
     "serve": "._serve:serve",
     "show": "._runs:show",
@@ -41,6 +42,7 @@ SUMMARIES = {
     "mcp": "Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.",
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",
+    "resume": "Go on with RUN after it stopped (killed, Ctrl-C, a limit, a provider outage).",
     "runs": "List past runs: question, model, stop reason, cost, time.",
     "serve": "Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.",
     "show": "Print RUN as a readable transcript.",
