@@ -361,13 +361,11 @@ class RLM:
         return await self._acompletion(prompt, context, budget=budget, limits=limits,
                                        on_event=on_event, output=output)
 
-    def resume(self, run: str, context: object = MISSING, *, budget: Budget | None = None,
-               limits: Limits | None = None, home: str | Path | None = None) -> RLMResult:
-        """Blocking form of :meth:`aresume`."""
+    def resume(self, run: str, context: object = MISSING, **options: Any) -> RLMResult:
+        """Blocking form of :meth:`aresume` (the same keywords)."""
         with SyncRunner("fastrlm-resume", what="RLM.resume()",
                         instead="await rlm.aresume(...)") as runner:
-            return runner.run(self.aresume(run, context, budget=budget, limits=limits,
-                                           home=home))
+            return runner.run(self.aresume(run, context, **options))
 
     async def aresume(self, run: str, context: object = MISSING, *,
                       budget: Budget | None = None, limits: Limits | None = None,
@@ -387,15 +385,11 @@ class RLM:
         return await self._replay(run, context, budget=budget, limits=limits, home=home,
                                   on_event=on_event)
 
-    def fork(self, run: str, *, at_turn: int, context: object = MISSING,
-             reply: str | None = None, budget: Budget | None = None,
-             limits: Limits | None = None, home: str | Path | None = None,
-             **changes: Any) -> RLMResult:
-        """Blocking form of :meth:`afork`."""
+    def fork(self, run: str, *, at_turn: int, **options: Any) -> RLMResult:
+        """Blocking form of :meth:`afork` (the same keywords)."""
         with SyncRunner("fastrlm-fork", what="RLM.fork()",
                         instead="await rlm.afork(...)") as runner:
-            return runner.run(self.afork(run, at_turn=at_turn, context=context, reply=reply,
-                                         budget=budget, limits=limits, home=home, **changes))
+            return runner.run(self.afork(run, at_turn=at_turn, **options))
 
     async def afork(self, run: str, *, at_turn: int, context: object = MISSING,
                     reply: str | None = None, budget: Budget | None = None,
@@ -417,15 +411,11 @@ class RLM:
                       reply: str | None = None) -> RLMResult:
         from .replay import prepare
 
-        trace = self._config.trace
-        where = _home_of(home, trace)
         # reading the record and the trace, and hashing the context, are off the event loop
         ready = await asyncio.to_thread(
-            prepare, run, context, missing=MISSING, home=where,
+            prepare, run, context, missing=MISSING, home=home, trace=self._config.trace,
             model=self._config.root_lm.model, budget=budget, at_turn=at_turn, reply=reply)
-        config = self._run_config(ready.budget, limits)
-        if trace is False or home is not None:  # the new run is recorded where the old one is
-            config = replace(config, trace=where if where is not None else True)
+        config = replace(self._run_config(ready.budget, limits), trace=ready.trace)
         return await answer(config, ready.question, ready.context, on_event=on_event,
                             replay=ready.recorded, origin=ready.origin)
 
@@ -488,14 +478,6 @@ _ARGUMENT = {"root_lm": "model", "sub_lm": "sub_model", "child_lms": "child_mode
 #: Settings a single run may override.
 _PER_CALL = frozenset({"budget", "limits"})
 _unsafe_warned = False
-
-
-def _home_of(home: str | Path | None, trace: object) -> Path | None:
-    """The home a resume reads runs from: ``home``, else the RLM's trace home, else None
-    (``$FASTRLM_HOME``)."""
-    if home is not None:
-        return Path(home).expanduser()
-    return Path(str(trace)).expanduser() if isinstance(trace, str | Path) else None
 
 
 def _warn_unsafe_once() -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .._foundation.budget import Budget
+from .._foundation.events import EventCallback
 from .._foundation.text import json_text
 from .._foundation.usage import TokenUsage
 from ..lm import ChatMessage, LMResponse
@@ -299,21 +300,28 @@ class Replay:
     context: object
     budget: Budget
     origin: dict[str, object]
+    #: Where the new run's trace and record go: the RLM's own trace, else beside the old run.
+    trace: bool | str | Path | EventCallback
 
 
-def prepare(ref: str, context: object, *, missing: object, home: Path | None,
-            model: str, budget: Budget | None, at_turn: int | None = None,
-            reply: str | None = None) -> Replay:
-    """Read the run ``ref`` (an id, a unique prefix, ``last`` or a trace path) and check that it
-    can go on: with ``at_turn`` (a fork) from that top-level turn, else (a resume) from where
-    its record ends, on the root ``model``. ``context`` is the run's own context again
-    (``missing`` when the run was asked without one). ``budget`` (None: the run's own) must
-    leave something once the recorded spend is counted. Raises :class:`ReplayError` saying
-    what to pass, or :class:`~fastrlm.trace.TraceNotFoundError`."""
+def prepare(ref: str, context: object, *, missing: object, home: str | Path | None,
+            trace: bool | str | Path | EventCallback, model: str, budget: Budget | None,
+            at_turn: int | None = None, reply: str | None = None) -> Replay:
+    """Read the run ``ref`` (an id, a unique prefix, ``last`` or a trace path, under ``home``,
+    else the home of the RLM's ``trace``, else ``$FASTRLM_HOME``) and check that it can go on:
+    with ``at_turn`` (a fork) from that top-level turn, else (a resume) from where its record
+    ends, on the root ``model``. ``context`` is the run's own context again (``missing`` when
+    the run was asked without one). ``budget`` (None: the run's own) must leave something once
+    the recorded spend is counted. Raises :class:`ReplayError` saying what to pass, or
+    :class:`~fastrlm.trace.TraceNotFoundError`."""
     from ..context import context_digest
     from ..trace import read_record, read_trace, record_path, resolve_run
 
-    trace_path = resolve_run(ref, home)
+    where = (Path(home).expanduser() if home is not None else
+             Path(str(trace)).expanduser() if isinstance(trace, str | Path) else None)
+    if trace is False or home is not None:  # the new run is recorded where the old one is
+        trace = where if where is not None else True
+    trace_path = resolve_run(ref, where)
     run_id = trace_path.stem
     entries = read_record(record_path(trace_path.parent, run_id))
     head = entries[0] if entries else {}
@@ -357,7 +365,7 @@ def prepare(ref: str, context: object, *, missing: object, home: Path | None,
     origin: dict[str, object] = {"run": run_id}
     if at_turn is not None:
         origin["at_turn"] = at_turn
-    return Replay(recorded, question, context, budget, origin)
+    return Replay(recorded, question, context, budget, origin, trace)
 
 
 def _check_left(run_id: str, recorded: Recorded, budget: Budget) -> None:
