@@ -248,7 +248,7 @@ class CallTree:
             return _refused(exc)
         if hit is not None:
             if record is not None:
-                recorder.record_call(record, lm.model, *hit, self.ledger.elapsed())
+                recorder.record_call(record, lm.model, prompt, *hit, self.ledger.elapsed())
             return SubcallOutcome(hit[0].text)
         answered = await self.sub_round(lm, messages, prompt, run_id=run_id, depth=depth,
                                         account=account)
@@ -256,7 +256,7 @@ class CallTree:
             return answered
         response = answered[0]
         if record is not None:  # before anything yields: a kill after this keeps the answer
-            recorder.record_call(record, lm.model, *answered, self.ledger.elapsed())
+            recorder.record_call(record, lm.model, prompt, *answered, self.ledger.elapsed())
         await self._store(key, response)
         return SubcallOutcome(response.text)
 

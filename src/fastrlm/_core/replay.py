@@ -175,6 +175,7 @@ class Recorder:
         self._file = file
         self._recorded = recorded
         self._children: dict[tuple[str, str], int] = defaultdict(int)
+        self._messages: dict[str, list[ChatMessage]] = {}
         #: The top-level turn now running: every entry says which one it happened in.
         self.turn = 0
 
@@ -206,23 +207,42 @@ class Recorder:
         return f"{parent}/{digest}#{occurrence}"
 
     # -------------------------------------------------------------- root replies
-    def replayed_turn(self, scope: str, number: int) -> tuple[LMResponse, Booking] | None:
-        """Turn ``number`` of the run ``scope`` from the record (re-recorded), or None."""
+    def replayed_turn(self, scope: str, number: int, messages: list[ChatMessage]
+                      ) -> tuple[LMResponse, Booking] | None:
+        """Turn ``number`` of the run ``scope`` from the record (re-recorded with the
+        ``messages`` this process built for it), or None."""
         if scope == "":
             self.turn = number
         entry = None if self._recorded is None else self._recorded.turns.pop((scope, number),
                                                                               None)
         if entry is None:
             return None
-        self.write(_unpaid(entry, self.turn), durable=True)
+        self.write({**_unpaid(entry, self.turn), **self._sent(scope, messages)}, durable=True)
         response = LMResponse(text=str(entry["text"]), usage=TokenUsage(0, 0),
                               model=str(entry.get("m", "")), cached=True)
         return response, Booking()
 
-    def record_turn(self, scope: str, number: int, model: str, response: LMResponse,
-                    booking: Booking, *, subcall: bool, elapsed: float) -> None:
+    def record_turn(self, scope: str, number: int, model: str, messages: list[ChatMessage],
+                    response: LMResponse, booking: Booking, *, subcall: bool,
+                    elapsed: float) -> None:
         self.write(_paid("turn", model, response, booking, subcall, elapsed,
-                         s=scope, n=number, t=self.turn), durable=True)
+                         s=scope, n=number, t=self.turn, **self._sent(scope, messages)),
+                   durable=True)
+
+    def _sent(self, scope: str, messages: list[ChatMessage]) -> dict[str, Any]:
+        """The messages of a root turn as a delta on the scope's previous turn: ``keep``
+        messages of it, then ``add`` (a history built for prompt caching mostly extends the
+        previous one, so the record grows with the turns, not their square)."""
+        if not self.active:
+            return {}
+        previous = self._messages.get(scope, [])
+        keep = 0
+        for old, new in zip(previous, messages, strict=False):
+            if old != new:
+                break
+            keep += 1
+        self._messages[scope] = [dict(m) for m in messages]  # type: ignore[misc]
+        return {"keep": keep, "add": [_plain(m) for m in messages[keep:]]}
 
     # -------------------------------------------------------------- host operations
     async def host(self, scope: str, op: str, request: object,
@@ -251,9 +271,10 @@ class Recorder:
         self.write(_unpaid(entry, self.turn))
         return str(entry["text"])
 
-    def record_call(self, key: str, model: str, response: LMResponse, booking: Booking,
-                    elapsed: float) -> None:
-        self.write(_paid("call", model, response, booking, True, elapsed, key=key, t=self.turn))
+    def record_call(self, key: str, model: str, prompt: str, response: LMResponse,
+                    booking: Booking, elapsed: float) -> None:
+        self.write(_paid("call", model, response, booking, True, elapsed, key=key, t=self.turn,
+                         prompt=prompt))
 
     # -------------------------------------------------------------- cells
     def cell(self, scope: str, number: int, block: int, code: str, output: str) -> None:
@@ -280,6 +301,15 @@ class Recorder:
         self.write({"k": "cell", "s": scope, "n": number, "b": block, "t": self.turn,
                     "code": code_sha, "out": out_sha, "preview": output[:_PREVIEW_CHARS]},
                    durable=True)
+
+
+def _plain(message: ChatMessage) -> dict[str, Any]:
+    """A chat message as the record keeps it (role and text; images by their count)."""
+    plain: dict[str, Any] = {"role": message["role"], "content": message["content"]}
+    images = message.get("images")
+    if images:
+        plain["images"] = len(images)
+    return plain
 
 
 def _paid(kind: str, model: str, response: LMResponse, booking: Booking, subcall: bool,

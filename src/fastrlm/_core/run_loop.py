@@ -368,7 +368,7 @@ class Run:
         self.continuation.compact(limit)  # whole earlier questions first, then old outputs
         compact_history(messages, limit)
         recorder = self.tree.recorder
-        replayed = recorder.replayed_turn(self.scope, iteration)
+        replayed = recorder.replayed_turn(self.scope, iteration, messages)
         if replayed is not None:
             return replayed
         held: list[Reservation] = []
@@ -397,7 +397,7 @@ class Run:
             ))
             return Outcome(self._answer_so_far(), StopReason.ERROR, iteration,
                            error=error, error_kind="provider", exception=exc)
-        recorder.record_turn(self.scope, iteration, self.lm.model, *answered,
+        recorder.record_turn(self.scope, iteration, self.lm.model, messages, *answered,
                              subcall=self.depth > 0, elapsed=self.tree.ledger.elapsed())
         return answered
 
