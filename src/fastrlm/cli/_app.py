@@ -19,6 +19,7 @@ LAZY_COMMANDS = {
     "chat": "._chat:chat",
     "demo": "._demo:demo",
     "doctor": "._doctor:doctor",
+    "export": "._export:export",
     "mcp": "._mcp:mcp",
     "quickstart": "._demo:quickstart",
     "resume": "._resume:resume",
@@ -39,6 +40,7 @@ SUMMARIES = {
     "demo": "Run fastrlm end to end offline on a generated ~10M-token input, with a scripted "
             "model.",
     "doctor": "Check this machine: sandbox layers, configured providers, versions.",
+    "export": "Write RUNS as training data or an evaluation log, one JSON object a line.",
     "mcp": "Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.",
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",

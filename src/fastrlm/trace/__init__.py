@@ -4,6 +4,7 @@ use (they are only needed by ``fastrlm view`` and ``ask --view``)."""
 
 from typing import TYPE_CHECKING
 
+from ._export import ExportFilter, ExportReport, export_runs, fix_reply, load_scores
 from ._index import IndexUnusableError, RunRecord, list_runs
 from ._paths import fastrlm_home, index_path, traces_dir
 from ._reader import Trace, TraceNotFoundError, read_trace, render_transcript, resolve_run
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from ._live import LiveView
 
 __all__ = [
+    "ExportFilter",
+    "ExportReport",
     "IndexUnusableError",
     "LiveView",
     "RecordFile",
@@ -23,9 +26,12 @@ __all__ = [
     "Trace",
     "TraceNotFoundError",
     "TraceWriter",
+    "export_runs",
     "fastrlm_home",
+    "fix_reply",
     "index_path",
     "list_runs",
+    "load_scores",
     "read_record",
     "read_trace",
     "record_path",
