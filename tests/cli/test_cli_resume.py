@@ -69,3 +69,27 @@ def test_resume_at_turn_forks_with_a_given_reply(doc: Path) -> None:
         assert len(srv.completion_requests) == sent
     assert forked.exit_code == ExitCode.OK, forked.stderr
     assert json.loads(forked.stdout)["answer"] == "forked"
+
+
+def test_chat_resume_replays_a_session_then_asks_on(doc: Path) -> None:
+    import os
+
+    from fastrlm.trace import read_head
+
+    first = '```repl\nx = len(context)\nFINAL(str(x))\n```'
+    after = '```repl\nFINAL(str(x + 1))\n```'
+    with server([first, after]) as srv:
+        base = ["-m", f"openai/{ROOT}", "--base-url", srv.base_url, "-c", str(doc), "--json"]
+        asked = CliRunner().invoke(cli, ["chat", *base], input="How long?\n",
+                                   catch_exceptions=False)
+        assert asked.exit_code == ExitCode.OK, asked.stderr
+        traces = Path(os.environ["FASTRLM_HOME"]) / "traces"
+        [session] = {h["session"] for p in traces.glob("*.record")
+                     if (h := read_head(p)) is not None}
+        sent = len(srv.completion_requests)
+        resumed = CliRunner().invoke(cli, ["chat", *base, "--resume", session],
+                                     input="And plus one?\n", catch_exceptions=False)
+        assert len(srv.completion_requests) == sent + 1  # only the new question's turn
+    assert resumed.exit_code == ExitCode.OK, resumed.stderr
+    assert "replayed 1 question(s)" in resumed.stderr
+    assert json.loads(resumed.stdout.splitlines()[-1])["answer"] == str(len(doc.read_text()) + 1)

@@ -110,8 +110,9 @@ async def answer(
         callbacks.append(config.telemetry())
     ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
         config.budget)
-    recorder = (Recorder() if session is not None else
-                _recorder(writer, run_id, prompt, drop_in, config, replay, origin))
+    asked = None if session is None else {"session": session.id, "q": session.questions,
+                                          "own_context": new_context}
+    recorder = _recorder(writer, run_id, prompt, drop_in, config, replay, origin, asked)
     account = Account()
     if replay is not None:
         replay.carry(ledger, account)
@@ -169,9 +170,11 @@ async def answer(
 
 
 def _recorder(writer: object, run_id: str, question: str, drop_in: bool, config: RunConfig,
-              replay: Recorded | None, origin: Mapping[str, object] | None) -> Recorder:
+              replay: Recorded | None, origin: Mapping[str, object] | None,
+              asked: Mapping[str, object] | None) -> Recorder:
     """The run's recorder: its record beside the trace when the trace is written to a home
-    (a callable of the user's own keeps none), answering from ``replay`` first."""
+    (a callable of the user's own keeps none), answering from ``replay`` first. ``asked``:
+    a session question's place (``session`` id, ``q`` its number from 0, ``own_context``)."""
     traces = getattr(writer, "traces_dir", None)
     if not isinstance(traces, Path):
         return Recorder(None, replay)
@@ -185,7 +188,7 @@ def _recorder(writer: object, run_id: str, question: str, drop_in: bool, config:
     recorder = Recorder(file, replay)
     recorder.write({"k": "head", "run": run_id, "question": question, "drop_in": drop_in,
                     "model": config.root_lm.model, "sub_model": config.sub_lm.model,
-                    "from": dict(origin or {}),
+                    "from": dict(origin or {}), **(asked or {}),
                     "carried": replay.carried() if replay is not None else []}, durable=True)
     return recorder
 

@@ -412,3 +412,36 @@ def _check_left(run_id: str, recorded: Recorded, budget: Budget) -> None:
         raise ReplayError(
             f"run {run_id} already made {subcalls} sub-calls, and the budget given allows "
             f"{budget.max_subcalls} in all: pass a larger max_subcalls (`--max-subcalls`)")
+
+
+def session_records(ref: str, home: str | Path | None,
+                    trace: bool | str | Path | EventCallback) -> list[Recorded]:
+    """The recorded questions of the session ``ref`` (its id or a unique prefix), in the order
+    they were asked, each loaded for replay. Raises :class:`ReplayError` when none is found,
+    the prefix names several sessions, or a question's record is missing."""
+    from ..trace import RECORD_SUFFIX, read_head, read_record, traces_dir
+
+    where = (Path(home).expanduser() if home is not None else
+             Path(str(trace)).expanduser() if isinstance(trace, str | Path) else None)
+    folder = traces_dir(where)
+    heads: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for path in folder.glob(f"*{RECORD_SUFFIX}") if folder.is_dir() else ():
+        head = read_head(path)
+        session = None if head is None else head.get("session")
+        if isinstance(session, str) and session.startswith(ref):
+            heads[session].append((int(head.get("q", 0)), path))  # type: ignore[union-attr]
+    if not heads:
+        raise ReplayError(f"no recorded session matches {ref!r} under {folder} (sessions are "
+                          "recorded when their RLM traces: RLM(trace=...), `fastrlm chat`)")
+    if len(heads) > 1:
+        raise ReplayError(f"{ref!r} matches {len(heads)} sessions ({', '.join(sorted(heads))}):"
+                          " give more of the id")
+    [(session, asked)] = heads.items()
+    asked.sort()
+    numbers = [number for number, _ in asked]
+    if numbers != list(range(len(numbers))):
+        missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
+        raise ReplayError(f"session {session} lacks the record of question(s) "
+                          f"{', '.join(str(n + 1) for n in missing)}: its later questions "
+                          "cannot be replayed without them")
+    return [load(read_record(path)) for _, path in asked]

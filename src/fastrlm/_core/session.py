@@ -16,10 +16,12 @@ the session is given one (``rlm.session(budget=...)``): then one ledger covers e
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -129,6 +131,53 @@ class Session:
             state.busy = False
         self.results.append(result)
         return result
+
+    async def aresume(self, session: str, context: object = None, *,
+                      home: str | Path | None = None,
+                      on_event: EventCallback | None = None) -> list[RLMResult]:
+        """Replay the questions of the recorded session ``session`` (its id or a unique
+        prefix) into this new one, in order: each from its record, as
+        :meth:`RLM.aresume` replays a run (nothing sent or paid again; each cell's output
+        checked), so the REPL and the conversation are as they were, and the next
+        :meth:`aask` goes on live. ``context`` is the session's first context again; a later
+        question that brought its own context cannot be replayed (``ReplayError``). Returns
+        the replayed questions' results; raises :class:`~fastrlm.trace.ReplayError` as
+        :meth:`RLM.aresume` does."""
+        from ..trace import ReplayError
+        from .replay import session_records
+
+        if self.state.questions or self.results:
+            raise ConfigurationError("resume a session into a new one, before its first ask()")
+        recorded = await asyncio.to_thread(session_records, session, home, self._config.trace)
+        replayed: list[RLMResult] = []
+        for number, record in enumerate(recorded):
+            given: object = None
+            if record.head.get("own_context"):
+                if number > 0:
+                    raise ReplayError(
+                        f"question {number + 1} of session {session} brought a context of its "
+                        "own, which traces do not keep: the session can be resumed only up "
+                        f"to question {number}")
+                if context is None:
+                    raise ReplayError(f"session {session} was asked about a context: pass "
+                                      "it again (session.resume(id, context=...), `fastrlm "
+                                      "chat --resume ID -c PATH`)")
+                given = context
+            origin = {"run": record.head.get("run"), "session": session}
+            self.state.busy = True
+            try:
+                result = await answer(self._config, str(record.head.get("question", "")),
+                                      given, on_event=on_event, session=self.state,
+                                      replay=record, origin=origin)
+            finally:
+                self.state.busy = False
+            self.results.append(result)
+            replayed.append(result)
+        return replayed
+
+    def resume(self, session: str, context: object = None, **kwargs: Any) -> list[RLMResult]:
+        """Blocking form of :meth:`aresume`."""
+        return self._blocking(lambda: self.aresume(session, context, **kwargs))
 
     def ask(self, question: str, context: object = None, **kwargs: Any) -> RLMResult:
         """Blocking form of :meth:`aask` (its own event loop, kept for the session, in a daemon

@@ -8,7 +8,7 @@ from ._export import ExportFilter, ExportReport, export_runs, fix_reply, load_sc
 from ._index import IndexUnusableError, RunRecord, list_runs
 from ._paths import fastrlm_home, index_path, traces_dir
 from ._reader import Trace, TraceNotFoundError, read_trace, render_transcript, resolve_run
-from ._record import RecordFile, ReplayError, read_record, record_path
+from ._record import RECORD_SUFFIX, RecordFile, ReplayError, read_head, read_record, record_path
 from ._writer import TraceWriter
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._live import LiveView
 
 __all__ = [
+    "RECORD_SUFFIX",
     "ExportFilter",
     "ExportReport",
     "IndexUnusableError",
@@ -32,6 +33,7 @@ __all__ = [
     "index_path",
     "list_runs",
     "load_scores",
+    "read_head",
     "read_record",
     "read_trace",
     "record_path",

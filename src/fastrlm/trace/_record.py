@@ -111,6 +111,17 @@ def read_record(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def read_head(path: Path) -> dict[str, Any] | None:
+    """The first entry of the record at ``path`` (its head), reading that line only; None
+    when it is missing, empty or damaged."""
+    try:
+        with path.open("rb") as handle:
+            line = handle.readline()
+    except OSError:
+        return None
+    return _entry(line.rstrip(b"\n"))
+
+
 def _entry(line: bytes) -> dict[str, Any] | None:
     try:
         text = line.decode("utf-8")
