@@ -275,8 +275,14 @@ class Run:
         question = shown_question(self.question, home, cfg.prompts.drop_in_question)
         if self._output is not None:
             question += self._output.schema_note()
-        messages = self.continuation.opening(cfg.prompts, self._system_prompt, info, question,
-                                             cfg.limits.history_chars)
+        max_iter = cfg.budget.max_iterations
+        # a prompt profile shapes one-off runs; a session's turns stay fastrlm's own
+        turns = cfg.prompts.turns if isinstance(self.continuation, OneOff) else None
+        if turns is not None:
+            messages = [*turns.opening(self.question, self.context), turns.turn(1, max_iter)]
+        else:
+            messages = self.continuation.opening(cfg.prompts, self._system_prompt, info,
+                                                 question, cfg.limits.history_chars)
         self._question = messages[-1]
         first_call = asyncio.create_task(self._call_root(messages, 1))
         try:
@@ -285,7 +291,6 @@ class Run:
             first_call.cancel()
             await asyncio.gather(first_call, return_exceptions=True)
             raise
-        max_iter = cfg.budget.max_iterations
         plan_rejected = False
         settle: Pending | None = None  # the feedback message to settle next (add_feedback)
         for iteration in range(1, max_iter + 1):
@@ -322,6 +327,12 @@ class Run:
                 note = cfg.prompts.budget_spent.format(resource=resource)
                 return await self._last_turn(messages, feedback + "\n\n" + note, refused,
                                              iteration)
+            if turns is not None:  # the profile's messages: the outputs, then the next turn's
+                outputs = turns.outputs(reply, handled.blocks)
+                if outputs is not None:
+                    messages.append({"role": "user", "content": outputs})
+                messages.append(turns.turn(iteration + 1, max_iter))
+                continue
             budget = describe_budget(ledger.remaining(), max_iter - iteration)
             shown = cfg.prompts.iteration_user.format(
                 outputs=feedback, notes="", budget=f"Budget {budget}\n",
