@@ -93,3 +93,22 @@ def test_chat_resume_replays_a_session_then_asks_on(doc: Path) -> None:
     assert resumed.exit_code == ExitCode.OK, resumed.stderr
     assert "replayed 1 question(s)" in resumed.stderr
     assert json.loads(resumed.stdout.splitlines()[-1])["answer"] == str(len(doc.read_text()) + 1)
+
+
+def test_ask_prompt_rlms_sends_the_official_turn_format(doc: Path) -> None:
+    import pytest
+
+    pytest.importorskip("rlm")
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Where?", "-c", str(doc), "--prompt", "rlms",
+                         "-m", f"openai/{ROOT}", "--base-url", srv.base_url])
+        [request] = srv.completion_requests
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert request.messages[1]["content"].startswith("Answer the following: Where?")
+    assert request.messages[-1]["content"].endswith("Turn 1/30:")
+
+
+def test_ask_prompt_refuses_an_unknown_profile_naming_the_known_ones(doc: Path) -> None:
+    result = invoke(["ask", "Where?", "-c", str(doc), "--prompt", "nano", "-m", "openai/x",
+                     "--base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == ExitCode.BAD_INPUT and "known: rlms" in result.stderr

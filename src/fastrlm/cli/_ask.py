@@ -17,6 +17,7 @@ from ._exit import ExitCode
 from ._options import Checked, load_options, run_options, tool_options
 
 if TYPE_CHECKING:
+    from .. import Prompts
     from ..context import LoadLimits
     from ..trace import LiveView, TraceWriter
 
@@ -43,6 +44,12 @@ if TYPE_CHECKING:
     help="Record whole sub-call prompts in the trace, not just previews.",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
+@click.option("--prompt", "prompt_profile", default="fastrlm", show_default=True,
+              metavar="PROFILE",
+              help="What the root model is told: fastrlm (its own), rlms (the official "
+              "package's prompts and turn format, read from its installed package), paper "
+              "(the paper's prompt for the model), paper-gpt-5, paper-qwen3-coder, "
+              "paper-qwen3-8b.")
 @click.option("--view", "live_view", is_flag=True,
               help="Watch the run in the browser: serve its live page on 127.0.0.1 (URL on "
               "stderr).")
@@ -86,6 +93,7 @@ def ask(
     worker_env: tuple[str, ...],
     tools: tuple[Any, ...] | None,
     sub_tools: tuple[Any, ...] | None,
+    prompt_profile: str,
 ) -> None:
     """Answer QUESTION over a context of any size.
 
@@ -110,6 +118,7 @@ def ask(
         fail("give the context with -c PATH (a file, directory, glob, or '-' for stdin)")
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
+    prompts = prompts_for(prompt_profile, settings.require_model())
     worker: dict[str, Any] = {
         k: v
         for k, v in (("worker_memory_mb", worker_memory_mb), ("scratch_mb", scratch_mb),
@@ -148,8 +157,28 @@ def ask(
         tools=tools or (),
         sub_tools=sub_tools or (),
         live_view=live_view,
+        prompts=prompts,
     )
     sys.exit(int(code))
+
+
+def prompts_for(profile: str, model: str) -> Prompts | None:
+    """The prompts ``--prompt PROFILE`` names (None: fastrlm's own), or exit saying what is
+    wrong (an unknown name, the official package missing)."""
+    from .. import Prompts
+
+    try:
+        if profile == "fastrlm":
+            return None
+        if profile == "paper":
+            return Prompts.paper_for(model)
+        if profile.startswith("paper-"):
+            return Prompts.paper(profile.removeprefix("paper-"))
+        return Prompts.profile(profile)
+    except ValueError as exc:
+        fail(f"--prompt: {exc}")
+    except ConfigurationError as exc:
+        fail(str(exc))
 
 
 def run_settings(
@@ -167,6 +196,7 @@ def run_settings(
     tools: tuple[Any, ...] = (),
     sub_tools: tuple[Any, ...] = (),
     live_view: bool = False,
+    prompts: Prompts | None = None,
 ) -> ExitCode:
     """Build the RLM that ``settings`` describe (with ``tools`` for its REPL and ``sub_tools``
     for its sub-LLMs) and run it; returns the exit code. ``live_view`` serves the run's live
@@ -181,7 +211,7 @@ def run_settings(
     writer = TraceWriter(full_prompts=trace_full) if trace else None
     rlm = rlm_or_exit(settings, prices if prices is not None else price_table_or_exit(settings),
                       limits=limits, trace=writer if writer is not None else False,
-                      tools=tools, sub_tools=sub_tools)
+                      tools=tools, sub_tools=sub_tools, prompts=prompts)
     live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(
