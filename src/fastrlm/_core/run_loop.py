@@ -278,8 +278,9 @@ class Run:
         max_iter = cfg.budget.max_iterations
         # a prompt profile shapes one-off runs; a session's turns stay fastrlm's own
         turns = cfg.prompts.turns if isinstance(self.continuation, OneOff) else None
-        if turns is not None:
-            messages = [*turns.opening(self.question, self.context), turns.turn(1, max_iter)]
+        if turns is not None:  # the question as asked, unless fastrlm may not show it whole
+            asked = self.question if home is None and self._output is None else question
+            messages = [*turns.opening(asked, self.context), turns.turn(1, max_iter)]
         else:
             messages = self.continuation.opening(cfg.prompts, self._system_prompt, info,
                                                  question, cfg.limits.history_chars)

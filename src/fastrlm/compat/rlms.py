@@ -242,6 +242,8 @@ class RLM:
         if custom_system_prompt is not None:
             # the official prompt is plain text: keep its braces literal in fastrlm's template
             prompts = Prompts(system=custom_system_prompt.replace("{", "{{").replace("}", "}}"))
+        elif custom_tools is None:
+            prompts = _official_turns()
         self.logger = logger
         self.verbose = verbose
         self.backend = backend
@@ -469,3 +471,12 @@ def _tools(value: Any, what: str) -> list[Any] | None:
         return list(value)
     raise ConfigurationError(f"{what} must be a dict of name -> function or a list of "
                              f"functions, not {type(value).__name__}")
+
+
+def _official_turns() -> Prompts | None:
+    """The official package's own prompts and turn format when it is installed (the profile
+    reads them from it), so code written for it is driven as it was; else fastrlm's."""
+    try:
+        return Prompts.profile("rlms")
+    except ConfigurationError:
+        return None
