@@ -203,3 +203,21 @@ def test_a_drop_in_run_resumes_without_a_context(tmp_path: Path) -> None:
     with pytest.raises(ReplayError, match="without a context"):
         again.resume(first.trace_id, context=CONTEXT)
     assert root.calls == []
+
+
+def test_a_resume_on_another_sub_model_is_refused(tmp_path: Path) -> None:
+    rlm, _, _ = _rlm(tmp_path, [FAN_OUT, DONE])
+    first = rlm.completion("q", context=CONTEXT)
+    other_sub = ScriptedLM([], model="scripted/other")
+    again, _, _ = _rlm(tmp_path, [], other_sub)
+    with pytest.raises(ReplayError, match="sub-model 'scripted/sub'"):
+        again.resume(first.trace_id, context=CONTEXT)
+
+
+def test_a_typed_run_resumes_typed(tmp_path: Path) -> None:
+    rlm, _, _ = _rlm(tmp_path, [repl("FINAL('12')")])
+    first = rlm.completion("q", context=CONTEXT, output=int)
+    assert first.value == 12
+    again, root, _ = _rlm(tmp_path, [])
+    assert again.resume(first.trace_id, context=CONTEXT, output=int).value == 12
+    assert root.calls == []

@@ -369,8 +369,8 @@ class RLM:
 
     async def aresume(self, run: str, context: object = MISSING, *,
                       budget: Budget | None = None, limits: Limits | None = None,
-                      home: str | Path | None = None,
-                      on_event: EventCallback | None = None) -> RLMResult:
+                      home: str | Path | None = None, on_event: EventCallback | None = None,
+                      output: object = None) -> RLMResult:
         """Go on with the run ``run`` (its id, a unique prefix, ``last`` or its trace's path,
         under ``home`` or this RLM's trace home) however it stopped (a killed process, Ctrl-C,
         a limit, a provider outage): a fresh REPL runs its recorded cells again, every host
@@ -383,7 +383,7 @@ class RLM:
         before it starts (no record, another context or root model, a budget already spent)
         or as the run's error at the first cell that prints something else than it did."""
         return await self._replay(run, context, budget=budget, limits=limits, home=home,
-                                  on_event=on_event)
+                                  on_event=on_event, output=output)
 
     def fork(self, run: str, *, at_turn: int, **options: Any) -> RLMResult:
         """Blocking form of :meth:`afork` (the same keywords)."""
@@ -394,7 +394,8 @@ class RLM:
     async def afork(self, run: str, *, at_turn: int, context: object = MISSING,
                     reply: str | None = None, budget: Budget | None = None,
                     limits: Limits | None = None, home: str | Path | None = None,
-                    on_event: EventCallback | None = None, **changes: Any) -> RLMResult:
+                    on_event: EventCallback | None = None, output: object = None,
+                    **changes: Any) -> RLMResult:
         """Replay the run ``run`` up to its top-level turn ``at_turn`` (turns before it answered
         from the record, as :meth:`aresume` does), then go on differently: with ``reply`` as
         the root's reply of turn ``at_turn``, and/or with ``changes`` (any :class:`RLM`
@@ -403,19 +404,21 @@ class RLM:
         did from ``at_turn`` on is not reused. A new run; raises as :meth:`aresume` does."""
         rlm = self.with_options(**changes) if changes else self
         return await rlm._replay(run, context, budget=budget, limits=limits, home=home,
-                                 on_event=on_event, at_turn=at_turn, reply=reply)
+                                 on_event=on_event, at_turn=at_turn, reply=reply,
+                                 output=output)
 
     async def _replay(self, run: str, context: object, *, budget: Budget | None,
                       limits: Limits | None, home: str | Path | None,
                       on_event: EventCallback | None, at_turn: int | None = None,
-                      reply: str | None = None) -> RLMResult:
+                      reply: str | None = None, output: object = None) -> RLMResult:
         from .replay import prepare
 
         # reading the record and the trace, and hashing the context, are off the event loop
         ready = await asyncio.to_thread(
             prepare, run, context, missing=MISSING, home=home, trace=self._config.trace,
-            model=self._config.root_lm.model, budget=budget, at_turn=at_turn, reply=reply)
-        config = replace(self._run_config(ready.budget, limits), trace=ready.trace)
+            model=self._config.root_lm.model, sub_model=self._config.sub_lm.model,
+            budget=budget, at_turn=at_turn, reply=reply)
+        config = replace(self._run_config(ready.budget, limits, output), trace=ready.trace)
         return await answer(config, ready.question, ready.context, on_event=on_event,
                             replay=ready.recorded, origin=ready.origin)
 

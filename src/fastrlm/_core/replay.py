@@ -336,7 +336,8 @@ class Replay:
 
 def prepare(ref: str, context: object, *, missing: object, home: str | Path | None,
             trace: bool | str | Path | EventCallback, model: str, budget: Budget | None,
-            at_turn: int | None = None, reply: str | None = None) -> Replay:
+            sub_model: str | None = None, at_turn: int | None = None,
+            reply: str | None = None) -> Replay:
     """Read the run ``ref`` (an id, a unique prefix, ``last`` or a trace path, under ``home``,
     else the home of the RLM's ``trace``, else ``$FASTRLM_HOME``) and check that it can go on:
     with ``at_turn`` (a fork) from that top-level turn, else (a resume) from where its record
@@ -361,11 +362,13 @@ def prepare(ref: str, context: object, *, missing: object, home: str | Path | No
             raise ReplayError(f"run {run_id} has {top} recorded turn(s): fork it at a turn "
                               f"from 1 to {top + 1}, not {at_turn}")
     recorded = load(entries, before_turn=at_turn, reply=reply)
-    if at_turn is None and head.get("model") != model:
-        raise ReplayError(
-            f"run {run_id} was made with the root model {head.get('model')!r}, this RLM's is "
-            f"{model!r}: resume it with an RLM of that model, or fork it to go on with "
-            f"another (rlm.fork({run_id!r}, at_turn=K, model=...))")
+    for role, given in (("root model", model), ("sub-model", sub_model)):
+        made = head.get("model" if role == "root model" else "sub_model")
+        if at_turn is None and given is not None and made != given:
+            raise ReplayError(
+                f"run {run_id} was made with the {role} {made!r}, this RLM's is {given!r}: "
+                "resume it with an RLM of the same models, or fork it to go on with others "
+                f"(rlm.fork({run_id!r}, at_turn=K, model=..., sub_model=...))")
     root = read_trace(trace_path).root_event
     recorded_context = dict(root.context or {}) if root is not None else {}
     question = str(head.get("question", ""))
