@@ -287,12 +287,13 @@ class Recorder:
             (scope, number, block), None)
         if entry is not None and entry.get("code") == code_sha and entry.get("out") != out_sha:
             where = f"turn {number}, block {block}" + (f" of child run {scope}" if scope else "")
+            run_id = self._recorded.head.get("run") if self._recorded is not None else None
             raise ReplayError(
                 f"the replay diverged at {where}: the cell printed something else than when "
                 f"it was recorded.\n  recorded: {entry.get('preview', '')!r}\n  now:      "
                 f"{output[:_PREVIEW_CHARS]!r}\nThe cell is not deterministic (time, random "
                 "numbers, files or the network it read). The run stopped there; to go on "
-                f"differently, fork it before that turn: rlm.fork(run_id, at_turn={number})"
+                f"differently, fork it at that turn: rlm.fork({run_id!r}, at_turn={number})"
                 if not scope else
                 f"the replay diverged at {where}: the cell printed something else than when "
                 f"it was recorded (recorded {entry.get('preview', '')!r}, now "
