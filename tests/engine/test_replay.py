@@ -221,3 +221,35 @@ def test_a_typed_run_resumes_typed(tmp_path: Path) -> None:
     again, root, _ = _rlm(tmp_path, [])
     assert again.resume(first.trace_id, context=CONTEXT, output=int).value == 12
     assert root.calls == []
+
+
+def test_a_record_that_cannot_be_written_stops_recording_never_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fastrlm.trace import RecordFile
+
+    def full(self: RecordFile, entry: dict[str, object], *, durable: bool = False) -> None:
+        if entry.get("k") == "call":
+            raise OSError(28, "No space left on device")
+        original(self, entry, durable=durable)
+
+    original = RecordFile.append
+    monkeypatch.setattr(RecordFile, "append", full)
+    rlm, _, _ = _rlm(tmp_path, [FAN_OUT, LOOK, DONE])
+    result = rlm.completion("q", context=CONTEXT)
+    assert result.answer == "done 3"
+    assert "cannot be resumed past this point" in caplog.text
+    kinds = [line.split(b'"k":"')[1][:4] for line in
+             record_path(tmp_path / "traces", result.trace_id).read_bytes().splitlines()]
+    assert kinds == [b"head", b"turn"]  # nothing after the failed write
+
+
+def test_a_trace_callback_of_the_users_own_keeps_no_record(tmp_path: Path) -> None:
+    seen: list[object] = []
+    root = ScriptedLM([DONE.replace("len(r)", "1")], model="scripted/root")
+    result = RLM(root, _sub(), sandbox="none", trace=seen.append).completion("q", CONTEXT)
+    assert result.answer == "done 1" and seen
+    import os
+
+    home = Path(os.environ.get("FASTRLM_HOME", tmp_path))
+    assert not list(home.rglob("*.record")) and not list(tmp_path.rglob("*.record"))
