@@ -55,11 +55,24 @@ def resume(run: str, contexts: tuple[str, ...], at_turn: int | None, reply: str 
     """
     if reply is not None and at_turn is None:
         fail("--reply replaces the reply of a turn: give the turn with --at-turn K")
-    from ..trace import ReplayError, TraceNotFoundError, read_record, record_path, resolve_run
+    from ..trace import (
+        ReplayError,
+        TraceNotFoundError,
+        read_head,
+        read_record,
+        record_path,
+        resolve_run,
+    )
 
     try:
         trace = resolve_run(run)
-        head = read_record(record_path(trace.parent, trace.stem))[0]
+        head = read_head(record_path(trace.parent, trace.stem))
+        if head is None:  # missing, empty or damaged: reading it whole says which
+            entries = read_record(record_path(trace.parent, trace.stem))
+            if not entries:
+                fail(f"the replay record of run {trace.stem} is empty: the process died "
+                     "before it wrote anything, so there is nothing to resume")
+            head = entries[0]
     except (TraceNotFoundError, ReplayError) as exc:
         fail(str(exc))
     if flags.get("model") is None:  # the run's own models, unless a flag says otherwise
