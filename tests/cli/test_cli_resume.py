@@ -86,6 +86,7 @@ def test_chat_resume_replays_a_session_then_asks_on(doc: Path) -> None:
         traces = Path(os.environ["FASTRLM_HOME"]) / "traces"
         [session] = {h["session"] for p in traces.glob("*.record")
                      if (h := read_head(p)) is not None}
+        assert f"fastrlm chat --resume {session}" in asked.stderr
         sent = len(srv.completion_requests)
         resumed = CliRunner().invoke(cli, ["chat", *base, "--resume", session],
                                      input="And plus one?\n", catch_exceptions=False)

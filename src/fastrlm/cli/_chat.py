@@ -95,6 +95,9 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
             outcome = exit_code_for(result.stop_reason.value, result.error_kind,
                                     result.limited_by.value if result.limited_by else None)
             code = max(code, outcome) if outcome != ExitCode.CANCELLED else code
+        if session.results and not no_trace and not quiet:
+            click.echo(f"session {session.id} (go on with it later: fastrlm chat --resume "
+                       f"{session.id} -c ...)", err=True)
     sys.exit(int(code))
 
 
