@@ -31,7 +31,8 @@ def _rlm(home: Path, replies: list[str], sub: ScriptedLM | None = None, *,
     root = ScriptedLM(replies, model=model)
     sub = sub or _sub()
     kw.setdefault("prices", PRICES)
-    return RLM(root, sub, sandbox="none", trace=home, **kw), root, sub  # type: ignore[arg-type]
+    kw.setdefault("sandbox", "none")
+    return RLM(root, sub, trace=home, **kw), root, sub  # type: ignore[arg-type]
 
 
 def test_a_finished_run_resumes_from_its_record_alone_and_counts_its_spend_once(
@@ -253,3 +254,11 @@ def test_a_trace_callback_of_the_users_own_keeps_no_record(tmp_path: Path) -> No
 
     home = Path(os.environ.get("FASTRLM_HOME", tmp_path))
     assert not list(home.rglob("*.record")) and not list(tmp_path.rglob("*.record"))
+
+
+def test_a_run_resumes_on_an_isolated_worker_too(tmp_path: Path) -> None:
+    rlm, _, _ = _rlm(tmp_path, [FAN_OUT, LOOK, DONE], sandbox="process")
+    first = rlm.completion("q", context=CONTEXT)
+    again, root, sub = _rlm(tmp_path, [], sandbox="process")
+    resumed = again.resume(first.trace_id, context=CONTEXT)
+    assert resumed.answer == "done 3" and root.calls == [] and sub.calls == []
