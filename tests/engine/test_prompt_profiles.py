@@ -18,6 +18,7 @@ TRAJECTORY = [
     "Two steps.\n```repl\nwords = context.split()\nprint(words[:3])\n```\nthen\n"
     "```repl\nimport re\nn = len(re.findall('o', context))\nprint(n)\n```",
     "No code this time, only a plan.",
+    "```repl\nprint('before')\nprint(undefined_name)\n```",
     "```repl\nprint('a' * 25000)\nimport sys\nprint('to stderr', file=sys.stderr)\n```",
     "```repl\nanswer['content'] = str(x)\nanswer['ready'] = True\n```",
 ]
@@ -59,6 +60,8 @@ def test_the_rlms_profile_sends_the_official_message_sequence_character_for_char
     assert len(sent) == len(recorded) == len(TRAJECTORY)
     for turn, (theirs, ours) in enumerate(zip(recorded, sent, strict=True), 1):
         assert ours == theirs, f"turn {turn} differs"
+    shown = [m["content"] for m in recorded[-1]]
+    assert any("NameError: name 'undefined_name' is not defined" in text for text in shown)
     truncated = recorded[-1][-2]["content"]  # the 25,000-character output, cut as they cut it
     assert "chars...]" in truncated and len(truncated) < 21_000
 

@@ -121,7 +121,10 @@ class ReplyRunner:
     async def _block_output(self, result: ExecResult, variables: bool) -> BlockOutput:
         """A block's output for a turn format; with ``variables``, the names the model's code
         has made so far, asked of the REPL by one more (unrecorded, unreported) cell."""
-        stderr = result.stderr + (f"\n{result.error}" if result.error else "")
+        # an error as the official loop shows one: its last line ("NameError: ...")
+        last = result.error.strip().splitlines()[-1] if result.error and result.error.strip() \
+            else ""
+        stderr = result.stderr + (f"\n{last}" if last else "")
         if not variables:
             return BlockOutput(result.stdout, stderr)
         listed = await self.sandbox.execute(variables_cell(RESERVED_NAMES))
