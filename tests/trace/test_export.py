@@ -113,8 +113,9 @@ def test_scores_are_read_by_run_id_or_trace_id_and_bad_lines_are_named(
         tmp_path: Path) -> None:
     path = tmp_path / "scores.jsonl"
     path.write_text('{"run_id": "a", "score": 1}\n{"trace_id": "b", "score": 0.5}\n'
-                    '{"other": 1}\n')
-    assert load_scores(path) == {"a": 1.0, "b": 0.5}
+                    '{"other": 1}\n{"score": 0, "extra": {"trace_path": "/h/traces/c.jsonl"}}\n'
+                    '{"run_id": "d", "score": true}\n')
+    assert load_scores(path) == {"a": 1.0, "b": 0.5, "c": 0.0}  # bench lines name the trace
     path.write_text('{"run_id": "a", "score": 1}\nnot json\n')
     with pytest.raises(ValueError, match="scores.jsonl:2 is not JSON"):
         load_scores(path)

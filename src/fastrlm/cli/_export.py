@@ -38,8 +38,8 @@ def _epoch(value: str | None, flag: str) -> float | None:
 @click.option("--since", default=None, help="Only runs started at or after this (ISO date).")
 @click.option("--until", default=None, help="Only runs started before this (ISO date).")
 @click.option("--scores", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="JSONL of results with run_id (or trace_id) and score: the "
-              "score label of each run.")
+              default=None, help="JSONL of results naming a run (run_id, trace_id or trace_path, "
+              "as a traced `fastrlm bench` results file does) and its score: the score label.")
 @click.option("--min-score", type=float, default=None,
               help="Only runs with a score at least this (needs --scores).")
 def export(runs: tuple[str, ...], fmt: str, out: Path | None, stop_reasons: tuple[str, ...],

@@ -107,8 +107,10 @@ def fix_reply(text: str, *, last: bool) -> tuple[str, list[str]]:
 
 
 def load_scores(path: Path) -> dict[str, float]:
-    """``run_id`` (or ``trace_id``) -> ``score`` from a JSONL file of results; lines without
-    both are skipped. Raises ``ValueError`` naming a line that is not JSON."""
+    """Run id -> ``score`` from a JSONL file of results: a line names its run by ``run_id``,
+    ``trace_id`` or a ``trace_path`` (its own or in ``extra``, as `fastrlm bench` writes for
+    a traced RLM method); lines without a run and a score are skipped. Raises ``ValueError``
+    naming a line that is not JSON."""
     scores: dict[str, float] = {}
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -118,11 +120,24 @@ def load_scores(path: Path) -> dict[str, float]:
                 item = json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{path}:{number} is not JSON ({exc})") from None
-            run = item.get("run_id") or item.get("trace_id") if isinstance(item, dict) else None
-            score = item.get("score") if isinstance(item, dict) else None
-            if isinstance(run, str) and isinstance(score, int | float):
+            if not isinstance(item, dict):
+                continue
+            run, score = _run_named(item), item.get("score")
+            if run and isinstance(score, int | float) and not isinstance(score, bool):
                 scores[run] = float(score)
     return scores
+
+
+def _run_named(item: dict[str, Any]) -> str | None:
+    for key in ("run_id", "trace_id"):
+        if isinstance(item.get(key), str) and item[key]:
+            return str(item[key])
+    extra = item.get("extra")
+    for holder in (item, extra if isinstance(extra, dict) else {}):
+        trace_path = holder.get("trace_path")
+        if isinstance(trace_path, str) and trace_path.endswith(".jsonl"):
+            return Path(trace_path).stem
+    return None
 
 
 def export_runs(paths: Iterable[Path], fmt: str, out: IO[str], *,
