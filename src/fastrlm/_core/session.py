@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -133,6 +133,7 @@ class Session:
         return result
 
     async def aresume(self, session: str, context: object = None, *,
+                      contexts: Mapping[int, object] | None = None,
                       home: str | Path | None = None,
                       on_event: EventCallback | None = None) -> list[RLMResult]:
         """Replay the questions of the recorded session ``session`` (its id or a unique
@@ -140,8 +141,11 @@ class Session:
         :meth:`RLM.aresume` replays a run (nothing sent or paid again; each cell's output
         checked), so the REPL and the conversation are as they were, and the next
         :meth:`aask` goes on live. ``context`` is the session's first context again; a later
-        question that brought its own context cannot be replayed (``ReplayError``). Returns
-        the replayed questions' results; raises :class:`~fastrlm.trace.ReplayError` as
+        question that brought its own context cannot be replayed (``ReplayError``) unless
+        ``contexts`` is given: the contexts the questions were asked with, by question number
+        from 0 (a question missing from it is replayed without one, as it was asked; the
+        server keeps them so for ``fastrlm serve --keep-sessions``). Returns the replayed
+        questions' results; raises :class:`~fastrlm.trace.ReplayError` as
         :meth:`RLM.aresume` does."""
         from ..trace import ReplayError
         from .replay import session_records
@@ -152,7 +156,9 @@ class Session:
         replayed: list[RLMResult] = []
         for number, record in enumerate(recorded):
             given: object = None
-            if record.head.get("own_context"):
+            if contexts is not None:
+                given = contexts.get(number)
+            elif record.head.get("own_context"):
                 if number > 0:
                     raise ReplayError(
                         f"question {number + 1} of session {session} brought a context of its "
