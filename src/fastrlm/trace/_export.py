@@ -1,7 +1,7 @@
 """Runs as training and evaluation data (``fastrlm export``): from a run's trace (its outcome)
 and its replay record (the exact messages of each root turn, whole sub-call prompts and replies).
 
-Formats, one JSON object a line:
+Formats, one JSON object a line (but ``inspect``):
 
 - ``sft``: one chat example per run: the messages of its last root turn and that turn's reply
   (``{"messages": [...], "meta": {...}}``, the messages as sent: system, user, assistant, ...).
@@ -10,6 +10,8 @@ Formats, one JSON object a line:
 - ``eval``: one line per run, for evaluation tooling: ``run_id``, ``question``, ``answer``,
   ``stop_reason``, ``partial``, ``score`` (or null), ``model``, ``sub_model``, ``started_at``
   (ISO 8601, UTC), ``duration_s``, ``cost_usd``, ``iterations``, ``subcalls``, ``error``.
+- ``inspect``: one JSON document, an inspect_ai evaluation log (one sample per run), whose
+  fields and version are documented in :mod:`._inspect`.
 
 Every chat example's ``meta`` carries the outcome labels: ``run_id``, ``turn`` (or the sub-call's
 ``key``), ``stop_reason`` (``unfinished`` for a run whose process died), ``score`` (from
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,10 +39,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._foundation.text import json_text
+from ._inspect import inspect_log, inspect_sample
 from ._reader import Trace, read_trace
 from ._record import ReplayError, read_record, record_path
 
-FORMATS = ("sft", "sft-turns", "subcalls", "eval")
+FORMATS = ("sft", "sft-turns", "subcalls", "eval", "inspect")
 _FENCE = re.compile(r"```[^\n]*\n.*?```", re.S)
 _PROSE_FINAL = re.compile(r"^(\s*)(FINAL_VAR|FINAL)\((.*)\)\s*$", re.M)
 
@@ -146,12 +150,14 @@ def export_runs(paths: Iterable[Path], fmt: str, out: IO[str], *,
     """Write the runs whose traces are ``paths`` to ``out`` in ``fmt`` (one of
     :data:`FORMATS`). A run without a replay record is left out of the chat formats
     (``skipped["no record"]``); one the filters refuse is counted as ``skipped["filtered"]``.
-    Raises ``ValueError`` for an unknown format."""
+    Raises ``ValueError`` for an unknown format. ``inspect`` writes one document at the end
+    (a run without a record is kept, shown by its question and answer)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     filters = filters or ExportFilter()
     scores = scores or {}
     report = ExportReport()
+    samples: list[dict[str, Any]] = []
     for path in paths:
         report.runs += 1
         trace = read_trace(path)
@@ -170,6 +176,11 @@ def export_runs(paths: Iterable[Path], fmt: str, out: IO[str], *,
                   "model": root.model}
         if fmt == "eval":
             lines: Iterator[dict[str, Any]] = iter([_eval_line(trace, labels, finished)])
+        elif fmt == "inspect":
+            samples.append(_inspect_sample(path, trace, labels, finished))
+            report.examples += 1
+            report.exported += 1
+            continue
         else:
             try:
                 entries = read_record(record_path(path.parent, root.run_id))
@@ -183,7 +194,24 @@ def export_runs(paths: Iterable[Path], fmt: str, out: IO[str], *,
             wrote += 1
         report.examples += wrote
         report.exported += 1
+    if fmt == "inspect":
+        out.write(json_text(inspect_log(samples, created=time.time()), indent=1) + "\n")
     return report
+
+
+def _inspect_sample(path: Path, trace: Trace, labels: dict[str, Any],
+                    finished: dict[str, Any]) -> dict[str, Any]:
+    root = trace.root_event
+    assert root is not None
+    try:
+        turns = _turns(read_record(record_path(path.parent, root.run_id)))
+    except ReplayError:
+        turns = []
+    _, messages, reply = turns[-1] if turns else (0, None, None)
+    return inspect_sample(run_id=root.run_id, question=root.question, model=root.model,
+                          sub_model=root.sub_model, started=root.ts, finished=finished,
+                          budget=dict(root.budget or {}), score=labels["score"],
+                          messages=messages, reply=reply, trace_path=str(path))
 
 
 def _eval_line(trace: Trace, labels: dict[str, Any], finished: dict[str, Any]
