@@ -42,3 +42,18 @@ def test_export_refuses_bad_dates_and_a_min_score_without_scores() -> None:
     assert bad.exit_code == ExitCode.BAD_INPUT and "--since takes a date" in bad.stderr
     lonely = invoke(["export", "--min-score", "0.5"])
     assert lonely.exit_code == ExitCode.BAD_INPUT and "--scores FILE" in lonely.stderr
+
+
+def test_export_inspect_writes_one_log_document_named_json(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The festival happens in Lisbon every June. " * 20)
+    with server([FANOUT]) as srv:
+        asked = invoke(["ask", "Where?", "-c", str(doc), "--json", *model_args(srv)])
+    run_id = json.loads(asked.stdout)["trace_id"]
+    wrong = invoke(["export", "--format", "inspect", "-o", str(tmp_path / "runs.jsonl")])
+    assert wrong.exit_code == ExitCode.BAD_INPUT and "runs.json" in wrong.stderr
+    out = tmp_path / "runs.json"
+    exported = invoke(["export", "--format", "inspect", "-o", str(out)])
+    assert exported.exit_code == ExitCode.OK, exported.stderr
+    log = json.loads(out.read_text())
+    assert log["version"] == 2 and [s["id"] for s in log["samples"]] == [run_id]

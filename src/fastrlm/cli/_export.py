@@ -24,10 +24,12 @@ def _epoch(value: str | None, flag: str) -> float | None:
 
 @click.command()
 @click.argument("runs", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["sft", "sft-turns", "subcalls", "eval"]),
+@click.option("--format", "fmt",
+              type=click.Choice(["sft", "sft-turns", "subcalls", "eval", "inspect"]),
               default="sft", show_default=True,
               help="sft: one chat example per run; sft-turns: one per root turn; subcalls: one "
-              "per sub-call; eval: one evaluation line per run.")
+              "per sub-call; eval: one evaluation line per run; inspect: an inspect_ai "
+              "evaluation log (.json, log format version 2), one sample per run.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here (default: stdout).")
 @click.option("--stop-reason", "stop_reasons", multiple=True,
@@ -45,7 +47,8 @@ def _epoch(value: str | None, flag: str) -> float | None:
 def export(runs: tuple[str, ...], fmt: str, out: Path | None, stop_reasons: tuple[str, ...],
            models: tuple[str, ...], since: str | None, until: str | None,
            scores: Path | None, min_score: float | None) -> None:
-    """Write RUNS as training data or an evaluation log, one JSON object a line.
+    """Write RUNS as training data or an evaluation log, one JSON object a line (inspect:
+    one inspect_ai log document, readable by `inspect view` and read_eval_log).
 
     RUNS are ids, unique prefixes, `last`, N (the N-th newest) or trace paths; none means
     every run under FASTRLM_HOME. Chat examples carry their labels in "meta" (run_id, turn,
@@ -56,6 +59,7 @@ def export(runs: tuple[str, ...], fmt: str, out: Path | None, stop_reasons: tupl
     Examples:
       fastrlm export --format sft-turns --stop-reason final -o turns.jsonl
       fastrlm export --format eval --since 2026-12-01 --model openai/gpt-5
+      fastrlm export --format inspect --scores results.jsonl -o runs.json
     """
     from ..trace import (
         ExportFilter,
@@ -66,6 +70,9 @@ def export(runs: tuple[str, ...], fmt: str, out: Path | None, stop_reasons: tupl
         traces_dir,
     )
 
+    if fmt == "inspect" and out is not None and out.suffix != ".json":
+        fail(f"--format inspect writes inspect_ai's .json log format, which inspect_ai "
+             f"recognises by the file's suffix: name the file {out.with_suffix('.json').name}")
     if min_score is not None and scores is None:
         fail("--min-score reads the scores from --scores FILE: give it")
     try:
