@@ -66,3 +66,24 @@ def test_a_session_resume_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
         session.ask("len?", context="hello")
         with pytest.raises(ConfigurationError, match="before its first ask"):
             session.resume(recorded, context="hello")
+
+
+def test_a_session_whose_later_question_brought_a_context_resumes_given_the_contexts(
+        tmp_path: Path) -> None:
+    rlm, _ = _rlm(tmp_path, [FIRST, repl("FINAL(str(x) + '/' + str(len(context)))")])
+    with rlm.session() as session:
+        assert session.ask("len?", context="hello").answer == "5"
+        assert session.ask("and this?", context=["a", "b", "c"]).answer == "5/3"
+        recorded = session.id
+    again, root = _rlm(tmp_path, [repl("FINAL(str(x) + '/' + str(len(context_1)))")])
+    with again.session() as session, pytest.raises(ReplayError, match="up to question 1"):
+        session.resume(recorded, context="hello")  # the second context is not in the trace
+    with again.session() as session:
+        replayed = session.resume(recorded, contexts={0: "hello", 1: ["a", "b", "c"]})
+        assert [r.answer for r in replayed] == ["5", "5/3"] and root.calls == []
+        assert session.ask("again?").answer == "5/3"
+    with again.session() as session:  # a context other than the one recorded is found out
+        with pytest.raises(ReplayError, match="question 2 .* not the one it was asked about"):
+            session.resume(recorded, contexts={0: "hello", 1: ["a", "b"]})
+    with again.session() as session, pytest.raises(ReplayError, match="question 1 "):
+        session.resume(recorded, context="hellO")  # the first context is checked as well

@@ -419,11 +419,14 @@ def _check_left(run_id: str, recorded: Recorded, budget: Budget) -> None:
 
 
 def session_records(ref: str, home: str | Path | None,
-                    trace: bool | str | Path | EventCallback) -> list[Recorded]:
+                    trace: bool | str | Path | EventCallback
+                    ) -> list[tuple[Recorded, str | None]]:
     """The recorded questions of the session ``ref`` (its id or a unique prefix), in the order
-    they were asked, each loaded for replay. Raises :class:`ReplayError` when none is found,
-    the prefix names several sessions, or a question's record is missing."""
-    from ..trace import RECORD_SUFFIX, read_head, read_record, traces_dir
+    they were asked, each loaded for replay with the sha256 of the context its run was asked
+    about (from its trace's ``run.started``; None when the trace is gone or has none). Raises
+    :class:`ReplayError` when none is found, the prefix names several sessions, or a
+    question's record is missing."""
+    from ..trace import RECORD_SUFFIX, read_head, read_record, read_trace, traces_dir
 
     where = (Path(home).expanduser() if home is not None else
              Path(str(trace)).expanduser() if isinstance(trace, str | Path) else None)
@@ -448,4 +451,10 @@ def session_records(ref: str, home: str | Path | None,
         raise ReplayError(f"session {session} lacks the record of question(s) "
                           f"{', '.join(str(n + 1) for n in missing)}: its later questions "
                           "cannot be replayed without them")
-    return [load(read_record(path)) for _, path in asked]
+    def digest(record: Path) -> str | None:
+        trace = record.with_suffix(".jsonl")
+        root = read_trace(trace).root_event if trace.is_file() else None
+        sha = (root.context or {}).get("sha256") if root is not None else None
+        return sha if isinstance(sha, str) and sha else None
+
+    return [(load(read_record(path)), digest(path)) for _, path in asked]

@@ -70,6 +70,20 @@ def _reclaim(held: _Held) -> None:
         runner.abandon()
 
 
+async def _check_context(given: object, asked_about: str, number: int, session: str) -> None:
+    """Refuse a context other than the one question ``number`` was asked about (its cells
+    would replay over other data, and a cell that only ends with FINAL would not notice)."""
+    from ..context import context_digest
+    from ..trace import ReplayError
+
+    digest, _ = await asyncio.to_thread(context_digest, given)
+    if digest != asked_about:
+        raise ReplayError(
+            f"the context given for question {number + 1} of session {session} is not the one "
+            f"it was asked about (sha256 {digest[:12]}..., the question's is "
+            f"{asked_about[:12]}...): pass the same context again")
+
+
 class Session:
     """Many questions over one REPL: ``session.ask(question, context=...)``.
 
@@ -154,7 +168,7 @@ class Session:
             raise ConfigurationError("resume a session into a new one, before its first ask()")
         recorded = await asyncio.to_thread(session_records, session, home, self._config.trace)
         replayed: list[RLMResult] = []
-        for number, record in enumerate(recorded):
+        for number, (record, asked_about) in enumerate(recorded):
             given: object = None
             if contexts is not None:
                 given = contexts.get(number)
@@ -169,6 +183,8 @@ class Session:
                                       "it again (session.resume(id, context=...), `fastrlm "
                                       "chat --resume ID -c PATH`)")
                 given = context
+            if given is not None and asked_about is not None:
+                await _check_context(given, asked_about, number, session)
             origin = {"run": record.head.get("run"), "session": session}
             self.state.busy = True
             try:
