@@ -240,3 +240,49 @@ def test_a_session_goes_on_after_the_server_is_sigkilled_mid_question(tmp_path: 
             assert _ask_sync(url, "bob", "read it", "bob's") == "None"
         finally:
             _stop(proc)
+
+
+async def test_a_request_waiting_on_a_session_that_fails_to_rebuild_is_told_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from fastrlm import Session
+    from fastrlm.server import _sessions
+    from fastrlm.trace import ReplayError
+
+    await _first_life(tmp_path / "kept")
+    release = asyncio.Event()
+    rebuilding = asyncio.Event()
+
+    async def failing_resume(self: Session, *args: Any, **kwargs: Any) -> list[Any]:
+        rebuilding.set()
+        await release.wait()
+        raise ReplayError("a cell printed something else")
+
+    monkeypatch.setattr(Session, "aresume", failing_resume)
+    waiting = asyncio.Event()
+    close_sessions = _sessions._close_sessions
+
+    async def watched(sessions: list[Session]) -> None:
+        # the last step of a request before it waits for the session's lock (no await
+        # between): called while the first request is rebuilding, it is the second's
+        await close_sessions(sessions)
+        if rebuilding.is_set():
+            waiting.set()
+
+    monkeypatch.setattr(_sessions, "_close_sessions", watched)
+    async with serving(_root(), keep_sessions=tmp_path / "kept",
+                       client_key="alice-key") as (_server, client):
+        first = asyncio.create_task(_answer(client, "read it", "s1"))
+        await rebuilding.wait()
+        second = asyncio.create_task(_answer(client, "read it", "s1"))
+        await waiting.wait()  # the second request now waits for the session's lock
+        release.set()
+        told = []
+        for task in (first, second):
+            with pytest.raises(openai.APIStatusError) as lost:
+                await task
+            assert (lost.value.status_code, _code(lost.value)) == (410, "session_lost")
+            told.append(str(lost.value))
+        assert "something else" in told[0] and "could not be rebuilt" in told[1]
+        assert await _answer(client, "read it", "s1", "abc") == "None|3"  # anew after

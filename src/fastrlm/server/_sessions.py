@@ -268,6 +268,11 @@ class SessionPool:
         close it."""
         assert self.kept is not None
         owner, session_id = key
+        if self._entries.get(key) is not entry:  # waited while another request failed to
+            raise HTTPError(                       # rebuild it (and was told why)
+                410, f"session {session_id!r} could not be rebuilt after the server "
+                "restarted. Send the request again to start the session anew (with its "
+                "context), or use another session id", code="session_lost")
         why, code = None, "session_lost"
         try:
             kept = await asyncio.to_thread(self.kept.find, owner, session_id)
