@@ -286,3 +286,18 @@ async def test_a_request_waiting_on_a_session_that_fails_to_rebuild_is_told_too(
             told.append(str(lost.value))
         assert "something else" in told[0] and "could not be rebuilt" in told[1]
         assert await _answer(client, "read it", "s1", "abc") == "None|3"  # anew after
+
+
+def test_kept_sessions_nobody_came_back_for_are_pruned_live_ones_kept(tmp_path: Path) -> None:
+    from fastrlm.server._sessions import KeptSessions
+
+    kept = KeptSessions(tmp_path / "kept")
+    old, fresh, live = (kept.new("owner", name, "s-x") for name in ("old", "fresh", "live"))
+    for stale in (old, live):
+        stale.used = time.time() - 3600
+        stale.save()
+    (kept.folder("owner", "bad") / "session.json").parent.mkdir()
+    (kept.folder("owner", "bad") / "session.json").write_text("{")
+    assert kept.prune(60, {live.folder}) == [("owner", "old")]
+    left = {kept.folder("owner", name).name for name in ("fresh", "live", "bad")}
+    assert {p.name for p in (tmp_path / "kept" / "owner").iterdir()} == left

@@ -23,8 +23,8 @@ it with :meth:`~fastrlm.Session.aresume` (REPL and conversation as they were; re
 sent to no model, paid for once); a question the restart cut off is finished from its record
 first. Only the same key finds it: the folder is named by the key's digest. A session closed
 for a reason (idle, evicted, its REPL stopped) is forgotten on disk too; one the shutdown
-closed, or idle past ``idle_s`` by its last use when asked again, is not resumed (the latter
-gets 410 as an idle one would). A session that cannot be rebuilt (its records gone, a cell that
+closed is kept. One whose last request began ``idle_s`` or more before the server starts is
+forgotten then, and its next request gets 410 as an idle one's would. A session that cannot be rebuilt (its records gone, a cell that
 prints something else on replay) gets 410 ``session_lost`` saying why, and starts anew after.
 """
 
@@ -155,6 +155,24 @@ class KeptSessions:
             raise ValueError(f"its kept state {path} is not one this server wrote")
         return _Kept(folder, session_id, session, contexts, float(used))
 
+    def prune(self, idle_s: float, live: set[Path]) -> list[tuple[str, str]]:
+        """Forget the kept sessions not in ``live`` whose last request is ``idle_s`` old;
+        returns their (owner, id). One whose state cannot be read is left for its request
+        to be told so."""
+        gone = []
+        for state in self.root.glob("*/*/session.json"):
+            if state.parent in live:
+                continue
+            try:
+                kept = json.loads(state.read_text("utf-8"))
+                used, client_id = kept["used"], kept["id"]
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            if isinstance(used, int | float) and time.time() - used >= idle_s:
+                shutil.rmtree(state.parent, ignore_errors=True)
+                gone.append((state.parent.parent.name, str(client_id)))
+        return gone
+
     def forget(self, owner: str, session_id: str) -> None:
         shutil.rmtree(self.folder(owner, session_id), ignore_errors=True)
 
@@ -177,6 +195,8 @@ class SessionPool:
     def __init__(self, rlm: RLM, *, max_sessions: int, idle_s: float, max_chars: int,
                  max_per_owner: int | None = None, keep: str | Path | None = None) -> None:
         self._rlm = rlm
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._ended: OrderedDict[str, OrderedDict[str, str]] = OrderedDict()
         self.kept: KeptSessions | None = None
         if keep is not None:
             trace = rlm.trace
@@ -186,12 +206,16 @@ class SessionPool:
                     "beside traces kept on disk: give the RLM trace=True (or a folder), or "
                     "drop --no-trace, to keep sessions")
             self.kept = KeptSessions(keep)
+            # before any request (nothing else touches the folder yet): forget what was idle
+            # too long while the server was down, so what nobody comes back for does not pile
+            # up; its next request is told, as an idle one's would be
+            for key in self.kept.prune(idle_s, set()):
+                self._remember(key, f"after {idle_s:g} s idle (--session-idle-s), while the "
+                                    "server was down")
         self.max_sessions = max_sessions
         self.max_per_owner = min(max_per_owner or max_sessions, max_sessions)
         self.idle_s = idle_s
         self.max_chars = max_chars
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        self._ended: OrderedDict[str, OrderedDict[str, str]] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
