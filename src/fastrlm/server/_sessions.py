@@ -24,8 +24,9 @@ sent to no model, paid for once); a question the restart cut off is finished fro
 first. Only the same key finds it: the folder is named by the key's digest. A session closed
 for a reason (idle, evicted, its REPL stopped) is forgotten on disk too; one the shutdown
 closed is kept. One whose last request began ``idle_s`` or more before the server starts is
-forgotten then, and its next request gets 410 as an idle one's would. A session that cannot be rebuilt (its records gone, a cell that
-prints something else on replay) gets 410 ``session_lost`` saying why, and starts anew after.
+forgotten then, and its next request gets 410 as an idle one's would. A session that cannot be
+rebuilt (its records gone, a cell that prints something else on replay) gets 410
+``session_lost`` saying why, and starts anew after.
 """
 
 from __future__ import annotations
