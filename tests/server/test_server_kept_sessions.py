@@ -301,3 +301,20 @@ def test_kept_sessions_nobody_came_back_for_are_pruned_live_ones_kept(tmp_path: 
     assert kept.prune(60, {live.folder}) == [("owner", "old")]
     left = {kept.folder("owner", name).name for name in ("fresh", "live", "bad")}
     assert {p.name for p in (tmp_path / "kept" / "owner").iterdir()} == left
+
+
+async def test_a_drop_in_session_is_kept_too(tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+
+    async def ask(client: openai.AsyncOpenAI, question: str) -> str:
+        reply = await client.chat.completions.create(
+            model="rlm", messages=[{"role": "user", "content": question}],
+            extra_body={"fastrlm": {"session": "chat"}})  # no context: the conversation is
+        return str(reply.choices[0].message.content)
+
+    async with serving(_root(), keep_sessions=keep) as (_server, client):
+        assert await ask(client, "set it") == "set"
+    again = _root()
+    async with serving(again, keep_sessions=keep) as (_server, client):
+        assert await ask(client, "read it") == "41|12"  # "user: set it", the first context
+        assert len(again.calls) == 1
