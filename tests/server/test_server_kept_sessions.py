@@ -295,7 +295,8 @@ def test_kept_sessions_nobody_came_back_for_are_pruned_live_ones_kept(tmp_path: 
     old, fresh, live = (kept.new("owner", name, "s-x") for name in ("old", "fresh", "live"))
     for stale in (old, live):
         stale.used = time.time() - 3600
-        stale.save()
+    for each in (old, fresh, live):
+        each.save()
     (kept.folder("owner", "bad") / "session.json").parent.mkdir()
     (kept.folder("owner", "bad") / "session.json").write_text("{")
     assert kept.prune(60, {live.folder}) == [("owner", "old")]
@@ -318,3 +319,28 @@ async def test_a_drop_in_session_is_kept_too(tmp_path: Path) -> None:
     async with serving(again, keep_sessions=keep) as (_server, client):
         assert await ask(client, "read it") == "41|12"  # "user: set it", the first context
         assert len(again.calls) == 1
+
+
+async def test_a_session_whose_state_cannot_be_written_is_served_unkept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from fastrlm.server import _sessions
+
+    written = 0
+    write_whole = _sessions._write_whole
+
+    def full_disk(path: Path, text: str) -> None:
+        nonlocal written
+        written += 1
+        if written > 1:  # the session's first state is written, its context is not
+            raise OSError(28, "No space left on device")
+        write_whole(path, text)
+
+    monkeypatch.setattr(_sessions, "_write_whole", full_disk)
+    keep = tmp_path / "kept"
+    async with serving(_root(), keep_sessions=keep) as (_server, client):
+        assert await _answer(client, "set it", "s1", "first") == "set"
+        assert await _answer(client, "read it", "s1") == "41|5"  # served on, not retried
+    assert written == 2
+    assert not list(keep.glob("*/*"))  # nothing half kept for a restart to trip on
+    assert "no longer kept" in caplog.text and "No space left" in caplog.text

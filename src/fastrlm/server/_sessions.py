@@ -35,11 +35,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ from .._foundation.errors import ConfigurationError, RLMError
 from .._foundation.text import json_text
 from ..context import describe_shape
 from ._http import HTTPError
+
+log = logging.getLogger("fastrlm.server")
 
 #: Closed sessions remembered per key (to tell their next request they are gone), and keys.
 REMEMBERED_PER_KEY = 1024
@@ -64,6 +67,7 @@ class _Entry:
     users: int = 0  # requests holding or waiting for it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     kept: _Kept | None = None  # its state on disk (with keep=), once set up
+    unkept: bool = False  # its state could not be written: served, no longer kept
 
 
 def _digest(text: str) -> str:
@@ -133,9 +137,8 @@ class KeptSessions:
         return self.root / owner / _digest(session_id)
 
     def new(self, owner: str, session_id: str, session: str) -> _Kept:
-        kept = _Kept(self.folder(owner, session_id), session_id, session, used=time.time())
-        kept.save()
-        return kept
+        """The state of a session kept from now (written by its ``save``)."""
+        return _Kept(self.folder(owner, session_id), session_id, session, used=time.time())
 
     def find(self, owner: str, session_id: str) -> _Kept | None:
         """The kept state of ``owner``'s session ``session_id``, or None when there is none.
@@ -262,7 +265,7 @@ class SessionPool:
         try:
             await _close_sessions(closing)
             async with entry.lock:
-                if self.kept is not None and entry.kept is None:
+                if self.kept is not None and entry.kept is None and not entry.unkept:
                     await self._restore_or_keep(key, entry)
                 if drop_in and entry.session.state.messages:
                     context = (None if shown_whole(question, self._rlm.limits.question_chars)
@@ -272,8 +275,8 @@ class SessionPool:
                 entry.chars += added
                 await _close_sessions(closing)
                 if entry.kept is not None:
-                    await asyncio.to_thread(entry.kept.asking,
-                                            entry.session.state.questions, context)
+                    await self._write(key, entry, entry.kept.asking,
+                                      entry.session.state.questions, context)
                 entry.last_used = time.monotonic()
                 try:
                     yield entry.session, context
@@ -304,8 +307,8 @@ class SessionPool:
         except ValueError as exc:
             kept, why = None, f"and {exc}"
         if kept is None and why is None:
-            entry.kept = await asyncio.to_thread(self.kept.new, owner, session_id,
-                                                 entry.session.id)
+            entry.kept = self.kept.new(owner, session_id, entry.session.id)
+            await self._write(key, entry, entry.kept.save)
             return
         if kept is not None and time.time() - kept.used >= self.idle_s:
             why, code = (f"after {self.idle_s:g} s idle (--session-idle-s), while the "
@@ -330,8 +333,22 @@ class SessionPool:
                 code=code)
         assert kept is not None
         kept.session = entry.session.id  # its questions are recorded anew under this id
-        await asyncio.to_thread(kept.save)
         entry.kept = kept
+        await self._write(key, entry, kept.save)
+
+    async def _write(self, key: tuple[str, str], entry: _Entry,
+                     write: Callable[..., None], *args: object) -> None:
+        """Write a kept session's state; one that cannot be written (a full disk) stops
+        being kept, never served: its folder is forgotten (a restart would find it
+        incomplete) and the server's log says so once."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except OSError as exc:
+            assert self.kept is not None
+            entry.kept, entry.unkept = None, True
+            await asyncio.to_thread(self.kept.forget, *key)
+            log.warning("session %s is no longer kept on disk (%s): it goes on, but will "
+                        "not survive a restart of the server", entry.session.id, exc)
 
     def _bound_reached(self, owner: str, chars: int, new: bool) -> str | None:
         """The bound one more session (``new``) with ``chars`` more would break, or None."""
