@@ -314,7 +314,8 @@ def test_a_long_prompt_is_read_in_the_repl_not_shown_to_the_root(serve: Any) -> 
     assert rlm.completion(prompt).response == str(len(prompt))
     first = next(r for r in models.requests if r.is_root).messages
     shown = sum(len(str(m.get("content", ""))) for m in first if m.get("role") != "system")
-    assert shown < 5_000 and "How many records?" in str(first[-1].get("content"))
+    # where the question stands depends on the turn format (the official one, when installed)
+    assert shown < 5_000 and any("How many records?" in str(m.get("content")) for m in first)
 
 
 def test_a_root_prompt_too_long_to_show_is_an_error_saying_what_to_do(serve: Any) -> None:

@@ -116,4 +116,19 @@ def test_the_session_flags_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> 
     result = CliRunner().invoke(cli, ["serve", "--max-sessions", "6",
                                       "--max-sessions-per-key", "2", "--session-idle-s", "30"])
     assert result.exit_code == 0, result.output
-    assert seen == [{"max_sessions": 6, "max_sessions_per_key": 2, "session_idle_s": 30.0}]
+    assert seen == [{"max_sessions": 6, "max_sessions_per_key": 2, "session_idle_s": 30.0,
+                     "keep_sessions": None}]
+
+
+def test_keep_sessions_without_traces_is_refused_saying_why(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fastrlm.cli import ExitCode, cli
+
+    monkeypatch.setenv("OPENAI_API_KEY", "upstream")
+    result = CliRunner().invoke(cli, [
+        "serve", "--model", "openai/root-model", "--base-url", "http://127.0.0.1:9/v1",
+        "--sandbox", "none", "--no-trace", "--keep-sessions", str(tmp_path / "kept")])
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "--no-trace" in result.stderr and "records" in result.stderr

@@ -81,6 +81,8 @@ class SubcallBridge(ThreeMethodFace):
     #: The root turns this run has taken so far (what ``budget()`` reports against
     #: ``max_iterations``).
     turns: Callable[[], int] = lambda: 0
+    #: The run's scope in the tree's record (see :mod:`.replay`).
+    scope: str = ""
     refused: StopReason | None = field(default=None, init=False)
     #: The run has ended: a host call still made by its REPL (a thread of model code that
     #: outlives the cell, in-process) is answered with an error, never sent, booked or traced.
@@ -94,8 +96,12 @@ class SubcallBridge(ThreeMethodFace):
         })
 
     async def call(self, op: str, request: HostOpRequest) -> object:
-        """The :class:`~fastrlm.sandbox.HostBridge` method: answer one checked host call."""
-        return await self._ops.call(op, request)
+        """The :class:`~fastrlm.sandbox.HostBridge` method: answer one checked host call (from
+        the tree's record when it replays one: every op, whatever the table holds)."""
+        if self.over:  # answered by the handlers with an error, and never recorded
+            return await self._ops.call(op, request)
+        return await self.tree.recorder.host(self.scope, op, request,
+                                             lambda: self._ops.call(op, request))
 
     def pick_lm(self, name: str | None, default: LM) -> LM | str:
         """The LM a REPL call asked for, or an error text if the name is not configured."""

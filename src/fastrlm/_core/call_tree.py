@@ -60,6 +60,7 @@ from .ledger import (
     current_gate,
     input_token_bound,
 )
+from .replay import Recorder, call_key
 from .tools import ToolCounter
 
 log = logging.getLogger("fastrlm")
@@ -156,6 +157,8 @@ class CallTree:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     child_limiters: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     tool_counter: ToolCounter = field(default_factory=ToolCounter)
+    #: Records the tree for a resume, and answers a resumed or forked tree from its record.
+    recorder: Recorder = field(default_factory=Recorder)
 
     def __post_init__(self) -> None:
         width = self.limits.max_concurrency or self.concurrency or DEFAULT_CONCURRENCY
@@ -261,28 +264,38 @@ class CallTree:
         """One ``llm_query``: never raises; failures and refusals come back as error text.
         ``images`` go with the prompt as parts of its message. ``max_tokens``: its output cap
         (default ``Limits.sub_max_tokens``). ``cache_prefix``: the characters its batch shares,
-        for the provider to mark (:meth:`fan_out`)."""
-        refusal = self.admit(lm, prompt, account)
-        if refusal is not None:
-            return refusal
+        for the provider to mark (:meth:`fan_out`). A resumed tree answers a sub-call its
+        record holds from there (already counted: nothing is sent or booked)."""
         messages: list[ChatMessage] = [{"role": "user", "content": prompt}]
         if images:
             messages[0]["images"] = images
+        max_tokens = max_tokens or self.limits.sub_max_tokens
+        recorder = self.recorder
+        # the record's key is the call without the cache mark (a replay need not warm up)
+        record = call_key(lm.model, messages, max_tokens) if recorder.active else None
+        if record is not None and (replayed := recorder.replayed_call(record)) is not None:
+            return SubcallOutcome(replayed, answered=True)
+        refusal = self.admit(lm, prompt, account)
+        if refusal is not None:
+            return refusal
         if cache_prefix:
             messages[0]["cache_prefix"] = cache_prefix
-        max_tokens = max_tokens or self.limits.sub_max_tokens
         try:
             key, hit = await self._lookup(lm, messages, max_tokens, subcall=True,
                                           account=account)
         except BudgetExceededError as exc:
             return _refused(exc)
         if hit is not None:
+            if record is not None:
+                recorder.record_call(record, lm.model, prompt, *hit, self.ledger.elapsed())
             return SubcallOutcome(hit[0].text, answered=True)
         answered = await self.sub_round(lm, messages, prompt, run_id=run_id, depth=depth,
                                         account=account, max_tokens=max_tokens)
         if isinstance(answered, SubcallOutcome):
             return answered
         response = answered[0]
+        if record is not None:  # before anything yields: a kill after this keeps the answer
+            recorder.record_call(record, lm.model, prompt, *answered, self.ledger.elapsed())
         await self._store(key, response)
         return SubcallOutcome(response.text, answered=True)
 

@@ -105,12 +105,13 @@ class Search:
     run_id: str = field(default_factory=new_run_id)
     runs: list[Run] = field(init=False)
     results: list[CandidateResult] = field(default_factory=list, init=False)
-    account: Account = field(default_factory=Account, init=False)
+    account: Account = field(default_factory=Account)
 
     def __post_init__(self) -> None:
         self.runs = [
             Run(config=self.config, tree=self.tree, question=_varied(self.question, index),
-                context=self.context, parent_run_id=self.run_id, candidate=index)
+                context=self.context, parent_run_id=self.run_id, candidate=index,
+                scope=f"candidate{index}")
             for index in range(self.count)
         ]
 

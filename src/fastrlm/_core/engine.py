@@ -28,9 +28,10 @@ from ..lm import LM, default_concurrency
 from .call_tree import CallTree
 from .candidates import Search
 from .continuation import OneOff, SessionQuestion, SessionState
-from .ledger import BudgetLedger
+from .ledger import Account, BudgetLedger
 from .output import output_spec
 from .prompts import shown_whole
+from .replay import Recorded, Recorder
 from .run_loop import Run
 from .run_values import Outcome, RunConfig, RunScoped, new_run_id
 
@@ -76,10 +77,14 @@ def configure(base: RunConfig, budget: Budget | None, limits: Limits | None,
 async def answer(
     config: RunConfig, prompt: str, context: object = MISSING, *,
     on_event: EventCallback | None, session: SessionState | None = None,
+    replay: Recorded | None = None, origin: Mapping[str, object] | None = None,
 ) -> RLMResult:
     """One run of ``config`` (a session's next question with ``session``) to its
-    :class:`RLMResult`, raising its typed error as :meth:`RLM.acompletion` documents."""
+    :class:`RLMResult`, raising its typed error as :meth:`RLM.acompletion` documents.
+    ``replay``: a recorded run this one resumes or forks (answered from it first, its spend
+    carried once); ``origin`` says which, in the new run's record."""
     new_context = True
+    drop_in = context is MISSING
     if session is not None and (context is None or context is MISSING):
         # a later question without a context of its own asks about the latest one, unless
         # it is too long to show: then, as on a first question, it is its own context
@@ -106,12 +111,18 @@ async def answer(
         callbacks.append(writer)
     scope: AbstractContextManager[None] = contextlib.nullcontext()
     if config.telemetry is not None:  # made here: the caller's current span is its parent
-        recorder = config.telemetry()
-        callbacks.append(recorder)
-        if isinstance(recorder, RunScoped):
-            scope = recorder.current(run_id)
+        spans = config.telemetry()
+        callbacks.append(spans)
+        if isinstance(spans, RunScoped):
+            scope = spans.current(run_id)
     ledger = session.ledger if session is not None and session.ledger else BudgetLedger(
         config.budget)
+    asked = None if session is None else {"session": session.id, "q": session.questions,
+                                          "own_context": new_context}
+    recorder = _recorder(writer, run_id, prompt, drop_in, config, replay, origin, asked)
+    account = Account()
+    if replay is not None:
+        replay.carry(ledger, account)
     tree = CallTree(
         ledger=ledger,
         limits=config.limits,
@@ -120,10 +131,12 @@ async def answer(
         cache=config.cache,
         cache_sampled=config.cache_sampled,
         concurrency=default_concurrency(config.sub_lm),
+        recorder=recorder,
     )
     run: Run | Search
     if config.candidates > 1 and session is None:
-        run = Search(config, tree, prompt, context, config.candidates, run_id=run_id)
+        run = Search(config, tree, prompt, context, config.candidates, run_id=run_id,
+                     account=account)
     else:
         run = Run(
             config=config,
@@ -131,11 +144,15 @@ async def answer(
             question=prompt,
             context=context,
             run_id=run_id,
+            account=account,
             continuation=OneOff() if session is None else SessionQuestion(session, new_context),
         )
     started = time.monotonic()
-    with scope:  # the run's span is the current context while it runs (telemetry)
-        outcome = await _within_limits(run, ledger)
+    try:
+        with scope:  # the run's span is the current context while it runs (telemetry)
+            outcome = await _within_limits(run, ledger)
+    finally:
+        recorder.close()
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
@@ -164,6 +181,30 @@ async def answer(
         error.result = result
         raise error
     return result
+
+
+def _recorder(writer: object, run_id: str, question: str, drop_in: bool, config: RunConfig,
+              replay: Recorded | None, origin: Mapping[str, object] | None,
+              asked: Mapping[str, object] | None) -> Recorder:
+    """The run's recorder: its record beside the trace when the trace is written to a home
+    (a callable of the user's own keeps none), answering from ``replay`` first. ``asked``:
+    a session question's place (``session`` id, ``q`` its number from 0, ``own_context``)."""
+    traces = getattr(writer, "traces_dir", None)
+    if not isinstance(traces, Path):
+        return Recorder(None, replay)
+    from ..trace import RecordFile, record_path
+
+    try:
+        file = RecordFile(record_path(traces, run_id))
+    except OSError as exc:
+        log.warning("no replay record for run %s (%s): it cannot be resumed", run_id, exc)
+        return Recorder(None, replay)
+    recorder = Recorder(file, replay)
+    recorder.write({"k": "head", "run": run_id, "question": question, "drop_in": drop_in,
+                    "model": config.root_lm.model, "sub_model": config.sub_lm.model,
+                    "from": dict(origin or {}), **(asked or {}),
+                    "carried": replay.carried() if replay is not None else []}, durable=True)
+    return recorder
 
 
 def check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
@@ -377,6 +378,67 @@ class RLM:
         """
         return await self._acompletion(prompt, context, budget=budget, limits=limits,
                                        on_event=on_event, output=output)
+
+    def resume(self, run: str, context: object = MISSING, **options: Any) -> RLMResult:
+        """Blocking form of :meth:`aresume` (the same keywords)."""
+        with SyncRunner("fastrlm-resume", what="RLM.resume()",
+                        instead="await rlm.aresume(...)") as runner:
+            return runner.run(self.aresume(run, context, **options))
+
+    async def aresume(self, run: str, context: object = MISSING, *,
+                      budget: Budget | None = None, limits: Limits | None = None,
+                      home: str | Path | None = None, on_event: EventCallback | None = None,
+                      output: object = None) -> RLMResult:
+        """Go on with the run ``run`` (its id, a unique prefix, ``last`` or its trace's path,
+        under ``home`` or this RLM's trace home) however it stopped (a killed process, Ctrl-C,
+        a limit, a provider outage): a fresh REPL runs its recorded cells again, every host
+        call and root reply answered from its record (nothing sent, nothing paid), each
+        cell's output checked against the record, then the run goes on live. The recorded
+        spend counts once against ``budget`` (default: the run's own). ``context`` is the
+        run's context again (traces keep only its sha256); leave it out for a run asked
+        without one. It is a new run (its own id and trace, the old one named in its record),
+        ending as :meth:`acompletion` does. Raises :class:`~fastrlm.trace.ReplayError`
+        before it starts (no record, another context or root model, a budget already spent)
+        or as the run's error at the first cell that prints something else than it did."""
+        return await self._replay(run, context, budget=budget, limits=limits, home=home,
+                                  on_event=on_event, output=output)
+
+    def fork(self, run: str, *, at_turn: int, **options: Any) -> RLMResult:
+        """Blocking form of :meth:`afork` (the same keywords)."""
+        with SyncRunner("fastrlm-fork", what="RLM.fork()",
+                        instead="await rlm.afork(...)") as runner:
+            return runner.run(self.afork(run, at_turn=at_turn, **options))
+
+    async def afork(self, run: str, *, at_turn: int, context: object = MISSING,
+                    reply: str | None = None, budget: Budget | None = None,
+                    limits: Limits | None = None, home: str | Path | None = None,
+                    on_event: EventCallback | None = None, output: object = None,
+                    **changes: Any) -> RLMResult:
+        """Replay the run ``run`` up to its top-level turn ``at_turn`` (turns before it answered
+        from the record, as :meth:`aresume` does), then go on differently: with ``reply`` as
+        the root's reply of turn ``at_turn``, and/or with ``changes`` (any :class:`RLM`
+        keyword: ``model``, ``sub_model``, ``prompts``, ...: an RLM made by
+        :meth:`with_options`) and this run's ``budget`` / ``limits``. What the recorded run
+        did from ``at_turn`` on is not reused. A new run; raises as :meth:`aresume` does."""
+        rlm = self.with_options(**changes) if changes else self
+        return await rlm._replay(run, context, budget=budget, limits=limits, home=home,
+                                 on_event=on_event, at_turn=at_turn, reply=reply,
+                                 output=output)
+
+    async def _replay(self, run: str, context: object, *, budget: Budget | None,
+                      limits: Limits | None, home: str | Path | None,
+                      on_event: EventCallback | None, at_turn: int | None = None,
+                      reply: str | None = None, output: object = None) -> RLMResult:
+        from .replay import prepare
+
+        # reading the record and the trace, and hashing the context, are off the event loop
+        ready = await asyncio.to_thread(
+            prepare, run, context, missing=MISSING, home=home, trace=self._config.trace,
+            model=self._config.root_lm.model, sub_model=self._config.sub_lm.model,
+            budget=budget, at_turn=at_turn, reply=reply)
+        config = replace(self._run_config(ready.budget, limits, output), trace=ready.trace)
+        return await answer(config, ready.question, ready.context, on_event=on_event,
+                            replay=ready.recorded, origin=ready.origin)
 
     def session(self, *, budget: Budget | None = None, limits: Limits | None = None) -> Session:
         """A session: many questions over one REPL and one conversation (see

@@ -577,6 +577,23 @@ class BudgetLedger:
         self.usage.record(model, usage, 0.0, 0.0, True)
         return Booking(usage.input_tokens, usage.output_tokens, 0.0, 0)
 
+    def carry(self, model: str, usage: TokenUsage, cost_usd: float, *, subcalls: int,
+              requests: int, account: Account) -> None:
+        """Book what an earlier process of this run already spent on ``model`` (a resumed or
+        forked run's recorded calls, answered again from the record and never sent): counted
+        once, here, against every limit, so the run goes on with what is left."""
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.usd += cost_usd
+        self.subcalls += subcalls
+        self.requests += requests
+        account._add(cost_usd, subcalls)
+        self.usage.record(model, usage, cost_usd, 0.0, False)
+
+    def carry_seconds(self, seconds: float) -> None:
+        """Count ``seconds`` an earlier process of this run already ran against ``max_seconds``."""
+        self.started_at -= max(seconds, 0.0)
+
     def _book(self, reservation: Reservation, usage: TokenUsage, cost: float, *, priced: bool,
               latency_s: float, failed: bool) -> None:
         self.input_tokens += usage.input_tokens

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._foundation.errors import ContextError
+from .profiles import TurnFormat
 
 SYSTEM = """\
 You answer a question about a context that is far too large to read at once. The context is not \
@@ -295,6 +296,20 @@ class Prompts:
     session_new_context: str = SESSION_NEW_CONTEXT
     session_restarted: str = SESSION_RESTARTED
     output_invalid: str = OUTPUT_INVALID
+    #: Another harness's turn format (:meth:`profile`); None: fastrlm's own, from the fields.
+    turns: TurnFormat | None = None
+
+    @classmethod
+    def profile(cls, name: str) -> Prompts:
+        """The prompt profile ``name``: ``"rlms"`` drives the root with exactly the official
+        package's system prompt, first user message, per-turn messages and output truncation,
+        read from the installed package now (``pip install rlms``), never copied into fastrlm.
+        One-off runs use it; sessions keep fastrlm's own turns. Raises ``ValueError`` for an
+        unknown name, :class:`ConfigurationError` naming the version it was checked against
+        when the package is missing or changed."""
+        from .profiles import turn_format
+
+        return cls(turns=turn_format(name))
 
     @classmethod
     def paper(cls, preset: str) -> Prompts:

@@ -4,13 +4,15 @@ turn what they did into the delivered answer or the feedback for the next turn."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._foundation.events import CodeExecuted, Event, SandboxRestarted
-from ..sandbox import FinalValue, Sandbox
+from ..sandbox import RESERVED_NAMES, ExecResult, FinalValue, Sandbox
 from .feedback import output_of, status_of
 from .parsing import extract_code_blocks, find_prose_final, truncate_output, unquote_literal
+from .profiles import BlockOutput, variables_cell
 from .prompts import Prompts
 
 
@@ -20,6 +22,8 @@ class Handled:
 
     final: FinalValue | None
     feedback: str
+    #: What each block did, for a prompt profile's turn format (see :mod:`.profiles`).
+    blocks: tuple[BlockOutput, ...] = ()
 
 
 @dataclass
@@ -36,6 +40,9 @@ class ReplyRunner:
     run_id: str
     depth: int
     restarted_note: Callable[[str], str]
+    #: Told each cell's (turn, block, code, whole output) once it ran; may raise to stop the
+    #: run there (a replay that no longer matches its record).
+    on_cell: Callable[[int, int, str, str], None] = lambda *_: None
     answer_content: str | None = None
 
     async def run(self, text: str, iteration: int, last: bool = False) -> Handled:
@@ -69,6 +76,7 @@ class ReplyRunner:
         per_block = max(self.output_chars // len(blocks), 200)
         parts: list[str] = []
         notes: list[str] = []
+        outputs: list[BlockOutput] = []
         failed = False
         for number, code in enumerate(blocks, 1):
             if number > len(reply.blocks) and failed and not last:  # prose FINAL after a failure
@@ -88,6 +96,9 @@ class ReplyRunner:
                     restored=list(result.restored),
                 )
             )
+            self.on_cell(iteration, number, code, output_of(result))
+            if prompts.turns is not None:
+                outputs.append(await self._block_output(result, prompts.turns.variables))
             parts.append(prompts.block_output.format(
                 block=number, status=status_of(result), output=shown))
             if result.restored:
@@ -99,9 +110,27 @@ class ReplyRunner:
                                            reason=result.error or "worker restarted"))
                 notes.append(self.restarted_note(result.error or "hard timeout"))
             if result.final is not None:
-                return Handled(result.final, "")
+                return Handled(result.final, "", tuple(outputs))
         if literal is not None:
             if not failed or last:
-                return Handled(literal, "")
+                return Handled(literal, "", tuple(outputs))
             notes.append(prompts.prose_final_ignored)
-        return Handled(None, "\n\n".join(parts) + ("\n\n" + "".join(notes) if notes else ""))
+        return Handled(None, "\n\n".join(parts) + ("\n\n" + "".join(notes) if notes else ""),
+                       tuple(outputs))
+
+    async def _block_output(self, result: ExecResult, variables: bool) -> BlockOutput:
+        """A block's output for a turn format; with ``variables``, the names the model's code
+        has made so far, asked of the REPL by one more (unrecorded, unreported) cell."""
+        # an error as the official loop shows one: its last line ("NameError: ...")
+        last = result.error.strip().splitlines()[-1] if result.error and result.error.strip() \
+            else ""
+        stderr = result.stderr + (f"\n{last}" if last else "")
+        if not variables:
+            return BlockOutput(result.stdout, stderr)
+        listed = await self.sandbox.execute(variables_cell(RESERVED_NAMES))
+        try:
+            names = json.loads(listed.stdout)
+        except ValueError:
+            names = []
+        return BlockOutput(result.stdout, stderr,
+                           tuple(n for n in names if isinstance(n, str)))

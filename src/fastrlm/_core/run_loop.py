@@ -20,6 +20,7 @@ from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
 from ..lm import LM, ChatMessage, LMResponse, reply_report
 from ..sandbox import Sandbox, SandboxLimits
+from ..trace import ReplayError
 from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
@@ -62,6 +63,8 @@ class Run:
     root_lm: LM | None = None
     continuation: Continuation = field(default_factory=OneOff)
     candidate: int | None = None  # RLM(candidates=k): which candidate this run is
+    #: What names this run in its tree's record in every process ("" is the top-level run).
+    scope: str = ""
     iterations: int = 0
     _question: ChatMessage | None = None  # this question's own message
     _bridge: SubcallBridge = field(init=False)
@@ -73,7 +76,8 @@ class Run:
     def __post_init__(self) -> None:
         cfg = self.config
         self._bridge = SubcallBridge(cfg, self.tree, self.run_id, self.depth, self.account,
-                                     spawn=self._child, turns=lambda: self.iterations)
+                                     spawn=self._child, turns=lambda: self.iterations,
+                                     scope=self.scope)
         spec = cfg.output if self.depth == 0 else None  # a typed answer is the root's only
         self._output = None if spec is None else OutputCheck(
             spec, cfg.limits.max_output_retries, cfg.limits.max_answer_chars, cfg.prompts)
@@ -154,12 +158,15 @@ class Run:
             ready = asyncio.create_task(self._start_sandbox(sandbox))
         self._replies = ReplyRunner(
             sandbox, ready, cfg.prompts, cfg.limits.output_chars, self.tree.emit, self.run_id,
-            self.depth, lambda reason: continuation.restarted_note(cfg.prompts, reason))
+            self.depth, lambda reason: continuation.restarted_note(cfg.prompts, reason),
+            on_cell=lambda turn, block, code, output: self.tree.recorder.cell(
+                self.scope, turn, block, code, output))
         try:
             outcome = await self._loop(info, announce, home)
-        except (SandboxError, ContextError) as exc:
-            kind = "context" if isinstance(exc, ContextError) else "sandbox"
-            error = str(exc) if kind == "context" else f"sandbox failed: {exc}"
+        except (SandboxError, ContextError, ReplayError) as exc:
+            kind = ("context" if isinstance(exc, ContextError) else
+                    "replay" if isinstance(exc, ReplayError) else "sandbox")
+            error = f"sandbox failed: {exc}" if kind == "sandbox" else str(exc)
             outcome = Outcome(self._answer_so_far(), StopReason.ERROR, self.iterations,
                               error=error, error_kind=kind, exception=exc)
         finally:
@@ -275,8 +282,15 @@ class Run:
         question = shown_question(self.question, home, cfg.prompts.drop_in_question)
         if self._output is not None:
             question += self._output.schema_note()
-        messages = self.continuation.opening(cfg.prompts, self._system_prompt, info, question,
-                                             cfg.limits.history_chars)
+        max_iter = cfg.budget.max_iterations
+        # a prompt profile shapes one-off runs; a session's turns stay fastrlm's own
+        turns = cfg.prompts.turns if isinstance(self.continuation, OneOff) else None
+        if turns is not None:  # the question as asked, unless fastrlm may not show it whole
+            asked = self.question if home is None and self._output is None else question
+            messages = [*turns.opening(asked, self.context), turns.turn(1, max_iter)]
+        else:
+            messages = self.continuation.opening(cfg.prompts, self._system_prompt, info,
+                                                 question, cfg.limits.history_chars)
         self._question = messages[-1]
         first_call = asyncio.create_task(self._call_root(messages, 1))
         try:
@@ -285,7 +299,6 @@ class Run:
             first_call.cancel()
             await asyncio.gather(first_call, return_exceptions=True)
             raise
-        max_iter = cfg.budget.max_iterations
         plan_rejected = False
         for iteration in range(1, max_iter + 1):
             self.iterations = iteration
@@ -321,6 +334,12 @@ class Run:
                 note = cfg.prompts.budget_spent.format(resource=resource)
                 return await self._last_turn(messages, feedback + "\n\n" + note, refused,
                                              iteration)
+            if turns is not None:  # the profile's messages: the outputs, then the next turn's
+                outputs = turns.outputs(reply, handled.blocks)
+                if outputs is not None:
+                    messages.append({"role": "user", "content": outputs})
+                messages.append(turns.turn(iteration + 1, max_iter))
+                continue
             left = describe_budget(ledger.remaining(self.account.grant))
             messages.append({"role": "user", "content": cfg.prompts.iteration_user.format(
                 outputs=feedback, notes="", budget=f"; {left}" if left else "",
@@ -364,9 +383,13 @@ class Run:
         limit = self.config.limits.history_chars
         self.continuation.compact(limit)  # whole earlier questions first, then old outputs
         compact_history(messages, limit, previews=not self.config.limits.full_history)
+        recorder = self.tree.recorder
+        replayed = recorder.replayed_turn(self.scope, iteration, messages)
+        if replayed is not None:
+            return replayed
         held: list[Reservation] = []
         try:
-            return await self.tree.root_call(
+            answered = await self.tree.root_call(
                 self.lm,
                 list(messages),
                 subcall=self.depth > 0,
@@ -390,6 +413,9 @@ class Run:
             ))
             return Outcome(self._answer_so_far(), StopReason.ERROR, iteration,
                            error=error, error_kind="provider", exception=exc)
+        recorder.record_turn(self.scope, iteration, self.lm.model, messages, *answered,
+                             subcall=self.depth > 0, elapsed=self.tree.ledger.elapsed())
+        return answered
 
     async def _root_turn(
         self,
@@ -470,6 +496,7 @@ class Run:
                 config=config, tree=self.tree, question=prompt, context=context,
                 depth=depth, parent_run_id=self.run_id,
                 account=Account(parent=self.account, grant=grant), root_lm=lm,
+                scope=self.tree.recorder.child_scope(self.scope, prompt, lm.model),
             )
             self.tree.emit(evt.ChildRunStarted(run_id=self.run_id, depth=self.depth,
                                            child_run_id=child.run_id,

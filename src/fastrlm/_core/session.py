@@ -16,10 +16,12 @@ the session is given one (``rlm.session(budget=...)``): then one ledger covers e
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -66,6 +68,20 @@ def _reclaim(held: _Held) -> None:
         sandbox.discard()
     if runner is not None:
         runner.abandon()
+
+
+async def _check_context(given: object, asked_about: str, number: int, session: str) -> None:
+    """Refuse a context other than the one question ``number`` was asked about (its cells
+    would replay over other data, and a cell that only ends with FINAL would not notice)."""
+    from ..context import context_digest
+    from ..trace import ReplayError
+
+    digest, _ = await asyncio.to_thread(context_digest, given)
+    if digest != asked_about:
+        raise ReplayError(
+            f"the context given for question {number + 1} of session {session} is not the one "
+            f"it was asked about (sha256 {digest[:12]}..., the question's is "
+            f"{asked_about[:12]}...): pass the same context again")
 
 
 class Session:
@@ -129,6 +145,61 @@ class Session:
             state.busy = False
         self.results.append(result)
         return result
+
+    async def aresume(self, session: str, context: object = None, *,
+                      contexts: Mapping[int, object] | None = None,
+                      home: str | Path | None = None,
+                      on_event: EventCallback | None = None) -> list[RLMResult]:
+        """Replay the questions of the recorded session ``session`` (its id or a unique
+        prefix) into this new one, in order: each from its record, as
+        :meth:`RLM.aresume` replays a run (nothing sent or paid again; each cell's output
+        checked), so the REPL and the conversation are as they were, and the next
+        :meth:`aask` goes on live. ``context`` is the session's first context again; a later
+        question that brought its own context cannot be replayed (``ReplayError``) unless
+        ``contexts`` is given: the contexts the questions were asked with, by question number
+        from 0 (a question missing from it is replayed without one, as it was asked; the
+        server keeps them so for ``fastrlm serve --keep-sessions``). Returns the replayed
+        questions' results; raises :class:`~fastrlm.trace.ReplayError` as
+        :meth:`RLM.aresume` does."""
+        from ..trace import ReplayError
+        from .replay import session_records
+
+        if self.state.questions or self.results:
+            raise ConfigurationError("resume a session into a new one, before its first ask()")
+        recorded = await asyncio.to_thread(session_records, session, home, self._config.trace)
+        replayed: list[RLMResult] = []
+        for number, (record, asked_about) in enumerate(recorded):
+            given: object = None
+            if contexts is not None:
+                given = contexts.get(number)
+            elif record.head.get("own_context"):
+                if number > 0:
+                    raise ReplayError(
+                        f"question {number + 1} of session {session} brought a context of its "
+                        "own, which traces do not keep: the session can be resumed only up "
+                        f"to question {number}")
+                if context is None:
+                    raise ReplayError(f"session {session} was asked about a context: pass "
+                                      "it again (session.resume(id, context=...), `fastrlm "
+                                      "chat --resume ID -c PATH`)")
+                given = context
+            if given is not None and asked_about is not None:
+                await _check_context(given, asked_about, number, session)
+            origin = {"run": record.head.get("run"), "session": session}
+            self.state.busy = True
+            try:
+                result = await answer(self._config, str(record.head.get("question", "")),
+                                      given, on_event=on_event, session=self.state,
+                                      replay=record, origin=origin)
+            finally:
+                self.state.busy = False
+            self.results.append(result)
+            replayed.append(result)
+        return replayed
+
+    def resume(self, session: str, context: object = None, **kwargs: Any) -> list[RLMResult]:
+        """Blocking form of :meth:`aresume`."""
+        return self._blocking(lambda: self.aresume(session, context, **kwargs))
 
     def ask(self, question: str, context: object = None, **kwargs: Any) -> RLMResult:
         """Blocking form of :meth:`aask` (its own event loop, kept for the session, in a daemon

@@ -21,6 +21,7 @@ drawing; a test keeps the two and the classes in step)::
     │   └── ProviderResponseError
     ├── BudgetExceededError             .reason (a StopReason): a call the budget refused
     ├── TraceNotFoundError              trace/_reader.py: no run matches an id, prefix, N or path
+    ├── ReplayError                     trace/_record.py: a run cannot be resumed or forked as asked
     └── SandboxError
         ├── SandboxUnavailableError
         ├── WorkerCrashedError

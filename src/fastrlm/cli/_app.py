@@ -19,8 +19,10 @@ LAZY_COMMANDS = {
     "chat": "._chat:chat",
     "demo": "._demo:demo",
     "doctor": "._doctor:doctor",
+    "export": "._export:export",
     "mcp": "._mcp:mcp",
     "quickstart": "._demo:quickstart",
+    "resume": "._resume:resume",
     "runs": "._runs:runs",
     "sandbox": "._sandbox:sandbox",
     "serve": "._serve:serve",
@@ -39,9 +41,11 @@ SUMMARIES = {
     "demo": "Run fastrlm end to end offline on a generated ~10M-token input, with a scripted "
             "model.",
     "doctor": "Check this machine: sandbox layers, configured providers, versions.",
+    "export": "Write RUNS as training data or an evaluation log, one JSON object a line.",
     "mcp": "Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.",
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",
+    "resume": "Go on with RUN after it stopped (killed, Ctrl-C, a limit, a provider outage).",
     "runs": "List past runs: question, model, stop reason, cost, time.",
     "sandbox": "Manage the container sandbox (docker, podman): build its image.",
     "serve": "Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.",

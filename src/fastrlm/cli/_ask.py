@@ -18,6 +18,7 @@ from ._exit import ExitCode
 from ._options import Checked, load_options, run_options, tool_options
 
 if TYPE_CHECKING:
+    from .. import Prompts
     from ..context import LoadLimits
     from ..lm import SubcallCache
     from ..trace import LiveView, TraceWriter
@@ -45,6 +46,12 @@ if TYPE_CHECKING:
     help="Record whole sub-call prompts in the trace, not just previews.",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
+@click.option("--prompt", "prompt_profile", default="fastrlm", show_default=True,
+              metavar="PROFILE",
+              help="What the root model is told: fastrlm (its own), rlms (the official "
+              "package's prompts and turn format, read from its installed package), paper "
+              "(the paper's prompt for the model), paper-gpt-5, paper-qwen3-coder, "
+              "paper-qwen3-8b.")
 @click.option("--view", "live_view", is_flag=True,
               help="Watch the run in the browser: serve its live page on 127.0.0.1 (URL on "
               "stderr).")
@@ -101,6 +108,7 @@ def ask(
     use_cache: bool,
     cache_path: Path | None,
     cache_sampled: bool,
+    prompt_profile: str,
 ) -> None:
     """Answer QUESTION over a context of any size.
 
@@ -126,6 +134,7 @@ def ask(
         fail("give the context with -c PATH (a file, directory, glob, or '-' for stdin)")
     settings = settings_or_exit(flags)
     price_table = price_table_or_exit(settings)
+    prompts = prompts_for(prompt_profile, settings.require_model())
     worker: dict[str, Any] = {
         k: v
         for k, v in (("worker_memory_mb", worker_memory_mb), ("scratch_mb", scratch_mb),
@@ -166,6 +175,7 @@ def ask(
         sub_tools=sub_tools or (),
         live_view=live_view,
         cache=cache_of(use_cache, cache_path, cache_sampled),
+        prompts=prompts,
     )
     sys.exit(int(code))
 
@@ -190,6 +200,25 @@ def cache_of(use: bool, path: Path | None, sampled: bool) -> CacheChoice | None:
     return CacheChoice(cache, sampled)
 
 
+def prompts_for(profile: str, model: str) -> Prompts | None:
+    """The prompts ``--prompt PROFILE`` names (None: fastrlm's own), or exit saying what is
+    wrong (an unknown name, the official package missing)."""
+    from .. import Prompts
+
+    try:
+        if profile == "fastrlm":
+            return None
+        if profile == "paper":
+            return Prompts.paper_for(model)
+        if profile.startswith("paper-"):
+            return Prompts.paper(profile.removeprefix("paper-"))
+        return Prompts.profile(profile)
+    except ValueError as exc:
+        fail(f"--prompt: {exc}")
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
 def run_settings(
     settings: Settings,
     question: str,
@@ -206,6 +235,7 @@ def run_settings(
     sub_tools: tuple[Any, ...] = (),
     live_view: bool = False,
     cache: CacheChoice | None = None,
+    prompts: Prompts | None = None,
 ) -> ExitCode:
     """Build the RLM that ``settings`` describe (with ``tools`` for its REPL and ``sub_tools``
     for its sub-LLMs) and run it; returns the exit code. ``live_view`` serves the run's live
@@ -222,7 +252,7 @@ def run_settings(
                                                        "cache_sampled": cache.sampled}
     rlm = rlm_or_exit(settings, prices if prices is not None else price_table_or_exit(settings),
                       limits=limits, trace=writer if writer is not None else False,
-                      tools=tools, sub_tools=sub_tools, **cached)
+                      tools=tools, sub_tools=sub_tools, prompts=prompts, **cached)
     live = _start_live(writer) if live_view and writer is not None else None
     try:
         outcome = run(

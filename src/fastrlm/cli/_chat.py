@@ -41,9 +41,12 @@ EXIT_WORDS = frozenset({"/exit", "/quit", "exit", "quit"})
 @click.option("--no-gitignore", is_flag=True, help="Load files that .gitignore excludes.")
 @load_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("--resume", "resume_id", default=None, metavar="SESSION",
+              help="Go on with a recorded session (its id from `fastrlm runs`, or a unique "
+              "prefix): its questions replay from their records at no cost, then ask on.")
 def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...] | None,
          sub_tools: tuple[Any, ...] | None, as_json: bool, no_trace: bool, no_gitignore: bool,
-         load_limits: LoadLimits, quiet: bool) -> None:
+         load_limits: LoadLimits, quiet: bool, resume_id: str | None) -> None:
     """Ask many questions about a context in one session (variables persist between them).
 
     \b
@@ -74,7 +77,12 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
         if interactive:
             click.echo("Ask a question (Ctrl-C cancels one, Ctrl-D ends the session).", err=True)
     code = ExitCode.OK
+    if resume_id is not None and no_trace:
+        fail("--resume reads the session's records, which a traced session keeps: drop "
+             "--no-trace")
     with rlm.session() as session:
+        if resume_id is not None:
+            _resume(session, resume_id, loaded.value, quiet)
         for question in _questions(interactive):
             context = loaded.value if not session.results and not session.state.messages else None
             result, cancelled = _ask(session, question, context, settings.budget, quiet)
@@ -88,7 +96,21 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
             outcome = exit_code_for(result.stop_reason.value, result.error_kind,
                                     result.limited_by.value if result.limited_by else None)
             code = max(code, outcome) if outcome != ExitCode.CANCELLED else code
+        if session.results and not no_trace and not quiet:
+            click.echo(f"session {session.id} (go on with it later: fastrlm chat --resume "
+                       f"{session.id} -c ...)", err=True)
     sys.exit(int(code))
+
+
+def _resume(session: Session, resume_id: str, context: object, quiet: bool) -> None:
+    """Replay the recorded session ``resume_id`` into ``session``, or exit saying why not."""
+    try:
+        replayed = session.resume(resume_id, context=context)
+    except RLMError as exc:
+        fail(str(exc))
+    if not quiet:
+        click.echo(f"replayed {len(replayed)} question(s) of session {resume_id} from their "
+                   "records", err=True)
 
 
 def _questions(interactive: bool) -> Any:

@@ -6,13 +6,13 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._foundation.errors import RLMError
-from .._foundation.events import Event
+from .._foundation.events import Event, EventCallback
 from .._foundation.text import json_text, well_formed
 from ._exit import ExitCode, exit_code_for
 from ._progress import RunState, make_progress
@@ -91,9 +91,12 @@ def run(
     extra_json: dict[str, Any] | None = None,
     print_answer: bool = True,
     show_summary: bool = True,
+    start: Callable[[EventCallback], Awaitable[RLMResult]] | None = None,
 ) -> Outcome:
     """Run ``rlm`` on ``question``/``context`` and print what ``mode`` (``text``, ``json``,
-    ``stream-json``) asks for. Progress and the summary go to stderr."""
+    ``stream-json``) asks for. Progress and the summary go to stderr. ``start`` begins the
+    run another way than ``rlm.acompletion(question, context)`` (``fastrlm resume``: the
+    resumed run), given the event callback."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     state = RunState(max_usd=budget.get("max_usd"), max_subcalls=budget.get("max_subcalls"))
@@ -112,6 +115,8 @@ def run(
 
     async def go() -> RLMResult:
         try:
+            if start is not None:
+                return await start(on_event)
             return await rlm.acompletion(question, context, on_event=on_event)
         except RLMError as exc:  # a failed run: its partial result picks the exit code
             if exc.result is None:

@@ -48,6 +48,11 @@ if TYPE_CHECKING:
               help="Sessions one API key may hold at once (default: --max-sessions).")
 @click.option("--session-idle-s", type=Checked(positive()), default=600.0, show_default=True,
               help="Seconds a session may stay idle before it is closed.")
+@click.option("--keep-sessions", "keep_sessions", metavar="DIR",
+              type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Keep sessions in DIR (e.g. $FASTRLM_HOME/sessions) as they go, so a "
+              "restarted server (even one killed) continues them from their run records: "
+              "recorded turns are paid for once. Needs traces (not with --no-trace).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
               "object a line.")
@@ -69,6 +74,7 @@ def serve(
     max_sessions: int,
     max_sessions_per_key: int | None,
     session_idle_s: float,
+    keep_sessions: str | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -91,13 +97,14 @@ def serve(
     continued).
 
     extra_body={"fastrlm": {"session": "ID"}} keeps one REPL and conversation across the
-    requests of one API key (another key's ID is another session).
+    requests of one API key (another key's ID is another session). With --keep-sessions
+    DIR they survive a restart of the server.
     """
     with _logging_to_stderr(log_format, log_level):
         _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
                trace_full, no_trace, tools, sub_tools, log_format,
                {"max_sessions": max_sessions, "max_sessions_per_key": max_sessions_per_key,
-                "session_idle_s": session_idle_s})
+                "session_idle_s": session_idle_s, "keep_sessions": keep_sessions})
 
 
 def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,

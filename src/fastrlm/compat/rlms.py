@@ -188,6 +188,8 @@ class RLM:
         if custom_system_prompt is not None:
             # the official prompt is plain text: keep its braces literal in fastrlm's template
             prompts = Prompts(system=custom_system_prompt.replace("{", "{{").replace("}", "}}"))
+        elif custom_tools is None:
+            prompts = _official_turns()
         tools, values = _tools(custom_tools, "custom_tools")
         sub_tools, sub_values = _tools(custom_sub_tools, "custom_sub_tools")
         if sub_values:
@@ -492,3 +494,12 @@ def _tools(value: Any, what: str) -> tuple[list[Any] | None, dict[str, object]]:
         else:
             values[str(name)] = item
     return tools, values
+
+
+def _official_turns() -> Prompts | None:
+    """The official package's own prompts and turn format when it is installed (the profile
+    reads them from it), so code written for it is driven as it was; else fastrlm's."""
+    try:
+        return Prompts.profile("rlms")
+    except ConfigurationError:
+        return None

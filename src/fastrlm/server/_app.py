@@ -20,6 +20,7 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -76,8 +77,10 @@ class RLMServer:
     at most ``max_sessions`` in all and ``max_sessions_per_key`` (default: ``max_sessions``) per
     key, idle ones closed after ``session_idle_s``; room is made only from the asking key's own
     idle sessions (else 429), and a request for a session closed since gets 410
-    ``session_closed``. With telemetry on, a request's W3C ``traceparent`` header makes its run
-    part of the caller's trace. Each request is one line on the ``fastrlm.server.access``
+    ``session_closed``. ``keep_sessions`` (a folder) keeps sessions across a restart of the
+    server (the RLM must trace to disk): see :mod:`fastrlm.server._sessions`. With
+    telemetry on, a request's W3C ``traceparent`` header makes its run part of the caller's
+    trace. Each request is one line on the ``fastrlm.server.access``
     logger (``server/_access.py``). :meth:`close` closes the RLM's model clients (an RLM makes
     new ones on its next event loop).
 
@@ -108,6 +111,7 @@ class RLMServer:
         max_sessions_per_key: int | None = None,
         session_idle_s: float = 600.0,
         max_session_chars: int = 1 << 30,
+        keep_sessions: str | Path | None = None,
         **rlm_options: Any,
     ) -> None:
         SERVER_RULES["max_concurrent_runs"].check("max_concurrent_runs", max_concurrent_runs)
@@ -127,7 +131,8 @@ class RLMServer:
         SERVER_RULES["max_session_chars"].check("max_session_chars", max_session_chars)
         self.sessions = SessionPool(rlm, max_sessions=max_sessions, idle_s=session_idle_s,
                                     max_chars=max_session_chars,
-                                    max_per_owner=max_sessions_per_key)
+                                    max_per_owner=max_sessions_per_key,
+                                    keep=keep_sessions)
         # RLM(...) above refused the server's own max_usd over unpriced models (one rule)
         self._unpriced = rlm.prices.unpriced((rlm.root_lm.model, rlm.sub_lm.model,
                                               *(lm.model for lm in rlm.child_lms.values())))

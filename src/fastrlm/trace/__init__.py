@@ -4,9 +4,11 @@ use (they are only needed by ``fastrlm view`` and ``ask --view``)."""
 
 from typing import TYPE_CHECKING
 
+from ._export import ExportFilter, ExportReport, export_runs, fix_reply, load_scores
 from ._index import IndexUnusableError, RunRecord, list_runs
 from ._paths import fastrlm_home, index_path, traces_dir
 from ._reader import Trace, TraceNotFoundError, read_trace, render_transcript, resolve_run
+from ._record import RECORD_SUFFIX, RecordFile, ReplayError, read_head, read_record, record_path
 from ._writer import TraceWriter
 
 if TYPE_CHECKING:
@@ -14,16 +16,27 @@ if TYPE_CHECKING:
     from ._live import LiveView
 
 __all__ = [
+    "RECORD_SUFFIX",
+    "ExportFilter",
+    "ExportReport",
     "IndexUnusableError",
     "LiveView",
+    "RecordFile",
+    "ReplayError",
     "RunRecord",
     "Trace",
     "TraceNotFoundError",
     "TraceWriter",
+    "export_runs",
     "fastrlm_home",
+    "fix_reply",
     "index_path",
     "list_runs",
+    "load_scores",
+    "read_head",
+    "read_record",
     "read_trace",
+    "record_path",
     "render_html",
     "render_transcript",
     "resolve_run",

@@ -11,7 +11,9 @@ The context never enters a trace: events only carry its sha256 and size. Sub-cal
 as previews unless ``full_prompts`` is set. An answer longer than :data:`ANSWER_INLINE_CHARS` is
 not written into the trace either: ``run.finished`` keeps its head, its length and sha256, and
 the name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a
-trace grows with the steps, not the answer.
+trace grows with the steps, not the answer. What a resume needs (whole
+replies, host results) goes into the run's replay record beside it (``<run_id>.record``,
+:mod:`._record`), written by the engine as the run goes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,137 @@
+"""The replay record: what a resume or a fork needs to re-run a run without asking a model again,
+kept beside its trace as ``<run_id>.record`` (the trace stays O(steps) and readable; whole
+replies and host results live here).
+
+One entry a line, appended as it happens: ``<16 hex digits> <JSON object>\\n``, the digits the
+head of the SHA-256 of the JSON text, so a flipped byte is found, not trusted. Each line is one
+``write`` on a descriptor opened with ``O_APPEND``: a process killed (SIGKILL included) keeps
+every line written before it died, whole, and at most the last one is cut short, which the reader
+drops. The fsync policy: an entry that closes a step (a root reply, a cell's output) is
+``fsync``-ed, so after a machine crash the record holds every step up to the last one closed;
+the entries inside a step (each sub-call reply, each host result: a fan-out of thousands) are
+written at once but not fsync-ed one by one, since a process crash (what resume is for) loses
+none of them and a power cut loses at most the step in flight.
+
+What the entries mean is the engine's business (``fastrlm._core.replay``); this module only
+writes and reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._foundation.errors import RLMError
+from .._foundation.text import json_text
+
+#: The suffix of a run's record beside its trace (``<run_id>.record``).
+RECORD_SUFFIX = ".record"
+_DIGEST_CHARS = 16
+
+
+class ReplayError(RLMError):
+    """A run cannot be resumed or forked as asked: its record is missing or corrupt, a cell
+    printed something else on replay than when it was recorded, the context or model differs
+    from the run's, or the budget given is already spent. The message says which and what to
+    do."""
+
+
+def record_path(traces: Path, run_id: str) -> Path:
+    """Where the record of the top-level run ``run_id`` is kept."""
+    return traces / f"{run_id}{RECORD_SUFFIX}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
+
+
+class RecordFile:
+    """Appends entries to one record file (made with mode 0600: it holds whole prompts and
+    replies). Not thread-safe by itself: the engine writes from its one event loop."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def append(self, entry: dict[str, Any], *, durable: bool = False) -> None:
+        """Write ``entry`` as one line; ``durable`` also fsyncs it (the end of a step)."""
+        if self._fd is None:
+            return
+        body = json_text(entry, separators=(",", ":"))
+        data = f"{_digest(body)} {body}\n".encode()
+        written = os.write(self._fd, data)
+        if written != len(data):  # a short write to a regular file: the disk is full
+            raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
+        if durable:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def read_record(path: Path) -> list[dict[str, Any]]:
+    """Every entry of the record at ``path``, in order. A last line cut short (the process died
+    while writing it) is dropped. Raises :class:`ReplayError` when the file is missing or a
+    line before the last is damaged (its digest or JSON is wrong: what follows cannot be
+    trusted)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ReplayError(
+            f"no replay record at {path}: the run was made with tracing off or by a fastrlm "
+            "without replay records, so it cannot be resumed or forked (runs made with "
+            "RLM(trace=...) or `fastrlm ask` keep one)"
+        ) from None
+    except OSError as exc:
+        raise ReplayError(f"cannot read the replay record {path}: {exc}") from exc
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]  # tail: b"" after a final newline, else cut short
+    entries: list[dict[str, Any]] = []
+    for number, line in enumerate(complete, 1):
+        entry = _entry(line)
+        if entry is None:
+            raise ReplayError(
+                f"the replay record {path} is damaged at line {number} of {len(complete)}: "
+                "the rest cannot be trusted. Fork the run before the damage "
+                f"(rlm.fork(run_id, at_turn=K) / `fastrlm resume RUN --at-turn K`), with K "
+                "no later than the last turn before it"
+            )
+        entries.append(entry)
+    if tail and (entry := _entry(tail)) is not None:
+        entries.append(entry)  # written whole but not ended: a newline lost, not the entry
+    return entries
+
+
+def read_head(path: Path) -> dict[str, Any] | None:
+    """The first entry of the record at ``path`` (its head), reading that line only; None
+    when it is missing, empty or damaged."""
+    try:
+        with path.open("rb") as handle:
+            line = handle.readline()
+    except OSError:
+        return None
+    return _entry(line.rstrip(b"\n"))
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    digest, _, body = text.partition(" ")
+    if len(digest) != _DIGEST_CHARS or _digest(body) != digest:
+        return None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
