@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,40 @@ import pytest
 # litellm fetches its price map from the network at import unless told to use its own copy:
 # tests never reach the network (set before any test imports litellm, subprocesses inherit it)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+#: The module each optional extra brings: a test marked ``@pytest.mark.extra(NAME)`` skips,
+#: naming the install, where that module is missing (the fast core path, ``.[test]``).
+EXTRA_MODULES = {
+    "anthropic": "anthropic",
+    "litellm": "litellm",
+    "bench": "wonderwords",
+    "tokens": "bpe_openai",
+    "pdf": "pypdf",
+    "dspy": "dspy",
+    "otel": "opentelemetry.sdk",
+    "mcp": "mcp",
+    "browser": "playwright",
+    "ray": "ray",
+    "dataframes": "pandas",
+    "images": "PIL",
+}
+
+
+def missing_extra(name: str) -> bool:
+    """Whether the module of extra ``name`` is not installed."""
+    module = EXTRA_MODULES[name]
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("extra"):
+        for name in marker.args:
+            if missing_extra(name):
+                pytest.skip(f"needs the {name!r} extra: pip install -e '.[{name}]'")
 
 
 @pytest.fixture(autouse=True)

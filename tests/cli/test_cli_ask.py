@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,61 @@ def test_iteration_limit_exits_with_the_limit_code(doc: Path) -> None:
     assert result.exit_code == ExitCode.LIMIT
     assert json.loads(result.stdout)["stop_reason"] == "max_iterations"
     assert "stopped early (max_iterations)" in result.stderr
+
+
+def test_one_iteration_is_reported_as_one_plus_the_answer_now_turn(doc: Path) -> None:
+    # The issue's case: --max-iterations 1 reported "2 iteration(s)" (the last turn that asks
+    # for an answer counted as an iteration) and listed all four budget flags.
+    with server([NEVER_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-iterations", "1", *model_args(srv)])
+    assert result.exit_code == ExitCode.LIMIT
+    assert "max_iterations · 1 iteration(s) + 1 answer-now turn ·" in result.stderr
+    assert "the limit was --max-iterations 1: raise it" in result.stderr
+    assert "--max-usd" not in result.stderr and "--max-subcalls" not in result.stderr
+
+
+def test_a_usd_stop_names_the_amount_needed_and_only_its_flag(doc: Path) -> None:
+    priced = ["--model", "openai/gpt-5", "--sub-model", "openai/gpt-5-mini"]
+    with server([FANOUT]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-usd", "0.001", *priced,
+                         "--base-url", srv.base_url])
+    assert result.exit_code == ExitCode.LIMIT
+    assert re.search(r"USD limit: this call needs up to \$0\.\d{4} \(its worst case: "
+                     r"[\d,]+ input and 256 output tokens\), \$0\.0010 left of \$0\.001",
+                     result.stderr), result.stderr
+    assert "the limit was --max-usd 0.001: raise it" in result.stderr
+    assert "--max-iterations" not in result.stderr and "--max-seconds" not in result.stderr
+
+
+def test_a_limit_set_in_the_config_file_is_named_where_it_was_set(
+        doc: Path, _no_user_config: Path) -> None:
+    config = _no_user_config / "fastrlm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("max_iterations = 1\n")
+    with server([NEVER_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
+    assert result.exit_code == ExitCode.LIMIT
+    assert f"the limit was max_iterations = 1 from {config}: raise it there or with " \
+           "--max-iterations" in result.stderr
+
+
+def test_a_failed_requests_booking_is_called_a_reservation_not_a_charge(
+        doc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The issue's case: with no network, the summary showed dollars "spent" on requests that
+    # never left the machine. The booking stays (the budget is conservative) but is named.
+    def no_such_name(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    result = invoke(["ask", "Q", "-c", str(doc), "--json", "--model", "openai/gpt-5",
+                     "--base-url", "http://nowhere.test/v1"])
+    assert result.exit_code != ExitCode.OK
+    usage = json.loads(result.stdout)["usage"]
+    assert usage["failed_requests"] == 1  # a name that does not resolve is not retried
+    assert usage["failed_usd"] == usage["cost_usd"] > 0
+    assert re.search(r"of which \$\d\.\d{4} is a worst-case reservation for 1 failed "
+                     r"request\(s\), not a charge", result.stderr), result.stderr
+    assert "does not resolve; not retried" in result.stderr
 
 
 FORTY_CHUNKS = """```repl

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import pytest
 
-from fastrlm.telemetry import Telemetry
+pytest.importorskip("opentelemetry.sdk")  # the otel extra
 
-from .helpers import ECHO_SHAPE, raw_request, root, serving
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+
+from fastrlm.telemetry import Telemetry  # noqa: E402
+
+from .helpers import ECHO_SHAPE, raw_request, root, serving  # noqa: E402
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"

@@ -295,10 +295,11 @@ class BudgetLedger:
         if b.max_output_tokens is not None:
             room = b.max_output_tokens - self.output_tokens - self._held_output
             max_tokens = min(max_tokens, room)
-            if max_tokens < min(MIN_OUTPUT_TOKENS, b.max_output_tokens, wanted) or (
-                    not shrink and max_tokens < wanted):
+            least = min(MIN_OUTPUT_TOKENS, b.max_output_tokens, wanted) if shrink else wanted
+            if max_tokens < least:
                 raise _Short(StopReason.BUDGET_TOKENS,
-                             f"output-token limit reached ({b.max_output_tokens} tokens)")
+                             f"output-token limit: this call needs {least:,} output tokens, "
+                             f"{max(room, 0):,} left of {b.max_output_tokens:,}")
         usd = 0.0
         if b.max_usd is not None:
             if price is None:
@@ -311,10 +312,13 @@ class BudgetLedger:
                 raise AssertionError("unreachable")
             room_usd = b.max_usd - self.usd - self._held_usd
             max_tokens = min(max_tokens, price.output_tokens_affordable(room_usd, input_tokens))
-            if max_tokens < min(MIN_OUTPUT_TOKENS, wanted) or (not shrink and max_tokens < wanted):
+            least = min(MIN_OUTPUT_TOKENS, wanted) if shrink else wanted
+            if max_tokens < least:
+                needed = price.worst_case(input_tokens, least)
                 raise _Short(StopReason.BUDGET_USD,
-                             f"USD limit: ${max(room_usd, 0):.4f} left of ${b.max_usd}, not "
-                             "enough for this call's worst case")
+                             f"USD limit: this call needs up to ${needed:.4f} (its worst case: "
+                             f"{input_tokens:,} input and {least:,} output tokens), "
+                             f"${max(room_usd, 0):.4f} left of ${b.max_usd:g}")
             usd = price.worst_case(input_tokens, max_tokens)
         return max_tokens, usd
 
@@ -546,15 +550,24 @@ class AttemptGate:
     """The ledger's :class:`~fastrlm._foundation.gate.RetryGate`: what a provider's retry loop
     asks before each retry of the call in flight (found through :data:`current_gate`): the failed
     attempt is booked, and the next one must be admitted by the ledger, which may wait for room
-    or refuse (:class:`BudgetExceededError`)."""
+    or refuse (:class:`BudgetExceededError`). ``on_retry`` hears of each retry as it is decided
+    (the failed attempt's number, its error, the wait before the next): the engine turns it
+    into a ``call.retrying`` event."""
 
-    def __init__(self, ledger: BudgetLedger, reservation: Reservation) -> None:
+    def __init__(
+        self, ledger: BudgetLedger, reservation: Reservation,
+        on_retry: Callable[[int, BaseException, float | None], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.reservation = reservation
+        self.on_retry = on_retry
 
-    def failed(self, error: BaseException) -> None:
-        """The attempt in flight failed and will be retried after a backoff."""
+    def failed(self, error: BaseException, retry_in_s: float | None = None) -> None:
+        """The attempt in flight failed and will be retried after a backoff of
+        ``retry_in_s`` seconds."""
         self.ledger.attempt_failed(self.reservation, error)
+        if self.on_retry is not None:
+            self.on_retry(self.reservation.attempts, error, retry_in_s)
 
     async def admit_retry(self) -> None:
         """Admit the next attempt, or raise :class:`BudgetExceededError`."""

@@ -193,6 +193,7 @@ def run_settings(
             quiet=quiet,
             budget=settings.budget,
             extra_json=extra_json,
+            origin=settings.origin,
         )
     except ContextError as exc:
         if live is not None:
