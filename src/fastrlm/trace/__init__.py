@@ -4,7 +4,7 @@ use (they are only needed by ``fastrlm view`` and ``ask --view``)."""
 
 from typing import TYPE_CHECKING
 
-from ._index import IndexUnusableError, RunRecord, list_runs
+from ._index import IndexUnusableError, RunFilter, RunRecord, delete_runs, list_runs
 from ._paths import fastrlm_home, index_path, traces_dir
 from ._reader import Trace, TraceNotFoundError, read_trace, render_transcript, resolve_run
 from ._writer import TraceWriter
@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 __all__ = [
     "IndexUnusableError",
     "LiveView",
+    "RunFilter",
     "RunRecord",
     "Trace",
     "TraceNotFoundError",
     "TraceWriter",
+    "delete_runs",
     "fastrlm_home",
     "index_path",
     "list_runs",
