@@ -41,7 +41,7 @@ SUMMARIES = {
     "mcp": "Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.",
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",
-    "runs": "List past runs: question, model, stop reason, cost, time.",
+    "runs": "List, search, export or delete past runs: question, model, stop reason, cost, time.",
     "serve": "Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.",
     "show": "Print RUN as a readable transcript.",
     "view": "Write RUN as one HTML page (no network needed to view it) and print its path.",
