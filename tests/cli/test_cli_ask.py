@@ -394,3 +394,21 @@ def test_a_worker_env_without_a_name_is_bad_input(doc: Path) -> None:
     result = invoke(["ask", "Q", "-c", str(doc), "--worker-env", "NOEQUALS", "-m", "x"])
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "NAME=VALUE" in result.stderr
+
+
+@pytest.mark.parametrize(("reason", "budget", "origin", "expected"), [
+    ("budget_usd", {"max_usd": 0.5}, {}, "the limit was --max-usd 0.5: raise it"),
+    ("timeout", {"max_seconds": 90}, {"max_seconds": "flag"}, "the limit was --max-seconds 90"),
+    ("max_iterations", {}, {}, "--max-iterations at its default (30): raise it with"),
+    ("budget_requests", {}, {}, "the limit was --max-requests at its default: raise it"),
+    ("budget_subcalls", {"max_subcalls": 3}, {"max_subcalls": "/c/config.toml"},
+     "max_subcalls = 3 from /c/config.toml: raise it there or with --max-subcalls"),
+    ("budget_tokens", {}, {}, "Budget(max_input_tokens=..., max_output_tokens=...)"),
+])
+def test_a_limit_stop_names_only_the_setting_that_stopped_it(
+        reason: str, budget: dict[str, object], origin: dict[str, str], expected: str) -> None:
+    from fastrlm.cli._runner import limit_hint
+
+    hint = limit_hint(reason, budget, origin)
+    assert expected in hint
+    assert hint.count("--max-") <= 2  # its own flag, never the list of all of them

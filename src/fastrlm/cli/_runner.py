@@ -219,13 +219,15 @@ def limit_hint(
         return "see the error above"
     flag = "--" + name.replace("_", "-")
     value = budget.get(name)
-    shown = f" {value:g}" if isinstance(value, (int, float)) else ""
-    source = (origin or {}).get(name, "flag")
-    if value is not None and source != "flag":
-        return f"the limit was {name} = {value:g} from {source}: raise it there or with {flag}"
     if value is None:
-        return f"the limit was {flag}'s default ({getattr(Budget(), name)}): raise it with {flag}"
-    return f"the limit was {flag}{shown}: raise it"
+        default = getattr(Budget(), name)
+        what = f"its default ({default:g})" if isinstance(default, (int, float)) else "its default"
+        return f"the limit was {flag} at {what}: raise it with {flag}"
+    shown = f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    source = (origin or {}).get(name, "flag")
+    if source != "flag":
+        return f"the limit was {name} = {shown} from {source}: raise it there or with {flag}"
+    return f"the limit was {flag} {shown}: raise it"
 
 
 def degraded_line(
