@@ -77,7 +77,11 @@ async def test_a_failing_provider_gets_at_most_max_subcalls_times_the_attempts(
                   budget=Budget(max_subcalls=10), on_event=events.append)
         result = await rlm.acompletion("q", context="c")
         sent = srv.request_count
-    assert sent == 10 * 3  # ten sub-calls, each one first attempt and two retries
+    booked = result.usage.by_model[SUB].failed_requests
+    assert booked == 10 * 3  # ten sub-calls, each one first attempt and two retries
+    # every request that reached the server was booked; a stalled one's 0.5 s can run out
+    # before a loaded machine's server has read it (under -n 2): booked, never arrived
+    assert sent == booked if fault != "stall" else 0 < sent <= booked
     assert result.subcalls == 10 and result.subcalls_failed == 10
     assert result.subcalls_refused > 0 and result.limited_by is StopReason.BUDGET_SUBCALLS
     assert result.partial
@@ -85,7 +89,6 @@ async def test_a_failing_provider_gets_at_most_max_subcalls_times_the_attempts(
     assert result.requests <= Budget(max_subcalls=10).request_cap  # type: ignore[operator]
     # every failed attempt was booked at its prompt's price
     assert result.cost_usd > 0
-    assert result.usage.by_model[SUB].failed_requests == sent
     agree(result, events, root)
 
 
