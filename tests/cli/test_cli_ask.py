@@ -200,6 +200,14 @@ def test_provider_failure_exits_with_the_provider_code(doc: Path) -> None:
     assert "AuthenticationError" in result.stderr
 
 
+def test_an_iteration_whose_model_call_failed_is_not_counted_as_answered(doc: Path) -> None:
+    # the iteration started (the progress said "iteration 1/30") but its model call failed:
+    # the summary said "0 iteration(s)" with no word of the one that got no answer
+    with server([Fault.http_status(401, "bad key")]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
+    assert "error · 0 iteration(s) (1 more started: no answer) · " in result.stderr
+
+
 def test_sandbox_failure_exits_with_the_sandbox_code(
     doc: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

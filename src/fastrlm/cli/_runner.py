@@ -248,7 +248,8 @@ def summary_line(result: RLMResult, iterations_started: int | None = None) -> st
     (``iteration.started`` events), a last answer-now turn past them (a limit asked the model
     to answer) is named as such instead of counted as one more iteration. A failed request's
     booking is a worst-case reservation (the request may never have reached the provider):
-    the line says how much of the cost is that."""
+    the line says how much of the cost is that. An iteration whose model call got no answer
+    is named apart from the answered ones."""
     usage = result.usage
     unpriced = usage.unpriced_models
     cost = f"${result.cost_usd:.4f}"
@@ -262,6 +263,8 @@ def summary_line(result: RLMResult, iterations_started: int | None = None) -> st
     if iterations_started is not None and result.iterations > iterations_started:
         extra = result.iterations - iterations_started
         turns = f"{iterations_started} iteration(s) + {extra} answer-now turn"
+    elif iterations_started is not None and result.iterations < iterations_started:
+        turns += f" ({iterations_started - result.iterations} more started: no answer)"
     return (
         f"{result.stop_reason.value} · {turns} · "
         f"{result.subcalls:,} sub-call(s) · {usage.input_tokens:,} in / "
