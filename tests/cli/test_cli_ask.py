@@ -200,6 +200,17 @@ def test_provider_failure_exits_with_the_provider_code(doc: Path) -> None:
     assert "AuthenticationError" in result.stderr
 
 
+def test_a_retry_is_shown_in_the_progress_as_it_happens(doc: Path) -> None:
+    # the case: six attempts went by with nothing on screen until the run ended
+    with server([Fault.server_error(), SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
+    assert result.exit_code == ExitCode.OK
+    progress = result.stderr
+    retry = progress.index(f"warning: root call to openai/{ROOT} failed (attempt 1), retrying in")
+    assert "HTTP 500" in progress[retry:].splitlines()[0]
+    assert retry < progress.index("final · 1 iteration(s)")
+
+
 def test_an_iteration_whose_model_call_failed_is_not_counted_as_answered(doc: Path) -> None:
     # the iteration started (the progress said "iteration 1/30") but its model call failed:
     # the summary said "0 iteration(s)" with no word of the one that got no answer
