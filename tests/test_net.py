@@ -30,6 +30,7 @@ def test_a_url_is_judged_by_its_host() -> None:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.2", "[::1]"])
+@pytest.mark.extra("mcp")
 def test_mcp_allows_no_auth_on_every_loopback_address(tmp_path: Path, host: str) -> None:
     """Before, only the three spellings ``127.0.0.1``, ``::1`` and ``localhost`` counted. The
     unknown model stops the command after the check, before it serves."""

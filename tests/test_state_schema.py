@@ -227,3 +227,16 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert columns == ["id"] and _version(path) == 1
+
+
+def test_a_version_1_index_gains_the_session_columns_with_its_rows_intact(
+        tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    _write(path, UNVERSIONED_INDEX, user_version=1)
+    (old,) = list_runs(path)
+    assert (old.run_id, old.cost_usd, old.session_id, old.session_question) == (
+        "old1", 0.25, None, 0)
+    assert _version(path) == INDEX_SCHEMA.version == 2
+    record_start(path, {**_row("new", 10.0), "session_id": "s1", "session_question": 2})
+    new, _ = list_runs(path)
+    assert (new.session_id, new.session_question) == ("s1", 2)

@@ -3,6 +3,7 @@
 from ._foundation.events import (
     EVENT_TYPES,
     BudgetWarning,
+    CallRetrying,
     ChildRunFinished,
     ChildRunStarted,
     CodeExecuted,
@@ -28,6 +29,7 @@ from ._foundation.events import (
 __all__ = [
     "EVENT_TYPES",
     "BudgetWarning",
+    "CallRetrying",
     "ChildRunFinished",
     "ChildRunStarted",
     "CodeExecuted",

@@ -23,6 +23,7 @@ SMALL = {
 }
 
 
+@pytest.mark.extra("bench")
 @pytest.mark.parametrize("task", sorted(SMALL))
 def test_every_method_runs_offline_on_every_task(task: str, tmp_path: Path) -> None:
     out = tmp_path / task
@@ -66,6 +67,7 @@ def test_every_method_runs_offline_on_every_task(task: str, tmp_path: Path) -> N
         assert {r["score"] for r in records if r["method"].startswith("rlm")} == {1.0}
 
 
+@pytest.mark.extra("bench")
 def test_method_lists_are_comma_separated_and_the_rerun_resumes(tmp_path: Path) -> None:
     args = [
         "sniah",
@@ -135,6 +137,7 @@ def test_a_length_too_small_for_pairs_is_a_clean_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "non-trivial pair queries" in result.output
 
 
+@pytest.mark.extra("bench")
 def test_prompt_paper_runs_the_rlm_methods_with_the_papers_prompt(tmp_path: Path) -> None:
     args = ["oolong-labelled", "--method", "rlm,rlm-no-subcalls", "--scripted", "--prompt",
             "paper", "--lengths", "4K", "--n", "2", "--out", str(tmp_path), "--quiet",

@@ -125,6 +125,7 @@ def test_partly_exceeded_rows_show_a_star_and_the_na_count() -> None:
     assert "50.00*" in line and "(1 N/A)" in line
 
 
+@pytest.mark.extra("bench")
 def test_the_scripted_run_says_once_that_it_measures_plumbing_and_prints_its_paths(
     tmp_path: Path,
 ) -> None:

@@ -179,6 +179,7 @@ def test_a_rerun_with_the_subcall_cache_sends_no_subcall_twice(tmp_path: Path) -
     assert len(sub.calls) == sent
 
 
+@pytest.mark.extra("bench")
 def test_real_data_sets_bound_n_and_plot_by_instance_length(tmp_path: Path) -> None:
     rows = [
         {

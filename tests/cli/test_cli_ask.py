@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,61 @@ def test_iteration_limit_exits_with_the_limit_code(doc: Path) -> None:
     assert "stopped early (max_iterations)" in result.stderr
 
 
+def test_one_iteration_is_reported_as_one_plus_the_answer_now_turn(doc: Path) -> None:
+    # The issue's case: --max-iterations 1 reported "2 iteration(s)" (the last turn that asks
+    # for an answer counted as an iteration) and listed all four budget flags.
+    with server([NEVER_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-iterations", "1", *model_args(srv)])
+    assert result.exit_code == ExitCode.LIMIT
+    assert "max_iterations · 1 iteration(s) + 1 answer-now turn ·" in result.stderr
+    assert "the limit was --max-iterations 1: raise it" in result.stderr
+    assert "--max-usd" not in result.stderr and "--max-subcalls" not in result.stderr
+
+
+def test_a_usd_stop_names_the_amount_needed_and_only_its_flag(doc: Path) -> None:
+    priced = ["--model", "openai/gpt-5", "--sub-model", "openai/gpt-5-mini"]
+    with server([FANOUT]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--max-usd", "0.001", *priced,
+                         "--base-url", srv.base_url])
+    assert result.exit_code == ExitCode.LIMIT
+    assert re.search(r"USD limit: this call needs up to \$0\.\d{4} \(its worst case: "
+                     r"[\d,]+ input and 256 output tokens\), \$0\.0010 left of \$0\.001",
+                     result.stderr), result.stderr
+    assert "the limit was --max-usd 0.001: raise it" in result.stderr
+    assert "--max-iterations" not in result.stderr and "--max-seconds" not in result.stderr
+
+
+def test_a_limit_set_in_the_config_file_is_named_where_it_was_set(
+        doc: Path, _no_user_config: Path) -> None:
+    config = _no_user_config / "fastrlm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("max_iterations = 1\n")
+    with server([NEVER_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
+    assert result.exit_code == ExitCode.LIMIT
+    assert f"the limit was max_iterations = 1 from {config}: raise it there or with " \
+           "--max-iterations" in result.stderr
+
+
+def test_a_failed_requests_booking_is_called_a_reservation_not_a_charge(
+        doc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The issue's case: with no network, the summary showed dollars "spent" on requests that
+    # never left the machine. The booking stays (the budget is conservative) but is named.
+    def no_such_name(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    result = invoke(["ask", "Q", "-c", str(doc), "--json", "--model", "openai/gpt-5",
+                     "--base-url", "http://nowhere.test/v1"])
+    assert result.exit_code != ExitCode.OK
+    usage = json.loads(result.stdout)["usage"]
+    assert usage["failed_requests"] == 1  # a name that does not resolve is not retried
+    assert usage["failed_usd"] == usage["cost_usd"] > 0
+    assert re.search(r"of which \$\d\.\d{4} is a worst-case reservation for 1 failed "
+                     r"request\(s\), not a charge", result.stderr), result.stderr
+    assert "does not resolve; not retried" in result.stderr
+
+
 FORTY_CHUNKS = """```repl
 chunks = [context[i:i + 20] for i in range(0, 800, 20)]
 replies = llm_query_batched(["Summarise: " + c for c in chunks])
@@ -142,6 +198,25 @@ def test_provider_failure_exits_with_the_provider_code(doc: Path) -> None:
         result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
     assert result.exit_code == ExitCode.PROVIDER
     assert "AuthenticationError" in result.stderr
+
+
+def test_a_retry_is_shown_in_the_progress_as_it_happens(doc: Path) -> None:
+    # the issue's case: six attempts went by with nothing on screen until the run ended
+    with server([Fault.server_error(), SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
+    assert result.exit_code == ExitCode.OK
+    progress = result.stderr
+    retry = progress.index(f"warning: root call to openai/{ROOT} failed (attempt 1), retrying in")
+    assert "HTTP 500" in progress[retry:].splitlines()[0]
+    assert retry < progress.index("final · 1 iteration(s)")
+
+
+def test_an_iteration_whose_model_call_failed_is_not_counted_as_answered(doc: Path) -> None:
+    # the iteration started (the progress said "iteration 1/30") but its model call failed:
+    # the summary said "0 iteration(s)" with no word of the one that got no answer
+    with server([Fault.http_status(401, "bad key")]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), *model_args(srv)])
+    assert "error · 0 iteration(s) (1 more started: no answer) · " in result.stderr
 
 
 def test_sandbox_failure_exits_with_the_sandbox_code(
@@ -240,7 +315,9 @@ def test_a_file_over_max_file_mb_is_bad_input_naming_the_flag(tmp_path: Path) ->
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "over the limit of 1,048,576 bytes a file" in result.stderr
     assert "--max-file-mb raises it" in result.stderr
-    assert "max_file_bytes" not in invoke([*args, "--max-file-mb", "2", "-q"]).stderr
+    # loaded, it goes on to a port where nothing listens: one request, not six with backoffs
+    assert "max_file_bytes" not in invoke([*args, "--max-file-mb", "2", "-q",
+                                           "--max-requests", "1"]).stderr
 
 
 def test_stdin_dash_is_the_context() -> None:
@@ -368,3 +445,21 @@ def test_without_cache_nothing_is_cached_and_a_bad_cache_path_is_refused(
     refused = invoke(["ask", "Where?", "-c", str(doc), "--cache-path", str(tmp_path),
                       "--model", "openai/x"])
     assert refused.exit_code == ExitCode.BAD_INPUT and "is a directory" in refused.stderr
+
+
+@pytest.mark.parametrize(("reason", "budget", "origin", "expected"), [
+    ("budget_usd", {"max_usd": 0.5}, {}, "the limit was --max-usd 0.5: raise it"),
+    ("timeout", {"max_seconds": 90}, {"max_seconds": "flag"}, "the limit was --max-seconds 90"),
+    ("max_iterations", {}, {}, "--max-iterations at its default (30): raise it with"),
+    ("budget_requests", {}, {}, "the limit was --max-requests at its default: raise it"),
+    ("budget_subcalls", {"max_subcalls": 3}, {"max_subcalls": "/c/config.toml"},
+     "max_subcalls = 3 from /c/config.toml: raise it there or with --max-subcalls"),
+    ("budget_tokens", {}, {}, "Budget(max_input_tokens=..., max_output_tokens=...)"),
+])
+def test_a_limit_stop_names_only_the_setting_that_stopped_it(
+        reason: str, budget: dict[str, object], origin: dict[str, str], expected: str) -> None:
+    from fastrlm.cli._runner import limit_hint
+
+    hint = limit_hint(reason, budget, origin)
+    assert expected in hint
+    assert hint.count("--max-") <= 2  # its own flag, never the list of all of them

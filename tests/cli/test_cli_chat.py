@@ -136,3 +136,34 @@ def test_a_terminal_session_answers_cancels_with_ctrl_c_and_ends_with_ctrl_d(doc
                 os.waitpid(term.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
+
+
+def test_each_answer_gets_a_summary_line_and_the_session_a_total_it_can_be_found_by(
+        doc: Path) -> None:
+    # The issue: no cost/time/trace line after an answer, nothing at the end, and a session's
+    # questions were unrelated rows in `fastrlm runs`.
+    with FakeOpenAIServer(handler=_handler) as server:
+        proc = subprocess.run([*CLI, *_args(server, doc)], input="set x\nread x\n",
+                              capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["x is set", "42"]
+    summaries = [line for line in proc.stderr.splitlines() if line.startswith("final · ")]
+    assert len(summaries) == 2 and all("1 iteration(s)" in s for s in summaries)
+    assert proc.stderr.count("\ntrace: ") == 2
+    [total] = [line for line in proc.stderr.splitlines() if line.startswith("session ")]
+    assert ": 2 question(s) · " in total and " in / " in total
+    session_id = total.split()[1].rstrip(":")
+    assert f"its runs: fastrlm runs --session {session_id}" in proc.stderr
+    listed = subprocess.run([*CLI, "runs", "--session", session_id, "--json"],
+                            capture_output=True, text=True, timeout=120, env=_env())
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["question"], r["session_question"]) for r in rows] == [("read x", 2),
+                                                                      ("set x", 1)]
+
+
+def test_quiet_prints_no_summary_or_total(doc: Path) -> None:
+    with FakeOpenAIServer(handler=_handler) as server:
+        proc = subprocess.run([*CLI, *_args(server, doc), "-q"], input="set x\n",
+                              capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "final · " not in proc.stderr and "session " not in proc.stderr

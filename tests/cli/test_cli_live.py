@@ -134,3 +134,37 @@ def test_on_a_terminal_the_view_stays_after_the_run_until_ctrl_c(
     with LiveView(lambda: None) as cancelled:  # Ctrl-C already ended the run: no second wait
         _ask._linger(cancelled, cancelled=True)
         assert cancelled.stopping
+
+
+def test_off_a_terminal_the_view_stays_until_a_browser_has_loaded_the_page(
+    _isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The issue: a non-tty run's page vanished at the end, before a slow browser loaded it.
+    import threading
+
+    from fastrlm.cli import _ask
+
+    root = ScriptedLM(['```repl\nFINAL("done")\n```'], model="s/root")
+    result = RLM(root, sandbox="none", trace=_isolated_home).completion("late?", context="c")
+    assert result.trace_path is not None
+    trace = Path(result.trace_path)
+    live = LiveView(lambda: trace).start()
+    lingering = threading.Thread(target=_ask._linger, args=(live,),
+                                 kwargs={"cancelled": False, "wait_s": 120.0})
+    lingering.start()
+    try:
+        page = fetch(live.url)  # the browser arrives after the run ended
+    finally:
+        lingering.join(timeout=60)
+        live.close()
+    assert not lingering.is_alive() and live.stopping
+    assert "late?" in page
+    assert f"stays at {live.url} until a browser loads it" in capsys.readouterr().err
+
+
+def test_off_a_terminal_a_page_never_loaded_is_stopped_after_the_wait() -> None:
+    from fastrlm.cli import _ask
+
+    with LiveView(lambda: None) as live:
+        _ask._linger(live, cancelled=False, wait_s=0.0)
+        assert live.stopping

@@ -169,6 +169,7 @@ def test_a_nan_in_the_config_file_is_bad_input_naming_the_key(
     assert "max_seconds must be a finite number > 0" in result.stderr
 
 
+@pytest.mark.extra("bench")
 def test_bench_prices_its_calls_with_the_price_flag(tmp_path: Path) -> None:
     from fastrlm.testing import FakeReply
 

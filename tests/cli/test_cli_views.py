@@ -171,3 +171,13 @@ def test_every_command_is_listed_in_help() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     for name in ("ask", "bench", "demo", "doctor", "quickstart", "runs", "show"):
         assert f"  {name}" in result.stdout
+
+
+def test_show_ends_the_transcript_before_the_trace_note(tmp_path: Path) -> None:
+    # On a terminal stdout and stderr share the screen: the note was glued to the last line.
+    doc = tmp_path / "d.txt"
+    doc.write_text("text")
+    run_id = _one_run(doc)
+    result = CliRunner().invoke(cli, ["show", run_id])
+    assert result.stdout.endswith("\n")
+    assert "\n(trace: " in result.output

@@ -1,4 +1,5 @@
-"""The README's two set-up commands, and `.ci/run` running the second one verbatim."""
+"""The README's two set-up commands (run; test, in a fast core form and a full one), and
+`.ci/run` running the full test command verbatim."""
 
 from __future__ import annotations
 
@@ -21,18 +22,30 @@ def two_commands() -> list[str]:
     return re.findall(r"```bash\n(.*?)\n```", section, re.DOTALL)
 
 
-def test_readme_has_exactly_two_setup_commands_run_then_test() -> None:
-    run, test = two_commands()
-    assert "\n" not in run and "\n" not in test
+def test_readme_has_the_run_command_then_the_fast_and_the_full_test_command() -> None:
+    run, fast, full = two_commands()
+    assert "\n" not in run + fast + full
     assert run.endswith("quickstart")
-    assert "'.[dev]'" in test and test.endswith("pytest")
+    assert "'.[test]'" in fast and "'.[dev]'" in full
+    for test in (fast, full):  # in parallel, one file's tests on one worker
+        assert test.endswith("python3 -m pytest -n auto --dist loadfile")
+
+
+def test_the_test_extras_bring_what_the_test_command_needs() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {re.split(r"[<>=!~; \[]", spec, maxsplit=1)[0] for spec in extras["test"]}
+    assert {"pytest", "pytest-xdist", "pytest-timeout", "pytest-asyncio"} <= names
+    assert "fastrlm[test]" in extras["dev"]
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.startswith("#!/usr/bin/env bash")
     assert "set -euo pipefail" in ci
-    assert two_commands()[1] in ci.splitlines()
+    assert two_commands()[2] in ci.splitlines()
 
 
 @pytest.mark.sandbox

@@ -233,3 +233,14 @@ def test_large_directory_loads_each_file_once(tmp_path: Path) -> None:
     assert loaded.report.chars == sum(len(d) for d in loaded.value) - sum(
         len(d.split("\n", 1)[0]) + 1 for d in loaded.value
     )
+
+
+def test_an_empty_context_of_skipped_files_names_them_and_why(tmp_path: Path) -> None:
+    # It ended "(1 file(s) skipped: binary, ...)": which file, and what the dots hid.
+    for n in range(5):
+        (tmp_path / f"blob{n}.bin").write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(ContextError) as raised:
+        load_context([tmp_path])
+    message = str(raised.value)
+    assert "(5 file(s) skipped: " in message and "blob0.bin: binary" in message
+    assert message.endswith("; and 2 more)") and "..." not in message

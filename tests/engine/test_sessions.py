@@ -152,6 +152,7 @@ def test_a_blocking_session_refuses_a_running_loop_and_typed_answers_work() -> N
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.extra("dataframes")
 def test_non_text_contexts_reach_the_repl_through_completion(kind: str, tmp_path: object) -> None:
     """The context kinds through the public API (the engine's own path, not just the
     sandbox's): bytes, a DataFrame, a directory."""

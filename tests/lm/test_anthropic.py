@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from fastrlm import AuthenticationError, PriceTable, ProviderResponseError
-from fastrlm.lm import AnthropicLM, ChatMessage, OpenAIChatLM
-from fastrlm.testing import FakeAnthropicServer, FakeReply, Fault
-
-from .helpers import fast_retry
-
 anthropic = pytest.importorskip("anthropic")
+
+from fastrlm import AuthenticationError, PriceTable, ProviderResponseError  # noqa: E402
+from fastrlm.lm import AnthropicLM, ChatMessage, OpenAIChatLM  # noqa: E402
+from fastrlm.testing import FakeAnthropicServer, FakeReply, Fault  # noqa: E402
+
+from .helpers import fast_retry  # noqa: E402
 
 HISTORY: list[ChatMessage] = [
     {"role": "system", "content": "You are the root of an RLM."},

@@ -146,6 +146,20 @@ def test_the_process_handler_scripts_root_turns_and_sub_calls_apart() -> None:
     assert echo(_request([USER])).text == "the question"
 
 
+def test_root_replies_are_numbered_per_run_also_in_a_session() -> None:
+    """The README's promise: the Nth root turn of a *run*. A session's second question goes on
+    in the same conversation; it was given the reply after the last one, not the first."""
+    from fastrlm._core.prompts import SESSION_QUESTION
+    from fastrlm.testing.fake_server import Replies
+
+    replies = Replies([], root=["first turn", "second turn", "third turn"])
+    second_question = {"role": "user", "content": SESSION_QUESTION.format(
+        number=2, question="and now?", new_context="", contexts="`context_0`")}
+    earlier = [SYSTEM, USER, ASSISTANT, USER, ASSISTANT]
+    assert replies(_request([*earlier, second_question])).text == "first turn"
+    assert replies(_request([*earlier, second_question, ASSISTANT, USER])).text == "second turn"
+
+
 def test_the_process_handler_answers_401_to_a_wrong_key() -> None:
     from fastrlm.testing.fake_server import Replies
 

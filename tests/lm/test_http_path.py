@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 
 import aiohttp
 import pytest
@@ -155,3 +157,92 @@ def test_the_proxy_comes_from_the_environment_and_no_proxy_is_honoured(
     assert auth is not None and auth.login == "user"
     monkeypatch.setenv("NO_PROXY", "api.openai.com")
     assert proxy_for("https://api.openai.com/v1") == (None, None)
+
+
+def _dns_error(errno: int) -> aiohttp.ClientConnectorDNSError:
+    """aiohttp's error for a failed lookup, chained to the resolver's answer as aiohttp does."""
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("nowhere.test", 80, False, True, None, None, None, None)
+    answer = socket.gaierror(errno, "resolver says so")
+    try:
+        raise aiohttp.ClientConnectorDNSError(key, answer) from answer
+    except aiohttp.ClientConnectorDNSError as exc:
+        return exc
+
+
+def test_a_host_name_that_does_not_resolve_is_not_retried() -> None:
+    failure = translate_http(_dns_error(socket.EAI_NONAME), **KW)
+    assert isinstance(failure.error, ProviderConnectionError)
+    assert not failure.retryable and not failure.error.retryable
+    assert "does not resolve; not retried" in str(failure.error)
+
+
+def test_a_temporary_resolver_failure_is_retried() -> None:
+    failure = translate_http(_dns_error(socket.EAI_AGAIN), **KW)
+    assert failure.retryable and failure.error.retryable
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried() -> None:
+    cause = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    try:
+        raise aiohttp.ServerDisconnectedError() from cause
+    except aiohttp.ServerDisconnectedError as exc:
+        failure = translate_http(exc, **KW)
+    assert not failure.retryable and "certificate does not verify" in str(failure.error)
+
+
+async def test_an_unresolvable_host_is_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: with no network, a DNS "name not known" was sent 6 times."""
+    def no_such_name(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    lm = OpenAIChatLM("openai/m", base_url="http://nowhere.test/v1", api_key="k",
+                      retry=fast_retry(max_retries=5, sleep=sleep))
+    with pytest.raises(ProviderConnectionError, match="does not resolve"):
+        await lm.complete(USER)
+    await lm.aclose()
+    assert waits == []
+
+
+async def test_a_refused_connection_is_retried(unused_port: int) -> None:
+    """Refused means nothing listens now: a server being (re)started answers seconds later."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    lm = OpenAIChatLM("openai/m", base_url=f"http://127.0.0.1:{unused_port}/v1", api_key="k",
+                      retry=fast_retry(max_retries=2, sleep=sleep))
+    with pytest.raises(ProviderConnectionError, match="is the server running"):
+        await lm.complete(USER)
+    await lm.aclose()
+    assert len(waits) == 2
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_base_url_without_v1_suggests_it() -> None:
+    async with FakeOpenAIServer(["ok"]) as server:
+        lm = OpenAIChatLM("openai/m", base_url=server.url, api_key="k", retry=fast_retry())
+        with pytest.raises(ProviderError, match=r"did you mean the base URL http://127\.0\.0\.1:"
+                                                r"\d+/v1\?") as raised:
+            await lm.complete(USER)
+        await lm.aclose()
+    assert raised.value.status == 404
+
+
+def test_a_404_under_a_versioned_base_url_gives_no_v1_hint() -> None:
+    failure = translate_http(_status(404, {"error": "no such model"}), **KW)
+    assert "did you mean" not in str(failure.error)

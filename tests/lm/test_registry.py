@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from fastrlm import ConfigurationError, Limits, MissingExtraError, PriceTable
-from fastrlm.lm import PRESETS, AnthropicLM, OpenAIChatLM, resolve
+from fastrlm.lm import PRESETS, OpenAIChatLM, resolve
 from fastrlm.lm._registry import FACTORIES
 
 OPENAI_COMPATIBLE = [name for name, p in PRESETS.items() if p.api == "openai-chat"]
@@ -26,7 +26,10 @@ async def test_every_openai_compatible_preset_resolves(name: str) -> None:
     await lm.aclose()
 
 
+@pytest.mark.extra("anthropic")
 async def test_anthropic_preset_resolves_to_the_anthropic_provider() -> None:
+    from fastrlm.lm import AnthropicLM
+
     lm = resolve("anthropic/claude-sonnet-4-5", api_key="k")
     assert isinstance(lm, AnthropicLM)
     assert lm.model == "anthropic/claude-sonnet-4-5"

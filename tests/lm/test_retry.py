@@ -203,8 +203,8 @@ async def test_the_retry_loop_asks_the_gate_the_engine_sets() -> None:
     asked: list[str] = []
 
     class Gate:
-        def failed(self, error: BaseException) -> None:
-            asked.append(f"failed: {type(error).__name__}")
+        def failed(self, error: BaseException, retry_in_s: float | None = None) -> None:
+            asked.append(f"failed: {type(error).__name__} (retry in {retry_in_s:g} s)")
 
         async def admit_retry(self) -> None:
             asked.append("admit")
@@ -225,4 +225,4 @@ async def test_the_retry_loop_asks_the_gate_the_engine_sets() -> None:
         assert await policy.run(attempt, untranslated, ()) == "ok"
     finally:
         ledger.current_gate.reset(token)
-    assert asked == ["failed: ProviderResponseError", "admit"]
+    assert asked == ["failed: ProviderResponseError (retry in 0 s)", "admit"]

@@ -9,13 +9,11 @@ import io
 import pytest
 
 from fastrlm import RLM, Budget
-from fastrlm.lm import AnthropicLM, ChatMessage, SubcallCache
+from fastrlm.lm import ChatMessage, SubcallCache
 from fastrlm.lm._base import message_bytes
 from fastrlm.testing import FakeAnthropicServer, FakeOpenAIServer, ScriptedLM
 
 from .helpers import fast_retry, openai_lm
-
-Image = pytest.importorskip("PIL.Image")
 
 PNG_DATA = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30).decode()
 WITH_IMAGE: list[ChatMessage] = [
@@ -33,7 +31,10 @@ ROOT_CODE = (
 
 
 @pytest.mark.sandbox
+@pytest.mark.extra("images")
 async def test_an_image_context_is_cropped_and_sent_to_an_openai_vision_endpoint() -> None:
+    from PIL import Image
+
     sandbox = "auto" if _available("auto") else "none"
     root = ScriptedLM([ROOT_CODE], model="scripted/root")
     async with FakeOpenAIServer(["red"]) as server:
@@ -65,8 +66,10 @@ def _available(kind: str) -> bool:
     return True
 
 
+@pytest.mark.extra("anthropic")
 async def test_anthropic_gets_base64_image_blocks_before_the_text() -> None:
-    pytest.importorskip("anthropic")
+    from fastrlm.lm import AnthropicLM
+
     async with FakeAnthropicServer(["green"]) as server:
         lm = AnthropicLM("anthropic/claude-haiku-4-5", base_url=server.base_url, api_key="k",
                          retry=fast_retry())
@@ -93,7 +96,10 @@ def test_image_bytes_count_in_the_input_bound() -> None:
     assert message_bytes(WITH_IMAGE[0]) == len("what colour?") + len(PNG_DATA)
 
 
+@pytest.mark.extra("images")
 async def test_the_input_budget_refuses_a_sub_call_whose_images_do_not_fit() -> None:
+    from PIL import Image
+
     """max_input_tokens admits the text alone but not text + a 40 KB image: the call is refused
     before it is sent, and the model sees the refusal."""
     big = Image.effect_noise((128, 128), 64).convert("RGB")

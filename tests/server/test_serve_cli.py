@@ -132,3 +132,33 @@ def test_keep_sessions_without_traces_is_refused_saying_why(
         "--sandbox", "none", "--no-trace", "--keep-sessions", str(tmp_path / "kept")])
     assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert "--no-trace" in result.stderr and "records" in result.stderr
+
+
+def test_a_busy_port_says_how_to_pick_another() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastrlm.cli", "serve", "--port", str(port), "--model",
+             "openai/root-model", "--base-url", "http://127.0.0.1:9/v1", "--sandbox", "none"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in proc.stderr
+    assert "--port 0 for a free one" in proc.stderr
+
+
+def test_the_default_port_is_none_of_the_local_model_servers() -> None:
+    """serve is put in front of a local model server: its default must not be theirs (it
+    was 8000, vLLM's)."""
+    from urllib.parse import urlsplit
+
+    from fastrlm.cli._serve import DEFAULT_PORT
+    from fastrlm.lm import PRESETS
+
+    local = {urlsplit(p.base_url).port for p in PRESETS.values() if p.base_url}
+    assert {8000, 8080, 11434, 1234} <= local
+    assert DEFAULT_PORT not in local

@@ -177,3 +177,14 @@ async def test_no_response_names_the_server_software_or_its_version() -> None:
         refused = await exchange(server.port, b"GARBAGE\r\n\r\n")
     assert health["server"] == missing["server"] == "fastrlm"
     assert b"aiohttp" not in refused and b"Python" not in refused
+
+
+async def test_a_body_over_the_limit_names_the_flag_that_raises_it() -> None:
+    async with serving(root(ECHO_SHAPE), http_limits=HTTPLimits(max_body_bytes=1000)) as (
+        server, _
+    ):
+        reply = await exchange(server.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                            b"Content-Length: 999999\r\n\r\n")
+    message = json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["message"]
+    assert "999,999 bytes" in message and "1,000 bytes" in message
+    assert "fastrlm serve --max-body-mb" in message

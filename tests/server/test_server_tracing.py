@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+import pytest
 
-from fastrlm.telemetry import Telemetry
+pytest.importorskip("opentelemetry.sdk")  # the otel extra
 
-from .helpers import ECHO_SHAPE, raw_request, root, serving
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
+
+from fastrlm.telemetry import Telemetry  # noqa: E402
+
+from .helpers import ECHO_SHAPE, raw_request, root, serving  # noqa: E402
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"

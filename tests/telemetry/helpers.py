@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from typing import TYPE_CHECKING, Any
 
 from fastrlm import RLM, Budget
 from fastrlm.telemetry import Telemetry
@@ -16,7 +12,16 @@ SECRET_QUESTION = "what is the launch code"
 CHILD_ANSWER = "child answer"
 
 
+if TYPE_CHECKING:  # the otel extra: imported where used, so the settings tests run without it
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
 def memory_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

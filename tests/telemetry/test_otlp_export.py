@@ -8,12 +8,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from fastrlm.telemetry import _settings
+pytest.importorskip("opentelemetry.sdk")  # the otel extra
 
-from .helpers import scripted_rlm
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+    ExportTraceServiceRequest,
+)
+
+from fastrlm.telemetry import _settings  # noqa: E402
+
+from .helpers import scripted_rlm  # noqa: E402
 
 
 class _Receiver(ThreadingHTTPServer):

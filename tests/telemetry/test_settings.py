@@ -35,6 +35,7 @@ def test_a_fastrlm_otel_value_that_means_nothing_is_refused() -> None:
         enabled_by_environment({"FASTRLM_OTEL": "maybe"})
 
 
+@pytest.mark.extra("otel")
 def test_the_rlm_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FASTRLM_OTEL", "1")
     assert scripted_rlm().telemetry is True
@@ -91,6 +92,7 @@ def test_an_rlm_without_telemetry_never_imports_opentelemetry(tmp_path: Path) ->
     assert out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.extra("otel")
 def test_with_options_keeps_or_changes_telemetry() -> None:
     rlm = scripted_rlm(telemetry=True)
     assert rlm.with_options(sandbox="none").telemetry is True

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
 
-from fastrlm.telemetry import Telemetry
-from fastrlm.telemetry._spans import SpanRecorder
+pytest.importorskip("opentelemetry.sdk")  # the otel extra
 
-from .helpers import (
+from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
+from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
+
+from fastrlm.telemetry import Telemetry  # noqa: E402
+from fastrlm.telemetry._spans import SpanRecorder  # noqa: E402
+
+from .helpers import (  # noqa: E402
     CHILD_ANSWER,
     SECRET_QUESTION,
     by_name,

@@ -29,6 +29,7 @@ from .._foundation.error_text import error_text
 from .._foundation.errors import BudgetExceededError, ProviderError
 from .._foundation.events import (
     BudgetWarning,
+    CallRetrying,
     Event,
     SubcallFinished,
     SubcallsRefused,
@@ -203,7 +204,14 @@ class CallTree:
             )
             if on_admitted is not None:
                 on_admitted(reservation)
-            gate = current_gate.set(AttemptGate(ledger, reservation))
+            announce = emit or self.emit
+
+            def retrying(attempt: int, error: BaseException, wait: float | None) -> None:
+                announce(CallRetrying(run_id=run_id, depth=depth, model=lm.model,
+                                      attempt=attempt, error=str(error), wait_s=wait or 0.0,
+                                      subcall=subcall))
+
+            gate = current_gate.set(AttemptGate(ledger, reservation, retrying))
             try:
                 try:
                     if tools is None:

@@ -317,18 +317,20 @@ class BudgetLedger:
         room = self.room("input_tokens", grant)
         if room is not None and input_tokens > room:
             raise _Short(StopReason.BUDGET_TOKENS,
-                         f"input-token limit: this call may need {input_tokens} tokens, "
-                         f"{max(int(room), 0)} left of "
+                         f"input-token limit: this call may need {input_tokens:,} tokens, "
+                         f"{max(int(room), 0):,} left of "
                          f"{self._limit_text('input_tokens', grant)}",
                          tree_limit=limiting_grant(grant, "input_tokens") is None)
         room = self.room("output_tokens", grant)
         if room is not None:
             limit = int(self._limit_of("output_tokens", grant))
             max_tokens = min(max_tokens, int(room))
-            if max_tokens < min(MIN_OUTPUT_TOKENS, limit, wanted) or (
-                    not shrink and max_tokens < wanted):
-                raise _Short(StopReason.BUDGET_TOKENS, "output-token limit reached "
-                             f"({self._limit_text('output_tokens', grant)} tokens)",
+            least = min(MIN_OUTPUT_TOKENS, limit, wanted) if shrink else wanted
+            if max_tokens < least:
+                raise _Short(StopReason.BUDGET_TOKENS,
+                             f"output-token limit: this call needs {least:,} output tokens, "
+                             f"{max(int(room), 0):,} left of "
+                             f"{self._limit_text('output_tokens', grant)}",
                              tree_limit=limiting_grant(grant, "output_tokens") is None)
         usd = 0.0
         room_usd = self.room("usd", grant)
@@ -342,11 +344,14 @@ class BudgetLedger:
                 )
                 raise AssertionError("unreachable")
             max_tokens = min(max_tokens, price.output_tokens_affordable(room_usd, input_tokens))
-            if max_tokens < min(MIN_OUTPUT_TOKENS, wanted) or (not shrink and max_tokens < wanted):
+            least = min(MIN_OUTPUT_TOKENS, wanted) if shrink else wanted
+            if max_tokens < least:
+                needed = price.worst_case(input_tokens, least)
                 raise _Short(StopReason.BUDGET_USD,
-                             f"USD limit: ${max(room_usd, 0):.4f} left of "
-                             f"${self._limit_text('usd', grant)}, not enough for this call's "
-                             "worst case", tree_limit=limiting_grant(grant, "usd") is None)
+                             f"USD limit: this call needs up to ${needed:.4f} (its worst case: "
+                             f"{input_tokens:,} input and {least:,} output tokens), "
+                             f"${max(room_usd, 0):.4f} left of ${self._limit_text('usd', grant)}",
+                             tree_limit=limiting_grant(grant, "usd") is None)
             usd = price.worst_case(input_tokens, max_tokens)
         return max_tokens, usd
 
@@ -430,7 +435,7 @@ class BudgetLedger:
 
     def _limit_text(self, dimension: str, grant: Grant | None) -> str:
         limit = self._limit_of(dimension, grant)
-        shown = f"{limit}" if dimension == "usd" else f"{int(limit)}"
+        shown = f"{limit:g}" if dimension == "usd" else f"{int(limit):,}"
         return shown if limiting_grant(grant, dimension) is None else f"{shown} granted"
 
     def carve(self, limits: dict[str, float], *, parent: Grant | None = None,
@@ -746,15 +751,24 @@ class AttemptGate:
     """The ledger's :class:`~fastrlm._foundation.gate.RetryGate`: what a provider's retry loop
     asks before each retry of the call in flight (found through :data:`current_gate`): the failed
     attempt is booked, and the next one must be admitted by the ledger, which may wait for room
-    or refuse (:class:`BudgetExceededError`)."""
+    or refuse (:class:`BudgetExceededError`). ``on_retry`` hears of each retry as it is decided
+    (the failed attempt's number, its error, the wait before the next): the engine turns it
+    into a ``call.retrying`` event."""
 
-    def __init__(self, ledger: BudgetLedger, reservation: Reservation) -> None:
+    def __init__(
+        self, ledger: BudgetLedger, reservation: Reservation,
+        on_retry: Callable[[int, BaseException, float | None], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.reservation = reservation
+        self.on_retry = on_retry
 
-    def failed(self, error: BaseException) -> None:
-        """The attempt in flight failed and will be retried after a backoff."""
+    def failed(self, error: BaseException, retry_in_s: float | None = None) -> None:
+        """The attempt in flight failed and will be retried after a backoff of
+        ``retry_in_s`` seconds."""
         self.ledger.attempt_failed(self.reservation, error)
+        if self.on_retry is not None:
+            self.on_retry(self.reservation.attempts, error, retry_in_s)
 
     async def admit_retry(self) -> None:
         """Admit the next attempt, or raise :class:`BudgetExceededError`."""

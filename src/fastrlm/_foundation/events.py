@@ -118,6 +118,21 @@ class ModelCallFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CallRetrying(Event):
+    """An LM request failed and will be sent again after ``wait_s`` seconds (the provider's
+    retry policy), as it happens: ``attempt`` is the number of the attempt that failed,
+    ``subcall`` says whether the call is a sub-call (else a root turn). The failed attempt is
+    booked at its worst case (a reservation for the budget, not a charge)."""
+
+    type: ClassVar[str] = "call.retrying"
+    model: str
+    attempt: int
+    error: str
+    wait_s: float
+    subcall: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class CodeExecuted(Event):
     """One code block ran. ``output`` is what the model was shown (already truncated)."""
 
@@ -311,6 +326,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IterationStarted,
         ModelResponse,
         ModelCallFailed,
+        CallRetrying,
         CodeExecuted,
         SubcallStarted,
         SubcallFinished,

@@ -15,8 +15,9 @@ from typing import Protocol
 class RetryGate(Protocol):
     """What a retry loop asks before each retry of the call in flight."""
 
-    def failed(self, error: BaseException) -> None:
-        """The attempt in flight failed and will be retried after a backoff (book it)."""
+    def failed(self, error: BaseException, retry_in_s: float | None = None) -> None:
+        """The attempt in flight failed and will be retried after a backoff of ``retry_in_s``
+        seconds (book it, and say so)."""
 
     async def admit_retry(self) -> None:
         """Admit the next attempt, or raise :class:`fastrlm.BudgetExceededError`."""

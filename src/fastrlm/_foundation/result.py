@@ -40,7 +40,9 @@ class RLMResult:
 
     ``answer`` is the delivered answer; when ``partial`` is true the run stopped without a clean
     ``FINAL`` (``stop_reason`` says why) and ``answer`` is the best the engine could give (it may
-    be empty). ``usage`` and ``cost_usd`` cover the whole call tree (sub-calls and child RLMs).
+    be empty). ``usage`` and ``cost_usd`` cover the whole call tree (sub-calls and child RLMs);
+    ``cost_usd`` includes ``usage.failed_usd``, what failed requests booked: a worst-case
+    reservation kept for the budget (they may never have reached the provider), not a charge.
     With ``completion(output=T)``, ``value`` is the answer as a ``T`` (``answer`` is its JSON);
     when no answer matched ``T`` within ``Limits.max_output_retries`` retries, ``stop_reason``
     is ``invalid_output``, ``value`` is None and ``error`` says what did not match.

@@ -37,6 +37,9 @@ class Usage:
 
     ``calls`` counts answered calls (cache hits included); ``failed_requests`` counts HTTP
     attempts that got no usable answer, whose estimated cost is included in ``cost_usd``.
+    That estimate, ``failed_usd``, is a worst-case reservation kept for the budget (the prompt
+    at the input price, whether or not the request ever reached the provider), not a charge
+    any provider reported.
     """
 
     model: str
@@ -52,6 +55,7 @@ class Usage:
     estimated_calls: int = 0
     unpriced_calls: int = 0
     failed_requests: int = 0
+    failed_usd: float = 0.0
 
     def add(
         self,
@@ -71,6 +75,7 @@ class Usage:
         self.output_tokens += usage.output_tokens
         self.reasoning_tokens += usage.reasoning_tokens
         self.cost_usd += cost_usd
+        self.failed_usd += cost_usd if failed else 0.0
         self.latency_s += latency_s
         self.cache_hits += int(cached)
         self.estimated_calls += int(usage.estimated)
@@ -90,6 +95,7 @@ class Usage:
             "estimated_calls": self.estimated_calls,
             "unpriced_calls": self.unpriced_calls,
             "failed_requests": self.failed_requests,
+            "failed_usd": round(self.failed_usd, 8),
         }
 
 
@@ -137,6 +143,17 @@ class UsageSummary:
     def cost_usd(self) -> float:
         return sum(u.cost_usd for u in self.by_model.values())
 
+    @property
+    def failed_requests(self) -> int:
+        """HTTP attempts that got no usable answer, every model together."""
+        return sum(u.failed_requests for u in self.by_model.values())
+
+    @property
+    def failed_usd(self) -> float:
+        """The part of :attr:`cost_usd` booked for failed requests: a worst-case reservation
+        for the budget, not a charge (see :class:`Usage`)."""
+        return sum(u.failed_usd for u in self.by_model.values())
+
     def snapshot(self) -> UsageSummary:
         return UsageSummary({k: replace(v) for k, v in self.by_model.items()})
 
@@ -146,6 +163,8 @@ class UsageSummary:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": round(self.cost_usd, 8),
+            "failed_requests": self.failed_requests,
+            "failed_usd": round(self.failed_usd, 8),
             "unpriced_models": self.unpriced_models,
             "by_model": {k: v.to_dict() for k, v in sorted(self.by_model.items())},
         }

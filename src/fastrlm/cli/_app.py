@@ -46,7 +46,7 @@ SUMMARIES = {
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",
     "resume": "Go on with RUN after it stopped (killed, Ctrl-C, a limit, a provider outage).",
-    "runs": "List past runs: question, model, stop reason, cost, time.",
+    "runs": "List, search, export or delete past runs: question, model, stop reason, cost, time.",
     "sandbox": "Manage the container sandbox (docker, podman): build its image.",
     "serve": "Serve an RLM as an OpenAI-compatible model (model id `rlm`) until Ctrl-C / SIGTERM.",
     "show": "Print RUN as a readable transcript.",

@@ -264,6 +264,7 @@ def run_settings(
             quiet=quiet,
             budget=settings.budget,
             extra_json=extra_json,
+            origin=settings.origin,
         )
     except ContextError as exc:
         if live is not None:
@@ -303,10 +304,22 @@ def _start_live(writer: TraceWriter) -> LiveView:
     return live
 
 
-def _linger(live: LiveView, *, cancelled: bool) -> None:
-    """After the run: keep the page up until Ctrl-C on a terminal, else (or when Ctrl-C
-    already cancelled the run) stop it now."""
-    if cancelled or not sys.stdin.isatty():
+#: How long a run without a terminal keeps its live page for a browser that has not loaded it.
+LINGER_S = 60.0
+
+
+def _linger(live: LiveView, *, cancelled: bool, wait_s: float = LINGER_S) -> None:
+    """After the run: keep the page up until Ctrl-C on a terminal. Without one, keep it until a
+    browser has loaded the page (a slow one may still be starting), at most ``wait_s``
+    seconds; when Ctrl-C already cancelled the run, stop it now."""
+    if cancelled:
+        live.close()
+        return
+    if not sys.stdin.isatty():
+        if not live.page_served.is_set():
+            click.echo(f"fastrlm: the live view stays at {live.url} until a browser loads it "
+                       f"(at most {wait_s:g} s)", err=True)
+            live.page_served.wait(wait_s)
         live.close()
         return
     from ._view import serve_until_interrupted

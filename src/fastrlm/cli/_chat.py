@@ -6,12 +6,17 @@ standard ``readline``), live progress on stderr as in ``ask``, Ctrl-C cancels th
 answered (the session goes on), Ctrl-D or ``/exit`` ends it. Otherwise it reads one question per
 line from stdin and prints one answer per question on stdout (``--json``: one JSON object a
 line), so a script can drive it.
+
+After each answer, stderr gets the question's summary line (as ``ask`` prints it: stop reason,
+turns, sub-calls, tokens, cost, time) and its trace; at the end, the session's total and how to
+find its questions again (``fastrlm runs --session ID``). ``-q`` hides both.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,7 +26,7 @@ from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._exit import ExitCode, exit_code_for
 from ._options import load_options, run_options, tool_options
 from ._progress import RunState, make_progress
-from ._runner import _run_cancellable
+from ._runner import _run_cancellable, summary_line
 
 if TYPE_CHECKING:
     from .. import RLMResult, Session
@@ -85,7 +90,8 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
             _resume(session, resume_id, loaded.value, quiet)
         for question in _questions(interactive):
             context = loaded.value if not session.results and not session.state.messages else None
-            result, cancelled = _ask(session, question, context, settings.budget, quiet)
+            result, cancelled, iterations = _ask(session, question, context, settings.budget,
+                                                 quiet)
             if cancelled:
                 click.echo("(cancelled; ask again, or Ctrl-D to end)", err=True)
                 continue
@@ -93,12 +99,17 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
                 code = ExitCode.ERROR
                 continue
             _print(result, as_json)
+            if not quiet:
+                click.echo(_question_summary(result, iterations), err=True)
             outcome = exit_code_for(result.stop_reason.value, result.error_kind,
                                     result.limited_by.value if result.limited_by else None)
             code = max(code, outcome) if outcome != ExitCode.CANCELLED else code
-        if session.results and not no_trace and not quiet:
-            click.echo(f"session {session.id} (go on with it later: fastrlm chat --resume "
-                       f"{session.id} -c ...)", err=True)
+        if not quiet and session.results:
+            click.echo(session_total(session.id, session.results, traced=not no_trace),
+                       err=True)
+            if not no_trace:
+                click.echo(f"go on with it later: fastrlm chat --resume {session.id} -c ...",
+                           err=True)
     sys.exit(int(code))
 
 
@@ -111,6 +122,31 @@ def _resume(session: Session, resume_id: str, context: object, quiet: bool) -> N
     if not quiet:
         click.echo(f"replayed {len(replayed)} question(s) of session {resume_id} from their "
                    "records", err=True)
+
+
+def _question_summary(result: RLMResult, iterations: int) -> str:
+    """The question's summary line (``ask``'s), and where its trace is."""
+    line = summary_line(result, iterations)
+    if result.trace_path and Path(result.trace_path).is_file():
+        line += f"\ntrace: {result.trace_path}  (fastrlm show {result.trace_id})"
+    return line
+
+
+def session_total(session_id: str, results: list[RLMResult], *, traced: bool) -> str:
+    """The line at the end of a session: its questions, tokens, cost and time together, and
+    how to list them again. Pure."""
+    cost = sum(r.cost_usd for r in results)
+    tokens_in = sum(r.usage.input_tokens for r in results)
+    tokens_out = sum(r.usage.output_tokens for r in results)
+    seconds = sum(r.duration_s for r in results)
+    reserved = sum(r.usage.failed_usd for r in results)
+    note = (f" (of which ${reserved:.4f} is a worst-case reservation for failed requests, "
+            "not a charge)") if reserved > 0 else ""
+    line = (f"session {session_id}: {len(results)} question(s) · {tokens_in:,} in / "
+            f"{tokens_out:,} out tokens · ${cost:.4f}{note} · {seconds:.1f}s")
+    if traced:
+        line += f"\nits runs: fastrlm runs --session {session_id}"
+    return line
 
 
 def _questions(interactive: bool) -> Any:
@@ -140,29 +176,31 @@ def _questions(interactive: bool) -> Any:
 
 
 def _ask(session: Session, question: str, context: object, budget: dict[str, Any],
-         quiet: bool) -> tuple[RLMResult | None, bool]:
-    """One question with live progress; Ctrl-C cancels it. Returns (result, cancelled)."""
+         quiet: bool) -> tuple[RLMResult | None, bool, int]:
+    """One question with live progress; Ctrl-C cancels it. Returns (result, cancelled, the
+    iterations its run announced)."""
     state = RunState(max_usd=budget.get("max_usd"), max_subcalls=budget.get("max_subcalls"))
     progress = make_progress(state, sys.stderr, quiet=quiet)
+    on_event = progress if progress is not None else state.update
 
     async def ask() -> RLMResult:
-        return await session.aask(question, context, on_event=progress)
+        return await session.aask(question, context, on_event=on_event)
 
     if progress is not None:
         progress.start()
     try:
         value, interrupted = session._blocking(lambda: _run_cancellable(ask, lambda n: None))
     except KeyboardInterrupt:  # the session's loop runs in its own thread: Ctrl-C lands here,
-        return None, True      # after the runner has cancelled the question and let it unwind
+        return None, True, 0   # after the runner has cancelled the question and let it unwind
     except RLMError as exc:
         if exc.result is not None:
-            return exc.result, False
+            return exc.result, False, state.iteration
         click.echo(f"fastrlm: {exc}", err=True)
-        return None, False
+        return None, False, state.iteration
     finally:
         if progress is not None:
             progress.stop()
-    return value, interrupted
+    return value, interrupted, state.iteration
 
 
 def _print(result: RLMResult, as_json: bool) -> None:

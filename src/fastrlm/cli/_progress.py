@@ -62,6 +62,7 @@ class RunState:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    retries: int = 0
     warnings: list[str] = field(default_factory=list)
     finished: evt.RunFinished | None = None
 
@@ -106,6 +107,9 @@ class RunState:
             self.sandbox = ev.layer + (" (UNSAFE)" if ev.unsafe else "")
         elif isinstance(ev, evt.SandboxRestarted):
             self.warnings.append(f"sandbox restarted: {ev.reason}")
+        elif isinstance(ev, evt.CallRetrying):
+            self.retries += 1
+            self.warnings.append(retry_text(ev))
         elif isinstance(ev, evt.RunFinished) and ev.run_id == self.root_id:
             self.finished = ev
             self.phase = "finished"
@@ -131,6 +135,13 @@ class RunState:
             failed = f" ({self.tools_failed:,} failed)" if self.tools_failed else ""
             text += f" · {self.tools:,} tool call(s){failed}"
         return text
+
+
+def retry_text(ev: evt.CallRetrying) -> str:
+    """One line for a request about to be retried: which call, why, and when."""
+    call = "sub-call" if ev.subcall else "root call"
+    return (f"{call} to {ev.model} failed (attempt {ev.attempt}), retrying in {ev.wait_s:.1f}s: "
+            f"{ev.error}")
 
 
 class PlainProgress:
@@ -163,7 +174,7 @@ class PlainProgress:
                 f"  cell {status} in {ev.duration_s:.2f}s · sub-calls {s.subcall_text()}"
                 f" · {s.cost_text()}"
             )
-        elif isinstance(ev, (evt.BudgetWarning, evt.SandboxRestarted)):
+        elif isinstance(ev, (evt.BudgetWarning, evt.SandboxRestarted, evt.CallRetrying)):
             self._say(f"  warning: {s.warnings[-1]}")
         elif isinstance(ev, evt.SubcallsRefused):
             self._say(f"  refused {ev.count} sub-call(s): {ev.message}")

@@ -6,11 +6,12 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .._foundation.budget import Budget
 from .._foundation.errors import RLMError
 from .._foundation.events import Event, EventCallback
 from .._foundation.text import json_text, well_formed
@@ -92,11 +93,14 @@ def run(
     print_answer: bool = True,
     show_summary: bool = True,
     start: Callable[[EventCallback], Awaitable[RLMResult]] | None = None,
+    origin: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Run ``rlm`` on ``question``/``context`` and print what ``mode`` (``text``, ``json``,
-    ``stream-json``) asks for. Progress and the summary go to stderr. ``start`` begins the
-    run another way than ``rlm.acompletion(question, context)`` (``fastrlm resume``: the
-    resumed run), given the event callback."""
+    ``stream-json``) asks for. Progress and the summary go to stderr; a limit stop names the
+    one setting that stopped it (``origin``: where each budget setting came from, as
+    :class:`~fastrlm.cli._config.Settings` records it). ``start`` begins the run another way
+    than ``rlm.acompletion(question, context)`` (``fastrlm resume``: the resumed run), given
+    the event callback."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     state = RunState(max_usd=budget.get("max_usd"), max_subcalls=budget.get("max_subcalls"))
@@ -174,21 +178,18 @@ def run(
         out.write(well_formed(result.answer).rstrip("\n") + "\n")
         out.flush()
     if not quiet and show_summary:
-        print(summary_line(result), file=err, flush=True)
+        print(summary_line(result, state.iteration), file=err, flush=True)
     # What went wrong is not progress: -q hides the summary, never the reason for a non-zero exit.
     if show_summary and result.error:
         print(f"error: {result.error}", file=err, flush=True)
     if show_summary and code is ExitCode.LIMIT and result.stop_reason.value == "final":
-        print(degraded_line(result), file=err, flush=True)
+        print(degraded_line(result, budget, origin), file=err, flush=True)
     if not quiet and show_summary:
         if code is ExitCode.LIMIT and result.stop_reason.value != "final":
             kind = "partial answer" if result.answer else "no answer"
-            print(
-                f"stopped early ({result.stop_reason.value}): {kind}; raise the limit with "
-                f"--max-usd / --max-subcalls / --max-seconds / --max-iterations",
-                file=err,
-                flush=True,
-            )
+            hint = limit_hint(result.stop_reason.value, budget, origin)
+            print(f"stopped early ({result.stop_reason.value}): {kind}; {hint}",
+                  file=err, flush=True)
         if result.trace_path and Path(result.trace_path).is_file():
             print(
                 f"trace: {result.trace_path}  (fastrlm show {result.trace_id})",
@@ -198,23 +199,79 @@ def run(
     return Outcome(result, code, result.trace_path, result.trace_id)
 
 
-def degraded_line(result: RLMResult) -> str:
-    """The one-line warning for a FINAL given after the budget refused calls."""
+#: The budget setting behind each limit a run can stop at (its flag: ``--max-usd`` ...).
+LIMIT_SETTINGS = {
+    "budget_usd": "max_usd",
+    "budget_subcalls": "max_subcalls",
+    "budget_requests": "max_requests",
+    "timeout": "max_seconds",
+    "max_iterations": "max_iterations",
+}
+
+
+def limit_hint(
+    reason: str, budget: Mapping[str, Any], origin: Mapping[str, str] | None = None
+) -> str:
+    """What to change for the one limit ``reason`` names: its flag and value (``--max-usd``,
+    ``max_usd = 0.001`` where a config file or variable set it), or the setting behind a limit
+    no flag sets."""
+    name = LIMIT_SETTINGS.get(reason)
+    if name is None:
+        if reason == "budget_tokens":
+            return "raise Budget(max_input_tokens=..., max_output_tokens=...)"
+        if reason == "invalid_output":
+            return "no answer matched the requested output type"
+        return "see the error above"
+    flag = "--" + name.replace("_", "-")
+    value = budget.get(name)
+    if value is None:
+        default = getattr(Budget(), name)
+        what = f"its default ({default:g})" if isinstance(default, (int, float)) else "its default"
+        return f"the limit was {flag} at {what}: raise it with {flag}"
+    shown = f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    source = (origin or {}).get(name, "flag")
+    if source != "flag":
+        return f"the limit was {name} = {shown} from {source}: raise it there or with {flag}"
+    return f"the limit was {flag} {shown}: raise it"
+
+
+def degraded_line(
+    result: RLMResult, budget: Mapping[str, Any] | None = None,
+    origin: Mapping[str, str] | None = None,
+) -> str:
+    """The one-line warning for a FINAL given after the budget refused calls, naming the one
+    limit that refused them."""
     reason = result.limited_by.value if result.limited_by else "a budget"
     refused = (f"{result.subcalls_refused:,} sub-call(s) refused" if result.subcalls_refused
                else "calls refused")
     return (f"warning: answered with {refused} ({reason}): the answer may be incomplete; "
-            f"raise the limit with --max-usd / --max-subcalls / --max-seconds")
+            f"{limit_hint(reason, budget or {}, origin)}")
 
 
-def summary_line(result: RLMResult) -> str:
+def summary_line(result: RLMResult, iterations_started: int | None = None) -> str:
+    """The one-line summary of a run. Given the iterations the run announced
+    (``iteration.started`` events), a last answer-now turn past them (a limit asked the model
+    to answer) is named as such instead of counted as one more iteration. A failed request's
+    booking is a worst-case reservation (the request may never have reached the provider):
+    the line says how much of the cost is that. An iteration whose model call got no answer
+    is named apart from the answered ones."""
     usage = result.usage
     unpriced = usage.unpriced_models
     cost = f"${result.cost_usd:.4f}"
+    reserved = usage.failed_usd
+    if reserved > 0:
+        cost += (f" (of which ${reserved:.4f} is a worst-case reservation for "
+                 f"{usage.failed_requests:,} failed request(s), not a charge)")
     if unpriced:
         cost += f" (no price known for {', '.join(unpriced)}: counted as $0)"
+    turns = f"{result.iterations} iteration(s)"
+    if iterations_started is not None and result.iterations > iterations_started:
+        extra = result.iterations - iterations_started
+        turns = f"{iterations_started} iteration(s) + {extra} answer-now turn"
+    elif iterations_started is not None and result.iterations < iterations_started:
+        turns += f" ({iterations_started - result.iterations} more started: no answer)"
     return (
-        f"{result.stop_reason.value} · {result.iterations} iteration(s) · "
+        f"{result.stop_reason.value} · {turns} · "
         f"{result.subcalls:,} sub-call(s) · {usage.input_tokens:,} in / "
         f"{usage.output_tokens:,} out tokens · {cost} · "
         f"{result.duration_s:.1f}s · sandbox {result.sandbox or 'none started'}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -23,10 +24,16 @@ from ._options import Checked, run_options, tool_options
 if TYPE_CHECKING:
     from ..server import RLMServer
 
+#: Not 8000 (vLLM's default, and where the ``vllm/`` preset looks), nor 8080 (llama.cpp's),
+#: 11434 (Ollama's) or 1234 (LM Studio's): ``serve`` is most often put in front of one of them
+#: on the same machine, and must not collide with the server it calls.
+DEFAULT_PORT = 8100
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback exposes the server (set a key).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="TCP port (0 picks a free one; the URL is printed on stderr).")
 @run_options
 @click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=4, show_default=True,
@@ -83,7 +90,7 @@ def serve(
     \b
     Example:
       fastrlm serve --model openai/gpt-5 --sub-model openai/gpt-5-mini --max-usd 1
-      client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+      client = OpenAI(base_url="http://127.0.0.1:8100/v1", api_key="unused")
       client.chat.completions.create(model="rlm", messages=[...],
                                      extra_body={"context": big_text})
 
@@ -140,8 +147,20 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
         asyncio.run(_serve_until_signalled(server, host, port, auth=key is not None,
                                            json_lines=log_format == "json"))
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc}", ExitCode.ERROR)
+        fail(listen_failure(host, port, exc), ExitCode.ERROR)
     sys.exit(int(ExitCode.OK))
+
+
+def listen_failure(host: str, port: int, exc: OSError) -> str:
+    """Why ``serve`` cannot listen, and what to do: a port in use names ``--port``."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {host}:{port}: the port is in use (another server holds "
+                "it): pick another with --port N, or --port 0 for a free one (the URL is "
+                "printed)")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return (f"cannot listen on {host}:{port}: ports below 1024 need privileges: pick "
+                "another with --port N, or --port 0 for a free one")
+    return f"cannot listen on {host}:{port}: {exc}"
 
 
 @contextlib.contextmanager

@@ -472,7 +472,9 @@ def load_context(
     if report.chars == 0:
         why = ""
         if report.skipped:
-            why = f" ({len(report.skipped)} file(s) skipped: {report.skipped[0].reason}, ...)"
+            shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:3])
+            more = f"; and {len(report.skipped) - 3:,} more" if len(report.skipped) > 3 else ""
+            why = f" ({len(report.skipped):,} file(s) skipped: {shown}{more})"
         elif report.ignored and not loader.docs:
             why = f" ({report.ignored} path(s) ignored by .gitignore)"
         raise ContextError(

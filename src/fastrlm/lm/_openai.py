@@ -29,11 +29,13 @@ from .._foundation.net import is_loopback
 from ._base import DEFAULT_CONCURRENCY, LOCAL_CONCURRENCY, ChatMessage, ToolSchema
 from ._chat import ReadCompletion, read_completion, wire_message
 from ._provider import HTTPOptions, HTTPProvider, shared_ssl_context
-from ._retry import Failure, error_for_status
+from ._retry import Failure, error_for_status, hopeless
 
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING = re.compile(r"^(o\d+(-|$)|gpt-5(?!-chat))")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: A base URL whose path names an API version (``/v1``, ``/api/v2``, ``/openai/v1beta``...).
+_VERSIONED = re.compile(r"^[a-z]+://[^/]+(/.*)?/v\d+[a-z0-9]*(/|$)", re.IGNORECASE)
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 #: environment variable -> header, as the openai SDK sends them
@@ -228,20 +230,29 @@ def translate_http(
     exc: BaseException, *, provider: str, model: str, base_url: str
 ) -> Failure:
     """One failed attempt of the HTTP path as a :class:`Failure`: an error status through
-    :func:`error_for_status` (the message read from an OpenAI-style error body), a connection
-    that failed or broke mid-reply as a retryable :class:`ProviderConnectionError` naming
-    ``base_url``, a body that is not JSON (``ValueError``, or ``RecursionError``: nested too
-    deeply to decode) as a retryable
-    :class:`ProviderResponseError`."""
+    :func:`error_for_status` (the message read from an OpenAI-style error body; a 404 under a
+    base URL with no API version asks whether ``/v1`` is missing), a connection that failed or
+    broke mid-reply as a :class:`ProviderConnectionError` naming ``base_url`` (retryable,
+    unless :func:`~fastrlm.lm._retry.hopeless` says waiting cannot cure it), a body that is
+    not JSON (``ValueError``, or ``RecursionError``: nested too deeply to decode) as a
+    retryable :class:`ProviderResponseError`."""
     kw: dict[str, Any] = {"provider": provider, "model": model}
     where = f"{provider} {model}"
     if isinstance(exc, HTTPStatusError):
-        return error_for_status(exc.status, _error_message(exc.body), exc.headers, **kw)
+        message = _error_message(exc.body)
+        if exc.status == 404 and not _VERSIONED.search(base_url):
+            message += (f" (did you mean the base URL {base_url}/v1? OpenAI-compatible servers "
+                        "answer at <base URL>/chat/completions, and most put it under /v1)")
+        return error_for_status(exc.status, message, exc.headers, **kw)
     if isinstance(exc, aiohttp.ClientError):
+        why = hopeless(exc)
+        if why is None and isinstance(exc, aiohttp.InvalidURL):
+            why = "the base URL is not a valid URL; not retried"
         error = ProviderConnectionError(
             f"{where}: cannot reach the endpoint at {base_url}: {type(exc).__name__}: {exc} "
-            "(is the server running, and is the base URL right?)", **kw)
-        return Failure(error, retryable=True)
+            f"({why or 'is the server running, and is the base URL right?'})", **kw)
+        error.retryable = why is None
+        return Failure(error, retryable=why is None)
     return Failure(ProviderResponseError(f"{where}: malformed response: {exc}", **kw),
                    retryable=True)
 

@@ -6,6 +6,13 @@ switched off, so this is the only place a call is repeated, and every repeat is 
 budget through the attempt gate (:data:`fastrlm._foundation.gate.current_gate`, which the
 engine's ledger sets): a failed attempt is booked, and a retry the budget cannot admit is not
 sent.
+
+Not every failure is worth a wait: :func:`hopeless` names the ones that waiting cannot cure (a
+host name that does not resolve, a certificate that does not verify), which fail at once. A
+refused connection *is* retried: nothing listens on the port now, and a server being started or
+restarted (a local vLLM loading weights, a container coming back) refuses for seconds and then
+answers. Each retry is announced through the gate (:meth:`RetryGate.failed` with its wait), so
+the run's events show it as it happens.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +43,31 @@ T = TypeVar("T")
 # Statuses worth another try: request timeout, conflict/lock, rate limit, every 5xx (incl.
 # Anthropic's 529 "overloaded").
 RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+#: ``getaddrinfo`` answers that waiting does not change: the name has no address. Its
+#: "temporary failure in name resolution" (``EAI_AGAIN``) is retried.
+_NAME_NOT_KNOWN = frozenset(
+    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+)
+
+
+def hopeless(exc: BaseException) -> str | None:
+    """Why the failed attempt ``exc`` cannot succeed by waiting, or None when a retry may help.
+
+    Looks through the exception and what caused it (an SDK wraps the socket's error): a host
+    name the resolver says does not exist, a TLS certificate that does not verify."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror) and cause.errno in _NAME_NOT_KNOWN:
+            return "the host name does not resolve; not retried: check the base URL"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "the server's TLS certificate does not verify; not retried"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +132,8 @@ class RetryPolicy:
         refusal when the ledger would not admit another attempt).
 
         Inside an engine call, each failed attempt that is retried is booked with the ledger
-        before the backoff, and the retry is admitted by the ledger after it.
+        (and announced, with the wait before the retry) before the backoff, and the retry is
+        admitted by the ledger after it.
         """
         tries = 0
         while True:
@@ -126,7 +161,7 @@ class RetryPolicy:
             tries += 1
             gate = current_gate.get()
             if gate is not None:
-                gate.failed(failure.error)
+                gate.failed(failure.error, wait)
             await self.sleep(wait)
             if gate is not None:
                 try:

@@ -20,7 +20,7 @@ from .._foundation.errors import (
     ProviderTimeoutError,
 )
 from ._provider import shared_ssl_context
-from ._retry import Failure, error_for_status
+from ._retry import Failure, error_for_status, hopeless
 
 
 def catchable(sdk: ModuleType) -> tuple[type[BaseException], ...]:
@@ -44,10 +44,12 @@ def translate(
         return Failure(ProviderTimeoutError(f"{where}: request to the endpoint{at} timed out",
                                             **kw), retryable=True)
     if isinstance(exc, sdk.APIConnectionError):
+        why = hopeless(exc)
         error = ProviderConnectionError(
-            f"{where}: cannot reach the endpoint{at}: {exc} (is the server running, and is the "
-            "base URL right?)", **kw)
-        return Failure(error, retryable=True)
+            f"{where}: cannot reach the endpoint{at}: {exc} "
+            f"({why or 'is the server running, and is the base URL right?'})", **kw)
+        error.retryable = why is None
+        return Failure(error, retryable=why is None)
     if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError | UnicodeDecodeError
                   | RecursionError):  # RecursionError: JSON nested too deeply to decode
         error2 = ProviderResponseError(f"{where}: malformed response: {exc}", **kw)

@@ -119,7 +119,9 @@ async def read_body(request: web.BaseRequest, limits: HTTPLimits) -> bytes:
         raise HTTPError(
             413,
             f"the request body ({length:,} bytes) is over this server's limit "
-            f"({limits.max_body_bytes:,} bytes)",
+            f"({limits.max_body_bytes:,} bytes): send a smaller one, or raise the limit where "
+            "the server starts (fastrlm serve --max-body-mb, or "
+            "HTTPLimits(max_body_bytes=...))",
             code="request_too_large",
         )
     if not length:

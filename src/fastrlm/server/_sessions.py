@@ -369,7 +369,8 @@ class SessionPool:
         When even all its idle ones would not make room, none is taken out."""
         if chars > self.max_chars:
             raise HTTPError(413, f"the context has {chars:,} characters, more than a session "
-                            f"may hold ({self.max_chars:,})", code="session_too_large")
+                            f"may hold ({self.max_chars:,}; RLMServer(max_session_chars=...) "
+                            "sets it)", code="session_too_large")
         idle = sorted((e.last_used, k) for k, e in self._entries.items()
                       if k[0] == owner and not e.users)
         taken: list[tuple[tuple[str, str], _Entry, str]] = []

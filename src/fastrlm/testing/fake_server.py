@@ -12,9 +12,11 @@ request is a *root turn* when it carries a system message (fastrlm sends its sys
 every root turn; an ``llm_query`` sub-call is one user message: see
 :attr:`FakeRequest.is_root`).
 
-- ``--root-reply TEXT`` (repeatable): the Nth turn of a root conversation gets the Nth text
-  (N counts the assistant messages already in the conversation, so concurrent and repeated runs
-  each start from the first text); past the last, the last repeats.
+- ``--root-reply TEXT`` (repeatable): the Nth root turn of a run gets the Nth text; past the
+  last, the last repeats. N counts the model's replies since the run's question: from the start
+  of the conversation, or from the last "New question" message of a session (``fastrlm chat``,
+  ``rlm.session()``, a served session), so concurrent, repeated and session runs each start
+  from the first text.
 - ``--sub-reply TEXT`` (repeatable): sub-calls get these in rotation.
 - Requests with no reply of their own kind get ``--reply`` (repeatable: the replies rotate;
   default ``ok``), or, with ``--echo``, the last message's text.
@@ -33,6 +35,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
+from .._core.prompts import SESSION_QUESTION
 from ._fake_anthropic import FakeAnthropicServer
 from ._fake_server import FakeOpenAIServer, FakeReply, FakeRequest, Fault
 
@@ -110,13 +113,33 @@ class Replies:
 
     def _text(self, request: FakeRequest) -> str:
         if request.is_root and self._root:
-            return self._root[min(request.turn, len(self._root)) - 1]
+            return self._root[min(run_turn(request), len(self._root)) - 1]
         with self._lock:
             if not request.is_root and self._sub is not None:
                 return next(self._sub)
             if self._echo:
                 return request.prompt or "ok"
             return next(self._common)
+
+
+#: How fastrlm opens each later question of a session (the default prompts' wording).
+_SESSION_QUESTION = SESSION_QUESTION.split("{", 1)[0]
+
+
+def run_turn(request: FakeRequest) -> int:
+    """1 for a run's first root turn, then one more per model reply since its question: the
+    conversation's start, or a session's last "New question" message."""
+    turn = 1
+    for message in request.messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if message.get("role") == "assistant":
+            turn += 1
+        elif (message.get("role") == "user" and isinstance(content, str)
+              and content.startswith(_SESSION_QUESTION)):
+            turn = 1
+    return turn
 
 
 if __name__ == "__main__":

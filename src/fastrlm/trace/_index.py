@@ -10,6 +10,9 @@ The index is a cache of the traces, never the record: a write that finds the fil
 a database, malformed, or a ``runs`` table of another layout) moves it aside, beside it as
 ``index.sqlite.unusable-<time>`` (nothing is deleted), logs that once, and writes to a new one.
 A reader that finds it unusable raises :class:`IndexUnusableError`, which says what to do.
+
+Runs are found by a :class:`RunFilter` (text, model, stop reason, dates, session, cost, ids):
+one ``WHERE`` clause built in one place for ``fastrlm runs``, its export and its delete.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ class IndexUnusableError(ConfigurationError):
     """The run index cannot be read: the message names the file, what is wrong, and what to do.
     The traces themselves are intact."""
 
-#: Version 1: the layout below. See :mod:`fastrlm._foundation.schema` for how to change it.
+#: Version 2: the layout below (version 1 lacked the session columns: a run asked in
+#: ``rlm.session()`` / ``fastrlm chat`` carries its session's id and its question's number).
+#: See :mod:`fastrlm._foundation.schema` for how to change it.
 SCHEMA = Schema(
     name="run index",
-    version=1,
+    version=2,
     table="runs",
     columns=(
         ("run_id", "TEXT PRIMARY KEY"),
@@ -61,9 +66,20 @@ SCHEMA = Schema(
         ("answer_preview", "TEXT NOT NULL DEFAULT ''"),
         ("error", "TEXT"),
         ("trace_path", "TEXT NOT NULL DEFAULT ''"),
+        ("session_id", "TEXT"),
+        ("session_question", "INTEGER NOT NULL DEFAULT 0"),
     ),
-    extra=("CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",),
+    extra=("CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
+           "CREATE INDEX IF NOT EXISTS runs_session ON runs (session_id)"),
+    migrations={1: lambda conn: _add_session_columns(conn)},
 )
+
+
+def _add_session_columns(conn: sqlite3.Connection) -> None:
+    """Version 1 to 2: the session columns, and only those (a ``runs`` table of another
+    layout stays unusable, and is set aside by the first write)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN session_id TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN session_question INTEGER NOT NULL DEFAULT 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +105,87 @@ class RunRecord:
     answer_preview: str
     error: str | None
     trace_path: str
+    session_id: str | None = None
+    session_question: int = 0
 
     @property
     def finished(self) -> bool:
         return self.stop_reason != RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs to find; every field left ``None`` (or empty) matches all.
+
+    - ``text``: in the question, the answer's preview or the error (case-insensitive).
+    - ``model``: in the root or sub-model's name (case-insensitive).
+    - ``stop_reason``: exactly (``final``, ``budget_usd``, ... or ``running``).
+    - ``since`` / ``until``: started at or after / before these Unix times.
+    - ``session``: the session's id or a prefix of it.
+    - ``min_cost`` / ``max_cost``: the run's cost in USD, inclusive.
+    - ``run_ids``: runs whose id is one of these or starts with one.
+    """
+
+    text: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    since: float | None = None
+    until: float | None = None
+    session: str | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+    run_ids: tuple[str, ...] = ()
+
+    @property
+    def narrows(self) -> bool:
+        """Whether it selects anything less than every run."""
+        return self != RunFilter()
+
+    def where(self) -> tuple[str, list[object]]:
+        """The SQL ``WHERE`` clause (``""`` for all runs) and its parameters. Pure."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if self.text:
+            like = _contains(self.text)
+            clauses.append("(question LIKE ? ESCAPE '\\' OR answer_preview LIKE ? ESCAPE '\\'"
+                           " OR IFNULL(error, '') LIKE ? ESCAPE '\\')")
+            params += [like, like, like]
+        if self.model:
+            like = _contains(self.model)
+            clauses.append("(model LIKE ? ESCAPE '\\' OR sub_model LIKE ? ESCAPE '\\')")
+            params += [like, like]
+        if self.stop_reason:
+            clauses.append("stop_reason = ?")
+            params.append(self.stop_reason)
+        if self.since is not None:
+            clauses.append("started_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("started_at < ?")
+            params.append(self.until)
+        if self.session:
+            clauses.append("session_id LIKE ? ESCAPE '\\'")
+            params.append(_escape(self.session) + "%")
+        if self.min_cost is not None:
+            clauses.append("cost_usd >= ?")
+            params.append(self.min_cost)
+        if self.max_cost is not None:
+            clauses.append("cost_usd <= ?")
+            params.append(self.max_cost)
+        if self.run_ids:
+            clauses.append("(" + " OR ".join("run_id LIKE ? ESCAPE '\\'"
+                                             for _ in self.run_ids) + ")")
+            params += [_escape(ref) + "%" for ref in self.run_ids]
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _escape(text: str) -> str:
+    """``text`` taken literally by ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(text: str) -> str:
+    return "%" + _escape(text) + "%"
 
 
 _COLUMNS = tuple(f.name for f in fields(RunRecord))
@@ -140,7 +233,8 @@ def record_start(path: Path, values: dict[str, Any]) -> None:
     """Insert (or replace) the row of a run that just started."""
     row = _cells({name: values.get(name) for name in _COLUMNS})
     row["stop_reason"] = RUNNING
-    for name in ("cost_usd", "iterations", "subcalls", "input_tokens", "output_tokens"):
+    for name in ("cost_usd", "iterations", "subcalls", "input_tokens", "output_tokens",
+                 "session_question"):
         row[name] = row[name] or 0
     row["answer_preview"] = row["answer_preview"] or ""
     names = ", ".join(_COLUMNS)
@@ -158,25 +252,53 @@ def update_run(path: Path, run_id: str, values: dict[str, Any]) -> None:
         _cells({**values, "run_id": run_id})))
 
 
-def list_runs(path: Path, *, limit: int | None = 20) -> list[RunRecord]:
-    """Runs, newest first. Raises :class:`IndexUnusableError` for an unreadable index."""
+def list_runs(
+    path: Path, *, limit: int | None = 20, where: RunFilter | None = None
+) -> list[RunRecord]:
+    """Runs that ``where`` selects (default: all), newest first, at most ``limit``. Raises
+    :class:`IndexUnusableError` for an unreadable index."""
     if not path.exists():
         return []
-    sql = f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC"
-    params: tuple[int, ...] = ()
+    clause, params = (where or RunFilter()).where()
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM runs{clause} ORDER BY started_at DESC"
     if limit is not None:
         sql += " LIMIT ?"
-        params = (limit,)
-    return _read(path, sql, params)
+        params.append(limit)
+    return _read(path, sql, tuple(params))
 
 
 def find_runs(path: Path, prefix: str) -> list[RunRecord]:
     """Runs whose id starts with ``prefix``, newest first."""
-    if not path.exists():
-        return []
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    sql = (
-        f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
-        "ORDER BY started_at DESC"
-    )
-    return _read(path, sql, (escaped + "%",))
+    return list_runs(path, limit=None, where=RunFilter(run_ids=(prefix,)))
+
+
+def delete_runs(path: Path, records: list[RunRecord]) -> list[Path]:
+    """Forget ``records``: their rows leave the index, and their trace files (the ``.jsonl``
+    and a long answer's ``<run>.answer.txt`` beside it) are removed. Returns the files
+    removed. Raises :class:`IndexUnusableError` for an unreadable index, ``OSError`` for a
+    file that cannot be removed (its row is then kept, so the run can still be found)."""
+    removed: list[Path] = []
+    gone: list[str] = []
+    try:
+        for record in records:
+            trace = Path(record.trace_path) if record.trace_path else None
+            files = [] if trace is None else [trace,
+                                              trace.with_name(f"{record.run_id}.answer.txt")]
+            for file in files:
+                try:
+                    file.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(file)
+            gone.append(record.run_id)
+    finally:  # the rows of the runs whose files are gone, even when a later one failed
+        if gone:
+            try:
+                with _connect(path) as conn:
+                    conn.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in gone])
+            except sqlite3.Error as exc:
+                raise IndexUnusableError(
+                    f"the run index {path} cannot be written ({exc}); move the file aside "
+                    "(the next run starts a new index) or set FASTRLM_HOME to another "
+                    "directory") from exc
+    return removed

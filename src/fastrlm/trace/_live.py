@@ -133,6 +133,8 @@ class LiveView:
         from .._foundation.httpd import ThreadedHTTPServer  # aiohttp: imported when a view is made
 
         self.tail = TraceTail(locate)
+        #: Set once the page itself has been sent to a browser (``ask --view`` waits for it).
+        self.page_served = threading.Event()
         self._server = ThreadedHTTPServer(self._handle, "127.0.0.1", port,
                                           name="fastrlm-live-view", grace_s=POLL_S * 10)
         self.port: int = self._server.port
@@ -170,6 +172,7 @@ class LiveView:
                              b"the live view answers GET only\n")
         if request.path == "/":
             page = await self._server.in_thread(self._page)
+            self.page_served.set()
             return _response(HTTPStatus.OK, "text/html; charset=utf-8", page)
         if request.path == "/parts":
             parts = await self._server.in_thread(self._parts)

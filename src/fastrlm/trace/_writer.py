@@ -240,6 +240,8 @@ class TraceWriter:
             "context_sha256": str(ctx.get("sha256", "")),
             "context_chars": int(ctx.get("total_chars", 0) or 0),
             "trace_path": str(self.path_for(event.run_id)),
+            "session_id": event.session_id,
+            "session_question": event.session_question,
         }
 
     @staticmethod
