@@ -116,4 +116,17 @@ def test_the_session_flags_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> 
     result = CliRunner().invoke(cli, ["serve", "--max-sessions", "6",
                                       "--max-sessions-per-key", "2", "--session-idle-s", "30"])
     assert result.exit_code == 0, result.output
-    assert seen == [{"max_sessions": 6, "max_sessions_per_key": 2, "session_idle_s": 30.0}]
+    assert seen == [{"max_sessions": 6, "max_sessions_per_key": 2, "session_idle_s": 30.0,
+                     "reasoning": False}]
+
+
+def test_the_reasoning_flag_reaches_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fastrlm.cli import _serve, cli
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(_serve, "_serve", lambda *args: seen.append(args[-1]))
+    result = CliRunner().invoke(cli, ["serve", "--reasoning"])
+    assert result.exit_code == 0, result.output
+    assert seen[0]["reasoning"] is True

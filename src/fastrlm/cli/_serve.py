@@ -48,6 +48,11 @@ if TYPE_CHECKING:
               help="Sessions one API key may hold at once (default: --max-sessions).")
 @click.option("--session-idle-s", type=Checked(positive()), default=600.0, show_default=True,
               help="Seconds a session may stay idle before it is closed.")
+@click.option("--reasoning", is_flag=True,
+              help="Stream each run's progress (iterations, code blocks, sub-calls) as "
+              "reasoning_content deltas, which vLLM-style clients (litellm, llm, chat UIs) "
+              "show while the answer is worked out; a request may turn it on or off with "
+              "extra_body={\"fastrlm\": {\"reasoning\": true}}.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
               "object a line.")
@@ -69,6 +74,7 @@ def serve(
     max_sessions: int,
     max_sessions_per_key: int | None,
     session_idle_s: float,
+    reasoning: bool,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -97,13 +103,13 @@ def serve(
         _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
                trace_full, no_trace, tools, sub_tools, log_format,
                {"max_sessions": max_sessions, "max_sessions_per_key": max_sessions_per_key,
-                "session_idle_s": session_idle_s})
+                "session_idle_s": session_idle_s, "reasoning": reasoning})
 
 
 def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,
            max_queued_runs: int, max_body_mb: float, api_key_env: str, trace_full: bool,
            no_trace: bool, tools: tuple[Any, ...] | None, sub_tools: tuple[Any, ...] | None,
-           log_format: str, sessions: dict[str, Any]) -> None:
+           log_format: str, server_options: dict[str, Any]) -> None:
     from ..server import HTTPLimits, RLMServer
 
     settings = settings_or_exit(flags)
@@ -123,7 +129,7 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
             rlm,
             max_concurrent_runs=max_concurrent_runs,
             max_queued_runs=max_queued_runs,
-            **sessions,
+            **server_options,
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
         )
