@@ -26,6 +26,7 @@ from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
 from fastrlm.trace._html import render_html
 from fastrlm.trace._live import LiveView
+from fastrlm.trace._lock import hold_writer_lock
 
 pytestmark = pytest.mark.browser
 
@@ -277,7 +278,9 @@ def test_live_page_shows_events_appended_after_it_opened_and_after_a_reload(
         line(type="run.started", parent_run_id=None, question="a live run", model="m",
              sub_model="s", context={}, sandbox="none", budget={})
         + line(type="iteration.started", iteration=1, max_iterations=5))
-    with LiveView(lambda: trace) as live:
+    writer = open(trace, "a")  # noqa: SIM115 - held open as a running writer holds it
+    hold_writer_lock(writer)
+    with LiveView(lambda: trace) as live, writer:
         view = open_page(1400, 900)
         page = view.page
         page.goto(live.url)
@@ -296,7 +299,8 @@ def test_live_page_shows_events_appended_after_it_opened_and_after_a_reload(
         page.screenshot(path=str(shots / "viewer-live.png"))
         page.reload()
         page.wait_for_selector("pre.output >> text=LIVE-OUTPUT-1", timeout=WAIT_MS)
-        assert "incomplete" in page.inner_text("#summary")  # no run.finished: crashed or going
+        summary = page.inner_text("#summary")  # no run.finished, but its writer is alive
+        assert "running" in summary and "incomplete" not in summary
         with open(trace, "a") as handle:
             handle.write(line(type="run.finished", stop_reason="final", answer="LIVE-ANSWER",
                               iterations=1, subcalls=1, usage={}, cost_usd=0.5, duration_s=1.0,
@@ -305,6 +309,27 @@ def test_live_page_shows_events_appended_after_it_opened_and_after_a_reload(
         page.wait_for_selector("#live:text('finished')", timeout=WAIT_MS)
         assert page.locator("#calls-body .vrow >> text=LIVE-REPLY").count() == 1
         assert view.errors == []
+
+
+def test_live_page_turns_incomplete_when_the_writer_dies_mid_run(
+    open_page: Any, tmp_path: Path,
+) -> None:
+    trace = tmp_path / "dying.jsonl"
+    trace.write_text(
+        line(type="run.started", parent_run_id=None, question="a run that dies", model="m",
+             sub_model="s", context={}, sandbox="none", budget={})
+        + line(type="iteration.started", iteration=1, max_iterations=5))
+    writer = open(trace, "a")  # noqa: SIM115 - closed below, as a killed process's file is
+    hold_writer_lock(writer)
+    with LiveView(lambda: trace) as live:
+        page = open_page(390, 800).page
+        page.goto(live.url)
+        page.wait_for_selector("#live:text('live')", timeout=WAIT_MS)
+        assert "This trace is incomplete" not in page.inner_text("#summary")
+        assert page.locator("#summary .badge.bad").count() == 0
+        writer.close()  # the lock goes with the file, as when the kernel reaps a killed writer
+        page.wait_for_selector("#live:text('not finished')", timeout=WAIT_MS)
+        page.wait_for_selector("#summary >> text=This trace is incomplete", timeout=WAIT_MS)
 
 
 def write_fanout_trace(path: Path, n_calls: int) -> None:

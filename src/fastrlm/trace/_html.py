@@ -62,7 +62,10 @@ def _td(text: Any, cls: str = "", limit: int = 300) -> str:
 class _Page:
     """Accumulates HTML fragments; ``t`` escapes and clips untrusted text."""
 
-    def __init__(self, grouped: Grouped, max_chars: int) -> None:
+    def __init__(self, grouped: Grouped, max_chars: int, writing: bool = False) -> None:
+        self.writing = writing
+        # what a run without its run.finished is: still going while the writer holds the file
+        self.unfinished = "running" if writing else "incomplete"
         self.runs = grouped.runs
         self.grouped = grouped
         self.max_chars = max_chars
@@ -93,18 +96,20 @@ class _Page:
 
     def header(self, run: Run, complete: bool) -> None:
         st, fin = run.started, run.finished
-        stop = str(fin.stop_reason) if fin else "incomplete"
+        stop = str(fin.stop_reason) if fin else self.unfinished
         o = self.out
         question = st.question if st else "(no question recorded)"
         o.append(f'<header><h1>{self.t(question, 2000)}</h1>')
         badge = f'<span class="badge {stop_state(stop)}">{self.t(stop)}</span>'
-        if not complete:
-            badge += ' <span class="badge bad">incomplete</span>'
         o.append(f'<p class="meta">{badge} run <code>{self.t(run.run_id)}</code>'
                  f"{_when(st.ts or None if st else None)}</p>")
-        if not complete:
-            o.append('<p class="banner bad">This trace is incomplete: the run did not finish '
-                     "(the process was killed or is still running).</p>")
+        if not complete and self.writing:
+            o.append('<p class="banner live">This run is still running: the page shows it '
+                     "as far as it has gone.</p>")
+        elif not complete:
+            o.append('<p class="banner bad">This trace is incomplete: the run did not finish, '
+                     "and no process is writing it any more (it was killed or crashed, or "
+                     "this is a copy of a trace).</p>")
         rows: list[tuple[str, str]] = [
             ("models", f"root {self.t(st and st.model)} · sub {self.t(st and st.sub_model)}"),
             ("sandbox", self._sandbox(run)),
@@ -170,7 +175,7 @@ class _Page:
         """One ``<li>`` per run, its children nested (a run met twice is drawn once)."""
         seen.add(run.run_id)
         st, fin = run.started, run.finished
-        stop = str(fin.stop_reason) if fin else "running"
+        stop = str(fin.stop_reason) if fin else self.unfinished
         facts = [f"{run.subcalls:,} sub-call(s)"]
         if fin:
             facts += [f"${as_float(fin.cost_usd):.4f}", f"{as_float(fin.duration_s):.1f}s"]
@@ -399,7 +404,7 @@ class _Page:
     def child(self, child_id: str) -> None:
         child = self.runs.get(child_id) or Run(child_id)
         st, fin = child.started, child.finished
-        stop = str(fin.stop_reason) if fin else "incomplete"
+        stop = str(fin.stop_reason) if fin else self.unfinished
         cost = f" · ${as_float(fin.cost_usd):.4f}" if fin else ""
         self.out.append(
             f'<details class="child" id="run-{_attr(child_id)}"><summary>child run '
@@ -436,7 +441,7 @@ def render_parts(trace: Trace, *, max_chars: int = 20_000) -> dict[str, str]:
     """The page's two server-rendered pieces: ``summary`` (header, facts, per-model breakdown,
     call tree, answer) and ``detail`` (every root turn, nested child runs), as HTML."""
     grouped = group(trace.typed_events)
-    page = _Page(grouped, max_chars)
+    page = _Page(grouped, max_chars, writing=trace.writing and trace.finished is None)
     root_id = (trace.root_event.run_id if trace.root_event else "") or (
         grouped.tops[0] if grouped.tops else trace.path.stem)
     root = grouped.runs.get(str(root_id)) or Run(str(root_id))
@@ -461,7 +466,8 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
     """The whole trace as one HTML document (a ``str``), self-contained and safe to open.
 
     ``max_chars`` clips any single reply, output, error or answer (with a note saying how much
-    was left out). An unfinished trace renders, marked "incomplete". ``live`` (set by the live
+    was left out). An unfinished trace renders, marked "running" while its writer holds it
+    (``Trace.writing``), else "incomplete". ``live`` (set by the live
     view: ``{"events": URL, "parts": URL}``) makes the page follow the trace as it grows.
     Never raises on odd events: missing fields render as blanks or zeros; a lone surrogate in
     a recorded text (a pasted question's ``"\\udcff"``) is U+FFFD, so the page encodes.
@@ -476,6 +482,8 @@ def _page(trace: Trace, max_chars: int, live: dict[str, Any] | None) -> str:
     data = page_data(trace.typed_events)
     data["live"] = live
     data["finished"] = trace.finished is not None
+    # null before the trace exists (the live view waiting for a run): not known yet
+    data["writing"] = trace.writing if trace.events else None
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'

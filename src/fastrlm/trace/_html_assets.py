@@ -44,6 +44,7 @@ background:var(--soft);white-space:nowrap}
 .badge.ok{background:var(--okb);color:var(--ok)}
 .badge.warn{background:var(--warnbg);color:var(--warn)}
 .badge.bad{background:var(--badbg);color:var(--bad)}.bad{color:var(--bad)}
+.badge.live{background:var(--soft);color:var(--link)}.banner.live{background:var(--soft)}
 .banner{padding:.3em .7em;border-radius:6px;margin:.4em 0;overflow-wrap:break-word}
 .banner.bad{background:var(--badbg)}.banner.warn{background:var(--warnbg)}
 .banner.ok{background:var(--okb)}
@@ -91,7 +92,7 @@ JS = r"""
 document.documentElement.classList.add('js');
 var D=JSON.parse(document.getElementById('fastrlm-data').textContent);
 var C=D.calls,S=D.spans,ROW=26,mode='all',order=null,pool=[],drawn=-1,lastTs=0;
-var open={},children={},finished=!!D.finished;
+var open={},children={},finished=!!D.finished,writing=D.writing;
 var body=document.getElementById('calls-body'),pad=document.getElementById('calls-pad');
 var canvas=document.getElementById('timeline'),live=document.getElementById('live');
 for(var i=0;i<C.flag.length;i++){if(C.flag[i]&4){open[C.run[i]+'|'+C.id[i]]=i;}}
@@ -279,16 +280,23 @@ function wantParts(soon){if(partsTimer){return;}var wait=soon?80:
   parts();},wait);}
 function status(text,cls){live.hidden=false;live.textContent=text;live.className='badge '+cls;}
 var es=new EventSource(D.live.events);
-es.onopen=function(){lastTs=lastTs||Date.now();status(finished?'finished':'live','ok');};
-es.onmessage=function(m){var structural=false;status(finished?'finished':'live','ok');
+function liveState(){if(finished){status('finished','ok');}
+  else if(writing===false){status('not finished: its writer is gone','bad');}
+  else{status('live','ok');}}
+es.onopen=function(){lastTs=lastTs||Date.now();liveState();};
+es.onmessage=function(m){var structural=false;liveState();
   m.data.split('\n').forEach(function(line){
     if(!line){return;}var ev;try{ev=JSON.parse(line);}catch(x){return;}
     if(ingest(ev)){structural=true;}});
   schedule();wantParts(structural);if(finished){status('finished','ok');}};
 es.addEventListener('waiting',function(){status('waiting for the run to start','warn');});
+// the writer's lock (trace/_lock.py): a run killed before run.finished is gone, not live
+es.addEventListener('writer',function(m){writing=m.data==='alive';liveState();
+  if(!writing&&!finished){wantParts(true);}});
 es.onerror=function(){status('reconnecting…','warn');};
-setInterval(function(){if(finished||!lastTs||live.textContent.indexOf('reconnecting')===0){
-  return;}var quiet=Math.round((Date.now()-lastTs)/1000);
+setInterval(function(){if(finished||writing===false||!lastTs||
+  live.textContent.indexOf('reconnecting')===0){return;}
+  var quiet=Math.round((Date.now()-lastTs)/1000);
   if(quiet>=10){status('live · no event for '+quiet+'s','warn');}},1000);
 })();
 """

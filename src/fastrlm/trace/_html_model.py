@@ -47,7 +47,9 @@ def as_float(value: Any) -> float:
 
 
 def stop_state(stop: str) -> str:
-    """The badge colour of a stop reason."""
+    """The badge colour of a stop reason (``running``: a run still going, not a failure)."""
+    if stop == "running":
+        return "live"
     return "ok" if stop == "final" else "warn" if is_limit(stop) else "bad"
 
 

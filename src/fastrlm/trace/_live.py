@@ -10,12 +10,16 @@ its worker threads, so a big page does not hold the event streams). Routes:
   previous one, one ``data:`` field per JSONL line, and ``id:`` the byte offset after them, so a
   browser that reconnects (``Last-Event-ID``) or reloads resumes exactly where it was; only
   whole lines are sent (a line being written waits for its newline). ``event: waiting`` says
-  the trace does not exist yet; a ``: keep-alive`` comment goes out when nothing happens.
+  the trace does not exist yet; ``event: writer`` with ``data: alive`` or ``data: gone`` says
+  whether a process holds the trace's writer lock (:mod:`._lock`), when that changes (a run
+  killed before its ``run.finished`` is "gone" without one: the page then says incomplete);
+  a ``: keep-alive`` comment goes out when nothing happens.
 - ``GET /parts``: the server-rendered summary and detail as JSON ``{"summary", "detail"}``,
   which the page fetches to redraw turns, cells and totals.
 
 The server never ends on its own: a run that finishes, or that crashes and leaves its trace
-without ``run.finished``, is still served (the page says which). Nothing but loopback is bound,
+without ``run.finished``, is still served (the page says which: running while the writer holds
+the trace, incomplete once it is gone). Nothing but loopback is bound,
 and a request whose ``Host`` is not ``127.0.0.1:PORT`` or ``localhost:PORT`` is refused (403),
 so a web page that reaches the port through DNS rebinding cannot read the trace.
 """
@@ -34,12 +38,15 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 from ._html import render_html, render_parts
+from ._lock import writer_alive
 from ._reader import Trace, _with_answer
 
 #: How often an open event stream looks for new lines in the trace.
 POLL_S = 0.1
 #: Seconds of silence after which an event stream sends a keep-alive comment.
 KEEPALIVE_S = 15.0
+#: How often an event stream asks whether the trace's writer is still alive (:mod:`._lock`).
+WRITER_CHECK_S = 0.5
 #: Most trace lines in one server-sent message (a fast run's burst is split).
 MAX_LINES_PER_MESSAGE = 5000
 #: Bytes read from a trace at a time.
@@ -88,6 +95,7 @@ class TraceTail:
                     else:
                         self.unreadable += 1
             trace = Trace(path or Path("waiting.jsonl"), list(self.events), self.unreadable)
+            trace.writing = path is not None and writer_alive(path) is True
             return trace
 
 
@@ -202,6 +210,8 @@ class LiveView:
             await response.write(b"retry: 1000\n\n")
             waiting_said = False
             quiet_since = time.monotonic()
+            writer: bool | None = None  # as last told: True alive, False gone, None not yet
+            checked = 0.0
             while not server.stopped:
                 path = self.tail.find()
                 if path is None:
@@ -216,6 +226,15 @@ class LiveView:
                     await response.write(sse_message(lines, offset))
                     quiet_since = time.monotonic()
                     continue
+                if path is not None and time.monotonic() - checked >= WRITER_CHECK_S:
+                    checked = time.monotonic()
+                    alive = writer_alive(path)
+                    if alive is not None and alive != writer:
+                        if not alive:  # its last lines are all on disk now: they go first
+                            offset = await self._drain(response, path, offset)
+                        writer = alive
+                        state = b"alive" if alive else b"gone"
+                        await response.write(b"event: writer\ndata: " + state + b"\n\n")
                 if time.monotonic() - quiet_since > KEEPALIVE_S:
                     await response.write(b": keep-alive\n\n")
                     quiet_since = time.monotonic()
@@ -223,6 +242,15 @@ class LiveView:
         except ConnectionError:
             pass  # the browser went away (closed, reloaded): its next stream resumes
         return response
+
+
+    async def _drain(self, response: web.StreamResponse, path: Path, offset: int) -> int:
+        while True:
+            lines, offset = await self._server.in_thread(read_lines, path, offset,
+                                                         MAX_LINES_PER_MESSAGE)
+            if not lines:
+                return offset
+            await response.write(sse_message(lines, offset))
 
 
 def _response(status: HTTPStatus, kind: str, body: bytes) -> web.Response:

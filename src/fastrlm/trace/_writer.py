@@ -8,7 +8,8 @@ context never enters a trace: events only carry its sha256 and size. Sub-call pr
 previews unless ``full_prompts`` is set. An answer longer than :data:`ANSWER_INLINE_CHARS` is not
 written into the trace either: ``run.finished`` keeps its head, its length and sha256, and the
 name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a trace
-grows with the steps, not the answer.
+grows with the steps, not the answer. While a run is open its file carries the writer's lock
+(:mod:`._lock`), so a viewer shows it as running, and as incomplete once no process holds it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .._foundation.events import (
 )
 from .._foundation.text import json_text
 from . import _index
+from ._lock import hold_writer_lock
 from ._paths import index_path, traces_dir
 
 logger = logging.getLogger("fastrlm.trace")
@@ -139,6 +141,7 @@ class TraceWriter:
             path = self.path_for(root)
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = path.open("a", encoding="utf-8")
+            hold_writer_lock(handle)  # a viewer tells a running run from a dead one by it
             self._files[root] = handle
         handle.write(json_text(self._record(event)) + "\n")
         handle.flush()
