@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fastrlm import RLM, Budget
+from fastrlm import RLM, Budget, Limits
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
 from fastrlm.trace._html import render_html
@@ -74,9 +74,10 @@ def shots() -> Path:
 class Page:
     """A browser page that records console errors and uncaught exceptions."""
 
-    def __init__(self, browser: Any, width: int, height: int, scheme: str = "light") -> None:
+    def __init__(self, browser: Any, width: int, height: int, scheme: str = "light",
+                 touch: bool = False) -> None:
         self.context = browser.new_context(viewport={"width": width, "height": height},
-                                           color_scheme=scheme)
+                                           color_scheme=scheme, has_touch=touch)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
@@ -91,8 +92,8 @@ class Page:
 def open_page(browser: Any) -> Iterator[Any]:
     pages: list[Page] = []
 
-    def make(width: int, height: int, scheme: str = "light") -> Page:
-        page = Page(browser, width, height, scheme)
+    def make(width: int, height: int, scheme: str = "light", touch: bool = False) -> Page:
+        page = Page(browser, width, height, scheme, touch)
         pages.append(page)
         return page
 
@@ -108,9 +109,9 @@ def repl(code: str, prose: str = "") -> str:
 LONG_MODEL = "vllm/fake-sub-model-with-a-rather-long-name"
 
 
-def realistic_trace(home: Path) -> Path:
+def realistic_trace(home: Path, *, full: bool = False) -> Path:
     """A scripted run with a fan-out, a failing cell, child runs, long names and hostile text,
-    plus tool-call events written in by hand."""
+    plus tool-call events written in by hand (``full``: whole prompts and replies traced)."""
 
     def root_fn(messages: Any) -> str:
         if "part" in messages[1]["content"]:
@@ -126,11 +127,12 @@ def realistic_trace(home: Path) -> Path:
     async def sub_fn(messages: Any) -> str:
         prompt = prompt_of(messages)
         await asyncio.sleep(0.01 * (len(prompt) % 5))
-        return "call answer " + prompt[:60] + " supercalifragilisticexpialidocious" * 3
+        return "call answer " + prompt[:60] + " supercalifragilisticexpialidocious" * 5
 
     root = ScriptedLM(root_fn, model="scripted/root-model")
     sub = ScriptedLM(sub_fn, model=LONG_MODEL)
-    rlm = RLM(root, sub, sandbox="none", trace=home, budget=Budget(max_depth=2))
+    rlm = RLM(root, sub, sandbox="none", trace=home, budget=Budget(max_depth=2),
+              limits=Limits(trace_full_prompts=full))
     # in a thread of its own: Playwright's sync API may already run an event loop in this one
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         out = pool.submit(rlm.completion, "How many <b>cats</b> are there, across every one of "
@@ -160,6 +162,86 @@ def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = home / "page.html"
     target.write_text(render_html(read_trace(trace)), encoding="utf-8")
     return target
+
+
+@pytest.fixture(scope="module")
+def full_page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("full")
+    target = home / "page.html"
+    target.write_text(render_html(read_trace(realistic_trace(home, full=True))),
+                      encoding="utf-8")
+    return target
+
+
+#: The 12 fan-out prompts of realistic_trace are 'count N ' * 30 (240 characters, past the
+#: 200 a preview keeps); each reply repeats its prompt's head and a long word five times.
+WHOLE_PROMPT = "count 3 " * 30
+WHOLE_REPLY = "call answer " + WHOLE_PROMPT[:60] + " supercalifragilisticexpialidocious" * 5
+
+FITS = """sel => [...document.querySelectorAll(sel)].every(e => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth + 1
+    && e.scrollWidth <= e.clientWidth + 1; })"""
+
+
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_sub_call_opens_on_click_or_tap_to_its_whole_prompt_and_reply(
+    open_page: Any, full_page_file: Path, shots: Path, size: str,
+) -> None:
+    width, height = WIDTHS[size]
+    view = open_page(width, height, touch=size == "phone")
+    page = view.page
+    page.goto(full_page_file.as_uri())
+    page.click("button[data-mode=slowest]")  # the list is long: find the row by its id
+    row = page.locator("#calls-body .vrow", has_text=WHOLE_REPLY[:30]).first
+    row.wait_for(timeout=WAIT_MS)
+    if size == "phone":
+        row.tap()
+    else:
+        row.click()
+    page.wait_for_selector("#call-open:not([hidden]) pre.output", timeout=WAIT_MS)
+    prompt = page.inner_text("#co-body pre.code")
+    reply = page.inner_text("#co-body pre.output")
+    assert prompt.strip() == WHOLE_PROMPT.strip() and len(WHOLE_PROMPT) > 200
+    assert reply == WHOLE_REPLY and len(WHOLE_REPLY) > 200
+    assert "preview" not in page.inner_text("#co-body")  # whole texts: no preview note
+    assert "(240 chars)" in page.inner_text("#co-body")
+    assert page.evaluate(FITS, "#call-open, #co-body pre")  # wrapped, inside the window
+    page.screenshot(path=str(shots / f"viewer-open-call-{size}.png"))
+    page.click("#co-close")
+    assert page.locator("#call-open").is_hidden()
+    assert view.errors == []
+
+
+def test_on_a_phone_the_cells_sub_calls_open_by_tap_and_the_models_failed_column_shows(
+    open_page: Any, page_file: Path, shots: Path,
+) -> None:
+    view = open_page(*WIDTHS["phone"], touch=True)
+    page = view.page
+    page.goto(page_file.as_uri())
+    page.wait_for_selector("#calls-body .vrow", timeout=WAIT_MS)
+    headers = page.locator("table.models th")
+    visible = [h.inner_text() for h in headers.all() if h.is_visible()]
+    assert "failed" in visible and "calls" in visible and "cost" in visible
+    page.locator("details.subcalls > summary").first.tap()
+    call = page.locator("details.subcalls details.call").first
+    call.locator("summary").tap()
+    assert call.locator("pre.output").is_visible()
+    # a trace without full prompts says so, and how to get them
+    assert "--trace-full" in call.inner_text()
+    assert page.evaluate(FITS, "details.subcalls details.call[open] pre")
+    page.screenshot(path=str(shots / "viewer-phone-call.png"))
+    assert view.errors == []
+
+
+def test_the_per_model_time_column_is_named_for_what_it_sums(
+    open_page: Any, page_file: Path,
+) -> None:
+    view = open_page(*WIDTHS["1400"])
+    view.page.goto(page_file.as_uri())
+    header = view.page.locator("table.models th", has_text="summed latency")
+    assert header.is_visible() and "exceed the run" in str(header.get_attribute("title"))
+    assert view.page.locator("table.models th", has_text="time").count() == 0
 
 
 LAYOUT_PROBLEMS = """() => {

@@ -370,6 +370,8 @@ class CallTree:
                 response_chars=len(response.text) if response else 0,
                 response_preview=preview(response.text) if response else "",
                 tool_calls=len(response.tool_calls) if response else 0,
+                response=response.text if response and self.limits.trace_full_prompts
+                else None,
             )
         )
 

@@ -145,6 +145,7 @@ class SubcallFinished(Event):
     round: int = 0
     agent_id: str | None = None
     tool_calls: int = 0  # tool calls the sub-model asked for in this round
+    response: str | None = None  # only with full tracing, like SubcallStarted.prompt
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -148,28 +148,33 @@ class _Page:
         o.append("</header>")
 
     def breakdown(self) -> None:
-        """Cost, tokens and time per model and role, over the whole run tree."""
+        """Cost, tokens and summed latency per model and role, over the whole run tree (on a
+        phone: calls, failures and cost; the token and latency columns need the width)."""
         models = self.grouped.models
         if not models:
             return
         rows = []
         for (role, model), tot in sorted(models.items(), key=lambda kv: -kv[1].cost_usd):
-            failed = f'<td class="num opt{" bad" if tot.failed else ""}">{tot.failed:,}</td>'
+            failed = f'<td class="num{" bad" if tot.failed else ""}">{tot.failed:,}</td>'
             rows.append(
-                f'<tr>{_td(model)}<td class="opt">{"root turns" if role == "root" else "sub-calls"}'
+                f'<tr>{_td(model)}<td>{"root turns" if role == "root" else "sub-calls"}'
                 "</td>"
                 f'<td class="num">{tot.calls:,}</td>{failed}'
-                f'<td class="num">{tot.input_tokens:,}</td>'
+                f'<td class="num opt">{tot.input_tokens:,}</td>'
                 f'<td class="num opt">{tot.output_tokens:,}</td>'
                 f'<td class="num">${tot.cost_usd:.4f}</td>'
                 f'<td class="num opt">{tot.seconds:.1f}s</td></tr>')
         self.out.append(
             '<h2>Per model</h2><div class="scroll"><table class="grid models"><thead><tr>'
-            '<th>model</th><th class="w-role opt">role</th><th class="num w-n">calls</th>'
-            '<th class="num w-n opt">failed</th><th class="num w-tok">tokens in</th>'
+            '<th>model</th><th class="w-role">role</th><th class="num w-n">calls</th>'
+            '<th class="num w-n">failed</th><th class="num w-tok opt">tokens in</th>'
             '<th class="num w-tok opt">tokens out</th><th class="num w-cost">cost</th>'
-            '<th class="num w-n opt">time</th></tr></thead><tbody>'
-            + "".join(rows) + "</tbody></table></div>")
+            '<th class="num w-sum opt" title="every call\'s latency added up: calls that ran '
+            'at the same time each count, so it can exceed the run\'s duration">summed latency'
+            "</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>"
+            '<p class="note opt">summed latency: every call\'s latency added up (concurrent '
+            "calls each count, so it can exceed the run's duration).</p>")
 
     def tree(self, run: Run, seen: set[str]) -> None:
         """One ``<li>`` per run, its children nested (a run met twice is drawn once)."""
@@ -357,24 +362,43 @@ class _Page:
         o.append("</details>")
 
     def call_table(self, calls: list[SubcallRow]) -> None:
-        rows = []
+        """One line per sub-call that opens (click or tap) to its prompt and reply as the
+        trace holds them: whole with full tracing, else the preview and a note saying so."""
+        o = self.out
+        o.append('<div class="calls">')
         for row in calls:
             c = row.finished
-            reply = _td(c.error, "bad") if c.error else _td(c.response_preview)
             cached = " (cached)" if c.cached else ""
-            rows.append(
-                f"<tr>{_td(c.call_id, 'mono')}"
-                f"{_td(str(c.model or '') + cached, 'opt')}"
-                f'<td class="num">{as_float(c.latency_s):.2f}s</td>'
-                f'<td class="num opt">{as_int(c.input_tokens):,}/'
-                f"{as_int(c.output_tokens):,}</td>"
-                f"{_td(row.prompt_preview)}{reply}</tr>"
-            )
-        self.out.append(
-            '<div class="scroll"><table class="grid calls"><thead><tr><th class="w-id">call</th>'
-            '<th class="w-model opt">model</th><th class="num w-lat">latency</th>'
-            '<th class="num w-tok opt">tokens in/out</th><th>prompt</th><th>reply</th></tr>'
-            "</thead><tbody>" + "".join(rows) + "</tbody></table></div>")
+            reply = str(c.error) if c.error else str(c.response or c.response_preview or "")
+            o.append(
+                f'<details class="call{" bad" if c.error else ""}"><summary>'
+                f'<span class="mono">{self.t(c.call_id)}</span>'
+                f'<span class="opt">{self.t(str(c.model or "") + cached)}</span>'
+                f'<span class="num">{as_float(c.latency_s):.2f}s</span>'
+                f'<span class="num opt">{as_int(c.input_tokens):,}/'
+                f"{as_int(c.output_tokens):,} tok</span>"
+                f'<span class="line">{self.t(" ".join(reply[:300].split()), 300)}</span>'
+                "</summary>")
+            self.full_text("prompt", row.prompt, row.prompt_chars, "code")
+            if c.error:
+                o.append('<div class="label bad">error</div>')
+                self.pre(c.error, "error")
+            else:
+                self.full_text("reply", reply, as_int(c.response_chars), "output")
+            o.append("</details>")
+        o.append("</div>")
+
+    def full_text(self, what: str, text: str, chars: int | None, cls: str) -> None:
+        """A labelled text; when the trace kept only a preview of it, a note says how much
+        and how to record it whole."""
+        total = chars if chars is not None else len(text)
+        o = self.out
+        o.append(f'<div class="label">{what} ({total:,} chars)</div>')
+        self.pre(text, cls)
+        if total > len(text.rstrip("…")):
+            o.append(f'<p class="note">the trace holds a preview of this {what}: record whole '
+                     "prompts and replies with <code>--trace-full</code> "
+                     "(<code>Limits(trace_full_prompts=True)</code>)</p>")
 
     def tool(self, call: ToolCall) -> None:
         st, fin = call.started, call.finished
@@ -390,15 +414,15 @@ class _Page:
             f'<details class="tool"><summary>tool <code>{self.t(st.tool or "?")}</code>'
             f"{took} {state} <span class=\"note\">{self.t(arguments, 120)}"
             "</span></summary>")
-        self.out.append('<div class="label">arguments</div>')
+        self.out.append('<div class="label">arguments (as the trace previews them)</div>')
         self.pre(arguments, "code")
         if fin is not None:
             if fin.error:
                 self.out.append('<div class="label bad">error</div>')
                 self.pre(fin.error, "error")
-            chars = as_int(fin.result_chars)
-            self.out.append(f'<div class="label">result ({chars:,} chars)</div>')
-            self.pre(fin.result_preview, "output")
+            else:
+                self.full_text("result", str(fin.result_preview), as_int(fin.result_chars),
+                               "output")
         self.out.append("</details>")
 
     def child(self, child_id: str) -> None:
@@ -509,7 +533,12 @@ def _page(trace: Trace, max_chars: int, live: dict[str, Any] | None) -> str:
         '<span class="num c-tok">tokens</span>'
         '<span class="num">cost</span><span class="c-prompt">prompt</span><span>reply</span>'
         '</div><div class="vbody" id="calls-body" tabindex="0"><div id="calls-pad"></div>'
-        "</div></div></section>"
+        "</div></div>"
+        '<div id="call-open" hidden><div class="head"><b id="co-title"></b>'
+        '<span class="note" id="co-facts"></span><button type="button" id="co-close">close'
+        '</button></div><div id="co-body"></div></div>'
+        '<p class="note">Click or tap a sub-call (in the list or the timeline) to open its '
+        "prompt and reply.</p></section>"
         f'<main id="detail">{parts["detail"]}</main>'
         f'<script type="application/json" id="fastrlm-data">{script_json(data)}</script>'
         f"<script>{JS}</script></body></html>\n"

@@ -2,14 +2,15 @@
 
 Each event becomes one JSON line, written and flushed as it arrives, so a process killed mid-run
 leaves a readable trace (at worst its last line is cut, and the reader skips it). Events of child
-runs go into their top-level run's file; every event is routed by its own ``run_id`` (never by
-which run started last), so concurrent runs sharing one writer never mix their traces. The
-context never enters a trace: events only carry its sha256 and size. Sub-call prompts appear as
-previews unless ``full_prompts`` is set. An answer longer than :data:`ANSWER_INLINE_CHARS` is not
-written into the trace either: ``run.finished`` keeps its head, its length and sha256, and the
-name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a trace
-grows with the steps, not the answer. While a run is open its file carries the writer's lock
-(:mod:`._lock`), so a viewer shows it as running, and as incomplete once no process holds it.
+runs go into their top-level run's file; every event is routed by its own ``run_id`` (never by which
+run started last), so concurrent runs sharing one writer never mix their traces. The context never
+enters a trace: events only carry its sha256 and size. Sub-call prompts and replies appear as
+previews unless ``full_prompts`` is set (then both are whole, for the viewer to open). An answer
+longer than :data:`ANSWER_INLINE_CHARS` is not written into the trace either: ``run.finished`` keeps
+its head, its length and sha256, and the name of a sidecar file beside the trace
+(``<run_id>.answer.txt``) that holds it whole, so a trace grows with the steps, not the answer.
+While a run is open its file carries the writer's lock (:mod:`._lock`), so a viewer shows it as
+running, and as incomplete once no process holds it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .._foundation.events import (
     RunFinished,
     RunStarted,
     SandboxStarted,
+    SubcallFinished,
     SubcallStarted,
     preview,
 )
@@ -173,6 +175,8 @@ class TraceWriter:
     def _record(self, event: Event) -> dict[str, Any]:
         if not self.full_prompts and isinstance(event, SubcallStarted) and event.prompt is not None:
             event = dataclasses.replace(event, prompt=None)
+        if not self.full_prompts and isinstance(event, SubcallFinished) and event.response:
+            event = dataclasses.replace(event, response=None)
         data = event.to_dict()
         if isinstance(event, RunFinished) and len(event.answer) > ANSWER_INLINE_CHARS:
             data.update(self._answer_sidecar(event))
