@@ -368,15 +368,21 @@ def test_live_page_shows_events_appended_after_it_opened_and_after_a_reload(
         page.goto(live.url)
         page.wait_for_selector("#live:text('live')", timeout=WAIT_MS)
         with open(trace, "a") as handle:
-            handle.write(line(type="subcall.started", call_id="c0", model="s", prompt_chars=3,
-                              prompt_sha256="h", prompt_preview="LIVE-PROMPT"))
+            handle.write(line(type="subcall.started", call_id="c0", model="s", prompt_chars=312,
+                              prompt_sha256="h", prompt_preview="LIVE-PROMPT",
+                              prompt="LIVE-PROMPT " + "w" * 300))
             handle.write(line(type="subcall.finished", call_id="c0", model="s", input_tokens=3,
                               output_tokens=2, cost_usd=0.5, latency_s=0.25, cached=False,
-                              error=None, response_chars=9, response_preview="LIVE-REPLY"))
+                              error=None, response_chars=311, response_preview="LIVE-REPLY",
+                              response="LIVE-REPLY " + "z" * 300))
             handle.write(line(type="code.executed", iteration=1, block=1, code="print('hi')",
                               output="LIVE-OUTPUT-1", output_chars=13, error=None,
                               duration_s=0.3, timed_out=False, restarted=False, restored=[]))
         page.wait_for_selector("#calls-body .vrow >> text=LIVE-REPLY", timeout=WAIT_MS)
+        page.click("#calls-body .vrow >> text=LIVE-REPLY")  # a call that came in live opens
+        page.wait_for_selector("#co-body pre.output", timeout=WAIT_MS)
+        assert page.inner_text("#co-body pre.output") == "LIVE-REPLY " + "z" * 300
+        assert page.inner_text("#co-body pre.code") == "LIVE-PROMPT " + "w" * 300
         page.wait_for_selector("pre.output >> text=LIVE-OUTPUT-1", timeout=WAIT_MS)
         page.screenshot(path=str(shots / "viewer-live.png"))
         page.reload()

@@ -129,6 +129,7 @@ class CallTree:
     def __post_init__(self) -> None:
         width = self.limits.max_concurrency or self.concurrency or DEFAULT_CONCURRENCY
         self.limiter = asyncio.Semaphore(width)
+        self.tool_counter.full = self.limits.trace_full_prompts
 
     def child_limiter(self, depth: int) -> asyncio.Semaphore:
         """One limiter per depth, so parents waiting on children can never starve them."""

@@ -158,6 +158,7 @@ class ToolStarted(Event):
     tool: str
     arguments_preview: str
     subcall_id: str | None = None
+    arguments: str | None = None  # the whole arguments (JSON), only with full tracing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +173,7 @@ class ToolFinished(Event):
     result_chars: int
     result_preview: str
     subcall_id: str | None = None
+    result: str | None = None  # the whole result, only with full tracing
 
 
 @dataclass(frozen=True, kw_only=True)

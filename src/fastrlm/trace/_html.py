@@ -409,20 +409,22 @@ class _Page:
         else:
             state = '<span class="badge ok">ok</span>'
         took = f" in {as_float(fin.duration_s):.2f}s" if fin else ""
-        arguments = st.arguments_preview if isinstance(st, ToolStarted) else ""
+        arguments = str(st.arguments or st.arguments_preview) if isinstance(st, ToolStarted) \
+            else ""
         self.out.append(
             f'<details class="tool"><summary>tool <code>{self.t(st.tool or "?")}</code>'
             f"{took} {state} <span class=\"note\">{self.t(arguments, 120)}"
             "</span></summary>")
-        self.out.append('<div class="label">arguments (as the trace previews them)</div>')
+        whole = isinstance(st, ToolStarted) and st.arguments is not None
+        self.out.append(f'<div class="label">arguments{"" if whole else " (preview)"}</div>')
         self.pre(arguments, "code")
         if fin is not None:
             if fin.error:
                 self.out.append('<div class="label bad">error</div>')
                 self.pre(fin.error, "error")
             else:
-                self.full_text("result", str(fin.result_preview), as_int(fin.result_chars),
-                               "output")
+                self.full_text("result", str(fin.result or fin.result_preview),
+                               as_int(fin.result_chars), "output")
         self.out.append("</details>")
 
     def child(self, child_id: str) -> None:

@@ -32,6 +32,8 @@ from .._foundation.events import (
     SandboxStarted,
     SubcallFinished,
     SubcallStarted,
+    ToolFinished,
+    ToolStarted,
     preview,
 )
 from .._foundation.text import json_text
@@ -177,6 +179,10 @@ class TraceWriter:
             event = dataclasses.replace(event, prompt=None)
         if not self.full_prompts and isinstance(event, SubcallFinished) and event.response:
             event = dataclasses.replace(event, response=None)
+        if not self.full_prompts and isinstance(event, ToolStarted) and event.arguments:
+            event = dataclasses.replace(event, arguments=None)
+        if not self.full_prompts and isinstance(event, ToolFinished) and event.result:
+            event = dataclasses.replace(event, result=None)
         data = event.to_dict()
         if isinstance(event, RunFinished) and len(event.answer) > ANSWER_INLINE_CHARS:
             data.update(self._answer_sidecar(event))
