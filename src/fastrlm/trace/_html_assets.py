@@ -60,7 +60,7 @@ table.grid th{color:var(--muted);font-weight:500}
 .num{text-align:right!important;font-variant-numeric:tabular-nums}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .w-id{width:5.5em}.w-model{width:12em}.w-role{width:6.5em}.w-n{width:4.8em}.w-lat{width:5.2em}
-.w-tok{width:7.5em}.w-cost{width:6.5em}.w-sum{width:8.5em}
+.w-tok{width:7.5em}.w-cost{width:6.5em}.w-sum{width:10em}
 .calls{margin:.3em 0}details.call{margin:0;border-bottom:1px solid var(--soft);padding:.1em 0}
 details.call>summary{display:flex;gap:.7em;align-items:baseline;white-space:nowrap;
 font-size:.85em;min-width:0;padding:.15em 0}
