@@ -98,6 +98,9 @@ def serve(
 
     extra_body={"fastrlm": {"session": "ID"}} keeps one REPL and conversation across the
     requests of one API key (another key's ID is another session).
+
+    POST /v1/responses answers the Responses API (client.responses.create, streamed or not)
+    with the same run and the same extensions.
     """
     with _logging_to_stderr(log_format, log_level):
         _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
