@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 @click.option("--api-key-env", default="FASTRLM_SERVER_KEY", show_default=True,
               help="Environment variable holding the bearer token clients must send; "
               "unset or empty = no auth.")
-@click.option("--trace-full", is_flag=True, help="Record whole sub-call prompts in traces.")
+@click.option("--trace-full", is_flag=True,
+              help="Record whole sub-call prompts and replies (and tool texts) in traces.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
 @tool_options
 @click.option("--max-sessions", type=click.IntRange(min=1), default=32, show_default=True,
