@@ -210,6 +210,23 @@ def test_a_sub_call_opens_on_click_or_tap_to_its_whole_prompt_and_reply(
     page.screenshot(path=str(shots / f"viewer-open-call-{size}.png"))
     page.click("#co-close")
     assert page.locator("#call-open").is_hidden()
+    if size != "phone":  # the keyboard opens a row too
+        row.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#call-open:not([hidden]) pre.output", timeout=WAIT_MS)
+        assert page.inner_text("#co-body pre.output") == WHOLE_REPLY
+        # and the timeline: a click on a sub-call's bar opens it
+        page.click("#co-close")
+        box = page.locator("#timeline").bounding_box()
+        assert box is not None
+        found = page.evaluate("""() => { const c = document.getElementById('timeline');
+          const r = c.getBoundingClientRect();
+          for (let y = 0; y < r.height; y += 2) for (let x = 0; x < r.width; x += 2) {
+            c.dispatchEvent(new MouseEvent('click', {clientX: r.left + x, clientY: r.top + y,
+                                                     bubbles: true}));
+            if (!document.getElementById('call-open').hidden) return true; }
+          return false; }""")
+        assert found and page.inner_text("#co-title").startswith("sub-call ")
     assert view.errors == []
 
 
