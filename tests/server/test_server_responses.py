@@ -183,3 +183,10 @@ async def test_a_session_keeps_its_repl_across_responses_requests() -> None:
         other = await client.responses.create(model="rlm", input="again?",
                                               extra_body={"context": "c"})
     assert answers == ["1", "2"] and other.output_text == "1"
+
+
+async def test_retrieving_a_stored_response_is_a_404_that_says_none_are_stored() -> None:
+    async with serving(root(ECHO_SHAPE)) as (_, client):
+        with pytest.raises(openai.NotFoundError, match="stores no responses") as caught:
+            await client.responses.retrieve("resp_123")
+    assert caught.value.code == "response_not_found"

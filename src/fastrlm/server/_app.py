@@ -287,6 +287,10 @@ class RLMServer:
             door = _chat_door(body, self.model_ids) if path == "/v1/chat/completions" else \
                 _responses_door(body, self.model_ids)
             return await self._chat(door, request, keep, record)
+        if path.startswith("/v1/responses/"):  # retrieve, delete, cancel, input_items
+            raise HTTPError(404, "this server stores no responses, so none can be retrieved, "
+                            "cancelled or deleted: read each one from its own request's reply",
+                            code="response_not_found")
         raise HTTPError(404, f"no route for {request.path}", code="not_found")
 
     def _authorize(self, request: web.BaseRequest) -> None:
