@@ -114,3 +114,11 @@ async def test_litellm_streams_the_reasoning_content_and_the_clean_answer(
                         for c in chunks if c.choices)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "iteration 1/4" in reasoning and content == "str:3"
+
+
+def test_the_server_setting_must_be_a_boolean() -> None:
+    from fastrlm import RLM, ConfigurationError
+    from fastrlm.server import RLMServer
+
+    with pytest.raises(ConfigurationError, match="reasoning=.*True or False"):
+        RLMServer(RLM(root(ECHO_SHAPE), sandbox="none"), reasoning="yes")  # type: ignore[arg-type]

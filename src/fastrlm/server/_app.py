@@ -79,7 +79,9 @@ class RLMServer:
     key, idle ones closed after ``session_idle_s``; room is made only from the asking key's own
     idle sessions (else 429), and a request for a session closed since gets 410
     ``session_closed``. With telemetry on, a request's W3C ``traceparent`` header makes its run
-    part of the caller's trace. Each request is one line on the ``fastrlm.server.access``
+    part of the caller's trace. ``reasoning``: every request's progress goes out as
+    ``reasoning_content`` (a request's ``fastrlm.reasoning`` decides for itself). Each request
+    is one line on the ``fastrlm.server.access``
     logger (``server/_access.py``). :meth:`close` closes the RLM's model clients (an RLM makes
     new ones on its next event loop).
 
@@ -137,6 +139,9 @@ class RLMServer:
         self.root_model = rlm.root_lm.model
         self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
         self.max_concurrent_runs = max_concurrent_runs
+        if not isinstance(reasoning, bool):
+            raise ConfigurationError(f"RLMServer(reasoning=...) takes True or False, not "
+                                     f"{reasoning!r} (fastrlm serve --reasoning)")
         self.reasoning = reasoning
         self.max_queued_runs = max_queued_runs
         self.http_limits = http_limits or HTTPLimits()
@@ -432,13 +437,10 @@ class RLMServer:
         """Stream one run in ``shape``'s frames: progress as it happens (engine events when
         ``chat.progress``, progress lines when ``reasoning``), then the answer or the error."""
         queue: asyncio.Queue[tuple[Event | None, str | None] | None] = asyncio.Queue()
-        lines: list[str] = []
 
         def on_event(event: Event) -> None:
             record.seen(event)
             line = progress_line(event) if reasoning else None
-            if line is not None:
-                lines.append(line + "\n")
             if chat.progress or line is not None:
                 queue.put_nowait((event if chat.progress else None, line))
 
@@ -470,7 +472,7 @@ class RLMServer:
             await send(shape.failed(error))
             stream.keep_alive = False
         else:
-            await send(shape.closing(result, budget, "".join(lines) if reasoning else None))
+            await send(shape.closing(result, budget))
         await stream.end()
 
 

@@ -388,8 +388,7 @@ class StreamShape(Protocol):
 
     def progress(self, event: dict[str, object] | None, line: str | None) -> list[Frame]: ...
 
-    def closing(self, result: RLMResult, budget: Budget,
-                reasoning: str | None) -> list[Frame]: ...
+    def closing(self, result: RLMResult, budget: Budget) -> list[Frame]: ...
 
     def failed(self, error: HTTPError) -> list[Frame]: ...
 
@@ -419,7 +418,7 @@ class ChatStream:
         delta = {"reasoning_content": line + "\n"} if line is not None else None
         return [self._chunk(delta=delta, **extra)]
 
-    def closing(self, result: RLMResult, budget: Budget, reasoning: str | None) -> list[Frame]:
+    def closing(self, result: RLMResult, budget: Budget) -> list[Frame]:
         frames = [self._chunk(delta={"content": result.answer})] if result.answer else []
         frames.append(self._chunk(finish=finish_reason(result), **extension(result, budget)))
         if self.chat.include_usage:

@@ -234,7 +234,7 @@ class ResponsesStream:
                             output_index=0, content_index=0, text=text),
                 self._frame("response.output_item.done", output_index=0, item=item)], [item]
 
-    def closing(self, result: RLMResult, budget: Budget, reasoning: str | None) -> list[Frame]:
+    def closing(self, result: RLMResult, budget: Budget) -> list[Frame]:
         frames, output = self._end_reasoning()
         status, incomplete = _status(result)
         index, message_id, text = len(output), _new_id("msg"), result.answer
