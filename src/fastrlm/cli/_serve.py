@@ -51,8 +51,9 @@ if TYPE_CHECKING:
               help="Seconds a session may stay idle before it is closed.")
 @click.option("--reasoning", is_flag=True,
               help="Stream each run's progress (iterations, code blocks, sub-calls) as "
-              "reasoning_content deltas, which vLLM-style clients (litellm, llm, chat UIs) "
-              "show while the answer is worked out; a request may turn it on or off with "
+              "reasoning_content deltas (vLLM's and DeepSeek's field, which litellm passes on), "
+              "shown by clients that show a reasoning model's thinking; a request may turn it "
+              "on or off with "
               "extra_body={\"fastrlm\": {\"reasoning\": true}}.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
