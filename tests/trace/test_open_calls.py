@@ -106,3 +106,37 @@ def test_packed_texts_cannot_break_out_of_the_page(tmp_path: Path, hostile: str)
     assert page.count("<script") == 2  # the data element and the page's own script
     data = json.loads(page.split('id="fastrlm-data">')[1].split("</script>")[0])
     assert _unpack(data["texts"])["r"]["0"] == text
+
+
+def test_packing_stops_at_its_limit_and_counts_what_it_left_out() -> None:
+    from fastrlm.trace._html_data import packed_texts
+
+    blob, left_out = packed_texts({0: "a" * 10, 1: "b" * 10}, {0: "c" * 10}, limit=25)
+    assert left_out == 1
+    assert _unpack(blob) == {"p": {"0": "a" * 10}, "r": {"0": "c" * 10}}
+    assert packed_texts({}, {}) == ("", 0)
+
+
+def test_the_live_view_serves_one_calls_whole_texts(tmp_path: Path) -> None:
+    import http.client
+
+    from fastrlm.trace._live import LiveView
+
+    path, _ = _traced(tmp_path, full=True)
+    events = read_trace(path).events
+    started = next(e for e in events if e["type"] == "subcall.started")
+    with LiveView(lambda: path) as live:
+        def get(query: str) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
+            try:
+                conn.request("GET", "/call?" + query)
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            finally:
+                conn.close()
+
+        status, body = get(f"run={started['run_id']}&id={started['call_id']}")
+        missing, _ = get(f"run={started['run_id']}&id=nope")
+    assert status == 200
+    assert json.loads(body) == {"prompt": LONG_PROMPT, "reply": LONG_REPLY, "error": None}
+    assert missing == 404

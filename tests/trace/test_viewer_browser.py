@@ -230,6 +230,26 @@ def test_a_sub_call_opens_on_click_or_tap_to_its_whole_prompt_and_reply(
     assert view.errors == []
 
 
+def test_a_live_page_fetches_the_whole_texts_it_did_not_pack(
+    open_page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastrlm.trace import _html_data
+
+    monkeypatch.setattr(_html_data, "MAX_PACKED_CHARS", 0)  # a page too big to pack them
+    trace = realistic_trace(tmp_path, full=True)
+    with LiveView(lambda: trace) as live:
+        view = open_page(*WIDTHS["1400"])
+        page = view.page
+        page.goto(live.url)
+        page.click("button[data-mode=slowest]")
+        page.locator("#calls-body .vrow", has_text=WHOLE_REPLY[:30]).first.click()
+        page.wait_for_selector("#co-body pre.output", timeout=WAIT_MS)
+        assert page.inner_text("#co-body pre.output") == WHOLE_REPLY
+        assert page.inner_text("#co-body pre.code").strip() == WHOLE_PROMPT.strip()
+        assert "preview" not in page.inner_text("#co-body")
+    assert view.errors == []
+
+
 def test_on_a_phone_the_cells_sub_calls_open_by_tap_and_the_models_failed_column_shows(
     open_page: Any, page_file: Path, shots: Path,
 ) -> None:

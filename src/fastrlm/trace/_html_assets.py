@@ -212,8 +212,19 @@ function block(box,what,text,chars,cls,bad){
     chars.toLocaleString()+' chars)')));
   box.appendChild(el('pre',cls,text||'(none)'));
   if(!bad&&chars>String(text||'').replace(/\u2026$/,'').length){box.appendChild(el('p','note',
+    D.texts_left_out?'this page keeps whole texts up to its size limit and shows a preview '+
+    'here; fastrlm view --follow RUN serves every call whole':
     'the trace holds a preview of this '+what+': record whole prompts and replies with '+
     '--trace-full (Limits(trace_full_prompts=True))'));}}
+// the whole texts of call i: its live events', the page's packed ones, else (a call the page
+// did not pack) the live view's /call; what is not found anywhere stays the row's preview
+function whole(i,t){var mine=full[i]||{},p=mine.p||t.p[i],r=mine.r||t.r[i];
+  var want=(!p&&C.pchars[i]>C.prompt[i].length)||(!r&&C.rchars[i]>C.reply[i].length);
+  if(!want||!D.live||!D.live.call){return Promise.resolve({p:p,r:r});}
+  var run=D.runs[C.run[i]]||[''];
+  return fetch(D.live.call+'?run='+encodeURIComponent(run[0])+'&id='+encodeURIComponent(C.id[i]),
+    {cache:'no-store'}).then(function(res){return res.ok?res.json():{};}).then(function(x){
+      return {p:p||x.prompt,r:r||x.error||x.reply};},function(){return {p:p,r:r};});}
 function openCall(i){if(!(i>=0&&i<C.flag.length)){return;}selected=i;paint(true);
   var f=C.flag[i],run=D.runs[C.run[i]]||['',0],title=document.getElementById('co-title');
   title.textContent='sub-call '+C.id[i]+(run[1]?' (depth '+run[1]+')':'');
@@ -221,11 +232,10 @@ function openCall(i){if(!(i>=0&&i<C.flag.length)){return;}selected=i;paint(true)
     (f&2?' (cached)':''),f&4?'running':fmt(C.dur[i],2)+'s',C.tin[i].toLocaleString()+' in / '+
     C.tout[i].toLocaleString()+' out tokens','$'+fmt(C.cost[i],4)].join(' \u00b7 ');
   panel.hidden=false;var box=document.getElementById('co-body');box.textContent='';
-  texts().then(function(t){if(selected!==i){return;}var mine=full[i]||{};
-    block(box,'prompt',mine.p||t.p[i]||C.prompt[i],C.pchars[i],'code',false);
-    if(f&1){block(box,'error',mine.r||t.r[i]||C.reply[i],0,'error',true);}
-    else{block(box,'reply',f&4?'(no reply yet)':mine.r||t.r[i]||C.reply[i],C.rchars[i],
-      'output',false);}});
+  texts().then(function(t){return whole(i,t);}).then(function(w){if(selected!==i){return;}
+    block(box,'prompt',w.p||C.prompt[i],C.pchars[i],'code',false);
+    if(f&1){block(box,'error',w.r||C.reply[i],0,'error',true);}
+    else{block(box,'reply',f&4?'(no reply yet)':w.r||C.reply[i],C.rchars[i],'output',false);}});
   panel.scrollIntoView({block:'nearest'});}
 body.addEventListener('click',function(e){var r=e.target.closest&&e.target.closest('.vrow');
   if(r&&r.hasAttribute('data-i')){openCall(Number(r.getAttribute('data-i')));}});

@@ -21,6 +21,11 @@ from .._foundation import events as evt
 #: replies) travel in the compressed ``texts`` blob, read only when a row is opened.
 ROW_PREVIEW_CHARS = 200
 
+#: Most characters of whole texts one page packs (a full trace of a huge fan-out can hold
+#: gigabytes of prompts): past it the page keeps previews and says so, and the live view
+#: (``fastrlm view --follow``) serves the rest one call at a time (``GET /call``).
+MAX_PACKED_CHARS = 32 << 20
+
 #: Sub-call flags, as bits of ``calls.flag``.
 FLAG_ERROR = 1
 FLAG_CACHED = 2
@@ -155,20 +160,36 @@ def page_data(events: list[evt.Event]) -> dict[str, Any]:
         calls["reply"].append("(no reply recorded)")
         calls["pchars"].append(pchars)
         calls["rchars"].append(0)
+    texts, left_out = packed_texts(long_prompts, long_replies)
     return {"t0": t0, "runs": runs, "models": models, "calls": calls, "spans": spans,
-            "preview_chars": ROW_PREVIEW_CHARS, "texts": packed_texts(long_prompts, long_replies)}
+            "preview_chars": ROW_PREVIEW_CHARS, "texts": texts, "texts_left_out": left_out}
 
 
-def packed_texts(prompts: dict[int, str], replies: dict[int, str]) -> str:
+def packed_texts(prompts: dict[int, str], replies: dict[int, str],
+                 limit: int | None = None) -> tuple[str, int]:
     """Whole prompts and replies by call index, as base64 of gzipped JSON ``{"p": {i: text},
     "r": {i: text}}`` (the page unpacks it with the browser's ``DecompressionStream`` the first
-    time a sub-call is opened, so a big full trace costs its page no parse time). ``""`` when
-    there are none."""
+    time a sub-call is opened, so a big full trace costs its page no parse time; ``""`` when
+    there are none), and how many texts were left out to keep it within ``limit`` characters
+    (default :data:`MAX_PACKED_CHARS`; calls in order, each prompt with its reply)."""
     if not prompts and not replies:
-        return ""
-    raw = json.dumps({"p": prompts, "r": replies}, ensure_ascii=False, separators=(",", ":"))
+        return "", 0
+    limit = MAX_PACKED_CHARS if limit is None else limit
+    kept: dict[str, dict[int, str]] = {"p": {}, "r": {}}
+    total = left_out = 0
+    for index in sorted(prompts.keys() | replies.keys()):
+        for name, texts in (("p", prompts), ("r", replies)):
+            text = texts.get(index)
+            if text is None:
+                continue
+            if total + len(text) > limit:
+                left_out += 1
+                continue
+            total += len(text)
+            kept[name][index] = text
+    raw = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
     packed = gzip.compress(raw.encode("utf-8", "surrogatepass"), compresslevel=1, mtime=0)
-    return base64.b64encode(packed).decode("ascii")
+    return base64.b64encode(packed).decode("ascii"), left_out
 
 
 def script_json(data: Any) -> str:

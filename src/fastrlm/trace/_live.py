@@ -16,6 +16,9 @@ its worker threads, so a big page does not hold the event streams). Routes:
   a ``: keep-alive`` comment goes out when nothing happens.
 - ``GET /parts``: the server-rendered summary and detail as JSON ``{"summary", "detail"}``,
   which the page fetches to redraw turns, cells and totals.
+- ``GET /call?run=RUN_ID&id=CALL_ID``: one sub-call's ``{"prompt", "reply", "error"}`` as the
+  trace holds them, for a call the page did not pack whole (past
+  :data:`~._html_data.MAX_PACKED_CHARS`); 404 for a call the trace does not have.
 
 The server never ends on its own: a run that finishes, or that crashes and leaves its trace
 without ``run.finished``, is still served (the page says which: running while the writer holds
@@ -184,14 +187,37 @@ class LiveView:
             return _response(HTTPStatus.OK, "application/json", parts)
         if request.path == "/events":
             return await self._events(request)
+        if request.path == "/call":
+            found = await self._server.in_thread(self._call, request.query.get("run", ""),
+                                                 request.query.get("id", ""))
+            if found is None:
+                return _response(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
+                                 b"no such sub-call in this trace\n")
+            return _response(HTTPStatus.OK, "application/json", found)
         return _response(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
-                         b"not found: the live view serves /, /events and /parts\n")
+                         b"not found: the live view serves /, /events, /parts and /call\n")
 
     def _page(self) -> bytes:
         trace = self.tail.refresh()
         offset = self.tail.offset
         return render_html(trace, live={"events": f"/events?from={offset}",
-                                        "parts": "/parts"}).encode()
+                                        "parts": "/parts", "call": "/call"}).encode()
+
+    def _call(self, run_id: str, call_id: str) -> bytes | None:
+        """One sub-call's texts as the trace holds them (whole with full tracing), as JSON
+        ``{"prompt", "reply", "error"}``; ``None`` when the trace has no such call."""
+        self.tail.refresh()
+        texts: dict[str, Any] = {}
+        for event in reversed(self.tail.events):  # a call's latest record is its own
+            kind = event.get("type")
+            if (kind in ("subcall.started", "subcall.finished")
+                    and event.get("run_id") == run_id and event.get("call_id") == call_id):
+                if kind == "subcall.started":
+                    texts.setdefault("prompt", event.get("prompt") or event.get("prompt_preview"))
+                    break  # the start comes first: nothing older belongs to this call
+                texts.setdefault("reply", event.get("response") or event.get("response_preview"))
+                texts.setdefault("error", event.get("error"))
+        return json.dumps(texts).encode() if texts else None
 
     def _parts(self) -> bytes:
         return json.dumps(render_parts(self.tail.refresh())).encode()
