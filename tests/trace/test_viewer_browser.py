@@ -109,6 +109,13 @@ def repl(code: str, prose: str = "") -> str:
 LONG_MODEL = "vllm/fake-sub-model-with-a-rather-long-name"
 
 
+#: A tool call's whole texts in the full trace: past any preview, with markup that stays text.
+WHOLE_ARGUMENTS = '{"q": "cats <img src=x onerror=1>", "pages": [' + ", ".join(
+    f'"page-{i}"' for i in range(40)) + "]}"
+WHOLE_RESULT = "results: <b>many</b> cats\n" + "".join(
+    f"hit {i}: a cat sat on mat number {i}\n" for i in range(60))
+
+
 def realistic_trace(home: Path, *, full: bool = False) -> Path:
     """A scripted run with a fan-out, a failing cell, child runs, long names and hostile text,
     plus tool-call events written in by hand (``full``: whole prompts and replies traced)."""
@@ -142,10 +149,13 @@ def realistic_trace(home: Path, *, full: bool = False) -> Path:
     run_id, ts = json.loads(lines[0])["run_id"], json.loads(lines[-1])["ts"]
     tools = [
         {"type": "tool.started", "run_id": run_id, "depth": 0, "ts": ts, "call_id": "t1",
-         "tool": "search_web", "arguments_preview": '{"q": "cats <img src=x onerror=1>"}'},
+         "tool": "search_web", "arguments_preview": '{"q": "cats <img src=x onerror=1>"}',
+         **({"arguments": WHOLE_ARGUMENTS} if full else {})},
         {"type": "tool.finished", "run_id": run_id, "depth": 0, "ts": ts + 0.2, "call_id": "t1",
-         "tool": "search_web", "duration_s": 0.2, "error": None, "result_chars": 1234,
-         "result_preview": "results: <b>many</b> cats"},
+         "tool": "search_web", "duration_s": 0.2, "error": None,
+         "result_chars": len(WHOLE_RESULT) if full else 1234,
+         "result_preview": "results: <b>many</b> cats",
+         **({"result": WHOLE_RESULT} if full else {})},
         {"type": "tool.finished", "run_id": run_id, "depth": 0, "ts": ts + 0.3, "call_id": "t2",
          "tool": "fetch_page", "duration_s": 0.1, "error": "timeout after 0.1s",
          "result_chars": 0, "result_preview": ""},
@@ -268,6 +278,30 @@ def test_on_a_phone_the_cells_sub_calls_open_by_tap_and_the_models_failed_column
     assert "--trace-full" in call.inner_text()
     assert page.evaluate(FITS, "details.subcalls details.call[open] pre")
     page.screenshot(path=str(shots / "viewer-phone-call.png"))
+    assert view.errors == []
+
+
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_tool_call_opens_on_click_or_tap_to_its_whole_arguments_and_result(
+    open_page: Any, full_page_file: Path, size: str,
+) -> None:
+    view = open_page(*WIDTHS[size], touch=size == "phone")
+    page = view.page
+    page.goto(full_page_file.as_uri())
+    tool = page.locator("details.tool", has_text="search_web").first
+    summary = tool.locator("summary")
+    summary.scroll_into_view_if_needed()
+    if size == "phone":
+        summary.tap()
+    else:
+        summary.click()
+    assert tool.get_attribute("open") is not None
+    assert tool.locator("pre.code").inner_text() == WHOLE_ARGUMENTS
+    assert tool.locator("pre.output").inner_text() == WHOLE_RESULT
+    text = tool.inner_text()
+    assert "(preview)" not in text and "--trace-full" not in text  # whole: no preview note
+    assert page.evaluate(FITS, "details.tool[open] pre")  # wrapped, inside the window
+    assert page.evaluate("document.querySelectorAll('img').length") == 0  # markup is text
     assert view.errors == []
 
 
