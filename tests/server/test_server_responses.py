@@ -43,6 +43,22 @@ async def test_input_messages_and_instructions_are_the_drop_in_conversation() ->
     assert response.instructions == "Be brief."
 
 
+async def test_a_previous_responses_output_fed_back_as_input_continues_the_conversation(
+) -> None:
+    # the SDK's documented way to go on without stored responses: input += response.output;
+    # with reasoning on, that output holds a reasoning item (progress lines, not conversation)
+    root_lm = root(ECHO_CONTEXT)
+    async with serving(root_lm, reasoning=True) as (_, client):
+        first = await client.responses.create(model="rlm", input="First")
+        history: list[Any] = [{"role": "user", "content": "First"}]
+        history += [item.model_dump(exclude_none=True) for item in first.output]
+        history.append({"role": "user", "content": "Second"})
+        second = await client.responses.create(model="rlm", input=history)
+    assert [item.type for item in first.output] == ["reasoning", "message"]
+    assert second.output_text == f"user: First\n\nassistant: {first.output_text}\n\nuser: Second"
+    assert "iteration 1/" not in second.output_text  # progress lines stay out of the context
+
+
 async def test_a_streamed_response_follows_the_responses_event_sequence() -> None:
     async with serving(root(ECHO_SHAPE)) as (_, client):
         stream = await client.responses.create(model="rlm", input="How long is it?",

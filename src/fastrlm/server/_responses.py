@@ -6,7 +6,8 @@ Request -> run (:func:`parse_responses_request`): ``input`` is the conversation 
 user message; a list holds message items whose ``content`` is a string or ``input_text`` /
 ``output_text`` parts), ``instructions`` a system message before it; the question, the
 ``context`` field and the ``fastrlm`` extensions are those of a chat completion
-(:func:`._protocol.request_from`). ``text.format`` asks for a typed answer like
+(:func:`._protocol.request_from`); ``reasoning`` items (an earlier response's output fed
+back) are skipped. ``text.format`` asks for a typed answer like
 ``response_format``. ``previous_response_id`` and ``conversation`` are refused (this server
 stores no responses: ``fastrlm.session`` keeps a conversation). Other fields (``tools``,
 ``temperature``, ``max_output_tokens``, ``store``, ``reasoning`` ...) are accepted and ignored.
@@ -96,7 +97,13 @@ def _turns(value: object) -> list[tuple[str, str]]:
     if not isinstance(value, list) or not value:
         raise bad_request("'input' is required: a string, or a non-empty list of messages",
                           "missing_input")
-    return [_item(i, item) for i, item in enumerate(value)]
+    return [_item(i, item) for i, item in enumerate(value) if not _is_reasoning(item)]
+
+
+def _is_reasoning(item: object) -> bool:
+    # a reasoning item of an earlier response (its progress lines), fed back by a client that
+    # goes on with ``input += response.output``: not conversation, so not context
+    return isinstance(item, dict) and item.get("type") == "reasoning"
 
 
 def _item(index: int, item: object) -> tuple[str, str]:
