@@ -240,6 +240,37 @@ def test_a_sub_call_opens_on_click_or_tap_to_its_whole_prompt_and_reply(
     assert view.errors == []
 
 
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_cells_sub_call_clipped_in_its_table_opens_whole_in_the_panel(
+    open_page: Any, tmp_path_factory: pytest.TempPathFactory, size: str,
+) -> None:
+    home = tmp_path_factory.mktemp("clipped")
+    page_file = home / "page.html"  # texts past 100 characters are clipped in a cell's table
+    page_file.write_text(render_html(read_trace(realistic_trace(home, full=True)), max_chars=100),
+                         encoding="utf-8")
+    view = open_page(*WIDTHS[size], touch=size == "phone")
+    page = view.page
+    page.goto(page_file.as_uri())
+    summary = page.locator("details.subcalls > summary").first
+    summary.scroll_into_view_if_needed()
+    summary.tap() if size == "phone" else summary.click()
+    call = page.locator("details.subcalls details.call", has_text="count ").first
+    call.locator("summary").tap() if size == "phone" else call.locator("summary").click()
+    clipped = call.locator("pre.code").inner_text()
+    assert "more characters" in clipped  # the cell's table keeps 100 characters of it
+    n = clipped.split()[1]  # the prompt is 'count N ' * 30, its reply repeats its head
+    button = call.locator("button.open-whole")
+    button.tap() if size == "phone" else button.click()
+    page.wait_for_selector("#call-open:not([hidden]) pre.output", timeout=WAIT_MS)
+    prompt = f"count {n} " * 30
+    assert page.inner_text("#co-body pre.code").strip() == prompt.strip()
+    assert page.inner_text("#co-body pre.output") == (
+        "call answer " + prompt[:60] + " supercalifragilisticexpialidocious" * 5)
+    assert page.inner_text("#co-title") == f"sub-call {call.locator('.mono').inner_text()}"
+    assert page.evaluate(FITS, "#call-open, #co-body pre, button.open-whole")
+    assert view.errors == []
+
+
 def test_a_live_page_fetches_the_whole_texts_it_did_not_pack(
     open_page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -385,6 +385,11 @@ class _Page:
                 self.pre(c.error, "error")
             else:
                 self.full_text("reply", reply, as_int(c.response_chars), "output")
+            if max(len(row.prompt), len(reply), len(str(c.error or ""))) > self.max_chars:
+                # clipped here to keep the page light; the call's panel shows it whole
+                o.append(f'<button type="button" class="open-whole js-only" '
+                         f'data-run="{_attr(c.run_id)}" data-call="{_attr(c.call_id)}">'
+                         "open the whole prompt and reply</button>")
             o.append("</details>")
         o.append("</div>")
 

@@ -74,8 +74,9 @@ overflow:hidden;text-overflow:ellipsis}details.call.bad>summary>.line{color:var(
 padding:.5em .8em;margin:.6em 0;background:var(--card);min-width:0}
 #call-open .head{display:flex;flex-wrap:wrap;gap:.2em .8em;align-items:baseline;
 font-size:.9em}#call-open .head button{margin-left:auto}
-#call-open button{font:inherit;font-size:.85em;color:var(--fg);background:var(--soft);
-border:1px solid var(--line);border-radius:6px;padding:.1em .6em;cursor:pointer}
+#call-open button,button.open-whole{font:inherit;font-size:.85em;color:var(--fg);
+background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.1em .6em;
+cursor:pointer}
 ul.tree{list-style:none;padding-left:0;margin:.3em 0}ul.tree ul{list-style:none;
 padding-left:1.2em;border-left:1px dashed var(--line);margin:.1em 0 .1em .4em}
 ul.tree li{margin:.15em 0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
@@ -242,6 +243,13 @@ body.addEventListener('click',function(e){var r=e.target.closest&&e.target.close
 body.addEventListener('keydown',function(e){if(e.key!=='Enter'&&e.key!==' '){return;}
   var r=e.target.closest&&e.target.closest('.vrow');
   if(r&&r.hasAttribute('data-i')){e.preventDefault();openCall(Number(r.getAttribute('data-i')));}});
+// a cell's sub-call whose texts the cell clips opens whole in the panel (the detail is redrawn
+// live, so the click is caught on the document)
+document.addEventListener('click',function(e){var b=e.target.closest&&
+  e.target.closest('button.open-whole');if(!b){return;}
+  var run=b.getAttribute('data-run'),id=b.getAttribute('data-call');
+  for(var i=0;i<C.flag.length;i++){if(C.id[i]===id&&(D.runs[C.run[i]]||[''])[0]===run){
+    openCall(i);return;}}});
 document.getElementById('co-close').addEventListener('click',function(){panel.hidden=true;
   selected=-1;paint(true);});
 document.querySelectorAll('.filters button').forEach(function(b){
