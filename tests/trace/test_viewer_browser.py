@@ -271,6 +271,34 @@ def test_a_cells_sub_call_clipped_in_its_table_opens_whole_in_the_panel(
     assert view.errors == []
 
 
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_cells_code_and_output_past_the_page_limit_fold_open_whole(
+    open_page: Any, tmp_path_factory: pytest.TempPathFactory, size: str,
+) -> None:
+    home = tmp_path_factory.mktemp("cells")
+    trace = read_trace(realistic_trace(home))
+    cell = next(e for e in trace.events if e["type"] == "code.executed"
+                and "llm_query_batched([f" in e["code"])
+    page_file = home / "page.html"  # a cell's texts past 40 characters fold
+    page_file.write_text(render_html(trace, max_chars=40), encoding="utf-8")
+    view = open_page(*WIDTHS[size], touch=size == "phone")
+    page = view.page
+    page.goto(page_file.as_uri())
+    block = page.locator("div.block", has_text="count {i}").first
+    block.scroll_into_view_if_needed()
+    for cls, whole in (("code", cell["code"]), ("output", cell["output"])):
+        assert len(whole) > 40
+        more = block.locator(f"pre.{cls}.head + details.more").first
+        assert more.locator("pre").is_hidden()
+        summary = more.locator("summary")
+        assert summary.inner_text() == f"show the other {len(whole) - 40:,} characters"
+        summary.tap() if size == "phone" else summary.click()
+        head = block.locator(f"pre.{cls}.head").first.inner_text()
+        assert head + more.locator("pre").inner_text() == whole  # nothing lost or doubled
+    assert page.evaluate(FITS, "div.block pre")  # wrapped, inside the window
+    assert view.errors == []
+
+
 def test_a_live_page_fetches_the_whole_texts_it_did_not_pack(
     open_page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -83,6 +83,20 @@ class _Page:
     def pre(self, text: Any, cls: str = "") -> None:
         self.out.append(f'<pre class="{cls}">{self.t(text)}</pre>')
 
+    def cell_text(self, text: Any, cls: str) -> None:
+        """A cell's code, output or error whole: what the model wrote or saw is bounded by the
+        run's own limits, so past ``max_chars`` the rest folds (click or tap to open) instead
+        of being cut."""
+        text = "" if text is None else str(text)
+        if len(text) <= self.max_chars:
+            self.pre(text, cls)
+            return
+        rest = text[self.max_chars:]
+        self.out.append(f'<pre class="{cls} head">{escape(text[:self.max_chars])}</pre>'
+                        f'<details class="more"><summary>show the other {len(rest):,} '
+                        f'characters</summary><pre class="{cls} rest">{escape(rest)}</pre>'
+                        "</details>")
+
     def run(self, run: Run) -> None:
         if run.run_id in self.drawn:
             return
@@ -284,7 +298,7 @@ class _Page:
         o.append(f'<div class="block{bad}"><div class="blockhead">cell '
                  f"{block}{ran} {' '.join(flags)}</div>")
         if ev is not None:
-            o.append(f'<pre class="code">{self.t(ev.code)}</pre>')
+            self.cell_text(ev.code, "code")
         self.items(cell.items)
         if ev is not None:
             output = str(ev.output)
@@ -295,13 +309,13 @@ class _Page:
                 # the traceback is part of what the model saw: shown once, as the error
                 o.append(f'<div class="label bad">output the model saw, with the error{cut}'
                          "</div>")
-                self.pre(output, "error")
+                self.cell_text(output, "error")
             else:
                 o.append(f'<div class="label">output the model saw{cut}</div>')
-                self.pre(output, "output")
+                self.cell_text(output, "output")
                 if error:
                     o.append('<div class="label bad">error</div>')
-                    self.pre(error, "error")
+                    self.cell_text(error, "error")
             if ev.restored:
                 o.append(f'<p class="note">restored after restart: '
                          f"{self.t(', '.join(map(str, ev.restored)))}</p>")

@@ -29,6 +29,7 @@ pre{background:var(--code);border:1px solid var(--line);border-radius:6px;paddin
 overflow-x:auto;white-space:pre-wrap;overflow-wrap:break-word;margin:.3em 0;max-width:100%}
 pre.output{background:var(--out)}pre.error{background:var(--errbg);border-color:var(--errline)}
 pre.answer{background:var(--okbg);border-color:var(--okline)}
+details.more{margin:-.3em 0 .3em}details.more>summary{color:var(--link);font-size:.88em}
 .lang{display:block;color:var(--muted);font-size:.85em}
 .prose{white-space:pre-wrap;overflow-wrap:break-word;margin:.4em 0}
 header,.iter,#explorer{background:var(--card);border:1px solid var(--line);border-radius:8px;
