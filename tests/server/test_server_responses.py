@@ -3,6 +3,7 @@ completion (context modes, fastrlm extensions, limits, errors) in the Responses 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -206,3 +207,28 @@ async def test_retrieving_a_stored_response_is_a_404_that_says_none_are_stored()
         with pytest.raises(openai.NotFoundError, match="stores no responses") as caught:
             await client.responses.retrieve("resp_123")
     assert caught.value.code == "response_not_found"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_responses_client_that_disconnects_cancels_its_run(stream: bool) -> None:
+    from fastrlm.trace import TraceWriter, read_trace
+
+    from .test_server_runs import HeldRoot
+
+    held = HeldRoot()
+    async with serving(root(held)) as (server, client):
+        async def consume() -> None:
+            reply = await client.responses.create(model="rlm", input="?", stream=stream,
+                                                  extra_body={"context": "abc"})
+            if stream:
+                async for _ in reply:  # type: ignore[union-attr]
+                    pass
+
+        request = asyncio.create_task(consume())
+        await held.entered.wait()
+        request.cancel()  # the SDK drops the connection
+        await held.cancelled.wait()
+        await server.wait_until(lambda s: s.active_runs == 0)
+    [path] = TraceWriter().traces_dir.glob("*.jsonl")
+    finished = read_trace(path).finished
+    assert finished is not None and finished["stop_reason"] == "cancelled"
