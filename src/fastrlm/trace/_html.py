@@ -262,8 +262,9 @@ class _Page:
 
     def reply(self, text: str, cells: list[Cell]) -> None:
         """Prose as wrapped text; each fence the REPL ran is replaced, in place, by its cell
-        (taken from ``cells``), so every code block appears once."""
-        clipped = len(text) > self.max_chars
+        (taken from ``cells``), so every code block appears once. Past ``max_chars`` the rest
+        of the reply folds, raw (its cells follow the reply)."""
+        rest = text[self.max_chars:]
         text = text[: self.max_chars]
         self.out.append('<div class="reply">')
         for is_code, lang, chunk in split_fences(text):
@@ -276,8 +277,10 @@ class _Page:
                 self.out.append(f'<pre class="code">{label}{self.t(chunk)}</pre>')
             elif chunk.strip():
                 self.out.append(f'<div class="prose">{self.t(chunk.strip())}</div>')
-        if clipped:
-            self.out.append('<p class="note">(reply clipped)</p>')
+        if rest:  # a reply is bounded by the root's max tokens: its rest folds, as written
+            self.out.append(f'<details class="more"><summary>show the other {len(rest):,} '
+                            "characters of this reply, as the model wrote them</summary>"
+                            f'<pre class="rest">{escape(rest)}</pre></details>')
         self.out.append("</div>")
 
     def cell(self, cell: Cell) -> None:
