@@ -90,6 +90,11 @@ def test_a_trace_being_written_is_running_not_incomplete(
     assert "still running" in page
     assert "This trace is incomplete" not in page and 'badge bad">incomplete' not in page
     assert "print(1)" in page
+    # a page written once may be opened long after: it says it is a snapshot, and of when
+    assert "was still running when this page was written" in page and "--follow" in page
+    live = render_html(trace, live={"events": "/events", "parts": "/parts", "call": "/call"})
+    assert "This run is still running" in live and "snapshot" not in live
+    assert "This run is still running" in render_parts(trace, live=True)["summary"]
 
 
 def test_a_killed_writer_leaves_an_incomplete_trace(

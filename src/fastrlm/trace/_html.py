@@ -15,6 +15,7 @@ Why over 500 lines: the server-rendered page is one template; its parts share th
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -62,8 +63,10 @@ def _td(text: Any, cls: str = "", limit: int = 300) -> str:
 class _Page:
     """Accumulates HTML fragments; ``t`` escapes and clips untrusted text."""
 
-    def __init__(self, grouped: Grouped, max_chars: int, writing: bool = False) -> None:
+    def __init__(self, grouped: Grouped, max_chars: int, writing: bool = False,
+                 live: bool = False) -> None:
         self.writing = writing
+        self.live = live
         # what a run without its run.finished is: still going while the writer holds the file
         self.unfinished = "running" if writing else "incomplete"
         self.runs = grouped.runs
@@ -117,9 +120,13 @@ class _Page:
         badge = f'<span class="badge {stop_state(stop)}">{self.t(stop)}</span>'
         o.append(f'<p class="meta">{badge} run <code>{self.t(run.run_id)}</code>'
                  f"{_when(st.ts or None if st else None)}</p>")
-        if not complete and self.writing:
+        if not complete and self.writing and self.live:
             o.append('<p class="banner live">This run is still running: the page shows it '
                      "as far as it has gone.</p>")
+        elif not complete and self.writing:  # a page written once, opened who knows when
+            o.append('<p class="banner live">This run was still running when this page was '
+                     f"written{_when(time.time())}: the page is a snapshot of it. "
+                     "<code>fastrlm view --follow</code> follows a run as it goes.</p>")
         elif not complete:
             o.append('<p class="banner bad">This trace is incomplete: the run did not finish, '
                      "and no process is writing it any more (it was killed or crashed, or "
@@ -485,11 +492,14 @@ def _context(ctx: Any) -> str:
             + f'sha256 <code title="{_attr(sha)}">{escape(sha[:16])}…</code>')
 
 
-def render_parts(trace: Trace, *, max_chars: int = 20_000) -> dict[str, str]:
+def render_parts(trace: Trace, *, max_chars: int = 20_000, live: bool = False
+                 ) -> dict[str, str]:
     """The page's two server-rendered pieces: ``summary`` (header, facts, per-model breakdown,
-    call tree, answer) and ``detail`` (every root turn, nested child runs), as HTML."""
+    call tree, answer) and ``detail`` (every root turn, nested child runs), as HTML. ``live``:
+    for a page that follows the trace (a running run is "still running", not a snapshot)."""
     grouped = group(trace.typed_events)
-    page = _Page(grouped, max_chars, writing=trace.writing and trace.finished is None)
+    page = _Page(grouped, max_chars, writing=trace.writing and trace.finished is None,
+                 live=live)
     root_id = (trace.root_event.run_id if trace.root_event else "") or (
         grouped.tops[0] if grouped.tops else trace.path.stem)
     root = grouped.runs.get(str(root_id)) or Run(str(root_id))
@@ -524,7 +534,7 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
 
 
 def _page(trace: Trace, max_chars: int, live: dict[str, Any] | None) -> str:
-    parts = render_parts(trace, max_chars=max_chars)
+    parts = render_parts(trace, max_chars=max_chars, live=live is not None)
     root = trace.root_event
     title = escape(str(root.question if root else trace.path.stem)[:120])
     data = page_data(trace.typed_events)

@@ -220,7 +220,7 @@ class LiveView:
         return json.dumps(texts).encode() if texts else None
 
     def _parts(self) -> bytes:
-        return json.dumps(render_parts(self.tail.refresh())).encode()
+        return json.dumps(render_parts(self.tail.refresh(), live=True)).encode()
 
     async def _events(self, request: web.BaseRequest) -> web.StreamResponse:
         from aiohttp import web
