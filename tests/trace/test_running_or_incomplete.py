@@ -133,6 +133,30 @@ def test_a_finished_run_releases_the_lock(tmp_path: Path) -> None:
     assert 'class="badge ok">final<' in page and "still running" not in page
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_a_run_ended_by_an_interrupt_from_a_model_finishes_its_trace_while_the_process_lives(
+    tmp_path: Path, error: type[BaseException],
+) -> None:
+    # the run dies but the process (a notebook) and the RLM's trace writer go on: left open,
+    # the trace would read as "running" for as long as the process lives
+    from fastrlm import RLM
+    from fastrlm.testing import ScriptedLM
+
+    def reply(_messages: object) -> str:
+        raise error("from the model")
+
+    rlm = RLM(ScriptedLM(reply), sandbox="none", trace=tmp_path)
+    with pytest.raises(error, match="from the model"):
+        rlm.completion("q", context="c")
+    [path] = tmp_path.rglob("*.jsonl")
+    assert writer_alive(path) is False
+    trace = read_trace(path)
+    assert trace.finished is not None and not trace.writing
+    expected = "cancelled" if error is KeyboardInterrupt else "error"
+    assert trace.finished["stop_reason"] == expected
+    assert f"{error.__name__}: from the model" in str(trace.finished["error"])
+
+
 def test_the_live_view_says_when_the_writer_goes_and_sends_its_last_lines_first(
     running: tuple[subprocess.Popen[str], Path],
 ) -> None:
