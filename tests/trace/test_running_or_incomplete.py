@@ -110,6 +110,23 @@ def test_a_killed_writer_leaves_an_incomplete_trace(
     assert "running" not in summary
 
 
+def test_runs_and_show_say_running_while_the_writer_lives_and_incomplete_after(
+    running: tuple[subprocess.Popen[str], Path], tmp_path: Path,
+) -> None:
+    from fastrlm.trace import index_path, list_runs, render_transcript
+
+    proc, path = running
+    [row] = list_runs(index_path(tmp_path))
+    assert (row.stop_reason, row.finished) == ("running", False)
+    assert "still running" in render_transcript(read_trace(path))
+    kill(proc)
+    [row] = list_runs(index_path(tmp_path))  # the stored row still says running
+    assert (row.stop_reason, row.finished) == ("incomplete", False)
+    text = render_transcript(read_trace(path))
+    assert "did not finish, and no process writes its trace" in text
+    assert "still running" not in text
+
+
 def test_a_copy_of_a_running_trace_is_incomplete_where_nobody_writes_it(
     running: tuple[subprocess.Popen[str], Path], tmp_path: Path,
 ) -> None:

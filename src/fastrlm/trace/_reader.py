@@ -287,8 +287,11 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                     out.append(_indent(clip(str(ev.answer)), depth))
     for run_id in list(pending):
         flush_subcalls(run_id, 0)
-    if trace.finished is None:
-        out.append("\n── the run did not finish (process killed or still running)")
+    if trace.finished is None and trace.writing:
+        out.append("\n── still running (a process is writing its trace)")
+    elif trace.finished is None:
+        out.append("\n── the run did not finish, and no process writes its trace any more "
+                   "(killed, crashed, or a copy)")
     if trace.truncated_lines:
         out.append(f"({trace.truncated_lines} unreadable line(s) skipped)")
     return "\n".join(line for line in out if line is not None) + "\n"
