@@ -21,7 +21,6 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,6 +34,7 @@ from .._foundation.validate import SERVER_RULES
 from ..lm import LM
 from ..telemetry import trace_context_of
 from ._access import CLIENT_GONE, AccessRecord, log_access
+from ._doors import Door, chat_door, responses_door
 from ._http import (
     EventStream,
     HTTPError,
@@ -47,17 +47,7 @@ from ._http import (
     protocol_of,
     read_body,
 )
-from ._protocol import (
-    ChatRequest,
-    ChatStream,
-    Frame,
-    StreamShape,
-    completion_body,
-    effective_budget,
-    parse_chat_request,
-    result_status,
-)
-from ._responses import ResponsesStream, parse_responses_request, response_body
+from ._protocol import ChatRequest, Frame, StreamShape, effective_budget, result_status
 from ._sessions import SessionPool, owner_of
 
 log = logging.getLogger("fastrlm.server")
@@ -289,8 +279,8 @@ class RLMServer:
             if self._closing:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
-            door = _chat_door(body, self.model_ids) if path == "/v1/chat/completions" else \
-                _responses_door(body, self.model_ids)
+            door = chat_door(body, self.model_ids) if path == "/v1/chat/completions" else \
+                responses_door(body, self.model_ids)
             return await self._chat(door, request, keep, record)
         if path.startswith("/v1/responses/"):  # retrieve, delete, cancel, input_items
             raise HTTPError(404, "this server stores no responses, so none can be retrieved, "
@@ -318,7 +308,7 @@ class RLMServer:
 
     # ------------------------------------------------------------------ runs (both doors)
     async def _chat(
-        self, door: _Door, request: web.BaseRequest, keep: bool, record: AccessRecord,
+        self, door: Door, request: web.BaseRequest, keep: bool, record: AccessRecord,
     ) -> web.StreamResponse:
         """Run the request; a client that leaves cancels this (aiohttp cancels the handler).
         With spans on, the run continues the trace of the request's ``traceparent``."""
@@ -351,7 +341,7 @@ class RLMServer:
             self._slots.release()
             self._notify()
 
-    async def _respond(self, door: _Door, request: web.BaseRequest, keep: bool,
+    async def _respond(self, door: Door, request: web.BaseRequest, keep: bool,
                        record: AccessRecord) -> web.StreamResponse:
         chat = door.request
         budget = effective_budget(self.budget, chat.overrides)
@@ -474,41 +464,6 @@ class RLMServer:
         else:
             await send(shape.closing(result, budget))
         await stream.end()
-
-
-@dataclass(frozen=True, slots=True)
-class _Door:
-    """What one route (chat completions, responses) makes of the one run path: the request it
-    parsed, the prefix of its reply ids, its finished body and its stream's frames."""
-
-    request: ChatRequest
-    prefix: str
-    body: Callable[[RLMResult, str, int, Budget, str | None], dict[str, object]]
-    stream: Callable[[str, int], StreamShape]
-
-
-def _chat_door(body: bytes, models: frozenset[str]) -> _Door:
-    chat = parse_chat_request(body, models)
-
-    def finished(result: RLMResult, reply_id: str, created: int, budget: Budget,
-                 reasoning: str | None) -> dict[str, object]:
-        return completion_body(result, completion_id=reply_id, created=created,
-                               model=chat.model, budget=budget, reasoning=reasoning)
-
-    return _Door(chat, ChatStream.id_prefix, finished,
-                 lambda reply_id, created: ChatStream(chat, reply_id, created))
-
-
-def _responses_door(body: bytes, models: frozenset[str]) -> _Door:
-    request, echo = parse_responses_request(body, models)
-
-    def finished(result: RLMResult, reply_id: str, created: int, budget: Budget,
-                 reasoning: str | None) -> dict[str, object]:
-        return response_body(result, response_id=reply_id, created=created,
-                             model=request.model, budget=budget, echo=echo, reasoning=reasoning)
-
-    return _Door(request, ResponsesStream.id_prefix, finished,
-                 lambda reply_id, created: ResponsesStream(request, reply_id, created, echo))
 
 
 def _allow(request: web.BaseRequest, *methods: str) -> None:
