@@ -174,6 +174,28 @@ def test_a_run_ended_by_an_interrupt_from_a_model_finishes_its_trace_while_the_p
     assert f"{error.__name__}: from the model" in str(trace.finished["error"])
 
 
+def test_a_trace_file_someone_keeps_locked_does_not_stall_its_writer(tmp_path: Path) -> None:
+    # anyone who can read a trace can flock it; the writer runs on the engine's event loop,
+    # so it must not wait for such a lock (it gives up on marking the run as running)
+    fcntl = pytest.importorskip("fcntl")
+    from fastrlm._foundation.events import RunFinished, RunStarted
+    from fastrlm.trace import TraceWriter
+
+    writer = TraceWriter(tmp_path)
+    path = writer.path_for("run1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    with open(path, "rb") as squatter:
+        fcntl.flock(squatter.fileno(), fcntl.LOCK_EX)
+        writer(RunStarted(run_id="run1", parent_run_id=None, question="q", model="m",
+                          sub_model="s", context={}, sandbox="none", budget={}))
+        writer(RunFinished(run_id="run1", depth=0, stop_reason="final", answer="a",
+                           iterations=1, subcalls=0, usage={}, cost_usd=0.0, duration_s=0.1,
+                           error=None))
+    trace = read_trace(path)
+    assert trace.finished is not None and trace.finished["answer"] == "a"
+
+
 def test_the_live_view_says_when_the_writer_goes_and_sends_its_last_lines_first(
     running: tuple[subprocess.Popen[str], Path],
 ) -> None:

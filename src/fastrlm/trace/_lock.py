@@ -10,7 +10,7 @@ machine, or left by a killed process, has no holder: unfinished there means inco
 
 from __future__ import annotations
 
-import contextlib
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,13 +20,27 @@ except ImportError:  # pragma: no cover - Windows: no flock, liveness unknown
     fcntl = None  # type: ignore[assignment]
 
 
-def hold_writer_lock(handle: IO[Any]) -> None:
-    """Mark ``handle``'s file as being written until it is closed. Never raises: a file system
-    without locks only makes the run look incomplete to a viewer while it runs."""
-    if fcntl is not None:
-        with contextlib.suppress(OSError):
-            # blocking: a reader holds its probe lock only between two system calls
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+#: Tries, a millisecond apart, to take the writer's lock while a reader's probe holds the file
+#: (for two system calls). Bounded: anyone who can read a trace can lock it, and the writer
+#: runs on the engine's event loop, so a lock held on purpose must not stall a run.
+LOCK_TRIES = 50
+
+
+def hold_writer_lock(handle: IO[Any]) -> bool:
+    """Mark ``handle``'s file as being written until it is closed; ``True`` when it is. Never
+    raises or waits long: a file system without locks, or a file someone else keeps locked,
+    only makes the run look incomplete to a viewer while it runs."""
+    if fcntl is None:
+        return False
+    for _ in range(LOCK_TRIES):
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            return False
+    return False
 
 
 def writer_alive(path: Path) -> bool | None:
