@@ -30,6 +30,7 @@ from typing import Any
 from fastrlm.trace import read_trace
 from fastrlm.trace._html import render_html
 from fastrlm.trace._live import LiveView
+from fastrlm.trace._lock import hold_writer_lock
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -101,7 +102,9 @@ def live_latency(browser: Any, folder: Path, repeats: int) -> tuple[list[float],
                           sub_model="s", context={}, sandbox="none", budget={})
                      + line(type="iteration.started", iteration=1, max_iterations=99))
     subcall, cell = [], []
-    with LiveView(lambda: trace) as live:
+    writer = open(trace, "a")  # noqa: SIM115 - held as a running run's writer holds its trace
+    hold_writer_lock(writer)
+    with LiveView(lambda: trace) as live, writer:
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         page = context.new_page()
         page.goto(live.url)

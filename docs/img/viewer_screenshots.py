@@ -4,8 +4,10 @@
 
 A ScriptedLM root (priced as openai/gpt-5) reads fake service logs, fans out over 24 chunks to a
 sub-model (priced as openai/gpt-5-mini, with varied latency and one failure), hands the
-findings to a child run, and answers. Its page is shot in Debian's Chromium at 1400 px and at
-phone width (390 px) into this folder: viewer-1400.png, viewer-phone.png.
+findings to a child run, and answers. The run's code runs in the bwrap sandbox (as a real run's
+would; the page's sandbox line says so) with whole prompts and replies traced (``--trace-full``),
+and its page is shot in Debian's Chromium at 1400 px and at phone width (390 px, one sub-call
+opened by a tap) into this folder: viewer-1400.png, viewer-phone.png.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastrlm import RLM, Budget
+from fastrlm import RLM, Budget, Limits
 from fastrlm._foundation.errors import ProviderResponseError
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
@@ -86,7 +88,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = ScriptedLM(root_reply, model="openai/gpt-5", latency_s=0.3)
         sub = ScriptedLM(sub_reply, model="openai/gpt-5-mini")
-        rlm = RLM(root, sub, sandbox="none", trace=Path(tmp), budget=Budget(max_depth=2))
+        rlm = RLM(root, sub, sandbox="bwrap", trace=Path(tmp), budget=Budget(max_depth=2),
+                  limits=Limits(trace_full_prompts=True))
         out = rlm.completion("Which services had incidents caused by the retry storm in March?",
                              context=logs())
         page_file = Path(tmp) / "page.html"
@@ -94,11 +97,18 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             for name, width, height in (("viewer-1400", 1400, 1900), ("viewer-phone", 390, 1800)):
-                page = browser.new_page(viewport={"width": width, "height": height})
+                phone = width < 500
+                context = browser.new_context(viewport={"width": width, "height": height},
+                                              has_touch=phone)
+                page = context.new_page()
                 page.goto(page_file.as_uri())
                 page.wait_for_selector("html[data-ready-ms]")
+                if phone:  # a tapped sub-call, opened to its prompt and reply
+                    page.locator("#calls-body .vrow").nth(2).tap()
+                    page.wait_for_selector("#co-body pre.output")
+                    page.evaluate("document.getElementById('explorer').scrollIntoView()")
                 page.screenshot(path=str(HERE / f"{name}.png"))
-                page.close()
+                context.close()
             browser.close()
     print("wrote", HERE / "viewer-1400.png", HERE / "viewer-phone.png", file=sys.stderr)
     return 0

@@ -117,7 +117,7 @@ def test_the_session_flags_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> 
                                       "--max-sessions-per-key", "2", "--session-idle-s", "30"])
     assert result.exit_code == 0, result.output
     assert seen == [{"max_sessions": 6, "max_sessions_per_key": 2, "session_idle_s": 30.0,
-                     "keep_sessions": None}]
+                     "keep_sessions": None, "reasoning": False}]
 
 
 def test_keep_sessions_without_traces_is_refused_saying_why(
@@ -162,3 +162,15 @@ def test_the_default_port_is_none_of_the_local_model_servers() -> None:
     local = {urlsplit(p.base_url).port for p in PRESETS.values() if p.base_url}
     assert {8000, 8080, 11434, 1234} <= local
     assert DEFAULT_PORT not in local
+
+
+def test_the_reasoning_flag_reaches_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fastrlm.cli import _serve, cli
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(_serve, "_serve", lambda *args: seen.append(args[-1]))
+    result = CliRunner().invoke(cli, ["serve", "--reasoning"])
+    assert result.exit_code == 0, result.output
+    assert seen[0]["reasoning"] is True

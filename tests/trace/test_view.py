@@ -137,7 +137,28 @@ def test_long_outputs_and_answers_are_clipped_with_a_note(tmp_path: Path) -> Non
     assert "A" * 5_000 in page and "A" * 5_001 not in page
     assert "25,000 more characters" in page
     assert '<details class="answer">' in page
-    assert len(page) < 30_000
+    assert len(page) < 36_000  # the clipped texts, twice at most, and the page's own code
+
+
+def test_a_reply_past_the_page_limit_folds_its_rest_and_its_cell_still_shows_once(
+    tmp_path: Path,
+) -> None:
+    import html
+
+    prose = "Let me think <b>aloud</b>. " + "".join(f"step {i}; " for i in range(400))
+    reply = repl("print('the cell ran')\nFINAL('done')", prose)
+    rlm = RLM(ScriptedLM([reply], model="scripted/root"), ScriptedLM(["x"]), sandbox="none",
+              trace=tmp_path)
+    out = rlm.completion("q", context="c")
+    page = render_html(read_trace(Path(str(out.trace_path))), max_chars=1_000)
+    rest = reply[1_000:]
+    assert f"show the other {len(rest):,} characters of this reply" in page
+    [folded] = re.findall(r'<pre class="rest">(.*?)</pre>', page, re.S)
+    assert html.unescape(folded) == rest  # nothing of the reply is lost
+    assert "<b>aloud" not in page  # model text stays text
+    # the fence past the limit still shows as its cell, once, after the reply
+    assert page.count('<pre class="code">print(&#x27;the cell ran') == 1
+    assert page.count('<pre class="output">the cell ran') == 1
 
 
 def write_big_trace(path: Path, n_calls: int) -> None:
@@ -339,7 +360,7 @@ def test_a_failed_root_call_shows_in_its_turn_and_in_the_per_model_failures(
     page = render_html(read_trace(path))
     assert "the model call failed after 3 attempt(s): &lt;provider&gt; said no" in page
     row = page[page.index("<h2>Per model</h2>"):]
-    assert '<td class="num opt bad">1</td>' in row
+    assert '<td class="num bad">1</td>' in row  # failed: shown at every width
 
 
 def test_a_trace_holding_lone_surrogates_renders_a_page_that_encodes(tmp_path: Path) -> None:

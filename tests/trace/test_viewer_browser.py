@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from fastrlm import RLM, Budget
+from fastrlm import RLM, Budget, Limits
 from fastrlm.testing import ScriptedLM, prompt_of
 from fastrlm.trace import read_trace
 from fastrlm.trace._html import render_html
 from fastrlm.trace._live import LiveView
+from fastrlm.trace._lock import hold_writer_lock
 
 pytestmark = pytest.mark.browser
 
@@ -73,9 +74,10 @@ def shots() -> Path:
 class Page:
     """A browser page that records console errors and uncaught exceptions."""
 
-    def __init__(self, browser: Any, width: int, height: int, scheme: str = "light") -> None:
+    def __init__(self, browser: Any, width: int, height: int, scheme: str = "light",
+                 touch: bool = False) -> None:
         self.context = browser.new_context(viewport={"width": width, "height": height},
-                                           color_scheme=scheme)
+                                           color_scheme=scheme, has_touch=touch)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
@@ -90,8 +92,8 @@ class Page:
 def open_page(browser: Any) -> Iterator[Any]:
     pages: list[Page] = []
 
-    def make(width: int, height: int, scheme: str = "light") -> Page:
-        page = Page(browser, width, height, scheme)
+    def make(width: int, height: int, scheme: str = "light", touch: bool = False) -> Page:
+        page = Page(browser, width, height, scheme, touch)
         pages.append(page)
         return page
 
@@ -107,9 +109,16 @@ def repl(code: str, prose: str = "") -> str:
 LONG_MODEL = "vllm/fake-sub-model-with-a-rather-long-name"
 
 
-def realistic_trace(home: Path) -> Path:
+#: A tool call's whole texts in the full trace: past any preview, with markup that stays text.
+WHOLE_ARGUMENTS = '{"q": "cats <img src=x onerror=1>", "pages": [' + ", ".join(
+    f'"page-{i}"' for i in range(40)) + "]}"
+WHOLE_RESULT = "results: <b>many</b> cats\n" + "".join(
+    f"hit {i}: a cat sat on mat number {i}\n" for i in range(60))
+
+
+def realistic_trace(home: Path, *, full: bool = False) -> Path:
     """A scripted run with a fan-out, a failing cell, child runs, long names and hostile text,
-    plus tool-call events written in by hand."""
+    plus tool-call events written in by hand (``full``: whole prompts and replies traced)."""
 
     def root_fn(messages: Any) -> str:
         if "part" in messages[1]["content"]:
@@ -125,11 +134,12 @@ def realistic_trace(home: Path) -> Path:
     async def sub_fn(messages: Any) -> str:
         prompt = prompt_of(messages)
         await asyncio.sleep(0.01 * (len(prompt) % 5))
-        return "call answer " + prompt[:60] + " supercalifragilisticexpialidocious" * 3
+        return "call answer " + prompt[:60] + " supercalifragilisticexpialidocious" * 5
 
     root = ScriptedLM(root_fn, model="scripted/root-model")
     sub = ScriptedLM(sub_fn, model=LONG_MODEL)
-    rlm = RLM(root, sub, sandbox="none", trace=home, budget=Budget(max_depth=2))
+    rlm = RLM(root, sub, sandbox="none", trace=home, budget=Budget(max_depth=2),
+              limits=Limits(trace_full_prompts=full))
     # in a thread of its own: Playwright's sync API may already run an event loop in this one
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         out = pool.submit(rlm.completion, "How many <b>cats</b> are there, across every one of "
@@ -139,10 +149,13 @@ def realistic_trace(home: Path) -> Path:
     run_id, ts = json.loads(lines[0])["run_id"], json.loads(lines[-1])["ts"]
     tools = [
         {"type": "tool.started", "run_id": run_id, "depth": 0, "ts": ts, "call_id": "t1",
-         "tool": "search_web", "arguments_preview": '{"q": "cats <img src=x onerror=1>"}'},
+         "tool": "search_web", "arguments_preview": '{"q": "cats <img src=x onerror=1>"}',
+         **({"arguments": WHOLE_ARGUMENTS} if full else {})},
         {"type": "tool.finished", "run_id": run_id, "depth": 0, "ts": ts + 0.2, "call_id": "t1",
-         "tool": "search_web", "duration_s": 0.2, "error": None, "result_chars": 1234,
-         "result_preview": "results: <b>many</b> cats"},
+         "tool": "search_web", "duration_s": 0.2, "error": None,
+         "result_chars": len(WHOLE_RESULT) if full else 1234,
+         "result_preview": "results: <b>many</b> cats",
+         **({"result": WHOLE_RESULT} if full else {})},
         {"type": "tool.finished", "run_id": run_id, "depth": 0, "ts": ts + 0.3, "call_id": "t2",
          "tool": "fetch_page", "duration_s": 0.1, "error": "timeout after 0.1s",
          "result_chars": 0, "result_preview": ""},
@@ -159,6 +172,206 @@ def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = home / "page.html"
     target.write_text(render_html(read_trace(trace)), encoding="utf-8")
     return target
+
+
+@pytest.fixture(scope="module")
+def full_page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("full")
+    target = home / "page.html"
+    target.write_text(render_html(read_trace(realistic_trace(home, full=True))),
+                      encoding="utf-8")
+    return target
+
+
+#: The 12 fan-out prompts of realistic_trace are 'count N ' * 30 (240 characters, past the
+#: 200 a preview keeps); each reply repeats its prompt's head and a long word five times.
+WHOLE_PROMPT = "count 3 " * 30
+WHOLE_REPLY = "call answer " + WHOLE_PROMPT[:60] + " supercalifragilisticexpialidocious" * 5
+
+FITS = """sel => [...document.querySelectorAll(sel)].every(e => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth + 1
+    && e.scrollWidth <= e.clientWidth + 1; })"""
+
+
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_sub_call_opens_on_click_or_tap_to_its_whole_prompt_and_reply(
+    open_page: Any, full_page_file: Path, shots: Path, size: str,
+) -> None:
+    width, height = WIDTHS[size]
+    view = open_page(width, height, touch=size == "phone")
+    page = view.page
+    page.goto(full_page_file.as_uri())
+    page.click("button[data-mode=slowest]")  # the list is long: find the row by its id
+    row = page.locator("#calls-body .vrow", has_text=WHOLE_REPLY[:30]).first
+    row.wait_for(timeout=WAIT_MS)
+    if size == "phone":
+        row.tap()
+    else:
+        row.click()
+    page.wait_for_selector("#call-open:not([hidden]) pre.output", timeout=WAIT_MS)
+    prompt = page.inner_text("#co-body pre.code")
+    reply = page.inner_text("#co-body pre.output")
+    assert prompt.strip() == WHOLE_PROMPT.strip() and len(WHOLE_PROMPT) > 200
+    assert reply == WHOLE_REPLY and len(WHOLE_REPLY) > 200
+    assert "preview" not in page.inner_text("#co-body")  # whole texts: no preview note
+    assert "(240 chars)" in page.inner_text("#co-body")
+    assert page.evaluate(FITS, "#call-open, #co-body pre")  # wrapped, inside the window
+    page.screenshot(path=str(shots / f"viewer-open-call-{size}.png"))
+    page.click("#co-close")
+    assert page.locator("#call-open").is_hidden()
+    if size != "phone":  # the keyboard opens a row too
+        row.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#call-open:not([hidden]) pre.output", timeout=WAIT_MS)
+        assert page.inner_text("#co-body pre.output") == WHOLE_REPLY
+        # and the timeline: a click on a sub-call's bar opens it
+        page.click("#co-close")
+        box = page.locator("#timeline").bounding_box()
+        assert box is not None
+        found = page.evaluate("""() => { const c = document.getElementById('timeline');
+          const r = c.getBoundingClientRect();
+          for (let y = 0; y < r.height; y += 2) for (let x = 0; x < r.width; x += 2) {
+            c.dispatchEvent(new MouseEvent('click', {clientX: r.left + x, clientY: r.top + y,
+                                                     bubbles: true}));
+            if (!document.getElementById('call-open').hidden) return true; }
+          return false; }""")
+        assert found and page.inner_text("#co-title").startswith("sub-call ")
+    assert view.errors == []
+
+
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_cells_sub_call_clipped_in_its_table_opens_whole_in_the_panel(
+    open_page: Any, tmp_path_factory: pytest.TempPathFactory, size: str,
+) -> None:
+    home = tmp_path_factory.mktemp("clipped")
+    page_file = home / "page.html"  # texts past 100 characters are clipped in a cell's table
+    page_file.write_text(render_html(read_trace(realistic_trace(home, full=True)), max_chars=100),
+                         encoding="utf-8")
+    view = open_page(*WIDTHS[size], touch=size == "phone")
+    page = view.page
+    page.goto(page_file.as_uri())
+    summary = page.locator("details.subcalls > summary").first
+    summary.scroll_into_view_if_needed()
+    summary.tap() if size == "phone" else summary.click()
+    call = page.locator("details.subcalls details.call", has_text="count ").first
+    call.locator("summary").tap() if size == "phone" else call.locator("summary").click()
+    clipped = call.locator("pre.code").inner_text()
+    assert "more characters" in clipped  # the cell's table keeps 100 characters of it
+    n = clipped.split()[1]  # the prompt is 'count N ' * 30, its reply repeats its head
+    button = call.locator("button.open-whole")
+    button.tap() if size == "phone" else button.click()
+    page.wait_for_selector("#call-open:not([hidden]) pre.output", timeout=WAIT_MS)
+    prompt = f"count {n} " * 30
+    assert page.inner_text("#co-body pre.code").strip() == prompt.strip()
+    assert page.inner_text("#co-body pre.output") == (
+        "call answer " + prompt[:60] + " supercalifragilisticexpialidocious" * 5)
+    assert page.inner_text("#co-title") == f"sub-call {call.locator('.mono').inner_text()}"
+    assert page.evaluate(FITS, "#call-open, #co-body pre, button.open-whole")
+    assert view.errors == []
+
+
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_cells_code_and_output_past_the_page_limit_fold_open_whole(
+    open_page: Any, tmp_path_factory: pytest.TempPathFactory, size: str,
+) -> None:
+    home = tmp_path_factory.mktemp("cells")
+    trace = read_trace(realistic_trace(home))
+    cell = next(e for e in trace.events if e["type"] == "code.executed"
+                and "llm_query_batched([f" in e["code"])
+    page_file = home / "page.html"  # a cell's texts past 40 characters fold
+    page_file.write_text(render_html(trace, max_chars=40), encoding="utf-8")
+    view = open_page(*WIDTHS[size], touch=size == "phone")
+    page = view.page
+    page.goto(page_file.as_uri())
+    block = page.locator("div.block", has_text="count {i}").first
+    block.scroll_into_view_if_needed()
+    for cls, whole in (("code", cell["code"]), ("output", cell["output"])):
+        assert len(whole) > 40
+        more = block.locator(f"pre.{cls}.head + details.more").first
+        assert more.locator("pre").is_hidden()
+        summary = more.locator("summary")
+        assert summary.inner_text() == f"show the other {len(whole) - 40:,} characters"
+        summary.tap() if size == "phone" else summary.click()
+        head = block.locator(f"pre.{cls}.head").first.inner_text()
+        assert head + more.locator("pre").inner_text() == whole  # nothing lost or doubled
+    assert page.evaluate(FITS, "div.block pre")  # wrapped, inside the window
+    assert view.errors == []
+
+
+def test_a_live_page_fetches_the_whole_texts_it_did_not_pack(
+    open_page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastrlm.trace import _html_data
+
+    monkeypatch.setattr(_html_data, "MAX_PACKED_CHARS", 0)  # a page too big to pack them
+    trace = realistic_trace(tmp_path, full=True)
+    with LiveView(lambda: trace) as live:
+        view = open_page(*WIDTHS["1400"])
+        page = view.page
+        page.goto(live.url)
+        page.click("button[data-mode=slowest]")
+        page.locator("#calls-body .vrow", has_text=WHOLE_REPLY[:30]).first.click()
+        page.wait_for_selector("#co-body pre.output", timeout=WAIT_MS)
+        assert page.inner_text("#co-body pre.output") == WHOLE_REPLY
+        assert page.inner_text("#co-body pre.code").strip() == WHOLE_PROMPT.strip()
+        assert "preview" not in page.inner_text("#co-body")
+    assert view.errors == []
+
+
+def test_on_a_phone_the_cells_sub_calls_open_by_tap_and_the_models_failed_column_shows(
+    open_page: Any, page_file: Path, shots: Path,
+) -> None:
+    view = open_page(*WIDTHS["phone"], touch=True)
+    page = view.page
+    page.goto(page_file.as_uri())
+    page.wait_for_selector("#calls-body .vrow", timeout=WAIT_MS)
+    headers = page.locator("table.models th")
+    visible = [h.inner_text() for h in headers.all() if h.is_visible()]
+    assert "failed" in visible and "calls" in visible and "cost" in visible
+    page.locator("details.subcalls > summary").first.tap()
+    call = page.locator("details.subcalls details.call").first
+    call.locator("summary").tap()
+    assert call.locator("pre.output").is_visible()
+    # a trace without full prompts says so, and how to get them
+    assert "--trace-full" in call.inner_text()
+    assert page.evaluate(FITS, "details.subcalls details.call[open] pre")
+    page.screenshot(path=str(shots / "viewer-phone-call.png"))
+    assert view.errors == []
+
+
+@pytest.mark.parametrize("size", ["1400", "phone"])
+def test_a_tool_call_opens_on_click_or_tap_to_its_whole_arguments_and_result(
+    open_page: Any, full_page_file: Path, size: str,
+) -> None:
+    view = open_page(*WIDTHS[size], touch=size == "phone")
+    page = view.page
+    page.goto(full_page_file.as_uri())
+    tool = page.locator("details.tool", has_text="search_web").first
+    summary = tool.locator("summary")
+    summary.scroll_into_view_if_needed()
+    if size == "phone":
+        summary.tap()
+    else:
+        summary.click()
+    assert tool.get_attribute("open") is not None
+    assert tool.locator("pre.code").inner_text() == WHOLE_ARGUMENTS
+    assert tool.locator("pre.output").inner_text() == WHOLE_RESULT
+    text = tool.inner_text()
+    assert "(preview)" not in text and "--trace-full" not in text  # whole: no preview note
+    assert page.evaluate(FITS, "details.tool[open] pre")  # wrapped, inside the window
+    assert page.evaluate("document.querySelectorAll('img').length") == 0  # markup is text
+    assert view.errors == []
+
+
+def test_the_per_model_time_column_is_named_for_what_it_sums(
+    open_page: Any, page_file: Path,
+) -> None:
+    view = open_page(*WIDTHS["1400"])
+    view.page.goto(page_file.as_uri())
+    header = view.page.locator("table.models th", has_text="summed latency")
+    assert header.is_visible() and "exceed the run" in str(header.get_attribute("title"))
+    assert view.page.locator("table.models th", has_text="time").count() == 0
 
 
 LAYOUT_PROBLEMS = """() => {
@@ -277,26 +490,35 @@ def test_live_page_shows_events_appended_after_it_opened_and_after_a_reload(
         line(type="run.started", parent_run_id=None, question="a live run", model="m",
              sub_model="s", context={}, sandbox="none", budget={})
         + line(type="iteration.started", iteration=1, max_iterations=5))
-    with LiveView(lambda: trace) as live:
+    writer = open(trace, "a")  # noqa: SIM115 - held open as a running writer holds it
+    hold_writer_lock(writer)
+    with LiveView(lambda: trace) as live, writer:
         view = open_page(1400, 900)
         page = view.page
         page.goto(live.url)
         page.wait_for_selector("#live:text('live')", timeout=WAIT_MS)
         with open(trace, "a") as handle:
-            handle.write(line(type="subcall.started", call_id="c0", model="s", prompt_chars=3,
-                              prompt_sha256="h", prompt_preview="LIVE-PROMPT"))
+            handle.write(line(type="subcall.started", call_id="c0", model="s", prompt_chars=312,
+                              prompt_sha256="h", prompt_preview="LIVE-PROMPT",
+                              prompt="LIVE-PROMPT " + "w" * 300))
             handle.write(line(type="subcall.finished", call_id="c0", model="s", input_tokens=3,
                               output_tokens=2, cost_usd=0.5, latency_s=0.25, cached=False,
-                              error=None, response_chars=9, response_preview="LIVE-REPLY"))
+                              error=None, response_chars=311, response_preview="LIVE-REPLY",
+                              response="LIVE-REPLY " + "z" * 300))
             handle.write(line(type="code.executed", iteration=1, block=1, code="print('hi')",
                               output="LIVE-OUTPUT-1", output_chars=13, error=None,
                               duration_s=0.3, timed_out=False, restarted=False, restored=[]))
         page.wait_for_selector("#calls-body .vrow >> text=LIVE-REPLY", timeout=WAIT_MS)
+        page.click("#calls-body .vrow >> text=LIVE-REPLY")  # a call that came in live opens
+        page.wait_for_selector("#co-body pre.output", timeout=WAIT_MS)
+        assert page.inner_text("#co-body pre.output") == "LIVE-REPLY " + "z" * 300
+        assert page.inner_text("#co-body pre.code") == "LIVE-PROMPT " + "w" * 300
         page.wait_for_selector("pre.output >> text=LIVE-OUTPUT-1", timeout=WAIT_MS)
         page.screenshot(path=str(shots / "viewer-live.png"))
         page.reload()
         page.wait_for_selector("pre.output >> text=LIVE-OUTPUT-1", timeout=WAIT_MS)
-        assert "incomplete" in page.inner_text("#summary")  # no run.finished: crashed or going
+        summary = page.inner_text("#summary")  # no run.finished, but its writer is alive
+        assert "running" in summary and "incomplete" not in summary
         with open(trace, "a") as handle:
             handle.write(line(type="run.finished", stop_reason="final", answer="LIVE-ANSWER",
                               iterations=1, subcalls=1, usage={}, cost_usd=0.5, duration_s=1.0,
@@ -305,6 +527,27 @@ def test_live_page_shows_events_appended_after_it_opened_and_after_a_reload(
         page.wait_for_selector("#live:text('finished')", timeout=WAIT_MS)
         assert page.locator("#calls-body .vrow >> text=LIVE-REPLY").count() == 1
         assert view.errors == []
+
+
+def test_live_page_turns_incomplete_when_the_writer_dies_mid_run(
+    open_page: Any, tmp_path: Path,
+) -> None:
+    trace = tmp_path / "dying.jsonl"
+    trace.write_text(
+        line(type="run.started", parent_run_id=None, question="a run that dies", model="m",
+             sub_model="s", context={}, sandbox="none", budget={})
+        + line(type="iteration.started", iteration=1, max_iterations=5))
+    writer = open(trace, "a")  # noqa: SIM115 - closed below, as a killed process's file is
+    hold_writer_lock(writer)
+    with LiveView(lambda: trace) as live:
+        page = open_page(390, 800).page
+        page.goto(live.url)
+        page.wait_for_selector("#live:text('live')", timeout=WAIT_MS)
+        assert "This trace is incomplete" not in page.inner_text("#summary")
+        assert page.locator("#summary .badge.bad").count() == 0
+        writer.close()  # the lock goes with the file, as when the kernel reaps a killed writer
+        page.wait_for_selector("#live:text('not finished')", timeout=WAIT_MS)
+        page.wait_for_selector("#summary >> text=This trace is incomplete", timeout=WAIT_MS)
 
 
 def write_fanout_trace(path: Path, n_calls: int) -> None:

@@ -164,6 +164,7 @@ class CallTree:
     def __post_init__(self) -> None:
         width = self.limits.max_concurrency or self.concurrency or DEFAULT_CONCURRENCY
         self.limiter = asyncio.Semaphore(width)
+        self.tool_counter.full = self.limits.trace_full_prompts
 
     def child_limiter(self, depth: int) -> asyncio.Semaphore:
         """One limiter per depth, so parents waiting on children can never starve them."""
@@ -431,6 +432,8 @@ class CallTree:
                 response_preview=preview(response.text) if response else "",
                 tool_calls=len(response.tool_calls) if response else 0,
                 **reply_report(response),
+                response=response.text if response and self.limits.trace_full_prompts
+                else None,
             )
         )
 

@@ -114,6 +114,16 @@ class Run:
             self._bridge.over = True
             self._finish(Outcome(self._answer_so_far(), reason, self.iterations), started)
             raise
+        except BaseException as exc:
+            # KeyboardInterrupt or SystemExit raised inside a call (a model object, a tool):
+            # the run is over even if the process goes on, and its trace must say so (left
+            # open, a viewer shows it as running for as long as the process lives)
+            reason = StopReason.CANCELLED if isinstance(exc, KeyboardInterrupt) else \
+                StopReason.ERROR
+            self._bridge.over = True
+            self._finish(Outcome(self._answer_so_far(), reason, self.iterations,
+                                 error=f"{type(exc).__name__}: {exc}"), started)
+            raise
         self._bridge.over = True
         outcome = replace(outcome, refused=self._bridge.refused)
         self._finish(outcome, started)

@@ -225,6 +225,7 @@ class ToolCounter:
     counts: dict[str, int] = field(default_factory=dict)
     total: int = 0
     failed: int = 0
+    full: bool = False  # tool events carry whole arguments and results (full tracing)
     _ids: int = 0
     limiter: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_TOOL_CALLS))
@@ -261,8 +262,10 @@ async def run_tool(
     counter.total += 1
     call_id = counter.next_id()
     async with counter.limiter:
+        shown = _compact(arguments)
         emit(ToolStarted(run_id=run_id, depth=depth, call_id=call_id, tool=name,
-                         arguments_preview=preview(_compact(arguments)), subcall_id=subcall_id))
+                         arguments_preview=preview(shown), subcall_id=subcall_id,
+                         arguments=shown if counter.full else None))
         started = time.monotonic()
         reply = await _call(tool, arguments)
     ok = reply["ok"] is True
@@ -275,6 +278,7 @@ async def run_tool(
         result_chars=len(text) if ok else 0,
         result_preview=preview(text) if ok else "",
         subcall_id=subcall_id,
+        result=text if ok and counter.full else None,
     ))
     return reply
 

@@ -191,6 +191,7 @@ class SubcallFinished(Event):
     finish_reason: str | None = None
     server_address: str | None = None
     server_port: int | None = None
+    response: str | None = None  # only with full tracing, like SubcallStarted.prompt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,6 +204,7 @@ class ToolStarted(Event):
     tool: str
     arguments_preview: str
     subcall_id: str | None = None
+    arguments: str | None = None  # the whole arguments (JSON), only with full tracing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,6 +219,7 @@ class ToolFinished(Event):
     result_chars: int
     result_preview: str
     subcall_id: str | None = None
+    result: str | None = None  # the whole result, only with full tracing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -459,3 +462,25 @@ def preview(text: str, limit: int = 200) -> str:
     """A short one-line preview of ``text`` for events and displays."""
     flat = " ".join(text[: 8 * limit].split())  # never split a 400 MB answer whole
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def progress_line(event: Event) -> str | None:
+    """The progress line for an engine event worth telling a person about, else ``None`` (the
+    MCP server's progress notifications and the HTTP server's reasoning deltas). Child runs
+    (``depth`` > 0) report through their parent's sub-call events."""
+    if event.depth and not isinstance(event, SubcallFinished):
+        return None
+    if isinstance(event, IterationStarted):
+        return f"iteration {event.iteration}/{event.max_iterations}"
+    if isinstance(event, CodeExecuted):
+        state = " (timed out)" if event.timed_out else " (error)" if event.error else ""
+        return f"ran code block {event.block} of iteration {event.iteration}{state}"
+    if isinstance(event, SubcallFinished):
+        return "sub-call " + ("failed" if event.error else "answered")
+    if isinstance(event, SubcallsRefused):
+        return f"{event.count} sub-call(s) refused: {event.message}"
+    if isinstance(event, BudgetWarning):
+        return f"budget: {event.resource} at {float(event.fraction):.0%}"
+    if isinstance(event, FinalAnswer):
+        return f"answer ready ({event.answer_chars:,} chars)"
+    return None

@@ -35,7 +35,8 @@ class Limits:
       from the sub-model's context window (``fastrlm._foundation.windows``).
     - ``root_max_tokens`` / ``sub_max_tokens``: per-call output caps (also what the budget gate
       reserves as a call's worst case).
-    - ``trace_full_prompts``: record whole sub-call prompts in events and traces, not previews.
+    - ``trace_full_prompts``: record whole sub-call prompts and replies in events and traces,
+      not previews (the trace viewer then opens each sub-call to its whole texts).
     - ``worker_memory_mb``: the sandbox worker's memory limit (heap, shared memory, tmpfs);
       ``None`` sizes it from the context: 1 GiB + the context buffer + 3x the decoded context.
     - ``scratch_mb``: the worker's scratch directory quota (also 10,000 files at most).

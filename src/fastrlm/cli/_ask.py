@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 @click.option(
     "--trace-full",
     is_flag=True,
-    help="Record whole sub-call prompts in the trace, not just previews.",
+    help="Record whole sub-call prompts and replies (and tool arguments and results) in the "
+    "trace, not just previews; the viewer then opens each call to them.",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace for this run.")
 @click.option("--prompt", "prompt_profile", default="fastrlm", show_default=True,

@@ -45,7 +45,8 @@ DEFAULT_PORT = 8100
 @click.option("--api-key-env", default="FASTRLM_SERVER_KEY", show_default=True,
               help="Environment variable holding the bearer token clients must send; "
               "unset or empty = no auth.")
-@click.option("--trace-full", is_flag=True, help="Record whole sub-call prompts in traces.")
+@click.option("--trace-full", is_flag=True,
+              help="Record whole sub-call prompts and replies (and tool texts) in traces.")
 @click.option("--no-trace", is_flag=True, help="Write no traces.")
 @tool_options
 @click.option("--max-sessions", type=click.IntRange(min=1), default=32, show_default=True,
@@ -60,6 +61,12 @@ DEFAULT_PORT = 8100
               help="Keep sessions in DIR (e.g. $FASTRLM_HOME/sessions) as they go, so a "
               "restarted server (even one killed) continues them from their run records: "
               "recorded turns are paid for once. Needs traces (not with --no-trace).")
+@click.option("--reasoning", is_flag=True,
+              help="Stream each run's progress (iterations, code blocks, sub-calls) as "
+              "reasoning_content deltas (vLLM's and DeepSeek's field, which litellm passes on), "
+              "shown by clients that show a reasoning model's thinking; a request may turn it "
+              "on or off with "
+              "extra_body={\"fastrlm\": {\"reasoning\": true}}.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
               "object a line.")
@@ -82,6 +89,7 @@ def serve(
     max_sessions_per_key: int | None,
     session_idle_s: float,
     keep_sessions: str | None,
+    reasoning: bool,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -106,18 +114,22 @@ def serve(
     extra_body={"fastrlm": {"session": "ID"}} keeps one REPL and conversation across the
     requests of one API key (another key's ID is another session). With --keep-sessions
     DIR they survive a restart of the server.
+
+    POST /v1/responses answers the Responses API (client.responses.create, streamed or not)
+    with the same run and the same extensions.
     """
     with _logging_to_stderr(log_format, log_level):
         _serve(host, port, flags, max_concurrent_runs, max_queued_runs, max_body_mb, api_key_env,
                trace_full, no_trace, tools, sub_tools, log_format,
                {"max_sessions": max_sessions, "max_sessions_per_key": max_sessions_per_key,
-                "session_idle_s": session_idle_s, "keep_sessions": keep_sessions})
+                "session_idle_s": session_idle_s, "keep_sessions": keep_sessions,
+                 "reasoning": reasoning})
 
 
 def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,
            max_queued_runs: int, max_body_mb: float, api_key_env: str, trace_full: bool,
            no_trace: bool, tools: tuple[Any, ...] | None, sub_tools: tuple[Any, ...] | None,
-           log_format: str, sessions: dict[str, Any]) -> None:
+           log_format: str, server_options: dict[str, Any]) -> None:
     from ..server import HTTPLimits, RLMServer
 
     settings = settings_or_exit(flags)
@@ -137,7 +149,7 @@ def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int
             rlm,
             max_concurrent_runs=max_concurrent_runs,
             max_queued_runs=max_queued_runs,
-            **sessions,
+            **server_options,
             server_key=key,
             http_limits=HTTPLimits(max_body_bytes=int(max_body_mb * 1024 * 1024)),
         )

@@ -22,15 +22,7 @@ from typing import Any
 from .._core.facade import RLM
 from .._foundation.budget import BUDGET_KEYS, Budget
 from .._foundation.errors import ConfigurationError, ContextError, RLMError
-from .._foundation.events import (
-    BudgetWarning,
-    CodeExecuted,
-    Event,
-    FinalAnswer,
-    IterationStarted,
-    SubcallFinished,
-    SubcallsRefused,
-)
+from .._foundation.events import Event, progress_line
 from .._foundation.result import RLMResult
 from ..context import LoadedContext, LoadLimits, load_context
 from ..trace import (
@@ -115,25 +107,9 @@ class ContextHandles:
         return len(self._items)
 
 
-def progress_message(event: Event) -> str | None:
-    """The progress line for an engine event worth telling a client about, else ``None``.
-    Child runs (``depth`` > 0) report through their parent's sub-call events."""
-    if event.depth and not isinstance(event, SubcallFinished):
-        return None
-    if isinstance(event, IterationStarted):
-        return f"iteration {event.iteration}/{event.max_iterations}"
-    if isinstance(event, CodeExecuted):
-        state = " (timed out)" if event.timed_out else " (error)" if event.error else ""
-        return f"ran code block {event.block} of iteration {event.iteration}{state}"
-    if isinstance(event, SubcallFinished):
-        return "sub-call " + ("failed" if event.error else "answered")
-    if isinstance(event, SubcallsRefused):
-        return f"{event.count} sub-call(s) refused: {event.message}"
-    if isinstance(event, BudgetWarning):
-        return f"budget: {event.resource} at {float(event.fraction):.0%}"
-    if isinstance(event, FinalAnswer):
-        return f"answer ready ({event.answer_chars:,} chars)"
-    return None
+#: The progress line of an event (:func:`fastrlm._foundation.events.progress_line`), under the
+#: name this package has always exported.
+progress_message = progress_line
 
 
 class RLMTools:

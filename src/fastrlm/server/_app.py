@@ -1,7 +1,8 @@
 """RLMServer: an OpenAI-compatible HTTP server whose one model is a Recursive Language Model.
 
 Routes: ``GET /v1/models`` (``rlm`` and ``rlm/<root model>``), ``GET /v1/models/{id}``,
-``POST /v1/chat/completions`` (JSON or server-sent events), ``GET /health`` (no auth).
+``POST /v1/chat/completions`` and ``POST /v1/responses`` (JSON or server-sent events; two
+shapes of one run path), ``GET /health`` (no auth).
 
 Concurrency: at most ``max_concurrent_runs`` runs at once; up to ``max_queued_runs`` more wait
 in line (FIFO); past that a request gets 429 with ``Retry-After``. A client that disconnects
@@ -28,12 +29,13 @@ from aiohttp import web
 
 from .. import RLM, Budget, RLMResult
 from .._foundation.errors import ConfigurationError, ContextError, RLMError
-from .._foundation.events import Event
+from .._foundation.events import Event, progress_line
 from .._foundation.pricing import unpriced_message
 from .._foundation.validate import SERVER_RULES
 from ..lm import LM
 from ..telemetry import http_server_span
 from ._access import CLIENT_GONE, AccessRecord, log_access
+from ._doors import Door, chat_door, responses_door
 from ._http import (
     EventStream,
     HTTPError,
@@ -46,17 +48,7 @@ from ._http import (
     protocol_of,
     read_body,
 )
-from ._protocol import (
-    ChatRequest,
-    chunk,
-    completion_body,
-    effective_budget,
-    extension,
-    finish_reason,
-    parse_chat_request,
-    result_status,
-    usage_body,
-)
+from ._protocol import ChatRequest, Frame, StreamShape, effective_budget, result_status
 from ._sessions import SessionPool, owner_of
 
 log = logging.getLogger("fastrlm.server")
@@ -80,7 +72,9 @@ class RLMServer:
     ``session_closed``. ``keep_sessions`` (a folder) keeps sessions across a restart of the
     server (the RLM must trace to disk): see :mod:`fastrlm.server._sessions`. With
     telemetry on, a request's W3C ``traceparent`` header makes its run part of the caller's
-    trace. Each request is one line on the ``fastrlm.server.access``
+    trace. ``reasoning``: every request's progress goes out as ``reasoning_content`` (a
+    request's ``fastrlm.reasoning`` decides for itself). Each request is one line on the
+    ``fastrlm.server.access``
     logger (``server/_access.py``). :meth:`close` closes the RLM's model clients (an RLM makes
     new ones on its next event loop).
 
@@ -112,6 +106,7 @@ class RLMServer:
         session_idle_s: float = 600.0,
         max_session_chars: int = 1 << 30,
         keep_sessions: str | Path | None = None,
+        reasoning: bool = False,
         **rlm_options: Any,
     ) -> None:
         SERVER_RULES["max_concurrent_runs"].check("max_concurrent_runs", max_concurrent_runs)
@@ -139,6 +134,10 @@ class RLMServer:
         self.root_model = rlm.root_lm.model
         self.model_ids = frozenset({"rlm", f"rlm/{self.root_model}"})
         self.max_concurrent_runs = max_concurrent_runs
+        if not isinstance(reasoning, bool):
+            raise ConfigurationError(f"RLMServer(reasoning=...) takes True or False, not "
+                                     f"{reasoning!r} (fastrlm serve --reasoning)")
+        self.reasoning = reasoning
         self.max_queued_runs = max_queued_runs
         self.http_limits = http_limits or HTTPLimits()
         self._key = server_key.encode() if server_key else None
@@ -294,13 +293,18 @@ class RLMServer:
             if not found:
                 raise HTTPError(404, f"the model {name!r} does not exist", code="model_not_found")
             return json_response(200, found[0], keep_alive=keep)
-        if path == "/v1/chat/completions":
+        if path in ("/v1/chat/completions", "/v1/responses"):
             _allow(request, "POST")
             if self._closing:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
-            chat = parse_chat_request(body, self.model_ids)
-            return await self._chat(chat, request, keep, record)
+            door = chat_door(body, self.model_ids) if path == "/v1/chat/completions" else \
+                responses_door(body, self.model_ids)
+            return await self._chat(door, request, keep, record)
+        if path.startswith("/v1/responses/"):  # retrieve, delete, cancel, input_items
+            raise HTTPError(404, "this server stores no responses, so none can be retrieved, "
+                            "cancelled or deleted: read each one from its own request's reply",
+                            code="response_not_found")
         raise HTTPError(404, f"no route for {request.path}", code="not_found")
 
     def _authorize(self, request: web.BaseRequest) -> None:
@@ -321,14 +325,14 @@ class RLMServer:
         return {"status": "closing" if self._closing else "ok", "active_runs": self.active_runs,
                 "queued_runs": self.queued_runs}
 
-    # ------------------------------------------------------------------ chat completions
+    # ------------------------------------------------------------------ runs (both doors)
     async def _chat(
-        self, chat: ChatRequest, request: web.BaseRequest, keep: bool, record: AccessRecord,
+        self, door: Door, request: web.BaseRequest, keep: bool, record: AccessRecord,
     ) -> web.StreamResponse:
         """Run the request; a client that leaves cancels this (aiohttp cancels the handler).
         With spans on, the run's span nests under the request's HTTP server span (current
         here: :meth:`_server_span`), itself under the request's ``traceparent``."""
-        return await self._respond(chat, request, keep, record)
+        return await self._respond(door, request, keep, record)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -353,30 +357,40 @@ class RLMServer:
             self._slots.release()
             self._notify()
 
-    async def _respond(self, chat: ChatRequest, request: web.BaseRequest, keep: bool,
+    async def _respond(self, door: Door, request: web.BaseRequest, keep: bool,
                        record: AccessRecord) -> web.StreamResponse:
+        chat = door.request
         budget = effective_budget(self.budget, chat.overrides)
         if budget.max_usd is not None and self._unpriced:
             raise HTTPError(400, _unpriced_message(self._unpriced, "this request's"),
                             code="unpriced_model")
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        reply_id = f"{door.prefix}{uuid.uuid4().hex}"
         created = int(time.time())
+        reasoning = self.reasoning if chat.reasoning is None else chat.reasoning
+        owner = owner_of(request.headers.get("authorization", ""))
         async with self._slot():
             if self._closing:
                 raise HTTPError(503, "the server is shutting down", type="api_error",
                                 code="shutting_down")
             if chat.stream:
                 stream = EventStream(request, keep)
-                await self._stream(chat, stream, completion_id, created, budget, record,
-                                   owner_of(request.headers.get("authorization", "")))
+                await self._stream(chat, door.stream(reply_id, created), stream, budget, record,
+                                   owner, reasoning)
                 return stream.response
-            result = await self._run(chat, budget, record.seen, owner_of(
-                request.headers.get("authorization", "")))
+            lines: list[str] = []
+
+            def on_event(event: Event) -> None:
+                record.seen(event)
+                line = progress_line(event) if reasoning else None
+                if line is not None:
+                    lines.append(line + "\n")
+
+            result = await self._run(chat, budget, on_event, owner)
         error = result_status(result)
         if error is not None:
             raise error
-        body = completion_body(result, completion_id=completion_id, created=created,
-                               model=chat.model, budget=budget)
+        body = door.body(result, reply_id, created, budget,
+                         "".join(lines) if reasoning else None)
         return json_response(200, body, keep_alive=keep)
 
     async def _run(self, chat: ChatRequest, budget: Budget,
@@ -423,31 +437,35 @@ class RLMServer:
                                       output=chat.output)
 
     async def _stream(
-        self, chat: ChatRequest, stream: EventStream, completion_id: str, created: int,
-        budget: Budget, record: AccessRecord, owner: str = "",
+        self, chat: ChatRequest, shape: StreamShape, stream: EventStream, budget: Budget,
+        record: AccessRecord, owner: str, reasoning: bool,
     ) -> None:
-        def make(**kwargs: Any) -> dict[str, object]:
-            return chunk(completion_id=completion_id, created=created, model=chat.model,
-                         **kwargs)
-
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        """Stream one run in ``shape``'s frames: progress as it happens (engine events when
+        ``chat.progress``, progress lines when ``reasoning``), then the answer or the error."""
+        queue: asyncio.Queue[tuple[Event | None, str | None] | None] = asyncio.Queue()
 
         def on_event(event: Event) -> None:
             record.seen(event)
-            if chat.progress:
-                queue.put_nowait(event)
+            line = progress_line(event) if reasoning else None
+            if chat.progress or line is not None:
+                queue.put_nowait((event if chat.progress else None, line))
+
+        async def send(frames: list[Frame]) -> None:
+            for name, data in frames:
+                await stream.send(data, event=name)
 
         runner = asyncio.create_task(self._run(chat, budget, on_event, owner))
         runner.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             await stream.start()
-            await stream.send(make(delta={"role": "assistant", "content": ""}))
-            while (event := await queue.get()) is not None:
-                await stream.send(make(fastrlm={"event": event.to_dict()}))
+            await send(shape.opening())
+            while (item := await queue.get()) is not None:
+                event, line = item
+                await send(shape.progress(event.to_dict() if event is not None else None, line))
             try:
                 result = await runner
             except HTTPError as refused:
-                await stream.send(refused.body())
+                await send(shape.failed(refused))
                 stream.keep_alive = False
                 await stream.end()
                 return
@@ -457,15 +475,10 @@ class RLMServer:
                 await asyncio.gather(runner, return_exceptions=True)
         error = result_status(result)
         if error is not None:
-            await stream.send(error.body())
+            await send(shape.failed(error))
             stream.keep_alive = False
         else:
-            if result.answer:
-                await stream.send(make(delta={"content": result.answer}))
-            await stream.send(make(finish=finish_reason(result), **extension(result, budget)))
-            if chat.include_usage:
-                await stream.send(make(choices=False, usage=usage_body(result)))
-        await stream.send("[DONE]")
+            await send(shape.closing(result, budget))
         await stream.end()
 
 

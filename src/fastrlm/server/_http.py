@@ -184,10 +184,12 @@ class EventStream:
         await self.response.prepare(self.request)
         self.started = True
 
-    async def send(self, data: object) -> None:
-        """Send one ``data:`` event: a JSON object, or a literal str such as ``[DONE]``."""
+    async def send(self, data: object, event: str | None = None) -> None:
+        """Send one ``data:`` event (named ``event`` when given): a JSON object, or a literal
+        str such as ``[DONE]``."""
         text = data if isinstance(data, str) else json_text(data, default=str)
-        await self.response.write(f"data: {text}\n\n".encode())
+        head = f"event: {event}\n" if event else ""
+        await self.response.write(f"{head}data: {text}\n\n".encode())
 
     async def end(self) -> None:
         if not self.keep_alive:

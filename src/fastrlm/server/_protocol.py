@@ -10,8 +10,12 @@ Request -> run (:func:`parse_chat_request`):
 - ``fastrlm`` (``extra_body={"fastrlm": {...}}``) may carry ``max_usd``, ``max_subcalls``,
   ``max_requests``, ``max_seconds``, ``max_iterations`` and ``max_depth``: they can only
   *lower* the server's limits (:func:`effective_budget`), and ``progress`` (bool, default
-  true) turns the streamed progress chunks on or off, and ``session`` (an id) keeps one REPL and
-  conversation across requests of the same API key (``server/_sessions.py``).
+  true) turns the streamed progress chunks on or off, ``reasoning`` (bool, default: the
+  server's ``reasoning`` setting, off unless ``fastrlm serve --reasoning``) sends the run's
+  progress as ``reasoning_content`` deltas that standard clients show (vLLM's, DeepSeek's and
+  litellm's field; the answer's ``content`` stays the answer alone), and ``session`` (an id)
+  keeps one REPL and conversation across requests of the same API key
+  (``server/_sessions.py``).
 
 - ``response_format``: ``json_schema`` asks for a typed answer (``completion(output=schema)``:
   the model is told the schema, a mismatch goes back to it, the reply's content is the JSON),
@@ -29,7 +33,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from .._foundation.budget import BUDGET_KEYS, Budget
 from .._foundation.errors import ConfigurationError, InvalidSettingError
@@ -50,6 +54,8 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 
 #: The budget fields a request may lower (the CLI's flags), checked by the rules Budget uses.
 _OVERRIDES = BUDGET_KEYS
+#: The other ``fastrlm`` fields of a request.
+_OPTIONS = ("progress", "reasoning", "session")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,7 @@ class ChatRequest:
     overrides: dict[str, float | int] = field(default_factory=dict)
     output: dict[str, Any] | None = None  # response_format: the JSON schema the answer must match
     session: str | None = None  # fastrlm.session: keep the REPL and conversation across requests
+    reasoning: bool | None = None  # fastrlm.reasoning: progress as reasoning_content (None: server)
 
 
 def bad_request(message: str, code: str | None = None) -> HTTPError:
@@ -74,6 +81,23 @@ def bad_request(message: str, code: str | None = None) -> HTTPError:
 
 def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
     """Validate a request body. Raises :class:`HTTPError` (400, or 404 for an unknown model)."""
+    data = json_object(body)
+    model = model_of(data, models)
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' is required: a non-empty list of messages",
+                          "missing_messages")
+    turns = [_turn(i, m) for i, m in enumerate(messages)]
+    stream = _flag(data, "stream")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise bad_request("'stream_options' must be an object", "invalid_stream_options")
+    return request_from(data, model, turns, output=_response_format(data.get("response_format")),
+                        stream=stream, include_usage=stream and _flag(options, "include_usage"))
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object. Raises :class:`HTTPError` 400."""
     try:
         data = json.loads(body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number past int's limit
@@ -84,17 +108,26 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
                           "invalid_json") from exc
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object", "invalid_json")
+    return data
+
+
+def model_of(data: dict[str, Any], models: frozenset[str]) -> str:
+    """The body's ``model``, one this server serves. Raises :class:`HTTPError` 400 or 404."""
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("'model' is required (a string)", "missing_model")
     if model not in models:
         raise HTTPError(404, f"the model {model!r} does not exist here; this server serves "
                         f"{', '.join(sorted(models))}", code="model_not_found")
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' is required: a non-empty list of messages",
-                          "missing_messages")
-    turns = [_turn(i, m) for i, m in enumerate(messages)]
+    return model
+
+
+def request_from(
+    data: dict[str, Any], model: str, turns: list[tuple[str, str]], *,
+    output: dict[str, Any] | None, stream: bool, include_usage: bool = False,
+) -> ChatRequest:
+    """The run a conversation of ``(role, text)`` turns asks for, with the body's ``context``
+    and ``fastrlm`` fields (the same for every door). Raises :class:`HTTPError` 400."""
     questions = [text for role, text in turns if role == "user"]
     if not questions or not questions[-1].strip():
         raise bad_request("the last user message is the question: it is missing or empty",
@@ -105,21 +138,20 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
     else:
         context = data["context"]
         _check_context(context)
-    stream = _flag(data, "stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise bad_request("'stream_options' must be an object", "invalid_stream_options")
     extra = data.get("fastrlm") or {}
     if not isinstance(extra, dict):
         raise bad_request("'fastrlm' must be an object", "invalid_fastrlm")
     progress = extra.get("progress", True)
     if not isinstance(progress, bool):
         raise bad_request("'fastrlm.progress' must be a boolean", "invalid_fastrlm")
+    reasoning = extra.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, bool):
+        raise bad_request("'fastrlm.reasoning' must be a boolean (or null: the server's "
+                          "--reasoning setting)", "invalid_fastrlm")
     session = extra.get("session")
     if session is not None and not (isinstance(session, str) and _SESSION_ID.match(session)):
         raise bad_request("'fastrlm.session' must be an id of 1 to 128 letters, digits, '.', "
                           "'_' or '-'", "invalid_fastrlm")
-    output = _response_format(data.get("response_format"))
     return ChatRequest(
         output=output,
         model=model,
@@ -127,10 +159,10 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
         context=context,
         drop_in=drop_in,
         stream=stream,
-        include_usage=stream and _flag(options, "include_usage"),
+        include_usage=include_usage,
         progress=progress,
-        overrides=_overrides({k: v for k, v in extra.items()
-                              if k not in ("progress", "session")}),
+        reasoning=reasoning,
+        overrides=_overrides({k: v for k, v in extra.items() if k not in _OPTIONS}),
         session=session,
     )
 
@@ -138,10 +170,22 @@ def parse_chat_request(body: bytes, models: frozenset[str]) -> ChatRequest:
 def _response_format(value: object) -> dict[str, Any] | None:
     """The schema a ``response_format`` asks for: ``json_schema`` gives its schema,
     ``json_object`` any JSON object, ``text`` (or none) plain text. Raises HTTPError 400."""
+    if isinstance(value, dict) and value.get("type") == "json_schema":
+        spec = value.get("json_schema")
+        return output_schema(value, spec if isinstance(spec, dict) else None, "response_format",
+                             "response_format.json_schema.schema")
+    return output_schema(value, None, "response_format", "")
+
+
+def output_schema(value: object, spec: dict[str, Any] | None, field_name: str,
+                  schema_name: str) -> dict[str, Any] | None:
+    """The schema an answer format asks for (``field_name``: where it came from, for errors):
+    ``json_schema`` gives ``spec``'s ``schema`` (named by its ``name``), ``json_object`` any
+    JSON object, ``text`` (or none) plain text. Raises HTTPError 400."""
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
-        raise bad_request("'response_format' must be an object with a 'type'",
+        raise bad_request(f"'{field_name}' must be an object with a 'type'",
                           "invalid_response_format")
     kind = value["type"]
     if kind == "text":
@@ -149,10 +193,9 @@ def _response_format(value: object) -> dict[str, Any] | None:
     if kind == "json_object":
         return {"type": "object"}
     if kind == "json_schema":
-        spec = value.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict) or not schema:
-            raise bad_request("'response_format.json_schema.schema' must be a JSON schema object",
+            raise bad_request(f"'{schema_name}' must be a JSON schema object",
                               "invalid_response_format")
         name = spec.get("name") if isinstance(spec, dict) else None
         if isinstance(name, str) and name and "title" not in schema:
@@ -162,9 +205,9 @@ def _response_format(value: object) -> dict[str, Any] | None:
 
             output_spec(schema)
         except ConfigurationError as exc:
-            raise bad_request(f"response_format: {exc}", "invalid_response_format") from exc
+            raise bad_request(f"{field_name}: {exc}", "invalid_response_format") from exc
         return schema
-    raise bad_request(f"response_format type {kind!r} is not supported (text, json_object, "
+    raise bad_request(f"{field_name} type {kind!r} is not supported (text, json_object, "
                       "json_schema)", "invalid_response_format")
 
 
@@ -213,7 +256,7 @@ def _overrides(extra: dict[str, Any]) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for key, value in extra.items():
         if key not in _OVERRIDES:
-            known = ", ".join([*sorted(_OVERRIDES), "progress", "session"])
+            known = ", ".join(sorted([*_OVERRIDES, *_OPTIONS]))
             raise bad_request(f"unknown field fastrlm.{key} (known: {known})", "invalid_fastrlm")
         rule = BUDGET_RULES[key]
         try:
@@ -290,8 +333,14 @@ def extension(result: RLMResult, budget: Budget | None = None) -> dict[str, obje
 
 
 def completion_body(
-    result: RLMResult, *, completion_id: str, created: int, model: str, budget: Budget
+    result: RLMResult, *, completion_id: str, created: int, model: str, budget: Budget,
+    reasoning: str | None = None,
 ) -> dict[str, object]:
+    """A ``chat.completion``; ``reasoning`` (the run's progress lines, when asked for) is the
+    message's ``reasoning_content``, beside a ``content`` that holds only the answer."""
+    message: dict[str, object] = {"role": "assistant", "content": result.answer, "refusal": None}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -299,7 +348,7 @@ def completion_body(
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": result.answer, "refusal": None},
+            "message": message,
             "logprobs": None,
             "finish_reason": finish_reason(result),
         }],
@@ -323,3 +372,58 @@ def chunk(
     }
     body.update(extra)
     return body
+
+
+#: One server-sent event: its ``event:`` name (None: none) and its data (a JSON object, or a
+#: literal str such as ``[DONE]``).
+Frame = tuple[str | None, object]
+
+
+class StreamShape(Protocol):
+    """The frames of one streamed run in a route's shape (:class:`ChatStream`, the Responses
+    API's ``ResponsesStream``): the server sends :meth:`opening`, :meth:`progress` per engine
+    event, then :meth:`closing` for an answered run or :meth:`failed`."""
+
+    def opening(self) -> list[Frame]: ...
+
+    def progress(self, event: dict[str, object] | None, line: str | None) -> list[Frame]: ...
+
+    def closing(self, result: RLMResult, budget: Budget) -> list[Frame]: ...
+
+    def failed(self, error: HTTPError) -> list[Frame]: ...
+
+
+class ChatStream:
+    """The ``chat.completion.chunk`` frames of one streamed run, in order: :meth:`opening`,
+    :meth:`progress` per engine event, then :meth:`closing` (answered) or :meth:`failed`."""
+
+    id_prefix = "chatcmpl-"
+
+    def __init__(self, chat: ChatRequest, completion_id: str, created: int) -> None:
+        self.chat = chat
+        self.completion_id = completion_id
+        self.created = created
+
+    def _chunk(self, **kwargs: Any) -> Frame:
+        return None, chunk(completion_id=self.completion_id, created=self.created,
+                           model=self.chat.model, **kwargs)
+
+    def opening(self) -> list[Frame]:
+        return [self._chunk(delta={"role": "assistant", "content": ""})]
+
+    def progress(self, event: dict[str, object] | None, line: str | None) -> list[Frame]:
+        """A chunk for one engine event: ``line`` (a progress line, when reasoning deltas are
+        on) as ``delta.reasoning_content``, ``event`` (when progress is on) as ``fastrlm``."""
+        extra: dict[str, object] = {"fastrlm": {"event": event}} if event is not None else {}
+        delta = {"reasoning_content": line + "\n"} if line is not None else None
+        return [self._chunk(delta=delta, **extra)]
+
+    def closing(self, result: RLMResult, budget: Budget) -> list[Frame]:
+        frames = [self._chunk(delta={"content": result.answer})] if result.answer else []
+        frames.append(self._chunk(finish=finish_reason(result), **extension(result, budget)))
+        if self.chat.include_usage:
+            frames.append(self._chunk(choices=False, usage=usage_body(result)))
+        return [*frames, (None, "[DONE]")]
+
+    def failed(self, error: HTTPError) -> list[Frame]:
+        return [(None, error.body()), (None, "[DONE]")]

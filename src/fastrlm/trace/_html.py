@@ -15,6 +15,7 @@ Why over 500 lines: the server-rendered page is one template; its parts share th
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -62,7 +63,12 @@ def _td(text: Any, cls: str = "", limit: int = 300) -> str:
 class _Page:
     """Accumulates HTML fragments; ``t`` escapes and clips untrusted text."""
 
-    def __init__(self, grouped: Grouped, max_chars: int) -> None:
+    def __init__(self, grouped: Grouped, max_chars: int, writing: bool = False,
+                 live: bool = False) -> None:
+        self.writing = writing
+        self.live = live
+        # what a run without its run.finished is: still going while the writer holds the file
+        self.unfinished = "running" if writing else "incomplete"
         self.runs = grouped.runs
         self.grouped = grouped
         self.max_chars = max_chars
@@ -80,6 +86,20 @@ class _Page:
     def pre(self, text: Any, cls: str = "") -> None:
         self.out.append(f'<pre class="{cls}">{self.t(text)}</pre>')
 
+    def cell_text(self, text: Any, cls: str) -> None:
+        """A cell's code, output or error whole: what the model wrote or saw is bounded by the
+        run's own limits, so past ``max_chars`` the rest folds (click or tap to open) instead
+        of being cut."""
+        text = "" if text is None else str(text)
+        if len(text) <= self.max_chars:
+            self.pre(text, cls)
+            return
+        rest = text[self.max_chars:]
+        self.out.append(f'<pre class="{cls} head">{escape(text[:self.max_chars])}</pre>'
+                        f'<details class="more"><summary>show the other {len(rest):,} '
+                        f'characters</summary><pre class="{cls} rest">{escape(rest)}</pre>'
+                        "</details>")
+
     def run(self, run: Run) -> None:
         if run.run_id in self.drawn:
             return
@@ -95,18 +115,24 @@ class _Page:
 
     def header(self, run: Run, complete: bool) -> None:
         st, fin = run.started, run.finished
-        stop = str(fin.stop_reason) if fin else "incomplete"
+        stop = str(fin.stop_reason) if fin else self.unfinished
         o = self.out
         question = st.question if st else "(no question recorded)"
         o.append(f'<header><h1>{self.t(question, 2000)}</h1>')
         badge = f'<span class="badge {stop_state(stop)}">{self.t(stop)}</span>'
-        if not complete:
-            badge += ' <span class="badge bad">incomplete</span>'
         o.append(f'<p class="meta">{badge} run <code>{self.t(run.run_id)}</code>'
                  f"{_when(st.ts or None if st else None)}</p>")
-        if not complete:
-            o.append('<p class="banner bad">This trace is incomplete: the run did not finish '
-                     "(the process was killed or is still running).</p>")
+        if not complete and self.writing and self.live:
+            o.append('<p class="banner live">This run is still running: the page shows it '
+                     "as far as it has gone.</p>")
+        elif not complete and self.writing:  # a page written once, opened who knows when
+            o.append('<p class="banner live">This run was still running when this page was '
+                     f"written{_when(time.time())}: the page is a snapshot of it. "
+                     "<code>fastrlm view --follow</code> follows a run as it goes.</p>")
+        elif not complete:
+            o.append('<p class="banner bad">This trace is incomplete: the run did not finish, '
+                     "and no process is writing it any more (it was killed or crashed, or "
+                     "this is a copy of a trace).</p>")
         rows: list[tuple[str, str]] = [
             ("models", f"root {self.t(st and st.model)} · sub {self.t(st and st.sub_model)}"),
             ("sandbox", self._sandbox(run)),
@@ -171,34 +197,39 @@ class _Page:
             + "</tbody></table></div>")
 
     def breakdown(self) -> None:
-        """Cost, tokens and time per model and role, over the whole run tree."""
+        """Cost, tokens and summed latency per model and role, over the whole run tree (on a
+        phone: calls, failures and cost; the token and latency columns need the width)."""
         models = self.grouped.models
         if not models:
             return
         rows = []
         for (role, model), tot in sorted(models.items(), key=lambda kv: -kv[1].cost_usd):
-            failed = f'<td class="num opt{" bad" if tot.failed else ""}">{tot.failed:,}</td>'
+            failed = f'<td class="num{" bad" if tot.failed else ""}">{tot.failed:,}</td>'
             rows.append(
-                f'<tr>{_td(model)}<td class="opt">{"root turns" if role == "root" else "sub-calls"}'
+                f'<tr>{_td(model)}<td>{"root turns" if role == "root" else "sub-calls"}'
                 "</td>"
                 f'<td class="num">{tot.calls:,}</td>{failed}'
-                f'<td class="num">{tot.input_tokens:,}</td>'
+                f'<td class="num opt">{tot.input_tokens:,}</td>'
                 f'<td class="num opt">{tot.output_tokens:,}</td>'
                 f'<td class="num">${tot.cost_usd:.4f}</td>'
                 f'<td class="num opt">{tot.seconds:.1f}s</td></tr>')
         self.out.append(
             '<h2>Per model</h2><div class="scroll"><table class="grid models"><thead><tr>'
-            '<th>model</th><th class="w-role opt">role</th><th class="num w-n">calls</th>'
-            '<th class="num w-n opt">failed</th><th class="num w-tok">tokens in</th>'
+            '<th>model</th><th class="w-role">role</th><th class="num w-n">calls</th>'
+            '<th class="num w-n">failed</th><th class="num w-tok opt">tokens in</th>'
             '<th class="num w-tok opt">tokens out</th><th class="num w-cost">cost</th>'
-            '<th class="num w-n opt">time</th></tr></thead><tbody>'
-            + "".join(rows) + "</tbody></table></div>")
+            '<th class="num w-sum opt" title="every call\'s latency added up: calls that ran '
+            'at the same time each count, so it can exceed the run\'s duration">summed latency'
+            "</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>"
+            '<p class="note opt">summed latency: every call\'s latency added up (concurrent '
+            "calls each count, so it can exceed the run's duration).</p>")
 
     def tree(self, run: Run, seen: set[str]) -> None:
         """One ``<li>`` per run, its children nested (a run met twice is drawn once)."""
         seen.add(run.run_id)
         st, fin = run.started, run.finished
-        stop = str(fin.stop_reason) if fin else "running"
+        stop = str(fin.stop_reason) if fin else self.unfinished
         facts = [f"{run.subcalls:,} sub-call(s)"]
         if fin:
             facts += [f"${as_float(fin.cost_usd):.4f}", f"{as_float(fin.duration_s):.1f}s"]
@@ -266,8 +297,9 @@ class _Page:
 
     def reply(self, text: str, cells: list[Cell]) -> None:
         """Prose as wrapped text; each fence the REPL ran is replaced, in place, by its cell
-        (taken from ``cells``), so every code block appears once."""
-        clipped = len(text) > self.max_chars
+        (taken from ``cells``), so every code block appears once. Past ``max_chars`` the rest
+        of the reply folds, raw (its cells follow the reply)."""
+        rest = text[self.max_chars:]
         text = text[: self.max_chars]
         self.out.append('<div class="reply">')
         for is_code, lang, chunk in split_fences(text):
@@ -280,8 +312,10 @@ class _Page:
                 self.out.append(f'<pre class="code">{label}{self.t(chunk)}</pre>')
             elif chunk.strip():
                 self.out.append(f'<div class="prose">{self.t(chunk.strip())}</div>')
-        if clipped:
-            self.out.append('<p class="note">(reply clipped)</p>')
+        if rest:  # a reply is bounded by the root's max tokens: its rest folds, as written
+            self.out.append(f'<details class="more"><summary>show the other {len(rest):,} '
+                            "characters of this reply, as the model wrote them</summary>"
+                            f'<pre class="rest">{escape(rest)}</pre></details>')
         self.out.append("</div>")
 
     def cell(self, cell: Cell) -> None:
@@ -302,7 +336,7 @@ class _Page:
         o.append(f'<div class="block{bad}"><div class="blockhead">cell '
                  f"{block}{ran} {' '.join(flags)}</div>")
         if ev is not None:
-            o.append(f'<pre class="code">{self.t(ev.code)}</pre>')
+            self.cell_text(ev.code, "code")
         self.items(cell.items)
         if ev is not None:
             output = str(ev.output)
@@ -313,13 +347,13 @@ class _Page:
                 # the traceback is part of what the model saw: shown once, as the error
                 o.append(f'<div class="label bad">output the model saw, with the error{cut}'
                          "</div>")
-                self.pre(output, "error")
+                self.cell_text(output, "error")
             else:
                 o.append(f'<div class="label">output the model saw{cut}</div>')
-                self.pre(output, "output")
+                self.cell_text(output, "output")
                 if error:
                     o.append('<div class="label bad">error</div>')
-                    self.pre(error, "error")
+                    self.cell_text(error, "error")
             if ev.restored:
                 o.append(f'<p class="note">restored after restart: '
                          f"{self.t(', '.join(map(str, ev.restored)))}</p>")
@@ -380,24 +414,48 @@ class _Page:
         o.append("</details>")
 
     def call_table(self, calls: list[SubcallRow]) -> None:
-        rows = []
+        """One line per sub-call that opens (click or tap) to its prompt and reply as the
+        trace holds them: whole with full tracing, else the preview and a note saying so."""
+        o = self.out
+        o.append('<div class="calls">')
         for row in calls:
             c = row.finished
-            reply = _td(c.error, "bad") if c.error else _td(c.response_preview)
             cached = " (cached)" if c.cached else ""
-            rows.append(
-                f"<tr>{_td(c.call_id, 'mono')}"
-                f"{_td(str(c.model or '') + cached, 'opt')}"
-                f'<td class="num">{as_float(c.latency_s):.2f}s</td>'
-                f'<td class="num opt">{as_int(c.input_tokens):,}/'
-                f"{as_int(c.output_tokens):,}</td>"
-                f"{_td(row.prompt_preview)}{reply}</tr>"
-            )
-        self.out.append(
-            '<div class="scroll"><table class="grid calls"><thead><tr><th class="w-id">call</th>'
-            '<th class="w-model opt">model</th><th class="num w-lat">latency</th>'
-            '<th class="num w-tok opt">tokens in/out</th><th>prompt</th><th>reply</th></tr>'
-            "</thead><tbody>" + "".join(rows) + "</tbody></table></div>")
+            reply = str(c.error) if c.error else str(c.response or c.response_preview or "")
+            o.append(
+                f'<details class="call{" bad" if c.error else ""}"><summary>'
+                f'<span class="mono">{self.t(c.call_id)}</span>'
+                f'<span class="opt">{self.t(str(c.model or "") + cached)}</span>'
+                f'<span class="num">{as_float(c.latency_s):.2f}s</span>'
+                f'<span class="num opt">{as_int(c.input_tokens):,}/'
+                f"{as_int(c.output_tokens):,} tok</span>"
+                f'<span class="line">{self.t(" ".join(reply[:300].split()), 300)}</span>'
+                "</summary>")
+            self.full_text("prompt", row.prompt, row.prompt_chars, "code")
+            if c.error:
+                o.append('<div class="label bad">error</div>')
+                self.pre(c.error, "error")
+            else:
+                self.full_text("reply", reply, as_int(c.response_chars), "output")
+            if max(len(row.prompt), len(reply), len(str(c.error or ""))) > self.max_chars:
+                # clipped here to keep the page light; the call's panel shows it whole
+                o.append(f'<button type="button" class="open-whole js-only" '
+                         f'data-run="{_attr(c.run_id)}" data-call="{_attr(c.call_id)}">'
+                         "open the whole prompt and reply</button>")
+            o.append("</details>")
+        o.append("</div>")
+
+    def full_text(self, what: str, text: str, chars: int | None, cls: str) -> None:
+        """A labelled text; when the trace kept only a preview of it, a note says how much
+        and how to record it whole."""
+        total = chars if chars is not None else len(text)
+        o = self.out
+        o.append(f'<div class="label">{what} ({total:,} chars)</div>')
+        self.pre(text, cls)
+        if total > len(text.rstrip("…")):
+            o.append(f'<p class="note">the trace holds a preview of this {what}: record whole '
+                     "prompts and replies with <code>--trace-full</code> "
+                     "(<code>Limits(trace_full_prompts=True)</code>)</p>")
 
     def tool(self, call: ToolCall) -> None:
         st, fin = call.started, call.finished
@@ -408,26 +466,28 @@ class _Page:
         else:
             state = '<span class="badge ok">ok</span>'
         took = f" in {as_float(fin.duration_s):.2f}s" if fin else ""
-        arguments = st.arguments_preview if isinstance(st, ToolStarted) else ""
+        arguments = str(st.arguments or st.arguments_preview) if isinstance(st, ToolStarted) \
+            else ""
         self.out.append(
             f'<details class="tool"><summary>tool <code>{self.t(st.tool or "?")}</code>'
             f"{took} {state} <span class=\"note\">{self.t(arguments, 120)}"
             "</span></summary>")
-        self.out.append('<div class="label">arguments</div>')
+        whole = isinstance(st, ToolStarted) and st.arguments is not None
+        self.out.append(f'<div class="label">arguments{"" if whole else " (preview)"}</div>')
         self.pre(arguments, "code")
         if fin is not None:
             if fin.error:
                 self.out.append('<div class="label bad">error</div>')
                 self.pre(fin.error, "error")
-            chars = as_int(fin.result_chars)
-            self.out.append(f'<div class="label">result ({chars:,} chars)</div>')
-            self.pre(fin.result_preview, "output")
+            else:
+                self.full_text("result", str(fin.result or fin.result_preview),
+                               as_int(fin.result_chars), "output")
         self.out.append("</details>")
 
     def child(self, child_id: str) -> None:
         child = self.runs.get(child_id) or Run(child_id)
         st, fin = child.started, child.finished
-        stop = str(fin.stop_reason) if fin else "incomplete"
+        stop = str(fin.stop_reason) if fin else self.unfinished
         cost = f" · ${as_float(fin.cost_usd):.4f}" if fin else ""
         self.out.append(
             f'<details class="child" id="run-{_attr(child_id)}"><summary>child run '
@@ -460,11 +520,14 @@ def _context(ctx: Any) -> str:
             + f'sha256 <code title="{_attr(sha)}">{escape(sha[:16])}…</code>')
 
 
-def render_parts(trace: Trace, *, max_chars: int = 20_000) -> dict[str, str]:
+def render_parts(trace: Trace, *, max_chars: int = 20_000, live: bool = False
+                 ) -> dict[str, str]:
     """The page's two server-rendered pieces: ``summary`` (header, facts, per-model breakdown,
-    call tree, answer) and ``detail`` (every root turn, nested child runs), as HTML."""
+    call tree, answer) and ``detail`` (every root turn, nested child runs), as HTML. ``live``:
+    for a page that follows the trace (a running run is "still running", not a snapshot)."""
     grouped = group(trace.typed_events)
-    page = _Page(grouped, max_chars)
+    page = _Page(grouped, max_chars, writing=trace.writing and trace.finished is None,
+                 live=live)
     root_id = (trace.root_event.run_id if trace.root_event else "") or (
         grouped.tops[0] if grouped.tops else trace.path.stem)
     root = grouped.runs.get(str(root_id)) or Run(str(root_id))
@@ -489,7 +552,8 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
     """The whole trace as one HTML document (a ``str``), self-contained and safe to open.
 
     ``max_chars`` clips any single reply, output, error or answer (with a note saying how much
-    was left out). An unfinished trace renders, marked "incomplete". ``live`` (set by the live
+    was left out). An unfinished trace renders, marked "running" while its writer holds it
+    (``Trace.writing``), else "incomplete". ``live`` (set by the live
     view: ``{"events": URL, "parts": URL}``) makes the page follow the trace as it grows.
     Never raises on odd events: missing fields render as blanks or zeros; a lone surrogate in
     a recorded text (a pasted question's ``"\\udcff"``) is U+FFFD, so the page encodes.
@@ -498,12 +562,14 @@ def render_html(trace: Trace, *, max_chars: int = 20_000, live: dict[str, Any] |
 
 
 def _page(trace: Trace, max_chars: int, live: dict[str, Any] | None) -> str:
-    parts = render_parts(trace, max_chars=max_chars)
+    parts = render_parts(trace, max_chars=max_chars, live=live is not None)
     root = trace.root_event
     title = escape(str(root.question if root else trace.path.stem)[:120])
     data = page_data(trace.typed_events)
     data["live"] = live
     data["finished"] = trace.finished is not None
+    # null before the trace exists (the live view waiting for a run): not known yet
+    data["writing"] = trace.writing if trace.events else None
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -529,7 +595,12 @@ def _page(trace: Trace, max_chars: int, live: dict[str, Any] | None) -> str:
         '<span class="num c-tok">tokens</span>'
         '<span class="num">cost</span><span class="c-prompt">prompt</span><span>reply</span>'
         '</div><div class="vbody" id="calls-body" tabindex="0"><div id="calls-pad"></div>'
-        "</div></div></section>"
+        "</div></div>"
+        '<div id="call-open" hidden><div class="head"><b id="co-title"></b>'
+        '<span class="note" id="co-facts"></span><button type="button" id="co-close">close'
+        '</button></div><div id="co-body"></div></div>'
+        '<p class="note">Click or tap a sub-call (in the list or the timeline) to open its '
+        "prompt and reply.</p></section>"
         f'<main id="detail">{parts["detail"]}</main>'
         f'<script type="application/json" id="fastrlm-data">{script_json(data)}</script>'
         f"<script>{JS}</script></body></html>\n"

@@ -29,6 +29,7 @@ pre{background:var(--code);border:1px solid var(--line);border-radius:6px;paddin
 overflow-x:auto;white-space:pre-wrap;overflow-wrap:break-word;margin:.3em 0;max-width:100%}
 pre.output{background:var(--out)}pre.error{background:var(--errbg);border-color:var(--errline)}
 pre.answer{background:var(--okbg);border-color:var(--okline)}
+details.more{margin:-.3em 0 .3em}details.more>summary{color:var(--link);font-size:.88em}
 .lang{display:block;color:var(--muted);font-size:.85em}
 .prose{white-space:pre-wrap;overflow-wrap:break-word;margin:.4em 0}
 header,.iter,#explorer{background:var(--card);border:1px solid var(--line);border-radius:8px;
@@ -44,6 +45,7 @@ background:var(--soft);white-space:nowrap}
 .badge.ok{background:var(--okb);color:var(--ok)}
 .badge.warn{background:var(--warnbg);color:var(--warn)}
 .badge.bad{background:var(--badbg);color:var(--bad)}.bad{color:var(--bad)}
+.badge.live{background:var(--soft);color:var(--link)}.banner.live{background:var(--soft)}
 .banner{padding:.3em .7em;border-radius:6px;margin:.4em 0;overflow-wrap:break-word}
 .banner.bad{background:var(--badbg)}.banner.warn{background:var(--warnbg)}
 .banner.ok{background:var(--okb)}
@@ -59,7 +61,23 @@ table.grid th{color:var(--muted);font-weight:500}
 .num{text-align:right!important;font-variant-numeric:tabular-nums}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .w-id{width:5.5em}.w-model{width:12em}.w-role{width:6.5em}.w-n{width:4.8em}.w-lat{width:5.2em}
-.w-tok{width:7.5em}.w-cost{width:6.5em}
+.w-tok{width:7.5em}.w-cost{width:6.5em}.w-sum{width:10em}
+.calls{margin:.3em 0}details.call{margin:0;border-bottom:1px solid var(--soft);padding:.1em 0}
+details.call>summary{display:flex;gap:.7em;align-items:baseline;white-space:nowrap;
+font-size:.85em;min-width:0;padding:.15em 0}
+details.call>summary::before{content:'\\25B8';color:var(--muted)}
+details.call[open]>summary::before{content:'\\25BE'}
+details.call>summary>span{flex:none}details.call>summary>.line{flex:1 1 auto;min-width:0;
+overflow:hidden;text-overflow:ellipsis}details.call.bad>summary>.line{color:var(--bad)}
+.vbody .vrow{cursor:pointer}.vrow.sel{background:var(--soft)}
+.vrow:focus-visible{outline:2px solid var(--link);outline-offset:-2px}
+#call-open{border:1px solid var(--line);border-left:3px solid var(--link);border-radius:6px;
+padding:.5em .8em;margin:.6em 0;background:var(--card);min-width:0}
+#call-open .head{display:flex;flex-wrap:wrap;gap:.2em .8em;align-items:baseline;
+font-size:.9em}#call-open .head button{margin-left:auto}
+#call-open button,button.open-whole{font:inherit;font-size:.85em;color:var(--fg);
+background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.1em .6em;
+cursor:pointer}
 ul.tree{list-style:none;padding-left:0;margin:.3em 0}ul.tree ul{list-style:none;
 padding-left:1.2em;border-left:1px dashed var(--line);margin:.1em 0 .1em .4em}
 ul.tree li{margin:.15em 0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
@@ -80,7 +98,8 @@ height:26px;line-height:26px;border-bottom:1px solid var(--soft);padding:0 .3em}
 .vrow.run{color:var(--muted)}
 html:not(.js) .js-only{display:none}
 @media (max-width:700px){body{padding:.6em}.tools{float:none;margin-bottom:.4em}
-.w-model{width:8em}.w-tok{width:6.5em}.opt,.c-model,.c-tok,.c-prompt{display:none}
+.w-model{width:8em}.w-tok{width:6.5em}.w-role{width:5.8em}
+.opt,.c-model,.c-tok,.c-prompt{display:none}
 .vrow{grid-template-columns:5.6em 4.8em 5em minmax(0,1fr)}
 header,.iter,#explorer{padding:.7em}.facts th{width:6em}}
 """
@@ -91,7 +110,8 @@ JS = r"""
 document.documentElement.classList.add('js');
 var D=JSON.parse(document.getElementById('fastrlm-data').textContent);
 var C=D.calls,S=D.spans,ROW=26,mode='all',order=null,pool=[],drawn=-1,lastTs=0;
-var open={},children={},finished=!!D.finished;
+var open={},children={},finished=!!D.finished,writing=D.writing;
+var selected=-1,full={},T=null,panel=document.getElementById('call-open');
 var body=document.getElementById('calls-body'),pad=document.getElementById('calls-pad');
 var canvas=document.getElementById('timeline'),live=document.getElementById('live');
 for(var i=0;i<C.flag.length;i++){if(C.flag[i]&4){open[C.run[i]+'|'+C.id[i]]=i;}}
@@ -105,9 +125,10 @@ function runOf(id,parent,depth){id=String(id==null?'':id);var i=runIndex[id];
 function modelOf(name){name=String(name==null?'':name);var i=D.models.indexOf(name);
   if(i<0){i=D.models.length;D.models.push(name);}return i;}
 function rel(ts){if(!D.t0){D.t0=ts;}return Math.round((ts-D.t0)*1e4)/1e4;}
-function addCall(run,id,start,prompt){var i=C.flag.length;C.run.push(run);C.id.push(id);
+function addCall(run,id,start,prompt,chars){var i=C.flag.length;C.run.push(run);C.id.push(id);
   C.model.push(modelOf(''));C.start.push(start);C.dur.push(0);C.tin.push(0);C.tout.push(0);
-  C.cost.push(0);C.flag.push(4);C.prompt.push(prompt);C.reply.push('(running)');return i;}
+  C.cost.push(0);C.flag.push(4);C.prompt.push(prompt);C.reply.push('(running)');
+  C.pchars.push(chars||0);C.rchars.push(0);return i;}
 function span(run,kind,end,dur,label,bad){S.run.push(run);S.kind.push(kind);
   S.start.push(Math.round((end-dur)*1e4)/1e4);S.dur.push(Math.round(dur*1e4)/1e4);
   S.label.push(label);S.bad.push(bad?1:0);}
@@ -116,10 +137,14 @@ function ingest(ev){var kind=ev.type,ts=num(ev.ts);lastTs=Date.now();
   if(kind==='run.started'){runOf(ev.run_id,ev.parent_run_id,ev.depth);if(!D.t0){D.t0=ts;}
     return false;}
   var run=runOf(ev.run_id,null,ev.depth),t=rel(ts),key=run+'|'+ev.call_id;
-  if(kind==='subcall.started'){open[key]=addCall(run,String(ev.call_id),t,
-    clip(ev.prompt_preview));return false;}
+  if(kind==='subcall.started'){var s0=open[key]=addCall(run,String(ev.call_id),t,
+    clip(ev.prompt_preview),num(ev.prompt_chars));
+    if(ev.prompt){full[s0]={p:String(ev.prompt)};}return false;}
   if(kind==='subcall.finished'){var i=open[key],lat=num(ev.latency_s);delete open[key];
-    if(i===undefined){i=addCall(run,String(ev.call_id),t-lat,'');}
+    if(i===undefined){i=addCall(run,String(ev.call_id),t-lat,'',0);}
+    var whole=ev.error?String(ev.error):ev.response;
+    if(whole){(full[i]=full[i]||{}).r=String(whole);}
+    C.rchars[i]=ev.error?String(ev.error).length:num(ev.response_chars);
     var begin=C.start[i];C.model[i]=modelOf(ev.model);C.dur[i]=Math.max(t-begin,lat);
     C.tin[i]=num(ev.input_tokens);C.tout[i]=num(ev.output_tokens);C.cost[i]=num(ev.cost_usd);
     C.flag[i]=(ev.error?1:0)|(ev.cached?2:0);C.reply[i]=clip(ev.error?ev.error:
@@ -154,7 +179,7 @@ function makeOrder(){var n=C.flag.length,idx=[],i;
 function cellText(el,text,cls){el.textContent=text;el.title=text;el.className=cls||'';}
 function fmt(v,d){return v.toFixed(d);}
 function row(el,i){var f=C.flag[i],s=el.children,run=D.runs[C.run[i]]||['',0];
-  el.className='vrow'+(f&1?' err':'');
+  el.className='vrow'+(f&1?' err':'')+(i===selected?' sel':'');el.setAttribute('data-i',i);
   cellText(s[0],C.id[i]+(run[1]?' ·d'+run[1]:''),'mono');
   cellText(s[1],(D.models[C.model[i]]||'')+(f&2?' (cached)':''),'c-model');
   cellText(s[2],f&4?'…':fmt(C.dur[i],2)+'s','num');
@@ -165,12 +190,69 @@ function paint(force){if(!order){return;}var first=Math.floor(body.scrollTop/ROW
   if(!force&&first===drawn){return;}drawn=first;
   var count=Math.min(order.length-first,Math.ceil(body.clientHeight/ROW)+2);
   while(pool.length<count){var el=document.createElement('div');el.className='vrow';
+    el.setAttribute('role','button');el.tabIndex=0;
     for(var k=0;k<7;k++){el.appendChild(document.createElement('span'));}
     body.appendChild(el);pool.push(el);}
   for(var j=0;j<pool.length;j++){var p=pool[j];
     if(j<count){p.style.top=((first+j)*ROW)+'px';p.hidden=false;row(p,order[first+j]);}
     else{p.hidden=true;}}}
 body.addEventListener('scroll',function(){paint(false);},{passive:true});
+
+// ---- one sub-call opened (click, tap, Enter): its whole prompt and reply as the trace has
+// them; texts longer than a row keeps come from the page's packed blob, unpacked once ----
+function texts(){if(T){return Promise.resolve(T);}
+  if(!D.texts||typeof DecompressionStream==='undefined'){T={p:{},r:{}};
+    return Promise.resolve(T);}
+  var bin=atob(D.texts),buf=new Uint8Array(bin.length);
+  for(var k=0;k<bin.length;k++){buf[k]=bin.charCodeAt(k);}
+  return new Response(new Blob([buf]).stream().pipeThrough(new DecompressionStream('gzip')))
+    .text().then(function(t){T=JSON.parse(t);return T;},function(){T={p:{},r:{}};return T;});}
+function el(tag,cls,text){var e=document.createElement(tag);if(cls){e.className=cls;}
+  if(text!=null){e.textContent=text;}return e;}
+function block(box,what,text,chars,cls,bad){
+  box.appendChild(el('div','label'+(bad?' bad':''),what+(bad?'':' ('+
+    chars.toLocaleString()+' chars)')));
+  box.appendChild(el('pre',cls,text||'(none)'));
+  if(!bad&&chars>String(text||'').replace(/\u2026$/,'').length){box.appendChild(el('p','note',
+    D.texts_left_out?'this page keeps whole texts up to its size limit and shows a preview '+
+    'here; fastrlm view --follow RUN serves every call whole':
+    'the trace holds a preview of this '+what+': record whole prompts and replies with '+
+    '--trace-full (Limits(trace_full_prompts=True))'));}}
+// the whole texts of call i: its live events', the page's packed ones, else (a call the page
+// did not pack) the live view's /call; what is not found anywhere stays the row's preview
+function whole(i,t){var mine=full[i]||{},p=mine.p||t.p[i],r=mine.r||t.r[i];
+  var want=(!p&&C.pchars[i]>C.prompt[i].length)||(!r&&C.rchars[i]>C.reply[i].length);
+  if(!want||!D.live||!D.live.call){return Promise.resolve({p:p,r:r});}
+  var run=D.runs[C.run[i]]||[''];
+  return fetch(D.live.call+'?run='+encodeURIComponent(run[0])+'&id='+encodeURIComponent(C.id[i]),
+    {cache:'no-store'}).then(function(res){return res.ok?res.json():{};}).then(function(x){
+      return {p:p||x.prompt,r:r||x.error||x.reply};},function(){return {p:p,r:r};});}
+function openCall(i){if(!(i>=0&&i<C.flag.length)){return;}selected=i;paint(true);
+  var f=C.flag[i],run=D.runs[C.run[i]]||['',0],title=document.getElementById('co-title');
+  title.textContent='sub-call '+C.id[i]+(run[1]?' (depth '+run[1]+')':'');
+  document.getElementById('co-facts').textContent=[(D.models[C.model[i]]||'?')+
+    (f&2?' (cached)':''),f&4?'running':fmt(C.dur[i],2)+'s',C.tin[i].toLocaleString()+' in / '+
+    C.tout[i].toLocaleString()+' out tokens','$'+fmt(C.cost[i],4)].join(' \u00b7 ');
+  panel.hidden=false;var box=document.getElementById('co-body');box.textContent='';
+  texts().then(function(t){return whole(i,t);}).then(function(w){if(selected!==i){return;}
+    block(box,'prompt',w.p||C.prompt[i],C.pchars[i],'code',false);
+    if(f&1){block(box,'error',w.r||C.reply[i],0,'error',true);}
+    else{block(box,'reply',f&4?'(no reply yet)':w.r||C.reply[i],C.rchars[i],'output',false);}});
+  panel.scrollIntoView({block:'nearest'});}
+body.addEventListener('click',function(e){var r=e.target.closest&&e.target.closest('.vrow');
+  if(r&&r.hasAttribute('data-i')){openCall(Number(r.getAttribute('data-i')));}});
+body.addEventListener('keydown',function(e){if(e.key!=='Enter'&&e.key!==' '){return;}
+  var r=e.target.closest&&e.target.closest('.vrow');
+  if(r&&r.hasAttribute('data-i')){e.preventDefault();openCall(Number(r.getAttribute('data-i')));}});
+// a cell's sub-call whose texts the cell clips opens whole in the panel (the detail is redrawn
+// live, so the click is caught on the document)
+document.addEventListener('click',function(e){var b=e.target.closest&&
+  e.target.closest('button.open-whole');if(!b){return;}
+  var run=b.getAttribute('data-run'),id=b.getAttribute('data-call');
+  for(var i=0;i<C.flag.length;i++){if(C.id[i]===id&&(D.runs[C.run[i]]||[''])[0]===run){
+    openCall(i);return;}}});
+document.getElementById('co-close').addEventListener('click',function(){panel.hidden=true;
+  selected=-1;paint(true);});
 document.querySelectorAll('.filters button').forEach(function(b){
   b.addEventListener('click',function(){mode=b.getAttribute('data-mode');
     document.querySelectorAll('.filters button').forEach(function(o){
@@ -231,13 +313,16 @@ function timeline(){var w=canvas.parentNode.clientWidth;if(!w){return;}
     span_.toFixed(2)+'s. Root turns blue, cells green, tools orange, child runs purple, '+
     'failures red.';
   document.getElementById('tl-note').textContent=note;}
-function callAt(x,y){if(!geo||!geo.lh||y<geo.top){return '';}
+function callIndexAt(x,y){if(!geo||!geo.lh||y<geo.top){return -1;}
   var ln=Math.floor((y-geo.top)/geo.lh),t=(x-geo.x0)/geo.xw*geo.span,eps=2/geo.xw*geo.span;
-  if(ln>=geo.nl){return '';}
+  if(ln>=geo.nl){return -1;}
   for(var i=0;i<C.flag.length;i++){if(geo.lane[i]===ln&&C.start[i]<=t+eps&&
-    C.start[i]+C.dur[i]>=t-eps){return C.id[i]+' · '+(D.models[C.model[i]]||'')+' · '+
-    C.dur[i].toFixed(2)+'s · $'+C.cost[i].toFixed(4)+(C.flag[i]&1?' · failed: ':' · ')+
-    C.reply[i];}}return '';}
+    C.start[i]+C.dur[i]>=t-eps){return i;}}return -1;}
+function callAt(x,y){var i=callIndexAt(x,y);if(i<0){return '';}
+  return C.id[i]+' · '+(D.models[C.model[i]]||'')+' · '+C.dur[i].toFixed(2)+'s · $'+
+    C.cost[i].toFixed(4)+(C.flag[i]&1?' · failed: ':' · ')+C.reply[i]+' (click to open)';}
+canvas.addEventListener('click',function(e){var r=canvas.getBoundingClientRect();
+  openCall(callIndexAt(e.clientX-r.left,e.clientY-r.top));});
 canvas.addEventListener('mousemove',function(e){var r=canvas.getBoundingClientRect(),
   x=e.clientX-r.left,y=e.clientY-r.top,t='';for(var i=0;i<hit.length;i++){var b=hit[i];
   if(x>=b[0]&&x<=b[0]+b[2]+2&&y>=b[1]&&y<=b[1]+b[3]){t=b[4];break;}}
@@ -279,16 +364,23 @@ function wantParts(soon){if(partsTimer){return;}var wait=soon?80:
   parts();},wait);}
 function status(text,cls){live.hidden=false;live.textContent=text;live.className='badge '+cls;}
 var es=new EventSource(D.live.events);
-es.onopen=function(){lastTs=lastTs||Date.now();status(finished?'finished':'live','ok');};
-es.onmessage=function(m){var structural=false;status(finished?'finished':'live','ok');
+function liveState(){if(finished){status('finished','ok');}
+  else if(writing===false){status('not finished: its writer is gone','bad');}
+  else{status('live','ok');}}
+es.onopen=function(){lastTs=lastTs||Date.now();liveState();};
+es.onmessage=function(m){var structural=false;liveState();
   m.data.split('\n').forEach(function(line){
     if(!line){return;}var ev;try{ev=JSON.parse(line);}catch(x){return;}
     if(ingest(ev)){structural=true;}});
   schedule();wantParts(structural);if(finished){status('finished','ok');}};
 es.addEventListener('waiting',function(){status('waiting for the run to start','warn');});
+// the writer's lock (trace/_lock.py): a run killed before run.finished is gone, not live
+es.addEventListener('writer',function(m){writing=m.data==='alive';liveState();
+  if(!writing&&!finished){wantParts(true);}});
 es.onerror=function(){status('reconnecting…','warn');};
-setInterval(function(){if(finished||!lastTs||live.textContent.indexOf('reconnecting')===0){
-  return;}var quiet=Math.round((Date.now()-lastTs)/1000);
+setInterval(function(){if(finished||writing===false||!lastTs||
+  live.textContent.indexOf('reconnecting')===0){return;}
+  var quiet=Math.round((Date.now()-lastTs)/1000);
   if(quiet>=10){status('live · no event for '+quiet+'s','warn');}},1000);
 })();
 """

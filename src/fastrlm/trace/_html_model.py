@@ -47,17 +47,21 @@ def as_float(value: Any) -> float:
 
 
 def stop_state(stop: str) -> str:
-    """The badge colour of a stop reason."""
+    """The badge colour of a stop reason (``running``: a run still going, not a failure)."""
+    if stop == "running":
+        return "live"
     return "ok" if stop == "final" else "warn" if is_limit(stop) else "bad"
 
 
 @dataclass(slots=True)
 class SubcallRow:
-    """A sub-call kept as a sample: its finish and what its start said of the prompt."""
+    """A sub-call kept as a sample: its finish and what its start said of the prompt
+    (``prompt``: the whole prompt when the trace recorded it, else the preview)."""
 
     finished: evt.SubcallFinished
     prompt_preview: str
     prompt_chars: int | None
+    prompt: str = ""
 
 
 @dataclass(slots=True)
@@ -105,7 +109,8 @@ class Subcalls:
         if not (keep_listed or keep_error or keep_slow):
             return
         call = SubcallRow(finished, started.prompt_preview if started else "",
-                          started.prompt_chars if started else None)
+                          started.prompt_chars if started else None,
+                          (started.prompt or started.prompt_preview) if started else "")
         if keep_listed:
             self.listed.append(call)
         if keep_error:

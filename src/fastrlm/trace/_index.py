@@ -1,7 +1,9 @@
 """The SQLite index of runs: one row per top-level run, for ``fastrlm runs`` and ``show``.
 
 The row is inserted when the run starts (``stop_reason`` ``"running"``) and completed when it
-finishes, so a run whose process was killed still appears, marked as never finished. Every write
+finishes, so a run whose process was killed still appears, marked as never finished: a reader
+shows such a row as ``"incomplete"`` once no process holds its trace's writer lock
+(:mod:`._lock`; the stored row is left as it is). Every write
 opens, commits and closes its own connection: several processes may share one index. The
 file carries a schema version (:data:`SCHEMA`): an older index is upgraded in place, one from a
 newer fastrlm is refused with a clear error.
@@ -21,16 +23,19 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .._foundation.errors import ConfigurationError
 from .._foundation.schema import Schema, anew_if_unusable, ensure_schema
 from .._foundation.text import well_formed
+from ._lock import writer_alive
 
 logger = logging.getLogger("fastrlm.trace")
 RUNNING = "running"
+#: What a reader shows for a row still "running" whose trace no process writes any more.
+INCOMPLETE = "incomplete"
 #: How long a write waits for another process's lock on the index before it gives up.
 BUSY_TIMEOUT_S = 30.0
 
@@ -84,7 +89,8 @@ def _add_session_columns(conn: sqlite3.Connection) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One row of the index. ``stop_reason`` is ``"running"`` until the run finished."""
+    """One row of the index. ``stop_reason`` is ``"running"`` while a process writes the run,
+    ``"incomplete"`` if it never finished and nothing writes it now (killed, crashed)."""
 
     run_id: str
     started_at: float
@@ -110,7 +116,7 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.stop_reason != RUNNING
+        return self.stop_reason not in (RUNNING, INCOMPLETE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +219,21 @@ def _write(path: Path, apply: Callable[[sqlite3.Connection], object]) -> None:
 def _read(path: Path, sql: str, params: tuple[object, ...]) -> list[RunRecord]:
     try:
         with _connect(path) as conn:
-            return [RunRecord(*row) for row in conn.execute(sql, params)]
+            return [_as_seen(RunRecord(*row)) for row in conn.execute(sql, params)]
     except sqlite3.Error as exc:
         raise IndexUnusableError(
             f"the run index {path} cannot be read ({exc}); the traces beside it are intact: "
             f"move the file aside (the next run starts a new index) or set FASTRLM_HOME to "
             "another directory"
         ) from exc
+
+
+def _as_seen(row: RunRecord) -> RunRecord:
+    # "running" is what the row said when the run started; whether it still runs is whether a
+    # process holds its trace (unknown, e.g. without flock or a trace moved away: as stored)
+    if row.stop_reason == RUNNING and writer_alive(Path(row.trace_path)) is False:
+        return replace(row, stop_reason=INCOMPLETE)
+    return row
 
 
 def _cells(values: dict[str, Any]) -> dict[str, Any]:

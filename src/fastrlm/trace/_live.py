@@ -10,12 +10,19 @@ its worker threads, so a big page does not hold the event streams). Routes:
   previous one, one ``data:`` field per JSONL line, and ``id:`` the byte offset after them, so a
   browser that reconnects (``Last-Event-ID``) or reloads resumes exactly where it was; only
   whole lines are sent (a line being written waits for its newline). ``event: waiting`` says
-  the trace does not exist yet; a ``: keep-alive`` comment goes out when nothing happens.
+  the trace does not exist yet; ``event: writer`` with ``data: alive`` or ``data: gone`` says
+  whether a process holds the trace's writer lock (:mod:`._lock`), when that changes (a run
+  killed before its ``run.finished`` is "gone" without one: the page then says incomplete);
+  a ``: keep-alive`` comment goes out when nothing happens.
 - ``GET /parts``: the server-rendered summary and detail as JSON ``{"summary", "detail"}``,
   which the page fetches to redraw turns, cells and totals.
+- ``GET /call?run=RUN_ID&id=CALL_ID``: one sub-call's ``{"prompt", "reply", "error"}`` as the
+  trace holds them, for a call the page did not pack whole (past
+  :data:`~._html_data.MAX_PACKED_CHARS`); 404 for a call the trace does not have.
 
 The server never ends on its own: a run that finishes, or that crashes and leaves its trace
-without ``run.finished``, is still served (the page says which). Nothing but loopback is bound,
+without ``run.finished``, is still served (the page says which: running while the writer holds
+the trace, incomplete once it is gone). Nothing but loopback is bound,
 and a request whose ``Host`` is not ``127.0.0.1:PORT`` or ``localhost:PORT`` is refused (403),
 so a web page that reaches the port through DNS rebinding cannot read the trace.
 """
@@ -34,12 +41,15 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 from ._html import render_html, render_parts
+from ._lock import writer_alive
 from ._reader import Trace, _with_answer
 
 #: How often an open event stream looks for new lines in the trace.
 POLL_S = 0.1
 #: Seconds of silence after which an event stream sends a keep-alive comment.
 KEEPALIVE_S = 15.0
+#: How often an event stream asks whether the trace's writer is still alive (:mod:`._lock`).
+WRITER_CHECK_S = 0.5
 #: Most trace lines in one server-sent message (a fast run's burst is split).
 MAX_LINES_PER_MESSAGE = 5000
 #: Bytes read from a trace at a time.
@@ -88,6 +98,7 @@ class TraceTail:
                     else:
                         self.unreadable += 1
             trace = Trace(path or Path("waiting.jsonl"), list(self.events), self.unreadable)
+            trace.writing = path is not None and writer_alive(path) is True
             return trace
 
 
@@ -179,17 +190,40 @@ class LiveView:
             return _response(HTTPStatus.OK, "application/json", parts)
         if request.path == "/events":
             return await self._events(request)
+        if request.path == "/call":
+            found = await self._server.in_thread(self._call, request.query.get("run", ""),
+                                                 request.query.get("id", ""))
+            if found is None:
+                return _response(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
+                                 b"no such sub-call in this trace\n")
+            return _response(HTTPStatus.OK, "application/json", found)
         return _response(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
-                         b"not found: the live view serves /, /events and /parts\n")
+                         b"not found: the live view serves /, /events, /parts and /call\n")
 
     def _page(self) -> bytes:
         trace = self.tail.refresh()
         offset = self.tail.offset
         return render_html(trace, live={"events": f"/events?from={offset}",
-                                        "parts": "/parts"}).encode()
+                                        "parts": "/parts", "call": "/call"}).encode()
+
+    def _call(self, run_id: str, call_id: str) -> bytes | None:
+        """One sub-call's texts as the trace holds them (whole with full tracing), as JSON
+        ``{"prompt", "reply", "error"}``; ``None`` when the trace has no such call."""
+        self.tail.refresh()
+        texts: dict[str, Any] = {}
+        for event in reversed(self.tail.events):  # a call's latest record is its own
+            kind = event.get("type")
+            if (kind in ("subcall.started", "subcall.finished")
+                    and event.get("run_id") == run_id and event.get("call_id") == call_id):
+                if kind == "subcall.started":
+                    texts.setdefault("prompt", event.get("prompt") or event.get("prompt_preview"))
+                    break  # the start comes first: nothing older belongs to this call
+                texts.setdefault("reply", event.get("response") or event.get("response_preview"))
+                texts.setdefault("error", event.get("error"))
+        return json.dumps(texts).encode() if texts else None
 
     def _parts(self) -> bytes:
-        return json.dumps(render_parts(self.tail.refresh())).encode()
+        return json.dumps(render_parts(self.tail.refresh(), live=True)).encode()
 
     async def _events(self, request: web.BaseRequest) -> web.StreamResponse:
         from aiohttp import web
@@ -205,6 +239,8 @@ class LiveView:
             await response.write(b"retry: 1000\n\n")
             waiting_said = False
             quiet_since = time.monotonic()
+            writer: bool | None = None  # as last told: True alive, False gone, None not yet
+            checked = 0.0
             while not server.stopped:
                 path = self.tail.find()
                 if path is None:
@@ -219,6 +255,15 @@ class LiveView:
                     await response.write(sse_message(lines, offset))
                     quiet_since = time.monotonic()
                     continue
+                if path is not None and time.monotonic() - checked >= WRITER_CHECK_S:
+                    checked = time.monotonic()
+                    alive = writer_alive(path)
+                    if alive is not None and alive != writer:
+                        if not alive:  # its last lines are all on disk now: they go first
+                            offset = await self._drain(response, path, offset)
+                        writer = alive
+                        state = b"alive" if alive else b"gone"
+                        await response.write(b"event: writer\ndata: " + state + b"\n\n")
                 if time.monotonic() - quiet_since > KEEPALIVE_S:
                     await response.write(b": keep-alive\n\n")
                     quiet_since = time.monotonic()
@@ -226,6 +271,15 @@ class LiveView:
         except ConnectionError:
             pass  # the browser went away (closed, reloaded): its next stream resumes
         return response
+
+
+    async def _drain(self, response: web.StreamResponse, path: Path, offset: int) -> int:
+        while True:
+            lines, offset = await self._server.in_thread(read_lines, path, offset,
+                                                         MAX_LINES_PER_MESSAGE)
+            if not lines:
+                return offset
+            await response.write(sse_message(lines, offset))
 
 
 def _response(status: HTTPStatus, kind: str, body: bytes) -> web.Response:

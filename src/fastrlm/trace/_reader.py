@@ -15,6 +15,7 @@ from .._foundation import events as evt
 from .._foundation.errors import RLMError
 from .._foundation.events import event_from_dict
 from . import _index
+from ._lock import writer_alive
 from ._paths import index_path, traces_dir
 
 
@@ -27,11 +28,13 @@ class Trace:
     """The events of one trace file: ``events`` as the records were written (dicts),
     ``typed_events`` rebuilt as event classes (what every reader here works on).
     ``truncated_lines`` counts unreadable lines (a process killed mid-write leaves at most one,
-    at the end)."""
+    at the end). ``writing``: a live process held the file's writer lock when it was read (an
+    unfinished trace is then a running run, not an incomplete one; :mod:`._lock`)."""
 
     path: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     truncated_lines: int = 0
+    writing: bool = False
     _typed: list[evt.Event] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
@@ -93,6 +96,7 @@ def read_trace(path: Path) -> Trace:
                 trace.events.append(_with_answer(data, trace.path.parent))
             else:
                 trace.truncated_lines += 1
+    trace.writing = writer_alive(trace.path) is True
     return trace
 
 
@@ -283,8 +287,11 @@ def render_transcript(trace: Trace, *, subcalls: bool = False, max_chars: int = 
                     out.append(_indent(clip(str(ev.answer)), depth))
     for run_id in list(pending):
         flush_subcalls(run_id, 0)
-    if trace.finished is None:
-        out.append("\n── the run did not finish (process killed or still running)")
+    if trace.finished is None and trace.writing:
+        out.append("\n── still running (a process is writing its trace)")
+    elif trace.finished is None:
+        out.append("\n── the run did not finish, and no process writes its trace any more "
+                   "(killed, crashed, or a copy)")
     if trace.truncated_lines:
         out.append(f"({trace.truncated_lines} unreadable line(s) skipped)")
     return "\n".join(line for line in out if line is not None) + "\n"

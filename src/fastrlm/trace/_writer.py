@@ -13,7 +13,10 @@ not written into the trace either: ``run.finished`` keeps its head, its length a
 the name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a
 trace grows with the steps, not the answer. What a resume needs (whole
 replies, host results) goes into the run's replay record beside it (``<run_id>.record``,
-:mod:`._record`), written by the engine as the run goes.
+:mod:`._record`), written by the engine as the run goes. While a run is open its file carries
+the writer's lock (:mod:`._lock`), so a viewer shows it as running, and as incomplete once no
+process holds it. Sub-call replies, like prompts, are whole only with ``full_prompts`` (for the
+viewer to open).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .._foundation.events import (
 )
 from .._foundation.text import json_text
 from . import _index
+from ._lock import hold_writer_lock
 from ._paths import index_path, traces_dir
 
 logger = logging.getLogger("fastrlm.trace")
@@ -50,6 +54,13 @@ ANSWER_INLINE_CHARS = 4096
 #: than one per event: a flush is a system call, as dear as encoding the event).
 FLUSH_DELAY_S = 0.05
 _BATCHED = (SubcallStarted, SubcallFinished, ToolStarted, ToolFinished)
+
+
+#: The fields that hold whole texts, kept only with ``full_prompts``.
+_FULL_ONLY: tuple[tuple[type[Event], str], ...] = (
+    (SubcallStarted, "prompt"), (SubcallFinished, "response"),
+    (ToolStarted, "arguments"), (ToolFinished, "result"),
+)
 
 
 class TraceWriter:
@@ -152,6 +163,7 @@ class TraceWriter:
             path = self.path_for(root)
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = path.open("a", encoding="utf-8")
+            hold_writer_lock(handle)  # a viewer tells a running run from a dead one by it
             self._files[root] = handle
         handle.write(json_text(self._record(event)) + "\n")
         if not (isinstance(event, _BATCHED) and self._flush_later()):
@@ -210,8 +222,11 @@ class TraceWriter:
 
     def _record(self, event: Event) -> dict[str, Any]:
         data = event.to_dict()
-        if not self.full_prompts and isinstance(event, SubcallStarted) and event.prompt is not None:
-            data["prompt"] = None
+        if not self.full_prompts:  # whole texts only in a full trace (keys set on the dict:
+            # a dataclasses.replace per event would cost more than writing it)
+            for kind, key in _FULL_ONLY:
+                if isinstance(event, kind) and data.get(key):
+                    data[key] = None
         if isinstance(event, RunFinished) and len(event.answer) > ANSWER_INLINE_CHARS:
             data.update(self._answer_sidecar(event))
         return data
