@@ -1,4 +1,9 @@
-"""The public facade: :class:`RLM`. ``completion()`` is a thin wrapper over ``acompletion()``."""
+"""The public facade: :class:`RLM`. ``completion()`` is a thin wrapper over ``acompletion()``.
+
+Why over 500 lines: it is the whole public surface of one class (each entry point's blocking and
+async forms, with the docstrings users read: run, stream, session, resume, fork); the work each
+does lives elsewhere (:mod:`.engine`, :mod:`.replay`, :mod:`.candidates`).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,10 @@ limit. Its parts: :mod:`.reply` runs one reply's code, :mod:`.bridge` answers th
 sub-calls, :mod:`.typed` checks typed answers, :mod:`.continuation` says what the run goes on
 from (a session's earlier questions, or nothing). Everything a whole tree shares (budget ledger,
 concurrency limiter, usage, events) lives in its :class:`~fastrlm._core.call_tree.CallTree`.
+
+Why over 500 lines: one run's turns are one state machine (first turn, each turn, the answer-now
+turn, a replayed turn, a child's grant); its parts that stand alone are already modules of their
+own (reply, bridge, typed, continuation, history, replay).
 """
 
 from __future__ import annotations

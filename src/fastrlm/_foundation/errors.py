@@ -11,7 +11,8 @@ drawing; a test keeps the two and the classes in step)::
     │   ├── MissingExtraError           names the pip install that fixes it
     │   ├── JobError                    jobs/_jobs.py: a job line that is not a valid job
     │   ├── NoModelConfigured           cli/_config.py: no flag, variable or config names a model
-    │   └── IndexUnusableError          trace/_index.py: the run index cannot be read
+    │   ├── IndexUnusableError          trace/_index.py: the run index cannot be read
+    │   └── RLMCompatValueError         compat/rlms.py: also a ValueError, as the official package
     ├── ContextError
     ├── ProviderError                   .provider, .model, .status, .retryable
     │   ├── AuthenticationError

@@ -36,12 +36,15 @@ LAZY_COMMANDS = {
 SUMMARIES = {
     "ask": "Answer QUESTION over a context of any size.",
     "batch": "Run every job of JOBS.jsonl (one JSON object a line) and write RESULTS.jsonl.",
-    "bench": "Run benchmark TASK (the paper's tasks, generated offline) with the chosen methods.",
+    "bench": "Run benchmark TASK with the chosen methods: on a real data set (--data, the "
+             "paper's Table 1) or on fastrlm's offline generator (plumbing and scale runs).",
     "chat": "Ask many questions about a context in one session (variables persist between them).",
     "demo": "Run fastrlm end to end offline on a generated ~10M-token input, with a scripted "
             "model.",
     "doctor": "Check this machine: sandbox layers, configured providers, versions.",
-    "export": "Write RUNS as training data or an evaluation log, one JSON object a line.",
+    "export": "Write RUNS as training data or an evaluation log, one JSON object a line "
+              "(inspect: one inspect_ai log document, readable by `inspect view` and "
+              "read_eval_log).",
     "mcp": "Serve fastrlm to MCP clients (coding agents, desktop apps) until they disconnect.",
     "quickstart": "With a configured model: ask it a real question about fastrlm's own docs and "
                   "source.",

@@ -19,6 +19,9 @@ uses fastrlm's own isolated sandbox. ``persistent=True`` is a fastrlm session (o
 ``custom_tools`` value that is not callable a REPL variable of its name). Unlike the
 official ``local`` environment (``exec`` in the
 host process), model code never runs inside your process unless you pass ``sandbox="none"``.
+
+Why over 500 lines: it is the official class's whole public surface, argument by argument, with
+the mapping of each (the client wrapper, types, backends and trajectory are modules of their own).
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ system imported with ``docker import``, no registry involved) or, with ``--base`
 the user names. Either way it holds fastrlm's worker code, ``pyseccomp`` and ``libseccomp``,
 and is labelled with a digest of that code: a worker never runs code older than the host's.
 Nothing is pulled at run time unless ``FASTRLM_SANDBOX_IMAGE`` names an image.
+
+Why over 500 lines: a container's whole life (the run command, its confinement flags, the
+checks of runtime and image, removal and the reaping of orphans) is one concern that must agree
+with itself; building the image is :mod:`._container_image`.
 """
 
 from __future__ import annotations

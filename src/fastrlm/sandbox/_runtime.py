@@ -4,6 +4,10 @@ This module runs *inside* the worker process (and, for the unsafe ``none`` sandb
 thread). It must import nothing from the host beyond the standard library: the worker has no
 handle to host objects. Calls to sub-models go through ``host_call(op, payload)``, a synchronous
 callable that the sandbox supplies (framed pipes in the worker, a thread hand-off in process).
+
+Why over 500 lines: it is the REPL model code sees, whole (namespace, every REPL function and
+the answer channel), and it must be the same in every sandbox; the host-call checks are
+:mod:`._hostcalls` and :mod:`._budgetcalls`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ in line (FIFO); past that a request gets 429 with ``Retry-After``. A client that
 while its request waits or runs cancels it (the engine then cancels its sub-calls and kills its
 worker). :meth:`RLMServer.close` stops accepting, cancels every run (their clients get 503, or
 an error event on a stream) and closes the models' HTTP clients.
+
+Why over 500 lines: one server's request life (read, authenticate, queue, run, answer, log,
+close) in one place; the request shapes are :mod:`._doors`, sessions :mod:`._sessions`.
 """
 
 from __future__ import annotations
