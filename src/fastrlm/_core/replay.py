@@ -30,15 +30,18 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._foundation.budget import Budget
+from .._foundation.errors import ReplayError
 from .._foundation.events import EventCallback
 from .._foundation.text import json_text
 from .._foundation.usage import TokenUsage
 from ..lm import ChatMessage, LMResponse
-from ..trace import RecordFile, ReplayError
 from .ledger import Account, Booking, BudgetLedger
+
+if TYPE_CHECKING:
+    from ..trace import RecordFile
 
 log = logging.getLogger("fastrlm")
 

@@ -17,14 +17,19 @@ import time
 from dataclasses import dataclass, field, replace
 
 from .._foundation import events as evt
-from .._foundation.errors import BudgetExceededError, ContextError, ProviderError, SandboxError
+from .._foundation.errors import (
+    BudgetExceededError,
+    ContextError,
+    ProviderError,
+    ReplayError,
+    SandboxError,
+)
 from .._foundation.events import preview
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
 from ..context import ContextInfo, context_digest, describe_shape
 from ..lm import LM, ChatMessage, LMResponse, reply_report
 from ..sandbox import Sandbox, SandboxLimits
-from ..trace import ReplayError
 from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff

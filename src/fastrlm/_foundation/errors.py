@@ -22,7 +22,7 @@ drawing; a test keeps the two and the classes in step)::
     │   └── ProviderResponseError
     ├── BudgetExceededError             .reason (a StopReason): a call the budget refused
     ├── TraceNotFoundError              trace/_reader.py: no run matches an id, prefix, N or path
-    ├── ReplayError                     trace/_record.py: a run cannot be resumed or forked as asked
+    ├── ReplayError                     a run cannot be resumed or forked as asked (fastrlm.trace)
     └── SandboxError
         ├── SandboxUnavailableError
         ├── WorkerCrashedError
@@ -163,3 +163,11 @@ class WorkerCrashedError(SandboxError):
 
 class ProtocolError(SandboxError):
     """A frame from the worker was malformed, truncated or too large."""
+
+
+class ReplayError(RLMError):
+    """A run cannot be resumed or forked as asked: its record is missing or corrupt, a cell
+    printed something else on replay than when it was recorded, the context or model differs
+    from the run's, or the budget given is already spent. The message says which and what to
+    do. (Defined here, beside the tree, so the engine raises it without loading the trace
+    package; ``fastrlm.trace`` exports it.)"""

@@ -4,11 +4,12 @@ use (they are only needed by ``fastrlm view`` and ``ask --view``)."""
 
 from typing import TYPE_CHECKING
 
+from .._foundation.errors import ReplayError
 from ._export import ExportFilter, ExportReport, export_runs, fix_reply, load_scores
 from ._index import IndexUnusableError, RunFilter, RunRecord, delete_runs, list_runs
 from ._paths import fastrlm_home, index_path, traces_dir
 from ._reader import Trace, TraceNotFoundError, read_trace, render_transcript, resolve_run
-from ._record import RECORD_SUFFIX, RecordFile, ReplayError, read_head, read_record, record_path
+from ._record import RECORD_SUFFIX, RecordFile, read_head, read_record, record_path
 from ._writer import TraceWriter
 
 if TYPE_CHECKING:

@@ -38,10 +38,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from .._foundation.errors import ReplayError
 from .._foundation.text import json_text
 from ._inspect import inspect_log, inspect_sample
 from ._reader import Trace, read_trace
-from ._record import ReplayError, read_record, record_path
+from ._record import read_record, record_path
 
 FORMATS = ("sft", "sft-turns", "subcalls", "eval", "inspect")
 _FENCE = re.compile(r"```[^\n]*\n.*?```", re.S)

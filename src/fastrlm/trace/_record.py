@@ -24,19 +24,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._foundation.errors import RLMError
+from .._foundation.errors import ReplayError
 from .._foundation.text import json_text
 
 #: The suffix of a run's record beside its trace (``<run_id>.record``).
 RECORD_SUFFIX = ".record"
 _DIGEST_CHARS = 16
-
-
-class ReplayError(RLMError):
-    """A run cannot be resumed or forked as asked: its record is missing or corrupt, a cell
-    printed something else on replay than when it was recorded, the context or model differs
-    from the run's, or the budget given is already spent. The message says which and what to
-    do."""
 
 
 def record_path(traces: Path, run_id: str) -> Path:
