@@ -310,7 +310,10 @@ async def test_frame_forged_between_cells_with_a_stolen_nonce_is_caught(sb: Sand
     )
     assert (await sb.execute(code)).error is None
     assert isinstance(sb, WorkerSandbox) and sb._worker is not None
-    await wait_readable(sb._worker.channel._in)  # the forged frame is in the host's pipe
+    # the forged frame is in the host's pipe, or already in its channel's buffer: on a loaded
+    # machine the host can read the cell's own "done" late, the forged frame with it
+    if not sb._worker.channel._buffer:
+        await wait_readable(sb._worker.channel._in)
     result = await sb.execute("print('second')")
     assert result.restarted and result.stdout != "forged"
     assert result.error is not None and "no request was in flight" in result.error
