@@ -416,6 +416,7 @@ def test_the_cli_prints_the_estimate_and_calls_no_model(tmp_path: Path) -> None:
 def test_grid_dirs_are_checked_before_the_run_and_join_with_their_last_seed(
     tmp_path: Path,
 ) -> None:
+    pytest.importorskip("wonderwords")  # the generated task: the bench extra
     import json
 
     from click.testing import CliRunner

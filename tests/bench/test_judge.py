@@ -168,6 +168,7 @@ def test_a_missing_or_wrong_template_says_how_to_get_the_official_one(
 def test_judge_without_a_template_is_refused_before_any_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pytest.importorskip("wonderwords")  # the generated task: the bench extra
     from click.testing import CliRunner
 
     from fastrlm.bench._cli import bench

@@ -8,15 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from opentelemetry import trace
 
-from fastrlm import RLM, Budget, Tool
-from fastrlm.lm import LMResponse
-from fastrlm.telemetry import Telemetry
-from fastrlm.testing import FakeOpenAIServer, ScriptedLM, skip_unless_sandbox
-from fastrlm.testing._fake_server import FakeRequest, Reply
+pytest.importorskip("opentelemetry.sdk")  # the otel extra
 
-from .helpers import by_name, memory_provider
+from opentelemetry import trace  # noqa: E402
+
+from fastrlm import RLM, Budget, Tool  # noqa: E402
+from fastrlm.lm import LMResponse  # noqa: E402
+from fastrlm.telemetry import Telemetry  # noqa: E402
+from fastrlm.testing import FakeOpenAIServer, ScriptedLM, skip_unless_sandbox  # noqa: E402
+from fastrlm.testing._fake_server import FakeRequest, Reply  # noqa: E402
+
+from .helpers import by_name, memory_provider  # noqa: E402
 
 ROOT = '```repl\nFINAL("ok " + llm_query("part"))\n```'
 
