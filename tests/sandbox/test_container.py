@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -416,3 +417,38 @@ def test_auto_on_a_host_without_namespaces_runs_the_rlm_in_docker(no_namespaces:
     uid = _container.worker_user().partition(":")[0]  # nobody for a root host, not root
     assert result.answer == f"{CONTEXT.count('fox')} {uid}", result.error
     assert any("docker+seccomp+rlimits" in repr(event) for event in events)
+
+
+def test_the_guard_waits_for_its_host_whatever_fd_its_pipe_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard removes a killed host's containers when the host's pipe closes, and not
+    before. Its pipe had the host's fd number, which Debian's sh (dash) cannot redirect from
+    past 9: in a host with ten fds open the guard exited at once ("Bad fd number"), so a
+    SIGKILLed host left its containers until the next start. No daemon: a fake CLI records."""
+    record = tmp_path / "calls"
+    cli = tmp_path / "docker"
+    cli.write_text(f'#!/bin/sh\necho "$@" >> {record}\n[ "$1" = ps ] && echo c0ffee\nexit 0\n')
+    cli.chmod(0o755)
+    monkeypatch.setattr(_container, "runtime_cli", lambda runtime: str(cli))
+    monkeypatch.setattr(_container, "guards", {})
+    monkeypatch.setattr(_container, "_guard_fds", [])
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(12)]  # the pipe gets fds >= 12
+    try:
+        _container.guard("docker")
+    finally:
+        for fd in spare:
+            os.close(fd)
+    pid = _container.guards["docker"]
+    pidfd = os.pidfd_open(pid)
+    try:
+        # the old guard ended by itself at once; this one waits (a bound, not a timing)
+        assert select.select([pidfd], [], [], 1.0)[0] == [], record.read_text()
+        assert not record.exists()
+        for fd in _container._guard_fds:  # the host ends: its end of the pipe closes
+            os.close(fd)
+        assert select.select([pidfd], [], [], 60.0)[0] == [pidfd]
+    finally:
+        os.close(pidfd)
+    calls = record.read_text().splitlines()
+    assert calls[0].startswith("ps -aq --filter label=") and calls[1] == "rm -f c0ffee"

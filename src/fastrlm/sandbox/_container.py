@@ -302,9 +302,11 @@ def owner_gone(tag: str) -> bool:
 # Removes this process's containers once the host's end of a pipe closes, however the host
 # ended (SIGKILL included): a worker spinning in a loop never reads its own pipe's EOF. The
 # subshell outlives the shell that starts it (reparented, no child of the host to reap or warn
-# about); $4 is the pipe's fd (a background list's stdin would be /dev/null).
-_GUARD_SCRIPT = ('( read _ <&"$4"; ids=$("$1" ps -aq --filter "label=$2=$3"); '
-                 '[ -z "$ids" ] || "$1" rm -f $ids; rm -rf -- "$5"* ) >/dev/null 2>&1 & echo $!')
+# about). The pipe is the shell's stdin, moved to fd 3 first: a background list's stdin is
+# /dev/null, and dash (Debian's sh) cannot redirect from an fd number above 9 ("Bad fd
+# number"), which made the guard exit at once wherever the host had ten fds open.
+_GUARD_SCRIPT = ('exec 3<&0 </dev/null; ( read _ <&3; ids=$("$1" ps -aq --filter "label=$2=$3"); '
+                 '[ -z "$ids" ] || "$1" rm -f $ids; rm -rf -- "$4"* ) >/dev/null 2>&1 & echo $!')
 #: runtime -> the pid of this process's container guard (one each, started by :func:`guard`).
 guards: dict[str, int] = {}
 _guard_fds: list[int] = []
@@ -331,11 +333,9 @@ def guard(runtime: str) -> None:
     try:
         started = subprocess.run(
             ["/bin/sh", "-c", _GUARD_SCRIPT, "fastrlm-container-guard", cli, OWNER_LABEL,
-             owner_tag(), str(read_end),
-             os.path.join(tempfile.gettempdir(), _workdir_prefix())],
-            stdin=subprocess.DEVNULL,
+             owner_tag(), os.path.join(tempfile.gettempdir(), _workdir_prefix())],
+            stdin=read_end,
             capture_output=True,
-            pass_fds=(read_end,),
             start_new_session=True,  # outlives the host's process group
             env=env,
             timeout=CLI_TIMEOUT_S,
