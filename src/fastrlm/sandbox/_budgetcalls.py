@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Literal
 
-from .._foundation.error_text import MAX_ERROR_MESSAGE_CHARS, is_error_kind
-from ._hostcalls import MAX_BATCH_CHARS, MAX_BATCH_PROMPTS, MAX_MODEL_NAME_CHARS, exact_text
+from ._hostcalls import (
+    MAX_BATCH_CHARS,
+    MAX_BATCH_PROMPTS,
+    MAX_MODEL_NAME_CHARS,
+    checked_reply,
+    exact_text,
+    tool_error_reply,
+)
 
 #: The wire op of ``budget()``.
 BUDGET_OP = "budget"
@@ -200,22 +206,16 @@ def _too_long(name: str, chars: int) -> ValueError:
 def combine_reply(reply: object) -> dict[str, object]:
     """Exactly one well-formed combinator reply, whatever the bridge returned: ``{"ok": True,
     "json": str}`` (the result as JSON) or ``{"ok": False, "kind": str, "message": str}``;
-    anything else becomes a ``bad_answer`` refusal."""
-    if isinstance(reply, dict):
-        if reply.get("ok") is True and isinstance(reply.get("json"), str):
-            return {"ok": True, "json": str.__str__(reply["json"])}
-        kind, message = reply.get("kind"), reply.get("message")
-        if (reply.get("ok") is False and isinstance(kind, str) and is_error_kind(kind)
-                and isinstance(message, str)):
-            return combine_refusal(kind, message)
+    anything else becomes a ``bad_answer`` refusal (the shape is :func:`checked_reply`'s)."""
+    checked = checked_reply(reply)
+    if checked is not None:
+        return checked
     return combine_refusal("bad_answer", "the host answered the call with no result")
 
 
 def combine_refusal(kind: str, message: str) -> dict[str, object]:
-    """A refused combinator call's reply."""
-    if len(message) > MAX_ERROR_MESSAGE_CHARS:
-        message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return {"ok": False, "kind": kind, "message": message}
+    """A refused combinator call's reply (the error shape a tool's has)."""
+    return tool_error_reply(kind, message)
 
 
 def combine_value(name: str, reply: object) -> object:

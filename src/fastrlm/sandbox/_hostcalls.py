@@ -630,10 +630,10 @@ def tool_error_reply(kind: str, message: str) -> dict[str, object]:
     return {"ok": False, "kind": kind, "message": message}
 
 
-def tool_reply(reply: object) -> dict[str, object]:
-    """Exactly one well-formed tool reply, whatever the bridge returned: ``{"ok": True, "json":
-    str}`` or ``{"ok": False, "kind": str, "message": str}``; anything else is logged (a bug of
-    the bridge) and becomes a ``bad_answer`` reply."""
+def checked_reply(reply: object) -> dict[str, object] | None:
+    """``reply`` rebuilt as exactly one well-formed JSON reply (a tool's, a combinator's):
+    ``{"ok": True, "json": str}`` or ``{"ok": False, "kind": str, "message": str}``; None for
+    anything else."""
     if isinstance(reply, dict):
         if reply.get("ok") is True and isinstance(reply.get("json"), str):
             return {"ok": True, "json": str.__str__(reply["json"])}
@@ -641,6 +641,16 @@ def tool_reply(reply: object) -> dict[str, object]:
         if (reply.get("ok") is False and isinstance(kind, str) and is_error_kind(kind)
                 and isinstance(message, str)):
             return tool_error_reply(kind, message)
+    return None
+
+
+def tool_reply(reply: object) -> dict[str, object]:
+    """Exactly one well-formed tool reply, whatever the bridge returned
+    (:func:`checked_reply`); anything else is logged (a bug of the bridge) and becomes a
+    ``bad_answer`` reply."""
+    checked = checked_reply(reply)
+    if checked is not None:
+        return checked
     logger.error("HostBridge.call_tool returned a malformed reply (%s)", type(reply).__name__)
     return tool_error_reply("bad_answer", "the host answered the tool call with no result")
 
