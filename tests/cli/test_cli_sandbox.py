@@ -85,3 +85,31 @@ def test_ask_with_sandbox_docker_runs_end_to_end_with_tools_and_sub_calls(
     assert proc.returncode == ExitCode.OK, proc.stderr
     uid = _container.worker_user().partition(":")[0]
     assert json.loads(proc.stdout)["answer"] == f"Portugal/sub-answer/2/{uid}"
+
+
+def test_sandbox_image_names_the_image_the_container_layer_runs(tmp_path: Path) -> None:
+    """``--sandbox-image`` is the flag form of $FASTRLM_SANDBOX_IMAGE: a named image is the
+    one used, and one that is not there is pulled (here from a registry on a closed local
+    port: refused at once, and the error names the image). Without the flag nothing is
+    pulled (tests/sandbox/test_container.py)."""
+    skip_unless_sandbox("docker")
+    (tmp_path / "doc.txt").write_text("airports: LIS CDG LIS\n")
+    env = {k: v for k, v in os.environ.items() if k != "FASTRLM_SANDBOX_IMAGE"}
+    env["CI"] = "true"
+    named = "127.0.0.1:9/fastrlm-not-here:x"
+    with server([ROOT], lambda request: "sub-answer") as srv:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastrlm.cli", "ask", "Where is LIS?", "-c", "doc.txt",
+             "--sandbox", "docker", "--sandbox-image", named, *model_args(srv)],
+            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+            stdin=subprocess.DEVNULL)
+        sent = len(srv.completion_requests)
+    assert proc.returncode == ExitCode.SANDBOX, proc.stderr
+    assert f"cannot pull {named}" in proc.stderr
+    assert sent == 0  # refused before the first model call
+
+
+def test_sandbox_image_is_offered_wherever_the_sandbox_is_chosen() -> None:
+    for command in ("ask", "chat", "serve", "batch", "mcp"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert "--sandbox-image" in result.output, command

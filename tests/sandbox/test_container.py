@@ -83,7 +83,7 @@ def test_an_image_with_other_worker_code_is_refused_with_the_command_to_rebuild(
     monkeypatch.delenv(_container.IMAGE_ENV, raising=False)
     _container.ready_image.cache_clear()
     try:
-        found = _container.ready_image("docker")
+        found = _container.ready_image("docker", _container.image_name())
     finally:
         _container.ready_image.cache_clear()
     assert isinstance(found, str)
@@ -110,7 +110,7 @@ def test_an_image_is_pulled_only_when_the_user_names_it(
         monkeypatch.delenv(_container.IMAGE_ENV, raising=False)
     _container.ready_image.cache_clear()
     try:
-        found = _container.ready_image("docker")
+        found = _container.ready_image("docker", _container.image_name())
     finally:
         _container.ready_image.cache_clear()
     assert isinstance(found, str)
@@ -125,7 +125,7 @@ def test_a_missing_daemon_is_named_with_how_to_start_it(monkeypatch: pytest.Monk
                         lambda runtime: ("the docker daemon does not answer (...): start it",))
     _container.ready_image.cache_clear()
     try:
-        found = _container.ready_image("docker")
+        found = _container.ready_image("docker", _container.image_name())
     finally:
         _container.ready_image.cache_clear()
     assert isinstance(found, str) and "daemon does not answer" in found
@@ -146,14 +146,14 @@ def test_doctor_names_the_daemon_the_image_its_packages_and_the_limits(
     monkeypatch.setattr(_container, "server_version", lambda runtime: "28.2.2")
     with_pandas = _container.ImageInfo("fastrlm-sandbox:latest", "sha256:0123456789abcdef",
                                        "/usr/bin/python3", "3.11.7", "d", "pandas==3.1.1,six==1")
-    monkeypatch.setattr(_container, "ready_image", lambda runtime: with_pandas)
+    monkeypatch.setattr(_container, "ready_image", lambda runtime, name: with_pandas)
     works, line = _container.doctor_line("docker")
     assert works
     for part in ("daemon 28.2.2", "image fastrlm-sandbox:latest (0123456789ab", "Python 3.11.7",
                  "with pandas==3.1.1, six==1", "--network none", "read-only root",
                  "no capabilities", "no-new-privileges", "pids ", "CPUs", "10,000 files"):
         assert part in line, part
-    monkeypatch.setattr(_container, "ready_image", lambda runtime: "image x is not there")
+    monkeypatch.setattr(_container, "ready_image", lambda runtime, name: "image x is not there")
     assert _container.doctor_line("docker") == (False, "daemon 28.2.2; image x is not there")
     monkeypatch.setattr(_container, "server_version",
                         lambda runtime: ("the docker daemon does not answer: start it",))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -183,7 +184,22 @@ def budget_options(
     return decorate
 
 
+def _name_image(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--sandbox-image``: this process's container image, as ``$FASTRLM_SANDBOX_IMAGE``
+    names it (the one setting the container layers read)."""
+    if value is not None:
+        from ..sandbox import IMAGE_ENV
+
+        os.environ[IMAGE_ENV] = value
+
+
 def sandbox_option(func: Any) -> Any:
+    func = click.option(
+        "--sandbox-image", metavar="IMAGE", expose_value=False, callback=_name_image,
+        help="The image the docker / podman sandbox runs (default $FASTRLM_SANDBOX_IMAGE, "
+        "else fastrlm-sandbox:latest, built by `fastrlm sandbox build`); an image named "
+        "here or there is pulled if it is not there, and nothing is pulled otherwise.",
+    )(func)
     return click.option(
         "--sandbox",
         type=click.Choice(SANDBOXES),

@@ -21,7 +21,7 @@ from ._base import (
     SandboxLimits,
 )
 from ._budgetcalls import BudgetRequest, CombineRequest, combine_refusal
-from ._container import DEFAULT_IMAGE, ImageInfo, image_name
+from ._container import DEFAULT_IMAGE, IMAGE_ENV, ImageInfo, image_name
 from ._container_image import build_image
 from ._hostcalls import (
     MAX_TOOL_NAME_CHARS,
@@ -62,6 +62,7 @@ def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> S
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "IMAGE_ENV",
     "HOST_OPS",
     "KINDS",
     "MAX_FRAME_BYTES",

@@ -119,7 +119,8 @@ def server_version(runtime: str) -> str | tuple[str]:
 
 
 def image_name() -> str:
-    """The image a container layer runs: ``$FASTRLM_SANDBOX_IMAGE`` or :data:`DEFAULT_IMAGE`."""
+    """The image a container layer runs: ``$FASTRLM_SANDBOX_IMAGE`` (which the CLI's
+    ``--sandbox-image`` sets) or :data:`DEFAULT_IMAGE`."""
     return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
 
 
@@ -165,16 +166,16 @@ def _pull(runtime: str, name: str) -> str | None:
 
 
 @functools.cache
-def ready_image(runtime: str) -> ImageInfo | str:
-    """The image this process's workers run in, checked once: it must exist (it is pulled only
-    when ``$FASTRLM_SANDBOX_IMAGE`` names it) and hold the same worker code as this host."""
+def ready_image(runtime: str, name: str) -> ImageInfo | str:
+    """The image ``name`` (:func:`image_name`) as this process's workers run it, checked once
+    per runtime and name: it must exist (it is pulled only when the user named it) and hold
+    the same worker code as this host."""
     version = server_version(runtime)
     if isinstance(version, tuple):
         return version[0]
     refused = oci_runtime_problem(runtime)
     if refused is not None:
         return refused
-    name = image_name()
     info = inspect_image(runtime, name)
     if isinstance(info, str) and os.environ.get(IMAGE_ENV) and "is not there" in info:
         pulled = _pull(runtime, name)
@@ -229,7 +230,7 @@ def problem(runtime: str) -> str | None:
     """None when ``runtime`` can start workers here (CLI, daemon, image), else why not."""
     if runtime_cli(runtime) is None:
         return f"{runtime} is not installed (no {runtime} on PATH)"
-    found = ready_image(runtime)
+    found = ready_image(runtime, image_name())
     return found if isinstance(found, str) else None
 
 
@@ -241,7 +242,7 @@ def doctor_line(runtime: str) -> tuple[bool, str]:
     version = server_version(runtime)
     if isinstance(version, tuple):
         return False, version[0]
-    found = ready_image(runtime)
+    found = ready_image(runtime, image_name())
     if isinstance(found, str):
         return False, f"daemon {version}; {found}"
     return True, (

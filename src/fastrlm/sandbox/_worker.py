@@ -407,7 +407,7 @@ class WorkerSandbox:
         """The ``run`` command of a container worker, and its container. Raises
         SandboxUnavailableError when the image is not ready."""
         runtime = self._plan.kind
-        image = _container.ready_image(runtime)
+        image = _container.ready_image(runtime, _container.image_name())
         if isinstance(image, str):
             raise SandboxUnavailableError(image)
         if not self._reaped:
