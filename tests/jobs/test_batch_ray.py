@@ -56,8 +56,10 @@ def _ray_children() -> list[str]:
     me, found = str(os.getpid()), []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            # any process's name and arguments may hold bytes that are not UTF-8
+            stat = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
