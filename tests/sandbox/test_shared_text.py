@@ -129,3 +129,26 @@ async def test_a_context_that_cannot_be_sent_fails_every_sandbox_waiting_on_it(
     with pytest.raises(ContextError, match="cannot be sent"):
         await make_sandbox(isolated_kind, context=bad)
     assert not _protocol._SHARED or all(h.context is not bad for h in _protocol._SHARED.values())
+
+
+async def test_model_code_that_writes_into_its_context_changes_no_other_sandbox(
+    make_sandbox: MakeSandbox, isolated_kind: str,
+) -> None:
+    """The adversary's first try against a shared buffer: overwrite the context's bytes in
+    place (ctypes into the str's data). The buffer is sealed and each worker maps its data
+    pages read-only, so the write kills only the writer's worker (restarted, its context
+    reloaded); a sandbox sharing the buffer, and the host's str, still read the original."""
+    text = "ABCDE" + _text(30_000)  # over 1 MiB of ASCII: the zero-copy layout, shared
+    first = await make_sandbox(isolated_kind, context=text)
+    second = await make_sandbox(isolated_kind, context=text)
+    attack = (
+        "import ctypes, sys\n"
+        "ctypes.memmove(id(context) + sys.getsizeof('') - 1, b'XXXXX', 5)\n"
+        "print(context[:5])"
+    )
+    hit = await first.execute(attack)
+    assert hit.restarted or hit.stdout.strip() == "XXXXX"  # at most its own copy changed
+    for sandbox in (second, first):
+        result = await sandbox.execute("print(context[:5], len(context))")
+        assert result.stdout.split() == ["ABCDE", str(len(text))], result.error
+    assert text[:5] == "ABCDE"
