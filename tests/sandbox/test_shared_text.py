@@ -122,13 +122,40 @@ async def test_sandboxes_started_on_one_str_share_one_buffer_until_the_last_clos
     await third.close()
 
 
-async def test_a_context_that_cannot_be_sent_fails_every_sandbox_waiting_on_it(
+async def test_a_context_that_cannot_be_sent_is_refused_and_leaves_no_buffer(
     make_sandbox: MakeSandbox, isolated_kind: str,
 ) -> None:
     bad = [object()]
     with pytest.raises(ContextError, match="cannot be sent"):
         await make_sandbox(isolated_kind, context=bad)
     assert not _protocol._SHARED or all(h.context is not bad for h in _protocol._SHARED.values())
+
+
+def test_a_shared_buffer_that_cannot_be_written_fails_every_waiter_and_is_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_memory(fd: int, parts: object) -> None:
+        os.close(fd)
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(_protocol, "fill_context_fd", no_memory)
+    text = _text(100) + "shared"
+    first, filler = _protocol.acquire_buffer(text)
+    second, also = _protocol.acquire_buffer(text)
+    assert filler and not also and first is second and first.users == 3
+    fd = first.fd
+    _protocol.fill_shared(first)  # what the first sandbox runs in a thread
+    assert first.encoded.result()[0] in (_protocol.KIND_STR, _protocol.KIND_ASCII)
+    for _ in range(2):  # both sandboxes see the failure, then let go
+        with pytest.raises(OSError, match="Cannot allocate"):
+            first.written.result()
+        _protocol.release_buffer(first)
+    assert _protocol.shared_buffer(text) is None
+    try:  # closed by the last release (its number may since name something else)
+        link = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        link = ""
+    assert "fastrlm-context" not in link
 
 
 async def test_model_code_that_writes_into_its_context_changes_no_other_sandbox(
