@@ -117,7 +117,11 @@ def test_the_session_flags_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> 
                                       "--max-sessions-per-key", "2", "--session-idle-s", "30"])
     assert result.exit_code == 0, result.output
     assert seen == [{"max_sessions": 6, "max_sessions_per_key": 2, "session_idle_s": 30.0,
-                     "keep_sessions": None, "reasoning": False}]
+                     "keep_sessions": None, "reasoning": False, "warm_workers": True}]
+    seen.clear()
+    result = CliRunner().invoke(cli, ["serve", "--cold-workers"])
+    assert result.exit_code == 0, result.output
+    assert seen[0]["warm_workers"] is False
 
 
 def test_keep_sessions_without_traces_is_refused_saying_why(

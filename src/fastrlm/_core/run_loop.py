@@ -46,6 +46,20 @@ from .typed import OutputCheck
 _HASH_IN_THREAD_CHARS = 1_000_000
 
 
+def sandbox_limits(cfg: RunConfig) -> SandboxLimits:
+    """The limits of a run's sandbox, from its budget, limits and tools."""
+    memory_mb = cfg.limits.worker_memory_mb
+    return SandboxLimits(
+        exec_timeout_s=cfg.budget.exec_timeout_s,
+        max_output_bytes=max(cfg.limits.output_chars * 8, 1_000_000),
+        memory_bytes=None if memory_mb is None else memory_mb * 1024 * 1024,
+        scratch_bytes=cfg.limits.scratch_mb * 1024 * 1024,
+        max_answer_chars=cfg.limits.max_answer_chars,
+        env=tuple(sorted(cfg.limits.worker_env.items())),
+        tools=tuple(tool.spec for tool in cfg.tools),
+    )
+
+
 def make_sandbox(kind: str, limits: SandboxLimits) -> Sandbox:
     from ..sandbox import create_sandbox
 
@@ -146,16 +160,7 @@ class Run:
         except ContextError as exc:
             return Outcome("", StopReason.ERROR, 0, error=str(exc), error_kind="context",
                            exception=exc)
-        memory_mb = cfg.limits.worker_memory_mb
-        limits = SandboxLimits(
-            exec_timeout_s=cfg.budget.exec_timeout_s,
-            max_output_bytes=max(cfg.limits.output_chars * 8, 1_000_000),
-            memory_bytes=None if memory_mb is None else memory_mb * 1024 * 1024,
-            scratch_bytes=cfg.limits.scratch_mb * 1024 * 1024,
-            max_answer_chars=cfg.limits.max_answer_chars,
-            env=tuple(sorted(cfg.limits.worker_env.items())),
-            tools=tuple(tool.spec for tool in cfg.tools),
-        )
+        limits = sandbox_limits(cfg)
         continuation = self.continuation
         kept = continuation.kept_sandbox()
         if kept is not None:  # a session's later question: its REPL, maybe a new context

@@ -67,6 +67,10 @@ DEFAULT_PORT = 8100
               "shown by clients that show a reasoning model's thinking; a request may turn it "
               "on or off with "
               "extra_body={\"fastrlm\": {\"reasoning\": true}}.")
+@click.option("--cold-workers", is_flag=True,
+              help="Start each request's sandbox worker as a fresh interpreter (about 60 ms "
+              "of CPU) instead of forking it from one warm process (a few ms); each request "
+              "gets a fresh worker either way.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Access-log and log lines on stderr: text, or one JSON "
               "object a line.")
@@ -90,6 +94,7 @@ def serve(
     session_idle_s: float,
     keep_sessions: str | None,
     reasoning: bool,
+    cold_workers: bool,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -123,7 +128,7 @@ def serve(
                trace_full, no_trace, tools, sub_tools, log_format,
                {"max_sessions": max_sessions, "max_sessions_per_key": max_sessions_per_key,
                 "session_idle_s": session_idle_s, "keep_sessions": keep_sessions,
-                 "reasoning": reasoning})
+                 "reasoning": reasoning, "warm_workers": not cold_workers})
 
 
 def _serve(host: str, port: int, flags: dict[str, Any], max_concurrent_runs: int,

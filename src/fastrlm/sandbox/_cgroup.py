@@ -158,6 +158,14 @@ class WorkerCgroup:
     def procs(self) -> str:
         return os.path.join(self.path, "cgroup.procs")
 
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into this cgroup (a worker forked elsewhere, before it runs
+        anything). Raises :class:`CgroupError`."""
+        try:
+            _write(self.procs, str(pid))
+        except OSError as exc:
+            raise CgroupError(f"cannot move the worker into {self.procs}: {exc}") from None
+
     def members(self) -> list[int]:
         """The pids listed in ``cgroup.procs`` (empty when it cannot be read)."""
         try:

@@ -39,7 +39,7 @@ from .._foundation.errors import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
-from . import _cgroup, _container, _hostops, _layers, _protocol, kinds
+from . import _cgroup, _container, _hostops, _layers, _protocol, _warm, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
@@ -78,7 +78,7 @@ class WorkerProcess:
 
     def __init__(
         self,
-        proc: subprocess.Popen[bytes],
+        proc: subprocess.Popen[bytes] | _warm.ForkedProc,
         fd_in: int,
         fd_out: int,
         log: IO[bytes],
@@ -116,6 +116,8 @@ class WorkerProcess:
         code = self.proc.poll()
         if code is None:
             return "still running"
+        if isinstance(self.proc, _warm.ForkedProc) and code >= 0:
+            return "exited"  # its parent, the warm process, reaped it: the status is not known
         if code < 0:
             return f"killed by {signal.Signals(-code).name}"
         return f"exit status {code}"
@@ -127,7 +129,9 @@ class WorkerProcess:
     def _kill_group(self) -> None:
         # Only while the leader is unreaped: until then its pid (= the group id) cannot be
         # reused, so the signal cannot reach an unrelated process group.
-        if self.proc.returncode is None:
+        if isinstance(self.proc, _warm.ForkedProc):
+            self.proc.kill_group()
+        elif self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if self.container is not None:  # the run command's end is not the container's
@@ -435,6 +439,53 @@ class WorkerSandbox:
         return argv, container
 
     async def _spawn(self) -> WorkerProcess:
+        """A worker for the current plan, loaded and confined: forked from a warm process
+        when one matches (:mod:`._warm`), else started cold."""
+        warm = _warm.find(self._plan, self.limits, self._mounts)
+        if warm is not None:
+            try:
+                return await self._fork(warm)
+            except SandboxUnavailableError as exc:
+                logger.warning("the warm worker could not fork, starting one cold: %s", exc)
+        return await self._spawn_cold()
+
+    async def _fork(self, warm: _warm.WarmWorker) -> WorkerProcess:
+        """A worker forked by ``warm``, given the config a spawned one gets (under bubblewrap
+        with a scratch directory of its own in the warm process's ``/tmp``, which Landlock
+        keeps it in)."""
+        a_read, a_write = os.pipe2(os.O_CLOEXEC)
+        b_read, b_write = os.pipe2(os.O_CLOEXEC)
+        assert self._context_fd is not None
+        config = self._config(a_read, b_write)
+        config["parent_pid"] = 0  # it dies with the warm process, which dies with this one
+        scratch = None
+        if self._plan.kind == "bwrap":
+            scratch = warm.new_scratch()
+            config["scratch"] = scratch
+            config["landlock"] = {"read": [*_layers.read_only_paths(), *self._mounts],
+                                  "write": [scratch]}
+        try:
+            proc = await asyncio.to_thread(
+                warm.fork, config, [a_read, b_write, self._context_fd], scratch)
+        except BaseException:
+            for fd in (a_write, b_read):
+                os.close(fd)
+            raise
+        finally:
+            os.close(a_read)  # the worker holds its own
+            os.close(b_write)
+        cgroup = self._new_cgroup()
+        if cgroup is not None:
+            try:
+                cgroup.add(proc.pid)
+            except _cgroup.CgroupError as exc:
+                cgroup.remove()
+                self._cgroup_failed(str(exc))
+                cgroup = None
+        worker = WorkerProcess(proc, a_write, b_read, tempfile.TemporaryFile(), cgroup)
+        return await self._load(worker)
+
+    async def _spawn_cold(self) -> WorkerProcess:
         a_read, a_write = os.pipe2(os.O_CLOEXEC)
         b_read, b_write = os.pipe2(os.O_CLOEXEC)
         assert self._context_fd is not None
@@ -492,6 +543,12 @@ class WorkerSandbox:
                 os.close(a_read)
                 os.close(b_write)
         worker = WorkerProcess(proc, a_write, b_read, log, cgroup, container)
+        return await self._load(worker)
+
+    async def _load(self, worker: WorkerProcess) -> WorkerProcess:
+        """Send ``load`` once the context buffer is sealed (streaming it first into a
+        container), check what the worker reports having applied, and start its watchdog."""
+        proc, cgroup, container = worker.proc, worker.cgroup, worker.container
         worker.memory_bytes = self._memory_bytes
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
@@ -509,7 +566,7 @@ class WorkerSandbox:
                 ) from None
             if cgroup is not None and proc.returncode == _cgroup.PLACE_FAILED:
                 self._cgroup_failed(f"the worker could not join its cgroup: {detail}")
-                return await self._spawn()
+                return await self._spawn_cold()
             raise SandboxUnavailableError(
                 f"the worker did not start ({exc}): {detail or 'no output'}"
             ) from None
@@ -523,14 +580,17 @@ class WorkerSandbox:
                 raise self._out_of_memory(
                     "ran out of memory (MemoryError) while rebuilding the context")
             raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
-        missing = self._plan.confined - set(ready["confined"])
+        wanted = self._plan.confined
+        if isinstance(proc, _warm.ForkedProc) and self._plan.kind == "bwrap":
+            wanted |= {"landlock"}  # what keeps workers of one warm process apart there
+        missing = wanted - set(ready["confined"])
         if missing:
             await worker.kill()
             raise SandboxUnavailableError(f"the worker did not apply {sorted(missing)}")
         if cgroup is not None and proc.pid not in cgroup.members():
             await worker.kill()
             self._cgroup_failed(f"the worker's pid is not in {cgroup.procs} after it started")
-            return await self._spawn()
+            return await self._spawn_cold()
         if container is not None:  # its cgroup holds the limits; the worker's pid is its own
             self._cgroup_in_force = False
             self.worker_pid = ready["pid"]
@@ -545,7 +605,8 @@ class WorkerSandbox:
             memory_bytes=self._memory_bytes,
             scratch_bytes=self.limits.scratch_bytes,
             scratch_files=self.limits.scratch_files,
-            scratch_path=None if self._plan.kind == "bwrap" else self._scratch,
+            scratch_path=(proc.scratch if isinstance(proc, _warm.ForkedProc) else
+                          None if self._plan.kind == "bwrap" else self._scratch),
         )
         worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
         worker.watchdog.start()
@@ -889,7 +950,8 @@ class WorkerSandbox:
         return await _hostops.dispatch(self._bridge, message["op"], message)
 
 
-def _reap_within(proc: subprocess.Popen[bytes], pidfd: int, seconds: float) -> None:
+def _reap_within(proc: subprocess.Popen[bytes] | _warm.ForkedProc, pidfd: int,
+                 seconds: float) -> None:
     """Reap ``proc`` if it exits within ``seconds`` (its pidfd turns readable), else leave it."""
     select.select([pidfd], [], [], seconds)
     proc.poll()

@@ -232,11 +232,8 @@ def _start(config: dict[str, Any]) -> Worker:
     return worker
 
 
-def main() -> None:
-    config = json.loads(sys.argv[1])
-    sys.path[:0] = config["sys_path"]
-    _install_package_stubs(config["package_dir"])
-    sys.meta_path.insert(0, _RefuseImports)
+def _serve(config: dict[str, Any]) -> None:
+    """Start (:func:`_start`) and serve one run's REPL; reports a failed start to the host."""
     from fastrlm.sandbox import _protocol
 
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -257,6 +254,91 @@ def main() -> None:
     confined += ["seccomp"] if config["seccomp"] else []
     worker.send({"op": "ready", "pid": os.getpid(), "confined": confined})
     worker.serve()
+
+
+def _warm(config: dict[str, Any]) -> None:
+    """The warm worker (``config["warm"]``): import everything a run's worker needs once, then
+    fork one fresh worker per order from the host (see :mod:`fastrlm.sandbox._warm`).
+
+    An order is one datagram on the control socket (``fd_control``): ``{"op": "fork",
+    "config": {...}}`` with three fds (pipe A, pipe B, the context buffer), or ``{"op":
+    "clean", "dir": path}`` (a finished worker's scratch directory, under bubblewrap's private
+    ``/tmp``). The forked worker leads a session of its own, dies with this process, sends one
+    datagram (``b"forked"``) whose credentials tell the host its pid, closes the control socket
+    and then starts exactly like a spawned worker (:func:`_serve`). Nothing a worker does can
+    reach this process: the worker closed the socket, and its seccomp filter refuses
+    ``kill``/``ptrace`` on any process but itself. Ends when the host closes the socket."""
+    import shutil
+    import socket
+
+    from fastrlm.sandbox import _confine, _hostcalls, _protocol, _runtime  # noqa: F401 - warm
+
+    if config["landlock"] is not None:
+        import landlock  # type: ignore[import-untyped]  # noqa: F401 - warm for the workers
+    if config["seccomp"]:
+        _confine._import_pyseccomp(config["libraries"])
+    if config["parent_pid"]:
+        _confine.die_with_parent(config["parent_pid"])
+    control = socket.socket(fileno=config["fd_control"])
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the forked workers
+    own = os.getpid()
+    control.send(b"warm")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
+        except OSError:
+            return
+        if not message:  # the host closed its end
+            return
+        order = json.loads(message)
+        if order["op"] == "clean":
+            shutil.rmtree(order["dir"], ignore_errors=True)
+            continue
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            control.send(f"cannot fork: {exc}".encode())
+            pid = -1
+        if pid == 0:
+            try:
+                _forked(order["config"], fds, control, own)
+            except BaseException as exc:  # noqa: BLE001 - never back into this loop
+                try:
+                    control.send(f"the forked worker could not start: {exc!r}".encode())
+                finally:
+                    os._exit(3)
+            os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
+def _forked(config: dict[str, Any], fds: list[int], control: Any, parent: int) -> None:
+    """A worker forked by :func:`_warm`: its own session, scratch directory and environment,
+    then the run (:func:`_serve`)."""
+    from fastrlm.sandbox import _confine
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # the host kills the group it leads
+    _confine.die_with_parent(parent)
+    config["fd_in"], config["fd_out"], config["fd_context"] = fds
+    scratch = config["scratch"]
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    os.chdir(scratch)
+    os.environ["HOME"] = os.environ["TMPDIR"] = scratch
+    control.send(b"forked")  # its credentials carry this process's pid, as the host sees it
+    control.close()
+    _serve(config)
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    sys.path[:0] = config["sys_path"]
+    _install_package_stubs(config["package_dir"])
+    sys.meta_path.insert(0, _RefuseImports)
+    if config.get("warm"):
+        _warm(config)
+    else:
+        _serve(config)
 
 
 if __name__ == "__main__":

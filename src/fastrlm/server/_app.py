@@ -26,7 +26,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
@@ -54,6 +54,9 @@ from ._http import (
 from ._protocol import ChatRequest, Frame, StreamShape, effective_budget, result_status
 from ._sessions import SessionPool, owner_of
 
+if TYPE_CHECKING:
+    from ..sandbox._warm import WarmWorkers
+
 log = logging.getLogger("fastrlm.server")
 
 _SHUTDOWN_GRACE_S = 10.0
@@ -78,8 +81,11 @@ class RLMServer:
     trace. ``reasoning``: every request's progress goes out as ``reasoning_content`` (a
     request's ``fastrlm.reasoning`` decides for itself). Each request is one line on the
     ``fastrlm.server.access``
-    logger (``server/_access.py``). :meth:`close` closes the RLM's model clients (an RLM makes
-    new ones on its next event loop).
+    logger (``server/_access.py``). ``warm_workers`` (default on): from :meth:`start` on,
+    each request's sandbox worker is forked from one warm process (:meth:`RLM.awarm_workers`)
+    instead of started cold, so a request's worker costs milliseconds, not a fresh interpreter;
+    every request still gets a fresh process. :meth:`close` closes the RLM's model clients
+    (an RLM makes new ones on its next event loop).
 
     The older form ``RLMServer(model, sub_model, budget=..., limits=..., sandbox=...,
     trace=..., base_url=..., api_key=..., prices=..., tools=..., sub_tools=...,
@@ -110,6 +116,7 @@ class RLMServer:
         max_session_chars: int = 1 << 30,
         keep_sessions: str | Path | None = None,
         reasoning: bool = False,
+        warm_workers: bool = True,
         **rlm_options: Any,
     ) -> None:
         SERVER_RULES["max_concurrent_runs"].check("max_concurrent_runs", max_concurrent_runs)
@@ -142,6 +149,11 @@ class RLMServer:
                                      f"{reasoning!r} (fastrlm serve --reasoning)")
         self.reasoning = reasoning
         self.max_queued_runs = max_queued_runs
+        if not isinstance(warm_workers, bool):
+            raise ConfigurationError(f"RLMServer(warm_workers=...) takes True or False, not "
+                                     f"{warm_workers!r} (fastrlm serve --cold-workers)")
+        self.warm_workers = warm_workers
+        self._warm: WarmWorkers | None = None
         self.http_limits = http_limits or HTTPLimits()
         self._key = server_key.encode() if server_key else None
         self._slots = asyncio.Semaphore(max_concurrent_runs)
@@ -164,6 +176,10 @@ class RLMServer:
         self.host = host
         self.port = self._listener.sockets[0].getsockname()[1]
         self.sessions.start()
+        if self.warm_workers and self._warm is None:
+            self._warm = await self._rlm.awarm_workers(self.max_concurrent_runs)
+            if self._warm.problem is not None:
+                log.info("sandbox workers start cold: %s", self._warm.problem)
 
     @property
     def budget(self) -> Budget:
@@ -193,6 +209,9 @@ class RLMServer:
         if self._listener is not None:
             await self._listener.wait_closed()
         await self.sessions.close()
+        if self._warm is not None:  # after every run and session: their workers die with it
+            await asyncio.to_thread(self._warm.close)
+            self._warm = None
         await self._rlm.aclose()
 
     async def __aenter__(self) -> Self:

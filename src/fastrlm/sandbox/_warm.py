@@ -1,0 +1,362 @@
+"""Warm workers: one booted process per sandbox setting that forks each run's worker.
+
+A spawned worker costs a fresh interpreter and its imports (about 60 ms of CPU), so a server
+that starts one per request is bound by worker start, not by its model. :func:`warm_workers`
+boots one *warm* process per setting (the layer, the worker's environment, the scratch size)
+and keeps it; a :class:`~._worker.WorkerSandbox` whose plan matches asks it to fork the run's
+worker instead (:meth:`WarmWorker.fork`: a few milliseconds), which then confines itself and
+loads its context exactly like a spawned one.
+
+What a run gets is a fresh process, never a used one: the fork happens before any context or
+model code exists in it, so nothing of an earlier run can be left in it (a worker is never
+reused; a restart forks another). Forked workers of one warm process are kept apart by the
+same layers as spawned ones (their seccomp filter refuses ``kill``, ``ptrace``, ``fork`` and
+sockets; Landlock confines each to its own scratch directory, even under bubblewrap, where
+they share the warm process's namespaces), so a plan is warmed only where those hold
+(:func:`warm_problem`): never for a container, never without seccomp, and under bubblewrap
+only with Landlock. Every other sandbox starts its worker cold, as before.
+
+The host learns a forked worker's pid from the credentials of the one datagram the worker
+sends on the control socket (the kernel translates the pid into the host's pid namespace), and
+holds a pidfd on it: signals go through the pidfd, so a pid reused after the worker ended can
+never be hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+
+from .._foundation.errors import SandboxUnavailableError
+from . import _layers
+from ._base import SandboxLimits
+
+logger = logging.getLogger("fastrlm.sandbox")
+
+#: How long a fork order may take (the warm process forks in milliseconds; past this it is
+#: taken for dead and the sandbox starts its worker cold).
+FORK_TIMEOUT_S = 10.0
+_BOOT_TIMEOUT_S = 60.0
+_CREDENTIALS = struct.Struct("3i")
+_SCRATCH_SERIAL = itertools.count(1)
+
+
+def warm_problem(plan: _layers.LayerPlan) -> str | None:
+    """None when workers of ``plan`` can be forked from a warm process, else why not."""
+    if plan.container:
+        return "a container worker starts in a container of its own"
+    if not plan.seccomp:
+        return "without seccomp, workers forked from one process could signal each other"
+    if plan.kind == "bwrap":
+        problem = _layers.landlock_problem()
+        if problem is not None:
+            return ("under bubblewrap, forked workers share one /tmp, which Landlock keeps "
+                    f"apart, and Landlock is not available ({problem})")
+    return None
+
+
+def _key(plan: _layers.LayerPlan, limits: SandboxLimits) -> tuple[object, ...]:
+    """What a forked worker inherits from its warm process: the rest comes with the order."""
+    return (plan.name, limits.env, limits.scratch_bytes if plan.kind == "bwrap" else 0)
+
+
+class ForkedProc:
+    """A forked worker as :class:`~._worker.WorkerProcess` sees a process: ``pid`` (in the
+    host's namespace), ``returncode`` (None while it runs; ``-SIGKILL`` once killed here, else
+    1: its parent, the warm process, reaps it, so its own exit status is not known here),
+    ``poll``, ``wait`` and :meth:`kill_group`. ``scratch`` is its scratch directory as the host
+    reads it (under bubblewrap, through ``/proc/<pid>/root``)."""
+
+    def __init__(self, pid: int, warm: WarmWorker, scratch: str | None) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = os.pidfd_open(pid)
+        self._killed = False
+        self._warm = warm
+        self._scratch = scratch  # inside the warm process's namespaces: it removes it
+        self.scratch = f"/proc/{pid}/root{scratch}" if scratch is not None else None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._pidfd >= 0:
+            if select.select([self._pidfd], [], [], 0)[0]:
+                self._ended()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None and self._pidfd >= 0:
+            if select.select([self._pidfd], [], [], timeout)[0]:
+                self._ended()
+        return self.returncode
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker (through its pidfd: never another process). Its seccomp filter
+        refuses ``fork``, so it leads a group of one."""
+        if self.returncode is None and self._pidfd >= 0:
+            self._killed = True
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def _ended(self) -> None:
+        self.returncode = -signal.SIGKILL if self._killed else 1
+        os.close(self._pidfd)
+        self._pidfd = -1
+        if self._scratch is not None:
+            self._warm.clean(self._scratch)
+            self._scratch = None
+
+
+class WarmWorker:
+    """One warm process (see the module docstring). :meth:`boot` starts it; :meth:`fork` makes
+    a worker; :meth:`close` ends it, and with it every worker it forked."""
+
+    def __init__(self, plan: _layers.LayerPlan, limits: SandboxLimits, slots: int) -> None:
+        self.plan = plan
+        self.limits = limits
+        self.slots = slots
+        self.forks = 0
+        self._lock = threading.Lock()
+        self._control: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+        self._dead: str | None = None
+        self._to_clean: list[str] = []
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None and self._proc is not None and self._proc.poll() is None
+
+    async def boot(self) -> None:
+        """Start the warm process and wait until it has imported what a worker needs. Raises
+        SandboxUnavailableError (with its output) when it cannot."""
+        control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        plan = self.plan
+        config = {
+            "warm": True,
+            "fd_control": theirs.fileno(),
+            "parent_pid": 0 if plan.kind == "bwrap" else os.getpid(),
+            "package_dir": _layers.package_dir(),
+            "sys_path": _layers.module_dirs(),
+            "landlock": {} if plan.kind in ("bwrap", "landlock") else None,
+            "seccomp": plan.seccomp,
+            "libraries": _layers.library_names(),
+        }
+        argv = _layers.python_argv(json.dumps(config))
+        env: dict[str, str] = {}
+        if plan.kind == "bwrap":
+            bwrap = shutil.which("bwrap") or "bwrap"
+            tmpfs = self.limits.scratch_bytes * max(self.slots, 1)
+            argv = _layers.bwrap_argv(bwrap, tmpfs, self.limits.env) + argv
+        else:
+            env = _layers.worker_env("/", self.limits.env)
+        try:
+            # On this thread: a process that dies with its parent dies with the thread that
+            # started it (PR_SET_PDEATHSIG), and this one is the event loop's.
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 - fork+exec; the wait is below
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
+                pass_fds=(theirs.fileno(),), start_new_session=True, env=env,
+                cwd=None if plan.kind == "bwrap" else "/",
+            )
+        except OSError as exc:
+            control.close()
+            raise SandboxUnavailableError(f"cannot start the warm worker: {exc}") from exc
+        finally:
+            theirs.close()
+        self._control = control
+        try:
+            message = await asyncio.to_thread(self._receive, _BOOT_TIMEOUT_S)
+        except SandboxUnavailableError:
+            await asyncio.to_thread(self.close)
+            raise
+        if message[0] != b"warm":
+            self.close()
+            raise SandboxUnavailableError(f"the warm worker did not start: {message[0]!r}")
+
+    def _receive(self, timeout: float) -> tuple[bytes, int]:
+        """One datagram from the warm process or a worker it forked: (bytes, sender's pid).
+        Raises SandboxUnavailableError when none comes (the process is then taken for dead)."""
+        control = self._control
+        if control is None:
+            raise SandboxUnavailableError("the warm worker is closed")
+        control.settimeout(timeout)
+        try:
+            data, ancillary, _, _ = control.recvmsg(1024, socket.CMSG_SPACE(_CREDENTIALS.size))
+        except OSError as exc:
+            data, ancillary = b"", []
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            why = "it closed its socket"
+        pid = 0
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = _CREDENTIALS.unpack(value[: _CREDENTIALS.size])[0]
+        if not data or not pid:
+            self._dead = self._dead or f"it stopped answering ({why})"
+            raise SandboxUnavailableError(f"the warm worker is gone: {self._dead}; "
+                                          f"{self._output() or 'no output'}")
+        return data, pid
+
+    def _output(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            self._log.seek(0)
+            return self._log.read(4000).decode("utf-8", "replace").strip()
+        return ""
+
+    def new_scratch(self) -> str:
+        """A scratch directory for the next worker, inside the warm process's ``/tmp``."""
+        return f"/tmp/w{next(_SCRATCH_SERIAL)}"
+
+    def fork(self, config: dict[str, object], fds: list[int], scratch: str | None) -> ForkedProc:
+        """Fork one worker that starts with ``config`` (the spawned worker's) on ``fds`` (pipe
+        A, pipe B, the context buffer). Blocking, one order at a time: call it in a thread.
+        ``scratch``: its directory inside the warm process's namespaces, removed once it ends.
+        Raises SandboxUnavailableError when the warm process cannot fork (then the caller
+        starts the worker cold)."""
+        with self._lock:
+            if not self.alive or self._control is None:
+                raise SandboxUnavailableError(f"the warm worker is gone: {self._dead or 'closed'}")
+            self._send_cleaning()
+            order = json.dumps({"op": "fork", "config": config}).encode()
+            try:
+                socket.send_fds(self._control, [order], fds)
+            except OSError as exc:
+                self._dead = f"it stopped taking orders ({exc})"
+                raise SandboxUnavailableError(f"the warm worker is gone: {self._dead}") from None
+            data, pid = self._receive(FORK_TIMEOUT_S)
+            if data != b"forked":
+                raise SandboxUnavailableError(data.decode("utf-8", "replace"))
+            self.forks += 1
+            return ForkedProc(pid, self, scratch)
+
+    def clean(self, scratch: str) -> None:
+        """Have the warm process remove a finished worker's scratch directory: now when no
+        fork order is in flight, else with the next order (never waits: it is called from the
+        event loop)."""
+        self._to_clean.append(scratch)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._send_cleaning()
+            finally:
+                self._lock.release()
+
+    def _send_cleaning(self) -> None:
+        while self._to_clean and self.alive and self._control is not None:
+            order = json.dumps({"op": "clean", "dir": self._to_clean.pop()}).encode()
+            with contextlib.suppress(OSError):
+                self._control.send(order)
+
+    def close(self) -> None:
+        """End the warm process (its workers die with it). Idempotent."""
+        with self._lock:
+            self._dead = self._dead or "closed"
+            if self._control is not None:
+                self._control.close()
+                self._control = None
+            proc = self._proc
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5.0)
+            self._log.close()
+
+
+@dataclass
+class _Entry:
+    warm: WarmWorker
+    users: int
+
+
+_WARM: dict[tuple[object, ...], _Entry] = {}
+_WARM_LOCK = threading.Lock()
+
+
+def find(plan: _layers.LayerPlan, limits: SandboxLimits,
+         mounts: tuple[str, ...]) -> WarmWorker | None:
+    """The live warm process that can fork a worker for ``plan`` and ``limits``, or None.
+    Under bubblewrap a context with its own mounts (a directory) starts cold: the mounts are
+    the namespace's, made at spawn."""
+    if plan.kind == "bwrap" and mounts:
+        return None
+    entry = _WARM.get(_key(plan, limits))
+    return entry.warm if entry is not None and entry.warm.alive else None
+
+
+class WarmWorkers:
+    """What :func:`warm_workers` holds: :attr:`warm` (None when no plan could be warmed, and
+    :attr:`problem` says why); :meth:`close` lets it go (the last holder ends it)."""
+
+    def __init__(self, key: tuple[object, ...] | None, entry: _Entry | None,
+                 problem: str | None) -> None:
+        self._key = key
+        self._entry = entry
+        self.warm = entry.warm if entry is not None else None
+        self.problem = problem
+
+    def close(self) -> None:
+        """Let the warm process go; the last holder ends it (and any worker it forked).
+        Idempotent."""
+        entry, self._entry = self._entry, None
+        if entry is None:
+            return
+        with _WARM_LOCK:
+            entry.users -= 1
+            if entry.users > 0:
+                return
+            if _WARM.get(self._key or ()) is entry:
+                del _WARM[self._key or ()]
+        entry.warm.close()
+
+
+async def warm_workers(kind: str, limits: SandboxLimits, slots: int = 4) -> WarmWorkers:
+    """Keep a warm process for sandboxes of ``kind`` with ``limits`` (its env and scratch size:
+    the rest may differ per run) until the returned holder is closed. ``slots``: how many of
+    its workers may run at once (under bubblewrap their ``/tmp`` is ``slots`` times
+    ``scratch_bytes``). Never raises for a layer that cannot be warmed: the holder says why
+    (``problem``) and sandboxes start cold as before."""
+    if kind == "none":
+        return WarmWorkers(None, None, "the in-process sandbox starts no worker")
+    try:
+        plans = _layers.plans_for(kind)
+    except (SandboxUnavailableError, ValueError) as exc:
+        return WarmWorkers(None, None, str(exc))
+    plan = plans[0]  # the one every sandbox of this kind tries first
+    problem = warm_problem(plan)
+    if problem is not None:
+        return WarmWorkers(None, None, f"{plan.name}: {problem}")
+    key = _key(plan, limits)
+    with _WARM_LOCK:
+        entry = _WARM.get(key)
+        if entry is not None and entry.warm.alive:
+            entry.users += 1
+            return WarmWorkers(key, entry, None)
+    warm = WarmWorker(plan, limits, slots)
+    try:
+        await warm.boot()
+    except SandboxUnavailableError as exc:
+        logger.warning("no warm worker for %s: %s", plan.name, exc)
+        return WarmWorkers(None, None, str(exc))
+    unused = None
+    with _WARM_LOCK:
+        entry = _WARM.get(key)
+        if entry is not None and entry.warm.alive:  # another holder booted one meanwhile
+            unused = warm
+        else:  # none, or a dead one: its holders still close their own entry, not this one
+            entry = _WARM[key] = _Entry(warm, 0)
+        entry.users += 1
+    if unused is not None:
+        await asyncio.to_thread(unused.close)
+    return WarmWorkers(key, entry, None)
