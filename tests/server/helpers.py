@@ -24,7 +24,7 @@ QUESTION: list[Any] = [{"role": "user", "content": "How long is it?"}]
 #: RLMServer's own options; every other keyword of serving() is the RLM's.
 SERVER_OPTIONS = ("max_concurrent_runs", "max_queued_runs", "http_limits", "max_sessions",
                   "max_sessions_per_key", "session_idle_s", "max_session_chars", "keep_sessions",
-                  "reasoning")
+                  "reasoning", "warm_workers")
 
 
 def root(*replies: Any) -> ScriptedLM:

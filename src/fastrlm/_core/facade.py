@@ -34,7 +34,7 @@ from .sync import SyncRunner
 from .tools import Tool, as_tools, as_variables
 
 if TYPE_CHECKING:
-    from ..sandbox._warm import WarmWorkers
+    from ..sandbox import WarmWorkers
     from ..telemetry import Telemetry
 
 log = logging.getLogger("fastrlm")
@@ -499,7 +499,7 @@ class RLM:
         (``fastrlm serve`` does it); never raises: where the sandbox cannot be warmed
         (containers, no seccomp, bubblewrap without Landlock, ``sandbox="none"``)
         ``holder.problem`` says why and runs start their worker as before."""
-        from ..sandbox._warm import warm_workers
+        from ..sandbox import warm_workers
         from .run_loop import sandbox_limits
 
         return await warm_workers(self._config.sandbox_kind, sandbox_limits(self._config),

@@ -42,6 +42,7 @@ from ._hostops import (
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
 from ._protocol import MAX_FRAME_BYTES, mapped_text, utf8_view
 from ._runtime import answer_json
+from ._warm import WarmWorkers, warm_workers
 
 
 def create_sandbox(kind: str = "auto", limits: SandboxLimits | None = None) -> Sandbox:
@@ -83,6 +84,7 @@ __all__ = [
     "ThreeMethodFace",
     "ToolRequest",
     "ToolParam",
+    "WarmWorkers",
     "ToolSpec",
     "answer_json",
     "build_image",
@@ -96,4 +98,5 @@ __all__ = [
     "tool_arguments",
     "tool_error_reply",
     "utf8_view",
+    "warm_workers",
 ]

@@ -55,7 +55,7 @@ from ._protocol import ChatRequest, Frame, StreamShape, effective_budget, result
 from ._sessions import SessionPool, owner_of
 
 if TYPE_CHECKING:
-    from ..sandbox._warm import WarmWorkers
+    from ..sandbox import WarmWorkers
 
 log = logging.getLogger("fastrlm.server")
 

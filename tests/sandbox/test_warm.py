@@ -1,0 +1,235 @@
+"""Warm workers (sandbox/_warm.py): each run's worker forked from one warm process, tried from
+the failure side. A forked worker must hold nothing of an earlier run, must not reach a
+sibling running at the same time nor the warm process, and every way the warm process can
+fail must leave sandboxes starting (cold) as before."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fastrlm.sandbox import SandboxLimits, _layers, create_sandbox
+from fastrlm.sandbox._warm import WarmWorkers, warm_problem, warm_workers
+from fastrlm.sandbox._worker import WorkerSandbox
+
+from .helpers import CONTEXT, FakeBridge, assert_alive, skip_unless_available
+
+LIMITS = SandboxLimits(exec_timeout_s=20.0)
+
+
+@pytest.fixture(params=["bwrap", "landlock", "process"])
+async def warm(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, WarmWorkers]]:
+    """A warm process for each layer that can have one here (skipped, saying why, elsewhere)."""
+    kind: str = request.param
+    skip_unless_available(kind)
+    held = await warm_workers(kind, LIMITS, slots=4)
+    if held.warm is None:
+        pytest.skip(f"no warm worker for {kind}: {held.problem}")
+    try:
+        yield kind, held
+    finally:
+        held.close()
+
+
+async def _started(kind: str, context: object = CONTEXT) -> WorkerSandbox:
+    sandbox = create_sandbox(kind, LIMITS)
+    assert isinstance(sandbox, WorkerSandbox)
+    await sandbox.start(context, FakeBridge())
+    return sandbox
+
+
+async def _out(sandbox: WorkerSandbox, code: str) -> str:
+    result = await sandbox.execute(code)
+    assert result.error is None, result.error
+    return result.stdout.strip()
+
+
+async def test_a_run_forked_after_another_holds_none_of_its_variables_or_files(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, held = warm
+    assert held.warm is not None
+    forks = held.warm.forks
+    first = await _started(kind, "first secret context")
+    try:
+        where = await _out(first, "secret = 'hunter2'\nimport os\nopen('left.txt', 'w')"
+                                  ".write('hunter2')\nprint(os.getcwd())")
+    finally:
+        await first.close()
+    second = await _started(kind, "second context")
+    try:
+        assert held.warm.forks == forks + 2  # both were forked, neither started cold
+        seen = json.loads(await _out(second, f"""
+import json, os
+found = {{"secret": "secret" in globals(), "context": context, "cwd": os.getcwd()}}
+try:
+    found["file"] = open({where + '/left.txt'!r}).read()
+except OSError as exc:
+    found["file"] = type(exc).__name__
+found["here"] = sorted(os.listdir("."))
+print(json.dumps(found))"""))
+    finally:
+        await second.close()
+    assert seen["secret"] is False
+    assert seen["context"] == "second context"
+    assert seen["here"] == []
+    assert seen["file"] != "hunter2"  # removed with its run, or out of this worker's reach
+    assert seen["cwd"] != where
+
+
+async def test_a_worker_cannot_reach_a_sibling_running_beside_it(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, _ = warm
+    victim = await _started(kind, "victim's context")
+    attacker = await _started(kind, "attacker's context")
+    try:
+        where = await _out(victim, "import os\nopen('mine.txt', 'w').write('victim data')\n"
+                                   "print(os.getcwd())")
+        pid = victim.worker_pid
+        assert pid is not None and attacker.worker_pid != pid
+        tried = json.loads(await _out(attacker, f"""
+import json, os, signal
+tried = {{}}
+for name, act in [
+    ("file", lambda: open({where + '/mine.txt'!r}).read()),
+    ("environ", lambda: open("/proc/{pid}/environ", "rb").read()[:10].decode()),
+    ("mem", lambda: open("/proc/{pid}/mem", "rb").read(1).decode()),
+    ("kill", lambda: os.kill({pid}, signal.SIGKILL)),
+    ("kill_parent", lambda: os.kill(os.getppid(), signal.SIGKILL)),
+]:
+    try:
+        tried[name] = repr(act())
+    except OSError as exc:
+        tried[name] = type(exc).__name__
+print(json.dumps(tried))"""))
+        if kind != "process":  # the process layer keeps no file apart (cold ones neither)
+            assert "victim data" not in tried["file"]
+            assert tried["file"] in ("PermissionError", "FileNotFoundError")
+            assert tried["environ"] in ("PermissionError", "FileNotFoundError")
+        assert tried["mem"] != repr("")  # never read
+        assert tried["kill"] == "PermissionError"
+        assert tried["kill_parent"] == "PermissionError"
+        await assert_alive(victim, "victim's context")
+        assert await _out(victim, "print(open('mine.txt').read())") == "victim data"
+    finally:
+        await attacker.close()
+        await victim.close()
+
+
+async def test_a_forked_worker_holds_no_socket_to_the_warm_process(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, _ = warm
+    sandbox = await _started(kind)
+    try:
+        sockets = await _out(sandbox, """
+import os, stat
+found = []
+for fd in range(256):
+    try:
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            found.append(fd)
+    except OSError:
+        pass
+print(found)""")
+    finally:
+        await sandbox.close()
+    assert sockets == "[]"
+
+
+async def test_a_worker_killed_past_its_time_is_forked_again(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, held = warm
+    assert held.warm is not None
+    sandbox = create_sandbox(kind, SandboxLimits(exec_timeout_s=0.5, hard_grace_s=0.5))
+    assert isinstance(sandbox, WorkerSandbox)
+    await sandbox.start(CONTEXT, FakeBridge())
+    try:
+        forks = held.warm.forks
+        result = await sandbox.execute(
+            "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n"
+            "while True:\n    pass")
+        assert result.restarted
+        assert held.warm.forks == forks + 1
+        await assert_alive(sandbox)
+    finally:
+        await sandbox.close()
+
+
+async def test_a_worker_over_its_memory_limit_is_stopped_and_the_warm_process_lives_on(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, held = warm
+    assert held.warm is not None
+    sandbox = create_sandbox(kind, SandboxLimits(memory_bytes=256 * 2**20))
+    assert isinstance(sandbox, WorkerSandbox)
+    await sandbox.start(CONTEXT, FakeBridge())
+    try:
+        result = await sandbox.execute("blocks = []\nwhile True:\n    blocks.append("
+                                       "bytearray(16 * 2**20))")
+        assert result.restarted or "MemoryError" in (result.error or "")
+        await assert_alive(sandbox)
+    finally:
+        await sandbox.close()
+    assert held.warm.alive
+    again = await _started(kind)
+    try:
+        await assert_alive(again)
+    finally:
+        await again.close()
+
+
+async def test_a_killed_warm_process_leaves_sandboxes_starting_cold(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, held = warm
+    assert held.warm is not None and held.warm._proc is not None
+    running = await _started(kind)
+    os.killpg(held.warm._proc.pid, signal.SIGKILL)
+    held.warm._proc.wait(30)
+    assert not held.warm.alive
+    forks = held.warm.forks
+    after = await _started(kind)  # started cold: no warm process matches any more
+    try:
+        await assert_alive(after)
+        assert held.warm.forks == forks
+        # the running one died with its warm process, and its next cell says so and goes on
+        result = await running.execute("len(context)")
+        assert result.restarted
+        await assert_alive(running)
+    finally:
+        await after.close()
+        await running.close()
+
+
+async def test_a_warm_process_is_shared_by_its_holders_and_ends_with_the_last() -> None:
+    skip_unless_available("landlock")
+    one = await warm_workers("landlock", LIMITS)
+    two = await warm_workers("landlock", LIMITS)
+    other = await warm_workers("landlock", SandboxLimits(env=(("X", "1"),)))
+    try:
+        assert one.warm is not None and one.warm is two.warm
+        assert other.warm is not None and other.warm is not one.warm  # another environment
+        one.close()
+        one.close()  # idempotent: never takes the other holder's share
+        assert two.warm.alive
+        two.close()
+        assert not two.warm.alive
+    finally:
+        for held in (one, two, other):
+            held.close()
+
+
+def test_layers_that_cannot_keep_forked_workers_apart_are_never_warmed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "container" in (warm_problem(_layers.LayerPlan("docker", True)) or "")
+    assert "seccomp" in (warm_problem(_layers.LayerPlan("landlock", False)) or "")
+    monkeypatch.setattr(_layers, "landlock_problem", lambda: "the kernel has no Landlock")
+    why = warm_problem(_layers.LayerPlan("bwrap", True))
+    assert why is not None and "Landlock" in why and "the kernel has no Landlock" in why
+
+
+async def test_the_in_process_sandbox_and_unknown_layers_say_why_they_are_not_warmed() -> None:
+    held = await warm_workers("none", LIMITS)
+    assert held.warm is None and held.problem is not None and "in-process" in held.problem
+    held.close()
