@@ -233,3 +233,37 @@ async def test_the_in_process_sandbox_and_unknown_layers_say_why_they_are_not_wa
     held = await warm_workers("none", LIMITS)
     assert held.warm is None and held.problem is not None and "in-process" in held.problem
     held.close()
+
+
+@pytest.fixture
+def many_fds() -> object:
+    """This process holding descriptors past 1024 (a busy server): ``select`` cannot wait on
+    those, and the sandbox must not use it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    yield held
+    for fd in held:
+        os.close(fd)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "cold"])
+async def test_workers_start_and_end_when_descriptors_run_past_1024(
+        warm: tuple[str, WarmWorkers], many_fds: object, forked: bool) -> None:
+    kind, held = warm
+    assert held.warm is not None
+    if not forked:
+        held.close()  # the last holder: sandboxes start cold from here
+    sandbox = await _started(kind)
+    try:
+        await assert_alive(sandbox)
+        worker = sandbox._worker
+        assert worker is not None and worker.channel._in > 1024  # type: ignore[attr-defined]
+    finally:
+        await sandbox.close()
+    assert sandbox._worker is None

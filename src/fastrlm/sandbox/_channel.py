@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import select
 from typing import Any
 
 from .._foundation.errors import ProtocolError, SandboxError, WorkerCrashedError
@@ -44,6 +45,14 @@ async def _wait_fd(fd: int, *, writable: bool) -> None:
             loop.remove_writer(fd)
         else:
             loop.remove_reader(fd)
+
+
+def readable_within(fd: int, seconds: float | None) -> bool:
+    """Whether ``fd`` turns readable within ``seconds`` (None: no limit; 0: now). ``poll``, not
+    ``select``: a busy server's descriptors run past ``select``'s 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if seconds is None else max(int(seconds * 1000), 0)))
 
 
 async def wait_readable(fd: int) -> None:

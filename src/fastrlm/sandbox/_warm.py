@@ -30,7 +30,6 @@ import itertools
 import json
 import logging
 import os
-import select
 import shutil
 import signal
 import socket
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from .._foundation.errors import SandboxUnavailableError
 from . import _layers
 from ._base import SandboxLimits
+from ._channel import readable_within
 
 logger = logging.getLogger("fastrlm.sandbox")
 
@@ -91,13 +91,13 @@ class ForkedProc:
 
     def poll(self) -> int | None:
         if self.returncode is None and self._pidfd >= 0:
-            if select.select([self._pidfd], [], [], 0)[0]:
+            if readable_within(self._pidfd, 0):
                 self._ended()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self.returncode is None and self._pidfd >= 0:
-            if select.select([self._pidfd], [], [], timeout)[0]:
+            if readable_within(self._pidfd, timeout):
                 self._ended()
         return self.returncode
 

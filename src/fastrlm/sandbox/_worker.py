@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -41,7 +40,7 @@ from .._foundation.errors import (
 )
 from . import _cgroup, _container, _hostops, _layers, _protocol, _warm, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
-from ._channel import Channel, wait_readable
+from ._channel import Channel, readable_within, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
 
 logger = logging.getLogger("fastrlm.sandbox")
@@ -953,7 +952,7 @@ class WorkerSandbox:
 def _reap_within(proc: subprocess.Popen[bytes] | _warm.ForkedProc, pidfd: int,
                  seconds: float) -> None:
     """Reap ``proc`` if it exits within ``seconds`` (its pidfd turns readable), else leave it."""
-    select.select([pidfd], [], [], seconds)
+    readable_within(pidfd, seconds)
     proc.poll()
 
 
