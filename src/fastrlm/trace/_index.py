@@ -30,6 +30,7 @@ from typing import Any
 from .._foundation.errors import ConfigurationError
 from .._foundation.schema import Schema, anew_if_unusable, ensure_schema
 from .._foundation.text import well_formed
+from . import _io
 from ._lock import writer_alive
 
 logger = logging.getLogger("fastrlm.trace")
@@ -217,6 +218,7 @@ def _write(path: Path, apply: Callable[[sqlite3.Connection], object]) -> None:
 
 
 def _read(path: Path, sql: str, params: tuple[object, ...]) -> list[RunRecord]:
+    _io.drain()  # this process's own rows first (written on the trace's I/O thread)
     try:
         with _connect(path) as conn:
             return [_as_seen(RunRecord(*row)) for row in conn.execute(sql, params)]
@@ -291,6 +293,7 @@ def delete_runs(path: Path, records: list[RunRecord]) -> list[Path]:
     and a long answer's ``<run>.answer.txt`` beside it) are removed. Returns the files
     removed. Raises :class:`IndexUnusableError` for an unreadable index, ``OSError`` for a
     file that cannot be removed (its row is then kept, so the run can still be found)."""
+    _io.drain()  # rows this process still has queued go first, then away
     removed: list[Path] = []
     gone: list[str] = []
     try:

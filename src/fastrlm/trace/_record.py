@@ -7,7 +7,8 @@ head of the SHA-256 of the JSON text, so a flipped byte is found, not trusted. E
 ``write`` on a descriptor opened with ``O_APPEND``: a process killed (SIGKILL included) keeps
 every line written before it died, whole, and at most the last one is cut short, which the reader
 drops. The fsync policy: an entry that closes a step (a root reply, a cell's output) is
-``fsync``-ed, so after a machine crash the record holds every step up to the last one closed;
+``fsync``-ed (while an event loop runs, a moment later on the trace's I/O thread,
+:mod:`._io`), so after a machine crash the record holds every step up to the last one closed;
 the entries inside a step (each sub-call reply, each host result: a fan-out of thousands) are
 written at once but not fsync-ed one by one, since a process crash (what resume is for) loses
 none of them and a power cut loses at most the step in flight.
@@ -26,6 +27,7 @@ from typing import Any
 
 from .._foundation.errors import ReplayError
 from .._foundation.text import json_text
+from . import _io
 
 #: The suffix of a run's record beside its trace (``<run_id>.record``).
 RECORD_SUFFIX = ".record"
@@ -60,7 +62,11 @@ class RecordFile:
         if written != len(data):  # a short write to a regular file: the disk is full
             raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
         if durable:
-            os.fsync(self._fd)
+            if _io.loop_running():  # on the trace's I/O thread, on a descriptor of its own
+                copy = os.dup(self._fd)
+                _io.later(lambda: _sync(copy))
+            else:
+                os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -69,6 +75,15 @@ class RecordFile:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _sync(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # the line is written; only its durability against a power cut is lost
+    finally:
+        os.close(fd)
 
 
 def read_record(path: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ not written into the trace either: ``run.finished`` keeps its head, its length a
 the name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds it whole, so a
 trace grows with the steps, not the answer. What a resume needs (whole
 replies, host results) goes into the run's replay record beside it (``<run_id>.record``,
-:mod:`._record`), written by the engine as the run goes. While a run is open its file carries
+:mod:`._record`), written by the engine as the run goes. The run's index rows are written on
+the trace's I/O thread while an event loop runs (:mod:`._io`). While a run is open its file carries
 the writer's lock (:mod:`._lock`), so a viewer shows it as running, and as incomplete once no
 process holds it. Sub-call replies, like prompts, are whole only with ``full_prompts`` (for the
 viewer to open).
@@ -43,7 +44,7 @@ from .._foundation.events import (
     preview,
 )
 from .._foundation.text import json_text
-from . import _index
+from . import _index, _io
 from ._lock import hold_writer_lock
 from ._paths import index_path, traces_dir
 
@@ -210,6 +211,14 @@ class TraceWriter:
         return True
 
     def _to_index(self, write: Callable[[Path], None]) -> None:
+        """One index write, on the trace's I/O thread while an event loop runs (a commit waits
+        for the disk: :mod:`._io`), else now."""
+        if _io.loop_running():
+            _io.later(lambda: self._index_now(write))
+        else:
+            self._index_now(write)
+
+    def _index_now(self, write: Callable[[Path], None]) -> None:
         """One index write; its failure (locked past the busy timeout, written by a newer
         fastrlm, unwritable) never stops the trace, and is logged once per writer."""
         try:

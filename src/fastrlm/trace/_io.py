@@ -1,0 +1,95 @@
+"""The trace's slow writes, off the event loop: one thread, first in first out.
+
+A run's index rows (an SQLite transaction: a commit waits for the disk) and its replay record's
+fsyncs (:mod:`._record`) take a millisecond or more each. Made on the event loop, a server's
+every request waited for them (three of each a run). While an event loop runs, the writer and
+the record hand them here instead (:func:`later`); without one (a script, a test, the CLI after
+a run) they are made at once, as before.
+
+Order is kept (one thread, one queue: a run's row is inserted before it is updated). What is
+queued is made before the process exits normally (an ``atexit`` drain) and before this process
+reads the index (:func:`drain`, called by its readers), so a run's row is there once its
+``completion()`` has returned. A process killed with writes queued loses them as it would have
+lost a write in flight: the index is a cache of the traces (the trace file itself is written at
+once), and a record line is written at once too; only its fsync comes a moment later (a power
+cut, not a crash, could lose the last step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger("fastrlm.trace")
+
+#: How long a reader (or the process's exit) waits for queued writes at most.
+DRAIN_TIMEOUT_S = 30.0
+
+_jobs: collections.deque[Callable[[], None]] = collections.deque()
+_cond = threading.Condition()
+_pending = 0
+_thread: threading.Thread | None = None
+_at_exit = False
+
+
+def loop_running() -> bool:
+    """Whether an event loop runs on this thread (then slow writes go to :func:`later`)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def later(job: Callable[[], None]) -> None:
+    """Run ``job`` on the trace's I/O thread, after every job handed over before it. ``job``
+    must not raise (its own errors are its to report); one that does is logged."""
+    global _pending, _thread, _at_exit
+    with _cond:
+        _jobs.append(job)
+        _pending += 1
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_serve, name="fastrlm-trace-io", daemon=True)
+            _thread.start()
+            if not _at_exit:
+                _at_exit = True
+                atexit.register(drain)
+                # a forked child (multiprocessing, Ray) has no I/O thread, and may have been
+                # forked while it held the lock: it starts afresh
+                os.register_at_fork(after_in_child=_forget)
+        _cond.notify_all()
+
+
+def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
+    """Wait until every job handed over so far is done; False if ``timeout`` passed first."""
+    with _cond:
+        return _cond.wait_for(lambda: _pending == 0, timeout)
+
+
+def _forget() -> None:
+    global _cond, _pending, _thread
+    _jobs.clear()
+    _cond = threading.Condition()
+    _pending = 0
+    _thread = None
+
+
+def _serve() -> None:
+    global _pending
+    while True:
+        with _cond:
+            _cond.wait_for(lambda: bool(_jobs))
+            job = _jobs.popleft()
+        try:
+            job()
+        except Exception:  # a job reports its own errors; this only keeps the thread alive
+            logger.exception("a trace write failed")
+        finally:
+            with _cond:
+                _pending -= 1
+                _cond.notify_all()
