@@ -1,0 +1,171 @@
+"""What bounds ``fastrlm serve``: requests a second against the slot-bound limit (slots / model
+time), with each request's sandbox worker forked from the warm process (the default) and
+started cold (``--cold-workers``), interleaved in one run.
+
+    python benchmarks/server_throughput.py [--slots 32] [--model-s 0.2] [--seconds 8]
+                                           [--repeats 3] [--sandbox auto] [--context 10000]
+
+The server runs in a process of its own (``RLMServer`` with its defaults: traces on, the given
+sandbox), its root a scripted model that answers after ``--model-s`` seconds (an
+``asyncio.sleep``: no CPU) with one REPL block that reads the context and calls FINAL. This
+process keeps ``--slots`` requests in flight through one aiohttp session (closed loop) for
+``--seconds`` after a warm-up second, then reads the server's CPU time. Printed per mode
+(medians over ``--repeats``): requests a second and their ratio to the limit, the median
+latency against the model time, the server process's CPU per request (``host CPU``: the
+event loop, HTTP, the run, the trace, the worker's start on the host side), the whole
+machine's CPU per request (``/proc/stat``: the workers, the warm process, this load generator
+and anything else the machine runs) and this load generator's share of it.
+
+Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit
+(160 requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here
+runs in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import aiohttp
+
+SERVER = r"""
+import asyncio, json, resource, sys
+from fastrlm import RLM, Budget
+from fastrlm.server import RLMServer
+from fastrlm.testing import ScriptedLM
+
+slots, model_s, sandbox, warm = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+REPLY = "```repl\nFINAL(str(len(context)))\n```"
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+async def main():
+    rlm = RLM(ScriptedLM(lambda m: REPLY, model="scripted/root", latency_s=model_s),
+              ScriptedLM(lambda m: "sub", model="scripted/sub"), sandbox=sandbox,
+              budget=Budget(max_iterations=3), trace=True)
+    async with RLMServer(rlm, max_concurrent_runs=slots, max_queued_runs=4 * slots,
+                         warm_workers=warm == "warm") as server:
+        await server.start("127.0.0.1", 0)
+        held = server._warm.warm if server._warm is not None else None
+        print(json.dumps({"port": server.port, "warm": held is not None}), flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            print(json.dumps({"cpu_s": cpu(), "forks": held.forks if held else 0}), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def _machine_cpu_s() -> float:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def _load(port: int, slots: int, seconds: float, context: str) -> tuple[int, list[float]]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {"model": "rlm", "messages": [{"role": "user", "content": "How long is it?"}],
+            "context": context}
+    done, latencies = 0, []
+    stop = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=slots)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                began = time.perf_counter()
+                async with session.post(url, json=body) as reply:
+                    answer = await reply.json()
+                if reply.status != 200 or answer["choices"][0]["message"]["content"] != \
+                        str(len(context)):
+                    raise RuntimeError(f"bad reply {reply.status}: {answer}")
+                latencies.append(time.perf_counter() - began)
+                done += 1
+        await asyncio.gather(*(client() for _ in range(slots)))
+    return done, latencies
+
+
+async def _one(mode: str, args: argparse.Namespace, home: str) -> dict[str, float]:
+    proc = subprocess.Popen(  # noqa: ASYNC220 - the server process; waited for at the end
+        [sys.executable, "-c", SERVER, str(args.slots), str(args.model_s), args.sandbox, mode],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "FASTRLM_HOME": home})
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        started = json.loads(proc.stdout.readline())
+        if mode == "warm" and not started["warm"]:
+            raise SystemExit("no warm worker for this sandbox here (see RLM.awarm_workers)")
+        context = "x" * args.context
+        await _load(started["port"], args.slots, 1.0, context)  # warm-up
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        before = json.loads(proc.stdout.readline())
+        machine, client = _machine_cpu_s(), time.process_time()
+        began = time.perf_counter()
+        done, latencies = await _load(started["port"], args.slots, args.seconds, context)
+        wall = time.perf_counter() - began
+        machine, client = _machine_cpu_s() - machine, time.process_time() - client
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        after = json.loads(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        proc.wait(60)
+    return {
+        "rps": done / wall,
+        "p50_s": statistics.median(latencies),
+        "host_ms": (after["cpu_s"] - before["cpu_s"]) / done * 1000,
+        "machine_ms": machine / done * 1000,
+        "client_ms": client / done * 1000,
+        "forks": after["forks"] - before["forks"],
+        "requests": done,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slots", type=int, default=32)
+    parser.add_argument("--model-s", type=float, default=0.2)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sandbox", default="auto")
+    parser.add_argument("--context", type=int, default=10_000, help="characters per request")
+    args = parser.parse_args()
+    limit = args.slots / args.model_s
+    results: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
+    with tempfile.TemporaryDirectory() as home:
+        for _ in range(args.repeats):
+            for mode in ("warm", "cold"):
+                results[mode].append(await _one(mode, args, home))
+    print(f"slots {args.slots}, model {args.model_s * 1000:.0f} ms, sandbox {args.sandbox}, "
+          f"{os.cpu_count()} CPUs: the slot-bound limit is {limit:.0f} requests/s "
+          f"(medians of {args.repeats} runs of {args.seconds:g} s)")
+    print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} "
+          f"{'host CPU/req':>13} {'machine CPU/req':>16} {'of which load gen.':>19}")
+    for mode, runs in results.items():
+        rps = statistics.median(r["rps"] for r in runs)
+        p50 = statistics.median(r["p50_s"] for r in runs)
+        host = statistics.median(r["host_ms"] for r in runs)
+        machine = statistics.median(r["machine_ms"] for r in runs)
+        client = statistics.median(r["client_ms"] for r in runs)
+        print(f"{mode:8} {rps:7.1f} {rps / limit:8.2f}x {p50 * 1000:9.0f} ms "
+              f"{host:10.1f} ms {machine:13.1f} ms {client:16.1f} ms")
+    warm = statistics.median(r["rps"] for r in results["warm"])
+    cold = statistics.median(r["rps"] for r in results["cold"])
+    print(f"warm / cold throughput: {warm / cold:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
