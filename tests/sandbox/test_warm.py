@@ -267,3 +267,33 @@ async def test_workers_start_and_end_when_descriptors_run_past_1024(
     finally:
         await sandbox.close()
     assert sandbox._worker is None
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
+async def test_a_worker_that_fills_its_scratch_is_stopped_and_leaves_the_next_room(
+        kind: str) -> None:
+    skip_unless_available(kind)
+    limits = SandboxLimits(scratch_bytes=16 * 2**20)
+    held = await warm_workers(kind, limits, slots=2)
+    if held.warm is None:
+        pytest.skip(f"no warm worker for {kind}: {held.problem}")
+    try:
+        for _ in range(3):  # more than the warm process's /tmp holds if nothing were removed
+            sandbox = create_sandbox(kind, limits)
+            assert isinstance(sandbox, WorkerSandbox)
+            await sandbox.start(CONTEXT, FakeBridge())
+            try:
+                ok = await sandbox.execute("open('ok.bin', 'wb').write(bytes(8 * 2**20))")
+                assert ok.error is None, ok.error
+                flood = await sandbox.execute(
+                    "with open('big.bin', 'wb') as f:\n"
+                    "    for _ in range(64):\n"
+                    "        f.write(bytes(2**20))\n"
+                    "        f.flush()\n"
+                    "import time\ntime.sleep(2)")
+                assert flood.restarted or flood.error is not None
+            finally:
+                await sandbox.close()
+        assert held.warm.forks >= 3
+    finally:
+        held.close()
