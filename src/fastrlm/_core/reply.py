@@ -45,8 +45,10 @@ class ReplyRunner:
     on_cell: Callable[[int, int, str, str], None] = lambda *_: None
     answer_content: str | None = None
 
-    async def run(self, text: str, iteration: int, last: bool = False) -> Handled:
-        """Run the code of one reply.
+    async def run(self, text: str, iteration: int, last: bool = False,
+                  shown_chars: int | None = None) -> Handled:
+        """Run the code of one reply; its blocks' outputs are shown within ``shown_chars``
+        (head and tail; ``output_chars`` when None), shared among them.
 
         A strict prose ``FINAL(...)``/``FINAL_VAR(...)`` line (see ``find_prose_final``) is taken
         after the reply's blocks have run without error (or, in the ``last`` turn, which has no
@@ -73,7 +75,8 @@ class ReplyRunner:
             return Handled(literal, "")
         await self.ready
         blocks = reply.blocks + ((final_code,) if final_code is not None else ())
-        per_block = max(self.output_chars // len(blocks), 200)
+        budget = self.output_chars if shown_chars is None else shown_chars
+        per_block = max(budget // len(blocks), 200)
         parts: list[str] = []
         notes: list[str] = []
         outputs: list[BlockOutput] = []

@@ -35,7 +35,7 @@ from .call_tree import CallTree
 from .continuation import Continuation, OneOff
 from .feedback import RESOURCE_NAMES, join_text
 from .grants import grant_expired
-from .history import compact_history
+from .history import compact_history, output_budget
 from .ledger import Account, Booking, Reservation
 from .parsing import extract_code_blocks, looks_like_plan, without_final_calls
 from .prompts import describe_budget, question_home, shown_question
@@ -339,7 +339,8 @@ class Run:
                                           first_call if iteration == 1 else None)
             if isinstance(reply, Outcome):
                 return replace(reply, iterations=iteration - 1)
-            handled = await replies.run(reply, iteration)
+            handled = await replies.run(reply, iteration,
+                                        shown_chars=self._output_budget(messages))
             final, feedback = handled.final, handled.feedback
             if final is not None and not plan_rejected and looks_like_plan(final.text):
                 plan_rejected = True  # once per run: a second plan-only answer is taken
@@ -404,9 +405,11 @@ class Run:
                          ) -> tuple[LMResponse, Booking] | Outcome:
         """One root call through the ledger, or the outcome that ends the run if it is refused
         or fails (a failed call's booked attempts are reported in ``model.failed``)."""
-        limit = self.config.limits.history_chars
+        limits = self.config.limits
+        limit = limits.history_chars
         self.continuation.compact(limit)  # whole earlier questions first, then old outputs
-        compact_history(messages, limit, previews=not self.config.limits.full_history)
+        compact_history(messages, limit, full_history=limits.full_history,
+                        requests_left=self.config.budget.max_iterations - iteration + 1)
         recorder = self.tree.recorder
         replayed = recorder.replayed_turn(self.scope, iteration, messages)
         if replayed is not None:
@@ -440,6 +443,14 @@ class Run:
         recorder.record_turn(self.scope, iteration, self.lm.model, messages, *answered,
                              subcall=self.depth > 0, elapsed=self.tree.ledger.elapsed())
         return answered
+
+    def _output_budget(self, messages: list[ChatMessage]) -> int:
+        """How much of this turn's output the model sees (``history.output_budget``; with
+        ``full_history``, always ``Limits.output_chars``)."""
+        limits = self.config.limits
+        if limits.full_history:
+            return limits.output_chars
+        return output_budget(messages, limits.history_chars, limits.output_chars)
 
     async def _root_turn(
         self,

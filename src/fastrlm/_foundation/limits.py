@@ -65,7 +65,7 @@ class Limits:
     max_concurrent_children: int = 8
     request_timeout_s: float = 300.0
     max_retries: int = 5
-    output_chars: int = 4_000
+    output_chars: int = 2_000
     history_chars: int = 30_000
     full_history: bool = False
     subcall_window_chars: int | None = None
