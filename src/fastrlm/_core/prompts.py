@@ -22,10 +22,9 @@ How it works:
 - Write Python inside ```repl fenced blocks. The blocks of a reply run in order, in one namespace \
 that persists across turns (variables, imports and functions stay defined).
 - After each reply you see what your code printed, cut to at most {output_chars:,} characters \
-(head and tail; less when the conversation nears its size limit, and the cut says how much was \
-left out); later turns may replace it with a note of its size (re-run code to see it again). \
-Print sizes, samples and summaries, not whole documents; keep long text and results in \
-variables.
+(head and tail; less when the conversation nears its size limit); later turns may show only its \
+size (re-run code to see it again). Print sizes, samples and summaries, not whole documents; \
+keep long text and results in variables.
 - In the REPL you have:
   - `context`: the data (its type and size are given below). Slice it, search it with `re`, \
 parse it.

@@ -20,16 +20,20 @@ class Limits:
     - ``max_concurrent_children``: child RLMs (each with its own worker) running at once, per
       depth level.
     - ``request_timeout_s`` / ``max_retries``: per LM call, passed to providers.
-    - ``output_chars``: how much of a cell's output the root model sees (head and tail). Each
-      output is shown once and then kept as it was, so every request extends the previous one
-      and a provider's prompt cache serves all of it but the newest turn
-      (``fastrlm._core.history``).
-    - ``history_chars``: past this size the root's conversation is compacted in one step: the
-      oldest REPL outputs become 1,000-character previews (then one-line notes) until it is a
-      quarter of this size (its code and the latest turns are kept). Rare on purpose: each
-      compaction rewrites an early message, which the prompt cache then misses once.
-    - ``full_history``: never shorten an output to a preview: an output is there as it was
-      first shown or not at all (compaction replaces the oldest ones by a one-line note).
+    - ``output_chars``: the most of a turn's output the root model sees (head and tail; the cut
+      says how long it was). Less when the conversation nears ``history_chars``: the room left
+      is shared among the turns before the next compaction may come (never under 500
+      characters). Each output is shown once and then kept as it was, so every request
+      extends the previous one and a provider's prompt cache serves all of it but the newest
+      turn (``fastrlm._core.history``).
+    - ``history_chars``: the ceiling of the root's conversation. A compaction settles every
+      REPL output but the latest to a one-line note of its size, in one step (the model's code
+      stays): when the conversation passes this size, or once ten outputs are open and
+      settling them pays for the prompt cache's one miss within the next ten requests. So at
+      least nine requests in ten extend the previous one.
+    - ``full_history``: favour what the model sees over cost: every output is shown at
+      ``output_chars``, never shortened; only ``history_chars`` compacts, eliding the oldest
+      outputs whole until the conversation is a quarter of it.
     - ``subcall_window_chars``: the largest sub-call prompt in characters: told to the root model
       and enforced (a longer prompt comes back as an ``[error: ...]`` string). ``None``: derived
       from the sub-model's context window (``fastrlm._foundation.windows``).
