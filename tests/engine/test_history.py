@@ -164,6 +164,7 @@ def test_compaction_pays_compares_cached_reads_saved_with_the_cache_miss() -> No
     assert compaction_pays(saved, resent, SETTLE_EVERY)
     assert not compaction_pays(saved - 10, resent, SETTLE_EVERY)
     assert not compaction_pays(saved, resent, 1)
+    assert not compaction_pays(10**9, 0, 0)  # the last request: nothing left to save on
 
 
 # ---------------------------------------------------------------------- what stays untouched
@@ -276,3 +277,18 @@ def test_an_output_heavy_run_of_30_turns_extends_the_previous_request_nine_times
     rewrites = _rewrites(calls)
     assert len(calls) - 1 - len(rewrites) >= 0.9 * (len(calls) - 1)
     assert max(_size(c) for c in calls) <= Limits().history_chars + Limits().output_chars
+
+
+def test_a_run_near_its_ceiling_shows_less_of_each_output_and_says_how_long_it_was() -> None:
+    """The engine cuts each output to the turn's budget, not to ``output_chars`` alone: with
+    a small ceiling, twelve 50,000-character prints are shown shorter, never under the floor,
+    each saying its full length, and the history still misses the cache at most once."""
+    limits = Limits(history_chars=12_000, output_chars=4_000)
+    prints = [f"context[{i * 60_000}:{i * 60_000 + 50_000}]" for i in range(12)]
+    calls = _run_turns(limits, prints, budget=Budget(max_iterations=20))
+    shown = [c[-1]["content"] for c in calls[1:]]
+    assert all("the output was 50,001 characters in all" in s for s in shown)
+    sizes = [s.count("c") for s in shown]
+    assert min(sizes) >= MIN_SHOWN_CHARS - 200 and max(sizes) < 1_000  # not 4,000
+    assert len(_rewrites(calls)) <= 1
+    assert "cut to at most 4,000 characters" in calls[0][0]["content"]

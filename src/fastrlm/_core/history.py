@@ -71,8 +71,9 @@ def _open_outputs(messages: list[ChatMessage]) -> list[int]:
 def compaction_pays(saved: int, resent: int, requests: int) -> bool:
     """Whether ``saved`` characters fewer in each of the next ``requests`` requests (read from
     the cache, at :data:`CACHED_PRICE`) outweigh sending ``resent`` characters uncached once,
-    which would have been read from the cache (a compaction's cache miss)."""
-    return saved * CACHED_PRICE * requests >= resent * (1 - CACHED_PRICE)
+    which would have been read from the cache (a compaction's cache miss). Never with no
+    request left to save on."""
+    return requests > 0 and saved * CACHED_PRICE * requests >= resent * (1 - CACHED_PRICE)
 
 
 def compact_history(messages: list[ChatMessage], max_chars: int, *,
