@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import json
 import logging
@@ -481,7 +482,8 @@ class WorkerSandbox:
                 cgroup.remove()
                 self._cgroup_failed(str(exc))
                 cgroup = None
-        worker = WorkerProcess(proc, a_write, b_read, tempfile.TemporaryFile(), cgroup)
+        # its start-up errors come back in its "fatal" frame; before that it writes nowhere
+        worker = WorkerProcess(proc, a_write, b_read, io.BytesIO(), cgroup)
         return await self._load(worker)
 
     async def _spawn_cold(self) -> WorkerProcess:
