@@ -153,6 +153,7 @@ async def answer(
             outcome = await _within_limits(run, ledger)
     finally:
         recorder.close()
+        await _trace_settled(writer, run_id)
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
@@ -216,6 +217,17 @@ def check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) ->
             missing, "max_usd",
             "Add them: RLM(..., prices=PriceTable({'name': {'input': USD_per_1M, 'output': "
             "USD_per_1M}})) or $FASTRLM_HOME/prices.json, or leave out max_usd."))
+
+
+async def _trace_settled(writer: object, run_id: str) -> None:
+    """Wait until the trace writer's index rows for the run are written (made off the event
+    loop while it runs): nothing writes into the trace home after the run has returned."""
+    if writer is None:
+        return
+    from ..trace import TraceWriter
+
+    if isinstance(writer, TraceWriter):
+        await writer.settled(run_id)
 
 
 def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:

@@ -8,11 +8,13 @@ a run) they are made at once, as before.
 
 Order is kept (one thread, one queue: a run's row is inserted before it is updated). What is
 queued is made before the process exits normally (an ``atexit`` drain) and before this process
-reads the index (:func:`drain`, called by its readers), so a run's row is there once its
-``completion()`` has returned. A process killed with writes queued loses them as it would have
-lost a write in flight: the index is a cache of the traces (the trace file itself is written at
-once), and a record line is written at once too; only its fsync comes a moment later (a power
-cut, not a crash, could lose the last step).
+reads the index (:func:`drain`, called by its readers); and a run's ``completion()`` returns
+only once its own rows are written (the engine awaits ``TraceWriter.settled``, without holding
+up the loop), so nothing writes into a trace home after the run that wrote there has ended. A
+process killed with writes queued loses them as it would have lost a write in flight: the index
+is a cache of the traces (the trace file itself is written at once), and a record line is
+written at once too; only its fsync comes a moment later (a power cut, not a crash, could lose
+the last step).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import concurrent.futures
 import logging
 import os
 import threading
@@ -30,7 +33,8 @@ logger = logging.getLogger("fastrlm.trace")
 #: How long a reader (or the process's exit) waits for queued writes at most.
 DRAIN_TIMEOUT_S = 30.0
 
-_jobs: collections.deque[Callable[[], None]] = collections.deque()
+_Job = tuple[Callable[[], None], concurrent.futures.Future[None]]
+_jobs: collections.deque[_Job] = collections.deque()
 _cond = threading.Condition()
 _pending = 0
 _thread: threading.Thread | None = None
@@ -46,12 +50,14 @@ def loop_running() -> bool:
     return True
 
 
-def later(job: Callable[[], None]) -> None:
-    """Run ``job`` on the trace's I/O thread, after every job handed over before it. ``job``
-    must not raise (its own errors are its to report); one that does is logged."""
+def later(job: Callable[[], None]) -> concurrent.futures.Future[None]:
+    """Run ``job`` on the trace's I/O thread, after every job handed over before it; the
+    future is done once it has run. ``job`` must not raise (its own errors are its to report);
+    one that does is logged."""
     global _pending, _thread, _at_exit
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
     with _cond:
-        _jobs.append(job)
+        _jobs.append((job, done))
         _pending += 1
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_serve, name="fastrlm-trace-io", daemon=True)
@@ -63,6 +69,7 @@ def later(job: Callable[[], None]) -> None:
                 # forked while it held the lock: it starts afresh
                 os.register_at_fork(after_in_child=_forget)
         _cond.notify_all()
+    return done
 
 
 def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
@@ -84,7 +91,7 @@ def _serve() -> None:
     while True:
         with _cond:
             _cond.wait_for(lambda: bool(_jobs))
-            job = _jobs.popleft()
+            job, done = _jobs.popleft()
         try:
             job()
         except Exception:  # a job reports its own errors; this only keeps the thread alive
@@ -93,3 +100,4 @@ def _serve() -> None:
             with _cond:
                 _pending -= 1
                 _cond.notify_all()
+            done.set_result(None)

@@ -23,6 +23,7 @@ viewer to open).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import sqlite3
@@ -84,6 +85,7 @@ class TraceWriter:
         self._failed: set[str] = set()
         self._index_warned = False
         self._flush_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._settling: dict[str, concurrent.futures.Future[None]] = {}
 
     @property
     def traces_dir(self) -> Path:
@@ -173,15 +175,15 @@ class TraceWriter:
             assert isinstance(event, RunStarted)
             self._started[root] = event
             start = self._start_row(event)
-            self._to_index(lambda path: _index.record_start(path, start))
+            self._to_index(root, lambda path: _index.record_start(path, start))
         elif isinstance(event, SandboxStarted) and event.run_id == root:
             layer = {"sandbox": event.layer}
-            self._to_index(lambda path: _index.update_run(path, root, layer))
+            self._to_index(root, lambda path: _index.update_run(path, root, layer))
         elif isinstance(event, RunFinished) and event.run_id == root:
             handle.close()
             del self._files[root]
             finish = self._finish_row(event)
-            self._to_index(lambda path: _index.update_run(path, root, finish))
+            self._to_index(root, lambda path: _index.update_run(path, root, finish))
 
     def flush(self) -> None:
         """Write out what every open trace holds in its buffer (sub-call events wait up to
@@ -210,13 +212,20 @@ class TraceWriter:
             self._flush_timer = (loop, loop.call_later(FLUSH_DELAY_S, self.flush))
         return True
 
-    def _to_index(self, write: Callable[[Path], None]) -> None:
+    def _to_index(self, root: str, write: Callable[[Path], None]) -> None:
         """One index write, on the trace's I/O thread while an event loop runs (a commit waits
-        for the disk: :mod:`._io`), else now."""
+        for the disk: :mod:`._io`; :meth:`settled` waits for it), else now."""
         if _io.loop_running():
-            _io.later(lambda: self._index_now(write))
+            self._settling[root] = _io.later(lambda: self._index_now(write))
         else:
             self._index_now(write)
+
+    async def settled(self, run_id: str) -> None:
+        """Wait (without holding up the event loop) until the index writes of ``run_id``'s
+        top-level run handed to the I/O thread so far are made."""
+        pending = self._settling.pop(self._root_of.get(run_id, run_id), None)
+        if pending is not None:
+            await asyncio.wrap_future(pending)
 
     def _index_now(self, write: Callable[[Path], None]) -> None:
         """One index write; its failure (locked past the busy timeout, written by a newer

@@ -1,0 +1,106 @@
+"""The trace's I/O thread (trace/_io.py): the index rows and the record's fsyncs of a run made
+while an event loop runs go there, in order. The loop is never held up by them, a run returns
+only once its own rows are written, and a failing write never stops the ones after it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastrlm import RLM
+from fastrlm.events import RunFinished, RunStarted
+from fastrlm.testing import ScriptedLM
+from fastrlm.trace import TraceWriter, _index, _io
+from fastrlm.trace._paths import index_path
+
+FINAL = "```repl\nFINAL('done')\n```"
+
+
+def _rlm(home: Path) -> RLM:
+    return RLM(ScriptedLM(lambda m: FINAL, model="scripted/root"),
+               ScriptedLM(lambda m: "sub", model="scripted/sub"), sandbox="none", trace=home)
+
+
+async def test_a_slow_index_write_never_holds_up_the_loop_and_the_run_waits_for_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    threads: list[str] = []
+    update = _index.update_run
+
+    def slow_update(path: Path, run_id: str, values: dict[str, Any]) -> None:
+        threads.append(threading.current_thread().name)
+        if "stop_reason" in values:  # the finish row: held until the loop opens the gate
+            assert gate.wait(30), "the loop never got to open the gate: it was held up"
+        update(path, run_id, values)
+
+    monkeypatch.setattr(_index, "update_run", slow_update)
+
+    async def open_gate() -> None:
+        while not threads or "stop_reason" not in str(threads):  # the finish row is waiting
+            await asyncio.sleep(0)
+            if len(threads) >= 2:
+                break
+        gate.set()
+
+    opener = asyncio.create_task(open_gate())
+    result = await _rlm(tmp_path).acompletion("q", context="c")
+    await opener
+    assert gate.is_set()
+    assert set(threads) == {"fastrlm-trace-io"}
+    # the row is final when the run returns, read by another connection without a drain
+    with sqlite3.connect(index_path(tmp_path)) as conn:
+        [(stop,)] = conn.execute("SELECT stop_reason FROM runs WHERE run_id = ?",
+                                 (result.trace_id,)).fetchall()
+    conn.close()
+    assert stop == "final"
+
+
+def test_a_run_from_the_sync_facade_leaves_nothing_to_write_into_its_home(
+        tmp_path: Path) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    result = _rlm(home).completion("q", context="c")
+    shutil.rmtree(home)  # what a TemporaryDirectory does right after the run
+    assert _io.drain()
+    assert not home.exists(), "a write queued by the run recreated its home after it returned"
+    assert result.answer == "done"
+
+
+def test_jobs_run_in_order_and_a_failing_one_stops_none_after_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("disk on fire")
+
+    futures = [_io.later(lambda: seen.append(1)), _io.later(fail),
+               _io.later(lambda: seen.append(2))]
+    assert _io.drain()
+    assert seen == [1, 2]
+    assert all(f.done() for f in futures)
+    assert any("a trace write failed" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.ERROR)
+
+
+def test_without_a_running_loop_writes_are_made_at_once(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    handed: list[object] = []
+    monkeypatch.setattr(_io, "later", handed.append)
+    writer = TraceWriter(tmp_path)
+    writer(RunStarted(run_id="r1", parent_run_id=None, depth=0, question="q", model="m",
+                      sub_model="s", context={"type": "str", "total_chars": 1}, sandbox="none",
+                      budget={}))
+    writer(RunFinished(run_id="r1", depth=0, stop_reason="final", answer="a", iterations=1,
+                       subcalls=0, usage={}, cost_usd=0.0, duration_s=0.1, error=None))
+    assert handed == []
+    with sqlite3.connect(index_path(tmp_path)) as conn:
+        assert conn.execute("SELECT run_id, stop_reason FROM runs").fetchall() == [
+            ("r1", "final")]
+    conn.close()
