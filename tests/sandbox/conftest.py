@@ -7,20 +7,32 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from fastrlm.sandbox import Sandbox, SandboxLimits, create_sandbox
+from fastrlm.sandbox import Sandbox, SandboxLimits, create_sandbox, warm_workers
 from fastrlm.sandbox._layers import CONTAINER_KINDS
 from fastrlm.sandbox._worker import WorkerSandbox
 
 from .helpers import CONTEXT, FakeBridge, MakeSandbox, skip_unless_available
 
 
-@pytest.fixture(params=["bwrap", "landlock", "auto", "docker", "podman"])
-def isolated_kind(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=["bwrap", "landlock", "auto", "docker", "podman", "bwrap+warm",
+                        "landlock+warm"])
+async def isolated_kind(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """Each layer that claims isolation in turn, `auto` included (skipped, with the reason,
-    where it cannot work)."""
+    where it cannot work); ``+warm``: the layer's workers forked from a warm process (what
+    ``fastrlm serve`` runs), held for the test."""
     kind: str = request.param
-    skip_unless_available(kind)
-    return kind
+    layer, _, warm = kind.partition("+")
+    skip_unless_available(layer)
+    if not warm:
+        yield layer
+        return
+    held = await warm_workers(layer, SandboxLimits())
+    if held.warm is None:
+        pytest.skip(f"no warm worker for {layer} here: {held.problem}")
+    try:
+        yield layer
+    finally:
+        held.close()
 
 
 @pytest.fixture

@@ -606,12 +606,21 @@ class WorkerSandbox:
             memory_bytes=self._memory_bytes,
             scratch_bytes=self.limits.scratch_bytes,
             scratch_files=self.limits.scratch_files,
-            scratch_path=(proc.scratch if isinstance(proc, _warm.ForkedProc) else
-                          None if self._plan.kind == "bwrap" else self._scratch),
+            scratch_path=self._scratch_path(proc),
         )
         worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
         worker.watchdog.start()
         return worker
+
+    def _scratch_path(self, proc: subprocess.Popen[bytes] | _warm.ForkedProc) -> str | None:
+        """Where the watchdog finds the worker's scratch: None for its own bubblewrap tmpfs
+        (read with statvfs), else a directory it walks (a forked bubblewrap worker's, in the
+        tmpfs its warm process shares, or the host directory of the other layers)."""
+        if isinstance(proc, _warm.ForkedProc) and proc.scratch is not None:
+            return proc.scratch
+        if self._plan.kind == "bwrap" and not isinstance(proc, _warm.ForkedProc):
+            return None
+        return self._scratch
 
     async def _stream_context(self, worker: WorkerProcess) -> None:
         """Send the sealed context buffer ahead of the first frame: its size (8 bytes, big
