@@ -1,6 +1,6 @@
 """A file context held once: what ``fastrlm ask -c big.log`` costs before its first root call.
 
-    python benchmarks/file_context.py [--mb 1024] [--repeats 3] [--sandbox auto]
+    python benchmarks/file_context.py [--mb 1024] [--repeats 3] [--sandbox auto] [--only shared]
 
 Writes an ASCII log file of ``--mb`` MiB, then runs, in a fresh process each, what the CLI does
 with it: ``load_context([file])`` and a completion whose scripted root reads ``len(context)``
@@ -145,11 +145,14 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sandbox", default="auto")
+    parser.add_argument("--only", choices=("read", "shared"),
+                        help="run one way only (to compare two checkouts, interleaved)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fastrlm-file-context-") as tmp:
         path = Path(tmp) / "big.log"
         size = _write_file(path, args.mb)
-        runs: dict[str, list[dict[str, float]]] = {"read": [], "shared": []}
+        runs: dict[str, list[dict[str, float]]] = {
+            mode: [] for mode in ("read", "shared") if args.only in (None, mode)}
         for _ in range(args.repeats):
             for mode in runs:
                 run = _one(path, mode, args.sandbox)
@@ -163,6 +166,8 @@ def main() -> None:
         print(f"  {mode:6s}  start {m['start_s']:6.2f} s (load_context {m['load_s']:5.2f} s, "
               f"engine to first request {m['start_s'] - m['load_s']:5.2f} s)   "
               f"peak memory {m['peak'] / size:4.2f}x the file")
+    if len(med) < 2:
+        return
     print(f"  shared / read: start {med['shared']['start_s'] / med['read']['start_s']:.2f}x, "
           f"peak memory {med['shared']['peak'] / med['read']['peak']:.2f}x")
 

@@ -4,13 +4,17 @@ and the host's str lives in that same buffer (issue 31: a 1 GB file cost 2 GB be
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fastrlm import ContextError
+from fastrlm import RLM, ContextError
 from fastrlm.context import load_context
-from fastrlm.sandbox import _protocol
+from fastrlm.sandbox import _filecopy, _protocol
+from fastrlm.testing import ScriptedLM
+from fastrlm.trace import ReplayError
 
 from .helpers import FakeBridge, MakeSandbox
 
@@ -179,3 +183,131 @@ async def test_model_code_that_writes_into_its_context_changes_no_other_sandbox(
         result = await sandbox.execute("print(context[:5], len(context))")
         assert result.stdout.split() == ["ABCDE", str(len(text))], result.error
     assert text[:5] == "ABCDE"
+
+
+def _context_buffers() -> int:
+    """Context buffers this process holds open (a buffer left open by a failed load leaks)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += "fastrlm-context" in os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+    return count
+
+
+_first_chunk = threading.Lock()  # the chunk threads race for the first call of a hook
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 64 KiB and threads from 256 KiB: a 3 MB file is copied by every thread."""
+    monkeypatch.setattr(_filecopy, "CHUNK", 64 << 10)
+    monkeypatch.setattr(_filecopy, "THREADED_MIN", 256 << 10)
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("tail", ["é", "\x80"])
+def test_a_non_ascii_byte_at_the_very_end_of_a_large_file_is_read_as_before(
+    tmp_path: Path, tail: str,
+) -> None:
+    text = _text(70_000)  # about 3 MB, 47 chunks
+    path = tmp_path / "big.log"
+    path.write_bytes(text.encode() + tail.encode("utf-8" if tail == "é" else "latin-1"))
+    before = _context_buffers()
+    loaded = load_context([path], shared=True)
+    expected = text + ("é" if tail == "é" else "\ufffd")
+    assert loaded.value == expected
+    assert _protocol.shared_buffer(loaded.value) is None
+    assert loaded.report.replaced == ([] if tail == "é" else [str(path)])
+    assert _context_buffers() == before  # the half-filled buffer was closed
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_file_truncated_while_it_is_copied_is_read_as_it_now_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``logrotate --copytruncate`` cutting the log while it loads: the copy finds the file
+    short, drops its buffer, and the loader reads what the file holds now (never a str with a
+    hole of NULs where the cut part was)."""
+    text = _text(70_000)
+    path = _write(tmp_path, text)
+    copy_chunk = _filecopy._copy_chunk
+    cut = threading.Event()
+
+    def truncating(*args: Any) -> bool:
+        with _first_chunk:
+            if not cut.is_set():
+                os.truncate(path, len(text) // 2)
+                cut.set()
+        return copy_chunk(*args)
+
+    monkeypatch.setattr(_filecopy, "_copy_chunk", truncating)
+    before = _context_buffers()
+    loaded = load_context([path], shared=True)
+    assert cut.is_set()
+    assert loaded.value == text[: len(text) // 2]
+    assert _protocol.shared_buffer(loaded.value) is None
+    assert _context_buffers() == before
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_file_that_grows_while_it_is_copied_gives_what_it_held_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An appended log: the text is the file as long as it was when opened, still shared."""
+    text = _text(70_000)
+    path = _write(tmp_path, text)
+    copy_chunk = _filecopy._copy_chunk
+    grown = threading.Event()
+
+    def appending(*args: Any) -> bool:
+        with _first_chunk:
+            if not grown.is_set():
+                with path.open("ab") as f:
+                    f.write(b"appended later\n" * 10_000)
+                grown.set()
+        return copy_chunk(*args)
+
+    monkeypatch.setattr(_filecopy, "_copy_chunk", appending)
+    loaded = load_context([path], shared=True)
+    assert grown.is_set()
+    assert loaded.value == text
+    assert _protocol.shared_buffer(loaded.value) is not None
+
+
+def test_an_empty_file_a_fifo_and_a_device_are_refused_without_hanging(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    with pytest.raises(ContextError, match="the context is empty"):
+        load_context([empty], shared=True)
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)  # no writer: a blocking open or read would wait forever
+    with pytest.raises(ContextError, match="only regular files are read"):
+        load_context([fifo], shared=True)
+    with pytest.raises(ContextError, match="only regular files are read"):
+        load_context(["/dev/zero"], shared=True)  # endless: a read to its end never ends
+
+
+def test_a_shared_file_changed_in_place_is_caught_on_resume(tmp_path: Path) -> None:
+    """The run's record names its context by the sha256 of its text, not by the file's
+    identity: one byte changed, with the size and modification time put back, is refused on
+    resume, and the same file loaded again resumes."""
+    text = _text(60_000)
+    path = _write(tmp_path, text)
+    done = "```repl\nFINAL(str(len(context)))\n```"
+    first_rlm = RLM(ScriptedLM([done], model="scripted/root"), ScriptedLM(["ok"]),
+                    sandbox="none", trace=tmp_path / "home")
+    first = first_rlm.completion("how long?", context=load_context([path], shared=True).value)
+    assert first.answer == str(len(text))
+    stat = os.stat(path)
+    changed = text[:1000] + ("X" if text[1000] != "X" else "Y") + text[1001:]
+    path.write_bytes(changed.encode())
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = RLM(ScriptedLM([], model="scripted/root"), ScriptedLM(["ok"]), sandbox="none",
+                trace=tmp_path / "home")
+    with pytest.raises(ReplayError, match="not run"):
+        again.resume(first.trace_id, context=load_context([path], shared=True).value)
+    path.write_bytes(text.encode())
+    resumed = again.resume(first.trace_id, context=load_context([path], shared=True).value)
+    assert resumed.answer == str(len(text))

@@ -298,14 +298,12 @@ def write_context_fd(parts: list[Buffer]) -> int:
     return fd
 
 
-_FILE_CHUNK = 16 << 20
-
-
 def mapped_text(fd: int, size: int) -> str | None:
     """The text of the file open at ``fd`` (``size`` bytes, read from offset 0 without moving
-    the file position) as a str that lives in a sealed kind 4 buffer: the file is copied once,
-    16 MiB at a time, into the buffer, and the str *is* the buffer's pages (as in the worker),
-    so the host and every worker share one copy of the text, never two.
+    the file position) as a str that lives in a sealed kind 4 buffer: the file is copied once
+    into the buffer and checked for ASCII on the way (:func:`._filecopy.copy_ascii`, two threads
+    for a large file), and the str *is* the buffer's pages (as in the worker), so the host and
+    every worker share one copy of the text, never two.
 
     None when the text is not ASCII, shorter than 1 MiB, the file shrank while read, or this
     interpreter's str layout is not one :func:`_mapped_str` knows: the caller then reads the
@@ -314,28 +312,16 @@ def mapped_text(fd: int, size: int) -> str | None:
         return None
     import fcntl
 
+    from ._filecopy import copy_ascii
+
     start = _ascii_data_offset()
     total = start + size + 1
     buffer = new_context_fd()
     try:
         os.pwrite(buffer, _PREFIX.pack(CONTEXT_MAGIC, KIND_ASCII, start), 0)
-        chunk = bytearray(min(_FILE_CHUNK, size))
-        view = memoryview(chunk)
-        done = 0
-        while done < size:
-            want = min(len(chunk), size - done)
-            got = os.preadv(fd, [view[:want]], done)
-            if got == 0:  # the file shrank while read
-                os.close(buffer)
-                return None
-            piece = view[:got]
-            if not (chunk.isascii() if got == len(chunk) else bytes(piece).isascii()):
-                os.close(buffer)
-                return None
-            written = 0
-            while written < got:
-                written += os.pwrite(buffer, piece[written:], start + done + written)
-            done += got
+        if not copy_ascii(fd, buffer, size, start):
+            os.close(buffer)
+            return None
         os.pwrite(buffer, b"\0", start + size)
         seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
         fcntl.fcntl(buffer, fcntl.F_ADD_SEALS, seals)
