@@ -136,7 +136,7 @@ class _Peak:
 def _write_file(path: Path, mib: int) -> int:
     line = b"2026-12-07T10:00:00Z svc-042 GET /api/v1/items?page=7 200 12ms user=u-1234\n"
     block = line * ((1 << 20) // len(line) + 1)
-    block = block[: 1 << 20]
+    block = block[: (1 << 20) - 1] + b"\n"  # ends in a newline, as a log does
     with path.open("wb") as f:
         for _ in range(mib):
             f.write(block)

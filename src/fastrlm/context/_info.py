@@ -229,6 +229,8 @@ def context_problem(context: object) -> tuple[str, str] | None:
         return "missing", "is None: pass a str, a list of str, or a JSON-able value"
     if isinstance(context, str | list | tuple | dict | bytes) and len(context) == 0:
         return "empty", "is empty: there is nothing to answer from"
-    if isinstance(context, str) and not context.strip():
+    # isspace, not strip: it stops at the first other character, where strip copies a whole
+    # context that ends in a newline (a log file of 1 GB: 1 GB more, before the first request)
+    if isinstance(context, str) and context.isspace():
         return "empty", "is blank (only whitespace): there is nothing to answer from"
     return None
