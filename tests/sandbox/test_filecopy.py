@@ -10,6 +10,7 @@ import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,66 @@ def test_an_error_in_any_thread_is_raised_once_every_thread_has_stopped(tmp_path
     assert caught.value.errno == errno.EBADF
     assert threading.active_count() == before  # no helper left running
     assert (tmp_path / "big.log").read_bytes() == data
+
+
+def test_a_large_file_is_copied_by_two_threads_taking_chunks_in_turn(
+    tmp_path: Path, memfd: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _ascii(2 << 20)
+    src = _opened(tmp_path, data)
+    copy_chunk = _filecopy._copy_chunk
+    main_took = threading.Event()
+    copiers: set[str] = set()
+
+    def recording(*args: Any) -> bool:
+        if threading.current_thread() is threading.main_thread():
+            main_took.set()
+        else:  # the helper waits for the caller's first chunk, so both surely take some
+            assert main_took.wait(timeout=60)
+        copiers.add(threading.current_thread().name)
+        return copy_chunk(*args)
+
+    monkeypatch.setattr(_filecopy, "_copy_chunk", recording)
+    try:
+        assert _filecopy.copy_ascii(src, memfd, len(data), AT)
+    finally:
+        os.close(src)
+    assert copiers == {threading.main_thread().name, "fastrlm-file-copy"}
+    assert os.pread(memfd, len(data), AT) == data
+
+
+def test_an_interrupt_stops_every_thread_and_the_loader_keeps_no_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while a large file loads: the interrupt comes out of ``load_context``, the helper
+    stops at its next chunk, and the half-filled buffer is closed."""
+    from fastrlm.context import load_context
+
+    data = _ascii(3 << 20)
+    path = tmp_path / "big.log"
+    path.write_bytes(data)
+    copy_chunk = _filecopy._copy_chunk
+    interrupted = threading.Event()
+
+    def interrupting(*args: Any) -> bool:
+        if threading.current_thread() is threading.main_thread():
+            interrupted.set()
+            raise KeyboardInterrupt
+        assert interrupted.wait(timeout=60)  # the helper runs on only after the interrupt
+        return copy_chunk(*args)
+
+    def buffers() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += "fastrlm-context" in os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:  # the listing's own fd, closed by now
+                continue
+        return count
+
+    monkeypatch.setattr(_filecopy, "_copy_chunk", interrupting)
+    before_threads, before_buffers = threading.active_count(), buffers()
+    with pytest.raises(KeyboardInterrupt):
+        load_context([path], shared=True)
+    assert threading.active_count() == before_threads
+    assert buffers() == before_buffers
