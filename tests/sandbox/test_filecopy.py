@@ -165,3 +165,30 @@ def test_an_interrupt_stops_every_thread_and_the_loader_keeps_no_buffer(
         load_context([path], shared=True)
     assert threading.active_count() == before_threads
     assert buffers() == before_buffers
+
+
+def test_a_helper_that_dies_mid_copy_never_leaves_a_hole(
+    tmp_path: Path, memfd: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chunk a helper took and never wrote must not pass for copied: whatever kills the
+    helper (here a MemoryError) comes out of the copy, after every thread has stopped."""
+    data = _ascii(2 << 20)
+    src = _opened(tmp_path, data)
+    copy_chunk = _filecopy._copy_chunk
+    main_took = threading.Event()
+
+    def dying(*args: Any) -> bool:
+        if threading.current_thread() is threading.main_thread():
+            main_took.set()
+            return copy_chunk(*args)
+        assert main_took.wait(timeout=60)
+        raise MemoryError
+
+    monkeypatch.setattr(_filecopy, "_copy_chunk", dying)
+    before = threading.active_count()
+    try:
+        with pytest.raises(MemoryError):
+            _filecopy.copy_ascii(src, memfd, len(data), AT)
+    finally:
+        os.close(src)
+    assert threading.active_count() == before

@@ -32,15 +32,17 @@ def copy_ascii(src: int, dst: int, size: int, at: int) -> bool:
 
     False as soon as a chunk holds a non-ASCII byte or the file ends before ``size`` (it
     shrank while copied); what ``dst`` holds is then incomplete, and the caller discards it.
-    Bytes past ``size`` (a file that grew) are not copied. Raises the first ``OSError`` any
-    thread met (an unreadable file, a buffer that cannot grow); every thread has stopped by
-    the time this returns or raises."""
+    Bytes past ``size`` (a file that grew) are not copied. Raises what any thread met (an
+    ``OSError`` from an unreadable file or a buffer that cannot grow, an interrupt) once every
+    thread has stopped; a helper interrupted in the middle of a chunk writes through its own
+    duplicates of the two fds, so the caller may close its own at once."""
     offsets = iter(range(0, size, CHUNK))
     take = threading.Lock()
     stop = threading.Event()  # set on the first failure: the other threads take no more chunks
-    errors: list[OSError] = []
+    errors: list[BaseException] = []
+    whole = [True]
 
-    def work() -> None:
+    def work(src: int, dst: int) -> None:
         buffer = bytearray(min(CHUNK, size))
         try:
             while not stop.is_set():
@@ -49,27 +51,40 @@ def copy_ascii(src: int, dst: int, size: int, at: int) -> bool:
                 if offset is None:
                     return
                 if not _copy_chunk(src, dst, offset, min(CHUNK, size - offset), at, buffer):
+                    whole[0] = False
                     stop.set()
-        except OSError as exc:
-            errors.append(exc)
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller once all stopped
+            errors.append(exc)  # a chunk taken and not copied must never pass for copied
             stop.set()
 
-    count = THREADS if size >= THREADED_MIN else 1
-    helpers = [threading.Thread(target=work, name="fastrlm-file-copy", daemon=True)
-               for _ in range(count - 1)]
-    for helper in helpers:
-        helper.start()
+    def helper(src: int, dst: int) -> None:
+        try:
+            work(src, dst)
+        finally:
+            os.close(src)
+            os.close(dst)
+
+    helpers: list[threading.Thread] = []
     try:
-        work()
-    except BaseException:  # interrupted: the helpers stop at their next chunk
-        stop.set()
-        raise
+        for _ in range((THREADS if size >= THREADED_MIN else 1) - 1):
+            fds = (os.dup(src), os.dup(dst))
+            thread = threading.Thread(target=helper, args=fds, name="fastrlm-file-copy",
+                                      daemon=True)
+            try:
+                thread.start()
+            except BaseException:
+                for fd in fds:
+                    os.close(fd)
+                raise
+            helpers.append(thread)
+        work(src, dst)
     finally:
-        for helper in helpers:
-            helper.join()
+        stop.set()  # all chunks are taken by now, or the copy is being abandoned
+        for thread in helpers:
+            thread.join()
     if errors:
         raise errors[0]
-    return not stop.is_set()
+    return whole[0]
 
 
 def _copy_chunk(src: int, dst: int, offset: int, length: int, at: int,
