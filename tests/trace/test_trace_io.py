@@ -9,7 +9,6 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,23 +28,21 @@ def _rlm(home: Path) -> RLM:
 
 async def test_a_slow_index_write_never_holds_up_the_loop_and_the_run_waits_for_its_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = threading.Event()
+    gate, waiting = threading.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
     threads: list[str] = []
-    update = _index.update_run
+    write_all = _index.write_all
 
-    def slow_update(path: Path, run_id: str, values: dict[str, Any]) -> None:
+    def slow_write_all(path: Path, writes: list[_index.Write]) -> None:
         threads.append(threading.current_thread().name)
-        if "stop_reason" in values:  # the finish row: held until the loop opens the gate
-            assert gate.wait(30), "the loop never got to open the gate: it was held up"
-        update(path, run_id, values)
+        loop.call_soon_threadsafe(waiting.set)  # held until the loop opens the gate
+        assert gate.wait(30), "the loop never got to open the gate: it was held up"
+        write_all(path, writes)
 
-    monkeypatch.setattr(_index, "update_run", slow_update)
+    monkeypatch.setattr(_index, "write_all", slow_write_all)
 
-    async def open_gate() -> None:
-        while not threads or "stop_reason" not in str(threads):  # the finish row is waiting
-            await asyncio.sleep(0)
-            if len(threads) >= 2:
-                break
+    async def open_gate() -> None:  # runs only if the loop is free while a row waits
+        await waiting.wait()
         gate.set()
 
     opener = asyncio.create_task(open_gate())

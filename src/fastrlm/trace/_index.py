@@ -245,8 +245,12 @@ def _cells(values: dict[str, Any]) -> dict[str, Any]:
     return {k: well_formed(v) if isinstance(v, str) else v for k, v in values.items()}
 
 
-def record_start(path: Path, values: dict[str, Any]) -> None:
-    """Insert (or replace) the row of a run that just started."""
+#: One write to the index, applied on an open connection inside a transaction.
+Write = Callable[[sqlite3.Connection], object]
+
+
+def start_row(values: dict[str, Any]) -> Write:
+    """The write that inserts (or replaces) the row of a run that just started."""
     row = _cells({name: values.get(name) for name in _COLUMNS})
     row["stop_reason"] = RUNNING
     for name in ("cost_usd", "iterations", "subcalls", "input_tokens", "output_tokens",
@@ -255,17 +259,33 @@ def record_start(path: Path, values: dict[str, Any]) -> None:
     row["answer_preview"] = row["answer_preview"] or ""
     names = ", ".join(_COLUMNS)
     marks = ", ".join(f":{c}" for c in _COLUMNS)
-    _write(path, lambda conn: conn.execute(
-        f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", row))
+    return lambda conn: conn.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})",
+                                     row)
+
+
+def update_row(run_id: str, values: dict[str, Any]) -> Write:
+    """The write that updates columns of a run's row (``values`` keys are column names)."""
+    keys = [k for k in values if k in _COLUMNS and k != "run_id"]
+    assignments = ", ".join(f"{k} = :{k}" for k in keys)
+    cells = _cells({**values, "run_id": run_id})
+    return lambda conn: conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = :run_id",
+                                     cells)
+
+
+def write_all(path: Path, writes: list[Write]) -> None:
+    """Apply ``writes`` in order, in one connection and one transaction (one commit: one wait
+    for the disk, however many rows)."""
+    _write(path, lambda conn: [write(conn) for write in writes])
+
+
+def record_start(path: Path, values: dict[str, Any]) -> None:
+    """Insert (or replace) the row of a run that just started."""
+    write_all(path, [start_row(values)])
 
 
 def update_run(path: Path, run_id: str, values: dict[str, Any]) -> None:
     """Update columns of a run's row (``values`` keys are column names)."""
-    keys = [k for k in values if k in _COLUMNS and k != "run_id"]
-    assignments = ", ".join(f"{k} = :{k}" for k in keys)
-    _write(path, lambda conn: conn.execute(
-        f"UPDATE runs SET {assignments} WHERE run_id = :run_id",
-        _cells({**values, "run_id": run_id})))
+    write_all(path, [update_row(run_id, values)])
 
 
 def list_runs(

@@ -27,8 +27,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 logger = logging.getLogger("fastrlm.trace")
+_T = TypeVar("_T")
 
 #: How long a reader (or the process's exit) waits for queued writes at most.
 DRAIN_TIMEOUT_S = 30.0
@@ -72,6 +74,29 @@ def later(job: Callable[[], None]) -> concurrent.futures.Future[None]:
     return done
 
 
+_batches: dict[object, list[Any]] = {}
+_batch_done: dict[object, concurrent.futures.Future[None]] = {}
+
+
+def batched(key: object, item: _T, run: Callable[[list[_T]], None]
+            ) -> concurrent.futures.Future[None]:
+    """Hand ``item`` to the I/O thread to be run with the others of ``key`` queued before it
+    ran: ``run(items)`` once for all of them (an index commit for many rows). The future is
+    done once the batch holding ``item`` has run."""
+    with _cond:
+        _batches.setdefault(key, []).append(item)
+        done = _batch_done.get(key)
+        if done is None:  # none queued, or the queued one has taken its items already
+            done = _batch_done[key] = later(lambda: run(_take(key)))
+        return done
+
+
+def _take(key: object) -> list[Any]:
+    with _cond:
+        _batch_done.pop(key, None)
+        return _batches.pop(key, [])
+
+
 def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Wait until every job handed over so far is done; False if ``timeout`` passed first."""
     with _cond:
@@ -81,6 +106,8 @@ def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
 def _forget() -> None:
     global _cond, _pending, _thread
     _jobs.clear()
+    _batches.clear()
+    _batch_done.clear()
     _cond = threading.Condition()
     _pending = 0
     _thread = None

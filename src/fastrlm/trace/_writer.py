@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import logging
 import sqlite3
@@ -175,15 +176,15 @@ class TraceWriter:
             assert isinstance(event, RunStarted)
             self._started[root] = event
             start = self._start_row(event)
-            self._to_index(root, lambda path: _index.record_start(path, start))
+            self._to_index(root, _index.start_row(start))
         elif isinstance(event, SandboxStarted) and event.run_id == root:
             layer = {"sandbox": event.layer}
-            self._to_index(root, lambda path: _index.update_run(path, root, layer))
+            self._to_index(root, _index.update_row(root, layer))
         elif isinstance(event, RunFinished) and event.run_id == root:
             handle.close()
             del self._files[root]
             finish = self._finish_row(event)
-            self._to_index(root, lambda path: _index.update_run(path, root, finish))
+            self._to_index(root, _index.update_row(root, finish))
 
     def flush(self) -> None:
         """Write out what every open trace holds in its buffer (sub-call events wait up to
@@ -212,13 +213,19 @@ class TraceWriter:
             self._flush_timer = (loop, loop.call_later(FLUSH_DELAY_S, self.flush))
         return True
 
-    def _to_index(self, root: str, write: Callable[[Path], None]) -> None:
-        """One index write, on the trace's I/O thread while an event loop runs (a commit waits
-        for the disk: :mod:`._io`; :meth:`settled` waits for it), else now."""
+    def _to_index(self, root: str, write: _index.Write) -> None:
+        """One index write: while an event loop runs, on the trace's I/O thread, in one commit
+        with the others queued by then (a commit waits for the disk: :mod:`._io`;
+        :meth:`settled` waits for it); else now."""
         if _io.loop_running():
-            self._settling[root] = _io.later(lambda: self._index_now(write))
+            path = self.index_path
+            self._settling[root] = _io.batched(
+                path, (write, self._index_failed), functools.partial(_index_batch, path))
         else:
-            self._index_now(write)
+            try:
+                _index.write_all(self.index_path, [write])
+            except (OSError, sqlite3.Error, ConfigurationError) as exc:
+                self._index_failed(exc)
 
     async def settled(self, run_id: str) -> None:
         """Wait (without holding up the event loop) until the index writes of ``run_id``'s
@@ -227,16 +234,13 @@ class TraceWriter:
         if pending is not None:
             await asyncio.wrap_future(pending)
 
-    def _index_now(self, write: Callable[[Path], None]) -> None:
-        """One index write; its failure (locked past the busy timeout, written by a newer
-        fastrlm, unwritable) never stops the trace, and is logged once per writer."""
-        try:
-            write(self.index_path)
-        except (OSError, sqlite3.Error, ConfigurationError) as exc:
-            if not self._index_warned:
-                self._index_warned = True
-                logger.warning("the run index %s is not updated (%s); traces are still written "
-                               "whole to %s", self.index_path, exc, self.traces_dir)
+    def _index_failed(self, exc: BaseException) -> None:
+        """An index write failed (locked past the busy timeout, written by a newer fastrlm,
+        unwritable): never the trace's end; logged once per writer."""
+        if not self._index_warned:
+            self._index_warned = True
+            logger.warning("the run index %s is not updated (%s); traces are still written "
+                           "whole to %s", self.index_path, exc, self.traces_dir)
 
     def _record(self, event: Event) -> dict[str, Any]:
         data = event.to_dict()
@@ -292,3 +296,21 @@ class TraceWriter:
             "answer_preview": preview(event.answer, 300),
             "error": event.error,
         }
+
+
+def _index_batch(path: Path,
+                 items: list[tuple[_index.Write, Callable[[BaseException], None]]]) -> None:
+    """The index writes of several runs (and writers) in one commit; if that fails, each is
+    tried alone, so a write that cannot be made fails by itself, reported to its writer."""
+    try:
+        _index.write_all(path, [write for write, _ in items])
+        return
+    except (OSError, sqlite3.Error, ConfigurationError) as exc:
+        if len(items) == 1:
+            items[0][1](exc)
+            return
+    for write, failed in items:
+        try:
+            _index.write_all(path, [write])
+        except (OSError, sqlite3.Error, ConfigurationError) as exc:
+            failed(exc)
