@@ -1,24 +1,25 @@
 """What bounds ``fastrlm serve``: requests a second against the slot-bound limit (slots / model
-time), with each request's sandbox worker forked from the warm process (the default) and
-started cold (``--cold-workers``), interleaved in one run.
+time), with each request's sandbox worker forked from the warm process (the default) and started
+cold (``--cold-workers``), interleaved in one run.
 
     python benchmarks/server_throughput.py [--slots 32] [--model-s 0.2] [--seconds 8]
                                            [--repeats 3] [--sandbox auto] [--context 10000]
 
-The server runs in a process of its own (``RLMServer`` with its defaults: traces on, the given
-sandbox), its root a scripted model that answers after ``--model-s`` seconds (an
-``asyncio.sleep``: no CPU) with one REPL block that reads the context and calls FINAL. This
-process keeps ``--slots`` requests in flight through one aiohttp session (closed loop) for
-``--seconds`` after a warm-up second, then reads the server's CPU time. Printed per mode
-(medians over ``--repeats``): requests a second and their ratio to the limit, the median
-latency against the model time, the server process's CPU per request (``host CPU``: the
-event loop, HTTP, the run, the trace, the worker's start on the host side), the whole
-machine's CPU per request (``/proc/stat``: the workers, the warm process, this load generator
-and anything else the machine runs) and this load generator's share of it.
+The server runs in a process of its own (``RLMServer`` with its defaults: traces on unless
+``--no-trace``, the given sandbox), its root a scripted model that answers after ``--model-s``
+seconds (an ``asyncio.sleep``: no CPU) with one REPL block that reads the context and calls
+FINAL. This process keeps ``--slots`` requests in flight (closed loop: raw keep-alive HTTP/1.1
+on asyncio streams, so that the load generator's CPU stays small) for ``--seconds`` after a
+warm-up second, then reads the server's CPU time. Printed per mode (medians over ``--repeats``):
+requests a second and their ratio to the limit, the median latency against the model time, the
+server process's CPU per request (``host CPU``: the event loop, HTTP, the run, the trace, the
+worker's start on the host side), the whole machine's CPU per request (``/proc/stat``: the
+workers, the warm process, this load generator and anything else the machine runs) and this load
+generator's share of it.
 
-Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit
-(160 requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here
-runs in the test suite.
+Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit (160
+requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here runs in
+the test suite.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ import sys
 import tempfile
 import time
 
-import aiohttp
-
 SERVER = r"""
 import asyncio, json, resource, sys
 from fastrlm import RLM, Budget
@@ -42,6 +41,7 @@ from fastrlm.server import RLMServer
 from fastrlm.testing import ScriptedLM
 
 slots, model_s, sandbox, warm = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+trace = sys.argv[5] == "trace"
 REPLY = "```repl\nFINAL(str(len(context)))\n```"
 
 def cpu():
@@ -51,7 +51,7 @@ def cpu():
 async def main():
     rlm = RLM(ScriptedLM(lambda m: REPLY, model="scripted/root", latency_s=model_s),
               ScriptedLM(lambda m: "sub", model="scripted/sub"), sandbox=sandbox,
-              budget=Budget(max_iterations=3), trace=True)
+              budget=Budget(max_iterations=3), trace=trace)
     async with RLMServer(rlm, max_concurrent_runs=slots, max_queued_runs=4 * slots,
                          warm_workers=warm == "warm") as server:
         await server.start("127.0.0.1", 0)
@@ -75,37 +75,50 @@ def _machine_cpu_s() -> float:
 
 
 async def _load(port: int, slots: int, seconds: float, context: str) -> tuple[int, list[float]]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body = {"model": "rlm", "messages": [{"role": "user", "content": "How long is it?"}],
-            "context": context}
+    """``slots`` keep-alive connections, each sending the next request as soon as its answer is
+    in, for ``seconds``: (answers, their latencies). Raw asyncio streams and one pre-built
+    request, so that this load generator's own CPU stays small beside the server's."""
+    body = json.dumps({"model": "rlm", "messages": [
+        {"role": "user", "content": "How long is it?"}], "context": context}).encode()
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
+    expected = f'"content":"{len(context)}"'.encode()
     done, latencies = 0, []
     stop = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=slots)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def client() -> None:
-            nonlocal done
+
+    async def client() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
             while time.perf_counter() < stop:
                 began = time.perf_counter()
-                async with session.post(url, json=body) as reply:
-                    answer = await reply.json()
-                if reply.status != 200 or answer["choices"][0]["message"]["content"] != \
-                        str(len(context)):
-                    raise RuntimeError(f"bad reply {reply.status}: {answer}")
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                answer = await reader.readexactly(length)
+                if not head.startswith(b"HTTP/1.1 200") or expected not in answer.replace(
+                        b": ", b":"):
+                    raise RuntimeError(f"bad reply: {head[:40]!r} {answer[:300]!r}")
                 latencies.append(time.perf_counter() - began)
                 done += 1
-        await asyncio.gather(*(client() for _ in range(slots)))
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(slots)))
     return done, latencies
 
 
 async def _one(mode: str, args: argparse.Namespace, home: str) -> dict[str, float]:
     proc = subprocess.Popen(  # noqa: ASYNC220 - the server process; waited for at the end
-        [sys.executable, "-c", SERVER, str(args.slots), str(args.model_s), args.sandbox, mode],
+        [sys.executable, "-c", SERVER, str(args.slots), str(args.model_s), args.sandbox, mode,
+         "no-trace" if args.no_trace else "trace"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "FASTRLM_HOME": home})
     assert proc.stdin is not None and proc.stdout is not None
     try:
         started = json.loads(proc.stdout.readline())
-        if mode == "warm" and not started["warm"]:
+        if mode == "warm" and not started["warm"] and args.sandbox != "none":
             raise SystemExit("no warm worker for this sandbox here (see RLM.awarm_workers)")
         context = "x" * args.context
         await _load(started["port"], args.slots, 1.0, context)  # warm-up
@@ -142,6 +155,8 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--context", type=int, default=10_000, help="characters per request")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="serve without traces (fastrlm serve --no-trace)")
     args = parser.parse_args()
     limit = args.slots / args.model_s
     results: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
@@ -150,6 +165,7 @@ async def main() -> None:
             for mode in ("warm", "cold"):
                 results[mode].append(await _one(mode, args, home))
     print(f"slots {args.slots}, model {args.model_s * 1000:.0f} ms, sandbox {args.sandbox}, "
+          f"traces {'off' if args.no_trace else 'on'}, "
           f"{os.cpu_count()} CPUs: the slot-bound limit is {limit:.0f} requests/s "
           f"(medians of {args.repeats} runs of {args.seconds:g} s)")
     print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} "

@@ -14,6 +14,7 @@ Config keys: ``fd_in`` (pipe A), ``fd_out`` (pipe B), ``fd_context`` (the sealed
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -281,6 +282,8 @@ def _warm(config: dict[str, Any]) -> None:
         _confine.die_with_parent(config["parent_pid"])
     control = socket.socket(fileno=config["fd_control"])
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the forked workers
+    gc.collect()
+    gc.freeze()  # a worker's collections leave these objects, and their pages, alone
     own = os.getpid()
     control.send(b"warm")
     while True:

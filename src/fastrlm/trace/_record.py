@@ -62,9 +62,9 @@ class RecordFile:
         if written != len(data):  # a short write to a regular file: the disk is full
             raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
         if durable:
-            if _io.loop_running():  # on the trace's I/O thread, on a descriptor of its own
-                copy = os.dup(self._fd)
-                _io.later(lambda: _sync(copy))
+            if _io.loop_running():  # on the trace's I/O thread, on a descriptor of its own:
+                # the fsyncs of one record queued by then are one (the last covers them all)
+                _io.batched(("record", self.path), os.dup(self._fd), _sync)
             else:
                 os.fsync(self._fd)
 
@@ -77,13 +77,16 @@ class RecordFile:
         self.close()
 
 
-def _sync(fd: int) -> None:
+def _sync(fds: list[int]) -> None:
+    """fsync one record once for every entry queued (its descriptors, one per entry, all on
+    the same file), then close them."""
     try:
-        os.fsync(fd)
+        os.fsync(fds[-1])
     except OSError:
-        pass  # the line is written; only its durability against a power cut is lost
+        pass  # the lines are written; only their durability against a power cut is lost
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def read_record(path: Path) -> list[dict[str, Any]]:

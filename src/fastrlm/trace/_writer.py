@@ -220,7 +220,8 @@ class TraceWriter:
         if _io.loop_running():
             path = self.index_path
             self._settling[root] = _io.batched(
-                path, (write, self._index_failed), functools.partial(_index_batch, path))
+                ("index", path), (write, self._index_failed),
+                functools.partial(_index_batch, path))
         else:
             try:
                 _index.write_all(self.index_path, [write])
