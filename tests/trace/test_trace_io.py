@@ -101,3 +101,34 @@ def test_without_a_running_loop_writes_are_made_at_once(tmp_path: Path,
         assert conn.execute("SELECT run_id, stop_reason FROM runs").fetchall() == [
             ("r1", "final")]
     conn.close()
+
+
+async def test_a_waiter_cancelled_while_its_rows_are_written_leaves_the_io_thread_working(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled run stops waiting for its rows; the write is made all the same, and the
+    thread goes on (it used to die setting the result of the future the waiter cancelled)."""
+    gate, waiting = threading.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    write_all = _index.write_all
+
+    def slow_write_all(path: Path, writes: list[_index.Write]) -> None:
+        loop.call_soon_threadsafe(waiting.set)
+        assert gate.wait(30)
+        write_all(path, writes)
+
+    monkeypatch.setattr(_index, "write_all", slow_write_all)
+    writer = TraceWriter(tmp_path)
+    writer(RunStarted(run_id="r1", parent_run_id=None, depth=0, question="q", model="m",
+                      sub_model="s", context={"type": "str", "total_chars": 1}, sandbox="none",
+                      budget={}))
+    waiter = asyncio.create_task(writer.settled("r1"))
+    await waiting.wait()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    gate.set()
+    assert await asyncio.to_thread(_io.drain)
+    assert await asyncio.wrap_future(_io.later(lambda: None)) is None  # the thread serves on
+    with sqlite3.connect(index_path(tmp_path)) as conn:  # and the row was written
+        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r1",)]
+    conn.close()

@@ -153,7 +153,7 @@ async def answer(
             outcome = await _within_limits(run, ledger)
     finally:
         recorder.close()
-        await _trace_settled(writer, run_id)
+    await _trace_settled(writer, run_id)  # not when cancelled: the rows are written anyway
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,

@@ -119,6 +119,8 @@ def _serve() -> None:
         with _cond:
             _cond.wait_for(lambda: bool(_jobs))
             job, done = _jobs.popleft()
+        # a waiter may have given up on it (cancelled): the write is made all the same
+        waited = done.set_running_or_notify_cancel()
         try:
             job()
         except Exception:  # a job reports its own errors; this only keeps the thread alive
@@ -127,4 +129,5 @@ def _serve() -> None:
             with _cond:
                 _pending -= 1
                 _cond.notify_all()
-            done.set_result(None)
+            if waited:
+                done.set_result(None)

@@ -232,8 +232,8 @@ class TraceWriter:
         """Wait (without holding up the event loop) until the index writes of ``run_id``'s
         top-level run handed to the I/O thread so far are made."""
         pending = self._settling.pop(self._root_of.get(run_id, run_id), None)
-        if pending is not None:
-            await asyncio.wrap_future(pending)
+        if pending is not None:  # shielded: a cancelled run never cancels the write itself
+            await asyncio.shield(asyncio.wrap_future(pending))
 
     def _index_failed(self, exc: BaseException) -> None:
         """An index write failed (locked past the busy timeout, written by a newer fastrlm,
