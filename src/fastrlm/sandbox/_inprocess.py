@@ -213,7 +213,10 @@ class InProcessSandbox:
             limit = hard if interrupted else soft
             try:
                 wait = max(limit - self._own_time(started), 0.01)
-                raw = await asyncio.wait_for(asyncio.shield(waiter), wait)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result of a
+                # cell that ends just as the run is cancelled, and the cancellation is lost
+                async with asyncio.timeout(wait):
+                    raw = await asyncio.shield(waiter)
                 break
             except TimeoutError:
                 if self._own_time(started) < limit:
