@@ -18,7 +18,7 @@ from .helpers import serving
 
 SET = "```repl\nsecret = 'hunter2'\nopen('left.txt', 'w').write('hunter2')\nFINAL('set')\n```"
 READ = ("```repl\nimport os\nFINAL(str(globals().get('secret')) + '|' + "
-        "str(sorted(os.listdir('.'))) + '|' + context)\n```")
+        "str(os.path.exists('left.txt')) + '|' + context)\n```")
 
 
 def _root() -> ScriptedLM:
@@ -44,12 +44,12 @@ async def test_a_request_cannot_read_the_previous_requests_variables_or_files() 
         if warm is None:
             pytest.skip(f"no warm worker here: {server._warm.problem if server._warm else ''}")
         assert await _answer(client, "set it", "first") == "set"
-        assert await _answer(client, "read it", "second") == "None|[]|second"
+        assert await _answer(client, "read it", "second") == "None|False|second"
         # concurrent requests: each its own worker, none sees another's secret
         answers = await asyncio.gather(*(
             _answer(client, "set it" if i % 2 else "read it", f"c{i}") for i in range(8)))
         assert [a for i, a in enumerate(answers) if i % 2 == 0] == [
-            f"None|[]|c{i}" for i in range(0, 8, 2)]
+            f"None|False|c{i}" for i in range(0, 8, 2)]
         assert warm.forks == 10
 
 
@@ -62,7 +62,7 @@ async def test_a_session_keeps_its_forked_worker_and_another_key_never_sees_it()
         try:
             assert await _answer(alice, "set it", "a", session="s") == "set"
             assert (await _answer(alice, "read it", "b", session="s")).startswith("hunter2|")
-            assert await _answer(bob, "read it", "c", session="s") == "None|[]|c"
+            assert await _answer(bob, "read it", "c", session="s") == "None|False|c"
         finally:
             await bob.close()
 
@@ -75,7 +75,7 @@ async def test_a_dead_warm_process_leaves_the_server_answering_with_cold_workers
             pytest.skip("no warm worker here")
         os.killpg(held.warm._proc.pid, signal.SIGKILL)
         held.warm._proc.wait(30)
-        assert await _answer(client, "read it", "after") == "None|[]|after"
+        assert await _answer(client, "read it", "after") == "None|False|after"
 
 
 async def test_cold_workers_answer_the_same() -> None:
@@ -83,4 +83,4 @@ async def test_cold_workers_answer_the_same() -> None:
     async with serving(_root(), sandbox="auto", warm_workers=False) as (server, client):
         assert server._warm is None
         assert await _answer(client, "set it", "x") == "set"
-        assert await _answer(client, "read it", "y") == "None|[]|y"
+        assert await _answer(client, "read it", "y") == "None|False|y"
