@@ -297,3 +297,42 @@ async def test_a_worker_that_fills_its_scratch_is_stopped_and_leaves_the_next_ro
         assert held.warm.forks >= 3
     finally:
         held.close()
+
+
+def test_the_filter_a_warm_process_builds_once_is_the_one_each_worker_would_build() -> None:
+    """A forked worker loads the warm process's seccomp program with its own pid put in; that
+    must be, byte for byte, the program libseccomp builds for that pid."""
+    import tempfile
+
+    pytest.importorskip("pyseccomp")
+    from fastrlm.sandbox import _confine
+
+    libraries = _layers.library_names()
+    template = _confine.seccomp_template(libraries)
+    assert template is not None
+    for pid in (1, 2, 77, 4321, 65_535, 4_194_303):
+        with tempfile.TemporaryFile() as out:
+            _confine._build_filter(libraries, pid).export_bpf(out)
+            out.seek(0)
+            assert _confine.with_pid(template, pid) == out.read(), pid
+    assert _confine.with_pid(template, 4321) != template  # the sentinel was replaced
+
+
+@pytest.mark.parametrize("where", ["nowhere", "a load"])
+def test_a_template_whose_sentinel_is_not_only_in_comparisons_is_not_used(
+        monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    import struct
+
+    from fastrlm.sandbox import _confine
+
+    insn = struct.Struct("=HBBI")
+    program = insn.pack(0x20, 0, 0, 4) + insn.pack(0x15, 0, 1, 99) + insn.pack(0x06, 0, 0, 0)
+    if where == "a load":  # BPF_LD with the sentinel as its operand: not a pid comparison
+        program += insn.pack(0x20, 0, 0, _confine.PID_SENTINEL)
+
+    class Built:
+        def export_bpf(self, out: object) -> None:
+            out.write(program)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(_confine, "_build_filter", lambda libraries, pid: Built())
+    assert _confine.seccomp_template({}) is None

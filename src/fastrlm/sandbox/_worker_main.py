@@ -229,7 +229,10 @@ def _start(config: dict[str, Any]) -> Worker:
     _confine.drop_capabilities()
     if config["seccomp"]:
         _confine.no_new_privs()
-        _confine.apply_seccomp(config["libraries"], os.getpid())
+        if _SECCOMP_TEMPLATE is not None:  # forked from a warm process that built it once
+            _confine.load_seccomp_template(_SECCOMP_TEMPLATE, os.getpid())
+        else:
+            _confine.apply_seccomp(config["libraries"], os.getpid())
     return worker
 
 
@@ -257,9 +260,15 @@ def _serve(config: dict[str, Any]) -> None:
     worker.serve()
 
 
+#: The seccomp filter's program a warm process built once for the workers it forks
+#: (``_confine.seccomp_template``), or None: each worker builds its own.
+_SECCOMP_TEMPLATE: bytes | None = None
+
+
 def _warm(config: dict[str, Any]) -> None:
     """The warm worker (``config["warm"]``): import everything a run's worker needs once, then
-    fork one fresh worker per order from the host (see :mod:`fastrlm.sandbox._warm`).
+    fork one fresh worker per order from the host (see :mod:`fastrlm.sandbox._warm`). The
+    seccomp filter's program is built here once; each worker loads it with its own pid.
 
     An order is one datagram on the control socket (``fd_control``): ``{"op": "fork",
     "config": {...}}`` with three fds (pipe A, pipe B, the context buffer), or ``{"op":
@@ -269,6 +278,7 @@ def _warm(config: dict[str, Any]) -> None:
     and then starts exactly like a spawned worker (:func:`_serve`). Nothing a worker does can
     reach this process: the worker closed the socket, and its seccomp filter refuses
     ``kill``/``ptrace`` on any process but itself. Ends when the host closes the socket."""
+    global _SECCOMP_TEMPLATE
     import shutil
     import socket
 
@@ -277,7 +287,7 @@ def _warm(config: dict[str, Any]) -> None:
     if config["landlock"] is not None:
         import landlock  # type: ignore[import-untyped]  # noqa: F401 - warm for the workers
     if config["seccomp"]:
-        _confine._import_pyseccomp(config["libraries"])
+        _SECCOMP_TEMPLATE = _confine.seccomp_template(config["libraries"])
     if config["parent_pid"]:
         _confine.die_with_parent(config["parent_pid"])
     control = socket.socket(fileno=config["fd_control"])
