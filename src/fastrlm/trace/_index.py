@@ -212,6 +212,10 @@ def _write(path: Path, apply: Callable[[sqlite3.Connection], object]) -> None:
 
     def attempt() -> None:
         with _connect(path) as conn:
+            # No fsync at commit: the index is a cache of the traces (each run's own file,
+            # written at once), a commit that waited for the disk held every run that wrote a
+            # row, and a file a power cut leaves damaged is set aside like any unusable one.
+            conn.execute("PRAGMA synchronous = OFF")
             apply(conn)
 
     anew_if_unusable(SCHEMA, path, attempt, logger=logger, note="; the traces are intact")
