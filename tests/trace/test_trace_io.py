@@ -49,7 +49,7 @@ async def test_a_slow_index_write_never_holds_up_the_loop_and_the_run_waits_for_
     result = await _rlm(tmp_path).acompletion("q", context="c")
     await opener
     assert gate.is_set()
-    assert set(threads) == {"fastrlm-trace-io"}
+    assert set(threads) == {"fastrlm-trace-rows"}
     # the row is final when the run returns, read by another connection without a drain
     with sqlite3.connect(index_path(tmp_path)) as conn:
         [(stop,)] = conn.execute("SELECT stop_reason FROM runs WHERE run_id = ?",

@@ -1,20 +1,21 @@
-"""The trace's slow writes, off the event loop: one thread, first in first out.
+"""The trace's slow writes, off the event loop: a thread a lane (the index rows; the records'
+fsyncs), each first in first out.
 
-A run's index rows (an SQLite transaction: a commit waits for the disk) and its replay record's
+A run's index rows (an SQLite transaction each) and its replay record's
 fsyncs (:mod:`._record`) take a millisecond or more each. Made on the event loop, a server's
 every request waited for them (three of each a run). While an event loop runs, the writer and
 the record hand them here instead (:func:`later`); without one (a script, a test, the CLI after
 a run) they are made at once, as before.
 
-Order is kept (one thread, one queue: a run's row is inserted before it is updated). What is
-queued is made before the process exits normally (an ``atexit`` drain) and before this process
-reads the index (:func:`drain`, called by its readers); and a run's ``completion()`` returns
-only once its own rows are written (the engine awaits ``TraceWriter.settled``, without holding
-up the loop), so nothing writes into a trace home after the run that wrote there has ended. A
-process killed with writes queued loses them as it would have lost a write in flight: the index
-is a cache of the traces (the trace file itself is written at once), and a record line is
-written at once too; only its fsync comes a moment later (a power cut, not a crash, could lose
-the last step).
+Order is kept within a lane (one thread, one queue: a run's row is inserted before it is
+updated); the rows never wait behind an fsync. What is queued is made before the process exits
+normally (an ``atexit`` drain) and before this process reads the index (:func:`drain`, called by
+its readers); and a run's ``completion()`` returns only once its own rows are written (the
+engine awaits ``TraceWriter.settled``, without holding up the loop), so nothing writes into a
+trace home after the run that wrote there has ended. A process killed with writes queued loses
+them as it would have lost a write in flight: the index is a cache of the traces (the trace file
+itself is written at once), and a record line is written at once too; only its fsync comes a
+moment later (a power cut, not a crash, could lose the last step).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ _T = TypeVar("_T")
 DRAIN_TIMEOUT_S = 30.0
 
 _Job = tuple[Callable[[], None], concurrent.futures.Future[None]]
-_jobs: collections.deque[_Job] = collections.deque()
+#: One queue and thread a lane: the index rows do not wait behind the records' fsyncs.
+_lanes: dict[str, collections.deque[_Job]] = {}
+_threads: dict[str, threading.Thread] = {}
 _cond = threading.Condition()
 _pending = 0
-_thread: threading.Thread | None = None
 _at_exit = False
 
 
@@ -52,18 +54,20 @@ def loop_running() -> bool:
     return True
 
 
-def later(job: Callable[[], None]) -> concurrent.futures.Future[None]:
-    """Run ``job`` on the trace's I/O thread, after every job handed over before it; the
-    future is done once it has run. ``job`` must not raise (its own errors are its to report);
-    one that does is logged."""
-    global _pending, _thread, _at_exit
+def later(job: Callable[[], None], lane: str = "rows") -> concurrent.futures.Future[None]:
+    """Run ``job`` on the trace's I/O thread of ``lane``, after every job handed to that lane
+    before it; the future is done once it has run. ``job`` must not raise (its own errors are
+    its to report); one that does is logged."""
+    global _pending, _at_exit
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
     with _cond:
-        _jobs.append((job, done))
+        _lanes.setdefault(lane, collections.deque()).append((job, done))
         _pending += 1
-        if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_serve, name="fastrlm-trace-io", daemon=True)
-            _thread.start()
+        thread = _threads.get(lane)
+        if thread is None or not thread.is_alive():
+            thread = _threads[lane] = threading.Thread(
+                target=_serve, args=(lane,), name=f"fastrlm-trace-{lane}", daemon=True)
+            thread.start()
             if not _at_exit:
                 _at_exit = True
                 atexit.register(drain)
@@ -78,16 +82,16 @@ _batches: dict[object, list[Any]] = {}
 _batch_done: dict[object, concurrent.futures.Future[None]] = {}
 
 
-def batched(key: object, item: _T, run: Callable[[list[_T]], None]
+def batched(key: object, item: _T, run: Callable[[list[_T]], None], lane: str = "rows"
             ) -> concurrent.futures.Future[None]:
-    """Hand ``item`` to the I/O thread to be run with the others of ``key`` queued before it
-    ran: ``run(items)`` once for all of them (an index commit for many rows). The future is
-    done once the batch holding ``item`` has run."""
+    """Hand ``item`` to the I/O thread of ``lane`` to be run with the others of ``key`` queued
+    before it ran: ``run(items)`` once for all of them (an index commit for many rows). The
+    future is done once the batch holding ``item`` has run."""
     with _cond:
         _batches.setdefault(key, []).append(item)
         done = _batch_done.get(key)
         if done is None:  # none queued, or the queued one has taken its items already
-            done = _batch_done[key] = later(lambda: run(_take(key)))
+            done = _batch_done[key] = later(lambda: run(_take(key)), lane)
         return done
 
 
@@ -104,21 +108,22 @@ def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
 
 
 def _forget() -> None:
-    global _cond, _pending, _thread
-    _jobs.clear()
+    global _cond, _pending
+    _lanes.clear()
+    _threads.clear()
     _batches.clear()
     _batch_done.clear()
     _cond = threading.Condition()
     _pending = 0
-    _thread = None
 
 
-def _serve() -> None:
+def _serve(lane: str) -> None:
     global _pending
+    jobs = _lanes[lane]
     while True:
         with _cond:
-            _cond.wait_for(lambda: bool(_jobs))
-            job, done = _jobs.popleft()
+            _cond.wait_for(lambda: bool(jobs))
+            job, done = jobs.popleft()
         # a waiter may have given up on it (cancelled): the write is made all the same
         waited = done.set_running_or_notify_cancel()
         try:

@@ -64,7 +64,7 @@ class RecordFile:
         if durable:
             if _io.loop_running():  # on the trace's I/O thread, on a descriptor of its own:
                 # the fsyncs of one record queued by then are one (the last covers them all)
-                _io.batched(("record", self.path), os.dup(self._fd), _sync)
+                _io.batched(("record", self.path), os.dup(self._fd), _sync, "fsync")
             else:
                 os.fsync(self._fd)
 
