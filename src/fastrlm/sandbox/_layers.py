@@ -20,12 +20,14 @@ from __future__ import annotations
 import ctypes.util
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
+from typing import Any
 
 from .._foundation.errors import SandboxUnavailableError
 from . import _cgroup, _container
@@ -202,6 +204,20 @@ def interpreter() -> str:
     ``pyvenv.cfg``."""
     directory, name = os.path.split(os.path.abspath(sys.executable))
     return os.path.join(os.path.realpath(directory), name)
+
+
+def launch(kind: str, config: dict[str, Any], *, tmpfs_bytes: int,
+           env: tuple[tuple[str, str], ...], scratch: str, mounts: tuple[str, ...] = ()
+           ) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start ``_worker_main.py`` with ``config`` (a worker,
+    or a warm process) on a layer that is not a container: under bubblewrap (``kind``
+    ``"bwrap"``) its options with a private ``/tmp`` of ``tmpfs_bytes`` and ``env`` set inside,
+    and an empty environment for bubblewrap itself; else the interpreter alone with the
+    worker's whole environment (``HOME`` and ``TMPDIR`` at ``scratch``)."""
+    argv = python_argv(json.dumps(config))
+    if kind == "bwrap":
+        return bwrap_argv(shutil.which("bwrap") or "bwrap", tmpfs_bytes, env, mounts) + argv, {}
+    return argv, worker_env(scratch, env)
 
 
 def python_argv(worker_config: str) -> list[str]:

@@ -30,7 +30,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -154,14 +153,10 @@ class WarmWorker:
             "seccomp": plan.seccomp,
             "libraries": _layers.library_names(),
         }
-        argv = _layers.python_argv(json.dumps(config))
-        env: dict[str, str] = {}
-        if plan.kind == "bwrap":
-            bwrap = shutil.which("bwrap") or "bwrap"
-            tmpfs = self.limits.scratch_bytes * max(self.slots, 1)
-            argv = _layers.bwrap_argv(bwrap, tmpfs, self.limits.env) + argv
-        else:
-            env = _layers.worker_env("/", self.limits.env)
+        # under bubblewrap its workers share its /tmp: room for ``slots`` of them
+        argv, env = _layers.launch(
+            plan.kind, config, tmpfs_bytes=self.limits.scratch_bytes * max(self.slots, 1),
+            env=self.limits.env, scratch="/")
         try:
             # On this thread: a process that dies with its parent dies with the thread that
             # started it (PR_SET_PDEATHSIG), and this one is the event loop's.

@@ -95,6 +95,11 @@ class WorkerProcess:
         self.closed = False
         self.watchdog: Watchdog | None = None
         self.memory_bytes = 0
+        #: Where the watchdog finds its scratch: None for a bubblewrap tmpfs of its own (read
+        #: with statvfs), else a directory it walks. Set by whoever started it.
+        self.scratch_path: str | None = None
+        #: What it must report having applied beyond its plan's layers.
+        self.requires: frozenset[str] = frozenset()
 
     @property
     def exceeded(self) -> str | None:
@@ -484,6 +489,11 @@ class WorkerSandbox:
                 cgroup = None
         # its start-up errors come back in its "fatal" frame; before that it writes nowhere
         worker = WorkerProcess(proc, a_write, b_read, io.BytesIO(), cgroup)
+        if scratch is not None:  # bubblewrap: its directory in the tmpfs the warm one shares
+            worker.scratch_path = proc.scratch
+            worker.requires = frozenset({"landlock"})  # what keeps its siblings out of it
+        else:
+            worker.scratch_path = self._scratch
         return await self._load(worker)
 
     async def _spawn_cold(self) -> WorkerProcess:
@@ -491,8 +501,7 @@ class WorkerSandbox:
         b_read, b_write = os.pipe2(os.O_CLOEXEC)
         assert self._context_fd is not None
         config = self._config(a_read, b_write)
-        argv = _layers.python_argv(json.dumps(config))
-        env: dict[str, str] | None = {}
+        env: dict[str, str] | None
         container = None
         if self._plan.container:
             try:
@@ -502,13 +511,10 @@ class WorkerSandbox:
                     os.close(fd)
                 raise
             env = None  # the runtime's CLI needs the host's (DOCKER_HOST ...): not the worker
-        elif self._plan.kind == "bwrap":
-            bwrap = shutil.which("bwrap") or "bwrap"
-            argv = _layers.bwrap_argv(
-                bwrap, self.limits.scratch_bytes, self.limits.env, self._mounts
-            ) + argv
         else:
-            env = _layers.worker_env(str(config["scratch"]), self.limits.env)
+            argv, env = _layers.launch(
+                self._plan.kind, config, tmpfs_bytes=self.limits.scratch_bytes,
+                env=self.limits.env, scratch=str(config["scratch"]), mounts=self._mounts)
         cgroup = None if container is not None else self._new_cgroup()
         if cgroup is not None:
             # The shell joins the cgroup and only then execs: every process of the worker
@@ -544,6 +550,7 @@ class WorkerSandbox:
                 os.close(a_read)
                 os.close(b_write)
         worker = WorkerProcess(proc, a_write, b_read, log, cgroup, container)
+        worker.scratch_path = None if self._plan.kind == "bwrap" else self._scratch
         return await self._load(worker)
 
     async def _load(self, worker: WorkerProcess) -> WorkerProcess:
@@ -581,10 +588,7 @@ class WorkerSandbox:
                 raise self._out_of_memory(
                     "ran out of memory (MemoryError) while rebuilding the context")
             raise SandboxUnavailableError(f"the worker failed to start:\n{ready.get('text')}")
-        wanted = self._plan.confined
-        if isinstance(proc, _warm.ForkedProc) and self._plan.kind == "bwrap":
-            wanted |= {"landlock"}  # what keeps workers of one warm process apart there
-        missing = wanted - set(ready["confined"])
+        missing = (self._plan.confined | worker.requires) - set(ready["confined"])
         if missing:
             await worker.kill()
             raise SandboxUnavailableError(f"the worker did not apply {sorted(missing)}")
@@ -606,21 +610,11 @@ class WorkerSandbox:
             memory_bytes=self._memory_bytes,
             scratch_bytes=self.limits.scratch_bytes,
             scratch_files=self.limits.scratch_files,
-            scratch_path=self._scratch_path(proc),
+            scratch_path=worker.scratch_path,
         )
         worker.watchdog = Watchdog(proc.pid, quotas, worker.abandon)
         worker.watchdog.start()
         return worker
-
-    def _scratch_path(self, proc: subprocess.Popen[bytes] | _warm.ForkedProc) -> str | None:
-        """Where the watchdog finds the worker's scratch: None for its own bubblewrap tmpfs
-        (read with statvfs), else a directory it walks (a forked bubblewrap worker's, in the
-        tmpfs its warm process shares, or the host directory of the other layers)."""
-        if isinstance(proc, _warm.ForkedProc) and proc.scratch is not None:
-            return proc.scratch
-        if self._plan.kind == "bwrap" and not isinstance(proc, _warm.ForkedProc):
-            return None
-        return self._scratch
 
     async def _stream_context(self, worker: WorkerProcess) -> None:
         """Send the sealed context buffer ahead of the first frame: its size (8 bytes, big
