@@ -84,3 +84,24 @@ async def test_cold_workers_answer_the_same() -> None:
         assert server._warm is None
         assert await _answer(client, "set it", "x") == "set"
         assert await _answer(client, "read it", "y") == "None|False|y"
+
+
+async def test_sessions_holding_workers_past_the_run_slots_each_keep_their_whole_scratch() -> None:
+    """Under bubblewrap the forked workers share the warm process's /tmp: a key whose sessions
+    fill their scratch up to the quota must not leave another key's run without its own."""
+    from fastrlm import Limits
+
+    skip_unless_sandbox("auto")
+    fill = "```repl\nopen('f.bin', 'wb').write(bytes(6 * 2**20))\nFINAL('filled')\n```"
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        return fill if "fill" in messages[-1]["content"] else SET
+
+    async with serving(ScriptedLM(reply, model="scripted/root"), sandbox="auto",
+                       limits=Limits(scratch_mb=8), max_concurrent_runs=1,
+                       max_sessions=4) as (server, client):
+        if server._warm is None or server._warm.warm is None:
+            pytest.skip("no warm worker here")
+        for session in ("a", "b", "c"):  # three kept workers, each near its quota
+            assert await _answer(client, "fill it", "x", session=session) == "filled"
+        assert await _answer(client, "fill it", "y") == "filled"  # and one more run

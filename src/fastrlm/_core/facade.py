@@ -494,8 +494,9 @@ class RLM:
         """Keep a warm sandbox worker for this RLM's runs until the returned holder is closed
         (``holder.close()``): each run's worker is then forked from it in a few milliseconds
         instead of started (a fresh interpreter: about 60 ms of CPU). Every run still gets a
-        fresh process that no earlier run touched. ``slots``: how many runs may hold a worker
-        at once (their scratch space under bubblewrap). Worth it for many runs in one process
+        fresh process that no earlier run touched. ``slots``: how many workers may be alive at
+        once (runs and sessions): under bubblewrap they share the warm process's ``/tmp``,
+        sized to hold each one's whole scratch quota. Worth it for many runs in one process
         (``fastrlm serve`` does it); never raises: where the sandbox cannot be warmed
         (containers, no seccomp, bubblewrap without Landlock, ``sandbox="none"``)
         ``holder.problem`` says why and runs start their worker as before."""

@@ -319,8 +319,9 @@ class WarmWorkers:
 async def warm_workers(kind: str, limits: SandboxLimits, slots: int = 4) -> WarmWorkers:
     """Keep a warm process for sandboxes of ``kind`` with ``limits`` (its env and scratch size:
     the rest may differ per run) until the returned holder is closed. ``slots``: how many of
-    its workers may run at once (under bubblewrap their ``/tmp`` is ``slots`` times
-    ``scratch_bytes``). Never raises for a layer that cannot be warmed: the holder says why
+    its workers may be alive at once (under bubblewrap their ``/tmp`` is ``slots`` times
+    ``scratch_bytes``; a later holder of the same setting shares the first one's). Never raises
+    for a layer that cannot be warmed: the holder says why
     (``problem``) and sandboxes start cold as before."""
     if kind == "none":
         return WarmWorkers(None, None, "the in-process sandbox starts no worker")

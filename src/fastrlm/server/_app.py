@@ -177,7 +177,9 @@ class RLMServer:
         self.port = self._listener.sockets[0].getsockname()[1]
         self.sessions.start()
         if self.warm_workers and self._warm is None:
-            self._warm = await self._rlm.awarm_workers(self.max_concurrent_runs)
+            # every worker alive at once has room: the runs', and each kept session's
+            self._warm = await self._rlm.awarm_workers(
+                self.max_concurrent_runs + self.sessions.max_sessions)
             if self._warm.problem is not None:
                 log.info("sandbox workers start cold: %s", self._warm.problem)
 

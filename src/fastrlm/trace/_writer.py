@@ -215,8 +215,7 @@ class TraceWriter:
 
     def _to_index(self, root: str, write: _index.Write) -> None:
         """One index write: while an event loop runs, on the trace's I/O thread, in one commit
-        with the others queued by then (a commit waits for the disk: :mod:`._io`;
-        :meth:`settled` waits for it); else now."""
+        with the others queued by then (:mod:`._io`; :meth:`settled` waits for it); else now."""
         if _io.loop_running():
             path = self.index_path
             self._settling[root] = _io.batched(
