@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-from fastrlm.sandbox import SandboxLimits, _layers, create_sandbox
+from fastrlm.sandbox import SandboxLimits, _layers, _worker, create_sandbox
+from fastrlm.sandbox._channel import readable_within
 from fastrlm.sandbox._warm import WarmWorkers, warm_problem, warm_workers
 from fastrlm.sandbox._worker import WorkerSandbox
 
@@ -336,3 +339,122 @@ def test_a_template_whose_sentinel_is_not_only_in_comparisons_is_not_used(
 
     monkeypatch.setattr(_confine, "_build_filter", lambda libraries, pid: Built())
     assert _confine.seccomp_template({}) is None
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def _fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def _gate_reaper(held: WarmWorkers, monkeypatch: pytest.MonkeyPatch,
+                 gate: threading.Event, ran: list[int]) -> None:
+    """Hold every clean-up after a worker's end until ``gate`` is set (recorded in ``ran``)."""
+    assert held.warm is not None
+    reaper = held.warm.reaper
+    hand = reaper.after_exit
+
+    def gated(pidfd: int, then: Callable[[], None]) -> bool:
+        def later() -> None:
+            assert gate.wait(30)
+            then()
+            ran.append(pidfd)
+
+        return hand(pidfd, later)
+
+    monkeypatch.setattr(reaper, "after_exit", gated)
+
+
+async def test_close_kills_a_forked_worker_at_once_and_its_warm_process_cleans_up_after(
+        warm: tuple[str, WarmWorkers], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run does not wait for its worker's teardown: close() returns once the worker is
+    killed, before what follows its end has run; the worker then ends with nothing waiting for
+    it, and the holder's close() returns only once its scratch is removed."""
+    kind, held = warm
+    gate, ran = threading.Event(), []
+    _gate_reaper(held, monkeypatch, gate, ran)
+    sandbox = await _started(kind)
+    await _out(sandbox, "open('left.bin', 'wb').write(b'x' * 1000)")
+    worker = sandbox._worker
+    assert worker is not None
+    pidfd = os.pidfd_open(worker.proc.pid)
+    scratch = sandbox._scratch  # the host directory of the Landlock and process layers
+    try:
+        await sandbox.close()
+        assert ran == []  # close() returned with the clean-up still to come
+        assert readable_within(pidfd, 20.0)  # and the worker ends, awaited by no one here
+        if scratch is not None:
+            assert _exists(os.path.join(scratch, "left.bin"))  # removed after its end
+        gate.set()
+        held.close()
+    finally:
+        gate.set()
+        os.close(pidfd)
+    assert len(ran) == 1
+    if scratch is not None:
+        assert not _exists(scratch)
+
+
+async def test_the_holder_waits_for_workers_still_ending_and_leaks_no_descriptor(
+        warm: tuple[str, WarmWorkers], monkeypatch: pytest.MonkeyPatch) -> None:
+    kind, held = warm
+    gate, ran = threading.Event(), []
+    _gate_reaper(held, monkeypatch, gate, ran)
+    before = _fds()
+    scratches = []
+    for _ in range(5):
+        sandbox = await _started(kind)
+        await assert_alive(sandbox)
+        scratches.append(sandbox._scratch)
+        await sandbox.close()
+    assert ran == []
+    opener = threading.Timer(0.2, gate.set)  # opened while close() below waits
+    opener.start()
+    try:
+        held.close()  # waits for the five clean-ups held at the gate
+    finally:
+        opener.cancel()
+        gate.set()
+    assert len(ran) == 5
+    assert held.warm is not None and held.warm.reaper.pending == 0
+    assert not [path for path in scratches if path is not None and _exists(path)]
+    assert _fds() <= before  # every pidfd, pipe and reaper descriptor closed
+
+
+async def test_a_sandbox_closed_after_its_warm_process_waits_for_its_worker_itself(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, held = warm
+    sandbox = await _started(kind)
+    await _out(sandbox, "open('left.bin', 'wb').write(b'x')")
+    scratch = sandbox._scratch
+    held.close()  # its worker dies with the warm process, whose reaper takes no more
+    await sandbox.close()
+    assert sandbox._worker is None
+    if scratch is not None:
+        assert not _exists(scratch)
+
+
+async def test_a_failing_clean_up_leaves_the_next_ones_running(
+        warm: tuple[str, WarmWorkers], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    kind, held = warm
+    freed = _worker._free_scratch
+    calls = []
+
+    def first_fails(scratch: str | None, *rest: Any) -> None:
+        calls.append(scratch)
+        freed(scratch, *rest)
+        if len(calls) == 1:
+            raise OSError("the disk went away")
+
+    monkeypatch.setattr(_worker, "_free_scratch", first_fails)
+    first, second = await _started(kind), await _started(kind)
+    await first.close()
+    await second.close()
+    held.close()
+    assert len(calls) == 2
+    assert "cleaning up after a sandbox worker failed" in caplog.text
+    if calls[1] is not None:
+        assert not _exists(calls[1])

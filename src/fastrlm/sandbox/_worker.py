@@ -29,7 +29,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from .._foundation.errors import (
@@ -182,11 +184,8 @@ class WorkerProcess:
         own session (killed by ``--die-with-parent``, not by the group kill) are gone too."""
         self._oom = self._oom or cgroup.oom_reason()
         cgroup.kill()
-        for _ in range(200):  # a bounded poll while the kernel finishes the exits
-            if cgroup.remove():
-                return
-            await asyncio.sleep(0.01)
-        logger.warning("worker cgroup %s could not be removed (processes remain)", cgroup.path)
+        if not cgroup.remove():
+            await asyncio.to_thread(_remove_cgroup_now, cgroup)
 
     async def _read_container_oom(self, container: _container.Container) -> None:
         """A container that ended on its own: record whether its memory limit ended it. A
@@ -198,6 +197,34 @@ class WorkerProcess:
         elif self.proc.returncode == 128 + signal.SIGKILL:
             self._oom = (f"it was killed by SIGKILL in its container: most likely it went over "
                          f"{limit}), unless its own code sent the signal")
+
+    def kill_later(self, then: Callable[[], None]) -> bool:
+        """A forked worker's close without the wait: SIGKILL it and release its pipes now,
+        and let its warm process's reaper thread wait for the end, remove its cgroup and then
+        call ``then``. False, doing nothing, for a worker that is not forked or whose warm
+        process is closing: :meth:`kill` it."""
+        proc = self.proc
+        if self.closed or not isinstance(proc, _warm.ForkedProc) or self.container is not None:
+            return False
+        cgroup, pidfd = self.cgroup, self._pidfd
+
+        def ended() -> None:
+            proc.poll()  # sees the end: its scratch directory is removed by the warm process
+            if cgroup is not None:
+                _remove_cgroup_now(cgroup)
+            then()
+
+        if not proc.warm.after_exit(pidfd, ended):
+            return False
+        self.closed = True  # the reaper owns the pidfd now
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        self._kill_group()
+        if cgroup is not None:
+            cgroup.kill()
+        self.channel.close()
+        self._log.close()
+        return True
 
     async def kill(self, grace_s: float = 0.0) -> str:
         """SIGKILL the worker's process group (after ``grace_s`` for a worker that is already
@@ -685,21 +712,10 @@ class WorkerSandbox:
                             os.unlink(entry.path)
 
     async def _stop_reaper(self) -> None:
-        if self._reaper_fd >= 0:
-            os.close(self._reaper_fd)  # EOF: the reaper finds the directory gone and exits
-            self._reaper_fd = -1
-        if self._reaper is not None:
-            reaper, self._reaper = self._reaper, None
-            pidfd = os.pidfd_open(reaper.pid)
-            try:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(10.0):
-                        await wait_readable(pidfd)
-                if reaper.poll() is None:
-                    reaper.kill()
-                    await asyncio.to_thread(reaper.wait)
-            finally:
-                os.close(pidfd)
+        reaper, self._reaper = self._reaper, None
+        reaper_fd, self._reaper_fd = self._reaper_fd, -1
+        if reaper is not None or reaper_fd >= 0:  # in a thread: a cancelled close still ends it
+            await asyncio.to_thread(_free_scratch, None, reaper, reaper_fd)
 
     async def _context_buffer_sealed(self) -> None:
         """Wait for the thread that fills the context buffer. Raises ContextError when it
@@ -711,11 +727,46 @@ class WorkerSandbox:
             raise ContextError(f"cannot write the context buffer: {exc}") from exc
 
     async def close(self) -> None:
-        """Kill the worker, release the context buffer and the scratch directory. Idempotent."""
-        for worker in self._take_workers():
+        """Kill the worker, release the context buffer and the scratch directory. Idempotent.
+
+        A worker forked from a warm process (:mod:`._warm`) is killed before this returns, and
+        its end is awaited by the warm process's reaper thread, which removes its scratch
+        directory then (``WarmWorkers.close()`` returns once all have ended): a run answers
+        without waiting for its worker's teardown. Any other worker is gone when this
+        returns."""
+        workers = self._take_workers()
+        if workers and all(isinstance(w.proc, _warm.ForkedProc) and w.container is None
+                           for w in workers):
+            ended = self._after_all(len(workers))
+            self._free_buffers()
+            for worker in workers:
+                if not worker.kill_later(ended):  # its warm process is closing: wait here
+                    await worker.kill()
+                    ended()
+            return
+        for worker in workers:
             await worker.kill()
         self._free_buffers()
         await self._stop_reaper()
+
+    def _after_all(self, count: int) -> Callable[[], None]:
+        """Take this sandbox's scratch directory and its reaper out of it, and return what to
+        call once each of ``count`` workers has ended (on any thread): the last call removes
+        them."""
+        scratch, self._scratch = self._scratch, None
+        reaper, self._reaper = self._reaper, None
+        reaper_fd, self._reaper_fd = self._reaper_fd, -1
+        left = [count]
+        lock = threading.Lock()
+
+        def ended() -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                _free_scratch(scratch, reaper, reaper_fd)
+
+        return ended
 
     def _take_workers(self) -> list[WorkerProcess]:
         """Closing starts here: no new worker, and every worker (current and orphaned) handed
@@ -952,6 +1003,34 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> object:
         assert self._bridge is not None
         return await _hostops.dispatch(self._bridge, message["op"], message)
+
+
+def _remove_cgroup_now(cgroup: _cgroup.WorkerCgroup) -> None:
+    """Kill what is left in a worker's cgroup and rmdir it, polling (at most 2 s) while the
+    kernel finishes the exits. Blocking: off the event loop."""
+    cgroup.kill()
+    for _ in range(200):
+        if cgroup.remove():
+            return
+        time.sleep(0.01)
+    logger.warning("worker cgroup %s could not be removed (processes remain)", cgroup.path)
+
+
+def _free_scratch(scratch: str | None, reaper: subprocess.Popen[bytes] | None,
+                  reaper_fd: int) -> None:
+    """Remove a closed sandbox's scratch directory once its workers have ended, and let its
+    scratch reaper go (EOF on its pipe: it finds the directory gone and exits; killed if it
+    has not within 10 s). Blocking: on the worker reaper's thread."""
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if reaper_fd >= 0:
+        os.close(reaper_fd)
+    if reaper is not None:
+        try:
+            reaper.wait(10.0)
+        except subprocess.TimeoutExpired:
+            reaper.kill()
+            reaper.wait()
 
 
 def _reap_within(proc: subprocess.Popen[bytes] | _warm.ForkedProc, pidfd: int,
