@@ -132,3 +132,36 @@ async def test_a_waiter_cancelled_while_its_rows_are_written_leaves_the_io_threa
     with sqlite3.connect(index_path(tmp_path)) as conn:  # and the row was written
         assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r1",)]
     conn.close()
+
+
+def test_a_lane_is_woken_only_when_it_waits_for_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each wake-up is a context switch that can take the CPU and the GIL from the event
+    loop: jobs handed to a lane busy with another are found by it, not signalled; a lane
+    waiting for work is woken once."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def first() -> None:
+        busy.set()
+        gate.wait(30)
+
+    held = _io.later(first, lane="test-wakeups")
+    lane = _io._lanes["test-wakeups"]
+    notified: list[int] = []
+    notify = lane.work.notify
+    monkeypatch.setattr(lane.work, "notify", lambda n=1: (notified.append(n), notify(n)))
+    assert busy.wait(30)
+    ran: list[int] = []
+    queued = [_io.later(lambda i=i: ran.append(i), lane="test-wakeups") for i in range(50)]
+    assert notified == []  # the lane is busy: it finds them when it looks again
+    gate.set()
+    for future in [held, *queued]:
+        future.result(30)
+    assert ran == list(range(50))  # in order
+    for _ in range(3000):  # until the thread waits again (bounded: never a timing assertion)
+        with _io._lock:
+            if lane.waiting:
+                break
+        threading.Event().wait(0.01)
+    assert lane.waiting
+    _io.later(lambda: ran.append(50), lane="test-wakeups").result(30)
+    assert notified == [1] and ran[-1] == 50

@@ -37,10 +37,26 @@ _T = TypeVar("_T")
 DRAIN_TIMEOUT_S = 30.0
 
 _Job = tuple[Callable[[], None], concurrent.futures.Future[None]]
+
+
+class _Lane:
+    """One lane's queue and thread. The thread is woken only when it waits for work (a job
+    handed to a busy thread is found when it looks again): every wake-up is a context switch
+    that can take the CPU, and the GIL, from the event loop."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.jobs: collections.deque[_Job] = collections.deque()
+        self.work = threading.Condition(_lock)
+        self.waiting = False
+        self.thread: threading.Thread | None = None
+
+
 #: One queue and thread a lane: the index rows do not wait behind the records' fsyncs.
-_lanes: dict[str, collections.deque[_Job]] = {}
-_threads: dict[str, threading.Thread] = {}
-_cond = threading.Condition()
+_lanes: dict[str, _Lane] = {}
+_lock = threading.RLock()  # batched() hands its batch to later() while holding it
+#: Notified when the last job handed over is done (what :func:`drain` waits for).
+_idle = threading.Condition(_lock)
 _pending = 0
 _at_exit = False
 
@@ -60,21 +76,24 @@ def later(job: Callable[[], None], lane: str = "rows") -> concurrent.futures.Fut
     its to report); one that does is logged."""
     global _pending, _at_exit
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
-    with _cond:
-        _lanes.setdefault(lane, collections.deque()).append((job, done))
+    with _lock:
+        queue = _lanes.get(lane)
+        if queue is None:
+            queue = _lanes[lane] = _Lane(lane)
+        queue.jobs.append((job, done))
         _pending += 1
-        thread = _threads.get(lane)
-        if thread is None or not thread.is_alive():
-            thread = _threads[lane] = threading.Thread(
-                target=_serve, args=(lane,), name=f"fastrlm-trace-{lane}", daemon=True)
-            thread.start()
+        if queue.thread is None or not queue.thread.is_alive():
+            queue.thread = threading.Thread(
+                target=_serve, args=(queue,), name=f"fastrlm-trace-{lane}", daemon=True)
+            queue.thread.start()
             if not _at_exit:
                 _at_exit = True
                 atexit.register(drain)
                 # a forked child (multiprocessing, Ray) has no I/O thread, and may have been
                 # forked while it held the lock: it starts afresh
                 os.register_at_fork(after_in_child=_forget)
-        _cond.notify_all()
+        elif queue.waiting:
+            queue.work.notify()
     return done
 
 
@@ -87,7 +106,7 @@ def batched(key: object, item: _T, run: Callable[[list[_T]], None], lane: str = 
     """Hand ``item`` to the I/O thread of ``lane`` to be run with the others of ``key`` queued
     before it ran: ``run(items)`` once for all of them (an index commit for many rows). The
     future is done once the batch holding ``item`` has run."""
-    with _cond:
+    with _lock:
         _batches.setdefault(key, []).append(item)
         done = _batch_done.get(key)
         if done is None:  # none queued, or the queued one has taken its items already
@@ -96,33 +115,36 @@ def batched(key: object, item: _T, run: Callable[[list[_T]], None], lane: str = 
 
 
 def _take(key: object) -> list[Any]:
-    with _cond:
+    with _lock:
         _batch_done.pop(key, None)
         return _batches.pop(key, [])
 
 
 def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Wait until every job handed over so far is done; False if ``timeout`` passed first."""
-    with _cond:
-        return _cond.wait_for(lambda: _pending == 0, timeout)
+    with _lock:
+        return _idle.wait_for(lambda: _pending == 0, timeout)
 
 
 def _forget() -> None:
-    global _cond, _pending
+    global _lock, _idle, _pending
     _lanes.clear()
-    _threads.clear()
     _batches.clear()
     _batch_done.clear()
-    _cond = threading.Condition()
+    _lock = threading.RLock()
+    _idle = threading.Condition(_lock)
     _pending = 0
 
 
-def _serve(lane: str) -> None:
+def _serve(lane: _Lane) -> None:
     global _pending
-    jobs = _lanes[lane]
+    jobs = lane.jobs
     while True:
-        with _cond:
-            _cond.wait_for(lambda: bool(jobs))
+        with lane.work:
+            while not jobs:
+                lane.waiting = True
+                lane.work.wait()
+            lane.waiting = False
             job, done = jobs.popleft()
         # a waiter may have given up on it (cancelled): the write is made all the same
         waited = done.set_running_or_notify_cancel()
@@ -131,8 +153,9 @@ def _serve(lane: str) -> None:
         except Exception:  # a job reports its own errors; this only keeps the thread alive
             logger.exception("a trace write failed")
         finally:
-            with _cond:
+            with _lock:
                 _pending -= 1
-                _cond.notify_all()
+                if _pending == 0:
+                    _idle.notify_all()
             if waited:
                 done.set_result(None)
