@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from fastrlm import RLM
 from fastrlm.events import RunFinished, RunStarted
 from fastrlm.testing import ScriptedLM
 from fastrlm.trace import TraceWriter, _index, _io
+from fastrlm.trace._index import list_runs
 from fastrlm.trace._paths import index_path
 
 FINAL = "```repl\nFINAL('done')\n```"
@@ -33,11 +35,11 @@ async def test_a_slow_index_write_never_holds_up_the_loop_and_the_run_waits_for_
     threads: list[str] = []
     write_all = _index.write_all
 
-    def slow_write_all(path: Path, writes: list[_index.Write]) -> None:
+    def slow_write_all(path: Path, writes: list[_index.Write], **kwargs: Any) -> None:
         threads.append(threading.current_thread().name)
         loop.call_soon_threadsafe(waiting.set)  # held until the loop opens the gate
         assert gate.wait(30), "the loop never got to open the gate: it was held up"
-        write_all(path, writes)
+        write_all(path, writes, **kwargs)
 
     monkeypatch.setattr(_index, "write_all", slow_write_all)
 
@@ -111,10 +113,10 @@ async def test_a_waiter_cancelled_while_its_rows_are_written_leaves_the_io_threa
     loop = asyncio.get_running_loop()
     write_all = _index.write_all
 
-    def slow_write_all(path: Path, writes: list[_index.Write]) -> None:
+    def slow_write_all(path: Path, writes: list[_index.Write], **kwargs: Any) -> None:
         loop.call_soon_threadsafe(waiting.set)
         assert gate.wait(30)
-        write_all(path, writes)
+        write_all(path, writes, **kwargs)
 
     monkeypatch.setattr(_index, "write_all", slow_write_all)
     writer = TraceWriter(tmp_path)
@@ -165,3 +167,23 @@ def test_a_lane_is_woken_only_when_it_waits_for_work(monkeypatch: pytest.MonkeyP
     assert lane.waiting
     _io.later(lambda: ran.append(50), lane="test-wakeups").result(30)
     assert notified == [1] and ran[-1] == 50
+
+
+def test_the_io_threads_kept_connection_follows_the_index_file_it_writes(
+        tmp_path: Path) -> None:
+    """The I/O thread keeps its connection to the index between runs; an index overwritten
+    with garbage or removed under it (by a user, or another process setting it aside) never
+    takes a later run's row with it. (Each run under an event loop: the I/O thread writes.)"""
+    rlm = _rlm(tmp_path)
+    index = index_path(tmp_path)
+    first = asyncio.run(rlm.acompletion("q1"))
+    assert [r.run_id for r in list_runs(index)] == [first.trace_id]
+    with open(index, "r+b") as damaged:  # the same file, now not a database
+        damaged.write(b"not a database at all " * 400)
+    second = asyncio.run(rlm.acompletion("q2"))
+    assert [r.run_id for r in list_runs(index)] == [second.trace_id]  # a new index
+    assert list(tmp_path.glob("index.sqlite.unusable-*"))  # the damaged one set aside
+    index.unlink()
+    third = asyncio.run(rlm.acompletion("q3"))
+    assert [r.run_id for r in list_runs(index)] == [third.trace_id]
+    assert {r.stop_reason for r in list_runs(index)} == {"final"}

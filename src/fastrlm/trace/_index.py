@@ -20,7 +20,9 @@ one ``WHERE`` clause built in one place for ``fastrlm runs``, its export and its
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields, replace
@@ -207,18 +209,73 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             yield conn
 
 
-def _write(path: Path, apply: Callable[[sqlite3.Connection], object]) -> None:
-    """Apply one write; an unusable file is set aside and the write made on a new one."""
+def _write(path: Path, apply: Callable[[sqlite3.Connection], object], *,
+           keep: bool = False) -> None:
+    """Apply one write; an unusable file is set aside and the write made on a new one.
+    ``keep``: on this thread's kept connection to ``path`` (:func:`_kept_connection`)."""
 
     def attempt() -> None:
+        if keep:
+            conn = _kept_connection(path)
+            try:
+                with conn:
+                    apply(conn)
+            except BaseException:
+                _drop_kept(path)  # the next write opens the file (or its replacement) again
+                raise
+            return
         with _connect(path) as conn:
-            # No fsync at commit: the index is a cache of the traces (each run's own file,
-            # written at once), a commit that waited for the disk held every run that wrote a
-            # row, and a file a power cut leaves damaged is set aside like any unusable one.
-            conn.execute("PRAGMA synchronous = OFF")
+            _unsynced(conn)
             apply(conn)
 
     anew_if_unusable(SCHEMA, path, attempt, logger=logger, note="; the traces are intact")
+
+
+def _unsynced(conn: sqlite3.Connection) -> None:
+    # No fsync at commit: the index is a cache of the traces (each run's own file, written at
+    # once), a commit that waited for the disk held every run that wrote a row, and a file a
+    # power cut leaves damaged is set aside like any unusable one.
+    conn.execute("PRAGMA synchronous = OFF")
+
+
+#: The trace I/O thread's connections, one per index file: opening one (connect, the schema
+#: check, the pragma) cost more than the rows it wrote, two or three times a run.
+_kept = threading.local()
+
+
+def _kept_connection(path: Path) -> sqlite3.Connection:
+    """This thread's open connection to the index at ``path``, made (with the schema checked)
+    when it has none, or when the file at ``path`` is no longer the one it opened (removed,
+    or set aside and made anew, by this process or another)."""
+    held: dict[Path, tuple[sqlite3.Connection, tuple[int, int]]] = _kept.__dict__.setdefault(
+        "held", {})
+    kept = held.get(path)
+    if kept is not None:
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            found = None
+        if found is not None and (found.st_dev, found.st_ino) == kept[1]:
+            return kept[0]
+        _drop_kept(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    try:
+        ensure_schema(conn, SCHEMA, path)
+        _unsynced(conn)
+        made = os.stat(path)  # made by ensure_schema if it was missing
+    except BaseException:
+        conn.close()
+        raise
+    held[path] = (conn, (made.st_dev, made.st_ino))
+    return conn
+
+
+def _drop_kept(path: Path) -> None:
+    held = _kept.__dict__.get("held", {})
+    kept = held.pop(path, None)
+    if kept is not None:
+        kept[0].close()
 
 
 def _read(path: Path, sql: str, params: tuple[object, ...]) -> list[RunRecord]:
@@ -276,10 +333,11 @@ def update_row(run_id: str, values: dict[str, Any]) -> Write:
                                      cells)
 
 
-def write_all(path: Path, writes: list[Write]) -> None:
+def write_all(path: Path, writes: list[Write], *, keep: bool = False) -> None:
     """Apply ``writes`` in order, in one connection and one transaction (one commit: one wait
-    for the disk, however many rows)."""
-    _write(path, lambda conn: [write(conn) for write in writes])
+    for the disk, however many rows). ``keep``: on a connection this thread keeps open for the
+    next writes (the trace's I/O thread), else one opened and closed for these."""
+    _write(path, lambda conn: [write(conn) for write in writes], keep=keep)
 
 
 def record_start(path: Path, values: dict[str, Any]) -> None:

@@ -303,7 +303,7 @@ def _index_batch(path: Path,
     """The index writes of several runs (and writers) in one commit; if that fails, each is
     tried alone, so a write that cannot be made fails by itself, reported to its writer."""
     try:
-        _index.write_all(path, [write for write, _ in items])
+        _index.write_all(path, [write for write, _ in items], keep=True)
         return
     except (OSError, sqlite3.Error, ConfigurationError) as exc:
         if len(items) == 1:
@@ -311,6 +311,6 @@ def _index_batch(path: Path,
             return
     for write, failed in items:
         try:
-            _index.write_all(path, [write])
+            _index.write_all(path, [write], keep=True)
         except (OSError, sqlite3.Error, ConfigurationError) as exc:
             failed(exc)
