@@ -311,3 +311,22 @@ def test_a_shared_file_changed_in_place_is_caught_on_resume(tmp_path: Path) -> N
     path.write_bytes(text.encode())
     resumed = again.resume(first.trace_id, context=load_context([path], shared=True).value)
     assert resumed.answer == str(len(text))
+
+
+@pytest.mark.parametrize("size", [1_000, 2_000_000], ids=["filled-at-once", "filled-in-a-thread"])
+async def test_a_context_buffer_that_cannot_be_written_fails_the_start_however_it_is_filled(
+    make_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch, size: int,
+) -> None:
+    """A small context is written into its buffer on the event loop (a thread's hand-off
+    costs more), a large one in a thread: a failed write is the same clear error either way,
+    and leaves no buffer behind."""
+    def no_memory(fd: int, parts: object) -> None:
+        os.close(fd)
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(_protocol, "fill_context_fd", no_memory)
+    text = "z" * size
+    assert _protocol.fills_at_once(text) is (size == 1_000)
+    with pytest.raises(ContextError, match="cannot write the context buffer.*Cannot allocate"):
+        await make_sandbox("process", context=text)
+    assert _protocol.shared_buffer(text) is None

@@ -392,8 +392,20 @@ def acquire_buffer(context: object) -> tuple[SharedBuffer, bool]:
         return held, True
 
 
+#: A str or bytes context up to this size is encoded and written on the caller's thread:
+#: handing it to a thread and back costs more than the copy.
+FILL_AT_ONCE_BYTES = 256 << 10
+
+
+def fills_at_once(context: object) -> bool:
+    """Whether :func:`fill_shared` for ``context`` is quick enough for the event loop: a
+    small str or bytes (a list or dict is encoded as JSON, whose cost its size does not say)."""
+    return type(context) in (str, bytes) and len(context) <= FILL_AT_ONCE_BYTES  # type: ignore[arg-type]
+
+
 def fill_shared(held: SharedBuffer) -> None:
-    """Encode the context into its buffer and seal it (in a thread): ``encoded`` and then
+    """Encode the context into its buffer and seal it (in a thread, or at once for a small one:
+    :func:`fills_at_once`): ``encoded`` and then
     ``written`` complete, or carry the error (a context that cannot be sent, a buffer that
     cannot be written) to every sandbox waiting on them. Releases the fill's own hold."""
     try:

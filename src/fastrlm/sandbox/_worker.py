@@ -17,6 +17,7 @@ exit); split across files, a state and the transitions that leave it would part.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import itertools
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .._foundation.errors import (
     ContextError,
@@ -47,6 +48,7 @@ from ._channel import Channel, readable_within, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
 
 logger = logging.getLogger("fastrlm.sandbox")
+_T = TypeVar("_T")
 
 START_TIMEOUT_S = 60.0
 #: Bytes of the context buffer read at a time while it is streamed into a container.
@@ -288,7 +290,7 @@ class WorkerSandbox:
         self._defined: dict[str, dict[str, Any]] = {}
         self._abandoned: str | None = None
         self._orphans: list[WorkerProcess] = []
-        self._context_written: asyncio.Future[None] | None = None
+        self._context_written: concurrent.futures.Future[None] | None = None
         self._closed = False
         self.worker_pid: int | None = None
         self.restarts = 0
@@ -349,10 +351,12 @@ class WorkerSandbox:
         # boots; the worker maps it once it is sealed.
         held, first = _protocol.acquire_buffer(context)
         self._shared = held
-        if first:  # submitted now, so a cancelled start cannot leave the others waiting
+        if first and _protocol.fills_at_once(context):  # less work than a thread's hand-off
+            _protocol.fill_shared(held)
+        elif first:  # submitted now, so a cancelled start cannot leave the others waiting
             asyncio.get_running_loop().run_in_executor(None, _protocol.fill_shared, held)
         try:
-            kind, buffer_bytes, rich = await asyncio.wrap_future(held.encoded)
+            kind, buffer_bytes, rich = await _outcome(held.encoded)
         except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
@@ -374,7 +378,7 @@ class WorkerSandbox:
             decoded, buffer_bytes
         )
         self._context_fd = os.dup(held.fd)
-        self._context_written = asyncio.wrap_future(held.written)
+        self._context_written = held.written
         problems = []
         for plan in self._plans:
             self._plan = plan
@@ -722,7 +726,7 @@ class WorkerSandbox:
         failed (out of memory for the buffer, for instance)."""
         assert self._context_written is not None
         try:
-            await asyncio.shield(self._context_written)
+            await _outcome(self._context_written)
         except OSError as exc:
             raise ContextError(f"cannot write the context buffer: {exc}") from exc
 
@@ -1003,6 +1007,15 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> object:
         assert self._bridge is not None
         return await _hostops.dispatch(self._bridge, message["op"], message)
+
+
+async def _outcome(future: concurrent.futures.Future[_T]) -> _T:
+    """The result of a thread's ``future`` (raising its exception): at once when it is done
+    (no hop through the event loop's wake-up pipe), else awaited, shielded (a cancelled waiter
+    leaves it to the others that share it)."""
+    if future.done():
+        return future.result()
+    return await asyncio.shield(asyncio.wrap_future(future))
 
 
 def _remove_cgroup_now(cgroup: _cgroup.WorkerCgroup) -> None:
