@@ -4,6 +4,7 @@ cold (``--cold-workers``), interleaved in one run.
 
     python benchmarks/server_throughput.py [--slots 32] [--model-s 0.2] [--seconds 8]
                                            [--repeats 3] [--sandbox auto] [--context 10000]
+                                           [--no-trace] [--home DIR]
 
 The server runs in a process of its own (``RLMServer`` with its defaults: traces on unless
 ``--no-trace``, the given sandbox), its root a scripted model that answers after ``--model-s``
@@ -16,6 +17,12 @@ server process's CPU per request (``host CPU``: the event loop, HTTP, the run, t
 worker's start on the host side), the whole machine's CPU per request (``/proc/stat``: the
 workers, the warm process, this load generator and anything else the machine runs) and this load
 generator's share of it.
+
+The traces go to a fresh ``FASTRLM_HOME`` in ``--home`` (default: the system's temporary
+directory), whose file system the header names: each request creates its trace and its replay
+record, and creating a file costs 10-20 us on tmpfs but 0.2-0.6 ms on an ext4 whose other
+users create and delete many files (this project's test suites in ``/tmp``), so compare runs
+on one home.
 
 Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit (160
 requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here runs in
@@ -147,6 +154,20 @@ async def _one(mode: str, args: argparse.Namespace, home: str) -> dict[str, floa
     }
 
 
+def _file_system(path: str) -> str:
+    """The type of the file system ``path`` is on (the last mount in /proc/mounts above it):
+    creating a trace file costs 10-20 us on tmpfs and far more on a busy ext4."""
+    path, best, kind = os.path.realpath(path), "", "?"
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fields[2]
+    return kind
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slots", type=int, default=32)
@@ -157,15 +178,19 @@ async def main() -> None:
     parser.add_argument("--context", type=int, default=10_000, help="characters per request")
     parser.add_argument("--no-trace", action="store_true",
                         help="serve without traces (fastrlm serve --no-trace)")
+    parser.add_argument("--home", default=None,
+                        help="make the server's FASTRLM_HOME (its traces and index) in this "
+                             "directory (default: the system's temporary directory)")
     args = parser.parse_args()
     limit = args.slots / args.model_s
     results: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory(dir=args.home) as home:
+        home_on = _file_system(home)
         for _ in range(args.repeats):
             for mode in ("warm", "cold"):
                 results[mode].append(await _one(mode, args, home))
     print(f"slots {args.slots}, model {args.model_s * 1000:.0f} ms, sandbox {args.sandbox}, "
-          f"traces {'off' if args.no_trace else 'on'}, "
+          f"traces {'off' if args.no_trace else f'on (home on {home_on})'}, "
           f"{os.cpu_count()} CPUs: the slot-bound limit is {limit:.0f} requests/s "
           f"(medians of {args.repeats} runs of {args.seconds:g} s)")
     print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} "
