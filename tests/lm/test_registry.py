@@ -157,3 +157,63 @@ async def test_cache_keys_separate_endpoints_and_sampling_but_never_hold_the_key
     assert "secret" not in a.cache_key()
     for lm in (a, b, c, d):
         await lm.aclose()
+
+
+_IMPORT_IN_A_FRESH_PROCESS = """
+import sys
+{hide}
+import fastrlm.lm as lm
+before = set(sys.modules)
+try:
+    lm.import_provider({spec!r})
+except ImportError as exc:
+    print("ImportError", exc.name)
+loaded = set(sys.modules) - before
+print(sorted(m for m in loaded if m.startswith(("fastrlm.lm.", "aiohttp", "anthropic"))
+             and m.count(".") < 3 and not m.startswith("aiohttp.")))
+"""
+
+
+def _import_provider_in_a_fresh_process(spec: str, hide: str = "") -> str:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_IN_A_FRESH_PROCESS.format(spec=spec, hide=hide)],
+        capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("spec", "module"),
+    [("openai/gpt-5", "fastrlm.lm._openai"), ("gpt-5", "fastrlm.lm._openai"),
+     ("ollama/qwen2.5-coder:7b", "fastrlm.lm._openai"),
+     ("azure/my-deployment", "fastrlm.lm._azure")],
+)
+def test_import_provider_loads_the_module_that_builds_the_model_and_builds_nothing(
+    spec: str, module: str,
+) -> None:
+    """What ``fastrlm ask`` does in a thread while a large context loads: the client's module
+    (and ``aiohttp``) are imported, so the later ``resolve`` waits for neither."""
+    loaded = _import_provider_in_a_fresh_process(spec)
+    assert module in loaded and "'aiohttp'" in loaded
+
+
+def test_import_provider_of_an_unknown_prefix_does_nothing_and_leaves_the_error_to_resolve(
+) -> None:
+    assert _import_provider_in_a_fresh_process("nosuch/model") == "[]"
+    with pytest.raises(ConfigurationError, match="unknown provider 'nosuch'"):
+        resolve("nosuch/model")
+
+
+def test_import_provider_raises_import_error_for_a_missing_extra() -> None:
+    hide = "sys.modules['anthropic'] = None  # as if the extra were not installed"
+    out = _import_provider_in_a_fresh_process("anthropic/claude-haiku-4-5", hide)
+    assert out.splitlines()[0] == "ImportError anthropic"
+
+
+def test_every_built_in_api_names_the_module_import_provider_loads() -> None:
+    from fastrlm.lm import providers
+    from fastrlm.lm._registry import _API_MODULES, BUILT_IN
+
+    assert {row.preset.api for row in providers() if row.source == BUILT_IN} <= set(_API_MODULES)

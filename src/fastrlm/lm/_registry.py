@@ -433,6 +433,27 @@ def load_extra(extra: str, attribute: str) -> type:
     return cls
 
 
+#: Wire API name -> the module its built-in factory imports (the extras' from :data:`_EXTRAS`).
+_API_MODULES = {"openai-chat": "._openai", "azure-openai": "._azure",
+                **{api: module for api, (module, _, _) in _EXTRAS.items()}}
+
+
+def import_provider(spec: str) -> None:
+    """Import the module that builds the :class:`LM` of model ``spec`` without building it:
+    the HTTP client and its TLS set-up, about 0.1 s, which a later :func:`resolve` then does
+    not wait for (``fastrlm ask`` does this in a thread while a large context loads). Does
+    nothing for a prefix not registered yet or an API only a plugin builds (its module is its
+    factory's to import); :func:`resolve` reports what is wrong with those. Raises
+    ``ImportError`` when an extra's SDK is missing."""
+    import importlib
+
+    prefix, sep, _ = spec.strip().partition("/")
+    preset = _presets.get((prefix if sep else "openai").lower())
+    module = _API_MODULES.get(preset.api) if preset is not None else None
+    if module is not None:
+        importlib.import_module(module, __package__)
+
+
 def split_spec(spec: str) -> tuple[Preset, str]:
     """``"ollama/qwen2.5-coder:32b"`` -> (ollama preset, ``"qwen2.5-coder:32b"``); a bare name
     is OpenAI's. Raises :class:`ConfigurationError` for an unknown prefix or an empty name."""
