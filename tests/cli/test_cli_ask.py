@@ -6,7 +6,9 @@ import json
 import os
 import re
 import socket
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -233,6 +235,95 @@ def test_sandbox_failure_exits_with_the_sandbox_code(
         result = invoke(["ask", "Q", "-c", str(doc), "--sandbox", "bwrap", *model_args(srv)])
     assert result.exit_code == ExitCode.SANDBOX
     assert "not on this machine" in result.stderr
+
+
+def _preparing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "fastrlm-prepare-run"]
+
+
+def test_the_client_and_the_sandbox_probe_are_prepared_while_the_context_loads(
+    doc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the run needs first and does not depend on the context (the HTTP client's
+    imports, the sandbox layer probe) overlaps the load: here the load waits until both are
+    done, which a command that did them after the load would never see."""
+    import fastrlm.context
+    import fastrlm.lm
+    import fastrlm.sandbox
+
+    real_load, real_import = fastrlm.context.load_context, fastrlm.lm.import_provider
+    real_plans = fastrlm.sandbox.plans_for
+    imported, probed = threading.Event(), threading.Event()
+    preparers: set[str] = set()
+
+    def importing(spec: str) -> None:
+        preparers.add(threading.current_thread().name)
+        real_import(spec)
+        imported.set()
+
+    def probing(kind: str) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            preparers.add(threading.current_thread().name)
+            probed.set()
+        return real_plans(kind)
+
+    def loading(*args: Any, **kwargs: Any) -> Any:
+        assert imported.wait(timeout=20) and probed.wait(timeout=20)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(fastrlm.lm, "import_provider", importing)
+    monkeypatch.setattr(fastrlm.sandbox, "plans_for", probing)
+    monkeypatch.setattr(fastrlm.context, "load_context", loading)
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--sandbox", "process", *model_args(srv)])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert result.stdout.strip() == "forty-two"
+    assert preparers == {"fastrlm-prepare-run"}
+    assert _preparing_threads() == []  # joined before the run: it never outlives the command
+
+
+def test_a_sandbox_that_cannot_start_is_reported_by_the_run_once_as_before(
+    doc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe fails in the preparing thread too: nothing of that is shown there, and the
+    run's own probe reports it with the sandbox exit code."""
+    import fastrlm.sandbox
+    from fastrlm import SandboxUnavailableError
+
+    def unavailable(kind: str) -> None:
+        raise SandboxUnavailableError(f"sandbox {kind!r}: not on this machine")
+
+    monkeypatch.setattr(fastrlm.sandbox, "plans_for", unavailable)
+    with server([SIMPLE_FINAL]) as srv:
+        result = invoke(["ask", "Q", "-c", str(doc), "--sandbox", "bwrap", *model_args(srv)])
+    assert result.exit_code == ExitCode.SANDBOX
+    assert result.stderr.count("not on this machine") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_context_is_reported_before_what_was_prepared_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing file, with a provider module that cannot be imported and a sandbox that
+    cannot start: the context's error alone, as when nothing was prepared beside the load."""
+    import fastrlm.lm
+    import fastrlm.sandbox
+    from fastrlm import SandboxUnavailableError
+
+    def missing_extra(spec: str) -> None:
+        raise ImportError("No module named 'someprovider'", name="someprovider")
+
+    def unavailable(kind: str) -> None:
+        raise SandboxUnavailableError(f"sandbox {kind!r}: not on this machine")
+
+    monkeypatch.setattr(fastrlm.lm, "import_provider", missing_extra)
+    monkeypatch.setattr(fastrlm.sandbox, "plans_for", unavailable)
+    result = invoke(["ask", "Q", "-c", str(tmp_path / "missing.log"), "-m", "openai/x",
+                     "--base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "no such file or directory" in result.stderr
+    assert "not on this machine" not in result.stderr and "someprovider" not in result.stderr
+    assert _preparing_threads() == []
 
 
 def test_no_model_fails_fast_with_the_three_ways_to_configure_one(doc: Path) -> None:
