@@ -447,20 +447,25 @@ def import_provider(spec: str) -> None:
     ``ImportError`` when an extra's SDK is missing."""
     import importlib
 
-    prefix, sep, _ = spec.strip().partition("/")
-    preset = _presets.get((prefix if sep else "openai").lower())
+    preset = _presets.get(_prefix_and_name(spec)[0].lower())
     module = _API_MODULES.get(preset.api) if preset is not None else None
     if module is not None:
         importlib.import_module(module, __package__)
+
+
+def _prefix_and_name(spec: str) -> tuple[str, str]:
+    """``"ollama/qwen2.5-coder:32b"`` -> (``"ollama"``, ``"qwen2.5-coder:32b"``), as written;
+    a bare name is OpenAI's."""
+    spec = spec.strip()
+    prefix, sep, rest = spec.partition("/")
+    return (prefix, rest) if sep else ("openai", spec)
 
 
 def split_spec(spec: str) -> tuple[Preset, str]:
     """``"ollama/qwen2.5-coder:32b"`` -> (ollama preset, ``"qwen2.5-coder:32b"``); a bare name
     is OpenAI's. Raises :class:`ConfigurationError` for an unknown prefix or an empty name."""
     spec = spec.strip()
-    prefix, sep, rest = spec.partition("/")
-    if not sep:
-        prefix, rest = "openai", spec
+    prefix, rest = _prefix_and_name(spec)
     preset = _presets.get(prefix.lower())
     if preset is None:
         load_plugins()
