@@ -1,6 +1,7 @@
 """A file context held once: what ``fastrlm ask -c big.log`` costs before its first root call.
 
     python benchmarks/file_context.py [--mb 1024] [--repeats 3] [--sandbox auto] [--only MODE]
+                                      [--against OTHER/src]
 
 Writes an ASCII log file of ``--mb`` MiB, then runs, in a fresh process each, what the CLI does
 with it: ``load_context([file])`` and a completion whose scripted root reads ``len(context)``
@@ -26,6 +27,12 @@ Also printed: the floor, the kernel copying the file into a memfd on its own (``
 check, no Python), which any design that holds the file once in sealed memory pays.
 Goal (issue 31): peak <= 1.2x the file and
 start <= 0.5 s for 1 GB. Nothing here runs in the test suite.
+
+The file is read once, unmeasured, before the first run: the first copy of a file just written
+is slower (1 GiB here: 1.0 s, then 0.40-0.42 s), and a user's log has usually been read or
+written long before. ``--against OTHER/src``
+(another checkout's ``src`` directory) runs every mode with that package too, alternately with
+this one in each repeat, and prints both: two checkouts compared on one machine state.
 """
 
 from __future__ import annotations
@@ -149,9 +156,18 @@ def _write_file(path: Path, mib: int) -> int:
     return mib << 20
 
 
-def _one(path: Path, mode: str, sandbox: str) -> dict[str, float]:
+def _env(src: str | None) -> dict[str, str]:
+    """This process's environment, with ``src`` (a checkout's ``src``) first on the path."""
+    if src is None:
+        return dict(os.environ)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def _one(path: Path, mode: str, sandbox: str, src: str | None = None) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(path), mode, sandbox],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(src))
     with _Peak(proc.pid) as memory:
         out, err = proc.communicate(timeout=600)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
@@ -162,13 +178,13 @@ def _one(path: Path, mode: str, sandbox: str) -> dict[str, float]:
             "answer": float(result["answer"])}
 
 
-def _cli(path: Path, sandbox: str, home: Path) -> dict[str, float]:
+def _cli(path: Path, sandbox: str, home: Path, src: str | None = None) -> dict[str, float]:
     from fastrlm.testing import FakeOpenAIServer
 
     reply = "```repl\nFINAL(str(len(context)))\n```"
     limit = str(4 << 10)  # MiB: the defaults stop at 256 MiB
     with FakeOpenAIServer(default=reply) as server:
-        env = {**os.environ, "OPENAI_API_KEY": "fake", "FASTRLM_HOME": str(home)}
+        env = {**_env(src), "OPENAI_API_KEY": "fake", "FASTRLM_HOME": str(home)}
         command = [sys.executable, "-m", "fastrlm", "ask", "How long is it?", "-c", str(path),
                    "-m", "openai/fake-model", "--base-url", server.base_url, "--sandbox",
                    sandbox, "--max-file-mb", limit, "--max-total-mb", limit, "-q"]
@@ -196,38 +212,53 @@ def main() -> None:
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--only", choices=("read", "shared", "cli"),
                         help="run one way only (to compare two checkouts, interleaved)")
+    parser.add_argument("--against", metavar="OTHER/src",
+                        help="another checkout's src directory: every mode runs with it too, "
+                             "alternately with this one")
     args = parser.parse_args()
+    if args.against is not None and not (Path(args.against) / "fastrlm").is_dir():
+        parser.error(f"--against {args.against}: no fastrlm package there (give a checkout's "
+                     "src directory)")
+    checkouts: dict[str, str | None] = {"": None}
+    if args.against is not None:
+        checkouts = {"this": None, "against": str(Path(args.against).resolve())}
+    modes = [mode for mode in ("read", "shared", "cli") if args.only in (None, mode)]
     with tempfile.TemporaryDirectory(prefix="fastrlm-file-context-") as tmp:
         path = Path(tmp) / "big.log"
         size = _write_file(path, args.mb)
-        runs: dict[str, list[dict[str, float]]] = {
-            mode: [] for mode in ("read", "shared", "cli") if args.only in (None, mode)}
+        _floor(path)  # the first read of a file just written is slower: not measured
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {
+            (name, mode): [] for mode in modes for name in checkouts}
         floors: list[float] = []
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             floors.append(_floor(path))
-            for mode in runs:
-                run = (_cli(path, args.sandbox, Path(tmp) / "home") if mode == "cli"
-                       else _one(path, mode, args.sandbox))
-                if run["answer"] != size:
-                    raise SystemExit(f"{mode}: the model saw {run['answer']:.0f} characters")
-                runs[mode].append(run)
+            order = list(checkouts.items())
+            for name, src in order if repeat % 2 == 0 else reversed(order):
+                for mode in modes:
+                    run = (_cli(path, args.sandbox, Path(tmp) / "home", src) if mode == "cli"
+                           else _one(path, mode, args.sandbox, src))
+                    if run["answer"] != size:
+                        raise SystemExit(f"{mode}: the model saw {run['answer']:.0f} characters")
+                    runs[name, mode].append(run)
     print(f"a {args.mb:,} MiB ASCII file, sandbox {args.sandbox}, median of {args.repeats}:")
-    med = {mode: {k: statistics.median(r[k] for r in rs) for k in ("start_s", "load_s", "peak")}
-           for mode, rs in runs.items()}
-    for mode, m in med.items():
-        phases = ("(from the command's start)" if mode == "cli" else
-                  f"(load_context {m['load_s']:5.2f} s, engine to first request "
-                  f"{m['start_s'] - m['load_s']:5.2f} s)")
-        print(f"  {mode:6s}  start {m['start_s']:6.2f} s {phases}   "
-              f"peak memory {m['peak'] / size:4.2f}x the file")
     floor = statistics.median(floors)
-    print(f"  floor   the kernel's copy of the file into a memfd (sendfile) {floor:5.2f} s"
-          + (f"; shared start / floor {med['shared']['start_s'] / floor:.2f}x"
-             if "shared" in med else ""))
-    if "read" not in med or "shared" not in med:
-        return
-    print(f"  shared / read: start {med['shared']['start_s'] / med['read']['start_s']:.2f}x, "
-          f"peak memory {med['shared']['peak'] / med['read']['peak']:.2f}x")
+    for name, src in checkouts.items():
+        if name:
+            print(f" {name} ({src or 'the fastrlm this interpreter imports'}):")
+        med = {mode: {k: statistics.median(r[k] for r in runs[name, mode])
+                      for k in ("start_s", "load_s", "peak")} for mode in modes}
+        for mode, m in med.items():
+            phases = ("(from the command's start)" if mode == "cli" else
+                      f"(load_context {m['load_s']:5.2f} s, engine to first request "
+                      f"{m['start_s'] - m['load_s']:5.2f} s)")
+            print(f"  {mode:6s}  start {m['start_s']:6.2f} s {phases}   "
+                  f"peak memory {m['peak'] / size:4.2f}x the file")
+        if "read" in med and "shared" in med:
+            print(f"  shared / read: start {med['shared']['start_s'] / med['read']['start_s']:.2f}x"
+                  f", peak memory {med['shared']['peak'] / med['read']['peak']:.2f}x")
+        if "shared" in med:
+            print(f"  shared start / floor {med['shared']['start_s'] / floor:.2f}x")
+    print(f"  floor   the kernel's copy of the file into a memfd (sendfile) {floor:5.2f} s")
 
 
 if __name__ == "__main__":
