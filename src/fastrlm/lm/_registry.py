@@ -13,6 +13,9 @@ An entry point names a :class:`Preset`, a ``(Preset, factory)`` pair, or a calla
 arguments that returns one of these or a list of them. A plugin that fails to load is
 reported by :func:`providers` and named when its prefix is asked for; it never breaks the
 built-in providers.
+
+Why over 500 lines: the table, the plugins that extend it and what reads a model string
+through it (resolve, split, import) are one contract; apart, a row and its reader would part.
 """
 
 from __future__ import annotations
@@ -439,11 +442,9 @@ _API_MODULES = {"openai-chat": "._openai", "azure-openai": "._azure",
 
 
 def import_provider(spec: str) -> None:
-    """Import the module that builds the :class:`LM` of model ``spec`` without building it:
-    the HTTP client and its TLS set-up, about 0.1 s, which a later :func:`resolve` then does
-    not wait for (``fastrlm ask`` does this in a thread while a large context loads). Does
-    nothing for a prefix not registered yet or an API only a plugin builds (its module is its
-    factory's to import); :func:`resolve` reports what is wrong with those. Raises
+    """Import the module that builds model ``spec``'s :class:`LM` (its HTTP client and TLS
+    set-up, ~0.1 s) without building it, e.g. in a thread while a large context loads. Does
+    nothing for a prefix or API only a plugin knows (:func:`resolve` reports on those); raises
     ``ImportError`` when an extra's SDK is missing."""
     import importlib
 
@@ -454,8 +455,7 @@ def import_provider(spec: str) -> None:
 
 
 def _prefix_and_name(spec: str) -> tuple[str, str]:
-    """``"ollama/qwen2.5-coder:32b"`` -> (``"ollama"``, ``"qwen2.5-coder:32b"``), as written;
-    a bare name is OpenAI's."""
+    """``"ollama/x"`` -> (``"ollama"``, ``"x"``), as written; a bare name is OpenAI's."""
     spec = spec.strip()
     prefix, sep, rest = spec.partition("/")
     return (prefix, rest) if sep else ("openai", spec)

@@ -350,7 +350,13 @@ def heap_rlimit_bytes(memory_bytes: int) -> int:
     what threads and allocators reserve without using it (an 8 MiB stack per thread, a thread
     per core in pyarrow's and BLAS's pools, per-thread allocator arenas): 256 MiB + 16 MiB a
     core. Memory actually used past ``memory_bytes`` is the watchdog's to stop."""
-    return memory_bytes + 256 * MiB + 16 * MiB * (os.cpu_count() or 1)
+    return memory_bytes + 256 * MiB + 16 * MiB * _cpus()
+
+
+@functools.cache
+def _cpus() -> int:
+    """The machine's CPUs (``os.cpu_count`` reads a file in /sys each call: once a worker)."""
+    return os.cpu_count() or 1
 
 
 @functools.cache

@@ -48,9 +48,13 @@ class RecordFile:
     replies). Not thread-safe by itself: the engine writes from its one event loop."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            self._fd: int | None = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # its folder is not there yet
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, flags, 0o600)
 
     def append(self, entry: dict[str, Any], *, durable: bool = False) -> None:
         """Write ``entry`` as one line; ``durable`` also fsyncs it (the end of a step)."""

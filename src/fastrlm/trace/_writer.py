@@ -87,14 +87,23 @@ class TraceWriter:
         self._index_warned = False
         self._flush_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
         self._settling: dict[str, concurrent.futures.Future[None]] = {}
+        self._made_paths: tuple[Path, Path, Path] | None = None
 
     @property
     def traces_dir(self) -> Path:
-        return traces_dir(self.home)
+        return self._paths()[0]
 
     @property
     def index_path(self) -> Path:
-        return index_path(self.home)
+        return self._paths()[1]
+
+    def _paths(self) -> tuple[Path, Path]:
+        """The traces directory and the index of :attr:`home`, made once per home (several
+        times an event, they were a measurable part of a short run's trace)."""
+        home = self.home
+        if self._made_paths is None or self._made_paths[0] is not home:
+            self._made_paths = (home, traces_dir(home), index_path(home))
+        return self._made_paths[1], self._made_paths[2]
 
     def path_for(self, run_id: str) -> Path:
         """The trace file of a top-level run (a child run maps to its top-level run's file)."""
@@ -165,8 +174,11 @@ class TraceWriter:
             if not is_root_start and root not in self._started:
                 return  # not part of a run this writer saw start: nothing to attach it to
             path = self.path_for(root)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = path.open("a", encoding="utf-8")
+            try:
+                handle = path.open("a", encoding="utf-8")
+            except FileNotFoundError:  # the first run in this home (or its folder was removed)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = path.open("a", encoding="utf-8")
             hold_writer_lock(handle)  # a viewer tells a running run from a dead one by it
             self._files[root] = handle
         handle.write(json_text(self._record(event)) + "\n")
