@@ -187,3 +187,21 @@ def test_the_io_threads_kept_connection_follows_the_index_file_it_writes(
     third = asyncio.run(rlm.acompletion("q3"))
     assert [r.run_id for r in list_runs(index)] == [third.trace_id]
     assert {r.stop_reason for r in list_runs(index)} == {"final"}
+
+
+def test_a_traces_folder_removed_between_runs_is_made_again_for_the_next(
+        tmp_path: Path) -> None:
+    """A run's trace and replay record are opened first and their folder made only when it is
+    missing: one removed between two runs of one writer (a user clearing old traces) is made
+    again, and the second run is traced whole."""
+    import shutil
+
+    rlm = _rlm(tmp_path)
+    first = asyncio.run(rlm.acompletion("q1"))
+    assert first.trace_path is not None
+    folder = Path(first.trace_path).parent
+    shutil.rmtree(folder)
+    second = asyncio.run(rlm.acompletion("q2"))
+    assert second.trace_path is not None and Path(second.trace_path).parent == folder
+    assert Path(second.trace_path).read_text().count("\n") >= 3
+    assert (folder / f"{second.trace_id}.record").stat().st_size > 0
