@@ -746,7 +746,7 @@ class WorkerSandbox:
             for worker in workers:
                 if not worker.kill_later(ended):  # its warm process is closing: wait here
                     await worker.kill()
-                    ended()
+                    await asyncio.to_thread(ended)  # the last one waits for the scratch reaper
             return
         for worker in workers:
             await worker.kill()
