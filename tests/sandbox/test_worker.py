@@ -419,3 +419,34 @@ async def test_in_process_output_is_captured_after_the_app_replaced_stdout() -> 
         assert "from the cell" not in app.getvalue()
     finally:
         await first.close()
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "process"])
+async def test_a_runs_first_root_call_goes_out_before_its_worker_is_spawned(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's spawn (a fork and exec that block the event loop's thread) waits one turn
+    of the loop, so the root's first request is out first and the model works while the worker
+    starts (a large file's run asked the model ~20 ms later before)."""
+    from fastrlm import RLM, Budget
+    from fastrlm.sandbox import _worker
+    from fastrlm.testing import ScriptedLM
+
+    skip_unless_available(kind)
+    order: list[str] = []
+    spawn = _worker.WorkerSandbox._spawn
+
+    async def spawning(self: _worker.WorkerSandbox) -> _worker.WorkerProcess:
+        order.append("spawn")
+        return await spawn(self)
+
+    monkeypatch.setattr(_worker.WorkerSandbox, "_spawn", spawning)
+
+    def root(messages: object) -> str:
+        order.append("root")
+        return "```repl\nFINAL(str(len(context)))\n```"
+
+    rlm = RLM(ScriptedLM(root, model="scripted/root"), ScriptedLM(["ok"], model="scripted/sub"),
+              sandbox=kind, budget=Budget(max_iterations=2), trace=False)
+    result = await rlm.acompletion("How long?", context="x" * 1000)
+    assert result.answer == "1000"
+    assert order[:2] == ["root", "spawn"]

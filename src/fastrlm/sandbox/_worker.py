@@ -379,6 +379,10 @@ class WorkerSandbox:
         )
         self._context_fd = os.dup(held.fd)
         self._context_written = held.written
+        # One turn of the event loop first: a run's first root call, queued beside this start,
+        # goes out before the spawn below, whose fork and exec block this thread (~20 ms; it
+        # is the loop's thread, which a worker dying with its parent needs).
+        await asyncio.sleep(0)
         problems = []
         for plan in self._plans:
             self._plan = plan
