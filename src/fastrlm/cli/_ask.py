@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._foundation.errors import ConfigurationError, ContextError, SandboxUnavailableError
+from .._foundation.errors import ConfigurationError, ContextError
 from .._foundation.pricing import PriceTable
 from .._foundation.validate import LIMITS_RULES
-from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
+from ._common import fail, prepare_run, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._config import Settings
 from ._exit import ExitCode
 from ._options import Checked, load_options, run_options, tool_options
@@ -183,35 +182,6 @@ def ask(
         prompts=prompts,
     )
     sys.exit(int(code))
-
-
-def prepare_run(settings: Settings) -> threading.Thread:
-    """Start doing, in a thread, the slow parts of what the run does first that do not depend
-    on the context: importing the models' HTTP client (about 0.1 s: ``aiohttp`` and its TLS
-    set-up) and finding which sandbox layers work here (``bwrap`` starting a Python). They
-    then overlap the context's load (a 1 GiB file: about 0.4 s) instead of following it. Join
-    the thread before the run. Nothing it does is seen: a provider whose module cannot be
-    imported, or a sandbox that cannot start, is met again and reported by the run itself
-    (the layer probe's answer is cached either way)."""
-    from ..lm import import_provider
-    from ..sandbox import plans_for
-
-    def prepare() -> None:
-        for model in dict.fromkeys((settings.model, settings.sub_model)):
-            if model:
-                try:
-                    import_provider(model)
-                except ImportError:  # a missing extra: the run names its pip install
-                    pass
-        if settings.sandbox != "none":
-            try:
-                plans_for(settings.sandbox)
-            except SandboxUnavailableError:  # the run says so, with what to install
-                pass
-
-    thread = threading.Thread(target=prepare, name="fastrlm-prepare-run", daemon=True)
-    thread.start()
-    return thread
 
 
 def cache_of(use: bool, path: Path | None, sampled: bool) -> CacheChoice | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._foundation.errors import ContextError, RLMError
-from ._common import fail, price_table_or_exit, rlm_or_exit, settings_or_exit
+from ._common import fail, prepare_run, price_table_or_exit, rlm_or_exit, settings_or_exit
 from ._exit import ExitCode, exit_code_for
 from ._options import load_options, run_options, tool_options
 from ._progress import RunState, make_progress
@@ -69,11 +69,14 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
     from ..context import load_context
     from ..trace import TraceWriter
 
+    preparing = prepare_run(settings)
     try:
         loaded = load_context(list(contexts), gitignore=not no_gitignore, limits=load_limits,
                               shared=True)
     except (ContextError, ValueError) as exc:
         fail(str(exc))
+    finally:
+        preparing.join()
     rlm = rlm_or_exit(settings, prices, trace=False if no_trace else TraceWriter(),
                       tools=tools or (), sub_tools=sub_tools or ())
     interactive = sys.stdin.isatty()
