@@ -18,11 +18,14 @@ worker's start on the host side), the whole machine's CPU per request (``/proc/s
 workers, the warm process, this load generator and anything else the machine runs) and this load
 generator's share of it.
 
-The traces go to a fresh ``FASTRLM_HOME`` in ``--home`` (default: the system's temporary
-directory), whose file system the header names: each request creates its trace and its replay
-record, and creating a file costs 10-20 us on tmpfs but 0.2-0.6 ms on an ext4 whose other
-users create and delete many files (this project's test suites in ``/tmp``), so compare runs
-on one home.
+The traces go to a fresh ``FASTRLM_HOME`` (removed at the end) in ``--home``, by default the
+folder that holds this user's ``FASTRLM_HOME`` (``~``), where ``fastrlm serve`` writes its
+traces; the header names its file system. Each request creates its trace and its replay record,
+and creating a file costs 10-20 us on tmpfs or a quiet ext4 directory but 0.2-0.7 ms in a
+directory of an ext4 where many files were deleted in the last minute or so (the inode
+allocator skips recently deleted inodes one by one: this VM's ``/tmp`` while test suites run,
+and this benchmark's own home after a run deletes its traces). The header prints what creating
+one costs in the home used; compare runs whose costs agree, or use ``--home /dev/shm``.
 
 Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit (160
 requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here runs in
@@ -40,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from fastrlm._foundation.home import fastrlm_home
 
 SERVER = r"""
 import asyncio, json, resource, sys
@@ -154,6 +159,21 @@ async def _one(mode: str, args: argparse.Namespace, home: str) -> dict[str, floa
     }
 
 
+def _create_cost_us(home: str, files: int = 100) -> float:
+    """Microseconds to create (and write a line to) a file in ``home``, the median of
+    ``files``: what each request's trace and record pay twice."""
+    probe = os.path.join(home, "create-probe")
+    os.mkdir(probe)
+    times = []
+    for i in range(files):
+        began = time.perf_counter()
+        fd = os.open(os.path.join(probe, f"{i}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.write(fd, b"{}\n")
+        os.close(fd)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1e6
+
+
 def _file_system(path: str) -> str:
     """The type of the file system ``path`` is on (the last mount in /proc/mounts above it):
     creating a trace file costs 10-20 us on tmpfs and far more on a busy ext4."""
@@ -180,12 +200,14 @@ async def main() -> None:
                         help="serve without traces (fastrlm serve --no-trace)")
     parser.add_argument("--home", default=None,
                         help="make the server's FASTRLM_HOME (its traces and index) in this "
-                             "directory (default: the system's temporary directory)")
+                             "directory (default: the folder that holds this user's "
+                             "FASTRLM_HOME, where `fastrlm serve` writes its traces)")
     args = parser.parse_args()
     limit = args.slots / args.model_s
     results: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
-    with tempfile.TemporaryDirectory(dir=args.home) as home:
-        home_on = _file_system(home)
+    parent = args.home or str(fastrlm_home().expanduser().parent)
+    with tempfile.TemporaryDirectory(dir=parent, prefix="fastrlm-bench-") as home:
+        home_on = f"{_file_system(home)}, a file created in {_create_cost_us(home):.0f} us"
         for _ in range(args.repeats):
             for mode in ("warm", "cold"):
                 results[mode].append(await _one(mode, args, home))
