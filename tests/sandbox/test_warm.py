@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fastrlm.sandbox import SandboxLimits, _layers, _worker, create_sandbox
+from fastrlm.sandbox import SandboxLimits, _layers, _warm, _worker, create_sandbox
 from fastrlm.sandbox._channel import readable_within
 from fastrlm.sandbox._warm import WarmWorkers, warm_problem, warm_workers
 from fastrlm.sandbox._worker import WorkerSandbox
@@ -402,6 +402,7 @@ async def test_the_holder_waits_for_workers_still_ending_and_leaks_no_descriptor
     kind, held = warm
     gate, ran = threading.Event(), []
     _gate_reaper(held, monkeypatch, gate, ran)
+    monkeypatch.setattr(_warm._Reaper, "CLOSE_WAIT_S", 120.0)  # the gate opens long before
     before = _fds()
     scratches = []
     for _ in range(5):
