@@ -400,7 +400,7 @@ FILL_AT_ONCE_BYTES = 256 << 10
 def fills_at_once(context: object) -> bool:
     """Whether :func:`fill_shared` for ``context`` is quick enough for the event loop: a
     small str or bytes (a list or dict is encoded as JSON, whose cost its size does not say)."""
-    return type(context) in (str, bytes) and len(context) <= FILL_AT_ONCE_BYTES  # type: ignore[arg-type]
+    return isinstance(context, (str, bytes)) and len(context) <= FILL_AT_ONCE_BYTES
 
 
 def fill_shared(held: SharedBuffer) -> None:

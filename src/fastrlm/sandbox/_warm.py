@@ -306,7 +306,6 @@ class _Reaper:
         self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
         self._closing = False
-        self._done = threading.Condition(self._lock)
 
     def after_exit(self, pidfd: int, then: Callable[[], None]) -> bool:
         """Run ``then`` on the reaper's thread once the process of ``pidfd`` has ended (it
@@ -356,8 +355,6 @@ class _Reaper:
                     logger.exception("cleaning up after a sandbox worker failed")
                 finally:
                     os.close(fd)
-                with self._lock:
-                    self._done.notify_all()
 
     def close(self) -> None:
         """Wait (up to :attr:`CLOSE_WAIT_S`) for the workers still ending, then stop the

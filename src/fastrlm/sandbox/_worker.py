@@ -157,13 +157,7 @@ class WorkerProcess:
         :data:`DISCARD_REAP_S` (a killed process exits at once; one that does not is left to
         ``subprocess`` to reap later), and release the fds. Never blocks longer. Idempotent."""
         if not self.closed:
-            self.closed = True
-            self._kill_group()
-            if self.cgroup is not None:
-                self.cgroup.kill()
-            if self.watchdog is not None:
-                with contextlib.suppress(RuntimeError):  # its event loop may be closed already
-                    self.watchdog.stop()
+            self._stop_now()
             _reap_within(self.proc, self._pidfd, DISCARD_REAP_S)
             removal = self.container.remove() if self.container is not None else None
             if removal is not None:
@@ -218,15 +212,21 @@ class WorkerProcess:
 
         if not proc.warm.after_exit(pidfd, ended):
             return False
-        self.closed = True  # the reaper owns the pidfd now
-        if self.watchdog is not None:
-            self.watchdog.stop()
-        self._kill_group()
-        if cgroup is not None:
-            cgroup.kill()
+        self._stop_now()  # the reaper owns the pidfd from here
         self.channel.close()
         self._log.close()
         return True
+
+    def _stop_now(self) -> None:
+        """Closing without waiting: no more watching, SIGKILL to the group and to what is left
+        in its cgroup."""
+        self.closed = True
+        if self.watchdog is not None:
+            with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                self.watchdog.stop()
+        self._kill_group()
+        if self.cgroup is not None:
+            self.cgroup.kill()
 
     async def kill(self, grace_s: float = 0.0) -> str:
         """SIGKILL the worker's process group (after ``grace_s`` for a worker that is already

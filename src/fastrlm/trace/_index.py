@@ -200,13 +200,23 @@ def _contains(text: str) -> str:
 _COLUMNS = tuple(f.name for f in fields(RunRecord))
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to the index at ``path`` (made, with its folder, when missing), its schema
+    checked; closed again if the check raises."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    try:
+        ensure_schema(conn, SCHEMA, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 @contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as conn:
-        ensure_schema(conn, SCHEMA, path)
-        with conn:
-            yield conn
+    with closing(_open(path)) as conn, conn:
+        yield conn
 
 
 def _write(path: Path, apply: Callable[[sqlite3.Connection], object], *,
@@ -258,10 +268,8 @@ def _kept_connection(path: Path) -> sqlite3.Connection:
         if found is not None and (found.st_dev, found.st_ino) == kept[1]:
             return kept[0]
         _drop_kept(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    conn = _open(path)
     try:
-        ensure_schema(conn, SCHEMA, path)
         _unsynced(conn)
         made = os.stat(path)  # made by ensure_schema if it was missing
     except BaseException:

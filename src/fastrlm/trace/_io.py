@@ -44,8 +44,7 @@ class _Lane:
     handed to a busy thread is found when it looks again): every wake-up is a context switch
     that can take the CPU, and the GIL, from the event loop."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self.jobs: collections.deque[_Job] = collections.deque()
         self.work = threading.Condition(_lock)
         self.waiting = False
@@ -79,7 +78,7 @@ def later(job: Callable[[], None], lane: str = "rows") -> concurrent.futures.Fut
     with _lock:
         queue = _lanes.get(lane)
         if queue is None:
-            queue = _lanes[lane] = _Lane(lane)
+            queue = _lanes[lane] = _Lane()
         queue.jobs.append((job, done))
         _pending += 1
         if queue.thread is None or not queue.thread.is_alive():
