@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -450,3 +451,39 @@ async def test_a_runs_first_root_call_goes_out_before_its_worker_is_spawned(
     result = await rlm.acompletion("How long?", context="x" * 1000)
     assert result.answer == "1000"
     assert order[:2] == ["root", "spawn"]
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("kind", ["process", "landlock"])
+async def test_a_close_cancelled_before_its_clean_up_thread_starts_still_ends_the_reaper(
+    kind: str,
+) -> None:
+    """A run that fails while its sandbox is still starting cancels that start, and with it
+    the ``close()`` the start was in. The scratch reaper's clean-up is handed to a thread;
+    every thread of the loop's pool is held busy here, so the cancel lands before that thread
+    starts. The clean-up must still run: the reaper ended and reaped, its pipe closed (before,
+    the queued job was dropped: a running reaper and an open fd for the life of the process)."""
+    skip_unless_available(kind)
+    loop = asyncio.get_running_loop()
+    sb = create_sandbox(kind, SandboxLimits())
+    assert isinstance(sb, WorkerSandbox)
+    await sb.start(CONTEXT, FakeBridge())
+    reaper, reaper_fd = sb._reaper, sb._reaper_fd  # noqa: SLF001 - what close must end
+    assert reaper is not None and reaper_fd >= 0
+    hold = threading.Event()
+    busy = [loop.run_in_executor(None, hold.wait) for _ in range(64)]  # more than the pool
+    closing = asyncio.create_task(sb.close())
+    for _ in range(10_000):  # yields to the loop until close has taken the reaper, and queued
+        if sb._reaper is None:  # its clean-up, at the same step  # noqa: SLF001
+            break
+        await asyncio.sleep(0)
+    assert sb._reaper is None  # noqa: SLF001
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    hold.set()
+    await asyncio.gather(*busy)
+    assert await asyncio.to_thread(reaper.wait, 60) is not None
+    with pytest.raises(OSError):
+        os.fstat(reaper_fd)  # closed by the clean-up
+    await sb.close()

@@ -181,7 +181,7 @@ class WorkerProcess:
         self._oom = self._oom or cgroup.oom_reason()
         cgroup.kill()
         if not cgroup.remove():
-            await asyncio.to_thread(_remove_cgroup_now, cgroup)
+            await _to_thread_to_the_end(_remove_cgroup_now, cgroup)
 
     async def _read_container_oom(self, container: _container.Container) -> None:
         """A container that ended on its own: record whether its memory limit ended it. A
@@ -722,8 +722,8 @@ class WorkerSandbox:
     async def _stop_reaper(self) -> None:
         reaper, self._reaper = self._reaper, None
         reaper_fd, self._reaper_fd = self._reaper_fd, -1
-        if reaper is not None or reaper_fd >= 0:  # in a thread: a cancelled close still ends it
-            await asyncio.to_thread(_free_scratch, None, reaper, reaper_fd)
+        if reaper is not None or reaper_fd >= 0:
+            await _to_thread_to_the_end(_free_scratch, None, reaper, reaper_fd)
 
     async def _context_buffer_sealed(self) -> None:
         """Wait for the thread that fills the context buffer. Raises ContextError when it
@@ -750,7 +750,7 @@ class WorkerSandbox:
             for worker in workers:
                 if not worker.kill_later(ended):  # its warm process is closing: wait here
                     await worker.kill()
-                    await asyncio.to_thread(ended)  # the last one waits for the scratch reaper
+                    await _to_thread_to_the_end(ended)  # the last waits for the scratch reaper
             return
         for worker in workers:
             await worker.kill()
@@ -1048,6 +1048,15 @@ def _free_scratch(scratch: str | None, reaper: subprocess.Popen[bytes] | None,
         except subprocess.TimeoutExpired:
             reaper.kill()
             reaper.wait()
+
+
+async def _to_thread_to_the_end(clean_up: Callable[..., None], *args: Any) -> None:
+    """Run ``clean_up`` in a thread and wait for it; a caller cancelled meanwhile stops waiting,
+    but the clean-up still runs, to its end. It is handed to the thread pool before the first
+    wait: ``asyncio.to_thread`` cancelled before its thread started never runs it at all (a
+    close cancelled there leaked its scratch reaper), and a task that would hand it over later
+    never runs if the loop stops first (a sync call returns as its run ends)."""
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, clean_up, *args))
 
 
 def _reap_within(proc: subprocess.Popen[bytes] | _warm.ForkedProc, pidfd: int,
