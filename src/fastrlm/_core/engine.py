@@ -23,7 +23,7 @@ from .._foundation.limits import Limits
 from .._foundation.pricing import PriceTable, unpriced_message
 from .._foundation.result import RLMResult
 from .._foundation.stop import StopReason
-from ..context import context_problem
+from ..context import as_context, context_problem
 from ..lm import LM, default_concurrency
 from .call_tree import CallTree
 from .candidates import Search
@@ -84,6 +84,7 @@ async def answer(
     ``replay``: a recorded run this one resumes or forks (answered from it first, its spend
     carried once); ``origin`` says which, in the new run's record."""
     new_context = True
+    context = as_context(context)  # a LoadedContext: its text may still be copying in
     drop_in = context is MISSING
     if session is not None and (context is None or context is MISSING):
         # a later question without a context of its own asks about the latest one, unless

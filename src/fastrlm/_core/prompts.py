@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._foundation.errors import ContextError
+from ..context import wait_whole
 from .profiles import TurnFormat
 
 SYSTEM = """\
@@ -460,6 +461,7 @@ def question_home(question: str, context: object, limit: int) -> str | None:
     if shown_whole(question, limit):
         return None
     if isinstance(context, str):
+        wait_whole(context)  # a shared file's text may still be copying in
         if context == question:
             return "`context`"
         # the server's conversation ends with it: checked first, a full search only if not

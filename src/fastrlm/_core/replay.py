@@ -349,9 +349,10 @@ def prepare(ref: str, context: object, *, missing: object, home: str | Path | No
     the run was asked without one). ``budget`` (None: the run's own) must leave something once
     the recorded spend is counted. Raises :class:`ReplayError` saying what to pass, or
     :class:`~fastrlm.trace.TraceNotFoundError`."""
-    from ..context import context_digest
+    from ..context import as_context, context_digest
     from ..trace import read_record, read_trace, record_path, resolve_run
 
+    context = as_context(context)
     where = (Path(home).expanduser() if home is not None else
              Path(str(trace)).expanduser() if isinstance(trace, str | Path) else None)
     if trace is False or home is not None:  # the new run is recorded where the old one is

@@ -27,7 +27,7 @@ from .._foundation.errors import (
 from .._foundation.events import preview
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
-from ..context import ContextInfo, context_digest, describe_shape
+from ..context import ContextInfo, context_digest, describe_shape, whole
 from ..lm import LM, ChatMessage, LMResponse, reply_report
 from ..sandbox import Sandbox, SandboxLimits
 from .bridge import ChildGrant, SubcallBridge
@@ -205,6 +205,7 @@ class Run:
         return replace(outcome, sandbox=sandbox.layer)
 
     async def _resume_sandbox(self, sandbox: Sandbox, info: ContextInfo) -> None:
+        await whole(self.context)  # a later context is sent as a value: all of it
         await self.continuation.resume(sandbox, self.context, info, self._bridge)
         await self._announced.wait()
 

@@ -167,7 +167,7 @@ def ask(
     code = run_settings(
         settings,
         question,
-        loaded.value,
+        loaded,  # not .value: the first root request goes out while a large file is copied
         prices=price_table,
         mode=mode,
         quiet=quiet,

@@ -92,7 +92,7 @@ def chat(contexts: tuple[str, ...], flags: dict[str, Any], tools: tuple[Any, ...
         if resume_id is not None:
             _resume(session, resume_id, loaded.value, quiet)
         for question in _questions(interactive):
-            context = loaded.value if not session.results and not session.state.messages else None
+            context = loaded if not session.results and not session.state.messages else None
             result, cancelled, iterations = _ask(session, question, context, settings.budget,
                                                  quiet)
             if cancelled:

@@ -8,8 +8,10 @@ from ._info import (
     context_problem,
     describe_context,
     describe_shape,
+    wait_whole,
+    whole,
 )
-from ._load import LoadedContext, LoadReport, SkippedFile, load_context
+from ._load import LoadedContext, LoadReport, SkippedFile, as_context, load_context
 
 __all__ = [
     "ContextInfo",
@@ -17,10 +19,13 @@ __all__ = [
     "LoadReport",
     "LoadedContext",
     "SkippedFile",
+    "as_context",
     "canonical_bytes",
     "context_digest",
     "context_problem",
     "describe_context",
     "describe_shape",
     "load_context",
+    "wait_whole",
+    "whole",
 ]

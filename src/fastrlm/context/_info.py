@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -153,9 +154,33 @@ def describe_context(context: object, data: bytes | None = None) -> ContextInfo:
     return replace(shape, sha256=digest, size_bytes=size)
 
 
+def wait_whole(context: object) -> None:
+    """Wait (blocking) until the text of ``context`` is all there: a large file's str from
+    ``load_context(shared=True)`` is handed out while a thread still copies its middle (its
+    length and ends are right at once). Raises :class:`ContextError` when that copy failed (the
+    file changed meanwhile). Returns at once for any other context. The run's readers of a
+    whole text call this or :func:`whole`; its sandbox waits for the same copy."""
+    from ..sandbox import text_filling
+
+    filling = text_filling(context)
+    if filling is not None:
+        filling.result()
+
+
+async def whole(context: object) -> None:
+    """:func:`wait_whole` without blocking the event loop."""
+    from ..sandbox import text_filling
+
+    filling = text_filling(context)
+    if filling is not None:
+        await asyncio.wrap_future(filling)
+
+
 def context_digest(context: object) -> tuple[str, int]:
     """sha256 and size of the context's canonical bytes. A large ASCII str is hashed from its
-    own storage (no UTF-8 copy); hashlib releases the GIL, so this suits a worker thread."""
+    own storage (no UTF-8 copy); hashlib releases the GIL, so this suits a worker thread. A
+    text still being copied in (:func:`wait_whole`) is hashed once it is whole."""
+    wait_whole(context)
     if isinstance(context, str):
         from ..sandbox import utf8_view  # a zero-copy view of ASCII text
 

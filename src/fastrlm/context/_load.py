@@ -43,6 +43,7 @@ from .._foundation.files import (
     under,
 )
 from ._gitignore import GitIgnore
+from ._info import wait_whole
 
 STDIN = "-"
 SNIFF_BYTES = 8192
@@ -117,12 +118,46 @@ class LoadReport:
         }
 
 
-@dataclass(slots=True)
 class LoadedContext:
-    """``value`` is what the engine gets as ``context``; ``report`` says how it was built."""
+    """What :func:`load_context` built: ``value``, the context, and ``report``, how it was built.
 
-    value: str | list[str]
-    report: LoadReport
+    Give the LoadedContext itself to a run (``rlm.completion(question, context=loaded)``, a
+    session's ``ask``, ``resume``): a large file loaded with ``shared=True`` is still being
+    copied into its buffer when :func:`load_context` returns, and a run given the LoadedContext
+    sends its first root request at once; its sandbox reads the text when the copy is done.
+    ``value`` waits for that copy first (raising :class:`~fastrlm.ContextError` when the file
+    changed during it), so the text it gives is always whole."""
+
+    __slots__ = ("_value", "report")
+
+    def __init__(self, value: str | list[str], report: LoadReport) -> None:
+        self._value = value
+        self.report = report
+
+    @property
+    def value(self) -> str | list[str]:
+        """The context, whole (waits for a shared file's copy to end)."""
+        wait_whole(self._value)
+        return self._value
+
+    @property
+    def in_flight(self) -> str | list[str]:
+        """The context as it is now: a shared file's str may still be filling between its two
+        ends. For the engine, whose readers wait where they read (:func:`whole`)."""
+        return self._value
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy or pickle carries the whole text
+        return (LoadedContext, (self.value, self.report))
+
+    def __repr__(self) -> str:
+        return (f"LoadedContext({type(self._value).__name__} of {self.report.chars:,} "
+                f"characters from {', '.join(self.report.sources)})")
+
+
+def as_context(context: object) -> object:
+    """What a run answers from: a :class:`LoadedContext`'s context as it is now (the run waits
+    for a shared file's copy where it reads the text), any other object as it is."""
+    return context.in_flight if isinstance(context, LoadedContext) else context
 
 
 def _human(n: int) -> str:
@@ -357,7 +392,8 @@ class _Loader:
         suffix = path.suffix.lower()
         try:
             with open_regular(path, self.limits, within=self.within, room=self.room()) as opened:
-                text = self.shared_text(*opened, suffix) if explicit and self.shared else None
+                text = (self.shared_text(*opened, suffix, shown) if explicit and self.shared
+                        else None)
                 if text is not None:
                     self.report.bytes_read += opened[1]
                     self.report.files += 1
@@ -388,17 +424,21 @@ class _Loader:
         del data
         self.add(text, shown)
 
-    def shared_text(self, fd: int, size: int, suffix: str) -> str | None:
+    def shared_text(self, fd: int, size: int, suffix: str, shown: str) -> str | None:
         """A large ASCII text file named on its own, copied once into the buffer the sandbox
-        maps (``sandbox._protocol.mapped_text``), or None to read it as usual."""
+        maps (``sandbox._protocol.mapped_text``; its middle may still be copying when this
+        returns), or None to read it as usual."""
         if suffix == ".pdf" or suffix in JSONL_SUFFIXES or b"\x00" in os.pread(fd, SNIFF_BYTES, 0):
             return None
         from ..sandbox import mapped_text
 
         try:
-            return mapped_text(fd, size)
+            text = mapped_text(fd, size, shown)
         except OSError as exc:
             raise Unreadable(f"unreadable: {exc.strerror or exc}") from exc
+        if text is not None and text[:SNIFF_BYTES].isspace():
+            wait_whole(text)  # whether it is all blank is asked of the whole text at once
+        return text
 
     def jsonl(self, data: bytes, shown: str) -> None:
         text = self.decode(data, shown)
@@ -459,7 +499,10 @@ def load_context(
     With ``shared``, a single file named alone whose text is ASCII and at least 1 MiB is held
     once: copied into the sealed buffer a sandbox maps, with the ``str`` living in that same
     memory (a 1 GB file costs 1 GB, not 2, and is not decoded). That memory stays for the life
-    of the process: for a command that loads once (``fastrlm ask``), not for a server.
+    of the process: for a command that loads once (``fastrlm ask``), not for a server. The file
+    is read once to check it is ASCII, then returned while a thread copies it (1 GiB: 0.05 s,
+    then 0.4 s): pass the :class:`LoadedContext` itself to the run, whose first root request
+    goes out during the copy; ``.value`` waits for the copy.
     """
     if not paths:
         raise ContextError("no context given: pass at least one file, directory, glob or '-'")

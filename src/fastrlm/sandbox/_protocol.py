@@ -298,34 +298,45 @@ def write_context_fd(parts: list[Buffer]) -> int:
     return fd
 
 
-def mapped_text(fd: int, size: int) -> str | None:
+def mapped_text(fd: int, size: int, name: str = "the file") -> str | None:
     """The text of the file open at ``fd`` (``size`` bytes, read from offset 0 without moving
     the file position) as a str that lives in a sealed kind 4 buffer: the file is copied once
-    into the buffer and checked for ASCII on the way (:func:`._filecopy.copy_ascii`, two threads
-    for a large file), and the str *is* the buffer's pages (as in the worker), so the host and
+    into the buffer, and the str *is* the buffer's pages (as in the worker), so the host and
     every worker share one copy of the text, never two.
 
-    None when the text is not ASCII, shorter than 1 MiB, the file shrank while read, or this
-    interpreter's str layout is not one :func:`_mapped_str` knows: the caller then reads the
-    file as usual. Raises ``OSError`` from reading the file or filling the buffer."""
+    The file is first read once and checked for ASCII (:func:`._filecopy.check_ascii`; a tenth
+    of the copy's time), then its first and last chunks are copied, and the str is returned
+    while a thread copies the rest (:func:`._filecopy.copy_ascii`, checked again on the way),
+    so that a run's first root request goes out during the copy. Until that copy ends, only
+    the str's length and its two ends are its text: whoever reads more waits for
+    :func:`text_filling` (a sandbox waits for its buffer's ``written``, as for any context).
+    That future fails with :class:`ContextError` when ``name`` changed in between (it shrank,
+    or a byte is no longer ASCII).
+
+    None when the text is not ASCII, shorter than 1 MiB, the file shrank before its ends were
+    copied, or this interpreter's str layout is not one :func:`_mapped_str` knows: the caller
+    then reads the file as usual. Raises ``OSError`` from reading the file or filling the
+    buffer."""
     if size < _ZERO_COPY_MIN or not _CPYTHON:
         return None
-    import fcntl
+    from ._filecopy import CHUNK, check_ascii, copy_ascii
 
-    from ._filecopy import copy_ascii
-
+    if not check_ascii(fd, size):
+        return None
     start = _ascii_data_offset()
     total = start + size + 1
+    head = min(CHUNK, size)
+    tail = max(head, (size - 1) // CHUNK * CHUNK)  # the last chunk's offset
     buffer = new_context_fd()
     try:
+        os.ftruncate(buffer, total)  # the str's mapping spans pages the copy has yet to write
         os.pwrite(buffer, _PREFIX.pack(CONTEXT_MAGIC, KIND_ASCII, start), 0)
-        if not copy_ascii(fd, buffer, size, start):
-            os.close(buffer)
-            return None
         os.pwrite(buffer, b"\0", start + size)
-        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-        fcntl.fcntl(buffer, fcntl.F_ADD_SEALS, seals)
-        text = _mapped_str(buffer, total, start, populate=False)  # pages come as they are read
+        ends = copy_ascii(fd, buffer, head, start) and copy_ascii(fd, buffer, size, start, tail)
+        text = _mapped_str(buffer, total, start, populate=False) if ends else None
+        if text is not None and tail == head:
+            _seal(buffer)
+        rest = os.dup(fd) if text is not None and tail > head else -1
     except BaseException:
         os.close(buffer)
         raise
@@ -335,11 +346,65 @@ def mapped_text(fd: int, size: int) -> str | None:
     encoded: concurrent.futures.Future[tuple[int, int, kinds.Encoded | None]] = (
         concurrent.futures.Future())
     encoded.set_result((KIND_ASCII, total, None))
-    sealed: concurrent.futures.Future[None] = concurrent.futures.Future()
-    sealed.set_result(None)
+    written: concurrent.futures.Future[None] = concurrent.futures.Future()
+    held = SharedBuffer(buffer, text, encoded, written, users=1, lives_in=True)
     with _SHARED_LOCK:  # held for good: the str lives in this buffer for the life of the process
-        _SHARED[id(text)] = SharedBuffer(buffer, text, encoded, sealed, users=1)
+        _SHARED[id(text)] = held
+    if rest < 0:
+        written.set_result(None)
+        return text
+    try:
+        threading.Thread(target=_copy_rest, args=(rest, held, head, tail, start, name),
+                         name="fastrlm-file-copy", daemon=True).start()
+    except BaseException as exc:
+        os.close(rest)
+        written.set_exception(exc)
+        raise
     return text
+
+
+def _copy_rest(src: int, held: SharedBuffer, first: int, end: int, at: int, name: str) -> None:
+    """The thread of :func:`mapped_text`: copy ``[first, end)`` of ``src`` (closed after), seal
+    the buffer, complete ``held.written`` (or fail it with what went wrong)."""
+    from .._foundation.errors import ContextError  # host side only: the worker never copies
+    from ._filecopy import copy_ascii
+
+    try:
+        whole = copy_ascii(src, held.fd, end, at, first)
+        if whole:
+            _seal(held.fd)
+    except OSError as exc:
+        held.written.set_exception(
+            ContextError(f"cannot copy {name} into the context buffer: {exc}"))
+        return
+    except BaseException as exc:  # noqa: BLE001 - carried to whoever waits for the text
+        held.written.set_exception(exc)
+        return
+    finally:
+        os.close(src)
+    if whole:
+        held.written.set_result(None)
+    else:
+        held.written.set_exception(ContextError(
+            f"{name} changed while it was copied (it is shorter now, or holds a byte that is "
+            "not ASCII where it held text): its text cannot be answered from; load it again"))
+
+
+def _seal(fd: int) -> None:
+    import fcntl
+
+    seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+
+
+def text_filling(context: object) -> concurrent.futures.Future[None] | None:
+    """The copy still filling this very str, which lives in its buffer (:func:`mapped_text`),
+    or the copy's failure; None when its text is whole (any other object: always)."""
+    held = shared_buffer(context) if type(context) is str else None
+    if held is None or not held.lives_in or (held.written.done() and
+                                             held.written.exception() is None):
+        return None
+    return held.written
 
 
 class SharedBuffer:
@@ -353,9 +418,10 @@ class SharedBuffer:
     def __init__(
         self, fd: int, context: object,
         encoded: concurrent.futures.Future[tuple[int, int, kinds.Encoded | None]],
-        written: concurrent.futures.Future[None], users: int = 0,
+        written: concurrent.futures.Future[None], users: int = 0, lives_in: bool = False,
     ) -> None:
         self.fd = fd
+        self.lives_in = lives_in  # the context is a str made in this buffer (mapped_text)
         self.context = context  # held, so its id cannot be reused while the buffer is shared
         self.encoded = encoded
         self.written = written
