@@ -11,7 +11,8 @@ from ._info import (
     wait_whole,
     whole,
 )
-from ._load import LoadedContext, LoadReport, SkippedFile, as_context, load_context
+from ._load import load_context
+from ._loaded import LoadedContext, LoadReport, SkippedFile, as_context
 
 __all__ = [
     "ContextInfo",
