@@ -563,3 +563,42 @@ def test_a_limit_stop_names_only_the_setting_that_stopped_it(
     hint = limit_hint(reason, budget, origin)
     assert expected in hint
     assert hint.count("--max-") <= 2  # its own flag, never the list of all of them
+
+
+@pytest.mark.parametrize("command", ["ask", "chat"])
+def test_the_first_root_request_goes_out_while_a_large_file_is_still_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """``-c big.log``: the command hands the run the loaded context itself, so the root is
+    asked while the file's middle is copied. Here the copy is held until the server gets the
+    first root request; a command that waited for the copy would never send it."""
+    from fastrlm.sandbox import _filecopy
+    from fastrlm.testing._fake_server import FakeRequest
+
+    monkeypatch.setattr(_filecopy, "CHUNK", 64 << 10)
+    monkeypatch.setattr(_filecopy, "THREADED_MIN", 256 << 10)
+    asked = threading.Event()
+    real_chunk = _filecopy._copy_chunk
+
+    def held(*args: Any) -> bool:
+        if threading.current_thread() is not threading.main_thread():  # the middle's copy
+            assert asked.wait(timeout=60)
+        return real_chunk(*args)
+
+    monkeypatch.setattr(_filecopy, "_copy_chunk", held)
+    text = "".join(f"line {i:07d} of a log long enough to be copied in a thread\n"
+                   for i in range(60_000))
+    big = tmp_path / "big.log"
+    big.write_text(text)
+
+    def root(request: FakeRequest) -> str:
+        asked.set()
+        return '```repl\nFINAL(str(len(context)) + " " + str(context.count(chr(0))))\n```'
+
+    command_args = ["ask", "Q"] if command == "ask" else ["chat", "-q"]
+    with FakeOpenAIServer(handler=root) as srv:
+        result = invoke([*command_args, "-c", str(big), "--sandbox", "process",
+                         *model_args(srv, sub=False)],
+                        input=None if command == "ask" else "Q\n")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert f"{len(text)} 0" in result.stdout

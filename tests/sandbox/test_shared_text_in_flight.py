@@ -7,6 +7,7 @@ wait for it, and a file changed meanwhile fails the run clearly instead of feedi
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import os
 import pickle
@@ -276,3 +277,25 @@ def test_the_in_process_repl_waits_for_the_copy_before_its_first_cell(
     rlm = RLM(ScriptedLM([done], model="scripted/root"), ScriptedLM(["ok"]), sandbox="none",
               trace=False)
     assert rlm.completion("how long?", context=loaded).answer == f"{len(text)} 0"
+
+
+def test_a_buffer_that_cannot_grow_mid_copy_fails_the_run_and_the_value_clearly(
+    gate: Gate, big: tuple[Path, str],
+) -> None:
+    """Memory runs out while the middle is copied (the memfd cannot grow): the run stops with
+    a context error that says what failed, and ``.value`` raises the same, never a holed text."""
+    path, text = big
+
+    def no_memory() -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    gate.before = no_memory
+    loaded = load_context([path], shared=True)
+    gate.open()
+    rlm = RLM(ScriptedLM(["```repl\nprint(len(context))\n```"] * 3, model="scripted/root"),
+              ScriptedLM(["ok"]), sandbox=_kind("process"), trace=False,
+              budget=Budget(max_iterations=3))
+    with pytest.raises(ContextError, match=f"cannot copy .*{path.name}.*Cannot allocate"):
+        rlm.completion("how long?", context=loaded)
+    with pytest.raises(ContextError, match="Cannot allocate"):
+        loaded.value  # noqa: B018 - the property is what is tested
