@@ -102,7 +102,7 @@ def _kind(kind: str) -> str:
     return kind
 
 
-@pytest.mark.parametrize("kind", ["none", "process", "bwrap", "landlock"])
+@pytest.mark.parametrize("kind", ["none", "process", "bwrap", "landlock", "docker"])
 def test_the_first_root_request_goes_out_while_the_middle_is_still_copied(
     tmp_path: Path, gate: Gate, big: tuple[Path, str], kind: str,
 ) -> None:
