@@ -6,6 +6,7 @@ wait for it, and a file changed meanwhile fails the run clearly instead of feedi
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import errno
 import hashlib
@@ -20,7 +21,7 @@ import pytest
 
 from fastrlm import RLM, Budget, ContextError, Limits
 from fastrlm.context import LoadedContext, as_context, load_context
-from fastrlm.sandbox import _filecopy, text_filling
+from fastrlm.sandbox import _filecopy, _protocol, text_filling, text_whole
 from fastrlm.testing import ScriptedLM
 from fastrlm.trace import read_trace
 
@@ -69,7 +70,6 @@ class Gate:
         """Open only when a reader asks whether the text is still copying and is told it is:
         a reader that read the middle without waiting would find it empty, and fail."""
         from fastrlm import sandbox
-        from fastrlm.sandbox import _inprocess
 
         def asked(context: object) -> Any:
             filling = text_filling(context)
@@ -77,8 +77,8 @@ class Gate:
                 self.open()
             return filling
 
-        monkeypatch.setattr(sandbox, "text_filling", asked)
-        monkeypatch.setattr(_inprocess, "text_filling", asked)
+        monkeypatch.setattr(sandbox, "text_filling", asked)  # what wait_whole asks
+        monkeypatch.setattr(_protocol, "text_filling", asked)  # what text_whole asks
 
 
 @pytest.fixture
@@ -260,9 +260,7 @@ def test_the_in_process_repl_waits_for_the_copy_before_its_first_cell(
     gate: Gate, big: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``sandbox="none"`` binds the host's str itself: its start waits for the copy (the gate
-    opens only when it asks), or the first cell would read the middle's empty pages."""
-    from fastrlm.sandbox import _inprocess
-
+    opens only when that wait asks), or the first cell would read the middle's empty pages."""
     path, text = big
 
     def asked(context: object) -> Any:
@@ -271,12 +269,30 @@ def test_the_in_process_repl_waits_for_the_copy_before_its_first_cell(
             gate.open()
         return filling
 
-    monkeypatch.setattr(_inprocess, "text_filling", asked)
+    monkeypatch.setattr(_protocol, "text_filling", asked)  # text_whole's, not wait_whole's
     loaded = load_context([path], shared=True)
     done = "```repl\nFINAL(str(len(context)) + ' ' + str(context.count(chr(0))))\n```"
     rlm = RLM(ScriptedLM([done], model="scripted/root"), ScriptedLM(["ok"]), sandbox="none",
               trace=False)
     assert rlm.completion("how long?", context=loaded).answer == f"{len(text)} 0"
+
+
+async def test_a_cancelled_waiter_leaves_the_copy_to_the_others(
+    gate: Gate, big: tuple[Path, str],
+) -> None:
+    """A run cancelled while its sandbox waits for the text must not cancel the copy that
+    every other reader of that text waits for."""
+    path, text = big
+    loaded = load_context([path], shared=True)
+    waiting = asyncio.create_task(text_whole(as_context(loaded)))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.open()
+    assert await asyncio.to_thread(lambda: loaded.value) == text
+    await text_whole(as_context(loaded))  # done, and done well
 
 
 def test_a_buffer_that_cannot_grow_mid_copy_fails_the_run_and_the_value_clearly(

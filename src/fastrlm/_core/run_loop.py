@@ -27,9 +27,9 @@ from .._foundation.errors import (
 from .._foundation.events import preview
 from .._foundation.stop import StopReason
 from .._foundation.windows import subcall_window_chars
-from ..context import ContextInfo, context_digest, describe_shape, whole
+from ..context import ContextInfo, context_digest, describe_shape
 from ..lm import LM, ChatMessage, LMResponse, reply_report
-from ..sandbox import Sandbox, SandboxLimits
+from ..sandbox import Sandbox, SandboxLimits, text_whole
 from .bridge import ChildGrant, SubcallBridge
 from .call_tree import CallTree
 from .continuation import Continuation, OneOff
@@ -205,7 +205,7 @@ class Run:
         return replace(outcome, sandbox=sandbox.layer)
 
     async def _resume_sandbox(self, sandbox: Sandbox, info: ContextInfo) -> None:
-        await whole(self.context)  # a later context is sent as a value: all of it
+        await text_whole(self.context)  # a later context is sent as a value: all of it
         await self.continuation.resume(sandbox, self.context, info, self._bridge)
         await self._announced.wait()
 

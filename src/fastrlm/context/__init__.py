@@ -9,7 +9,6 @@ from ._info import (
     describe_context,
     describe_shape,
     wait_whole,
-    whole,
 )
 from ._load import load_context
 from ._loaded import LoadedContext, LoadReport, SkippedFile, as_context
@@ -28,5 +27,4 @@ __all__ = [
     "describe_shape",
     "load_context",
     "wait_whole",
-    "whole",
 ]

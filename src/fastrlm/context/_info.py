@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -159,21 +158,13 @@ def wait_whole(context: object) -> None:
     ``load_context(shared=True)`` is handed out while a thread still copies its middle (its
     length and ends are right at once). Raises :class:`ContextError` when that copy failed (the
     file changed meanwhile). Returns at once for any other context. The run's readers of a
-    whole text call this or :func:`whole`; its sandbox waits for the same copy."""
+    whole text call this or ``sandbox.text_whole`` (the same, awaited); its sandbox waits for the
+    same copy."""
     from ..sandbox import text_filling
 
     filling = text_filling(context)
     if filling is not None:
         filling.result()
-
-
-async def whole(context: object) -> None:
-    """:func:`wait_whole` without blocking the event loop."""
-    from ..sandbox import text_filling
-
-    filling = text_filling(context)
-    if filling is not None:
-        await asyncio.wrap_future(filling)
 
 
 def context_digest(context: object) -> tuple[str, int]:

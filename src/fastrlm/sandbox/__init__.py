@@ -40,7 +40,7 @@ from ._hostops import (
     dispatch,
 )
 from ._layers import KINDS, LayerStatus, doctor_report, plans_for
-from ._protocol import MAX_FRAME_BYTES, mapped_text, text_filling, utf8_view
+from ._protocol import MAX_FRAME_BYTES, mapped_text, text_filling, text_whole, utf8_view
 from ._runtime import answer_json
 from ._warm import WarmWorkers, warm_workers
 
@@ -96,6 +96,7 @@ __all__ = [
     "mapped_text",
     "plans_for",
     "text_filling",
+    "text_whole",
     "tool_arguments",
     "tool_error_reply",
     "utf8_view",

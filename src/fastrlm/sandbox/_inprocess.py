@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from .._foundation.errors import ContextError
 from . import _hostops, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
-from ._protocol import text_filling
+from ._protocol import text_whole
 from ._runtime import CappedWriter, CellTimeout, ReplRuntime, one_line_error
 
 
@@ -119,9 +119,7 @@ class InProcessSandbox:
 
     async def start(self, context: object, bridge: HostBridge) -> None:
         self._loop = asyncio.get_running_loop()
-        filling = text_filling(context)  # a shared file's str: its middle may still be copying
-        if filling is not None:
-            await asyncio.wrap_future(filling)
+        await text_whole(context)  # a shared file's str: its middle may still be copying
         try:  # a Path becomes what the worker would see: a FileTree, or a table from Parquet
             self._context = kinds.in_process(context)
         except kinds.KindError as exc:

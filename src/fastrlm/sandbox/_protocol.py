@@ -48,6 +48,7 @@ Context buffer
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import mmap
@@ -55,7 +56,7 @@ import os
 import struct
 import sys
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from . import kinds
 from ._hostops import HOST_CALL_OPS, parse_host_request
@@ -395,6 +396,27 @@ def _seal(fd: int) -> None:
 
     seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+
+
+_T = TypeVar("_T")
+
+
+async def outcome(future: concurrent.futures.Future[_T]) -> _T:
+    """The result of a thread's ``future`` (raising its exception): at once when it is done
+    (no hop through the event loop's wake-up pipe), else awaited, shielded (a cancelled waiter
+    leaves it to the others that share it: unshielded, ``asyncio.wrap_future`` would cancel
+    the thread's future itself)."""
+    if future.done():
+        return future.result()
+    return await asyncio.shield(asyncio.wrap_future(future))
+
+
+async def text_whole(context: object) -> None:
+    """Wait until the text of ``context`` is all there (:func:`text_filling`), without
+    blocking the event loop; raises the copy's error. At once for any other context."""
+    filling = text_filling(context)
+    if filling is not None:
+        await outcome(filling)
 
 
 def text_filling(context: object) -> concurrent.futures.Future[None] | None:

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from .._foundation.errors import (
     ContextError,
@@ -48,7 +48,6 @@ from ._channel import Channel, readable_within, wait_readable
 from ._watchdog import Quotas, Watchdog, memory_now
 
 logger = logging.getLogger("fastrlm.sandbox")
-_T = TypeVar("_T")
 
 START_TIMEOUT_S = 60.0
 #: Bytes of the context buffer read at a time while it is streamed into a container.
@@ -356,7 +355,7 @@ class WorkerSandbox:
         elif first:  # submitted now, so a cancelled start cannot leave the others waiting
             asyncio.get_running_loop().run_in_executor(None, _protocol.fill_shared, held)
         try:
-            kind, buffer_bytes, rich = await _outcome(held.encoded)
+            kind, buffer_bytes, rich = await _protocol.outcome(held.encoded)
         except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
@@ -730,7 +729,7 @@ class WorkerSandbox:
         failed (out of memory for the buffer, for instance)."""
         assert self._context_written is not None
         try:
-            await _outcome(self._context_written)
+            await _protocol.outcome(self._context_written)
         except OSError as exc:
             raise ContextError(f"cannot write the context buffer: {exc}") from exc
 
@@ -1011,15 +1010,6 @@ class WorkerSandbox:
     async def _answer(self, message: dict[str, Any]) -> object:
         assert self._bridge is not None
         return await _hostops.dispatch(self._bridge, message["op"], message)
-
-
-async def _outcome(future: concurrent.futures.Future[_T]) -> _T:
-    """The result of a thread's ``future`` (raising its exception): at once when it is done
-    (no hop through the event loop's wake-up pipe), else awaited, shielded (a cancelled waiter
-    leaves it to the others that share it)."""
-    if future.done():
-        return future.result()
-    return await asyncio.shield(asyncio.wrap_future(future))
 
 
 def _remove_cgroup_now(cgroup: _cgroup.WorkerCgroup) -> None:
