@@ -487,3 +487,12 @@ async def test_a_close_cancelled_before_its_clean_up_thread_starts_still_ends_th
     with pytest.raises(OSError):
         os.fstat(reaper_fd)  # closed by the clean-up
     await sb.close()
+
+
+@pytest.mark.sandbox
+async def test_the_worker_imports_no_event_loop(make_sandbox: MakeSandbox) -> None:
+    """The worker shares ``_protocol`` with the host, whose waits on threads' futures use
+    asyncio: imported there lazily, so a worker's start never pays for it (tens of ms)."""
+    sb = await make_sandbox("process")
+    result = await sb.execute("import sys; print('asyncio' in sys.modules)")
+    assert result.stdout.strip() == "False", result.error

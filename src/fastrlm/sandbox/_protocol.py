@@ -48,7 +48,6 @@ Context buffer
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import mmap
@@ -405,9 +404,11 @@ async def outcome(future: concurrent.futures.Future[_T]) -> _T:
     """The result of a thread's ``future`` (raising its exception): at once when it is done
     (no hop through the event loop's wake-up pipe), else awaited, shielded (a cancelled waiter
     leaves it to the others that share it: unshielded, ``asyncio.wrap_future`` would cancel
-    the thread's future itself)."""
+    the thread's future itself). Host side only (the worker never imports asyncio)."""
     if future.done():
         return future.result()
+    import asyncio
+
     return await asyncio.shield(asyncio.wrap_future(future))
 
 
