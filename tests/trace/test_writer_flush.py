@@ -1,5 +1,7 @@
 """The trace writer's flushing: a fan-out's sub-call events are flushed in batches (one system
-call per batch, not per event) and still reach the file soon after, with or without a loop."""
+call per batch, not per event) and still reach the file soon after, with or without a loop.
+While a loop runs, a run's file is made on the trace's I/O thread: these tests wait for it
+(``settled``, which waits for the run's first row, made after the file) before they look."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def test_other_events_are_on_disk_as_soon_as_they_are_written(tmp_path: Path) ->
 
     async def run() -> list[str]:
         writer(_start())
+        await writer.settled("r")
         return _types_on_disk(writer.path_for("r"))
 
     assert asyncio.run(run()) == ["run.started"]
@@ -44,6 +47,7 @@ def test_sub_call_events_reach_the_file_within_the_delay_with_no_event_after_the
 
     async def run() -> tuple[list[str], list[str]]:
         writer(_start())
+        await writer.settled("r")
         for i in range(3):
             writer(_sub(i))
         at_once = _types_on_disk(writer.path_for("r"))
@@ -64,6 +68,7 @@ def test_an_event_that_is_not_batched_writes_out_the_batch_before_it(tmp_path: P
 
     async def run() -> list[str]:
         writer(_start())
+        await writer.settled("r")
         writer(_sub(0))
         writer(finished)
         writer(_start("other"))  # another run's start flushes every open trace

@@ -154,7 +154,8 @@ async def answer(
             outcome = await _within_limits(run, ledger)
     finally:
         recorder.close()
-    await _trace_settled(writer, run_id)  # not when cancelled: the rows are written anyway
+    # not when cancelled: the rows and the record are written anyway
+    await _trace_settled(writer, run_id, recorder)
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
@@ -196,10 +197,13 @@ def _recorder(writer: object, run_id: str, question: str, drop_in: bool, config:
         return Recorder(None, replay)
     from ..trace import RecordFile, record_path
 
-    try:
-        file = RecordFile(record_path(traces, run_id))
-    except OSError as exc:
+    def failed(exc: OSError) -> None:  # now, or (made off the loop) on the trace's I/O thread
         log.warning("no replay record for run %s (%s): it cannot be resumed", run_id, exc)
+
+    try:
+        file = RecordFile(record_path(traces, run_id), failed)
+    except OSError as exc:
+        failed(exc)
         return Recorder(None, replay)
     recorder = Recorder(file, replay)
     recorder.write({"k": "head", "run": run_id, "question": question, "drop_in": drop_in,
@@ -220,9 +224,11 @@ def check_priced(budget: Budget, named: Mapping[str, LM], prices: PriceTable) ->
             "USD_per_1M}})) or $FASTRLM_HOME/prices.json, or leave out max_usd."))
 
 
-async def _trace_settled(writer: object, run_id: str) -> None:
-    """Wait until the trace writer's index rows for the run are written (made off the event
-    loop while it runs): nothing writes into the trace home after the run has returned."""
+async def _trace_settled(writer: object, run_id: str, recorder: Recorder) -> None:
+    """Wait until the trace writer's index rows for the run are written, and its trace file
+    and replay record are whole (made off the event loop while it runs): nothing writes into
+    the trace home after the run has returned, and a resume reads the whole record."""
+    await recorder.settled()
     if writer is None:
         return
     from ..trace import TraceWriter

@@ -176,6 +176,7 @@ class Recorder:
 
     def __init__(self, file: RecordFile | None = None, recorded: Recorded | None = None) -> None:
         self._file = file
+        self._made = file  # kept when recording stops: settled() waits for what it holds
         self._recorded = recorded
         self._children: dict[tuple[str, str], int] = defaultdict(int)
         self._messages: dict[str, list[ChatMessage]] = {}
@@ -200,6 +201,12 @@ class Recorder:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+    async def settled(self) -> None:
+        """Wait until the entries written so far are in the record's file (made on the
+        trace's I/O thread while a loop runs)."""
+        if self._made is not None:
+            await self._made.settled()
 
     # -------------------------------------------------------------- scopes
     def child_scope(self, parent: str, prompt: str, model: str) -> str:

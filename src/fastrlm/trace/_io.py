@@ -1,5 +1,6 @@
-"""The trace's slow writes, off the event loop: a thread a lane (the index rows; the records'
-fsyncs), each first in first out.
+"""The trace's slow writes, off the event loop: a thread a lane (the index rows, and the trace
+files made before their runs' first rows; the records, made, then fsync-ed), each first in
+first out.
 
 A run's index rows (an SQLite transaction each) and its replay record's
 fsyncs (:mod:`._record`) take a millisecond or more each. Made on the event loop, a server's
@@ -16,6 +17,11 @@ trace home after the run that wrote there has ended. A process killed with write
 them as it would have lost a write in flight: the index is a cache of the traces (the trace file
 itself is written at once), and a record line is written at once too; only its fsync comes a
 moment later (a power cut, not a crash, could lose the last step).
+
+Creating a file (a trace, a record) is made here as well: in a folder where many files were
+deleted lately, each creation can cost the loop up to a millisecond. A run's lines written
+before its file is open wait for it, in order, and are written once it is (a kill in that
+moment loses them, as it loses a buffered line).
 """
 
 from __future__ import annotations

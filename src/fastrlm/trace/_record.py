@@ -13,15 +13,25 @@ the entries inside a step (each sub-call reply, each host result: a fan-out of t
 written at once but not fsync-ed one by one, since a process crash (what resume is for) loses
 none of them and a power cut loses at most the step in flight.
 
+While an event loop runs, the file itself is made on the I/O thread too (creating a file can
+cost a millisecond in a folder where many were deleted lately): the entries written before it is
+open wait, in order, and are written (and fsync-ed, if one of them closes a step) once it is;
+:meth:`RecordFile.settled` waits for that. One that cannot be made is reported to ``failed``
+(from that thread), and its entries are dropped.
+
 What the entries mean is the engine's business (``fastrlm._core.replay``); this module only
 writes and reads them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +55,39 @@ def _digest(text: str) -> str:
 
 class RecordFile:
     """Appends entries to one record file (made with mode 0600: it holds whole prompts and
-    replies). Not thread-safe by itself: the engine writes from its one event loop."""
+    replies). The engine writes from its one event loop; while the file is being made on the
+    I/O thread (a loop runs), the entries wait in ``_held`` (under ``_lock``, shared with that
+    thread). Without a running loop the file is made at once, and an ``OSError`` raised here;
+    with one, ``failed`` (called on the I/O thread) is told instead."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, failed: Callable[[OSError], None] | None = None) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        try:
-            self._fd: int | None = os.open(path, flags, 0o600)
-        except FileNotFoundError:  # its folder is not there yet
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, flags, 0o600)
+        self._fd: int | None = None
+        self._held: list[bytes] | None = None
+        self._held_durable = False
+        self._closing = False
+        self._lock = threading.Lock()
+        self._made: concurrent.futures.Future[None] | None = None
+        if _io.loop_running():
+            self._held = []
+            self._made = _io.later(lambda: self._make(failed), "fsync")
+        else:
+            self._fd = _create(path)
 
     def append(self, entry: dict[str, Any], *, durable: bool = False) -> None:
         """Write ``entry`` as one line; ``durable`` also fsyncs it (the end of a step)."""
-        if self._fd is None:
+        if self._fd is None and self._held is None:
             return
         body = json_text(entry, separators=(",", ":"))
         data = f"{_digest(body)} {body}\n".encode()
+        if self._held is not None:
+            with self._lock:
+                if self._held is not None:  # the file is still being made: it waits its turn
+                    self._held.append(data)
+                    self._held_durable |= durable
+                    return
+        if self._fd is None:  # it could not be made
+            return
         written = os.write(self._fd, data)
         if written != len(data):  # a short write to a regular file: the disk is full
             raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
@@ -72,13 +98,67 @@ class RecordFile:
             else:
                 os.fsync(self._fd)
 
+    async def settled(self) -> None:
+        """Wait (without holding up the loop) until the file is made and the entries written
+        before that are in it."""
+        if self._made is not None:  # shielded: a cancelled waiter never cancels the write
+            await asyncio.shield(asyncio.wrap_future(self._made))
+
     def close(self) -> None:
+        with self._lock:
+            if self._held is not None:  # closed by the I/O thread once it is made
+                self._closing = True
+                return
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
     def __del__(self) -> None:
         self.close()
+
+    def _make(self, failed: Callable[[OSError], None] | None) -> None:
+        """Make the file and write the entries held until then (on the I/O thread)."""
+        try:
+            fd = _create(self.path)
+        except OSError as exc:
+            with self._lock:
+                self._held = None
+            if failed is not None:
+                failed(exc)
+            return
+        keep: int | None
+        with self._lock:  # a few page-cache writes: the loop waits at most for these
+            held, self._held = self._held or [], None
+            try:
+                for data in held:
+                    if os.write(fd, data) != len(data):
+                        raise OSError(f"the record {self.path} is short of a line: the disk "
+                                      "is full")
+            except OSError as exc:
+                os.close(fd)
+                if failed is not None:
+                    failed(exc)
+                return
+            if self._closing:  # the run ended first: the file is closed here
+                keep = fd
+            else:
+                self._fd = fd
+                keep = os.dup(fd) if self._held_durable else None
+        if keep is not None:  # outside the lock: the loop never waits for an fsync
+            if self._held_durable:
+                _sync([keep])
+            else:
+                os.close(keep)
+
+
+def _create(path: Path) -> int:
+    """Make (or open) a record for appending, mode 0600, its folder made only when missing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:  # its folder is not there yet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o600)
 
 
 def _sync(fds: list[int]) -> None:

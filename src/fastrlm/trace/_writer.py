@@ -14,7 +14,10 @@ the name of a sidecar file beside the trace (``<run_id>.answer.txt``) that holds
 trace grows with the steps, not the answer. What a resume needs (whole
 replies, host results) goes into the run's replay record beside it (``<run_id>.record``,
 :mod:`._record`), written by the engine as the run goes. The run's index rows are written on
-the trace's I/O thread while an event loop runs (:mod:`._io`). While a run is open its file carries
+the trace's I/O thread while an event loop runs (:mod:`._io`), and so is the trace file itself
+made there, in the batch of the run's first row and before it (creating a file can cost a
+millisecond in a folder where many were deleted lately): the lines the run writes meanwhile wait,
+in order, and are written first once the file is open. While a run is open its file carries
 the writer's lock (:mod:`._lock`), so a viewer shows it as running, and as incomplete once no
 process holds it. Sub-call replies, like prompts, are whole only with ``full_prompts`` (for the
 viewer to open).
@@ -28,6 +31,7 @@ import functools
 import hashlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +86,8 @@ class TraceWriter:
         self.full_prompts = full_prompts
         self._root_of: dict[str, str] = {}
         self._files: dict[str, IO[str]] = {}
+        #: Top-level runs whose file is being made on the I/O thread (while a loop runs).
+        self._opening: dict[str, _Opening] = {}
         self._started: dict[str, RunStarted] = {}
         self._failed: set[str] = set()
         self._index_warned = False
@@ -117,7 +123,7 @@ class TraceWriter:
     @property
     def open_runs(self) -> list[str]:
         """Top-level runs that started and have not finished yet."""
-        return list(self._files)
+        return [*self._files, *self._opening]
 
     def __call__(self, event: Event) -> None:
         root = self._route(event)
@@ -132,7 +138,7 @@ class TraceWriter:
     def close(self, stop_reason: str = "cancelled", error: str | None = None) -> None:
         """End every run still open, recording ``stop_reason`` (a process about to exit after
         Ctrl-C calls this so the trace and the index say how the run ended)."""
-        for root in list(self._files):
+        for root in self.open_runs:
             started = self._started.get(root)
             duration = time.time() - started.ts if started else 0.0
             self(
@@ -154,6 +160,8 @@ class TraceWriter:
         # Runs that never finished keep their lines on disk; only the handles go.
         for handle in getattr(self, "_files", {}).values():
             handle.close()
+        for opening in getattr(self, "_opening", {}).values():
+            opening.end()
 
     def _route(self, event: Event) -> str | None:
         if isinstance(event, RunStarted):
@@ -169,19 +177,23 @@ class TraceWriter:
 
     def _write(self, root: str, event: Event) -> None:
         is_root_start = isinstance(event, RunStarted) and event.run_id == root
+        is_root_end = isinstance(event, RunFinished) and event.run_id == root
         handle = self._files.get(root)
-        if handle is None:
+        opening = self._opening.get(root)
+        if handle is None and opening is None:
             if not is_root_start and root not in self._started:
                 return  # not part of a run this writer saw start: nothing to attach it to
-            path = self.path_for(root)
-            try:
-                handle = path.open("a", encoding="utf-8")
-            except FileNotFoundError:  # the first run in this home (or its folder was removed)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handle = path.open("a", encoding="utf-8")
-            hold_writer_lock(handle)  # a viewer tells a running run from a dead one by it
-            self._files[root] = handle
-        handle.write(json_text(self._record(event)) + "\n")
+            if is_root_start and _io.loop_running():  # made on the I/O thread (_index_batch)
+                opening = self._opening[root] = _Opening(self.path_for(root))
+            else:
+                handle = self._files[root] = _open_trace(self.path_for(root))
+        line = json_text(self._record(event)) + "\n"
+        if opening is not None:
+            handle = self._held_or_open(root, opening, line, is_root_end)
+            if root in self._failed:
+                return
+        if handle is not None:
+            handle.write(line)
         if not (isinstance(event, _BATCHED) and self._flush_later()):
             self.flush()
         if is_root_start:
@@ -192,11 +204,31 @@ class TraceWriter:
         elif isinstance(event, SandboxStarted) and event.run_id == root:
             layer = {"sandbox": event.layer}
             self._to_index(root, _index.update_row(root, layer))
-        elif isinstance(event, RunFinished) and event.run_id == root:
-            handle.close()
-            del self._files[root]
+        elif is_root_end:
+            assert isinstance(event, RunFinished)
             finish = self._finish_row(event)
             self._to_index(root, _index.update_row(root, finish))
+            self._opening.pop(root, None)  # (if held: closed on the I/O thread once open)
+            if handle is not None:
+                handle.close()
+                del self._files[root]
+
+    def _held_or_open(self, root: str, opening: _Opening, line: str, last: bool
+                      ) -> IO[str] | None:
+        """The file of ``root`` once the I/O thread has opened it (from now on written here);
+        None while it is being opened (``line`` waits its turn then), or when it could not be
+        (the run's trace stops: the I/O thread has said why)."""
+        with opening.lock:
+            if opening.held is not None:
+                opening.held.append(line)
+                opening.ended = last
+                return None
+        del self._opening[root]
+        if opening.failed or opening.handle is None:
+            self._failed.add(root)
+            return None
+        self._files[root] = opening.handle
+        return opening.handle
 
     def flush(self) -> None:
         """Write out what every open trace holds in its buffer (sub-call events wait up to
@@ -227,11 +259,13 @@ class TraceWriter:
 
     def _to_index(self, root: str, write: _index.Write) -> None:
         """One index write: while an event loop runs, on the trace's I/O thread, in one commit
-        with the others queued by then (:mod:`._io`; :meth:`settled` waits for it); else now."""
+        with the others queued by then (:mod:`._io`; :meth:`settled` waits for it), after the
+        run's file is made if it is still being made (and not at all if it could not be);
+        else now."""
         if _io.loop_running():
             path = self.index_path
             self._settling[root] = _io.batched(
-                ("index", path), (write, self._index_failed),
+                ("index", path), (write, self._index_failed, self._opening.get(root)),
                 functools.partial(_index_batch, path))
         else:
             try:
@@ -241,7 +275,8 @@ class TraceWriter:
 
     async def settled(self, run_id: str) -> None:
         """Wait (without holding up the event loop) until the index writes of ``run_id``'s
-        top-level run handed to the I/O thread so far are made."""
+        top-level run handed to the I/O thread so far are made (and with them its file, and the
+        lines written before it was open)."""
         pending = self._settling.pop(self._root_of.get(run_id, run_id), None)
         if pending is not None:  # shielded: a cancelled run never cancels the write itself
             await asyncio.shield(asyncio.wrap_future(pending))
@@ -269,7 +304,11 @@ class TraceWriter:
         """Write a long answer beside the trace; the fields that replace it in the record."""
         encoded = event.answer.encode("utf-8", "surrogatepass")
         name = f"{event.run_id}.answer.txt"
-        (self.traces_dir / name).write_bytes(encoded)
+        try:
+            (self.traces_dir / name).write_bytes(encoded)
+        except FileNotFoundError:  # the run's file (and its folder) is still being made
+            self.traces_dir.mkdir(parents=True, exist_ok=True)
+            (self.traces_dir / name).write_bytes(encoded)
         return {
             "answer": event.answer[:ANSWER_INLINE_CHARS],
             "answer_chars": len(event.answer),
@@ -310,18 +349,96 @@ class TraceWriter:
         }
 
 
-def _index_batch(path: Path,
-                 items: list[tuple[_index.Write, Callable[[BaseException], None]]]) -> None:
-    """The index writes of several runs (and writers) in one commit; if that fails, each is
-    tried alone, so a write that cannot be made fails by itself, reported to its writer."""
+def _open_trace(path: Path) -> IO[str]:
+    """Open (make) a run's trace file for appending, its folder made only when missing, and
+    mark it as being written."""
     try:
-        _index.write_all(path, [write for write, _ in items], keep=True)
+        handle = path.open("a", encoding="utf-8")
+    except FileNotFoundError:  # the first run in this home (or its folder was removed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a", encoding="utf-8")
+    hold_writer_lock(handle)  # a viewer tells a running run from a dead one by it
+    return handle
+
+
+class _Opening:
+    """A run's trace file being made on the I/O thread, and the lines the run wrote meanwhile
+    (``held``, in order; ``ended`` once the last is among them). The I/O thread opens it
+    (:meth:`open`) without the ``lock``, writes the held lines, then, under the lock, finding
+    none left, leaves the file to the loop (sets ``handle``, and ``held`` to None) or, if the
+    run has ended, closes it; or it sets ``failed``. The loop only appends under the lock."""
+
+    __slots__ = ("path", "lock", "held", "ended", "handle", "failed", "tried")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.held: list[str] | None = []
+        self.ended = False
+        self.handle: IO[str] | None = None
+        self.failed = False
+        self.tried = False  # only the I/O thread reads or sets it
+
+    def open(self) -> bool:
+        """Make the file and write what is held (on the I/O thread; the first call only, for
+        the run's first row); whether the run's rows are to be written (not if it failed)."""
+        if not self.tried:
+            self.tried = True
+            try:
+                self._write_held(_open_trace(self.path))
+            except OSError as exc:
+                with self.lock:
+                    self.held, self.failed = None, True
+                logger.warning("trace for run %s stopped: %s", self.path.stem, exc)
+        return not self.failed
+
+    def _write_held(self, handle: IO[str]) -> None:
+        """Write the held lines, those the loop adds meanwhile too, outside the lock (the loop
+        never waits for a write); hand the file over once none is left."""
+        try:
+            while True:
+                with self.lock:
+                    lines = self.held
+                    assert lines is not None
+                    if not lines:
+                        self.held = None
+                        if self.ended:
+                            handle.close()
+                        else:
+                            self.handle = handle
+                        return
+                    self.held = []
+                handle.write("".join(lines))
+                handle.flush()
+        except OSError:
+            handle.close()
+            raise
+
+    def end(self) -> None:
+        """The writer is gone with the run unfinished: the file is closed once open."""
+        with self.lock:
+            self.ended = True
+            if self.handle is not None:
+                self.handle.close()
+
+
+def _index_batch(path: Path, items: list[tuple[_index.Write, Callable[[BaseException], None],
+                                               _Opening | None]]) -> None:
+    """The index writes of several runs (and writers) in one commit, each after its run's file
+    is made if that is still to do (a run whose file cannot be made has no rows, as when it is
+    made on the loop); if the commit fails, each is tried alone, so a write that cannot be
+    made fails by itself, reported to its writer."""
+    items = [item for item in items if item[2] is None or item[2].open()]
+    if not items:
+        return
+    try:
+        _index.write_all(path, [write for write, _, _ in items], keep=True)
         return
     except (OSError, sqlite3.Error, ConfigurationError) as exc:
         if len(items) == 1:
             items[0][1](exc)
             return
-    for write, failed in items:
+    for write, failed, _ in items:
         try:
             _index.write_all(path, [write], keep=True)
         except (OSError, sqlite3.Error, ConfigurationError) as exc:
