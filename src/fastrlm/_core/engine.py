@@ -152,6 +152,10 @@ async def answer(
     try:
         with scope:  # the run's span is the current context while it runs (telemetry)
             outcome = await _within_limits(run, ledger)
+    except asyncio.CancelledError:  # its trace and record whole when it ends, not its rows
+        recorder.close()
+        await _files_written(writer, run_id, recorder)
+        raise
     finally:
         recorder.close()
     # not when cancelled: the rows and the record are written anyway
@@ -235,6 +239,16 @@ async def _trace_settled(writer: object, run_id: str, recorder: Recorder) -> Non
 
     if isinstance(writer, TraceWriter):
         await writer.settled(run_id)
+
+
+async def _files_written(writer: object, run_id: str, recorder: Recorder) -> None:
+    """Wait until the run's trace file and replay record hold every line written so far (made
+    off the event loop while it runs); not its index rows (a busy index may hold them)."""
+    await recorder.settled()
+    from ..trace import TraceWriter
+
+    if isinstance(writer, TraceWriter):
+        await writer.written(run_id)
 
 
 def _trace_writer(config: RunConfig) -> Callable[[Event], object] | None:

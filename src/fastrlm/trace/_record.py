@@ -83,8 +83,9 @@ class RecordFile:
         if self._held is not None:
             with self._lock:
                 if self._held is not None:  # the file is still being made: it waits its turn
-                    self._held.append(data)
-                    self._held_durable |= durable
+                    if not self._closing:  # (after close: dropped, as on a closed file)
+                        self._held.append(data)
+                        self._held_durable |= durable
                     return
         if self._fd is None:  # it could not be made
             return

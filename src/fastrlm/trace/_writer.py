@@ -93,6 +93,7 @@ class TraceWriter:
         self._index_warned = False
         self._flush_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
         self._settling: dict[str, concurrent.futures.Future[None]] = {}
+        self._made: dict[str, concurrent.futures.Future[None]] = {}
         self._made_paths: tuple[Path, Path, Path] | None = None
 
     @property
@@ -185,6 +186,7 @@ class TraceWriter:
                 return  # not part of a run this writer saw start: nothing to attach it to
             if is_root_start and _io.loop_running():  # made on the I/O thread (_index_batch)
                 opening = self._opening[root] = _Opening(self.path_for(root))
+                self._made[root] = opening.done
             else:
                 handle = self._files[root] = _open_trace(self.path_for(root))
         line = json_text(self._record(event)) + "\n"
@@ -277,9 +279,19 @@ class TraceWriter:
         """Wait (without holding up the event loop) until the index writes of ``run_id``'s
         top-level run handed to the I/O thread so far are made (and with them its file, and the
         lines written before it was open)."""
-        pending = self._settling.pop(self._root_of.get(run_id, run_id), None)
+        root = self._root_of.get(run_id, run_id)
+        self._made.pop(root, None)  # (made before its first row)
+        pending = self._settling.pop(root, None)
         if pending is not None:  # shielded: a cancelled run never cancels the write itself
             await asyncio.shield(asyncio.wrap_future(pending))
+
+    async def written(self, run_id: str) -> None:
+        """Wait (without holding up the event loop) until the file of ``run_id``'s top-level
+        run is made and holds the lines written to it so far; its index rows may still be
+        queued (what a cancelled run waits for: its rows may wait for a busy index)."""
+        made = self._made.pop(self._root_of.get(run_id, run_id), None)
+        if made is not None:
+            await asyncio.shield(asyncio.wrap_future(made))
 
     def _index_failed(self, exc: BaseException) -> None:
         """An index write failed (locked past the busy timeout, written by a newer fastrlm,
@@ -368,7 +380,7 @@ class _Opening:
     none left, leaves the file to the loop (sets ``handle``, and ``held`` to None) or, if the
     run has ended, closes it; or it sets ``failed``. The loop only appends under the lock."""
 
-    __slots__ = ("path", "lock", "held", "ended", "handle", "failed", "tried")
+    __slots__ = ("path", "lock", "held", "ended", "handle", "failed", "tried", "done")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -378,6 +390,8 @@ class _Opening:
         self.handle: IO[str] | None = None
         self.failed = False
         self.tried = False  # only the I/O thread reads or sets it
+        #: Done once the file is made (or could not be) and the held lines are written.
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def open(self) -> bool:
         """Make the file and write what is held (on the I/O thread; the first call only, for
@@ -390,6 +404,8 @@ class _Opening:
                 with self.lock:
                     self.held, self.failed = None, True
                 logger.warning("trace for run %s stopped: %s", self.path.stem, exc)
+            finally:
+                self.done.set_result(None)
         return not self.failed
 
     def _write_held(self, handle: IO[str]) -> None:
