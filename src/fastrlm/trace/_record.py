@@ -102,7 +102,8 @@ class RecordFile:
     async def settled(self) -> None:
         """Wait (without holding up the loop) until the file is made and the entries written
         before that are in it."""
-        if self._made is not None:  # shielded: a cancelled waiter never cancels the write
+        if self._made is not None and not self._made.done():  # shielded: a cancelled
+            # waiter never cancels the write
             await asyncio.shield(asyncio.wrap_future(self._made))
 
     def close(self) -> None:

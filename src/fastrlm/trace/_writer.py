@@ -282,7 +282,9 @@ class TraceWriter:
         root = self._root_of.get(run_id, run_id)
         self._made.pop(root, None)  # (made before its first row)
         pending = self._settling.pop(root, None)
-        if pending is not None:  # shielded: a cancelled run never cancels the write itself
+        if pending is not None and not pending.done():  # (awaiting a done one costs a
+            # wake-up of the loop through its self-pipe) shielded: a cancelled run never
+            # cancels the write itself
             await asyncio.shield(asyncio.wrap_future(pending))
 
     async def written(self, run_id: str) -> None:
@@ -290,7 +292,7 @@ class TraceWriter:
         run is made and holds the lines written to it so far; its index rows may still be
         queued (what a cancelled run waits for: its rows may wait for a busy index)."""
         made = self._made.pop(self._root_of.get(run_id, run_id), None)
-        if made is not None:
+        if made is not None and not made.done():
             await asyncio.shield(asyncio.wrap_future(made))
 
     def _index_failed(self, exc: BaseException) -> None:
