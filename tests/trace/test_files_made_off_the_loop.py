@@ -112,7 +112,7 @@ async def test_the_trace_and_the_record_are_made_off_the_loops_thread(
     monkeypatch.setattr(os, "open", open_)
     result = await _rlm(tmp_path).acompletion("q", context="c")
     assert result.answer == "done"
-    assert made == {"trace": "fastrlm-trace-rows", "record": "fastrlm-trace-fsync"}
+    assert made == {"trace": "fastrlm-trace-rows", "record": "fastrlm-trace-rows"}
     assert threading.current_thread().name not in made.values()
     assert [e["type"] for e in _lines(Path(str(result.trace_path)))][-1] == "run.finished"
     assert [e["k"] for e in read_record(record_path(tmp_path / "traces", result.trace_id))
@@ -286,3 +286,30 @@ async def test_a_finished_run_resumes_at_once_from_the_record_made_off_the_loop(
     first = await rlm.acompletion("q", context="c")
     again = await rlm.aresume(first.trace_id, context="c")  # no drain: the run settled it
     assert again.answer == "done"
+
+
+async def test_a_run_ends_without_waiting_for_its_records_fsync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record is made on the lane of the rows (which a run's end waits for), its head's
+    fsync handed on to the fsync lane: a slow disk's fsync never holds up a run's end."""
+    release = threading.Event()
+    synced: list[int] = []
+    given_up: list[int] = []  # a run that waited for an fsync made it give up
+    fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if not release.wait(30):
+            given_up.append(fd)
+            return
+        fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    try:
+        result = await _rlm(tmp_path).acompletion("q", context="c")
+        assert result.answer == "done"
+        assert synced == [], "the run waited for its record's fsync"
+    finally:
+        release.set()
+        assert await asyncio.to_thread(_io.drain)
+    assert synced and given_up == [], "the run waited for its record's fsync"

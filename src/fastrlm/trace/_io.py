@@ -1,6 +1,6 @@
 """The trace's slow writes, off the event loop: a thread a lane (the index rows, and the trace
-files made before their runs' first rows; the records, made, then fsync-ed), each first in
-first out.
+files and replay records made before their runs' first rows; the records' fsyncs), each first
+in first out.
 
 A run's index rows (an SQLite transaction each) and its replay record's
 fsyncs (:mod:`._record`) take a millisecond or more each. Made on the event loop, a server's

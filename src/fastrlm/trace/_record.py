@@ -14,9 +14,10 @@ written at once but not fsync-ed one by one, since a process crash (what resume 
 none of them and a power cut loses at most the step in flight.
 
 While an event loop runs, the file itself is made on the I/O thread too (creating a file can
-cost a millisecond in a folder where many were deleted lately): the entries written before it is
-open wait, in order, and are written (and fsync-ed, if one of them closes a step) once it is;
-:meth:`RecordFile.settled` waits for that. One that cannot be made is reported to ``failed``
+cost a millisecond in a folder where many were deleted lately), on the lane of the index rows
+(a run's end waits for those anyway; never behind an fsync): the entries written before it is
+open wait, in order, and are written once it is (then fsync-ed on the fsync lane, if one of
+them closes a step); :meth:`RecordFile.settled` waits for the writes, not the fsync. One that cannot be made is reported to ``failed``
 (from that thread), and its entries are dropped.
 
 What the entries mean is the engine's business (``fastrlm._core.replay``); this module only
@@ -70,7 +71,8 @@ class RecordFile:
         self._made: concurrent.futures.Future[None] | None = None
         if _io.loop_running():
             self._held = []
-            self._made = _io.later(lambda: self._make(failed), "fsync")
+            # on the index rows' lane, which a run's end waits for anyway, never behind fsyncs
+            self._made = _io.later(lambda: self._make(failed), "rows")
         else:
             self._fd = _create(path)
 
@@ -146,11 +148,12 @@ class RecordFile:
             else:
                 self._fd = fd
                 keep = os.dup(fd) if self._held_durable else None
-        if keep is not None:  # outside the lock: the loop never waits for an fsync
-            if self._held_durable:
-                _sync([keep])
-            else:
-                os.close(keep)
+        if keep is None:
+            return
+        if self._held_durable:  # on the fsync lane, as the loop's own: nothing waits for it
+            _io.batched(("record", self.path), keep, _sync, "fsync")
+        else:
+            os.close(keep)
 
 
 def _create(path: Path) -> int:
