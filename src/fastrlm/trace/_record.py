@@ -17,8 +17,8 @@ While an event loop runs, the file itself is made on the I/O thread too (creatin
 cost a millisecond in a folder where many were deleted lately), on the lane of the index rows
 (a run's end waits for those anyway; never behind an fsync): the entries written before it is
 open wait, in order, and are written once it is (then fsync-ed on the fsync lane, if one of
-them closes a step); :meth:`RecordFile.settled` waits for the writes, not the fsync. One that cannot be made is reported to ``failed``
-(from that thread), and its entries are dropped.
+them closes a step); :meth:`RecordFile.settled` waits for the writes, not the fsync. One that
+cannot be made is reported to ``failed`` (from that thread), and its entries are dropped.
 
 What the entries mean is the engine's business (``fastrlm._core.replay``); this module only
 writes and reads them.
