@@ -152,14 +152,17 @@ async def answer(
     try:
         with scope:  # the run's span is the current context while it runs (telemetry)
             outcome = await _within_limits(run, ledger)
-    except asyncio.CancelledError:  # its trace and record whole when it ends, not its rows
+    except BaseException:
+        # cancelled or interrupted: it ends once its trace and record hold what it wrote (they
+        # are made off the loop), as when they were written on it; not its index rows (a busy
+        # index may hold those). Cancelled again meanwhile, it still raises what ended it.
         recorder.close()
-        await _files_written(writer, run_id, recorder)
+        with contextlib.suppress(asyncio.CancelledError):
+            await _files_written(writer, run_id, recorder)
         raise
     finally:
         recorder.close()
-    # not when cancelled: the rows and the record are written anyway
-    await _trace_settled(writer, run_id, recorder)
+    await _trace_settled(writer, run_id, recorder)  # not when it raised: see above
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
