@@ -146,6 +146,46 @@ async def test_lines_written_while_the_file_is_made_arrive_whole_and_in_order(
     assert (row.stop_reason, row.sandbox) == ("final", "none")
 
 
+async def test_lines_written_while_the_held_ones_are_written_follow_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The I/O thread writes the held lines outside the lock: lines the run writes in that
+    moment are held too and written after them, before the file is handed to the loop."""
+    writing, go = threading.Event(), threading.Event()
+    open_trace = writer_module._open_trace
+
+    class FirstWriteWaits:
+        def __init__(self, handle: Any) -> None:
+            self.handle, self.writes = handle, 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            if self.writes == 1:
+                writing.set()
+                assert go.wait(30), "the test never let the first write finish"
+            return int(self.handle.write(text))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.handle, name)
+
+    monkeypatch.setattr(writer_module, "_open_trace", lambda p: FirstWriteWaits(open_trace(p)))
+    writer = TraceWriter(tmp_path)
+    try:
+        writer(_start())
+        writer(_sub(0))
+        assert await asyncio.to_thread(writing.wait, 30)  # the I/O thread writes those two
+        writer(_sub(1))  # held meanwhile
+        writer(_sub(2))
+    finally:
+        go.set()
+    await writer.settled("r")
+    writer(_sub(3))  # the loop's own now
+    writer(_finish())
+    await writer.settled("r")
+    assert [(e["type"], e.get("call_id")) for e in _lines(writer.path_for("r"))] == [
+        ("run.started", None), ("subcall.started", "c0"), ("subcall.finished", "c0"),
+        ("subcall.started", "c1"), ("subcall.finished", "c1"), ("run.finished", None)]
+
+
 async def test_a_run_that_ends_before_its_file_is_made_is_written_whole_and_closed(
         tmp_path: Path, gate: threading.Event) -> None:
     writer = TraceWriter(tmp_path)
