@@ -459,3 +459,51 @@ async def test_a_failing_clean_up_leaves_the_next_ones_running(
     assert "cleaning up after a sandbox worker failed" in caplog.text
     if calls[1] is not None:
         assert not _exists(calls[1])
+
+
+async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quota(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed sandbox does not wait for its worker's end, so the workers sharing a warm
+    bubblewrap process's ``/tmp`` are the live ones plus those still ending. Here the ending
+    ones are held (their clean-up waits at a gate): a second worker still writes nearly its
+    whole quota beside the first's leftovers (a ``/tmp`` sized for the live ones alone refused
+    it), and a third, past the room, waits for a clean-up instead of finding the disk full."""
+    skip_unless_available("bwrap")
+    quota = 8 * 2**20
+    limits = SandboxLimits(scratch_bytes=quota)
+    cleaned = threading.Event()
+    real_after_exit = _warm._Reaper.after_exit
+
+    def held(self: Any, pidfd: int, then: Callable[[], None]) -> bool:
+        def later() -> None:
+            assert cleaned.wait(timeout=60)
+            then()
+        return real_after_exit(self, pidfd, later)
+
+    monkeypatch.setattr(_warm._Reaper, "after_exit", held)
+    real_take = _warm.WarmWorker._take_room
+    waited: list[int] = []
+
+    def taking(self: Any) -> None:
+        if self._unclean >= self.scratch_room:  # no room left: the ending ones are cleaned
+            waited.append(self._unclean)  # a moment later (a fork that did not wait for
+            threading.Timer(0.5, cleaned.set).start()  # that would find the disk full)
+        real_take(self)
+
+    monkeypatch.setattr(_warm.WarmWorker, "_take_room", taking)
+    holder = await warm_workers("bwrap", limits, slots=1)
+    if holder.warm is None:
+        pytest.skip(f"no warm worker for bwrap: {holder.problem}")
+    try:
+        for _ in range(3):
+            sandbox = create_sandbox("bwrap", limits)
+            await sandbox.start(CONTEXT, FakeBridge())
+            try:
+                wrote = await sandbox.execute("open('w.bin', 'wb').write(bytes(7 * 2**20))")
+                assert wrote.error is None, wrote.error
+            finally:
+                await sandbox.close()  # returns before its worker has ended
+        assert waited == [2]  # the third fork waited for room, once
+    finally:
+        cleaned.set()
+        holder.close()

@@ -496,7 +496,8 @@ class RLM:
         instead of started (a fresh interpreter: about 60 ms of CPU). Every run still gets a
         fresh process that no earlier run touched. ``slots``: how many workers may be alive at
         once (runs and sessions): under bubblewrap they share the warm process's ``/tmp``,
-        sized to hold each one's whole scratch quota. Worth it for many runs in one process
+        sized to hold each one's whole scratch quota (and as many again of workers still
+        ending after their run). Worth it for many runs in one process
         (``fastrlm serve`` does it); never raises: where the sandbox cannot be warmed
         (containers, no seccomp, bubblewrap without Landlock, ``sandbox="none"``)
         ``holder.problem`` says why and runs start their worker as before."""

@@ -139,12 +139,25 @@ class WarmWorker:
         self._log = tempfile.TemporaryFile()
         self._dead: str | None = None
         self._to_clean: list[str] = []
+        #: Workers forked and not yet cleaned after (alive, or killed and still ending: a
+        #: closed sandbox does not wait for its worker's end), against the room their shared
+        #: ``/tmp`` was sized for (:attr:`scratch_room`).
+        self._unclean = 0
+        self._room = threading.Condition()
         #: Waits for its killed workers to end (see :meth:`after_exit`).
         self.reaper = _Reaper()
 
     @property
     def alive(self) -> bool:
         return self._dead is None and self._proc is not None and self._proc.poll() is None
+
+    @property
+    def scratch_room(self) -> int:
+        """How many workers' whole scratch quotas the shared ``/tmp`` holds: ``slots`` alive
+        and as many again killed and still ending (their scratch is removed once they have
+        ended, after their sandbox has closed). :meth:`fork` waits for room past that, so a
+        worker always has its whole quota."""
+        return 2 * max(self.slots, 1)
 
     async def boot(self) -> None:
         """Start the warm process and wait until it has imported what a worker needs. Raises
@@ -162,9 +175,9 @@ class WarmWorker:
             "seccomp": plan.seccomp,
             "libraries": _layers.library_names(),
         }
-        # under bubblewrap its workers share its /tmp: room for ``slots`` of them
+        # under bubblewrap its workers share its /tmp: room for ``scratch_room`` of them
         argv, env = _layers.launch(
-            plan.kind, config, tmpfs_bytes=self.limits.scratch_bytes * max(self.slots, 1),
+            plan.kind, config, tmpfs_bytes=self.limits.scratch_bytes * self.scratch_room,
             env=self.limits.env, scratch="/")
         try:
             # On this thread: a process that dies with its parent dies with the thread that
@@ -229,6 +242,34 @@ class WarmWorker:
         ``scratch``: its directory inside the warm process's namespaces, removed once it ends.
         Raises SandboxUnavailableError when the warm process cannot fork (then the caller
         starts the worker cold)."""
+        if scratch is not None:
+            self._take_room()
+        try:
+            return self._fork(config, fds, scratch)
+        except BaseException:
+            if scratch is not None:
+                self._give_room()
+            raise
+
+    def _take_room(self) -> None:
+        """Count one more worker in the shared ``/tmp``, once the workers not yet cleaned
+        after leave room for it (waits for the ending ones: rare, a burst of sandboxes closed
+        while their workers were still writing)."""
+        with self._room:
+            if not self._room.wait_for(lambda: self._unclean < self.scratch_room,
+                                       FORK_TIMEOUT_S):
+                raise SandboxUnavailableError(
+                    f"the warm worker's /tmp is full: {self._unclean} workers have not been "
+                    f"cleaned after within {FORK_TIMEOUT_S:.0f} s")
+            self._unclean += 1
+
+    def _give_room(self) -> None:
+        with self._room:
+            self._unclean -= 1
+            self._room.notify()
+
+    def _fork(self, config: dict[str, object], fds: list[int], scratch: str | None
+              ) -> ForkedProc:
         with self._lock:
             if not self.alive or self._control is None:
                 raise SandboxUnavailableError(f"the warm worker is gone: {self._dead or 'closed'}")
@@ -248,13 +289,15 @@ class WarmWorker:
     def clean(self, scratch: str) -> None:
         """Have the warm process remove a finished worker's scratch directory: now when no
         fork order is in flight, else with the next order (never waits: it is called from the
-        event loop)."""
+        event loop). Its room in the shared ``/tmp`` is free for the next fork, whose order
+        follows this one."""
         self._to_clean.append(scratch)
         if self._lock.acquire(blocking=False):
             try:
                 self._send_cleaning()
             finally:
                 self._lock.release()
+        self._give_room()
 
     def _send_cleaning(self) -> None:
         while self._to_clean and self.alive and self._control is not None:
@@ -425,10 +468,10 @@ class WarmWorkers:
 async def warm_workers(kind: str, limits: SandboxLimits, slots: int = 4) -> WarmWorkers:
     """Keep a warm process for sandboxes of ``kind`` with ``limits`` (its env and scratch size:
     the rest may differ per run) until the returned holder is closed. ``slots``: how many of
-    its workers may be alive at once (under bubblewrap their ``/tmp`` is ``slots`` times
-    ``scratch_bytes``; a later holder of the same setting shares the first one's). Never raises
-    for a layer that cannot be warmed: the holder says why
-    (``problem``) and sandboxes start cold as before."""
+    its workers may be alive at once (under bubblewrap their ``/tmp`` is twice ``slots`` times
+    ``scratch_bytes``: room too for the killed workers still ending; a later holder of the
+    same setting shares the first one's). Never raises for a layer that cannot be warmed: the
+    holder says why (``problem``) and sandboxes start cold as before."""
     if kind == "none":
         return WarmWorkers(None, None, "the in-process sandbox starts no worker")
     try:
