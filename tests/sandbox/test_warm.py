@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fastrlm.sandbox import SandboxLimits, _layers, _warm, _worker, create_sandbox
+from fastrlm.sandbox import SandboxLimits, _layers, _reaper, _warm, _worker, create_sandbox
 from fastrlm.sandbox._channel import readable_within
 from fastrlm.sandbox._warm import WarmWorkers, warm_problem, warm_workers
 from fastrlm.sandbox._worker import WorkerSandbox
@@ -402,7 +402,7 @@ async def test_the_holder_waits_for_workers_still_ending_and_leaks_no_descriptor
     kind, held = warm
     gate, ran = threading.Event(), []
     _gate_reaper(held, monkeypatch, gate, ran)
-    monkeypatch.setattr(_warm._Reaper, "CLOSE_WAIT_S", 120.0)  # the gate opens long before
+    monkeypatch.setattr(_reaper._Reaper, "CLOSE_WAIT_S", 120.0)  # the gate opens long before
     before = _fds()
     scratches = []
     for _ in range(5):
@@ -472,7 +472,7 @@ async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quot
     quota = 8 * 2**20
     limits = SandboxLimits(scratch_bytes=quota)
     cleaned = threading.Event()
-    real_after_exit = _warm._Reaper.after_exit
+    real_after_exit = _reaper._Reaper.after_exit
 
     def held(self: Any, pidfd: int, then: Callable[[], None]) -> bool:
         def later() -> None:
@@ -480,7 +480,7 @@ async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quot
             then()
         return real_after_exit(self, pidfd, later)
 
-    monkeypatch.setattr(_warm._Reaper, "after_exit", held)
+    monkeypatch.setattr(_reaper._Reaper, "after_exit", held)
     real_take = _warm.WarmWorker._take_room
     waited: list[int] = []
 

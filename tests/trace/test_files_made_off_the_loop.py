@@ -353,3 +353,45 @@ async def test_a_run_ends_without_waiting_for_its_records_fsync(
         release.set()
         assert await asyncio.to_thread(_io.drain)
     assert synced and given_up == [], "the run waited for its record's fsync"
+
+
+class _SlowHeldWrites:
+    """``os`` as the record module sees it, but its I/O thread's writes of the held entries
+    (made under the record's lock) first run ``meanwhile`` on another thread."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self._meanwhile = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def write(self, fd: int, data: bytes) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            meanwhile, self._meanwhile = self._meanwhile, lambda: None
+            meanwhile()
+        return os.write(fd, data)
+
+
+async def test_an_entry_written_while_the_held_ones_are_written_is_kept(
+        tmp_path: Path, gate: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The I/O thread writes the held entries under the record's lock, then hands the file
+    over. An entry the engine writes in that moment must wait for the lock and follow them;
+    it was dropped when the engine read the record's state outside the lock (no file yet,
+    nothing held any more: "it could not be made")."""
+    path = tmp_path / "r.record"
+    record = RecordFile(path)
+    record.append({"k": "head"})
+    late: list[threading.Thread] = []
+
+    def append_meanwhile() -> None:
+        thread = threading.Thread(target=record.append, args=({"k": "turn"},))
+        thread.start()
+        thread.join(0.5)  # the fixed code waits for the lock held here: it is still going
+        late.append(thread)
+
+    monkeypatch.setattr(record_module, "os", _SlowHeldWrites(append_meanwhile))
+    gate.set()
+    await record.settled()
+    await asyncio.to_thread(late[0].join, 30)
+    assert [e["k"] for e in read_record(path)] == ["head", "turn"]
+    record.close()

@@ -78,19 +78,17 @@ class RecordFile:
 
     def append(self, entry: dict[str, Any], *, durable: bool = False) -> None:
         """Write ``entry`` as one line; ``durable`` also fsyncs it (the end of a step)."""
-        if self._fd is None and self._held is None:
-            return
         body = json_text(entry, separators=(",", ":"))
         data = f"{_digest(body)} {body}\n".encode()
-        if self._held is not None:
-            with self._lock:
-                if self._held is not None:  # the file is still being made: it waits its turn
+        if self._fd is None:  # the file is being made, could not be, or is closed: which one
+            with self._lock:  # is read under the lock (the I/O thread moves from one to the
+                if self._held is not None:  # next there): still being made, it waits its turn
                     if not self._closing:  # (after close: dropped, as on a closed file)
                         self._held.append(data)
                         self._held_durable |= durable
                     return
-        if self._fd is None:  # it could not be made
-            return
+                if self._fd is None:  # it could not be made, or it is closed
+                    return
         written = os.write(self._fd, data)
         if written != len(data):  # a short write to a regular file: the disk is full
             raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
