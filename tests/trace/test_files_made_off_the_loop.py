@@ -395,3 +395,30 @@ async def test_an_entry_written_while_the_held_ones_are_written_is_kept(
     await asyncio.to_thread(late[0].join, 30)
     assert [e["k"] for e in read_record(path)] == ["head", "turn"]
     record.close()
+
+
+async def test_a_run_cancelled_while_its_rows_are_written_still_ends_with_both_files_whole(
+        tmp_path: Path, gate: threading.Event) -> None:
+    """The run has its answer and waits for its files and rows when it is cancelled (a client
+    that hangs up just then): it still ends only once both files are made and hold its lines,
+    never leaving the I/O thread to make them after it has returned (a test's temporary home
+    removed then found a file come back)."""
+    rlm = _rlm(tmp_path)
+    task = asyncio.create_task(rlm.acompletion("q", context="c"))
+    traces = tmp_path / "traces"
+    for _ in range(1000):  # until the run waits for its files (held at the gate)
+        await asyncio.sleep(0)
+        if task.done():
+            break
+    assert not task.done() and not traces.exists()
+    task.cancel()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done(), "the cancelled run ended before its files held its lines"
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [trace] = traces.glob("*.jsonl")  # made before the run ended, not after
+    assert _lines(trace)[-1]["type"] == "run.finished"
+    assert [e["k"] for e in read_record(record_path(traces, trace.stem))][0] == "head"
+    assert await asyncio.to_thread(_io.drain)

@@ -152,17 +152,17 @@ async def answer(
     try:
         with scope:  # the run's span is the current context while it runs (telemetry)
             outcome = await _within_limits(run, ledger)
+        recorder.close()
+        await _trace_settled(writer, run_id, recorder)
     except BaseException:
-        # cancelled or interrupted: it ends once its trace and record hold what it wrote (they
-        # are made off the loop), as when they were written on it; not its index rows (a busy
-        # index may hold those). Cancelled again meanwhile, it still raises what ended it.
+        # cancelled or interrupted, while it ran or while its rows were written: it ends once
+        # its trace and record hold what it wrote (they are made off the loop), as when they
+        # were written on it; not its index rows (a busy index may hold those). Cancelled
+        # again meanwhile, it still raises what ended it.
         recorder.close()
         with contextlib.suppress(asyncio.CancelledError):
             await _files_written(writer, run_id, recorder)
         raise
-    finally:
-        recorder.close()
-    await _trace_settled(writer, run_id, recorder)  # not when it raised: see above
     trace_path = _trace_path(writer, run_id)
     result = RLMResult(
         answer=outcome.answer,
