@@ -185,6 +185,7 @@ def test_value_waits_for_the_copy_and_copies_or_pickles_carry_the_whole_text(
     assert got == [text]
     assert pickle.loads(pickle.dumps(loaded)).value == text
     assert copy.copy(loaded).value == text
+    assert copy.copy(loaded) == loaded == load_context([path])  # by value and report, as before
     shown = repr(loaded)
     assert len(shown) < 300 and f"{len(text):,} characters" in shown
 

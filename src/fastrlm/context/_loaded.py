@@ -101,11 +101,18 @@ class LoadedContext:
     @property
     def in_flight(self) -> str | list[str]:
         """The context as it is now: a shared file's str may still be filling between its two
-        ends. For the engine, whose readers wait where they read (:func:`whole`)."""
+        ends. For the engine, whose readers wait where they read (``sandbox.text_whole``)."""
         return self._value
 
     def __reduce__(self) -> tuple[Any, ...]:  # a copy or pickle carries the whole text
         return (LoadedContext, (self.value, self.report))
+
+    def __eq__(self, other: object) -> bool:  # as when it was a dataclass: by value and report
+        if not isinstance(other, LoadedContext):
+            return NotImplemented
+        return self.report == other.report and self.value == other.value
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     def __repr__(self) -> str:
         return (f"LoadedContext({type(self._value).__name__} of {self.report.chars:,} "
