@@ -55,7 +55,7 @@ import os
 import struct
 import sys
 import threading
-from typing import Any, TypeVar
+from typing import Any
 
 from . import kinds
 from ._hostops import HOST_CALL_OPS, parse_host_request
@@ -397,27 +397,15 @@ def _seal(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
 
 
-_T = TypeVar("_T")
-
-
-async def outcome(future: concurrent.futures.Future[_T]) -> _T:
-    """The result of a thread's ``future`` (raising its exception): at once when it is done
-    (no hop through the event loop's wake-up pipe), else awaited, shielded (a cancelled waiter
-    leaves it to the others that share it: unshielded, ``asyncio.wrap_future`` would cancel
-    the thread's future itself). Host side only (the worker never imports asyncio)."""
-    if future.done():
-        return future.result()
-    import asyncio
-
-    return await asyncio.shield(asyncio.wrap_future(future))
-
-
 async def text_whole(context: object) -> None:
     """Wait until the text of ``context`` is all there (:func:`text_filling`), without
-    blocking the event loop; raises the copy's error. At once for any other context."""
+    blocking the event loop; raises the copy's error. At once for any other context. Host
+    side only (imported here, asyncio would be paid for by every worker's start)."""
     filling = text_filling(context)
     if filling is not None:
-        await outcome(filling)
+        from .._foundation.threads import thread_result
+
+        await thread_result(filling)
 
 
 def text_filling(context: object) -> concurrent.futures.Future[None] | None:

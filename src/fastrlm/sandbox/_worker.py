@@ -42,6 +42,7 @@ from .._foundation.errors import (
     SandboxUnavailableError,
     WorkerCrashedError,
 )
+from .._foundation.threads import thread_result
 from . import _cgroup, _container, _hostops, _layers, _protocol, _warm, kinds
 from ._base import ExecResult, HostBridge, SandboxLimits, cell_result
 from ._channel import Channel, readable_within, wait_readable
@@ -355,7 +356,7 @@ class WorkerSandbox:
         elif first:  # submitted now, so a cancelled start cannot leave the others waiting
             asyncio.get_running_loop().run_in_executor(None, _protocol.fill_shared, held)
         try:
-            kind, buffer_bytes, rich = await _protocol.outcome(held.encoded)
+            kind, buffer_bytes, rich = await thread_result(held.encoded)
         except kinds.KindError as exc:
             raise ContextError(str(exc)) from exc
         except (TypeError, ValueError) as exc:
@@ -729,7 +730,7 @@ class WorkerSandbox:
         failed (out of memory for the buffer, for instance)."""
         assert self._context_written is not None
         try:
-            await _protocol.outcome(self._context_written)
+            await thread_result(self._context_written)
         except OSError as exc:
             raise ContextError(f"cannot write the context buffer: {exc}") from exc
 

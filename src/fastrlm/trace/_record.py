@@ -26,7 +26,6 @@ writes and reads them.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import hashlib
 import json
@@ -38,6 +37,7 @@ from typing import Any
 
 from .._foundation.errors import ReplayError
 from .._foundation.text import json_text
+from .._foundation.threads import thread_result
 from . import _io
 
 #: The suffix of a run's record beside its trace (``<run_id>.record``).
@@ -102,9 +102,8 @@ class RecordFile:
     async def settled(self) -> None:
         """Wait (without holding up the loop) until the file is made and the entries written
         before that are in it."""
-        if self._made is not None and not self._made.done():  # shielded: a cancelled
-            # waiter never cancels the write
-            await asyncio.shield(asyncio.wrap_future(self._made))
+        if self._made is not None:  # a cancelled waiter never cancels the write
+            await thread_result(self._made)
 
     def close(self) -> None:
         with self._lock:

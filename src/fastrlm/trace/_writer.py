@@ -50,6 +50,7 @@ from .._foundation.events import (
     preview,
 )
 from .._foundation.text import json_text
+from .._foundation.threads import thread_result
 from . import _index, _io
 from ._lock import hold_writer_lock
 from ._paths import index_path, traces_dir
@@ -282,18 +283,16 @@ class TraceWriter:
         root = self._root_of.get(run_id, run_id)
         self._made.pop(root, None)  # (made before its first row)
         pending = self._settling.pop(root, None)
-        if pending is not None and not pending.done():  # (awaiting a done one costs a
-            # wake-up of the loop through its self-pipe) shielded: a cancelled run never
-            # cancels the write itself
-            await asyncio.shield(asyncio.wrap_future(pending))
+        if pending is not None:  # a cancelled run never cancels the write itself
+            await thread_result(pending)
 
     async def written(self, run_id: str) -> None:
         """Wait (without holding up the event loop) until the file of ``run_id``'s top-level
         run is made and holds the lines written to it so far; its index rows may still be
         queued (what a cancelled run waits for: its rows may wait for a busy index)."""
         made = self._made.pop(self._root_of.get(run_id, run_id), None)
-        if made is not None and not made.done():
-            await asyncio.shield(asyncio.wrap_future(made))
+        if made is not None:
+            await thread_result(made)
 
     def _index_failed(self, exc: BaseException) -> None:
         """An index write failed (locked past the busy timeout, written by a newer fastrlm,
