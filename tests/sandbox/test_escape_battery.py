@@ -258,6 +258,26 @@ async def test_raising_own_rlimits_fails(sb: Sandbox) -> None:
     await assert_alive(sb)
 
 
+_CAPABILITIES = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+bounding = [cap for cap in range(64) if libc.prctl(23, cap, 0, 0, 0) == 1]  # PR_CAPBSET_READ
+header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+sets = (ctypes.c_uint32 * 6)()
+got = libc.syscall({"x86_64": 125, "aarch64": 90}[os.uname().machine], header, sets)  # capget
+print(bounding, got, list(sets))
+"""
+
+
+async def test_the_worker_holds_no_capability_and_can_gain_none(sb: Sandbox) -> None:
+    # a root worker outside namespaces could otherwise raise its own limits or read any file;
+    # the bounding set (what an exec could gain) is emptied, not only the sets in force
+    out, error = await run(sb, _CAPABILITIES)
+    assert error is None
+    assert out == "[] 0 [0, 0, 0, 0, 0, 0]"
+    await assert_alive(sb)
+
+
 async def test_stdout_flood_is_capped_at_the_source(
     make_sandbox: MakeSandbox, isolated_kind: str
 ) -> None:

@@ -286,6 +286,7 @@ def _warm(config: dict[str, Any]) -> None:
 
     if config["landlock"] is not None:
         import landlock  # type: ignore[import-untyped]  # noqa: F401 - warm for the workers
+    _confine.prepare(landlock=config["landlock"] is not None)
     if config["seccomp"]:
         _SECCOMP_TEMPLATE = _confine.seccomp_template(config["libraries"])
     if config["parent_pid"]:
