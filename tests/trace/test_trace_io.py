@@ -205,3 +205,113 @@ def test_a_traces_folder_removed_between_runs_is_made_again_for_the_next(
     assert second.trace_path is not None and Path(second.trace_path).parent == folder
     assert Path(second.trace_path).read_text().count("\n") >= 3
     assert (folder / f"{second.trace_id}.record").stat().st_size > 0
+
+
+#: A linger no test outlives: only a hurry (a waiter, a drain) ends it.
+_FOREVER_S = 3600.0
+
+
+@pytest.fixture
+def lingering(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The trace's two lanes made to linger for ever once woken; hurried and drained at the
+    end, so that no later test meets a lingering lane."""
+    for name in ("rows", "fsync"):
+        _io.later(lambda: None, lane=name)
+    assert _io.drain(60)
+    for name in ("rows", "fsync"):
+        monkeypatch.setattr(_io._lanes[name], "linger_s", _FOREVER_S)
+    yield
+    monkeypatch.undo()
+    assert _io.drain(60)
+
+
+def test_jobs_handed_to_a_lingering_lane_are_found_not_signalled_until_a_waiter_hurries(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a server's load, the lane woken for one run's write lingers, and the writes of
+    the runs after it join that wake-up instead of each making one."""
+    monkeypatch.setitem(_io.LINGER_S, "test-linger", _FOREVER_S)
+    ran: list[int] = []
+    first = _io.later(lambda: ran.append(0), lane="test-linger")
+    lane = _io._lanes["test-linger"]
+    for _ in range(3000):  # until the woken thread lingers (bounded: never a timing assertion)
+        with _io._lock:
+            if lane.lingering:
+                break
+        threading.Event().wait(0.01)
+    assert lane.lingering
+    notified: list[int] = []
+    notify = lane.work.notify
+    monkeypatch.setattr(lane.work, "notify", lambda n=1: (notified.append(n), notify(n)))
+    queued = [_io.later(lambda i=i: ran.append(i), lane="test-linger") for i in range(1, 50)]
+    assert notified == [] and ran == []  # found when the linger ends, not signalled
+    _io.hurry()
+    for future in [first, *queued]:
+        future.result(60)
+    assert ran == list(range(50))  # in order, after the hurry's one wake-up
+    assert notified == [1]
+
+
+async def test_a_run_never_waits_out_a_lanes_linger(tmp_path: Path, lingering: None) -> None:
+    """A run's end waits for its own rows and hurries them: with lanes that linger for ever
+    once woken, runs still end, their rows written, their records whole."""
+    rlm = _rlm(tmp_path)
+    for _ in range(3):
+        result = await asyncio.wait_for(rlm.acompletion("q", context="c"), 60)
+        assert result.answer == "done"
+        row = _index_row(tmp_path, result.trace_id)  # read without a drain: no hurry here
+        assert row == ("done", "final")
+    again = await asyncio.wait_for(rlm.aresume(result.trace_id, context="c"), 60)
+    assert again.answer == "done"  # its record was whole
+
+
+def _index_row(home: Path, run_id: str) -> tuple[str, str]:
+    conn = sqlite3.connect(index_path(home))
+    try:
+        answer, stop = conn.execute(
+            "SELECT answer_preview, stop_reason FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return answer, stop
+
+
+def test_an_urgent_job_is_not_held_by_a_lingering_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(_io.LINGER_S, "test-urgent", _FOREVER_S)
+    ran: list[str] = []
+    lingered = _io.later(lambda: ran.append("row"), lane="test-urgent")
+    lane = _io._lanes["test-urgent"]
+    for _ in range(3000):  # until the woken thread lingers (bounded: never a timing assertion)
+        with _io._lock:
+            if lane.lingering:
+                break
+        threading.Event().wait(0.01)
+    assert lane.lingering
+    _io.later(lambda: ran.append("file"), lane="test-urgent", urgent=True).result(60)
+    assert lingered.done() and ran == ["row", "file"]  # in order, the lingering one first
+
+
+async def test_a_runs_files_are_made_while_it_runs_even_when_the_lanes_linger(
+        tmp_path: Path, lingering: None) -> None:
+    """Lines and record entries wait in memory until their file is made: a server killed then
+    loses them. Making a file never waits out a linger, so a run's files exist while it is
+    still asking its model (what a killed session's next start replays from)."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def root(messages: Any) -> str:
+        asked.set()
+        await answer.wait()
+        return FINAL
+
+    rlm = RLM(ScriptedLM(root, model="scripted/root"),
+              ScriptedLM(lambda m: "sub", model="scripted/sub"), sandbox="none", trace=tmp_path)
+    run = asyncio.create_task(rlm.acompletion("q", context="c"))
+    await asyncio.wait_for(asked.wait(), 60)
+    traces = tmp_path / "traces"
+    for _ in range(3000):  # until both files are made (bounded: never a timing assertion)
+        made = sorted(p.suffix for p in traces.glob("*")) if traces.exists() else []
+        if made == [".jsonl", ".record"]:
+            break
+        await asyncio.sleep(0.01)
+    assert made == [".jsonl", ".record"]
+    answer.set()
+    assert (await asyncio.wait_for(run, 60)).answer == "done"

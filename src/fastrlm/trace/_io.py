@@ -18,6 +18,15 @@ them as it would have lost a write in flight: the index is a cache of the traces
 itself is written at once), and a record line is written at once too; only its fsync comes a
 moment later (a power cut, not a crash, could lose the last step).
 
+A lane's thread woken for a job lingers a moment (:data:`LINGER_S`) before it runs what is
+queued, so that the jobs handed over meanwhile are found, not signalled: under a server's load
+each wake-up (a context switch that can take the CPU and the GIL from the event loop) then
+serves many runs' writes (one index commit, one fsync a record) instead of one. A waiter cuts
+the moment short (:func:`hurry`: a run's end waiting for its rows, a reader's drain), so no run
+waits longer for its rows than before; nothing waits for an fsync, which is made at most
+``LINGER_S["fsync"]`` after its step closed. A job whose lines wait in memory until it runs
+(making a run's trace file or record) is ``urgent``: it never waits out a linger.
+
 Creating a file (a trace, a record) is made here as well: in a folder where many files were
 deleted lately, each creation can cost the loop up to a millisecond. A run's lines written
 before its file is open wait for it, in order, and are written once it is (a kill in that
@@ -41,6 +50,9 @@ _T = TypeVar("_T")
 
 #: How long a reader (or the process's exit) waits for queued writes at most.
 DRAIN_TIMEOUT_S = 30.0
+#: How long a lane's thread, woken for a job, lets others join it before it runs them (a
+#: waiter's :func:`hurry` ends it at once); lanes not named here run at once.
+LINGER_S = {"rows": 0.005, "fsync": 0.02}
 
 _Job = tuple[Callable[[], None], concurrent.futures.Future[None]]
 
@@ -50,10 +62,13 @@ class _Lane:
     handed to a busy thread is found when it looks again): every wake-up is a context switch
     that can take the CPU, and the GIL, from the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, linger_s: float) -> None:
         self.jobs: collections.deque[_Job] = collections.deque()
         self.work = threading.Condition(_lock)
         self.waiting = False
+        self.linger_s = linger_s
+        self.lingering = False
+        self.hurried = False
         self.thread: threading.Thread | None = None
 
 
@@ -75,18 +90,22 @@ def loop_running() -> bool:
     return True
 
 
-def later(job: Callable[[], None], lane: str = "rows") -> concurrent.futures.Future[None]:
+def later(job: Callable[[], None], lane: str = "rows", *, urgent: bool = False
+          ) -> concurrent.futures.Future[None]:
     """Run ``job`` on the trace's I/O thread of ``lane``, after every job handed to that lane
     before it; the future is done once it has run. ``job`` must not raise (its own errors are
-    its to report); one that does is logged."""
+    its to report); one that does is logged. ``urgent``: the lane does not linger for it (a
+    file that lines wait for in memory: a kill loses what waits)."""
     global _pending, _at_exit
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
     with _lock:
         queue = _lanes.get(lane)
         if queue is None:
-            queue = _lanes[lane] = _Lane()
+            queue = _lanes[lane] = _Lane(LINGER_S.get(lane, 0.0))
         queue.jobs.append((job, done))
         _pending += 1
+        if urgent:
+            queue.hurried = True
         if queue.thread is None or not queue.thread.is_alive():
             queue.thread = threading.Thread(
                 target=_serve, args=(queue,), name=f"fastrlm-trace-{lane}", daemon=True)
@@ -97,7 +116,7 @@ def later(job: Callable[[], None], lane: str = "rows") -> concurrent.futures.Fut
                 # a forked child (multiprocessing, Ray) has no I/O thread, and may have been
                 # forked while it held the lock: it starts afresh
                 os.register_at_fork(after_in_child=_forget)
-        elif queue.waiting:
+        elif queue.waiting or (urgent and queue.lingering):
             queue.work.notify()
     return done
 
@@ -106,16 +125,21 @@ _batches: dict[object, list[Any]] = {}
 _batch_done: dict[object, concurrent.futures.Future[None]] = {}
 
 
-def batched(key: object, item: _T, run: Callable[[list[_T]], None], lane: str = "rows"
-            ) -> concurrent.futures.Future[None]:
+def batched(key: object, item: _T, run: Callable[[list[_T]], None], lane: str = "rows", *,
+            urgent: bool = False) -> concurrent.futures.Future[None]:
     """Hand ``item`` to the I/O thread of ``lane`` to be run with the others of ``key`` queued
     before it ran: ``run(items)`` once for all of them (an index commit for many rows). The
-    future is done once the batch holding ``item`` has run."""
+    future is done once the batch holding ``item`` has run. ``urgent``: as for :func:`later`."""
     with _lock:
         _batches.setdefault(key, []).append(item)
         done = _batch_done.get(key)
         if done is None:  # none queued, or the queued one has taken its items already
-            done = _batch_done[key] = later(lambda: run(_take(key)), lane)
+            done = _batch_done[key] = later(lambda: run(_take(key)), lane, urgent=urgent)
+        elif urgent:  # joins a batch still queued: that one is urgent now
+            queue = _lanes[lane]
+            queue.hurried = True
+            if queue.lingering:
+                queue.work.notify()
         return done
 
 
@@ -125,8 +149,18 @@ def _take(key: object) -> list[Any]:
         return _batches.pop(key, [])
 
 
+def hurry() -> None:
+    """Someone waits for what is queued: every lane runs it now, without lingering."""
+    with _lock:
+        for lane in _lanes.values():
+            lane.hurried = True
+            if lane.lingering:
+                lane.work.notify()
+
+
 def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Wait until every job handed over so far is done; False if ``timeout`` passed first."""
+    hurry()
     with _lock:
         return _idle.wait_for(lambda: _pending == 0, timeout)
 
@@ -142,7 +176,6 @@ def _forget() -> None:
 
 
 def _serve(lane: _Lane) -> None:
-    global _pending
     jobs = lane.jobs
     while True:
         with lane.work:
@@ -150,17 +183,29 @@ def _serve(lane: _Lane) -> None:
                 lane.waiting = True
                 lane.work.wait()
             lane.waiting = False
-            job, done = jobs.popleft()
-        # a waiter may have given up on it (cancelled): the write is made all the same
-        waited = done.set_running_or_notify_cancel()
-        try:
-            job()
-        except Exception:  # a job reports its own errors; this only keeps the thread alive
-            logger.exception("a trace write failed")
-        finally:
-            with _lock:
-                _pending -= 1
-                if _pending == 0:
-                    _idle.notify_all()
-            if waited:
-                done.set_result(None)
+            if lane.linger_s > 0 and not lane.hurried:  # the jobs handed over meanwhile join
+                lane.lingering = True  # these (found, not signalled), unless a waiter hurries
+                lane.work.wait(lane.linger_s)
+                lane.lingering = False
+            lane.hurried = False
+            batch = list(jobs)
+            jobs.clear()
+        for job, done in batch:
+            _run(job, done)
+
+
+def _run(job: Callable[[], None], done: concurrent.futures.Future[None]) -> None:
+    global _pending
+    # a waiter may have given up on it (cancelled): the write is made all the same
+    waited = done.set_running_or_notify_cancel()
+    try:
+        job()
+    except Exception:  # a job reports its own errors; this only keeps the thread alive
+        logger.exception("a trace write failed")
+    finally:
+        with _lock:
+            _pending -= 1
+            if _pending == 0:
+                _idle.notify_all()
+        if waited:
+            done.set_result(None)

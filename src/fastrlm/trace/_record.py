@@ -7,8 +7,9 @@ head of the SHA-256 of the JSON text, so a flipped byte is found, not trusted. E
 ``write`` on a descriptor opened with ``O_APPEND``: a process killed (SIGKILL included) keeps
 every line written before it died, whole, and at most the last one is cut short, which the reader
 drops. The fsync policy: an entry that closes a step (a root reply, a cell's output) is
-``fsync``-ed (while an event loop runs, a moment later on the trace's I/O thread,
-:mod:`._io`), so after a machine crash the record holds every step up to the last one closed;
+``fsync``-ed (while an event loop runs, on the trace's I/O thread within its lane's linger,
+``_io.LINGER_S["fsync"]``, one fsync for the record's entries by then), so after a machine
+crash the record holds every step closed before that;
 the entries inside a step (each sub-call reply, each host result: a fan-out of thousands) are
 written at once but not fsync-ed one by one, since a process crash (what resume is for) loses
 none of them and a power cut loses at most the step in flight.
@@ -72,7 +73,7 @@ class RecordFile:
         if _io.loop_running():
             self._held = []
             # on the index rows' lane, which a run's end waits for anyway, never behind fsyncs
-            self._made = _io.later(lambda: self._make(failed), "rows")
+            self._made = _io.later(lambda: self._make(failed), "rows", urgent=True)
         else:
             self._fd = _create(path)
 
@@ -103,6 +104,8 @@ class RecordFile:
         """Wait (without holding up the loop) until the file is made and the entries written
         before that are in it."""
         if self._made is not None:  # a cancelled waiter never cancels the write
+            if not self._made.done():
+                _io.hurry()
             await thread_result(self._made)
 
     def close(self) -> None:

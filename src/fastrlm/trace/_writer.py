@@ -266,10 +266,10 @@ class TraceWriter:
         run's file is made if it is still being made (and not at all if it could not be);
         else now."""
         if _io.loop_running():
-            path = self.index_path
-            self._settling[root] = _io.batched(
-                ("index", path), (write, self._index_failed, self._opening.get(root)),
-                functools.partial(_index_batch, path))
+            path, opening = self.index_path, self._opening.get(root)
+            self._settling[root] = _io.batched(  # a file to make (its lines held) is urgent
+                ("index", path), (write, self._index_failed, opening),
+                functools.partial(_index_batch, path), urgent=opening is not None)
         else:
             try:
                 _index.write_all(self.index_path, [write])
@@ -284,6 +284,8 @@ class TraceWriter:
         self._made.pop(root, None)  # (made before its first row)
         pending = self._settling.pop(root, None)
         if pending is not None:  # a cancelled run never cancels the write itself
+            if not pending.done():
+                _io.hurry()
             await thread_result(pending)
 
     async def written(self, run_id: str) -> None:
@@ -292,6 +294,8 @@ class TraceWriter:
         queued (what a cancelled run waits for: its rows may wait for a busy index)."""
         made = self._made.pop(self._root_of.get(run_id, run_id), None)
         if made is not None:
+            if not made.done():
+                _io.hurry()
             await thread_result(made)
 
     def _index_failed(self, exc: BaseException) -> None:
