@@ -27,6 +27,11 @@ allocator skips recently deleted inodes one by one: this VM's ``/tmp`` while tes
 and this benchmark's own home after a run deletes its traces). The header prints what creating
 one costs in the home used; compare runs whose costs agree, or use ``--home /dev/shm``.
 
+The header also prints how long a fixed pure-Python loop took before and after the runs: this
+VM's speed drifts by a fifth within minutes (other machines share its cores, and no steal time
+shows it), so compare figures only between runs whose loop times agree, and prefer ratios
+measured in one invocation.
+
 Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit (160
 requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here runs in
 the test suite.
@@ -159,6 +164,18 @@ async def _one(mode: str, args: argparse.Namespace, home: str) -> dict[str, floa
     }
 
 
+def _speed_ms() -> float:
+    """Milliseconds a fixed piece of pure-Python work takes here now (the best of five): this
+    VM's speed drifts by a fifth from one minute to the next, with no steal time to show it;
+    compare only runs whose figures agree."""
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        sum(i * i for i in range(300_000))
+        times.append(time.perf_counter() - began)
+    return min(times) * 1000
+
+
 def _create_cost_us(home: str, files: int = 100) -> float:
     """Microseconds to create (and write a line to) a file in ``home``, the median of
     ``files``: what each request's trace and record pay twice."""
@@ -208,13 +225,16 @@ async def main() -> None:
     parent = args.home or str(fastrlm_home().expanduser().parent)
     with tempfile.TemporaryDirectory(dir=parent, prefix="fastrlm-bench-") as home:
         home_on = f"{_file_system(home)}, a file created in {_create_cost_us(home):.0f} us"
+        speeds = [_speed_ms()]
         for _ in range(args.repeats):
             for mode in ("warm", "cold"):
                 results[mode].append(await _one(mode, args, home))
+            speeds.append(_speed_ms())
     print(f"slots {args.slots}, model {args.model_s * 1000:.0f} ms, sandbox {args.sandbox}, "
           f"traces {'off' if args.no_trace else f'on (home on {home_on})'}, "
           f"{os.cpu_count()} CPUs: the slot-bound limit is {limit:.0f} requests/s "
-          f"(medians of {args.repeats} runs of {args.seconds:g} s)")
+          f"(medians of {args.repeats} runs of {args.seconds:g} s); this machine's speed: a "
+          f"fixed loop took {min(speeds):.1f}-{max(speeds):.1f} ms")
     print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} "
           f"{'host CPU/req':>13} {'machine CPU/req':>16} {'of which load gen.':>19}")
     for mode, runs in results.items():
