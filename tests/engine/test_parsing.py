@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fastrlm._core import parsing
 from fastrlm._core.parsing import (
     extract_code_blocks,
     find_prose_final,
@@ -109,3 +110,17 @@ def test_without_final_calls_drops_the_lines_that_hold_one() -> None:
     assert without_final_calls(text) == "Total: 12.\nThat is all."
     kept = "the FINAL answer is 3\nMY_FINAL(x)"
     assert without_final_calls(kept) == kept
+
+
+def test_a_block_with_one_possible_closing_line_is_not_parsed_to_choose_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # parsing is only how a block picks among several closing lines; with one, there is no
+    # choice to make (a reply's every block was parsed here, then again where it runs)
+    parsed: list[str] = []
+    real = parsing.ast.parse
+    monkeypatch.setattr(parsing.ast, "parse", lambda code, *a, **k: (parsed.append(code),
+                                                                     real(code, *a, **k))[1])
+    one = extract_code_blocks("first\n```repl\nx = (\n```\nthen")
+    assert one.blocks == ("x = (",) and parsed == []  # kept as written: its run says why
+    two = extract_code_blocks("```repl\ns = '''\n```\n'''\nprint(s)\n```")
+    assert two.blocks == ("s = '''\n```\n'''\nprint(s)",) and parsed  # chosen by parsing

@@ -73,7 +73,7 @@ def extract_code_blocks(text: str) -> Reply:
             end = len(lines)
         else:
             end = candidates[0]
-            if lang in CODE_LANGS:
+            if lang in CODE_LANGS and len(candidates) > 1:  # one closing line: no choice
                 for c in candidates:
                     if _parses("\n".join(lines[i + 1 : c])):
                         end = c
