@@ -225,6 +225,17 @@ def lingering(monkeypatch: pytest.MonkeyPatch) -> Any:
     assert _io.drain(60)
 
 
+def _lingering_lane(name: str) -> Any:
+    """The lane ``name`` once its woken thread lingers (bounded: never a timing assertion)."""
+    lane = _io._lanes[name]
+    for _ in range(3000):
+        with _io._lock:
+            if lane.lingering:
+                return lane
+        threading.Event().wait(0.01)
+    raise AssertionError(f"the lane {name!r} never lingered")
+
+
 def test_jobs_handed_to_a_lingering_lane_are_found_not_signalled_until_a_waiter_hurries(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Under a server's load, the lane woken for one run's write lingers, and the writes of
@@ -232,13 +243,7 @@ def test_jobs_handed_to_a_lingering_lane_are_found_not_signalled_until_a_waiter_
     monkeypatch.setitem(_io.LINGER_S, "test-linger", _FOREVER_S)
     ran: list[int] = []
     first = _io.later(lambda: ran.append(0), lane="test-linger")
-    lane = _io._lanes["test-linger"]
-    for _ in range(3000):  # until the woken thread lingers (bounded: never a timing assertion)
-        with _io._lock:
-            if lane.lingering:
-                break
-        threading.Event().wait(0.01)
-    assert lane.lingering
+    lane = _lingering_lane("test-linger")
     notified: list[int] = []
     notify = lane.work.notify
     monkeypatch.setattr(lane.work, "notify", lambda n=1: (notified.append(n), notify(n)))
@@ -279,13 +284,7 @@ def test_an_urgent_job_is_not_held_by_a_lingering_lane(monkeypatch: pytest.Monke
     monkeypatch.setitem(_io.LINGER_S, "test-urgent", _FOREVER_S)
     ran: list[str] = []
     lingered = _io.later(lambda: ran.append("row"), lane="test-urgent")
-    lane = _io._lanes["test-urgent"]
-    for _ in range(3000):  # until the woken thread lingers (bounded: never a timing assertion)
-        with _io._lock:
-            if lane.lingering:
-                break
-        threading.Event().wait(0.01)
-    assert lane.lingering
+    _lingering_lane("test-urgent")
     _io.later(lambda: ran.append("file"), lane="test-urgent", urgent=True).result(60)
     assert lingered.done() and ran == ["row", "file"]  # in order, the lingering one first
 
