@@ -247,11 +247,9 @@ async def _trace_settled(writer: object, run_id: str, recorder: Recorder) -> Non
 async def _files_written(writer: object, run_id: str, recorder: Recorder) -> None:
     """Wait until the run's trace file and replay record hold every line written so far (made
     off the event loop while it runs); not its index rows (a busy index may hold them), which
-    are written at once all the same (the trace's I/O lanes do not linger for them)."""
-    from ..trace import TraceWriter, _io
-
-    _io.hurry()
+    are written at once all the same (``TraceWriter.written``)."""
     await recorder.settled()
+    from ..trace import TraceWriter
 
     if isinstance(writer, TraceWriter):
         await writer.written(run_id)

@@ -291,11 +291,11 @@ class TraceWriter:
     async def written(self, run_id: str) -> None:
         """Wait (without holding up the event loop) until the file of ``run_id``'s top-level
         run is made and holds the lines written to it so far; its index rows may still be
-        queued (what a cancelled run waits for: its rows may wait for a busy index)."""
+        queued (what a cancelled run waits for: its rows may wait for a busy index), though
+        written at once: the I/O lanes stop lingering for them."""
+        _io.hurry()
         made = self._made.pop(self._root_of.get(run_id, run_id), None)
         if made is not None:
-            if not made.done():
-                _io.hurry()
             await thread_result(made)
 
     def _index_failed(self, exc: BaseException) -> None:
