@@ -71,6 +71,12 @@ class _Lane:
         self.hurried = False
         self.thread: threading.Thread | None = None
 
+    def hurry(self) -> None:
+        """What is queued runs without lingering (under ``_lock``)."""
+        self.hurried = True
+        if self.lingering:
+            self.work.notify()
+
 
 #: One queue and thread a lane: the index rows do not wait behind the records' fsyncs.
 _lanes: dict[str, _Lane] = {}
@@ -104,8 +110,6 @@ def later(job: Callable[[], None], lane: str = "rows", *, urgent: bool = False
             queue = _lanes[lane] = _Lane(LINGER_S.get(lane, 0.0))
         queue.jobs.append((job, done))
         _pending += 1
-        if urgent:
-            queue.hurried = True
         if queue.thread is None or not queue.thread.is_alive():
             queue.thread = threading.Thread(
                 target=_serve, args=(queue,), name=f"fastrlm-trace-{lane}", daemon=True)
@@ -116,8 +120,10 @@ def later(job: Callable[[], None], lane: str = "rows", *, urgent: bool = False
                 # a forked child (multiprocessing, Ray) has no I/O thread, and may have been
                 # forked while it held the lock: it starts afresh
                 os.register_at_fork(after_in_child=_forget)
-        elif queue.waiting or (urgent and queue.lingering):
+        elif queue.waiting:
             queue.work.notify()
+        if urgent:
+            queue.hurry()
     return done
 
 
@@ -136,10 +142,7 @@ def batched(key: object, item: _T, run: Callable[[list[_T]], None], lane: str = 
         if done is None:  # none queued, or the queued one has taken its items already
             done = _batch_done[key] = later(lambda: run(_take(key)), lane, urgent=urgent)
         elif urgent:  # joins a batch still queued: that one is urgent now
-            queue = _lanes[lane]
-            queue.hurried = True
-            if queue.lingering:
-                queue.work.notify()
+            _lanes[lane].hurry()
         return done
 
 
@@ -149,13 +152,13 @@ def _take(key: object) -> list[Any]:
         return _batches.pop(key, [])
 
 
-def hurry() -> None:
-    """Someone waits for what is queued: every lane runs it now, without lingering."""
+def hurry(lane: str | None = None) -> None:
+    """Someone waits for what is queued on ``lane`` (every lane: None): it runs now, without
+    lingering."""
     with _lock:
-        for lane in _lanes.values():
-            lane.hurried = True
-            if lane.lingering:
-                lane.work.notify()
+        for name, queue in _lanes.items():
+            if lane is None or name == lane:
+                queue.hurry()
 
 
 def drain(timeout: float = DRAIN_TIMEOUT_S) -> bool:

@@ -105,7 +105,7 @@ class RecordFile:
         before that are in it."""
         if self._made is not None:  # a cancelled waiter never cancels the write
             if not self._made.done():
-                _io.hurry()
+                _io.hurry("rows")
             await thread_result(self._made)
 
     def close(self) -> None:

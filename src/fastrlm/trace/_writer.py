@@ -285,7 +285,7 @@ class TraceWriter:
         pending = self._settling.pop(root, None)
         if pending is not None:  # a cancelled run never cancels the write itself
             if not pending.done():
-                _io.hurry()
+                _io.hurry("rows")
             await thread_result(pending)
 
     async def written(self, run_id: str) -> None:
@@ -293,7 +293,7 @@ class TraceWriter:
         run is made and holds the lines written to it so far; its index rows may still be
         queued (what a cancelled run waits for: its rows may wait for a busy index), though
         written at once: the I/O lanes stop lingering for them."""
-        _io.hurry()
+        _io.hurry("rows")
         made = self._made.pop(self._root_of.get(run_id, run_id), None)
         if made is not None:
             await thread_result(made)
