@@ -5,9 +5,11 @@ fail must leave sandboxes starting (cold) as before."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from fastrlm.sandbox import SandboxLimits, _layers, _reaper, _warm, _worker, create_sandbox
 from fastrlm.sandbox._channel import readable_within
 from fastrlm.sandbox._warm import WarmWorkers, warm_problem, warm_workers
+from fastrlm.sandbox._watchdog import leaf_process
 from fastrlm.sandbox._worker import WorkerSandbox
 
 from .helpers import CONTEXT, FakeBridge, assert_alive, skip_unless_available
@@ -484,11 +487,11 @@ async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quot
     real_take = _warm.WarmWorker._take_room
     waited: list[int] = []
 
-    def taking(self: Any) -> None:
-        if self._unclean >= self.scratch_room:  # no room left: the ending ones are cleaned
-            waited.append(self._unclean)  # a moment later (a fork that did not wait for
-            threading.Timer(0.5, cleaned.set).start()  # that would find the disk full)
-        real_take(self)
+    def taking(self: Any, wait: bool = True) -> bool:
+        if wait and self._unclean >= self.scratch_room:  # no room left: the ending ones are
+            waited.append(self._unclean)  # cleaned a moment later (a fork that did not wait
+            threading.Timer(0.5, cleaned.set).start()  # for that would find the disk full)
+        return real_take(self, wait)
 
     monkeypatch.setattr(_warm.WarmWorker, "_take_room", taking)
     holder = await warm_workers("bwrap", limits, slots=1)
@@ -506,4 +509,111 @@ async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quot
         assert waited == [2]  # the third fork waited for room, once
     finally:
         cleaned.set()
+        holder.close()
+
+
+def _own_pid(host_pid: int) -> int:
+    """The pid a process sees for itself (the last NSpid: inside its pid namespace)."""
+    with open(f"/proc/{host_pid}/status") as status:
+        for line in status:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {host_pid}")
+
+
+async def _each_holds_its_own_worker(kind: str, count: int) -> list[bool]:
+    """Start ``count`` sandboxes at once (their fork orders in flight together); for each,
+    whether the worker it talks to is the process it holds (and would kill)."""
+    sandboxes = await asyncio.gather(*(_started(kind, f"context {i}") for i in range(count)))
+    try:
+        held = []
+        for i, sandbox in enumerate(sandboxes):
+            assert sandbox._worker is not None
+            held.append(_own_pid(sandbox._worker.proc.pid) == sandbox.worker_pid
+                        and await _out(sandbox, "print(context)") == f"context {i}")
+        return held
+    finally:
+        await asyncio.gather(*(sandbox.close() for sandbox in sandboxes))
+
+
+async def test_forks_in_flight_at_once_each_answer_their_own_sandbox(
+        warm: tuple[str, WarmWorkers]) -> None:
+    """Orders sent together are answered each on a socket of its own: every sandbox holds the
+    pid of the worker it talks to (a mixed-up answer would have it watch and kill another
+    run's worker), and none started cold."""
+    kind, held = warm
+    assert held.warm is not None
+    forks = held.warm.forks
+    assert await _each_holds_its_own_worker(kind, 6) == [True] * 6
+    assert held.warm.forks == forks + 6
+
+
+async def test_forks_from_two_event_loops_at_once_each_answer_their_own_sandbox(
+        warm: tuple[str, WarmWorkers]) -> None:
+    kind, held = warm
+    assert held.warm is not None
+    forks = held.warm.forks
+    elsewhere = asyncio.to_thread(asyncio.run, _each_holds_its_own_worker(kind, 3))
+    here = _each_holds_its_own_worker(kind, 3)
+    assert await asyncio.gather(elsewhere, here) == [[True] * 3, [True] * 3]
+    assert held.warm.forks == forks + 6
+
+
+async def test_a_warm_process_that_stops_answering_leaves_sandboxes_starting_cold(
+        warm: tuple[str, WarmWorkers], monkeypatch: pytest.MonkeyPatch) -> None:
+    kind, held = warm
+    assert held.warm is not None and held.warm._proc is not None
+    monkeypatch.setattr(_warm, "FORK_TIMEOUT_S", 1.0)
+    stopped = leaf_process(held.warm._proc.pid)  # the warm Python (under bubblewrap's two)
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        forks = held.warm.forks
+        sandbox = await _started(kind)  # its order is never read: cold after the timeout
+        try:
+            await assert_alive(sandbox)
+            assert held.warm.forks == forks
+            assert not held.warm.alive
+            assert "did not fork within 1 s" in (held.warm._dead or "")
+        finally:
+            await sandbox.close()
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "landlock", "process"])
+async def test_orders_past_a_full_control_socket_wait_for_room_and_all_are_forked(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket holds so many bytes of datagrams not yet read (its send buffer; made small
+    here, where it holds a few orders) and then refuses more: orders sent while the warm
+    process is busy (stopped here) wait for room (off the event loop), in order, and every
+    one is forked once it reads again."""
+    skip_unless_available(kind)
+    waited: list[int] = []
+    real_wait = _warm.WarmWorker._send_waiting
+
+    def waiting(self: _warm.WarmWorker, order: bytes, fds: list[int]) -> None:
+        waited.append(len(fds))
+        real_wait(self, order, fds)
+
+    monkeypatch.setattr(_warm.WarmWorker, "_send_waiting", waiting)
+    limits = SandboxLimits(exec_timeout_s=20.0, env=(("FASTRLM_TEST_QUEUE", "1"),))
+    holder = await warm_workers(kind, limits, slots=16)
+    if holder.warm is None or holder.warm._proc is None:
+        pytest.skip(f"no warm worker for {kind}: {holder.problem}")
+    try:
+        assert holder.warm._control is not None
+        holder.warm._control.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        stopped = leaf_process(holder.warm._proc.pid)
+        os.kill(stopped, signal.SIGSTOP)
+        threading.Timer(1.0, os.kill, (stopped, signal.SIGCONT)).start()
+        starting = [create_sandbox(kind, limits) for _ in range(16)]
+        await asyncio.gather(*(sandbox.start(CONTEXT, FakeBridge()) for sandbox in starting))
+        try:
+            assert holder.warm.forks == 16  # none started cold
+            assert waited and set(waited) == {4}  # some waited, each with its four fds
+            for sandbox in starting:
+                await assert_alive(sandbox)
+        finally:
+            await asyncio.gather(*(sandbox.close() for sandbox in starting))
+    finally:
         holder.close()

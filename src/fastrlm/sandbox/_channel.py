@@ -55,6 +55,13 @@ def readable_within(fd: int, seconds: float | None) -> bool:
     return bool(poller.poll(None if seconds is None else max(int(seconds * 1000), 0)))
 
 
+def writable_within(fd: int, seconds: float | None) -> bool:
+    """Whether ``fd`` turns writable within ``seconds`` (as :func:`readable_within`)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(None if seconds is None else max(int(seconds * 1000), 0)))
+
+
 async def wait_readable(fd: int) -> None:
     """Wait until ``fd`` is readable (a pipe with data or EOF, an exited pidfd)."""
     await _wait_fd(fd, writable=False)

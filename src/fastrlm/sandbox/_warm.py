@@ -16,10 +16,13 @@ they share the warm process's namespaces), so a plan is warmed only where those 
 (:func:`warm_problem`): never for a container, never without seccomp, and under bubblewrap
 only with Landlock. Every other sandbox starts its worker cold, as before.
 
-The host learns a forked worker's pid from the credentials of the one datagram the worker
-sends on the control socket (the kernel translates the pid into the host's pid namespace), and
-holds a pidfd on it: signals go through the pidfd, so a pid reused after the worker ended can
-never be hit.
+An order is sent from the event loop that starts the sandbox, and its answer awaited there: no
+thread stands between a run and its worker. Each order carries a socket of its own for the
+answer, so orders from any number of runs (and event loops) are in flight at once and no answer
+can be taken for another's. The host learns a forked worker's pid from the credentials of the
+one datagram the worker sends on that socket (the kernel translates the pid into the host's pid
+namespace), and holds a pidfd on it: signals go through the pidfd, so a pid reused after the
+worker ended can never be hit.
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._foundation.errors import SandboxUnavailableError
 from . import _layers
 from ._base import SandboxLimits
-from ._channel import readable_within
+from ._channel import readable_within, wait_readable, writable_within
 from ._reaper import _Reaper
 
 logger = logging.getLogger("fastrlm.sandbox")
@@ -133,7 +137,9 @@ class WarmWorker:
         self.limits = limits
         self.slots = slots
         self.forks = 0
-        self._lock = threading.Lock()
+        #: Held while a datagram goes out on the control socket (never across a wait): the
+        #: clean-up orders queued go before the fork order that may use the room they free.
+        self._send_lock = threading.Lock()
         self._control: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
@@ -201,16 +207,23 @@ class WarmWorker:
         if message[0] != b"warm":
             self.close()
             raise SandboxUnavailableError(f"the warm worker did not start: {message[0]!r}")
+        control.setblocking(False)  # orders go out from event loops: never wait on it there
 
     def _receive(self, timeout: float) -> tuple[bytes, int]:
-        """One datagram from the warm process or a worker it forked: (bytes, sender's pid).
-        Raises SandboxUnavailableError when none comes (the process is then taken for dead)."""
+        """The warm process's first datagram on the control socket: (bytes, its pid). Raises
+        SandboxUnavailableError when none comes (the process is then taken for dead)."""
         control = self._control
         if control is None:
             raise SandboxUnavailableError("the warm worker is closed")
         control.settimeout(timeout)
+        return self._datagram(control)
+
+    def _datagram(self, sock: socket.socket) -> tuple[bytes, int]:
+        """The datagram waiting on ``sock`` (blocking, or one known to be there): (bytes,
+        sender's pid, from its credentials). Raises SandboxUnavailableError when there is none
+        (its sender closed its end, or an error): the warm process is then taken for dead."""
         try:
-            data, ancillary, _, _ = control.recvmsg(1024, socket.CMSG_SPACE(_CREDENTIALS.size))
+            data, ancillary, _, _ = sock.recvmsg(1024, socket.CMSG_SPACE(_CREDENTIALS.size))
         except OSError as exc:
             data, ancillary = b"", []
             why = f"{type(exc).__name__}: {exc}"
@@ -236,74 +249,117 @@ class WarmWorker:
         """A scratch directory for the next worker, inside the warm process's ``/tmp``."""
         return f"/tmp/w{next(_SCRATCH_SERIAL)}"
 
-    def fork(self, config: dict[str, object], fds: list[int], scratch: str | None) -> ForkedProc:
+    async def fork(self, config: dict[str, object], fds: list[int],
+                   scratch: str | None) -> ForkedProc:
         """Fork one worker that starts with ``config`` (the spawned worker's) on ``fds`` (pipe
-        A, pipe B, the context buffer). Blocking, one order at a time: call it in a thread.
+        A, pipe B, the context buffer), waiting on the running event loop, never blocking it.
         ``scratch``: its directory inside the warm process's namespaces, removed once it ends.
         Raises SandboxUnavailableError when the warm process cannot fork (then the caller
         starts the worker cold)."""
-        if scratch is not None:
-            self._take_room()
+        if scratch is not None and not self._take_room(wait=False):
+            await asyncio.to_thread(self._take_room)  # rare: waits for workers still ending
         try:
-            return self._fork(config, fds, scratch)
+            return await self._fork(config, fds, scratch)
         except BaseException:
             if scratch is not None:
                 self._give_room()
             raise
 
-    def _take_room(self) -> None:
+    def _take_room(self, wait: bool = True) -> bool:
         """Count one more worker in the shared ``/tmp``, once the workers not yet cleaned
-        after leave room for it (waits for the ending ones: rare, a burst of sandboxes closed
-        while their workers were still writing)."""
+        after leave room for it: at once (False when there is none), or waiting for the ending
+        ones (``wait``, in a thread: rare, a burst of sandboxes closed while their workers were
+        still writing)."""
         with self._room:
             if not self._room.wait_for(lambda: self._unclean < self.scratch_room,
-                                       FORK_TIMEOUT_S):
+                                       FORK_TIMEOUT_S if wait else 0):
+                if not wait:
+                    return False
                 raise SandboxUnavailableError(
                     f"the warm worker's /tmp is full: {self._unclean} workers have not been "
                     f"cleaned after within {FORK_TIMEOUT_S:.0f} s")
             self._unclean += 1
+            return True
 
     def _give_room(self) -> None:
         with self._room:
             self._unclean -= 1
             self._room.notify()
 
-    def _fork(self, config: dict[str, object], fds: list[int], scratch: str | None
-              ) -> ForkedProc:
-        with self._lock:
-            if not self.alive or self._control is None:
-                raise SandboxUnavailableError(f"the warm worker is gone: {self._dead or 'closed'}")
-            self._send_cleaning()
+    async def _fork(self, config: dict[str, object], fds: list[int], scratch: str | None
+                    ) -> ForkedProc:
+        if not self.alive or self._control is None:
+            raise SandboxUnavailableError(f"the warm worker is gone: {self._dead or 'closed'}")
+        # the answer comes on a socket of this order's own, from the worker (its pid in the
+        # credentials) or from the warm process (why it could not fork)
+        answer, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            answer.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            answer.setblocking(False)
             order = json.dumps({"op": "fork", "config": config}).encode()
+            if not self._send(order, [*fds, theirs.fileno()]):  # its buffer is full: rare
+                await asyncio.to_thread(self._send_waiting, order, [*fds, theirs.fileno()])
+            theirs.close()  # an answer, or the end of every copy (the warm process gone)
             try:
-                socket.send_fds(self._control, [order], fds)
+                async with asyncio.timeout(FORK_TIMEOUT_S):
+                    await wait_readable(answer.fileno())
+            except TimeoutError:
+                self._dead = self._dead or (f"it did not fork within {FORK_TIMEOUT_S:.0f} s")
+                raise SandboxUnavailableError(
+                    f"the warm worker is gone: {self._dead}; {self._output() or 'no output'}"
+                ) from None
+            data, pid = self._datagram(answer)
+        finally:
+            theirs.close()
+            answer.close()
+        if data != b"forked":
+            raise SandboxUnavailableError(data.decode("utf-8", "replace"))
+        self.forks += 1
+        return ForkedProc(pid, self, scratch)
+
+    def _send(self, order: bytes, fds: list[int]) -> bool:
+        """Send the clean-up orders queued, then ``order`` (with ``fds``) if it is not empty,
+        without waiting: False when the control socket's buffer is full (the rest is sent
+        later). Raises SandboxUnavailableError when the warm process is gone."""
+        with self._send_lock:
+            control = self._control
+            if not self.alive or control is None:
+                raise SandboxUnavailableError(
+                    f"the warm worker is gone: {self._dead or 'closed'}")
+            try:
+                while self._to_clean:
+                    cleaning = json.dumps({"op": "clean", "dir": self._to_clean[-1]}).encode()
+                    control.send(cleaning)
+                    self._to_clean.pop()
+                if order:
+                    socket.send_fds(control, [order], fds)
+            except BlockingIOError:
+                return False
             except OSError as exc:
-                self._dead = f"it stopped taking orders ({exc})"
+                self._dead = self._dead or f"it stopped taking orders ({exc})"
                 raise SandboxUnavailableError(f"the warm worker is gone: {self._dead}") from None
-            data, pid = self._receive(FORK_TIMEOUT_S)
-            if data != b"forked":
-                raise SandboxUnavailableError(data.decode("utf-8", "replace"))
-            self.forks += 1
-            return ForkedProc(pid, self, scratch)
+            return True
+
+    def _send_waiting(self, order: bytes, fds: list[int]) -> None:
+        """:meth:`_send`, waiting (in a thread) for room in the control socket's buffer, up to
+        :data:`FORK_TIMEOUT_S` (past it the warm process is taken for dead)."""
+        deadline = time.monotonic() + FORK_TIMEOUT_S
+        while not self._send(order, fds):
+            control = self._control
+            left = deadline - time.monotonic()
+            if control is None or left <= 0 or not writable_within(control.fileno(), left):
+                self._dead = self._dead or "it stopped taking orders (its socket stayed full)"
+                raise SandboxUnavailableError(f"the warm worker is gone: {self._dead}")
 
     def clean(self, scratch: str) -> None:
-        """Have the warm process remove a finished worker's scratch directory: now when no
-        fork order is in flight, else with the next order (never waits: it is called from the
-        event loop). Its room in the shared ``/tmp`` is free for the next fork, whose order
-        follows this one."""
+        """Have the warm process remove a finished worker's scratch directory: now, or with
+        the next fork order when the control socket is full (never waits: it is called from
+        the event loop). Its room in the shared ``/tmp`` is free for the next fork, whose
+        order follows this one."""
         self._to_clean.append(scratch)
-        if self._lock.acquire(blocking=False):
-            try:
-                self._send_cleaning()
-            finally:
-                self._lock.release()
+        with contextlib.suppress(SandboxUnavailableError):  # gone: nothing left to clean
+            self._send(b"", [])
         self._give_room()
-
-    def _send_cleaning(self) -> None:
-        while self._to_clean and self.alive and self._control is not None:
-            order = json.dumps({"op": "clean", "dir": self._to_clean.pop()}).encode()
-            with contextlib.suppress(OSError):
-                self._control.send(order)
 
     def after_exit(self, pidfd: int, then: Callable[[], None]) -> bool:
         """Run ``then`` on the reaper's thread once a killed worker of this warm process has
@@ -318,7 +374,7 @@ class WarmWorker:
         self.reaper.close()
 
     def _end(self) -> None:
-        with self._lock:
+        with self._send_lock:
             self._dead = self._dead or "closed"
             if self._control is not None:
                 self._control.close()

@@ -505,8 +505,7 @@ class WorkerSandbox:
             config["landlock"] = {"read": [*_layers.read_only_paths(), *self._mounts],
                                   "write": [scratch]}
         try:
-            proc = await asyncio.to_thread(
-                warm.fork, config, [a_read, b_write, self._context_fd], scratch)
+            proc = await warm.fork(config, [a_read, b_write, self._context_fd], scratch)
         except BaseException:
             for fd in (a_write, b_read):
                 os.close(fd)

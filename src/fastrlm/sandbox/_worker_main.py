@@ -271,13 +271,15 @@ def _warm(config: dict[str, Any]) -> None:
     seccomp filter's program is built here once; each worker loads it with its own pid.
 
     An order is one datagram on the control socket (``fd_control``): ``{"op": "fork",
-    "config": {...}}`` with three fds (pipe A, pipe B, the context buffer), or ``{"op":
-    "clean", "dir": path}`` (a finished worker's scratch directory, under bubblewrap's private
-    ``/tmp``). The forked worker leads a session of its own, dies with this process, sends one
-    datagram (``b"forked"``) whose credentials tell the host its pid, closes the control socket
-    and then starts exactly like a spawned worker (:func:`_serve`). Nothing a worker does can
-    reach this process: the worker closed the socket, and its seccomp filter refuses
-    ``kill``/``ptrace`` on any process but itself. Ends when the host closes the socket."""
+    "config": {...}}`` with four fds (pipe A, pipe B, the context buffer, and the socket the
+    order's answer goes to), or ``{"op": "clean", "dir": path}`` (a finished worker's scratch
+    directory, under bubblewrap's private ``/tmp``). The forked worker leads a session of its
+    own, dies with this process, sends one datagram (``b"forked"``) on the answer socket, whose
+    credentials tell the host its pid, closes both sockets and then starts exactly like a
+    spawned worker (:func:`_serve`); a fork that fails is answered with why, by this process.
+    Nothing a worker does can reach this process: the worker closed its sockets, and its
+    seccomp filter refuses ``kill``/``ptrace`` on any process but itself. Ends when the host
+    closes the control socket."""
     global _SECCOMP_TEMPLATE
     import shutil
     import socket
@@ -299,7 +301,7 @@ def _warm(config: dict[str, Any]) -> None:
     control.send(b"warm")
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
         except OSError:
             return
         if not message:  # the host closed its end
@@ -308,25 +310,28 @@ def _warm(config: dict[str, Any]) -> None:
         if order["op"] == "clean":
             shutil.rmtree(order["dir"], ignore_errors=True)
             continue
+        answer = socket.socket(fileno=fds[3])
         try:
             pid = os.fork()
         except OSError as exc:
-            control.send(f"cannot fork: {exc}".encode())
+            answer.send(f"cannot fork: {exc}".encode())
             pid = -1
         if pid == 0:
             try:
-                _forked(order["config"], fds, control, own)
+                _forked(order["config"], fds[:3], answer, control, own)
             except BaseException as exc:  # noqa: BLE001 - never back into this loop
                 try:
-                    control.send(f"the forked worker could not start: {exc!r}".encode())
+                    answer.send(f"the forked worker could not start: {exc!r}".encode())
                 finally:
                     os._exit(3)
             os._exit(0)
-        for fd in fds:
+        answer.close()
+        for fd in fds[:3]:
             os.close(fd)
 
 
-def _forked(config: dict[str, Any], fds: list[int], control: Any, parent: int) -> None:
+def _forked(config: dict[str, Any], fds: list[int], answer: Any, control: Any,
+            parent: int) -> None:
     """A worker forked by :func:`_warm`: its own session, scratch directory and environment,
     then the run (:func:`_serve`)."""
     from fastrlm.sandbox import _confine
@@ -339,7 +344,8 @@ def _forked(config: dict[str, Any], fds: list[int], control: Any, parent: int) -
     os.makedirs(scratch, mode=0o700, exist_ok=True)
     os.chdir(scratch)
     os.environ["HOME"] = os.environ["TMPDIR"] = scratch
-    control.send(b"forked")  # its credentials carry this process's pid, as the host sees it
+    answer.send(b"forked")  # its credentials carry this process's pid, as the host sees it
+    answer.close()
     control.close()
     _serve(config)
 
