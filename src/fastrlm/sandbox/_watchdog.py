@@ -6,10 +6,11 @@ worker's heap (``RLIMIT_DATA``, with slack for address space reserved but not us
 adds heap, shared memory and tmpfs files together. The :class:`Watchdog` does: every
 :data:`POLL_S` it sums ``RssAnon + RssShmem`` over the worker's processes plus the bytes its
 tmpfs scratch holds, and counts the scratch directory's bytes and files; past a limit it
-SIGKILLs the worker and records why, so the engine restarts it and tells the model. Between two
-polls a worker can overshoot by what it writes in that time; the seccomp filter (no memfd, no
-shared anonymous mappings, no SysV shm, no new pipes) and the size-capped scratch keep the paths
-that ``RLIMIT_DATA`` does not see narrow. Where a per-worker cgroup is in force (``_cgroup``),
+SIGKILLs the worker and records why, so the engine restarts it and tells the model (one timer
+polls every worker watched from an event loop). Between two polls a worker can overshoot by what
+it writes in that time; the seccomp filter (no memfd, no shared anonymous mappings, no SysV shm,
+no new pipes) and the size-capped scratch keep the paths that ``RLIMIT_DATA`` does not see
+narrow. Where a per-worker cgroup is in force (``_cgroup``),
 the watchdog runs unchanged as a second line behind ``memory.max``.
 """
 
@@ -17,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+
+logger = logging.getLogger("fastrlm.sandbox")
 
 POLL_S = 0.05
 #: The scratch directory of the Landlock/process layers is walked every this many polls.
@@ -186,7 +191,9 @@ def over_quota(
 
 class Watchdog:
     """Polls one worker until it ends or :meth:`stop`; on a breach calls ``kill()`` once and
-    ``reason`` then holds why."""
+    ``reason`` then holds why. The watchdogs of one event loop are polled together, every
+    :data:`POLL_S` (:class:`_Polls`): one timer for a server's every live worker, not one
+    each."""
 
     def __init__(self, root_pid: int, quotas: Quotas, kill: Callable[[], None]) -> None:
         self.reason: str | None = None
@@ -194,34 +201,81 @@ class Watchdog:
         self._quotas = quotas
         self._kill = kill
         self._probe: Probe | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._polls: _Polls | None = None
+        self._tick = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        """Poll from the running event loop (a first poll within :data:`POLL_S`)."""
+        self._polls = _Polls.of(asyncio.get_running_loop())
+        self._polls.add(self)
 
-    async def _watch(self) -> None:
-        tick = 0
-        while True:
-            await asyncio.sleep(POLL_S)  # a poll interval, not a wait for an event
-            if self._probe is None:  # the worker cannot fork: its process tree is fixed
-                try:
-                    self._probe = Probe(leaf_process(self._root), self._quotas)
-                except OSError:
-                    return  # the worker is already gone
-            tick += 1
-            reason = self._probe.check(walk=tick % WALK_EVERY == 0)
-            if reason is not None:
-                self.reason = reason
-                self._kill()
-                self._task = None  # ending now: nothing to cancel
-                self.stop()
+    def _poll(self) -> None:
+        if self._probe is None:  # the worker cannot fork: its process tree is fixed
+            try:
+                self._probe = Probe(leaf_process(self._root), self._quotas)
+            except OSError:
+                self.stop()  # the worker is already gone
                 return
+        self._tick += 1
+        reason = self._probe.check(walk=self._tick % WALK_EVERY == 0)
+        if reason is not None:
+            self._stop_worker(reason)
+
+    def _stop_worker(self, reason: str) -> None:
+        self.reason = reason
+        self.stop()
+        self._kill()
 
     def stop(self) -> None:
         """Stop polling and release the handles. Idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._polls is not None:
+            self._polls.remove(self)
+            self._polls = None
         if self._probe is not None:
             self._probe.close()
             self._probe = None
+
+
+class _Polls:
+    """The watchdogs of one event loop and the one timer that polls them all; the timer runs
+    while any is watched."""
+
+    _of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Polls] = (
+        weakref.WeakKeyDictionary())
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._watched: dict[Watchdog, None] = {}  # in the order they started
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Polls:
+        polls = cls._of_loop.get(loop)
+        if polls is None:
+            polls = cls._of_loop[loop] = cls(loop)
+        return polls
+
+    def add(self, dog: Watchdog) -> None:
+        self._watched[dog] = None
+        if self._timer is None:
+            self._timer = self._loop.call_later(POLL_S, self._poll)
+
+    def remove(self, dog: Watchdog) -> None:
+        self._watched.pop(dog, None)
+        if not self._watched and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _poll(self) -> None:
+        self._timer = None
+        for dog in list(self._watched):
+            if dog not in self._watched:  # stopped by the kill of one polled before it
+                continue
+            try:
+                dog._poll()
+            except Exception as exc:  # a bug: never a worker left unwatched, nor the others
+                logger.exception("a sandbox worker's watchdog failed; the worker is stopped")
+                dog._stop_worker(f"its memory and scratch could not be checked "
+                                 f"({type(exc).__name__}: {exc})")
+        if self._watched and self._timer is None:
+            self._timer = self._loop.call_later(POLL_S, self._poll)
