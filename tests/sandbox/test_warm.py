@@ -487,11 +487,11 @@ async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quot
     real_take = _warm.WarmWorker._take_room
     waited: list[int] = []
 
-    def taking(self: Any, wait: bool = True) -> bool:
+    def taking(self: Any, wait: bool = True, *rest: Any) -> bool:
         if wait and self._unclean >= self.scratch_room:  # no room left: the ending ones are
             waited.append(self._unclean)  # cleaned a moment later (a fork that did not wait
             threading.Timer(0.5, cleaned.set).start()  # for that would find the disk full)
-        return real_take(self, wait)
+        return real_take(self, wait, *rest)
 
     monkeypatch.setattr(_warm.WarmWorker, "_take_room", taking)
     holder = await warm_workers("bwrap", limits, slots=1)
@@ -589,11 +589,14 @@ async def test_orders_past_a_full_control_socket_wait_for_room_and_all_are_forke
     one is forked once it reads again."""
     skip_unless_available(kind)
     waited: list[int] = []
+    stopped = 0
     real_wait = _warm.WarmWorker._send_waiting
 
-    def waiting(self: _warm.WarmWorker, order: bytes, fds: list[int]) -> None:
+    def waiting(self: _warm.WarmWorker, order: bytes, fds: list[int], *rest: Any) -> None:
+        if not waited:  # the warm process reads again a moment after the first order waits
+            threading.Timer(0.2, os.kill, (stopped, signal.SIGCONT)).start()
         waited.append(len(fds))
-        real_wait(self, order, fds)
+        real_wait(self, order, fds, *rest)
 
     monkeypatch.setattr(_warm.WarmWorker, "_send_waiting", waiting)
     limits = SandboxLimits(exec_timeout_s=20.0, env=(("FASTRLM_TEST_QUEUE", "1"),))
@@ -605,7 +608,6 @@ async def test_orders_past_a_full_control_socket_wait_for_room_and_all_are_forke
         holder.warm._control.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         stopped = leaf_process(holder.warm._proc.pid)
         os.kill(stopped, signal.SIGSTOP)
-        threading.Timer(1.0, os.kill, (stopped, signal.SIGCONT)).start()
         starting = [create_sandbox(kind, limits) for _ in range(16)]
         await asyncio.gather(*(sandbox.start(CONTEXT, FakeBridge()) for sandbox in starting))
         try:
@@ -616,4 +618,111 @@ async def test_orders_past_a_full_control_socket_wait_for_room_and_all_are_forke
         finally:
             await asyncio.gather(*(sandbox.close() for sandbox in starting))
     finally:
+        holder.close()
+
+
+async def test_a_start_cancelled_while_its_order_waits_sends_it_never_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order that waits for room in the control socket (in a thread) and whose run is
+    cancelled meanwhile is sent before the cancel returns or never: its fds are closed right
+    after, and a late order would hand the warm process whatever reused their numbers."""
+    skip_unless_available("landlock")
+    limits = SandboxLimits(exec_timeout_s=20.0, env=(("FASTRLM_TEST_CANCEL", "1"),))
+    holder = await warm_workers("landlock", limits, slots=16)
+    if holder.warm is None or holder.warm._proc is None or holder.warm._control is None:
+        pytest.skip(f"no warm worker for landlock: {holder.problem}")
+    sent_after: list[int] = []
+    cancelled = threading.Event()
+    real_send_fds = socket.send_fds
+
+    def send_fds(sock: socket.socket, buffers: list[bytes], fds: list[int], *rest: Any) -> int:
+        result = real_send_fds(sock, buffers, fds, *rest)
+        if cancelled.is_set():
+            sent_after.append(len(fds))
+        return result
+
+    monkeypatch.setattr(socket, "send_fds", send_fds)
+    loop = asyncio.get_running_loop()
+    one_waits = asyncio.Event()
+    real_wait = _warm.WarmWorker._send_waiting
+
+    def waiting(self: _warm.WarmWorker, order: bytes, fds: list[int], *rest: Any) -> None:
+        loop.call_soon_threadsafe(one_waits.set)
+        real_wait(self, order, fds, *rest)
+
+    monkeypatch.setattr(_warm.WarmWorker, "_send_waiting", waiting)
+    stopped = leaf_process(holder.warm._proc.pid)
+    try:
+        holder.warm._control.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        os.kill(stopped, signal.SIGSTOP)
+        starting = [create_sandbox("landlock", limits) for _ in range(16)]
+        tasks = [asyncio.ensure_future(sandbox.start(CONTEXT, FakeBridge()))
+                 for sandbox in starting]
+        # the first orders fill the buffer, the next wait for room
+        await asyncio.wait_for(one_waits.wait(), 60)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled.set()
+        os.kill(stopped, signal.SIGCONT)
+        await asyncio.gather(*(sandbox.close() for sandbox in starting))
+        forks = holder.warm.forks
+        after = create_sandbox("landlock", limits)
+        await after.start(CONTEXT, FakeBridge())  # the warm process took what was sent, and
+        try:  # forks on
+            await assert_alive(after)
+            assert holder.warm.forks == forks + 1
+        finally:
+            await after.close()
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+        holder.close()
+    assert sent_after == [4]  # the one order sent after the cancels: the new sandbox's
+
+
+async def test_a_start_cancelled_while_it_waits_for_scratch_room_takes_none(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_unless_available("bwrap")
+    gate = threading.Event()
+    real_after_exit = _reaper._Reaper.after_exit
+
+    def held(self: Any, pidfd: int, then: Callable[[], None]) -> bool:
+        def later() -> None:
+            assert gate.wait(timeout=60)
+            then()
+        return real_after_exit(self, pidfd, later)
+
+    monkeypatch.setattr(_reaper._Reaper, "after_exit", held)
+    loop = asyncio.get_running_loop()
+    waits = asyncio.Event()
+    real_take = _warm.WarmWorker._take_room
+
+    def taking(self: Any, wait: bool = True, *rest: Any) -> bool:
+        if wait:
+            loop.call_soon_threadsafe(waits.set)
+        return real_take(self, wait, *rest)
+
+    monkeypatch.setattr(_warm.WarmWorker, "_take_room", taking)
+    limits = SandboxLimits(scratch_bytes=8 * 2**20, env=(("FASTRLM_TEST_ROOM", "1"),))
+    holder = await warm_workers("bwrap", limits, slots=1)
+    if holder.warm is None:
+        pytest.skip(f"no warm worker for bwrap: {holder.problem}")
+    warm = holder.warm
+    try:
+        for _ in range(warm.scratch_room):  # closed, and held unclean at the gate: no room
+            sandbox = create_sandbox("bwrap", limits)
+            await sandbox.start(CONTEXT, FakeBridge())
+            await sandbox.close()
+        assert warm._unclean == warm.scratch_room
+        waiting = create_sandbox("bwrap", limits)
+        task = asyncio.ensure_future(waiting.start(CONTEXT, FakeBridge()))
+        await asyncio.wait_for(waits.wait(), 60)  # waiting for room, in a thread
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await waiting.close()
+        gate.set()  # room comes back now, after its waiter gave up
+        holder.warm.reaper.close()
+        assert warm._unclean == 0  # the room its thread then found was not taken
+    finally:
+        gate.set()
         holder.close()

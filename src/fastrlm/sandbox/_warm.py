@@ -23,6 +23,11 @@ can be taken for another's. The host learns a forked worker's pid from the crede
 one datagram the worker sends on that socket (the kernel translates the pid into the host's pid
 namespace), and holds a pidfd on it: signals go through the pidfd, so a pid reused after the
 worker ended can never be hit.
+
+Why over 500 lines: one warm process's whole life is here (its boot, the order path, the room in
+its shared ``/tmp``, the clean-ups after its workers, its holders), and the order path, the room
+and the clean-ups share one lock's invariants (a clean-up goes out before the fork that uses its
+room; an order given up is sent before its fds close or never).
 """
 
 from __future__ import annotations
@@ -257,7 +262,7 @@ class WarmWorker:
         Raises SandboxUnavailableError when the warm process cannot fork (then the caller
         starts the worker cold)."""
         if scratch is not None and not self._take_room(wait=False):
-            await asyncio.to_thread(self._take_room)  # rare: waits for workers still ending
+            await self._wait_for_room()  # rare: waits for workers still ending
         try:
             return await self._fork(config, fds, scratch)
         except BaseException:
@@ -265,20 +270,41 @@ class WarmWorker:
                 self._give_room()
             raise
 
-    def _take_room(self, wait: bool = True) -> bool:
+    async def _wait_for_room(self) -> None:
+        """:meth:`_take_room`, waiting in a thread. A wait given up (the run cancelled) takes
+        no room, even where the thread had found some just before."""
+        given_up, took = threading.Event(), threading.Event()
+        try:
+            await asyncio.to_thread(self._take_room, True, given_up, took)
+        except BaseException:
+            with self._room:
+                given_up.set()
+                if took.is_set():
+                    self._unclean -= 1
+                self._room.notify_all()
+            raise
+
+    def _take_room(self, wait: bool = True, given_up: threading.Event | None = None,
+                   took: threading.Event | None = None) -> bool:
         """Count one more worker in the shared ``/tmp``, once the workers not yet cleaned
         after leave room for it: at once (False when there is none), or waiting for the ending
         ones (``wait``, in a thread: rare, a burst of sandboxes closed while their workers were
-        still writing)."""
+        still writing; False once its waiter has ``given_up``, else ``took`` is set)."""
         with self._room:
-            if not self._room.wait_for(lambda: self._unclean < self.scratch_room,
-                                       FORK_TIMEOUT_S if wait else 0):
+            found = self._room.wait_for(
+                lambda: self._unclean < self.scratch_room or bool(given_up and given_up.is_set()),
+                FORK_TIMEOUT_S if wait else 0)
+            if given_up is not None and given_up.is_set():
+                return False
+            if not found:
                 if not wait:
                     return False
                 raise SandboxUnavailableError(
                     f"the warm worker's /tmp is full: {self._unclean} workers have not been "
                     f"cleaned after within {FORK_TIMEOUT_S:.0f} s")
             self._unclean += 1
+            if took is not None:
+                took.set()
             return True
 
     def _give_room(self) -> None:
@@ -298,7 +324,16 @@ class WarmWorker:
             answer.setblocking(False)
             order = json.dumps({"op": "fork", "config": config}).encode()
             if not self._send(order, [*fds, theirs.fileno()]):  # its buffer is full: rare
-                await asyncio.to_thread(self._send_waiting, order, [*fds, theirs.fileno()])
+                given_up = threading.Event()
+                try:
+                    await asyncio.to_thread(self._send_waiting, order, [*fds, theirs.fileno()],
+                                            given_up)
+                except BaseException:
+                    # sent already, or never: the fds are closed after this, and a number
+                    # reused by then must not go out in a late order
+                    with self._send_lock:
+                        given_up.set()
+                    raise
             theirs.close()  # an answer, or the end of every copy (the warm process gone)
             try:
                 async with asyncio.timeout(FORK_TIMEOUT_S):
@@ -317,12 +352,19 @@ class WarmWorker:
         self.forks += 1
         return ForkedProc(pid, self, scratch)
 
-    def _send(self, order: bytes, fds: list[int]) -> bool:
+    def _send(self, order: bytes, fds: list[int], given_up: threading.Event | None = None,
+              *, wait_lock: bool = True) -> bool:
         """Send the clean-up orders queued, then ``order`` (with ``fds``) if it is not empty,
-        without waiting: False when the control socket's buffer is full (the rest is sent
-        later). Raises SandboxUnavailableError when the warm process is gone."""
-        with self._send_lock:
+        without waiting for room: False when the control socket's buffer is full (the rest is
+        sent later), or when the lock is held and not ``wait_lock``. Raises
+        SandboxUnavailableError when the warm process is gone, or its sender has
+        ``given_up``."""
+        if not self._send_lock.acquire(blocking=wait_lock):
+            return False
+        try:
             control = self._control
+            if given_up is not None and given_up.is_set():
+                raise SandboxUnavailableError("the fork was given up")
             if not self.alive or control is None:
                 raise SandboxUnavailableError(
                     f"the warm worker is gone: {self._dead or 'closed'}")
@@ -339,12 +381,15 @@ class WarmWorker:
                 self._dead = self._dead or f"it stopped taking orders ({exc})"
                 raise SandboxUnavailableError(f"the warm worker is gone: {self._dead}") from None
             return True
+        finally:
+            self._send_lock.release()
 
-    def _send_waiting(self, order: bytes, fds: list[int]) -> None:
+    def _send_waiting(self, order: bytes, fds: list[int], given_up: threading.Event) -> None:
         """:meth:`_send`, waiting (in a thread) for room in the control socket's buffer, up to
-        :data:`FORK_TIMEOUT_S` (past it the warm process is taken for dead)."""
+        :data:`FORK_TIMEOUT_S` (past it the warm process is taken for dead), unless its sender
+        has ``given_up``."""
         deadline = time.monotonic() + FORK_TIMEOUT_S
-        while not self._send(order, fds):
+        while not self._send(order, fds, given_up):
             control = self._control
             left = deadline - time.monotonic()
             if control is None or left <= 0 or not writable_within(control.fileno(), left):
@@ -358,7 +403,7 @@ class WarmWorker:
         order follows this one."""
         self._to_clean.append(scratch)
         with contextlib.suppress(SandboxUnavailableError):  # gone: nothing left to clean
-            self._send(b"", [])
+            self._send(b"", [], wait_lock=False)  # (an order going out sends it first)
         self._give_room()
 
     def after_exit(self, pidfd: int, then: Callable[[], None]) -> bool:
@@ -374,18 +419,18 @@ class WarmWorker:
         self.reaper.close()
 
     def _end(self) -> None:
-        with self._send_lock:
+        with self._send_lock:  # held for no wait: a sender on an event loop waits for it
             self._dead = self._dead or "closed"
-            if self._control is not None:
-                self._control.close()
-                self._control = None
-            proc = self._proc
-            if proc is not None and proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5.0)
-            self._log.close()
+            control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5.0)
+        self._log.close()
 
 
 @dataclass
