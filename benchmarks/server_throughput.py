@@ -27,9 +27,11 @@ allocator skips recently deleted inodes one by one: this VM's ``/tmp`` while tes
 and this benchmark's own home after a run deletes its traces). The header prints what creating
 one costs in the home used; compare runs whose costs agree, or use ``--home /dev/shm``.
 
-The header also prints how long a fixed pure-Python loop took before and after the runs: this
-VM's speed drifts by a fifth within minutes (other machines share its cores, and no steal time
-shows it), so compare figures only between runs whose loop times agree, and prefer ratios
+The header also prints how long a fixed pure-Python loop took before and after the runs, and
+the CPU a bare Python start cost: this VM's speed drifts by a fifth or more within minutes
+(other machines share its cores, and no steal time shows it), sometimes in the kernel's work
+(fork, page faults) while the loop does not move, so compare figures only between runs whose
+probes agree (the cold row's machine CPU per request is a third sign), and prefer ratios
 measured in one invocation.
 
 Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit (160
@@ -43,6 +45,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -176,6 +179,20 @@ def _speed_ms() -> float:
     return min(times) * 1000
 
 
+def _start_cpu_ms() -> float:
+    """Milliseconds of CPU a bare Python start (``python -S -c pass``) costs here now (the
+    median of five): fork, exec and page faults, the kernel's share of a worker's cost. This
+    VM has had phases where a cold worker took 100 ms of machine CPU instead of 73 while the
+    pure-Python loop above did not move: a second sign of which phase a run met."""
+    times = []
+    for _ in range(5):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return statistics.median(times) * 1000
+
+
 def _create_cost_us(home: str, files: int = 100) -> float:
     """Microseconds to create (and write a line to) a file in ``home``, the median of
     ``files``: what each request's trace and record pay twice."""
@@ -225,16 +242,18 @@ async def main() -> None:
     parent = args.home or str(fastrlm_home().expanduser().parent)
     with tempfile.TemporaryDirectory(dir=parent, prefix="fastrlm-bench-") as home:
         home_on = f"{_file_system(home)}, a file created in {_create_cost_us(home):.0f} us"
-        speeds = [_speed_ms()]
+        speeds, starts = [_speed_ms()], [_start_cpu_ms()]
         for _ in range(args.repeats):
             for mode in ("warm", "cold"):
                 results[mode].append(await _one(mode, args, home))
             speeds.append(_speed_ms())
+            starts.append(_start_cpu_ms())
     print(f"slots {args.slots}, model {args.model_s * 1000:.0f} ms, sandbox {args.sandbox}, "
           f"traces {'off' if args.no_trace else f'on (home on {home_on})'}, "
           f"{os.cpu_count()} CPUs: the slot-bound limit is {limit:.0f} requests/s "
           f"(medians of {args.repeats} runs of {args.seconds:g} s); this machine's speed: a "
-          f"fixed loop took {min(speeds):.1f}-{max(speeds):.1f} ms")
+          f"fixed loop took {min(speeds):.1f}-{max(speeds):.1f} ms, a bare Python start "
+          f"{min(starts):.1f}-{max(starts):.1f} ms of CPU")
     print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} "
           f"{'host CPU/req':>13} {'machine CPU/req':>16} {'of which load gen.':>19}")
     for mode, runs in results.items():
