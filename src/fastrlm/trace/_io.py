@@ -43,7 +43,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger("fastrlm.trace")
 _T = TypeVar("_T")
@@ -54,7 +54,7 @@ DRAIN_TIMEOUT_S = 30.0
 #: waiter's :func:`hurry` ends it at once); lanes not named here run at once.
 LINGER_S = {"rows": 0.005, "fsync": 0.02}
 
-_Job = tuple[Callable[[], None], concurrent.futures.Future[None]]
+_Job = tuple[Callable[[], object], concurrent.futures.Future[None]]
 
 
 class _Lane:
@@ -96,7 +96,7 @@ def loop_running() -> bool:
     return True
 
 
-def later(job: Callable[[], None], lane: str = "rows", *, urgent: bool = False
+def later(job: Callable[[], object], lane: str = "rows", *, urgent: bool = False
           ) -> concurrent.futures.Future[None]:
     """Run ``job`` on the trace's I/O thread of ``lane``, after every job handed to that lane
     before it; the future is done once it has run. ``job`` must not raise (its own errors are
@@ -197,7 +197,7 @@ def _serve(lane: _Lane) -> None:
             _run(job, done)
 
 
-def _run(job: Callable[[], None], done: concurrent.futures.Future[None]) -> None:
+def _run(job: Callable[[], object], done: concurrent.futures.Future[None]) -> None:
     global _pending
     # a waiter may have given up on it (cancelled): the write is made all the same
     waited = done.set_running_or_notify_cancel()
@@ -212,3 +212,91 @@ def _run(job: Callable[[], None], done: concurrent.futures.Future[None]) -> None
                 _idle.notify_all()
         if waited:
             done.set_result(None)
+
+
+_H = TypeVar("_H")
+
+
+class Making(Generic[_H, _T]):
+    """A file made on an I/O lane while its writer, on the event loop, goes on writing to it:
+    the writes made meanwhile are held, in order (:meth:`hold`); the lane makes the file
+    (:meth:`make`), writes what is held (outside the lock: the loop never waits for a write),
+    and, finding nothing more held, hands the file over (:attr:`handle`, from then on written by
+    the loop), or closes it if the writer has ended meanwhile (:meth:`end`). A file that cannot
+    be made, or a held write that fails, is reported once (``failed``, on the lane) and what is
+    held is dropped. ``done`` is set once the file is made (or could not be) and what was held
+    is written: what a run's end waits for."""
+
+    __slots__ = ("_create", "_write", "_close", "_failed", "_lock", "_held", "_ended",
+                 "_made", "handle", "done")
+
+    def __init__(self, create: Callable[[], _H], write: Callable[[_H, list[_T]], None],
+                 close: Callable[[_H], None], failed: Callable[[OSError], None]) -> None:
+        self._create = create
+        self._write = write
+        self._close = close
+        self._failed = failed
+        self._lock = threading.Lock()
+        self._held: list[_T] | None = []
+        self._ended = False
+        self._made: bool | None = None  # whether it was made, once tried (only the lane's)
+        #: The file, once handed over; None before, and for good when it could not be made.
+        self.handle: _H | None = None
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def hold(self, item: _T, *, last: bool = False) -> bool:
+        """Hold ``item`` while the file is being made (True; dropped if the writer has ended,
+        ``last`` ends it), or False once it has been handed over or could not be made
+        (:attr:`handle` says which)."""
+        with self._lock:
+            if self._held is None:
+                return False
+            if not self._ended:
+                self._held.append(item)
+                self._ended = last
+            return True
+
+    def end(self) -> None:
+        """The writer is done with the file: closed now if it was handed over and not taken,
+        else once made; whatever is written after this is dropped."""
+        with self._lock:
+            self._ended = True
+            handle, self.handle = self.handle, None
+        if handle is not None:
+            self._close(handle)
+
+    def make(self) -> bool:
+        """Make the file and write what is held (on the lane; the first call only, later
+        ones say what it did): whether it was made."""
+        if self._made is None:
+            try:
+                self._made = self._make()
+            finally:
+                self.done.set_result(None)
+        return self._made
+
+    def _make(self) -> bool:
+        try:
+            handle = self._create()
+            try:
+                while True:
+                    with self._lock:
+                        items = self._held
+                        assert items is not None
+                        if not items:
+                            self._held = None
+                            if self._ended:
+                                self._close(handle)
+                            else:
+                                self.handle = handle
+                            return True
+                        self._held = []
+                    self._write(handle, items)
+            except OSError:
+                self._close(handle)
+                raise
+        except OSError as exc:
+            with self._lock:
+                self._held = None
+            self._failed(exc)
+            return False

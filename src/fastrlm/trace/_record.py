@@ -28,10 +28,10 @@ writes and reads them.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,22 +58,21 @@ def _digest(text: str) -> str:
 class RecordFile:
     """Appends entries to one record file (made with mode 0600: it holds whole prompts and
     replies). The engine writes from its one event loop; while the file is being made on the
-    I/O thread (a loop runs), the entries wait in ``_held`` (under ``_lock``, shared with that
-    thread). Without a running loop the file is made at once, and an ``OSError`` raised here;
-    with one, ``failed`` (called on the I/O thread) is told instead."""
+    I/O thread (a loop runs), the entries wait in memory (an :class:`~._io.Making`, shared with
+    that thread). Without a running loop the file is made at once, and an ``OSError`` raised
+    here; with one, ``failed`` (called on the I/O thread) is told instead."""
 
     def __init__(self, path: Path, failed: Callable[[OSError], None] | None = None) -> None:
         self.path = path
         self._fd: int | None = None
-        self._held: list[bytes] | None = None
-        self._held_durable = False
-        self._closing = False
-        self._lock = threading.Lock()
+        self._making: _io.Making[int, tuple[bytes, bool]] | None = None
         self._made: concurrent.futures.Future[None] | None = None
         if _io.loop_running():
-            self._held = []
+            making = self._making = _io.Making(functools.partial(_create, path),
+                                               self._write_held, os.close, failed or _ignore)
+            self._made = making.done
             # on the index rows' lane, which a run's end waits for anyway, never behind fsyncs
-            self._made = _io.later(lambda: self._make(failed), "rows", urgent=True)
+            _io.later(making.make, "rows", urgent=True)
         else:
             self._fd = _create(path)
 
@@ -81,18 +80,17 @@ class RecordFile:
         """Write ``entry`` as one line; ``durable`` also fsyncs it (the end of a step)."""
         body = json_text(entry, separators=(",", ":"))
         data = f"{_digest(body)} {body}\n".encode()
-        if self._fd is None:  # the file is being made, could not be, or is closed: which one
-            with self._lock:  # is read under the lock (the I/O thread moves from one to the
-                if self._held is not None:  # next there): still being made, it waits its turn
-                    if not self._closing:  # (after close: dropped, as on a closed file)
-                        self._held.append(data)
-                        self._held_durable |= durable
-                    return
-                if self._fd is None:  # it could not be made, or it is closed
-                    return
-        written = os.write(self._fd, data)
-        if written != len(data):  # a short write to a regular file: the disk is full
-            raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
+        if self._fd is None:
+            making = self._making
+            if making is None:  # closed
+                return
+            if making.hold((data, durable)):  # still being made: it waits its turn
+                return
+            self._making = None
+            self._fd = making.handle  # handed over; None: it could not be made
+            if self._fd is None:
+                return
+        self._write(self._fd, data)
         if durable:
             if _io.loop_running():  # on the trace's I/O thread, on a descriptor of its own:
                 # the fsyncs of one record queued by then are one (the last covers them all)
@@ -109,10 +107,9 @@ class RecordFile:
             await thread_result(self._made)
 
     def close(self) -> None:
-        with self._lock:
-            if self._held is not None:  # closed by the I/O thread once it is made
-                self._closing = True
-                return
+        making, self._making = self._making, None
+        if making is not None:  # closed by the I/O thread once it is made
+            making.end()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -120,40 +117,22 @@ class RecordFile:
     def __del__(self) -> None:
         self.close()
 
-    def _make(self, failed: Callable[[OSError], None] | None) -> None:
-        """Make the file and write the entries held until then (on the I/O thread)."""
-        try:
-            fd = _create(self.path)
-        except OSError as exc:
-            with self._lock:
-                self._held = None
-            if failed is not None:
-                failed(exc)
-            return
-        keep: int | None
-        with self._lock:  # a few page-cache writes: the loop waits at most for these
-            held, self._held = self._held or [], None
-            try:
-                for data in held:
-                    if os.write(fd, data) != len(data):
-                        raise OSError(f"the record {self.path} is short of a line: the disk "
-                                      "is full")
-            except OSError as exc:
-                os.close(fd)
-                if failed is not None:
-                    failed(exc)
-                return
-            if self._closing:  # the run ended first: the file is closed here
-                keep = fd
-            else:
-                self._fd = fd
-                keep = os.dup(fd) if self._held_durable else None
-        if keep is None:
-            return
-        if self._held_durable:  # on the fsync lane, as the loop's own: nothing waits for it
-            _io.batched(("record", self.path), keep, _sync, "fsync")
-        else:
-            os.close(keep)
+    def _write(self, fd: int, data: bytes) -> None:
+        written = os.write(fd, data)
+        if written != len(data):  # a short write to a regular file: the disk is full
+            raise OSError(f"the record {self.path} took {written} of {len(data)} bytes")
+
+    def _write_held(self, fd: int, held: list[tuple[bytes, bool]]) -> None:
+        """Write the entries held while the file was made (on the I/O thread); fsync them on
+        the fsync lane if one closed a step, as the loop's own: nothing waits for it."""
+        for data, _ in held:
+            self._write(fd, data)
+        if any(durable for _, durable in held):
+            _io.batched(("record", self.path), os.dup(fd), _sync, "fsync")
+
+
+def _ignore(exc: OSError) -> None:
+    """No one to tell that a record could not be made (its entries are dropped)."""
 
 
 def _create(path: Path) -> int:

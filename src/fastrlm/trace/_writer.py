@@ -31,7 +31,6 @@ import functools
 import hashlib
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +87,7 @@ class TraceWriter:
         self._root_of: dict[str, str] = {}
         self._files: dict[str, IO[str]] = {}
         #: Top-level runs whose file is being made on the I/O thread (while a loop runs).
-        self._opening: dict[str, _Opening] = {}
+        self._opening: dict[str, _io.Making[IO[str], str]] = {}
         self._started: dict[str, RunStarted] = {}
         self._failed: set[str] = set()
         self._index_warned = False
@@ -186,7 +185,7 @@ class TraceWriter:
             if not is_root_start and root not in self._started:
                 return  # not part of a run this writer saw start: nothing to attach it to
             if is_root_start and _io.loop_running():  # made on the I/O thread (_index_batch)
-                opening = self._opening[root] = _Opening(self.path_for(root))
+                opening = self._opening[root] = _making_trace(self.path_for(root))
                 self._made[root] = opening.done
             else:
                 handle = self._files[root] = _open_trace(self.path_for(root))
@@ -216,18 +215,15 @@ class TraceWriter:
                 handle.close()
                 del self._files[root]
 
-    def _held_or_open(self, root: str, opening: _Opening, line: str, last: bool
-                      ) -> IO[str] | None:
+    def _held_or_open(self, root: str, opening: _io.Making[IO[str], str], line: str,
+                      last: bool) -> IO[str] | None:
         """The file of ``root`` once the I/O thread has opened it (from now on written here);
         None while it is being opened (``line`` waits its turn then), or when it could not be
         (the run's trace stops: the I/O thread has said why)."""
-        with opening.lock:
-            if opening.held is not None:
-                opening.held.append(line)
-                opening.ended = last
-                return None
+        if opening.hold(line, last=last):
+            return None
         del self._opening[root]
-        if opening.failed or opening.handle is None:
+        if opening.handle is None:
             self._failed.add(root)
             return None
         self._files[root] = opening.handle
@@ -378,78 +374,31 @@ def _open_trace(path: Path) -> IO[str]:
     return handle
 
 
-class _Opening:
-    """A run's trace file being made on the I/O thread, and the lines the run wrote meanwhile
-    (``held``, in order; ``ended`` once the last is among them). The I/O thread opens it
-    (:meth:`open`) without the ``lock``, writes the held lines, then, under the lock, finding
-    none left, leaves the file to the loop (sets ``handle``, and ``held`` to None) or, if the
-    run has ended, closes it; or it sets ``failed``. The loop only appends under the lock."""
+def _making_trace(path: Path) -> _io.Making[IO[str], str]:
+    """A run's trace file, to be made on the I/O thread (with its first index row, by
+    :func:`_index_batch`) while the run's lines wait for it."""
 
-    __slots__ = ("path", "lock", "held", "ended", "handle", "failed", "tried", "done")
+    def write(handle: IO[str], lines: list[str]) -> None:
+        handle.write("".join(lines))
+        handle.flush()
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        self.held: list[str] | None = []
-        self.ended = False
-        self.handle: IO[str] | None = None
-        self.failed = False
-        self.tried = False  # only the I/O thread reads or sets it
-        #: Done once the file is made (or could not be) and the held lines are written.
-        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    def failed(exc: OSError) -> None:
+        logger.warning("trace for run %s stopped: %s", path.stem, exc)
 
-    def open(self) -> bool:
-        """Make the file and write what is held (on the I/O thread; the first call only, for
-        the run's first row); whether the run's rows are to be written (not if it failed)."""
-        if not self.tried:
-            self.tried = True
-            try:
-                self._write_held(_open_trace(self.path))
-            except OSError as exc:
-                with self.lock:
-                    self.held, self.failed = None, True
-                logger.warning("trace for run %s stopped: %s", self.path.stem, exc)
-            finally:
-                self.done.set_result(None)
-        return not self.failed
+    return _io.Making(functools.partial(_open_trace, path), write, _close_trace, failed)
 
-    def _write_held(self, handle: IO[str]) -> None:
-        """Write the held lines, those the loop adds meanwhile too, outside the lock (the loop
-        never waits for a write); hand the file over once none is left."""
-        try:
-            while True:
-                with self.lock:
-                    lines = self.held
-                    assert lines is not None
-                    if not lines:
-                        self.held = None
-                        if self.ended:
-                            handle.close()
-                        else:
-                            self.handle = handle
-                        return
-                    self.held = []
-                handle.write("".join(lines))
-                handle.flush()
-        except OSError:
-            handle.close()
-            raise
 
-    def end(self) -> None:
-        """The writer is gone with the run unfinished: the file is closed once open."""
-        with self.lock:
-            self.ended = True
-            if self.handle is not None:
-                self.handle.close()
+def _close_trace(handle: IO[str]) -> None:
+    handle.close()
 
 
 def _index_batch(path: Path, items: list[tuple[_index.Write, Callable[[BaseException], None],
-                                               _Opening | None]]) -> None:
+                                               _io.Making[IO[str], str] | None]]) -> None:
     """The index writes of several runs (and writers) in one commit, each after its run's file
     is made if that is still to do (a run whose file cannot be made has no rows, as when it is
     made on the loop); if the commit fails, each is tried alone, so a write that cannot be
     made fails by itself, reported to its writer."""
-    items = [item for item in items if item[2] is None or item[2].open()]
+    items = [item for item in items if item[2] is None or item[2].make()]
     if not items:
         return
     try:
