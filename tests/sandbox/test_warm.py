@@ -352,6 +352,22 @@ def _fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
+def _hold_every_clean_up(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold the clean-up after every killed worker's end (of any warm process) until the
+    returned event is set."""
+    gate = threading.Event()
+    real_after_exit = _reaper._Reaper.after_exit
+
+    def held(self: Any, pidfd: int, then: Callable[[], None]) -> bool:
+        def later() -> None:
+            assert gate.wait(timeout=60)
+            then()
+        return real_after_exit(self, pidfd, later)
+
+    monkeypatch.setattr(_reaper._Reaper, "after_exit", held)
+    return gate
+
+
 def _gate_reaper(held: WarmWorkers, monkeypatch: pytest.MonkeyPatch,
                  gate: threading.Event, ran: list[int]) -> None:
     """Hold every clean-up after a worker's end until ``gate`` is set (recorded in ``ran``)."""
@@ -474,16 +490,7 @@ async def test_workers_still_ending_leave_each_new_worker_its_whole_scratch_quot
     skip_unless_available("bwrap")
     quota = 8 * 2**20
     limits = SandboxLimits(scratch_bytes=quota)
-    cleaned = threading.Event()
-    real_after_exit = _reaper._Reaper.after_exit
-
-    def held(self: Any, pidfd: int, then: Callable[[], None]) -> bool:
-        def later() -> None:
-            assert cleaned.wait(timeout=60)
-            then()
-        return real_after_exit(self, pidfd, later)
-
-    monkeypatch.setattr(_reaper._Reaper, "after_exit", held)
+    cleaned = _hold_every_clean_up(monkeypatch)
     real_take = _warm.WarmWorker._take_room
     waited: list[int] = []
 
@@ -683,16 +690,7 @@ async def test_a_start_cancelled_while_its_order_waits_sends_it_never_after(
 async def test_a_start_cancelled_while_it_waits_for_scratch_room_takes_none(
         monkeypatch: pytest.MonkeyPatch) -> None:
     skip_unless_available("bwrap")
-    gate = threading.Event()
-    real_after_exit = _reaper._Reaper.after_exit
-
-    def held(self: Any, pidfd: int, then: Callable[[], None]) -> bool:
-        def later() -> None:
-            assert gate.wait(timeout=60)
-            then()
-        return real_after_exit(self, pidfd, later)
-
-    monkeypatch.setattr(_reaper._Reaper, "after_exit", held)
+    gate = _hold_every_clean_up(monkeypatch)
     loop = asyncio.get_running_loop()
     waits = asyncio.Event()
     real_take = _warm.WarmWorker._take_room
