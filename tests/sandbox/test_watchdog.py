@@ -14,9 +14,11 @@ import pytest
 from fastrlm.sandbox import _watchdog
 from fastrlm.sandbox._watchdog import Quotas, Watchdog
 
-BIG = Quotas(memory_bytes=1 << 40, scratch_bytes=1 << 40, scratch_files=1 << 20,
+# (scratch_path None: the "scratch" read is the file system of the host's /tmp, whatever it
+# holds: quotas no file system reaches)
+BIG = Quotas(memory_bytes=1 << 62, scratch_bytes=1 << 62, scratch_files=1 << 62,
              scratch_path=None)
-SMALL = Quotas(memory_bytes=1 << 20, scratch_bytes=1 << 40, scratch_files=1 << 20,
+SMALL = Quotas(memory_bytes=1 << 20, scratch_bytes=1 << 62, scratch_files=1 << 62,
                scratch_path=None)  # any Python process holds more than 1 MiB
 
 
