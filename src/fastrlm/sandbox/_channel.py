@@ -48,17 +48,19 @@ async def _wait_fd(fd: int, *, writable: bool) -> None:
 
 
 def readable_within(fd: int, seconds: float | None) -> bool:
-    """Whether ``fd`` turns readable within ``seconds`` (None: no limit; 0: now). ``poll``, not
-    ``select``: a busy server's descriptors run past ``select``'s 1024."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if seconds is None else max(int(seconds * 1000), 0)))
+    """Whether ``fd`` turns readable within ``seconds`` (None: no limit; 0: now)."""
+    return _ready_within(fd, select.POLLIN, seconds)
 
 
 def writable_within(fd: int, seconds: float | None) -> bool:
     """Whether ``fd`` turns writable within ``seconds`` (as :func:`readable_within`)."""
+    return _ready_within(fd, select.POLLOUT, seconds)
+
+
+def _ready_within(fd: int, event: int, seconds: float | None) -> bool:
+    # poll, not select: a busy server's descriptors run past select's 1024
     poller = select.poll()
-    poller.register(fd, select.POLLOUT)
+    poller.register(fd, event)
     return bool(poller.poll(None if seconds is None else max(int(seconds * 1000), 0)))
 
 
