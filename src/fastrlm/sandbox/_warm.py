@@ -314,10 +314,9 @@ class WarmWorker:
 
     async def _fork(self, config: dict[str, object], fds: list[int], scratch: str | None
                     ) -> ForkedProc:
-        if not self.alive or self._control is None:
-            raise SandboxUnavailableError(f"the warm worker is gone: {self._dead or 'closed'}")
         # the answer comes on a socket of this order's own, from the worker (its pid in the
-        # credentials) or from the warm process (why it could not fork)
+        # credentials) or from the warm process (why it could not fork); a warm process gone
+        # or closed is found by _send, under its lock
         answer, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             answer.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
