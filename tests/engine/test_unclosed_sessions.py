@@ -14,18 +14,14 @@ import textwrap
 
 import pytest
 
+from fastrlm.sandbox._watchdog import descendants
 from fastrlm.testing import skip_unless_sandbox
 
 PRELUDE = """
 import asyncio, os, sys
 
-def descendants(pid):
-    found = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as f:
-            for child in map(int, f.read().split()):
-                found += [child, *descendants(child)]
-    return found
+# one pass over /proc/*/stat: a thread that ends mid-scan cannot fail it
+from fastrlm.sandbox._watchdog import descendants
 
 REPLY = "```repl\\nFINAL('ok')\\n```"
 kind = sys.argv[1]
@@ -37,7 +33,7 @@ from fastrlm import RLM
 from fastrlm.testing import ScriptedLM
 session = RLM(ScriptedLM(lambda m: REPLY), sandbox=kind).session()
 print(session.ask("q", context="c").answer)
-print(*descendants(os.getpid()), flush=True)
+print(*descendants(os.getpid())[1:], flush=True)
 """,
     "async": """
 from fastrlm import RLM
@@ -46,7 +42,7 @@ from fastrlm.testing import ScriptedLM
 async def main():
     session = RLM(ScriptedLM(lambda m: REPLY), sandbox=kind).session()
     print((await session.aask("q", context="c")).answer)
-    print(*descendants(os.getpid()), flush=True)
+    print(*descendants(os.getpid())[1:], flush=True)
     return session
 
 kept = asyncio.run(main())
@@ -58,7 +54,7 @@ server = FakeOpenAIServer(default=REPLY).__enter__()
 rlm = RLM(backend_kwargs={"model_name": "fake-model", "base_url": server.base_url,
                           "api_key": "sk-fake"}, persistent=True, sandbox=kind)
 print(rlm.completion("c", root_prompt="q").response)
-print(*descendants(os.getpid()), flush=True)
+print(*descendants(os.getpid())[1:], flush=True)
 """,
 }
 
@@ -112,11 +108,7 @@ def test_a_closed_session_is_not_warned_about() -> None:
 
 
 def _children() -> list[int]:
-    found: list[int] = []
-    for tid in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{tid}/children") as f:
-            found += map(int, f.read().split())
-    return found
+    return descendants(os.getpid())[1:]
 
 
 @pytest.mark.parametrize("kind", ["bwrap", "landlock", "docker"])

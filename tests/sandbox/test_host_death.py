@@ -19,18 +19,11 @@ HOST = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from fastrlm.sandbox import create_sandbox
-
-    def descendants(pid):
-        found = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                for child in map(int, f.read().split()):
-                    found += [child, *descendants(child)]
-        return found
+    from fastrlm.sandbox._watchdog import descendants
 
     class DyingBridge:
         async def llm_query_batched(self, prompts, model):
-            print(*descendants(os.getpid()), flush=True)
+            print(*descendants(os.getpid())[1:], flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
         async def rlm_query_batched(self, prompts, contexts, model):

@@ -22,6 +22,7 @@ from fastrlm.sandbox import (
     doctor_report,
 )
 from fastrlm.sandbox._inprocess import InProcessSandbox
+from fastrlm.sandbox._watchdog import descendants
 from fastrlm.sandbox._worker import WorkerSandbox
 
 from .helpers import CONTEXT, FakeBridge, MakeSandbox, assert_alive, skip_unless_available
@@ -222,11 +223,7 @@ async def test_cancelled_execute_leaves_a_usable_sandbox(make_sandbox: MakeSandb
 
 
 def child_pids() -> set[int]:
-    pids: set[int] = set()
-    for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as children:
-            pids |= {int(p) for p in children.read().split()}
-    return pids
+    return set(descendants(os.getpid())[1:])
 
 
 @pytest.mark.sandbox
