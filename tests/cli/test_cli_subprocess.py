@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fastrlm.cli import ExitCode
+from fastrlm.sandbox._watchdog import descendants
 from fastrlm.testing._fake_server import FakeRequest
 from fastrlm.trace import read_trace
 
@@ -85,28 +86,6 @@ def test_version_and_help_exit_zero() -> None:
         assert flag in helped.stdout
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
@@ -136,7 +115,7 @@ def test_sigint_mid_run_cancels_keeps_the_trace_and_kills_the_worker(
         )
         try:
             assert arrived.wait(60), "no sub-call reached the server"
-            workers = _descendants(proc.pid)
+            workers = set(descendants(proc.pid)[1:])
             assert workers, "the sandbox worker should be running"
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=60)
