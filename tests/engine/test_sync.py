@@ -162,6 +162,31 @@ def test_an_interrupt_cancels_the_run_and_waits_for_it_alone() -> None:
 
 
 
+def test_an_interrupt_taken_by_another_thread_still_reaches_the_waiting_caller() -> None:
+    """The kernel may hand a process's SIGINT to any thread (it passes the main thread over when
+    that already has a signal pending): Python's handler then runs there and only marks the
+    signal for the main thread, which a plain wait on the run's future never notices. The wait
+    looks for it in short slices, so the Ctrl-C still cancels the run (CI once saw a chat's
+    Ctrl-C ignored until its question's 60 s answer)."""
+    runner = SyncRunner("fastrlm-test-interrupt-elsewhere")
+    unwound: list[str] = []
+
+    async def interrupted_on_the_loops_thread() -> None:
+        assert threading.current_thread() is not threading.main_thread()
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        try:
+            await asyncio.sleep(120)  # a safety net: without the check the caller waits it out
+        finally:
+            unwound.append("run")
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(interrupted_on_the_loops_thread())
+        assert unwound == ["run"]
+    finally:
+        runner.close()
+
+
 @pytest.mark.parametrize("kind", ["none", "bwrap", "landlock"])
 def test_ctrl_c_during_a_session_question_returns_and_the_session_still_closes(
         kind: str) -> None:

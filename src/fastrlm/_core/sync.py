@@ -12,11 +12,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 _T = TypeVar("_T")
+
+#: The longest a blocking call waits without looking for a pending Ctrl-C. The kernel hands a
+#: process's SIGINT to any thread that does not block it (another one when the main thread
+#: already has a signal pending); Python then only marks it for the main thread, which sees it
+#: when it next runs, and a wait on a lock is not woken for it. Waiting in short slices bounds
+#: how late such a Ctrl-C is seen; one delivered to the main thread wakes it at once.
+_SIGNAL_CHECK_S = 0.25
 
 
 def refuse_running_loop(what: str, instead: str) -> None:
@@ -67,6 +74,8 @@ class SyncRunner:
         future: Future[_T] | None = None
         try:  # an interrupt may land even before the run is scheduled: it is handled alike
             future = asyncio.run_coroutine_threadsafe(tracked(), loop)
+            while not future.done():  # a short wait at a time: see _SIGNAL_CHECK_S
+                wait((future,), timeout=_SIGNAL_CHECK_S)
             return future.result()
         except BaseException:
             if future is None or not future.done():
