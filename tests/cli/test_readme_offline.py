@@ -40,14 +40,21 @@ def test_the_readme_offline_commands_answer_through_ask_and_serve(tmp_path: Path
     for name, args in (("fastrlm", '-m fastrlm "$@"'), ("python", '"$@"')):
         (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" {args}\n')
         (bin_dir / name).chmod(0o755)
-    prelude = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+    # -x: each command goes to stderr as it starts, so a failure or a hang shows where it was
+    prelude = "set -xeuo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(ROOT / "src"), "FASTRLM_HOME": str(tmp_path / "home"),
            "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     for name in ("FASTRLM_MODEL", "FASTRLM_SUB_MODEL", "FASTRLM_CONFIG", "FASTRLM_SERVER_KEY"):
         env.pop(name, None)
-    done = subprocess.run(["bash", "-c", prelude + script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=100)
+    try:
+        done = subprocess.run(["bash", "-c", prelude + script], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=100)
+    except subprocess.TimeoutExpired as exc:  # what ran, and what it said, before the hang
+        said = [part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                for part in (exc.stdout, exc.stderr)]
+        pytest.fail(f"the README's commands did not end in 100 s; stdout:\n{said[0][-2000:]}\n"
+                    f"stderr:\n{said[1][-4000:]}")
     assert done.returncode == 0, done.stderr[-3000:]
     url, *answers = done.stdout.splitlines()  # the fake server prints its URL first
     assert url.startswith("http://127.0.0.1:")
