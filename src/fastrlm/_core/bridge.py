@@ -68,6 +68,13 @@ class Answers:
     refused: StopReason | None = None
 
 
+async def _no_child(prompt: str, context: object, lm: LM, depth: int,
+                    grant: ChildGrant | None) -> Outcome:
+    """A bridge's ``spawn`` once its run is over (:meth:`SubcallBridge.end`): never called, as
+    every handler answers an ended run first."""
+    raise RuntimeError("the run is over: it starts no child run")
+
+
 @dataclass
 class SubcallBridge(ThreeMethodFace):
     """The REPL's way back to the host for the run ``run_id`` at ``depth``."""
@@ -84,13 +91,25 @@ class SubcallBridge(ThreeMethodFace):
     #: The run's scope in the tree's record (see :mod:`.replay`).
     scope: str = ""
     refused: StopReason | None = field(default=None, init=False)
-    #: The run has ended: a host call still made by its REPL (a thread of model code that
-    #: outlives the cell, in-process) is answered with an error, never sent, booked or traced.
+    #: The run has ended (:meth:`end`): a host call still made by its REPL (a thread of model
+    #: code that outlives the cell, in-process) is answered with an error, never sent, booked
+    #: or traced.
     over: bool = field(default=False, init=False)
-    _ops: HandlerBridge = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self._ops = HandlerBridge({
+    def end(self) -> None:
+        """The run is over: answer its REPL's later calls with an error, and let go of the run
+        (``spawn`` and ``turns`` are its methods), so that nothing here holds it in a reference
+        cycle: its objects, its context among them, are freed when it returns, not at some
+        later pass of the garbage collector. Idempotent."""
+        self.over = True
+        turns = self.turns()
+        self.turns = lambda: turns
+        self.spawn = _no_child
+
+    def _ops(self) -> HandlerBridge:
+        """The host operations' handlers. Made for each call: kept on the bridge, its bound
+        methods would hold the bridge in a cycle (see :meth:`end`)."""
+        return HandlerBridge({
             "llm_query": self._llm_query, "rlm_query": self._rlm_query, "tool": self._tool,
             "budget": self._budget, "llm_combine": self._combine,
         })
@@ -99,9 +118,10 @@ class SubcallBridge(ThreeMethodFace):
         """The :class:`~fastrlm.sandbox.HostBridge` method: answer one checked host call (from
         the tree's record when it replays one: every op, whatever the table holds)."""
         if self.over:  # answered by the handlers with an error, and never recorded
-            return await self._ops.call(op, request)
+            return await self._ops().call(op, request)
+        ops = self._ops()
         return await self.tree.recorder.host(self.scope, op, request,
-                                             lambda: self._ops.call(op, request))
+                                             lambda: ops.call(op, request))
 
     def pick_lm(self, name: str | None, default: LM) -> LM | str:
         """The LM a REPL call asked for, or an error text if the name is not configured."""

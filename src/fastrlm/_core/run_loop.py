@@ -12,6 +12,7 @@ own (reply, bridge, typed, continuation, history, replay).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -134,7 +135,7 @@ class Run:
                 reason = StopReason.TIMEOUT
             else:
                 reason = StopReason.CANCELLED
-            self._bridge.over = True
+            self._bridge.end()
             self._finish(Outcome(self._answer_so_far(), reason, self.iterations), started)
             raise
         except BaseException as exc:
@@ -143,11 +144,11 @@ class Run:
             # open, a viewer shows it as running for as long as the process lives)
             reason = StopReason.CANCELLED if isinstance(exc, KeyboardInterrupt) else \
                 StopReason.ERROR
-            self._bridge.over = True
+            self._bridge.end()
             self._finish(Outcome(self._answer_so_far(), reason, self.iterations,
                                  error=f"{type(exc).__name__}: {exc}"), started)
             raise
-        self._bridge.over = True
+        self._bridge.end()
         outcome = replace(outcome, refused=self._bridge.refused)
         self._finish(outcome, started)
         return outcome
@@ -180,11 +181,12 @@ class Run:
             ready = asyncio.create_task(self._resume_sandbox(sandbox, info))
         else:
             ready = asyncio.create_task(self._start_sandbox(sandbox))
+        # Its callbacks hold what they use, never this run: the run holds the runner, and a
+        # cycle through the run would keep it, and its context, until a garbage collection.
         self._replies = ReplyRunner(
             sandbox, ready, cfg.prompts, cfg.limits.output_chars, self.tree.emit, self.run_id,
-            self.depth, lambda reason: continuation.restarted_note(cfg.prompts, reason),
-            on_cell=lambda turn, block, code, output: self.tree.recorder.cell(
-                self.scope, turn, block, code, output))
+            self.depth, functools.partial(continuation.restarted_note, cfg.prompts),
+            on_cell=functools.partial(self.tree.recorder.cell, self.scope))
         try:
             outcome = await self._loop(info, announce, home)
         except (SandboxError, ContextError, ReplayError) as exc:

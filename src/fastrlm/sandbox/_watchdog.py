@@ -222,18 +222,25 @@ class Watchdog:
             self._stop_worker(reason)
 
     def _stop_worker(self, reason: str) -> None:
+        kill = self._kill
         self.reason = reason
         self.stop()
-        self._kill()
+        kill()
 
     def stop(self) -> None:
-        """Stop polling and release the handles. Idempotent."""
+        """Stop polling and release the handles, and ``kill`` (a method of the worker, which
+        holds this watchdog: kept, the two would wait for the garbage collector). Idempotent."""
+        self._kill = _stopped
         if self._polls is not None:
             self._polls.remove(self)
             self._polls = None
         if self._probe is not None:
             self._probe.close()
             self._probe = None
+
+
+def _stopped() -> None:
+    """A stopped watchdog's ``kill``: it kills nothing more."""
 
 
 class _Polls:
