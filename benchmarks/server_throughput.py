@@ -12,7 +12,8 @@ seconds (an ``asyncio.sleep``: no CPU) with one REPL block that reads the contex
 FINAL. This process keeps ``--slots`` requests in flight (closed loop: raw keep-alive HTTP/1.1
 on asyncio streams, so that the load generator's CPU stays small) for ``--seconds`` after a
 warm-up second, then reads the server's CPU time. Printed per mode (medians over ``--repeats``):
-requests a second and their ratio to the limit, the median latency against the model time, the
+requests a second and their ratio to the limit, the median and 90th-percentile latency against
+the model time (in a closed loop the throughput is slots / mean latency, so the tail counts), the
 server process's CPU per request (``host CPU``: the event loop, HTTP, the run, the trace, the
 worker's start on the host side), the whole machine's CPU per request (``/proc/stat``: the
 workers, the warm process, this load generator and anything else the machine runs) and this load
@@ -159,6 +160,7 @@ async def _one(mode: str, args: argparse.Namespace, home: str) -> dict[str, floa
     return {
         "rps": done / wall,
         "p50_s": statistics.median(latencies),
+        "p90_s": statistics.quantiles(latencies, n=10)[-1],
         "host_ms": (after["cpu_s"] - before["cpu_s"]) / done * 1000,
         "machine_ms": machine / done * 1000,
         "client_ms": client / done * 1000,
@@ -254,15 +256,16 @@ async def main() -> None:
           f"(medians of {args.repeats} runs of {args.seconds:g} s); this machine's speed: a "
           f"fixed loop took {min(speeds):.1f}-{max(speeds):.1f} ms, a bare Python start "
           f"{min(starts):.1f}-{max(starts):.1f} ms of CPU")
-    print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} "
+    print(f"{'workers':8} {'req/s':>7} {'of limit':>9} {'p50 latency':>12} {'p90':>7} "
           f"{'host CPU/req':>13} {'machine CPU/req':>16} {'of which load gen.':>19}")
     for mode, runs in results.items():
         rps = statistics.median(r["rps"] for r in runs)
         p50 = statistics.median(r["p50_s"] for r in runs)
+        p90 = statistics.median(r["p90_s"] for r in runs)
         host = statistics.median(r["host_ms"] for r in runs)
         machine = statistics.median(r["machine_ms"] for r in runs)
         client = statistics.median(r["client_ms"] for r in runs)
-        print(f"{mode:8} {rps:7.1f} {rps / limit:8.2f}x {p50 * 1000:9.0f} ms "
+        print(f"{mode:8} {rps:7.1f} {rps / limit:8.2f}x {p50 * 1000:9.0f} ms {p90 * 1000:4.0f} ms "
               f"{host:10.1f} ms {machine:13.1f} ms {client:16.1f} ms")
     warm = statistics.median(r["rps"] for r in results["warm"])
     cold = statistics.median(r["rps"] for r in results["cold"])
