@@ -33,7 +33,9 @@ the CPU a bare Python start cost: this VM's speed drifts by a fifth or more with
 (other machines share its cores, and no steal time shows it), sometimes in the kernel's work
 (fork, page faults) while the loop does not move, so compare figures only between runs whose
 probes agree (the cold row's machine CPU per request is a third sign), and prefer ratios
-measured in one invocation.
+measured in one invocation. To compare two checkouts (one's ``src`` on ``PYTHONPATH``), compile
+each one's bytecode first (``python -m compileall -q src``): workers run with ``-B``, so with a
+stale or missing cache every cold worker compiles its imports again.
 
 Goal (issue 31): with 32 slots and a 200 ms model, throughput within 10% of the limit (160
 requests a second) and host CPU under 10 ms a request, on a 2-core machine. Nothing here runs in
