@@ -117,9 +117,9 @@ class SubcallBridge(ThreeMethodFace):
     async def call(self, op: str, request: HostOpRequest) -> object:
         """The :class:`~fastrlm.sandbox.HostBridge` method: answer one checked host call (from
         the tree's record when it replays one: every op, whatever the table holds)."""
-        if self.over:  # answered by the handlers with an error, and never recorded
-            return await self._ops().call(op, request)
         ops = self._ops()
+        if self.over:  # answered by the handlers with an error, and never recorded
+            return await ops.call(op, request)
         return await self.tree.recorder.host(self.scope, op, request,
                                              lambda: ops.call(op, request))
 
